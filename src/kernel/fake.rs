@@ -1,0 +1,72 @@
+//! A recording stand-in for the kernel, for unit tests of plans and
+//! commands: it logs each operation and can be told to fail one.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use super::{HostPrefix, InsideConfig, Kernel, VethPair};
+use crate::error::{Error, Result};
+use crate::model::Ipv4Net;
+
+#[derive(Default)]
+pub struct FakeKernel {
+    pub log: Vec<String>,
+    /// Fail the operation whose log line starts with this.
+    pub fail_on: Option<String>,
+    pub sysctl_value: String,
+    pub prefixes: Vec<HostPrefix>,
+}
+
+impl FakeKernel {
+    fn op(&mut self, line: String) -> Result<()> {
+        let fail = self.fail_on.as_ref().is_some_and(|f| line.starts_with(f.as_str()));
+        self.log.push(line);
+        if fail {
+            return Err(Error::kernel("fake", std::io::Error::from_raw_os_error(17)));
+        }
+        Ok(())
+    }
+}
+
+impl Kernel for FakeKernel {
+    fn create_bridge(&mut self, name: &str, mtu: u32) -> Result<()> {
+        self.op(format!("create_bridge {name} {mtu}"))
+    }
+    fn add_address(&mut self, ifname: &str, ip: Ipv4Addr, subnet: Ipv4Net) -> Result<()> {
+        self.op(format!("add_address {ifname} {ip}/{}", subnet.prefix_len()))
+    }
+    fn delete_link(&mut self, name: &str) -> Result<bool> {
+        self.op(format!("delete_link {name}")).map(|_| true)
+    }
+    fn delete_link_group(&mut self, group: u32) -> Result<()> {
+        self.op(format!("delete_link_group {group}"))
+    }
+    fn link_exists(&mut self, name: &str) -> Result<bool> {
+        self.op(format!("link_exists {name}")).map(|_| false)
+    }
+    fn create_veth(&mut self, pair: &VethPair) -> Result<()> {
+        self.op(format!("create_veth {} {}", pair.host_ifname, pair.ifname))
+    }
+    fn configure_inside(&mut self, netns: &Path, config: &InsideConfig) -> Result<()> {
+        self.op(format!("configure_inside {} {} {:?}", netns.display(), config.ip, config.default_via))
+    }
+    fn loopback_up(&mut self, netns: &Path) -> Result<()> {
+        self.op(format!("loopback_up {}", netns.display()))
+    }
+    fn read_sysctl(&mut self, key: &str) -> Result<String> {
+        self.op(format!("read_sysctl {key}"))?;
+        Ok(self.sysctl_value.clone())
+    }
+    fn write_sysctl(&mut self, key: &str, value: &str) -> Result<()> {
+        self.op(format!("write_sysctl {key}={value}"))
+    }
+    fn host_prefixes(&mut self) -> Result<Vec<HostPrefix>> {
+        Ok(self.prefixes.clone())
+    }
+    fn create_netns(&mut self, name: &str) -> Result<()> {
+        self.op(format!("create_netns {name}"))
+    }
+    fn delete_netns(&mut self, name: &str) -> Result<bool> {
+        self.op(format!("delete_netns {name}")).map(|_| true)
+    }
+}

@@ -1,0 +1,142 @@
+//! Link requests over rtnetlink: bridges, veth pairs whose peer is born in
+//! another namespace, bringing links up, and deleting one link or a whole
+//! link group in one request.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::link::{
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+
+use super::rtnl::Rtnl;
+
+/// What a new veth pair looks like: the host end goes on a bridge, the peer
+/// is created directly in the container's namespace, both up.
+pub struct VethSpec<'a> {
+    pub host_ifname: &'a str,
+    pub bridge_index: u32,
+    pub link_group: u32,
+    pub peer_ifname: &'a str,
+    pub peer_netns: &'a std::fs::File,
+    pub peer_mac: [u8; 6],
+    pub mtu: u32,
+}
+
+fn up_header() -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.header.flags = LinkFlags::Up;
+    msg.header.change_mask = LinkFlags::Up;
+    msg
+}
+
+/// The index of the link called `name`, or None if there is none.
+pub fn index_of(rtnl: &mut Rtnl, name: &str) -> io::Result<Option<u32>> {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    let mut found = None;
+    match rtnl_get(rtnl, msg) {
+        Ok(links) => {
+            if let Some(link) = links.first() {
+                found = Some(link.header.index);
+            }
+            Ok(found)
+        }
+        Err(e) if e.raw_os_error() == Some(libc_enodev()) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn rtnl_get(rtnl: &mut Rtnl, msg: LinkMessage) -> io::Result<Vec<LinkMessage>> {
+    // A GETLINK by name answers with one message and no DONE, so it is sent
+    // as a plain request whose reply is collected by `request_reply`.
+    rtnl.request_reply(RouteNetlinkMessage::GetLink(msg)).map(|replies| {
+        replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(l),
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+pub(crate) fn libc_enodev() -> i32 {
+    nix::errno::Errno::ENODEV as i32
+}
+
+/// Creates an up bridge.
+pub fn create_bridge(rtnl: &mut Rtnl, name: &str, mtu: u32) -> io::Result<()> {
+    let mut msg = up_header();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    msg.attributes.push(LinkAttribute::Mtu(mtu));
+    msg.attributes
+        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+    rtnl.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+}
+
+/// Creates a veth pair in one request: host end up, on the bridge, in the
+/// network's link group; peer up, with its MAC, inside the target namespace.
+pub fn create_veth(rtnl: &mut Rtnl, spec: &VethSpec) -> io::Result<()> {
+    let mut peer = up_header();
+    peer.attributes.push(LinkAttribute::IfName(spec.peer_ifname.to_string()));
+    peer.attributes.push(LinkAttribute::Mtu(spec.mtu));
+    peer.attributes.push(LinkAttribute::Address(spec.peer_mac.to_vec()));
+    peer.attributes.push(LinkAttribute::NetNsFd(spec.peer_netns.as_raw_fd()));
+
+    let mut msg = up_header();
+    msg.attributes.push(LinkAttribute::IfName(spec.host_ifname.to_string()));
+    msg.attributes.push(LinkAttribute::Mtu(spec.mtu));
+    msg.attributes.push(LinkAttribute::Group(spec.link_group));
+    msg.attributes.push(LinkAttribute::Controller(spec.bridge_index));
+    msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Veth),
+        LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+    ]));
+    rtnl.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+}
+
+/// Sets a bridge port's hairpin mode, so a container can reach itself
+/// through an address the host translates back to it.
+pub fn set_hairpin(rtnl: &mut Rtnl, index: u32, on: bool) -> io::Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::PortKind(InfoPortKind::Bridge),
+        LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(on)])),
+    ]));
+    rtnl.request(RouteNetlinkMessage::SetLink(msg), 0)
+}
+
+/// Brings the link with `index` up.
+pub fn set_up(rtnl: &mut Rtnl, index: u32) -> io::Result<()> {
+    let mut msg = up_header();
+    msg.header.index = index;
+    rtnl.request(RouteNetlinkMessage::SetLink(msg), 0)
+}
+
+/// Deletes the link called `name`; Ok(false) if there was none.
+pub fn delete(rtnl: &mut Rtnl, name: &str) -> io::Result<bool> {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    match rtnl.request(RouteNetlinkMessage::DelLink(msg), 0) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc_enodev()) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes every link in `group` with one request: the kernel then waits
+/// for one RCU grace period for all of them instead of one each.
+pub fn delete_group(rtnl: &mut Rtnl, group: u32) -> io::Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::Group(group));
+    match rtnl.request(RouteNetlinkMessage::DelLink(msg), 0) {
+        // An empty group is not an error for berth.
+        Err(e) if e.raw_os_error() == Some(libc_enodev()) => Ok(()),
+        other => other,
+    }
+}

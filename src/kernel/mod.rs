@@ -1,0 +1,184 @@
+//! The only code that talks to the kernel: rtnetlink for links, addresses
+//! and routes; namespace syscalls; sysctls. Everything above it goes through
+//! the [`Kernel`] trait, so plans can be tested without root.
+
+pub mod addr;
+pub mod link;
+pub mod netns;
+pub mod rtnl;
+pub mod sysctl;
+
+#[cfg(test)]
+pub mod fake;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+pub use addr::HostPrefix;
+
+use crate::error::{Error, Result};
+use crate::model::{Ipv4Net, Mac};
+use rtnl::Rtnl;
+
+/// A veth pair to create: the host end on a bridge, the peer born inside the
+/// namespace at `netns`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VethPair {
+    pub host_ifname: String,
+    pub bridge: String,
+    pub link_group: u32,
+    pub netns: PathBuf,
+    pub ifname: String,
+    pub mac: Mac,
+    pub mtu: u32,
+}
+
+/// What to set up inside a container's namespace once its interface exists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InsideConfig {
+    pub ifname: String,
+    pub ip: Ipv4Addr,
+    pub subnet: Ipv4Net,
+    /// Set when this connection provides the namespace's default route.
+    pub default_via: Option<Ipv4Addr>,
+}
+
+/// The kernel operations berth's plans are made of.
+pub trait Kernel {
+    fn create_bridge(&mut self, name: &str, mtu: u32) -> Result<()>;
+    fn add_address(&mut self, ifname: &str, ip: Ipv4Addr, subnet: Ipv4Net) -> Result<()>;
+    /// Ok(false) if there was no such link.
+    fn delete_link(&mut self, name: &str) -> Result<bool>;
+    fn delete_link_group(&mut self, group: u32) -> Result<()>;
+    fn link_exists(&mut self, name: &str) -> Result<bool>;
+    fn create_veth(&mut self, pair: &VethPair) -> Result<()>;
+    fn configure_inside(&mut self, netns: &Path, config: &InsideConfig) -> Result<()>;
+    /// Brings `lo` up in a namespace (a fresh one has it down).
+    fn loopback_up(&mut self, netns: &Path) -> Result<()>;
+    fn read_sysctl(&mut self, key: &str) -> Result<String>;
+    fn write_sysctl(&mut self, key: &str, value: &str) -> Result<()>;
+    fn host_prefixes(&mut self) -> Result<Vec<HostPrefix>>;
+    fn create_netns(&mut self, name: &str) -> Result<()>;
+    /// Ok(false) if there was no such namespace.
+    fn delete_netns(&mut self, name: &str) -> Result<bool>;
+}
+
+/// The real kernel, through one rtnetlink socket in berth's own namespace
+/// and short-lived sockets inside container namespaces.
+#[derive(Default)]
+pub struct LiveKernel {
+    rtnl: Option<Rtnl>,
+}
+
+impl LiveKernel {
+    pub fn new() -> LiveKernel {
+        LiveKernel::default()
+    }
+
+    fn rtnl(&mut self) -> Result<&mut Rtnl> {
+        if self.rtnl.is_none() {
+            self.rtnl = Some(Rtnl::open().map_err(|e| Error::kernel("opening rtnetlink socket", e))?);
+        }
+        Ok(self.rtnl.as_mut().expect("just opened"))
+    }
+
+    fn index(&mut self, name: &str) -> Result<u32> {
+        link::index_of(self.rtnl()?, name)
+            .map_err(|e| Error::kernel(format!("looking up link {name}"), e))?
+            .ok_or_else(|| Error::kernel(format!("looking up link {name}"), nix::errno::Errno::ENODEV.into()))
+    }
+}
+
+fn enodev() -> std::io::Error {
+    nix::errno::Errno::ENODEV.into()
+}
+
+impl Kernel for LiveKernel {
+    fn create_bridge(&mut self, name: &str, mtu: u32) -> Result<()> {
+        link::create_bridge(self.rtnl()?, name, mtu).map_err(|e| Error::kernel(format!("creating bridge {name}"), e))
+    }
+
+    fn add_address(&mut self, ifname: &str, ip: Ipv4Addr, subnet: Ipv4Net) -> Result<()> {
+        let index = self.index(ifname)?;
+        addr::add_address(self.rtnl()?, index, ip, subnet)
+            .map_err(|e| Error::kernel(format!("adding {ip}/{} to {ifname}", subnet.prefix_len()), e))
+    }
+
+    fn delete_link(&mut self, name: &str) -> Result<bool> {
+        link::delete(self.rtnl()?, name).map_err(|e| Error::kernel(format!("deleting link {name}"), e))
+    }
+
+    fn delete_link_group(&mut self, group: u32) -> Result<()> {
+        link::delete_group(self.rtnl()?, group).map_err(|e| Error::kernel(format!("deleting link group {group}"), e))
+    }
+
+    fn link_exists(&mut self, name: &str) -> Result<bool> {
+        link::index_of(self.rtnl()?, name)
+            .map(|i| i.is_some())
+            .map_err(|e| Error::kernel(format!("looking up link {name}"), e))
+    }
+
+    fn create_veth(&mut self, pair: &VethPair) -> Result<()> {
+        let what = format!("creating veth {} (peer {} in {})", pair.host_ifname, pair.ifname, pair.netns.display());
+        let bridge_index = self.index(&pair.bridge)?;
+        let ns = std::fs::File::open(&pair.netns).map_err(|e| Error::kernel(&what, e))?;
+        let spec = link::VethSpec {
+            host_ifname: &pair.host_ifname,
+            bridge_index,
+            link_group: pair.link_group,
+            peer_ifname: &pair.ifname,
+            peer_netns: &ns,
+            peer_mac: pair.mac.0,
+            mtu: pair.mtu,
+        };
+        link::create_veth(self.rtnl()?, &spec).map_err(|e| Error::kernel(what, e))
+    }
+
+    fn configure_inside(&mut self, netns: &Path, config: &InsideConfig) -> Result<()> {
+        let what = format!("configuring {} in {}", config.ifname, netns.display());
+        let ns = std::fs::File::open(netns).map_err(|e| Error::kernel(&what, e))?;
+        let inside = netns::run_in(&ns, || -> std::io::Result<()> {
+            let mut rtnl = Rtnl::open()?;
+            let lo = link::index_of(&mut rtnl, "lo")?.ok_or_else(enodev)?;
+            link::set_up(&mut rtnl, lo)?;
+            let index = link::index_of(&mut rtnl, &config.ifname)?.ok_or_else(enodev)?;
+            addr::add_address(&mut rtnl, index, config.ip, config.subnet)?;
+            if let Some(gateway) = config.default_via {
+                addr::add_default_route(&mut rtnl, gateway)?;
+            }
+            Ok(())
+        });
+        inside.and_then(|r| r).map_err(|e| Error::kernel(what, e))
+    }
+
+    fn loopback_up(&mut self, netns: &Path) -> Result<()> {
+        let what = format!("bringing lo up in {}", netns.display());
+        let ns = std::fs::File::open(netns).map_err(|e| Error::kernel(&what, e))?;
+        let inside = netns::run_in(&ns, || -> std::io::Result<()> {
+            let mut rtnl = Rtnl::open()?;
+            let lo = link::index_of(&mut rtnl, "lo")?.ok_or_else(enodev)?;
+            link::set_up(&mut rtnl, lo)
+        });
+        inside.and_then(|r| r).map_err(|e| Error::kernel(what, e))
+    }
+
+    fn read_sysctl(&mut self, key: &str) -> Result<String> {
+        sysctl::read(key).map_err(|e| Error::kernel(format!("reading sysctl {key}"), e))
+    }
+
+    fn write_sysctl(&mut self, key: &str, value: &str) -> Result<()> {
+        sysctl::write(key, value).map_err(|e| Error::kernel(format!("setting sysctl {key}={value}"), e))
+    }
+
+    fn host_prefixes(&mut self) -> Result<Vec<HostPrefix>> {
+        addr::host_prefixes(self.rtnl()?).map_err(|e| Error::kernel("reading host routes and addresses", e))
+    }
+
+    fn create_netns(&mut self, name: &str) -> Result<()> {
+        netns::create_named(name)
+    }
+
+    fn delete_netns(&mut self, name: &str) -> Result<bool> {
+        netns::delete_named(name)
+    }
+}

@@ -1,0 +1,15 @@
+//! berth: single-host container networking for Linux. Networks (a bridge,
+//! a subnet, a gateway) that network namespaces connect to, done over
+//! netlink in-process, planned before applied, and shown as the equivalent
+//! `ip`/`sysctl` commands on request.
+//!
+//! Layers, top uses bottom: `cli` → `commands` → `plan` → `model`, with
+//! `kernel` (the only code that talks to the kernel) and `store` (SQLite
+//! state) below. See ARCHITECTURE.md.
+
+pub mod error;
+pub mod kernel;
+pub mod model;
+pub mod plan;
+
+pub use error::{Error, Result};

@@ -1,0 +1,104 @@
+//! Pure types and validation: networks, endpoints, subnets, names, MACs and
+//! address allocation. Nothing here touches the kernel or the database.
+
+pub mod ipam;
+pub mod mac;
+pub mod names;
+pub mod subnet;
+
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+pub use mac::Mac;
+pub use subnet::Ipv4Net;
+
+/// Default MTU of a network's bridge and veths.
+pub const DEFAULT_MTU: u32 = 1500;
+
+/// A bridge network: a subnet, its gateway on a bridge, and the endpoints
+/// connected to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Network {
+    pub id: i64,
+    pub name: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub bridge: String,
+    pub mtu: u32,
+    /// Link group of the network's host-side veths, so that all of them can
+    /// be deleted in one kernel request.
+    pub link_group: u32,
+}
+
+/// One namespace's attachment to one network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub id: i64,
+    pub network: String,
+    pub name: String,
+    /// The namespace as the user named it (netns name, path, or pid:PID).
+    pub netns: String,
+    /// Inode of the namespace, to recognise it under another name.
+    pub netns_inode: u64,
+    pub ip: Ipv4Addr,
+    pub mac: Mac,
+    pub ifname: String,
+    pub host_ifname: String,
+    /// Whether this endpoint gave its namespace the default route.
+    pub default_route: bool,
+}
+
+/// The JSON shape of a network in `network ls/inspect --json`.
+#[derive(Serialize)]
+pub struct NetworkView {
+    pub name: String,
+    pub subnet: String,
+    pub gateway: String,
+    pub bridge: String,
+    pub mtu: u32,
+    pub endpoint_count: usize,
+}
+
+/// The JSON shape of an endpoint in `connect/ps --json`.
+#[derive(Serialize)]
+pub struct EndpointView {
+    pub name: String,
+    pub network: String,
+    pub netns: String,
+    pub ip: String,
+    pub prefix_len: u8,
+    pub mac: String,
+    pub ifname: String,
+    pub host_ifname: String,
+    pub gateway: String,
+}
+
+impl Network {
+    pub fn view(&self, endpoint_count: usize) -> NetworkView {
+        NetworkView {
+            name: self.name.clone(),
+            subnet: self.subnet.to_string(),
+            gateway: self.gateway.to_string(),
+            bridge: self.bridge.clone(),
+            mtu: self.mtu,
+            endpoint_count,
+        }
+    }
+}
+
+impl Endpoint {
+    pub fn view(&self, network: &Network) -> EndpointView {
+        EndpointView {
+            name: self.name.clone(),
+            network: self.network.clone(),
+            netns: self.netns.clone(),
+            ip: self.ip.to_string(),
+            prefix_len: network.subnet.prefix_len(),
+            mac: self.mac.to_string(),
+            ifname: self.ifname.clone(),
+            host_ifname: self.host_ifname.clone(),
+            gateway: network.gateway.to_string(),
+        }
+    }
+}

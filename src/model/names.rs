@@ -1,0 +1,108 @@
+//! Names: what a network, endpoint or interface may be called, and the
+//! deterministic device names berth derives, so that a device can be found
+//! again from the state alone (for example after a crash).
+
+use crate::error::Error;
+
+/// Linux limits interface names to IFNAMSIZ - 1 bytes.
+pub const IFNAME_MAX: usize = 15;
+/// Longest network or endpoint name berth accepts.
+pub const NAME_MAX: usize = 64;
+
+/// Checks a network or endpoint name: it becomes part of file names and
+/// messages, so it is kept to a conservative alphabet.
+pub fn check_name(what: &str, name: &str) -> Result<(), Error> {
+    let ok_first = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+    let ok_rest = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !ok_first || !ok_rest || name.len() > NAME_MAX {
+        return Err(Error::invalid(format!(
+            "invalid {what} name {name:?}: use 1-{NAME_MAX} letters, digits, '-', '_' or '.', starting with a letter or digit"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks an interface name the way the kernel's `dev_valid_name` does.
+pub fn check_ifname(what: &str, name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.len() > IFNAME_MAX {
+        return Err(Error::invalid(format!(
+            "invalid {what} {name:?}: an interface name has 1-{IFNAME_MAX} bytes"
+        )));
+    }
+    if name == "." || name == ".." || name.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || !b.is_ascii_graphic()) {
+        return Err(Error::invalid(format!(
+            "invalid {what} {name:?}: no '/', ':', spaces or control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// The bridge name a network gets when none is given: `berth-NAME` while it
+/// fits, otherwise a stable hash of the name.
+pub fn default_bridge_name(network: &str) -> String {
+    let readable = format!("berth-{network}");
+    if readable.len() <= IFNAME_MAX && check_ifname("bridge", &readable).is_ok() {
+        readable
+    } else {
+        format!("br-b{:011x}", fnv1a(network.as_bytes()) & 0xfff_ffff_ffff)
+    }
+}
+
+/// The host-side veth name of an endpoint: a stable function of network and
+/// endpoint name, so a crashed connect can be cleaned up from the state.
+pub fn host_veth_name(network: &str, endpoint: &str) -> String {
+    let mut key = network.as_bytes().to_vec();
+    key.push(b'/');
+    key.extend_from_slice(endpoint.as_bytes());
+    format!("vb{:012x}", fnv1a(&key) & 0xffff_ffff_ffff)
+}
+
+/// FNV-1a, 64 bit: tiny, stable across releases and platforms, and good
+/// enough to spread names; collisions are caught by the state's uniqueness.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(check_name("network", "web").is_ok());
+        assert!(check_name("network", "a.b_c-1").is_ok());
+        for bad in ["", "-x", "a b", "a/b", &"x".repeat(65)] {
+            assert!(check_name("network", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ifnames() {
+        assert!(check_ifname("ifname", "eth0").is_ok());
+        assert!(check_ifname("ifname", "abcdefghijklmno").is_ok());
+        for bad in ["", "abcdefghijklmnop", "a/b", "a b", ".", "..", "a:1"] {
+            assert!(check_ifname("ifname", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn derived_names_fit_and_are_stable() {
+        assert_eq!(default_bridge_name("web"), "berth-web");
+        let long = default_bridge_name("a-very-long-network-name");
+        assert!(long.len() <= IFNAME_MAX && long.starts_with("br-b"), "{long}");
+        assert_eq!(long, default_bridge_name("a-very-long-network-name"));
+        let v = host_veth_name("web", "c1");
+        assert_eq!(v.len(), 14);
+        assert_eq!(v, host_veth_name("web", "c1"));
+        assert_ne!(v, host_veth_name("web", "c2"));
+        assert_ne!(v, host_veth_name("we", "bc1"));
+        assert!(check_ifname("veth", &v).is_ok());
+    }
+}

@@ -1,0 +1,228 @@
+//! Plans: the ordered kernel steps a command needs, computed and validated
+//! before anything is touched. A plan applies step by step; if a step fails,
+//! what the earlier steps did is undone in reverse and the error names the
+//! step. Every step also renders itself as the equivalent shell command,
+//! which is what `--dry-run` prints.
+
+#[cfg(test)]
+mod tests;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::kernel::{netns, InsideConfig, Kernel, VethPair};
+use crate::model::Ipv4Net;
+
+/// One kernel change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    CreateBridge { name: String, mtu: u32 },
+    AddAddress { ifname: String, ip: Ipv4Addr, subnet: Ipv4Net },
+    SetSysctl { key: String, value: String },
+    CreateNetns { name: String },
+    LoopbackUp { netns: PathBuf },
+    CreateVeth(VethPair),
+    ConfigureInside { netns: PathBuf, config: InsideConfig },
+    DeleteLink { name: String },
+    DeleteLinkGroup { group: u32, what: String },
+    DeleteNetns { name: String },
+}
+
+/// How to take back a step that was applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Undo {
+    DeleteLink(String),
+    RestoreSysctl(String, String),
+    DeleteNetns(String),
+}
+
+impl Step {
+    /// Applies the step; returns how to undo it, if it can and needs to be.
+    fn apply(&self, kernel: &mut dyn Kernel) -> Result<Option<Undo>> {
+        Ok(match self {
+            Step::CreateBridge { name, mtu } => {
+                kernel.create_bridge(name, *mtu)?;
+                Some(Undo::DeleteLink(name.clone()))
+            }
+            Step::AddAddress { ifname, ip, subnet } => {
+                kernel.add_address(ifname, *ip, *subnet)?;
+                None
+            }
+            Step::SetSysctl { key, value } => {
+                let old = kernel.read_sysctl(key)?;
+                if old == *value {
+                    None
+                } else {
+                    kernel.write_sysctl(key, value)?;
+                    Some(Undo::RestoreSysctl(key.clone(), old))
+                }
+            }
+            Step::CreateNetns { name } => {
+                kernel.create_netns(name)?;
+                Some(Undo::DeleteNetns(name.clone()))
+            }
+            Step::LoopbackUp { netns } => {
+                kernel.loopback_up(netns)?;
+                None
+            }
+            Step::CreateVeth(pair) => {
+                kernel.create_veth(pair)?;
+                Some(Undo::DeleteLink(pair.host_ifname.clone()))
+            }
+            Step::ConfigureInside { netns, config } => {
+                kernel.configure_inside(netns, config)?;
+                None
+            }
+            Step::DeleteLink { name } => {
+                kernel.delete_link(name)?;
+                None
+            }
+            Step::DeleteLinkGroup { group, .. } => {
+                kernel.delete_link_group(*group)?;
+                None
+            }
+            Step::DeleteNetns { name } => {
+                kernel.delete_netns(name)?;
+                None
+            }
+        })
+    }
+
+    /// The equivalent commands, one per line.
+    pub fn render(&self) -> Vec<String> {
+        match self {
+            Step::CreateBridge { name, mtu } => vec![format!("ip link add {name} mtu {mtu} up type bridge")],
+            Step::AddAddress { ifname, ip, subnet } => vec![format!(
+                "ip addr add {ip}/{} brd {} dev {ifname}",
+                subnet.prefix_len(),
+                subnet.broadcast()
+            )],
+            Step::SetSysctl { key, value } => vec![format!("sysctl -w {key}={value}")],
+            Step::CreateNetns { name } => vec![format!("ip netns add {name}")],
+            Step::LoopbackUp { netns } => vec![format!("{} link set lo up", ip_in(netns))],
+            Step::CreateVeth(p) => vec![format!(
+                "ip link add {} mtu {} group {} master {} up type veth peer name {} mtu {} address {} netns {}",
+                p.host_ifname,
+                p.mtu,
+                p.link_group,
+                p.bridge,
+                p.ifname,
+                p.mtu,
+                p.mac,
+                netns_arg(&p.netns)
+            )],
+            Step::ConfigureInside { netns, config } => {
+                let ip = ip_in(netns);
+                let mut lines = vec![
+                    format!("{ip} link set lo up"),
+                    format!("{ip} link set {} up", config.ifname),
+                    format!(
+                        "{ip} addr add {}/{} brd {} dev {}",
+                        config.ip,
+                        config.subnet.prefix_len(),
+                        config.subnet.broadcast(),
+                        config.ifname
+                    ),
+                ];
+                if let Some(gw) = config.default_via {
+                    lines.push(format!("{ip} route add default via {gw}"));
+                }
+                lines
+            }
+            Step::DeleteLink { name } => vec![format!("ip link del {name}")],
+            Step::DeleteLinkGroup { group, what } => vec![format!("ip link del group {group}  # {what}")],
+            Step::DeleteNetns { name } => vec![format!("ip netns del {name}")],
+        }
+    }
+}
+
+/// `ip -n NAME` for named namespaces, `nsenter --net=PATH ip` otherwise.
+fn ip_in(netns: &Path) -> String {
+    match named(netns) {
+        Some(name) => format!("ip -n {name}"),
+        None => format!("nsenter --net={} ip", netns.display()),
+    }
+}
+
+/// What `ip link ... netns X` accepts: a name under /run/netns, or a PID.
+fn netns_arg(netns: &Path) -> String {
+    if let Some(name) = named(netns) {
+        return name.to_string();
+    }
+    let s = netns.display().to_string();
+    match s.strip_prefix("/proc/").and_then(|r| r.strip_suffix("/ns/net")) {
+        Some(pid) => pid.to_string(),
+        None => format!("\"$(nsenter --net={s} sh -c 'echo $$')\""),
+    }
+}
+
+fn named(netns: &Path) -> Option<&str> {
+    let rest = netns.strip_prefix(netns::NETNS_DIR).ok()?;
+    rest.to_str().filter(|s| !s.is_empty() && !s.contains('/'))
+}
+
+impl Undo {
+    fn run(&self, kernel: &mut dyn Kernel) -> Result<()> {
+        match self {
+            Undo::DeleteLink(name) => kernel.delete_link(name).map(|_| ()),
+            Undo::RestoreSysctl(key, old) => kernel.write_sysctl(key, old),
+            Undo::DeleteNetns(name) => kernel.delete_netns(name).map(|_| ()),
+        }
+    }
+}
+
+/// An ordered list of steps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    pub fn new() -> Plan {
+        Plan::default()
+    }
+
+    pub fn push(&mut self, step: Step) {
+        self.steps.push(step);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Every step's commands, in order.
+    pub fn render(&self) -> Vec<String> {
+        self.steps.iter().flat_map(Step::render).collect()
+    }
+
+    /// Applies every step in order. On failure, undoes the applied steps in
+    /// reverse and reports the failing step (and anything that could not be
+    /// undone).
+    pub fn apply(&self, kernel: &mut dyn Kernel) -> Result<()> {
+        let mut undo: Vec<Undo> = Vec::new();
+        for step in &self.steps {
+            match step.apply(kernel) {
+                Ok(u) => undo.extend(u),
+                Err(cause) => {
+                    let failures: Vec<String> = undo
+                        .iter()
+                        .rev()
+                        .filter_map(|u| u.run(kernel).err().map(|e| e.to_string()))
+                        .collect();
+                    let undo = if failures.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (and undoing earlier steps failed: {})", failures.join("; "))
+                    };
+                    return Err(Error::Apply {
+                        step: format!("`{}`", step.render().join(" && ")),
+                        cause: Box::new(cause),
+                        undo,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
