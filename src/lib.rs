@@ -7,9 +7,12 @@
 //! `kernel` (the only code that talks to the kernel) and `store` (SQLite
 //! state) below. See ARCHITECTURE.md.
 
+pub mod cli;
+pub mod commands;
 pub mod error;
 pub mod kernel;
 pub mod model;
 pub mod plan;
+pub mod store;
 
 pub use error::{Error, Result};

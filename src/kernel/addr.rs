@@ -21,9 +21,14 @@ pub fn add_address(rtnl: &mut Rtnl, index: u32, ip: Ipv4Addr, net: Ipv4Net) -> i
     msg.header.prefix_len = net.prefix_len();
     msg.header.index = index;
     msg.attributes.push(AddressAttribute::Local(IpAddr::V4(ip)));
-    msg.attributes.push(AddressAttribute::Address(IpAddr::V4(ip)));
-    msg.attributes.push(AddressAttribute::Broadcast(net.broadcast()));
-    rtnl.request(RouteNetlinkMessage::NewAddress(msg), NLM_F_CREATE | NLM_F_EXCL)
+    msg.attributes
+        .push(AddressAttribute::Address(IpAddr::V4(ip)));
+    msg.attributes
+        .push(AddressAttribute::Broadcast(net.broadcast()));
+    rtnl.request(
+        RouteNetlinkMessage::NewAddress(msg),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )
 }
 
 /// Adds a default route via `gateway` in the main table.
@@ -34,8 +39,12 @@ pub fn add_default_route(rtnl: &mut Rtnl, gateway: Ipv4Addr) -> io::Result<()> {
     msg.header.protocol = RouteProtocol::Boot;
     msg.header.scope = RouteScope::Universe;
     msg.header.kind = RouteType::Unicast;
-    msg.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
-    rtnl.request(RouteNetlinkMessage::NewRoute(msg), NLM_F_CREATE | NLM_F_EXCL)
+    msg.attributes
+        .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+    rtnl.request(
+        RouteNetlinkMessage::NewRoute(msg),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )
 }
 
 /// Where a host prefix comes from, for clash messages.
@@ -62,13 +71,17 @@ pub fn host_prefixes(rtnl: &mut Rtnl) -> io::Result<Vec<HostPrefix>> {
     let mut req = RouteMessage::default();
     req.header.address_family = AddressFamily::Inet;
     for msg in rtnl.dump(RouteNetlinkMessage::GetRoute(req))? {
-        let RouteNetlinkMessage::NewRoute(route) = msg else { continue };
+        let RouteNetlinkMessage::NewRoute(route) = msg else {
+            continue;
+        };
         let table = route.attributes.iter().find_map(|a| match a {
             RouteAttribute::Table(t) => Some(*t),
             _ => None,
         });
         let table = table.unwrap_or(u32::from(route.header.table));
-        if table != u32::from(RouteHeader::RT_TABLE_MAIN) || route.header.destination_prefix_length == 0 {
+        if table != u32::from(RouteHeader::RT_TABLE_MAIN)
+            || route.header.destination_prefix_length == 0
+        {
             continue;
         }
         let dst = route.attributes.iter().find_map(|a| match a {
@@ -91,9 +104,13 @@ pub fn host_prefixes(rtnl: &mut Rtnl) -> io::Result<Vec<HostPrefix>> {
     let mut req = AddressMessage::default();
     req.header.family = AddressFamily::Inet;
     for msg in rtnl.dump(RouteNetlinkMessage::GetAddress(req))? {
-        let RouteNetlinkMessage::NewAddress(addr) = msg else { continue };
+        let RouteNetlinkMessage::NewAddress(addr) = msg else {
+            continue;
+        };
         let ip = addr.attributes.iter().find_map(|a| match a {
-            AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+            AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => {
+                Some(*ip)
+            }
             _ => None,
         });
         let Some(ip) = ip else { continue };
@@ -101,7 +118,11 @@ pub fn host_prefixes(rtnl: &mut Rtnl) -> io::Result<Vec<HostPrefix>> {
             continue;
         }
         let net = Ipv4Net::new_truncating(ip, addr.header.prefix_len);
-        let what = format!("the host address {ip}/{} on {}", addr.header.prefix_len, name_of(addr.header.index));
+        let what = format!(
+            "the host address {ip}/{} on {}",
+            addr.header.prefix_len,
+            name_of(addr.header.index)
+        );
         out.push(HostPrefix { net, what });
     }
     Ok(out)

@@ -19,7 +19,10 @@ pub struct FakeKernel {
 
 impl FakeKernel {
     fn op(&mut self, line: String) -> Result<()> {
-        let fail = self.fail_on.as_ref().is_some_and(|f| line.starts_with(f.as_str()));
+        let fail = self
+            .fail_on
+            .as_ref()
+            .is_some_and(|f| line.starts_with(f.as_str()));
         self.log.push(line);
         if fail {
             return Err(Error::kernel("fake", std::io::Error::from_raw_os_error(17)));
@@ -48,7 +51,12 @@ impl Kernel for FakeKernel {
         self.op(format!("create_veth {} {}", pair.host_ifname, pair.ifname))
     }
     fn configure_inside(&mut self, netns: &Path, config: &InsideConfig) -> Result<()> {
-        self.op(format!("configure_inside {} {} {:?}", netns.display(), config.ip, config.default_via))
+        self.op(format!(
+            "configure_inside {} {} {:?}",
+            netns.display(),
+            config.ip,
+            config.default_via
+        ))
     }
     fn loopback_up(&mut self, netns: &Path) -> Result<()> {
         self.op(format!("loopback_up {}", netns.display()))

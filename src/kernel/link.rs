@@ -53,15 +53,16 @@ pub fn index_of(rtnl: &mut Rtnl, name: &str) -> io::Result<Option<u32>> {
 fn rtnl_get(rtnl: &mut Rtnl, msg: LinkMessage) -> io::Result<Vec<LinkMessage>> {
     // A GETLINK by name answers with one message and no DONE, so it is sent
     // as a plain request whose reply is collected by `request_reply`.
-    rtnl.request_reply(RouteNetlinkMessage::GetLink(msg)).map(|replies| {
-        replies
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(l),
-                _ => None,
-            })
-            .collect()
-    })
+    rtnl.request_reply(RouteNetlinkMessage::GetLink(msg))
+        .map(|replies| {
+            replies
+                .into_iter()
+                .filter_map(|m| match m {
+                    RouteNetlinkMessage::NewLink(l) => Some(l),
+                    _ => None,
+                })
+                .collect()
+        })
 }
 
 pub(crate) fn libc_enodev() -> i32 {
@@ -74,24 +75,33 @@ pub fn create_bridge(rtnl: &mut Rtnl, name: &str, mtu: u32) -> io::Result<()> {
     msg.attributes.push(LinkAttribute::IfName(name.to_string()));
     msg.attributes.push(LinkAttribute::Mtu(mtu));
     msg.attributes
-        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+            InfoKind::Bridge,
+        )]));
     rtnl.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
 }
 
 /// Creates a veth pair in one request: host end up, on the bridge, in the
-/// network's link group; peer up, with its MAC, inside the target namespace.
+/// network's link group; peer, with its MAC, inside the target namespace.
 pub fn create_veth(rtnl: &mut Rtnl, spec: &VethSpec) -> io::Result<()> {
-    let mut peer = up_header();
-    peer.attributes.push(LinkAttribute::IfName(spec.peer_ifname.to_string()));
+    // The peer cannot be created up: veth refuses to open a device whose
+    // other end is not linked yet (ENOTCONN); it is brought up from inside.
+    let mut peer = LinkMessage::default();
+    peer.attributes
+        .push(LinkAttribute::IfName(spec.peer_ifname.to_string()));
     peer.attributes.push(LinkAttribute::Mtu(spec.mtu));
-    peer.attributes.push(LinkAttribute::Address(spec.peer_mac.to_vec()));
-    peer.attributes.push(LinkAttribute::NetNsFd(spec.peer_netns.as_raw_fd()));
+    peer.attributes
+        .push(LinkAttribute::Address(spec.peer_mac.to_vec()));
+    peer.attributes
+        .push(LinkAttribute::NetNsFd(spec.peer_netns.as_raw_fd()));
 
     let mut msg = up_header();
-    msg.attributes.push(LinkAttribute::IfName(spec.host_ifname.to_string()));
+    msg.attributes
+        .push(LinkAttribute::IfName(spec.host_ifname.to_string()));
     msg.attributes.push(LinkAttribute::Mtu(spec.mtu));
     msg.attributes.push(LinkAttribute::Group(spec.link_group));
-    msg.attributes.push(LinkAttribute::Controller(spec.bridge_index));
+    msg.attributes
+        .push(LinkAttribute::Controller(spec.bridge_index));
     msg.attributes.push(LinkAttribute::LinkInfo(vec![
         LinkInfo::Kind(InfoKind::Veth),
         LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
@@ -106,7 +116,9 @@ pub fn set_hairpin(rtnl: &mut Rtnl, index: u32, on: bool) -> io::Result<()> {
     msg.header.index = index;
     msg.attributes.push(LinkAttribute::LinkInfo(vec![
         LinkInfo::PortKind(InfoPortKind::Bridge),
-        LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(on)])),
+        LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+            on,
+        )])),
     ]));
     rtnl.request(RouteNetlinkMessage::SetLink(msg), 0)
 }

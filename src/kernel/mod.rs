@@ -77,7 +77,8 @@ impl LiveKernel {
 
     fn rtnl(&mut self) -> Result<&mut Rtnl> {
         if self.rtnl.is_none() {
-            self.rtnl = Some(Rtnl::open().map_err(|e| Error::kernel("opening rtnetlink socket", e))?);
+            self.rtnl =
+                Some(Rtnl::open().map_err(|e| Error::kernel("opening rtnetlink socket", e))?);
         }
         Ok(self.rtnl.as_mut().expect("just opened"))
     }
@@ -85,7 +86,12 @@ impl LiveKernel {
     fn index(&mut self, name: &str) -> Result<u32> {
         link::index_of(self.rtnl()?, name)
             .map_err(|e| Error::kernel(format!("looking up link {name}"), e))?
-            .ok_or_else(|| Error::kernel(format!("looking up link {name}"), nix::errno::Errno::ENODEV.into()))
+            .ok_or_else(|| {
+                Error::kernel(
+                    format!("looking up link {name}"),
+                    nix::errno::Errno::ENODEV.into(),
+                )
+            })
     }
 }
 
@@ -95,21 +101,28 @@ fn enodev() -> std::io::Error {
 
 impl Kernel for LiveKernel {
     fn create_bridge(&mut self, name: &str, mtu: u32) -> Result<()> {
-        link::create_bridge(self.rtnl()?, name, mtu).map_err(|e| Error::kernel(format!("creating bridge {name}"), e))
+        link::create_bridge(self.rtnl()?, name, mtu)
+            .map_err(|e| Error::kernel(format!("creating bridge {name}"), e))
     }
 
     fn add_address(&mut self, ifname: &str, ip: Ipv4Addr, subnet: Ipv4Net) -> Result<()> {
         let index = self.index(ifname)?;
-        addr::add_address(self.rtnl()?, index, ip, subnet)
-            .map_err(|e| Error::kernel(format!("adding {ip}/{} to {ifname}", subnet.prefix_len()), e))
+        addr::add_address(self.rtnl()?, index, ip, subnet).map_err(|e| {
+            Error::kernel(
+                format!("adding {ip}/{} to {ifname}", subnet.prefix_len()),
+                e,
+            )
+        })
     }
 
     fn delete_link(&mut self, name: &str) -> Result<bool> {
-        link::delete(self.rtnl()?, name).map_err(|e| Error::kernel(format!("deleting link {name}"), e))
+        link::delete(self.rtnl()?, name)
+            .map_err(|e| Error::kernel(format!("deleting link {name}"), e))
     }
 
     fn delete_link_group(&mut self, group: u32) -> Result<()> {
-        link::delete_group(self.rtnl()?, group).map_err(|e| Error::kernel(format!("deleting link group {group}"), e))
+        link::delete_group(self.rtnl()?, group)
+            .map_err(|e| Error::kernel(format!("deleting link group {group}"), e))
     }
 
     fn link_exists(&mut self, name: &str) -> Result<bool> {
@@ -119,7 +132,12 @@ impl Kernel for LiveKernel {
     }
 
     fn create_veth(&mut self, pair: &VethPair) -> Result<()> {
-        let what = format!("creating veth {} (peer {} in {})", pair.host_ifname, pair.ifname, pair.netns.display());
+        let what = format!(
+            "creating veth {} (peer {} in {})",
+            pair.host_ifname,
+            pair.ifname,
+            pair.netns.display()
+        );
         let bridge_index = self.index(&pair.bridge)?;
         let ns = std::fs::File::open(&pair.netns).map_err(|e| Error::kernel(&what, e))?;
         let spec = link::VethSpec {
@@ -142,6 +160,7 @@ impl Kernel for LiveKernel {
             let lo = link::index_of(&mut rtnl, "lo")?.ok_or_else(enodev)?;
             link::set_up(&mut rtnl, lo)?;
             let index = link::index_of(&mut rtnl, &config.ifname)?.ok_or_else(enodev)?;
+            link::set_up(&mut rtnl, index)?;
             addr::add_address(&mut rtnl, index, config.ip, config.subnet)?;
             if let Some(gateway) = config.default_via {
                 addr::add_default_route(&mut rtnl, gateway)?;
@@ -167,11 +186,13 @@ impl Kernel for LiveKernel {
     }
 
     fn write_sysctl(&mut self, key: &str, value: &str) -> Result<()> {
-        sysctl::write(key, value).map_err(|e| Error::kernel(format!("setting sysctl {key}={value}"), e))
+        sysctl::write(key, value)
+            .map_err(|e| Error::kernel(format!("setting sysctl {key}={value}"), e))
     }
 
     fn host_prefixes(&mut self) -> Result<Vec<HostPrefix>> {
-        addr::host_prefixes(self.rtnl()?).map_err(|e| Error::kernel("reading host routes and addresses", e))
+        addr::host_prefixes(self.rtnl()?)
+            .map_err(|e| Error::kernel("reading host routes and addresses", e))
     }
 
     fn create_netns(&mut self, name: &str) -> Result<()> {

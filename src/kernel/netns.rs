@@ -42,7 +42,10 @@ impl Target {
         };
         let (key, path) = if let Some(pid) = text.strip_prefix("pid:") {
             let pid: u32 = pid.parse().map_err(|_| bad())?;
-            (format!("pid:{pid}"), PathBuf::from(format!("/proc/{pid}/ns/net")))
+            (
+                format!("pid:{pid}"),
+                PathBuf::from(format!("/proc/{pid}/ns/net")),
+            )
         } else if text.contains('/') {
             let path = std::path::absolute(text).map_err(|_| bad())?;
             (path.display().to_string(), path)
@@ -67,7 +70,8 @@ impl Target {
     }
 
     pub fn open(&self) -> Result<File, Error> {
-        File::open(&self.path).map_err(|e| Error::kernel(format!("opening namespace {}", self.path.display()), e))
+        File::open(&self.path)
+            .map_err(|e| Error::kernel(format!("opening namespace {}", self.path.display()), e))
     }
 }
 
@@ -93,11 +97,25 @@ pub fn named_path(name: &str) -> PathBuf {
 /// mounted there show in every mount namespace that shares it.
 fn prepare_netns_dir() -> io::Result<()> {
     std::fs::create_dir_all(NETNS_DIR)?;
-    let shared = || mount(None::<&str>, NETNS_DIR, None::<&str>, MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
+    let shared = || {
+        mount(
+            None::<&str>,
+            NETNS_DIR,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
     match shared() {
         Ok(()) => Ok(()),
         Err(nix::errno::Errno::EINVAL) => {
-            mount(Some(NETNS_DIR), NETNS_DIR, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)?;
+            mount(
+                Some(NETNS_DIR),
+                NETNS_DIR,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )?;
             shared().map_err(io::Error::from)
         }
         Err(e) => Err(e.into()),
@@ -117,7 +135,13 @@ pub fn create_named(name: &str) -> Result<(), Error> {
     let target = path.clone();
     let pinned = std::thread::spawn(move || -> io::Result<()> {
         unshare(CloneFlags::CLONE_NEWNET)?;
-        mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )?;
         Ok(())
     })
     .join()
@@ -162,4 +186,36 @@ pub fn run_in<R: Send>(ns: &File, f: impl FnOnce() -> R + Send) -> io::Result<R>
 /// command there (`berth exec`, the child of `berth run`).
 pub fn enter(ns: &File) -> io::Result<()> {
     setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
+}
+
+/// Moves the whole (still single-threaded) process into fresh network and
+/// mount namespaces with a private, empty /run, and brings `lo` up: a
+/// throwaway host for `berth demo` and `berth bench`, so they never touch
+/// the real host's network.
+pub fn isolate_self() -> Result<(), Error> {
+    let what = "creating a private sandbox (needs root)";
+    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)
+        .map_err(|e| Error::kernel(what, e.into()))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| Error::kernel(what, e.into()))?;
+    mount(
+        Some("tmpfs"),
+        "/run",
+        Some("tmpfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| Error::kernel(what, e.into()))?;
+    let mut rtnl = super::rtnl::Rtnl::open().map_err(|e| Error::kernel(what, e))?;
+    let lo = super::link::index_of(&mut rtnl, "lo").map_err(|e| Error::kernel(what, e))?;
+    if let Some(lo) = lo {
+        super::link::set_up(&mut rtnl, lo).map_err(|e| Error::kernel(what, e))?;
+    }
+    Ok(())
 }

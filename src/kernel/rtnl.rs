@@ -54,7 +54,10 @@ impl Rtnl {
 
     /// Sends one request and collects the messages the kernel answers with
     /// before its acknowledgement (a GET by name answers with one).
-    pub fn request_reply(&mut self, msg: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+    pub fn request_reply(
+        &mut self,
+        msg: RouteNetlinkMessage,
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
         let seq = self.send(msg, NLM_F_REQUEST | NLM_F_ACK)?;
         let mut out = Vec::new();
         let mut done = false;

@@ -70,10 +70,19 @@ mod tests {
     #[test]
     fn picks_first_free_pool_subnet() {
         assert_eq!(pick_subnet(&[]), Some(net("10.89.0.0/24")));
-        assert_eq!(pick_subnet(&[net("10.89.0.0/24")]), Some(net("10.89.1.0/24")));
-        assert_eq!(pick_subnet(&[net("10.89.0.0/16")]), Some(net("10.90.0.0/24")));
+        assert_eq!(
+            pick_subnet(&[net("10.89.0.0/24")]),
+            Some(net("10.89.1.0/24"))
+        );
+        assert_eq!(
+            pick_subnet(&[net("10.89.0.0/16")]),
+            Some(net("10.90.0.0/24"))
+        );
         assert_eq!(pick_subnet(&[net("10.0.0.0/8")]), None);
-        assert_eq!(pick_subnet(&[net("10.89.0.128/25")]), Some(net("10.89.1.0/24")));
+        assert_eq!(
+            pick_subnet(&[net("10.89.0.128/25")]),
+            Some(net("10.89.1.0/24"))
+        );
     }
 
     #[test]
@@ -91,7 +100,10 @@ mod tests {
         assert_eq!(got, vec![2, 3, 4, 5, 6]);
         // Free .3; the next lease wraps around to it, since nothing else is free.
         taken.remove(&Ipv4Addr::new(10, 90, 0, 3));
-        assert_eq!(next_address(n, gw, last, |ip| taken.contains(&ip)), Some(Ipv4Addr::new(10, 90, 0, 3)));
+        assert_eq!(
+            next_address(n, gw, last, |ip| taken.contains(&ip)),
+            Some(Ipv4Addr::new(10, 90, 0, 3))
+        );
     }
 
     #[test]
@@ -101,7 +113,8 @@ mod tests {
         let taken: HashSet<_> = [Ipv4Addr::new(10, 90, 0, 3)].into();
         // .2 was freed after .4 was handed out: the next lease is .5.
         assert_eq!(
-            next_address(n, gw, Some(Ipv4Addr::new(10, 90, 0, 4)), |ip| taken.contains(&ip)),
+            next_address(n, gw, Some(Ipv4Addr::new(10, 90, 0, 4)), |ip| taken
+                .contains(&ip)),
             Some(Ipv4Addr::new(10, 90, 0, 5))
         );
     }
@@ -109,7 +122,18 @@ mod tests {
     #[test]
     fn custom_gateway_is_skipped() {
         let n = net("10.90.0.0/30"); // hosts .1, .2
-        assert_eq!(next_address(n, Ipv4Addr::new(10, 90, 0, 2), None, |_| false), Some(Ipv4Addr::new(10, 90, 0, 1)));
-        assert_eq!(next_address(n, Ipv4Addr::new(10, 90, 0, 1), Some(Ipv4Addr::new(10, 90, 0, 2)), |ip| ip.octets()[3] == 2), None);
+        assert_eq!(
+            next_address(n, Ipv4Addr::new(10, 90, 0, 2), None, |_| false),
+            Some(Ipv4Addr::new(10, 90, 0, 1))
+        );
+        assert_eq!(
+            next_address(
+                n,
+                Ipv4Addr::new(10, 90, 0, 1),
+                Some(Ipv4Addr::new(10, 90, 0, 2)),
+                |ip| ip.octets()[3] == 2
+            ),
+            None
+        );
     }
 }

@@ -37,7 +37,11 @@ impl FromStr for Mac {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || Error::invalid(format!("invalid MAC {text:?}: expected six hex bytes like 02:42:0a:5a:00:02"));
+        let bad = || {
+            Error::invalid(format!(
+                "invalid MAC {text:?}: expected six hex bytes like 02:42:0a:5a:00:02"
+            ))
+        };
         let mut bytes = [0u8; 6];
         let mut parts = text.split(':');
         for b in bytes.iter_mut() {
@@ -57,7 +61,11 @@ impl FromStr for Mac {
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
     }
 }
 
@@ -67,11 +75,23 @@ mod tests {
 
     #[test]
     fn parse_and_check() {
-        assert_eq!(Mac::parse_unicast("02:42:0A:5a:00:02").unwrap().to_string(), "02:42:0a:5a:00:02");
-        for bad in ["zz:00:00:00:00:00", "02:42:0a:5a:00", "02:42:0a:5a:00:02:03", "0242.0a5a.0002", "2:42:a:5a:0:2"] {
+        assert_eq!(
+            Mac::parse_unicast("02:42:0A:5a:00:02").unwrap().to_string(),
+            "02:42:0a:5a:00:02"
+        );
+        for bad in [
+            "zz:00:00:00:00:00",
+            "02:42:0a:5a:00",
+            "02:42:0a:5a:00:02:03",
+            "0242.0a5a.0002",
+            "2:42:a:5a:0:2",
+        ] {
             assert!(Mac::parse_unicast(bad).is_err(), "{bad}");
         }
-        assert!(Mac::parse_unicast("01:00:5e:00:00:01").unwrap_err().to_string().contains("multicast"));
+        assert!(Mac::parse_unicast("01:00:5e:00:00:01")
+            .unwrap_err()
+            .to_string()
+            .contains("multicast"));
         assert!(Mac::parse_unicast("00:00:00:00:00:00").is_err());
     }
 

@@ -12,7 +12,10 @@ pub const NAME_MAX: usize = 64;
 /// Checks a network or endpoint name: it becomes part of file names and
 /// messages, so it is kept to a conservative alphabet.
 pub fn check_name(what: &str, name: &str) -> Result<(), Error> {
-    let ok_first = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+    let ok_first = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric());
     let ok_rest = name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
@@ -31,7 +34,12 @@ pub fn check_ifname(what: &str, name: &str) -> Result<(), Error> {
             "invalid {what} {name:?}: an interface name has 1-{IFNAME_MAX} bytes"
         )));
     }
-    if name == "." || name == ".." || name.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || !b.is_ascii_graphic()) {
+    if name == "."
+        || name == ".."
+        || name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || !b.is_ascii_graphic())
+    {
         return Err(Error::invalid(format!(
             "invalid {what} {name:?}: no '/', ':', spaces or control characters"
         )));
@@ -96,7 +104,10 @@ mod tests {
     fn derived_names_fit_and_are_stable() {
         assert_eq!(default_bridge_name("web"), "berth-web");
         let long = default_bridge_name("a-very-long-network-name");
-        assert!(long.len() <= IFNAME_MAX && long.starts_with("br-b"), "{long}");
+        assert!(
+            long.len() <= IFNAME_MAX && long.starts_with("br-b"),
+            "{long}"
+        );
         assert_eq!(long, default_bridge_name("a-very-long-network-name"));
         let v = host_veth_name("web", "c1");
         assert_eq!(v.len(), 14);

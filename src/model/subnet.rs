@@ -75,7 +75,8 @@ impl Ipv4Net {
     pub fn next(&self) -> Option<Ipv4Net> {
         let size = 1u64 << (32 - self.prefix);
         let next = u64::from(u32::from(self.addr)) + size;
-        (next <= u64::from(u32::MAX)).then(|| Ipv4Net::new_truncating(Ipv4Addr::from(next as u32), self.prefix))
+        (next <= u64::from(u32::MAX))
+            .then(|| Ipv4Net::new_truncating(Ipv4Addr::from(next as u32), self.prefix))
     }
 
     /// Parses a network subnet as the user gives it and checks it can hold a
@@ -103,8 +104,11 @@ impl Ipv4Net {
 
 fn parse_addr_part(text: &str) -> Result<Ipv4Addr, Error> {
     let (addr, _) = text.split_once('/').unwrap_or((text, ""));
-    addr.parse()
-        .map_err(|_| Error::invalid(format!("invalid subnet {text:?}: expected IPv4 CIDR like 10.90.0.0/24")))
+    addr.parse().map_err(|_| {
+        Error::invalid(format!(
+            "invalid subnet {text:?}: expected IPv4 CIDR like 10.90.0.0/24"
+        ))
+    })
 }
 
 fn mask(prefix: u8) -> u32 {
@@ -119,7 +123,11 @@ impl FromStr for Ipv4Net {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || Error::invalid(format!("invalid subnet {text:?}: expected IPv4 CIDR like 10.90.0.0/24"));
+        let bad = || {
+            Error::invalid(format!(
+                "invalid subnet {text:?}: expected IPv4 CIDR like 10.90.0.0/24"
+            ))
+        };
         let (addr, prefix) = text.split_once('/').ok_or_else(bad)?;
         let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
         if prefix.is_empty() || prefix.len() > 2 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
@@ -157,7 +165,15 @@ mod tests {
     fn parses_and_normalises() {
         assert_eq!(net("10.1.2.3/16").to_string(), "10.1.0.0/16");
         assert_eq!(net("0.0.0.0/0").to_string(), "0.0.0.0/0");
-        for bad in ["10.0.0.0/33", "banana", "10.0.0.0", "10.0.0/24", "10.0.0.0/", "10.0.0.0/+4", "10.0.0.0/024"] {
+        for bad in [
+            "10.0.0.0/33",
+            "banana",
+            "10.0.0.0",
+            "10.0.0/24",
+            "10.0.0.0/",
+            "10.0.0.0/+4",
+            "10.0.0.0/024",
+        ] {
             assert!(bad.parse::<Ipv4Net>().is_err(), "{bad} parsed");
         }
     }
@@ -166,11 +182,15 @@ mod tests {
     fn network_subnets_are_checked() {
         assert!(Ipv4Net::parse_network("10.90.0.0/24").is_ok());
         assert!(Ipv4Net::parse_network("10.90.0.0/30").is_ok());
-        let e = Ipv4Net::parse_network("10.90.0.0/31").unwrap_err().to_string();
+        let e = Ipv4Net::parse_network("10.90.0.0/31")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("too small") && e.contains("10.90.0.0/31"), "{e}");
         assert!(Ipv4Net::parse_network("10.90.0.0/32").is_err());
         assert!(Ipv4Net::parse_network("10.0.0.0/4").is_err());
-        let e = Ipv4Net::parse_network("10.90.0.5/24").unwrap_err().to_string();
+        let e = Ipv4Net::parse_network("10.90.0.5/24")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("10.90.0.0/24"), "{e}");
     }
 

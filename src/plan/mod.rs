@@ -17,16 +17,40 @@ use crate::model::Ipv4Net;
 /// One kernel change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
-    CreateBridge { name: String, mtu: u32 },
-    AddAddress { ifname: String, ip: Ipv4Addr, subnet: Ipv4Net },
-    SetSysctl { key: String, value: String },
-    CreateNetns { name: String },
-    LoopbackUp { netns: PathBuf },
+    CreateBridge {
+        name: String,
+        mtu: u32,
+    },
+    AddAddress {
+        ifname: String,
+        ip: Ipv4Addr,
+        subnet: Ipv4Net,
+    },
+    SetSysctl {
+        key: String,
+        value: String,
+    },
+    CreateNetns {
+        name: String,
+    },
+    LoopbackUp {
+        netns: PathBuf,
+    },
     CreateVeth(VethPair),
-    ConfigureInside { netns: PathBuf, config: InsideConfig },
-    DeleteLink { name: String },
-    DeleteLinkGroup { group: u32, what: String },
-    DeleteNetns { name: String },
+    ConfigureInside {
+        netns: PathBuf,
+        config: InsideConfig,
+    },
+    DeleteLink {
+        name: String,
+    },
+    DeleteLinkGroup {
+        group: u32,
+        what: String,
+    },
+    DeleteNetns {
+        name: String,
+    },
 }
 
 /// How to take back a step that was applied.
@@ -151,7 +175,10 @@ fn netns_arg(netns: &Path) -> String {
         return name.to_string();
     }
     let s = netns.display().to_string();
-    match s.strip_prefix("/proc/").and_then(|r| r.strip_suffix("/ns/net")) {
+    match s
+        .strip_prefix("/proc/")
+        .and_then(|r| r.strip_suffix("/ns/net"))
+    {
         Some(pid) => pid.to_string(),
         None => format!("\"$(nsenter --net={s} sh -c 'echo $$')\""),
     }
@@ -213,7 +240,10 @@ impl Plan {
                     let undo = if failures.is_empty() {
                         String::new()
                     } else {
-                        format!(" (and undoing earlier steps failed: {})", failures.join("; "))
+                        format!(
+                            " (and undoing earlier steps failed: {})",
+                            failures.join("; ")
+                        )
                     };
                     return Err(Error::Apply {
                         step: format!("`{}`", step.render().join(" && ")),

@@ -5,9 +5,19 @@ use crate::model::Mac;
 fn bridge_plan() -> Plan {
     let subnet: Ipv4Net = "10.90.0.0/24".parse().unwrap();
     let mut plan = Plan::new();
-    plan.push(Step::CreateBridge { name: "berth-web".into(), mtu: 1500 });
-    plan.push(Step::AddAddress { ifname: "berth-web".into(), ip: subnet.first_host(), subnet });
-    plan.push(Step::SetSysctl { key: "net.ipv4.ip_forward".into(), value: "1".into() });
+    plan.push(Step::CreateBridge {
+        name: "berth-web".into(),
+        mtu: 1500,
+    });
+    plan.push(Step::AddAddress {
+        ifname: "berth-web".into(),
+        ip: subnet.first_host(),
+        subnet,
+    });
+    plan.push(Step::SetSysctl {
+        key: "net.ipv4.ip_forward".into(),
+        value: "1".into(),
+    });
     plan
 }
 
@@ -25,23 +35,52 @@ fn renders_equivalent_commands_in_order() {
 
 #[test]
 fn failure_undoes_applied_steps_in_reverse_and_names_the_step() {
-    let mut k = FakeKernel { sysctl_value: "0".into(), fail_on: Some("add_address".into()), ..Default::default() };
+    let mut k = FakeKernel {
+        sysctl_value: "0".into(),
+        fail_on: Some("add_address".into()),
+        ..Default::default()
+    };
     let err = bridge_plan().apply(&mut k).unwrap_err().to_string();
     assert!(err.contains("ip addr add 10.90.0.1/24"), "{err}");
-    assert_eq!(k.log, vec!["create_bridge berth-web 1500", "add_address berth-web 10.90.0.1/24", "delete_link berth-web"]);
+    assert_eq!(
+        k.log,
+        vec![
+            "create_bridge berth-web 1500",
+            "add_address berth-web 10.90.0.1/24",
+            "delete_link berth-web"
+        ]
+    );
 }
 
 #[test]
 fn sysctl_is_restored_only_if_it_was_changed() {
     let mut plan = bridge_plan();
     plan.push(Step::CreateNetns { name: "x".into() });
-    let mut k = FakeKernel { sysctl_value: "0".into(), fail_on: Some("create_netns".into()), ..Default::default() };
+    let mut k = FakeKernel {
+        sysctl_value: "0".into(),
+        fail_on: Some("create_netns".into()),
+        ..Default::default()
+    };
     plan.apply(&mut k).unwrap_err();
-    assert_eq!(&k.log[k.log.len() - 2..], ["write_sysctl net.ipv4.ip_forward=0", "delete_link berth-web"]);
+    assert_eq!(
+        &k.log[k.log.len() - 2..],
+        [
+            "write_sysctl net.ipv4.ip_forward=0",
+            "delete_link berth-web"
+        ]
+    );
 
-    let mut k = FakeKernel { sysctl_value: "1".into(), fail_on: Some("create_netns".into()), ..Default::default() };
+    let mut k = FakeKernel {
+        sysctl_value: "1".into(),
+        fail_on: Some("create_netns".into()),
+        ..Default::default()
+    };
     plan.apply(&mut k).unwrap_err();
-    assert!(!k.log.iter().any(|l| l.starts_with("write_sysctl")), "{:?}", k.log);
+    assert!(
+        !k.log.iter().any(|l| l.starts_with("write_sysctl")),
+        "{:?}",
+        k.log
+    );
 }
 
 #[test]
@@ -60,7 +99,19 @@ fn veth_and_inside_render_for_named_and_path_namespaces() {
         Step::CreateVeth(pair).render(),
         vec!["ip link add vb0123 mtu 1500 group 7 master berth-web up type veth peer name eth0 mtu 1500 address 02:42:0a:5a:00:02 netns c1"]
     );
-    let config = InsideConfig { ifname: "eth0".into(), ip: Ipv4Addr::new(10, 90, 0, 2), subnet, default_via: Some(subnet.first_host()) };
-    let lines = Step::ConfigureInside { netns: "/proc/42/ns/net".into(), config }.render();
-    assert_eq!(lines.last().unwrap(), "nsenter --net=/proc/42/ns/net ip route add default via 10.90.0.1");
+    let config = InsideConfig {
+        ifname: "eth0".into(),
+        ip: Ipv4Addr::new(10, 90, 0, 2),
+        subnet,
+        default_via: Some(subnet.first_host()),
+    };
+    let lines = Step::ConfigureInside {
+        netns: "/proc/42/ns/net".into(),
+        config,
+    }
+    .render();
+    assert_eq!(
+        lines.last().unwrap(),
+        "nsenter --net=/proc/42/ns/net ip route add default via 10.90.0.1"
+    );
 }

@@ -1,0 +1,397 @@
+//! Command-line surface: parses arguments, calls the command, prints text or
+//! JSON, and maps errors to exit codes (2: bad input or missing privilege,
+//! 1: a failure while doing a valid request).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands::bench::{self, BenchOptions};
+use crate::commands::endpoint::{self, ConnectOptions, Disconnected};
+use crate::commands::network::{self, CreateOptions};
+use crate::commands::run::{self, NetMode, RunOptions};
+use crate::commands::{demo, Context, Outcome};
+use crate::error::{Error, Result};
+use crate::model::{Endpoint, Network};
+use crate::plan::Plan;
+use crate::store;
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "Fast, visible container networking for Linux"
+)]
+struct Cli {
+    /// Where berth keeps its state.
+    #[arg(long, global = true, env = "BERTH_STATE_DIR", default_value = store::DEFAULT_DIR)]
+    state_dir: PathBuf,
+    /// Print the equivalent ip/sysctl commands and change nothing.
+    #[arg(long, global = true)]
+    dry_run: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create, list, inspect and remove networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// Connect a network namespace to a network.
+    Connect(ConnectArgs),
+    /// Disconnect a network namespace from a network.
+    Disconnect { network: String, target: String },
+    /// List endpoints.
+    Ps {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command in a fresh network sandbox.
+    Run(RunArgs),
+    /// Run a command inside an existing network namespace.
+    Exec {
+        target: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Show berth's main job on a built-in example, in a private sandbox.
+    Demo,
+    /// Measure connect/disconnect latency, in a private sandbox.
+    Bench {
+        /// Namespaces to connect.
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// Other networks present during the measurement.
+        #[arg(long, default_value_t = 0)]
+        networks: usize,
+        /// Start one berth process per operation instead of calling in-process.
+        #[arg(long)]
+        cli: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum NetworkCommand {
+    /// Create a network: a bridge with a subnet and gateway.
+    Create(CreateArgs),
+    /// List networks.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one network and its endpoints.
+    Inspect {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a network.
+    Rm {
+        name: String,
+        /// Disconnect its endpoints first.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    name: String,
+    /// IPv4 subnet, e.g. 10.90.0.0/24 (default: the first free /24 of 10.89.0.0-10.127.255.0).
+    #[arg(long)]
+    subnet: Option<String>,
+    /// Gateway address on the bridge (default: the subnet's first host address).
+    #[arg(long)]
+    gateway: Option<String>,
+    /// Bridge interface name (default: berth-NAME).
+    #[arg(long)]
+    bridge: Option<String>,
+    #[arg(long)]
+    mtu: Option<u32>,
+}
+
+#[derive(Args)]
+struct ConnectArgs {
+    network: String,
+    /// A netns name (/run/netns), a path to a namespace file, or pid:PID.
+    target: String,
+    /// Endpoint name (default: the namespace's name).
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    ip: Option<String>,
+    #[arg(long)]
+    mac: Option<String>,
+    /// Interface name inside the namespace (default: eth0, or the next free ethN).
+    #[arg(long)]
+    ifname: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// A network name, `host` or `none` (default: the built-in network `berth`).
+    #[arg(long)]
+    net: Option<String>,
+    /// Name of the sandbox's namespace and endpoint.
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    ip: Option<String>,
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+/// Parses the arguments, runs the command, returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    let mutates = !matches!(
+        cli.command,
+        Command::Ps { .. }
+            | Command::Network(NetworkCommand::Ls { .. } | NetworkCommand::Inspect { .. })
+    );
+    if mutates && !cli.dry_run {
+        require_privileges()?;
+    }
+    let mut ctx = Context::new(cli.state_dir, cli.dry_run);
+    match cli.command {
+        Command::Network(NetworkCommand::Create(a)) => {
+            let opts = CreateOptions {
+                name: a.name,
+                subnet: a.subnet,
+                gateway: a.gateway,
+                bridge: a.bridge,
+                mtu: a.mtu,
+            };
+            if let Some(n) = done(network::create(&mut ctx, &opts)?) {
+                println!(
+                    "created network {}: subnet {}, gateway {}, bridge {}",
+                    n.name, n.subnet, n.gateway, n.bridge
+                );
+            }
+        }
+        Command::Network(NetworkCommand::Ls { json }) => {
+            print_networks(&network::list(&ctx)?, json)?
+        }
+        Command::Network(NetworkCommand::Inspect { name, json }) => {
+            let (n, endpoints) = network::inspect(&ctx, &name)?;
+            print_network(&n, &endpoints, json)?;
+        }
+        Command::Network(NetworkCommand::Rm { name, force }) => {
+            if let Some(endpoints) = done(network::remove(&mut ctx, &name, force)?) {
+                match endpoints.len() {
+                    0 => println!("removed network {name}"),
+                    n => println!("removed network {name} and disconnected {n} endpoint(s)"),
+                }
+            }
+        }
+        Command::Connect(a) => {
+            let opts = ConnectOptions {
+                network: a.network,
+                target: a.target,
+                name: a.name,
+                ip: a.ip,
+                mac: a.mac,
+                ifname: a.ifname,
+            };
+            if let Some((e, n)) = done(endpoint::connect(&mut ctx, &opts)?) {
+                if a.json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&e.view(&n)).map_err(json_error)?
+                    );
+                } else {
+                    println!(
+                        "connected {} to {}: {}/{} mac {} dev {} (host side {}, gateway {})",
+                        e.name,
+                        n.name,
+                        e.ip,
+                        n.subnet.prefix_len(),
+                        e.mac,
+                        e.ifname,
+                        e.host_ifname,
+                        n.gateway
+                    );
+                }
+            }
+        }
+        Command::Disconnect { network, target } => {
+            match done(endpoint::disconnect(&mut ctx, &network, &target)?) {
+                Some(Disconnected::Removed(e)) => {
+                    println!("disconnected {} from {network} (released {})", e.name, e.ip)
+                }
+                Some(Disconnected::NothingToDo) => {
+                    println!("nothing to do: {target} is not connected to {network}")
+                }
+                None => {}
+            }
+        }
+        Command::Ps { json } => print_endpoints(&endpoint::list(&ctx)?, json)?,
+        Command::Run(a) => {
+            if cli.dry_run {
+                return Err(Error::invalid("run does not support --dry-run"));
+            }
+            let opts = RunOptions {
+                net: NetMode::parse(a.net.as_deref()),
+                name: a.name,
+                ip: a.ip,
+                command: a.command,
+            };
+            return run::run(&mut ctx, &opts);
+        }
+        Command::Exec { target, command } => return run::exec(&target, &command),
+        Command::Demo => demo::demo()?,
+        Command::Bench {
+            count,
+            networks,
+            cli,
+        } => bench::bench(&BenchOptions {
+            count,
+            extra_networks: networks,
+            via_cli: cli,
+        })?,
+    }
+    Ok(0)
+}
+
+/// Prints a dry run's plan and returns None, or returns what was done.
+fn done<T>(outcome: Outcome<T>) -> Option<T> {
+    match outcome {
+        Outcome::Planned(plan) => {
+            print_plan(&plan);
+            None
+        }
+        Outcome::Done(value) => Some(value),
+    }
+}
+
+fn print_plan(plan: &Plan) {
+    if plan.is_empty() {
+        println!("# nothing to do");
+    }
+    for line in plan.render() {
+        println!("{line}");
+    }
+}
+
+fn json_error(e: serde_json::Error) -> Error {
+    Error::Other(format!("encoding JSON: {e}"))
+}
+
+fn print_networks(networks: &[(Network, usize)], json: bool) -> Result<()> {
+    if json {
+        let views: Vec<_> = networks.iter().map(|(n, c)| n.view(*c)).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&views).map_err(json_error)?
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<18} {:<15} {:<15} {:>5} {:>9}",
+        "NAME", "SUBNET", "GATEWAY", "BRIDGE", "MTU", "ENDPOINTS"
+    );
+    for (n, count) in networks {
+        println!(
+            "{:<20} {:<18} {:<15} {:<15} {:>5} {:>9}",
+            n.name,
+            n.subnet.to_string(),
+            n.gateway.to_string(),
+            n.bridge,
+            n.mtu,
+            count
+        );
+    }
+    Ok(())
+}
+
+fn print_network(n: &Network, endpoints: &[Endpoint], json: bool) -> Result<()> {
+    if json {
+        let mut value = serde_json::to_value(n.view(endpoints.len())).map_err(json_error)?;
+        let eps: Vec<_> = endpoints.iter().map(|e| e.view(n)).collect();
+        value["endpoints"] = serde_json::to_value(eps).map_err(json_error)?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).map_err(json_error)?
+        );
+        return Ok(());
+    }
+    println!("name:      {}", n.name);
+    println!("subnet:    {}", n.subnet);
+    println!("gateway:   {}", n.gateway);
+    println!("bridge:    {}", n.bridge);
+    println!("mtu:       {}", n.mtu);
+    println!("endpoints: {}", endpoints.len());
+    for e in endpoints {
+        println!(
+            "  {:<20} {:<15} {} {} {}",
+            e.name,
+            e.ip.to_string(),
+            e.mac,
+            e.ifname,
+            e.netns
+        );
+    }
+    Ok(())
+}
+
+fn print_endpoints(endpoints: &[(Endpoint, Network)], json: bool) -> Result<()> {
+    if json {
+        let views: Vec<_> = endpoints.iter().map(|(e, n)| e.view(n)).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&views).map_err(json_error)?
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<15} {:<18} {:<17} {:<8} NETNS",
+        "NAME", "NETWORK", "ADDRESS", "MAC", "IFNAME"
+    );
+    for (e, n) in endpoints {
+        println!(
+            "{:<20} {:<15} {:<18} {:<17} {:<8} {}",
+            e.name,
+            e.network,
+            format!("{}/{}", e.ip, n.subnet.prefix_len()),
+            e.mac.to_string(),
+            e.ifname,
+            e.netns
+        );
+    }
+    Ok(())
+}
+
+/// berth changes links, routes and namespaces: it needs CAP_NET_ADMIN and
+/// CAP_SYS_ADMIN. Checked up front so the user gets one clear line, not an
+/// EPERM from the middle of a plan.
+fn require_privileges() -> Result<()> {
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_SYS_ADMIN: u32 = 21;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |cap: u32| effective & (1 << cap) != 0;
+    if has(CAP_NET_ADMIN) && has(CAP_SYS_ADMIN) {
+        Ok(())
+    } else {
+        Err(Error::Privilege(
+            "this command needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN); run it with sudo".into(),
+        ))
+    }
+}

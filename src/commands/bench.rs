@@ -1,0 +1,154 @@
+//! `berth bench`: connects N namespaces to one network and disconnects
+//! them, inside a private sandbox, and reports per-operation latency.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::endpoint::{self, ConnectOptions};
+use super::network::{self, CreateOptions};
+use super::Context;
+use crate::error::{Error, Result};
+use crate::kernel::netns;
+
+pub struct BenchOptions {
+    pub count: usize,
+    /// Networks present besides the measured one.
+    pub extra_networks: usize,
+    /// Run each connect/disconnect as a `berth` process instead of a call.
+    pub via_cli: bool,
+}
+
+/// Latency figures of one kind of operation.
+pub struct Figures {
+    pub samples: Vec<Duration>,
+}
+
+impl Figures {
+    fn ms(d: Duration) -> f64 {
+        d.as_secs_f64() * 1000.0
+    }
+
+    fn median_of(samples: &[Duration]) -> f64 {
+        let mut v = samples.to_vec();
+        v.sort();
+        v.get(v.len() / 2).map(|d| Self::ms(*d)).unwrap_or(0.0)
+    }
+
+    pub fn summary(&self, what: &str) -> String {
+        let mut sorted = self.samples.clone();
+        sorted.sort();
+        let n = sorted.len();
+        if n == 0 {
+            return format!("{what}: no samples");
+        }
+        let p90 = sorted[(n * 9 / 10).min(n - 1)];
+        let window = n.min(100);
+        let first = Self::median_of(&self.samples[..window]);
+        let last = Self::median_of(&self.samples[n - window..]);
+        format!(
+            "{what:<11} n={n}  median {:.2} ms  p90 {:.2} ms  max {:.2} ms  | median of first {window}: {first:.2} ms, last {window}: {last:.2} ms (x{:.2})",
+            Self::median_of(&self.samples),
+            Self::ms(p90),
+            Self::ms(sorted[n - 1]),
+            last / first
+        )
+    }
+}
+
+pub fn bench(opts: &BenchOptions) -> Result<()> {
+    netns::isolate_self()?;
+    let state_dir = PathBuf::from("/run/berth-bench-state");
+    let mut ctx = Context::new(state_dir.clone(), false);
+    for i in 0..opts.extra_networks {
+        network::create(
+            &mut ctx,
+            &CreateOptions {
+                name: format!("other{i}"),
+                ..Default::default()
+            },
+        )?;
+    }
+    network::create(
+        &mut ctx,
+        &CreateOptions {
+            name: "bench".into(),
+            subnet: Some("10.200.0.0/16".into()),
+            ..Default::default()
+        },
+    )?;
+    let names: Vec<String> = (0..opts.count).map(|i| format!("ns{i}")).collect();
+    for name in &names {
+        netns::create_named(name)?;
+    }
+    println!(
+        "berth bench: {} namespaces, 1 network + {} others, {} (private sandbox)",
+        opts.count,
+        opts.extra_networks,
+        if opts.via_cli {
+            "one berth process per operation"
+        } else {
+            "in-process calls"
+        }
+    );
+
+    let connect = |ctx: &mut Context, name: &str| -> Result<()> {
+        if opts.via_cli {
+            return cli(&state_dir, &["connect", "bench", name]);
+        }
+        let o = ConnectOptions {
+            network: "bench".into(),
+            target: name.into(),
+            ..Default::default()
+        };
+        endpoint::connect(ctx, &o).map(|_| ())
+    };
+    let disconnect = |ctx: &mut Context, name: &str| -> Result<()> {
+        if opts.via_cli {
+            return cli(&state_dir, &["disconnect", "bench", name]);
+        }
+        endpoint::disconnect(ctx, "bench", name).map(|_| ())
+    };
+
+    let connects = time_each(&names, |n| connect(&mut ctx, n))?;
+    println!("{}", connects.summary("connect"));
+    let disconnects = time_each(&names, |n| disconnect(&mut ctx, n))?;
+    println!("{}", disconnects.summary("disconnect"));
+
+    for name in &names {
+        connect(&mut ctx, name)?;
+    }
+    let start = Instant::now();
+    network::remove(&mut ctx, "bench", true)?;
+    println!(
+        "network rm --force with {} endpoints: {:.0} ms",
+        opts.count,
+        Figures::ms(start.elapsed())
+    );
+    Ok(())
+}
+
+fn time_each(names: &[String], mut op: impl FnMut(&str) -> Result<()>) -> Result<Figures> {
+    let mut samples = Vec::with_capacity(names.len());
+    for name in names {
+        let start = Instant::now();
+        op(name)?;
+        samples.push(start.elapsed());
+    }
+    Ok(Figures { samples })
+}
+
+fn cli(state_dir: &std::path::Path, args: &[&str]) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let out = std::process::Command::new(exe)
+        .args(args)
+        .env("BERTH_STATE_DIR", state_dir)
+        .output()?;
+    if !out.status.success() {
+        return Err(Error::Other(format!(
+            "berth {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! One function per verb: load state, plan, apply, save. Each mutating
+//! command runs in one state transaction, computes and validates its whole
+//! plan before touching the kernel, and with `dry_run` only returns the plan.
+
+pub mod bench;
+pub mod demo;
+pub mod endpoint;
+pub mod network;
+pub mod run;
+
+use std::path::PathBuf;
+
+use crate::error::Result;
+use crate::kernel::{Kernel, LiveKernel};
+use crate::plan::Plan;
+use crate::store::Store;
+
+/// What every command gets: where the state lives and how to reach the kernel.
+pub struct Context {
+    pub state_dir: PathBuf,
+    pub dry_run: bool,
+    pub kernel: Box<dyn Kernel>,
+}
+
+impl Context {
+    pub fn new(state_dir: PathBuf, dry_run: bool) -> Context {
+        Context {
+            state_dir,
+            dry_run,
+            kernel: Box::new(LiveKernel::new()),
+        }
+    }
+
+    pub fn store(&self) -> Result<Store> {
+        Store::open(&self.state_dir)
+    }
+}
+
+/// The result of a mutating command: what it did, or with `--dry-run` what
+/// it would do.
+pub enum Outcome<T> {
+    Planned(Plan),
+    Done(T),
+}

@@ -1,0 +1,204 @@
+//! `run` and `exec`: a command in its own network sandbox, or inside an
+//! existing namespace.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::Command;
+
+use nix::sys::signal::{kill, pthread_sigmask, SigSet, SigmaskHow, Signal};
+use nix::unistd::Pid;
+
+use super::endpoint::{self, ConnectOptions};
+use super::network;
+use super::{Context, Outcome};
+use crate::error::{Error, Result};
+use crate::kernel::netns::{self, Target};
+use crate::model::names;
+
+/// Where `run` puts the command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetMode {
+    /// The host's own namespace.
+    Host,
+    /// A fresh namespace with only `lo`.
+    None,
+    /// A fresh namespace connected to this network (None: the default one).
+    Network(Option<String>),
+}
+
+impl NetMode {
+    pub fn parse(net: Option<&str>) -> NetMode {
+        match net {
+            Some("host") => NetMode::Host,
+            Some("none") => NetMode::None,
+            Some(n) => NetMode::Network(Some(n.to_string())),
+            None => NetMode::Network(None),
+        }
+    }
+}
+
+pub struct RunOptions {
+    pub net: NetMode,
+    pub name: Option<String>,
+    pub ip: Option<String>,
+    pub command: Vec<String>,
+}
+
+/// Runs the command and returns its exit code (128+N if killed by signal N).
+pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
+    let (program, args) = opts
+        .command
+        .split_first()
+        .ok_or_else(|| Error::invalid("run needs a command after --"))?;
+    if opts.net == NetMode::Host {
+        if opts.ip.is_some() {
+            return Err(Error::invalid("--ip does not apply to --net host"));
+        }
+        return Err(exec_error(program, Command::new(program).args(args).exec()));
+    }
+    if opts.ip.is_some() && opts.net == NetMode::None {
+        return Err(Error::invalid("--ip does not apply to --net none"));
+    }
+    let name = opts
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("run-{}", std::process::id()));
+    names::check_name("sandbox", &name)?;
+    if netns::named_path(&name).exists() {
+        return Err(Error::invalid(format!(
+            "a namespace named {name:?} already exists in {}",
+            netns::NETNS_DIR
+        )));
+    }
+    let network = match &opts.net {
+        NetMode::Network(Some(n)) => {
+            let mut store = ctx.store()?;
+            let tx = store.begin()?;
+            let network = tx.require_network(n)?;
+            Some(network.name)
+        }
+        NetMode::Network(None) => Some(network::ensure_default(ctx)?.name),
+        _ => None,
+    };
+
+    ctx.kernel.create_netns(&name)?;
+    let sandbox = Sandbox {
+        name: name.clone(),
+        network: network.clone(),
+    };
+    let path = netns::named_path(&name);
+    match &network {
+        Some(network) => {
+            let connect = ConnectOptions {
+                network: network.clone(),
+                target: name.clone(),
+                ip: opts.ip.clone(),
+                ..Default::default()
+            };
+            if let Outcome::Planned(_) =
+                endpoint::connect(ctx, &connect).inspect_err(|_| sandbox.remove(ctx))?
+            {
+                unreachable!("run does not dry-run");
+            }
+        }
+        None => ctx
+            .kernel
+            .loopback_up(&path)
+            .inspect_err(|_| sandbox.remove(ctx))?,
+    }
+    let ns = Target::resolve(&name)?.open()?;
+    let status = spawn_forwarding_signals(program, args, ns.as_raw_fd());
+    sandbox.remove(ctx);
+    status
+}
+
+/// A namespace `run` made, and the network it joined: removed afterwards
+/// whatever happened.
+struct Sandbox {
+    name: String,
+    network: Option<String>,
+}
+
+impl Sandbox {
+    fn remove(&self, ctx: &mut Context) {
+        if let Some(network) = &self.network {
+            // Deleting the namespace takes the veth with it (the kernel does
+            // that asynchronously), so only the state needs the disconnect.
+            if let Err(e) = forget_endpoint(ctx, network, &self.name) {
+                eprintln!("berth: cleaning up endpoint {}: {e}", self.name);
+            }
+        }
+        if let Err(e) = ctx.kernel.delete_netns(&self.name) {
+            eprintln!("berth: cleaning up namespace {}: {e}", self.name);
+        }
+    }
+}
+
+fn forget_endpoint(ctx: &Context, network: &str, target: &str) -> Result<()> {
+    let target = Target::parse(target)?;
+    let mut store = ctx.store()?;
+    let tx = store.begin()?;
+    let network = tx.require_network(network)?;
+    if let Some(e) = tx.find_endpoint(network.id, &target.key, target.inode)? {
+        tx.delete_endpoint(e.id)?;
+    }
+    tx.commit()
+}
+
+const FORWARDED: [Signal; 4] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
+
+/// Spawns the command inside `netns_fd` with stdio passed through, forwards
+/// SIGINT/SIGTERM/SIGHUP/SIGQUIT to it, and waits for it.
+fn spawn_forwarding_signals(program: &str, args: &[String], netns_fd: RawFd) -> Result<i32> {
+    let mut forwarded = SigSet::empty();
+    for s in FORWARDED {
+        forwarded.add(s);
+    }
+    // Blocked here and in every thread spawned after, the signals queue for
+    // the forwarding thread's sigwait instead of killing berth before it has
+    // cleaned up.
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None)
+        .map_err(|e| Error::Other(e.to_string()))?;
+    let mut command = Command::new(program);
+    command.args(args);
+    unsafe {
+        command.pre_exec(move || {
+            nix::sched::setns(
+                std::os::fd::BorrowedFd::borrow_raw(netns_fd),
+                nix::sched::CloneFlags::CLONE_NEWNET,
+            )?;
+            pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().map_err(|e| exec_error(program, e))?;
+    let pid = Pid::from_raw(child.id() as i32);
+    std::thread::spawn(move || loop {
+        if let Ok(sig) = forwarded.wait() {
+            let _ = kill(pid, sig);
+        }
+    });
+    let status = child.wait()?;
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+fn exec_error(program: &str, e: std::io::Error) -> Error {
+    Error::Other(format!("cannot run {program:?}: {e}"))
+}
+
+/// `exec TARGET -- CMD`: replaces berth with CMD inside TARGET's namespace.
+pub fn exec(target: &str, command: &[String]) -> Result<i32> {
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| Error::invalid("exec needs a command after --"))?;
+    let ns = Target::resolve(target)?.open()?;
+    netns::enter(&ns).map_err(|e| Error::kernel(format!("entering namespace of {target}"), e))?;
+    Err(exec_error(program, Command::new(program).args(args).exec()))
+}

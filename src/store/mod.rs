@@ -1,0 +1,439 @@
+//! berth's state in SQLite: networks and their endpoints, whose addresses
+//! are the leases. WAL mode, one IMMEDIATE transaction per mutating command
+//! (so concurrent berth processes queue instead of racing for addresses),
+//! schema versioned with `PRAGMA user_version`.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+
+use crate::error::{Error, Result};
+use crate::model::{Endpoint, Ipv4Net, Network};
+
+/// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
+pub const DEFAULT_DIR: &str = "/var/lib/berth";
+const SCHEMA_VERSION: i64 = 1;
+/// Link groups of network veths are this plus the network id: far from the
+/// small numbers people pick by hand.
+const LINK_GROUP_BASE: u32 = 0x6265_0000;
+
+const SCHEMA: &str = "
+CREATE TABLE networks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    subnet TEXT NOT NULL,
+    gateway TEXT NOT NULL,
+    bridge TEXT NOT NULL UNIQUE,
+    mtu INTEGER NOT NULL,
+    -- the last address handed out, so the next lease starts after it
+    last_ip INTEGER
+);
+CREATE TABLE endpoints (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    network_id INTEGER NOT NULL REFERENCES networks(id),
+    name TEXT NOT NULL,
+    netns TEXT NOT NULL,
+    netns_inode INTEGER NOT NULL,
+    ip INTEGER NOT NULL,
+    mac TEXT NOT NULL,
+    ifname TEXT NOT NULL,
+    host_ifname TEXT NOT NULL UNIQUE,
+    default_route INTEGER NOT NULL,
+    UNIQUE (network_id, name),
+    UNIQUE (network_id, ip),
+    UNIQUE (network_id, netns)
+);
+CREATE INDEX endpoints_by_netns_inode ON endpoints (netns_inode);
+";
+
+pub struct Store {
+    conn: Connection,
+    dir: PathBuf,
+}
+
+/// One transaction: every read and write of a command goes through it.
+pub struct Tx<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+/// What `insert_network` needs.
+pub struct NewNetwork<'a> {
+    pub name: &'a str,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub bridge: String,
+    pub mtu: u32,
+}
+
+impl Store {
+    /// Opens (creating if needed) the state in `dir`.
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::Other(format!(
+                "cannot create state directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let conn = Connection::open(dir.join("berth.db"))?;
+        // Many berth processes may start at once: wait for the lock rather
+        // than fail.
+        conn.busy_timeout(Duration::from_secs(60))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = Store {
+            conn,
+            dir: dir.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version == SCHEMA_VERSION {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        match version {
+            0 => {
+                tx.execute_batch(SCHEMA)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            }
+            SCHEMA_VERSION => {}
+            v => {
+                return Err(Error::Other(format!(
+                    "state in {} has schema version {v}, newer than this berth understands ({SCHEMA_VERSION})",
+                    self.dir.display()
+                )))
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Starts the command's transaction, taking the write lock at once so
+    /// that what it reads stays true until it commits.
+    pub fn begin(&mut self) -> Result<Tx<'_>> {
+        Ok(Tx {
+            tx: self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+        })
+    }
+}
+
+fn network_from_row(row: &Row) -> rusqlite::Result<Network> {
+    let id: i64 = row.get(0)?;
+    let subnet: String = row.get(2)?;
+    let gateway: String = row.get(3)?;
+    Ok(Network {
+        id,
+        name: row.get(1)?,
+        subnet: subnet.parse().map_err(|_| bad_column(2, &subnet))?,
+        gateway: gateway.parse().map_err(|_| bad_column(3, &gateway))?,
+        bridge: row.get(4)?,
+        mtu: row.get(5)?,
+        link_group: LINK_GROUP_BASE + id as u32,
+    })
+}
+
+fn endpoint_from_row(row: &Row) -> rusqlite::Result<Endpoint> {
+    let ip: u32 = row.get(5)?;
+    let mac: String = row.get(6)?;
+    Ok(Endpoint {
+        id: row.get(0)?,
+        network: row.get(1)?,
+        name: row.get(2)?,
+        netns: row.get(3)?,
+        netns_inode: row.get::<_, i64>(4)? as u64,
+        ip: Ipv4Addr::from(ip),
+        mac: mac.parse().map_err(|_| bad_column(6, &mac))?,
+        ifname: row.get(7)?,
+        host_ifname: row.get(8)?,
+        default_route: row.get(9)?,
+    })
+}
+
+fn bad_column(index: usize, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        index,
+        rusqlite::types::Type::Text,
+        format!("unreadable value {value:?}").into(),
+    )
+}
+
+const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu";
+const ENDPOINT_COLUMNS: &str = "e.id, n.name, e.name, e.netns, e.netns_inode, e.ip, e.mac, e.ifname, e.host_ifname, e.default_route";
+
+impl Tx<'_> {
+    pub fn commit(self) -> Result<()> {
+        Ok(self.tx.commit()?)
+    }
+
+    pub fn networks(&self) -> Result<Vec<Network>> {
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "SELECT {NETWORK_COLUMNS} FROM networks ORDER BY name"
+        ))?;
+        let rows = stmt.query_map([], network_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn network(&self, name: &str) -> Result<Option<Network>> {
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "SELECT {NETWORK_COLUMNS} FROM networks WHERE name = ?1"
+        ))?;
+        Ok(stmt.query_row([name], network_from_row).optional()?)
+    }
+
+    /// The network called `name`, or a bad-input error naming it.
+    pub fn require_network(&self, name: &str) -> Result<Network> {
+        self.network(name)?.ok_or_else(|| {
+            Error::invalid(format!("no such network {name:?} (see `berth network ls`)"))
+        })
+    }
+
+    pub fn insert_network(&self, n: &NewNetwork) -> Result<Network> {
+        self.tx.execute(
+            "INSERT INTO networks (name, subnet, gateway, bridge, mtu) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                n.name,
+                n.subnet.to_string(),
+                n.gateway.to_string(),
+                n.bridge,
+                n.mtu
+            ],
+        )?;
+        let id = self.tx.last_insert_rowid();
+        Ok(Network {
+            id,
+            name: n.name.to_string(),
+            subnet: n.subnet,
+            gateway: n.gateway,
+            bridge: n.bridge.clone(),
+            mtu: n.mtu,
+            link_group: LINK_GROUP_BASE + id as u32,
+        })
+    }
+
+    pub fn delete_network(&self, id: i64) -> Result<()> {
+        self.tx
+            .execute("DELETE FROM endpoints WHERE network_id = ?1", [id])?;
+        self.tx
+            .execute("DELETE FROM networks WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    pub fn endpoint_count(&self, network_id: i64) -> Result<usize> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT count(*) FROM endpoints WHERE network_id = ?1")?;
+        Ok(stmt.query_row([network_id], |r| r.get::<_, i64>(0))? as usize)
+    }
+
+    /// Endpoints of one network, or of all networks.
+    pub fn endpoints(&self, network_id: Option<i64>) -> Result<Vec<Endpoint>> {
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoints e JOIN networks n ON n.id = e.network_id
+             WHERE ?1 IS NULL OR e.network_id = ?1 ORDER BY n.name, e.ip"
+        );
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let rows = stmt.query_map([network_id], endpoint_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The endpoint of `network_id` that a TARGET refers to: by its spelling,
+    /// or by the namespace's inode when the same namespace is named another way.
+    pub fn find_endpoint(
+        &self,
+        network_id: i64,
+        netns: &str,
+        inode: Option<u64>,
+    ) -> Result<Option<Endpoint>> {
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoints e JOIN networks n ON n.id = e.network_id
+             WHERE e.network_id = ?1 AND (e.netns = ?2 OR e.netns_inode = ?3) LIMIT 1"
+        );
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        Ok(stmt
+            .query_row(
+                params![network_id, netns, inode.map(|i| i as i64)],
+                endpoint_from_row,
+            )
+            .optional()?)
+    }
+
+    pub fn endpoint_name_taken(&self, network_id: i64, name: &str) -> Result<bool> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT 1 FROM endpoints WHERE network_id = ?1 AND name = ?2")?;
+        Ok(stmt.exists(params![network_id, name])?)
+    }
+
+    /// Who holds `ip` on the network, if anyone.
+    pub fn ip_holder(&self, network_id: i64, ip: Ipv4Addr) -> Result<Option<String>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT name FROM endpoints WHERE network_id = ?1 AND ip = ?2")?;
+        Ok(stmt
+            .query_row(params![network_id, u32::from(ip)], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn last_ip(&self, network_id: i64) -> Result<Option<Ipv4Addr>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT last_ip FROM networks WHERE id = ?1")?;
+        let last: Option<u32> = stmt.query_row([network_id], |r| r.get(0))?;
+        Ok(last.map(Ipv4Addr::from))
+    }
+
+    /// Whether some endpoint already gave the namespace its default route.
+    pub fn netns_has_default_route(&self, inode: u64) -> Result<bool> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT 1 FROM endpoints WHERE netns_inode = ?1 AND default_route = 1",
+        )?;
+        Ok(stmt.exists([inode as i64])?)
+    }
+
+    /// The first `ethN` no berth endpoint uses yet in the namespace.
+    pub fn free_ifname(&self, inode: u64) -> Result<String> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT ifname FROM endpoints WHERE netns_inode = ?1")?;
+        let used: Vec<String> = stmt
+            .query_map([inode as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let free = (0..).map(|i| format!("eth{i}")).find(|n| !used.contains(n));
+        Ok(free.expect("an unbounded range has a free name"))
+    }
+
+    pub fn host_ifname_holder(&self, host_ifname: &str) -> Result<Option<String>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT n.name || '/' || e.name FROM endpoints e JOIN networks n ON n.id = e.network_id WHERE e.host_ifname = ?1",
+        )?;
+        Ok(stmt.query_row([host_ifname], |r| r.get(0)).optional()?)
+    }
+
+    /// Records an endpoint (its address is its lease) and advances the
+    /// network's next-address cursor.
+    pub fn insert_endpoint(&self, network: &Network, e: &Endpoint) -> Result<i64> {
+        self.tx.execute(
+            "INSERT INTO endpoints (network_id, name, netns, netns_inode, ip, mac, ifname, host_ifname, default_route)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                network.id,
+                e.name,
+                e.netns,
+                e.netns_inode as i64,
+                u32::from(e.ip),
+                e.mac.to_string(),
+                e.ifname,
+                e.host_ifname,
+                e.default_route
+            ],
+        )?;
+        let id = self.tx.last_insert_rowid();
+        self.tx.execute(
+            "UPDATE networks SET last_ip = ?2 WHERE id = ?1",
+            params![network.id, u32::from(e.ip)],
+        )?;
+        Ok(id)
+    }
+
+    pub fn delete_endpoint(&self, id: i64) -> Result<()> {
+        self.tx
+            .execute("DELETE FROM endpoints WHERE id = ?1", [id])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Mac;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("berth-store-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn networks_and_endpoints_round_trip() {
+        let dir = temp_dir("rt");
+        let mut store = Store::open(&dir).unwrap();
+        let tx = store.begin().unwrap();
+        let net = tx
+            .insert_network(&NewNetwork {
+                name: "web",
+                subnet: "10.90.0.0/24".parse().unwrap(),
+                gateway: Ipv4Addr::new(10, 90, 0, 1),
+                bridge: "berth-web".into(),
+                mtu: 1500,
+            })
+            .unwrap();
+        assert_eq!(tx.require_network("web").unwrap(), net);
+        assert!(tx
+            .require_network("nope")
+            .unwrap_err()
+            .to_string()
+            .contains("nope"));
+        let ep = Endpoint {
+            id: 0,
+            network: "web".into(),
+            name: "c1".into(),
+            netns: "c1".into(),
+            netns_inode: 4026532000,
+            ip: Ipv4Addr::new(10, 90, 0, 2),
+            mac: Mac::from_ipv4(Ipv4Addr::new(10, 90, 0, 2)),
+            ifname: "eth0".into(),
+            host_ifname: "vb1".into(),
+            default_route: true,
+        };
+        let id = tx.insert_endpoint(&net, &ep).unwrap();
+        tx.commit().unwrap();
+
+        let tx = store.begin().unwrap();
+        assert_eq!(tx.last_ip(net.id).unwrap(), Some(ep.ip));
+        assert_eq!(tx.ip_holder(net.id, ep.ip).unwrap().as_deref(), Some("c1"));
+        assert!(tx.netns_has_default_route(4026532000).unwrap());
+        let found = tx
+            .find_endpoint(net.id, "other-name", Some(4026532000))
+            .unwrap()
+            .unwrap();
+        assert_eq!(found, Endpoint { id, ..ep.clone() });
+        // A second lease of the same address is refused by the schema.
+        assert!(tx
+            .insert_endpoint(
+                &net,
+                &Endpoint {
+                    name: "c2".into(),
+                    netns: "c2".into(),
+                    host_ifname: "vb2".into(),
+                    ..ep
+                }
+            )
+            .is_err());
+        tx.delete_endpoint(id).unwrap();
+        assert_eq!(tx.endpoint_count(net.id).unwrap(), 0);
+        tx.commit().unwrap();
+        drop(store);
+        // Reopening keeps the schema and data.
+        let mut store = Store::open(&dir).unwrap();
+        assert_eq!(store.begin().unwrap().networks().unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
