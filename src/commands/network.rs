@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use super::{Context, Outcome};
 use crate::error::{Error, Result};
-use crate::model::{ipam, names, subnet::parse_ipv4, Endpoint, Ipv4Net, Network, DEFAULT_MTU};
+use crate::model::{ipam, names, subnet::parse_ipv4, Endpoint, Ipv4Net, Mac, Network, DEFAULT_MTU};
 use crate::plan::{Plan, Step};
 use crate::store::{NewNetwork, Tx};
 
@@ -148,6 +148,7 @@ fn plan_create<'a>(
 
     let mut plan = Plan::new();
     plan.push(Step::CreateBridge {
+        mac: Mac::from_ipv4(gateway),
         name: bridge.clone(),
         mtu,
     });

@@ -32,7 +32,7 @@ impl FakeKernel {
 }
 
 impl Kernel for FakeKernel {
-    fn create_bridge(&mut self, name: &str, mtu: u32) -> Result<()> {
+    fn create_bridge(&mut self, name: &str, mtu: u32, _mac: crate::model::Mac) -> Result<()> {
         self.op(format!("create_bridge {name} {mtu}"))
     }
     fn add_address(&mut self, ifname: &str, ip: Ipv4Addr, subnet: Ipv4Net) -> Result<()> {

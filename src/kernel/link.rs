@@ -69,10 +69,13 @@ pub(crate) fn libc_enodev() -> i32 {
     nix::errno::Errno::ENODEV as i32
 }
 
-/// Creates an up bridge.
-pub fn create_bridge(rtnl: &mut Rtnl, name: &str, mtu: u32) -> io::Result<()> {
+/// Creates an up bridge with a fixed MAC. A bridge left to pick its own
+/// takes the lowest MAC of its ports, so it would change as containers come
+/// and go, and every port added would rescan all ports to recompute it.
+pub fn create_bridge(rtnl: &mut Rtnl, name: &str, mtu: u32, mac: [u8; 6]) -> io::Result<()> {
     let mut msg = up_header();
     msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
     msg.attributes.push(LinkAttribute::Mtu(mtu));
     msg.attributes
         .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(

@@ -5,6 +5,8 @@ use std::io;
 use std::path::PathBuf;
 
 /// The /proc/sys path of a dotted sysctl key such as `net.ipv4.ip_forward`.
+/// The dots of an interface name inside the key stay dots, as sysctl(8)
+/// would need them written with slashes; berth's own names have none.
 pub fn path(key: &str) -> PathBuf {
     PathBuf::from("/proc/sys").join(key.replace('.', "/"))
 }

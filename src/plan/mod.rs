@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::kernel::{netns, InsideConfig, Kernel, VethPair};
-use crate::model::Ipv4Net;
+use crate::model::{Ipv4Net, Mac};
 
 /// One kernel change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +20,7 @@ pub enum Step {
     CreateBridge {
         name: String,
         mtu: u32,
+        mac: Mac,
     },
     AddAddress {
         ifname: String,
@@ -65,8 +66,8 @@ impl Step {
     /// Applies the step; returns how to undo it, if it can and needs to be.
     fn apply(&self, kernel: &mut dyn Kernel) -> Result<Option<Undo>> {
         Ok(match self {
-            Step::CreateBridge { name, mtu } => {
-                kernel.create_bridge(name, *mtu)?;
+            Step::CreateBridge { name, mtu, mac } => {
+                kernel.create_bridge(name, *mtu, *mac)?;
                 Some(Undo::DeleteLink(name.clone()))
             }
             Step::AddAddress { ifname, ip, subnet } => {
@@ -116,7 +117,9 @@ impl Step {
     /// The equivalent commands, one per line.
     pub fn render(&self) -> Vec<String> {
         match self {
-            Step::CreateBridge { name, mtu } => vec![format!("ip link add {name} mtu {mtu} up type bridge")],
+            Step::CreateBridge { name, mtu, mac } => {
+                vec![format!("ip link add {name} mtu {mtu} address {mac} up type bridge")]
+            }
             Step::AddAddress { ifname, ip, subnet } => vec![format!(
                 "ip addr add {ip}/{} brd {} dev {ifname}",
                 subnet.prefix_len(),
@@ -125,7 +128,8 @@ impl Step {
             Step::SetSysctl { key, value } => vec![format!("sysctl -w {key}={value}")],
             Step::CreateNetns { name } => vec![format!("ip netns add {name}")],
             Step::LoopbackUp { netns } => vec![format!("{} link set lo up", ip_in(netns))],
-            Step::CreateVeth(p) => vec![format!(
+            Step::CreateVeth(p) => vec![
+                format!(
                 "ip link add {} mtu {} group {} master {} up type veth peer name {} mtu {} address {} netns {}",
                 p.host_ifname,
                 p.mtu,
@@ -134,12 +138,15 @@ impl Step {
                 p.ifname,
                 p.mtu,
                 p.mac,
-                netns_arg(&p.netns)
-            )],
+                    netns_arg(&p.netns)
+                ),
+                format!("sysctl -w {}=1", crate::kernel::ipv6_off_key(&p.host_ifname)),
+            ],
             Step::ConfigureInside { netns, config } => {
                 let ip = ip_in(netns);
                 let mut lines = vec![
                     format!("{ip} link set lo up"),
+                    format!("{} sysctl -w {}=1", exec_in(netns), crate::kernel::ipv6_off_key(&config.ifname)),
                     format!("{ip} link set {} up", config.ifname),
                     format!(
                         "{ip} addr add {}/{} brd {} dev {}",
@@ -166,6 +173,14 @@ fn ip_in(netns: &Path) -> String {
     match named(netns) {
         Some(name) => format!("ip -n {name}"),
         None => format!("nsenter --net={} ip", netns.display()),
+    }
+}
+
+/// A prefix that runs any command inside the namespace.
+fn exec_in(netns: &Path) -> String {
+    match named(netns) {
+        Some(name) => format!("ip netns exec {name}"),
+        None => format!("nsenter --net={}", netns.display()),
     }
 }
 

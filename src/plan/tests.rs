@@ -8,6 +8,7 @@ fn bridge_plan() -> Plan {
     plan.push(Step::CreateBridge {
         name: "berth-web".into(),
         mtu: 1500,
+        mac: Mac::from_ipv4(subnet.first_host()),
     });
     plan.push(Step::AddAddress {
         ifname: "berth-web".into(),
@@ -26,7 +27,7 @@ fn renders_equivalent_commands_in_order() {
     assert_eq!(
         bridge_plan().render(),
         vec![
-            "ip link add berth-web mtu 1500 up type bridge",
+            "ip link add berth-web mtu 1500 address 02:42:0a:5a:00:01 up type bridge",
             "ip addr add 10.90.0.1/24 brd 10.90.0.255 dev berth-web",
             "sysctl -w net.ipv4.ip_forward=1",
         ]
@@ -97,7 +98,10 @@ fn veth_and_inside_render_for_named_and_path_namespaces() {
     };
     assert_eq!(
         Step::CreateVeth(pair).render(),
-        vec!["ip link add vb0123 mtu 1500 group 7 master berth-web up type veth peer name eth0 mtu 1500 address 02:42:0a:5a:00:02 netns c1"]
+        vec![
+            "ip link add vb0123 mtu 1500 group 7 master berth-web up type veth peer name eth0 mtu 1500 address 02:42:0a:5a:00:02 netns c1",
+            "sysctl -w net.ipv6.conf.vb0123.disable_ipv6=1",
+        ]
     );
     let config = InsideConfig {
         ifname: "eth0".into(),

@@ -1,0 +1,537 @@
+//! `berth-probe`: a small traffic probe that the integration tests and the
+//! benchmarks run inside network namespaces, so that they do not depend on
+//! ping, curl or netcat being installed.
+//!
+//! Servers print `ready` once bound and reply to every line (TCP) or datagram
+//! (UDP) with `<payload> from <peer-ip>:<peer-port>`, so a client can check
+//! both reachability and which source address the server saw (masquerade,
+//! source-address preservation). Clients exit 0 only when the reply echoes
+//! their payload; otherwise they print one line on stderr and exit 1. Bad
+//! arguments exit 2.
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const USAGE: &str = "usage: berth-probe tcp-serve|udp-serve|tcp-sink ADDR:PORT \
+| tcp-connect|udp-send ADDR:PORT [--payload P] [--timeout-ms N] \
+| ping ADDR [--timeout-ms N] \
+| tcp-rate|tcp-throughput ADDR:PORT --seconds S";
+
+/// A failure: the exit code and the one line for stderr.
+struct Failure(u8, String);
+
+fn usage(msg: impl std::fmt::Display) -> Failure {
+    Failure(2, format!("berth-probe: {msg}; {USAGE}"))
+}
+
+fn fail(msg: impl std::fmt::Display) -> Failure {
+    Failure(1, format!("berth-probe: {msg}"))
+}
+
+/// Parsed command-line options shared by the subcommands.
+struct Opts {
+    target: String,
+    payload: Option<String>,
+    timeout: Duration,
+    seconds: Option<f64>,
+}
+
+fn parse_opts(args: &[String]) -> Result<Opts, Failure> {
+    let mut target = None;
+    let mut payload = None;
+    let mut timeout = Duration::from_millis(2000);
+    let mut seconds = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |flag: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| usage(format!("{flag} needs a value")))
+        };
+        match arg.as_str() {
+            "--payload" => {
+                let p = value("--payload")?;
+                if p.is_empty() || p.contains('\n') {
+                    return Err(usage(format!("bad payload {p:?}")));
+                }
+                payload = Some(p);
+            }
+            "--timeout-ms" => {
+                let v = value("--timeout-ms")?;
+                let ms: u64 = v
+                    .parse()
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .ok_or_else(|| usage(format!("bad --timeout-ms {v:?}")))?;
+                timeout = Duration::from_millis(ms);
+            }
+            "--seconds" => {
+                let v = value("--seconds")?;
+                let s: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+                    .ok_or_else(|| usage(format!("bad --seconds {v:?}")))?;
+                seconds = Some(s);
+            }
+            a if a.starts_with("--") => return Err(usage(format!("unknown option {a:?}"))),
+            a => {
+                if target.is_some() {
+                    return Err(usage(format!("unexpected argument {a:?}")));
+                }
+                target = Some(a.to_string());
+            }
+        }
+    }
+    let target = target.ok_or_else(|| usage("missing address"))?;
+    Ok(Opts {
+        target,
+        payload,
+        timeout,
+        seconds,
+    })
+}
+
+fn sockaddr(s: &str) -> Result<SocketAddr, Failure> {
+    s.parse().map_err(|_| usage(format!("bad ADDR:PORT {s:?}")))
+}
+
+fn token() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("probe-{}-{nanos:08x}", std::process::id())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(code, msg)) => {
+            eprintln!("{msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<(), Failure> {
+    let (cmd, rest) = args.split_first().ok_or_else(|| usage("missing command"))?;
+    const COMMANDS: [&str; 8] = [
+        "tcp-serve",
+        "tcp-sink",
+        "udp-serve",
+        "tcp-connect",
+        "udp-send",
+        "ping",
+        "tcp-rate",
+        "tcp-throughput",
+    ];
+    if !COMMANDS.contains(&cmd.as_str()) {
+        return Err(usage(format!("unknown command {cmd:?}")));
+    }
+    let opts = parse_opts(rest)?;
+    let only_target = |o: &Opts| {
+        if o.payload.is_some() || o.seconds.is_some() {
+            Err(usage(format!("{cmd} takes only ADDR:PORT")))
+        } else {
+            Ok(())
+        }
+    };
+    match cmd.as_str() {
+        "tcp-serve" => {
+            only_target(&opts)?;
+            tcp_serve(sockaddr(&opts.target)?, false)
+        }
+        "tcp-sink" => {
+            only_target(&opts)?;
+            tcp_serve(sockaddr(&opts.target)?, true)
+        }
+        "udp-serve" => {
+            only_target(&opts)?;
+            udp_serve(sockaddr(&opts.target)?)
+        }
+        "tcp-connect" | "udp-send" => {
+            if opts.seconds.is_some() {
+                return Err(usage(format!("{cmd} does not take --seconds")));
+            }
+            let addr = sockaddr(&opts.target)?;
+            let payload = opts.payload.clone().unwrap_or_else(token);
+            let reply = if cmd == "tcp-connect" {
+                tcp_exchange(addr, &payload, opts.timeout)?
+            } else {
+                udp_exchange(addr, &payload, opts.timeout)?
+            };
+            println!("{reply}");
+            if reply.starts_with(&payload) {
+                Ok(())
+            } else {
+                Err(fail(format!(
+                    "mismatch: sent {payload:?}, got {reply:?} from {addr}"
+                )))
+            }
+        }
+        "ping" => {
+            if opts.payload.is_some() || opts.seconds.is_some() {
+                return Err(usage("ping takes only ADDR [--timeout-ms N]"));
+            }
+            let ip: Ipv4Addr = opts
+                .target
+                .parse()
+                .map_err(|_| usage(format!("bad IPv4 address {:?}", opts.target)))?;
+            ping(ip, opts.timeout)
+        }
+        "tcp-rate" | "tcp-throughput" => {
+            let secs = opts
+                .seconds
+                .ok_or_else(|| usage(format!("{cmd} needs --seconds S")))?;
+            let addr = sockaddr(&opts.target)?;
+            let dur = Duration::from_secs_f64(secs);
+            if cmd == "tcp-rate" {
+                tcp_rate(addr, dur, opts.payload.unwrap_or_else(token), opts.timeout)
+            } else {
+                tcp_throughput(addr, dur, opts.timeout)
+            }
+        }
+        other => Err(usage(format!("unknown command {other:?}"))),
+    }
+}
+
+fn say_ready() {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "ready");
+    let _ = out.flush();
+}
+
+fn tcp_serve(addr: SocketAddr, sink: bool) -> Result<(), Failure> {
+    let listener =
+        TcpListener::bind(addr).map_err(|e| fail(format!("cannot listen on {addr}: {e}")))?;
+    say_ready();
+    for conn in listener.incoming() {
+        let Ok(stream) = conn else { continue };
+        std::thread::spawn(move || {
+            if sink {
+                sink_conn(stream)
+            } else {
+                echo_conn(stream)
+            }
+        });
+    }
+    Ok(())
+}
+
+fn echo_conn(stream: TcpStream) {
+    let Ok(peer) = stream.peer_addr() else { return };
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let reader = BufReader::new(stream);
+    for line in reader.lines() {
+        let Ok(line) = line else { return };
+        let line = line.trim_end_matches('\r');
+        if writeln!(writer, "{line} from {}:{}", peer.ip(), peer.port()).is_err() {
+            return;
+        }
+    }
+}
+
+fn sink_conn(mut stream: TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+fn udp_serve(addr: SocketAddr) -> Result<(), Failure> {
+    let sock = UdpSocket::bind(addr).map_err(|e| fail(format!("cannot bind {addr}: {e}")))?;
+    if addr.ip() == IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
+        return udp_serve_any4(sock);
+    }
+    say_ready();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let _ = sock.send_to(udp_reply(&buf[..n], peer).as_bytes(), peer);
+    }
+}
+
+fn udp_reply(data: &[u8], peer: SocketAddr) -> String {
+    let payload = String::from_utf8_lossy(data);
+    let payload = payload.trim_end_matches(['\n', '\r']);
+    format!("{payload} from {}:{}", peer.ip(), peer.port())
+}
+
+/// A UDP server bound to 0.0.0.0 answers from the address each datagram was
+/// sent to (IP_PKTINFO), as a client's connected socket only accepts replies
+/// from the address it contacted.
+fn udp_serve_any4(sock: UdpSocket) -> Result<(), Failure> {
+    use nix::sys::socket::{
+        recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
+        SockaddrIn,
+    };
+    use std::io::{IoSlice, IoSliceMut};
+    use std::os::fd::AsRawFd;
+    setsockopt(&sock, sockopt::Ipv4PacketInfo, &true)
+        .map_err(|e| fail(format!("cannot set IP_PKTINFO: {e}")))?;
+    say_ready();
+    let fd = sock.as_raw_fd();
+    let mut buf = vec![0u8; 65536];
+    let mut cmsg_buf = nix::cmsg_space!(nix::libc::in_pktinfo);
+    loop {
+        let (n, peer, info) = {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let Ok(msg) =
+                recvmsg::<SockaddrIn>(fd, &mut iov, Some(&mut cmsg_buf), MsgFlags::empty())
+            else {
+                continue;
+            };
+            let mut info = None;
+            if let Ok(cmsgs) = msg.cmsgs() {
+                for c in cmsgs {
+                    if let ControlMessageOwned::Ipv4PacketInfo(pi) = c {
+                        info = Some(pi);
+                    }
+                }
+            }
+            let Some(peer) = msg.address else { continue };
+            (msg.bytes, peer, info)
+        };
+        let peer_std = SocketAddr::from(std::net::SocketAddrV4::from(peer));
+        let reply = udp_reply(&buf[..n], peer_std);
+        let iov = [IoSlice::new(reply.as_bytes())];
+        match info {
+            Some(mut pi) => {
+                pi.ipi_spec_dst = pi.ipi_addr;
+                pi.ipi_ifindex = 0;
+                let cmsg = [ControlMessage::Ipv4PacketInfo(&pi)];
+                let _ = sendmsg(fd, &iov, &cmsg, MsgFlags::empty(), Some(&peer));
+            }
+            None => {
+                let _ = sock.send_to(reply.as_bytes(), peer_std);
+            }
+        }
+    }
+}
+
+fn io_fail(what: &str, addr: SocketAddr, e: &std::io::Error) -> Failure {
+    match e.kind() {
+        ErrorKind::ConnectionRefused => fail(format!("refused: {what} {addr}: {e}")),
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => fail(format!("timeout: {what} {addr}: {e}")),
+        _ => fail(format!("error: {what} {addr}: {e}")),
+    }
+}
+
+fn remaining(deadline: Instant, addr: SocketAddr, what: &str) -> Result<Duration, Failure> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left < Duration::from_millis(1) {
+        Err(fail(format!("timeout: {what} {addr}")))
+    } else {
+        Ok(left)
+    }
+}
+
+fn tcp_exchange(addr: SocketAddr, payload: &str, timeout: Duration) -> Result<String, Failure> {
+    let deadline = Instant::now() + timeout;
+    let stream = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| io_fail("connecting to", addr, &e))?;
+    let mut writer = stream.try_clone().map_err(fail)?;
+    writer
+        .write_all(format!("{payload}\n").as_bytes())
+        .map_err(|e| io_fail("sending to", addr, &e))?;
+    stream
+        .set_read_timeout(Some(remaining(deadline, addr, "waiting for reply from")?))
+        .map_err(fail)?;
+    let mut line = String::new();
+    let n = BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(|e| io_fail("waiting for reply from", addr, &e))?;
+    if n == 0 {
+        return Err(fail(format!("closed: {addr} closed the connection")));
+    }
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn udp_exchange(addr: SocketAddr, payload: &str, timeout: Duration) -> Result<String, Failure> {
+    let deadline = Instant::now() + timeout;
+    let local: SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap()
+    } else {
+        "[::]:0".parse().unwrap()
+    };
+    let sock = UdpSocket::bind(local).map_err(|e| fail(format!("cannot bind: {e}")))?;
+    sock.connect(addr)
+        .map_err(|e| io_fail("connecting to", addr, &e))?;
+    // Send up to five times within the timeout.
+    let interval = (timeout / 5).max(Duration::from_millis(50));
+    let mut buf = vec![0u8; 65536];
+    let mut refused = false;
+    loop {
+        let left = match remaining(deadline, addr, "waiting for reply from") {
+            Ok(left) => left,
+            Err(_) if refused => return Err(fail(format!("refused: {addr} (port unreachable)"))),
+            Err(e) => return Err(e),
+        };
+        if let Err(e) = sock.send(payload.as_bytes()) {
+            if e.kind() == ErrorKind::ConnectionRefused {
+                refused = true;
+            } else {
+                return Err(io_fail("sending to", addr, &e));
+            }
+        }
+        let wait_until = Instant::now() + interval.min(left);
+        loop {
+            let left = wait_until.saturating_duration_since(Instant::now());
+            if left < Duration::from_millis(1) {
+                break;
+            }
+            sock.set_read_timeout(Some(left)).map_err(fail)?;
+            match sock.recv(&mut buf) {
+                Ok(n) => {
+                    let reply = String::from_utf8_lossy(&buf[..n]);
+                    return Ok(reply.trim_end_matches(['\n', '\r']).to_string());
+                }
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                    refused = true;
+                    // Avoid spinning: wait out this interval before retrying.
+                    std::thread::sleep(left.min(Duration::from_millis(50)));
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+                Err(e) => return Err(io_fail("waiting for reply from", addr, &e)),
+            }
+        }
+    }
+}
+
+fn icmp_checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for chunk in data.chunks(2) {
+        let word = if chunk.len() == 2 {
+            u16::from_be_bytes([chunk[0], chunk[1]])
+        } else {
+            u16::from_be_bytes([chunk[0], 0])
+        };
+        sum += u32::from(word);
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn ping(ip: Ipv4Addr, timeout: Duration) -> Result<(), Failure> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockProtocol, SockType};
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::Icmp,
+    )
+    .map_err(|e| fail(format!("cannot open raw ICMP socket (root needed): {e}")))?;
+    // A raw IPv4 socket speaks sendto/recvfrom with sockaddr_in, which is all
+    // std's UdpSocket does; this avoids unsafe code.
+    let sock = UdpSocket::from(fd);
+    let dest = SocketAddr::new(IpAddr::V4(ip), 0);
+    let ident = (std::process::id() & 0xffff) as u16;
+    let deadline = Instant::now() + timeout;
+    let interval = Duration::from_millis(300);
+    let mut buf = vec![0u8; 65536];
+    let mut seq: u16 = 0;
+    loop {
+        if Instant::now() >= deadline {
+            return Err(fail(format!("timeout: no echo reply from {ip}")));
+        }
+        seq = seq.wrapping_add(1);
+        let mut pkt = vec![8u8, 0, 0, 0];
+        pkt.extend_from_slice(&ident.to_be_bytes());
+        pkt.extend_from_slice(&seq.to_be_bytes());
+        pkt.extend_from_slice(b"berth-probe-ping");
+        let sum = icmp_checksum(&pkt);
+        pkt[2..4].copy_from_slice(&sum.to_be_bytes());
+        if let Err(e) = sock.send_to(&pkt, dest) {
+            // Unreachable networks fail at once; keep trying until the deadline.
+            if Instant::now() + interval >= deadline {
+                return Err(fail(format!("error: sending echo to {ip}: {e}")));
+            }
+            std::thread::sleep(interval);
+            continue;
+        }
+        let wait_until = (Instant::now() + interval).min(deadline);
+        loop {
+            let left = wait_until.saturating_duration_since(Instant::now());
+            if left < Duration::from_millis(1) {
+                break;
+            }
+            sock.set_read_timeout(Some(left)).map_err(fail)?;
+            let (n, from) = match sock.recv_from(&mut buf) {
+                Ok(r) => r,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+                Err(_) => continue,
+            };
+            let data = &buf[..n];
+            if data.is_empty() {
+                continue;
+            }
+            let ihl = usize::from(data[0] & 0x0f) * 4;
+            if data.len() < ihl + 8 {
+                continue;
+            }
+            let icmp = &data[ihl..];
+            let id = u16::from_be_bytes([icmp[4], icmp[5]]);
+            if icmp[0] == 0 && id == ident && from.ip() == IpAddr::V4(ip) {
+                println!("echo reply from {ip}");
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn tcp_rate(
+    addr: SocketAddr,
+    dur: Duration,
+    payload: String,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let start = Instant::now();
+    let mut ok: u64 = 0;
+    let mut last_err = None;
+    while start.elapsed() < dur {
+        match tcp_exchange(addr, &payload, timeout) {
+            Ok(reply) if reply.starts_with(&payload) => ok += 1,
+            Ok(reply) => last_err = Some(format!("mismatch: got {reply:?}")),
+            Err(Failure(_, msg)) => last_err = Some(msg),
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("connections_per_sec {:.1}", ok as f64 / secs);
+    if ok == 0 {
+        return Err(fail(format!(
+            "no successful connection to {addr}: {}",
+            last_err.unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+fn tcp_throughput(addr: SocketAddr, dur: Duration, timeout: Duration) -> Result<(), Failure> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| io_fail("connecting to", addr, &e))?;
+    stream.set_write_timeout(Some(timeout)).map_err(fail)?;
+    let buf = vec![0x5au8; 128 * 1024];
+    let start = Instant::now();
+    let mut sent: u64 = 0;
+    while start.elapsed() < dur {
+        let n = stream
+            .write(&buf)
+            .map_err(|e| io_fail("sending to", addr, &e))?;
+        sent += n as u64;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("mbit_per_sec {:.1}", sent as f64 * 8.0 / secs / 1e6);
+    Ok(())
+}
