@@ -7,8 +7,8 @@ use std::os::fd::AsRawFd;
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoPortData,
+    InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -110,6 +110,22 @@ pub fn create_veth(rtnl: &mut Rtnl, spec: &VethSpec) -> io::Result<()> {
         LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
     ]));
     rtnl.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+}
+
+/// Stops the kernel from giving the link `name` IPv6 addresses of its own
+/// (`addrgenmode none`), so it sends no DAD, MLD or router solicitations.
+/// berth networks are IPv4; without this, every new port's IPv6 chatter is
+/// flooded by the bridge to every other port, and a connect costs more the
+/// more containers there are. The kernel refuses this attribute on link
+/// creation, so it is set right after, before the link has carrier.
+pub fn no_ipv6_addresses(rtnl: &mut Rtnl, name: &str) -> io::Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    msg.attributes
+        .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+            vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+        )]));
+    rtnl.request(RouteNetlinkMessage::SetLink(msg), 0)
 }
 
 /// Sets a bridge port's hairpin mode, so a container can reach itself

@@ -95,23 +95,6 @@ impl LiveKernel {
     }
 }
 
-/// berth networks are IPv4: their interfaces get no IPv6 at all. Without
-/// this every new port would send IPv6 DAD, MLD and router solicitations
-/// that the bridge floods to every other port, so each connect would cost
-/// more the more containers there are. Done before the link has carrier,
-/// so not one such packet is sent.
-fn no_ipv6(ifname: &str) -> std::io::Result<()> {
-    match sysctl::write(&ipv6_off_key(ifname), "1") {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
-}
-
-/// The sysctl that turns IPv6 off on one interface.
-pub fn ipv6_off_key(ifname: &str) -> String {
-    format!("net.ipv6.conf.{ifname}.disable_ipv6")
-}
-
 fn enodev() -> std::io::Error {
     nix::errno::Errno::ENODEV.into()
 }
@@ -166,8 +149,10 @@ impl Kernel for LiveKernel {
             peer_mac: pair.mac.0,
             mtu: pair.mtu,
         };
-        link::create_veth(self.rtnl()?, &spec).map_err(|e| Error::kernel(&what, e))?;
-        no_ipv6(&pair.host_ifname).map_err(|e| Error::kernel(what, e))
+        let rtnl = self.rtnl()?;
+        link::create_veth(rtnl, &spec)
+            .and_then(|()| link::no_ipv6_addresses(rtnl, &pair.host_ifname))
+            .map_err(|e| Error::kernel(what, e))
     }
 
     fn configure_inside(&mut self, netns: &Path, config: &InsideConfig) -> Result<()> {
@@ -178,7 +163,7 @@ impl Kernel for LiveKernel {
             let lo = link::index_of(&mut rtnl, "lo")?.ok_or_else(enodev)?;
             link::set_up(&mut rtnl, lo)?;
             let index = link::index_of(&mut rtnl, &config.ifname)?.ok_or_else(enodev)?;
-            no_ipv6(&config.ifname)?;
+            link::no_ipv6_addresses(&mut rtnl, &config.ifname)?;
             link::set_up(&mut rtnl, index)?;
             addr::add_address(&mut rtnl, index, config.ip, config.subnet)?;
             if let Some(gateway) = config.default_via {

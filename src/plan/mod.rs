@@ -140,13 +140,13 @@ impl Step {
                 p.mac,
                     netns_arg(&p.netns)
                 ),
-                format!("sysctl -w {}=1", crate::kernel::ipv6_off_key(&p.host_ifname)),
+                format!("ip link set {} addrgenmode none", p.host_ifname),
             ],
             Step::ConfigureInside { netns, config } => {
                 let ip = ip_in(netns);
                 let mut lines = vec![
                     format!("{ip} link set lo up"),
-                    format!("{} sysctl -w {}=1", exec_in(netns), crate::kernel::ipv6_off_key(&config.ifname)),
+                    format!("{ip} link set {} addrgenmode none", config.ifname),
                     format!("{ip} link set {} up", config.ifname),
                     format!(
                         "{ip} addr add {}/{} brd {} dev {}",
@@ -173,14 +173,6 @@ fn ip_in(netns: &Path) -> String {
     match named(netns) {
         Some(name) => format!("ip -n {name}"),
         None => format!("nsenter --net={} ip", netns.display()),
-    }
-}
-
-/// A prefix that runs any command inside the namespace.
-fn exec_in(netns: &Path) -> String {
-    match named(netns) {
-        Some(name) => format!("ip netns exec {name}"),
-        None => format!("nsenter --net={}", netns.display()),
     }
 }
 

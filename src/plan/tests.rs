@@ -100,7 +100,7 @@ fn veth_and_inside_render_for_named_and_path_namespaces() {
         Step::CreateVeth(pair).render(),
         vec![
             "ip link add vb0123 mtu 1500 group 7 master berth-web up type veth peer name eth0 mtu 1500 address 02:42:0a:5a:00:02 netns c1",
-            "sysctl -w net.ipv6.conf.vb0123.disable_ipv6=1",
+            "ip link set vb0123 addrgenmode none",
         ]
     );
     let config = InsideConfig {

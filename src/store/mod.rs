@@ -76,8 +76,23 @@ impl Store {
                 dir.display()
             ))
         })?;
+        // Switching a new database to WAL and creating the schema take locks
+        // for which SQLite does not always wait (it returns SQLITE_BUSY at
+        // once rather than risk a deadlock), so concurrent first uses retry.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match Store::try_open(dir) {
+                Err(Error::Store(e)) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_open(dir: &Path) -> Result<Store> {
         let conn = Connection::open(dir.join("berth.db"))?;
-        // Many berth processes may start at once: wait for the lock rather
+        // Many berth processes may run at once: wait for the lock rather
         // than fail.
         conn.busy_timeout(Duration::from_secs(60))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -132,6 +147,13 @@ impl Store {
                 .transaction_with_behavior(TransactionBehavior::Immediate)?,
         })
     }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 fn network_from_row(row: &Row) -> rusqlite::Result<Network> {
