@@ -55,6 +55,9 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Remove every network, endpoint, device, firewall rule, routing rule
+    /// and state entry berth made, and put back what berth changed.
+    Reset,
     /// Show berth's main job on a built-in example, in a private sandbox.
     Demo,
     /// Measure connect/disconnect latency, in a private sandbox.
@@ -109,6 +112,27 @@ struct CreateArgs {
     bridge: Option<String>,
     #[arg(long)]
     mtu: Option<u32>,
+    /// Do not masquerade traffic leaving the network (for routed setups).
+    #[arg(long)]
+    no_masquerade: bool,
+    /// Containers of the network cannot reach each other.
+    #[arg(long)]
+    no_icc: bool,
+    /// Nothing leaves beyond the host; endpoints get no default route.
+    #[arg(long)]
+    internal: bool,
+    /// Reject the network's traffic to this IPv4 range (repeatable).
+    #[arg(long, value_name = "CIDR")]
+    deny_egress: Vec<String>,
+    /// Send the network's traffic out of this interface (policy routing).
+    #[arg(long, value_name = "IFACE")]
+    uplink: Option<String>,
+    /// Gateway on the uplink (default: from the host's routes through it).
+    #[arg(long, value_name = "IP")]
+    uplink_gateway: Option<String>,
+    /// Log what the firewall drops for the network (rate-limited).
+    #[arg(long)]
+    log_drops: bool,
 }
 
 #[derive(Args)]
@@ -174,8 +198,19 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 gateway: a.gateway,
                 bridge: a.bridge,
                 mtu: a.mtu,
+                no_masquerade: a.no_masquerade,
+                no_icc: a.no_icc,
+                internal: a.internal,
+                deny_egress: a.deny_egress,
+                uplink: a.uplink,
+                uplink_gateway: a.uplink_gateway,
+                log_drops: a.log_drops,
             };
-            if let Some(n) = done(network::create(&mut ctx, &opts)?) {
+            if let Some(created) = done(network::create(&mut ctx, &opts)?) {
+                for w in &created.warnings {
+                    eprintln!("berth: {w}");
+                }
+                let n = created.network;
                 println!(
                     "created network {}: subnet {}, gateway {}, bridge {}",
                     n.name, n.subnet, n.gateway, n.bridge
@@ -252,6 +287,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
             return run::run(&mut ctx, &opts);
         }
         Command::Exec { target, command } => return run::exec(&target, &command),
+        Command::Reset => {
+            if let Some(r) = done(network::reset(&mut ctx)?) {
+                println!(
+                    "reset: removed {} network(s) and {} endpoint(s)",
+                    r.networks, r.endpoints
+                );
+            }
+        }
         Command::Demo => demo::demo()?,
         Command::Bench {
             count,

@@ -33,6 +33,9 @@ pub enum Error {
         /// Empty when the rollback succeeded, otherwise what could not be undone.
         undo: String,
     },
+    /// An nf_tables batch or query failed; names the object.
+    #[error("nftables: {0}")]
+    Nft(#[from] berth_nft::NftError),
     #[error("state database: {0}")]
     Store(#[from] rusqlite::Error),
     #[error("{0}")]
@@ -67,6 +70,7 @@ impl Error {
         match self {
             Error::Kernel { source, .. } => source.raw_os_error(),
             Error::Apply { cause, .. } => cause.errno(),
+            Error::Nft(e) => e.errno(),
             _ => None,
         }
     }

@@ -28,9 +28,10 @@ pub fn demo() -> Result<()> {
         network::create(&mut ctx, &create),
     )?;
     ctx.dry_run = false;
-    let Outcome::Done(net) = network::create(&mut ctx, &create)? else {
+    let Outcome::Done(created) = network::create(&mut ctx, &create)? else {
         unreachable!()
     };
+    let net = created.network;
     println!(
         "network demo: subnet {}, gateway {} on bridge {}\n",
         net.subnet, net.gateway, net.bridge

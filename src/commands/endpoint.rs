@@ -69,7 +69,9 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
             network.name
         )));
     }
-    let default_route = !tx.netns_has_default_route(inode)?;
+    // An internal network gives no default route: nothing leaves it anyway,
+    // and a later connect to another network can give one.
+    let default_route = !network.policy.internal && !tx.netns_has_default_route(inode)?;
     let endpoint = Endpoint {
         id: 0,
         network: network.name.clone(),

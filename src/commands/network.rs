@@ -4,8 +4,12 @@ use std::net::Ipv4Addr;
 
 use super::{Context, Outcome};
 use crate::error::{Error, Result};
-use crate::model::{ipam, names, subnet::parse_ipv4, Endpoint, Ipv4Net, Mac, Network, DEFAULT_MTU};
-use crate::plan::{Plan, Step};
+use crate::firewall;
+use crate::model::{
+    ipam, names, subnet::parse_ipv4, Endpoint, Ipv4Net, Mac, Network, NetworkPolicy, Uplink,
+    DEFAULT_MTU,
+};
+use crate::plan::{Plan, SourceRule, Step};
 use crate::store::{NewNetwork, Tx};
 
 /// Options of `network create`, as given.
@@ -16,23 +20,56 @@ pub struct CreateOptions {
     pub gateway: Option<String>,
     pub bridge: Option<String>,
     pub mtu: Option<u32>,
+    pub no_masquerade: bool,
+    pub no_icc: bool,
+    pub internal: bool,
+    pub deny_egress: Vec<String>,
+    pub uplink: Option<String>,
+    pub uplink_gateway: Option<String>,
+    pub log_drops: bool,
 }
+
+/// What `network create` made, and what the user should know about it.
+pub struct Created {
+    pub network: Network,
+    /// One line each, e.g. another firewall that may drop the traffic.
+    pub warnings: Vec<String>,
+}
+
+/// Priority of berth's `ip rule`s for `--uplink` (before `main`, 32766).
+pub const UPLINK_RULE_PRIORITY: u32 = 10_000;
+const IP_FORWARD: &str = "net.ipv4.ip_forward";
 
 /// The network every `berth run` without `--net` joins, made on first use.
 pub const DEFAULT_NETWORK: &str = "berth";
 const DEFAULT_BRIDGE: &str = "berth0";
 
-pub fn create(ctx: &mut Context, opts: &CreateOptions) -> Result<Outcome<Network>> {
+pub fn create(ctx: &mut Context, opts: &CreateOptions) -> Result<Outcome<Created>> {
     let mut store = ctx.store()?;
     let tx = store.begin()?;
-    let (network, plan) = plan_create(ctx, &tx, opts)?;
+    let new = check_create(ctx, &tx, opts)?;
+    // The row gives the network its id (and so its routing table); a dry
+    // run or a failure drops the transaction, and the row with it.
+    let network = tx.insert_network(&new)?;
+    let plan = plan_create(ctx, &tx, &network)?;
     if ctx.dry_run {
         return Ok(Outcome::Planned(plan));
     }
-    let network = tx.insert_network(&network)?;
     plan.apply(ctx.kernel.as_mut())?;
     tx.commit()?;
-    Ok(Outcome::Done(network))
+    let warnings = ctx
+        .kernel
+        .foreign_forward_drops(&firewall::table())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| {
+            format!(
+                "warning: {c} has policy drop on the forward hook and may drop the traffic of network {} (berth cannot override it)",
+                network.name
+            )
+        })
+        .collect();
+    Ok(Outcome::Done(Created { network, warnings }))
 }
 
 /// Creates the default network unless it exists; returns it.
@@ -47,19 +84,17 @@ pub fn ensure_default(ctx: &mut Context) -> Result<Network> {
         bridge: Some(DEFAULT_BRIDGE.into()),
         ..Default::default()
     };
-    let (network, plan) = plan_create(ctx, &tx, &opts)?;
-    let network = tx.insert_network(&network)?;
+    let new = check_create(ctx, &tx, &opts)?;
+    let network = tx.insert_network(&new)?;
+    let plan = plan_create(ctx, &tx, &network)?;
     plan.apply(ctx.kernel.as_mut())?;
     tx.commit()?;
     Ok(network)
 }
 
-/// Checks every option and the host, and computes the network and its plan.
-fn plan_create<'a>(
-    ctx: &mut Context,
-    tx: &Tx,
-    opts: &'a CreateOptions,
-) -> Result<(NewNetwork<'a>, Plan)> {
+/// Checks every option against the state and the host, and computes the
+/// network to create.
+fn check_create<'a>(ctx: &mut Context, tx: &Tx, opts: &'a CreateOptions) -> Result<NewNetwork<'a>> {
     names::check_name("network", &opts.name)?;
     let bridge = match &opts.bridge {
         Some(b) => {
@@ -146,29 +181,177 @@ fn plan_create<'a>(
         None => subnet.first_host(),
     };
 
-    let mut plan = Plan::new();
-    plan.push(Step::CreateBridge {
-        mac: Mac::from_ipv4(gateway),
-        name: bridge.clone(),
-        mtu,
-    });
-    plan.push(Step::AddAddress {
-        ifname: bridge.clone(),
-        ip: gateway,
-        subnet,
-    });
-    plan.push(Step::SetSysctl {
-        key: "net.ipv4.ip_forward".into(),
-        value: "1".into(),
-    });
-    let network = NewNetwork {
+    let policy = check_policy(ctx, opts)?;
+    Ok(NewNetwork {
         name: &opts.name,
         subnet,
         gateway,
         bridge,
         mtu,
+        policy,
+    })
+}
+
+/// Parses and checks the firewall and routing options.
+fn check_policy(ctx: &mut Context, opts: &CreateOptions) -> Result<NetworkPolicy> {
+    let deny_egress = opts
+        .deny_egress
+        .iter()
+        .map(|d| parse_cidr("--deny-egress", d))
+        .collect::<Result<Vec<_>>>()?;
+    if opts.uplink_gateway.is_some() && opts.uplink.is_none() {
+        return Err(Error::invalid("--uplink-gateway needs --uplink IFACE"));
+    }
+    let uplink = match &opts.uplink {
+        None => None,
+        Some(_) if opts.internal => {
+            return Err(Error::invalid(
+                "--uplink cannot be used with --internal: an internal network has no way out",
+            ))
+        }
+        Some(ifname) => {
+            names::check_ifname("--uplink interface", ifname)?;
+            let Some(routes) = ctx.kernel.iface_routes(ifname)? else {
+                return Err(Error::invalid(format!(
+                    "no interface {ifname:?} on the host for --uplink"
+                )));
+            };
+            let gateway = match &opts.uplink_gateway {
+                Some(g) => {
+                    let g = parse_ipv4("--uplink-gateway", g)?;
+                    if !routes.connected.iter().any(|n| n.is_host(g) || n.contains(g)) {
+                        return Err(Error::invalid(format!(
+                            "uplink gateway {g} is not reachable on {ifname}: it is in none of its prefixes"
+                        )));
+                    }
+                    g
+                }
+                None => *routes.gateways.first().ok_or_else(|| {
+                    Error::invalid(format!(
+                        "no gateway through {ifname:?} in the host's routes; give one with --uplink-gateway"
+                    ))
+                })?,
+            };
+            Some(Uplink {
+                ifname: ifname.clone(),
+                gateway,
+            })
+        }
     };
-    Ok((network, plan))
+    Ok(NetworkPolicy {
+        masquerade: !opts.no_masquerade,
+        icc: !opts.no_icc,
+        internal: opts.internal,
+        deny_egress,
+        uplink,
+        log_drops: opts.log_drops,
+    })
+}
+
+/// An IPv4 range given for `what`: `a.b.c.d/len` without host bits, or one
+/// address.
+fn parse_cidr(what: &str, text: &str) -> Result<Ipv4Net> {
+    let net: Ipv4Net = if text.contains('/') {
+        text.parse().map_err(|_| {
+            Error::invalid(format!(
+                "invalid {what} {text:?}: expected an IPv4 CIDR like 10.0.0.0/8"
+            ))
+        })?
+    } else {
+        let ip = parse_ipv4(what, text)?;
+        Ipv4Net::new_truncating(ip, 32)
+    };
+    let given = text.split_once('/').map_or(text, |(a, _)| a);
+    if given != net.network().to_string() {
+        return Err(Error::invalid(format!(
+            "invalid {what} {text:?}: host bits are set; did you mean {net}?"
+        )));
+    }
+    Ok(net)
+}
+
+/// The kernel steps of a new network: bridge, address, forwarding, its
+/// part of the ruleset (one batch) and its policy routing.
+fn plan_create(ctx: &mut Context, tx: &Tx, network: &Network) -> Result<Plan> {
+    let bridge = network.bridge.clone();
+    let mut plan = Plan::new();
+    plan.push(Step::CreateBridge {
+        mac: Mac::from_ipv4(network.gateway),
+        name: bridge.clone(),
+        mtu: network.mtu,
+    });
+    plan.push(Step::AddAddress {
+        ifname: bridge.clone(),
+        ip: network.gateway,
+        subnet: network.subnet,
+    });
+    if !network.policy.icc {
+        plan.push(Step::BridgeNetfilter {
+            bridge: bridge.clone(),
+        });
+    }
+    let forward = ctx.kernel.read_sysctl(IP_FORWARD)?;
+    if forward != "1" {
+        // Remembered so that `reset` can put it back.
+        tx.record_setting_once(IP_FORWARD, &forward)?;
+    }
+    plan.push(Step::SetSysctl {
+        key: IP_FORWARD.into(),
+        value: "1".into(),
+    });
+    let exists = ctx.kernel.nft_table_exists(&firewall::table())?;
+    let change = firewall::add_network(network, exists);
+    plan.push(Step::Nft {
+        batch: change.batch,
+        undo: change.undo,
+    });
+    if let Some(uplink) = &network.policy.uplink {
+        plan.push(Step::AddTableDefault {
+            table: network.route_table,
+            gateway: uplink.gateway,
+            ifname: uplink.ifname.clone(),
+        });
+        plan.push(Step::AddSourceRule(uplink_rule(network)));
+    }
+    Ok(plan)
+}
+
+fn uplink_rule(network: &Network) -> SourceRule {
+    SourceRule {
+        subnet: network.subnet,
+        iif: network.bridge.clone(),
+        table: network.route_table,
+        priority: UPLINK_RULE_PRIORITY,
+    }
+}
+
+/// The steps that take a network away: its ruleset part (or the whole
+/// table when `last`), its policy routing, its veths and its bridge.
+fn plan_remove(network: &Network, endpoints: usize, last: bool) -> Plan {
+    let mut plan = Plan::new();
+    let change = firewall::remove_network(network, last);
+    plan.push(Step::Nft {
+        batch: change.batch,
+        undo: change.undo,
+    });
+    if let Some(uplink) = &network.policy.uplink {
+        plan.push(Step::DeleteSourceRule(uplink_rule(network)));
+        plan.push(Step::DeleteTableDefault {
+            table: network.route_table,
+            gateway: uplink.gateway,
+            ifname: uplink.ifname.clone(),
+        });
+    }
+    if endpoints > 0 {
+        plan.push(Step::DeleteLinkGroup {
+            group: network.link_group,
+            what: format!("the {endpoints} veth(s) of network {}", network.name),
+        });
+    }
+    plan.push(Step::DeleteLink {
+        name: network.bridge.clone(),
+    });
+    plan
 }
 
 /// Every network with its endpoint count.
@@ -208,16 +391,8 @@ pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<Outcome<Vec<
             names.join(", ")
         )));
     }
-    let mut plan = Plan::new();
-    if !endpoints.is_empty() {
-        plan.push(Step::DeleteLinkGroup {
-            group: network.link_group,
-            what: format!("the {} veth(s) of network {name}", endpoints.len()),
-        });
-    }
-    plan.push(Step::DeleteLink {
-        name: network.bridge.clone(),
-    });
+    let last = tx.networks()?.len() == 1;
+    let plan = plan_remove(&network, endpoints.len(), last);
     if ctx.dry_run {
         return Ok(Outcome::Planned(plan));
     }
@@ -225,4 +400,50 @@ pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<Outcome<Vec<
     plan.apply(ctx.kernel.as_mut())?;
     tx.commit()?;
     Ok(Outcome::Done(endpoints))
+}
+
+/// What `reset` took away.
+pub struct ResetReport {
+    pub networks: usize,
+    pub endpoints: usize,
+}
+
+/// Removes everything berth made: every network with its endpoints, its
+/// ruleset part and policy routing, the table, and the state; puts back
+/// the host settings berth changed. Touches nothing berth did not make.
+pub fn reset(ctx: &mut Context) -> Result<Outcome<ResetReport>> {
+    let mut store = ctx.store()?;
+    let tx = store.begin()?;
+    let networks = tx.networks()?;
+    let mut plan = Plan::new();
+    let change = firewall::remove_all();
+    plan.push(Step::Nft {
+        batch: change.batch,
+        undo: change.undo,
+    });
+    let mut endpoints = 0;
+    for network in &networks {
+        let count = tx.endpoint_count(network.id)?;
+        endpoints += count;
+        // The table goes at once above, so the per-network nft part is not needed.
+        let mut p = plan_remove(network, count, true);
+        p.steps.remove(0);
+        plan.steps.extend(p.steps);
+    }
+    if let Some(old) = tx.setting(IP_FORWARD)? {
+        plan.push(Step::SetSysctl {
+            key: IP_FORWARD.into(),
+            value: old,
+        });
+    }
+    if ctx.dry_run {
+        return Ok(Outcome::Planned(plan));
+    }
+    tx.clear()?;
+    plan.apply(ctx.kernel.as_mut())?;
+    tx.commit()?;
+    Ok(Outcome::Done(ResetReport {
+        networks: networks.len(),
+        endpoints,
+    }))
 }

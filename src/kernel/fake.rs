@@ -4,9 +4,10 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use super::{HostPrefix, InsideConfig, Kernel, VethPair};
+use super::{HostPrefix, IfaceRoutes, InsideConfig, Kernel, VethPair};
 use crate::error::{Error, Result};
 use crate::model::Ipv4Net;
+use berth_nft::{Batch, Table};
 
 #[derive(Default)]
 pub struct FakeKernel {
@@ -15,6 +16,12 @@ pub struct FakeKernel {
     pub fail_on: Option<String>,
     pub sysctl_value: String,
     pub prefixes: Vec<HostPrefix>,
+    /// Whether berth's nftables table exists.
+    pub nft_table: bool,
+    /// What `foreign_forward_drops` answers.
+    pub forward_drops: Vec<String>,
+    /// Links `iface_routes` knows, with their routes.
+    pub ifaces: Vec<(String, IfaceRoutes)>,
 }
 
 impl FakeKernel {
@@ -76,5 +83,52 @@ impl Kernel for FakeKernel {
     }
     fn delete_netns(&mut self, name: &str) -> Result<bool> {
         self.op(format!("delete_netns {name}")).map(|_| true)
+    }
+    fn set_bridge_netfilter(&mut self, bridge: &str, on: bool) -> Result<()> {
+        self.op(format!("set_bridge_netfilter {bridge} {on}"))
+    }
+    fn nft_apply(&mut self, batch: &Batch) -> Result<()> {
+        self.op(format!("nft {}", batch.render().join("; ")))
+    }
+    fn nft_table_exists(&mut self, _table: &Table) -> Result<bool> {
+        Ok(self.nft_table)
+    }
+    fn foreign_forward_drops(&mut self, _ours: &Table) -> Result<Vec<String>> {
+        Ok(self.forward_drops.clone())
+    }
+    fn iface_routes(&mut self, ifname: &str) -> Result<Option<IfaceRoutes>> {
+        Ok(self
+            .ifaces
+            .iter()
+            .find(|(n, _)| n == ifname)
+            .map(|(_, r)| r.clone()))
+    }
+    fn add_table_default(&mut self, table: u32, gateway: Ipv4Addr, ifname: &str) -> Result<()> {
+        self.op(format!("add_table_default {table} {gateway} {ifname}"))
+    }
+    fn delete_table_default(&mut self, table: u32) -> Result<bool> {
+        self.op(format!("delete_table_default {table}"))
+            .map(|_| true)
+    }
+    fn add_source_rule(
+        &mut self,
+        subnet: Ipv4Net,
+        iif: &str,
+        table: u32,
+        priority: u32,
+    ) -> Result<()> {
+        self.op(format!("add_source_rule {subnet} {iif} {table} {priority}"))
+    }
+    fn delete_source_rule(
+        &mut self,
+        subnet: Ipv4Net,
+        iif: &str,
+        table: u32,
+        priority: u32,
+    ) -> Result<bool> {
+        self.op(format!(
+            "delete_source_rule {subnet} {iif} {table} {priority}"
+        ))
+        .map(|_| true)
     }
 }

@@ -7,8 +7,8 @@ use std::os::fd::AsRawFd;
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoPortData,
-    InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind,
+    InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -126,6 +126,20 @@ pub fn no_ipv6_addresses(rtnl: &mut Rtnl, name: &str) -> io::Result<()> {
             vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
         )]));
     rtnl.request(RouteNetlinkMessage::SetLink(msg), 0)
+}
+
+/// Makes the bridge `name` pass its bridged IPv4 frames through the
+/// iptables/nftables hooks (`nf_call_iptables`) whatever the namespace-wide
+/// `net.bridge.bridge-nf-call-iptables` says, so that berth's forward chain
+/// sees traffic between two ports of the bridge in every mode.
+pub fn set_bridge_nf_call_iptables(rtnl: &mut Rtnl, name: &str, on: bool) -> io::Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Bridge),
+        LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::NfCallIpTables(on)])),
+    ]));
+    rtnl.request(RouteNetlinkMessage::NewLink(msg), 0)
 }
 
 /// Sets a bridge port's hairpin mode, so a container can reach itself

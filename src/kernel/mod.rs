@@ -5,6 +5,7 @@
 pub mod addr;
 pub mod link;
 pub mod netns;
+pub mod route;
 pub mod rtnl;
 pub mod sysctl;
 
@@ -15,6 +16,9 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 pub use addr::HostPrefix;
+pub use route::IfaceRoutes;
+
+use berth_nft::{Batch, Nft, Table};
 
 use crate::error::{Error, Result};
 use crate::model::{Ipv4Net, Mac};
@@ -61,6 +65,37 @@ pub trait Kernel {
     fn create_netns(&mut self, name: &str) -> Result<()>;
     /// Ok(false) if there was no such namespace.
     fn delete_netns(&mut self, name: &str) -> Result<bool>;
+    /// Sets the bridge option `nf_call_iptables`.
+    fn set_bridge_netfilter(&mut self, bridge: &str, on: bool) -> Result<()>;
+    /// Applies an nf_tables batch as one atomic transaction.
+    fn nft_apply(&mut self, batch: &Batch) -> Result<()>;
+    fn nft_table_exists(&mut self, table: &Table) -> Result<bool>;
+    /// Base chains of tables other than `ours` that hook forward with
+    /// policy drop, each as `table FAMILY NAME chain CHAIN`.
+    fn foreign_forward_drops(&mut self, ours: &Table) -> Result<Vec<String>>;
+    /// The gateways and connected prefixes of a link; None if there is no
+    /// such link.
+    fn iface_routes(&mut self, ifname: &str) -> Result<Option<IfaceRoutes>>;
+    /// `ip route add default via GATEWAY dev IFNAME table TABLE`
+    fn add_table_default(&mut self, table: u32, gateway: Ipv4Addr, ifname: &str) -> Result<()>;
+    /// Ok(false) if the table had no default route.
+    fn delete_table_default(&mut self, table: u32) -> Result<bool>;
+    /// `ip rule add from SUBNET iif IIF lookup TABLE priority PRIORITY`
+    fn add_source_rule(
+        &mut self,
+        subnet: Ipv4Net,
+        iif: &str,
+        table: u32,
+        priority: u32,
+    ) -> Result<()>;
+    /// Ok(false) if there was no such rule.
+    fn delete_source_rule(
+        &mut self,
+        subnet: Ipv4Net,
+        iif: &str,
+        table: u32,
+        priority: u32,
+    ) -> Result<bool>;
 }
 
 /// The real kernel, through one rtnetlink socket in berth's own namespace
@@ -68,6 +103,7 @@ pub trait Kernel {
 #[derive(Default)]
 pub struct LiveKernel {
     rtnl: Option<Rtnl>,
+    nft: Option<Nft>,
 }
 
 impl LiveKernel {
@@ -81,6 +117,13 @@ impl LiveKernel {
                 Some(Rtnl::open().map_err(|e| Error::kernel("opening rtnetlink socket", e))?);
         }
         Ok(self.rtnl.as_mut().expect("just opened"))
+    }
+
+    fn nft(&mut self) -> Result<&mut Nft> {
+        if self.nft.is_none() {
+            self.nft = Some(Nft::open()?);
+        }
+        Ok(self.nft.as_mut().expect("just opened"))
     }
 
     fn index(&mut self, name: &str) -> Result<u32> {
@@ -205,5 +248,81 @@ impl Kernel for LiveKernel {
 
     fn delete_netns(&mut self, name: &str) -> Result<bool> {
         netns::delete_named(name)
+    }
+
+    fn set_bridge_netfilter(&mut self, bridge: &str, on: bool) -> Result<()> {
+        link::set_bridge_nf_call_iptables(self.rtnl()?, bridge, on)
+            .map_err(|e| Error::kernel(format!("setting nf_call_iptables on bridge {bridge}"), e))
+    }
+
+    fn nft_apply(&mut self, batch: &Batch) -> Result<()> {
+        Ok(self.nft()?.apply(batch)?)
+    }
+
+    fn nft_table_exists(&mut self, table: &Table) -> Result<bool> {
+        Ok(self.nft()?.table_exists(table.family, &table.name)?)
+    }
+
+    fn foreign_forward_drops(&mut self, ours: &Table) -> Result<Vec<String>> {
+        let chains = self.nft()?.list_chains()?;
+        Ok(chains
+            .iter()
+            .filter(|c| c.is_dropping_forward_hook())
+            .filter(|c| !(c.family == ours.family && c.table == ours.name))
+            .map(|c| format!("table {} {} chain {}", c.family, c.table, c.name))
+            .collect())
+    }
+
+    fn iface_routes(&mut self, ifname: &str) -> Result<Option<IfaceRoutes>> {
+        let what = || format!("reading the routes of {ifname}");
+        let Some(index) =
+            link::index_of(self.rtnl()?, ifname).map_err(|e| Error::kernel(what(), e))?
+        else {
+            return Ok(None);
+        };
+        route::iface_routes(self.rtnl()?, index)
+            .map(Some)
+            .map_err(|e| Error::kernel(what(), e))
+    }
+
+    fn add_table_default(&mut self, table: u32, gateway: Ipv4Addr, ifname: &str) -> Result<()> {
+        let index = self.index(ifname)?;
+        route::add_table_default(self.rtnl()?, table, gateway, index).map_err(|e| {
+            Error::kernel(
+                format!("adding default via {gateway} dev {ifname} to routing table {table}"),
+                e,
+            )
+        })
+    }
+
+    fn delete_table_default(&mut self, table: u32) -> Result<bool> {
+        route::delete_table_default(self.rtnl()?, table).map_err(|e| {
+            Error::kernel(
+                format!("deleting the default route of routing table {table}"),
+                e,
+            )
+        })
+    }
+
+    fn add_source_rule(
+        &mut self,
+        subnet: Ipv4Net,
+        iif: &str,
+        table: u32,
+        priority: u32,
+    ) -> Result<()> {
+        route::add_source_rule(self.rtnl()?, subnet, iif, table, priority)
+            .map_err(|e| Error::kernel(format!("adding rule from {subnet} lookup {table}"), e))
+    }
+
+    fn delete_source_rule(
+        &mut self,
+        subnet: Ipv4Net,
+        iif: &str,
+        table: u32,
+        priority: u32,
+    ) -> Result<bool> {
+        route::delete_source_rule(self.rtnl()?, subnet, iif, table, priority)
+            .map_err(|e| Error::kernel(format!("deleting rule from {subnet} lookup {table}"), e))
     }
 }

@@ -29,6 +29,47 @@ pub struct Network {
     /// Link group of the network's host-side veths, so that all of them can
     /// be deleted in one kernel request.
     pub link_group: u32,
+    /// berth's own routing table for the network (used with `--uplink`).
+    pub route_table: u32,
+    /// What the firewall lets the network do.
+    pub policy: NetworkPolicy,
+}
+
+/// A network's firewall and routing options (`network create` flags).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkPolicy {
+    /// Masquerade traffic leaving through anything but the bridge.
+    pub masquerade: bool,
+    /// Containers of the network may reach each other.
+    pub icc: bool,
+    /// Nothing leaves beyond the host; endpoints get no default route.
+    pub internal: bool,
+    /// Destinations the network's traffic is rejected to.
+    pub deny_egress: Vec<Ipv4Net>,
+    /// Where the network's traffic leaves, by policy routing.
+    pub uplink: Option<Uplink>,
+    /// Log (rate-limited) what the firewall drops for the network.
+    pub log_drops: bool,
+}
+
+impl Default for NetworkPolicy {
+    fn default() -> Self {
+        NetworkPolicy {
+            masquerade: true,
+            icc: true,
+            internal: false,
+            deny_egress: Vec::new(),
+            uplink: None,
+            log_drops: false,
+        }
+    }
+}
+
+/// `--uplink IFACE` with the gateway its traffic goes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Uplink {
+    pub ifname: String,
+    pub gateway: Ipv4Addr,
 }
 
 /// One namespace's attachment to one network.
@@ -58,6 +99,13 @@ pub struct NetworkView {
     pub bridge: String,
     pub mtu: u32,
     pub endpoint_count: usize,
+    pub masquerade: bool,
+    pub icc: bool,
+    pub internal: bool,
+    pub deny_egress: Vec<String>,
+    pub uplink: Option<String>,
+    pub uplink_gateway: Option<String>,
+    pub log_drops: bool,
 }
 
 /// The JSON shape of an endpoint in `connect/ps --json`.
@@ -83,6 +131,18 @@ impl Network {
             bridge: self.bridge.clone(),
             mtu: self.mtu,
             endpoint_count,
+            masquerade: self.policy.masquerade,
+            icc: self.policy.icc,
+            internal: self.policy.internal,
+            deny_egress: self
+                .policy
+                .deny_egress
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+            uplink: self.policy.uplink.as_ref().map(|u| u.ifname.clone()),
+            uplink_gateway: self.policy.uplink.as_ref().map(|u| u.gateway.to_string()),
+            log_drops: self.policy.log_drops,
         }
     }
 }

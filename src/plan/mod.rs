@@ -10,6 +10,8 @@ mod tests;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use berth_nft::Batch;
+
 use crate::error::{Error, Result};
 use crate::kernel::{netns, InsideConfig, Kernel, VethPair};
 use crate::model::{Ipv4Net, Mac};
@@ -52,6 +54,55 @@ pub enum Step {
     DeleteNetns {
         name: String,
     },
+    /// `nf_call_iptables` on a bridge, so its bridged traffic meets the
+    /// forward chain in every `bridge-nf-call-iptables` mode.
+    BridgeNetfilter {
+        bridge: String,
+    },
+    /// One atomic nf_tables batch, with the batch that takes it back.
+    Nft {
+        batch: Batch,
+        undo: Batch,
+    },
+    /// A default route in one of berth's routing tables.
+    AddTableDefault {
+        table: u32,
+        gateway: Ipv4Addr,
+        ifname: String,
+    },
+    DeleteTableDefault {
+        table: u32,
+        gateway: Ipv4Addr,
+        ifname: String,
+    },
+    /// `ip rule from SUBNET lookup TABLE`
+    AddSourceRule(SourceRule),
+    DeleteSourceRule(SourceRule),
+}
+
+/// `ip rule from SUBNET iif IIF lookup TABLE priority PRIORITY`: the
+/// forwarded traffic of a subnet entering from its bridge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceRule {
+    pub subnet: Ipv4Net,
+    pub iif: String,
+    pub table: u32,
+    pub priority: u32,
+}
+
+impl SourceRule {
+    fn render(&self, verb: &str) -> String {
+        format!(
+            "ip rule {verb} from {} iif {} lookup {} priority {}",
+            self.subnet, self.iif, self.table, self.priority
+        )
+    }
+    fn add(&self, kernel: &mut dyn Kernel) -> Result<()> {
+        kernel.add_source_rule(self.subnet, &self.iif, self.table, self.priority)
+    }
+    fn delete(&self, kernel: &mut dyn Kernel) -> Result<bool> {
+        kernel.delete_source_rule(self.subnet, &self.iif, self.table, self.priority)
+    }
 }
 
 /// How to take back a step that was applied.
@@ -60,6 +111,11 @@ enum Undo {
     DeleteLink(String),
     RestoreSysctl(String, String),
     DeleteNetns(String),
+    Nft(Batch),
+    DeleteTableDefault(u32),
+    AddTableDefault(u32, Ipv4Addr, String),
+    DeleteSourceRule(SourceRule),
+    AddSourceRule(SourceRule),
 }
 
 impl Step {
@@ -111,6 +167,36 @@ impl Step {
                 kernel.delete_netns(name)?;
                 None
             }
+            Step::BridgeNetfilter { bridge } => {
+                kernel.set_bridge_netfilter(bridge, true)?;
+                None
+            }
+            Step::Nft { batch, undo } => {
+                kernel.nft_apply(batch)?;
+                Some(Undo::Nft(undo.clone()))
+            }
+            Step::AddTableDefault {
+                table,
+                gateway,
+                ifname,
+            } => {
+                kernel.add_table_default(*table, *gateway, ifname)?;
+                Some(Undo::DeleteTableDefault(*table))
+            }
+            Step::DeleteTableDefault {
+                table,
+                gateway,
+                ifname,
+            } => kernel
+                .delete_table_default(*table)?
+                .then(|| Undo::AddTableDefault(*table, *gateway, ifname.clone())),
+            Step::AddSourceRule(rule) => {
+                rule.add(kernel)?;
+                Some(Undo::DeleteSourceRule(rule.clone()))
+            }
+            Step::DeleteSourceRule(rule) => rule
+                .delete(kernel)?
+                .then(|| Undo::AddSourceRule(rule.clone())),
         })
     }
 
@@ -164,8 +250,30 @@ impl Step {
             Step::DeleteLink { name } => vec![format!("ip link del {name}")],
             Step::DeleteLinkGroup { group, what } => vec![format!("ip link del group {group}  # {what}")],
             Step::DeleteNetns { name } => vec![format!("ip netns del {name}")],
+            Step::BridgeNetfilter { bridge } => {
+                vec![format!("ip link set {bridge} type bridge nf_call_iptables 1")]
+            }
+            Step::Nft { batch, .. } => batch.render().into_iter().map(|l| format!("nft {}", shell_quote_nft(&l))).collect(),
+            Step::AddTableDefault {
+                table,
+                gateway,
+                ifname,
+            } => vec![format!(
+                "ip route add default via {gateway} dev {ifname} table {table}"
+            )],
+            Step::DeleteTableDefault { table, .. } => {
+                vec![format!("ip route del default table {table}")]
+            }
+            Step::AddSourceRule(rule) => vec![rule.render("add")],
+            Step::DeleteSourceRule(rule) => vec![rule.render("del")],
         }
     }
+}
+
+/// An nft command as one shell argument: nft reads a whole command from one
+/// argument, and the braces, quotes and semicolons in it are shell syntax.
+fn shell_quote_nft(line: &str) -> String {
+    format!("'{}'", line.replace('\'', "'\\''"))
 }
 
 /// `ip -n NAME` for named namespaces, `nsenter --net=PATH ip` otherwise.
@@ -202,6 +310,13 @@ impl Undo {
             Undo::DeleteLink(name) => kernel.delete_link(name).map(|_| ()),
             Undo::RestoreSysctl(key, old) => kernel.write_sysctl(key, old),
             Undo::DeleteNetns(name) => kernel.delete_netns(name).map(|_| ()),
+            Undo::Nft(batch) => kernel.nft_apply(batch),
+            Undo::DeleteTableDefault(table) => kernel.delete_table_default(*table).map(|_| ()),
+            Undo::AddTableDefault(table, gateway, ifname) => {
+                kernel.add_table_default(*table, *gateway, ifname)
+            }
+            Undo::DeleteSourceRule(rule) => rule.delete(kernel).map(|_| ()),
+            Undo::AddSourceRule(rule) => rule.add(kernel),
         }
     }
 }

@@ -119,3 +119,33 @@ fn veth_and_inside_render_for_named_and_path_namespaces() {
         "nsenter --net=/proc/42/ns/net ip route add default via 10.90.0.1"
     );
 }
+
+#[test]
+fn a_failed_nft_batch_undoes_the_bridge_and_a_later_failure_the_batch() {
+    use berth_nft::{Batch, Family, Table};
+    let t = Table::new(Family::Inet, "berth");
+    let mut batch = Batch::new();
+    batch.add_table(&t);
+    let mut undo = Batch::new();
+    undo.destroy_table(&t);
+    let mut plan = bridge_plan();
+    plan.push(Step::Nft { batch, undo });
+    plan.push(Step::CreateNetns { name: "x".into() });
+    assert!(plan
+        .render()
+        .contains(&"nft 'add table inet berth'".to_string()));
+    let mut k = FakeKernel {
+        sysctl_value: "1".into(),
+        fail_on: Some("create_netns".into()),
+        ..Default::default()
+    };
+    plan.apply(&mut k).unwrap_err();
+    assert_eq!(
+        &k.log[k.log.len() - 3..],
+        [
+            "create_netns x",
+            "nft destroy table inet berth",
+            "delete_link berth-web"
+        ]
+    );
+}

@@ -10,11 +10,13 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::error::{Error, Result};
-use crate::model::{Endpoint, Ipv4Net, Network};
+use crate::model::{Endpoint, Ipv4Net, Network, NetworkPolicy, Uplink};
 
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+/// berth's routing tables (`--uplink`) are this plus the network id.
+const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
 /// Link groups of network veths are this plus the network id: far from the
 /// small numbers people pick by hand.
 const LINK_GROUP_BASE: u32 = 0x6265_0000;
@@ -28,8 +30,17 @@ CREATE TABLE networks (
     bridge TEXT NOT NULL UNIQUE,
     mtu INTEGER NOT NULL,
     -- the last address handed out, so the next lease starts after it
-    last_ip INTEGER
+    last_ip INTEGER,
+    masquerade INTEGER NOT NULL DEFAULT 1,
+    icc INTEGER NOT NULL DEFAULT 1,
+    internal INTEGER NOT NULL DEFAULT 0,
+    -- comma-separated CIDRs
+    deny_egress TEXT NOT NULL DEFAULT '',
+    uplink TEXT,
+    uplink_gateway TEXT,
+    log_drops INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE endpoints (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     network_id INTEGER NOT NULL REFERENCES networks(id),
@@ -46,6 +57,19 @@ CREATE TABLE endpoints (
     UNIQUE (network_id, netns)
 );
 CREATE INDEX endpoints_by_netns_inode ON endpoints (netns_inode);
+";
+
+/// Version 1 → 2: the firewall and routing options of networks, and the
+/// host settings berth changed (to restore them on `reset`).
+const MIGRATE_1_TO_2: &str = "
+ALTER TABLE networks ADD COLUMN masquerade INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE networks ADD COLUMN icc INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE networks ADD COLUMN internal INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE networks ADD COLUMN deny_egress TEXT NOT NULL DEFAULT '';
+ALTER TABLE networks ADD COLUMN uplink TEXT;
+ALTER TABLE networks ADD COLUMN uplink_gateway TEXT;
+ALTER TABLE networks ADD COLUMN log_drops INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
 pub struct Store {
@@ -65,6 +89,7 @@ pub struct NewNetwork<'a> {
     pub gateway: Ipv4Addr,
     pub bridge: String,
     pub mtu: u32,
+    pub policy: NetworkPolicy,
 }
 
 impl Store {
@@ -126,6 +151,10 @@ impl Store {
                 tx.execute_batch(SCHEMA)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
+            1 => {
+                tx.execute_batch(MIGRATE_1_TO_2)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            }
             SCHEMA_VERSION => {}
             v => {
                 return Err(Error::Other(format!(
@@ -168,6 +197,35 @@ fn network_from_row(row: &Row) -> rusqlite::Result<Network> {
         bridge: row.get(4)?,
         mtu: row.get(5)?,
         link_group: LINK_GROUP_BASE + id as u32,
+        route_table: ROUTE_TABLE_BASE + id as u32,
+        policy: policy_from_row(row)?,
+    })
+}
+
+/// Columns 6.. of [`NETWORK_COLUMNS`].
+fn policy_from_row(row: &Row) -> rusqlite::Result<NetworkPolicy> {
+    let deny: String = row.get(9)?;
+    let deny_egress = deny
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| bad_column(9, s)))
+        .collect::<rusqlite::Result<_>>()?;
+    let uplink: Option<String> = row.get(10)?;
+    let gateway: Option<String> = row.get(11)?;
+    let uplink = match (uplink, gateway) {
+        (Some(ifname), Some(g)) => Some(Uplink {
+            ifname,
+            gateway: g.parse().map_err(|_| bad_column(11, &g))?,
+        }),
+        _ => None,
+    };
+    Ok(NetworkPolicy {
+        masquerade: row.get(6)?,
+        icc: row.get(7)?,
+        internal: row.get(8)?,
+        deny_egress,
+        uplink,
+        log_drops: row.get(12)?,
     })
 }
 
@@ -196,7 +254,7 @@ fn bad_column(index: usize, value: &str) -> rusqlite::Error {
     )
 }
 
-const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu";
+const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops";
 const ENDPOINT_COLUMNS: &str = "e.id, n.name, e.name, e.netns, e.netns_inode, e.ip, e.mac, e.ifname, e.host_ifname, e.default_route";
 
 impl Tx<'_> {
@@ -227,14 +285,24 @@ impl Tx<'_> {
     }
 
     pub fn insert_network(&self, n: &NewNetwork) -> Result<Network> {
+        let p = &n.policy;
+        let deny: Vec<String> = p.deny_egress.iter().map(|d| d.to_string()).collect();
         self.tx.execute(
-            "INSERT INTO networks (name, subnet, gateway, bridge, mtu) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO networks (name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 n.name,
                 n.subnet.to_string(),
                 n.gateway.to_string(),
                 n.bridge,
-                n.mtu
+                n.mtu,
+                p.masquerade,
+                p.icc,
+                p.internal,
+                deny.join(","),
+                p.uplink.as_ref().map(|u| u.ifname.clone()),
+                p.uplink.as_ref().map(|u| u.gateway.to_string()),
+                p.log_drops
             ],
         )?;
         let id = self.tx.last_insert_rowid();
@@ -246,7 +314,34 @@ impl Tx<'_> {
             bridge: n.bridge.clone(),
             mtu: n.mtu,
             link_group: LINK_GROUP_BASE + id as u32,
+            route_table: ROUTE_TABLE_BASE + id as u32,
+            policy: n.policy.clone(),
         })
+    }
+
+    /// A host setting berth recorded (e.g. the value of a sysctl before
+    /// berth first changed it).
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT value FROM settings WHERE key = ?1")?;
+        Ok(stmt.query_row([key], |r| r.get(0)).optional()?)
+    }
+
+    /// Records `key` unless it is already recorded (the first value wins).
+    pub fn record_setting_once(&self, key: &str, value: &str) -> Result<()> {
+        self.tx.execute(
+            "INSERT OR IGNORE INTO settings (key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets everything: networks, endpoints and settings.
+    pub fn clear(&self) -> Result<()> {
+        self.tx
+            .execute_batch("DELETE FROM endpoints; DELETE FROM networks; DELETE FROM settings;")?;
+        Ok(())
     }
 
     pub fn delete_network(&self, id: i64) -> Result<()> {
@@ -405,6 +500,7 @@ mod tests {
                 gateway: Ipv4Addr::new(10, 90, 0, 1),
                 bridge: "berth-web".into(),
                 mtu: 1500,
+                policy: NetworkPolicy::default(),
             })
             .unwrap();
         assert_eq!(tx.require_network("web").unwrap(), net);
@@ -456,6 +552,43 @@ mod tests {
         // Reopening keeps the schema and data.
         let mut store = Store::open(&dir).unwrap();
         assert_eq!(store.begin().unwrap().networks().unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn version_1_state_is_migrated_and_keeps_its_networks() {
+        let dir = temp_dir("v1");
+        std::fs::create_dir_all(&dir).unwrap();
+        {
+            let conn = Connection::open(dir.join("berth.db")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE networks (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE,
+                   subnet TEXT NOT NULL, gateway TEXT NOT NULL, bridge TEXT NOT NULL UNIQUE,
+                   mtu INTEGER NOT NULL, last_ip INTEGER);
+                 CREATE TABLE endpoints (id INTEGER PRIMARY KEY AUTOINCREMENT,
+                   network_id INTEGER NOT NULL REFERENCES networks(id), name TEXT NOT NULL,
+                   netns TEXT NOT NULL, netns_inode INTEGER NOT NULL, ip INTEGER NOT NULL,
+                   mac TEXT NOT NULL, ifname TEXT NOT NULL, host_ifname TEXT NOT NULL UNIQUE,
+                   default_route INTEGER NOT NULL);
+                 INSERT INTO networks (name, subnet, gateway, bridge, mtu)
+                   VALUES ('old', '10.90.0.0/24', '10.90.0.1', 'berth-old', 1500);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(&dir).unwrap();
+        let tx = store.begin().unwrap();
+        let old = tx.require_network("old").unwrap();
+        assert_eq!(old.policy, NetworkPolicy::default());
+        tx.record_setting_once("k", "a").unwrap();
+        tx.record_setting_once("k", "b").unwrap();
+        assert_eq!(tx.setting("k").unwrap().as_deref(), Some("a"));
+        tx.commit().unwrap();
+        let v: i64 = store
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

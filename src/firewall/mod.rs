@@ -1,0 +1,74 @@
+//! berth's nftables ruleset, built with berth-nft: one table `inet berth`
+//! whose base chains dispatch through verdict maps keyed by bridge name to
+//! chains of each network. Creating or removing a network adds or removes
+//! that network's chains and map elements in one atomic batch; connecting
+//! a container changes nothing here.
+//!
+//! Every change comes with the batch that takes it back, so a plan can undo
+//! it; [`skeleton`] holds the table and base chains, [`network`] one
+//! network's chains.
+
+pub mod network;
+pub mod skeleton;
+
+#[cfg(test)]
+mod tests;
+
+use berth_nft::{Batch, Family, Table};
+
+use crate::model::Network;
+
+/// The one table berth owns.
+pub const TABLE_NAME: &str = "berth";
+
+/// `inet berth`.
+pub fn table() -> Table {
+    Table::new(Family::Inet, TABLE_NAME)
+}
+
+/// A change of the ruleset and the change that takes it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub batch: Batch,
+    pub undo: Batch,
+}
+
+/// Adds `net`'s chains and elements; with `table_exists` false, the table
+/// and its base chains come first (and the undo removes the whole table).
+pub fn add_network(net: &Network, table_exists: bool) -> Change {
+    let mut batch = Batch::new();
+    let mut undo = Batch::new();
+    if table_exists {
+        network::remove(&mut undo, net);
+    } else {
+        skeleton::create(&mut batch);
+        undo.destroy_table(&table());
+    }
+    network::add(&mut batch, net);
+    Change { batch, undo }
+}
+
+/// Removes `net`'s chains and elements; when it is the `last` network, the
+/// whole table goes.
+pub fn remove_network(net: &Network, last: bool) -> Change {
+    let mut batch = Batch::new();
+    if last {
+        batch.destroy_table(&table());
+    } else {
+        network::remove(&mut batch, net);
+    }
+    // Taking it back: the network's part, on top of a fresh skeleton if the
+    // table went.
+    let undo = add_network(net, !last).batch;
+    Change { batch, undo }
+}
+
+/// Removes the table, whatever it holds (for `reset`).
+pub fn remove_all() -> Change {
+    let mut batch = Batch::new();
+    batch.destroy_table(&table());
+    Change {
+        batch,
+        undo: Batch::new(),
+    }
+}

@@ -1,0 +1,186 @@
+//! One network's chains, reached from the base chains through the verdict
+//! maps by its bridge name:
+//!
+//! ```text
+//! chain NET-out {                      # forwarded, entering from the bridge
+//!     ct state invalid DROP
+//!     oifname "BRIDGE" accept|DROP     # neighbours (--no-icc: DROP)
+//!     ip daddr CIDR REJECT             # each --deny-egress
+//!     DROP                             # --internal: nothing leaves
+//!     oifname @bridges DROP            # isolation from other networks
+//!     accept                           # out to the world
+//! }
+//! chain NET-in  { ct state invalid DROP; DROP }   # new, from elsewhere
+//! chain NET-nat { ip saddr SUBNET oifname != "BRIDGE" masquerade }
+//! chain NET-drop   { limit ... log prefix "berth NET drop: "; drop }    # --log-drops
+//! chain NET-reject { limit ... log prefix "berth NET reject: "; reject } # --log-drops
+//! ```
+//!
+//! DROP is `drop`, or `goto NET-drop` with `--log-drops` (REJECT likewise).
+//! Replies and DNATed connections were accepted before (see skeleton).
+//! Same-bridge traffic meets these chains only when bridged frames pass
+//! netfilter (`br_netfilter`); `--no-icc` makes sure they do by setting
+//! `nf_call_iptables` on its bridge, and neighbours are judged before any
+//! other rule so that the result is the same in both modes.
+
+use berth_nft::{
+    Batch, Chain, CtState, Element, Field, IcmpxCode, LogOptions, RateUnit, Rule, Value, Verdict,
+};
+
+use super::skeleton::{self, BRIDGES, FWD_FROM, FWD_TO, NAT_FROM};
+use super::table;
+use crate::model::Network;
+
+/// Logged drops per second per network, and the burst allowed above it.
+const LOG_RATE: u64 = 5;
+const LOG_BURST: u32 = 10;
+
+/// The names of a network's chains.
+pub struct Chains {
+    pub out: Chain,
+    pub inward: Chain,
+    pub nat: Chain,
+    pub drop: Chain,
+    pub reject: Chain,
+}
+
+pub fn chains(net: &Network) -> Chains {
+    let t = table();
+    let c = |suffix: &str| Chain::regular(&t, format!("{}-{suffix}", net.name));
+    Chains {
+        out: c("out"),
+        inward: c("in"),
+        nat: c("nat"),
+        drop: c("drop"),
+        reject: c("reject"),
+    }
+}
+
+/// Whether the network has a masquerade chain.
+fn masquerades(net: &Network) -> bool {
+    net.policy.masquerade && !net.policy.internal
+}
+
+fn ifname(name: &str) -> Element {
+    Element::of(Value::Ifname(name.to_string()))
+}
+
+fn jump_to(bridge: &str, chain: &Chain) -> Element {
+    ifname(bridge).to([Value::Verdict(Verdict::Jump(chain.name.clone()))])
+}
+
+/// How a network's rules end when they refuse a packet: counted and
+/// dropped/rejected here, or sent to the logging chains.
+struct Ends {
+    /// (drop chain, reject chain) with `--log-drops`.
+    logged: Option<(String, String)>,
+}
+
+impl Ends {
+    fn drop(&self, r: Rule) -> Rule {
+        match &self.logged {
+            Some((drop, _)) => r.goto(drop),
+            None => r.counter().drop(),
+        }
+    }
+    fn reject(&self, r: Rule) -> Rule {
+        match &self.logged {
+            Some((_, reject)) => r.goto(reject),
+            None => r.counter().reject_icmpx(IcmpxCode::AdminProhibited),
+        }
+    }
+}
+
+/// Appends the network's chains, rules and map elements.
+pub fn add(b: &mut Batch, net: &Network) {
+    let c = chains(net);
+    let p = &net.policy;
+    let br = net.bridge.as_str();
+    let ends = Ends {
+        logged: p
+            .log_drops
+            .then(|| (c.drop.name.clone(), c.reject.name.clone())),
+    };
+    if p.log_drops {
+        let log = |what: &str| {
+            Rule::new()
+                .limit(LOG_RATE, RateUnit::Second, LOG_BURST)
+                .log(LogOptions {
+                    prefix: Some(format!("berth {} {what}: ", net.name)),
+                    ..Default::default()
+                })
+        };
+        b.add_chain(&c.drop).add_chain(&c.reject);
+        b.add_rule(&c.drop, log("drop"))
+            .add_rule(&c.drop, Rule::new().counter().drop());
+        b.add_rule(&c.reject, log("reject")).add_rule(
+            &c.reject,
+            Rule::new()
+                .counter()
+                .reject_icmpx(IcmpxCode::AdminProhibited),
+        );
+    }
+
+    b.add_chain(&c.out).add_chain(&c.inward);
+    b.add_rule(&c.out, ends.drop(Rule::new().ct_state(&[CtState::Invalid])));
+    let neighbours = Rule::new().oifname(br);
+    b.add_rule(
+        &c.out,
+        if p.icc {
+            neighbours.accept()
+        } else {
+            ends.drop(neighbours)
+        },
+    );
+    for d in &p.deny_egress {
+        b.add_rule(
+            &c.out,
+            ends.reject(Rule::new().ip_daddr_prefix(d.network(), d.prefix_len())),
+        );
+    }
+    if p.internal {
+        b.add_rule(&c.out, ends.drop(Rule::new()));
+    } else {
+        b.add_rule(
+            &c.out,
+            ends.drop(Rule::new().lookup(&[Field::Oifname], BRIDGES)),
+        );
+        b.add_rule(&c.out, Rule::new().accept());
+    }
+    b.add_rule(
+        &c.inward,
+        ends.drop(Rule::new().ct_state(&[CtState::Invalid])),
+    );
+    b.add_rule(&c.inward, ends.drop(Rule::new()));
+
+    if masquerades(net) {
+        b.add_chain(&c.nat);
+        b.add_rule(
+            &c.nat,
+            Rule::new()
+                .ip_saddr_prefix(net.subnet.network(), net.subnet.prefix_len())
+                .oifname_ne(br)
+                .masquerade(),
+        );
+        b.add_elements(&skeleton::vmap(NAT_FROM), vec![jump_to(br, &c.nat)]);
+    }
+    b.add_elements(&skeleton::bridges(), vec![ifname(br)]);
+    b.add_elements(&skeleton::vmap(FWD_FROM), vec![jump_to(br, &c.out)]);
+    b.add_elements(&skeleton::vmap(FWD_TO), vec![jump_to(br, &c.inward)]);
+}
+
+/// Appends what removes the network's chains and elements. Everything is
+/// `destroy` (absent is fine), so networks made before berth had a firewall
+/// are removed too.
+pub fn remove(b: &mut Batch, net: &Network) {
+    use berth_nft::ElemOp::Destroy;
+    let c = chains(net);
+    let br = net.bridge.as_str();
+    b.elements(&skeleton::vmap(FWD_FROM), Destroy, vec![ifname(br)]);
+    b.elements(&skeleton::vmap(FWD_TO), Destroy, vec![ifname(br)]);
+    b.elements(&skeleton::vmap(NAT_FROM), Destroy, vec![ifname(br)]);
+    b.elements(&skeleton::bridges(), Destroy, vec![ifname(br)]);
+    for chain in [&c.out, &c.inward, &c.nat, &c.drop, &c.reject] {
+        b.destroy_chain(chain);
+    }
+}
