@@ -124,6 +124,43 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         opts.count,
         Figures::ms(start.elapsed())
     );
+    time_network_ops(&mut ctx, opts.extra_networks)
+}
+
+/// Times `network create` and `network rm` with 1, 10 and 100 networks
+/// already present (fillers are created as needed, untimed).
+fn time_network_ops(ctx: &mut Context, mut present: usize) -> Result<()> {
+    let create = |ctx: &mut Context, name: String| {
+        network::create(
+            ctx,
+            &CreateOptions {
+                name,
+                ..Default::default()
+            },
+        )
+        .map(|_| ())
+    };
+    for target in [1, 10, 100] {
+        while present < target {
+            create(ctx, format!("filler{present}"))?;
+            present += 1;
+        }
+        let (mut creates, mut removes) = (Vec::new(), Vec::new());
+        for i in 0..9 {
+            let name = format!("timed{i}");
+            let start = Instant::now();
+            create(ctx, name.clone())?;
+            creates.push(start.elapsed());
+            let start = Instant::now();
+            network::remove(ctx, &name, false)?;
+            removes.push(start.elapsed());
+        }
+        println!(
+            "with {target:>3} networks present: network create median {:.2} ms, network rm median {:.2} ms",
+            Figures::median_of(&creates),
+            Figures::median_of(&removes)
+        );
+    }
     Ok(())
 }
 
