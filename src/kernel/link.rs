@@ -77,10 +77,15 @@ pub fn create_bridge(rtnl: &mut Rtnl, name: &str, mtu: u32, mac: [u8; 6]) -> io:
     msg.attributes.push(LinkAttribute::IfName(name.to_string()));
     msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
     msg.attributes.push(LinkAttribute::Mtu(mtu));
-    msg.attributes
-        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
-            InfoKind::Bridge,
-        )]));
+    // Multicast snooping off: with it on, every port added makes the
+    // bridge walk per-port multicast state, which made the veth request of a
+    // connect ~0.3 ms slower at 1000 ports. Without snooping the bridge
+    // floods multicast like a plain switch, which is all berth's IPv4
+    // containers need.
+    msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Bridge),
+        LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::MulticastSnooping(false)])),
+    ]));
     rtnl.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
 }
 

@@ -204,7 +204,7 @@ impl Step {
     pub fn render(&self) -> Vec<String> {
         match self {
             Step::CreateBridge { name, mtu, mac } => {
-                vec![format!("ip link add {name} mtu {mtu} address {mac} up type bridge")]
+                vec![format!("ip link add {name} mtu {mtu} address {mac} up type bridge mcast_snooping 0")]
             }
             Step::AddAddress { ifname, ip, subnet } => vec![format!(
                 "ip addr add {ip}/{} brd {} dev {ifname}",

@@ -27,7 +27,7 @@ fn renders_equivalent_commands_in_order() {
     assert_eq!(
         bridge_plan().render(),
         vec![
-            "ip link add berth-web mtu 1500 address 02:42:0a:5a:00:01 up type bridge",
+            "ip link add berth-web mtu 1500 address 02:42:0a:5a:00:01 up type bridge mcast_snooping 0",
             "ip addr add 10.90.0.1/24 brd 10.90.0.255 dev berth-web",
             "sysctl -w net.ipv4.ip_forward=1",
         ]

@@ -378,9 +378,15 @@ impl Tx<'_> {
         netns: &str,
         inode: Option<u64>,
     ) -> Result<Option<Endpoint>> {
+        // Two indexed lookups rather than one OR, which SQLite would answer
+        // by scanning the network's endpoints.
         let sql = format!(
             "SELECT {ENDPOINT_COLUMNS} FROM endpoints e JOIN networks n ON n.id = e.network_id
-             WHERE e.network_id = ?1 AND (e.netns = ?2 OR e.netns_inode = ?3) LIMIT 1"
+             WHERE e.network_id = ?1 AND e.netns = ?2
+             UNION ALL
+             SELECT {ENDPOINT_COLUMNS} FROM endpoints e JOIN networks n ON n.id = e.network_id
+             WHERE e.netns_inode = ?3 AND e.network_id = ?1
+             LIMIT 1"
         );
         let mut stmt = self.tx.prepare_cached(&sql)?;
         Ok(stmt
