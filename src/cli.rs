@@ -150,6 +150,10 @@ struct ConnectArgs {
     /// Interface name inside the namespace (default: eth0, or the next free ethN).
     #[arg(long)]
     ifname: Option<String>,
+    /// Publish a port: [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|udp|sctp]
+    /// (repeatable; without HOST_PORT berth picks a free one in 49153-60999).
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    publish: Vec<String>,
     #[arg(long)]
     json: bool,
 }
@@ -164,6 +168,9 @@ struct RunArgs {
     name: Option<String>,
     #[arg(long)]
     ip: Option<String>,
+    /// Publish a port (as for `connect -p`).
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    publish: Vec<String>,
     #[arg(last = true, required = true)]
     command: Vec<String>,
 }
@@ -240,6 +247,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 ip: a.ip,
                 mac: a.mac,
                 ifname: a.ifname,
+                ports: a.publish,
             };
             if let Some((e, n)) = done(endpoint::connect(&mut ctx, &opts)?) {
                 if a.json {
@@ -259,13 +267,19 @@ fn dispatch(cli: Cli) -> Result<i32> {
                         e.host_ifname,
                         n.gateway
                     );
+                    for p in &e.ports {
+                        println!("published {p}");
+                    }
                 }
             }
         }
         Command::Disconnect { network, target } => {
             match done(endpoint::disconnect(&mut ctx, &network, &target)?) {
                 Some(Disconnected::Removed(e)) => {
-                    println!("disconnected {} from {network} (released {})", e.name, e.ip)
+                    println!("disconnected {} from {network} (released {})", e.name, e.ip);
+                    for p in &e.ports {
+                        println!("unpublished {p}");
+                    }
                 }
                 Some(Disconnected::NothingToDo) => {
                     println!("nothing to do: {target} is not connected to {network}")
@@ -282,6 +296,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 net: NetMode::parse(a.net.as_deref()),
                 name: a.name,
                 ip: a.ip,
+                ports: a.publish,
                 command: a.command,
             };
             return run::run(&mut ctx, &opts);
@@ -386,6 +401,9 @@ fn print_network(n: &Network, endpoints: &[Endpoint], json: bool) -> Result<()> 
             e.ifname,
             e.netns
         );
+        for p in &e.ports {
+            println!("    published {p}");
+        }
     }
     Ok(())
 }
@@ -400,18 +418,20 @@ fn print_endpoints(endpoints: &[(Endpoint, Network)], json: bool) -> Result<()> 
         return Ok(());
     }
     println!(
-        "{:<20} {:<15} {:<18} {:<17} {:<8} NETNS",
-        "NAME", "NETWORK", "ADDRESS", "MAC", "IFNAME"
+        "{:<20} {:<15} {:<18} {:<17} {:<8} {:<20} PORTS",
+        "NAME", "NETWORK", "ADDRESS", "MAC", "IFNAME", "NETNS"
     );
     for (e, n) in endpoints {
+        let ports: Vec<String> = e.ports.iter().map(|p| p.to_string()).collect();
         println!(
-            "{:<20} {:<15} {:<18} {:<17} {:<8} {}",
+            "{:<20} {:<15} {:<18} {:<17} {:<8} {:<20} {}",
             e.name,
             e.network,
             format!("{}/{}", e.ip, n.subnet.prefix_len()),
             e.mac.to_string(),
             e.ifname,
-            e.netns
+            e.netns,
+            ports.join(", ")
         );
     }
     Ok(())

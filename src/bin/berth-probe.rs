@@ -14,8 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const USAGE: &str = "usage: berth-probe tcp-serve|udp-serve|tcp-sink ADDR:PORT \
-| tcp-connect|udp-send ADDR:PORT [--payload P] [--timeout-ms N] \
+const USAGE: &str = "usage: berth-probe tcp-serve|udp-serve|tcp-sink|sctp-serve ADDR:PORT \
+| tcp-connect|udp-send|sctp-connect ADDR:PORT [--payload P] [--timeout-ms N] [--source-port N] \
 | ping ADDR [--timeout-ms N] \
 | tcp-rate|tcp-throughput ADDR:PORT --seconds S";
 
@@ -36,6 +36,8 @@ struct Opts {
     payload: Option<String>,
     timeout: Duration,
     seconds: Option<f64>,
+    /// Local port of a client socket (0: any).
+    source_port: u16,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts, Failure> {
@@ -43,6 +45,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, Failure> {
     let mut payload = None;
     let mut timeout = Duration::from_millis(2000);
     let mut seconds = None;
+    let mut source_port = 0;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |flag: &str| {
@@ -66,6 +69,12 @@ fn parse_opts(args: &[String]) -> Result<Opts, Failure> {
                     .filter(|ms| *ms > 0)
                     .ok_or_else(|| usage(format!("bad --timeout-ms {v:?}")))?;
                 timeout = Duration::from_millis(ms);
+            }
+            "--source-port" => {
+                let v = value("--source-port")?;
+                source_port = v
+                    .parse()
+                    .map_err(|_| usage(format!("bad --source-port {v:?}")))?;
             }
             "--seconds" => {
                 let v = value("--seconds")?;
@@ -91,6 +100,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, Failure> {
         payload,
         timeout,
         seconds,
+        source_port,
     })
 }
 
@@ -119,7 +129,9 @@ fn main() -> ExitCode {
 
 fn run(args: &[String]) -> Result<(), Failure> {
     let (cmd, rest) = args.split_first().ok_or_else(|| usage("missing command"))?;
-    const COMMANDS: [&str; 8] = [
+    const COMMANDS: [&str; 10] = [
+        "sctp-serve",
+        "sctp-connect",
         "tcp-serve",
         "tcp-sink",
         "udp-serve",
@@ -153,16 +165,29 @@ fn run(args: &[String]) -> Result<(), Failure> {
             only_target(&opts)?;
             udp_serve(sockaddr(&opts.target)?)
         }
-        "tcp-connect" | "udp-send" => {
+        "sctp-serve" => {
+            only_target(&opts)?;
+            let listener = sctp::listen(sockaddr(&opts.target)?)?;
+            say_ready();
+            for conn in listener.incoming() {
+                let Ok(stream) = conn else { continue };
+                std::thread::spawn(move || echo_conn(stream));
+            }
+            Ok(())
+        }
+        "tcp-connect" | "udp-send" | "sctp-connect" => {
             if opts.seconds.is_some() {
                 return Err(usage(format!("{cmd} does not take --seconds")));
             }
             let addr = sockaddr(&opts.target)?;
             let payload = opts.payload.clone().unwrap_or_else(token);
-            let reply = if cmd == "tcp-connect" {
-                tcp_exchange(addr, &payload, opts.timeout)?
-            } else {
-                udp_exchange(addr, &payload, opts.timeout)?
+            let reply = match cmd.as_str() {
+                "tcp-connect" => tcp_exchange(addr, &payload, opts.timeout)?,
+                "sctp-connect" => {
+                    let stream = sctp::connect(addr)?;
+                    stream_exchange(stream, addr, &payload, opts.timeout)?
+                }
+                _ => udp_exchange(addr, &payload, opts.timeout, opts.source_port)?,
             };
             println!("{reply}");
             if reply.starts_with(&payload) {
@@ -337,9 +362,19 @@ fn remaining(deadline: Instant, addr: SocketAddr, what: &str) -> Result<Duration
 }
 
 fn tcp_exchange(addr: SocketAddr, payload: &str, timeout: Duration) -> Result<String, Failure> {
-    let deadline = Instant::now() + timeout;
     let stream = TcpStream::connect_timeout(&addr, timeout)
         .map_err(|e| io_fail("connecting to", addr, &e))?;
+    stream_exchange(stream, addr, payload, timeout)
+}
+
+/// One line out, one line back, over a connected stream (TCP or SCTP).
+fn stream_exchange(
+    stream: TcpStream,
+    addr: SocketAddr,
+    payload: &str,
+    timeout: Duration,
+) -> Result<String, Failure> {
+    let deadline = Instant::now() + timeout;
     let mut writer = stream.try_clone().map_err(fail)?;
     writer
         .write_all(format!("{payload}\n").as_bytes())
@@ -357,13 +392,19 @@ fn tcp_exchange(addr: SocketAddr, payload: &str, timeout: Duration) -> Result<St
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
-fn udp_exchange(addr: SocketAddr, payload: &str, timeout: Duration) -> Result<String, Failure> {
+fn udp_exchange(
+    addr: SocketAddr,
+    payload: &str,
+    timeout: Duration,
+    source_port: u16,
+) -> Result<String, Failure> {
     let deadline = Instant::now() + timeout;
-    let local: SocketAddr = if addr.is_ipv4() {
+    let mut local: SocketAddr = if addr.is_ipv4() {
         "0.0.0.0:0".parse().unwrap()
     } else {
         "[::]:0".parse().unwrap()
     };
+    local.set_port(source_port);
     let sock = UdpSocket::bind(local).map_err(|e| fail(format!("cannot bind: {e}")))?;
     sock.connect(addr)
         .map_err(|e| io_fail("connecting to", addr, &e))?;
@@ -534,4 +575,68 @@ fn tcp_throughput(addr: SocketAddr, dur: Duration, timeout: Duration) -> Result<
     let secs = start.elapsed().as_secs_f64();
     println!("mbit_per_sec {:.1}", sent as f64 * 8.0 / secs / 1e6);
     Ok(())
+}
+
+/// SCTP one-to-one sockets, which read and write like TCP streams: made with
+/// libc and then handled as `TcpListener`/`TcpStream`. If the kernel has no
+/// SCTP, the probe exits 3 with one line saying so (tests skip on it).
+mod sctp {
+    use super::{fail, Failure};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::os::fd::FromRawFd;
+
+    fn socket() -> Result<i32, Failure> {
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_SCTP) };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(Failure(
+                3,
+                format!("berth-probe: no SCTP in this kernel: {e}"),
+            ));
+        }
+        Ok(fd)
+    }
+
+    fn sockaddr(addr: SocketAddr) -> Result<libc::sockaddr_in, Failure> {
+        let SocketAddr::V4(a) = addr else {
+            return Err(fail("SCTP probe supports IPv4 only"));
+        };
+        Ok(libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: a.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*a.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        })
+    }
+
+    fn check(rc: i32, what: &str, addr: SocketAddr) -> Result<(), Failure> {
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(fail(format!("{what} {addr}: {e}")));
+        }
+        Ok(())
+    }
+
+    pub fn listen(addr: SocketAddr) -> Result<TcpListener, Failure> {
+        let fd = socket()?;
+        let listener = unsafe { TcpListener::from_raw_fd(fd) };
+        let sa = sockaddr(addr)?;
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let rc = unsafe { libc::bind(fd, &sa as *const _ as *const libc::sockaddr, len) };
+        check(rc, "cannot bind", addr)?;
+        check(unsafe { libc::listen(fd, 128) }, "cannot listen on", addr)?;
+        Ok(listener)
+    }
+
+    pub fn connect(addr: SocketAddr) -> Result<TcpStream, Failure> {
+        let fd = socket()?;
+        let stream = unsafe { TcpStream::from_raw_fd(fd) };
+        let sa = sockaddr(addr)?;
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let rc = unsafe { libc::connect(fd, &sa as *const _ as *const libc::sockaddr, len) };
+        check(rc, "connecting to", addr)?;
+        Ok(stream)
+    }
 }

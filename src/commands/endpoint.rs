@@ -7,9 +7,13 @@ use std::path::Path;
 
 use super::{Context, Outcome};
 use crate::error::{Error, Result};
+use crate::firewall;
 use crate::kernel::netns::Target;
 use crate::kernel::{InsideConfig, VethPair};
-use crate::model::{ipam, names, subnet::parse_ipv4, Endpoint, Mac, Network};
+use crate::model::ports::{AUTO_PORT_FIRST, AUTO_PORT_LAST};
+use crate::model::{
+    ipam, names, subnet::parse_ipv4, Endpoint, Mac, Network, PortMapping, PortSpec, Proto,
+};
 use crate::plan::{Plan, Step};
 use crate::store::Tx;
 
@@ -22,6 +26,8 @@ pub struct ConnectOptions {
     pub ip: Option<String>,
     pub mac: Option<String>,
     pub ifname: Option<String>,
+    /// `-p` values, as given.
+    pub ports: Vec<String>,
 }
 
 pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endpoint, Network)>> {
@@ -40,6 +46,11 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
         .as_deref()
         .map(|ip| parse_ipv4("address", ip))
         .transpose()?;
+    let specs = opts
+        .ports
+        .iter()
+        .map(|p| PortSpec::parse(p).map_err(Error::Invalid))
+        .collect::<Result<Vec<_>>>()?;
 
     let mut store = ctx.store()?;
     let tx = store.begin()?;
@@ -72,6 +83,7 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
     // An internal network gives no default route: nothing leaves it anyway,
     // and a later connect to another network can give one.
     let default_route = !network.policy.internal && !tx.netns_has_default_route(inode)?;
+    let (ports, warnings) = resolve_ports(ctx, &tx, &specs)?;
     let endpoint = Endpoint {
         id: 0,
         network: network.name.clone(),
@@ -83,6 +95,7 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
         ifname,
         host_ifname,
         default_route,
+        ports,
     };
 
     let mut plan = Plan::new();
@@ -112,12 +125,22 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
             default_via: default_route.then_some(network.gateway),
         },
     });
+    if !endpoint.ports.is_empty() {
+        plan.push(Step::SetHairpin {
+            ifname: endpoint.host_ifname.clone(),
+        });
+        plan_ports(&mut plan, ip, &endpoint.ports, true);
+    }
     if ctx.dry_run {
         return Ok(Outcome::Planned(plan));
     }
     let id = tx.insert_endpoint(&network, &endpoint)?;
+    tx.insert_ports(id, &endpoint.ports)?;
     plan.apply(ctx.kernel.as_mut())?;
     tx.commit()?;
+    for w in warnings {
+        eprintln!("berth: warning: {w}");
+    }
     Ok(Outcome::Done((Endpoint { id, ..endpoint }, network)))
 }
 
@@ -204,9 +227,13 @@ pub fn disconnect(ctx: &mut Context, network: &str, target: &str) -> Result<Outc
         return Ok(Outcome::Done(Disconnected::NothingToDo));
     };
     let mut plan = Plan::new();
+    // The mappings go first: their removal can be undone, the veth's cannot.
+    let ports = tx.ports_of(endpoint.id)?;
+    plan_ports(&mut plan, endpoint.ip, &ports, false);
     plan.push(Step::DeleteLink {
         name: endpoint.host_ifname.clone(),
     });
+    let endpoint = Endpoint { ports, ..endpoint };
     if ctx.dry_run {
         return Ok(Outcome::Planned(plan));
     }
@@ -221,7 +248,8 @@ pub fn list(ctx: &Context) -> Result<Vec<(Endpoint, Network)>> {
     let mut store = ctx.store()?;
     let tx = store.begin()?;
     let networks = tx.networks()?;
-    let endpoints = tx.endpoints(None)?;
+    let mut endpoints = tx.endpoints(None)?;
+    tx.load_ports(&mut endpoints)?;
     Ok(endpoints
         .into_iter()
         .filter_map(|e| {
@@ -229,4 +257,139 @@ pub fn list(ctx: &Context) -> Result<Vec<(Endpoint, Network)>> {
             Some((e, n))
         })
         .collect())
+}
+
+/// Settings key of the next host port to try when picking one.
+const AUTO_PORT_CURSOR: &str = "auto_port_next";
+
+/// Fixes the host side of every spec: checks the given ports against each
+/// other and the state (a clash is refused, naming the holder), picks free
+/// ones where none was given, and lists the ports a host socket already
+/// listens on (warnings: the mapping takes precedence over the socket).
+fn resolve_ports(
+    ctx: &mut Context,
+    tx: &Tx,
+    specs: &[PortSpec],
+) -> Result<(Vec<PortMapping>, Vec<String>)> {
+    let listening = |ctx: &mut Context, m: &PortMapping| -> Result<Option<u16>> {
+        Ok((m.host_port..=m.host_last())
+            .find(|&port| ctx.kernel.host_port_in_use(m.proto, m.host_ip, port)))
+    };
+    let mut done: Vec<PortMapping> = Vec::new();
+    let mut warnings = Vec::new();
+    // Given ports first, so that picked ones avoid them.
+    for spec in specs.iter().filter(|s| s.host_port.is_some()) {
+        let m = spec.with_host_port(0);
+        if let Some(other) = done.iter().find(|o| o.clashes_with(&m)) {
+            return Err(Error::invalid(format!(
+                "port mapping {m} clashes with {other} in the same request"
+            )));
+        }
+        if let Some((holder, other)) = tx.port_holder(&m)? {
+            return Err(Error::invalid(format!(
+                "host port {}:{}/{} is already published by endpoint {holder} ({other})",
+                m.host_ip,
+                clash_port(&m, &other),
+                m.proto
+            )));
+        }
+        if let Some(port) = listening(ctx, &m)? {
+            warnings.push(format!(
+                "a host process listens on {}/{port}; published connections to it will go to the container instead",
+                m.proto
+            ));
+        }
+        done.push(m);
+    }
+    let span = u32::from(AUTO_PORT_LAST - AUTO_PORT_FIRST) + 1;
+    for spec in specs.iter().filter(|s| s.host_port.is_none()) {
+        let cursor = tx
+            .setting(AUTO_PORT_CURSOR)?
+            .and_then(|c| c.parse::<u16>().ok())
+            .filter(|c| (AUTO_PORT_FIRST..=AUTO_PORT_LAST).contains(c))
+            .unwrap_or(AUTO_PORT_FIRST);
+        let mut found = None;
+        for i in 0..span {
+            let first = AUTO_PORT_FIRST as u32 + (u32::from(cursor - AUTO_PORT_FIRST) + i) % span;
+            if first + u32::from(spec.count) - 1 > u32::from(AUTO_PORT_LAST) {
+                continue;
+            }
+            let m = spec.with_host_port(first as u16);
+            if done.iter().any(|o| o.clashes_with(&m))
+                || tx.port_holder(&m)?.is_some()
+                || listening(ctx, &m)?.is_some()
+            {
+                continue;
+            }
+            found = Some(m);
+            break;
+        }
+        let m = found.ok_or_else(|| {
+            Error::invalid(format!(
+                "no {} free consecutive host port(s) left in {AUTO_PORT_FIRST}-{AUTO_PORT_LAST} for {}/{}",
+                spec.count, spec.container_port, spec.proto
+            ))
+        })?;
+        let next = if m.host_last() >= AUTO_PORT_LAST {
+            AUTO_PORT_FIRST
+        } else {
+            m.host_last() + 1
+        };
+        tx.set_setting(AUTO_PORT_CURSOR, &next.to_string())?;
+        done.push(m);
+    }
+    // Report in the order given.
+    let mut ordered = Vec::with_capacity(done.len());
+    for spec in specs {
+        let i = done
+            .iter()
+            .position(|m| {
+                m.host_ip == spec.host_ip
+                    && m.container_port == spec.container_port
+                    && m.count == spec.count
+                    && m.proto == spec.proto
+                    && spec.host_port.is_none_or(|h| h == m.host_port)
+            })
+            .expect("every spec was resolved");
+        ordered.push(done.swap_remove(i));
+    }
+    Ok((ordered, warnings))
+}
+
+/// The first host port of `m` that `other` also covers (for the message).
+fn clash_port(m: &PortMapping, other: &PortMapping) -> u16 {
+    m.host_port.max(other.host_port)
+}
+
+/// Publishing (or, with `add` false, withdrawing) `ports` of the container
+/// at `ip`: one nft batch of map elements, then a conntrack flush per UDP
+/// port (TCP flows end by themselves; a UDP client that keeps sending would
+/// keep following the old entry forever).
+pub(crate) fn plan_ports(
+    plan: &mut Plan,
+    ip: std::net::Ipv4Addr,
+    ports: &[PortMapping],
+    add: bool,
+) {
+    if ports.is_empty() {
+        return;
+    }
+    let change = if add {
+        firewall::ports::publish(ip, ports)
+    } else {
+        firewall::ports::unpublish(ip, ports)
+    };
+    plan.push(Step::Nft {
+        batch: change.batch,
+        undo: change.undo,
+    });
+    for m in ports.iter().filter(|m| m.proto == Proto::Udp) {
+        for (port, _) in m.pairs() {
+            plan.push(Step::FlushConntrack {
+                proto: m.proto,
+                dst: (!m.is_any_address()).then_some(m.host_ip),
+                port,
+            });
+        }
+    }
 }

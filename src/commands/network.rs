@@ -6,11 +6,12 @@ use super::{Context, Outcome};
 use crate::error::{Error, Result};
 use crate::firewall;
 use crate::model::{
-    ipam, names, subnet::parse_ipv4, Endpoint, Ipv4Net, Mac, Network, NetworkPolicy, Uplink,
-    DEFAULT_MTU,
+    ipam, names, subnet::parse_ipv4, Endpoint, Ipv4Net, Mac, Network, NetworkPolicy, PortMapping,
+    Proto, Uplink, DEFAULT_MTU,
 };
 use crate::plan::{Plan, SourceRule, Step};
 use crate::store::{NewNetwork, Tx};
+use berth_nft::ElemOp;
 
 /// Options of `network create`, as given.
 #[derive(Clone, Debug, Default)]
@@ -285,6 +286,12 @@ fn plan_create(ctx: &mut Context, tx: &Tx, network: &Network) -> Result<Plan> {
         ip: network.gateway,
         subnet: network.subnet,
     });
+    // Published ports answer on 127.0.0.1 only if the kernel may route a
+    // loopback-sourced packet out of the bridge after the output DNAT.
+    plan.push(Step::SetSysctl {
+        key: format!("net.ipv4.conf.{bridge}.route_localnet"),
+        value: "1".into(),
+    });
     if !network.policy.icc {
         plan.push(Step::BridgeNetfilter {
             bridge: bridge.clone(),
@@ -327,13 +334,36 @@ fn uplink_rule(network: &Network) -> SourceRule {
 
 /// The steps that take a network away: its ruleset part (or the whole
 /// table when `last`), its policy routing, its veths and its bridge.
-fn plan_remove(network: &Network, endpoints: usize, last: bool) -> Plan {
+fn plan_remove(
+    network: &Network,
+    endpoints: usize,
+    last: bool,
+    ports: &[(Ipv4Addr, PortMapping)],
+) -> Plan {
     let mut plan = Plan::new();
-    let change = firewall::remove_network(network, last);
+    let mut change = firewall::remove_network(network, last);
+    if !last {
+        // The endpoints' published ports go in the same batch (with the
+        // last network the whole table goes, elements included).
+        for (ip, m) in ports {
+            let one = std::slice::from_ref(m);
+            firewall::ports::elements_op(&mut change.batch, ElemOp::Destroy, *ip, one);
+            firewall::ports::elements_op(&mut change.undo, ElemOp::Add, *ip, one);
+        }
+    }
     plan.push(Step::Nft {
         batch: change.batch,
         undo: change.undo,
     });
+    for (_, m) in ports.iter().filter(|(_, m)| m.proto == Proto::Udp) {
+        for (port, _) in m.pairs() {
+            plan.push(Step::FlushConntrack {
+                proto: m.proto,
+                dst: (!m.is_any_address()).then_some(m.host_ip),
+                port,
+            });
+        }
+    }
     if let Some(uplink) = &network.policy.uplink {
         plan.push(Step::DeleteSourceRule(uplink_rule(network)));
         plan.push(Step::DeleteTableDefault {
@@ -372,7 +402,8 @@ pub fn inspect(ctx: &Context, name: &str) -> Result<(Network, Vec<Endpoint>)> {
     let mut store = ctx.store()?;
     let tx = store.begin()?;
     let network = tx.require_network(name)?;
-    let endpoints = tx.endpoints(Some(network.id))?;
+    let mut endpoints = tx.endpoints(Some(network.id))?;
+    tx.load_ports(&mut endpoints)?;
     Ok((network, endpoints))
 }
 
@@ -392,7 +423,8 @@ pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<Outcome<Vec<
         )));
     }
     let last = tx.networks()?.len() == 1;
-    let plan = plan_remove(&network, endpoints.len(), last);
+    let ports = tx.network_ports(network.id)?;
+    let plan = plan_remove(&network, endpoints.len(), last, &ports);
     if ctx.dry_run {
         return Ok(Outcome::Planned(plan));
     }
@@ -426,7 +458,7 @@ pub fn reset(ctx: &mut Context) -> Result<Outcome<ResetReport>> {
         let count = tx.endpoint_count(network.id)?;
         endpoints += count;
         // The table goes at once above, so the per-network nft part is not needed.
-        let mut p = plan_remove(network, count, true);
+        let mut p = plan_remove(network, count, true, &tx.network_ports(network.id)?);
         p.steps.remove(0);
         plan.steps.extend(p.steps);
     }

@@ -14,6 +14,7 @@ use super::{Context, Outcome};
 use crate::error::{Error, Result};
 use crate::kernel::netns::{self, Target};
 use crate::model::names;
+use crate::plan::Plan;
 
 /// Where `run` puts the command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +42,8 @@ pub struct RunOptions {
     pub net: NetMode,
     pub name: Option<String>,
     pub ip: Option<String>,
+    /// `-p` values, as given.
+    pub ports: Vec<String>,
     pub command: Vec<String>,
 }
 
@@ -50,7 +53,11 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
         .command
         .split_first()
         .ok_or_else(|| Error::invalid("run needs a command after --"))?;
-    if opts.net == NetMode::Host {
+    // Bad specs fail before anything (the namespace) is made.
+    for p in &opts.ports {
+        crate::model::PortSpec::parse(p).map_err(Error::Invalid)?;
+    }
+    if opts.net == NetMode::Host && opts.ports.is_empty() {
         if opts.ip.is_some() {
             return Err(Error::invalid("--ip does not apply to --net host"));
         }
@@ -58,6 +65,11 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
     }
     if opts.ip.is_some() && opts.net == NetMode::None {
         return Err(Error::invalid("--ip does not apply to --net none"));
+    }
+    if !opts.ports.is_empty() && matches!(opts.net, NetMode::Host | NetMode::None) {
+        return Err(Error::invalid(
+            "-p needs a network: --net host and --net none publish nothing",
+        ));
     }
     let name = opts
         .name
@@ -93,6 +105,7 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
                 network: network.clone(),
                 target: name.clone(),
                 ip: opts.ip.clone(),
+                ports: opts.ports.clone(),
                 ..Default::default()
             };
             if let Outcome::Planned(_) =
@@ -134,13 +147,19 @@ impl Sandbox {
     }
 }
 
-fn forget_endpoint(ctx: &Context, network: &str, target: &str) -> Result<()> {
+/// Forgets the sandbox's endpoint and withdraws its published ports (the
+/// veth goes with the namespace, but map elements would stay).
+fn forget_endpoint(ctx: &mut Context, network: &str, target: &str) -> Result<()> {
     let target = Target::parse(target)?;
     let mut store = ctx.store()?;
     let tx = store.begin()?;
     let network = tx.require_network(network)?;
     if let Some(e) = tx.find_endpoint(network.id, &target.key, target.inode)? {
+        let ports = tx.ports_of(e.id)?;
+        let mut plan = Plan::new();
+        endpoint::plan_ports(&mut plan, e.ip, &ports, false);
         tx.delete_endpoint(e.id)?;
+        plan.apply(ctx.kernel.as_mut())?;
     }
     tx.commit()
 }

@@ -2,13 +2,15 @@
 //! whose base chains dispatch through verdict maps keyed by bridge name to
 //! chains of each network. Creating or removing a network adds or removes
 //! that network's chains and map elements in one atomic batch; connecting
-//! a container changes nothing here.
+//! a container adds only elements of the published-port maps.
 //!
 //! Every change comes with the batch that takes it back, so a plan can undo
 //! it; [`skeleton`] holds the table and base chains, [`network`] one
-//! network's chains.
+//! network's chains, [`ports`] the published-port maps and their elements
+//! (the only part a connect changes).
 
 pub mod network;
+pub mod ports;
 pub mod skeleton;
 
 #[cfg(test)]

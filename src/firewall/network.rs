@@ -65,6 +65,11 @@ fn ifname(name: &str) -> Element {
     Element::of(Value::Ifname(name.to_string()))
 }
 
+fn subnet(net: &Network) -> Element {
+    Element::prefix(net.subnet.network(), net.subnet.prefix_len())
+        .expect("an IPv4 prefix length is at most 32")
+}
+
 fn jump_to(bridge: &str, chain: &Chain) -> Element {
     ifname(bridge).to([Value::Verdict(Verdict::Jump(chain.name.clone()))])
 }
@@ -165,6 +170,7 @@ pub fn add(b: &mut Batch, net: &Network) {
         b.add_elements(&skeleton::vmap(NAT_FROM), vec![jump_to(br, &c.nat)]);
     }
     b.add_elements(&skeleton::bridges(), vec![ifname(br)]);
+    b.add_elements(&skeleton::subnets(), vec![subnet(net)]);
     b.add_elements(&skeleton::vmap(FWD_FROM), vec![jump_to(br, &c.out)]);
     b.add_elements(&skeleton::vmap(FWD_TO), vec![jump_to(br, &c.inward)]);
 }
@@ -180,6 +186,7 @@ pub fn remove(b: &mut Batch, net: &Network) {
     b.elements(&skeleton::vmap(FWD_TO), Destroy, vec![ifname(br)]);
     b.elements(&skeleton::vmap(NAT_FROM), Destroy, vec![ifname(br)]);
     b.elements(&skeleton::bridges(), Destroy, vec![ifname(br)]);
+    b.elements(&skeleton::subnets(), Destroy, vec![subnet(net)]);
     for chain in [&c.out, &c.inward, &c.nat, &c.drop, &c.reject] {
         b.destroy_chain(chain);
     }

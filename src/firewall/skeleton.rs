@@ -4,26 +4,50 @@
 //!
 //! ```text
 //! set bridges   { type ifname; }             every berth bridge (isolation)
+//! set subnets4  { type ipv4_addr; flags interval; }  every berth subnet
 //! map fwd_from  { type ifname : verdict; }   bridge -> jump NET-out
 //! map fwd_to    { type ifname : verdict; }   bridge -> jump NET-in
 //! map nat_from  { type ifname : verdict; }   bridge -> jump NET-nat
 //! chain forward     { filter forward: ct established,related accept;
 //!                     ct status dnat accept; iifname vmap @fwd_from;
 //!                     oifname vmap @fwd_to }
-//! chain postrouting { nat srcnat: iifname vmap @nat_from }
-//! chain prerouting, output { nat dstnat } (empty: published ports go there)
+//! map published4, published4_ranges          published ports (see ports.rs)
+//! chain postrouting { nat srcnat:
+//!     oifname @bridges ct status dnat ip saddr 127.0.0.0/8 masquerade
+//!     ct status dnat ip saddr @subnets4 ip daddr @subnets4 masquerade
+//!     iifname vmap @nat_from }
+//! chain prerouting, output { nat dstnat: for each of tcp, udp, sctp:
+//!     meta l4proto P fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @published4
+//!     meta l4proto P fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @published4_ranges }
 //! ```
+//!
+//! Published ports: `fib daddr type local` makes a mapping answer on every
+//! host address (or only its HOST_IP, by the map key) and nowhere else, from
+//! outside (prerouting) and from the host itself (output). The two
+//! masquerades exist for replies. A connection from 127.0.0.1 must leave
+//! with an address the container can answer (and needs `route_localnet` on
+//! the bridge to be routed there at all). A connection from a berth bridge
+//! DNATed back to a berth bridge (a neighbour, the container itself through
+//! hairpin, another network) would otherwise be answered directly, past the
+//! host's conntrack, when br_netfilter is off; masqueraded, the reply comes
+//! back through the host in every mode. Traffic from outside is not
+//! masqueraded, so the container sees the client's address.
+
+use std::net::Ipv4Addr;
 
 use berth_nft::{
     priority, Batch, Chain, ChainType, CtState, CtStatus, DataType, Field, Hook, Policy, Rule, Set,
 };
 
+use super::ports::{self, PUBLISHED, PUBLISHED_RANGES};
 use super::table;
+use crate::model::Proto;
 
 pub const BRIDGES: &str = "bridges";
 pub const FWD_FROM: &str = "fwd_from";
 pub const FWD_TO: &str = "fwd_to";
 pub const NAT_FROM: &str = "nat_from";
+pub const SUBNETS: &str = "subnets4";
 
 pub fn forward() -> Chain {
     Chain::base(
@@ -70,6 +94,10 @@ pub fn bridges() -> Set {
     Set::new(&table(), BRIDGES, &[DataType::Ifname])
 }
 
+pub fn subnets() -> Set {
+    Set::new(&table(), SUBNETS, &[DataType::Ipv4Addr]).interval()
+}
+
 /// A verdict map keyed by interface name.
 pub fn vmap(name: &str) -> Set {
     Set::map(&table(), name, &[DataType::Ifname], &[DataType::Verdict])
@@ -80,15 +108,42 @@ pub fn create(b: &mut Batch) {
     let t = table();
     b.add_table(&t);
     b.add_set(&bridges());
+    b.add_set(&subnets());
     for m in [FWD_FROM, FWD_TO, NAT_FROM] {
         b.add_set(&vmap(m));
     }
+    b.add_set(&ports::published())
+        .add_set(&ports::published_ranges());
     let fwd = forward();
     let post = postrouting();
+    let pre = prerouting();
+    let out = output();
     b.add_chain(&fwd)
         .add_chain(&post)
-        .add_chain(&prerouting())
-        .add_chain(&output());
+        .add_chain(&pre)
+        .add_chain(&out);
+    let key = [Field::IpDaddr, Field::L4Proto, Field::ThDport];
+    // One rule per protocol and map: nft only accepts a port in a NAT map
+    // key after a protocol match, and a packet is compared with at most
+    // two maps whatever the number of mappings.
+    for chain in [&pre, &out] {
+        for proto in [Proto::Tcp, Proto::Udp, Proto::Sctp] {
+            b.add_rule(
+                chain,
+                Rule::new()
+                    .l4proto(ports::l4proto(proto))
+                    .fib_daddr_local()
+                    .dnat_ip_map(&key, PUBLISHED, true),
+            );
+            b.add_rule(
+                chain,
+                Rule::new()
+                    .l4proto(ports::l4proto(proto))
+                    .fib_daddr_local()
+                    .dnat_ip_map(&key, PUBLISHED_RANGES, false),
+            );
+        }
+    }
     b.add_rule(
         &fwd,
         Rule::new()
@@ -100,5 +155,24 @@ pub fn create(b: &mut Batch) {
     b.add_rule(&fwd, Rule::new().ct_status(&[CtStatus::Dnat]).accept());
     b.add_rule(&fwd, Rule::new().vmap(&[Field::Iifname], FWD_FROM));
     b.add_rule(&fwd, Rule::new().vmap(&[Field::Oifname], FWD_TO));
+    b.add_rule(
+        &post,
+        Rule::new()
+            .lookup(&[Field::Oifname], BRIDGES)
+            .ct_status(&[CtStatus::Dnat])
+            .ip_saddr_prefix(Ipv4Addr::new(127, 0, 0, 0), 8)
+            .masquerade(),
+    );
+    // By address, not interface: with br_netfilter, a frame DNATed back
+    // onto its own bridge is bridged, and postrouting sees no input
+    // interface for it.
+    b.add_rule(
+        &post,
+        Rule::new()
+            .ct_status(&[CtStatus::Dnat])
+            .lookup(&[Field::IpSaddr], SUBNETS)
+            .lookup(&[Field::IpDaddr], SUBNETS)
+            .masquerade(),
+    );
     b.add_rule(&post, Rule::new().vmap(&[Field::Iifname], NAT_FROM));
 }

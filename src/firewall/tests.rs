@@ -35,7 +35,7 @@ fn later_networks_add_only_their_part() {
     assert!(lines.iter().all(|l| !l.contains("add table")), "{lines:?}");
     assert!(lines
         .iter()
-        .all(|l| l.contains("web-") || l.contains("berth-web")));
+        .all(|l| l.contains("web-") || l.contains("berth-web") || l.contains("10.90.0.0/24")));
     assert_eq!(
         c.undo,
         remove_network(&net("web", NetworkPolicy::default()), false).batch
@@ -82,4 +82,50 @@ fn removing_the_last_network_removes_the_table_and_undo_rebuilds_it() {
     let c = remove_network(&n, true);
     assert_eq!(c.batch.render(), vec!["destroy table inet berth"]);
     assert_eq!(c.undo, add_network(&n, false).batch);
+}
+
+#[test]
+fn published_ports_become_map_elements_only() {
+    use crate::model::PortSpec;
+    let ip = "10.90.0.2".parse().unwrap();
+    let m = |s: &str| PortSpec::parse(s).unwrap().with_host_port(49153);
+    let ports = [
+        m("8080:80"),
+        m("127.0.0.1:5353:53/udp"),
+        m("9000-9010:9000-9010"),
+        m("7100-7101:80-81/sctp"),
+    ];
+    let c = ports::publish(ip, &ports);
+    assert_eq!(
+        c.batch.render(),
+        vec![
+            "add element inet berth published4 { 0.0.0.0/0 . tcp . 8080 : 10.90.0.2 . 80, \
+             127.0.0.1 . udp . 5353 : 10.90.0.2 . 53, 0.0.0.0/0 . sctp . 7100 : 10.90.0.2 . 80, \
+             0.0.0.0/0 . sctp . 7101 : 10.90.0.2 . 81 }",
+            "add element inet berth published4_ranges { 0.0.0.0/0 . tcp . 9000-9010 : 10.90.0.2 }",
+        ]
+    );
+    assert!(c
+        .undo
+        .render()
+        .iter()
+        .all(|l| l.starts_with("destroy element")));
+    assert_eq!(ports::unpublish(ip, &ports).undo, c.batch);
+    assert!(ports::publish(ip, &[]).batch.is_empty());
+}
+
+#[test]
+fn the_skeleton_has_the_published_port_rules_and_masquerades() {
+    let lines = add_network(&net("web", NetworkPolicy::default()), false)
+        .batch
+        .render();
+    for want in [
+        "add rule inet berth prerouting meta l4proto tcp fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @published4",
+        "add rule inet berth output meta l4proto udp fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @published4_ranges",
+        "add rule inet berth postrouting oifname @bridges ct status dnat ip saddr 127.0.0.0/8 masquerade",
+        "add rule inet berth postrouting ct status dnat ip saddr @subnets4 ip daddr @subnets4 masquerade",
+        "add element inet berth subnets4 { 10.90.0.0/24 }",
+    ] {
+        assert!(lines.iter().any(|l| l == want), "missing {want}\n{lines:#?}");
+    }
 }

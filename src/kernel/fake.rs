@@ -22,6 +22,8 @@ pub struct FakeKernel {
     pub forward_drops: Vec<String>,
     /// Links `iface_routes` knows, with their routes.
     pub ifaces: Vec<(String, IfaceRoutes)>,
+    /// Sockets `host_port_in_use` sees.
+    pub listeners: Vec<(Ipv4Addr, u16)>,
 }
 
 impl FakeKernel {
@@ -130,5 +132,23 @@ impl Kernel for FakeKernel {
             "delete_source_rule {subnet} {iif} {table} {priority}"
         ))
         .map(|_| true)
+    }
+    fn set_hairpin(&mut self, ifname: &str, on: bool) -> Result<()> {
+        self.op(format!("set_hairpin {ifname} {on}"))
+    }
+    fn conntrack_flush(
+        &mut self,
+        proto: crate::model::Proto,
+        dst: Option<Ipv4Addr>,
+        port: u16,
+    ) -> Result<usize> {
+        let dst = dst.map_or("any".to_string(), |d| d.to_string());
+        self.op(format!("conntrack_flush {proto} {dst} {port}"))
+            .map(|_| 0)
+    }
+    fn host_port_in_use(&mut self, _proto: crate::model::Proto, ip: Ipv4Addr, port: u16) -> bool {
+        self.listeners
+            .iter()
+            .any(|(i, p)| *p == port && (i.is_unspecified() || ip.is_unspecified() || *i == ip))
     }
 }

@@ -158,7 +158,10 @@ pub fn set_hairpin(rtnl: &mut Rtnl, index: u32, on: bool) -> io::Result<()> {
             on,
         )])),
     ]));
-    rtnl.request(RouteNetlinkMessage::SetLink(msg), 0)
+    // RTM_SETLINK ignores IFLA_LINKINFO; port options change through
+    // RTM_NEWLINK on the existing link (what `ip link set ... type
+    // bridge_slave` sends).
+    rtnl.request(RouteNetlinkMessage::NewLink(msg), 0)
 }
 
 /// Brings the link with `index` up.

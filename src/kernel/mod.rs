@@ -7,6 +7,7 @@ pub mod link;
 pub mod netns;
 pub mod route;
 pub mod rtnl;
+pub mod sockets;
 pub mod sysctl;
 
 #[cfg(test)]
@@ -21,7 +22,7 @@ pub use route::IfaceRoutes;
 use berth_nft::{Batch, Nft, Table};
 
 use crate::error::{Error, Result};
-use crate::model::{Ipv4Net, Mac};
+use crate::model::{Ipv4Net, Mac, Proto};
 use rtnl::Rtnl;
 
 /// A veth pair to create: the host end on a bridge, the peer born inside the
@@ -96,6 +97,13 @@ pub trait Kernel {
         table: u32,
         priority: u32,
     ) -> Result<bool>;
+    /// Sets hairpin mode on a bridge port.
+    fn set_hairpin(&mut self, ifname: &str, on: bool) -> Result<()>;
+    /// Deletes the conntrack entries whose original direction goes to
+    /// `dst` (None: any address) port `port` over `proto`; returns how many.
+    fn conntrack_flush(&mut self, proto: Proto, dst: Option<Ipv4Addr>, port: u16) -> Result<usize>;
+    /// Whether a host socket holds `port` on `ip` (0.0.0.0: on any address).
+    fn host_port_in_use(&mut self, proto: Proto, ip: Ipv4Addr, port: u16) -> bool;
 }
 
 /// The real kernel, through one rtnetlink socket in berth's own namespace
@@ -104,6 +112,7 @@ pub trait Kernel {
 pub struct LiveKernel {
     rtnl: Option<Rtnl>,
     nft: Option<Nft>,
+    conntrack: Option<berth_nft::Conntrack>,
 }
 
 impl LiveKernel {
@@ -324,5 +333,27 @@ impl Kernel for LiveKernel {
     ) -> Result<bool> {
         route::delete_source_rule(self.rtnl()?, subnet, iif, table, priority)
             .map_err(|e| Error::kernel(format!("deleting rule from {subnet} lookup {table}"), e))
+    }
+
+    fn set_hairpin(&mut self, ifname: &str, on: bool) -> Result<()> {
+        let index = self.index(ifname)?;
+        link::set_hairpin(self.rtnl()?, index, on)
+            .map_err(|e| Error::kernel(format!("setting hairpin mode on {ifname}"), e))
+    }
+
+    fn conntrack_flush(&mut self, proto: Proto, dst: Option<Ipv4Addr>, port: u16) -> Result<usize> {
+        if self.conntrack.is_none() {
+            self.conntrack = Some(berth_nft::Conntrack::open()?);
+        }
+        let ct = self.conntrack.as_mut().expect("just opened");
+        Ok(ct.delete(&berth_nft::CtMatch {
+            proto: crate::firewall::ports::l4proto(proto),
+            dst,
+            dport: port,
+        })?)
+    }
+
+    fn host_port_in_use(&mut self, proto: Proto, ip: Ipv4Addr, port: u16) -> bool {
+        sockets::port_in_use(proto, ip, port)
     }
 }

@@ -4,6 +4,7 @@
 pub mod ipam;
 pub mod mac;
 pub mod names;
+pub mod ports;
 pub mod subnet;
 
 use std::net::Ipv4Addr;
@@ -11,6 +12,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 pub use mac::Mac;
+pub use ports::{PortMapping, PortSpec, PortView, Proto};
 pub use subnet::Ipv4Net;
 
 /// Default MTU of a network's bridge and veths.
@@ -88,6 +90,8 @@ pub struct Endpoint {
     pub host_ifname: String,
     /// Whether this endpoint gave its namespace the default route.
     pub default_route: bool,
+    /// Ports published to this endpoint (host side fixed).
+    pub ports: Vec<PortMapping>,
 }
 
 /// The JSON shape of a network in `network ls/inspect --json`.
@@ -120,6 +124,7 @@ pub struct EndpointView {
     pub ifname: String,
     pub host_ifname: String,
     pub gateway: String,
+    pub ports: Vec<PortView>,
 }
 
 impl Network {
@@ -159,6 +164,7 @@ impl Endpoint {
             ifname: self.ifname.clone(),
             host_ifname: self.host_ifname.clone(),
             gateway: network.gateway.to_string(),
+            ports: self.ports.iter().map(PortMapping::view).collect(),
         }
     }
 }

@@ -14,7 +14,7 @@ use berth_nft::Batch;
 
 use crate::error::{Error, Result};
 use crate::kernel::{netns, InsideConfig, Kernel, VethPair};
-use crate::model::{Ipv4Net, Mac};
+use crate::model::{Ipv4Net, Mac, Proto};
 
 /// One kernel change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +78,22 @@ pub enum Step {
     /// `ip rule from SUBNET lookup TABLE`
     AddSourceRule(SourceRule),
     DeleteSourceRule(SourceRule),
+    /// Hairpin mode on a bridge port, so its container can reach its own
+    /// published ports through a host address when bridged traffic passes
+    /// netfilter (br_netfilter sends the DNATed frame back out the port it
+    /// came in on).
+    SetHairpin {
+        ifname: String,
+    },
+    /// Deletes conntrack entries of a published port, so a flow that
+    /// existed before the mapping changed (UDP keeps "connections" alive as
+    /// long as a client sends) follows the new mapping at once. Nothing to
+    /// undo: entries are re-created by the next packet.
+    FlushConntrack {
+        proto: Proto,
+        dst: Option<Ipv4Addr>,
+        port: u16,
+    },
 }
 
 /// `ip rule from SUBNET iif IIF lookup TABLE priority PRIORITY`: the
@@ -197,6 +213,15 @@ impl Step {
             Step::DeleteSourceRule(rule) => rule
                 .delete(kernel)?
                 .then(|| Undo::AddSourceRule(rule.clone())),
+            Step::SetHairpin { ifname } => {
+                // The port goes with its veth, so there is nothing to undo.
+                kernel.set_hairpin(ifname, true)?;
+                None
+            }
+            Step::FlushConntrack { proto, dst, port } => {
+                kernel.conntrack_flush(*proto, *dst, *port)?;
+                None
+            }
         })
     }
 
@@ -266,6 +291,13 @@ impl Step {
             }
             Step::AddSourceRule(rule) => vec![rule.render("add")],
             Step::DeleteSourceRule(rule) => vec![rule.render("del")],
+            Step::SetHairpin { ifname } => {
+                vec![format!("ip link set {ifname} type bridge_slave hairpin on")]
+            }
+            Step::FlushConntrack { proto, dst, port } => vec![match dst {
+                Some(d) => format!("conntrack -D -p {proto} --orig-dst {d} --orig-port-dst {port}"),
+                None => format!("conntrack -D -p {proto} --orig-port-dst {port}"),
+            }],
         }
     }
 }

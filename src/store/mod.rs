@@ -10,11 +10,11 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::error::{Error, Result};
-use crate::model::{Endpoint, Ipv4Net, Network, NetworkPolicy, Uplink};
+use crate::model::{Endpoint, Ipv4Net, Network, NetworkPolicy, PortMapping, Proto, Uplink};
 
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// berth's routing tables (`--uplink`) are this plus the network id.
 const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
 /// Link groups of network veths are this plus the network id: far from the
@@ -57,6 +57,32 @@ CREATE TABLE endpoints (
     UNIQUE (network_id, netns)
 );
 CREATE INDEX endpoints_by_netns_inode ON endpoints (netns_inode);
+";
+
+/// Published ports (version 3). `ports` holds one row per `-p` mapping (what
+/// `ps` shows, what disconnect removes); `port_claims` one row per host port,
+/// so that a clash is an index lookup whatever the number of mappings, and
+/// the primary key makes a duplicate claim impossible even across processes.
+const PORTS_SCHEMA: &str = "
+CREATE TABLE ports (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    endpoint_id INTEGER NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+    host_ip TEXT NOT NULL,
+    proto TEXT NOT NULL,
+    host_port INTEGER NOT NULL,
+    container_port INTEGER NOT NULL,
+    count INTEGER NOT NULL
+);
+CREATE INDEX ports_by_endpoint ON ports (endpoint_id);
+CREATE TABLE port_claims (
+    proto TEXT NOT NULL,
+    host_port INTEGER NOT NULL,
+    -- '0.0.0.0' claims the port on every address
+    host_ip TEXT NOT NULL,
+    port_id INTEGER NOT NULL REFERENCES ports(id) ON DELETE CASCADE,
+    PRIMARY KEY (proto, host_port, host_ip)
+) WITHOUT ROWID;
+CREATE INDEX port_claims_by_port_id ON port_claims (port_id);
 ";
 
 /// Version 1 → 2: the firewall and routing options of networks, and the
@@ -149,10 +175,16 @@ impl Store {
         match version {
             0 => {
                 tx.execute_batch(SCHEMA)?;
+                tx.execute_batch(PORTS_SCHEMA)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
             1 => {
                 tx.execute_batch(MIGRATE_1_TO_2)?;
+                tx.execute_batch(PORTS_SCHEMA)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            }
+            2 => {
+                tx.execute_batch(PORTS_SCHEMA)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
             SCHEMA_VERSION => {}
@@ -243,6 +275,7 @@ fn endpoint_from_row(row: &Row) -> rusqlite::Result<Endpoint> {
         ifname: row.get(7)?,
         host_ifname: row.get(8)?,
         default_route: row.get(9)?,
+        ports: Vec::new(),
     })
 }
 
@@ -337,14 +370,26 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Sets `key` to `value` (a cursor berth moves, e.g. the next host port
+    /// to try).
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
     /// Forgets everything: networks, endpoints and settings.
     pub fn clear(&self) -> Result<()> {
         self.tx
-            .execute_batch("DELETE FROM endpoints; DELETE FROM networks; DELETE FROM settings;")?;
+            .execute_batch("DELETE FROM port_claims; DELETE FROM ports; DELETE FROM endpoints; DELETE FROM networks; DELETE FROM settings;")?;
         Ok(())
     }
 
     pub fn delete_network(&self, id: i64) -> Result<()> {
+        // Ports and claims go with their endpoints (ON DELETE CASCADE).
         self.tx
             .execute("DELETE FROM endpoints WHERE network_id = ?1", [id])?;
         self.tx
@@ -480,6 +525,118 @@ impl Tx<'_> {
             .execute("DELETE FROM endpoints WHERE id = ?1", [id])?;
         Ok(())
     }
+
+    /// Records an endpoint's published ports and claims their host ports.
+    pub fn insert_ports(&self, endpoint_id: i64, ports: &[PortMapping]) -> Result<()> {
+        let mut mapping = self.tx.prepare_cached(
+            "INSERT INTO ports (endpoint_id, host_ip, proto, host_port, container_port, count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut claim = self.tx.prepare_cached(
+            "INSERT INTO port_claims (proto, host_port, host_ip, port_id) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for p in ports {
+            mapping.execute(params![
+                endpoint_id,
+                p.host_ip.to_string(),
+                p.proto.as_str(),
+                p.host_port,
+                p.container_port,
+                p.count
+            ])?;
+            let id = self.tx.last_insert_rowid();
+            for (host_port, _) in p.pairs() {
+                claim.execute(params![
+                    p.proto.as_str(),
+                    host_port,
+                    p.host_ip.to_string(),
+                    id
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The published ports of one endpoint.
+    pub fn ports_of(&self, endpoint_id: i64) -> Result<Vec<PortMapping>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT host_ip, proto, host_port, container_port, count FROM ports
+             WHERE endpoint_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([endpoint_id], port_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Fills in `ports` of each endpoint (one query for all of them).
+    pub fn load_ports(&self, endpoints: &mut [Endpoint]) -> Result<()> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT host_ip, proto, host_port, container_port, count, endpoint_id FROM ports ORDER BY id",
+        )?;
+        let mut rows = stmt.query([])?;
+        let index: std::collections::HashMap<i64, usize> = endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.id, i))
+            .collect();
+        while let Some(row) = rows.next()? {
+            let endpoint_id: i64 = row.get(5)?;
+            if let Some(&i) = index.get(&endpoint_id) {
+                endpoints[i].ports.push(port_from_row(row)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Who already holds a host port `m` would use: `NETWORK/ENDPOINT` and
+    /// the mapping, or None. Every port of a range is an index lookup.
+    pub fn port_holder(&self, m: &PortMapping) -> Result<Option<(String, PortMapping)>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT p.host_ip, p.proto, p.host_port, p.container_port, p.count, n.name || '/' || e.name
+             FROM port_claims c JOIN ports p ON p.id = c.port_id
+             JOIN endpoints e ON e.id = p.endpoint_id JOIN networks n ON n.id = e.network_id
+             WHERE c.proto = ?1 AND c.host_port BETWEEN ?2 AND ?3
+               AND (c.host_ip = ?4 OR c.host_ip = '0.0.0.0' OR ?4 = '0.0.0.0')
+             LIMIT 1",
+        )?;
+        Ok(stmt
+            .query_row(
+                params![
+                    m.proto.as_str(),
+                    m.host_port,
+                    m.host_last(),
+                    m.host_ip.to_string()
+                ],
+                |row| Ok((row.get(5)?, port_from_row(row)?)),
+            )
+            .optional()?)
+    }
+
+    /// Publishes of the endpoints of one network (for `network rm --force`).
+    pub fn network_ports(&self, network_id: i64) -> Result<Vec<(Ipv4Addr, PortMapping)>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT p.host_ip, p.proto, p.host_port, p.container_port, p.count, e.ip
+             FROM ports p JOIN endpoints e ON e.id = p.endpoint_id
+             WHERE e.network_id = ?1 ORDER BY p.id",
+        )?;
+        let rows = stmt.query_map([network_id], |row| {
+            let ip: u32 = row.get(5)?;
+            Ok((Ipv4Addr::from(ip), port_from_row(row)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// Columns 0..5: host_ip, proto, host_port, container_port, count.
+fn port_from_row(row: &Row) -> rusqlite::Result<PortMapping> {
+    let ip: String = row.get(0)?;
+    let proto: String = row.get(1)?;
+    Ok(PortMapping {
+        host_ip: ip.parse().map_err(|_| bad_column(0, &ip))?,
+        proto: Proto::parse(&proto).ok_or_else(|| bad_column(1, &proto))?,
+        host_port: row.get(2)?,
+        container_port: row.get(3)?,
+        count: row.get(4)?,
+    })
 }
 
 #[cfg(test)]
@@ -526,6 +683,7 @@ mod tests {
             ifname: "eth0".into(),
             host_ifname: "vb1".into(),
             default_route: true,
+            ports: Vec::new(),
         };
         let id = tx.insert_endpoint(&net, &ep).unwrap();
         tx.commit().unwrap();
@@ -558,6 +716,59 @@ mod tests {
         // Reopening keeps the schema and data.
         let mut store = Store::open(&dir).unwrap();
         assert_eq!(store.begin().unwrap().networks().unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn published_ports_are_claimed_per_port_and_go_with_their_endpoint() {
+        use crate::model::PortSpec;
+        let dir = temp_dir("ports");
+        let mut store = Store::open(&dir).unwrap();
+        let tx = store.begin().unwrap();
+        let net = tx
+            .insert_network(&NewNetwork {
+                name: "web",
+                subnet: "10.90.0.0/24".parse().unwrap(),
+                gateway: Ipv4Addr::new(10, 90, 0, 1),
+                bridge: "berth-web".into(),
+                mtu: 1500,
+                policy: NetworkPolicy::default(),
+            })
+            .unwrap();
+        let ep = Endpoint {
+            id: 0,
+            network: "web".into(),
+            name: "c1".into(),
+            netns: "c1".into(),
+            netns_inode: 1,
+            ip: Ipv4Addr::new(10, 90, 0, 2),
+            mac: Mac::from_ipv4(Ipv4Addr::new(10, 90, 0, 2)),
+            ifname: "eth0".into(),
+            host_ifname: "vb1".into(),
+            default_route: true,
+            ports: Vec::new(),
+        };
+        let id = tx.insert_endpoint(&net, &ep).unwrap();
+        let m = |s: &str| PortSpec::parse(s).unwrap().with_host_port(0);
+        let ports = vec![m("9000-9002:9000-9002"), m("127.0.0.1:53:53/udp")];
+        tx.insert_ports(id, &ports).unwrap();
+        assert_eq!(tx.ports_of(id).unwrap(), ports);
+        let holder = |s: &str| tx.port_holder(&m(s)).unwrap().map(|h| h.0);
+        assert_eq!(holder("9002:1").as_deref(), Some("web/c1"));
+        assert_eq!(holder("10.0.0.1:9001:1").as_deref(), Some("web/c1"));
+        assert_eq!(holder("9003:1"), None);
+        assert_eq!(holder("53:53/udp").as_deref(), Some("web/c1"));
+        assert_eq!(holder("127.0.0.2:53:53/udp"), None);
+        assert_eq!(holder("53:53/tcp"), None);
+        let mut eps = vec![Endpoint { id, ..ep }];
+        tx.load_ports(&mut eps).unwrap();
+        assert_eq!(eps[0].ports.len(), 2);
+        assert_eq!(tx.network_ports(net.id).unwrap().len(), 2);
+        // A second claim of the same port is refused by the schema too (the
+        // command's transaction then rolls back).
+        assert!(tx.insert_ports(id, &[m("9001:1")]).is_err());
+        tx.delete_endpoint(id).unwrap();
+        assert_eq!(holder("9000:1"), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -1,0 +1,348 @@
+//! Published ports: parsing Docker's `-p` syntax
+//! (`[HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|udp|sctp]`) into
+//! checked values, and the rules that say when two mappings clash.
+//!
+//! Pure: nothing here looks at the kernel or the state, so every spelling
+//! mistake is caught (and unit-tested) before a command touches anything.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+/// First and last host port berth picks when a spec gives none. The range
+/// is the IANA dynamic range minus Linux's default ephemeral ports
+/// (32768-60999 overlaps it; berth stays above 49152 like Docker does and
+/// below 61000 where Linux's own ephemeral range ends).
+pub const AUTO_PORT_FIRST: u16 = 49153;
+pub const AUTO_PORT_LAST: u16 = 60999;
+
+/// A transport protocol a port can be published for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Sctp => "sctp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Proto> {
+        match s {
+            "tcp" => Some(Proto::Tcp),
+            "udp" => Some(Proto::Udp),
+            "sctp" => Some(Proto::Sctp),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `-p` value as the user wrote it, checked but with the host port maybe
+/// still to be picked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortSpec {
+    /// 0.0.0.0 means every local address.
+    pub host_ip: Ipv4Addr,
+    /// First host port; None: berth picks `count` consecutive free ones.
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+    /// Number of ports (1 for a single port).
+    pub count: u16,
+    pub proto: Proto,
+}
+
+/// One published port or range, host side fixed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortMapping {
+    /// 0.0.0.0 means every local address.
+    pub host_ip: Ipv4Addr,
+    pub host_port: u16,
+    pub container_port: u16,
+    /// Number of ports (1 for a single port); both ranges have this length.
+    pub count: u16,
+    pub proto: Proto,
+}
+
+/// The JSON shape of a published port in `ps/inspect/connect --json`. The
+/// `_end` fields appear only for ranges.
+#[derive(Serialize, Debug, PartialEq, Eq)]
+pub struct PortView {
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub proto: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_port_end: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_port_end: Option<u16>,
+}
+
+impl PortSpec {
+    /// Parses one `-p` value; the error is one line naming the spec.
+    pub fn parse(spec: &str) -> Result<PortSpec, String> {
+        let bad = |why: String| format!("invalid port mapping {spec:?}: {why}");
+        let (rest, proto) = match spec.rsplit_once('/') {
+            Some((rest, p)) => (
+                rest,
+                Proto::parse(p).ok_or_else(|| {
+                    bad(format!(
+                        "unknown protocol {p:?} (expected tcp, udp or sctp)"
+                    ))
+                })?,
+            ),
+            None => (spec, Proto::Tcp),
+        };
+        if rest.contains('[') {
+            return Err(bad("IPv6 host addresses are not supported".into()));
+        }
+        let parts: Vec<&str> = rest.split(':').collect();
+        let (ip, host, container) = match parts.as_slice() {
+            [c] => (None, None, *c),
+            [h, c] => (None, Some(*h), *c),
+            [ip, h, c] => (Some(*ip), (!h.is_empty()).then_some(*h), *c),
+            _ => {
+                return Err(bad(
+                    "expected [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]".into()
+                ))
+            }
+        };
+        let host_ip = match ip {
+            None => Ipv4Addr::UNSPECIFIED,
+            Some(ip) => ip
+                .parse::<Ipv4Addr>()
+                .map_err(|_| bad(format!("{ip:?} is not an IPv4 address")))?,
+        };
+        let (c_first, c_last) = parse_range(container).map_err(bad)?;
+        let count = c_last - c_first + 1;
+        let host_port = match host {
+            None => None,
+            Some(h) => {
+                let (h_first, h_last) = parse_range(h).map_err(bad)?;
+                if h_last - h_first + 1 != count {
+                    return Err(bad(format!(
+                        "host range {h} and container range {container} differ in length"
+                    )));
+                }
+                Some(h_first)
+            }
+        };
+        Ok(PortSpec {
+            host_ip,
+            host_port,
+            container_port: c_first,
+            count,
+            proto,
+        })
+    }
+
+    /// The mapping with the host port fixed (`first` when none was given).
+    pub fn with_host_port(&self, first: u16) -> PortMapping {
+        PortMapping {
+            host_ip: self.host_ip,
+            host_port: self.host_port.unwrap_or(first),
+            container_port: self.container_port,
+            count: self.count,
+            proto: self.proto,
+        }
+    }
+}
+
+/// `N` or `N-M` with 1 <= N <= M <= 65535.
+fn parse_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = match s.split_once('-') {
+        Some((a, b)) => (a, b),
+        None => (s, s),
+    };
+    let first = parse_port(a)?;
+    let last = parse_port(b)?;
+    if last < first {
+        return Err(format!("range {s} ends before it starts"));
+    }
+    Ok((first, last))
+}
+
+fn parse_port(s: &str) -> Result<u16, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{s:?} is not a port number"));
+    }
+    match s.parse::<u32>() {
+        Ok(p @ 1..=65535) => Ok(p as u16),
+        _ => Err(format!("port {s} is out of range (1-65535)")),
+    }
+}
+
+impl PortMapping {
+    pub fn host_last(&self) -> u16 {
+        self.host_port + (self.count - 1)
+    }
+
+    pub fn container_last(&self) -> u16 {
+        self.container_port + (self.count - 1)
+    }
+
+    pub fn is_any_address(&self) -> bool {
+        self.host_ip.is_unspecified()
+    }
+
+    /// Whether a packet could match both: same protocol, overlapping host
+    /// ports, and addresses that overlap (0.0.0.0 overlaps every address).
+    pub fn clashes_with(&self, other: &PortMapping) -> bool {
+        self.proto == other.proto
+            && self.host_port <= other.host_last()
+            && other.host_port <= self.host_last()
+            && (self.host_ip == other.host_ip || self.is_any_address() || other.is_any_address())
+    }
+
+    /// Host ports paired with container ports, one per port.
+    pub fn pairs(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
+        (0..self.count).map(|i| (self.host_port + i, self.container_port + i))
+    }
+
+    pub fn view(&self) -> PortView {
+        let range = self.count > 1;
+        PortView {
+            host_ip: self.host_ip.to_string(),
+            host_port: self.host_port,
+            container_port: self.container_port,
+            proto: self.proto.as_str(),
+            host_port_end: range.then(|| self.host_last()),
+            container_port_end: range.then(|| self.container_last()),
+        }
+    }
+}
+
+/// `0.0.0.0:8080->80/tcp`, `127.0.0.1:9000-9010->9000-9010/udp`
+impl fmt::Display for PortMapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.count == 1 {
+            write!(
+                f,
+                "{}:{}->{}/{}",
+                self.host_ip, self.host_port, self.container_port, self.proto
+            )
+        } else {
+            write!(
+                f,
+                "{}:{}-{}->{}-{}/{}",
+                self.host_ip,
+                self.host_port,
+                self.host_last(),
+                self.container_port,
+                self.container_last(),
+                self.proto
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> PortSpec {
+        PortSpec::parse(s).unwrap()
+    }
+
+    #[test]
+    fn docker_spellings_parse() {
+        assert_eq!(
+            p("8080:80"),
+            PortSpec {
+                host_ip: Ipv4Addr::UNSPECIFIED,
+                host_port: Some(8080),
+                container_port: 80,
+                count: 1,
+                proto: Proto::Tcp
+            }
+        );
+        let s = p("127.0.0.1:5353:53/udp");
+        assert_eq!(s.host_ip, Ipv4Addr::LOCALHOST);
+        assert_eq!(
+            (s.host_port, s.container_port, s.proto),
+            (Some(5353), 53, Proto::Udp)
+        );
+        let s = p("9000-9010:9000-9010");
+        assert_eq!(
+            (s.host_port, s.container_port, s.count),
+            (Some(9000), 9000, 11)
+        );
+        let s = p("80");
+        assert_eq!((s.host_port, s.container_port, s.count), (None, 80, 1));
+        let s = p("10.0.0.1::80/sctp");
+        assert_eq!(s.host_ip, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!((s.host_port, s.proto), (None, Proto::Sctp));
+        assert_eq!(p("7000-7002").count, 3);
+        assert_eq!(p("65535:1").host_port, Some(65535));
+    }
+
+    #[test]
+    fn bad_specs_name_themselves_in_one_line() {
+        for (spec, why) in [
+            ("0:80", "port 0 is out of range"),
+            ("70000:80", "port 70000 is out of range"),
+            ("80-90:80-85", "differ in length"),
+            ("abc", "\"abc\" is not a port number"),
+            ("1.2.3.4.5:80:80", "not an IPv4 address"),
+            ("80/icmp", "unknown protocol \"icmp\""),
+            ("80:", "\"\" is not a port number"),
+            ("90-80:90-80", "ends before it starts"),
+            ("1:2:3:4", "expected"),
+            ("[::1]:80:80", "IPv6"),
+            ("-5", "not a port number"),
+            ("+5", "not a port number"),
+        ] {
+            let e = PortSpec::parse(spec).unwrap_err();
+            assert!(
+                e.starts_with(&format!("invalid port mapping {spec:?}: ")) && e.contains(why),
+                "{spec}: {e}"
+            );
+            assert!(!e.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn clashes_follow_address_protocol_and_overlap() {
+        let m = |ip: [u8; 4], port: u16, count: u16, proto: Proto| PortMapping {
+            host_ip: Ipv4Addr::from(ip),
+            host_port: port,
+            container_port: 1,
+            count,
+            proto,
+        };
+        let any = m([0, 0, 0, 0], 8080, 1, Proto::Tcp);
+        let lo = m([127, 0, 0, 1], 8080, 1, Proto::Tcp);
+        let other = m([10, 0, 0, 1], 8080, 1, Proto::Tcp);
+        assert!(any.clashes_with(&lo) && lo.clashes_with(&any));
+        assert!(!lo.clashes_with(&other));
+        assert!(!any.clashes_with(&m([0, 0, 0, 0], 8080, 1, Proto::Udp)));
+        assert!(any.clashes_with(&m([0, 0, 0, 0], 8070, 11, Proto::Tcp)));
+        assert!(!any.clashes_with(&m([0, 0, 0, 0], 8070, 10, Proto::Tcp)));
+    }
+
+    #[test]
+    fn display_and_view() {
+        let m = p("9000-9002:9100-9102/udp").with_host_port(0);
+        assert_eq!(m.to_string(), "0.0.0.0:9000-9002->9100-9102/udp");
+        assert_eq!(
+            m.pairs().collect::<Vec<_>>(),
+            vec![(9000, 9100), (9001, 9101), (9002, 9102)]
+        );
+        assert_eq!(m.view().host_port_end, Some(9002));
+        let m = p("80").with_host_port(49153);
+        assert_eq!(m.to_string(), "0.0.0.0:49153->80/tcp");
+        assert_eq!(m.view().host_port_end, None);
+    }
+}
