@@ -100,7 +100,8 @@ pub trait Kernel {
     /// Sets hairpin mode on a bridge port.
     fn set_hairpin(&mut self, ifname: &str, on: bool) -> Result<()>;
     /// Deletes the conntrack entries whose original direction goes to
-    /// `dst` (None: any address) port `port` over `proto`; returns how many.
+    /// `dst` (None: any address) port `port` over `proto`; returns how many
+    /// when the kernel tells (0 when it flushed without counting).
     fn conntrack_flush(&mut self, proto: Proto, dst: Option<Ipv4Addr>, port: u16) -> Result<usize>;
     /// Whether a host socket holds `port` on `ip` (0.0.0.0: on any address).
     fn host_port_in_use(&mut self, proto: Proto, ip: Ipv4Addr, port: u16) -> bool;
@@ -346,11 +347,14 @@ impl Kernel for LiveKernel {
             self.conntrack = Some(berth_nft::Conntrack::open()?);
         }
         let ct = self.conntrack.as_mut().expect("just opened");
-        Ok(ct.delete(&berth_nft::CtMatch {
-            proto: crate::firewall::ports::l4proto(proto),
-            dst,
-            dport: port,
-        })?)
+        // The kernel-side flush does not count what it deleted: None counts as 0.
+        Ok(ct
+            .delete(&berth_nft::CtMatch {
+                proto: crate::firewall::ports::l4proto(proto),
+                dst,
+                dport: port,
+            })?
+            .unwrap_or(0))
     }
 
     fn host_port_in_use(&mut self, proto: Proto, ip: Ipv4Addr, port: u16) -> bool {
