@@ -16,6 +16,12 @@ pub struct BenchOptions {
     pub extra_networks: usize,
     /// Run each connect/disconnect as a `berth` process instead of a call.
     pub via_cli: bool,
+    /// TCP ports each connect publishes (host ports picked by berth).
+    pub ports: usize,
+    /// Measure published-port traffic instead of connect/disconnect.
+    pub traffic: bool,
+    /// Length of each traffic measurement.
+    pub seconds: u64,
 }
 
 /// Latency figures of one kind of operation.
@@ -59,6 +65,9 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     netns::isolate_self()?;
     let state_dir = PathBuf::from("/run/berth-bench-state");
     let mut ctx = Context::new(state_dir.clone(), false);
+    if opts.traffic {
+        return super::bench_traffic::traffic(&mut ctx, opts.seconds, 3);
+    }
     for i in 0..opts.extra_networks {
         network::create(
             &mut ctx,
@@ -81,8 +90,9 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         netns::create_named(name)?;
     }
     println!(
-        "berth bench: {} namespaces, 1 network + {} others, {} (private sandbox)",
+        "berth bench: {} namespaces with {} published port(s) each, 1 network + {} others, {} (private sandbox)",
         opts.count,
+        opts.ports,
         opts.extra_networks,
         if opts.via_cli {
             "one berth process per operation"
@@ -91,13 +101,20 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         }
     );
 
+    // Container ports 80, 81, ...; berth picks the host ports.
+    let ports: Vec<String> = (0..opts.ports).map(|i| (80 + i).to_string()).collect();
     let connect = |ctx: &mut Context, name: &str| -> Result<()> {
         if opts.via_cli {
-            return cli(&state_dir, &["connect", "bench", name]);
+            let mut args = vec!["connect", "bench", name];
+            for p in &ports {
+                args.extend(["-p", p.as_str()]);
+            }
+            return cli(&state_dir, &args);
         }
         let o = ConnectOptions {
             network: "bench".into(),
             target: name.into(),
+            ports: ports.clone(),
             ..Default::default()
         };
         endpoint::connect(ctx, &o).map(|_| ())

@@ -3,6 +3,7 @@
 //! plan before touching the kernel, and with `dry_run` only returns the plan.
 
 pub mod bench;
+pub mod bench_traffic;
 pub mod demo;
 pub mod endpoint;
 pub mod network;

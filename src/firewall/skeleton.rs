@@ -11,13 +11,14 @@
 //! chain forward     { filter forward: ct established,related accept;
 //!                     ct status dnat accept; iifname vmap @fwd_from;
 //!                     oifname vmap @fwd_to }
-//! map published4, published4_ranges          published ports (see ports.rs)
+//! map published4, published4_any, published4_ranges   published ports (see ports.rs)
 //! chain postrouting { nat srcnat:
 //!     oifname @bridges ct status dnat ip saddr 127.0.0.0/8 masquerade
 //!     ct status dnat ip saddr @subnets4 ip daddr @subnets4 masquerade
 //!     iifname vmap @nat_from }
 //! chain prerouting, output { nat dstnat: for each of tcp, udp, sctp:
 //!     meta l4proto P fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @published4
+//!     meta l4proto P fib daddr type local dnat ip to meta l4proto . th dport map @published4_any
 //!     meta l4proto P fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @published4_ranges }
 //! ```
 //!
@@ -39,7 +40,7 @@ use berth_nft::{
     priority, Batch, Chain, ChainType, CtState, CtStatus, DataType, Field, Hook, Policy, Rule, Set,
 };
 
-use super::ports::{self, PUBLISHED, PUBLISHED_RANGES};
+use super::ports::{self, PUBLISHED, PUBLISHED_ANY, PUBLISHED_RANGES};
 use super::table;
 use crate::model::Proto;
 
@@ -113,6 +114,7 @@ pub fn create(b: &mut Batch) {
         b.add_set(&vmap(m));
     }
     b.add_set(&ports::published())
+        .add_set(&ports::published_any())
         .add_set(&ports::published_ranges());
     let fwd = forward();
     let post = postrouting();
@@ -124,8 +126,9 @@ pub fn create(b: &mut Batch) {
         .add_chain(&out);
     let key = [Field::IpDaddr, Field::L4Proto, Field::ThDport];
     // One rule per protocol and map: nft only accepts a port in a NAT map
-    // key after a protocol match, and a packet is compared with at most
-    // two maps whatever the number of mappings.
+    // key after a protocol match. A packet meets at most three lookups
+    // (a given address, any address, ranges), two of them hash lookups,
+    // whatever the number of mappings.
     for chain in [&pre, &out] {
         for proto in [Proto::Tcp, Proto::Udp, Proto::Sctp] {
             b.add_rule(
@@ -134,6 +137,13 @@ pub fn create(b: &mut Batch) {
                     .l4proto(ports::l4proto(proto))
                     .fib_daddr_local()
                     .dnat_ip_map(&key, PUBLISHED, true),
+            );
+            b.add_rule(
+                chain,
+                Rule::new()
+                    .l4proto(ports::l4proto(proto))
+                    .fib_daddr_local()
+                    .dnat_ip_map(&key[1..], PUBLISHED_ANY, true),
             );
             b.add_rule(
                 chain,

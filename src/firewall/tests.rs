@@ -99,9 +99,9 @@ fn published_ports_become_map_elements_only() {
     assert_eq!(
         c.batch.render(),
         vec![
-            "add element inet berth published4 { 0.0.0.0/0 . tcp . 8080 : 10.90.0.2 . 80, \
-             127.0.0.1 . udp . 5353 : 10.90.0.2 . 53, 0.0.0.0/0 . sctp . 7100 : 10.90.0.2 . 80, \
-             0.0.0.0/0 . sctp . 7101 : 10.90.0.2 . 81 }",
+            "add element inet berth published4 { 127.0.0.1 . udp . 5353 : 10.90.0.2 . 53 }",
+            "add element inet berth published4_any { tcp . 8080 : 10.90.0.2 . 80, \
+             sctp . 7100 : 10.90.0.2 . 80, sctp . 7101 : 10.90.0.2 . 81 }",
             "add element inet berth published4_ranges { 0.0.0.0/0 . tcp . 9000-9010 : 10.90.0.2 }",
         ]
     );

@@ -18,7 +18,8 @@ use super::rtnl::Rtnl;
 /// is created directly in the container's namespace, both up.
 pub struct VethSpec<'a> {
     pub host_ifname: &'a str,
-    pub bridge_index: u32,
+    /// The bridge the host end joins; None leaves it a plain routed link.
+    pub bridge_index: Option<u32>,
     pub link_group: u32,
     pub peer_ifname: &'a str,
     pub peer_netns: &'a std::fs::File,
@@ -108,8 +109,9 @@ pub fn create_veth(rtnl: &mut Rtnl, spec: &VethSpec) -> io::Result<()> {
         .push(LinkAttribute::IfName(spec.host_ifname.to_string()));
     msg.attributes.push(LinkAttribute::Mtu(spec.mtu));
     msg.attributes.push(LinkAttribute::Group(spec.link_group));
-    msg.attributes
-        .push(LinkAttribute::Controller(spec.bridge_index));
+    if let Some(bridge) = spec.bridge_index {
+        msg.attributes.push(LinkAttribute::Controller(bridge));
+    }
     msg.attributes.push(LinkAttribute::LinkInfo(vec![
         LinkInfo::Kind(InfoKind::Veth),
         LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),

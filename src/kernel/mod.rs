@@ -195,7 +195,7 @@ impl Kernel for LiveKernel {
         let ns = std::fs::File::open(&pair.netns).map_err(|e| Error::kernel(&what, e))?;
         let spec = link::VethSpec {
             host_ifname: &pair.host_ifname,
-            bridge_index,
+            bridge_index: Some(bridge_index),
             link_group: pair.link_group,
             peer_ifname: &pair.ifname,
             peer_netns: &ns,

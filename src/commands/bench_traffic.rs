@@ -1,0 +1,269 @@
+//! `berth bench --traffic`: what a published port costs per packet. Inside
+//! the benchmark's private sandbox it publishes a TCP echo server and a
+//! sink, then measures, with `berth-probe` as the client:
+//! - new TCP connections per second from an "outside" namespace through the
+//!   host's uplink address, with 10 mappings installed and with 10,000
+//!   (the DNAT map lookup must not grow with the mappings);
+//! - TCP throughput from the host through the published port against the
+//!   same to the container's own address.
+
+use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
+use std::process::{Child, Command, Stdio};
+
+use berth_nft::{Batch, ElemOp, Nft};
+
+use super::endpoint::{self, ConnectOptions};
+use super::network::{self, CreateOptions};
+use super::{Context, Outcome};
+use crate::error::{Error, Result};
+use crate::firewall;
+use crate::kernel::netns::{self, Target};
+use crate::kernel::rtnl::Rtnl;
+use crate::kernel::{addr, link, sysctl};
+use crate::model::ports::{PortMapping, Proto};
+use crate::model::{Ipv4Net, Mac};
+
+const UPLINK_HOST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const UPLINK_OUTSIDE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+const ECHO_PORT: u16 = 8080;
+const SINK_PORT: u16 = 5001;
+const FILLER_FIRST_PORT: u16 = 20_000;
+
+pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize) -> Result<()> {
+    let probe = probe_path()?;
+    network::create(
+        ctx,
+        &CreateOptions {
+            name: "web".into(),
+            ..Default::default()
+        },
+    )?;
+    for name in ["srv", "outside"] {
+        netns::create_named(name)?;
+    }
+    let connect = ConnectOptions {
+        network: "web".into(),
+        target: "srv".into(),
+        ports: vec![
+            format!("{ECHO_PORT}:80"),
+            format!("{SINK_PORT}:{SINK_PORT}"),
+        ],
+        ..Default::default()
+    };
+    let Outcome::Done((endpoint, _)) = endpoint::connect(ctx, &connect)? else {
+        unreachable!("not a dry run")
+    };
+    wire_outside()?;
+
+    let mut servers = Servers::default();
+    servers.start(ctx, &probe, &["tcp-serve", "0.0.0.0:80"])?;
+    servers.start(ctx, &probe, &["tcp-sink", &format!("0.0.0.0:{SINK_PORT}")])?;
+
+    println!(
+        "berth bench --traffic: {seconds} s per measurement, {rounds} rounds (private sandbox)"
+    );
+    let target = format!("{UPLINK_HOST}:{ECHO_PORT}");
+    let rate = |ctx: &Context| -> Result<f64> {
+        let out = berth_exec(
+            ctx,
+            "outside",
+            &probe,
+            &["tcp-rate", &target, "--seconds", &seconds.to_string()],
+        )?;
+        figure(&out, "connections_per_sec")
+    };
+    // The endpoint holds 2 mappings; 8 more make 10, 9,998 more 10,000.
+    let few = fillers(endpoint.ip, FILLER_FIRST_PORT, 8);
+    let many = fillers(endpoint.ip, FILLER_FIRST_PORT + 8, 9_990);
+    apply_fillers(&few, ElemOp::Add)?;
+    let (mut with_few, mut with_many) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        with_few.push(rate(ctx)?);
+        apply_fillers(&many, ElemOp::Add)?;
+        with_many.push(rate(ctx)?);
+        apply_fillers(&many, ElemOp::Delete)?;
+    }
+    let (few_median, many_median) = (median(&mut with_few), median(&mut with_many));
+    println!(
+        "new TCP connections/s through a published port: {few_median:.0} with 10 mappings, {many_median:.0} with 10,000 (x{:.2})",
+        many_median / few_median
+    );
+
+    let throughput = |addr: String| -> Result<f64> {
+        let out = run(Command::new(&probe).args([
+            "tcp-throughput",
+            &addr,
+            "--seconds",
+            &seconds.to_string(),
+        ]))?;
+        figure(&out, "mbit_per_sec")
+    };
+    let (mut direct, mut published) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        direct.push(throughput(format!("{}:{SINK_PORT}", endpoint.ip))?);
+        published.push(throughput(format!("{UPLINK_HOST}:{SINK_PORT}"))?);
+    }
+    let (direct, published) = (median(&mut direct), median(&mut published));
+    println!(
+        "TCP throughput from the host: {published:.0} Mbit/s through the published port, {direct:.0} Mbit/s to the container's address (x{:.2})",
+        published / direct
+    );
+    Ok(())
+}
+
+/// `berth-probe`, built next to the running `berth`.
+fn probe_path() -> Result<std::path::PathBuf> {
+    let path = std::env::current_exe()?.with_file_name("berth-probe");
+    if !path.exists() {
+        return Err(Error::Other(format!(
+            "{} is missing: build it with `cargo build --release` first",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+/// The outside world: a namespace on a routed veth to the sandbox host,
+/// with the host as its default gateway (so it reaches the host's uplink
+/// address, and nothing behind it without DNAT).
+fn wire_outside() -> Result<()> {
+    let net = Ipv4Net::new_truncating(UPLINK_HOST, 24);
+    let outside = Target::resolve("outside")?.open()?;
+    let what = "wiring the outside namespace";
+    let mut rtnl = Rtnl::open().map_err(|e| Error::kernel(what, e))?;
+    let spec = link::VethSpec {
+        host_ifname: "uplink0",
+        bridge_index: None,
+        link_group: 0,
+        peer_ifname: "eth0",
+        peer_netns: &outside,
+        peer_mac: Mac::from_ipv4(UPLINK_OUTSIDE).0,
+        mtu: 1500,
+    };
+    let host_side = link::create_veth(&mut rtnl, &spec)
+        .and_then(|()| link::index_of(&mut rtnl, "uplink0"))
+        .map_err(|e| Error::kernel(what, e))?
+        .ok_or_else(|| Error::Other(format!("{what}: uplink0 vanished")))?;
+    addr::add_address(&mut rtnl, host_side, UPLINK_HOST, net)
+        .map_err(|e| Error::kernel(what, e))?;
+    netns::run_in(&outside, || -> std::io::Result<()> {
+        let mut rtnl = Rtnl::open()?;
+        for name in ["lo", "eth0"] {
+            if let Some(index) = link::index_of(&mut rtnl, name)? {
+                link::set_up(&mut rtnl, index)?;
+            }
+        }
+        let eth0 = link::index_of(&mut rtnl, "eth0")?.unwrap_or_default();
+        addr::add_address(&mut rtnl, eth0, UPLINK_OUTSIDE, net)?;
+        addr::add_default_route(&mut rtnl, UPLINK_HOST)?;
+        // A connection-rate run opens tens of thousands of connections;
+        // reusing TIME_WAIT ports keeps the client from running out.
+        sysctl::write("net.ipv4.tcp_tw_reuse", "1")?;
+        sysctl::write("net.ipv4.ip_local_port_range", "1024 65000")
+    })
+    .and_then(|r| r)
+    .map_err(|e| Error::kernel(what, e))
+}
+
+/// `count` one-port TCP mappings from consecutive host ports to port 80.
+fn fillers(container: Ipv4Addr, first: u16, count: u16) -> (Ipv4Addr, Vec<PortMapping>) {
+    let mappings = (0..count)
+        .map(|i| PortMapping {
+            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_port: first + i,
+            container_port: 80,
+            count: 1,
+            proto: Proto::Tcp,
+        })
+        .collect();
+    (container, mappings)
+}
+
+/// Adds or deletes filler mappings straight in the kernel (they are load,
+/// not endpoints, so the state does not hear of them).
+fn apply_fillers((container, mappings): &(Ipv4Addr, Vec<PortMapping>), op: ElemOp) -> Result<()> {
+    let mut batch = Batch::new();
+    firewall::ports::elements_op(&mut batch, op, *container, mappings);
+    Ok(Nft::open()?.apply(&batch)?)
+}
+
+/// Background servers in the `srv` namespace, ended (by PID) on drop.
+#[derive(Default)]
+struct Servers(Vec<Child>);
+
+impl Servers {
+    fn start(&mut self, ctx: &Context, probe: &std::path::Path, args: &[&str]) -> Result<()> {
+        let mut child = berth_exec_command(ctx, "srv", probe, args)
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            BufReader::new(out).read_line(&mut line)?;
+        }
+        self.0.push(child);
+        if line.trim() != "ready" {
+            return Err(Error::Other(format!("probe server {args:?} did not start")));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn berth_exec_command(
+    ctx: &Context,
+    netns: &str,
+    probe: &std::path::Path,
+    args: &[&str],
+) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap_or_else(|_| "berth".into()));
+    command
+        .arg("exec")
+        .arg(netns)
+        .arg("--")
+        .arg(probe)
+        .args(args)
+        .env("BERTH_STATE_DIR", &ctx.state_dir);
+    command
+}
+
+fn berth_exec(
+    ctx: &Context,
+    netns: &str,
+    probe: &std::path::Path,
+    args: &[&str],
+) -> Result<String> {
+    run(&mut berth_exec_command(ctx, netns, probe, args))
+}
+
+fn run(command: &mut Command) -> Result<String> {
+    let out = command.stderr(Stdio::piped()).output()?;
+    if !out.status.success() {
+        return Err(Error::Other(format!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The number after `key` in a probe's output.
+fn figure(output: &str, key: &str) -> Result<f64> {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+        .ok_or_else(|| Error::Other(format!("no {key} in probe output {output:?}")))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
