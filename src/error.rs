@@ -64,16 +64,6 @@ impl Error {
             _ => 1,
         }
     }
-
-    /// The errno behind a kernel failure, if there is one.
-    pub fn errno(&self) -> Option<i32> {
-        match self {
-            Error::Kernel { source, .. } => source.raw_os_error(),
-            Error::Apply { cause, .. } => cause.errno(),
-            Error::Nft(e) => e.errno(),
-            _ => None,
-        }
-    }
 }
 
 /// Shorthand for returning a bad-input error.

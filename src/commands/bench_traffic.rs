@@ -15,7 +15,7 @@ use berth_nft::{Batch, ElemOp, Nft};
 
 use super::endpoint::{self, ConnectOptions};
 use super::network::{self, CreateOptions};
-use super::{Context, Outcome};
+use super::Context;
 use crate::error::{Error, Result};
 use crate::firewall;
 use crate::kernel::netns::{self, Target};
@@ -51,9 +51,7 @@ pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize) -> Result<()> {
         ],
         ..Default::default()
     };
-    let Outcome::Done((endpoint, _)) = endpoint::connect(ctx, &connect)? else {
-        unreachable!("not a dry run")
-    };
+    let (endpoint, _) = endpoint::connect(ctx, &connect)?.applied();
     wire_outside()?;
 
     let mut servers = Servers::default();

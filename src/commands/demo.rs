@@ -28,9 +28,7 @@ pub fn demo() -> Result<()> {
         network::create(&mut ctx, &create),
     )?;
     ctx.dry_run = false;
-    let Outcome::Done(created) = network::create(&mut ctx, &create)? else {
-        unreachable!()
-    };
+    let created = network::create(&mut ctx, &create)?.applied();
     let net = created.network;
     println!(
         "network demo: subnet {}, gateway {} on bridge {}\n",
@@ -52,9 +50,7 @@ pub fn demo() -> Result<()> {
         )?;
         ctx.dry_run = false;
         let start = Instant::now();
-        let Outcome::Done((ep, _)) = endpoint::connect(&mut ctx, &opts)? else {
-            unreachable!()
-        };
+        let (ep, _) = endpoint::connect(&mut ctx, &opts)?.applied();
         println!(
             "connected {name}: {}/{} on {}, mac {} ({:.2} ms)\n",
             ep.ip,

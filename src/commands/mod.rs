@@ -43,3 +43,13 @@ pub enum Outcome<T> {
     Planned(Plan),
     Done(T),
 }
+
+impl<T> Outcome<T> {
+    /// What was done, for callers that never ask for a dry run.
+    pub fn applied(self) -> T {
+        match self {
+            Outcome::Done(value) => value,
+            Outcome::Planned(_) => panic!("a dry run where none was asked for"),
+        }
+    }
+}

@@ -10,7 +10,7 @@ use nix::unistd::Pid;
 
 use super::endpoint::{self, ConnectOptions};
 use super::network;
-use super::{Context, Outcome};
+use super::Context;
 use crate::error::{Error, Result};
 use crate::kernel::netns::{self, Target};
 use crate::model::names;
@@ -108,11 +108,9 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
                 ports: opts.ports.clone(),
                 ..Default::default()
             };
-            if let Outcome::Planned(_) =
-                endpoint::connect(ctx, &connect).inspect_err(|_| sandbox.remove(ctx))?
-            {
-                unreachable!("run does not dry-run");
-            }
+            endpoint::connect(ctx, &connect)
+                .inspect_err(|_| sandbox.remove(ctx))?
+                .applied();
         }
         None => ctx
             .kernel
