@@ -651,40 +651,50 @@ mod tests {
         dir
     }
 
+    /// Network `web`, 10.90.0.0/24.
+    fn insert_web(tx: &Tx) -> Network {
+        tx.insert_network(&NewNetwork {
+            name: "web",
+            subnet: "10.90.0.0/24".parse().unwrap(),
+            gateway: Ipv4Addr::new(10, 90, 0, 1),
+            bridge: "berth-web".into(),
+            mtu: 1500,
+            policy: NetworkPolicy::default(),
+        })
+        .unwrap()
+    }
+
+    /// Endpoint `c1` of `web` at 10.90.0.2, in the namespace with `inode`.
+    fn endpoint_c1(inode: u64) -> Endpoint {
+        let ip = Ipv4Addr::new(10, 90, 0, 2);
+        Endpoint {
+            id: 0,
+            network: "web".into(),
+            name: "c1".into(),
+            netns: "c1".into(),
+            netns_inode: inode,
+            ip,
+            mac: Mac::from_ipv4(ip),
+            ifname: "eth0".into(),
+            host_ifname: "vb1".into(),
+            default_route: true,
+            ports: Vec::new(),
+        }
+    }
+
     #[test]
     fn networks_and_endpoints_round_trip() {
         let dir = temp_dir("rt");
         let mut store = Store::open(&dir).unwrap();
         let tx = store.begin().unwrap();
-        let net = tx
-            .insert_network(&NewNetwork {
-                name: "web",
-                subnet: "10.90.0.0/24".parse().unwrap(),
-                gateway: Ipv4Addr::new(10, 90, 0, 1),
-                bridge: "berth-web".into(),
-                mtu: 1500,
-                policy: NetworkPolicy::default(),
-            })
-            .unwrap();
+        let net = insert_web(&tx);
         assert_eq!(tx.require_network("web").unwrap(), net);
         assert!(tx
             .require_network("nope")
             .unwrap_err()
             .to_string()
             .contains("nope"));
-        let ep = Endpoint {
-            id: 0,
-            network: "web".into(),
-            name: "c1".into(),
-            netns: "c1".into(),
-            netns_inode: 4026532000,
-            ip: Ipv4Addr::new(10, 90, 0, 2),
-            mac: Mac::from_ipv4(Ipv4Addr::new(10, 90, 0, 2)),
-            ifname: "eth0".into(),
-            host_ifname: "vb1".into(),
-            default_route: true,
-            ports: Vec::new(),
-        };
+        let ep = endpoint_c1(4026532000);
         let id = tx.insert_endpoint(&net, &ep).unwrap();
         tx.commit().unwrap();
 
@@ -725,29 +735,8 @@ mod tests {
         let dir = temp_dir("ports");
         let mut store = Store::open(&dir).unwrap();
         let tx = store.begin().unwrap();
-        let net = tx
-            .insert_network(&NewNetwork {
-                name: "web",
-                subnet: "10.90.0.0/24".parse().unwrap(),
-                gateway: Ipv4Addr::new(10, 90, 0, 1),
-                bridge: "berth-web".into(),
-                mtu: 1500,
-                policy: NetworkPolicy::default(),
-            })
-            .unwrap();
-        let ep = Endpoint {
-            id: 0,
-            network: "web".into(),
-            name: "c1".into(),
-            netns: "c1".into(),
-            netns_inode: 1,
-            ip: Ipv4Addr::new(10, 90, 0, 2),
-            mac: Mac::from_ipv4(Ipv4Addr::new(10, 90, 0, 2)),
-            ifname: "eth0".into(),
-            host_ifname: "vb1".into(),
-            default_route: true,
-            ports: Vec::new(),
-        };
+        let net = insert_web(&tx);
+        let ep = endpoint_c1(1);
         let id = tx.insert_endpoint(&net, &ep).unwrap();
         let m = |s: &str| PortSpec::parse(s).unwrap().with_host_port(0);
         let ports = vec![m("9000-9002:9000-9002"), m("127.0.0.1:53:53/udp")];
