@@ -219,6 +219,22 @@ pub enum Disconnected {
 }
 
 pub fn disconnect(ctx: &mut Context, network: &str, target: &str) -> Result<Outcome<Disconnected>> {
+    detach(ctx, network, target, true)
+}
+
+/// Disconnects an endpoint whose namespace is about to be deleted (`run`'s
+/// own sandbox): the veth goes with the namespace, so only the state and
+/// the published ports need undoing, and the ~20 ms veth delete is saved.
+pub fn forget(ctx: &mut Context, network: &str, target: &str) -> Result<Outcome<Disconnected>> {
+    detach(ctx, network, target, false)
+}
+
+fn detach(
+    ctx: &mut Context,
+    network: &str,
+    target: &str,
+    delete_veth: bool,
+) -> Result<Outcome<Disconnected>> {
     let target = Target::parse(target)?;
     let mut store = ctx.store()?;
     let tx = store.begin()?;
@@ -230,9 +246,11 @@ pub fn disconnect(ctx: &mut Context, network: &str, target: &str) -> Result<Outc
     // The mappings go first: their removal can be undone, the veth's cannot.
     let ports = tx.ports_of(endpoint.id)?;
     plan_ports(&mut plan, endpoint.ip, &ports, false);
-    plan.push(Step::DeleteLink {
-        name: endpoint.host_ifname.clone(),
-    });
+    if delete_veth {
+        plan.push(Step::DeleteLink {
+            name: endpoint.host_ifname.clone(),
+        });
+    }
     let endpoint = Endpoint { ports, ..endpoint };
     if ctx.dry_run {
         return Ok(Outcome::Planned(plan));

@@ -14,7 +14,6 @@ use super::Context;
 use crate::error::{Error, Result};
 use crate::kernel::netns::{self, Target};
 use crate::model::names;
-use crate::plan::Plan;
 
 /// Where `run` puts the command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,9 +132,7 @@ struct Sandbox {
 impl Sandbox {
     fn remove(&self, ctx: &mut Context) {
         if let Some(network) = &self.network {
-            // Deleting the namespace takes the veth with it (the kernel does
-            // that asynchronously), so only the state needs the disconnect.
-            if let Err(e) = forget_endpoint(ctx, network, &self.name) {
+            if let Err(e) = endpoint::forget(ctx, network, &self.name) {
                 eprintln!("berth: cleaning up endpoint {}: {e}", self.name);
             }
         }
@@ -143,23 +140,6 @@ impl Sandbox {
             eprintln!("berth: cleaning up namespace {}: {e}", self.name);
         }
     }
-}
-
-/// Forgets the sandbox's endpoint and withdraws its published ports (the
-/// veth goes with the namespace, but map elements would stay).
-fn forget_endpoint(ctx: &mut Context, network: &str, target: &str) -> Result<()> {
-    let target = Target::parse(target)?;
-    let mut store = ctx.store()?;
-    let tx = store.begin()?;
-    let network = tx.require_network(network)?;
-    if let Some(e) = tx.find_endpoint(network.id, &target.key, target.inode)? {
-        let ports = tx.ports_of(e.id)?;
-        let mut plan = Plan::new();
-        endpoint::plan_ports(&mut plan, e.ip, &ports, false);
-        tx.delete_endpoint(e.id)?;
-        plan.apply(ctx.kernel.as_mut())?;
-    }
-    tx.commit()
 }
 
 const FORWARDED: [Signal; 4] = [
