@@ -383,12 +383,7 @@ fn clash_port(m: &PortMapping, other: &PortMapping) -> u16 {
 /// at `ip`: one nft batch of map elements, then a conntrack flush per UDP
 /// port (TCP flows end by themselves; a UDP client that keeps sending would
 /// keep following the old entry forever).
-pub(crate) fn plan_ports(
-    plan: &mut Plan,
-    ip: std::net::Ipv4Addr,
-    ports: &[PortMapping],
-    add: bool,
-) {
+fn plan_ports(plan: &mut Plan, ip: std::net::Ipv4Addr, ports: &[PortMapping], add: bool) {
     if ports.is_empty() {
         return;
     }

@@ -48,15 +48,10 @@ const DEFAULT_BRIDGE: &str = "berth0";
 pub fn create(ctx: &mut Context, opts: &CreateOptions) -> Result<Outcome<Created>> {
     let mut store = ctx.store()?;
     let tx = store.begin()?;
-    let new = check_create(ctx, &tx, opts)?;
-    // The row gives the network its id (and so its routing table); a dry
-    // run or a failure drops the transaction, and the row with it.
-    let network = tx.insert_network(&new)?;
-    let plan = plan_create(ctx, &tx, &network)?;
-    if ctx.dry_run {
-        return Ok(Outcome::Planned(plan));
-    }
-    plan.apply(ctx.kernel.as_mut())?;
+    let network = match create_in(ctx, &tx, opts)? {
+        Outcome::Planned(plan) => return Ok(Outcome::Planned(plan)),
+        Outcome::Done(network) => network,
+    };
     tx.commit()?;
     let warnings = ctx
         .kernel
@@ -85,12 +80,24 @@ pub fn ensure_default(ctx: &mut Context) -> Result<Network> {
         bridge: Some(DEFAULT_BRIDGE.into()),
         ..Default::default()
     };
-    let new = check_create(ctx, &tx, &opts)?;
-    let network = tx.insert_network(&new)?;
-    let plan = plan_create(ctx, &tx, &network)?;
-    plan.apply(ctx.kernel.as_mut())?;
+    let network = create_in(ctx, &tx, &opts)?.applied();
     tx.commit()?;
     Ok(network)
+}
+
+/// Checks, records and (unless this is a dry run) builds a network inside
+/// the caller's transaction, which the caller commits.
+fn create_in(ctx: &mut Context, tx: &Tx, opts: &CreateOptions) -> Result<Outcome<Network>> {
+    let new = check_create(ctx, tx, opts)?;
+    // The row gives the network its id (and so its routing table); a dry
+    // run or a failure drops the transaction, and the row with it.
+    let network = tx.insert_network(&new)?;
+    let plan = plan_create(ctx, tx, &network)?;
+    if ctx.dry_run {
+        return Ok(Outcome::Planned(plan));
+    }
+    plan.apply(ctx.kernel.as_mut())?;
+    Ok(Outcome::Done(network))
 }
 
 /// Checks every option against the state and the host, and computes the
