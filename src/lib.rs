@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod failpoint;
 pub mod firewall;
 pub mod kernel;
 pub mod model;

@@ -287,6 +287,7 @@ fn plan_create(ctx: &mut Context, tx: &Tx, network: &Network) -> Result<Plan> {
         mac: Mac::from_ipv4(network.gateway),
         name: bridge.clone(),
         mtu: network.mtu,
+        group: names::BRIDGE_GROUP,
     });
     plan.push(Step::AddAddress {
         ifname: bridge.clone(),

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use super::{HostPrefix, IfaceRoutes, InsideConfig, Kernel, VethPair};
+use super::{HostPrefix, IfaceRoutes, InsideConfig, Kernel, LinkFact, VethPair};
 use crate::error::{Error, Result};
 use crate::model::Ipv4Net;
 use berth_nft::{Batch, Table};
@@ -24,6 +24,14 @@ pub struct FakeKernel {
     pub ifaces: Vec<(String, IfaceRoutes)>,
     /// Sockets `host_port_in_use` sees.
     pub listeners: Vec<(Ipv4Addr, u16)>,
+    /// What `links` answers.
+    pub links: Vec<LinkFact>,
+    /// What `nft_generation` answers.
+    pub nft_gen: u32,
+    /// What `nft_table_chains` answers.
+    pub nft_chains: Option<Vec<String>>,
+    /// Namespaces `netns_inode` finds: path and inode.
+    pub namespaces: Vec<(std::path::PathBuf, u64)>,
 }
 
 impl FakeKernel {
@@ -41,8 +49,32 @@ impl FakeKernel {
 }
 
 impl Kernel for FakeKernel {
-    fn create_bridge(&mut self, name: &str, mtu: u32, _mac: crate::model::Mac) -> Result<()> {
-        self.op(format!("create_bridge {name} {mtu}"))
+    fn create_bridge(
+        &mut self,
+        name: &str,
+        mtu: u32,
+        _mac: crate::model::Mac,
+        group: u32,
+    ) -> Result<()> {
+        self.op(format!("create_bridge {name} {mtu} group {group:#x}"))
+    }
+    fn links(&mut self) -> Result<Vec<LinkFact>> {
+        Ok(self.links.clone())
+    }
+    fn link_up(&mut self, name: &str) -> Result<()> {
+        self.op(format!("link_up {name}"))
+    }
+    fn nft_generation(&mut self) -> Result<u32> {
+        Ok(self.nft_gen)
+    }
+    fn nft_table_chains(&mut self, _table: &Table) -> Result<Option<Vec<String>>> {
+        Ok(self.nft_chains.clone())
+    }
+    fn netns_inode(&mut self, path: &Path) -> Option<u64> {
+        self.namespaces
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, i)| *i)
     }
     fn add_address(&mut self, ifname: &str, ip: Ipv4Addr, subnet: Ipv4Net) -> Result<()> {
         self.op(format!("add_address {ifname} {ip}/{}", subnet.prefix_len()))

@@ -73,9 +73,18 @@ pub(crate) fn libc_enodev() -> i32 {
 /// Creates an up bridge with a fixed MAC. A bridge left to pick its own
 /// takes the lowest MAC of its ports, so it would change as containers come
 /// and go, and every port added would rescan all ports to recompute it.
-pub fn create_bridge(rtnl: &mut Rtnl, name: &str, mtu: u32, mac: [u8; 6]) -> io::Result<()> {
+pub fn create_bridge(
+    rtnl: &mut Rtnl,
+    name: &str,
+    mtu: u32,
+    mac: [u8; 6],
+    group: u32,
+) -> io::Result<()> {
     let mut msg = up_header();
     msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    // The group is set in the creating request itself, so a bridge berth
+    // made carries berth's mark from its first instant (see `LinkFact`).
+    msg.attributes.push(LinkAttribute::Group(group));
     msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
     msg.attributes.push(LinkAttribute::Mtu(mtu));
     // Multicast snooping off: with it on, every port added makes the
@@ -194,4 +203,54 @@ pub fn delete_group(rtnl: &mut Rtnl, group: u32) -> io::Result<()> {
         Err(e) if e.raw_os_error() == Some(libc_enodev()) => Ok(()),
         other => other,
     }
+}
+
+/// What berth needs to know of one link on the host: enough to tell its
+/// own devices (by name and link group) from everyone else's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkFact {
+    pub name: String,
+    pub index: u32,
+    pub group: u32,
+    /// "bridge", "veth", ... or "" when the kernel names no kind.
+    pub kind: String,
+    /// Index of the bridge the link is a port of.
+    pub master: Option<u32>,
+    pub up: bool,
+}
+
+/// Every link of the namespace in one dump (about 1 ms for 1000 links).
+pub fn dump(rtnl: &mut Rtnl) -> io::Result<Vec<LinkFact>> {
+    let replies = rtnl.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+    let mut out = Vec::with_capacity(replies.len());
+    for reply in replies {
+        let RouteNetlinkMessage::NewLink(link) = reply else {
+            continue;
+        };
+        let mut fact = LinkFact {
+            name: String::new(),
+            index: link.header.index,
+            group: 0,
+            kind: String::new(),
+            master: None,
+            up: link.header.flags.contains(LinkFlags::Up),
+        };
+        for attr in link.attributes {
+            match attr {
+                LinkAttribute::IfName(n) => fact.name = n,
+                LinkAttribute::Group(g) => fact.group = g,
+                LinkAttribute::Controller(m) => fact.master = Some(m),
+                LinkAttribute::LinkInfo(infos) => {
+                    for info in infos {
+                        if let LinkInfo::Kind(kind) = info {
+                            fact.kind = kind.to_string();
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push(fact);
+    }
+    Ok(out)
 }

@@ -17,6 +17,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 pub use addr::HostPrefix;
+pub use link::LinkFact;
 pub use route::IfaceRoutes;
 
 use berth_nft::{Batch, Nft, Table};
@@ -50,7 +51,18 @@ pub struct InsideConfig {
 
 /// The kernel operations berth's plans are made of.
 pub trait Kernel {
-    fn create_bridge(&mut self, name: &str, mtu: u32, mac: Mac) -> Result<()>;
+    /// Creates an up bridge in link `group` (berth's ownership mark).
+    fn create_bridge(&mut self, name: &str, mtu: u32, mac: Mac, group: u32) -> Result<()>;
+    /// Every link of the host, read in one dump.
+    fn links(&mut self) -> Result<Vec<LinkFact>>;
+    /// Brings a link up.
+    fn link_up(&mut self, name: &str) -> Result<()>;
+    /// The nf_tables ruleset generation (bumped by every committed change).
+    fn nft_generation(&mut self) -> Result<u32>;
+    /// The chains of `table`, or None when the table does not exist.
+    fn nft_table_chains(&mut self, table: &Table) -> Result<Option<Vec<String>>>;
+    /// The inode of the network namespace at `path`, None when there is none.
+    fn netns_inode(&mut self, path: &Path) -> Option<u64>;
     fn add_address(&mut self, ifname: &str, ip: Ipv4Addr, subnet: Ipv4Net) -> Result<()>;
     /// Ok(false) if there was no such link.
     fn delete_link(&mut self, name: &str) -> Result<bool>;
@@ -153,9 +165,31 @@ fn enodev() -> std::io::Error {
 }
 
 impl Kernel for LiveKernel {
-    fn create_bridge(&mut self, name: &str, mtu: u32, mac: Mac) -> Result<()> {
-        link::create_bridge(self.rtnl()?, name, mtu, mac.0)
+    fn create_bridge(&mut self, name: &str, mtu: u32, mac: Mac, group: u32) -> Result<()> {
+        link::create_bridge(self.rtnl()?, name, mtu, mac.0, group)
             .map_err(|e| Error::kernel(format!("creating bridge {name}"), e))
+    }
+
+    fn links(&mut self) -> Result<Vec<LinkFact>> {
+        link::dump(self.rtnl()?).map_err(|e| Error::kernel("listing links", e))
+    }
+
+    fn link_up(&mut self, name: &str) -> Result<()> {
+        let index = self.index(name)?;
+        link::set_up(self.rtnl()?, index)
+            .map_err(|e| Error::kernel(format!("bringing {name} up"), e))
+    }
+
+    fn nft_generation(&mut self) -> Result<u32> {
+        Ok(self.nft()?.generation()?)
+    }
+
+    fn nft_table_chains(&mut self, table: &Table) -> Result<Option<Vec<String>>> {
+        Ok(self.nft()?.table_chains(table)?)
+    }
+
+    fn netns_inode(&mut self, path: &Path) -> Option<u64> {
+        netns::net_namespace_inode(path)
     }
 
     fn add_address(&mut self, ifname: &str, ip: Ipv4Addr, subnet: Ipv4Net) -> Result<()> {

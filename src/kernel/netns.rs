@@ -77,7 +77,7 @@ impl Target {
 
 /// The inode of the network namespace behind `path`, or None if it is not
 /// one (missing, a regular file, another kind of namespace).
-fn net_namespace_inode(path: &Path) -> Option<u64> {
+pub fn net_namespace_inode(path: &Path) -> Option<u64> {
     let file = File::open(path).ok()?;
     // NS_GET_NSTYPE answers which kind of namespace a nsfs file refers to.
     const NS_GET_NSTYPE: libc::c_ulong = 0xb7 << 8 | 0x3;

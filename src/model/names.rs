@@ -67,6 +67,35 @@ pub fn host_veth_name(network: &str, endpoint: &str) -> String {
     format!("vb{:012x}", fnv1a(&key) & 0xffff_ffff_ffff)
 }
 
+/// Link groups mark the devices berth made. A network's veths are in
+/// `LINK_GROUP_BASE + network id` (so all of them go in one request), its
+/// bridge in `BRIDGE_GROUP`; the group is set in the very request that
+/// creates the device, so a device in one of these groups with one of
+/// berth's name shapes is provably berth's, and a leftover can be removed
+/// without touching anything else.
+pub const LINK_GROUP_BASE: u32 = 0x6265_0000;
+/// Network ids start at 1, so group `LINK_GROUP_BASE + 0` is free for bridges.
+pub const BRIDGE_GROUP: u32 = LINK_GROUP_BASE;
+
+/// The link group of network `id`'s veths.
+pub fn network_link_group(id: i64) -> u32 {
+    LINK_GROUP_BASE + (id as u32 & 0xffff)
+}
+
+/// Whether `group` is one of berth's.
+pub fn is_berth_group(group: u32) -> bool {
+    group & 0xffff_0000 == LINK_GROUP_BASE
+}
+
+/// Whether `name` has the shape of a host-side veth name berth derives.
+pub fn is_host_veth_name(name: &str) -> bool {
+    name.len() == 14
+        && name.starts_with("vb")
+        && name[2..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// FNV-1a, 64 bit: tiny, stable across releases and platforms, and good
 /// enough to spread names; collisions are caught by the state's uniqueness.
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -115,5 +144,16 @@ mod tests {
         assert_ne!(v, host_veth_name("web", "c2"));
         assert_ne!(v, host_veth_name("we", "bc1"));
         assert!(check_ifname("veth", &v).is_ok());
+        assert!(is_host_veth_name(&v));
+        assert!(!is_host_veth_name("vbxyz"));
+        assert!(!is_host_veth_name("eth0"));
+    }
+
+    #[test]
+    fn groups() {
+        assert!(is_berth_group(BRIDGE_GROUP));
+        assert!(is_berth_group(network_link_group(7)));
+        assert!(!is_berth_group(0));
+        assert!(!is_berth_group(1650786305 + 0x10000));
     }
 }

@@ -23,6 +23,18 @@ pub enum Step {
         name: String,
         mtu: u32,
         mac: Mac,
+        /// berth's ownership mark (see `names::BRIDGE_GROUP`).
+        group: u32,
+    },
+    /// Brings a link up (a bridge someone took down).
+    LinkUp {
+        name: String,
+    },
+    /// An address that may already be there (repairing a bridge).
+    EnsureAddress {
+        ifname: String,
+        ip: Ipv4Addr,
+        subnet: Ipv4Net,
     },
     AddAddress {
         ifname: String,
@@ -138,9 +150,26 @@ impl Step {
     /// Applies the step; returns how to undo it, if it can and needs to be.
     fn apply(&self, kernel: &mut dyn Kernel) -> Result<Option<Undo>> {
         Ok(match self {
-            Step::CreateBridge { name, mtu, mac } => {
-                kernel.create_bridge(name, *mtu, *mac)?;
+            Step::CreateBridge {
+                name,
+                mtu,
+                mac,
+                group,
+            } => {
+                kernel.create_bridge(name, *mtu, *mac, *group)?;
                 Some(Undo::DeleteLink(name.clone()))
+            }
+            Step::LinkUp { name } => {
+                kernel.link_up(name)?;
+                None
+            }
+            Step::EnsureAddress { ifname, ip, subnet } => {
+                match kernel.add_address(ifname, *ip, *subnet) {
+                    Err(Error::Kernel { source, .. })
+                        if source.raw_os_error() == Some(libc::EEXIST) => {}
+                    other => other?,
+                }
+                None
             }
             Step::AddAddress { ifname, ip, subnet } => {
                 kernel.add_address(ifname, *ip, *subnet)?;
@@ -228,9 +257,20 @@ impl Step {
     /// The equivalent commands, one per line.
     pub fn render(&self) -> Vec<String> {
         match self {
-            Step::CreateBridge { name, mtu, mac } => {
-                vec![format!("ip link add {name} mtu {mtu} address {mac} up type bridge mcast_snooping 0")]
+            Step::CreateBridge {
+                name,
+                mtu,
+                mac,
+                group,
+            } => {
+                vec![format!("ip link add {name} mtu {mtu} address {mac} group {group} up type bridge mcast_snooping 0")]
             }
+            Step::LinkUp { name } => vec![format!("ip link set {name} up")],
+            Step::EnsureAddress { ifname, ip, subnet } => vec![format!(
+                "ip addr replace {ip}/{} brd {} dev {ifname}",
+                subnet.prefix_len(),
+                subnet.broadcast()
+            )],
             Step::AddAddress { ifname, ip, subnet } => vec![format!(
                 "ip addr add {ip}/{} brd {} dev {ifname}",
                 subnet.prefix_len(),
@@ -383,6 +423,7 @@ impl Plan {
     pub fn apply(&self, kernel: &mut dyn Kernel) -> Result<()> {
         let mut undo: Vec<Undo> = Vec::new();
         for step in &self.steps {
+            crate::failpoint::hit("step");
             match step.apply(kernel) {
                 Ok(u) => undo.extend(u),
                 Err(cause) => {

@@ -9,6 +9,7 @@ fn bridge_plan() -> Plan {
         name: "berth-web".into(),
         mtu: 1500,
         mac: Mac::from_ipv4(subnet.first_host()),
+        group: crate::model::names::BRIDGE_GROUP,
     });
     plan.push(Step::AddAddress {
         ifname: "berth-web".into(),
@@ -27,7 +28,7 @@ fn renders_equivalent_commands_in_order() {
     assert_eq!(
         bridge_plan().render(),
         vec![
-            "ip link add berth-web mtu 1500 address 02:42:0a:5a:00:01 up type bridge mcast_snooping 0",
+            "ip link add berth-web mtu 1500 address 02:42:0a:5a:00:01 group 1650786304 up type bridge mcast_snooping 0",
             "ip addr add 10.90.0.1/24 brd 10.90.0.255 dev berth-web",
             "sysctl -w net.ipv4.ip_forward=1",
         ]
@@ -46,7 +47,7 @@ fn failure_undoes_applied_steps_in_reverse_and_names_the_step() {
     assert_eq!(
         k.log,
         vec![
-            "create_bridge berth-web 1500",
+            "create_bridge berth-web 1500 group 0x62650000",
             "add_address berth-web 10.90.0.1/24",
             "delete_link berth-web"
         ]

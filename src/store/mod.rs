@@ -16,10 +16,7 @@ use crate::model::{Endpoint, Ipv4Net, Network, NetworkPolicy, PortMapping, Proto
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
 const SCHEMA_VERSION: i64 = 3;
 /// berth's routing tables (`--uplink`) are this plus the network id.
-const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
-/// Link groups of network veths are this plus the network id: far from the
-/// small numbers people pick by hand.
-const LINK_GROUP_BASE: u32 = 0x6265_0000;
+pub const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
 
 const SCHEMA: &str = "
 CREATE TABLE networks (
@@ -228,7 +225,7 @@ fn network_from_row(row: &Row) -> rusqlite::Result<Network> {
         gateway: gateway.parse().map_err(|_| bad_column(3, &gateway))?,
         bridge: row.get(4)?,
         mtu: row.get(5)?,
-        link_group: LINK_GROUP_BASE + id as u32,
+        link_group: crate::model::names::network_link_group(id),
         route_table: ROUTE_TABLE_BASE + id as u32,
         policy: policy_from_row(row)?,
     })
@@ -346,7 +343,7 @@ impl Tx<'_> {
             gateway: n.gateway,
             bridge: n.bridge.clone(),
             mtu: n.mtu,
-            link_group: LINK_GROUP_BASE + id as u32,
+            link_group: crate::model::names::network_link_group(id),
             route_table: ROUTE_TABLE_BASE + id as u32,
             policy: n.policy.clone(),
         })

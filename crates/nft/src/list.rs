@@ -16,6 +16,8 @@ const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_GETCHAIN: u16 = 4;
 const NFT_MSG_GETSET: u16 = 10;
 const NFT_MSG_GETSETELEM: u16 = 13;
+const NFT_MSG_GETGEN: u16 = 16;
+const NFTA_GEN_ID: u16 = 1;
 const NFTA_TABLE_HANDLE: u16 = 4;
 const NFTA_CHAIN_HANDLE: u16 = 2;
 
@@ -123,6 +125,35 @@ impl Nft {
             .list_tables()?
             .iter()
             .any(|t| t.table.family == family && t.table.name == name))
+    }
+
+    /// The ruleset generation: the kernel bumps it on every committed
+    /// nf_tables transaction, by anyone, so an unchanged number proves that
+    /// nothing was changed since it was read.
+    pub fn generation(&mut self) -> Result<u32> {
+        let raw = self.get(NFT_MSG_GETGEN, 0, false, |_| {})?;
+        for r in &raw {
+            for m in parse_msgs(r)? {
+                if let Some(id) = m.nf_attrs().be32(NFTA_GEN_ID) {
+                    return Ok(id);
+                }
+            }
+        }
+        Err(NftError::Protocol("GETGEN reply without a generation id".into()))
+    }
+
+    /// The names of the chains of `table`, or None when it does not exist.
+    pub fn table_chains(&mut self, table: &Table) -> Result<Option<Vec<String>>> {
+        if !self.table_exists(table.family, &table.name)? {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.list_chains()?
+                .into_iter()
+                .filter(|c| c.family == table.family && c.table == table.name)
+                .map(|c| c.name)
+                .collect(),
+        ))
     }
 
     /// All chains of all tables.
