@@ -10,7 +10,7 @@ use crate::commands::bench::{self, BenchOptions};
 use crate::commands::endpoint::{self, ConnectOptions, Disconnected};
 use crate::commands::network::{self, CreateOptions};
 use crate::commands::run::{self, NetMode, RunOptions};
-use crate::commands::{demo, Context, Outcome};
+use crate::commands::{demo, maintain, Context, Outcome};
 use crate::error::{Error, Result};
 use crate::model::{Endpoint, Network};
 use crate::plan::Plan;
@@ -58,6 +58,11 @@ enum Command {
     /// Remove every network, endpoint, device, firewall rule, routing rule
     /// and state entry berth made, and put back what berth changed.
     Reset,
+    /// Rebuild from the state what the kernel lost (after a reboot, or a
+    /// deleted bridge or flushed ruleset); drop endpoints whose namespace is gone.
+    Up,
+    /// Like `up`, and also remove devices berth made that no state row knows.
+    Gc,
     /// Show berth's main job on a built-in example, in a private sandbox.
     Demo,
     /// Measure connect/disconnect latency (or, with --traffic, the per-packet
@@ -298,7 +303,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 None => {}
             }
         }
-        Command::Ps { json } => print_endpoints(&endpoint::list(&ctx)?, json)?,
+        Command::Ps { json } => print_endpoints(&endpoint::list(&mut ctx)?, json)?,
         Command::Run(a) => {
             if cli.dry_run {
                 return Err(Error::invalid("run does not support --dry-run"));
@@ -321,6 +326,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 );
             }
         }
+        Command::Up => print_report("up", maintain::up(&mut ctx)?),
+        Command::Gc => print_report("gc", maintain::gc(&mut ctx)?),
         Command::Demo => demo::demo()?,
         Command::Bench {
             count,
@@ -339,6 +346,18 @@ fn dispatch(cli: Cli) -> Result<i32> {
         })?,
     }
     Ok(0)
+}
+
+/// Prints what a reconcile did (or, for a dry run, would do).
+fn print_report(verb: &str, outcome: Outcome<Vec<String>>) {
+    if let Some(lines) = done(outcome) {
+        if lines.is_empty() {
+            println!("{verb}: the kernel already matches the state");
+        }
+        for line in lines {
+            println!("{verb}: {line}");
+        }
+    }
 }
 
 /// Prints a dry run's plan and returns None, or returns what was done.
@@ -425,9 +444,14 @@ fn print_network(n: &Network, endpoints: &[Endpoint], json: bool) -> Result<()> 
     Ok(())
 }
 
-fn print_endpoints(endpoints: &[(Endpoint, Network)], json: bool) -> Result<()> {
+fn print_endpoints(endpoints: &[(Endpoint, Network, &str)], json: bool) -> Result<()> {
     if json {
-        let views: Vec<_> = endpoints.iter().map(|(e, n)| e.view(n)).collect();
+        let mut views = Vec::new();
+        for (e, n, status) in endpoints {
+            let mut v = serde_json::to_value(e.view(n)).map_err(json_error)?;
+            v["status"] = (*status).into();
+            views.push(v);
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(&views).map_err(json_error)?
@@ -435,14 +459,15 @@ fn print_endpoints(endpoints: &[(Endpoint, Network)], json: bool) -> Result<()> 
         return Ok(());
     }
     println!(
-        "{:<20} {:<15} {:<18} {:<17} {:<8} {:<20} PORTS",
-        "NAME", "NETWORK", "ADDRESS", "MAC", "IFNAME", "NETNS"
+        "{:<20} {:<9} {:<15} {:<18} {:<17} {:<8} {:<20} PORTS",
+        "NAME", "STATUS", "NETWORK", "ADDRESS", "MAC", "IFNAME", "NETNS"
     );
-    for (e, n) in endpoints {
+    for (e, n, status) in endpoints {
         let ports: Vec<String> = e.ports.iter().map(|p| p.to_string()).collect();
         println!(
-            "{:<20} {:<15} {:<18} {:<17} {:<8} {:<20} {}",
+            "{:<20} {:<9} {:<15} {:<18} {:<17} {:<8} {:<20} {}",
             e.name,
+            status,
             e.network,
             format!("{}/{}", e.ip, n.subnet.prefix_len()),
             e.mac.to_string(),

@@ -15,6 +15,7 @@ pub mod firewall;
 pub mod kernel;
 pub mod model;
 pub mod plan;
+pub mod reconcile;
 pub mod store;
 
 pub use error::{Error, Result};

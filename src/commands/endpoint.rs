@@ -7,15 +7,16 @@ use std::path::Path;
 
 use super::{Context, Outcome};
 use crate::error::{Error, Result};
+use crate::failpoint;
 use crate::firewall;
 use crate::kernel::netns::Target;
-use crate::kernel::{InsideConfig, VethPair};
 use crate::model::ports::{AUTO_PORT_FIRST, AUTO_PORT_LAST};
 use crate::model::{
     ipam, names, subnet::parse_ipv4, Endpoint, Mac, Network, PortMapping, PortSpec, Proto,
 };
 use crate::plan::{Plan, Step};
-use crate::store::Tx;
+use crate::reconcile::{self, decide::endpoint_steps, reconcile, Scope};
+use crate::store::{Status, Tx};
 
 /// Options of `connect`, as given.
 #[derive(Clone, Debug, Default)]
@@ -52,6 +53,16 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
         .map(|p| PortSpec::parse(p).map_err(Error::Invalid))
         .collect::<Result<Vec<_>>>()?;
 
+    let _lock = ctx.begin_change()?;
+    if has_stale_endpoint(ctx, &target)? {
+        // The namespace these rows were made for is gone and the kernel
+        // gave its inode to this one: the rows are settled first.
+        if let Outcome::Done(lines) = reconcile(ctx, Scope::default())? {
+            for line in lines {
+                eprintln!("berth: {line}");
+            }
+        }
+    }
     let mut store = ctx.store()?;
     let tx = store.begin()?;
     let network = tx.require_network(&opts.network)?;
@@ -67,6 +78,14 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
             "network {:?} already has an endpoint named {name:?}; choose another with --name",
             network.name
         )));
+    }
+    if let Some(mac) = mac {
+        if let Some(holder) = tx.mac_holder(network.id, &mac.to_string())? {
+            return Err(Error::invalid(format!(
+                "MAC address {mac} is already used by endpoint {holder:?} of network {:?}",
+                network.name
+            )));
+        }
     }
     let ip = lease(&tx, &network, ip)?;
     let ifname = match &opts.ifname {
@@ -99,49 +118,61 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
     };
 
     let mut plan = Plan::new();
-    // A host veth that the state does not know is a leftover of a crashed or
-    // interrupted berth (or of a namespace the kernel is still tearing down):
-    // its name is ours by construction, so it is removed.
+    // A host veth with this endpoint's name is a leftover of a berth from
+    // before intents were recorded: its name is ours by construction.
     if ctx.kernel.link_exists(&endpoint.host_ifname)? {
         plan.push(Step::DeleteLink {
             name: endpoint.host_ifname.clone(),
         });
     }
-    plan.push(Step::CreateVeth(VethPair {
-        host_ifname: endpoint.host_ifname.clone(),
-        bridge: network.bridge.clone(),
-        link_group: network.link_group,
-        netns: target.path.clone(),
-        ifname: endpoint.ifname.clone(),
-        mac: endpoint.mac,
-        mtu: network.mtu,
-    }));
-    plan.push(Step::ConfigureInside {
-        netns: target.path.clone(),
-        config: InsideConfig {
-            ifname: endpoint.ifname.clone(),
-            ip,
-            subnet: network.subnet,
-            default_via: default_route.then_some(network.gateway),
-        },
-    });
-    if !endpoint.ports.is_empty() {
-        plan.push(Step::SetHairpin {
-            ifname: endpoint.host_ifname.clone(),
-        });
-        plan_ports(&mut plan, ip, &endpoint.ports, true);
-    }
+    endpoint_steps(&network, &endpoint, target.path.clone(), &mut plan);
+    plan_ports(&mut plan, ip, &endpoint.ports, true);
     if ctx.dry_run {
         return Ok(Outcome::Planned(plan));
     }
+    // The intent: the lease, the port claims and the row, committed before
+    // the kernel is touched, so a crash from here on leaves a `creating`
+    // row that holds the address until the next command undoes it.
     let id = tx.insert_endpoint(&network, &endpoint)?;
+    tx.set_endpoint_status(id, Status::Creating)?;
     tx.insert_ports(id, &endpoint.ports)?;
-    plan.apply(ctx.kernel.as_mut())?;
+    tx.commit()?;
+    failpoint::hit("intent");
+    if let Err(e) = plan.apply(ctx.kernel.as_mut()) {
+        let tx = store.begin()?;
+        tx.delete_endpoint(id)?;
+        tx.commit()?;
+        return Err(e);
+    }
+    failpoint::hit("record");
+    let tx = store.begin()?;
+    tx.set_endpoint_status(id, Status::Ready)?;
+    if !endpoint.ports.is_empty() {
+        reconcile::record_generation(ctx, &tx)?;
+    }
     tx.commit()?;
     for w in warnings {
         eprintln!("berth: warning: {w}");
     }
     Ok(Outcome::Done((Endpoint { id, ..endpoint }, network)))
+}
+
+/// Whether a row names the namespace of `target` (by name or by inode)
+/// while its veth is gone. A veth dies with its namespace, so such a row
+/// outlived its namespace, and a reused inode must not be taken for it.
+fn has_stale_endpoint(ctx: &mut Context, target: &Target) -> Result<bool> {
+    let mut store = ctx.store()?;
+    let tx = store.begin()?;
+    let inode = target.inode.expect("resolved targets exist");
+    let mut rows = tx.endpoints_by_inode(inode)?;
+    rows.extend(tx.endpoints_by_netns(&target.key)?);
+    drop(tx);
+    for e in rows {
+        if !ctx.kernel.link_exists(&e.host_ifname)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The endpoint name used when `--name` is not given.
@@ -236,6 +267,7 @@ fn detach(
     delete_veth: bool,
 ) -> Result<Outcome<Disconnected>> {
     let target = Target::parse(target)?;
+    let _lock = ctx.begin_change()?;
     let mut store = ctx.store()?;
     let tx = store.begin()?;
     let network = tx.require_network(network)?;
@@ -255,24 +287,53 @@ fn detach(
     if ctx.dry_run {
         return Ok(Outcome::Planned(plan));
     }
+    // The intent: a crash from here on leaves a `removing` row, which the
+    // next command finishes taking away.
+    tx.set_endpoint_status(endpoint.id, Status::Removing)?;
+    tx.commit()?;
+    failpoint::hit("intent");
+    if let Err(e) = plan.apply(ctx.kernel.as_mut()) {
+        // Undone by the plan: the endpoint is whole again.
+        let tx = store.begin()?;
+        tx.set_endpoint_status(endpoint.id, Status::Ready)?;
+        tx.commit()?;
+        return Err(e);
+    }
+    failpoint::hit("record");
+    let tx = store.begin()?;
     tx.delete_endpoint(endpoint.id)?;
-    plan.apply(ctx.kernel.as_mut())?;
+    if !endpoint.ports.is_empty() {
+        reconcile::record_generation(ctx, &tx)?;
+    }
     tx.commit()?;
     Ok(Outcome::Done(Disconnected::Removed(endpoint)))
 }
 
-/// Every endpoint with its network.
-pub fn list(ctx: &Context) -> Result<Vec<(Endpoint, Network)>> {
+/// Every endpoint with its network and its liveness, as the kernel shows
+/// it: `up`, `gone` (its veth, and so its namespace, no longer exists),
+/// or `creating`/`removing` (a command is working on it, or died doing so).
+pub fn list(ctx: &mut Context) -> Result<Vec<(Endpoint, Network, &'static str)>> {
     let mut store = ctx.store()?;
     let tx = store.begin()?;
     let networks = tx.networks()?;
-    let mut endpoints = tx.endpoints(None)?;
+    let rows = tx.endpoints_with_status()?;
+    let mut endpoints: Vec<Endpoint> = rows.iter().map(|(e, _)| e.clone()).collect();
     tx.load_ports(&mut endpoints)?;
+    drop(tx);
+    let links: std::collections::HashSet<String> =
+        ctx.kernel.links()?.into_iter().map(|l| l.name).collect();
     Ok(endpoints
         .into_iter()
-        .filter_map(|e| {
+        .zip(rows)
+        .filter_map(|(e, (_, status))| {
             let n = networks.iter().find(|n| n.name == e.network)?.clone();
-            Some((e, n))
+            let live = match status {
+                Status::Creating => "creating",
+                Status::Removing => "removing",
+                Status::Ready if links.contains(&e.host_ifname) => "up",
+                Status::Ready => "gone",
+            };
+            Some((e, n, live))
         })
         .collect())
 }

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bench_traffic;
 pub mod demo;
 pub mod endpoint;
+pub mod maintain;
 pub mod network;
 pub mod run;
 
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 use crate::error::Result;
 use crate::kernel::{Kernel, LiveKernel};
 use crate::plan::Plan;
-use crate::store::Store;
+use crate::store::{StateLock, Store};
 
 /// What every command gets: where the state lives and how to reach the kernel.
 pub struct Context {
@@ -34,6 +35,29 @@ impl Context {
 
     pub fn store(&self) -> Result<Store> {
         Store::open(&self.state_dir)
+    }
+
+    /// Where every mutating command starts: takes the state lock (held
+    /// until the returned guard drops) and repairs whatever an earlier
+    /// crash, a reboot or a foreign change left (`reconcile::preflight`).
+    /// A dry run takes nothing and repairs nothing: it changes nothing.
+    pub fn begin_change(&mut self) -> Result<Option<StateLock>> {
+        let lock = self.lock()?;
+        if lock.is_some() {
+            crate::reconcile::preflight(self)?;
+        }
+        Ok(lock)
+    }
+
+    /// The state lock alone (for `up` and `gc`, which reconcile anyway);
+    /// None for a dry run.
+    pub fn lock(&mut self) -> Result<Option<StateLock>> {
+        if self.dry_run {
+            return Ok(None);
+        }
+        // Opening the store first creates the state directory.
+        drop(self.store()?);
+        Ok(Some(StateLock::acquire(&self.state_dir)?))
     }
 }
 

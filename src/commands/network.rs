@@ -4,13 +4,15 @@ use std::net::Ipv4Addr;
 
 use super::{Context, Outcome};
 use crate::error::{Error, Result};
+use crate::failpoint;
 use crate::firewall;
 use crate::model::{
     ipam, names, subnet::parse_ipv4, Endpoint, Ipv4Net, Mac, Network, NetworkPolicy, PortMapping,
     Proto, Uplink, DEFAULT_MTU,
 };
 use crate::plan::{Plan, SourceRule, Step};
-use crate::store::{NewNetwork, Tx};
+use crate::reconcile;
+use crate::store::{NewNetwork, Status, Tx};
 use berth_nft::ElemOp;
 
 /// Options of `network create`, as given.
@@ -46,13 +48,11 @@ pub const DEFAULT_NETWORK: &str = "berth";
 const DEFAULT_BRIDGE: &str = "berth0";
 
 pub fn create(ctx: &mut Context, opts: &CreateOptions) -> Result<Outcome<Created>> {
-    let mut store = ctx.store()?;
-    let tx = store.begin()?;
-    let network = match create_in(ctx, &tx, opts)? {
+    let _lock = ctx.begin_change()?;
+    let network = match create_in(ctx, opts)? {
         Outcome::Planned(plan) => return Ok(Outcome::Planned(plan)),
         Outcome::Done(network) => network,
     };
-    tx.commit()?;
     let warnings = ctx
         .kernel
         .foreign_forward_drops(&firewall::table())
@@ -70,9 +70,8 @@ pub fn create(ctx: &mut Context, opts: &CreateOptions) -> Result<Outcome<Created
 
 /// Creates the default network unless it exists; returns it.
 pub fn ensure_default(ctx: &mut Context) -> Result<Network> {
-    let mut store = ctx.store()?;
-    let tx = store.begin()?;
-    if let Some(n) = tx.network(DEFAULT_NETWORK)? {
+    let _lock = ctx.begin_change()?;
+    if let Some(n) = ctx.store()?.begin()?.network(DEFAULT_NETWORK)? {
         return Ok(n);
     }
     let opts = CreateOptions {
@@ -80,23 +79,38 @@ pub fn ensure_default(ctx: &mut Context) -> Result<Network> {
         bridge: Some(DEFAULT_BRIDGE.into()),
         ..Default::default()
     };
-    let network = create_in(ctx, &tx, &opts)?.applied();
-    tx.commit()?;
-    Ok(network)
+    Ok(create_in(ctx, &opts)?.applied())
 }
 
-/// Checks, records and (unless this is a dry run) builds a network inside
-/// the caller's transaction, which the caller commits.
-fn create_in(ctx: &mut Context, tx: &Tx, opts: &CreateOptions) -> Result<Outcome<Network>> {
-    let new = check_create(ctx, tx, opts)?;
-    // The row gives the network its id (and so its routing table); a dry
-    // run or a failure drops the transaction, and the row with it.
+/// Checks, records and (unless this is a dry run) builds a network; the
+/// caller holds the state lock.
+fn create_in(ctx: &mut Context, opts: &CreateOptions) -> Result<Outcome<Network>> {
+    let mut store = ctx.store()?;
+    let tx = store.begin()?;
+    let new = check_create(ctx, &tx, opts)?;
+    // The row gives the network its id (and so its link group and routing
+    // table); a dry run drops the transaction, and the row with it.
     let network = tx.insert_network(&new)?;
-    let plan = plan_create(ctx, tx, &network)?;
+    let plan = plan_create(ctx, &tx, &network)?;
     if ctx.dry_run {
         return Ok(Outcome::Planned(plan));
     }
-    plan.apply(ctx.kernel.as_mut())?;
+    // The intent: a crash from here on leaves a `creating` row, which the
+    // next command undoes (the bridge is found by its name and group).
+    tx.set_network_status(network.id, Status::Creating)?;
+    tx.commit()?;
+    failpoint::hit("intent");
+    if let Err(e) = plan.apply(ctx.kernel.as_mut()) {
+        let tx = store.begin()?;
+        tx.delete_network(network.id)?;
+        tx.commit()?;
+        return Err(e);
+    }
+    failpoint::hit("record");
+    let tx = store.begin()?;
+    tx.set_network_status(network.id, Status::Ready)?;
+    reconcile::record_generation(ctx, &tx)?;
+    tx.commit()?;
     Ok(Outcome::Done(network))
 }
 
@@ -287,7 +301,7 @@ fn plan_create(ctx: &mut Context, tx: &Tx, network: &Network) -> Result<Plan> {
         mac: Mac::from_ipv4(network.gateway),
         name: bridge.clone(),
         mtu: network.mtu,
-        group: names::BRIDGE_GROUP,
+        group: crate::model::names::BRIDGE_GROUP,
     });
     plan.push(Step::AddAddress {
         ifname: bridge.clone(),
@@ -418,6 +432,7 @@ pub fn inspect(ctx: &Context, name: &str) -> Result<(Network, Vec<Endpoint>)> {
 /// Removes a network; with `force`, disconnects its endpoints first (all
 /// their veths in one kernel request, through the network's link group).
 pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<Outcome<Vec<Endpoint>>> {
+    let _lock = ctx.begin_change()?;
     let mut store = ctx.store()?;
     let tx = store.begin()?;
     let network = tx.require_network(name)?;
@@ -436,8 +451,21 @@ pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<Outcome<Vec<
     if ctx.dry_run {
         return Ok(Outcome::Planned(plan));
     }
+    // The intent: a crash from here on leaves a `removing` row, which the
+    // next command finishes taking away.
+    tx.set_network_status(network.id, Status::Removing)?;
+    tx.commit()?;
+    failpoint::hit("intent");
+    if let Err(e) = plan.apply(ctx.kernel.as_mut()) {
+        let tx = store.begin()?;
+        tx.set_network_status(network.id, Status::Ready)?;
+        tx.commit()?;
+        return Err(e);
+    }
+    failpoint::hit("record");
+    let tx = store.begin()?;
     tx.delete_network(network.id)?;
-    plan.apply(ctx.kernel.as_mut())?;
+    reconcile::record_generation(ctx, &tx)?;
     tx.commit()?;
     Ok(Outcome::Done(endpoints))
 }
@@ -452,6 +480,7 @@ pub struct ResetReport {
 /// ruleset part and policy routing, the table, and the state; puts back
 /// the host settings berth changed. Touches nothing berth did not make.
 pub fn reset(ctx: &mut Context) -> Result<Outcome<ResetReport>> {
+    let _lock = ctx.begin_change()?;
     let mut store = ctx.store()?;
     let tx = store.begin()?;
     let networks = tx.networks()?;
@@ -479,8 +508,17 @@ pub fn reset(ctx: &mut Context) -> Result<Outcome<ResetReport>> {
     if ctx.dry_run {
         return Ok(Outcome::Planned(plan));
     }
-    tx.clear()?;
+    // The intent: every network `removing`, so a crash from here on is
+    // finished by the next command.
+    for network in &networks {
+        tx.set_network_status(network.id, Status::Removing)?;
+    }
+    tx.commit()?;
+    failpoint::hit("intent");
     plan.apply(ctx.kernel.as_mut())?;
+    failpoint::hit("record");
+    let tx = store.begin()?;
+    tx.clear()?;
     tx.commit()?;
     Ok(Outcome::Done(ResetReport {
         networks: networks.len(),

@@ -13,7 +13,9 @@ use super::network;
 use super::Context;
 use crate::error::{Error, Result};
 use crate::kernel::netns::{self, Target};
+use crate::kernel::process;
 use crate::model::names;
+use crate::store;
 
 /// Where `run` puts the command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,7 +94,7 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
         _ => None,
     };
 
-    ctx.kernel.create_netns(&name)?;
+    record_sandbox(ctx, &name)?;
     let sandbox = Sandbox {
         name: name.clone(),
         network: network.clone(),
@@ -122,6 +124,32 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
     status
 }
 
+/// Records the namespace as this process's, then makes it: a `run` killed
+/// at any point leaves a row whose owner is dead, and the next command
+/// removes the namespace and its endpoint (see `reconcile`).
+fn record_sandbox(ctx: &mut Context, name: &str) -> Result<()> {
+    let _lock = ctx.begin_change()?;
+    let pid = std::process::id();
+    let owner_start = process::start_time(pid)
+        .ok_or_else(|| Error::Other("cannot read this process's start time".into()))?;
+    let mut store = ctx.store()?;
+    let tx = store.begin()?;
+    tx.insert_sandbox(&store::Sandbox {
+        name: name.to_string(),
+        owner_pid: pid,
+        owner_start,
+    })?;
+    tx.commit()?;
+    crate::failpoint::hit("intent");
+    if let Err(e) = ctx.kernel.create_netns(name) {
+        let tx = store.begin()?;
+        tx.delete_sandbox(name)?;
+        tx.commit()?;
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// A namespace `run` made, and the network it joined: removed afterwards
 /// whatever happened.
 struct Sandbox {
@@ -136,7 +164,14 @@ impl Sandbox {
                 eprintln!("berth: cleaning up endpoint {}: {e}", self.name);
             }
         }
-        if let Err(e) = ctx.kernel.delete_netns(&self.name) {
+        let done = ctx.begin_change().and_then(|_lock| {
+            ctx.kernel.delete_netns(&self.name)?;
+            let mut store = ctx.store()?;
+            let tx = store.begin()?;
+            tx.delete_sandbox(&self.name)?;
+            tx.commit()
+        });
+        if let Err(e) = done {
             eprintln!("berth: cleaning up namespace {}: {e}", self.name);
         }
     }
@@ -163,6 +198,7 @@ fn spawn_forwarding_signals(program: &str, args: &[String], netns_fd: RawFd) -> 
         .map_err(|e| Error::Other(e.to_string()))?;
     let mut command = Command::new(program);
     command.args(args);
+    let parent = std::process::id() as libc::pid_t;
     unsafe {
         command.pre_exec(move || {
             nix::sched::setns(
@@ -170,6 +206,16 @@ fn spawn_forwarding_signals(program: &str, args: &[String], netns_fd: RawFd) -> 
                 nix::sched::CloneFlags::CLONE_NEWNET,
             )?;
             pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+            // If berth dies (even by SIGKILL) the command dies with it,
+            // rather than run on in a namespace nobody owns.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other(
+                    "berth exited before the command started",
+                ));
+            }
             Ok(())
         });
     }

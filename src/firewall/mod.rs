@@ -65,6 +65,38 @@ pub fn remove_network(net: &Network, last: bool) -> Change {
     Change { batch, undo }
 }
 
+/// The whole table exactly as the state says, in one batch that replaces
+/// whatever the table holds now (`table_exists`), or only removes it when
+/// no network is left. Atomic like every batch: a reader sees the old table
+/// or the new one, and established connections keep their conntrack NAT.
+/// This is how `up`, `gc` and the repair of an interrupted command or a
+/// tampered ruleset converge, whatever the kernel holds.
+pub fn rebuild(
+    networks: &[Network],
+    published: &[(std::net::Ipv4Addr, Vec<crate::model::PortMapping>)],
+    table_exists: bool,
+) -> Change {
+    let mut batch = Batch::new();
+    if table_exists {
+        batch.delete_table(&table());
+    }
+    if !networks.is_empty() {
+        skeleton::create(&mut batch);
+        for net in networks {
+            network::add(&mut batch, net);
+        }
+        for (ip, mappings) in published {
+            ports::elements_op(&mut batch, berth_nft::ElemOp::Add, *ip, mappings);
+        }
+    }
+    // Nothing to take back: the batch is atomic, and what the table held
+    // before is exactly what was wrong.
+    Change {
+        batch,
+        undo: Batch::new(),
+    }
+}
+
 /// Removes the table, whatever it holds (for `reset`).
 pub fn remove_all() -> Change {
     let mut batch = Batch::new();

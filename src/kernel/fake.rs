@@ -28,8 +28,8 @@ pub struct FakeKernel {
     pub links: Vec<LinkFact>,
     /// What `nft_generation` answers.
     pub nft_gen: u32,
-    /// What `nft_table_chains` answers.
-    pub nft_chains: Option<Vec<String>>,
+    /// What `nft_fingerprint` answers.
+    pub nft_chains: Option<super::NftFingerprint>,
     /// Namespaces `netns_inode` finds: path and inode.
     pub namespaces: Vec<(std::path::PathBuf, u64)>,
 }
@@ -67,7 +67,7 @@ impl Kernel for FakeKernel {
     fn nft_generation(&mut self) -> Result<u32> {
         Ok(self.nft_gen)
     }
-    fn nft_table_chains(&mut self, _table: &Table) -> Result<Option<Vec<String>>> {
+    fn nft_fingerprint(&mut self, _table: &Table) -> Result<Option<super::NftFingerprint>> {
         Ok(self.nft_chains.clone())
     }
     fn netns_inode(&mut self, path: &Path) -> Option<u64> {

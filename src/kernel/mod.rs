@@ -5,6 +5,7 @@
 pub mod addr;
 pub mod link;
 pub mod netns;
+pub mod process;
 pub mod route;
 pub mod rtnl;
 pub mod sockets;
@@ -25,6 +26,9 @@ use berth_nft::{Batch, Nft, Table};
 use crate::error::{Error, Result};
 use crate::model::{Ipv4Net, Mac, Proto};
 use rtnl::Rtnl;
+
+/// Each chain of a table with its number of rules.
+pub type NftFingerprint = std::collections::BTreeMap<String, usize>;
 
 /// A veth pair to create: the host end on a bridge, the peer born inside the
 /// namespace at `netns`.
@@ -59,8 +63,9 @@ pub trait Kernel {
     fn link_up(&mut self, name: &str) -> Result<()>;
     /// The nf_tables ruleset generation (bumped by every committed change).
     fn nft_generation(&mut self) -> Result<u32>;
-    /// The chains of `table`, or None when the table does not exist.
-    fn nft_table_chains(&mut self, table: &Table) -> Result<Option<Vec<String>>>;
+    /// Each chain of `table` with its number of rules, or None when the
+    /// table does not exist: a cheap fingerprint of what the table holds.
+    fn nft_fingerprint(&mut self, table: &Table) -> Result<Option<NftFingerprint>>;
     /// The inode of the network namespace at `path`, None when there is none.
     fn netns_inode(&mut self, path: &Path) -> Option<u64>;
     fn add_address(&mut self, ifname: &str, ip: Ipv4Addr, subnet: Ipv4Net) -> Result<()>;
@@ -184,8 +189,21 @@ impl Kernel for LiveKernel {
         Ok(self.nft()?.generation()?)
     }
 
-    fn nft_table_chains(&mut self, table: &Table) -> Result<Option<Vec<String>>> {
-        Ok(self.nft()?.table_chains(table)?)
+    fn nft_fingerprint(&mut self, table: &Table) -> Result<Option<NftFingerprint>> {
+        let nft = self.nft()?;
+        let Some(chains) = nft.table_chains(table)? else {
+            return Ok(None);
+        };
+        let counts = nft.rule_counts(table)?;
+        Ok(Some(
+            chains
+                .into_iter()
+                .map(|c| {
+                    let n = counts.get(&c).copied().unwrap_or(0);
+                    (c, n)
+                })
+                .collect(),
+        ))
     }
 
     fn netns_inode(&mut self, path: &Path) -> Option<u64> {

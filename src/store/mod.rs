@@ -9,12 +9,18 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
+mod intents;
+pub mod lock;
+
+pub use intents::{Sandbox, Status};
+pub use lock::StateLock;
+
 use crate::error::{Error, Result};
 use crate::model::{Endpoint, Ipv4Net, Network, NetworkPolicy, PortMapping, Proto, Uplink};
 
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 /// berth's routing tables (`--uplink`) are this plus the network id.
 pub const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
 
@@ -80,6 +86,28 @@ CREATE TABLE port_claims (
     PRIMARY KEY (proto, host_port, host_ip)
 ) WITHOUT ROWID;
 CREATE INDEX port_claims_by_port_id ON port_claims (port_id);
+";
+
+/// Version 4: crash safety. A row's `status` is the intent of the command
+/// working on it: `creating` and `removing` rows are committed before the
+/// kernel is touched and settled (`ready`, or deleted) after it, so a
+/// command killed in between leaves a record the next one resolves (see
+/// `reconcile`). `sandboxes` records the namespaces `run` makes and the
+/// process that owns each, so those of a killed `run` are reclaimed.
+const INTENTS_SCHEMA: &str = "
+ALTER TABLE networks ADD COLUMN status TEXT NOT NULL DEFAULT 'ready';
+ALTER TABLE endpoints ADD COLUMN status TEXT NOT NULL DEFAULT 'ready';
+CREATE INDEX networks_unsettled ON networks (status) WHERE status != 'ready';
+CREATE INDEX endpoints_unsettled ON endpoints (status) WHERE status != 'ready';
+CREATE INDEX endpoints_by_netns ON endpoints (netns);
+CREATE INDEX endpoints_by_mac ON endpoints (network_id, mac);
+CREATE TABLE sandboxes (
+    name TEXT PRIMARY KEY,
+    owner_pid INTEGER NOT NULL,
+    -- the owner's start time (clock ticks after boot), so a reused PID is
+    -- not taken for the owner
+    owner_start INTEGER NOT NULL
+);
 ";
 
 /// Version 1 → 2: the firewall and routing options of networks, and the
@@ -173,17 +201,18 @@ impl Store {
             0 => {
                 tx.execute_batch(SCHEMA)?;
                 tx.execute_batch(PORTS_SCHEMA)?;
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+                tx.execute_batch(INTENTS_SCHEMA)?;
             }
             1 => {
                 tx.execute_batch(MIGRATE_1_TO_2)?;
                 tx.execute_batch(PORTS_SCHEMA)?;
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+                tx.execute_batch(INTENTS_SCHEMA)?;
             }
             2 => {
                 tx.execute_batch(PORTS_SCHEMA)?;
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+                tx.execute_batch(INTENTS_SCHEMA)?;
             }
+            3 => tx.execute_batch(INTENTS_SCHEMA)?,
             SCHEMA_VERSION => {}
             v => {
                 return Err(Error::Other(format!(
@@ -192,6 +221,7 @@ impl Store {
                 )))
             }
         }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
         Ok(())
     }
@@ -214,7 +244,7 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-fn network_from_row(row: &Row) -> rusqlite::Result<Network> {
+pub(crate) fn network_from_row(row: &Row) -> rusqlite::Result<Network> {
     let id: i64 = row.get(0)?;
     let subnet: String = row.get(2)?;
     let gateway: String = row.get(3)?;
@@ -258,7 +288,7 @@ fn policy_from_row(row: &Row) -> rusqlite::Result<NetworkPolicy> {
     })
 }
 
-fn endpoint_from_row(row: &Row) -> rusqlite::Result<Endpoint> {
+pub(crate) fn endpoint_from_row(row: &Row) -> rusqlite::Result<Endpoint> {
     let ip: u32 = row.get(5)?;
     let mac: String = row.get(6)?;
     Ok(Endpoint {
@@ -284,8 +314,8 @@ fn bad_column(index: usize, value: &str) -> rusqlite::Error {
     )
 }
 
-const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops";
-const ENDPOINT_COLUMNS: &str = "e.id, n.name, e.name, e.netns, e.netns_inode, e.ip, e.mac, e.ifname, e.host_ifname, e.default_route";
+pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops";
+pub(crate) const ENDPOINT_COLUMNS: &str = "e.id, n.name, e.name, e.netns, e.netns_inode, e.ip, e.mac, e.ifname, e.host_ifname, e.default_route";
 
 impl Tx<'_> {
     pub fn commit(self) -> Result<()> {

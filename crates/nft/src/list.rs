@@ -17,6 +17,7 @@ const NFT_MSG_GETCHAIN: u16 = 4;
 const NFT_MSG_GETSET: u16 = 10;
 const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_GETGEN: u16 = 16;
+const NFT_MSG_GETRULE: u16 = 7;
 const NFTA_GEN_ID: u16 = 1;
 const NFTA_TABLE_HANDLE: u16 = 4;
 const NFTA_CHAIN_HANDLE: u16 = 2;
@@ -139,7 +140,9 @@ impl Nft {
                 }
             }
         }
-        Err(NftError::Protocol("GETGEN reply without a generation id".into()))
+        Err(NftError::Protocol(
+            "GETGEN reply without a generation id".into(),
+        ))
     }
 
     /// The names of the chains of `table`, or None when it does not exist.
@@ -154,6 +157,30 @@ impl Nft {
                 .map(|c| c.name)
                 .collect(),
         ))
+    }
+
+    /// How many rules `table` holds, per chain name (the dump is filtered
+    /// by the kernel to the one table). A cheap fingerprint of a ruleset:
+    /// `nft flush table` keeps chains and sets but drops every rule.
+    pub fn rule_counts(
+        &mut self,
+        table: &Table,
+    ) -> Result<std::collections::BTreeMap<String, usize>> {
+        let raw = self.get(NFT_MSG_GETRULE, table.family.to_raw(), true, |b| {
+            b.attr_str(crate::rule::NFTA_RULE_TABLE, &table.name);
+        })?;
+        let mut counts = std::collections::BTreeMap::new();
+        for r in &raw {
+            for m in parse_msgs(r)? {
+                let a = m.nf_attrs();
+                if a.str(crate::rule::NFTA_RULE_TABLE).as_deref() != Some(table.name.as_str()) {
+                    continue;
+                }
+                let chain = a.str(crate::rule::NFTA_RULE_CHAIN).unwrap_or_default();
+                *counts.entry(chain).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
     }
 
     /// All chains of all tables.

@@ -1,0 +1,385 @@
+//! The decision of a reconcile: a pure function from what the state wants
+//! ([`Desired`]) and what the kernel has ([`Observed`]) to the plan that
+//! makes them agree and the rows to drop. No I/O here, so every case (a
+//! reboot, a killed command, a deleted bridge, a leftover veth) is a unit
+//! test without root.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+use berth_nft::Op;
+
+use crate::firewall;
+use crate::kernel::{InsideConfig, LinkFact, NftFingerprint, VethPair};
+use crate::model::{names, Endpoint, Mac, Network, PortMapping};
+use crate::plan::{Plan, SourceRule, Step};
+use crate::store::{Sandbox, Status};
+
+/// The sysctl that lets the host forward container traffic.
+pub const IP_FORWARD: &str = "net.ipv4.ip_forward";
+/// Priority of berth's `--uplink` routing rules.
+pub const UPLINK_RULE_PRIORITY: u32 = 10000;
+
+/// What the state wants, read once.
+#[derive(Clone, Debug, Default)]
+pub struct Desired {
+    pub networks: Vec<(Network, Status)>,
+    /// Endpoints with their published ports loaded.
+    pub endpoints: Vec<(Endpoint, Status)>,
+    pub sandboxes: Vec<Sandbox>,
+}
+
+/// What the kernel has, read once.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    pub links: Vec<LinkFact>,
+    /// berth's table, None when it does not exist.
+    pub table: Option<NftFingerprint>,
+    /// Endpoints (by id) whose veth is gone but whose namespace still
+    /// exists under the recorded name with the recorded inode.
+    pub netns_alive: HashSet<i64>,
+    /// Sandboxes whose `run` process is gone.
+    pub dead_sandboxes: HashSet<String>,
+}
+
+/// How far a reconcile reaches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Also remove berth-made devices that no state row knows (`gc`).
+    pub sweep: bool,
+}
+
+/// The outcome of [`decide`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub plan: Plan,
+    pub drop_networks: Vec<i64>,
+    pub drop_endpoints: Vec<i64>,
+    pub drop_sandboxes: Vec<String>,
+    /// One line per thing repaired or removed, for the user.
+    pub report: Vec<String>,
+}
+
+/// The chains of the table the state describes, with their rule counts:
+/// what the kernel's table must look like (compared with
+/// [`Observed::table`] to detect tampering).
+pub fn expected_fingerprint(networks: &[Network]) -> Option<NftFingerprint> {
+    if networks.is_empty() {
+        return None;
+    }
+    let change = firewall::rebuild(networks, &[], false);
+    let mut fp: BTreeMap<String, usize> = BTreeMap::new();
+    for op in change.batch.ops() {
+        match op {
+            Op::AddChain(c) => {
+                fp.entry(c.name.clone()).or_insert(0);
+            }
+            Op::AddRule { chain, .. } => *fp.entry(chain.name.clone()).or_insert(0) += 1,
+            _ => {}
+        }
+    }
+    Some(fp)
+}
+
+pub fn uplink_rule(network: &Network) -> SourceRule {
+    SourceRule {
+        subnet: network.subnet,
+        iif: network.bridge.clone(),
+        table: network.route_table,
+        priority: UPLINK_RULE_PRIORITY,
+    }
+}
+
+/// The steps that build a network's kernel side from nothing (not its
+/// firewall part, which is rebuilt whole).
+pub fn network_steps(network: &Network, plan: &mut Plan) {
+    let bridge = network.bridge.clone();
+    plan.push(Step::CreateBridge {
+        mac: Mac::from_ipv4(network.gateway),
+        name: bridge.clone(),
+        mtu: network.mtu,
+        group: names::BRIDGE_GROUP,
+    });
+    plan.push(Step::AddAddress {
+        ifname: bridge.clone(),
+        ip: network.gateway,
+        subnet: network.subnet,
+    });
+    // Published ports answer on 127.0.0.1 only if the kernel may route a
+    // loopback-sourced packet out of the bridge after the output DNAT.
+    plan.push(Step::SetSysctl {
+        key: format!("net.ipv4.conf.{bridge}.route_localnet"),
+        value: "1".into(),
+    });
+    if !network.policy.icc {
+        plan.push(Step::BridgeNetfilter { bridge });
+    }
+}
+
+/// The steps that attach an endpoint to its network's bridge.
+pub fn endpoint_steps(network: &Network, e: &Endpoint, netns: std::path::PathBuf, plan: &mut Plan) {
+    plan.push(Step::CreateVeth(VethPair {
+        host_ifname: e.host_ifname.clone(),
+        bridge: network.bridge.clone(),
+        link_group: network.link_group,
+        netns: netns.clone(),
+        ifname: e.ifname.clone(),
+        mac: e.mac,
+        mtu: network.mtu,
+    }));
+    plan.push(Step::ConfigureInside {
+        netns,
+        config: InsideConfig {
+            ifname: e.ifname.clone(),
+            ip: e.ip,
+            subnet: network.subnet,
+            default_via: e.default_route.then_some(network.gateway),
+        },
+    });
+    if !e.ports.is_empty() {
+        plan.push(Step::SetHairpin {
+            ifname: e.host_ifname.clone(),
+        });
+    }
+}
+
+/// The plan that makes the kernel match the state, and the rows to drop.
+///
+/// Rows that are not `ready` belong to a command that died (the caller
+/// holds the state lock): a `creating` row is undone, a `removing` row is
+/// finished; either way the row goes. A `ready` endpoint whose veth is gone
+/// is re-created if its namespace is still there, and dropped if not (a
+/// veth dies with its namespace, so this is also how a deleted namespace is
+/// told from a reused inode). The firewall table is rebuilt whole.
+pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision {
+    let mut d = Decision::default();
+    let links: HashMap<&str, &LinkFact> = observed
+        .links
+        .iter()
+        .map(|l| (l.name.as_str(), l))
+        .collect();
+    let live: Vec<&Network> = desired
+        .networks
+        .iter()
+        .filter(|(_, s)| *s == Status::Ready)
+        .map(|(n, _)| n)
+        .collect();
+    let live_by_name: HashMap<&str, &Network> =
+        live.iter().map(|n| (n.name.as_str(), *n)).collect();
+    let dying: HashSet<&str> = desired
+        .networks
+        .iter()
+        .filter(|(_, s)| *s != Status::Ready)
+        .map(|(n, _)| n.name.as_str())
+        .collect();
+
+    let mut remove_links: Vec<String> = Vec::new();
+    let mut kept: Vec<&Endpoint> = Vec::new();
+    let mut recreate: Vec<(&Network, &Endpoint)> = Vec::new();
+    let mut known_veths: HashSet<&str> = HashSet::new();
+    for (e, status) in &desired.endpoints {
+        known_veths.insert(e.host_ifname.as_str());
+        let who = format!("{}/{}", e.network, e.name);
+        let veth = links.contains_key(e.host_ifname.as_str());
+        let network = live_by_name.get(e.network.as_str()).copied();
+        let reason = match (network, status) {
+            (None, _) if dying.contains(e.network.as_str()) => None,
+            (None, _) => Some(format!("removed endpoint {who}: its network is gone")),
+            (_, Status::Creating) => Some(format!("undid the interrupted connect of {who}")),
+            (_, Status::Removing) => Some(format!("finished the interrupted disconnect of {who}")),
+            _ if observed.dead_sandboxes.contains(&e.netns) => {
+                Some(format!("reclaimed {who} of a `run` that was killed"))
+            }
+            (Some(_), Status::Ready) if veth => {
+                kept.push(e);
+                continue;
+            }
+            (Some(n), Status::Ready) if observed.netns_alive.contains(&e.id) => {
+                d.report
+                    .push(format!("re-created the veth {} of {who}", e.host_ifname));
+                kept.push(e);
+                recreate.push((n, e));
+                continue;
+            }
+            (Some(_), Status::Ready) => {
+                Some(format!("removed endpoint {who}: its namespace is gone"))
+            }
+        };
+        d.report.extend(reason);
+        d.drop_endpoints.push(e.id);
+        // The veths of a dying network go with its link group below.
+        if veth && !dying.contains(e.network.as_str()) {
+            remove_links.push(e.host_ifname.clone());
+        }
+    }
+    for name in &remove_links {
+        d.plan.push(Step::DeleteLink { name: name.clone() });
+    }
+
+    // Networks whose command died: finish taking them away.
+    for (n, status) in desired.networks.iter().filter(|(_, s)| *s != Status::Ready) {
+        let verb = if *status == Status::Creating {
+            "undid the interrupted creation of"
+        } else {
+            "finished removing"
+        };
+        d.report.push(format!("{verb} network {}", n.name));
+        if observed.links.iter().any(|l| l.group == n.link_group) {
+            d.plan.push(Step::DeleteLinkGroup {
+                group: n.link_group,
+                what: format!("the veths of network {}", n.name),
+            });
+        }
+        if links
+            .get(n.bridge.as_str())
+            .is_some_and(|l| l.group == names::BRIDGE_GROUP)
+        {
+            d.plan.push(Step::DeleteLink {
+                name: n.bridge.clone(),
+            });
+        }
+        if let Some(uplink) = &n.policy.uplink {
+            d.plan.push(Step::DeleteSourceRule(uplink_rule(n)));
+            d.plan.push(Step::DeleteTableDefault {
+                table: n.route_table,
+                gateway: uplink.gateway,
+                ifname: uplink.ifname.clone(),
+            });
+        }
+        d.drop_networks.push(n.id);
+    }
+
+    // Live networks: their bridge, address and routing.
+    for n in &live {
+        match links.get(n.bridge.as_str()) {
+            None => {
+                d.report.push(format!(
+                    "re-created bridge {} of network {}",
+                    n.bridge, n.name
+                ));
+                network_steps(n, &mut d.plan);
+                if let Some(uplink) = &n.policy.uplink {
+                    // Deleted first, so the add cannot clash with a survivor.
+                    d.plan.push(Step::DeleteSourceRule(uplink_rule(n)));
+                    d.plan.push(Step::DeleteTableDefault {
+                        table: n.route_table,
+                        gateway: uplink.gateway,
+                        ifname: uplink.ifname.clone(),
+                    });
+                    d.plan.push(Step::AddTableDefault {
+                        table: n.route_table,
+                        gateway: uplink.gateway,
+                        ifname: uplink.ifname.clone(),
+                    });
+                    d.plan.push(Step::AddSourceRule(uplink_rule(n)));
+                }
+            }
+            Some(bridge) => {
+                if !bridge.up {
+                    d.report.push(format!("brought bridge {} up", n.bridge));
+                    d.plan.push(Step::LinkUp {
+                        name: n.bridge.clone(),
+                    });
+                }
+                d.plan.push(Step::EnsureAddress {
+                    ifname: n.bridge.clone(),
+                    ip: n.gateway,
+                    subnet: n.subnet,
+                });
+            }
+        }
+    }
+    for (n, e) in &recreate {
+        // A leftover peer name cannot exist: the veth pair went together.
+        let netns = crate::kernel::netns::Target::parse(&e.netns)
+            .map(|t| t.path)
+            .unwrap_or_else(|_| std::path::PathBuf::from(&e.netns));
+        endpoint_steps(n, e, netns, &mut d.plan);
+    }
+
+    if scope.sweep {
+        let live_bridges: HashSet<&str> = live.iter().map(|n| n.bridge.as_str()).collect();
+        let dying_bridges: HashSet<&str> = desired
+            .networks
+            .iter()
+            .filter(|(_, s)| *s != Status::Ready)
+            .map(|(n, _)| n.bridge.as_str())
+            .collect();
+        let dying_groups: HashSet<u32> = desired
+            .networks
+            .iter()
+            .filter(|(_, s)| *s != Status::Ready)
+            .map(|(n, _)| n.link_group)
+            .collect();
+        for l in &observed.links {
+            let leftover_veth = names::is_host_veth_name(&l.name)
+                && names::is_berth_group(l.group)
+                && l.group != names::BRIDGE_GROUP
+                && !known_veths.contains(l.name.as_str())
+                && !dying_groups.contains(&l.group);
+            let leftover_bridge = l.kind == "bridge"
+                && l.group == names::BRIDGE_GROUP
+                && !live_bridges.contains(l.name.as_str())
+                && !dying_bridges.contains(l.name.as_str());
+            if leftover_veth || leftover_bridge {
+                d.report.push(format!(
+                    "removed leftover {} {} that no state row knows",
+                    if leftover_bridge { "bridge" } else { "veth" },
+                    l.name
+                ));
+                d.plan.push(Step::DeleteLink {
+                    name: l.name.clone(),
+                });
+            }
+        }
+    }
+
+    for s in &desired.sandboxes {
+        if observed.dead_sandboxes.contains(&s.name) {
+            d.report.push(format!(
+                "removed namespace {} of a `run` that was killed",
+                s.name
+            ));
+            d.plan.push(Step::DeleteNetns {
+                name: s.name.clone(),
+            });
+            d.drop_sandboxes.push(s.name.clone());
+        }
+    }
+
+    // The firewall, whole, from what is kept.
+    let live_owned: Vec<Network> = live.iter().map(|n| (*n).clone()).collect();
+    let expected = expected_fingerprint(&live_owned);
+    match (&observed.table, &expected) {
+        (None, Some(_)) => d.report.push("re-created the firewall table".into()),
+        (Some(_), None) => d
+            .report
+            .push("removed the firewall table: no network is left".into()),
+        (Some(a), Some(b)) if a != b => d
+            .report
+            .push("rebuilt the firewall table: its chains or rules had been changed".into()),
+        _ => {}
+    }
+    if observed.table.is_some() || expected.is_some() {
+        let published: Vec<(Ipv4Addr, Vec<PortMapping>)> = kept
+            .iter()
+            .filter(|e| !e.ports.is_empty())
+            .map(|e| (e.ip, e.ports.clone()))
+            .collect();
+        let change = firewall::rebuild(&live_owned, &published, observed.table.is_some());
+        d.plan.push(Step::Nft {
+            batch: change.batch,
+            undo: change.undo,
+        });
+    }
+    if !live.is_empty() {
+        d.plan.push(Step::SetSysctl {
+            key: IP_FORWARD.into(),
+            value: "1".into(),
+        });
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests;

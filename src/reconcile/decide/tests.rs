@@ -1,0 +1,293 @@
+//! Every kind of disagreement between state and kernel, decided without
+//! root: the rendered plan is the snapshot a reviewer reads.
+
+use expect_test::{expect, Expect};
+
+use super::*;
+use crate::model::{names, NetworkPolicy, PortSpec};
+
+fn web() -> Network {
+    Network {
+        id: 1,
+        name: "web".into(),
+        subnet: "10.90.0.0/24".parse().unwrap(),
+        gateway: Ipv4Addr::new(10, 90, 0, 1),
+        bridge: "berth-web".into(),
+        mtu: 1500,
+        link_group: names::network_link_group(1),
+        route_table: 0x6265_0001,
+        policy: NetworkPolicy::default(),
+    }
+}
+
+fn endpoint(id: i64, name: &str, last: u8, ports: &[&str]) -> Endpoint {
+    let ip = Ipv4Addr::new(10, 90, 0, last);
+    Endpoint {
+        id,
+        network: "web".into(),
+        name: name.into(),
+        netns: name.into(),
+        netns_inode: 4026532000 + id as u64,
+        ip,
+        mac: Mac::from_ipv4(ip),
+        ifname: "eth0".into(),
+        host_ifname: names::host_veth_name("web", name),
+        default_route: true,
+        ports: ports
+            .iter()
+            .map(|p| PortSpec::parse(p).unwrap().with_host_port(0))
+            .collect(),
+    }
+}
+
+fn link(name: &str, kind: &str, group: u32) -> LinkFact {
+    LinkFact {
+        name: name.into(),
+        index: 0,
+        group,
+        kind: kind.into(),
+        master: None,
+        up: true,
+    }
+}
+
+fn bridge() -> LinkFact {
+    link("berth-web", "bridge", names::BRIDGE_GROUP)
+}
+
+fn veth_of(e: &Endpoint) -> LinkFact {
+    link(&e.host_ifname, "veth", names::network_link_group(1))
+}
+
+/// Kernel facts that match the state `desired` exactly.
+fn matching(desired: &Desired) -> Observed {
+    let nets: Vec<Network> = desired.networks.iter().map(|(n, _)| n.clone()).collect();
+    let mut links = vec![bridge()];
+    links.extend(desired.endpoints.iter().map(|(e, _)| veth_of(e)));
+    Observed {
+        links,
+        table: expected_fingerprint(&nets),
+        ..Default::default()
+    }
+}
+
+/// The report, then the plan, without the firewall batch's many lines.
+fn check(d: &Decision, want: Expect) {
+    let mut out = d.report.join("\n");
+    out.push_str("\n--\n");
+    for step in &d.plan.steps {
+        match step {
+            Step::Nft { batch, .. } => out.push_str(&format!(
+                "nft batch of {} changes (first: {})\n",
+                batch.ops().len(),
+                batch.render().first().cloned().unwrap_or_default()
+            )),
+            other => {
+                for line in other.render() {
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    want.assert_eq(&out);
+}
+
+#[test]
+fn agreement_changes_nothing_but_confirms() {
+    let c1 = endpoint(1, "c1", 2, &["8080:80"]);
+    let desired = Desired {
+        networks: vec![(web(), Status::Ready)],
+        endpoints: vec![(c1, Status::Ready)],
+        sandboxes: vec![],
+    };
+    let d = decide(&desired, &matching(&desired), Scope::default());
+    assert!(d.drop_endpoints.is_empty() && d.drop_networks.is_empty());
+    check(
+        &d,
+        expect![[r#"
+
+            --
+            ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
+            nft batch of 55 changes (first: delete table inet berth)
+            sysctl -w net.ipv4.ip_forward=1
+        "#]],
+    );
+}
+
+#[test]
+fn after_a_reboot_the_network_is_rebuilt_and_dead_endpoints_dropped() {
+    let c1 = endpoint(1, "c1", 2, &["8080:80"]);
+    let desired = Desired {
+        networks: vec![(web(), Status::Ready)],
+        endpoints: vec![(c1, Status::Ready)],
+        sandboxes: vec![],
+    };
+    let d = decide(&desired, &Observed::default(), Scope::default());
+    assert_eq!(d.drop_endpoints, vec![1]);
+    check(
+        &d,
+        expect![[r#"
+            removed endpoint web/c1: its namespace is gone
+            re-created bridge berth-web of network web
+            re-created the firewall table
+            --
+            ip link add berth-web mtu 1500 address 02:42:0a:5a:00:01 group 1650786304 up type bridge mcast_snooping 0
+            ip addr add 10.90.0.1/24 brd 10.90.0.255 dev berth-web
+            sysctl -w net.ipv4.conf.berth-web.route_localnet=1
+            nft batch of 53 changes (first: add table inet berth)
+            sysctl -w net.ipv4.ip_forward=1
+        "#]],
+    );
+}
+
+#[test]
+fn interrupted_connect_is_undone_and_interrupted_disconnect_finished() {
+    let c1 = endpoint(1, "c1", 2, &[]);
+    let c2 = endpoint(2, "c2", 3, &[]);
+    let desired = Desired {
+        networks: vec![(web(), Status::Ready)],
+        endpoints: vec![(c1.clone(), Status::Creating), (c2, Status::Removing)],
+        sandboxes: vec![],
+    };
+    // c1's veth was made before the crash; c2's was already deleted.
+    let mut observed = matching(&desired);
+    observed
+        .links
+        .retain(|l| l.name != names::host_veth_name("web", "c2"));
+    let d = decide(&desired, &observed, Scope::default());
+    assert_eq!(d.drop_endpoints, vec![1, 2]);
+    check(
+        &d,
+        expect![[r#"
+            undid the interrupted connect of web/c1
+            finished the interrupted disconnect of web/c2
+            --
+            ip link del vb6c39f18610fe
+            ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
+            nft batch of 54 changes (first: delete table inet berth)
+            sysctl -w net.ipv4.ip_forward=1
+        "#]],
+    );
+}
+
+#[test]
+fn a_deleted_veth_is_recreated_while_its_namespace_lives() {
+    let c1 = endpoint(1, "c1", 2, &["80"]);
+    let desired = Desired {
+        networks: vec![(web(), Status::Ready)],
+        endpoints: vec![(c1, Status::Ready)],
+        sandboxes: vec![],
+    };
+    let mut observed = matching(&desired);
+    observed.links.retain(|l| l.kind == "bridge");
+    observed.netns_alive.insert(1);
+    let d = decide(&desired, &observed, Scope::default());
+    assert!(d.drop_endpoints.is_empty());
+    check(
+        &d,
+        expect![[r#"
+            re-created the veth vb6c39f18610fe of web/c1
+            --
+            ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
+            ip link add vb6c39f18610fe mtu 1500 group 1650786305 master berth-web up type veth peer name eth0 mtu 1500 address 02:42:0a:5a:00:02 netns c1
+            ip link set vb6c39f18610fe addrgenmode none
+            ip -n c1 link set lo up
+            ip -n c1 link set eth0 addrgenmode none
+            ip -n c1 link set eth0 up
+            ip -n c1 addr add 10.90.0.2/24 brd 10.90.0.255 dev eth0
+            ip -n c1 route add default via 10.90.0.1
+            ip link set vb6c39f18610fe type bridge_slave hairpin on
+            nft batch of 55 changes (first: delete table inet berth)
+            sysctl -w net.ipv4.ip_forward=1
+        "#]],
+    );
+}
+
+#[test]
+fn interrupted_network_create_and_gc_sweep_remove_only_berths_devices() {
+    let desired = Desired {
+        networks: vec![(web(), Status::Creating)],
+        endpoints: vec![],
+        sandboxes: vec![],
+    };
+    let mut observed = Observed {
+        links: vec![bridge()],
+        ..Default::default()
+    };
+    // A leftover veth in a berth group, and devices berth cannot prove it
+    // made: a veth-shaped name outside berth's groups, a foreign bridge.
+    observed
+        .links
+        .push(link("vb0123456789ab", "veth", names::network_link_group(9)));
+    observed.links.push(link("vbffffffffffff", "veth", 0));
+    observed.links.push(link("docker0", "bridge", 0));
+    observed
+        .links
+        .push(link("berth-old", "bridge", names::BRIDGE_GROUP));
+    let d = decide(&desired, &observed, Scope { sweep: true });
+    assert_eq!(d.drop_networks, vec![1]);
+    check(
+        &d,
+        expect![[r#"
+            undid the interrupted creation of network web
+            removed leftover veth vb0123456789ab that no state row knows
+            removed leftover bridge berth-old that no state row knows
+            --
+            ip link del berth-web
+            ip link del vb0123456789ab
+            ip link del berth-old
+        "#]],
+    );
+}
+
+#[test]
+fn a_killed_run_is_reclaimed() {
+    let c1 = endpoint(1, "run-77", 2, &[]);
+    let desired = Desired {
+        networks: vec![(web(), Status::Ready)],
+        endpoints: vec![(c1, Status::Ready)],
+        sandboxes: vec![Sandbox {
+            name: "run-77".into(),
+            owner_pid: 77,
+            owner_start: 1,
+        }],
+    };
+    let mut observed = matching(&desired);
+    observed.dead_sandboxes.insert("run-77".into());
+    let d = decide(&desired, &observed, Scope::default());
+    assert_eq!(d.drop_endpoints, vec![1]);
+    assert_eq!(d.drop_sandboxes, vec!["run-77".to_string()]);
+    check(
+        &d,
+        expect![[r#"
+            reclaimed web/run-77 of a `run` that was killed
+            removed namespace run-77 of a `run` that was killed
+            --
+            ip link del vb8923df65c048
+            ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
+            ip netns del run-77
+            nft batch of 54 changes (first: delete table inet berth)
+            sysctl -w net.ipv4.ip_forward=1
+        "#]],
+    );
+}
+
+#[test]
+fn a_flushed_table_is_reported_and_rebuilt() {
+    let desired = Desired {
+        networks: vec![(web(), Status::Ready)],
+        endpoints: vec![],
+        sandboxes: vec![],
+    };
+    let mut observed = matching(&desired);
+    for count in observed.table.as_mut().unwrap().values_mut() {
+        *count = 0;
+    }
+    let d = decide(&desired, &observed, Scope::default());
+    assert!(
+        d.report[0].starts_with("rebuilt the firewall table"),
+        "{:?}",
+        d.report
+    );
+}

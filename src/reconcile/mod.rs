@@ -1,0 +1,174 @@
+//! Reconcile: make the kernel match the state, whatever happened between
+//! them (a command killed at any instant, a reboot, a flushed ruleset, a
+//! deleted bridge or namespace).
+//!
+//! It is one mechanism in three parts: **observe** the state rows and the
+//! kernel facts that matter, each read once ([`observe`]); **decide**, a pure
+//! function from the two to a plan and the rows to drop ([`decide`]); **act**,
+//! apply the plan (undone on failure) and then record. Running it again
+//! after a crash at any point converges, because every decision is taken
+//! from what exists now. `berth up` and `berth gc` are a reconcile of
+//! everything; every mutating command first runs [`preflight`], which costs
+//! a few lookups when nothing is wrong and a reconcile when something is.
+
+pub mod decide;
+pub mod observe;
+
+use std::os::fd::AsRawFd;
+
+use crate::commands::{Context, Outcome};
+use crate::error::Result;
+use crate::firewall;
+use crate::kernel::process;
+use crate::store::{Status, Tx};
+
+pub use decide::{decide, Decision, Desired, Observed, Scope};
+
+/// Settings keys of the facts [`preflight`] compares.
+const HOST_ID: &str = "host_id";
+const NFT_GENERATION: &str = "nft_generation";
+
+/// Reconciles everything (the caller holds the state lock). Returns what
+/// was repaired or removed, one line each; with `dry_run`, the plan.
+pub fn reconcile(ctx: &mut Context, scope: Scope) -> Result<Outcome<Vec<String>>> {
+    let mut store = ctx.store()?;
+    let desired = {
+        let tx = store.begin()?;
+        observe::desired(&tx)?
+    };
+    let observed = observe::observe(ctx.kernel.as_mut(), &desired)?;
+    let decision = decide(&desired, &observed, scope);
+    if ctx.dry_run {
+        return Ok(Outcome::Planned(decision.plan));
+    }
+    decision.plan.apply(ctx.kernel.as_mut())?;
+    crate::failpoint::hit("record");
+    let tx = store.begin()?;
+    tx.delete_endpoints(&decision.drop_endpoints)?;
+    for id in &decision.drop_networks {
+        tx.delete_network(*id)?;
+    }
+    for name in &decision.drop_sandboxes {
+        tx.delete_sandbox(name)?;
+    }
+    record_host(&tx)?;
+    record_generation(ctx, &tx)?;
+    tx.commit()?;
+    Ok(Outcome::Done(decision.report))
+}
+
+/// What every mutating command runs first, holding the state lock: it
+/// notices a reboot (the host identity changed), a command that died (an
+/// unsettled row), a `run` that was killed, or a ruleset changed by someone
+/// else (the nf_tables generation moved and berth's table no longer has
+/// the chains and rules the state describes), and reconciles before the
+/// command does its own work. When nothing is wrong it costs a read of
+/// the boot id, one socket option, one netlink round trip and two indexed
+/// queries.
+pub fn preflight(ctx: &mut Context) -> Result<()> {
+    let mut store = ctx.store()?;
+    let tx = store.begin()?;
+    let host = host_identity();
+    let recorded_host = tx.setting(HOST_ID)?;
+    let reason = if recorded_host.as_deref().is_some_and(|h| h != host) {
+        Some("the host restarted (or its network namespace changed) since berth last ran")
+    } else if tx.has_unsettled()? {
+        Some("an earlier berth command was interrupted")
+    } else if tx
+        .sandboxes()?
+        .iter()
+        .any(|s| !process::alive(s.owner_pid, s.owner_start))
+    {
+        Some("a `berth run` was killed")
+    } else if generation_moved(ctx, &tx)? && ruleset_differs(ctx, &tx)? {
+        Some("berth's firewall table was changed by someone else")
+    } else {
+        None
+    };
+    match reason {
+        None => {
+            if recorded_host.is_none() {
+                record_host(&tx)?;
+            }
+            // A foreign change that left berth's table intact: remember the
+            // new generation so the table is not compared again.
+            record_generation(ctx, &tx)?;
+            tx.commit()?;
+        }
+        Some(reason) => {
+            drop(tx);
+            let dry_run = std::mem::replace(&mut ctx.dry_run, false);
+            let done = reconcile(ctx, Scope::default());
+            ctx.dry_run = dry_run;
+            let lines = done?.applied();
+            if !lines.is_empty() {
+                eprintln!("berth: {reason}; repaired first:");
+                for line in lines {
+                    eprintln!("berth:   {line}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn generation_moved(ctx: &mut Context, tx: &Tx) -> Result<bool> {
+    let Some(recorded) = tx.setting(NFT_GENERATION)? else {
+        return Ok(true);
+    };
+    Ok(recorded != ctx.kernel.nft_generation()?.to_string())
+}
+
+fn ruleset_differs(ctx: &mut Context, tx: &Tx) -> Result<bool> {
+    let live: Vec<_> = tx
+        .networks_with_status()?
+        .into_iter()
+        .filter(|(_, s)| *s == Status::Ready)
+        .map(|(n, _)| n)
+        .collect();
+    let expected = decide::expected_fingerprint(&live);
+    Ok(ctx.kernel.nft_fingerprint(&firewall::table())? != expected)
+}
+
+/// Records the nf_tables generation after berth's own change, so that the
+/// next command can tell a foreign change from its own.
+pub fn record_generation(ctx: &mut Context, tx: &Tx) -> Result<()> {
+    let generation = ctx.kernel.nft_generation()?;
+    tx.set_setting(NFT_GENERATION, &generation.to_string())
+}
+
+fn record_host(tx: &Tx) -> Result<()> {
+    tx.set_setting(HOST_ID, &host_identity())
+}
+
+/// What tells this boot of this host's network from any other: the boot
+/// id, and the network namespace's cookie (never reused within a boot;
+/// Linux 5.14+) or, on older kernels, its inode.
+pub fn host_identity() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    format!("{}/{}", boot.trim(), netns_identity())
+}
+
+fn netns_identity() -> String {
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
+        let mut cookie: u64 = 0;
+        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+        let r = unsafe {
+            libc::getsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_NETNS_COOKIE,
+                (&mut cookie as *mut u64).cast(),
+                &mut len,
+            )
+        };
+        if r == 0 {
+            return format!("cookie:{cookie}");
+        }
+    }
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/net")
+        .map(|m| format!("inode:{}", m.ino()))
+        .unwrap_or_default()
+}

@@ -1,0 +1,185 @@
+//! The state's half of crash safety: row statuses (the intent of the
+//! command working on a row), the namespaces `run` owns, and the facts
+//! that let the next command notice a reboot or a foreign change.
+//!
+//! A row is `ready` when the kernel matches it. A command that is about to
+//! build something commits its row as `creating` first, one about to take
+//! something down commits `removing`; both settle the row after the kernel
+//! work. Mutating commands hold the state lock for their whole run, so a
+//! row found unsettled by a lock holder belongs to a command that died.
+
+use std::net::Ipv4Addr;
+
+use rusqlite::params;
+
+use super::{endpoint_from_row, network_from_row, Tx, ENDPOINT_COLUMNS, NETWORK_COLUMNS};
+use crate::error::Result;
+use crate::model::{Endpoint, Network};
+
+/// What the command working on a row meant to do with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Ready,
+    Creating,
+    Removing,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ready => "ready",
+            Status::Creating => "creating",
+            Status::Removing => "removing",
+        }
+    }
+
+    pub fn parse(s: &str) -> Status {
+        match s {
+            "creating" => Status::Creating,
+            "removing" => Status::Removing,
+            _ => Status::Ready,
+        }
+    }
+}
+
+/// A namespace `berth run` made, and the process it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sandbox {
+    pub name: String,
+    pub owner_pid: u32,
+    pub owner_start: u64,
+}
+
+impl Tx<'_> {
+    pub fn set_network_status(&self, id: i64, status: Status) -> Result<()> {
+        self.tx.execute(
+            "UPDATE networks SET status = ?2 WHERE id = ?1",
+            params![id, status.as_str()],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_endpoint_status(&self, id: i64, status: Status) -> Result<()> {
+        self.tx.execute(
+            "UPDATE endpoints SET status = ?2 WHERE id = ?1",
+            params![id, status.as_str()],
+        )?;
+        Ok(())
+    }
+
+    /// Whether any row is unsettled (two lookups in partial indexes, so
+    /// this costs the same with 1 or 10,000 rows).
+    pub fn has_unsettled(&self) -> Result<bool> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM networks WHERE status != 'ready')
+                 OR EXISTS (SELECT 1 FROM endpoints WHERE status != 'ready')",
+        )?;
+        Ok(stmt.query_row([], |r| r.get(0))?)
+    }
+
+    /// Every network with its status.
+    pub fn networks_with_status(&self) -> Result<Vec<(Network, Status)>> {
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "SELECT {NETWORK_COLUMNS}, status FROM networks ORDER BY name"
+        ))?;
+        let rows = stmt.query_map([], |row| {
+            let status: String = row.get(13)?;
+            Ok((network_from_row(row)?, Status::parse(&status)))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every endpoint with its status.
+    pub fn endpoints_with_status(&self) -> Result<Vec<(Endpoint, Status)>> {
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "SELECT {ENDPOINT_COLUMNS}, e.status FROM endpoints e
+             JOIN networks n ON n.id = e.network_id ORDER BY n.name, e.ip"
+        ))?;
+        let rows = stmt.query_map([], |row| {
+            let status: String = row.get(10)?;
+            Ok((endpoint_from_row(row)?, Status::parse(&status)))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The endpoints recorded in the namespace with `inode`, on any
+    /// network. The kernel reuses inode numbers, so callers check that each
+    /// one is still alive.
+    pub fn endpoints_by_inode(&self, inode: u64) -> Result<Vec<Endpoint>> {
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoints e JOIN networks n ON n.id = e.network_id
+             WHERE e.netns_inode = ?1"
+        ))?;
+        let rows = stmt.query_map([inode as i64], endpoint_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The endpoints recorded under the namespace spelling `netns`, on any
+    /// network (a name can be given to a new namespace after the old one
+    /// was deleted).
+    pub fn endpoints_by_netns(&self, netns: &str) -> Result<Vec<Endpoint>> {
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoints e JOIN networks n ON n.id = e.network_id
+             WHERE e.netns = ?1"
+        ))?;
+        let rows = stmt.query_map([netns], endpoint_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Whether a live endpoint of the network already has `mac`.
+    pub fn mac_holder(&self, network_id: i64, mac: &str) -> Result<Option<String>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT name FROM endpoints WHERE network_id = ?1 AND mac = ?2")?;
+        use rusqlite::OptionalExtension;
+        Ok(stmt
+            .query_row(params![network_id, mac], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn insert_sandbox(&self, s: &Sandbox) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO sandboxes (name, owner_pid, owner_start) VALUES (?1, ?2, ?3)",
+            params![s.name, s.owner_pid, s.owner_start as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_sandbox(&self, name: &str) -> Result<()> {
+        self.tx
+            .execute("DELETE FROM sandboxes WHERE name = ?1", [name])?;
+        Ok(())
+    }
+
+    pub fn sandboxes(&self) -> Result<Vec<Sandbox>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT name, owner_pid, owner_start FROM sandboxes ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Sandbox {
+                name: r.get(0)?,
+                owner_pid: r.get(1)?,
+                owner_start: r.get::<_, i64>(2)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Removes the ports, port claims and row of every endpoint in `ids`.
+    pub fn delete_endpoints(&self, ids: &[i64]) -> Result<()> {
+        for id in ids {
+            self.delete_endpoint(*id)?;
+        }
+        Ok(())
+    }
+
+    /// The addresses leased on a network (for the duplicate-address oracle
+    /// of tests and for `gc`'s report).
+    pub fn leased(&self, network_id: i64) -> Result<Vec<Ipv4Addr>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT ip FROM endpoints WHERE network_id = ?1 ORDER BY ip")?;
+        let rows = stmt.query_map([network_id], |r| r.get::<_, u32>(0).map(Ipv4Addr::from))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
