@@ -54,7 +54,7 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
         .collect::<Result<Vec<_>>>()?;
 
     let _lock = ctx.begin_change()?;
-    if has_stale_endpoint(ctx, &target)? {
+    if has_stale_endpoint(ctx, &target, &opts.network, ip, &specs)? {
         // The namespace these rows were made for is gone and the kernel
         // gave its inode to this one: the rows are settled first.
         if let Outcome::Done(lines) = reconcile(ctx, Scope::default())? {
@@ -157,18 +157,40 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
     Ok(Outcome::Done((Endpoint { id, ..endpoint }, network)))
 }
 
-/// Whether a row names the namespace of `target` (by name or by inode)
-/// while its veth is gone. A veth dies with its namespace, so such a row
-/// outlived its namespace, and a reused inode must not be taken for it.
-fn has_stale_endpoint(ctx: &mut Context, target: &Target) -> Result<bool> {
+/// Whether a row this connect could clash with outlived its namespace:
+/// one naming the namespace of `target` (by name or by inode), or holding
+/// the requested address or host ports, whose veth is gone. A veth dies
+/// with its namespace, so such a row is dead: a reused inode must not be
+/// taken for it, and its address and ports are free.
+fn has_stale_endpoint(
+    ctx: &mut Context,
+    target: &Target,
+    network: &str,
+    ip: Option<std::net::Ipv4Addr>,
+    specs: &[PortSpec],
+) -> Result<bool> {
     let mut store = ctx.store()?;
     let tx = store.begin()?;
     let inode = target.inode.expect("resolved targets exist");
-    let mut rows = tx.endpoints_by_inode(inode)?;
-    rows.extend(tx.endpoints_by_netns(&target.key)?);
+    let mut veths: Vec<String> = tx
+        .endpoints_by_inode(inode)?
+        .into_iter()
+        .chain(tx.endpoints_by_netns(&target.key)?)
+        .map(|e| e.host_ifname)
+        .collect();
+    let given: Vec<PortMapping> = specs
+        .iter()
+        .filter(|s| s.host_port.is_some())
+        .map(|s| s.with_host_port(0))
+        .collect();
+    let address = match (ip, tx.network(network)?) {
+        (Some(ip), Some(n)) => Some((n.id, ip)),
+        _ => None,
+    };
+    veths.extend(tx.claim_holders(&given, address)?);
     drop(tx);
-    for e in rows {
-        if !ctx.kernel.link_exists(&e.host_ifname)? {
+    for veth in veths {
+        if !ctx.kernel.link_exists(&veth)? {
             return Ok(true);
         }
     }

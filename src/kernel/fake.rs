@@ -64,6 +64,9 @@ impl Kernel for FakeKernel {
     fn link_up(&mut self, name: &str) -> Result<()> {
         self.op(format!("link_up {name}"))
     }
+    fn set_master(&mut self, ifname: &str, bridge: &str) -> Result<()> {
+        self.op(format!("set_master {ifname} {bridge}"))
+    }
     fn nft_generation(&mut self) -> Result<u32> {
         Ok(self.nft_gen)
     }

@@ -182,6 +182,15 @@ pub fn set_up(rtnl: &mut Rtnl, index: u32) -> io::Result<()> {
     rtnl.request(RouteNetlinkMessage::SetLink(msg), 0)
 }
 
+/// Makes `index` a port of the bridge `master` (a bridge deleted and
+/// re-created loses its ports; the veths themselves survive).
+pub fn set_master(rtnl: &mut Rtnl, index: u32, master: u32) -> io::Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.attributes.push(LinkAttribute::Controller(master));
+    rtnl.request(RouteNetlinkMessage::SetLink(msg), 0)
+}
+
 /// Deletes the link called `name`; Ok(false) if there was none.
 pub fn delete(rtnl: &mut Rtnl, name: &str) -> io::Result<bool> {
     let mut msg = LinkMessage::default();

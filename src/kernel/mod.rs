@@ -61,6 +61,8 @@ pub trait Kernel {
     fn links(&mut self) -> Result<Vec<LinkFact>>;
     /// Brings a link up.
     fn link_up(&mut self, name: &str) -> Result<()>;
+    /// Makes `ifname` a port of `bridge`.
+    fn set_master(&mut self, ifname: &str, bridge: &str) -> Result<()>;
     /// The nf_tables ruleset generation (bumped by every committed change).
     fn nft_generation(&mut self) -> Result<u32>;
     /// Each chain of `table` with its number of rules, or None when the
@@ -187,6 +189,13 @@ impl Kernel for LiveKernel {
 
     fn nft_generation(&mut self) -> Result<u32> {
         Ok(self.nft()?.generation()?)
+    }
+
+    fn set_master(&mut self, ifname: &str, bridge: &str) -> Result<()> {
+        let index = self.index(ifname)?;
+        let master = self.index(bridge)?;
+        link::set_master(self.rtnl()?, index, master)
+            .map_err(|e| Error::kernel(format!("attaching {ifname} to {bridge}"), e))
     }
 
     fn nft_fingerprint(&mut self, table: &Table) -> Result<Option<NftFingerprint>> {

@@ -30,6 +30,11 @@ pub enum Step {
     LinkUp {
         name: String,
     },
+    /// Makes a veth a port of its bridge again.
+    SetMaster {
+        ifname: String,
+        bridge: String,
+    },
     /// An address that may already be there (repairing a bridge).
     EnsureAddress {
         ifname: String,
@@ -163,6 +168,10 @@ impl Step {
                 kernel.link_up(name)?;
                 None
             }
+            Step::SetMaster { ifname, bridge } => {
+                kernel.set_master(ifname, bridge)?;
+                None
+            }
             Step::EnsureAddress { ifname, ip, subnet } => {
                 match kernel.add_address(ifname, *ip, *subnet) {
                     Err(Error::Kernel { source, .. })
@@ -266,6 +275,9 @@ impl Step {
                 vec![format!("ip link add {name} mtu {mtu} address {mac} group {group} up type bridge mcast_snooping 0")]
             }
             Step::LinkUp { name } => vec![format!("ip link set {name} up")],
+            Step::SetMaster { ifname, bridge } => {
+                vec![format!("ip link set {ifname} master {bridge}")]
+            }
             Step::EnsureAddress { ifname, ip, subnet } => vec![format!(
                 "ip addr replace {ip}/{} brd {} dev {ifname}",
                 subnet.prefix_len(),

@@ -126,6 +126,46 @@ impl Tx<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The host veths of the endpoints that hold a host port `m` would use,
+    /// or `ip` on network `network`: the rows a new connect could clash with.
+    pub fn claim_holders(
+        &self,
+        mappings: &[crate::model::PortMapping],
+        network: Option<(i64, Ipv4Addr)>,
+    ) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT e.host_ifname FROM port_claims c JOIN ports p ON p.id = c.port_id
+             JOIN endpoints e ON e.id = p.endpoint_id
+             WHERE c.proto = ?1 AND c.host_port BETWEEN ?2 AND ?3
+               AND (c.host_ip = ?4 OR c.host_ip = '0.0.0.0' OR ?4 = '0.0.0.0')",
+        )?;
+        for m in mappings {
+            let rows = stmt.query_map(
+                params![
+                    m.proto.as_str(),
+                    m.host_port,
+                    m.host_last(),
+                    m.host_ip.to_string()
+                ],
+                |r| r.get::<_, String>(0),
+            )?;
+            for r in rows {
+                out.push(r?);
+            }
+        }
+        if let Some((network_id, ip)) = network {
+            let mut stmt = self.tx.prepare_cached(
+                "SELECT host_ifname FROM endpoints WHERE network_id = ?1 AND ip = ?2",
+            )?;
+            let rows = stmt.query_map(params![network_id, u32::from(ip)], |r| r.get(0))?;
+            for r in rows {
+                out.push(r?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether a live endpoint of the network already has `mac`.
     pub fn mac_holder(&self, network_id: i64, mac: &str) -> Result<Option<String>> {
         let mut stmt = self

@@ -289,6 +289,32 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
             }
         }
     }
+    // Veths that survived but are no longer ports of their bridge (it was
+    // deleted, or re-created above).
+    for e in &kept {
+        let Some(veth) = links.get(e.host_ifname.as_str()) else {
+            continue;
+        };
+        let Some(n) = live_by_name.get(e.network.as_str()) else {
+            continue;
+        };
+        let bridge_index = links.get(n.bridge.as_str()).map(|b| b.index);
+        if bridge_index.is_none() || veth.master != bridge_index {
+            d.report.push(format!(
+                "re-attached the veth {} of {}/{} to bridge {}",
+                e.host_ifname, e.network, e.name, n.bridge
+            ));
+            d.plan.push(Step::SetMaster {
+                ifname: e.host_ifname.clone(),
+                bridge: n.bridge.clone(),
+            });
+            if !e.ports.is_empty() {
+                d.plan.push(Step::SetHairpin {
+                    ifname: e.host_ifname.clone(),
+                });
+            }
+        }
+    }
     for (n, e) in &recreate {
         // A leftover peer name cannot exist: the veth pair went together.
         let netns = crate::kernel::netns::Target::parse(&e.netns)

@@ -52,11 +52,17 @@ fn link(name: &str, kind: &str, group: u32) -> LinkFact {
 }
 
 fn bridge() -> LinkFact {
-    link("berth-web", "bridge", names::BRIDGE_GROUP)
+    LinkFact {
+        index: 7,
+        ..link("berth-web", "bridge", names::BRIDGE_GROUP)
+    }
 }
 
 fn veth_of(e: &Endpoint) -> LinkFact {
-    link(&e.host_ifname, "veth", names::network_link_group(1))
+    LinkFact {
+        master: Some(bridge().index),
+        ..link(&e.host_ifname, "veth", names::network_link_group(1))
+    }
 }
 
 /// Kernel facts that match the state `desired` exactly.
