@@ -354,7 +354,7 @@ fn plan_remove(
         // last network the whole table goes, elements included).
         for (ip, m) in ports {
             let one = std::slice::from_ref(m);
-            firewall::ports::elements_op(&mut change.batch, ElemOp::Destroy, *ip, one);
+            firewall::ports::elements_op(&mut change.batch, ElemOp::Delete, *ip, one);
             firewall::ports::elements_op(&mut change.undo, ElemOp::Add, *ip, one);
         }
     }
@@ -431,7 +431,12 @@ pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<Outcome<Vec<
     }
     let last = tx.networks()?.len() == 1;
     let ports = tx.network_ports(network.id)?;
-    let plan = plan_remove(&network, endpoints.len(), last, &ports);
+    let mut plan = plan_remove(&network, endpoints.len(), last, &ports);
+    if !ctx.kernel.nft_table_exists(&firewall::table())? {
+        // The ruleset went already (a reboot, `nft flush ruleset`): the
+        // plain deletes would fail on what is not there.
+        plan.steps.remove(0);
+    }
     if ctx.dry_run {
         return Ok(Outcome::Planned(plan));
     }
@@ -455,7 +460,7 @@ pub fn reset(ctx: &mut Context) -> Result<Outcome<ResetReport>> {
     let tx = store.begin()?;
     let networks = tx.networks()?;
     let mut plan = Plan::new();
-    let change = firewall::remove_all();
+    let change = firewall::remove_all(ctx.kernel.nft_table_exists(&firewall::table())?);
     plan.push(Step::Nft {
         batch: change.batch,
         undo: change.undo,

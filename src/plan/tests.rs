@@ -127,7 +127,7 @@ fn a_failed_nft_batch_undoes_the_bridge_and_a_later_failure_the_batch() {
     let mut batch = Batch::new();
     batch.add_table(&t);
     let mut undo = Batch::new();
-    undo.destroy_table(&t);
+    undo.delete_table(&t);
     let mut plan = bridge_plan();
     plan.push(Step::Nft { batch, undo });
     plan.push(Step::CreateNetns { name: "x".into() });
@@ -144,7 +144,7 @@ fn a_failed_nft_batch_undoes_the_bridge_and_a_later_failure_the_batch() {
         &k.log[k.log.len() - 3..],
         [
             "create_netns x",
-            "nft destroy table inet berth",
+            "nft delete table inet berth",
             "delete_link berth-web"
         ]
     );
