@@ -329,3 +329,45 @@ fn create_connect_disconnect_rm_leaves_the_host_as_it_was() {
     Snapshot(net_state(&sb)).assert_same(&Snapshot(before), "after create/connect/disconnect/rm");
     assert!(sb.networks().is_empty());
 }
+
+/// A dot in a network (so bridge) name stays inside one sysctl path
+/// segment: `net.ipv4.conf.berth-a.b.route_localnet` split on dots names a
+/// file that does not exist.
+#[test]
+fn a_dotted_network_name_works_end_to_end() {
+    let sb = Sandbox::new();
+    let dry = sb.berth_ok(&[
+        "--dry-run",
+        "network",
+        "create",
+        "a.b",
+        "--subnet",
+        "10.90.0.0/24",
+    ]);
+    let line = "sysctl -w net.ipv4.conf.berth-a/b.route_localnet=1";
+    assert!(dry.lines().any(|l| l == line), "{dry}");
+    sb.berth_ok(&["network", "create", "a.b", "--subnet", "10.90.0.0/24"]);
+    assert_eq!(field(&sb.network("a.b"), "bridge"), "berth-a.b");
+    let path = "/proc/sys/net/ipv4/conf/berth-a.b/route_localnet";
+    assert_eq!(stdout(&sb.cmd("cat", &[path])).trim(), "1");
+    // What --dry-run prints names the same key for sysctl(8).
+    let out = sb.cmd("sysctl", &["-n", "net.ipv4.conf.berth-a/b.route_localnet"]);
+    if out.status.success() {
+        assert_eq!(stdout(&out).trim(), "1");
+    } else {
+        eprintln!("SKIP sysctl(8) check: {}", stderr(&out).trim());
+    }
+
+    sb.add_netns("c1");
+    sb.add_netns("c2");
+    let c1 = sb.connect("a.b", "c1", &["-p", "127.0.0.1:9000:80"]);
+    sb.connect("a.b", "c2", &[]);
+    let _srv = sb.tcp_server(Some("c1"), "0.0.0.0:80");
+    let ip1 = field(&c1, "ip");
+    sb.assert_tcp(Some("c2"), &format!("{ip1}:80"));
+    // 127.0.0.1 needs route_localnet on the bridge.
+    sb.assert_tcp(None, "127.0.0.1:9000");
+    sb.berth_ok(&["disconnect", "a.b", "c1"]);
+    sb.berth_ok(&["network", "rm", "a.b", "--force"]);
+    assert!(sb.link(None, "berth-a.b").is_none(), "bridge left behind");
+}

@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 use super::{Context, Outcome};
 use crate::error::{Error, Result};
 use crate::firewall;
+use crate::kernel::sysctl;
 use crate::model::{
     ipam, names, subnet::parse_ipv4, Endpoint, Ipv4Net, Mac, Network, NetworkPolicy, PortMapping,
     Proto, Uplink, DEFAULT_MTU,
@@ -39,6 +40,7 @@ pub struct Created {
 
 /// Priority of berth's `ip rule`s for `--uplink` (before `main`, 32766).
 pub const UPLINK_RULE_PRIORITY: u32 = 10_000;
+/// The `settings` row that remembers the ip_forward value berth found.
 const IP_FORWARD: &str = "net.ipv4.ip_forward";
 
 /// The network every `berth run` without `--net` joins, made on first use.
@@ -296,7 +298,7 @@ fn plan_create(ctx: &mut Context, tx: &Tx, network: &Network) -> Result<Plan> {
     // Published ports answer on 127.0.0.1 only if the kernel may route a
     // loopback-sourced packet out of the bridge after the output DNAT.
     plan.push(Step::SetSysctl {
-        key: format!("net.ipv4.conf.{bridge}.route_localnet"),
+        key: sysctl::Key::ipv4_conf(&bridge, "route_localnet"),
         value: "1".into(),
     });
     if !network.policy.icc {
@@ -304,13 +306,13 @@ fn plan_create(ctx: &mut Context, tx: &Tx, network: &Network) -> Result<Plan> {
             bridge: bridge.clone(),
         });
     }
-    let forward = ctx.kernel.read_sysctl(IP_FORWARD)?;
+    let forward = ctx.kernel.read_sysctl(&sysctl::Key::ip_forward())?;
     if forward != "1" {
         // Remembered so that `reset` can put it back.
         tx.record_setting_once(IP_FORWARD, &forward)?;
     }
     plan.push(Step::SetSysctl {
-        key: IP_FORWARD.into(),
+        key: sysctl::Key::ip_forward(),
         value: "1".into(),
     });
     let exists = ctx.kernel.nft_table_exists(&firewall::table())?;
@@ -476,7 +478,7 @@ pub fn reset(ctx: &mut Context) -> Result<Outcome<ResetReport>> {
     }
     if let Some(old) = tx.setting(IP_FORWARD)? {
         plan.push(Step::SetSysctl {
-            key: IP_FORWARD.into(),
+            key: sysctl::Key::ip_forward(),
             value: old,
         });
     }

@@ -16,7 +16,7 @@ fn bridge_plan() -> Plan {
         subnet,
     });
     plan.push(Step::SetSysctl {
-        key: "net.ipv4.ip_forward".into(),
+        key: crate::kernel::sysctl::Key::ip_forward(),
         value: "1".into(),
     });
     plan
