@@ -172,11 +172,12 @@ fn check_create<'a>(ctx: &mut Context, tx: &Tx, opts: &'a CreateOptions) -> Resu
                 .map(|n| n.subnet)
                 .chain(host.iter().map(|h| h.net))
                 .collect();
-            ipam::pick_subnet(&used).ok_or_else(|| {
+            let pools = crate::config::Config::load()?.pools;
+            ipam::pick_subnet(&pools, &used).ok_or_else(|| {
+                let pools: Vec<String> = pools.iter().map(|p| p.to_string()).collect();
                 Error::invalid(format!(
-                    "no free subnet left in the pool {}-{}; give one with --subnet",
-                    ipam::POOL_START,
-                    ipam::POOL_END
+                    "no free subnet left in the pools ({}); give one with --subnet",
+                    pools.join(", ")
                 ))
             })?
         }

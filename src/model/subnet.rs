@@ -82,12 +82,7 @@ impl Ipv4Net {
     /// Parses a network subnet as the user gives it and checks it can hold a
     /// gateway and at least one container.
     pub fn parse_network(text: &str) -> Result<Ipv4Net, Error> {
-        let net: Ipv4Net = text.parse()?;
-        if u32::from(net.addr) != u32::from(parse_addr_part(text)?) {
-            return Err(Error::invalid(format!(
-                "subnet {text:?} has host bits set; did you mean {net}?"
-            )));
-        }
+        let net = parse_exact(text)?;
         if net.prefix < MIN_PREFIX {
             return Err(Error::invalid(format!(
                 "subnet {text:?} is too large: the prefix must be /{MIN_PREFIX} to /{MAX_PREFIX}"
@@ -100,6 +95,29 @@ impl Ipv4Net {
         }
         Ok(net)
     }
+}
+
+/// Parses a CIDR whose host bits are zero.
+fn parse_exact(text: &str) -> Result<Ipv4Net, Error> {
+    let net: Ipv4Net = text.parse()?;
+    if u32::from(net.addr) != u32::from(parse_addr_part(text)?) {
+        return Err(Error::invalid(format!(
+            "subnet {text:?} has host bits set; did you mean {net}?"
+        )));
+    }
+    Ok(net)
+}
+
+/// Parses the base of a subnet pool: any prefix a network could be cut
+/// from (up to /MAX_PREFIX), host bits zero.
+pub fn parse_pool_base(text: &str) -> Result<Ipv4Net, Error> {
+    let net = parse_exact(text)?;
+    if net.prefix > MAX_PREFIX {
+        return Err(Error::invalid(format!(
+            "pool {text:?} is too small: it leaves no address for a container (use /{MAX_PREFIX} or shorter)"
+        )));
+    }
+    Ok(net)
 }
 
 fn parse_addr_part(text: &str) -> Result<Ipv4Addr, Error> {
