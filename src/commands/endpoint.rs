@@ -263,8 +263,10 @@ fn detach(
 
 /// Every endpoint with its network.
 pub fn list(ctx: &Context) -> Result<Vec<(Endpoint, Network)>> {
-    let mut store = ctx.store()?;
-    let tx = store.begin()?;
+    let Some(mut store) = ctx.store_read_only()? else {
+        return Ok(Vec::new());
+    };
+    let tx = store.read()?;
     let networks = tx.networks()?;
     let mut endpoints = tx.endpoints(None)?;
     tx.load_ports(&mut endpoints)?;

@@ -396,8 +396,10 @@ fn plan_remove(
 
 /// Every network with its endpoint count.
 pub fn list(ctx: &Context) -> Result<Vec<(Network, usize)>> {
-    let mut store = ctx.store()?;
-    let tx = store.begin()?;
+    let Some(mut store) = ctx.store_read_only()? else {
+        return Ok(Vec::new());
+    };
+    let tx = store.read()?;
     tx.networks()?
         .into_iter()
         .map(|n| {
@@ -409,8 +411,12 @@ pub fn list(ctx: &Context) -> Result<Vec<(Network, usize)>> {
 
 /// One network and its endpoints.
 pub fn inspect(ctx: &Context, name: &str) -> Result<(Network, Vec<Endpoint>)> {
-    let mut store = ctx.store()?;
-    let tx = store.begin()?;
+    let Some(mut store) = ctx.store_read_only()? else {
+        return Err(Error::invalid(format!(
+            "no such network {name:?} (see `berth network ls`)"
+        )));
+    };
+    let tx = store.read()?;
     let network = tx.require_network(name)?;
     let mut endpoints = tx.endpoints(Some(network.id))?;
     tx.load_ports(&mut endpoints)?;
