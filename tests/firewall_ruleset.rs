@@ -67,6 +67,7 @@ fn ruleset_matches_intent_and_does_not_grow_with_containers() {
             "beta-in",
             "beta-out",
             "forward",
+            "input",
             "output",
             "postrouting",
             "prerouting"
@@ -84,6 +85,8 @@ fn ruleset_matches_intent_and_does_not_grow_with_containers() {
     );
     let post = base.iter().find(|c| c["name"] == "postrouting").unwrap();
     assert_eq!(post["type"], "nat");
+    let input = base.iter().find(|c| c["name"] == "input").unwrap();
+    assert_eq!(input["policy"], "accept");
     let fwd_from = elements(&t, "fwd_from");
     assert_eq!(fwd_from.len(), 2, "{fwd_from:?}");
     assert!(fwd_from[0].contains("berth-alpha") && fwd_from[0].contains("alpha-out"));
@@ -99,6 +102,10 @@ fn ruleset_matches_intent_and_does_not_grow_with_containers() {
     assert!(
         text.contains("oifname \"berth-beta\" counter"),
         "no-icc drop: {text}"
+    );
+    assert!(
+        text.contains("iifname @bridges ip daddr 127.0.0.0/8 ct status ! dnat counter"),
+        "loopback protection: {text}"
     );
     let bridge = sb.ip_json(&["-d", "link", "show", "berth-beta"]);
     assert_eq!(

@@ -125,6 +125,8 @@ fn the_skeleton_has_the_published_port_rules_and_masquerades() {
         "add rule inet berth postrouting oifname @bridges ct status dnat ip saddr 127.0.0.0/8 masquerade",
         "add rule inet berth postrouting ct status dnat ip saddr @subnets4 ip daddr @subnets4 masquerade",
         "add element inet berth subnets4 { 10.90.0.0/24 }",
+        "add chain inet berth input { type filter hook input priority filter; policy accept; }",
+        "add rule inet berth input iifname @bridges ip daddr 127.0.0.0/8 ct status & (dnat) == 0 counter drop",
     ] {
         assert!(lines.iter().any(|l| l == want), "missing {want}\n{lines:#?}");
     }
