@@ -292,3 +292,24 @@ fn not_root_is_refused() {
     sb.snapshot()
         .assert_same(&before, "non-root network create");
 }
+
+#[test]
+fn reserved_subnets_are_refused() {
+    let sb = setup();
+    let mut cases: Vec<(Vec<&str>, &str)> = vec![];
+    for (subnet, range) in [
+        ("127.0.0.0/8", "127.0.0.0/8"),
+        ("127.0.5.0/24", "127.0.0.0/8"),
+        ("0.0.0.0/8", "0.0.0.0/8"),
+        ("169.254.1.0/24", "169.254.0.0/16"),
+        ("224.0.0.0/24", "224.0.0.0/4"),
+        ("239.1.0.0/16", "224.0.0.0/4"),
+        ("240.0.0.0/8", "240.0.0.0/4"),
+        ("255.255.255.252/30", "240.0.0.0/4"),
+    ] {
+        cases.push((vec!["network", "create", "n", "--subnet", subnet], subnet));
+        cases.push((vec!["network", "create", "n", "--subnet", subnet], range));
+    }
+    let cases: Vec<(&[&str], &str)> = cases.iter().map(|(a, n)| (a.as_slice(), *n)).collect();
+    check_cases(&sb, &cases);
+}

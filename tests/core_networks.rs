@@ -329,3 +329,123 @@ fn create_connect_disconnect_rm_leaves_the_host_as_it_was() {
     Snapshot(net_state(&sb)).assert_same(&Snapshot(before), "after create/connect/disconnect/rm");
     assert!(sb.networks().is_empty());
 }
+
+/// A dot in a network (so bridge) name stays inside one sysctl path
+/// segment: `net.ipv4.conf.berth-a.b.route_localnet` split on dots names a
+/// file that does not exist.
+#[test]
+fn a_dotted_network_name_works_end_to_end() {
+    let sb = Sandbox::new();
+    let dry = sb.berth_ok(&[
+        "--dry-run",
+        "network",
+        "create",
+        "a.b",
+        "--subnet",
+        "10.90.0.0/24",
+    ]);
+    let line = "sysctl -w net.ipv4.conf.berth-a/b.route_localnet=1";
+    assert!(dry.lines().any(|l| l == line), "{dry}");
+    sb.berth_ok(&["network", "create", "a.b", "--subnet", "10.90.0.0/24"]);
+    assert_eq!(field(&sb.network("a.b"), "bridge"), "berth-a.b");
+    let path = "/proc/sys/net/ipv4/conf/berth-a.b/route_localnet";
+    assert_eq!(stdout(&sb.cmd("cat", &[path])).trim(), "1");
+    // What --dry-run prints names the same key for sysctl(8).
+    let out = sb.cmd("sysctl", &["-n", "net.ipv4.conf.berth-a/b.route_localnet"]);
+    if out.status.success() {
+        assert_eq!(stdout(&out).trim(), "1");
+    } else {
+        eprintln!("SKIP sysctl(8) check: {}", stderr(&out).trim());
+    }
+
+    sb.add_netns("c1");
+    sb.add_netns("c2");
+    let c1 = sb.connect("a.b", "c1", &["-p", "127.0.0.1:9000:80"]);
+    sb.connect("a.b", "c2", &[]);
+    let _srv = sb.tcp_server(Some("c1"), "0.0.0.0:80");
+    let ip1 = field(&c1, "ip");
+    sb.assert_tcp(Some("c2"), &format!("{ip1}:80"));
+    // 127.0.0.1 needs route_localnet on the bridge.
+    sb.assert_tcp(None, "127.0.0.1:9000");
+    sb.berth_ok(&["disconnect", "a.b", "c1"]);
+    sb.berth_ok(&["network", "rm", "a.b", "--force"]);
+    assert!(sb.link(None, "berth-a.b").is_none(), "bridge left behind");
+}
+
+/// A VPN's 10.0.0.0/9 route covers the whole 10.89-10.127 pool: berth falls
+/// back to 172.17-31, then 192.168, as Docker does.
+#[test]
+fn auto_subnet_falls_back_when_a_vpn_takes_10_0_0_0_9() {
+    let sb = Sandbox::new();
+    sb.add_veth("vpn0", "vpn1");
+    sb.sh_ok("ip route add 10.0.0.0/9 dev vpn0");
+    sb.berth_ok(&["network", "create", "one"]);
+    let one = sb.network("one");
+    assert_eq!(one["subnet"], "172.17.0.0/24", "{one}");
+    sb.add_netns("c1");
+    sb.add_netns("c2");
+    let c1 = sb.connect("one", "c1", &[]);
+    sb.connect("one", "c2", &[]);
+    let _srv = sb.tcp_server(Some("c1"), "0.0.0.0:80");
+    sb.assert_tcp(Some("c2"), &format!("{}:80", field(&c1, "ip")));
+
+    // Docker's range routed too: 192.168 is next.
+    sb.sh_ok("ip route add 172.16.0.0/12 dev vpn0");
+    sb.berth_ok(&["network", "create", "two"]);
+    assert_eq!(sb.network("two")["subnet"], "192.168.0.0/24");
+}
+
+fn berth_with_config(sb: &Sandbox, config: &str, args: &[&str]) -> std::process::Output {
+    let mut c = sb.berth_command(args);
+    c.env("BERTH_CONFIG", config);
+    run_timeout(c, CMD_TIMEOUT)
+}
+
+#[test]
+fn subnet_pools_come_from_the_config_file() {
+    let sb = Sandbox::new();
+    let cfg = "/run/berth-config.json";
+    sb.sh_ok(&format!(
+        r#"printf '%s' '{{"default-address-pools":[{{"base":"10.200.0.0/16","size":26}}]}}' > {cfg}"#
+    ));
+    for name in ["one", "two"] {
+        let out = berth_with_config(&sb, cfg, &["network", "create", name]);
+        assert_ok_ctx(&out, "network create with a config file");
+    }
+    assert_eq!(sb.network("one")["subnet"], "10.200.0.0/26");
+    assert_eq!(sb.network("two")["subnet"], "10.200.0.64/26");
+
+    // A malformed file: one line naming the file and the value, exit 2,
+    // nothing changed.
+    let before = sb.snapshot();
+    sb.sh_ok(&format!(
+        r#"printf '%s' '{{"default-address-pools":[{{"base":"10.200.0.0/16","size":33}}]}}' > {cfg}"#
+    ));
+    let out = berth_with_config(&sb, cfg, &["network", "create", "three"]);
+    assert_fails_with(
+        &out,
+        2,
+        &format!("config file {cfg}: default-address-pools[0].size 33"),
+    );
+    assert_eq!(
+        stderr(&out).trim_end().lines().count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
+    sb.snapshot()
+        .assert_same(&before, "refused malformed config");
+    sb.sh_ok(&format!("printf '%s' '{{\"default-address' > {cfg}"));
+    let out = berth_with_config(&sb, cfg, &["network", "create", "three"]);
+    assert_fails_with(&out, 2, &format!("config file {cfg}: not valid JSON"));
+    // An explicit subnet does not need the pools.
+    let out = berth_with_config(
+        &sb,
+        cfg,
+        &["network", "create", "three", "--subnet", "10.90.0.0/24"],
+    );
+    assert_ok_ctx(&out, "network create --subnet with a broken config file");
+    // A file BERTH_CONFIG names must exist.
+    let out = berth_with_config(&sb, "/run/nope.json", &["network", "create", "four"]);
+    assert_fails_with(&out, 2, "config file /run/nope.json: cannot read it");
+}

@@ -187,3 +187,56 @@ fn bad_firewall_input_changes_nothing() {
     }
     sb.snapshot().assert_same(&before, "bad firewall options");
 }
+
+/// CVE-2020-8558: bridges have route_localnet (for published 127.0.0.1
+/// ports), so without a rule a container that routes 127.0.0.0/8 to its
+/// gateway reaches the host's services listening only on 127.0.0.1.
+fn loopback_services_stay_private(bridge_nf: &str) {
+    let sb = Sandbox::new();
+    set_bridge_nf(&sb, bridge_nf);
+    sb.create_network("web", "10.90.0.0/24");
+    sb.add_netns("c");
+    sb.add_netns("d");
+    sb.connect("web", "c", &["-p", "127.0.0.1:9000:80"]);
+    sb.connect("web", "d", &[]);
+    let _web = sb.tcp_server(Some("c"), "0.0.0.0:80");
+    let _private = sb.tcp_server(None, "127.0.0.1:7000");
+    // The attacker in d: accept loopback addresses on eth0, and send
+    // 127.0.0.0/8 to the gateway's MAC ahead of the local table.
+    sb.sh_ok(
+        "ip netns exec d sh -c '\
+         echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet && \
+         echo 1 > /proc/sys/net/ipv4/conf/eth0/route_localnet && \
+         ip route add 127.0.0.0/8 via 10.90.0.1 dev eth0 table 200 && \
+         ip rule add pref 10 to 127.0.0.0/8 lookup 200 && \
+         ip rule add pref 100 lookup local && ip rule del pref 0'",
+    );
+    fails(&sb, "d", "127.0.0.1:7000");
+    let drops = sb.sh_ok("nft -j list chain inet berth input");
+    let v = parse_json(&drops, "nft -j list chain inet berth input");
+    let counted = v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o.get("rule"))
+        .flat_map(|r| r["expr"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e.get("counter").map(|c| c["packets"].as_u64().unwrap_or(0)))
+        .sum::<u64>();
+    assert!(counted > 0, "the input drop counted nothing: {v}");
+    // Published on 127.0.0.1, the port still answers the host.
+    sb.assert_tcp(None, "127.0.0.1:9000");
+    // The control: without berth's input rule, the same route does reach
+    // the host's loopback service (so the refusal above is the rule's).
+    sb.sh_ok("nft flush chain inet berth input");
+    sb.assert_tcp(Some("d"), "127.0.0.1:7000");
+}
+
+#[test]
+fn containers_cannot_reach_host_loopback_services_without_br_netfilter() {
+    loopback_services_stay_private("0");
+}
+
+#[test]
+fn containers_cannot_reach_host_loopback_services_with_br_netfilter() {
+    loopback_services_stay_private("1");
+}

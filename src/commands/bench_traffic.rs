@@ -157,8 +157,11 @@ fn wire_outside() -> Result<()> {
         addr::add_default_route(&mut rtnl, UPLINK_HOST)?;
         // A connection-rate run opens tens of thousands of connections;
         // reusing TIME_WAIT ports keeps the client from running out.
-        sysctl::write("net.ipv4.tcp_tw_reuse", "1")?;
-        sysctl::write("net.ipv4.ip_local_port_range", "1024 65000")
+        sysctl::write(&sysctl::Key::new(["net", "ipv4", "tcp_tw_reuse"]), "1")?;
+        sysctl::write(
+            &sysctl::Key::new(["net", "ipv4", "ip_local_port_range"]),
+            "1024 65000",
+        )
     })
     .and_then(|r| r)
     .map_err(|e| Error::kernel(what, e))

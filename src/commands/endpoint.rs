@@ -335,8 +335,10 @@ fn detach(
 /// it: `up`, `gone` (its veth, and so its namespace, no longer exists),
 /// or `creating`/`removing` (a command is working on it, or died doing so).
 pub fn list(ctx: &mut Context) -> Result<Vec<(Endpoint, Network, &'static str)>> {
-    let mut store = ctx.store()?;
-    let tx = store.begin()?;
+    let Some(mut store) = ctx.store_read_only()? else {
+        return Ok(Vec::new());
+    };
+    let tx = store.read()?;
     let networks = tx.networks()?;
     let rows = tx.endpoints_with_status()?;
     let mut endpoints: Vec<Endpoint> = rows.iter().map(|(e, _)| e.clone()).collect();

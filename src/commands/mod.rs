@@ -59,6 +59,12 @@ impl Context {
         drop(self.store()?);
         Ok(Some(StateLock::acquire(&self.state_dir)?))
     }
+
+    /// The state for a command that only reads it: creates and writes
+    /// nothing; `None` when there is no state yet.
+    pub fn store_read_only(&self) -> Result<Option<Store>> {
+        Store::open_read_only(&self.state_dir)
+    }
 }
 
 /// The result of a mutating command: what it did, or with `--dry-run` what

@@ -6,6 +6,7 @@ use super::{Context, Outcome};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::firewall;
+use crate::kernel::sysctl;
 use crate::model::{
     ipam, names, subnet::parse_ipv4, Endpoint, Ipv4Net, Mac, Network, NetworkPolicy, PortMapping,
     Proto, Uplink, DEFAULT_MTU,
@@ -41,6 +42,7 @@ pub struct Created {
 
 /// Priority of berth's `ip rule`s for `--uplink` (before `main`, 32766).
 pub const UPLINK_RULE_PRIORITY: u32 = 10_000;
+/// The `settings` row that remembers the ip_forward value berth found.
 const IP_FORWARD: &str = "net.ipv4.ip_forward";
 
 /// The network every `berth run` without `--net` joins, made on first use.
@@ -184,11 +186,12 @@ fn check_create<'a>(ctx: &mut Context, tx: &Tx, opts: &'a CreateOptions) -> Resu
                 .map(|n| n.subnet)
                 .chain(host.iter().map(|h| h.net))
                 .collect();
-            ipam::pick_subnet(&used).ok_or_else(|| {
+            let pools = crate::config::Config::load()?.pools;
+            ipam::pick_subnet(&pools, &used).ok_or_else(|| {
+                let pools: Vec<String> = pools.iter().map(|p| p.to_string()).collect();
                 Error::invalid(format!(
-                    "no free subnet left in the pool {}-{}; give one with --subnet",
-                    ipam::POOL_START,
-                    ipam::POOL_END
+                    "no free subnet left in the pools ({}); give one with --subnet",
+                    pools.join(", ")
                 ))
             })?
         }
@@ -311,7 +314,7 @@ fn plan_create(ctx: &mut Context, tx: &Tx, network: &Network) -> Result<Plan> {
     // Published ports answer on 127.0.0.1 only if the kernel may route a
     // loopback-sourced packet out of the bridge after the output DNAT.
     plan.push(Step::SetSysctl {
-        key: format!("net.ipv4.conf.{bridge}.route_localnet"),
+        key: sysctl::Key::ipv4_conf(&bridge, "route_localnet"),
         value: "1".into(),
     });
     if !network.policy.icc {
@@ -319,13 +322,13 @@ fn plan_create(ctx: &mut Context, tx: &Tx, network: &Network) -> Result<Plan> {
             bridge: bridge.clone(),
         });
     }
-    let forward = ctx.kernel.read_sysctl(IP_FORWARD)?;
+    let forward = ctx.kernel.read_sysctl(&sysctl::Key::ip_forward())?;
     if forward != "1" {
         // Remembered so that `reset` can put it back.
         tx.record_setting_once(IP_FORWARD, &forward)?;
     }
     plan.push(Step::SetSysctl {
-        key: IP_FORWARD.into(),
+        key: sysctl::Key::ip_forward(),
         value: "1".into(),
     });
     let exists = ctx.kernel.nft_table_exists(&firewall::table())?;
@@ -369,7 +372,7 @@ fn plan_remove(
         // last network the whole table goes, elements included).
         for (ip, m) in ports {
             let one = std::slice::from_ref(m);
-            firewall::ports::elements_op(&mut change.batch, ElemOp::Destroy, *ip, one);
+            firewall::ports::elements_op(&mut change.batch, ElemOp::Delete, *ip, one);
             firewall::ports::elements_op(&mut change.undo, ElemOp::Add, *ip, one);
         }
     }
@@ -408,8 +411,10 @@ fn plan_remove(
 
 /// Every network with its endpoint count.
 pub fn list(ctx: &Context) -> Result<Vec<(Network, usize)>> {
-    let mut store = ctx.store()?;
-    let tx = store.begin()?;
+    let Some(mut store) = ctx.store_read_only()? else {
+        return Ok(Vec::new());
+    };
+    let tx = store.read()?;
     tx.networks()?
         .into_iter()
         .map(|n| {
@@ -421,8 +426,12 @@ pub fn list(ctx: &Context) -> Result<Vec<(Network, usize)>> {
 
 /// One network and its endpoints.
 pub fn inspect(ctx: &Context, name: &str) -> Result<(Network, Vec<Endpoint>)> {
-    let mut store = ctx.store()?;
-    let tx = store.begin()?;
+    let Some(mut store) = ctx.store_read_only()? else {
+        return Err(Error::invalid(format!(
+            "no such network {name:?} (see `berth network ls`)"
+        )));
+    };
+    let tx = store.read()?;
     let network = tx.require_network(name)?;
     let mut endpoints = tx.endpoints(Some(network.id))?;
     tx.load_ports(&mut endpoints)?;
@@ -447,7 +456,12 @@ pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<Outcome<Vec<
     }
     let last = tx.networks()?.len() == 1;
     let ports = tx.network_ports(network.id)?;
-    let plan = plan_remove(&network, endpoints.len(), last, &ports);
+    let mut plan = plan_remove(&network, endpoints.len(), last, &ports);
+    if !ctx.kernel.nft_table_exists(&firewall::table())? {
+        // The ruleset went already (a reboot, `nft flush ruleset`): the
+        // plain deletes would fail on what is not there.
+        plan.steps.remove(0);
+    }
     if ctx.dry_run {
         return Ok(Outcome::Planned(plan));
     }
@@ -485,7 +499,7 @@ pub fn reset(ctx: &mut Context) -> Result<Outcome<ResetReport>> {
     let tx = store.begin()?;
     let networks = tx.networks()?;
     let mut plan = Plan::new();
-    let change = firewall::remove_all();
+    let change = firewall::remove_all(ctx.kernel.nft_table_exists(&firewall::table())?);
     plan.push(Step::Nft {
         batch: change.batch,
         undo: change.undo,
@@ -501,7 +515,7 @@ pub fn reset(ctx: &mut Context) -> Result<Outcome<ResetReport>> {
     }
     if let Some(old) = tx.setting(IP_FORWARD)? {
         plan.push(Step::SetSysctl {
-            key: IP_FORWARD.into(),
+            key: sysctl::Key::ip_forward(),
             value: old,
         });
     }

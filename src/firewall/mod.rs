@@ -44,7 +44,7 @@ pub fn add_network(net: &Network, table_exists: bool) -> Change {
         network::remove(&mut undo, net);
     } else {
         skeleton::create(&mut batch);
-        undo.destroy_table(&table());
+        undo.delete_table(&table());
     }
     network::add(&mut batch, net);
     Change { batch, undo }
@@ -55,7 +55,7 @@ pub fn add_network(net: &Network, table_exists: bool) -> Change {
 pub fn remove_network(net: &Network, last: bool) -> Change {
     let mut batch = Batch::new();
     if last {
-        batch.destroy_table(&table());
+        batch.delete_table(&table());
     } else {
         network::remove(&mut batch, net);
     }
@@ -97,10 +97,14 @@ pub fn rebuild(
     }
 }
 
-/// Removes the table, whatever it holds (for `reset`).
-pub fn remove_all() -> Change {
+/// Removes the table, whatever it holds (for `reset`); nothing when
+/// `table_exists` is false, since a plain delete of an absent table fails
+/// and `destroy` needs Linux 6.3.
+pub fn remove_all(table_exists: bool) -> Change {
     let mut batch = Batch::new();
-    batch.destroy_table(&table());
+    if table_exists {
+        batch.delete_table(&table());
+    }
     Change {
         batch,
         undo: Batch::new(),

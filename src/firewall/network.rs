@@ -175,19 +175,26 @@ pub fn add(b: &mut Batch, net: &Network) {
     b.add_elements(&skeleton::vmap(FWD_TO), vec![jump_to(br, &c.inward)]);
 }
 
-/// Appends what removes the network's chains and elements. Everything is
-/// `destroy` (absent is fine), so networks made before berth had a firewall
-/// are removed too.
+/// Appends what removes the network's chains and elements. Only what
+/// [`add`] made for this network is named, with plain deletes: `destroy`
+/// (delete if present) exists only since Linux 6.3, and berth knows what
+/// exists because the network's policy decides it.
 pub fn remove(b: &mut Batch, net: &Network) {
-    use berth_nft::ElemOp::Destroy;
+    use berth_nft::ElemOp::Delete;
     let c = chains(net);
     let br = net.bridge.as_str();
-    b.elements(&skeleton::vmap(FWD_FROM), Destroy, vec![ifname(br)]);
-    b.elements(&skeleton::vmap(FWD_TO), Destroy, vec![ifname(br)]);
-    b.elements(&skeleton::vmap(NAT_FROM), Destroy, vec![ifname(br)]);
-    b.elements(&skeleton::bridges(), Destroy, vec![ifname(br)]);
-    b.elements(&skeleton::subnets(), Destroy, vec![subnet(net)]);
-    for chain in [&c.out, &c.inward, &c.nat, &c.drop, &c.reject] {
-        b.destroy_chain(chain);
+    b.elements(&skeleton::vmap(FWD_FROM), Delete, vec![ifname(br)]);
+    b.elements(&skeleton::vmap(FWD_TO), Delete, vec![ifname(br)]);
+    if masquerades(net) {
+        b.elements(&skeleton::vmap(NAT_FROM), Delete, vec![ifname(br)]);
+    }
+    b.elements(&skeleton::bridges(), Delete, vec![ifname(br)]);
+    b.elements(&skeleton::subnets(), Delete, vec![subnet(net)]);
+    b.delete_chain(&c.out).delete_chain(&c.inward);
+    if masquerades(net) {
+        b.delete_chain(&c.nat);
+    }
+    if net.policy.log_drops {
+        b.delete_chain(&c.drop).delete_chain(&c.reject);
     }
 }

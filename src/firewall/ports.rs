@@ -130,12 +130,13 @@ pub fn elements_op(b: &mut Batch, op: ElemOp, container: Ipv4Addr, ports: &[Port
 }
 
 /// The batch that publishes `ports` to `container`, and the one that takes
-/// them back (`destroy`, so a half-applied state never blocks the undo).
+/// them back. The batch is atomic, so when the undo runs every element is
+/// there and a plain delete suffices (`destroy` needs Linux 6.3).
 pub fn publish(container: Ipv4Addr, ports: &[PortMapping]) -> super::Change {
     let mut batch = Batch::new();
     let mut undo = Batch::new();
     elements_op(&mut batch, ElemOp::Add, container, ports);
-    elements_op(&mut undo, ElemOp::Destroy, container, ports);
+    elements_op(&mut undo, ElemOp::Delete, container, ports);
     super::Change { batch, undo }
 }
 

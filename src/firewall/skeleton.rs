@@ -1,6 +1,8 @@
 //! The table and its base chains: the part of the ruleset that does not
-//! depend on any one network. Base chains only accept or dispatch (their
-//! policy is accept), so traffic that is not berth's passes them unchanged.
+//! depend on any one network. Base chains accept or dispatch (their policy
+//! is accept), so traffic that is not berth's passes them unchanged; the one
+//! drop, in `input`, matches only packets from berth's bridges to
+//! 127.0.0.0/8 (see Loopback below).
 //!
 //! ```text
 //! set bridges   { type ifname; }             every berth bridge (isolation)
@@ -16,6 +18,8 @@
 //!     oifname @bridges ct status dnat ip saddr 127.0.0.0/8 masquerade
 //!     ct status dnat ip saddr @subnets4 ip daddr @subnets4 masquerade
 //!     iifname vmap @nat_from }
+//! chain input { filter input:
+//!     iifname @bridges ip daddr 127.0.0.0/8 ct status & (dnat) == 0 drop }
 //! chain prerouting, output { nat dstnat: for each of tcp, udp, sctp:
 //!     meta l4proto P fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @published4
 //!     meta l4proto P fib daddr type local dnat ip to meta l4proto . th dport map @published4_any
@@ -33,6 +37,15 @@
 //! host's conntrack, when br_netfilter is off; masqueraded, the reply comes
 //! back through the host in every mode. Traffic from outside is not
 //! masqueraded, so the container sees the client's address.
+//!
+//! Loopback: `route_localnet` on the bridges, needed for 127.0.0.1 ports,
+//! also lets the kernel accept a packet to 127.0.0.0/8 arriving on a
+//! bridge, so a container that routes 127.0.0.1 to its gateway would reach
+//! the host's services that listen only on 127.0.0.1 (CVE-2020-8558).
+//! `input` drops such packets unless their connection was DNATed: a
+//! published port is reachable, nothing else on the host's loopback is.
+//! It is the one drop in a base chain, and it matches only packets from
+//! berth's bridges.
 
 use std::net::Ipv4Addr;
 
@@ -56,6 +69,18 @@ pub fn forward() -> Chain {
         "forward",
         ChainType::Filter,
         Hook::Forward,
+        priority::FILTER,
+    )
+    .policy(Policy::Accept)
+}
+
+/// Filter input: keeps containers off the host's loopback services.
+pub fn input() -> Chain {
+    Chain::base(
+        &table(),
+        "input",
+        ChainType::Filter,
+        Hook::Input,
         priority::FILTER,
     )
     .policy(Policy::Accept)
@@ -120,10 +145,26 @@ pub fn create(b: &mut Batch) {
     let post = postrouting();
     let pre = prerouting();
     let out = output();
+    let inp = input();
     b.add_chain(&fwd)
         .add_chain(&post)
         .add_chain(&pre)
-        .add_chain(&out);
+        .add_chain(&out)
+        .add_chain(&inp);
+    // Bridges have route_localnet (for published 127.0.0.1 ports), so the
+    // kernel would deliver a container's packet to 127.0.0.1 to the host's
+    // loopback-only services (CVE-2020-8558). Only DNATed connections (a
+    // published port) and replies to them (de-masqueraded back to
+    // 127.0.0.1, still marked DNAT) may arrive there from a bridge.
+    b.add_rule(
+        &inp,
+        Rule::new()
+            .lookup(&[Field::Iifname], BRIDGES)
+            .ip_daddr_prefix(Ipv4Addr::new(127, 0, 0, 0), 8)
+            .ct_status_none(&[CtStatus::Dnat])
+            .counter()
+            .drop(),
+    );
     let key = [Field::IpDaddr, Field::L4Proto, Field::ThDport];
     // One rule per protocol and map: nft only accepts a port in a NAT map
     // key after a protocol match. A packet meets at most three lookups

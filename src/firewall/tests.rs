@@ -25,7 +25,7 @@ fn first_network_brings_the_table_and_its_undo_removes_it() {
         &"add rule inet berth web-nat ip saddr 10.90.0.0/24 oifname != \"berth-web\" masquerade"
             .to_string()
     ));
-    assert_eq!(c.undo.render(), vec!["destroy table inet berth"]);
+    assert_eq!(c.undo.render(), vec!["delete table inet berth"]);
 }
 
 #[test]
@@ -80,7 +80,7 @@ fn options_shape_the_out_chain() {
 fn removing_the_last_network_removes_the_table_and_undo_rebuilds_it() {
     let n = net("web", NetworkPolicy::default());
     let c = remove_network(&n, true);
-    assert_eq!(c.batch.render(), vec!["destroy table inet berth"]);
+    assert_eq!(c.batch.render(), vec!["delete table inet berth"]);
     assert_eq!(c.undo, add_network(&n, false).batch);
 }
 
@@ -109,7 +109,7 @@ fn published_ports_become_map_elements_only() {
         .undo
         .render()
         .iter()
-        .all(|l| l.starts_with("destroy element")));
+        .all(|l| l.starts_with("delete element")));
     assert_eq!(ports::unpublish(ip, &ports).undo, c.batch);
     assert!(ports::publish(ip, &[]).batch.is_empty());
 }
@@ -125,7 +125,102 @@ fn the_skeleton_has_the_published_port_rules_and_masquerades() {
         "add rule inet berth postrouting oifname @bridges ct status dnat ip saddr 127.0.0.0/8 masquerade",
         "add rule inet berth postrouting ct status dnat ip saddr @subnets4 ip daddr @subnets4 masquerade",
         "add element inet berth subnets4 { 10.90.0.0/24 }",
+        "add chain inet berth input { type filter hook input priority filter; policy accept; }",
+        "add rule inet berth input iifname @bridges ip daddr 127.0.0.0/8 ct status & (dnat) == 0 counter drop",
     ] {
         assert!(lines.iter().any(|l| l == want), "missing {want}\n{lines:#?}");
     }
+}
+
+fn policies() -> Vec<NetworkPolicy> {
+    let mut out = Vec::new();
+    for masquerade in [true, false] {
+        for internal in [true, false] {
+            for log_drops in [true, false] {
+                out.push(NetworkPolicy {
+                    masquerade,
+                    internal,
+                    log_drops,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn removing_a_network_deletes_exactly_the_chains_and_elements_it_added() {
+    for policy in policies() {
+        let n = net("web", policy.clone());
+        let added = add_network(&n, true).batch.render();
+        let removed = remove_network(&n, false).batch.render();
+        let chains = |lines: &[String], verb: &str| -> Vec<String> {
+            let mut v: Vec<String> = lines
+                .iter()
+                .filter_map(|l| l.strip_prefix(&format!("{verb} chain ")))
+                .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            chains(&added, "add"),
+            chains(&removed, "delete"),
+            "{policy:?}"
+        );
+        let maps = |lines: &[String], verb: &str| -> Vec<String> {
+            let mut v: Vec<String> = lines
+                .iter()
+                .filter_map(|l| l.strip_prefix(&format!("{verb} element inet berth ")))
+                .map(|l| l.split(' ').next().unwrap().to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(maps(&added, "add"), maps(&removed, "delete"), "{policy:?}");
+    }
+}
+
+#[test]
+fn every_batch_berth_builds_fits_linux_5_10() {
+    use berth_nft::KernelVersion;
+    let ip = "10.90.0.2".parse().unwrap();
+    let ports = [crate::model::PortSpec::parse("8080:80")
+        .unwrap()
+        .with_host_port(8080)];
+    let mut batches = vec![
+        ports::publish(ip, &ports).batch,
+        ports::publish(ip, &ports).undo,
+        ports::unpublish(ip, &ports).batch,
+        remove_all(true).batch,
+    ];
+    for policy in policies() {
+        let n = net("web", policy);
+        for exists in [true, false] {
+            let c = add_network(&n, exists);
+            batches.extend([c.batch, c.undo]);
+            let c = remove_network(&n, !exists);
+            batches.extend([c.batch, c.undo]);
+        }
+    }
+    for b in &batches {
+        for op in b.ops() {
+            let (message, since) = op.requirement();
+            assert!(
+                since <= KernelVersion::new(5, 10),
+                "{} needs {message} (Linux {since})",
+                op.render()
+            );
+        }
+    }
+}
+
+#[test]
+fn reset_deletes_the_table_only_when_it_exists() {
+    assert_eq!(
+        remove_all(true).batch.render(),
+        vec!["delete table inet berth"]
+    );
+    assert!(remove_all(false).batch.is_empty());
 }

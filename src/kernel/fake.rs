@@ -105,11 +105,11 @@ impl Kernel for FakeKernel {
     fn loopback_up(&mut self, netns: &Path) -> Result<()> {
         self.op(format!("loopback_up {}", netns.display()))
     }
-    fn read_sysctl(&mut self, key: &str) -> Result<String> {
+    fn read_sysctl(&mut self, key: &super::sysctl::Key) -> Result<String> {
         self.op(format!("read_sysctl {key}"))?;
         Ok(self.sysctl_value.clone())
     }
-    fn write_sysctl(&mut self, key: &str, value: &str) -> Result<()> {
+    fn write_sysctl(&mut self, key: &super::sysctl::Key, value: &str) -> Result<()> {
         self.op(format!("write_sysctl {key}={value}"))
     }
     fn host_prefixes(&mut self) -> Result<Vec<HostPrefix>> {

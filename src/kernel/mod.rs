@@ -79,8 +79,8 @@ pub trait Kernel {
     fn configure_inside(&mut self, netns: &Path, config: &InsideConfig) -> Result<()>;
     /// Brings `lo` up in a namespace (a fresh one has it down).
     fn loopback_up(&mut self, netns: &Path) -> Result<()>;
-    fn read_sysctl(&mut self, key: &str) -> Result<String>;
-    fn write_sysctl(&mut self, key: &str, value: &str) -> Result<()>;
+    fn read_sysctl(&mut self, key: &sysctl::Key) -> Result<String>;
+    fn write_sysctl(&mut self, key: &sysctl::Key, value: &str) -> Result<()>;
     fn host_prefixes(&mut self) -> Result<Vec<HostPrefix>>;
     fn create_netns(&mut self, name: &str) -> Result<()>;
     /// Ok(false) if there was no such namespace.
@@ -299,11 +299,11 @@ impl Kernel for LiveKernel {
         inside.and_then(|r| r).map_err(|e| Error::kernel(what, e))
     }
 
-    fn read_sysctl(&mut self, key: &str) -> Result<String> {
+    fn read_sysctl(&mut self, key: &sysctl::Key) -> Result<String> {
         sysctl::read(key).map_err(|e| Error::kernel(format!("reading sysctl {key}"), e))
     }
 
-    fn write_sysctl(&mut self, key: &str, value: &str) -> Result<()> {
+    fn write_sysctl(&mut self, key: &sysctl::Key, value: &str) -> Result<()> {
         sysctl::write(key, value)
             .map_err(|e| Error::kernel(format!("setting sysctl {key}={value}"), e))
     }

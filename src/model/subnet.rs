@@ -82,12 +82,8 @@ impl Ipv4Net {
     /// Parses a network subnet as the user gives it and checks it can hold a
     /// gateway and at least one container.
     pub fn parse_network(text: &str) -> Result<Ipv4Net, Error> {
-        let net: Ipv4Net = text.parse()?;
-        if u32::from(net.addr) != u32::from(parse_addr_part(text)?) {
-            return Err(Error::invalid(format!(
-                "subnet {text:?} has host bits set; did you mean {net}?"
-            )));
-        }
+        let net = parse_exact(text)?;
+        check_not_reserved("subnet", &net)?;
         if net.prefix < MIN_PREFIX {
             return Err(Error::invalid(format!(
                 "subnet {text:?} is too large: the prefix must be /{MIN_PREFIX} to /{MAX_PREFIX}"
@@ -100,6 +96,63 @@ impl Ipv4Net {
         }
         Ok(net)
     }
+}
+
+/// Ranges no network may use: the kernel treats their addresses
+/// specially (loopback, "this network", link-local, multicast, reserved
+/// and broadcast), so a bridge there would not route as a network.
+pub const RESERVED: [(Ipv4Addr, u8, &str); 5] = [
+    (Ipv4Addr::new(0, 0, 0, 0), 8, "\"this network\""),
+    (Ipv4Addr::new(127, 0, 0, 0), 8, "loopback"),
+    (Ipv4Addr::new(169, 254, 0, 0), 16, "link-local"),
+    (Ipv4Addr::new(224, 0, 0, 0), 4, "multicast"),
+    (
+        Ipv4Addr::new(240, 0, 0, 0),
+        4,
+        "reserved, with the broadcast address 255.255.255.255",
+    ),
+];
+
+/// The reserved range `net` overlaps, with what it is.
+pub fn reserved_overlap(net: &Ipv4Net) -> Option<(Ipv4Net, &'static str)> {
+    RESERVED
+        .iter()
+        .map(|&(a, p, what)| (Ipv4Net::new_truncating(a, p), what))
+        .find(|(r, _)| r.overlaps(net))
+}
+
+/// Refuses a subnet in a reserved range, naming both.
+pub fn check_not_reserved(what: &str, net: &Ipv4Net) -> Result<(), Error> {
+    match reserved_overlap(net) {
+        Some((range, name)) => Err(Error::invalid(format!(
+            "{what} {net} is in {range} ({name}), which no network may use"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Parses a CIDR whose host bits are zero.
+fn parse_exact(text: &str) -> Result<Ipv4Net, Error> {
+    let net: Ipv4Net = text.parse()?;
+    if u32::from(net.addr) != u32::from(parse_addr_part(text)?) {
+        return Err(Error::invalid(format!(
+            "subnet {text:?} has host bits set; did you mean {net}?"
+        )));
+    }
+    Ok(net)
+}
+
+/// Parses the base of a subnet pool: any prefix a network could be cut
+/// from (up to /MAX_PREFIX), host bits zero.
+pub fn parse_pool_base(text: &str) -> Result<Ipv4Net, Error> {
+    let net = parse_exact(text)?;
+    check_not_reserved("pool", &net)?;
+    if net.prefix > MAX_PREFIX {
+        return Err(Error::invalid(format!(
+            "pool {text:?} is too small: it leaves no address for a container (use /{MAX_PREFIX} or shorter)"
+        )));
+    }
+    Ok(net)
 }
 
 fn parse_addr_part(text: &str) -> Result<Ipv4Addr, Error> {
@@ -219,5 +272,38 @@ mod tests {
         assert_eq!(net("10.89.0.0/24").next(), Some(net("10.89.1.0/24")));
         assert_eq!(net("10.89.255.0/24").next(), Some(net("10.90.0.0/24")));
         assert_eq!(net("255.255.255.0/24").next(), None);
+    }
+
+    #[test]
+    fn reserved_ranges_are_refused_by_name() {
+        for (text, range) in [
+            ("127.0.0.0/8", "127.0.0.0/8 (loopback)"),
+            ("127.1.2.0/24", "127.0.0.0/8 (loopback)"),
+            ("0.0.0.0/8", "0.0.0.0/8"),
+            ("169.254.0.0/24", "169.254.0.0/16 (link-local)"),
+            ("224.0.0.0/8", "224.0.0.0/4 (multicast)"),
+            ("239.255.255.0/24", "224.0.0.0/4 (multicast)"),
+            ("240.0.0.0/24", "240.0.0.0/4 (reserved"),
+            (
+                "255.255.255.0/30",
+                "240.0.0.0/4 (reserved, with the broadcast address 255.255.255.255)",
+            ),
+        ] {
+            let e = Ipv4Net::parse_network(text).unwrap_err().to_string();
+            assert!(e.contains(text) && e.contains(range), "{text}: {e}");
+            assert_eq!(e.lines().count(), 1);
+        }
+        for ok in [
+            "10.0.0.0/8",
+            "1.0.0.0/8",
+            "126.255.255.0/24",
+            "128.0.0.0/8",
+            "169.253.0.0/16",
+            "223.255.255.0/24",
+        ] {
+            assert!(Ipv4Net::parse_network(ok).is_ok(), "{ok}");
+        }
+        assert!(parse_pool_base("127.0.0.0/8").is_err());
+        assert!(parse_pool_base("10.0.0.0/8").is_ok());
     }
 }

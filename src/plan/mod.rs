@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use berth_nft::Batch;
 
 use crate::error::{Error, Result};
-use crate::kernel::{netns, InsideConfig, Kernel, VethPair};
+use crate::kernel::{netns, sysctl, InsideConfig, Kernel, VethPair};
 use crate::model::{Ipv4Net, Mac, Proto};
 
 /// One kernel change.
@@ -47,7 +47,7 @@ pub enum Step {
         subnet: Ipv4Net,
     },
     SetSysctl {
-        key: String,
+        key: sysctl::Key,
         value: String,
     },
     CreateNetns {
@@ -142,7 +142,7 @@ impl SourceRule {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Undo {
     DeleteLink(String),
-    RestoreSysctl(String, String),
+    RestoreSysctl(sysctl::Key, String),
     DeleteNetns(String),
     Nft(Batch),
     DeleteTableDefault(u32),

@@ -17,7 +17,7 @@ fn bridge_plan() -> Plan {
         subnet,
     });
     plan.push(Step::SetSysctl {
-        key: "net.ipv4.ip_forward".into(),
+        key: crate::kernel::sysctl::Key::ip_forward(),
         value: "1".into(),
     });
     plan
@@ -128,7 +128,7 @@ fn a_failed_nft_batch_undoes_the_bridge_and_a_later_failure_the_batch() {
     let mut batch = Batch::new();
     batch.add_table(&t);
     let mut undo = Batch::new();
-    undo.destroy_table(&t);
+    undo.delete_table(&t);
     let mut plan = bridge_plan();
     plan.push(Step::Nft { batch, undo });
     plan.push(Step::CreateNetns { name: "x".into() });
@@ -145,7 +145,7 @@ fn a_failed_nft_batch_undoes_the_bridge_and_a_later_failure_the_batch() {
         &k.log[k.log.len() - 3..],
         [
             "create_netns x",
-            "nft destroy table inet berth",
+            "nft delete table inet berth",
             "delete_link berth-web"
         ]
     );

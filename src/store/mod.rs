@@ -18,6 +18,8 @@ pub use lock::StateLock;
 use crate::error::{Error, Result};
 use crate::model::{Endpoint, Ipv4Net, Network, NetworkPolicy, PortMapping, Proto, Uplink};
 
+mod secure;
+
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
 const SCHEMA_VERSION: i64 = 4;
@@ -145,13 +147,10 @@ pub struct NewNetwork<'a> {
 
 impl Store {
     /// Opens (creating if needed) the state in `dir`.
+    /// The directory is 0700 and the database 0600 (see [`secure`]).
     pub fn open(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Error::Other(format!(
-                "cannot create state directory {}: {e}",
-                dir.display()
-            ))
-        })?;
+        secure::prepare_dir(dir)?;
+        secure::prepare_db(dir)?;
         // Switching a new database to WAL and creating the schema take locks
         // for which SQLite does not always wait (it returns SQLITE_BUSY at
         // once rather than risk a deadlock), so concurrent first uses retry.
@@ -167,10 +166,12 @@ impl Store {
     }
 
     fn try_open(dir: &Path) -> Result<Store> {
-        let conn = Connection::open(dir.join("berth.db"))?;
+        let db = dir.join(secure::DB_FILE);
+        let conn = Connection::open(&db)?;
         // Many berth processes may run at once: wait for the lock rather
         // than fail.
         conn.busy_timeout(Duration::from_secs(60))?;
+        secure::check_integrity(&conn, &db)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;

@@ -28,6 +28,8 @@ use serde_json::Value;
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 pub const PROBE: &str = env!("CARGO_BIN_EXE_berth-probe");
 pub const STATE_DIR: &str = "/run/berth-state";
+/// The oldest kernel berth supports (README "Kernel requirements").
+pub const MIN_KERNEL: &str = "5.10";
 
 /// Default bound for one command run inside the sandbox.
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -181,6 +183,9 @@ impl Sandbox {
     pub fn berth_command(&self, args: &[&str]) -> Command {
         let mut c = self.command(None, BERTH, args);
         c.env("BERTH_STATE_DIR", STATE_DIR);
+        // Every end-to-end test proves berth works on the oldest kernel it
+        // supports: nf_tables messages newer than that are refused.
+        c.env("BERTH_NFT_MAX_KERNEL", MIN_KERNEL);
         c
     }
 

@@ -534,9 +534,14 @@ pub(crate) struct Encoded {
 impl Nft {
     /// Sends `batch` as one atomic transaction and waits for every ack. On failure
     /// nothing of the batch is applied and the error names the failing object.
+    /// With `BERTH_NFT_MAX_KERNEL` set, a batch holding a change that kernel
+    /// would not know is refused before anything is sent.
     pub fn apply(&mut self, batch: &Batch) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
+        }
+        if let Some(max) = crate::compat::max_kernel_from_env()? {
+            crate::compat::check(&batch.ops, max)?;
         }
         let seq0 = self.sock.next_seq();
         let enc = batch.encode(seq0)?;

@@ -28,6 +28,21 @@ pub enum NftError {
     /// The kernel answered something we could not make sense of.
     #[error("netlink protocol error: {0}")]
     Protocol(String),
+    /// A change needs a newer kernel than `BERTH_NFT_MAX_KERNEL` allows.
+    #[error(
+        "{what}: {message} needs Linux {since}, newer than {}={max}",
+        crate::compat::MAX_KERNEL_ENV
+    )]
+    TooNew {
+        /// The change, as an nft command.
+        what: String,
+        /// The netlink message or feature it needs.
+        message: &'static str,
+        /// The first kernel that has it.
+        since: crate::compat::KernelVersion,
+        /// The newest kernel allowed.
+        max: crate::compat::KernelVersion,
+    },
     /// The caller asked for something that cannot be encoded.
     #[error("invalid argument: {0}")]
     Invalid(String),

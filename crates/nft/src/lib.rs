@@ -28,6 +28,7 @@
 
 mod batch;
 mod chain;
+mod compat;
 mod conntrack;
 mod error;
 pub mod expr;
@@ -40,6 +41,7 @@ mod types;
 
 pub use batch::{Batch, ElemOp, Op};
 pub use chain::{priority, BaseChain, Chain, ChainType, Hook, Policy};
+pub use compat::{max_kernel_from_env, KernelVersion, MAX_KERNEL_ENV};
 pub use conntrack::{Conntrack, CtMatch};
 pub use error::{NftError, Result};
 pub use expr::{CmpOp, Expr};

@@ -583,7 +583,10 @@ impl Rule {
         }
     }
 
-    fn ct_bits(self, key: CtKey, name: &str, bits: u32, words: Vec<&str>) -> Self {
+    /// `ct KEY a,b` (any bit set) or, with `none`, `ct KEY & (a|b) == 0`.
+    /// nft's `ct status != dnat` is not the latter: it compares the whole
+    /// status word, so any connection with more bits than DNAT matches.
+    fn ct_bits(self, key: CtKey, name: &str, bits: u32, words: Vec<&str>, none: bool) -> Self {
         let r = Reg::r32(0);
         self.push(
             None,
@@ -600,12 +603,16 @@ impl Rule {
                     xor: vec![0; 4],
                 },
                 Expr::Cmp {
-                    op: CmpOp::Neq,
+                    op: if none { CmpOp::Eq } else { CmpOp::Neq },
                     sreg: r,
                     data: vec![0; 4],
                 },
             ],
-            format!("ct {name} {}", words.join(",")),
+            if none {
+                format!("ct {name} & ({}) == 0", words.join(" | "))
+            } else {
+                format!("ct {name} {}", words.join(","))
+            },
         )
     }
     /// `ct state a,b` (any of the states)
@@ -616,6 +623,7 @@ impl Rule {
             "state",
             bits,
             states.iter().map(|s| s.as_str()).collect(),
+            false,
         )
     }
     /// `ct status a,b` (any of the bits)
@@ -626,6 +634,18 @@ impl Rule {
             "status",
             bits,
             st.iter().map(|s| s.as_str()).collect(),
+            false,
+        )
+    }
+    /// `ct status & (a | b) == 0` (none of the bits)
+    pub fn ct_status_none(self, st: &[CtStatus]) -> Self {
+        let bits = st.iter().fold(0, |a, s| a | s.bit());
+        self.ct_bits(
+            CtKey::Status,
+            "status",
+            bits,
+            st.iter().map(|s| s.as_str()).collect(),
+            true,
         )
     }
     /// `ct original ip daddr <addr>`

@@ -645,6 +645,7 @@ fn more_statements_render_as_nft_would_install() {
         .with_timeout(Some(std::time::Duration::from_secs(30)));
     let v6 = Set::new(&t, "v6", &[DataType::Ipv6Addr, DataType::InetProto]);
     let dn = Set::map(&t, "dn", &[DataType::InetService], &[DataType::Ipv4Addr]).interval();
+    let ifnames = Set::new(&t, "ifnames", &[DataType::Ifname]);
     let mut b = Batch::new();
     b.add_table(&t)
         .add_chain(&pre)
@@ -655,6 +656,7 @@ fn more_statements_render_as_nft_would_install() {
         .add_set(&marks)
         .add_set(&v6)
         .add_set(&dn)
+        .add_set(&ifnames)
         .add_elements(
             &vmap,
             vec![
@@ -708,6 +710,20 @@ fn more_statements_render_as_nft_would_install() {
                 .ip_daddr_prefix_ne(Ipv4Addr::new(10, 0, 0, 0), 8)
                 .fib_daddr_not_local()
                 .drop(),
+        )
+        .add_rule(
+            &inp,
+            Rule::new()
+                .lookup(&[Field::Iifname], "ifnames")
+                .ip_daddr_prefix(Ipv4Addr::new(127, 0, 0, 0), 8)
+                .ct_status_none(&[CtStatus::Dnat])
+                .drop(),
+        )
+        .add_rule(
+            &inp,
+            Rule::new()
+                .ct_status_none(&[CtStatus::Dnat, CtStatus::Snat])
+                .accept(),
         )
         .add_rule(
             &inp,

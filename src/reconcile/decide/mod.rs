@@ -10,13 +10,11 @@ use std::net::Ipv4Addr;
 use berth_nft::Op;
 
 use crate::firewall;
-use crate::kernel::{InsideConfig, LinkFact, NftFingerprint, VethPair};
+use crate::kernel::{sysctl, InsideConfig, LinkFact, NftFingerprint, VethPair};
 use crate::model::{names, Endpoint, Mac, Network, PortMapping};
 use crate::plan::{Plan, SourceRule, Step};
 use crate::store::{Sandbox, Status};
 
-/// The sysctl that lets the host forward container traffic.
-pub const IP_FORWARD: &str = "net.ipv4.ip_forward";
 /// Priority of berth's `--uplink` routing rules.
 pub const UPLINK_RULE_PRIORITY: u32 = 10000;
 
@@ -108,7 +106,7 @@ pub fn network_steps(network: &Network, plan: &mut Plan) {
     // Published ports answer on 127.0.0.1 only if the kernel may route a
     // loopback-sourced packet out of the bridge after the output DNAT.
     plan.push(Step::SetSysctl {
-        key: format!("net.ipv4.conf.{bridge}.route_localnet"),
+        key: sysctl::Key::ipv4_conf(&bridge, "route_localnet"),
         value: "1".into(),
     });
     if !network.policy.icc {
@@ -400,7 +398,7 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
     }
     if !live.is_empty() {
         d.plan.push(Step::SetSysctl {
-            key: IP_FORWARD.into(),
+            key: sysctl::Key::ip_forward(),
             value: "1".into(),
         });
     }

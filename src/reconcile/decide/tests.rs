@@ -115,7 +115,7 @@ fn agreement_changes_nothing_but_confirms() {
 
             --
             ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
-            nft batch of 55 changes (first: delete table inet berth)
+            nft batch of 57 changes (first: delete table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -141,7 +141,7 @@ fn after_a_reboot_the_network_is_rebuilt_and_dead_endpoints_dropped() {
             ip link add berth-web mtu 1500 address 02:42:0a:5a:00:01 group 1650786304 up type bridge mcast_snooping 0
             ip addr add 10.90.0.1/24 brd 10.90.0.255 dev berth-web
             sysctl -w net.ipv4.conf.berth-web.route_localnet=1
-            nft batch of 53 changes (first: add table inet berth)
+            nft batch of 55 changes (first: add table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -171,7 +171,7 @@ fn interrupted_connect_is_undone_and_interrupted_disconnect_finished() {
             --
             ip link del vb6c39f18610fe
             ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
-            nft batch of 54 changes (first: delete table inet berth)
+            nft batch of 56 changes (first: delete table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -204,7 +204,7 @@ fn a_deleted_veth_is_recreated_while_its_namespace_lives() {
             ip -n c1 addr add 10.90.0.2/24 brd 10.90.0.255 dev eth0
             ip -n c1 route add default via 10.90.0.1
             ip link set vb6c39f18610fe type bridge_slave hairpin on
-            nft batch of 55 changes (first: delete table inet berth)
+            nft batch of 57 changes (first: delete table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -273,7 +273,7 @@ fn a_killed_run_is_reclaimed() {
             ip link del vb8923df65c048
             ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
             ip netns del run-77
-            nft batch of 54 changes (first: delete table inet berth)
+            nft batch of 56 changes (first: delete table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
