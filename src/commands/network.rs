@@ -332,7 +332,7 @@ fn plan_create(ctx: &mut Context, tx: &Tx, network: &Network) -> Result<Plan> {
         value: "1".into(),
     });
     let exists = ctx.kernel.nft_table_exists(&firewall::table())?;
-    let change = firewall::add_network(network, exists);
+    let change = firewall::add_network(network, exists, &tx.instance_id()?);
     plan.push(Step::Nft {
         batch: change.batch,
         undo: change.undo,
@@ -364,9 +364,10 @@ fn plan_remove(
     endpoints: usize,
     last: bool,
     ports: &[(Ipv4Addr, PortMapping)],
+    owner: &str,
 ) -> Plan {
     let mut plan = Plan::new();
-    let mut change = firewall::remove_network(network, last);
+    let mut change = firewall::remove_network(network, last, owner);
     if !last {
         // The endpoints' published ports go in the same batch (with the
         // last network the whole table goes, elements included).
@@ -456,7 +457,7 @@ pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<Outcome<Vec<
     }
     let last = tx.networks()?.len() == 1;
     let ports = tx.network_ports(network.id)?;
-    let mut plan = plan_remove(&network, endpoints.len(), last, &ports);
+    let mut plan = plan_remove(&network, endpoints.len(), last, &ports, &tx.instance_id()?);
     if !ctx.kernel.nft_table_exists(&firewall::table())? {
         // The ruleset went already (a reboot, `nft flush ruleset`): the
         // plain deletes would fail on what is not there.
@@ -509,7 +510,13 @@ pub fn reset(ctx: &mut Context) -> Result<Outcome<ResetReport>> {
         let count = tx.endpoint_count(network.id)?;
         endpoints += count;
         // The table goes at once above, so the per-network nft part is not needed.
-        let mut p = plan_remove(network, count, true, &tx.network_ports(network.id)?);
+        let mut p = plan_remove(
+            network,
+            count,
+            true,
+            &tx.network_ports(network.id)?,
+            &tx.instance_id()?,
+        );
         p.steps.remove(0);
         plan.steps.extend(p.steps);
     }

@@ -205,6 +205,21 @@ impl Tx<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// This state's instance id (made on first use): what marks the
+    /// firewall table as this state's.
+    pub fn instance_id(&self) -> Result<String> {
+        if let Some(id) = self.setting("instance")? {
+            return Ok(id);
+        }
+        let mut bytes = [0u8; 8];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+            .map_err(|e| crate::error::Error::Other(format!("reading /dev/urandom: {e}")))?;
+        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        self.set_setting("instance", &id)?;
+        Ok(id)
+    }
+
     /// Removes the ports, port claims and row of every endpoint in `ids`.
     pub fn delete_endpoints(&self, ids: &[i64]) -> Result<()> {
         for id in ids {

@@ -25,6 +25,8 @@ pub struct Desired {
     /// Endpoints with their published ports loaded.
     pub endpoints: Vec<(Endpoint, Status)>,
     pub sandboxes: Vec<Sandbox>,
+    /// This state's instance id, which marks the firewall table as its own.
+    pub instance: String,
 }
 
 /// What the kernel has, read once.
@@ -61,11 +63,11 @@ pub struct Decision {
 /// The chains of the table the state describes, with their rule counts:
 /// what the kernel's table must look like (compared with
 /// [`Observed::table`] to detect tampering).
-pub fn expected_fingerprint(networks: &[Network]) -> Option<NftFingerprint> {
+pub fn expected_fingerprint(networks: &[Network], owner: &str) -> Option<NftFingerprint> {
     if networks.is_empty() {
         return None;
     }
-    let change = firewall::rebuild(networks, &[], false);
+    let change = firewall::rebuild(networks, &[], false, owner);
     let mut fp: BTreeMap<String, usize> = BTreeMap::new();
     for op in change.batch.ops() {
         match op {
@@ -373,7 +375,7 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
 
     // The firewall, whole, from what is kept.
     let live_owned: Vec<Network> = live.iter().map(|n| (*n).clone()).collect();
-    let expected = expected_fingerprint(&live_owned);
+    let expected = expected_fingerprint(&live_owned, &desired.instance);
     match (&observed.table, &expected) {
         (None, Some(_)) => d.report.push("re-created the firewall table".into()),
         (Some(_), None) => d
@@ -390,7 +392,12 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
             .filter(|e| !e.ports.is_empty())
             .map(|e| (e.ip, e.ports.clone()))
             .collect();
-        let change = firewall::rebuild(&live_owned, &published, observed.table.is_some());
+        let change = firewall::rebuild(
+            &live_owned,
+            &published,
+            observed.table.is_some(),
+            &desired.instance,
+        );
         d.plan.push(Step::Nft {
             batch: change.batch,
             undo: change.undo,
