@@ -170,6 +170,9 @@ struct ConnectArgs {
     /// (repeatable; without HOST_PORT berth picks a free one in 49153-60999).
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     publish: Vec<String>,
+    /// Allow TARGET to be the host's own network namespace.
+    #[arg(long)]
+    allow_host_netns: bool,
     #[arg(long)]
     json: bool,
 }
@@ -264,6 +267,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 mac: a.mac,
                 ifname: a.ifname,
                 ports: a.publish,
+                allow_host_netns: a.allow_host_netns,
             };
             if let Some((e, n)) = done(endpoint::connect(&mut ctx, &opts)?) {
                 if a.json {

@@ -596,3 +596,29 @@ fn a_second_state_dir_on_one_host_is_refused_and_harms_nothing() {
         "the first state's networks were touched"
     );
 }
+
+#[test]
+fn bad_values_are_refused_in_one_line_and_change_nothing() {
+    let sb = Sandbox::new();
+    sb.create_network("web", "10.90.0.0/24");
+    sb.add_netns("c1");
+    sb.add_netns("c2");
+    sb.connect("web", "c1", &["--mac", "02:00:00:00:00:01"]);
+    let before = sb.snapshot();
+    let holder = format!("pid:{}", sb.pid());
+    let cases: [(&[&str], &str); 4] = [
+        // The host's own namespace, named three ways.
+        (&["connect", "web", "/proc/self/ns/net"], "host's own network namespace"),
+        (&["connect", "web", &holder], "host's own network namespace"),
+        (&["connect", "web", &sb.host_netns_path()], "host's own network namespace"),
+        // A MAC another endpoint of the network has.
+        (&["connect", "web", "c2", "--mac", "02:00:00:00:00:01"], "02:00:00:00:00:01"),
+    ];
+    for (args, names) in cases {
+        let out = sb.berth(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "berth {args:?}: {err}");
+        assert!(err.contains(names) && err.trim().lines().count() == 1, "berth {args:?}: {err}");
+        sb.snapshot().assert_same(&before, &format!("berth {args:?}"));
+    }
+}

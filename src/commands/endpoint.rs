@@ -29,10 +29,19 @@ pub struct ConnectOptions {
     pub ifname: Option<String>,
     /// `-p` values, as given.
     pub ports: Vec<String>,
+    /// Allow TARGET to be the host's own namespace (berth's veth would then
+    /// put an address and possibly a default route on the host itself).
+    pub allow_host_netns: bool,
 }
 
 pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endpoint, Network)>> {
     let target = Target::resolve(&opts.target)?;
+    if !opts.allow_host_netns && target.inode == own_netns_inode() {
+        return Err(Error::invalid(format!(
+            "target {:?} is the host's own network namespace; connecting it would change the host's addresses and routes (use --allow-host-netns if that is what you want)",
+            opts.target
+        )));
+    }
     let name = match &opts.name {
         Some(n) => n.clone(),
         None => default_endpoint_name(&target),
@@ -195,6 +204,11 @@ fn has_stale_endpoint(
         }
     }
     Ok(false)
+}
+
+/// The inode of the namespace berth itself runs in.
+fn own_netns_inode() -> Option<u64> {
+    crate::kernel::netns::net_namespace_inode(Path::new("/proc/self/ns/net"))
 }
 
 /// The endpoint name used when `--name` is not given.

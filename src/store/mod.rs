@@ -249,12 +249,19 @@ pub(crate) fn network_from_row(row: &Row) -> rusqlite::Result<Network> {
     let id: i64 = row.get(0)?;
     let subnet: String = row.get(2)?;
     let gateway: String = row.get(3)?;
+    // Values that reach the kernel are checked again on the way out of the
+    // database: a state file edited by hand (or by an older berth) must not
+    // make berth create or delete an arbitrary device.
+    let name: String = row.get(1)?;
+    crate::model::names::check_name("network", &name).map_err(|_| bad_column(1, &name))?;
+    let bridge: String = row.get(4)?;
+    crate::model::names::check_ifname("bridge", &bridge).map_err(|_| bad_column(4, &bridge))?;
     Ok(Network {
         id,
-        name: row.get(1)?,
+        name,
         subnet: subnet.parse().map_err(|_| bad_column(2, &subnet))?,
         gateway: gateway.parse().map_err(|_| bad_column(3, &gateway))?,
-        bridge: row.get(4)?,
+        bridge,
         mtu: row.get(5)?,
         link_group: crate::model::names::network_link_group(id),
         route_table: ROUTE_TABLE_BASE + id as u32,
@@ -292,6 +299,12 @@ fn policy_from_row(row: &Row) -> rusqlite::Result<NetworkPolicy> {
 pub(crate) fn endpoint_from_row(row: &Row) -> rusqlite::Result<Endpoint> {
     let ip: u32 = row.get(5)?;
     let mac: String = row.get(6)?;
+    let ifname: String = row.get(7)?;
+    crate::model::names::check_ifname("interface", &ifname).map_err(|_| bad_column(7, &ifname))?;
+    let host_ifname: String = row.get(8)?;
+    if !crate::model::names::is_host_veth_name(&host_ifname) {
+        return Err(bad_column(8, &host_ifname));
+    }
     Ok(Endpoint {
         id: row.get(0)?,
         network: row.get(1)?,
@@ -300,8 +313,8 @@ pub(crate) fn endpoint_from_row(row: &Row) -> rusqlite::Result<Endpoint> {
         netns_inode: row.get::<_, i64>(4)? as u64,
         ip: Ipv4Addr::from(ip),
         mac: mac.parse().map_err(|_| bad_column(6, &mac))?,
-        ifname: row.get(7)?,
-        host_ifname: row.get(8)?,
+        ifname,
+        host_ifname,
         default_route: row.get(9)?,
         ports: Vec::new(),
     })
