@@ -608,17 +608,30 @@ fn bad_values_are_refused_in_one_line_and_change_nothing() {
     let holder = format!("pid:{}", sb.pid());
     let cases: [(&[&str], &str); 4] = [
         // The host's own namespace, named three ways.
-        (&["connect", "web", "/proc/self/ns/net"], "host's own network namespace"),
+        (
+            &["connect", "web", "/proc/self/ns/net"],
+            "host's own network namespace",
+        ),
         (&["connect", "web", &holder], "host's own network namespace"),
-        (&["connect", "web", &sb.host_netns_path()], "host's own network namespace"),
+        (
+            &["connect", "web", &sb.host_netns_path()],
+            "host's own network namespace",
+        ),
         // A MAC another endpoint of the network has.
-        (&["connect", "web", "c2", "--mac", "02:00:00:00:00:01"], "02:00:00:00:00:01"),
+        (
+            &["connect", "web", "c2", "--mac", "02:00:00:00:00:01"],
+            "02:00:00:00:00:01",
+        ),
     ];
     for (args, names) in cases {
         let out = sb.berth(args);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "berth {args:?}: {err}");
-        assert!(err.contains(names) && err.trim().lines().count() == 1, "berth {args:?}: {err}");
-        sb.snapshot().assert_same(&before, &format!("berth {args:?}"));
+        assert!(
+            err.contains(names) && err.trim().lines().count() == 1,
+            "berth {args:?}: {err}"
+        );
+        sb.snapshot()
+            .assert_same(&before, &format!("berth {args:?}"));
     }
 }

@@ -134,6 +134,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     for name in &names {
         connect(&mut ctx, name)?;
     }
+    time_reconcile(&mut ctx, opts.count)?;
     let start = Instant::now();
     network::remove(&mut ctx, "bench", true)?;
     println!(
@@ -142,6 +143,67 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         Figures::ms(start.elapsed())
     );
     time_network_ops(&mut ctx, opts.extra_networks)
+}
+
+/// Times what crash safety adds with `count` endpoints present: the
+/// preflight every mutating command runs (nothing to repair), `up` and
+/// `gc` with nothing to repair, and `up` after the whole ruleset was lost
+/// (as after `nft flush ruleset`).
+fn time_reconcile(ctx: &mut Context, count: usize) -> Result<()> {
+    const ROUNDS: u32 = 200;
+    let timed = |what: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
+        let start = Instant::now();
+        for _ in 0..ROUNDS {
+            f()?;
+        }
+        println!(
+            "  {what}: {:.3} ms",
+            Figures::ms(start.elapsed()) / f64::from(ROUNDS)
+        );
+        Ok(())
+    };
+    let dir = ctx.state_dir.clone();
+    timed("open store", &mut || ctx.store().map(drop))?;
+    timed("lock", &mut || {
+        crate::store::StateLock::acquire(&dir).map(drop)
+    })?;
+    timed("host identity", &mut || {
+        crate::reconcile::host_identity();
+        Ok(())
+    })?;
+    timed("nft generation", &mut || {
+        ctx.kernel.nft_generation().map(drop)
+    })?;
+    let start = Instant::now();
+    for _ in 0..ROUNDS {
+        let _lock = ctx.begin_change()?;
+    }
+    println!(
+        "preflight (lock + checks, nothing to repair) with {count} endpoints: {:.3} ms",
+        Figures::ms(start.elapsed()) / f64::from(ROUNDS)
+    );
+    for (what, run) in [
+        ("up", super::maintain::up as fn(&mut Context) -> Result<_>),
+        ("gc", super::maintain::gc),
+    ] {
+        let start = Instant::now();
+        run(ctx)?;
+        println!(
+            "{what} with {count} endpoints, nothing to repair: {:.0} ms",
+            Figures::ms(start.elapsed())
+        );
+    }
+    let mut nft = berth_nft::Nft::open()?;
+    let mut flush = berth_nft::Batch::new();
+    flush.delete_table(&crate::firewall::table());
+    nft.apply(&flush)?;
+    let start = Instant::now();
+    super::maintain::up(ctx)?;
+    println!(
+        "up with {count} endpoints after the table was deleted: {:.0} ms",
+        Figures::ms(start.elapsed())
+    );
+    Ok(())
 }
 
 /// Times `network create` and `network rm` with 1, 10 and 100 networks

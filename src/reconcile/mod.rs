@@ -99,9 +99,14 @@ pub fn preflight(ctx: &mut Context) -> Result<()> {
                 record_host(&tx)?;
             }
             // A foreign change that left berth's table intact: remember the
-            // new generation so the table is not compared again.
-            record_generation(ctx, &tx)?;
+            // new generation so the table is not compared again. Nothing is
+            // written when nothing moved.
+            let generation = ctx.kernel.nft_generation()?.to_string();
+            if tx.setting(NFT_GENERATION)?.as_deref() != Some(generation.as_str()) {
+                tx.set_setting(NFT_GENERATION, &generation)?;
+            }
             tx.commit()?;
+            ctx.hand_on(store);
         }
         Some(reason) => {
             drop(tx);
