@@ -40,8 +40,8 @@ enum Command {
     Network(NetworkCommand),
     /// Connect a network namespace to a network.
     Connect(ConnectArgs),
-    /// Disconnect a network namespace from a network.
-    Disconnect { network: String, target: String },
+    /// Disconnect a network namespace (or an endpoint, by name) from a network.
+    Disconnect(DisconnectArgs),
     /// List endpoints.
     Ps {
         #[arg(long)]
@@ -178,6 +178,16 @@ struct ConnectArgs {
 }
 
 #[derive(Args)]
+struct DisconnectArgs {
+    network: String,
+    /// A netns name, a path to a namespace file, pid:PID, or an endpoint name.
+    target: String,
+    /// Succeed (with nothing to do) when TARGET is not connected.
+    #[arg(short, long)]
+    force: bool,
+}
+
+#[derive(Args)]
 struct RunArgs {
     /// A network name, `host` or `none` (default: the built-in network `berth`).
     #[arg(long)]
@@ -293,20 +303,22 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 }
             }
         }
-        Command::Disconnect { network, target } => {
-            match done(endpoint::disconnect(&mut ctx, &network, &target)?) {
-                Some(Disconnected::Removed(e)) => {
-                    println!("disconnected {} from {network} (released {})", e.name, e.ip);
-                    for p in &e.ports {
-                        println!("unpublished {p}");
-                    }
+        Command::Disconnect(DisconnectArgs {
+            network,
+            target,
+            force,
+        }) => match done(endpoint::disconnect(&mut ctx, &network, &target, force)?) {
+            Some(Disconnected::Removed(e)) => {
+                println!("disconnected {} from {network} (released {})", e.name, e.ip);
+                for p in &e.ports {
+                    println!("unpublished {p}");
                 }
-                Some(Disconnected::NothingToDo) => {
-                    println!("nothing to do: {target} is not connected to {network}")
-                }
-                None => {}
             }
-        }
+            Some(Disconnected::NothingToDo) => {
+                println!("nothing to do: {target} is not connected to {network}")
+            }
+            None => {}
+        },
         Command::Ps { json } => print_endpoints(&endpoint::list(&mut ctx)?, json)?,
         Command::Run(a) => {
             if cli.dry_run {
@@ -321,7 +333,15 @@ fn dispatch(cli: Cli) -> Result<i32> {
             };
             return run::run(&mut ctx, &opts);
         }
-        Command::Exec { target, command } => return run::exec(&target, &command),
+        Command::Exec { target, command } => {
+            if cli.dry_run {
+                // Nothing runs: the command is shown as the `nsenter` line
+                // that would run it.
+                println!("{}", run::exec_plan(&target, &command)?);
+                return Ok(0);
+            }
+            return run::exec(&target, &command);
+        }
         Command::Reset => {
             if let Some(r) = done(network::reset(&mut ctx)?) {
                 println!(

@@ -554,8 +554,8 @@ fn random_kill_storm_leaves_no_leak_and_no_duplicate_address() {
     assert!(sb.berth_ok(&["gc"]).contains("already matches"));
     // Every later command works.
     for i in 0..8 {
-        sb.berth_ok(&["disconnect", "web", &format!("n{i}")]);
-        sb.berth_ok(&["disconnect", "db", &format!("n{i}")]);
+        sb.berth_ok(&["disconnect", "web", &format!("n{i}"), "--force"]);
+        sb.berth_ok(&["disconnect", "db", &format!("n{i}"), "--force"]);
     }
     sb.berth_ok(&["reset"]);
 }
@@ -634,4 +634,47 @@ fn bad_values_are_refused_in_one_line_and_change_nothing() {
         sb.snapshot()
             .assert_same(&before, &format!("berth {args:?}"));
     }
+}
+
+#[test]
+fn disconnect_by_endpoint_name_and_dry_run_exec_runs_nothing() {
+    let sb = Sandbox::new();
+    sb.create_network("web", "10.90.0.0/24");
+    sb.add_netns("c1");
+    sb.connect("web", "c1", &["--name", "api"]);
+    // `ps` shows the endpoint as "api": that name disconnects it.
+    sb.berth_ok(&["disconnect", "web", "api"]);
+    assert!(sb.endpoints().is_empty());
+
+    sb.connect("web", "c1", &[]);
+    let before = sb.snapshot();
+    let out = sb.berth_out_ok(&[
+        "--dry-run",
+        "exec",
+        "c1",
+        "--",
+        "ip",
+        "link",
+        "set",
+        "eth0",
+        "down",
+    ]);
+    assert_eq!(
+        stdout(&out).trim(),
+        "nsenter --net=/run/netns/c1 -- ip link set eth0 down"
+    );
+    let out = sb.berth_out_ok(&[
+        "--dry-run",
+        "exec",
+        "c1",
+        "--",
+        "touch",
+        "/run/berth-dry-run-file",
+    ]);
+    assert!(stdout(&out).contains("touch"));
+    assert!(
+        !sb.sh("test -e /run/berth-dry-run-file").status.success(),
+        "--dry-run exec ran the command"
+    );
+    sb.snapshot().assert_same(&before, "--dry-run exec");
 }

@@ -123,7 +123,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         if opts.via_cli {
             return cli(&state_dir, &["disconnect", "bench", name]);
         }
-        endpoint::disconnect(ctx, "bench", name).map(|_| ())
+        endpoint::disconnect(ctx, "bench", name, false).map(|_| ())
     };
 
     let connects = time_each(&names, |n| connect(&mut ctx, n))?;

@@ -285,30 +285,63 @@ pub enum Disconnected {
     NothingToDo,
 }
 
-pub fn disconnect(ctx: &mut Context, network: &str, target: &str) -> Result<Outcome<Disconnected>> {
-    detach(ctx, network, target, true)
+/// Disconnects the endpoint TARGET names: a namespace (as for `connect`)
+/// or an endpoint's name. With `force`, a TARGET that matches nothing is
+/// "nothing to do" rather than an error (for scripts that must not care).
+pub fn disconnect(
+    ctx: &mut Context,
+    network: &str,
+    target: &str,
+    force: bool,
+) -> Result<Outcome<Disconnected>> {
+    detach(ctx, network, target, true, force)
 }
 
 /// Disconnects an endpoint whose namespace is about to be deleted (`run`'s
 /// own sandbox): the veth goes with the namespace, so only the state and
 /// the published ports need undoing, and the ~20 ms veth delete is saved.
 pub fn forget(ctx: &mut Context, network: &str, target: &str) -> Result<Outcome<Disconnected>> {
-    detach(ctx, network, target, false)
+    detach(ctx, network, target, false, true)
 }
 
 fn detach(
     ctx: &mut Context,
     network: &str,
-    target: &str,
+    target_text: &str,
     delete_veth: bool,
+    force: bool,
 ) -> Result<Outcome<Disconnected>> {
-    let target = Target::parse(target)?;
+    let target = Target::parse(target_text)?;
     let _lock = ctx.begin_change()?;
     let mut store = ctx.store()?;
     let tx = store.begin()?;
     let network = tx.require_network(network)?;
-    let Some(endpoint) = tx.find_endpoint(network.id, &target.key, target.inode)? else {
-        return Ok(Outcome::Done(Disconnected::NothingToDo));
+    let found = match tx.find_endpoint(network.id, &target.key, target.inode)? {
+        Some(e) => Some(e),
+        None => tx.endpoint_by_name(network.id, target_text)?,
+    };
+    let Some(endpoint) = found else {
+        if force {
+            return Ok(Outcome::Done(Disconnected::NothingToDo));
+        }
+        let names: Vec<String> = tx
+            .endpoints(Some(network.id))?
+            .iter()
+            .map(|e| format!("{} ({})", e.name, e.netns))
+            .collect();
+        let existing = match names.len() {
+            0 => "it has no endpoints".to_string(),
+            n if n <= 10 => format!("its endpoints: {}", names.join(", ")),
+            n => format!(
+                "its endpoints: {}, and {} more",
+                names[..10].join(", "),
+                n - 10
+            ),
+        };
+        return Err(Error::invalid(format!(
+            "{target_text:?} is not connected to network {:?}: {existing} (use --force to ignore)",
+            network.name
+        )));
     };
     let mut plan = Plan::new();
     // The mappings go first: their removal can be undone, the veth's cannot.

@@ -236,6 +236,32 @@ fn exec_error(program: &str, e: std::io::Error) -> Error {
     Error::Other(format!("cannot run {program:?}: {e}"))
 }
 
+/// What `exec` would run, as a shell line (for `--dry-run`, which runs
+/// nothing).
+pub fn exec_plan(target: &str, command: &[String]) -> Result<String> {
+    if command.is_empty() {
+        return Err(Error::invalid("exec needs a command after --"));
+    }
+    let ns = Target::resolve(target)?;
+    let quoted: Vec<String> = command
+        .iter()
+        .map(|a| {
+            if a.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect();
+    Ok(format!(
+        "nsenter --net={} -- {}",
+        ns.path.display(),
+        quoted.join(" ")
+    ))
+}
+
 /// `exec TARGET -- CMD`: replaces berth with CMD inside TARGET's namespace.
 pub fn exec(target: &str, command: &[String]) -> Result<i32> {
     let (program, args) = command

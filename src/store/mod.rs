@@ -483,6 +483,17 @@ impl Tx<'_> {
             .optional()?)
     }
 
+    /// The endpoint of the network called `name`.
+    pub fn endpoint_by_name(&self, network_id: i64, name: &str) -> Result<Option<Endpoint>> {
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoints e JOIN networks n ON n.id = e.network_id
+             WHERE e.network_id = ?1 AND e.name = ?2"
+        ))?;
+        Ok(stmt
+            .query_row(params![network_id, name], endpoint_from_row)
+            .optional()?)
+    }
+
     pub fn endpoint_name_taken(&self, network_id: i64, name: &str) -> Result<bool> {
         let mut stmt = self
             .tx
