@@ -173,6 +173,9 @@ struct ConnectArgs {
     /// Allow TARGET to be the host's own network namespace.
     #[arg(long)]
     allow_host_netns: bool,
+    /// Publish even a host port a host process listens on (the container wins).
+    #[arg(long)]
+    force_publish: bool,
     #[arg(long)]
     json: bool,
 }
@@ -278,6 +281,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 ifname: a.ifname,
                 ports: a.publish,
                 allow_host_netns: a.allow_host_netns,
+                force_publish: a.force_publish,
             };
             if let Some((e, n)) = done(endpoint::connect(&mut ctx, &opts)?) {
                 if a.json {

@@ -32,6 +32,9 @@ pub struct ConnectOptions {
     /// Allow TARGET to be the host's own namespace (berth's veth would then
     /// put an address and possibly a default route on the host itself).
     pub allow_host_netns: bool,
+    /// Publish a host port even when a host process listens on it (the
+    /// mapping then wins: connections go to the container).
+    pub force_publish: bool,
 }
 
 pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endpoint, Network)>> {
@@ -111,7 +114,13 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
     // An internal network gives no default route: nothing leaves it anyway,
     // and a later connect to another network can give one.
     let default_route = !network.policy.internal && !tx.netns_has_default_route(inode)?;
-    let (ports, warnings) = resolve_ports(ctx, &tx, &specs)?;
+    if network.policy.internal && !specs.is_empty() {
+        return Err(Error::invalid(format!(
+            "cannot publish ports on network {:?}: it is --internal, so nothing from outside can reach it",
+            network.name
+        )));
+    }
+    let (ports, warnings) = resolve_ports(ctx, &tx, &specs, opts.force_publish)?;
     let endpoint = Endpoint {
         id: 0,
         network: network.name.clone(),
@@ -420,7 +429,16 @@ fn resolve_ports(
     ctx: &mut Context,
     tx: &Tx,
     specs: &[PortSpec],
+    force: bool,
 ) -> Result<(Vec<PortMapping>, Vec<String>)> {
+    for spec in specs {
+        if !spec.host_ip.is_unspecified() && !ctx.kernel.is_local_address(spec.host_ip) {
+            return Err(Error::invalid(format!(
+                "cannot publish on {}: it is not an address of this host",
+                spec.host_ip
+            )));
+        }
+    }
     let listening = |ctx: &mut Context, m: &PortMapping| -> Result<Option<u16>> {
         Ok((m.host_port..=m.host_last())
             .find(|&port| ctx.kernel.host_port_in_use(m.proto, m.host_ip, port)))
@@ -444,8 +462,18 @@ fn resolve_ports(
             )));
         }
         if let Some(port) = listening(ctx, &m)? {
+            let who = ctx.kernel.port_holder_process(m.proto, port).map_or_else(
+                || "a host process".to_string(),
+                |p| format!("host process {p}"),
+            );
+            if !force {
+                return Err(Error::invalid(format!(
+                    "{who} already listens on {}/{port}; publishing it would take its connections (use --force-publish to do it anyway)",
+                    m.proto
+                )));
+            }
             warnings.push(format!(
-                "a host process listens on {}/{port}; published connections to it will go to the container instead",
+                "{who} listens on {}/{port}; published connections to it go to the container instead",
                 m.proto
             ));
         }

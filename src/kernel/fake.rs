@@ -181,6 +181,12 @@ impl Kernel for FakeKernel {
         self.op(format!("conntrack_flush {proto} {dst} {port}"))
             .map(|_| 0)
     }
+    fn is_local_address(&mut self, ip: Ipv4Addr) -> bool {
+        ip.is_loopback() || self.prefixes.iter().any(|p| p.net.contains(ip))
+    }
+    fn port_holder_process(&mut self, _proto: crate::model::Proto, _port: u16) -> Option<String> {
+        None
+    }
     fn host_port_in_use(&mut self, _proto: crate::model::Proto, ip: Ipv4Addr, port: u16) -> bool {
         self.listeners
             .iter()

@@ -124,6 +124,10 @@ pub trait Kernel {
     fn conntrack_flush(&mut self, proto: Proto, dst: Option<Ipv4Addr>, port: u16) -> Result<usize>;
     /// Whether a host socket holds `port` on `ip` (0.0.0.0: on any address).
     fn host_port_in_use(&mut self, proto: Proto, ip: Ipv4Addr, port: u16) -> bool;
+    /// Whether `ip` is one of the host's addresses.
+    fn is_local_address(&mut self, ip: Ipv4Addr) -> bool;
+    /// The process holding `port`, for messages ("nginx (pid 42)").
+    fn port_holder_process(&mut self, proto: Proto, port: u16) -> Option<String>;
 }
 
 /// The real kernel, through one rtnetlink socket in berth's own namespace
@@ -420,5 +424,13 @@ impl Kernel for LiveKernel {
 
     fn host_port_in_use(&mut self, proto: Proto, ip: Ipv4Addr, port: u16) -> bool {
         sockets::port_in_use(proto, ip, port)
+    }
+
+    fn is_local_address(&mut self, ip: Ipv4Addr) -> bool {
+        sockets::is_local_address(ip)
+    }
+
+    fn port_holder_process(&mut self, proto: Proto, port: u16) -> Option<String> {
+        sockets::port_holder_process(proto, port)
     }
 }
