@@ -678,3 +678,65 @@ fn disconnect_by_endpoint_name_and_dry_run_exec_runs_nothing() {
     );
     sb.snapshot().assert_same(&before, "--dry-run exec");
 }
+
+#[test]
+fn the_default_route_moves_to_another_network_when_its_network_is_disconnected() {
+    let sb = Sandbox::new();
+    sb.create_network("web", "10.90.0.0/24");
+    sb.create_network("db", "10.91.0.0/24");
+    sb.berth_ok(&[
+        "network",
+        "create",
+        "iso",
+        "--subnet",
+        "10.92.0.0/24",
+        "--internal",
+    ]);
+    sb.add_netns("c1");
+    sb.connect("web", "c1", &[]);
+    sb.connect("iso", "c1", &[]);
+    sb.connect("db", "c1", &[]);
+    let default_via = |sb: &Sandbox| -> Vec<String> {
+        sb.routes(Some("c1"))
+            .iter()
+            .filter(|r| r["dst"] == "default")
+            .map(|r| r["gateway"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(default_via(&sb), vec!["10.90.0.1"]);
+    // web provided it: db (not the internal iso) takes over.
+    sb.berth_ok(&["disconnect", "web", "c1"]);
+    assert_eq!(default_via(&sb), vec!["10.91.0.1"]);
+    // and db's endpoint now owns it: its disconnect leaves none (iso is internal).
+    sb.berth_ok(&["disconnect", "db", "c1"]);
+    assert!(default_via(&sb).is_empty());
+    // Up after all that finds nothing to repair.
+    assert!(sb.berth_ok(&["up"]).contains("already matches"));
+}
+
+#[test]
+fn reserved_network_names_and_taken_interface_names_are_refused() {
+    let sb = Sandbox::new();
+    sb.create_network("web", "10.90.0.0/24");
+    sb.add_netns("c1");
+    let before = sb.snapshot();
+    for (args, names) in [
+        (&["network", "create", "host"][..], "\"host\" is reserved"),
+        (&["network", "create", "none"][..], "\"none\" is reserved"),
+        (&["network", "create", "berth"][..], "\"berth\" is reserved"),
+        (
+            &["connect", "web", "c1", "--ifname", "lo"][..],
+            "interface named \"lo\"",
+        ),
+    ] {
+        let out = sb.berth(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "berth {args:?}: {err}");
+        assert!(
+            err.contains(names) && err.trim().lines().count() == 1,
+            "berth {args:?}: {err}"
+        );
+        sb.snapshot()
+            .assert_same(&before, &format!("berth {args:?}"));
+    }
+}

@@ -52,6 +52,16 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
     names::check_name("endpoint", &name)?;
     if let Some(ifname) = &opts.ifname {
         names::check_ifname("interface name", ifname)?;
+        if target.inode.is_some_and(|_| {
+            ctx.kernel
+                .link_exists_in(&target.path, ifname)
+                .unwrap_or(false)
+        }) {
+            return Err(Error::invalid(format!(
+                "namespace {} already has an interface named {ifname:?}; choose another --ifname",
+                opts.target
+            )));
+        }
     }
     let mac = opts.mac.as_deref().map(Mac::parse_unicast).transpose()?;
     let ip = opts
@@ -356,10 +366,26 @@ fn detach(
     // The mappings go first: their removal can be undone, the veth's cannot.
     let ports = tx.ports_of(endpoint.id)?;
     plan_ports(&mut plan, endpoint.ip, &ports, false);
+    let mut heir = None;
     if delete_veth {
         plan.push(Step::DeleteLink {
             name: endpoint.host_ifname.clone(),
         });
+        // The namespace keeps a way out if another of its networks has one:
+        // the default route went with this veth.
+        if endpoint.default_route {
+            if let Some((other, gateway)) =
+                tx.default_route_heir(endpoint.netns_inode, endpoint.id)?
+            {
+                if ctx.kernel.link_exists(&other.host_ifname)? {
+                    plan.push(Step::DefaultRoute {
+                        netns: Target::parse(&other.netns)?.path,
+                        gateway,
+                    });
+                    heir = Some(other.id);
+                }
+            }
+        }
     }
     let endpoint = Endpoint { ports, ..endpoint };
     if ctx.dry_run {
@@ -380,6 +406,9 @@ fn detach(
     failpoint::hit("record");
     let tx = store.begin()?;
     tx.delete_endpoint(endpoint.id)?;
+    if let Some(heir) = heir {
+        tx.set_default_route_flag(heir, true)?;
+    }
     if !endpoint.ports.is_empty() {
         reconcile::record_generation(ctx, &tx)?;
     }

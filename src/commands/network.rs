@@ -49,7 +49,17 @@ const IP_FORWARD: &str = "net.ipv4.ip_forward";
 pub const DEFAULT_NETWORK: &str = "berth";
 const DEFAULT_BRIDGE: &str = "berth0";
 
+/// Names a user cannot give a network: they would shadow `run --net
+/// host|none` and the default network berth makes itself.
+pub const RESERVED_NAMES: [&str; 4] = ["host", "none", "default", DEFAULT_NETWORK];
+
 pub fn create(ctx: &mut Context, opts: &CreateOptions) -> Result<Outcome<Created>> {
+    if RESERVED_NAMES.contains(&opts.name.as_str()) {
+        return Err(Error::invalid(format!(
+            "network name {:?} is reserved (it would shadow `--net host|none` or berth's default network); choose another",
+            opts.name
+        )));
+    }
     let _lock = ctx.begin_change()?;
     let network = match create_in(ctx, opts)? {
         Outcome::Planned(plan) => return Ok(Outcome::Planned(plan)),

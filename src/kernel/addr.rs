@@ -47,6 +47,23 @@ pub fn add_default_route(rtnl: &mut Rtnl, gateway: Ipv4Addr) -> io::Result<()> {
     )
 }
 
+/// Sets the default route of the main table to go via `gateway`, whatever
+/// default route there was.
+pub fn replace_default_route(rtnl: &mut Rtnl, gateway: Ipv4Addr) -> io::Result<()> {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = AddressFamily::Inet;
+    msg.header.table = RouteHeader::RT_TABLE_MAIN;
+    msg.header.protocol = RouteProtocol::Boot;
+    msg.header.scope = RouteScope::Universe;
+    msg.header.kind = RouteType::Unicast;
+    msg.attributes
+        .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+    rtnl.request(
+        RouteNetlinkMessage::NewRoute(msg),
+        NLM_F_CREATE | netlink_packet_core::NLM_F_REPLACE,
+    )
+}
+
 /// Where a host prefix comes from, for clash messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostPrefix {

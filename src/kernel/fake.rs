@@ -64,6 +64,12 @@ impl Kernel for FakeKernel {
     fn link_up(&mut self, name: &str) -> Result<()> {
         self.op(format!("link_up {name}"))
     }
+    fn link_exists_in(&mut self, _netns: &Path, _name: &str) -> Result<bool> {
+        Ok(false)
+    }
+    fn set_default_route(&mut self, netns: &Path, gateway: Ipv4Addr) -> Result<()> {
+        self.op(format!("set_default_route {} {gateway}", netns.display()))
+    }
     fn set_master(&mut self, ifname: &str, bridge: &str) -> Result<()> {
         self.op(format!("set_master {ifname} {bridge}"))
     }

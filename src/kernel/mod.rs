@@ -61,6 +61,10 @@ pub trait Kernel {
     fn links(&mut self) -> Result<Vec<LinkFact>>;
     /// Brings a link up.
     fn link_up(&mut self, name: &str) -> Result<()>;
+    /// Whether the namespace at `netns` has a link called `name`.
+    fn link_exists_in(&mut self, netns: &Path, name: &str) -> Result<bool>;
+    /// Points the namespace's default route at `gateway`.
+    fn set_default_route(&mut self, netns: &Path, gateway: Ipv4Addr) -> Result<()>;
     /// Makes `ifname` a port of `bridge`.
     fn set_master(&mut self, ifname: &str, bridge: &str) -> Result<()>;
     /// The nf_tables ruleset generation (bumped by every committed change).
@@ -183,6 +187,29 @@ impl Kernel for LiveKernel {
 
     fn links(&mut self) -> Result<Vec<LinkFact>> {
         link::dump(self.rtnl()?).map_err(|e| Error::kernel("listing links", e))
+    }
+
+    fn link_exists_in(&mut self, netns: &Path, name: &str) -> Result<bool> {
+        let what = format!("looking up {name} in {}", netns.display());
+        let ns = std::fs::File::open(netns).map_err(|e| Error::kernel(&what, e))?;
+        let inside = netns::run_in(&ns, || -> std::io::Result<bool> {
+            let mut rtnl = Rtnl::open()?;
+            Ok(link::index_of(&mut rtnl, name)?.is_some())
+        });
+        inside.and_then(|r| r).map_err(|e| Error::kernel(what, e))
+    }
+
+    fn set_default_route(&mut self, netns: &Path, gateway: Ipv4Addr) -> Result<()> {
+        let what = format!(
+            "setting the default route via {gateway} in {}",
+            netns.display()
+        );
+        let ns = std::fs::File::open(netns).map_err(|e| Error::kernel(&what, e))?;
+        let inside = netns::run_in(&ns, || -> std::io::Result<()> {
+            let mut rtnl = Rtnl::open()?;
+            addr::replace_default_route(&mut rtnl, gateway)
+        });
+        inside.and_then(|r| r).map_err(|e| Error::kernel(what, e))
     }
 
     fn link_up(&mut self, name: &str) -> Result<()> {

@@ -30,6 +30,12 @@ pub enum Step {
     LinkUp {
         name: String,
     },
+    /// Points a namespace's default route at another network's gateway
+    /// (the network that provided it was disconnected).
+    DefaultRoute {
+        netns: PathBuf,
+        gateway: Ipv4Addr,
+    },
     /// Makes a veth a port of its bridge again.
     SetMaster {
         ifname: String,
@@ -172,6 +178,10 @@ impl Step {
                 kernel.set_master(ifname, bridge)?;
                 None
             }
+            Step::DefaultRoute { netns, gateway } => {
+                kernel.set_default_route(netns, *gateway)?;
+                None
+            }
             Step::EnsureAddress { ifname, ip, subnet } => {
                 match kernel.add_address(ifname, *ip, *subnet) {
                     Err(Error::Kernel { source, .. })
@@ -277,6 +287,9 @@ impl Step {
             Step::LinkUp { name } => vec![format!("ip link set {name} up")],
             Step::SetMaster { ifname, bridge } => {
                 vec![format!("ip link set {ifname} master {bridge}")]
+            }
+            Step::DefaultRoute { netns, gateway } => {
+                vec![format!("{} route replace default via {gateway}", ip_in(netns))]
             }
             Step::EnsureAddress { ifname, ip, subnet } => vec![format!(
                 "ip addr replace {ip}/{} brd {} dev {ifname}",
