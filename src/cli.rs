@@ -12,6 +12,7 @@ use crate::commands::network::{self, CreateOptions};
 use crate::commands::run::{self, NetMode, RunOptions};
 use crate::commands::{demo, maintain, Context, Outcome};
 use crate::error::{Error, Result};
+use crate::listing;
 use crate::model::{Endpoint, Network};
 use crate::plan::Plan;
 use crate::store;
@@ -43,12 +44,22 @@ enum Command {
     /// Disconnect a network namespace (or an endpoint, by name) from a network.
     Disconnect(DisconnectArgs),
     /// List endpoints.
-    Ps {
-        #[arg(long)]
-        json: bool,
+    Ps(ListArgs),
+    /// Show an endpoint's published ports (as `docker port`).
+    Port {
+        /// The endpoint's name (as `ps` shows it).
+        name: String,
+        /// Only this container port: PORT or PORT/PROTO.
+        private_port: Option<String>,
     },
     /// Run a command in a fresh network sandbox.
     Run(RunArgs),
+    /// End a command started with `run -d` and remove its sandbox.
+    Stop {
+        /// The name `run -d` printed.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Run a command inside an existing network namespace.
     Exec {
         target: String,
@@ -95,23 +106,61 @@ enum NetworkCommand {
     /// Create a network: a bridge with a subnet and gateway.
     Create(CreateArgs),
     /// List networks.
-    Ls {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show one network and its endpoints.
+    #[command(visible_alias = "list")]
+    Ls(ListArgs),
+    /// Show networks and their endpoints.
     Inspect {
-        name: String,
+        /// Network names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Remove a network.
+    /// Remove networks.
+    #[command(visible_alias = "remove")]
     Rm {
-        name: String,
-        /// Disconnect its endpoints first.
-        #[arg(long)]
+        /// Network names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Disconnect their endpoints first.
+        #[arg(short, long)]
         force: bool,
     },
+    /// Remove every network that has no endpoint.
+    Prune,
+    /// Connect a network namespace to a network (as `berth connect`).
+    Connect(ConnectArgs),
+    /// Disconnect from a network (as `berth disconnect`).
+    Disconnect(DisconnectArgs),
+}
+
+/// How `ls` and `ps` show their list.
+#[derive(Args)]
+struct ListArgs {
+    /// Only names.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Keep rows whose KEY is VALUE (name matches a part); repeatable.
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    filter: Vec<String>,
+    /// `json` (one object per line) or a template like `table {{.Name}}\t{{.Subnet}}`.
+    #[arg(long)]
+    format: Option<String>,
+    /// Print a JSON array.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ListArgs {
+    fn options(&self) -> listing::Options {
+        listing::Options {
+            quiet: self.quiet,
+            filters: self.filter.clone(),
+            format: self.format.clone(),
+            json: self.json,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -193,7 +242,7 @@ struct DisconnectArgs {
 #[derive(Args)]
 struct RunArgs {
     /// A network name, `host` or `none` (default: the built-in network `berth`).
-    #[arg(long)]
+    #[arg(long, visible_alias = "network")]
     net: Option<String>,
     /// Name of the sandbox's namespace and endpoint.
     #[arg(long)]
@@ -203,13 +252,50 @@ struct RunArgs {
     /// Publish a port (as for `connect -p`).
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     publish: Vec<String>,
+    /// Publish every --expose port on a host port berth picks.
+    #[arg(short = 'P', long)]
+    publish_all: bool,
+    /// A port the command serves: PORT[-END][/PROTO] (published with -P).
+    #[arg(long, value_name = "PORT")]
+    expose: Vec<String>,
+    /// The command's host name.
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Run in the background; print the endpoint's name (end it with `berth stop`).
+    #[arg(short, long)]
+    detach: bool,
+    /// Do not print what was made.
+    #[arg(short, long)]
+    quiet: bool,
+    /// The command and its arguments, after `--`.
     #[arg(last = true, required = true)]
     command: Vec<String>,
 }
 
 /// Parses the arguments, runs the command, returns the exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let args: Vec<String> = std::env::args().collect();
+            let is_run =
+                args.iter().skip(1).find(|a| !a.starts_with('-')) == Some(&"run".to_string());
+            if is_run
+                && !args.iter().any(|a| a == "--")
+                && matches!(
+                    e.kind(),
+                    clap::error::ErrorKind::UnknownArgument
+                        | clap::error::ErrorKind::MissingRequiredArgument
+                )
+            {
+                eprintln!(
+                    "berth: put the command after `--`, as in: berth run [--net NET] [OPTIONS] -- COMMAND [ARGS...]"
+                );
+                return 2;
+            }
+            e.exit();
+        }
+    };
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -223,6 +309,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
     let mutates = !matches!(
         cli.command,
         Command::Ps { .. }
+            | Command::Port { .. }
             | Command::Network(NetworkCommand::Ls { .. } | NetworkCommand::Inspect { .. })
     );
     if mutates && !cli.dry_run {
@@ -256,22 +343,43 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 );
             }
         }
-        Command::Network(NetworkCommand::Ls { json }) => {
-            print_networks(&network::list(&ctx)?, json)?
+        Command::Network(NetworkCommand::Ls(a)) => {
+            print!("{}", list_networks(&mut ctx, &a.options())?)
         }
-        Command::Network(NetworkCommand::Inspect { name, json }) => {
-            let (n, endpoints) = network::inspect(&ctx, &name)?;
-            print_network(&n, &endpoints, json)?;
+        Command::Network(NetworkCommand::Inspect { names, json }) => {
+            let mut found = Vec::new();
+            for name in &names {
+                found.push(network::inspect(&ctx, name)?);
+            }
+            print_networks_inspected(&found, json)?;
         }
-        Command::Network(NetworkCommand::Rm { name, force }) => {
-            if let Some(endpoints) = done(network::remove(&mut ctx, &name, force)?) {
-                match endpoints.len() {
-                    0 => println!("removed network {name}"),
-                    n => println!("removed network {name} and disconnected {n} endpoint(s)"),
+        Command::Network(NetworkCommand::Rm { names, force }) => {
+            // Checked first, so a typo in the third name removes nothing.
+            for name in &names {
+                network::inspect(&ctx, name)?;
+            }
+            for name in &names {
+                if let Some(endpoints) = done(network::remove(&mut ctx, name, force)?) {
+                    match endpoints.len() {
+                        0 => println!("removed network {name}"),
+                        n => println!("removed network {name} and disconnected {n} endpoint(s)"),
+                    }
                 }
             }
         }
-        Command::Connect(a) => {
+        Command::Network(NetworkCommand::Prune) => {
+            let empty: Vec<String> = network::list(&ctx)?
+                .into_iter()
+                .filter(|(_, count)| *count == 0)
+                .map(|(n, _)| n.name)
+                .collect();
+            for name in &empty {
+                if done(network::remove(&mut ctx, name, false)?).is_some() {
+                    println!("removed network {name}");
+                }
+            }
+        }
+        Command::Network(NetworkCommand::Connect(a)) | Command::Connect(a) => {
             let opts = ConnectOptions {
                 network: a.network,
                 target: a.target,
@@ -307,7 +415,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 }
             }
         }
-        Command::Disconnect(DisconnectArgs {
+        Command::Network(NetworkCommand::Disconnect(DisconnectArgs {
+            network,
+            target,
+            force,
+        }))
+        | Command::Disconnect(DisconnectArgs {
             network,
             target,
             force,
@@ -323,19 +436,44 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             None => {}
         },
-        Command::Ps { json } => print_endpoints(&endpoint::list(&mut ctx)?, json)?,
+        Command::Ps(a) => print!("{}", list_endpoints(&mut ctx, &a.options())?),
+        Command::Port { name, private_port } => {
+            print!("{}", ports_of(&mut ctx, &name, private_port.as_deref())?)
+        }
         Command::Run(a) => {
             if cli.dry_run {
                 return Err(Error::invalid("run does not support --dry-run"));
+            }
+            let mut ports = a.publish;
+            if a.publish_all {
+                ports.extend(a.expose.iter().cloned());
+            } else if !a.expose.is_empty() {
+                // Checked all the same: a typo should not wait for -P.
+                for e in &a.expose {
+                    crate::model::PortSpec::parse(e).map_err(Error::Invalid)?;
+                }
             }
             let opts = RunOptions {
                 net: NetMode::parse(a.net.as_deref()),
                 name: a.name,
                 ip: a.ip,
-                ports: a.publish,
+                ports,
                 command: a.command,
+                hostname: a.hostname,
+                quiet: a.quiet,
             };
+            if a.detach {
+                let name = run::detach(&ctx, &opts)?;
+                println!("{name}");
+                return Ok(0);
+            }
             return run::run(&mut ctx, &opts);
+        }
+        Command::Stop { names } => {
+            for name in &names {
+                run::stop(&mut ctx, name)?;
+                println!("{name}");
+            }
         }
         Command::Exec { target, command } => {
             if cli.dry_run {
@@ -412,99 +550,190 @@ fn json_error(e: serde_json::Error) -> Error {
     Error::Other(format!("encoding JSON: {e}"))
 }
 
-fn print_networks(networks: &[(Network, usize)], json: bool) -> Result<()> {
+/// `network ls`: each network with its endpoint count, policy and whether
+/// its bridge is there.
+fn list_networks(ctx: &mut Context, opts: &listing::Options) -> Result<String> {
+    let networks = network::list(ctx)?;
+    let links: std::collections::HashSet<String> = if networks.is_empty() {
+        Default::default()
+    } else {
+        ctx.kernel.links()?.into_iter().map(|l| l.name).collect()
+    };
+    let mut rows = Vec::new();
+    for (n, count) in &networks {
+        let mut v = serde_json::to_value(n.view(*count)).map_err(json_error)?;
+        v["status"] = if links.contains(&n.bridge) {
+            "up"
+        } else {
+            "bridge missing"
+        }
+        .into();
+        rows.push(v);
+    }
+    const COLUMNS: &[listing::Column] = &[
+        col("NAME", "name"),
+        col("SUBNET", "subnet"),
+        col("GATEWAY", "gateway"),
+        col("BRIDGE", "bridge"),
+        col("ENDPOINTS", "endpoint_count"),
+        col("STATUS", "status"),
+        col("POLICY", "policy"),
+    ];
+    listing::render(
+        rows,
+        COLUMNS,
+        &[
+            "name",
+            "subnet",
+            "bridge",
+            "internal",
+            "icc",
+            "masquerade",
+            "status",
+        ],
+        opts,
+    )
+}
+
+const fn col(heading: &'static str, field: &'static str) -> listing::Column {
+    listing::Column { heading, field }
+}
+
+fn print_networks_inspected(found: &[(Network, Vec<Endpoint>)], json: bool) -> Result<()> {
     if json {
-        let views: Vec<_> = networks.iter().map(|(n, c)| n.view(*c)).collect();
+        let mut all = Vec::new();
+        for (n, endpoints) in found {
+            let mut value = serde_json::to_value(n.view(endpoints.len())).map_err(json_error)?;
+            let eps: Vec<_> = endpoints.iter().map(|e| e.view(n)).collect();
+            value["endpoints"] = serde_json::to_value(eps).map_err(json_error)?;
+            all.push(value);
+        }
+        // One network prints as an object (as before); several as an array.
+        let out = if all.len() == 1 {
+            all.pop().expect("one")
+        } else {
+            serde_json::Value::Array(all)
+        };
         println!(
             "{}",
-            serde_json::to_string_pretty(&views).map_err(json_error)?
+            serde_json::to_string_pretty(&out).map_err(json_error)?
         );
         return Ok(());
     }
-    println!(
-        "{:<20} {:<18} {:<15} {:<15} {:>5} {:>9}",
-        "NAME", "SUBNET", "GATEWAY", "BRIDGE", "MTU", "ENDPOINTS"
-    );
-    for (n, count) in networks {
-        println!(
-            "{:<20} {:<18} {:<15} {:<15} {:>5} {:>9}",
-            n.name,
-            n.subnet.to_string(),
-            n.gateway.to_string(),
-            n.bridge,
-            n.mtu,
-            count
-        );
+    for (i, (n, endpoints)) in found.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        print_network(n, endpoints);
     }
     Ok(())
 }
 
-fn print_network(n: &Network, endpoints: &[Endpoint], json: bool) -> Result<()> {
-    if json {
-        let mut value = serde_json::to_value(n.view(endpoints.len())).map_err(json_error)?;
-        let eps: Vec<_> = endpoints.iter().map(|e| e.view(n)).collect();
-        value["endpoints"] = serde_json::to_value(eps).map_err(json_error)?;
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).map_err(json_error)?
-        );
-        return Ok(());
-    }
+fn print_network(n: &Network, endpoints: &[Endpoint]) {
     println!("name:      {}", n.name);
     println!("subnet:    {}", n.subnet);
     println!("gateway:   {}", n.gateway);
     println!("bridge:    {}", n.bridge);
     println!("mtu:       {}", n.mtu);
+    println!("policy:    {}", n.policy.summary());
     println!("endpoints: {}", endpoints.len());
-    for e in endpoints {
-        println!(
-            "  {:<20} {:<15} {} {} {}",
-            e.name,
-            e.ip.to_string(),
-            e.mac,
-            e.ifname,
-            e.netns
+    let rows: Vec<Vec<String>> = endpoints
+        .iter()
+        .map(|e| {
+            let ports: Vec<String> = e.ports.iter().map(|p| p.to_string()).collect();
+            vec![
+                format!("  {}", e.name),
+                e.ip.to_string(),
+                e.mac.to_string(),
+                e.ifname.clone(),
+                e.netns.clone(),
+                ports.join(", "),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        print!(
+            "{}",
+            listing::table(
+                &["  NAME", "ADDRESS", "MAC", "IFNAME", "NETNS", "PORTS"],
+                &rows
+            )
         );
-        for p in &e.ports {
-            println!("    published {p}");
-        }
     }
-    Ok(())
 }
 
-fn print_endpoints(endpoints: &[(Endpoint, Network, &str)], json: bool) -> Result<()> {
-    if json {
-        let mut views = Vec::new();
-        for (e, n, status) in endpoints {
-            let mut v = serde_json::to_value(e.view(n)).map_err(json_error)?;
-            v["status"] = (*status).into();
-            views.push(v);
-        }
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&views).map_err(json_error)?
-        );
-        return Ok(());
-    }
-    println!(
-        "{:<20} {:<9} {:<15} {:<18} {:<17} {:<8} {:<20} PORTS",
-        "NAME", "STATUS", "NETWORK", "ADDRESS", "MAC", "IFNAME", "NETNS"
-    );
-    for (e, n, status) in endpoints {
+/// `ps`: every endpoint with its status as the kernel shows it.
+fn list_endpoints(ctx: &mut Context, opts: &listing::Options) -> Result<String> {
+    let mut rows = Vec::new();
+    for (e, n, status) in endpoint::list(ctx)? {
+        let mut v = serde_json::to_value(e.view(&n)).map_err(json_error)?;
+        v["status"] = status.into();
+        v["address"] = format!("{}/{}", e.ip, n.subnet.prefix_len()).into();
         let ports: Vec<String> = e.ports.iter().map(|p| p.to_string()).collect();
-        println!(
-            "{:<20} {:<9} {:<15} {:<18} {:<17} {:<8} {:<20} {}",
-            e.name,
-            status,
-            e.network,
-            format!("{}/{}", e.ip, n.subnet.prefix_len()),
-            e.mac.to_string(),
-            e.ifname,
-            e.netns,
-            ports.join(", ")
-        );
+        v["published"] = ports.join(", ").into();
+        rows.push(v);
     }
-    Ok(())
+    const COLUMNS: &[listing::Column] = &[
+        col("NAME", "name"),
+        col("STATUS", "status"),
+        col("NETWORK", "network"),
+        col("ADDRESS", "address"),
+        col("MAC", "mac"),
+        col("IFNAME", "ifname"),
+        col("NETNS", "netns"),
+        col("PORTS", "published"),
+    ];
+    listing::render(
+        rows,
+        COLUMNS,
+        &["name", "network", "netns", "status", "ip", "ifname"],
+        opts,
+    )
+}
+
+/// `port NAME [PORT[/PROTO]]`: the endpoint's mappings, one per line, as
+/// `docker port` prints them (`80/tcp -> 0.0.0.0:8080`).
+fn ports_of(ctx: &mut Context, name: &str, only: Option<&str>) -> Result<String> {
+    let endpoints: Vec<_> = endpoint::list(ctx)?
+        .into_iter()
+        .filter(|(e, _, _)| e.name == name)
+        .collect();
+    if endpoints.is_empty() {
+        return Err(Error::invalid(format!(
+            "no endpoint named {name:?} (see `berth ps`)"
+        )));
+    }
+    let only = only
+        .map(|p| {
+            let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+            let port: u16 = port.parse().map_err(|_| {
+                Error::invalid(format!("invalid port {p:?}: expected PORT[/PROTO]"))
+            })?;
+            Ok::<_, Error>((port, proto.to_ascii_lowercase()))
+        })
+        .transpose()?;
+    let mut out = String::new();
+    for (e, _, _) in &endpoints {
+        for m in &e.ports {
+            for (host, inside) in m.pairs() {
+                if only
+                    .as_ref()
+                    .is_some_and(|(p, proto)| *p != inside || proto != m.proto.as_str())
+                {
+                    continue;
+                }
+                out.push_str(&format!("{inside}/{} -> {}:{host}\n", m.proto, m.host_ip));
+            }
+        }
+    }
+    if out.is_empty() && only.is_some() {
+        return Err(Error::invalid(format!(
+            "endpoint {name:?} does not publish {}",
+            only.map(|(p, proto)| format!("{p}/{proto}"))
+                .unwrap_or_default()
+        )));
+    }
+    Ok(out)
 }
 
 /// berth changes links, routes and namespaces: it needs CAP_NET_ADMIN and

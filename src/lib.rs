@@ -14,6 +14,7 @@ pub mod error;
 pub mod failpoint;
 pub mod firewall;
 pub mod kernel;
+pub mod listing;
 pub mod model;
 pub mod plan;
 pub mod reconcile;

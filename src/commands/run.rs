@@ -2,6 +2,7 @@
 //! existing namespace.
 
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Command;
 
@@ -46,6 +47,10 @@ pub struct RunOptions {
     /// `-p` values, as given.
     pub ports: Vec<String>,
     pub command: Vec<String>,
+    /// The command's host name (a UTS namespace of its own).
+    pub hostname: Option<String>,
+    /// Say nothing on stderr about what was made.
+    pub quiet: bool,
 }
 
 /// Runs the command and returns its exit code (128+N if killed by signal N).
@@ -71,6 +76,21 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
         return Err(Error::invalid(
             "-p needs a network: --net host and --net none publish nothing",
         ));
+    }
+    if let Some(h) = &opts.hostname {
+        if h.is_empty()
+            || h.len() > 64
+            || !h
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(Error::invalid(format!(
+                "invalid hostname {h:?}: use 1-64 letters, digits, '-' or '.'"
+            )));
+        }
+        if opts.net == NetMode::Host {
+            return Err(Error::invalid("--hostname does not apply to --net host"));
+        }
     }
     let name = opts
         .name
@@ -109,9 +129,24 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
                 ports: opts.ports.clone(),
                 ..Default::default()
             };
-            endpoint::connect(ctx, &connect)
+            let (e, n) = endpoint::connect(ctx, &connect)
                 .inspect_err(|_| sandbox.remove(ctx))?
                 .applied();
+            if !opts.quiet {
+                // Before the command starts, so it is the first thing seen,
+                // picked host ports included.
+                eprintln!(
+                    "berth: {} on network {}: {}/{} via {}",
+                    e.name,
+                    n.name,
+                    e.ip,
+                    n.subnet.prefix_len(),
+                    n.gateway
+                );
+                for p in &e.ports {
+                    eprintln!("berth: published {p}");
+                }
+            }
         }
         None => ctx
             .kernel
@@ -119,7 +154,7 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
             .inspect_err(|_| sandbox.remove(ctx))?,
     }
     let ns = Target::resolve(&name)?.open()?;
-    let status = spawn_forwarding_signals(program, args, ns.as_raw_fd());
+    let status = spawn_forwarding_signals(program, args, ns.as_raw_fd(), opts.hostname.as_deref());
     sandbox.remove(ctx);
     status
 }
@@ -186,7 +221,13 @@ const FORWARDED: [Signal; 4] = [
 
 /// Spawns the command inside `netns_fd` with stdio passed through, forwards
 /// SIGINT/SIGTERM/SIGHUP/SIGQUIT to it, and waits for it.
-fn spawn_forwarding_signals(program: &str, args: &[String], netns_fd: RawFd) -> Result<i32> {
+fn spawn_forwarding_signals(
+    program: &str,
+    args: &[String],
+    netns_fd: RawFd,
+    hostname: Option<&str>,
+) -> Result<i32> {
+    let hostname = hostname.map(|h| h.as_bytes().to_vec());
     let mut forwarded = SigSet::empty();
     for s in FORWARDED {
         forwarded.add(s);
@@ -215,6 +256,10 @@ fn spawn_forwarding_signals(program: &str, args: &[String], netns_fd: RawFd) -> 
                 return Err(std::io::Error::other(
                     "berth exited before the command started",
                 ));
+            }
+            if let Some(name) = &hostname {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUTS)?;
+                nix::unistd::sethostname(std::ffi::OsStr::from_bytes(name))?;
             }
             Ok(())
         });
@@ -260,6 +305,136 @@ pub fn exec_plan(target: &str, command: &[String]) -> Result<String> {
         ns.path.display(),
         quoted.join(" ")
     ))
+}
+
+/// `run -d`: starts `berth run` (this same request, without `-d`) as a
+/// process of its own, in a session of its own, with its output going to
+/// `STATE/logs/NAME.log`; waits until its endpoint is up; returns the name.
+pub fn detach(ctx: &Context, opts: &RunOptions) -> Result<String> {
+    let name = opts
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("run-{}", std::process::id()));
+    names::check_name("sandbox", &name)?;
+    let logs = ctx.state_dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let log_path = logs.join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path)?;
+    let mut args: Vec<String> = vec![
+        "--state-dir".into(),
+        ctx.state_dir.display().to_string(),
+        "run".into(),
+        "--name".into(),
+        name.clone(),
+    ];
+    match &opts.net {
+        NetMode::Host => args.extend(["--net".into(), "host".into()]),
+        NetMode::None => args.extend(["--net".into(), "none".into()]),
+        NetMode::Network(Some(n)) => args.extend(["--net".into(), n.clone()]),
+        NetMode::Network(None) => {}
+    }
+    if let Some(ip) = &opts.ip {
+        args.extend(["--ip".into(), ip.clone()]);
+    }
+    for p in &opts.ports {
+        args.extend(["-p".into(), p.clone()]);
+    }
+    if let Some(h) = &opts.hostname {
+        args.extend(["--hostname".into(), h.clone()]);
+    }
+    args.push("--".into());
+    args.extend(opts.command.iter().cloned());
+    let mut child = Command::new(std::env::current_exe()?);
+    child
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    unsafe {
+        child.pre_exec(|| {
+            nix::unistd::setsid()?;
+            Ok(())
+        });
+    }
+    let mut child = child.spawn()?;
+    // Up means: the endpoint is `ready` (or, for --net none, the sandbox
+    // row exists and the command runs).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(Error::Other(format!(
+                "the detached run {name} ended at once ({status}): {}",
+                log.trim()
+            )));
+        }
+        if detached_is_up(ctx, &name, &opts.net)? {
+            return Ok(name);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Error::Other(format!(
+                "the detached run {name} did not come up within 30 s; see {}",
+                log_path.display()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+fn detached_is_up(ctx: &Context, name: &str, net: &NetMode) -> Result<bool> {
+    let Some(mut store) = ctx.store_read_only()? else {
+        return Ok(false);
+    };
+    let tx = store.read()?;
+    if !tx.sandboxes()?.iter().any(|s| s.name == name) {
+        return Ok(false);
+    }
+    if matches!(net, NetMode::None) {
+        return Ok(true);
+    }
+    Ok(tx
+        .endpoints_with_status()?
+        .iter()
+        .any(|(e, s)| e.netns == name && *s == store::Status::Ready))
+}
+
+/// `stop NAME`: ends the command of a `run -d` (SIGTERM, then SIGKILL
+/// after 10 s) and waits until its `run` has removed the sandbox.
+pub fn stop(ctx: &mut Context, name: &str) -> Result<()> {
+    let sandbox = {
+        let Some(mut store) = ctx.store_read_only()? else {
+            return Err(Error::invalid(format!("no running sandbox named {name:?}")));
+        };
+        let tx = store.read()?;
+        let all = tx.sandboxes()?;
+        let found = all.iter().find(|s| s.name == name).cloned();
+        found.ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+            Error::invalid(format!(
+                "no running sandbox named {name:?} (running: {})",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ))
+        })?
+    };
+    let pid = Pid::from_raw(sandbox.owner_pid as i32);
+    let alive = || process::alive(sandbox.owner_pid, sandbox.owner_start);
+    if alive() {
+        let _ = kill(pid, Signal::SIGTERM);
+    }
+    let start = std::time::Instant::now();
+    while alive() {
+        if start.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // A run killed by SIGKILL left its sandbox: the next change reclaims it.
+    let _lock = ctx.begin_change()?;
+    Ok(())
 }
 
 /// `exec TARGET -- CMD`: replaces berth with CMD inside TARGET's namespace.

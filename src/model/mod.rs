@@ -110,6 +110,8 @@ pub struct NetworkView {
     pub uplink: Option<String>,
     pub uplink_gateway: Option<String>,
     pub log_drops: bool,
+    /// The firewall and routing options in one line (`network ls`).
+    pub policy: String,
 }
 
 /// The JSON shape of an endpoint in `connect/ps --json`.
@@ -148,7 +150,35 @@ impl Network {
             uplink: self.policy.uplink.as_ref().map(|u| u.ifname.clone()),
             uplink_gateway: self.policy.uplink.as_ref().map(|u| u.gateway.to_string()),
             log_drops: self.policy.log_drops,
+            policy: self.policy.summary(),
         }
+    }
+}
+
+impl NetworkPolicy {
+    /// The options in a few words: `nat, icc` for the default; `internal`,
+    /// `no-icc`, `no-nat`, `deny-egress 10.0.0.0/8`, `uplink eth1 via G`,
+    /// `log-drops` otherwise.
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        if self.internal {
+            parts.push("internal".into());
+        } else if self.masquerade {
+            parts.push("nat".into());
+        } else {
+            parts.push("no-nat".into());
+        }
+        parts.push(if self.icc { "icc" } else { "no-icc" }.into());
+        for d in &self.deny_egress {
+            parts.push(format!("deny-egress {d}"));
+        }
+        if let Some(u) = &self.uplink {
+            parts.push(format!("uplink {} via {}", u.ifname, u.gateway));
+        }
+        if self.log_drops {
+            parts.push("log-drops".into());
+        }
+        parts.join(", ")
     }
 }
 
