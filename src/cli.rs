@@ -60,6 +60,12 @@ enum Command {
     Reset,
     /// Show berth's main job on a built-in example, in a private sandbox.
     Demo,
+    /// Act as Podman's netavark (`berth netavark --help`); also what berth
+    /// does when invoked under the name `netavark`.
+    Netavark {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Measure connect/disconnect latency (or, with --traffic, the per-packet
     /// cost of published ports), in a private sandbox.
     Bench {
@@ -188,6 +194,14 @@ struct RunArgs {
 
 /// Parses the arguments, runs the command, returns the exit code.
 pub fn main() -> i32 {
+    // Podman runs berth as `netavark` (a symlink), or a user as `berth netavark`.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if crate::netavark::invoked_as_netavark() {
+        return crate::netavark::main(args.split_off(1));
+    }
+    if args.get(1).is_some_and(|a| a == "netavark") {
+        return crate::netavark::main(args.split_off(2));
+    }
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
@@ -223,6 +237,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 uplink: a.uplink,
                 uplink_gateway: a.uplink_gateway,
                 log_drops: a.log_drops,
+                owner: None,
             };
             if let Some(created) = done(network::create(&mut ctx, &opts)?) {
                 for w in &created.warnings {
@@ -259,6 +274,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 mac: a.mac,
                 ifname: a.ifname,
                 ports: a.publish,
+                mark: None,
             };
             if let Some((e, n)) = done(endpoint::connect(&mut ctx, &opts)?) {
                 if a.json {
@@ -322,6 +338,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
         }
         Command::Demo => demo::demo()?,
+        // Reached only with global options first (`berth --dry-run netavark`).
+        Command::Netavark { args } => return Ok(crate::netavark::main(args)),
         Command::Bench {
             count,
             networks,

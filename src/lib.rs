@@ -13,6 +13,7 @@ pub mod error;
 pub mod firewall;
 pub mod kernel;
 pub mod model;
+pub mod netavark;
 pub mod plan;
 pub mod store;
 

@@ -28,6 +28,8 @@ pub struct ConnectOptions {
     pub ifname: Option<String>,
     /// `-p` values, as given.
     pub ports: Vec<String>,
+    /// Who asks, recorded on the endpoint (Podman's netavark mode sets it).
+    pub mark: Option<crate::store::EndpointMark>,
 }
 
 pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endpoint, Network)>> {
@@ -136,6 +138,9 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
     }
     let id = tx.insert_endpoint(&network, &endpoint)?;
     tx.insert_ports(id, &endpoint.ports)?;
+    if let Some(mark) = &opts.mark {
+        tx.mark_endpoint(id, mark)?;
+    }
     plan.apply(ctx.kernel.as_mut())?;
     tx.commit()?;
     for w in warnings {

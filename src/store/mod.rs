@@ -12,9 +12,12 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use crate::error::{Error, Result};
 use crate::model::{Endpoint, Ipv4Net, Network, NetworkPolicy, PortMapping, Proto, Uplink};
 
+mod owner;
+pub use owner::{EndpointMark, Owners};
+
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 /// berth's routing tables (`--uplink`) are this plus the network id.
 const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
 /// Link groups of network veths are this plus the network id: far from the
@@ -98,6 +101,15 @@ ALTER TABLE networks ADD COLUMN log_drops INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
+/// Version 3 → 4 (Podman): who made a network or endpoint (NULL: berth's
+/// own commands; `podman`: berth acting as Podman's netavark), and the
+/// Podman container id of an endpoint. Read and written by `owner.rs`.
+const MIGRATE_OWNERS: &str = "
+ALTER TABLE networks ADD COLUMN owner TEXT;
+ALTER TABLE endpoints ADD COLUMN owner TEXT;
+ALTER TABLE endpoints ADD COLUMN container_id TEXT;
+";
+
 pub struct Store {
     conn: Connection,
     dir: PathBuf,
@@ -176,15 +188,22 @@ impl Store {
             0 => {
                 tx.execute_batch(SCHEMA)?;
                 tx.execute_batch(PORTS_SCHEMA)?;
+                tx.execute_batch(MIGRATE_OWNERS)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
             1 => {
                 tx.execute_batch(MIGRATE_1_TO_2)?;
                 tx.execute_batch(PORTS_SCHEMA)?;
+                tx.execute_batch(MIGRATE_OWNERS)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
             2 => {
                 tx.execute_batch(PORTS_SCHEMA)?;
+                tx.execute_batch(MIGRATE_OWNERS)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            }
+            3 => {
+                tx.execute_batch(MIGRATE_OWNERS)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
             SCHEMA_VERSION => {}
