@@ -14,7 +14,7 @@ use crate::commands::{demo, Context, Outcome};
 use crate::error::{Error, Result};
 use crate::model::{Endpoint, Network};
 use crate::plan::Plan;
-use crate::store;
+use crate::store::{self, Owners};
 
 #[derive(Parser)]
 #[command(
@@ -251,7 +251,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
         }
         Command::Network(NetworkCommand::Ls { json }) => {
-            print_networks(&network::list(&ctx)?, json)?
+            print_networks(&network::list(&ctx)?, &owners(&ctx)?, json)?
         }
         Command::Network(NetworkCommand::Inspect { name, json }) => {
             let (n, endpoints) = network::inspect(&ctx, &name)?;
@@ -314,7 +314,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 None => {}
             }
         }
-        Command::Ps { json } => print_endpoints(&endpoint::list(&ctx)?, json)?,
+        Command::Ps { json } => print_endpoints(&endpoint::list(&ctx)?, &owners(&ctx)?, json)?,
         Command::Run(a) => {
             if cli.dry_run {
                 return Err(Error::invalid("run does not support --dry-run"));
@@ -379,13 +379,26 @@ fn print_plan(plan: &Plan) {
     }
 }
 
+/// Who made which network and endpoint (Podman's are marked).
+fn owners(ctx: &Context) -> Result<Owners> {
+    let mut store = ctx.store()?;
+    let tx = store.begin()?;
+    tx.owners()
+}
+
 fn json_error(e: serde_json::Error) -> Error {
     Error::Other(format!("encoding JSON: {e}"))
 }
 
-fn print_networks(networks: &[(Network, usize)], json: bool) -> Result<()> {
+fn print_networks(networks: &[(Network, usize)], owners: &Owners, json: bool) -> Result<()> {
+    let owner = |n: &Network| owners.networks.get(&n.name).cloned();
     if json {
-        let views: Vec<_> = networks.iter().map(|(n, c)| n.view(*c)).collect();
+        let mut views = Vec::with_capacity(networks.len());
+        for (n, c) in networks {
+            let mut v = serde_json::to_value(n.view(*c)).map_err(json_error)?;
+            v["owner"] = owner(n).into();
+            views.push(v);
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(&views).map_err(json_error)?
@@ -393,18 +406,19 @@ fn print_networks(networks: &[(Network, usize)], json: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<18} {:<15} {:<15} {:>5} {:>9}",
+        "{:<20} {:<18} {:<15} {:<15} {:>5} {:>9} OWNER",
         "NAME", "SUBNET", "GATEWAY", "BRIDGE", "MTU", "ENDPOINTS"
     );
     for (n, count) in networks {
         println!(
-            "{:<20} {:<18} {:<15} {:<15} {:>5} {:>9}",
+            "{:<20} {:<18} {:<15} {:<15} {:>5} {:>9} {}",
             n.name,
             n.subnet.to_string(),
             n.gateway.to_string(),
             n.bridge,
             n.mtu,
-            count
+            count,
+            owner(n).as_deref().unwrap_or("-")
         );
     }
     Ok(())
@@ -443,9 +457,17 @@ fn print_network(n: &Network, endpoints: &[Endpoint], json: bool) -> Result<()> 
     Ok(())
 }
 
-fn print_endpoints(endpoints: &[(Endpoint, Network)], json: bool) -> Result<()> {
+fn print_endpoints(endpoints: &[(Endpoint, Network)], owners: &Owners, json: bool) -> Result<()> {
+    let mark = |e: &Endpoint| owners.endpoints.get(&e.id).cloned().unwrap_or_default();
     if json {
-        let views: Vec<_> = endpoints.iter().map(|(e, n)| e.view(n)).collect();
+        let mut views = Vec::with_capacity(endpoints.len());
+        for (e, n) in endpoints {
+            let mut v = serde_json::to_value(e.view(n)).map_err(json_error)?;
+            let m = mark(e);
+            v["owner"] = m.owner.into();
+            v["container_id"] = m.container_id.into();
+            views.push(v);
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(&views).map_err(json_error)?
@@ -453,19 +475,20 @@ fn print_endpoints(endpoints: &[(Endpoint, Network)], json: bool) -> Result<()> 
         return Ok(());
     }
     println!(
-        "{:<20} {:<15} {:<18} {:<17} {:<8} {:<20} PORTS",
-        "NAME", "NETWORK", "ADDRESS", "MAC", "IFNAME", "NETNS"
+        "{:<20} {:<15} {:<18} {:<17} {:<8} {:<20} {:<8} PORTS",
+        "NAME", "NETWORK", "ADDRESS", "MAC", "IFNAME", "NETNS", "OWNER"
     );
     for (e, n) in endpoints {
         let ports: Vec<String> = e.ports.iter().map(|p| p.to_string()).collect();
         println!(
-            "{:<20} {:<15} {:<18} {:<17} {:<8} {:<20} {}",
+            "{:<20} {:<15} {:<18} {:<17} {:<8} {:<20} {:<8} {}",
             e.name,
             e.network,
             format!("{}/{}", e.ip, n.subnet.prefix_len()),
             e.mac.to_string(),
             e.ifname,
             e.netns,
+            mark(e).owner.as_deref().unwrap_or("-"),
             ports.join(", ")
         );
     }

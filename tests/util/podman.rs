@@ -109,6 +109,10 @@ cat > {ROOT}/containers.conf <<'EOF'
 network_backend = "netavark"
 network_config_dir = "{ROOT}/networks"
 [engine]
+# conmon starts `podman container cleanup` (which tears the network down)
+# with only these variables: without them it would read the default
+# configuration and run the stock netavark on berth's containers.
+conmon_env_vars = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "CONTAINERS_CONF={ROOT}/containers.conf", "CONTAINERS_STORAGE_CONF={ROOT}/storage.conf", "BERTH_STATE_DIR={STATE_DIR}"]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "{ROOT}/events.log"
