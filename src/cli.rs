@@ -275,6 +275,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 ifname: a.ifname,
                 ports: a.publish,
                 mark: None,
+                metric: None,
             };
             if let Some((e, n)) = done(endpoint::connect(&mut ctx, &opts)?) {
                 if a.json {

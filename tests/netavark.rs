@@ -103,7 +103,7 @@ fn setup_uses_every_field_and_teardown_removes_everything() {
                 {"host_ip": "127.0.0.1", "container_port": 9000, "host_port": 9100, "range": 3, "protocol": "tcp,udp"}
             ],
             "networks": {"web": {"static_mac": "02:11:22:33:44:55", "interface_name": "ens5"}},
-            "network_info": {"web": {"dns_enabled": true, "options": {"mtu": "1400", "isolate": "true"},
+            "network_info": {"web": {"dns_enabled": true, "options": {"mtu": "1400", "isolate": "true", "metric": "50"},
                                      "some_future_field": [1, 2]}},
             "another_future_field": {}
         }),

@@ -30,6 +30,9 @@ pub struct ConnectOptions {
     pub ports: Vec<String>,
     /// Who asks, recorded on the endpoint (Podman's netavark mode sets it).
     pub mark: Option<crate::store::EndpointMark>,
+    /// Metric of the default route, if this endpoint gives one (Podman's
+    /// `metric` network option).
+    pub metric: Option<u32>,
 }
 
 pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endpoint, Network)>> {
@@ -125,6 +128,7 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
             ip,
             subnet: network.subnet,
             default_via: default_route.then_some(network.gateway),
+            metric: opts.metric,
         },
     });
     if !endpoint.ports.is_empty() {

@@ -35,6 +35,8 @@ struct Attach {
     gateway: Ipv4Addr,
     bridge: String,
     mtu: Option<u32>,
+    /// Metric of the default route this network gives.
+    metric: Option<u32>,
     internal: bool,
     dns: bool,
     ifname: String,
@@ -103,6 +105,13 @@ fn check(opts: &NetworkOptions) -> Result<Vec<Attach>> {
                     .map_err(|_| Error::invalid(format!("network {name:?}: invalid mtu {m:?}")))?,
             ),
         };
+        let metric =
+            match options.get("metric").map(String::as_str) {
+                None | Some("") => None,
+                Some(m) => Some(m.parse::<u32>().map_err(|_| {
+                    Error::invalid(format!("network {name:?}: invalid metric {m:?}"))
+                })?),
+            };
         if let Some(m) = options.get("isolate") {
             if m.parse::<bool>().is_err() {
                 return Err(Error::invalid(format!(
@@ -130,6 +139,7 @@ fn check(opts: &NetworkOptions) -> Result<Vec<Attach>> {
             gateway,
             bridge,
             mtu,
+            metric,
             internal: info.internal,
             dns: info.dns_enabled,
             ifname: per.interface_name.clone(),
@@ -137,7 +147,7 @@ fn check(opts: &NetworkOptions) -> Result<Vec<Attach>> {
             mac: per.static_mac.clone().filter(|m| !m.is_empty()),
         });
     }
-    out.sort_by(|a, b| natural(&a.ifname).cmp(&natural(&b.ifname)));
+    out.sort_by_key(|a| natural(&a.ifname));
     Ok(out)
 }
 
@@ -238,6 +248,7 @@ pub fn setup(
                     owner: Some(OWNER.into()),
                     container_id: Some(opts.container_id.clone()),
                 }),
+                metric: a.metric,
             };
             let (e, n) = endpoint::connect(ctx, &connect)?.applied();
             made_endpoints.push(a.network.clone());
@@ -434,6 +445,11 @@ mod tests {
             ),
             (r#""10.77.0.0/24""#, r#""fd00::/64""#, "IPv6"),
             (r#""mtu":"1400""#, r#""mtu":"big""#, "invalid mtu"),
+            (
+                r#""mtu":"1400""#,
+                r#""mtu":"1400","metric":"-1""#,
+                "invalid metric",
+            ),
         ] {
             let json = TWO.replacen(from, to, 1);
             assert_ne!(json, TWO, "{from}");
