@@ -378,3 +378,31 @@ fn version_and_the_netavark_name() {
     let w: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(v, w);
 }
+
+/// What a reboot or a crashed Podman leaves: state rows whose kernel side
+/// is gone. The next setup starts again instead of failing.
+#[test]
+fn setup_recovers_from_state_the_kernel_lost() {
+    let sb = Sandbox::new();
+    sb.add_netns("c1");
+    let r1 = request("c1", "web", "10.77.0.2", json!({}));
+    setup_ok(&sb, "c1", &r1);
+    // The container's namespace vanished without a teardown; the same
+    // container name comes back as a new container in a new namespace.
+    sb.sh_ok("ip netns del c1");
+    sb.add_netns("c1b");
+    let mut again = request("c1", "web", "10.77.0.2", json!({}));
+    again["container_id"] = json!("f".repeat(64));
+    setup_ok(&sb, "c1b", &again);
+    let eps = sb.endpoints();
+    assert_eq!(eps.len(), 1, "{eps:?}");
+    assert_eq!(eps[0]["netns"], "/run/netns/c1b");
+    // A "reboot": the bridge and the ruleset are gone, the state is not.
+    sb.sh_ok("ip netns del c1b && ip link del pm-web && nft delete table inet berth");
+    sb.add_netns("c2");
+    setup_ok(&sb, "c2", &request("c2", "web", "10.77.0.3", json!({})));
+    assert!(sb.link(None, "pm-web").is_some(), "bridge made again");
+    assert_eq!(sb.endpoints().len(), 1);
+    let _srv = sb.tcp_server(Some("c2"), "10.77.0.3:80");
+    sb.assert_tcp(None, "10.77.0.3:80");
+}

@@ -235,6 +235,7 @@ pub fn setup(
             if ensure_network(ctx, a)? {
                 made_networks.push(a.network.clone());
             }
+            forget_stale(ctx, &a.network, &endpoint_name(opts), &opts.container_id)?;
             let connect = ConnectOptions {
                 network: a.network.clone(),
                 target: netns.to_string(),
@@ -309,6 +310,11 @@ fn ensure_network(ctx: &mut Context, a: &Attach) -> Result<bool> {
                 a.network
             )));
         }
+        if !ctx.kernel.link_exists(&n.bridge)? {
+            // The state outlived the kernel's side (a reboot): start again.
+            network::remove(ctx, &a.network, true)?.applied();
+            return ensure_network(ctx, a);
+        }
         if n.subnet != a.subnet || n.gateway != a.gateway || n.bridge != a.bridge {
             return Err(Error::invalid(format!(
                 "network {:?} is in use with subnet {} gateway {} bridge {}, not {} {} {} as Podman now defines it; remove its containers first",
@@ -329,6 +335,35 @@ fn ensure_network(ctx: &mut Context, a: &Attach) -> Result<bool> {
     };
     network::create(ctx, &create)?.applied();
     Ok(true)
+}
+
+/// Removes Podman's endpoint called `name` from `network` when it belongs
+/// to a container that is gone: its namespace no longer exists (Podman
+/// crashed, or the host rebooted, before a teardown), or it belongs to
+/// another container id (Podman names are unique, so that container was
+/// removed without a teardown).
+fn forget_stale(ctx: &mut Context, network: &str, name: &str, container_id: &str) -> Result<()> {
+    let stale = {
+        let mut store = ctx.store()?;
+        let tx = store.begin()?;
+        let Some(n) = tx.network(network)? else {
+            return Ok(());
+        };
+        match tx.endpoint_named(n.id, name)? {
+            Some((e, mark)) if mark.owner.as_deref() == Some(OWNER) => {
+                let alive = crate::kernel::netns::Target::parse(&e.netns)
+                    .ok()
+                    .and_then(|t| t.inode)
+                    == Some(e.netns_inode);
+                (!alive || mark.container_id.as_deref() != Some(container_id)).then_some(e.netns)
+            }
+            _ => None,
+        }
+    };
+    if let Some(netns) = stale {
+        endpoint::disconnect(ctx, network, &netns)?.applied();
+    }
+    Ok(())
 }
 
 /// Detaches the container in `netns` from every named network and removes

@@ -8,8 +8,9 @@ use std::collections::HashMap;
 
 use rusqlite::{params, OptionalExtension};
 
-use super::Tx;
+use super::{endpoint_from_row, Tx, ENDPOINT_COLUMNS};
 use crate::error::Result;
+use crate::model::Endpoint;
 
 /// An endpoint's maker and, for Podman's, the container it belongs to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -52,6 +53,32 @@ impl Tx<'_> {
             .query_row([name], |r| r.get::<_, Option<String>>(0))
             .optional()?
             .flatten())
+    }
+
+    /// The endpoint called `name` on network `network_id`, with its mark.
+    pub fn endpoint_named(
+        &self,
+        network_id: i64,
+        name: &str,
+    ) -> Result<Option<(Endpoint, EndpointMark)>> {
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS}, e.owner, e.container_id
+             FROM endpoints e JOIN networks n ON n.id = e.network_id
+             WHERE e.network_id = ?1 AND e.name = ?2"
+        );
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let found = stmt
+            .query_row(params![network_id, name], |r| {
+                Ok((
+                    endpoint_from_row(r)?,
+                    EndpointMark {
+                        owner: r.get(10)?,
+                        container_id: r.get(11)?,
+                    },
+                ))
+            })
+            .optional()?;
+        Ok(found)
     }
 
     pub fn owners(&self) -> Result<Owners> {
