@@ -197,10 +197,10 @@ pub fn main() -> i32 {
     // Podman runs berth as `netavark` (a symlink), or a user as `berth netavark`.
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if crate::netavark::invoked_as_netavark() {
-        return crate::netavark::main(args.split_off(1));
+        return crate::netavark::main(args.split_off(1), None);
     }
     if args.get(1).is_some_and(|a| a == "netavark") {
-        return crate::netavark::main(args.split_off(2));
+        return crate::netavark::main(args.split_off(2), None);
     }
     let cli = Cli::parse();
     match dispatch(cli) {
@@ -340,7 +340,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Demo => demo::demo()?,
         // Reached only with global options first (`berth --dry-run netavark`).
-        Command::Netavark { args } => return Ok(crate::netavark::main(args)),
+        Command::Netavark { args } => {
+            if ctx.dry_run {
+                return Err(Error::invalid("netavark does not support --dry-run"));
+            }
+            return Ok(crate::netavark::main(args, Some(ctx.state_dir)));
+        }
         Command::Bench {
             count,
             networks,

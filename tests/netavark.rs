@@ -371,6 +371,38 @@ fn version_and_the_netavark_name() {
     let out = sb.berth(&["netavark", "--version"]);
     assert_ok(&out);
     assert!(stdout(&out).starts_with("netavark "), "{}", stdout(&out));
+    // After berth's global options, with their state directory.
+    sb.add_netns("c1");
+    let req = request("c1", "web", "10.77.0.2", json!({}));
+    let path = std::env::temp_dir().join(format!("berth-netavark-sd-{}.json", sb.pid()));
+    std::fs::write(&path, req.to_string()).unwrap();
+    let file = path.to_str().unwrap();
+    let out = sb.berth(&[
+        "--state-dir",
+        "/run/other",
+        "netavark",
+        "--file",
+        file,
+        "setup",
+        "/run/netns/c1",
+    ]);
+    assert_ok_ctx(&out, "berth --state-dir /run/other netavark setup");
+    let other = sb.berth_json(&["--state-dir", "/run/other", "ps", "--json"]);
+    assert_eq!(other.as_array().unwrap().len(), 1, "{other}");
+    assert!(
+        sb.endpoints().is_empty(),
+        "the default state dir is untouched"
+    );
+    let out = sb.berth(&[
+        "--dry-run",
+        "netavark",
+        "--file",
+        file,
+        "teardown",
+        "/run/netns/c1",
+    ]);
+    assert_fails_with(&out, 2, "--dry-run");
+    let _ = std::fs::remove_file(&path);
     // Invoked under the name `netavark` (how Podman finds it).
     let out = sb.sh_ok(&format!(
         "ln -s {BERTH} /run/netavark && /run/netavark version"

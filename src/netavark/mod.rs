@@ -79,8 +79,9 @@ pub fn invoked_as_netavark() -> bool {
 }
 
 /// Runs one netavark command line (`args` without the program name) and
-/// returns the exit code.
-pub fn main(args: Vec<OsString>) -> i32 {
+/// returns the exit code. The state lives in `state_dir`, by default in
+/// `BERTH_STATE_DIR` or berth's default directory.
+pub fn main(args: Vec<OsString>, state_dir: Option<PathBuf>) -> i32 {
     let argv = std::iter::once(OsString::from("netavark")).chain(args);
     let parsed = match Args::try_parse_from(argv) {
         Ok(a) => a,
@@ -91,7 +92,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
         Err(e) => return fail(&e.render().to_string()),
     };
-    match run(parsed) {
+    let state_dir = state_dir
+        .or_else(|| std::env::var_os("BERTH_STATE_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(store::DEFAULT_DIR));
+    match run(parsed, state_dir) {
         Ok(Some(out)) => {
             println!("{out}");
             0
@@ -115,7 +119,7 @@ fn fail(message: &str) -> i32 {
     1
 }
 
-fn run(args: Args) -> Result<Option<String>> {
+fn run(args: Args, state_dir: PathBuf) -> Result<Option<String>> {
     let (netns, setup) = match &args.command {
         Command::Version => {
             let v = types::Version {
@@ -145,9 +149,6 @@ fn run(args: Args) -> Result<Option<String>> {
     };
     let opts: types::NetworkOptions = serde_json::from_str(&text)
         .map_err(|e| Error::invalid(format!("invalid network options JSON: {e}")))?;
-    let state_dir = std::env::var_os("BERTH_STATE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(store::DEFAULT_DIR));
     let _lock = lock(&state_dir)?;
     let mut ctx = Context::new(state_dir, false);
     if setup {
