@@ -7,9 +7,10 @@
 //! addresses come from `static_ips`, never from berth's pool.
 //!
 //! Podman's networks get berth's firewall: isolated from every other
-//! network both ways, whatever `isolate` says. netavark 1.4 lets a
-//! non-isolated network open connections to other Podman networks through
-//! the host; berth does not (see README, "Podman").
+//! network both ways, whatever `isolate` says. netavark 1.4 blocks only
+//! traffic between two networks that both have `isolate=true` and lets
+//! every other pair connect through the host; berth is stricter (see
+//! README, "Podman").
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
