@@ -9,6 +9,7 @@
 //!    TCP ports each on one network, one process per call (as Podman runs
 //!    it); median, p90, and first 10 against last 10.
 //! 2. `podman run --rm` end to end, 15 runs each, with one published port.
+//! 3. For reference, `berth connect` with the same 4 ports, 100 times.
 //!
 //! Every call goes through `nsenter` into the sandbox, which costs both
 //! sides the same ~1 ms.
@@ -111,6 +112,33 @@ fn setup_teardown(binary: &str) -> (Stats, Stats) {
     (Stats(setup), Stats(teardown))
 }
 
+/// The same work through berth's own CLI (`berth connect` with 4 ports,
+/// through the same `nsenter`): what netavark mode adds on top of it.
+fn baseline_connect() -> Stats {
+    let sb = Sandbox::new();
+    sb.sh_ok(&format!(
+        "for i in $(seq 0 {}); do ip netns add c$i; done",
+        CONTAINERS - 1
+    ));
+    sb.berth_ok(&["network", "create", "bench", "--subnet", "10.77.0.0/16"]);
+    let times = (0..CONTAINERS)
+        .map(|i| {
+            let ports: Vec<String> = (0..PORTS)
+                .map(|p| format!("{}:{}", 10000 + i * PORTS + p, 80 + p))
+                .collect();
+            let netns = format!("c{i}");
+            let mut args = vec!["connect", "bench", &netns];
+            for p in &ports {
+                args.extend(["-p", p]);
+            }
+            let t = Instant::now();
+            sb.berth_ok(&args);
+            t.elapsed()
+        })
+        .collect();
+    Stats(times)
+}
+
 /// Times `podman run --rm` with one published port.
 fn podman_run(netavark: &str) -> Option<Stats> {
     let p = podman_or_skip("podman run --rm benchmark", netavark)?;
@@ -173,6 +201,10 @@ fn bench_netavark_setup_teardown_and_podman_run() {
         let (setup, teardown) = setup_teardown(&bin);
         lines.push(setup.line(&format!("{name} ({}) setup", version.trim())));
         lines.push(teardown.line(&format!("{name} ({}) teardown", version.trim())));
+        if *name == "berth" {
+            // Right after, so that both see the same machine load.
+            lines.push(baseline_connect().line("berth connect, 4 ports (reference)"));
+        }
     }
     lines.push(format!("podman run --rm, {RUNS} runs, one published port:"));
     for (name, path) in &binaries {

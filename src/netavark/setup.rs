@@ -20,7 +20,7 @@ use crate::commands::endpoint::{self, ConnectOptions};
 use crate::commands::network::{self, CreateOptions};
 use crate::commands::Context;
 use crate::error::{Error, Result};
-use crate::model::{names, Ipv4Net, Proto};
+use crate::model::{names, Endpoint, Ipv4Net, Network, Proto};
 use crate::store::EndpointMark;
 
 /// What berth records as the maker of Podman's networks and endpoints.
@@ -254,31 +254,7 @@ pub fn setup(
             };
             let (e, n) = endpoint::connect(ctx, &connect)?.applied();
             made_endpoints.push(a.network.clone());
-            status.insert(
-                a.network.clone(),
-                StatusBlock {
-                    dns_search_domains: if a.dns {
-                        vec![DNS_DOMAIN.into()]
-                    } else {
-                        vec![]
-                    },
-                    dns_server_ips: if a.dns {
-                        vec![n.gateway.to_string()]
-                    } else {
-                        vec![]
-                    },
-                    interfaces: BTreeMap::from([(
-                        e.ifname.clone(),
-                        NetInterface {
-                            mac_address: e.mac.to_string(),
-                            subnets: vec![NetAddress {
-                                ipnet: format!("{}/{}", e.ip, n.subnet.prefix_len()),
-                                gateway: n.gateway.to_string(),
-                            }],
-                        },
-                    )]),
-                },
-            );
+            status.insert(a.network.clone(), status_block(a, &e, &n));
         }
         Ok(())
     })();
@@ -292,6 +268,26 @@ pub fn setup(
         return Err(e);
     }
     Ok(status)
+}
+
+/// What Podman learns about one network: the interface with its MAC and
+/// address, and (with `dns_enabled`) the gateway as DNS server.
+fn status_block(a: &Attach, e: &Endpoint, n: &Network) -> StatusBlock {
+    let dns = |v: String| if a.dns { vec![v] } else { vec![] };
+    StatusBlock {
+        dns_search_domains: dns(DNS_DOMAIN.into()),
+        dns_server_ips: dns(n.gateway.to_string()),
+        interfaces: BTreeMap::from([(
+            e.ifname.clone(),
+            NetInterface {
+                mac_address: e.mac.to_string(),
+                subnets: vec![NetAddress {
+                    ipnet: format!("{}/{}", e.ip, n.subnet.prefix_len()),
+                    gateway: n.gateway.to_string(),
+                }],
+            },
+        )]),
+    }
 }
 
 /// Makes the berth network for `a` unless it exists; true if it made it.
