@@ -438,3 +438,41 @@ fn setup_recovers_from_state_the_kernel_lost() {
     let _srv = sb.tcp_server(Some("c2"), "10.77.0.3:80");
     sb.assert_tcp(None, "10.77.0.3:80");
 }
+
+/// `podman network connect` on a running container: a second setup for
+/// the same container and namespace, with only the new network and all the
+/// container's ports again. The ports are published once and stay until
+/// the network that holds them is torn down.
+#[test]
+fn network_connect_adds_a_network_to_a_running_container() {
+    let sb = Sandbox::new();
+    sb.add_netns("c1");
+    let ports = json!({"port_mappings": [
+        {"host_ip": "", "container_port": 80, "host_port": 8080, "range": 1, "protocol": "tcp"}]});
+    let web = request("c1", "web", "10.77.0.2", ports.clone());
+    setup_ok(&sb, "c1", &web);
+    let mut more = request("c1", "more", "10.78.0.2", ports);
+    merge(
+        &mut more,
+        json!({"networks": {"more": {"interface_name": "eth1"}},
+               "network_info": {"more": {"subnets": [{"subnet": "10.78.0.0/24", "gateway": "10.78.0.1"}]}}}),
+    );
+    let status = setup_ok(&sb, "c1", &more);
+    assert_eq!(
+        status["more"]["interfaces"]["eth1"]["subnets"][0]["ipnet"],
+        "10.78.0.2/24"
+    );
+    let _srv = sb.tcp_server(Some("c1"), "0.0.0.0:80");
+    sb.assert_tcp(None, "127.0.0.1:8080");
+    assert_ok_ctx(
+        &netavark(&sb, &["teardown", "/run/netns/c1"], &more),
+        "teardown more",
+    );
+    assert!(!sb.networks().iter().any(|n| n["name"] == "more"));
+    sb.assert_tcp(None, "127.0.0.1:8080");
+    assert_ok_ctx(
+        &netavark(&sb, &["teardown", "/run/netns/c1"], &web),
+        "teardown web",
+    );
+    assert!(sb.networks().is_empty());
+}

@@ -224,6 +224,21 @@ fn podman_runs_its_containers_on_berth() {
     p.ok(&["network", "reload", "--all"]);
     check_published("after reload --all");
 
+    // `podman network connect/disconnect` on a running container with
+    // published ports: one network more, then less; the ports stay.
+    p.ok(&["network", "connect", "iso", "srv"]);
+    let srv_iso = p.ip_of("srv", "iso");
+    assert!(in_subnet(&srv_iso, "10.79.0.0/24"), "{srv_iso}");
+    let to_iso = format!("{srv_iso}:80");
+    assert_ok_ctx(
+        &p.probe_in("isoc", &["tcp-connect", &to_iso]),
+        "isoc -> srv on iso",
+    );
+    check_published("after network connect");
+    p.ok(&["network", "disconnect", "iso", "srv"]);
+    denied("isoc", &to_iso);
+    check_published("after network disconnect");
+
     // `podman rm -f` leaves no veth, map element or state row; the network
     // goes with its last container. (Podman's own cleanup process may be
     // the one tearing down, just after `rm` returns: hence "eventually".)

@@ -227,7 +227,17 @@ pub fn setup(
 ) -> Result<BTreeMap<String, StatusBlock>> {
     let attaches = check(opts)?;
     let ports = port_specs(opts.port_mappings.as_deref().unwrap_or_default())?;
-    crate::kernel::netns::Target::resolve(netns)?;
+    let target = crate::kernel::netns::Target::resolve(netns)?;
+    // `podman network connect` asks for one more network of a running
+    // container (same namespace), with all its ports again: they are
+    // published already.
+    let publish = {
+        let mut store = ctx.store()?;
+        let tx = store.begin()?;
+        !tx.container_networks(&opts.container_id)?
+            .iter()
+            .any(|(_, ns)| *ns == target.key)
+    };
     let mut made_networks: Vec<String> = Vec::new();
     let mut made_endpoints: Vec<String> = Vec::new();
     let mut status = BTreeMap::new();
@@ -245,7 +255,11 @@ pub fn setup(
                 mac: a.mac.clone(),
                 ifname: Some(a.ifname.clone()),
                 // A host port can be published once: on the first network.
-                ports: if i == 0 { ports.clone() } else { Vec::new() },
+                ports: if i == 0 && publish {
+                    ports.clone()
+                } else {
+                    Vec::new()
+                },
                 mark: Some(EndpointMark {
                     owner: Some(OWNER.into()),
                     container_id: Some(opts.container_id.clone()),

@@ -108,6 +108,7 @@ const MIGRATE_OWNERS: &str = "
 ALTER TABLE networks ADD COLUMN owner TEXT;
 ALTER TABLE endpoints ADD COLUMN owner TEXT;
 ALTER TABLE endpoints ADD COLUMN container_id TEXT;
+CREATE INDEX endpoints_by_container_id ON endpoints (container_id);
 ";
 
 pub struct Store {

@@ -81,6 +81,17 @@ impl Tx<'_> {
         Ok(found)
     }
 
+    /// The networks Podman's container `container_id` is attached to, each
+    /// with the namespace as recorded.
+    pub fn container_networks(&self, container_id: &str) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT n.name, e.netns FROM endpoints e JOIN networks n ON n.id = e.network_id
+             WHERE e.container_id = ?1 ORDER BY n.name",
+        )?;
+        let rows = stmt.query_map([container_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     pub fn owners(&self) -> Result<Owners> {
         let mut owners = Owners::default();
         let mut stmt = self
