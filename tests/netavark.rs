@@ -476,3 +476,50 @@ fn network_connect_adds_a_network_to_a_running_container() {
     );
     assert!(sb.networks().is_empty());
 }
+
+/// Podman starts and removes containers in parallel: the first setup makes
+/// the network, the last teardown removes it, whatever the interleaving.
+#[test]
+fn parallel_setups_and_teardowns_share_one_network() {
+    let sb = Sandbox::new();
+    const N: usize = 8;
+    let dir = std::env::temp_dir().join(format!("berth-netavark-par-{}", sb.pid()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..N {
+        sb.add_netns(&format!("c{i}"));
+        let req = request(
+            &format!("c{i}"),
+            "web",
+            &format!("10.77.0.{}", i + 2),
+            json!({}),
+        );
+        std::fs::write(dir.join(format!("c{i}.json")), req.to_string()).unwrap();
+    }
+    let all = |verb: &str| {
+        let script = format!(
+            "pids=; for i in $(seq 0 {}); do \
+               BERTH_STATE_DIR={STATE_DIR} {BERTH} netavark --file {}/c$i.json {verb} /run/netns/c$i > {}/out-{verb}-$i & \
+               pids=\"$pids $!\"; \
+             done; fail=0; for p in $pids; do wait $p || fail=1; done; exit $fail",
+            N - 1,
+            dir.display(),
+            dir.display()
+        );
+        let out = sb.sh(&script);
+        let outputs: Vec<String> = (0..N)
+            .map(|i| {
+                std::fs::read_to_string(dir.join(format!("out-{verb}-{i}"))).unwrap_or_default()
+            })
+            .collect();
+        assert_ok_ctx(&out, &format!("{N} parallel {verb}s: {outputs:?}"));
+    };
+    all("setup");
+    assert_eq!(sb.networks().len(), 1);
+    assert_eq!(sb.network("web")["endpoint_count"], N);
+    let _srv = sb.tcp_server(Some("c0"), "10.77.0.2:80");
+    sb.assert_tcp(Some(&format!("c{}", N - 1)), "10.77.0.2:80");
+    all("teardown");
+    assert!(sb.networks().is_empty());
+    assert!(sb.link(None, "pm-web").is_none());
+    let _ = std::fs::remove_dir_all(&dir);
+}
