@@ -10,8 +10,8 @@
 //! Two things this machine needs are handled here, not in berth:
 //! `cgroup_manager = "cgroupfs"` (no systemd), and an OCI runtime wrapper
 //! that deletes `process.rlimits` from the bundle's `config.json` before it
-//! execs runc, because raising RLIMIT_NOFILE needs CAP_SYS_RESOURCE, which
-//! the test machine lacks. conmon calls it as
+//! execs runc (or crun), because raising RLIMIT_NOFILE needs
+//! CAP_SYS_RESOURCE, which the test machine lacks. conmon calls it as
 //! `runc ... create --bundle DIR --pid-file FILE ID`.
 //!
 //! The image is made locally: busybox-static plus `berth-probe` (with the
@@ -41,11 +41,20 @@ pub struct Podman {
     pub sb: Sandbox,
 }
 
+/// OCI runtimes the harness can wrap, by Podman's name for them.
+const RUNTIMES: [(&str, &str); 2] = [("runc", "/usr/sbin/runc"), ("crun", "/usr/bin/crun")];
+
+/// The OCI runtime to use: (Podman's name, path).
+fn runtime() -> Option<(&'static str, &'static str)> {
+    RUNTIMES
+        .into_iter()
+        .find(|(_, path)| std::path::Path::new(path).exists())
+}
+
 /// Why the Podman scenario cannot run here, if it cannot.
 pub fn missing() -> Option<String> {
     for (path, what) in [
         (PODMAN, "podman"),
-        ("/usr/sbin/runc", "runc"),
         ("/usr/bin/conmon", "conmon"),
         (BUSYBOX, "busybox-static"),
     ] {
@@ -53,17 +62,34 @@ pub fn missing() -> Option<String> {
             return Some(format!("{what} is not installed ({path} missing)"));
         }
     }
+    if runtime().is_none() {
+        return Some("neither runc nor crun is installed".into());
+    }
     None
+}
+
+/// Prints `SKIP ...` on the real stderr: `eprintln!` would be captured,
+/// and so hidden, by the test harness when the test passes.
+fn skip(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIP {line}");
 }
 
 /// The harness, or `None` after printing a loud SKIP line naming why.
 pub fn podman_or_skip(test: &str, netavark: &str) -> Option<Podman> {
     if let Some(why) = missing() {
-        eprintln!("SKIP {test}: {why}; the Podman scenario did not run");
+        skip(&format!("{test}: {why}; the Podman scenario did not run"));
         return None;
     }
     if !std::path::Path::new(netavark).exists() {
-        eprintln!("SKIP {test}: {netavark} is not installed");
+        skip(&format!("{test}: {netavark} is not installed"));
+        return None;
+    }
+    // netavark 1.x programs the firewall through the iptables binary.
+    if netavark == STOCK_NETAVARK && !std::path::Path::new("/usr/sbin/iptables").exists() {
+        skip(&format!(
+            "{test}: iptables is not installed (the stock netavark needs it)"
+        ));
         return None;
     }
     Some(Podman::new(netavark))
@@ -73,6 +99,7 @@ impl Podman {
     /// A fresh sandbox with Podman using `netavark` as its network helper,
     /// and the test image imported.
     pub fn new(netavark: &str) -> Podman {
+        let (runtime, runtime_path) = runtime().expect("checked by podman_or_skip");
         let sb = Sandbox::with_pid_namespace();
         let aardvark = if std::path::Path::new(AARDVARK).exists() {
             format!("ln -s {AARDVARK} {ROOT}/helpers/aardvark-dns")
@@ -91,7 +118,7 @@ ln -s {netavark} {ROOT}/helpers/netavark
 cat > {ROOT}/runc <<'EOF'
 #!/bin/sh
 # Deletes the rlimits from the OCI config (raising them needs
-# CAP_SYS_RESOURCE), then runs runc with the arguments unchanged.
+# CAP_SYS_RESOURCE), then runs the runtime with the arguments unchanged.
 prev=
 for a in "$@"; do
   case "$prev" in --bundle|-b) bundle="$a";; esac
@@ -101,7 +128,7 @@ done
 if [ -n "$bundle" ] && [ -f "$bundle/config.json" ]; then
   sed -i 's/"rlimits":\[[^]]*\],\{{0,1\}}//' "$bundle/config.json"
 fi
-exec /usr/sbin/runc "$@"
+exec {runtime_path} "$@"
 EOF
 chmod +x {ROOT}/runc
 cat > {ROOT}/containers.conf <<'EOF'
@@ -117,12 +144,12 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "{ROOT}/events.log"
 tmp_dir = "{ROOT}/tmp"
-runtime = "runc"
+runtime = "{runtime}"
 helper_binaries_dir = ["{ROOT}/helpers"]
 static_dir = "{ROOT}/storage/libpod"
 volume_path = "{ROOT}/storage/volumes"
 [engine.runtimes]
-runc = ["{ROOT}/runc"]
+{runtime} = ["{ROOT}/runc"]
 EOF
 cat > {ROOT}/storage.conf <<'EOF'
 [storage]
