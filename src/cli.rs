@@ -255,7 +255,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Network(NetworkCommand::Inspect { name, json }) => {
             let (n, endpoints) = network::inspect(&ctx, &name)?;
-            print_network(&n, &endpoints, json)?;
+            print_network(&n, &endpoints, &owners(&ctx)?, json)?;
         }
         Command::Network(NetworkCommand::Rm { name, force }) => {
             if let Some(endpoints) = done(network::remove(&mut ctx, &name, force)?) {
@@ -430,11 +430,21 @@ fn print_networks(networks: &[(Network, usize)], owners: &Owners, json: bool) ->
     Ok(())
 }
 
-fn print_network(n: &Network, endpoints: &[Endpoint], json: bool) -> Result<()> {
+fn print_network(n: &Network, endpoints: &[Endpoint], owners: &Owners, json: bool) -> Result<()> {
+    let mark = |e: &Endpoint| owners.endpoints.get(&e.id).cloned().unwrap_or_default();
+    let owner = owners.networks.get(&n.name);
     if json {
         let mut value = serde_json::to_value(n.view(endpoints.len())).map_err(json_error)?;
-        let eps: Vec<_> = endpoints.iter().map(|e| e.view(n)).collect();
-        value["endpoints"] = serde_json::to_value(eps).map_err(json_error)?;
+        value["owner"] = owner.cloned().into();
+        let mut eps = Vec::with_capacity(endpoints.len());
+        for e in endpoints {
+            let mut v = serde_json::to_value(e.view(n)).map_err(json_error)?;
+            let m = mark(e);
+            v["owner"] = m.owner.into();
+            v["container_id"] = m.container_id.into();
+            eps.push(v);
+        }
+        value["endpoints"] = eps.into();
         println!(
             "{}",
             serde_json::to_string_pretty(&value).map_err(json_error)?
@@ -442,14 +452,21 @@ fn print_network(n: &Network, endpoints: &[Endpoint], json: bool) -> Result<()> 
         return Ok(());
     }
     println!("name:      {}", n.name);
+    if let Some(owner) = owner {
+        println!("owner:     {owner}");
+    }
     println!("subnet:    {}", n.subnet);
     println!("gateway:   {}", n.gateway);
     println!("bridge:    {}", n.bridge);
     println!("mtu:       {}", n.mtu);
     println!("endpoints: {}", endpoints.len());
     for e in endpoints {
+        let container = mark(e)
+            .container_id
+            .map(|c| format!(" (container {})", &c[..c.len().min(12)]))
+            .unwrap_or_default();
         println!(
-            "  {:<20} {:<15} {} {} {}",
+            "  {:<20} {:<15} {} {} {}{container}",
             e.name,
             e.ip.to_string(),
             e.mac,

@@ -144,6 +144,14 @@ fn setup_uses_every_field_and_teardown_removes_everything() {
     assert_eq!(eps[0]["owner"], "podman");
     assert_eq!(eps[0]["container_id"], req["container_id"]);
     assert_eq!(eps[0]["ports"].as_array().unwrap().len(), 3, "{}", eps[0]);
+    let inspect = sb.berth_json(&["network", "inspect", "web", "--json"]);
+    assert_eq!(inspect["owner"], "podman");
+    assert_eq!(inspect["endpoints"][0]["container_id"], req["container_id"]);
+    assert!(sb.berth_ok(&["network", "ls"]).contains("podman"));
+    assert!(sb.berth_ok(&["ps"]).contains("podman"));
+    assert!(sb
+        .berth_ok(&["network", "inspect", "web"])
+        .contains("owner:     podman"));
     // The ports answer (TCP from the host; the range on 127.0.0.1).
     let _srv = sb.tcp_server(Some("c1"), "0.0.0.0:80");
     let _rng = sb.tcp_server(Some("c1"), "0.0.0.0:9001");
