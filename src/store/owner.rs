@@ -119,3 +119,84 @@ impl Tx<'_> {
         Ok(owners)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use rusqlite::Connection;
+
+    use super::super::{NewNetwork, Store, PORTS_SCHEMA, SCHEMA};
+    use super::*;
+    use crate::model::{Mac, NetworkPolicy};
+
+    fn temp_dir(tag: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("berth-owner-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn marks_round_trip_and_version_3_state_gets_the_columns() {
+        let dir = temp_dir("v3");
+        std::fs::create_dir_all(&dir).unwrap();
+        {
+            let conn = Connection::open(dir.join("berth.db")).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute_batch(PORTS_SCHEMA).unwrap();
+            conn.pragma_update(None, "user_version", 3).unwrap();
+        }
+        let mut store = Store::open(&dir).unwrap();
+        let tx = store.begin().unwrap();
+        let net = tx
+            .insert_network(&NewNetwork {
+                name: "web",
+                subnet: "10.90.0.0/24".parse().unwrap(),
+                gateway: Ipv4Addr::new(10, 90, 0, 1),
+                bridge: "podman1".into(),
+                mtu: 1500,
+                policy: NetworkPolicy::default(),
+            })
+            .unwrap();
+        assert_eq!(tx.network_owner("web").unwrap(), None);
+        tx.mark_network(net.id, "podman").unwrap();
+        let ip = Ipv4Addr::new(10, 90, 0, 2);
+        let ep = Endpoint {
+            id: 0,
+            network: "web".into(),
+            name: "c1".into(),
+            netns: "/run/netns/netns-1".into(),
+            netns_inode: 7,
+            ip,
+            mac: Mac::from_ipv4(ip),
+            ifname: "eth0".into(),
+            host_ifname: "vb1".into(),
+            default_route: true,
+            ports: Vec::new(),
+        };
+        let id = tx.insert_endpoint(&net, &ep).unwrap();
+        let mark = EndpointMark {
+            owner: Some("podman".into()),
+            container_id: Some("abc".into()),
+        };
+        tx.mark_endpoint(id, &mark).unwrap();
+        tx.commit().unwrap();
+
+        let tx = store.begin().unwrap();
+        assert_eq!(tx.network_owner("web").unwrap().as_deref(), Some("podman"));
+        let owners = tx.owners().unwrap();
+        assert_eq!(owners.networks["web"], "podman");
+        assert_eq!(owners.endpoints[&id], mark);
+        let (found, found_mark) = tx.endpoint_named(net.id, "c1").unwrap().unwrap();
+        assert_eq!(found, Endpoint { id, ..ep });
+        assert_eq!(found_mark, mark);
+        assert!(tx.endpoint_named(net.id, "c2").unwrap().is_none());
+        assert_eq!(
+            tx.container_networks("abc").unwrap(),
+            [("web".to_string(), "/run/netns/netns-1".to_string())]
+        );
+        assert!(tx.container_networks("other").unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
