@@ -42,17 +42,13 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// The berth binary under the name Podman looks for.
-fn berth_as_netavark() -> &'static str {
-    BERTH
-}
-
 /// The acceptance scenario: Podman with berth as its netavark, driven as a
 /// user would. One sandbox and a few containers, shared by every check to
 /// keep the run short.
 #[test]
 fn podman_runs_its_containers_on_berth() {
-    let Some(p) = podman_or_skip("podman_runs_its_containers_on_berth", berth_as_netavark()) else {
+    // The harness links BERTH into Podman's helper directory as `netavark`.
+    let Some(p) = podman_or_skip("podman_runs_its_containers_on_berth", BERTH) else {
         return;
     };
     let sb = &p.sb;
