@@ -52,6 +52,9 @@ fn podman_runs_its_containers_on_berth() {
         return;
     };
     let sb = &p.sb;
+    // Podman asks its network backend for its version.
+    let info = p.ok(&["info", "--format", "{{.Host.NetworkBackend}}"]);
+    assert_eq!(info, "netavark");
     let inet = sb.internet();
     let public = sb.tcp_server(Some(&inet.netns), &format!("{}:80", inet.public_ip));
 
