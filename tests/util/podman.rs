@@ -245,6 +245,39 @@ impl Drop for Podman {
         // Containers are removed through Podman so that the runtime takes
         // down their cgroups (which live outside the sandbox); the PID
         // namespace ends whatever is left.
+        let ids = stdout(&self.podman(&["ps", "-a", "-q", "--no-trunc"]));
         let _ = self.podman(&["rm", "-a", "-f", "-t", "0"]);
+        // A container killed with `-t 0` can leave its (empty) cgroups
+        // behind when the runtime deletes it while its processes are still
+        // exiting. They are this sandbox's by id: remove them.
+        for id in ids.split_whitespace() {
+            if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            // cgroup v2 has one hierarchy at the top, v1 one per controller.
+            let root = std::path::PathBuf::from("/sys/fs/cgroup");
+            let mut hierarchies = vec![root.clone()];
+            if let Ok(dirs) = std::fs::read_dir(&root) {
+                hierarchies.extend(dirs.flatten().map(|d| d.path()));
+            }
+            for h in hierarchies {
+                let dir = h.join(CGROUP_PARENT).join(format!("libpod-{id}"));
+                for _ in 0..20 {
+                    match std::fs::remove_dir(&dir) {
+                        Err(e) if e.raw_os_error() == Some(libc_ebusy()) => {
+                            std::thread::sleep(Duration::from_millis(50))
+                        }
+                        _ => break,
+                    }
+                }
+            }
+        }
     }
+}
+
+/// Where Podman's cgroupfs manager puts containers (as root).
+const CGROUP_PARENT: &str = "libpod_parent";
+
+fn libc_ebusy() -> i32 {
+    nix::errno::Errno::EBUSY as i32
 }
