@@ -14,6 +14,11 @@
 //! CAP_SYS_RESOURCE, which the test machine lacks. conmon calls it as
 //! `runc ... create --bundle DIR --pid-file FILE ID`.
 //!
+//! One thing lives outside the sandbox: runc puts each container in
+//! cgroups under `libpod_parent` of the machine's cgroup hierarchy (no
+//! network state). `Drop` removes the sandbox's containers through Podman
+//! and then any of their cgroups that survived.
+//!
 //! The image is made locally: busybox-static plus `berth-probe` (with the
 //! shared libraries it links) in a tarball, `podman import`ed as
 //! `localhost/probe`. No registry is needed.
