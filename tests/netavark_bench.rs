@@ -212,6 +212,9 @@ fn bench_netavark_setup_teardown_and_podman_run() {
             lines.push(s.line(name));
         }
     }
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("berth-nvbench-bin-{}", std::process::id())),
+    );
     for l in lines {
         println!("{l}");
     }
