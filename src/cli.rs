@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::listing;
 use crate::model::{Endpoint, Network};
 use crate::plan::Plan;
-use crate::store;
+use crate::store::{self, Owners};
 
 #[derive(Parser)]
 #[command(
@@ -76,6 +76,12 @@ enum Command {
     Gc,
     /// Show berth's main job on a built-in example, in a private sandbox.
     Demo,
+    /// Act as Podman's netavark (`berth netavark --help`); also what berth
+    /// does when invoked under the name `netavark`.
+    Netavark {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Measure connect/disconnect latency (or, with --traffic, the per-packet
     /// cost of published ports), in a private sandbox.
     Bench {
@@ -274,6 +280,14 @@ struct RunArgs {
 
 /// Parses the arguments, runs the command, returns the exit code.
 pub fn main() -> i32 {
+    // Podman runs berth as `netavark` (a symlink), or a user as `berth netavark`.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if crate::netavark::invoked_as_netavark() {
+        return crate::netavark::main(args.split_off(1), None);
+    }
+    if args.get(1).is_some_and(|a| a == "netavark") {
+        return crate::netavark::main(args.split_off(2), None);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -331,6 +345,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 uplink: a.uplink,
                 uplink_gateway: a.uplink_gateway,
                 log_drops: a.log_drops,
+                owner: None,
             };
             if let Some(created) = done(network::create(&mut ctx, &opts)?) {
                 for w in &created.warnings {
@@ -351,7 +366,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             for name in &names {
                 found.push(network::inspect(&ctx, name)?);
             }
-            print_networks_inspected(&found, json)?;
+            print_networks_inspected(&found, &owners(&ctx)?, json)?;
         }
         Command::Network(NetworkCommand::Rm { names, force }) => {
             // Checked first, so a typo in the third name removes nothing.
@@ -390,6 +405,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 ports: a.publish,
                 allow_host_netns: a.allow_host_netns,
                 force_publish: a.force_publish,
+                mark: None,
+                metric: None,
             };
             if let Some((e, n)) = done(endpoint::connect(&mut ctx, &opts)?) {
                 if a.json {
@@ -495,6 +512,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Up => print_report("up", maintain::up(&mut ctx)?),
         Command::Gc => print_report("gc", maintain::gc(&mut ctx)?),
         Command::Demo => demo::demo()?,
+        // Reached only with global options first (`berth --dry-run netavark`).
+        Command::Netavark { args } => {
+            if ctx.dry_run {
+                return Err(Error::invalid("netavark does not support --dry-run"));
+            }
+            return Ok(crate::netavark::main(args, Some(ctx.state_dir)));
+        }
         Command::Bench {
             count,
             networks,
@@ -546,6 +570,16 @@ fn print_plan(plan: &Plan) {
     }
 }
 
+/// Who made which network and endpoint (Podman's are marked).
+/// Who made each network and endpoint (berth itself, or Podman).
+fn owners(ctx: &Context) -> Result<Owners> {
+    let Some(mut store) = ctx.store_read_only()? else {
+        return Ok(Owners::default());
+    };
+    let tx = store.read()?;
+    tx.owners()
+}
+
 fn json_error(e: serde_json::Error) -> Error {
     Error::Other(format!("encoding JSON: {e}"))
 }
@@ -554,6 +588,7 @@ fn json_error(e: serde_json::Error) -> Error {
 /// its bridge is there.
 fn list_networks(ctx: &mut Context, opts: &listing::Options) -> Result<String> {
     let networks = network::list(ctx)?;
+    let owners = owners(ctx)?;
     let links: std::collections::HashSet<String> = if networks.is_empty() {
         Default::default()
     } else {
@@ -568,6 +603,7 @@ fn list_networks(ctx: &mut Context, opts: &listing::Options) -> Result<String> {
             "bridge missing"
         }
         .into();
+        v["owner"] = owners.networks.get(&n.name).cloned().into();
         rows.push(v);
     }
     const COLUMNS: &[listing::Column] = &[
@@ -578,6 +614,7 @@ fn list_networks(ctx: &mut Context, opts: &listing::Options) -> Result<String> {
         col("ENDPOINTS", "endpoint_count"),
         col("STATUS", "status"),
         col("POLICY", "policy"),
+        col("OWNER", "owner"),
     ];
     listing::render(
         rows,
@@ -590,6 +627,7 @@ fn list_networks(ctx: &mut Context, opts: &listing::Options) -> Result<String> {
             "icc",
             "masquerade",
             "status",
+            "owner",
         ],
         opts,
     )
@@ -599,13 +637,25 @@ const fn col(heading: &'static str, field: &'static str) -> listing::Column {
     listing::Column { heading, field }
 }
 
-fn print_networks_inspected(found: &[(Network, Vec<Endpoint>)], json: bool) -> Result<()> {
+fn print_networks_inspected(
+    found: &[(Network, Vec<Endpoint>)],
+    owners: &Owners,
+    json: bool,
+) -> Result<()> {
     if json {
         let mut all = Vec::new();
         for (n, endpoints) in found {
             let mut value = serde_json::to_value(n.view(endpoints.len())).map_err(json_error)?;
-            let eps: Vec<_> = endpoints.iter().map(|e| e.view(n)).collect();
-            value["endpoints"] = serde_json::to_value(eps).map_err(json_error)?;
+            value["owner"] = owners.networks.get(&n.name).cloned().into();
+            let mut eps = Vec::new();
+            for e in endpoints {
+                let mut v = serde_json::to_value(e.view(n)).map_err(json_error)?;
+                let mark = owners.endpoints.get(&e.id).cloned().unwrap_or_default();
+                v["owner"] = mark.owner.into();
+                v["container_id"] = mark.container_id.into();
+                eps.push(v);
+            }
+            value["endpoints"] = serde_json::Value::Array(eps);
             all.push(value);
         }
         // One network prints as an object (as before); several as an array.
@@ -624,13 +674,16 @@ fn print_networks_inspected(found: &[(Network, Vec<Endpoint>)], json: bool) -> R
         if i > 0 {
             println!();
         }
-        print_network(n, endpoints);
+        print_network(n, endpoints, owners.networks.get(&n.name));
     }
     Ok(())
 }
 
-fn print_network(n: &Network, endpoints: &[Endpoint]) {
+fn print_network(n: &Network, endpoints: &[Endpoint], owner: Option<&String>) {
     println!("name:      {}", n.name);
+    if let Some(owner) = owner {
+        println!("owner:     {owner}");
+    }
     println!("subnet:    {}", n.subnet);
     println!("gateway:   {}", n.gateway);
     println!("bridge:    {}", n.bridge);
@@ -665,9 +718,13 @@ fn print_network(n: &Network, endpoints: &[Endpoint]) {
 /// `ps`: every endpoint with its status as the kernel shows it.
 fn list_endpoints(ctx: &mut Context, opts: &listing::Options) -> Result<String> {
     let mut rows = Vec::new();
+    let owners = owners(ctx)?;
     for (e, n, status) in endpoint::list(ctx)? {
         let mut v = serde_json::to_value(e.view(&n)).map_err(json_error)?;
         v["status"] = status.into();
+        let mark = owners.endpoints.get(&e.id).cloned().unwrap_or_default();
+        v["owner"] = mark.owner.into();
+        v["container_id"] = mark.container_id.into();
         v["address"] = format!("{}/{}", e.ip, n.subnet.prefix_len()).into();
         let ports: Vec<String> = e.ports.iter().map(|p| p.to_string()).collect();
         v["published"] = ports.join(", ").into();
@@ -682,11 +739,21 @@ fn list_endpoints(ctx: &mut Context, opts: &listing::Options) -> Result<String> 
         col("IFNAME", "ifname"),
         col("NETNS", "netns"),
         col("PORTS", "published"),
+        col("OWNER", "owner"),
     ];
     listing::render(
         rows,
         COLUMNS,
-        &["name", "network", "netns", "status", "ip", "ifname"],
+        &[
+            "name",
+            "network",
+            "netns",
+            "status",
+            "ip",
+            "ifname",
+            "owner",
+            "container_id",
+        ],
         opts,
     )
 }

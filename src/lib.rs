@@ -16,6 +16,7 @@ pub mod firewall;
 pub mod kernel;
 pub mod listing;
 pub mod model;
+pub mod netavark;
 pub mod plan;
 pub mod reconcile;
 pub mod store;

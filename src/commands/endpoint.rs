@@ -35,6 +35,11 @@ pub struct ConnectOptions {
     /// Publish a host port even when a host process listens on it (the
     /// mapping then wins: connections go to the container).
     pub force_publish: bool,
+    /// Who asks, recorded on the endpoint (Podman's netavark mode sets it).
+    pub mark: Option<crate::store::EndpointMark>,
+    /// Metric of the default route, if this endpoint gives one (Podman's
+    /// `metric` network option).
+    pub metric: Option<u32>,
 }
 
 pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endpoint, Network)>> {
@@ -153,7 +158,13 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
             name: endpoint.host_ifname.clone(),
         });
     }
-    endpoint_steps(&network, &endpoint, target.path.clone(), &mut plan);
+    endpoint_steps(
+        &network,
+        &endpoint,
+        target.path.clone(),
+        opts.metric,
+        &mut plan,
+    );
     plan_ports(&mut plan, ip, &endpoint.ports, true);
     if ctx.dry_run {
         return Ok(Outcome::Planned(plan));
@@ -164,6 +175,9 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
     let id = tx.insert_endpoint(&network, &endpoint)?;
     tx.set_endpoint_status(id, Status::Creating)?;
     tx.insert_ports(id, &endpoint.ports)?;
+    if let Some(mark) = &opts.mark {
+        tx.mark_endpoint(id, mark)?;
+    }
     tx.commit()?;
     failpoint::hit("intent");
     if let Err(e) = plan.apply(ctx.kernel.as_mut()) {

@@ -31,6 +31,8 @@ pub struct CreateOptions {
     pub uplink: Option<String>,
     pub uplink_gateway: Option<String>,
     pub log_drops: bool,
+    /// Who asks, recorded on the network (`podman` in netavark mode).
+    pub owner: Option<String>,
 }
 
 /// What `network create` made, and what the user should know about it.
@@ -103,6 +105,9 @@ fn create_in(ctx: &mut Context, opts: &CreateOptions) -> Result<Outcome<Network>
     // The row gives the network its id (and so its link group and routing
     // table); a dry run drops the transaction, and the row with it.
     let network = tx.insert_network(&new)?;
+    if let Some(owner) = &opts.owner {
+        tx.mark_network(network.id, owner)?;
+    }
     let plan = plan_create(ctx, &tx, &network)?;
     if ctx.dry_run {
         return Ok(Outcome::Planned(plan));

@@ -51,6 +51,8 @@ pub struct InsideConfig {
     pub subnet: Ipv4Net,
     /// Set when this connection provides the namespace's default route.
     pub default_via: Option<Ipv4Addr>,
+    /// Metric of that default route (None: the kernel's default, 0).
+    pub metric: Option<u32>,
 }
 
 /// The kernel operations berth's plans are made of.
@@ -312,7 +314,7 @@ impl Kernel for LiveKernel {
             link::set_up(&mut rtnl, index)?;
             addr::add_address(&mut rtnl, index, config.ip, config.subnet)?;
             if let Some(gateway) = config.default_via {
-                addr::add_default_route(&mut rtnl, gateway)?;
+                addr::add_default_route(&mut rtnl, gateway, config.metric)?;
             }
             Ok(())
         });

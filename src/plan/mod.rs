@@ -332,8 +332,12 @@ impl Step {
                         config.ifname
                     ),
                 ];
-                if let Some(gw) = config.default_via {
-                    lines.push(format!("{ip} route add default via {gw}"));
+                match (config.default_via, config.metric) {
+                    (Some(gw), None) => lines.push(format!("{ip} route add default via {gw}")),
+                    (Some(gw), Some(m)) => {
+                        lines.push(format!("{ip} route add default via {gw} metric {m}"))
+                    }
+                    (None, _) => {}
                 }
                 lines
             }

@@ -18,11 +18,13 @@ pub use lock::StateLock;
 use crate::error::{Error, Result};
 use crate::model::{Endpoint, Ipv4Net, Network, NetworkPolicy, PortMapping, Proto, Uplink};
 
+mod owner;
 mod secure;
+pub use owner::{EndpointMark, Owners};
 
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 /// berth's routing tables (`--uplink`) are this plus the network id.
 pub const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
 
@@ -125,6 +127,16 @@ ALTER TABLE networks ADD COLUMN log_drops INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
+/// Version 3 → 4 (Podman): who made a network or endpoint (NULL: berth's
+/// own commands; `podman`: berth acting as Podman's netavark), and the
+/// Podman container id of an endpoint. Read and written by `owner.rs`.
+const MIGRATE_OWNERS: &str = "
+ALTER TABLE networks ADD COLUMN owner TEXT;
+ALTER TABLE endpoints ADD COLUMN owner TEXT;
+ALTER TABLE endpoints ADD COLUMN container_id TEXT;
+CREATE INDEX endpoints_by_container_id ON endpoints (container_id);
+";
+
 pub struct Store {
     conn: Connection,
     dir: PathBuf,
@@ -203,17 +215,24 @@ impl Store {
                 tx.execute_batch(SCHEMA)?;
                 tx.execute_batch(PORTS_SCHEMA)?;
                 tx.execute_batch(INTENTS_SCHEMA)?;
+                tx.execute_batch(MIGRATE_OWNERS)?;
             }
             1 => {
                 tx.execute_batch(MIGRATE_1_TO_2)?;
                 tx.execute_batch(PORTS_SCHEMA)?;
                 tx.execute_batch(INTENTS_SCHEMA)?;
+                tx.execute_batch(MIGRATE_OWNERS)?;
             }
             2 => {
                 tx.execute_batch(PORTS_SCHEMA)?;
                 tx.execute_batch(INTENTS_SCHEMA)?;
+                tx.execute_batch(MIGRATE_OWNERS)?;
             }
-            3 => tx.execute_batch(INTENTS_SCHEMA)?,
+            3 => {
+                tx.execute_batch(INTENTS_SCHEMA)?;
+                tx.execute_batch(MIGRATE_OWNERS)?;
+            }
+            4 => tx.execute_batch(MIGRATE_OWNERS)?,
             SCHEMA_VERSION => {}
             v => {
                 return Err(Error::Other(format!(

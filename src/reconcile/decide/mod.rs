@@ -117,7 +117,13 @@ pub fn network_steps(network: &Network, plan: &mut Plan) {
 }
 
 /// The steps that attach an endpoint to its network's bridge.
-pub fn endpoint_steps(network: &Network, e: &Endpoint, netns: std::path::PathBuf, plan: &mut Plan) {
+pub fn endpoint_steps(
+    network: &Network,
+    e: &Endpoint,
+    netns: std::path::PathBuf,
+    metric: Option<u32>,
+    plan: &mut Plan,
+) {
     plan.push(Step::CreateVeth(VethPair {
         host_ifname: e.host_ifname.clone(),
         bridge: network.bridge.clone(),
@@ -134,6 +140,7 @@ pub fn endpoint_steps(network: &Network, e: &Endpoint, netns: std::path::PathBuf
             ip: e.ip,
             subnet: network.subnet,
             default_via: e.default_route.then_some(network.gateway),
+            metric,
         },
     });
     if !e.ports.is_empty() {
@@ -320,7 +327,7 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
         let netns = crate::kernel::netns::Target::parse(&e.netns)
             .map(|t| t.path)
             .unwrap_or_else(|_| std::path::PathBuf::from(&e.netns));
-        endpoint_steps(n, e, netns, &mut d.plan);
+        endpoint_steps(n, e, netns, None, &mut d.plan);
     }
 
     if scope.sweep {
