@@ -171,7 +171,7 @@ mod tests {
             ip,
             mac: Mac::from_ipv4(ip),
             ifname: "eth0".into(),
-            host_ifname: "vb1".into(),
+            host_ifname: crate::model::names::host_veth_name("web", "c1"),
             default_route: true,
             ports: Vec::new(),
         };
