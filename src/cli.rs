@@ -27,11 +27,21 @@ struct Cli {
     /// Where berth keeps its state.
     #[arg(long, global = true, env = "BERTH_STATE_DIR", default_value = store::DEFAULT_DIR)]
     state_dir: PathBuf,
-    /// Print the equivalent ip/sysctl commands and change nothing.
-    #[arg(long, global = true)]
+    /// Print the equivalent ip/nft/sysctl commands and change nothing
+    /// (commands that can honour it also take it after their name).
+    #[arg(long)]
     dry_run: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--dry-run`, for the commands that can honour it (and only those, so
+/// `--help` never offers it where it would not hold).
+#[derive(Args, Clone, Copy, Default)]
+struct DryRun {
+    /// Print the equivalent ip/nft/sysctl commands and change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Subcommand)]
@@ -62,23 +72,38 @@ enum Command {
     },
     /// Run a command inside an existing network namespace.
     Exec {
+        /// A netns name, a path to a namespace file, or pid:PID.
         target: String,
+        #[command(flatten)]
+        dry: DryRun,
+        /// The command and its arguments, after `--`.
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
     /// Remove every network, endpoint, device, firewall rule, routing rule
     /// and state entry berth made, and put back what berth changed.
-    Reset,
+    Reset(DryRun),
     /// Rebuild from the state what the kernel lost (after a reboot, or a
     /// deleted bridge or flushed ruleset); drop endpoints whose namespace is gone.
-    Up,
+    Up(DryRun),
     /// Like `up`, and also remove devices berth made that no state row knows.
-    Gc,
+    Gc(DryRun),
     /// Show berth's main job on a built-in example, in a private sandbox.
     Demo,
+    /// Print a shell completion script (bash, zsh, fish, elvish).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (berth.1, berth-network.1, ...) into a directory.
+    Man {
+        /// Where to write them.
+        dir: PathBuf,
+    },
     /// Act as Podman's netavark (`berth netavark --help`); also what berth
     /// does when invoked under the name `netavark`.
     Netavark {
+        /// netavark's own arguments (`--config DIR setup NETNS`, `version`, ...).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
@@ -132,9 +157,11 @@ enum NetworkCommand {
         /// Disconnect their endpoints first.
         #[arg(short, long)]
         force: bool,
+        #[command(flatten)]
+        dry: DryRun,
     },
     /// Remove every network that has no endpoint.
-    Prune,
+    Prune(DryRun),
     /// Connect a network namespace to a network (as `berth connect`).
     Connect(ConnectArgs),
     /// Disconnect from a network (as `berth disconnect`).
@@ -171,7 +198,10 @@ impl ListArgs {
 
 #[derive(Args)]
 struct CreateArgs {
+    /// The network's name.
     name: String,
+    #[command(flatten)]
+    dry: DryRun,
     /// IPv4 subnet, e.g. 10.90.0.0/24 (default: the first free /24 of 10.89.0.0-10.127.255.0).
     #[arg(long)]
     subnet: Option<String>,
@@ -181,6 +211,7 @@ struct CreateArgs {
     /// Bridge interface name (default: berth-NAME).
     #[arg(long)]
     bridge: Option<String>,
+    /// MTU of the bridge and the veths (default 1500).
     #[arg(long)]
     mtu: Option<u32>,
     /// Do not masquerade traffic leaving the network (for routed setups).
@@ -208,14 +239,17 @@ struct CreateArgs {
 
 #[derive(Args)]
 struct ConnectArgs {
+    /// The network to connect to.
     network: String,
     /// A netns name (/run/netns), a path to a namespace file, or pid:PID.
     target: String,
     /// Endpoint name (default: the namespace's name).
     #[arg(long)]
     name: Option<String>,
+    /// The address (default: the next free one of the subnet).
     #[arg(long)]
     ip: Option<String>,
+    /// The MAC address (default: 02:42 followed by the IPv4 address).
     #[arg(long)]
     mac: Option<String>,
     /// Interface name inside the namespace (default: eth0, or the next free ethN).
@@ -231,18 +265,24 @@ struct ConnectArgs {
     /// Publish even a host port a host process listens on (the container wins).
     #[arg(long)]
     force_publish: bool,
+    /// Print the endpoint as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    dry: DryRun,
 }
 
 #[derive(Args)]
 struct DisconnectArgs {
+    /// The network to disconnect from.
     network: String,
     /// A netns name, a path to a namespace file, pid:PID, or an endpoint name.
     target: String,
     /// Succeed (with nothing to do) when TARGET is not connected.
     #[arg(short, long)]
     force: bool,
+    #[command(flatten)]
+    dry: DryRun,
 }
 
 #[derive(Args)]
@@ -253,6 +293,7 @@ struct RunArgs {
     /// Name of the sandbox's namespace and endpoint.
     #[arg(long)]
     name: Option<String>,
+    /// The address on the network (default: the next free one).
     #[arg(long)]
     ip: Option<String>,
     /// Publish a port (as for `connect -p`).
@@ -276,6 +317,23 @@ struct RunArgs {
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true)]
     command: Vec<String>,
+}
+
+impl Command {
+    /// Whether the subcommand's own `--dry-run` was given.
+    fn dry_run(&self) -> bool {
+        let dry = match self {
+            Command::Network(NetworkCommand::Create(a)) => a.dry,
+            Command::Network(NetworkCommand::Rm { dry, .. }) => *dry,
+            Command::Network(NetworkCommand::Prune(dry)) => *dry,
+            Command::Network(NetworkCommand::Connect(a)) | Command::Connect(a) => a.dry,
+            Command::Network(NetworkCommand::Disconnect(a)) | Command::Disconnect(a) => a.dry,
+            Command::Exec { dry, .. } => *dry,
+            Command::Reset(dry) | Command::Up(dry) | Command::Gc(dry) => *dry,
+            _ => DryRun::default(),
+        };
+        dry.dry_run
+    }
 }
 
 /// Parses the arguments, runs the command, returns the exit code.
@@ -324,12 +382,15 @@ fn dispatch(cli: Cli) -> Result<i32> {
         cli.command,
         Command::Ps { .. }
             | Command::Port { .. }
+            | Command::Completions { .. }
+            | Command::Man { .. }
             | Command::Network(NetworkCommand::Ls { .. } | NetworkCommand::Inspect { .. })
     );
-    if mutates && !cli.dry_run {
+    let dry_run = cli.dry_run || cli.command.dry_run();
+    if mutates && !dry_run {
         require_privileges()?;
     }
-    let mut ctx = Context::new(cli.state_dir, cli.dry_run);
+    let mut ctx = Context::new(cli.state_dir, dry_run);
     match cli.command {
         Command::Network(NetworkCommand::Create(a)) => {
             let opts = CreateOptions {
@@ -368,7 +429,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             print_networks_inspected(&found, &owners(&ctx)?, json)?;
         }
-        Command::Network(NetworkCommand::Rm { names, force }) => {
+        Command::Network(NetworkCommand::Rm { names, force, .. }) => {
             // Checked first, so a typo in the third name removes nothing.
             for name in &names {
                 network::inspect(&ctx, name)?;
@@ -382,7 +443,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 }
             }
         }
-        Command::Network(NetworkCommand::Prune) => {
+        Command::Network(NetworkCommand::Prune(_)) => {
             let empty: Vec<String> = network::list(&ctx)?
                 .into_iter()
                 .filter(|(_, count)| *count == 0)
@@ -436,11 +497,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
             network,
             target,
             force,
+            ..
         }))
         | Command::Disconnect(DisconnectArgs {
             network,
             target,
             force,
+            ..
         }) => match done(endpoint::disconnect(&mut ctx, &network, &target, force)?) {
             Some(Disconnected::Removed(e)) => {
                 println!("disconnected {} from {network} (released {})", e.name, e.ip);
@@ -492,8 +555,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 println!("{name}");
             }
         }
-        Command::Exec { target, command } => {
-            if cli.dry_run {
+        Command::Exec {
+            target, command, ..
+        } => {
+            if ctx.dry_run {
                 // Nothing runs: the command is shown as the `nsenter` line
                 // that would run it.
                 println!("{}", run::exec_plan(&target, &command)?);
@@ -501,7 +566,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             return run::exec(&target, &command);
         }
-        Command::Reset => {
+        Command::Reset(_) => {
             if let Some(r) = done(network::reset(&mut ctx)?) {
                 println!(
                     "reset: removed {} network(s) and {} endpoint(s)",
@@ -509,9 +574,22 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 );
             }
         }
-        Command::Up => print_report("up", maintain::up(&mut ctx)?),
-        Command::Gc => print_report("gc", maintain::gc(&mut ctx)?),
+        Command::Up(_) => print_report("up", maintain::up(&mut ctx)?),
+        Command::Gc(_) => print_report("gc", maintain::gc(&mut ctx)?),
         Command::Demo => demo::demo()?,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            // Into a buffer first: clap_complete panics on a closed pipe
+            // (`berth completions bash | head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "berth", &mut script);
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+        }
+        Command::Man { dir } => {
+            for page in write_man_pages(&dir)? {
+                println!("{}", page.display());
+            }
+        }
         // Reached only with global options first (`berth --dry-run netavark`).
         Command::Netavark { args } => {
             if ctx.dry_run {
@@ -536,6 +614,43 @@ fn dispatch(cli: Cli) -> Result<i32> {
         })?,
     }
     Ok(0)
+}
+
+/// Writes one man page per command and subcommand; returns their paths.
+fn write_man_pages(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::Other(format!("cannot create {}: {e}", dir.display())))?;
+    let mut written = Vec::new();
+    fn walk(
+        cmd: clap::Command,
+        prefix: &str,
+        dir: &std::path::Path,
+        out: &mut Vec<PathBuf>,
+    ) -> Result<()> {
+        let name = if prefix.is_empty() {
+            cmd.get_name().to_string()
+        } else {
+            format!("{prefix}-{}", cmd.get_name())
+        };
+        let path = dir.join(format!("{name}.1"));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd.clone().name(name.clone()))
+            .render(&mut page)
+            .map_err(Error::Io)?;
+        std::fs::write(&path, page).map_err(Error::Io)?;
+        out.push(path);
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            walk(sub.clone(), &name, dir, out)?;
+        }
+        Ok(())
+    }
+    walk(
+        <Cli as clap::CommandFactory>::command(),
+        "",
+        dir,
+        &mut written,
+    )?;
+    Ok(written)
 }
 
 /// Prints what a reconcile did (or, for a dry run, would do).
@@ -822,5 +937,80 @@ fn require_privileges() -> Result<()> {
         Err(Error::Privilege(
             "this command needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN); run it with sudo".into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every option and argument of every command says what it is for.
+    #[test]
+    fn every_option_has_a_help_line() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (no about)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "berth", &mut missing);
+        assert!(missing.is_empty(), "options without help: {missing:#?}");
+        Cli::command().debug_assert();
+    }
+
+    /// `--dry-run` is offered exactly where it holds.
+    #[test]
+    fn dry_run_is_offered_only_where_it_holds() {
+        let cmd = Cli::command();
+        let offers = |path: &[&str]| {
+            let mut c = &cmd;
+            for p in path {
+                c = c.find_subcommand(p).expect("subcommand");
+            }
+            c.get_arguments().any(|a| a.get_id() == "dry_run")
+        };
+        for yes in [
+            &["connect"][..],
+            &["disconnect"],
+            &["exec"],
+            &["reset"],
+            &["up"],
+            &["gc"],
+            &["network", "create"],
+            &["network", "rm"],
+            &["network", "prune"],
+            &["network", "connect"],
+        ] {
+            assert!(offers(yes), "{yes:?} should offer --dry-run");
+        }
+        for no in [
+            &["run"][..],
+            &["ps"],
+            &["port"],
+            &["stop"],
+            &["network", "ls"],
+            &["network", "inspect"],
+        ] {
+            assert!(!offers(no), "{no:?} must not offer --dry-run");
+        }
+    }
+
+    #[test]
+    fn top_level_help() {
+        let help = Cli::command().render_help().to_string();
+        expect_test::expect_file!["../tests/snapshots/help.txt"].assert_eq(&help);
     }
 }
