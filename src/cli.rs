@@ -31,6 +31,10 @@ struct Cli {
     /// (commands that can honour it also take it after their name).
     #[arg(long)]
     dry_run: bool,
+    /// Log each kernel step as it is applied, with its duration (-vv: more);
+    /// RUST_LOG (e.g. `berth=debug`) filters the same way.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -377,7 +381,25 @@ pub fn main() -> i32 {
     }
 }
 
+/// Logs to stderr: what `-v` asks for, or what RUST_LOG says.
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match (std::env::var("RUST_LOG"), verbose) {
+        (Ok(spec), _) => EnvFilter::new(spec),
+        (Err(_), 0) => return,
+        (Err(_), 1) => EnvFilter::new("berth=info"),
+        (Err(_), _) => EnvFilter::new("berth=debug"),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
 fn dispatch(cli: Cli) -> Result<i32> {
+    init_logging(cli.verbose);
     let mutates = !matches!(
         cli.command,
         Command::Ps { .. }

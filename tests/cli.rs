@@ -180,3 +180,25 @@ fn lists_take_quiet_filter_and_format() {
     let inspect = sb.berth_ok(&["network", "inspect", "iso"]);
     assert!(inspect.contains("policy:    internal, no-icc"), "{inspect}");
 }
+
+#[test]
+fn verbose_logs_each_step_with_its_duration() {
+    let sb = Sandbox::new();
+    sb.create_network("web", "10.90.0.0/24");
+    sb.add_netns("c1");
+    let out = sb.berth_out_ok(&["connect", "web", "c1", "-v"]);
+    let err = stderr(&out);
+    let step = err
+        .lines()
+        .find(|l| l.contains("ip link add vb"))
+        .unwrap_or_else(|| panic!("no step logged: {err}"));
+    assert!(step.contains(" ms)"), "{step}");
+    // RUST_LOG works without -v; without either, nothing is logged.
+    let mut c = sb.berth_command(&["disconnect", "web", "c1"]);
+    c.env("RUST_LOG", "berth=info");
+    let out = run_timeout(c, CMD_TIMEOUT);
+    assert!(stderr(&out).contains("ip link del vb"), "{}", stderr(&out));
+    sb.add_netns("c2");
+    let out = sb.berth_out_ok(&["connect", "web", "c2"]);
+    assert_eq!(stderr(&out), "");
+}

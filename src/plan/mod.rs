@@ -453,13 +453,32 @@ impl Plan {
         let mut undo: Vec<Undo> = Vec::new();
         for step in &self.steps {
             crate::failpoint::hit("step");
-            match step.apply(kernel) {
+            let started = std::time::Instant::now();
+            let result = step.apply(kernel);
+            let lines = step.render();
+            // A whole-table batch is dozens of lines: one with -v, all with -vv.
+            let shown = if lines.len() > 3 && !tracing::enabled!(tracing::Level::DEBUG) {
+                format!("{} (and {} more changes)", lines[0], lines.len() - 1)
+            } else {
+                lines.join(" && ")
+            };
+            tracing::info!(
+                target: "berth::step",
+                "{} ({:.3} ms{})",
+                shown,
+                started.elapsed().as_secs_f64() * 1e3,
+                if result.is_err() { ", failed" } else { "" }
+            );
+            match result {
                 Ok(u) => undo.extend(u),
                 Err(cause) => {
                     let failures: Vec<String> = undo
                         .iter()
                         .rev()
-                        .filter_map(|u| u.run(kernel).err().map(|e| e.to_string()))
+                        .filter_map(|u| {
+                            tracing::info!(target: "berth::step", "undo: {u:?}");
+                            u.run(kernel).err().map(|e| e.to_string())
+                        })
                         .collect();
                     let undo = if failures.is_empty() {
                         String::new()
