@@ -399,7 +399,9 @@ fn init_logging(verbose: u8) {
 }
 
 fn dispatch(cli: Cli) -> Result<i32> {
-    init_logging(cli.verbose);
+    if !matches!(cli.command, Command::Demo) {
+        init_logging(cli.verbose);
+    }
     let mutates = !matches!(
         cli.command,
         Command::Ps { .. }
@@ -598,7 +600,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Up(_) => print_report("up", maintain::up(&mut ctx)?),
         Command::Gc(_) => print_report("gc", maintain::gc(&mut ctx)?),
-        Command::Demo => demo::demo()?,
+        Command::Demo => demo::demo(cli.verbose > 0)?,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             // Into a buffer first: clap_complete panics on a closed pipe

@@ -86,6 +86,14 @@ pub enum Outcome<T> {
 }
 
 impl<T> Outcome<T> {
+    /// The same outcome with the done value changed by `f`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+        match self {
+            Outcome::Planned(plan) => Outcome::Planned(plan),
+            Outcome::Done(value) => Outcome::Done(f(value)),
+        }
+    }
+
     /// What was done, for callers that never ask for a dry run.
     pub fn applied(self) -> T {
         match self {
