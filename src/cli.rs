@@ -52,8 +52,20 @@ enum Command {
     /// Run a command inside an existing network namespace.
     Exec {
         target: String,
+        /// Give the command an /etc/resolv.conf naming berth's DNS server
+        /// on the namespace's network.
+        #[arg(long)]
+        dns: bool,
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+    /// berth's DNS server (started by berth itself; see the README for
+    /// running it under systemd).
+    #[command(hide = true)]
+    DnsServer {
+        /// Keep running when no network needs DNS (for a service manager).
+        #[arg(long)]
+        stay: bool,
     },
     /// Remove every network, endpoint, device, firewall rule, routing rule
     /// and state entry berth made, and put back what berth changed.
@@ -144,6 +156,9 @@ struct CreateArgs {
     /// Log what the firewall drops for the network (rate-limited).
     #[arg(long)]
     log_drops: bool,
+    /// Do not serve the network's names with berth's DNS server.
+    #[arg(long)]
+    no_dns: bool,
 }
 
 #[derive(Args)]
@@ -165,6 +180,9 @@ struct ConnectArgs {
     /// (repeatable; without HOST_PORT berth picks a free one in 49153-60999).
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     publish: Vec<String>,
+    /// Another DNS name of the endpoint on this network (repeatable).
+    #[arg(long, value_name = "NAME")]
+    alias: Vec<String>,
     #[arg(long)]
     json: bool,
 }
@@ -182,6 +200,16 @@ struct RunArgs {
     /// Publish a port (as for `connect -p`).
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     publish: Vec<String>,
+    /// Another DNS name of the sandbox on its network (repeatable).
+    #[arg(long, value_name = "NAME")]
+    alias: Vec<String>,
+    /// Nameserver for the command's /etc/resolv.conf instead of the
+    /// network's gateway (repeatable).
+    #[arg(long, value_name = "IP")]
+    dns: Vec<String>,
+    /// Search domain for the command's /etc/resolv.conf (repeatable).
+    #[arg(long, value_name = "DOMAIN")]
+    dns_search: Vec<String>,
     #[arg(last = true, required = true)]
     command: Vec<String>,
 }
@@ -223,6 +251,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 uplink: a.uplink,
                 uplink_gateway: a.uplink_gateway,
                 log_drops: a.log_drops,
+                no_dns: a.no_dns,
             };
             if let Some(created) = done(network::create(&mut ctx, &opts)?) {
                 for w in &created.warnings {
@@ -259,7 +288,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 mac: a.mac,
                 ifname: a.ifname,
                 ports: a.publish,
+                aliases: a.alias,
             };
+            let opts_aliases = opts.aliases.clone();
             if let Some((e, n)) = done(endpoint::connect(&mut ctx, &opts)?) {
                 if a.json {
                     println!(
@@ -280,6 +311,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     );
                     for p in &e.ports {
                         println!("published {p}");
+                    }
+                    if !opts_aliases.is_empty() {
+                        println!("aliases {}", opts_aliases.join(", "));
                     }
                 }
             }
@@ -308,11 +342,19 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 name: a.name,
                 ip: a.ip,
                 ports: a.publish,
+                aliases: a.alias,
+                dns: a.dns,
+                dns_search: a.dns_search,
                 command: a.command,
             };
             return run::run(&mut ctx, &opts);
         }
-        Command::Exec { target, command } => return run::exec(&target, &command),
+        Command::Exec {
+            target,
+            dns,
+            command,
+        } => return run::exec(&ctx, &target, dns, &command),
+        Command::DnsServer { stay } => return crate::dns::serve(&ctx.state_dir, stay),
         Command::Reset => {
             if let Some(r) = done(network::reset(&mut ctx)?) {
                 println!(
@@ -408,6 +450,7 @@ fn print_network(n: &Network, endpoints: &[Endpoint], json: bool) -> Result<()> 
     println!("gateway:   {}", n.gateway);
     println!("bridge:    {}", n.bridge);
     println!("mtu:       {}", n.mtu);
+    println!("dns:       {}", if n.policy.dns { "on" } else { "off" });
     println!("endpoints: {}", endpoints.len());
     for e in endpoints {
         println!(

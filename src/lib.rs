@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod dns;
 pub mod error;
 pub mod firewall;
 pub mod kernel;

@@ -20,6 +20,7 @@ pub fn demo() -> Result<()> {
 
     let create = CreateOptions {
         name: "demo".into(),
+        no_dns: true, // DNS: no server outlives the sandbox
         ..Default::default()
     };
     ctx.dry_run = true;

@@ -28,6 +28,8 @@ pub struct ConnectOptions {
     pub ifname: Option<String>,
     /// `-p` values, as given.
     pub ports: Vec<String>,
+    /// `--alias` values: more DNS names of the endpoint on the network.
+    pub aliases: Vec<String>,
 }
 
 pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endpoint, Network)>> {
@@ -46,6 +48,7 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
         .as_deref()
         .map(|ip| parse_ipv4("address", ip))
         .transpose()?;
+    crate::dns::check_aliases(&name, &opts.aliases)?; // DNS
     let specs = opts
         .ports
         .iter()
@@ -68,6 +71,7 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
             network.name
         )));
     }
+    crate::dns::check_names_free(&tx, &network, &name, &opts.aliases)?; // DNS
     let ip = lease(&tx, &network, ip)?;
     let ifname = match &opts.ifname {
         Some(i) => i.clone(),
@@ -136,8 +140,11 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
     }
     let id = tx.insert_endpoint(&network, &endpoint)?;
     tx.insert_ports(id, &endpoint.ports)?;
+    tx.insert_dns_names(network.id, id, &endpoint.name, &opts.aliases)?; // DNS
     plan.apply(ctx.kernel.as_mut())?;
     tx.commit()?;
+    // DNS: the server answers for the new names before connect returns.
+    crate::dns::sync_or_warn(&ctx.state_dir);
     for w in warnings {
         eprintln!("berth: warning: {w}");
     }
@@ -258,6 +265,8 @@ fn detach(
     tx.delete_endpoint(endpoint.id)?;
     plan.apply(ctx.kernel.as_mut())?;
     tx.commit()?;
+    // DNS: the names are gone from the server before disconnect returns.
+    crate::dns::sync_or_warn(&ctx.state_dir);
     Ok(Outcome::Done(Disconnected::Removed(endpoint)))
 }
 

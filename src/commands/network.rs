@@ -28,6 +28,8 @@ pub struct CreateOptions {
     pub uplink: Option<String>,
     pub uplink_gateway: Option<String>,
     pub log_drops: bool,
+    /// `--no-dns`: berth's DNS server does not serve this network.
+    pub no_dns: bool,
 }
 
 /// What `network create` made, and what the user should know about it.
@@ -53,6 +55,7 @@ pub fn create(ctx: &mut Context, opts: &CreateOptions) -> Result<Outcome<Created
         Outcome::Done(network) => network,
     };
     tx.commit()?;
+    crate::dns::sync_or_warn(&ctx.state_dir); // DNS: a listener for the new network
     let warnings = ctx
         .kernel
         .foreign_forward_drops(&firewall::table())
@@ -82,6 +85,7 @@ pub fn ensure_default(ctx: &mut Context) -> Result<Network> {
     };
     let network = create_in(ctx, &tx, &opts)?.applied();
     tx.commit()?;
+    crate::dns::sync_or_warn(&ctx.state_dir); // DNS: a listener for the new network
     Ok(network)
 }
 
@@ -253,6 +257,7 @@ fn check_policy(ctx: &mut Context, opts: &CreateOptions) -> Result<NetworkPolicy
         deny_egress,
         uplink,
         log_drops: opts.log_drops,
+        dns: !opts.no_dns,
     })
 }
 
@@ -438,6 +443,7 @@ pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<Outcome<Vec<
     tx.delete_network(network.id)?;
     plan.apply(ctx.kernel.as_mut())?;
     tx.commit()?;
+    crate::dns::sync_or_warn(&ctx.state_dir); // DNS: the network's listener goes
     Ok(Outcome::Done(endpoints))
 }
 
@@ -481,6 +487,7 @@ pub fn reset(ctx: &mut Context) -> Result<Outcome<ResetReport>> {
     tx.clear()?;
     plan.apply(ctx.kernel.as_mut())?;
     tx.commit()?;
+    crate::dns::sync_or_warn(&ctx.state_dir); // DNS: no network needs the server
     Ok(Outcome::Done(ResetReport {
         networks: networks.len(),
         endpoints,

@@ -43,6 +43,12 @@ pub struct RunOptions {
     pub ip: Option<String>,
     /// `-p` values, as given.
     pub ports: Vec<String>,
+    /// `--alias` values.
+    pub aliases: Vec<String>,
+    /// `--dns` values: nameservers instead of the network's gateway.
+    pub dns: Vec<String>,
+    /// `--dns-search` values.
+    pub dns_search: Vec<String>,
     pub command: Vec<String>,
 }
 
@@ -55,6 +61,12 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
     // Bad specs fail before anything (the namespace) is made.
     for p in &opts.ports {
         crate::model::PortSpec::parse(p).map_err(Error::Invalid)?;
+    }
+    let dns_servers = crate::dns::parse_servers(&opts.dns)?; // DNS
+    if opts.net == NetMode::Host && (!opts.dns.is_empty() || !opts.dns_search.is_empty()) {
+        return Err(Error::invalid(
+            "--dns and --dns-search do not apply to --net host (it uses the host's resolv.conf)",
+        ));
     }
     if opts.net == NetMode::Host && opts.ports.is_empty() {
         if opts.ip.is_some() {
@@ -98,6 +110,7 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
         network: network.clone(),
     };
     let path = netns::named_path(&name);
+    let mut dns_gateway = None;
     match &network {
         Some(network) => {
             let connect = ConnectOptions {
@@ -105,19 +118,40 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
                 target: name.clone(),
                 ip: opts.ip.clone(),
                 ports: opts.ports.clone(),
+                aliases: opts.aliases.clone(),
                 ..Default::default()
             };
-            endpoint::connect(ctx, &connect)
+            let (_, network) = endpoint::connect(ctx, &connect)
                 .inspect_err(|_| sandbox.remove(ctx))?
                 .applied();
+            dns_gateway = network.policy.dns.then_some(network.gateway);
         }
         None => ctx
             .kernel
             .loopback_up(&path)
             .inspect_err(|_| sandbox.remove(ctx))?,
     }
+    // DNS: the command's own /etc/resolv.conf (the host's stays as it is).
+    let resolv = if dns_gateway.is_some() || !dns_servers.is_empty() || !opts.dns_search.is_empty()
+    {
+        Some(
+            crate::dns::write_container_resolv(
+                &ctx.state_dir,
+                &name,
+                dns_gateway,
+                &dns_servers,
+                &opts.dns_search,
+            )
+            .inspect_err(|_| sandbox.remove(ctx))?,
+        )
+    } else {
+        None
+    };
     let ns = Target::resolve(&name)?.open()?;
-    let status = spawn_forwarding_signals(program, args, ns.as_raw_fd());
+    let status = spawn_forwarding_signals(program, args, ns.as_raw_fd(), resolv.as_deref());
+    if let Some(r) = &resolv {
+        let _ = std::fs::remove_file(r);
+    }
     sandbox.remove(ctx);
     status
 }
@@ -151,7 +185,13 @@ const FORWARDED: [Signal; 4] = [
 
 /// Spawns the command inside `netns_fd` with stdio passed through, forwards
 /// SIGINT/SIGTERM/SIGHUP/SIGQUIT to it, and waits for it.
-fn spawn_forwarding_signals(program: &str, args: &[String], netns_fd: RawFd) -> Result<i32> {
+fn spawn_forwarding_signals(
+    program: &str,
+    args: &[String],
+    netns_fd: RawFd,
+    resolv: Option<&std::path::Path>,
+) -> Result<i32> {
+    let resolv = resolv.map(crate::dns::resolv::BindMount::new).transpose()?;
     let mut forwarded = SigSet::empty();
     for s in FORWARDED {
         forwarded.add(s);
@@ -169,6 +209,9 @@ fn spawn_forwarding_signals(program: &str, args: &[String], netns_fd: RawFd) -> 
                 std::os::fd::BorrowedFd::borrow_raw(netns_fd),
                 nix::sched::CloneFlags::CLONE_NEWNET,
             )?;
+            if let Some(r) = &resolv {
+                r.apply()?;
+            }
             pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
             Ok(())
         });
@@ -190,12 +233,40 @@ fn exec_error(program: &str, e: std::io::Error) -> Error {
     Error::Other(format!("cannot run {program:?}: {e}"))
 }
 
-/// `exec TARGET -- CMD`: replaces berth with CMD inside TARGET's namespace.
-pub fn exec(target: &str, command: &[String]) -> Result<i32> {
+/// `exec TARGET -- CMD`: replaces berth with CMD inside TARGET's namespace;
+/// with `dns`, CMD gets an /etc/resolv.conf naming berth's DNS server.
+pub fn exec(ctx: &Context, target: &str, dns: bool, command: &[String]) -> Result<i32> {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| Error::invalid("exec needs a command after --"))?;
-    let ns = Target::resolve(target)?.open()?;
+    let resolved = Target::resolve(target)?;
+    // DNS: the resolv.conf is written before entering, and mounted over
+    // /etc/resolv.conf in a mount namespace of the command's own.
+    let resolv = if dns {
+        let inode = resolved.inode.expect("resolved targets exist");
+        let Some(gateway) = crate::dns::gateway_for_netns(&ctx.state_dir, inode)? else {
+            return Err(Error::invalid(format!(
+                "--dns: {target} is on no network with DNS"
+            )));
+        };
+        let path = crate::dns::write_container_resolv(
+            &ctx.state_dir,
+            &format!("exec-{}", std::process::id()),
+            Some(gateway),
+            &[],
+            &[],
+        )?;
+        Some(path)
+    } else {
+        None
+    };
+    let ns = resolved.open()?;
     netns::enter(&ns).map_err(|e| Error::kernel(format!("entering namespace of {target}"), e))?;
+    if let Some(path) = resolv {
+        let mount = crate::dns::resolv::BindMount::new(&path)?;
+        let applied = mount.apply();
+        let _ = std::fs::remove_file(&path);
+        applied.map_err(|e| Error::kernel("mounting the container's resolv.conf", e))?;
+    }
     Err(exec_error(program, Command::new(program).args(args).exec()))
 }

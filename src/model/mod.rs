@@ -52,6 +52,8 @@ pub struct NetworkPolicy {
     pub uplink: Option<Uplink>,
     /// Log (rate-limited) what the firewall drops for the network.
     pub log_drops: bool,
+    /// berth's DNS server answers for the network's names on its gateway.
+    pub dns: bool,
 }
 
 impl Default for NetworkPolicy {
@@ -63,6 +65,7 @@ impl Default for NetworkPolicy {
             deny_egress: Vec::new(),
             uplink: None,
             log_drops: false,
+            dns: true,
         }
     }
 }
@@ -110,6 +113,7 @@ pub struct NetworkView {
     pub uplink: Option<String>,
     pub uplink_gateway: Option<String>,
     pub log_drops: bool,
+    pub dns: bool,
 }
 
 /// The JSON shape of an endpoint in `connect/ps --json`.
@@ -148,6 +152,7 @@ impl Network {
             uplink: self.policy.uplink.as_ref().map(|u| u.ifname.clone()),
             uplink_gateway: self.policy.uplink.as_ref().map(|u| u.gateway.to_string()),
             log_drops: self.policy.log_drops,
+            dns: self.policy.dns,
         }
     }
 }

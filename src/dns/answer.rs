@@ -1,0 +1,296 @@
+//! Deciding a reply: one query packet in, the local answer (or an error
+//! reply) out, or "forward it upstream". Pure: no sockets, so every case is
+//! unit-tested.
+
+use std::net::Ipv4Addr;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+
+use super::table::{Found, Table, LOCAL_DOMAIN};
+
+/// Names change as containers come and go: resolvers should ask again soon.
+const TTL: u32 = 5;
+/// The largest UDP reply we send without EDNS (RFC 1035).
+pub const PLAIN_UDP_MAX: usize = 512;
+
+/// What to do with a packet.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Send these bytes back.
+    Answer(Vec<u8>),
+    /// Not ours: forward upstream; the client takes replies up to this size.
+    Forward { max_len: usize },
+    /// Not a query worth answering (too short to carry an ID, or itself a
+    /// response): answering could feed a loop.
+    Ignore,
+}
+
+/// The reply to `packet`, which arrived on the listener at `gateway` from
+/// `client`.
+pub fn reply(table: &Table, gateway: Ipv4Addr, client: Ipv4Addr, packet: &[u8]) -> Reply {
+    if packet.len() < 12 || packet[2] & 0x80 != 0 {
+        return Reply::Ignore;
+    }
+    let query = match Message::from_vec(packet) {
+        Ok(m) => m,
+        Err(_) => return Reply::Answer(format_error(packet)),
+    };
+    if query.message_type() != MessageType::Query {
+        return Reply::Ignore;
+    }
+    if query.op_code() != OpCode::Query {
+        return Reply::Answer(error(&query, ResponseCode::NotImp));
+    }
+    let [q] = query.queries() else {
+        return Reply::Answer(error(&query, ResponseCode::FormErr));
+    };
+    let max_len = match query.extensions() {
+        Some(e) => usize::from(e.max_payload()).max(PLAIN_UDP_MAX),
+        None => PLAIN_UDP_MAX,
+    };
+    if q.query_class() != DNSClass::IN {
+        return Reply::Forward { max_len };
+    }
+    let full = q.name().to_ascii().to_ascii_lowercase();
+    let full = full.strip_suffix('.').unwrap_or(&full);
+    // NAME.dns.berth is berth's alone.
+    let (name, local_only) = match full.strip_suffix(LOCAL_DOMAIN) {
+        Some("") => ("", true),
+        Some(rest) if rest.ends_with('.') => (&rest[..rest.len() - 1], true),
+        _ => (full, false),
+    };
+
+    if q.query_type() == RecordType::PTR && !local_only {
+        if let Some(ip) = reverse_name(name) {
+            return match table.reverse(gateway, client, ip) {
+                Some(Some(target)) => {
+                    let target = Name::from_ascii(format!("{target}.{LOCAL_DOMAIN}."));
+                    match target {
+                        Ok(t) => answer(&query, q, Some(RData::PTR(PTR(t)))),
+                        Err(_) => Reply::Answer(error(&query, ResponseCode::NXDomain)),
+                    }
+                }
+                Some(None) => Reply::Answer(error(&query, ResponseCode::NXDomain)),
+                None => Reply::Forward { max_len },
+            };
+        }
+    }
+    match table.lookup(gateway, client, name) {
+        Found::Address(ip) => match q.query_type() {
+            RecordType::A | RecordType::ANY => answer(&query, q, Some(RData::A(A(ip)))),
+            // The name exists, with no record of that type (NODATA).
+            _ => answer(&query, q, None),
+        },
+        // An unknown single label is nobody's upstream either (and leaking
+        // container names to the world helps no one).
+        Found::Missing if local_only || !name.contains('.') => {
+            Reply::Answer(error(&query, ResponseCode::NXDomain))
+        }
+        Found::Missing => Reply::Forward { max_len },
+    }
+}
+
+/// `d.c.b.a.in-addr.arpa` as a.b.c.d.
+fn reverse_name(name: &str) -> Option<Ipv4Addr> {
+    let rest = name.strip_suffix(".in-addr.arpa")?;
+    let mut octets = [0u8; 4];
+    let mut parts = rest.split('.');
+    for i in (0..4).rev() {
+        octets[i] = parts.next()?.parse().ok()?;
+    }
+    parts.next().is_none().then(|| Ipv4Addr::from(octets))
+}
+
+/// A reply skeleton: the query's ID, opcode, RD and CD, and its question.
+fn response(query: &Message, code: ResponseCode) -> Message {
+    let mut m = Message::new();
+    m.set_id(query.id())
+        .set_message_type(MessageType::Response)
+        .set_op_code(query.op_code())
+        .set_recursion_desired(query.recursion_desired())
+        .set_recursion_available(true)
+        .set_checking_disabled(query.checking_disabled())
+        .set_response_code(code);
+    m.add_queries(query.queries().iter().cloned());
+    if query.extensions().is_some() {
+        let mut edns = Edns::new();
+        edns.set_max_payload(1232);
+        m.set_edns(edns);
+    }
+    m
+}
+
+fn answer(query: &Message, q: &Query, data: Option<RData>) -> Reply {
+    let mut m = response(query, ResponseCode::NoError);
+    m.set_authoritative(true);
+    if let Some(data) = data {
+        m.add_answer(Record::from_rdata(q.name().clone(), TTL, data));
+    }
+    encode(m, query)
+}
+
+/// An error reply that keeps the question (NXDOMAIN, SERVFAIL, ...).
+pub fn error(query: &Message, code: ResponseCode) -> Vec<u8> {
+    let mut m = response(query, code);
+    m.set_authoritative(code == ResponseCode::NXDomain);
+    match m.to_vec() {
+        Ok(bytes) => bytes,
+        Err(_) => header_only(query.id(), code),
+    }
+}
+
+fn encode(m: Message, query: &Message) -> Reply {
+    match m.to_vec() {
+        Ok(bytes) => Reply::Answer(bytes),
+        Err(_) => Reply::Answer(error(query, ResponseCode::ServFail)),
+    }
+}
+
+/// SERVFAIL for a query packet (used when forwarding fails).
+pub fn servfail(packet: &[u8]) -> Vec<u8> {
+    match Message::from_vec(packet) {
+        Ok(q) => error(&q, ResponseCode::ServFail),
+        Err(_) => format_error(packet),
+    }
+}
+
+/// FORMERR for a packet that does not parse: only its header can be trusted.
+fn format_error(packet: &[u8]) -> Vec<u8> {
+    let mut out = header_only(
+        u16::from_be_bytes([packet[0], packet[1]]),
+        ResponseCode::FormErr,
+    );
+    // Keep the opcode and RD bit the client sent.
+    out[2] |= packet[2] & 0x79;
+    out
+}
+
+fn header_only(id: u16, code: ResponseCode) -> Vec<u8> {
+    let mut out = vec![0u8; 12];
+    out[..2].copy_from_slice(&id.to_be_bytes());
+    out[2] = 0x80;
+    out[3] = 0x80 | (u16::from(code) as u8 & 0x0f);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{DnsEndpoint, DnsNetwork};
+
+    const GW: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+    const C1: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
+
+    fn table() -> Table {
+        let net = DnsNetwork {
+            id: 1,
+            name: "web".into(),
+            subnet: "10.1.0.0/24".parse().unwrap(),
+            gateway: GW,
+        };
+        let e = |name: &str, alias| DnsEndpoint {
+            network_id: 1,
+            name: name.into(),
+            alias,
+            ip: C1,
+            netns_inode: 1,
+        };
+        Table::build(&[net], &[e("api", false), e("v1.backend", true)])
+    }
+
+    fn query(name: &str, t: RecordType) -> Vec<u8> {
+        let mut m = Message::new();
+        m.set_id(0x1234).set_recursion_desired(true);
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
+        m.to_vec().unwrap()
+    }
+
+    fn parsed(r: Reply) -> Message {
+        match r {
+            Reply::Answer(b) => Message::from_vec(&b).unwrap(),
+            other => panic!("expected an answer, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_and_aliases_answer_whatever_their_case() {
+        let t = table();
+        for name in ["api.", "API", "V1.Backend.", "api.dns.berth."] {
+            let m = parsed(reply(&t, GW, C1, &query(name, RecordType::A)));
+            assert_eq!(m.id(), 0x1234);
+            assert_eq!(m.response_code(), ResponseCode::NoError, "{name}");
+            assert!(m.recursion_desired() && m.authoritative());
+            assert_eq!(m.answers()[0].data(), &RData::A(A(C1)), "{name}");
+        }
+        let m = parsed(reply(&t, GW, C1, &query("api.", RecordType::AAAA)));
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert!(m.answers().is_empty());
+    }
+
+    #[test]
+    fn unknown_single_labels_are_nxdomain_and_the_rest_goes_upstream() {
+        let t = table();
+        let m = parsed(reply(&t, GW, C1, &query("nope.", RecordType::A)));
+        assert_eq!(m.response_code(), ResponseCode::NXDomain);
+        let m = parsed(reply(&t, GW, C1, &query("nope.dns.berth.", RecordType::A)));
+        assert_eq!(m.response_code(), ResponseCode::NXDomain);
+        assert_eq!(
+            reply(&t, GW, C1, &query("example.com.", RecordType::A)),
+            Reply::Forward { max_len: 512 }
+        );
+    }
+
+    #[test]
+    fn ptr_for_our_addresses_only() {
+        let t = table();
+        let m = parsed(reply(
+            &t,
+            GW,
+            C1,
+            &query("2.0.1.10.in-addr.arpa.", RecordType::PTR),
+        ));
+        assert_eq!(
+            m.answers()[0].data(),
+            &RData::PTR(PTR(Name::from_ascii("api.dns.berth.").unwrap()))
+        );
+        let m = parsed(reply(
+            &t,
+            GW,
+            C1,
+            &query("9.0.1.10.in-addr.arpa.", RecordType::PTR),
+        ));
+        assert_eq!(m.response_code(), ResponseCode::NXDomain);
+        assert!(matches!(
+            reply(&t, GW, C1, &query("1.1.1.1.in-addr.arpa.", RecordType::PTR)),
+            Reply::Forward { .. }
+        ));
+    }
+
+    #[test]
+    fn malformed_packets_get_formerr_or_nothing() {
+        let t = table();
+        assert_eq!(reply(&t, GW, C1, b"short"), Reply::Ignore);
+        let mut junk = vec![0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        junk.extend_from_slice(&[0xff; 20]);
+        match reply(&t, GW, C1, &junk) {
+            Reply::Answer(b) => {
+                assert_eq!(&b[..2], &[0xab, 0xcd]);
+                assert_eq!(b[2] & 0x80, 0x80);
+                assert_eq!(b[3] & 0x0f, 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A response is never answered.
+        let mut resp = query("api.", RecordType::A);
+        resp[2] |= 0x80;
+        assert_eq!(reply(&t, GW, C1, &resp), Reply::Ignore);
+        assert_eq!(
+            Message::from_vec(&servfail(&query("x.y.", RecordType::A)))
+                .unwrap()
+                .response_code(),
+            ResponseCode::ServFail
+        );
+    }
+}

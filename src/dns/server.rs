@@ -1,0 +1,287 @@
+//! The server process (`berth dns-server`): one process, one thread of
+//! tokio, UDP and TCP port 53 on the gateway of every network with DNS,
+//! and a control socket (`dns.sock` in the state directory) on which berth
+//! asks it to reload.
+//!
+//! It keeps no state of its own: a reload reads berth's state (read-only,
+//! on a blocking thread, so queries keep being answered meanwhile), builds
+//! a new [`Table`] and swaps it in; then listeners of new networks are
+//! opened and those of removed networks closed, the others untouched.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixListener};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use super::answer::{self, Reply};
+use super::table::Table;
+use super::upstream::{self, Upstreams};
+use super::{resolv, LOG_FILE, PID_FILE, SOCKET};
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+const DNS_PORT: u16 = 53;
+/// Forwarded queries in flight at once; past it a query gets SERVFAIL at
+/// once instead of another socket.
+const MAX_FORWARDS: usize = 1024;
+/// An idle TCP client is dropped after this.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// What every listener shares.
+struct Shared {
+    table: RwLock<Arc<Table>>,
+    upstreams: Upstreams,
+    forwards: Arc<Semaphore>,
+}
+
+impl Shared {
+    fn table(&self) -> Arc<Table> {
+        self.table.read().unwrap().clone()
+    }
+}
+
+/// Runs the server until no network needs it (or, with `stay`, forever).
+/// A second server on the same state exits at once: the pidfile is locked
+/// for the server's whole life.
+pub fn serve(state_dir: &Path, stay: bool) -> Result<i32> {
+    let pidfile = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(state_dir.join(PID_FILE))
+        .map_err(|e| Error::Other(format!("opening {}: {e}", PID_FILE)))?;
+    if unsafe { libc::flock(pidfile.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        eprintln!("berth-dns: another server runs for {}", state_dir.display());
+        return Ok(0);
+    }
+    pidfile.set_len(0)?;
+    writeln!(&pidfile, "{}", std::process::id())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        // One thread reads the state during reloads; no pool is needed.
+        .max_blocking_threads(1)
+        .build()?;
+    let dir = state_dir.to_path_buf();
+    let result = runtime.block_on(run(dir, stay));
+    let _ = std::fs::remove_file(state_dir.join(SOCKET));
+    drop(pidfile);
+    result.map(|_| 0)
+}
+
+async fn run(dir: PathBuf, stay: bool) -> Result<()> {
+    let shared = Arc::new(Shared {
+        table: RwLock::new(Arc::new(Table::default())),
+        upstreams: Upstreams::new(resolv::HOST_RESOLV_CONF.into()),
+        forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
+    });
+    let mut listeners: HashMap<Ipv4Addr, Vec<JoinHandle<()>>> = HashMap::new();
+    let warnings = reload(&dir, &shared, &mut listeners).await;
+    for w in &warnings {
+        eprintln!("berth-dns: {w}");
+    }
+    let sock_path = dir.join(SOCKET);
+    let _ = std::fs::remove_file(&sock_path);
+    let control = UnixListener::bind(&sock_path)
+        .map_err(|e| Error::Other(format!("binding {}: {e}", sock_path.display())))?;
+    eprintln!(
+        "berth-dns: serving {} name(s) on {} network(s); log {}",
+        shared.table().name_count(),
+        listeners.len(),
+        dir.join(LOG_FILE).display()
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    loop {
+        let conn = tokio::select! {
+            c = control.accept() => c,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        };
+        let Ok((stream, _)) = conn else { continue };
+        let (read, mut write) = stream.into_split();
+        let mut line = String::new();
+        let mut reader = BufReader::new(read);
+        let read_line = reader.read_line(&mut line);
+        if tokio::time::timeout(Duration::from_secs(2), read_line)
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        if line.trim() != "reload" {
+            let _ = write.write_all(b"error: unknown request\n").await;
+            continue;
+        }
+        let warnings = reload(&dir, &shared, &mut listeners).await;
+        let idle = shared.table().is_empty() && !stay;
+        let mut reply = String::from("ok");
+        for w in &warnings {
+            eprintln!("berth-dns: {w}");
+            reply.push_str(&format!("\nwarning: {w}"));
+        }
+        reply.push('\n');
+        if idle {
+            // Gone before the ack, so the next berth command starts a
+            // fresh server rather than talking to one on its way out.
+            let _ = std::fs::remove_file(&sock_path);
+        }
+        let _ = write.write_all(reply.as_bytes()).await;
+        if idle {
+            eprintln!("berth-dns: no network needs DNS; exiting");
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the state into a new table, swaps it in and matches the
+/// listeners to it. Returns what went wrong, one line each.
+async fn reload(
+    dir: &Path,
+    shared: &Arc<Shared>,
+    listeners: &mut HashMap<Ipv4Addr, Vec<JoinHandle<()>>>,
+) -> Vec<String> {
+    let d = dir.to_path_buf();
+    let loaded = tokio::task::spawn_blocking(move || load(&d)).await;
+    let table = match loaded {
+        Ok(Ok(t)) => Arc::new(t),
+        Ok(Err(e)) => return vec![format!("reading the state: {e}")],
+        Err(e) => return vec![format!("reading the state: {e}")],
+    };
+    *shared.table.write().unwrap() = table.clone();
+    let mut warnings = Vec::new();
+    listeners.retain(|gw, tasks| {
+        let keep = table.net(*gw).is_some();
+        if !keep {
+            for t in tasks.iter() {
+                t.abort();
+            }
+        }
+        keep
+    });
+    let gateways: Vec<Ipv4Addr> = table.gateways().copied().collect();
+    for gw in &gateways {
+        if listeners.contains_key(gw) {
+            continue;
+        }
+        match listen(*gw, shared) {
+            Ok(tasks) => {
+                listeners.insert(*gw, tasks);
+            }
+            Err(e) => warnings.push(format!(
+                "cannot listen on {gw}:{DNS_PORT} for network {}: {e}",
+                table.net(*gw).map(|n| n.name.as_str()).unwrap_or("?")
+            )),
+        }
+    }
+    shared.upstreams.set_own(gateways);
+    warnings
+}
+
+fn load(dir: &Path) -> Result<Table> {
+    let mut store = Store::open_read_only(dir)?;
+    let tx = store.read()?;
+    Ok(Table::build(&tx.dns_networks()?, &tx.dns_endpoints()?))
+}
+
+/// A socket on the gateway's port 53. IP_FREEBIND: the address may not be
+/// on the bridge yet (a server started before the networks at boot).
+fn socket(gw: Ipv4Addr, kind: Type) -> std::io::Result<Socket> {
+    let s = Socket::new(Domain::IPV4, kind, None)?;
+    s.set_reuse_address(true)?;
+    s.set_freebind_v4(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&SocketAddr::V4(SocketAddrV4::new(gw, DNS_PORT)).into())?;
+    Ok(s)
+}
+
+fn listen(gw: Ipv4Addr, shared: &Arc<Shared>) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let udp = UdpSocket::from_std(socket(gw, Type::DGRAM)?.into())?;
+    let tcp = socket(gw, Type::STREAM)?;
+    tcp.listen(1024)?;
+    let tcp = TcpListener::from_std(tcp.into())?;
+    Ok(vec![
+        tokio::spawn(serve_udp(gw, Arc::new(udp), shared.clone())),
+        tokio::spawn(serve_tcp(gw, tcp, shared.clone())),
+    ])
+}
+
+async fn serve_udp(gw: Ipv4Addr, sock: Arc<UdpSocket>, shared: Arc<Shared>) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, peer) = match sock.recv_from(&mut buf).await {
+            Ok(r) => r,
+            // E.g. an ICMP error for an earlier reply: not fatal.
+            Err(_) => continue,
+        };
+        let SocketAddr::V4(peer4) = peer else {
+            continue;
+        };
+        let packet = &buf[..n];
+        match answer::reply(&shared.table(), gw, *peer4.ip(), packet) {
+            Reply::Answer(bytes) => {
+                let _ = sock.send_to(&bytes, peer).await;
+            }
+            Reply::Ignore => {}
+            Reply::Forward { max_len } => {
+                let Ok(permit) = shared.forwards.clone().try_acquire_owned() else {
+                    let _ = sock.send_to(&answer::servfail(packet), peer).await;
+                    continue;
+                };
+                let (sock, shared, query) = (sock.clone(), shared.clone(), packet.to_vec());
+                tokio::spawn(async move {
+                    let reply = upstream::forward(&shared.upstreams, &query, max_len).await;
+                    let _ = sock.send_to(&reply, peer).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+async fn serve_tcp(gw: Ipv4Addr, listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let SocketAddr::V4(peer) = peer else { continue };
+        tokio::spawn(tcp_client(gw, *peer.ip(), stream, shared.clone()));
+    }
+}
+
+/// One TCP client: length-prefixed queries until it closes or idles.
+async fn tcp_client(gw: Ipv4Addr, client: Ipv4Addr, mut stream: TcpStream, shared: Arc<Shared>) {
+    loop {
+        let len = match tokio::time::timeout(TCP_IDLE, stream.read_u16()).await {
+            Ok(Ok(len)) => usize::from(len),
+            _ => return,
+        };
+        let mut query = vec![0u8; len];
+        if tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut query))
+            .await
+            .map_or(true, |r| r.is_err())
+        {
+            return;
+        }
+        let reply = match answer::reply(&shared.table(), gw, client, &query) {
+            Reply::Answer(bytes) => bytes,
+            Reply::Ignore => return,
+            Reply::Forward { .. } => upstream::forward(&shared.upstreams, &query, 65535).await,
+        };
+        let mut out = (reply.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(&reply);
+        if stream.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
