@@ -60,9 +60,14 @@ pub fn serve(state_dir: &Path, stay: bool) -> Result<i32> {
         .write(true)
         .open(state_dir.join(PID_FILE))
         .map_err(|e| Error::Other(format!("opening {}: {e}", PID_FILE)))?;
-    if unsafe { libc::flock(pidfile.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        eprintln!("berth-dns: another server runs for {}", state_dir.display());
-        return Ok(0);
+    // A server on its way out may still hold the lock for a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while unsafe { libc::flock(pidfile.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if std::time::Instant::now() > deadline {
+            eprintln!("berth-dns: another server runs for {}", state_dir.display());
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
     pidfile.set_len(0)?;
     writeln!(&pidfile, "{}", std::process::id())?;

@@ -128,21 +128,22 @@ impl Table {
 
     /// The reverse lookup of `ip` for a client: `Some(Some(name))` if a
     /// network it sees has the address, `Some(None)` if the address is in
-    /// one of those networks' subnets but unknown, `None` if it is none of
-    /// berth's business.
+    /// a berth subnet otherwise (unknown, or on a network the client does
+    /// not see: not sent upstream either), `None` if it is none of berth's
+    /// business.
     pub fn reverse(
         &self,
         gateway: Ipv4Addr,
         client: Ipv4Addr,
         ip: Ipv4Addr,
     ) -> Option<Option<&str>> {
-        let mut ours = false;
-        for n in self.scope(gateway, client) {
-            if let Some(name) = n.ptr.get(&ip) {
-                return Some(Some(name));
-            }
-            ours |= n.subnet.is_some_and(|s| s.contains(ip));
+        if let Some(name) = self.scope(gateway, client).find_map(|n| n.ptr.get(&ip)) {
+            return Some(Some(name));
         }
+        let ours = self
+            .nets
+            .values()
+            .any(|n| n.subnet.is_some_and(|s| s.contains(ip)));
         ours.then_some(None)
     }
 
@@ -220,7 +221,8 @@ mod tests {
             Some(Some("bonly"))
         );
         assert_eq!(table.reverse(gw_a, client, ip("10.1.0.77")), Some(None));
-        assert_eq!(table.reverse(gw_a, client, ip("10.3.0.2")), None);
+        assert_eq!(table.reverse(gw_a, client, ip("10.3.0.2")), Some(None));
+        assert_eq!(table.reverse(gw_a, client, ip("192.0.2.1")), None);
         assert_eq!(table.name_count(), 5);
     }
 }
