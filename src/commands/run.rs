@@ -68,6 +68,11 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
             "--dns and --dns-search do not apply to --net host (it uses the host's resolv.conf)",
         ));
     }
+    if !opts.aliases.is_empty() && matches!(opts.net, NetMode::Host | NetMode::None) {
+        return Err(Error::invalid(
+            "--alias needs a network: --net host and --net none have no names",
+        ));
+    }
     if opts.net == NetMode::Host && opts.ports.is_empty() {
         if opts.ip.is_some() {
             return Err(Error::invalid("--ip does not apply to --net host"));

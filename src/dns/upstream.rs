@@ -109,14 +109,20 @@ pub async fn forward(upstreams: &Upstreams, query: &[u8], max_len: usize) -> Vec
     }
     let each = TOTAL_BUDGET / servers.len() as u32;
     for server in servers {
-        match ask_udp(server, query, each).await {
-            Some(reply) if reply.len() > 2 && reply[2] & 0x02 != 0 => {
+        match ask_udp(server, query, each, max_len).await {
+            // Truncated upstream, or more than the client takes (our
+            // buffer is that size, so a full one may have been cut).
+            Some(reply) if reply[2] & 0x02 != 0 || reply.len() >= max_len => {
                 if let Some(full) = ask_tcp(server, query, each).await {
                     if full.len() <= max_len {
                         return full;
                     }
                 }
-                return reply;
+                let mut cut = reply;
+                cut.truncate(12);
+                cut[2] |= 0x02;
+                cut[6..12].fill(0);
+                return with_question(cut, query);
             }
             Some(reply) => return reply,
             None => continue,
@@ -125,7 +131,43 @@ pub async fn forward(upstreams: &Upstreams, query: &[u8], max_len: usize) -> Vec
     servfail(query)
 }
 
-async fn ask_udp(server: SocketAddr, query: &[u8], limit: Duration) -> Option<Vec<u8>> {
+/// A truncated reply for the client: the upstream's header (TC set, no
+/// records) and the client's own question, so it retries over TCP.
+fn with_question(mut header: Vec<u8>, query: &[u8]) -> Vec<u8> {
+    match question_end(query) {
+        Some(end) => {
+            header[4..6].copy_from_slice(&[0, 1]);
+            header.extend_from_slice(&query[12..end]);
+        }
+        None => header[4..6].fill(0),
+    }
+    header
+}
+
+/// Where the first question of a query ends.
+fn question_end(query: &[u8]) -> Option<usize> {
+    let mut i = 12;
+    loop {
+        let len = usize::from(*query.get(i)?);
+        if len & 0xc0 != 0 {
+            return None;
+        }
+        i += 1 + len;
+        if len == 0 {
+            break;
+        }
+    }
+    (i + 4 <= query.len()).then_some(i + 4)
+}
+
+/// One UDP exchange. The buffer is the client's size: a bigger reply is
+/// of no use to it, and in-flight forwards then cost what they carry.
+async fn ask_udp(
+    server: SocketAddr,
+    query: &[u8],
+    limit: Duration,
+    max_len: usize,
+) -> Option<Vec<u8>> {
     let bind: SocketAddr = match server {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -133,7 +175,7 @@ async fn ask_udp(server: SocketAddr, query: &[u8], limit: Duration) -> Option<Ve
     let sock = UdpSocket::bind(bind).await.ok()?;
     sock.connect(server).await.ok()?;
     sock.send(query).await.ok()?;
-    let mut buf = vec![0u8; 65535];
+    let mut buf = vec![0u8; max_len];
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let n = match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
