@@ -101,20 +101,20 @@ echo "== memory with 100 names: berth $(rss "$BPID"), aardvark $(rss "$APID")"
 
 # 1000 names: 900 more endpoints; the last 100 connects are timed (each
 # includes the server's reload of every name).
-spent=0
 for i in $(seq 100 999); do
     ip netns add "n$i"
-    t0=$(date +%s%N)
-    $B connect bench "n$i" >/dev/null
-    ((i >= 900)) && spent=$((spent + $(date +%s%N) - t0))
+    ((i < 900)) && $B connect bench "n$i" >/dev/null
     echo "ctr$i 10.201.$((i / 200)).$((i % 200 + 10))  n$i" >>/run/aard/aard
 done
+t0=$(date +%s%N)
+for i in $(seq 900 999); do $B connect bench "n$i" >/dev/null; done
+spent=$(($(date +%s%N) - t0))
 kill -HUP "$APID"
 sleep 1
 ip netns exec client dig +short @10.200.0.1 n999 | grep -q . || echo "berth: n999 does not resolve"
 ip netns exec client dig +short @10.201.0.1 n999 | grep -q . || echo "aardvark: n999 does not resolve"
 echo "== memory with 1000 names: berth $(rss "$BPID"), aardvark $(rss "$APID")"
-echo "== berth connect, the last 100 of 1000 (process start and the DNS reload included): $((spent / 100000))e-2 ms each"
+echo "== berth connect, the last 100 of 1000 (process start and the DNS reload included): $((spent / 1000000))e-2 ms each"
 t0=$(date +%s%N)
 $B disconnect bench n999 >/dev/null
 ip netns exec client dig +short +time=1 +tries=1 @10.200.0.1 n999 | grep -q . && echo "berth: n999 still resolves"

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout;
 
-use super::answer::servfail;
+use super::answer::{question_end, servfail};
 use super::resolv::ResolvConf;
 
 /// Past this, the client (glibc waits 5 s) gets SERVFAIL rather than nothing.
@@ -142,22 +142,6 @@ fn with_question(mut header: Vec<u8>, query: &[u8]) -> Vec<u8> {
         None => header[4..6].fill(0),
     }
     header
-}
-
-/// Where the first question of a query ends.
-fn question_end(query: &[u8]) -> Option<usize> {
-    let mut i = 12;
-    loop {
-        let len = usize::from(*query.get(i)?);
-        if len & 0xc0 != 0 {
-            return None;
-        }
-        i += 1 + len;
-        if len == 0 {
-            break;
-        }
-    }
-    (i + 4 <= query.len()).then_some(i + 4)
 }
 
 /// One UDP exchange. The buffer is the client's size: a bigger reply is
