@@ -269,7 +269,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Network(NetworkCommand::Inspect { name, json }) => {
             let (n, endpoints) = network::inspect(&ctx, &name)?;
-            print_network(&n, &endpoints, json)?;
+            let aliases = crate::dns::aliases(&ctx.state_dir, &endpoints)?; // DNS
+            print_network(&n, &endpoints, &aliases, json)?;
         }
         Command::Network(NetworkCommand::Rm { name, force }) => {
             if let Some(endpoints) = done(network::remove(&mut ctx, &name, force)?) {
@@ -434,11 +435,19 @@ fn print_networks(networks: &[(Network, usize)], json: bool) -> Result<()> {
     Ok(())
 }
 
-fn print_network(n: &Network, endpoints: &[Endpoint], json: bool) -> Result<()> {
+fn print_network(
+    n: &Network,
+    endpoints: &[Endpoint],
+    aliases: &[Vec<String>],
+    json: bool,
+) -> Result<()> {
     if json {
         let mut value = serde_json::to_value(n.view(endpoints.len())).map_err(json_error)?;
         let eps: Vec<_> = endpoints.iter().map(|e| e.view(n)).collect();
         value["endpoints"] = serde_json::to_value(eps).map_err(json_error)?;
+        for (i, a) in aliases.iter().enumerate() {
+            value["endpoints"][i]["aliases"] = serde_json::to_value(a).map_err(json_error)?;
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(&value).map_err(json_error)?
@@ -452,7 +461,7 @@ fn print_network(n: &Network, endpoints: &[Endpoint], json: bool) -> Result<()> 
     println!("mtu:       {}", n.mtu);
     println!("dns:       {}", if n.policy.dns { "on" } else { "off" });
     println!("endpoints: {}", endpoints.len());
-    for e in endpoints {
+    for (i, e) in endpoints.iter().enumerate() {
         println!(
             "  {:<20} {:<15} {} {} {}",
             e.name,
@@ -463,6 +472,9 @@ fn print_network(n: &Network, endpoints: &[Endpoint], json: bool) -> Result<()> 
         );
         for p in &e.ports {
             println!("    published {p}");
+        }
+        if let Some(a) = aliases.get(i).filter(|a| !a.is_empty()) {
+            println!("    aliases {}", a.join(", "));
         }
     }
     Ok(())

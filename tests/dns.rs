@@ -114,11 +114,13 @@ fn names_aliases_any_case_ptr_and_tcp() {
     assert!(short(&sb, "c2", GW, &["AAAA", "c1"]).is_empty());
     // An address of the subnet that nobody holds.
     assert_eq!(status(&sb, "c2", GW, &["-x", "10.90.0.99"]), "NXDOMAIN");
-    // The gateway answers on TCP too, and the network shows DNS on.
+    // The network shows DNS on, and the aliases.
     assert_eq!(sb.network("web")["dns"], true);
-    assert!(sb
-        .berth_ok(&["network", "inspect", "web"])
-        .contains("dns:       on"));
+    let inspect = sb.berth_ok(&["network", "inspect", "web"]);
+    assert!(inspect.contains("dns:       on"), "{inspect}");
+    assert!(inspect.contains("aliases backend, v1.backend"), "{inspect}");
+    let json = sb.berth_json(&["network", "inspect", "web", "--json"]);
+    assert_eq!(json["endpoints"][0]["aliases"][1], "v1.backend");
 }
 
 #[test]

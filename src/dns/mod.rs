@@ -129,6 +129,13 @@ pub fn gateway_for_netns(state_dir: &Path, inode: u64) -> Result<Option<Ipv4Addr
     tx.dns_gateway_of_netns(inode)
 }
 
+/// The aliases of each endpoint, in order (for `network inspect`).
+pub fn aliases(state_dir: &Path, endpoints: &[crate::model::Endpoint]) -> Result<Vec<Vec<String>>> {
+    let mut store = Store::open(state_dir)?;
+    let tx = store.begin()?;
+    endpoints.iter().map(|e| tx.aliases_of(e.id)).collect()
+}
+
 /// Parses `--dns` values.
 pub fn parse_servers(values: &[String]) -> Result<Vec<IpAddr>> {
     values
