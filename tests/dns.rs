@@ -456,3 +456,65 @@ fn malformed_packets_get_formerr_or_nothing_and_never_a_crash() {
     assert_eq!(server_pid(&sb), Some(pid));
     assert_eq!(short(&sb, "c2", GW, &["c1"]), vec!["10.90.0.2"]);
 }
+
+#[test]
+fn changing_names_drops_no_query_in_flight() {
+    if !have_dig("changing_names_drops_no_query_in_flight") {
+        return;
+    }
+    if std::process::Command::new("dnsperf")
+        .arg("-h")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP changing_names_drops_no_query_in_flight: `dnsperf` is not installed");
+        return;
+    }
+    let sb = Sandbox::new();
+    web(&sb);
+    sb.add_netns("churn");
+    sb.sh_ok("printf 'c1 A\nbackend A\nc2 A\n' > /run/queries.txt");
+    // 2000 queries/s for 4 s while names come and go.
+    let perf = sb.spawn_in_netns(
+        Some("c2"),
+        "dnsperf",
+        &[
+            "-s",
+            GW,
+            "-d",
+            "/run/queries.txt",
+            "-l",
+            "4",
+            "-Q",
+            "2000",
+            "-t",
+            "1",
+        ],
+        false,
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut rounds = 0;
+    while Instant::now() < deadline {
+        sb.connect("web", "churn", &["--alias", &format!("churn{rounds}")]);
+        sb.berth_ok(&["disconnect", "web", "churn"]);
+        rounds += 1;
+    }
+    let mut perf = perf;
+    perf.wait_timeout(Duration::from_secs(10));
+    let out = perf.stdout();
+    let lost = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Queries lost:"))
+        .unwrap_or_else(|| panic!("no dnsperf summary: {out}"));
+    assert!(
+        lost.trim().starts_with("0 "),
+        "{rounds} reloads; dnsperf:\n{out}"
+    );
+    eprintln!(
+        "{rounds} connect/disconnect rounds during the run; {}",
+        out.lines()
+            .find(|l| l.contains("Average Latency"))
+            .unwrap_or("")
+            .trim()
+    );
+}

@@ -44,14 +44,12 @@ pub fn sync(state_dir: &Path) -> Result<()> {
             std::io::Error::last_os_error()
         )));
     }
-    let needed = {
-        let mut store = Store::open(state_dir)?;
-        let tx = store.begin()?;
-        tx.dns_network_count()? > 0
-    };
+    // A running server decides for itself whether it is still needed (it
+    // exits after a reload that finds no DNS network), so the state is
+    // read here only when none runs.
     let warnings = match notify(state_dir)? {
         Notify::Done(w) => w,
-        Notify::NotRunning if !needed => return Ok(()),
+        Notify::NotRunning if !needed(state_dir)? => return Ok(()),
         Notify::NotRunning => {
             start(state_dir)?;
             let deadline = Instant::now() + START_TIMEOUT;
@@ -75,6 +73,13 @@ pub fn sync(state_dir: &Path) -> Result<()> {
         eprintln!("berth: warning: DNS: {w}");
     }
     Ok(())
+}
+
+/// Whether some network has DNS.
+fn needed(state_dir: &Path) -> Result<bool> {
+    let mut store = Store::open(state_dir)?;
+    let tx = store.begin()?;
+    Ok(tx.dns_network_count()? > 0)
 }
 
 /// Asks the server to reload and waits for its ack.
