@@ -144,7 +144,7 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
     plan.apply(ctx.kernel.as_mut())?;
     tx.commit()?;
     // DNS: the server answers for the new names before connect returns.
-    crate::dns::sync_or_warn(&ctx.state_dir);
+    crate::dns::sync_netns_or_warn(&ctx.state_dir, inode);
     for w in warnings {
         eprintln!("berth: warning: {w}");
     }
@@ -266,7 +266,7 @@ fn detach(
     plan.apply(ctx.kernel.as_mut())?;
     tx.commit()?;
     // DNS: the names are gone from the server before disconnect returns.
-    crate::dns::sync_or_warn(&ctx.state_dir);
+    crate::dns::sync_netns_or_warn(&ctx.state_dir, endpoint.netns_inode);
     Ok(Outcome::Done(Disconnected::Removed(endpoint)))
 }
 

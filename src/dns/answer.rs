@@ -256,7 +256,7 @@ mod tests {
             ip: C1,
             netns_inode: 1,
         };
-        Table::build(&[net], &[e("api", false), e("v1.backend", true)])
+        Table::build(&[net], &[e("api", false), e("v1.backend", true)]).0
     }
 
     fn query(name: &str, t: RecordType) -> Vec<u8> {

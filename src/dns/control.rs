@@ -32,6 +32,16 @@ enum Notify {
 /// Concurrent berth processes take turns (a lock file), so only one starts
 /// a server.
 pub fn sync(state_dir: &Path) -> Result<()> {
+    sync_with(state_dir, "reload")
+}
+
+/// [`sync`] after a change to one namespace's endpoints only (connect,
+/// disconnect): the server re-reads that namespace's rows alone.
+pub fn sync_netns(state_dir: &Path, inode: u64) -> Result<()> {
+    sync_with(state_dir, &format!("netns {inode}"))
+}
+
+fn sync_with(state_dir: &Path, request: &str) -> Result<()> {
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -47,14 +57,14 @@ pub fn sync(state_dir: &Path) -> Result<()> {
     // A running server decides for itself whether it is still needed (it
     // exits after a reload that finds no DNS network), so the state is
     // read here only when none runs.
-    let warnings = match notify(state_dir)? {
+    let warnings = match notify(state_dir, request)? {
         Notify::Done(w) => w,
         Notify::NotRunning if !needed(state_dir)? => return Ok(()),
         Notify::NotRunning => {
             start(state_dir)?;
             let deadline = Instant::now() + START_TIMEOUT;
             loop {
-                match notify(state_dir)? {
+                match notify(state_dir, request)? {
                     Notify::Done(w) => break w,
                     Notify::NotRunning if Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(2))
@@ -83,7 +93,7 @@ fn needed(state_dir: &Path) -> Result<bool> {
 }
 
 /// Asks the server to reload and waits for its ack.
-fn notify(state_dir: &Path) -> Result<Notify> {
+fn notify(state_dir: &Path, request: &str) -> Result<Notify> {
     let path = state_dir.join(SOCKET);
     let mut stream = match UnixStream::connect(&path) {
         Ok(s) => s,
@@ -94,7 +104,7 @@ fn notify(state_dir: &Path) -> Result<Notify> {
     };
     stream.set_read_timeout(Some(ACK_TIMEOUT))?;
     let talk = |stream: &mut UnixStream| -> std::io::Result<Vec<String>> {
-        stream.write_all(b"reload\n")?;
+        stream.write_all(format!("{request}\n").as_bytes())?;
         let mut lines = BufReader::new(stream).lines();
         let first = lines.next().transpose()?.unwrap_or_default();
         if first != "ok" {

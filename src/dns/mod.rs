@@ -24,7 +24,7 @@ mod upstream;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-pub use control::sync;
+pub use control::{sync, sync_netns};
 pub use server::serve;
 pub use table::LOCAL_DOMAIN;
 
@@ -45,6 +45,13 @@ pub const LOG_FILE: &str = "dns.log";
 /// follows is done and committed, and the next command tries again.
 pub fn sync_or_warn(state_dir: &Path) {
     if let Err(e) = sync(state_dir) {
+        eprintln!("berth: warning: DNS server: {e}");
+    }
+}
+
+/// [`sync_netns`], with a failure reported as a warning.
+pub fn sync_netns_or_warn(state_dir: &Path, inode: u64) {
+    if let Err(e) = sync_netns(state_dir, inode) {
         eprintln!("berth: warning: DNS server: {e}");
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::answer::{self, Reply};
-use super::table::Table;
+use super::table::{Index, Table};
 use super::upstream::{self, Upstreams};
 use super::{resolv, LOG_FILE, PID_FILE, SOCKET};
 use crate::error::{Error, Result};
@@ -90,7 +90,8 @@ async fn run(dir: PathBuf, stay: bool) -> Result<()> {
         forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
     });
     let mut listeners: HashMap<Ipv4Addr, Vec<JoinHandle<()>>> = HashMap::new();
-    let warnings = reload(&dir, &shared, &mut listeners).await;
+    let mut index = Index::default();
+    let warnings = reload(&dir, Change::All, &shared, &mut index, &mut listeners).await;
     for w in &warnings {
         eprintln!("berth-dns: {w}");
     }
@@ -123,11 +124,11 @@ async fn run(dir: PathBuf, stay: bool) -> Result<()> {
         {
             continue;
         }
-        if line.trim() != "reload" {
+        let Some(change) = Change::parse(&line) else {
             let _ = write.write_all(b"error: unknown request\n").await;
             continue;
-        }
-        let warnings = reload(&dir, &shared, &mut listeners).await;
+        };
+        let warnings = reload(&dir, change, &shared, &mut index, &mut listeners).await;
         let idle = shared.table().is_empty() && !stay;
         let mut reply = String::from("ok");
         for w in &warnings {
@@ -149,20 +150,47 @@ async fn run(dir: PathBuf, stay: bool) -> Result<()> {
     Ok(())
 }
 
-/// Reads the state into a new table, swaps it in and matches the
-/// listeners to it. Returns what went wrong, one line each.
+/// What berth says changed (one line on the control socket).
+#[derive(Clone, Copy, Debug)]
+enum Change {
+    /// `reload`: anything (networks came or went): read everything.
+    All,
+    /// `netns INODE`: the endpoints of one namespace: read its rows only.
+    Netns(u64),
+}
+
+impl Change {
+    fn parse(line: &str) -> Option<Change> {
+        match line.split_whitespace().collect::<Vec<_>>()[..] {
+            ["reload"] => Some(Change::All),
+            ["netns", inode] => inode.parse().ok().map(Change::Netns),
+            _ => None,
+        }
+    }
+}
+
+/// Reads what changed into a new table (on the blocking thread: queries
+/// go on meanwhile), swaps it in and matches the listeners to it. Returns
+/// what went wrong, one line each.
 async fn reload(
     dir: &Path,
+    change: Change,
     shared: &Arc<Shared>,
+    index: &mut Index,
     listeners: &mut HashMap<Ipv4Addr, Vec<JoinHandle<()>>>,
 ) -> Vec<String> {
     let d = dir.to_path_buf();
+    let current = shared.table();
+    let taken = std::mem::take(index);
     let started = std::time::Instant::now();
-    let loaded = tokio::task::spawn_blocking(move || load(&d)).await;
+    let loaded = tokio::task::spawn_blocking(move || load(&d, change, &current, taken)).await;
     let took = started.elapsed();
     let table = match loaded {
-        Ok(Ok(t)) => Arc::new(t),
-        Ok(Err(e)) => return vec![format!("reading the state: {e}")],
+        Ok((Ok(t), i)) => {
+            *index = i;
+            Arc::new(t)
+        }
+        Ok((Err(e), _)) => return vec![format!("reading the state: {e}")],
         Err(e) => return vec![format!("reading the state: {e}")],
     };
     *shared.table.write().unwrap() = table.clone();
@@ -207,22 +235,37 @@ async fn reload(
 /// a reload with 1000 names). Only the reload thread touches it.
 static STATE: std::sync::Mutex<Option<Store>> = std::sync::Mutex::new(None);
 
-fn load(dir: &Path) -> Result<Table> {
+/// The next table: `current` updated with one namespace's rows, or built
+/// afresh. On failure the index comes back empty, so that the next change
+/// rebuilds everything.
+fn load(dir: &Path, change: Change, current: &Table, mut index: Index) -> (Result<Table>, Index) {
     let mut slot = STATE.lock().unwrap_or_else(|e| e.into_inner());
     if slot.is_none() {
-        *slot = Some(Store::open_read_only(dir)?);
+        match Store::open_read_only(dir) {
+            Ok(s) => *slot = Some(s),
+            Err(e) => return (Err(e), Index::default()),
+        }
     }
     let store = slot.as_mut().expect("just opened");
-    let read = |store: &mut Store| -> Result<Table> {
+    let mut read = || -> Result<Table> {
         let tx = store.read()?;
-        Ok(Table::build(&tx.dns_networks()?, &tx.dns_endpoints()?))
+        if let Change::Netns(inode) = change {
+            let rows = tx.dns_endpoints_of_netns(inode)?;
+            if let Some(next) = current.with_netns(&mut index, inode, &rows) {
+                return Ok(next);
+            }
+        }
+        let (table, fresh) = Table::build(&tx.dns_networks()?, &tx.dns_endpoints()?);
+        index = fresh;
+        Ok(table)
     };
-    let table = read(store);
+    let table = read();
     if table.is_err() {
         // Opened afresh next time (the file may have been replaced).
         *slot = None;
+        return (table, Index::default());
     }
-    table
+    (table, index)
 }
 
 /// A socket on the gateway's port 53. IP_FREEBIND: the address may not be

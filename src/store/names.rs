@@ -161,6 +161,29 @@ impl Tx<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The names of one namespace on networks with DNS (what the server
+    /// re-reads after a connect or disconnect): two index lookups per
+    /// endpoint, whatever the number of endpoints elsewhere.
+    pub fn dns_endpoints_of_netns(&self, inode: u64) -> Result<Vec<DnsEndpoint>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT d.network_id, d.name, d.alias, e.ip, e.netns_inode
+             FROM endpoints e JOIN dns_names d ON d.endpoint_id = e.id
+             JOIN networks n ON n.id = e.network_id
+             WHERE e.netns_inode = ?1 AND n.dns = 1",
+        )?;
+        let rows = stmt.query_map([inode as i64], |r| {
+            let ip: u32 = r.get(3)?;
+            Ok(DnsEndpoint {
+                network_id: r.get(0)?,
+                name: r.get(1)?,
+                alias: r.get(2)?,
+                ip: Ipv4Addr::from(ip),
+                netns_inode: r.get::<_, i64>(4)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The gateway a namespace's resolv.conf names: that of the first
     /// network with DNS it joined (the server answers there for all of the
     /// namespace's networks).
@@ -210,6 +233,8 @@ mod tests {
         assert_eq!(names.len(), 3);
         assert!(names.iter().all(|n| n.ip == ep.ip && n.netns_inode == 7));
         assert_eq!(tx.dns_gateway_of_netns(7).unwrap(), Some(net.gateway));
+        assert_eq!(tx.dns_endpoints_of_netns(7).unwrap().len(), 3);
+        assert!(tx.dns_endpoints_of_netns(8).unwrap().is_empty());
         // The names go with their endpoint.
         tx.delete_endpoint(id).unwrap();
         assert!(tx.dns_endpoints().unwrap().is_empty());
