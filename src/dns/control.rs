@@ -135,7 +135,12 @@ fn kill_recorded(state_dir: &Path) {
     let pid = std::fs::read_to_string(state_dir.join(PID_FILE))
         .ok()
         .and_then(|p| p.trim().parse::<i32>().ok());
-    if let Some(pid) = pid.filter(|p| *p > 1) {
+    // Only a berth DNS server: never a process that took a stale PID.
+    let ours = |pid: &i32| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"dns-server"))
+    };
+    if let Some(pid) = pid.filter(|p| *p > 1).filter(ours) {
         eprintln!("berth: warning: DNS server (pid {pid}) does not answer; restarting it");
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),

@@ -35,12 +35,16 @@ const DNS_PORT: u16 = 53;
 const MAX_FORWARDS: usize = 1024;
 /// An idle TCP client is dropped after this.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// TCP clients served at once; past it a new connection is closed (each
+/// holds a socket for up to [`TCP_IDLE`]).
+const MAX_TCP_CLIENTS: usize = 256;
 
 /// What every listener shares.
 struct Shared {
     table: RwLock<Arc<Table>>,
     upstreams: Upstreams,
     forwards: Arc<Semaphore>,
+    tcp_clients: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -88,6 +92,7 @@ async fn run(dir: PathBuf, stay: bool) -> Result<()> {
         table: RwLock::new(Arc::new(Table::default())),
         upstreams: Upstreams::new(resolv::HOST_RESOLV_CONF.into()),
         forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
+        tcp_clients: Arc::new(Semaphore::new(MAX_TCP_CLIENTS)),
     });
     let mut listeners: HashMap<Ipv4Addr, Vec<JoinHandle<()>>> = HashMap::new();
     let mut index = Index::default();
@@ -329,7 +334,14 @@ async fn serve_tcp(gw: Ipv4Addr, listener: TcpListener, shared: Arc<Shared>) {
             continue;
         };
         let SocketAddr::V4(peer) = peer else { continue };
-        tokio::spawn(tcp_client(gw, *peer.ip(), stream, shared.clone()));
+        let Ok(permit) = shared.tcp_clients.clone().try_acquire_owned() else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            tcp_client(gw, *peer.ip(), stream, shared).await;
+            drop(permit);
+        });
     }
 }
 
