@@ -382,6 +382,14 @@ fn no_dns_networks_have_no_server() {
     assert!(status(&sb, "q1", "10.94.0.1", &["q1"]).starts_with("no reply"));
     let out = sb.berth(&["exec", "--dns", "q1", "--", "true"]);
     assert_fails_with(&out, 2, "q1 is on no network with DNS");
+    // `reset` takes the server away with everything else.
+    let pid = server_pid(&sb).expect("server runs");
+    sb.berth_ok(&["reset"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sb.processes().contains(&pid) {
+        assert!(Instant::now() < deadline, "server still runs after reset");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

@@ -244,4 +244,34 @@ mod tests {
         assert_eq!(ro.read().unwrap().dns_network_count().unwrap(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn version_3_state_gets_dns_on_and_its_endpoint_names() {
+        let dir = temp_dir("dns-v3");
+        let mut store = Store::open(&dir).unwrap();
+        let tx = store.begin().unwrap();
+        let net = insert_web(&tx);
+        let ep = super::super::Endpoint {
+            name: "Web-1".into(),
+            ..endpoint_c1(5)
+        };
+        tx.insert_endpoint(&net, &ep).unwrap();
+        tx.commit().unwrap();
+        // Back to what version 3 had.
+        store
+            .conn
+            .execute_batch(
+                "DROP TABLE dns_names; ALTER TABLE networks DROP COLUMN dns; PRAGMA user_version = 3;",
+            )
+            .unwrap();
+        drop(store);
+        let mut store = Store::open(&dir).unwrap();
+        let tx = store.begin().unwrap();
+        assert!(tx.require_network("web").unwrap().policy.dns);
+        assert_eq!(
+            tx.dns_name_holder(net.id, "web-1").unwrap().as_deref(),
+            Some("Web-1")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
