@@ -217,12 +217,13 @@ pub fn servfail(packet: &[u8]) -> Vec<u8> {
 
 /// FORMERR for a packet that does not parse: only its header can be trusted.
 fn format_error(packet: &[u8]) -> Vec<u8> {
+    let byte = |i: usize| packet.get(i).copied().unwrap_or(0);
     let mut out = header_only(
-        u16::from_be_bytes([packet[0], packet[1]]),
+        u16::from_be_bytes([byte(0), byte(1)]),
         ResponseCode::FormErr,
     );
     // Keep the opcode and RD bit the client sent.
-    out[2] |= packet[2] & 0x79;
+    out[2] |= byte(2) & 0x79;
     out
 }
 
@@ -376,5 +377,32 @@ mod tests {
                 .response_code(),
             ResponseCode::ServFail
         );
+    }
+
+    #[test]
+    fn random_and_mangled_packets_never_panic() {
+        let t = table();
+        let good = query("v1.backend.", RecordType::A);
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 80) as usize;
+            let random: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let _ = reply(&t, GW, C1, &random);
+            // A real query with a few bytes flipped or cut.
+            let mut mangled = good.clone();
+            for _ in 0..(next() % 4) {
+                let i = (next() as usize) % mangled.len();
+                mangled[i] = next() as u8;
+            }
+            mangled.truncate((next() as usize) % (good.len() + 1));
+            let _ = reply(&t, GW, C1, &mangled);
+            let _ = servfail(&mangled);
+        }
     }
 }
