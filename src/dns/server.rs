@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use super::answer::{self, Reply};
 use super::table::{Index, Table};
 use super::upstream::{self, Upstreams};
-use super::{resolv, LOG_FILE, PID_FILE, SOCKET};
+use super::{resolv, PID_FILE, SOCKET};
 use crate::error::{Error, Result};
 use crate::store::Store;
 
@@ -105,18 +105,27 @@ async fn run(dir: PathBuf, stay: bool) -> Result<()> {
     let control = UnixListener::bind(&sock_path)
         .map_err(|e| Error::Other(format!("binding {}: {e}", sock_path.display())))?;
     eprintln!(
-        "berth-dns: serving {} name(s) on {} network(s); log {}",
+        "berth-dns: pid {}, serving {} name(s) on {} network(s) of {}",
+        std::process::id(),
         shared.table().name_count(),
         listeners.len(),
-        dir.join(LOG_FILE).display()
+        dir.display()
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    // SIGHUP: read everything again (for a service manager's reload).
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
         let conn = tokio::select! {
             c = control.accept() => c,
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = hup.recv() => {
+                for w in reload(&dir, Change::All, &shared, &mut index, &mut listeners).await {
+                    eprintln!("berth-dns: {w}");
+                }
+                continue;
+            }
         };
         let Ok((stream, _)) = conn else { continue };
         let (read, mut write) = stream.into_split();
