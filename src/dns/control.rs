@@ -87,8 +87,10 @@ fn sync_with(state_dir: &Path, request: &str) -> Result<()> {
 
 /// Whether some network has DNS.
 fn needed(state_dir: &Path) -> Result<bool> {
-    let mut store = Store::open(state_dir)?;
-    let tx = store.begin()?;
+    // Read-only: no pragmas, no schema check, no write lock (the caller's
+    // command has just committed and migrated).
+    let mut store = Store::open_read_only(state_dir)?;
+    let tx = store.read()?;
     Ok(tx.dns_network_count()? > 0)
 }
 
