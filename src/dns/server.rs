@@ -54,8 +54,9 @@ impl Shared {
 }
 
 /// Runs the server until no network needs it (or, with `stay`, forever).
-/// A second server on the same state exits at once: the pidfile is locked
-/// for the server's whole life.
+/// The pidfile is locked for the server's whole life: a second server on
+/// the same state waits up to 3 s for it (one may be on its way out) and
+/// otherwise exits.
 pub fn serve(state_dir: &Path, stay: bool) -> Result<i32> {
     let pidfile = std::fs::OpenOptions::new()
         .create(true)
@@ -284,9 +285,12 @@ fn load(dir: &Path, change: Change, current: &Table, mut index: Index) -> (Resul
 
 /// A socket on the gateway's port 53. IP_FREEBIND: the address may not be
 /// on the bridge yet (a server started before the networks at boot).
+/// SO_REUSEADDR for TCP only, so a restarted server is not refused by
+/// connections in TIME_WAIT; on UDP it would let another socket share (and
+/// take) the port.
 fn socket(gw: Ipv4Addr, kind: Type) -> std::io::Result<Socket> {
     let s = Socket::new(Domain::IPV4, kind, None)?;
-    s.set_reuse_address(true)?;
+    s.set_reuse_address(kind == Type::STREAM)?;
     s.set_freebind_v4(true)?;
     s.set_nonblocking(true)?;
     s.bind(&SocketAddr::V4(SocketAddrV4::new(gw, DNS_PORT)).into())?;
@@ -309,8 +313,13 @@ async fn serve_udp(gw: Ipv4Addr, sock: Arc<UdpSocket>, shared: Arc<Shared>) {
     loop {
         let (n, peer) = match sock.recv_from(&mut buf).await {
             Ok(r) => r,
-            // E.g. an ICMP error for an earlier reply: not fatal.
-            Err(_) => continue,
+            // An ICMP error for an earlier reply: not fatal.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+            // Anything else (out of memory, say) may repeat: no busy loop.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
         };
         let SocketAddr::V4(peer4) = peer else {
             continue;
@@ -340,6 +349,8 @@ async fn serve_udp(gw: Ipv4Addr, sock: Arc<UdpSocket>, shared: Arc<Shared>) {
 async fn serve_tcp(gw: Ipv4Addr, listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
+            // Out of file descriptors, say: wait rather than spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let SocketAddr::V4(peer) = peer else { continue };
