@@ -526,3 +526,50 @@ fn changing_names_drops_no_query_in_flight() {
             .trim()
     );
 }
+
+#[test]
+fn concurrent_connects_all_resolve_when_they_return() {
+    if !have_dig("concurrent_connects_all_resolve_when_they_return") {
+        return;
+    }
+    let sb = Sandbox::new();
+    sb.create_network("web", "10.90.0.0/24");
+    // The server is killed: the concurrent commands race to start it again,
+    // and exactly one does.
+    let pid = server_pid(&sb).expect("server runs");
+    sb.sh_ok(&format!("kill -KILL {pid}"));
+    let names: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
+    for n in &names {
+        sb.add_netns(n);
+    }
+    sb.add_netns("client");
+    let cmds = names
+        .iter()
+        .map(|n| sb.berth_command(&["connect", "web", n, "--alias", &format!("{n}-alias")]))
+        .collect();
+    for out in run_all(cmds, CMD_TIMEOUT) {
+        assert_ok_ctx(&out, "concurrent connect");
+    }
+    sb.connect("web", "client", &[]);
+    let servers = sb.find_processes(&format!("{BERTH} --state-dir {STATE_DIR} dns-server"));
+    assert_eq!(servers.len(), 1, "{:?}", sb.process_cmdlines());
+    for n in &names {
+        assert_eq!(short(&sb, "client", GW, &[n]).len(), 1, "{n}");
+        assert_eq!(
+            short(&sb, "client", GW, &[&format!("{n}-alias")]).len(),
+            1,
+            "{n}"
+        );
+    }
+    // And all go at once.
+    let cmds = names
+        .iter()
+        .map(|n| sb.berth_command(&["disconnect", "web", n]))
+        .collect();
+    for out in run_all(cmds, CMD_TIMEOUT) {
+        assert_ok_ctx(&out, "concurrent disconnect");
+    }
+    for n in &names {
+        assert_eq!(status(&sb, "client", GW, &[n]), "NXDOMAIN", "{n}");
+    }
+}
