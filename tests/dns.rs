@@ -245,6 +245,24 @@ fn forwards_other_names_upstream_with_tcp_retry_and_servfail_on_timeout() {
     );
     // Names of the network itself never go upstream either.
     assert!(!upstream.stdout().contains("query c1"));
+    // Nothing leaves an internal network, DNS included: REFUSED, while its
+    // own names answer.
+    sb.berth_ok(&[
+        "network",
+        "create",
+        "int",
+        "--internal",
+        "--subnet",
+        "10.96.0.0/24",
+    ]);
+    sb.add_netns("i1");
+    sb.connect("int", "i1", &[]);
+    assert_eq!(
+        status(&sb, "i1", "10.96.0.1", &["internal.example.com"]),
+        "REFUSED"
+    );
+    assert_eq!(short(&sb, "i1", "10.96.0.1", &["i1"]), vec!["10.96.0.2"]);
+    assert!(!upstream.stdout().contains("internal.example.com"));
 }
 
 #[test]

@@ -50,8 +50,18 @@ pub fn reply(table: &Table, gateway: Ipv4Addr, client: Ipv4Addr, packet: &[u8]) 
         Some(e) => usize::from(e.max_payload()).max(PLAIN_UDP_MAX),
         None => PLAIN_UDP_MAX,
     };
+    // Nothing leaves an internal network, DNS queries included (they
+    // would carry data out).
+    let internal = table.net(gateway).is_some_and(|n| n.internal);
+    let forward = || {
+        if internal {
+            Reply::Answer(error(&query, ResponseCode::Refused))
+        } else {
+            Reply::Forward { max_len }
+        }
+    };
     if q.query_class() != DNSClass::IN {
-        return Reply::Forward { max_len };
+        return forward();
     }
     let full = q.name().to_ascii().to_ascii_lowercase();
     let full = full.strip_suffix('.').unwrap_or(&full);
@@ -73,7 +83,7 @@ pub fn reply(table: &Table, gateway: Ipv4Addr, client: Ipv4Addr, packet: &[u8]) 
                     }
                 }
                 Some(None) => Reply::Answer(error(&query, ResponseCode::NXDomain)),
-                None => Reply::Forward { max_len },
+                None => forward(),
             };
         }
     }
@@ -93,7 +103,7 @@ pub fn reply(table: &Table, gateway: Ipv4Addr, client: Ipv4Addr, packet: &[u8]) 
             quick(packet, &query, ResponseCode::NXDomain, None)
                 .unwrap_or_else(|| error(&query, ResponseCode::NXDomain)),
         ),
-        Found::Missing => Reply::Forward { max_len },
+        Found::Missing => forward(),
     }
 }
 
@@ -249,6 +259,7 @@ mod tests {
             name: "web".into(),
             subnet: "10.1.0.0/24".parse().unwrap(),
             gateway: GW,
+            internal: false,
         };
         let e = |name: &str, alias| DnsEndpoint {
             network_id: 1,
@@ -325,6 +336,20 @@ mod tests {
             reply(&t, GW, C1, &query("example.com.", RecordType::A)),
             Reply::Forward { max_len: 512 }
         );
+    }
+
+    #[test]
+    fn internal_networks_forward_nothing() {
+        let net = DnsNetwork {
+            id: 1,
+            name: "int".into(),
+            subnet: "10.1.0.0/24".parse().unwrap(),
+            gateway: GW,
+            internal: true,
+        };
+        let (t, _) = Table::build(&[net], &[]);
+        let m = parsed(reply(&t, GW, C1, &query("example.com.", RecordType::A)));
+        assert_eq!(m.response_code(), ResponseCode::Refused);
     }
 
     #[test]

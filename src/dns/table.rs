@@ -28,6 +28,8 @@ pub const LOCAL_DOMAIN: &str = "dns.berth";
 pub struct Net {
     pub name: String,
     pub subnet: Option<Ipv4Net>,
+    /// Nothing is forwarded upstream for an `--internal` network.
+    pub internal: bool,
     /// Lower-cased names and aliases.
     names: Sharded<String, (Ipv4Addr, u64)>,
     /// Address to the endpoint's own name, for PTR.
@@ -127,6 +129,7 @@ impl Table {
                     let net = Net {
                         name: n.name.clone(),
                         subnet: Some(n.subnet),
+                        internal: n.internal,
                         ..Default::default()
                     };
                     (n.gateway, Arc::new(net))
@@ -293,6 +296,7 @@ mod tests {
             name: name.into(),
             subnet: format!("{prefix}.0/24").parse().unwrap(),
             gateway: ip(&format!("{prefix}.1")),
+            internal: false,
         }
     }
 

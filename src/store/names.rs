@@ -20,6 +20,8 @@ pub struct DnsNetwork {
     pub name: String,
     pub subnet: Ipv4Net,
     pub gateway: Ipv4Addr,
+    /// `--internal`: nothing leaves, so nothing is forwarded upstream.
+    pub internal: bool,
 }
 
 /// One name of an endpoint on a DNS network.
@@ -121,9 +123,9 @@ impl Tx<'_> {
 
     /// The networks with DNS.
     pub fn dns_networks(&self) -> Result<Vec<DnsNetwork>> {
-        let mut stmt = self
-            .tx
-            .prepare_cached("SELECT id, name, subnet, gateway FROM networks WHERE dns = 1")?;
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT id, name, subnet, gateway, internal FROM networks WHERE dns = 1",
+        )?;
         let rows = stmt.query_map([], |r| {
             let subnet: String = r.get(2)?;
             let gateway: String = r.get(3)?;
@@ -134,6 +136,7 @@ impl Tx<'_> {
                 gateway: gateway
                     .parse()
                     .map_err(|_| super::bad_column(3, &gateway))?,
+                internal: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
