@@ -164,6 +164,9 @@ fn a_namespace_sees_the_names_of_its_networks_and_no_others() {
         short(&sb, "onlya", "10.91.0.1", &["both"]),
         vec!["10.91.0.2"]
     );
+    // Asking another network's gateway: refused (the server would
+    // otherwise answer whoever can route to it).
+    assert_eq!(status(&sb, "onlyb", "10.91.0.1", &["onlya"]), "REFUSED");
     // PTR across networks follows the same rule.
     assert_eq!(
         status(&sb, "onlya", "10.91.0.1", &["-x", "10.92.0.3"]),

@@ -40,6 +40,13 @@ pub fn reply(table: &Table, gateway: Ipv4Addr, client: Ipv4Addr, packet: &[u8]) 
     if query.message_type() != MessageType::Query {
         return Reply::Ignore;
     }
+    // Only the network's own addresses (and the host's, on the gateway)
+    // are served: routed to the gateway from elsewhere, the server would
+    // be an open resolver.
+    let ours = |n: &super::table::Net| n.subnet.is_some_and(|s| s.contains(client));
+    if client != gateway && !table.net(gateway).is_some_and(ours) {
+        return Reply::Answer(error(&query, ResponseCode::Refused));
+    }
     if query.op_code() != OpCode::Query {
         return Reply::Answer(error(&query, ResponseCode::NotImp));
     }
@@ -336,6 +343,18 @@ mod tests {
             reply(&t, GW, C1, &query("example.com.", RecordType::A)),
             Reply::Forward { max_len: 512 }
         );
+    }
+
+    #[test]
+    fn clients_from_elsewhere_are_refused() {
+        let t = table();
+        let outside = Ipv4Addr::new(192, 0, 2, 7);
+        let m = parsed(reply(&t, GW, outside, &query("api.", RecordType::A)));
+        assert_eq!(m.response_code(), ResponseCode::Refused);
+        assert!(m.answers().is_empty());
+        // The host itself, from the gateway address, is served.
+        let m = parsed(reply(&t, GW, GW, &query("api.", RecordType::A)));
+        assert_eq!(m.answers()[0].data(), &RData::A(A(C1)));
     }
 
     #[test]
