@@ -78,11 +78,23 @@ enum Command {
     Exec {
         /// A netns name, a path to a namespace file, or pid:PID.
         target: String,
+        /// Give the command an /etc/resolv.conf naming berth's DNS server
+        /// on the namespace's network.
+        #[arg(long)]
+        dns: bool,
         #[command(flatten)]
         dry: DryRun,
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+    /// berth's DNS server (started by berth itself; see the README for
+    /// running it under systemd).
+    #[command(hide = true)]
+    DnsServer {
+        /// Keep running when no network needs DNS (for a service manager).
+        #[arg(long)]
+        stay: bool,
     },
     /// Remove every network, endpoint, device, firewall rule, routing rule
     /// and state entry berth made, and put back what berth changed.
@@ -239,6 +251,9 @@ struct CreateArgs {
     /// Log what the firewall drops for the network (rate-limited).
     #[arg(long)]
     log_drops: bool,
+    /// Do not serve the network's names with berth's DNS server.
+    #[arg(long)]
+    no_dns: bool,
 }
 
 #[derive(Args)]
@@ -263,6 +278,9 @@ struct ConnectArgs {
     /// (repeatable; without HOST_PORT berth picks a free one in 49153-60999).
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     publish: Vec<String>,
+    /// Another DNS name of the endpoint on this network (repeatable).
+    #[arg(long, value_name = "NAME")]
+    alias: Vec<String>,
     /// Allow TARGET to be the host's own network namespace.
     #[arg(long)]
     allow_host_netns: bool,
@@ -303,6 +321,16 @@ struct RunArgs {
     /// Publish a port (as for `connect -p`).
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     publish: Vec<String>,
+    /// Another DNS name of the sandbox on its network (repeatable).
+    #[arg(long, value_name = "NAME")]
+    alias: Vec<String>,
+    /// Nameserver for the command's /etc/resolv.conf instead of the
+    /// network's gateway (repeatable).
+    #[arg(long, value_name = "IP")]
+    dns: Vec<String>,
+    /// Search domain for the command's /etc/resolv.conf (repeatable).
+    #[arg(long, value_name = "DOMAIN")]
+    dns_search: Vec<String>,
     /// Publish every --expose port on a host port berth picks.
     #[arg(short = 'P', long)]
     publish_all: bool,
@@ -431,6 +459,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 uplink_gateway: a.uplink_gateway,
                 log_drops: a.log_drops,
                 owner: None,
+                no_dns: a.no_dns,
             };
             if let Some(created) = done(network::create(&mut ctx, &opts)?) {
                 for w in &created.warnings {
@@ -449,7 +478,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Network(NetworkCommand::Inspect { names, json }) => {
             let mut found = Vec::new();
             for name in &names {
-                found.push(network::inspect(&ctx, name)?);
+                let (n, endpoints) = network::inspect(&ctx, name)?;
+                let aliases = crate::dns::aliases(&ctx.state_dir, &endpoints)?; // DNS
+                found.push((n, endpoints, aliases));
             }
             print_networks_inspected(&found, &owners(&ctx)?, json)?;
         }
@@ -492,7 +523,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 force_publish: a.force_publish,
                 mark: None,
                 metric: None,
+                aliases: a.alias,
             };
+            let opts_aliases = opts.aliases.clone();
             if let Some((e, n)) = done(endpoint::connect(&mut ctx, &opts)?) {
                 if a.json {
                     println!(
@@ -513,6 +546,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     );
                     for p in &e.ports {
                         println!("published {p}");
+                    }
+                    if !opts_aliases.is_empty() {
+                        println!("aliases {}", opts_aliases.join(", "));
                     }
                 }
             }
@@ -562,6 +598,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 name: a.name,
                 ip: a.ip,
                 ports,
+                aliases: a.alias,
+                dns: a.dns,
+                dns_search: a.dns_search,
                 command: a.command,
                 hostname: a.hostname,
                 quiet: a.quiet,
@@ -580,7 +619,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
         }
         Command::Exec {
-            target, command, ..
+            target,
+            dns,
+            command,
+            ..
         } => {
             if ctx.dry_run {
                 // Nothing runs: the command is shown as the `nsenter` line
@@ -588,8 +630,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 println!("{}", run::exec_plan(&target, &command)?);
                 return Ok(0);
             }
-            return run::exec(&target, &command);
+            return run::exec(&ctx, &target, dns, &command);
         }
+        Command::DnsServer { stay } => return crate::dns::serve(&ctx.state_dir, stay),
         Command::Reset(_) => {
             if let Some(r) = done(network::reset(&mut ctx)?) {
                 println!(
@@ -776,22 +819,22 @@ const fn col(heading: &'static str, field: &'static str) -> listing::Column {
     listing::Column { heading, field }
 }
 
-fn print_networks_inspected(
-    found: &[(Network, Vec<Endpoint>)],
-    owners: &Owners,
-    json: bool,
-) -> Result<()> {
+/// A network, its endpoints and each endpoint's DNS aliases.
+type Inspected = (Network, Vec<Endpoint>, Vec<Vec<String>>);
+
+fn print_networks_inspected(found: &[Inspected], owners: &Owners, json: bool) -> Result<()> {
     if json {
         let mut all = Vec::new();
-        for (n, endpoints) in found {
+        for (n, endpoints, aliases) in found {
             let mut value = serde_json::to_value(n.view(endpoints.len())).map_err(json_error)?;
             value["owner"] = owners.networks.get(&n.name).cloned().into();
             let mut eps = Vec::new();
-            for e in endpoints {
+            for (i, e) in endpoints.iter().enumerate() {
                 let mut v = serde_json::to_value(e.view(n)).map_err(json_error)?;
                 let mark = owners.endpoints.get(&e.id).cloned().unwrap_or_default();
                 v["owner"] = mark.owner.into();
                 v["container_id"] = mark.container_id.into();
+                v["aliases"] = aliases.get(i).cloned().unwrap_or_default().into();
                 eps.push(v);
             }
             value["endpoints"] = serde_json::Value::Array(eps);
@@ -809,16 +852,21 @@ fn print_networks_inspected(
         );
         return Ok(());
     }
-    for (i, (n, endpoints)) in found.iter().enumerate() {
+    for (i, (n, endpoints, aliases)) in found.iter().enumerate() {
         if i > 0 {
             println!();
         }
-        print_network(n, endpoints, owners.networks.get(&n.name));
+        print_network(n, endpoints, owners.networks.get(&n.name), aliases);
     }
     Ok(())
 }
 
-fn print_network(n: &Network, endpoints: &[Endpoint], owner: Option<&String>) {
+fn print_network(
+    n: &Network,
+    endpoints: &[Endpoint],
+    owner: Option<&String>,
+    aliases: &[Vec<String>],
+) {
     println!("name:      {}", n.name);
     if let Some(owner) = owner {
         println!("owner:     {owner}");
@@ -828,10 +876,12 @@ fn print_network(n: &Network, endpoints: &[Endpoint], owner: Option<&String>) {
     println!("bridge:    {}", n.bridge);
     println!("mtu:       {}", n.mtu);
     println!("policy:    {}", n.policy.summary());
+    println!("dns:       {}", if n.policy.dns { "on" } else { "off" });
     println!("endpoints: {}", endpoints.len());
     let rows: Vec<Vec<String>> = endpoints
         .iter()
-        .map(|e| {
+        .enumerate()
+        .map(|(i, e)| {
             let ports: Vec<String> = e.ports.iter().map(|p| p.to_string()).collect();
             vec![
                 format!("  {}", e.name),
@@ -839,6 +889,7 @@ fn print_network(n: &Network, endpoints: &[Endpoint], owner: Option<&String>) {
                 e.mac.to_string(),
                 e.ifname.clone(),
                 e.netns.clone(),
+                aliases.get(i).map(|a| a.join(", ")).unwrap_or_default(),
                 ports.join(", "),
             ]
         })
@@ -847,7 +898,7 @@ fn print_network(n: &Network, endpoints: &[Endpoint], owner: Option<&String>) {
         print!(
             "{}",
             listing::table(
-                &["  NAME", "ADDRESS", "MAC", "IFNAME", "NETNS", "PORTS"],
+                &["  NAME", "ADDRESS", "MAC", "IFNAME", "NETNS", "ALIASES", "PORTS"],
                 &rows
             )
         );

@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod dns;
 pub mod error;
 pub mod failpoint;
 pub mod firewall;

@@ -73,6 +73,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
             &mut ctx,
             &CreateOptions {
                 name: format!("other{i}"),
+                no_dns: true, // DNS: no server outlives the sandbox
                 ..Default::default()
             },
         )?;
@@ -81,6 +82,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         &mut ctx,
         &CreateOptions {
             name: "bench".into(),
+            no_dns: true, // DNS: no server outlives the sandbox
             subnet: Some("10.200.0.0/16".into()),
             ..Default::default()
         },
@@ -214,6 +216,7 @@ fn time_network_ops(ctx: &mut Context, mut present: usize) -> Result<()> {
             ctx,
             &CreateOptions {
                 name,
+                no_dns: true, // DNS: no server outlives the sandbox
                 ..Default::default()
             },
         )

@@ -36,6 +36,7 @@ pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize) -> Result<()> {
         ctx,
         &CreateOptions {
             name: "web".into(),
+            no_dns: true, // DNS: no server outlives the sandbox
             ..Default::default()
         },
     )?;

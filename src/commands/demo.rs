@@ -22,6 +22,7 @@ pub fn demo(verbose: bool) -> Result<()> {
     heading(1, "a bridge: the virtual switch the containers plug into");
     let create = CreateOptions {
         name: "demo".into(),
+        no_dns: true, // DNS: no server outlives the sandbox
         ..Default::default()
     };
     show_plan(&mut ctx, "berth network create demo", verbose, |ctx| {

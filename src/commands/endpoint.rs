@@ -40,6 +40,8 @@ pub struct ConnectOptions {
     /// Metric of the default route, if this endpoint gives one (Podman's
     /// `metric` network option).
     pub metric: Option<u32>,
+    /// `--alias` values: more DNS names of the endpoint on the network.
+    pub aliases: Vec<String>,
 }
 
 pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endpoint, Network)>> {
@@ -74,6 +76,7 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
         .as_deref()
         .map(|ip| parse_ipv4("address", ip))
         .transpose()?;
+    crate::dns::check_aliases(&name, &opts.aliases)?; // DNS
     let specs = opts
         .ports
         .iter()
@@ -114,6 +117,7 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
             )));
         }
     }
+    crate::dns::check_names_free(&tx, &network, &name, &opts.aliases)?; // DNS
     let ip = lease(&tx, &network, ip)?;
     let ifname = match &opts.ifname {
         Some(i) => i.clone(),
@@ -178,6 +182,7 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
     if let Some(mark) = &opts.mark {
         tx.mark_endpoint(id, mark)?;
     }
+    tx.insert_dns_names(network.id, id, &endpoint.name, &opts.aliases)?; // DNS
     tx.commit()?;
     failpoint::hit("intent");
     if let Err(e) = plan.apply(ctx.kernel.as_mut()) {
@@ -193,6 +198,8 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
         reconcile::record_generation(ctx, &tx)?;
     }
     tx.commit()?;
+    // DNS: the server answers for the new names before connect returns.
+    crate::dns::sync_netns_or_warn(&ctx.state_dir, inode);
     for w in warnings {
         eprintln!("berth: warning: {w}");
     }
@@ -427,6 +434,8 @@ fn detach(
         reconcile::record_generation(ctx, &tx)?;
     }
     tx.commit()?;
+    // DNS: the names are gone from the server before disconnect returns.
+    crate::dns::sync_netns_or_warn(&ctx.state_dir, endpoint.netns_inode);
     Ok(Outcome::Done(Disconnected::Removed(endpoint)))
 }
 

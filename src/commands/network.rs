@@ -33,6 +33,8 @@ pub struct CreateOptions {
     pub log_drops: bool,
     /// Who asks, recorded on the network (`podman` in netavark mode).
     pub owner: Option<String>,
+    /// `--no-dns`: berth's DNS server does not serve this network.
+    pub no_dns: bool,
 }
 
 /// What `network create` made, and what the user should know about it.
@@ -67,6 +69,7 @@ pub fn create(ctx: &mut Context, opts: &CreateOptions) -> Result<Outcome<Created
         Outcome::Planned(plan) => return Ok(Outcome::Planned(plan)),
         Outcome::Done(network) => network,
     };
+    crate::dns::sync_or_warn(&ctx.state_dir); // DNS: a listener for the new network
     let warnings = ctx
         .kernel
         .foreign_forward_drops(&firewall::table())
@@ -93,7 +96,9 @@ pub fn ensure_default(ctx: &mut Context) -> Result<Network> {
         bridge: Some(DEFAULT_BRIDGE.into()),
         ..Default::default()
     };
-    Ok(create_in(ctx, &opts)?.applied())
+    let network = create_in(ctx, &opts)?.applied();
+    crate::dns::sync_or_warn(&ctx.state_dir); // DNS: a listener for the new network
+    Ok(network)
 }
 
 /// Checks, records and (unless this is a dry run) builds a network; the
@@ -285,6 +290,7 @@ fn check_policy(ctx: &mut Context, opts: &CreateOptions) -> Result<NetworkPolicy
         deny_egress,
         uplink,
         log_drops: opts.log_drops,
+        dns: !opts.no_dns,
     })
 }
 
@@ -497,6 +503,7 @@ pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<Outcome<Vec<
     tx.delete_network(network.id)?;
     reconcile::record_generation(ctx, &tx)?;
     tx.commit()?;
+    crate::dns::sync_or_warn(&ctx.state_dir); // DNS: the network's listener goes
     Ok(Outcome::Done(endpoints))
 }
 
@@ -556,6 +563,7 @@ pub fn reset(ctx: &mut Context) -> Result<Outcome<ResetReport>> {
     let tx = store.begin()?;
     tx.clear()?;
     tx.commit()?;
+    crate::dns::sync_or_warn(&ctx.state_dir); // DNS: no network needs the server
     Ok(Outcome::Done(ResetReport {
         networks: networks.len(),
         endpoints,

@@ -46,6 +46,12 @@ pub struct RunOptions {
     pub ip: Option<String>,
     /// `-p` values, as given.
     pub ports: Vec<String>,
+    /// `--alias` values.
+    pub aliases: Vec<String>,
+    /// `--dns` values: nameservers instead of the network's gateway.
+    pub dns: Vec<String>,
+    /// `--dns-search` values.
+    pub dns_search: Vec<String>,
     pub command: Vec<String>,
     /// The command's host name (a UTS namespace of its own).
     pub hostname: Option<String>,
@@ -62,6 +68,17 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
     // Bad specs fail before anything (the namespace) is made.
     for p in &opts.ports {
         crate::model::PortSpec::parse(p).map_err(Error::Invalid)?;
+    }
+    let dns_servers = crate::dns::parse_servers(&opts.dns)?; // DNS
+    if opts.net == NetMode::Host && (!opts.dns.is_empty() || !opts.dns_search.is_empty()) {
+        return Err(Error::invalid(
+            "--dns and --dns-search do not apply to --net host (it uses the host's resolv.conf)",
+        ));
+    }
+    if !opts.aliases.is_empty() && matches!(opts.net, NetMode::Host | NetMode::None) {
+        return Err(Error::invalid(
+            "--alias needs a network: --net host and --net none have no names",
+        ));
     }
     if opts.net == NetMode::Host && opts.ports.is_empty() {
         if opts.ip.is_some() {
@@ -120,6 +137,7 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
         network: network.clone(),
     };
     let path = netns::named_path(&name);
+    let mut dns_gateway = None;
     match &network {
         Some(network) => {
             let connect = ConnectOptions {
@@ -127,11 +145,13 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
                 target: name.clone(),
                 ip: opts.ip.clone(),
                 ports: opts.ports.clone(),
+                aliases: opts.aliases.clone(),
                 ..Default::default()
             };
             let (e, n) = endpoint::connect(ctx, &connect)
                 .inspect_err(|_| sandbox.remove(ctx))?
                 .applied();
+            dns_gateway = n.policy.dns.then_some(n.gateway);
             if !opts.quiet {
                 // Before the command starts, so it is the first thing seen,
                 // picked host ports included.
@@ -153,8 +173,33 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
             .loopback_up(&path)
             .inspect_err(|_| sandbox.remove(ctx))?,
     }
+    // DNS: the command's own /etc/resolv.conf (the host's stays as it is).
+    let resolv = if dns_gateway.is_some() || !dns_servers.is_empty() || !opts.dns_search.is_empty()
+    {
+        Some(
+            crate::dns::write_container_resolv(
+                &ctx.state_dir,
+                &name,
+                dns_gateway,
+                &dns_servers,
+                &opts.dns_search,
+            )
+            .inspect_err(|_| sandbox.remove(ctx))?,
+        )
+    } else {
+        None
+    };
     let ns = Target::resolve(&name)?.open()?;
-    let status = spawn_forwarding_signals(program, args, ns.as_raw_fd(), opts.hostname.as_deref());
+    let status = spawn_forwarding_signals(
+        program,
+        args,
+        ns.as_raw_fd(),
+        opts.hostname.as_deref(),
+        resolv.as_deref(),
+    );
+    if let Some(r) = &resolv {
+        let _ = std::fs::remove_file(r);
+    }
     sandbox.remove(ctx);
     status
 }
@@ -226,8 +271,10 @@ fn spawn_forwarding_signals(
     args: &[String],
     netns_fd: RawFd,
     hostname: Option<&str>,
+    resolv: Option<&std::path::Path>,
 ) -> Result<i32> {
     let hostname = hostname.map(|h| h.as_bytes().to_vec());
+    let resolv = resolv.map(crate::dns::resolv::BindMount::new).transpose()?;
     let mut forwarded = SigSet::empty();
     for s in FORWARDED {
         forwarded.add(s);
@@ -246,6 +293,9 @@ fn spawn_forwarding_signals(
                 std::os::fd::BorrowedFd::borrow_raw(netns_fd),
                 nix::sched::CloneFlags::CLONE_NEWNET,
             )?;
+            if let Some(r) = &resolv {
+                r.apply()?;
+            }
             pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
             // If berth dies (even by SIGKILL) the command dies with it,
             // rather than run on in a namespace nobody owns.
@@ -342,6 +392,15 @@ pub fn detach(ctx: &Context, opts: &RunOptions) -> Result<String> {
     if let Some(h) = &opts.hostname {
         args.extend(["--hostname".into(), h.clone()]);
     }
+    for a in &opts.aliases {
+        args.extend(["--alias".into(), a.clone()]);
+    }
+    for d in &opts.dns {
+        args.extend(["--dns".into(), d.clone()]);
+    }
+    for d in &opts.dns_search {
+        args.extend(["--dns-search".into(), d.clone()]);
+    }
     args.push("--".into());
     args.extend(opts.command.iter().cloned());
     let mut child = Command::new(std::env::current_exe()?);
@@ -437,12 +496,40 @@ pub fn stop(ctx: &mut Context, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// `exec TARGET -- CMD`: replaces berth with CMD inside TARGET's namespace.
-pub fn exec(target: &str, command: &[String]) -> Result<i32> {
+/// `exec TARGET -- CMD`: replaces berth with CMD inside TARGET's namespace;
+/// with `dns`, CMD gets an /etc/resolv.conf naming berth's DNS server.
+pub fn exec(ctx: &Context, target: &str, dns: bool, command: &[String]) -> Result<i32> {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| Error::invalid("exec needs a command after --"))?;
-    let ns = Target::resolve(target)?.open()?;
+    let resolved = Target::resolve(target)?;
+    // DNS: the resolv.conf is written before entering, and mounted over
+    // /etc/resolv.conf in a mount namespace of the command's own.
+    let resolv = if dns {
+        let inode = resolved.inode.expect("resolved targets exist");
+        let Some(gateway) = crate::dns::gateway_for_netns(&ctx.state_dir, inode)? else {
+            return Err(Error::invalid(format!(
+                "--dns: {target} is on no network with DNS"
+            )));
+        };
+        let path = crate::dns::write_container_resolv(
+            &ctx.state_dir,
+            &format!("exec-{}", std::process::id()),
+            Some(gateway),
+            &[],
+            &[],
+        )?;
+        Some(path)
+    } else {
+        None
+    };
+    let ns = resolved.open()?;
     netns::enter(&ns).map_err(|e| Error::kernel(format!("entering namespace of {target}"), e))?;
+    if let Some(path) = resolv {
+        let mount = crate::dns::resolv::BindMount::new(&path)?;
+        let applied = mount.apply();
+        let _ = std::fs::remove_file(&path);
+        applied.map_err(|e| Error::kernel("mounting the container's resolv.conf", e))?;
+    }
     Err(exec_error(program, Command::new(program).args(args).exec()))
 }

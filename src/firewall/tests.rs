@@ -54,6 +54,7 @@ fn options_shape_the_out_chain() {
             gateway: "192.0.2.1".parse().unwrap(),
         }),
         log_drops: true,
+        dns: true,
     };
     let lines = add_network(&net("db", policy), true, "t").batch.render();
     let out: Vec<&String> = lines

@@ -52,6 +52,8 @@ pub struct NetworkPolicy {
     pub uplink: Option<Uplink>,
     /// Log (rate-limited) what the firewall drops for the network.
     pub log_drops: bool,
+    /// berth's DNS server answers for the network's names on its gateway.
+    pub dns: bool,
 }
 
 impl Default for NetworkPolicy {
@@ -63,6 +65,7 @@ impl Default for NetworkPolicy {
             deny_egress: Vec::new(),
             uplink: None,
             log_drops: false,
+            dns: true,
         }
     }
 }
@@ -112,6 +115,7 @@ pub struct NetworkView {
     pub log_drops: bool,
     /// The firewall and routing options in one line (`network ls`).
     pub policy: String,
+    pub dns: bool,
 }
 
 /// The JSON shape of an endpoint in `connect/ps --json`.
@@ -151,6 +155,7 @@ impl Network {
             uplink_gateway: self.policy.uplink.as_ref().map(|u| u.gateway.to_string()),
             log_drops: self.policy.log_drops,
             policy: self.policy.summary(),
+            dns: self.policy.dns,
         }
     }
 }
@@ -178,6 +183,7 @@ impl NetworkPolicy {
         if self.log_drops {
             parts.push("log-drops".into());
         }
+        parts.push(if self.dns { "dns" } else { "no-dns" }.into());
         parts.join(", ")
     }
 }

@@ -247,7 +247,27 @@ pub fn setup(
                 made_networks.push(a.network.clone());
             }
             forget_stale(ctx, &a.network, &endpoint_name(opts), &opts.container_id)?;
+            // Podman's aliases (the container's short id among them) are
+            // names on berth's DNS; one berth refuses is left out rather
+            // than failing the container.
+            let name = endpoint_name(opts);
+            let mut aliases: Vec<String> = Vec::new();
+            if a.dns {
+                let given = opts
+                    .networks
+                    .get(&a.network)
+                    .and_then(|n| n.aliases.clone())
+                    .unwrap_or_default();
+                for alias in given {
+                    let mut with = aliases.clone();
+                    with.push(alias.clone());
+                    if crate::dns::check_aliases(&name, &with).is_ok() {
+                        aliases = with;
+                    }
+                }
+            }
             let connect = ConnectOptions {
+                aliases,
                 network: a.network.clone(),
                 target: netns.to_string(),
                 name: Some(endpoint_name(opts)),
@@ -347,6 +367,7 @@ fn ensure_network(ctx: &mut Context, a: &Attach) -> Result<bool> {
         mtu: a.mtu,
         internal: a.internal,
         owner: Some(OWNER.into()),
+        no_dns: !a.dns,
         ..Default::default()
     };
     network::create(ctx, &create)?.applied();

@@ -83,7 +83,7 @@ impl Tx<'_> {
             "SELECT {NETWORK_COLUMNS}, status FROM networks ORDER BY name"
         ))?;
         let rows = stmt.query_map([], |row| {
-            let status: String = row.get(13)?;
+            let status: String = row.get(14)?;
             Ok((network_from_row(row)?, Status::parse(&status)))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

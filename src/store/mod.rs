@@ -21,10 +21,12 @@ use crate::model::{Endpoint, Ipv4Net, Network, NetworkPolicy, PortMapping, Proto
 mod owner;
 mod secure;
 pub use owner::{EndpointMark, Owners};
+mod names;
+pub use names::{DnsEndpoint, DnsNetwork};
 
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 /// berth's routing tables (`--uplink`) are this plus the network id.
 pub const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
 
@@ -114,6 +116,27 @@ CREATE TABLE sandboxes (
 );
 ";
 
+/// DNS (version 6; see `names.rs`): whether berth's DNS server serves a
+/// network, and every name the server answers for. `dns_names` holds an
+/// endpoint's own name and its aliases, lower-cased, one row each: the
+/// primary key makes names unique per network regardless of case, also
+/// across processes, and the rows go with their endpoint.
+const DNS_SCHEMA: &str = "
+ALTER TABLE networks ADD COLUMN dns INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE dns_names (
+    network_id INTEGER NOT NULL REFERENCES networks(id),
+    -- lower-cased
+    name TEXT NOT NULL,
+    endpoint_id INTEGER NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+    -- 0: the endpoint's own name, 1: an alias
+    alias INTEGER NOT NULL,
+    PRIMARY KEY (network_id, name)
+) WITHOUT ROWID;
+CREATE INDEX dns_names_by_endpoint ON dns_names (endpoint_id);
+INSERT OR IGNORE INTO dns_names (network_id, name, endpoint_id, alias)
+    SELECT network_id, lower(name), id, 0 FROM endpoints;
+";
+
 /// Version 1 → 2: the firewall and routing options of networks, and the
 /// host settings berth changed (to restore them on `reset`).
 const MIGRATE_1_TO_2: &str = "
@@ -127,7 +150,7 @@ ALTER TABLE networks ADD COLUMN log_drops INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
-/// Version 3 → 4 (Podman): who made a network or endpoint (NULL: berth's
+/// Version 5 (Podman): who made a network or endpoint (NULL: berth's
 /// own commands; `podman`: berth acting as Podman's netavark), and the
 /// Podman container id of an endpoint. Read and written by `owner.rs`.
 const MIGRATE_OWNERS: &str = "
@@ -216,23 +239,31 @@ impl Store {
                 tx.execute_batch(PORTS_SCHEMA)?;
                 tx.execute_batch(INTENTS_SCHEMA)?;
                 tx.execute_batch(MIGRATE_OWNERS)?;
+                tx.execute_batch(DNS_SCHEMA)?;
             }
             1 => {
                 tx.execute_batch(MIGRATE_1_TO_2)?;
                 tx.execute_batch(PORTS_SCHEMA)?;
                 tx.execute_batch(INTENTS_SCHEMA)?;
                 tx.execute_batch(MIGRATE_OWNERS)?;
+                tx.execute_batch(DNS_SCHEMA)?;
             }
             2 => {
                 tx.execute_batch(PORTS_SCHEMA)?;
                 tx.execute_batch(INTENTS_SCHEMA)?;
                 tx.execute_batch(MIGRATE_OWNERS)?;
+                tx.execute_batch(DNS_SCHEMA)?;
             }
             3 => {
                 tx.execute_batch(INTENTS_SCHEMA)?;
                 tx.execute_batch(MIGRATE_OWNERS)?;
+                tx.execute_batch(DNS_SCHEMA)?;
             }
-            4 => tx.execute_batch(MIGRATE_OWNERS)?,
+            4 => {
+                tx.execute_batch(MIGRATE_OWNERS)?;
+                tx.execute_batch(DNS_SCHEMA)?;
+            }
+            5 => tx.execute_batch(DNS_SCHEMA)?,
             SCHEMA_VERSION => {}
             v => {
                 return Err(Error::Other(format!(
@@ -312,6 +343,7 @@ fn policy_from_row(row: &Row) -> rusqlite::Result<NetworkPolicy> {
         deny_egress,
         uplink,
         log_drops: row.get(12)?,
+        dns: row.get(13)?,
     })
 }
 
@@ -347,7 +379,7 @@ fn bad_column(index: usize, value: &str) -> rusqlite::Error {
     )
 }
 
-pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops";
+pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns";
 pub(crate) const ENDPOINT_COLUMNS: &str = "e.id, n.name, e.name, e.netns, e.netns_inode, e.ip, e.mac, e.ifname, e.host_ifname, e.default_route";
 
 impl Tx<'_> {
@@ -381,8 +413,8 @@ impl Tx<'_> {
         let p = &n.policy;
         let deny: Vec<String> = p.deny_egress.iter().map(|d| d.to_string()).collect();
         self.tx.execute(
-            "INSERT INTO networks (name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            "INSERT INTO networks (name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 n.name,
                 n.subnet.to_string(),
@@ -395,7 +427,8 @@ impl Tx<'_> {
                 deny.join(","),
                 p.uplink.as_ref().map(|u| u.ifname.clone()),
                 p.uplink.as_ref().map(|u| u.gateway.to_string()),
-                p.log_drops
+                p.log_drops,
+                p.dns
             ],
         )?;
         let id = self.tx.last_insert_rowid();
@@ -444,12 +477,13 @@ impl Tx<'_> {
     /// Forgets everything: networks, endpoints and settings.
     pub fn clear(&self) -> Result<()> {
         self.tx
-            .execute_batch("DELETE FROM port_claims; DELETE FROM ports; DELETE FROM endpoints; DELETE FROM networks; DELETE FROM settings;")?;
+            .execute_batch("DELETE FROM port_claims; DELETE FROM ports; DELETE FROM dns_names; DELETE FROM endpoints; DELETE FROM networks; DELETE FROM settings;")?;
         Ok(())
     }
 
     pub fn delete_network(&self, id: i64) -> Result<()> {
-        // Ports and claims go with their endpoints (ON DELETE CASCADE).
+        // Ports, claims and DNS names go with their endpoints (ON DELETE
+        // CASCADE).
         self.tx
             .execute("DELETE FROM endpoints WHERE network_id = ?1", [id])?;
         self.tx
@@ -715,7 +749,7 @@ mod tests {
     use super::*;
     use crate::model::Mac;
 
-    fn temp_dir(tag: &str) -> PathBuf {
+    pub(super) fn temp_dir(tag: &str) -> PathBuf {
         let dir =
             std::env::temp_dir().join(format!("berth-store-test-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -723,7 +757,7 @@ mod tests {
     }
 
     /// Network `web`, 10.90.0.0/24.
-    fn insert_web(tx: &Tx) -> Network {
+    pub(super) fn insert_web(tx: &Tx) -> Network {
         tx.insert_network(&NewNetwork {
             name: "web",
             subnet: "10.90.0.0/24".parse().unwrap(),
@@ -736,7 +770,7 @@ mod tests {
     }
 
     /// Endpoint `c1` of `web` at 10.90.0.2, in the namespace with `inode`.
-    fn endpoint_c1(inode: u64) -> Endpoint {
+    pub(super) fn endpoint_c1(inode: u64) -> Endpoint {
         let ip = Ipv4Addr::new(10, 90, 0, 2);
         Endpoint {
             id: 0,
