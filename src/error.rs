@@ -50,10 +50,15 @@ impl Error {
     }
 
     pub fn kernel(what: impl Into<String>, source: io::Error) -> Self {
-        Error::Kernel {
-            what: what.into(),
-            source,
+        let mut what = what.into();
+        // The kernel's own words, when it gave some for this failure.
+        if let Some(text) = source
+            .raw_os_error()
+            .and_then(crate::kernel::rtnl::take_ext_ack)
+        {
+            what = format!("{what} (kernel: {text})");
         }
+        Error::Kernel { what, source }
     }
 
     /// The process exit code for this error: 2 for anything the user can fix

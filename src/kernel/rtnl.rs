@@ -90,6 +90,7 @@ impl Rtnl {
                 if len == 0 {
                     break;
                 }
+                let raw = &self.buf[offset..(offset + len).min(n)];
                 offset += (len + 3) & !3;
                 if msg.header.sequence_number != seq {
                     continue;
@@ -99,7 +100,11 @@ impl Rtnl {
                     NetlinkPayload::Error(err) => {
                         *done = true;
                         if let Some(code) = err.code {
-                            return Err(io::Error::from_raw_os_error(-code.get()));
+                            let errno = -code.get();
+                            if let Some(text) = ext_ack_message(raw) {
+                                remember_ext_ack(errno, text);
+                            }
+                            return Err(io::Error::from_raw_os_error(errno));
                         }
                     }
                     NetlinkPayload::InnerMessage(inner) => each(inner),
@@ -108,5 +113,94 @@ impl Rtnl {
             }
         }
         Ok(())
+    }
+}
+
+/// The kernel's explanation of the last failed request ("Invalid MTU",
+/// "Master device not found", ...), with its errno. Kept aside because an
+/// `io::Error` that keeps its errno (which callers test) cannot also carry
+/// text; `Error::kernel` picks it up when it wraps that errno.
+static LAST_EXT_ACK: std::sync::Mutex<Option<(i32, String)>> = std::sync::Mutex::new(None);
+
+fn remember_ext_ack(errno: i32, text: String) {
+    *LAST_EXT_ACK.lock().unwrap_or_else(|e| e.into_inner()) = Some((errno, text));
+}
+
+/// The kernel's text for a failure with `errno`, if the last one had some.
+pub fn take_ext_ack(errno: i32) -> Option<String> {
+    let mut last = LAST_EXT_ACK.lock().unwrap_or_else(|e| e.into_inner());
+    match last.take() {
+        Some((e, text)) if e == errno => Some(text),
+        other => {
+            *last = other;
+            None
+        }
+    }
+}
+
+/// NLMSGERR_ATTR_MSG of an NLMSG_ERROR: after the header (16 bytes), the
+/// error (4) and the echoed request header (16, the request itself left
+/// out when NLM_F_CAPPED), when NLM_F_ACK_TLVS says attributes follow.
+fn ext_ack_message(raw: &[u8]) -> Option<String> {
+    const NLM_F_CAPPED: u16 = 0x100;
+    const NLM_F_ACK_TLVS: u16 = 0x200;
+    const NLMSGERR_ATTR_MSG: u16 = 1;
+    let flags = u16::from_ne_bytes(raw.get(6..8)?.try_into().ok()?);
+    if flags & NLM_F_ACK_TLVS == 0 {
+        return None;
+    }
+    let echoed_len = if flags & NLM_F_CAPPED != 0 {
+        16
+    } else {
+        u32::from_ne_bytes(raw.get(20..24)?.try_into().ok()?) as usize
+    };
+    let mut rest = raw.get(20 + ((echoed_len + 3) & !3)..)?;
+    while rest.len() >= 4 {
+        let len = u16::from_ne_bytes(rest[0..2].try_into().ok()?) as usize;
+        let kind = u16::from_ne_bytes(rest[2..4].try_into().ok()?) & 0x3fff;
+        if len < 4 || len > rest.len() {
+            return None;
+        }
+        if kind == NLMSGERR_ATTR_MSG {
+            let text = &rest[4..len];
+            let text = text.split(|b| *b == 0).next().unwrap_or_default();
+            return Some(String::from_utf8_lossy(text).into_owned()).filter(|t| !t.is_empty());
+        }
+        rest = rest.get((len + 3) & !3..)?;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An NLMSG_ERROR as the kernel sends it with extended acks on: capped
+    /// echo of the request header, then NLMSGERR_ATTR_MSG.
+    #[test]
+    fn the_kernels_explanation_is_read_from_an_error() {
+        let text = b"Invalid MTU\0";
+        let attr_len = 4 + text.len();
+        let total = 16 + 4 + 16 + ((attr_len + 3) & !3);
+        let mut raw = Vec::new();
+        raw.extend_from_slice(&(total as u32).to_ne_bytes());
+        raw.extend_from_slice(&2u16.to_ne_bytes()); // NLMSG_ERROR
+        raw.extend_from_slice(&(0x100u16 | 0x200).to_ne_bytes()); // CAPPED | ACK_TLVS
+        raw.extend_from_slice(&[0; 8]); // seq, pid
+        raw.extend_from_slice(&(-22i32).to_ne_bytes());
+        raw.extend_from_slice(&[0; 16]); // the echoed request header
+        raw.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+        raw.extend_from_slice(&1u16.to_ne_bytes());
+        raw.extend_from_slice(text);
+        raw.resize(total, 0);
+        assert_eq!(ext_ack_message(&raw).as_deref(), Some("Invalid MTU"));
+        // Without NLM_F_ACK_TLVS there is nothing to read.
+        raw[6..8].copy_from_slice(&0x100u16.to_ne_bytes());
+        assert_eq!(ext_ack_message(&raw), None);
+
+        remember_ext_ack(22, "Invalid MTU".into());
+        assert_eq!(take_ext_ack(17), None, "another errno's text is not taken");
+        assert_eq!(take_ext_ack(22).as_deref(), Some("Invalid MTU"));
+        assert_eq!(take_ext_ack(22), None, "taken once");
     }
 }
