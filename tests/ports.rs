@@ -398,7 +398,6 @@ fn a_port_a_host_process_holds_is_refused_naming_it_unless_forced() {
     ]);
     sb.add_netns("c");
     let _host = sb.tcp_server(None, "0.0.0.0:8500");
-    let before = sb.snapshot();
     // Refused, each in one line naming the problem, with nothing changed:
     // a port a host process holds, an address the host does not have, an
     // internal network.
@@ -413,15 +412,7 @@ fn a_port_a_host_process_holds_is_refused_naming_it_unless_forced() {
         ),
         (&["connect", "iso", "c", "-p", "8502:80"][..], "--internal"),
     ] {
-        let out = sb.berth(args);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "berth {args:?}: {err}");
-        assert!(
-            err.contains(names) && err.trim().lines().count() == 1,
-            "berth {args:?}: {err}"
-        );
-        sb.snapshot()
-            .assert_same(&before, &format!("berth {args:?}"));
+        sb.assert_refused(args, names);
     }
     let out = sb.berth_out_ok(&["connect", "web", "c", "-p", "8500:80", "--force-publish"]);
     let err = stderr(&out);

@@ -604,7 +604,6 @@ fn bad_values_are_refused_in_one_line_and_change_nothing() {
     sb.add_netns("c1");
     sb.add_netns("c2");
     sb.connect("web", "c1", &["--mac", "02:00:00:00:00:01"]);
-    let before = sb.snapshot();
     let holder = format!("pid:{}", sb.pid());
     let cases: [(&[&str], &str); 4] = [
         // The host's own namespace, named three ways.
@@ -624,15 +623,7 @@ fn bad_values_are_refused_in_one_line_and_change_nothing() {
         ),
     ];
     for (args, names) in cases {
-        let out = sb.berth(args);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "berth {args:?}: {err}");
-        assert!(
-            err.contains(names) && err.trim().lines().count() == 1,
-            "berth {args:?}: {err}"
-        );
-        sb.snapshot()
-            .assert_same(&before, &format!("berth {args:?}"));
+        sb.assert_refused(args, names);
     }
 }
 
@@ -719,7 +710,6 @@ fn reserved_network_names_and_taken_interface_names_are_refused() {
     let sb = Sandbox::new();
     sb.create_network("web", "10.90.0.0/24");
     sb.add_netns("c1");
-    let before = sb.snapshot();
     for (args, names) in [
         (&["network", "create", "host"][..], "\"host\" is reserved"),
         (&["network", "create", "none"][..], "\"none\" is reserved"),
@@ -729,14 +719,6 @@ fn reserved_network_names_and_taken_interface_names_are_refused() {
             "interface named \"lo\"",
         ),
     ] {
-        let out = sb.berth(args);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "berth {args:?}: {err}");
-        assert!(
-            err.contains(names) && err.trim().lines().count() == 1,
-            "berth {args:?}: {err}"
-        );
-        sb.snapshot()
-            .assert_same(&before, &format!("berth {args:?}"));
+        sb.assert_refused(args, names);
     }
 }

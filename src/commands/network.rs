@@ -8,8 +8,8 @@ use crate::failpoint;
 use crate::firewall;
 use crate::kernel::sysctl;
 use crate::model::{
-    ipam, names, subnet::parse_ipv4, Endpoint, Ipv4Net, Mac, Network, NetworkPolicy, PortMapping,
-    Proto, Uplink, DEFAULT_MTU,
+    ipam, names, subnet::parse_ipv4, Endpoint, Ipv4Net, Network, NetworkPolicy, PortMapping, Proto,
+    Uplink, DEFAULT_MTU,
 };
 use crate::plan::{Plan, SourceRule, Step};
 use crate::reconcile;
@@ -319,30 +319,9 @@ fn parse_cidr(what: &str, text: &str) -> Result<Ipv4Net> {
 /// The kernel steps of a new network: bridge, address, forwarding, its
 /// part of the ruleset (one batch) and its policy routing.
 fn plan_create(ctx: &mut Context, tx: &Tx, network: &Network) -> Result<Plan> {
-    let bridge = network.bridge.clone();
     let mut plan = Plan::new();
-    plan.push(Step::CreateBridge {
-        mac: Mac::from_ipv4(network.gateway),
-        name: bridge.clone(),
-        mtu: network.mtu,
-        group: crate::model::names::BRIDGE_GROUP,
-    });
-    plan.push(Step::AddAddress {
-        ifname: bridge.clone(),
-        ip: network.gateway,
-        subnet: network.subnet,
-    });
-    // Published ports answer on 127.0.0.1 only if the kernel may route a
-    // loopback-sourced packet out of the bridge after the output DNAT.
-    plan.push(Step::SetSysctl {
-        key: sysctl::Key::ipv4_conf(&bridge, "route_localnet"),
-        value: "1".into(),
-    });
-    if !network.policy.icc {
-        plan.push(Step::BridgeNetfilter {
-            bridge: bridge.clone(),
-        });
-    }
+    // The same steps the reconcile uses to rebuild a lost bridge.
+    crate::reconcile::decide::network_steps(network, &mut plan);
     let forward = ctx.kernel.read_sysctl(&sysctl::Key::ip_forward())?;
     if forward != "1" {
         // Remembered so that `reset` can put it back.

@@ -38,6 +38,23 @@ pub fn add_default_route(
     gateway: Ipv4Addr,
     metric: Option<u32>,
 ) -> io::Result<()> {
+    rtnl.request(
+        RouteNetlinkMessage::NewRoute(default_route(gateway, metric)),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )
+}
+
+/// Sets the default route of the main table to go via `gateway`, whatever
+/// default route there was.
+pub fn replace_default_route(rtnl: &mut Rtnl, gateway: Ipv4Addr) -> io::Result<()> {
+    rtnl.request(
+        RouteNetlinkMessage::NewRoute(default_route(gateway, None)),
+        NLM_F_CREATE | netlink_packet_core::NLM_F_REPLACE,
+    )
+}
+
+/// `default via GATEWAY [metric M]` in the main table.
+fn default_route(gateway: Ipv4Addr, metric: Option<u32>) -> RouteMessage {
     let mut msg = RouteMessage::default();
     msg.header.address_family = AddressFamily::Inet;
     msg.header.table = RouteHeader::RT_TABLE_MAIN;
@@ -49,27 +66,7 @@ pub fn add_default_route(
     if let Some(metric) = metric {
         msg.attributes.push(RouteAttribute::Priority(metric));
     }
-    rtnl.request(
-        RouteNetlinkMessage::NewRoute(msg),
-        NLM_F_CREATE | NLM_F_EXCL,
-    )
-}
-
-/// Sets the default route of the main table to go via `gateway`, whatever
-/// default route there was.
-pub fn replace_default_route(rtnl: &mut Rtnl, gateway: Ipv4Addr) -> io::Result<()> {
-    let mut msg = RouteMessage::default();
-    msg.header.address_family = AddressFamily::Inet;
-    msg.header.table = RouteHeader::RT_TABLE_MAIN;
-    msg.header.protocol = RouteProtocol::Boot;
-    msg.header.scope = RouteScope::Universe;
-    msg.header.kind = RouteType::Unicast;
-    msg.attributes
-        .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
-    rtnl.request(
-        RouteNetlinkMessage::NewRoute(msg),
-        NLM_F_CREATE | netlink_packet_core::NLM_F_REPLACE,
-    )
+    msg
 }
 
 /// Where a host prefix comes from, for clash messages.

@@ -533,6 +533,21 @@ impl Sandbox {
         inet
     }
 
+    /// Asserts that `berth ARGS` is refused as bad input: exit code 2, one
+    /// line on stderr that contains `names`, and the sandbox unchanged.
+    pub fn assert_refused(&self, args: &[&str], names: &str) {
+        let before = self.snapshot();
+        let out = self.berth(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "berth {args:?}: {err}");
+        assert!(
+            err.contains(names) && err.trim().lines().count() == 1,
+            "berth {args:?} should say {names:?} in one line: {err}"
+        );
+        self.snapshot()
+            .assert_same(&before, &format!("berth {}", args.join(" ")));
+    }
+
     /// Everything a "nothing changed" assertion compares: links, addresses
     /// and IPv4 routes of the host and of every /run/netns namespace, the
     /// /run/netns listing, ip_forward, the nftables ruleset and berth's own
