@@ -193,6 +193,10 @@ struct RunArgs {
 
 /// Parses the arguments, runs the command, returns the exit code.
 pub fn main() -> i32 {
+    // Started by a container runtime as its CNI plugin.
+    if crate::cni::is_plugin() {
+        return crate::cni::main();
+    }
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
@@ -264,6 +268,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 mac: a.mac,
                 ifname: a.ifname,
                 ports: a.publish,
+                attachment: None,
             };
             if let Some((e, n)) = done(endpoint::connect(&mut ctx, &opts)?) {
                 if a.json {
@@ -303,7 +308,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 None => {}
             }
         }
-        Command::Ps { json } => print_endpoints(&endpoint::list(&mut ctx)?, json)?,
+        Command::Ps { json } => {
+            let endpoints = endpoint::list(&mut ctx)?;
+            print_endpoints(&endpoints, json, &crate::cni::attachments(&ctx))?
+        }
         Command::Run(a) => {
             if cli.dry_run {
                 return Err(Error::invalid("run does not support --dry-run"));
@@ -444,12 +452,20 @@ fn print_network(n: &Network, endpoints: &[Endpoint], json: bool) -> Result<()> 
     Ok(())
 }
 
-fn print_endpoints(endpoints: &[(Endpoint, Network, &str)], json: bool) -> Result<()> {
+fn print_endpoints(
+    endpoints: &[(Endpoint, Network, &str)],
+    json: bool,
+    cni: &std::collections::HashMap<i64, store::Attachment>,
+) -> Result<()> {
     if json {
         let mut views = Vec::new();
         for (e, n, status) in endpoints {
             let mut v = serde_json::to_value(e.view(n)).map_err(json_error)?;
             v["status"] = (*status).into();
+            // Attachments made by a CNI runtime, with the runtime's key.
+            if let Some(a) = cni.get(&e.id) {
+                v["cni"] = serde_json::json!({"containerID": a.container_id, "ifname": a.ifname});
+            }
             views.push(v);
         }
         println!(

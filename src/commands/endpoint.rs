@@ -29,6 +29,8 @@ pub struct ConnectOptions {
     pub ifname: Option<String>,
     /// `-p` values, as given.
     pub ports: Vec<String>,
+    /// A CNI runtime's key of the endpoint, recorded with its intent.
+    pub attachment: Option<crate::store::Attachment>,
 }
 
 pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endpoint, Network)>> {
@@ -136,6 +138,9 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
     let id = tx.insert_endpoint(&network, &endpoint)?;
     tx.set_endpoint_status(id, Status::Creating)?;
     tx.insert_ports(id, &endpoint.ports)?;
+    if let Some(a) = &opts.attachment {
+        tx.insert_attachment(id, a)?;
+    }
     tx.commit()?;
     failpoint::hit("intent");
     if let Err(e) = plan.apply(ctx.kernel.as_mut()) {

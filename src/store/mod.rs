@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
+mod attachments;
 mod intents;
 pub mod lock;
 
+pub use attachments::{Attachment, ATTACHMENTS_SCHEMA};
 pub use intents::{Sandbox, Status};
 pub use lock::StateLock;
 
@@ -22,7 +24,7 @@ mod secure;
 
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 /// berth's routing tables (`--uplink`) are this plus the network id.
 pub const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
 
@@ -203,17 +205,25 @@ impl Store {
                 tx.execute_batch(SCHEMA)?;
                 tx.execute_batch(PORTS_SCHEMA)?;
                 tx.execute_batch(INTENTS_SCHEMA)?;
+                tx.execute_batch(ATTACHMENTS_SCHEMA)?;
             }
             1 => {
                 tx.execute_batch(MIGRATE_1_TO_2)?;
                 tx.execute_batch(PORTS_SCHEMA)?;
                 tx.execute_batch(INTENTS_SCHEMA)?;
+                tx.execute_batch(ATTACHMENTS_SCHEMA)?;
             }
             2 => {
                 tx.execute_batch(PORTS_SCHEMA)?;
                 tx.execute_batch(INTENTS_SCHEMA)?;
+                tx.execute_batch(ATTACHMENTS_SCHEMA)?;
             }
-            3 => tx.execute_batch(INTENTS_SCHEMA)?,
+            3 => {
+                tx.execute_batch(INTENTS_SCHEMA)?;
+                tx.execute_batch(ATTACHMENTS_SCHEMA)?;
+            }
+            // Version 5: CNI attachments (src/store/attachments.rs).
+            4 => tx.execute_batch(ATTACHMENTS_SCHEMA)?,
             SCHEMA_VERSION => {}
             v => {
                 return Err(Error::Other(format!(

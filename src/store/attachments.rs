@@ -1,0 +1,97 @@
+//! CNI attachments (schema version 5): which endpoint a container runtime
+//! made through berth's CNI plugin, keyed as the runtime keys it, by
+//! container ID and interface name.
+//!
+//! An attachment is an ordinary endpoint plus this row. The row is written
+//! in the same transaction as the endpoint's intent and goes with the
+//! endpoint (`ON DELETE CASCADE`), so every way an endpoint leaves (DEL,
+//! GC, `disconnect`, a reconcile, `network rm --force`, `reset`) takes its
+//! attachment with it.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{endpoint_from_row, Tx, ENDPOINT_COLUMNS};
+use crate::error::Result;
+use crate::model::Endpoint;
+
+/// The table, as its own migration step (version 4 → 5).
+pub const ATTACHMENTS_SCHEMA: &str = "
+CREATE TABLE attachments (
+    endpoint_id INTEGER PRIMARY KEY REFERENCES endpoints(id) ON DELETE CASCADE,
+    container_id TEXT NOT NULL,
+    ifname TEXT NOT NULL,
+    -- who made it: 'cni'
+    owner TEXT NOT NULL,
+    UNIQUE (container_id, ifname)
+);
+";
+
+/// A runtime's key of an endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub container_id: String,
+    pub ifname: String,
+    pub owner: String,
+}
+
+impl Tx<'_> {
+    pub fn insert_attachment(&self, endpoint_id: i64, a: &Attachment) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO attachments (endpoint_id, container_id, ifname, owner) VALUES (?1, ?2, ?3, ?4)",
+            params![endpoint_id, a.container_id, a.ifname, a.owner],
+        )?;
+        Ok(())
+    }
+
+    /// The endpoint a runtime attached as (`container_id`, `ifname`).
+    pub fn find_attachment(&self, container_id: &str, ifname: &str) -> Result<Option<Endpoint>> {
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM attachments a JOIN endpoints e ON e.id = a.endpoint_id
+             JOIN networks n ON n.id = e.network_id
+             WHERE a.container_id = ?1 AND a.ifname = ?2"
+        );
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        Ok(stmt
+            .query_row(params![container_id, ifname], endpoint_from_row)
+            .optional()?)
+    }
+
+    /// Every attachment of one network, with its endpoint.
+    pub fn network_attachments(&self, network_id: i64) -> Result<Vec<(Attachment, Endpoint)>> {
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS}, a.container_id, a.ifname, a.owner
+             FROM attachments a JOIN endpoints e ON e.id = a.endpoint_id
+             JOIN networks n ON n.id = e.network_id
+             WHERE e.network_id = ?1"
+        );
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let n = ENDPOINT_COLUMNS.split(',').count();
+        let rows = stmt.query_map([network_id], |row| {
+            let a = Attachment {
+                container_id: row.get(n)?,
+                ifname: row.get(n + 1)?,
+                owner: row.get(n + 2)?,
+            };
+            Ok((a, endpoint_from_row(row)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every attachment (for `ps`), by endpoint id.
+    pub fn attachments(&self) -> Result<Vec<(i64, Attachment)>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT endpoint_id, container_id, ifname, owner FROM attachments")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get(0)?,
+                Attachment {
+                    container_id: row.get(1)?,
+                    ifname: row.get(2)?,
+                    owner: row.get(3)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
