@@ -27,7 +27,8 @@ struct Run {
 /// in `env` and `stdin`, in the sandbox host.
 fn cni(sb: &Sandbox, command: &str, env: &[(&str, &str)], stdin: &str) -> Run {
     let mut c = sb.berth_command(&[]);
-    c.env("CNI_COMMAND", command).env("CNI_PATH", "/usr/lib/cni");
+    c.env("CNI_COMMAND", command)
+        .env("CNI_PATH", "/usr/lib/cni");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -114,7 +115,11 @@ fn del(sb: &Sandbox, id: &str, netns: &str, conf: &str) -> Run {
 fn assert_error(r: &Run, code: u64, what: &str) {
     assert_ne!(r.code, 0, "{what}: expected failure, got {}", r.out);
     assert_eq!(r.out["code"], code, "{what}: {}", r.out);
-    assert!(r.out["msg"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {}", r.out);
+    assert!(
+        r.out["msg"].as_str().is_some_and(|m| !m.is_empty()),
+        "{what}: {}",
+        r.out
+    );
     assert!(r.out["cniVersion"].is_string(), "{what}: {}", r.out);
 }
 
@@ -153,7 +158,10 @@ fn version_lists_the_supported_versions() {
     let r = cni(&sb, "VERSION", &[], r#"{"cniVersion":"1.0.0"}"#);
     assert_eq!(r.code, 0, "{}", r.err);
     assert_eq!(r.out["cniVersion"], "1.0.0");
-    assert_eq!(r.out["supportedVersions"], json!(["0.4.0", "1.0.0", "1.1.0"]));
+    assert_eq!(
+        r.out["supportedVersions"],
+        json!(["0.4.0", "1.0.0", "1.1.0"])
+    );
 }
 
 #[test]
@@ -173,7 +181,10 @@ fn add_result_has_the_shape_of_each_version() {
         assert_eq!(ifs[1]["sandbox"], format!("/run/netns/{netns}"));
         let ip = &out["ips"][0];
         let address = ip["address"].as_str().unwrap();
-        assert!(address.starts_with("10.77.0.") && address.ends_with("/24"), "{out}");
+        assert!(
+            address.starts_with("10.77.0.") && address.ends_with("/24"),
+            "{out}"
+        );
         assert_eq!(ip["gateway"], "10.77.0.1");
         assert_eq!(ip["interface"], 1);
         // 0.4.0 tags each address with its family; 1.0.0 dropped the field.
@@ -182,7 +193,10 @@ fn add_result_has_the_shape_of_each_version() {
         } else {
             assert!(ip.get("version").is_none(), "{out}");
         }
-        assert_eq!(out["routes"], json!([{"dst": "0.0.0.0/0", "gw": "10.77.0.1"}]));
+        assert_eq!(
+            out["routes"],
+            json!([{"dst": "0.0.0.0/0", "gw": "10.77.0.1"}])
+        );
         assert!(out["dns"].is_object());
         // The kernel agrees with the result.
         assert_eq!(
@@ -291,7 +305,11 @@ fn gc_keeps_exactly_the_valid_attachments() {
     kept.sort();
     assert_eq!(kept, ["ctr1", "ctr3"]);
     for (i, veth) in veths.iter().enumerate() {
-        assert_eq!(sb.link(None, veth).is_some(), i == 1 || i == 3, "veth {veth} of ctr{i}");
+        assert_eq!(
+            sb.link(None, veth).is_some(),
+            i == 1 || i == 3,
+            "veth {veth} of ctr{i}"
+        );
     }
     assert_eq!(map_elements(&sb), 2);
     // A second GC finds nothing; the older key is understood too.
@@ -311,9 +329,7 @@ fn gc_keeps_exactly_the_valid_attachments() {
 fn gc_of_1000_stale_attachments_takes_under_2_seconds() {
     let sb = Sandbox::new();
     let n = 1000;
-    sb.sh_ok(&format!(
-        "for i in $(seq 1 {n}); do ip netns add s$i; done"
-    ));
+    sb.sh_ok(&format!("for i in $(seq 1 {n}); do ip netns add s$i; done"));
     let c = conf("1.1.0", json!({"subnet": "10.78.0.0/20"}));
     // The ADDs in batches of parallel processes, as a runtime starting many
     // containers would.
@@ -372,7 +388,8 @@ fn status_reports_whether_berth_can_serve() {
 fn check_verifies_the_attachment_against_prev_result() {
     let sb = Sandbox::new();
     sb.add_netns("c1");
-    let ports = json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]});
+    let ports =
+        json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]});
     let c = conf("1.0.0", json!({"runtimeConfig": ports}));
     let result = add_ok(&sb, "chk", "c1", &c);
     let env = [
@@ -380,7 +397,10 @@ fn check_verifies_the_attachment_against_prev_result() {
         ("CNI_NETNS", "/run/netns/c1"),
         ("CNI_IFNAME", "eth0"),
     ];
-    let with_prev = conf("1.0.0", json!({"runtimeConfig": ports, "prevResult": result}));
+    let with_prev = conf(
+        "1.0.0",
+        json!({"runtimeConfig": ports, "prevResult": result}),
+    );
     let r = cni(&sb, "CHECK", &env, &with_prev);
     assert_eq!(r.code, 0, "{} {}", r.out, r.err);
     // Without prevResult the config is incomplete.
@@ -390,18 +410,30 @@ fn check_verifies_the_attachment_against_prev_result() {
         "1.0.0",
         json!({"runtimeConfig": {"portMappings": []}, "prevResult": result}),
     );
-    assert_error(&cni(&sb, "CHECK", &env, &other), 103, "CHECK with other ports");
+    assert_error(
+        &cni(&sb, "CHECK", &env, &other),
+        103,
+        "CHECK with other ports",
+    );
     // The address removed inside the container.
     let address = result["ips"][0]["address"].as_str().unwrap();
     sb.sh_ok(&format!("ip -n c1 addr del {address} dev eth0"));
-    assert_error(&cni(&sb, "CHECK", &env, &with_prev), 103, "CHECK after addr del");
+    assert_error(
+        &cni(&sb, "CHECK", &env, &with_prev),
+        103,
+        "CHECK after addr del",
+    );
     // An attachment berth does not know.
     let unknown = [
         ("CNI_CONTAINERID", "nope"),
         ("CNI_NETNS", "/run/netns/c1"),
         ("CNI_IFNAME", "eth0"),
     ];
-    assert_error(&cni(&sb, "CHECK", &unknown, &with_prev), 3, "CHECK of unknown");
+    assert_error(
+        &cni(&sb, "CHECK", &unknown, &with_prev),
+        3,
+        "CHECK of unknown",
+    );
 }
 
 #[test]
@@ -453,7 +485,10 @@ fn cni_args_and_runtime_config_give_static_address_and_mac() {
     assert_eq!(out["interfaces"][1]["mac"], "02:00:00:00:00:60");
     // An address already leased is refused with berth's own code.
     sb.add_netns("c4");
-    let dup = conf("1.0.0", json!({"runtimeConfig": {"ips": ["10.77.0.60/24"]}}));
+    let dup = conf(
+        "1.0.0",
+        json!({"runtimeConfig": {"ips": ["10.77.0.60/24"]}}),
+    );
     assert_error(&add(&sb, "a4", "c4", &dup), 101, "duplicate static address");
 }
 
@@ -470,7 +505,13 @@ fn port_mappings_answer_from_outside_and_from_the_host() {
             {"hostPort": 5353, "containerPort": 53, "protocol": "udp"}]}}),
     );
     let out = add_ok(&sb, "web1", "web", &c);
-    let ip = out["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+    let ip = out["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
     let _srv = sb.tcp_server(Some("web"), "0.0.0.0:80");
     let _udp = sb.udp_server(Some("web"), "0.0.0.0:53");
     // From outside, the client's address is preserved.
@@ -486,7 +527,12 @@ fn port_mappings_answer_from_outside_and_from_the_host() {
     let r = del(&sb, "web1", "web", &c);
     assert_eq!(r.code, 0, "{} {}", r.out, r.err);
     assert_eq!(map_elements(&sb), 0);
-    assert!(sb.tcp(Some(&inet.netns), &format!("{HOST}:8080")).status.code() != Some(0));
+    assert!(
+        sb.tcp(Some(&inet.netns), &format!("{HOST}:8080"))
+            .status
+            .code()
+            != Some(0)
+    );
 }
 
 #[test]
@@ -530,7 +576,12 @@ fn bad_requests_get_the_spec_error_codes() {
         "wrong type",
     );
     assert_error(
-        &cni(&sb, "ADD", &env, &conf("1.0.0", json!({"subnet": "10.77.0.0/33"}))),
+        &cni(
+            &sb,
+            "ADD",
+            &env,
+            &conf("1.0.0", json!({"subnet": "10.77.0.0/33"})),
+        ),
         7,
         "bad subnet",
     );
@@ -548,7 +599,12 @@ fn a_config_contradicting_the_network_is_code_7() {
     add_ok(&sb, "k1", "c1", &conf("1.0.0", json!({"ipMasq": false})));
     let n = sb.network("cnet");
     assert_eq!(n["subnet"], "10.77.0.0/24");
-    let r = add(&sb, "k2", "c2", &conf("1.0.0", json!({"subnet": "10.79.0.0/24"})));
+    let r = add(
+        &sb,
+        "k2",
+        "c2",
+        &conf("1.0.0", json!({"subnet": "10.79.0.0/24"})),
+    );
     assert_error(&r, 7, "other subnet");
     let r = add(&sb, "k2", "c2", &conf("1.0.0", json!({})));
     assert_error(&r, 7, "ipMasq true against false");
@@ -557,7 +613,10 @@ fn a_config_contradicting_the_network_is_code_7() {
     sb.add_netns("c3");
     let auto = json!({"cniVersion": "1.0.0", "name": "auto", "type": "berth"}).to_string();
     let out = add_ok(&sb, "k3", "c3", &auto);
-    assert!(out["ips"][0]["address"].as_str().unwrap().starts_with("10.89.0."));
+    assert!(out["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .starts_with("10.89.0."));
 }
 
 #[test]

@@ -153,8 +153,12 @@ pub struct NetConf {
 /// Reads the version first (so that errors can be encoded in it), then the
 /// rest. Returns the version even when the rest is wrong.
 pub fn version_of(stdin: &[u8]) -> Result<String, CniError> {
-    let v: Value = serde_json::from_slice(stdin)
-        .map_err(|e| CniError::new(CODE_DECODE, format!("decoding the network configuration: {e}")))?;
+    let v: Value = serde_json::from_slice(stdin).map_err(|e| {
+        CniError::new(
+            CODE_DECODE,
+            format!("decoding the network configuration: {e}"),
+        )
+    })?;
     let version = v
         .get("cniVersion")
         .and_then(Value::as_str)
@@ -178,8 +182,12 @@ pub fn check_version(version: &str) -> Result<(), CniError> {
 }
 
 pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
-    let v: Value = serde_json::from_slice(stdin)
-        .map_err(|e| CniError::new(CODE_DECODE, format!("decoding the network configuration: {e}")))?;
+    let v: Value = serde_json::from_slice(stdin).map_err(|e| {
+        CniError::new(
+            CODE_DECODE,
+            format!("decoding the network configuration: {e}"),
+        )
+    })?;
     let Some(obj) = v.as_object() else {
         return Err(CniError::new(
             CODE_DECODE,
@@ -208,9 +216,9 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
     };
     let version = string("cniVersion")?.unwrap_or_default();
     check_version(&version)?;
-    let name = string("name")?
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| CniError::new(CODE_BAD_CONFIG, "the network configuration has no \"name\""))?;
+    let name = string("name")?.filter(|n| !n.is_empty()).ok_or_else(|| {
+        CniError::new(CODE_BAD_CONFIG, "the network configuration has no \"name\"")
+    })?;
     crate::model::names::check_name("network", &name)
         .map_err(|e| CniError::new(CODE_BAD_CONFIG, e.to_string()))?;
     if let Some(t) = string("type")? {
@@ -373,7 +381,11 @@ impl NetConf {
         }
         // The switches have defaults, so an absent one means its default.
         let flags = [
-            ("internal", self.internal.unwrap_or(false), n.policy.internal),
+            (
+                "internal",
+                self.internal.unwrap_or(false),
+                n.policy.internal,
+            ),
             ("icc", self.icc.unwrap_or(true), n.policy.icc),
             ("ipMasq", self.ip_masq.unwrap_or(true), n.policy.masquerade),
         ];

@@ -75,7 +75,9 @@ fn run(env: &Env, stdin: &[u8]) -> Result<Option<serde_json::Value>, CniError> {
         "STATUS" => verbs::status(&config::parse(stdin)?).map(|()| None),
         other => Err(CniError::new(
             CODE_BAD_ENV,
-            format!("unknown CNI_COMMAND {other:?}: expected ADD, CHECK, DEL, GC, STATUS or VERSION"),
+            format!(
+                "unknown CNI_COMMAND {other:?}: expected ADD, CHECK, DEL, GC, STATUS or VERSION"
+            ),
         )),
     }
 }

@@ -117,7 +117,8 @@ fn find_attachment(
 
 fn ifname_of(env: &Env) -> Result<&str, CniError> {
     let ifname = env.require("CNI_IFNAME", &env.ifname)?;
-    names::check_ifname("CNI_IFNAME", ifname).map_err(|e| CniError::new(CODE_BAD_ENV, e.to_string()))?;
+    names::check_ifname("CNI_IFNAME", ifname)
+        .map_err(|e| CniError::new(CODE_BAD_ENV, e.to_string()))?;
     Ok(ifname)
 }
 
@@ -199,7 +200,10 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     let Some(e) = find_attachment(&ctx, container_id, ifname)? else {
         return Err(CniError::new(
             CODE_UNKNOWN_CONTAINER,
-            format!("container {container_id} has no attachment {ifname} on network {:?}", conf.name),
+            format!(
+                "container {container_id} has no attachment {ifname} on network {:?}",
+                conf.name
+            ),
         ));
     };
     let fail = |what: String| Err(CniError::new(CODE_CHECK_FAILED, what));
@@ -227,12 +231,16 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     }
 
     // The host side: the veth exists, up, on the bridge.
-    let host = inspect::read().map_err(|err| CniError::from_berth(Error::kernel("reading links", err)))?;
+    let host =
+        inspect::read().map_err(|err| CniError::from_berth(Error::kernel("reading links", err)))?;
     let bridge = host.link(&n.bridge).map(|b| b.index);
     match host.link(&e.host_ifname) {
         None => return fail(format!("host veth {} is missing", e.host_ifname)),
         Some(l) if l.master.is_none() || l.master != bridge => {
-            return fail(format!("host veth {} is not on bridge {}", e.host_ifname, n.bridge))
+            return fail(format!(
+                "host veth {} is not on bridge {}",
+                e.host_ifname, n.bridge
+            ))
         }
         Some(l) if !l.up => return fail(format!("host veth {} is down", e.host_ifname)),
         Some(_) => {}
@@ -240,13 +248,19 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
 
     // The container side: device, MAC, address, route.
     let inside = inspect::read_in(Path::new(netns_path)).map_err(|err| {
-        CniError::from_berth(Error::kernel(format!("reading namespace {netns_path}"), err))
+        CniError::from_berth(Error::kernel(
+            format!("reading namespace {netns_path}"),
+            err,
+        ))
     })?;
     let Some(link) = inside.link(ifname) else {
         return fail(format!("{ifname} is missing in {netns_path}"));
     };
     if link.mac != e.mac.to_string() {
-        return fail(format!("{ifname} has MAC {} instead of {}", link.mac, e.mac));
+        return fail(format!(
+            "{ifname} has MAC {} instead of {}",
+            link.mac, e.mac
+        ));
     }
     if !inside
         .addrs
@@ -311,4 +325,3 @@ pub fn status(conf: &NetConf) -> Result<(), CniError> {
         Err(e) => Err(unavailable(format!("cannot read the firewall: {e}"))),
     }
 }
-
