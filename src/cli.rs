@@ -149,6 +149,10 @@ struct CreateArgs {
     /// Log what the firewall drops for the network (rate-limited).
     #[arg(long)]
     log_drops: bool,
+    /// Routed peer range (repeatable): traffic to it is not masqueraded and
+    /// new connections from it are accepted (pod networks of other nodes).
+    #[arg(long, value_name = "CIDR")]
+    cluster_cidr: Vec<String>,
 }
 
 #[derive(Args)]
@@ -232,6 +236,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 uplink: a.uplink,
                 uplink_gateway: a.uplink_gateway,
                 log_drops: a.log_drops,
+                cluster_cidrs: a.cluster_cidr,
             };
             if let Some(created) = done(network::create(&mut ctx, &opts)?) {
                 for w in &created.warnings {

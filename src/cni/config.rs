@@ -139,6 +139,8 @@ pub struct NetConf {
     pub isolate: Option<bool>,
     /// The `dns` object to hand back in results, when the config has one.
     pub dns: Option<Value>,
+    /// `clusterCIDR` (a CIDR or a list): routed peers, as `--cluster-cidr`.
+    pub cluster_cidrs: Option<Vec<String>>,
     /// Where berth keeps its state, overriding `BERTH_STATE_DIR`.
     pub state_dir: Option<String>,
     pub port_mappings: Vec<PortMapping>,
@@ -256,6 +258,17 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
         isolate: boolean("isolate")?,
         dns,
         state_dir: string("stateDir")?,
+        cluster_cidrs: match obj.get("clusterCIDR") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(vec![s.clone()]),
+            Some(Value::Array(a)) => Some(
+                a.iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| bad("clusterCIDR", "a CIDR or a list of CIDRs"))?,
+            ),
+            Some(_) => return Err(bad("clusterCIDR", "a CIDR or a list of CIDRs")),
+        },
         prev_result: obj.get("prevResult").filter(|v| !v.is_null()).cloned(),
         ..Default::default()
     };
@@ -350,6 +363,7 @@ impl NetConf {
             no_masquerade: self.ip_masq == Some(false),
             no_icc: self.icc == Some(false),
             internal: self.internal == Some(true),
+            cluster_cidrs: self.cluster_cidrs.clone().unwrap_or_default(),
             ..Default::default()
         }
     }
@@ -377,6 +391,29 @@ impl NetConf {
         if let Some(m) = self.mtu {
             if m != n.mtu {
                 out.push(format!("mtu {m} (the network has {})", n.mtu));
+            }
+        }
+        if let Some(want) = &self.cluster_cidrs {
+            let have: Vec<String> = n
+                .policy
+                .cluster_cidrs
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
+            let parsed: Vec<String> = want
+                .iter()
+                .map(|c| {
+                    crate::model::Ipv4Net::parse_network(c)
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|_| c.clone())
+                })
+                .collect();
+            if parsed != have {
+                out.push(format!(
+                    "clusterCIDR [{}] (the network has [{}])",
+                    want.join(", "),
+                    have.join(", ")
+                ));
             }
         }
         // The switches have defaults, so an absent one means its default.

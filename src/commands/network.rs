@@ -31,6 +31,8 @@ pub struct CreateOptions {
     pub uplink: Option<String>,
     pub uplink_gateway: Option<String>,
     pub log_drops: bool,
+    /// `--cluster-cidr`, as given.
+    pub cluster_cidrs: Vec<String>,
 }
 
 /// What `network create` made, and what the user should know about it.
@@ -270,6 +272,11 @@ fn check_policy(ctx: &mut Context, opts: &CreateOptions) -> Result<NetworkPolicy
         deny_egress,
         uplink,
         log_drops: opts.log_drops,
+        cluster_cidrs: opts
+            .cluster_cidrs
+            .iter()
+            .map(|d| parse_cidr("--cluster-cidr", d))
+            .collect::<Result<Vec<_>>>()?,
     })
 }
 

@@ -52,6 +52,10 @@ pub struct NetworkPolicy {
     pub uplink: Option<Uplink>,
     /// Log (rate-limited) what the firewall drops for the network.
     pub log_drops: bool,
+    /// Routed setups (`--cluster-cidr`, CNI `clusterCIDR`): the network's
+    /// traffic to these ranges is not masqueraded, and new connections from
+    /// them are let in, so pods on other nodes see each other's addresses.
+    pub cluster_cidrs: Vec<Ipv4Net>,
 }
 
 impl Default for NetworkPolicy {
@@ -63,6 +67,7 @@ impl Default for NetworkPolicy {
             deny_egress: Vec::new(),
             uplink: None,
             log_drops: false,
+            cluster_cidrs: Vec::new(),
         }
     }
 }
@@ -110,6 +115,7 @@ pub struct NetworkView {
     pub uplink: Option<String>,
     pub uplink_gateway: Option<String>,
     pub log_drops: bool,
+    pub cluster_cidrs: Vec<String>,
 }
 
 /// The JSON shape of an endpoint in `connect/ps --json`.
@@ -148,6 +154,12 @@ impl Network {
             uplink: self.policy.uplink.as_ref().map(|u| u.ifname.clone()),
             uplink_gateway: self.policy.uplink.as_ref().map(|u| u.gateway.to_string()),
             log_drops: self.policy.log_drops,
+            cluster_cidrs: self
+                .policy
+                .cluster_cidrs
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
         }
     }
 }

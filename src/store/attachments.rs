@@ -24,6 +24,8 @@ CREATE TABLE attachments (
     owner TEXT NOT NULL,
     UNIQUE (container_id, ifname)
 );
+-- comma-separated CIDRs (`--cluster-cidr`): routed peers of the network
+ALTER TABLE networks ADD COLUMN cluster_cidrs TEXT NOT NULL DEFAULT '';
 ";
 
 /// A runtime's key of an endpoint.

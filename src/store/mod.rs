@@ -296,6 +296,13 @@ fn policy_from_row(row: &Row) -> rusqlite::Result<NetworkPolicy> {
         deny_egress,
         uplink,
         log_drops: row.get(12)?,
+        cluster_cidrs: {
+            let c: String = row.get(13)?;
+            c.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().map_err(|_| bad_column(13, s)))
+                .collect::<rusqlite::Result<_>>()?
+        },
     })
 }
 
@@ -325,7 +332,7 @@ fn bad_column(index: usize, value: &str) -> rusqlite::Error {
     )
 }
 
-pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops";
+pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, cluster_cidrs";
 pub(crate) const ENDPOINT_COLUMNS: &str = "e.id, n.name, e.name, e.netns, e.netns_inode, e.ip, e.mac, e.ifname, e.host_ifname, e.default_route";
 
 impl Tx<'_> {
@@ -359,8 +366,8 @@ impl Tx<'_> {
         let p = &n.policy;
         let deny: Vec<String> = p.deny_egress.iter().map(|d| d.to_string()).collect();
         self.tx.execute(
-            "INSERT INTO networks (name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            "INSERT INTO networks (name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, cluster_cidrs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 n.name,
                 n.subnet.to_string(),
@@ -373,7 +380,12 @@ impl Tx<'_> {
                 deny.join(","),
                 p.uplink.as_ref().map(|u| u.ifname.clone()),
                 p.uplink.as_ref().map(|u| u.gateway.to_string()),
-                p.log_drops
+                p.log_drops,
+                p.cluster_cidrs
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
             ],
         )?;
         let id = self.tx.last_insert_rowid();
