@@ -645,4 +645,23 @@ fn concurrent_adds_get_distinct_addresses() {
     addrs.dedup();
     assert_eq!(addrs.len(), n);
     assert_eq!(cni_endpoints(&sb).len(), n);
+    // And all DELs at once, each twice.
+    let script: Vec<String> = (1..=n)
+        .flat_map(|i| [i, i])
+        .map(|i| {
+            format!(
+                "printf '%s' '{c}' | CNI_COMMAND=DEL CNI_CONTAINERID=par{i} CNI_NETNS=/run/netns/p{i} CNI_IFNAME=eth0 \
+                 BERTH_STATE_DIR={STATE_DIR} BERTH_NFT_MAX_KERNEL={MIN_KERNEL} {BERTH} || echo FAIL{i} &"
+            )
+        })
+        .collect();
+    let out = sb.sh_ok(&format!("{}\nwait", script.join("\n")));
+    assert!(!stdout(&out).contains("FAIL"), "{}", stdout(&out));
+    assert!(sb.endpoints().is_empty());
+    let veths = sb
+        .link_names(None)
+        .into_iter()
+        .filter(|l| l.starts_with("vb"))
+        .count();
+    assert_eq!(veths, 0);
 }

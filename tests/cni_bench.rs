@@ -21,7 +21,14 @@ const PORTS: usize = 4;
 
 /// Runs one plugin (`program`) with `CNI_COMMAND=command` in the sandbox
 /// host; returns stdout as JSON (Null when empty) and the time it took.
-fn plugin(sb: &Sandbox, program: &str, command: &str, id: &str, netns: &str, stdin: &str) -> (Value, Duration) {
+fn plugin(
+    sb: &Sandbox,
+    program: &str,
+    command: &str,
+    id: &str,
+    netns: &str,
+    stdin: &str,
+) -> (Value, Duration) {
     let mut c: Command = sb.command(None, program, &[]);
     c.env("BERTH_STATE_DIR", STATE_DIR)
         .env("CNI_COMMAND", command)
@@ -34,7 +41,12 @@ fn plugin(sb: &Sandbox, program: &str, command: &str, id: &str, netns: &str, std
         .stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = c.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let took = start.elapsed();
     assert!(
@@ -43,7 +55,10 @@ fn plugin(sb: &Sandbox, program: &str, command: &str, id: &str, netns: &str, std
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    (serde_json::from_slice(&out.stdout).unwrap_or(Value::Null), took)
+    (
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        took,
+    )
 }
 
 fn mappings(i: usize) -> Value {
@@ -66,7 +81,10 @@ fn summary(what: &str, times: &[Duration]) {
 }
 
 fn netns_batch(sb: &Sandbox, n: usize) {
-    sb.sh_ok(&format!("for i in $(seq 0 {}); do ip netns add n$i; ip -n n$i link set lo up; done", n - 1));
+    sb.sh_ok(&format!(
+        "for i in $(seq 0 {}); do ip netns add n$i; ip -n n$i link set lo up; done",
+        n - 1
+    ));
 }
 
 #[test]
@@ -101,20 +119,48 @@ fn bench_berth_against_bridge_host_local_portmap() {
     let (mut add, mut del) = (Vec::new(), Vec::new());
     let mut results = Vec::new();
     for i in 0..COUNT {
-        let (res, t1) = plugin(&sb, "/usr/lib/cni/bridge", "ADD", &format!("c{i}"), &format!("n{i}"), &bridge.to_string());
+        let (res, t1) = plugin(
+            &sb,
+            "/usr/lib/cni/bridge",
+            "ADD",
+            &format!("c{i}"),
+            &format!("n{i}"),
+            &bridge.to_string(),
+        );
         let pm = json!({"cniVersion": "1.0.0", "name": "bench", "type": "portmap",
             "runtimeConfig": {"portMappings": mappings(i)}, "prevResult": res});
-        let (res, t2) = plugin(&sb, "/usr/lib/cni/portmap", "ADD", &format!("c{i}"), &format!("n{i}"), &pm.to_string());
+        let (res, t2) = plugin(
+            &sb,
+            "/usr/lib/cni/portmap",
+            "ADD",
+            &format!("c{i}"),
+            &format!("n{i}"),
+            &pm.to_string(),
+        );
         add.push(t1 + t2);
         results.push(res);
     }
     for (i, res) in results.iter().enumerate() {
         let pm = json!({"cniVersion": "1.0.0", "name": "bench", "type": "portmap",
             "runtimeConfig": {"portMappings": mappings(i)}, "prevResult": res});
-        let (_, t1) = plugin(&sb, "/usr/lib/cni/portmap", "DEL", &format!("c{i}"), &format!("n{i}"), &pm.to_string());
+        let (_, t1) = plugin(
+            &sb,
+            "/usr/lib/cni/portmap",
+            "DEL",
+            &format!("c{i}"),
+            &format!("n{i}"),
+            &pm.to_string(),
+        );
         let mut b = bridge.clone();
         b["prevResult"] = res.clone();
-        let (_, t2) = plugin(&sb, "/usr/lib/cni/bridge", "DEL", &format!("c{i}"), &format!("n{i}"), &b.to_string());
+        let (_, t2) = plugin(
+            &sb,
+            "/usr/lib/cni/bridge",
+            "DEL",
+            &format!("c{i}"),
+            &format!("n{i}"),
+            &b.to_string(),
+        );
         del.push(t1 + t2);
     }
     summary("bridge+host-local+portmap ADD", &add);

@@ -117,6 +117,29 @@ pub fn read() -> io::Result<Facts> {
     Ok(facts)
 }
 
+/// The MAC of the link `name` in the calling thread's namespace: one
+/// GETLINK by name rather than a dump of every link (the host side of a
+/// busy node has thousands).
+pub fn link_mac(name: &str) -> io::Result<String> {
+    let mut rtnl = Rtnl::open()?;
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    for reply in rtnl.request_reply(RouteNetlinkMessage::GetLink(msg))? {
+        if let RouteNetlinkMessage::NewLink(l) = reply {
+            for a in l.attributes {
+                if let LinkAttribute::Address(b) = a {
+                    return Ok(b
+                        .iter()
+                        .map(|x| format!("{x:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":"));
+                }
+            }
+        }
+    }
+    Ok(String::new())
+}
+
 /// Reads the facts of the namespace at `path`.
 pub fn read_in(path: &Path) -> io::Result<Facts> {
     let ns = std::fs::File::open(path)?;

@@ -50,24 +50,26 @@ pub fn endpoint_name(container_id: &str, ifname: &str) -> String {
     format!("cni-{}-{}", clean(container_id, 44), clean(ifname, 15))
 }
 
+/// Code 7 when the config contradicts the existing network `n`.
+fn check_agrees(conf: &NetConf, n: &Network) -> Result<(), CniError> {
+    let c = conf.contradictions(n);
+    if c.is_empty() {
+        return Ok(());
+    }
+    Err(CniError::new(
+        CODE_BAD_CONFIG,
+        format!(
+            "the configuration of network {:?} contradicts the existing network: {}",
+            n.name,
+            c.join(", ")
+        ),
+    ))
+}
+
 /// The network the config names: the existing one if the config agrees
 /// with it (code 7 if not), else a new one made from the config.
 fn ensure_network(ctx: &mut Context, conf: &NetConf) -> Result<Network, CniError> {
-    let contradicted = |n: &Network| {
-        let c = conf.contradictions(n);
-        if c.is_empty() {
-            Ok(())
-        } else {
-            Err(CniError::new(
-                CODE_BAD_CONFIG,
-                format!(
-                    "the configuration of network {:?} contradicts the existing network: {}",
-                    n.name,
-                    c.join(", ")
-                ),
-            ))
-        }
-    };
+    let contradicted = |n: &Network| check_agrees(conf, n);
     if let Some(n) = existing_network(ctx, &conf.name)? {
         contradicted(&n)?;
         return Ok(n);
@@ -87,6 +89,27 @@ fn ensure_network(ctx: &mut Context, conf: &NetConf) -> Result<Network, CniError
             })
         }
     }
+}
+
+/// The network `name` and the endpoint of an attachment, in one read of
+/// the state (the common ADD finds both, or the network alone).
+fn lookup(
+    ctx: &Context,
+    name: &str,
+    container_id: &str,
+    ifname: &str,
+) -> Result<(Option<Network>, Option<Endpoint>), CniError> {
+    let Some(mut store) = ctx.store_read_only()? else {
+        return Ok((None, None));
+    };
+    let tx = store.read()?;
+    let network = tx.network(name)?;
+    let endpoint = match tx.find_attachment(container_id, ifname) {
+        Ok(found) => found,
+        Err(Error::Store(e)) if e.to_string().contains("no such table") => None,
+        Err(e) => return Err(e.into()),
+    };
+    Ok((network, endpoint))
 }
 
 fn existing_network(ctx: &Context, name: &str) -> Result<Option<Network>, CniError> {
@@ -134,8 +157,15 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
     }
     let args = env.cni_args()?;
     let mut ctx = context(conf);
-    let network = ensure_network(&mut ctx, conf)?;
-    if let Some(e) = find_attachment(&ctx, container_id, ifname)? {
+    let (known, existing) = lookup(&ctx, &conf.name, container_id, ifname)?;
+    let network = match known {
+        Some(n) => {
+            check_agrees(conf, &n)?;
+            n
+        }
+        None => ensure_network(&mut ctx, conf)?,
+    };
+    if let Some(e) = existing {
         return Err(CniError::new(
             CODE_EXISTS,
             format!(
@@ -159,10 +189,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
         }),
     };
     let (e, n) = endpoint::connect(&mut ctx, &opts)?.applied();
-    let host_mac = inspect::read()
-        .ok()
-        .and_then(|f| f.link(&e.host_ifname).map(|l| l.mac.clone()))
-        .unwrap_or_default();
+    let host_mac = inspect::link_mac(&e.host_ifname).unwrap_or_default();
     Ok(result::encode(
         &conf.version,
         &n,

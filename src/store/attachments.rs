@@ -14,7 +14,8 @@ use super::{endpoint_from_row, Tx, ENDPOINT_COLUMNS};
 use crate::error::Result;
 use crate::model::Endpoint;
 
-/// The table, as its own migration step (version 4 → 5).
+/// Version 4 → 5, its own migration step: the attachments table, and the
+/// networks' `--cluster-cidr` ranges (routed peers, see `firewall/network.rs`).
 pub const ATTACHMENTS_SCHEMA: &str = "
 CREATE TABLE attachments (
     endpoint_id INTEGER PRIMARY KEY REFERENCES endpoints(id) ON DELETE CASCADE,
