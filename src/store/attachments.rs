@@ -98,3 +98,66 @@ impl Tx<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Mac, NetworkPolicy};
+    use crate::store::{NewNetwork, Status, Store};
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn attachments_are_keyed_by_runtime_and_go_with_their_endpoint() {
+        let dir = std::env::temp_dir().join(format!("berth-attach-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = Store::open(&dir).unwrap();
+        let tx = store.begin().unwrap();
+        let policy = NetworkPolicy {
+            cluster_cidrs: vec!["10.244.0.0/16".parse().unwrap()],
+            ..NetworkPolicy::default()
+        };
+        let net = tx
+            .insert_network(&NewNetwork {
+                name: "pods",
+                subnet: "10.244.1.0/24".parse().unwrap(),
+                gateway: Ipv4Addr::new(10, 244, 1, 1),
+                bridge: "cni0".into(),
+                mtu: 1500,
+                policy: policy.clone(),
+            })
+            .unwrap();
+        tx.set_network_status(net.id, Status::Removing).unwrap();
+        // The status is read after every network column, cluster CIDRs included.
+        let (read, status) = tx.networks_with_status().unwrap().remove(0);
+        assert_eq!(read.policy, policy);
+        assert_eq!(status, Status::Removing);
+        let ip = Ipv4Addr::new(10, 244, 1, 2);
+        let e = Endpoint {
+            id: 0,
+            network: "pods".into(),
+            name: "cni-abc-eth0".into(),
+            netns: "/run/netns/x".into(),
+            netns_inode: 1,
+            ip,
+            mac: Mac::from_ipv4(ip),
+            ifname: "eth0".into(),
+            host_ifname: "vb1".into(),
+            default_route: true,
+            ports: Vec::new(),
+        };
+        let id = tx.insert_endpoint(&net, &e).unwrap();
+        let a = Attachment {
+            container_id: "abc".into(),
+            ifname: "eth0".into(),
+            owner: "cni".into(),
+        };
+        tx.insert_attachment(id, &a).unwrap();
+        assert!(tx.insert_attachment(id, &a).is_err());
+        assert_eq!(tx.find_attachment("abc", "eth0").unwrap().unwrap().id, id);
+        assert!(tx.find_attachment("abc", "eth1").unwrap().is_none());
+        assert_eq!(tx.network_attachments(net.id).unwrap()[0].0, a);
+        tx.delete_endpoint(id).unwrap();
+        assert!(tx.attachments().unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
