@@ -661,3 +661,41 @@ fn concurrent_adds_get_distinct_addresses() {
         .count();
     assert_eq!(veths, 0);
 }
+
+#[test]
+fn a_gc_killed_after_its_intent_is_finished_by_the_next_command() {
+    let sb = Sandbox::new();
+    let mut veths = Vec::new();
+    for i in 0..3 {
+        let netns = format!("k{i}");
+        sb.add_netns(&netns);
+        let out = add_ok(&sb, &format!("kill{i}"), &netns, &conf("1.1.0", json!({})));
+        veths.push(out["interfaces"][0]["name"].as_str().unwrap().to_string());
+    }
+    let gc = json!({"cniVersion": "1.1.0", "name": "cnet", "type": "berth",
+                    "cni.dev/valid-attachments": [{"containerID": "kill0", "ifname": "eth0"}]});
+    let mut c = sb.berth_command(&[]);
+    c.env("CNI_COMMAND", "GC")
+        .env("BERTH_FAILPOINT", "intent:1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(gc.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "GC was to be killed at its intent");
+    // The rows are marked; the veths are still there.
+    assert!(sb.link(None, &veths[1]).is_some());
+    sb.berth_ok(&["gc"]);
+    let kept: Vec<Value> = cni_endpoints(&sb);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["cni"]["containerID"], "kill0");
+    assert!(sb.link(None, &veths[0]).is_some());
+    assert!(sb.link(None, &veths[1]).is_none());
+    assert!(sb.link(None, &veths[2]).is_none());
+}
