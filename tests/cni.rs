@@ -411,6 +411,18 @@ fn check_verifies_the_attachment_against_prev_result() {
         103,
         "CHECK with other ports",
     );
+    // A map element deleted by hand.
+    sb.sh_ok("nft delete element inet berth published4_any '{ tcp . 8080 }'");
+    let r = cni(&sb, "CHECK", &env, &with_prev);
+    assert_error(&r, 103, "CHECK without the map element");
+    assert!(
+        r.out["msg"].as_str().unwrap().contains("published4_any"),
+        "{}",
+        r.out
+    );
+    sb.berth_ok(&["up"]);
+    let r = cni(&sb, "CHECK", &env, &with_prev);
+    assert_eq!(r.code, 0, "after up: {} {}", r.out, r.err);
     // The address removed inside the container.
     let address = result["ips"][0]["address"].as_str().unwrap();
     sb.sh_ok(&format!("ip -n c1 addr del {address} dev eth0"));

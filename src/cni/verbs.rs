@@ -322,7 +322,43 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             have.join(", ")
         ));
     }
+    if let Some(missing) = missing_map_elements(e.ip, &ports)? {
+        return fail(missing);
+    }
     Ok(())
+}
+
+/// Whether the kernel's published-port maps hold every element of the
+/// endpoint's ports: a description of the first one missing, or None.
+fn missing_map_elements(
+    ip: std::net::Ipv4Addr,
+    ports: &[crate::model::PortMapping],
+) -> Result<Option<String>, CniError> {
+    use crate::firewall::ports;
+    if ports.is_empty() {
+        return Ok(None);
+    }
+    let want = ports::elements(ip, ports);
+    let mut nft = berth_nft::Nft::open().map_err(Error::from)?;
+    for (map, elements) in [
+        (ports::published(), want.published),
+        (ports::published_any(), want.any),
+        (ports::published_ranges(), want.ranges),
+    ] {
+        if elements.is_empty() {
+            continue;
+        }
+        let listed = nft
+            .list_elements(&firewall::table(), &map.name)
+            .map_err(Error::from)?;
+        if let Some(e) = elements.iter().find(|e| !listed.contains(e)) {
+            return Ok(Some(format!(
+                "map {} lacks the element {:?} for {ip}",
+                map.name, e.key
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// STATUS: berth can serve ADDs when its state opens and, once it has a
