@@ -254,7 +254,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Network(NetworkCommand::Inspect { name, json }) => {
             let (n, endpoints) = network::inspect(&ctx, &name)?;
-            print_network(&n, &endpoints, json)?;
+            print_network(&n, &endpoints, json, &crate::cni::attachments(&ctx))?;
         }
         Command::Network(NetworkCommand::Rm { name, force }) => {
             if let Some(endpoints) = done(network::remove(&mut ctx, &name, force)?) {
@@ -424,11 +424,23 @@ fn print_networks(networks: &[(Network, usize)], json: bool) -> Result<()> {
     Ok(())
 }
 
-fn print_network(n: &Network, endpoints: &[Endpoint], json: bool) -> Result<()> {
+fn print_network(
+    n: &Network,
+    endpoints: &[Endpoint],
+    json: bool,
+    cni: &std::collections::HashMap<i64, store::Attachment>,
+) -> Result<()> {
     if json {
         let mut value = serde_json::to_value(n.view(endpoints.len())).map_err(json_error)?;
-        let eps: Vec<_> = endpoints.iter().map(|e| e.view(n)).collect();
-        value["endpoints"] = serde_json::to_value(eps).map_err(json_error)?;
+        let mut eps = Vec::new();
+        for e in endpoints {
+            let mut v = serde_json::to_value(e.view(n)).map_err(json_error)?;
+            if let Some(a) = cni.get(&e.id) {
+                v["cni"] = serde_json::json!({"containerID": a.container_id, "ifname": a.ifname});
+            }
+            eps.push(v);
+        }
+        value["endpoints"] = serde_json::Value::Array(eps);
         println!(
             "{}",
             serde_json::to_string_pretty(&value).map_err(json_error)?

@@ -213,6 +213,9 @@ fn add_result_has_the_shape_of_each_version() {
     assert_eq!(eps.len(), 3);
     assert_eq!(eps[0]["cni"]["ifname"], "eth0");
     assert!(eps.iter().any(|e| e["cni"]["containerID"] == "id1"));
+    let inspected = sb.berth_json(&["network", "inspect", "cnet", "--json"]);
+    assert_eq!(inspected["endpoints"].as_array().unwrap().len(), 3);
+    assert_eq!(inspected["endpoints"][0]["cni"]["ifname"], "eth0");
     sb.assert_ping(Some("c0"), "10.77.0.1");
 }
 
