@@ -122,6 +122,8 @@ mount -t tmpfs tmpfs /dev/shm
 mkdir -p /var/lib/containers /var/lib/cni
 mount -t tmpfs tmpfs /var/lib/containers
 mount -t tmpfs tmpfs /var/lib/cni
+# Image copies go through /var/tmp: keep them inside too.
+mount -t tmpfs tmpfs /var/tmp
 mkdir -p {ROOT}/storage {ROOT}/runroot {CONF_DIR} {ROOT}/tmp {ROOT}/cni-bin {ROOT}/rootfs/bin
 ln -s {BERTH} {ROOT}/cni-bin/berth
 for f in {STOCK_PLUGINS}/*; do ln -s $f {ROOT}/cni-bin/; done
