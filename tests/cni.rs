@@ -95,6 +95,9 @@ fn add(sb: &Sandbox, id: &str, netns: &str, conf: &str) -> Run {
 fn add_ok(sb: &Sandbox, id: &str, netns: &str, conf: &str) -> Value {
     let r = add(sb, id, netns, conf);
     assert_eq!(r.code, 0, "ADD {id}: {} {}", r.out, r.err);
+    // berth's DNS server, started by the plugin, must not take itself for
+    // a plugin (the CNI_* variables are not passed on).
+    assert!(!r.err.contains("did not start"), "ADD {id}: {}", r.err);
     r.out
 }
 
@@ -148,7 +151,7 @@ fn map_elements(sb: &Sandbox) -> usize {
 fn cni_endpoints(sb: &Sandbox) -> Vec<Value> {
     sb.endpoints()
         .into_iter()
-        .filter(|e| e.get("cni").is_some())
+        .filter(|e| e["owner"] == "cni")
         .collect()
 }
 
@@ -211,11 +214,11 @@ fn add_result_has_the_shape_of_each_version() {
     // Attachments are ordinary endpoints, marked with the runtime's key.
     let eps = cni_endpoints(&sb);
     assert_eq!(eps.len(), 3);
-    assert_eq!(eps[0]["cni"]["ifname"], "eth0");
-    assert!(eps.iter().any(|e| e["cni"]["containerID"] == "id1"));
+    assert_eq!(eps[0]["ifname"], "eth0");
+    assert!(eps.iter().any(|e| e["container_id"] == "id1"));
     let inspected = sb.berth_json(&["network", "inspect", "cnet", "--json"]);
     assert_eq!(inspected["endpoints"].as_array().unwrap().len(), 3);
-    assert_eq!(inspected["endpoints"][0]["cni"]["ifname"], "eth0");
+    assert_eq!(inspected["endpoints"][0]["ifname"], "eth0");
     sb.assert_ping(Some("c0"), "10.77.0.1");
 }
 
@@ -303,7 +306,7 @@ fn gc_keeps_exactly_the_valid_attachments() {
     assert_eq!(r.code, 0, "{} {}", r.out, r.err);
     let mut kept: Vec<String> = cni_endpoints(&sb)
         .iter()
-        .map(|e| e["cni"]["containerID"].as_str().unwrap().to_string())
+        .map(|e| e["container_id"].as_str().unwrap().to_string())
         .collect();
     kept.sort();
     assert_eq!(kept, ["ctr1", "ctr3"]);
@@ -709,7 +712,7 @@ fn a_gc_killed_after_its_intent_is_finished_by_the_next_command() {
     sb.berth_ok(&["gc"]);
     let kept: Vec<Value> = cni_endpoints(&sb);
     assert_eq!(kept.len(), 1, "{kept:?}");
-    assert_eq!(kept[0]["cni"]["containerID"], "kill0");
+    assert_eq!(kept[0]["container_id"], "kill0");
     assert!(sb.link(None, &veths[0]).is_some());
     assert!(sb.link(None, &veths[1]).is_none());
     assert!(sb.link(None, &veths[2]).is_none());

@@ -121,6 +121,6 @@ fn pods_on_two_nodes_talk_with_their_own_addresses() {
         let eps: Value = parse_json(&out, "ps");
         let eps = eps.as_array().unwrap();
         assert_eq!(eps.len(), 1, "{node}: {eps:?}");
-        assert_eq!(eps[0]["cni"]["containerID"], pod);
+        assert_eq!(eps[0]["container_id"], pod);
     }
 }

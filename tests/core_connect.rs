@@ -213,7 +213,7 @@ fn namespaces_on_two_networks_route_to_their_own_gateway() {
 }
 
 #[test]
-fn disconnect_twice_and_after_the_namespace_was_deleted_succeed() {
+fn disconnect_twice_and_after_the_namespace_was_deleted() {
     let sb = Sandbox::new();
     sb.create_network("alpha", "10.90.0.0/24");
     sb.add_netns("a");
@@ -228,8 +228,17 @@ fn disconnect_twice_and_after_the_namespace_was_deleted_succeed() {
     );
     assert!(sb.link(Some("a"), "eth0").is_none(), "eth0 left in a");
     assert_eq!(sb.endpoints().len(), 1);
-    let again = sb.berth_out_ok(&["disconnect", "alpha", "a"]);
-    let said = format!("{}{}", stdout(&again), stderr(&again)).to_lowercase();
+    // Again: nothing matches. An error naming what is connected, unless
+    // --force asks for "nothing to do".
+    let again = sb.berth(&["disconnect", "alpha", "a"]);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    let err = stderr(&again);
+    assert!(
+        err.contains("\"a\" is not connected") && err.contains("b (b)"),
+        "{err}"
+    );
+    let forced = sb.berth_out_ok(&["disconnect", "alpha", "a", "--force"]);
+    let said = format!("{}{}", stdout(&forced), stderr(&forced)).to_lowercase();
     assert!(
         said.contains("nothing"),
         "should say nothing to do: {said:?}"

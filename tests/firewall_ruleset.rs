@@ -58,8 +58,18 @@ fn ruleset_matches_intent_and_does_not_grow_with_containers() {
         "--internal",
     ]);
     let t = berth_table(&sb);
+    let mut chains = names(&t, "chain");
+    // The table is marked with the instance id of the state that owns it.
+    let owner: Vec<String> = chains
+        .iter()
+        .filter(|c| c.starts_with("owner-"))
+        .cloned()
+        .collect();
+    assert_eq!(owner.len(), 1, "{chains:?}");
+    assert_eq!(owner[0].len(), "owner-".len() + 16, "{owner:?}");
+    chains.retain(|c| !c.starts_with("owner-"));
     assert_eq!(
-        names(&t, "chain"),
+        chains,
         vec![
             "alpha-in",
             "alpha-nat",

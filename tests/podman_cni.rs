@@ -79,7 +79,7 @@ fn scenario(p: &PodmanCni, inet: &Internet, berth: bool) {
     if berth {
         let eps = sb.endpoints();
         assert_eq!(eps.len(), 2, "{eps:?}");
-        assert!(eps.iter().all(|e| e.get("cni").is_some()));
+        assert!(eps.iter().all(|e| e["owner"] == "cni"), "{eps:?}");
     }
     let veths_before = sb.link_names(None).len();
     p.ok(&["rm", "-f", "-t", "0", "web", "db"]);

@@ -385,12 +385,45 @@ fn run_publishes_and_cleans_up_and_network_rm_force_removes_mappings() {
 }
 
 #[test]
-fn a_host_listener_on_the_port_gives_a_warning() {
+fn a_port_a_host_process_holds_is_refused_naming_it_unless_forced() {
     let sb = Sandbox::new();
     sb.create_network("web", "10.90.0.0/24");
+    sb.berth_ok(&[
+        "network",
+        "create",
+        "iso",
+        "--subnet",
+        "10.92.0.0/24",
+        "--internal",
+    ]);
     sb.add_netns("c");
     let _host = sb.tcp_server(None, "0.0.0.0:8500");
-    let out = sb.berth_out_ok(&["connect", "web", "c", "-p", "8500:80"]);
+    let before = sb.snapshot();
+    // Refused, each in one line naming the problem, with nothing changed:
+    // a port a host process holds, an address the host does not have, an
+    // internal network.
+    for (args, names) in [
+        (
+            &["connect", "web", "c", "-p", "8500:80"][..],
+            "berth-probe (pid",
+        ),
+        (
+            &["connect", "web", "c", "-p", "192.0.2.77:8501:80"][..],
+            "192.0.2.77",
+        ),
+        (&["connect", "iso", "c", "-p", "8502:80"][..], "--internal"),
+    ] {
+        let out = sb.berth(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "berth {args:?}: {err}");
+        assert!(
+            err.contains(names) && err.trim().lines().count() == 1,
+            "berth {args:?}: {err}"
+        );
+        sb.snapshot()
+            .assert_same(&before, &format!("berth {args:?}"));
+    }
+    let out = sb.berth_out_ok(&["connect", "web", "c", "-p", "8500:80", "--force-publish"]);
     let err = stderr(&out);
     assert!(err.contains("warning") && err.contains("tcp/8500"), "{err}");
     // An auto-picked port skips ports host sockets hold.

@@ -71,10 +71,12 @@ fn essence(sb: &Sandbox) -> BTreeMap {
 
 type BTreeMap = std::collections::BTreeMap<String, Value>;
 
-/// Drops rule/set handles and sorts set elements (a rebuilt hash set lists
-/// them in another order).
+/// Drops rule/set handles, sorts set elements (a rebuilt hash set lists
+/// them in another order) and hides the owner mark's instance id (random
+/// per state, so two sandboxes differ in it).
 fn normalize(v: Value) -> Value {
     match v {
+        Value::String(s) if s.starts_with("owner-") => Value::from("owner-*"),
         Value::Object(map) => Value::Object(
             map.into_iter()
                 .filter(|(k, _)| k != "handle")
@@ -99,6 +101,21 @@ fn normalize(v: Value) -> Value {
 fn diff(a: &BTreeMap, b: &BTreeMap) -> String {
     let mut out = String::new();
     for k in a.keys().chain(b.keys()).collect::<BTreeSet<_>>() {
+        if k == "nft" {
+            // Element by element: the whole ruleset is too long to read.
+            let items = |m: &BTreeMap| -> BTreeSet<String> {
+                as_array(m.get(k).cloned().unwrap_or_default()["nftables"].clone())
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect()
+            };
+            let (x, y) = (items(a), items(b));
+            for only in x.symmetric_difference(&y) {
+                let side = if x.contains(only) { "one" } else { "other" };
+                out.push_str(&format!("  nft, only in {side}: {only}\n"));
+            }
+            continue;
+        }
         if a.get(k) != b.get(k) {
             out.push_str(&format!(
                 "  {k}:\n    one:   {}\n    other: {}\n",
@@ -537,8 +554,189 @@ fn random_kill_storm_leaves_no_leak_and_no_duplicate_address() {
     assert!(sb.berth_ok(&["gc"]).contains("already matches"));
     // Every later command works.
     for i in 0..8 {
-        sb.berth_ok(&["disconnect", "web", &format!("n{i}")]);
-        sb.berth_ok(&["disconnect", "db", &format!("n{i}")]);
+        sb.berth_ok(&["disconnect", "web", &format!("n{i}"), "--force"]);
+        sb.berth_ok(&["disconnect", "db", &format!("n{i}"), "--force"]);
     }
     sb.berth_ok(&["reset"]);
+}
+
+#[test]
+fn a_second_state_dir_on_one_host_is_refused_and_harms_nothing() {
+    let sb = Sandbox::new();
+    sb.create_network("web", "10.90.0.0/24");
+    sb.add_netns("c1");
+    sb.connect("web", "c1", &[]);
+    let before = essence(&sb);
+    let other = |args: &[&str]| {
+        let mut c = sb.berth_command(args);
+        c.env("BERTH_STATE_DIR", "/run/berth-other");
+        run_timeout(c, CMD_TIMEOUT)
+    };
+    // A second state with no network of its own must not take the table
+    // away (as "no network is left") nor add to it.
+    for args in [
+        &["network", "create", "db", "--subnet", "10.91.0.0/24"][..],
+        &["up"][..],
+        &["gc"][..],
+    ] {
+        let out = other(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "berth {args:?}: {}",
+            stderr(&out)
+        );
+        let err = stderr(&out);
+        assert!(err.contains("belongs to another berth state"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+    assert_eq!(
+        essence(&sb),
+        before,
+        "the first state's networks were touched"
+    );
+}
+
+#[test]
+fn bad_values_are_refused_in_one_line_and_change_nothing() {
+    let sb = Sandbox::new();
+    sb.create_network("web", "10.90.0.0/24");
+    sb.add_netns("c1");
+    sb.add_netns("c2");
+    sb.connect("web", "c1", &["--mac", "02:00:00:00:00:01"]);
+    let before = sb.snapshot();
+    let holder = format!("pid:{}", sb.pid());
+    let cases: [(&[&str], &str); 4] = [
+        // The host's own namespace, named three ways.
+        (
+            &["connect", "web", "/proc/self/ns/net"],
+            "host's own network namespace",
+        ),
+        (&["connect", "web", &holder], "host's own network namespace"),
+        (
+            &["connect", "web", &sb.host_netns_path()],
+            "host's own network namespace",
+        ),
+        // A MAC another endpoint of the network has.
+        (
+            &["connect", "web", "c2", "--mac", "02:00:00:00:00:01"],
+            "02:00:00:00:00:01",
+        ),
+    ];
+    for (args, names) in cases {
+        let out = sb.berth(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "berth {args:?}: {err}");
+        assert!(
+            err.contains(names) && err.trim().lines().count() == 1,
+            "berth {args:?}: {err}"
+        );
+        sb.snapshot()
+            .assert_same(&before, &format!("berth {args:?}"));
+    }
+}
+
+#[test]
+fn disconnect_by_endpoint_name_and_dry_run_exec_runs_nothing() {
+    let sb = Sandbox::new();
+    sb.create_network("web", "10.90.0.0/24");
+    sb.add_netns("c1");
+    sb.connect("web", "c1", &["--name", "api"]);
+    // `ps` shows the endpoint as "api": that name disconnects it.
+    sb.berth_ok(&["disconnect", "web", "api"]);
+    assert!(sb.endpoints().is_empty());
+
+    sb.connect("web", "c1", &[]);
+    let before = sb.snapshot();
+    let out = sb.berth_out_ok(&[
+        "--dry-run",
+        "exec",
+        "c1",
+        "--",
+        "ip",
+        "link",
+        "set",
+        "eth0",
+        "down",
+    ]);
+    assert_eq!(
+        stdout(&out).trim(),
+        "nsenter --net=/run/netns/c1 -- ip link set eth0 down"
+    );
+    let out = sb.berth_out_ok(&[
+        "--dry-run",
+        "exec",
+        "c1",
+        "--",
+        "touch",
+        "/run/berth-dry-run-file",
+    ]);
+    assert!(stdout(&out).contains("touch"));
+    assert!(
+        !sb.sh("test -e /run/berth-dry-run-file").status.success(),
+        "--dry-run exec ran the command"
+    );
+    sb.snapshot().assert_same(&before, "--dry-run exec");
+}
+
+#[test]
+fn the_default_route_moves_to_another_network_when_its_network_is_disconnected() {
+    let sb = Sandbox::new();
+    sb.create_network("web", "10.90.0.0/24");
+    sb.create_network("db", "10.91.0.0/24");
+    sb.berth_ok(&[
+        "network",
+        "create",
+        "iso",
+        "--subnet",
+        "10.92.0.0/24",
+        "--internal",
+    ]);
+    sb.add_netns("c1");
+    sb.connect("web", "c1", &[]);
+    sb.connect("iso", "c1", &[]);
+    sb.connect("db", "c1", &[]);
+    let default_via = |sb: &Sandbox| -> Vec<String> {
+        sb.routes(Some("c1"))
+            .iter()
+            .filter(|r| r["dst"] == "default")
+            .map(|r| r["gateway"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(default_via(&sb), vec!["10.90.0.1"]);
+    // web provided it: db (not the internal iso) takes over.
+    sb.berth_ok(&["disconnect", "web", "c1"]);
+    assert_eq!(default_via(&sb), vec!["10.91.0.1"]);
+    // and db's endpoint now owns it: its disconnect leaves none (iso is internal).
+    sb.berth_ok(&["disconnect", "db", "c1"]);
+    assert!(default_via(&sb).is_empty());
+    // Up after all that finds nothing to repair.
+    assert!(sb.berth_ok(&["up"]).contains("already matches"));
+}
+
+#[test]
+fn reserved_network_names_and_taken_interface_names_are_refused() {
+    let sb = Sandbox::new();
+    sb.create_network("web", "10.90.0.0/24");
+    sb.add_netns("c1");
+    let before = sb.snapshot();
+    for (args, names) in [
+        (&["network", "create", "host"][..], "\"host\" is reserved"),
+        (&["network", "create", "none"][..], "\"none\" is reserved"),
+        (&["network", "create", "berth"][..], "\"berth\" is reserved"),
+        (
+            &["connect", "web", "c1", "--ifname", "lo"][..],
+            "interface named \"lo\"",
+        ),
+    ] {
+        let out = sb.berth(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "berth {args:?}: {err}");
+        assert!(
+            err.contains(names) && err.trim().lines().count() == 1,
+            "berth {args:?}: {err}"
+        );
+        sb.snapshot()
+            .assert_same(&before, &format!("berth {args:?}"));
+    }
 }

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const USAGE: &str = "usage: berth-probe tcp-serve|udp-serve|tcp-sink|sctp-serve ADDR:PORT \
 | tcp-connect|udp-send|sctp-connect ADDR:PORT [--payload P] [--timeout-ms N] [--source-port N] \
 | ping ADDR [--timeout-ms N] \
-| tcp-rate|tcp-throughput ADDR:PORT --seconds S";
+| tcp-rate|tcp-throughput ADDR:PORT --seconds S \
+| dns-serve ADDR:PORT";
 
 /// A failure: the exit code and the one line for stderr.
 struct Failure(u8, String);
@@ -129,7 +130,8 @@ fn main() -> ExitCode {
 
 fn run(args: &[String]) -> Result<(), Failure> {
     let (cmd, rest) = args.split_first().ok_or_else(|| usage("missing command"))?;
-    const COMMANDS: [&str; 10] = [
+    const COMMANDS: [&str; 11] = [
+        "dns-serve",
         "sctp-serve",
         "sctp-connect",
         "tcp-serve",
@@ -164,6 +166,10 @@ fn run(args: &[String]) -> Result<(), Failure> {
         "udp-serve" => {
             only_target(&opts)?;
             udp_serve(sockaddr(&opts.target)?)
+        }
+        "dns-serve" => {
+            only_target(&opts)?;
+            dns::serve(sockaddr(&opts.target)?)
         }
         "sctp-serve" => {
             only_target(&opts)?;
@@ -638,5 +644,97 @@ mod sctp {
         let rc = unsafe { libc::connect(fd, &sa as *const _ as *const libc::sockaddr, len) };
         check(rc, "connecting to", addr)?;
         Ok(stream)
+    }
+}
+
+/// A fake upstream DNS server for the DNS tests, on UDP and TCP: every A
+/// query gets 192.0.2.10, except `big.*` (truncated over UDP; 40 records
+/// over TCP) and `slow.*` (never answered). Each query's name is printed
+/// (`query NAME udp|tcp`), so a test can tell what reached upstream.
+mod dns {
+    use super::*;
+
+    pub fn serve(addr: SocketAddr) -> Result<(), Failure> {
+        let udp = UdpSocket::bind(addr).map_err(|e| fail(format!("udp {addr}: {e}")))?;
+        let tcp = TcpListener::bind(addr).map_err(|e| fail(format!("tcp {addr}: {e}")))?;
+        say_ready();
+        std::thread::spawn(move || {
+            for conn in tcp.incoming() {
+                let Ok(mut stream) = conn else { continue };
+                std::thread::spawn(move || {
+                    let mut len = [0u8; 2];
+                    while stream.read_exact(&mut len).is_ok() {
+                        let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+                        if stream.read_exact(&mut q).is_err() {
+                            return;
+                        }
+                        if let Some(r) = reply(&q, true) {
+                            let mut out = (r.len() as u16).to_be_bytes().to_vec();
+                            out.extend_from_slice(&r);
+                            let _ = stream.write_all(&out);
+                        }
+                    }
+                });
+            }
+        });
+        let mut buf = [0u8; 4096];
+        loop {
+            let Ok((n, peer)) = udp.recv_from(&mut buf) else {
+                continue;
+            };
+            if let Some(r) = reply(&buf[..n], false) {
+                let _ = udp.send_to(&r, peer);
+            }
+        }
+    }
+
+    /// The question's name (dotted, lower case) and where the question ends.
+    fn question(q: &[u8]) -> Option<(String, usize)> {
+        let mut i = 12;
+        let mut labels = Vec::new();
+        loop {
+            let len = *q.get(i)? as usize;
+            i += 1;
+            if len == 0 {
+                break;
+            }
+            labels.push(String::from_utf8_lossy(q.get(i..i + len)?).to_ascii_lowercase());
+            i += len;
+        }
+        q.get(i + 3)?;
+        Some((labels.join("."), i + 4))
+    }
+
+    fn reply(q: &[u8], tcp: bool) -> Option<Vec<u8>> {
+        if q.len() < 12 || q[2] & 0x80 != 0 {
+            return None;
+        }
+        let (name, end) = question(q)?;
+        println!("query {name} {}", if tcp { "tcp" } else { "udp" });
+        let _ = std::io::stdout().flush();
+        if name.starts_with("slow.") {
+            return None;
+        }
+        let qtype = u16::from_be_bytes([q[end - 4], q[end - 3]]);
+        let mut out = q[..end].to_vec();
+        out[2] = 0x80 | (q[2] & 0x01); // QR, RD as asked
+        out[3] = 0x80; // RA, NOERROR
+        out[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+        let count: u8 = match (qtype, name.starts_with("big."), tcp) {
+            (1, true, false) => {
+                out[2] |= 0x02; // TC
+                0
+            }
+            (1, true, true) => 40,
+            (1, false, _) => 1,
+            _ => 0,
+        };
+        out[7] = count;
+        for i in 0..count {
+            // Name by pointer to the question, A, IN, TTL 60, 4 bytes.
+            out.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+            out.extend_from_slice(&[192, 0, 2, if count == 1 { 10 } else { i + 1 }]);
+        }
+        Some(out)
     }
 }

@@ -139,6 +139,8 @@ pub struct NetConf {
     pub isolate: Option<bool>,
     /// The `dns` object to hand back in results, when the config has one.
     pub dns: Option<Value>,
+    /// `dns: false`: berth's DNS server does not serve the network.
+    pub no_dns: bool,
     /// `clusterCIDR` (a CIDR or a list): routed peers, as `--cluster-cidr`.
     pub cluster_cidrs: Option<Vec<String>>,
     /// Where berth keeps its state, overriding `BERTH_STATE_DIR`.
@@ -239,7 +241,7 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
                 .ok_or_else(|| bad("mtu", "a positive integer"))?,
         ),
     };
-    let (dns, _dns_on) = match obj.get("dns") {
+    let (dns, dns_on) = match obj.get("dns") {
         None | Some(Value::Null) => (None, true),
         Some(Value::Bool(b)) => (None, *b),
         Some(o @ Value::Object(_)) => (Some(o.clone()), true),
@@ -257,6 +259,7 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
         ip_masq: boolean("ipMasq")?,
         isolate: boolean("isolate")?,
         dns,
+        no_dns: !dns_on,
         state_dir: string("stateDir")?,
         cluster_cidrs: match obj.get("clusterCIDR") {
             None | Some(Value::Null) => None,
@@ -364,6 +367,8 @@ impl NetConf {
             no_icc: self.icc == Some(false),
             internal: self.internal == Some(true),
             cluster_cidrs: self.cluster_cidrs.clone().unwrap_or_default(),
+            no_dns: self.no_dns,
+            owner: Some("cni".into()),
             ..Default::default()
         }
     }

@@ -38,6 +38,18 @@ pub fn is_plugin() -> bool {
 /// to stdout, returns the exit code.
 pub fn main() -> i32 {
     let env = Env::from_process();
+    // berth may start itself again (its DNS server): that process must not
+    // take itself for a plugin. Still single-threaded here.
+    for key in [
+        "CNI_COMMAND",
+        "CNI_CONTAINERID",
+        "CNI_NETNS",
+        "CNI_IFNAME",
+        "CNI_ARGS",
+        "CNI_PATH",
+    ] {
+        std::env::remove_var(key);
+    }
     let mut stdin = Vec::new();
     if env.command != "VERSION" || !is_terminal_stdin() {
         let _ = std::io::stdin().read_to_end(&mut stdin);
@@ -91,16 +103,4 @@ pub fn context(conf: &NetConf) -> Context {
         .or_else(|| std::env::var("BERTH_STATE_DIR").ok())
         .unwrap_or_else(|| crate::store::DEFAULT_DIR.to_string());
     Context::new(PathBuf::from(dir), false)
-}
-
-/// The attachments berth knows, by endpoint id (for `berth ps`); empty
-/// when there is no state, or it predates attachments.
-pub fn attachments(ctx: &Context) -> std::collections::HashMap<i64, crate::store::Attachment> {
-    let Ok(Some(mut store)) = ctx.store_read_only() else {
-        return Default::default();
-    };
-    let Ok(tx) = store.read() else {
-        return Default::default();
-    };
-    tx.attachments().unwrap_or_default().into_iter().collect()
 }

@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::firewall;
 use crate::kernel::netns;
 use crate::model::{names, Endpoint, Network};
-use crate::store::Attachment;
+use crate::store::{Attachment, EndpointMark};
 
 /// VERSION: the versions berth speaks.
 pub fn version(stdin: &[u8]) -> Value {
@@ -187,6 +187,16 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
             ifname: ifname.to_string(),
             owner: "cni".into(),
         }),
+        // Runtimes hold the host ports they publish themselves (Podman's
+        // conmon keeps them open), as portmap expects: that holder is the
+        // container's own.
+        force_publish: true,
+        // `ps` and `network ls` show CNI's endpoints as such.
+        mark: Some(EndpointMark {
+            owner: Some("cni".into()),
+            container_id: Some(container_id.to_string()),
+        }),
+        ..Default::default()
     };
     let (e, n) = endpoint::connect(&mut ctx, &opts)?.applied();
     let host_mac = inspect::link_mac(&e.host_ifname).unwrap_or_default();
@@ -209,7 +219,7 @@ pub fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     };
     // Whatever is left goes: the veth if the namespace still holds it, the
     // map elements, the lease and the rows.
-    endpoint::disconnect(&mut ctx, &e.network, &e.netns)?;
+    endpoint::disconnect(&mut ctx, &e.network, &e.netns, true)?;
     Ok(())
 }
 

@@ -73,6 +73,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
             &mut ctx,
             &CreateOptions {
                 name: format!("other{i}"),
+                no_dns: true, // DNS: no server outlives the sandbox
                 ..Default::default()
             },
         )?;
@@ -81,6 +82,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         &mut ctx,
         &CreateOptions {
             name: "bench".into(),
+            no_dns: true, // DNS: no server outlives the sandbox
             subnet: Some("10.200.0.0/16".into()),
             ..Default::default()
         },
@@ -123,7 +125,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         if opts.via_cli {
             return cli(&state_dir, &["disconnect", "bench", name]);
         }
-        endpoint::disconnect(ctx, "bench", name).map(|_| ())
+        endpoint::disconnect(ctx, "bench", name, false).map(|_| ())
     };
 
     let connects = time_each(&names, |n| connect(&mut ctx, n))?;
@@ -134,6 +136,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     for name in &names {
         connect(&mut ctx, name)?;
     }
+    time_reconcile(&mut ctx, opts.count)?;
     let start = Instant::now();
     network::remove(&mut ctx, "bench", true)?;
     println!(
@@ -144,6 +147,67 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     time_network_ops(&mut ctx, opts.extra_networks)
 }
 
+/// Times what crash safety adds with `count` endpoints present: the
+/// preflight every mutating command runs (nothing to repair), `up` and
+/// `gc` with nothing to repair, and `up` after the whole ruleset was lost
+/// (as after `nft flush ruleset`).
+fn time_reconcile(ctx: &mut Context, count: usize) -> Result<()> {
+    const ROUNDS: u32 = 200;
+    let timed = |what: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
+        let start = Instant::now();
+        for _ in 0..ROUNDS {
+            f()?;
+        }
+        println!(
+            "  {what}: {:.3} ms",
+            Figures::ms(start.elapsed()) / f64::from(ROUNDS)
+        );
+        Ok(())
+    };
+    let dir = ctx.state_dir.clone();
+    timed("open store", &mut || ctx.store().map(drop))?;
+    timed("lock", &mut || {
+        crate::store::StateLock::acquire(&dir).map(drop)
+    })?;
+    timed("host identity", &mut || {
+        crate::reconcile::host_identity();
+        Ok(())
+    })?;
+    timed("nft generation", &mut || {
+        ctx.kernel.nft_generation().map(drop)
+    })?;
+    let start = Instant::now();
+    for _ in 0..ROUNDS {
+        let _lock = ctx.begin_change()?;
+    }
+    println!(
+        "preflight (lock + checks, nothing to repair) with {count} endpoints: {:.3} ms",
+        Figures::ms(start.elapsed()) / f64::from(ROUNDS)
+    );
+    for (what, run) in [
+        ("up", super::maintain::up as fn(&mut Context) -> Result<_>),
+        ("gc", super::maintain::gc),
+    ] {
+        let start = Instant::now();
+        run(ctx)?;
+        println!(
+            "{what} with {count} endpoints, nothing to repair: {:.0} ms",
+            Figures::ms(start.elapsed())
+        );
+    }
+    let mut nft = berth_nft::Nft::open()?;
+    let mut flush = berth_nft::Batch::new();
+    flush.delete_table(&crate::firewall::table());
+    nft.apply(&flush)?;
+    let start = Instant::now();
+    super::maintain::up(ctx)?;
+    println!(
+        "up with {count} endpoints after the table was deleted: {:.0} ms",
+        Figures::ms(start.elapsed())
+    );
+    Ok(())
+}
+
 /// Times `network create` and `network rm` with 1, 10 and 100 networks
 /// already present (fillers are created as needed, untimed).
 fn time_network_ops(ctx: &mut Context, mut present: usize) -> Result<()> {
@@ -152,6 +216,7 @@ fn time_network_ops(ctx: &mut Context, mut present: usize) -> Result<()> {
             ctx,
             &CreateOptions {
                 name,
+                no_dns: true, // DNS: no server outlives the sandbox
                 ..Default::default()
             },
         )

@@ -36,6 +36,7 @@ pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize) -> Result<()> {
         ctx,
         &CreateOptions {
             name: "web".into(),
+            no_dns: true, // DNS: no server outlives the sandbox
             ..Default::default()
         },
     )?;
@@ -154,7 +155,7 @@ fn wire_outside() -> Result<()> {
         }
         let eth0 = link::index_of(&mut rtnl, "eth0")?.unwrap_or_default();
         addr::add_address(&mut rtnl, eth0, UPLINK_OUTSIDE, net)?;
-        addr::add_default_route(&mut rtnl, UPLINK_HOST)?;
+        addr::add_default_route(&mut rtnl, UPLINK_HOST, None)?;
         // A connection-rate run opens tens of thousands of connections;
         // reusing TIME_WAIT ports keeps the client from running out.
         sysctl::write(&sysctl::Key::new(["net", "ipv4", "tcp_tw_reuse"]), "1")?;

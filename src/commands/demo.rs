@@ -13,77 +13,136 @@ use super::{Context, Outcome};
 use crate::error::{Error, Result};
 use crate::kernel::netns::{self, Target};
 
-pub fn demo() -> Result<()> {
+pub fn demo(verbose: bool) -> Result<()> {
     netns::isolate_self()?;
     let mut ctx = Context::new(PathBuf::from("/run/berth-demo-state"), false);
-    println!("# a private sandbox: fresh network and mount namespaces, nothing here reaches the real host\n");
+    println!("berth demo: in a private sandbox (fresh network and mount namespaces);");
+    println!("nothing here reaches the real host, and all of it vanishes on exit.");
 
+    heading(1, "a bridge: the virtual switch the containers plug into");
     let create = CreateOptions {
         name: "demo".into(),
+        no_dns: true, // DNS: no server outlives the sandbox
         ..Default::default()
     };
-    ctx.dry_run = true;
-    print_plan(
-        "berth network create demo",
-        network::create(&mut ctx, &create),
-    )?;
-    ctx.dry_run = false;
-    let created = network::create(&mut ctx, &create)?.applied();
-    let net = created.network;
+    show_plan(&mut ctx, "berth network create demo", verbose, |ctx| {
+        network::create(ctx, &create).map(|o| o.map(|_| ()))
+    })?;
+    let net = network::create(&mut ctx, &create)?.applied().network;
     println!(
-        "network demo: subnet {}, gateway {} on bridge {}\n",
+        "=> network demo: subnet {}, gateway {} on bridge {}",
         net.subnet, net.gateway, net.bridge
     );
 
+    heading(
+        2,
+        "two network namespaces, each plugged in with a veth pair (eth0 inside, the other end on the bridge)",
+    );
     let mut addrs = Vec::new();
-    for name in ["alpha", "beta"] {
+    for (name, ports) in [("alpha", vec![]), ("beta", vec!["8080:7".to_string()])] {
         netns::create_named(name)?;
         let opts = ConnectOptions {
             network: "demo".into(),
             target: name.into(),
+            ports,
             ..Default::default()
         };
-        ctx.dry_run = true;
-        print_plan(
-            &format!("berth connect demo {name}"),
-            endpoint::connect(&mut ctx, &opts),
-        )?;
-        ctx.dry_run = false;
+        let title = if opts.ports.is_empty() {
+            format!("berth connect demo {name}")
+        } else {
+            format!("berth connect demo {name} -p 8080:7    # and publish its port 7 as the host's 8080")
+        };
+        show_plan(&mut ctx, &title, verbose, |ctx| {
+            endpoint::connect(ctx, &opts).map(|o| o.map(|_| ()))
+        })?;
         let start = Instant::now();
         let (ep, _) = endpoint::connect(&mut ctx, &opts)?.applied();
         println!(
-            "connected {name}: {}/{} on {}, mac {} ({:.2} ms)\n",
+            "=> {name}: {}/{} on {}, mac {}, default route via {} ({:.2} ms)",
             ep.ip,
             net.subnet.prefix_len(),
             ep.ifname,
             ep.mac,
+            net.gateway,
             start.elapsed().as_secs_f64() * 1000.0
         );
         addrs.push(ep.ip);
     }
 
+    heading(3, "traffic: who reaches whom, and whom each side sees");
     let reply = tcp_exchange("beta", addrs[1], "alpha")?;
-    println!("alpha -> beta {}:7 over TCP: {reply:?}", addrs[1]);
+    println!(
+        "alpha -> beta {}:7 (same bridge): beta answered; it saw the client as {reply}",
+        addrs[1]
+    );
     let reply = tcp_exchange_to_host(net.gateway, "alpha")?;
-    println!("alpha -> gateway {} (the host): {reply:?}", net.gateway);
+    println!(
+        "alpha -> the host at the gateway {}:7: the host answered; it saw {reply}",
+        net.gateway
+    );
+    let reply = tcp_exchange_published("beta", addrs[1])?;
+    println!(
+        "the host -> 127.0.0.1:8080 (published, DNAT to beta:7): beta answered; it saw {reply} (masqueraded: 127.0.0.1 cannot be answered from beta)"
+    );
 
+    heading(4, "teardown: one request deletes every veth of the network");
     network::remove(&mut ctx, "demo", true)?;
     for name in ["alpha", "beta"] {
         netns::delete_named(name)?;
     }
-    println!("\nremoved network demo and its endpoints; the sandbox vanishes on exit");
+    println!("=> removed network demo, its endpoints, its chains and map elements");
     Ok(())
 }
 
-/// Prints the commands a dry run planned.
-fn print_plan<T>(title: &str, outcome: Result<Outcome<T>>) -> Result<()> {
-    if let Outcome::Planned(plan) = outcome? {
-        println!("$ {title}    # does the same as:");
-        for line in plan.render() {
+fn heading(n: u32, what: &str) {
+    println!("\n== {n}. {what}");
+}
+
+/// Prints what a dry run of `run` plans: the `ip`/`sysctl` lines first,
+/// then the nftables lines (folded to a count unless `verbose`).
+fn show_plan(
+    ctx: &mut Context,
+    title: &str,
+    verbose: bool,
+    run: impl FnOnce(&mut Context) -> Result<Outcome<()>>,
+) -> Result<()> {
+    ctx.dry_run = true;
+    let outcome = run(ctx);
+    ctx.dry_run = false;
+    let Outcome::Planned(plan) = outcome? else {
+        return Ok(());
+    };
+    println!("$ {title}");
+    println!("  does the same as:");
+    let lines = plan.render();
+    let (nft, other): (Vec<&String>, Vec<&String>) =
+        lines.iter().partition(|l| l.starts_with("nft "));
+    for line in other {
+        println!("    {line}");
+    }
+    if verbose || nft.len() <= 3 {
+        for line in &nft {
             println!("    {line}");
         }
+    } else if !nft.is_empty() {
+        println!(
+            "    {}\n    ... and {} more nft lines: berth's firewall table (berth demo -v shows them all)",
+            nft[0],
+            nft.len() - 1
+        );
     }
     Ok(())
+}
+
+/// Serves one line on the container's port 7 and sends one from the host
+/// to the published port 127.0.0.1:8080.
+fn tcp_exchange_published(server_ns: &str, server_ip: Ipv4Addr) -> Result<String> {
+    let server = Target::resolve(server_ns)?.open()?;
+    let listener = netns::run_in(&server, || {
+        TcpListener::bind(SocketAddrV4::new(server_ip, 7))
+    })??;
+    std::thread::spawn(move || echo_one(listener));
+    send_line_to(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080))
 }
 
 /// Serves one line on `server_ip:7` inside `server_ns`, sends one from
@@ -110,15 +169,19 @@ fn echo_one(listener: TcpListener) {
         let mut line = String::new();
         let mut reader = BufReader::new(&stream);
         if reader.read_line(&mut line).is_ok() {
-            let _ = writeln!(&stream, "{} from {}", line.trim(), peer.ip());
+            // The reply is the address the server saw the client come from.
+            let _ = writeln!(&stream, "{}", peer.ip());
         }
     }
 }
 
 fn send_line(ip: Ipv4Addr) -> Result<String> {
-    let stream =
-        TcpStream::connect_timeout(&SocketAddrV4::new(ip, 7).into(), Duration::from_secs(2))
-            .map_err(|e| Error::Other(format!("connecting to {ip}:7: {e}")))?;
+    send_line_to(SocketAddrV4::new(ip, 7))
+}
+
+fn send_line_to(to: SocketAddrV4) -> Result<String> {
+    let stream = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2))
+        .map_err(|e| Error::Other(format!("connecting to {to}: {e}")))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     writeln!(&stream, "hello")?;
     let mut reply = String::new();

@@ -29,12 +29,31 @@ pub struct ConnectOptions {
     pub ifname: Option<String>,
     /// `-p` values, as given.
     pub ports: Vec<String>,
+    /// Allow TARGET to be the host's own namespace (berth's veth would then
+    /// put an address and possibly a default route on the host itself).
+    pub allow_host_netns: bool,
+    /// Publish a host port even when a host process listens on it (the
+    /// mapping then wins: connections go to the container).
+    pub force_publish: bool,
+    /// Who asks, recorded on the endpoint (Podman's netavark mode sets it).
+    pub mark: Option<crate::store::EndpointMark>,
+    /// Metric of the default route, if this endpoint gives one (Podman's
+    /// `metric` network option).
+    pub metric: Option<u32>,
+    /// `--alias` values: more DNS names of the endpoint on the network.
+    pub aliases: Vec<String>,
     /// A CNI runtime's key of the endpoint, recorded with its intent.
     pub attachment: Option<crate::store::Attachment>,
 }
 
 pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endpoint, Network)>> {
     let target = Target::resolve(&opts.target)?;
+    if !opts.allow_host_netns && target.inode == own_netns_inode() {
+        return Err(Error::invalid(format!(
+            "target {:?} is the host's own network namespace; connecting it would change the host's addresses and routes (use --allow-host-netns if that is what you want)",
+            opts.target
+        )));
+    }
     let name = match &opts.name {
         Some(n) => n.clone(),
         None => default_endpoint_name(&target),
@@ -42,6 +61,16 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
     names::check_name("endpoint", &name)?;
     if let Some(ifname) = &opts.ifname {
         names::check_ifname("interface name", ifname)?;
+        if target.inode.is_some_and(|_| {
+            ctx.kernel
+                .link_exists_in(&target.path, ifname)
+                .unwrap_or(false)
+        }) {
+            return Err(Error::invalid(format!(
+                "namespace {} already has an interface named {ifname:?}; choose another --ifname",
+                opts.target
+            )));
+        }
     }
     let mac = opts.mac.as_deref().map(Mac::parse_unicast).transpose()?;
     let ip = opts
@@ -49,6 +78,7 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
         .as_deref()
         .map(|ip| parse_ipv4("address", ip))
         .transpose()?;
+    crate::dns::check_aliases(&name, &opts.aliases)?; // DNS
     let specs = opts
         .ports
         .iter()
@@ -89,6 +119,7 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
             )));
         }
     }
+    crate::dns::check_names_free(&tx, &network, &name, &opts.aliases)?; // DNS
     let ip = lease(&tx, &network, ip)?;
     let ifname = match &opts.ifname {
         Some(i) => i.clone(),
@@ -104,7 +135,13 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
     // An internal network gives no default route: nothing leaves it anyway,
     // and a later connect to another network can give one.
     let default_route = !network.policy.internal && !tx.netns_has_default_route(inode)?;
-    let (ports, warnings) = resolve_ports(ctx, &tx, &specs)?;
+    if network.policy.internal && !specs.is_empty() {
+        return Err(Error::invalid(format!(
+            "cannot publish ports on network {:?}: it is --internal, so nothing from outside can reach it",
+            network.name
+        )));
+    }
+    let (ports, warnings) = resolve_ports(ctx, &tx, &specs, opts.force_publish)?;
     let endpoint = Endpoint {
         id: 0,
         network: network.name.clone(),
@@ -127,7 +164,13 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
             name: endpoint.host_ifname.clone(),
         });
     }
-    endpoint_steps(&network, &endpoint, target.path.clone(), &mut plan);
+    endpoint_steps(
+        &network,
+        &endpoint,
+        target.path.clone(),
+        opts.metric,
+        &mut plan,
+    );
     plan_ports(&mut plan, ip, &endpoint.ports, true);
     if ctx.dry_run {
         return Ok(Outcome::Planned(plan));
@@ -138,6 +181,10 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
     let id = tx.insert_endpoint(&network, &endpoint)?;
     tx.set_endpoint_status(id, Status::Creating)?;
     tx.insert_ports(id, &endpoint.ports)?;
+    if let Some(mark) = &opts.mark {
+        tx.mark_endpoint(id, mark)?;
+    }
+    tx.insert_dns_names(network.id, id, &endpoint.name, &opts.aliases)?; // DNS
     if let Some(a) = &opts.attachment {
         tx.insert_attachment(id, a)?;
     }
@@ -156,6 +203,8 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
         reconcile::record_generation(ctx, &tx)?;
     }
     tx.commit()?;
+    // DNS: the server answers for the new names before connect returns.
+    crate::dns::sync_netns_or_warn(&ctx.state_dir, inode);
     for w in warnings {
         eprintln!("berth: warning: {w}");
     }
@@ -200,6 +249,11 @@ fn has_stale_endpoint(
         }
     }
     Ok(false)
+}
+
+/// The inode of the namespace berth itself runs in.
+fn own_netns_inode() -> Option<u64> {
+    crate::kernel::netns::net_namespace_inode(Path::new("/proc/self/ns/net"))
 }
 
 /// The endpoint name used when `--name` is not given.
@@ -276,39 +330,88 @@ pub enum Disconnected {
     NothingToDo,
 }
 
-pub fn disconnect(ctx: &mut Context, network: &str, target: &str) -> Result<Outcome<Disconnected>> {
-    detach(ctx, network, target, true)
+/// Disconnects the endpoint TARGET names: a namespace (as for `connect`)
+/// or an endpoint's name. With `force`, a TARGET that matches nothing is
+/// "nothing to do" rather than an error (for scripts that must not care).
+pub fn disconnect(
+    ctx: &mut Context,
+    network: &str,
+    target: &str,
+    force: bool,
+) -> Result<Outcome<Disconnected>> {
+    detach(ctx, network, target, true, force)
 }
 
 /// Disconnects an endpoint whose namespace is about to be deleted (`run`'s
 /// own sandbox): the veth goes with the namespace, so only the state and
 /// the published ports need undoing, and the ~20 ms veth delete is saved.
 pub fn forget(ctx: &mut Context, network: &str, target: &str) -> Result<Outcome<Disconnected>> {
-    detach(ctx, network, target, false)
+    detach(ctx, network, target, false, true)
 }
 
 fn detach(
     ctx: &mut Context,
     network: &str,
-    target: &str,
+    target_text: &str,
     delete_veth: bool,
+    force: bool,
 ) -> Result<Outcome<Disconnected>> {
-    let target = Target::parse(target)?;
+    let target = Target::parse(target_text)?;
     let _lock = ctx.begin_change()?;
     let mut store = ctx.store()?;
     let tx = store.begin()?;
     let network = tx.require_network(network)?;
-    let Some(endpoint) = tx.find_endpoint(network.id, &target.key, target.inode)? else {
-        return Ok(Outcome::Done(Disconnected::NothingToDo));
+    let found = match tx.find_endpoint(network.id, &target.key, target.inode)? {
+        Some(e) => Some(e),
+        None => tx.endpoint_by_name(network.id, target_text)?,
+    };
+    let Some(endpoint) = found else {
+        if force {
+            return Ok(Outcome::Done(Disconnected::NothingToDo));
+        }
+        let names: Vec<String> = tx
+            .endpoints(Some(network.id))?
+            .iter()
+            .map(|e| format!("{} ({})", e.name, e.netns))
+            .collect();
+        let existing = match names.len() {
+            0 => "it has no endpoints".to_string(),
+            n if n <= 10 => format!("its endpoints: {}", names.join(", ")),
+            n => format!(
+                "its endpoints: {}, and {} more",
+                names[..10].join(", "),
+                n - 10
+            ),
+        };
+        return Err(Error::invalid(format!(
+            "{target_text:?} is not connected to network {:?}: {existing} (use --force to ignore)",
+            network.name
+        )));
     };
     let mut plan = Plan::new();
     // The mappings go first: their removal can be undone, the veth's cannot.
     let ports = tx.ports_of(endpoint.id)?;
     plan_ports(&mut plan, endpoint.ip, &ports, false);
+    let mut heir = None;
     if delete_veth {
         plan.push(Step::DeleteLink {
             name: endpoint.host_ifname.clone(),
         });
+        // The namespace keeps a way out if another of its networks has one:
+        // the default route went with this veth.
+        if endpoint.default_route {
+            if let Some((other, gateway)) =
+                tx.default_route_heir(endpoint.netns_inode, endpoint.id)?
+            {
+                if ctx.kernel.link_exists(&other.host_ifname)? {
+                    plan.push(Step::DefaultRoute {
+                        netns: Target::parse(&other.netns)?.path,
+                        gateway,
+                    });
+                    heir = Some(other.id);
+                }
+            }
+        }
     }
     let endpoint = Endpoint { ports, ..endpoint };
     if ctx.dry_run {
@@ -329,10 +432,15 @@ fn detach(
     failpoint::hit("record");
     let tx = store.begin()?;
     tx.delete_endpoint(endpoint.id)?;
+    if let Some(heir) = heir {
+        tx.set_default_route_flag(heir, true)?;
+    }
     if !endpoint.ports.is_empty() {
         reconcile::record_generation(ctx, &tx)?;
     }
     tx.commit()?;
+    // DNS: the names are gone from the server before disconnect returns.
+    crate::dns::sync_netns_or_warn(&ctx.state_dir, endpoint.netns_inode);
     Ok(Outcome::Done(Disconnected::Removed(endpoint)))
 }
 
@@ -378,7 +486,16 @@ fn resolve_ports(
     ctx: &mut Context,
     tx: &Tx,
     specs: &[PortSpec],
+    force: bool,
 ) -> Result<(Vec<PortMapping>, Vec<String>)> {
+    for spec in specs {
+        if !spec.host_ip.is_unspecified() && !ctx.kernel.is_local_address(spec.host_ip) {
+            return Err(Error::invalid(format!(
+                "cannot publish on {}: it is not an address of this host",
+                spec.host_ip
+            )));
+        }
+    }
     let listening = |ctx: &mut Context, m: &PortMapping| -> Result<Option<u16>> {
         Ok((m.host_port..=m.host_last())
             .find(|&port| ctx.kernel.host_port_in_use(m.proto, m.host_ip, port)))
@@ -402,8 +519,18 @@ fn resolve_ports(
             )));
         }
         if let Some(port) = listening(ctx, &m)? {
+            let who = ctx.kernel.port_holder_process(m.proto, port).map_or_else(
+                || "a host process".to_string(),
+                |p| format!("host process {p}"),
+            );
+            if !force {
+                return Err(Error::invalid(format!(
+                    "{who} already listens on {}/{port}; publishing it would take its connections (use --force-publish to do it anyway)",
+                    m.proto
+                )));
+            }
             warnings.push(format!(
-                "a host process listens on {}/{port}; published connections to it will go to the container instead",
+                "{who} listens on {}/{port}; published connections to it go to the container instead",
                 m.proto
             ));
         }

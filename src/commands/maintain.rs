@@ -13,10 +13,22 @@ use crate::reconcile::{reconcile, Scope};
 
 pub fn up(ctx: &mut Context) -> Result<Outcome<Vec<String>>> {
     let _lock = ctx.lock()?;
-    reconcile(ctx, Scope { sweep: false })
+    let outcome = reconcile(ctx, Scope { sweep: false })?;
+    sync_dns(ctx);
+    Ok(outcome)
 }
 
 pub fn gc(ctx: &mut Context) -> Result<Outcome<Vec<String>>> {
     let _lock = ctx.lock()?;
-    reconcile(ctx, Scope { sweep: true })
+    let outcome = reconcile(ctx, Scope { sweep: true })?;
+    sync_dns(ctx);
+    Ok(outcome)
+}
+
+/// The DNS server follows: started after a reboot, its listeners moved
+/// with the networks that came back or went.
+fn sync_dns(ctx: &Context) {
+    if !ctx.dry_run {
+        crate::dns::sync_or_warn(&ctx.state_dir);
+    }
 }

@@ -22,6 +22,9 @@ pub struct Context {
     pub state_dir: PathBuf,
     pub dry_run: bool,
     pub kernel: Box<dyn Kernel>,
+    /// A store opened earlier in this command and handed on (opening one
+    /// costs ~0.3 ms, more than the rest of the preflight).
+    spare_store: std::cell::RefCell<Option<Store>>,
 }
 
 impl Context {
@@ -30,11 +33,21 @@ impl Context {
             state_dir,
             dry_run,
             kernel: Box::new(LiveKernel::new()),
+            spare_store: Default::default(),
         }
     }
 
+    /// The state, read-write (created if needed).
     pub fn store(&self) -> Result<Store> {
-        Store::open(&self.state_dir)
+        match self.spare_store.borrow_mut().take() {
+            Some(store) => Ok(store),
+            None => Store::open(&self.state_dir),
+        }
+    }
+
+    /// Keeps an open store for the next `store()` of this command.
+    pub fn hand_on(&self, store: Store) {
+        *self.spare_store.borrow_mut() = Some(store);
     }
 
     /// Where every mutating command starts: takes the state lock (held
@@ -55,8 +68,6 @@ impl Context {
         if self.dry_run {
             return Ok(None);
         }
-        // Opening the store first creates the state directory.
-        drop(self.store()?);
         Ok(Some(StateLock::acquire(&self.state_dir)?))
     }
 
@@ -75,6 +86,14 @@ pub enum Outcome<T> {
 }
 
 impl<T> Outcome<T> {
+    /// The same outcome with the done value changed by `f`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+        match self {
+            Outcome::Planned(plan) => Outcome::Planned(plan),
+            Outcome::Done(value) => Outcome::Done(f(value)),
+        }
+    }
+
     /// What was done, for callers that never ask for a dry run.
     pub fn applied(self) -> T {
         match self {

@@ -31,6 +31,10 @@ pub struct CreateOptions {
     pub uplink: Option<String>,
     pub uplink_gateway: Option<String>,
     pub log_drops: bool,
+    /// Who asks, recorded on the network (`podman` in netavark mode).
+    pub owner: Option<String>,
+    /// `--no-dns`: berth's DNS server does not serve this network.
+    pub no_dns: bool,
     /// `--cluster-cidr`, as given.
     pub cluster_cidrs: Vec<String>,
 }
@@ -51,12 +55,23 @@ const IP_FORWARD: &str = "net.ipv4.ip_forward";
 pub const DEFAULT_NETWORK: &str = "berth";
 const DEFAULT_BRIDGE: &str = "berth0";
 
+/// Names a user cannot give a network: they would shadow `run --net
+/// host|none` and the default network berth makes itself.
+pub const RESERVED_NAMES: [&str; 4] = ["host", "none", "default", DEFAULT_NETWORK];
+
 pub fn create(ctx: &mut Context, opts: &CreateOptions) -> Result<Outcome<Created>> {
+    if RESERVED_NAMES.contains(&opts.name.as_str()) {
+        return Err(Error::invalid(format!(
+            "network name {:?} is reserved (it would shadow `--net host|none` or berth's default network); choose another",
+            opts.name
+        )));
+    }
     let _lock = ctx.begin_change()?;
     let network = match create_in(ctx, opts)? {
         Outcome::Planned(plan) => return Ok(Outcome::Planned(plan)),
         Outcome::Done(network) => network,
     };
+    crate::dns::sync_or_warn(&ctx.state_dir); // DNS: a listener for the new network
     let warnings = ctx
         .kernel
         .foreign_forward_drops(&firewall::table())
@@ -83,7 +98,9 @@ pub fn ensure_default(ctx: &mut Context) -> Result<Network> {
         bridge: Some(DEFAULT_BRIDGE.into()),
         ..Default::default()
     };
-    Ok(create_in(ctx, &opts)?.applied())
+    let network = create_in(ctx, &opts)?.applied();
+    crate::dns::sync_or_warn(&ctx.state_dir); // DNS: a listener for the new network
+    Ok(network)
 }
 
 /// Checks, records and (unless this is a dry run) builds a network; the
@@ -95,6 +112,9 @@ fn create_in(ctx: &mut Context, opts: &CreateOptions) -> Result<Outcome<Network>
     // The row gives the network its id (and so its link group and routing
     // table); a dry run drops the transaction, and the row with it.
     let network = tx.insert_network(&new)?;
+    if let Some(owner) = &opts.owner {
+        tx.mark_network(network.id, owner)?;
+    }
     let plan = plan_create(ctx, &tx, &network)?;
     if ctx.dry_run {
         return Ok(Outcome::Planned(plan));
@@ -272,6 +292,7 @@ fn check_policy(ctx: &mut Context, opts: &CreateOptions) -> Result<NetworkPolicy
         deny_egress,
         uplink,
         log_drops: opts.log_drops,
+        dns: !opts.no_dns,
         cluster_cidrs: opts
             .cluster_cidrs
             .iter()
@@ -339,7 +360,7 @@ fn plan_create(ctx: &mut Context, tx: &Tx, network: &Network) -> Result<Plan> {
         value: "1".into(),
     });
     let exists = ctx.kernel.nft_table_exists(&firewall::table())?;
-    let change = firewall::add_network(network, exists);
+    let change = firewall::add_network(network, exists, &tx.instance_id()?);
     plan.push(Step::Nft {
         batch: change.batch,
         undo: change.undo,
@@ -371,9 +392,10 @@ fn plan_remove(
     endpoints: usize,
     last: bool,
     ports: &[(Ipv4Addr, PortMapping)],
+    owner: &str,
 ) -> Plan {
     let mut plan = Plan::new();
-    let mut change = firewall::remove_network(network, last);
+    let mut change = firewall::remove_network(network, last, owner);
     if !last {
         // The endpoints' published ports go in the same batch (with the
         // last network the whole table goes, elements included).
@@ -463,7 +485,7 @@ pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<Outcome<Vec<
     }
     let last = tx.networks()?.len() == 1;
     let ports = tx.network_ports(network.id)?;
-    let mut plan = plan_remove(&network, endpoints.len(), last, &ports);
+    let mut plan = plan_remove(&network, endpoints.len(), last, &ports, &tx.instance_id()?);
     if !ctx.kernel.nft_table_exists(&firewall::table())? {
         // The ruleset went already (a reboot, `nft flush ruleset`): the
         // plain deletes would fail on what is not there.
@@ -488,6 +510,7 @@ pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<Outcome<Vec<
     tx.delete_network(network.id)?;
     reconcile::record_generation(ctx, &tx)?;
     tx.commit()?;
+    crate::dns::sync_or_warn(&ctx.state_dir); // DNS: the network's listener goes
     Ok(Outcome::Done(endpoints))
 }
 
@@ -516,7 +539,13 @@ pub fn reset(ctx: &mut Context) -> Result<Outcome<ResetReport>> {
         let count = tx.endpoint_count(network.id)?;
         endpoints += count;
         // The table goes at once above, so the per-network nft part is not needed.
-        let mut p = plan_remove(network, count, true, &tx.network_ports(network.id)?);
+        let mut p = plan_remove(
+            network,
+            count,
+            true,
+            &tx.network_ports(network.id)?,
+            &tx.instance_id()?,
+        );
         p.steps.remove(0);
         plan.steps.extend(p.steps);
     }
@@ -541,6 +570,7 @@ pub fn reset(ctx: &mut Context) -> Result<Outcome<ResetReport>> {
     let tx = store.begin()?;
     tx.clear()?;
     tx.commit()?;
+    crate::dns::sync_or_warn(&ctx.state_dir); // DNS: no network needs the server
     Ok(Outcome::Done(ResetReport {
         networks: networks.len(),
         endpoints,

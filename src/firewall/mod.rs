@@ -28,6 +28,24 @@ pub fn table() -> Table {
     Table::new(Family::Inet, TABLE_NAME)
 }
 
+/// Names of the chain that marks which berth state owns the table.
+pub const OWNER_PREFIX: &str = "owner-";
+
+/// An empty chain whose name carries the owning state's instance id. Two
+/// berth states on one host would share the table `inet berth` and
+/// rebuild each other's chains away; the mark lets the second one see that
+/// the table is not its own and refuse, naming the problem.
+pub fn owner_chain(instance: &str) -> berth_nft::Chain {
+    berth_nft::Chain::regular(&table(), format!("{OWNER_PREFIX}{instance}"))
+}
+
+/// The instance that owns a table with these chains, if it is marked.
+pub fn owner_of<'a>(chains: impl IntoIterator<Item = &'a String>) -> Option<&'a str> {
+    chains
+        .into_iter()
+        .find_map(|c| c.strip_prefix(OWNER_PREFIX))
+}
+
 /// A change of the ruleset and the change that takes it back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
@@ -35,15 +53,17 @@ pub struct Change {
     pub undo: Batch,
 }
 
-/// Adds `net`'s chains and elements; with `table_exists` false, the table
-/// and its base chains come first (and the undo removes the whole table).
-pub fn add_network(net: &Network, table_exists: bool) -> Change {
+/// Adds `net`'s chains and elements; with `table_exists` false, the table,
+/// its base chains and the mark of its `owner` come first (and the undo
+/// removes the whole table).
+pub fn add_network(net: &Network, table_exists: bool, owner: &str) -> Change {
     let mut batch = Batch::new();
     let mut undo = Batch::new();
     if table_exists {
         network::remove(&mut undo, net);
     } else {
         skeleton::create(&mut batch);
+        batch.add_chain(&owner_chain(owner));
         undo.delete_table(&table());
     }
     network::add(&mut batch, net);
@@ -52,7 +72,7 @@ pub fn add_network(net: &Network, table_exists: bool) -> Change {
 
 /// Removes `net`'s chains and elements; when it is the `last` network, the
 /// whole table goes.
-pub fn remove_network(net: &Network, last: bool) -> Change {
+pub fn remove_network(net: &Network, last: bool, owner: &str) -> Change {
     let mut batch = Batch::new();
     if last {
         batch.delete_table(&table());
@@ -61,7 +81,7 @@ pub fn remove_network(net: &Network, last: bool) -> Change {
     }
     // Taking it back: the network's part, on top of a fresh skeleton if the
     // table went.
-    let undo = add_network(net, !last).batch;
+    let undo = add_network(net, !last, owner).batch;
     Change { batch, undo }
 }
 
@@ -75,6 +95,7 @@ pub fn rebuild(
     networks: &[Network],
     published: &[(std::net::Ipv4Addr, Vec<crate::model::PortMapping>)],
     table_exists: bool,
+    owner: &str,
 ) -> Change {
     let mut batch = Batch::new();
     if table_exists {
@@ -82,6 +103,7 @@ pub fn rebuild(
     }
     if !networks.is_empty() {
         skeleton::create(&mut batch);
+        batch.add_chain(&owner_chain(owner));
         for net in networks {
             network::add(&mut batch, net);
         }

@@ -17,7 +17,7 @@ fn net(name: &str, policy: NetworkPolicy) -> Network {
 
 #[test]
 fn first_network_brings_the_table_and_its_undo_removes_it() {
-    let c = add_network(&net("web", NetworkPolicy::default()), false);
+    let c = add_network(&net("web", NetworkPolicy::default()), false, "t");
     let lines = c.batch.render();
     assert_eq!(lines[0], "add table inet berth");
     assert!(lines.contains(&"add rule inet berth forward iifname vmap @fwd_from".to_string()));
@@ -30,7 +30,7 @@ fn first_network_brings_the_table_and_its_undo_removes_it() {
 
 #[test]
 fn later_networks_add_only_their_part() {
-    let c = add_network(&net("web", NetworkPolicy::default()), true);
+    let c = add_network(&net("web", NetworkPolicy::default()), true, "t");
     let lines = c.batch.render();
     assert!(lines.iter().all(|l| !l.contains("add table")), "{lines:?}");
     assert!(lines
@@ -38,7 +38,7 @@ fn later_networks_add_only_their_part() {
         .all(|l| l.contains("web-") || l.contains("berth-web") || l.contains("10.90.0.0/24")));
     assert_eq!(
         c.undo,
-        remove_network(&net("web", NetworkPolicy::default()), false).batch
+        remove_network(&net("web", NetworkPolicy::default()), false, "t").batch
     );
 }
 
@@ -54,9 +54,10 @@ fn options_shape_the_out_chain() {
             gateway: "192.0.2.1".parse().unwrap(),
         }),
         log_drops: true,
+        dns: true,
         cluster_cidrs: Vec::new(),
     };
-    let lines = add_network(&net("db", policy), true).batch.render();
+    let lines = add_network(&net("db", policy), true, "t").batch.render();
     let out: Vec<&String> = lines
         .iter()
         .filter(|l| l.starts_with("add rule inet berth db-out"))
@@ -80,9 +81,9 @@ fn options_shape_the_out_chain() {
 #[test]
 fn removing_the_last_network_removes_the_table_and_undo_rebuilds_it() {
     let n = net("web", NetworkPolicy::default());
-    let c = remove_network(&n, true);
+    let c = remove_network(&n, true, "t");
     assert_eq!(c.batch.render(), vec!["delete table inet berth"]);
-    assert_eq!(c.undo, add_network(&n, false).batch);
+    assert_eq!(c.undo, add_network(&n, false, "t").batch);
 }
 
 #[test]
@@ -117,7 +118,7 @@ fn published_ports_become_map_elements_only() {
 
 #[test]
 fn the_skeleton_has_the_published_port_rules_and_masquerades() {
-    let lines = add_network(&net("web", NetworkPolicy::default()), false)
+    let lines = add_network(&net("web", NetworkPolicy::default()), false, "t")
         .batch
         .render();
     for want in [
@@ -154,8 +155,8 @@ fn policies() -> Vec<NetworkPolicy> {
 fn removing_a_network_deletes_exactly_the_chains_and_elements_it_added() {
     for policy in policies() {
         let n = net("web", policy.clone());
-        let added = add_network(&n, true).batch.render();
-        let removed = remove_network(&n, false).batch.render();
+        let added = add_network(&n, true, "t").batch.render();
+        let removed = remove_network(&n, false, "t").batch.render();
         let chains = |lines: &[String], verb: &str| -> Vec<String> {
             let mut v: Vec<String> = lines
                 .iter()
@@ -199,9 +200,9 @@ fn every_batch_berth_builds_fits_linux_5_10() {
     for policy in policies() {
         let n = net("web", policy);
         for exists in [true, false] {
-            let c = add_network(&n, exists);
+            let c = add_network(&n, exists, "t");
             batches.extend([c.batch, c.undo]);
-            let c = remove_network(&n, !exists);
+            let c = remove_network(&n, !exists, "t");
             batches.extend([c.batch, c.undo]);
         }
     }
@@ -232,7 +233,7 @@ fn cluster_cidrs_are_let_in_and_not_masqueraded() {
         cluster_cidrs: vec!["10.244.0.0/16".parse().unwrap()],
         ..NetworkPolicy::default()
     };
-    let lines = add_network(&net("pods", policy), true).batch.render();
+    let lines = add_network(&net("pods", policy), true, "t").batch.render();
     let of = |chain: &str| -> Vec<String> {
         let prefix = format!("add rule inet berth {chain} ");
         lines

@@ -31,8 +31,33 @@ pub fn add_address(rtnl: &mut Rtnl, index: u32, ip: Ipv4Addr, net: Ipv4Net) -> i
     )
 }
 
-/// Adds a default route via `gateway` in the main table.
-pub fn add_default_route(rtnl: &mut Rtnl, gateway: Ipv4Addr) -> io::Result<()> {
+/// Adds a default route via `gateway` in the main table, with `metric`
+/// if given.
+pub fn add_default_route(
+    rtnl: &mut Rtnl,
+    gateway: Ipv4Addr,
+    metric: Option<u32>,
+) -> io::Result<()> {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = AddressFamily::Inet;
+    msg.header.table = RouteHeader::RT_TABLE_MAIN;
+    msg.header.protocol = RouteProtocol::Boot;
+    msg.header.scope = RouteScope::Universe;
+    msg.header.kind = RouteType::Unicast;
+    msg.attributes
+        .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+    if let Some(metric) = metric {
+        msg.attributes.push(RouteAttribute::Priority(metric));
+    }
+    rtnl.request(
+        RouteNetlinkMessage::NewRoute(msg),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )
+}
+
+/// Sets the default route of the main table to go via `gateway`, whatever
+/// default route there was.
+pub fn replace_default_route(rtnl: &mut Rtnl, gateway: Ipv4Addr) -> io::Result<()> {
     let mut msg = RouteMessage::default();
     msg.header.address_family = AddressFamily::Inet;
     msg.header.table = RouteHeader::RT_TABLE_MAIN;
@@ -43,7 +68,7 @@ pub fn add_default_route(rtnl: &mut Rtnl, gateway: Ipv4Addr) -> io::Result<()> {
         .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
     rtnl.request(
         RouteNetlinkMessage::NewRoute(msg),
-        NLM_F_CREATE | NLM_F_EXCL,
+        NLM_F_CREATE | netlink_packet_core::NLM_F_REPLACE,
     )
 }
 

@@ -64,6 +64,12 @@ impl Kernel for FakeKernel {
     fn link_up(&mut self, name: &str) -> Result<()> {
         self.op(format!("link_up {name}"))
     }
+    fn link_exists_in(&mut self, _netns: &Path, _name: &str) -> Result<bool> {
+        Ok(false)
+    }
+    fn set_default_route(&mut self, netns: &Path, gateway: Ipv4Addr) -> Result<()> {
+        self.op(format!("set_default_route {} {gateway}", netns.display()))
+    }
     fn set_master(&mut self, ifname: &str, bridge: &str) -> Result<()> {
         self.op(format!("set_master {ifname} {bridge}"))
     }
@@ -180,6 +186,12 @@ impl Kernel for FakeKernel {
         let dst = dst.map_or("any".to_string(), |d| d.to_string());
         self.op(format!("conntrack_flush {proto} {dst} {port}"))
             .map(|_| 0)
+    }
+    fn is_local_address(&mut self, ip: Ipv4Addr) -> bool {
+        ip.is_loopback() || self.prefixes.iter().any(|p| p.net.contains(ip))
+    }
+    fn port_holder_process(&mut self, _proto: crate::model::Proto, _port: u16) -> Option<String> {
+        None
     }
     fn host_port_in_use(&mut self, _proto: crate::model::Proto, ip: Ipv4Addr, port: u16) -> bool {
         self.listeners

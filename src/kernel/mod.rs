@@ -51,6 +51,8 @@ pub struct InsideConfig {
     pub subnet: Ipv4Net,
     /// Set when this connection provides the namespace's default route.
     pub default_via: Option<Ipv4Addr>,
+    /// Metric of that default route (None: the kernel's default, 0).
+    pub metric: Option<u32>,
 }
 
 /// The kernel operations berth's plans are made of.
@@ -61,6 +63,10 @@ pub trait Kernel {
     fn links(&mut self) -> Result<Vec<LinkFact>>;
     /// Brings a link up.
     fn link_up(&mut self, name: &str) -> Result<()>;
+    /// Whether the namespace at `netns` has a link called `name`.
+    fn link_exists_in(&mut self, netns: &Path, name: &str) -> Result<bool>;
+    /// Points the namespace's default route at `gateway`.
+    fn set_default_route(&mut self, netns: &Path, gateway: Ipv4Addr) -> Result<()>;
     /// Makes `ifname` a port of `bridge`.
     fn set_master(&mut self, ifname: &str, bridge: &str) -> Result<()>;
     /// The nf_tables ruleset generation (bumped by every committed change).
@@ -124,6 +130,10 @@ pub trait Kernel {
     fn conntrack_flush(&mut self, proto: Proto, dst: Option<Ipv4Addr>, port: u16) -> Result<usize>;
     /// Whether a host socket holds `port` on `ip` (0.0.0.0: on any address).
     fn host_port_in_use(&mut self, proto: Proto, ip: Ipv4Addr, port: u16) -> bool;
+    /// Whether `ip` is one of the host's addresses.
+    fn is_local_address(&mut self, ip: Ipv4Addr) -> bool;
+    /// The process holding `port`, for messages ("nginx (pid 42)").
+    fn port_holder_process(&mut self, proto: Proto, port: u16) -> Option<String>;
 }
 
 /// The real kernel, through one rtnetlink socket in berth's own namespace
@@ -179,6 +189,29 @@ impl Kernel for LiveKernel {
 
     fn links(&mut self) -> Result<Vec<LinkFact>> {
         link::dump(self.rtnl()?).map_err(|e| Error::kernel("listing links", e))
+    }
+
+    fn link_exists_in(&mut self, netns: &Path, name: &str) -> Result<bool> {
+        let what = format!("looking up {name} in {}", netns.display());
+        let ns = std::fs::File::open(netns).map_err(|e| Error::kernel(&what, e))?;
+        let inside = netns::run_in(&ns, || -> std::io::Result<bool> {
+            let mut rtnl = Rtnl::open()?;
+            Ok(link::index_of(&mut rtnl, name)?.is_some())
+        });
+        inside.and_then(|r| r).map_err(|e| Error::kernel(what, e))
+    }
+
+    fn set_default_route(&mut self, netns: &Path, gateway: Ipv4Addr) -> Result<()> {
+        let what = format!(
+            "setting the default route via {gateway} in {}",
+            netns.display()
+        );
+        let ns = std::fs::File::open(netns).map_err(|e| Error::kernel(&what, e))?;
+        let inside = netns::run_in(&ns, || -> std::io::Result<()> {
+            let mut rtnl = Rtnl::open()?;
+            addr::replace_default_route(&mut rtnl, gateway)
+        });
+        inside.and_then(|r| r).map_err(|e| Error::kernel(what, e))
     }
 
     fn link_up(&mut self, name: &str) -> Result<()> {
@@ -281,7 +314,7 @@ impl Kernel for LiveKernel {
             link::set_up(&mut rtnl, index)?;
             addr::add_address(&mut rtnl, index, config.ip, config.subnet)?;
             if let Some(gateway) = config.default_via {
-                addr::add_default_route(&mut rtnl, gateway)?;
+                addr::add_default_route(&mut rtnl, gateway, config.metric)?;
             }
             Ok(())
         });
@@ -420,5 +453,13 @@ impl Kernel for LiveKernel {
 
     fn host_port_in_use(&mut self, proto: Proto, ip: Ipv4Addr, port: u16) -> bool {
         sockets::port_in_use(proto, ip, port)
+    }
+
+    fn is_local_address(&mut self, ip: Ipv4Addr) -> bool {
+        sockets::is_local_address(ip)
+    }
+
+    fn port_holder_process(&mut self, proto: Proto, port: u16) -> Option<String> {
+        sockets::port_holder_process(proto, port)
     }
 }

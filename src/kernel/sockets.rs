@@ -51,6 +51,65 @@ pub fn port_in_use(proto: Proto, ip: Ipv4Addr, port: u16) -> bool {
     }
 }
 
+/// Whether `ip` is an address of this host: a bind to it succeeds only
+/// then (EADDRNOTAVAIL otherwise). 127.0.0.0/8 is all local.
+pub fn is_local_address(ip: Ipv4Addr) -> bool {
+    std::net::UdpSocket::bind((ip, 0)).is_ok()
+}
+
+/// Which process holds `port` (for the error that names it): the socket's
+/// inode from /proc/net, then the process with that socket open. Slow
+/// (milliseconds) and only used once a clash is certain.
+pub fn port_holder_process(proto: Proto, port: u16) -> Option<String> {
+    let tables: &[&str] = match proto {
+        Proto::Tcp => &["/proc/net/tcp", "/proc/net/tcp6"],
+        Proto::Udp => &["/proc/net/udp", "/proc/net/udp6"],
+        Proto::Sctp => return None,
+    };
+    let mut inodes = Vec::new();
+    for table in tables {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let local_port = local
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            // TCP: listening sockets (state 0A); UDP: any bound socket.
+            let listening = proto != Proto::Tcp || *state == "0A";
+            if local_port == Some(port) && listening && *inode != "0" {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(link) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            if inodes.iter().any(|i| link.as_os_str() == i.as_str()) {
+                let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+                return Some(format!("{} (pid {pid})", comm.trim()));
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,7 +120,20 @@ mod tests {
         let port = held.local_addr().unwrap().port();
         assert!(port_in_use(Proto::Udp, Ipv4Addr::LOCALHOST, port));
         assert!(port_in_use(Proto::Udp, Ipv4Addr::UNSPECIFIED, port));
+        let holder = port_holder_process(Proto::Udp, port).expect("found");
+        assert!(
+            holder.contains(&format!("pid {}", std::process::id())),
+            "{holder}"
+        );
         drop(held);
         assert!(!port_in_use(Proto::Udp, Ipv4Addr::LOCALHOST, port));
+    }
+
+    #[test]
+    fn local_addresses() {
+        assert!(is_local_address(Ipv4Addr::LOCALHOST));
+        assert!(is_local_address(Ipv4Addr::new(127, 0, 0, 2)));
+        // TEST-NET-3: documentation-only, never a host's address here.
+        assert!(!is_local_address(Ipv4Addr::new(203, 0, 113, 254)));
     }
 }

@@ -52,6 +52,8 @@ pub struct NetworkPolicy {
     pub uplink: Option<Uplink>,
     /// Log (rate-limited) what the firewall drops for the network.
     pub log_drops: bool,
+    /// berth's DNS server answers for the network's names on its gateway.
+    pub dns: bool,
     /// Routed setups (`--cluster-cidr`, CNI `clusterCIDR`): the network's
     /// traffic to these ranges is not masqueraded, and new connections from
     /// them are let in, so pods on other nodes see each other's addresses.
@@ -67,6 +69,7 @@ impl Default for NetworkPolicy {
             deny_egress: Vec::new(),
             uplink: None,
             log_drops: false,
+            dns: true,
             cluster_cidrs: Vec::new(),
         }
     }
@@ -115,6 +118,9 @@ pub struct NetworkView {
     pub uplink: Option<String>,
     pub uplink_gateway: Option<String>,
     pub log_drops: bool,
+    /// The firewall and routing options in one line (`network ls`).
+    pub policy: String,
+    pub dns: bool,
     pub cluster_cidrs: Vec<String>,
 }
 
@@ -154,6 +160,8 @@ impl Network {
             uplink: self.policy.uplink.as_ref().map(|u| u.ifname.clone()),
             uplink_gateway: self.policy.uplink.as_ref().map(|u| u.gateway.to_string()),
             log_drops: self.policy.log_drops,
+            policy: self.policy.summary(),
+            dns: self.policy.dns,
             cluster_cidrs: self
                 .policy
                 .cluster_cidrs
@@ -161,6 +169,37 @@ impl Network {
                 .map(|n| n.to_string())
                 .collect(),
         }
+    }
+}
+
+impl NetworkPolicy {
+    /// The options in a few words: `nat, icc` for the default; `internal`,
+    /// `no-icc`, `no-nat`, `deny-egress 10.0.0.0/8`, `uplink eth1 via G`,
+    /// `log-drops` otherwise.
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        if self.internal {
+            parts.push("internal".into());
+        } else if self.masquerade {
+            parts.push("nat".into());
+        } else {
+            parts.push("no-nat".into());
+        }
+        parts.push(if self.icc { "icc" } else { "no-icc" }.into());
+        for d in &self.deny_egress {
+            parts.push(format!("deny-egress {d}"));
+        }
+        if let Some(u) = &self.uplink {
+            parts.push(format!("uplink {} via {}", u.ifname, u.gateway));
+        }
+        if self.log_drops {
+            parts.push("log-drops".into());
+        }
+        for c in &self.cluster_cidrs {
+            parts.push(format!("cluster {c}"));
+        }
+        parts.push(if self.dns { "dns" } else { "no-dns" }.into());
+        parts.join(", ")
     }
 }
 

@@ -95,9 +95,10 @@ impl PortSpec {
     pub fn parse(spec: &str) -> Result<PortSpec, String> {
         let bad = |why: String| format!("invalid port mapping {spec:?}: {why}");
         let (rest, proto) = match spec.rsplit_once('/') {
+            // Docker accepts "80/TCP" as well.
             Some((rest, p)) => (
                 rest,
-                Proto::parse(p).ok_or_else(|| {
+                Proto::parse(&p.to_ascii_lowercase()).ok_or_else(|| {
                     bad(format!(
                         "unknown protocol {p:?} (expected tcp, udp or sctp)"
                     ))
@@ -268,6 +269,8 @@ mod tests {
                 proto: Proto::Tcp
             }
         );
+        assert_eq!(p("8080:80/TCP"), p("8080:80/tcp"));
+        assert_eq!(p("53/Udp").proto, Proto::Udp);
         let s = p("127.0.0.1:5353:53/udp");
         assert_eq!(s.host_ip, Ipv4Addr::LOCALHOST);
         assert_eq!(

@@ -30,6 +30,12 @@ pub enum Step {
     LinkUp {
         name: String,
     },
+    /// Points a namespace's default route at another network's gateway
+    /// (the network that provided it was disconnected).
+    DefaultRoute {
+        netns: PathBuf,
+        gateway: Ipv4Addr,
+    },
     /// Makes a veth a port of its bridge again.
     SetMaster {
         ifname: String,
@@ -172,6 +178,10 @@ impl Step {
                 kernel.set_master(ifname, bridge)?;
                 None
             }
+            Step::DefaultRoute { netns, gateway } => {
+                kernel.set_default_route(netns, *gateway)?;
+                None
+            }
             Step::EnsureAddress { ifname, ip, subnet } => {
                 match kernel.add_address(ifname, *ip, *subnet) {
                     Err(Error::Kernel { source, .. })
@@ -278,6 +288,9 @@ impl Step {
             Step::SetMaster { ifname, bridge } => {
                 vec![format!("ip link set {ifname} master {bridge}")]
             }
+            Step::DefaultRoute { netns, gateway } => {
+                vec![format!("{} route replace default via {gateway}", ip_in(netns))]
+            }
             Step::EnsureAddress { ifname, ip, subnet } => vec![format!(
                 "ip addr replace {ip}/{} brd {} dev {ifname}",
                 subnet.prefix_len(),
@@ -319,8 +332,12 @@ impl Step {
                         config.ifname
                     ),
                 ];
-                if let Some(gw) = config.default_via {
-                    lines.push(format!("{ip} route add default via {gw}"));
+                match (config.default_via, config.metric) {
+                    (Some(gw), None) => lines.push(format!("{ip} route add default via {gw}")),
+                    (Some(gw), Some(m)) => {
+                        lines.push(format!("{ip} route add default via {gw} metric {m}"))
+                    }
+                    (None, _) => {}
                 }
                 lines
             }
@@ -436,13 +453,32 @@ impl Plan {
         let mut undo: Vec<Undo> = Vec::new();
         for step in &self.steps {
             crate::failpoint::hit("step");
-            match step.apply(kernel) {
+            let started = std::time::Instant::now();
+            let result = step.apply(kernel);
+            let lines = step.render();
+            // A whole-table batch is dozens of lines: one with -v, all with -vv.
+            let shown = if lines.len() > 3 && !tracing::enabled!(tracing::Level::DEBUG) {
+                format!("{} (and {} more changes)", lines[0], lines.len() - 1)
+            } else {
+                lines.join(" && ")
+            };
+            tracing::info!(
+                target: "berth::step",
+                "{} ({:.3} ms{})",
+                shown,
+                started.elapsed().as_secs_f64() * 1e3,
+                if result.is_err() { ", failed" } else { "" }
+            );
+            match result {
                 Ok(u) => undo.extend(u),
                 Err(cause) => {
                     let failures: Vec<String> = undo
                         .iter()
                         .rev()
-                        .filter_map(|u| u.run(kernel).err().map(|e| e.to_string()))
+                        .filter_map(|u| {
+                            tracing::info!(target: "berth::step", "undo: {u:?}");
+                            u.run(kernel).err().map(|e| e.to_string())
+                        })
                         .collect();
                     let undo = if failures.is_empty() {
                         String::new()

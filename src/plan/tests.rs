@@ -109,6 +109,7 @@ fn veth_and_inside_render_for_named_and_path_namespaces() {
         ip: Ipv4Addr::new(10, 90, 0, 2),
         subnet,
         default_via: Some(subnet.first_host()),
+        metric: None,
     };
     let lines = Step::ConfigureInside {
         netns: "/proc/42/ns/net".into(),

@@ -34,9 +34,17 @@ pub fn reconcile(ctx: &mut Context, scope: Scope) -> Result<Outcome<Vec<String>>
     let mut store = ctx.store()?;
     let desired = {
         let tx = store.begin()?;
-        observe::desired(&tx)?
+        tx.instance_id()?;
+        let desired = observe::desired(&tx)?;
+        if !ctx.dry_run {
+            tx.commit()?;
+        }
+        desired
     };
     let observed = observe::observe(ctx.kernel.as_mut(), &desired)?;
+    if let Some(table) = &observed.table {
+        check_owner(table, &desired.instance, ctx)?;
+    }
     let decision = decide(&desired, &observed, scope);
     if ctx.dry_run {
         return Ok(Outcome::Planned(decision.plan));
@@ -91,9 +99,14 @@ pub fn preflight(ctx: &mut Context) -> Result<()> {
                 record_host(&tx)?;
             }
             // A foreign change that left berth's table intact: remember the
-            // new generation so the table is not compared again.
-            record_generation(ctx, &tx)?;
+            // new generation so the table is not compared again. Nothing is
+            // written when nothing moved.
+            let generation = ctx.kernel.nft_generation()?.to_string();
+            if tx.setting(NFT_GENERATION)?.as_deref() != Some(generation.as_str()) {
+                tx.set_setting(NFT_GENERATION, &generation)?;
+            }
             tx.commit()?;
+            ctx.hand_on(store);
         }
         Some(reason) => {
             drop(tx);
@@ -119,6 +132,8 @@ fn generation_moved(ctx: &mut Context, tx: &Tx) -> Result<bool> {
     Ok(recorded != ctx.kernel.nft_generation()?.to_string())
 }
 
+/// Whether berth's table differs from what the state describes; an error
+/// when the table is another berth state's.
 fn ruleset_differs(ctx: &mut Context, tx: &Tx) -> Result<bool> {
     let live: Vec<_> = tx
         .networks_with_status()?
@@ -126,8 +141,25 @@ fn ruleset_differs(ctx: &mut Context, tx: &Tx) -> Result<bool> {
         .filter(|(_, s)| *s == Status::Ready)
         .map(|(n, _)| n)
         .collect();
-    let expected = decide::expected_fingerprint(&live);
-    Ok(ctx.kernel.nft_fingerprint(&firewall::table())? != expected)
+    let instance = tx.instance_id()?;
+    let actual = ctx.kernel.nft_fingerprint(&firewall::table())?;
+    if let Some(table) = &actual {
+        check_owner(table, &instance, ctx)?;
+    }
+    Ok(actual != decide::expected_fingerprint(&live, &instance))
+}
+
+/// Refuses to touch a table another berth state made: two states on one
+/// host would rebuild each other's networks away.
+fn check_owner(table: &crate::kernel::NftFingerprint, ours: &str, ctx: &Context) -> Result<()> {
+    match firewall::owner_of(table.keys()) {
+        Some(owner) if owner != ours => Err(crate::error::Error::invalid(format!(
+            "the firewall table inet {} belongs to another berth state (instance {owner}; this state, {}, is instance {ours}): one host runs one berth state, so use the --state-dir that made it",
+            firewall::TABLE_NAME,
+            ctx.state_dir.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Records the nf_tables generation after berth's own change, so that the

@@ -23,6 +23,7 @@ pub fn desired(tx: &Tx) -> Result<Desired> {
         networks,
         endpoints: rows,
         sandboxes: tx.sandboxes()?,
+        instance: tx.setting("instance")?.unwrap_or_default(),
     })
 }
 

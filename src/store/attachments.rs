@@ -1,4 +1,4 @@
-//! CNI attachments (schema version 5): which endpoint a container runtime
+//! CNI attachments (schema version 7): which endpoint a container runtime
 //! made through berth's CNI plugin, keyed as the runtime keys it, by
 //! container ID and interface name.
 //!
@@ -14,7 +14,7 @@ use super::{endpoint_from_row, Tx, ENDPOINT_COLUMNS};
 use crate::error::Result;
 use crate::model::Endpoint;
 
-/// Version 4 → 5, its own migration step: the attachments table, and the
+/// Version 6 → 7, its own migration step: the attachments table, and the
 /// networks' `--cluster-cidr` ranges (routed peers, see `firewall/network.rs`).
 pub const ATTACHMENTS_SCHEMA: &str = "
 CREATE TABLE attachments (
@@ -141,7 +141,7 @@ mod tests {
             ip,
             mac: Mac::from_ipv4(ip),
             ifname: "eth0".into(),
-            host_ifname: "vb1".into(),
+            host_ifname: crate::model::names::host_veth_name("pods", "cni-abc-eth0"),
             default_route: true,
             ports: Vec::new(),
         };

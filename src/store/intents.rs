@@ -167,6 +167,40 @@ impl Tx<'_> {
         Ok(out)
     }
 
+    /// Another endpoint of the namespace with `inode` on a network that is
+    /// not internal, with that network's gateway: the one that takes over
+    /// the default route when the endpoint `leaving` goes.
+    pub fn default_route_heir(
+        &self,
+        inode: u64,
+        leaving: i64,
+    ) -> Result<Option<(Endpoint, Ipv4Addr)>> {
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "SELECT {ENDPOINT_COLUMNS}, n.gateway FROM endpoints e JOIN networks n ON n.id = e.network_id
+             WHERE e.netns_inode = ?1 AND e.id != ?2 AND n.internal = 0 AND e.status = 'ready'
+             ORDER BY e.id"
+        ))?;
+        let rows = stmt.query_map(params![inode as i64, leaving], |row| {
+            let gateway: String = row.get(10)?;
+            Ok((endpoint_from_row(row)?, gateway))
+        })?;
+        for row in rows {
+            let (e, gateway) = row?;
+            if let Ok(gateway) = gateway.parse() {
+                return Ok(Some((e, gateway)));
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn set_default_route_flag(&self, id: i64, on: bool) -> Result<()> {
+        self.tx.execute(
+            "UPDATE endpoints SET default_route = ?2 WHERE id = ?1",
+            params![id, on],
+        )?;
+        Ok(())
+    }
+
     /// Whether a live endpoint of the network already has `mac`.
     pub fn mac_holder(&self, network_id: i64, mac: &str) -> Result<Option<String>> {
         let mut stmt = self
@@ -204,6 +238,21 @@ impl Tx<'_> {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// This state's instance id (made on first use): what marks the
+    /// firewall table as this state's.
+    pub fn instance_id(&self) -> Result<String> {
+        if let Some(id) = self.setting("instance")? {
+            return Ok(id);
+        }
+        let mut bytes = [0u8; 8];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+            .map_err(|e| crate::error::Error::Other(format!("reading /dev/urandom: {e}")))?;
+        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        self.set_setting("instance", &id)?;
+        Ok(id)
     }
 
     /// Removes the ports, port claims and row of every endpoint in `ids`.

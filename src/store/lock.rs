@@ -8,7 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -21,6 +21,13 @@ pub struct StateLock {
 impl StateLock {
     /// Waits for and takes the lock of the state in `dir`.
     pub fn acquire(dir: &Path) -> Result<StateLock> {
+        // The directory may not exist yet (the first command ever): made
+        // private, as the store makes it.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::Other(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("berth.lock");
         let file = OpenOptions::new()
             .create(true)

@@ -20,11 +20,15 @@ pub use lock::StateLock;
 use crate::error::{Error, Result};
 use crate::model::{Endpoint, Ipv4Net, Network, NetworkPolicy, PortMapping, Proto, Uplink};
 
+mod owner;
 mod secure;
+pub use owner::{EndpointMark, Owners};
+mod names;
+pub use names::{DnsEndpoint, DnsNetwork};
 
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 7;
 /// berth's routing tables (`--uplink`) are this plus the network id.
 pub const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
 
@@ -114,6 +118,27 @@ CREATE TABLE sandboxes (
 );
 ";
 
+/// DNS (version 6; see `names.rs`): whether berth's DNS server serves a
+/// network, and every name the server answers for. `dns_names` holds an
+/// endpoint's own name and its aliases, lower-cased, one row each: the
+/// primary key makes names unique per network regardless of case, also
+/// across processes, and the rows go with their endpoint.
+const DNS_SCHEMA: &str = "
+ALTER TABLE networks ADD COLUMN dns INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE dns_names (
+    network_id INTEGER NOT NULL REFERENCES networks(id),
+    -- lower-cased
+    name TEXT NOT NULL,
+    endpoint_id INTEGER NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+    -- 0: the endpoint's own name, 1: an alias
+    alias INTEGER NOT NULL,
+    PRIMARY KEY (network_id, name)
+) WITHOUT ROWID;
+CREATE INDEX dns_names_by_endpoint ON dns_names (endpoint_id);
+INSERT OR IGNORE INTO dns_names (network_id, name, endpoint_id, alias)
+    SELECT network_id, lower(name), id, 0 FROM endpoints;
+";
+
 /// Version 1 → 2: the firewall and routing options of networks, and the
 /// host settings berth changed (to restore them on `reset`).
 const MIGRATE_1_TO_2: &str = "
@@ -125,6 +150,16 @@ ALTER TABLE networks ADD COLUMN uplink TEXT;
 ALTER TABLE networks ADD COLUMN uplink_gateway TEXT;
 ALTER TABLE networks ADD COLUMN log_drops INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+/// Version 5 (Podman): who made a network or endpoint (NULL: berth's
+/// own commands; `podman`: berth acting as Podman's netavark), and the
+/// Podman container id of an endpoint. Read and written by `owner.rs`.
+const MIGRATE_OWNERS: &str = "
+ALTER TABLE networks ADD COLUMN owner TEXT;
+ALTER TABLE endpoints ADD COLUMN owner TEXT;
+ALTER TABLE endpoints ADD COLUMN container_id TEXT;
+CREATE INDEX endpoints_by_container_id ON endpoints (container_id);
 ";
 
 pub struct Store {
@@ -205,25 +240,42 @@ impl Store {
                 tx.execute_batch(SCHEMA)?;
                 tx.execute_batch(PORTS_SCHEMA)?;
                 tx.execute_batch(INTENTS_SCHEMA)?;
+                tx.execute_batch(MIGRATE_OWNERS)?;
+                tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
             }
             1 => {
                 tx.execute_batch(MIGRATE_1_TO_2)?;
                 tx.execute_batch(PORTS_SCHEMA)?;
                 tx.execute_batch(INTENTS_SCHEMA)?;
+                tx.execute_batch(MIGRATE_OWNERS)?;
+                tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
             }
             2 => {
                 tx.execute_batch(PORTS_SCHEMA)?;
                 tx.execute_batch(INTENTS_SCHEMA)?;
+                tx.execute_batch(MIGRATE_OWNERS)?;
+                tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
             }
             3 => {
                 tx.execute_batch(INTENTS_SCHEMA)?;
+                tx.execute_batch(MIGRATE_OWNERS)?;
+                tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
             }
-            // Version 5: CNI attachments (src/store/attachments.rs).
-            4 => tx.execute_batch(ATTACHMENTS_SCHEMA)?,
+            4 => {
+                tx.execute_batch(MIGRATE_OWNERS)?;
+                tx.execute_batch(DNS_SCHEMA)?;
+                tx.execute_batch(ATTACHMENTS_SCHEMA)?;
+            }
+            5 => {
+                tx.execute_batch(DNS_SCHEMA)?;
+                tx.execute_batch(ATTACHMENTS_SCHEMA)?;
+            }
+            // Version 7: CNI attachments and cluster CIDRs (src/store/attachments.rs).
+            6 => tx.execute_batch(ATTACHMENTS_SCHEMA)?,
             SCHEMA_VERSION => {}
             v => {
                 return Err(Error::Other(format!(
@@ -259,12 +311,19 @@ pub(crate) fn network_from_row(row: &Row) -> rusqlite::Result<Network> {
     let id: i64 = row.get(0)?;
     let subnet: String = row.get(2)?;
     let gateway: String = row.get(3)?;
+    // Values that reach the kernel are checked again on the way out of the
+    // database: a state file edited by hand (or by an older berth) must not
+    // make berth create or delete an arbitrary device.
+    let name: String = row.get(1)?;
+    crate::model::names::check_name("network", &name).map_err(|_| bad_column(1, &name))?;
+    let bridge: String = row.get(4)?;
+    crate::model::names::check_ifname("bridge", &bridge).map_err(|_| bad_column(4, &bridge))?;
     Ok(Network {
         id,
-        name: row.get(1)?,
+        name,
         subnet: subnet.parse().map_err(|_| bad_column(2, &subnet))?,
         gateway: gateway.parse().map_err(|_| bad_column(3, &gateway))?,
-        bridge: row.get(4)?,
+        bridge,
         mtu: row.get(5)?,
         link_group: crate::model::names::network_link_group(id),
         route_table: ROUTE_TABLE_BASE + id as u32,
@@ -296,11 +355,12 @@ fn policy_from_row(row: &Row) -> rusqlite::Result<NetworkPolicy> {
         deny_egress,
         uplink,
         log_drops: row.get(12)?,
+        dns: row.get(13)?,
         cluster_cidrs: {
-            let c: String = row.get(13)?;
+            let c: String = row.get(14)?;
             c.split(',')
                 .filter(|s| !s.is_empty())
-                .map(|s| s.parse().map_err(|_| bad_column(13, s)))
+                .map(|s| s.parse().map_err(|_| bad_column(14, s)))
                 .collect::<rusqlite::Result<_>>()?
         },
     })
@@ -309,6 +369,12 @@ fn policy_from_row(row: &Row) -> rusqlite::Result<NetworkPolicy> {
 pub(crate) fn endpoint_from_row(row: &Row) -> rusqlite::Result<Endpoint> {
     let ip: u32 = row.get(5)?;
     let mac: String = row.get(6)?;
+    let ifname: String = row.get(7)?;
+    crate::model::names::check_ifname("interface", &ifname).map_err(|_| bad_column(7, &ifname))?;
+    let host_ifname: String = row.get(8)?;
+    if !crate::model::names::is_host_veth_name(&host_ifname) {
+        return Err(bad_column(8, &host_ifname));
+    }
     Ok(Endpoint {
         id: row.get(0)?,
         network: row.get(1)?,
@@ -317,8 +383,8 @@ pub(crate) fn endpoint_from_row(row: &Row) -> rusqlite::Result<Endpoint> {
         netns_inode: row.get::<_, i64>(4)? as u64,
         ip: Ipv4Addr::from(ip),
         mac: mac.parse().map_err(|_| bad_column(6, &mac))?,
-        ifname: row.get(7)?,
-        host_ifname: row.get(8)?,
+        ifname,
+        host_ifname,
         default_route: row.get(9)?,
         ports: Vec::new(),
     })
@@ -332,7 +398,7 @@ fn bad_column(index: usize, value: &str) -> rusqlite::Error {
     )
 }
 
-pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, cluster_cidrs";
+pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs";
 pub(crate) const ENDPOINT_COLUMNS: &str = "e.id, n.name, e.name, e.netns, e.netns_inode, e.ip, e.mac, e.ifname, e.host_ifname, e.default_route";
 
 impl Tx<'_> {
@@ -366,8 +432,8 @@ impl Tx<'_> {
         let p = &n.policy;
         let deny: Vec<String> = p.deny_egress.iter().map(|d| d.to_string()).collect();
         self.tx.execute(
-            "INSERT INTO networks (name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, cluster_cidrs)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            "INSERT INTO networks (name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 n.name,
                 n.subnet.to_string(),
@@ -381,6 +447,7 @@ impl Tx<'_> {
                 p.uplink.as_ref().map(|u| u.ifname.clone()),
                 p.uplink.as_ref().map(|u| u.gateway.to_string()),
                 p.log_drops,
+                p.dns,
                 p.cluster_cidrs
                     .iter()
                     .map(|d| d.to_string())
@@ -434,12 +501,13 @@ impl Tx<'_> {
     /// Forgets everything: networks, endpoints and settings.
     pub fn clear(&self) -> Result<()> {
         self.tx
-            .execute_batch("DELETE FROM port_claims; DELETE FROM ports; DELETE FROM endpoints; DELETE FROM networks; DELETE FROM settings;")?;
+            .execute_batch("DELETE FROM port_claims; DELETE FROM ports; DELETE FROM dns_names; DELETE FROM endpoints; DELETE FROM networks; DELETE FROM settings;")?;
         Ok(())
     }
 
     pub fn delete_network(&self, id: i64) -> Result<()> {
-        // Ports and claims go with their endpoints (ON DELETE CASCADE).
+        // Ports, claims and DNS names go with their endpoints (ON DELETE
+        // CASCADE).
         self.tx
             .execute("DELETE FROM endpoints WHERE network_id = ?1", [id])?;
         self.tx
@@ -489,6 +557,17 @@ impl Tx<'_> {
                 params![network_id, netns, inode.map(|i| i as i64)],
                 endpoint_from_row,
             )
+            .optional()?)
+    }
+
+    /// The endpoint of the network called `name`.
+    pub fn endpoint_by_name(&self, network_id: i64, name: &str) -> Result<Option<Endpoint>> {
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoints e JOIN networks n ON n.id = e.network_id
+             WHERE e.network_id = ?1 AND e.name = ?2"
+        ))?;
+        Ok(stmt
+            .query_row(params![network_id, name], endpoint_from_row)
             .optional()?)
     }
 
@@ -694,7 +773,7 @@ mod tests {
     use super::*;
     use crate::model::Mac;
 
-    fn temp_dir(tag: &str) -> PathBuf {
+    pub(super) fn temp_dir(tag: &str) -> PathBuf {
         let dir =
             std::env::temp_dir().join(format!("berth-store-test-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -702,7 +781,7 @@ mod tests {
     }
 
     /// Network `web`, 10.90.0.0/24.
-    fn insert_web(tx: &Tx) -> Network {
+    pub(super) fn insert_web(tx: &Tx) -> Network {
         tx.insert_network(&NewNetwork {
             name: "web",
             subnet: "10.90.0.0/24".parse().unwrap(),
@@ -715,7 +794,7 @@ mod tests {
     }
 
     /// Endpoint `c1` of `web` at 10.90.0.2, in the namespace with `inode`.
-    fn endpoint_c1(inode: u64) -> Endpoint {
+    pub(super) fn endpoint_c1(inode: u64) -> Endpoint {
         let ip = Ipv4Addr::new(10, 90, 0, 2);
         Endpoint {
             id: 0,
@@ -726,7 +805,7 @@ mod tests {
             ip,
             mac: Mac::from_ipv4(ip),
             ifname: "eth0".into(),
-            host_ifname: "vb1".into(),
+            host_ifname: crate::model::names::host_veth_name("web", "c1"),
             default_route: true,
             ports: Vec::new(),
         }
@@ -764,7 +843,7 @@ mod tests {
                 &Endpoint {
                     name: "c2".into(),
                     netns: "c2".into(),
-                    host_ifname: "vb2".into(),
+                    host_ifname: crate::model::names::host_veth_name("web", "c2"),
                     ..ep
                 }
             )

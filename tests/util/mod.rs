@@ -25,6 +25,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+pub mod podman;
+
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 pub const PROBE: &str = env!("CARGO_BIN_EXE_berth-probe");
 pub const STATE_DIR: &str = "/run/berth-state";
@@ -50,6 +52,9 @@ pub struct Sandbox {
     mnt_ns: (u64, u64),
     net_ns: (u64, u64),
     spawned: PidList,
+    /// Whether the sandbox has its own PID namespace (see
+    /// [`Sandbox::with_pid_namespace`]).
+    pid_ns: bool,
 }
 
 /// Addresses of the namespace `internet` made by [`Sandbox::internet`].
@@ -75,16 +80,27 @@ fn ns_id(path: &str) -> (u64, u64) {
 impl Sandbox {
     /// Starts the holder process and waits until its namespaces are set up.
     pub fn new() -> Sandbox {
+        Sandbox::start(false)
+    }
+
+    /// A sandbox that also has its own PID namespace, with its own /proc.
+    /// Everything run inside joins it, so daemons that detach (Podman's
+    /// conmon and the containers it starts) die with the sandbox instead of
+    /// outliving the test.
+    pub fn with_pid_namespace() -> Sandbox {
+        Sandbox::start(true)
+    }
+
+    fn start(pid_ns: bool) -> Sandbox {
+        let mut args = vec!["--net", "--mount", "--propagation", "private"];
+        if pid_ns {
+            // --kill-child: when the holder is killed, the namespace's init
+            // dies with it, and the kernel ends every process inside.
+            args.extend(["--pid", "--fork", "--mount-proc", "--kill-child"]);
+        }
+        args.extend(["sh", "-c", HOLDER_SCRIPT]);
         let mut holder = Command::new("unshare")
-            .args([
-                "--net",
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                HOLDER_SCRIPT,
-            ])
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -123,6 +139,7 @@ impl Sandbox {
             mnt_ns,
             net_ns,
             spawned: Arc::new(Mutex::new(Vec::new())),
+            pid_ns,
         }
     }
 
@@ -139,8 +156,12 @@ impl Sandbox {
     fn nsenter_host(&self) -> Command {
         let mut c = Command::new("nsenter");
         c.arg(format!("--net=/proc/{}/ns/net", self.pid))
-            .arg(format!("--mount=/proc/{}/ns/mnt", self.pid))
-            .arg("--");
+            .arg(format!("--mount=/proc/{}/ns/mnt", self.pid));
+        if self.pid_ns {
+            // The holder (unshare) made the namespace for its child only.
+            c.arg(format!("--pid=/proc/{}/ns/pid_for_children", self.pid));
+        }
+        c.arg("--");
         c
     }
 

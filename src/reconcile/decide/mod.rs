@@ -25,6 +25,8 @@ pub struct Desired {
     /// Endpoints with their published ports loaded.
     pub endpoints: Vec<(Endpoint, Status)>,
     pub sandboxes: Vec<Sandbox>,
+    /// This state's instance id, which marks the firewall table as its own.
+    pub instance: String,
 }
 
 /// What the kernel has, read once.
@@ -61,11 +63,11 @@ pub struct Decision {
 /// The chains of the table the state describes, with their rule counts:
 /// what the kernel's table must look like (compared with
 /// [`Observed::table`] to detect tampering).
-pub fn expected_fingerprint(networks: &[Network]) -> Option<NftFingerprint> {
+pub fn expected_fingerprint(networks: &[Network], owner: &str) -> Option<NftFingerprint> {
     if networks.is_empty() {
         return None;
     }
-    let change = firewall::rebuild(networks, &[], false);
+    let change = firewall::rebuild(networks, &[], false, owner);
     let mut fp: BTreeMap<String, usize> = BTreeMap::new();
     for op in change.batch.ops() {
         match op {
@@ -115,7 +117,13 @@ pub fn network_steps(network: &Network, plan: &mut Plan) {
 }
 
 /// The steps that attach an endpoint to its network's bridge.
-pub fn endpoint_steps(network: &Network, e: &Endpoint, netns: std::path::PathBuf, plan: &mut Plan) {
+pub fn endpoint_steps(
+    network: &Network,
+    e: &Endpoint,
+    netns: std::path::PathBuf,
+    metric: Option<u32>,
+    plan: &mut Plan,
+) {
     plan.push(Step::CreateVeth(VethPair {
         host_ifname: e.host_ifname.clone(),
         bridge: network.bridge.clone(),
@@ -132,6 +140,7 @@ pub fn endpoint_steps(network: &Network, e: &Endpoint, netns: std::path::PathBuf
             ip: e.ip,
             subnet: network.subnet,
             default_via: e.default_route.then_some(network.gateway),
+            metric,
         },
     });
     if !e.ports.is_empty() {
@@ -318,7 +327,7 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
         let netns = crate::kernel::netns::Target::parse(&e.netns)
             .map(|t| t.path)
             .unwrap_or_else(|_| std::path::PathBuf::from(&e.netns));
-        endpoint_steps(n, e, netns, &mut d.plan);
+        endpoint_steps(n, e, netns, None, &mut d.plan);
     }
 
     if scope.sweep {
@@ -373,7 +382,7 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
 
     // The firewall, whole, from what is kept.
     let live_owned: Vec<Network> = live.iter().map(|n| (*n).clone()).collect();
-    let expected = expected_fingerprint(&live_owned);
+    let expected = expected_fingerprint(&live_owned, &desired.instance);
     match (&observed.table, &expected) {
         (None, Some(_)) => d.report.push("re-created the firewall table".into()),
         (Some(_), None) => d
@@ -390,7 +399,12 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
             .filter(|e| !e.ports.is_empty())
             .map(|e| (e.ip, e.ports.clone()))
             .collect();
-        let change = firewall::rebuild(&live_owned, &published, observed.table.is_some());
+        let change = firewall::rebuild(
+            &live_owned,
+            &published,
+            observed.table.is_some(),
+            &desired.instance,
+        );
         d.plan.push(Step::Nft {
             batch: change.batch,
             undo: change.undo,

@@ -72,7 +72,7 @@ fn matching(desired: &Desired) -> Observed {
     links.extend(desired.endpoints.iter().map(|(e, _)| veth_of(e)));
     Observed {
         links,
-        table: expected_fingerprint(&nets),
+        table: expected_fingerprint(&nets, &desired.instance),
         ..Default::default()
     }
 }
@@ -106,6 +106,7 @@ fn agreement_changes_nothing_but_confirms() {
         networks: vec![(web(), Status::Ready)],
         endpoints: vec![(c1, Status::Ready)],
         sandboxes: vec![],
+        instance: "ab".into(),
     };
     let d = decide(&desired, &matching(&desired), Scope::default());
     assert!(d.drop_endpoints.is_empty() && d.drop_networks.is_empty());
@@ -115,7 +116,7 @@ fn agreement_changes_nothing_but_confirms() {
 
             --
             ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
-            nft batch of 57 changes (first: delete table inet berth)
+            nft batch of 58 changes (first: delete table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -128,6 +129,7 @@ fn after_a_reboot_the_network_is_rebuilt_and_dead_endpoints_dropped() {
         networks: vec![(web(), Status::Ready)],
         endpoints: vec![(c1, Status::Ready)],
         sandboxes: vec![],
+        instance: "ab".into(),
     };
     let d = decide(&desired, &Observed::default(), Scope::default());
     assert_eq!(d.drop_endpoints, vec![1]);
@@ -141,7 +143,7 @@ fn after_a_reboot_the_network_is_rebuilt_and_dead_endpoints_dropped() {
             ip link add berth-web mtu 1500 address 02:42:0a:5a:00:01 group 1650786304 up type bridge mcast_snooping 0
             ip addr add 10.90.0.1/24 brd 10.90.0.255 dev berth-web
             sysctl -w net.ipv4.conf.berth-web.route_localnet=1
-            nft batch of 55 changes (first: add table inet berth)
+            nft batch of 56 changes (first: add table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -155,6 +157,7 @@ fn interrupted_connect_is_undone_and_interrupted_disconnect_finished() {
         networks: vec![(web(), Status::Ready)],
         endpoints: vec![(c1.clone(), Status::Creating), (c2, Status::Removing)],
         sandboxes: vec![],
+        instance: "ab".into(),
     };
     // c1's veth was made before the crash; c2's was already deleted.
     let mut observed = matching(&desired);
@@ -171,7 +174,7 @@ fn interrupted_connect_is_undone_and_interrupted_disconnect_finished() {
             --
             ip link del vb6c39f18610fe
             ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
-            nft batch of 56 changes (first: delete table inet berth)
+            nft batch of 57 changes (first: delete table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -184,6 +187,7 @@ fn a_deleted_veth_is_recreated_while_its_namespace_lives() {
         networks: vec![(web(), Status::Ready)],
         endpoints: vec![(c1, Status::Ready)],
         sandboxes: vec![],
+        instance: "ab".into(),
     };
     let mut observed = matching(&desired);
     observed.links.retain(|l| l.kind == "bridge");
@@ -204,7 +208,7 @@ fn a_deleted_veth_is_recreated_while_its_namespace_lives() {
             ip -n c1 addr add 10.90.0.2/24 brd 10.90.0.255 dev eth0
             ip -n c1 route add default via 10.90.0.1
             ip link set vb6c39f18610fe type bridge_slave hairpin on
-            nft batch of 57 changes (first: delete table inet berth)
+            nft batch of 58 changes (first: delete table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -216,6 +220,7 @@ fn interrupted_network_create_and_gc_sweep_remove_only_berths_devices() {
         networks: vec![(web(), Status::Creating)],
         endpoints: vec![],
         sandboxes: vec![],
+        instance: "ab".into(),
     };
     let mut observed = Observed {
         links: vec![bridge()],
@@ -258,6 +263,7 @@ fn a_killed_run_is_reclaimed() {
             owner_pid: 77,
             owner_start: 1,
         }],
+        instance: "ab".into(),
     };
     let mut observed = matching(&desired);
     observed.dead_sandboxes.insert("run-77".into());
@@ -273,7 +279,7 @@ fn a_killed_run_is_reclaimed() {
             ip link del vb8923df65c048
             ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
             ip netns del run-77
-            nft batch of 56 changes (first: delete table inet berth)
+            nft batch of 57 changes (first: delete table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -285,6 +291,7 @@ fn a_flushed_table_is_reported_and_rebuilt() {
         networks: vec![(web(), Status::Ready)],
         endpoints: vec![],
         sandboxes: vec![],
+        instance: "ab".into(),
     };
     let mut observed = matching(&desired);
     for count in observed.table.as_mut().unwrap().values_mut() {

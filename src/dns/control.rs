@@ -1,0 +1,197 @@
+//! berth's side of the server's life: [`sync`] makes the running server
+//! match the state now. It starts the server when a network needs DNS and
+//! none answers on `dns.sock` (it never started, or it died), asks a live
+//! one to reload and waits for its ack (so a name resolves as soon as
+//! `connect` returns), and lets it exit when no network needs it.
+
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{LOCK_FILE, LOG_FILE, PID_FILE, SOCKET};
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// How long a reload may take before the server is deemed hung.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a fresh server may take to open its control socket.
+const START_TIMEOUT: Duration = Duration::from_secs(5);
+
+enum Notify {
+    /// The server reloaded; its warnings, one line each.
+    Done(Vec<String>),
+    /// Nothing listens on the socket.
+    NotRunning,
+}
+
+/// Makes the server match the state: start, restart, reload or let it go.
+/// Concurrent berth processes take turns (a lock file), so only one starts
+/// a server.
+pub fn sync(state_dir: &Path) -> Result<()> {
+    sync_with(state_dir, "reload")
+}
+
+/// [`sync`] after a change to one namespace's endpoints only (connect,
+/// disconnect): the server re-reads that namespace's rows alone.
+pub fn sync_netns(state_dir: &Path, inode: u64) -> Result<()> {
+    sync_with(state_dir, &format!("netns {inode}"))
+}
+
+fn sync_with(state_dir: &Path, request: &str) -> Result<()> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state_dir.join(LOCK_FILE))
+        .map_err(|e| Error::Other(format!("opening {LOCK_FILE}: {e}")))?;
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(Error::Other(format!(
+            "locking {LOCK_FILE}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // A running server decides for itself whether it is still needed (it
+    // exits after a reload that finds no DNS network), so the state is
+    // read here only when none runs.
+    let warnings = match notify(state_dir, request)? {
+        Notify::Done(w) => w,
+        Notify::NotRunning if !needed(state_dir)? => return Ok(()),
+        Notify::NotRunning => {
+            start(state_dir)?;
+            let deadline = Instant::now() + START_TIMEOUT;
+            loop {
+                match notify(state_dir, request)? {
+                    Notify::Done(w) => break w,
+                    Notify::NotRunning if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(2))
+                    }
+                    Notify::NotRunning => {
+                        return Err(Error::Other(format!(
+                            "the DNS server did not start; see {}",
+                            state_dir.join(LOG_FILE).display()
+                        )))
+                    }
+                }
+            }
+        }
+    };
+    for w in warnings {
+        eprintln!("berth: warning: DNS: {w}");
+    }
+    Ok(())
+}
+
+/// Whether some network has DNS.
+fn needed(state_dir: &Path) -> Result<bool> {
+    // Read-only: no pragmas, no schema check, no write lock (the caller's
+    // command has just committed and migrated).
+    let Some(mut store) = Store::open_read_only(state_dir)? else {
+        return Ok(false);
+    };
+    let tx = store.read()?;
+    Ok(tx.dns_network_count()? > 0)
+}
+
+/// Asks the server to reload and waits for its ack.
+fn notify(state_dir: &Path, request: &str) -> Result<Notify> {
+    let path = state_dir.join(SOCKET);
+    let mut stream = match UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+            return Ok(Notify::NotRunning)
+        }
+        Err(e) => return Err(Error::Other(format!("{}: {e}", path.display()))),
+    };
+    stream.set_read_timeout(Some(ACK_TIMEOUT))?;
+    let talk = |stream: &mut UnixStream| -> std::io::Result<Vec<String>> {
+        stream.write_all(format!("{request}\n").as_bytes())?;
+        let mut lines = BufReader::new(stream).lines();
+        let first = lines.next().transpose()?.unwrap_or_default();
+        if first != "ok" {
+            return Err(std::io::Error::other(format!("unexpected reply {first:?}")));
+        }
+        Ok(lines
+            .map_while(|l| l.ok())
+            .filter_map(|l| l.strip_prefix("warning: ").map(str::to_string))
+            .collect())
+    };
+    match talk(&mut stream) {
+        Ok(w) => Ok(Notify::Done(w)),
+        // It died in between: the caller starts a new one.
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof || e.kind() == ErrorKind::BrokenPipe => {
+            Ok(Notify::NotRunning)
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            // Hung: end it (by the PID it recorded) so a fresh one takes over.
+            kill_recorded(state_dir);
+            let _ = std::fs::remove_file(&path);
+            Ok(Notify::NotRunning)
+        }
+        Err(e) => Err(Error::Other(format!("DNS server: {e}"))),
+    }
+}
+
+fn kill_recorded(state_dir: &Path) {
+    let pid = std::fs::read_to_string(state_dir.join(PID_FILE))
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok());
+    // Only a berth DNS server: never a process that took a stale PID.
+    let ours = |pid: &i32| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"dns-server"))
+    };
+    if let Some(pid) = pid.filter(|p| *p > 1).filter(ours) {
+        eprintln!("berth: warning: DNS server (pid {pid}) does not answer; restarting it");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// Starts `berth dns-server` detached: its own session, stdio to the log
+/// file, and (by a second fork) not a child of this berth process.
+fn start(state_dir: &Path) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state_dir.join(LOG_FILE))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--state-dir")
+        .arg(state_dir)
+        .arg("dns-server")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .current_dir("/");
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // `run` blocks the signals it forwards; the server must get
+            // SIGTERM.
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            // The intermediate process exits at once; the server, its
+            // child, is adopted by init (or the nearest subreaper) and
+            // never becomes a zombie of a long `berth run`.
+            match libc::fork() {
+                -1 => Err(std::io::Error::last_os_error()),
+                0 => Ok(()),
+                _ => libc::_exit(0),
+            }
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::Other(format!("starting the DNS server: {e}")))?;
+    let _ = child.wait();
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! berth's DNS: containers find each other by name.
+//!
+//! One server process (`berth dns-server`, [`serve`]) answers on the
+//! gateway of every network with DNS: A records for every endpoint's name
+//! and aliases, PTR for their addresses, NXDOMAIN at once for unknown
+//! single labels, and everything else forwarded to the host's resolvers.
+//! It reads berth's state and keeps none of its own; berth commands call
+//! [`sync`] after each change, which starts, reloads or stops it.
+//!
+//! - `table`: the names, built from the state, swapped whole on reload.
+//! - `answer`: one query in, a reply (or "forward") out; pure.
+//! - `upstream`: forwarding to the host's resolvers.
+//! - `server`: the tokio side: listeners and the control socket.
+//! - `control`: berth's side: starting and notifying the server.
+//! - `resolv`: reading and writing resolv.conf.
+
+mod answer;
+mod control;
+pub mod resolv;
+mod server;
+mod table;
+mod upstream;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+pub use control::{sync, sync_netns};
+pub use server::serve;
+pub use table::LOCAL_DOMAIN;
+
+use crate::error::{Error, Result};
+use crate::model::Network;
+use crate::store::{Store, Tx};
+
+/// The server's control socket, in the state directory.
+pub const SOCKET: &str = "dns.sock";
+/// The server's PID, locked for its whole life.
+pub const PID_FILE: &str = "dns.pid";
+/// Taken by berth while it starts or notifies the server.
+const LOCK_FILE: &str = "dns.lock";
+/// The server's stdout and stderr.
+pub const LOG_FILE: &str = "dns.log";
+
+/// [`sync`], with a failure reported as a warning: the network change it
+/// follows is done and committed, and the next command tries again.
+pub fn sync_or_warn(state_dir: &Path) {
+    if let Err(e) = sync(state_dir) {
+        eprintln!("berth: warning: DNS server: {e}");
+    }
+}
+
+/// [`sync_netns`], with a failure reported as a warning.
+pub fn sync_netns_or_warn(state_dir: &Path, inode: u64) {
+    if let Err(e) = sync_netns(state_dir, inode) {
+        eprintln!("berth: warning: DNS server: {e}");
+    }
+}
+
+/// Checks `--alias` values: DNS names (labels of letters, digits, '-' and
+/// '_', 1-63 bytes each, 253 in all), none twice and none the endpoint's
+/// own name.
+pub fn check_aliases(name: &str, aliases: &[String]) -> Result<()> {
+    for (i, a) in aliases.iter().enumerate() {
+        check_dns_name(a)?;
+        if a.eq_ignore_ascii_case(name) || aliases[..i].iter().any(|b| b.eq_ignore_ascii_case(a)) {
+            return Err(Error::invalid(format!(
+                "alias {a:?} is given twice (names are case-insensitive)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_dns_name(name: &str) -> Result<()> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let lower = name.to_ascii_lowercase();
+    if name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(Error::invalid(format!(
+            "invalid alias {name:?}: a DNS name is dot-separated labels of 1-63 letters, digits, '-' or '_'"
+        )));
+    }
+    if lower == LOCAL_DOMAIN || lower.ends_with(&format!(".{LOCAL_DOMAIN}")) {
+        return Err(Error::invalid(format!(
+            "invalid alias {name:?}: names under {LOCAL_DOMAIN} are berth's own"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that no other endpoint of `network` answers to the endpoint's
+/// name or one of its aliases (case-insensitive): one line naming the
+/// holder.
+pub fn check_names_free(tx: &Tx, network: &Network, name: &str, aliases: &[String]) -> Result<()> {
+    for n in std::iter::once(&name.to_string()).chain(aliases) {
+        if let Some(holder) = tx.dns_name_holder(network.id, n)? {
+            return Err(Error::invalid(format!(
+                "name {n:?} is already taken on network {:?} by endpoint {holder:?} (names and aliases are case-insensitive)",
+                network.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The resolv.conf a container gets: `dns` (`--dns`) or berth's server on
+/// `gateway`, `search` (`--dns-search`) or the host's search list. Written
+/// into the state directory, to be bind-mounted and then removed.
+pub fn write_container_resolv(
+    state_dir: &Path,
+    tag: &str,
+    gateway: Option<Ipv4Addr>,
+    dns: &[IpAddr],
+    search: &[String],
+) -> Result<PathBuf> {
+    let host = resolv::ResolvConf::host();
+    let text = resolv::container_file(&host, gateway.map(IpAddr::V4), dns, search);
+    let dir = state_dir.join("resolv");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{tag}.conf"));
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// The gateway whose server a namespace should ask (its first network
+/// with DNS), if any.
+pub fn gateway_for_netns(state_dir: &Path, inode: u64) -> Result<Option<Ipv4Addr>> {
+    let mut store = Store::open(state_dir)?;
+    let tx = store.begin()?;
+    tx.dns_gateway_of_netns(inode)
+}
+
+/// The aliases of each endpoint, in order (for `network inspect`).
+pub fn aliases(state_dir: &Path, endpoints: &[crate::model::Endpoint]) -> Result<Vec<Vec<String>>> {
+    let mut store = Store::open(state_dir)?;
+    let tx = store.begin()?;
+    endpoints.iter().map(|e| tx.aliases_of(e.id)).collect()
+}
+
+/// Parses `--dns` values.
+pub fn parse_servers(values: &[String]) -> Result<Vec<IpAddr>> {
+    values
+        .iter()
+        .map(|v| {
+            v.parse()
+                .map_err(|_| Error::invalid(format!("invalid --dns {v:?}: expected an IP address")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_are_dns_names() {
+        assert!(check_aliases("c1", &["backend".into(), "v1.Backend".into()]).is_ok());
+        for bad in [
+            "",
+            "a..b",
+            "-x",
+            "x-",
+            "a b",
+            "a/b",
+            &"x".repeat(64),
+            "x.dns.berth",
+        ] {
+            assert!(check_aliases("c1", &[bad.to_string()]).is_err(), "{bad:?}");
+        }
+        assert!(check_aliases("c1", &["C1".into()]).is_err());
+        assert!(check_aliases("c1", &["a".into(), "A".into()]).is_err());
+    }
+}

@@ -1,0 +1,402 @@
+//! The server process (`berth dns-server`): one process, one thread of
+//! tokio, UDP and TCP port 53 on the gateway of every network with DNS,
+//! and a control socket (`dns.sock` in the state directory) on which berth
+//! asks it to reload.
+//!
+//! It keeps no state of its own: a reload reads berth's state (read-only,
+//! on a blocking thread, so queries keep being answered meanwhile), builds
+//! a new [`Table`] and swaps it in; then listeners of new networks are
+//! opened and those of removed networks closed, the others untouched.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixListener};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use super::answer::{self, Reply};
+use super::table::{Index, Table};
+use super::upstream::{self, Upstreams};
+use super::{resolv, PID_FILE, SOCKET};
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+const DNS_PORT: u16 = 53;
+/// Forwarded queries in flight at once; past it a query gets SERVFAIL at
+/// once instead of another socket.
+const MAX_FORWARDS: usize = 1024;
+/// An idle TCP client is dropped after this.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+/// TCP clients served at once; past it a new connection is closed (each
+/// holds a socket for up to [`TCP_IDLE`]).
+const MAX_TCP_CLIENTS: usize = 256;
+
+/// What every listener shares.
+struct Shared {
+    table: RwLock<Arc<Table>>,
+    upstreams: Upstreams,
+    forwards: Arc<Semaphore>,
+    tcp_clients: Arc<Semaphore>,
+}
+
+impl Shared {
+    fn table(&self) -> Arc<Table> {
+        self.table.read().unwrap().clone()
+    }
+}
+
+/// Runs the server until no network needs it (or, with `stay`, forever).
+/// The pidfile is locked for the server's whole life: a second server on
+/// the same state waits up to 3 s for it (one may be on its way out) and
+/// otherwise exits.
+pub fn serve(state_dir: &Path, stay: bool) -> Result<i32> {
+    let pidfile = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(state_dir.join(PID_FILE))
+        .map_err(|e| Error::Other(format!("opening {}: {e}", PID_FILE)))?;
+    // A server on its way out may still hold the lock for a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while unsafe { libc::flock(pidfile.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if std::time::Instant::now() > deadline {
+            eprintln!("berth-dns: another server runs for {}", state_dir.display());
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    pidfile.set_len(0)?;
+    writeln!(&pidfile, "{}", std::process::id())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        // One thread reads the state during reloads; no pool is needed.
+        .max_blocking_threads(1)
+        .build()?;
+    let dir = state_dir.to_path_buf();
+    let result = runtime.block_on(run(dir, stay));
+    let _ = std::fs::remove_file(state_dir.join(SOCKET));
+    drop(pidfile);
+    result.map(|_| 0)
+}
+
+async fn run(dir: PathBuf, stay: bool) -> Result<()> {
+    let shared = Arc::new(Shared {
+        table: RwLock::new(Arc::new(Table::default())),
+        upstreams: Upstreams::new(resolv::HOST_RESOLV_CONF.into()),
+        forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
+        tcp_clients: Arc::new(Semaphore::new(MAX_TCP_CLIENTS)),
+    });
+    let mut listeners: HashMap<Ipv4Addr, Vec<JoinHandle<()>>> = HashMap::new();
+    let mut index = Index::default();
+    let warnings = reload(&dir, Change::All, &shared, &mut index, &mut listeners).await;
+    for w in &warnings {
+        eprintln!("berth-dns: {w}");
+    }
+    let sock_path = dir.join(SOCKET);
+    let _ = std::fs::remove_file(&sock_path);
+    let control = UnixListener::bind(&sock_path)
+        .map_err(|e| Error::Other(format!("binding {}: {e}", sock_path.display())))?;
+    eprintln!(
+        "berth-dns: pid {}, serving {} name(s) on {} network(s) of {}",
+        std::process::id(),
+        shared.table().name_count(),
+        listeners.len(),
+        dir.display()
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    // SIGHUP: read everything again (for a service manager's reload).
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    loop {
+        let conn = tokio::select! {
+            c = control.accept() => c,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                for w in reload(&dir, Change::All, &shared, &mut index, &mut listeners).await {
+                    eprintln!("berth-dns: {w}");
+                }
+                continue;
+            }
+        };
+        let Ok((stream, _)) = conn else { continue };
+        let (read, mut write) = stream.into_split();
+        let mut line = String::new();
+        let mut reader = BufReader::new(read);
+        let read_line = reader.read_line(&mut line);
+        if tokio::time::timeout(Duration::from_secs(2), read_line)
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        let Some(change) = Change::parse(&line) else {
+            let _ = write.write_all(b"error: unknown request\n").await;
+            continue;
+        };
+        let warnings = reload(&dir, change, &shared, &mut index, &mut listeners).await;
+        let idle = shared.table().is_empty() && !stay;
+        let mut reply = String::from("ok");
+        for w in &warnings {
+            eprintln!("berth-dns: {w}");
+            reply.push_str(&format!("\nwarning: {w}"));
+        }
+        reply.push('\n');
+        if idle {
+            // Gone before the ack, so the next berth command starts a
+            // fresh server rather than talking to one on its way out.
+            let _ = std::fs::remove_file(&sock_path);
+        }
+        let _ = write.write_all(reply.as_bytes()).await;
+        if idle {
+            eprintln!("berth-dns: no network needs DNS; exiting");
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// What berth says changed (one line on the control socket).
+#[derive(Clone, Copy, Debug)]
+enum Change {
+    /// `reload`: anything (networks came or went): read everything.
+    All,
+    /// `netns INODE`: the endpoints of one namespace: read its rows only.
+    Netns(u64),
+}
+
+impl Change {
+    fn parse(line: &str) -> Option<Change> {
+        match line.split_whitespace().collect::<Vec<_>>()[..] {
+            ["reload"] => Some(Change::All),
+            ["netns", inode] => inode.parse().ok().map(Change::Netns),
+            _ => None,
+        }
+    }
+}
+
+/// Reads what changed into a new table (on the blocking thread: queries
+/// go on meanwhile), swaps it in and matches the listeners to it. Returns
+/// what went wrong, one line each.
+async fn reload(
+    dir: &Path,
+    change: Change,
+    shared: &Arc<Shared>,
+    index: &mut Index,
+    listeners: &mut HashMap<Ipv4Addr, Vec<JoinHandle<()>>>,
+) -> Vec<String> {
+    let d = dir.to_path_buf();
+    let current = shared.table();
+    let taken = std::mem::take(index);
+    let started = std::time::Instant::now();
+    let loaded = tokio::task::spawn_blocking(move || load(&d, change, &current, taken)).await;
+    let took = started.elapsed();
+    let table = match loaded {
+        Ok((Ok(t), i)) => {
+            *index = i;
+            Arc::new(t)
+        }
+        Ok((Err(e), _)) => return vec![format!("reading the state: {e}")],
+        Err(e) => return vec![format!("reading the state: {e}")],
+    };
+    *shared.table.write().unwrap() = table.clone();
+    let mut warnings = Vec::new();
+    listeners.retain(|gw, tasks| {
+        let keep = table.net(*gw).is_some();
+        if !keep {
+            for t in tasks.iter() {
+                t.abort();
+            }
+        }
+        keep
+    });
+    let gateways: Vec<Ipv4Addr> = table.gateways().copied().collect();
+    for gw in &gateways {
+        if listeners.contains_key(gw) {
+            continue;
+        }
+        match listen(*gw, shared) {
+            Ok(tasks) => {
+                listeners.insert(*gw, tasks);
+            }
+            Err(e) => warnings.push(format!(
+                "cannot listen on {gw}:{DNS_PORT} for network {}: {e}",
+                table.net(*gw).map(|n| n.name.as_str()).unwrap_or("?")
+            )),
+        }
+    }
+    shared.upstreams.set_own(gateways);
+    if took > Duration::from_millis(5) {
+        eprintln!(
+            "berth-dns: reading {} name(s) took {:.1} ms",
+            table.name_count(),
+            took.as_secs_f64() * 1000.0
+        );
+    }
+    warnings
+}
+
+/// The server's one read-only connection, kept between reloads (its
+/// prepared statements and schema with it: reopening cost about a third of
+/// a reload with 1000 names). Only the reload thread touches it.
+static STATE: std::sync::Mutex<Option<Store>> = std::sync::Mutex::new(None);
+
+/// The next table: `current` updated with one namespace's rows, or built
+/// afresh. On failure the index comes back empty, so that the next change
+/// rebuilds everything.
+fn load(dir: &Path, change: Change, current: &Table, mut index: Index) -> (Result<Table>, Index) {
+    let mut slot = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    if slot.is_none() {
+        match Store::open_read_only(dir) {
+            Ok(Some(s)) => *slot = Some(s),
+            Ok(None) => {
+                return (
+                    Err(crate::error::Error::Other(format!(
+                        "no berth state in {}",
+                        dir.display()
+                    ))),
+                    Index::default(),
+                )
+            }
+            Err(e) => return (Err(e), Index::default()),
+        }
+    }
+    let store = slot.as_mut().expect("just opened");
+    let mut read = || -> Result<Table> {
+        let tx = store.read()?;
+        if let Change::Netns(inode) = change {
+            let rows = tx.dns_endpoints_of_netns(inode)?;
+            if let Some(next) = current.with_netns(&mut index, inode, &rows) {
+                return Ok(next);
+            }
+        }
+        let (table, fresh) = Table::build(&tx.dns_networks()?, &tx.dns_endpoints()?);
+        index = fresh;
+        Ok(table)
+    };
+    let table = read();
+    if table.is_err() {
+        // Opened afresh next time (the file may have been replaced).
+        *slot = None;
+        return (table, Index::default());
+    }
+    (table, index)
+}
+
+/// A socket on the gateway's port 53. IP_FREEBIND: the address may not be
+/// on the bridge yet (a server started before the networks at boot).
+/// SO_REUSEADDR for TCP only, so a restarted server is not refused by
+/// connections in TIME_WAIT; on UDP it would let another socket share (and
+/// take) the port.
+fn socket(gw: Ipv4Addr, kind: Type) -> std::io::Result<Socket> {
+    let s = Socket::new(Domain::IPV4, kind, None)?;
+    s.set_reuse_address(kind == Type::STREAM)?;
+    s.set_freebind_v4(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&SocketAddr::V4(SocketAddrV4::new(gw, DNS_PORT)).into())?;
+    Ok(s)
+}
+
+fn listen(gw: Ipv4Addr, shared: &Arc<Shared>) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let udp = UdpSocket::from_std(socket(gw, Type::DGRAM)?.into())?;
+    let tcp = socket(gw, Type::STREAM)?;
+    tcp.listen(1024)?;
+    let tcp = TcpListener::from_std(tcp.into())?;
+    Ok(vec![
+        tokio::spawn(serve_udp(gw, Arc::new(udp), shared.clone())),
+        tokio::spawn(serve_tcp(gw, tcp, shared.clone())),
+    ])
+}
+
+async fn serve_udp(gw: Ipv4Addr, sock: Arc<UdpSocket>, shared: Arc<Shared>) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, peer) = match sock.recv_from(&mut buf).await {
+            Ok(r) => r,
+            // An ICMP error for an earlier reply: not fatal.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+            // Anything else (out of memory, say) may repeat: no busy loop.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let SocketAddr::V4(peer4) = peer else {
+            continue;
+        };
+        let packet = &buf[..n];
+        match answer::reply(&shared.table(), gw, *peer4.ip(), packet) {
+            Reply::Answer(bytes) => {
+                let _ = sock.send_to(&bytes, peer).await;
+            }
+            Reply::Ignore => {}
+            Reply::Forward { max_len } => {
+                let Ok(permit) = shared.forwards.clone().try_acquire_owned() else {
+                    let _ = sock.send_to(&answer::servfail(packet), peer).await;
+                    continue;
+                };
+                let (sock, shared, query) = (sock.clone(), shared.clone(), packet.to_vec());
+                tokio::spawn(async move {
+                    let reply = upstream::forward(&shared.upstreams, &query, max_len).await;
+                    let _ = sock.send_to(&reply, peer).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+async fn serve_tcp(gw: Ipv4Addr, listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            // Out of file descriptors, say: wait rather than spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let SocketAddr::V4(peer) = peer else { continue };
+        let Ok(permit) = shared.tcp_clients.clone().try_acquire_owned() else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            tcp_client(gw, *peer.ip(), stream, shared).await;
+            drop(permit);
+        });
+    }
+}
+
+/// One TCP client: length-prefixed queries until it closes or idles.
+async fn tcp_client(gw: Ipv4Addr, client: Ipv4Addr, mut stream: TcpStream, shared: Arc<Shared>) {
+    loop {
+        let len = match tokio::time::timeout(TCP_IDLE, stream.read_u16()).await {
+            Ok(Ok(len)) => usize::from(len),
+            _ => return,
+        };
+        let mut query = vec![0u8; len];
+        if tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut query))
+            .await
+            .map_or(true, |r| r.is_err())
+        {
+            return;
+        }
+        let reply = match answer::reply(&shared.table(), gw, client, &query) {
+            Reply::Answer(bytes) => bytes,
+            Reply::Ignore => return,
+            Reply::Forward { .. } => upstream::forward(&shared.upstreams, &query, 65535).await,
+        };
+        let mut out = (reply.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(&reply);
+        if stream.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}

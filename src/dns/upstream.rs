@@ -1,0 +1,190 @@
+//! Forwarding to the host's resolvers: the `nameserver`s of the host's
+//! /etc/resolv.conf (re-read when the file changes), asked from the host's
+//! namespace, so a stub resolver on 127.0.0.53 serves containers too.
+//!
+//! The query goes out byte for byte (ID and flags as the client sent them)
+//! from a fresh socket (a random source port per query), and the upstream's
+//! reply comes back byte for byte. A truncated UDP reply is asked again
+//! over TCP; no reply in time is a SERVFAIL, never silence.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::timeout;
+
+use super::answer::{question_end, servfail};
+use super::resolv::ResolvConf;
+
+/// Past this, the client (glibc waits 5 s) gets SERVFAIL rather than nothing.
+const TOTAL_BUDGET: Duration = Duration::from_millis(4000);
+/// How often the file's modification time is looked at, at most.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// The upstream servers, following the host's resolv.conf.
+pub struct Upstreams {
+    path: PathBuf,
+    /// Our own listening addresses: never forwarded to (a loop).
+    own: Mutex<Vec<Ipv4Addr>>,
+    state: Mutex<State>,
+}
+
+struct State {
+    servers: Vec<SocketAddr>,
+    stamp: Option<(SystemTime, u64, u64)>,
+    checked: Option<Instant>,
+}
+
+impl Upstreams {
+    pub fn new(path: PathBuf) -> Upstreams {
+        Upstreams {
+            path,
+            own: Mutex::new(Vec::new()),
+            state: Mutex::new(State {
+                servers: Vec::new(),
+                stamp: None,
+                checked: None,
+            }),
+        }
+    }
+
+    /// Sets the addresses the server listens on (excluded as upstreams).
+    pub fn set_own(&self, own: Vec<Ipv4Addr>) {
+        *self.own.lock().unwrap() = own;
+        self.state.lock().unwrap().stamp = None;
+    }
+
+    /// The servers to ask now, re-reading the file if it changed.
+    pub fn servers(&self) -> Vec<SocketAddr> {
+        use std::os::unix::fs::MetadataExt;
+        let mut st = self.state.lock().unwrap();
+        let now = Instant::now();
+        if st.checked.is_some_and(|c| now.duration_since(c) < RECHECK) {
+            return st.servers.clone();
+        }
+        st.checked = Some(now);
+        let stamp = std::fs::metadata(&self.path).ok().map(|m| {
+            (
+                m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                m.ino(),
+                m.len(),
+            )
+        });
+        if stamp.is_some() && stamp == st.stamp {
+            return st.servers.clone();
+        }
+        st.stamp = stamp;
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let conf = ResolvConf::parse(&text);
+        let own = self.own.lock().unwrap().clone();
+        let mut servers: Vec<SocketAddr> = conf
+            .nameservers
+            .iter()
+            .filter(|ip| !matches!(ip, IpAddr::V4(v4) if own.contains(v4)))
+            .map(|ip| SocketAddr::new(*ip, 53))
+            .collect();
+        if servers.is_empty() && conf.nameservers.is_empty() {
+            // What glibc does without a nameserver line.
+            servers.push(SocketAddr::from(([127, 0, 0, 1], 53)));
+        }
+        eprintln!(
+            "berth-dns: upstream servers {servers:?} (from {})",
+            self.path.display()
+        );
+        st.servers = servers.clone();
+        servers
+    }
+}
+
+/// Asks the upstream servers in turn and returns the first reply, or a
+/// SERVFAIL. `max_len` is what the client takes: a UDP reply truncated
+/// upstream is fetched again over TCP and passed on if it fits.
+pub async fn forward(upstreams: &Upstreams, query: &[u8], max_len: usize) -> Vec<u8> {
+    let servers = upstreams.servers();
+    if servers.is_empty() {
+        return servfail(query);
+    }
+    let each = TOTAL_BUDGET / servers.len() as u32;
+    for server in servers {
+        match ask_udp(server, query, each, max_len).await {
+            // Truncated upstream, or more than the client takes (our
+            // buffer is that size, so a full one may have been cut).
+            Some(reply) if reply[2] & 0x02 != 0 || reply.len() >= max_len => {
+                if let Some(full) = ask_tcp(server, query, each).await {
+                    if full.len() <= max_len {
+                        return full;
+                    }
+                }
+                let mut cut = reply;
+                cut.truncate(12);
+                cut[2] |= 0x02;
+                cut[6..12].fill(0);
+                return with_question(cut, query);
+            }
+            Some(reply) => return reply,
+            None => continue,
+        }
+    }
+    servfail(query)
+}
+
+/// A truncated reply for the client: the upstream's header (TC set, no
+/// records) and the client's own question, so it retries over TCP.
+fn with_question(mut header: Vec<u8>, query: &[u8]) -> Vec<u8> {
+    match question_end(query) {
+        Some(end) => {
+            header[4..6].copy_from_slice(&[0, 1]);
+            header.extend_from_slice(&query[12..end]);
+        }
+        None => header[4..6].fill(0),
+    }
+    header
+}
+
+/// One UDP exchange. The buffer is the client's size: a bigger reply is
+/// of no use to it, and in-flight forwards then cost what they carry.
+async fn ask_udp(
+    server: SocketAddr,
+    query: &[u8],
+    limit: Duration,
+    max_len: usize,
+) -> Option<Vec<u8>> {
+    let bind: SocketAddr = match server {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let sock = UdpSocket::bind(bind).await.ok()?;
+    sock.connect(server).await.ok()?;
+    sock.send(query).await.ok()?;
+    let mut buf = vec![0u8; max_len];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let n = match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            // Timeout, or an ICMP error (nothing listens there).
+            _ => return None,
+        };
+        // A stray datagram with another ID is not the answer.
+        if n >= 12 && buf[..2] == query[..2] {
+            buf.truncate(n);
+            return Some(buf);
+        }
+    }
+}
+
+async fn ask_tcp(server: SocketAddr, query: &[u8], limit: Duration) -> Option<Vec<u8>> {
+    let exchange = async {
+        let mut s = TcpStream::connect(server).await.ok()?;
+        let mut out = (query.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(query);
+        s.write_all(&out).await.ok()?;
+        let len = s.read_u16().await.ok()?;
+        let mut buf = vec![0u8; usize::from(len)];
+        s.read_exact(&mut buf).await.ok()?;
+        Some(buf)
+    };
+    timeout(limit, exchange).await.ok().flatten()
+}

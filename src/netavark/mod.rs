@@ -1,0 +1,190 @@
+//! berth as Podman's network backend: a netavark-compatible command line.
+//!
+//! Podman (4.x) does not wire networks itself; it runs a helper called
+//! `netavark` with the request as JSON on stdin:
+//!
+//! ```text
+//! netavark --config DIR [--rootless BOOL] [--aardvark-binary PATH] [--file FILE] setup|teardown NETNS
+//! netavark version
+//! netavark --version
+//! ```
+//!
+//! berth answers as netavark when its binary is invoked under that name
+//! (a symlink in Podman's `helper_binaries_dir`) and as `berth netavark`.
+//! Podman decodes the answer strictly: on success the `StatusBlock` map (or
+//! nothing, for teardown) on stdout; on failure exactly `{"error":"..."}` on
+//! stdout and exit code 1. `types.rs` is the wire format, `setup.rs` the
+//! translation onto berth's networks and endpoints.
+//!
+//! State is berth's own (`BERTH_STATE_DIR`, default /var/lib/berth); the
+//! `--config` directory and `--aardvark-binary` are accepted and unused.
+//! Requests are serialised by a lock file in the state directory, so that
+//! "first container makes the network, last one removes it" holds when
+//! Podman starts and stops containers in parallel.
+
+pub mod setup;
+pub mod types;
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use clap::{ArgAction, Parser, Subcommand};
+
+use crate::commands::Context;
+use crate::error::{Error, Result};
+use crate::store;
+
+#[derive(Parser)]
+#[command(
+    name = "netavark",
+    version,
+    about = "berth acting as Podman's netavark network backend"
+)]
+struct Args {
+    /// netavark's configuration directory (accepted, unused: berth keeps its own state).
+    #[arg(short, long, value_name = "DIR")]
+    config: Option<PathBuf>,
+    /// Podman runs rootless (not supported yet).
+    #[arg(short, long, action = ArgAction::Set, value_name = "BOOL")]
+    rootless: Option<bool>,
+    /// aardvark-dns's path (accepted, unused).
+    #[arg(short, long, value_name = "PATH")]
+    aardvark_binary: Option<PathBuf>,
+    /// Read the options JSON from FILE instead of stdin.
+    #[arg(short, long, value_name = "FILE")]
+    file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Attach the container in NETNS to its networks.
+    Setup { netns: String },
+    /// Detach the container in NETNS from its networks.
+    Teardown { netns: String },
+    /// Print version information as JSON.
+    Version,
+}
+
+/// Whether the process was started under the name `netavark`.
+pub fn invoked_as_netavark() -> bool {
+    std::env::args_os()
+        .next()
+        .and_then(|a| Path::new(&a).file_name().map(|f| f == "netavark"))
+        .unwrap_or(false)
+}
+
+/// Runs one netavark command line (`args` without the program name) and
+/// returns the exit code. The state lives in `state_dir`, by default in
+/// `BERTH_STATE_DIR` or berth's default directory.
+pub fn main(args: Vec<OsString>, state_dir: Option<PathBuf>) -> i32 {
+    let argv = std::iter::once(OsString::from("netavark")).chain(args);
+    let parsed = match Args::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return 0;
+        }
+        Err(e) => return fail(&e.render().to_string()),
+    };
+    let state_dir = state_dir
+        .or_else(|| std::env::var_os("BERTH_STATE_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(store::DEFAULT_DIR));
+    match run(parsed, state_dir) {
+        Ok(Some(out)) => {
+            println!("{out}");
+            0
+        }
+        Ok(None) => 0,
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// Prints the error the way netavark does (Podman parses it) and returns
+/// the exit code.
+fn fail(message: &str) -> i32 {
+    let first = message
+        .trim()
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("error: ");
+    let json = serde_json::json!({ "error": first });
+    println!("{json}");
+    1
+}
+
+fn run(args: Args, state_dir: PathBuf) -> Result<Option<String>> {
+    let (netns, setup) = match &args.command {
+        Command::Version => {
+            let v = types::Version {
+                version: env!("CARGO_PKG_VERSION").into(),
+                commit: option_env!("BERTH_COMMIT").unwrap_or("unknown").into(),
+                build_time: option_env!("BERTH_BUILD_TIME").unwrap_or("unknown").into(),
+                target: format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
+            };
+            return Ok(Some(to_json(&v)?));
+        }
+        Command::Setup { netns } => (netns, true),
+        Command::Teardown { netns } => (netns, false),
+    };
+    if args.rootless == Some(true) {
+        return Err(Error::invalid(
+            "rootless Podman is not supported by berth yet; use rootful Podman or the stock netavark",
+        ));
+    }
+    let mut text = String::new();
+    match &args.file {
+        Some(f) => File::open(f)
+            .and_then(|mut f| f.read_to_string(&mut text))
+            .map_err(|e| Error::invalid(format!("cannot read {}: {e}", f.display())))?,
+        None => std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| Error::invalid(format!("cannot read the options from stdin: {e}")))?,
+    };
+    let opts: types::NetworkOptions = serde_json::from_str(&text)
+        .map_err(|e| Error::invalid(format!("invalid network options JSON: {e}")))?;
+    let _lock = lock(&state_dir)?;
+    let mut ctx = Context::new(state_dir, false);
+    if setup {
+        let status = setup::setup(&mut ctx, netns, &opts)?;
+        Ok(Some(to_json(&status)?))
+    } else {
+        setup::teardown(&mut ctx, netns, &opts)?;
+        Ok(None)
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Other(format!("encoding JSON: {e}")))
+}
+
+/// Takes the netavark-mode lock (held until the file is dropped).
+fn lock(state_dir: &Path) -> Result<File> {
+    std::fs::create_dir_all(state_dir).map_err(|e| {
+        Error::Other(format!(
+            "cannot create state directory {}: {e}",
+            state_dir.display()
+        ))
+    })?;
+    let path = state_dir.join("netavark.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Other(format!("cannot open {}: {e}", path.display())))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(Error::kernel(
+            format!("locking {}", path.display()),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(file)
+}

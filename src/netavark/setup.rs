@@ -1,0 +1,537 @@
+//! `setup` and `teardown`: one Podman request translated onto berth's own
+//! operations. A Podman network becomes a berth network of the same name
+//! (bridge, subnet, gateway, `internal`, `mtu` from Podman's definition),
+//! made with its first container and removed with its last; each container
+//! network becomes a berth endpoint with Podman's address, MAC, interface
+//! name and published ports. Podman does the address management, so the
+//! addresses come from `static_ips`, never from berth's pool.
+//!
+//! Podman's networks get berth's firewall: isolated from every other
+//! network both ways, whatever `isolate` says. netavark 1.4 blocks only
+//! traffic between two networks that both have `isolate=true` and lets
+//! every other pair connect through the host; berth is stricter (see
+//! README, "Podman").
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::types::{NetAddress, NetInterface, NetworkOptions, PortMapping, StatusBlock};
+use crate::commands::endpoint::{self, ConnectOptions};
+use crate::commands::network::{self, CreateOptions};
+use crate::commands::Context;
+use crate::error::{Error, Result};
+use crate::model::{names, Endpoint, Ipv4Net, Network, Proto};
+use crate::store::EndpointMark;
+
+/// What berth records as the maker of Podman's networks and endpoints.
+pub const OWNER: &str = "podman";
+/// Search domain Podman's DNS names live under.
+const DNS_DOMAIN: &str = "dns.podman";
+
+/// One network of the request, checked and in berth's terms.
+#[derive(Debug)]
+struct Attach {
+    network: String,
+    subnet: Ipv4Net,
+    gateway: Ipv4Addr,
+    bridge: String,
+    mtu: Option<u32>,
+    /// Metric of the default route this network gives.
+    metric: Option<u32>,
+    internal: bool,
+    dns: bool,
+    ifname: String,
+    ip: Ipv4Addr,
+    mac: Option<String>,
+}
+
+/// Checks the whole request before anything is changed. The networks come
+/// in interface order (`eth0` first), so that the first one gives the
+/// default route, as with netavark.
+fn check(opts: &NetworkOptions) -> Result<Vec<Attach>> {
+    if opts.networks.is_empty() {
+        return Err(Error::invalid("no networks given"));
+    }
+    let mut out = Vec::new();
+    for (name, per) in &opts.networks {
+        let info = opts
+            .network_info
+            .get(name)
+            .ok_or_else(|| Error::invalid(format!("no network_info for network {name:?}")))?;
+        match info.driver.as_str() {
+            "bridge" => {}
+            d @ ("macvlan" | "ipvlan") => {
+                return Err(Error::invalid(format!(
+                    "network {name:?}: driver {d:?} is not supported by berth (only \"bridge\")"
+                )))
+            }
+            d => {
+                return Err(Error::invalid(format!(
+                    "network {name:?}: unknown network driver {d:?}"
+                )))
+            }
+        }
+        names::check_name("network", name)?;
+        let subnets = info.subnets.as_deref().unwrap_or_default();
+        let mut v4 = None;
+        for s in subnets {
+            if s.subnet.contains(':') {
+                return Err(Error::invalid(format!(
+                    "network {name:?}: IPv6 subnet {} is not supported by berth",
+                    s.subnet
+                )));
+            }
+            if v4.is_some() {
+                return Err(Error::invalid(format!(
+                    "network {name:?}: more than one IPv4 subnet is not supported by berth"
+                )));
+            }
+            v4 = Some(s);
+        }
+        let s = v4.ok_or_else(|| Error::invalid(format!("network {name:?} has no subnet")))?;
+        let subnet = Ipv4Net::parse_network(&s.subnet)?;
+        let gateway = match &s.gateway {
+            Some(g) => parse_v4(&format!("gateway of network {name:?}"), g)?,
+            None => subnet.first_host(),
+        };
+        let bridge = info
+            .network_interface
+            .clone()
+            .ok_or_else(|| Error::invalid(format!("network {name:?} has no network_interface")))?;
+        let options = info.options.clone().unwrap_or_default();
+        let mtu = match options.get("mtu").map(String::as_str) {
+            None | Some("") => None,
+            Some(m) => Some(
+                m.parse::<u32>()
+                    .map_err(|_| Error::invalid(format!("network {name:?}: invalid mtu {m:?}")))?,
+            ),
+        };
+        let metric =
+            match options.get("metric").map(String::as_str) {
+                None | Some("") => None,
+                Some(m) => Some(m.parse::<u32>().map_err(|_| {
+                    Error::invalid(format!("network {name:?}: invalid metric {m:?}"))
+                })?),
+            };
+        if let Some(m) = options.get("isolate") {
+            if m.parse::<bool>().is_err() {
+                return Err(Error::invalid(format!(
+                    "network {name:?}: invalid isolate {m:?}"
+                )));
+            }
+        }
+        let ips = per.static_ips.as_deref().unwrap_or_default();
+        let ip = match ips {
+            [ip] => parse_v4(&format!("static_ips of network {name:?}"), ip)?,
+            [] => {
+                return Err(Error::invalid(format!(
+                    "network {name:?}: no static_ips (Podman assigns the addresses)"
+                )))
+            }
+            _ => {
+                return Err(Error::invalid(format!(
+                    "network {name:?}: more than one address per network is not supported by berth"
+                )))
+            }
+        };
+        out.push(Attach {
+            network: name.clone(),
+            subnet,
+            gateway,
+            bridge,
+            mtu,
+            metric,
+            internal: info.internal,
+            dns: info.dns_enabled,
+            ifname: per.interface_name.clone(),
+            ip,
+            mac: per.static_mac.clone().filter(|m| !m.is_empty()),
+        });
+    }
+    out.sort_by_key(|a| natural(&a.ifname));
+    Ok(out)
+}
+
+/// `eth10` after `eth9`.
+fn natural(ifname: &str) -> (String, u64) {
+    let digits = ifname.len() - ifname.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (stem, n) = ifname.split_at(ifname.len() - digits);
+    (stem.to_string(), n.parse().unwrap_or(0))
+}
+
+fn parse_v4(what: &str, text: &str) -> Result<Ipv4Addr> {
+    match text.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => Ok(ip),
+        Ok(IpAddr::V6(_)) => Err(Error::invalid(format!(
+            "{what}: IPv6 address {text} is not supported by berth"
+        ))),
+        Err(_) => Err(Error::invalid(format!("{what}: invalid address {text:?}"))),
+    }
+}
+
+/// Podman's port mappings as berth `-p` specs: one per protocol of a comma
+/// list, the range as `FIRST-LAST` on both sides.
+fn port_specs(ports: &[PortMapping]) -> Result<Vec<String>> {
+    let mut specs = Vec::new();
+    for p in ports {
+        let host_ip = match p.host_ip.as_str() {
+            "" => Ipv4Addr::UNSPECIFIED,
+            ip => parse_v4("port mapping host_ip", ip)?,
+        };
+        let range = p.range.max(1);
+        let span = |first: u16| -> Result<String> {
+            let last = u32::from(first) + u32::from(range) - 1;
+            if last > 65535 {
+                return Err(Error::invalid(format!(
+                    "port range {first}+{range} goes past 65535"
+                )));
+            }
+            Ok(if range == 1 {
+                first.to_string()
+            } else {
+                format!("{first}-{last}")
+            })
+        };
+        for proto in p.protocol.split(',').map(str::trim) {
+            if Proto::parse(proto).is_none() {
+                return Err(Error::invalid(format!(
+                    "port mapping: unknown protocol {proto:?}"
+                )));
+            }
+            specs.push(format!(
+                "{host_ip}:{}:{}/{proto}",
+                span(p.host_port)?,
+                span(p.container_port)?
+            ));
+        }
+    }
+    Ok(specs)
+}
+
+/// The endpoint name: the container's name when berth accepts it as one,
+/// else the short container id.
+fn endpoint_name(opts: &NetworkOptions) -> String {
+    if names::check_name("endpoint", &opts.container_name).is_ok() {
+        opts.container_name.clone()
+    } else {
+        opts.container_id.chars().take(12).collect()
+    }
+}
+
+/// Attaches the container in `netns` to every requested network; on a
+/// failure, takes back what this request made and reports the failure.
+pub fn setup(
+    ctx: &mut Context,
+    netns: &str,
+    opts: &NetworkOptions,
+) -> Result<BTreeMap<String, StatusBlock>> {
+    let attaches = check(opts)?;
+    let ports = port_specs(opts.port_mappings.as_deref().unwrap_or_default())?;
+    let target = crate::kernel::netns::Target::resolve(netns)?;
+    // `podman network connect` asks for one more network of a running
+    // container (same namespace), with all its ports again: they are
+    // published already.
+    let publish = {
+        let mut store = ctx.store()?;
+        let tx = store.begin()?;
+        !tx.container_networks(&opts.container_id)?
+            .iter()
+            .any(|(_, ns)| *ns == target.key)
+    };
+    let mut made_networks: Vec<String> = Vec::new();
+    let mut made_endpoints: Vec<String> = Vec::new();
+    let mut status = BTreeMap::new();
+    let result = (|| -> Result<()> {
+        for (i, a) in attaches.iter().enumerate() {
+            if ensure_network(ctx, a)? {
+                made_networks.push(a.network.clone());
+            }
+            forget_stale(ctx, &a.network, &endpoint_name(opts), &opts.container_id)?;
+            // Podman's aliases (the container's short id among them) are
+            // names on berth's DNS; one berth refuses is left out rather
+            // than failing the container.
+            let name = endpoint_name(opts);
+            let mut aliases: Vec<String> = Vec::new();
+            if a.dns {
+                let given = opts
+                    .networks
+                    .get(&a.network)
+                    .and_then(|n| n.aliases.clone())
+                    .unwrap_or_default();
+                for alias in given {
+                    let mut with = aliases.clone();
+                    with.push(alias.clone());
+                    if crate::dns::check_aliases(&name, &with).is_ok() {
+                        aliases = with;
+                    }
+                }
+            }
+            let connect = ConnectOptions {
+                aliases,
+                network: a.network.clone(),
+                target: netns.to_string(),
+                name: Some(endpoint_name(opts)),
+                ip: Some(a.ip.to_string()),
+                mac: a.mac.clone(),
+                ifname: Some(a.ifname.clone()),
+                // A host port can be published once: on the first network.
+                ports: if i == 0 && publish {
+                    ports.clone()
+                } else {
+                    Vec::new()
+                },
+                // Podman holds the host ports itself (conmon keeps them
+                // open so nothing else takes them): that holder is the
+                // container's own.
+                force_publish: true,
+                allow_host_netns: false,
+                mark: Some(EndpointMark {
+                    owner: Some(OWNER.into()),
+                    container_id: Some(opts.container_id.clone()),
+                }),
+                metric: a.metric,
+                attachment: None,
+            };
+            let (e, n) = endpoint::connect(ctx, &connect)?.applied();
+            made_endpoints.push(a.network.clone());
+            status.insert(a.network.clone(), status_block(a, &e, &n));
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        for net in made_endpoints.iter().rev() {
+            let _ = endpoint::disconnect(ctx, net, netns, true);
+        }
+        for net in made_networks.iter().rev() {
+            let _ = network::remove(ctx, net, false);
+        }
+        return Err(e);
+    }
+    Ok(status)
+}
+
+/// What Podman learns about one network: the interface with its MAC and
+/// address, and (with `dns_enabled`) the gateway as DNS server.
+fn status_block(a: &Attach, e: &Endpoint, n: &Network) -> StatusBlock {
+    let dns = |v: String| if a.dns { vec![v] } else { vec![] };
+    StatusBlock {
+        dns_search_domains: dns(DNS_DOMAIN.into()),
+        dns_server_ips: dns(n.gateway.to_string()),
+        interfaces: BTreeMap::from([(
+            e.ifname.clone(),
+            NetInterface {
+                mac_address: e.mac.to_string(),
+                subnets: vec![NetAddress {
+                    ipnet: format!("{}/{}", e.ip, n.subnet.prefix_len()),
+                    gateway: n.gateway.to_string(),
+                }],
+            },
+        )]),
+    }
+}
+
+/// Makes the berth network for `a` unless it exists; true if it made it.
+/// An existing one must be Podman's and match Podman's definition.
+fn ensure_network(ctx: &mut Context, a: &Attach) -> Result<bool> {
+    let existing = {
+        let mut store = ctx.store()?;
+        let tx = store.begin()?;
+        tx.network(&a.network)?
+            .map(|n| Ok::<_, Error>((n, tx.network_owner(&a.network)?)))
+            .transpose()?
+    };
+    if let Some((n, owner)) = existing {
+        if owner.as_deref() != Some(OWNER) {
+            return Err(Error::invalid(format!(
+                "berth already has a network {:?} that Podman did not make; rename one of them",
+                a.network
+            )));
+        }
+        if !ctx.kernel.link_exists(&n.bridge)? {
+            // The state outlived the kernel's side (a reboot): start again.
+            network::remove(ctx, &a.network, true)?.applied();
+            return ensure_network(ctx, a);
+        }
+        if n.subnet != a.subnet || n.gateway != a.gateway || n.bridge != a.bridge {
+            return Err(Error::invalid(format!(
+                "network {:?} is in use with subnet {} gateway {} bridge {}, not {} {} {} as Podman now defines it; remove its containers first",
+                a.network, n.subnet, n.gateway, n.bridge, a.subnet, a.gateway, a.bridge
+            )));
+        }
+        return Ok(false);
+    }
+    let create = CreateOptions {
+        name: a.network.clone(),
+        subnet: Some(a.subnet.to_string()),
+        gateway: Some(a.gateway.to_string()),
+        bridge: Some(a.bridge.clone()),
+        mtu: a.mtu,
+        internal: a.internal,
+        owner: Some(OWNER.into()),
+        no_dns: !a.dns,
+        ..Default::default()
+    };
+    network::create(ctx, &create)?.applied();
+    Ok(true)
+}
+
+/// Removes Podman's endpoint called `name` from `network` when it belongs
+/// to a container that is gone: its namespace no longer exists (Podman
+/// crashed, or the host rebooted, before a teardown), or it belongs to
+/// another container id (Podman names are unique, so that container was
+/// removed without a teardown).
+fn forget_stale(ctx: &mut Context, network: &str, name: &str, container_id: &str) -> Result<()> {
+    let stale = {
+        let mut store = ctx.store()?;
+        let tx = store.begin()?;
+        let Some(n) = tx.network(network)? else {
+            return Ok(());
+        };
+        match tx.endpoint_named(n.id, name)? {
+            Some((e, mark)) if mark.owner.as_deref() == Some(OWNER) => {
+                let alive = crate::kernel::netns::Target::parse(&e.netns)
+                    .ok()
+                    .and_then(|t| t.inode)
+                    == Some(e.netns_inode);
+                (!alive || mark.container_id.as_deref() != Some(container_id)).then_some(e.netns)
+            }
+            _ => None,
+        }
+    };
+    if let Some(netns) = stale {
+        endpoint::disconnect(ctx, network, &netns, true)?.applied();
+    }
+    Ok(())
+}
+
+/// Detaches the container in `netns` from every named network and removes
+/// each Podman network left without endpoints. Idempotent, and it works
+/// after the namespace is gone.
+pub fn teardown(ctx: &mut Context, netns: &str, opts: &NetworkOptions) -> Result<()> {
+    let mut first_error = None;
+    let mut names: Vec<&String> = opts.networks.keys().collect();
+    names.sort();
+    for name in names {
+        if let Err(e) = teardown_one(ctx, netns, name) {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn teardown_one(ctx: &mut Context, netns: &str, name: &str) -> Result<()> {
+    let (owner, exists) = {
+        let mut store = ctx.store()?;
+        let tx = store.begin()?;
+        (tx.network_owner(name)?, tx.network(name)?.is_some())
+    };
+    if !exists {
+        return Ok(());
+    }
+    endpoint::disconnect(ctx, name, netns, true)?.applied();
+    if owner.as_deref() == Some(OWNER) {
+        let count = {
+            let mut store = ctx.store()?;
+            let tx = store.begin()?;
+            let n = tx.require_network(name)?;
+            tx.endpoint_count(n.id)?
+        };
+        if count == 0 {
+            network::remove(ctx, name, false)?.applied();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(json: &str) -> NetworkOptions {
+        serde_json::from_str(json).unwrap()
+    }
+
+    const TWO: &str = r#"{"container_id":"6150203fd468b28b","container_name":"c2",
+      "port_mappings":[{"host_ip":"","container_port":80,"host_port":8081,"range":1,"protocol":"tcp"},
+                       {"host_ip":"127.0.0.1","container_port":9000,"host_port":9100,"range":3,"protocol":"tcp,udp"}],
+      "networks":{"n3":{"static_ips":["10.89.1.2"],"aliases":["foo"],"interface_name":"eth1"},
+                  "n1":{"static_ips":["10.77.0.2"],"static_mac":"02:11:22:33:44:55","interface_name":"eth0"}},
+      "network_info":{
+        "n1":{"name":"n1","id":"cd71","driver":"bridge","network_interface":"podman1","created":"x",
+              "subnets":[{"subnet":"10.77.0.0/24","gateway":"10.77.0.1"}],"ipv6_enabled":false,
+              "internal":false,"dns_enabled":true,"ipam_options":{"driver":"host-local"}},
+        "n3":{"name":"n3","id":"c9bf","driver":"bridge","network_interface":"podman3",
+              "subnets":[{"subnet":"10.89.1.0/24","gateway":"10.89.1.1"}],"internal":true,
+              "dns_enabled":false,"options":{"isolate":"true","mtu":"1400"}}}}"#;
+
+    #[test]
+    fn request_is_checked_and_ordered_by_interface() {
+        let a = check(&opts(TWO)).unwrap();
+        assert_eq!(a[0].network, "n1");
+        assert_eq!(a[0].bridge, "podman1");
+        assert_eq!(a[0].ip, Ipv4Addr::new(10, 77, 0, 2));
+        assert_eq!(a[0].mac.as_deref(), Some("02:11:22:33:44:55"));
+        assert!(a[0].dns && !a[0].internal && a[0].mtu.is_none());
+        assert_eq!(a[1].network, "n3");
+        assert!(a[1].internal && !a[1].dns);
+        assert_eq!(a[1].mtu, Some(1400));
+    }
+
+    #[test]
+    fn ports_become_specs_one_per_protocol() {
+        let o = opts(TWO);
+        assert_eq!(
+            port_specs(o.port_mappings.as_deref().unwrap()).unwrap(),
+            [
+                "0.0.0.0:8081:80/tcp",
+                "127.0.0.1:9100-9102:9000-9002/tcp",
+                "127.0.0.1:9100-9102:9000-9002/udp"
+            ]
+        );
+    }
+
+    #[test]
+    fn interface_order_is_natural() {
+        let mut v = vec!["eth10", "eth2", "eth0"];
+        v.sort_by_key(|i| natural(i));
+        assert_eq!(v, ["eth0", "eth2", "eth10"]);
+    }
+
+    #[test]
+    fn unsupported_requests_are_refused() {
+        for (from, to, needle) in [
+            (
+                r#""driver":"bridge","network_interface":"podman1""#,
+                r#""driver":"macvlan","network_interface":"podman1""#,
+                "not supported",
+            ),
+            (
+                r#""driver":"bridge","network_interface":"podman1""#,
+                r#""driver":"weird","network_interface":"podman1""#,
+                "unknown network driver",
+            ),
+            (r#""10.77.0.2""#, r#""fd00::2""#, "IPv6"),
+            (
+                r#""10.77.0.2""#,
+                r#""10.77.0.2","10.77.0.3""#,
+                "more than one",
+            ),
+            (r#""10.77.0.0/24""#, r#""fd00::/64""#, "IPv6"),
+            (r#""mtu":"1400""#, r#""mtu":"big""#, "invalid mtu"),
+            (
+                r#""mtu":"1400""#,
+                r#""mtu":"1400","metric":"-1""#,
+                "invalid metric",
+            ),
+        ] {
+            let json = TWO.replacen(from, to, 1);
+            assert_ne!(json, TWO, "{from}");
+            let err = check(&opts(&json)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{to}: {err}");
+        }
+        let bad = TWO.replace(r#""protocol":"tcp,udp""#, r#""protocol":"tcp,icmp""#);
+        let o = opts(&bad);
+        let err = port_specs(o.port_mappings.as_deref().unwrap()).unwrap_err();
+        assert!(err.to_string().contains("icmp"), "{err}");
+    }
+}

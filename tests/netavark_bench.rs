@@ -1,0 +1,221 @@
+//! Benchmark (not a timed test, ignored by default): berth as netavark
+//! against the stock netavark, fed the same JSON, in a sandbox.
+//!
+//! ```sh
+//! cargo test --release --test netavark_bench -- --ignored --nocapture
+//! ```
+//!
+//! 1. `netavark setup` then `teardown` for 100 containers with 4 published
+//!    TCP ports each on one network, one process per call (as Podman runs
+//!    it); median, p90, and first 10 against last 10.
+//! 2. `podman run --rm` end to end, 15 runs each, with one published port.
+//! 3. For reference, `berth connect` with the same 4 ports, 100 times.
+//!
+//! Every call goes through `nsenter` into the sandbox, which costs both
+//! sides the same ~1 ms.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use util::podman::{podman_or_skip, IMAGE, STOCK_NETAVARK};
+use util::*;
+
+const CONTAINERS: usize = 100;
+const PORTS: usize = 4;
+const RUNS: usize = 15;
+
+fn request(i: usize) -> serde_json::Value {
+    let ports: Vec<_> = (0..PORTS)
+        .map(|p| {
+            json!({"host_ip": "", "container_port": 80 + p, "host_port": 10000 + i * PORTS + p,
+                   "range": 1, "protocol": "tcp"})
+        })
+        .collect();
+    json!({
+        "container_id": format!("{i:064x}"),
+        "container_name": format!("c{i}"),
+        "port_mappings": ports,
+        "networks": {"bench": {"static_ips": [format!("10.77.{}.{}", (i + 2) / 256, (i + 2) % 256)],
+                               "aliases": [format!("c{i}")], "interface_name": "eth0"}},
+        "network_info": {"bench": {
+            "name": "bench", "id": "b".repeat(64), "driver": "bridge",
+            "network_interface": "podman9",
+            "subnets": [{"subnet": "10.77.0.0/16", "gateway": "10.77.0.1"}],
+            "ipv6_enabled": false, "internal": false, "dns_enabled": false,
+            "ipam_options": {"driver": "host-local"}}}
+    })
+}
+
+struct Stats(Vec<Duration>);
+
+impl Stats {
+    fn ms(d: Duration) -> f64 {
+        d.as_secs_f64() * 1000.0
+    }
+    fn median(v: &[Duration]) -> f64 {
+        let mut v = v.to_vec();
+        v.sort();
+        Self::ms(v[v.len() / 2])
+    }
+    fn line(&self, what: &str) -> String {
+        let mut s = self.0.clone();
+        s.sort();
+        let p90 = s[(s.len() * 9 / 10).min(s.len() - 1)];
+        let n = self.0.len().min(10);
+        format!(
+            "{what:<34} median {:>7.1} ms  p90 {:>7.1} ms  first {n} {:>7.1} -> last {n} {:>7.1} ms",
+            Self::median(&self.0),
+            Self::ms(p90),
+            Self::median(&self.0[..n]),
+            Self::median(&self.0[self.0.len() - n..]),
+        )
+    }
+}
+
+/// Times setup of every container, then teardown of every container.
+fn setup_teardown(binary: &str) -> (Stats, Stats) {
+    let sb = Sandbox::new();
+    sb.sh_ok(&format!(
+        "for i in $(seq 0 {}); do ip netns add c$i; done; mkdir -p /run/nvconf",
+        CONTAINERS - 1
+    ));
+    let dir = std::env::temp_dir().join(format!("berth-nvbench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let call = |verb: &str, i: usize| -> Duration {
+        let file = dir.join(format!("c{i}.json"));
+        std::fs::write(&file, request(i).to_string()).unwrap();
+        let mut c = sb.command(
+            None,
+            binary,
+            &[
+                "--config",
+                "/run/nvconf",
+                "--rootless=false",
+                "--file",
+                file.to_str().unwrap(),
+                verb,
+                &format!("/run/netns/c{i}"),
+            ],
+        );
+        c.env("BERTH_STATE_DIR", STATE_DIR);
+        let t = Instant::now();
+        let out = run_timeout(c, CMD_TIMEOUT);
+        let took = t.elapsed();
+        assert_ok_ctx(&out, &format!("{binary} {verb} c{i}"));
+        took
+    };
+    let setup = (0..CONTAINERS).map(|i| call("setup", i)).collect();
+    let teardown = (0..CONTAINERS).map(|i| call("teardown", i)).collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    (Stats(setup), Stats(teardown))
+}
+
+/// The same work through berth's own CLI (`berth connect` with 4 ports,
+/// through the same `nsenter`): what netavark mode adds on top of it.
+fn baseline_connect() -> Stats {
+    let sb = Sandbox::new();
+    sb.sh_ok(&format!(
+        "for i in $(seq 0 {}); do ip netns add c$i; done",
+        CONTAINERS - 1
+    ));
+    sb.berth_ok(&["network", "create", "bench", "--subnet", "10.77.0.0/16"]);
+    let times = (0..CONTAINERS)
+        .map(|i| {
+            let ports: Vec<String> = (0..PORTS)
+                .map(|p| format!("{}:{}", 10000 + i * PORTS + p, 80 + p))
+                .collect();
+            let netns = format!("c{i}");
+            let mut args = vec!["connect", "bench", &netns];
+            for p in &ports {
+                args.extend(["-p", p]);
+            }
+            let t = Instant::now();
+            sb.berth_ok(&args);
+            t.elapsed()
+        })
+        .collect();
+    Stats(times)
+}
+
+/// Times `podman run --rm` with one published port.
+fn podman_run(netavark: &str) -> Option<Stats> {
+    let p = podman_or_skip("podman run --rm benchmark", netavark)?;
+    p.ok(&["network", "create", "--subnet", "10.77.0.0/24", "n1"]);
+    // A first run outside the figures: it copies the image into storage.
+    let run = [
+        "run",
+        "--rm",
+        "--network",
+        "n1",
+        "-p",
+        "8080:80",
+        IMAGE,
+        "true",
+    ];
+    p.ok(&run);
+    let times = (0..RUNS)
+        .map(|_| {
+            let t = Instant::now();
+            p.ok(&run);
+            t.elapsed()
+        })
+        .collect();
+    Some(Stats(times))
+}
+
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+fn bench_netavark_setup_teardown_and_podman_run() {
+    let mut lines = vec![format!(
+        "netavark setup/teardown, {CONTAINERS} containers x {PORTS} published ports, one network:"
+    )];
+    let mut binaries = vec![("berth", BERTH.to_string())];
+    for stock in [STOCK_NETAVARK, "/usr/libexec/podman/netavark"] {
+        if std::path::Path::new(stock).exists() {
+            binaries.push(("stock netavark", stock.to_string()));
+        }
+    }
+    for (name, path) in &binaries {
+        // berth must be called by the name Podman uses.
+        let bin = if *name == "berth" {
+            let link =
+                std::env::temp_dir().join(format!("berth-nvbench-bin-{}", std::process::id()));
+            std::fs::create_dir_all(&link).unwrap();
+            let link = link.join("netavark");
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(path, &link).unwrap();
+            link.to_string_lossy().into_owned()
+        } else {
+            path.clone()
+        };
+        let version = stdout(&run_timeout(
+            {
+                let mut c = std::process::Command::new(&bin);
+                c.arg("--version");
+                c
+            },
+            CMD_TIMEOUT,
+        ));
+        let (setup, teardown) = setup_teardown(&bin);
+        lines.push(setup.line(&format!("{name} ({}) setup", version.trim())));
+        lines.push(teardown.line(&format!("{name} ({}) teardown", version.trim())));
+        if *name == "berth" {
+            // Right after, so that both see the same machine load.
+            lines.push(baseline_connect().line("berth connect, 4 ports (reference)"));
+        }
+    }
+    lines.push(format!("podman run --rm, {RUNS} runs, one published port:"));
+    for (name, path) in &binaries {
+        if let Some(s) = podman_run(path) {
+            lines.push(s.line(name));
+        }
+    }
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("berth-nvbench-bin-{}", std::process::id())),
+    );
+    for l in lines {
+        println!("{l}");
+    }
+}
