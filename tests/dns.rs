@@ -118,7 +118,10 @@ fn names_aliases_any_case_ptr_and_tcp() {
     assert_eq!(sb.network("web")["dns"], true);
     let inspect = sb.berth_ok(&["network", "inspect", "web"]);
     assert!(inspect.contains("dns:       on"), "{inspect}");
-    assert!(inspect.contains("aliases backend, v1.backend"), "{inspect}");
+    assert!(
+        inspect.contains("ALIASES") && inspect.contains("backend, v1.backend"),
+        "{inspect}"
+    );
     let json = sb.berth_json(&["network", "inspect", "web", "--json"]);
     assert_eq!(json["endpoints"][0]["aliases"][1], "v1.backend");
 }

@@ -163,6 +163,19 @@ fn podman_runs_its_containers_on_berth() {
     let nonet_links = p.ok(&["exec", "nonet", "ip", "-o", "link"]);
     assert_eq!(nonet_links.lines().count(), 1, "{nonet_links}");
 
+    // Names, through berth's DNS on the network's gateway (the
+    // resolv.conf Podman writes from the answer of berth's setup): the
+    // container's name, NAME.dns.podman, and none from another network.
+    for name in ["srv", "srv.dns.podman", "SRV"] {
+        let found = p.ok(&["exec", "nb", "nslookup", name]);
+        assert!(found.contains("10.77.0.50"), "nslookup {name}: {found}");
+    }
+    let other = p.podman(&["exec", "nb", "nslookup", "isoc"]);
+    assert!(
+        !other.status.success(),
+        "isoc (another network) resolved from web"
+    );
+
     let check_published = |when: &str| {
         // From outside: the client's address is kept.
         let seen = sb.assert_tcp(Some(&inet.netns), &format!("{}:8080", inet.host_ip));

@@ -145,7 +145,16 @@ fn some_state(sb: &Sandbox, state: &str) -> Vec<serde_json::Value> {
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         sb.berth_json(&a)
     };
-    let a = with(&["network", "create", "web", "--subnet", "10.90.0.0/24"]);
+    // No DNS: its server would keep files of the state dir open, and the
+    // tests remount and copy that directory.
+    let a = with(&[
+        "network",
+        "create",
+        "web",
+        "--subnet",
+        "10.90.0.0/24",
+        "--no-dns",
+    ]);
     sb.berth_ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
     sb.add_netns("c");
     let a = with(&["connect", "web", "c", "-p", "8080:80"]);

@@ -86,17 +86,21 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
         .collect::<Result<Vec<_>>>()?;
 
     let _lock = ctx.begin_change()?;
-    if has_stale_endpoint(ctx, &target, &opts.network, ip, &specs)? {
-        // The namespace these rows were made for is gone and the kernel
-        // gave its inode to this one: the rows are settled first.
+    let mut store = ctx.store()?;
+    let mut tx = store.begin()?;
+    if has_stale_endpoint(ctx, &tx, &target, &opts.network, ip, &specs)? {
+        // The namespace these rows were made for is gone (and the kernel
+        // may have given its inode to this one): they are settled first.
+        drop(tx);
+        ctx.hand_on(store);
         if let Outcome::Done(lines) = reconcile(ctx, Scope::default())? {
             for line in lines {
                 eprintln!("berth: {line}");
             }
         }
+        store = ctx.store()?;
+        tx = store.begin()?;
     }
-    let mut store = ctx.store()?;
-    let tx = store.begin()?;
     let network = tx.require_network(&opts.network)?;
     let inode = target.inode.expect("resolved targets exist");
     if let Some(existing) = tx.find_endpoint(network.id, &target.key, Some(inode))? {
@@ -203,8 +207,14 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
         reconcile::record_generation(ctx, &tx)?;
     }
     tx.commit()?;
-    // DNS: the server answers for the new names before connect returns.
-    crate::dns::sync_netns_or_warn(&ctx.state_dir, inode);
+    // DNS: the server answers for the new names before connect returns
+    // (a network without DNS has no names to serve).
+    if network.policy.dns {
+        crate::dns::sync_netns_or_warn(&ctx.state_dir, inode);
+    }
+    // The connection (and its prepared statements) serves the caller's
+    // next command, when there is one in this process.
+    ctx.hand_on(store);
     for w in warnings {
         eprintln!("berth: warning: {w}");
     }
@@ -218,13 +228,12 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
 /// taken for it, and its address and ports are free.
 fn has_stale_endpoint(
     ctx: &mut Context,
+    tx: &Tx,
     target: &Target,
     network: &str,
     ip: Option<std::net::Ipv4Addr>,
     specs: &[PortSpec],
 ) -> Result<bool> {
-    let mut store = ctx.store()?;
-    let tx = store.begin()?;
     let inode = target.inode.expect("resolved targets exist");
     let mut veths: Vec<String> = tx
         .endpoints_by_inode(inode)?
@@ -242,7 +251,6 @@ fn has_stale_endpoint(
         _ => None,
     };
     veths.extend(tx.claim_holders(&given, address)?);
-    drop(tx);
     for veth in veths {
         if !ctx.kernel.link_exists(&veth)? {
             return Ok(true);
@@ -439,8 +447,11 @@ fn detach(
         reconcile::record_generation(ctx, &tx)?;
     }
     tx.commit()?;
+    ctx.hand_on(store);
     // DNS: the names are gone from the server before disconnect returns.
-    crate::dns::sync_netns_or_warn(&ctx.state_dir, endpoint.netns_inode);
+    if network.policy.dns {
+        crate::dns::sync_netns_or_warn(&ctx.state_dir, endpoint.netns_inode);
+    }
     Ok(Outcome::Done(Disconnected::Removed(endpoint)))
 }
 

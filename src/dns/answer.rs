@@ -8,7 +8,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::rdata::{A, PTR};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
-use super::table::{Found, Table, LOCAL_DOMAIN};
+use super::table::{Found, Table, LOCAL_DOMAIN, PODMAN_DOMAIN};
 
 /// Names change as containers come and go: resolvers should ask again soon.
 const TTL: u32 = 5;
@@ -72,11 +72,16 @@ pub fn reply(table: &Table, gateway: Ipv4Addr, client: Ipv4Addr, packet: &[u8]) 
     }
     let full = q.name().to_ascii().to_ascii_lowercase();
     let full = full.strip_suffix('.').unwrap_or(&full);
-    // NAME.dns.berth is berth's alone.
-    let (name, local_only) = match full.strip_suffix(LOCAL_DOMAIN) {
-        Some("") => ("", true),
-        Some(rest) if rest.ends_with('.') => (&rest[..rest.len() - 1], true),
-        _ => (full, false),
+    // NAME.dns.berth is berth's alone; so is NAME.dns.podman, the
+    // domain Podman gives its containers (berth as its netavark).
+    let local = |domain: &str| match full.strip_suffix(domain) {
+        Some("") => Some(""),
+        Some(rest) if rest.ends_with('.') => Some(&rest[..rest.len() - 1]),
+        _ => None,
+    };
+    let (name, local_only) = match local(LOCAL_DOMAIN).or_else(|| local(PODMAN_DOMAIN)) {
+        Some(name) => (name, true),
+        None => (full, false),
     };
 
     if q.query_type() == RecordType::PTR && !local_only {
@@ -295,7 +300,13 @@ mod tests {
     #[test]
     fn names_and_aliases_answer_whatever_their_case() {
         let t = table();
-        for name in ["api.", "API", "V1.Backend.", "api.dns.berth."] {
+        for name in [
+            "api.",
+            "API",
+            "V1.Backend.",
+            "api.dns.berth.",
+            "api.dns.podman.",
+        ] {
             let m = parsed(reply(&t, GW, C1, &query(name, RecordType::A)));
             assert_eq!(m.id(), 0x1234);
             assert_eq!(m.response_code(), ResponseCode::NoError, "{name}");

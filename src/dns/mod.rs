@@ -138,8 +138,11 @@ pub fn gateway_for_netns(state_dir: &Path, inode: u64) -> Result<Option<Ipv4Addr
 
 /// The aliases of each endpoint, in order (for `network inspect`).
 pub fn aliases(state_dir: &Path, endpoints: &[crate::model::Endpoint]) -> Result<Vec<Vec<String>>> {
-    let mut store = Store::open(state_dir)?;
-    let tx = store.begin()?;
+    // Read-only, like every view: `network inspect` writes nothing.
+    let Some(mut store) = Store::open_read_only(state_dir)? else {
+        return Ok(vec![Vec::new(); endpoints.len()]);
+    };
+    let tx = store.read()?;
     endpoints.iter().map(|e| tx.aliases_of(e.id)).collect()
 }
 

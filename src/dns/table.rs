@@ -19,6 +19,8 @@ use crate::store::{DnsEndpoint, DnsNetwork};
 /// upstream (`api.dns.berth` is `api`). The search list containers get
 /// starts with it, so a short name is tried here first.
 pub const LOCAL_DOMAIN: &str = "dns.berth";
+/// The domain Podman's containers search (netavark's `dns_search_domains`).
+pub const PODMAN_DOMAIN: &str = "dns.podman";
 
 /// One network with DNS, keyed in [`Table`] by its gateway (where the
 /// server listens for it). Every entry carries the inode of the namespace

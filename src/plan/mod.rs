@@ -455,20 +455,23 @@ impl Plan {
             crate::failpoint::hit("step");
             let started = std::time::Instant::now();
             let result = step.apply(kernel);
-            let lines = step.render();
-            // A whole-table batch is dozens of lines: one with -v, all with -vv.
-            let shown = if lines.len() > 3 && !tracing::enabled!(tracing::Level::DEBUG) {
-                format!("{} (and {} more changes)", lines[0], lines.len() - 1)
-            } else {
-                lines.join(" && ")
-            };
-            tracing::info!(
-                target: "berth::step",
-                "{} ({:.3} ms{})",
-                shown,
-                started.elapsed().as_secs_f64() * 1e3,
-                if result.is_err() { ", failed" } else { "" }
-            );
+            // Rendering costs string formatting: only when someone listens.
+            if tracing::enabled!(target: "berth::step", tracing::Level::INFO) {
+                let lines = step.render();
+                // A whole-table batch is dozens of lines: one with -v, all with -vv.
+                let shown = if lines.len() > 3 && !tracing::enabled!(tracing::Level::DEBUG) {
+                    format!("{} (and {} more changes)", lines[0], lines.len() - 1)
+                } else {
+                    lines.join(" && ")
+                };
+                tracing::info!(
+                    target: "berth::step",
+                    "{} ({:.3} ms{})",
+                    shown,
+                    started.elapsed().as_secs_f64() * 1e3,
+                    if result.is_err() { ", failed" } else { "" }
+                );
+            }
             match result {
                 Ok(u) => undo.extend(u),
                 Err(cause) => {

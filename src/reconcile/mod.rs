@@ -77,32 +77,34 @@ pub fn preflight(ctx: &mut Context) -> Result<()> {
     let mut store = ctx.store()?;
     let tx = store.begin()?;
     let host = host_identity();
-    let recorded_host = tx.setting(HOST_ID)?;
-    let reason = if recorded_host.as_deref().is_some_and(|h| h != host) {
+    let facts = tx.preflight_facts()?;
+    let generation = ctx.kernel.nft_generation()?.to_string();
+    let moved = facts.generation.as_deref() != Some(generation.as_str());
+    let reason = if facts.host.as_deref().is_some_and(|h| h != host) {
         Some("the host restarted (or its network namespace changed) since berth last ran")
-    } else if tx.has_unsettled()? {
+    } else if facts.unsettled {
         Some("an earlier berth command was interrupted")
-    } else if tx
-        .sandboxes()?
-        .iter()
-        .any(|s| !process::alive(s.owner_pid, s.owner_start))
+    } else if facts.sandboxes
+        && tx
+            .sandboxes()?
+            .iter()
+            .any(|s| !process::alive(s.owner_pid, s.owner_start))
     {
         Some("a `berth run` was killed")
-    } else if generation_moved(ctx, &tx)? && ruleset_differs(ctx, &tx)? {
+    } else if moved && ruleset_differs(ctx, &tx)? {
         Some("berth's firewall table was changed by someone else")
     } else {
         None
     };
     match reason {
         None => {
-            if recorded_host.is_none() {
+            if facts.host.is_none() {
                 record_host(&tx)?;
             }
             // A foreign change that left berth's table intact: remember the
             // new generation so the table is not compared again. Nothing is
             // written when nothing moved.
-            let generation = ctx.kernel.nft_generation()?.to_string();
-            if tx.setting(NFT_GENERATION)?.as_deref() != Some(generation.as_str()) {
+            if moved {
                 tx.set_setting(NFT_GENERATION, &generation)?;
             }
             tx.commit()?;
@@ -123,13 +125,6 @@ pub fn preflight(ctx: &mut Context) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn generation_moved(ctx: &mut Context, tx: &Tx) -> Result<bool> {
-    let Some(recorded) = tx.setting(NFT_GENERATION)? else {
-        return Ok(true);
-    };
-    Ok(recorded != ctx.kernel.nft_generation()?.to_string())
 }
 
 /// Whether berth's table differs from what the state describes; an error

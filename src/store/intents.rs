@@ -42,6 +42,15 @@ impl Status {
     }
 }
 
+/// See [`Tx::preflight_facts`].
+#[derive(Clone, Debug)]
+pub struct PreflightFacts {
+    pub host: Option<String>,
+    pub generation: Option<String>,
+    pub unsettled: bool,
+    pub sandboxes: bool,
+}
+
 /// A namespace `berth run` made, and the process it belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sandbox {
@@ -75,6 +84,27 @@ impl Tx<'_> {
                  OR EXISTS (SELECT 1 FROM endpoints WHERE status != 'ready')",
         )?;
         Ok(stmt.query_row([], |r| r.get(0))?)
+    }
+
+    /// What every mutating command checks first, in one statement: the
+    /// recorded host identity and nf_tables generation, whether any row is
+    /// unsettled, and whether any `run` sandbox is recorded.
+    pub fn preflight_facts(&self) -> Result<PreflightFacts> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT (SELECT value FROM settings WHERE key = 'host_id'),
+                    (SELECT value FROM settings WHERE key = 'nft_generation'),
+                    EXISTS (SELECT 1 FROM networks WHERE status != 'ready')
+                        OR EXISTS (SELECT 1 FROM endpoints WHERE status != 'ready'),
+                    EXISTS (SELECT 1 FROM sandboxes)",
+        )?;
+        Ok(stmt.query_row([], |r| {
+            Ok(PreflightFacts {
+                host: r.get(0)?,
+                generation: r.get(1)?,
+                unsettled: r.get(2)?,
+                sandboxes: r.get(3)?,
+            })
+        })?)
     }
 
     /// Every network with its status.

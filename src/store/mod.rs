@@ -14,7 +14,7 @@ mod intents;
 pub mod lock;
 
 pub use attachments::{Attachment, ATTACHMENTS_SCHEMA};
-pub use intents::{Sandbox, Status};
+pub use intents::{PreflightFacts, Sandbox, Status};
 pub use lock::StateLock;
 
 use crate::error::{Error, Result};
@@ -208,6 +208,9 @@ impl Store {
         // Many berth processes may run at once: wait for the lock rather
         // than fail.
         conn.busy_timeout(Duration::from_secs(60))?;
+        // A connect prepares some 30 distinct statements; rusqlite's
+        // default cache of 16 would evict and re-parse them mid-command.
+        conn.set_prepared_statement_cache_capacity(64);
         secure::check_integrity(&conn, &db)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
