@@ -254,6 +254,10 @@ struct CreateArgs {
     /// Do not serve the network's names with berth's DNS server.
     #[arg(long)]
     no_dns: bool,
+    /// Routed peer range (repeatable): traffic to it is not masqueraded and
+    /// new connections from it are accepted (pod networks of other nodes).
+    #[arg(long, value_name = "CIDR")]
+    cluster_cidr: Vec<String>,
 }
 
 #[derive(Args)]
@@ -370,6 +374,10 @@ impl Command {
 
 /// Parses the arguments, runs the command, returns the exit code.
 pub fn main() -> i32 {
+    // Started by a container runtime as its CNI plugin.
+    if crate::cni::is_plugin() {
+        return crate::cni::main();
+    }
     // Podman runs berth as `netavark` (a symlink), or a user as `berth netavark`.
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if crate::netavark::invoked_as_netavark() {
@@ -460,6 +468,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 log_drops: a.log_drops,
                 owner: None,
                 no_dns: a.no_dns,
+                cluster_cidrs: a.cluster_cidr,
             };
             if let Some(created) = done(network::create(&mut ctx, &opts)?) {
                 for w in &created.warnings {
@@ -524,6 +533,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 mark: None,
                 metric: None,
                 aliases: a.alias,
+                attachment: None,
             };
             let opts_aliases = opts.aliases.clone();
             if let Some((e, n)) = done(endpoint::connect(&mut ctx, &opts)?) {

@@ -8,6 +8,7 @@
 //! state) below. See ARCHITECTURE.md.
 
 pub mod cli;
+pub mod cni;
 pub mod commands;
 pub mod config;
 pub mod dns;

@@ -42,6 +42,8 @@ pub struct ConnectOptions {
     pub metric: Option<u32>,
     /// `--alias` values: more DNS names of the endpoint on the network.
     pub aliases: Vec<String>,
+    /// A CNI runtime's key of the endpoint, recorded with its intent.
+    pub attachment: Option<crate::store::Attachment>,
 }
 
 pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endpoint, Network)>> {
@@ -187,6 +189,9 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
         tx.mark_endpoint(id, mark)?;
     }
     tx.insert_dns_names(network.id, id, &endpoint.name, &opts.aliases)?; // DNS
+    if let Some(a) = &opts.attachment {
+        tx.insert_attachment(id, a)?;
+    }
     tx.commit()?;
     failpoint::hit("intent");
     if let Err(e) = plan.apply(ctx.kernel.as_mut()) {

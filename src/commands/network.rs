@@ -35,6 +35,8 @@ pub struct CreateOptions {
     pub owner: Option<String>,
     /// `--no-dns`: berth's DNS server does not serve this network.
     pub no_dns: bool,
+    /// `--cluster-cidr`, as given.
+    pub cluster_cidrs: Vec<String>,
 }
 
 /// What `network create` made, and what the user should know about it.
@@ -291,6 +293,11 @@ fn check_policy(ctx: &mut Context, opts: &CreateOptions) -> Result<NetworkPolicy
         uplink,
         log_drops: opts.log_drops,
         dns: !opts.no_dns,
+        cluster_cidrs: opts
+            .cluster_cidrs
+            .iter()
+            .map(|d| parse_cidr("--cluster-cidr", d))
+            .collect::<Result<Vec<_>>>()?,
     })
 }
 

@@ -10,8 +10,8 @@
 //!     oifname @bridges DROP            # isolation from other networks
 //!     accept                           # out to the world
 //! }
-//! chain NET-in  { ct state invalid DROP; DROP }   # new, from elsewhere
-//! chain NET-nat { ip saddr SUBNET oifname != "BRIDGE" masquerade }
+//! chain NET-in  { ct state invalid DROP; ip saddr CLUSTER accept; DROP }   # new, from elsewhere
+//! chain NET-nat { ip daddr CLUSTER return; ip saddr SUBNET oifname != "BRIDGE" masquerade }
 //! chain NET-drop   { limit ... log prefix "berth NET drop: "; drop }    # --log-drops
 //! chain NET-reject { limit ... log prefix "berth NET reject: "; reject } # --log-drops
 //! ```
@@ -156,10 +156,28 @@ pub fn add(b: &mut Batch, net: &Network) {
         &c.inward,
         ends.drop(Rule::new().ct_state(&[CtState::Invalid])),
     );
+    // Routed peers (`--cluster-cidr`) may open connections to containers.
+    for d in &p.cluster_cidrs {
+        b.add_rule(
+            &c.inward,
+            Rule::new()
+                .ip_saddr_prefix(d.network(), d.prefix_len())
+                .accept(),
+        );
+    }
     b.add_rule(&c.inward, ends.drop(Rule::new()));
 
     if masquerades(net) {
         b.add_chain(&c.nat);
+        // Routed peers see the container's own address.
+        for d in &p.cluster_cidrs {
+            b.add_rule(
+                &c.nat,
+                Rule::new()
+                    .ip_daddr_prefix(d.network(), d.prefix_len())
+                    .ret(),
+            );
+        }
         b.add_rule(
             &c.nat,
             Rule::new()

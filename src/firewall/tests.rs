@@ -55,6 +55,7 @@ fn options_shape_the_out_chain() {
         }),
         log_drops: true,
         dns: true,
+        cluster_cidrs: Vec::new(),
     };
     let lines = add_network(&net("db", policy), true, "t").batch.render();
     let out: Vec<&String> = lines
@@ -224,4 +225,25 @@ fn reset_deletes_the_table_only_when_it_exists() {
         vec!["delete table inet berth"]
     );
     assert!(remove_all(false).batch.is_empty());
+}
+
+#[test]
+fn cluster_cidrs_are_let_in_and_not_masqueraded() {
+    let policy = NetworkPolicy {
+        cluster_cidrs: vec!["10.244.0.0/16".parse().unwrap()],
+        ..NetworkPolicy::default()
+    };
+    let lines = add_network(&net("pods", policy), true, "t").batch.render();
+    let of = |chain: &str| -> Vec<String> {
+        let prefix = format!("add rule inet berth {chain} ");
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+            .collect()
+    };
+    let inward = of("pods-in");
+    assert_eq!(inward[1], "ip saddr 10.244.0.0/16 accept", "{inward:?}");
+    let nat = of("pods-nat");
+    assert_eq!(nat[0], "ip daddr 10.244.0.0/16 return", "{nat:?}");
+    assert!(nat[1].ends_with("masquerade"), "{nat:?}");
 }

@@ -54,6 +54,10 @@ pub struct NetworkPolicy {
     pub log_drops: bool,
     /// berth's DNS server answers for the network's names on its gateway.
     pub dns: bool,
+    /// Routed setups (`--cluster-cidr`, CNI `clusterCIDR`): the network's
+    /// traffic to these ranges is not masqueraded, and new connections from
+    /// them are let in, so pods on other nodes see each other's addresses.
+    pub cluster_cidrs: Vec<Ipv4Net>,
 }
 
 impl Default for NetworkPolicy {
@@ -66,6 +70,7 @@ impl Default for NetworkPolicy {
             uplink: None,
             log_drops: false,
             dns: true,
+            cluster_cidrs: Vec::new(),
         }
     }
 }
@@ -116,6 +121,7 @@ pub struct NetworkView {
     /// The firewall and routing options in one line (`network ls`).
     pub policy: String,
     pub dns: bool,
+    pub cluster_cidrs: Vec<String>,
 }
 
 /// The JSON shape of an endpoint in `connect/ps --json`.
@@ -156,6 +162,12 @@ impl Network {
             log_drops: self.policy.log_drops,
             policy: self.policy.summary(),
             dns: self.policy.dns,
+            cluster_cidrs: self
+                .policy
+                .cluster_cidrs
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
         }
     }
 }
@@ -182,6 +194,9 @@ impl NetworkPolicy {
         }
         if self.log_drops {
             parts.push("log-drops".into());
+        }
+        for c in &self.cluster_cidrs {
+            parts.push(format!("cluster {c}"));
         }
         parts.push(if self.dns { "dns" } else { "no-dns" }.into());
         parts.join(", ")

@@ -290,6 +290,7 @@ pub fn setup(
                     container_id: Some(opts.container_id.clone()),
                 }),
                 metric: a.metric,
+                attachment: None,
             };
             let (e, n) = endpoint::connect(ctx, &connect)?.applied();
             made_endpoints.push(a.network.clone());

@@ -113,7 +113,8 @@ impl Tx<'_> {
             "SELECT {NETWORK_COLUMNS}, status FROM networks ORDER BY name"
         ))?;
         let rows = stmt.query_map([], |row| {
-            let status: String = row.get(14)?;
+            // Right after the network's columns, however many there are.
+            let status: String = row.get(NETWORK_COLUMNS.split(',').count())?;
             Ok((network_from_row(row)?, Status::parse(&status)))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

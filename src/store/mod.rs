@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
+mod attachments;
 mod intents;
 pub mod lock;
 
+pub use attachments::{Attachment, ATTACHMENTS_SCHEMA};
 pub use intents::{PreflightFacts, Sandbox, Status};
 pub use lock::StateLock;
 
@@ -26,7 +28,7 @@ pub use names::{DnsEndpoint, DnsNetwork};
 
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 /// berth's routing tables (`--uplink`) are this plus the network id.
 pub const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
 
@@ -243,6 +245,7 @@ impl Store {
                 tx.execute_batch(INTENTS_SCHEMA)?;
                 tx.execute_batch(MIGRATE_OWNERS)?;
                 tx.execute_batch(DNS_SCHEMA)?;
+                tx.execute_batch(ATTACHMENTS_SCHEMA)?;
             }
             1 => {
                 tx.execute_batch(MIGRATE_1_TO_2)?;
@@ -250,23 +253,32 @@ impl Store {
                 tx.execute_batch(INTENTS_SCHEMA)?;
                 tx.execute_batch(MIGRATE_OWNERS)?;
                 tx.execute_batch(DNS_SCHEMA)?;
+                tx.execute_batch(ATTACHMENTS_SCHEMA)?;
             }
             2 => {
                 tx.execute_batch(PORTS_SCHEMA)?;
                 tx.execute_batch(INTENTS_SCHEMA)?;
                 tx.execute_batch(MIGRATE_OWNERS)?;
                 tx.execute_batch(DNS_SCHEMA)?;
+                tx.execute_batch(ATTACHMENTS_SCHEMA)?;
             }
             3 => {
                 tx.execute_batch(INTENTS_SCHEMA)?;
                 tx.execute_batch(MIGRATE_OWNERS)?;
                 tx.execute_batch(DNS_SCHEMA)?;
+                tx.execute_batch(ATTACHMENTS_SCHEMA)?;
             }
             4 => {
                 tx.execute_batch(MIGRATE_OWNERS)?;
                 tx.execute_batch(DNS_SCHEMA)?;
+                tx.execute_batch(ATTACHMENTS_SCHEMA)?;
             }
-            5 => tx.execute_batch(DNS_SCHEMA)?,
+            5 => {
+                tx.execute_batch(DNS_SCHEMA)?;
+                tx.execute_batch(ATTACHMENTS_SCHEMA)?;
+            }
+            // Version 7: CNI attachments and cluster CIDRs (src/store/attachments.rs).
+            6 => tx.execute_batch(ATTACHMENTS_SCHEMA)?,
             SCHEMA_VERSION => {}
             v => {
                 return Err(Error::Other(format!(
@@ -347,6 +359,13 @@ fn policy_from_row(row: &Row) -> rusqlite::Result<NetworkPolicy> {
         uplink,
         log_drops: row.get(12)?,
         dns: row.get(13)?,
+        cluster_cidrs: {
+            let c: String = row.get(14)?;
+            c.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().map_err(|_| bad_column(14, s)))
+                .collect::<rusqlite::Result<_>>()?
+        },
     })
 }
 
@@ -382,7 +401,7 @@ fn bad_column(index: usize, value: &str) -> rusqlite::Error {
     )
 }
 
-pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns";
+pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs";
 pub(crate) const ENDPOINT_COLUMNS: &str = "e.id, n.name, e.name, e.netns, e.netns_inode, e.ip, e.mac, e.ifname, e.host_ifname, e.default_route";
 
 impl Tx<'_> {
@@ -416,8 +435,8 @@ impl Tx<'_> {
         let p = &n.policy;
         let deny: Vec<String> = p.deny_egress.iter().map(|d| d.to_string()).collect();
         self.tx.execute(
-            "INSERT INTO networks (name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            "INSERT INTO networks (name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 n.name,
                 n.subnet.to_string(),
@@ -431,7 +450,12 @@ impl Tx<'_> {
                 p.uplink.as_ref().map(|u| u.ifname.clone()),
                 p.uplink.as_ref().map(|u| u.gateway.to_string()),
                 p.log_drops,
-                p.dns
+                p.dns,
+                p.cluster_cidrs
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
             ],
         )?;
         let id = self.tx.last_insert_rowid();

@@ -237,7 +237,9 @@ mod tests {
         store
             .conn
             .execute_batch(
-                "DROP TABLE dns_names; ALTER TABLE networks DROP COLUMN dns; PRAGMA user_version = 5;",
+                // (and without version 7's CNI table and column)
+                "DROP TABLE attachments; ALTER TABLE networks DROP COLUMN cluster_cidrs; \
+                 DROP TABLE dns_names; ALTER TABLE networks DROP COLUMN dns; PRAGMA user_version = 5;",
             )
             .unwrap();
         drop(store);

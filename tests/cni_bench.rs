@@ -1,0 +1,188 @@
+//! Benchmark (not a timed test; `#[ignore]`d): per-container CNI ADD and
+//! DEL with 4 published ports each, berth against the reference chain
+//! bridge + host-local + portmap (/usr/lib/cni), 100 containers, each in
+//! its own sandbox; and GC of 1000 stale attachments. Run with
+//!
+//! ```sh
+//! cargo test --release --test cni_bench -- --ignored --nocapture
+//! ```
+
+mod util;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use util::*;
+
+const COUNT: usize = 100;
+const PORTS: usize = 4;
+
+/// Runs one plugin (`program`) with `CNI_COMMAND=command` in the sandbox
+/// host; returns stdout as JSON (Null when empty) and the time it took.
+fn plugin(
+    sb: &Sandbox,
+    program: &str,
+    command: &str,
+    id: &str,
+    netns: &str,
+    stdin: &str,
+) -> (Value, Duration) {
+    let mut c: Command = sb.command(None, program, &[]);
+    c.env("BERTH_STATE_DIR", STATE_DIR)
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", format!("/run/netns/{netns}"))
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let took = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{program} {command} {id}: {} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        took,
+    )
+}
+
+fn mappings(i: usize) -> Value {
+    let ports: Vec<Value> = (0..PORTS)
+        .map(|p| json!({"hostPort": 20000 + i * PORTS + p, "containerPort": 80 + p, "protocol": "tcp"}))
+        .collect();
+    json!(ports)
+}
+
+fn summary(what: &str, times: &[Duration]) {
+    let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+    let mut sorted: Vec<f64> = times.iter().map(ms).collect();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let median = sorted[sorted.len() / 2];
+    let first: f64 = times[..10].iter().map(ms).sum::<f64>() / 10.0;
+    let last: f64 = times[times.len() - 10..].iter().map(ms).sum::<f64>() / 10.0;
+    eprintln!(
+        "{what:<34} median {median:7.1} ms   first 10 {first:7.1} ms   last 10 {last:7.1} ms"
+    );
+}
+
+fn netns_batch(sb: &Sandbox, n: usize) {
+    sb.sh_ok(&format!(
+        "for i in $(seq 0 {}); do ip netns add n$i; ip -n n$i link set lo up; done",
+        n - 1
+    ));
+}
+
+#[test]
+#[ignore]
+fn bench_berth_against_bridge_host_local_portmap() {
+    // berth.
+    let sb = Sandbox::new();
+    netns_batch(&sb, COUNT);
+    let (mut add, mut del) = (Vec::new(), Vec::new());
+    for i in 0..COUNT {
+        let conf = json!({"cniVersion": "1.0.0", "name": "bench", "type": "berth",
+            "subnet": "10.80.0.0/16", "runtimeConfig": {"portMappings": mappings(i)}})
+        .to_string();
+        add.push(plugin(&sb, BERTH, "ADD", &format!("c{i}"), &format!("n{i}"), &conf).1);
+    }
+    for i in 0..COUNT {
+        let conf = json!({"cniVersion": "1.0.0", "name": "bench", "type": "berth"}).to_string();
+        del.push(plugin(&sb, BERTH, "DEL", &format!("c{i}"), &format!("n{i}"), &conf).1);
+    }
+    summary("berth ADD (4 ports)", &add);
+    summary("berth DEL", &del);
+    drop(sb);
+
+    // The reference chain, as libcni runs a conflist: bridge (with
+    // host-local) then portmap with the bridge's result; DEL in reverse.
+    let sb = Sandbox::new();
+    netns_batch(&sb, COUNT);
+    let bridge = json!({"cniVersion": "1.0.0", "name": "bench", "type": "bridge",
+        "bridge": "cni-bench", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+        "ipam": {"type": "host-local", "dataDir": "/run/cni-host-local",
+                 "ranges": [[{"subnet": "10.81.0.0/16"}]], "routes": [{"dst": "0.0.0.0/0"}]}});
+    let (mut add, mut del) = (Vec::new(), Vec::new());
+    let mut results = Vec::new();
+    for i in 0..COUNT {
+        let (res, t1) = plugin(
+            &sb,
+            "/usr/lib/cni/bridge",
+            "ADD",
+            &format!("c{i}"),
+            &format!("n{i}"),
+            &bridge.to_string(),
+        );
+        let pm = json!({"cniVersion": "1.0.0", "name": "bench", "type": "portmap",
+            "runtimeConfig": {"portMappings": mappings(i)}, "prevResult": res});
+        let (res, t2) = plugin(
+            &sb,
+            "/usr/lib/cni/portmap",
+            "ADD",
+            &format!("c{i}"),
+            &format!("n{i}"),
+            &pm.to_string(),
+        );
+        add.push(t1 + t2);
+        results.push(res);
+    }
+    for (i, res) in results.iter().enumerate() {
+        let pm = json!({"cniVersion": "1.0.0", "name": "bench", "type": "portmap",
+            "runtimeConfig": {"portMappings": mappings(i)}, "prevResult": res});
+        let (_, t1) = plugin(
+            &sb,
+            "/usr/lib/cni/portmap",
+            "DEL",
+            &format!("c{i}"),
+            &format!("n{i}"),
+            &pm.to_string(),
+        );
+        let mut b = bridge.clone();
+        b["prevResult"] = res.clone();
+        let (_, t2) = plugin(
+            &sb,
+            "/usr/lib/cni/bridge",
+            "DEL",
+            &format!("c{i}"),
+            &format!("n{i}"),
+            &b.to_string(),
+        );
+        del.push(t1 + t2);
+    }
+    summary("bridge+host-local+portmap ADD", &add);
+    summary("bridge+host-local+portmap DEL", &del);
+}
+
+#[test]
+#[ignore]
+fn bench_gc_of_1000_stale_attachments() {
+    let sb = Sandbox::new();
+    let n = 1000;
+    netns_batch(&sb, n);
+    let conf = json!({"cniVersion": "1.1.0", "name": "gc", "type": "berth",
+        "subnet": "10.82.0.0/20"})
+    .to_string();
+    for i in 0..n {
+        plugin(&sb, BERTH, "ADD", &format!("s{i}"), &format!("n{i}"), &conf);
+    }
+    let gc = json!({"cniVersion": "1.1.0", "name": "gc", "type": "berth",
+        "cni.dev/valid-attachments": []})
+    .to_string();
+    let (_, took) = plugin(&sb, BERTH, "GC", "-", "n0", &gc);
+    eprintln!("GC of {n} stale attachments (their namespaces alive): {took:?}");
+    assert!(sb.endpoints().is_empty());
+}
