@@ -531,3 +531,80 @@ fn parallel_setups_and_teardowns_share_one_network() {
     assert!(sb.link(None, "pm-web").is_none());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn netavark_dns_port_moves_the_server_and_port_53_still_answers() {
+    let sb = Sandbox::new();
+    if !sb.cmd("sh", &["-c", "command -v dig"]).status.success() {
+        eprintln!("SKIP netavark_dns_port_moves_the_server_and_port_53_still_answers: dig (dnsutils) is not installed");
+        return;
+    }
+    sb.add_netns("a");
+    sb.add_netns("b");
+    let dns_on = json!({"network_info": {"web": {"dns_enabled": true}}});
+    let with_port = |args: &[&str], req: &Value| {
+        let path = std::env::temp_dir().join(format!(
+            "berth-dnsport-{}-{}.json",
+            std::process::id(),
+            sb.pid()
+        ));
+        std::fs::write(&path, req.to_string()).unwrap();
+        let mut all = vec![
+            "netavark",
+            "--config",
+            "/run/containers/networks",
+            "--file",
+            path.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        let mut c = sb.berth_command(&all);
+        c.env("NETAVARK_DNS_PORT", "5353");
+        let out = run_timeout(c, CMD_TIMEOUT);
+        let _ = std::fs::remove_file(&path);
+        out
+    };
+    for (name, ip) in [("a", "10.77.0.2"), ("b", "10.77.0.3")] {
+        let out = with_port(
+            &["setup", &format!("/run/netns/{name}")],
+            &request(name, "web", ip, dns_on.clone()),
+        );
+        assert_ok_ctx(&out, &format!("setup {name}"));
+    }
+    // The container asks its gateway on port 53, as Podman's resolv.conf
+    // says; the server itself listens on 5353.
+    let dig = |port: &str| {
+        let out = sb.in_netns(
+            "b",
+            "dig",
+            &[
+                "+short",
+                "+time=2",
+                "+tries=1",
+                "-p",
+                port,
+                "@10.77.0.1",
+                "a.dns.podman",
+            ],
+        );
+        stdout(&out).trim().to_string()
+    };
+    assert_eq!(dig("53"), "10.77.0.2");
+    assert_eq!(dig("5353"), "10.77.0.2");
+    // Another port while a network has DNS is refused, in netavark's format.
+    let req = request("c", "web", "10.77.0.4", dns_on);
+    let path = std::env::temp_dir().join(format!("berth-dnsport2-{}.json", sb.pid()));
+    std::fs::write(&path, req.to_string()).unwrap();
+    let mut c = sb.berth_command(&[
+        "netavark",
+        "--config",
+        "/run/containers/networks",
+        "--file",
+        path.to_str().unwrap(),
+        "setup",
+        "/run/netns/a",
+    ]);
+    c.env("NETAVARK_DNS_PORT", "6000");
+    let out = run_timeout(c, CMD_TIMEOUT);
+    let _ = std::fs::remove_file(&path);
+    assert_netavark_error(&out, "NETAVARK_DNS_PORT 6000");
+}

@@ -339,7 +339,16 @@ fn plan_create(ctx: &mut Context, tx: &Tx, network: &Network) -> Result<Plan> {
         value: "1".into(),
     });
     let exists = ctx.kernel.nft_table_exists(&firewall::table())?;
-    let change = firewall::add_network(network, exists, &tx.instance_id()?);
+    let mut change = firewall::add_network(network, exists, &tx.instance_id()?);
+    // The DNS server listens on another port than 53 (Podman's
+    // NETAVARK_DNS_PORT): the gateway's port 53 is redirected to it.
+    let redirects = dns_redirects(tx, network)?;
+    firewall::ports::elements_op(
+        &mut change.batch,
+        berth_nft::ElemOp::Add,
+        network.gateway,
+        &redirects,
+    );
     plan.push(Step::Nft {
         batch: change.batch,
         undo: change.undo,
@@ -362,6 +371,18 @@ fn uplink_rule(network: &Network) -> SourceRule {
         table: network.route_table,
         priority: UPLINK_RULE_PRIORITY,
     }
+}
+
+/// The DNS port redirects a network has (see `dns::port_redirects`).
+fn dns_redirects(tx: &Tx, network: &Network) -> Result<Vec<PortMapping>> {
+    if !network.policy.dns {
+        return Ok(Vec::new());
+    }
+    let port = tx
+        .setting(crate::dns::PORT_SETTING)?
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(53);
+    Ok(crate::dns::port_redirects(network.gateway, port))
 }
 
 /// The steps that take a network away: its ruleset part (or the whole
@@ -463,7 +484,12 @@ pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<Outcome<Vec<
         )));
     }
     let last = tx.networks()?.len() == 1;
-    let ports = tx.network_ports(network.id)?;
+    let mut ports = tx.network_ports(network.id)?;
+    ports.extend(
+        dns_redirects(&tx, &network)?
+            .into_iter()
+            .map(|m| (network.gateway, m)),
+    );
     let mut plan = plan_remove(&network, endpoints.len(), last, &ports, &tx.instance_id()?);
     if !ctx.kernel.nft_table_exists(&firewall::table())? {
         // The ruleset went already (a reboot, `nft flush ruleset`): the

@@ -146,6 +146,43 @@ pub fn aliases(state_dir: &Path, endpoints: &[crate::model::Endpoint]) -> Result
     endpoints.iter().map(|e| tx.aliases_of(e.id)).collect()
 }
 
+/// Settings key of the port berth's DNS server listens on (53 unless
+/// Podman asked for another with NETAVARK_DNS_PORT).
+pub const PORT_SETTING: &str = "dns_port";
+
+/// The port the DNS server listens on, as the state says.
+pub fn configured_port(state_dir: &Path) -> u16 {
+    let read = || -> Result<Option<u16>> {
+        let Some(mut store) = Store::open_read_only(state_dir)? else {
+            return Ok(None);
+        };
+        let tx = store.read()?;
+        Ok(tx.setting(PORT_SETTING)?.and_then(|p| p.parse().ok()))
+    };
+    read().ok().flatten().unwrap_or(53)
+}
+
+/// What makes a network's DNS answer on the gateway's port 53 when the
+/// server listens on another port: `GATEWAY:53 -> GATEWAY:PORT` over UDP
+/// and TCP, as published-port mappings (the same DNAT maps, so no rule
+/// changes).
+pub fn port_redirects(gateway: Ipv4Addr, port: u16) -> Vec<crate::model::PortMapping> {
+    use crate::model::{PortMapping, Proto};
+    if port == 53 {
+        return Vec::new();
+    }
+    [Proto::Udp, Proto::Tcp]
+        .into_iter()
+        .map(|proto| PortMapping {
+            host_ip: gateway,
+            host_port: 53,
+            container_port: port,
+            count: 1,
+            proto,
+        })
+        .collect()
+}
+
 /// Parses `--dns` values.
 pub fn parse_servers(values: &[String]) -> Result<Vec<IpAddr>> {
     values

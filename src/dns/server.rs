@@ -29,7 +29,13 @@ use super::{resolv, PID_FILE, SOCKET};
 use crate::error::{Error, Result};
 use crate::store::Store;
 
-const DNS_PORT: u16 = 53;
+/// The port the listeners bind: 53, or what the state says
+/// (`dns::PORT_SETTING`), read once when the server starts.
+static DNS_PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+
+fn dns_port() -> u16 {
+    *DNS_PORT.get().unwrap_or(&53)
+}
 /// Forwarded queries in flight at once; past it a query gets SERVFAIL at
 /// once instead of another socket.
 const MAX_FORWARDS: usize = 1024;
@@ -76,6 +82,7 @@ pub fn serve(state_dir: &Path, stay: bool) -> Result<i32> {
     }
     pidfile.set_len(0)?;
     writeln!(&pidfile, "{}", std::process::id())?;
+    let _ = DNS_PORT.set(super::configured_port(state_dir));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         // One thread reads the state during reloads; no pool is needed.
@@ -229,7 +236,8 @@ async fn reload(
                 listeners.insert(*gw, tasks);
             }
             Err(e) => warnings.push(format!(
-                "cannot listen on {gw}:{DNS_PORT} for network {}: {e}",
+                "cannot listen on {gw}:{} for network {}: {e}",
+                dns_port(),
                 table.net(*gw).map(|n| n.name.as_str()).unwrap_or("?")
             )),
         }
@@ -302,7 +310,7 @@ fn socket(gw: Ipv4Addr, kind: Type) -> std::io::Result<Socket> {
     s.set_reuse_address(kind == Type::STREAM)?;
     s.set_freebind_v4(true)?;
     s.set_nonblocking(true)?;
-    s.bind(&SocketAddr::V4(SocketAddrV4::new(gw, DNS_PORT)).into())?;
+    s.bind(&SocketAddr::V4(SocketAddrV4::new(gw, dns_port())).into())?;
     Ok(s)
 }
 

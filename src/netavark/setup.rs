@@ -228,6 +228,7 @@ pub fn setup(
     let attaches = check(opts)?;
     let ports = port_specs(opts.port_mappings.as_deref().unwrap_or_default())?;
     let target = crate::kernel::netns::Target::resolve(netns)?;
+    set_dns_port(ctx)?;
     // `podman network connect` asks for one more network of a running
     // container (same namespace), with all its ports again: they are
     // published already.
@@ -332,6 +333,40 @@ fn status_block(a: &Attach, e: &Endpoint, n: &Network) -> StatusBlock {
 
 /// Makes the berth network for `a` unless it exists; true if it made it.
 /// An existing one must be Podman's and match Podman's definition.
+/// Podman's NETAVARK_DNS_PORT (set when something else holds port 53):
+/// berth's DNS server listens on that port, and each DNS network's
+/// gateway port 53 is redirected to it, as netavark does for aardvark-dns.
+/// One port serves every network, so it changes only while no network
+/// has DNS.
+fn set_dns_port(ctx: &mut Context) -> Result<()> {
+    let Ok(value) = std::env::var("NETAVARK_DNS_PORT") else {
+        return Ok(());
+    };
+    let port: u16 = value.parse().ok().filter(|p| *p != 0).ok_or_else(|| {
+        Error::invalid(format!(
+            "invalid NETAVARK_DNS_PORT {value:?}: expected a port number"
+        ))
+    })?;
+    let mut store = ctx.store()?;
+    let tx = store.begin()?;
+    let current: u16 = tx
+        .setting(crate::dns::PORT_SETTING)?
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(53);
+    if current == port {
+        return Ok(());
+    }
+    let with_dns = tx.networks()?.iter().filter(|n| n.policy.dns).count();
+    if with_dns > 0 {
+        return Err(Error::invalid(format!(
+            "NETAVARK_DNS_PORT {port} differs from the port berth's DNS server uses ({current}) for {with_dns} network(s); remove them first"
+        )));
+    }
+    tx.set_setting(crate::dns::PORT_SETTING, &port.to_string())?;
+    tx.commit()?;
+    Ok(())
+}
+
 fn ensure_network(ctx: &mut Context, a: &Attach) -> Result<bool> {
     let existing = {
         let mut store = ctx.store()?;

@@ -24,6 +24,10 @@ pub fn desired(tx: &Tx) -> Result<Desired> {
         endpoints: rows,
         sandboxes: tx.sandboxes()?,
         instance: tx.setting("instance")?.unwrap_or_default(),
+        dns_port: tx
+            .setting(crate::dns::PORT_SETTING)?
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(53),
     })
 }
 

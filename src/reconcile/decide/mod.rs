@@ -27,6 +27,8 @@ pub struct Desired {
     pub sandboxes: Vec<Sandbox>,
     /// This state's instance id, which marks the firewall table as its own.
     pub instance: String,
+    /// The port berth's DNS server listens on (53 unless configured).
+    pub dns_port: u16,
 }
 
 /// What the kernel has, read once.
@@ -394,11 +396,17 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
         _ => {}
     }
     if observed.table.is_some() || expected.is_some() {
-        let published: Vec<(Ipv4Addr, Vec<PortMapping>)> = kept
+        let mut published: Vec<(Ipv4Addr, Vec<PortMapping>)> = kept
             .iter()
             .filter(|e| !e.ports.is_empty())
             .map(|e| (e.ip, e.ports.clone()))
             .collect();
+        for n in live.iter().filter(|n| n.policy.dns) {
+            let redirects = crate::dns::port_redirects(n.gateway, desired.dns_port);
+            if !redirects.is_empty() {
+                published.push((n.gateway, redirects));
+            }
+        }
         let change = firewall::rebuild(
             &live_owned,
             &published,

@@ -107,6 +107,7 @@ fn agreement_changes_nothing_but_confirms() {
         endpoints: vec![(c1, Status::Ready)],
         sandboxes: vec![],
         instance: "ab".into(),
+        dns_port: 53,
     };
     let d = decide(&desired, &matching(&desired), Scope::default());
     assert!(d.drop_endpoints.is_empty() && d.drop_networks.is_empty());
@@ -130,6 +131,7 @@ fn after_a_reboot_the_network_is_rebuilt_and_dead_endpoints_dropped() {
         endpoints: vec![(c1, Status::Ready)],
         sandboxes: vec![],
         instance: "ab".into(),
+        dns_port: 53,
     };
     let d = decide(&desired, &Observed::default(), Scope::default());
     assert_eq!(d.drop_endpoints, vec![1]);
@@ -158,6 +160,7 @@ fn interrupted_connect_is_undone_and_interrupted_disconnect_finished() {
         endpoints: vec![(c1.clone(), Status::Creating), (c2, Status::Removing)],
         sandboxes: vec![],
         instance: "ab".into(),
+        dns_port: 53,
     };
     // c1's veth was made before the crash; c2's was already deleted.
     let mut observed = matching(&desired);
@@ -188,6 +191,7 @@ fn a_deleted_veth_is_recreated_while_its_namespace_lives() {
         endpoints: vec![(c1, Status::Ready)],
         sandboxes: vec![],
         instance: "ab".into(),
+        dns_port: 53,
     };
     let mut observed = matching(&desired);
     observed.links.retain(|l| l.kind == "bridge");
@@ -221,6 +225,7 @@ fn interrupted_network_create_and_gc_sweep_remove_only_berths_devices() {
         endpoints: vec![],
         sandboxes: vec![],
         instance: "ab".into(),
+        dns_port: 53,
     };
     let mut observed = Observed {
         links: vec![bridge()],
@@ -264,6 +269,7 @@ fn a_killed_run_is_reclaimed() {
             owner_start: 1,
         }],
         instance: "ab".into(),
+        dns_port: 53,
     };
     let mut observed = matching(&desired);
     observed.dead_sandboxes.insert("run-77".into());
@@ -292,6 +298,7 @@ fn a_flushed_table_is_reported_and_rebuilt() {
         endpoints: vec![],
         sandboxes: vec![],
         instance: "ab".into(),
+        dns_port: 53,
     };
     let mut observed = matching(&desired);
     for count in observed.table.as_mut().unwrap().values_mut() {
