@@ -202,3 +202,53 @@ fn verbose_logs_each_step_with_its_duration() {
     let out = sb.berth_out_ok(&["connect", "web", "c2"]);
     assert_eq!(stderr(&out), "");
 }
+
+#[test]
+fn dry_run_works_for_a_user_who_can_only_read_the_state() {
+    let sb = Sandbox::new();
+    sb.berth_ok(&[
+        "network",
+        "create",
+        "web",
+        "--subnet",
+        "10.90.0.0/24",
+        "--no-dns",
+    ]);
+    sb.add_netns("c1");
+    // Readable by everyone, writable by root only.
+    sb.sh_ok(&format!(
+        "chmod 755 {STATE_DIR} && chmod 644 {STATE_DIR}/berth.db"
+    ));
+    let before = sb.snapshot();
+    let as_nobody = |args: &[&str]| {
+        let mut all = vec!["--reuid=65534", "--regid=65534", "--clear-groups", BERTH];
+        all.extend_from_slice(args);
+        let mut c = sb.command(None, "setpriv", &all);
+        c.env("BERTH_STATE_DIR", STATE_DIR);
+        run_timeout(c, CMD_TIMEOUT)
+    };
+    let out = as_nobody(&["--dry-run", "connect", "web", "c1", "-p", "8080:80"]);
+    assert_ok_ctx(&out, "dry-run connect as nobody");
+    assert!(
+        stdout(&out).contains("ip -n c1 addr add 10.90.0.2/24"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("published4_any"), "{}", stdout(&out));
+    let out = as_nobody(&[
+        "network",
+        "create",
+        "db",
+        "--subnet",
+        "10.91.0.0/24",
+        "--dry-run",
+    ]);
+    assert_ok_ctx(&out, "dry-run network create as nobody");
+    assert!(
+        stdout(&out).contains("ip link add berth-db"),
+        "{}",
+        stdout(&out)
+    );
+    sb.snapshot()
+        .assert_same(&before, "dry runs as a user who can only read");
+}

@@ -37,8 +37,12 @@ impl Context {
         }
     }
 
-    /// The state, read-write (created if needed).
+    /// The state, read-write (created if needed); for a dry run, a private
+    /// copy of it that nothing is ever written back from.
     pub fn store(&self) -> Result<Store> {
+        if self.dry_run {
+            return Store::scratch_copy(&self.state_dir);
+        }
         match self.spare_store.borrow_mut().take() {
             Some(store) => Ok(store),
             None => Store::open(&self.state_dir),

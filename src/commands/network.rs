@@ -338,7 +338,8 @@ fn plan_create(ctx: &mut Context, tx: &Tx, network: &Network) -> Result<Plan> {
         key: sysctl::Key::ip_forward(),
         value: "1".into(),
     });
-    let exists = ctx.kernel.nft_table_exists(&firewall::table())?;
+    // Other networks than this new one mean the table is there.
+    let exists = table_exists(ctx, tx, 1)?;
     let mut change = firewall::add_network(network, exists, &tx.instance_id()?);
     // The DNS server listens on another port than 53 (Podman's
     // NETAVARK_DNS_PORT): the gateway's port 53 is redirected to it.
@@ -371,6 +372,17 @@ fn uplink_rule(network: &Network) -> SourceRule {
         table: network.route_table,
         priority: UPLINK_RULE_PRIORITY,
     }
+}
+
+/// Whether berth's table exists. A real run asks the kernel; a dry run,
+/// which may not be allowed to (nf_tables wants CAP_NET_ADMIN even to
+/// read), goes by the state, which the preflight keeps true: the table
+/// exists while more than `own` networks are recorded.
+fn table_exists(ctx: &mut Context, tx: &Tx, own: usize) -> Result<bool> {
+    if ctx.dry_run {
+        return Ok(tx.networks()?.len() > own);
+    }
+    ctx.kernel.nft_table_exists(&firewall::table())
 }
 
 /// The DNS port redirects a network has (see `dns::port_redirects`).
@@ -491,7 +503,7 @@ pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<Outcome<Vec<
             .map(|m| (network.gateway, m)),
     );
     let mut plan = plan_remove(&network, endpoints.len(), last, &ports, &tx.instance_id()?);
-    if !ctx.kernel.nft_table_exists(&firewall::table())? {
+    if !table_exists(ctx, &tx, 0)? {
         // The ruleset went already (a reboot, `nft flush ruleset`): the
         // plain deletes would fail on what is not there.
         plan.steps.remove(0);
@@ -534,7 +546,7 @@ pub fn reset(ctx: &mut Context) -> Result<Outcome<ResetReport>> {
     let tx = store.begin()?;
     let networks = tx.networks()?;
     let mut plan = Plan::new();
-    let change = firewall::remove_all(ctx.kernel.nft_table_exists(&firewall::table())?);
+    let change = firewall::remove_all(table_exists(ctx, &tx, 0)?);
     plan.push(Step::Nft {
         batch: change.batch,
         undo: change.undo,

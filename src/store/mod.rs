@@ -223,6 +223,26 @@ impl Store {
         Ok(store)
     }
 
+    /// A private, writable copy of the state in memory, for `--dry-run`:
+    /// planning runs the same code as doing (rows are inserted and rolled
+    /// back), and with a copy nothing can reach the real state, and a user
+    /// who can only read the state can ask what a command would do.
+    pub fn scratch_copy(dir: &Path) -> Result<Store> {
+        let mut conn = Connection::open_in_memory()?;
+        if let Some(source) = Store::open_read_only(dir)? {
+            let backup = rusqlite::backup::Backup::new(&source.conn, &mut conn)?;
+            backup.run_to_completion(i32::MAX, Duration::ZERO, None)?;
+        }
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let mut store = Store {
+            conn,
+            dir: dir.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
