@@ -19,7 +19,7 @@ mod util;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use util::podman::{podman_or_skip, IMAGE, STOCK_NETAVARK};
+use util::podman::{podman_or_skip, PodmanClient, IMAGE, STOCK_NETAVARK};
 use util::*;
 
 const CONTAINERS: usize = 100;

@@ -5,7 +5,7 @@
 
 mod util;
 
-use util::podman::{podman_or_skip, STOCK_NETAVARK};
+use util::podman::{podman_or_skip, PodmanClient, STOCK_NETAVARK};
 use util::*;
 
 /// The harness works with the netavark Podman ships: a network, a

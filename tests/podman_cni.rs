@@ -8,6 +8,7 @@ mod podman_cni;
 mod util;
 
 use podman_cni::PodmanCni;
+use util::podman::PodmanClient;
 use util::*;
 
 const HOST: &str = "203.0.113.1";

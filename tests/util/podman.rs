@@ -50,7 +50,7 @@ pub struct Podman {
 const RUNTIMES: [(&str, &str); 2] = [("runc", "/usr/sbin/runc"), ("crun", "/usr/bin/crun")];
 
 /// The OCI runtime to use: (Podman's name, path).
-fn runtime() -> Option<(&'static str, &'static str)> {
+pub fn runtime() -> Option<(&'static str, &'static str)> {
     RUNTIMES
         .into_iter()
         .find(|(_, path)| std::path::Path::new(path).exists())
@@ -58,11 +58,17 @@ fn runtime() -> Option<(&'static str, &'static str)> {
 
 /// Why the Podman scenario cannot run here, if it cannot.
 pub fn missing() -> Option<String> {
-    for (path, what) in [
+    missing_with(&[])
+}
+
+/// [`missing`], also requiring `extra` (path, Debian package) files.
+pub fn missing_with(extra: &[(&str, &str)]) -> Option<String> {
+    let base = [
         (PODMAN, "podman"),
         ("/usr/bin/conmon", "conmon"),
         (BUSYBOX, "busybox-static"),
-    ] {
+    ];
+    for &(path, what) in base.iter().chain(extra) {
         if !std::path::Path::new(path).exists() {
             return Some(format!("{what} is not installed ({path} missing)"));
         }
@@ -75,7 +81,7 @@ pub fn missing() -> Option<String> {
 
 /// Prints `SKIP ...` on the real stderr: `eprintln!` would be captured,
 /// and so hidden, by the test harness when the test passes.
-fn skip(line: &str) {
+pub fn skip(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "SKIP {line}");
 }
@@ -183,17 +189,25 @@ tar -cf {ROOT}/rootfs.tar .
         p
     }
 
-    /// Runs `podman ARGS` in the sandbox.
-    pub fn podman(&self, args: &[&str]) -> Output {
-        let mut c = self.sb.command(None, PODMAN, args);
-        c.env("CONTAINERS_CONF", format!("{ROOT}/containers.conf"))
-            .env("CONTAINERS_STORAGE_CONF", format!("{ROOT}/storage.conf"))
-            .env("BERTH_STATE_DIR", STATE_DIR);
-        run_timeout(c, PODMAN_TIMEOUT)
+    /// Path of container `name`'s network namespace.
+    pub fn netns_of(&self, name: &str) -> String {
+        self.ok(&[
+            "inspect",
+            name,
+            "--format",
+            "{{.NetworkSettings.SandboxKey}}",
+        ])
     }
+}
+
+/// What a test does with Podman, whichever harness runs it (netavark
+/// mode here, the CNI backend in podman_cni.rs): each provides `podman`.
+pub trait PodmanClient {
+    /// Runs `podman ARGS` in the harness's sandbox.
+    fn podman(&self, args: &[&str]) -> Output;
 
     /// Runs `podman ARGS`, asserts success and returns stdout, trimmed.
-    pub fn ok(&self, args: &[&str]) -> String {
+    fn ok(&self, args: &[&str]) -> String {
         let out = self.podman(args);
         assert_ok_ctx(&out, &format!("podman {}", args.join(" ")));
         stdout(&out).trim().to_string()
@@ -202,7 +216,7 @@ tar -cf {ROOT}/rootfs.tar .
     /// `podman run -d --name NAME OPTS... IMAGE berth-probe SERVE ADDR`:
     /// a container whose main process is a probe server, started detached.
     /// Returns once the server answers inside the container.
-    pub fn run_server(&self, name: &str, opts: &[&str], serve: &str, addr: &str) {
+    fn run_server(&self, name: &str, opts: &[&str], serve: &str, addr: &str) {
         let mut args = vec!["run", "-d", "--name", name];
         args.extend_from_slice(opts);
         args.extend([IMAGE, "berth-probe", serve, addr]);
@@ -218,14 +232,14 @@ tar -cf {ROOT}/rootfs.tar .
     }
 
     /// Runs `berth-probe ARGS` inside container `name` (`podman exec`).
-    pub fn probe_in(&self, name: &str, args: &[&str]) -> Output {
+    fn probe_in(&self, name: &str, args: &[&str]) -> Output {
         let mut a = vec!["exec", name, "berth-probe"];
         a.extend_from_slice(args);
         self.podman(&a)
     }
 
     /// The address of container `name` on `network`.
-    pub fn ip_of(&self, name: &str, network: &str) -> String {
+    fn ip_of(&self, name: &str, network: &str) -> String {
         self.ok(&[
             "inspect",
             name,
@@ -233,15 +247,15 @@ tar -cf {ROOT}/rootfs.tar .
             &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"),
         ])
     }
+}
 
-    /// Path of container `name`'s network namespace.
-    pub fn netns_of(&self, name: &str) -> String {
-        self.ok(&[
-            "inspect",
-            name,
-            "--format",
-            "{{.NetworkSettings.SandboxKey}}",
-        ])
+impl PodmanClient for Podman {
+    fn podman(&self, args: &[&str]) -> Output {
+        let mut c = self.sb.command(None, PODMAN, args);
+        c.env("CONTAINERS_CONF", format!("{ROOT}/containers.conf"))
+            .env("CONTAINERS_STORAGE_CONF", format!("{ROOT}/storage.conf"))
+            .env("BERTH_STATE_DIR", STATE_DIR);
+        run_timeout(c, PODMAN_TIMEOUT)
     }
 }
 

@@ -18,11 +18,11 @@
 //! `process.rlimits` (raising them needs CAP_SYS_RESOURCE). The image is
 //! busybox-static plus `berth-probe`, imported locally.
 
-use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use super::{assert_ok_ctx, run_timeout, stdout, Bg, Sandbox, BERTH, PROBE};
+use super::podman::{missing_with, runtime, skip, PodmanClient};
+use super::{assert_ok_ctx, run_timeout, Bg, Sandbox, BERTH, PROBE};
 
 pub const PODMAN: &str = "/usr/bin/podman";
 const BUSYBOX: &str = "/bin/busybox";
@@ -34,35 +34,10 @@ pub const ROOT: &str = "/run/podman-cni";
 pub const CONF_DIR: &str = "/run/podman-cni/cni-conf";
 const PODMAN_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// OCI runtimes the harness can wrap.
-const RUNTIMES: [(&str, &str); 2] = [("runc", "/usr/sbin/runc"), ("crun", "/usr/bin/crun")];
-
-fn runtime() -> Option<(&'static str, &'static str)> {
-    RUNTIMES.into_iter().find(|(_, p)| Path::new(p).exists())
-}
-
-/// Why the scenario cannot run here, if it cannot.
+/// Why the scenario cannot run here: the netavark harness's needs plus
+/// the stock plugins.
 pub fn missing() -> Option<String> {
-    for (path, what) in [
-        (PODMAN, "podman"),
-        ("/usr/bin/conmon", "conmon"),
-        (BUSYBOX, "busybox-static"),
-        ("/usr/lib/cni/portmap", "containernetworking-plugins"),
-    ] {
-        if !Path::new(path).exists() {
-            return Some(format!("{what} is not installed ({path} missing)"));
-        }
-    }
-    if runtime().is_none() {
-        return Some("neither runc nor crun is installed".into());
-    }
-    None
-}
-
-/// Prints `SKIP ...` on the real stderr (not captured by the harness).
-pub fn skip(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "SKIP {line}");
+    missing_with(&[("/usr/lib/cni/portmap", "containernetworking-plugins")])
 }
 
 /// A sandbox with Podman (CNI backend) in a nested PID namespace.
@@ -213,51 +188,14 @@ tar -cf {ROOT}/rootfs.tar .
         );
         assert_ok_ctx(&out, "writing the conflist");
     }
+}
 
-    pub fn podman(&self, args: &[&str]) -> Output {
+impl PodmanClient for PodmanCni {
+    fn podman(&self, args: &[&str]) -> Output {
         let mut c = self.command(PODMAN, args);
         c.env("CONTAINERS_CONF", format!("{ROOT}/containers.conf"))
             .env("CONTAINERS_STORAGE_CONF", format!("{ROOT}/storage.conf"));
         run_timeout(c, PODMAN_TIMEOUT)
-    }
-
-    pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.podman(args);
-        assert_ok_ctx(&out, &format!("podman {}", args.join(" ")));
-        stdout(&out).trim().to_string()
-    }
-
-    /// A detached container whose main process is `berth-probe SERVE ADDR`;
-    /// returns once it answers.
-    pub fn run_server(&self, name: &str, opts: &[&str], serve: &str, addr: &str) {
-        let mut args = vec!["run", "-d", "--name", name];
-        args.extend_from_slice(opts);
-        args.extend([IMAGE, "berth-probe", serve, addr]);
-        self.ok(&args);
-        for _ in 0..200 {
-            if stdout(&self.podman(&["logs", name])).contains("ready") {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("container {name}'s server never got ready");
-    }
-
-    /// `berth-probe ARGS` inside container `name`.
-    pub fn probe_in(&self, name: &str, args: &[&str]) -> Output {
-        let mut a = vec!["exec", name, "berth-probe"];
-        a.extend_from_slice(args);
-        self.podman(&a)
-    }
-
-    /// The address of container `name` on `network`.
-    pub fn ip_of(&self, name: &str, network: &str) -> String {
-        self.ok(&[
-            "inspect",
-            name,
-            "--format",
-            &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"),
-        ])
     }
 }
 
