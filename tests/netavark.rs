@@ -47,6 +47,11 @@ fn merge(a: &mut Value, b: Value) {
 
 /// Runs `berth netavark ARGS` with `req` given by `--file`.
 fn netavark(sb: &Sandbox, args: &[&str], req: &Value) -> Output {
+    netavark_with(sb, args, req, &[])
+}
+
+/// [`netavark`] with extra environment variables (Podman passes some).
+fn netavark_with(sb: &Sandbox, args: &[&str], req: &Value, env: &[(&str, &str)]) -> Output {
     let path = std::env::temp_dir().join(format!(
         "berth-netavark-{}-{}.json",
         std::process::id(),
@@ -61,7 +66,9 @@ fn netavark(sb: &Sandbox, args: &[&str], req: &Value) -> Output {
     ];
     all.extend(["--file", path.to_str().unwrap()]);
     all.extend_from_slice(args);
-    let out = sb.berth(&all);
+    let mut c = sb.berth_command(&all);
+    c.envs(env.iter().copied());
+    let out = run_timeout(c, CMD_TIMEOUT);
     let _ = std::fs::remove_file(&path);
     out
 }
@@ -542,31 +549,13 @@ fn netavark_dns_port_moves_the_server_and_port_53_still_answers() {
     sb.add_netns("a");
     sb.add_netns("b");
     let dns_on = json!({"network_info": {"web": {"dns_enabled": true}}});
-    let with_port = |args: &[&str], req: &Value| {
-        let path = std::env::temp_dir().join(format!(
-            "berth-dnsport-{}-{}.json",
-            std::process::id(),
-            sb.pid()
-        ));
-        std::fs::write(&path, req.to_string()).unwrap();
-        let mut all = vec![
-            "netavark",
-            "--config",
-            "/run/containers/networks",
-            "--file",
-            path.to_str().unwrap(),
-        ];
-        all.extend_from_slice(args);
-        let mut c = sb.berth_command(&all);
-        c.env("NETAVARK_DNS_PORT", "5353");
-        let out = run_timeout(c, CMD_TIMEOUT);
-        let _ = std::fs::remove_file(&path);
-        out
-    };
+    let port = [("NETAVARK_DNS_PORT", "5353")];
     for (name, ip) in [("a", "10.77.0.2"), ("b", "10.77.0.3")] {
-        let out = with_port(
+        let out = netavark_with(
+            &sb,
             &["setup", &format!("/run/netns/{name}")],
             &request(name, "web", ip, dns_on.clone()),
+            &port,
         );
         assert_ok_ctx(&out, &format!("setup {name}"));
     }
@@ -591,20 +580,11 @@ fn netavark_dns_port_moves_the_server_and_port_53_still_answers() {
     assert_eq!(dig("53"), "10.77.0.2");
     assert_eq!(dig("5353"), "10.77.0.2");
     // Another port while a network has DNS is refused, in netavark's format.
-    let req = request("c", "web", "10.77.0.4", dns_on);
-    let path = std::env::temp_dir().join(format!("berth-dnsport2-{}.json", sb.pid()));
-    std::fs::write(&path, req.to_string()).unwrap();
-    let mut c = sb.berth_command(&[
-        "netavark",
-        "--config",
-        "/run/containers/networks",
-        "--file",
-        path.to_str().unwrap(),
-        "setup",
-        "/run/netns/a",
-    ]);
-    c.env("NETAVARK_DNS_PORT", "6000");
-    let out = run_timeout(c, CMD_TIMEOUT);
-    let _ = std::fs::remove_file(&path);
+    let out = netavark_with(
+        &sb,
+        &["setup", "/run/netns/a"],
+        &request("c", "web", "10.77.0.4", dns_on),
+        &[("NETAVARK_DNS_PORT", "6000")],
+    );
     assert_netavark_error(&out, "NETAVARK_DNS_PORT 6000");
 }

@@ -34,6 +34,18 @@ pub struct DnsEndpoint {
     pub netns_inode: u64,
 }
 
+/// Columns `network_id, name, alias, ip, netns_inode`.
+fn dns_endpoint_from_row(r: &rusqlite::Row) -> rusqlite::Result<DnsEndpoint> {
+    let ip: u32 = r.get(3)?;
+    Ok(DnsEndpoint {
+        network_id: r.get(0)?,
+        name: r.get(1)?,
+        alias: r.get(2)?,
+        ip: Ipv4Addr::from(ip),
+        netns_inode: r.get::<_, i64>(4)? as u64,
+    })
+}
+
 impl Tx<'_> {
     /// The endpoint of `network_id` that already answers to `name` (own
     /// name or alias, any case), if any.
@@ -124,16 +136,7 @@ impl Tx<'_> {
              JOIN networks n ON n.id = d.network_id
              WHERE n.dns = 1",
         )?;
-        let rows = stmt.query_map([], |r| {
-            let ip: u32 = r.get(3)?;
-            Ok(DnsEndpoint {
-                network_id: r.get(0)?,
-                name: r.get(1)?,
-                alias: r.get(2)?,
-                ip: Ipv4Addr::from(ip),
-                netns_inode: r.get::<_, i64>(4)? as u64,
-            })
-        })?;
+        let rows = stmt.query_map([], dns_endpoint_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -147,16 +150,7 @@ impl Tx<'_> {
              JOIN networks n ON n.id = e.network_id
              WHERE e.netns_inode = ?1 AND n.dns = 1",
         )?;
-        let rows = stmt.query_map([inode as i64], |r| {
-            let ip: u32 = r.get(3)?;
-            Ok(DnsEndpoint {
-                network_id: r.get(0)?,
-                name: r.get(1)?,
-                alias: r.get(2)?,
-                ip: Ipv4Addr::from(ip),
-                netns_inode: r.get::<_, i64>(4)? as u64,
-            })
-        })?;
+        let rows = stmt.query_map([inode as i64], dns_endpoint_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
