@@ -46,11 +46,6 @@ impl CniError {
         }
     }
 
-    pub fn with_details(mut self, details: impl Into<String>) -> CniError {
-        self.details = details.into();
-        self
-    }
-
     /// berth's error from a valid request: refused (101) or failed (100),
     /// or try-again (11) when the state stayed locked by another writer.
     pub fn from_berth(e: Error) -> CniError {

@@ -76,16 +76,6 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Whether any row is unsettled (two lookups in partial indexes, so
-    /// this costs the same with 1 or 10,000 rows).
-    pub fn has_unsettled(&self) -> Result<bool> {
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM networks WHERE status != 'ready')
-                 OR EXISTS (SELECT 1 FROM endpoints WHERE status != 'ready')",
-        )?;
-        Ok(stmt.query_row([], |r| r.get(0))?)
-    }
-
     /// What every mutating command checks first, in one statement: the
     /// recorded host identity and nf_tables generation, whether any row is
     /// unsettled, and whether any `run` sandbox is recorded.
@@ -291,15 +281,5 @@ impl Tx<'_> {
             self.delete_endpoint(*id)?;
         }
         Ok(())
-    }
-
-    /// The addresses leased on a network (for the duplicate-address oracle
-    /// of tests and for `gc`'s report).
-    pub fn leased(&self, network_id: i64) -> Result<Vec<Ipv4Addr>> {
-        let mut stmt = self
-            .tx
-            .prepare_cached("SELECT ip FROM endpoints WHERE network_id = ?1 ORDER BY ip")?;
-        let rows = stmt.query_map([network_id], |r| r.get::<_, u32>(0).map(Ipv4Addr::from))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
