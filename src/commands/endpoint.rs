@@ -88,7 +88,8 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
     let _lock = ctx.begin_change()?;
     let mut store = ctx.store()?;
     let mut tx = store.begin()?;
-    if has_stale_endpoint(ctx, &tx, &target, &opts.network, ip, &specs)? {
+    let mut network = tx.require_network(&opts.network)?;
+    if has_stale_endpoint(ctx, &tx, &target, &network, ip, &specs)? {
         // The namespace these rows were made for is gone (and the kernel
         // may have given its inode to this one): they are settled first.
         drop(tx);
@@ -100,8 +101,8 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
         }
         store = ctx.store()?;
         tx = store.begin()?;
+        network = tx.require_network(&opts.network)?;
     }
-    let network = tx.require_network(&opts.network)?;
     let inode = target.inode.expect("resolved targets exist");
     if let Some(existing) = tx.find_endpoint(network.id, &target.key, Some(inode))? {
         return Err(Error::invalid(format!(
@@ -161,12 +162,22 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
     };
 
     let mut plan = Plan::new();
-    // A host veth with this endpoint's name is a leftover of a berth from
-    // before intents were recorded: its name is ours by construction.
-    if ctx.kernel.link_exists(&endpoint.host_ifname)? {
-        plan.push(Step::DeleteLink {
-            name: endpoint.host_ifname.clone(),
-        });
+    // A veth with this endpoint's name outlives a namespace the kernel is
+    // still tearing down (a `run` that just ended), or a berth from before
+    // intents: it is replaced when it is provably berth's, as `gc` would.
+    match ctx.kernel.link_group(&endpoint.host_ifname)? {
+        None => {}
+        Some(group) if names::is_berths_veth(&endpoint.host_ifname, group) => {
+            plan.push(Step::DeleteLink {
+                name: endpoint.host_ifname.clone(),
+            });
+        }
+        Some(_) => {
+            return Err(Error::invalid(format!(
+                "a device named {} that berth did not make is in the way of {}/{}; choose another --name",
+                endpoint.host_ifname, network.name, endpoint.name
+            )))
+        }
     }
     endpoint_steps(
         &network,
@@ -230,7 +241,7 @@ fn has_stale_endpoint(
     ctx: &mut Context,
     tx: &Tx,
     target: &Target,
-    network: &str,
+    network: &Network,
     ip: Option<std::net::Ipv4Addr>,
     specs: &[PortSpec],
 ) -> Result<bool> {
@@ -246,10 +257,7 @@ fn has_stale_endpoint(
         .filter(|s| s.host_port.is_some())
         .map(|s| s.with_host_port(0))
         .collect();
-    let address = match (ip, tx.network(network)?) {
-        (Some(ip), Some(n)) => Some((n.id, ip)),
-        _ => None,
-    };
+    let address = ip.map(|ip| (network.id, ip));
     veths.extend(tx.claim_holders(&given, address)?);
     for veth in veths {
         if !ctx.kernel.link_exists(&veth)? {

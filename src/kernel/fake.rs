@@ -97,6 +97,9 @@ impl Kernel for FakeKernel {
     fn link_exists(&mut self, name: &str) -> Result<bool> {
         self.op(format!("link_exists {name}")).map(|_| false)
     }
+    fn link_group(&mut self, name: &str) -> Result<Option<u32>> {
+        Ok(self.links.iter().find(|l| l.name == name).map(|l| l.group))
+    }
     fn create_veth(&mut self, pair: &VethPair) -> Result<()> {
         self.op(format!("create_veth {} {}", pair.host_ifname, pair.ifname))
     }

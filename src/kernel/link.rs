@@ -51,6 +51,25 @@ pub fn index_of(rtnl: &mut Rtnl, name: &str) -> io::Result<Option<u32>> {
     }
 }
 
+/// The link group of the link called `name`, or None if there is none.
+pub fn group_of(rtnl: &mut Rtnl, name: &str) -> io::Result<Option<u32>> {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    match rtnl_get(rtnl, msg) {
+        Ok(links) => Ok(links.first().map(|link| {
+            link.attributes
+                .iter()
+                .find_map(|a| match a {
+                    LinkAttribute::Group(g) => Some(*g),
+                    _ => None,
+                })
+                .unwrap_or(0)
+        })),
+        Err(e) if e.raw_os_error() == Some(libc_enodev()) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn rtnl_get(rtnl: &mut Rtnl, msg: LinkMessage) -> io::Result<Vec<LinkMessage>> {
     // A GETLINK by name answers with one message and no DONE, so it is sent
     // as a plain request whose reply is collected by `request_reply`.

@@ -81,6 +81,8 @@ pub trait Kernel {
     fn delete_link(&mut self, name: &str) -> Result<bool>;
     fn delete_link_group(&mut self, group: u32) -> Result<()>;
     fn link_exists(&mut self, name: &str) -> Result<bool>;
+    /// The link group of the link called `name`; None if there is none.
+    fn link_group(&mut self, name: &str) -> Result<Option<u32>>;
     fn create_veth(&mut self, pair: &VethPair) -> Result<()>;
     fn configure_inside(&mut self, netns: &Path, config: &InsideConfig) -> Result<()>;
     /// Brings `lo` up in a namespace (a fresh one has it down).
@@ -270,6 +272,11 @@ impl Kernel for LiveKernel {
     fn delete_link_group(&mut self, group: u32) -> Result<()> {
         link::delete_group(self.rtnl()?, group)
             .map_err(|e| Error::kernel(format!("deleting link group {group}"), e))
+    }
+
+    fn link_group(&mut self, name: &str) -> Result<Option<u32>> {
+        link::group_of(self.rtnl()?, name)
+            .map_err(|e| Error::kernel(format!("looking up link {name}"), e))
     }
 
     fn link_exists(&mut self, name: &str) -> Result<bool> {

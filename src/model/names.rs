@@ -87,6 +87,14 @@ pub fn is_berth_group(group: u32) -> bool {
     group & 0xffff_0000 == LINK_GROUP_BASE
 }
 
+/// Whether a link berth did not create in this run can be proved berth's
+/// host-side veth: the name shape berth derives and one of the networks'
+/// link groups (set in the request that made it). Only such a link is
+/// deleted as a leftover.
+pub fn is_berths_veth(name: &str, group: u32) -> bool {
+    is_host_veth_name(name) && is_berth_group(group) && group != BRIDGE_GROUP
+}
+
 /// Whether `name` has the shape of a host-side veth name berth derives.
 pub fn is_host_veth_name(name: &str) -> bool {
     name.len() == 14
@@ -155,5 +163,10 @@ mod tests {
         assert!(is_berth_group(network_link_group(7)));
         assert!(!is_berth_group(0));
         assert!(!is_berth_group(1650786305 + 0x10000));
+        let v = host_veth_name("web", "c1");
+        assert!(is_berths_veth(&v, network_link_group(3)));
+        assert!(!is_berths_veth(&v, 0), "not in a berth group");
+        assert!(!is_berths_veth(&v, BRIDGE_GROUP), "the bridges' group");
+        assert!(!is_berths_veth("eth0", network_link_group(3)));
     }
 }

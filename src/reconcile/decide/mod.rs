@@ -175,12 +175,14 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
         .collect();
     let live_by_name: HashMap<&str, &Network> =
         live.iter().map(|n| (n.name.as_str(), *n)).collect();
-    let dying: HashSet<&str> = desired
+    // Networks whose command died: they go, with everything on them.
+    let dying_networks: Vec<&Network> = desired
         .networks
         .iter()
         .filter(|(_, s)| *s != Status::Ready)
-        .map(|(n, _)| n.name.as_str())
+        .map(|(n, _)| n)
         .collect();
+    let dying: HashSet<&str> = dying_networks.iter().map(|n| n.name.as_str()).collect();
 
     let mut remove_links: Vec<String> = Vec::new();
     let mut kept: Vec<&Endpoint> = Vec::new();
@@ -334,22 +336,11 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
 
     if scope.sweep {
         let live_bridges: HashSet<&str> = live.iter().map(|n| n.bridge.as_str()).collect();
-        let dying_bridges: HashSet<&str> = desired
-            .networks
-            .iter()
-            .filter(|(_, s)| *s != Status::Ready)
-            .map(|(n, _)| n.bridge.as_str())
-            .collect();
-        let dying_groups: HashSet<u32> = desired
-            .networks
-            .iter()
-            .filter(|(_, s)| *s != Status::Ready)
-            .map(|(n, _)| n.link_group)
-            .collect();
+        let dying_bridges: HashSet<&str> =
+            dying_networks.iter().map(|n| n.bridge.as_str()).collect();
+        let dying_groups: HashSet<u32> = dying_networks.iter().map(|n| n.link_group).collect();
         for l in &observed.links {
-            let leftover_veth = names::is_host_veth_name(&l.name)
-                && names::is_berth_group(l.group)
-                && l.group != names::BRIDGE_GROUP
+            let leftover_veth = names::is_berths_veth(&l.name, l.group)
                 && !known_veths.contains(l.name.as_str())
                 && !dying_groups.contains(&l.group);
             let leftover_bridge = l.kind == "bridge"
