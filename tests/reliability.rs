@@ -723,3 +723,22 @@ fn reserved_network_names_and_taken_interface_names_are_refused() {
         sb.assert_refused(args, names);
     }
 }
+
+#[test]
+fn a_connect_to_a_network_whose_bridge_was_deleted_rebuilds_it_first() {
+    let sb = Sandbox::new();
+    sb.create_network("web", "10.90.0.0/24");
+    sb.add_netns("c1");
+    sb.add_netns("c2");
+    let c1 = sb.connect("web", "c1", &[]);
+    sb.sh_ok("ip link del berth-web");
+    let out = sb.berth_out_ok(&["connect", "web", "c2"]);
+    let said = stderr(&out);
+    assert!(said.contains("re-created bridge berth-web"), "{said}");
+    assert!(said.contains("re-attached the veth"), "{said}");
+    // c1's veth is a port of the new bridge again, and the two talk.
+    let veth = sb.link(None, c1["host_ifname"].as_str().unwrap()).unwrap();
+    assert_eq!(veth["master"], "berth-web");
+    let _srv = sb.tcp_server(Some("c1"), "10.90.0.2:7000");
+    sb.assert_tcp(Some("c2"), "10.90.0.2:7000");
+}

@@ -89,9 +89,11 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
     let mut store = ctx.store()?;
     let mut tx = store.begin()?;
     let mut network = tx.require_network(&opts.network)?;
-    if has_stale_endpoint(ctx, &tx, &target, &network, ip, &specs)? {
-        // The namespace these rows were made for is gone (and the kernel
-        // may have given its inode to this one): they are settled first.
+    if needs_repair(ctx, &tx, &target, &network, &name, ip, &specs)? {
+        // The namespace of a row this connect could clash with is gone (and
+        // the kernel may have given its inode to this one), or the bridge
+        // was deleted: the reconcile settles the rows and rebuilds the
+        // bridge (re-attaching the veths that survived) first.
         drop(tx);
         ctx.hand_on(store);
         if let Outcome::Done(lines) = reconcile(ctx, Scope::default())? {
@@ -232,24 +234,32 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
     Ok(Outcome::Done((Endpoint { id, ..endpoint }, network)))
 }
 
-/// Whether a row this connect could clash with outlived its namespace:
-/// one naming the namespace of `target` (by name or by inode), or holding
-/// the requested address or host ports, whose veth is gone. A veth dies
-/// with its namespace, so such a row is dead: a reused inode must not be
-/// taken for it, and its address and ports are free.
-fn has_stale_endpoint(
+/// Whether the kernel lost something this connect stands on: the
+/// network's bridge, or the namespace of a row the connect could clash
+/// with (one naming the namespace of `target` by name or inode, one with
+/// the endpoint's name, or one holding the requested address or host
+/// ports) whose veth is gone. A veth dies with its namespace, so such a
+/// row is dead: a reused inode must not be taken for it, and its name,
+/// address and ports are free. A few indexed lookups and GETLINKs, none
+/// of which grows with the number of endpoints.
+fn needs_repair(
     ctx: &mut Context,
     tx: &Tx,
     target: &Target,
     network: &Network,
+    name: &str,
     ip: Option<std::net::Ipv4Addr>,
     specs: &[PortSpec],
 ) -> Result<bool> {
+    if !ctx.kernel.link_exists(&network.bridge)? {
+        return Ok(true);
+    }
     let inode = target.inode.expect("resolved targets exist");
     let mut veths: Vec<String> = tx
         .endpoints_by_inode(inode)?
         .into_iter()
         .chain(tx.endpoints_by_netns(&target.key)?)
+        .chain(tx.endpoint_by_name(network.id, name)?)
         .map(|e| e.host_ifname)
         .collect();
     let given: Vec<PortMapping> = specs

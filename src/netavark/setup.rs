@@ -382,11 +382,8 @@ fn ensure_network(ctx: &mut Context, a: &Attach) -> Result<bool> {
                 a.network
             )));
         }
-        if !ctx.kernel.link_exists(&n.bridge)? {
-            // The state outlived the kernel's side (a reboot): start again.
-            network::remove(ctx, &a.network, true)?.applied();
-            return ensure_network(ctx, a);
-        }
+        // A bridge the kernel lost (a reboot, a hand) is rebuilt by the
+        // connect that follows, like any berth network's.
         if n.subnet != a.subnet || n.gateway != a.gateway || n.bridge != a.bridge {
             return Err(Error::invalid(format!(
                 "network {:?} is in use with subnet {} gateway {} bridge {}, not {} {} {} as Podman now defines it; remove its containers first",
@@ -411,10 +408,8 @@ fn ensure_network(ctx: &mut Context, a: &Attach) -> Result<bool> {
 }
 
 /// Removes Podman's endpoint called `name` from `network` when it belongs
-/// to a container that is gone: its namespace no longer exists (Podman
-/// crashed, or the host rebooted, before a teardown), or it belongs to
-/// another container id (Podman names are unique, so that container was
-/// removed without a teardown).
+/// to another container id: Podman names are unique, so that container
+/// was removed without a teardown.
 fn forget_stale(ctx: &mut Context, network: &str, name: &str, container_id: &str) -> Result<()> {
     let stale = {
         let mut store = ctx.store()?;
@@ -422,13 +417,15 @@ fn forget_stale(ctx: &mut Context, network: &str, name: &str, container_id: &str
         let Some(n) = tx.network(network)? else {
             return Ok(());
         };
+        // Podman reuses a container name only for a new container: the old
+        // container's endpoint goes. (One whose namespace died is settled
+        // by connect itself, as for any endpoint.)
         match tx.endpoint_named(n.id, name)? {
-            Some((e, mark)) if mark.owner.as_deref() == Some(OWNER) => {
-                let alive = crate::kernel::netns::Target::parse(&e.netns)
-                    .ok()
-                    .and_then(|t| t.inode)
-                    == Some(e.netns_inode);
-                (!alive || mark.container_id.as_deref() != Some(container_id)).then_some(e.netns)
+            Some((e, mark))
+                if mark.owner.as_deref() == Some(OWNER)
+                    && mark.container_id.as_deref() != Some(container_id) =>
+            {
+                Some(e.netns)
             }
             _ => None,
         }
