@@ -8,14 +8,13 @@ use std::path::Path;
 use super::{Context, Outcome};
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::firewall;
 use crate::kernel::netns::Target;
 use crate::model::ports::{AUTO_PORT_FIRST, AUTO_PORT_LAST};
 use crate::model::{
-    ipam, names, subnet::parse_ipv4, Endpoint, Mac, Network, PortMapping, PortSpec, Proto,
+    ipam, names, subnet::parse_ipv4, Endpoint, Mac, Network, PortMapping, PortSpec,
 };
-use crate::plan::{Plan, Step};
-use crate::reconcile::{self, decide::endpoint_steps, reconcile, Scope};
+use crate::reconcile::decide::{connect_plan, disconnect_plan};
+use crate::reconcile::{self, reconcile, Scope};
 use crate::store::{Status, Tx};
 
 /// Options of `connect`, as given.
@@ -163,32 +162,14 @@ pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endp
         ports,
     };
 
-    let mut plan = Plan::new();
-    // A veth with this endpoint's name outlives a namespace the kernel is
-    // still tearing down (a `run` that just ended), or a berth from before
-    // intents: it is replaced when it is provably berth's, as `gc` would.
-    match ctx.kernel.link_group(&endpoint.host_ifname)? {
-        None => {}
-        Some(group) if names::is_berths_veth(&endpoint.host_ifname, group) => {
-            plan.push(Step::DeleteLink {
-                name: endpoint.host_ifname.clone(),
-            });
-        }
-        Some(_) => {
-            return Err(Error::invalid(format!(
-                "a device named {} that berth did not make is in the way of {}/{}; choose another --name",
-                endpoint.host_ifname, network.name, endpoint.name
-            )))
-        }
-    }
-    endpoint_steps(
+    let leftover = ctx.kernel.link_group(&endpoint.host_ifname)?;
+    let plan = connect_plan(
         &network,
         &endpoint,
         target.path.clone(),
         opts.metric,
-        &mut plan,
-    );
-    plan_ports(&mut plan, ip, &endpoint.ports, true);
+        leftover,
+    )?;
     if ctx.dry_run {
         return Ok(Outcome::Planned(plan));
     }
@@ -414,31 +395,27 @@ fn detach(
             network.name
         )));
     };
-    let mut plan = Plan::new();
-    // The mappings go first: their removal can be undone, the veth's cannot.
     let ports = tx.ports_of(endpoint.id)?;
-    plan_ports(&mut plan, endpoint.ip, &ports, false);
+    // The namespace keeps a way out if another of its networks has one:
+    // the default route goes with this veth.
     let mut heir = None;
-    if delete_veth {
-        plan.push(Step::DeleteLink {
-            name: endpoint.host_ifname.clone(),
-        });
-        // The namespace keeps a way out if another of its networks has one:
-        // the default route went with this veth.
-        if endpoint.default_route {
-            if let Some((other, gateway)) =
-                tx.default_route_heir(endpoint.netns_inode, endpoint.id)?
-            {
-                if ctx.kernel.link_exists(&other.host_ifname)? {
-                    plan.push(Step::DefaultRoute {
-                        netns: Target::parse(&other.netns)?.path,
-                        gateway,
-                    });
-                    heir = Some(other.id);
-                }
+    if delete_veth && endpoint.default_route {
+        if let Some((other, gateway)) = tx.default_route_heir(endpoint.netns_inode, endpoint.id)? {
+            if ctx.kernel.link_exists(&other.host_ifname)? {
+                heir = Some((other.id, Target::parse(&other.netns)?.path, gateway));
             }
         }
     }
+    let plan = disconnect_plan(
+        &Endpoint {
+            ports: ports.clone(),
+            ..endpoint.clone()
+        },
+        delete_veth,
+        heir.as_ref()
+            .map(|(_, netns, gateway)| (netns.clone(), *gateway)),
+    );
+    let heir = heir.map(|(id, _, _)| id);
     let endpoint = Endpoint { ports, ..endpoint };
     if ctx.dry_run {
         return Ok(Outcome::Planned(plan));
@@ -623,32 +600,4 @@ fn resolve_ports(
 /// The first host port of `m` that `other` also covers (for the message).
 fn clash_port(m: &PortMapping, other: &PortMapping) -> u16 {
     m.host_port.max(other.host_port)
-}
-
-/// Publishing (or, with `add` false, withdrawing) `ports` of the container
-/// at `ip`: one nft batch of map elements, then a conntrack flush per UDP
-/// port (TCP flows end by themselves; a UDP client that keeps sending would
-/// keep following the old entry forever).
-fn plan_ports(plan: &mut Plan, ip: std::net::Ipv4Addr, ports: &[PortMapping], add: bool) {
-    if ports.is_empty() {
-        return;
-    }
-    let change = if add {
-        firewall::ports::publish(ip, ports)
-    } else {
-        firewall::ports::unpublish(ip, ports)
-    };
-    plan.push(Step::Nft {
-        batch: change.batch,
-        undo: change.undo,
-    });
-    for m in ports.iter().filter(|m| m.proto == Proto::Udp) {
-        for (port, _) in m.pairs() {
-            plan.push(Step::FlushConntrack {
-                proto: m.proto,
-                dst: (!m.is_any_address()).then_some(m.host_ip),
-                port,
-            });
-        }
-    }
 }

@@ -11,7 +11,7 @@ use berth_nft::Op;
 
 use crate::firewall;
 use crate::kernel::{sysctl, InsideConfig, LinkFact, NftFingerprint, VethPair};
-use crate::model::{names, Endpoint, Mac, Network, PortMapping};
+use crate::model::{names, Endpoint, Mac, Network, PortMapping, Proto};
 use crate::plan::{Plan, SourceRule, Step};
 use crate::store::{Sandbox, Status};
 
@@ -150,6 +150,90 @@ pub fn endpoint_steps(
             ifname: e.host_ifname.clone(),
         });
     }
+}
+
+/// Publishing (or, with `add` false, withdrawing) `ports` of the container
+/// at `ip`: one nft batch of map elements, then a conntrack flush per UDP
+/// port (TCP flows end by themselves; a UDP client that keeps sending would
+/// keep following the old entry forever).
+pub fn port_steps(plan: &mut Plan, ip: Ipv4Addr, ports: &[PortMapping], add: bool) {
+    if ports.is_empty() {
+        return;
+    }
+    let change = if add {
+        firewall::ports::publish(ip, ports)
+    } else {
+        firewall::ports::unpublish(ip, ports)
+    };
+    plan.push(Step::Nft {
+        batch: change.batch,
+        undo: change.undo,
+    });
+    for m in ports.iter().filter(|m| m.proto == Proto::Udp) {
+        for (port, _) in m.pairs() {
+            plan.push(Step::FlushConntrack {
+                proto: m.proto,
+                dst: (!m.is_any_address()).then_some(m.host_ip),
+                port,
+            });
+        }
+    }
+}
+
+/// The decision of `connect`, from what it observed: the endpoint to make
+/// (its address, names and ports already settled against the state) and
+/// the link group of a device already called by its host veth's name, if
+/// one is. Such a device is a veth that outlived its namespace (the kernel
+/// is still tearing it down) or a leftover, and is replaced only when it
+/// is provably berth's; anything else in the way is refused.
+pub fn connect_plan(
+    network: &Network,
+    endpoint: &Endpoint,
+    netns: std::path::PathBuf,
+    metric: Option<u32>,
+    leftover: Option<u32>,
+) -> crate::error::Result<Plan> {
+    let mut plan = Plan::new();
+    match leftover {
+        None => {}
+        Some(group) if names::is_berths_veth(&endpoint.host_ifname, group) => {
+            plan.push(Step::DeleteLink {
+                name: endpoint.host_ifname.clone(),
+            });
+        }
+        Some(_) => {
+            return Err(crate::error::Error::invalid(format!(
+                "a device named {} that berth did not make is in the way of {}/{}; choose another --name",
+                endpoint.host_ifname, network.name, endpoint.name
+            )))
+        }
+    }
+    endpoint_steps(network, endpoint, netns, metric, &mut plan);
+    port_steps(&mut plan, endpoint.ip, &endpoint.ports, true);
+    Ok(plan)
+}
+
+/// The decision of `disconnect`: the mappings go first (their removal can
+/// be undone, the veth's cannot), then the veth unless its namespace is
+/// going anyway, then the default route moves to `heir` (another network
+/// of the namespace: its namespace path and gateway) when this endpoint
+/// gave it.
+pub fn disconnect_plan(
+    endpoint: &Endpoint,
+    delete_veth: bool,
+    heir: Option<(std::path::PathBuf, Ipv4Addr)>,
+) -> Plan {
+    let mut plan = Plan::new();
+    port_steps(&mut plan, endpoint.ip, &endpoint.ports, false);
+    if delete_veth {
+        plan.push(Step::DeleteLink {
+            name: endpoint.host_ifname.clone(),
+        });
+        if let Some((netns, gateway)) = heir {
+            plan.push(Step::DefaultRoute { netns, gateway });
+        }
+    }
+    plan
 }
 
 /// The plan that makes the kernel match the state, and the rows to drop.

@@ -311,3 +311,53 @@ fn a_flushed_table_is_reported_and_rebuilt() {
         d.report
     );
 }
+
+fn lines(plan: &Plan) -> String {
+    plan.render().join("\n")
+}
+
+#[test]
+fn connect_decides_the_veth_inside_setup_ports_and_what_to_do_with_a_leftover() {
+    let c1 = endpoint(1, "c1", 2, &["8080:80", "5353:53/udp"]);
+    let netns = std::path::PathBuf::from("/run/netns/c1");
+    let fresh = connect_plan(&web(), &c1, netns.clone(), Some(50), None).unwrap();
+    expect![[r#"
+        ip link add vb6c39f18610fe mtu 1500 group 1650786305 master berth-web up type veth peer name eth0 mtu 1500 address 02:42:0a:5a:00:02 netns c1
+        ip link set vb6c39f18610fe addrgenmode none
+        ip -n c1 link set lo up
+        ip -n c1 link set eth0 addrgenmode none
+        ip -n c1 link set eth0 up
+        ip -n c1 addr add 10.90.0.2/24 brd 10.90.0.255 dev eth0
+        ip -n c1 route add default via 10.90.0.1 metric 50
+        ip link set vb6c39f18610fe type bridge_slave hairpin on
+        nft 'add element inet berth published4_any { tcp . 8080 : 10.90.0.2 . 80, udp . 5353 : 10.90.0.2 . 53 }'
+        conntrack -D -p udp --orig-port-dst 5353"#]]
+    .assert_eq(&lines(&fresh));
+    // A veth of berth's (name and group) in the way is replaced first...
+    let berths = names::network_link_group(1);
+    let replaced = connect_plan(&web(), &c1, netns.clone(), None, Some(berths)).unwrap();
+    assert_eq!(replaced.render()[0], "ip link del vb6c39f18610fe");
+    // ...a device of the same name berth cannot prove it made is refused.
+    let err = connect_plan(&web(), &c1, netns, None, Some(0)).unwrap_err();
+    assert!(err.to_string().contains("berth did not make"), "{err}");
+}
+
+#[test]
+fn disconnect_decides_ports_first_then_the_veth_then_the_route_heir() {
+    let c1 = endpoint(1, "c1", 2, &["5353:53/udp"]);
+    let heir = Some((
+        std::path::PathBuf::from("/run/netns/c1"),
+        Ipv4Addr::new(10, 91, 0, 1),
+    ));
+    expect![[r#"
+        nft 'delete element inet berth published4_any { udp . 5353 : 10.90.0.2 . 53 }'
+        conntrack -D -p udp --orig-port-dst 5353
+        ip link del vb6c39f18610fe
+        ip -n c1 route replace default via 10.91.0.1"#]]
+    .assert_eq(&lines(&disconnect_plan(&c1, true, heir.clone())));
+    // A `run` sandbox's namespace takes its veth (and routes) with it.
+    expect![[r#"
+        nft 'delete element inet berth published4_any { udp . 5353 : 10.90.0.2 . 53 }'
+        conntrack -D -p udp --orig-port-dst 5353"#]]
+    .assert_eq(&lines(&disconnect_plan(&c1, false, heir)));
+}
