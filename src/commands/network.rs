@@ -11,7 +11,7 @@ use crate::model::{
     ipam, names, subnet::parse_ipv4, Endpoint, Ipv4Net, Network, NetworkPolicy, PortMapping, Proto,
     Uplink, DEFAULT_MTU,
 };
-use crate::plan::{Plan, SourceRule, Step};
+use crate::plan::{Plan, Step};
 use crate::reconcile;
 use crate::store::{NewNetwork, Status, Tx};
 use berth_nft::ElemOp;
@@ -46,8 +46,6 @@ pub struct Created {
     pub warnings: Vec<String>,
 }
 
-/// Priority of berth's `ip rule`s for `--uplink` (before `main`, 32766).
-pub const UPLINK_RULE_PRIORITY: u32 = 10_000;
 /// The `settings` row that remembers the ip_forward value berth found.
 const IP_FORWARD: &str = "net.ipv4.ip_forward";
 
@@ -354,24 +352,8 @@ fn plan_create(ctx: &mut Context, tx: &Tx, network: &Network) -> Result<Plan> {
         batch: change.batch,
         undo: change.undo,
     });
-    if let Some(uplink) = &network.policy.uplink {
-        plan.push(Step::AddTableDefault {
-            table: network.route_table,
-            gateway: uplink.gateway,
-            ifname: uplink.ifname.clone(),
-        });
-        plan.push(Step::AddSourceRule(uplink_rule(network)));
-    }
+    crate::reconcile::decide::uplink_steps(network, true, &mut plan);
     Ok(plan)
-}
-
-fn uplink_rule(network: &Network) -> SourceRule {
-    SourceRule {
-        subnet: network.subnet,
-        iif: network.bridge.clone(),
-        table: network.route_table,
-        priority: UPLINK_RULE_PRIORITY,
-    }
 }
 
 /// Whether berth's table exists. A real run asks the kernel; a dry run,
@@ -430,14 +412,7 @@ fn plan_remove(
             });
         }
     }
-    if let Some(uplink) = &network.policy.uplink {
-        plan.push(Step::DeleteSourceRule(uplink_rule(network)));
-        plan.push(Step::DeleteTableDefault {
-            table: network.route_table,
-            gateway: uplink.gateway,
-            ifname: uplink.ifname.clone(),
-        });
-    }
+    crate::reconcile::decide::uplink_steps(network, false, &mut plan);
     if endpoints > 0 {
         plan.push(Step::DeleteLinkGroup {
             group: network.link_group,

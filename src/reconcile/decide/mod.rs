@@ -15,8 +15,8 @@ use crate::model::{names, Endpoint, Mac, Network, PortMapping, Proto};
 use crate::plan::{Plan, SourceRule, Step};
 use crate::store::{Sandbox, Status};
 
-/// Priority of berth's `--uplink` routing rules.
-pub const UPLINK_RULE_PRIORITY: u32 = 10000;
+/// Priority of berth's `ip rule`s for `--uplink` (before `main`, 32766).
+pub const UPLINK_RULE_PRIORITY: u32 = 10_000;
 
 /// What the state wants, read once.
 #[derive(Clone, Debug, Default)]
@@ -83,7 +83,31 @@ pub fn expected_fingerprint(networks: &[Network], owner: &str) -> Option<NftFing
     Some(fp)
 }
 
-pub fn uplink_rule(network: &Network) -> SourceRule {
+/// The policy routing of a network with `--uplink`: its table's default
+/// route and the rule that selects it. Adding puts the route in before the
+/// rule; deleting takes the rule out first (both tolerate absence).
+pub fn uplink_steps(network: &Network, add: bool, plan: &mut Plan) {
+    let Some(uplink) = &network.policy.uplink else {
+        return;
+    };
+    if add {
+        plan.push(Step::AddTableDefault {
+            table: network.route_table,
+            gateway: uplink.gateway,
+            ifname: uplink.ifname.clone(),
+        });
+        plan.push(Step::AddSourceRule(uplink_rule(network)));
+    } else {
+        plan.push(Step::DeleteSourceRule(uplink_rule(network)));
+        plan.push(Step::DeleteTableDefault {
+            table: network.route_table,
+            gateway: uplink.gateway,
+            ifname: uplink.ifname.clone(),
+        });
+    }
+}
+
+fn uplink_rule(network: &Network) -> SourceRule {
     SourceRule {
         subnet: network.subnet,
         iif: network.bridge.clone(),
@@ -333,14 +357,7 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
                 name: n.bridge.clone(),
             });
         }
-        if let Some(uplink) = &n.policy.uplink {
-            d.plan.push(Step::DeleteSourceRule(uplink_rule(n)));
-            d.plan.push(Step::DeleteTableDefault {
-                table: n.route_table,
-                gateway: uplink.gateway,
-                ifname: uplink.ifname.clone(),
-            });
-        }
+        uplink_steps(n, false, &mut d.plan);
         d.drop_networks.push(n.id);
     }
 
@@ -353,21 +370,9 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
                     n.bridge, n.name
                 ));
                 network_steps(n, &mut d.plan);
-                if let Some(uplink) = &n.policy.uplink {
-                    // Deleted first, so the add cannot clash with a survivor.
-                    d.plan.push(Step::DeleteSourceRule(uplink_rule(n)));
-                    d.plan.push(Step::DeleteTableDefault {
-                        table: n.route_table,
-                        gateway: uplink.gateway,
-                        ifname: uplink.ifname.clone(),
-                    });
-                    d.plan.push(Step::AddTableDefault {
-                        table: n.route_table,
-                        gateway: uplink.gateway,
-                        ifname: uplink.ifname.clone(),
-                    });
-                    d.plan.push(Step::AddSourceRule(uplink_rule(n)));
-                }
+                // Deleted first, so the add cannot clash with a survivor.
+                uplink_steps(n, false, &mut d.plan);
+                uplink_steps(n, true, &mut d.plan);
             }
             Some(bridge) => {
                 if !bridge.up {
