@@ -211,6 +211,13 @@ const CASES: &[Case] = &[
         args: &["network", "rm", "web", "--force"],
     },
     Case {
+        name: "run",
+        setup: setup_network,
+        args: &[
+            "run", "--net", "web", "--name", "r9", "-p", "8081:80", "--", "true",
+        ],
+    },
+    Case {
         name: "reset",
         setup: setup_two_networks,
         args: &["reset"],
