@@ -233,6 +233,32 @@ pub fn delete_group(rtnl: &mut Rtnl, group: u32) -> io::Result<()> {
     }
 }
 
+/// The link group links are gathered in to be deleted together. It is one
+/// of berth's groups, so `berth gc` removes anything a crash left in it.
+pub const DOOMED_GROUP: u32 = crate::model::names::LINK_GROUP_BASE | 0xffff;
+
+/// Moves each of `names` that exists into [`DOOMED_GROUP`], then deletes
+/// the group in one request (one RCU grace period in all); returns how
+/// many were deleted.
+pub fn delete_together(rtnl: &mut Rtnl, names: &[String]) -> io::Result<usize> {
+    let mut moved = 0;
+    for name in names {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::Group(DOOMED_GROUP));
+        match rtnl.request(RouteNetlinkMessage::SetLink(msg), 0) {
+            Ok(()) => moved += 1,
+            // Gone with its namespace already.
+            Err(e) if e.raw_os_error() == Some(libc_enodev()) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if moved > 0 {
+        delete_group(rtnl, DOOMED_GROUP)?;
+    }
+    Ok(moved)
+}
+
 /// What berth needs to know of one link on the host: enough to tell its
 /// own devices (by name and link group) from everyone else's.
 #[derive(Clone, Debug, PartialEq, Eq)]

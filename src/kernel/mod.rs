@@ -80,6 +80,9 @@ pub trait Kernel {
     /// Ok(false) if there was no such link.
     fn delete_link(&mut self, name: &str) -> Result<bool>;
     fn delete_link_group(&mut self, group: u32) -> Result<()>;
+    /// Deletes the links of `names` that exist, in one request (they are
+    /// moved into one link group, which is then deleted); returns how many.
+    fn delete_links_together(&mut self, names: &[String]) -> Result<usize>;
     fn link_exists(&mut self, name: &str) -> Result<bool>;
     /// The link group of the link called `name`; None if there is none.
     fn link_group(&mut self, name: &str) -> Result<Option<u32>>;
@@ -272,6 +275,11 @@ impl Kernel for LiveKernel {
     fn delete_link_group(&mut self, group: u32) -> Result<()> {
         link::delete_group(self.rtnl()?, group)
             .map_err(|e| Error::kernel(format!("deleting link group {group}"), e))
+    }
+
+    fn delete_links_together(&mut self, names: &[String]) -> Result<usize> {
+        link::delete_together(self.rtnl()?, names)
+            .map_err(|e| Error::kernel(format!("deleting {} link(s)", names.len()), e))
     }
 
     fn link_group(&mut self, name: &str) -> Result<Option<u32>> {

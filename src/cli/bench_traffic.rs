@@ -13,9 +13,8 @@ use std::process::{Child, Command, Stdio};
 
 use berth_nft::{Batch, ElemOp, Nft};
 
-use super::endpoint::{self, ConnectOptions};
-use super::network::{self, CreateOptions};
-use super::Context;
+use crate::commands;
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::firewall;
 use crate::kernel::netns::{self, Target};
@@ -23,6 +22,7 @@ use crate::kernel::rtnl::Rtnl;
 use crate::kernel::{addr, link, sysctl};
 use crate::model::ports::{PortMapping, Proto};
 use crate::model::{Ipv4Net, Mac};
+use crate::request::AttachRequest;
 
 const UPLINK_HOST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const UPLINK_OUTSIDE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
@@ -32,27 +32,23 @@ const FILLER_FIRST_PORT: u16 = 20_000;
 
 pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize) -> Result<()> {
     let probe = probe_path()?;
-    network::create(
-        ctx,
-        &CreateOptions {
-            name: "web".into(),
-            no_dns: true, // DNS: no server outlives the sandbox
-            ..Default::default()
-        },
-    )?;
+    commands::create_network(ctx, super::bench::quiet_network("web"))?;
     for name in ["srv", "outside"] {
         netns::create_named(name)?;
     }
-    let connect = ConnectOptions {
+    let connect = AttachRequest {
         network: "web".into(),
         target: "srv".into(),
-        ports: vec![
+        ports: [
             format!("{ECHO_PORT}:80"),
             format!("{SINK_PORT}:{SINK_PORT}"),
-        ],
+        ]
+        .iter()
+        .map(|p| crate::request::parse_port(p))
+        .collect::<Result<_>>()?,
         ..Default::default()
     };
-    let (endpoint, _) = endpoint::connect(ctx, &connect)?.applied();
+    let (endpoint, _) = commands::connect(ctx, connect)?.applied()?;
     wire_outside()?;
 
     let mut servers = Servers::default();
