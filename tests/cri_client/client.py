@@ -11,7 +11,8 @@ Usage: client.py SOCKET COMMAND [ARGS]
   list                     ListPodSandbox
   bench N POD              N pods one after another: each RunPodSandbox
                            and PodSandboxStatus until ready, then each
-                           stopped and removed; the durations in ms
+                           stopped and removed; the durations in ms (pod
+                           i publishes each host port of POD plus i)
 
 POD: {"name", "uid", "namespace", "cgroup_parent", "annotations",
       "ports": [{"protocol": "TCP"|"UDP", "container_port", "host_port",
@@ -111,6 +112,11 @@ def bench(stub, n, pod):
     ids, run_ms, stop_ms, remove_ms = [], [], [], []
     for i in range(n):
         p = dict(pod, name=f"{pod['name']}-{i}", uid=f"{pod['name']}-{i}-uid")
+        # Each pod its own host ports: HOSTPORT + i.
+        p["ports"] = [
+            dict(m, host_port=m["host_port"] + i) if m.get("host_port") else m
+            for m in pod.get("ports", [])
+        ]
         t0 = time.monotonic()
         r = stub.RunPodSandbox(
             pb.RunPodSandboxRequest(config=sandbox_config(p)), timeout=TIMEOUT_S
@@ -132,7 +138,7 @@ def bench(stub, n, pod):
             pb.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id), timeout=TIMEOUT_S
         )
         remove_ms.append((time.monotonic() - t0) * 1000)
-    return {"run_ms": run_ms, "stop_ms": stop_ms, "remove_ms": remove_ms}
+    return {"ids": ids, "run_ms": run_ms, "stop_ms": stop_ms, "remove_ms": remove_ms}
 
 
 def main(argv):
