@@ -3,12 +3,30 @@
 //! mistake becomes the spec's error code: 1 for a version berth does not
 //! speak, 4 for a missing or bad environment variable, 6 for JSON that does
 //! not decode, 7 for a configuration that is wrong.
+//!
+//! Runtimes write this JSON with Go's encoding/json, and the reference
+//! plugins read it with the same library, so what they accept is what Go
+//! accepts: an object key names a field when it is spelled exactly as the
+//! field or differs only in case (the exact spelling wins), and keys
+//! naming no field are ignored. containerd's go-cni relies on it: its port
+//! mappings carry Go's field names (`HostPort`, `ContainerPort`,
+//! `Protocol`, `HostIP`), where CRI-O's ocicni, Podman and Multus write
+//! `hostPort`, `containerPort`, `protocol`, `hostIP`. berth reads every
+//! input (the configuration, `runtimeConfig`, `prevResult`, the GC
+//! attachment list) through [`keys::member`] for that reason.
+//!
+//! DEL reads leniently ([`parse_for_del`]): it needs only where the state
+//! is, and a runtime that sends a DEL with a configuration berth would
+//! refuse (a malformed `runtimeConfig`, a contradicting option) must still
+//! get its attachment removed, or the pod can never be torn down.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+use keys::member;
 
 use super::error::{CniError, CODE_BAD_CONFIG, CODE_BAD_ENV, CODE_DECODE, CODE_VERSION};
 use crate::model::{Mac, PortSpec, Proto};
@@ -175,7 +193,8 @@ pub fn version_of(stdin: &[u8]) -> Result<String, CniError> {
         )
     })?;
     let version = v
-        .get("cniVersion")
+        .as_object()
+        .and_then(|o| member(o, "cniVersion"))
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
@@ -196,19 +215,64 @@ pub fn check_version(version: &str) -> Result<(), CniError> {
     ))
 }
 
-pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
+/// The network configuration as a JSON object (code 6 when it is not one).
+fn decode(stdin: &[u8]) -> Result<Map<String, Value>, CniError> {
     let v: Value = serde_json::from_slice(stdin).map_err(|e| {
         CniError::new(
             CODE_DECODE,
             format!("decoding the network configuration: {e}"),
         )
     })?;
-    let Some(obj) = v.as_object() else {
-        return Err(CniError::new(
+    match v {
+        Value::Object(obj) => Ok(obj),
+        _ => Err(CniError::new(
             CODE_DECODE,
             "the network configuration is not a JSON object",
-        ));
+        )),
+    }
+}
+
+/// The configuration of ADD, CHECK, GC and STATUS, checked whole.
+pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
+    from_object(&decode(stdin)?)
+}
+
+/// The configuration of DEL. DEL identifies the attachment by
+/// `CNI_CONTAINERID` and `CNI_IFNAME` in the state that `stateDir` names,
+/// so that is all it must be able to read: a configuration that fails the
+/// full check still yields its version, name and `stateDir`, and the
+/// rest is left empty. Only input that is not a JSON object, or a
+/// `stateDir` that is not a string, fails (berth could not tell where the
+/// attachment is recorded).
+pub fn parse_for_del(stdin: &[u8]) -> Result<NetConf, CniError> {
+    let obj = decode(stdin)?;
+    if let Ok(conf) = from_object(&obj) {
+        return Ok(conf);
+    }
+    let text = |key: &str| {
+        member(&obj, key)
+            .and_then(Value::as_str)
+            .map(str::to_string)
     };
+    let state_dir = match member(&obj, "stateDir") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            return Err(CniError::new(
+                CODE_BAD_CONFIG,
+                "invalid \"stateDir\" in the network configuration: expected a string",
+            ))
+        }
+    };
+    Ok(NetConf {
+        version: text("cniVersion").unwrap_or_default(),
+        name: text("name").unwrap_or_default(),
+        state_dir,
+        ..Default::default()
+    })
+}
+
+fn from_object(obj: &Map<String, Value>) -> Result<NetConf, CniError> {
     let bad = |key: &str, want: &str| {
         CniError::new(
             CODE_BAD_CONFIG,
@@ -216,14 +280,14 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
         )
     };
     let string = |key: &str| -> Result<Option<String>, CniError> {
-        match obj.get(key) {
+        match member(obj, key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(_) => Err(bad(key, "a string")),
         }
     };
     let boolean = |key: &str| -> Result<Option<bool>, CniError> {
-        match obj.get(key) {
+        match member(obj, key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
             Some(_) => Err(bad(key, "true or false")),
@@ -244,7 +308,7 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
             ));
         }
     }
-    let mtu = match obj.get("mtu") {
+    let mtu = match member(obj, "mtu") {
         None | Some(Value::Null) => None,
         Some(v) => Some(
             v.as_u64()
@@ -252,7 +316,7 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
                 .ok_or_else(|| bad("mtu", "a positive integer"))?,
         ),
     };
-    let (dns, dns_on) = match obj.get("dns") {
+    let (dns, dns_on) = match member(obj, "dns") {
         None | Some(Value::Null) => (None, true),
         Some(Value::Bool(b)) => (None, *b),
         Some(o @ Value::Object(_)) => (Some(o.clone()), true),
@@ -276,7 +340,7 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
         dns,
         no_dns: !dns_on,
         state_dir: string("stateDir")?,
-        cluster_cidrs: match obj.get("clusterCIDR") {
+        cluster_cidrs: match member(obj, "clusterCIDR") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(vec![cluster_cidr(s)?]),
             Some(Value::Array(a)) => Some(
@@ -290,23 +354,32 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
             ),
             Some(_) => return Err(bad("clusterCIDR", "a CIDR or a list of CIDRs")),
         },
-        prev_result: obj.get("prevResult").filter(|v| !v.is_null()).cloned(),
+        prev_result: member(obj, "prevResult")
+            .filter(|v| !v.is_null())
+            .map(|v| keys::canonical(v, &keys::RESULT)),
         ..Default::default()
     };
-    if let Some(rc) = obj.get("runtimeConfig").filter(|v| !v.is_null()) {
+    if let Some(rc) = member(obj, "runtimeConfig").filter(|v| !v.is_null()) {
+        let rc = rc
+            .as_object()
+            .ok_or_else(|| bad("runtimeConfig", "an object"))?;
         parse_runtime_config(rc, &mut conf)?;
     }
-    let valid = obj
-        .get("cni.dev/valid-attachments")
-        .or_else(|| obj.get("cni.dev/attachments"));
+    let valid =
+        member(obj, "cni.dev/valid-attachments").or_else(|| member(obj, "cni.dev/attachments"));
     if let Some(list) = valid {
         let list = list
             .as_array()
             .ok_or_else(|| bad("cni.dev/valid-attachments", "a list"))?;
         let mut set = HashSet::new();
         for a in list {
-            let id = a.get("containerID").and_then(Value::as_str);
-            let ifname = a.get("ifname").and_then(Value::as_str);
+            let field = |k: &str| {
+                a.as_object()
+                    .and_then(|o| member(o, k))
+                    .and_then(Value::as_str)
+            };
+            let id = field("containerID");
+            let ifname = field("ifname");
             match (id, ifname) {
                 (Some(id), Some(ifname)) => {
                     set.insert((id.to_string(), ifname.to_string()));
@@ -333,44 +406,24 @@ fn cluster_cidr(text: &str) -> Result<IpNet, CniError> {
     request::parse_prefix("clusterCIDR", text, false).map_err(config_error)
 }
 
-fn parse_runtime_config(rc: &Value, conf: &mut NetConf) -> Result<(), CniError> {
+/// `runtimeConfig` (the capability arguments): `portMappings`, `ips` and
+/// `mac`; the others (bandwidth, ipRanges, dns, aliases, ...) are not
+/// berth's and are ignored.
+fn parse_runtime_config(rc: &Map<String, Value>, conf: &mut NetConf) -> Result<(), CniError> {
     let bad = |what: &str| {
         CniError::new(
             CODE_BAD_CONFIG,
             format!("invalid runtimeConfig.{what} in the network configuration"),
         )
     };
-    if let Some(list) = rc.get("portMappings").filter(|v| !v.is_null()) {
+    if let Some(list) = member(rc, "portMappings").filter(|v| !v.is_null()) {
         for m in list.as_array().ok_or_else(|| bad("portMappings"))? {
-            let port = |k: &str| {
-                m.get(k)
-                    .and_then(Value::as_u64)
-                    .and_then(|p| u16::try_from(p).ok())
-                    .filter(|p| *p != 0)
-                    .ok_or_else(|| bad(&format!("portMappings[].{k}")))
-            };
-            let protocol = m
-                .get("protocol")
-                .and_then(Value::as_str)
-                .filter(|p| !p.is_empty())
-                .unwrap_or("tcp");
-            let host_ip = match m.get("hostIP").and_then(Value::as_str).unwrap_or("") {
-                "" => None,
-                ip => Some(
-                    ip.parse::<IpAddr>()
-                        .map_err(|_| bad("portMappings[].hostIP"))?,
-                ),
-            };
-            conf.port_mappings.push(PortMapping {
-                host_port: port("hostPort")?,
-                container_port: port("containerPort")?,
-                protocol: Proto::parse(&protocol.to_ascii_lowercase())
-                    .ok_or_else(|| bad("portMappings[].protocol"))?,
-                host_ip: host_ip.filter(|ip| !ip.is_unspecified() || ip.is_ipv6()),
-            });
+            let m = m.as_object().ok_or_else(|| bad("portMappings[]"))?;
+            conf.port_mappings
+                .push(port_mapping(m).map_err(|key| bad(&format!("portMappings[].{key}")))?);
         }
     }
-    if let Some(list) = rc.get("ips").filter(|v| !v.is_null()) {
+    if let Some(list) = member(rc, "ips").filter(|v| !v.is_null()) {
         for ip in list.as_array().ok_or_else(|| bad("ips"))? {
             let s = ip.as_str().ok_or_else(|| bad("ips"))?;
             let addr = s.split('/').next().unwrap_or(s);
@@ -381,11 +434,44 @@ fn parse_runtime_config(rc: &Value, conf: &mut NetConf) -> Result<(), CniError> 
             }
         }
     }
-    if let Some(mac) = rc.get("mac").filter(|v| !v.is_null()) {
+    if let Some(mac) = member(rc, "mac").filter(|v| !v.is_null()) {
         let text = mac.as_str().ok_or_else(|| bad("mac"))?;
         conf.mac = Some(request::parse_mac(text).map_err(config_error)?);
     }
     Ok(())
+}
+
+/// One port mapping, or the key that is wrong. A missing or null
+/// `protocol` is TCP and `hostIP` every address, as for Go's zero values;
+/// the ports must be 1-65535.
+fn port_mapping(m: &Map<String, Value>) -> Result<PortMapping, &'static str> {
+    let port = |k: &'static str| {
+        member(m, k)
+            .and_then(Value::as_u64)
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p != 0)
+            .ok_or(k)
+    };
+    let text = |k: &'static str| match member(m, k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(k),
+    };
+    let protocol = text("protocol")?
+        .filter(|p| !p.is_empty())
+        .unwrap_or("tcp")
+        .to_ascii_lowercase();
+    let host_ip = match text("hostIP")?.unwrap_or("") {
+        "" => None,
+        ip => Some(ip.parse::<IpAddr>().map_err(|_| "hostIP")?),
+    };
+    Ok(PortMapping {
+        host_port: port("hostPort")?,
+        container_port: port("containerPort")?,
+        protocol: Proto::parse(&protocol).ok_or("protocol")?,
+        // 0.0.0.0 is every IPv4 address; `::` (IPv6) is for another plugin.
+        host_ip: host_ip.filter(|ip| !ip.is_unspecified() || ip.is_ipv6()),
+    })
 }
 
 impl NetConf {
@@ -473,6 +559,139 @@ impl NetConf {
     }
 }
 
+/// Go's encoding/json rules for matching object keys to struct fields.
+pub mod keys {
+    use serde_json::{Map, Value};
+
+    /// The value of field `name` in `obj`: the key spelled exactly so,
+    /// else a key equal to it under Unicode simple case folding (Go's
+    /// `bytes.EqualFold`, so `HostPort`, `HOSTPORT` and even `hoſtPort`
+    /// name `hostPort`).
+    pub fn member<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+        obj.get(name)
+            .or_else(|| obj.iter().find(|(k, _)| fold_eq(k, name)).map(|(_, v)| v))
+    }
+
+    /// Whether `a` and `b` are equal under simple case folding.
+    pub fn fold_eq(a: &str, b: &str) -> bool {
+        a.chars().count() == b.chars().count()
+            && a.chars().zip(b.chars()).all(|(x, y)| fold(x) == fold(y))
+    }
+
+    /// The representative of `c`'s simple folding orbit. Beyond ASCII, the
+    /// two characters that fold to ASCII letters (the long s and the
+    /// Kelvin sign) are what can make a key match an ASCII field name.
+    fn fold(c: char) -> char {
+        match c {
+            '\u{17f}' => 's',
+            '\u{212a}' => 'k',
+            c if c.is_ascii() => c.to_ascii_lowercase(),
+            c => {
+                let mut lower = c.to_lowercase();
+                match (lower.next(), lower.next()) {
+                    (Some(l), None) => l,
+                    _ => c,
+                }
+            }
+        }
+    }
+
+    /// The fields of a JSON object and, for those holding objects (or
+    /// lists of objects), their fields.
+    pub struct Schema {
+        pub fields: &'static [(&'static str, Option<&'static Schema>)],
+    }
+
+    const INTERFACE: Schema = Schema {
+        fields: &[
+            ("name", None),
+            ("mac", None),
+            ("mtu", None),
+            ("sandbox", None),
+            ("socketPath", None),
+            ("pciID", None),
+        ],
+    };
+    const IP: Schema = Schema {
+        fields: &[
+            ("version", None),
+            ("address", None),
+            ("gateway", None),
+            ("interface", None),
+        ],
+    };
+    const ROUTE: Schema = Schema {
+        fields: &[
+            ("dst", None),
+            ("gw", None),
+            ("mtu", None),
+            ("advmss", None),
+            ("priority", None),
+            ("table", None),
+            ("scope", None),
+        ],
+    };
+    const DNS: Schema = Schema {
+        fields: &[
+            ("nameservers", None),
+            ("domain", None),
+            ("search", None),
+            ("options", None),
+        ],
+    };
+    /// A CNI result (0.4.0 to 1.1.0), as `prevResult` carries it.
+    pub const RESULT: Schema = Schema {
+        fields: &[
+            ("cniVersion", None),
+            ("interfaces", Some(&INTERFACE)),
+            ("ips", Some(&IP)),
+            ("routes", Some(&ROUTE)),
+            ("dns", Some(&DNS)),
+        ],
+    };
+
+    /// `v` with every key that names a field of `schema` by another case
+    /// respelled as the field, so code reading it by the canonical names
+    /// sees what Go would decode. A key whose exact spelling is also
+    /// present stays as it is (the exact one wins); other keys are kept.
+    pub fn canonical(v: &Value, schema: &Schema) -> Value {
+        match v {
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|i| canonical(i, schema)).collect())
+            }
+            Value::Object(obj) => {
+                let mut out = Map::new();
+                for (k, val) in obj {
+                    let field = schema
+                        .fields
+                        .iter()
+                        .find(|(name, _)| name == k)
+                        .or_else(|| {
+                            schema
+                                .fields
+                                .iter()
+                                .find(|(name, _)| fold_eq(k, name) && !obj.contains_key(*name))
+                        });
+                    match field {
+                        Some((name, child)) => {
+                            let val = match child {
+                                Some(child) => canonical(val, child),
+                                None => val.clone(),
+                            };
+                            out.insert(name.to_string(), val);
+                        }
+                        None => {
+                            out.insert(k.clone(), val.clone());
+                        }
+                    }
+                }
+                Value::Object(out)
+            }
+            other => other.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,5 +727,154 @@ mod tests {
         assert_eq!(c.ips, ["10.1.0.5".parse::<IpAddr>().unwrap()]);
         assert!(!c.network_request().masquerade);
         assert_eq!(c.valid_attachments.unwrap().len(), 1);
+    }
+
+    /// What each runtime writes in `runtimeConfig.portMappings`, read as
+    /// the reference plugins (Go's encoding/json) read it.
+    #[test]
+    fn port_mappings_in_every_runtimes_spelling() {
+        let table: [(&str, &str, &[&str]); 6] = [
+            (
+                "containerd/go-cni (Go field names)",
+                r#"[{"HostPort":8080,"ContainerPort":80,"Protocol":"tcp","HostIP":""},
+                    {"HostPort":5353,"ContainerPort":53,"Protocol":"udp","HostIP":"203.0.113.1"}]"#,
+                &["8080:80/tcp", "203.0.113.1:5353:53/udp"],
+            ),
+            (
+                "CRI-O/ocicni, Podman, Multus (JSON tags)",
+                r#"[{"hostPort":8080,"containerPort":80,"protocol":"tcp","hostIP":""},
+                    {"hostPort":5353,"containerPort":53,"protocol":"udp"}]"#,
+                &["8080:80/tcp", "5353:53/udp"],
+            ),
+            (
+                "upper-case protocol",
+                r#"[{"hostPort":5353,"containerPort":53,"protocol":"UDP"}]"#,
+                &["5353:53/udp"],
+            ),
+            (
+                "any case, with Go's folding (a long s)",
+                "[{\"ho\u{17f}tPORT\":1,\"containerport\":2,\"PROTOCOL\":\"Udp\",\"hostip\":\"0.0.0.0\"},
+                  {\"hostPort\":3,\"containerPort\":4,\"protocol\":null,\"hostIP\":null,\"kind\":1}]",
+                &["1:2/udp", "3:4/tcp"],
+            ),
+            (
+                "exact spelling wins over another case",
+                r#"[{"hostPort":8080,"HostPort":9090,"containerPort":80}]"#,
+                &["8080:80/tcp"],
+            ),
+            (
+                "unknown keys ignored",
+                r#"[{"hostPort":8080,"containerPort":80,"name":"http","range":1}]"#,
+                &["8080:80/tcp"],
+            ),
+        ];
+        for (what, mappings, want) in table {
+            let conf = format!(
+                r#"{{"cniVersion":"1.0.0","name":"n","type":"berth",
+                    "runtimeConfig":{{"portMappings":{mappings}}}}}"#
+            );
+            let c = parse(conf.as_bytes()).unwrap_or_else(|e| panic!("{what}: {}", e.msg));
+            let want: Vec<PortSpec> = want.iter().map(|w| PortSpec::parse(w).unwrap()).collect();
+            assert_eq!(c.port_specs(), want, "{what}");
+        }
+        for bad in [
+            r#"[{"HostPort":"8080","ContainerPort":80}]"#,
+            r#"[{"hostPort":8080}]"#,
+            r#"[{"hostPort":70000,"containerPort":80}]"#,
+            r#"[{"hostPort":8080,"containerPort":80,"protocol":6}]"#,
+            r#"[5]"#,
+        ] {
+            let conf = format!(
+                r#"{{"cniVersion":"1.0.0","name":"n","runtimeConfig":{{"portMappings":{bad}}}}}"#
+            );
+            let e = parse(conf.as_bytes())
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert_eq!(e.code, CODE_BAD_CONFIG, "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_fold_as_go_folds_them() {
+        assert!(keys::fold_eq("HostPort", "hostPort"));
+        assert!(keys::fold_eq("HOSTIP", "hostIP"));
+        assert!(keys::fold_eq("ho\u{17f}tPort", "hostPort"));
+        assert!(keys::fold_eq("\u{212a}ind", "kind"));
+        assert!(!keys::fold_eq("hostPorts", "hostPort"));
+        assert!(!keys::fold_eq("host_port", "hostPort"));
+    }
+
+    #[test]
+    fn every_key_matches_in_any_case() {
+        let c = parse(
+            br#"{"CNIVERSION":"1.0.0","Name":"n","Type":"berth","SUBNET":"10.1.0.0/24",
+                "ipmasq":false,"StateDir":"/s","ClusterCidr":["10.2.0.0/16"],
+                "RuntimeConfig":{"IPS":["10.1.0.5"],"MAC":"02:00:00:00:00:05"},
+                "CNI.DEV/Valid-Attachments":[{"ContainerId":"a","IfName":"eth0"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.version, "1.0.0");
+        assert_eq!(
+            c.subnet.map(|s| s.to_string()).as_deref(),
+            Some("10.1.0.0/24")
+        );
+        assert_eq!(c.ip_masq, Some(false));
+        assert_eq!(c.state_dir.as_deref(), Some("/s"));
+        assert_eq!(
+            c.cluster_cidrs.as_deref(),
+            Some(&["10.2.0.0/16".parse::<IpNet>().unwrap()][..])
+        );
+        assert_eq!(c.ips, ["10.1.0.5".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            c.mac.map(|m| m.to_string()).as_deref(),
+            Some("02:00:00:00:00:05")
+        );
+        let valid = c.valid_attachments.unwrap();
+        assert!(valid.contains(&("a".to_string(), "eth0".to_string())));
+        assert_eq!(version_of(br#"{"CniVersion":"0.4.0"}"#).unwrap(), "0.4.0");
+    }
+
+    #[test]
+    fn prev_result_is_read_in_any_case() {
+        let c = parse(
+            br#"{"cniVersion":"1.0.0","name":"n","prevResult":{
+                "CNIVersion":"1.0.0","Interfaces":[{"Name":"eth0","MAC":"02:00:00:00:00:05"}],
+                "IPs":[{"Address":"10.1.0.5/24","Interface":0}],"ips":[{"address":"10.1.0.6/24"}],
+                "Routes":[{"Dst":"0.0.0.0/0"}],"Extra":1}}"#,
+        )
+        .unwrap();
+        let prev = c.prev_result.unwrap();
+        assert_eq!(prev["interfaces"][0]["name"], "eth0");
+        assert_eq!(prev["interfaces"][0]["mac"], "02:00:00:00:00:05");
+        // The exact spelling wins; the other stays aside, as Go ignores it.
+        assert_eq!(prev["ips"][0]["address"], "10.1.0.6/24");
+        assert_eq!(prev["routes"][0]["dst"], "0.0.0.0/0");
+        assert_eq!(prev["Extra"], 1);
+    }
+
+    #[test]
+    fn del_reads_what_it_needs_from_a_config_the_others_refuse() {
+        let c = parse_for_del(
+            br#"{"cniVersion":"0.3.1","name":"n","type":"bridge","stateDir":"/s",
+                "runtimeConfig":{"portMappings":[{"hostPort":"x"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.state_dir.as_deref(), Some("/s"));
+        assert_eq!(c.name, "n");
+        assert!(c.port_mappings.is_empty());
+        // A valid config is read whole.
+        let c = parse_for_del(
+            br#"{"cniVersion":"1.0.0","name":"n","runtimeConfig":{"portMappings":[
+                {"HostPort":1,"ContainerPort":2}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.port_mappings.len(), 1);
+        assert_eq!(parse_for_del(b"[1]").unwrap_err().code, CODE_DECODE);
+        assert_eq!(
+            parse_for_del(br#"{"name":"n","stateDir":5}"#)
+                .unwrap_err()
+                .code,
+            CODE_BAD_CONFIG
+        );
     }
 }

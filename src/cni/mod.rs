@@ -81,7 +81,7 @@ fn run(env: &Env, stdin: &[u8]) -> Result<Option<serde_json::Value>, CniError> {
     match env.command.as_str() {
         "VERSION" => Ok(Some(verbs::version(stdin))),
         "ADD" => verbs::add(env, &config::parse(stdin)?).map(Some),
-        "DEL" => verbs::del(env, &config::parse(stdin)?).map(|()| None),
+        "DEL" => verbs::del(env, &config::parse_for_del(stdin)?).map(|()| None),
         "CHECK" => verbs::check(env, &config::parse(stdin)?).map(|()| None),
         "GC" => gc::gc(&config::parse(stdin)?).map(|_| None),
         "STATUS" => verbs::status(&config::parse(stdin)?).map(|()| None),
