@@ -451,7 +451,7 @@ impl Kernel for LiveKernel {
         // The kernel-side flush does not count what it deleted: None counts as 0.
         Ok(ct
             .delete(&berth_nft::CtMatch {
-                proto: crate::firewall::ports::l4proto(proto),
+                proto: berth_nft::L4Proto::from_number(proto.number()),
                 dst,
                 dport: port,
             })?
