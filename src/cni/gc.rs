@@ -81,7 +81,7 @@ fn delete_together(veths: &HashSet<&str>) -> io::Result<()> {
         match rtnl.request(RouteNetlinkMessage::SetLink(msg), 0) {
             Ok(()) => moved += 1,
             // Gone with its namespace already.
-            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {}
+            Err(e) if crate::error::errno_of(&e) == Some(libc::ENODEV) => {}
             Err(e) => return Err(e),
         }
     }

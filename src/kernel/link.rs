@@ -13,6 +13,7 @@ use netlink_packet_route::link::{
 use netlink_packet_route::RouteNetlinkMessage;
 
 use super::rtnl::Rtnl;
+use crate::error::errno_of;
 
 /// What a new veth pair looks like: the host end goes on a bridge, the peer
 /// is created directly in the container's namespace, both up.
@@ -46,7 +47,7 @@ pub fn index_of(rtnl: &mut Rtnl, name: &str) -> io::Result<Option<u32>> {
             }
             Ok(found)
         }
-        Err(e) if e.raw_os_error() == Some(libc_enodev()) => Ok(None),
+        Err(e) if errno_of(&e) == Some(libc_enodev()) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -65,7 +66,7 @@ pub fn group_of(rtnl: &mut Rtnl, name: &str) -> io::Result<Option<u32>> {
                 })
                 .unwrap_or(0)
         })),
-        Err(e) if e.raw_os_error() == Some(libc_enodev()) => Ok(None),
+        Err(e) if errno_of(&e) == Some(libc_enodev()) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -216,7 +217,7 @@ pub fn delete(rtnl: &mut Rtnl, name: &str) -> io::Result<bool> {
     msg.attributes.push(LinkAttribute::IfName(name.to_string()));
     match rtnl.request(RouteNetlinkMessage::DelLink(msg), 0) {
         Ok(()) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc_enodev()) => Ok(false),
+        Err(e) if errno_of(&e) == Some(libc_enodev()) => Ok(false),
         Err(e) => Err(e),
     }
 }
@@ -228,7 +229,7 @@ pub fn delete_group(rtnl: &mut Rtnl, group: u32) -> io::Result<()> {
     msg.attributes.push(LinkAttribute::Group(group));
     match rtnl.request(RouteNetlinkMessage::DelLink(msg), 0) {
         // An empty group is not an error for berth.
-        Err(e) if e.raw_os_error() == Some(libc_enodev()) => Ok(()),
+        Err(e) if errno_of(&e) == Some(libc_enodev()) => Ok(()),
         other => other,
     }
 }

@@ -14,6 +14,7 @@ use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::rtnl::Rtnl;
+use crate::error::errno_of;
 use crate::model::Ipv4Net;
 
 /// What the host's main table and addresses say about one interface.
@@ -62,7 +63,7 @@ pub fn delete_table_default(rtnl: &mut Rtnl, table: u32) -> io::Result<bool> {
     msg.attributes.push(RouteAttribute::Table(table));
     match rtnl.request(RouteNetlinkMessage::DelRoute(msg), 0) {
         Ok(()) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
+        Err(e) if errno_of(&e) == Some(libc::ESRCH) => Ok(false),
         Err(e) => Err(e),
     }
 }
@@ -108,7 +109,7 @@ pub fn delete_source_rule(
         0,
     ) {
         Ok(()) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) if errno_of(&e) == Some(libc::ENOENT) => Ok(false),
         Err(e) => Err(e),
     }
 }

@@ -9,6 +9,8 @@ use netlink_packet_core::{
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
+use crate::error::KernelText;
+
 /// An rtnetlink socket. Opened in a namespace, it stays bound to it even if
 /// the opening thread moves elsewhere, which is what lets berth configure a
 /// container's namespace from a short-lived thread.
@@ -100,11 +102,7 @@ impl Rtnl {
                     NetlinkPayload::Error(err) => {
                         *done = true;
                         if let Some(code) = err.code {
-                            let errno = -code.get();
-                            if let Some(text) = ext_ack_message(raw) {
-                                remember_ext_ack(errno, text);
-                            }
-                            return Err(io::Error::from_raw_os_error(errno));
+                            return Err(refusal(-code.get(), raw));
                         }
                     }
                     NetlinkPayload::InnerMessage(inner) => each(inner),
@@ -116,25 +114,13 @@ impl Rtnl {
     }
 }
 
-/// The kernel's explanation of the last failed request ("Invalid MTU",
-/// "Master device not found", ...), with its errno. Kept aside because an
-/// `io::Error` that keeps its errno (which callers test) cannot also carry
-/// text; `Error::kernel` picks it up when it wraps that errno.
-static LAST_EXT_ACK: std::sync::Mutex<Option<(i32, String)>> = std::sync::Mutex::new(None);
-
-fn remember_ext_ack(errno: i32, text: String) {
-    *LAST_EXT_ACK.lock().unwrap_or_else(|e| e.into_inner()) = Some((errno, text));
-}
-
-/// The kernel's text for a failure with `errno`, if the last one had some.
-pub fn take_ext_ack(errno: i32) -> Option<String> {
-    let mut last = LAST_EXT_ACK.lock().unwrap_or_else(|e| e.into_inner());
-    match last.take() {
-        Some((e, text)) if e == errno => Some(text),
-        other => {
-            *last = other;
-            None
-        }
+/// The failure an NLMSG_ERROR (`raw`) reports: its errno, carrying the
+/// kernel's explanation when it gave one, so the text reaches the message
+/// of whatever error the caller makes of it.
+fn refusal(errno: i32, raw: &[u8]) -> io::Error {
+    match ext_ack_message(raw) {
+        Some(text) => KernelText { errno, text }.into_io_error(),
+        None => io::Error::from_raw_os_error(errno),
     }
 }
 
@@ -194,13 +180,14 @@ mod tests {
         raw.extend_from_slice(text);
         raw.resize(total, 0);
         assert_eq!(ext_ack_message(&raw).as_deref(), Some("Invalid MTU"));
+        let err = crate::error::Error::kernel("creating bridge b", refusal(22, &raw));
+        assert_eq!(
+            err.to_string(),
+            "creating bridge b (kernel: Invalid MTU): Invalid argument (os error 22)"
+        );
         // Without NLM_F_ACK_TLVS there is nothing to read.
         raw[6..8].copy_from_slice(&0x100u16.to_ne_bytes());
         assert_eq!(ext_ack_message(&raw), None);
-
-        remember_ext_ack(22, "Invalid MTU".into());
-        assert_eq!(take_ext_ack(17), None, "another errno's text is not taken");
-        assert_eq!(take_ext_ack(22).as_deref(), Some("Invalid MTU"));
-        assert_eq!(take_ext_ack(22), None, "taken once");
+        assert_eq!(refusal(22, &raw).raw_os_error(), Some(22));
     }
 }
