@@ -28,7 +28,6 @@ pub mod types;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, Parser, Subcommand};
@@ -165,7 +164,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
 }
 
 /// Takes the netavark-mode lock (held until the file is dropped).
-fn lock(state_dir: &Path) -> Result<File> {
+fn lock(state_dir: &Path) -> Result<store::FileLock> {
     std::fs::create_dir_all(state_dir).map_err(|e| {
         Error::Other(format!(
             "cannot create state directory {}: {e}",
@@ -179,12 +178,6 @@ fn lock(state_dir: &Path) -> Result<File> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::Other(format!("cannot open {}: {e}", path.display())))?;
-    // SAFETY: flock on a descriptor this function owns.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(Error::kernel(
-            format!("locking {}", path.display()),
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(file)
+    store::FileLock::acquire(file)
+        .map_err(|e| Error::kernel(format!("locking {}", path.display()), e))
 }
