@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::config::{self, Env, NetConf, SUPPORTED_VERSIONS};
 use super::error::*;
-use super::{context, inspect, result};
+use super::{context, result};
 use crate::commands::endpoint::{self, ConnectOptions};
 use crate::commands::network;
 use crate::commands::{Context, Outcome};
@@ -199,7 +199,13 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
         ..Default::default()
     };
     let (e, n) = endpoint::connect(&mut ctx, &opts)?.applied();
-    let host_mac = inspect::link_mac(&e.host_ifname).unwrap_or_default();
+    let host_mac = ctx
+        .kernel
+        .link_mac(&e.host_ifname)
+        .ok()
+        .flatten()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
     Ok(result::encode(
         &conf.version,
         &n,
@@ -233,7 +239,7 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             "CHECK needs prevResult in the network configuration",
         ));
     };
-    let ctx = context(conf);
+    let mut ctx = context(conf);
     let Some(e) = find_attachment(&ctx, container_id, ifname)? else {
         return Err(CniError::new(
             CODE_UNKNOWN_CONTAINER,
@@ -268,8 +274,7 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     }
 
     // The host side: the veth exists, up, on the bridge.
-    let host =
-        inspect::read().map_err(|err| CniError::from_berth(Error::kernel("reading links", err)))?;
+    let host = ctx.kernel.netns_facts(None).map_err(CniError::from_berth)?;
     let bridge = host.link(&n.bridge).map(|b| b.index);
     match host.link(&e.host_ifname) {
         None => return fail(format!("host veth {} is missing", e.host_ifname)),
@@ -284,26 +289,21 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     }
 
     // The container side: device, MAC, address, route.
-    let inside = inspect::read_in(Path::new(netns_path)).map_err(|err| {
-        CniError::from_berth(Error::kernel(
-            format!("reading namespace {netns_path}"),
-            err,
-        ))
-    })?;
+    let inside = ctx
+        .kernel
+        .netns_facts(Some(Path::new(netns_path)))
+        .map_err(CniError::from_berth)?;
     let Some(link) = inside.link(ifname) else {
         return fail(format!("{ifname} is missing in {netns_path}"));
     };
-    if link.mac != e.mac.to_string() {
+    if link.mac != Some(e.mac) {
         return fail(format!(
             "{ifname} has MAC {} instead of {}",
-            link.mac, e.mac
+            link.mac.map(|m| m.to_string()).unwrap_or_default(),
+            e.mac
         ));
     }
-    if !inside
-        .addrs
-        .iter()
-        .any(|(i, ip, p)| *i == link.index && *ip == e.ip && *p == n.subnet.prefix_len())
-    {
+    if !inside.has_address(link.index, e.ip, n.subnet.prefix_len()) {
         return fail(format!("{ifname} lacks address {address}"));
     }
     if e.default_route && !inside.default_gateways.contains(&n.gateway) {

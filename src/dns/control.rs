@@ -47,8 +47,8 @@ fn sync_with(state_dir: &Path, request: &str) -> Result<()> {
         .write(true)
         .open(state_dir.join(LOCK_FILE))
         .map_err(|e| Error::Other(format!("opening {LOCK_FILE}: {e}")))?;
-    let _lock = FileLock::acquire(lock)
-        .map_err(|e| Error::Other(format!("locking {LOCK_FILE}: {e}")))?;
+    let _lock =
+        FileLock::acquire(lock).map_err(|e| Error::Other(format!("locking {LOCK_FILE}: {e}")))?;
     // A running server decides for itself whether it is still needed (it
     // exits after a reload that finds no DNS network), so the state is
     // read here only when none runs.

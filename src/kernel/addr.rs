@@ -12,6 +12,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::rtnl::Rtnl;
+use super::{link, route};
 use crate::model::Ipv4Net;
 
 /// Adds `ip/prefix` (with its broadcast address) to the link `index`.
@@ -77,54 +78,20 @@ pub struct HostPrefix {
     pub what: String,
 }
 
-/// Every IPv4 prefix the host routes in its main table (default routes
-/// aside) and every IPv4 address it holds: what a new subnet must not overlap.
-pub fn host_prefixes(rtnl: &mut Rtnl) -> io::Result<Vec<HostPrefix>> {
-    let names = link_names(rtnl)?;
-    let name_of = |index: u32| {
-        names
-            .iter()
-            .find(|(i, _)| *i == index)
-            .map(|(_, n)| n.clone())
-            .unwrap_or_else(|| format!("if{index}"))
-    };
-    let mut out = Vec::new();
+/// An IPv4 address on a link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddrFact {
+    /// Index of the link that holds it.
+    pub index: u32,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+}
 
-    let mut req = RouteMessage::default();
-    req.header.address_family = AddressFamily::Inet;
-    for msg in rtnl.dump(RouteNetlinkMessage::GetRoute(req))? {
-        let RouteNetlinkMessage::NewRoute(route) = msg else {
-            continue;
-        };
-        let table = route.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Table(t) => Some(*t),
-            _ => None,
-        });
-        let table = table.unwrap_or(u32::from(route.header.table));
-        if table != u32::from(RouteHeader::RT_TABLE_MAIN)
-            || route.header.destination_prefix_length == 0
-        {
-            continue;
-        }
-        let dst = route.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Destination(RouteAddress::Inet(d)) => Some(*d),
-            _ => None,
-        });
-        let Some(dst) = dst else { continue };
-        let net = Ipv4Net::new_truncating(dst, route.header.destination_prefix_length);
-        let dev = route.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Oif(i) => Some(name_of(*i)),
-            _ => None,
-        });
-        let what = match dev {
-            Some(dev) => format!("the host route {net} dev {dev}"),
-            None => format!("the host route {net}"),
-        };
-        out.push(HostPrefix { net, what });
-    }
-
+/// Every IPv4 address of the namespace, in one dump.
+pub fn ipv4_addresses(rtnl: &mut Rtnl) -> io::Result<Vec<AddrFact>> {
     let mut req = AddressMessage::default();
     req.header.family = AddressFamily::Inet;
+    let mut out = Vec::new();
     for msg in rtnl.dump(RouteNetlinkMessage::GetAddress(req))? {
         let RouteNetlinkMessage::NewAddress(addr) = msg else {
             continue;
@@ -135,33 +102,53 @@ pub fn host_prefixes(rtnl: &mut Rtnl) -> io::Result<Vec<HostPrefix>> {
             }
             _ => None,
         });
-        let Some(ip) = ip else { continue };
-        if ip.is_loopback() {
-            continue;
+        if let Some(ip) = ip {
+            out.push(AddrFact {
+                index: addr.header.index,
+                ip,
+                prefix_len: addr.header.prefix_len,
+            });
         }
-        let net = Ipv4Net::new_truncating(ip, addr.header.prefix_len);
-        let what = format!(
-            "the host address {ip}/{} on {}",
-            addr.header.prefix_len,
-            name_of(addr.header.index)
-        );
-        out.push(HostPrefix { net, what });
     }
     Ok(out)
 }
 
-fn link_names(rtnl: &mut Rtnl) -> io::Result<Vec<(u32, String)>> {
-    use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+/// Every IPv4 prefix the host routes in its main table (default routes
+/// aside) and every IPv4 address it holds: what a new subnet must not overlap.
+pub fn host_prefixes(rtnl: &mut Rtnl) -> io::Result<Vec<HostPrefix>> {
+    let links = link::dump(rtnl)?;
+    let name_of = |index: u32| {
+        links
+            .iter()
+            .find(|l| l.index == index && !l.name.is_empty())
+            .map(|l| l.name.clone())
+            .unwrap_or_else(|| format!("if{index}"))
+    };
     let mut out = Vec::new();
-    for msg in rtnl.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))? {
-        if let RouteNetlinkMessage::NewLink(link) = msg {
-            if let Some(name) = link.attributes.iter().find_map(|a| match a {
-                LinkAttribute::IfName(n) => Some(n.clone()),
-                _ => None,
-            }) {
-                out.push((link.header.index, name));
-            }
+    for route in route::main_routes(rtnl)? {
+        if route.prefix_len == 0 {
+            continue;
         }
+        let Some(dst) = route.dst else { continue };
+        let net = Ipv4Net::new_truncating(dst, route.prefix_len);
+        let what = match route.oif.map(name_of) {
+            Some(dev) => format!("the host route {net} dev {dev}"),
+            None => format!("the host route {net}"),
+        };
+        out.push(HostPrefix { net, what });
+    }
+    for addr in ipv4_addresses(rtnl)? {
+        if addr.ip.is_loopback() {
+            continue;
+        }
+        let net = Ipv4Net::new_truncating(addr.ip, addr.prefix_len);
+        let what = format!(
+            "the host address {}/{} on {}",
+            addr.ip,
+            addr.prefix_len,
+            name_of(addr.index)
+        );
+        out.push(HostPrefix { net, what });
     }
     Ok(out)
 }

@@ -196,6 +196,19 @@ impl Kernel for FakeKernel {
     fn port_holder_process(&mut self, _proto: crate::model::Proto, _port: u16) -> Option<String> {
         None
     }
+    fn netns_facts(&mut self, _netns: Option<&Path>) -> Result<super::NetnsFacts> {
+        Ok(super::NetnsFacts {
+            links: self.links.clone(),
+            ..Default::default()
+        })
+    }
+    fn link_mac(&mut self, name: &str) -> Result<Option<crate::model::Mac>> {
+        Ok(self
+            .links
+            .iter()
+            .find(|l| l.name == name)
+            .and_then(|l| l.mac))
+    }
     fn host_port_in_use(&mut self, _proto: crate::model::Proto, ip: Ipv4Addr, port: u16) -> bool {
         self.listeners
             .iter()

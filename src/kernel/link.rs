@@ -14,6 +14,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 
 use super::rtnl::Rtnl;
 use crate::error::errno_of;
+use crate::model::Mac;
 
 /// What a new veth pair looks like: the host end goes on a bridge, the peer
 /// is created directly in the container's namespace, both up.
@@ -54,21 +55,7 @@ pub fn index_of(rtnl: &mut Rtnl, name: &str) -> io::Result<Option<u32>> {
 
 /// The link group of the link called `name`, or None if there is none.
 pub fn group_of(rtnl: &mut Rtnl, name: &str) -> io::Result<Option<u32>> {
-    let mut msg = LinkMessage::default();
-    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-    match rtnl_get(rtnl, msg) {
-        Ok(links) => Ok(links.first().map(|link| {
-            link.attributes
-                .iter()
-                .find_map(|a| match a {
-                    LinkAttribute::Group(g) => Some(*g),
-                    _ => None,
-                })
-                .unwrap_or(0)
-        })),
-        Err(e) if errno_of(&e) == Some(libc_enodev()) => Ok(None),
-        Err(e) => Err(e),
-    }
+    Ok(get(rtnl, name)?.map(|link| link.group))
 }
 
 fn rtnl_get(rtnl: &mut Rtnl, msg: LinkMessage) -> io::Result<Vec<LinkMessage>> {
@@ -234,8 +221,9 @@ pub fn delete_group(rtnl: &mut Rtnl, group: u32) -> io::Result<()> {
     }
 }
 
-/// What berth needs to know of one link on the host: enough to tell its
-/// own devices (by name and link group) from everyone else's.
+/// What berth needs to know of one link: enough to tell its own devices
+/// (by name and link group) from everyone else's, and what CNI's CHECK
+/// compares (MAC, bridge, up).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkFact {
     pub name: String,
@@ -246,40 +234,65 @@ pub struct LinkFact {
     /// Index of the bridge the link is a port of.
     pub master: Option<u32>,
     pub up: bool,
+    /// None for links without an Ethernet address (`lo` has all zeros,
+    /// which is one; tunnels may have none).
+    pub mac: Option<Mac>,
+}
+
+fn fact_of(link: LinkMessage) -> LinkFact {
+    let mut fact = LinkFact {
+        name: String::new(),
+        index: link.header.index,
+        group: 0,
+        kind: String::new(),
+        master: None,
+        up: link.header.flags.contains(LinkFlags::Up),
+        mac: None,
+    };
+    for attr in link.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => fact.name = n,
+            LinkAttribute::Group(g) => fact.group = g,
+            LinkAttribute::Controller(m) => fact.master = Some(m),
+            LinkAttribute::Address(bytes) => {
+                if let Ok(b) = <[u8; 6]>::try_from(bytes.as_slice()) {
+                    fact.mac = Some(Mac(b));
+                }
+            }
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    if let LinkInfo::Kind(kind) = info {
+                        fact.kind = kind.to_string();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    fact
 }
 
 /// Every link of the namespace in one dump (about 1 ms for 1000 links).
 pub fn dump(rtnl: &mut Rtnl) -> io::Result<Vec<LinkFact>> {
     let replies = rtnl.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
-    let mut out = Vec::with_capacity(replies.len());
-    for reply in replies {
-        let RouteNetlinkMessage::NewLink(link) = reply else {
-            continue;
-        };
-        let mut fact = LinkFact {
-            name: String::new(),
-            index: link.header.index,
-            group: 0,
-            kind: String::new(),
-            master: None,
-            up: link.header.flags.contains(LinkFlags::Up),
-        };
-        for attr in link.attributes {
-            match attr {
-                LinkAttribute::IfName(n) => fact.name = n,
-                LinkAttribute::Group(g) => fact.group = g,
-                LinkAttribute::Controller(m) => fact.master = Some(m),
-                LinkAttribute::LinkInfo(infos) => {
-                    for info in infos {
-                        if let LinkInfo::Kind(kind) = info {
-                            fact.kind = kind.to_string();
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        out.push(fact);
+    Ok(replies
+        .into_iter()
+        .filter_map(|reply| match reply {
+            RouteNetlinkMessage::NewLink(link) => Some(fact_of(link)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The link called `name`, with one GETLINK by name rather than a dump of
+/// every link (the host side of a busy node has thousands); None if there
+/// is none.
+pub fn get(rtnl: &mut Rtnl, name: &str) -> io::Result<Option<LinkFact>> {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    match rtnl_get(rtnl, msg) {
+        Ok(links) => Ok(links.into_iter().next().map(fact_of)),
+        Err(e) if errno_of(&e) == Some(libc_enodev()) => Ok(None),
+        Err(e) => Err(e),
     }
-    Ok(out)
 }

@@ -3,6 +3,7 @@
 //! the [`Kernel`] trait, so plans can be tested without root.
 
 pub mod addr;
+pub mod facts;
 pub mod link;
 pub mod netns;
 pub mod process;
@@ -17,7 +18,8 @@ pub mod fake;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-pub use addr::HostPrefix;
+pub use addr::{AddrFact, HostPrefix};
+pub use facts::NetnsFacts;
 pub use link::LinkFact;
 pub use route::IfaceRoutes;
 
@@ -136,6 +138,12 @@ pub trait Kernel {
     fn is_local_address(&mut self, ip: Ipv4Addr) -> bool;
     /// The process holding `port`, for messages ("nginx (pid 42)").
     fn port_holder_process(&mut self, proto: Proto, port: u16) -> Option<String>;
+    /// The links, IPv4 addresses and default gateways of the namespace at
+    /// `netns` (None: berth's own), one dump each.
+    fn netns_facts(&mut self, netns: Option<&Path>) -> Result<NetnsFacts>;
+    /// The MAC of the link `name`; None when there is no such link or it
+    /// has none.
+    fn link_mac(&mut self, name: &str) -> Result<Option<Mac>>;
 }
 
 /// The real kernel, through one rtnetlink socket in berth's own namespace
@@ -468,5 +476,21 @@ impl Kernel for LiveKernel {
 
     fn port_holder_process(&mut self, proto: Proto, port: u16) -> Option<String> {
         sockets::port_holder_process(proto, port)
+    }
+
+    fn netns_facts(&mut self, netns: Option<&Path>) -> Result<NetnsFacts> {
+        let Some(path) = netns else {
+            return facts::read(self.rtnl()?).map_err(|e| Error::kernel("reading links", e));
+        };
+        let what = format!("reading namespace {}", path.display());
+        let ns = std::fs::File::open(path).map_err(|e| Error::kernel(&what, e))?;
+        let inside = netns::run_in(&ns, || facts::read(&mut Rtnl::open()?));
+        inside.and_then(|r| r).map_err(|e| Error::kernel(what, e))
+    }
+
+    fn link_mac(&mut self, name: &str) -> Result<Option<Mac>> {
+        link::get(self.rtnl()?, name)
+            .map(|l| l.and_then(|l| l.mac))
+            .map_err(|e| Error::kernel(format!("looking up link {name}"), e))
     }
 }

@@ -6,13 +6,13 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
+use super::addr;
 use super::rtnl::Rtnl;
 use crate::error::errno_of;
 use crate::model::Ipv4Net;
@@ -114,18 +114,27 @@ pub fn delete_source_rule(
     }
 }
 
-/// Gateways and connected prefixes of the link `index`, from the main
-/// table and the link's addresses.
-pub fn iface_routes(rtnl: &mut Rtnl, index: u32) -> io::Result<IfaceRoutes> {
-    let mut out = IfaceRoutes::default();
+/// One IPv4 route of the main table, as far as berth reads routes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteFact {
+    /// None for a default route (the kernel sends no destination then).
+    pub dst: Option<Ipv4Addr>,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+    /// Index of the outgoing link.
+    pub oif: Option<u32>,
+}
+
+/// Every IPv4 route of the main table, in one dump.
+pub fn main_routes(rtnl: &mut Rtnl) -> io::Result<Vec<RouteFact>> {
     let mut req = RouteMessage::default();
     req.header.address_family = AddressFamily::Inet;
-    let mut defaults = Vec::new();
-    let mut others = Vec::new();
+    let mut out = Vec::new();
     for msg in rtnl.dump(RouteNetlinkMessage::GetRoute(req))? {
         let RouteNetlinkMessage::NewRoute(route) = msg else {
             continue;
         };
+        // Tables above 255 are named only by the attribute.
         let table = route
             .attributes
             .iter()
@@ -134,27 +143,49 @@ pub fn iface_routes(rtnl: &mut Rtnl, index: u32) -> io::Result<IfaceRoutes> {
                 _ => None,
             })
             .unwrap_or(u32::from(route.header.table));
-        let oif = route.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Oif(i) => Some(*i),
-            _ => None,
-        });
-        if table != u32::from(RouteHeader::RT_TABLE_MAIN) || oif != Some(index) {
+        if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
             continue;
         }
-        let gateway = route.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Gateway(RouteAddress::Inet(g)) => Some(*g),
-            _ => None,
-        });
-        let len = route.header.destination_prefix_length;
-        match gateway {
-            Some(g) if len == 0 => defaults.push(g),
+        let mut fact = RouteFact {
+            dst: None,
+            prefix_len: route.header.destination_prefix_length,
+            gateway: None,
+            oif: None,
+        };
+        for attr in &route.attributes {
+            match attr {
+                RouteAttribute::Destination(RouteAddress::Inet(d)) if fact.dst.is_none() => {
+                    fact.dst = Some(*d)
+                }
+                RouteAttribute::Gateway(RouteAddress::Inet(g)) if fact.gateway.is_none() => {
+                    fact.gateway = Some(*g)
+                }
+                RouteAttribute::Oif(i) if fact.oif.is_none() => fact.oif = Some(*i),
+                _ => {}
+            }
+        }
+        out.push(fact);
+    }
+    Ok(out)
+}
+
+/// Gateways and connected prefixes of the link `index`, from the main
+/// table and the link's addresses.
+pub fn iface_routes(rtnl: &mut Rtnl, index: u32) -> io::Result<IfaceRoutes> {
+    let mut out = IfaceRoutes::default();
+    let mut defaults = Vec::new();
+    let mut others = Vec::new();
+    for route in main_routes(rtnl)? {
+        if route.oif != Some(index) {
+            continue;
+        }
+        match route.gateway {
+            Some(g) if route.prefix_len == 0 => defaults.push(g),
             Some(g) => others.push(g),
             None => {
-                if let Some(dst) = route.attributes.iter().find_map(|a| match a {
-                    RouteAttribute::Destination(RouteAddress::Inet(d)) => Some(*d),
-                    _ => None,
-                }) {
-                    out.connected.push(Ipv4Net::new_truncating(dst, len));
+                if let Some(dst) = route.dst {
+                    out.connected
+                        .push(Ipv4Net::new_truncating(dst, route.prefix_len));
                 }
             }
         }
@@ -165,23 +196,10 @@ pub fn iface_routes(rtnl: &mut Rtnl, index: u32) -> io::Result<IfaceRoutes> {
             out.gateways.push(g);
         }
     }
-    let mut req = AddressMessage::default();
-    req.header.family = AddressFamily::Inet;
-    for msg in rtnl.dump(RouteNetlinkMessage::GetAddress(req))? {
-        let RouteNetlinkMessage::NewAddress(addr) = msg else {
-            continue;
-        };
-        if addr.header.index != index {
-            continue;
-        }
-        if let Some(ip) = addr.attributes.iter().find_map(|a| match a {
-            AddressAttribute::Address(IpAddr::V4(ip)) | AddressAttribute::Local(IpAddr::V4(ip)) => {
-                Some(*ip)
-            }
-            _ => None,
-        }) {
+    for addr in addr::ipv4_addresses(rtnl)? {
+        if addr.index == index {
             out.connected
-                .push(Ipv4Net::new_truncating(ip, addr.header.prefix_len));
+                .push(Ipv4Net::new_truncating(addr.ip, addr.prefix_len));
         }
     }
     Ok(out)
