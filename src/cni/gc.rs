@@ -6,26 +6,17 @@
 //! intent), then a reconcile finishes them, as it would after a crash, and
 //! rebuilds the firewall without their ports in one batch. Deleting veths
 //! one by one costs an RCU grace period each (~20 ms; 20 s for 1000), so
-//! the veths that still exist are first moved into one link group and
-//! deleted in a single request, which waits for one grace period in all.
+//! the veths that still exist are deleted together
+//! (`Kernel::delete_links_together`: moved into one link group, deleted in
+//! a single request, which waits for one grace period in all).
 
-use std::collections::HashSet;
-use std::io;
-
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
-use netlink_packet_route::RouteNetlinkMessage;
+use std::collections::BTreeSet;
 
 use super::config::NetConf;
 use super::context;
 use super::error::{CniError, CODE_BAD_CONFIG};
-use crate::kernel::rtnl::Rtnl;
-use crate::model::names;
 use crate::reconcile::{reconcile, Scope};
 use crate::store::Status;
-
-/// The link group stale veths are gathered in to be deleted together. It is
-/// one of berth's groups, so `berth gc` removes anything left in it.
-pub const DOOMED_GROUP: u32 = names::LINK_GROUP_BASE | 0xffff;
 
 /// What GC removed: (container ID, interface name) of each attachment.
 pub fn gc(conf: &NetConf) -> Result<Vec<(String, String)>, CniError> {
@@ -60,33 +51,12 @@ pub fn gc(conf: &NetConf) -> Result<Vec<(String, String)>, CniError> {
     }
     tx.commit()?;
     crate::failpoint::hit("intent");
-    let veths: HashSet<&str> = stale.iter().map(|(_, e)| e.host_ifname.as_str()).collect();
-    delete_together(&veths)
-        .map_err(|e| CniError::from_berth(crate::Error::kernel("deleting stale veths", e)))?;
+    let veths: BTreeSet<String> = stale.iter().map(|(_, e)| e.host_ifname.clone()).collect();
+    let veths: Vec<String> = veths.into_iter().collect();
+    ctx.kernel.delete_links_together(&veths)?;
     reconcile(&mut ctx, Scope::default())?;
     Ok(stale
         .into_iter()
         .map(|(a, _)| (a.container_id, a.ifname))
         .collect())
-}
-
-/// Moves each veth that exists into [`DOOMED_GROUP`], then deletes the group.
-fn delete_together(veths: &HashSet<&str>) -> io::Result<()> {
-    let mut rtnl = Rtnl::open()?;
-    let mut moved = 0;
-    for name in veths {
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        msg.attributes.push(LinkAttribute::Group(DOOMED_GROUP));
-        match rtnl.request(RouteNetlinkMessage::SetLink(msg), 0) {
-            Ok(()) => moved += 1,
-            // Gone with its namespace already.
-            Err(e) if crate::error::errno_of(&e) == Some(libc::ENODEV) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    if moved > 0 {
-        crate::kernel::link::delete_group(&mut rtnl, DOOMED_GROUP)?;
-    }
-    Ok(())
 }

@@ -94,6 +94,10 @@ impl Kernel for FakeKernel {
     fn delete_link_group(&mut self, group: u32) -> Result<()> {
         self.op(format!("delete_link_group {group}"))
     }
+    fn delete_links_together(&mut self, names: &[String]) -> Result<usize> {
+        self.op(format!("delete_links_together {}", names.join(" ")))?;
+        Ok(0)
+    }
     fn link_exists(&mut self, name: &str) -> Result<bool> {
         self.op(format!("link_exists {name}")).map(|_| false)
     }

@@ -221,6 +221,22 @@ pub fn delete_group(rtnl: &mut Rtnl, group: u32) -> io::Result<()> {
     }
 }
 
+/// Moves the link called `name` into `group`; Ok(false) if there is none.
+pub fn set_group(rtnl: &mut Rtnl, name: &str, group: u32) -> io::Result<bool> {
+    match rtnl.request(RouteNetlinkMessage::SetLink(group_message(name, group)), 0) {
+        Ok(()) => Ok(true),
+        Err(e) if errno_of(&e) == Some(libc_enodev()) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn group_message(name: &str, group: u32) -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    msg.attributes.push(LinkAttribute::Group(group));
+    msg
+}
+
 /// What berth needs to know of one link: enough to tell its own devices
 /// (by name and link group) from everyone else's, and what CNI's CHECK
 /// compares (MAC, bridge, up).
