@@ -332,7 +332,7 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             have.join(", ")
         ));
     }
-    if let Some(missing) = missing_map_elements(e.ip, &ports)? {
+    if let Some(missing) = missing_map_elements(&mut ctx, e.ip, &ports)? {
         return fail(missing);
     }
     Ok(())
@@ -341,6 +341,7 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
 /// Whether the kernel's published-port maps hold every element of the
 /// endpoint's ports: a description of the first one missing, or None.
 fn missing_map_elements(
+    ctx: &mut Context,
     ip: std::net::Ipv4Addr,
     ports: &[crate::model::PortMapping],
 ) -> Result<Option<String>, CniError> {
@@ -349,7 +350,6 @@ fn missing_map_elements(
         return Ok(None);
     }
     let want = ports::elements(ip, ports);
-    let mut nft = berth_nft::Nft::open().map_err(Error::from)?;
     for (map, elements) in [
         (ports::published(), want.published),
         (ports::published_any(), want.any),
@@ -358,9 +358,9 @@ fn missing_map_elements(
         if elements.is_empty() {
             continue;
         }
-        let listed = nft
-            .list_elements(&firewall::table(), &map.name)
-            .map_err(Error::from)?;
+        let listed = ctx
+            .kernel
+            .nft_list_elements(&firewall::table(), &map.name)?;
         if let Some(e) = elements.iter().find(|e| !listed.contains(e)) {
             return Ok(Some(format!(
                 "map {} lacks the element {:?} for {ip}",

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::{HostPrefix, IfaceRoutes, InsideConfig, Kernel, LinkFact, VethPair};
 use crate::error::{Error, Result};
 use crate::model::Ipv4Net;
-use berth_nft::{Batch, Table};
+use berth_nft::{Batch, Element, Table};
 
 #[derive(Default)]
 pub struct FakeKernel {
@@ -30,6 +30,8 @@ pub struct FakeKernel {
     pub nft_gen: u32,
     /// What `nft_fingerprint` answers.
     pub nft_chains: Option<super::NftFingerprint>,
+    /// What `nft_list_elements` answers: map name and element.
+    pub nft_elements: Vec<(String, Element)>,
     /// Namespaces `netns_inode` finds: path and inode.
     pub namespaces: Vec<(std::path::PathBuf, u64)>,
 }
@@ -142,6 +144,14 @@ impl Kernel for FakeKernel {
     }
     fn nft_table_exists(&mut self, _table: &Table) -> Result<bool> {
         Ok(self.nft_table)
+    }
+    fn nft_list_elements(&mut self, _table: &Table, name: &str) -> Result<Vec<Element>> {
+        Ok(self
+            .nft_elements
+            .iter()
+            .filter(|(map, _)| map == name)
+            .map(|(_, e)| e.clone())
+            .collect())
     }
     fn foreign_forward_drops(&mut self, _ours: &Table) -> Result<Vec<String>> {
         Ok(self.forward_drops.clone())

@@ -23,7 +23,7 @@ pub use facts::NetnsFacts;
 pub use link::LinkFact;
 pub use route::IfaceRoutes;
 
-use berth_nft::{Batch, Nft, Table};
+use berth_nft::{Batch, Element, Nft, Table};
 
 use crate::error::{Error, Result};
 use crate::model::{Ipv4Net, Mac, Proto};
@@ -105,6 +105,8 @@ pub trait Kernel {
     /// Applies an nf_tables batch as one atomic transaction.
     fn nft_apply(&mut self, batch: &Batch) -> Result<()>;
     fn nft_table_exists(&mut self, table: &Table) -> Result<bool>;
+    /// The elements of the set or map `name` of `table`.
+    fn nft_list_elements(&mut self, table: &Table, name: &str) -> Result<Vec<Element>>;
     /// Base chains of tables other than `ours` that hook forward with
     /// policy drop, each as `table FAMILY NAME chain CHAIN`.
     fn foreign_forward_drops(&mut self, ours: &Table) -> Result<Vec<String>>;
@@ -404,6 +406,10 @@ impl Kernel for LiveKernel {
 
     fn nft_table_exists(&mut self, table: &Table) -> Result<bool> {
         Ok(self.nft()?.table_exists(table.family, &table.name)?)
+    }
+
+    fn nft_list_elements(&mut self, table: &Table, name: &str) -> Result<Vec<Element>> {
+        Ok(self.nft()?.list_elements(table, name)?)
     }
 
     fn foreign_forward_drops(&mut self, ours: &Table) -> Result<Vec<String>> {
