@@ -16,7 +16,6 @@ use crate::commands::network;
 use crate::commands::{Context, Outcome};
 use crate::error::Error;
 use crate::firewall;
-use crate::kernel::netns;
 use crate::model::{names, Endpoint, Network};
 use crate::store::{Attachment, EndpointMark};
 
@@ -149,14 +148,14 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
     let container_id = env.require("CNI_CONTAINERID", &env.container_id)?;
     let netns_path = env.require("CNI_NETNS", &env.netns)?;
     let ifname = ifname_of(env)?;
-    if netns::net_namespace_inode(Path::new(netns_path)).is_none() {
+    let mut ctx = context(conf);
+    if ctx.kernel.netns_inode(Path::new(netns_path)).is_none() {
         return Err(CniError::new(
             CODE_BAD_ENV,
             format!("CNI_NETNS {netns_path:?} is not a network namespace"),
         ));
     }
     let args = env.cni_args()?;
-    let mut ctx = context(conf);
     let (known, existing) = lookup(&ctx, &conf.name, container_id, ifname)?;
     let network = match known {
         Some(n) => {

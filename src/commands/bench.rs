@@ -170,7 +170,7 @@ fn time_reconcile(ctx: &mut Context, count: usize) -> Result<()> {
         crate::store::StateLock::acquire(&dir).map(drop)
     })?;
     timed("host identity", &mut || {
-        crate::reconcile::host_identity();
+        ctx.kernel.host_identity();
         Ok(())
     })?;
     timed("nft generation", &mut || {

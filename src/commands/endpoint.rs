@@ -46,8 +46,8 @@ pub struct ConnectOptions {
 }
 
 pub fn connect(ctx: &mut Context, opts: &ConnectOptions) -> Result<Outcome<(Endpoint, Network)>> {
-    let target = Target::resolve(&opts.target)?;
-    if !opts.allow_host_netns && target.inode == own_netns_inode() {
+    let target = ctx.kernel.resolve_target(&opts.target)?;
+    if !opts.allow_host_netns && target.inode == ctx.kernel.own_netns_inode() {
         return Err(Error::invalid(format!(
             "target {:?} is the host's own network namespace; connecting it would change the host's addresses and routes (use --allow-host-netns if that is what you want)",
             opts.target
@@ -258,11 +258,6 @@ fn needs_repair(
     Ok(false)
 }
 
-/// The inode of the namespace berth itself runs in.
-fn own_netns_inode() -> Option<u64> {
-    crate::kernel::netns::net_namespace_inode(Path::new("/proc/self/ns/net"))
-}
-
 /// The endpoint name used when `--name` is not given.
 fn default_endpoint_name(target: &Target) -> String {
     if let Some(pid) = target.key.strip_prefix("pid:") {
@@ -363,7 +358,7 @@ fn detach(
     delete_veth: bool,
     force: bool,
 ) -> Result<Outcome<Disconnected>> {
-    let target = Target::parse(target_text)?;
+    let target = ctx.kernel.parse_target(target_text)?;
     let _lock = ctx.begin_change()?;
     let mut store = ctx.store()?;
     let tx = store.begin()?;
@@ -402,7 +397,11 @@ fn detach(
     if delete_veth && endpoint.default_route {
         if let Some((other, gateway)) = tx.default_route_heir(endpoint.netns_inode, endpoint.id)? {
             if ctx.kernel.link_exists(&other.host_ifname)? {
-                heir = Some((other.id, Target::parse(&other.netns)?.path, gateway));
+                heir = Some((
+                    other.id,
+                    ctx.kernel.parse_target(&other.netns)?.path,
+                    gateway,
+                ));
             }
         }
     }

@@ -13,8 +13,7 @@ use super::endpoint::{self, ConnectOptions};
 use super::network;
 use super::Context;
 use crate::error::{Error, Result};
-use crate::kernel::netns::{self, Target};
-use crate::kernel::process;
+use crate::kernel::netns;
 use crate::model::names;
 use crate::store;
 
@@ -189,7 +188,7 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
     } else {
         None
     };
-    let ns = Target::resolve(&name)?.open()?;
+    let ns = ctx.kernel.resolve_target(&name)?.open()?;
     let status = spawn_forwarding_signals(
         program,
         args,
@@ -210,7 +209,9 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
 fn record_sandbox(ctx: &mut Context, name: &str) -> Result<()> {
     let _lock = ctx.begin_change()?;
     let pid = std::process::id();
-    let owner_start = process::start_time(pid)
+    let owner_start = ctx
+        .kernel
+        .process_start_time(pid)
         .ok_or_else(|| Error::Other("cannot read this process's start time".into()))?;
     let mut store = ctx.store()?;
     let tx = store.begin()?;
@@ -333,11 +334,11 @@ fn exec_error(program: &str, e: std::io::Error) -> Error {
 
 /// What `exec` would run, as a shell line (for `--dry-run`, which runs
 /// nothing).
-pub fn exec_plan(target: &str, command: &[String]) -> Result<String> {
+pub fn exec_plan(ctx: &Context, target: &str, command: &[String]) -> Result<String> {
     if command.is_empty() {
         return Err(Error::invalid("exec needs a command after --"));
     }
-    let ns = Target::resolve(target)?;
+    let ns = ctx.kernel.resolve_target(target)?;
     let quoted: Vec<String> = command
         .iter()
         .map(|a| {
@@ -480,7 +481,8 @@ pub fn stop(ctx: &mut Context, name: &str) -> Result<()> {
         })?
     };
     let pid = Pid::from_raw(sandbox.owner_pid as i32);
-    let alive = || process::alive(sandbox.owner_pid, sandbox.owner_start);
+    let kernel = &ctx.kernel;
+    let alive = || kernel.process_alive(sandbox.owner_pid, sandbox.owner_start);
     if alive() {
         let _ = kill(pid, Signal::SIGTERM);
     }
@@ -502,7 +504,7 @@ pub fn exec(ctx: &Context, target: &str, dns: bool, command: &[String]) -> Resul
     let (program, args) = command
         .split_first()
         .ok_or_else(|| Error::invalid("exec needs a command after --"))?;
-    let resolved = Target::resolve(target)?;
+    let resolved = ctx.kernel.resolve_target(target)?;
     // DNS: the resolv.conf is written before entering, and mounted over
     // /etc/resolv.conf in a mount namespace of the command's own.
     let resolv = if dns {

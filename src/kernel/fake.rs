@@ -210,6 +210,30 @@ impl Kernel for FakeKernel {
     fn port_holder_process(&mut self, _proto: crate::model::Proto, _port: u16) -> Option<String> {
         None
     }
+    fn host_identity(&self) -> String {
+        "fake-boot/cookie:1".into()
+    }
+    fn parse_target(&self, text: &str) -> Result<super::Target> {
+        let mut target = super::Target::locate(text)?;
+        target.inode = self
+            .namespaces
+            .iter()
+            .find(|(p, _)| *p == target.path)
+            .map(|(_, i)| *i);
+        Ok(target)
+    }
+    fn resolve_target(&self, text: &str) -> Result<super::Target> {
+        self.parse_target(text)?.existing(text)
+    }
+    fn own_netns_inode(&self) -> Option<u64> {
+        Some(1)
+    }
+    fn process_alive(&self, _pid: u32, _start: u64) -> bool {
+        true
+    }
+    fn process_start_time(&self, _pid: u32) -> Option<u64> {
+        Some(1)
+    }
     fn netns_facts(&mut self, _netns: Option<&Path>) -> Result<super::NetnsFacts> {
         Ok(super::NetnsFacts {
             links: self.links.clone(),

@@ -4,6 +4,7 @@
 
 pub mod addr;
 pub mod facts;
+pub mod host;
 pub mod link;
 pub mod netns;
 pub mod process;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 pub use addr::{AddrFact, HostPrefix};
 pub use facts::NetnsFacts;
 pub use link::LinkFact;
+pub use netns::Target;
 pub use route::IfaceRoutes;
 
 use berth_nft::{Batch, Element, Nft, Table};
@@ -145,6 +147,21 @@ pub trait Kernel {
     fn is_local_address(&mut self, ip: Ipv4Addr) -> bool;
     /// The process holding `port`, for messages ("nginx (pid 42)").
     fn port_holder_process(&mut self, proto: Proto, port: u16) -> Option<String>;
+    /// What tells this boot of this host's network from any other (see
+    /// `host.rs`); the preflight compares it with what it recorded.
+    fn host_identity(&self) -> String;
+    /// TARGET (a netns name, a path or `pid:N`), with its inode when the
+    /// namespace exists.
+    fn parse_target(&self, text: &str) -> Result<Target>;
+    /// TARGET, required to be an existing network namespace.
+    fn resolve_target(&self, text: &str) -> Result<Target>;
+    /// The inode of the namespace berth itself runs in.
+    fn own_netns_inode(&self) -> Option<u64>;
+    /// Whether process `pid`, started at `start` (clock ticks after boot),
+    /// still runs (a reused PID is another process).
+    fn process_alive(&self, pid: u32, start: u64) -> bool;
+    /// The start time of process `pid`; None when there is none.
+    fn process_start_time(&self, pid: u32) -> Option<u64>;
     /// The links, IPv4 addresses and default gateways of the namespace at
     /// `netns` (None: berth's own), one dump each.
     fn netns_facts(&mut self, netns: Option<&Path>) -> Result<NetnsFacts>;
@@ -506,6 +523,30 @@ impl Kernel for LiveKernel {
 
     fn port_holder_process(&mut self, proto: Proto, port: u16) -> Option<String> {
         sockets::port_holder_process(proto, port)
+    }
+
+    fn host_identity(&self) -> String {
+        host::identity()
+    }
+
+    fn parse_target(&self, text: &str) -> Result<Target> {
+        Target::parse(text)
+    }
+
+    fn resolve_target(&self, text: &str) -> Result<Target> {
+        Target::resolve(text)
+    }
+
+    fn own_netns_inode(&self) -> Option<u64> {
+        netns::own_inode()
+    }
+
+    fn process_alive(&self, pid: u32, start: u64) -> bool {
+        process::alive(pid, start)
+    }
+
+    fn process_start_time(&self, pid: u32) -> Option<u64> {
+        process::start_time(pid)
     }
 
     fn netns_facts(&mut self, netns: Option<&Path>) -> Result<NetnsFacts> {

@@ -227,7 +227,7 @@ pub fn setup(
 ) -> Result<BTreeMap<String, StatusBlock>> {
     let attaches = check(opts)?;
     let ports = port_specs(opts.port_mappings.as_deref().unwrap_or_default())?;
-    let target = crate::kernel::netns::Target::resolve(netns)?;
+    let target = ctx.kernel.resolve_target(netns)?;
     set_dns_port(ctx)?;
     // `podman network connect` asks for one more network of a running
     // container (same namespace), with all its ports again: they are

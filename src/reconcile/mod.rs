@@ -14,12 +14,10 @@
 pub mod decide;
 pub mod observe;
 
-use std::os::fd::AsRawFd;
-
 use crate::commands::{Context, Outcome};
 use crate::error::Result;
 use crate::firewall;
-use crate::kernel::process;
+use crate::kernel::Kernel;
 use crate::store::{Status, Tx};
 
 pub use decide::{decide, Decision, Desired, Observed, Scope};
@@ -59,7 +57,7 @@ pub fn reconcile(ctx: &mut Context, scope: Scope) -> Result<Outcome<Vec<String>>
     for name in &decision.drop_sandboxes {
         tx.delete_sandbox(name)?;
     }
-    record_host(&tx)?;
+    record_host(ctx.kernel.as_ref(), &tx)?;
     record_generation(ctx, &tx)?;
     tx.commit()?;
     Ok(Outcome::Done(decision.report))
@@ -76,7 +74,7 @@ pub fn reconcile(ctx: &mut Context, scope: Scope) -> Result<Outcome<Vec<String>>
 pub fn preflight(ctx: &mut Context) -> Result<()> {
     let mut store = ctx.store()?;
     let tx = store.begin()?;
-    let host = host_identity();
+    let host = ctx.kernel.host_identity();
     let facts = tx.preflight_facts()?;
     let generation = ctx.kernel.nft_generation()?.to_string();
     let moved = facts.generation.as_deref() != Some(generation.as_str());
@@ -88,7 +86,7 @@ pub fn preflight(ctx: &mut Context) -> Result<()> {
         && tx
             .sandboxes()?
             .iter()
-            .any(|s| !process::alive(s.owner_pid, s.owner_start))
+            .any(|s| !ctx.kernel.process_alive(s.owner_pid, s.owner_start))
     {
         Some("a `berth run` was killed")
     } else if moved && ruleset_differs(ctx, &tx)? {
@@ -99,7 +97,7 @@ pub fn preflight(ctx: &mut Context) -> Result<()> {
     match reason {
         None => {
             if facts.host.is_none() {
-                record_host(&tx)?;
+                record_host(ctx.kernel.as_ref(), &tx)?;
             }
             // A foreign change that left berth's table intact: remember the
             // new generation so the table is not compared again. Nothing is
@@ -164,38 +162,6 @@ pub fn record_generation(ctx: &mut Context, tx: &Tx) -> Result<()> {
     tx.set_setting(NFT_GENERATION, &generation.to_string())
 }
 
-fn record_host(tx: &Tx) -> Result<()> {
-    tx.set_setting(HOST_ID, &host_identity())
-}
-
-/// What tells this boot of this host's network from any other: the boot
-/// id, and the network namespace's cookie (never reused within a boot;
-/// Linux 5.14+) or, on older kernels, its inode.
-pub fn host_identity() -> String {
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    format!("{}/{}", boot.trim(), netns_identity())
-}
-
-fn netns_identity() -> String {
-    const SO_NETNS_COOKIE: libc::c_int = 71;
-    if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
-        let mut cookie: u64 = 0;
-        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
-        let r = unsafe {
-            libc::getsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                SO_NETNS_COOKIE,
-                (&mut cookie as *mut u64).cast(),
-                &mut len,
-            )
-        };
-        if r == 0 {
-            return format!("cookie:{cookie}");
-        }
-    }
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self/ns/net")
-        .map(|m| format!("inode:{}", m.ino()))
-        .unwrap_or_default()
+fn record_host(kernel: &dyn Kernel, tx: &Tx) -> Result<()> {
+    tx.set_setting(HOST_ID, &kernel.host_identity())
 }
