@@ -1,8 +1,6 @@
 //! `run` and `exec`: a command in its own network sandbox, or inside an
 //! existing namespace.
 
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Command;
 
@@ -14,6 +12,7 @@ use super::network;
 use super::Context;
 use crate::error::{Error, Result};
 use crate::kernel::netns;
+use crate::kernel::process::{self, ExecFailure};
 use crate::model::names;
 use crate::store;
 
@@ -192,7 +191,7 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
     let status = spawn_forwarding_signals(
         program,
         args,
-        ns.as_raw_fd(),
+        &ns,
         opts.hostname.as_deref(),
         resolv.as_deref(),
     );
@@ -265,16 +264,15 @@ const FORWARDED: [Signal; 4] = [
     Signal::SIGQUIT,
 ];
 
-/// Spawns the command inside `netns_fd` with stdio passed through, forwards
+/// Spawns the command inside `netns` with stdio passed through, forwards
 /// SIGINT/SIGTERM/SIGHUP/SIGQUIT to it, and waits for it.
 fn spawn_forwarding_signals(
     program: &str,
     args: &[String],
-    netns_fd: RawFd,
+    netns: &std::fs::File,
     hostname: Option<&str>,
     resolv: Option<&std::path::Path>,
 ) -> Result<i32> {
-    let hostname = hostname.map(|h| h.as_bytes().to_vec());
     let resolv = resolv.map(crate::dns::resolv::BindMount::new).transpose()?;
     let mut forwarded = SigSet::empty();
     for s in FORWARDED {
@@ -282,40 +280,17 @@ fn spawn_forwarding_signals(
     }
     // Blocked here and in every thread spawned after, the signals queue for
     // the forwarding thread's sigwait instead of killing berth before it has
-    // cleaned up.
+    // cleaned up. The child unblocks them (`spawn_in_netns`).
     pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None)
         .map_err(|e| Error::Other(e.to_string()))?;
     let mut command = Command::new(program);
     command.args(args);
-    let parent = std::process::id() as libc::pid_t;
-    unsafe {
-        command.pre_exec(move || {
-            nix::sched::setns(
-                std::os::fd::BorrowedFd::borrow_raw(netns_fd),
-                nix::sched::CloneFlags::CLONE_NEWNET,
-            )?;
-            if let Some(r) = &resolv {
-                r.apply()?;
-            }
-            pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
-            // If berth dies (even by SIGKILL) the command dies with it,
-            // rather than run on in a namespace nobody owns.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::getppid() != parent {
-                return Err(std::io::Error::other(
-                    "berth exited before the command started",
-                ));
-            }
-            if let Some(name) = &hostname {
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUTS)?;
-                nix::unistd::sethostname(std::ffi::OsStr::from_bytes(name))?;
-            }
-            Ok(())
-        });
-    }
-    let mut child = command.spawn().map_err(|e| exec_error(program, e))?;
+    let prepare = move || match &resolv {
+        Some(r) => r.apply(),
+        None => Ok(()),
+    };
+    let mut child = process::spawn_in_netns(&mut command, netns, hostname, prepare)
+        .map_err(|e| exec_error(program, e))?;
     let pid = Pid::from_raw(child.id() as i32);
     std::thread::spawn(move || loop {
         if let Ok(sig) = forwarded.wait() {
@@ -526,12 +501,22 @@ pub fn exec(ctx: &Context, target: &str, dns: bool, command: &[String]) -> Resul
         None
     };
     let ns = resolved.open()?;
-    netns::enter(&ns).map_err(|e| Error::kernel(format!("entering namespace of {target}"), e))?;
-    if let Some(path) = resolv {
-        let mount = crate::dns::resolv::BindMount::new(&path)?;
-        let applied = mount.apply();
-        let _ = std::fs::remove_file(&path);
-        applied.map_err(|e| Error::kernel("mounting the container's resolv.conf", e))?;
-    }
-    Err(exec_error(program, Command::new(program).args(args).exec()))
+    let mount = resolv
+        .map(|path| crate::dns::resolv::BindMount::new(&path).map(|m| (m, path)))
+        .transpose()?;
+    let prepare = || match mount {
+        Some((mount, path)) => {
+            let applied = mount.apply();
+            let _ = std::fs::remove_file(&path);
+            applied
+        }
+        None => Ok(()),
+    };
+    let mut command = Command::new(program);
+    command.args(args);
+    Err(match process::exec_in_netns(&mut command, &ns, prepare) {
+        ExecFailure::Enter(e) => Error::kernel(format!("entering namespace of {target}"), e),
+        ExecFailure::Prepare(e) => Error::kernel("mounting the container's resolv.conf", e),
+        ExecFailure::Exec(e) => exec_error(program, e),
+    })
 }
