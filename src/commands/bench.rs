@@ -195,10 +195,9 @@ fn time_reconcile(ctx: &mut Context, count: usize) -> Result<()> {
             Figures::ms(start.elapsed())
         );
     }
-    let mut nft = berth_nft::Nft::open()?;
     let mut flush = berth_nft::Batch::new();
     flush.delete_table(&crate::firewall::table());
-    nft.apply(&flush)?;
+    ctx.kernel.nft_apply(&flush)?;
     let start = Instant::now();
     super::maintain::up(ctx)?;
     println!(

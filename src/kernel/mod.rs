@@ -10,6 +10,7 @@ pub mod netns;
 pub mod process;
 pub mod route;
 pub mod rtnl;
+pub mod sandbox;
 pub mod sockets;
 pub mod sysctl;
 
