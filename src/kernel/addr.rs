@@ -152,3 +152,73 @@ pub fn host_prefixes(rtnl: &mut Rtnl) -> io::Result<Vec<HostPrefix>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST};
+
+    use super::*;
+    use crate::kernel::fake_rtnl::{self, addr, link, route, Answer};
+
+    #[test]
+    fn an_address_carries_its_prefix_and_broadcast() {
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![]);
+        let net: Ipv4Net = "10.90.0.0/24".parse().unwrap();
+        let ip = Ipv4Addr::new(10, 90, 0, 2);
+        add_address(&mut rtnl, 5, ip, net).unwrap();
+        let sent = sent.sent();
+        assert_eq!(
+            sent[0].flags,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+        );
+        let RouteNetlinkMessage::NewAddress(msg) = &sent[0].message else {
+            panic!("{sent:?}")
+        };
+        assert_eq!((msg.header.index, msg.header.prefix_len), (5, 24));
+        assert_eq!(
+            msg.attributes,
+            [
+                AddressAttribute::Local(IpAddr::V4(ip)),
+                AddressAttribute::Address(IpAddr::V4(ip)),
+                AddressAttribute::Broadcast(Ipv4Addr::new(10, 90, 0, 255)),
+            ]
+        );
+    }
+
+    #[test]
+    fn host_prefixes_are_routes_and_addresses_named_by_device() {
+        let (mut rtnl, _) = fake_rtnl::rtnl(vec![
+            Answer::Replies(vec![link("lo", 1, vec![]), link("eth1", 2, vec![])]),
+            Answer::Replies(vec![
+                route(
+                    RouteHeader::RT_TABLE_MAIN,
+                    None,
+                    Some(Ipv4Addr::new(192, 0, 2, 1)),
+                    2,
+                ),
+                route(
+                    RouteHeader::RT_TABLE_MAIN,
+                    Some((Ipv4Addr::new(10, 89, 0, 0), 24)),
+                    None,
+                    2,
+                ),
+            ]),
+            Answer::Replies(vec![
+                addr(1, Ipv4Addr::LOCALHOST, 8),
+                addr(2, Ipv4Addr::new(192, 0, 2, 5), 24),
+            ]),
+        ]);
+        let found: Vec<String> = host_prefixes(&mut rtnl)
+            .unwrap()
+            .into_iter()
+            .map(|p| format!("{}: {}", p.net, p.what))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "10.89.0.0/24: the host route 10.89.0.0/24 dev eth1",
+                "192.0.2.0/24: the host address 192.0.2.5/24 on eth1",
+            ]
+        );
+    }
+}

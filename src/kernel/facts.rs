@@ -44,3 +44,47 @@ pub fn read(rtnl: &mut Rtnl) -> io::Result<NetnsFacts> {
             .collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_route::route::RouteHeader;
+    use netlink_packet_route::RouteNetlinkMessage;
+
+    use super::*;
+    use crate::kernel::fake_rtnl::{self, addr, link, route, Answer};
+
+    #[test]
+    fn a_namespace_is_read_in_three_dumps() {
+        let gw = Ipv4Addr::new(10, 90, 0, 1);
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![
+            Answer::Replies(vec![link("lo", 1, vec![]), link("eth0", 5, vec![])]),
+            Answer::Replies(vec![addr(5, Ipv4Addr::new(10, 90, 0, 2), 24)]),
+            Answer::Replies(vec![
+                route(RouteHeader::RT_TABLE_MAIN, None, Some(gw), 5),
+                route(
+                    RouteHeader::RT_TABLE_MAIN,
+                    Some((Ipv4Addr::new(10, 90, 0, 0), 24)),
+                    None,
+                    5,
+                ),
+            ]),
+        ]);
+        let facts = read(&mut rtnl).unwrap();
+        let kinds: Vec<&str> = sent
+            .sent()
+            .iter()
+            .map(|s| match s.message {
+                RouteNetlinkMessage::GetLink(_) => "links",
+                RouteNetlinkMessage::GetAddress(_) => "addresses",
+                RouteNetlinkMessage::GetRoute(_) => "routes",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["links", "addresses", "routes"]);
+        let eth0 = facts.link("eth0").expect("eth0");
+        assert_eq!(eth0.index, 5);
+        assert!(facts.has_address(5, Ipv4Addr::new(10, 90, 0, 2), 24));
+        assert!(!facts.has_address(5, Ipv4Addr::new(10, 90, 0, 2), 16));
+        assert_eq!(facts.default_gateways, [gw]);
+    }
+}

@@ -312,3 +312,166 @@ pub fn get(rtnl: &mut Rtnl, name: &str) -> io::Result<Option<LinkFact>> {
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+
+    use super::*;
+    use crate::kernel::fake_rtnl::{self, Answer, Sent};
+
+    const CREATE: u16 = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+
+    fn named(name: &str, index: u32, attributes: Vec<LinkAttribute>) -> LinkMessage {
+        match fake_rtnl::link(name, index, attributes) {
+            RouteNetlinkMessage::NewLink(msg) => msg,
+            _ => unreachable!("a link"),
+        }
+    }
+
+    #[test]
+    fn a_bridge_is_made_up_in_its_group_with_its_mac_and_without_snooping() {
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![]);
+        let mac = [2, 0x42, 10, 90, 0, 1];
+        create_bridge(&mut rtnl, "berth-web", 1400, mac, 0x6265_0000).unwrap();
+        let mut want = up_header();
+        want.attributes = vec![
+            LinkAttribute::IfName("berth-web".into()),
+            LinkAttribute::Group(0x6265_0000),
+            LinkAttribute::Address(mac.to_vec()),
+            LinkAttribute::Mtu(1400),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Bridge),
+                LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::MulticastSnooping(false)])),
+            ]),
+        ];
+        assert_eq!(
+            sent.sent(),
+            [Sent {
+                flags: CREATE,
+                message: RouteNetlinkMessage::NewLink(want)
+            }]
+        );
+    }
+
+    #[test]
+    fn a_veth_is_one_request_with_the_peer_born_in_the_namespace() {
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![]);
+        let netns = std::fs::File::open("/dev/null").unwrap();
+        let spec = VethSpec {
+            host_ifname: "vb0123",
+            bridge_index: Some(7),
+            link_group: 0x6265_0001,
+            peer_ifname: "eth0",
+            peer_netns: &netns,
+            peer_mac: [2, 0x42, 10, 90, 0, 2],
+            mtu: 1500,
+        };
+        create_veth(&mut rtnl, &spec).unwrap();
+        let sent = sent.sent();
+        assert_eq!(sent.len(), 1, "one request: {sent:?}");
+        assert_eq!(sent[0].flags, CREATE);
+        let RouteNetlinkMessage::NewLink(host) = &sent[0].message else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(host.header.flags, LinkFlags::Up, "the host end is up");
+        let peer = named(
+            "eth0",
+            0,
+            vec![
+                LinkAttribute::Mtu(1500),
+                LinkAttribute::Address(vec![2, 0x42, 10, 90, 0, 2]),
+                LinkAttribute::NetNsFd(netns.as_raw_fd()),
+            ],
+        );
+        assert_eq!(
+            host.attributes,
+            [
+                LinkAttribute::IfName("vb0123".into()),
+                LinkAttribute::Mtu(1500),
+                LinkAttribute::Group(0x6265_0001),
+                LinkAttribute::Controller(7),
+                LinkAttribute::LinkInfo(vec![
+                    LinkInfo::Kind(InfoKind::Veth),
+                    LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+                ]),
+            ]
+        );
+    }
+
+    #[test]
+    fn moving_into_a_group_names_the_link_and_a_missing_one_is_not_an_error() {
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![Answer::Ack, Answer::Errno(libc::ENODEV)]);
+        assert!(set_group(&mut rtnl, "vb1", 42).unwrap());
+        assert!(!set_group(&mut rtnl, "vb2", 42).unwrap());
+        let sent = sent.sent();
+        assert_eq!(sent[0].flags, NLM_F_REQUEST | NLM_F_ACK);
+        assert_eq!(
+            sent[0].message,
+            RouteNetlinkMessage::SetLink(named("vb1", 0, vec![LinkAttribute::Group(42)]))
+        );
+    }
+
+    #[test]
+    fn a_group_is_deleted_in_one_request_and_an_empty_one_is_no_error() {
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![Answer::Errno(libc::ENODEV)]);
+        delete_group(&mut rtnl, 42).unwrap();
+        let mut want = LinkMessage::default();
+        want.attributes.push(LinkAttribute::Group(42));
+        assert_eq!(sent.sent()[0].message, RouteNetlinkMessage::DelLink(want));
+        let (mut rtnl, _) = fake_rtnl::rtnl(vec![Answer::Errno(libc::EPERM)]);
+        assert!(delete_group(&mut rtnl, 42).is_err());
+    }
+
+    #[test]
+    fn a_link_is_read_by_name_with_its_mac_bridge_and_group() {
+        let reply = fake_rtnl::link(
+            "vb1",
+            9,
+            vec![
+                LinkAttribute::Address(vec![2, 0x42, 10, 90, 0, 2]),
+                LinkAttribute::Controller(7),
+                LinkAttribute::Group(42),
+                LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Veth)]),
+            ],
+        );
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![
+            Answer::Replies(vec![reply]),
+            Answer::Errno(libc::ENODEV),
+        ]);
+        let link = get(&mut rtnl, "vb1").unwrap().expect("found");
+        assert_eq!(
+            link,
+            LinkFact {
+                name: "vb1".into(),
+                index: 9,
+                group: 42,
+                kind: "veth".into(),
+                master: Some(7),
+                up: false,
+                mac: Some(Mac([2, 0x42, 10, 90, 0, 2])),
+            }
+        );
+        assert_eq!(get(&mut rtnl, "vb2").unwrap(), None);
+        assert_eq!(
+            sent.sent()[0].message,
+            RouteNetlinkMessage::GetLink(named("vb1", 0, vec![]))
+        );
+    }
+
+    #[test]
+    fn a_dump_reads_every_link() {
+        let mut up = named("lo", 1, vec![LinkAttribute::Address(vec![0; 6])]);
+        up.header.flags = LinkFlags::Up;
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![Answer::Replies(vec![
+            RouteNetlinkMessage::NewLink(up),
+            fake_rtnl::link("tun0", 2, vec![]),
+        ])]);
+        let links = dump(&mut rtnl).unwrap();
+        assert_eq!(sent.sent()[0].flags, NLM_F_REQUEST | NLM_F_DUMP);
+        assert_eq!(links.len(), 2);
+        assert!(links[0].up);
+        assert_eq!(links[0].mac, Some(Mac([0; 6])));
+        assert_eq!((links[1].name.as_str(), links[1].mac), ("tun0", None));
+    }
+}

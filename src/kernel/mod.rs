@@ -4,6 +4,8 @@
 
 pub mod addr;
 pub mod facts;
+#[cfg(test)]
+pub mod fake_rtnl;
 pub mod host;
 pub mod link;
 pub mod netns;
@@ -183,6 +185,15 @@ pub struct LiveKernel {
 impl LiveKernel {
     pub fn new() -> LiveKernel {
         LiveKernel::default()
+    }
+
+    /// A kernel whose rtnetlink requests go to `rtnl` (a fake in tests).
+    #[cfg(test)]
+    fn over(rtnl: Rtnl) -> LiveKernel {
+        LiveKernel {
+            rtnl: Some(rtnl),
+            ..LiveKernel::default()
+        }
     }
 
     fn rtnl(&mut self) -> Result<&mut Rtnl> {
@@ -564,5 +575,60 @@ impl Kernel for LiveKernel {
         link::get(self.rtnl()?, name)
             .map(|l| l.and_then(|l| l.mac))
             .map_err(|e| Error::kernel(format!("looking up link {name}"), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+    use netlink_packet_route::RouteNetlinkMessage;
+
+    use super::fake_rtnl::{self, Answer};
+    use super::*;
+    use crate::model::names::DOOMED_GROUP;
+
+    fn set_group(name: &str) -> RouteNetlinkMessage {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.into()));
+        msg.attributes.push(LinkAttribute::Group(DOOMED_GROUP));
+        RouteNetlinkMessage::SetLink(msg)
+    }
+
+    #[test]
+    fn links_are_deleted_together_by_moving_them_into_one_group() {
+        let (rtnl, sent) = fake_rtnl::rtnl(vec![Answer::Ack, Answer::Errno(libc::ENODEV)]);
+        let mut k = LiveKernel::over(rtnl);
+        let deleted = k
+            .delete_links_together(&["vb1".into(), "vb2".into()])
+            .unwrap();
+        assert_eq!(deleted, 1, "vb2 was gone already");
+        let mut group = LinkMessage::default();
+        group.attributes.push(LinkAttribute::Group(DOOMED_GROUP));
+        let messages: Vec<_> = sent.sent().into_iter().map(|s| s.message).collect();
+        assert_eq!(
+            messages,
+            [
+                set_group("vb1"),
+                set_group("vb2"),
+                RouteNetlinkMessage::DelLink(group)
+            ]
+        );
+
+        // Nothing left to delete: no delete request at all.
+        let (rtnl, sent) = fake_rtnl::rtnl(vec![Answer::Errno(libc::ENODEV)]);
+        let mut k = LiveKernel::over(rtnl);
+        assert_eq!(k.delete_links_together(&["vb1".into()]).unwrap(), 0);
+        assert_eq!(sent.sent().len(), 1);
+    }
+
+    #[test]
+    fn a_refusal_names_the_operation() {
+        let (rtnl, _) = fake_rtnl::rtnl(vec![Answer::Errno(libc::EPERM)]);
+        let mut k = LiveKernel::over(rtnl);
+        let err = k.delete_link("vb1").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "deleting link vb1: Operation not permitted (os error 1)"
+        );
     }
 }

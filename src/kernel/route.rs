@@ -204,3 +204,92 @@ pub fn iface_routes(rtnl: &mut Rtnl, index: u32) -> io::Result<IfaceRoutes> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST};
+
+    use super::*;
+    use crate::kernel::fake_rtnl::{self, addr, route, Answer};
+
+    const MAIN: u8 = RouteHeader::RT_TABLE_MAIN;
+
+    #[test]
+    fn only_the_main_table_is_read() {
+        let gw = Ipv4Addr::new(192, 0, 2, 1);
+        let (mut rtnl, _) = fake_rtnl::rtnl(vec![Answer::Replies(vec![
+            route(MAIN, None, Some(gw), 2),
+            route(255, Some((Ipv4Addr::new(127, 0, 0, 1), 32)), None, 1),
+        ])]);
+        assert_eq!(
+            main_routes(&mut rtnl).unwrap(),
+            [RouteFact {
+                dst: None,
+                prefix_len: 0,
+                gateway: Some(gw),
+                oif: Some(2),
+            }]
+        );
+    }
+
+    #[test]
+    fn an_interface_has_its_default_gateways_first_and_its_connected_prefixes() {
+        let (mut rtnl, _) = fake_rtnl::rtnl(vec![
+            Answer::Replies(vec![
+                route(
+                    MAIN,
+                    Some((Ipv4Addr::new(198, 51, 100, 0), 24)),
+                    Some(Ipv4Addr::new(192, 0, 2, 9)),
+                    2,
+                ),
+                route(MAIN, None, Some(Ipv4Addr::new(192, 0, 2, 1)), 2),
+                route(MAIN, Some((Ipv4Addr::new(203, 0, 113, 0), 24)), None, 2),
+                route(MAIN, None, Some(Ipv4Addr::new(10, 0, 0, 1)), 3),
+            ]),
+            Answer::Replies(vec![
+                addr(2, Ipv4Addr::new(192, 0, 2, 5), 24),
+                addr(3, Ipv4Addr::new(10, 0, 0, 5), 8),
+            ]),
+        ]);
+        let got = iface_routes(&mut rtnl, 2).unwrap();
+        assert_eq!(
+            got.gateways,
+            [Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 9)]
+        );
+        assert_eq!(
+            got.connected,
+            [
+                "203.0.113.0/24".parse::<Ipv4Net>().unwrap(),
+                "192.0.2.0/24".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_source_rule_names_subnet_bridge_table_and_priority() {
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![Answer::Ack, Answer::Errno(libc::ENOENT)]);
+        let subnet: Ipv4Net = "10.90.0.0/24".parse().unwrap();
+        add_source_rule(&mut rtnl, subnet, "berth-web", 0x6265_0001, 10000).unwrap();
+        assert!(!delete_source_rule(&mut rtnl, subnet, "berth-web", 0x6265_0001, 10000).unwrap());
+        let sent = sent.sent();
+        assert_eq!(
+            sent[0].flags,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+        );
+        let RouteNetlinkMessage::NewRule(rule) = &sent[0].message else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(rule.header.src_len, 24);
+        assert_eq!(rule.header.action, RuleAction::ToTable);
+        assert_eq!(
+            rule.attributes,
+            [
+                RuleAttribute::Source(IpAddr::V4(Ipv4Addr::new(10, 90, 0, 0))),
+                RuleAttribute::Iifname("berth-web".into()),
+                RuleAttribute::Table(0x6265_0001),
+                RuleAttribute::Priority(10000),
+            ]
+        );
+        assert!(matches!(sent[1].message, RouteNetlinkMessage::DelRule(_)));
+    }
+}
