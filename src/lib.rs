@@ -7,20 +7,23 @@
 //! `kernel` (the only code that talks to the kernel) and `store` (SQLite
 //! state) below. See ARCHITECTURE.md.
 
+pub mod change;
 pub mod cli;
 pub mod cni;
 pub mod commands;
 pub mod config;
+pub mod context;
 pub mod dns;
 pub mod error;
+pub mod executor;
 pub mod failpoint;
 pub mod firewall;
 pub mod kernel;
-pub mod listing;
 pub mod model;
 pub mod netavark;
 pub mod plan;
 pub mod reconcile;
+pub mod request;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -57,13 +57,17 @@ const KERNEL_IO_ALLOWED: &[(&str, &[&str], &str)] = &[
 /// Which top-level modules each one may use. `cli`, `cni` and `netavark`
 /// are the front doors and may use anything; `main.rs` and `lib.rs` are the
 /// crate root. `failpoint` is a leaf (it kills the process at a named point),
-/// visited by the plan's step loop as well as by the commands.
+/// visited by the plan's step loop as well as by the executor. From the
+/// bottom up: pure values; the kernel, the state, the firewall; the DNS
+/// server and its control; the plan; what a command works with (`context`)
+/// and the shape of one change (`change`); the reconcile; the executor;
+/// the commands.
 const LAYERS: &[(&str, &[&str])] = &[
     ("error", &[]),
     ("failpoint", &[]),
     ("model", &["error"]),
+    ("request", &["model", "error"]),
     ("config", &["model", "error"]),
-    ("listing", &["error"]),
     ("kernel", &["model", "error"]),
     ("store", &["model", "error"]),
     ("firewall", &["model", "error"]),
@@ -72,9 +76,29 @@ const LAYERS: &[(&str, &[&str])] = &[
         "plan",
         &["kernel", "firewall", "model", "error", "failpoint"],
     ),
+    ("context", &["kernel", "store", "dns", "model", "error"]),
+    ("change", &["context", "plan", "store", "model", "error"]),
     (
         "reconcile",
         &[
+            "change",
+            "context",
+            "plan",
+            "kernel",
+            "firewall",
+            "model",
+            "error",
+            "store",
+            "dns",
+            "failpoint",
+        ],
+    ),
+    (
+        "executor",
+        &[
+            "reconcile",
+            "change",
+            "context",
             "plan",
             "kernel",
             "firewall",
@@ -88,7 +112,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "commands",
         &[
+            "executor",
             "reconcile",
+            "change",
+            "context",
+            "request",
             "plan",
             "kernel",
             "firewall",
@@ -105,10 +133,12 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// The front doors: anything goes.
 const FRONT_DOORS: &[&str] = &["cli", "cni", "netavark"];
 
-/// Edges that break the layering today and are being taken out: the
-/// reconcile still gets `Context`/`Outcome` from `commands`. When one is
-/// gone, this list must lose it too (the test fails on a stale entry).
-const KNOWN_VIOLATIONS_TO_REMOVE: &[(&str, &str)] = &[("reconcile", "commands")];
+/// Edges that break the layering and are being taken out, as
+/// `(from, to)`. Empty now: `reconcile -> commands` (`Context`, `Outcome`)
+/// went when `context` and `change` became modules of their own. A new
+/// entry must come with the work that removes it; the test fails when an
+/// entry no longer matches the code.
+const KNOWN_VIOLATIONS_TO_REMOVE: &[(&str, &str)] = &[];
 
 /// Items of the crate root that are re-exports, by the module they are from.
 const ROOT_REEXPORTS: &[(&str, &str)] = &[("Error", "error"), ("Result", "error")];

@@ -5,12 +5,14 @@
 //! not decode, 7 for a configuration that is wrong.
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
+use ipnet::IpNet;
 use serde_json::Value;
 
 use super::error::{CniError, CODE_BAD_CONFIG, CODE_BAD_ENV, CODE_DECODE, CODE_VERSION};
-use crate::commands::network::CreateOptions;
+use crate::model::{Mac, PortSpec, Proto};
+use crate::request::{self, NetworkRequest};
 
 /// The CNI versions berth speaks; results are encoded in the one asked for.
 pub const SUPPORTED_VERSIONS: [&str; 3] = ["0.4.0", "1.0.0", "1.1.0"];
@@ -64,8 +66,19 @@ impl Env {
                 CniError::new(CODE_BAD_ENV, format!("CNI_ARGS: {pair:?} is not KEY=VALUE"))
             })?;
             match k {
-                "IP" => out.ip = Some(v.to_string()),
-                "MAC" => out.mac = Some(v.to_string()),
+                "IP" => {
+                    let ip = v.split('/').next().unwrap_or(v);
+                    out.ip = Some(
+                        request::parse_ip("CNI_ARGS IP", ip)
+                            .map_err(|e| CniError::new(CODE_BAD_ENV, e.to_string()))?,
+                    )
+                }
+                "MAC" => {
+                    out.mac = Some(
+                        request::parse_mac(v)
+                            .map_err(|e| CniError::new(CODE_BAD_ENV, e.to_string()))?,
+                    )
+                }
                 "IgnoreUnknown" => {
                     ignore_unknown = matches!(v.to_ascii_lowercase().as_str(), "1" | "true")
                 }
@@ -87,8 +100,8 @@ impl Env {
 
 #[derive(Clone, Debug, Default)]
 pub struct CniArgs {
-    pub ip: Option<String>,
-    pub mac: Option<String>,
+    pub ip: Option<IpAddr>,
+    pub mac: Option<Mac>,
 }
 
 /// One `runtimeConfig.portMappings` entry.
@@ -96,30 +109,28 @@ pub struct CniArgs {
 pub struct PortMapping {
     pub host_port: u16,
     pub container_port: u16,
-    pub protocol: String,
-    pub host_ip: String,
+    pub protocol: Proto,
+    /// None: every host address.
+    pub host_ip: Option<IpAddr>,
 }
 
 impl PortMapping {
-    /// As berth's `-p` spec; None for an IPv6 host address (berth's
+    /// As a berth port spec; None for an IPv6 host address (berth's
     /// networks are IPv4, and runtimes send both families' wildcard).
-    pub fn spec(&self) -> Option<String> {
-        let proto = if self.protocol.is_empty() {
-            "tcp"
-        } else {
-            &self.protocol
+    pub fn spec(&self) -> Option<PortSpec> {
+        let host_ip = match self.host_ip {
+            None => std::net::Ipv4Addr::UNSPECIFIED,
+            Some(IpAddr::V4(ip)) => ip,
+            Some(IpAddr::V6(ip)) if ip.is_unspecified() => return None,
+            Some(IpAddr::V6(_)) => return None,
         };
-        match self.host_ip.as_str() {
-            "" | "0.0.0.0" => Some(format!(
-                "{}:{}/{proto}",
-                self.host_port, self.container_port
-            )),
-            ip if ip.parse::<Ipv4Addr>().is_ok() => Some(format!(
-                "{ip}:{}:{}/{proto}",
-                self.host_port, self.container_port
-            )),
-            _ => None,
-        }
+        Some(PortSpec {
+            host_ip,
+            host_port: Some(self.host_port),
+            container_port: self.container_port,
+            count: 1,
+            proto: self.protocol,
+        })
     }
 }
 
@@ -128,8 +139,8 @@ impl PortMapping {
 pub struct NetConf {
     pub version: String,
     pub name: String,
-    pub subnet: Option<String>,
-    pub gateway: Option<String>,
+    pub subnet: Option<IpNet>,
+    pub gateway: Option<IpAddr>,
     pub bridge: Option<String>,
     pub mtu: Option<u32>,
     pub internal: Option<bool>,
@@ -142,13 +153,13 @@ pub struct NetConf {
     /// `dns: false`: berth's DNS server does not serve the network.
     pub no_dns: bool,
     /// `clusterCIDR` (a CIDR or a list): routed peers, as `--cluster-cidr`.
-    pub cluster_cidrs: Option<Vec<String>>,
+    pub cluster_cidrs: Option<Vec<IpNet>>,
     /// Where berth keeps its state, overriding `BERTH_STATE_DIR`.
     pub state_dir: Option<String>,
     pub port_mappings: Vec<PortMapping>,
     /// `runtimeConfig.ips`, without prefix lengths.
-    pub ips: Vec<String>,
-    pub mac: Option<String>,
+    pub ips: Vec<IpAddr>,
+    pub mac: Option<Mac>,
     pub prev_result: Option<Value>,
     /// `cni.dev/valid-attachments` (GC): container ID and interface name.
     pub valid_attachments: Option<HashSet<(String, String)>>,
@@ -250,8 +261,12 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
     let mut conf = NetConf {
         version,
         name,
-        subnet: string("subnet")?,
-        gateway: string("gateway")?,
+        subnet: string("subnet")?
+            .map(|s| request::parse_prefix("subnet", &s, false).map_err(config_error))
+            .transpose()?,
+        gateway: string("gateway")?
+            .map(|g| request::parse_ip("gateway", &g).map_err(config_error))
+            .transpose()?,
         bridge: string("bridge")?,
         mtu,
         internal: boolean("internal")?,
@@ -263,12 +278,15 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
         state_dir: string("stateDir")?,
         cluster_cidrs: match obj.get("clusterCIDR") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(vec![s.clone()]),
+            Some(Value::String(s)) => Some(vec![cluster_cidr(s)?]),
             Some(Value::Array(a)) => Some(
                 a.iter()
-                    .map(|v| v.as_str().map(str::to_string))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| bad("clusterCIDR", "a CIDR or a list of CIDRs"))?,
+                    .map(|v| {
+                        v.as_str()
+                            .ok_or_else(|| bad("clusterCIDR", "a CIDR or a list of CIDRs"))
+                            .and_then(cluster_cidr)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
             ),
             Some(_) => return Err(bad("clusterCIDR", "a CIDR or a list of CIDRs")),
         },
@@ -306,6 +324,15 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
     Ok(conf)
 }
 
+/// A configuration value berth refuses: code 7, naming it.
+fn config_error(e: crate::error::Error) -> CniError {
+    CniError::new(CODE_BAD_CONFIG, e.to_string())
+}
+
+fn cluster_cidr(text: &str) -> Result<IpNet, CniError> {
+    request::parse_prefix("clusterCIDR", text, false).map_err(config_error)
+}
+
 fn parse_runtime_config(rc: &Value, conf: &mut NetConf) -> Result<(), CniError> {
     let bad = |what: &str| {
         CniError::new(
@@ -322,19 +349,24 @@ fn parse_runtime_config(rc: &Value, conf: &mut NetConf) -> Result<(), CniError> 
                     .filter(|p| *p != 0)
                     .ok_or_else(|| bad(&format!("portMappings[].{k}")))
             };
+            let protocol = m
+                .get("protocol")
+                .and_then(Value::as_str)
+                .filter(|p| !p.is_empty())
+                .unwrap_or("tcp");
+            let host_ip = match m.get("hostIP").and_then(Value::as_str).unwrap_or("") {
+                "" => None,
+                ip => Some(
+                    ip.parse::<IpAddr>()
+                        .map_err(|_| bad("portMappings[].hostIP"))?,
+                ),
+            };
             conf.port_mappings.push(PortMapping {
                 host_port: port("hostPort")?,
                 container_port: port("containerPort")?,
-                protocol: m
-                    .get("protocol")
-                    .and_then(Value::as_str)
-                    .unwrap_or("tcp")
-                    .to_ascii_lowercase(),
-                host_ip: m
-                    .get("hostIP")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
+                protocol: Proto::parse(&protocol.to_ascii_lowercase())
+                    .ok_or_else(|| bad("portMappings[].protocol"))?,
+                host_ip: host_ip.filter(|ip| !ip.is_unspecified() || ip.is_ipv6()),
             });
         }
     }
@@ -342,49 +374,57 @@ fn parse_runtime_config(rc: &Value, conf: &mut NetConf) -> Result<(), CniError> 
         for ip in list.as_array().ok_or_else(|| bad("ips"))? {
             let s = ip.as_str().ok_or_else(|| bad("ips"))?;
             let addr = s.split('/').next().unwrap_or(s);
+            let ip: IpAddr = addr.parse().map_err(|_| bad("ips"))?;
             // berth's networks are IPv4: an IPv6 request is for another plugin.
-            if addr.parse::<Ipv4Addr>().is_ok() {
-                conf.ips.push(addr.to_string());
+            if ip.is_ipv4() {
+                conf.ips.push(ip);
             }
         }
     }
     if let Some(mac) = rc.get("mac").filter(|v| !v.is_null()) {
-        conf.mac = Some(mac.as_str().ok_or_else(|| bad("mac"))?.to_string());
+        let text = mac.as_str().ok_or_else(|| bad("mac"))?;
+        conf.mac = Some(request::parse_mac(text).map_err(config_error)?);
     }
     Ok(())
 }
 
 impl NetConf {
-    /// `berth network create` options for the network this config names.
-    pub fn create_options(&self) -> CreateOptions {
-        CreateOptions {
-            name: self.name.clone(),
-            subnet: self.subnet.clone(),
-            gateway: self.gateway.clone(),
-            bridge: self.bridge.clone(),
-            mtu: self.mtu,
-            no_masquerade: self.ip_masq == Some(false),
-            no_icc: self.icc == Some(false),
-            internal: self.internal == Some(true),
-            cluster_cidrs: self.cluster_cidrs.clone().unwrap_or_default(),
-            no_dns: self.no_dns,
-            owner: Some("cni".into()),
-            ..Default::default()
-        }
+    /// The network this config names, as a request.
+    pub fn network_request(&self) -> NetworkRequest {
+        let mut r = NetworkRequest::new(self.name.clone());
+        r.subnet = self.subnet;
+        r.gateway = self.gateway;
+        r.bridge = self.bridge.clone();
+        r.mtu = self.mtu;
+        r.masquerade = self.ip_masq != Some(false);
+        r.icc = self.icc != Some(false);
+        r.internal = self.internal == Some(true);
+        r.cluster_cidrs = self.cluster_cidrs.clone().unwrap_or_default();
+        r.dns = !self.no_dns;
+        r.owner = Some("cni".into());
+        r
+    }
+
+    /// The published ports the runtime asks for (IPv6 host addresses are
+    /// for another plugin: berth's networks are IPv4).
+    pub fn port_specs(&self) -> Vec<PortSpec> {
+        self.port_mappings
+            .iter()
+            .filter_map(PortMapping::spec)
+            .collect()
     }
 
     /// Where a config contradicts the existing network of its name, one
     /// phrase each (an empty list: they agree).
     pub fn contradictions(&self, n: &crate::model::Network) -> Vec<String> {
         let mut out = Vec::new();
-        if let Some(s) = &self.subnet {
-            match crate::model::Ipv4Net::parse_network(s) {
-                Ok(s) if s == n.subnet => {}
-                _ => out.push(format!("subnet {s} (the network has {})", n.subnet)),
+        if let Some(s) = self.subnet {
+            if s.to_string() != n.subnet.to_string() {
+                out.push(format!("subnet {s} (the network has {})", n.subnet));
             }
         }
-        if let Some(g) = &self.gateway {
-            if g.parse::<Ipv4Addr>().ok() != Some(n.gateway) {
+        if let Some(g) = self.gateway {
+            if g != IpAddr::V4(n.gateway) {
                 out.push(format!("gateway {g} (the network has {})", n.gateway));
             }
         }
@@ -399,21 +439,14 @@ impl NetConf {
             }
         }
         if let Some(want) = &self.cluster_cidrs {
+            let want: Vec<String> = want.iter().map(|c| c.to_string()).collect();
             let have: Vec<String> = n
                 .policy
                 .cluster_cidrs
                 .iter()
                 .map(|c| c.to_string())
                 .collect();
-            let parsed: Vec<String> = want
-                .iter()
-                .map(|c| {
-                    crate::model::Ipv4Net::parse_network(c)
-                        .map(|c| c.to_string())
-                        .unwrap_or_else(|_| c.clone())
-                })
-                .collect();
-            if parsed != have {
+            if want != have {
                 out.push(format!(
                     "clusterCIDR [{}] (the network has [{}])",
                     want.join(", "),
@@ -454,8 +487,11 @@ mod tests {
         let a = env("IgnoreUnknown=1;K8S_POD_NAME=x;IP=10.1.0.9;MAC=02:00:00:00:00:09")
             .cni_args()
             .unwrap();
-        assert_eq!(a.ip.as_deref(), Some("10.1.0.9"));
-        assert_eq!(a.mac.as_deref(), Some("02:00:00:00:00:09"));
+        assert_eq!(a.ip.map(|ip| ip.to_string()).as_deref(), Some("10.1.0.9"));
+        assert_eq!(
+            a.mac.map(|m| m.to_string()).as_deref(),
+            Some("02:00:00:00:00:09")
+        );
         assert_eq!(env("FOO=1").cni_args().unwrap_err().code, CODE_BAD_ENV);
         assert_eq!(check_version("0.3.1").unwrap_err().code, CODE_VERSION);
         assert_eq!(parse(b"{").unwrap_err().code, CODE_DECODE);
@@ -467,10 +503,10 @@ mod tests {
                 "cni.dev/attachments":[{"containerID":"a","ifname":"eth0"}]}"#,
         )
         .unwrap();
-        let specs: Vec<_> = c.port_mappings.iter().filter_map(|m| m.spec()).collect();
-        assert_eq!(specs, ["8080:80/tcp"]);
-        assert_eq!(c.ips, ["10.1.0.5"]);
-        assert!(c.create_options().no_masquerade);
+        let specs = c.port_specs();
+        assert_eq!(specs, [PortSpec::parse("8080:80/tcp").unwrap()]);
+        assert_eq!(c.ips, ["10.1.0.5".parse::<IpAddr>().unwrap()]);
+        assert!(!c.network_request().masquerade);
         assert_eq!(c.valid_attachments.unwrap().len(), 1);
     }
 }

@@ -23,7 +23,7 @@ pub mod verbs;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use crate::commands::Context;
+use crate::context::Context;
 use config::{Env, NetConf, LATEST};
 use error::{CniError, CODE_BAD_ENV};
 

@@ -1,8 +1,9 @@
-//! ADD, DEL, CHECK, STATUS and VERSION. Each verb is a thin translation:
-//! ADD is `connect` (target = `CNI_NETNS`, interface = `CNI_IFNAME`) with the
-//! attachment recorded in the connect's own intent transaction; DEL is
-//! `disconnect` of the endpoint the attachment names, and succeeds when
-//! there is nothing left to remove.
+//! ADD, DEL, CHECK, STATUS and VERSION. Each verb is a thin translation
+//! into typed requests: ADD is one transaction that makes the network on
+//! first use and attaches the endpoint (target = `CNI_NETNS`, interface =
+//! `CNI_IFNAME`) with the attachment recorded in its intent; DEL detaches
+//! the endpoint the attachment names, and succeeds when there is nothing
+//! left to remove.
 
 use std::path::Path;
 
@@ -11,13 +12,13 @@ use serde_json::{json, Value};
 use super::config::{self, Env, NetConf, SUPPORTED_VERSIONS};
 use super::error::*;
 use super::{context, result};
-use crate::commands::endpoint::{self, ConnectOptions};
-use crate::commands::network;
-use crate::commands::{Context, Outcome};
+use crate::commands::{Attach, Detach, EnsureNetwork};
+use crate::context::{Context, Notice};
 use crate::error::Error;
+use crate::executor::{transaction, Preflight};
 use crate::firewall;
 use crate::model::{names, Endpoint, Network};
-use crate::store::{Attachment, EndpointMark};
+use crate::request::{AttachRequest, Attachment, DetachRequest, EndpointMark, EndpointRef};
 
 /// VERSION: the versions berth speaks.
 pub fn version(stdin: &[u8]) -> Value {
@@ -65,60 +66,6 @@ fn check_agrees(conf: &NetConf, n: &Network) -> Result<(), CniError> {
     ))
 }
 
-/// The network the config names: the existing one if the config agrees
-/// with it (code 7 if not), else a new one made from the config.
-fn ensure_network(ctx: &mut Context, conf: &NetConf) -> Result<Network, CniError> {
-    let contradicted = |n: &Network| check_agrees(conf, n);
-    if let Some(n) = existing_network(ctx, &conf.name)? {
-        contradicted(&n)?;
-        return Ok(n);
-    }
-    match network::create(ctx, &conf.create_options()) {
-        Ok(Outcome::Done(created)) => Ok(created.network),
-        Ok(Outcome::Planned(_)) => unreachable!("the plugin never plans only"),
-        Err(e) => {
-            // Another ADD may have made it meanwhile.
-            if let Some(n) = existing_network(ctx, &conf.name)? {
-                contradicted(&n)?;
-                return Ok(n);
-            }
-            Err(match e {
-                Error::Invalid(m) => CniError::new(CODE_BAD_CONFIG, m),
-                e => CniError::from_berth(e),
-            })
-        }
-    }
-}
-
-/// The network `name` and the endpoint of an attachment, in one read of
-/// the state (the common ADD finds both, or the network alone).
-fn lookup(
-    ctx: &Context,
-    name: &str,
-    container_id: &str,
-    ifname: &str,
-) -> Result<(Option<Network>, Option<Endpoint>), CniError> {
-    let Some(mut store) = ctx.store_read_only()? else {
-        return Ok((None, None));
-    };
-    let tx = store.read()?;
-    let network = tx.network(name)?;
-    let endpoint = match tx.find_attachment(container_id, ifname) {
-        Ok(found) => found,
-        Err(Error::Store(e)) if e.to_string().contains("no such table") => None,
-        Err(e) => return Err(e.into()),
-    };
-    Ok((network, endpoint))
-}
-
-fn existing_network(ctx: &Context, name: &str) -> Result<Option<Network>, CniError> {
-    let Some(mut store) = ctx.store_read_only()? else {
-        return Ok(None);
-    };
-    let tx = store.read()?;
-    Ok(tx.network(name)?)
-}
-
 /// The endpoint a runtime attached as (`container_id`, `ifname`), if any.
 fn find_attachment(
     ctx: &Context,
@@ -144,6 +91,8 @@ fn ifname_of(env: &Env) -> Result<&str, CniError> {
     Ok(ifname)
 }
 
+/// ADD: the network (made on first use, from the config) and the
+/// endpoint, in one transaction.
 pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
     let container_id = env.require("CNI_CONTAINERID", &env.container_id)?;
     let netns_path = env.require("CNI_NETNS", &env.netns)?;
@@ -156,15 +105,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
         ));
     }
     let args = env.cni_args()?;
-    let (known, existing) = lookup(&ctx, &conf.name, container_id, ifname)?;
-    let network = match known {
-        Some(n) => {
-            check_agrees(conf, &n)?;
-            n
-        }
-        None => ensure_network(&mut ctx, conf)?,
-    };
-    if let Some(e) = existing {
+    if let Some(e) = find_attachment(&ctx, container_id, ifname)? {
         return Err(CniError::new(
             CODE_EXISTS,
             format!(
@@ -173,14 +114,14 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
             ),
         ));
     }
-    let opts = ConnectOptions {
-        network: network.name.clone(),
+    let attach = AttachRequest {
+        network: conf.name.clone(),
         target: netns_path.to_string(),
         name: Some(endpoint_name(container_id, ifname)),
-        ip: conf.ips.first().cloned().or(args.ip),
-        mac: conf.mac.clone().or(args.mac),
+        ip: conf.ips.first().copied().or(args.ip),
+        mac: conf.mac.or(args.mac),
         ifname: Some(ifname.to_string()),
-        ports: conf.port_mappings.iter().filter_map(|m| m.spec()).collect(),
+        ports: conf.port_specs(),
         attachment: Some(Attachment {
             container_id: container_id.to_string(),
             ifname: ifname.to_string(),
@@ -197,7 +138,25 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
         }),
         ..Default::default()
     };
-    let (e, n) = endpoint::connect(&mut ctx, &opts)?.applied();
+    let agrees_conf = conf.clone();
+    let network = EnsureNetwork::new(
+        conf.network_request(),
+        Box::new(move |n, _| check_agrees(&agrees_conf, n).map_err(|e| Error::invalid(e.msg))),
+    );
+    let mut network_made = false;
+    let done = transaction(&mut ctx, Preflight::Run, |txn| {
+        txn.apply(network)?;
+        network_made = true;
+        txn.apply(Attach(attach))
+    });
+    print_notices(&mut ctx);
+    let (e, n) = done
+        .map_err(|e| match e {
+            // A network that cannot be made is the configuration's fault.
+            Error::Invalid(m) if !network_made => CniError::new(CODE_BAD_CONFIG, m),
+            e => CniError::from_berth(e),
+        })?
+        .applied()?;
     let host_mac = ctx
         .kernel
         .link_mac(&e.host_ifname)
@@ -215,6 +174,9 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
     ))
 }
 
+/// DEL: whatever is left of the attachment goes (the veth if the
+/// namespace still holds it, the map elements, the lease and the rows);
+/// nothing left is success.
 pub fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     let container_id = env.require("CNI_CONTAINERID", &env.container_id)?;
     let ifname = ifname_of(env)?;
@@ -222,10 +184,24 @@ pub fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     let Some(e) = find_attachment(&ctx, container_id, ifname)? else {
         return Ok(());
     };
-    // Whatever is left goes: the veth if the namespace still holds it, the
-    // map elements, the lease and the rows.
-    endpoint::disconnect(&mut ctx, &e.network, &e.netns, true)?;
+    let mut detach = DetachRequest::new(&e.network, EndpointRef::Id(e.id));
+    detach.force = true;
+    let done = transaction(&mut ctx, Preflight::Run, |txn| txn.apply(Detach(detach)));
+    print_notices(&mut ctx);
+    done?;
     Ok(())
+}
+
+/// Plugins may say what they repaired or warn on stderr; the runtime logs it.
+pub fn print_notices(ctx: &mut Context) {
+    for n in ctx.take_notices() {
+        match n {
+            Notice::Repaired { reason, lines } => {
+                eprintln!("berth: {reason}; repaired first: {}", lines.join("; "))
+            }
+            Notice::Warning(w) => eprintln!("berth: warning: {w}"),
+        }
+    }
 }
 
 pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
@@ -249,8 +225,10 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
         ));
     };
     let fail = |what: String| Err(CniError::new(CODE_CHECK_FAILED, what));
-    let mut store = ctx.store()?;
-    let tx = store.begin()?;
+    let Some(mut store) = ctx.store_read_only()? else {
+        return Err(CniError::new(CODE_UNKNOWN_CONTAINER, "berth has no state"));
+    };
+    let tx = store.read()?;
     let n = tx.require_network(&e.network)?;
     let ports = tx.ports_of(e.id)?;
     drop(tx);
@@ -310,25 +288,28 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     }
 
     // Published ports: what the runtime asks for is what berth publishes.
-    let mut want: Vec<String> = conf.port_mappings.iter().filter_map(|m| m.spec()).collect();
-    let mut have: Vec<String> = ports
+    let key = |m: &crate::model::PortMapping| {
+        (m.host_ip, m.host_port, m.container_port, m.count, m.proto)
+    };
+    let mut want: Vec<_> = conf
+        .port_specs()
         .iter()
-        .map(|p| {
-            let ip = if p.is_any_address() {
-                String::new()
-            } else {
-                format!("{}:", p.host_ip)
-            };
-            format!("{ip}{}:{}/{}", p.host_port, p.container_port, p.proto)
-        })
+        .map(|p| p.with_host_port(0))
         .collect();
-    want.sort();
-    have.sort();
+    let mut have = ports.clone();
+    want.sort_by_key(key);
+    have.sort_by_key(key);
     if want != have {
+        let list = |ms: &[crate::model::PortMapping]| {
+            ms.iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         return fail(format!(
             "published ports differ: asked [{}], published [{}]",
-            want.join(", "),
-            have.join(", ")
+            list(&want),
+            list(&have)
         ));
     }
     if let Some(missing) = missing_map_elements(&mut ctx, e.ip, &ports)? {

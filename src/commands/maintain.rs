@@ -7,28 +7,20 @@
 //! from before intents were recorded, or of a lost state). Both are
 //! idempotent: a second run finds nothing to do.
 
-use super::{Context, Outcome};
+use crate::change::Outcome;
+use crate::context::Context;
 use crate::error::Result;
-use crate::reconcile::{reconcile, Scope};
+use crate::executor::{transaction, Preflight};
+use crate::reconcile::{Reconcile, Scope};
 
 pub fn up(ctx: &mut Context) -> Result<Outcome<Vec<String>>> {
-    let _lock = ctx.lock()?;
-    let outcome = reconcile(ctx, Scope { sweep: false })?;
-    sync_dns(ctx);
-    Ok(outcome)
+    transaction(ctx, Preflight::Skip, |txn| {
+        txn.apply(Reconcile(Scope { sweep: false }))
+    })
 }
 
 pub fn gc(ctx: &mut Context) -> Result<Outcome<Vec<String>>> {
-    let _lock = ctx.lock()?;
-    let outcome = reconcile(ctx, Scope { sweep: true })?;
-    sync_dns(ctx);
-    Ok(outcome)
-}
-
-/// The DNS server follows: started after a reboot, its listeners moved
-/// with the networks that came back or went.
-fn sync_dns(ctx: &Context) {
-    if !ctx.dry_run {
-        crate::dns::sync_or_warn(&ctx.state_dir);
-    }
+    transaction(ctx, Preflight::Skip, |txn| {
+        txn.apply(Reconcile(Scope { sweep: true }))
+    })
 }

@@ -1,50 +1,23 @@
-//! `network create | ls | inspect | rm`: bridges with a subnet and gateway.
+//! Networks: bridges with a subnet and gateway. The changes `network
+//! create`, `rm` and `reset` make (each a [`Change`] the executor runs),
+//! and the read-only `ls` and `inspect`.
 
 use std::net::Ipv4Addr;
 
-use super::{Context, Outcome};
+use crate::change::{compensation, Change, Intent, Planned, Prepared, Row, Settle};
+use crate::context::{Context, DnsScope};
 use crate::error::{Error, Result};
-use crate::failpoint;
 use crate::firewall;
 use crate::kernel::sysctl;
+use crate::model::subnet::ipv4_of;
 use crate::model::{
-    ipam, names, subnet::parse_ipv4, Endpoint, Ipv4Net, Network, NetworkPolicy, PortMapping, Proto,
-    Uplink, DEFAULT_MTU,
+    ipam, names, subnet::ipv4_net_of, Endpoint, Ipv4Net, Network, NetworkPolicy, PortMapping,
+    Proto, Uplink, DEFAULT_MTU,
 };
 use crate::plan::{Plan, Step};
-use crate::reconcile;
-use crate::store::{NewNetwork, Status, Tx};
+use crate::request::NetworkRequest;
+use crate::store::{NewNetwork, Tx};
 use berth_nft::ElemOp;
-
-/// Options of `network create`, as given.
-#[derive(Clone, Debug, Default)]
-pub struct CreateOptions {
-    pub name: String,
-    pub subnet: Option<String>,
-    pub gateway: Option<String>,
-    pub bridge: Option<String>,
-    pub mtu: Option<u32>,
-    pub no_masquerade: bool,
-    pub no_icc: bool,
-    pub internal: bool,
-    pub deny_egress: Vec<String>,
-    pub uplink: Option<String>,
-    pub uplink_gateway: Option<String>,
-    pub log_drops: bool,
-    /// Who asks, recorded on the network (`podman` in netavark mode).
-    pub owner: Option<String>,
-    /// `--no-dns`: berth's DNS server does not serve this network.
-    pub no_dns: bool,
-    /// `--cluster-cidr`, as given.
-    pub cluster_cidrs: Vec<String>,
-}
-
-/// What `network create` made, and what the user should know about it.
-pub struct Created {
-    pub network: Network,
-    /// One line each, e.g. another firewall that may drop the traffic.
-    pub warnings: Vec<String>,
-}
 
 /// The `settings` row that remembers the ip_forward value berth found.
 const IP_FORWARD: &str = "net.ipv4.ip_forward";
@@ -57,117 +30,154 @@ const DEFAULT_BRIDGE: &str = "berth0";
 /// host|none` and the default network berth makes itself.
 pub const RESERVED_NAMES: [&str; 4] = ["host", "none", "default", DEFAULT_NETWORK];
 
-pub fn create(ctx: &mut Context, opts: &CreateOptions) -> Result<Outcome<Created>> {
-    if RESERVED_NAMES.contains(&opts.name.as_str()) {
-        return Err(Error::invalid(format!(
-            "network name {:?} is reserved (it would shadow `--net host|none` or berth's default network); choose another",
-            opts.name
-        )));
+/// `network create`: checks the request against the state and the host,
+/// records the network and builds it (bridge, address, forwarding, its
+/// part of the ruleset in one batch, its policy routing).
+pub struct CreateNetwork {
+    request: NetworkRequest,
+    /// Only berth's own default network may take a reserved name.
+    reserved_ok: bool,
+}
+
+impl CreateNetwork {
+    pub fn new(request: NetworkRequest) -> CreateNetwork {
+        CreateNetwork {
+            request,
+            reserved_ok: false,
+        }
     }
-    let _lock = ctx.begin_change()?;
-    let network = match create_in(ctx, opts)? {
-        Outcome::Planned(plan) => return Ok(Outcome::Planned(plan)),
-        Outcome::Done(network) => network,
-    };
-    crate::dns::sync_or_warn(&ctx.state_dir); // DNS: a listener for the new network
-    let warnings = ctx
-        .kernel
-        .foreign_forward_drops(&firewall::table())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| {
-            format!(
-                "warning: {c} has policy drop on the forward hook and may drop the traffic of network {} (berth cannot override it)",
-                network.name
-            )
+
+    /// The default network `berth` (bridge `berth0`).
+    pub fn default_network() -> CreateNetwork {
+        let mut request = NetworkRequest::new(DEFAULT_NETWORK);
+        request.bridge = Some(DEFAULT_BRIDGE.into());
+        CreateNetwork {
+            request,
+            reserved_ok: true,
+        }
+    }
+}
+
+impl Change for CreateNetwork {
+    type Output = Network;
+
+    fn prepare(&mut self, ctx: &mut Context, tx: &Tx) -> Result<Prepared<Network>> {
+        let req = &self.request;
+        if !self.reserved_ok && RESERVED_NAMES.contains(&req.name.as_str()) {
+            return Err(Error::invalid(format!(
+                "network name {:?} is reserved (it would shadow `--net host|none` or berth's default network); choose another",
+                req.name
+            )));
+        }
+        let new = check_create(ctx, tx, req)?;
+        // The row gives the network its id (and so its link group and
+        // routing table); a dry run's private copy keeps it.
+        let network = tx.insert_network(&new)?;
+        if let Some(owner) = &req.owner {
+            tx.mark_network(network.id, owner)?;
+        }
+        let plan = plan_create(ctx, tx, &network)?;
+        let warnings = ctx
+            .kernel
+            .foreign_forward_drops(&firewall::table())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| {
+                format!(
+                    "{c} has policy drop on the forward hook and may drop the traffic of network {} (berth cannot override it)",
+                    network.name
+                )
+            })
+            .collect();
+        let mut planned = Planned::new(
+            plan,
+            Intent::rows(vec![Row::NewNetwork(network.id)]),
+            network.clone(),
+        );
+        planned.dns = Some(DnsScope::All);
+        planned.warnings = warnings;
+        planned.undo = Some(compensation(RemoveNetwork::new(&network.name, false)));
+        Ok(Prepared::Change(planned))
+    }
+}
+
+/// Whether an existing network is the one a front door means (CNI and
+/// Podman name networks that may exist already).
+pub type Agreement = Box<dyn Fn(&Network, Option<&str>) -> Result<()>>;
+
+/// The network a runtime names: the existing one if it agrees with the
+/// request (the check is the front door's), else a new one. Its output
+/// says whether it made the network.
+pub struct EnsureNetwork {
+    create: CreateNetwork,
+    agrees: Agreement,
+}
+
+impl EnsureNetwork {
+    pub fn new(request: NetworkRequest, agrees: Agreement) -> EnsureNetwork {
+        EnsureNetwork {
+            create: CreateNetwork::new(request),
+            agrees,
+        }
+    }
+
+    /// berth's default network, made on first use.
+    pub fn default_network() -> EnsureNetwork {
+        EnsureNetwork {
+            create: CreateNetwork::default_network(),
+            agrees: Box::new(|_, _| Ok(())),
+        }
+    }
+}
+
+impl Change for EnsureNetwork {
+    type Output = (Network, bool);
+
+    fn prepare(&mut self, ctx: &mut Context, tx: &Tx) -> Result<Prepared<(Network, bool)>> {
+        let name = &self.create.request.name;
+        if let Some(n) = tx.network(name)? {
+            (self.agrees)(&n, tx.network_owner(name)?.as_deref())?;
+            return Ok(Prepared::Unchanged((n, false)));
+        }
+        Ok(match self.create.prepare(ctx, tx)? {
+            Prepared::Repair => Prepared::Repair,
+            Prepared::Unchanged(n) => Prepared::Unchanged((n, false)),
+            Prepared::Change(p) => Prepared::Change(Planned {
+                plan: p.plan,
+                intent: p.intent,
+                output: (p.output, true),
+                dns: p.dns,
+                warnings: p.warnings,
+                undo: p.undo,
+            }),
         })
-        .collect();
-    Ok(Outcome::Done(Created { network, warnings }))
-}
-
-/// Creates the default network unless it exists; returns it.
-pub fn ensure_default(ctx: &mut Context) -> Result<Network> {
-    let _lock = ctx.begin_change()?;
-    if let Some(n) = ctx.store()?.begin()?.network(DEFAULT_NETWORK)? {
-        return Ok(n);
     }
-    let opts = CreateOptions {
-        name: DEFAULT_NETWORK.into(),
-        bridge: Some(DEFAULT_BRIDGE.into()),
-        ..Default::default()
-    };
-    let network = create_in(ctx, &opts)?.applied();
-    crate::dns::sync_or_warn(&ctx.state_dir); // DNS: a listener for the new network
-    Ok(network)
-}
-
-/// Checks, records and (unless this is a dry run) builds a network; the
-/// caller holds the state lock.
-fn create_in(ctx: &mut Context, opts: &CreateOptions) -> Result<Outcome<Network>> {
-    let mut store = ctx.store()?;
-    let tx = store.begin()?;
-    let new = check_create(ctx, &tx, opts)?;
-    // The row gives the network its id (and so its link group and routing
-    // table); a dry run drops the transaction, and the row with it.
-    let network = tx.insert_network(&new)?;
-    if let Some(owner) = &opts.owner {
-        tx.mark_network(network.id, owner)?;
-    }
-    let plan = plan_create(ctx, &tx, &network)?;
-    if ctx.dry_run {
-        return Ok(Outcome::Planned(plan));
-    }
-    // The intent: a crash from here on leaves a `creating` row, which the
-    // next command undoes (the bridge is found by its name and group).
-    tx.set_network_status(network.id, Status::Creating)?;
-    tx.commit()?;
-    failpoint::hit("intent");
-    if let Err(e) = plan.apply(ctx.kernel.as_mut()) {
-        let tx = store.begin()?;
-        tx.delete_network(network.id)?;
-        tx.commit()?;
-        return Err(e);
-    }
-    failpoint::hit("record");
-    let tx = store.begin()?;
-    tx.set_network_status(network.id, Status::Ready)?;
-    reconcile::record_generation(ctx, &tx)?;
-    tx.commit()?;
-    Ok(Outcome::Done(network))
 }
 
 /// Checks every option against the state and the host, and computes the
 /// network to create.
-fn check_create<'a>(ctx: &mut Context, tx: &Tx, opts: &'a CreateOptions) -> Result<NewNetwork<'a>> {
-    names::check_name("network", &opts.name)?;
-    let bridge = match &opts.bridge {
+fn check_create<'a>(ctx: &mut Context, tx: &Tx, req: &'a NetworkRequest) -> Result<NewNetwork<'a>> {
+    names::check_name("network", &req.name)?;
+    let bridge = match &req.bridge {
         Some(b) => {
             names::check_ifname("bridge name", b)?;
             b.clone()
         }
-        None => names::default_bridge_name(&opts.name),
+        None => names::default_bridge_name(&req.name),
     };
-    let mtu = opts.mtu.unwrap_or(DEFAULT_MTU);
+    let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
     if !(68..=65535).contains(&mtu) {
         return Err(Error::invalid(format!(
             "invalid MTU {mtu}: expected 68 to 65535"
         )));
     }
-    let explicit_subnet = opts
-        .subnet
-        .as_deref()
-        .map(Ipv4Net::parse_network)
-        .transpose()?;
-    let gateway = opts
-        .gateway
-        .as_deref()
-        .map(|g| parse_ipv4("gateway", g))
-        .transpose()?;
+    let explicit_subnet = req.subnet.map(Ipv4Net::network_of).transpose()?;
+    let gateway = req.gateway.map(|g| ipv4_of("gateway", g)).transpose()?;
 
-    if tx.network(&opts.name)?.is_some() {
+    if tx.network(&req.name)?.is_some() {
         return Err(Error::invalid(format!(
             "network {:?} already exists",
-            opts.name
+            req.name
         )));
     }
     let networks = tx.networks()?;
@@ -226,9 +236,9 @@ fn check_create<'a>(ctx: &mut Context, tx: &Tx, opts: &'a CreateOptions) -> Resu
         None => subnet.first_host(),
     };
 
-    let policy = check_policy(ctx, opts)?;
+    let policy = check_policy(ctx, req)?;
     Ok(NewNetwork {
-        name: &opts.name,
+        name: &req.name,
         subnet,
         gateway,
         bridge,
@@ -237,33 +247,31 @@ fn check_create<'a>(ctx: &mut Context, tx: &Tx, opts: &'a CreateOptions) -> Resu
     })
 }
 
-/// Parses and checks the firewall and routing options.
-fn check_policy(ctx: &mut Context, opts: &CreateOptions) -> Result<NetworkPolicy> {
-    let deny_egress = opts
+/// Checks the firewall and routing options.
+fn check_policy(ctx: &mut Context, req: &NetworkRequest) -> Result<NetworkPolicy> {
+    let deny_egress = req
         .deny_egress
         .iter()
-        .map(|d| parse_cidr("--deny-egress", d))
+        .map(|d| ipv4_net_of("--deny-egress", *d))
         .collect::<Result<Vec<_>>>()?;
-    if opts.uplink_gateway.is_some() && opts.uplink.is_none() {
-        return Err(Error::invalid("--uplink-gateway needs --uplink IFACE"));
-    }
-    let uplink = match &opts.uplink {
+    let uplink = match &req.uplink {
         None => None,
-        Some(_) if opts.internal => {
+        Some(_) if req.internal => {
             return Err(Error::invalid(
                 "--uplink cannot be used with --internal: an internal network has no way out",
             ))
         }
-        Some(ifname) => {
+        Some(u) => {
+            let ifname = &u.ifname;
             names::check_ifname("--uplink interface", ifname)?;
             let Some(routes) = ctx.kernel.iface_routes(ifname)? else {
                 return Err(Error::invalid(format!(
                     "no interface {ifname:?} on the host for --uplink"
                 )));
             };
-            let gateway = match &opts.uplink_gateway {
+            let gateway = match u.gateway {
                 Some(g) => {
-                    let g = parse_ipv4("--uplink-gateway", g)?;
+                    let g = ipv4_of("--uplink-gateway", g)?;
                     if !routes.connected.iter().any(|n| n.is_host(g) || n.contains(g)) {
                         return Err(Error::invalid(format!(
                             "uplink gateway {g} is not reachable on {ifname}: it is in none of its prefixes"
@@ -284,41 +292,19 @@ fn check_policy(ctx: &mut Context, opts: &CreateOptions) -> Result<NetworkPolicy
         }
     };
     Ok(NetworkPolicy {
-        masquerade: !opts.no_masquerade,
-        icc: !opts.no_icc,
-        internal: opts.internal,
+        masquerade: req.masquerade,
+        icc: req.icc,
+        internal: req.internal,
         deny_egress,
         uplink,
-        log_drops: opts.log_drops,
-        dns: !opts.no_dns,
-        cluster_cidrs: opts
+        log_drops: req.log_drops,
+        dns: req.dns,
+        cluster_cidrs: req
             .cluster_cidrs
             .iter()
-            .map(|d| parse_cidr("--cluster-cidr", d))
+            .map(|d| ipv4_net_of("--cluster-cidr", *d))
             .collect::<Result<Vec<_>>>()?,
     })
-}
-
-/// An IPv4 range given for `what`: `a.b.c.d/len` without host bits, or one
-/// address.
-fn parse_cidr(what: &str, text: &str) -> Result<Ipv4Net> {
-    let net: Ipv4Net = if text.contains('/') {
-        text.parse().map_err(|_| {
-            Error::invalid(format!(
-                "invalid {what} {text:?}: expected an IPv4 CIDR like 10.0.0.0/8"
-            ))
-        })?
-    } else {
-        let ip = parse_ipv4(what, text)?;
-        Ipv4Net::new_truncating(ip, 32)
-    };
-    let given = text.split_once('/').map_or(text, |(a, _)| a);
-    if given != net.network().to_string() {
-        return Err(Error::invalid(format!(
-            "invalid {what} {text:?}: host bits are set; did you mean {net}?"
-        )));
-    }
-    Ok(net)
 }
 
 /// The kernel steps of a new network: bridge, address, forwarding, its
@@ -342,12 +328,7 @@ fn plan_create(ctx: &mut Context, tx: &Tx, network: &Network) -> Result<Plan> {
     // The DNS server listens on another port than 53 (Podman's
     // NETAVARK_DNS_PORT): the gateway's port 53 is redirected to it.
     let redirects = dns_redirects(tx, network)?;
-    firewall::ports::elements_op(
-        &mut change.batch,
-        berth_nft::ElemOp::Add,
-        network.gateway,
-        &redirects,
-    );
+    firewall::ports::elements_op(&mut change.batch, ElemOp::Add, network.gateway, &redirects);
     plan.push(Step::Nft {
         batch: change.batch,
         undo: change.undo,
@@ -425,6 +406,153 @@ fn plan_remove(
     plan
 }
 
+/// `network rm`: takes a network away; with `force`, its endpoints too
+/// (all their veths in one kernel request, through the network's link
+/// group). Its output is the endpoints it disconnected.
+pub struct RemoveNetwork {
+    name: String,
+    force: bool,
+    /// Only a network of this owner, and only when no endpoint is left on
+    /// it (Podman's "the last container removes its network").
+    if_unused_by: Option<String>,
+}
+
+impl RemoveNetwork {
+    pub fn new(name: &str, force: bool) -> RemoveNetwork {
+        RemoveNetwork {
+            name: name.to_string(),
+            force,
+            if_unused_by: None,
+        }
+    }
+
+    /// Removes the network if `owner` made it and it has no endpoint left;
+    /// otherwise does nothing.
+    pub fn if_unused(name: &str, owner: &str) -> RemoveNetwork {
+        RemoveNetwork {
+            name: name.to_string(),
+            force: false,
+            if_unused_by: Some(owner.to_string()),
+        }
+    }
+}
+
+impl Change for RemoveNetwork {
+    type Output = Vec<Endpoint>;
+
+    fn prepare(&mut self, ctx: &mut Context, tx: &Tx) -> Result<Prepared<Vec<Endpoint>>> {
+        let name = &self.name;
+        let network = match (&self.if_unused_by, tx.network(name)?) {
+            (Some(_), None) => return Ok(Prepared::Unchanged(Vec::new())),
+            (_, None) => return Err(no_such_network(name)),
+            (_, Some(n)) => n,
+        };
+        let endpoints = tx.endpoints(Some(network.id))?;
+        if let Some(owner) = &self.if_unused_by {
+            if tx.network_owner(name)?.as_deref() != Some(owner) || !endpoints.is_empty() {
+                return Ok(Prepared::Unchanged(Vec::new()));
+            }
+        }
+        if !endpoints.is_empty() && !self.force {
+            let names: Vec<&str> = endpoints.iter().map(|e| e.name.as_str()).collect();
+            return Err(Error::invalid(format!(
+                "network {name:?} still has {} endpoint(s) connected ({}); disconnect them or use --force",
+                endpoints.len(),
+                names.join(", ")
+            )));
+        }
+        let last = tx.networks()?.len() == 1;
+        let mut ports = tx.network_ports(network.id)?;
+        ports.extend(
+            dns_redirects(tx, &network)?
+                .into_iter()
+                .map(|m| (network.gateway, m)),
+        );
+        let mut plan = plan_remove(&network, endpoints.len(), last, &ports, &tx.instance_id()?);
+        if !table_exists(ctx, tx, 0)? {
+            // The ruleset went already (a reboot, `nft flush ruleset`): the
+            // plain deletes would fail on what is not there.
+            plan.steps.remove(0);
+        }
+        let mut planned = Planned::new(
+            plan,
+            Intent::rows(vec![Row::GoingNetwork(network.id)]),
+            endpoints,
+        );
+        planned.dns = Some(DnsScope::All);
+        Ok(Prepared::Change(planned))
+    }
+}
+
+/// The error for a network name that the state does not know.
+pub fn no_such_network(name: &str) -> Error {
+    Error::invalid(format!("no such network {name:?} (see `berth network ls`)"))
+}
+
+/// What `reset` took away.
+pub struct ResetReport {
+    pub networks: usize,
+    pub endpoints: usize,
+}
+
+/// `reset`: removes everything berth made (every network with its
+/// endpoints, its ruleset part and policy routing, the table, and the
+/// state) and puts back the host settings berth changed. Touches nothing
+/// berth did not make.
+pub struct Reset;
+
+impl Change for Reset {
+    type Output = ResetReport;
+
+    fn prepare(&mut self, ctx: &mut Context, tx: &Tx) -> Result<Prepared<ResetReport>> {
+        let networks = tx.networks()?;
+        let mut plan = Plan::new();
+        let change = firewall::remove_all(table_exists(ctx, tx, 0)?);
+        plan.push(Step::Nft {
+            batch: change.batch,
+            undo: change.undo,
+        });
+        let mut endpoints = 0;
+        for network in &networks {
+            let count = tx.endpoint_count(network.id)?;
+            endpoints += count;
+            // The table goes at once above, so the per-network nft part is
+            // not needed.
+            let mut p = plan_remove(
+                network,
+                count,
+                true,
+                &tx.network_ports(network.id)?,
+                &tx.instance_id()?,
+            );
+            p.steps.remove(0);
+            plan.steps.extend(p.steps);
+        }
+        if let Some(old) = tx.setting(IP_FORWARD)? {
+            plan.push(Step::SetSysctl {
+                key: sysctl::Key::ip_forward(),
+                value: old,
+            });
+        }
+        // Every network `removing`: a crash from here on is finished by
+        // the next command.
+        let intent = Intent {
+            rows: networks.iter().map(|n| Row::GoingNetwork(n.id)).collect(),
+            settle: vec![Settle::ClearState],
+        };
+        let mut planned = Planned::new(
+            plan,
+            intent,
+            ResetReport {
+                networks: networks.len(),
+                endpoints,
+            },
+        );
+        planned.dns = Some(DnsScope::All);
+        Ok(Prepared::Change(planned))
+    }
+}
+
 /// Every network with its endpoint count.
 pub fn list(ctx: &Context) -> Result<Vec<(Network, usize)>> {
     let Some(mut store) = ctx.store_read_only()? else {
@@ -443,128 +571,11 @@ pub fn list(ctx: &Context) -> Result<Vec<(Network, usize)>> {
 /// One network and its endpoints.
 pub fn inspect(ctx: &Context, name: &str) -> Result<(Network, Vec<Endpoint>)> {
     let Some(mut store) = ctx.store_read_only()? else {
-        return Err(Error::invalid(format!(
-            "no such network {name:?} (see `berth network ls`)"
-        )));
+        return Err(no_such_network(name));
     };
     let tx = store.read()?;
     let network = tx.require_network(name)?;
     let mut endpoints = tx.endpoints(Some(network.id))?;
     tx.load_ports(&mut endpoints)?;
     Ok((network, endpoints))
-}
-
-/// Removes a network; with `force`, disconnects its endpoints first (all
-/// their veths in one kernel request, through the network's link group).
-pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<Outcome<Vec<Endpoint>>> {
-    let _lock = ctx.begin_change()?;
-    let mut store = ctx.store()?;
-    let tx = store.begin()?;
-    let network = tx.require_network(name)?;
-    let endpoints = tx.endpoints(Some(network.id))?;
-    if !endpoints.is_empty() && !force {
-        let names: Vec<&str> = endpoints.iter().map(|e| e.name.as_str()).collect();
-        return Err(Error::invalid(format!(
-            "network {name:?} still has {} endpoint(s) connected ({}); disconnect them or use --force",
-            endpoints.len(),
-            names.join(", ")
-        )));
-    }
-    let last = tx.networks()?.len() == 1;
-    let mut ports = tx.network_ports(network.id)?;
-    ports.extend(
-        dns_redirects(&tx, &network)?
-            .into_iter()
-            .map(|m| (network.gateway, m)),
-    );
-    let mut plan = plan_remove(&network, endpoints.len(), last, &ports, &tx.instance_id()?);
-    if !table_exists(ctx, &tx, 0)? {
-        // The ruleset went already (a reboot, `nft flush ruleset`): the
-        // plain deletes would fail on what is not there.
-        plan.steps.remove(0);
-    }
-    if ctx.dry_run {
-        return Ok(Outcome::Planned(plan));
-    }
-    // The intent: a crash from here on leaves a `removing` row, which the
-    // next command finishes taking away.
-    tx.set_network_status(network.id, Status::Removing)?;
-    tx.commit()?;
-    failpoint::hit("intent");
-    if let Err(e) = plan.apply(ctx.kernel.as_mut()) {
-        let tx = store.begin()?;
-        tx.set_network_status(network.id, Status::Ready)?;
-        tx.commit()?;
-        return Err(e);
-    }
-    failpoint::hit("record");
-    let tx = store.begin()?;
-    tx.delete_network(network.id)?;
-    reconcile::record_generation(ctx, &tx)?;
-    tx.commit()?;
-    crate::dns::sync_or_warn(&ctx.state_dir); // DNS: the network's listener goes
-    Ok(Outcome::Done(endpoints))
-}
-
-/// What `reset` took away.
-pub struct ResetReport {
-    pub networks: usize,
-    pub endpoints: usize,
-}
-
-/// Removes everything berth made: every network with its endpoints, its
-/// ruleset part and policy routing, the table, and the state; puts back
-/// the host settings berth changed. Touches nothing berth did not make.
-pub fn reset(ctx: &mut Context) -> Result<Outcome<ResetReport>> {
-    let _lock = ctx.begin_change()?;
-    let mut store = ctx.store()?;
-    let tx = store.begin()?;
-    let networks = tx.networks()?;
-    let mut plan = Plan::new();
-    let change = firewall::remove_all(table_exists(ctx, &tx, 0)?);
-    plan.push(Step::Nft {
-        batch: change.batch,
-        undo: change.undo,
-    });
-    let mut endpoints = 0;
-    for network in &networks {
-        let count = tx.endpoint_count(network.id)?;
-        endpoints += count;
-        // The table goes at once above, so the per-network nft part is not needed.
-        let mut p = plan_remove(
-            network,
-            count,
-            true,
-            &tx.network_ports(network.id)?,
-            &tx.instance_id()?,
-        );
-        p.steps.remove(0);
-        plan.steps.extend(p.steps);
-    }
-    if let Some(old) = tx.setting(IP_FORWARD)? {
-        plan.push(Step::SetSysctl {
-            key: sysctl::Key::ip_forward(),
-            value: old,
-        });
-    }
-    if ctx.dry_run {
-        return Ok(Outcome::Planned(plan));
-    }
-    // The intent: every network `removing`, so a crash from here on is
-    // finished by the next command.
-    for network in &networks {
-        tx.set_network_status(network.id, Status::Removing)?;
-    }
-    tx.commit()?;
-    failpoint::hit("intent");
-    plan.apply(ctx.kernel.as_mut())?;
-    failpoint::hit("record");
-    let tx = store.begin()?;
-    tx.clear()?;
-    tx.commit()?;
-    crate::dns::sync_or_warn(&ctx.state_dir); // DNS: no network needs the server
-    Ok(Outcome::Done(ResetReport {
-        networks: networks.len(),
-        endpoints,
-    }))
 }

@@ -1,23 +1,34 @@
 //! `run` and `exec`: a command in its own network sandbox, or inside an
 //! existing namespace.
+//!
+//! A run is two transactions around the command: [`start`] records the
+//! sandbox with its owner, makes its namespace and attaches it (with the
+//! default network made on first use), all under one lock; [`wait`] runs
+//! the command and then takes the sandbox away again, whatever happened.
 
+use std::net::IpAddr;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Command;
 
 use nix::sys::signal::{kill, pthread_sigmask, SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
 
-use super::endpoint::{self, ConnectOptions};
-use super::network;
-use super::Context;
+use super::endpoint::{Attach, Detach};
+use super::network::EnsureNetwork;
+use crate::change::{compensation, Change, Intent, Planned, Prepared, Row, Settle};
+use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::executor::{transaction, Preflight};
 use crate::kernel::netns;
 use crate::kernel::process::{self, ExecFailure};
-use crate::model::names;
-use crate::store;
+use crate::model::{names, Endpoint, Network, PortSpec};
+use crate::plan::{Plan, Step};
+use crate::request::{AttachRequest, DetachRequest, EndpointRef};
+use crate::store::{self, Tx};
 
 /// Where `run` puts the command.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetMode {
     /// The host's own namespace.
     Host,
@@ -38,61 +49,73 @@ impl NetMode {
     }
 }
 
-pub struct RunOptions {
+/// `run`, typed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRequest {
     pub net: NetMode,
     pub name: Option<String>,
-    pub ip: Option<String>,
-    /// `-p` values, as given.
-    pub ports: Vec<String>,
-    /// `--alias` values.
+    pub ip: Option<IpAddr>,
+    pub ports: Vec<PortSpec>,
+    /// More DNS names of the sandbox on its network.
     pub aliases: Vec<String>,
-    /// `--dns` values: nameservers instead of the network's gateway.
-    pub dns: Vec<String>,
-    /// `--dns-search` values.
+    /// Nameservers instead of the network's gateway.
+    pub dns: Vec<IpAddr>,
     pub dns_search: Vec<String>,
     pub command: Vec<String>,
     /// The command's host name (a UTS namespace of its own).
     pub hostname: Option<String>,
-    /// Say nothing on stderr about what was made.
-    pub quiet: bool,
 }
 
-/// Runs the command and returns its exit code (128+N if killed by signal N).
-pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
-    let (program, args) = opts
-        .command
-        .split_first()
-        .ok_or_else(|| Error::invalid("run needs a command after --"))?;
-    // Bad specs fail before anything (the namespace) is made.
-    for p in &opts.ports {
-        crate::model::PortSpec::parse(p).map_err(Error::Invalid)?;
+/// A sandbox made and attached, its command not started yet.
+pub struct Started {
+    pub name: String,
+    /// The endpoint and its network; None for `--net none`.
+    pub attached: Option<(Endpoint, Network)>,
+    resolv: Option<std::path::PathBuf>,
+}
+
+/// What [`start`] found to do.
+pub enum Start {
+    /// `--net host`: nothing to make; the command runs in the host's
+    /// namespace (the caller `exec`s it).
+    Host,
+    Sandbox(Box<Started>),
+}
+
+/// Checks the request, then records, makes and attaches the sandbox in one
+/// transaction (the default network is made on first use within it).
+pub fn start(ctx: &mut Context, req: &RunRequest) -> Result<Start> {
+    if req.command.is_empty() {
+        return Err(Error::invalid("run needs a command after --"));
     }
-    let dns_servers = crate::dns::parse_servers(&opts.dns)?; // DNS
-    if opts.net == NetMode::Host && (!opts.dns.is_empty() || !opts.dns_search.is_empty()) {
+    if req.net == NetMode::Host && (!req.dns.is_empty() || !req.dns_search.is_empty()) {
         return Err(Error::invalid(
             "--dns and --dns-search do not apply to --net host (it uses the host's resolv.conf)",
         ));
     }
-    if !opts.aliases.is_empty() && matches!(opts.net, NetMode::Host | NetMode::None) {
+    if !req.aliases.is_empty() && matches!(req.net, NetMode::Host | NetMode::None) {
         return Err(Error::invalid(
             "--alias needs a network: --net host and --net none have no names",
         ));
     }
-    if opts.net == NetMode::Host && opts.ports.is_empty() {
-        if opts.ip.is_some() {
+    if req.net == NetMode::Host && req.ports.is_empty() {
+        if req.ip.is_some() {
             return Err(Error::invalid("--ip does not apply to --net host"));
         }
-        return Err(exec_error(program, Command::new(program).args(args).exec()));
+        if req.hostname.is_some() {
+            return Err(Error::invalid("--hostname does not apply to --net host"));
+        }
+        return Ok(Start::Host);
     }
-    if opts.ip.is_some() && opts.net == NetMode::None {
+    if req.ip.is_some() && req.net == NetMode::None {
         return Err(Error::invalid("--ip does not apply to --net none"));
     }
-    if !opts.ports.is_empty() && matches!(opts.net, NetMode::Host | NetMode::None) {
+    if !req.ports.is_empty() && matches!(req.net, NetMode::Host | NetMode::None) {
         return Err(Error::invalid(
             "-p needs a network: --net host and --net none publish nothing",
         ));
     }
-    if let Some(h) = &opts.hostname {
+    if let Some(h) = &req.hostname {
         if h.is_empty()
             || h.len() > 64
             || !h
@@ -103,157 +126,197 @@ pub fn run(ctx: &mut Context, opts: &RunOptions) -> Result<i32> {
                 "invalid hostname {h:?}: use 1-64 letters, digits, '-' or '.'"
             )));
         }
-        if opts.net == NetMode::Host {
-            return Err(Error::invalid("--hostname does not apply to --net host"));
-        }
     }
-    let name = opts
+    let name = req
         .name
         .clone()
         .unwrap_or_else(|| format!("run-{}", std::process::id()));
     names::check_name("sandbox", &name)?;
-    if netns::named_path(&name).exists() {
-        return Err(Error::invalid(format!(
-            "a namespace named {name:?} already exists in {}",
-            netns::NETNS_DIR
-        )));
-    }
-    let network = match &opts.net {
-        NetMode::Network(Some(n)) => {
-            let mut store = ctx.store()?;
-            let tx = store.begin()?;
-            let network = tx.require_network(n)?;
-            Some(network.name)
-        }
-        NetMode::Network(None) => Some(network::ensure_default(ctx)?.name),
-        _ => None,
+    let attached = transaction(ctx, Preflight::Run, |txn| {
+        let network = match &req.net {
+            NetMode::Network(Some(n)) => {
+                // Before anything is made for a network that does not exist.
+                txn.read(|tx| tx.require_network(n))?;
+                Some(n.clone())
+            }
+            NetMode::Network(None) => Some(txn.apply(EnsureNetwork::default_network())?.0.name),
+            _ => None,
+        };
+        txn.apply(CreateSandbox {
+            name: name.clone(),
+            loopback_only: network.is_none(),
+        })?;
+        let Some(network) = network else {
+            return Ok(None);
+        };
+        let attach = AttachRequest {
+            network,
+            target: name.clone(),
+            ip: req.ip,
+            ports: req.ports.clone(),
+            aliases: req.aliases.clone(),
+            ..Default::default()
+        };
+        txn.apply(Attach(attach)).map(Some)
+    })?
+    .applied()?;
+    let mut started = Started {
+        name,
+        attached,
+        resolv: None,
     };
-
-    record_sandbox(ctx, &name)?;
-    let sandbox = Sandbox {
-        name: name.clone(),
-        network: network.clone(),
-    };
-    let path = netns::named_path(&name);
-    let mut dns_gateway = None;
-    match &network {
-        Some(network) => {
-            let connect = ConnectOptions {
-                network: network.clone(),
-                target: name.clone(),
-                ip: opts.ip.clone(),
-                ports: opts.ports.clone(),
-                aliases: opts.aliases.clone(),
-                ..Default::default()
-            };
-            let (e, n) = endpoint::connect(ctx, &connect)
-                .inspect_err(|_| sandbox.remove(ctx))?
-                .applied();
-            dns_gateway = n.policy.dns.then_some(n.gateway);
-            if !opts.quiet {
-                // Before the command starts, so it is the first thing seen,
-                // picked host ports included.
-                eprintln!(
-                    "berth: {} on network {}: {}/{} via {}",
-                    e.name,
-                    n.name,
-                    e.ip,
-                    n.subnet.prefix_len(),
-                    n.gateway
-                );
-                for p in &e.ports {
-                    eprintln!("berth: published {p}");
-                }
+    // DNS: the command's own /etc/resolv.conf (the host's stays as it is).
+    let gateway = started
+        .attached
+        .as_ref()
+        .and_then(|(_, n)| n.policy.dns.then_some(n.gateway));
+    if gateway.is_some() || !req.dns.is_empty() || !req.dns_search.is_empty() {
+        match crate::dns::write_container_resolv(
+            &ctx.state_dir,
+            &started.name,
+            gateway,
+            &req.dns,
+            &req.dns_search,
+        ) {
+            Ok(path) => started.resolv = Some(path),
+            Err(e) => {
+                remove(ctx, &started);
+                return Err(e);
             }
         }
-        None => ctx
-            .kernel
-            .loopback_up(&path)
-            .inspect_err(|_| sandbox.remove(ctx))?,
     }
-    // DNS: the command's own /etc/resolv.conf (the host's stays as it is).
-    let resolv = if dns_gateway.is_some() || !dns_servers.is_empty() || !opts.dns_search.is_empty()
-    {
-        Some(
-            crate::dns::write_container_resolv(
-                &ctx.state_dir,
-                &name,
-                dns_gateway,
-                &dns_servers,
-                &opts.dns_search,
+    Ok(Start::Sandbox(Box::new(started)))
+}
+
+/// Runs the command in the sandbox, forwarding signals to it, then takes
+/// the sandbox away; returns the command's exit code (128+N if killed by
+/// signal N).
+pub fn wait(ctx: &mut Context, started: Started, req: &RunRequest) -> Result<i32> {
+    let (program, args) = req
+        .command
+        .split_first()
+        .ok_or_else(|| Error::invalid("run needs a command after --"))?;
+    let status = ctx
+        .kernel
+        .resolve_target(&started.name)
+        .and_then(|t| t.open())
+        .and_then(|ns| {
+            spawn_forwarding_signals(
+                program,
+                args,
+                &ns,
+                req.hostname.as_deref(),
+                started.resolv.as_deref(),
             )
-            .inspect_err(|_| sandbox.remove(ctx))?,
-        )
-    } else {
-        None
-    };
-    let ns = ctx.kernel.resolve_target(&name)?.open()?;
-    let status = spawn_forwarding_signals(
-        program,
-        args,
-        &ns,
-        opts.hostname.as_deref(),
-        resolv.as_deref(),
-    );
-    if let Some(r) = &resolv {
+        });
+    if let Some(r) = &started.resolv {
         let _ = std::fs::remove_file(r);
     }
-    sandbox.remove(ctx);
+    remove(ctx, &started);
     status
 }
 
-/// Records the namespace as this process's, then makes it: a `run` killed
-/// at any point leaves a row whose owner is dead, and the next command
-/// removes the namespace and its endpoint (see `reconcile`).
-fn record_sandbox(ctx: &mut Context, name: &str) -> Result<()> {
-    let _lock = ctx.begin_change()?;
-    let pid = std::process::id();
-    let owner_start = ctx
-        .kernel
-        .process_start_time(pid)
-        .ok_or_else(|| Error::Other("cannot read this process's start time".into()))?;
-    let mut store = ctx.store()?;
-    let tx = store.begin()?;
-    tx.insert_sandbox(&store::Sandbox {
-        name: name.to_string(),
-        owner_pid: pid,
-        owner_start,
-    })?;
-    tx.commit()?;
-    crate::failpoint::hit("intent");
-    if let Err(e) = ctx.kernel.create_netns(name) {
-        let tx = store.begin()?;
-        tx.delete_sandbox(name)?;
-        tx.commit()?;
-        return Err(e);
+/// Runs the command in the host's own namespace (`--net host`): replaces
+/// this process.
+pub fn exec_on_host(req: &RunRequest) -> Error {
+    let (program, args) = match req.command.split_first() {
+        Some(c) => c,
+        None => return Error::invalid("run needs a command after --"),
+    };
+    exec_error(program, Command::new(program).args(args).exec())
+}
+
+/// Takes the sandbox away: its endpoint (the veth goes with the
+/// namespace, so only the state and the published ports need undoing),
+/// then the namespace. A failure is a warning: the next command's
+/// preflight reclaims what is left, since the sandbox's owner is gone.
+fn remove(ctx: &mut Context, started: &Started) {
+    let done = transaction(ctx, Preflight::Run, |txn| {
+        if let Some((_, network)) = &started.attached {
+            let mut detach =
+                DetachRequest::new(&network.name, EndpointRef::Target(started.name.clone()));
+            detach.force = true;
+            detach.delete_veth = false;
+            txn.apply(Detach(detach))?;
+        }
+        txn.apply(RemoveSandbox {
+            name: started.name.clone(),
+        })
+    });
+    if let Err(e) = done {
+        ctx.warn(format!("cleaning up sandbox {}: {e}", started.name));
     }
-    Ok(())
 }
 
-/// A namespace `run` made, and the network it joined: removed afterwards
-/// whatever happened.
-struct Sandbox {
-    name: String,
-    network: Option<String>,
+/// A `run` namespace, recorded with its owner (this process) before it is
+/// made: a `run` killed at any point leaves a row whose owner is dead, and
+/// the next command removes the namespace and its endpoint.
+pub struct CreateSandbox {
+    pub name: String,
+    /// `--net none`: the namespace gets only `lo`, up.
+    pub loopback_only: bool,
 }
 
-impl Sandbox {
-    fn remove(&self, ctx: &mut Context) {
-        if let Some(network) = &self.network {
-            if let Err(e) = endpoint::forget(ctx, network, &self.name) {
-                eprintln!("berth: cleaning up endpoint {}: {e}", self.name);
-            }
+impl Change for CreateSandbox {
+    type Output = ();
+
+    fn prepare(&mut self, ctx: &mut Context, tx: &Tx) -> Result<Prepared<()>> {
+        if netns::named_path(&self.name).exists() {
+            return Err(Error::invalid(format!(
+                "a namespace named {:?} already exists in {}",
+                self.name,
+                netns::NETNS_DIR
+            )));
         }
-        let done = ctx.begin_change().and_then(|_lock| {
-            ctx.kernel.delete_netns(&self.name)?;
-            let mut store = ctx.store()?;
-            let tx = store.begin()?;
-            tx.delete_sandbox(&self.name)?;
-            tx.commit()
+        let pid = std::process::id();
+        let owner_start = ctx
+            .kernel
+            .process_start_time(pid)
+            .ok_or_else(|| Error::Other("cannot read this process's start time".into()))?;
+        tx.insert_sandbox(&store::Sandbox {
+            name: self.name.clone(),
+            owner_pid: pid,
+            owner_start,
+        })?;
+        let mut plan = Plan::new();
+        plan.push(Step::CreateNetns {
+            name: self.name.clone(),
         });
-        if let Err(e) = done {
-            eprintln!("berth: cleaning up namespace {}: {e}", self.name);
+        if self.loopback_only {
+            plan.push(Step::LoopbackUp {
+                netns: netns::named_path(&self.name),
+            });
         }
+        let mut planned = Planned::new(
+            plan,
+            Intent::rows(vec![Row::NewSandbox(self.name.clone())]),
+            (),
+        );
+        planned.undo = Some(compensation(RemoveSandbox {
+            name: self.name.clone(),
+        }));
+        Ok(Prepared::Change(planned))
+    }
+}
+
+/// Deletes a `run` namespace and its row.
+pub struct RemoveSandbox {
+    pub name: String,
+}
+
+impl Change for RemoveSandbox {
+    type Output = ();
+
+    fn prepare(&mut self, _ctx: &mut Context, _tx: &Tx) -> Result<Prepared<()>> {
+        let mut plan = Plan::new();
+        plan.push(Step::DeleteNetns {
+            name: self.name.clone(),
+        });
+        let intent = Intent {
+            rows: Vec::new(),
+            settle: vec![Settle::DropSandboxes(vec![self.name.clone()])],
+        };
+        Ok(Prepared::Change(Planned::new(plan, intent, ())))
     }
 }
 
@@ -333,56 +396,34 @@ pub fn exec_plan(ctx: &Context, target: &str, command: &[String]) -> Result<Stri
     ))
 }
 
-/// `run -d`: starts `berth run` (this same request, without `-d`) as a
-/// process of its own, in a session of its own, with its output going to
-/// `STATE/logs/NAME.log`; waits until its endpoint is up; returns the name.
-pub fn detach(ctx: &Context, opts: &RunOptions) -> Result<String> {
-    let name = opts
+/// The hidden command a detached run is carried out by: it reads its
+/// [`RunRequest`] as JSON on stdin.
+pub const DETACHED_COMMAND: &str = "run-detached";
+
+/// `run -d`: starts a berth process of its own, in a session of its own,
+/// that carries out the same request (handed over as JSON, not re-spelled
+/// as arguments), with its output going to `STATE/logs/NAME.log`; waits
+/// until its endpoint is up; returns the name.
+pub fn detach(ctx: &Context, req: &RunRequest) -> Result<String> {
+    let name = req
         .name
         .clone()
         .unwrap_or_else(|| format!("run-{}", std::process::id()));
     names::check_name("sandbox", &name)?;
+    let req = RunRequest {
+        name: Some(name.clone()),
+        ..req.clone()
+    };
     let logs = ctx.state_dir.join("logs");
     std::fs::create_dir_all(&logs)?;
     let log_path = logs.join(format!("{name}.log"));
     let log = std::fs::File::create(&log_path)?;
-    let mut args: Vec<String> = vec![
-        "--state-dir".into(),
-        ctx.state_dir.display().to_string(),
-        "run".into(),
-        "--name".into(),
-        name.clone(),
-    ];
-    match &opts.net {
-        NetMode::Host => args.extend(["--net".into(), "host".into()]),
-        NetMode::None => args.extend(["--net".into(), "none".into()]),
-        NetMode::Network(Some(n)) => args.extend(["--net".into(), n.clone()]),
-        NetMode::Network(None) => {}
-    }
-    if let Some(ip) = &opts.ip {
-        args.extend(["--ip".into(), ip.clone()]);
-    }
-    for p in &opts.ports {
-        args.extend(["-p".into(), p.clone()]);
-    }
-    if let Some(h) = &opts.hostname {
-        args.extend(["--hostname".into(), h.clone()]);
-    }
-    for a in &opts.aliases {
-        args.extend(["--alias".into(), a.clone()]);
-    }
-    for d in &opts.dns {
-        args.extend(["--dns".into(), d.clone()]);
-    }
-    for d in &opts.dns_search {
-        args.extend(["--dns-search".into(), d.clone()]);
-    }
-    args.push("--".into());
-    args.extend(opts.command.iter().cloned());
     let mut child = Command::new(std::env::current_exe()?);
     child
-        .args(&args)
-        .stdin(std::process::Stdio::null())
+        .arg("--state-dir")
+        .arg(&ctx.state_dir)
+        .arg(DETACHED_COMMAND)
+        .stdin(std::process::Stdio::piped())
         .stdout(log.try_clone()?)
         .stderr(log);
     unsafe {
@@ -392,6 +433,13 @@ pub fn detach(ctx: &Context, opts: &RunOptions) -> Result<String> {
         });
     }
     let mut child = child.spawn()?;
+    let json =
+        serde_json::to_vec(&req).map_err(|e| Error::Other(format!("encoding the run: {e}")))?;
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(&json)?;
+    }
     // Up means: the endpoint is `ready` (or, for --net none, the sandbox
     // row exists and the command runs).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -403,7 +451,7 @@ pub fn detach(ctx: &Context, opts: &RunOptions) -> Result<String> {
                 log.trim()
             )));
         }
-        if detached_is_up(ctx, &name, &opts.net)? {
+        if detached_is_up(ctx, &name, &req.net)? {
             return Ok(name);
         }
         if std::time::Instant::now() > deadline {
@@ -414,6 +462,14 @@ pub fn detach(ctx: &Context, opts: &RunOptions) -> Result<String> {
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+}
+
+/// Reads a detached run's request from stdin (see [`detach`]).
+pub fn read_detached_request() -> Result<RunRequest> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::invalid(format!("invalid detached run request: {e}")))
 }
 
 fn detached_is_up(ctx: &Context, name: &str, net: &NetMode) -> Result<bool> {
@@ -468,8 +524,9 @@ pub fn stop(ctx: &mut Context, name: &str) -> Result<()> {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    // A run killed by SIGKILL left its sandbox: the next change reclaims it.
-    let _lock = ctx.begin_change()?;
+    // A run killed by SIGKILL left its sandbox: the preflight of an empty
+    // transaction reclaims it.
+    transaction(ctx, Preflight::Run, |_| Ok(()))?;
     Ok(())
 }
 

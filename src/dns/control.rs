@@ -30,17 +30,18 @@ enum Notify {
 /// Makes the server match the state: start, restart, reload or let it go.
 /// Concurrent berth processes take turns (a lock file), so only one starts
 /// a server.
-pub fn sync(state_dir: &Path) -> Result<()> {
+/// Returns the server's warnings, one line each.
+pub fn sync(state_dir: &Path) -> Result<Vec<String>> {
     sync_with(state_dir, "reload")
 }
 
 /// [`sync`] after a change to one namespace's endpoints only (connect,
 /// disconnect): the server re-reads that namespace's rows alone.
-pub fn sync_netns(state_dir: &Path, inode: u64) -> Result<()> {
+pub fn sync_netns(state_dir: &Path, inode: u64) -> Result<Vec<String>> {
     sync_with(state_dir, &format!("netns {inode}"))
 }
 
-fn sync_with(state_dir: &Path, request: &str) -> Result<()> {
+fn sync_with(state_dir: &Path, request: &str) -> Result<Vec<String>> {
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -52,14 +53,16 @@ fn sync_with(state_dir: &Path, request: &str) -> Result<()> {
     // A running server decides for itself whether it is still needed (it
     // exits after a reload that finds no DNS network), so the state is
     // read here only when none runs.
-    let warnings = match notify(state_dir, request)? {
+    let mut warnings = Vec::new();
+    let reply = notify(state_dir, request, &mut warnings)?;
+    let server = match reply {
         Notify::Done(w) => w,
-        Notify::NotRunning if !needed(state_dir)? => return Ok(()),
+        Notify::NotRunning if !needed(state_dir)? => return Ok(warnings),
         Notify::NotRunning => {
             start(state_dir)?;
             let deadline = Instant::now() + START_TIMEOUT;
             loop {
-                match notify(state_dir, request)? {
+                match notify(state_dir, request, &mut warnings)? {
                     Notify::Done(w) => break w,
                     Notify::NotRunning if Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(2))
@@ -74,10 +77,8 @@ fn sync_with(state_dir: &Path, request: &str) -> Result<()> {
             }
         }
     };
-    for w in warnings {
-        eprintln!("berth: warning: DNS: {w}");
-    }
-    Ok(())
+    warnings.extend(server);
+    Ok(warnings)
 }
 
 /// Whether some network has DNS.
@@ -92,7 +93,7 @@ fn needed(state_dir: &Path) -> Result<bool> {
 }
 
 /// Asks the server to reload and waits for its ack.
-fn notify(state_dir: &Path, request: &str) -> Result<Notify> {
+fn notify(state_dir: &Path, request: &str, warnings: &mut Vec<String>) -> Result<Notify> {
     let path = state_dir.join(SOCKET);
     let mut stream = match UnixStream::connect(&path) {
         Ok(s) => s,
@@ -122,7 +123,7 @@ fn notify(state_dir: &Path, request: &str) -> Result<Notify> {
         }
         Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
             // Hung: end it (by the PID it recorded) so a fresh one takes over.
-            kill_recorded(state_dir);
+            warnings.extend(kill_recorded(state_dir));
             let _ = std::fs::remove_file(&path);
             Ok(Notify::NotRunning)
         }
@@ -130,7 +131,7 @@ fn notify(state_dir: &Path, request: &str) -> Result<Notify> {
     }
 }
 
-fn kill_recorded(state_dir: &Path) {
+fn kill_recorded(state_dir: &Path) -> Option<String> {
     let pid = std::fs::read_to_string(state_dir.join(PID_FILE))
         .ok()
         .and_then(|p| p.trim().parse::<i32>().ok());
@@ -139,13 +140,14 @@ fn kill_recorded(state_dir: &Path) {
         std::fs::read(format!("/proc/{pid}/cmdline"))
             .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"dns-server"))
     };
-    if let Some(pid) = pid.filter(|p| *p > 1).filter(ours) {
-        eprintln!("berth: warning: DNS server (pid {pid}) does not answer; restarting it");
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
+    let pid = pid.filter(|p| *p > 1).filter(ours)?;
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    Some(format!(
+        "DNS server (pid {pid}) does not answer; restarting it"
+    ))
 }
 
 /// Starts `berth dns-server` detached: its own session, stdio to the log

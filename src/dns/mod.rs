@@ -41,21 +41,6 @@ const LOCK_FILE: &str = "dns.lock";
 /// The server's stdout and stderr.
 pub const LOG_FILE: &str = "dns.log";
 
-/// [`sync`], with a failure reported as a warning: the network change it
-/// follows is done and committed, and the next command tries again.
-pub fn sync_or_warn(state_dir: &Path) {
-    if let Err(e) = sync(state_dir) {
-        eprintln!("berth: warning: DNS server: {e}");
-    }
-}
-
-/// [`sync_netns`], with a failure reported as a warning.
-pub fn sync_netns_or_warn(state_dir: &Path, inode: u64) {
-    if let Err(e) = sync_netns(state_dir, inode) {
-        eprintln!("berth: warning: DNS server: {e}");
-    }
-}
-
 /// Checks `--alias` values: DNS names (labels of letters, digits, '-' and
 /// '_', 1-63 bytes each, 253 in all), none twice and none the endpoint's
 /// own name.

@@ -14,6 +14,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 
 use super::rtnl::Rtnl;
 use crate::error::errno_of;
+use crate::model::names::DOOMED_GROUP;
 use crate::model::Mac;
 
 /// What a new veth pair looks like: the host end goes on a bridge, the peer
@@ -235,6 +236,23 @@ fn group_message(name: &str, group: u32) -> LinkMessage {
     msg.attributes.push(LinkAttribute::IfName(name.to_string()));
     msg.attributes.push(LinkAttribute::Group(group));
     msg
+}
+
+/// Moves each of `names` that exists into `names::DOOMED_GROUP`, then
+/// deletes the group in one request (one RCU grace period in all); returns
+/// how many were deleted. A link gone already (with its namespace) is not
+/// an error.
+pub fn delete_together(rtnl: &mut Rtnl, names: &[String]) -> io::Result<usize> {
+    let mut moved = 0;
+    for name in names {
+        if set_group(rtnl, name, DOOMED_GROUP)? {
+            moved += 1;
+        }
+    }
+    if moved > 0 {
+        delete_group(rtnl, DOOMED_GROUP)?;
+    }
+    Ok(moved)
 }
 
 /// What berth needs to know of one link: enough to tell its own devices

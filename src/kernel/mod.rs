@@ -319,22 +319,8 @@ impl Kernel for LiveKernel {
     }
 
     fn delete_links_together(&mut self, names: &[String]) -> Result<usize> {
-        let what = "deleting links together";
-        let rtnl = self.rtnl()?;
-        let mut moved = 0;
-        for name in names {
-            // A link gone already (with its namespace) is not an error.
-            if link::set_group(rtnl, name, crate::model::names::DOOMED_GROUP)
-                .map_err(|e| Error::kernel(format!("{what}: moving {name}"), e))?
-            {
-                moved += 1;
-            }
-        }
-        if moved > 0 {
-            link::delete_group(rtnl, crate::model::names::DOOMED_GROUP)
-                .map_err(|e| Error::kernel(what, e))?;
-        }
-        Ok(moved)
+        link::delete_together(self.rtnl()?, names)
+            .map_err(|e| Error::kernel(format!("deleting {} link(s)", names.len()), e))
     }
 
     fn link_group(&mut self, name: &str) -> Result<Option<u32>> {

@@ -102,6 +102,22 @@ pub struct Endpoint {
     pub ports: Vec<PortMapping>,
 }
 
+/// An endpoint's maker and, for a runtime's, the container it belongs to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointMark {
+    pub owner: Option<String>,
+    pub container_id: Option<String>,
+}
+
+/// A runtime's key of an endpoint: CNI names an attachment by container
+/// ID and interface name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub container_id: String,
+    pub ifname: String,
+    pub owner: String,
+}
+
 /// The JSON shape of a network in `network ls/inspect --json`.
 #[derive(Serialize)]
 pub struct NetworkView {

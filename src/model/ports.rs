@@ -18,7 +18,10 @@ pub const AUTO_PORT_FIRST: u16 = 49153;
 pub const AUTO_PORT_LAST: u16 = 60999;
 
 /// A transport protocol a port can be published for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
     Udp,
@@ -63,7 +66,7 @@ impl fmt::Display for Proto {
 
 /// A `-p` value as the user wrote it, checked but with the host port maybe
 /// still to be picked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PortSpec {
     /// 0.0.0.0 means every local address.
     pub host_ip: Ipv4Addr,

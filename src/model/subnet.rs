@@ -200,6 +200,34 @@ impl fmt::Display for Ipv4Net {
     }
 }
 
+/// An IPv4 address given for `what`; an IPv6 one is refused, naming it.
+pub fn ipv4_of(what: &str, ip: std::net::IpAddr) -> Result<Ipv4Addr, Error> {
+    match ip {
+        std::net::IpAddr::V4(v4) => Ok(v4),
+        std::net::IpAddr::V6(v6) => Err(Error::invalid(format!(
+            "invalid {what} {v6}: berth's networks are IPv4 (expected an IPv4 address)"
+        ))),
+    }
+}
+
+/// An IPv4 prefix given for `what`; an IPv6 one is refused, naming it.
+pub fn ipv4_net_of(what: &str, net: ipnet::IpNet) -> Result<Ipv4Net, Error> {
+    match net {
+        ipnet::IpNet::V4(v4) => Ok(Ipv4Net::new_truncating(v4.addr(), v4.prefix_len())),
+        ipnet::IpNet::V6(v6) => Err(Error::invalid(format!(
+            "invalid {what} {v6}: berth's networks are IPv4 (expected an IPv4 CIDR)"
+        ))),
+    }
+}
+
+impl Ipv4Net {
+    /// A network's subnet from a parsed prefix: IPv4, not reserved, and
+    /// with room for a gateway and a container.
+    pub fn network_of(net: ipnet::IpNet) -> Result<Ipv4Net, Error> {
+        Ipv4Net::parse_network(&ipv4_net_of("subnet", net)?.to_string())
+    }
+}
+
 /// Parses a plain IPv4 address given for `what` (e.g. "--ip").
 pub fn parse_ipv4(what: &str, text: &str) -> Result<Ipv4Addr, Error> {
     text.parse()

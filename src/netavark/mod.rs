@@ -18,9 +18,9 @@
 //!
 //! State is berth's own (`BERTH_STATE_DIR`, default /var/lib/berth); the
 //! `--config` directory and `--aardvark-binary` are accepted and unused.
-//! Requests are serialised by a lock file in the state directory, so that
-//! "first container makes the network, last one removes it" holds when
-//! Podman starts and stops containers in parallel.
+//! Each request is one transaction under berth's state lock, so "first
+//! container makes the network, last one removes it" holds when Podman
+//! starts and stops containers in parallel.
 
 pub mod setup;
 pub mod types;
@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, Parser, Subcommand};
 
-use crate::commands::Context;
+use crate::context::{Context, Notice};
 use crate::error::{Error, Result};
 use crate::store;
 
@@ -148,36 +148,25 @@ fn run(args: Args, state_dir: PathBuf) -> Result<Option<String>> {
     };
     let opts: types::NetworkOptions = serde_json::from_str(&text)
         .map_err(|e| Error::invalid(format!("invalid network options JSON: {e}")))?;
-    let _lock = lock(&state_dir)?;
     let mut ctx = Context::new(state_dir, false);
-    if setup {
-        let status = setup::setup(&mut ctx, netns, &opts)?;
-        Ok(Some(to_json(&status)?))
+    let result = if setup {
+        setup::setup(&mut ctx, netns, &opts).and_then(|status| Ok(Some(to_json(&status)?)))
     } else {
-        setup::teardown(&mut ctx, netns, &opts)?;
-        Ok(None)
+        setup::teardown(&mut ctx, netns, &opts).map(|()| None)
+    };
+    // Podman reads stdout as JSON; what the user should know goes to
+    // stderr, which Podman logs.
+    for n in ctx.take_notices() {
+        match n {
+            Notice::Repaired { reason, lines } => {
+                eprintln!("berth: {reason}; repaired first: {}", lines.join("; "))
+            }
+            Notice::Warning(w) => eprintln!("berth: warning: {w}"),
+        }
     }
+    result
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| Error::Other(format!("encoding JSON: {e}")))
-}
-
-/// Takes the netavark-mode lock (held until the file is dropped).
-fn lock(state_dir: &Path) -> Result<store::FileLock> {
-    std::fs::create_dir_all(state_dir).map_err(|e| {
-        Error::Other(format!(
-            "cannot create state directory {}: {e}",
-            state_dir.display()
-        ))
-    })?;
-    let path = state_dir.join("netavark.lock");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::Other(format!("cannot open {}: {e}", path.display())))?;
-    store::FileLock::acquire(file)
-        .map_err(|e| Error::kernel(format!("locking {}", path.display()), e))
 }

@@ -16,12 +16,14 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::types::{NetAddress, NetInterface, NetworkOptions, PortMapping, StatusBlock};
-use crate::commands::endpoint::{self, ConnectOptions};
-use crate::commands::network::{self, CreateOptions};
-use crate::commands::Context;
+use crate::change::{Change, Prepared};
+use crate::commands::{Attach, Detach, EnsureNetwork, RemoveNetwork};
+use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::model::{names, Endpoint, Ipv4Net, Network, Proto};
-use crate::store::EndpointMark;
+use crate::executor::{transaction, Preflight, Txn};
+use crate::model::{names, Endpoint, Ipv4Net, Mac, Network, PortSpec, Proto};
+use crate::request::{AttachRequest, DetachRequest, EndpointMark, EndpointRef, NetworkRequest};
+use crate::store::Tx;
 
 /// What berth records as the maker of Podman's networks and endpoints.
 pub const OWNER: &str = "podman";
@@ -30,7 +32,7 @@ const DNS_DOMAIN: &str = "dns.podman";
 
 /// One network of the request, checked and in berth's terms.
 #[derive(Debug)]
-struct Attach {
+struct PodmanNet {
     network: String,
     subnet: Ipv4Net,
     gateway: Ipv4Addr,
@@ -42,13 +44,13 @@ struct Attach {
     dns: bool,
     ifname: String,
     ip: Ipv4Addr,
-    mac: Option<String>,
+    mac: Option<Mac>,
 }
 
 /// Checks the whole request before anything is changed. The networks come
 /// in interface order (`eth0` first), so that the first one gives the
 /// default route, as with netavark.
-fn check(opts: &NetworkOptions) -> Result<Vec<Attach>> {
+fn check(opts: &NetworkOptions) -> Result<Vec<PodmanNet>> {
     if opts.networks.is_empty() {
         return Err(Error::invalid("no networks given"));
     }
@@ -134,7 +136,7 @@ fn check(opts: &NetworkOptions) -> Result<Vec<Attach>> {
                 )))
             }
         };
-        out.push(Attach {
+        out.push(PodmanNet {
             network: name.clone(),
             subnet,
             gateway,
@@ -145,7 +147,12 @@ fn check(opts: &NetworkOptions) -> Result<Vec<Attach>> {
             dns: info.dns_enabled,
             ifname: per.interface_name.clone(),
             ip,
-            mac: per.static_mac.clone().filter(|m| !m.is_empty()),
+            mac: per
+                .static_mac
+                .as_deref()
+                .filter(|m| !m.is_empty())
+                .map(Mac::parse_unicast)
+                .transpose()?,
         });
     }
     out.sort_by_key(|a| natural(&a.ifname));
@@ -169,40 +176,34 @@ fn parse_v4(what: &str, text: &str) -> Result<Ipv4Addr> {
     }
 }
 
-/// Podman's port mappings as berth `-p` specs: one per protocol of a comma
-/// list, the range as `FIRST-LAST` on both sides.
-fn port_specs(ports: &[PortMapping]) -> Result<Vec<String>> {
+/// Podman's port mappings as berth port specs: one per protocol of a
+/// comma list, a range as its first port and length on both sides.
+fn port_specs(ports: &[PortMapping]) -> Result<Vec<PortSpec>> {
     let mut specs = Vec::new();
     for p in ports {
         let host_ip = match p.host_ip.as_str() {
             "" => Ipv4Addr::UNSPECIFIED,
             ip => parse_v4("port mapping host_ip", ip)?,
         };
-        let range = p.range.max(1);
-        let span = |first: u16| -> Result<String> {
-            let last = u32::from(first) + u32::from(range) - 1;
-            if last > 65535 {
+        let count = p.range.max(1);
+        for port in [p.host_port, p.container_port] {
+            if port == 0 || u32::from(port) + u32::from(count) - 1 > 65535 {
                 return Err(Error::invalid(format!(
-                    "port range {first}+{range} goes past 65535"
+                    "port range {port}+{count} goes past 65535"
                 )));
             }
-            Ok(if range == 1 {
-                first.to_string()
-            } else {
-                format!("{first}-{last}")
-            })
-        };
+        }
         for proto in p.protocol.split(',').map(str::trim) {
-            if Proto::parse(proto).is_none() {
-                return Err(Error::invalid(format!(
-                    "port mapping: unknown protocol {proto:?}"
-                )));
-            }
-            specs.push(format!(
-                "{host_ip}:{}:{}/{proto}",
-                span(p.host_port)?,
-                span(p.container_port)?
-            ));
+            let proto = Proto::parse(proto).ok_or_else(|| {
+                Error::invalid(format!("port mapping: unknown protocol {proto:?}"))
+            })?;
+            specs.push(PortSpec {
+                host_ip,
+                host_port: Some(p.host_port),
+                container_port: p.container_port,
+                count,
+                proto,
+            });
         }
     }
     Ok(specs)
@@ -218,8 +219,9 @@ fn endpoint_name(opts: &NetworkOptions) -> String {
     }
 }
 
-/// Attaches the container in `netns` to every requested network; on a
-/// failure, takes back what this request made and reports the failure.
+/// Attaches the container in `netns` to every requested network, in one
+/// transaction: the networks Podman names are made with their first
+/// container, and a failure takes back what the request made.
 pub fn setup(
     ctx: &mut Context,
     netns: &str,
@@ -228,52 +230,33 @@ pub fn setup(
     let attaches = check(opts)?;
     let ports = port_specs(opts.port_mappings.as_deref().unwrap_or_default())?;
     let target = ctx.kernel.resolve_target(netns)?;
-    set_dns_port(ctx)?;
-    // `podman network connect` asks for one more network of a running
-    // container (same namespace), with all its ports again: they are
-    // published already.
-    let publish = {
-        let mut store = ctx.store()?;
-        let tx = store.begin()?;
-        !tx.container_networks(&opts.container_id)?
-            .iter()
-            .any(|(_, ns)| *ns == target.key)
-    };
-    let mut made_networks: Vec<String> = Vec::new();
-    let mut made_endpoints: Vec<String> = Vec::new();
-    let mut status = BTreeMap::new();
-    let result = (|| -> Result<()> {
+    let dns_port = dns_port()?;
+    let name = endpoint_name(opts);
+    transaction(ctx, Preflight::Run, |txn| {
+        if let Some(port) = dns_port {
+            txn.apply(SetDnsPort(port))?;
+        }
+        // `podman network connect` asks for one more network of a running
+        // container (same namespace), with all its ports again: they are
+        // published already.
+        let publish = txn.read(|tx| {
+            Ok::<_, Error>(
+                !tx.container_networks(&opts.container_id)?
+                    .iter()
+                    .any(|(_, ns)| *ns == target.key),
+            )
+        })?;
+        let mut status = BTreeMap::new();
         for (i, a) in attaches.iter().enumerate() {
-            if ensure_network(ctx, a)? {
-                made_networks.push(a.network.clone());
-            }
-            forget_stale(ctx, &a.network, &endpoint_name(opts), &opts.container_id)?;
-            // Podman's aliases (the container's short id among them) are
-            // names on berth's DNS; one berth refuses is left out rather
-            // than failing the container.
-            let name = endpoint_name(opts);
-            let mut aliases: Vec<String> = Vec::new();
-            if a.dns {
-                let given = opts
-                    .networks
-                    .get(&a.network)
-                    .and_then(|n| n.aliases.clone())
-                    .unwrap_or_default();
-                for alias in given {
-                    let mut with = aliases.clone();
-                    with.push(alias.clone());
-                    if crate::dns::check_aliases(&name, &with).is_ok() {
-                        aliases = with;
-                    }
-                }
-            }
-            let connect = ConnectOptions {
-                aliases,
+            txn.apply(EnsureNetwork::new(a.request(), podman_agreement(a)))?;
+            forget_stale(txn, &a.network, &name, &opts.container_id)?;
+            let attach = AttachRequest {
+                aliases: aliases(opts, a, &name),
                 network: a.network.clone(),
                 target: netns.to_string(),
-                name: Some(endpoint_name(opts)),
-                ip: Some(a.ip.to_string()),
-                mac: a.mac.clone(),
+                name: Some(name.clone()),
+                ip: Some(IpAddr::V4(a.ip)),
+                mac: a.mac,
                 ifname: Some(a.ifname.clone()),
                 // A host port can be published once: on the first network.
                 ports: if i == 0 && publish {
@@ -293,27 +276,81 @@ pub fn setup(
                 metric: a.metric,
                 attachment: None,
             };
-            let (e, n) = endpoint::connect(ctx, &connect)?.applied();
-            made_endpoints.push(a.network.clone());
+            let (e, n) = txn.apply(Attach(attach))?;
             status.insert(a.network.clone(), status_block(a, &e, &n));
         }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        for net in made_endpoints.iter().rev() {
-            let _ = endpoint::disconnect(ctx, net, netns, true);
-        }
-        for net in made_networks.iter().rev() {
-            let _ = network::remove(ctx, net, false);
-        }
-        return Err(e);
+        Ok(status)
+    })?
+    .applied()
+}
+
+/// Podman's aliases (the container's short id among them) as names on
+/// berth's DNS; one berth refuses is left out rather than failing the
+/// container.
+fn aliases(opts: &NetworkOptions, a: &PodmanNet, name: &str) -> Vec<String> {
+    let mut aliases: Vec<String> = Vec::new();
+    if !a.dns {
+        return aliases;
     }
-    Ok(status)
+    let given = opts
+        .networks
+        .get(&a.network)
+        .and_then(|n| n.aliases.clone())
+        .unwrap_or_default();
+    for alias in given {
+        let mut with = aliases.clone();
+        with.push(alias.clone());
+        if crate::dns::check_aliases(name, &with).is_ok() {
+            aliases = with;
+        }
+    }
+    aliases
+}
+
+impl PodmanNet {
+    /// The berth network Podman's definition describes.
+    fn request(&self) -> NetworkRequest {
+        let mut r = NetworkRequest::new(self.network.clone());
+        r.subnet = Some(ipnet::IpNet::from(
+            ipnet::Ipv4Net::new(self.subnet.network(), self.subnet.prefix_len())
+                .expect("a valid prefix length"),
+        ));
+        r.gateway = Some(IpAddr::V4(self.gateway));
+        r.bridge = Some(self.bridge.clone());
+        r.mtu = self.mtu;
+        r.internal = self.internal;
+        r.dns = self.dns;
+        r.owner = Some(OWNER.into());
+        r
+    }
+}
+
+/// An existing network serves Podman's only if Podman made it and it
+/// still matches Podman's definition. A bridge the kernel lost (a reboot,
+/// a hand) is rebuilt by the connect that follows, like any berth
+/// network's.
+fn podman_agreement(a: &PodmanNet) -> crate::commands::network::Agreement {
+    let (name, subnet, gateway, bridge) =
+        (a.network.clone(), a.subnet, a.gateway, a.bridge.clone());
+    Box::new(move |n: &Network, owner: Option<&str>| {
+        if owner != Some(OWNER) {
+            return Err(Error::invalid(format!(
+                "berth already has a network {name:?} that Podman did not make; rename one of them"
+            )));
+        }
+        if n.subnet != subnet || n.gateway != gateway || n.bridge != bridge {
+            return Err(Error::invalid(format!(
+                "network {name:?} is in use with subnet {} gateway {} bridge {}, not {subnet} {gateway} {bridge} as Podman now defines it; remove its containers first",
+                n.subnet, n.gateway, n.bridge
+            )));
+        }
+        Ok(())
+    })
 }
 
 /// What Podman learns about one network: the interface with its MAC and
 /// address, and (with `dns_enabled`) the gateway as DNS server.
-fn status_block(a: &Attach, e: &Endpoint, n: &Network) -> StatusBlock {
+fn status_block(a: &PodmanNet, e: &Endpoint, n: &Network) -> StatusBlock {
     let dns = |v: String| if a.dns { vec![v] } else { vec![] };
     StatusBlock {
         dns_search_domains: dns(DNS_DOMAIN.into()),
@@ -331,148 +368,101 @@ fn status_block(a: &Attach, e: &Endpoint, n: &Network) -> StatusBlock {
     }
 }
 
-/// Makes the berth network for `a` unless it exists; true if it made it.
-/// An existing one must be Podman's and match Podman's definition.
 /// Podman's NETAVARK_DNS_PORT (set when something else holds port 53):
 /// berth's DNS server listens on that port, and each DNS network's
 /// gateway port 53 is redirected to it, as netavark does for aardvark-dns.
-/// One port serves every network, so it changes only while no network
-/// has DNS.
-fn set_dns_port(ctx: &mut Context) -> Result<()> {
+fn dns_port() -> Result<Option<u16>> {
     let Ok(value) = std::env::var("NETAVARK_DNS_PORT") else {
-        return Ok(());
+        return Ok(None);
     };
     let port: u16 = value.parse().ok().filter(|p| *p != 0).ok_or_else(|| {
         Error::invalid(format!(
             "invalid NETAVARK_DNS_PORT {value:?}: expected a port number"
         ))
     })?;
-    let mut store = ctx.store()?;
-    let tx = store.begin()?;
-    let current: u16 = tx
-        .setting(crate::dns::PORT_SETTING)?
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(53);
-    if current == port {
-        return Ok(());
-    }
-    let with_dns = tx.networks()?.iter().filter(|n| n.policy.dns).count();
-    if with_dns > 0 {
-        return Err(Error::invalid(format!(
-            "NETAVARK_DNS_PORT {port} differs from the port berth's DNS server uses ({current}) for {with_dns} network(s); remove them first"
-        )));
-    }
-    tx.set_setting(crate::dns::PORT_SETTING, &port.to_string())?;
-    tx.commit()?;
-    Ok(())
+    Ok(Some(port))
 }
 
-fn ensure_network(ctx: &mut Context, a: &Attach) -> Result<bool> {
-    let existing = {
-        let mut store = ctx.store()?;
-        let tx = store.begin()?;
-        tx.network(&a.network)?
-            .map(|n| Ok::<_, Error>((n, tx.network_owner(&a.network)?)))
-            .transpose()?
-    };
-    if let Some((n, owner)) = existing {
-        if owner.as_deref() != Some(OWNER) {
-            return Err(Error::invalid(format!(
-                "berth already has a network {:?} that Podman did not make; rename one of them",
-                a.network
-            )));
+/// Records the DNS port. One port serves every network, so it changes
+/// only while no network has DNS.
+struct SetDnsPort(u16);
+
+impl Change for SetDnsPort {
+    type Output = ();
+
+    fn prepare(&mut self, _ctx: &mut Context, tx: &Tx) -> Result<Prepared<()>> {
+        let port = self.0;
+        let current: u16 = tx
+            .setting(crate::dns::PORT_SETTING)?
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(53);
+        if current != port {
+            let with_dns = tx.networks()?.iter().filter(|n| n.policy.dns).count();
+            if with_dns > 0 {
+                return Err(Error::invalid(format!(
+                    "NETAVARK_DNS_PORT {port} differs from the port berth's DNS server uses ({current}) for {with_dns} network(s); remove them first"
+                )));
+            }
+            tx.set_setting(crate::dns::PORT_SETTING, &port.to_string())?;
         }
-        // A bridge the kernel lost (a reboot, a hand) is rebuilt by the
-        // connect that follows, like any berth network's.
-        if n.subnet != a.subnet || n.gateway != a.gateway || n.bridge != a.bridge {
-            return Err(Error::invalid(format!(
-                "network {:?} is in use with subnet {} gateway {} bridge {}, not {} {} {} as Podman now defines it; remove its containers first",
-                a.network, n.subnet, n.gateway, n.bridge, a.subnet, a.gateway, a.bridge
-            )));
-        }
-        return Ok(false);
+        // No kernel change: the setting is committed with the transaction.
+        Ok(Prepared::Unchanged(()))
     }
-    let create = CreateOptions {
-        name: a.network.clone(),
-        subnet: Some(a.subnet.to_string()),
-        gateway: Some(a.gateway.to_string()),
-        bridge: Some(a.bridge.clone()),
-        mtu: a.mtu,
-        internal: a.internal,
-        owner: Some(OWNER.into()),
-        no_dns: !a.dns,
-        ..Default::default()
-    };
-    network::create(ctx, &create)?.applied();
-    Ok(true)
 }
 
 /// Removes Podman's endpoint called `name` from `network` when it belongs
-/// to another container id: Podman names are unique, so that container
-/// was removed without a teardown.
-fn forget_stale(ctx: &mut Context, network: &str, name: &str, container_id: &str) -> Result<()> {
-    let stale = {
-        let mut store = ctx.store()?;
-        let tx = store.begin()?;
+/// to another container id: Podman reuses a container name only for a
+/// new container, so that container was removed without a teardown. (One
+/// whose namespace died is settled by the attach itself, as for any
+/// endpoint.)
+fn forget_stale(txn: &mut Txn, network: &str, name: &str, container_id: &str) -> Result<()> {
+    let stale = txn.read(|tx| {
         let Some(n) = tx.network(network)? else {
-            return Ok(());
+            return Ok(None);
         };
-        // Podman reuses a container name only for a new container: the old
-        // container's endpoint goes. (One whose namespace died is settled
-        // by connect itself, as for any endpoint.)
-        match tx.endpoint_named(n.id, name)? {
+        Ok::<_, Error>(match tx.endpoint_named(n.id, name)? {
             Some((e, mark))
                 if mark.owner.as_deref() == Some(OWNER)
                     && mark.container_id.as_deref() != Some(container_id) =>
             {
-                Some(e.netns)
+                Some(e.id)
             }
             _ => None,
-        }
-    };
-    if let Some(netns) = stale {
-        endpoint::disconnect(ctx, network, &netns, true)?.applied();
+        })
+    })?;
+    if let Some(id) = stale {
+        txn.apply(Detach(DetachRequest::new(network, EndpointRef::Id(id))))?;
     }
     Ok(())
 }
 
 /// Detaches the container in `netns` from every named network and removes
-/// each Podman network left without endpoints. Idempotent, and it works
-/// after the namespace is gone.
+/// each Podman network left without endpoints, in one transaction.
+/// Idempotent, and it works after the namespace is gone; a failure on one
+/// network does not stop the others.
 pub fn teardown(ctx: &mut Context, netns: &str, opts: &NetworkOptions) -> Result<()> {
-    let mut first_error = None;
     let mut names: Vec<&String> = opts.networks.keys().collect();
     names.sort();
-    for name in names {
-        if let Err(e) = teardown_one(ctx, netns, name) {
-            first_error.get_or_insert(e);
+    transaction(ctx, Preflight::Run, |txn| {
+        let mut first_error = None;
+        for name in names {
+            let one = (|| {
+                if txn.read(|tx| tx.network(name))?.is_none() {
+                    return Ok(());
+                }
+                let mut detach = DetachRequest::new(name, EndpointRef::Target(netns.to_string()));
+                detach.force = true;
+                txn.apply(Detach(detach))?;
+                txn.apply(RemoveNetwork::if_unused(name, OWNER))?;
+                Ok::<_, Error>(())
+            })();
+            if let Err(e) = one {
+                first_error.get_or_insert(e);
+            }
         }
-    }
-    first_error.map_or(Ok(()), Err)
-}
-
-fn teardown_one(ctx: &mut Context, netns: &str, name: &str) -> Result<()> {
-    let (owner, exists) = {
-        let mut store = ctx.store()?;
-        let tx = store.begin()?;
-        (tx.network_owner(name)?, tx.network(name)?.is_some())
-    };
-    if !exists {
-        return Ok(());
-    }
-    endpoint::disconnect(ctx, name, netns, true)?.applied();
-    if owner.as_deref() == Some(OWNER) {
-        let count = {
-            let mut store = ctx.store()?;
-            let tx = store.begin()?;
-            let n = tx.require_network(name)?;
-            tx.endpoint_count(n.id)?
-        };
-        if count == 0 {
-            network::remove(ctx, name, false)?.applied();
-        }
-    }
-    Ok(())
+        first_error.map_or(Ok(()), Err)
+    })?
+    .applied()
 }
 
 #[cfg(test)]
@@ -502,7 +492,10 @@ mod tests {
         assert_eq!(a[0].network, "n1");
         assert_eq!(a[0].bridge, "podman1");
         assert_eq!(a[0].ip, Ipv4Addr::new(10, 77, 0, 2));
-        assert_eq!(a[0].mac.as_deref(), Some("02:11:22:33:44:55"));
+        assert_eq!(
+            a[0].mac.map(|m| m.to_string()).as_deref(),
+            Some("02:11:22:33:44:55")
+        );
         assert!(a[0].dns && !a[0].internal && a[0].mtu.is_none());
         assert_eq!(a[1].network, "n3");
         assert!(a[1].internal && !a[1].dns);
@@ -512,13 +505,17 @@ mod tests {
     #[test]
     fn ports_become_specs_one_per_protocol() {
         let o = opts(TWO);
+        let want: Vec<PortSpec> = [
+            "0.0.0.0:8081:80/tcp",
+            "127.0.0.1:9100-9102:9000-9002/tcp",
+            "127.0.0.1:9100-9102:9000-9002/udp",
+        ]
+        .iter()
+        .map(|p| PortSpec::parse(p).unwrap())
+        .collect();
         assert_eq!(
             port_specs(o.port_mappings.as_deref().unwrap()).unwrap(),
-            [
-                "0.0.0.0:8081:80/tcp",
-                "127.0.0.1:9100-9102:9000-9002/tcp",
-                "127.0.0.1:9100-9102:9000-9002/udp"
-            ]
+            want
         );
     }
 

@@ -77,6 +77,11 @@ pub enum Step {
     DeleteNetns {
         name: String,
     },
+    /// Deletes these links (those that still exist) in one kernel request:
+    /// one RCU grace period in all instead of one per link.
+    DeleteLinksTogether {
+        names: Vec<String>,
+    },
     /// `nf_call_iptables` on a bridge, so its bridged traffic meets the
     /// forward chain in every `bridge-nf-call-iptables` mode.
     BridgeNetfilter {
@@ -231,6 +236,10 @@ impl Step {
                 kernel.delete_netns(name)?;
                 None
             }
+            Step::DeleteLinksTogether { names } => {
+                kernel.delete_links_together(names)?;
+                None
+            }
             Step::BridgeNetfilter { bridge } => {
                 kernel.set_bridge_netfilter(bridge, true)?;
                 None
@@ -344,6 +353,9 @@ impl Step {
             Step::DeleteLink { name } => vec![format!("ip link del {name}")],
             Step::DeleteLinkGroup { group, what } => vec![format!("ip link del group {group}  # {what}")],
             Step::DeleteNetns { name } => vec![format!("ip netns del {name}")],
+            Step::DeleteLinksTogether { names } => {
+                names.iter().map(|n| format!("ip link del {n}")).collect()
+            }
             Step::BridgeNetfilter { bridge } => {
                 vec![format!("ip link set {bridge} type bridge nf_call_iptables 1")]
             }
@@ -439,6 +451,12 @@ impl Plan {
 
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
+    }
+
+    /// Whether applying the plan changes nftables (after which berth
+    /// records the nf_tables generation as its own).
+    pub fn touches_nft(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s, Step::Nft { .. }))
     }
 
     /// Every step's commands, in order.

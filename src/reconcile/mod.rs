@@ -14,66 +14,56 @@
 pub mod decide;
 pub mod observe;
 
-use crate::commands::{Context, Outcome};
+use crate::change::{Change, Intent, Planned, Prepared, Settle};
+use crate::context::{Context, DnsScope};
 use crate::error::Result;
 use crate::firewall;
-use crate::kernel::Kernel;
-use crate::store::{Status, Tx};
+use crate::store::{Status, Tx, NFT_GENERATION};
 
 pub use decide::{decide, Decision, Desired, Observed, Scope};
 
-/// Settings keys of the facts [`preflight`] compares.
-const HOST_ID: &str = "host_id";
-const NFT_GENERATION: &str = "nft_generation";
+/// A reconcile of everything berth owns, as a change: its output is what
+/// was repaired or removed, one line each.
+pub struct Reconcile(pub Scope);
 
-/// Reconciles everything (the caller holds the state lock). Returns what
-/// was repaired or removed, one line each; with `dry_run`, the plan.
-pub fn reconcile(ctx: &mut Context, scope: Scope) -> Result<Outcome<Vec<String>>> {
-    let mut store = ctx.store()?;
-    let desired = {
-        let tx = store.begin()?;
+impl Change for Reconcile {
+    type Output = Vec<String>;
+
+    fn prepare(&mut self, ctx: &mut Context, tx: &Tx) -> Result<Prepared<Vec<String>>> {
+        // Made once and kept: it marks the firewall table as this state's.
         tx.instance_id()?;
-        let desired = observe::desired(&tx)?;
-        if !ctx.dry_run {
-            tx.commit()?;
+        let desired = observe::desired(tx)?;
+        let observed = observe::observe(ctx.kernel.as_mut(), &desired)?;
+        if let Some(table) = &observed.table {
+            check_owner(table, &desired.instance, ctx)?;
         }
-        desired
-    };
-    let observed = observe::observe(ctx.kernel.as_mut(), &desired)?;
-    if let Some(table) = &observed.table {
-        check_owner(table, &desired.instance, ctx)?;
+        let decision = decide(&desired, &observed, self.0);
+        let intent = Intent {
+            rows: Vec::new(),
+            settle: vec![
+                Settle::DropEndpoints(decision.drop_endpoints),
+                Settle::DropNetworks(decision.drop_networks),
+                Settle::DropSandboxes(decision.drop_sandboxes),
+                Settle::RecordHost(ctx.kernel.host_identity()),
+            ],
+        };
+        let mut planned = Planned::new(decision.plan, intent, decision.report);
+        // After a reboot the server is gone; after a repair its networks
+        // may have come back or gone.
+        planned.dns = Some(DnsScope::All);
+        Ok(Prepared::Change(planned))
     }
-    let decision = decide(&desired, &observed, scope);
-    if ctx.dry_run {
-        return Ok(Outcome::Planned(decision.plan));
-    }
-    decision.plan.apply(ctx.kernel.as_mut())?;
-    crate::failpoint::hit("record");
-    let tx = store.begin()?;
-    tx.delete_endpoints(&decision.drop_endpoints)?;
-    for id in &decision.drop_networks {
-        tx.delete_network(*id)?;
-    }
-    for name in &decision.drop_sandboxes {
-        tx.delete_sandbox(name)?;
-    }
-    record_host(ctx.kernel.as_ref(), &tx)?;
-    record_generation(ctx, &tx)?;
-    tx.commit()?;
-    Ok(Outcome::Done(decision.report))
 }
 
-/// What every mutating command runs first, holding the state lock: it
-/// notices a reboot (the host identity changed), a command that died (an
-/// unsettled row), a `run` that was killed, or a ruleset changed by someone
-/// else (the nf_tables generation moved and berth's table no longer has
-/// the chains and rules the state describes), and reconciles before the
-/// command does its own work. When nothing is wrong it costs a read of
-/// the boot id, one socket option, one netlink round trip and two indexed
-/// queries.
-pub fn preflight(ctx: &mut Context) -> Result<()> {
-    let mut store = ctx.store()?;
-    let tx = store.begin()?;
+/// What every mutating command checks first, holding the state lock: a
+/// reboot (the host identity changed), a command that died (an unsettled
+/// row), a `run` that was killed, or a ruleset changed by someone else
+/// (the nf_tables generation moved and berth's table no longer has the
+/// chains and rules the state describes). Returns why a reconcile is
+/// needed, or None; when nothing is wrong it records what it learned in
+/// `tx` and costs a read of the boot id, one socket option, one netlink
+/// round trip and two indexed queries.
+pub fn preflight(ctx: &mut Context, tx: &Tx) -> Result<Option<&'static str>> {
     let host = ctx.kernel.host_identity();
     let facts = tx.preflight_facts()?;
     let generation = ctx.kernel.nft_generation()?.to_string();
@@ -89,40 +79,23 @@ pub fn preflight(ctx: &mut Context) -> Result<()> {
             .any(|s| !ctx.kernel.process_alive(s.owner_pid, s.owner_start))
     {
         Some("a `berth run` was killed")
-    } else if moved && ruleset_differs(ctx, &tx)? {
+    } else if moved && ruleset_differs(ctx, tx)? {
         Some("berth's firewall table was changed by someone else")
     } else {
         None
     };
-    match reason {
-        None => {
-            if facts.host.is_none() {
-                record_host(ctx.kernel.as_ref(), &tx)?;
-            }
-            // A foreign change that left berth's table intact: remember the
-            // new generation so the table is not compared again. Nothing is
-            // written when nothing moved.
-            if moved {
-                tx.set_setting(NFT_GENERATION, &generation)?;
-            }
-            tx.commit()?;
-            ctx.hand_on(store);
+    if reason.is_none() {
+        if facts.host.is_none() {
+            tx.set_setting(crate::store::HOST_ID, &host)?;
         }
-        Some(reason) => {
-            drop(tx);
-            let dry_run = std::mem::replace(&mut ctx.dry_run, false);
-            let done = reconcile(ctx, Scope::default());
-            ctx.dry_run = dry_run;
-            let lines = done?.applied();
-            if !lines.is_empty() {
-                eprintln!("berth: {reason}; repaired first:");
-                for line in lines {
-                    eprintln!("berth:   {line}");
-                }
-            }
+        // A foreign change that left berth's table intact: remember the
+        // new generation so the table is not compared again. Nothing is
+        // written when nothing moved.
+        if moved {
+            tx.set_setting(NFT_GENERATION, &generation)?;
         }
     }
-    Ok(())
+    Ok(reason)
 }
 
 /// Whether berth's table differs from what the state describes; an error
@@ -160,8 +133,4 @@ fn check_owner(table: &crate::kernel::NftFingerprint, ours: &str, ctx: &Context)
 pub fn record_generation(ctx: &mut Context, tx: &Tx) -> Result<()> {
     let generation = ctx.kernel.nft_generation()?;
     tx.set_setting(NFT_GENERATION, &generation.to_string())
-}
-
-fn record_host(kernel: &dyn Kernel, tx: &Tx) -> Result<()> {
-    tx.set_setting(HOST_ID, &kernel.host_identity())
 }

@@ -29,13 +29,7 @@ CREATE TABLE attachments (
 ALTER TABLE networks ADD COLUMN cluster_cidrs TEXT NOT NULL DEFAULT '';
 ";
 
-/// A runtime's key of an endpoint.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Attachment {
-    pub container_id: String,
-    pub ifname: String,
-    pub owner: String,
-}
+pub use crate::model::Attachment;
 
 impl Tx<'_> {
     pub fn insert_attachment(&self, endpoint_id: i64, a: &Attachment) -> Result<()> {

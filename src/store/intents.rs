@@ -42,6 +42,11 @@ impl Status {
     }
 }
 
+/// Settings keys of the facts [`Tx::preflight_facts`] reads: the host
+/// identity and the nf_tables generation the last command left.
+pub const HOST_ID: &str = "host_id";
+pub const NFT_GENERATION: &str = "nft_generation";
+
 /// See [`Tx::preflight_facts`].
 #[derive(Clone, Debug)]
 pub struct PreflightFacts {

@@ -47,7 +47,7 @@ impl StateLock {
 /// An exclusive `flock` on an open file, held for as long as the value
 /// lives (the kernel drops it when the last descriptor closes, also when
 /// the holder is killed). The one place berth calls `flock`: the state
-/// lock, netavark mode's lock, the DNS server's start lock and its pidfile.
+/// lock, the DNS server's start lock and its pidfile.
 pub struct FileLock {
     file: File,
 }

@@ -14,7 +14,7 @@ mod intents;
 pub mod lock;
 
 pub use attachments::{Attachment, ATTACHMENTS_SCHEMA};
-pub use intents::{PreflightFacts, Sandbox, Status};
+pub use intents::{PreflightFacts, Sandbox, Status, HOST_ID, NFT_GENERATION};
 pub use lock::{FileLock, StateLock};
 
 use crate::error::{Error, Result};
@@ -584,6 +584,15 @@ impl Tx<'_> {
     }
 
     /// The endpoint of the network called `name`.
+    /// The endpoint row `id`.
+    pub fn endpoint(&self, id: i64) -> Result<Option<Endpoint>> {
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoints e JOIN networks n ON n.id = e.network_id
+             WHERE e.id = ?1"
+        ))?;
+        Ok(stmt.query_row(params![id], endpoint_from_row).optional()?)
+    }
+
     pub fn endpoint_by_name(&self, network_id: i64, name: &str) -> Result<Option<Endpoint>> {
         let mut stmt = self.tx.prepare_cached(&format!(
             "SELECT {ENDPOINT_COLUMNS} FROM endpoints e JOIN networks n ON n.id = e.network_id

@@ -12,12 +12,7 @@ use super::{endpoint_from_row, Tx, ENDPOINT_COLUMNS};
 use crate::error::Result;
 use crate::model::Endpoint;
 
-/// An endpoint's maker and, for Podman's, the container it belongs to.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EndpointMark {
-    pub owner: Option<String>,
-    pub container_id: Option<String>,
-}
+pub use crate::model::EndpointMark;
 
 /// Every mark, for the listings: network owner by network name, endpoint
 /// marks by endpoint id.

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
-use berth_nft::Op;
+use berth_nft::{ElemOp, Op};
 
 use crate::firewall;
 use crate::kernel::{sysctl, InsideConfig, LinkFact, NftFingerprint, VethPair};
@@ -181,25 +181,43 @@ pub fn endpoint_steps(
 /// port (TCP flows end by themselves; a UDP client that keeps sending would
 /// keep following the old entry forever).
 pub fn port_steps(plan: &mut Plan, ip: Ipv4Addr, ports: &[PortMapping], add: bool) {
-    if ports.is_empty() {
+    let op = if add { ElemOp::Add } else { ElemOp::Delete };
+    ports_steps(plan, &[(ip, ports)], op);
+}
+
+/// Withdrawing the ports of several containers at once, in one batch.
+pub fn withdraw_ports(plan: &mut Plan, published: &[(Ipv4Addr, Vec<PortMapping>)]) {
+    let published: Vec<(Ipv4Addr, &[PortMapping])> = published
+        .iter()
+        .map(|(ip, ports)| (*ip, ports.as_slice()))
+        .collect();
+    ports_steps(plan, &published, ElemOp::Delete);
+}
+
+fn ports_steps(plan: &mut Plan, published: &[(Ipv4Addr, &[PortMapping])], op: ElemOp) {
+    let inverse = match op {
+        ElemOp::Add => ElemOp::Delete,
+        _ => ElemOp::Add,
+    };
+    let mut batch = berth_nft::Batch::new();
+    let mut undo = berth_nft::Batch::new();
+    for (ip, ports) in published {
+        firewall::ports::elements_op(&mut batch, op, *ip, ports);
+        firewall::ports::elements_op(&mut undo, inverse, *ip, ports);
+    }
+    if batch.is_empty() {
         return;
     }
-    let change = if add {
-        firewall::ports::publish(ip, ports)
-    } else {
-        firewall::ports::unpublish(ip, ports)
-    };
-    plan.push(Step::Nft {
-        batch: change.batch,
-        undo: change.undo,
-    });
-    for m in ports.iter().filter(|m| m.proto == Proto::Udp) {
-        for (port, _) in m.pairs() {
-            plan.push(Step::FlushConntrack {
-                proto: m.proto,
-                dst: (!m.is_any_address()).then_some(m.host_ip),
-                port,
-            });
+    plan.push(Step::Nft { batch, undo });
+    for (_, ports) in published {
+        for m in ports.iter().filter(|m| m.proto == Proto::Udp) {
+            for (port, _) in m.pairs() {
+                plan.push(Step::FlushConntrack {
+                    proto: m.proto,
+                    dst: (!m.is_any_address()).then_some(m.host_ip),
+                    port,
+                });
+            }
         }
     }
 }

@@ -7,11 +7,12 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::endpoint::{self, ConnectOptions};
-use super::network::{self, CreateOptions};
-use super::{Context, Outcome};
+use crate::change::Outcome;
+use crate::commands;
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::kernel::netns::{self, Target};
+use crate::request::{AttachRequest, NetworkRequest};
 
 pub fn demo(verbose: bool) -> Result<()> {
     netns::isolate_self()?;
@@ -20,15 +21,12 @@ pub fn demo(verbose: bool) -> Result<()> {
     println!("nothing here reaches the real host, and all of it vanishes on exit.");
 
     heading(1, "a bridge: the virtual switch the containers plug into");
-    let create = CreateOptions {
-        name: "demo".into(),
-        no_dns: true, // DNS: no server outlives the sandbox
-        ..Default::default()
-    };
+    let mut create = NetworkRequest::new("demo");
+    create.dns = false; // DNS: no server outlives the sandbox
     show_plan(&mut ctx, "berth network create demo", verbose, |ctx| {
-        network::create(ctx, &create).map(|o| o.map(|_| ()))
+        commands::create_network(ctx, create.clone()).map(|o| o.map(|_| ()))
     })?;
-    let net = network::create(&mut ctx, &create)?.applied().network;
+    let net = commands::create_network(&mut ctx, create)?.applied()?;
     println!(
         "=> network demo: subnet {}, gateway {} on bridge {}",
         net.subnet, net.gateway, net.bridge
@@ -39,12 +37,15 @@ pub fn demo(verbose: bool) -> Result<()> {
         "two network namespaces, each plugged in with a veth pair (eth0 inside, the other end on the bridge)",
     );
     let mut addrs = Vec::new();
-    for (name, ports) in [("alpha", vec![]), ("beta", vec!["8080:7".to_string()])] {
+    for (name, ports) in [("alpha", vec![]), ("beta", vec!["8080:7"])] {
         netns::create_named(name)?;
-        let opts = ConnectOptions {
+        let opts = AttachRequest {
             network: "demo".into(),
             target: name.into(),
-            ports,
+            ports: ports
+                .iter()
+                .map(|p| crate::request::parse_port(p))
+                .collect::<Result<_>>()?,
             ..Default::default()
         };
         let title = if opts.ports.is_empty() {
@@ -53,10 +54,10 @@ pub fn demo(verbose: bool) -> Result<()> {
             format!("berth connect demo {name} -p 8080:7    # and publish its port 7 as the host's 8080")
         };
         show_plan(&mut ctx, &title, verbose, |ctx| {
-            endpoint::connect(ctx, &opts).map(|o| o.map(|_| ()))
+            commands::connect(ctx, opts.clone()).map(|o| o.map(|_| ()))
         })?;
         let start = Instant::now();
-        let (ep, _) = endpoint::connect(&mut ctx, &opts)?.applied();
+        let (ep, _) = commands::connect(&mut ctx, opts)?.applied()?;
         println!(
             "=> {name}: {}/{} on {}, mac {}, default route via {} ({:.2} ms)",
             ep.ip,
@@ -86,7 +87,7 @@ pub fn demo(verbose: bool) -> Result<()> {
     );
 
     heading(4, "teardown: one request deletes every veth of the network");
-    network::remove(&mut ctx, "demo", true)?;
+    commands::remove_network(&mut ctx, "demo", true)?;
     for name in ["alpha", "beta"] {
         netns::delete_named(name)?;
     }

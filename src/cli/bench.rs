@@ -4,11 +4,13 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::endpoint::{self, ConnectOptions};
-use super::network::{self, CreateOptions};
-use super::Context;
+use crate::commands::{self, maintain};
+use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::executor::{transaction, Preflight};
 use crate::kernel::netns;
+use crate::model::PortSpec;
+use crate::request::{AttachRequest, DetachRequest, EndpointRef, NetworkRequest};
 
 pub struct BenchOptions {
     pub count: usize,
@@ -69,24 +71,11 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         return super::bench_traffic::traffic(&mut ctx, opts.seconds, 3);
     }
     for i in 0..opts.extra_networks {
-        network::create(
-            &mut ctx,
-            &CreateOptions {
-                name: format!("other{i}"),
-                no_dns: true, // DNS: no server outlives the sandbox
-                ..Default::default()
-            },
-        )?;
+        commands::create_network(&mut ctx, quiet_network(&format!("other{i}")))?;
     }
-    network::create(
-        &mut ctx,
-        &CreateOptions {
-            name: "bench".into(),
-            no_dns: true, // DNS: no server outlives the sandbox
-            subnet: Some("10.200.0.0/16".into()),
-            ..Default::default()
-        },
-    )?;
+    let mut bench = quiet_network("bench");
+    bench.subnet = Some("10.200.0.0/16".parse().expect("a valid prefix"));
+    commands::create_network(&mut ctx, bench)?;
     let names: Vec<String> = (0..opts.count).map(|i| format!("ns{i}")).collect();
     for name in &names {
         netns::create_named(name)?;
@@ -105,6 +94,10 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
 
     // Container ports 80, 81, ...; berth picks the host ports.
     let ports: Vec<String> = (0..opts.ports).map(|i| (80 + i).to_string()).collect();
+    let specs: Vec<PortSpec> = ports
+        .iter()
+        .map(|p| crate::request::parse_port(p))
+        .collect::<Result<_>>()?;
     let connect = |ctx: &mut Context, name: &str| -> Result<()> {
         if opts.via_cli {
             let mut args = vec!["connect", "bench", name];
@@ -113,19 +106,20 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
             }
             return cli(&state_dir, &args);
         }
-        let o = ConnectOptions {
+        let o = AttachRequest {
             network: "bench".into(),
             target: name.into(),
-            ports: ports.clone(),
+            ports: specs.clone(),
             ..Default::default()
         };
-        endpoint::connect(ctx, &o).map(|_| ())
+        commands::connect(ctx, o).map(|_| ())
     };
     let disconnect = |ctx: &mut Context, name: &str| -> Result<()> {
         if opts.via_cli {
             return cli(&state_dir, &["disconnect", "bench", name]);
         }
-        endpoint::disconnect(ctx, "bench", name, false).map(|_| ())
+        let req = DetachRequest::new("bench", EndpointRef::Target(name.into()));
+        commands::disconnect(ctx, req).map(|_| ())
     };
 
     let connects = time_each(&names, |n| connect(&mut ctx, n))?;
@@ -138,7 +132,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     }
     time_reconcile(&mut ctx, opts.count)?;
     let start = Instant::now();
-    network::remove(&mut ctx, "bench", true)?;
+    commands::remove_network(&mut ctx, "bench", true)?;
     println!(
         "network rm --force with {} endpoints: {:.0} ms",
         opts.count,
@@ -178,15 +172,15 @@ fn time_reconcile(ctx: &mut Context, count: usize) -> Result<()> {
     })?;
     let start = Instant::now();
     for _ in 0..ROUNDS {
-        let _lock = ctx.begin_change()?;
+        transaction(ctx, Preflight::Run, |_| Ok(()))?;
     }
     println!(
         "preflight (lock + checks, nothing to repair) with {count} endpoints: {:.3} ms",
         Figures::ms(start.elapsed()) / f64::from(ROUNDS)
     );
     for (what, run) in [
-        ("up", super::maintain::up as fn(&mut Context) -> Result<_>),
-        ("gc", super::maintain::gc),
+        ("up", maintain::up as fn(&mut Context) -> Result<_>),
+        ("gc", maintain::gc),
     ] {
         let start = Instant::now();
         run(ctx)?;
@@ -199,7 +193,7 @@ fn time_reconcile(ctx: &mut Context, count: usize) -> Result<()> {
     flush.delete_table(&crate::firewall::table());
     ctx.kernel.nft_apply(&flush)?;
     let start = Instant::now();
-    super::maintain::up(ctx)?;
+    maintain::up(ctx)?;
     println!(
         "up with {count} endpoints after the table was deleted: {:.0} ms",
         Figures::ms(start.elapsed())
@@ -211,15 +205,7 @@ fn time_reconcile(ctx: &mut Context, count: usize) -> Result<()> {
 /// already present (fillers are created as needed, untimed).
 fn time_network_ops(ctx: &mut Context, mut present: usize) -> Result<()> {
     let create = |ctx: &mut Context, name: String| {
-        network::create(
-            ctx,
-            &CreateOptions {
-                name,
-                no_dns: true, // DNS: no server outlives the sandbox
-                ..Default::default()
-            },
-        )
-        .map(|_| ())
+        commands::create_network(ctx, quiet_network(&name)).map(|_| ())
     };
     for target in [1, 10, 100] {
         while present < target {
@@ -233,7 +219,7 @@ fn time_network_ops(ctx: &mut Context, mut present: usize) -> Result<()> {
             create(ctx, name.clone())?;
             creates.push(start.elapsed());
             let start = Instant::now();
-            network::remove(ctx, &name, false)?;
+            commands::remove_network(ctx, &name, false)?;
             removes.push(start.elapsed());
         }
         println!(
@@ -243,6 +229,13 @@ fn time_network_ops(ctx: &mut Context, mut present: usize) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A network without DNS: no server outlives the sandbox.
+pub fn quiet_network(name: &str) -> NetworkRequest {
+    let mut n = NetworkRequest::new(name);
+    n.dns = false;
+    n
 }
 
 fn time_each(names: &[String], mut op: impl FnMut(&str) -> Result<()>) -> Result<Figures> {

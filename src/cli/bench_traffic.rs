@@ -13,15 +13,15 @@ use std::process::{Child, Command, Stdio};
 
 use berth_nft::{Batch, ElemOp};
 
-use super::endpoint::{self, ConnectOptions};
-use super::network::{self, CreateOptions};
-use super::Context;
+use crate::commands;
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::firewall;
 use crate::kernel::netns::{self, Target};
 use crate::kernel::{sandbox, sysctl};
 use crate::model::ports::{PortMapping, Proto};
 use crate::model::Ipv4Net;
+use crate::request::AttachRequest;
 
 const UPLINK_HOST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const UPLINK_OUTSIDE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
@@ -31,27 +31,23 @@ const FILLER_FIRST_PORT: u16 = 20_000;
 
 pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize) -> Result<()> {
     let probe = probe_path()?;
-    network::create(
-        ctx,
-        &CreateOptions {
-            name: "web".into(),
-            no_dns: true, // DNS: no server outlives the sandbox
-            ..Default::default()
-        },
-    )?;
+    commands::create_network(ctx, super::bench::quiet_network("web"))?;
     for name in ["srv", "outside"] {
         netns::create_named(name)?;
     }
-    let connect = ConnectOptions {
+    let connect = AttachRequest {
         network: "web".into(),
         target: "srv".into(),
-        ports: vec![
+        ports: [
             format!("{ECHO_PORT}:80"),
             format!("{SINK_PORT}:{SINK_PORT}"),
-        ],
+        ]
+        .iter()
+        .map(|p| crate::request::parse_port(p))
+        .collect::<Result<_>>()?,
         ..Default::default()
     };
-    let (endpoint, _) = endpoint::connect(ctx, &connect)?.applied();
+    let (endpoint, _) = commands::connect(ctx, connect)?.applied()?;
     wire_outside()?;
 
     let mut servers = Servers::default();

@@ -1,0 +1,467 @@
+//! The command line as clap definitions, parsed into typed values at the
+//! boundary: addresses, prefixes, MACs and port mappings are checked by
+//! value parsers, and each command's arguments become the request type
+//! `commands` takes. Nothing below the CLI sees a raw string for a value
+//! that has a type.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
+
+use super::listing;
+use crate::commands::run::{NetMode, RunRequest};
+use crate::error::Error;
+use crate::model::{Mac, PortSpec};
+use crate::request::{self, AttachRequest, NetworkRequest, UplinkRequest};
+use crate::store;
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "Fast, visible container networking for Linux"
+)]
+pub struct Cli {
+    /// Where berth keeps its state.
+    #[arg(long, global = true, env = "BERTH_STATE_DIR", default_value = store::DEFAULT_DIR)]
+    pub state_dir: PathBuf,
+    /// Print the equivalent ip/nft/sysctl commands and change nothing
+    /// (commands that can honour it also take it after their name).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Log each kernel step as it is applied, with its duration (-vv: more);
+    /// RUST_LOG (e.g. `berth=debug`) filters the same way.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--dry-run`, for the commands that can honour it (and only those, so
+/// `--help` never offers it where it would not hold).
+#[derive(Args, Clone, Copy, Default)]
+pub struct DryRun {
+    /// Print the equivalent ip/nft/sysctl commands and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create, list, inspect and remove networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// Connect a network namespace to a network.
+    Connect(ConnectArgs),
+    /// Disconnect a network namespace (or an endpoint, by name) from a network.
+    Disconnect(DisconnectArgs),
+    /// List endpoints.
+    Ps(ListArgs),
+    /// Show an endpoint's published ports (as `docker port`).
+    Port {
+        /// The endpoint's name (as `ps` shows it).
+        name: String,
+        /// Only this container port: PORT or PORT/PROTO.
+        private_port: Option<String>,
+    },
+    /// Run a command in a fresh network sandbox.
+    Run(RunArgs),
+    /// End a command started with `run -d` and remove its sandbox.
+    Stop {
+        /// The name `run -d` printed.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Run a command inside an existing network namespace.
+    Exec {
+        /// A netns name, a path to a namespace file, or pid:PID.
+        target: String,
+        /// Give the command an /etc/resolv.conf naming berth's DNS server
+        /// on the namespace's network.
+        #[arg(long)]
+        dns: bool,
+        #[command(flatten)]
+        dry: DryRun,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Carries out a `run -d` (started by berth itself, the request as
+    /// JSON on stdin).
+    #[command(hide = true, name = "run-detached")]
+    RunDetached,
+    /// berth's DNS server (started by berth itself; see the README for
+    /// running it under systemd).
+    #[command(hide = true)]
+    DnsServer {
+        /// Keep running when no network needs DNS (for a service manager).
+        #[arg(long)]
+        stay: bool,
+    },
+    /// Remove every network, endpoint, device, firewall rule, routing rule
+    /// and state entry berth made, and put back what berth changed.
+    Reset(DryRun),
+    /// Rebuild from the state what the kernel lost (after a reboot, or a
+    /// deleted bridge or flushed ruleset); drop endpoints whose namespace is gone.
+    Up(DryRun),
+    /// Like `up`, and also remove devices berth made that no state row knows.
+    Gc(DryRun),
+    /// Show berth's main job on a built-in example, in a private sandbox.
+    Demo,
+    /// Print a shell completion script (bash, zsh, fish, elvish).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (berth.1, berth-network.1, ...) into a directory.
+    Man {
+        /// Where to write them.
+        dir: PathBuf,
+    },
+    /// Act as Podman's netavark (`berth netavark --help`); also what berth
+    /// does when invoked under the name `netavark`.
+    Netavark {
+        /// netavark's own arguments (`--config DIR setup NETNS`, `version`, ...).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// Measure connect/disconnect latency (or, with --traffic, the per-packet
+    /// cost of published ports), in a private sandbox.
+    Bench {
+        /// Namespaces to connect.
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// Other networks present during the measurement.
+        #[arg(long, default_value_t = 0)]
+        networks: usize,
+        /// Start one berth process per operation instead of calling in-process.
+        #[arg(long)]
+        cli: bool,
+        /// TCP ports each connect publishes.
+        #[arg(long, default_value_t = 0)]
+        ports: usize,
+        /// Measure connections/s with 10 vs 10,000 mappings and throughput
+        /// through a published port.
+        #[arg(long)]
+        traffic: bool,
+        /// Seconds per traffic measurement.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network: a bridge with a subnet and gateway.
+    Create(CreateArgs),
+    /// List networks.
+    #[command(visible_alias = "list")]
+    Ls(ListArgs),
+    /// Show networks and their endpoints.
+    Inspect {
+        /// Network names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove networks.
+    #[command(visible_alias = "remove")]
+    Rm {
+        /// Network names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Disconnect their endpoints first.
+        #[arg(short, long)]
+        force: bool,
+        #[command(flatten)]
+        dry: DryRun,
+    },
+    /// Remove every network that has no endpoint.
+    Prune(DryRun),
+    /// Connect a network namespace to a network (as `berth connect`).
+    Connect(ConnectArgs),
+    /// Disconnect from a network (as `berth disconnect`).
+    Disconnect(DisconnectArgs),
+}
+
+/// How `ls` and `ps` show their list.
+#[derive(Args)]
+pub struct ListArgs {
+    /// Only names.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Keep rows whose KEY is VALUE (name matches a part); repeatable.
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    filter: Vec<String>,
+    /// `json` (one object per line) or a template like `table {{.Name}}\t{{.Subnet}}`.
+    #[arg(long)]
+    format: Option<String>,
+    /// Print a JSON array.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ListArgs {
+    pub fn options(&self) -> listing::Options {
+        listing::Options {
+            quiet: self.quiet,
+            filters: self.filter.clone(),
+            format: self.format.clone(),
+            json: self.json,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// The network's name.
+    name: String,
+    #[command(flatten)]
+    pub dry: DryRun,
+    /// IPv4 subnet, e.g. 10.90.0.0/24 (default: the first free /24 of 10.89.0.0-10.127.255.0).
+    #[arg(long, value_parser = subnet)]
+    subnet: Option<IpNet>,
+    /// Gateway address on the bridge (default: the subnet's first host address).
+    #[arg(long, value_parser = address("--gateway"))]
+    gateway: Option<IpAddr>,
+    /// Bridge interface name (default: berth-NAME).
+    #[arg(long)]
+    bridge: Option<String>,
+    /// MTU of the bridge and the veths (default 1500).
+    #[arg(long)]
+    mtu: Option<u32>,
+    /// Do not masquerade traffic leaving the network (for routed setups).
+    #[arg(long)]
+    no_masquerade: bool,
+    /// Containers of the network cannot reach each other.
+    #[arg(long)]
+    no_icc: bool,
+    /// Nothing leaves beyond the host; endpoints get no default route.
+    #[arg(long)]
+    internal: bool,
+    /// Reject the network's traffic to this IPv4 range (repeatable).
+    #[arg(long, value_name = "CIDR", value_parser = range("--deny-egress"))]
+    deny_egress: Vec<IpNet>,
+    /// Send the network's traffic out of this interface (policy routing).
+    #[arg(long, value_name = "IFACE")]
+    uplink: Option<String>,
+    /// Gateway on the uplink (default: from the host's routes through it).
+    #[arg(long, value_name = "IP", requires = "uplink", value_parser = address("--uplink-gateway"))]
+    uplink_gateway: Option<IpAddr>,
+    /// Log what the firewall drops for the network (rate-limited).
+    #[arg(long)]
+    log_drops: bool,
+    /// Do not serve the network's names with berth's DNS server.
+    #[arg(long)]
+    no_dns: bool,
+    /// Routed peer range (repeatable): traffic to it is not masqueraded and
+    /// new connections from it are accepted (pod networks of other nodes).
+    #[arg(long, value_name = "CIDR", value_parser = range("--cluster-cidr"))]
+    cluster_cidr: Vec<IpNet>,
+}
+
+#[derive(Args)]
+pub struct ConnectArgs {
+    /// The network to connect to.
+    pub network: String,
+    /// A netns name (/run/netns), a path to a namespace file, or pid:PID.
+    target: String,
+    /// Endpoint name (default: the namespace's name).
+    #[arg(long)]
+    name: Option<String>,
+    /// The address (default: the next free one of the subnet).
+    #[arg(long, value_parser = address("--ip"))]
+    ip: Option<IpAddr>,
+    /// The MAC address (default: 02:42 followed by the IPv4 address).
+    #[arg(long, value_parser = mac)]
+    mac: Option<Mac>,
+    /// Interface name inside the namespace (default: eth0, or the next free ethN).
+    #[arg(long)]
+    ifname: Option<String>,
+    /// Publish a port: [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|udp|sctp]
+    /// (repeatable; without HOST_PORT berth picks a free one in 49153-60999).
+    #[arg(short = 'p', long = "publish", value_name = "SPEC", value_parser = port)]
+    publish: Vec<PortSpec>,
+    /// Another DNS name of the endpoint on this network (repeatable).
+    #[arg(long, value_name = "NAME")]
+    alias: Vec<String>,
+    /// Allow TARGET to be the host's own network namespace.
+    #[arg(long)]
+    allow_host_netns: bool,
+    /// Publish even a host port a host process listens on (the container wins).
+    #[arg(long)]
+    force_publish: bool,
+    /// Print the endpoint as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub dry: DryRun,
+}
+
+#[derive(Args)]
+pub struct DisconnectArgs {
+    /// The network to disconnect from.
+    pub network: String,
+    /// A netns name, a path to a namespace file, pid:PID, or an endpoint name.
+    pub target: String,
+    /// Succeed (with nothing to do) when TARGET is not connected.
+    #[arg(short, long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub dry: DryRun,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// A network name, `host` or `none` (default: the built-in network `berth`).
+    #[arg(long, visible_alias = "network")]
+    net: Option<String>,
+    /// Name of the sandbox's namespace and endpoint.
+    #[arg(long)]
+    name: Option<String>,
+    /// The address on the network (default: the next free one).
+    #[arg(long, value_parser = address("--ip"))]
+    ip: Option<IpAddr>,
+    /// Publish a port (as for `connect -p`).
+    #[arg(short = 'p', long = "publish", value_name = "SPEC", value_parser = port)]
+    publish: Vec<PortSpec>,
+    /// Another DNS name of the sandbox on its network (repeatable).
+    #[arg(long, value_name = "NAME")]
+    alias: Vec<String>,
+    /// Nameserver for the command's /etc/resolv.conf instead of the
+    /// network's gateway (repeatable).
+    #[arg(long, value_name = "IP", value_parser = address("--dns"))]
+    dns: Vec<IpAddr>,
+    /// Search domain for the command's /etc/resolv.conf (repeatable).
+    #[arg(long, value_name = "DOMAIN")]
+    dns_search: Vec<String>,
+    /// Publish every --expose port on a host port berth picks.
+    #[arg(short = 'P', long)]
+    publish_all: bool,
+    /// A port the command serves: PORT[-END][/PROTO] (published with -P).
+    #[arg(long, value_name = "PORT", value_parser = port)]
+    expose: Vec<PortSpec>,
+    /// The command's host name.
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Run in the background; print the endpoint's name (end it with `berth stop`).
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Do not print what was made.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+impl Command {
+    /// Whether the subcommand's own `--dry-run` was given.
+    pub fn dry_run(&self) -> bool {
+        let dry = match self {
+            Command::Network(NetworkCommand::Create(a)) => a.dry,
+            Command::Network(NetworkCommand::Rm { dry, .. }) => *dry,
+            Command::Network(NetworkCommand::Prune(dry)) => *dry,
+            Command::Network(NetworkCommand::Connect(a)) | Command::Connect(a) => a.dry,
+            Command::Network(NetworkCommand::Disconnect(a)) | Command::Disconnect(a) => a.dry,
+            Command::Exec { dry, .. } => *dry,
+            Command::Reset(dry) | Command::Up(dry) | Command::Gc(dry) => *dry,
+            _ => DryRun::default(),
+        };
+        dry.dry_run
+    }
+}
+
+/// Parses the arguments, runs the command, returns the exit code.
+impl CreateArgs {
+    pub fn request(&self) -> NetworkRequest {
+        NetworkRequest {
+            name: self.name.clone(),
+            subnet: self.subnet,
+            gateway: self.gateway,
+            bridge: self.bridge.clone(),
+            mtu: self.mtu,
+            masquerade: !self.no_masquerade,
+            icc: !self.no_icc,
+            internal: self.internal,
+            dns: !self.no_dns,
+            log_drops: self.log_drops,
+            deny_egress: self.deny_egress.clone(),
+            uplink: self.uplink.clone().map(|ifname| UplinkRequest {
+                ifname,
+                gateway: self.uplink_gateway,
+            }),
+            cluster_cidrs: self.cluster_cidr.clone(),
+            owner: None,
+        }
+    }
+}
+
+impl ConnectArgs {
+    pub fn request(&self) -> AttachRequest {
+        AttachRequest {
+            network: self.network.clone(),
+            target: self.target.clone(),
+            name: self.name.clone(),
+            ip: self.ip,
+            mac: self.mac,
+            ifname: self.ifname.clone(),
+            ports: self.publish.clone(),
+            aliases: self.alias.clone(),
+            allow_host_netns: self.allow_host_netns,
+            force_publish: self.force_publish,
+            ..Default::default()
+        }
+    }
+}
+
+impl RunArgs {
+    pub fn request(&self) -> RunRequest {
+        let mut ports = self.publish.clone();
+        // --expose is checked all the same: a typo should not wait for -P.
+        if self.publish_all {
+            ports.extend(self.expose.iter().copied());
+        }
+        RunRequest {
+            net: NetMode::parse(self.net.as_deref()),
+            name: self.name.clone(),
+            ip: self.ip,
+            ports,
+            aliases: self.alias.clone(),
+            dns: self.dns.clone(),
+            dns_search: self.dns_search.clone(),
+            command: self.command.clone(),
+            hostname: self.hostname.clone(),
+        }
+    }
+}
+
+// Value parsers: each turns berth's own one-line error into clap's.
+
+fn subnet(text: &str) -> std::result::Result<IpNet, String> {
+    request::parse_prefix("subnet", text, false).map_err(message)
+}
+
+fn address(what: &'static str) -> impl Fn(&str) -> std::result::Result<IpAddr, String> + Clone {
+    move |text| request::parse_ip(what, text).map_err(message)
+}
+
+fn range(what: &'static str) -> impl Fn(&str) -> std::result::Result<IpNet, String> + Clone {
+    move |text| request::parse_prefix(what, text, true).map_err(message)
+}
+
+fn mac(text: &str) -> std::result::Result<Mac, String> {
+    request::parse_mac(text).map_err(message)
+}
+
+fn port(text: &str) -> std::result::Result<PortSpec, String> {
+    request::parse_port(text).map_err(message)
+}
+
+fn message(e: Error) -> String {
+    e.to_string()
+}

@@ -1,0 +1,299 @@
+//! How the CLI shows what commands did: plans, notices, tables of
+//! networks and endpoints, inspected networks, and `port` lines.
+
+use super::listing;
+use crate::change::Outcome;
+use crate::commands::{endpoint, network};
+use crate::context::{Context, Notice};
+use crate::error::{Error, Result};
+use crate::model::{Endpoint, Network};
+use crate::plan::Plan;
+use crate::store::Owners;
+
+/// Prints what the user should know of the command that just ran: on
+/// stderr, one line each, prefixed `berth:`.
+pub fn notices(ctx: &mut Context) {
+    for n in ctx.take_notices() {
+        match n {
+            Notice::Repaired { reason, lines } => {
+                eprintln!("berth: {reason}; repaired first:");
+                for line in lines {
+                    eprintln!("berth:   {line}");
+                }
+            }
+            Notice::Warning(w) => eprintln!("berth: warning: {w}"),
+        }
+    }
+}
+
+pub fn print_report(verb: &str, outcome: Outcome<Vec<String>>) {
+    if let Some(lines) = done(outcome) {
+        if lines.is_empty() {
+            println!("{verb}: the kernel already matches the state");
+        }
+        for line in lines {
+            println!("{verb}: {line}");
+        }
+    }
+}
+
+/// Prints a dry run's plan and returns None, or returns what was done.
+pub fn done<T>(outcome: Outcome<T>) -> Option<T> {
+    match outcome {
+        Outcome::Planned(plan) => {
+            print_plan(&plan);
+            None
+        }
+        Outcome::Done(value) => Some(value),
+    }
+}
+
+pub fn print_plan(plan: &Plan) {
+    if plan.is_empty() {
+        println!("# nothing to do");
+    }
+    for line in plan.render() {
+        println!("{line}");
+    }
+}
+
+/// Who made which network and endpoint (Podman's are marked).
+/// Who made each network and endpoint (berth itself, or Podman).
+pub fn owners(ctx: &Context) -> Result<Owners> {
+    let Some(mut store) = ctx.store_read_only()? else {
+        return Ok(Owners::default());
+    };
+    let tx = store.read()?;
+    tx.owners()
+}
+
+pub fn json_error(e: serde_json::Error) -> Error {
+    Error::Other(format!("encoding JSON: {e}"))
+}
+
+/// `network ls`: each network with its endpoint count, policy and whether
+/// its bridge is there.
+pub fn list_networks(ctx: &mut Context, opts: &listing::Options) -> Result<String> {
+    let networks = network::list(ctx)?;
+    let owners = owners(ctx)?;
+    let links: std::collections::HashSet<String> = if networks.is_empty() {
+        Default::default()
+    } else {
+        ctx.kernel.links()?.into_iter().map(|l| l.name).collect()
+    };
+    let mut rows = Vec::new();
+    for (n, count) in &networks {
+        let mut v = serde_json::to_value(n.view(*count)).map_err(json_error)?;
+        v["status"] = if links.contains(&n.bridge) {
+            "up"
+        } else {
+            "bridge missing"
+        }
+        .into();
+        v["owner"] = owners.networks.get(&n.name).cloned().into();
+        rows.push(v);
+    }
+    const COLUMNS: &[listing::Column] = &[
+        col("NAME", "name"),
+        col("SUBNET", "subnet"),
+        col("GATEWAY", "gateway"),
+        col("BRIDGE", "bridge"),
+        col("ENDPOINTS", "endpoint_count"),
+        col("STATUS", "status"),
+        col("POLICY", "policy"),
+        col("OWNER", "owner"),
+    ];
+    listing::render(
+        rows,
+        COLUMNS,
+        &[
+            "name",
+            "subnet",
+            "bridge",
+            "internal",
+            "icc",
+            "masquerade",
+            "status",
+            "owner",
+        ],
+        opts,
+    )
+}
+
+const fn col(heading: &'static str, field: &'static str) -> listing::Column {
+    listing::Column { heading, field }
+}
+
+/// A network, its endpoints and each endpoint's DNS aliases.
+pub type Inspected = (Network, Vec<Endpoint>, Vec<Vec<String>>);
+
+pub fn print_networks_inspected(found: &[Inspected], owners: &Owners, json: bool) -> Result<()> {
+    if json {
+        let mut all = Vec::new();
+        for (n, endpoints, aliases) in found {
+            let mut value = serde_json::to_value(n.view(endpoints.len())).map_err(json_error)?;
+            value["owner"] = owners.networks.get(&n.name).cloned().into();
+            let mut eps = Vec::new();
+            for (i, e) in endpoints.iter().enumerate() {
+                let mut v = serde_json::to_value(e.view(n)).map_err(json_error)?;
+                let mark = owners.endpoints.get(&e.id).cloned().unwrap_or_default();
+                v["owner"] = mark.owner.into();
+                v["container_id"] = mark.container_id.into();
+                v["aliases"] = aliases.get(i).cloned().unwrap_or_default().into();
+                eps.push(v);
+            }
+            value["endpoints"] = serde_json::Value::Array(eps);
+            all.push(value);
+        }
+        // One network prints as an object (as before); several as an array.
+        let out = if all.len() == 1 {
+            all.pop().expect("one")
+        } else {
+            serde_json::Value::Array(all)
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(json_error)?
+        );
+        return Ok(());
+    }
+    for (i, (n, endpoints, aliases)) in found.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        print_network(n, endpoints, owners.networks.get(&n.name), aliases);
+    }
+    Ok(())
+}
+
+fn print_network(
+    n: &Network,
+    endpoints: &[Endpoint],
+    owner: Option<&String>,
+    aliases: &[Vec<String>],
+) {
+    println!("name:      {}", n.name);
+    if let Some(owner) = owner {
+        println!("owner:     {owner}");
+    }
+    println!("subnet:    {}", n.subnet);
+    println!("gateway:   {}", n.gateway);
+    println!("bridge:    {}", n.bridge);
+    println!("mtu:       {}", n.mtu);
+    println!("policy:    {}", n.policy.summary());
+    println!("dns:       {}", if n.policy.dns { "on" } else { "off" });
+    println!("endpoints: {}", endpoints.len());
+    let rows: Vec<Vec<String>> = endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let ports: Vec<String> = e.ports.iter().map(|p| p.to_string()).collect();
+            vec![
+                format!("  {}", e.name),
+                e.ip.to_string(),
+                e.mac.to_string(),
+                e.ifname.clone(),
+                e.netns.clone(),
+                aliases.get(i).map(|a| a.join(", ")).unwrap_or_default(),
+                ports.join(", "),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        print!(
+            "{}",
+            listing::table(
+                &["  NAME", "ADDRESS", "MAC", "IFNAME", "NETNS", "ALIASES", "PORTS"],
+                &rows
+            )
+        );
+    }
+}
+
+/// `ps`: every endpoint with its status as the kernel shows it.
+pub fn list_endpoints(ctx: &mut Context, opts: &listing::Options) -> Result<String> {
+    let mut rows = Vec::new();
+    let owners = owners(ctx)?;
+    for (e, n, status) in endpoint::list(ctx)? {
+        let mut v = serde_json::to_value(e.view(&n)).map_err(json_error)?;
+        v["status"] = status.into();
+        let mark = owners.endpoints.get(&e.id).cloned().unwrap_or_default();
+        v["owner"] = mark.owner.into();
+        v["container_id"] = mark.container_id.into();
+        v["address"] = format!("{}/{}", e.ip, n.subnet.prefix_len()).into();
+        let ports: Vec<String> = e.ports.iter().map(|p| p.to_string()).collect();
+        v["published"] = ports.join(", ").into();
+        rows.push(v);
+    }
+    const COLUMNS: &[listing::Column] = &[
+        col("NAME", "name"),
+        col("STATUS", "status"),
+        col("NETWORK", "network"),
+        col("ADDRESS", "address"),
+        col("MAC", "mac"),
+        col("IFNAME", "ifname"),
+        col("NETNS", "netns"),
+        col("PORTS", "published"),
+        col("OWNER", "owner"),
+    ];
+    listing::render(
+        rows,
+        COLUMNS,
+        &[
+            "name",
+            "network",
+            "netns",
+            "status",
+            "ip",
+            "ifname",
+            "owner",
+            "container_id",
+        ],
+        opts,
+    )
+}
+
+/// `port NAME [PORT[/PROTO]]`: the endpoint's mappings, one per line, as
+/// `docker port` prints them (`80/tcp -> 0.0.0.0:8080`).
+pub fn ports_of(ctx: &mut Context, name: &str, only: Option<&str>) -> Result<String> {
+    let endpoints: Vec<_> = endpoint::list(ctx)?
+        .into_iter()
+        .filter(|(e, _, _)| e.name == name)
+        .collect();
+    if endpoints.is_empty() {
+        return Err(Error::invalid(format!(
+            "no endpoint named {name:?} (see `berth ps`)"
+        )));
+    }
+    let only = only
+        .map(|p| {
+            let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+            let port: u16 = port.parse().map_err(|_| {
+                Error::invalid(format!("invalid port {p:?}: expected PORT[/PROTO]"))
+            })?;
+            Ok::<_, Error>((port, proto.to_ascii_lowercase()))
+        })
+        .transpose()?;
+    let mut out = String::new();
+    for (e, _, _) in &endpoints {
+        for m in &e.ports {
+            for (host, inside) in m.pairs() {
+                if only
+                    .as_ref()
+                    .is_some_and(|(p, proto)| *p != inside || proto != m.proto.as_str())
+                {
+                    continue;
+                }
+                out.push_str(&format!("{inside}/{} -> {}:{host}\n", m.proto, m.host_ip));
+            }
+        }
+    }
+    if out.is_empty() && only.is_some() {
+        return Err(Error::invalid(format!(
+            "endpoint {name:?} does not publish {}",
+            only.map(|(p, proto)| format!("{p}/{proto}"))
+                .unwrap_or_default()
+        )));
+    }
+    Ok(out)
+}
