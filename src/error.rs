@@ -51,13 +51,19 @@ impl Error {
 
     pub fn kernel(what: impl Into<String>, source: io::Error) -> Self {
         let mut what = what.into();
-        // The kernel's own words, when it gave some for this failure.
-        if let Some(text) = source
-            .raw_os_error()
-            .and_then(crate::kernel::rtnl::take_ext_ack)
-        {
-            what = format!("{what} (kernel: {text})");
-        }
+        // The kernel's own words, when it gave some for this failure; what
+        // is kept is the plain errno, which callers test.
+        let carried = source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<KernelText>())
+            .map(|k| (k.errno, k.text.clone()));
+        let source = match carried {
+            Some((errno, text)) => {
+                what = format!("{what} (kernel: {text})");
+                io::Error::from_raw_os_error(errno)
+            }
+            None => source,
+        };
         Error::Kernel { what, source }
     }
 
@@ -71,8 +77,78 @@ impl Error {
     }
 }
 
+/// A request the kernel refused with an explanation of its own (the
+/// extended ack of a netlink error: "Invalid MTU", "Master device not
+/// found"). It travels inside the `io::Error` of the failure, from the
+/// socket that read it to [`Error::kernel`], which puts the text into the
+/// message; an `io::Error` that keeps its raw errno cannot carry text.
+#[derive(Debug)]
+pub struct KernelText {
+    pub errno: i32,
+    pub text: String,
+}
+
+impl KernelText {
+    /// The failure as an `io::Error` of the errno's kind, carrying the text.
+    pub fn into_io_error(self) -> io::Error {
+        let kind = io::Error::from_raw_os_error(self.errno).kind();
+        io::Error::new(kind, self)
+    }
+}
+
+impl std::fmt::Display for KernelText {
+    /// As the bare errno shows, so a message that drops the text reads as
+    /// it would have without one.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        io::Error::from_raw_os_error(self.errno).fmt(f)
+    }
+}
+
+impl std::error::Error for KernelText {}
+
+/// The errno of a failure, whether or not it carries the kernel's text.
+pub fn errno_of(e: &io::Error) -> Option<i32> {
+    e.raw_os_error().or_else(|| {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<KernelText>())
+            .map(|k| k.errno)
+    })
+}
+
 /// Shorthand for returning a bad-input error.
 #[macro_export]
 macro_rules! invalid {
     ($($arg:tt)*) => { return Err($crate::error::Error::Invalid(format!($($arg)*))) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kernels_text_travels_on_the_error_into_the_message() {
+        let refused = KernelText {
+            errno: 22,
+            text: "Invalid MTU".into(),
+        }
+        .into_io_error();
+        assert_eq!(errno_of(&refused), Some(22));
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidInput);
+        let err = Error::kernel("creating bridge berth-a", refused);
+        assert_eq!(
+            err.to_string(),
+            "creating bridge berth-a (kernel: Invalid MTU): Invalid argument (os error 22)"
+        );
+        let Error::Kernel { source, .. } = err else {
+            panic!("a kernel error")
+        };
+        assert_eq!(source.raw_os_error(), Some(22), "the errno stays testable");
+
+        // Without the kernel's words the message is the errno alone.
+        let plain = Error::kernel("deleting link x", io::Error::from_raw_os_error(19));
+        assert_eq!(
+            plain.to_string(),
+            "deleting link x: No such device (os error 19)"
+        );
+    }
 }

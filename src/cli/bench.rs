@@ -164,7 +164,7 @@ fn time_reconcile(ctx: &mut Context, count: usize) -> Result<()> {
         crate::store::StateLock::acquire(&dir).map(drop)
     })?;
     timed("host identity", &mut || {
-        crate::reconcile::host_identity();
+        ctx.kernel.host_identity();
         Ok(())
     })?;
     timed("nft generation", &mut || {
@@ -189,10 +189,9 @@ fn time_reconcile(ctx: &mut Context, count: usize) -> Result<()> {
             Figures::ms(start.elapsed())
         );
     }
-    let mut nft = berth_nft::Nft::open()?;
     let mut flush = berth_nft::Batch::new();
     flush.delete_table(&crate::firewall::table());
-    nft.apply(&flush)?;
+    ctx.kernel.nft_apply(&flush)?;
     let start = Instant::now();
     maintain::up(ctx)?;
     println!(

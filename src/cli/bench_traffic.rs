@@ -11,17 +11,16 @@ use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
 
-use berth_nft::{Batch, ElemOp, Nft};
+use berth_nft::{Batch, ElemOp};
 
 use crate::commands;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::firewall;
 use crate::kernel::netns::{self, Target};
-use crate::kernel::rtnl::Rtnl;
-use crate::kernel::{addr, link, sysctl};
+use crate::kernel::{sandbox, sysctl};
 use crate::model::ports::{PortMapping, Proto};
-use crate::model::{Ipv4Net, Mac};
+use crate::model::Ipv4Net;
 use crate::request::AttachRequest;
 
 const UPLINK_HOST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
@@ -71,13 +70,13 @@ pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize) -> Result<()> {
     // The endpoint holds 2 mappings; 8 more make 10, 9,998 more 10,000.
     let few = fillers(endpoint.ip, FILLER_FIRST_PORT, 8);
     let many = fillers(endpoint.ip, FILLER_FIRST_PORT + 8, 9_990);
-    apply_fillers(&few, ElemOp::Add)?;
+    apply_fillers(ctx, &few, ElemOp::Add)?;
     let (mut with_few, mut with_many) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         with_few.push(rate(ctx)?);
-        apply_fillers(&many, ElemOp::Add)?;
+        apply_fillers(ctx, &many, ElemOp::Add)?;
         with_many.push(rate(ctx)?);
-        apply_fillers(&many, ElemOp::Delete)?;
+        apply_fillers(ctx, &many, ElemOp::Delete)?;
     }
     let (few_median, many_median) = (median(&mut with_few), median(&mut with_many));
     println!(
@@ -126,32 +125,9 @@ fn wire_outside() -> Result<()> {
     let net = Ipv4Net::new_truncating(UPLINK_HOST, 24);
     let outside = Target::resolve("outside")?.open()?;
     let what = "wiring the outside namespace";
-    let mut rtnl = Rtnl::open().map_err(|e| Error::kernel(what, e))?;
-    let spec = link::VethSpec {
-        host_ifname: "uplink0",
-        bridge_index: None,
-        link_group: 0,
-        peer_ifname: "eth0",
-        peer_netns: &outside,
-        peer_mac: Mac::from_ipv4(UPLINK_OUTSIDE).0,
-        mtu: 1500,
-    };
-    let host_side = link::create_veth(&mut rtnl, &spec)
-        .and_then(|()| link::index_of(&mut rtnl, "uplink0"))
-        .map_err(|e| Error::kernel(what, e))?
-        .ok_or_else(|| Error::Other(format!("{what}: uplink0 vanished")))?;
-    addr::add_address(&mut rtnl, host_side, UPLINK_HOST, net)
+    sandbox::wire_routed_peer("uplink0", &outside, UPLINK_HOST, UPLINK_OUTSIDE, net)
         .map_err(|e| Error::kernel(what, e))?;
     netns::run_in(&outside, || -> std::io::Result<()> {
-        let mut rtnl = Rtnl::open()?;
-        for name in ["lo", "eth0"] {
-            if let Some(index) = link::index_of(&mut rtnl, name)? {
-                link::set_up(&mut rtnl, index)?;
-            }
-        }
-        let eth0 = link::index_of(&mut rtnl, "eth0")?.unwrap_or_default();
-        addr::add_address(&mut rtnl, eth0, UPLINK_OUTSIDE, net)?;
-        addr::add_default_route(&mut rtnl, UPLINK_HOST, None)?;
         // A connection-rate run opens tens of thousands of connections;
         // reusing TIME_WAIT ports keeps the client from running out.
         sysctl::write(&sysctl::Key::new(["net", "ipv4", "tcp_tw_reuse"]), "1")?;
@@ -180,10 +156,14 @@ fn fillers(container: Ipv4Addr, first: u16, count: u16) -> (Ipv4Addr, Vec<PortMa
 
 /// Adds or deletes filler mappings straight in the kernel (they are load,
 /// not endpoints, so the state does not hear of them).
-fn apply_fillers((container, mappings): &(Ipv4Addr, Vec<PortMapping>), op: ElemOp) -> Result<()> {
+fn apply_fillers(
+    ctx: &mut Context,
+    (container, mappings): &(Ipv4Addr, Vec<PortMapping>),
+    op: ElemOp,
+) -> Result<()> {
     let mut batch = Batch::new();
     firewall::ports::elements_op(&mut batch, op, *container, mappings);
-    Ok(Nft::open()?.apply(&batch)?)
+    ctx.kernel.nft_apply(&batch)
 }
 
 /// Background servers in the `srv` namespace, ended (by PID) on drop.

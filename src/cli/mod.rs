@@ -287,7 +287,7 @@ fn run_command(
             if ctx.dry_run {
                 // Nothing runs: the command is shown as the `nsenter` line
                 // that would run it.
-                println!("{}", run::exec_plan(&target, &command)?);
+                println!("{}", run::exec_plan(ctx, &target, &command)?);
                 return Ok(0);
             }
             return run::exec(ctx, &target, dns, &command);

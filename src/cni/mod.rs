@@ -12,13 +12,11 @@
 //! - [`verbs`]: ADD, DEL, CHECK, STATUS, VERSION.
 //! - [`gc`]: GC, removing every attachment the runtime no longer lists.
 //! - [`result`]: the ADD result in the requested version.
-//! - [`inspect`]: reading links, addresses and routes of a namespace.
 //! - [`error`]: the spec's error object and codes.
 
 pub mod config;
 pub mod error;
 pub mod gc;
-pub mod inspect;
 pub mod result;
 pub mod verbs;
 

@@ -11,13 +11,12 @@ use serde_json::{json, Value};
 
 use super::config::{self, Env, NetConf, SUPPORTED_VERSIONS};
 use super::error::*;
-use super::{context, inspect, result};
+use super::{context, result};
 use crate::commands::{Attach, Detach, EnsureNetwork};
 use crate::context::{Context, Notice};
 use crate::error::Error;
 use crate::executor::{transaction, Preflight};
 use crate::firewall;
-use crate::kernel::netns;
 use crate::model::{names, Endpoint, Network};
 use crate::request::{AttachRequest, Attachment, DetachRequest, EndpointMark, EndpointRef};
 
@@ -98,14 +97,14 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
     let container_id = env.require("CNI_CONTAINERID", &env.container_id)?;
     let netns_path = env.require("CNI_NETNS", &env.netns)?;
     let ifname = ifname_of(env)?;
-    if netns::net_namespace_inode(Path::new(netns_path)).is_none() {
+    let mut ctx = context(conf);
+    if ctx.kernel.netns_inode(Path::new(netns_path)).is_none() {
         return Err(CniError::new(
             CODE_BAD_ENV,
             format!("CNI_NETNS {netns_path:?} is not a network namespace"),
         ));
     }
     let args = env.cni_args()?;
-    let mut ctx = context(conf);
     if let Some(e) = find_attachment(&ctx, container_id, ifname)? {
         return Err(CniError::new(
             CODE_EXISTS,
@@ -158,7 +157,13 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
             e => CniError::from_berth(e),
         })?
         .applied()?;
-    let host_mac = inspect::link_mac(&e.host_ifname).unwrap_or_default();
+    let host_mac = ctx
+        .kernel
+        .link_mac(&e.host_ifname)
+        .ok()
+        .flatten()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
     Ok(result::encode(
         &conf.version,
         &n,
@@ -209,7 +214,7 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             "CHECK needs prevResult in the network configuration",
         ));
     };
-    let ctx = context(conf);
+    let mut ctx = context(conf);
     let Some(e) = find_attachment(&ctx, container_id, ifname)? else {
         return Err(CniError::new(
             CODE_UNKNOWN_CONTAINER,
@@ -246,8 +251,7 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     }
 
     // The host side: the veth exists, up, on the bridge.
-    let host =
-        inspect::read().map_err(|err| CniError::from_berth(Error::kernel("reading links", err)))?;
+    let host = ctx.kernel.netns_facts(None).map_err(CniError::from_berth)?;
     let bridge = host.link(&n.bridge).map(|b| b.index);
     match host.link(&e.host_ifname) {
         None => return fail(format!("host veth {} is missing", e.host_ifname)),
@@ -262,26 +266,21 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     }
 
     // The container side: device, MAC, address, route.
-    let inside = inspect::read_in(Path::new(netns_path)).map_err(|err| {
-        CniError::from_berth(Error::kernel(
-            format!("reading namespace {netns_path}"),
-            err,
-        ))
-    })?;
+    let inside = ctx
+        .kernel
+        .netns_facts(Some(Path::new(netns_path)))
+        .map_err(CniError::from_berth)?;
     let Some(link) = inside.link(ifname) else {
         return fail(format!("{ifname} is missing in {netns_path}"));
     };
-    if link.mac != e.mac.to_string() {
+    if link.mac != Some(e.mac) {
         return fail(format!(
             "{ifname} has MAC {} instead of {}",
-            link.mac, e.mac
+            link.mac.map(|m| m.to_string()).unwrap_or_default(),
+            e.mac
         ));
     }
-    if !inside
-        .addrs
-        .iter()
-        .any(|(i, ip, p)| *i == link.index && *ip == e.ip && *p == n.subnet.prefix_len())
-    {
+    if !inside.has_address(link.index, e.ip, n.subnet.prefix_len()) {
         return fail(format!("{ifname} lacks address {address}"));
     }
     if e.default_route && !inside.default_gateways.contains(&n.gateway) {
@@ -313,7 +312,7 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             list(&have)
         ));
     }
-    if let Some(missing) = missing_map_elements(e.ip, &ports)? {
+    if let Some(missing) = missing_map_elements(&mut ctx, e.ip, &ports)? {
         return fail(missing);
     }
     Ok(())
@@ -322,6 +321,7 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
 /// Whether the kernel's published-port maps hold every element of the
 /// endpoint's ports: a description of the first one missing, or None.
 fn missing_map_elements(
+    ctx: &mut Context,
     ip: std::net::Ipv4Addr,
     ports: &[crate::model::PortMapping],
 ) -> Result<Option<String>, CniError> {
@@ -330,7 +330,6 @@ fn missing_map_elements(
         return Ok(None);
     }
     let want = ports::elements(ip, ports);
-    let mut nft = berth_nft::Nft::open().map_err(Error::from)?;
     for (map, elements) in [
         (ports::published(), want.published),
         (ports::published_any(), want.any),
@@ -339,9 +338,9 @@ fn missing_map_elements(
         if elements.is_empty() {
             continue;
         }
-        let listed = nft
-            .list_elements(&firewall::table(), &map.name)
-            .map_err(Error::from)?;
+        let listed = ctx
+            .kernel
+            .nft_list_elements(&firewall::table(), &map.name)?;
         if let Some(e) = elements.iter().find(|e| !listed.contains(e)) {
             return Ok(Some(format!(
                 "map {} lacks the element {:?} for {ip}",

@@ -28,8 +28,8 @@ impl Change for Attach {
 
     fn prepare(&mut self, ctx: &mut Context, tx: &Tx) -> Result<Prepared<(Endpoint, Network)>> {
         let req = &self.0;
-        let target = Target::resolve(&req.target)?;
-        if !req.allow_host_netns && target.inode == own_netns_inode() {
+        let target = ctx.kernel.resolve_target(&req.target)?;
+        if !req.allow_host_netns && target.inode == ctx.kernel.own_netns_inode() {
             return Err(Error::invalid(format!(
                 "target {:?} is the host's own network namespace; connecting it would change the host's addresses and routes (use --allow-host-netns if that is what you want)",
                 req.target
@@ -197,11 +197,6 @@ fn needs_repair(
     Ok(false)
 }
 
-/// The inode of the namespace berth itself runs in.
-fn own_netns_inode() -> Option<u64> {
-    crate::kernel::netns::net_namespace_inode(Path::new("/proc/self/ns/net"))
-}
-
 /// The endpoint name used when `--name` is not given.
 fn default_endpoint_name(target: &Target) -> String {
     if let Some(pid) = target.key.strip_prefix("pid:") {
@@ -290,7 +285,7 @@ impl Change for Detach {
         let found = match &req.endpoint {
             EndpointRef::Id(id) => tx.endpoint(*id)?.filter(|e| e.network == network.name),
             EndpointRef::Target(text) => {
-                let target = Target::parse(text)?;
+                let target = ctx.kernel.parse_target(text)?;
                 match tx.find_endpoint(network.id, &target.key, target.inode)? {
                     Some(e) => Some(e),
                     None => tx.endpoint_by_name(network.id, text)?,
@@ -312,7 +307,11 @@ impl Change for Detach {
                 tx.default_route_heir(endpoint.netns_inode, endpoint.id)?
             {
                 if ctx.kernel.link_exists(&other.host_ifname)? {
-                    heir = Some((other.id, Target::parse(&other.netns)?.path, gateway));
+                    heir = Some((
+                        other.id,
+                        ctx.kernel.parse_target(&other.netns)?.path,
+                        gateway,
+                    ));
                 }
             }
         }

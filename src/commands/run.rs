@@ -7,8 +7,6 @@
 //! the command and then takes the sandbox away again, whatever happened.
 
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Command;
 
@@ -22,8 +20,8 @@ use crate::change::{compensation, Change, Intent, Planned, Prepared, Row, Settle
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::executor::{transaction, Preflight};
-use crate::kernel::netns::{self, Target};
-use crate::kernel::process;
+use crate::kernel::netns;
+use crate::kernel::process::{self, ExecFailure};
 use crate::model::{names, Endpoint, Network, PortSpec};
 use crate::plan::{Plan, Step};
 use crate::request::{AttachRequest, DetachRequest, EndpointRef};
@@ -198,13 +196,15 @@ pub fn wait(ctx: &mut Context, started: Started, req: &RunRequest) -> Result<i32
         .command
         .split_first()
         .ok_or_else(|| Error::invalid("run needs a command after --"))?;
-    let status = Target::resolve(&started.name)
+    let status = ctx
+        .kernel
+        .resolve_target(&started.name)
         .and_then(|t| t.open())
         .and_then(|ns| {
             spawn_forwarding_signals(
                 program,
                 args,
-                ns.as_raw_fd(),
+                &ns,
                 req.hostname.as_deref(),
                 started.resolv.as_deref(),
             )
@@ -260,7 +260,7 @@ pub struct CreateSandbox {
 impl Change for CreateSandbox {
     type Output = ();
 
-    fn prepare(&mut self, _ctx: &mut Context, tx: &Tx) -> Result<Prepared<()>> {
+    fn prepare(&mut self, ctx: &mut Context, tx: &Tx) -> Result<Prepared<()>> {
         if netns::named_path(&self.name).exists() {
             return Err(Error::invalid(format!(
                 "a namespace named {:?} already exists in {}",
@@ -269,7 +269,9 @@ impl Change for CreateSandbox {
             )));
         }
         let pid = std::process::id();
-        let owner_start = process::start_time(pid)
+        let owner_start = ctx
+            .kernel
+            .process_start_time(pid)
             .ok_or_else(|| Error::Other("cannot read this process's start time".into()))?;
         tx.insert_sandbox(&store::Sandbox {
             name: self.name.clone(),
@@ -325,16 +327,15 @@ const FORWARDED: [Signal; 4] = [
     Signal::SIGQUIT,
 ];
 
-/// Spawns the command inside `netns_fd` with stdio passed through, forwards
+/// Spawns the command inside `netns` with stdio passed through, forwards
 /// SIGINT/SIGTERM/SIGHUP/SIGQUIT to it, and waits for it.
 fn spawn_forwarding_signals(
     program: &str,
     args: &[String],
-    netns_fd: RawFd,
+    netns: &std::fs::File,
     hostname: Option<&str>,
     resolv: Option<&std::path::Path>,
 ) -> Result<i32> {
-    let hostname = hostname.map(|h| h.as_bytes().to_vec());
     let resolv = resolv.map(crate::dns::resolv::BindMount::new).transpose()?;
     let mut forwarded = SigSet::empty();
     for s in FORWARDED {
@@ -342,40 +343,17 @@ fn spawn_forwarding_signals(
     }
     // Blocked here and in every thread spawned after, the signals queue for
     // the forwarding thread's sigwait instead of killing berth before it has
-    // cleaned up.
+    // cleaned up. The child unblocks them (`spawn_in_netns`).
     pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None)
         .map_err(|e| Error::Other(e.to_string()))?;
     let mut command = Command::new(program);
     command.args(args);
-    let parent = std::process::id() as libc::pid_t;
-    unsafe {
-        command.pre_exec(move || {
-            nix::sched::setns(
-                std::os::fd::BorrowedFd::borrow_raw(netns_fd),
-                nix::sched::CloneFlags::CLONE_NEWNET,
-            )?;
-            if let Some(r) = &resolv {
-                r.apply()?;
-            }
-            pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
-            // If berth dies (even by SIGKILL) the command dies with it,
-            // rather than run on in a namespace nobody owns.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::getppid() != parent {
-                return Err(std::io::Error::other(
-                    "berth exited before the command started",
-                ));
-            }
-            if let Some(name) = &hostname {
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUTS)?;
-                nix::unistd::sethostname(std::ffi::OsStr::from_bytes(name))?;
-            }
-            Ok(())
-        });
-    }
-    let mut child = command.spawn().map_err(|e| exec_error(program, e))?;
+    let prepare = move || match &resolv {
+        Some(r) => r.apply(),
+        None => Ok(()),
+    };
+    let mut child = process::spawn_in_netns(&mut command, netns, hostname, prepare)
+        .map_err(|e| exec_error(program, e))?;
     let pid = Pid::from_raw(child.id() as i32);
     std::thread::spawn(move || loop {
         if let Ok(sig) = forwarded.wait() {
@@ -394,11 +372,11 @@ fn exec_error(program: &str, e: std::io::Error) -> Error {
 
 /// What `exec` would run, as a shell line (for `--dry-run`, which runs
 /// nothing).
-pub fn exec_plan(target: &str, command: &[String]) -> Result<String> {
+pub fn exec_plan(ctx: &Context, target: &str, command: &[String]) -> Result<String> {
     if command.is_empty() {
         return Err(Error::invalid("exec needs a command after --"));
     }
-    let ns = Target::resolve(target)?;
+    let ns = ctx.kernel.resolve_target(target)?;
     let quoted: Vec<String> = command
         .iter()
         .map(|a| {
@@ -534,7 +512,8 @@ pub fn stop(ctx: &mut Context, name: &str) -> Result<()> {
         })?
     };
     let pid = Pid::from_raw(sandbox.owner_pid as i32);
-    let alive = || process::alive(sandbox.owner_pid, sandbox.owner_start);
+    let kernel = &ctx.kernel;
+    let alive = || kernel.process_alive(sandbox.owner_pid, sandbox.owner_start);
     if alive() {
         let _ = kill(pid, Signal::SIGTERM);
     }
@@ -557,7 +536,7 @@ pub fn exec(ctx: &Context, target: &str, dns: bool, command: &[String]) -> Resul
     let (program, args) = command
         .split_first()
         .ok_or_else(|| Error::invalid("exec needs a command after --"))?;
-    let resolved = Target::resolve(target)?;
+    let resolved = ctx.kernel.resolve_target(target)?;
     // DNS: the resolv.conf is written before entering, and mounted over
     // /etc/resolv.conf in a mount namespace of the command's own.
     let resolv = if dns {
@@ -579,12 +558,22 @@ pub fn exec(ctx: &Context, target: &str, dns: bool, command: &[String]) -> Resul
         None
     };
     let ns = resolved.open()?;
-    netns::enter(&ns).map_err(|e| Error::kernel(format!("entering namespace of {target}"), e))?;
-    if let Some(path) = resolv {
-        let mount = crate::dns::resolv::BindMount::new(&path)?;
-        let applied = mount.apply();
-        let _ = std::fs::remove_file(&path);
-        applied.map_err(|e| Error::kernel("mounting the container's resolv.conf", e))?;
-    }
-    Err(exec_error(program, Command::new(program).args(args).exec()))
+    let mount = resolv
+        .map(|path| crate::dns::resolv::BindMount::new(&path).map(|m| (m, path)))
+        .transpose()?;
+    let prepare = || match mount {
+        Some((mount, path)) => {
+            let applied = mount.apply();
+            let _ = std::fs::remove_file(&path);
+            applied
+        }
+        None => Ok(()),
+    };
+    let mut command = Command::new(program);
+    command.args(args);
+    Err(match process::exec_in_netns(&mut command, &ns, prepare) {
+        ExecFailure::Enter(e) => Error::kernel(format!("entering namespace of {target}"), e),
+        ExecFailure::Prepare(e) => Error::kernel("mounting the container's resolv.conf", e),
+        ExecFailure::Exec(e) => exec_error(program, e),
+    })
 }

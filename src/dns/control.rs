@@ -5,7 +5,6 @@
 //! `connect` returns), and lets it exit when no network needs it.
 
 use std::io::{BufRead, BufReader, ErrorKind, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::{LOCK_FILE, LOG_FILE, PID_FILE, SOCKET};
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{FileLock, Store};
 
 /// How long a reload may take before the server is deemed hung.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,12 +48,8 @@ fn sync_with(state_dir: &Path, request: &str) -> Result<Vec<String>> {
         .write(true)
         .open(state_dir.join(LOCK_FILE))
         .map_err(|e| Error::Other(format!("opening {LOCK_FILE}: {e}")))?;
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(Error::Other(format!(
-            "locking {LOCK_FILE}: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
+    let _lock =
+        FileLock::acquire(lock).map_err(|e| Error::Other(format!("locking {LOCK_FILE}: {e}")))?;
     // A running server decides for itself whether it is still needed (it
     // exits after a reload that finds no DNS network), so the state is
     // read here only when none runs.

@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -27,7 +26,7 @@ use super::table::{Index, Table};
 use super::upstream::{self, Upstreams};
 use super::{resolv, PID_FILE, SOCKET};
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{FileLock, Store};
 
 /// The port the listeners bind: 53, or what the state says
 /// (`dns::PORT_SETTING`), read once when the server starts.
@@ -73,15 +72,22 @@ pub fn serve(state_dir: &Path, stay: bool) -> Result<i32> {
         .map_err(|e| Error::Other(format!("opening {}: {e}", PID_FILE)))?;
     // A server on its way out may still hold the lock for a moment.
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while unsafe { libc::flock(pidfile.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        if std::time::Instant::now() > deadline {
-            eprintln!("berth-dns: another server runs for {}", state_dir.display());
-            return Ok(0);
+    let mut pidfile = pidfile;
+    let pidfile = loop {
+        match FileLock::try_acquire(pidfile)? {
+            Ok(lock) => break lock,
+            Err(_) if std::time::Instant::now() > deadline => {
+                eprintln!("berth-dns: another server runs for {}", state_dir.display());
+                return Ok(0);
+            }
+            Err(back) => {
+                pidfile = back;
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    pidfile.set_len(0)?;
-    writeln!(&pidfile, "{}", std::process::id())?;
+    };
+    pidfile.file().set_len(0)?;
+    writeln!(pidfile.file(), "{}", std::process::id())?;
     let _ = DNS_PORT.set(super::configured_port(state_dir));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

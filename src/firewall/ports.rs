@@ -56,11 +56,7 @@ pub fn published_ranges() -> Set {
 }
 
 pub fn l4proto(p: Proto) -> L4Proto {
-    match p {
-        Proto::Tcp => L4Proto::Tcp,
-        Proto::Udp => L4Proto::Udp,
-        Proto::Sctp => L4Proto::Sctp,
-    }
+    L4Proto::from_number(p.number())
 }
 
 fn address(m: &PortMapping) -> KeyPart {

@@ -247,3 +247,11 @@ fn cluster_cidrs_are_let_in_and_not_masqueraded() {
     assert_eq!(nat[0], "ip daddr 10.244.0.0/16 return", "{nat:?}");
     assert!(nat[1].ends_with("masquerade"), "{nat:?}");
 }
+
+#[test]
+fn protocols_map_to_their_nftables_names_by_number() {
+    use crate::model::Proto;
+    for p in [Proto::Tcp, Proto::Udp, Proto::Sctp] {
+        assert_eq!(ports::l4proto(p).to_string(), p.as_str());
+    }
+}

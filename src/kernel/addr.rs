@@ -12,6 +12,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::rtnl::Rtnl;
+use super::{link, route};
 use crate::model::Ipv4Net;
 
 /// Adds `ip/prefix` (with its broadcast address) to the link `index`.
@@ -77,54 +78,20 @@ pub struct HostPrefix {
     pub what: String,
 }
 
-/// Every IPv4 prefix the host routes in its main table (default routes
-/// aside) and every IPv4 address it holds: what a new subnet must not overlap.
-pub fn host_prefixes(rtnl: &mut Rtnl) -> io::Result<Vec<HostPrefix>> {
-    let names = link_names(rtnl)?;
-    let name_of = |index: u32| {
-        names
-            .iter()
-            .find(|(i, _)| *i == index)
-            .map(|(_, n)| n.clone())
-            .unwrap_or_else(|| format!("if{index}"))
-    };
-    let mut out = Vec::new();
+/// An IPv4 address on a link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddrFact {
+    /// Index of the link that holds it.
+    pub index: u32,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+}
 
-    let mut req = RouteMessage::default();
-    req.header.address_family = AddressFamily::Inet;
-    for msg in rtnl.dump(RouteNetlinkMessage::GetRoute(req))? {
-        let RouteNetlinkMessage::NewRoute(route) = msg else {
-            continue;
-        };
-        let table = route.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Table(t) => Some(*t),
-            _ => None,
-        });
-        let table = table.unwrap_or(u32::from(route.header.table));
-        if table != u32::from(RouteHeader::RT_TABLE_MAIN)
-            || route.header.destination_prefix_length == 0
-        {
-            continue;
-        }
-        let dst = route.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Destination(RouteAddress::Inet(d)) => Some(*d),
-            _ => None,
-        });
-        let Some(dst) = dst else { continue };
-        let net = Ipv4Net::new_truncating(dst, route.header.destination_prefix_length);
-        let dev = route.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Oif(i) => Some(name_of(*i)),
-            _ => None,
-        });
-        let what = match dev {
-            Some(dev) => format!("the host route {net} dev {dev}"),
-            None => format!("the host route {net}"),
-        };
-        out.push(HostPrefix { net, what });
-    }
-
+/// Every IPv4 address of the namespace, in one dump.
+pub fn ipv4_addresses(rtnl: &mut Rtnl) -> io::Result<Vec<AddrFact>> {
     let mut req = AddressMessage::default();
     req.header.family = AddressFamily::Inet;
+    let mut out = Vec::new();
     for msg in rtnl.dump(RouteNetlinkMessage::GetAddress(req))? {
         let RouteNetlinkMessage::NewAddress(addr) = msg else {
             continue;
@@ -135,33 +102,123 @@ pub fn host_prefixes(rtnl: &mut Rtnl) -> io::Result<Vec<HostPrefix>> {
             }
             _ => None,
         });
-        let Some(ip) = ip else { continue };
-        if ip.is_loopback() {
+        if let Some(ip) = ip {
+            out.push(AddrFact {
+                index: addr.header.index,
+                ip,
+                prefix_len: addr.header.prefix_len,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Every IPv4 prefix the host routes in its main table (default routes
+/// aside) and every IPv4 address it holds: what a new subnet must not overlap.
+pub fn host_prefixes(rtnl: &mut Rtnl) -> io::Result<Vec<HostPrefix>> {
+    let links = link::dump(rtnl)?;
+    let name_of = |index: u32| {
+        links
+            .iter()
+            .find(|l| l.index == index && !l.name.is_empty())
+            .map(|l| l.name.clone())
+            .unwrap_or_else(|| format!("if{index}"))
+    };
+    let mut out = Vec::new();
+    for route in route::main_routes(rtnl)? {
+        if route.prefix_len == 0 {
             continue;
         }
-        let net = Ipv4Net::new_truncating(ip, addr.header.prefix_len);
+        let Some(dst) = route.dst else { continue };
+        let net = Ipv4Net::new_truncating(dst, route.prefix_len);
+        let what = match route.oif.map(name_of) {
+            Some(dev) => format!("the host route {net} dev {dev}"),
+            None => format!("the host route {net}"),
+        };
+        out.push(HostPrefix { net, what });
+    }
+    for addr in ipv4_addresses(rtnl)? {
+        if addr.ip.is_loopback() {
+            continue;
+        }
+        let net = Ipv4Net::new_truncating(addr.ip, addr.prefix_len);
         let what = format!(
-            "the host address {ip}/{} on {}",
-            addr.header.prefix_len,
-            name_of(addr.header.index)
+            "the host address {}/{} on {}",
+            addr.ip,
+            addr.prefix_len,
+            name_of(addr.index)
         );
         out.push(HostPrefix { net, what });
     }
     Ok(out)
 }
 
-fn link_names(rtnl: &mut Rtnl) -> io::Result<Vec<(u32, String)>> {
-    use netlink_packet_route::link::{LinkAttribute, LinkMessage};
-    let mut out = Vec::new();
-    for msg in rtnl.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))? {
-        if let RouteNetlinkMessage::NewLink(link) = msg {
-            if let Some(name) = link.attributes.iter().find_map(|a| match a {
-                LinkAttribute::IfName(n) => Some(n.clone()),
-                _ => None,
-            }) {
-                out.push((link.header.index, name));
-            }
-        }
+#[cfg(test)]
+mod tests {
+    use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST};
+
+    use super::*;
+    use crate::kernel::fake_rtnl::{self, addr, link, route, Answer};
+
+    #[test]
+    fn an_address_carries_its_prefix_and_broadcast() {
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![]);
+        let net: Ipv4Net = "10.90.0.0/24".parse().unwrap();
+        let ip = Ipv4Addr::new(10, 90, 0, 2);
+        add_address(&mut rtnl, 5, ip, net).unwrap();
+        let sent = sent.sent();
+        assert_eq!(
+            sent[0].flags,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+        );
+        let RouteNetlinkMessage::NewAddress(msg) = &sent[0].message else {
+            panic!("{sent:?}")
+        };
+        assert_eq!((msg.header.index, msg.header.prefix_len), (5, 24));
+        assert_eq!(
+            msg.attributes,
+            [
+                AddressAttribute::Local(IpAddr::V4(ip)),
+                AddressAttribute::Address(IpAddr::V4(ip)),
+                AddressAttribute::Broadcast(Ipv4Addr::new(10, 90, 0, 255)),
+            ]
+        );
     }
-    Ok(out)
+
+    #[test]
+    fn host_prefixes_are_routes_and_addresses_named_by_device() {
+        let (mut rtnl, _) = fake_rtnl::rtnl(vec![
+            Answer::Replies(vec![link("lo", 1, vec![]), link("eth1", 2, vec![])]),
+            Answer::Replies(vec![
+                route(
+                    RouteHeader::RT_TABLE_MAIN,
+                    None,
+                    Some(Ipv4Addr::new(192, 0, 2, 1)),
+                    2,
+                ),
+                route(
+                    RouteHeader::RT_TABLE_MAIN,
+                    Some((Ipv4Addr::new(10, 89, 0, 0), 24)),
+                    None,
+                    2,
+                ),
+            ]),
+            Answer::Replies(vec![
+                addr(1, Ipv4Addr::LOCALHOST, 8),
+                addr(2, Ipv4Addr::new(192, 0, 2, 5), 24),
+            ]),
+        ]);
+        let found: Vec<String> = host_prefixes(&mut rtnl)
+            .unwrap()
+            .into_iter()
+            .map(|p| format!("{}: {}", p.net, p.what))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "10.89.0.0/24: the host route 10.89.0.0/24 dev eth1",
+                "192.0.2.0/24: the host address 192.0.2.5/24 on eth1",
+            ]
+        );
+    }
 }

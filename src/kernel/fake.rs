@@ -1,20 +1,42 @@
-//! A recording stand-in for the kernel, for unit tests of plans and
-//! commands: it logs each operation and can be told to fail one.
+//! An in-memory kernel for unit tests of plans and commands. It keeps what
+//! a real one would: links (name, kind, group, bridge, up, MAC and the
+//! namespace they live in), IPv4 addresses and default routes per
+//! namespace, named namespaces with their inodes, and the processes it
+//! knows, and it changes them as the real kernel does (a veth pair dies
+//! together, and with its namespace; a deleted bridge leaves its ports).
+//! Every change is also logged as one line, and `fail_on` makes the change
+//! whose line starts with it fail, logged but without effect.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::{HostPrefix, IfaceRoutes, InsideConfig, Kernel, LinkFact, VethPair};
+use super::{
+    AddrFact, HostPrefix, IfaceRoutes, InsideConfig, Kernel, LinkFact, NetnsFacts, NftFingerprint,
+    Target, VethPair,
+};
 use crate::error::{Error, Result};
-use crate::model::Ipv4Net;
-use berth_nft::{Batch, Table};
+use crate::model::{Ipv4Net, Mac, Proto};
+use berth_nft::{Batch, Element, Table};
 
-#[derive(Default)]
+/// One link, with the namespace it lives in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeLink {
+    pub fact: LinkFact,
+    /// The namespace file it lives in; None: the host's (berth's own).
+    pub netns: Option<PathBuf>,
+    /// Index of the other end of a veth pair, which dies with this one.
+    pub peer: Option<u32>,
+}
+
 pub struct FakeKernel {
     pub log: Vec<String>,
     /// Fail the operation whose log line starts with this.
     pub fail_on: Option<String>,
+    /// What a sysctl nobody wrote reads as.
     pub sysctl_value: String,
+    /// Sysctls written, by key as sysctl(8) names it.
+    pub sysctls: BTreeMap<String, String>,
     pub prefixes: Vec<HostPrefix>,
     /// Whether berth's nftables table exists.
     pub nft_table: bool,
@@ -24,14 +46,58 @@ pub struct FakeKernel {
     pub ifaces: Vec<(String, IfaceRoutes)>,
     /// Sockets `host_port_in_use` sees.
     pub listeners: Vec<(Ipv4Addr, u16)>,
-    /// What `links` answers.
-    pub links: Vec<LinkFact>,
-    /// What `nft_generation` answers.
+    /// Every link of every namespace.
+    pub links: Vec<FakeLink>,
+    /// IPv4 addresses, with the namespace of their link (None: the host).
+    pub addrs: Vec<(Option<PathBuf>, AddrFact)>,
+    /// Default gateways, with their namespace (None: the host).
+    pub default_routes: Vec<(Option<PathBuf>, Ipv4Addr)>,
+    /// The nf_tables generation: bumped by every batch applied.
     pub nft_gen: u32,
     /// What `nft_fingerprint` answers.
-    pub nft_chains: Option<super::NftFingerprint>,
-    /// Namespaces `netns_inode` finds: path and inode.
-    pub namespaces: Vec<(std::path::PathBuf, u64)>,
+    pub nft_chains: Option<NftFingerprint>,
+    /// What `nft_list_elements` answers: map name and element.
+    pub nft_elements: Vec<(String, Element)>,
+    /// Network namespaces: a file that refers to one, and its inode.
+    /// `create_netns` adds `/run/netns/NAME`.
+    pub namespaces: Vec<(PathBuf, u64)>,
+    /// Running processes: PID and start time.
+    pub processes: Vec<(u32, u64)>,
+    /// What `host_identity` answers.
+    pub host_id: String,
+    /// The inode of berth's own namespace.
+    pub own_inode: u64,
+}
+
+impl Default for FakeKernel {
+    fn default() -> FakeKernel {
+        FakeKernel {
+            log: Vec::new(),
+            fail_on: None,
+            sysctl_value: String::new(),
+            sysctls: BTreeMap::new(),
+            prefixes: Vec::new(),
+            nft_table: false,
+            forward_drops: Vec::new(),
+            ifaces: Vec::new(),
+            listeners: Vec::new(),
+            links: Vec::new(),
+            addrs: Vec::new(),
+            default_routes: Vec::new(),
+            nft_gen: 1,
+            nft_chains: None,
+            nft_elements: Vec::new(),
+            namespaces: Vec::new(),
+            processes: Vec::new(),
+            host_id: "fake-boot/cookie:1".into(),
+            // What the first network namespace of a boot usually gets.
+            own_inode: 4026531840,
+        }
+    }
+}
+
+fn errno(what: impl Into<String>, errno: i32) -> Error {
+    Error::kernel(what, std::io::Error::from_raw_os_error(errno))
 }
 
 impl FakeKernel {
@@ -46,37 +112,159 @@ impl FakeKernel {
         }
         Ok(())
     }
+
+    /// Adds a network namespace reachable at `path` (a container's, made
+    /// by someone else); returns its inode.
+    pub fn add_namespace(&mut self, path: impl Into<PathBuf>) -> u64 {
+        // Fresh inodes count up from where this boot's first ones would.
+        let inode = self
+            .namespaces
+            .iter()
+            .map(|(_, i)| i + 1)
+            .max()
+            .unwrap_or(4026532000);
+        let path = path.into();
+        self.namespaces.push((path.clone(), inode));
+        self.insert_link(Some(path), "lo", "", 0, None);
+        inode
+    }
+
+    /// Adds a link to the host namespace, as if someone else made it.
+    pub fn add_host_link(&mut self, name: &str, kind: &str, group: u32) -> u32 {
+        self.insert_link(None, name, kind, group, None)
+    }
+
+    /// The link called `name` in `netns` (None: the host).
+    pub fn link_in(&self, netns: Option<&Path>, name: &str) -> Option<&FakeLink> {
+        self.links
+            .iter()
+            .find(|l| l.fact.name == name && l.netns.as_deref() == netns)
+    }
+
+    fn link_mut(&mut self, netns: Option<&Path>, name: &str) -> Option<&mut FakeLink> {
+        self.links
+            .iter_mut()
+            .find(|l| l.fact.name == name && l.netns.as_deref() == netns)
+    }
+
+    fn host_index(&self, name: &str) -> Result<u32> {
+        self.link_in(None, name)
+            .map(|l| l.fact.index)
+            .ok_or_else(|| errno(format!("looking up link {name}"), libc::ENODEV))
+    }
+
+    fn insert_link(
+        &mut self,
+        netns: Option<PathBuf>,
+        name: &str,
+        kind: &str,
+        group: u32,
+        mac: Option<Mac>,
+    ) -> u32 {
+        // Above every index in use (1 is the host's `lo`): unlike the real
+        // kernel, the fake may reuse the index of the newest link deleted.
+        let index = self
+            .links
+            .iter()
+            .map(|l| l.fact.index + 1)
+            .max()
+            .unwrap_or(2);
+        self.links.push(FakeLink {
+            fact: LinkFact {
+                name: name.into(),
+                index,
+                group,
+                kind: kind.into(),
+                master: None,
+                up: false,
+                mac,
+            },
+            netns,
+            peer: None,
+        });
+        index
+    }
+
+    /// Removes the links with these indices, their veth peers, their
+    /// addresses and their bridge ports' master.
+    fn remove_links(&mut self, doomed: Vec<u32>) {
+        let mut doomed = doomed;
+        for l in &self.links {
+            if doomed.contains(&l.fact.index) {
+                if let Some(peer) = l.peer {
+                    doomed.push(peer);
+                }
+            }
+        }
+        self.links.retain(|l| !doomed.contains(&l.fact.index));
+        self.addrs.retain(|(_, a)| !doomed.contains(&a.index));
+        for l in &mut self.links {
+            if l.fact.master.is_some_and(|m| doomed.contains(&m)) {
+                l.fact.master = None;
+            }
+        }
+    }
+
+    fn namespace_exists(&self, path: &Path) -> bool {
+        self.namespaces.iter().any(|(p, _)| p == path)
+    }
+
+    fn set_default(&mut self, netns: Option<&Path>, gateway: Ipv4Addr) {
+        self.default_routes.retain(|(n, _)| n.as_deref() != netns);
+        self.default_routes
+            .push((netns.map(Path::to_path_buf), gateway));
+    }
 }
 
 impl Kernel for FakeKernel {
-    fn create_bridge(
-        &mut self,
-        name: &str,
-        mtu: u32,
-        _mac: crate::model::Mac,
-        group: u32,
-    ) -> Result<()> {
-        self.op(format!("create_bridge {name} {mtu} group {group:#x}"))
+    fn create_bridge(&mut self, name: &str, mtu: u32, mac: Mac, group: u32) -> Result<()> {
+        self.op(format!("create_bridge {name} {mtu} group {group:#x}"))?;
+        if self.link_in(None, name).is_some() {
+            return Err(errno(format!("creating bridge {name}"), libc::EEXIST));
+        }
+        let index = self.insert_link(None, name, "bridge", group, Some(mac));
+        if let Some(l) = self.links.iter_mut().find(|l| l.fact.index == index) {
+            l.fact.up = true;
+        }
+        Ok(())
     }
     fn links(&mut self) -> Result<Vec<LinkFact>> {
-        Ok(self.links.clone())
+        Ok(self
+            .links
+            .iter()
+            .filter(|l| l.netns.is_none())
+            .map(|l| l.fact.clone())
+            .collect())
     }
     fn link_up(&mut self, name: &str) -> Result<()> {
-        self.op(format!("link_up {name}"))
+        self.op(format!("link_up {name}"))?;
+        self.host_index(name)?;
+        if let Some(l) = self.link_mut(None, name) {
+            l.fact.up = true;
+        }
+        Ok(())
     }
-    fn link_exists_in(&mut self, _netns: &Path, _name: &str) -> Result<bool> {
-        Ok(false)
+    fn link_exists_in(&mut self, netns: &Path, name: &str) -> Result<bool> {
+        Ok(self.link_in(Some(netns), name).is_some())
     }
     fn set_default_route(&mut self, netns: &Path, gateway: Ipv4Addr) -> Result<()> {
-        self.op(format!("set_default_route {} {gateway}", netns.display()))
+        self.op(format!("set_default_route {} {gateway}", netns.display()))?;
+        self.set_default(Some(netns), gateway);
+        Ok(())
     }
     fn set_master(&mut self, ifname: &str, bridge: &str) -> Result<()> {
-        self.op(format!("set_master {ifname} {bridge}"))
+        self.op(format!("set_master {ifname} {bridge}"))?;
+        self.host_index(ifname)?;
+        let master = self.host_index(bridge)?;
+        if let Some(l) = self.link_mut(None, ifname) {
+            l.fact.master = Some(master);
+        }
+        Ok(())
     }
     fn nft_generation(&mut self) -> Result<u32> {
         Ok(self.nft_gen)
     }
-    fn nft_fingerprint(&mut self, _table: &Table) -> Result<Option<super::NftFingerprint>> {
+    fn nft_fingerprint(&mut self, _table: &Table) -> Result<Option<NftFingerprint>> {
         Ok(self.nft_chains.clone())
     }
     fn netns_inode(&mut self, path: &Path) -> Option<u64> {
@@ -86,26 +274,85 @@ impl Kernel for FakeKernel {
             .map(|(_, i)| *i)
     }
     fn add_address(&mut self, ifname: &str, ip: Ipv4Addr, subnet: Ipv4Net) -> Result<()> {
-        self.op(format!("add_address {ifname} {ip}/{}", subnet.prefix_len()))
+        self.op(format!("add_address {ifname} {ip}/{}", subnet.prefix_len()))?;
+        let index = self.host_index(ifname)?;
+        let addr = AddrFact {
+            index,
+            ip,
+            prefix_len: subnet.prefix_len(),
+        };
+        if self.addrs.iter().any(|(n, a)| n.is_none() && *a == addr) {
+            return Err(errno(format!("adding {ip} to {ifname}"), libc::EEXIST));
+        }
+        self.addrs.push((None, addr));
+        Ok(())
     }
     fn delete_link(&mut self, name: &str) -> Result<bool> {
-        self.op(format!("delete_link {name}")).map(|_| true)
+        self.op(format!("delete_link {name}"))?;
+        let Some(index) = self.link_in(None, name).map(|l| l.fact.index) else {
+            return Ok(false);
+        };
+        self.remove_links(vec![index]);
+        Ok(true)
     }
     fn delete_link_group(&mut self, group: u32) -> Result<()> {
-        self.op(format!("delete_link_group {group}"))
+        self.op(format!("delete_link_group {group}"))?;
+        let doomed = self
+            .links
+            .iter()
+            .filter(|l| l.netns.is_none() && l.fact.group == group)
+            .map(|l| l.fact.index)
+            .collect();
+        self.remove_links(doomed);
+        Ok(())
     }
     fn delete_links_together(&mut self, names: &[String]) -> Result<usize> {
-        self.op(format!("delete_links_together {}", names.join(" ")))
-            .map(|_| names.len())
+        self.op(format!("delete_links_together {}", names.join(" ")))?;
+        let doomed: Vec<u32> = names
+            .iter()
+            .filter_map(|n| self.link_in(None, n).map(|l| l.fact.index))
+            .collect();
+        let count = doomed.len();
+        self.remove_links(doomed);
+        Ok(count)
     }
     fn link_exists(&mut self, name: &str) -> Result<bool> {
-        self.op(format!("link_exists {name}")).map(|_| false)
+        self.op(format!("link_exists {name}"))?;
+        Ok(self.link_in(None, name).is_some())
     }
     fn link_group(&mut self, name: &str) -> Result<Option<u32>> {
-        Ok(self.links.iter().find(|l| l.name == name).map(|l| l.group))
+        Ok(self.link_in(None, name).map(|l| l.fact.group))
     }
     fn create_veth(&mut self, pair: &VethPair) -> Result<()> {
-        self.op(format!("create_veth {} {}", pair.host_ifname, pair.ifname))
+        self.op(format!("create_veth {} {}", pair.host_ifname, pair.ifname))?;
+        let what = format!("creating veth {}", pair.host_ifname);
+        let bridge = self.host_index(&pair.bridge)?;
+        if !self.namespace_exists(&pair.netns) {
+            return Err(errno(what, libc::ENOENT));
+        }
+        if self.link_in(None, &pair.host_ifname).is_some()
+            || self.link_in(Some(&pair.netns), &pair.ifname).is_some()
+        {
+            return Err(errno(what, libc::EEXIST));
+        }
+        let host = self.insert_link(None, &pair.host_ifname, "veth", pair.link_group, None);
+        let peer = self.insert_link(
+            Some(pair.netns.clone()),
+            &pair.ifname,
+            "veth",
+            0,
+            Some(pair.mac),
+        );
+        for l in &mut self.links {
+            if l.fact.index == host {
+                l.fact.master = Some(bridge);
+                l.fact.up = true;
+                l.peer = Some(peer);
+            } else if l.fact.index == peer {
+                l.peer = Some(host);
+            }
+        }
+        Ok(())
     }
     fn configure_inside(&mut self, netns: &Path, config: &InsideConfig) -> Result<()> {
         self.op(format!(
@@ -113,35 +360,115 @@ impl Kernel for FakeKernel {
             netns.display(),
             config.ip,
             config.default_via
-        ))
+        ))?;
+        let what = format!("configuring {} in {}", config.ifname, netns.display());
+        if !self.namespace_exists(netns) {
+            return Err(errno(what, libc::ENOENT));
+        }
+        let Some(index) = self
+            .link_in(Some(netns), &config.ifname)
+            .map(|l| l.fact.index)
+        else {
+            return Err(errno(what, libc::ENODEV));
+        };
+        for l in &mut self.links {
+            if l.netns.as_deref() == Some(netns) && (l.fact.index == index || l.fact.name == "lo") {
+                l.fact.up = true;
+            }
+        }
+        self.addrs.push((
+            Some(netns.to_path_buf()),
+            AddrFact {
+                index,
+                ip: config.ip,
+                prefix_len: config.subnet.prefix_len(),
+            },
+        ));
+        if let Some(gateway) = config.default_via {
+            self.set_default(Some(netns), gateway);
+        }
+        Ok(())
     }
     fn loopback_up(&mut self, netns: &Path) -> Result<()> {
-        self.op(format!("loopback_up {}", netns.display()))
+        self.op(format!("loopback_up {}", netns.display()))?;
+        match self.link_mut(Some(netns), "lo") {
+            Some(lo) => {
+                lo.fact.up = true;
+                Ok(())
+            }
+            None => Err(errno(
+                format!("bringing lo up in {}", netns.display()),
+                libc::ENOENT,
+            )),
+        }
     }
     fn read_sysctl(&mut self, key: &super::sysctl::Key) -> Result<String> {
         self.op(format!("read_sysctl {key}"))?;
-        Ok(self.sysctl_value.clone())
+        Ok(self
+            .sysctls
+            .get(&key.to_string())
+            .cloned()
+            .unwrap_or_else(|| self.sysctl_value.clone()))
     }
     fn write_sysctl(&mut self, key: &super::sysctl::Key, value: &str) -> Result<()> {
-        self.op(format!("write_sysctl {key}={value}"))
+        self.op(format!("write_sysctl {key}={value}"))?;
+        self.sysctls.insert(key.to_string(), value.to_string());
+        Ok(())
     }
     fn host_prefixes(&mut self) -> Result<Vec<HostPrefix>> {
         Ok(self.prefixes.clone())
     }
     fn create_netns(&mut self, name: &str) -> Result<()> {
-        self.op(format!("create_netns {name}"))
+        self.op(format!("create_netns {name}"))?;
+        let path = super::netns::named_path(name);
+        if self.namespace_exists(&path) {
+            return Err(errno(
+                format!("creating namespace {}", path.display()),
+                libc::EEXIST,
+            ));
+        }
+        self.add_namespace(path);
+        Ok(())
     }
     fn delete_netns(&mut self, name: &str) -> Result<bool> {
-        self.op(format!("delete_netns {name}")).map(|_| true)
+        self.op(format!("delete_netns {name}"))?;
+        let path = super::netns::named_path(name);
+        if !self.namespace_exists(&path) {
+            return Ok(false);
+        }
+        self.namespaces.retain(|(p, _)| *p != path);
+        // The namespace's devices go with it, and so the host ends of its
+        // veth pairs.
+        let doomed = self
+            .links
+            .iter()
+            .filter(|l| l.netns.as_deref() == Some(path.as_path()))
+            .map(|l| l.fact.index)
+            .collect();
+        self.remove_links(doomed);
+        self.default_routes
+            .retain(|(n, _)| n.as_deref() != Some(path.as_path()));
+        Ok(true)
     }
     fn set_bridge_netfilter(&mut self, bridge: &str, on: bool) -> Result<()> {
-        self.op(format!("set_bridge_netfilter {bridge} {on}"))
+        self.op(format!("set_bridge_netfilter {bridge} {on}"))?;
+        self.host_index(bridge).map(drop)
     }
     fn nft_apply(&mut self, batch: &Batch) -> Result<()> {
-        self.op(format!("nft {}", batch.render().join("; ")))
+        self.op(format!("nft {}", batch.render().join("; ")))?;
+        self.nft_gen += 1;
+        Ok(())
     }
     fn nft_table_exists(&mut self, _table: &Table) -> Result<bool> {
         Ok(self.nft_table)
+    }
+    fn nft_list_elements(&mut self, _table: &Table, name: &str) -> Result<Vec<Element>> {
+        Ok(self
+            .nft_elements
+            .iter()
+            .filter(|(map, _)| map == name)
+            .map(|(_, e)| e.clone())
+            .collect())
     }
     fn foreign_forward_drops(&mut self, _ours: &Table) -> Result<Vec<String>> {
         Ok(self.forward_drops.clone())
@@ -182,14 +509,10 @@ impl Kernel for FakeKernel {
         .map(|_| true)
     }
     fn set_hairpin(&mut self, ifname: &str, on: bool) -> Result<()> {
-        self.op(format!("set_hairpin {ifname} {on}"))
+        self.op(format!("set_hairpin {ifname} {on}"))?;
+        self.host_index(ifname).map(drop)
     }
-    fn conntrack_flush(
-        &mut self,
-        proto: crate::model::Proto,
-        dst: Option<Ipv4Addr>,
-        port: u16,
-    ) -> Result<usize> {
+    fn conntrack_flush(&mut self, proto: Proto, dst: Option<Ipv4Addr>, port: u16) -> Result<usize> {
         let dst = dst.map_or("any".to_string(), |d| d.to_string());
         self.op(format!("conntrack_flush {proto} {dst} {port}"))
             .map(|_| 0)
@@ -197,12 +520,206 @@ impl Kernel for FakeKernel {
     fn is_local_address(&mut self, ip: Ipv4Addr) -> bool {
         ip.is_loopback() || self.prefixes.iter().any(|p| p.net.contains(ip))
     }
-    fn port_holder_process(&mut self, _proto: crate::model::Proto, _port: u16) -> Option<String> {
+    fn port_holder_process(&mut self, _proto: Proto, _port: u16) -> Option<String> {
         None
     }
-    fn host_port_in_use(&mut self, _proto: crate::model::Proto, ip: Ipv4Addr, port: u16) -> bool {
+    fn host_port_in_use(&mut self, _proto: Proto, ip: Ipv4Addr, port: u16) -> bool {
         self.listeners
             .iter()
             .any(|(i, p)| *p == port && (i.is_unspecified() || ip.is_unspecified() || *i == ip))
+    }
+    fn host_identity(&self) -> String {
+        self.host_id.clone()
+    }
+    fn parse_target(&self, text: &str) -> Result<Target> {
+        let mut target = Target::locate(text)?;
+        target.inode = self
+            .namespaces
+            .iter()
+            .find(|(p, _)| *p == target.path)
+            .map(|(_, i)| *i);
+        Ok(target)
+    }
+    fn resolve_target(&self, text: &str) -> Result<Target> {
+        self.parse_target(text)?.existing(text)
+    }
+    fn own_netns_inode(&self) -> Option<u64> {
+        Some(self.own_inode)
+    }
+    fn process_alive(&self, pid: u32, start: u64) -> bool {
+        self.processes.contains(&(pid, start))
+    }
+    fn process_start_time(&self, pid: u32) -> Option<u64> {
+        self.processes
+            .iter()
+            .find(|(p, _)| *p == pid)
+            .map(|(_, s)| *s)
+    }
+    fn netns_facts(&mut self, netns: Option<&Path>) -> Result<NetnsFacts> {
+        if let Some(path) = netns {
+            if !self.namespace_exists(path) {
+                return Err(errno(
+                    format!("reading namespace {}", path.display()),
+                    libc::ENOENT,
+                ));
+            }
+        }
+        Ok(NetnsFacts {
+            links: self
+                .links
+                .iter()
+                .filter(|l| l.netns.as_deref() == netns)
+                .map(|l| l.fact.clone())
+                .collect(),
+            addrs: self
+                .addrs
+                .iter()
+                .filter(|(n, _)| n.as_deref() == netns)
+                .map(|(_, a)| *a)
+                .collect(),
+            default_gateways: self
+                .default_routes
+                .iter()
+                .filter(|(n, _)| n.as_deref() == netns)
+                .map(|(_, g)| *g)
+                .collect(),
+        })
+    }
+    fn link_mac(&mut self, name: &str) -> Result<Option<Mac>> {
+        Ok(self.link_in(None, name).and_then(|l| l.fact.mac))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(host: &str, netns: &str) -> VethPair {
+        VethPair {
+            host_ifname: host.into(),
+            bridge: "berth-web".into(),
+            link_group: 0x6265_0001,
+            netns: netns.into(),
+            ifname: "eth0".into(),
+            mac: Mac::from_ipv4(Ipv4Addr::new(10, 90, 0, 2)),
+            mtu: 1500,
+        }
+    }
+
+    fn with_bridge() -> FakeKernel {
+        let mut k = FakeKernel::default();
+        k.create_bridge("berth-web", 1500, Mac([2, 0x42, 10, 90, 0, 1]), 0x6265_0000)
+            .unwrap();
+        k
+    }
+
+    #[test]
+    fn a_veth_joins_its_bridge_and_its_peer_is_born_in_the_namespace() {
+        let mut k = with_bridge();
+        k.create_netns("c1").unwrap();
+        k.create_veth(&pair("vb1", "/run/netns/c1")).unwrap();
+        let bridge = k.link_in(None, "berth-web").unwrap().fact.index;
+        let host = k.link_in(None, "vb1").unwrap();
+        assert_eq!(host.fact.master, Some(bridge));
+        assert_eq!(host.fact.group, 0x6265_0001);
+        assert!(host.fact.up);
+        assert!(k
+            .link_exists_in(Path::new("/run/netns/c1"), "eth0")
+            .unwrap());
+        assert!(!k.link_exists_in(Path::new("/run/netns/c1"), "vb1").unwrap());
+        assert_eq!(k.link_group("vb1").unwrap(), Some(0x6265_0001));
+        let names: Vec<String> = k.links().unwrap().into_iter().map(|l| l.name).collect();
+        assert_eq!(names, ["berth-web", "vb1"], "links() is the host's");
+    }
+
+    #[test]
+    fn a_veth_needs_its_bridge_and_namespace_and_a_free_name() {
+        let mut k = FakeKernel::default();
+        k.add_namespace("/run/netns/c1");
+        let err = k.create_veth(&pair("vb1", "/run/netns/c1")).unwrap_err();
+        assert!(err.to_string().contains("No such device"), "{err}");
+        let mut k = with_bridge();
+        assert!(k.create_veth(&pair("vb1", "/run/netns/gone")).is_err());
+        k.add_namespace("/run/netns/c1");
+        k.create_veth(&pair("vb1", "/run/netns/c1")).unwrap();
+        let err = k.create_veth(&pair("vb1", "/run/netns/c1")).unwrap_err();
+        assert!(err.to_string().contains("File exists"), "{err}");
+    }
+
+    #[test]
+    fn a_veth_pair_dies_together_and_with_its_namespace() {
+        let mut k = with_bridge();
+        k.create_netns("c1").unwrap();
+        k.create_netns("c2").unwrap();
+        k.create_veth(&pair("vb1", "/run/netns/c1")).unwrap();
+        k.create_veth(&pair("vb2", "/run/netns/c2")).unwrap();
+        assert!(k.delete_link("vb1").unwrap());
+        assert!(!k
+            .link_exists_in(Path::new("/run/netns/c1"), "eth0")
+            .unwrap());
+        assert!(!k.delete_link("vb1").unwrap(), "gone already");
+        assert!(k.delete_netns("c2").unwrap());
+        assert!(!k.link_exists("vb2").unwrap(), "the host end went with c2");
+        assert!(!k.delete_netns("c2").unwrap());
+        assert_eq!(k.netns_inode(Path::new("/run/netns/c2")), None);
+    }
+
+    #[test]
+    fn groups_and_lists_of_links_go_in_one_request() {
+        let mut k = with_bridge();
+        for (i, name) in ["vb1", "vb2", "vb3"].iter().enumerate() {
+            let ns = format!("/run/netns/c{i}");
+            k.add_namespace(&ns);
+            k.create_veth(&pair(name, &ns)).unwrap();
+        }
+        let doomed = ["vb1".to_string(), "vb3".into(), "vb9".into()];
+        assert_eq!(k.delete_links_together(&doomed).unwrap(), 2);
+        assert!(k.link_exists("vb2").unwrap());
+        k.delete_link_group(0x6265_0001).unwrap();
+        assert!(!k.link_exists("vb2").unwrap());
+        assert!(k.link_exists("berth-web").unwrap(), "another group");
+    }
+
+    #[test]
+    fn a_deleted_bridge_leaves_its_ports_without_a_master() {
+        let mut k = with_bridge();
+        k.add_namespace("/run/netns/c1");
+        k.create_veth(&pair("vb1", "/run/netns/c1")).unwrap();
+        k.delete_link("berth-web").unwrap();
+        assert_eq!(k.link_in(None, "vb1").unwrap().fact.master, None);
+        assert!(k.set_master("vb1", "berth-web").is_err());
+    }
+
+    #[test]
+    fn targets_resolve_against_the_namespaces_it_has() {
+        let mut k = FakeKernel::default();
+        let err = k.resolve_target("c1").unwrap_err();
+        assert!(
+            err.to_string().contains("is not a network namespace"),
+            "{err}"
+        );
+        assert_eq!(k.parse_target("c1").unwrap().inode, None);
+        k.create_netns("c1").unwrap();
+        let t = k.resolve_target("c1").unwrap();
+        assert_eq!(t.key, "c1");
+        assert_eq!(t.path, Path::new("/run/netns/c1"));
+        assert_eq!(t.inode, k.netns_inode(Path::new("/run/netns/c1")));
+        assert!(k.create_netns("c1").is_err(), "exists already");
+    }
+
+    #[test]
+    fn a_failure_it_is_told_to_inject_is_logged_and_changes_nothing() {
+        let mut k = with_bridge();
+        k.fail_on = Some("delete_link".into());
+        assert!(k.delete_link("berth-web").is_err());
+        assert!(k.link_exists("berth-web").unwrap());
+        assert_eq!(
+            k.log,
+            [
+                "create_bridge berth-web 1500 group 0x62650000",
+                "delete_link berth-web",
+                "link_exists berth-web"
+            ]
+        );
     }
 }

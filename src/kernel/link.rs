@@ -13,6 +13,9 @@ use netlink_packet_route::link::{
 use netlink_packet_route::RouteNetlinkMessage;
 
 use super::rtnl::Rtnl;
+use crate::error::errno_of;
+use crate::model::names::DOOMED_GROUP;
+use crate::model::Mac;
 
 /// What a new veth pair looks like: the host end goes on a bridge, the peer
 /// is created directly in the container's namespace, both up.
@@ -46,28 +49,14 @@ pub fn index_of(rtnl: &mut Rtnl, name: &str) -> io::Result<Option<u32>> {
             }
             Ok(found)
         }
-        Err(e) if e.raw_os_error() == Some(libc_enodev()) => Ok(None),
+        Err(e) if errno_of(&e) == Some(libc_enodev()) => Ok(None),
         Err(e) => Err(e),
     }
 }
 
 /// The link group of the link called `name`, or None if there is none.
 pub fn group_of(rtnl: &mut Rtnl, name: &str) -> io::Result<Option<u32>> {
-    let mut msg = LinkMessage::default();
-    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-    match rtnl_get(rtnl, msg) {
-        Ok(links) => Ok(links.first().map(|link| {
-            link.attributes
-                .iter()
-                .find_map(|a| match a {
-                    LinkAttribute::Group(g) => Some(*g),
-                    _ => None,
-                })
-                .unwrap_or(0)
-        })),
-        Err(e) if e.raw_os_error() == Some(libc_enodev()) => Ok(None),
-        Err(e) => Err(e),
-    }
+    Ok(get(rtnl, name)?.map(|link| link.group))
 }
 
 fn rtnl_get(rtnl: &mut Rtnl, msg: LinkMessage) -> io::Result<Vec<LinkMessage>> {
@@ -216,7 +205,7 @@ pub fn delete(rtnl: &mut Rtnl, name: &str) -> io::Result<bool> {
     msg.attributes.push(LinkAttribute::IfName(name.to_string()));
     match rtnl.request(RouteNetlinkMessage::DelLink(msg), 0) {
         Ok(()) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc_enodev()) => Ok(false),
+        Err(e) if errno_of(&e) == Some(libc_enodev()) => Ok(false),
         Err(e) => Err(e),
     }
 }
@@ -228,29 +217,36 @@ pub fn delete_group(rtnl: &mut Rtnl, group: u32) -> io::Result<()> {
     msg.attributes.push(LinkAttribute::Group(group));
     match rtnl.request(RouteNetlinkMessage::DelLink(msg), 0) {
         // An empty group is not an error for berth.
-        Err(e) if e.raw_os_error() == Some(libc_enodev()) => Ok(()),
+        Err(e) if errno_of(&e) == Some(libc_enodev()) => Ok(()),
         other => other,
     }
 }
 
-/// The link group links are gathered in to be deleted together. It is one
-/// of berth's groups, so `berth gc` removes anything a crash left in it.
-pub const DOOMED_GROUP: u32 = crate::model::names::LINK_GROUP_BASE | 0xffff;
+/// Moves the link called `name` into `group`; Ok(false) if there is none.
+pub fn set_group(rtnl: &mut Rtnl, name: &str, group: u32) -> io::Result<bool> {
+    match rtnl.request(RouteNetlinkMessage::SetLink(group_message(name, group)), 0) {
+        Ok(()) => Ok(true),
+        Err(e) if errno_of(&e) == Some(libc_enodev()) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
 
-/// Moves each of `names` that exists into [`DOOMED_GROUP`], then deletes
-/// the group in one request (one RCU grace period in all); returns how
-/// many were deleted.
+fn group_message(name: &str, group: u32) -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    msg.attributes.push(LinkAttribute::Group(group));
+    msg
+}
+
+/// Moves each of `names` that exists into `names::DOOMED_GROUP`, then
+/// deletes the group in one request (one RCU grace period in all); returns
+/// how many were deleted. A link gone already (with its namespace) is not
+/// an error.
 pub fn delete_together(rtnl: &mut Rtnl, names: &[String]) -> io::Result<usize> {
     let mut moved = 0;
     for name in names {
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        msg.attributes.push(LinkAttribute::Group(DOOMED_GROUP));
-        match rtnl.request(RouteNetlinkMessage::SetLink(msg), 0) {
-            Ok(()) => moved += 1,
-            // Gone with its namespace already.
-            Err(e) if e.raw_os_error() == Some(libc_enodev()) => {}
-            Err(e) => return Err(e),
+        if set_group(rtnl, name, DOOMED_GROUP)? {
+            moved += 1;
         }
     }
     if moved > 0 {
@@ -259,8 +255,9 @@ pub fn delete_together(rtnl: &mut Rtnl, names: &[String]) -> io::Result<usize> {
     Ok(moved)
 }
 
-/// What berth needs to know of one link on the host: enough to tell its
-/// own devices (by name and link group) from everyone else's.
+/// What berth needs to know of one link: enough to tell its own devices
+/// (by name and link group) from everyone else's, and what CNI's CHECK
+/// compares (MAC, bridge, up).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkFact {
     pub name: String,
@@ -271,40 +268,228 @@ pub struct LinkFact {
     /// Index of the bridge the link is a port of.
     pub master: Option<u32>,
     pub up: bool,
+    /// None for links without an Ethernet address (`lo` has all zeros,
+    /// which is one; tunnels may have none).
+    pub mac: Option<Mac>,
+}
+
+fn fact_of(link: LinkMessage) -> LinkFact {
+    let mut fact = LinkFact {
+        name: String::new(),
+        index: link.header.index,
+        group: 0,
+        kind: String::new(),
+        master: None,
+        up: link.header.flags.contains(LinkFlags::Up),
+        mac: None,
+    };
+    for attr in link.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => fact.name = n,
+            LinkAttribute::Group(g) => fact.group = g,
+            LinkAttribute::Controller(m) => fact.master = Some(m),
+            LinkAttribute::Address(bytes) => {
+                if let Ok(b) = <[u8; 6]>::try_from(bytes.as_slice()) {
+                    fact.mac = Some(Mac(b));
+                }
+            }
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    if let LinkInfo::Kind(kind) = info {
+                        fact.kind = kind.to_string();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    fact
 }
 
 /// Every link of the namespace in one dump (about 1 ms for 1000 links).
 pub fn dump(rtnl: &mut Rtnl) -> io::Result<Vec<LinkFact>> {
     let replies = rtnl.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
-    let mut out = Vec::with_capacity(replies.len());
-    for reply in replies {
-        let RouteNetlinkMessage::NewLink(link) = reply else {
-            continue;
-        };
-        let mut fact = LinkFact {
-            name: String::new(),
-            index: link.header.index,
-            group: 0,
-            kind: String::new(),
-            master: None,
-            up: link.header.flags.contains(LinkFlags::Up),
-        };
-        for attr in link.attributes {
-            match attr {
-                LinkAttribute::IfName(n) => fact.name = n,
-                LinkAttribute::Group(g) => fact.group = g,
-                LinkAttribute::Controller(m) => fact.master = Some(m),
-                LinkAttribute::LinkInfo(infos) => {
-                    for info in infos {
-                        if let LinkInfo::Kind(kind) = info {
-                            fact.kind = kind.to_string();
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        out.push(fact);
+    Ok(replies
+        .into_iter()
+        .filter_map(|reply| match reply {
+            RouteNetlinkMessage::NewLink(link) => Some(fact_of(link)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The link called `name`, with one GETLINK by name rather than a dump of
+/// every link (the host side of a busy node has thousands); None if there
+/// is none.
+pub fn get(rtnl: &mut Rtnl, name: &str) -> io::Result<Option<LinkFact>> {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    match rtnl_get(rtnl, msg) {
+        Ok(links) => Ok(links.into_iter().next().map(fact_of)),
+        Err(e) if errno_of(&e) == Some(libc_enodev()) => Ok(None),
+        Err(e) => Err(e),
     }
-    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+
+    use super::*;
+    use crate::kernel::fake_rtnl::{self, Answer, Sent};
+
+    const CREATE: u16 = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+
+    fn named(name: &str, index: u32, attributes: Vec<LinkAttribute>) -> LinkMessage {
+        match fake_rtnl::link(name, index, attributes) {
+            RouteNetlinkMessage::NewLink(msg) => msg,
+            _ => unreachable!("a link"),
+        }
+    }
+
+    #[test]
+    fn a_bridge_is_made_up_in_its_group_with_its_mac_and_without_snooping() {
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![]);
+        let mac = [2, 0x42, 10, 90, 0, 1];
+        create_bridge(&mut rtnl, "berth-web", 1400, mac, 0x6265_0000).unwrap();
+        let mut want = up_header();
+        want.attributes = vec![
+            LinkAttribute::IfName("berth-web".into()),
+            LinkAttribute::Group(0x6265_0000),
+            LinkAttribute::Address(mac.to_vec()),
+            LinkAttribute::Mtu(1400),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Bridge),
+                LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::MulticastSnooping(false)])),
+            ]),
+        ];
+        assert_eq!(
+            sent.sent(),
+            [Sent {
+                flags: CREATE,
+                message: RouteNetlinkMessage::NewLink(want)
+            }]
+        );
+    }
+
+    #[test]
+    fn a_veth_is_one_request_with_the_peer_born_in_the_namespace() {
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![]);
+        let netns = std::fs::File::open("/dev/null").unwrap();
+        let spec = VethSpec {
+            host_ifname: "vb0123",
+            bridge_index: Some(7),
+            link_group: 0x6265_0001,
+            peer_ifname: "eth0",
+            peer_netns: &netns,
+            peer_mac: [2, 0x42, 10, 90, 0, 2],
+            mtu: 1500,
+        };
+        create_veth(&mut rtnl, &spec).unwrap();
+        let sent = sent.sent();
+        assert_eq!(sent.len(), 1, "one request: {sent:?}");
+        assert_eq!(sent[0].flags, CREATE);
+        let RouteNetlinkMessage::NewLink(host) = &sent[0].message else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(host.header.flags, LinkFlags::Up, "the host end is up");
+        let peer = named(
+            "eth0",
+            0,
+            vec![
+                LinkAttribute::Mtu(1500),
+                LinkAttribute::Address(vec![2, 0x42, 10, 90, 0, 2]),
+                LinkAttribute::NetNsFd(netns.as_raw_fd()),
+            ],
+        );
+        assert_eq!(
+            host.attributes,
+            [
+                LinkAttribute::IfName("vb0123".into()),
+                LinkAttribute::Mtu(1500),
+                LinkAttribute::Group(0x6265_0001),
+                LinkAttribute::Controller(7),
+                LinkAttribute::LinkInfo(vec![
+                    LinkInfo::Kind(InfoKind::Veth),
+                    LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+                ]),
+            ]
+        );
+    }
+
+    #[test]
+    fn moving_into_a_group_names_the_link_and_a_missing_one_is_not_an_error() {
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![Answer::Ack, Answer::Errno(libc::ENODEV)]);
+        assert!(set_group(&mut rtnl, "vb1", 42).unwrap());
+        assert!(!set_group(&mut rtnl, "vb2", 42).unwrap());
+        let sent = sent.sent();
+        assert_eq!(sent[0].flags, NLM_F_REQUEST | NLM_F_ACK);
+        assert_eq!(
+            sent[0].message,
+            RouteNetlinkMessage::SetLink(named("vb1", 0, vec![LinkAttribute::Group(42)]))
+        );
+    }
+
+    #[test]
+    fn a_group_is_deleted_in_one_request_and_an_empty_one_is_no_error() {
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![Answer::Errno(libc::ENODEV)]);
+        delete_group(&mut rtnl, 42).unwrap();
+        let mut want = LinkMessage::default();
+        want.attributes.push(LinkAttribute::Group(42));
+        assert_eq!(sent.sent()[0].message, RouteNetlinkMessage::DelLink(want));
+        let (mut rtnl, _) = fake_rtnl::rtnl(vec![Answer::Errno(libc::EPERM)]);
+        assert!(delete_group(&mut rtnl, 42).is_err());
+    }
+
+    #[test]
+    fn a_link_is_read_by_name_with_its_mac_bridge_and_group() {
+        let reply = fake_rtnl::link(
+            "vb1",
+            9,
+            vec![
+                LinkAttribute::Address(vec![2, 0x42, 10, 90, 0, 2]),
+                LinkAttribute::Controller(7),
+                LinkAttribute::Group(42),
+                LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Veth)]),
+            ],
+        );
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![
+            Answer::Replies(vec![reply]),
+            Answer::Errno(libc::ENODEV),
+        ]);
+        let link = get(&mut rtnl, "vb1").unwrap().expect("found");
+        assert_eq!(
+            link,
+            LinkFact {
+                name: "vb1".into(),
+                index: 9,
+                group: 42,
+                kind: "veth".into(),
+                master: Some(7),
+                up: false,
+                mac: Some(Mac([2, 0x42, 10, 90, 0, 2])),
+            }
+        );
+        assert_eq!(get(&mut rtnl, "vb2").unwrap(), None);
+        assert_eq!(
+            sent.sent()[0].message,
+            RouteNetlinkMessage::GetLink(named("vb1", 0, vec![]))
+        );
+    }
+
+    #[test]
+    fn a_dump_reads_every_link() {
+        let mut up = named("lo", 1, vec![LinkAttribute::Address(vec![0; 6])]);
+        up.header.flags = LinkFlags::Up;
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![Answer::Replies(vec![
+            RouteNetlinkMessage::NewLink(up),
+            fake_rtnl::link("tun0", 2, vec![]),
+        ])]);
+        let links = dump(&mut rtnl).unwrap();
+        assert_eq!(sent.sent()[0].flags, NLM_F_REQUEST | NLM_F_DUMP);
+        assert_eq!(links.len(), 2);
+        assert!(links[0].up);
+        assert_eq!(links[0].mac, Some(Mac([0; 6])));
+        assert_eq!((links[1].name.as_str(), links[1].mac), ("tun0", None));
+    }
 }

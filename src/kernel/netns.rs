@@ -32,9 +32,10 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses TARGET without requiring the namespace to exist (disconnect
-    /// must work after it is gone).
-    pub fn parse(text: &str) -> Result<Target, Error> {
+    /// Where TARGET points (its canonical key and path) without looking
+    /// there: `inode` is None. No I/O, so pure code (the reconcile's
+    /// decision) may use it.
+    pub fn locate(text: &str) -> Result<Target, Error> {
         let bad = || {
             Error::invalid(format!(
                 "invalid target {text:?}: expected a netns name, a path to a namespace file, or pid:PID"
@@ -53,20 +54,36 @@ impl Target {
             crate::model::names::check_name("netns", text)?;
             (text.to_string(), Path::new(NETNS_DIR).join(text))
         };
-        let inode = net_namespace_inode(&path);
-        Ok(Target { key, path, inode })
+        Ok(Target {
+            key,
+            path,
+            inode: None,
+        })
+    }
+
+    /// Parses TARGET without requiring the namespace to exist (disconnect
+    /// must work after it is gone).
+    pub fn parse(text: &str) -> Result<Target, Error> {
+        let mut target = Target::locate(text)?;
+        target.inode = net_namespace_inode(&target.path);
+        Ok(target)
     }
 
     /// Parses TARGET and requires it to be an existing network namespace.
     pub fn resolve(text: &str) -> Result<Target, Error> {
-        let target = Target::parse(text)?;
-        if target.inode.is_none() {
+        Target::parse(text)?.existing(text)
+    }
+
+    /// This target if its namespace exists, else the error that TARGET
+    /// (as the user wrote it, `text`) is no network namespace.
+    pub fn existing(self, text: &str) -> Result<Target, Error> {
+        if self.inode.is_none() {
             return Err(Error::invalid(format!(
                 "target {text:?} is not a network namespace ({} is missing or is not one)",
-                target.path.display()
+                self.path.display()
             )));
         }
-        Ok(target)
+        Ok(self)
     }
 
     pub fn open(&self) -> Result<File, Error> {
@@ -86,6 +103,11 @@ pub fn net_namespace_inode(path: &Path) -> Option<u64> {
         return None;
     }
     file.metadata().ok().map(|m| m.ino())
+}
+
+/// The inode of the network namespace berth itself runs in.
+pub fn own_inode() -> Option<u64> {
+    net_namespace_inode(Path::new("/proc/self/ns/net"))
 }
 
 /// The path of the named namespace `name`.

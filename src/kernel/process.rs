@@ -1,5 +1,89 @@
-//! Processes as facts: whether the process that owns something (the
-//! namespace of a `run`) is still the one that started, despite PID reuse.
+//! Processes in namespaces: starting a command inside a network namespace
+//! (`run`), becoming one there (`exec`), and, as facts, whether the
+//! process that owns something (the namespace of a `run`) is still the one
+//! that started, despite PID reuse.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
+
+use super::netns;
+
+/// Starts `command` inside the network namespace `netns`. Between fork and
+/// exec the child, in this order: enters the namespace; runs `prepare`
+/// (e.g. a bind mount over /etc/resolv.conf; only async-signal-safe calls
+/// belong there); unblocks every signal, whatever its parent blocks for
+/// forwarding; asks to be killed (SIGKILL) when its parent dies, so it does
+/// not run on in a namespace nobody owns; gives up if the parent is gone
+/// already; and, with `hostname`, takes a UTS namespace with that name.
+pub fn spawn_in_netns(
+    command: &mut Command,
+    netns: &File,
+    hostname: Option<&str>,
+    prepare: impl Fn() -> io::Result<()> + Send + Sync + 'static,
+) -> io::Result<Child> {
+    let netns_fd = netns.as_raw_fd();
+    let hostname = hostname.map(|h| h.as_bytes().to_vec());
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and makes
+    // only system calls (setns, mount through `prepare`, sigprocmask,
+    // prctl, getppid, unshare, sethostname); `netns` outlives the spawn.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sched::setns(BorrowedFd::borrow_raw(netns_fd), CloneFlags::CLONE_NEWNET)?;
+            prepare()?;
+            pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(io::Error::other("berth exited before the command started"));
+            }
+            if let Some(name) = &hostname {
+                nix::sched::unshare(CloneFlags::CLONE_NEWUTS)?;
+                nix::unistd::sethostname(OsStr::from_bytes(name))?;
+            }
+            Ok(())
+        });
+    }
+    command.spawn()
+}
+
+/// Which step of [`exec_in_netns`] failed.
+#[derive(Debug)]
+pub enum ExecFailure {
+    /// Entering the namespace.
+    Enter(io::Error),
+    /// The caller's `prepare`.
+    Prepare(io::Error),
+    /// The exec itself.
+    Exec(io::Error),
+}
+
+/// Replaces this process with `command` inside `netns`: the calling thread
+/// enters the namespace (the one place berth moves a thread of its own
+/// rather than a short-lived helper, since the process is about to become
+/// the command), runs `prepare`, and execs. Returns only on failure.
+pub fn exec_in_netns(
+    command: &mut Command,
+    netns: &File,
+    prepare: impl FnOnce() -> io::Result<()>,
+) -> ExecFailure {
+    if let Err(e) = netns::enter(netns) {
+        return ExecFailure::Enter(e);
+    }
+    if let Err(e) = prepare() {
+        return ExecFailure::Prepare(e);
+    }
+    ExecFailure::Exec(command.exec())
+}
 
 /// The start time of process `pid` (clock ticks after boot, field 22 of
 /// /proc/PID/stat), None when there is no such process.

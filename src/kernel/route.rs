@@ -6,14 +6,15 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
+use super::addr;
 use super::rtnl::Rtnl;
+use crate::error::errno_of;
 use crate::model::Ipv4Net;
 
 /// What the host's main table and addresses say about one interface.
@@ -62,7 +63,7 @@ pub fn delete_table_default(rtnl: &mut Rtnl, table: u32) -> io::Result<bool> {
     msg.attributes.push(RouteAttribute::Table(table));
     match rtnl.request(RouteNetlinkMessage::DelRoute(msg), 0) {
         Ok(()) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
+        Err(e) if errno_of(&e) == Some(libc::ESRCH) => Ok(false),
         Err(e) => Err(e),
     }
 }
@@ -108,23 +109,32 @@ pub fn delete_source_rule(
         0,
     ) {
         Ok(()) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) if errno_of(&e) == Some(libc::ENOENT) => Ok(false),
         Err(e) => Err(e),
     }
 }
 
-/// Gateways and connected prefixes of the link `index`, from the main
-/// table and the link's addresses.
-pub fn iface_routes(rtnl: &mut Rtnl, index: u32) -> io::Result<IfaceRoutes> {
-    let mut out = IfaceRoutes::default();
+/// One IPv4 route of the main table, as far as berth reads routes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteFact {
+    /// None for a default route (the kernel sends no destination then).
+    pub dst: Option<Ipv4Addr>,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+    /// Index of the outgoing link.
+    pub oif: Option<u32>,
+}
+
+/// Every IPv4 route of the main table, in one dump.
+pub fn main_routes(rtnl: &mut Rtnl) -> io::Result<Vec<RouteFact>> {
     let mut req = RouteMessage::default();
     req.header.address_family = AddressFamily::Inet;
-    let mut defaults = Vec::new();
-    let mut others = Vec::new();
+    let mut out = Vec::new();
     for msg in rtnl.dump(RouteNetlinkMessage::GetRoute(req))? {
         let RouteNetlinkMessage::NewRoute(route) = msg else {
             continue;
         };
+        // Tables above 255 are named only by the attribute.
         let table = route
             .attributes
             .iter()
@@ -133,27 +143,49 @@ pub fn iface_routes(rtnl: &mut Rtnl, index: u32) -> io::Result<IfaceRoutes> {
                 _ => None,
             })
             .unwrap_or(u32::from(route.header.table));
-        let oif = route.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Oif(i) => Some(*i),
-            _ => None,
-        });
-        if table != u32::from(RouteHeader::RT_TABLE_MAIN) || oif != Some(index) {
+        if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
             continue;
         }
-        let gateway = route.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Gateway(RouteAddress::Inet(g)) => Some(*g),
-            _ => None,
-        });
-        let len = route.header.destination_prefix_length;
-        match gateway {
-            Some(g) if len == 0 => defaults.push(g),
+        let mut fact = RouteFact {
+            dst: None,
+            prefix_len: route.header.destination_prefix_length,
+            gateway: None,
+            oif: None,
+        };
+        for attr in &route.attributes {
+            match attr {
+                RouteAttribute::Destination(RouteAddress::Inet(d)) if fact.dst.is_none() => {
+                    fact.dst = Some(*d)
+                }
+                RouteAttribute::Gateway(RouteAddress::Inet(g)) if fact.gateway.is_none() => {
+                    fact.gateway = Some(*g)
+                }
+                RouteAttribute::Oif(i) if fact.oif.is_none() => fact.oif = Some(*i),
+                _ => {}
+            }
+        }
+        out.push(fact);
+    }
+    Ok(out)
+}
+
+/// Gateways and connected prefixes of the link `index`, from the main
+/// table and the link's addresses.
+pub fn iface_routes(rtnl: &mut Rtnl, index: u32) -> io::Result<IfaceRoutes> {
+    let mut out = IfaceRoutes::default();
+    let mut defaults = Vec::new();
+    let mut others = Vec::new();
+    for route in main_routes(rtnl)? {
+        if route.oif != Some(index) {
+            continue;
+        }
+        match route.gateway {
+            Some(g) if route.prefix_len == 0 => defaults.push(g),
             Some(g) => others.push(g),
             None => {
-                if let Some(dst) = route.attributes.iter().find_map(|a| match a {
-                    RouteAttribute::Destination(RouteAddress::Inet(d)) => Some(*d),
-                    _ => None,
-                }) {
-                    out.connected.push(Ipv4Net::new_truncating(dst, len));
+                if let Some(dst) = route.dst {
+                    out.connected
+                        .push(Ipv4Net::new_truncating(dst, route.prefix_len));
                 }
             }
         }
@@ -164,24 +196,100 @@ pub fn iface_routes(rtnl: &mut Rtnl, index: u32) -> io::Result<IfaceRoutes> {
             out.gateways.push(g);
         }
     }
-    let mut req = AddressMessage::default();
-    req.header.family = AddressFamily::Inet;
-    for msg in rtnl.dump(RouteNetlinkMessage::GetAddress(req))? {
-        let RouteNetlinkMessage::NewAddress(addr) = msg else {
-            continue;
-        };
-        if addr.header.index != index {
-            continue;
-        }
-        if let Some(ip) = addr.attributes.iter().find_map(|a| match a {
-            AddressAttribute::Address(IpAddr::V4(ip)) | AddressAttribute::Local(IpAddr::V4(ip)) => {
-                Some(*ip)
-            }
-            _ => None,
-        }) {
+    for addr in addr::ipv4_addresses(rtnl)? {
+        if addr.index == index {
             out.connected
-                .push(Ipv4Net::new_truncating(ip, addr.header.prefix_len));
+                .push(Ipv4Net::new_truncating(addr.ip, addr.prefix_len));
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST};
+
+    use super::*;
+    use crate::kernel::fake_rtnl::{self, addr, route, Answer};
+
+    const MAIN: u8 = RouteHeader::RT_TABLE_MAIN;
+
+    #[test]
+    fn only_the_main_table_is_read() {
+        let gw = Ipv4Addr::new(192, 0, 2, 1);
+        let (mut rtnl, _) = fake_rtnl::rtnl(vec![Answer::Replies(vec![
+            route(MAIN, None, Some(gw), 2),
+            route(255, Some((Ipv4Addr::new(127, 0, 0, 1), 32)), None, 1),
+        ])]);
+        assert_eq!(
+            main_routes(&mut rtnl).unwrap(),
+            [RouteFact {
+                dst: None,
+                prefix_len: 0,
+                gateway: Some(gw),
+                oif: Some(2),
+            }]
+        );
+    }
+
+    #[test]
+    fn an_interface_has_its_default_gateways_first_and_its_connected_prefixes() {
+        let (mut rtnl, _) = fake_rtnl::rtnl(vec![
+            Answer::Replies(vec![
+                route(
+                    MAIN,
+                    Some((Ipv4Addr::new(198, 51, 100, 0), 24)),
+                    Some(Ipv4Addr::new(192, 0, 2, 9)),
+                    2,
+                ),
+                route(MAIN, None, Some(Ipv4Addr::new(192, 0, 2, 1)), 2),
+                route(MAIN, Some((Ipv4Addr::new(203, 0, 113, 0), 24)), None, 2),
+                route(MAIN, None, Some(Ipv4Addr::new(10, 0, 0, 1)), 3),
+            ]),
+            Answer::Replies(vec![
+                addr(2, Ipv4Addr::new(192, 0, 2, 5), 24),
+                addr(3, Ipv4Addr::new(10, 0, 0, 5), 8),
+            ]),
+        ]);
+        let got = iface_routes(&mut rtnl, 2).unwrap();
+        assert_eq!(
+            got.gateways,
+            [Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 9)]
+        );
+        assert_eq!(
+            got.connected,
+            [
+                "203.0.113.0/24".parse::<Ipv4Net>().unwrap(),
+                "192.0.2.0/24".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_source_rule_names_subnet_bridge_table_and_priority() {
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![Answer::Ack, Answer::Errno(libc::ENOENT)]);
+        let subnet: Ipv4Net = "10.90.0.0/24".parse().unwrap();
+        add_source_rule(&mut rtnl, subnet, "berth-web", 0x6265_0001, 10000).unwrap();
+        assert!(!delete_source_rule(&mut rtnl, subnet, "berth-web", 0x6265_0001, 10000).unwrap());
+        let sent = sent.sent();
+        assert_eq!(
+            sent[0].flags,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+        );
+        let RouteNetlinkMessage::NewRule(rule) = &sent[0].message else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(rule.header.src_len, 24);
+        assert_eq!(rule.header.action, RuleAction::ToTable);
+        assert_eq!(
+            rule.attributes,
+            [
+                RuleAttribute::Source(IpAddr::V4(Ipv4Addr::new(10, 90, 0, 0))),
+                RuleAttribute::Iifname("berth-web".into()),
+                RuleAttribute::Table(0x6265_0001),
+                RuleAttribute::Priority(10000),
+            ]
+        );
+        assert!(matches!(sent[1].message, RouteNetlinkMessage::DelRule(_)));
+    }
 }

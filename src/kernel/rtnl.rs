@@ -9,13 +9,33 @@ use netlink_packet_core::{
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
+use crate::error::KernelText;
+
 /// An rtnetlink socket. Opened in a namespace, it stays bound to it even if
 /// the opening thread moves elsewhere, which is what lets berth configure a
 /// container's namespace from a short-lived thread.
 pub struct Rtnl {
-    socket: Socket,
+    socket: Box<dyn Transport>,
     seq: u32,
     buf: Vec<u8>,
+}
+
+/// Where an [`Rtnl`]'s datagrams go: the kernel's socket, or in unit tests
+/// a stand-in that records each request and answers it
+/// (`fake_rtnl.rs`), so the messages berth builds are tested without root.
+pub(crate) trait Transport: Send {
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()>;
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+impl Transport for Socket {
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        Socket::send(self, bytes, 0).map(drop)
+    }
+
+    fn recv(&mut self, mut buf: &mut [u8]) -> io::Result<usize> {
+        Socket::recv(self, &mut buf, 0)
+    }
 }
 
 impl Rtnl {
@@ -25,11 +45,15 @@ impl Rtnl {
         socket.connect(&SocketAddr::new(0, 0))?;
         // Extended acks carry the kernel's own explanation; harmless if absent.
         let _ = socket.set_ext_ack(true);
-        Ok(Rtnl {
+        Ok(Rtnl::over(Box::new(socket)))
+    }
+
+    pub(crate) fn over(socket: Box<dyn Transport>) -> Rtnl {
+        Rtnl {
             socket,
             seq: 0,
             buf: vec![0; 64 * 1024],
-        })
+        }
     }
 
     fn send(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<u32> {
@@ -41,7 +65,7 @@ impl Rtnl {
         packet.finalize();
         let mut bytes = vec![0; packet.buffer_len()];
         packet.serialize(&mut bytes);
-        self.socket.send(&bytes, 0)?;
+        self.socket.send(&bytes)?;
         Ok(self.seq)
     }
 
@@ -81,7 +105,7 @@ impl Rtnl {
         done: &mut bool,
     ) -> io::Result<()> {
         while !*done {
-            let n = self.socket.recv(&mut &mut self.buf[..], 0)?;
+            let n = self.socket.recv(&mut self.buf[..])?;
             let mut offset = 0;
             while offset < n {
                 let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[offset..n])
@@ -100,11 +124,7 @@ impl Rtnl {
                     NetlinkPayload::Error(err) => {
                         *done = true;
                         if let Some(code) = err.code {
-                            let errno = -code.get();
-                            if let Some(text) = ext_ack_message(raw) {
-                                remember_ext_ack(errno, text);
-                            }
-                            return Err(io::Error::from_raw_os_error(errno));
+                            return Err(refusal(-code.get(), raw));
                         }
                     }
                     NetlinkPayload::InnerMessage(inner) => each(inner),
@@ -116,25 +136,13 @@ impl Rtnl {
     }
 }
 
-/// The kernel's explanation of the last failed request ("Invalid MTU",
-/// "Master device not found", ...), with its errno. Kept aside because an
-/// `io::Error` that keeps its errno (which callers test) cannot also carry
-/// text; `Error::kernel` picks it up when it wraps that errno.
-static LAST_EXT_ACK: std::sync::Mutex<Option<(i32, String)>> = std::sync::Mutex::new(None);
-
-fn remember_ext_ack(errno: i32, text: String) {
-    *LAST_EXT_ACK.lock().unwrap_or_else(|e| e.into_inner()) = Some((errno, text));
-}
-
-/// The kernel's text for a failure with `errno`, if the last one had some.
-pub fn take_ext_ack(errno: i32) -> Option<String> {
-    let mut last = LAST_EXT_ACK.lock().unwrap_or_else(|e| e.into_inner());
-    match last.take() {
-        Some((e, text)) if e == errno => Some(text),
-        other => {
-            *last = other;
-            None
-        }
+/// The failure an NLMSG_ERROR (`raw`) reports: its errno, carrying the
+/// kernel's explanation when it gave one, so the text reaches the message
+/// of whatever error the caller makes of it.
+fn refusal(errno: i32, raw: &[u8]) -> io::Error {
+    match ext_ack_message(raw) {
+        Some(text) => KernelText { errno, text }.into_io_error(),
+        None => io::Error::from_raw_os_error(errno),
     }
 }
 
@@ -175,32 +183,43 @@ fn ext_ack_message(raw: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// An NLMSG_ERROR as the kernel sends it with extended acks on: capped
-    /// echo of the request header, then NLMSGERR_ATTR_MSG.
     #[test]
     fn the_kernels_explanation_is_read_from_an_error() {
-        let text = b"Invalid MTU\0";
-        let attr_len = 4 + text.len();
-        let total = 16 + 4 + 16 + ((attr_len + 3) & !3);
-        let mut raw = Vec::new();
-        raw.extend_from_slice(&(total as u32).to_ne_bytes());
-        raw.extend_from_slice(&2u16.to_ne_bytes()); // NLMSG_ERROR
-        raw.extend_from_slice(&(0x100u16 | 0x200).to_ne_bytes()); // CAPPED | ACK_TLVS
-        raw.extend_from_slice(&[0; 8]); // seq, pid
-        raw.extend_from_slice(&(-22i32).to_ne_bytes());
-        raw.extend_from_slice(&[0; 16]); // the echoed request header
-        raw.extend_from_slice(&(attr_len as u16).to_ne_bytes());
-        raw.extend_from_slice(&1u16.to_ne_bytes());
-        raw.extend_from_slice(text);
-        raw.resize(total, 0);
+        let mut raw = crate::kernel::fake_rtnl::refusal(1, 22, "Invalid MTU");
         assert_eq!(ext_ack_message(&raw).as_deref(), Some("Invalid MTU"));
+        let err = crate::error::Error::kernel("creating bridge b", refusal(22, &raw));
+        assert_eq!(
+            err.to_string(),
+            "creating bridge b (kernel: Invalid MTU): Invalid argument (os error 22)"
+        );
         // Without NLM_F_ACK_TLVS there is nothing to read.
         raw[6..8].copy_from_slice(&0x100u16.to_ne_bytes());
         assert_eq!(ext_ack_message(&raw), None);
+        assert_eq!(refusal(22, &raw).raw_os_error(), Some(22));
+    }
 
-        remember_ext_ack(22, "Invalid MTU".into());
-        assert_eq!(take_ext_ack(17), None, "another errno's text is not taken");
-        assert_eq!(take_ext_ack(22).as_deref(), Some("Invalid MTU"));
-        assert_eq!(take_ext_ack(22), None, "taken once");
+    /// From the socket to the message a user reads, with the errno still
+    /// there for callers that test it.
+    #[test]
+    fn a_refused_request_keeps_the_kernels_text_and_its_errno() {
+        let (mut rtnl, _) =
+            crate::kernel::fake_rtnl::rtnl(vec![crate::kernel::fake_rtnl::Answer::Refused(
+                libc::ENODEV,
+                "Unknown device",
+            )]);
+        let err = crate::kernel::link::delete(&mut rtnl, "vb1");
+        assert!(!err.unwrap(), "ENODEV means gone, text or not");
+        let (mut rtnl, _) =
+            crate::kernel::fake_rtnl::rtnl(vec![crate::kernel::fake_rtnl::Answer::Refused(
+                libc::EINVAL,
+                "Invalid MTU",
+            )]);
+        let io = crate::kernel::link::create_bridge(&mut rtnl, "b", 70000, [2, 0, 0, 0, 0, 1], 0)
+            .unwrap_err();
+        let err = crate::error::Error::kernel("creating bridge b", io);
+        assert_eq!(
+            err.to_string(),
+            "creating bridge b (kernel: Invalid MTU): Invalid argument (os error 22)"
+        );
     }
 }

@@ -77,6 +77,11 @@ pub const LINK_GROUP_BASE: u32 = 0x6265_0000;
 /// Network ids start at 1, so group `LINK_GROUP_BASE + 0` is free for bridges.
 pub const BRIDGE_GROUP: u32 = LINK_GROUP_BASE;
 
+/// The link group links are gathered in to be deleted together (one
+/// request, one RCU grace period for all). It is one of berth's groups, so
+/// `berth gc` removes anything a crash left in it.
+pub const DOOMED_GROUP: u32 = LINK_GROUP_BASE | 0xffff;
+
 /// The link group of network `id`'s veths.
 pub fn network_link_group(id: i64) -> u32 {
     LINK_GROUP_BASE + (id as u32 & 0xffff)

@@ -45,6 +45,17 @@ impl Proto {
             _ => None,
         }
     }
+
+    /// The IANA protocol number, which both nf_tables (`meta l4proto`)
+    /// and conntrack key on: the one fact the firewall and the kernel
+    /// layer share about a protocol, so neither needs the other.
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+            Proto::Sctp => 132,
+        }
+    }
 }
 
 impl fmt::Display for Proto {

@@ -229,7 +229,7 @@ pub fn setup(
 ) -> Result<BTreeMap<String, StatusBlock>> {
     let attaches = check(opts)?;
     let ports = port_specs(opts.port_mappings.as_deref().unwrap_or_default())?;
-    let target = crate::kernel::netns::Target::resolve(netns)?;
+    let target = ctx.kernel.resolve_target(netns)?;
     let dns_port = dns_port()?;
     let name = endpoint_name(opts);
     transaction(ctx, Preflight::Run, |txn| {

@@ -151,3 +151,47 @@ fn a_failed_nft_batch_undoes_the_bridge_and_a_later_failure_the_batch() {
         ]
     );
 }
+
+/// A plan applied to the fake leaves what the real kernel would: what
+/// CNI's CHECK reads back from it is the connect's work.
+#[test]
+fn a_connect_plan_leaves_the_facts_a_check_reads() {
+    let subnet: Ipv4Net = "10.90.0.0/24".parse().unwrap();
+    let mut k = FakeKernel::default();
+    k.create_bridge("berth-web", 1500, Mac([2, 0x42, 10, 90, 0, 1]), 0x6265_0000)
+        .unwrap();
+    k.add_namespace("/run/netns/c1");
+    let mut plan = Plan::new();
+    plan.push(Step::CreateVeth(VethPair {
+        host_ifname: "vb1".into(),
+        bridge: "berth-web".into(),
+        link_group: 0x6265_0001,
+        netns: "/run/netns/c1".into(),
+        ifname: "eth0".into(),
+        mac: Mac::from_ipv4(Ipv4Addr::new(10, 90, 0, 2)),
+        mtu: 1500,
+    }));
+    plan.push(Step::ConfigureInside {
+        netns: "/run/netns/c1".into(),
+        config: InsideConfig {
+            ifname: "eth0".into(),
+            ip: Ipv4Addr::new(10, 90, 0, 2),
+            subnet,
+            default_via: Some(subnet.first_host()),
+            metric: None,
+        },
+    });
+    plan.apply(&mut k).unwrap();
+    let inside = k.netns_facts(Some(Path::new("/run/netns/c1"))).unwrap();
+    let eth0 = inside.link("eth0").expect("eth0");
+    assert!(eth0.up);
+    assert_eq!(eth0.mac, Some(Mac::from_ipv4(Ipv4Addr::new(10, 90, 0, 2))));
+    assert!(inside.has_address(eth0.index, Ipv4Addr::new(10, 90, 0, 2), 24));
+    assert_eq!(inside.default_gateways, [subnet.first_host()]);
+    assert!(inside.link("lo").unwrap().up);
+    let host = k.netns_facts(None).unwrap();
+    assert_eq!(
+        host.link("vb1").unwrap().master,
+        host.link("berth-web").map(|b| b.index)
+    );
+}

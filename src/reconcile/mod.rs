@@ -14,13 +14,10 @@
 pub mod decide;
 pub mod observe;
 
-use std::os::fd::AsRawFd;
-
 use crate::change::{Change, Intent, Planned, Prepared, Settle};
 use crate::context::{Context, DnsScope};
 use crate::error::Result;
 use crate::firewall;
-use crate::kernel::process;
 use crate::store::{Status, Tx, NFT_GENERATION};
 
 pub use decide::{decide, Decision, Desired, Observed, Scope};
@@ -47,7 +44,7 @@ impl Change for Reconcile {
                 Settle::DropEndpoints(decision.drop_endpoints),
                 Settle::DropNetworks(decision.drop_networks),
                 Settle::DropSandboxes(decision.drop_sandboxes),
-                Settle::RecordHost(host_identity()),
+                Settle::RecordHost(ctx.kernel.host_identity()),
             ],
         };
         let mut planned = Planned::new(decision.plan, intent, decision.report);
@@ -67,7 +64,7 @@ impl Change for Reconcile {
 /// `tx` and costs a read of the boot id, one socket option, one netlink
 /// round trip and two indexed queries.
 pub fn preflight(ctx: &mut Context, tx: &Tx) -> Result<Option<&'static str>> {
-    let host = host_identity();
+    let host = ctx.kernel.host_identity();
     let facts = tx.preflight_facts()?;
     let generation = ctx.kernel.nft_generation()?.to_string();
     let moved = facts.generation.as_deref() != Some(generation.as_str());
@@ -79,7 +76,7 @@ pub fn preflight(ctx: &mut Context, tx: &Tx) -> Result<Option<&'static str>> {
         && tx
             .sandboxes()?
             .iter()
-            .any(|s| !process::alive(s.owner_pid, s.owner_start))
+            .any(|s| !ctx.kernel.process_alive(s.owner_pid, s.owner_start))
     {
         Some("a `berth run` was killed")
     } else if moved && ruleset_differs(ctx, tx)? {
@@ -136,36 +133,4 @@ fn check_owner(table: &crate::kernel::NftFingerprint, ours: &str, ctx: &Context)
 pub fn record_generation(ctx: &mut Context, tx: &Tx) -> Result<()> {
     let generation = ctx.kernel.nft_generation()?;
     tx.set_setting(NFT_GENERATION, &generation.to_string())
-}
-
-/// What tells this boot of this host's network from any other: the boot
-/// id, and the network namespace's cookie (never reused within a boot;
-/// Linux 5.14+) or, on older kernels, its inode.
-pub fn host_identity() -> String {
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    format!("{}/{}", boot.trim(), netns_identity())
-}
-
-fn netns_identity() -> String {
-    const SO_NETNS_COOKIE: libc::c_int = 71;
-    if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
-        let mut cookie: u64 = 0;
-        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
-        let r = unsafe {
-            libc::getsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                SO_NETNS_COOKIE,
-                (&mut cookie as *mut u64).cast(),
-                &mut len,
-            )
-        };
-        if r == 0 {
-            return format!("cookie:{cookie}");
-        }
-    }
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self/ns/net")
-        .map(|m| format!("inode:{}", m.ino()))
-        .unwrap_or_default()
 }

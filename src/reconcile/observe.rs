@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use super::decide::{Desired, Observed};
 use crate::error::Result;
 use crate::firewall;
-use crate::kernel::{netns::Target, process, Kernel};
+use crate::kernel::Kernel;
 use crate::store::{Status, Tx};
 
 /// Reads every network, endpoint (with ports) and sandbox row.
@@ -40,7 +40,7 @@ pub fn observe(kernel: &mut dyn Kernel, desired: &Desired) -> Result<Observed> {
         if *status != Status::Ready || present.contains(e.host_ifname.as_str()) {
             continue;
         }
-        let Ok(target) = Target::parse(&e.netns) else {
+        let Ok(target) = kernel.parse_target(&e.netns) else {
             continue;
         };
         if kernel.netns_inode(&target.path) == Some(e.netns_inode) {
@@ -50,7 +50,7 @@ pub fn observe(kernel: &mut dyn Kernel, desired: &Desired) -> Result<Observed> {
     let dead_sandboxes = desired
         .sandboxes
         .iter()
-        .filter(|s| !process::alive(s.owner_pid, s.owner_start))
+        .filter(|s| !kernel.process_alive(s.owner_pid, s.owner_start))
         .map(|s| s.name.clone())
         .collect();
     let table = kernel.nft_fingerprint(&firewall::table())?;

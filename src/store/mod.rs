@@ -15,7 +15,7 @@ pub mod lock;
 
 pub use attachments::{Attachment, ATTACHMENTS_SCHEMA};
 pub use intents::{PreflightFacts, Sandbox, Status, HOST_ID, NFT_GENERATION};
-pub use lock::StateLock;
+pub use lock::{FileLock, StateLock};
 
 use crate::error::{Error, Result};
 use crate::model::{Endpoint, Ipv4Net, Network, NetworkPolicy, PortMapping, Proto, Uplink};

@@ -435,7 +435,7 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
     }
     for (n, e) in &recreate {
         // A leftover peer name cannot exist: the veth pair went together.
-        let netns = crate::kernel::netns::Target::parse(&e.netns)
+        let netns = crate::kernel::netns::Target::locate(&e.netns)
             .map(|t| t.path)
             .unwrap_or_else(|_| std::path::PathBuf::from(&e.netns));
         endpoint_steps(n, e, netns, None, &mut d.plan);

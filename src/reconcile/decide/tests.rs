@@ -48,6 +48,7 @@ fn link(name: &str, kind: &str, group: u32) -> LinkFact {
         kind: kind.into(),
         master: None,
         up: true,
+        mac: None,
     }
 }
 
