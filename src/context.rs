@@ -68,6 +68,19 @@ impl NameService for LiveNames {
     }
 }
 
+/// A stand-in for the DNS server, for tests: it records what it was asked.
+#[derive(Default)]
+pub struct RecordedNames {
+    pub syncs: std::rc::Rc<std::cell::RefCell<Vec<DnsScope>>>,
+}
+
+impl NameService for RecordedNames {
+    fn sync(&mut self, _state_dir: &Path, scope: DnsScope) -> Result<Vec<String>> {
+        self.syncs.borrow_mut().push(scope);
+        Ok(Vec::new())
+    }
+}
+
 impl Context {
     pub fn new(state_dir: PathBuf, dry_run: bool) -> Context {
         Context::with(
@@ -98,11 +111,12 @@ impl Context {
     /// The state, read-write (created if needed); for a dry run, a private
     /// copy of it that nothing is ever written back from.
     pub fn store(&self) -> Result<Store> {
-        if let Some(store) = self.spare_store.borrow_mut().take() {
-            return Ok(store);
-        }
+        // The spare is the real state: a dry run never writes to it.
         if self.dry_run {
             return Store::scratch_copy(&self.state_dir);
+        }
+        if let Some(store) = self.spare_store.borrow_mut().take() {
+            return Ok(store);
         }
         Store::open(&self.state_dir)
     }

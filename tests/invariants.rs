@@ -600,3 +600,94 @@ fn the_scanner_drops_comments_and_literals_and_resolves_paths() {
     );
     assert_eq!(found[5].1, 3, "line numbers");
 }
+
+/// The layers below the front doors that must not print: what a command
+/// did comes back as values, and what the user should know as notices,
+/// which only the front doors (cli, cni, netavark) show.
+const SILENT: &[&str] = &[
+    "src/commands/",
+    "src/executor.rs",
+    "src/change.rs",
+    "src/context.rs",
+    "src/request.rs",
+    "src/reconcile/",
+    "src/plan/",
+    "src/model/",
+    "src/store/",
+    "src/kernel/",
+    "src/firewall/",
+    "src/config.rs",
+    "src/dns/control.rs",
+];
+
+const PRINTING: &[&str] = &[
+    "println!",
+    "print!",
+    "eprintln!",
+    "eprint!",
+    "io::stdout",
+    "io::stderr",
+    "dbg!",
+];
+
+/// The code of a file without its unit-test module (tests may print what
+/// they measure).
+fn code_without_tests(rel: &str) -> String {
+    let code = code_only(&read(rel));
+    match code.find("#[cfg(test)]") {
+        Some(i) => code[..i].to_string(),
+        None => code,
+    }
+}
+
+#[test]
+fn commands_and_the_layers_below_never_print() {
+    let mut offences = Vec::new();
+    let mut scanned = 0;
+    for rel in rust_files("src") {
+        if !SILENT.iter().any(|s| rel.starts_with(s)) {
+            continue;
+        }
+        scanned += 1;
+        let code = code_without_tests(&rel);
+        for token in PRINTING {
+            if let Some(pos) = code.find(token) {
+                let line = code[..pos].lines().count();
+                offences.push(format!("{rel}:{line}: {token}"));
+            }
+        }
+    }
+    assert!(scanned > 20, "the scan found only {scanned} files");
+    assert!(
+        offences.is_empty(),
+        "printing below the front doors (return it, or make it a Notice):\n{}",
+        offences.join("\n")
+    );
+    // Not blind: the front doors do print.
+    assert!(PRINTING
+        .iter()
+        .any(|t| code_without_tests("src/cli/mod.rs").contains(t)));
+}
+
+/// The crash-safety protocol has one home: the executor is the only code
+/// that commits an intent and settles it.
+#[test]
+fn the_intent_and_record_failpoints_appear_once() {
+    for point in ["intent", "record"] {
+        let needle = format!("hit(\"{point}\")");
+        let places: Vec<String> = rust_files("src")
+            .into_iter()
+            .filter(|rel| read(rel).contains(&needle))
+            .collect();
+        assert_eq!(
+            places,
+            ["src/executor.rs"],
+            "the {point:?} failpoint belongs to the executor alone"
+        );
+        assert_eq!(
+            read("src/executor.rs").matches(&needle).count(),
+            1,
+            "the executor hits {point:?} once"
+        );
+    }
+}

@@ -8,26 +8,24 @@
 //! period in all instead of one per veth (~20 ms each; 20 s for 1000).
 
 use super::config::NetConf;
-use super::context;
 use super::error::{CniError, CODE_BAD_CONFIG};
-use super::verbs::print_notices;
 use crate::commands::DetachAll;
+use crate::context::Context;
 use crate::error::Error;
 use crate::executor::{transaction, Preflight};
 
 /// What GC removed: (container ID, interface name) of each attachment.
-pub fn gc(conf: &NetConf) -> Result<Vec<(String, String)>, CniError> {
+pub fn gc(ctx: &mut Context, conf: &NetConf) -> Result<Vec<(String, String)>, CniError> {
     let Some(valid) = &conf.valid_attachments else {
         return Err(CniError::new(
             CODE_BAD_CONFIG,
             "GC needs cni.dev/valid-attachments in the network configuration",
         ));
     };
-    let mut ctx = context(conf);
     if ctx.store_read_only()?.is_none() {
         return Ok(Vec::new());
     }
-    let done = transaction(&mut ctx, Preflight::Run, |txn| {
+    let done = transaction(ctx, Preflight::Run, |txn| {
         let stale = txn.read(|tx| {
             let Some(network) = tx.network(&conf.name)? else {
                 return Ok(Vec::new());
@@ -47,6 +45,5 @@ pub fn gc(conf: &NetConf) -> Result<Vec<(String, String)>, CniError> {
             .map(|(a, _)| (a.container_id, a.ifname))
             .collect())
     });
-    print_notices(&mut ctx);
     Ok(done?.applied()?)
 }

@@ -18,12 +18,14 @@ pub mod config;
 pub mod error;
 pub mod gc;
 pub mod result;
+#[cfg(test)]
+mod tests;
 pub mod verbs;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use crate::context::Context;
+use crate::context::{Context, Notice};
 use config::{Env, NetConf, LATEST};
 use error::{CniError, CODE_BAD_ENV};
 
@@ -76,18 +78,50 @@ fn is_terminal_stdin() -> bool {
 }
 
 fn run(env: &Env, stdin: &[u8]) -> Result<Option<serde_json::Value>, CniError> {
+    if env.command == "VERSION" {
+        return Ok(Some(verbs::version(stdin)));
+    }
+    let conf = match env.command.as_str() {
+        "DEL" => config::parse_for_del(stdin)?,
+        "ADD" | "CHECK" | "GC" | "STATUS" => config::parse(stdin)?,
+        other => {
+            return Err(CniError::new(
+                CODE_BAD_ENV,
+                format!(
+                    "unknown CNI_COMMAND {other:?}: expected ADD, CHECK, DEL, GC, STATUS or VERSION"
+                ),
+            ))
+        }
+    };
+    let mut ctx = context(&conf);
+    let result = verb(&mut ctx, env, &conf);
+    // What the user should know goes to stderr, which the runtime logs.
+    for n in ctx.take_notices() {
+        match n {
+            Notice::Repaired { reason, lines } => {
+                eprintln!("berth: {reason}; repaired first: {}", lines.join("; "))
+            }
+            Notice::Warning(w) => eprintln!("berth: warning: {w}"),
+        }
+    }
+    result
+}
+
+/// One verb on a parsed configuration.
+pub fn verb(
+    ctx: &mut Context,
+    env: &Env,
+    conf: &NetConf,
+) -> Result<Option<serde_json::Value>, CniError> {
     match env.command.as_str() {
-        "VERSION" => Ok(Some(verbs::version(stdin))),
-        "ADD" => verbs::add(env, &config::parse(stdin)?).map(Some),
-        "DEL" => verbs::del(env, &config::parse_for_del(stdin)?).map(|()| None),
-        "CHECK" => verbs::check(env, &config::parse(stdin)?).map(|()| None),
-        "GC" => gc::gc(&config::parse(stdin)?).map(|_| None),
-        "STATUS" => verbs::status(&config::parse(stdin)?).map(|()| None),
+        "ADD" => verbs::add(ctx, env, conf).map(Some),
+        "DEL" => verbs::del(ctx, env).map(|()| None),
+        "CHECK" => verbs::check(ctx, env, conf).map(|()| None),
+        "GC" => gc::gc(ctx, conf).map(|_| None),
+        "STATUS" => verbs::status(ctx).map(|()| None),
         other => Err(CniError::new(
             CODE_BAD_ENV,
-            format!(
-                "unknown CNI_COMMAND {other:?}: expected ADD, CHECK, DEL, GC, STATUS or VERSION"
-            ),
+            format!("unknown CNI_COMMAND {other:?}"),
         )),
     }
 }

@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 
 use super::config::{self, Env, NetConf, SUPPORTED_VERSIONS};
 use super::error::*;
-use super::{context, result};
+use super::result;
 use crate::commands::{Attach, Detach, EnsureNetwork};
-use crate::context::{Context, Notice};
+use crate::context::Context;
 use crate::error::Error;
 use crate::executor::{transaction, Preflight};
 use crate::firewall;
@@ -93,11 +93,10 @@ fn ifname_of(env: &Env) -> Result<&str, CniError> {
 
 /// ADD: the network (made on first use, from the config) and the
 /// endpoint, in one transaction.
-pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
+pub fn add(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<Value, CniError> {
     let container_id = env.require("CNI_CONTAINERID", &env.container_id)?;
     let netns_path = env.require("CNI_NETNS", &env.netns)?;
     let ifname = ifname_of(env)?;
-    let mut ctx = context(conf);
     if ctx.kernel.netns_inode(Path::new(netns_path)).is_none() {
         return Err(CniError::new(
             CODE_BAD_ENV,
@@ -105,7 +104,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
         ));
     }
     let args = env.cni_args()?;
-    if let Some(e) = find_attachment(&ctx, container_id, ifname)? {
+    if let Some(e) = find_attachment(ctx, container_id, ifname)? {
         return Err(CniError::new(
             CODE_EXISTS,
             format!(
@@ -144,12 +143,11 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
         Box::new(move |n, _| check_agrees(&agrees_conf, n).map_err(|e| Error::invalid(e.msg))),
     );
     let mut network_made = false;
-    let done = transaction(&mut ctx, Preflight::Run, |txn| {
+    let done = transaction(ctx, Preflight::Run, |txn| {
         txn.apply(network)?;
         network_made = true;
         txn.apply(Attach(attach))
     });
-    print_notices(&mut ctx);
     let (e, n) = done
         .map_err(|e| match e {
             // A network that cannot be made is the configuration's fault.
@@ -177,34 +175,20 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
 /// DEL: whatever is left of the attachment goes (the veth if the
 /// namespace still holds it, the map elements, the lease and the rows);
 /// nothing left is success.
-pub fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
+pub fn del(ctx: &mut Context, env: &Env) -> Result<(), CniError> {
     let container_id = env.require("CNI_CONTAINERID", &env.container_id)?;
     let ifname = ifname_of(env)?;
-    let mut ctx = context(conf);
-    let Some(e) = find_attachment(&ctx, container_id, ifname)? else {
+    let Some(e) = find_attachment(ctx, container_id, ifname)? else {
         return Ok(());
     };
     let mut detach = DetachRequest::new(&e.network, EndpointRef::Id(e.id));
     detach.force = true;
-    let done = transaction(&mut ctx, Preflight::Run, |txn| txn.apply(Detach(detach)));
-    print_notices(&mut ctx);
+    let done = transaction(ctx, Preflight::Run, |txn| txn.apply(Detach(detach)));
     done?;
     Ok(())
 }
 
-/// Plugins may say what they repaired or warn on stderr; the runtime logs it.
-pub fn print_notices(ctx: &mut Context) {
-    for n in ctx.take_notices() {
-        match n {
-            Notice::Repaired { reason, lines } => {
-                eprintln!("berth: {reason}; repaired first: {}", lines.join("; "))
-            }
-            Notice::Warning(w) => eprintln!("berth: warning: {w}"),
-        }
-    }
-}
-
-pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
+pub fn check(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<(), CniError> {
     let container_id = env.require("CNI_CONTAINERID", &env.container_id)?;
     let netns_path = env.require("CNI_NETNS", &env.netns)?;
     let ifname = ifname_of(env)?;
@@ -214,8 +198,7 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             "CHECK needs prevResult in the network configuration",
         ));
     };
-    let mut ctx = context(conf);
-    let Some(e) = find_attachment(&ctx, container_id, ifname)? else {
+    let Some(e) = find_attachment(ctx, container_id, ifname)? else {
         return Err(CniError::new(
             CODE_UNKNOWN_CONTAINER,
             format!(
@@ -312,7 +295,7 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             list(&have)
         ));
     }
-    if let Some(missing) = missing_map_elements(&mut ctx, e.ip, &ports)? {
+    if let Some(missing) = missing_map_elements(ctx, e.ip, &ports)? {
         return fail(missing);
     }
     Ok(())
@@ -353,8 +336,7 @@ fn missing_map_elements(
 
 /// STATUS: berth can serve ADDs when its state opens and, once it has a
 /// network, its firewall table exists.
-pub fn status(conf: &NetConf) -> Result<(), CniError> {
-    let mut ctx = context(conf);
+pub fn status(ctx: &mut Context) -> Result<(), CniError> {
     let unavailable = |why: String| CniError::new(CODE_UNAVAILABLE, why);
     let Some(mut store) = ctx
         .store_read_only()

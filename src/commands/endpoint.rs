@@ -28,7 +28,13 @@ impl Change for Attach {
 
     fn prepare(&mut self, ctx: &mut Context, tx: &Tx) -> Result<Prepared<(Endpoint, Network)>> {
         let req = &self.0;
-        let target = ctx.kernel.resolve_target(&req.target)?;
+        let target = match ctx.kernel.resolve_target(&req.target) {
+            Ok(t) => t,
+            // A dry run of `run`: the namespace is the sandbox this
+            // transaction plans to make (recorded in the private copy).
+            Err(e) if ctx.dry_run => planned_sandbox(ctx, tx, &req.target)?.ok_or(e)?,
+            Err(e) => return Err(e),
+        };
         if !req.allow_host_netns && target.inode == ctx.kernel.own_netns_inode() {
             return Err(Error::invalid(format!(
                 "target {:?} is the host's own network namespace; connecting it would change the host's addresses and routes (use --allow-host-netns if that is what you want)",
@@ -152,6 +158,17 @@ impl Change for Attach {
         planned.undo = Some(compensation(Detach(detach)));
         Ok(Prepared::Change(planned))
     }
+}
+
+/// The namespace a dry run's earlier change planned to make for `text`,
+/// with a placeholder inode (no row has it).
+fn planned_sandbox(ctx: &mut Context, tx: &Tx, text: &str) -> Result<Option<Target>> {
+    if !tx.sandboxes()?.iter().any(|s| s.name == text) {
+        return Ok(None);
+    }
+    let mut target = ctx.kernel.parse_target(text)?;
+    target.inode = Some(0);
+    Ok(Some(target))
 }
 
 /// Whether the kernel lost something this connect stands on: the

@@ -13,6 +13,8 @@ pub mod endpoint;
 pub mod maintain;
 pub mod network;
 pub mod run;
+#[cfg(test)]
+pub(crate) mod tests;
 
 use crate::change::Outcome;
 use crate::context::Context;

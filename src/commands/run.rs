@@ -261,7 +261,11 @@ impl Change for CreateSandbox {
     type Output = ();
 
     fn prepare(&mut self, ctx: &mut Context, tx: &Tx) -> Result<Prepared<()>> {
-        if netns::named_path(&self.name).exists() {
+        if ctx
+            .kernel
+            .netns_inode(&netns::named_path(&self.name))
+            .is_some()
+        {
             return Err(Error::invalid(format!(
                 "a namespace named {:?} already exists in {}",
                 self.name,

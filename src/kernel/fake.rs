@@ -457,6 +457,49 @@ impl Kernel for FakeKernel {
     fn nft_apply(&mut self, batch: &Batch) -> Result<()> {
         self.op(format!("nft {}", batch.render().join("; ")))?;
         self.nft_gen += 1;
+        // berth's one table as the kernel would keep it: its chains with
+        // their rule counts (what the preflight fingerprints) and the
+        // elements of its maps (what CNI CHECK lists).
+        use berth_nft::{ElemOp, Op};
+        for op in batch.ops() {
+            let chains = self.nft_chains.get_or_insert_with(Default::default);
+            match op {
+                Op::AddTable(_) => self.nft_table = true,
+                Op::DeleteTable(_) | Op::DestroyTable(_) => {
+                    self.nft_table = false;
+                    self.nft_chains = None;
+                    self.nft_elements.clear();
+                }
+                Op::AddChain(c) => {
+                    chains.entry(c.name.clone()).or_insert(0);
+                }
+                Op::DeleteChain(c) | Op::DestroyChain(c) => {
+                    chains.remove(&c.name);
+                }
+                Op::FlushChain(c) => {
+                    chains.insert(c.name.clone(), 0);
+                }
+                Op::AddRule { chain, .. } => *chains.entry(chain.name.clone()).or_insert(0) += 1,
+                Op::DeleteRule { chain, .. } => {
+                    if let Some(n) = chains.get_mut(&chain.name) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                Op::Elements { set, elems, op } => {
+                    for e in elems {
+                        self.nft_elements
+                            .retain(|(m, have)| !(m == &set.name && have == e));
+                        if matches!(op, ElemOp::Add | ElemOp::Create) {
+                            self.nft_elements.push((set.name.clone(), e.clone()));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !self.nft_table {
+            self.nft_chains = None;
+        }
         Ok(())
     }
     fn nft_table_exists(&mut self, _table: &Table) -> Result<bool> {

@@ -63,7 +63,8 @@ pub struct InsideConfig {
 }
 
 /// The kernel operations berth's plans are made of.
-pub trait Kernel {
+/// `Any` lets a test take its fake back out of a command's context.
+pub trait Kernel: std::any::Any {
     /// Creates an up bridge in link `group` (berth's ownership mark).
     fn create_bridge(&mut self, name: &str, mtu: u32, mac: Mac, group: u32) -> Result<()>;
     /// Every link of the host, read in one dump.

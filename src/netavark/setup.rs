@@ -563,4 +563,57 @@ mod tests {
         let err = port_specs(o.port_mappings.as_deref().unwrap()).unwrap_err();
         assert!(err.to_string().contains("icmp"), "{err}");
     }
+
+    /// setup and teardown against the fake kernel: both networks made with
+    /// the first container, the ports on the first network only, and the
+    /// last teardown takes the networks away again.
+    #[test]
+    fn setup_attaches_every_network_in_one_transaction_and_teardown_undoes_it() {
+        let mut h = crate::commands::tests::host();
+        h.fake().add_namespace("/run/netns/p1");
+        let o = opts(TWO);
+        let status = setup(&mut h.ctx, "/run/netns/p1", &o).unwrap();
+        assert_eq!(status.len(), 2);
+        assert_eq!(
+            status["n1"].interfaces["eth0"].subnets[0].ipnet,
+            "10.77.0.2/24"
+        );
+        assert_eq!(status["n1"].dns_search_domains, ["dns.podman"]);
+        assert!(status["n3"].dns_server_ips.is_empty());
+        assert_eq!(
+            h.rows(),
+            [
+                "network n1 10.77.0.0/24 ready",
+                "network n3 10.89.1.0/24 ready",
+                "endpoint n1/c2 10.77.0.2 ready",
+                "endpoint n3/c2 10.89.1.2 ready"
+            ]
+        );
+        let published = h.fake().nft_elements.len();
+        assert!(published > 0);
+        // The same again (Podman retrying) is refused for the namespace
+        // that is connected already, and leaves everything as it was.
+        assert!(setup(&mut h.ctx, "/run/netns/p1", &o).is_err());
+        assert_eq!(h.rows().len(), 4);
+        assert_eq!(h.fake().nft_elements.len(), published);
+
+        teardown(&mut h.ctx, "/run/netns/p1", &o).unwrap();
+        assert!(h.rows().is_empty(), "{:?}", h.rows());
+        assert!(h.host_links().is_empty());
+        // Idempotent, and fine after the namespace is gone.
+        crate::kernel::Kernel::delete_netns(h.fake(), "p1").unwrap();
+        teardown(&mut h.ctx, "/run/netns/p1", &o).unwrap();
+    }
+
+    #[test]
+    fn a_failed_setup_takes_back_the_networks_it_made() {
+        let mut h = crate::commands::tests::host();
+        h.fake().add_namespace("/run/netns/p1");
+        // The second network's address is outside its subnet.
+        let bad = TWO.replace(r#""10.89.1.2""#, r#""10.99.1.2""#);
+        let err = setup(&mut h.ctx, "/run/netns/p1", &opts(&bad)).unwrap_err();
+        assert!(err.to_string().contains("10.99.1.2"), "{err}");
+        assert!(h.rows().is_empty(), "{:?}", h.rows());
+        assert!(h.host_links().is_empty());
+    }
 }

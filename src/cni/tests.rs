@@ -1,0 +1,148 @@
+//! The CNI verbs' decisions against the fake kernel and a temporary state,
+//! without root: ADD makes the network on first use and attaches in one
+//! transaction, CHECK compares the state, the namespace and the maps, DEL
+//! detaches whatever is left, GC detaches what the runtime no longer
+//! lists.
+
+use serde_json::{json, Value};
+
+use super::config::{self, Env};
+use super::error::*;
+use super::verb;
+use crate::commands::tests::{host, Host};
+
+const NETNS: &str = "/var/run/netns/cni-1";
+
+fn env(command: &str, id: &str) -> Env {
+    Env {
+        command: command.into(),
+        container_id: Some(id.into()),
+        netns: Some(NETNS.into()),
+        ifname: Some("eth0".into()),
+        args: None,
+    }
+}
+
+fn conf(extra: Value) -> config::NetConf {
+    let mut c = json!({
+        "cniVersion": "1.0.0",
+        "name": "pods",
+        "type": "berth",
+        "subnet": "10.88.0.0/16",
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    config::parse(c.to_string().as_bytes()).unwrap()
+}
+
+fn add(h: &mut Host, id: &str, extra: Value) -> Result<Value, CniError> {
+    verb(&mut h.ctx, &env("ADD", id), &conf(extra)).map(|v| v.unwrap())
+}
+
+#[test]
+fn add_makes_the_network_and_the_endpoint_in_one_transaction() {
+    let mut h = host();
+    h.fake().add_namespace(NETNS);
+    let ports = json!({"runtimeConfig": {"portMappings": [
+        {"HostPort": 8080, "ContainerPort": 80, "Protocol": "udp", "HostIP": ""}]}});
+    let result = add(&mut h, "c1", ports.clone()).unwrap();
+    assert_eq!(result["ips"][0]["address"], "10.88.0.2/16");
+    assert_eq!(result["interfaces"][1]["sandbox"], NETNS);
+    assert_eq!(
+        h.rows(),
+        [
+            "network pods 10.88.0.0/16 ready",
+            "endpoint pods/cni-c1-eth0 10.88.0.2 ready"
+        ]
+    );
+    let elements = &h.fake().nft_elements;
+    assert!(
+        elements
+            .iter()
+            .any(|(map, e)| map == "published4_any" && format!("{e:?}").contains("8080")),
+        "{elements:?}"
+    );
+    // A second ADD for the same attachment is the runtime's mistake.
+    let err = add(&mut h, "c1", ports).unwrap_err();
+    assert_eq!(err.code, CODE_EXISTS, "{}", err.msg);
+    // A config that contradicts the network is a config error, and makes nothing.
+    h.fake().add_namespace("/var/run/netns/cni-2");
+    let mut e = env("ADD", "c2");
+    e.netns = Some("/var/run/netns/cni-2".into());
+    let err = verb(&mut h.ctx, &e, &conf(json!({"subnet": "10.77.0.0/16"}))).unwrap_err();
+    assert_eq!(err.code, CODE_BAD_CONFIG, "{}", err.msg);
+    assert_eq!(h.rows().len(), 2);
+}
+
+#[test]
+fn a_failed_add_takes_back_the_network_it_made() {
+    let mut h = host();
+    h.fake().add_namespace(NETNS);
+    let bad = json!({"runtimeConfig": {"ips": ["10.99.0.9/24"]}});
+    let err = add(&mut h, "c1", bad).unwrap_err();
+    assert!(err.msg.contains("10.99.0.9"), "{}", err.msg);
+    assert!(h.rows().is_empty(), "{:?}", h.rows());
+    assert!(h.host_links().is_empty());
+}
+
+#[test]
+fn check_compares_state_namespace_and_maps_then_del_removes_all() {
+    let mut h = host();
+    h.fake().add_namespace(NETNS);
+    let ports = json!({"runtimeConfig": {"portMappings": [
+        {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}});
+    let result = add(&mut h, "c1", ports.clone()).unwrap();
+    let mut with_prev = ports.clone();
+    with_prev["prevResult"] = result;
+    verb(&mut h.ctx, &env("CHECK", "c1"), &conf(with_prev.clone())).unwrap();
+
+    // The runtime asks for other ports than berth publishes.
+    let mut other = with_prev.clone();
+    other["runtimeConfig"]["portMappings"][0]["hostPort"] = 9090.into();
+    let err = verb(&mut h.ctx, &env("CHECK", "c1"), &conf(other)).unwrap_err();
+    assert_eq!(err.code, CODE_CHECK_FAILED);
+    assert!(err.msg.contains("published ports differ"), "{}", err.msg);
+
+    // Someone deleted the map element.
+    h.fake().nft_elements.clear();
+    let err = verb(&mut h.ctx, &env("CHECK", "c1"), &conf(with_prev.clone())).unwrap_err();
+    assert!(err.msg.contains("lacks the element"), "{}", err.msg);
+
+    verb(&mut h.ctx, &env("DEL", "c1"), &conf(json!({}))).unwrap();
+    assert_eq!(h.rows(), ["network pods 10.88.0.0/16 ready"]);
+    assert_eq!(h.host_links(), ["berth-pods"]);
+    // Nothing left: DEL succeeds again, and CHECK knows no such container.
+    verb(&mut h.ctx, &env("DEL", "c1"), &conf(json!({}))).unwrap();
+    let err = verb(&mut h.ctx, &env("CHECK", "c1"), &conf(with_prev)).unwrap_err();
+    assert_eq!(err.code, CODE_UNKNOWN_CONTAINER);
+}
+
+#[test]
+fn gc_detaches_every_attachment_the_runtime_no_longer_lists() {
+    let mut h = host();
+    for i in 1..=3 {
+        let path = format!("/var/run/netns/cni-{i}");
+        h.fake().add_namespace(path.as_str());
+        let mut e = env("ADD", &format!("c{i}"));
+        e.netns = Some(path);
+        verb(&mut h.ctx, &e, &conf(json!({}))).unwrap();
+    }
+    let keep = json!({"cni.dev/valid-attachments": [{"containerID": "c2", "ifname": "eth0"}]});
+    let before = h.fake().log.len();
+    verb(&mut h.ctx, &env("GC", "-"), &conf(keep)).unwrap();
+    let rows = h.rows();
+    assert_eq!(
+        rows,
+        [
+            "network pods 10.88.0.0/16 ready",
+            "endpoint pods/cni-c2-eth0 10.88.0.3 ready"
+        ]
+    );
+    // Both stale veths went in one request.
+    let deletes: Vec<&String> = h.fake().log[before..]
+        .iter()
+        .filter(|l| l.contains("delete"))
+        .collect();
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+}
