@@ -445,7 +445,14 @@ fn setup_recovers_from_state_the_kernel_lost() {
     assert_eq!(eps.len(), 1, "{eps:?}");
     assert_eq!(eps[0]["netns"], "/run/netns/c1b");
     // A "reboot": the bridge and the ruleset are gone, the state is not.
+    let veth = eps[0]["host_ifname"].as_str().unwrap().to_string();
     sb.sh_ok("ip netns del c1b && ip link del pm-web && nft delete table inet berth");
+    // The kernel tears a deleted namespace's veth down in the background,
+    // after `ip netns del` returns; a reboot leaves none.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while sb.link(None, &veth).is_some() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     sb.add_netns("c2");
     setup_ok(&sb, "c2", &request("c2", "web", "10.77.0.3", json!({})));
     assert!(sb.link(None, "pm-web").is_some(), "bridge made again");
