@@ -4,10 +4,10 @@
 
 use std::collections::HashSet;
 
-use super::decide::{Desired, Observed};
+use super::decide::{expected_elements, Desired, Observed, TableElements};
 use crate::error::Result;
 use crate::firewall;
-use crate::kernel::Kernel;
+use crate::kernel::{sysctl, Kernel};
 use crate::store::{Status, Tx};
 
 /// Reads every network, endpoint (with ports) and sandbox row.
@@ -54,10 +54,52 @@ pub fn observe(kernel: &mut dyn Kernel, desired: &Desired) -> Result<Observed> {
         .map(|s| s.name.clone())
         .collect();
     let table = kernel.nft_fingerprint(&firewall::table())?;
+    // What a reconcile with nothing to repair must find as it is, so that
+    // it changes nothing: the gateway addresses, ip_forward, and the
+    // elements of berth's sets and maps.
+    let addresses = kernel.netns_facts(None).ok().map(|facts| {
+        facts
+            .addrs
+            .iter()
+            .filter_map(|a| {
+                let link = links.iter().find(|l| l.index == a.index)?;
+                Some((link.name.clone(), a.ip, a.prefix_len))
+            })
+            .collect()
+    });
+    let ip_forward = kernel
+        .read_sysctl(&sysctl::Key::ip_forward())
+        .ok()
+        .map(|v| v.trim() == "1");
+    let elements = match &table {
+        Some(_) => table_elements(kernel, desired),
+        None => None,
+    };
     Ok(Observed {
         links,
         table,
         netns_alive,
         dead_sandboxes,
+        addresses,
+        ip_forward,
+        elements,
     })
+}
+
+/// The elements of every set and map the state's table has (one query
+/// each); None when one cannot be read, which makes the table be rebuilt.
+fn table_elements(kernel: &mut dyn Kernel, desired: &Desired) -> Option<TableElements> {
+    let live: Vec<_> = desired
+        .networks
+        .iter()
+        .filter(|(_, s)| *s == Status::Ready)
+        .map(|(n, _)| n.clone())
+        .collect();
+    let names = expected_elements(&firewall::rebuild(&live, &[], false, &desired.instance).batch);
+    let mut all = TableElements::new();
+    for name in names.keys() {
+        let elements = kernel.nft_list_elements(&firewall::table(), name).ok()?;
+        all.insert(name.clone(), elements.into_iter().collect());
+    }
+    Some(all)
 }

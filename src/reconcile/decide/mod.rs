@@ -42,7 +42,18 @@ pub struct Observed {
     pub netns_alive: HashSet<i64>,
     /// Sandboxes whose `run` process is gone.
     pub dead_sandboxes: HashSet<String>,
+    /// The IPv4 addresses of the host's links, by link name (None: not
+    /// looked at, so every gateway address is ensured).
+    pub addresses: Option<HashSet<(String, Ipv4Addr, u8)>>,
+    /// Whether `net.ipv4.ip_forward` is on (None: not looked at).
+    pub ip_forward: Option<bool>,
+    /// The elements of every set and map of berth's table, by name (None:
+    /// not looked at or not readable, so the table is rebuilt).
+    pub elements: Option<TableElements>,
 }
+
+/// The elements of a table's sets and maps, by set name.
+pub type TableElements = BTreeMap<String, HashSet<berth_nft::Element>>;
 
 /// How far a reconcile reaches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -81,6 +92,29 @@ pub fn expected_fingerprint(networks: &[Network], owner: &str) -> Option<NftFing
         }
     }
     Some(fp)
+}
+
+/// The sets and maps of the table `firewall::rebuild` makes, with the
+/// elements it puts in them: what the kernel's must hold.
+pub fn expected_elements(batch: &berth_nft::Batch) -> TableElements {
+    let mut all = TableElements::new();
+    for op in batch.ops() {
+        match op {
+            Op::AddSet(set) => {
+                all.entry(set.name.clone()).or_default();
+            }
+            Op::Elements {
+                set,
+                elems,
+                op: ElemOp::Add,
+            } => all
+                .entry(set.name.clone())
+                .or_default()
+                .extend(elems.iter().cloned()),
+            _ => {}
+        }
+    }
+    all
 }
 
 /// The policy routing of a network with `--uplink`: its table's default
@@ -285,7 +319,10 @@ pub fn disconnect_plan(
 /// finished; either way the row goes. A `ready` endpoint whose veth is gone
 /// is re-created if its namespace is still there, and dropped if not (a
 /// veth dies with its namespace, so this is also how a deleted namespace is
-/// told from a reused inode). The firewall table is rebuilt whole.
+/// told from a reused inode). The firewall table is rebuilt whole when it
+/// differs from the one the state describes (its chains, rule counts, or
+/// the elements of its sets and maps), and left alone when it does not, so
+/// that with nothing to repair the plan is empty.
 pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision {
     let mut d = Decision::default();
     let links: HashMap<&str, &LinkFact> = observed
@@ -399,11 +436,22 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
                         name: n.bridge.clone(),
                     });
                 }
-                d.plan.push(Step::EnsureAddress {
-                    ifname: n.bridge.clone(),
-                    ip: n.gateway,
-                    subnet: n.subnet,
+                let has_gateway = observed.addresses.as_ref().is_some_and(|a| {
+                    a.contains(&(n.bridge.clone(), n.gateway, n.subnet.prefix_len()))
                 });
+                if !has_gateway {
+                    if observed.addresses.is_some() {
+                        d.report.push(format!(
+                            "put the gateway address {} back on bridge {}",
+                            n.gateway, n.bridge
+                        ));
+                    }
+                    d.plan.push(Step::EnsureAddress {
+                        ifname: n.bridge.clone(),
+                        ip: n.gateway,
+                        subnet: n.subnet,
+                    });
+                }
             }
         }
     }
@@ -480,31 +528,51 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
         }
     }
 
-    // The firewall, whole, from what is kept.
+    // The firewall, whole, from what is kept; left alone when it already
+    // is exactly that (its chains, rule counts, sets and elements).
     let live_owned: Vec<Network> = live.iter().map(|n| (*n).clone()).collect();
     let expected = expected_fingerprint(&live_owned, &desired.instance);
-    match (&observed.table, &expected) {
-        (None, Some(_)) => d.report.push("re-created the firewall table".into()),
-        (Some(_), None) => d
-            .report
-            .push("removed the firewall table: no network is left".into()),
-        (Some(a), Some(b)) if a != b => d
-            .report
-            .push("rebuilt the firewall table: its chains or rules had been changed".into()),
-        _ => {}
-    }
-    if observed.table.is_some() || expected.is_some() {
-        let mut published: Vec<(Ipv4Addr, Vec<PortMapping>)> = kept
-            .iter()
-            .filter(|e| !e.ports.is_empty())
-            .map(|e| (e.ip, e.ports.clone()))
-            .collect();
-        for n in live.iter().filter(|n| n.policy.dns) {
-            let redirects = crate::dns::port_redirects(n.gateway, desired.dns_port);
-            if !redirects.is_empty() {
-                published.push((n.gateway, redirects));
-            }
+    let mut published: Vec<(Ipv4Addr, Vec<PortMapping>)> = kept
+        .iter()
+        .filter(|e| !e.ports.is_empty())
+        .map(|e| (e.ip, e.ports.clone()))
+        .collect();
+    for n in live.iter().filter(|n| n.policy.dns) {
+        let redirects = crate::dns::port_redirects(n.gateway, desired.dns_port);
+        if !redirects.is_empty() {
+            published.push((n.gateway, redirects));
         }
+    }
+    let fresh = firewall::rebuild(&live_owned, &published, false, &desired.instance);
+    let elements_match = observed
+        .elements
+        .as_ref()
+        .is_some_and(|e| *e == expected_elements(&fresh.batch));
+    let rebuild = match (&observed.table, &expected) {
+        (None, Some(_)) => {
+            d.report.push("re-created the firewall table".into());
+            true
+        }
+        (Some(_), None) => {
+            d.report
+                .push("removed the firewall table: no network is left".into());
+            true
+        }
+        (Some(a), Some(b)) if a != b => {
+            d.report
+                .push("rebuilt the firewall table: its chains or rules had been changed".into());
+            true
+        }
+        (Some(_), Some(_)) if !elements_match => {
+            if observed.elements.is_some() {
+                d.report
+                    .push("rebuilt the firewall table: its sets or maps had been changed".into());
+            }
+            true
+        }
+        _ => false,
+    };
+    if rebuild {
         let change = firewall::rebuild(
             &live_owned,
             &published,
@@ -516,7 +584,10 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
             undo: change.undo,
         });
     }
-    if !live.is_empty() {
+    if !live.is_empty() && observed.ip_forward != Some(true) {
+        if observed.ip_forward == Some(false) {
+            d.report.push("turned net.ipv4.ip_forward back on".into());
+        }
         d.plan.push(Step::SetSysctl {
             key: sysctl::Key::ip_forward(),
             value: "1".into(),

@@ -71,9 +71,29 @@ fn matching(desired: &Desired) -> Observed {
     let nets: Vec<Network> = desired.networks.iter().map(|(n, _)| n.clone()).collect();
     let mut links = vec![bridge()];
     links.extend(desired.endpoints.iter().map(|(e, _)| veth_of(e)));
+    let mut published: Vec<(Ipv4Addr, Vec<PortMapping>)> = desired
+        .endpoints
+        .iter()
+        .filter(|(e, _)| !e.ports.is_empty())
+        .map(|(e, _)| (e.ip, e.ports.clone()))
+        .collect();
+    for n in nets.iter().filter(|n| n.policy.dns) {
+        published.push((
+            n.gateway,
+            crate::dns::port_redirects(n.gateway, desired.dns_port),
+        ));
+    }
+    let table = firewall::rebuild(&nets, &published, false, &desired.instance);
     Observed {
         links,
         table: expected_fingerprint(&nets, &desired.instance),
+        addresses: Some(
+            nets.iter()
+                .map(|n| (n.bridge.clone(), n.gateway, n.subnet.prefix_len()))
+                .collect(),
+        ),
+        ip_forward: Some(true),
+        elements: Some(expected_elements(&table.batch)),
         ..Default::default()
     }
 }
@@ -117,11 +137,51 @@ fn agreement_changes_nothing_but_confirms() {
         expect![[r#"
 
             --
+        "#]],
+    );
+}
+
+#[test]
+fn what_was_lost_by_hand_is_put_back_and_only_that() {
+    let c1 = endpoint(1, "c1", 2, &["8080:80"]);
+    let desired = Desired {
+        networks: vec![(web(), Status::Ready)],
+        endpoints: vec![(c1, Status::Ready)],
+        sandboxes: vec![],
+        instance: "ab".into(),
+        dns_port: 53,
+    };
+    let mut observed = matching(&desired);
+    // A published port's element deleted, the gateway address removed and
+    // forwarding turned off, by hand: the chains are all there.
+    for elements in observed.elements.as_mut().unwrap().values_mut() {
+        elements.retain(|e| !format!("{e:?}").contains("8080"));
+    }
+    observed.addresses.as_mut().unwrap().clear();
+    observed.ip_forward = Some(false);
+    let d = decide(&desired, &observed, Scope::default());
+    check(
+        &d,
+        expect![[r#"
+            put the gateway address 10.90.0.1 back on bridge berth-web
+            rebuilt the firewall table: its sets or maps had been changed
+            turned net.ipv4.ip_forward back on
+            --
             ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
             nft batch of 58 changes (first: delete table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
+    // Not looked at is not known to match: everything is ensured.
+    let unknown = Observed {
+        elements: None,
+        addresses: None,
+        ip_forward: None,
+        ..matching(&desired)
+    };
+    let d = decide(&desired, &unknown, Scope::default());
+    assert_eq!(d.plan.steps.len(), 3, "{:?}", lines(&d.plan));
+    assert!(d.report.is_empty(), "{:?}", d.report);
 }
 
 #[test]
@@ -177,9 +237,6 @@ fn interrupted_connect_is_undone_and_interrupted_disconnect_finished() {
             finished the interrupted disconnect of web/c2
             --
             ip link del vb6c39f18610fe
-            ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
-            nft batch of 57 changes (first: delete table inet berth)
-            sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
 }
@@ -204,7 +261,6 @@ fn a_deleted_veth_is_recreated_while_its_namespace_lives() {
         expect![[r#"
             re-created the veth vb6c39f18610fe of web/c1
             --
-            ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
             ip link add vb6c39f18610fe mtu 1500 group 1650786305 master berth-web up type veth peer name eth0 mtu 1500 address 02:42:0a:5a:00:02 netns c1
             ip link set vb6c39f18610fe addrgenmode none
             ip -n c1 link set lo up
@@ -213,8 +269,6 @@ fn a_deleted_veth_is_recreated_while_its_namespace_lives() {
             ip -n c1 addr add 10.90.0.2/24 brd 10.90.0.255 dev eth0
             ip -n c1 route add default via 10.90.0.1
             ip link set vb6c39f18610fe type bridge_slave hairpin on
-            nft batch of 58 changes (first: delete table inet berth)
-            sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
 }
@@ -284,10 +338,7 @@ fn a_killed_run_is_reclaimed() {
             removed namespace run-77 of a `run` that was killed
             --
             ip link del vb8923df65c048
-            ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
             ip netns del run-77
-            nft batch of 57 changes (first: delete table inet berth)
-            sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
 }
