@@ -11,10 +11,12 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 mod attachments;
 mod intents;
+mod jobs;
 pub mod lock;
 
 pub use attachments::{Attachment, ATTACHMENTS_SCHEMA};
 pub use intents::{PreflightFacts, Sandbox, Status, HOST_ID, NFT_GENERATION};
+pub use jobs::{Job, JobState, JOBS_SCHEMA};
 pub use lock::{FileLock, StateLock};
 
 use crate::error::{Error, Result};
@@ -28,7 +30,7 @@ pub use names::{DnsEndpoint, DnsNetwork};
 
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 /// berth's routing tables (`--uplink`) are this plus the network id.
 pub const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
 
@@ -266,6 +268,7 @@ impl Store {
                 tx.execute_batch(MIGRATE_OWNERS)?;
                 tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
+                tx.execute_batch(JOBS_SCHEMA)?;
             }
             1 => {
                 tx.execute_batch(MIGRATE_1_TO_2)?;
@@ -274,6 +277,7 @@ impl Store {
                 tx.execute_batch(MIGRATE_OWNERS)?;
                 tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
+                tx.execute_batch(JOBS_SCHEMA)?;
             }
             2 => {
                 tx.execute_batch(PORTS_SCHEMA)?;
@@ -281,24 +285,33 @@ impl Store {
                 tx.execute_batch(MIGRATE_OWNERS)?;
                 tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
+                tx.execute_batch(JOBS_SCHEMA)?;
             }
             3 => {
                 tx.execute_batch(INTENTS_SCHEMA)?;
                 tx.execute_batch(MIGRATE_OWNERS)?;
                 tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
+                tx.execute_batch(JOBS_SCHEMA)?;
             }
             4 => {
                 tx.execute_batch(MIGRATE_OWNERS)?;
                 tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
+                tx.execute_batch(JOBS_SCHEMA)?;
             }
             5 => {
                 tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
+                tx.execute_batch(JOBS_SCHEMA)?;
             }
             // Version 7: CNI attachments and cluster CIDRs (src/store/attachments.rs).
-            6 => tx.execute_batch(ATTACHMENTS_SCHEMA)?,
+            6 => {
+                tx.execute_batch(ATTACHMENTS_SCHEMA)?;
+                tx.execute_batch(JOBS_SCHEMA)?;
+            }
+            // Version 8: detached runs (src/store/jobs.rs).
+            7 => tx.execute_batch(JOBS_SCHEMA)?,
             SCHEMA_VERSION => {}
             v => {
                 return Err(Error::Other(format!(
