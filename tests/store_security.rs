@@ -103,7 +103,7 @@ fn a_corrupt_database_is_named_and_nothing_is_touched() {
         &["network", "ls"],
     ] {
         let out = sb.berth(args);
-        assert_fails_with(&out, 1, &format!("state database {} is corrupt", db()));
+        assert_fails_with(&out, 2, &format!("state database {} is corrupt", db()));
         assert_eq!(
             stderr(&out).trim_end().lines().count(),
             1,

@@ -154,7 +154,18 @@ fn check(path: &Path, what: &str, meta: &Metadata, mode: u32, how: Use) -> Resul
 }
 
 fn cannot(what: &str, path: &Path, e: std::io::Error) -> Error {
+    if e.kind() == ErrorKind::PermissionDenied {
+        return not_allowed(what, path, e);
+    }
     Error::Other(format!("cannot {what} {}: {e}", path.display()))
+}
+
+/// A state this user may not read or write: missing privilege, exit 2.
+fn not_allowed(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Privilege(format!(
+        "cannot {what} {}: {e}; run berth as root (or as the state's owner)",
+        path.display()
+    ))
 }
 
 /// Reads the header and the schema, which every command needs first: a
@@ -171,14 +182,15 @@ fn read_schema(conn: &Connection) -> rusqlite::Result<i64> {
 fn named(db: &Path, e: rusqlite::Error) -> Error {
     use rusqlite::ErrorCode::*;
     match e.sqlite_error_code() {
-        Some(NotADatabase | DatabaseCorrupt) => Error::Other(format!(
+        // Found before anything was changed, and only the user can fix it:
+        // exit 2, as for any request berth cannot carry out as given.
+        Some(NotADatabase | DatabaseCorrupt) => Error::Invalid(format!(
             "state database {} is corrupt ({e}): nothing was changed; move it away or restore a backup",
             db.display()
         )),
-        Some(CannotOpen | ReadOnly | PermissionDenied) => Error::Other(format!(
-            "cannot read state database {}: {e}",
-            db.display()
-        )),
+        Some(CannotOpen | ReadOnly | PermissionDenied) => {
+            not_allowed("read state database", db, e)
+        }
         _ => Error::Store(e),
     }
 }
