@@ -153,7 +153,7 @@ pub fn parse_prefix(what: &str, text: &str, address_ok: bool) -> Result<IpNet> {
             Ok(ip) => IpNet::from(ip),
             Err(_) => {
                 return Err(Error::invalid(format!(
-                    "invalid {what} {text:?}: expected an address or a CIDR like 10.0.0.0/8"
+                    "invalid {what} {text:?}: expected a CIDR like 10.0.0.0/8 (or a single address)"
                 )))
             }
         },

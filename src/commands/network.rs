@@ -454,7 +454,16 @@ impl Change for RemoveNetwork {
             }
         }
         if !endpoints.is_empty() && !self.force {
-            let names: Vec<&str> = endpoints.iter().map(|e| e.name.as_str()).collect();
+            // A few names say which; two hundred would hide the advice.
+            const SHOWN: usize = 5;
+            let mut names: Vec<String> = endpoints
+                .iter()
+                .take(SHOWN)
+                .map(|e| e.name.clone())
+                .collect();
+            if endpoints.len() > SHOWN {
+                names.push(format!("and {} more", endpoints.len() - SHOWN));
+            }
             return Err(Error::invalid(format!(
                 "network {name:?} still has {} endpoint(s) connected ({}); disconnect them or use --force",
                 endpoints.len(),

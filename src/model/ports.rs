@@ -143,6 +143,13 @@ impl PortSpec {
         let (c_first, c_last) = parse_range(container).map_err(bad)?;
         let count = c_last - c_first + 1;
         let host_port = match host {
+            // berth picks the host ports: a range longer than the ones it
+            // picks from can never be published.
+            None if u32::from(count) > u32::from(AUTO_PORT_LAST - AUTO_PORT_FIRST) + 1 => {
+                return Err(bad(format!(
+                    "berth picks host ports from {AUTO_PORT_FIRST}-{AUTO_PORT_LAST}, fewer than the {count} of {container}; give HOST_PORT-END:{container}"
+                )))
+            }
             None => None,
             Some(h) => {
                 let (h_first, h_last) = parse_range(h).map_err(bad)?;
@@ -310,6 +317,7 @@ mod tests {
         for (spec, why) in [
             ("0:80", "port 0 is out of range"),
             ("70000:80", "port 70000 is out of range"),
+            ("1-65535", "fewer than the 65535 of 1-65535"),
             ("80-90:80-85", "differ in length"),
             ("abc", "\"abc\" is not a port number"),
             ("1.2.3.4.5:80:80", "not an IPv4 address"),
