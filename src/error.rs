@@ -42,6 +42,20 @@ pub enum Error {
     Io(#[from] io::Error),
     #[error("{0}")]
     Other(String),
+    /// The command `run` or `exec` was to start could not be started.
+    #[error("cannot run {program:?}: {}", exec_reason(source))]
+    Exec {
+        program: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn exec_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "command not found".into(),
+        _ => e.to_string(),
+    }
 }
 
 impl Error {
@@ -68,10 +82,15 @@ impl Error {
     }
 
     /// The process exit code for this error: 2 for anything the user can fix
-    /// by changing the request or running as root, 1 otherwise.
+    /// by changing the request or running as root, 126/127 for a command
+    /// that cannot be started, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Invalid(_) | Error::Privilege(_) => 2,
+            // As a shell says it: 127 for a command not found, 126 for one
+            // that cannot be executed.
+            Error::Exec { source, .. } if source.kind() == io::ErrorKind::NotFound => 127,
+            Error::Exec { .. } => 126,
             _ => 1,
         }
     }
