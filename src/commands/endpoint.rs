@@ -161,14 +161,26 @@ impl Change for Attach {
 }
 
 /// The namespace a dry run's earlier change planned to make for `text`,
-/// with a placeholder inode (no row has it).
+/// with a placeholder inode of its own (its place among the sandboxes,
+/// plus one: no network namespace has so small an inode, and two planned
+/// sandboxes, as in `demo`, must not look like one namespace).
 fn planned_sandbox(ctx: &mut Context, tx: &Tx, text: &str) -> Result<Option<Target>> {
-    if !tx.sandboxes()?.iter().any(|s| s.name == text) {
+    let Some(place) = tx.sandboxes()?.iter().position(|s| s.name == text) else {
         return Ok(None);
-    }
+    };
     let mut target = ctx.kernel.parse_target(text)?;
-    target.inode = Some(0);
+    target.inode = Some(place as u64 + 1);
     Ok(Some(target))
+}
+
+/// Whether `name` is a network only a dry run's private copy of the state
+/// has: one it plans to make.
+fn planned_network(ctx: &Context, name: &str) -> Result<bool> {
+    let Some(mut store) = ctx.store_read_only()? else {
+        return Ok(true);
+    };
+    let tx = store.read()?;
+    Ok(tx.network(name)?.is_none())
 }
 
 /// Whether the kernel lost something this connect stands on: the
@@ -189,7 +201,9 @@ fn needs_repair(
     specs: &[PortSpec],
 ) -> Result<bool> {
     if !ctx.kernel.link_exists(&network.bridge)? {
-        return Ok(true);
+        // A dry run may attach to a network an earlier change of it plans
+        // to make (`run` on first use, `demo`): one the state lacks.
+        return Ok(!(ctx.dry_run && planned_network(ctx, &network.name)?));
     }
     let inode = target.inode.expect("resolved targets exist");
     let mut veths: Vec<String> = tx

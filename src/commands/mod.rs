@@ -10,6 +10,7 @@
 //! [`Change`]: crate::change::Change
 
 pub mod endpoint;
+pub mod jobs;
 pub mod maintain;
 pub mod network;
 pub mod run;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::endpoint::{Attach, Detach};
 use super::network::EnsureNetwork;
-use crate::change::{compensation, Change, Intent, Planned, Prepared, Row, Settle};
+use crate::change::{compensation, Change, Intent, Outcome, Planned, Prepared, Row, Settle};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::executor::{transaction, Preflight};
@@ -82,9 +82,9 @@ pub enum Start {
     Sandbox(Box<Started>),
 }
 
-/// Checks the request, then records, makes and attaches the sandbox in one
-/// transaction (the default network is made on first use within it).
-pub fn start(ctx: &mut Context, req: &RunRequest) -> Result<Start> {
+/// The checks `run` makes before anything else, with nothing but the
+/// request (the same for `run -d`, which makes them before it starts).
+pub fn check(req: &RunRequest) -> Result<()> {
     if req.command.is_empty() {
         return Err(Error::invalid("run needs a command after --"));
     }
@@ -105,7 +105,6 @@ pub fn start(ctx: &mut Context, req: &RunRequest) -> Result<Start> {
         if req.hostname.is_some() {
             return Err(Error::invalid("--hostname does not apply to --net host"));
         }
-        return Ok(Start::Host);
     }
     if req.ip.is_some() && req.net == NetMode::None {
         return Err(Error::invalid("--ip does not apply to --net none"));
@@ -127,12 +126,32 @@ pub fn start(ctx: &mut Context, req: &RunRequest) -> Result<Start> {
             )));
         }
     }
+    if let Some(name) = &req.name {
+        names::check_name("sandbox", name)?;
+    }
+    Ok(())
+}
+
+/// The sandbox's name: the one asked for, or `run-PID`.
+pub fn sandbox_name(req: &RunRequest) -> Result<String> {
     let name = req
         .name
         .clone()
         .unwrap_or_else(|| format!("run-{}", std::process::id()));
     names::check_name("sandbox", &name)?;
-    let attached = transaction(ctx, Preflight::Run, |txn| {
+    Ok(name)
+}
+
+/// Records, makes and attaches the sandbox `name` in one transaction (the
+/// default network is made on first use within it); what was attached is
+/// also left in `attached`, which a dry run needs to plan the teardown.
+fn make_sandbox(
+    ctx: &mut Context,
+    req: &RunRequest,
+    name: &str,
+    attached: &mut Option<(Endpoint, Network)>,
+) -> Result<Outcome<Option<(Endpoint, Network)>>> {
+    transaction(ctx, Preflight::Run, |txn| {
         let network = match &req.net {
             NetMode::Network(Some(n)) => {
                 // Before anything is made for a network that does not exist.
@@ -143,7 +162,7 @@ pub fn start(ctx: &mut Context, req: &RunRequest) -> Result<Start> {
             _ => None,
         };
         txn.apply(CreateSandbox {
-            name: name.clone(),
+            name: name.to_string(),
             loopback_only: network.is_none(),
         })?;
         let Some(network) = network else {
@@ -151,15 +170,27 @@ pub fn start(ctx: &mut Context, req: &RunRequest) -> Result<Start> {
         };
         let attach = AttachRequest {
             network,
-            target: name.clone(),
+            target: name.to_string(),
             ip: req.ip,
             ports: req.ports.clone(),
             aliases: req.aliases.clone(),
             ..Default::default()
         };
-        txn.apply(Attach(attach)).map(Some)
-    })?
-    .applied()?;
+        let made = txn.apply(Attach(attach))?;
+        *attached = Some(made.clone());
+        Ok(Some(made))
+    })
+}
+
+/// Checks the request, then records, makes and attaches the sandbox in one
+/// transaction.
+pub fn start(ctx: &mut Context, req: &RunRequest) -> Result<Start> {
+    check(req)?;
+    if req.net == NetMode::Host {
+        return Ok(Start::Host);
+    }
+    let name = sandbox_name(req)?;
+    let attached = make_sandbox(ctx, req, &name, &mut None)?.applied()?;
     let mut started = Started {
         name,
         attached,
@@ -188,10 +219,69 @@ pub fn start(ctx: &mut Context, req: &RunRequest) -> Result<Start> {
     Ok(Start::Sandbox(Box::new(started)))
 }
 
+/// What `run` would do, as shell lines, changing nothing (`--dry-run`):
+/// the sandbox and its attachment as one planned transaction, the
+/// command, and the teardown that follows it.
+pub fn dry_run(ctx: &mut Context, req: &RunRequest) -> Result<Vec<String>> {
+    check(req)?;
+    let command = shell_line(&req.command);
+    if req.net == NetMode::Host {
+        return Ok(vec![
+            "# --net host: nothing to make; the command runs in the host's namespace".into(),
+            command,
+        ]);
+    }
+    let name = sandbox_name(req)?;
+    let mut attached = None;
+    let Outcome::Planned(plan) = make_sandbox(ctx, req, &name, &mut attached)? else {
+        return Err(Error::Other("a dry run was carried out".into()));
+    };
+    let mut lines = plan.render();
+    match attached.as_ref().map(|(_, n)| n) {
+        Some(n) if n.policy.dns => lines.push(format!(
+            "# the command, with an /etc/resolv.conf naming {} (a bind mount of its own):",
+            n.gateway
+        )),
+        _ => lines.push("# the command:".into()),
+    }
+    lines.push(format!("ip netns exec {name} {command}"));
+    lines.push("# when it ends, its sandbox goes:".into());
+    let mut teardown = match &attached {
+        Some((endpoint, _)) => crate::reconcile::decide::disconnect_plan(endpoint, false, None),
+        None => Plan::new(),
+    };
+    teardown.push(Step::DeleteNetns { name });
+    lines.extend(teardown.render());
+    Ok(lines)
+}
+
+/// A command line as a shell would need it quoted.
+pub fn shell_line(command: &[String]) -> String {
+    command
+        .iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Runs the command in the sandbox, forwarding signals to it, then takes
 /// the sandbox away; returns the command's exit code (128+N if killed by
 /// signal N).
-pub fn wait(ctx: &mut Context, started: Started, req: &RunRequest) -> Result<i32> {
+pub fn wait(
+    ctx: &mut Context,
+    started: Started,
+    req: &RunRequest,
+    on_spawned: &mut dyn FnMut(),
+) -> Result<i32> {
     let (program, args) = req
         .command
         .split_first()
@@ -207,6 +297,7 @@ pub fn wait(ctx: &mut Context, started: Started, req: &RunRequest) -> Result<i32
                 &ns,
                 req.hostname.as_deref(),
                 started.resolv.as_deref(),
+                on_spawned,
             )
         });
     if let Some(r) = &started.resolv {
@@ -214,6 +305,26 @@ pub fn wait(ctx: &mut Context, started: Started, req: &RunRequest) -> Result<i32
     }
     remove(ctx, &started);
     status
+}
+
+/// Runs the command in the host's own namespace (`--net host`) as a
+/// child, forwarding signals to it, and returns its exit code: how a
+/// detached run carries out `--net host`, which has to outlive its command
+/// to record how it ended.
+pub fn wait_on_host(
+    ctx: &mut Context,
+    req: &RunRequest,
+    on_spawned: &mut dyn FnMut(),
+) -> Result<i32> {
+    let (program, args) = req
+        .command
+        .split_first()
+        .ok_or_else(|| Error::invalid("run needs a command after --"))?;
+    let own = ctx
+        .kernel
+        .resolve_target(&format!("pid:{}", std::process::id()))?
+        .open()?;
+    spawn_forwarding_signals(program, args, &own, None, None, on_spawned)
 }
 
 /// Runs the command in the host's own namespace (`--net host`): replaces
@@ -273,6 +384,17 @@ impl Change for CreateSandbox {
             )));
         }
         let pid = std::process::id();
+        // Names are shared with detached runs (`run -d`), finished ones
+        // included, as Docker's container names are; a job's own owner
+        // makes its sandbox under its name.
+        if let Some(job) = tx.job(&self.name)? {
+            if job.owner_pid != pid {
+                return Err(Error::invalid(format!(
+                    "the name {:?} is taken by a job of `run -d` (see `berth ps -a`; `berth rm {}` frees it)",
+                    self.name, self.name
+                )));
+            }
+        }
         let owner_start = ctx
             .kernel
             .process_start_time(pid)
@@ -339,6 +461,7 @@ fn spawn_forwarding_signals(
     netns: &std::fs::File,
     hostname: Option<&str>,
     resolv: Option<&std::path::Path>,
+    on_spawned: &mut dyn FnMut(),
 ) -> Result<i32> {
     let resolv = resolv.map(crate::dns::resolv::BindMount::new).transpose()?;
     let mut forwarded = SigSet::empty();
@@ -358,6 +481,7 @@ fn spawn_forwarding_signals(
     };
     let mut child = process::spawn_in_netns(&mut command, netns, hostname, prepare)
         .map_err(|e| exec_error(program, e))?;
+    on_spawned();
     let pid = Pid::from_raw(child.id() as i32);
     std::thread::spawn(move || loop {
         if let Ok(sig) = forwarded.wait() {
@@ -371,7 +495,10 @@ fn spawn_forwarding_signals(
 }
 
 fn exec_error(program: &str, e: std::io::Error) -> Error {
-    Error::Other(format!("cannot run {program:?}: {e}"))
+    Error::Exec {
+        program: program.to_string(),
+        source: e,
+    }
 }
 
 /// What `exec` would run, as a shell line (for `--dry-run`, which runs
@@ -381,157 +508,11 @@ pub fn exec_plan(ctx: &Context, target: &str, command: &[String]) -> Result<Stri
         return Err(Error::invalid("exec needs a command after --"));
     }
     let ns = ctx.kernel.resolve_target(target)?;
-    let quoted: Vec<String> = command
-        .iter()
-        .map(|a| {
-            if a.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            }
-        })
-        .collect();
     Ok(format!(
         "nsenter --net={} -- {}",
         ns.path.display(),
-        quoted.join(" ")
+        shell_line(command)
     ))
-}
-
-/// The hidden command a detached run is carried out by: it reads its
-/// [`RunRequest`] as JSON on stdin.
-pub const DETACHED_COMMAND: &str = "run-detached";
-
-/// `run -d`: starts a berth process of its own, in a session of its own,
-/// that carries out the same request (handed over as JSON, not re-spelled
-/// as arguments), with its output going to `STATE/logs/NAME.log`; waits
-/// until its endpoint is up; returns the name.
-pub fn detach(ctx: &Context, req: &RunRequest) -> Result<String> {
-    let name = req
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("run-{}", std::process::id()));
-    names::check_name("sandbox", &name)?;
-    let req = RunRequest {
-        name: Some(name.clone()),
-        ..req.clone()
-    };
-    let logs = ctx.state_dir.join("logs");
-    std::fs::create_dir_all(&logs)?;
-    let log_path = logs.join(format!("{name}.log"));
-    let log = std::fs::File::create(&log_path)?;
-    let mut child = Command::new(std::env::current_exe()?);
-    child
-        .arg("--state-dir")
-        .arg(&ctx.state_dir)
-        .arg(DETACHED_COMMAND)
-        .stdin(std::process::Stdio::piped())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    unsafe {
-        child.pre_exec(|| {
-            nix::unistd::setsid()?;
-            Ok(())
-        });
-    }
-    let mut child = child.spawn()?;
-    let json =
-        serde_json::to_vec(&req).map_err(|e| Error::Other(format!("encoding the run: {e}")))?;
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("piped");
-        stdin.write_all(&json)?;
-    }
-    // Up means: the endpoint is `ready` (or, for --net none, the sandbox
-    // row exists and the command runs).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            return Err(Error::Other(format!(
-                "the detached run {name} ended at once ({status}): {}",
-                log.trim()
-            )));
-        }
-        if detached_is_up(ctx, &name, &req.net)? {
-            return Ok(name);
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(Error::Other(format!(
-                "the detached run {name} did not come up within 30 s; see {}",
-                log_path.display()
-            )));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-}
-
-/// Reads a detached run's request from stdin (see [`detach`]).
-pub fn read_detached_request() -> Result<RunRequest> {
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::invalid(format!("invalid detached run request: {e}")))
-}
-
-fn detached_is_up(ctx: &Context, name: &str, net: &NetMode) -> Result<bool> {
-    let Some(mut store) = ctx.store_read_only()? else {
-        return Ok(false);
-    };
-    let tx = store.read()?;
-    if !tx.sandboxes()?.iter().any(|s| s.name == name) {
-        return Ok(false);
-    }
-    if matches!(net, NetMode::None) {
-        return Ok(true);
-    }
-    Ok(tx
-        .endpoints_with_status()?
-        .iter()
-        .any(|(e, s)| e.netns == name && *s == store::Status::Ready))
-}
-
-/// `stop NAME`: ends the command of a `run -d` (SIGTERM, then SIGKILL
-/// after 10 s) and waits until its `run` has removed the sandbox.
-pub fn stop(ctx: &mut Context, name: &str) -> Result<()> {
-    let sandbox = {
-        let Some(mut store) = ctx.store_read_only()? else {
-            return Err(Error::invalid(format!("no running sandbox named {name:?}")));
-        };
-        let tx = store.read()?;
-        let all = tx.sandboxes()?;
-        let found = all.iter().find(|s| s.name == name).cloned();
-        found.ok_or_else(|| {
-            let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
-            Error::invalid(format!(
-                "no running sandbox named {name:?} (running: {})",
-                if names.is_empty() {
-                    "none".to_string()
-                } else {
-                    names.join(", ")
-                }
-            ))
-        })?
-    };
-    let pid = Pid::from_raw(sandbox.owner_pid as i32);
-    let kernel = &ctx.kernel;
-    let alive = || kernel.process_alive(sandbox.owner_pid, sandbox.owner_start);
-    if alive() {
-        let _ = kill(pid, Signal::SIGTERM);
-    }
-    let start = std::time::Instant::now();
-    while alive() {
-        if start.elapsed() > std::time::Duration::from_secs(10) {
-            let _ = kill(pid, Signal::SIGKILL);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    // A run killed by SIGKILL left its sandbox: the preflight of an empty
-    // transaction reclaims it.
-    transaction(ctx, Preflight::Run, |_| Ok(()))?;
-    Ok(())
 }
 
 /// `exec TARGET -- CMD`: replaces berth with CMD inside TARGET's namespace;
