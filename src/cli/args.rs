@@ -57,8 +57,8 @@ pub enum Command {
     Connect(ConnectArgs),
     /// Disconnect a network namespace (or an endpoint, by name) from a network.
     Disconnect(DisconnectArgs),
-    /// List endpoints.
-    Ps(ListArgs),
+    /// List endpoints, and the jobs `run -d` started (-a: also finished ones).
+    Ps(PsArgs),
     /// Show an endpoint's published ports (as `docker port`).
     Port {
         /// The endpoint's name (as `ps` shows it).
@@ -68,11 +68,41 @@ pub enum Command {
     },
     /// Run a command in a fresh network sandbox.
     Run(RunArgs),
-    /// End a command started with `run -d` and remove its sandbox.
+    /// End a command started with `run -d` (or a `run --name`) and remove
+    /// its sandbox.
     Stop {
-        /// The name `run -d` printed.
+        /// The names `run -d` printed.
         #[arg(required = true)]
         names: Vec<String>,
+        /// Seconds between SIGTERM and SIGKILL.
+        #[arg(
+            short = 't',
+            long = "time",
+            value_name = "SECONDS",
+            default_value_t = 10
+        )]
+        time: u64,
+        #[command(flatten)]
+        dry: DryRun,
+    },
+    /// Print the output of a job started with `run -d`.
+    Logs {
+        /// The job's name.
+        name: String,
+        /// Keep printing what the job writes until it ends.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Remove finished jobs (their record and log); -f stops running ones first.
+    Rm {
+        /// The jobs' names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Stop a job that still runs, then remove it.
+        #[arg(short, long)]
+        force: bool,
+        #[command(flatten)]
+        dry: DryRun,
     },
     /// Run a command inside an existing network namespace.
     Exec {
@@ -109,7 +139,7 @@ pub enum Command {
     /// Like `up`, and also remove devices berth made that no state row knows.
     Gc(DryRun),
     /// Show berth's main job on a built-in example, in a private sandbox.
-    Demo,
+    Demo(DryRun),
     /// Print a shell completion script (bash, zsh, fish, elvish).
     Completions {
         /// The shell.
@@ -164,9 +194,13 @@ pub enum NetworkCommand {
         /// Network names.
         #[arg(required = true)]
         names: Vec<String>,
-        /// Print JSON.
+        /// Print a JSON array, one object per network.
         #[arg(long)]
         json: bool,
+        /// A template applied to each network, e.g. `{{.Subnet}}` or
+        /// `{{json .Endpoints}}`; `json` prints each as one line of JSON.
+        #[arg(short = 'f', long, conflicts_with = "json")]
+        format: Option<String>,
     },
     /// Remove networks.
     #[command(visible_alias = "remove")]
@@ -180,8 +214,14 @@ pub enum NetworkCommand {
         #[command(flatten)]
         dry: DryRun,
     },
-    /// Remove every network that has no endpoint.
-    Prune(DryRun),
+    /// Remove every network that has no endpoint (asks first, unless -f).
+    Prune {
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
+        #[command(flatten)]
+        dry: DryRun,
+    },
     /// Connect a network namespace to a network (as `berth connect`).
     Connect(ConnectArgs),
     /// Disconnect from a network (as `berth disconnect`).
@@ -197,12 +237,24 @@ pub struct ListArgs {
     /// Keep rows whose KEY is VALUE (name matches a part); repeatable.
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
     filter: Vec<String>,
-    /// `json` (one object per line) or a template like `table {{.Name}}\t{{.Subnet}}`.
-    #[arg(long)]
+    /// `table` (the default), `json` (one object per line), or a template
+    /// such as `table {{.Name}}\t{{.Status}}` (aligned, with headings) or
+    /// `{{.Name}} {{json .Ports}}`.
+    #[arg(long, conflicts_with = "json")]
     format: Option<String>,
     /// Print a JSON array.
     #[arg(long)]
     json: bool,
+}
+
+/// `ps`: the list options and `-a`.
+#[derive(Args)]
+pub struct PsArgs {
+    /// Also list finished jobs of `run -d`, with their exit status.
+    #[arg(short, long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub list: ListArgs,
 }
 
 impl ListArgs {
@@ -222,7 +274,9 @@ pub struct CreateArgs {
     name: String,
     #[command(flatten)]
     pub dry: DryRun,
-    /// IPv4 subnet, e.g. 10.90.0.0/24 (default: the first free /24 of 10.89.0.0-10.127.255.0).
+    /// IPv4 subnet, e.g. 10.90.0.0/24 (default: the first free /24 of
+    /// 10.89.0.0-10.127.255.0, then of 172.17.0.0-172.31.255.0, then of
+    /// 192.168.0.0-192.168.255.0, or of the pools in /etc/berth/config.json).
     #[arg(long, value_parser = subnet)]
     subnet: Option<IpNet>,
     /// Gateway address on the bridge (default: the subnet's first host address).
@@ -232,7 +286,7 @@ pub struct CreateArgs {
     #[arg(long)]
     bridge: Option<String>,
     /// MTU of the bridge and the veths (default 1500).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     mtu: Option<u32>,
     /// Do not masquerade traffic leaving the network (for routed setups).
     #[arg(long)]
@@ -284,7 +338,7 @@ pub struct ConnectArgs {
     ifname: Option<String>,
     /// Publish a port: [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|udp|sctp]
     /// (repeatable; without HOST_PORT berth picks a free one in 49153-60999).
-    #[arg(short = 'p', long = "publish", value_name = "SPEC", value_parser = port)]
+    #[arg(short = 'p', long = "publish", value_name = "SPEC", value_parser = port, allow_negative_numbers = true)]
     publish: Vec<PortSpec>,
     /// Another DNS name of the endpoint on this network (repeatable).
     #[arg(long, value_name = "NAME")]
@@ -327,7 +381,7 @@ pub struct RunArgs {
     #[arg(long, value_parser = address("--ip"))]
     ip: Option<IpAddr>,
     /// Publish a port (as for `connect -p`).
-    #[arg(short = 'p', long = "publish", value_name = "SPEC", value_parser = port)]
+    #[arg(short = 'p', long = "publish", value_name = "SPEC", value_parser = port, allow_negative_numbers = true)]
     publish: Vec<PortSpec>,
     /// Another DNS name of the sandbox on its network (repeatable).
     #[arg(long, value_name = "NAME")]
@@ -348,9 +402,25 @@ pub struct RunArgs {
     /// The command's host name.
     #[arg(long)]
     hostname: Option<String>,
-    /// Run in the background; print the endpoint's name (end it with `berth stop`).
+    /// Run in the background and print the job's name: `berth logs NAME`
+    /// shows its output, `berth stop NAME` ends it, `berth ps -a` lists it
+    /// until `berth rm NAME`.
     #[arg(short, long)]
     pub detach: bool,
+    /// Accepted for Docker's habit and ignored: stdin always passes through
+    /// to the command (with -d it is /dev/null).
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Accepted for Docker's habit and ignored: the command keeps berth's
+    /// terminal, if it has one.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// The sandbox is always removed when the command ends; with -d, the
+    /// job's record and log go too.
+    #[arg(long)]
+    pub rm: bool,
+    #[command(flatten)]
+    pub dry: DryRun,
     /// Do not print what was made.
     #[arg(short, long)]
     pub quiet: bool,
@@ -365,10 +435,13 @@ impl Command {
         let dry = match self {
             Command::Network(NetworkCommand::Create(a)) => a.dry,
             Command::Network(NetworkCommand::Rm { dry, .. }) => *dry,
-            Command::Network(NetworkCommand::Prune(dry)) => *dry,
+            Command::Network(NetworkCommand::Prune { dry, .. }) => *dry,
             Command::Network(NetworkCommand::Connect(a)) | Command::Connect(a) => a.dry,
             Command::Network(NetworkCommand::Disconnect(a)) | Command::Disconnect(a) => a.dry,
             Command::Exec { dry, .. } => *dry,
+            Command::Run(a) => a.dry,
+            Command::Stop { dry, .. } | Command::Rm { dry, .. } => *dry,
+            Command::Demo(dry) => *dry,
             Command::Reset(dry) | Command::Up(dry) | Command::Gc(dry) => *dry,
             _ => DryRun::default(),
         };
@@ -376,7 +449,6 @@ impl Command {
     }
 }
 
-/// Parses the arguments, runs the command, returns the exit code.
 impl CreateArgs {
     pub fn request(&self) -> NetworkRequest {
         NetworkRequest {

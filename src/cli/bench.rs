@@ -1,6 +1,7 @@
 //! `berth bench`: connects N namespaces to one network and disconnects
 //! them, inside a private sandbox, and reports per-operation latency.
 
+use super::out::outln;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -80,7 +81,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     for name in &names {
         netns::create_named(name)?;
     }
-    println!(
+    outln!(
         "berth bench: {} namespaces with {} published port(s) each, 1 network + {} others, {} (private sandbox)",
         opts.count,
         opts.ports,
@@ -123,9 +124,9 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     };
 
     let connects = time_each(&names, |n| connect(&mut ctx, n))?;
-    println!("{}", connects.summary("connect"));
+    outln!("{}", connects.summary("connect"));
     let disconnects = time_each(&names, |n| disconnect(&mut ctx, n))?;
-    println!("{}", disconnects.summary("disconnect"));
+    outln!("{}", disconnects.summary("disconnect"));
 
     for name in &names {
         connect(&mut ctx, name)?;
@@ -133,7 +134,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     time_reconcile(&mut ctx, opts.count)?;
     let start = Instant::now();
     commands::remove_network(&mut ctx, "bench", true)?;
-    println!(
+    outln!(
         "network rm --force with {} endpoints: {:.0} ms",
         opts.count,
         Figures::ms(start.elapsed())
@@ -152,7 +153,7 @@ fn time_reconcile(ctx: &mut Context, count: usize) -> Result<()> {
         for _ in 0..ROUNDS {
             f()?;
         }
-        println!(
+        outln!(
             "  {what}: {:.3} ms",
             Figures::ms(start.elapsed()) / f64::from(ROUNDS)
         );
@@ -174,7 +175,7 @@ fn time_reconcile(ctx: &mut Context, count: usize) -> Result<()> {
     for _ in 0..ROUNDS {
         transaction(ctx, Preflight::Run, |_| Ok(()))?;
     }
-    println!(
+    outln!(
         "preflight (lock + checks, nothing to repair) with {count} endpoints: {:.3} ms",
         Figures::ms(start.elapsed()) / f64::from(ROUNDS)
     );
@@ -184,7 +185,7 @@ fn time_reconcile(ctx: &mut Context, count: usize) -> Result<()> {
     ] {
         let start = Instant::now();
         run(ctx)?;
-        println!(
+        outln!(
             "{what} with {count} endpoints, nothing to repair: {:.0} ms",
             Figures::ms(start.elapsed())
         );
@@ -194,7 +195,7 @@ fn time_reconcile(ctx: &mut Context, count: usize) -> Result<()> {
     ctx.kernel.nft_apply(&flush)?;
     let start = Instant::now();
     maintain::up(ctx)?;
-    println!(
+    outln!(
         "up with {count} endpoints after the table was deleted: {:.0} ms",
         Figures::ms(start.elapsed())
     );
@@ -222,7 +223,7 @@ fn time_network_ops(ctx: &mut Context, mut present: usize) -> Result<()> {
             commands::remove_network(ctx, &name, false)?;
             removes.push(start.elapsed());
         }
-        println!(
+        outln!(
             "with {target:>3} networks present: network create median {:.2} ms, network rm median {:.2} ms",
             Figures::median_of(&creates),
             Figures::median_of(&removes)

@@ -7,6 +7,7 @@
 //! - TCP throughput from the host through the published port against the
 //!   same to the container's own address.
 
+use super::out::outln;
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
@@ -54,9 +55,7 @@ pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize) -> Result<()> {
     servers.start(ctx, &probe, &["tcp-serve", "0.0.0.0:80"])?;
     servers.start(ctx, &probe, &["tcp-sink", &format!("0.0.0.0:{SINK_PORT}")])?;
 
-    println!(
-        "berth bench --traffic: {seconds} s per measurement, {rounds} rounds (private sandbox)"
-    );
+    outln!("berth bench --traffic: {seconds} s per measurement, {rounds} rounds (private sandbox)");
     let target = format!("{UPLINK_HOST}:{ECHO_PORT}");
     let rate = |ctx: &Context| -> Result<f64> {
         let out = berth_exec(
@@ -79,7 +78,7 @@ pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize) -> Result<()> {
         apply_fillers(ctx, &many, ElemOp::Delete)?;
     }
     let (few_median, many_median) = (median(&mut with_few), median(&mut with_many));
-    println!(
+    outln!(
         "new TCP connections/s through a published port: {few_median:.0} with 10 mappings, {many_median:.0} with 10,000 (x{:.2})",
         many_median / few_median
     );
@@ -99,7 +98,7 @@ pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize) -> Result<()> {
         published.push(throughput(format!("{UPLINK_HOST}:{SINK_PORT}"))?);
     }
     let (direct, published) = (median(&mut direct), median(&mut published));
-    println!(
+    outln!(
         "TCP throughput from the host: {published:.0} Mbit/s through the published port, {direct:.0} Mbit/s to the container's address (x{:.2})",
         published / direct
     );

@@ -1,24 +1,31 @@
 //! `berth demo`: berth's main job end to end on a built-in default, inside
 //! a private sandbox: a network, two namespaces connected to it, the
-//! equivalent commands, and a TCP exchange between the two.
+//! equivalent commands, and a TCP exchange between the two; with
+//! `--dry-run`, the same changes planned and printed, and nothing made.
 
+use super::out::outln;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::change::Outcome;
-use crate::commands;
+use crate::commands::run::CreateSandbox;
+use crate::commands::{self, Attach, CreateNetwork};
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::executor::{transaction, Preflight};
 use crate::kernel::netns::{self, Target};
 use crate::request::{AttachRequest, NetworkRequest};
 
-pub fn demo(verbose: bool) -> Result<()> {
+pub fn demo(verbose: bool, dry_run: bool) -> Result<()> {
     netns::isolate_self()?;
+    if dry_run {
+        return plan_only();
+    }
     let mut ctx = Context::new(PathBuf::from("/run/berth-demo-state"), false);
-    println!("berth demo: in a private sandbox (fresh network and mount namespaces);");
-    println!("nothing here reaches the real host, and all of it vanishes on exit.");
+    outln!("berth demo: in a private sandbox (fresh network and mount namespaces);");
+    outln!("nothing here reaches the real host, and all of it vanishes on exit.");
 
     heading(1, "a bridge: the virtual switch the containers plug into");
     let mut create = NetworkRequest::new("demo");
@@ -27,9 +34,11 @@ pub fn demo(verbose: bool) -> Result<()> {
         commands::create_network(ctx, create.clone()).map(|o| o.map(|_| ()))
     })?;
     let net = commands::create_network(&mut ctx, create)?.applied()?;
-    println!(
+    outln!(
         "=> network demo: subnet {}, gateway {} on bridge {}",
-        net.subnet, net.gateway, net.bridge
+        net.subnet,
+        net.gateway,
+        net.bridge
     );
 
     heading(
@@ -58,7 +67,7 @@ pub fn demo(verbose: bool) -> Result<()> {
         })?;
         let start = Instant::now();
         let (ep, _) = commands::connect(&mut ctx, opts)?.applied()?;
-        println!(
+        outln!(
             "=> {name}: {}/{} on {}, mac {}, default route via {} ({:.2} ms)",
             ep.ip,
             net.subnet.prefix_len(),
@@ -72,17 +81,17 @@ pub fn demo(verbose: bool) -> Result<()> {
 
     heading(3, "traffic: who reaches whom, and whom each side sees");
     let reply = tcp_exchange("beta", addrs[1], "alpha")?;
-    println!(
+    outln!(
         "alpha -> beta {}:7 (same bridge): beta answered; it saw the client as {reply}",
         addrs[1]
     );
     let reply = tcp_exchange_to_host(net.gateway, "alpha")?;
-    println!(
+    outln!(
         "alpha -> the host at the gateway {}:7: the host answered; it saw {reply}",
         net.gateway
     );
     let reply = tcp_exchange_published("beta", addrs[1])?;
-    println!(
+    outln!(
         "the host -> 127.0.0.1:8080 (published, DNAT to beta:7): beta answered; it saw {reply} (masqueraded: 127.0.0.1 cannot be answered from beta)"
     );
 
@@ -91,12 +100,52 @@ pub fn demo(verbose: bool) -> Result<()> {
     for name in ["alpha", "beta"] {
         netns::delete_named(name)?;
     }
-    println!("=> removed network demo, its endpoints, its chains and map elements");
+    outln!("=> removed network demo, its endpoints, its chains and map elements");
+    Ok(())
+}
+
+/// `demo --dry-run`: the demo's changes planned as one transaction in its
+/// fresh sandbox (each change sees the rows the earlier ones planned),
+/// printed as commands; nothing is made.
+fn plan_only() -> Result<()> {
+    let mut ctx = Context::new(PathBuf::from("/run/berth-demo-state"), true);
+    let mut network = NetworkRequest::new("demo");
+    network.dns = false;
+    let outcome = transaction(&mut ctx, Preflight::Run, |txn| {
+        txn.apply(CreateNetwork::new(network))?;
+        for (name, ports) in [("alpha", vec![]), ("beta", vec!["8080:7"])] {
+            txn.apply(CreateSandbox {
+                name: name.into(),
+                loopback_only: false,
+            })?;
+            txn.apply(Attach(AttachRequest {
+                network: "demo".into(),
+                target: name.into(),
+                ports: ports
+                    .iter()
+                    .map(|p| crate::request::parse_port(p))
+                    .collect::<Result<_>>()?,
+                ..Default::default()
+            }))?;
+        }
+        Ok(())
+    })?;
+    let Outcome::Planned(plan) = outcome else {
+        return Err(Error::Other("a dry run was carried out".into()));
+    };
+    outln!("berth demo --dry-run: what the demo does, as commands; nothing is done.");
+    outln!("# in a private sandbox (fresh network and mount namespaces):");
+    for line in plan.render() {
+        outln!("{line}");
+    }
+    outln!("# then TCP from alpha to beta, to the gateway and to 127.0.0.1:8080 (beta's port 7),");
+    outln!("# and the teardown: one request deletes every veth of the network, then the bridge,");
+    outln!("# berth's firewall table and the two namespaces go.");
     Ok(())
 }
 
 fn heading(n: u32, what: &str) {
-    println!("\n== {n}. {what}");
+    outln!("\n== {n}. {what}");
 }
 
 /// Prints what a dry run of `run` plans: the `ip`/`sysctl` lines first,
@@ -113,20 +162,20 @@ fn show_plan(
     let Outcome::Planned(plan) = outcome? else {
         return Ok(());
     };
-    println!("$ {title}");
-    println!("  does the same as:");
+    outln!("$ {title}");
+    outln!("  does the same as:");
     let lines = plan.render();
     let (nft, other): (Vec<&String>, Vec<&String>) =
         lines.iter().partition(|l| l.starts_with("nft "));
     for line in other {
-        println!("    {line}");
+        outln!("    {line}");
     }
     if verbose || nft.len() <= 3 {
         for line in &nft {
-            println!("    {line}");
+            outln!("    {line}");
         }
     } else if !nft.is_empty() {
-        println!(
+        outln!(
             "    {}\n    ... and {} more nft lines: berth's firewall table (berth demo -v shows them all)",
             nft[0],
             nft.len() - 1

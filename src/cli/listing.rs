@@ -65,14 +65,18 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// A row's field by name, case-insensitively (`.Name` finds `name`).
+/// Whether `key` is the field a template or filter calls `name`: case
+/// and underscores do not count (`.EndpointCount` is `endpoint_count`).
+fn same_field(key: &str, name: &str) -> bool {
+    key.replace('_', "")
+        .eq_ignore_ascii_case(&name.replace('_', ""))
+}
+
+/// A row's field by name (see [`same_field`]).
 fn field<'a>(row: &'a Value, name: &str) -> Option<&'a Value> {
     row.as_object()?
         .iter()
-        .find(|(k, _)| {
-            k.replace('_', "")
-                .eq_ignore_ascii_case(&name.replace('_', ""))
-        })
+        .find(|(k, _)| same_field(k, name))
         .map(|(_, v)| v)
 }
 
@@ -89,46 +93,128 @@ fn matches(row: &Value, f: &Filter) -> bool {
     }
 }
 
-/// Expands a Go-template subset: `{{.Field}}`, `{{json .}}`, `\t`, `\n`.
-fn expand(template: &str, row: &Value) -> Result<String> {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| Error::invalid(format!("unclosed {{{{ in --format {template:?}")))?;
-        let action = after[..end].trim();
-        if action == "json ." {
-            out.push_str(&row.to_string());
-        } else if let Some(name) = action.strip_prefix('.') {
-            let v = field(row, name).ok_or_else(|| {
-                let known: Vec<String> = row
-                    .as_object()
-                    .map(|o| o.keys().cloned().collect())
-                    .unwrap_or_default();
-                Error::invalid(format!(
-                    "--format: no field {name:?} (fields: {})",
-                    known.join(", ")
-                ))
-            })?;
-            out.push_str(&text(v));
-        } else {
+/// One `{{...}}` of a template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Action {
+    /// `{{.Field}}`: the field's text.
+    Field(String),
+    /// `{{json .Field}}`: the field as JSON.
+    JsonField(String),
+    /// `{{json .}}`: the whole row as JSON.
+    JsonRow,
+}
+
+/// A Go-template subset: literal text and actions, with `\t` and `\n`
+/// written out (as shells pass them) turned into the characters.
+#[derive(Clone, Debug)]
+pub struct Template {
+    parts: Vec<Result<Action, String>>,
+}
+
+impl Template {
+    /// Parses `text`, refusing what this subset cannot do and fields that
+    /// no row has (`fields`), so that a typo fails even on an empty list.
+    pub fn parse(text: &str, fields: &[String]) -> Result<Template> {
+        if !text.contains("{{") {
             return Err(Error::invalid(format!(
-                "--format: unsupported action {{{{{action}}}}} (use {{{{.Field}}}} or {{{{json .}}}})"
+                "unknown --format {text:?}: use `table`, `json`, or a template such as '{{{{.Name}}}}'"
             )));
         }
-        rest = &after[end + 2..];
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("{{") {
+            if start > 0 {
+                parts.push(Err(unescape(&rest[..start])));
+            }
+            let after = &rest[start + 2..];
+            let end = after
+                .find("}}")
+                .ok_or_else(|| Error::invalid(format!("unclosed {{{{ in --format {text:?}")))?;
+            let action = after[..end].trim();
+            let field_of = |name: &str| -> Result<String> {
+                let name = name.strip_prefix('.').unwrap_or(name);
+                match fields.iter().find(|f| same_field(f, name)) {
+                    Some(f) => Ok(f.clone()),
+                    None => Err(Error::invalid(format!(
+                        "--format: no field {name:?} (fields: {})",
+                        fields.join(", ")
+                    ))),
+                }
+            };
+            let parsed = match action.split_whitespace().collect::<Vec<_>>()[..] {
+                ["json", "."] => Action::JsonRow,
+                ["json", f] if f.starts_with('.') => Action::JsonField(field_of(f)?),
+                [f] if f.starts_with('.') && f.len() > 1 => Action::Field(field_of(f)?),
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "--format: unsupported action {{{{{action}}}}} (use {{{{.Field}}}}, {{{{json .Field}}}} or {{{{json .}}}})"
+                    )))
+                }
+            };
+            parts.push(Ok(parsed));
+            rest = &after[end + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Err(unescape(rest)));
+        }
+        Ok(Template { parts })
     }
-    out.push_str(rest);
-    Ok(out.replace("\\t", "\t").replace("\\n", "\n"))
+
+    /// The template applied to one row.
+    pub fn expand(&self, row: &Value) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Err(literal) => out.push_str(literal),
+                Ok(Action::JsonRow) => out.push_str(&row.to_string()),
+                Ok(Action::JsonField(f)) => {
+                    out.push_str(&field(row, f).unwrap_or(&Value::Null).to_string())
+                }
+                Ok(Action::Field(f)) => out.push_str(&text(field(row, f).unwrap_or(&Value::Null))),
+            }
+        }
+        out
+    }
+
+    /// The heading line of a `table` template: each action replaced by
+    /// its column's heading (`{{.EndpointCount}}` is ENDPOINTS, as in the
+    /// default table), or the field's name in capitals.
+    fn heading(&self, columns: &[Column]) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Err(literal) => out.push_str(literal),
+                Ok(Action::JsonRow) => out.push_str("JSON"),
+                Ok(Action::JsonField(f) | Action::Field(f)) => {
+                    match columns.iter().find(|c| same_field(c.field, f)) {
+                        Some(c) => out.push_str(c.heading),
+                        None => out.push_str(&f.replace('_', " ").to_uppercase()),
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\t", "\t").replace("\\n", "\n")
 }
 
 /// Pads cells so that every column is as wide as its widest cell.
 pub fn table(headings: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headings.iter().map(|h| h.len()).collect();
-    for row in rows {
+    let columns = rows
+        .iter()
+        .map(Vec::len)
+        .chain([headings.len()])
+        .max()
+        .unwrap_or(0);
+    let mut widths: Vec<usize> = vec![0; columns];
+    for row in rows
+        .iter()
+        .map(|r| r.iter().map(String::as_str).collect::<Vec<_>>())
+        .chain([headings.to_vec()])
+    {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -144,11 +230,71 @@ pub fn table(headings: &[&str], rows: &[Vec<String>]) -> String {
         }
         l.trim_end().to_string() + "\n"
     };
-    let mut out = line(headings.to_vec());
+    let mut out = if headings.is_empty() {
+        String::new()
+    } else {
+        line(headings.to_vec())
+    };
     for row in rows {
         out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
     out
+}
+
+/// Every field a template may name: the fields of the rows and those the
+/// listing always has (so that a typo fails on an empty list too).
+fn fields_of(rows: &[Value], always: &[&str]) -> Vec<String> {
+    let mut all: Vec<String> = always.iter().map(|s| s.to_string()).collect();
+    for row in rows {
+        if let Some(o) = row.as_object() {
+            all.extend(o.keys().cloned());
+        }
+    }
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// Renders `rows` with a `--format` value: `json` (a line of JSON each),
+/// `table` (the default table of `columns`), `table TEMPLATE` (aligned,
+/// with headings) or a template.
+pub fn formatted(
+    rows: &[Value],
+    columns: &[Column],
+    always: &[&str],
+    format: &str,
+) -> Result<String> {
+    match format.trim() {
+        "json" => return Ok(rows.iter().map(|r| r.to_string() + "\n").collect()),
+        "table" => return Ok(default_table(rows, columns)),
+        _ => {}
+    }
+    let fields = fields_of(rows, always);
+    if let Some(body) = format.strip_prefix("table") {
+        let template = Template::parse(body.trim_start(), &fields)?;
+        let split =
+            |line: String| -> Vec<String> { line.split('\t').map(str::to_string).collect() };
+        let heading = split(template.heading(columns));
+        let heading: Vec<&str> = heading.iter().map(String::as_str).collect();
+        let cells: Vec<Vec<String>> = rows.iter().map(|r| split(template.expand(r))).collect();
+        return Ok(table(&heading, &cells));
+    }
+    let template = Template::parse(format, &fields)?;
+    Ok(rows.iter().map(|r| template.expand(r) + "\n").collect())
+}
+
+fn default_table(rows: &[Value], columns: &[Column]) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            columns
+                .iter()
+                .map(|c| text(field(r, c.field).unwrap_or(&Value::Null)))
+                .collect()
+        })
+        .collect();
+    let headings: Vec<&str> = columns.iter().map(|c| c.heading).collect();
+    table(&headings, &cells)
 }
 
 /// Renders `rows` as the user asked: JSON, `-q`, `--format` or a table of
@@ -165,55 +311,30 @@ pub fn render(
         .filter(|r| filters.iter().all(|f| matches(r, f)))
         .collect();
     if opts.json {
+        if opts.format.is_some() {
+            return Err(Error::invalid(
+                "--json and --format: give one (--format json prints a line of JSON per row)",
+            ));
+        }
         return serde_json::to_string_pretty(&rows)
             .map(|s| s + "\n")
             .map_err(|e| Error::Other(format!("encoding JSON: {e}")));
     }
+    let mut always: Vec<&str> = columns.iter().map(|c| c.field).collect();
+    always.extend_from_slice(filter_keys);
     if opts.quiet {
+        // Checked all the same: `-q` with a bad format is still a typo.
+        if let Some(f) = &opts.format {
+            formatted(&[], columns, &always, f)?;
+        }
         return Ok(rows
             .iter()
             .map(|r| text(field(r, "name").unwrap_or(&Value::Null)) + "\n")
             .collect());
     }
-    match opts.format.as_deref() {
-        Some("json") => Ok(rows.iter().map(|r| r.to_string() + "\n").collect()),
-        Some(template) => {
-            let (header, body) = match template.strip_prefix("table") {
-                Some(body) => (true, body.trim_start()),
-                None => (false, template),
-            };
-            let mut out = String::new();
-            if header {
-                // The heading of `{{.Subnet}}` is SUBNET, as in Docker.
-                let heads = body
-                    .split("{{")
-                    .skip(1)
-                    .filter_map(|p| p.split_once("}}").map(|(a, _)| a.trim()))
-                    .map(|a| a.trim_start_matches('.').to_uppercase())
-                    .collect::<Vec<_>>()
-                    .join("\t");
-                out.push_str(&heads);
-                out.push('\n');
-            }
-            for r in &rows {
-                out.push_str(&expand(body, r)?);
-                out.push('\n');
-            }
-            Ok(out)
-        }
-        None => {
-            let cells: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    columns
-                        .iter()
-                        .map(|c| text(field(r, c.field).unwrap_or(&Value::Null)))
-                        .collect()
-                })
-                .collect();
-            let headings: Vec<&str> = columns.iter().map(|c| c.heading).collect();
-            Ok(table(&headings, &cells))
-        }
+    match &opts.format {
+        Some(format) => formatted(&rows, columns, &always, format),
+        None => Ok(default_table(&rows, columns)),
     }
 }
 
@@ -276,7 +397,7 @@ mod tests {
                 Some("table {{.Name}}\\t{{.Internal}}"),
                 false
             )),
-            "NAME\tINTERNAL\nweb\tfalse\n"
+            "NAME   INTERNAL\nweb    false\n"
         );
         assert_eq!(
             show(o(&["name=web"], Some("json"), false)),
@@ -290,5 +411,45 @@ mod tests {
         assert!(bad(&["color=red"], None).contains("unknown filter key \"color\""));
         assert!(bad(&["name"], None).contains("expected KEY=VALUE"));
         assert!(bad(&[], Some("{{.Colour}}")).contains("no field \"Colour\""));
+        assert!(bad(&[], Some("yaml")).contains("unknown --format \"yaml\""));
+        assert!(bad(&[], Some("{{range .}}")).contains("unsupported action"));
+        let both = Options {
+            json: true,
+            format: Some("json".into()),
+            ..Options::default()
+        };
+        assert!(render(rows(), COLUMNS, &["name"], &both)
+            .unwrap_err()
+            .to_string()
+            .contains("--json and --format"));
+    }
+
+    #[test]
+    fn table_templates_are_aligned_and_headed_like_the_default_table() {
+        let o = |format: &str| Options {
+            format: Some(format.into()),
+            ..Options::default()
+        };
+        expect![[r#"
+            NAME       SUBNET         INTERNAL
+            web        10.90.0.0/24   false
+            database   10.91.0.0/24   true
+        "#]]
+        .assert_eq(&show(o("table {{.Name}}\\t{{.Subnet}}\t{{.Internal}}")));
+        assert_eq!(show(o("table")), show(Options::default()));
+        assert_eq!(
+            show(o("{{.Name}}={{json .Internal}} {{json .Subnet}}")),
+            "web=false \"10.90.0.0/24\"\ndatabase=true \"10.91.0.0/24\"\n"
+        );
+        // A typo fails even when no row is there to show it.
+        let none = render(vec![], COLUMNS, &["name"], &o("{{.Subnett}}"));
+        assert!(none
+            .unwrap_err()
+            .to_string()
+            .contains("no field \"Subnett\""));
+        assert_eq!(
+            render(vec![], COLUMNS, &["name"], &o("{{.Subnet}}")).unwrap(),
+            ""
+        );
     }
 }

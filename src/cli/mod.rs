@@ -5,27 +5,34 @@
 //!
 //! - `args`: the clap definitions and the typed values they parse into.
 //! - `show`: how results, plans and notices are printed.
-//! - `listing`: tables, filters and `--format` for `ps` and `network ls`.
+//! - `listing`: tables, filters and `--format` for `ps`, `network ls` and
+//!   `network inspect`.
+//! - `jobs`: `run` in the foreground and detached, and its jobs: `stop`,
+//!   `logs`, `rm`.
+//! - `out`: printing that ends quietly (by SIGPIPE) when the reader goes.
 //! - `demo`, `bench`, `bench_traffic`: the walkthrough and the benchmarks.
 
 mod args;
 pub mod bench;
 mod bench_traffic;
 pub mod demo;
+mod jobs;
 pub mod listing;
+mod out;
 mod show;
 
 use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::commands::run::{self, Start};
+use crate::commands::run;
 use crate::commands::{self, maintain, network, Disconnected};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::request::{DetachRequest, EndpointRef};
 use args::{Cli, Command, DisconnectArgs, NetworkCommand};
 use bench::BenchOptions;
+use out::{errln, out, outln};
 use show::*;
 
 /// Parses the arguments, runs the command, returns the exit code.
@@ -49,7 +56,7 @@ pub fn main() -> i32 {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("berth: {e}");
+            errln!("berth: {e}");
             e.exit_code()
         }
     }
@@ -59,45 +66,66 @@ pub fn main() -> i32 {
 /// (`--help` and `--version` print as clap does, exit 0).
 fn usage_error(e: clap::Error) -> i32 {
     if !e.use_stderr() {
-        let _ = e.print();
+        let text = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            e.render().ansi().to_string()
+        } else {
+            e.render().to_string()
+        };
+        out!("{text}");
         return 0;
     }
     let args: Vec<String> = std::env::args().collect();
-    let is_run = args.iter().skip(1).find(|a| !a.starts_with('-')) == Some(&"run".to_string());
-    if is_run
-        && !args.iter().any(|a| a == "--")
-        && matches!(
-            e.kind(),
-            clap::error::ErrorKind::UnknownArgument
-                | clap::error::ErrorKind::MissingRequiredArgument
-        )
-    {
-        eprintln!(
-            "berth: put the command after `--`, as in: berth run [--net NET] [OPTIONS] -- COMMAND [ARGS...]"
-        );
-        return 2;
+    let verb = args.iter().skip(1).find(|a| !a.starts_with('-'));
+    if let Some(verb @ ("run" | "exec")) = verb.map(String::as_str) {
+        if !args.iter().any(|a| a == "--")
+            && matches!(
+                e.kind(),
+                clap::error::ErrorKind::UnknownArgument
+                    | clap::error::ErrorKind::MissingRequiredArgument
+            )
+        {
+            let shape = if verb == "run" {
+                "berth run [--net NET] [OPTIONS] -- COMMAND [ARGS...]"
+            } else {
+                "berth exec [--dns] TARGET -- COMMAND [ARGS...]"
+            };
+            errln!("berth: put the command after `--`, as in: {shape}");
+            return 2;
+        }
     }
+    errln!("berth: {}", one_line(&e));
+    2
+}
+
+/// clap's message folded into one line: its first line, the argument a
+/// "missing" error names on the next, and its tips in parentheses.
+fn one_line(e: &clap::Error) -> String {
     let text = e.render().to_string();
-    let first = text
+    let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("invalid arguments");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    // clap names a missing argument on the line after its header.
-    let detail = if e.kind() == clap::error::ErrorKind::MissingRequiredArgument {
-        text.lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .nth(1)
-            .filter(|l| !l.starts_with("Usage:"))
-            .map(|l| format!(" {l}"))
-            .unwrap_or_default()
-    } else {
-        String::new()
+        .filter(|l| !l.is_empty())
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .collect();
+    let Some(first) = lines.first() else {
+        return "invalid arguments (see `berth --help`)".into();
     };
-    eprintln!("berth: {first}{detail} (see `berth --help`)");
-    2
+    let mut line = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    let mut tips = Vec::new();
+    for l in &lines[1..] {
+        match l.strip_prefix("tip: ") {
+            Some(tip) => tips.push(tip.to_string()),
+            // clap names a missing argument on the line after its header.
+            None => {
+                line.push(' ');
+                line.push_str(l);
+            }
+        }
+    }
+    if !tips.is_empty() {
+        line.push_str(&format!(" ({})", tips.join("; ")));
+    }
+    line + " (see `berth --help`)"
 }
 
 /// Logs to stderr: what `-v` asks for, or what RUST_LOG says.
@@ -117,81 +145,155 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-fn dispatch(cli: Cli) -> Result<i32> {
-    if !matches!(cli.command, Command::Demo) {
-        init_logging(cli.verbose);
-    }
-    let mutates = !matches!(
-        cli.command,
+/// Commands that change nothing, so need no privilege and honour a global
+/// `--dry-run` by doing what they always do.
+fn reads_only(command: &Command) -> bool {
+    matches!(
+        command,
         Command::Ps { .. }
             | Command::Port { .. }
+            | Command::Logs { .. }
             | Command::Completions { .. }
             | Command::Man { .. }
             | Command::Network(NetworkCommand::Ls { .. } | NetworkCommand::Inspect { .. })
-    );
+    )
+}
+
+/// The name of a command that cannot plan without acting, for the global
+/// `--dry-run`.
+fn cannot_dry_run(command: &Command) -> Option<&'static str> {
+    match command {
+        Command::Netavark { .. } => Some("netavark"),
+        Command::Bench { .. } => Some("bench"),
+        Command::DnsServer { .. } => Some("dns-server"),
+        Command::RunDetached => Some(crate::commands::jobs::DETACHED_COMMAND),
+        _ => None,
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    if !matches!(cli.command, Command::Demo(_)) {
+        init_logging(cli.verbose);
+    }
     let dry_run = cli.dry_run || cli.command.dry_run();
-    if mutates && !dry_run {
+    if let (true, Some(name)) = (dry_run, cannot_dry_run(&cli.command)) {
+        return Err(Error::invalid(format!("{name} does not support --dry-run")));
+    }
+    // The demo builds its own sandbox, which needs the privileges whatever
+    // it is asked to show.
+    let needs_root =
+        matches!(cli.command, Command::Demo(_)) || (!reads_only(&cli.command) && !dry_run);
+    if needs_root {
         require_privileges()?;
     }
     let mut ctx = Context::new(cli.state_dir, dry_run);
-    let result = run_command(&mut ctx, cli.command, cli.dry_run, cli.verbose);
+    let result = run_command(&mut ctx, cli.command, cli.verbose);
     // What the user should know of what was done, also when a later part
     // of the command failed.
     notices(&mut ctx);
     result
 }
 
-fn run_command(
-    ctx: &mut Context,
-    command: Command,
-    global_dry_run: bool,
-    verbose: u8,
-) -> Result<i32> {
+/// Errors of commands that take several names and handle each on its own
+/// (as Docker does): each is reported when it happens, the others go on,
+/// and the exit code says the worst.
+#[derive(Default)]
+struct Failures {
+    code: i32,
+}
+
+impl Failures {
+    fn report(&mut self, e: Error) {
+        errln!("berth: {e}");
+        self.code = match (self.code, e.exit_code()) {
+            (0, code) => code,
+            (2, 2) => 2,
+            _ => 1,
+        };
+    }
+}
+
+fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> {
     match command {
         Command::Network(NetworkCommand::Create(a)) => {
             if let Some(n) = done(commands::create_network(ctx, a.request())?) {
                 notices(ctx);
-                println!(
+                outln!(
                     "created network {}: subnet {}, gateway {}, bridge {}",
-                    n.name, n.subnet, n.gateway, n.bridge
+                    n.name,
+                    n.subnet,
+                    n.gateway,
+                    n.bridge
                 );
             }
         }
         Command::Network(NetworkCommand::Ls(a)) => {
-            print!("{}", list_networks(ctx, &a.options())?)
+            out!("{}", list_networks(ctx, &a.options())?)
         }
-        Command::Network(NetworkCommand::Inspect { names, json }) => {
+        Command::Network(NetworkCommand::Inspect {
+            names,
+            json,
+            format,
+        }) => {
             let mut found = Vec::new();
+            let mut failures = Failures::default();
             for name in &names {
-                let (n, endpoints) = network::inspect(ctx, name)?;
-                let aliases = crate::dns::aliases(&ctx.state_dir, &endpoints)?; // DNS
-                found.push((n, endpoints, aliases));
-            }
-            print_networks_inspected(&found, &owners(ctx)?, json)?;
-        }
-        Command::Network(NetworkCommand::Rm { names, force, .. }) => {
-            // Checked first, so a typo in the third name removes nothing.
-            for name in &names {
-                network::inspect(ctx, name)?;
-            }
-            for name in &names {
-                if let Some(endpoints) = done(commands::remove_network(ctx, name, force)?) {
-                    match endpoints.len() {
-                        0 => println!("removed network {name}"),
-                        n => println!("removed network {name} and disconnected {n} endpoint(s)"),
+                match network::inspect(ctx, name) {
+                    Ok((n, endpoints)) => {
+                        let aliases = crate::dns::aliases(&ctx.state_dir, &endpoints)?; // DNS
+                        found.push((n, endpoints, aliases));
                     }
+                    Err(e @ Error::Invalid(_)) => failures.report(e),
+                    Err(e) => return Err(e),
                 }
             }
+            let how = match (&format, json) {
+                (Some(f), _) => InspectAs::Format(f),
+                (None, true) => InspectAs::Json,
+                (None, false) => InspectAs::Text,
+            };
+            print_networks_inspected(&found, &owners(ctx)?, how)?;
+            return Ok(failures.code);
         }
-        Command::Network(NetworkCommand::Prune(_)) => {
+        Command::Network(NetworkCommand::Rm { names, force, .. }) => {
+            let mut failures = Failures::default();
+            for name in &names {
+                match commands::remove_network(ctx, name, force) {
+                    Ok(outcome) => {
+                        if let Some(endpoints) = done(outcome) {
+                            match endpoints.len() {
+                                0 => outln!("removed network {name}"),
+                                n => outln!(
+                                    "removed network {name} and disconnected {n} endpoint(s)"
+                                ),
+                            }
+                        }
+                    }
+                    Err(e) => failures.report(e),
+                }
+            }
+            return Ok(failures.code);
+        }
+        Command::Network(NetworkCommand::Prune { force, .. }) => {
             let empty: Vec<String> = network::list(ctx)?
                 .into_iter()
                 .filter(|(_, count)| *count == 0)
                 .map(|(n, _)| n.name)
                 .collect();
+            if !empty.is_empty() && !force && !ctx.dry_run {
+                let question = format!(
+                    "remove every network without endpoints ({})?",
+                    empty.join(", ")
+                );
+                if !confirm(&question)? {
+                    return Err(Error::invalid(
+                        "network prune was not confirmed and removed nothing (answer y, or use -f)",
+                    ));
+                }
+            }
             for name in &empty {
                 if done(commands::remove_network(ctx, name, false)?).is_some() {
-                    println!("removed network {name}");
+                    outln!("removed network {name}");
                 }
             }
         }
@@ -200,12 +302,12 @@ fn run_command(
             if let Some((e, n)) = done(commands::connect(ctx, request.clone())?) {
                 notices(ctx);
                 if a.json {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::to_string_pretty(&e.view(&n)).map_err(json_error)?
                     );
                 } else {
-                    println!(
+                    outln!(
                         "connected {} to {}: {}/{} mac {} dev {} (host side {}, gateway {})",
                         e.name,
                         n.name,
@@ -217,10 +319,10 @@ fn run_command(
                         n.gateway
                     );
                     for p in &e.ports {
-                        println!("published {p}");
+                        outln!("published {p}");
                     }
                     if !request.aliases.is_empty() {
-                        println!("aliases {}", request.aliases.join(", "));
+                        outln!("aliases {}", request.aliases.join(", "));
                     }
                 }
             }
@@ -241,43 +343,28 @@ fn run_command(
             request.force = force;
             match done(commands::disconnect(ctx, request)?) {
                 Some(Disconnected::Removed(e)) => {
-                    println!("disconnected {} from {network} (released {})", e.name, e.ip);
+                    outln!("disconnected {} from {network} (released {})", e.name, e.ip);
                     for p in &e.ports {
-                        println!("unpublished {p}");
+                        outln!("unpublished {p}");
                     }
                 }
                 Some(Disconnected::NothingToDo) => {
-                    println!("nothing to do: {target} is not connected to {network}")
+                    outln!("nothing to do: {target} is not connected to {network}")
                 }
                 None => {}
             }
         }
-        Command::Ps(a) => print!("{}", list_endpoints(ctx, &a.options())?),
+        Command::Ps(a) => out!("{}", list_endpoints(ctx, &a.list.options(), a.all)?),
         Command::Port { name, private_port } => {
-            print!("{}", ports_of(ctx, &name, private_port.as_deref())?)
+            out!("{}", ports_of(ctx, &name, private_port.as_deref())?)
         }
-        Command::Run(a) => {
-            if global_dry_run {
-                return Err(Error::invalid("run does not support --dry-run"));
-            }
-            let request = a.request();
-            if a.detach {
-                let name = run::detach(ctx, &request)?;
-                println!("{name}");
-                return Ok(0);
-            }
-            return run_attached(ctx, &request, a.quiet);
+        Command::Run(a) => return jobs::run(ctx, &a),
+        Command::RunDetached => return jobs::carry_out(ctx),
+        Command::Stop { names, time, .. } => {
+            return jobs::stop(ctx, &names, std::time::Duration::from_secs(time))
         }
-        Command::RunDetached => {
-            let request = run::read_detached_request()?;
-            return run_attached(ctx, &request, false);
-        }
-        Command::Stop { names } => {
-            for name in &names {
-                run::stop(ctx, name)?;
-                println!("{name}");
-            }
-        }
+        Command::Logs { name, follow } => return jobs::logs(ctx, &name, follow),
+        Command::Rm { names, force, .. } => return jobs::remove(ctx, &names, force),
         Command::Exec {
             target,
             dns,
@@ -287,7 +374,7 @@ fn run_command(
             if ctx.dry_run {
                 // Nothing runs: the command is shown as the `nsenter` line
                 // that would run it.
-                println!("{}", run::exec_plan(ctx, &target, &command)?);
+                outln!("{}", run::exec_plan(ctx, &target, &command)?);
                 return Ok(0);
             }
             return run::exec(ctx, &target, dns, &command);
@@ -295,33 +382,31 @@ fn run_command(
         Command::DnsServer { stay } => return crate::dns::serve(&ctx.state_dir, stay),
         Command::Reset(_) => {
             if let Some(r) = done(commands::reset(ctx)?) {
-                println!(
+                outln!(
                     "reset: removed {} network(s) and {} endpoint(s)",
-                    r.networks, r.endpoints
+                    r.networks,
+                    r.endpoints
                 );
             }
         }
         Command::Up(_) => print_report("up", maintain::up(ctx)?),
         Command::Gc(_) => print_report("gc", maintain::gc(ctx)?),
-        Command::Demo => demo::demo(verbose > 0)?,
+        Command::Demo(_) => demo::demo(verbose > 0, ctx.dry_run)?,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             // Into a buffer first: clap_complete panics on a closed pipe
             // (`berth completions bash | head`).
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut cmd, "berth", &mut script);
-            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            out::stdout_bytes(&script);
         }
         Command::Man { dir } => {
             for page in write_man_pages(&dir)? {
-                println!("{}", page.display());
+                outln!("{}", page.display());
             }
         }
-        // Reached only with global options first (`berth --dry-run netavark`).
+        // Reached only with global options first (`berth --state-dir D netavark`).
         Command::Netavark { args } => {
-            if ctx.dry_run {
-                return Err(Error::invalid("netavark does not support --dry-run"));
-            }
             return Ok(crate::netavark::main(args, Some(ctx.state_dir.clone())));
         }
         Command::Bench {
@@ -343,29 +428,24 @@ fn run_command(
     Ok(0)
 }
 
-/// `run` in the foreground: makes the sandbox, says what it made (before
-/// the command starts, so it is the first thing seen, picked host ports
-/// included), runs the command, and returns its exit code.
-fn run_attached(ctx: &mut Context, request: &run::RunRequest, quiet: bool) -> Result<i32> {
-    let started = match run::start(ctx, request)? {
-        Start::Host => return Err(run::exec_on_host(request)),
-        Start::Sandbox(s) => *s,
+/// Asks a yes/no question on stderr and reads the answer from stdin, as
+/// Docker's prompts do (whether or not stdin is a terminal): only `y` or
+/// `yes` is a yes; end of input is a no.
+fn confirm(question: &str) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal};
+    // On a terminal the answer ends the line; otherwise it is not echoed.
+    let end = if std::io::stdin().is_terminal() {
+        ""
+    } else {
+        "\n"
     };
-    notices(ctx);
-    if let (false, Some((e, n))) = (quiet, &started.attached) {
-        eprintln!(
-            "berth: {} on network {}: {}/{} via {}",
-            e.name,
-            n.name,
-            e.ip,
-            n.subnet.prefix_len(),
-            n.gateway
-        );
-        for p in &e.ports {
-            eprintln!("berth: published {p}");
-        }
-    }
-    run::wait(ctx, started, request)
+    out::stderr(format_args!("berth: {question} [y/N] {end}"));
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
 }
 
 /// Writes one man page per command and subcommand; returns their paths.
@@ -376,6 +456,7 @@ fn write_man_pages(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
     fn walk(
         cmd: clap::Command,
         prefix: &str,
+        typed_prefix: &str,
         dir: &std::path::Path,
         out: &mut Vec<PathBuf>,
     ) -> Result<()> {
@@ -386,18 +467,31 @@ fn write_man_pages(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
         };
         let path = dir.join(format!("{name}.1"));
         let mut page = Vec::new();
-        clap_mangen::Man::new(cmd.clone().name(name.clone()))
-            .render(&mut page)
-            .map_err(Error::Io)?;
+        // The page is berth-network-create(1); its SYNOPSIS is what one
+        // types, `berth network create`.
+        let typed = if typed_prefix.is_empty() {
+            cmd.get_name().to_string()
+        } else {
+            format!("{typed_prefix} {}", cmd.get_name())
+        };
+        clap_mangen::Man::new(
+            cmd.clone()
+                .name(name.clone())
+                .display_name(name.clone())
+                .bin_name(typed.clone()),
+        )
+        .render(&mut page)
+        .map_err(Error::Io)?;
         std::fs::write(&path, page).map_err(Error::Io)?;
         out.push(path);
         for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-            walk(sub.clone(), &name, dir, out)?;
+            walk(sub.clone(), &name, &typed, dir, out)?;
         }
         Ok(())
     }
     walk(
         <Cli as clap::CommandFactory>::command(),
+        "",
         "",
         dir,
         &mut written,
@@ -480,14 +574,17 @@ mod tests {
             &["network", "rm"],
             &["network", "prune"],
             &["network", "connect"],
+            &["run"],
+            &["stop"],
+            &["rm"],
+            &["demo"],
         ] {
             assert!(offers(yes), "{yes:?} should offer --dry-run");
         }
         for no in [
-            &["run"][..],
-            &["ps"],
+            &["ps"][..],
             &["port"],
-            &["stop"],
+            &["logs"],
             &["network", "ls"],
             &["network", "inspect"],
         ] {

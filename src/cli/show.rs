@@ -2,7 +2,9 @@
 //! networks and endpoints, inspected networks, and `port` lines.
 
 use super::listing;
+use super::out::{errln, out, outln};
 use crate::change::Outcome;
+use crate::commands::jobs::{self, JobStatus};
 use crate::commands::{endpoint, network};
 use crate::context::{Context, Notice};
 use crate::error::{Error, Result};
@@ -16,12 +18,12 @@ pub fn notices(ctx: &mut Context) {
     for n in ctx.take_notices() {
         match n {
             Notice::Repaired { reason, lines } => {
-                eprintln!("berth: {reason}; repaired first:");
+                errln!("berth: {reason}; repaired first:");
                 for line in lines {
-                    eprintln!("berth:   {line}");
+                    errln!("berth:   {line}");
                 }
             }
-            Notice::Warning(w) => eprintln!("berth: warning: {w}"),
+            Notice::Warning(w) => errln!("berth: warning: {w}"),
         }
     }
 }
@@ -29,10 +31,10 @@ pub fn notices(ctx: &mut Context) {
 pub fn print_report(verb: &str, outcome: Outcome<Vec<String>>) {
     if let Some(lines) = done(outcome) {
         if lines.is_empty() {
-            println!("{verb}: the kernel already matches the state");
+            outln!("{verb}: the kernel already matches the state");
         }
         for line in lines {
-            println!("{verb}: {line}");
+            outln!("{verb}: {line}");
         }
     }
 }
@@ -50,10 +52,10 @@ pub fn done<T>(outcome: Outcome<T>) -> Option<T> {
 
 pub fn print_plan(plan: &Plan) {
     if plan.is_empty() {
-        println!("# nothing to do");
+        outln!("# nothing to do");
     }
     for line in plan.render() {
-        println!("{line}");
+        outln!("{line}");
     }
 }
 
@@ -127,41 +129,65 @@ const fn col(heading: &'static str, field: &'static str) -> listing::Column {
 /// A network, its endpoints and each endpoint's DNS aliases.
 pub type Inspected = (Network, Vec<Endpoint>, Vec<Vec<String>>);
 
-pub fn print_networks_inspected(found: &[Inspected], owners: &Owners, json: bool) -> Result<()> {
-    if json {
-        let mut all = Vec::new();
-        for (n, endpoints, aliases) in found {
-            let mut value = serde_json::to_value(n.view(endpoints.len())).map_err(json_error)?;
-            value["owner"] = owners.networks.get(&n.name).cloned().into();
-            let mut eps = Vec::new();
-            for (i, e) in endpoints.iter().enumerate() {
-                let mut v = serde_json::to_value(e.view(n)).map_err(json_error)?;
-                let mark = owners.endpoints.get(&e.id).cloned().unwrap_or_default();
-                v["owner"] = mark.owner.into();
-                v["container_id"] = mark.container_id.into();
-                v["aliases"] = aliases.get(i).cloned().unwrap_or_default().into();
-                eps.push(v);
-            }
-            value["endpoints"] = serde_json::Value::Array(eps);
-            all.push(value);
-        }
-        // One network prints as an object (as before); several as an array.
-        let out = if all.len() == 1 {
-            all.pop().expect("one")
-        } else {
-            serde_json::Value::Array(all)
-        };
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).map_err(json_error)?
-        );
-        return Ok(());
+/// A network as `network inspect --json` shows it: its view, its owner
+/// and its endpoints.
+fn inspected_json(found: &Inspected, owners: &Owners) -> Result<serde_json::Value> {
+    let (n, endpoints, aliases) = found;
+    let mut value = serde_json::to_value(n.view(endpoints.len())).map_err(json_error)?;
+    value["owner"] = owners.networks.get(&n.name).cloned().into();
+    let mut eps = Vec::new();
+    for (i, e) in endpoints.iter().enumerate() {
+        let mut v = serde_json::to_value(e.view(n)).map_err(json_error)?;
+        let mark = owners.endpoints.get(&e.id).cloned().unwrap_or_default();
+        v["owner"] = mark.owner.into();
+        v["container_id"] = mark.container_id.into();
+        v["aliases"] = aliases.get(i).cloned().unwrap_or_default().into();
+        eps.push(v);
     }
-    for (i, (n, endpoints, aliases)) in found.iter().enumerate() {
-        if i > 0 {
-            println!();
+    value["endpoints"] = serde_json::Value::Array(eps);
+    Ok(value)
+}
+
+/// How `network inspect` prints: text, a JSON array (always an array, as
+/// Docker's, whatever the number of names), or a `--format` per network.
+pub enum InspectAs<'a> {
+    Text,
+    Json,
+    Format(&'a str),
+}
+
+pub fn print_networks_inspected(
+    found: &[Inspected],
+    owners: &Owners,
+    how: InspectAs,
+) -> Result<()> {
+    match how {
+        InspectAs::Json => {
+            let all = found
+                .iter()
+                .map(|f| inspected_json(f, owners))
+                .collect::<Result<Vec<_>>>()?;
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(&all).map_err(json_error)?
+            );
         }
-        print_network(n, endpoints, owners.networks.get(&n.name), aliases);
+        InspectAs::Format(format) => {
+            let all = found
+                .iter()
+                .map(|f| inspected_json(f, owners))
+                .collect::<Result<Vec<_>>>()?;
+            let fields: Vec<&str> = vec!["name", "subnet", "gateway", "endpoints"];
+            out!("{}", listing::formatted(&all, &[], &fields, format)?);
+        }
+        InspectAs::Text => {
+            for (i, (n, endpoints, aliases)) in found.iter().enumerate() {
+                if i > 0 {
+                    outln!();
+                }
+                print_network(n, endpoints, owners.networks.get(&n.name), aliases);
+            }
+        }
     }
     Ok(())
 }
@@ -172,17 +198,17 @@ fn print_network(
     owner: Option<&String>,
     aliases: &[Vec<String>],
 ) {
-    println!("name:      {}", n.name);
+    outln!("name:      {}", n.name);
     if let Some(owner) = owner {
-        println!("owner:     {owner}");
+        outln!("owner:     {owner}");
     }
-    println!("subnet:    {}", n.subnet);
-    println!("gateway:   {}", n.gateway);
-    println!("bridge:    {}", n.bridge);
-    println!("mtu:       {}", n.mtu);
-    println!("policy:    {}", n.policy.summary());
-    println!("dns:       {}", if n.policy.dns { "on" } else { "off" });
-    println!("endpoints: {}", endpoints.len());
+    outln!("subnet:    {}", n.subnet);
+    outln!("gateway:   {}", n.gateway);
+    outln!("bridge:    {}", n.bridge);
+    outln!("mtu:       {}", n.mtu);
+    outln!("policy:    {}", n.policy.summary());
+    outln!("dns:       {}", if n.policy.dns { "on" } else { "off" });
+    outln!("endpoints: {}", endpoints.len());
     let rows: Vec<Vec<String>> = endpoints
         .iter()
         .enumerate()
@@ -200,7 +226,7 @@ fn print_network(
         })
         .collect();
     if !rows.is_empty() {
-        print!(
+        out!(
             "{}",
             listing::table(
                 &["  NAME", "ADDRESS", "MAC", "IFNAME", "NETNS", "ALIASES", "PORTS"],
@@ -210,10 +236,13 @@ fn print_network(
     }
 }
 
-/// `ps`: every endpoint with its status as the kernel shows it.
-pub fn list_endpoints(ctx: &mut Context, opts: &listing::Options) -> Result<String> {
+/// `ps`: every endpoint with its status as the kernel shows it, then the
+/// jobs of `run -d` that have no endpoint to show (`--net host`, `--net
+/// none`), and with `all` the finished ones.
+pub fn list_endpoints(ctx: &mut Context, opts: &listing::Options, all: bool) -> Result<String> {
     let mut rows = Vec::new();
     let owners = owners(ctx)?;
+    let mut shown = std::collections::HashSet::new();
     for (e, n, status) in endpoint::list(ctx)? {
         let mut v = serde_json::to_value(e.view(&n)).map_err(json_error)?;
         v["status"] = status.into();
@@ -221,9 +250,27 @@ pub fn list_endpoints(ctx: &mut Context, opts: &listing::Options) -> Result<Stri
         v["owner"] = mark.owner.into();
         v["container_id"] = mark.container_id.into();
         v["address"] = format!("{}/{}", e.ip, n.subnet.prefix_len()).into();
+        v["subnet"] = n.subnet.to_string().into();
         let ports: Vec<String> = e.ports.iter().map(|p| p.to_string()).collect();
         v["published"] = ports.join(", ").into();
+        shown.insert(e.netns.clone());
         rows.push(v);
+    }
+    for (job, status) in jobs::list(ctx)? {
+        let running = matches!(status, JobStatus::Starting | JobStatus::Running);
+        if shown.contains(&job.name) || !(running || all) {
+            continue;
+        }
+        rows.push(serde_json::json!({
+            "name": job.name,
+            "status": status.to_string(),
+            "network": match job.net.as_str() {
+                "" => crate::commands::network::DEFAULT_NETWORK,
+                other => other,
+            },
+            "netns": if job.net == "host" { "" } else { job.name.as_str() },
+            "command": job.command.join(" "),
+        }));
     }
     const COLUMNS: &[listing::Column] = &[
         col("NAME", "name"),
@@ -248,6 +295,8 @@ pub fn list_endpoints(ctx: &mut Context, opts: &listing::Options) -> Result<Stri
             "ifname",
             "owner",
             "container_id",
+            "subnet",
+            "command",
         ],
         opts,
     )
