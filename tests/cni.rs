@@ -216,7 +216,7 @@ fn add_result_has_the_shape_of_each_version() {
     assert_eq!(eps.len(), 3);
     assert_eq!(eps[0]["ifname"], "eth0");
     assert!(eps.iter().any(|e| e["container_id"] == "id1"));
-    let inspected = sb.berth_json(&["network", "inspect", "cnet", "--json"]);
+    let inspected = sb.berth_json(&["network", "inspect", "cnet", "--json"])[0].clone();
     assert_eq!(inspected["endpoints"].as_array().unwrap().len(), 3);
     assert_eq!(inspected["endpoints"][0]["ifname"], "eth0");
     sb.assert_ping(Some("c0"), "10.77.0.1");

@@ -73,7 +73,7 @@ fn one_network_traffic(bridge_nf: Option<&str>) {
 
     let ps = sb.endpoints();
     assert_eq!(ps.len(), 2, "{ps:?}");
-    let insp = sb.berth_json(&["network", "inspect", "alpha", "--json"]);
+    let insp = sb.berth_json(&["network", "inspect", "alpha", "--json"])[0].clone();
     assert_eq!(insp["endpoint_count"], 2, "{insp}");
     assert_eq!(
         insp["endpoints"].as_array().map(Vec::len),

@@ -37,7 +37,7 @@ fn create_ls_inspect_rm() {
     );
     assert_eq!(sb.sysctl("net.ipv4.ip_forward"), "1");
 
-    let insp = sb.berth_json(&["network", "inspect", "alpha", "--json"]);
+    let insp = sb.berth_json(&["network", "inspect", "alpha", "--json"])[0].clone();
     assert_eq!(insp["name"], "alpha", "{insp}");
     assert_eq!(insp["subnet"], "10.90.0.0/24", "{insp}");
     assert_eq!(insp["endpoints"], serde_json::json!([]), "{insp}");

@@ -122,7 +122,7 @@ fn names_aliases_any_case_ptr_and_tcp() {
         inspect.contains("ALIASES") && inspect.contains("backend, v1.backend"),
         "{inspect}"
     );
-    let json = sb.berth_json(&["network", "inspect", "web", "--json"]);
+    let json = sb.berth_json(&["network", "inspect", "web", "--json"])[0].clone();
     assert_eq!(json["endpoints"][0]["aliases"][1], "v1.backend");
 }
 

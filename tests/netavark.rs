@@ -151,7 +151,7 @@ fn setup_uses_every_field_and_teardown_removes_everything() {
     assert_eq!(eps[0]["owner"], "podman");
     assert_eq!(eps[0]["container_id"], req["container_id"]);
     assert_eq!(eps[0]["ports"].as_array().unwrap().len(), 3, "{}", eps[0]);
-    let inspect = sb.berth_json(&["network", "inspect", "web", "--json"]);
+    let inspect = sb.berth_json(&["network", "inspect", "web", "--json"])[0].clone();
     assert_eq!(inspect["owner"], "podman");
     assert_eq!(inspect["endpoints"][0]["container_id"], req["container_id"]);
     assert!(sb.berth_ok(&["network", "ls"]).contains("podman"));

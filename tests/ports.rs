@@ -180,7 +180,7 @@ fn ranges_auto_ports_and_leftover_free_disconnect() {
     assert!(ps.contains("0.0.0.0:7000-7002->7000-7002/tcp"), "{ps}");
     assert!(ps.contains(&format!("0.0.0.0:{auto}->80/tcp")), "{ps}");
     assert_eq!(sb.endpoints()[0]["ports"].as_array().unwrap().len(), 3);
-    let inspect = sb.berth_json(&["network", "inspect", "web", "--json"]);
+    let inspect = sb.berth_json(&["network", "inspect", "web", "--json"])[0].clone();
     assert_eq!(inspect["endpoints"][0]["ports"], ep["ports"]);
 
     // A second auto port does not reuse the first.
