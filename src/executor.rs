@@ -14,9 +14,9 @@
 //!    and bring the DNS server in line once, at the end.
 //!
 //! A dry run takes no lock and runs no preflight: it plans every change
-//! against a private copy of the state (which the planned rows are written
-//! to, so a later change of the transaction sees them) and returns the
-//! plans, in order.
+//! against a private copy of the state (which each change's rows are
+//! written to and settled in, so a later change of the transaction sees
+//! them as a real run would) and returns the plans, in order.
 
 use crate::change::{Change, Compensation, Outcome, Planned, Prepared};
 use crate::context::{Context, DnsScope, Notice};
@@ -166,7 +166,12 @@ impl Txn<'_> {
             undo,
         } = planned;
         if self.ctx.dry_run {
-            // The private copy keeps the planned rows for the next change.
+            // The private copy takes the change as done, its rows settled
+            // as a real apply leaves them, so that the next change of the
+            // transaction plans against what it would find (a network
+            // removed before is gone, and the last one takes the table).
+            intent.begin(&tx)?;
+            intent.settle(&tx)?;
             tx.commit()?;
             self.planned.steps.extend(plan.steps);
             return Ok(Some(output));
