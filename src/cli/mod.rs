@@ -26,9 +26,10 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::commands::run;
-use crate::commands::{self, maintain, network, Disconnected};
+use crate::commands::{self, maintain, network, Disconnected, RemoveNetwork};
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::executor::{transaction, Preflight};
 use crate::request::{DetachRequest, EndpointRef};
 use args::{Cli, Command, DisconnectArgs, NetworkCommand};
 use bench::BenchOptions;
@@ -256,6 +257,9 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
             return Ok(failures.code);
         }
         Command::Network(NetworkCommand::Rm { names, force, .. }) => {
+            if ctx.dry_run {
+                return plan_removals(ctx, &names, force);
+            }
             let mut failures = Failures::default();
             for name in &names {
                 match commands::remove_network(ctx, name, force) {
@@ -290,6 +294,9 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
                         "network prune was not confirmed and removed nothing (answer y, or use -f)",
                     ));
                 }
+            }
+            if ctx.dry_run {
+                return plan_removals(ctx, &empty, false);
             }
             for name in &empty {
                 if done(commands::remove_network(ctx, name, false)?).is_some() {
@@ -426,6 +433,28 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
         })?,
     }
     Ok(0)
+}
+
+/// `network rm A B --dry-run` (and prune's): the removals planned as one
+/// transaction, so that each sees the ones before it (the last network's
+/// removal also removes berth's table), as the real ones, one after the
+/// other, would. A name that cannot be removed is reported and skipped.
+fn plan_removals(ctx: &mut Context, names: &[String], force: bool) -> Result<i32> {
+    let mut failed = Vec::new();
+    let outcome = transaction(ctx, Preflight::Run, |txn| {
+        for name in names {
+            if let Err(e) = txn.apply(RemoveNetwork::new(name, force)) {
+                failed.push(e);
+            }
+        }
+        Ok(())
+    })?;
+    done(outcome);
+    let mut failures = Failures::default();
+    for e in failed {
+        failures.report(e);
+    }
+    Ok(failures.code)
 }
 
 /// Asks a yes/no question on stderr and reads the answer from stdin, as
