@@ -843,7 +843,8 @@ pub fn run_all(cmds: Vec<Command>, timeout: Duration) -> Vec<Output> {
 pub struct Snapshot(pub BTreeMap<String, Value>);
 
 impl Snapshot {
-    /// Panics with the differing parts when `self != other`.
+    /// Panics with the differing parts when `self` (taken after) differs
+    /// from `other` (taken before), as in `sb.snapshot().assert_same(&before, ..)`.
     pub fn assert_same(&self, other: &Snapshot, context: &str) {
         if self == other {
             return;
@@ -852,8 +853,8 @@ impl Snapshot {
         let keys: std::collections::BTreeSet<&String> =
             self.0.keys().chain(other.0.keys()).collect();
         for k in keys {
-            let a = self.0.get(k);
-            let b = other.0.get(k);
+            let a = other.0.get(k);
+            let b = self.0.get(k);
             if a != b {
                 msg.push_str(&format!(
                     "  {k}:\n    before: {}\n    after:  {}\n",
