@@ -66,13 +66,9 @@ fn run_detached_then_stop_cleans_up() {
     }
     assert!(sb.endpoints().is_empty());
     assert!(!sb.netns_list().contains(&"bg".to_string()));
-    let out = sb.berth(&["stop", "bg"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("no running sandbox named \"bg\""),
-        "{}",
-        stderr(&out)
-    );
+    // Stopping it again is no error, as with Docker; an unknown name is.
+    assert_eq!(sb.berth_ok(&["stop", "bg"]), "bg\n");
+    assert_fails_with(&sb.berth(&["stop", "nosuch"]), 2, "no job named \"nosuch\"");
 }
 
 #[test]
@@ -114,20 +110,67 @@ fn docker_shaped_network_commands() {
         sb.berth_ok(&["port", "x", "53/udp"]),
         "53/udp -> 0.0.0.0:5353\n"
     );
+    // inspect: always an array with --json, each name on its own.
     let inspected = sb.berth_json(&["network", "inspect", "a", "b", "--json"]);
     assert_eq!(
         inspected.as_array().map(|a| a.len()),
         Some(2),
         "{inspected}"
     );
-    // rm with a name that does not exist removes nothing.
-    let out = sb.berth(&["network", "rm", "b", "nosuch"]);
+    let one = sb.berth_json(&["network", "inspect", "a", "--json"]);
+    assert_eq!(one.as_array().map(|a| a.len()), Some(1), "{one}");
+    let out = sb.berth(&["network", "inspect", "a", "nosuch", "--json"]);
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(sb.networks().len(), 3);
-    sb.berth_ok(&["network", "rm", "b", "c"]);
+    assert_eq!(parse_json(&out, "inspect a nosuch")[0]["name"], "a");
+    assert!(stderr(&out).contains("\"nosuch\"") && stderr(&out).lines().count() == 1);
+    let out = sb.berth(&["network", "inspect", "nosuch", "b"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout(&out).starts_with("name:      b\n"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        sb.berth_ok(&[
+            "network",
+            "inspect",
+            "a",
+            "b",
+            "--format",
+            "{{.Name}} {{.Subnet}} {{.EndpointCount}}"
+        ]),
+        "a 10.90.0.0/24 1\nb 10.91.0.0/24 0\n"
+    );
+    let eps = sb.berth_ok(&["network", "inspect", "a", "-f", "{{json .Endpoints}}"]);
+    let eps: serde_json::Value = serde_json::from_str(&eps).expect("JSON");
+    assert_eq!(eps[0]["name"], "x", "{eps}");
+    // rm: each name on its own; the missing one reported, exit 2.
+    let out = sb.berth(&["network", "rm", "b", "nosuch", "c"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stdout(&out), "removed network b\nremoved network c\n");
+    assert!(stderr(&out).contains("\"nosuch\"") && stderr(&out).lines().count() == 1);
+    assert_eq!(sb.networks().len(), 1);
+    // prune asks first; without a yes (stdin is not a terminal here, and
+    // empty) it removes nothing; `y` or -f go ahead.
     sb.create_network("d", "10.93.0.0/24");
-    // prune takes the empty networks and leaves the used one.
-    assert_eq!(sb.berth_ok(&["network", "prune"]), "removed network d\n");
+    sb.create_network("e", "10.94.0.0/24");
+    let out = sb.berth(&["network", "prune"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(stderr(&out).contains("[y/N]") && stderr(&out).contains("not confirmed"));
+    assert_eq!(sb.networks().len(), 3);
+    let out = sb.sh(&format!(
+        "echo n | BERTH_STATE_DIR={STATE_DIR} {BERTH} network prune"
+    ));
+    assert_eq!(out.status.code(), Some(2));
+    let out = sb.sh_ok(&format!(
+        "echo y | BERTH_STATE_DIR={STATE_DIR} {BERTH} network prune"
+    ));
+    assert_eq!(stdout(&out), "removed network d\nremoved network e\n");
+    sb.create_network("d", "10.93.0.0/24");
+    assert_eq!(
+        sb.berth_ok(&["network", "prune", "-f"]),
+        "removed network d\n"
+    );
     sb.berth_ok(&["network", "disconnect", "a", "x"]);
     assert!(sb.endpoints().is_empty());
 }
@@ -251,4 +294,170 @@ fn dry_run_works_for_a_user_who_can_only_read_the_state() {
     );
     sb.snapshot()
         .assert_same(&before, "dry runs as a user who can only read");
+}
+
+#[test]
+fn format_templates_and_tables_are_docker_s() {
+    let sb = Sandbox::new();
+    sb.create_network("web", "10.90.0.0/24");
+    sb.add_netns("c1");
+    sb.connect("web", "c1", &["-p", "8080:80"]);
+    assert_eq!(
+        sb.berth_ok(&["ps", "--format", "{{.Subnet}}"]),
+        "10.90.0.0/24\n"
+    );
+    // `table` templates are aligned, with the default table's headings.
+    let table = sb.berth_ok(&[
+        "ps",
+        "--format",
+        "table {{.Name}}\\t{{.Subnet}}\\t{{json .Ports}}",
+    ]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(!table.contains('\t'), "{table:?}");
+    assert!(
+        lines[0].starts_with("NAME   SUBNET         PORTS"),
+        "{table}"
+    );
+    assert_eq!(
+        lines[0].find("SUBNET"),
+        lines[1].find("10.90.0.0/24"),
+        "{table}"
+    );
+    assert!(lines[1].contains("\"host_port\":8080"), "{table}");
+    let ls = sb.berth_ok(&[
+        "network",
+        "ls",
+        "--format",
+        "table {{.Name}}\t{{.EndpointCount}}",
+    ]);
+    assert_eq!(ls, "NAME   ENDPOINTS\nweb    1\n");
+    assert_eq!(
+        sb.berth_ok(&["network", "ls", "--format", "table"]),
+        sb.berth_ok(&["network", "ls"])
+    );
+    // The examples of `--help` work for both lists.
+    let help = sb.berth_ok(&["ps", "--help"]);
+    assert!(help.contains("table {{.Name}}\\t{{.Status}}"), "{help}");
+    for list in [&["ps"][..], &["network", "ls"]] {
+        let mut args = list.to_vec();
+        args.extend(["--format", "table {{.Name}}\\t{{.Status}}"]);
+        let out = sb.berth_ok(&args);
+        assert!(out.starts_with("NAME   STATUS\n"), "{out}");
+        assert!(out.contains("   up\n"), "{out}");
+    }
+    // What cannot be shown is refused, in one line naming it.
+    for (args, names) in [
+        (&["ps", "--format", "yaml"][..], "\"yaml\""),
+        (&["network", "ls", "--format", "{{.Colour}}"], "\"Colour\""),
+        (&["ps", "--format", "{{range .Ports}}x{{end}}"], "range"),
+        (&["ps", "--json", "--format", "json"], "--json"),
+        (
+            &["network", "inspect", "web", "--json", "--format", "json"],
+            "--json",
+        ),
+    ] {
+        sb.assert_refused(args, names);
+    }
+}
+
+#[test]
+fn docker_habits_get_true_answers() {
+    let sb = Sandbox::new();
+    sb.create_network("web", "10.90.0.0/24");
+    sb.add_netns("c1");
+    sb.connect("web", "c1", &[]);
+    // -i, -t and --rm are what berth does anyway.
+    let out = sb.berth_out_ok(&[
+        "run", "-it", "--rm", "-q", "--net", "web", "--", "echo", "ok",
+    ]);
+    assert_eq!(stdout(&out), "ok\n");
+    let help = sb.berth_ok(&["run", "--help"]);
+    assert!(help.contains("stdin always passes through"), "{help}");
+    // A command without `--` gets the shape, for exec as for run.
+    let out = sb.berth(&["exec", "c1", "ip", "route"]);
+    assert_fails_with(&out, 2, "put the command after `--`");
+    assert!(stderr(&out).contains("berth exec"), "{}", stderr(&out));
+    // A command that cannot start: 127 not found, 126 not executable.
+    sb.sh_ok("printf '#!/bin/sh\\ntrue\\n' > /run/plain && chmod 644 /run/plain");
+    for (args, code) in [
+        (
+            &["run", "-q", "--net", "web", "--", "/no/such/cmd"][..],
+            127,
+        ),
+        (&["run", "-q", "--net", "none", "--", "/run/plain"], 126),
+        (&["exec", "c1", "--", "/no/such/cmd"], 127),
+    ] {
+        let out = sb.berth(args);
+        let program = args.last().unwrap();
+        assert_fails_with(&out, code, program);
+    }
+    assert!(sb.endpoints().len() == 1, "{:?}", sb.endpoints());
+    let out = sb.berth(&["network", "create", "n", "--cluster-cidr", "foo"]);
+    assert_fails_with(&out, 2, "expected a CIDR like 10.0.0.0/8");
+    sb.assert_refused(
+        &["run", "--net", "host", "--name", "x", "--", "true"],
+        "\"x\"",
+    );
+    // A network with many endpoints: a few names, and how many more.
+    for i in 0..8 {
+        let ns = format!("m{i}");
+        sb.add_netns(&ns);
+        sb.connect("web", &ns, &[]);
+    }
+    let out = sb.berth(&["network", "rm", "web"]);
+    assert_fails_with(&out, 2, "and 4 more");
+    assert!(stderr(&out).len() < 200, "{}", stderr(&out));
+}
+
+#[test]
+fn a_user_who_may_not_read_the_state_gets_exit_2_in_one_line() {
+    let sb = Sandbox::new();
+    let probe = sb.cmd(
+        "setpriv",
+        &[
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "test",
+            "-x",
+            BERTH,
+        ],
+    );
+    if !probe.status.success() {
+        eprintln!("SKIP a_user_who_may_not_read_the_state: {BERTH} is not executable by uid 65534");
+        return;
+    }
+    sb.create_network("web", "10.90.0.0/24");
+    sb.berth_ok(&["run", "-d", "--net", "none", "--name", "j", "--", "true"]);
+    let before = sb.snapshot();
+    let as_nobody = |args: &[&str]| {
+        let mut all = vec!["--reuid=65534", "--regid=65534", "--clear-groups", BERTH];
+        all.extend_from_slice(args);
+        let mut c = sb.command(None, "setpriv", &all);
+        c.env("BERTH_STATE_DIR", STATE_DIR);
+        run_timeout(c, CMD_TIMEOUT)
+    };
+    // What only reads the state names it and says who may read it.
+    for args in [
+        &["ps"][..],
+        &["ps", "-a"],
+        &["network", "ls"],
+        &["network", "inspect", "web"],
+        &["logs", "j"],
+        &["stop", "--dry-run", "j"],
+        &["connect", "--dry-run", "web", "c1"],
+    ] {
+        let out = as_nobody(args);
+        assert_fails_with(&out, 2, STATE_DIR);
+        assert!(
+            stderr(&out).contains("as root"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    // What changes something says root is needed before it looks.
+    for args in [&["stop", "j"][..], &["rm", "j"], &["up"]] {
+        assert_fails_with(&as_nobody(args), 2, "needs root");
+    }
+    sb.snapshot().assert_same(&before, "refused reads");
 }

@@ -35,10 +35,10 @@ pub fn run(ctx: &mut Context, a: &RunArgs) -> Result<i32> {
             }
         };
     }
-    if request.net == NetMode::Host && request.name.is_some() {
-        return Err(Error::invalid(
-            "--name names the sandbox, and --net host makes none (with -d it names the job)",
-        ));
+    if let (NetMode::Host, Some(name)) = (&request.net, &request.name) {
+        return Err(Error::invalid(format!(
+            "--name {name:?} would name a sandbox, and --net host makes none (with -d it names the job)"
+        )));
     }
     attached(ctx, &request, a.quiet, &mut || {})
 }
