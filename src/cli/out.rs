@@ -41,6 +41,22 @@ pub fn stderr_lenient(args: fmt::Arguments<'_>) {
     let _ = io::stderr().lock().write_fmt(args);
 }
 
+/// Ends the process as a write would, when stdout is a pipe whose reader
+/// has gone: for `logs -f`, which may wait long between writes.
+pub fn end_if_reader_gone() {
+    let mut fd = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, on the stack, for the duration of the call.
+    let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+    // A pipe's writing end reports POLLERR once its reader closed it.
+    if ready == 1 && fd.revents & libc::POLLERR != 0 {
+        die_of_sigpipe();
+    }
+}
+
 fn failed(e: io::Error) -> ! {
     if e.kind() == io::ErrorKind::BrokenPipe {
         die_of_sigpipe();
