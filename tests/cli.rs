@@ -306,6 +306,11 @@ fn format_templates_and_tables_are_docker_s() {
         sb.berth_ok(&["ps", "--format", "{{.Subnet}}"]),
         "10.90.0.0/24\n"
     );
+    // {{.Ports}} is what the PORTS column shows; {{json .Ports}} the data.
+    assert_eq!(
+        sb.berth_ok(&["ps", "--format", "{{.Name}} {{.Ports}}"]),
+        "c1 0.0.0.0:8080->80/tcp\n"
+    );
     // `table` templates are aligned, with the default table's headings.
     let table = sb.berth_ok(&[
         "ps",

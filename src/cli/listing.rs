@@ -114,7 +114,10 @@ pub struct Template {
 impl Template {
     /// Parses `text`, refusing what this subset cannot do and fields that
     /// no row has (`fields`), so that a typo fails even on an empty list.
-    pub fn parse(text: &str, fields: &[String]) -> Result<Template> {
+    /// `{{.X}}` shows what the default table shows under the heading X
+    /// (`{{.Ports}}` is `ps`'s PORTS column, `0.0.0.0:8080->80/tcp`), and
+    /// `{{json .X}}` the field itself (`ps`'s list of port objects).
+    pub fn parse(text: &str, fields: &[String], columns: &[Column]) -> Result<Template> {
         if !text.contains("{{") {
             return Err(Error::invalid(format!(
                 "unknown --format {text:?}: use `table`, `json`, or a template such as '{{{{.Name}}}}'"
@@ -141,10 +144,24 @@ impl Template {
                     ))),
                 }
             };
+            let column_of = |name: &str| {
+                let name = name.strip_prefix('.').unwrap_or(name);
+                columns
+                    .iter()
+                    .find(|c| same_field(&c.heading.replace(' ', ""), name))
+                    .map(|c| c.field.to_string())
+            };
             let parsed = match action.split_whitespace().collect::<Vec<_>>()[..] {
                 ["json", "."] => Action::JsonRow,
-                ["json", f] if f.starts_with('.') => Action::JsonField(field_of(f)?),
-                [f] if f.starts_with('.') && f.len() > 1 => Action::Field(field_of(f)?),
+                ["json", f] if f.starts_with('.') => Action::JsonField(
+                    field_of(f).or_else(|e| column_of(f).ok_or(e))?,
+                ),
+                [f] if f.starts_with('.') && f.len() > 1 => {
+                    Action::Field(match column_of(f) {
+                        Some(c) => c,
+                        None => field_of(f)?,
+                    })
+                }
                 _ => {
                     return Err(Error::invalid(format!(
                         "--format: unsupported action {{{{{action}}}}} (use {{{{.Field}}}}, {{{{json .Field}}}} or {{{{json .}}}})"
@@ -271,7 +288,7 @@ pub fn formatted(
     }
     let fields = fields_of(rows, always);
     if let Some(body) = format.strip_prefix("table") {
-        let template = Template::parse(body.trim_start(), &fields)?;
+        let template = Template::parse(body.trim_start(), &fields, columns)?;
         let split =
             |line: String| -> Vec<String> { line.split('\t').map(str::to_string).collect() };
         let heading = split(template.heading(columns));
@@ -279,7 +296,7 @@ pub fn formatted(
         let cells: Vec<Vec<String>> = rows.iter().map(|r| split(template.expand(r))).collect();
         return Ok(table(&heading, &cells));
     }
-    let template = Template::parse(format, &fields)?;
+    let template = Template::parse(format, &fields, columns)?;
     Ok(rows.iter().map(|r| template.expand(r) + "\n").collect())
 }
 
