@@ -28,7 +28,7 @@ impl StateLock {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| Error::Other(format!("cannot create {}: {e}", dir.display())))?;
+            .map_err(|e| super::secure::state_dir_error(dir, "create state directory", e))?;
         let path = dir.join("berth.lock");
         let file = OpenOptions::new()
             .create(true)

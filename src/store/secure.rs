@@ -62,6 +62,7 @@ fn euid() -> u32 {
 /// narrows) an existing one.
 pub(super) fn prepare_dir(dir: &Path) -> Result<()> {
     match fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => Err(not_a_directory(dir)),
         Ok(meta) => check(dir, "state directory", &meta, DIR_MODE, Use::Write),
         Err(e) if e.kind() == ErrorKind::NotFound => {
             fs::DirBuilder::new()
@@ -154,10 +155,34 @@ fn check(path: &Path, what: &str, meta: &Metadata, mode: u32, how: Use) -> Resul
 }
 
 fn cannot(what: &str, path: &Path, e: std::io::Error) -> Error {
-    if e.kind() == ErrorKind::PermissionDenied {
-        return not_allowed(what, path, e);
+    match e.kind() {
+        ErrorKind::PermissionDenied => not_allowed(what, path, e),
+        // A path through a file: the state directory given is not one.
+        ErrorKind::NotADirectory => not_a_directory(path),
+        _ => Error::Other(format!("cannot {what} {}: {e}", path.display())),
     }
-    Error::Other(format!("cannot {what} {}: {e}", path.display()))
+}
+
+/// The state directory given is a file (or lies under one): bad input.
+fn not_a_directory(path: &Path) -> Error {
+    let dir = if path.ends_with(DB_FILE) {
+        path.parent().unwrap_or(path)
+    } else {
+        path
+    };
+    Error::Invalid(format!(
+        "state directory {} is not a directory (see --state-dir and BERTH_STATE_DIR)",
+        dir.display()
+    ))
+}
+
+/// An error making or reading the state directory `dir` (the lock's, which
+/// comes first), told as the store tells it.
+pub(crate) fn state_dir_error(dir: &Path, what: &str, e: std::io::Error) -> Error {
+    if e.kind() == ErrorKind::AlreadyExists || fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+        return not_a_directory(dir);
+    }
+    cannot(what, dir, e)
 }
 
 /// A state this user may not read or write: missing privilege, exit 2.
