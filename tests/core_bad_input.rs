@@ -1,6 +1,9 @@
 //! Bad input: each case exits 2 with one line on stderr naming the bad
 //! value and leaves the sandbox unchanged (links, addresses, routes,
-//! /run/netns, nftables and berth's state).
+//! /run/netns, nftables and berth's state). The tables cover every
+//! command: clap's usage errors, each option's values, lists' filters and
+//! formats, `run`/`exec`/jobs, and a state that is not a directory or not
+//! a database.
 
 mod util;
 
@@ -312,4 +315,315 @@ fn reserved_subnets_are_refused() {
     }
     let cases: Vec<(&[&str], &str)> = cases.iter().map(|(a, n)| (a.as_slice(), *n)).collect();
     check_cases(&sb, &cases);
+}
+
+/// Command lines clap refuses: one line naming what is wrong (the value,
+/// the missing argument, the unknown word), never clap's multi-line usage.
+#[test]
+fn usage_errors_are_one_line_naming_the_bad_word() {
+    let sb = setup();
+    check_cases(
+        &sb,
+        &[
+            (&["bogus"], "bogus"),
+            (&["network", "bogus"], "bogus"),
+            (&["network", "create"], "<NAME>"),
+            (&["network", "create", "n", "--subnet"], "--subnet"),
+            (&["network", "create", "n", "--mtu", "-1"], "-1"),
+            (&["network", "create", "n", "--mtu", "abc"], "abc"),
+            (
+                &["network", "create", "n", "--mtu", "99999999999"],
+                "99999999999",
+            ),
+            (&["network", "create", "n", "--bogus"], "--bogus"),
+            (
+                &["network", "create", "n", "--uplink-gateway", "10.0.0.1"],
+                "--uplink",
+            ),
+            (&["network", "inspect"], "<NAMES>"),
+            (&["network", "rm"], "<NAMES>"),
+            (&["network", "prune", "-x"], "-x"),
+            (&["connect"], "<NETWORK>"),
+            (&["connect", "alpha"], "<TARGET>"),
+            (&["connect", "alpha", "b", "-p"], "--publish"),
+            (&["connect", "alpha", "b", "extra"], "extra"),
+            (&["disconnect"], "<NETWORK>"),
+            (&["disconnect", "alpha"], "<TARGET>"),
+            (&["ps", "--format"], "--format"),
+            (&["ps", "--bogus"], "--bogus"),
+            (&["ps", "--json", "--format", "json"], "--json"),
+            (&["network", "ls", "--json", "--format", "json"], "--json"),
+            (
+                &["network", "inspect", "alpha", "--json", "-f", "json"],
+                "--json",
+            ),
+            (&["port"], "<NAME>"),
+            (&["run"], "berth run"),
+            (&["run", "true"], "--"),
+            (&["run", "--net"], "--net"),
+            (&["exec"], "berth exec"),
+            (&["exec", "a"], "berth exec"),
+            (&["exec", "a", "ip", "route"], "berth exec"),
+            (&["stop"], "<NAMES>"),
+            (&["stop", "-t", "x", "j"], "x"),
+            (&["logs"], "<NAME>"),
+            (&["rm"], "<NAMES>"),
+            (&["completions", "tcsh"], "tcsh"),
+            (&["man"], "<DIR>"),
+            (&["bench", "--count", "x"], "x"),
+            (&["--state-dir"], "--state-dir"),
+            (&["up", "extra"], "extra"),
+            (&["reset", "--force"], "--force"),
+            (&["--dry-run", "bench"], "bench"),
+            (&["--dry-run", "dns-server"], "dns-server"),
+            (&["--dry-run", "netavark"], "netavark"),
+        ],
+    );
+}
+
+/// Values every command takes, each wrong in its own way.
+#[test]
+fn bad_values_are_named() {
+    let sb = setup();
+    check_cases(
+        &sb,
+        &[
+            (&["network", "create", "n", "--mtu", "67"], "67"),
+            (
+                &["network", "create", "n", "--uplink", "nosuchif"],
+                "nosuchif",
+            ),
+            (
+                &[
+                    "network",
+                    "create",
+                    "n",
+                    "--uplink",
+                    "lo",
+                    "--uplink-gateway",
+                    "banana",
+                ],
+                "banana",
+            ),
+            (&["network", "create", "n", "--deny-egress", "foo"], "foo"),
+            (
+                &["network", "create", "n", "--deny-egress", "10.0.0.0/33"],
+                "10.0.0.0/33",
+            ),
+            (&["network", "create", "n", "--cluster-cidr", "foo"], "foo"),
+            (
+                &["network", "create", "n", "--cluster-cidr", "10.0.0.1/8"],
+                "10.0.0.1/8",
+            ),
+            (&["network", "create", "host"], "host"),
+            (&["network", "create", "none"], "none"),
+            (&["network", "create", "-x"], "-x"),
+            (
+                &["network", "create", "n", "--subnet", "10.90.0.0/24"],
+                "10.90.0.0/24",
+            ),
+            (
+                &["network", "create", "n", "--subnet", "10.90.0.0/16"],
+                "10.90.0.0/16",
+            ),
+            (&["network", "create", "n", "--bridge", "lo"], "lo"),
+            (
+                &["network", "create", "n", "--bridge", "berth-alpha"],
+                "berth-alpha",
+            ),
+            (
+                &["network", "create", "n", "--gateway", "10.91.0.1"],
+                "10.91.0.1",
+            ),
+            (&["connect", "alpha", "a"], "\"a\""),
+            (&["connect", "alpha", "b", "-p", "0"], "0"),
+            (&["connect", "alpha", "b", "-p", "1-65535"], "1-65535"),
+            (&["connect", "alpha", "b", "-p", "abc"], "abc"),
+            (&["connect", "alpha", "b", "-p", "80/icmp"], "icmp"),
+            (
+                &["connect", "alpha", "b", "-p", "8080:80/tcp/udp"],
+                "8080:80/tcp/udp",
+            ),
+            (&["connect", "alpha", "b", "-p", "-5"], "-5"),
+            (
+                &["connect", "alpha", "b", "-p", "80-90:80-85"],
+                "80-90:80-85",
+            ),
+            (
+                &["connect", "alpha", "b", "-p", "1.2.3.4.5:80:80"],
+                "1.2.3.4.5",
+            ),
+            (
+                &["connect", "alpha", "b", "-p", "[::1]:80:80"],
+                "[::1]:80:80",
+            ),
+            (&["connect", "alpha", "b", "--ip", "abc"], "abc"),
+            (&["connect", "alpha", "b", "--ip", "::1"], "::1"),
+            (
+                &["connect", "alpha", "b", "--mac", "ff:ff:ff:ff:ff:ff"],
+                "ff:ff:ff:ff:ff:ff",
+            ),
+            (
+                &["connect", "alpha", "b", "--mac", "00:00:00:00:00:00"],
+                "00:00:00:00:00:00",
+            ),
+            (&["connect", "alpha", "b", "--name", "a/b"], "a/b"),
+            (&["connect", "alpha", "b", "--name", "a"], "\"a\""),
+            (&["connect", "alpha", "b", "--ifname", "lo"], "lo"),
+            (&["connect", "alpha", "b", "--alias", "a b"], "a b"),
+            (&["connect", "alpha", "b", "--alias", "-x"], "-x"),
+            (&["connect", "alpha", ""], "\"\""),
+            (&["disconnect", "alpha", "b"], "b"),
+            (&["disconnect", "alpha", "nosuchns"], "nosuchns"),
+            (&["port", "nosuch"], "nosuch"),
+            (&["port", "a", "abc"], "abc"),
+            (&["port", "a", "80/tcp"], "80/tcp"),
+            (&["network", "rm", "alpha"], "alpha"),
+            (&["--state-dir", "/etc/hostname", "ps"], "/etc/hostname"),
+            (
+                &["--state-dir", "/etc/hostname", "network", "create", "n"],
+                "/etc/hostname",
+            ),
+        ],
+    );
+}
+
+/// Lists: filters, formats and templates that cannot be shown.
+#[test]
+fn bad_list_options_are_named() {
+    let sb = setup();
+    check_cases(
+        &sb,
+        &[
+            (&["ps", "--filter", "colour=red"], "colour"),
+            (&["ps", "--filter", "name"], "name"),
+            (&["ps", "--format", "yaml"], "yaml"),
+            (&["ps", "-q", "--format", "yaml"], "yaml"),
+            (&["ps", "--format", "{{.Nope}}"], "Nope"),
+            (&["ps", "--format", "{{range .}}"], "range"),
+            (&["ps", "--format", "table {{"], "{{"),
+            (&["ps", "-a", "--format", "{{json .Nope}}"], "Nope"),
+            (&["network", "ls", "--filter", "bad"], "bad"),
+            (&["network", "ls", "--format", "yaml"], "yaml"),
+            (&["network", "ls", "--format", "{{.Nope}}"], "Nope"),
+            (&["network", "inspect", "nosuch"], "nosuch"),
+            (&["network", "inspect", "alpha", "--format", "yaml"], "yaml"),
+            (
+                &["network", "inspect", "alpha", "--format", "{{.Nope}}"],
+                "Nope",
+            ),
+        ],
+    );
+}
+
+/// `run`, `exec` and the jobs of `run -d`.
+#[test]
+fn bad_runs_execs_and_jobs_are_named() {
+    let sb = setup();
+    check_cases(
+        &sb,
+        &[
+            (&["run", "--net", "nosuch", "--", "true"], "nosuch"),
+            (
+                &["run", "--net", "none", "--ip", "10.90.0.9", "--", "true"],
+                "--ip",
+            ),
+            (&["run", "--net", "none", "-p", "80", "--", "true"], "-p"),
+            (
+                &["run", "--net", "host", "--alias", "x", "--", "true"],
+                "--alias",
+            ),
+            (
+                &["run", "--net", "host", "--hostname", "box", "--", "true"],
+                "--hostname",
+            ),
+            (
+                &["run", "--net", "host", "--name", "x", "--", "true"],
+                "\"x\"",
+            ),
+            (
+                &["run", "--net", "host", "--dns", "10.0.0.1", "--", "true"],
+                "--dns",
+            ),
+            (&["run", "--hostname", "bad name", "--", "true"], "bad name"),
+            (&["run", "--name", "a/b", "--", "true"], "a/b"),
+            (&["run", "--name", "a", "--", "true"], "\"a\""),
+            (&["run", "--dns", "foo", "--", "true"], "foo"),
+            (&["run", "--expose", "foo", "--", "true"], "foo"),
+            (
+                &["run", "--net", "alpha", "--ip", "10.90.0.2", "--", "true"],
+                "10.90.0.2",
+            ),
+            (
+                &["run", "--dry-run", "--net", "nosuch", "--", "true"],
+                "nosuch",
+            ),
+            (&["run", "-d", "--net", "nosuch", "--", "true"], "nosuch"),
+            (&["run", "-d", "--name", "a", "--", "true"], "\"a\""),
+            (
+                &[
+                    "run",
+                    "-d",
+                    "--net",
+                    "alpha",
+                    "--ip",
+                    "10.90.0.2",
+                    "--",
+                    "true",
+                ],
+                "10.90.0.2",
+            ),
+            (&["exec", "nosuchns", "--", "true"], "nosuchns"),
+            (&["exec", "--dns", "b", "--", "true"], "b"),
+            (&["stop", "nosuch"], "nosuch"),
+            (&["stop", "--dry-run", "nosuch"], "nosuch"),
+            (&["logs", "nosuch"], "nosuch"),
+            (&["logs", "-f", "nosuch"], "nosuch"),
+            (&["rm", "nosuch"], "nosuch"),
+            (&["rm", "--dry-run", "nosuch"], "nosuch"),
+        ],
+    );
+}
+
+/// A state database that is not one: named, exit 2, nothing touched.
+#[test]
+fn a_corrupt_state_is_named() {
+    let sb = setup();
+    sb.sh_ok(
+        "mkdir -m 700 /run/corrupt && printf 'not a database, not at all, no' > /run/corrupt/berth.db \
+         && chmod 600 /run/corrupt/berth.db",
+    );
+    let db = "/run/corrupt/berth.db is corrupt";
+    check_cases(
+        &sb,
+        &[
+            (&["--state-dir", "/run/corrupt", "ps"], db),
+            (&["--state-dir", "/run/corrupt", "network", "ls"], db),
+            (
+                &["--state-dir", "/run/corrupt", "network", "create", "n"],
+                db,
+            ),
+            (
+                &["--state-dir", "/run/corrupt", "connect", "alpha", "b"],
+                db,
+            ),
+            (
+                &[
+                    "--state-dir",
+                    "/run/corrupt",
+                    "--dry-run",
+                    "connect",
+                    "alpha",
+                    "b",
+                ],
+                db,
+            ),
+            (&["--state-dir", "/run/corrupt", "up"], db),
+            (&["--state-dir", "/run/corrupt", "run", "--", "true"], db),
+            (
+                &["--state-dir", "/run/corrupt", "run", "-d", "--", "true"],
+                db,
+            ),
+        ],
+    );
 }
