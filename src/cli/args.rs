@@ -408,7 +408,7 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub detach: bool,
     /// Accepted for Docker's habit and ignored: stdin always passes through
-    /// to the command (with -d it is /dev/null).
+    /// to the command (with -d it reads nothing).
     #[arg(short, long)]
     pub interactive: bool,
     /// Accepted for Docker's habit and ignored: the command keeps berth's
