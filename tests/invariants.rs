@@ -691,3 +691,36 @@ fn the_intent_and_record_failpoints_appear_once() {
         );
     }
 }
+
+/// The CLI prints only through `cli/out.rs`, whose writes end the process
+/// by SIGPIPE when the reader has gone: a `println!` would panic instead.
+#[test]
+fn the_cli_prints_through_its_sigpipe_aware_writers() {
+    let mut offences = Vec::new();
+    let mut scanned = 0;
+    for rel in rust_files("src/cli") {
+        if rel == "src/cli/out.rs" {
+            continue;
+        }
+        scanned += 1;
+        let code = code_without_tests(&rel);
+        for token in ["println!", "print!", "eprintln!", "eprint!"] {
+            for (pos, _) in code.match_indices(token) {
+                // `outln!`/`errln!` end in the same letters: only the
+                // macro itself, not a name that ends with it, counts.
+                let before = code[..pos].chars().last();
+                if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                    continue;
+                }
+                let line = code[..pos].lines().count();
+                offences.push(format!("{rel}:{line}: {token}"));
+            }
+        }
+    }
+    assert!(scanned >= 8, "the scan found only {scanned} files");
+    assert!(
+        offences.is_empty(),
+        "print through cli/out.rs (outln!, out!, errln!):\n{}",
+        offences.join("\n")
+    );
+}

@@ -93,7 +93,9 @@ fn the_walkthrough_runs_as_the_readme_shows() {
         }
     }
     // `berth` on the PATH, as the README's install step puts it there.
-    sb.sh_ok(&format!("mkdir -p /run/bin && ln -s {BERTH} /run/bin/berth"));
+    sb.sh_ok(&format!(
+        "mkdir -p /run/bin && ln -s {BERTH} /run/bin/berth"
+    ));
     let path = format!("/run/bin:{}", std::env::var("PATH").unwrap_or_default());
     for step in &steps {
         let mut cmd = sb.command(None, "sh", &["-c", &format!("{} 2>&1", step.command)]);
@@ -197,7 +199,10 @@ fn man_pages_show_the_command_as_typed_and_help_the_fallback_pools() {
         synopsis.contains("berth network create"),
         "SYNOPSIS: {synopsis}"
     );
-    assert!(!synopsis.contains("berth-network-create"), "SYNOPSIS: {synopsis}");
+    assert!(
+        !synopsis.contains("berth-network-create"),
+        "SYNOPSIS: {synopsis}"
+    );
     let help = sb.berth_ok(&["network", "create", "--help"]);
     for pool in ["10.89.0.0", "172.17.0.0", "192.168.0.0"] {
         assert!(help.contains(pool), "--help lacks {pool}: {help}");
