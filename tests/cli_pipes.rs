@@ -181,6 +181,24 @@ fn every_printing_command_ends_quietly_when_its_reader_goes() {
     ] {
         assert_quiet(&sb, args, Reader::OneLine);
     }
+    // `run` and `exec` pass the pipe to their command, which the closed
+    // pipe ends by SIGPIPE in turn: `run` exits with its status, 128+13;
+    // `exec` has become the command.
+    let run = [
+        "run",
+        "-q",
+        "--net",
+        "none",
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.2; echo a",
+    ];
+    let (status, err) = with_reader(&sb, &run, Reader::Gone);
+    assert_eq!(status.code(), Some(128 + libc::SIGPIPE), "run: {err}");
+    let exec = ["exec", "c1", "--", "sh", "-c", "sleep 0.2; echo a"];
+    let (status, err) = with_reader(&sb, &exec, Reader::Gone);
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "exec: {err}");
     // What the commands did before their reader left was done.
     assert!(sb.networks().is_empty(), "reset: {:?}", sb.networks());
     assert!(sb.netns_list().iter().all(|n| n == "c1" || n == "c2"));
