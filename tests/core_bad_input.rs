@@ -325,6 +325,8 @@ fn usage_errors_are_one_line_naming_the_bad_word() {
     check_cases(
         &sb,
         &[
+            (&[], "`berth` needs a command: network, connect"),
+            (&["network"], "`berth network` needs a command: create, ls"),
             (&["bogus"], "bogus"),
             (&["network", "bogus"], "bogus"),
             (&["network", "create"], "<NAME>"),

@@ -72,10 +72,20 @@ fn usage_error(e: clap::Error) -> i32 {
         } else {
             e.render().to_string()
         };
-        out!("{text}");
+        // `--version` renders without the line's end.
+        let end = if text.ends_with('\n') { "" } else { "\n" };
+        out!("{text}{end}");
         return 0;
     }
     let args: Vec<String> = std::env::args().collect();
+    if matches!(
+        e.kind(),
+        clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            | clap::error::ErrorKind::MissingSubcommand
+    ) {
+        errln!("berth: {}", missing_command(&args));
+        return 2;
+    }
     let verb = args.iter().skip(1).find(|a| !a.starts_with('-'));
     if let Some(verb @ ("run" | "exec")) = verb.map(String::as_str) {
         if !args.iter().any(|a| a == "--")
@@ -96,6 +106,32 @@ fn usage_error(e: clap::Error) -> i32 {
     }
     errln!("berth: {}", one_line(&e));
     2
+}
+
+/// `berth` or `berth network` alone: which commands may follow, in one
+/// line (clap would print the whole help, or list the hidden ones too).
+fn missing_command(args: &[String]) -> String {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut path = vec!["berth".to_string()];
+    for a in args.iter().skip(1).filter(|a| !a.starts_with('-')) {
+        match cmd.find_subcommand(a).cloned() {
+            Some(sub) => {
+                path.push(a.clone());
+                cmd = sub;
+            }
+            None => break,
+        }
+    }
+    let subs: Vec<&str> = cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .map(|s| s.get_name())
+        .collect();
+    let path = path.join(" ");
+    format!(
+        "`{path}` needs a command: {} (see `{path} --help`)",
+        subs.join(", ")
+    )
 }
 
 /// clap's message folded into one line: its first line, the argument a
