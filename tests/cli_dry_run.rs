@@ -45,27 +45,11 @@ fn planned_steps(stdout: &str) -> Vec<String> {
         .collect()
 }
 
-/// The sandbox once the kernel has finished what it does in the
-/// background (the veth of a namespace a `run` deleted goes a little
-/// later): two snapshots in a row agree.
-fn settled(sb: &Sandbox) -> Snapshot {
-    let mut last = sb.snapshot();
-    for _ in 0..50 {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let now = sb.snapshot();
-        if now == last {
-            return now;
-        }
-        last = now;
-    }
-    panic!("the sandbox never settled");
-}
-
 /// Runs `berth --dry-run ARGS` (the sandbox must not change), then `berth
 /// -vv ARGS`, and checks that the dry run printed exactly the steps the
 /// real command applied, in order. Returns the dry run's output.
 fn dry_run_matches_the_act(sb: &Sandbox, args: &[&str]) -> String {
-    let before = settled(sb);
+    let before = sb.snapshot();
     // Before a `--`, after which everything is the command's.
     let mut dry = args.to_vec();
     let at = dry.iter().position(|a| *a == "--").unwrap_or(dry.len());

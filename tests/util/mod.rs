@@ -552,7 +552,24 @@ impl Sandbox {
     /// and IPv4 routes of the host and of every /run/netns namespace, the
     /// /run/netns listing, ip_forward, the nftables ruleset and berth's own
     /// view (`network ls --json`, `ps --json`). Volatile fields are removed.
+    /// The sandbox's state once the kernel has finished what it does in
+    /// the background (the veth of a namespace a `run` or a test deleted
+    /// goes a little after the namespace): two looks in a row agree.
     pub fn snapshot(&self) -> Snapshot {
+        let mut last = self.snapshot_now();
+        for _ in 0..250 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let now = self.snapshot_now();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        panic!("the sandbox never settled");
+    }
+
+    /// The sandbox's state as it is at this instant.
+    pub fn snapshot_now(&self) -> Snapshot {
         let mut parts = BTreeMap::new();
         let netns = self.netns_list();
         parts.insert("netns".to_string(), Value::from(netns.clone()));
