@@ -81,12 +81,7 @@ impl Change for Attach {
             )));
         }
         if let Some(mac) = req.mac {
-            if let Some(holder) = tx.mac_holder(network.id, &mac.to_string())? {
-                return Err(Error::invalid(format!(
-                    "MAC address {mac} is already used by endpoint {holder:?} of network {:?}",
-                    network.name
-                )));
-            }
+            check_mac_free(tx, &network, mac)?;
         }
         crate::dns::check_names_free(tx, &network, &name, &req.aliases)?; // DNS
         let ip = lease(tx, &network, ip)?;
@@ -118,7 +113,10 @@ impl Change for Attach {
             netns: target.key.clone(),
             netns_inode: inode,
             ip,
-            mac: req.mac.unwrap_or_else(|| Mac::from_ipv4(ip)),
+            mac: match req.mac {
+                Some(mac) => mac,
+                None => derived_mac(tx, &network, ip)?,
+            },
             ifname,
             host_ifname,
             default_route,
@@ -158,6 +156,42 @@ impl Change for Attach {
         planned.undo = Some(compensation(Detach(detach)));
         Ok(Prepared::Change(planned))
     }
+}
+
+/// Refuses a MAC asked for that another endpoint of the network or the
+/// network's bridge already has: two ports with one MAC on a bridge break
+/// each other's traffic silently (the bridge learns the MAC on whichever
+/// sent last).
+fn check_mac_free(tx: &Tx, network: &Network, mac: Mac) -> Result<()> {
+    if mac == Mac::from_ipv4(network.gateway) {
+        return Err(Error::invalid(format!(
+            "MAC address {mac} is the MAC of bridge {} of network {:?}; choose another --mac",
+            network.bridge, network.name
+        )));
+    }
+    if let Some(holder) = tx.mac_holder(network.id, &mac.to_string())? {
+        return Err(Error::invalid(format!(
+            "MAC address {mac} is already used by endpoint {holder:?} of network {:?}",
+            network.name
+        )));
+    }
+    Ok(())
+}
+
+/// The MAC of an endpoint at `ip` that asked for none: `02:42:` and the
+/// address, unless an endpoint that asked for that very MAC holds it, in
+/// which case the next candidate no one holds (one indexed lookup each;
+/// the first is free unless someone chose a MAC that looks derived).
+fn derived_mac(tx: &Tx, network: &Network, ip: std::net::Ipv4Addr) -> Result<Mac> {
+    for mac in Mac::derived_candidates(ip) {
+        if tx.mac_holder(network.id, &mac.to_string())?.is_none() {
+            return Ok(mac);
+        }
+    }
+    Err(Error::invalid(format!(
+        "every MAC berth derives for {ip} is held by another endpoint of network {:?}; give one with --mac",
+        network.name
+    )))
 }
 
 /// The namespace a dry run's earlier change planned to make for `text`,
