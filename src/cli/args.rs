@@ -76,7 +76,7 @@ pub enum Command {
     },
     /// Run a command inside an existing network namespace.
     Exec {
-        /// A netns name, a path to a namespace file, or pid:PID.
+        /// A netns name, a path to a namespace file, pid:PID, or an endpoint name.
         target: String,
         /// Give the command an /etc/resolv.conf naming berth's DNS server
         /// on the namespace's network.

@@ -337,9 +337,14 @@ impl Change for Detach {
             EndpointRef::Id(id) => tx.endpoint(*id)?.filter(|e| e.network == network.name),
             EndpointRef::Target(text) => {
                 let target = ctx.kernel.parse_target(text)?;
-                match tx.find_endpoint(network.id, &target.key, target.inode)? {
-                    Some(e) => Some(e),
-                    None => tx.endpoint_by_name(network.id, text)?,
+                let by_netns = tx.find_endpoint(network.id, &target.key, target.inode)?;
+                let by_name = tx.endpoint_by_name(network.id, text)?;
+                match (by_netns, by_name) {
+                    (Some(a), Some(b)) if a.id != b.id => {
+                        return Err(ambiguous_target(text, &network, &target, &a, &b))
+                    }
+                    (Some(e), _) | (None, Some(e)) => Some(e),
+                    (None, None) => None,
                 }
             }
         };
@@ -389,6 +394,32 @@ impl Change for Detach {
         planned.dns = dns;
         Ok(Prepared::Change(planned))
     }
+}
+
+/// The error for a TARGET that names one endpoint as a namespace and
+/// another by its name: guessing would take the wrong one off the
+/// network, so the user is told how to say each unambiguously (paths
+/// never clash with names, which have no '/').
+fn ambiguous_target(
+    text: &str,
+    network: &Network,
+    target: &Target,
+    in_netns: &Endpoint,
+    named: &Endpoint,
+) -> Error {
+    let named_path = Target::locate(&named.netns)
+        .map(|t| t.path.display().to_string())
+        .unwrap_or_else(|_| named.netns.clone());
+    Error::invalid(format!(
+        "target {text:?} is ambiguous on network {:?}: namespace {text} holds endpoint {:?} ({}), and endpoint {:?} ({}) is in namespace {}; say {} for the first or {named_path} for the second",
+        network.name,
+        in_netns.name,
+        in_netns.ip,
+        named.name,
+        named.ip,
+        named.netns,
+        target.path.display(),
+    ))
 }
 
 /// The error for a detach that names nothing on the network, listing what

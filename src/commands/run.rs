@@ -380,7 +380,7 @@ pub fn exec_plan(ctx: &Context, target: &str, command: &[String]) -> Result<Stri
     if command.is_empty() {
         return Err(Error::invalid("exec needs a command after --"));
     }
-    let ns = ctx.kernel.resolve_target(target)?;
+    let ns = exec_target(ctx, target)?;
     let quoted: Vec<String> = command
         .iter()
         .map(|a| {
@@ -534,13 +534,77 @@ pub fn stop(ctx: &mut Context, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The namespace `exec` enters: TARGET as a namespace (name, path,
+/// `pid:N`), or, when no namespace has that name, the namespace of the
+/// endpoint of that name (as `disconnect` reads it). A name that means a
+/// namespace and also an endpoint in another namespace is refused, naming
+/// both: entering the wrong one would run the command in the wrong
+/// container. The endpoints are looked up by name in each network (an
+/// index lookup per network).
+fn exec_target(ctx: &Context, text: &str) -> Result<netns::Target> {
+    let target = ctx.kernel.parse_target(text)?;
+    let named: Vec<Endpoint> = match ctx.store_read_only()? {
+        Some(mut store) => {
+            let tx = store.read()?;
+            let mut found = Vec::new();
+            for n in tx.networks()? {
+                found.extend(tx.endpoint_by_name(n.id, text)?);
+            }
+            found
+        }
+        None => Vec::new(),
+    };
+    // The namespaces the endpoints of that name are in, as they exist now.
+    let mut elsewhere: Vec<(Endpoint, netns::Target)> = Vec::new();
+    for e in named {
+        let Ok(t) = ctx.kernel.parse_target(&e.netns) else {
+            continue;
+        };
+        let alive = t.inode.is_some_and(|i| i == e.netns_inode);
+        let same = target.inode.is_some() && t.inode == target.inode;
+        if alive && !same && !elsewhere.iter().any(|(_, o)| o.inode == t.inode) {
+            elsewhere.push((e, t));
+        }
+    }
+    let describe = |(e, t): &(Endpoint, netns::Target)| {
+        format!(
+            "endpoint {:?} of network {:?} is in namespace {} (say {})",
+            e.name,
+            e.network,
+            e.netns,
+            t.path.display()
+        )
+    };
+    match (target.inode.is_some(), elsewhere.len()) {
+        (_, 0) => ctx.kernel.resolve_target(text),
+        (false, 1) => Ok(elsewhere.pop().expect("one").1),
+        (true, _) => Err(Error::invalid(format!(
+            "target {text:?} is ambiguous: it is namespace {text} (say {}), and {}",
+            target.path.display(),
+            elsewhere
+                .iter()
+                .map(describe)
+                .collect::<Vec<_>>()
+                .join(", and ")
+        ))),
+        (false, _) => Err(Error::invalid(format!(
+            "target {text:?} is ambiguous: {}",
+            elsewhere
+                .iter()
+                .map(describe)
+                .collect::<Vec<_>>()
+                .join(", and ")
+        ))),
+    }
+}
+
 /// `exec TARGET -- CMD`: replaces berth with CMD inside TARGET's namespace;
 /// with `dns`, CMD gets an /etc/resolv.conf naming berth's DNS server.
 pub fn exec(ctx: &Context, target: &str, dns: bool, command: &[String]) -> Result<i32> {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| Error::invalid("exec needs a command after --"))?;
-    let resolved = ctx.kernel.resolve_target(target)?;
+    let resolved = exec_target(ctx, target)?;
     // DNS: the resolv.conf is written before entering, and mounted over
     // /etc/resolv.conf in a mount namespace of the command's own.
     let resolv = if dns {
