@@ -223,7 +223,14 @@ fn needs_repair(
     specs: &[PortSpec],
 ) -> Result<bool> {
     if !ctx.kernel.link_exists(&network.bridge)? {
-        return Ok(true);
+        // A dry run's network that an earlier change of the same
+        // transaction plans to make has no bridge yet, and needs none.
+        let planned = ctx.dry_run
+            && match ctx.store_read_only()? {
+                Some(mut store) => store.read()?.network(&network.name)?.is_none(),
+                None => true,
+            };
+        return Ok(!planned);
     }
     let inode = target.inode.expect("resolved targets exist");
     let mut veths: Vec<String> = tx

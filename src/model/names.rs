@@ -111,7 +111,7 @@ pub fn is_host_veth_name(name: &str) -> bool {
 
 /// FNV-1a, 64 bit: tiny, stable across releases and platforms, and good
 /// enough to spread names; collisions are caught by the state's uniqueness.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         hash ^= u64::from(b);
