@@ -15,6 +15,8 @@ pub mod network;
 pub mod run;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod tests_guards;
 
 use crate::change::Outcome;
 use crate::context::Context;
