@@ -194,12 +194,19 @@ pub fn add(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<Value, CniErr
     };
     // The first ADD of a state directory is planned before anything is
     // written: an ADD berth refuses must leave no state directory behind
-    // (a runtime may name one per network, and would collect them).
+    // (a runtime may name one per network, and would collect them). The
+    // plan takes no lock, so a concurrent first ADD may have made the
+    // bridge it then finds in its way: once the directory exists (it is
+    // made before anything else), the transaction's own verdict counts.
     if !ctx.dry_run && !ctx.state_dir.exists() {
         ctx.dry_run = true;
         let planned = add_transaction(ctx, conf, attach.clone());
         ctx.dry_run = false;
-        planned?;
+        if let Err(e) = planned {
+            if !ctx.state_dir.exists() {
+                return Err(e);
+            }
+        }
     }
     let (e, n) = add_transaction(ctx, conf, attach)?.applied()?;
     let host_mac = ctx
