@@ -121,6 +121,7 @@ impl Change for Attach {
             host_ifname,
             default_route,
             ports,
+            bandwidth: req.bandwidth,
         };
 
         let leftover = ctx.kernel.link_group(&endpoint.host_ifname)?;
@@ -325,7 +326,7 @@ fn lease(
 
 /// What `disconnect` did.
 pub enum Disconnected {
-    Removed(Endpoint),
+    Removed(Box<Endpoint>),
     NothingToDo,
 }
 
@@ -397,7 +398,7 @@ impl Change for Detach {
             .policy
             .dns
             .then_some(DnsScope::Netns(endpoint.netns_inode));
-        let mut planned = Planned::new(plan, intent, Disconnected::Removed(endpoint));
+        let mut planned = Planned::new(plan, intent, Disconnected::Removed(Box::new(endpoint)));
         planned.dns = dns;
         Ok(Prepared::Change(planned))
     }

@@ -37,6 +37,7 @@ fn endpoint(id: i64, name: &str, last: u8, ports: &[&str]) -> Endpoint {
             .iter()
             .map(|p| PortSpec::parse(p).unwrap().with_host_port(0))
             .collect(),
+        bandwidth: Default::default(),
     }
 }
 
