@@ -14,7 +14,7 @@ use crate::kernel::netns::Target;
 use crate::model::ports::{AUTO_PORT_FIRST, AUTO_PORT_LAST};
 use crate::model::subnet::ipv4_of;
 use crate::model::{ipam, names, Endpoint, Mac, Network, PortMapping, PortSpec};
-use crate::reconcile::decide::{connect_plan, disconnect_plan};
+use crate::reconcile::decide::{connect_bandwidth, connect_plan, disconnect_plan};
 use crate::request::{AttachRequest, DetachRequest, EndpointRef};
 use crate::store::{Status, Tx};
 
@@ -125,13 +125,23 @@ impl Change for Attach {
         };
 
         let leftover = ctx.kernel.link_group(&endpoint.host_ifname)?;
-        let plan = connect_plan(
+        let mut plan = connect_plan(
             &network,
             &endpoint,
             target.path.clone(),
             req.metric,
             leftover,
         )?;
+        if !endpoint.bandwidth.is_unlimited() {
+            check_bandwidth(&endpoint.bandwidth)?;
+            let leftover_ifb = match endpoint.bandwidth.outbound {
+                Some(_) => ctx
+                    .kernel
+                    .link_group(&names::ifb_name(&endpoint.host_ifname))?,
+                None => None,
+            };
+            connect_bandwidth(&network, &endpoint, leftover_ifb, &mut plan)?;
+        }
         // The intent: the lease, the port claims and the row, so that the
         // row holds the address until the next command undoes a crash.
         let id = tx.insert_endpoint(&network, &endpoint)?;
@@ -157,6 +167,17 @@ impl Change for Attach {
         planned.undo = Some(compensation(Detach(detach)));
         Ok(Prepared::Change(planned))
     }
+}
+
+/// Checks the limits a front door built (the CLI's parser and the CNI
+/// reader check their spelling; this checks the values).
+fn check_bandwidth(b: &crate::model::Bandwidth) -> Result<()> {
+    for (what, limit) in [("inbound limit", b.inbound), ("outbound limit", b.outbound)] {
+        if let Some(l) = limit {
+            l.check(what).map_err(Error::Invalid)?;
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a MAC asked for that another endpoint of the network or the
@@ -483,8 +504,17 @@ impl Change for DetachAll {
         let published: Vec<(std::net::Ipv4Addr, Vec<PortMapping>)> =
             endpoints.iter().map(|e| (e.ip, e.ports.clone())).collect();
         crate::reconcile::decide::withdraw_ports(&mut plan, &published);
+        // Their ifbs (in the host) go in the same request.
+        let ifbs = endpoints
+            .iter()
+            .filter(|e| e.bandwidth.outbound.is_some())
+            .map(|e| names::ifb_name(&e.host_ifname));
         plan.push(crate::plan::Step::DeleteLinksTogether {
-            names: endpoints.iter().map(|e| e.host_ifname.clone()).collect(),
+            names: endpoints
+                .iter()
+                .map(|e| e.host_ifname.clone())
+                .chain(ifbs)
+                .collect(),
         });
         let intent = Intent::rows(endpoints.iter().map(|e| Row::GoingEndpoint(e.id)).collect());
         let mut planned = Planned::new(plan, intent, endpoints);
