@@ -219,6 +219,9 @@ fn run_command(
                     for p in &e.ports {
                         println!("published {p}");
                     }
+                    if !e.bandwidth.is_unlimited() {
+                        println!("limited {}", e.bandwidth.summary());
+                    }
                     if !request.aliases.is_empty() {
                         println!("aliases {}", request.aliases.join(", "));
                     }
@@ -363,6 +366,9 @@ fn run_attached(ctx: &mut Context, request: &run::RunRequest, quiet: bool) -> Re
         );
         for p in &e.ports {
             eprintln!("berth: published {p}");
+        }
+        if !e.bandwidth.is_unlimited() {
+            eprintln!("berth: limited {}", e.bandwidth.summary());
         }
     }
     run::wait(ctx, started, request)

@@ -196,6 +196,7 @@ fn print_network(
                 e.netns.clone(),
                 aliases.get(i).map(|a| a.join(", ")).unwrap_or_default(),
                 ports.join(", "),
+                e.bandwidth.summary(),
             ]
         })
         .collect();
@@ -203,7 +204,16 @@ fn print_network(
         print!(
             "{}",
             listing::table(
-                &["  NAME", "ADDRESS", "MAC", "IFNAME", "NETNS", "ALIASES", "PORTS"],
+                &[
+                    "  NAME",
+                    "ADDRESS",
+                    "MAC",
+                    "IFNAME",
+                    "NETNS",
+                    "ALIASES",
+                    "PORTS",
+                    "BANDWIDTH"
+                ],
                 &rows
             )
         );
@@ -223,6 +233,7 @@ pub fn list_endpoints(ctx: &mut Context, opts: &listing::Options) -> Result<Stri
         v["address"] = format!("{}/{}", e.ip, n.subnet.prefix_len()).into();
         let ports: Vec<String> = e.ports.iter().map(|p| p.to_string()).collect();
         v["published"] = ports.join(", ").into();
+        v["limits"] = e.bandwidth.summary().into();
         rows.push(v);
     }
     const COLUMNS: &[listing::Column] = &[
@@ -234,6 +245,7 @@ pub fn list_endpoints(ctx: &mut Context, opts: &listing::Options) -> Result<Stri
         col("IFNAME", "ifname"),
         col("NETNS", "netns"),
         col("PORTS", "published"),
+        col("BANDWIDTH", "limits"),
         col("OWNER", "owner"),
     ];
     listing::render(

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::executor::{transaction, Preflight};
 use crate::kernel::netns;
 use crate::kernel::process::{self, ExecFailure};
-use crate::model::{names, Endpoint, Network, PortSpec};
+use crate::model::{names, Bandwidth, Endpoint, Network, PortSpec};
 use crate::plan::{Plan, Step};
 use crate::request::{AttachRequest, DetachRequest, EndpointRef};
 use crate::store::{self, Tx};
@@ -64,6 +64,9 @@ pub struct RunRequest {
     pub command: Vec<String>,
     /// The command's host name (a UTS namespace of its own).
     pub hostname: Option<String>,
+    /// Rate limits of the sandbox's traffic, each way.
+    #[serde(default)]
+    pub bandwidth: Bandwidth,
 }
 
 /// A sandbox made and attached, its command not started yet.
@@ -96,6 +99,11 @@ pub fn start(ctx: &mut Context, req: &RunRequest) -> Result<Start> {
     if !req.aliases.is_empty() && matches!(req.net, NetMode::Host | NetMode::None) {
         return Err(Error::invalid(
             "--alias needs a network: --net host and --net none have no names",
+        ));
+    }
+    if !req.bandwidth.is_unlimited() && matches!(req.net, NetMode::Host | NetMode::None) {
+        return Err(Error::invalid(
+            "--bandwidth-in and --bandwidth-out need a network: --net host and --net none have no veth to limit",
         ));
     }
     if req.net == NetMode::Host && req.ports.is_empty() {
@@ -155,6 +163,7 @@ pub fn start(ctx: &mut Context, req: &RunRequest) -> Result<Start> {
             ip: req.ip,
             ports: req.ports.clone(),
             aliases: req.aliases.clone(),
+            bandwidth: req.bandwidth,
             ..Default::default()
         };
         txn.apply(Attach(attach)).map(Some)
