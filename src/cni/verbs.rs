@@ -176,6 +176,7 @@ pub fn add(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<Value, CniErr
         mac: conf.mac.or(args.mac),
         ifname: Some(ifname.to_string()),
         ports: conf.port_specs(),
+        bandwidth: conf.bandwidth,
         attachment: Some(Attachment {
             container_id: container_id.to_string(),
             ifname: ifname.to_string(),
@@ -362,6 +363,22 @@ pub fn check(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<(), CniErro
         }
         Some(l) if !l.up => return fail(format!("host veth {} is down", e.host_ifname)),
         Some(_) => {}
+    }
+    // Bandwidth: what the runtime asks for is what berth recorded, and
+    // what the container sends has its ifb.
+    if conf.bandwidth != e.bandwidth {
+        return fail(format!(
+            "bandwidth differs: asked [{}], limited [{}]",
+            conf.bandwidth.summary(),
+            e.bandwidth.summary()
+        ));
+    }
+    let ifb = names::ifb_name(&e.host_ifname);
+    if e.bandwidth.outbound.is_some() && host.link(&ifb).is_none() {
+        return fail(format!(
+            "ifb {ifb} of host veth {} is missing",
+            e.host_ifname
+        ));
     }
 
     // The container side: device, MAC, address, route.
