@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::error::{Error, Result};
-use crate::model::{Mac, PortSpec};
+use crate::model::{Bandwidth, Mac, PortSpec};
 
 pub use crate::model::{Attachment, EndpointMark};
 
@@ -99,6 +99,8 @@ pub struct AttachRequest {
     pub metric: Option<u32>,
     /// A CNI runtime's key of the endpoint, recorded with its intent.
     pub attachment: Option<Attachment>,
+    /// Rate limits of the endpoint's traffic, each way.
+    pub bandwidth: Bandwidth,
 }
 
 /// Which endpoint a detach means.

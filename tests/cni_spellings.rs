@@ -4,9 +4,11 @@
 //! containers/common) and Multus (JSON tag names, with the static address
 //! and MAC in `CNI_ARGS` or in `runtimeConfig`), and keys in any case, as
 //! Go's encoding/json accepts them. Each row must publish exactly its
-//! ports (TCP, UDP, one bound to a single host address), pass CHECK, and
-//! leave nothing after DEL. Then DEL with broken input: it still removes
-//! the attachment, and fails only when it cannot tell which one it is.
+//! ports (TCP, UDP, one bound to a single host address) and exactly its
+//! bandwidth limits (go-cni's `IngressRate`..., the plugins'
+//! `ingressRate`..., in any case), pass CHECK, and leave nothing after
+//! DEL. Then DEL with broken input: it still removes the attachment, and
+//! fails only when it cannot tell which one it is.
 
 mod util;
 
@@ -70,12 +72,15 @@ struct Row {
     /// The address and MAC the runtime asks for, if it asks.
     ip: Option<&'static str>,
     mac: Option<&'static str>,
+    /// The limits the runtime asks for, in bits per second: towards the
+    /// container (ingress) and from it (egress).
+    bandwidth: Option<(u64, u64)>,
 }
 
 fn base_conf() -> Value {
     json!({"cniVersion": "1.0.0", "name": "pods", "type": "berth",
            "subnet": "10.77.0.0/24", "stateDir": STATE_DIR,
-           "capabilities": {"portMappings": true, "ips": true, "mac": true}})
+           "capabilities": {"portMappings": true, "ips": true, "mac": true, "bandwidth": true}})
 }
 
 fn k8s_args(id: &str, ignore_unknown: &str) -> String {
@@ -98,11 +103,16 @@ fn rows(id: &str) -> Vec<Row> {
                     {"HostPort": 5353, "ContainerPort": 53, "Protocol": "udp", "HostIP": ""},
                     {"HostPort": 8081, "ContainerPort": 80, "Protocol": "tcp", "HostIP": HOST}],
                 "ipRanges": [[{"Subnet": "10.77.0.0/24", "RangeStart": "", "RangeEnd": "", "Gateway": ""}]],
+                // go-cni's BandWidth has no JSON tags either; the CRI
+                // sends 2^32 - 1 as the burst of a pod's annotations.
+                "bandwidth": {"IngressRate": 20_000_000u64, "IngressBurst": 4_294_967_295u64,
+                              "EgressRate": 10_000_000u64, "EgressBurst": 4_294_967_295u64},
                 "io.kubernetes.cri.pod-annotations": {"kubernetes.io/config.source": "api"}}),
             args: k8s_args(id, "1"),
             ifname: "eth0",
             ip: None,
             mac: None,
+            bandwidth: Some((20_000_000, 10_000_000)),
         },
         // ocicni's PortMapping has tags (hostPort, ...); the static
         // address and MAC travel in CNI_ARGS.
@@ -114,12 +124,14 @@ fn rows(id: &str) -> Vec<Row> {
                     {"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": ""},
                     {"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": ""},
                     {"hostPort": 8081, "containerPort": 80, "protocol": "tcp", "hostIP": HOST}],
-                "bandwidth": {"ingressRate": 0, "ingressBurst": 0, "egressRate": 0, "egressBurst": 0},
+                "bandwidth": {"ingressRate": 30_000_000u64, "ingressBurst": 2_147_483_647u64,
+                              "egressRate": 0, "egressBurst": 0},
                 "cgroupPath": "/kubepods/besteffort/pod6f1c0c3e"}),
             args: format!("{};IP=10.77.0.50;MAC=02:00:00:77:00:50", k8s_args(id, "1")),
             ifname: "eth0",
             ip: Some("10.77.0.50"),
             mac: Some("02:00:00:77:00:50"),
+            bandwidth: Some((30_000_000, 0)),
         },
         // containers/common's CNI backend: tags, hostIP omitted when
         // empty, several static addresses in runtimeConfig.ips, network
@@ -142,6 +154,7 @@ fn rows(id: &str) -> Vec<Row> {
             ifname: "eth0",
             ip: Some("10.77.0.60"),
             mac: None,
+            bandwidth: None,
         },
         // Multus hands a delegate what the network-selection annotation
         // asked for: tags, addresses with a prefix length, a MAC, a
@@ -156,11 +169,14 @@ fn rows(id: &str) -> Vec<Row> {
                     {"hostPort": 8081, "containerPort": 80, "protocol": "TCP", "hostIP": HOST}],
                 "ips": ["10.77.0.70/24"],
                 "mac": "02:00:00:77:00:70",
+                "bandwidth": {"ingressRate": 40_000_000u64, "ingressBurst": 400_000u64,
+                              "egressRate": 15_000_000u64, "egressBurst": 150_000u64},
                 "deviceID": "0000:00:00.0"}),
             args: k8s_args(id, "true"),
             ifname: "net1",
             ip: Some("10.77.0.70"),
             mac: Some("02:00:00:77:00:70"),
+            bandwidth: Some((40_000_000, 15_000_000)),
         },
         // Every key in another case, as Go's decoder accepts them.
         Row {
@@ -173,11 +189,13 @@ fn rows(id: &str) -> Vec<Row> {
                     {"hostport": 5353, "ContainerPort": 53, "protocol": "UDP", "HOSTIP": ""},
                     {"HostPort": 8081, "CONTAINERPORT": 80, "Protocol": "Tcp", "hostip": HOST}],
                 "IPs": ["10.77.0.80"],
-                "Mac": "02:00:00:77:00:80"}),
+                "Mac": "02:00:00:77:00:80",
+                "BANDWIDTH": {"INGRESSRATE": 25_000_000u64, "egressrate": 5_000_000u64}}),
             args: k8s_args(id, "1"),
             ifname: "eth0",
             ip: Some("10.77.0.80"),
             mac: Some("02:00:00:77:00:80"),
+            bandwidth: Some((25_000_000, 5_000_000)),
         },
     ]
 }
@@ -197,6 +215,20 @@ fn env<'a>(id: &'a str, netns: &'a str, row: &'a Row) -> Vec<(&'a str, &'a str)>
         ("CNI_IFNAME", row.ifname),
         ("CNI_ARGS", &row.args),
     ]
+}
+
+/// The rate (bytes per second) of the token bucket at the root of `dev`,
+/// as tc reports it; 0 when there is none (or no such link).
+fn tbf_rate(sb: &Sandbox, dev: &str) -> u64 {
+    let out = sb.cmd("tc", &["-j", "qdisc", "show", "dev", dev]);
+    let qdiscs: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    qdiscs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|q| q["kind"] == "tbf" && q["root"] == true)
+        .and_then(|q| q["options"]["rate"].as_u64())
+        .unwrap_or(0)
 }
 
 fn map_elements(sb: &Sandbox) -> String {
@@ -261,15 +293,32 @@ fn each_runtimes_spelling_publishes_checks_and_deletes() {
         let check = cni(&sb, "CHECK", &env(&id, &netns, &row), &check_conf);
         assert_eq!(check.code, 0, "{what}: CHECK {} {}", check.out, check.err);
 
-        // DEL with the same input leaves nothing.
+        // The limits asked for, in the kernel: a bucket on the host veth
+        // for what goes in, one on an ifb for what comes out.
         let host_veth = add.out["interfaces"][0]["name"]
             .as_str()
             .unwrap()
             .to_string();
+        let ifb = format!("ib{}", &host_veth[2..]);
+        let (ingress, egress) = row.bandwidth.unwrap_or((0, 0));
+        assert_eq!(
+            tbf_rate(&sb, &host_veth),
+            ingress / 8,
+            "{what}: towards the pod"
+        );
+        assert_eq!(tbf_rate(&sb, &ifb), egress / 8, "{what}: from the pod");
+        assert_eq!(
+            sb.link(None, &ifb).is_some(),
+            egress > 0,
+            "{what}: ifb {ifb}"
+        );
+
+        // DEL with the same input leaves nothing.
         let del = cni(&sb, "DEL", &env(&id, &netns, &row), &conf_text);
         assert_eq!(del.code, 0, "{what}: DEL {} {}", del.out, del.err);
         assert!(sb.endpoints().is_empty(), "{what}: {:?}", sb.endpoints());
         assert!(sb.link(None, &host_veth).is_none(), "{what}: veth left");
+        assert!(sb.link(None, &ifb).is_none(), "{what}: ifb left");
         let nft = map_elements(&sb);
         for port in ["8080", "5353", "8081"] {
             assert!(!nft.contains(port), "{what}: element {port} left:\n{nft}");

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const USAGE: &str = "usage: berth-probe tcp-serve|udp-serve|tcp-sink|sctp-serve ADDR:PORT \
 | tcp-connect|udp-send|sctp-connect ADDR:PORT [--payload P] [--timeout-ms N] [--source-port N] \
 | ping ADDR [--timeout-ms N] \
-| tcp-rate|tcp-throughput ADDR:PORT --seconds S \
+| tcp-source ADDR:PORT \
+| tcp-rate|tcp-throughput|tcp-download ADDR:PORT --seconds S \
 | dns-serve ADDR:PORT";
 
 /// A failure: the exit code and the one line for stderr.
@@ -130,12 +131,14 @@ fn main() -> ExitCode {
 
 fn run(args: &[String]) -> Result<(), Failure> {
     let (cmd, rest) = args.split_first().ok_or_else(|| usage("missing command"))?;
-    const COMMANDS: [&str; 11] = [
+    const COMMANDS: [&str; 13] = [
         "dns-serve",
         "sctp-serve",
         "sctp-connect",
         "tcp-serve",
         "tcp-sink",
+        "tcp-source",
+        "tcp-download",
         "udp-serve",
         "tcp-connect",
         "udp-send",
@@ -157,11 +160,15 @@ fn run(args: &[String]) -> Result<(), Failure> {
     match cmd.as_str() {
         "tcp-serve" => {
             only_target(&opts)?;
-            tcp_serve(sockaddr(&opts.target)?, false)
+            tcp_serve(sockaddr(&opts.target)?, echo_conn)
         }
         "tcp-sink" => {
             only_target(&opts)?;
-            tcp_serve(sockaddr(&opts.target)?, true)
+            tcp_serve(sockaddr(&opts.target)?, sink_conn)
+        }
+        "tcp-source" => {
+            only_target(&opts)?;
+            tcp_serve(sockaddr(&opts.target)?, source_conn)
         }
         "udp-serve" => {
             only_target(&opts)?;
@@ -214,16 +221,16 @@ fn run(args: &[String]) -> Result<(), Failure> {
                 .map_err(|_| usage(format!("bad IPv4 address {:?}", opts.target)))?;
             ping(ip, opts.timeout)
         }
-        "tcp-rate" | "tcp-throughput" => {
+        "tcp-rate" | "tcp-throughput" | "tcp-download" => {
             let secs = opts
                 .seconds
                 .ok_or_else(|| usage(format!("{cmd} needs --seconds S")))?;
             let addr = sockaddr(&opts.target)?;
             let dur = Duration::from_secs_f64(secs);
-            if cmd == "tcp-rate" {
-                tcp_rate(addr, dur, opts.payload.unwrap_or_else(token), opts.timeout)
-            } else {
-                tcp_throughput(addr, dur, opts.timeout)
+            match cmd.as_str() {
+                "tcp-rate" => tcp_rate(addr, dur, opts.payload.unwrap_or_else(token), opts.timeout),
+                "tcp-throughput" => tcp_throughput(addr, dur, opts.timeout),
+                _ => tcp_download(addr, dur, opts.timeout),
             }
         }
         other => Err(usage(format!("unknown command {other:?}"))),
@@ -236,21 +243,21 @@ fn say_ready() {
     let _ = out.flush();
 }
 
-fn tcp_serve(addr: SocketAddr, sink: bool) -> Result<(), Failure> {
+fn tcp_serve(addr: SocketAddr, serve: fn(TcpStream)) -> Result<(), Failure> {
     let listener =
         TcpListener::bind(addr).map_err(|e| fail(format!("cannot listen on {addr}: {e}")))?;
     say_ready();
     for conn in listener.incoming() {
         let Ok(stream) = conn else { continue };
-        std::thread::spawn(move || {
-            if sink {
-                sink_conn(stream)
-            } else {
-                echo_conn(stream)
-            }
-        });
+        std::thread::spawn(move || serve(stream));
     }
     Ok(())
+}
+
+/// Sends to the peer as fast as it takes the data, until it closes.
+fn source_conn(mut stream: TcpStream) {
+    let buf = vec![0xa5u8; 128 * 1024];
+    while stream.write_all(&buf).is_ok() {}
 }
 
 fn echo_conn(stream: TcpStream) {
@@ -580,6 +587,35 @@ fn tcp_throughput(addr: SocketAddr, dur: Duration, timeout: Duration) -> Result<
     }
     let secs = start.elapsed().as_secs_f64();
     println!("mbit_per_sec {:.1}", sent as f64 * 8.0 / secs / 1e6);
+    Ok(())
+}
+
+/// Receives from a `tcp-source` for `dur` and prints the rate it arrived
+/// at, counted from the first byte. Counting at the receiver measures the
+/// path: a sender's count includes what still sits in its socket buffer
+/// (megabytes, seconds' worth at a limited rate).
+fn tcp_download(addr: SocketAddr, dur: Duration, timeout: Duration) -> Result<(), Failure> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| io_fail("connecting to", addr, &e))?;
+    stream.set_read_timeout(Some(timeout)).map_err(fail)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut received: u64 = 0;
+    let mut start = None;
+    loop {
+        let n = stream
+            .read(&mut buf)
+            .map_err(|e| io_fail("receiving from", addr, &e))?;
+        if n == 0 {
+            return Err(fail(format!("{addr} closed the stream")));
+        }
+        let first = *start.get_or_insert_with(Instant::now);
+        received += n as u64;
+        if first.elapsed() >= dur {
+            break;
+        }
+    }
+    let secs = start.expect("a byte arrived").elapsed().as_secs_f64();
+    println!("mbit_per_sec {:.2}", received as f64 * 8.0 / secs / 1e6);
     Ok(())
 }
 

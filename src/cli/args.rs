@@ -13,7 +13,8 @@ use ipnet::IpNet;
 use super::listing;
 use crate::commands::run::{NetMode, RunRequest};
 use crate::error::Error;
-use crate::model::{Mac, PortSpec};
+use crate::model::bandwidth::parse_rate;
+use crate::model::{Bandwidth, Limit, Mac, PortSpec};
 use crate::request::{self, AttachRequest, NetworkRequest, UplinkRequest};
 use crate::store;
 
@@ -106,7 +107,7 @@ pub enum Command {
     },
     /// Run a command inside an existing network namespace.
     Exec {
-        /// A netns name, a path to a namespace file, or pid:PID.
+        /// A netns name, a path to a namespace file, pid:PID, or an endpoint name.
         target: String,
         /// Give the command an /etc/resolv.conf naming berth's DNS server
         /// on the namespace's network.
@@ -349,6 +350,12 @@ pub struct ConnectArgs {
     /// Publish even a host port a host process listens on (the container wins).
     #[arg(long)]
     force_publish: bool,
+    /// Limit traffic towards the container to RATE, as tc spells it (10mbit, 1.5gbit, 500kbit).
+    #[arg(long, value_name = "RATE", value_parser = rate("--bandwidth-in"))]
+    bandwidth_in: Option<Limit>,
+    /// Limit traffic from the container to RATE (as --bandwidth-in).
+    #[arg(long, value_name = "RATE", value_parser = rate("--bandwidth-out"))]
+    bandwidth_out: Option<Limit>,
     /// Print the endpoint as JSON.
     #[arg(long)]
     pub json: bool,
@@ -402,6 +409,12 @@ pub struct RunArgs {
     /// The command's host name.
     #[arg(long)]
     hostname: Option<String>,
+    /// Limit traffic towards the sandbox to RATE (as for `connect`).
+    #[arg(long, value_name = "RATE", value_parser = rate("--bandwidth-in"))]
+    bandwidth_in: Option<Limit>,
+    /// Limit traffic from the sandbox to RATE (as for `connect`).
+    #[arg(long, value_name = "RATE", value_parser = rate("--bandwidth-out"))]
+    bandwidth_out: Option<Limit>,
     /// Run in the background and print the job's name: `berth logs NAME`
     /// shows its output, `berth stop NAME` ends it, `berth ps -a` lists it
     /// until `berth rm NAME`.
@@ -486,6 +499,10 @@ impl ConnectArgs {
             aliases: self.alias.clone(),
             allow_host_netns: self.allow_host_netns,
             force_publish: self.force_publish,
+            bandwidth: Bandwidth {
+                inbound: self.bandwidth_in,
+                outbound: self.bandwidth_out,
+            },
             ..Default::default()
         }
     }
@@ -508,6 +525,10 @@ impl RunArgs {
             dns_search: self.dns_search.clone(),
             command: self.command.clone(),
             hostname: self.hostname.clone(),
+            bandwidth: Bandwidth {
+                inbound: self.bandwidth_in,
+                outbound: self.bandwidth_out,
+            },
         }
     }
 }
@@ -528,6 +549,10 @@ fn range(what: &'static str) -> impl Fn(&str) -> std::result::Result<IpNet, Stri
 
 fn mac(text: &str) -> std::result::Result<Mac, String> {
     request::parse_mac(text).map_err(message)
+}
+
+fn rate(what: &'static str) -> impl Fn(&str) -> std::result::Result<Limit, String> + Clone {
+    move |text| parse_rate(what, text).map(Limit::at_rate)
 }
 
 fn port(text: &str) -> std::result::Result<PortSpec, String> {

@@ -71,6 +71,9 @@ fn attached(
         for p in &e.ports {
             out::stderr_lenient(format_args!("berth: published {p}\n"));
         }
+        if !e.bandwidth.is_unlimited() {
+            out::stderr_lenient(format_args!("berth: limited {}\n", e.bandwidth.summary()));
+        }
     }
     run::wait(ctx, started, request, on_spawned)
 }

@@ -364,6 +364,9 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
                     for p in &e.ports {
                         outln!("published {p}");
                     }
+                    if !e.bandwidth.is_unlimited() {
+                        outln!("limited {}", e.bandwidth.summary());
+                    }
                     if !request.aliases.is_empty() {
                         outln!("aliases {}", request.aliases.join(", "));
                     }

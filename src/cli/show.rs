@@ -222,6 +222,7 @@ fn print_network(
                 e.netns.clone(),
                 aliases.get(i).map(|a| a.join(", ")).unwrap_or_default(),
                 ports.join(", "),
+                e.bandwidth.summary(),
             ]
         })
         .collect();
@@ -229,7 +230,16 @@ fn print_network(
         out!(
             "{}",
             listing::table(
-                &["  NAME", "ADDRESS", "MAC", "IFNAME", "NETNS", "ALIASES", "PORTS"],
+                &[
+                    "  NAME",
+                    "ADDRESS",
+                    "MAC",
+                    "IFNAME",
+                    "NETNS",
+                    "ALIASES",
+                    "PORTS",
+                    "BANDWIDTH"
+                ],
                 &rows
             )
         );
@@ -253,6 +263,7 @@ pub fn list_endpoints(ctx: &mut Context, opts: &listing::Options, all: bool) -> 
         v["subnet"] = n.subnet.to_string().into();
         let ports: Vec<String> = e.ports.iter().map(|p| p.to_string()).collect();
         v["published"] = ports.join(", ").into();
+        v["limits"] = e.bandwidth.summary().into();
         shown.insert(e.netns.clone());
         rows.push(v);
     }
@@ -281,6 +292,7 @@ pub fn list_endpoints(ctx: &mut Context, opts: &listing::Options, all: bool) -> 
         col("IFNAME", "ifname"),
         col("NETNS", "netns"),
         col("PORTS", "published"),
+        col("BANDWIDTH", "limits"),
         col("OWNER", "owner"),
     ];
     listing::render(

@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 use keys::member;
 
 use super::error::{CniError, CODE_BAD_CONFIG, CODE_BAD_ENV, CODE_DECODE, CODE_VERSION};
-use crate::model::{Mac, PortSpec, Proto};
+use crate::model::{Bandwidth, Limit, Mac, PortSpec, Proto};
 use crate::request::{self, NetworkRequest};
 
 /// The CNI versions berth speaks; results are encoded in the one asked for.
@@ -178,6 +178,9 @@ pub struct NetConf {
     /// `runtimeConfig.ips`, without prefix lengths.
     pub ips: Vec<IpAddr>,
     pub mac: Option<Mac>,
+    /// `runtimeConfig.bandwidth`: `ingressRate` (towards the container)
+    /// and `egressRate`, bits per second, with their bursts in bits.
+    pub bandwidth: Bandwidth,
     pub prev_result: Option<Value>,
     /// `cni.dev/valid-attachments` (GC): container ID and interface name.
     pub valid_attachments: Option<HashSet<(String, String)>>,
@@ -406,8 +409,8 @@ fn cluster_cidr(text: &str) -> Result<IpNet, CniError> {
     request::parse_prefix("clusterCIDR", text, false).map_err(config_error)
 }
 
-/// `runtimeConfig` (the capability arguments): `portMappings`, `ips` and
-/// `mac`; the others (bandwidth, ipRanges, dns, aliases, ...) are not
+/// `runtimeConfig` (the capability arguments): `portMappings`, `ips`,
+/// `mac` and `bandwidth`; the others (ipRanges, dns, aliases, ...) are not
 /// berth's and are ignored.
 fn parse_runtime_config(rc: &Map<String, Value>, conf: &mut NetConf) -> Result<(), CniError> {
     let bad = |what: &str| {
@@ -438,7 +441,37 @@ fn parse_runtime_config(rc: &Map<String, Value>, conf: &mut NetConf) -> Result<(
         let text = mac.as_str().ok_or_else(|| bad("mac"))?;
         conf.mac = Some(request::parse_mac(text).map_err(config_error)?);
     }
+    if let Some(bw) = member(rc, "bandwidth").filter(|v| !v.is_null()) {
+        let bw = bw.as_object().ok_or_else(|| bad("bandwidth"))?;
+        conf.bandwidth = bandwidth(bw).map_err(|key| bad(&format!("bandwidth.{key}")))?;
+    }
     Ok(())
+}
+
+/// The bandwidth capability, with the reference plugin's keys: rates in
+/// bits per second, bursts in bits, non-negative integers (Go's uint64).
+/// A rate of 0 (or none) leaves its direction unlimited; a burst of 0, or
+/// the "none given" a runtime sends, gets berth's bucket
+/// ([`Limit::from_bits`]). The key that is wrong on error.
+fn bandwidth(bw: &Map<String, Value>) -> Result<Bandwidth, String> {
+    let number = |k: &str| match member(bw, k) {
+        None | Some(Value::Null) => Ok(0),
+        Some(v) => v.as_u64().ok_or_else(|| k.to_string()),
+    };
+    let limit = |rate: &str, burst: &str| -> Result<Option<Limit>, String> {
+        let r = number(rate)?;
+        let b = number(burst)?;
+        if r == 0 {
+            return Ok(None);
+        }
+        let l = Limit::from_bits(r, b);
+        l.check(rate).map_err(|_| rate.to_string())?;
+        Ok(Some(l))
+    };
+    Ok(Bandwidth {
+        inbound: limit("ingressRate", "ingressBurst")?,
+        outbound: limit("egressRate", "egressBurst")?,
+    })
 }
 
 /// One port mapping, or the key that is wrong. A missing or null

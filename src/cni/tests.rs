@@ -80,10 +80,18 @@ fn a_failed_add_takes_back_the_network_it_made() {
     let mut h = host();
     h.fake().add_namespace(NETNS);
     let bad = json!({"runtimeConfig": {"ips": ["10.99.0.9/24"]}});
+    let err = add(&mut h, "c1", bad.clone()).unwrap_err();
+    assert!(err.msg.contains("10.99.0.9"), "{}", err.msg);
+    // The first ADD of a state directory is planned first: nothing at all.
+    assert!(h.ctx.store_read_only().unwrap().is_none());
+    assert!(!h.ctx.state_dir.exists());
+    assert!(h.host_links().is_empty());
+    // With a state already there, the network made is taken back.
+    h.network("other", "10.66.0.0/24");
     let err = add(&mut h, "c1", bad).unwrap_err();
     assert!(err.msg.contains("10.99.0.9"), "{}", err.msg);
-    assert!(h.rows().is_empty(), "{:?}", h.rows());
-    assert!(h.host_links().is_empty());
+    assert_eq!(h.rows(), ["network other 10.66.0.0/24 ready"]);
+    assert_eq!(h.host_links(), ["berth-other"]);
 }
 
 #[test]
@@ -145,4 +153,117 @@ fn gc_detaches_every_attachment_the_runtime_no_longer_lists() {
         .filter(|l| l.contains("delete"))
         .collect();
     assert_eq!(deletes.len(), 1, "{deletes:?}");
+}
+
+#[test]
+fn endpoint_names_differ_for_every_valid_pair_also_in_lower_case() {
+    use super::verbs::endpoint_name;
+    let long = "f".repeat(60);
+    let pairs = [
+        ("c1", "eth0"),
+        ("c1", "net1"),
+        ("c1-net1", "eth0"),
+        ("c1", "net1-eth0"),
+        ("C1", "eth0"),
+        ("c1", "ETH0"),
+        (&format!("{long}0001")[..], "eth0"),
+        (&format!("{long}0002")[..], "eth0"),
+        ("c1", "eth@0"),
+        ("c1", "eth_0"),
+    ];
+    let names: Vec<String> = pairs.iter().map(|(i, f)| endpoint_name(i, f)).collect();
+    assert_eq!(names[0], "cni-c1-eth0", "readable when it reads back");
+    assert_eq!(names[2], "cni-c1-net1-eth0");
+    let lower: std::collections::HashSet<String> = names.iter().map(|n| n.to_lowercase()).collect();
+    assert_eq!(lower.len(), pairs.len(), "{names:#?}");
+    for n in &names {
+        crate::model::names::check_name("endpoint", n).unwrap();
+    }
+    assert!(
+        names[6].starts_with("cni-ffffffffffff-eth0-"),
+        "{}",
+        names[6]
+    );
+}
+
+#[test]
+fn container_ids_outside_the_specs_alphabet_are_code_4() {
+    let mut h = host();
+    h.fake().add_namespace(NETNS);
+    for id in ["a/b", "a\nb", "a b", "ä"] {
+        let err = add(&mut h, id, json!({})).unwrap_err();
+        assert_eq!(err.code, CODE_BAD_ENV, "{id:?}: {}", err.msg);
+    }
+    assert!(
+        h.ctx.store_read_only().unwrap().is_none(),
+        "nothing recorded"
+    );
+    // DEL stays lenient: it identifies the attachment, whatever the ID.
+    let del = verb(&mut h.ctx, &env("DEL", "a/b"), &conf(json!({})));
+    assert!(del.is_ok(), "{:?}", del.err().map(|e| e.msg));
+}
+
+#[test]
+fn the_bandwidth_capability_is_read_in_every_spelling_and_checked() {
+    use crate::model::Limit;
+    // go-cni's Go field names, with containerd's "no burst given".
+    let go = conf(json!({"runtimeConfig": {"bandwidth": {
+        "IngressRate": 20_000_000u64, "IngressBurst": 4_294_967_295u64,
+        "EgressRate": 5_000_000u64, "EgressBurst": 4_294_967_295u64}}}));
+    assert_eq!(go.bandwidth.inbound, Some(Limit::at_rate(20_000_000)));
+    assert_eq!(go.bandwidth.outbound, Some(Limit::at_rate(5_000_000)));
+    // The reference plugin's keys, with a burst of the runtime's own.
+    let tags = conf(json!({"runtimeConfig": {"bandwidth": {
+        "ingressRate": 1_000_000, "ingressBurst": 800_000}}}));
+    assert_eq!(
+        tags.bandwidth.inbound,
+        Some(Limit {
+            rate: 1_000_000,
+            burst: 100_000
+        })
+    );
+    assert_eq!(tags.bandwidth.outbound, None);
+    // CRI-O sends zeros when the pod has no limits.
+    let zeros = conf(json!({"runtimeConfig": {"bandwidth": {
+        "ingressRate": 0, "ingressBurst": 0, "egressRate": 0, "egressBurst": 0}}}));
+    assert!(zeros.bandwidth.is_unlimited());
+    for bad in [
+        json!({"ingressRate": -1}),
+        json!({"egressRate": "10mbit"}),
+        json!([1]),
+    ] {
+        let text = json!({"cniVersion": "1.0.0", "name": "pods", "type": "berth",
+                          "runtimeConfig": {"bandwidth": bad}})
+        .to_string();
+        let err = config::parse(text.as_bytes()).unwrap_err();
+        assert_eq!(err.code, CODE_BAD_CONFIG, "{bad}: {}", err.msg);
+        assert!(err.msg.contains("bandwidth"), "{}", err.msg);
+    }
+
+    let mut h = host();
+    h.fake().add_namespace(NETNS);
+    let extra = json!({"runtimeConfig": {"bandwidth": {
+        "ingressRate": 20_000_000, "egressRate": 5_000_000}}});
+    let result = add(&mut h, "c1", extra.clone()).unwrap();
+    let host_veth = result["interfaces"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ifb = crate::model::names::ifb_name(&host_veth);
+    assert_eq!(
+        h.fake().tc_of(&host_veth),
+        [format!("redirect {ifb}"), "tbf 20mbit".into()]
+    );
+    let mut with_prev = extra.clone();
+    with_prev["prevResult"] = result;
+    verb(&mut h.ctx, &env("CHECK", "c1"), &conf(with_prev.clone())).unwrap();
+    // Other limits than berth applied: CHECK fails.
+    let mut other = with_prev.clone();
+    other["runtimeConfig"]["bandwidth"]["egressRate"] = 6_000_000.into();
+    let err = verb(&mut h.ctx, &env("CHECK", "c1"), &conf(other)).unwrap_err();
+    assert_eq!(err.code, CODE_CHECK_FAILED);
+    assert!(err.msg.contains("bandwidth differs"), "{}", err.msg);
+    // DEL takes the ifb with the veth.
+    verb(&mut h.ctx, &env("DEL", "c1"), &conf(extra)).unwrap();
+    assert!(h.fake().link_in(None, &ifb).is_none());
 }

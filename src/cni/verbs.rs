@@ -31,10 +31,36 @@ pub fn version(stdin: &[u8]) -> Value {
     json!({ "cniVersion": version, "supportedVersions": SUPPORTED_VERSIONS })
 }
 
-/// The endpoint name of an attachment: readable in `berth ps`, unique per
-/// (container ID, interface name) for IDs that differ in their first 44
-/// characters (runtimes use 64 random hex digits).
+/// The endpoint name of an attachment, a different one for every valid
+/// (container ID, interface name) pair, also under the case folding that
+/// DNS names get.
+///
+/// `cni-ID-IFNAME` when that fits in a name and reads back unambiguously
+/// (ID in lower case, IFNAME in lower case without '-': the last '-'
+/// separates them). Otherwise (runtimes' 64-hex-digit IDs, capitals, an
+/// interface name with '-' or characters a name cannot hold)
+/// `cni-ID12-IFNAME-HASH`, the first 12 characters of the ID, the
+/// interface name cleaned, and 16 hex digits of a hash of the exact pair.
+/// The two shapes never meet: a readable name ends in an interface name of
+/// at most 15 characters, a hashed one in 16 hex digits.
 pub fn endpoint_name(container_id: &str, ifname: &str) -> String {
+    let lower_name = |s: &str, dash: bool| {
+        s.bytes().all(|b| {
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || b == b'_'
+                || b == b'.'
+                || (dash && b == b'-')
+        })
+    };
+    let readable = format!("cni-{container_id}-{ifname}");
+    if readable.len() <= names::NAME_MAX
+        && !container_id.is_empty()
+        && lower_name(container_id, true)
+        && lower_name(ifname, false)
+    {
+        return readable;
+    }
     let clean = |s: &str, max: usize| -> String {
         s.chars()
             .map(|c| {
@@ -47,7 +73,33 @@ pub fn endpoint_name(container_id: &str, ifname: &str) -> String {
             .take(max)
             .collect()
     };
-    format!("cni-{}-{}", clean(container_id, 44), clean(ifname, 15))
+    let mut key = container_id.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(ifname.as_bytes());
+    format!(
+        "cni-{}-{}-{:016x}",
+        clean(container_id, 12),
+        clean(ifname, names::IFNAME_MAX),
+        names::fnv1a(&key)
+    )
+}
+
+/// The spec's rule for `CNI_CONTAINERID`: letters, digits, '-', '_' and
+/// '.', nothing else (a '/' or a newline would reach file names, logs and
+/// messages). Code 4, as for any invalid variable.
+pub fn check_container_id(id: &str) -> Result<(), CniError> {
+    if id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Ok(());
+    }
+    Err(CniError::new(
+        CODE_BAD_ENV,
+        format!(
+            "invalid CNI_CONTAINERID {id:?}: a container ID has only letters, digits, '-', '_' and '.'"
+        ),
+    ))
 }
 
 /// Code 7 when the config contradicts the existing network `n`.
@@ -95,6 +147,7 @@ fn ifname_of(env: &Env) -> Result<&str, CniError> {
 /// endpoint, in one transaction.
 pub fn add(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<Value, CniError> {
     let container_id = env.require("CNI_CONTAINERID", &env.container_id)?;
+    check_container_id(container_id)?;
     let netns_path = env.require("CNI_NETNS", &env.netns)?;
     let ifname = ifname_of(env)?;
     if ctx.kernel.netns_inode(Path::new(netns_path)).is_none() {
@@ -113,14 +166,17 @@ pub fn add(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<Value, CniErr
             ),
         ));
     }
+    let name = endpoint_name(container_id, ifname);
+    name_free(ctx, conf, container_id, ifname, &name)?;
     let attach = AttachRequest {
         network: conf.name.clone(),
         target: netns_path.to_string(),
-        name: Some(endpoint_name(container_id, ifname)),
+        name: Some(name),
         ip: conf.ips.first().copied().or(args.ip),
         mac: conf.mac.or(args.mac),
         ifname: Some(ifname.to_string()),
         ports: conf.port_specs(),
+        bandwidth: conf.bandwidth,
         attachment: Some(Attachment {
             container_id: container_id.to_string(),
             ifname: ifname.to_string(),
@@ -137,24 +193,23 @@ pub fn add(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<Value, CniErr
         }),
         ..Default::default()
     };
-    let agrees_conf = conf.clone();
-    let network = EnsureNetwork::new(
-        conf.network_request(),
-        Box::new(move |n, _| check_agrees(&agrees_conf, n).map_err(|e| Error::invalid(e.msg))),
-    );
-    let mut network_made = false;
-    let done = transaction(ctx, Preflight::Run, |txn| {
-        txn.apply(network)?;
-        network_made = true;
-        txn.apply(Attach(attach))
-    });
-    let (e, n) = done
-        .map_err(|e| match e {
-            // A network that cannot be made is the configuration's fault.
-            Error::Invalid(m) if !network_made => CniError::new(CODE_BAD_CONFIG, m),
-            e => CniError::from_berth(e),
-        })?
-        .applied()?;
+    // The first ADD of a state directory is planned before anything is
+    // written: an ADD berth refuses must leave no state directory behind
+    // (a runtime may name one per network, and would collect them). The
+    // plan takes no lock, so a concurrent first ADD may have made the
+    // bridge it then finds in its way: once the directory exists (it is
+    // made before anything else), the transaction's own verdict counts.
+    if !ctx.dry_run && !ctx.state_dir.exists() {
+        ctx.dry_run = true;
+        let planned = add_transaction(ctx, conf, attach.clone());
+        ctx.dry_run = false;
+        if let Err(e) = planned {
+            if !ctx.state_dir.exists() {
+                return Err(e);
+            }
+        }
+    }
+    let (e, n) = add_transaction(ctx, conf, attach)?.applied()?;
     let host_mac = ctx
         .kernel
         .link_mac(&e.host_ifname)
@@ -169,6 +224,67 @@ pub fn add(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<Value, CniErr
         netns_path,
         &host_mac,
         conf.dns.as_ref(),
+    ))
+}
+
+/// ADD's one transaction: the network (made on first use) and the
+/// endpoint.
+fn add_transaction(
+    ctx: &mut Context,
+    conf: &NetConf,
+    attach: AttachRequest,
+) -> Result<crate::change::Outcome<(Endpoint, Network)>, CniError> {
+    let agrees_conf = conf.clone();
+    let network = EnsureNetwork::new(
+        conf.network_request(),
+        Box::new(move |n, _| check_agrees(&agrees_conf, n).map_err(|e| Error::invalid(e.msg))),
+    );
+    let mut network_made = false;
+    let done = transaction(ctx, Preflight::Run, |txn| {
+        txn.apply(network)?;
+        network_made = true;
+        txn.apply(Attach(attach))
+    });
+    done.map_err(|e| match e {
+        // A network that cannot be made is the configuration's fault.
+        Error::Invalid(m) if !network_made => CniError::new(CODE_BAD_CONFIG, m),
+        e => CniError::from_berth(e),
+    })
+}
+
+/// Refuses, in words a runtime's operator can act on, an ADD whose
+/// endpoint name another endpoint of the network already has (one made
+/// with `berth connect --name`, since names of attachments differ for
+/// every valid pair): connect's own message would advise `--name`, which
+/// a runtime cannot give.
+fn name_free(
+    ctx: &mut Context,
+    conf: &NetConf,
+    container_id: &str,
+    ifname: &str,
+    name: &str,
+) -> Result<(), CniError> {
+    let Some(mut store) = ctx.store_read_only()? else {
+        return Ok(());
+    };
+    let tx = store.read()?;
+    let Some(network) = tx.network(&conf.name)? else {
+        return Ok(());
+    };
+    let Some(holder) = tx.endpoint_by_name(network.id, name)? else {
+        return Ok(());
+    };
+    drop(tx);
+    // A holder whose namespace is gone is cleared by the ADD itself.
+    if !ctx.kernel.link_exists(&holder.host_ifname)? {
+        return Ok(());
+    }
+    Err(CniError::new(
+        CODE_REFUSED,
+        format!(
+            "the endpoint name {name:?} of container {container_id} interface {ifname} is taken on network {:?} by an endpoint in {} that is no attachment of this container; remove it (berth disconnect {} {name}) and retry",
+            network.name, holder.netns, network.name
+        ),
     ))
 }
 
@@ -190,6 +306,7 @@ pub fn del(ctx: &mut Context, env: &Env) -> Result<(), CniError> {
 
 pub fn check(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<(), CniError> {
     let container_id = env.require("CNI_CONTAINERID", &env.container_id)?;
+    check_container_id(container_id)?;
     let netns_path = env.require("CNI_NETNS", &env.netns)?;
     let ifname = ifname_of(env)?;
     let Some(prev) = &conf.prev_result else {
@@ -246,6 +363,22 @@ pub fn check(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<(), CniErro
         }
         Some(l) if !l.up => return fail(format!("host veth {} is down", e.host_ifname)),
         Some(_) => {}
+    }
+    // Bandwidth: what the runtime asks for is what berth recorded, and
+    // what the container sends has its ifb.
+    if conf.bandwidth != e.bandwidth {
+        return fail(format!(
+            "bandwidth differs: asked [{}], limited [{}]",
+            conf.bandwidth.summary(),
+            e.bandwidth.summary()
+        ));
+    }
+    let ifb = names::ifb_name(&e.host_ifname);
+    if e.bandwidth.outbound.is_some() && host.link(&ifb).is_none() {
+        return fail(format!(
+            "ifb {ifb} of host veth {} is missing",
+            e.host_ifname
+        ));
     }
 
     // The container side: device, MAC, address, route.

@@ -14,7 +14,7 @@ use crate::kernel::netns::Target;
 use crate::model::ports::{AUTO_PORT_FIRST, AUTO_PORT_LAST};
 use crate::model::subnet::ipv4_of;
 use crate::model::{ipam, names, Endpoint, Mac, Network, PortMapping, PortSpec};
-use crate::reconcile::decide::{connect_plan, disconnect_plan};
+use crate::reconcile::decide::{connect_bandwidth, connect_plan, disconnect_plan};
 use crate::request::{AttachRequest, DetachRequest, EndpointRef};
 use crate::store::{Status, Tx};
 
@@ -81,12 +81,7 @@ impl Change for Attach {
             )));
         }
         if let Some(mac) = req.mac {
-            if let Some(holder) = tx.mac_holder(network.id, &mac.to_string())? {
-                return Err(Error::invalid(format!(
-                    "MAC address {mac} is already used by endpoint {holder:?} of network {:?}",
-                    network.name
-                )));
-            }
+            check_mac_free(tx, &network, mac)?;
         }
         crate::dns::check_names_free(tx, &network, &name, &req.aliases)?; // DNS
         let ip = lease(tx, &network, ip)?;
@@ -118,21 +113,35 @@ impl Change for Attach {
             netns: target.key.clone(),
             netns_inode: inode,
             ip,
-            mac: req.mac.unwrap_or_else(|| Mac::from_ipv4(ip)),
+            mac: match req.mac {
+                Some(mac) => mac,
+                None => derived_mac(tx, &network, ip)?,
+            },
             ifname,
             host_ifname,
             default_route,
             ports,
+            bandwidth: req.bandwidth,
         };
 
         let leftover = ctx.kernel.link_group(&endpoint.host_ifname)?;
-        let plan = connect_plan(
+        let mut plan = connect_plan(
             &network,
             &endpoint,
             target.path.clone(),
             req.metric,
             leftover,
         )?;
+        if !endpoint.bandwidth.is_unlimited() {
+            check_bandwidth(&endpoint.bandwidth)?;
+            let leftover_ifb = match endpoint.bandwidth.outbound {
+                Some(_) => ctx
+                    .kernel
+                    .link_group(&names::ifb_name(&endpoint.host_ifname))?,
+                None => None,
+            };
+            connect_bandwidth(&network, &endpoint, leftover_ifb, &mut plan)?;
+        }
         // The intent: the lease, the port claims and the row, so that the
         // row holds the address until the next command undoes a crash.
         let id = tx.insert_endpoint(&network, &endpoint)?;
@@ -158,6 +167,53 @@ impl Change for Attach {
         planned.undo = Some(compensation(Detach(detach)));
         Ok(Prepared::Change(planned))
     }
+}
+
+/// Checks the limits a front door built (the CLI's parser and the CNI
+/// reader check their spelling; this checks the values).
+fn check_bandwidth(b: &crate::model::Bandwidth) -> Result<()> {
+    for (what, limit) in [("inbound limit", b.inbound), ("outbound limit", b.outbound)] {
+        if let Some(l) = limit {
+            l.check(what).map_err(Error::Invalid)?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a MAC asked for that another endpoint of the network or the
+/// network's bridge already has: two ports with one MAC on a bridge break
+/// each other's traffic silently (the bridge learns the MAC on whichever
+/// sent last).
+fn check_mac_free(tx: &Tx, network: &Network, mac: Mac) -> Result<()> {
+    if mac == Mac::from_ipv4(network.gateway) {
+        return Err(Error::invalid(format!(
+            "MAC address {mac} is the MAC of bridge {} of network {:?}; choose another --mac",
+            network.bridge, network.name
+        )));
+    }
+    if let Some(holder) = tx.mac_holder(network.id, &mac.to_string())? {
+        return Err(Error::invalid(format!(
+            "MAC address {mac} is already used by endpoint {holder:?} of network {:?}",
+            network.name
+        )));
+    }
+    Ok(())
+}
+
+/// The MAC of an endpoint at `ip` that asked for none: `02:42:` and the
+/// address, unless an endpoint that asked for that very MAC holds it, in
+/// which case the next candidate no one holds (one indexed lookup each;
+/// the first is free unless someone chose a MAC that looks derived).
+fn derived_mac(tx: &Tx, network: &Network, ip: std::net::Ipv4Addr) -> Result<Mac> {
+    for mac in Mac::derived_candidates(ip) {
+        if tx.mac_holder(network.id, &mac.to_string())?.is_none() {
+            return Ok(mac);
+        }
+    }
+    Err(Error::invalid(format!(
+        "every MAC berth derives for {ip} is held by another endpoint of network {:?}; give one with --mac",
+        network.name
+    )))
 }
 
 /// The namespace a dry run's earlier change planned to make for `text`,
@@ -298,7 +354,7 @@ fn lease(
 
 /// What `disconnect` did.
 pub enum Disconnected {
-    Removed(Endpoint),
+    Removed(Box<Endpoint>),
     NothingToDo,
 }
 
@@ -317,9 +373,14 @@ impl Change for Detach {
             EndpointRef::Id(id) => tx.endpoint(*id)?.filter(|e| e.network == network.name),
             EndpointRef::Target(text) => {
                 let target = ctx.kernel.parse_target(text)?;
-                match tx.find_endpoint(network.id, &target.key, target.inode)? {
-                    Some(e) => Some(e),
-                    None => tx.endpoint_by_name(network.id, text)?,
+                let by_netns = tx.find_endpoint(network.id, &target.key, target.inode)?;
+                let by_name = tx.endpoint_by_name(network.id, text)?;
+                match (by_netns, by_name) {
+                    (Some(a), Some(b)) if a.id != b.id => {
+                        return Err(ambiguous_target(text, &network, &target, &a, &b))
+                    }
+                    (Some(e), _) | (None, Some(e)) => Some(e),
+                    (None, None) => None,
                 }
             }
         };
@@ -365,10 +426,36 @@ impl Change for Detach {
             .policy
             .dns
             .then_some(DnsScope::Netns(endpoint.netns_inode));
-        let mut planned = Planned::new(plan, intent, Disconnected::Removed(endpoint));
+        let mut planned = Planned::new(plan, intent, Disconnected::Removed(Box::new(endpoint)));
         planned.dns = dns;
         Ok(Prepared::Change(planned))
     }
+}
+
+/// The error for a TARGET that names one endpoint as a namespace and
+/// another by its name: guessing would take the wrong one off the
+/// network, so the user is told how to say each unambiguously (paths
+/// never clash with names, which have no '/').
+fn ambiguous_target(
+    text: &str,
+    network: &Network,
+    target: &Target,
+    in_netns: &Endpoint,
+    named: &Endpoint,
+) -> Error {
+    let named_path = Target::locate(&named.netns)
+        .map(|t| t.path.display().to_string())
+        .unwrap_or_else(|_| named.netns.clone());
+    Error::invalid(format!(
+        "target {text:?} is ambiguous on network {:?}: namespace {text} holds endpoint {:?} ({}), and endpoint {:?} ({}) is in namespace {}; say {} for the first or {named_path} for the second",
+        network.name,
+        in_netns.name,
+        in_netns.ip,
+        named.name,
+        named.ip,
+        named.netns,
+        target.path.display(),
+    ))
 }
 
 /// The error for a detach that names nothing on the network, listing what
@@ -424,8 +511,17 @@ impl Change for DetachAll {
         let published: Vec<(std::net::Ipv4Addr, Vec<PortMapping>)> =
             endpoints.iter().map(|e| (e.ip, e.ports.clone())).collect();
         crate::reconcile::decide::withdraw_ports(&mut plan, &published);
+        // Their ifbs (in the host) go in the same request.
+        let ifbs = endpoints
+            .iter()
+            .filter(|e| e.bandwidth.outbound.is_some())
+            .map(|e| names::ifb_name(&e.host_ifname));
         plan.push(crate::plan::Step::DeleteLinksTogether {
-            names: endpoints.iter().map(|e| e.host_ifname.clone()).collect(),
+            names: endpoints
+                .iter()
+                .map(|e| e.host_ifname.clone())
+                .chain(ifbs)
+                .collect(),
         });
         let intent = Intent::rows(endpoints.iter().map(|e| Row::GoingEndpoint(e.id)).collect());
         let mut planned = Planned::new(plan, intent, endpoints);

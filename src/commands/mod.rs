@@ -16,6 +16,10 @@ pub mod network;
 pub mod run;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod tests_bandwidth;
+#[cfg(test)]
+mod tests_guards;
 
 use crate::change::Outcome;
 use crate::context::Context;

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::executor::{transaction, Preflight};
 use crate::kernel::netns;
 use crate::kernel::process::{self, ExecFailure};
-use crate::model::{names, Endpoint, Network, PortSpec};
+use crate::model::{names, Bandwidth, Endpoint, Network, PortSpec};
 use crate::plan::{Plan, Step};
 use crate::request::{AttachRequest, DetachRequest, EndpointRef};
 use crate::store::{self, Tx};
@@ -64,6 +64,9 @@ pub struct RunRequest {
     pub command: Vec<String>,
     /// The command's host name (a UTS namespace of its own).
     pub hostname: Option<String>,
+    /// Rate limits of the sandbox's traffic, each way.
+    #[serde(default)]
+    pub bandwidth: Bandwidth,
 }
 
 /// A sandbox made and attached, its command not started yet.
@@ -96,6 +99,11 @@ pub fn check(req: &RunRequest) -> Result<()> {
     if !req.aliases.is_empty() && matches!(req.net, NetMode::Host | NetMode::None) {
         return Err(Error::invalid(
             "--alias needs a network: --net host and --net none have no names",
+        ));
+    }
+    if !req.bandwidth.is_unlimited() && matches!(req.net, NetMode::Host | NetMode::None) {
+        return Err(Error::invalid(
+            "--bandwidth-in and --bandwidth-out need a network: --net host and --net none have no veth to limit",
         ));
     }
     if req.net == NetMode::Host && req.ports.is_empty() {
@@ -174,6 +182,7 @@ fn make_sandbox(
             ip: req.ip,
             ports: req.ports.clone(),
             aliases: req.aliases.clone(),
+            bandwidth: req.bandwidth,
             ..Default::default()
         };
         let made = txn.apply(Attach(attach))?;
@@ -507,12 +516,76 @@ pub fn exec_plan(ctx: &Context, target: &str, command: &[String]) -> Result<Stri
     if command.is_empty() {
         return Err(Error::invalid("exec needs a command after --"));
     }
-    let ns = ctx.kernel.resolve_target(target)?;
+    let ns = exec_target(ctx, target)?;
     Ok(format!(
         "nsenter --net={} -- {}",
         ns.path.display(),
         shell_line(command)
     ))
+}
+
+/// The namespace `exec` enters: TARGET as a namespace (name, path,
+/// `pid:N`), or, when no namespace has that name, the namespace of the
+/// endpoint of that name (as `disconnect` reads it). A name that means a
+/// namespace and also an endpoint in another namespace is refused, naming
+/// both: entering the wrong one would run the command in the wrong
+/// container. The endpoints are looked up by name in each network (an
+/// index lookup per network).
+fn exec_target(ctx: &Context, text: &str) -> Result<netns::Target> {
+    let target = ctx.kernel.parse_target(text)?;
+    let named: Vec<Endpoint> = match ctx.store_read_only()? {
+        Some(mut store) => {
+            let tx = store.read()?;
+            let mut found = Vec::new();
+            for n in tx.networks()? {
+                found.extend(tx.endpoint_by_name(n.id, text)?);
+            }
+            found
+        }
+        None => Vec::new(),
+    };
+    // The namespaces the endpoints of that name are in, as they exist now.
+    let mut elsewhere: Vec<(Endpoint, netns::Target)> = Vec::new();
+    for e in named {
+        let Ok(t) = ctx.kernel.parse_target(&e.netns) else {
+            continue;
+        };
+        let alive = t.inode.is_some_and(|i| i == e.netns_inode);
+        let same = target.inode.is_some() && t.inode == target.inode;
+        if alive && !same && !elsewhere.iter().any(|(_, o)| o.inode == t.inode) {
+            elsewhere.push((e, t));
+        }
+    }
+    let describe = |(e, t): &(Endpoint, netns::Target)| {
+        format!(
+            "endpoint {:?} of network {:?} is in namespace {} (say {})",
+            e.name,
+            e.network,
+            e.netns,
+            t.path.display()
+        )
+    };
+    match (target.inode.is_some(), elsewhere.len()) {
+        (_, 0) => ctx.kernel.resolve_target(text),
+        (false, 1) => Ok(elsewhere.pop().expect("one").1),
+        (true, _) => Err(Error::invalid(format!(
+            "target {text:?} is ambiguous: it is namespace {text} (say {}), and {}",
+            target.path.display(),
+            elsewhere
+                .iter()
+                .map(describe)
+                .collect::<Vec<_>>()
+                .join(", and ")
+        ))),
+        (false, _) => Err(Error::invalid(format!(
+            "target {text:?} is ambiguous: {}",
+            elsewhere
+                .iter()
+                .map(describe)
+                .collect::<Vec<_>>()
+                .join(", and ")
+        ))),
+    }
 }
 
 /// `exec TARGET -- CMD`: replaces berth with CMD inside TARGET's namespace;
@@ -521,7 +594,7 @@ pub fn exec(ctx: &Context, target: &str, dns: bool, command: &[String]) -> Resul
     let (program, args) = command
         .split_first()
         .ok_or_else(|| Error::invalid("exec needs a command after --"))?;
-    let resolved = ctx.kernel.resolve_target(target)?;
+    let resolved = exec_target(ctx, target)?;
     // DNS: the resolv.conf is written before entering, and mounted over
     // /etc/resolv.conf in a mount namespace of the command's own.
     let resolv = if dns {

@@ -67,6 +67,9 @@ pub struct FakeKernel {
     pub host_id: String,
     /// The inode of berth's own namespace.
     pub own_inode: u64,
+    /// Traffic control, by link index: `tbf RATE` (the root qdisc) and
+    /// `redirect IFNAME` (the ingress filter). They go with their link.
+    pub tc: Vec<(u32, String)>,
 }
 
 impl Default for FakeKernel {
@@ -92,6 +95,7 @@ impl Default for FakeKernel {
             host_id: "fake-boot/cookie:1".into(),
             // What the first network namespace of a boot usually gets.
             own_inode: 4026531840,
+            tc: Vec::new(),
         }
     }
 }
@@ -198,6 +202,7 @@ impl FakeKernel {
         }
         self.links.retain(|l| !doomed.contains(&l.fact.index));
         self.addrs.retain(|(_, a)| !doomed.contains(&a.index));
+        self.tc.retain(|(i, _)| !doomed.contains(i));
         for l in &mut self.links {
             if l.fact.master.is_some_and(|m| doomed.contains(&m)) {
                 l.fact.master = None;
@@ -213,6 +218,29 @@ impl FakeKernel {
         self.default_routes.retain(|(n, _)| n.as_deref() != netns);
         self.default_routes
             .push((netns.map(Path::to_path_buf), gateway));
+    }
+}
+
+impl FakeKernel {
+    /// The traffic control of the host link `name`, sorted.
+    pub fn tc_of(&self, name: &str) -> Vec<String> {
+        let Some(index) = self.link_in(None, name).map(|l| l.fact.index) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = self
+            .tc
+            .iter()
+            .filter(|(i, _)| *i == index)
+            .map(|(_, t)| t.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn set_tc(&mut self, index: u32, kind: &str, value: String) {
+        self.tc
+            .retain(|(i, t)| !(*i == index && t.starts_with(kind)));
+        self.tc.push((index, format!("{kind} {value}")));
     }
 }
 
@@ -630,6 +658,31 @@ impl Kernel for FakeKernel {
     }
     fn link_mac(&mut self, name: &str) -> Result<Option<Mac>> {
         Ok(self.link_in(None, name).and_then(|l| l.fact.mac))
+    }
+    fn create_ifb(&mut self, name: &str, _mtu: u32, group: u32) -> Result<()> {
+        self.op(format!("create_ifb {name} group {group:#x}"))?;
+        if self.link_in(None, name).is_some() {
+            return Err(errno(format!("creating ifb {name}"), libc::EEXIST));
+        }
+        let index = self.insert_link(None, name, "ifb", group, None);
+        if let Some(l) = self.links.iter_mut().find(|l| l.fact.index == index) {
+            l.fact.up = true;
+        }
+        Ok(())
+    }
+    fn shape_egress(&mut self, ifname: &str, limit: &crate::model::Limit) -> Result<()> {
+        let rate = crate::model::bandwidth::format_rate(limit.rate);
+        self.op(format!("shape_egress {ifname} {rate}"))?;
+        let index = self.host_index(ifname)?;
+        self.set_tc(index, "tbf", rate);
+        Ok(())
+    }
+    fn redirect_ingress(&mut self, ifname: &str, to: &str) -> Result<()> {
+        self.op(format!("redirect_ingress {ifname} {to}"))?;
+        let index = self.host_index(ifname)?;
+        self.host_index(to)?;
+        self.set_tc(index, "redirect", to.to_string());
+        Ok(())
     }
 }
 

@@ -136,6 +136,20 @@ pub fn create_veth(rtnl: &mut Rtnl, spec: &VethSpec) -> io::Result<()> {
     rtnl.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
 }
 
+/// Creates an ifb device, down, in `group` (berth's mark, set in the
+/// creating request as for veths). An ifb passes what is redirected to it
+/// through its own qdisc and back on its way; berth shapes a container's
+/// outgoing traffic there.
+pub fn create_ifb(rtnl: &mut Rtnl, name: &str, mtu: u32, group: u32) -> io::Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    msg.attributes.push(LinkAttribute::Mtu(mtu));
+    msg.attributes.push(LinkAttribute::Group(group));
+    msg.attributes
+        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Ifb)]));
+    rtnl.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+}
+
 /// Stops the kernel from giving the link `name` IPv6 addresses of its own
 /// (`addrgenmode none`), so it sends no DAD, MLD or router solicitations.
 /// berth networks are IPv4; without this, every new port's IPv6 chatter is
@@ -362,6 +376,26 @@ mod tests {
                 LinkInfo::Kind(InfoKind::Bridge),
                 LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::MulticastSnooping(false)])),
             ]),
+        ];
+        assert_eq!(
+            sent.sent(),
+            [Sent {
+                flags: CREATE,
+                message: RouteNetlinkMessage::NewLink(want)
+            }]
+        );
+    }
+
+    #[test]
+    fn an_ifb_is_made_down_in_its_group() {
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![]);
+        create_ifb(&mut rtnl, "ib0123", 1400, 0x6265_0001).unwrap();
+        let mut want = LinkMessage::default();
+        want.attributes = vec![
+            LinkAttribute::IfName("ib0123".into()),
+            LinkAttribute::Mtu(1400),
+            LinkAttribute::Group(0x6265_0001),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Ifb)]),
         ];
         assert_eq!(
             sent.sent(),

@@ -15,6 +15,7 @@ pub mod rtnl;
 pub mod sandbox;
 pub mod sockets;
 pub mod sysctl;
+pub mod tc;
 
 #[cfg(test)]
 pub mod fake;
@@ -31,7 +32,7 @@ pub use route::IfaceRoutes;
 use berth_nft::{Batch, Element, Nft, Table};
 
 use crate::error::{Error, Result};
-use crate::model::{Ipv4Net, Mac, Proto};
+use crate::model::{Ipv4Net, Limit, Mac, Proto};
 use rtnl::Rtnl;
 
 /// Each chain of a table with its number of rules.
@@ -172,6 +173,14 @@ pub trait Kernel: std::any::Any {
     /// The MAC of the link `name`; None when there is no such link or it
     /// has none.
     fn link_mac(&mut self, name: &str) -> Result<Option<Mac>>;
+    /// Creates an up ifb device in link `group`, without IPv6 addresses.
+    fn create_ifb(&mut self, name: &str, mtu: u32, group: u32) -> Result<()>;
+    /// Makes a token bucket of `limit` the root qdisc of `ifname`
+    /// (replacing any): what the link sends is held to the rate.
+    fn shape_egress(&mut self, ifname: &str, limit: &Limit) -> Result<()>;
+    /// Sends everything `ifname` receives to the egress of `to` (an ifb),
+    /// replacing an earlier redirect.
+    fn redirect_ingress(&mut self, ifname: &str, to: &str) -> Result<()>;
 }
 
 /// The real kernel, through one rtnetlink socket in berth's own namespace
@@ -562,6 +571,38 @@ impl Kernel for LiveKernel {
         link::get(self.rtnl()?, name)
             .map(|l| l.and_then(|l| l.mac))
             .map_err(|e| Error::kernel(format!("looking up link {name}"), e))
+    }
+
+    fn create_ifb(&mut self, name: &str, mtu: u32, group: u32) -> Result<()> {
+        let what = || format!("creating ifb {name}");
+        let rtnl = self.rtnl()?;
+        // Created down so that it never has an IPv6 address (the kernel
+        // refuses addrgenmode at creation), then brought up.
+        link::create_ifb(rtnl, name, mtu, group)
+            .and_then(|()| link::no_ipv6_addresses(rtnl, name))
+            .map_err(|e| Error::kernel(what(), e))?;
+        let index = self.index(name)?;
+        link::set_up(self.rtnl()?, index).map_err(|e| Error::kernel(what(), e))
+    }
+
+    fn shape_egress(&mut self, ifname: &str, limit: &Limit) -> Result<()> {
+        let index = self.index(ifname)?;
+        tc::shape_egress(self.rtnl()?, index, limit).map_err(|e| {
+            Error::kernel(
+                format!(
+                    "limiting {ifname} to {}",
+                    crate::model::bandwidth::format_rate(limit.rate)
+                ),
+                e,
+            )
+        })
+    }
+
+    fn redirect_ingress(&mut self, ifname: &str, to: &str) -> Result<()> {
+        let index = self.index(ifname)?;
+        let to_index = self.index(to)?;
+        tc::redirect_ingress(self.rtnl()?, index, to_index)
+            .map_err(|e| Error::kernel(format!("redirecting what {ifname} receives to {to}"), e))
     }
 }
 

@@ -18,6 +18,17 @@ impl Mac {
         Mac([0x02, 0x42, o[0], o[1], o[2], o[3]])
     }
 
+    /// The MACs an endpoint at `ip` may be given when none is asked for,
+    /// in order: [`Mac::from_ipv4`] first, then the same with the second
+    /// octet counted on (`02:43:...`, ...), for when an endpoint that
+    /// asked for its own MAC already holds the readable one. Every
+    /// candidate embeds the address, so no two endpoints' lists meet, and
+    /// none is the bridge's (the gateway's first candidate).
+    pub fn derived_candidates(ip: Ipv4Addr) -> impl Iterator<Item = Mac> {
+        let o = ip.octets();
+        (0..=255u8).map(move |i| Mac([0x02, 0x42u8.wrapping_add(i), o[0], o[1], o[2], o[3]]))
+    }
+
     /// Parses and checks a MAC for use on an interface.
     pub fn parse_unicast(text: &str) -> Result<Mac, Error> {
         let mac: Mac = text.parse()?;
@@ -93,6 +104,17 @@ mod tests {
             .to_string()
             .contains("multicast"));
         assert!(Mac::parse_unicast("00:00:00:00:00:00").is_err());
+    }
+
+    #[test]
+    fn derived_candidates_start_readable_and_stay_distinct() {
+        let ip = Ipv4Addr::new(10, 90, 0, 2);
+        let all: Vec<Mac> = Mac::derived_candidates(ip).collect();
+        assert_eq!(all[0], Mac::from_ipv4(ip));
+        assert_eq!(all[1].to_string(), "02:43:0a:5a:00:02");
+        let distinct: std::collections::HashSet<_> = all.iter().collect();
+        assert_eq!(distinct.len(), 256);
+        assert!(all.iter().all(|m| m.0[0] == 0x02));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Pure types and validation: networks, endpoints, subnets, names, MACs and
 //! address allocation. Nothing here touches the kernel or the database.
 
+pub mod bandwidth;
 pub mod ipam;
 pub mod mac;
 pub mod names;
@@ -11,6 +12,7 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
+pub use bandwidth::{Bandwidth, Limit};
 pub use mac::Mac;
 pub use ports::{PortMapping, PortSpec, PortView, Proto};
 pub use subnet::Ipv4Net;
@@ -100,6 +102,8 @@ pub struct Endpoint {
     pub default_route: bool,
     /// Ports published to this endpoint (host side fixed).
     pub ports: Vec<PortMapping>,
+    /// Rate limits of its traffic, each way.
+    pub bandwidth: Bandwidth,
 }
 
 /// An endpoint's maker and, for a runtime's, the container it belongs to.
@@ -153,6 +157,9 @@ pub struct EndpointView {
     pub host_ifname: String,
     pub gateway: String,
     pub ports: Vec<PortView>,
+    /// `{"in": {"rate": BITS_PER_SEC, "burst": BYTES}, "out": ...}`, a
+    /// direction left out when unlimited.
+    pub bandwidth: Bandwidth,
 }
 
 impl Network {
@@ -232,6 +239,7 @@ impl Endpoint {
             host_ifname: self.host_ifname.clone(),
             gateway: network.gateway.to_string(),
             ports: self.ports.iter().map(PortMapping::view).collect(),
+            bandwidth: self.bandwidth,
         }
     }
 }

@@ -67,6 +67,25 @@ pub fn host_veth_name(network: &str, endpoint: &str) -> String {
     format!("vb{:012x}", fnv1a(&key) & 0xffff_ffff_ffff)
 }
 
+/// The ifb device that shapes what the endpoint with host veth
+/// `host_veth` sends: `ib` and the veth's 12 hex digits, so it too is a
+/// pure function of the state.
+pub fn ifb_name(host_veth: &str) -> String {
+    format!("ib{}", host_veth.get(2..).unwrap_or_default())
+}
+
+/// Whether `name` has the shape of an ifb name berth derives.
+pub fn is_ifb_name(name: &str) -> bool {
+    name.strip_prefix("ib")
+        .is_some_and(|rest| is_host_veth_name(&format!("vb{rest}")))
+}
+
+/// Whether a link can be proved berth's ifb device: berth's ifb name shape
+/// and one of the networks' link groups (as for [`is_berths_veth`]).
+pub fn is_berths_ifb(name: &str, group: u32) -> bool {
+    is_ifb_name(name) && is_berth_group(group) && group != BRIDGE_GROUP
+}
+
 /// Link groups mark the devices berth made. A network's veths are in
 /// `LINK_GROUP_BASE + network id` (so all of them go in one request), its
 /// bridge in `BRIDGE_GROUP`; the group is set in the very request that
@@ -111,7 +130,7 @@ pub fn is_host_veth_name(name: &str) -> bool {
 
 /// FNV-1a, 64 bit: tiny, stable across releases and platforms, and good
 /// enough to spread names; collisions are caught by the state's uniqueness.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         hash ^= u64::from(b);
@@ -173,5 +192,18 @@ mod tests {
         assert!(!is_berths_veth(&v, 0), "not in a berth group");
         assert!(!is_berths_veth(&v, BRIDGE_GROUP), "the bridges' group");
         assert!(!is_berths_veth("eth0", network_link_group(3)));
+    }
+
+    #[test]
+    fn an_endpoints_ifb_is_named_after_its_veth() {
+        let v = host_veth_name("web", "c1");
+        let ifb = ifb_name(&v);
+        assert_eq!(&ifb[2..], &v[2..]);
+        assert!(ifb.starts_with("ib") && check_ifname("ifb", &ifb).is_ok());
+        assert!(is_ifb_name(&ifb) && !is_host_veth_name(&ifb));
+        assert!(!is_ifb_name(&v) && !is_ifb_name("ifb0"));
+        assert!(is_berths_ifb(&ifb, network_link_group(3)));
+        assert!(!is_berths_ifb(&ifb, 0));
+        assert!(!is_berths_veth(&ifb, network_link_group(3)));
     }
 }

@@ -275,6 +275,8 @@ pub fn setup(
                 }),
                 metric: a.metric,
                 attachment: None,
+                // Podman 4's netavark requests carry no limits.
+                bandwidth: Default::default(),
             };
             let (e, n) = txn.apply(Attach(attach))?;
             status.insert(a.network.clone(), status_block(a, &e, &n));

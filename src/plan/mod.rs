@@ -14,7 +14,8 @@ use berth_nft::Batch;
 
 use crate::error::{Error, Result};
 use crate::kernel::{netns, sysctl, InsideConfig, Kernel, VethPair};
-use crate::model::{Ipv4Net, Mac, Proto};
+use crate::model::bandwidth::format_rate;
+use crate::model::{Ipv4Net, Limit, Mac, Proto};
 
 /// One kernel change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +122,25 @@ pub enum Step {
         proto: Proto,
         dst: Option<Ipv4Addr>,
         port: u16,
+    },
+    /// An ifb device (up, in the network's link group) whose egress
+    /// shapes what an endpoint sends.
+    CreateIfb {
+        name: String,
+        mtu: u32,
+        group: u32,
+    },
+    /// A token bucket as the root qdisc of a link (replacing any). It goes
+    /// with its link, so there is nothing to undo.
+    ShapeEgress {
+        ifname: String,
+        limit: Limit,
+    },
+    /// Everything `ifname` receives goes to the egress of the ifb `to`
+    /// (replacing an earlier redirect); it goes with its link.
+    RedirectIngress {
+        ifname: String,
+        to: String,
     },
 }
 
@@ -279,6 +299,18 @@ impl Step {
                 kernel.conntrack_flush(*proto, *dst, *port)?;
                 None
             }
+            Step::CreateIfb { name, mtu, group } => {
+                kernel.create_ifb(name, *mtu, *group)?;
+                Some(Undo::DeleteLink(name.clone()))
+            }
+            Step::ShapeEgress { ifname, limit } => {
+                kernel.shape_egress(ifname, limit)?;
+                None
+            }
+            Step::RedirectIngress { ifname, to } => {
+                kernel.redirect_ingress(ifname, to)?;
+                None
+            }
         })
     }
 
@@ -379,6 +411,23 @@ impl Step {
                 Some(d) => format!("conntrack -D -p {proto} --orig-dst {d} --orig-port-dst {port}"),
                 None => format!("conntrack -D -p {proto} --orig-port-dst {port}"),
             }],
+            Step::CreateIfb { name, mtu, group } => vec![
+                format!("ip link add {name} mtu {mtu} group {group} type ifb"),
+                format!("ip link set {name} addrgenmode none"),
+                format!("ip link set {name} up"),
+            ],
+            Step::ShapeEgress { ifname, limit } => vec![format!(
+                "tc qdisc replace dev {ifname} root handle 1: tbf rate {} burst {}b limit {}b",
+                format_rate(limit.rate),
+                limit.burst_u32(),
+                limit.queue_bytes()
+            )],
+            Step::RedirectIngress { ifname, to } => vec![
+                format!("tc qdisc replace dev {ifname} handle ffff: ingress"),
+                format!(
+                    "tc filter replace dev {ifname} parent ffff: protocol all prio 1 handle 800::800 u32 match u32 0 0 action mirred egress redirect dev {to}"
+                ),
+            ],
         }
     }
 }

@@ -167,10 +167,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("berth-jobs-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(&dir).unwrap();
-        // Back to version 7, the last before jobs.
+        // Back to version 7, the last before jobs (and bandwidth limits).
         store
             .conn
-            .execute_batch("DROP TABLE jobs; PRAGMA user_version = 7;")
+            .execute_batch(
+                "DROP TABLE jobs; \
+                 ALTER TABLE endpoints DROP COLUMN bw_in_rate; ALTER TABLE endpoints DROP COLUMN bw_in_burst; \
+                 ALTER TABLE endpoints DROP COLUMN bw_out_rate; ALTER TABLE endpoints DROP COLUMN bw_out_burst; \
+                 PRAGMA user_version = 7;",
+            )
             .unwrap();
         drop(store);
         let mut store = Store::open(&dir).unwrap();

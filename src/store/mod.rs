@@ -20,7 +20,9 @@ pub use jobs::{Job, JobState, JOBS_SCHEMA};
 pub use lock::{FileLock, StateLock};
 
 use crate::error::{Error, Result};
-use crate::model::{Endpoint, Ipv4Net, Network, NetworkPolicy, PortMapping, Proto, Uplink};
+use crate::model::{
+    Bandwidth, Endpoint, Ipv4Net, Limit, Network, NetworkPolicy, PortMapping, Proto, Uplink,
+};
 
 mod owner;
 mod secure;
@@ -30,7 +32,7 @@ pub use names::{DnsEndpoint, DnsNetwork};
 
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 /// berth's routing tables (`--uplink`) are this plus the network id.
 pub const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
 
@@ -164,6 +166,16 @@ ALTER TABLE endpoints ADD COLUMN container_id TEXT;
 CREATE INDEX endpoints_by_container_id ON endpoints (container_id);
 ";
 
+/// Version 9: an endpoint's bandwidth limits (bits per second and bucket
+/// bytes, each way; NULL: unlimited), which `up` needs to shape a veth it
+/// re-creates.
+const BANDWIDTH_SCHEMA: &str = "
+ALTER TABLE endpoints ADD COLUMN bw_in_rate INTEGER;
+ALTER TABLE endpoints ADD COLUMN bw_in_burst INTEGER;
+ALTER TABLE endpoints ADD COLUMN bw_out_rate INTEGER;
+ALTER TABLE endpoints ADD COLUMN bw_out_burst INTEGER;
+";
+
 pub struct Store {
     conn: Connection,
     dir: PathBuf,
@@ -269,6 +281,7 @@ impl Store {
                 tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
                 tx.execute_batch(JOBS_SCHEMA)?;
+                tx.execute_batch(BANDWIDTH_SCHEMA)?;
             }
             1 => {
                 tx.execute_batch(MIGRATE_1_TO_2)?;
@@ -278,6 +291,7 @@ impl Store {
                 tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
                 tx.execute_batch(JOBS_SCHEMA)?;
+                tx.execute_batch(BANDWIDTH_SCHEMA)?;
             }
             2 => {
                 tx.execute_batch(PORTS_SCHEMA)?;
@@ -286,6 +300,7 @@ impl Store {
                 tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
                 tx.execute_batch(JOBS_SCHEMA)?;
+                tx.execute_batch(BANDWIDTH_SCHEMA)?;
             }
             3 => {
                 tx.execute_batch(INTENTS_SCHEMA)?;
@@ -293,25 +308,34 @@ impl Store {
                 tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
                 tx.execute_batch(JOBS_SCHEMA)?;
+                tx.execute_batch(BANDWIDTH_SCHEMA)?;
             }
             4 => {
                 tx.execute_batch(MIGRATE_OWNERS)?;
                 tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
                 tx.execute_batch(JOBS_SCHEMA)?;
+                tx.execute_batch(BANDWIDTH_SCHEMA)?;
             }
             5 => {
                 tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
                 tx.execute_batch(JOBS_SCHEMA)?;
+                tx.execute_batch(BANDWIDTH_SCHEMA)?;
             }
             // Version 7: CNI attachments and cluster CIDRs (src/store/attachments.rs).
             6 => {
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
                 tx.execute_batch(JOBS_SCHEMA)?;
+                tx.execute_batch(BANDWIDTH_SCHEMA)?;
             }
             // Version 8: detached runs (src/store/jobs.rs).
-            7 => tx.execute_batch(JOBS_SCHEMA)?,
+            7 => {
+                tx.execute_batch(JOBS_SCHEMA)?;
+                tx.execute_batch(BANDWIDTH_SCHEMA)?;
+            }
+            // Version 9: bandwidth limits of endpoints.
+            8 => tx.execute_batch(BANDWIDTH_SCHEMA)?,
             SCHEMA_VERSION => {}
             v => {
                 return Err(Error::Other(format!(
@@ -423,7 +447,32 @@ pub(crate) fn endpoint_from_row(row: &Row) -> rusqlite::Result<Endpoint> {
         host_ifname,
         default_route: row.get(9)?,
         ports: Vec::new(),
+        bandwidth: bandwidth_from_row(row)?,
     })
+}
+
+/// Columns 10..14 of [`ENDPOINT_COLUMNS`]: a direction is limited when
+/// its rate is set.
+fn bandwidth_from_row(row: &Row) -> rusqlite::Result<Bandwidth> {
+    let limit = |rate: usize| -> rusqlite::Result<Option<Limit>> {
+        let r: Option<i64> = row.get(rate)?;
+        let b: Option<i64> = row.get(rate + 1)?;
+        Ok(r.map(|rate| Limit {
+            rate: rate as u64,
+            burst: b.unwrap_or(0) as u64,
+        })
+        .filter(|l| l.check("rate").is_ok()))
+    };
+    Ok(Bandwidth {
+        inbound: limit(10)?,
+        outbound: limit(12)?,
+    })
+}
+
+/// How many columns [`ENDPOINT_COLUMNS`] has: queries that select more
+/// after them read those from here on.
+pub(crate) fn endpoint_columns_len() -> usize {
+    ENDPOINT_COLUMNS.split(',').count()
 }
 
 fn bad_column(index: usize, value: &str) -> rusqlite::Error {
@@ -435,7 +484,7 @@ fn bad_column(index: usize, value: &str) -> rusqlite::Error {
 }
 
 pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs";
-pub(crate) const ENDPOINT_COLUMNS: &str = "e.id, n.name, e.name, e.netns, e.netns_inode, e.ip, e.mac, e.ifname, e.host_ifname, e.default_route";
+pub(crate) const ENDPOINT_COLUMNS: &str = "e.id, n.name, e.name, e.netns, e.netns_inode, e.ip, e.mac, e.ifname, e.host_ifname, e.default_route, e.bw_in_rate, e.bw_in_burst, e.bw_out_rate, e.bw_out_burst";
 
 impl Tx<'_> {
     pub fn commit(self) -> Result<()> {
@@ -672,8 +721,9 @@ impl Tx<'_> {
     /// network's next-address cursor.
     pub fn insert_endpoint(&self, network: &Network, e: &Endpoint) -> Result<i64> {
         self.tx.execute(
-            "INSERT INTO endpoints (network_id, name, netns, netns_inode, ip, mac, ifname, host_ifname, default_route)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO endpoints (network_id, name, netns, netns_inode, ip, mac, ifname, host_ifname, default_route,
+                                    bw_in_rate, bw_in_burst, bw_out_rate, bw_out_burst)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 network.id,
                 e.name,
@@ -683,7 +733,11 @@ impl Tx<'_> {
                 e.mac.to_string(),
                 e.ifname,
                 e.host_ifname,
-                e.default_route
+                e.default_route,
+                e.bandwidth.inbound.map(|l| l.rate as i64),
+                e.bandwidth.inbound.map(|l| l.burst as i64),
+                e.bandwidth.outbound.map(|l| l.rate as i64),
+                e.bandwidth.outbound.map(|l| l.burst as i64),
             ],
         )?;
         let id = self.tx.last_insert_rowid();
@@ -853,6 +907,7 @@ mod tests {
             host_ifname: crate::model::names::host_veth_name("web", "c1"),
             default_route: true,
             ports: Vec::new(),
+            bandwidth: Default::default(),
         }
     }
 
@@ -932,6 +987,46 @@ mod tests {
         assert!(tx.insert_ports(id, &[m("9001:1")]).is_err());
         tx.delete_endpoint(id).unwrap();
         assert_eq!(holder("9000:1"), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bandwidth_limits_round_trip_and_version_7_state_gains_them() {
+        use crate::model::{Bandwidth, Limit};
+        let dir = temp_dir("bw");
+        let mut store = Store::open(&dir).unwrap();
+        let tx = store.begin().unwrap();
+        let net = insert_web(&tx);
+        let limited = Endpoint {
+            bandwidth: Bandwidth {
+                inbound: None,
+                outbound: Some(Limit {
+                    rate: 40_000_000_000,
+                    burst: 123_456,
+                }),
+            },
+            ..endpoint_c1(1)
+        };
+        let id = tx.insert_endpoint(&net, &limited).unwrap();
+        assert_eq!(
+            tx.endpoint(id).unwrap().unwrap(),
+            Endpoint { id, ..limited }
+        );
+        tx.commit().unwrap();
+        // Back to version 8, before the columns.
+        store
+            .conn
+            .execute_batch(
+                "ALTER TABLE endpoints DROP COLUMN bw_in_rate; ALTER TABLE endpoints DROP COLUMN bw_in_burst; \
+                 ALTER TABLE endpoints DROP COLUMN bw_out_rate; ALTER TABLE endpoints DROP COLUMN bw_out_burst; \
+                 PRAGMA user_version = 8;",
+            )
+            .unwrap();
+        drop(store);
+        let mut store = Store::open(&dir).unwrap();
+        let tx = store.begin().unwrap();
+        let e = tx.endpoint(id).unwrap().unwrap();
+        assert!(e.bandwidth.is_unlimited(), "{e:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

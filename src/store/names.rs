@@ -231,8 +231,11 @@ mod tests {
         store
             .conn
             .execute_batch(
-                // (and without version 7's CNI table and column, and version 8's jobs)
+                // (and without version 7's CNI table and column, version 8's
+                // jobs and version 9's bandwidth columns)
                 "DROP TABLE jobs; DROP TABLE attachments; ALTER TABLE networks DROP COLUMN cluster_cidrs; \
+                 ALTER TABLE endpoints DROP COLUMN bw_in_rate; ALTER TABLE endpoints DROP COLUMN bw_in_burst; \
+                 ALTER TABLE endpoints DROP COLUMN bw_out_rate; ALTER TABLE endpoints DROP COLUMN bw_out_burst; \
                  DROP TABLE dns_names; ALTER TABLE networks DROP COLUMN dns; PRAGMA user_version = 5;",
             )
             .unwrap();

@@ -396,6 +396,7 @@ mod tests {
                 host_ifname: format!("vb{i:012x}"),
                 default_route: true,
                 ports: Vec::new(),
+                bandwidth: Default::default(),
             };
             let id = tx.insert_endpoint(&net, &e).unwrap();
             let spec = crate::model::PortSpec::parse("80")

@@ -210,6 +210,75 @@ pub fn endpoint_steps(
     }
 }
 
+/// The steps that hold an endpoint's traffic to its limits: a bucket on
+/// the host veth's egress for what goes to the container, and for what it
+/// sends, its ifb with a bucket of its own and the redirect of the veth's
+/// ingress to it. `ifb` is the link group of a device already called by
+/// the ifb's name: one in the network's group is used as it is, another
+/// of berth's is replaced. Every other step replaces what is there, so
+/// they serve a new endpoint and a repair alike.
+pub fn bandwidth_steps(network: &Network, e: &Endpoint, ifb: Option<u32>, plan: &mut Plan) {
+    if let Some(limit) = e.bandwidth.inbound {
+        plan.push(Step::ShapeEgress {
+            ifname: e.host_ifname.clone(),
+            limit,
+        });
+    }
+    outbound_steps(network, e, ifb, plan);
+}
+
+/// The part of [`bandwidth_steps`] for what the endpoint sends.
+fn outbound_steps(network: &Network, e: &Endpoint, ifb: Option<u32>, plan: &mut Plan) {
+    let Some(limit) = e.bandwidth.outbound else {
+        return;
+    };
+    let name = names::ifb_name(&e.host_ifname);
+    if ifb != Some(network.link_group) {
+        if ifb.is_some() {
+            // In another of berth's groups (the one of links being
+            // deleted together, after a crash): it would go with them.
+            plan.push(Step::DeleteLink { name: name.clone() });
+        }
+        plan.push(Step::CreateIfb {
+            name: name.clone(),
+            mtu: network.mtu,
+            group: network.link_group,
+        });
+    }
+    plan.push(Step::ShapeEgress {
+        ifname: name.clone(),
+        limit,
+    });
+    plan.push(Step::RedirectIngress {
+        ifname: e.host_ifname.clone(),
+        to: name,
+    });
+}
+
+/// The bandwidth part of `connect`, after [`connect_plan`]: the link group
+/// of a device already called by the endpoint's ifb name, if one is,
+/// decides as for the veth: berth's own (a leftover of an earlier
+/// endpoint of the same name) is used or replaced, anything else is
+/// refused.
+pub fn connect_bandwidth(
+    network: &Network,
+    endpoint: &Endpoint,
+    leftover_ifb: Option<u32>,
+    plan: &mut Plan,
+) -> crate::error::Result<()> {
+    let ifb = names::ifb_name(&endpoint.host_ifname);
+    if let Some(group) = leftover_ifb {
+        if endpoint.bandwidth.outbound.is_some() && !names::is_berths_ifb(&ifb, group) {
+            return Err(crate::error::Error::invalid(format!(
+                "a device named {ifb} that berth did not make is in the way of {}/{}; choose another --name",
+                network.name, endpoint.name
+            )));
+        }
+    }
+    bandwidth_steps(network, endpoint, leftover_ifb, plan);
+    Ok(())
+}
+
 /// Publishing (or, with `add` false, withdrawing) `ports` of the container
 /// at `ip`: one nft batch of map elements, then a conntrack flush per UDP
 /// port (TCP flows end by themselves; a UDP client that keeps sending would
@@ -301,13 +370,26 @@ pub fn disconnect_plan(
 ) -> Plan {
     let mut plan = Plan::new();
     port_steps(&mut plan, endpoint.ip, &endpoint.ports, false);
+    // An ifb lives in the host: it does not go with the namespace, and
+    // with the veth it goes in the same request (one RCU grace period).
+    let ifb = endpoint
+        .bandwidth
+        .outbound
+        .map(|_| names::ifb_name(&endpoint.host_ifname));
     if delete_veth {
-        plan.push(Step::DeleteLink {
-            name: endpoint.host_ifname.clone(),
+        plan.push(match ifb {
+            Some(ifb) => Step::DeleteLinksTogether {
+                names: vec![endpoint.host_ifname.clone(), ifb],
+            },
+            None => Step::DeleteLink {
+                name: endpoint.host_ifname.clone(),
+            },
         });
         if let Some((netns, gateway)) = heir {
             plan.push(Step::DefaultRoute { netns, gateway });
         }
+    } else if let Some(ifb) = ifb {
+        plan.push(Step::DeleteLink { name: ifb });
     }
     plan
 }
@@ -351,8 +433,12 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
     let mut kept: Vec<&Endpoint> = Vec::new();
     let mut recreate: Vec<(&Network, &Endpoint)> = Vec::new();
     let mut known_veths: HashSet<&str> = HashSet::new();
+    let mut known_ifbs: HashSet<String> = HashSet::new();
     for (e, status) in &desired.endpoints {
         known_veths.insert(e.host_ifname.as_str());
+        if e.bandwidth.outbound.is_some() {
+            known_ifbs.insert(names::ifb_name(&e.host_ifname));
+        }
         let who = format!("{}/{}", e.network, e.name);
         let veth = links.contains_key(e.host_ifname.as_str());
         let network = live_by_name.get(e.network.as_str()).copied();
@@ -384,6 +470,16 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
         // The veths of a dying network go with its link group below.
         if veth && !dying.contains(e.network.as_str()) {
             remove_links.push(e.host_ifname.clone());
+        }
+        // Its ifb lives in the host, whatever became of the namespace.
+        let ifb = names::ifb_name(&e.host_ifname);
+        if e.bandwidth.outbound.is_some()
+            && links
+                .get(ifb.as_str())
+                .is_some_and(|l| names::is_berths_ifb(&l.name, l.group))
+            && !dying.contains(e.network.as_str())
+        {
+            remove_links.push(ifb);
         }
     }
     for name in &remove_links {
@@ -487,6 +583,45 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
             .map(|t| t.path)
             .unwrap_or_else(|_| std::path::PathBuf::from(&e.netns));
         endpoint_steps(n, e, netns, None, &mut d.plan);
+        // The new veth is shaped as the old one was; the ifb, in the host,
+        // usually outlived it.
+        let ifb = names::ifb_name(&e.host_ifname);
+        match links.get(ifb.as_str()).map(|l| l.group) {
+            Some(g) if e.bandwidth.outbound.is_some() && !names::is_berths_ifb(&ifb, g) => {
+                d.report.push(format!(
+                    "could not limit what {}/{} sends: a device named {ifb} that berth did not make is in the way",
+                    e.network, e.name
+                ));
+                let inbound_only = Endpoint {
+                    bandwidth: crate::model::Bandwidth {
+                        outbound: None,
+                        ..e.bandwidth
+                    },
+                    ..(*e).clone()
+                };
+                bandwidth_steps(n, &inbound_only, None, &mut d.plan);
+            }
+            group => bandwidth_steps(n, e, group, &mut d.plan),
+        }
+    }
+    // An ifb deleted under a live veth: the veth's redirect leads nowhere,
+    // which drops everything the container sends.
+    for e in &kept {
+        let ifb = names::ifb_name(&e.host_ifname);
+        if e.bandwidth.outbound.is_none()
+            || links.contains_key(ifb.as_str())
+            || !links.contains_key(e.host_ifname.as_str())
+        {
+            continue;
+        }
+        let Some(n) = live_by_name.get(e.network.as_str()) else {
+            continue;
+        };
+        d.report.push(format!(
+            "re-created the ifb {ifb} of {}/{}",
+            e.network, e.name
+        ));
+        outbound_steps(n, e, None, &mut d.plan);
     }
 
     if scope.sweep {
@@ -502,10 +637,19 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
                 && l.group == names::BRIDGE_GROUP
                 && !live_bridges.contains(l.name.as_str())
                 && !dying_bridges.contains(l.name.as_str());
-            if leftover_veth || leftover_bridge {
+            let leftover_ifb = names::is_berths_ifb(&l.name, l.group)
+                && !known_ifbs.contains(&l.name)
+                && !dying_groups.contains(&l.group);
+            if leftover_veth || leftover_bridge || leftover_ifb {
+                let kind = if leftover_bridge {
+                    "bridge"
+                } else if leftover_ifb {
+                    "ifb"
+                } else {
+                    "veth"
+                };
                 d.report.push(format!(
-                    "removed leftover {} {} that no state row knows",
-                    if leftover_bridge { "bridge" } else { "veth" },
+                    "removed leftover {kind} {} that no state row knows",
                     l.name
                 ));
                 d.plan.push(Step::DeleteLink {

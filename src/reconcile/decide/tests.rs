@@ -37,6 +37,7 @@ fn endpoint(id: i64, name: &str, last: u8, ports: &[&str]) -> Endpoint {
             .iter()
             .map(|p| PortSpec::parse(p).unwrap().with_host_port(0))
             .collect(),
+        bandwidth: Default::default(),
     }
 }
 
@@ -412,4 +413,172 @@ fn disconnect_decides_ports_first_then_the_veth_then_the_route_heir() {
         nft 'delete element inet berth published4_any { udp . 5353 : 10.90.0.2 . 53 }'
         conntrack -D -p udp --orig-port-dst 5353"#]]
     .assert_eq(&lines(&disconnect_plan(&c1, false, heir)));
+}
+
+/// c1 limited both ways: 20 Mbit/s towards it, 5 Mbit/s from it.
+fn limited(e: Endpoint) -> Endpoint {
+    Endpoint {
+        bandwidth: crate::model::Bandwidth {
+            inbound: Some(crate::model::Limit::at_rate(20_000_000)),
+            outbound: Some(crate::model::Limit::at_rate(5_000_000)),
+        },
+        ..e
+    }
+}
+
+fn ifb_of(e: &Endpoint) -> LinkFact {
+    link(
+        &names::ifb_name(&e.host_ifname),
+        "ifb",
+        names::network_link_group(1),
+    )
+}
+
+#[test]
+fn connect_shapes_the_veth_and_an_ifb_and_takes_over_berths_leftover_ifb() {
+    let c1 = limited(endpoint(1, "c1", 2, &[]));
+    let mut plan = Plan::new();
+    connect_bandwidth(&web(), &c1, None, &mut plan).unwrap();
+    expect![[r#"
+        tc qdisc replace dev vb6c39f18610fe root handle 1: tbf rate 20mbit burst 16384b limit 141384b
+        ip link add ib6c39f18610fe mtu 1500 group 1650786305 type ifb
+        ip link set ib6c39f18610fe addrgenmode none
+        ip link set ib6c39f18610fe up
+        tc qdisc replace dev ib6c39f18610fe root handle 1: tbf rate 5mbit burst 16384b limit 47634b
+        tc qdisc replace dev vb6c39f18610fe handle ffff: ingress
+        tc filter replace dev vb6c39f18610fe parent ffff: protocol all prio 1 handle 800::800 u32 match u32 0 0 action mirred egress redirect dev ib6c39f18610fe"#]]
+    .assert_eq(&lines(&plan));
+    // berth's ifb of the same name in the network's group is used...
+    let mut plan = Plan::new();
+    connect_bandwidth(&web(), &c1, Some(names::network_link_group(1)), &mut plan).unwrap();
+    assert!(!lines(&plan).contains("type ifb"), "{}", lines(&plan));
+    // ...in another of berth's groups, replaced...
+    let mut plan = Plan::new();
+    connect_bandwidth(&web(), &c1, Some(names::DOOMED_GROUP), &mut plan).unwrap();
+    assert!(
+        lines(&plan).contains("ip link del ib6c39f18610fe\nip link add ib6c39f18610fe"),
+        "{}",
+        lines(&plan)
+    );
+    // ...and one berth cannot prove it made is refused.
+    let err = connect_bandwidth(&web(), &c1, Some(0), &mut Plan::new()).unwrap_err();
+    assert!(err.to_string().contains("ib6c39f18610fe"), "{err}");
+    // Inbound only: no ifb at all.
+    let mut in_only = c1.clone();
+    in_only.bandwidth.outbound = None;
+    let mut plan = Plan::new();
+    connect_bandwidth(&web(), &in_only, None, &mut plan).unwrap();
+    assert_eq!(plan.steps.len(), 1, "{}", lines(&plan));
+}
+
+#[test]
+fn disconnect_deletes_the_veth_and_its_ifb_together() {
+    let c1 = limited(endpoint(1, "c1", 2, &[]));
+    expect![[r#"
+        ip link del vb6c39f18610fe
+        ip link del ib6c39f18610fe"#]]
+    .assert_eq(&lines(&disconnect_plan(&c1, true, None)));
+    assert!(matches!(
+        disconnect_plan(&c1, true, None).steps[0],
+        Step::DeleteLinksTogether { .. }
+    ));
+    // The namespace takes the veth, not the ifb, which is the host's.
+    expect!["ip link del ib6c39f18610fe"].assert_eq(&lines(&disconnect_plan(&c1, false, None)));
+}
+
+#[test]
+fn a_recreated_veth_is_shaped_again_and_uses_the_ifb_that_outlived_it() {
+    let c1 = limited(endpoint(1, "c1", 2, &[]));
+    let desired = Desired {
+        networks: vec![(web(), Status::Ready)],
+        endpoints: vec![(c1.clone(), Status::Ready)],
+        sandboxes: vec![],
+        instance: "ab".into(),
+        dns_port: 53,
+    };
+    let mut observed = matching(&desired);
+    observed.links.retain(|l| l.kind == "bridge");
+    observed.links.push(ifb_of(&c1));
+    observed.netns_alive.insert(1);
+    let d = decide(&desired, &observed, Scope::default());
+    check(
+        &d,
+        expect![[r#"
+            re-created the veth vb6c39f18610fe of web/c1
+            --
+            ip link add vb6c39f18610fe mtu 1500 group 1650786305 master berth-web up type veth peer name eth0 mtu 1500 address 02:42:0a:5a:00:02 netns c1
+            ip link set vb6c39f18610fe addrgenmode none
+            ip -n c1 link set lo up
+            ip -n c1 link set eth0 addrgenmode none
+            ip -n c1 link set eth0 up
+            ip -n c1 addr add 10.90.0.2/24 brd 10.90.0.255 dev eth0
+            ip -n c1 route add default via 10.90.0.1
+            tc qdisc replace dev vb6c39f18610fe root handle 1: tbf rate 20mbit burst 16384b limit 141384b
+            tc qdisc replace dev ib6c39f18610fe root handle 1: tbf rate 5mbit burst 16384b limit 47634b
+            tc qdisc replace dev vb6c39f18610fe handle ffff: ingress
+            tc filter replace dev vb6c39f18610fe parent ffff: protocol all prio 1 handle 800::800 u32 match u32 0 0 action mirred egress redirect dev ib6c39f18610fe
+        "#]],
+    );
+}
+
+#[test]
+fn a_lost_ifb_is_recreated_and_a_dead_endpoints_ifb_removed() {
+    let c1 = limited(endpoint(1, "c1", 2, &[]));
+    let c2 = limited(endpoint(2, "c2", 3, &[]));
+    let desired = Desired {
+        networks: vec![(web(), Status::Ready)],
+        endpoints: vec![(c1.clone(), Status::Ready), (c2.clone(), Status::Ready)],
+        sandboxes: vec![],
+        instance: "ab".into(),
+        dns_port: 53,
+    };
+    // c1's ifb was deleted by hand; c2's namespace died (its veth with
+    // it), its ifb is left in the host.
+    let mut observed = matching(&desired);
+    observed.links.retain(|l| l.name != c2.host_ifname);
+    observed.links.push(ifb_of(&c2));
+    let d = decide(&desired, &observed, Scope::default());
+    assert_eq!(d.drop_endpoints, vec![2]);
+    check(
+        &d,
+        expect![[r#"
+            removed endpoint web/c2: its namespace is gone
+            re-created the ifb ib6c39f18610fe of web/c1
+            --
+            ip link del ib6b39f1860f4b
+            ip link add ib6c39f18610fe mtu 1500 group 1650786305 type ifb
+            ip link set ib6c39f18610fe addrgenmode none
+            ip link set ib6c39f18610fe up
+            tc qdisc replace dev ib6c39f18610fe root handle 1: tbf rate 5mbit burst 16384b limit 47634b
+            tc qdisc replace dev vb6c39f18610fe handle ffff: ingress
+            tc filter replace dev vb6c39f18610fe parent ffff: protocol all prio 1 handle 800::800 u32 match u32 0 0 action mirred egress redirect dev ib6c39f18610fe
+        "#]],
+    );
+}
+
+#[test]
+fn gc_sweeps_ifbs_no_row_knows_and_only_berths() {
+    let c1 = limited(endpoint(1, "c1", 2, &[]));
+    let desired = Desired {
+        networks: vec![(web(), Status::Ready)],
+        endpoints: vec![(c1.clone(), Status::Ready)],
+        sandboxes: vec![],
+        instance: "ab".into(),
+        dns_port: 53,
+    };
+    let mut observed = matching(&desired);
+    observed.links.push(ifb_of(&c1));
+    observed
+        .links
+        .push(link("ib0123456789ab", "ifb", names::network_link_group(1)));
+    observed.links.push(link("ibffffffffffff", "ifb", 0));
+    observed.links.push(link("ifb0", "ifb", 0));
+    let d = decide(&desired, &observed, Scope { sweep: true });
+    let report = d.report.join("\n");
+    assert_eq!(
+        report, "removed leftover ifb ib0123456789ab that no state row knows",
+        "{report}"
+    );
+    assert!(lines(&d.plan).contains("ip link del ib0123456789ab"));
+    assert!(!lines(&d.plan).contains("ibffffffffffff"));
 }
