@@ -182,7 +182,7 @@ fn limits_are_shown_live_in_the_kernel_go_with_the_endpoint_and_come_back_with_u
     assert!(inspect.contains("in 1.5gbit, out 500kbit"), "{inspect}");
     let inspected = sb.berth_json(&["network", "inspect", "web", "--json"]);
     assert_eq!(
-        inspected["endpoints"][0]["bandwidth"]["in"]["rate"],
+        inspected[0]["endpoints"][0]["bandwidth"]["in"]["rate"],
         1_500_000_000
     );
     let formatted = sb.berth_ok(&["ps", "--format", "{{.Name}} {{.Limits}}"]);

@@ -25,18 +25,25 @@ enum Reader {
 /// returns its status and its stderr.
 fn with_reader(sb: &Sandbox, args: &[&str], reader: Reader) -> (ExitStatus, String) {
     let mut cmd = sb.berth_command(args);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn berth");
-    let out = child.stdout.take().unwrap();
-    match reader {
-        Reader::Gone => drop(out),
+    cmd.stdin(Stdio::null()).stderr(Stdio::piped());
+    let mut child = match reader {
+        // The reading end is closed before the command starts, so its
+        // first write finds no reader, however fast it is.
+        Reader::Gone => {
+            let (read, write) = std::io::pipe().expect("a pipe");
+            drop(read);
+            cmd.stdout(write);
+            cmd.spawn().expect("spawn berth")
+        }
         Reader::OneLine => {
+            cmd.stdout(Stdio::piped());
+            let mut child = cmd.spawn().expect("spawn berth");
+            let out = child.stdout.take().unwrap();
             let mut line = String::new();
             let _ = BufReader::new(out).read_line(&mut line);
+            child
         }
-    }
+    };
     let mut err = child.stderr.take().unwrap();
     let errors = std::thread::spawn(move || {
         let mut s = String::new();
