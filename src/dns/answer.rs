@@ -40,11 +40,7 @@ pub fn reply(table: &Table, gateway: Ipv4Addr, client: Ipv4Addr, packet: &[u8]) 
     if query.message_type() != MessageType::Query {
         return Reply::Ignore;
     }
-    // Only the network's own addresses (and the host's, on the gateway)
-    // are served: routed to the gateway from elsewhere, the server would
-    // be an open resolver.
-    let ours = |n: &super::table::Net| n.subnet.is_some_and(|s| s.contains(client));
-    if client != gateway && !table.net(gateway).is_some_and(ours) {
+    if !table.admits(gateway, client) {
         return Reply::Answer(error(&query, ResponseCode::Refused));
     }
     if query.op_code() != OpCode::Query {

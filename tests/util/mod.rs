@@ -25,6 +25,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+pub mod dns;
 pub mod podman;
 
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
