@@ -15,6 +15,7 @@ pub mod rtnl;
 pub mod sandbox;
 pub mod sockets;
 pub mod sysctl;
+pub mod watch;
 
 #[cfg(test)]
 pub mod fake;
