@@ -293,6 +293,7 @@ fn run_command(
             return run::exec(ctx, &target, dns, &command);
         }
         Command::DnsServer { stay } => return crate::dns::serve(&ctx.state_dir, stay),
+        Command::Supervise => return crate::supervisor::serve(&ctx.state_dir),
         Command::Reset(_) => {
             if let Some(r) = done(commands::reset(ctx)?) {
                 println!(

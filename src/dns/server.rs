@@ -1,7 +1,9 @@
 //! The server process (`berth dns-server`): one process, one thread of
 //! tokio, UDP and TCP port 53 on the gateway of every network with DNS,
 //! and a control socket (`dns.sock` in the state directory) on which berth
-//! asks it to reload.
+//! asks it to reload, and on which the supervisor (see `background`) holds
+//! a connection: each of the two starts the other again when that
+//! connection ends without a `bye`.
 //!
 //! It keeps no state of its own: a reload reads berth's state (read-only,
 //! on a blocking thread, so queries keep being answered meanwhile), builds
@@ -12,11 +14,13 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixListener};
 use tokio::task::JoinHandle;
 
@@ -159,6 +163,10 @@ async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
         listeners.len(),
         dir.display()
     );
+    // The supervisor's end of its connection, kept so that a deliberate
+    // exit can say `bye` (a death says nothing, and it starts a new server).
+    let mut supervisor: Option<OwnedWriteHalf> = None;
+    let exiting = Arc::new(AtomicBool::new(false));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     // SIGHUP: read everything again (for a service manager's reload).
@@ -186,6 +194,13 @@ async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
         {
             continue;
         }
+        if line.trim() == "supervisor" {
+            if write.write_all(b"ok\n").await.is_ok() {
+                supervisor = Some(write);
+                tokio::spawn(watch_supervisor(reader, dir.clone(), exiting.clone()));
+            }
+            continue;
+        }
         let Some(change) = Change::parse(&line) else {
             let _ = write.write_all(b"error: unknown request\n").await;
             continue;
@@ -209,7 +224,46 @@ async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
             break;
         }
     }
+    exiting.store(true, Ordering::Release);
+    if let Some(mut w) = supervisor.take() {
+        let _ = w.write_all(b"bye\n").await;
+    }
     Ok(())
+}
+
+/// Holds the supervisor's connection: when it ends without a `bye`, the
+/// supervisor died, and a new one is started (after a tenth of a second,
+/// so that whatever killed it in a teardown is done; at most one every 2 s).
+async fn watch_supervisor(
+    mut reader: BufReader<OwnedReadHalf>,
+    dir: PathBuf,
+    exiting: Arc<AtomicBool>,
+) {
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) if line.trim() == "bye" => return,
+            Ok(_) => {}
+        }
+    }
+    let mut wait = Duration::from_millis(100);
+    if let Some(last) = *LAST.lock().unwrap_or_else(|e| e.into_inner()) {
+        wait = wait.max(Duration::from_secs(2).saturating_sub(last.elapsed()));
+    }
+    tokio::time::sleep(wait).await;
+    if exiting.load(Ordering::Acquire) {
+        return;
+    }
+    *LAST.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+    eprintln!("berth-dns: the supervisor died; starting it again");
+    std::thread::spawn(move || {
+        if let Err(e) = crate::background::supervise(&dir) {
+            eprintln!("berth-dns: starting the supervisor: {e}");
+        }
+    });
 }
 
 /// What berth says changed (one line on the control socket).
