@@ -132,3 +132,32 @@ fn needed(state_dir: &Path) -> Result<bool> {
     let tx = store.read()?;
     tx.anything_to_watch()
 }
+
+/// Ends the supervisor of `state_dir`, if one runs (by the PID it recorded,
+/// and only if that process is berth's supervisor), and waits up to a second
+/// for it to go. For what isolates itself in a private sandbox (`demo`,
+/// `bench`): nothing may keep that sandbox alive once it is done.
+pub fn stop_supervisor(state_dir: &Path) {
+    let pid = std::fs::read_to_string(state_dir.join(SUPERVISOR_PID))
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .filter(|p| *p > 1);
+    let ours = |pid: i32| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+            let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+            args.contains(&b"supervise".as_slice())
+                && args.contains(&state_dir.as_os_str().as_encoded_bytes())
+        })
+    };
+    let Some(pid) = pid.filter(|p| ours(*p)) else {
+        return;
+    };
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while ours(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -16,7 +16,10 @@ use crate::request::{AttachRequest, NetworkRequest};
 
 pub fn demo(verbose: bool) -> Result<()> {
     netns::isolate_self()?;
-    let mut ctx = Context::new(PathBuf::from("/run/berth-demo-state"), false);
+    let state_dir = PathBuf::from("/run/berth-demo-state");
+    // Whatever happens, no supervisor outlives the sandbox.
+    let _supervisor = super::bench::StopsSupervisor(state_dir.clone());
+    let mut ctx = Context::new(state_dir, false);
     println!("berth demo: in a private sandbox (fresh network and mount namespaces);");
     println!("nothing here reaches the real host, and all of it vanishes on exit.");
 
