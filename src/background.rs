@@ -48,7 +48,9 @@ pub fn spawn_detached(state_dir: &Path, subcommand: &str, log: &str) -> Result<(
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
-        .current_dir("/");
+        .current_dir("/")
+        // A failpoint armed for this command is not the background's.
+        .env_remove("BERTH_FAILPOINT");
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(|| {

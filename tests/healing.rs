@@ -243,3 +243,33 @@ fn the_supervisor_comes_when_something_needs_watching_and_goes_after() {
     assert_eq!(supervisor_pid(&sb), None, "{:?}", sb.process_cmdlines());
     assert_eq!(server_pid(&sb), None);
 }
+
+#[test]
+fn a_stop_signal_is_not_a_death_and_the_next_command_starts_again() {
+    let sb = Sandbox::new();
+    web(&sb);
+    let server = server_pid(&sb).expect("the server runs");
+    let supervisor = supervisor_pid(&sb).expect("the supervisor runs");
+    // The server says `bye` to the supervisor, which leaves it stopped.
+    sb.sh_ok(&format!("kill -TERM {server}"));
+    within(Duration::from_secs(3), "the server exits", || {
+        !sb.processes().contains(&server)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server_pid(&sb), None, "{:?}", sb.process_cmdlines());
+    // The supervisor says `bye` to the server it is connected to again,
+    // which leaves it stopped.
+    sb.add_netns("c3");
+    sb.connect("web", "c3", &[]);
+    let server = server_pid(&sb).expect("the command started the server");
+    std::thread::sleep(Duration::from_millis(300));
+    sb.sh_ok(&format!("kill -TERM {supervisor}"));
+    within(Duration::from_secs(3), "the supervisor exits", || {
+        !sb.processes().contains(&supervisor)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(supervisor_pid(&sb), None, "{:?}", sb.process_cmdlines());
+    assert_eq!(server_pid(&sb), Some(server));
+    sb.berth_ok(&["disconnect", "web", "c3"]);
+    assert!(supervisor_pid(&sb).is_some_and(|p| p != supervisor));
+}

@@ -1,7 +1,7 @@
 //! What berth's supervisor waits on: links that go away (rtnetlink's link
 //! group, read as events rather than polled), processes that end (pidfds,
-//! which also work for processes that are not our children), and one
-//! `poll` over all of them with a timeout.
+//! which also work for processes that are not our children), the signals
+//! that ask it to stop, and one `poll` over all of them with a timeout.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -120,6 +120,38 @@ pub fn watch_process(pid: u32, start: u64) -> io::Result<Option<OwnedFd>> {
         return Ok(None);
     }
     Ok(Some(fd))
+}
+
+/// SIGTERM and SIGINT as a descriptor to poll rather than a handler, so
+/// that a process asked to stop can finish what it is doing and say so.
+pub struct StopSignals {
+    fd: nix::sys::signalfd::SignalFd,
+}
+
+impl StopSignals {
+    /// Blocks the two signals for this thread (and the threads it starts)
+    /// and opens the descriptor that receives them.
+    pub fn open() -> io::Result<StopSignals> {
+        use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+        use nix::sys::signalfd::{SfdFlags, SignalFd};
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGTERM);
+        set.add(Signal::SIGINT);
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+        let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+        Ok(StopSignals { fd })
+    }
+
+    /// Whether a stop signal has arrived.
+    pub fn arrived(&self) -> bool {
+        matches!(self.fd.read_signal(), Ok(Some(_)))
+    }
+}
+
+impl AsFd for StopSignals {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
 }
 
 /// Waits until one of `fds` is readable (or hung up), at most `timeout`;

@@ -39,7 +39,7 @@ use crate::change::Outcome;
 use crate::commands::maintain;
 use crate::context::{Context, Notice};
 use crate::error::{Error, Result};
-use crate::kernel::watch::{self, LinkEvent, LinkEvents};
+use crate::kernel::watch::{self, LinkEvent, LinkEvents, StopSignals};
 use crate::model::names;
 use crate::store::{FileLock, Store};
 use decide::Snapshot;
@@ -63,6 +63,7 @@ pub fn serve(state_dir: &Path) -> Result<i32> {
     // Subscribed before the first look, so that no deletion falls between.
     let mut links =
         LinkEvents::open().map_err(|e| Error::kernel("listening for link changes", e))?;
+    let stop = StopSignals::open().map_err(|e| Error::kernel("taking SIGTERM", e))?;
     let mut sv = Supervisor {
         dir: state_dir.to_path_buf(),
         owners: HashMap::new(),
@@ -96,7 +97,16 @@ pub fn serve(state_dir: &Path) -> Result<i32> {
             }
         }
         sv.keep_dns();
-        sv.wait_once(&listener, &mut links)?;
+        if sv.wait_once(&listener, &mut links, &stop)? {
+            // Asked to stop: a `bye`, so that the DNS server does not take
+            // this for a death and start another.
+            if let Some(mut conn) = sv.dns.conn.take() {
+                let _ = conn.write_all(b"bye\n");
+            }
+            let _ = std::fs::remove_file(&sock_path);
+            log("stopped by a signal".into());
+            return Ok(0);
+        }
     }
 }
 
@@ -279,8 +289,14 @@ impl Supervisor {
         }
     }
 
-    /// Waits for the next event (or the next thing due) and handles it.
-    fn wait_once(&mut self, listener: &UnixListener, links: &mut LinkEvents) -> Result<()> {
+    /// Waits for the next event (or the next thing due) and handles it;
+    /// true when a stop signal came.
+    fn wait_once(
+        &mut self,
+        listener: &UnixListener,
+        links: &mut LinkEvents,
+        stop: &StopSignals,
+    ) -> Result<bool> {
         let now = Instant::now();
         let mut due = self.next_periodic;
         if let Some(t) = self.check_at {
@@ -291,7 +307,7 @@ impl Supervisor {
         }
         let names: Vec<String> = self.owners.keys().cloned().collect();
         let ready = {
-            let mut fds: Vec<BorrowedFd<'_>> = vec![listener.as_fd(), links.as_fd()];
+            let mut fds: Vec<BorrowedFd<'_>> = vec![stop.as_fd(), listener.as_fd(), links.as_fd()];
             if let Some(c) = &self.dns.conn {
                 fds.push(c.as_fd());
             }
@@ -300,6 +316,9 @@ impl Supervisor {
                 .map_err(|e| Error::kernel("waiting for events", e))?
         };
         let mut ready = ready.into_iter();
+        if ready.next() == Some(true) && stop.arrived() {
+            return Ok(true);
+        }
         if ready.next() == Some(true) {
             self.read_pokes(listener);
         }
@@ -329,7 +348,7 @@ impl Supervisor {
             self.check_at = None;
             self.reclaim();
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Berth commands say `changed`: read the state again.
