@@ -17,7 +17,7 @@
 #                      has no part in them (the control)
 # On a machine shared with other work, run it as `nice -n -10 ...` with
 # PIN=1 (below), so that the flood, not the neighbours, is what moves.
-# The three runs are interleaved over ROUNDS rounds, so that a busy moment
+# The four runs are interleaved over ROUNDS rounds, so that a busy moment
 # of the machine falls on all of them alike. Reports p50/p99/p99.9 of c1
 # for each run, what the flood achieved and the server's CPU share, and
 # at the end the median p99 of each kind and its ratio to the unloaded one
