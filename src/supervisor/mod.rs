@@ -42,7 +42,7 @@ use crate::error::{Error, Result};
 use crate::kernel::watch::{self, LinkEvent, LinkEvents, StopSignals};
 use crate::model::names;
 use crate::store::{FileLock, Store};
-use decide::Snapshot;
+use decide::{Snapshot, Watched};
 
 /// How long a lost veth's endpoint is left to its runtime's own teardown.
 const GRACE: Duration = Duration::from_secs(1);
@@ -70,6 +70,7 @@ pub fn serve(state_dir: &Path) -> Result<i32> {
         ended: HashSet::new(),
         dns: DnsLink::default(),
         dns_wanted: false,
+        store: None,
         check_at: Some(Instant::now()),
         rescan: true,
         next_periodic: Instant::now() + PERIODIC,
@@ -82,14 +83,14 @@ pub fn serve(state_dir: &Path) -> Result<i32> {
     loop {
         if sv.rescan {
             sv.rescan = false;
-            match sv.snapshot() {
-                Ok(snap) if !snap.worth_watching() => {
+            match sv.watched() {
+                Ok(w) if !w.anything => {
                     if sv.leave(&mut listener, &sock_path)? {
                         return Ok(0);
                     }
                     continue;
                 }
-                Ok(snap) => sv.watch(&snap),
+                Ok(w) => sv.watch(&w),
                 Err(e) => {
                     log(format!("reading the state: {e}"));
                     sv.check_at = Some(Instant::now() + RETRY);
@@ -179,6 +180,8 @@ struct Supervisor {
     ended: HashSet<String>,
     dns: DnsLink,
     dns_wanted: bool,
+    /// The state, read-only, kept open between reads.
+    store: Option<Store>,
     /// When to look for what is lost.
     check_at: Option<Instant>,
     /// Whether to read the state again.
@@ -187,22 +190,48 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    fn snapshot(&self) -> Result<Snapshot> {
-        let Some(mut store) = Store::open_read_only(&self.dir)? else {
-            return Ok(Snapshot::default());
+    /// Reads the state (read-only, through the connection kept between
+    /// reads: opening one costs more than the queries).
+    fn read<T>(&mut self, f: impl FnOnce(&crate::store::Tx) -> Result<T>) -> Result<Option<T>> {
+        if self.store.is_none() {
+            self.store = Store::open_read_only(&self.dir)?;
+        }
+        let Some(store) = self.store.as_mut() else {
+            return Ok(None);
         };
-        let tx = store.read()?;
-        Ok(Snapshot {
-            sandboxes: tx.sandboxes()?,
-            endpoints: tx.endpoints_with_status()?,
-            dns_networks: tx.dns_network_count()?,
-        })
+        let result = store.read().and_then(|tx| f(&tx));
+        if result.is_err() {
+            // Opened afresh next time (the file may have been replaced).
+            self.store = None;
+        }
+        result.map(Some)
+    }
+
+    fn watched(&mut self) -> Result<Watched> {
+        let w = self.read(|tx| {
+            Ok(Watched {
+                sandboxes: tx.sandboxes()?,
+                dns_networks: tx.dns_network_count()?,
+                anything: tx.anything_to_watch()?,
+            })
+        })?;
+        Ok(w.unwrap_or_default())
+    }
+
+    fn snapshot(&mut self) -> Result<Snapshot> {
+        let s = self.read(|tx| {
+            Ok(Snapshot {
+                sandboxes: tx.sandboxes()?,
+                endpoints: tx.endpoints_with_status()?,
+            })
+        })?;
+        Ok(s.unwrap_or_default())
     }
 
     /// Watches the owners of the sandboxes now recorded, and lets go of
     /// those of sandboxes gone. An owner that has ended already makes a
     /// look due at once.
-    fn watch(&mut self, snap: &Snapshot) {
+    fn watch(&mut self, snap: &Watched) {
         let names: HashSet<&str> = snap.sandboxes.iter().map(|s| s.name.as_str()).collect();
         self.owners.retain(|name, _| names.contains(name.as_str()));
         self.ended.retain(|name| names.contains(name.as_str()));
@@ -232,7 +261,7 @@ impl Supervisor {
     /// starts a new supervisor, and one that came before is seen here).
     fn leave(&mut self, listener: &mut UnixListener, sock_path: &Path) -> Result<bool> {
         let _ = std::fs::remove_file(sock_path);
-        if self.snapshot().is_ok_and(|s| !s.worth_watching()) {
+        if self.watched().is_ok_and(|w| !w.anything) {
             if let Some(mut conn) = self.dns.conn.take() {
                 let _ = conn.write_all(b"bye\n");
             }
