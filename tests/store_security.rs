@@ -181,7 +181,11 @@ fn read_only_commands_work_on_a_read_only_state_dir() {
     // nothing starts it again until a changing command).
     sb.sh_ok(&format!("kill -KILL $(cat {state}/supervisor.pid)"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !sb.sh(&format!("mount -o remount,ro {state}")).status.success() {
+    while !sb
+        .sh(&format!("mount -o remount,ro {state}"))
+        .status
+        .success()
+    {
         assert!(std::time::Instant::now() < deadline, "{state} stays busy");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
