@@ -53,6 +53,13 @@ pub trait NameService {
     /// Makes the server match the state after a change (start, reload or
     /// let it exit); returns the server's warnings.
     fn sync(&mut self, state_dir: &Path, scope: DnsScope) -> Result<Vec<String>>;
+
+    /// Tells the supervisor, which keeps the server running and reclaims
+    /// what killed sandboxes leave, that the state changed (starting it
+    /// when something needs watching). A stand-in does nothing.
+    fn supervise(&mut self, _state_dir: &Path) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The real server (`berth dns-server`), started and notified over its
@@ -65,6 +72,10 @@ impl NameService for LiveNames {
             DnsScope::All => crate::dns::sync(state_dir),
             DnsScope::Netns(inode) => crate::dns::sync_netns(state_dir, inode),
         }
+    }
+
+    fn supervise(&mut self, state_dir: &Path) -> Result<()> {
+        crate::background::supervise(state_dir)
     }
 }
 

@@ -11,7 +11,8 @@
 //! 4. when a later change of the transaction fails, take back the earlier
 //!    ones (their compensations, newest first);
 //! 5. record the nf_tables generation after berth's own firewall changes,
-//!    and bring the DNS server in line once, at the end.
+//!    bring the DNS server in line once, at the end, and tell the
+//!    supervisor (see `background`) that the state changed.
 //!
 //! A dry run takes no lock and runs no preflight: it plans every change
 //! against a private copy of the state (which each change's rows are
@@ -64,11 +65,13 @@ pub fn transaction<T>(
         Err(e) => {
             txn.compensate();
             txn.sync_dns();
+            txn.supervise();
             txn.hand_on();
             return Err(e);
         }
     };
     txn.sync_dns();
+    txn.supervise();
     let planned = std::mem::take(&mut txn.planned);
     let dry_run = txn.ctx.dry_run;
     txn.hand_on();
@@ -262,6 +265,18 @@ impl Txn<'_> {
                 }
                 Err(e) => self.ctx.warn(format!("DNS server: {e}")),
             }
+        }
+    }
+
+    /// Tells the supervisor that the state may have changed, so that it
+    /// watches what is new (a sandbox's owner) and lets go of what is gone;
+    /// a failure is a warning, like the DNS server's.
+    fn supervise(&mut self) {
+        if self.ctx.dry_run {
+            return;
+        }
+        if let Err(e) = self.ctx.names.supervise(&self.ctx.state_dir) {
+            self.ctx.warn(format!("supervisor: {e}"));
         }
     }
 

@@ -7,6 +7,7 @@
 //! `kernel` (the only code that talks to the kernel) and `store` (SQLite
 //! state) below. See ARCHITECTURE.md.
 
+pub mod background;
 pub mod change;
 pub mod cli;
 pub mod cni;
@@ -25,5 +26,6 @@ pub mod plan;
 pub mod reconcile;
 pub mod request;
 pub mod store;
+pub mod supervisor;
 
 pub use error::{Error, Result};

@@ -59,9 +59,10 @@ const KERNEL_IO_ALLOWED: &[(&str, &[&str], &str)] = &[
 /// crate root. `failpoint` is a leaf (it kills the process at a named point),
 /// visited by the plan's step loop as well as by the executor. From the
 /// bottom up: pure values; the kernel, the state, the firewall; the DNS
-/// server and its control; the plan; what a command works with (`context`)
-/// and the shape of one change (`change`); the reconcile; the executor;
-/// the commands.
+/// server and its control (and `background`, which starts it and the
+/// supervisor); the plan; what a command works with (`context`) and the
+/// shape of one change (`change`); the reconcile; the executor; the
+/// commands; the supervisor, which reconciles through them.
 const LAYERS: &[(&str, &[&str])] = &[
     ("error", &[]),
     ("failpoint", &[]),
@@ -71,12 +72,16 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("kernel", &["model", "error"]),
     ("store", &["model", "error"]),
     ("firewall", &["model", "error"]),
-    ("dns", &["store", "model", "error"]),
+    ("background", &["store", "model", "error"]),
+    ("dns", &["background", "store", "model", "error"]),
     (
         "plan",
         &["kernel", "firewall", "model", "error", "failpoint"],
     ),
-    ("context", &["kernel", "store", "dns", "model", "error"]),
+    (
+        "context",
+        &["kernel", "store", "dns", "background", "model", "error"],
+    ),
     ("change", &["context", "plan", "store", "model", "error"]),
     (
         "reconcile",
@@ -126,6 +131,21 @@ const LAYERS: &[(&str, &[&str])] = &[
             "dns",
             "failpoint",
             "config",
+        ],
+    ),
+    (
+        "supervisor",
+        &[
+            "commands",
+            "executor",
+            "change",
+            "context",
+            "kernel",
+            "model",
+            "error",
+            "store",
+            "dns",
+            "background",
         ],
     ),
 ];
@@ -618,6 +638,7 @@ const SILENT: &[&str] = &[
     "src/firewall/",
     "src/config.rs",
     "src/dns/control.rs",
+    "src/background.rs",
 ];
 
 const PRINTING: &[&str] = &[

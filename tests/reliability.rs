@@ -407,7 +407,9 @@ fn a_namespace_deleted_by_hand_is_gone_and_its_inode_is_not_mistaken() {
     sb.sh_ok("ip netns del a");
     let veth = first["host_ifname"].as_str().unwrap().to_string();
     assert!(sb.wait_link_gone(None, &veth, Duration::from_secs(10)));
-    assert_eq!(sb.endpoints()[0]["status"], "gone");
+    // Shown as gone (never as up) until the supervisor reclaims it.
+    let ps = sb.endpoints();
+    assert!(ps.is_empty() || ps[0]["status"] == "gone", "{ps:?}");
     // Namespaces made now may get the dead one's inode; none is taken for it.
     // b takes a's port: the dead endpoint's claim was released.
     for (name, port) in [("b", "8080:80"), ("c", "8081:80"), ("a", "8082:80")] {
@@ -452,8 +454,12 @@ fn a_killed_run_is_reclaimed_and_its_command_dies_with_it() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The supervisor reclaims it, or else the next command does.
     let report = sb.berth_ok(&["gc"]);
-    assert!(report.contains("reclaimed web/r1"), "{report}");
+    assert!(
+        report.contains("reclaimed web/r1") || report.contains("already matches"),
+        "{report}"
+    );
     assert!(!sb.netns_list().contains(&"r1".to_string()));
     assert!(sb.endpoints().is_empty());
     // The port is free again.

@@ -146,7 +146,8 @@ fn some_state(sb: &Sandbox, state: &str) -> Vec<serde_json::Value> {
         sb.berth_json(&a)
     };
     // No DNS: its server would keep files of the state dir open, and the
-    // tests remount and copy that directory.
+    // tests remount and copy that directory (the supervisor, which the
+    // endpoint brings, is ended where it matters).
     let a = with(&[
         "network",
         "create",
@@ -175,7 +176,19 @@ fn read_only_commands_work_on_a_read_only_state_dir() {
     ));
     let want = some_state(&sb, state);
     assert_eq!(want[0].as_array().map(Vec::len), Some(1), "{}", want[0]);
-    sb.sh_ok(&format!("mount -o remount,ro {state}"));
+    // The supervisor keeps its log and pidfile open for writing, which a
+    // remount read-only refuses: it is ended first (with no DNS server,
+    // nothing starts it again until a changing command).
+    sb.sh_ok(&format!("kill -KILL $(cat {state}/supervisor.pid)"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !sb
+        .sh(&format!("mount -o remount,ro {state}"))
+        .status
+        .success()
+    {
+        assert!(std::time::Instant::now() < deadline, "{state} stays busy");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let views: [&[&str]; 3] = [
         &["ps", "--json"],
         &["network", "ls", "--json"],

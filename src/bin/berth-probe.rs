@@ -19,7 +19,10 @@ const USAGE: &str = "usage: berth-probe tcp-serve|udp-serve|tcp-sink|sctp-serve 
 | ping ADDR [--timeout-ms N] \
 | tcp-source ADDR:PORT \
 | tcp-rate|tcp-throughput|tcp-download ADDR:PORT --seconds S \
-| dns-serve ADDR:PORT";
+| dns-serve ADDR:PORT \
+| dns-flood ADDR:PORT --name NAME --qps N --seconds S [--linger-ms N] \
+| tcp-hold ADDR:PORT --count N --seconds S [--partial] \
+| tcp-reset ADDR:PORT --count N";
 
 /// A failure: the exit code and the one line for stderr.
 struct Failure(u8, String);
@@ -131,6 +134,9 @@ fn main() -> ExitCode {
 
 fn run(args: &[String]) -> Result<(), Failure> {
     let (cmd, rest) = args.split_first().ok_or_else(|| usage("missing command"))?;
+    if let Some(done) = dns_load::dispatch(cmd, rest) {
+        return done;
+    }
     const COMMANDS: [&str; 13] = [
         "dns-serve",
         "sctp-serve",
@@ -772,5 +778,223 @@ mod dns {
             out.extend_from_slice(&[192, 0, 2, if count == 1 { 10 } else { i + 1 }]);
         }
         Some(out)
+    }
+}
+
+/// Load that a DNS server must survive, for the tests of its limits:
+///
+/// - `dns-flood`: UDP queries for one name at a steady rate, replies read
+///   as they come and counted by response code (`sent N replies N noerror
+///   N servfail N refused N nxdomain N`).
+/// - `tcp-hold`: N TCP connections opened and then left idle (or, with
+///   `--partial`, sent the first byte of a message and no more), held for
+///   S seconds; prints `ready` once all are attempted, then `connected N
+///   reset N failed N still-open N`: connected counts every completed
+///   handshake, reset those the server reset before this side looked,
+///   still-open those the server had not closed by the end.
+/// - `tcp-reset`: N connections that each send a truncated message (a
+///   length prefix of 64 and 10 bytes) and then reset the connection
+///   (SO_LINGER 0), the input that sent one server into a busy loop.
+mod dns_load {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    pub fn dispatch(cmd: &str, args: &[String]) -> Option<Result<(), Failure>> {
+        if !matches!(cmd, "dns-flood" | "tcp-hold" | "tcp-reset") {
+            return None;
+        }
+        Some(parse(args).and_then(|o| match cmd {
+            "dns-flood" => flood(&o),
+            "tcp-hold" => hold(&o),
+            _ => reset(&o),
+        }))
+    }
+
+    struct Load {
+        addr: SocketAddr,
+        name: String,
+        qps: u64,
+        seconds: f64,
+        count: usize,
+        partial: bool,
+        linger: Duration,
+    }
+
+    fn parse(args: &[String]) -> Result<Load, Failure> {
+        let mut load = Load {
+            addr: "0.0.0.0:0".parse().unwrap(),
+            name: "www.example.com".into(),
+            qps: 100,
+            seconds: 1.0,
+            count: 1,
+            partial: false,
+            linger: Duration::from_millis(1000),
+        };
+        let mut target = None;
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = |flag: &str| {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| usage(format!("{flag} needs a value")))
+            };
+            let number = |flag: &str, v: String| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite() && *n > 0.0 && *n <= 1e6)
+                    .ok_or_else(|| usage(format!("bad {flag} {v:?}")))
+            };
+            match arg.as_str() {
+                "--name" => load.name = value("--name")?,
+                "--qps" => load.qps = number("--qps", value("--qps")?)? as u64,
+                "--seconds" => load.seconds = number("--seconds", value("--seconds")?)?,
+                "--count" => load.count = number("--count", value("--count")?)? as usize,
+                "--linger-ms" => {
+                    let ms = number("--linger-ms", value("--linger-ms")?)?;
+                    load.linger = Duration::from_millis(ms as u64);
+                }
+                "--partial" => load.partial = true,
+                a if a.starts_with("--") => return Err(usage(format!("unknown option {a:?}"))),
+                a if target.is_none() => target = Some(sockaddr(a)?),
+                a => return Err(usage(format!("unexpected argument {a:?}"))),
+            }
+        }
+        load.addr = target.ok_or_else(|| usage("missing address"))?;
+        Ok(load)
+    }
+
+    /// A query for `name`, type A, with recursion desired.
+    fn query(id: u16, name: &str) -> Vec<u8> {
+        let mut q = id.to_be_bytes().to_vec();
+        q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+        for label in name.split('.').filter(|l| !l.is_empty()) {
+            q.push(label.len() as u8);
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        q
+    }
+
+    fn flood(o: &Load) -> Result<(), Failure> {
+        let sock = UdpSocket::bind("0.0.0.0:0").map_err(|e| fail(format!("bind: {e}")))?;
+        sock.connect(o.addr)
+            .map_err(|e| io_fail("connecting to", o.addr, &e))?;
+        sock.set_nonblocking(true).map_err(fail)?;
+        let start = Instant::now();
+        let run = Duration::from_secs_f64(o.seconds);
+        let mut sent: u64 = 0;
+        let mut codes = [0u64; 16];
+        let mut buf = [0u8; 4096];
+        loop {
+            let elapsed = start.elapsed();
+            if elapsed >= run + o.linger {
+                break;
+            }
+            if elapsed < run {
+                let due = (elapsed.as_secs_f64() * o.qps as f64) as u64;
+                while sent < due {
+                    match sock.send(&query(sent as u16, &o.name)) {
+                        Ok(_) => sent += 1,
+                        // A full socket buffer or an ICMP error: try later.
+                        Err(_) => break,
+                    }
+                }
+            }
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(n) if n >= 12 => codes[usize::from(buf[3] & 0x0f)] += 1,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => {}
+                }
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        println!(
+            "sent {sent} replies {} noerror {} servfail {} refused {} nxdomain {}",
+            codes.iter().sum::<u64>(),
+            codes[0],
+            codes[2],
+            codes[5],
+            codes[3]
+        );
+        Ok(())
+    }
+
+    fn hold(o: &Load) -> Result<(), Failure> {
+        let mut conns = Vec::new();
+        let (mut reset, mut failed) = (0, 0);
+        for _ in 0..o.count {
+            match TcpStream::connect_timeout(&o.addr, Duration::from_secs(1)) {
+                Ok(mut s) => {
+                    // The first byte of a two-byte length, and then nothing.
+                    if o.partial {
+                        let _ = s.write_all(&[0x00]);
+                    }
+                    conns.push(s);
+                }
+                // Accepted and reset before this side looked.
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => reset += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        say_ready();
+        std::thread::sleep(Duration::from_secs_f64(o.seconds));
+        let open = conns.iter_mut().map(still_open).filter(|o| *o).count();
+        println!(
+            "connected {} reset {reset} failed {failed} still-open {open}",
+            conns.len() + reset
+        );
+        Ok(())
+    }
+
+    /// Whether the server has not closed (or reset) the connection.
+    fn still_open(s: &mut TcpStream) -> bool {
+        if s.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let mut b = [0u8; 1];
+        match s.read(&mut b) {
+            Ok(0) => false,
+            Ok(_) => true,
+            Err(e) => e.kind() == ErrorKind::WouldBlock,
+        }
+    }
+
+    fn reset(o: &Load) -> Result<(), Failure> {
+        let mut done = 0;
+        for _ in 0..o.count {
+            // A server over its limits may reset some before they are used.
+            let Ok(mut s) = TcpStream::connect_timeout(&o.addr, Duration::from_secs(1)) else {
+                continue;
+            };
+            let mut msg = vec![0x00, 0x40];
+            msg.extend_from_slice(&[0xab; 10]);
+            let _ = s.write_all(&msg);
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: a valid socket and a correctly sized option value.
+            let rc = unsafe {
+                libc::setsockopt(
+                    s.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    &linger as *const libc::linger as *const libc::c_void,
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                )
+            };
+            if rc != 0 {
+                return Err(fail(format!(
+                    "SO_LINGER: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+            drop(s);
+            done += 1;
+        }
+        println!("reset {done} of {}", o.count);
+        Ok(())
     }
 }

@@ -131,6 +131,10 @@ pub enum Command {
         #[arg(long)]
         stay: bool,
     },
+    /// berth's supervisor: keeps the DNS server running and reclaims what
+    /// killed sandboxes leave (started by berth itself).
+    #[command(hide = true)]
+    Supervise,
     /// Remove every network, endpoint, device, firewall rule, routing rule
     /// and state entry berth made, and put back what berth changed.
     Reset(DryRun),

@@ -67,6 +67,8 @@ impl Figures {
 pub fn bench(opts: &BenchOptions) -> Result<()> {
     netns::isolate_self()?;
     let state_dir = PathBuf::from("/run/berth-bench-state");
+    // Whatever happens, no supervisor outlives the sandbox.
+    let _supervisor = StopsSupervisor(state_dir.clone());
     let mut ctx = Context::new(state_dir.clone(), false);
     if opts.traffic {
         return super::bench_traffic::traffic(&mut ctx, opts.seconds, 3);
@@ -247,6 +249,16 @@ fn time_each(names: &[String], mut op: impl FnMut(&str) -> Result<()>) -> Result
         samples.push(start.elapsed());
     }
     Ok(Figures { samples })
+}
+
+/// Ends the sandbox's supervisor when dropped (see
+/// `background::stop_supervisor`).
+pub struct StopsSupervisor(pub PathBuf);
+
+impl Drop for StopsSupervisor {
+    fn drop(&mut self) {
+        crate::background::stop_supervisor(&self.0);
+    }
 }
 
 fn cli(state_dir: &std::path::Path, args: &[&str]) -> Result<()> {

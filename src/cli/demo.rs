@@ -23,7 +23,10 @@ pub fn demo(verbose: bool, dry_run: bool) -> Result<()> {
     if dry_run {
         return plan_only();
     }
-    let mut ctx = Context::new(PathBuf::from("/run/berth-demo-state"), false);
+    let state_dir = PathBuf::from("/run/berth-demo-state");
+    // Whatever happens, no supervisor outlives the sandbox.
+    let _supervisor = super::bench::StopsSupervisor(state_dir.clone());
+    let mut ctx = Context::new(state_dir, false);
     outln!("berth demo: in a private sandbox (fresh network and mount namespaces);");
     outln!("nothing here reaches the real host, and all of it vanishes on exit.");
 

@@ -426,6 +426,7 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
             return run::exec(ctx, &target, dns, &command);
         }
         Command::DnsServer { stay } => return crate::dns::serve(&ctx.state_dir, stay),
+        Command::Supervise => return crate::supervisor::serve(&ctx.state_dir),
         Command::Reset(_) => {
             if let Some(r) = done(commands::reset(ctx)?) {
                 outln!(

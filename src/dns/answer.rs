@@ -40,11 +40,7 @@ pub fn reply(table: &Table, gateway: Ipv4Addr, client: Ipv4Addr, packet: &[u8]) 
     if query.message_type() != MessageType::Query {
         return Reply::Ignore;
     }
-    // Only the network's own addresses (and the host's, on the gateway)
-    // are served: routed to the gateway from elsewhere, the server would
-    // be an open resolver.
-    let ours = |n: &super::table::Net| n.subnet.is_some_and(|s| s.contains(client));
-    if client != gateway && !table.net(gateway).is_some_and(ours) {
+    if !table.admits(gateway, client) {
         return Reply::Answer(error(&query, ResponseCode::Refused));
     }
     if query.op_code() != OpCode::Query {
@@ -229,12 +225,44 @@ fn encode(m: Message, query: &Message) -> Reply {
     }
 }
 
-/// SERVFAIL for a query packet (used when forwarding fails).
+/// SERVFAIL for a query packet (used when forwarding fails, and for a
+/// client over its share of forwards, which may be flooding: a plain query
+/// is answered from its own bytes, as parsing and encoding a `Message`
+/// would cost most of the refusal).
 pub fn servfail(packet: &[u8]) -> Vec<u8> {
+    if let Some(out) = plain_error(packet, ResponseCode::ServFail) {
+        return out;
+    }
     match Message::from_vec(packet) {
         Ok(q) => error(&q, ResponseCode::ServFail),
         Err(_) => format_error(packet),
     }
+}
+
+/// The error reply to a plain query (one question whose name has no
+/// pointer, and nothing else but an OPT record with no options), written
+/// from its bytes: what `error` would encode. None for anything else.
+fn plain_error(packet: &[u8], code: ResponseCode) -> Option<Vec<u8>> {
+    if packet.len() < 12 || packet[4..11] != [0, 1, 0, 0, 0, 0, 0] || packet[11] > 1 {
+        return None;
+    }
+    let end = question_end(packet)?;
+    let rest = &packet[end..];
+    let opt = packet[11] == 1;
+    let plain_opt = rest.len() == 11 && rest[..3] == [0, 0, 41] && rest[9..11] == [0, 0];
+    if (opt && !plain_opt) || (!opt && !rest.is_empty()) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(end + 11);
+    out.extend_from_slice(&packet[..end]);
+    // QR; opcode and RD as asked; RA; CD as asked; no records.
+    out[2] = 0x80 | (packet[2] & 0x79);
+    out[3] = 0x80 | (packet[3] & 0x10) | (u16::from(code) as u8 & 0x0f);
+    out[6..12].copy_from_slice(&[0, 0, 0, 0, 0, u8::from(opt)]);
+    if opt {
+        out.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    }
+    Some(out)
 }
 
 /// FORMERR for a packet that does not parse: only its header can be trusted.
@@ -459,5 +487,44 @@ mod tests {
             let _ = reply(&t, GW, C1, &mangled);
             let _ = servfail(&mangled);
         }
+    }
+
+    #[test]
+    fn a_plain_servfail_is_what_the_encoder_would_write() {
+        let mut seen = 0;
+        for (name, edns, rd, cd) in [
+            ("www.example.com.", false, true, false),
+            ("Mixed.Case.Example.", true, true, true),
+            ("a.", true, false, false),
+        ] {
+            let mut q = Message::new();
+            q.set_id(0x1234)
+                .set_recursion_desired(rd)
+                .set_checking_disabled(cd)
+                .add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+            if edns {
+                let mut e = Edns::new();
+                e.set_max_payload(4096);
+                q.set_edns(e);
+            }
+            let packet = q.to_vec().unwrap();
+            let fast = plain_error(&packet, ResponseCode::ServFail).expect("plain");
+            let parsed = Message::from_vec(&packet).unwrap();
+            assert_eq!(fast, error(&parsed, ResponseCode::ServFail), "{name}");
+            assert_eq!(servfail(&packet), fast);
+            seen += 1;
+        }
+        assert_eq!(seen, 3);
+        // Anything else takes the long way: two questions, trailing bytes.
+        let mut q = Message::new();
+        q.add_query(Query::query(Name::from_ascii("a.").unwrap(), RecordType::A));
+        q.add_query(Query::query(Name::from_ascii("b.").unwrap(), RecordType::A));
+        let two = q.to_vec().unwrap();
+        assert!(plain_error(&two, ResponseCode::ServFail).is_none());
+        let mut one = Message::new();
+        one.add_query(Query::query(Name::from_ascii("a.").unwrap(), RecordType::A));
+        let mut junk = one.to_vec().unwrap();
+        junk.push(7);
+        assert!(plain_error(&junk, ResponseCode::ServFail).is_none());
     }
 }

@@ -6,12 +6,11 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{LOCK_FILE, LOG_FILE, PID_FILE, SOCKET};
+use crate::background;
 use crate::error::{Error, Result};
 use crate::store::{FileLock, Store};
 
@@ -150,45 +149,7 @@ fn kill_recorded(state_dir: &Path) -> Option<String> {
     ))
 }
 
-/// Starts `berth dns-server` detached: its own session, stdio to the log
-/// file, and (by a second fork) not a child of this berth process.
+/// Starts `berth dns-server` detached (see [`background::spawn_detached`]).
 fn start(state_dir: &Path) -> Result<()> {
-    let exe = std::env::current_exe()?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(state_dir.join(LOG_FILE))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("--state-dir")
-        .arg(state_dir)
-        .arg("dns-server")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .current_dir("/");
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // `run` blocks the signals it forwards; the server must get
-            // SIGTERM.
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-            // The intermediate process exits at once; the server, its
-            // child, is adopted by init (or the nearest subreaper) and
-            // never becomes a zombie of a long `berth run`.
-            match libc::fork() {
-                -1 => Err(std::io::Error::last_os_error()),
-                0 => Ok(()),
-                _ => libc::_exit(0),
-            }
-        });
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::Other(format!("starting the DNS server: {e}")))?;
-    let _ = child.wait();
-    Ok(())
+    background::spawn_detached(state_dir, "dns-server", LOG_FILE)
 }

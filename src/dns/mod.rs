@@ -11,11 +11,13 @@
 //! - `answer`: one query in, a reply (or "forward") out; pure.
 //! - `upstream`: forwarding to the host's resolvers.
 //! - `server`: the tokio side: listeners and the control socket.
+//! - `limits`: what one network, and one client in it, may hold at once.
 //! - `control`: berth's side: starting and notifying the server.
 //! - `resolv`: reading and writing resolv.conf.
 
 mod answer;
 mod control;
+mod limits;
 pub mod resolv;
 mod server;
 mod table;

@@ -1,7 +1,9 @@
 //! The server process (`berth dns-server`): one process, one thread of
 //! tokio, UDP and TCP port 53 on the gateway of every network with DNS,
 //! and a control socket (`dns.sock` in the state directory) on which berth
-//! asks it to reload.
+//! asks it to reload, and on which the supervisor (see `background`) holds
+//! a connection: each of the two starts the other again when that
+//! connection ends without a `bye`.
 //!
 //! It keeps no state of its own: a reload reads berth's state (read-only,
 //! on a blocking thread, so queries keep being answered meanwhile), builds
@@ -12,16 +14,18 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixListener};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::answer::{self, Reply};
+use super::limits::{self, Ceiling, Pool};
 use super::table::{Index, Table};
 use super::upstream::{self, Upstreams};
 use super::{resolv, PID_FILE, SOCKET};
@@ -35,21 +39,28 @@ static DNS_PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
 fn dns_port() -> u16 {
     *DNS_PORT.get().unwrap_or(&53)
 }
-/// Forwarded queries in flight at once; past it a query gets SERVFAIL at
-/// once instead of another socket.
-const MAX_FORWARDS: usize = 1024;
 /// An idle TCP client is dropped after this.
 const TCP_IDLE: Duration = Duration::from_secs(10);
-/// TCP clients served at once; past it a new connection is closed (each
-/// holds a socket for up to [`TCP_IDLE`]).
-const MAX_TCP_CLIENTS: usize = 256;
+/// Datagrams one network's listener handles before it lets the others
+/// run. The runtime has one thread: without this, a network flooding its
+/// gateway would be served a whole budget of packets (128) at a time while
+/// every other network's queries wait behind them.
+const UDP_BATCH: usize = 8;
 
 /// What every listener shares.
 struct Shared {
     table: RwLock<Arc<Table>>,
     upstreams: Upstreams,
-    forwards: Arc<Semaphore>,
-    tcp_clients: Arc<Semaphore>,
+    /// The process-wide ceilings; each network's pools draw on them.
+    forward_ceiling: Arc<Ceiling>,
+    tcp_ceiling: Arc<Ceiling>,
+}
+
+/// One network's share of the server: its TCP connections and its
+/// forwarded queries in flight, each divided among its clients.
+struct Limits {
+    tcp: Arc<Pool>,
+    forwards: Arc<Pool>,
 }
 
 impl Shared {
@@ -89,24 +100,51 @@ pub fn serve(state_dir: &Path, stay: bool) -> Result<i32> {
     pidfile.file().set_len(0)?;
     writeln!(pidfile.file(), "{}", std::process::id())?;
     let _ = DNS_PORT.set(super::configured_port(state_dir));
+    let files = raise_file_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         // One thread reads the state during reloads; no pool is needed.
         .max_blocking_threads(1)
         .build()?;
     let dir = state_dir.to_path_buf();
-    let result = runtime.block_on(run(dir, stay));
+    let result = runtime.block_on(run(dir, stay, files));
     let _ = std::fs::remove_file(state_dir.join(SOCKET));
     drop(pidfile);
     result.map(|_| 0)
 }
 
-async fn run(dir: PathBuf, stay: bool) -> Result<()> {
+/// Raises the soft limit of open files to the hard one (every forward and
+/// TCP client is a descriptor); returns the limit in force.
+fn raise_file_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain calls with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
+async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
+    let (forwards, tcp) = limits::ceilings(files);
     let shared = Arc::new(Shared {
         table: RwLock::new(Arc::new(Table::default())),
         upstreams: Upstreams::new(resolv::HOST_RESOLV_CONF.into()),
-        forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
-        tcp_clients: Arc::new(Semaphore::new(MAX_TCP_CLIENTS)),
+        forward_ceiling: Ceiling::new(forwards),
+        tcp_ceiling: Ceiling::new(tcp),
     });
     let mut listeners: HashMap<Ipv4Addr, Vec<JoinHandle<()>>> = HashMap::new();
     let mut index = Index::default();
@@ -125,6 +163,10 @@ async fn run(dir: PathBuf, stay: bool) -> Result<()> {
         listeners.len(),
         dir.display()
     );
+    // The supervisor's end of its connection, kept so that a deliberate
+    // exit can say `bye` (a death says nothing, and it starts a new server).
+    let mut supervisor: Option<OwnedWriteHalf> = None;
+    let exiting = Arc::new(AtomicBool::new(false));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     // SIGHUP: read everything again (for a service manager's reload).
@@ -152,6 +194,13 @@ async fn run(dir: PathBuf, stay: bool) -> Result<()> {
         {
             continue;
         }
+        if line.trim() == "supervisor" {
+            if write.write_all(b"ok\n").await.is_ok() {
+                supervisor = Some(write);
+                tokio::spawn(watch_supervisor(reader, dir.clone(), exiting.clone()));
+            }
+            continue;
+        }
         let Some(change) = Change::parse(&line) else {
             let _ = write.write_all(b"error: unknown request\n").await;
             continue;
@@ -175,7 +224,46 @@ async fn run(dir: PathBuf, stay: bool) -> Result<()> {
             break;
         }
     }
+    exiting.store(true, Ordering::Release);
+    if let Some(mut w) = supervisor.take() {
+        let _ = w.write_all(b"bye\n").await;
+    }
     Ok(())
+}
+
+/// Holds the supervisor's connection: when it ends without a `bye`, the
+/// supervisor died, and a new one is started (after a tenth of a second,
+/// so that whatever killed it in a teardown is done; at most one every 2 s).
+async fn watch_supervisor(
+    mut reader: BufReader<OwnedReadHalf>,
+    dir: PathBuf,
+    exiting: Arc<AtomicBool>,
+) {
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) if line.trim() == "bye" => return,
+            Ok(_) => {}
+        }
+    }
+    let mut wait = Duration::from_millis(100);
+    if let Some(last) = *LAST.lock().unwrap_or_else(|e| e.into_inner()) {
+        wait = wait.max(Duration::from_secs(2).saturating_sub(last.elapsed()));
+    }
+    tokio::time::sleep(wait).await;
+    if exiting.load(Ordering::Acquire) {
+        return;
+    }
+    *LAST.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+    eprintln!("berth-dns: the supervisor died; starting it again");
+    std::thread::spawn(move || {
+        if let Err(e) = crate::background::supervise(&dir) {
+            eprintln!("berth-dns: starting the supervisor: {e}");
+        }
+    });
 }
 
 /// What berth says changed (one line on the control socket).
@@ -320,20 +408,32 @@ fn socket(gw: Ipv4Addr, kind: Type) -> std::io::Result<Socket> {
     Ok(s)
 }
 
+/// The listeners of one network, with the network's own limits (kept as
+/// long as the listeners: a reload does not reset what clients hold).
 fn listen(gw: Ipv4Addr, shared: &Arc<Shared>) -> std::io::Result<Vec<JoinHandle<()>>> {
     let udp = UdpSocket::from_std(socket(gw, Type::DGRAM)?.into())?;
     let tcp = socket(gw, Type::STREAM)?;
     tcp.listen(1024)?;
     let tcp = TcpListener::from_std(tcp.into())?;
+    let limits = Arc::new(Limits {
+        tcp: Pool::new(limits::TCP, shared.tcp_ceiling.clone()),
+        forwards: Pool::new(limits::FORWARDS, shared.forward_ceiling.clone()),
+    });
     Ok(vec![
-        tokio::spawn(serve_udp(gw, Arc::new(udp), shared.clone())),
-        tokio::spawn(serve_tcp(gw, tcp, shared.clone())),
+        tokio::spawn(serve_udp(gw, Arc::new(udp), shared.clone(), limits.clone())),
+        tokio::spawn(serve_tcp(gw, tcp, shared.clone(), limits)),
     ])
 }
 
-async fn serve_udp(gw: Ipv4Addr, sock: Arc<UdpSocket>, shared: Arc<Shared>) {
+async fn serve_udp(gw: Ipv4Addr, sock: Arc<UdpSocket>, shared: Arc<Shared>, limits: Arc<Limits>) {
     let mut buf = vec![0u8; 4096];
+    let mut served = 0usize;
     loop {
+        served += 1;
+        if served.is_multiple_of(UDP_BATCH) {
+            // Behind every other listener with a packet waiting.
+            tokio::task::yield_now().await;
+        }
         let (n, peer) = match sock.recv_from(&mut buf).await {
             Ok(r) => r,
             // An ICMP error for an earlier reply: not fatal.
@@ -354,7 +454,9 @@ async fn serve_udp(gw: Ipv4Addr, sock: Arc<UdpSocket>, shared: Arc<Shared>) {
             }
             Reply::Ignore => {}
             Reply::Forward { max_len } => {
-                let Ok(permit) = shared.forwards.clone().try_acquire_owned() else {
+                // Over its share (or its network's): told at once, and
+                // no socket is opened for it.
+                let Ok(slot) = limits.forwards.take(*peer4.ip()) else {
                     let _ = sock.send_to(&answer::servfail(packet), peer).await;
                     continue;
                 };
@@ -362,14 +464,14 @@ async fn serve_udp(gw: Ipv4Addr, sock: Arc<UdpSocket>, shared: Arc<Shared>) {
                 tokio::spawn(async move {
                     let reply = upstream::forward(&shared.upstreams, &query, max_len).await;
                     let _ = sock.send_to(&reply, peer).await;
-                    drop(permit);
+                    drop(slot);
                 });
             }
         }
     }
 }
 
-async fn serve_tcp(gw: Ipv4Addr, listener: TcpListener, shared: Arc<Shared>) {
+async fn serve_tcp(gw: Ipv4Addr, listener: TcpListener, shared: Arc<Shared>, limits: Arc<Limits>) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             // Out of file descriptors, say: wait rather than spin.
@@ -377,19 +479,36 @@ async fn serve_tcp(gw: Ipv4Addr, listener: TcpListener, shared: Arc<Shared>) {
             continue;
         };
         let SocketAddr::V4(peer) = peer else { continue };
-        let Ok(permit) = shared.tcp_clients.clone().try_acquire_owned() else {
+        let client = *peer.ip();
+        // Decided from the address alone, before anything is read or any
+        // slot taken: a client that may not ask this gateway, or that is
+        // over its share, costs one accept and a reset.
+        let slot = if shared.table().admits(gw, client) {
+            limits.tcp.take(client).ok()
+        } else {
+            None
+        };
+        let Some(slot) = slot else {
+            // Reset rather than closed: no TIME_WAIT kept for it here.
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
             continue;
         };
-        let shared = shared.clone();
+        let (shared, limits) = (shared.clone(), limits.clone());
         tokio::spawn(async move {
-            tcp_client(gw, *peer.ip(), stream, shared).await;
-            drop(permit);
+            tcp_client(gw, client, stream, shared, limits).await;
+            drop(slot);
         });
     }
 }
 
 /// One TCP client: length-prefixed queries until it closes or idles.
-async fn tcp_client(gw: Ipv4Addr, client: Ipv4Addr, mut stream: TcpStream, shared: Arc<Shared>) {
+async fn tcp_client(
+    gw: Ipv4Addr,
+    client: Ipv4Addr,
+    mut stream: TcpStream,
+    shared: Arc<Shared>,
+    limits: Arc<Limits>,
+) {
     loop {
         let len = match tokio::time::timeout(TCP_IDLE, stream.read_u16()).await {
             Ok(Ok(len)) => usize::from(len),
@@ -405,7 +524,14 @@ async fn tcp_client(gw: Ipv4Addr, client: Ipv4Addr, mut stream: TcpStream, share
         let reply = match answer::reply(&shared.table(), gw, client, &query) {
             Reply::Answer(bytes) => bytes,
             Reply::Ignore => return,
-            Reply::Forward { .. } => upstream::forward(&shared.upstreams, &query, 65535).await,
+            Reply::Forward { .. } => match limits.forwards.take(client) {
+                Ok(slot) => {
+                    let reply = upstream::forward(&shared.upstreams, &query, 65535).await;
+                    drop(slot);
+                    reply
+                }
+                Err(_) => answer::servfail(&query),
+            },
         };
         let mut out = (reply.len() as u16).to_be_bytes().to_vec();
         out.extend_from_slice(&reply);

@@ -233,6 +233,16 @@ impl Table {
         self.nets.get(&gateway).map(|n| &**n)
     }
 
+    /// Whether `client` may ask the server on `gateway` at all: an address
+    /// of that network, or the host itself on the gateway. Anyone else who
+    /// can route to the gateway would otherwise have an open resolver.
+    pub fn admits(&self, gateway: Ipv4Addr, client: Ipv4Addr) -> bool {
+        client == gateway
+            || self
+                .net(gateway)
+                .is_some_and(|n| n.subnet.is_some_and(|s| s.contains(client)))
+    }
+
     /// The networks a query from `client` arriving on `gateway` may see:
     /// that network first, then the other networks of the client's
     /// namespace. A client berth does not know (the host, say) sees only

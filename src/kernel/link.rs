@@ -287,7 +287,7 @@ pub struct LinkFact {
     pub mac: Option<Mac>,
 }
 
-fn fact_of(link: LinkMessage) -> LinkFact {
+pub(super) fn fact_of(link: LinkMessage) -> LinkFact {
     let mut fact = LinkFact {
         name: String::new(),
         index: link.header.index,

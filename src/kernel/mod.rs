@@ -16,6 +16,7 @@ pub mod sandbox;
 pub mod sockets;
 pub mod sysctl;
 pub mod tc;
+pub mod watch;
 
 #[cfg(test)]
 pub mod fake;

@@ -95,9 +95,19 @@ pub fn start_time(pid: u32) -> Option<u64> {
     rest.split(' ').nth(19)?.parse().ok()
 }
 
-/// Whether the process `pid` that started at `start` is still running.
+/// Whether the process `pid` that started at `start` is still running. A
+/// zombie is not: it has ended, and only waits for its parent to read its
+/// status (a killed `run -d`'s parent may take its time).
 pub fn alive(pid: u32, start: u64) -> bool {
-    start_time(pid) == Some(start)
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
+        return false;
+    };
+    let mut fields = rest.split(' ');
+    let state = fields.next().unwrap_or("");
+    !matches!(state, "Z" | "X") && fields.nth(18).and_then(|f| f.parse().ok()) == Some(start)
 }
 
 #[cfg(test)]
@@ -109,5 +119,22 @@ mod tests {
         assert!(super::alive(me, start));
         assert!(!super::alive(me, start + 1));
         assert_eq!(super::start_time(u32::MAX), None);
+        // Ended and not yet waited for: not alive.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let t = std::time::Instant::now();
+        let mut seen_zombie = false;
+        while t.elapsed() < std::time::Duration::from_secs(5) {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            if stat.contains(") Z ") {
+                seen_zombie = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(seen_zombie);
+        let zombie_start = super::start_time(pid).unwrap();
+        assert!(!super::alive(pid, zombie_start));
+        child.wait().unwrap();
     }
 }

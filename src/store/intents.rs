@@ -102,6 +102,17 @@ impl Tx<'_> {
         })?)
     }
 
+    /// Whether anything can die behind berth's back, in one statement: a
+    /// `run` sandbox, an endpoint, or a network with DNS (its server).
+    pub fn anything_to_watch(&self) -> Result<bool> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM sandboxes)
+                    OR EXISTS (SELECT 1 FROM endpoints)
+                    OR EXISTS (SELECT 1 FROM networks WHERE dns = 1)",
+        )?;
+        Ok(stmt.query_row([], |r| r.get(0))?)
+    }
+
     /// Every network with its status.
     pub fn networks_with_status(&self) -> Result<Vec<(Network, Status)>> {
         let mut stmt = self.tx.prepare_cached(&format!(

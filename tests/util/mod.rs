@@ -25,6 +25,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+pub mod dns;
 pub mod podman;
 
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
@@ -702,9 +703,19 @@ impl Drop for Sandbox {
             let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
         }
         // Anything else still living in the sandbox was started by this test
-        // (through nsenter, berth or a probe): end it by PID.
-        for pid in self.processes() {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        // (through nsenter, berth or a probe): end it by PID. berth's
+        // background processes start each other again when one dies, so
+        // look again until a look finds none (what is killed starts
+        // nothing; only a start already under way can add one).
+        for _ in 0..50 {
+            let left = self.processes();
+            if left.is_empty() {
+                break;
+            }
+            for pid in left {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
         let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
         let _ = self.holder.wait();

@@ -1,0 +1,165 @@
+//! berth's background processes and how they are started: the DNS server
+//! (`berth dns-server`) and the supervisor (`berth supervise`), which keeps
+//! the server running and reclaims what killed sandboxes leave behind.
+//!
+//! Neither is a daemon the user installs. Each is started, detached, by
+//! whichever berth process finds it missing and needed: every command that
+//! changes the state tells the supervisor so ([`supervise`]), starting it
+//! when none answers; the supervisor restarts a DNS server that dies, and
+//! the DNS server restarts a supervisor that dies. Both exit once nothing
+//! needs them.
+
+use std::io::{ErrorKind, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::store::{FileLock, Store};
+
+/// The supervisor's control socket, in the state directory: one line,
+/// `changed`, says that the state changed.
+pub const SUPERVISOR_SOCKET: &str = "supervisor.sock";
+/// The supervisor's PID, locked for its whole life.
+pub const SUPERVISOR_PID: &str = "supervisor.pid";
+/// The supervisor's log (its stdout and stderr).
+pub const SUPERVISOR_LOG: &str = "supervisor.log";
+/// Taken by whoever checks for the supervisor and starts it.
+const SUPERVISOR_LOCK: &str = "supervisor.lock";
+/// How long a fresh supervisor may take to open its socket.
+const START_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Starts `berth --state-dir DIR SUBCOMMAND` detached: its own session,
+/// stdio to `log` in the state directory, every signal unblocked, and (by a
+/// second fork) not a child of this process, so it never becomes a zombie
+/// of a long `berth run`.
+pub fn spawn_detached(state_dir: &Path, subcommand: &str, log: &str) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state_dir.join(log))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--state-dir")
+        .arg(state_dir)
+        .arg(subcommand)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .current_dir("/")
+        // A failpoint armed for this command is not the background's.
+        .env_remove("BERTH_FAILPOINT");
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // `run` blocks the signals it forwards; the process must get
+            // SIGTERM.
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            // The intermediate process exits at once; its child is adopted
+            // by init (or the nearest subreaper).
+            match libc::fork() {
+                -1 => Err(std::io::Error::last_os_error()),
+                0 => Ok(()),
+                _ => libc::_exit(0),
+            }
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::Other(format!("starting berth {subcommand}: {e}")))?;
+    let _ = child.wait();
+    Ok(())
+}
+
+/// Tells the supervisor that the state changed; starts it first when none
+/// runs and something needs watching. Concurrent callers take turns, so
+/// only one starts it.
+pub fn supervise(state_dir: &Path) -> Result<()> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state_dir.join(SUPERVISOR_LOCK))
+        .map_err(|e| Error::Other(format!("opening {SUPERVISOR_LOCK}: {e}")))?;
+    let _lock = FileLock::acquire(lock)
+        .map_err(|e| Error::Other(format!("locking {SUPERVISOR_LOCK}: {e}")))?;
+    if tell(state_dir)? {
+        return Ok(());
+    }
+    if !needed(state_dir)? {
+        return Ok(());
+    }
+    spawn_detached(state_dir, "supervise", SUPERVISOR_LOG)?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !tell(state_dir)? {
+        if Instant::now() > deadline {
+            return Err(Error::Other(format!(
+                "the supervisor did not start; see {}",
+                state_dir.join(SUPERVISOR_LOG).display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
+}
+
+/// Sends `changed` to a running supervisor; false when none listens.
+fn tell(state_dir: &Path) -> Result<bool> {
+    let path = state_dir.join(SUPERVISOR_SOCKET);
+    match UnixStream::connect(&path) {
+        Ok(mut s) => {
+            // It reads the line when it gets to it; nothing to wait for.
+            let _ = s.write_all(b"changed\n");
+            Ok(true)
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+            Ok(false)
+        }
+        Err(e) => Err(Error::Other(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Whether the state has anything to watch (read without a lock).
+fn needed(state_dir: &Path) -> Result<bool> {
+    let Some(mut store) = Store::open_read_only(state_dir)? else {
+        return Ok(false);
+    };
+    let tx = store.read()?;
+    tx.anything_to_watch()
+}
+
+/// Ends the supervisor of `state_dir`, if one runs (by the PID it recorded,
+/// and only if that process is berth's supervisor), and waits up to a second
+/// for it to go. For what isolates itself in a private sandbox (`demo`,
+/// `bench`): nothing may keep that sandbox alive once it is done.
+pub fn stop_supervisor(state_dir: &Path) {
+    let pid = std::fs::read_to_string(state_dir.join(SUPERVISOR_PID))
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .filter(|p| *p > 1);
+    let ours = |pid: i32| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+            let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+            args.contains(&b"supervise".as_slice())
+                && args.contains(&state_dir.as_os_str().as_encoded_bytes())
+        })
+    };
+    let Some(pid) = pid.filter(|p| ours(*p)) else {
+        return;
+    };
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while ours(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
