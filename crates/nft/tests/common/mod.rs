@@ -78,6 +78,9 @@ pub fn normalize(mut v: serde_json::Value) -> serde_json::Value {
             serde_json::Value::Object(m) => {
                 m.remove("handle");
                 m.remove("metainfo");
+                // The seconds an element with a timeout has left: a clock
+                // reading, which two listings a moment apart may differ in.
+                m.remove("expires");
                 for (_, x) in m.iter_mut() {
                     walk(x);
                 }
