@@ -7,7 +7,8 @@
 //! both reachability and which source address the server saw (masquerade,
 //! source-address preservation). Clients exit 0 only when the reply echoes
 //! their payload; otherwise they print one line on stderr and exit 1. Bad
-//! arguments exit 2.
+//! arguments exit 2. `raw-send` and `raw-recv` craft and watch Ethernet
+//! frames (see `frames`), for the attacks that no ordinary socket makes.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -18,7 +19,12 @@ const USAGE: &str = "usage: berth-probe tcp-serve|udp-serve|tcp-sink|sctp-serve 
 | tcp-connect|udp-send|sctp-connect ADDR:PORT [--payload P] [--timeout-ms N] [--source-port N] \
 | ping ADDR [--timeout-ms N] \
 | tcp-rate|tcp-throughput ADDR:PORT --seconds S \
-| dns-serve ADDR:PORT";
+| dns-serve ADDR:PORT \
+| raw-send IFACE udp|arp-reply|arp-request [--src-mac M] [--dst-mac M] [--sha M] [--src IP] [--dst IP] [--sport N] [--dport N] [--payload P] [--count N] \
+| raw-recv IFACE [--udp-dport N] [--arp] [--payload P] [--timeout-ms N]";
+
+#[path = "probe/frames.rs"]
+mod frames;
 
 /// A failure: the exit code and the one line for stderr.
 struct Failure(u8, String);
@@ -130,6 +136,12 @@ fn main() -> ExitCode {
 
 fn run(args: &[String]) -> Result<(), Failure> {
     let (cmd, rest) = args.split_first().ok_or_else(|| usage("missing command"))?;
+    // Crafted frames take interface names and frame fields, not ADDR:PORT.
+    match cmd.as_str() {
+        "raw-send" => return frames::send(rest),
+        "raw-recv" => return frames::recv(rest),
+        _ => {}
+    }
     const COMMANDS: [&str; 11] = [
         "dns-serve",
         "sctp-serve",
