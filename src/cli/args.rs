@@ -262,6 +262,10 @@ pub struct CreateArgs {
     /// new connections from it are accepted (pod networks of other nodes).
     #[arg(long, value_name = "CIDR", value_parser = range("--cluster-cidr"))]
     cluster_cidr: Vec<IpNet>,
+    /// Containers of the network cannot reach the host's own services (DNS
+    /// on their gateway excepted).
+    #[arg(long)]
+    no_host_access: bool,
 }
 
 #[derive(Args)]
@@ -295,6 +299,10 @@ pub struct ConnectArgs {
     /// Publish even a host port a host process listens on (the container wins).
     #[arg(long)]
     force_publish: bool,
+    /// Let the endpoint send with addresses that are not its own (a router
+    /// or VPN gateway): no anti-spoofing on its port.
+    #[arg(long)]
+    allow_spoofing: bool,
     /// Print the endpoint as JSON.
     #[arg(long)]
     pub json: bool,
@@ -348,6 +356,10 @@ pub struct RunArgs {
     /// The command's host name.
     #[arg(long)]
     hostname: Option<String>,
+    /// Let the sandbox send with addresses that are not its own (no
+    /// anti-spoofing on its port).
+    #[arg(long)]
+    allow_spoofing: bool,
     /// Run in the background; print the endpoint's name (end it with `berth stop`).
     #[arg(short, long)]
     pub detach: bool,
@@ -396,6 +408,7 @@ impl CreateArgs {
                 gateway: self.uplink_gateway,
             }),
             cluster_cidrs: self.cluster_cidr.clone(),
+            host_access: !self.no_host_access,
             owner: None,
         }
     }
@@ -414,6 +427,7 @@ impl ConnectArgs {
             aliases: self.alias.clone(),
             allow_host_netns: self.allow_host_netns,
             force_publish: self.force_publish,
+            allow_spoofing: self.allow_spoofing,
             ..Default::default()
         }
     }
@@ -436,6 +450,7 @@ impl RunArgs {
             dns_search: self.dns_search.clone(),
             command: self.command.clone(),
             hostname: self.hostname.clone(),
+            allow_spoofing: self.allow_spoofing,
         }
     }
 }

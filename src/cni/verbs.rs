@@ -135,6 +135,7 @@ pub fn add(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<Value, CniErr
             owner: Some("cni".into()),
             container_id: Some(container_id.to_string()),
         }),
+        allow_spoofing: conf.allow_spoofing,
         ..Default::default()
     };
     let agrees_conf = conf.clone();

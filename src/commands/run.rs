@@ -64,6 +64,9 @@ pub struct RunRequest {
     pub command: Vec<String>,
     /// The command's host name (a UTS namespace of its own).
     pub hostname: Option<String>,
+    /// No anti-spoofing on the sandbox's port.
+    #[serde(default)]
+    pub allow_spoofing: bool,
 }
 
 /// A sandbox made and attached, its command not started yet.
@@ -155,6 +158,7 @@ pub fn start(ctx: &mut Context, req: &RunRequest) -> Result<Start> {
             ip: req.ip,
             ports: req.ports.clone(),
             aliases: req.aliases.clone(),
+            allow_spoofing: req.allow_spoofing,
             ..Default::default()
         };
         txn.apply(Attach(attach)).map(Some)

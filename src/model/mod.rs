@@ -58,6 +58,9 @@ pub struct NetworkPolicy {
     /// traffic to these ranges is not masqueraded, and new connections from
     /// them are let in, so pods on other nodes see each other's addresses.
     pub cluster_cidrs: Vec<Ipv4Net>,
+    /// Containers may reach the host's own services (Docker's default);
+    /// `--no-host-access` leaves them DNS on their gateway only.
+    pub host_access: bool,
 }
 
 impl Default for NetworkPolicy {
@@ -71,6 +74,7 @@ impl Default for NetworkPolicy {
             log_drops: false,
             dns: true,
             cluster_cidrs: Vec::new(),
+            host_access: true,
         }
     }
 }
@@ -100,6 +104,9 @@ pub struct Endpoint {
     pub default_route: bool,
     /// Ports published to this endpoint (host side fixed).
     pub ports: Vec<PortMapping>,
+    /// The endpoint may send with addresses that are not its own (a router,
+    /// a VPN gateway): no anti-spoofing on its port.
+    pub allow_spoofing: bool,
 }
 
 /// An endpoint's maker and, for a runtime's, the container it belongs to.
@@ -138,6 +145,7 @@ pub struct NetworkView {
     pub policy: String,
     pub dns: bool,
     pub cluster_cidrs: Vec<String>,
+    pub host_access: bool,
 }
 
 /// The JSON shape of an endpoint in `connect/ps --json`.
@@ -153,6 +161,7 @@ pub struct EndpointView {
     pub host_ifname: String,
     pub gateway: String,
     pub ports: Vec<PortView>,
+    pub allow_spoofing: bool,
 }
 
 impl Network {
@@ -184,6 +193,7 @@ impl Network {
                 .iter()
                 .map(|n| n.to_string())
                 .collect(),
+            host_access: self.policy.host_access,
         }
     }
 }
@@ -191,7 +201,7 @@ impl Network {
 impl NetworkPolicy {
     /// The options in a few words: `nat, icc` for the default; `internal`,
     /// `no-icc`, `no-nat`, `deny-egress 10.0.0.0/8`, `uplink eth1 via G`,
-    /// `log-drops` otherwise.
+    /// `log-drops`, `no-host-access` otherwise.
     pub fn summary(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
         if self.internal {
@@ -215,6 +225,9 @@ impl NetworkPolicy {
             parts.push(format!("cluster {c}"));
         }
         parts.push(if self.dns { "dns" } else { "no-dns" }.into());
+        if !self.host_access {
+            parts.push("no-host-access".into());
+        }
         parts.join(", ")
     }
 }
@@ -232,6 +245,7 @@ impl Endpoint {
             host_ifname: self.host_ifname.clone(),
             gateway: network.gateway.to_string(),
             ports: self.ports.iter().map(PortMapping::view).collect(),
+            allow_spoofing: self.allow_spoofing,
         }
     }
 }

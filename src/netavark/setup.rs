@@ -275,6 +275,9 @@ pub fn setup(
                 }),
                 metric: a.metric,
                 attachment: None,
+                // Podman has no per-container spelling for it: anti-spoofing
+                // stays on, as for every endpoint.
+                allow_spoofing: false,
             };
             let (e, n) = txn.apply(Attach(attach))?;
             status.insert(a.network.clone(), status_block(a, &e, &n));

@@ -54,9 +54,11 @@ pub fn observe(kernel: &mut dyn Kernel, desired: &Desired) -> Result<Observed> {
         .map(|s| s.name.clone())
         .collect();
     let table = kernel.nft_fingerprint(&firewall::table())?;
+    let guard_table = kernel.nft_fingerprint(&firewall::guard::table())?;
     Ok(Observed {
         links,
         table,
+        guard_table,
         netns_alive,
         dead_sandboxes,
     })

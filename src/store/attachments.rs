@@ -138,6 +138,7 @@ mod tests {
             host_ifname: crate::model::names::host_veth_name("pods", "cni-abc-eth0"),
             default_route: true,
             ports: Vec::new(),
+            allow_spoofing: false,
         };
         let id = tx.insert_endpoint(&net, &e).unwrap();
         let a = Attachment {

@@ -122,7 +122,7 @@ impl Tx<'_> {
              JOIN networks n ON n.id = e.network_id ORDER BY n.name, e.ip"
         ))?;
         let rows = stmt.query_map([], |row| {
-            let status: String = row.get(10)?;
+            let status: String = row.get(ENDPOINT_COLUMNS.split(',').count())?;
             Ok((endpoint_from_row(row)?, Status::parse(&status)))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -206,7 +206,7 @@ impl Tx<'_> {
              ORDER BY e.id"
         ))?;
         let rows = stmt.query_map(params![inode as i64, leaving], |row| {
-            let gateway: String = row.get(10)?;
+            let gateway: String = row.get(ENDPOINT_COLUMNS.split(',').count())?;
             Ok((endpoint_from_row(row)?, gateway))
         })?;
         for row in rows {

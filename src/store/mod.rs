@@ -28,7 +28,7 @@ pub use names::{DnsEndpoint, DnsNetwork};
 
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 /// berth's routing tables (`--uplink`) are this plus the network id.
 pub const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
 
@@ -152,6 +152,17 @@ ALTER TABLE networks ADD COLUMN log_drops INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
+/// Version 8 (guards): networks that deny their
+/// containers the host, endpoints exempt from anti-spoofing. The recorded
+/// nf_tables generation is forgotten, so that the next command compares
+/// the ruleset with what this version builds (a second table, new rules)
+/// and rebuilds it.
+const GUARDS_SCHEMA: &str = "
+ALTER TABLE networks ADD COLUMN host_access INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE endpoints ADD COLUMN allow_spoofing INTEGER NOT NULL DEFAULT 0;
+DELETE FROM settings WHERE key = 'nft_generation';
+";
+
 /// Version 5 (Podman): who made a network or endpoint (NULL: berth's
 /// own commands; `podman`: berth acting as Podman's netavark), and the
 /// Podman container id of an endpoint. Read and written by `owner.rs`.
@@ -266,6 +277,7 @@ impl Store {
                 tx.execute_batch(MIGRATE_OWNERS)?;
                 tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
+                tx.execute_batch(GUARDS_SCHEMA)?;
             }
             1 => {
                 tx.execute_batch(MIGRATE_1_TO_2)?;
@@ -274,6 +286,7 @@ impl Store {
                 tx.execute_batch(MIGRATE_OWNERS)?;
                 tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
+                tx.execute_batch(GUARDS_SCHEMA)?;
             }
             2 => {
                 tx.execute_batch(PORTS_SCHEMA)?;
@@ -281,24 +294,32 @@ impl Store {
                 tx.execute_batch(MIGRATE_OWNERS)?;
                 tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
+                tx.execute_batch(GUARDS_SCHEMA)?;
             }
             3 => {
                 tx.execute_batch(INTENTS_SCHEMA)?;
                 tx.execute_batch(MIGRATE_OWNERS)?;
                 tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
+                tx.execute_batch(GUARDS_SCHEMA)?;
             }
             4 => {
                 tx.execute_batch(MIGRATE_OWNERS)?;
                 tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
+                tx.execute_batch(GUARDS_SCHEMA)?;
             }
             5 => {
                 tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
+                tx.execute_batch(GUARDS_SCHEMA)?;
             }
             // Version 7: CNI attachments and cluster CIDRs (src/store/attachments.rs).
-            6 => tx.execute_batch(ATTACHMENTS_SCHEMA)?,
+            6 => {
+                tx.execute_batch(ATTACHMENTS_SCHEMA)?;
+                tx.execute_batch(GUARDS_SCHEMA)?;
+            }
+            7 => tx.execute_batch(GUARDS_SCHEMA)?,
             SCHEMA_VERSION => {}
             v => {
                 return Err(Error::Other(format!(
@@ -386,6 +407,7 @@ fn policy_from_row(row: &Row) -> rusqlite::Result<NetworkPolicy> {
                 .map(|s| s.parse().map_err(|_| bad_column(14, s)))
                 .collect::<rusqlite::Result<_>>()?
         },
+        host_access: row.get(15)?,
     })
 }
 
@@ -410,6 +432,7 @@ pub(crate) fn endpoint_from_row(row: &Row) -> rusqlite::Result<Endpoint> {
         host_ifname,
         default_route: row.get(9)?,
         ports: Vec::new(),
+        allow_spoofing: row.get(10)?,
     })
 }
 
@@ -421,8 +444,8 @@ fn bad_column(index: usize, value: &str) -> rusqlite::Error {
     )
 }
 
-pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs";
-pub(crate) const ENDPOINT_COLUMNS: &str = "e.id, n.name, e.name, e.netns, e.netns_inode, e.ip, e.mac, e.ifname, e.host_ifname, e.default_route";
+pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs, host_access";
+pub(crate) const ENDPOINT_COLUMNS: &str = "e.id, n.name, e.name, e.netns, e.netns_inode, e.ip, e.mac, e.ifname, e.host_ifname, e.default_route, e.allow_spoofing";
 
 impl Tx<'_> {
     pub fn commit(self) -> Result<()> {
@@ -455,8 +478,8 @@ impl Tx<'_> {
         let p = &n.policy;
         let deny: Vec<String> = p.deny_egress.iter().map(|d| d.to_string()).collect();
         self.tx.execute(
-            "INSERT INTO networks (name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            "INSERT INTO networks (name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs, host_access)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             params![
                 n.name,
                 n.subnet.to_string(),
@@ -475,7 +498,8 @@ impl Tx<'_> {
                     .iter()
                     .map(|d| d.to_string())
                     .collect::<Vec<_>>()
-                    .join(",")
+                    .join(","),
+                p.host_access
             ],
         )?;
         let id = self.tx.last_insert_rowid();
@@ -659,8 +683,8 @@ impl Tx<'_> {
     /// network's next-address cursor.
     pub fn insert_endpoint(&self, network: &Network, e: &Endpoint) -> Result<i64> {
         self.tx.execute(
-            "INSERT INTO endpoints (network_id, name, netns, netns_inode, ip, mac, ifname, host_ifname, default_route)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO endpoints (network_id, name, netns, netns_inode, ip, mac, ifname, host_ifname, default_route, allow_spoofing)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 network.id,
                 e.name,
@@ -670,7 +694,8 @@ impl Tx<'_> {
                 e.mac.to_string(),
                 e.ifname,
                 e.host_ifname,
-                e.default_route
+                e.default_route,
+                e.allow_spoofing
             ],
         )?;
         let id = self.tx.last_insert_rowid();
@@ -840,6 +865,7 @@ mod tests {
             host_ifname: crate::model::names::host_veth_name("web", "c1"),
             default_route: true,
             ports: Vec::new(),
+            allow_spoofing: false,
         }
     }
 

@@ -231,8 +231,11 @@ mod tests {
         store
             .conn
             .execute_batch(
-                // (and without version 7's CNI table and column)
-                "DROP TABLE attachments; ALTER TABLE networks DROP COLUMN cluster_cidrs; \
+                // (and without version 7's CNI table and column, and
+                // version 8's guard columns)
+                "ALTER TABLE networks DROP COLUMN host_access; \
+                 ALTER TABLE endpoints DROP COLUMN allow_spoofing; \
+                 DROP TABLE attachments; ALTER TABLE networks DROP COLUMN cluster_cidrs; \
                  DROP TABLE dns_names; ALTER TABLE networks DROP COLUMN dns; PRAGMA user_version = 5;",
             )
             .unwrap();

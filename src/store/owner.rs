@@ -67,8 +67,8 @@ impl Tx<'_> {
                 Ok((
                     endpoint_from_row(r)?,
                     EndpointMark {
-                        owner: r.get(10)?,
-                        container_id: r.get(11)?,
+                        owner: r.get(ENDPOINT_COLUMNS.split(',').count())?,
+                        container_id: r.get(ENDPOINT_COLUMNS.split(',').count() + 1)?,
                     },
                 ))
             })
@@ -169,6 +169,7 @@ mod tests {
             host_ifname: crate::model::names::host_veth_name("web", "c1"),
             default_route: true,
             ports: Vec::new(),
+            allow_spoofing: false,
         };
         let id = tx.insert_endpoint(&net, &ep).unwrap();
         let mark = EndpointMark {

@@ -359,6 +359,7 @@ mod tests {
                 host_ifname: format!("vb{i:012x}"),
                 default_route: true,
                 ports: Vec::new(),
+                allow_spoofing: false,
             };
             let id = tx.insert_endpoint(&net, &e).unwrap();
             let spec = crate::model::PortSpec::parse("80")

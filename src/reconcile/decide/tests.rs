@@ -37,6 +37,7 @@ fn endpoint(id: i64, name: &str, last: u8, ports: &[&str]) -> Endpoint {
             .iter()
             .map(|p| PortSpec::parse(p).unwrap().with_host_port(0))
             .collect(),
+        allow_spoofing: false,
     }
 }
 
@@ -71,9 +72,11 @@ fn matching(desired: &Desired) -> Observed {
     let nets: Vec<Network> = desired.networks.iter().map(|(n, _)| n.clone()).collect();
     let mut links = vec![bridge()];
     links.extend(desired.endpoints.iter().map(|(e, _)| veth_of(e)));
+    let (table, guard_table) = expected_fingerprints(&nets, &desired.instance);
     Observed {
         links,
-        table: expected_fingerprint(&nets, &desired.instance),
+        table,
+        guard_table,
         ..Default::default()
     }
 }
@@ -118,7 +121,7 @@ fn agreement_changes_nothing_but_confirms() {
 
             --
             ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
-            nft batch of 58 changes (first: delete table inet berth)
+            nft batch of 81 changes (first: delete table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -142,11 +145,12 @@ fn after_a_reboot_the_network_is_rebuilt_and_dead_endpoints_dropped() {
             removed endpoint web/c1: its namespace is gone
             re-created bridge berth-web of network web
             re-created the firewall table
+            re-created the anti-spoofing table
             --
             ip link add berth-web mtu 1500 address 02:42:0a:5a:00:01 group 1650786304 up type bridge mcast_snooping 0
             ip addr add 10.90.0.1/24 brd 10.90.0.255 dev berth-web
             sysctl -w net.ipv4.conf.berth-web.route_localnet=1
-            nft batch of 56 changes (first: add table inet berth)
+            nft batch of 76 changes (first: add table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -178,7 +182,7 @@ fn interrupted_connect_is_undone_and_interrupted_disconnect_finished() {
             --
             ip link del vb6c39f18610fe
             ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
-            nft batch of 57 changes (first: delete table inet berth)
+            nft batch of 78 changes (first: delete table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -213,7 +217,7 @@ fn a_deleted_veth_is_recreated_while_its_namespace_lives() {
             ip -n c1 addr add 10.90.0.2/24 brd 10.90.0.255 dev eth0
             ip -n c1 route add default via 10.90.0.1
             ip link set vb6c39f18610fe type bridge_slave hairpin on
-            nft batch of 58 changes (first: delete table inet berth)
+            nft batch of 81 changes (first: delete table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -286,7 +290,7 @@ fn a_killed_run_is_reclaimed() {
             ip link del vb8923df65c048
             ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
             ip netns del run-77
-            nft batch of 57 changes (first: delete table inet berth)
+            nft batch of 78 changes (first: delete table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -321,8 +325,11 @@ fn lines(plan: &Plan) -> String {
 fn connect_decides_the_veth_inside_setup_ports_and_what_to_do_with_a_leftover() {
     let c1 = endpoint(1, "c1", 2, &["8080:80", "5353:53/udp"]);
     let netns = std::path::PathBuf::from("/run/netns/c1");
-    let fresh = connect_plan(&web(), &c1, netns.clone(), Some(50), None).unwrap();
+    let fresh = connect_plan(&web(), &c1, netns.clone(), Some(50), None, &[]).unwrap();
     expect![[r#"
+        nft 'add element bridge berth guarded { "vb6c39f18610fe" }'
+        nft 'add element bridge berth allowed4 { "vb6c39f18610fe" . 02:42:0a:5a:00:02 . 10.90.0.2 }'
+        nft 'add element inet berth published4_any { tcp . 8080 : 10.90.0.2 . 80, udp . 5353 : 10.90.0.2 . 53 }'
         ip link add vb6c39f18610fe mtu 1500 group 1650786305 master berth-web up type veth peer name eth0 mtu 1500 address 02:42:0a:5a:00:02 netns c1
         ip link set vb6c39f18610fe addrgenmode none
         ip -n c1 link set lo up
@@ -331,15 +338,14 @@ fn connect_decides_the_veth_inside_setup_ports_and_what_to_do_with_a_leftover() 
         ip -n c1 addr add 10.90.0.2/24 brd 10.90.0.255 dev eth0
         ip -n c1 route add default via 10.90.0.1 metric 50
         ip link set vb6c39f18610fe type bridge_slave hairpin on
-        nft 'add element inet berth published4_any { tcp . 8080 : 10.90.0.2 . 80, udp . 5353 : 10.90.0.2 . 53 }'
         conntrack -D -p udp --orig-port-dst 5353"#]]
     .assert_eq(&lines(&fresh));
     // A veth of berth's (name and group) in the way is replaced first...
     let berths = names::network_link_group(1);
-    let replaced = connect_plan(&web(), &c1, netns.clone(), None, Some(berths)).unwrap();
+    let replaced = connect_plan(&web(), &c1, netns.clone(), None, Some(berths), &[]).unwrap();
     assert_eq!(replaced.render()[0], "ip link del vb6c39f18610fe");
     // ...a device of the same name berth cannot prove it made is refused.
-    let err = connect_plan(&web(), &c1, netns, None, Some(0)).unwrap_err();
+    let err = connect_plan(&web(), &c1, netns, None, Some(0), &[]).unwrap_err();
     assert!(err.to_string().contains("berth did not make"), "{err}");
 }
 
@@ -354,11 +360,25 @@ fn disconnect_decides_ports_first_then_the_veth_then_the_route_heir() {
         nft 'delete element inet berth published4_any { udp . 5353 : 10.90.0.2 . 53 }'
         conntrack -D -p udp --orig-port-dst 5353
         ip link del vb6c39f18610fe
+        nft 'delete element bridge berth guarded { "vb6c39f18610fe" }'
+        nft 'delete element bridge berth allowed4 { "vb6c39f18610fe" . 02:42:0a:5a:00:02 . 10.90.0.2 }'
         ip -n c1 route replace default via 10.91.0.1"#]]
-    .assert_eq(&lines(&disconnect_plan(&c1, true, heir.clone())));
+    .assert_eq(&lines(&disconnect_plan(
+        &c1,
+        true,
+        heir.clone(),
+        std::slice::from_ref(&c1),
+    )));
     // A `run` sandbox's namespace takes its veth (and routes) with it.
     expect![[r#"
         nft 'delete element inet berth published4_any { udp . 5353 : 10.90.0.2 . 53 }'
-        conntrack -D -p udp --orig-port-dst 5353"#]]
-    .assert_eq(&lines(&disconnect_plan(&c1, false, heir)));
+        conntrack -D -p udp --orig-port-dst 5353
+        nft 'delete element bridge berth guarded { "vb6c39f18610fe" }'
+        nft 'delete element bridge berth allowed4 { "vb6c39f18610fe" . 02:42:0a:5a:00:02 . 10.90.0.2 }'"#]]
+    .assert_eq(&lines(&disconnect_plan(
+        &c1,
+        false,
+        heir,
+        std::slice::from_ref(&c1),
+    )));
 }
