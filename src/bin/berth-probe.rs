@@ -21,7 +21,7 @@ const USAGE: &str = "usage: berth-probe tcp-serve|udp-serve|tcp-sink|sctp-serve 
 | tcp-rate|tcp-throughput ADDR:PORT --seconds S \
 | dns-serve ADDR:PORT \
 | raw-send IFACE udp|arp-reply|arp-request [--src-mac M] [--dst-mac M] [--sha M] [--src IP] [--dst IP] [--sport N] [--dport N] [--payload P] [--count N] \
-| raw-recv IFACE [--udp-dport N] [--arp] [--payload P] [--timeout-ms N]";
+| raw-recv IFACE [--udp-dport N] [--arp [--spa IP]] [--payload P] [--timeout-ms N]";
 
 #[path = "probe/frames.rs"]
 mod frames;

@@ -10,7 +10,7 @@
 //! [--count N]` writes the frame `--count` times (default 3, 50 ms apart,
 //! so one lost to a neighbour lookup does not decide a test).
 //!
-//! `raw-recv IFACE [--udp-dport N] [--arp] [--payload P] [--timeout-ms N]`
+//! `raw-recv IFACE [--udp-dport N] [--arp [--spa IP]] [--payload P] [--timeout-ms N]`
 //! prints `ready`, then the first incoming frame that matches as one line
 //! (`udp MAC SRC:PORT -> DST:PORT PAYLOAD` or `arp op N sha MAC spa IP tha
 //! MAC tpa IP`) and exits 0; nothing within the timeout exits 1.
@@ -68,6 +68,8 @@ struct Want {
     iface: String,
     udp_dport: Option<u16>,
     arp: bool,
+    /// Only ARP packets with this sender address.
+    spa: Option<Ipv4Addr>,
     payload: Option<String>,
     timeout: Duration,
 }
@@ -154,12 +156,14 @@ pub fn recv(args: &[String]) -> Result<(), Failure> {
         iface: value(&mut it, "raw-recv")?,
         udp_dport: None,
         arp: false,
+        spa: None,
         payload: None,
         timeout: Duration::from_millis(2000),
     };
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--arp" => want.arp = true,
+            "--spa" => want.spa = Some(ip(&value(&mut it, flag)?, flag)?),
             "--udp-dport" => want.udp_dport = Some(number(&value(&mut it, flag)?, flag)?),
             "--payload" => want.payload = Some(value(&mut it, flag)?),
             "--timeout-ms" => {
@@ -201,15 +205,21 @@ fn describe(f: &[u8], want: &Want) -> Option<String> {
     let ethertype = u16::from_be_bytes([f[12], f[13]]);
     let body = &f[14..];
     match ethertype {
-        ETH_P_ARP if want.arp && body.len() >= 28 => Some(format!(
-            "arp op {} sha {} spa {} tha {} tpa {} (frame from {})",
-            u16::from_be_bytes([body[6], body[7]]),
-            show_mac(&body[8..14]),
-            Ipv4Addr::new(body[14], body[15], body[16], body[17]),
-            show_mac(&body[18..24]),
-            Ipv4Addr::new(body[24], body[25], body[26], body[27]),
-            show_mac(&f[6..12]),
-        )),
+        ETH_P_ARP
+            if want.arp
+                && body.len() >= 28
+                && want.spa.is_none_or(|spa| body[14..18] == spa.octets()) =>
+        {
+            Some(format!(
+                "arp op {} sha {} spa {} tha {} tpa {} (frame from {})",
+                u16::from_be_bytes([body[6], body[7]]),
+                show_mac(&body[8..14]),
+                Ipv4Addr::new(body[14], body[15], body[16], body[17]),
+                show_mac(&body[18..24]),
+                Ipv4Addr::new(body[24], body[25], body[26], body[27]),
+                show_mac(&f[6..12]),
+            ))
+        }
         ETH_P_IP if !want.arp && body.len() >= 20 && body[9] == 17 => {
             let ihl = usize::from(body[0] & 0x0f) * 4;
             let udp = body.get(ihl..)?;
