@@ -519,6 +519,8 @@ fn resolve_ports(
                 "port mapping {m} clashes with {other} in the same request"
             )));
         }
+        // (Picked ports are never 53: they come from 49153-60999.)
+        warnings.extend(dns_listeners(tx, &m)?);
         if let Some((holder, other)) = tx.port_holder(&m)? {
             return Err(Error::invalid(format!(
                 "host port {}:{}/{} is already published by endpoint {holder} ({other})",
@@ -527,8 +529,6 @@ fn resolve_ports(
                 m.proto
             )));
         }
-        // (Picked ports are never 53: they come from 49153-60999.)
-        warnings.extend(dns_listeners(tx, &m)?);
         if let Some(port) = listening(ctx, &m)? {
             let who = ctx.kernel.port_holder_process(m.proto, port).map_or_else(
                 || "a host process".to_string(),
