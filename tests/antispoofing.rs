@@ -63,7 +63,7 @@ const V: &str = "10.90.0.4";
 const R: &str = "10.90.0.5";
 const FOREIGN: &str = "198.51.100.77";
 
-/// web (10.90.0.0/24) with a, b, v, and r (--allow-spoofing, a router).
+/// web (10.90.0.0/24) with a, b and v.
 fn world(br_netfilter: bool) -> World {
     let sb = Sandbox::new();
     set_br_netfilter(&sb, br_netfilter);
@@ -71,12 +71,8 @@ fn world(br_netfilter: bool) -> World {
     sb.create_network("web", "10.90.0.0/24");
     for (ns, ip) in [("a", A), ("b", B), ("v", V)] {
         sb.add_netns(ns);
-        let e = sb.connect("web", ns, &["--ip", ip]);
-        assert_eq!(e["allow_spoofing"], false, "{e}");
+        sb.connect("web", ns, &["--ip", ip]);
     }
-    sb.add_netns("r");
-    let e = sb.connect("web", "r", &["--ip", R, "--allow-spoofing"]);
-    assert_eq!(e["allow_spoofing"], true, "{e}");
     World {
         a: mac(&sb, Some("a"), "eth0"),
         b: mac(&sb, Some("b"), "eth0"),
@@ -241,23 +237,13 @@ fn attacks_are_dropped_and_honest_frames_pass(br_netfilter: bool) {
         arrives(sb, "v", &["--arp", "--spa", A], "a", &sha),
     );
 
-    // The router may: --allow-spoofing.
-    let t = to_v("router");
-    let r_mac = mac(sb, Some("r"), "eth0");
-    expect(
-        "the router (--allow-spoofing) with the neighbour's address",
-        true,
-        arrives(sb, "v", &t, "r", &udp_to_v(&w, B, &r_mac, "router")),
-    );
-    assert!(
-        wrong.is_empty(),
-        "br_netfilter {br_netfilter}:\n{}",
-        wrong.join("\n")
-    );
-
     // The host's neighbour table is not poisoned by a gratuitous ARP for
     // b's address (an entry older than locktime, 1 s, would be replaced).
-    sb.assert_ping(None, B);
+    // (Where the frames above got through, the bridge may have learnt b's
+    // MAC on a's port, and this ping goes astray: the list says why.)
+    if !sb.ping(None, B).status.success() {
+        wrong.push("the host no longer reaches b".into());
+    }
     std::thread::sleep(Duration::from_millis(1200));
     let garp = ["arp-request", "--src", B, "--dst", B, "--count", "5"];
     let out = sb.probe(
@@ -270,10 +256,32 @@ fn attacks_are_dropped_and_honest_frames_pass(br_netfilter: bool) {
     assert_ok_ctx(&out, "gratuitous ARP");
     std::thread::sleep(Duration::from_millis(300));
     let neigh = sb.ip_json(&["neigh", "show", B, "dev", "berth-web"]);
-    assert_eq!(
-        neigh[0]["lladdr"],
-        w.b.as_str(),
-        "the host's entry for b: {neigh}"
+    if neigh[0]["lladdr"] != w.b.as_str() {
+        wrong.push(format!(
+            "a gratuitous ARP for b's address: the host's entry is now {neigh}"
+        ));
+    }
+    assert!(
+        wrong.is_empty(),
+        "br_netfilter {br_netfilter}:\n{}",
+        wrong.join("\n")
+    );
+
+    // A router may: --allow-spoofing.
+    sb.add_netns("r");
+    let e = sb.connect("web", "r", &["--ip", R, "--allow-spoofing"]);
+    assert_eq!(e["allow_spoofing"], true, "{e}");
+    let r_mac = mac(sb, Some("r"), "eth0");
+    let (got, seen) = arrives(
+        sb,
+        "v",
+        &to_v("router"),
+        "r",
+        &udp_to_v(&w, B, &r_mac, "router"),
+    );
+    assert!(
+        got,
+        "the router's frame with the neighbour's address: {seen}"
     );
 
     // Well-behaved traffic between containers and to the outside.

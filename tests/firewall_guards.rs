@@ -273,14 +273,14 @@ fn a_cni_container_publishing_53_does_not_take_its_networks_dns() {
             {"hostPort": 53, "containerPort": 53, "protocol": "tcp"}
         ])),
     );
-    assert!(
-        err.contains("except the gateways of berth's DNS networks (10.88.0.1)"),
-        "the runtime's log says what happened: {err}"
-    );
     let (y, _) = cni_add(&sb, "y", "y", &conf(json!([])));
     let y_ip = field(&y["ips"][0], "address");
     let y_ip = y_ip.split('/').next().unwrap();
     dns_stays_berths(&sb, &inet, "10.88.0.1", "cni-y-eth0", y_ip);
+    assert!(
+        err.contains("except the gateways of berth's DNS networks (10.88.0.1)"),
+        "the runtime's log says what happened: {err}"
+    );
 }
 
 /// netavark's setup request for container `name` on `net` (DNS on).
@@ -333,16 +333,16 @@ fn a_podman_container_publishing_53_does_not_take_its_networks_dns() {
     sb.add_netns("x");
     sb.add_netns("y");
     let ports = json!([{"host_ip": "", "container_port": 53, "host_port": 53, "range": 1, "protocol": "tcp,udp"}]);
-    let out = netavark_setup(&sb, "x", &podman_request("x", "10.77.0.2", ports));
-    assert_ok_ctx(&out, "netavark setup x");
-    assert!(
-        stderr(&out).contains("except the gateways of berth's DNS networks (10.77.0.1)"),
-        "{}",
-        stderr(&out)
-    );
+    let x = netavark_setup(&sb, "x", &podman_request("x", "10.77.0.2", ports));
+    assert_ok_ctx(&x, "netavark setup x");
     let out = netavark_setup(&sb, "y", &podman_request("y", "10.77.0.3", json!([])));
     assert_ok_ctx(&out, "netavark setup y");
     dns_stays_berths(&sb, &inet, "10.77.0.1", "y.dns.podman", "10.77.0.3");
+    assert!(
+        stderr(&x).contains("except the gateways of berth's DNS networks (10.77.0.1)"),
+        "{}",
+        stderr(&x)
+    );
     // A mapping bound to the DNS gateway itself could only shadow it: refused.
     sb.add_netns("z");
     let bound = json!([{"host_ip": "10.77.0.1", "container_port": 53, "host_port": 53, "range": 1, "protocol": "udp"}]);
@@ -363,20 +363,10 @@ fn the_cli_refuses_port_53_on_a_dns_gateway_and_forced_keeps_dns() {
     let sb = Sandbox::new();
     let inet = sb.internet();
     sb.create_network("web", "10.90.0.0/24");
-    sb.add_netns("x");
-    sb.add_netns("y");
+    for ns in ["x", "y", "z"] {
+        sb.add_netns(ns);
+    }
     sb.connect("web", "y", &[]);
-    sb.assert_refused(
-        &[
-            "connect",
-            "web",
-            "x",
-            "-p",
-            "10.90.0.1:53:53/udp",
-            "--force-publish",
-        ],
-        "berth's DNS server answers for network \"web\"",
-    );
     let out = sb.berth_out_ok(&[
         "connect",
         "web",
@@ -387,12 +377,23 @@ fn the_cli_refuses_port_53_on_a_dns_gateway_and_forced_keeps_dns() {
         "53:53/tcp",
         "--force-publish",
     ]);
+    dns_stays_berths(&sb, &inet, "10.90.0.1", "y", "10.90.0.2");
     assert!(
         stderr(&out).contains("except the gateways"),
         "{}",
         stderr(&out)
     );
-    dns_stays_berths(&sb, &inet, "10.90.0.1", "y", "10.90.0.2");
+    sb.assert_refused(
+        &[
+            "connect",
+            "web",
+            "z",
+            "-p",
+            "10.90.0.1:53:53/udp",
+            "--force-publish",
+        ],
+        "berth's DNS server answers for network \"web\"",
+    );
 }
 
 /// vault (--no-host-access, DNS on) with v1, v2; web with w1 and s, which
