@@ -397,3 +397,64 @@ fn the_guard_is_rebuilt_after_tampering_and_goes_with_reset() {
     let tables = stdout(&sb.cmd("nft", &["list", "tables"]));
     assert!(!tables.contains("berth"), "{tables}");
 }
+
+/// `run` guards its sandbox too, and takes `--allow-spoofing`.
+#[test]
+fn run_guards_its_sandbox_and_takes_allow_spoofing() {
+    let w = world(false);
+    let sb = &w.sb;
+    for (allow, token) in [(false, "run-guarded"), (true, "run-router")] {
+        let mut watcher = sb.spawn_in_netns(
+            Some("v"),
+            PROBE,
+            &[
+                "raw-recv",
+                "eth0",
+                "--timeout-ms",
+                "4000",
+                "--udp-dport",
+                "7777",
+                "--payload",
+                token,
+            ],
+            true,
+        );
+        let mut args = vec!["run", "--net", "web", "--name", token];
+        if allow {
+            args.push("--allow-spoofing");
+        }
+        args.extend([
+            "--",
+            PROBE,
+            "raw-send",
+            "eth0",
+            "udp",
+            "--src",
+            B,
+            "--dst",
+            V,
+            "--dst-mac",
+            &w.v,
+            "--dport",
+            "7777",
+            "--payload",
+            token,
+        ]);
+        sb.berth_ok(&args);
+        let arrived = watcher
+            .wait_timeout(Duration::from_secs(10))
+            .expect("the watcher ends")
+            .success();
+        assert_eq!(
+            arrived,
+            allow,
+            "run {}: {}",
+            if allow {
+                "--allow-spoofing"
+            } else {
+                "(guarded)"
+            },
+            watcher.stdout()
+        );
+    }
+}
