@@ -37,6 +37,9 @@ pub struct NetworkRequest {
     pub deny_egress: Vec<IpNet>,
     pub uplink: Option<UplinkRequest>,
     pub cluster_cidrs: Vec<IpNet>,
+    /// Containers may reach the host's services (false: DNS on the gateway
+    /// only, `--no-host-access`).
+    pub host_access: bool,
     /// Who asks, recorded on the network (`podman`, `cni`).
     pub owner: Option<String>,
 }
@@ -58,6 +61,7 @@ impl NetworkRequest {
             deny_egress: Vec::new(),
             uplink: None,
             cluster_cidrs: Vec::new(),
+            host_access: true,
             owner: None,
         }
     }
@@ -101,6 +105,8 @@ pub struct AttachRequest {
     pub attachment: Option<Attachment>,
     /// Rate limits of the endpoint's traffic, each way.
     pub bandwidth: Bandwidth,
+    /// No anti-spoofing on the endpoint's port (routers, VPN gateways).
+    pub allow_spoofing: bool,
 }
 
 /// Which endpoint a detach means.

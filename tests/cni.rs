@@ -384,6 +384,12 @@ fn status_reports_whether_berth_can_serve() {
     assert_error(&r, 50, "STATUS without the table");
     sb.berth_ok(&["up"]);
     assert_eq!(cni(&sb, "STATUS", &[], &c).code, 0);
+    // The anti-spoofing table too.
+    sb.sh_ok("nft delete table bridge berth");
+    let r = cni(&sb, "STATUS", &[], &c);
+    assert_error(&r, 50, "anti-spoofing table is missing");
+    sb.berth_ok(&["up"]);
+    assert_eq!(cni(&sb, "STATUS", &[], &c).code, 0);
 }
 
 #[test]

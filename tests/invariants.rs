@@ -47,6 +47,12 @@ const KERNEL_IO_ALLOWED: &[(&str, &[&str], &str)] = &[
          ICMP and SCTP sockets to measure)",
     ),
     (
+        "src/bin/probe/",
+        KERNEL_IO,
+        "the probe's crafted Ethernet frames (packet sockets), a module of \
+         the probe binary above, for the same reason",
+    ),
+    (
         "src/dns/",
         &["socket2"],
         "the DNS server's ordinary UDP/TCP listeners, which need \

@@ -191,9 +191,14 @@ fn podman_runs_its_containers_on_berth() {
         assert_ok_ctx(&out, &format!("{when}: container nb -> host:8080"));
     };
     check_published("after run");
-    // One firewall: berth's table, and no netavark/iptables chains.
+    // One firewall: berth's tables (routing and anti-spoofing), and no
+    // netavark/iptables chains.
     let tables = stdout(&sb.cmd("nft", &["list", "tables"]));
-    assert_eq!(tables.trim(), "table inet berth", "{tables}");
+    assert_eq!(
+        tables.trim(),
+        "table inet berth\ntable bridge berth",
+        "{tables}"
+    );
 
     // Containers reach each other by address; the default network and the
     // web network go out; isolated and internal networks hold.

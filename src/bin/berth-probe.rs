@@ -7,7 +7,8 @@
 //! both reachability and which source address the server saw (masquerade,
 //! source-address preservation). Clients exit 0 only when the reply echoes
 //! their payload; otherwise they print one line on stderr and exit 1. Bad
-//! arguments exit 2.
+//! arguments exit 2. `raw-send` and `raw-recv` craft and watch Ethernet
+//! frames (see `frames`), for the attacks that no ordinary socket makes.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -22,7 +23,12 @@ const USAGE: &str = "usage: berth-probe tcp-serve|udp-serve|tcp-sink|sctp-serve 
 | dns-serve ADDR:PORT \
 | dns-flood ADDR:PORT --name NAME --qps N --seconds S [--linger-ms N] \
 | tcp-hold ADDR:PORT --count N --seconds S [--partial] \
-| tcp-reset ADDR:PORT --count N";
+| tcp-reset ADDR:PORT --count N \
+| raw-send IFACE udp|arp-reply|arp-request [--src-mac M] [--dst-mac M] [--sha M] [--src IP] [--dst IP] [--sport N] [--dport N] [--payload P] [--count N] \
+| raw-recv IFACE [--udp-dport N] [--arp [--spa IP]] [--payload P] [--timeout-ms N]";
+
+#[path = "probe/frames.rs"]
+mod frames;
 
 /// A failure: the exit code and the one line for stderr.
 struct Failure(u8, String);
@@ -136,6 +142,12 @@ fn run(args: &[String]) -> Result<(), Failure> {
     let (cmd, rest) = args.split_first().ok_or_else(|| usage("missing command"))?;
     if let Some(done) = dns_load::dispatch(cmd, rest) {
         return done;
+    }
+    // Crafted frames take interface names and frame fields, not ADDR:PORT.
+    match cmd.as_str() {
+        "raw-send" => return frames::send(rest),
+        "raw-recv" => return frames::recv(rest),
+        _ => {}
     }
     const COMMANDS: [&str; 13] = [
         "dns-serve",

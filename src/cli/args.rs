@@ -321,6 +321,10 @@ pub struct CreateArgs {
     /// new connections from it are accepted (pod networks of other nodes).
     #[arg(long, value_name = "CIDR", value_parser = range("--cluster-cidr"))]
     cluster_cidr: Vec<IpNet>,
+    /// Containers of the network cannot reach the host's own services (DNS
+    /// on their gateway excepted).
+    #[arg(long)]
+    no_host_access: bool,
 }
 
 #[derive(Args)]
@@ -360,6 +364,10 @@ pub struct ConnectArgs {
     /// Limit traffic from the container to RATE (as --bandwidth-in).
     #[arg(long, value_name = "RATE", value_parser = rate("--bandwidth-out"))]
     bandwidth_out: Option<Limit>,
+    /// Let the endpoint send with addresses that are not its own (a router
+    /// or VPN gateway): no anti-spoofing on its port.
+    #[arg(long)]
+    allow_spoofing: bool,
     /// Print the endpoint as JSON.
     #[arg(long)]
     pub json: bool,
@@ -419,6 +427,10 @@ pub struct RunArgs {
     /// Limit traffic from the sandbox to RATE (as for `connect`).
     #[arg(long, value_name = "RATE", value_parser = rate("--bandwidth-out"))]
     bandwidth_out: Option<Limit>,
+    /// Let the sandbox send with addresses that are not its own (no
+    /// anti-spoofing on its port).
+    #[arg(long)]
+    allow_spoofing: bool,
     /// Run in the background and print the job's name: `berth logs NAME`
     /// shows its output, `berth stop NAME` ends it, `berth ps -a` lists it
     /// until `berth rm NAME`.
@@ -485,6 +497,7 @@ impl CreateArgs {
                 gateway: self.uplink_gateway,
             }),
             cluster_cidrs: self.cluster_cidr.clone(),
+            host_access: !self.no_host_access,
             owner: None,
         }
     }
@@ -507,6 +520,7 @@ impl ConnectArgs {
                 inbound: self.bandwidth_in,
                 outbound: self.bandwidth_out,
             },
+            allow_spoofing: self.allow_spoofing,
             ..Default::default()
         }
     }
@@ -533,6 +547,7 @@ impl RunArgs {
                 inbound: self.bandwidth_in,
                 outbound: self.bandwidth_out,
             },
+            allow_spoofing: self.allow_spoofing,
         }
     }
 }

@@ -5,7 +5,11 @@
 //!   host's uplink address, with 10 mappings installed and with 10,000
 //!   (the DNAT map lookup must not grow with the mappings);
 //! - TCP throughput from the host through the published port against the
-//!   same to the container's own address.
+//!   same to the container's own address;
+//! - both again with the container's anti-spoofing guard on and off (the
+//!   same endpoint reconnected with `--allow-spoofing`), interleaved, with
+//!   the throughput of the container sending out as well, since its frames
+//!   are the ones the guard checks.
 
 use super::out::outln;
 use std::io::{BufRead, BufReader};
@@ -22,7 +26,7 @@ use crate::kernel::netns::{self, Target};
 use crate::kernel::{sandbox, sysctl};
 use crate::model::ports::{PortMapping, Proto};
 use crate::model::Ipv4Net;
-use crate::request::AttachRequest;
+use crate::request::{AttachRequest, DetachRequest, EndpointRef};
 
 const UPLINK_HOST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const UPLINK_OUTSIDE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
@@ -36,7 +40,7 @@ pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize) -> Result<()> {
     for name in ["srv", "outside"] {
         netns::create_named(name)?;
     }
-    let connect = AttachRequest {
+    let mut connect = AttachRequest {
         network: "web".into(),
         target: "srv".into(),
         ports: [
@@ -48,12 +52,23 @@ pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize) -> Result<()> {
         .collect::<Result<_>>()?,
         ..Default::default()
     };
-    let (endpoint, _) = commands::connect(ctx, connect)?.applied()?;
+    let (endpoint, _) = commands::connect(ctx, connect.clone())?.applied()?;
     wire_outside()?;
 
     let mut servers = Servers::default();
-    servers.start(ctx, &probe, &["tcp-serve", "0.0.0.0:80"])?;
-    servers.start(ctx, &probe, &["tcp-sink", &format!("0.0.0.0:{SINK_PORT}")])?;
+    servers.start(ctx, "srv", &probe, &["tcp-serve", "0.0.0.0:80"])?;
+    servers.start(
+        ctx,
+        "srv",
+        &probe,
+        &["tcp-sink", &format!("0.0.0.0:{SINK_PORT}")],
+    )?;
+    servers.start(
+        ctx,
+        "outside",
+        &probe,
+        &["tcp-sink", &format!("0.0.0.0:{SINK_PORT}")],
+    )?;
 
     outln!("berth bench --traffic: {seconds} s per measurement, {rounds} rounds (private sandbox)");
     let target = format!("{UPLINK_HOST}:{ECHO_PORT}");
@@ -101,6 +116,61 @@ pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize) -> Result<()> {
     outln!(
         "TCP throughput from the host: {published:.0} Mbit/s through the published port, {direct:.0} Mbit/s to the container's address (x{:.2})",
         published / direct
+    );
+
+    // The guard on and off, in pairs taken back to back, on first and off
+    // first by turns (a machine shared with other work drifts between
+    // pairs more than within one): [on, off] for each figure.
+    let mut rates = [Vec::new(), Vec::new()];
+    let mut ins = [Vec::new(), Vec::new()];
+    let mut outs = [Vec::new(), Vec::new()];
+    let upload = |ctx: &Context| -> Result<f64> {
+        let out = berth_exec(
+            ctx,
+            "srv",
+            &probe,
+            &[
+                "tcp-throughput",
+                &format!("{UPLINK_OUTSIDE}:{SINK_PORT}"),
+                "--seconds",
+                &seconds.to_string(),
+            ],
+        )?;
+        figure(&out, "mbit_per_sec")
+    };
+    for round in 0..rounds * 2 {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let allow = i == 1;
+            commands::disconnect(
+                ctx,
+                DetachRequest::new("web", EndpointRef::Target("srv".into())),
+            )?;
+            connect.allow_spoofing = allow;
+            commands::connect(ctx, connect.clone())?.applied()?;
+            rates[i].push(rate(ctx)?);
+            ins[i].push(throughput(format!("{UPLINK_HOST}:{SINK_PORT}"))?);
+            outs[i].push(upload(ctx)?);
+        }
+    }
+    // Medians of each side, and the median of the pairs' ratios.
+    let on_off = |v: &mut [Vec<f64>; 2]| {
+        let mut ratios: Vec<f64> = v[0].iter().zip(&v[1]).map(|(on, off)| on / off).collect();
+        let x = median(&mut ratios);
+        (median(&mut v[0]), median(&mut v[1]), x)
+    };
+    let pairs = rounds * 2;
+    let (on, off, x) = on_off(&mut rates);
+    println!(
+        "anti-spoofing on vs off ({pairs} pairs): new TCP connections/s through the published port {on:.0} vs {off:.0} (pairs: x{x:.3})"
+    );
+    let (on, off, x) = on_off(&mut ins);
+    println!(
+        "anti-spoofing on vs off ({pairs} pairs): TCP throughput from the host through the published port {on:.0} vs {off:.0} Mbit/s (pairs: x{x:.3})"
+    );
+    let (on, off, x) = on_off(&mut outs);
+    println!(
+        "anti-spoofing on vs off ({pairs} pairs): TCP throughput from the container to the outside {on:.0} vs {off:.0} Mbit/s (pairs: x{x:.3})"
     );
     Ok(())
 }
@@ -165,13 +235,19 @@ fn apply_fillers(
     ctx.kernel.nft_apply(&batch)
 }
 
-/// Background servers in the `srv` namespace, ended (by PID) on drop.
+/// Background servers in the benchmark's namespaces, ended (by PID) on drop.
 #[derive(Default)]
 struct Servers(Vec<Child>);
 
 impl Servers {
-    fn start(&mut self, ctx: &Context, probe: &std::path::Path, args: &[&str]) -> Result<()> {
-        let mut child = berth_exec_command(ctx, "srv", probe, args)
+    fn start(
+        &mut self,
+        ctx: &Context,
+        netns: &str,
+        probe: &std::path::Path,
+        args: &[&str],
+    ) -> Result<()> {
+        let mut child = berth_exec_command(ctx, netns, probe, args)
             .stdout(Stdio::piped())
             .spawn()?;
         let mut line = String::new();

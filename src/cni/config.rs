@@ -172,6 +172,13 @@ pub struct NetConf {
     pub no_dns: bool,
     /// `clusterCIDR` (a CIDR or a list): routed peers, as `--cluster-cidr`.
     pub cluster_cidrs: Option<Vec<IpNet>>,
+    /// `noHostAccess`: containers of the network cannot reach the host's
+    /// services (`--no-host-access`), DNS on the gateway excepted.
+    pub no_host_access: Option<bool>,
+    /// `allowSpoofing`: the network's attachments may send with addresses
+    /// that are not theirs (`connect --allow-spoofing`), as the reference
+    /// bridge plugin's `macspoofchk: false` does for MACs.
+    pub allow_spoofing: bool,
     /// Where berth keeps its state, overriding `BERTH_STATE_DIR`.
     pub state_dir: Option<String>,
     pub port_mappings: Vec<PortMapping>,
@@ -343,6 +350,8 @@ fn from_object(obj: &Map<String, Value>) -> Result<NetConf, CniError> {
         dns,
         no_dns: !dns_on,
         state_dir: string("stateDir")?,
+        no_host_access: boolean("noHostAccess")?,
+        allow_spoofing: boolean("allowSpoofing")? == Some(true),
         cluster_cidrs: match member(obj, "clusterCIDR") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(vec![cluster_cidr(s)?]),
@@ -520,6 +529,7 @@ impl NetConf {
         r.internal = self.internal == Some(true);
         r.cluster_cidrs = self.cluster_cidrs.clone().unwrap_or_default();
         r.dns = !self.no_dns;
+        r.host_access = self.no_host_access != Some(true);
         r.owner = Some("cni".into());
         r
     }
@@ -582,6 +592,11 @@ impl NetConf {
             ),
             ("icc", self.icc.unwrap_or(true), n.policy.icc),
             ("ipMasq", self.ip_masq.unwrap_or(true), n.policy.masquerade),
+            (
+                "noHostAccess",
+                self.no_host_access.unwrap_or(false),
+                !n.policy.host_access,
+            ),
         ];
         for (key, want, has) in flags {
             if want != has {
@@ -760,6 +775,40 @@ mod tests {
         assert_eq!(c.ips, ["10.1.0.5".parse::<IpAddr>().unwrap()]);
         assert!(!c.network_request().masquerade);
         assert_eq!(c.valid_attachments.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn guard_switches_are_read_and_checked_against_the_network() {
+        let c = parse(
+            br#"{"cniVersion":"1.0.0","name":"n","type":"berth","noHostAccess":true,"allowSpoofing":true}"#,
+        )
+        .unwrap();
+        assert!(c.allow_spoofing);
+        let req = c.network_request();
+        assert!(!req.host_access);
+        let plain = parse(br#"{"cniVersion":"1.0.0","name":"n","type":"berth"}"#).unwrap();
+        assert!(!plain.allow_spoofing);
+        assert!(plain.network_request().host_access);
+        let bad =
+            parse(br#"{"cniVersion":"1.0.0","name":"n","type":"berth","noHostAccess":"yes"}"#);
+        assert_eq!(bad.unwrap_err().code, CODE_BAD_CONFIG);
+        // A config that says otherwise than the existing network is refused.
+        let n = crate::model::Network {
+            id: 1,
+            name: "n".into(),
+            subnet: "10.88.0.0/16".parse().unwrap(),
+            gateway: "10.88.0.1".parse().unwrap(),
+            bridge: "cni0".into(),
+            mtu: 1500,
+            link_group: 1,
+            route_table: 1,
+            policy: crate::model::NetworkPolicy::default(),
+        };
+        assert_eq!(
+            c.contradictions(&n),
+            ["noHostAccess true (the network has false)"]
+        );
+        assert!(plain.contradictions(&n).is_empty());
     }
 
     /// What each runtime writes in `runtimeConfig.portMappings`, read as

@@ -147,10 +147,11 @@ fn gc_detaches_every_attachment_the_runtime_no_longer_lists() {
             "endpoint pods/cni-c2-eth0 10.88.0.3 ready"
         ]
     );
-    // Both stale veths went in one request.
+    // Both stale veths went in one request (and their anti-spoofing
+    // elements in one batch after).
     let deletes: Vec<&String> = h.fake().log[before..]
         .iter()
-        .filter(|l| l.contains("delete"))
+        .filter(|l| l.starts_with("delete_link"))
         .collect();
     assert_eq!(deletes.len(), 1, "{deletes:?}");
 }

@@ -191,6 +191,7 @@ pub fn add(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<Value, CniErr
             owner: Some("cni".into()),
             container_id: Some(container_id.to_string()),
         }),
+        allow_spoofing: conf.allow_spoofing,
         ..Default::default()
     };
     // The first ADD of a state directory is planned before anything is
@@ -485,11 +486,19 @@ pub fn status(ctx: &mut Context) -> Result<(), CniError> {
     if networks.is_empty() {
         return Ok(());
     }
-    match ctx.kernel.nft_table_exists(&firewall::table()) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(unavailable(
-            "berth's firewall table is missing (run `berth up`)".into(),
-        )),
-        Err(e) => Err(unavailable(format!("cannot read the firewall: {e}"))),
+    for (table, what) in [
+        (firewall::table(), "firewall table"),
+        (firewall::guard::table(), "anti-spoofing table"),
+    ] {
+        match ctx.kernel.nft_table_exists(&table) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(unavailable(format!(
+                    "berth's {what} is missing (run `berth up`)"
+                )))
+            }
+            Err(e) => return Err(unavailable(format!("cannot read the firewall: {e}"))),
+        }
     }
+    Ok(())
 }

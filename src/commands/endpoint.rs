@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::kernel::netns::Target;
 use crate::model::ports::{AUTO_PORT_FIRST, AUTO_PORT_LAST};
 use crate::model::subnet::ipv4_of;
-use crate::model::{ipam, names, Endpoint, Mac, Network, PortMapping, PortSpec};
+use crate::model::{ipam, names, Endpoint, Mac, Network, PortMapping, PortSpec, Proto};
 use crate::reconcile::decide::{connect_bandwidth, connect_plan, disconnect_plan};
 use crate::request::{AttachRequest, DetachRequest, EndpointRef};
 use crate::store::{Status, Tx};
@@ -122,15 +122,18 @@ impl Change for Attach {
             default_route,
             ports,
             bandwidth: req.bandwidth,
+            allow_spoofing: req.allow_spoofing,
         };
 
         let leftover = ctx.kernel.link_group(&endpoint.host_ifname)?;
+        let siblings = tx.endpoints_by_inode(inode)?;
         let mut plan = connect_plan(
             &network,
             &endpoint,
             target.path.clone(),
             req.metric,
             leftover,
+            &siblings,
         )?;
         if !endpoint.bandwidth.is_unlimited() {
             check_bandwidth(&endpoint.bandwidth)?;
@@ -408,11 +411,13 @@ impl Change for Detach {
             }
         }
         let endpoint = Endpoint { ports, ..endpoint };
+        let siblings = tx.endpoints_by_inode(endpoint.netns_inode)?;
         let plan = disconnect_plan(
             &endpoint,
             req.delete_veth,
             heir.as_ref()
                 .map(|(_, netns, gateway)| (netns.clone(), *gateway)),
+            &siblings,
         );
         // The intent: a crash from here on leaves a `removing` row, which
         // the next command finishes taking away.
@@ -523,11 +528,39 @@ impl Change for DetachAll {
                 .chain(ifbs)
                 .collect(),
         });
+        // Their anti-spoofing elements, once their ports are gone.
+        let ids: std::collections::HashSet<i64> = endpoints.iter().map(|e| e.id).collect();
+        let before = namespace_endpoints(tx, &endpoints)?;
+        let guard = crate::firewall::guard::change(
+            &before.iter().collect::<Vec<_>>(),
+            &before
+                .iter()
+                .filter(|e| !ids.contains(&e.id))
+                .collect::<Vec<_>>(),
+        );
+        if !guard.batch.is_empty() {
+            plan.push(crate::plan::Step::Nft {
+                batch: guard.batch,
+                undo: guard.undo,
+            });
+        }
         let intent = Intent::rows(endpoints.iter().map(|e| Row::GoingEndpoint(e.id)).collect());
         let mut planned = Planned::new(plan, intent, endpoints);
         planned.dns = Some(DnsScope::All);
         Ok(Prepared::Change(planned))
     }
+}
+
+/// Every endpoint of the namespaces of `endpoints` (theirs included): what
+/// the anti-spoofing elements of those namespaces depend on. One indexed
+/// query per namespace.
+pub fn namespace_endpoints(tx: &Tx, endpoints: &[Endpoint]) -> Result<Vec<Endpoint>> {
+    let inodes: std::collections::BTreeSet<u64> = endpoints.iter().map(|e| e.netns_inode).collect();
+    let mut out = Vec::new();
+    for inode in inodes {
+        out.extend(tx.endpoints_by_inode(inode)?);
+    }
+    Ok(out)
 }
 
 /// Every endpoint with its network and its liveness, as the kernel shows
@@ -596,6 +629,8 @@ fn resolve_ports(
                 "port mapping {m} clashes with {other} in the same request"
             )));
         }
+        // (Picked ports are never 53: they come from 49153-60999.)
+        warnings.extend(dns_listeners(tx, &m)?);
         if let Some((holder, other)) = tx.port_holder(&m)? {
             return Err(Error::invalid(format!(
                 "host port {}:{}/{} is already published by endpoint {holder} ({other})",
@@ -675,6 +710,41 @@ fn resolve_ports(
         ordered.push(done.swap_remove(i));
     }
     Ok((ordered, warnings))
+}
+
+/// The port berth's name server answers on, on every DNS network's gateway.
+const DNS_PORT: u16 = 53;
+
+/// A published port never takes a DNS listener of berth's (the gateway's
+/// port 53, UDP and TCP, of every network with DNS), whichever front door
+/// asks: a mapping bound to such a gateway address is refused (it could
+/// only shadow the server); a mapping of port 53 on every address is
+/// published, but the firewall keeps it off the DNS gateways (`dns4`), and
+/// the user hears so. Several indexed lookups only when a mapping covers
+/// port 53.
+fn dns_listeners(tx: &Tx, m: &PortMapping) -> Result<Option<String>> {
+    let covers = matches!(m.proto, Proto::Tcp | Proto::Udp)
+        && (m.host_port..=m.host_last()).contains(&DNS_PORT);
+    if !covers {
+        return Ok(None);
+    }
+    let networks = tx.dns_networks()?;
+    if let Some(n) = networks.iter().find(|n| n.gateway == m.host_ip) {
+        return Err(Error::invalid(format!(
+            "cannot publish {}:{DNS_PORT}/{}: it is where berth's DNS server answers for network {:?}; publish on another address, or on 0.0.0.0 (every address but the DNS gateways)",
+            m.host_ip, m.proto, n.name
+        )));
+    }
+    if !m.is_any_address() || networks.is_empty() {
+        return Ok(None);
+    }
+    let mut gateways: Vec<String> = networks.iter().map(|n| n.gateway.to_string()).collect();
+    gateways.sort();
+    Ok(Some(format!(
+        "port {DNS_PORT}/{} is published on every host address except the gateways of berth's DNS networks ({}), where berth's DNS server keeps answering",
+        m.proto,
+        gateways.join(", ")
+    )))
 }
 
 /// The first host port of `m` that `other` also covers (for the message).

@@ -10,6 +10,8 @@
 //! [`Change`]: crate::change::Change
 
 pub mod endpoint;
+#[cfg(test)]
+mod guard_tests;
 pub mod jobs;
 pub mod maintain;
 pub mod network;

@@ -304,6 +304,7 @@ fn check_policy(ctx: &mut Context, req: &NetworkRequest) -> Result<NetworkPolicy
             .iter()
             .map(|d| ipv4_net_of("--cluster-cidr", *d))
             .collect::<Result<Vec<_>>>()?,
+        host_access: req.host_access,
     })
 }
 
@@ -337,15 +338,26 @@ fn plan_create(ctx: &mut Context, tx: &Tx, network: &Network) -> Result<Plan> {
     Ok(plan)
 }
 
-/// Whether berth's table exists. A real run asks the kernel; a dry run,
-/// which may not be allowed to (nf_tables wants CAP_NET_ADMIN even to
-/// read), goes by the state, which the preflight keeps true: the table
-/// exists while more than `own` networks are recorded.
+/// Whether berth's `inet` table exists. A real run asks the kernel; a dry
+/// run, which may not be allowed to (nf_tables wants CAP_NET_ADMIN even to
+/// read), goes by the state, which the preflight keeps true: the tables
+/// exist while more than `own` networks are recorded.
 fn table_exists(ctx: &mut Context, tx: &Tx, own: usize) -> Result<bool> {
     if ctx.dry_run {
         return Ok(tx.networks()?.len() > own);
     }
     ctx.kernel.nft_table_exists(&firewall::table())
+}
+
+/// Which of berth's two tables exist, as [`table_exists`] tells it.
+fn tables_exist(ctx: &mut Context, tx: &Tx, own: usize) -> Result<firewall::Tables> {
+    if ctx.dry_run {
+        return Ok(firewall::Tables::both(tx.networks()?.len() > own));
+    }
+    Ok(firewall::Tables {
+        routing: ctx.kernel.nft_table_exists(&firewall::table())?,
+        guard: ctx.kernel.nft_table_exists(&firewall::guard::table())?,
+    })
 }
 
 /// The DNS port redirects a network has (see `dns::port_redirects`).
@@ -478,10 +490,26 @@ impl Change for RemoveNetwork {
                 .map(|m| (network.gateway, m)),
         );
         let mut plan = plan_remove(&network, endpoints.len(), last, &ports, &tx.instance_id()?);
-        if !table_exists(ctx, tx, 0)? {
+        let exist = tables_exist(ctx, tx, 0)?;
+        if !exist.routing {
             // The ruleset went already (a reboot, `nft flush ruleset`): the
             // plain deletes would fail on what is not there.
             plan.steps.remove(0);
+        }
+        // The anti-spoofing part goes last, once the veths are gone.
+        if exist.guard && (last || !endpoints.is_empty()) {
+            let before = super::endpoint::namespace_endpoints(tx, &endpoints)?;
+            let after: Vec<&Endpoint> = before
+                .iter()
+                .filter(|e| e.network != network.name)
+                .collect();
+            let change = firewall::remove_guards(last, &before.iter().collect::<Vec<_>>(), &after);
+            if !change.batch.is_empty() {
+                plan.push(Step::Nft {
+                    batch: change.batch,
+                    undo: change.undo,
+                });
+            }
         }
         let mut planned = Planned::new(
             plan,
@@ -516,7 +544,7 @@ impl Change for Reset {
     fn prepare(&mut self, ctx: &mut Context, tx: &Tx) -> Result<Prepared<ResetReport>> {
         let networks = tx.networks()?;
         let mut plan = Plan::new();
-        let change = firewall::remove_all(table_exists(ctx, tx, 0)?);
+        let change = firewall::remove_all(tables_exist(ctx, tx, 0)?);
         plan.push(Step::Nft {
             batch: change.batch,
             undo: change.undo,

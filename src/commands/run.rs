@@ -67,6 +67,9 @@ pub struct RunRequest {
     /// Rate limits of the sandbox's traffic, each way.
     #[serde(default)]
     pub bandwidth: Bandwidth,
+    /// No anti-spoofing on the sandbox's port.
+    #[serde(default)]
+    pub allow_spoofing: bool,
 }
 
 /// A sandbox made and attached, its command not started yet.
@@ -183,6 +186,7 @@ fn make_sandbox(
             ports: req.ports.clone(),
             aliases: req.aliases.clone(),
             bandwidth: req.bandwidth,
+            allow_spoofing: req.allow_spoofing,
             ..Default::default()
         };
         let made = txn.apply(Attach(attach))?;
@@ -256,7 +260,12 @@ pub fn dry_run(ctx: &mut Context, req: &RunRequest) -> Result<Vec<String>> {
     lines.push(format!("ip netns exec {name} {command}"));
     lines.push("# when it ends, its sandbox goes:".into());
     let mut teardown = match &attached {
-        Some((endpoint, _)) => crate::reconcile::decide::disconnect_plan(endpoint, false, None),
+        Some((endpoint, _)) => crate::reconcile::decide::disconnect_plan(
+            endpoint,
+            false,
+            None,
+            std::slice::from_ref(endpoint),
+        ),
         None => Plan::new(),
     };
     teardown.push(Step::DeleteNetns { name });

@@ -241,17 +241,19 @@ fn connect_plans_a_veth_its_inside_and_its_ports() {
     check(
         plan,
         expect![[r#"
-        ip link add vb6c39f18610fe mtu 1500 group 1650786305 master berth-web up type veth peer name eth0 mtu 1500 address 02:42:0a:5a:00:02 netns c1
-        ip link set vb6c39f18610fe addrgenmode none
-        ip -n c1 link set lo up
-        ip -n c1 link set eth0 addrgenmode none
-        ip -n c1 link set eth0 up
-        ip -n c1 addr add 10.90.0.2/24 brd 10.90.0.255 dev eth0
-        ip -n c1 route add default via 10.90.0.1
-        ip link set vb6c39f18610fe type bridge_slave hairpin on
-        nft 'add element inet berth published4_any { tcp . 8080 : 10.90.0.2 . 80, udp . 5353 : 10.90.0.2 . 53 }'
-        conntrack -D -p udp --orig-port-dst 5353
-    "#]],
+            nft 'add element bridge berth guarded { "vb6c39f18610fe" }'
+            nft 'add element bridge berth allowed4 { "vb6c39f18610fe" . 02:42:0a:5a:00:02 . 10.90.0.2 }'
+            nft 'add element inet berth published4_any { tcp . 8080 : 10.90.0.2 . 80, udp . 5353 : 10.90.0.2 . 53 }'
+            ip link add vb6c39f18610fe mtu 1500 group 1650786305 master berth-web up type veth peer name eth0 mtu 1500 address 02:42:0a:5a:00:02 netns c1
+            ip link set vb6c39f18610fe addrgenmode none
+            ip -n c1 link set lo up
+            ip -n c1 link set eth0 addrgenmode none
+            ip -n c1 link set eth0 up
+            ip -n c1 addr add 10.90.0.2/24 brd 10.90.0.255 dev eth0
+            ip -n c1 route add default via 10.90.0.1
+            ip link set vb6c39f18610fe type bridge_slave hairpin on
+            conntrack -D -p udp --orig-port-dst 5353
+        "#]],
     );
     let e = h.connect("web", "c1", &["8080:80"]);
     assert_eq!(e.ip.to_string(), "10.90.0.2");
@@ -314,10 +316,12 @@ fn disconnect_withdraws_ports_then_the_veth_and_hands_the_default_route_on() {
     check(
         plan,
         expect![[r#"
-        nft 'delete element inet berth published4_any { tcp . 8080 : 10.90.0.2 . 80 }'
-        ip link del vb6c39f18610fe
-        ip -n c1 route replace default via 10.91.0.1
-    "#]],
+            nft 'delete element inet berth published4_any { tcp . 8080 : 10.90.0.2 . 80 }'
+            ip link del vb6c39f18610fe
+            nft 'delete element bridge berth guarded { "vb6c39f18610fe" }'
+            nft 'delete element bridge berth allowed4 { "vb6c39f18610fe" . 02:42:0a:5a:00:02 . 10.90.0.2, "vb6c39f18610fe" . 02:42:0a:5a:00:02 . 10.91.0.2, "vb214d68d66cfc" . 02:42:0a:5b:00:02 . 10.90.0.2 }'
+            ip -n c1 route replace default via 10.91.0.1
+        "#]],
     );
     let done = disconnect(
         &mut h.ctx,
@@ -407,17 +411,20 @@ fn network_rm_force_takes_every_veth_in_one_request() {
     check(
         plan,
         expect![[r#"
-        nft 'delete element inet berth fwd_from { "berth-web" }'
-        nft 'delete element inet berth fwd_to { "berth-web" }'
-        nft 'delete element inet berth nat_from { "berth-web" }'
-        nft 'delete element inet berth bridges { "berth-web" }'
-        nft 'delete element inet berth subnets4 { 10.90.0.0/24 }'
-        nft 'delete chain inet berth web-out'
-        nft 'delete chain inet berth web-in'
-        nft 'delete chain inet berth web-nat'
-        ip link del group 1650786305  # the 2 veth(s) of network web
-        ip link del berth-web
-    "#]],
+            nft 'delete element inet berth fwd_from { "berth-web" }'
+            nft 'delete element inet berth fwd_to { "berth-web" }'
+            nft 'delete element inet berth nat_from { "berth-web" }'
+            nft 'delete element inet berth dns4 { 10.90.0.1 . udp . 53, 10.90.0.1 . tcp . 53 }'
+            nft 'delete element inet berth bridges { "berth-web" }'
+            nft 'delete element inet berth subnets4 { 10.90.0.0/24 }'
+            nft 'delete chain inet berth web-out'
+            nft 'delete chain inet berth web-in'
+            nft 'delete chain inet berth web-nat'
+            ip link del group 1650786305  # the 2 veth(s) of network web
+            ip link del berth-web
+            nft 'delete element bridge berth guarded { "vb6c39f18610fe", "vb6b39f1860f4b" }'
+            nft 'delete element bridge berth allowed4 { "vb6c39f18610fe" . 02:42:0a:5a:00:02 . 10.90.0.2, "vb6b39f1860f4b" . 02:42:0a:5a:00:03 . 10.90.0.3 }'
+        "#]],
     );
     let err = remove_network(&mut h.ctx, "web", false)
         .err()
@@ -474,15 +481,17 @@ fn run_records_its_sandbox_before_making_it_and_removes_both() {
     check(
         plan,
         expect![[r#"
-        ip netns add r1
-        ip link add vbe839f1556b6b mtu 1500 group 1650786305 master berth-web up type veth peer name eth0 mtu 1500 address 02:42:0a:5a:00:02 netns r1
-        ip link set vbe839f1556b6b addrgenmode none
-        ip -n r1 link set lo up
-        ip -n r1 link set eth0 addrgenmode none
-        ip -n r1 link set eth0 up
-        ip -n r1 addr add 10.90.0.2/24 brd 10.90.0.255 dev eth0
-        ip -n r1 route add default via 10.90.0.1
-    "#]],
+            ip netns add r1
+            nft 'add element bridge berth guarded { "vbe839f1556b6b" }'
+            nft 'add element bridge berth allowed4 { "vbe839f1556b6b" . 02:42:0a:5a:00:02 . 10.90.0.2 }'
+            ip link add vbe839f1556b6b mtu 1500 group 1650786305 master berth-web up type veth peer name eth0 mtu 1500 address 02:42:0a:5a:00:02 netns r1
+            ip link set vbe839f1556b6b addrgenmode none
+            ip -n r1 link set lo up
+            ip -n r1 link set eth0 addrgenmode none
+            ip -n r1 link set eth0 up
+            ip -n r1 addr add 10.90.0.2/24 brd 10.90.0.255 dev eth0
+            ip -n r1 route add default via 10.90.0.1
+        "#]],
     );
     transaction(&mut h.ctx, Preflight::Run, |txn| {
         txn.apply(CreateSandbox {

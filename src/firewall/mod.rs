@@ -1,14 +1,21 @@
-//! berth's nftables ruleset, built with berth-nft: one table `inet berth`
-//! whose base chains dispatch through verdict maps keyed by bridge name to
-//! chains of each network. Creating or removing a network adds or removes
-//! that network's chains and map elements in one atomic batch; connecting
-//! a container adds only elements of the published-port maps.
+//! berth's nftables ruleset, built with berth-nft: two tables of the same
+//! name. `inet berth` holds the routing firewall: base chains that
+//! dispatch through verdict maps keyed by bridge name to chains of each
+//! network, and the published-port maps. `bridge berth` holds the
+//! anti-spoofing guard of the containers' ports, which needs the Ethernet
+//! and ARP headers that `inet` never sees. The two are made together with
+//! the first network and go together with the last.
+//!
+//! Creating or removing a network adds or removes that network's chains
+//! and map elements in one atomic batch; connecting a container adds only
+//! elements: of the published-port maps and of the guard's sets.
 //!
 //! Every change comes with the batch that takes it back, so a plan can undo
-//! it; [`skeleton`] holds the table and base chains, [`network`] one
-//! network's chains, [`ports`] the published-port maps and their elements
-//! (the only part a connect changes).
+//! it; [`skeleton`] holds the `inet` table and base chains, [`network`] one
+//! network's chains, [`ports`] the published-port maps and their elements,
+//! [`guard`] the `bridge` table and its elements.
 
+pub mod guard;
 pub mod network;
 pub mod ports;
 pub mod skeleton;
@@ -18,9 +25,9 @@ mod tests;
 
 use berth_nft::{Batch, Family, Table};
 
-use crate::model::Network;
+use crate::model::{Endpoint, Network};
 
-/// The one table berth owns.
+/// The name of berth's tables (`inet berth`, `bridge berth`).
 pub const TABLE_NAME: &str = "berth";
 
 /// `inet berth`.
@@ -53,10 +60,20 @@ pub struct Change {
     pub undo: Batch,
 }
 
-/// Adds `net`'s chains and elements; with `table_exists` false, the table,
-/// its base chains and the mark of its `owner` come first (and the undo
-/// removes the whole table).
+/// Adds `net`'s chains and elements; with `table_exists` false, the
+/// tables, their base chains and the mark of its `owner` come first (and
+/// the undo removes both tables).
 pub fn add_network(net: &Network, table_exists: bool, owner: &str) -> Change {
+    let mut change = add_routing(net, table_exists, owner);
+    if !table_exists {
+        guard::create(&mut change.batch);
+        guard::delete(&mut change.undo);
+    }
+    change
+}
+
+/// [`add_network`]'s part in `inet berth`.
+fn add_routing(net: &Network, table_exists: bool, owner: &str) -> Change {
     let mut batch = Batch::new();
     let mut undo = Batch::new();
     if table_exists {
@@ -70,8 +87,10 @@ pub fn add_network(net: &Network, table_exists: bool, owner: &str) -> Change {
     Change { batch, undo }
 }
 
-/// Removes `net`'s chains and elements; when it is the `last` network, the
-/// whole table goes.
+/// Removes `net`'s chains and elements from `inet berth`; when it is the
+/// `last` network, that whole table goes. The guard's part is
+/// [`remove_guards`], applied once the network's veths are gone, so that
+/// no port is left unguarded while it exists.
 pub fn remove_network(net: &Network, last: bool, owner: &str) -> Change {
     let mut batch = Batch::new();
     if last {
@@ -81,25 +100,64 @@ pub fn remove_network(net: &Network, last: bool, owner: &str) -> Change {
     }
     // Taking it back: the network's part, on top of a fresh skeleton if the
     // table went.
-    let undo = add_network(net, !last, owner).batch;
+    let undo = add_routing(net, !last, owner).batch;
     Change { batch, undo }
 }
 
-/// The whole table exactly as the state says, in one batch that replaces
-/// whatever the table holds now (`table_exists`), or only removes it when
-/// no network is left. Atomic like every batch: a reader sees the old table
-/// or the new one, and established connections keep their conntrack NAT.
-/// This is how `up`, `gc` and the repair of an interrupted command or a
-/// tampered ruleset converge, whatever the kernel holds.
+/// The guard's part of taking endpoints away: with the `last` network the
+/// whole `bridge berth` table goes; otherwise the elements that `before`
+/// (the endpoints of the namespaces concerned) needs and `after` (the same
+/// without the ones going) does not.
+pub fn remove_guards(last: bool, before: &[&Endpoint], after: &[&Endpoint]) -> Change {
+    if !last {
+        return guard::change(before, after);
+    }
+    let mut batch = Batch::new();
+    let mut undo = Batch::new();
+    guard::delete(&mut batch);
+    guard::create(&mut undo);
+    guard::elements(before.iter().copied()).apply(&mut undo, berth_nft::ElemOp::Add);
+    Change { batch, undo }
+}
+
+/// Which of berth's two tables exist.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tables {
+    /// `inet berth`
+    pub routing: bool,
+    /// `bridge berth`
+    pub guard: bool,
+}
+
+impl Tables {
+    /// Both, or neither.
+    pub fn both(exist: bool) -> Tables {
+        Tables {
+            routing: exist,
+            guard: exist,
+        }
+    }
+}
+
+/// Both tables exactly as the state says, in one batch that replaces
+/// whatever they hold now (`exist`), or only removes them when no network
+/// is left. Atomic like every batch: a reader sees the old tables or the
+/// new ones, and established connections keep their conntrack NAT. This is
+/// how `up`, `gc` and the repair of an interrupted command or a tampered
+/// ruleset converge, whatever the kernel holds.
 pub fn rebuild(
     networks: &[Network],
     published: &[(std::net::Ipv4Addr, Vec<crate::model::PortMapping>)],
-    table_exists: bool,
+    guards: &guard::Elements,
+    exist: Tables,
     owner: &str,
 ) -> Change {
     let mut batch = Batch::new();
-    if table_exists {
+    if exist.routing {
         batch.delete_table(&table());
+    }
+    if exist.guard {
+        guard::delete(&mut batch);
     }
     if !networks.is_empty() {
         skeleton::create(&mut batch);
@@ -110,6 +168,8 @@ pub fn rebuild(
         for (ip, mappings) in published {
             ports::elements_op(&mut batch, berth_nft::ElemOp::Add, *ip, mappings);
         }
+        guard::create(&mut batch);
+        guards.apply(&mut batch, berth_nft::ElemOp::Add);
     }
     // Nothing to take back: the batch is atomic, and what the table held
     // before is exactly what was wrong.
@@ -119,13 +179,16 @@ pub fn rebuild(
     }
 }
 
-/// Removes the table, whatever it holds (for `reset`); nothing when
-/// `table_exists` is false, since a plain delete of an absent table fails
-/// and `destroy` needs Linux 6.3.
-pub fn remove_all(table_exists: bool) -> Change {
+/// Removes the tables, whatever they hold (for `reset`); only those that
+/// `exist`, since a plain delete of an absent table fails and `destroy`
+/// needs Linux 6.3.
+pub fn remove_all(exist: Tables) -> Change {
     let mut batch = Batch::new();
-    if table_exists {
+    if exist.routing {
         batch.delete_table(&table());
+    }
+    if exist.guard {
+        guard::delete(&mut batch);
     }
     Change {
         batch,

@@ -12,12 +12,26 @@
 //! }
 //! chain NET-in  { ct state invalid DROP; ip saddr CLUSTER accept; DROP }   # new, from elsewhere
 //! chain NET-nat { ip daddr CLUSTER return; ip saddr SUBNET oifname != "BRIDGE" masquerade }
+//! chain NET-host {                     # --no-host-access: to the host itself
+//!     ct state established,related accept
+//!     ip daddr GATEWAY udp|tcp dport 53 accept            # with DNS
+//!     ct status dnat ct original ip daddr GATEWAY accept  # DNS on another port
+//!     DROP
+//! }
 //! chain NET-drop   { limit ... log prefix "berth NET drop: "; drop }    # --log-drops
 //! chain NET-reject { limit ... log prefix "berth NET reject: "; reject } # --log-drops
 //! ```
 //!
 //! DROP is `drop`, or `goto NET-drop` with `--log-drops` (REJECT likewise).
-//! Replies and DNATed connections were accepted before (see skeleton).
+//! Replies and DNATed connections were accepted before (see skeleton),
+//! except that an `--internal` network's DNATed connections (to another
+//! network's published port, through a host address) meet `NET-out` too,
+//! through `dnat_from`, and go no further than its neighbours.
+//!
+//! Elements: the bridge in `bridges`, `fwd_from`, `fwd_to` (and
+//! `nat_from`, `dnat_from`, `input_from` as the options say), the subnet
+//! in `subnets4`, and with DNS the gateway's port 53 (UDP and TCP) in
+//! `dns4`, which no published port may take.
 //! Same-bridge traffic meets these chains only when bridged frames pass
 //! netfilter (`br_netfilter`); `--no-icc` makes sure they do by setting
 //! `nf_call_iptables` on its bridge, and neighbours are judged before any
@@ -27,9 +41,9 @@ use berth_nft::{
     Batch, Chain, CtState, Element, Field, IcmpxCode, LogOptions, RateUnit, Rule, Value, Verdict,
 };
 
-use super::skeleton::{self, BRIDGES, FWD_FROM, FWD_TO, NAT_FROM};
+use super::skeleton::{self, BRIDGES, DNAT_FROM, FWD_FROM, FWD_TO, INPUT_FROM, NAT_FROM};
 use super::table;
-use crate::model::Network;
+use crate::model::{Network, Proto};
 
 /// Logged drops per second per network, and the burst allowed above it.
 const LOG_RATE: u64 = 5;
@@ -42,6 +56,7 @@ pub struct Chains {
     pub nat: Chain,
     pub drop: Chain,
     pub reject: Chain,
+    pub host: Chain,
 }
 
 pub fn chains(net: &Network) -> Chains {
@@ -53,7 +68,26 @@ pub fn chains(net: &Network) -> Chains {
         nat: c("nat"),
         drop: c("drop"),
         reject: c("reject"),
+        host: c("host"),
     }
+}
+
+/// The DNS listeners of the network's gateway that no published port may
+/// take (`dns4`): UDP and TCP port 53, when the network has DNS.
+fn dns_listeners(net: &Network) -> Vec<Element> {
+    if !net.policy.dns {
+        return Vec::new();
+    }
+    [Proto::Udp, Proto::Tcp]
+        .into_iter()
+        .map(|p| {
+            Element::new([
+                Value::Ipv4(net.gateway).into(),
+                Value::Proto(super::ports::l4proto(p)).into(),
+                Value::Port(53).into(),
+            ])
+        })
+        .collect()
 }
 
 /// Whether the network has a masquerade chain.
@@ -187,6 +221,45 @@ pub fn add(b: &mut Batch, net: &Network) {
         );
         b.add_elements(&skeleton::vmap(NAT_FROM), vec![jump_to(br, &c.nat)]);
     }
+    if !p.host_access {
+        b.add_chain(&c.host);
+        b.add_rule(
+            &c.host,
+            Rule::new()
+                .ct_state(&[CtState::Established, CtState::Related])
+                .accept(),
+        );
+        if p.dns {
+            for proto in [Proto::Udp, Proto::Tcp] {
+                b.add_rule(
+                    &c.host,
+                    Rule::new()
+                        .ip_daddr(net.gateway)
+                        .l4proto(super::ports::l4proto(proto))
+                        .th_dport(53)
+                        .accept(),
+                );
+            }
+            // The server may listen on another port, reached through the
+            // gateway's port 53 by a DNAT (NETAVARK_DNS_PORT).
+            b.add_rule(
+                &c.host,
+                Rule::new()
+                    .ct_status(&[berth_nft::CtStatus::Dnat])
+                    .ct_original_ip_daddr(net.gateway)
+                    .accept(),
+            );
+        }
+        b.add_rule(&c.host, ends.drop(Rule::new()));
+        b.add_elements(&skeleton::vmap(INPUT_FROM), vec![jump_to(br, &c.host)]);
+    }
+    if p.internal {
+        b.add_elements(&skeleton::vmap(DNAT_FROM), vec![jump_to(br, &c.out)]);
+    }
+    let dns = dns_listeners(net);
+    if !dns.is_empty() {
+        b.add_elements(&skeleton::dns(), dns);
+    }
     b.add_elements(&skeleton::bridges(), vec![ifname(br)]);
     b.add_elements(&skeleton::subnets(), vec![subnet(net)]);
     b.add_elements(&skeleton::vmap(FWD_FROM), vec![jump_to(br, &c.out)]);
@@ -206,11 +279,24 @@ pub fn remove(b: &mut Batch, net: &Network) {
     if masquerades(net) {
         b.elements(&skeleton::vmap(NAT_FROM), Delete, vec![ifname(br)]);
     }
+    if !net.policy.host_access {
+        b.elements(&skeleton::vmap(INPUT_FROM), Delete, vec![ifname(br)]);
+    }
+    if net.policy.internal {
+        b.elements(&skeleton::vmap(DNAT_FROM), Delete, vec![ifname(br)]);
+    }
+    let dns = dns_listeners(net);
+    if !dns.is_empty() {
+        b.elements(&skeleton::dns(), Delete, dns);
+    }
     b.elements(&skeleton::bridges(), Delete, vec![ifname(br)]);
     b.elements(&skeleton::subnets(), Delete, vec![subnet(net)]);
     b.delete_chain(&c.out).delete_chain(&c.inward);
     if masquerades(net) {
         b.delete_chain(&c.nat);
+    }
+    if !net.policy.host_access {
+        b.delete_chain(&c.host);
     }
     if net.policy.log_drops {
         b.delete_chain(&c.drop).delete_chain(&c.reject);

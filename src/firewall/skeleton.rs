@@ -1,16 +1,21 @@
-//! The table and its base chains: the part of the ruleset that does not
-//! depend on any one network. Base chains accept or dispatch (their policy
-//! is accept), so traffic that is not berth's passes them unchanged; the one
-//! drop, in `input`, matches only packets from berth's bridges to
-//! 127.0.0.0/8 (see Loopback below).
+//! The `inet` table and its base chains: the part of the ruleset that does
+//! not depend on any one network. Base chains accept or dispatch (their
+//! policy is accept), so traffic that is not berth's passes them unchanged;
+//! the one drop, in `input`, matches only packets from berth's bridges to
+//! 127.0.0.0/8 (see Loopback below). (The `bridge` table of anti-spoofing
+//! is `guard.rs`.)
 //!
 //! ```text
 //! set bridges   { type ifname; }             every berth bridge (isolation)
 //! set subnets4  { type ipv4_addr; flags interval; }  every berth subnet
+//! set dns4      { type ipv4_addr . inet_proto . inet_service; }  GATEWAY . udp|tcp . 53 of DNS networks
 //! map fwd_from  { type ifname : verdict; }   bridge -> jump NET-out
 //! map fwd_to    { type ifname : verdict; }   bridge -> jump NET-in
 //! map nat_from  { type ifname : verdict; }   bridge -> jump NET-nat
+//! map dnat_from { type ifname : verdict; }   --internal bridge -> jump NET-out
+//! map input_from { type ifname : verdict; }  --no-host-access bridge -> jump NET-host
 //! chain forward     { filter forward: ct established,related accept;
+//!                     ct status dnat iifname vmap @dnat_from;
 //!                     ct status dnat accept; iifname vmap @fwd_from;
 //!                     oifname vmap @fwd_to }
 //! map published4, published4_any, published4_ranges   published ports (see ports.rs)
@@ -19,11 +24,16 @@
 //!     ct status dnat ip saddr @subnets4 ip daddr @subnets4 masquerade
 //!     iifname vmap @nat_from }
 //! chain input { filter input:
-//!     iifname @bridges ip daddr 127.0.0.0/8 ct status & (dnat) == 0 drop }
-//! chain prerouting, output { nat dstnat: for each of tcp, udp, sctp:
-//!     meta l4proto P fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @published4
-//!     meta l4proto P fib daddr type local dnat ip to meta l4proto . th dport map @published4_any
-//!     meta l4proto P fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @published4_ranges }
+//!     iifname @bridges ip daddr 127.0.0.0/8 ct status & (dnat) == 0 drop
+//!     iifname vmap @input_from }
+//! chain prerouting, output { nat dstnat:
+//!     ip daddr 127.0.0.0/8 return                          (prerouting only)
+//!     for each of tcp, udp, sctp:
+//!       meta l4proto P fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @published4
+//!     ip daddr . meta l4proto . th dport @dns4 return
+//!     for each of tcp, udp, sctp:
+//!       meta l4proto P fib daddr type local dnat ip to meta l4proto . th dport map @published4_any
+//!       meta l4proto P fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @published4_ranges }
 //! ```
 //!
 //! Published ports: `fib daddr type local` makes a mapping answer on every
@@ -37,6 +47,26 @@
 //! host's conntrack, when br_netfilter is off; masqueraded, the reply comes
 //! back through the host in every mode. Traffic from outside is not
 //! masqueraded, so the container sees the client's address.
+//!
+//! Loopback from outside: a packet to 127.0.0.0/8 that arrives on an
+//! interface (a frame sent to the host's MAC from the LAN, another network
+//! or an `--internal` one) is a martian the kernel drops, unless a DNAT
+//! turned it into something else first: `fib daddr type local` holds for
+//! it. `prerouting` therefore returns on 127.0.0.0/8 before any lookup, so
+//! `HOST_IP=127.0.0.1` means the host alone (the class Docker closed after
+//! moby#45610), and no 0.0.0.0 mapping answers on a loopback address from
+//! outside either. The host's own connections meet `output`, not
+//! `prerouting`.
+//!
+//! DNS: the gateway's port 53 of a network with DNS is berth's name
+//! server. A 0.0.0.0 mapping of port 53 (a runtime's container publishing
+//! 53/udp) would otherwise DNAT every network's queries to that container.
+//! `dns4` lists those listeners, and its `return` comes after the lookups
+//! of mappings bound to an address (where the NETAVARK_DNS_PORT redirect
+//! of `GATEWAY:53` lives; a mapping of a DNS listener's own address and
+//! port is refused when it is asked for) and before those on every
+//! address and the ranges. The mapping still answers on every other host
+//! address.
 //!
 //! Loopback: `route_localnet` on the bridges, needed for 127.0.0.1 ports,
 //! also lets the kernel accept a packet to 127.0.0.0/8 arriving on a
@@ -61,7 +91,10 @@ pub const BRIDGES: &str = "bridges";
 pub const FWD_FROM: &str = "fwd_from";
 pub const FWD_TO: &str = "fwd_to";
 pub const NAT_FROM: &str = "nat_from";
+pub const DNAT_FROM: &str = "dnat_from";
+pub const INPUT_FROM: &str = "input_from";
 pub const SUBNETS: &str = "subnets4";
+pub const DNS: &str = "dns4";
 
 pub fn forward() -> Chain {
     Chain::base(
@@ -124,6 +157,20 @@ pub fn subnets() -> Set {
     Set::new(&table(), SUBNETS, &[DataType::Ipv4Addr]).interval()
 }
 
+/// `dns4`: the address . protocol . port of each DNS listener berth's
+/// name server has on a gateway, which no published port may take.
+pub fn dns() -> Set {
+    Set::new(
+        &table(),
+        DNS,
+        &[
+            DataType::Ipv4Addr,
+            DataType::InetProto,
+            DataType::InetService,
+        ],
+    )
+}
+
 /// A verdict map keyed by interface name.
 pub fn vmap(name: &str) -> Set {
     Set::map(&table(), name, &[DataType::Ifname], &[DataType::Verdict])
@@ -135,7 +182,8 @@ pub fn create(b: &mut Batch) {
     b.add_table(&t);
     b.add_set(&bridges());
     b.add_set(&subnets());
-    for m in [FWD_FROM, FWD_TO, NAT_FROM] {
+    b.add_set(&dns());
+    for m in [FWD_FROM, FWD_TO, NAT_FROM, DNAT_FROM, INPUT_FROM] {
         b.add_set(&vmap(m));
     }
     b.add_set(&ports::published())
@@ -165,11 +213,22 @@ pub fn create(b: &mut Batch) {
             .counter()
             .drop(),
     );
+    // Networks with --no-host-access judge what their containers send
+    // to the host.
+    b.add_rule(&inp, Rule::new().vmap(&[Field::Iifname], INPUT_FROM));
     let key = [Field::IpDaddr, Field::L4Proto, Field::ThDport];
+    // A packet from outside to a loopback address is never translated
+    // (see Loopback from outside).
+    b.add_rule(
+        &pre,
+        Rule::new()
+            .ip_daddr_prefix(Ipv4Addr::new(127, 0, 0, 0), 8)
+            .ret(),
+    );
     // One rule per protocol and map: nft only accepts a port in a NAT map
     // key after a protocol match. A packet meets at most three lookups
     // (a given address, any address, ranges), two of them hash lookups,
-    // whatever the number of mappings.
+    // whatever the number of mappings, and the DNS listeners' between.
     for chain in [&pre, &out] {
         for proto in [Proto::Tcp, Proto::Udp, Proto::Sctp] {
             b.add_rule(
@@ -179,6 +238,9 @@ pub fn create(b: &mut Batch) {
                     .fib_daddr_local()
                     .dnat_ip_map(&key, PUBLISHED, true),
             );
+        }
+        b.add_rule(chain, Rule::new().lookup(&key, DNS).ret());
+        for proto in [Proto::Tcp, Proto::Udp, Proto::Sctp] {
             b.add_rule(
                 chain,
                 Rule::new()
@@ -201,8 +263,15 @@ pub fn create(b: &mut Batch) {
             .ct_state(&[CtState::Established, CtState::Related])
             .accept(),
     );
-    // Connections to published ports were let in by their DNAT; the
-    // networks' own chains judge everything else.
+    // Connections to published ports were let in by their DNAT, except
+    // from --internal networks, which reach nothing beyond the host that
+    // way either; the networks' own chains judge everything else.
+    b.add_rule(
+        &fwd,
+        Rule::new()
+            .ct_status(&[CtStatus::Dnat])
+            .vmap(&[Field::Iifname], DNAT_FROM),
+    );
     b.add_rule(&fwd, Rule::new().ct_status(&[CtStatus::Dnat]).accept());
     b.add_rule(&fwd, Rule::new().vmap(&[Field::Iifname], FWD_FROM));
     b.add_rule(&fwd, Rule::new().vmap(&[Field::Oifname], FWD_TO));

@@ -25,7 +25,12 @@ fn first_network_brings_the_table_and_its_undo_removes_it() {
         &"add rule inet berth web-nat ip saddr 10.90.0.0/24 oifname != \"berth-web\" masquerade"
             .to_string()
     ));
-    assert_eq!(c.undo.render(), vec!["delete table inet berth"]);
+    // The anti-spoofing table comes with it, and goes with it.
+    assert!(lines.contains(&"add table bridge berth".to_string()));
+    assert_eq!(
+        c.undo.render(),
+        vec!["delete table inet berth", "delete table bridge berth"]
+    );
 }
 
 #[test]
@@ -33,9 +38,10 @@ fn later_networks_add_only_their_part() {
     let c = add_network(&net("web", NetworkPolicy::default()), true, "t");
     let lines = c.batch.render();
     assert!(lines.iter().all(|l| !l.contains("add table")), "{lines:?}");
-    assert!(lines
-        .iter()
-        .all(|l| l.contains("web-") || l.contains("berth-web") || l.contains("10.90.0.0/24")));
+    assert!(lines.iter().all(|l| l.contains("web-")
+        || l.contains("berth-web")
+        || l.contains("10.90.0.0/24")
+        || l.contains("10.90.0.1 . ")));
     assert_eq!(
         c.undo,
         remove_network(&net("web", NetworkPolicy::default()), false, "t").batch
@@ -56,6 +62,7 @@ fn options_shape_the_out_chain() {
         log_drops: true,
         dns: true,
         cluster_cidrs: Vec::new(),
+        host_access: true,
     };
     let lines = add_network(&net("db", policy), true, "t").batch.render();
     let out: Vec<&String> = lines
@@ -83,7 +90,17 @@ fn removing_the_last_network_removes_the_table_and_undo_rebuilds_it() {
     let n = net("web", NetworkPolicy::default());
     let c = remove_network(&n, true, "t");
     assert_eq!(c.batch.render(), vec!["delete table inet berth"]);
-    assert_eq!(c.undo, add_network(&n, false, "t").batch);
+    // The guard's table goes in a step of its own, after the veths.
+    let routing: Vec<String> = add_network(&n, false, "t")
+        .batch
+        .render()
+        .into_iter()
+        .filter(|l| !l.contains(" bridge berth"))
+        .collect();
+    assert_eq!(c.undo.render(), routing);
+    let guards = remove_guards(true, &[], &[]);
+    assert_eq!(guards.batch.render(), vec!["delete table bridge berth"]);
+    assert_eq!(guards.undo.render()[0], "add table bridge berth");
 }
 
 #[test]
@@ -139,12 +156,16 @@ fn policies() -> Vec<NetworkPolicy> {
     for masquerade in [true, false] {
         for internal in [true, false] {
             for log_drops in [true, false] {
-                out.push(NetworkPolicy {
-                    masquerade,
-                    internal,
-                    log_drops,
-                    ..Default::default()
-                });
+                for (host_access, dns) in [(true, true), (false, true), (false, false)] {
+                    out.push(NetworkPolicy {
+                        masquerade,
+                        internal,
+                        log_drops,
+                        host_access,
+                        dns,
+                        ..Default::default()
+                    });
+                }
             }
         }
     }
@@ -195,7 +216,7 @@ fn every_batch_berth_builds_fits_linux_5_10() {
         ports::publish(ip, &ports).batch,
         ports::publish(ip, &ports).undo,
         ports::unpublish(ip, &ports).batch,
-        remove_all(true).batch,
+        remove_all(Tables::both(true)).batch,
     ];
     for policy in policies() {
         let n = net("web", policy);
@@ -221,10 +242,19 @@ fn every_batch_berth_builds_fits_linux_5_10() {
 #[test]
 fn reset_deletes_the_table_only_when_it_exists() {
     assert_eq!(
-        remove_all(true).batch.render(),
-        vec!["delete table inet berth"]
+        remove_all(Tables::both(true)).batch.render(),
+        vec!["delete table inet berth", "delete table bridge berth"]
     );
-    assert!(remove_all(false).batch.is_empty());
+    assert_eq!(
+        remove_all(Tables {
+            routing: false,
+            guard: true
+        })
+        .batch
+        .render(),
+        vec!["delete table bridge berth"]
+    );
+    assert!(remove_all(Tables::both(false)).batch.is_empty());
 }
 
 #[test]
@@ -253,5 +283,183 @@ fn protocols_map_to_their_nftables_names_by_number() {
     use crate::model::Proto;
     for p in [Proto::Tcp, Proto::Udp, Proto::Sctp] {
         assert_eq!(ports::l4proto(p).to_string(), p.as_str());
+    }
+}
+
+fn endpoint(name: &str, last: u8, inode: u64) -> crate::model::Endpoint {
+    let ip = std::net::Ipv4Addr::new(10, 90, 0, last);
+    crate::model::Endpoint {
+        id: i64::from(last),
+        network: "web".into(),
+        name: name.into(),
+        netns: name.into(),
+        netns_inode: inode,
+        ip,
+        mac: crate::model::Mac::from_ipv4(ip),
+        ifname: "eth0".into(),
+        host_ifname: format!("vb{name}"),
+        default_route: true,
+        ports: Vec::new(),
+        bandwidth: Default::default(),
+        allow_spoofing: false,
+    }
+}
+
+#[test]
+fn the_guard_table_checks_mac_address_and_arp_per_port() {
+    let mut b = berth_nft::Batch::new();
+    guard::create(&mut b);
+    expect_test::expect![[r#"
+        add table bridge berth
+        add set bridge berth guarded { type ifname; }
+        add set bridge berth allowed4 { type ifname . ether_addr . ipv4_addr; }
+        add set bridge berth allowed6 { type ifname . ether_addr . ipv6_addr; }
+        add chain bridge berth prerouting { type filter hook prerouting priority filter; policy accept; }
+        add chain bridge berth guard
+        add rule bridge berth prerouting iifname @guarded jump guard
+        add rule bridge berth guard ether type ip iifname . ether saddr . ip saddr @allowed4 return
+        add rule bridge berth guard ether type arp iifname . ether saddr . arp saddr ip @allowed4 iifname . arp saddr ether . arp saddr ip @allowed4 return
+        add rule bridge berth guard ether type ip6 iifname . ether saddr . ip6 saddr @allowed6 return
+        add rule bridge berth guard counter drop"#]]
+    .assert_eq(&b.render().join("\n"));
+}
+
+#[test]
+fn guard_elements_are_each_port_with_its_mac_and_its_namespaces_addresses() {
+    let a = endpoint("a", 2, 1);
+    // `b` and `b2` are one namespace on two networks.
+    let b = endpoint("b", 3, 2);
+    let b2 = crate::model::Endpoint {
+        network: "other".into(),
+        ..endpoint("b2", 4, 2)
+    };
+    let router = crate::model::Endpoint {
+        allow_spoofing: true,
+        ..endpoint("r", 5, 3)
+    };
+    let render = |e: &guard::Elements| -> Vec<String> {
+        let mut batch = berth_nft::Batch::new();
+        e.apply(&mut batch, berth_nft::ElemOp::Add);
+        batch.render()
+    };
+    expect_test::expect![[r#"
+        [
+            "add element bridge berth guarded { \"vba\", \"vbb\", \"vbb2\" }",
+            "add element bridge berth allowed4 { \"vba\" . 02:42:0a:5a:00:02 . 10.90.0.2, \"vbb\" . 02:42:0a:5a:00:03 . 10.90.0.3, \"vbb\" . 02:42:0a:5a:00:03 . 10.90.0.4, \"vbb2\" . 02:42:0a:5a:00:04 . 10.90.0.3, \"vbb2\" . 02:42:0a:5a:00:04 . 10.90.0.4 }",
+        ]
+    "#]]
+    .assert_debug_eq(&render(&guard::elements([&a, &b, &b2, &router])));
+    // A router's port has no guard, but its address is its namespace's.
+    let router_too = crate::model::Endpoint {
+        allow_spoofing: false,
+        ..endpoint("r2", 6, 3)
+    };
+    let both = guard::elements([&router, &router_too]);
+    assert_eq!(both.guarded.len(), 1);
+    assert_eq!(both.allowed4.len(), 2, "{both:?}");
+}
+
+#[test]
+fn a_guard_change_is_the_difference_and_its_undo_the_inverse() {
+    let b = endpoint("b", 3, 2);
+    let b2 = endpoint("b2", 4, 2);
+    // Connecting b2 next to b: b2's port, and each port with the other's
+    // address; nothing of b's own is touched.
+    let c = guard::change(&[&b], &[&b, &b2]);
+    expect_test::expect![[r#"
+        add element bridge berth guarded { "vbb2" }
+        add element bridge berth allowed4 { "vbb" . 02:42:0a:5a:00:03 . 10.90.0.4, "vbb2" . 02:42:0a:5a:00:04 . 10.90.0.3, "vbb2" . 02:42:0a:5a:00:04 . 10.90.0.4 }"#]]
+    .assert_eq(&c.batch.render().join("\n"));
+    // Disconnecting it again is the exact inverse.
+    let back = guard::change(&[&b, &b2], &[&b]);
+    assert_eq!(back.batch, c.undo);
+    assert_eq!(back.undo, c.batch);
+    // Nothing changes, nothing is sent.
+    assert!(guard::change(&[&b], &[&b]).batch.is_empty());
+}
+
+#[test]
+fn prerouting_never_translates_loopback_and_dns_listeners_outrank_every_address_mappings() {
+    let lines = add_network(&net("web", NetworkPolicy::default()), false, "t")
+        .batch
+        .render();
+    let of = |chain: &str| -> Vec<String> {
+        let prefix = format!("add rule inet berth {chain} ");
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+            .collect()
+    };
+    let pre = of("prerouting");
+    assert_eq!(pre[0], "ip daddr 127.0.0.0/8 return", "{pre:#?}");
+    let dns = "ip daddr . meta l4proto . th dport @dns4 return";
+    let at = |rules: &[String], needle: &str| rules.iter().position(|r| r.contains(needle));
+    for rules in [&pre[1..], &of("output")] {
+        let d = at(rules, dns).expect("the dns4 rule");
+        assert!(rules[..d].iter().all(|r| r.ends_with("map @published4")));
+        assert!(rules[d + 1..]
+            .iter()
+            .all(|r| r.contains("@published4_any") || r.contains("@published4_ranges")));
+    }
+    // The host's own connections to 127.0.0.1 are translated in output.
+    assert!(!of("output").iter().any(|r| r.contains("127.0.0.0/8")));
+    // The network's DNS listeners.
+    assert!(lines.contains(
+        &"add element inet berth dns4 { 10.90.0.1 . udp . 53, 10.90.0.1 . tcp . 53 }".to_string()
+    ));
+    let no_dns = NetworkPolicy {
+        dns: false,
+        ..Default::default()
+    };
+    let lines = add_network(&net("web", no_dns), true, "t").batch.render();
+    assert!(!lines.iter().any(|l| l.contains("dns4")), "{lines:#?}");
+}
+
+#[test]
+fn no_host_access_and_internal_networks_are_dispatched_from_input_and_dnat() {
+    let policy = NetworkPolicy {
+        host_access: false,
+        internal: true,
+        ..Default::default()
+    };
+    let lines = add_network(&net("vault", policy), true, "t").batch.render();
+    let host: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("add rule inet berth vault-host"))
+        .collect();
+    expect_test::expect![[r#"
+        [
+            "add rule inet berth vault-host ct state established,related accept",
+            "add rule inet berth vault-host ip daddr 10.90.0.1 meta l4proto udp th dport 53 accept",
+            "add rule inet berth vault-host ip daddr 10.90.0.1 meta l4proto tcp th dport 53 accept",
+            "add rule inet berth vault-host ct status dnat ct original ip daddr 10.90.0.1 accept",
+            "add rule inet berth vault-host counter drop",
+        ]
+    "#]]
+    .assert_debug_eq(&host);
+    for want in [
+        "add element inet berth input_from { \"berth-vault\" : jump vault-host }",
+        "add element inet berth dnat_from { \"berth-vault\" : jump vault-out }",
+    ] {
+        assert!(
+            lines.iter().any(|l| l == want),
+            "missing {want}\n{lines:#?}"
+        );
+    }
+    // The defaults have neither.
+    let lines = add_network(&net("web", NetworkPolicy::default()), false, "t")
+        .batch
+        .render();
+    assert!(!lines.iter().any(|l| l.contains("web-host")
+        || l.starts_with("add element inet berth input_from")
+        || l.starts_with("add element inet berth dnat_from")));
+    for want in [
+        "add rule inet berth input iifname vmap @input_from",
+        "add rule inet berth forward ct status dnat iifname vmap @dnat_from",
+    ] {
+        assert!(
+            lines.iter().any(|l| l == want),
+            "missing {want}\n{lines:#?}"
+        );
     }
 }

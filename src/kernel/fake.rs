@@ -58,6 +58,11 @@ pub struct FakeKernel {
     pub nft_chains: Option<NftFingerprint>,
     /// What `nft_list_elements` answers: map name and element.
     pub nft_elements: Vec<(String, Element)>,
+    /// berth's `bridge` table (anti-spoofing): its chains with their rule
+    /// counts, None when it does not exist.
+    pub guard_chains: Option<NftFingerprint>,
+    /// The elements of its sets: set name and element.
+    pub guard_elements: Vec<(String, Element)>,
     /// Network namespaces: a file that refers to one, and its inode.
     /// `create_netns` adds `/run/netns/NAME`.
     pub namespaces: Vec<(PathBuf, u64)>,
@@ -90,6 +95,8 @@ impl Default for FakeKernel {
             nft_gen: 1,
             nft_chains: None,
             nft_elements: Vec::new(),
+            guard_chains: None,
+            guard_elements: Vec::new(),
             namespaces: Vec::new(),
             processes: Vec::new(),
             host_id: "fake-boot/cookie:1".into(),
@@ -105,6 +112,46 @@ fn errno(what: impl Into<String>, errno: i32) -> Error {
 }
 
 impl FakeKernel {
+    /// One change of the `bridge` table, kept as the kernel would: it
+    /// exists from its `add table` to its `delete table`, with its chains'
+    /// rule counts and its sets' elements.
+    fn guard_op(&mut self, op: &berth_nft::Op) {
+        use berth_nft::{ElemOp, Op};
+        match op {
+            Op::AddTable(_) => {
+                self.guard_chains.get_or_insert_with(Default::default);
+            }
+            Op::DeleteTable(_) | Op::DestroyTable(_) => {
+                self.guard_chains = None;
+                self.guard_elements.clear();
+            }
+            Op::AddChain(c) => {
+                if let Some(chains) = &mut self.guard_chains {
+                    chains.entry(c.name.clone()).or_insert(0);
+                }
+            }
+            Op::AddRule { chain, .. } => {
+                if let Some(n) = self
+                    .guard_chains
+                    .as_mut()
+                    .and_then(|c| c.get_mut(&chain.name))
+                {
+                    *n += 1;
+                }
+            }
+            Op::Elements { set, elems, op } => {
+                for e in elems {
+                    self.guard_elements
+                        .retain(|(s, have)| !(s == &set.name && have == e));
+                    if matches!(op, ElemOp::Add | ElemOp::Create) {
+                        self.guard_elements.push((set.name.clone(), e.clone()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn op(&mut self, line: String) -> Result<()> {
         let fail = self
             .fail_on
@@ -292,8 +339,11 @@ impl Kernel for FakeKernel {
     fn nft_generation(&mut self) -> Result<u32> {
         Ok(self.nft_gen)
     }
-    fn nft_fingerprint(&mut self, _table: &Table) -> Result<Option<NftFingerprint>> {
-        Ok(self.nft_chains.clone())
+    fn nft_fingerprint(&mut self, table: &Table) -> Result<Option<NftFingerprint>> {
+        Ok(match table.family {
+            berth_nft::Family::Bridge => self.guard_chains.clone(),
+            _ => self.nft_chains.clone(),
+        })
     }
     fn netns_inode(&mut self, path: &Path) -> Option<u64> {
         self.namespaces
@@ -485,11 +535,29 @@ impl Kernel for FakeKernel {
     fn nft_apply(&mut self, batch: &Batch) -> Result<()> {
         self.op(format!("nft {}", batch.render().join("; ")))?;
         self.nft_gen += 1;
-        // berth's one table as the kernel would keep it: its chains with
+        // berth's tables as the kernel would keep them: their chains with
         // their rule counts (what the preflight fingerprints) and the
-        // elements of its maps (what CNI CHECK lists).
-        use berth_nft::{ElemOp, Op};
+        // elements of their sets and maps (what CNI CHECK lists).
+        use berth_nft::{ElemOp, Family, Op};
         for op in batch.ops() {
+            let family = match op {
+                Op::AddTable(t) | Op::DeleteTable(t) | Op::DestroyTable(t) => t.family,
+                Op::AddChain(c)
+                | Op::DeleteChain(c)
+                | Op::DestroyChain(c)
+                | Op::FlushChain(c)
+                | Op::AddRule { chain: c, .. }
+                | Op::DeleteRule { chain: c, .. } => c.table.family,
+                Op::AddSet(s)
+                | Op::DeleteSet(s)
+                | Op::DestroySet(s)
+                | Op::FlushSet(s)
+                | Op::Elements { set: s, .. } => s.table.family,
+            };
+            if family == Family::Bridge {
+                self.guard_op(op);
+                continue;
+            }
             let chains = self.nft_chains.get_or_insert_with(Default::default);
             match op {
                 Op::AddTable(_) => self.nft_table = true,
@@ -530,12 +598,18 @@ impl Kernel for FakeKernel {
         }
         Ok(())
     }
-    fn nft_table_exists(&mut self, _table: &Table) -> Result<bool> {
-        Ok(self.nft_table)
+    fn nft_table_exists(&mut self, table: &Table) -> Result<bool> {
+        Ok(match table.family {
+            berth_nft::Family::Bridge => self.guard_chains.is_some(),
+            _ => self.nft_table,
+        })
     }
-    fn nft_list_elements(&mut self, _table: &Table, name: &str) -> Result<Vec<Element>> {
-        Ok(self
-            .nft_elements
+    fn nft_list_elements(&mut self, table: &Table, name: &str) -> Result<Vec<Element>> {
+        let elements = match table.family {
+            berth_nft::Family::Bridge => &self.guard_elements,
+            _ => &self.nft_elements,
+        };
+        Ok(elements
             .iter()
             .filter(|(map, _)| map == name)
             .map(|(_, e)| e.clone())
@@ -589,7 +663,9 @@ impl Kernel for FakeKernel {
             .map(|_| 0)
     }
     fn is_local_address(&mut self, ip: Ipv4Addr) -> bool {
-        ip.is_loopback() || self.prefixes.iter().any(|p| p.net.contains(ip))
+        ip.is_loopback()
+            || self.prefixes.iter().any(|p| p.net.contains(ip))
+            || self.addrs.iter().any(|(n, a)| n.is_none() && a.ip == ip)
     }
     fn port_holder_process(&mut self, _proto: Proto, _port: u16) -> Option<String> {
         None

@@ -60,6 +60,9 @@ pub struct NetworkPolicy {
     /// traffic to these ranges is not masqueraded, and new connections from
     /// them are let in, so pods on other nodes see each other's addresses.
     pub cluster_cidrs: Vec<Ipv4Net>,
+    /// Containers may reach the host's own services (Docker's default);
+    /// `--no-host-access` leaves them DNS on their gateway only.
+    pub host_access: bool,
 }
 
 impl Default for NetworkPolicy {
@@ -73,6 +76,7 @@ impl Default for NetworkPolicy {
             log_drops: false,
             dns: true,
             cluster_cidrs: Vec::new(),
+            host_access: true,
         }
     }
 }
@@ -104,6 +108,9 @@ pub struct Endpoint {
     pub ports: Vec<PortMapping>,
     /// Rate limits of its traffic, each way.
     pub bandwidth: Bandwidth,
+    /// The endpoint may send with addresses that are not its own (a router,
+    /// a VPN gateway): no anti-spoofing on its port.
+    pub allow_spoofing: bool,
 }
 
 /// An endpoint's maker and, for a runtime's, the container it belongs to.
@@ -142,6 +149,7 @@ pub struct NetworkView {
     pub policy: String,
     pub dns: bool,
     pub cluster_cidrs: Vec<String>,
+    pub host_access: bool,
 }
 
 /// The JSON shape of an endpoint in `connect/ps --json`.
@@ -160,6 +168,7 @@ pub struct EndpointView {
     /// `{"in": {"rate": BITS_PER_SEC, "burst": BYTES}, "out": ...}`, a
     /// direction left out when unlimited.
     pub bandwidth: Bandwidth,
+    pub allow_spoofing: bool,
 }
 
 impl Network {
@@ -191,6 +200,7 @@ impl Network {
                 .iter()
                 .map(|n| n.to_string())
                 .collect(),
+            host_access: self.policy.host_access,
         }
     }
 }
@@ -198,7 +208,7 @@ impl Network {
 impl NetworkPolicy {
     /// The options in a few words: `nat, icc` for the default; `internal`,
     /// `no-icc`, `no-nat`, `deny-egress 10.0.0.0/8`, `uplink eth1 via G`,
-    /// `log-drops` otherwise.
+    /// `log-drops`, `no-host-access` otherwise.
     pub fn summary(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
         if self.internal {
@@ -222,6 +232,9 @@ impl NetworkPolicy {
             parts.push(format!("cluster {c}"));
         }
         parts.push(if self.dns { "dns" } else { "no-dns" }.into());
+        if !self.host_access {
+            parts.push("no-host-access".into());
+        }
         parts.join(", ")
     }
 }
@@ -240,6 +253,7 @@ impl Endpoint {
             gateway: network.gateway.to_string(),
             ports: self.ports.iter().map(PortMapping::view).collect(),
             bandwidth: self.bandwidth,
+            allow_spoofing: self.allow_spoofing,
         }
     }
 }

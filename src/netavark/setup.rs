@@ -277,6 +277,9 @@ pub fn setup(
                 attachment: None,
                 // Podman 4's netavark requests carry no limits.
                 bandwidth: Default::default(),
+                // Podman has no per-container spelling for it: anti-spoofing
+                // stays on, as for every endpoint.
+                allow_spoofing: false,
             };
             let (e, n) = txn.apply(Attach(attach))?;
             status.insert(a.network.clone(), status_block(a, &e, &n));

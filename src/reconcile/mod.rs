@@ -98,8 +98,8 @@ pub fn preflight(ctx: &mut Context, tx: &Tx) -> Result<Option<&'static str>> {
     Ok(reason)
 }
 
-/// Whether berth's table differs from what the state describes; an error
-/// when the table is another berth state's.
+/// Whether berth's tables differ from what the state describes; an error
+/// when the tables are another berth state's.
 fn ruleset_differs(ctx: &mut Context, tx: &Tx) -> Result<bool> {
     let live: Vec<_> = tx
         .networks_with_status()?
@@ -112,7 +112,11 @@ fn ruleset_differs(ctx: &mut Context, tx: &Tx) -> Result<bool> {
     if let Some(table) = &actual {
         check_owner(table, &instance, ctx)?;
     }
-    Ok(actual != decide::expected_fingerprint(&live, &instance))
+    let (routing, guard) = decide::expected_fingerprints(&live, &instance);
+    if actual != routing {
+        return Ok(true);
+    }
+    Ok(ctx.kernel.nft_fingerprint(&firewall::guard::table())? != guard)
 }
 
 /// Refuses to touch a table another berth state made: two states on one

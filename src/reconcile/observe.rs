@@ -75,9 +75,11 @@ pub fn observe(kernel: &mut dyn Kernel, desired: &Desired) -> Result<Observed> {
         Some(_) => table_elements(kernel, desired),
         None => None,
     };
+    let guard_table = kernel.nft_fingerprint(&firewall::guard::table())?;
     Ok(Observed {
         links,
         table,
+        guard_table,
         netns_alive,
         dead_sandboxes,
         addresses,
@@ -95,11 +97,20 @@ fn table_elements(kernel: &mut dyn Kernel, desired: &Desired) -> Option<TableEle
         .filter(|(_, s)| *s == Status::Ready)
         .map(|(n, _)| n.clone())
         .collect();
-    let names = expected_elements(&firewall::rebuild(&live, &[], false, &desired.instance).batch);
+    let sets = expected_elements(
+        &firewall::rebuild(
+            &live,
+            &[],
+            &Default::default(),
+            firewall::Tables::default(),
+            &desired.instance,
+        )
+        .batch,
+    );
     let mut all = TableElements::new();
-    for name in names.keys() {
-        let elements = kernel.nft_list_elements(&firewall::table(), name).ok()?;
-        all.insert(name.clone(), elements.into_iter().collect());
+    for (table, name) in sets.into_keys() {
+        let elements = kernel.nft_list_elements(&table, &name).ok()?;
+        all.insert((table, name), elements.into_iter().collect());
     }
     Some(all)
 }

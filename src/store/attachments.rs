@@ -139,6 +139,7 @@ mod tests {
             default_route: true,
             ports: Vec::new(),
             bandwidth: Default::default(),
+            allow_spoofing: false,
         };
         let id = tx.insert_endpoint(&net, &e).unwrap();
         let a = Attachment {

@@ -32,7 +32,7 @@ pub use names::{DnsEndpoint, DnsNetwork};
 
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 /// berth's routing tables (`--uplink`) are this plus the network id.
 pub const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
 
@@ -154,6 +154,17 @@ ALTER TABLE networks ADD COLUMN uplink TEXT;
 ALTER TABLE networks ADD COLUMN uplink_gateway TEXT;
 ALTER TABLE networks ADD COLUMN log_drops INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+/// Version 8 (guards): networks that deny their
+/// containers the host, endpoints exempt from anti-spoofing. The recorded
+/// nf_tables generation is forgotten, so that the next command compares
+/// the ruleset with what this version builds (a second table, new rules)
+/// and rebuilds it.
+const GUARDS_SCHEMA: &str = "
+ALTER TABLE networks ADD COLUMN host_access INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE endpoints ADD COLUMN allow_spoofing INTEGER NOT NULL DEFAULT 0;
+DELETE FROM settings WHERE key = 'nft_generation';
 ";
 
 /// Version 5 (Podman): who made a network or endpoint (NULL: berth's
@@ -282,6 +293,7 @@ impl Store {
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
+                tx.execute_batch(GUARDS_SCHEMA)?;
             }
             1 => {
                 tx.execute_batch(MIGRATE_1_TO_2)?;
@@ -292,6 +304,7 @@ impl Store {
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
+                tx.execute_batch(GUARDS_SCHEMA)?;
             }
             2 => {
                 tx.execute_batch(PORTS_SCHEMA)?;
@@ -301,6 +314,7 @@ impl Store {
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
+                tx.execute_batch(GUARDS_SCHEMA)?;
             }
             3 => {
                 tx.execute_batch(INTENTS_SCHEMA)?;
@@ -309,6 +323,7 @@ impl Store {
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
+                tx.execute_batch(GUARDS_SCHEMA)?;
             }
             4 => {
                 tx.execute_batch(MIGRATE_OWNERS)?;
@@ -316,26 +331,35 @@ impl Store {
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
+                tx.execute_batch(GUARDS_SCHEMA)?;
             }
             5 => {
                 tx.execute_batch(DNS_SCHEMA)?;
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
+                tx.execute_batch(GUARDS_SCHEMA)?;
             }
             // Version 7: CNI attachments and cluster CIDRs (src/store/attachments.rs).
             6 => {
                 tx.execute_batch(ATTACHMENTS_SCHEMA)?;
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
+                tx.execute_batch(GUARDS_SCHEMA)?;
             }
             // Version 8: detached runs (src/store/jobs.rs).
             7 => {
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
+                tx.execute_batch(GUARDS_SCHEMA)?;
             }
             // Version 9: bandwidth limits of endpoints.
-            8 => tx.execute_batch(BANDWIDTH_SCHEMA)?,
+            8 => {
+                tx.execute_batch(BANDWIDTH_SCHEMA)?;
+                tx.execute_batch(GUARDS_SCHEMA)?;
+            }
+            // Version 10: anti-spoofing and host access (src/firewall/guard.rs).
+            9 => tx.execute_batch(GUARDS_SCHEMA)?,
             SCHEMA_VERSION => {}
             v => {
                 return Err(Error::Other(format!(
@@ -423,6 +447,7 @@ fn policy_from_row(row: &Row) -> rusqlite::Result<NetworkPolicy> {
                 .map(|s| s.parse().map_err(|_| bad_column(14, s)))
                 .collect::<rusqlite::Result<_>>()?
         },
+        host_access: row.get(15)?,
     })
 }
 
@@ -448,6 +473,7 @@ pub(crate) fn endpoint_from_row(row: &Row) -> rusqlite::Result<Endpoint> {
         default_route: row.get(9)?,
         ports: Vec::new(),
         bandwidth: bandwidth_from_row(row)?,
+        allow_spoofing: row.get(14)?,
     })
 }
 
@@ -483,8 +509,8 @@ fn bad_column(index: usize, value: &str) -> rusqlite::Error {
     )
 }
 
-pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs";
-pub(crate) const ENDPOINT_COLUMNS: &str = "e.id, n.name, e.name, e.netns, e.netns_inode, e.ip, e.mac, e.ifname, e.host_ifname, e.default_route, e.bw_in_rate, e.bw_in_burst, e.bw_out_rate, e.bw_out_burst";
+pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs, host_access";
+pub(crate) const ENDPOINT_COLUMNS: &str = "e.id, n.name, e.name, e.netns, e.netns_inode, e.ip, e.mac, e.ifname, e.host_ifname, e.default_route, e.bw_in_rate, e.bw_in_burst, e.bw_out_rate, e.bw_out_burst, e.allow_spoofing";
 
 impl Tx<'_> {
     pub fn commit(self) -> Result<()> {
@@ -517,8 +543,8 @@ impl Tx<'_> {
         let p = &n.policy;
         let deny: Vec<String> = p.deny_egress.iter().map(|d| d.to_string()).collect();
         self.tx.execute(
-            "INSERT INTO networks (name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            "INSERT INTO networks (name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs, host_access)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             params![
                 n.name,
                 n.subnet.to_string(),
@@ -537,7 +563,8 @@ impl Tx<'_> {
                     .iter()
                     .map(|d| d.to_string())
                     .collect::<Vec<_>>()
-                    .join(",")
+                    .join(","),
+                p.host_access
             ],
         )?;
         let id = self.tx.last_insert_rowid();
@@ -722,8 +749,8 @@ impl Tx<'_> {
     pub fn insert_endpoint(&self, network: &Network, e: &Endpoint) -> Result<i64> {
         self.tx.execute(
             "INSERT INTO endpoints (network_id, name, netns, netns_inode, ip, mac, ifname, host_ifname, default_route,
-                                    bw_in_rate, bw_in_burst, bw_out_rate, bw_out_burst)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                    bw_in_rate, bw_in_burst, bw_out_rate, bw_out_burst, allow_spoofing)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 network.id,
                 e.name,
@@ -738,6 +765,7 @@ impl Tx<'_> {
                 e.bandwidth.inbound.map(|l| l.burst as i64),
                 e.bandwidth.outbound.map(|l| l.rate as i64),
                 e.bandwidth.outbound.map(|l| l.burst as i64),
+                e.allow_spoofing,
             ],
         )?;
         let id = self.tx.last_insert_rowid();
@@ -908,6 +936,7 @@ mod tests {
             default_route: true,
             ports: Vec::new(),
             bandwidth: Default::default(),
+            allow_spoofing: false,
         }
     }
 
@@ -1013,12 +1042,13 @@ mod tests {
             Endpoint { id, ..limited }
         );
         tx.commit().unwrap();
-        // Back to version 8, before the columns.
+        // Back to version 8, before the bandwidth (and guard) columns.
         store
             .conn
             .execute_batch(
                 "ALTER TABLE endpoints DROP COLUMN bw_in_rate; ALTER TABLE endpoints DROP COLUMN bw_in_burst; \
                  ALTER TABLE endpoints DROP COLUMN bw_out_rate; ALTER TABLE endpoints DROP COLUMN bw_out_burst; \
+                 ALTER TABLE networks DROP COLUMN host_access; ALTER TABLE endpoints DROP COLUMN allow_spoofing; \
                  PRAGMA user_version = 8;",
             )
             .unwrap();

@@ -232,10 +232,11 @@ mod tests {
             .conn
             .execute_batch(
                 // (and without version 7's CNI table and column, version 8's
-                // jobs and version 9's bandwidth columns)
+                // jobs, version 9's bandwidth and version 10's guard columns)
                 "DROP TABLE jobs; DROP TABLE attachments; ALTER TABLE networks DROP COLUMN cluster_cidrs; \
                  ALTER TABLE endpoints DROP COLUMN bw_in_rate; ALTER TABLE endpoints DROP COLUMN bw_in_burst; \
                  ALTER TABLE endpoints DROP COLUMN bw_out_rate; ALTER TABLE endpoints DROP COLUMN bw_out_burst; \
+                 ALTER TABLE networks DROP COLUMN host_access; ALTER TABLE endpoints DROP COLUMN allow_spoofing; \
                  DROP TABLE dns_names; ALTER TABLE networks DROP COLUMN dns; PRAGMA user_version = 5;",
             )
             .unwrap();

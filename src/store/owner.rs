@@ -170,6 +170,7 @@ mod tests {
             default_route: true,
             ports: Vec::new(),
             bandwidth: Default::default(),
+            allow_spoofing: false,
         };
         let id = tx.insert_endpoint(&net, &ep).unwrap();
         let mark = EndpointMark {

@@ -105,6 +105,7 @@ mod tests {
             default_route: true,
             ports: Vec::new(),
             bandwidth: Default::default(),
+            allow_spoofing: false,
         }
     }
 

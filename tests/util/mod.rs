@@ -29,6 +29,10 @@ pub mod dns;
 pub mod podman;
 
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+/// Runs the end-to-end tests against another `berth` binary (say, the
+/// build before a change, to see a new test fail there); the probe stays
+/// this build's.
+pub const BERTH_UNDER_TEST_ENV: &str = "BERTH_UNDER_TEST";
 pub const PROBE: &str = env!("CARGO_BIN_EXE_berth-probe");
 pub const STATE_DIR: &str = "/run/berth-state";
 /// The oldest kernel berth supports (README "Kernel requirements").
@@ -201,9 +205,11 @@ impl Sandbox {
         run_timeout(self.command(Some(netns), program, args), CMD_TIMEOUT)
     }
 
-    /// The `berth` command with its state directory inside the sandbox.
+    /// The `berth` command with its state directory inside the sandbox
+    /// (the binary named by `BERTH_UNDER_TEST`, if set).
     pub fn berth_command(&self, args: &[&str]) -> Command {
-        let mut c = self.command(None, BERTH, args);
+        let bin = std::env::var(BERTH_UNDER_TEST_ENV).unwrap_or_else(|_| BERTH.to_string());
+        let mut c = self.command(None, &bin, args);
         c.env("BERTH_STATE_DIR", STATE_DIR);
         // Every end-to-end test proves berth works on the oldest kernel it
         // supports: nf_tables messages newer than that are refused.

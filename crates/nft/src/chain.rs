@@ -4,6 +4,7 @@
 use crate::error::Result;
 use crate::netlink::MsgBuf;
 use crate::table::Table;
+use crate::types::Family;
 use std::fmt;
 
 pub(crate) const NFTA_CHAIN_TABLE: u16 = 1;
@@ -134,6 +135,8 @@ pub mod priority {
     pub const SECURITY: i32 = 50;
     /// `srcnat`
     pub const SRCNAT: i32 = 100;
+    /// `filter` in a bridge table (bridge tables name their priorities apart).
+    pub const BRIDGE_FILTER: i32 = -200;
 }
 
 /// Hook attachment of a base chain.
@@ -231,7 +234,7 @@ impl Chain {
                     " {{ type {} hook {} priority {};",
                     base.ty.as_str(),
                     base.hook.as_str(),
-                    render_priority(base.hook, base.priority)
+                    render_priority(self.table.family, base.hook, base.priority)
                 );
                 if let Some(p) = base.policy {
                     s.push_str(&format!(" policy {p};"));
@@ -244,7 +247,17 @@ impl Chain {
 }
 
 /// Uses the symbolic names nft accepts for the hook, numbers otherwise.
-pub(crate) fn render_priority(hook: Hook, prio: i32) -> String {
+/// Bridge tables have names of their own (`filter` is -200 there).
+pub(crate) fn render_priority(family: Family, hook: Hook, prio: i32) -> String {
+    if family == Family::Bridge {
+        return match (hook, prio) {
+            (Hook::Prerouting, -300) => "dstnat".into(),
+            (_, -200) => "filter".into(),
+            (Hook::Output, 100) => "out".into(),
+            (Hook::Postrouting, 300) => "srcnat".into(),
+            _ => prio.to_string(),
+        };
+    }
     let named = [
         ("raw", priority::RAW),
         ("mangle", priority::MANGLE),

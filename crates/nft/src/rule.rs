@@ -43,40 +43,87 @@ pub enum Field {
     Oifname,
     /// `meta mark`
     Mark,
+    /// `ether saddr` (bridge and netdev tables)
+    EtherSaddr,
+    /// `arp saddr ether`: the sender hardware address of an Ethernet ARP packet
+    ArpSaddrEther,
+    /// `arp saddr ip`: the sender protocol address of an IPv4 ARP packet
+    ArpSaddrIp,
 }
+
+/// Ethertypes of the network protocols a field can depend on.
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IPV6: u16 = 0x86dd;
 
 /// A protocol match nft inserts implicitly before some statements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dep {
-    /// `meta nfproto ipv4/ipv6`, only needed in tables that see several families.
-    Nfproto(u8),
+    /// The network protocol, by ethertype: `meta nfproto ipv4/ipv6` in inet
+    /// tables, `meta protocol ip/ip6` or `ether type arp` in bridge tables,
+    /// nothing in tables of one protocol.
+    L3(u16),
     /// `meta l4proto <n>`
     L4(u8),
 }
 
 impl Dep {
-    fn exprs(self) -> Vec<Expr> {
-        let (key, v) = match self {
-            Dep::Nfproto(p) => (MetaKey::Nfproto, p),
-            Dep::L4(p) => (MetaKey::L4proto, p),
+    fn exprs(self, family: Family) -> Vec<Expr> {
+        let r = Reg::r32(0);
+        let (load, data) = match (self, family) {
+            (Dep::L4(p), _) => (
+                Expr::Meta {
+                    key: MetaKey::L4proto,
+                    dreg: r,
+                },
+                vec![p],
+            ),
+            (Dep::L3(t), Family::Inet) => (
+                Expr::Meta {
+                    key: MetaKey::Nfproto,
+                    dreg: r,
+                },
+                vec![if t == ETH_P_IPV6 {
+                    NFPROTO_IPV6
+                } else {
+                    NFPROTO_IPV4
+                }],
+            ),
+            // ARP has no `meta protocol` spelling in nft: it matches the
+            // frame's ethertype instead.
+            (Dep::L3(ETH_P_ARP), _) => (ether_type_load(r), ETH_P_ARP.to_be_bytes().to_vec()),
+            (Dep::L3(t), _) => (
+                Expr::Meta {
+                    key: MetaKey::Protocol,
+                    dreg: r,
+                },
+                t.to_be_bytes().to_vec(),
+            ),
         };
         vec![
-            Expr::Meta {
-                key,
-                dreg: Reg::r32(0),
-            },
+            load,
             Expr::Cmp {
                 op: CmpOp::Eq,
-                sreg: Reg::r32(0),
-                data: vec![v],
+                sreg: r,
+                data,
             },
         ]
     }
     fn needed_in(self, family: Family) -> bool {
         match self {
-            Dep::Nfproto(_) => matches!(family, Family::Inet | Family::Bridge | Family::Netdev),
+            Dep::L3(_) => matches!(family, Family::Inet | Family::Bridge | Family::Netdev),
             Dep::L4(_) => true,
         }
+    }
+}
+
+/// The ethertype of the frame (`ether type`).
+fn ether_type_load(dreg: Reg) -> Expr {
+    Expr::Payload {
+        base: PayloadBase::Link,
+        offset: 12,
+        len: 2,
+        dreg,
     }
 }
 
@@ -85,10 +132,11 @@ impl Field {
     #[allow(clippy::len_without_is_empty)]
     pub fn len(self) -> usize {
         match self {
-            Field::IpSaddr | Field::IpDaddr | Field::Mark => 4,
+            Field::IpSaddr | Field::IpDaddr | Field::Mark | Field::ArpSaddrIp => 4,
             Field::Ip6Saddr | Field::Ip6Daddr | Field::Iifname | Field::Oifname => 16,
             Field::L4Proto => 1,
             Field::ThSport | Field::ThDport => 2,
+            Field::EtherSaddr | Field::ArpSaddrEther => 6,
         }
     }
 
@@ -105,13 +153,17 @@ impl Field {
             Field::Iifname => "iifname",
             Field::Oifname => "oifname",
             Field::Mark => "meta mark",
+            Field::EtherSaddr => "ether saddr",
+            Field::ArpSaddrEther => "arp saddr ether",
+            Field::ArpSaddrIp => "arp saddr ip",
         }
     }
 
     fn dep(self) -> Option<Dep> {
         match self {
-            Field::IpSaddr | Field::IpDaddr => Some(Dep::Nfproto(NFPROTO_IPV4)),
-            Field::Ip6Saddr | Field::Ip6Daddr => Some(Dep::Nfproto(NFPROTO_IPV6)),
+            Field::IpSaddr | Field::IpDaddr => Some(Dep::L3(ETH_P_IP)),
+            Field::Ip6Saddr | Field::Ip6Daddr => Some(Dep::L3(ETH_P_IPV6)),
+            Field::ArpSaddrEther | Field::ArpSaddrIp => Some(Dep::L3(ETH_P_ARP)),
             _ => None,
         }
     }
@@ -129,6 +181,9 @@ impl Field {
             Field::Ip6Saddr => payload(PayloadBase::Network, 8),
             Field::Ip6Daddr => payload(PayloadBase::Network, 24),
             Field::ThSport => payload(PayloadBase::Transport, 0),
+            Field::EtherSaddr => payload(PayloadBase::Link, 6),
+            Field::ArpSaddrEther => payload(PayloadBase::Network, 8),
+            Field::ArpSaddrIp => payload(PayloadBase::Network, 14),
             Field::ThDport => payload(PayloadBase::Transport, 2),
             Field::L4Proto => Expr::Meta {
                 key: MetaKey::L4proto,
@@ -376,7 +431,9 @@ impl Rule {
             | (Field::L4Proto, Value::Proto(_))
             | (Field::ThSport | Field::ThDport, Value::Port(_))
             | (Field::Iifname | Field::Oifname, Value::Ifname(_))
-            | (Field::Mark, Value::Mark(_)) => value.bytes(),
+            | (Field::Mark, Value::Mark(_))
+            | (Field::EtherSaddr | Field::ArpSaddrEther, Value::Ether(_))
+            | (Field::ArpSaddrIp, Value::Ipv4(_)) => value.bytes(),
             _ => {
                 return self.fail(format!(
                     "{} cannot be compared with {value}",
@@ -426,12 +483,43 @@ impl Rule {
             Family::Ip6 => (NFPROTO_IPV6, "ipv6"),
             other => return self.fail(format!("meta nfproto {other} is not supported")),
         };
+        let ethertype = if v == NFPROTO_IPV6 {
+            ETH_P_IPV6
+        } else {
+            ETH_P_IP
+        };
         self = self.push(
             None,
-            Dep::Nfproto(v).exprs(),
+            Dep::L3(ethertype).exprs(Family::Inet),
             format!("meta nfproto {name}"),
         );
-        self.stmts.last_mut().unwrap().provides = Some(Dep::Nfproto(v));
+        self.stmts.last_mut().unwrap().provides = Some(Dep::L3(ethertype));
+        self
+    }
+    /// `ether type ip|ip6|arp|0xNNNN` (bridge tables): the frame's ethertype.
+    /// It also stands for the protocol match nft would otherwise insert
+    /// before `ip`, `ip6` and `arp` fields.
+    pub fn ether_type(mut self, ethertype: u16) -> Self {
+        let name = match ethertype {
+            ETH_P_IP => "ip".to_string(),
+            ETH_P_IPV6 => "ip6".to_string(),
+            ETH_P_ARP => "arp".to_string(),
+            t => format!("{t:#06x}"),
+        };
+        let r = Reg::r32(0);
+        self = self.push(
+            None,
+            vec![
+                ether_type_load(r),
+                Expr::Cmp {
+                    op: CmpOp::Eq,
+                    sreg: r,
+                    data: ethertype.to_be_bytes().to_vec(),
+                },
+            ],
+            format!("ether type {name}"),
+        );
+        self.stmts.last_mut().unwrap().provides = Some(Dep::L3(ethertype));
         self
     }
     /// `meta mark <mark>`
@@ -936,7 +1024,7 @@ impl Rule {
             if let (true, Some(d)) = (s.dep_at_start, s.needs) {
                 let provided = self.stmts[..i].iter().any(|p| p.provides == Some(d));
                 if d.needed_in(family) && !provided && !have.contains(&d) {
-                    out.extend(d.exprs());
+                    out.extend(d.exprs(family));
                     have.push(d);
                 }
             }
@@ -944,7 +1032,7 @@ impl Rule {
         for s in &self.stmts {
             if let Some(d) = s.needs.filter(|_| !s.dep_at_start) {
                 if d.needed_in(family) && !have.contains(&d) {
-                    out.extend(d.exprs());
+                    out.extend(d.exprs(family));
                     have.push(d);
                 }
             }

@@ -195,6 +195,8 @@ pub enum DataType {
     Ifname,
     /// `mark`
     Mark,
+    /// `ether_addr` (a MAC address)
+    EtherAddr,
     /// `verdict` (map data only)
     Verdict,
 }
@@ -211,6 +213,7 @@ impl DataType {
             DataType::Ipv6Addr => 8,
             DataType::InetProto => 12,
             DataType::InetService => 13,
+            DataType::EtherAddr => 9,
             DataType::Mark => 19,
             DataType::Ifname => 41,
         }
@@ -222,6 +225,7 @@ impl DataType {
             8 => DataType::Ipv6Addr,
             12 => DataType::InetProto,
             13 => DataType::InetService,
+            9 => DataType::EtherAddr,
             19 => DataType::Mark,
             41 => DataType::Ifname,
             _ => return None,
@@ -235,6 +239,7 @@ impl DataType {
             DataType::Ipv6Addr | DataType::Ifname => 16,
             DataType::InetProto => 1,
             DataType::InetService => 2,
+            DataType::EtherAddr => 6,
             DataType::Verdict => 0,
         }
     }
@@ -247,6 +252,7 @@ impl DataType {
             DataType::InetService => "inet_service",
             DataType::Ifname => "ifname",
             DataType::Mark => "mark",
+            DataType::EtherAddr => "ether_addr",
             DataType::Verdict => "verdict",
         }
     }
@@ -293,6 +299,8 @@ pub enum Value {
     Ifname(String),
     /// `mark`
     Mark(u32),
+    /// `ether_addr`
+    Ether([u8; 6]),
     /// `verdict`
     Verdict(Verdict),
 }
@@ -333,6 +341,7 @@ impl Value {
             Value::Port(_) => DataType::InetService,
             Value::Ifname(_) => DataType::Ifname,
             Value::Mark(_) => DataType::Mark,
+            Value::Ether(_) => DataType::EtherAddr,
             Value::Verdict(_) => DataType::Verdict,
         }
     }
@@ -351,6 +360,7 @@ impl Value {
             }
             // Marks are host-endian in the kernel (skb->mark).
             Value::Mark(m) => m.to_ne_bytes().to_vec(),
+            Value::Ether(m) => m.to_vec(),
             Value::Verdict(_) => Vec::new(),
         }
     }
@@ -366,6 +376,7 @@ impl Value {
             DataType::InetProto => Value::Proto(L4Proto::from_number(*b.first()?)),
             DataType::InetService => Value::Port(u16::from_be_bytes(b.get(..2)?.try_into().ok()?)),
             DataType::Mark => Value::Mark(u32::from_ne_bytes(b.get(..4)?.try_into().ok()?)),
+            DataType::EtherAddr => Value::Ether(b.get(..6)?.try_into().ok()?),
             DataType::Ifname => {
                 let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
                 Value::Ifname(String::from_utf8_lossy(&b[..end]).into_owned())
@@ -382,7 +393,7 @@ impl Value {
             Value::Proto(p) => Value::Proto(L4Proto::from_number(p.number().checked_add(1)?)),
             Value::Port(p) => Value::Port(p.checked_add(1)?),
             Value::Mark(m) => Value::Mark(m.checked_add(1)?),
-            Value::Ifname(_) | Value::Verdict(_) => return None,
+            Value::Ifname(_) | Value::Ether(_) | Value::Verdict(_) => return None,
         })
     }
 
@@ -415,6 +426,11 @@ impl fmt::Display for Value {
             Value::Port(p) => write!(f, "{p}"),
             Value::Ifname(s) => write!(f, "\"{s}\""),
             Value::Mark(m) => write!(f, "{m:#010x}"),
+            Value::Ether(m) => write!(
+                f,
+                "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                m[0], m[1], m[2], m[3], m[4], m[5]
+            ),
             Value::Verdict(v) => write!(f, "{v}"),
         }
     }

@@ -791,3 +791,147 @@ fn more_statements_render_as_nft_would_install() {
         assert_eq!(x, y, "netlink vs nft -f differ");
     }
 }
+
+/// A bridge table of the kind berth's anti-spoofing uses: concatenated keys
+/// of interface name, MAC and address, `ether type` matches standing for
+/// nft's protocol dependencies, ARP fields and bridge priorities.
+#[test]
+fn bridge_tables_render_as_nft_would_install() {
+    let t = Table::new(Family::Bridge, "g");
+    let pre = Chain::base(
+        &t,
+        "prerouting",
+        ChainType::Filter,
+        Hook::Prerouting,
+        priority::BRIDGE_FILTER,
+    )
+    .policy(Policy::Accept);
+    let guard = Chain::regular(&t, "guard");
+    let guarded = Set::new(&t, "guarded", &[DataType::Ifname]);
+    let key4 = [DataType::Ifname, DataType::EtherAddr, DataType::Ipv4Addr];
+    let key6 = [DataType::Ifname, DataType::EtherAddr, DataType::Ipv6Addr];
+    let allowed4 = Set::new(&t, "allowed4", &key4);
+    let allowed6 = Set::new(&t, "allowed6", &key6);
+    let mac = [0x02, 0x42, 0x0a, 0x5a, 0x00, 0x02];
+    let elem4 = Element::new([
+        Value::Ifname("vb0123456789ab".into()).into(),
+        Value::Ether(mac).into(),
+        Ipv4Addr::new(10, 90, 0, 2).into(),
+    ]);
+    let mut b = Batch::new();
+    b.add_table(&t)
+        .add_set(&guarded)
+        .add_set(&allowed4)
+        .add_set(&allowed6)
+        .add_chain(&pre)
+        .add_chain(&guard)
+        .add_elements(
+            &guarded,
+            vec![Element::of(Value::Ifname("vb0123456789ab".into()))],
+        )
+        .add_elements(&allowed4, vec![elem4.clone()])
+        .add_rule(
+            &pre,
+            Rule::new()
+                .lookup(&[Field::Iifname], "guarded")
+                .jump("guard"),
+        )
+        .add_rule(
+            &guard,
+            Rule::new()
+                .ether_type(0x0800)
+                .lookup(
+                    &[Field::Iifname, Field::EtherSaddr, Field::IpSaddr],
+                    "allowed4",
+                )
+                .ret(),
+        )
+        .add_rule(
+            &guard,
+            Rule::new()
+                .ether_type(0x0806)
+                .lookup(
+                    &[Field::Iifname, Field::EtherSaddr, Field::ArpSaddrIp],
+                    "allowed4",
+                )
+                .lookup(
+                    &[Field::Iifname, Field::ArpSaddrEther, Field::ArpSaddrIp],
+                    "allowed4",
+                )
+                .ret(),
+        )
+        .add_rule(
+            &guard,
+            Rule::new()
+                .ether_type(0x86dd)
+                .lookup(
+                    &[Field::Iifname, Field::EtherSaddr, Field::Ip6Saddr],
+                    "allowed6",
+                )
+                .ret(),
+        )
+        // Without an explicit `ether type`, nft's own dependencies.
+        .add_rule(
+            &guard,
+            Rule::new().ip_saddr(Ipv4Addr::new(10, 90, 0, 9)).drop(),
+        )
+        .add_rule(
+            &guard,
+            Rule::new()
+                .cmp(Field::ArpSaddrIp, CmpOp::Eq, Ipv4Addr::new(10, 90, 0, 9))
+                .drop(),
+        )
+        .add_rule(
+            &guard,
+            Rule::new()
+                .cmp(Field::EtherSaddr, CmpOp::Neq, Value::Ether(mac))
+                .counter()
+                .drop(),
+        )
+        .add_rule(&guard, Rule::new().counter().drop());
+    let script = b.render().join("\n") + "\n";
+    assert!(
+        script.contains("type filter hook prerouting priority filter;"),
+        "{script}"
+    );
+    assert!(
+        script.contains("\"vb0123456789ab\" . 02:42:0a:5a:00:02 . 10.90.0.2"),
+        "{script}"
+    );
+    // The kernel's expressions, as `nft --debug=netlink` prints them: the
+    // JSON listing hides implicit dependencies, this does not.
+    let expressions = || run_in_ns(&["nft", "--debug=netlink", "list", "ruleset"], None);
+    let (ours, listed, our_exprs) = {
+        let b = b.clone();
+        in_netns(move || {
+            let mut nft = Nft::open().unwrap();
+            nft.apply(&b).unwrap();
+            let listed: Vec<String> = nft
+                .list_elements(&Table::new(Family::Bridge, "g"), "allowed4")
+                .unwrap()
+                .iter()
+                .map(Element::render)
+                .collect();
+            (
+                normalize(serde_json::Value::Array(nft_json(&["ruleset"]))),
+                listed,
+                expressions(),
+            )
+        })
+    };
+    assert_eq!(listed, vec![elem4.render()]);
+    let (theirs, their_exprs) = in_netns(move || {
+        run_in_ns(&["nft", "-f", "-"], Some(&script));
+        (
+            normalize(serde_json::Value::Array(nft_json(&["ruleset"]))),
+            expressions(),
+        )
+    });
+    let (a, b) = (ours.as_array().unwrap(), theirs.as_array().unwrap());
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b.iter()) {
+        assert_eq!(x, y, "netlink vs nft -f differ");
+    }
+    assert!(our_exprs.contains("meta load protocol"), "{our_exprs}");
+    assert_eq!(our_exprs, their_exprs, "the expressions differ");
+}

@@ -35,8 +35,11 @@ pub struct Desired {
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
     pub links: Vec<LinkFact>,
-    /// berth's table, None when it does not exist.
+    /// berth's `inet` table, None when it does not exist.
     pub table: Option<NftFingerprint>,
+    /// berth's `bridge` table (the anti-spoofing guard), None when it does
+    /// not exist.
+    pub guard_table: Option<NftFingerprint>,
     /// Endpoints (by id) whose veth is gone but whose namespace still
     /// exists under the recorded name with the recorded inode.
     pub netns_alive: HashSet<i64>,
@@ -53,7 +56,13 @@ pub struct Observed {
 }
 
 /// The elements of a table's sets and maps, by set name.
-pub type TableElements = BTreeMap<String, HashSet<berth_nft::Element>>;
+pub type TableElements =
+    std::collections::HashMap<(berth_nft::Table, String), HashSet<berth_nft::Element>>;
+
+/// A set's key in [`TableElements`]: its table (berth has two) and name.
+pub fn set_key(set: &berth_nft::Set) -> (berth_nft::Table, String) {
+    (set.table.clone(), set.name.clone())
+}
 
 /// How far a reconcile reaches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -73,42 +82,58 @@ pub struct Decision {
     pub report: Vec<String>,
 }
 
-/// The chains of the table the state describes, with their rule counts:
-/// what the kernel's table must look like (compared with
-/// [`Observed::table`] to detect tampering).
-pub fn expected_fingerprint(networks: &[Network], owner: &str) -> Option<NftFingerprint> {
+/// The chains of the tables the state describes, with their rule counts:
+/// what the kernel's `inet` and `bridge` tables must look like (compared
+/// with [`Observed::table`] and [`Observed::guard_table`] to detect
+/// tampering).
+pub fn expected_fingerprints(
+    networks: &[Network],
+    owner: &str,
+) -> (Option<NftFingerprint>, Option<NftFingerprint>) {
     if networks.is_empty() {
-        return None;
+        return (None, None);
     }
-    let change = firewall::rebuild(networks, &[], false, owner);
-    let mut fp: BTreeMap<String, usize> = BTreeMap::new();
+    let change = firewall::rebuild(
+        networks,
+        &[],
+        &Default::default(),
+        firewall::Tables::default(),
+        owner,
+    );
+    // [routing, guard]
+    let mut fps: [BTreeMap<String, usize>; 2] = Default::default();
+    let guard_family = firewall::guard::table().family;
+    let of = |t: &berth_nft::Table| usize::from(t.family == guard_family);
     for op in change.batch.ops() {
         match op {
             Op::AddChain(c) => {
-                fp.entry(c.name.clone()).or_insert(0);
+                fps[of(&c.table)].entry(c.name.clone()).or_insert(0);
             }
-            Op::AddRule { chain, .. } => *fp.entry(chain.name.clone()).or_insert(0) += 1,
+            Op::AddRule { chain, .. } => {
+                *fps[of(&chain.table)].entry(chain.name.clone()).or_insert(0) += 1
+            }
             _ => {}
         }
     }
-    Some(fp)
+    let [routing, guard] = fps;
+    (Some(routing), Some(guard))
 }
 
-/// The sets and maps of the table `firewall::rebuild` makes, with the
+/// The sets and maps of the tables `firewall::rebuild` makes, with the
 /// elements it puts in them: what the kernel's must hold.
 pub fn expected_elements(batch: &berth_nft::Batch) -> TableElements {
     let mut all = TableElements::new();
     for op in batch.ops() {
         match op {
             Op::AddSet(set) => {
-                all.entry(set.name.clone()).or_default();
+                all.entry(set_key(set)).or_default();
             }
             Op::Elements {
                 set,
                 elems,
                 op: ElemOp::Add,
             } => all
-                .entry(set.name.clone())
+                .entry(set_key(set))
                 .or_default()
                 .extend(elems.iter().cloned()),
             _ => {}
@@ -298,20 +323,43 @@ pub fn withdraw_ports(plan: &mut Plan, published: &[(Ipv4Addr, Vec<PortMapping>)
 }
 
 fn ports_steps(plan: &mut Plan, published: &[(Ipv4Addr, &[PortMapping])], op: ElemOp) {
+    let mut change = firewall::Change {
+        batch: berth_nft::Batch::new(),
+        undo: berth_nft::Batch::new(),
+    };
+    add_ports(&mut change, published, op);
+    if change.batch.is_empty() {
+        return;
+    }
+    nft_step(plan, change);
+    flush_steps(plan, published);
+}
+
+/// Appends `op` on the published ports' elements to `change` (and the
+/// inverse to its undo).
+fn add_ports(change: &mut firewall::Change, published: &[(Ipv4Addr, &[PortMapping])], op: ElemOp) {
     let inverse = match op {
         ElemOp::Add => ElemOp::Delete,
         _ => ElemOp::Add,
     };
-    let mut batch = berth_nft::Batch::new();
-    let mut undo = berth_nft::Batch::new();
     for (ip, ports) in published {
-        firewall::ports::elements_op(&mut batch, op, *ip, ports);
-        firewall::ports::elements_op(&mut undo, inverse, *ip, ports);
+        firewall::ports::elements_op(&mut change.batch, op, *ip, ports);
+        firewall::ports::elements_op(&mut change.undo, inverse, *ip, ports);
     }
-    if batch.is_empty() {
-        return;
+}
+
+/// A firewall change as a step, unless it changes nothing.
+fn nft_step(plan: &mut Plan, change: firewall::Change) {
+    if !change.batch.is_empty() {
+        plan.push(Step::Nft {
+            batch: change.batch,
+            undo: change.undo,
+        });
     }
-    plan.push(Step::Nft { batch, undo });
+}
+
+/// The conntrack flush of each published UDP port (see [`port_steps`]).
+fn flush_steps(plan: &mut Plan, published: &[(Ipv4Addr, &[PortMapping])]) {
     for (_, ports) in published {
         for m in ports.iter().filter(|m| m.proto == Proto::Udp) {
             for (port, _) in m.pairs() {
@@ -326,17 +374,24 @@ fn ports_steps(plan: &mut Plan, published: &[(Ipv4Addr, &[PortMapping])], op: El
 }
 
 /// The decision of `connect`, from what it observed: the endpoint to make
-/// (its address, names and ports already settled against the state) and
-/// the link group of a device already called by its host veth's name, if
-/// one is. Such a device is a veth that outlived its namespace (the kernel
-/// is still tearing it down) or a leftover, and is replaced only when it
-/// is provably berth's; anything else in the way is refused.
+/// (its address, names and ports already settled against the state), the
+/// link group of a device already called by its host veth's name, if one
+/// is, and the other endpoints of its namespace (whose addresses its port
+/// may send with, and whose ports may send with its address). A device in
+/// the way is a veth that outlived its namespace (the kernel is still
+/// tearing it down) or a leftover, and is replaced only when it is
+/// provably berth's; anything else in the way is refused.
+///
+/// The anti-spoofing elements go in before the veth exists, so that no
+/// frame of the new port passes unchecked; the published ports go in the
+/// same batch.
 pub fn connect_plan(
     network: &Network,
     endpoint: &Endpoint,
     netns: std::path::PathBuf,
     metric: Option<u32>,
     leftover: Option<u32>,
+    siblings: &[Endpoint],
 ) -> crate::error::Result<Plan> {
     let mut plan = Plan::new();
     match leftover {
@@ -353,20 +408,29 @@ pub fn connect_plan(
             )))
         }
     }
+    let before: Vec<&Endpoint> = siblings.iter().collect();
+    let after: Vec<&Endpoint> = siblings.iter().chain([endpoint]).collect();
+    let mut change = firewall::guard::change(&before, &after);
+    let published = [(endpoint.ip, endpoint.ports.as_slice())];
+    add_ports(&mut change, &published, ElemOp::Add);
+    nft_step(&mut plan, change);
     endpoint_steps(network, endpoint, netns, metric, &mut plan);
-    port_steps(&mut plan, endpoint.ip, &endpoint.ports, true);
+    flush_steps(&mut plan, &published);
     Ok(plan)
 }
 
 /// The decision of `disconnect`: the mappings go first (their removal can
 /// be undone, the veth's cannot), then the veth unless its namespace is
-/// going anyway, then the default route moves to `heir` (another network
-/// of the namespace: its namespace path and gateway) when this endpoint
-/// gave it.
+/// going anyway, then its anti-spoofing elements (only once the port is
+/// gone, so it is never unguarded while it exists; `siblings` are the
+/// namespace's endpoints, the leaving one included), then the default
+/// route moves to `heir` (another network of the namespace: its namespace
+/// path and gateway) when this endpoint gave it.
 pub fn disconnect_plan(
     endpoint: &Endpoint,
     delete_veth: bool,
     heir: Option<(std::path::PathBuf, Ipv4Addr)>,
+    siblings: &[Endpoint],
 ) -> Plan {
     let mut plan = Plan::new();
     port_steps(&mut plan, endpoint.ip, &endpoint.ports, false);
@@ -377,7 +441,7 @@ pub fn disconnect_plan(
         .outbound
         .map(|_| names::ifb_name(&endpoint.host_ifname));
     if delete_veth {
-        plan.push(match ifb {
+        plan.push(match ifb.clone() {
             Some(ifb) => Step::DeleteLinksTogether {
                 names: vec![endpoint.host_ifname.clone(), ifb],
             },
@@ -385,6 +449,11 @@ pub fn disconnect_plan(
                 name: endpoint.host_ifname.clone(),
             },
         });
+    }
+    let before: Vec<&Endpoint> = siblings.iter().collect();
+    let after: Vec<&Endpoint> = siblings.iter().filter(|e| e.id != endpoint.id).collect();
+    nft_step(&mut plan, firewall::guard::change(&before, &after));
+    if delete_veth {
         if let Some((netns, gateway)) = heir {
             plan.push(Step::DefaultRoute { netns, gateway });
         }
@@ -675,7 +744,7 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
     // The firewall, whole, from what is kept; left alone when it already
     // is exactly that (its chains, rule counts, sets and elements).
     let live_owned: Vec<Network> = live.iter().map(|n| (*n).clone()).collect();
-    let expected = expected_fingerprint(&live_owned, &desired.instance);
+    let (expected, expected_guard) = expected_fingerprints(&live_owned, &desired.instance);
     let mut published: Vec<(Ipv4Addr, Vec<PortMapping>)> = kept
         .iter()
         .filter(|e| !e.ports.is_empty())
@@ -687,42 +756,50 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
             published.push((n.gateway, redirects));
         }
     }
-    let fresh = firewall::rebuild(&live_owned, &published, false, &desired.instance);
-    let elements_match = observed
-        .elements
-        .as_ref()
-        .is_some_and(|e| *e == expected_elements(&fresh.batch));
-    let rebuild = match (&observed.table, &expected) {
-        (None, Some(_)) => {
-            d.report.push("re-created the firewall table".into());
-            true
-        }
-        (Some(_), None) => {
-            d.report
-                .push("removed the firewall table: no network is left".into());
-            true
-        }
-        (Some(a), Some(b)) if a != b => {
-            d.report
-                .push("rebuilt the firewall table: its chains or rules had been changed".into());
-            true
-        }
-        (Some(_), Some(_)) if !elements_match => {
-            if observed.elements.is_some() {
-                d.report
-                    .push("rebuilt the firewall table: its sets or maps had been changed".into());
+    let guards = firewall::guard::elements(kept.iter().copied());
+    let mut rebuild = false;
+    for (what, observed, expected) in [
+        ("firewall table", &observed.table, &expected),
+        (
+            "anti-spoofing table",
+            &observed.guard_table,
+            &expected_guard,
+        ),
+    ] {
+        let why = match (observed, expected) {
+            (None, Some(_)) => format!("re-created the {what}"),
+            (Some(_), None) => format!("removed the {what}: no network is left"),
+            (Some(a), Some(b)) if a != b => {
+                format!("rebuilt the {what}: its chains or rules had been changed")
             }
-            true
-        }
-        _ => false,
-    };
-    if rebuild {
-        let change = firewall::rebuild(
+            _ => continue,
+        };
+        d.report.push(why);
+        rebuild = true;
+    }
+    if !rebuild && expected.is_some() {
+        let fresh = firewall::rebuild(
             &live_owned,
             &published,
-            observed.table.is_some(),
+            &guards,
+            firewall::Tables::default(),
             &desired.instance,
         );
+        if observed.elements.as_ref() != Some(&expected_elements(&fresh.batch)) {
+            if observed.elements.is_some() {
+                d.report.push(
+                    "rebuilt the firewall tables: their sets or maps had been changed".into(),
+                );
+            }
+            rebuild = true;
+        }
+    }
+    if rebuild {
+        let exist = firewall::Tables {
+            routing: observed.table.is_some(),
+            guard: observed.guard_table.is_some(),
+        };
+        let change = firewall::rebuild(&live_owned, &published, &guards, exist, &desired.instance);
         d.plan.push(Step::Nft {
             batch: change.batch,
             undo: change.undo,

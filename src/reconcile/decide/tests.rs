@@ -38,6 +38,7 @@ fn endpoint(id: i64, name: &str, last: u8, ports: &[&str]) -> Endpoint {
             .map(|p| PortSpec::parse(p).unwrap().with_host_port(0))
             .collect(),
         bandwidth: Default::default(),
+        allow_spoofing: false,
     }
 }
 
@@ -84,17 +85,26 @@ fn matching(desired: &Desired) -> Observed {
             crate::dns::port_redirects(n.gateway, desired.dns_port),
         ));
     }
-    let table = firewall::rebuild(&nets, &published, false, &desired.instance);
+    let guards = firewall::guard::elements(desired.endpoints.iter().map(|(e, _)| e));
+    let fresh = firewall::rebuild(
+        &nets,
+        &published,
+        &guards,
+        firewall::Tables::default(),
+        &desired.instance,
+    );
+    let (table, guard_table) = expected_fingerprints(&nets, &desired.instance);
     Observed {
         links,
-        table: expected_fingerprint(&nets, &desired.instance),
+        table,
+        guard_table,
         addresses: Some(
             nets.iter()
                 .map(|n| (n.bridge.clone(), n.gateway, n.subnet.prefix_len()))
                 .collect(),
         ),
         ip_forward: Some(true),
-        elements: Some(expected_elements(&table.batch)),
+        elements: Some(expected_elements(&fresh.batch)),
         ..Default::default()
     }
 }
@@ -165,11 +175,11 @@ fn what_was_lost_by_hand_is_put_back_and_only_that() {
         &d,
         expect![[r#"
             put the gateway address 10.90.0.1 back on bridge berth-web
-            rebuilt the firewall table: its sets or maps had been changed
+            rebuilt the firewall tables: their sets or maps had been changed
             turned net.ipv4.ip_forward back on
             --
             ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
-            nft batch of 58 changes (first: delete table inet berth)
+            nft batch of 81 changes (first: delete table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -203,11 +213,12 @@ fn after_a_reboot_the_network_is_rebuilt_and_dead_endpoints_dropped() {
             removed endpoint web/c1: its namespace is gone
             re-created bridge berth-web of network web
             re-created the firewall table
+            re-created the anti-spoofing table
             --
             ip link add berth-web mtu 1500 address 02:42:0a:5a:00:01 group 1650786304 up type bridge mcast_snooping 0
             ip addr add 10.90.0.1/24 brd 10.90.0.255 dev berth-web
             sysctl -w net.ipv4.conf.berth-web.route_localnet=1
-            nft batch of 56 changes (first: add table inet berth)
+            nft batch of 76 changes (first: add table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -236,8 +247,10 @@ fn interrupted_connect_is_undone_and_interrupted_disconnect_finished() {
         expect![[r#"
             undid the interrupted connect of web/c1
             finished the interrupted disconnect of web/c2
+            rebuilt the firewall tables: their sets or maps had been changed
             --
             ip link del vb6c39f18610fe
+            nft batch of 78 changes (first: delete table inet berth)
         "#]],
     );
 }
@@ -337,9 +350,11 @@ fn a_killed_run_is_reclaimed() {
         expect![[r#"
             reclaimed web/run-77 of a `run` that was killed
             removed namespace run-77 of a `run` that was killed
+            rebuilt the firewall tables: their sets or maps had been changed
             --
             ip link del vb8923df65c048
             ip netns del run-77
+            nft batch of 78 changes (first: delete table inet berth)
         "#]],
     );
 }
@@ -373,8 +388,11 @@ fn lines(plan: &Plan) -> String {
 fn connect_decides_the_veth_inside_setup_ports_and_what_to_do_with_a_leftover() {
     let c1 = endpoint(1, "c1", 2, &["8080:80", "5353:53/udp"]);
     let netns = std::path::PathBuf::from("/run/netns/c1");
-    let fresh = connect_plan(&web(), &c1, netns.clone(), Some(50), None).unwrap();
+    let fresh = connect_plan(&web(), &c1, netns.clone(), Some(50), None, &[]).unwrap();
     expect![[r#"
+        nft 'add element bridge berth guarded { "vb6c39f18610fe" }'
+        nft 'add element bridge berth allowed4 { "vb6c39f18610fe" . 02:42:0a:5a:00:02 . 10.90.0.2 }'
+        nft 'add element inet berth published4_any { tcp . 8080 : 10.90.0.2 . 80, udp . 5353 : 10.90.0.2 . 53 }'
         ip link add vb6c39f18610fe mtu 1500 group 1650786305 master berth-web up type veth peer name eth0 mtu 1500 address 02:42:0a:5a:00:02 netns c1
         ip link set vb6c39f18610fe addrgenmode none
         ip -n c1 link set lo up
@@ -383,15 +401,14 @@ fn connect_decides_the_veth_inside_setup_ports_and_what_to_do_with_a_leftover() 
         ip -n c1 addr add 10.90.0.2/24 brd 10.90.0.255 dev eth0
         ip -n c1 route add default via 10.90.0.1 metric 50
         ip link set vb6c39f18610fe type bridge_slave hairpin on
-        nft 'add element inet berth published4_any { tcp . 8080 : 10.90.0.2 . 80, udp . 5353 : 10.90.0.2 . 53 }'
         conntrack -D -p udp --orig-port-dst 5353"#]]
     .assert_eq(&lines(&fresh));
     // A veth of berth's (name and group) in the way is replaced first...
     let berths = names::network_link_group(1);
-    let replaced = connect_plan(&web(), &c1, netns.clone(), None, Some(berths)).unwrap();
+    let replaced = connect_plan(&web(), &c1, netns.clone(), None, Some(berths), &[]).unwrap();
     assert_eq!(replaced.render()[0], "ip link del vb6c39f18610fe");
     // ...a device of the same name berth cannot prove it made is refused.
-    let err = connect_plan(&web(), &c1, netns, None, Some(0)).unwrap_err();
+    let err = connect_plan(&web(), &c1, netns, None, Some(0), &[]).unwrap_err();
     assert!(err.to_string().contains("berth did not make"), "{err}");
 }
 
@@ -406,13 +423,27 @@ fn disconnect_decides_ports_first_then_the_veth_then_the_route_heir() {
         nft 'delete element inet berth published4_any { udp . 5353 : 10.90.0.2 . 53 }'
         conntrack -D -p udp --orig-port-dst 5353
         ip link del vb6c39f18610fe
+        nft 'delete element bridge berth guarded { "vb6c39f18610fe" }'
+        nft 'delete element bridge berth allowed4 { "vb6c39f18610fe" . 02:42:0a:5a:00:02 . 10.90.0.2 }'
         ip -n c1 route replace default via 10.91.0.1"#]]
-    .assert_eq(&lines(&disconnect_plan(&c1, true, heir.clone())));
+    .assert_eq(&lines(&disconnect_plan(
+        &c1,
+        true,
+        heir.clone(),
+        std::slice::from_ref(&c1),
+    )));
     // A `run` sandbox's namespace takes its veth (and routes) with it.
     expect![[r#"
         nft 'delete element inet berth published4_any { udp . 5353 : 10.90.0.2 . 53 }'
-        conntrack -D -p udp --orig-port-dst 5353"#]]
-    .assert_eq(&lines(&disconnect_plan(&c1, false, heir)));
+        conntrack -D -p udp --orig-port-dst 5353
+        nft 'delete element bridge berth guarded { "vb6c39f18610fe" }'
+        nft 'delete element bridge berth allowed4 { "vb6c39f18610fe" . 02:42:0a:5a:00:02 . 10.90.0.2 }'"#]]
+    .assert_eq(&lines(&disconnect_plan(
+        &c1,
+        false,
+        heir,
+        std::slice::from_ref(&c1),
+    )));
 }
 
 /// c1 limited both ways: 20 Mbit/s towards it, 5 Mbit/s from it.
@@ -477,13 +508,18 @@ fn disconnect_deletes_the_veth_and_its_ifb_together() {
     expect![[r#"
         ip link del vb6c39f18610fe
         ip link del ib6c39f18610fe"#]]
-    .assert_eq(&lines(&disconnect_plan(&c1, true, None)));
+    .assert_eq(&lines(&disconnect_plan(&c1, true, None, &[])));
     assert!(matches!(
-        disconnect_plan(&c1, true, None).steps[0],
+        disconnect_plan(&c1, true, None, &[]).steps[0],
         Step::DeleteLinksTogether { .. }
     ));
     // The namespace takes the veth, not the ifb, which is the host's.
-    expect!["ip link del ib6c39f18610fe"].assert_eq(&lines(&disconnect_plan(&c1, false, None)));
+    expect!["ip link del ib6c39f18610fe"].assert_eq(&lines(&disconnect_plan(
+        &c1,
+        false,
+        None,
+        &[],
+    )));
 }
 
 #[test]
@@ -544,6 +580,7 @@ fn a_lost_ifb_is_recreated_and_a_dead_endpoints_ifb_removed() {
         expect![[r#"
             removed endpoint web/c2: its namespace is gone
             re-created the ifb ib6c39f18610fe of web/c1
+            rebuilt the firewall tables: their sets or maps had been changed
             --
             ip link del ib6b39f1860f4b
             ip link add ib6c39f18610fe mtu 1500 group 1650786305 type ifb
@@ -552,6 +589,7 @@ fn a_lost_ifb_is_recreated_and_a_dead_endpoints_ifb_removed() {
             tc qdisc replace dev ib6c39f18610fe root handle 1: tbf rate 5mbit burst 16384b limit 47634b
             tc qdisc replace dev vb6c39f18610fe handle ffff: ingress
             tc filter replace dev vb6c39f18610fe parent ffff: protocol all prio 1 handle 800::800 u32 match u32 0 0 action mirred egress redirect dev ib6c39f18610fe
+            nft batch of 80 changes (first: delete table inet berth)
         "#]],
     );
 }

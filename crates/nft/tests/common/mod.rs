@@ -71,7 +71,9 @@ pub fn objects(list: &[serde_json::Value], kind: &str) -> Vec<serde_json::Value>
     list.iter().filter_map(|o| o.get(kind).cloned()).collect()
 }
 
-/// Removes fields that legitimately differ between two identical rulesets.
+/// Removes fields that legitimately differ between two identical rulesets
+/// (an element's `expires` counts down by the second, so two listings a
+/// moment apart may differ by one).
 pub fn normalize(mut v: serde_json::Value) -> serde_json::Value {
     fn walk(v: &mut serde_json::Value) {
         match v {
