@@ -785,13 +785,28 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
             firewall::Tables::default(),
             &desired.instance,
         );
-        if observed.elements.as_ref() != Some(&expected_elements(&fresh.batch)) {
-            if observed.elements.is_some() {
-                d.report.push(
-                    "rebuilt the firewall tables: their sets or maps had been changed".into(),
-                );
+        let want = expected_elements(&fresh.batch);
+        match &observed.elements {
+            Some(have) => {
+                for (what, table) in [
+                    ("firewall table", firewall::table()),
+                    ("anti-spoofing table", firewall::guard::table()),
+                ] {
+                    let of = |all: &TableElements| -> TableElements {
+                        all.iter()
+                            .filter(|((t, _), _)| *t == table)
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect()
+                    };
+                    if of(have) != of(&want) {
+                        d.report.push(format!(
+                            "rebuilt the {what}: its sets or maps had been changed"
+                        ));
+                        rebuild = true;
+                    }
+                }
             }
-            rebuild = true;
+            None => rebuild = true,
         }
     }
     if rebuild {

@@ -175,7 +175,7 @@ fn what_was_lost_by_hand_is_put_back_and_only_that() {
         &d,
         expect![[r#"
             put the gateway address 10.90.0.1 back on bridge berth-web
-            rebuilt the firewall tables: their sets or maps had been changed
+            rebuilt the firewall table: its sets or maps had been changed
             turned net.ipv4.ip_forward back on
             --
             ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
@@ -247,7 +247,7 @@ fn interrupted_connect_is_undone_and_interrupted_disconnect_finished() {
         expect![[r#"
             undid the interrupted connect of web/c1
             finished the interrupted disconnect of web/c2
-            rebuilt the firewall tables: their sets or maps had been changed
+            rebuilt the anti-spoofing table: its sets or maps had been changed
             --
             ip link del vb6c39f18610fe
             nft batch of 78 changes (first: delete table inet berth)
@@ -350,7 +350,7 @@ fn a_killed_run_is_reclaimed() {
         expect![[r#"
             reclaimed web/run-77 of a `run` that was killed
             removed namespace run-77 of a `run` that was killed
-            rebuilt the firewall tables: their sets or maps had been changed
+            rebuilt the anti-spoofing table: its sets or maps had been changed
             --
             ip link del vb8923df65c048
             ip netns del run-77
@@ -580,7 +580,7 @@ fn a_lost_ifb_is_recreated_and_a_dead_endpoints_ifb_removed() {
         expect![[r#"
             removed endpoint web/c2: its namespace is gone
             re-created the ifb ib6c39f18610fe of web/c1
-            rebuilt the firewall tables: their sets or maps had been changed
+            rebuilt the anti-spoofing table: its sets or maps had been changed
             --
             ip link del ib6b39f1860f4b
             ip link add ib6c39f18610fe mtu 1500 group 1650786305 type ifb
