@@ -161,15 +161,15 @@ pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize) -> Result<()> {
     };
     let pairs = rounds * 2;
     let (on, off, x) = on_off(&mut rates);
-    println!(
+    outln!(
         "anti-spoofing on vs off ({pairs} pairs): new TCP connections/s through the published port {on:.0} vs {off:.0} (pairs: x{x:.3})"
     );
     let (on, off, x) = on_off(&mut ins);
-    println!(
+    outln!(
         "anti-spoofing on vs off ({pairs} pairs): TCP throughput from the host through the published port {on:.0} vs {off:.0} Mbit/s (pairs: x{x:.3})"
     );
     let (on, off, x) = on_off(&mut outs);
-    println!(
+    outln!(
         "anti-spoofing on vs off ({pairs} pairs): TCP throughput from the container to the outside {on:.0} vs {off:.0} Mbit/s (pairs: x{x:.3})"
     );
     Ok(())
