@@ -5,10 +5,11 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind,
-    InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet, AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData,
+    InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -178,6 +179,27 @@ pub fn set_bridge_nf_call_iptables(rtnl: &mut Rtnl, name: &str, on: bool) -> io:
         LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::NfCallIpTables(on)])),
     ]));
     rtnl.request(RouteNetlinkMessage::NewLink(msg), 0)
+}
+
+/// Sets one IPv4 per-device setting (`IPV4_DEVCONF_*` number `id`) of the
+/// link `name`: RTM_SETLINK with IFLA_AF_SPEC / AF_INET / IFLA_INET_CONF
+/// holding the one setting, which the kernel validates and applies like a
+/// write to /proc/sys/net/ipv4/conf/NAME/.
+pub fn set_ipv4_devconf(rtnl: &mut Rtnl, name: &str, id: u16, value: u32) -> io::Result<()> {
+    const IFLA_INET_CONF: u16 = 1;
+    const NLA_F_NESTED: u16 = 1 << 15;
+    let mut setting = Vec::with_capacity(8);
+    setting.extend_from_slice(&8u16.to_ne_bytes());
+    setting.extend_from_slice(&id.to_ne_bytes());
+    setting.extend_from_slice(&value.to_ne_bytes());
+    let conf = DefaultNla::new(IFLA_INET_CONF | NLA_F_NESTED, setting);
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    msg.attributes
+        .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+            AfSpecInet::Other(conf),
+        ])]));
+    rtnl.request(RouteNetlinkMessage::SetLink(msg), 0)
 }
 
 /// Sets a bridge port's hairpin mode, so a container can reach itself

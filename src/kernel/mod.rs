@@ -404,8 +404,12 @@ impl Kernel for LiveKernel {
     }
 
     fn write_sysctl(&mut self, key: &sysctl::Key, value: &str) -> Result<()> {
-        sysctl::write(key, value)
-            .map_err(|e| Error::kernel(format!("setting sysctl {key}={value}"), e))
+        let what = || format!("setting sysctl {key}={value}");
+        match (key.ipv4_devconf(), value.trim().parse::<u32>()) {
+            (Some((dev, id)), Ok(v)) => link::set_ipv4_devconf(self.rtnl()?, dev, id, v)
+                .map_err(|e| Error::kernel(what(), e)),
+            _ => sysctl::write(key, value).map_err(|e| Error::kernel(what(), e)),
+        }
     }
 
     fn host_prefixes(&mut self) -> Result<Vec<HostPrefix>> {

@@ -9,6 +9,9 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+/// `IPV4_DEVCONF_ROUTE_LOCALNET` (include/uapi/linux/ip.h).
+const IPV4_DEVCONF_ROUTE_LOCALNET: u16 = 26;
+
 /// A sysctl key as /proc/sys path segments, e.g. `["net", "ipv4",
 /// "ip_forward"]`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -33,6 +36,26 @@ impl Key {
     /// `net.ipv4.ip_forward`.
     pub fn ip_forward() -> Key {
         Key::new(["net", "ipv4", "ip_forward"])
+    }
+
+    /// For `net.ipv4.conf.IFNAME.route_localnet` of one device: the device
+    /// and the setting's IPV4_DEVCONF number, so it can be set over
+    /// netlink, which works where /proc is mounted read-only (as Podman
+    /// may run its network backend).
+    pub fn ipv4_devconf(&self) -> Option<(&str, u16)> {
+        match self.0.as_slice() {
+            [net, ipv4, conf, dev, name]
+                if net == "net"
+                    && ipv4 == "ipv4"
+                    && conf == "conf"
+                    && dev != "all"
+                    && dev != "default"
+                    && name == "route_localnet" =>
+            {
+                Some((dev.as_str(), IPV4_DEVCONF_ROUTE_LOCALNET))
+            }
+            _ => None,
+        }
     }
 
     /// `net.ipv4.conf.IFNAME.NAME`.
@@ -93,6 +116,22 @@ mod tests {
             Key::ip_forward().path(),
             PathBuf::from("/proc/sys/net/ipv4/ip_forward")
         );
+    }
+
+    #[test]
+    fn only_a_devices_route_localnet_goes_over_netlink() {
+        assert_eq!(
+            Key::ipv4_conf("berth-a.b", "route_localnet").ipv4_devconf(),
+            Some(("berth-a.b", 26))
+        );
+        for other in [
+            Key::ipv4_conf("all", "route_localnet"),
+            Key::ipv4_conf("default", "route_localnet"),
+            Key::ipv4_conf("berth0", "rp_filter"),
+            Key::ip_forward(),
+        ] {
+            assert_eq!(other.ipv4_devconf(), None, "{other}");
+        }
     }
 
     #[test]

@@ -36,10 +36,14 @@ use crate::context::{Context, Notice};
 use crate::error::{Error, Result};
 use crate::store;
 
+/// The netavark release whose command line, JSON and behaviour berth
+/// implements (the one Podman 4.3 ships with).
+const NETAVARK_VERSION: &str = "1.4.0";
+
 #[derive(Parser)]
 #[command(
     name = "netavark",
-    version,
+    version = concat!("1.4.0 (berth ", env!("CARGO_PKG_VERSION"), ")"),
     about = "berth acting as Podman's netavark network backend"
 )]
 struct Args {
@@ -100,7 +104,23 @@ pub fn main(args: Vec<OsString>, state_dir: Option<PathBuf>) -> i32 {
             0
         }
         Ok(None) => 0,
-        Err(e) => fail(&e.to_string()),
+        Err(e) => fail(&in_netavarks_words(&e).unwrap_or_else(|| e.to_string())),
+    }
+}
+
+/// netavark's words for a failure Podman users know it by, where berth's
+/// differ only in wording.
+fn in_netavarks_words(e: &Error) -> Option<String> {
+    match e {
+        Error::Apply { step, cause, .. }
+            if step.trim_start_matches('`').starts_with("sysctl -w ") =>
+        {
+            match &**cause {
+                Error::Kernel { source, .. } => Some(format!("Sysctl error: IO Error: {source}")),
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
 
@@ -122,7 +142,8 @@ fn run(args: Args, state_dir: PathBuf) -> Result<Option<String>> {
     let (netns, setup) = match &args.command {
         Command::Version => {
             let v = types::Version {
-                version: env!("CARGO_PKG_VERSION").into(),
+                version: NETAVARK_VERSION.into(),
+                berth: env!("CARGO_PKG_VERSION").into(),
                 commit: option_env!("BERTH_COMMIT").unwrap_or("unknown").into(),
                 build_time: option_env!("BERTH_BUILD_TIME").unwrap_or("unknown").into(),
                 target: format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
@@ -137,11 +158,20 @@ fn run(args: Args, state_dir: PathBuf) -> Result<Option<String>> {
             "rootless Podman is not supported by berth yet; use rootful Podman or the stock netavark",
         ));
     }
+    // netavark's words for a missing namespace or options file, which
+    // Podman shows.
+    // (Teardown goes on without it: what berth recorded still goes.)
+    if setup {
+        std::fs::metadata(netns)
+            .map_err(|e| Error::invalid(format!("invalid namespace path: IO error: {e}")))?;
+    }
     let mut text = String::new();
     match &args.file {
         Some(f) => File::open(f)
             .and_then(|mut f| f.read_to_string(&mut text))
-            .map_err(|e| Error::invalid(format!("cannot read {}: {e}", f.display())))?,
+            .map_err(|e| {
+                Error::invalid(format!("failed to load network options: IO error: {e}"))
+            })?,
         None => std::io::stdin()
             .read_to_string(&mut text)
             .map_err(|e| Error::invalid(format!("cannot read the options from stdin: {e}")))?,
@@ -169,4 +199,40 @@ fn run(args: Args, state_dir: PathBuf) -> Result<Option<String>> {
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| Error::Other(format!("encoding JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_sysctl_write_is_reported_in_netavarks_words() {
+        let e = Error::Apply {
+            step: "`sysctl -w net.ipv4.ip_forward=1`".into(),
+            cause: Box::new(Error::kernel(
+                "setting sysctl net.ipv4.ip_forward=1",
+                std::io::Error::from_raw_os_error(libc::EROFS),
+            )),
+            undo: String::new(),
+        };
+        assert_eq!(
+            in_netavarks_words(&e).as_deref(),
+            Some("Sysctl error: IO Error: Read-only file system (os error 30)")
+        );
+        assert_eq!(in_netavarks_words(&Error::invalid("x")), None);
+    }
+
+    #[test]
+    fn version_names_the_netavark_interface_and_berths_own() {
+        let out = run(
+            Args::try_parse_from(["netavark", "version"]).unwrap(),
+            PathBuf::from("/nonexistent"),
+        )
+        .unwrap()
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["version"], NETAVARK_VERSION);
+        assert_eq!(v["berth"], env!("CARGO_PKG_VERSION"));
+        assert!(v["build_time"].as_str().unwrap().starts_with("20"), "{v}");
+    }
 }

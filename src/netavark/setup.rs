@@ -47,6 +47,10 @@ struct PodmanNet {
     mac: Option<Mac>,
 }
 
+/// The metric of a container's default route when the network's options
+/// name none (netavark's).
+const DEFAULT_METRIC: u32 = 100;
+
 /// Checks the whole request before anything is changed. The networks come
 /// in interface order (`eth0` first), so that the first one gives the
 /// default route, as with netavark.
@@ -74,6 +78,17 @@ fn check(opts: &NetworkOptions) -> Result<Vec<PodmanNet>> {
             }
         }
         names::check_name("network", name)?;
+        let ipam = info.ipam_options.as_ref().and_then(|o| o.get("driver"));
+        match ipam.map(String::as_str) {
+            None | Some("") | Some("host-local") => {}
+            Some("none") => {
+                return Err(Error::invalid(format!(
+                    "network {name:?}: ipam driver \"none\" (an interface without addresses) is not supported by berth"
+                )))
+            }
+            // netavark's words, which Podman shows.
+            Some(d) => return Err(Error::invalid(format!("IO error: unsupported ipam driver {d}"))),
+        }
         let subnets = info.subnets.as_deref().unwrap_or_default();
         let mut v4 = None;
         for s in subnets {
@@ -142,7 +157,8 @@ fn check(opts: &NetworkOptions) -> Result<Vec<PodmanNet>> {
             gateway,
             bridge,
             mtu,
-            metric,
+            // netavark's default, as `ip` tools use it.
+            metric: metric.or(Some(DEFAULT_METRIC)),
             internal: info.internal,
             dns: info.dns_enabled,
             ifname: per.interface_name.clone(),
@@ -250,6 +266,13 @@ pub fn setup(
         for (i, a) in attaches.iter().enumerate() {
             txn.apply(EnsureNetwork::new(a.request(), podman_agreement(a)))?;
             forget_stale(txn, &a.network, &name, &opts.container_id)?;
+            // netavark's words for an interface in the way, which Podman shows.
+            if txn.ctx().kernel.link_exists_in(&target.path, &a.ifname)? {
+                return Err(Error::invalid(format!(
+                    "create veth pair: interface {} already exists on container namespace: Netlink error: File exists (os error 17)",
+                    a.ifname
+                )));
+            }
             let attach = AttachRequest {
                 aliases: aliases(opts, a, &name),
                 network: a.network.clone(),

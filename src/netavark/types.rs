@@ -45,6 +45,9 @@ pub struct Network {
     pub internal: bool,
     #[serde(default)]
     pub ipv6_enabled: bool,
+    /// `{"driver": "host-local" | "none" | "dhcp"}`; host-local when absent.
+    #[serde(default)]
+    pub ipam_options: Option<HashMap<String, String>>,
     pub name: String,
     /// The bridge's name.
     #[serde(default)]
@@ -104,7 +107,10 @@ pub struct NetAddress {
 /// `netavark version`.
 #[derive(Debug, Serialize)]
 pub struct Version {
+    /// The netavark release whose interface berth implements.
     pub version: String,
+    /// berth's own version.
+    pub berth: String,
     pub commit: String,
     pub build_time: String,
     pub target: String,

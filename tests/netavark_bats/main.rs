@@ -65,6 +65,9 @@ struct Verdict {
     failures: Vec<String>,
     /// Listed (b/c/d) tests that now pass: their rows are stale.
     now_passing: Vec<String>,
+    /// Listed (b/c/d) tests that failed, as expected until their issue
+    /// lands.
+    known: Vec<String>,
 }
 
 /// Judges one file's results into `verdict`; prints a line for each
@@ -126,6 +129,9 @@ fn judge(
                 if excluded {
                     loud(&format!("  excluded, fails: {line}"));
                 } else {
+                    if entry.is_some() {
+                        verdict.known.push(line.clone());
+                    }
                     let mut msg = line;
                     for d in detail {
                         msg.push_str(&format!("\n      | {d}"));
@@ -144,9 +150,25 @@ fn judge(
 
 #[test]
 #[ignore = "berth does not pass netavark's bats suite yet (issues 17 and 18: IPv6, macvlan, \
-            ipam none, read-only /proc/sys, metric, error texts); run with -- --ignored, \
+            ipam none); run with -- --ignored, \
             or with BATS_NETAVARK=/usr/lib/podman/netavark to check the harness"]
 fn netavark_bats_suite() {
+    run_suite(true);
+}
+
+/// The suite as CI runs it until berth passes it whole: every test that is
+/// not listed must pass, each listed gap that fails is printed as a known
+/// failure, and a listed test that passes fails the run (its row must go),
+/// so the list can only shrink.
+#[test]
+fn netavark_bats_suite_without_the_listed_gaps() {
+    run_suite(false);
+}
+
+/// Runs the three files against the binary under test and judges them:
+/// `strict`, every counted test must pass; otherwise the listed gaps may
+/// fail (and are printed).
+fn run_suite(strict: bool) {
     if let Some(why) = runner::missing_tool() {
         loud(&format!(
             "SKIP netavark_bats_suite: {why}; the suite did not run"
@@ -201,6 +223,20 @@ fn netavark_bats_suite() {
 
     for t in &verdict.now_passing {
         loud(&format!("NOW PASSES (remove its row from {LIST}): {t}"));
+    }
+    if !strict {
+        for t in &verdict.known {
+            loud(&format!("KNOWN FAILURE (listed in {LIST}): {t}"));
+        }
+        assert!(
+            verdict.now_passing.is_empty(),
+            "listed tests now pass; remove their rows from {LIST}: {:#?}",
+            verdict.now_passing
+        );
+        let known = &verdict.known;
+        verdict
+            .failures
+            .retain(|f| !known.iter().any(|k| f.starts_with(k.as_str())));
     }
     assert!(
         verdict.failures.is_empty(),
