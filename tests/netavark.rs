@@ -304,12 +304,6 @@ fn bad_requests_fail_in_netavark_format_and_change_nothing() {
             "unknown network driver",
         ),
         (
-            "missing netns",
-            vec!["setup", "/run/netns/nope"],
-            ok.clone(),
-            "/run/netns/nope",
-        ),
-        (
             "port taken",
             vec!["setup", "/run/netns/c2"],
             with(
@@ -368,6 +362,28 @@ fn bad_requests_fail_in_netavark_format_and_change_nothing() {
         assert_netavark_error(&out, needle);
         sb.snapshot().assert_same(&before, what);
     }
+    // A missing namespace or options file: netavark's words on stdout,
+    // which Podman shows, and berth's line naming the path on stderr.
+    let out = netavark(&sb, &["setup", "/run/netns/nope"], &ok);
+    let msg = assert_netavark_error(&out, "invalid namespace path");
+    assert_eq!(
+        msg,
+        "invalid namespace path: IO error: No such file or directory (os error 2)"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/run/netns/nope"), "{err}");
+    let out = sb.sh(&format!(
+        "BERTH_STATE_DIR={STATE_DIR} {BERTH} netavark --config /x --file /run/nope.json setup /run/netns/c2"
+    ));
+    let msg = assert_netavark_error(&out, "failed to load network options");
+    assert_eq!(
+        msg,
+        "failed to load network options: IO error: No such file or directory (os error 2)"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/run/nope.json"), "{err}");
+    sb.snapshot()
+        .assert_same(&before, "missing namespace or file");
     // Bad JSON, on stdin as Podman sends it.
     let out = sb.sh(&format!(
         "echo '{{\"container_id\": ' | BERTH_STATE_DIR={STATE_DIR} {BERTH} netavark --config /x setup /run/netns/c2"
