@@ -103,14 +103,16 @@ fn modes(dir: &Path, out: &mut Vec<Finding>) {
     }
 }
 
-/// The pid in `dir/file` when that process exists.
+/// The pid in `dir/file` when that process runs.
 fn live_pid(ctx: &Context, dir: &Path, file: &str) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(dir.join(file))
         .ok()?
         .trim()
         .parse()
         .ok()?;
-    ctx.kernel.process_start_time(pid).map(|_| pid)
+    // A zombie (killed, not yet reaped) has ended.
+    let start = ctx.kernel.process_start_time(pid)?;
+    ctx.kernel.process_alive(pid, start).then_some(pid)
 }
 
 pub fn daemons(ctx: &mut Context, facts: &Facts, out: &mut Vec<Finding>) {
