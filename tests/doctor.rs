@@ -381,14 +381,10 @@ fn bench_doctor_at_1000_endpoints() {
     let start = Instant::now();
     // Namespaces made in one shell; connects through berth, one process each.
     sb.sh_ok(&format!("for i in $(seq 1 {n}); do ip netns add b$i; done"));
-    let mut script = String::new();
-    for i in 1..=n {
-        script.push_str(&format!(
-            "BERTH_NFT_MAX_KERNEL={MIN_KERNEL} BERTH_STATE_DIR={STATE_DIR} {BERTH} connect big b{i} -p {}:80 >/dev/null || exit 1\n",
-            20000 + i
-        ));
-    }
-    sb.sh_ok(&script);
+    sb.sh_ok(&format!(
+        "export BERTH_NFT_MAX_KERNEL={MIN_KERNEL} BERTH_STATE_DIR={STATE_DIR}; \
+         for i in $(seq 1 {n}); do {BERTH} connect big b$i -p $((20000 + i)):80 >/dev/null || exit 1; done"
+    ));
     eprintln!("setup: {n} endpoints in {:?}", start.elapsed());
     let (code, findings) = doctor(&sb);
     assert_eq!(code, 0, "{:#?}", problems(&findings));
