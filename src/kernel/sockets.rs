@@ -110,34 +110,6 @@ pub fn port_holder_process(proto: Proto, port: u16) -> Option<String> {
     None
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_bound_socket_is_seen_on_its_address_and_on_any() {
-        let held = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = held.local_addr().unwrap().port();
-        assert!(port_in_use(Proto::Udp, Ipv4Addr::LOCALHOST, port));
-        assert!(port_in_use(Proto::Udp, Ipv4Addr::UNSPECIFIED, port));
-        let holder = port_holder_process(Proto::Udp, port).expect("found");
-        assert!(
-            holder.contains(&format!("pid {}", std::process::id())),
-            "{holder}"
-        );
-        drop(held);
-        assert!(!port_in_use(Proto::Udp, Ipv4Addr::LOCALHOST, port));
-    }
-
-    #[test]
-    fn local_addresses() {
-        assert!(is_local_address(Ipv4Addr::LOCALHOST));
-        assert!(is_local_address(Ipv4Addr::new(127, 0, 0, 2)));
-        // TEST-NET-3: documentation-only, never a host's address here.
-        assert!(!is_local_address(Ipv4Addr::new(203, 0, 113, 254)));
-    }
-}
-
 /// Whether a DNS server answers at `server:port` over UDP within
 /// `timeout`: one query for the root's NS records, and any reply with the
 /// query's id counts (an error code is still an answer from a live server).
@@ -168,4 +140,32 @@ pub fn dns_answers(server: Ipv4Addr, port: u16, timeout: std::time::Duration) ->
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bound_socket_is_seen_on_its_address_and_on_any() {
+        let held = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        assert!(port_in_use(Proto::Udp, Ipv4Addr::LOCALHOST, port));
+        assert!(port_in_use(Proto::Udp, Ipv4Addr::UNSPECIFIED, port));
+        let holder = port_holder_process(Proto::Udp, port).expect("found");
+        assert!(
+            holder.contains(&format!("pid {}", std::process::id())),
+            "{holder}"
+        );
+        drop(held);
+        assert!(!port_in_use(Proto::Udp, Ipv4Addr::LOCALHOST, port));
+    }
+
+    #[test]
+    fn local_addresses() {
+        assert!(is_local_address(Ipv4Addr::LOCALHOST));
+        assert!(is_local_address(Ipv4Addr::new(127, 0, 0, 2)));
+        // TEST-NET-3: documentation-only, never a host's address here.
+        assert!(!is_local_address(Ipv4Addr::new(203, 0, 113, 254)));
+    }
 }
