@@ -140,6 +140,21 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "explain",
+        &[
+            "commands",
+            "reconcile",
+            "context",
+            "kernel",
+            "firewall",
+            "model",
+            "error",
+            "store",
+            "dns",
+            "background",
+        ],
+    ),
+    (
         "supervisor",
         &[
             "commands",

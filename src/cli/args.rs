@@ -185,6 +185,22 @@ pub enum Command {
         #[arg(long, default_value_t = 3)]
         seconds: u64,
     },
+    /// Check the host for what keeps container traffic from flowing, and
+    /// say how to fix each (exit 1 when something is broken).
+    Doctor {
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything about one namespace: links, addresses, routes,
+    /// neighbours, berth endpoints, published ports and DNS names.
+    Inspect {
+        /// An endpoint name, a netns name, a path to a namespace file or pid:PID.
+        target: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]

@@ -11,11 +11,13 @@
 //!   `logs`, `rm`.
 //! - `out`: printing that ends quietly (by SIGPIPE) when the reader goes.
 //! - `demo`, `bench`, `bench_traffic`: the walkthrough and the benchmarks.
+//! - `explain`: how `doctor` and `inspect` print.
 
 mod args;
 pub mod bench;
 mod bench_traffic;
 pub mod demo;
+mod explain;
 mod jobs;
 pub mod listing;
 mod out;
@@ -471,6 +473,8 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
             traffic,
             seconds,
         })?,
+        Command::Doctor { json } => return explain::doctor(ctx, json),
+        Command::Inspect { target, json } => return explain::inspect(ctx, &target, json),
     }
     Ok(0)
 }

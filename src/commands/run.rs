@@ -540,7 +540,7 @@ pub fn exec_plan(ctx: &Context, target: &str, command: &[String]) -> Result<Stri
 /// both: entering the wrong one would run the command in the wrong
 /// container. The endpoints are looked up by name in each network (an
 /// index lookup per network).
-fn exec_target(ctx: &Context, text: &str) -> Result<netns::Target> {
+pub fn exec_target(ctx: &Context, text: &str) -> Result<netns::Target> {
     let target = ctx.kernel.parse_target(text)?;
     let named: Vec<Endpoint> = match ctx.store_read_only()? {
         Some(mut store) => {

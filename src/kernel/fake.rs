@@ -760,6 +760,22 @@ impl Kernel for FakeKernel {
         self.set_tc(index, "redirect", to.to_string());
         Ok(())
     }
+
+    fn netns_details(&mut self, _netns: Option<&Path>) -> Result<crate::kernel::NetnsDetails> {
+        Ok(Default::default())
+    }
+
+    fn filter_chains(&mut self) -> Result<Vec<crate::kernel::FilterChain>> {
+        Ok(Vec::new())
+    }
+
+    fn named_netns(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn dns_answers(&self, _server: Ipv4Addr, _port: u16) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

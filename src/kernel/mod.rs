@@ -3,6 +3,7 @@
 //! the [`Kernel`] trait, so plans can be tested without root.
 
 pub mod addr;
+pub mod details;
 pub mod facts;
 #[cfg(test)]
 pub mod fake_rtnl;
@@ -25,6 +26,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 pub use addr::{AddrFact, HostPrefix};
+pub use details::{FilterChain, NetnsDetails};
 pub use facts::NetnsFacts;
 pub use link::LinkFact;
 pub use netns::Target;
@@ -182,6 +184,16 @@ pub trait Kernel: std::any::Any {
     /// Sends everything `ifname` receives to the egress of `to` (an ifb),
     /// replacing an earlier redirect.
     fn redirect_ingress(&mut self, ifname: &str, to: &str) -> Result<()>;
+    /// Everything the namespace at `netns` (None: berth's own) holds:
+    /// links in full, addresses, IPv4 routes of every table, neighbours.
+    fn netns_details(&mut self, netns: Option<&Path>) -> Result<NetnsDetails>;
+    /// Every base chain on the input or forward hook, of every table, with
+    /// the rules that could drop what it sees.
+    fn filter_chains(&mut self) -> Result<Vec<FilterChain>>;
+    /// The named namespaces (under /run/netns).
+    fn named_netns(&self) -> Vec<String>;
+    /// Whether a DNS server answers a query at `server:port` (UDP).
+    fn dns_answers(&self, server: Ipv4Addr, port: u16) -> bool;
 }
 
 /// The real kernel, through one rtnetlink socket in berth's own namespace
@@ -608,6 +620,73 @@ impl Kernel for LiveKernel {
         let to_index = self.index(to)?;
         tc::redirect_ingress(self.rtnl()?, index, to_index)
             .map_err(|e| Error::kernel(format!("redirecting what {ifname} receives to {to}"), e))
+    }
+
+    fn netns_details(&mut self, netns: Option<&Path>) -> Result<NetnsDetails> {
+        let Some(path) = netns else {
+            return details::read(self.rtnl()?).map_err(|e| Error::kernel("reading the host", e));
+        };
+        let what = format!("reading namespace {}", path.display());
+        let ns = std::fs::File::open(path).map_err(|e| Error::kernel(&what, e))?;
+        let inside = netns::run_in(&ns, || details::read(&mut Rtnl::open()?));
+        inside.and_then(|r| r).map_err(|e| Error::kernel(what, e))
+    }
+
+    fn filter_chains(&mut self) -> Result<Vec<FilterChain>> {
+        use berth_nft::{Hook, Policy, RuleVerdict};
+        let nft = self.nft()?;
+        let chains = nft.list_chains()?;
+        let mut out = Vec::new();
+        let mut rules_of: std::collections::HashMap<(String, String), Vec<berth_nft::RuleInfo>> =
+            Default::default();
+        for c in &chains {
+            let hook = match c.hook {
+                Some(Hook::Input) => "input",
+                Some(Hook::Forward) => "forward",
+                _ => continue,
+            };
+            let key = (c.family.to_string(), c.table.clone());
+            if !rules_of.contains_key(&key) {
+                let table = Table::new(c.family, &c.table);
+                rules_of.insert(key.clone(), nft.list_rules(&table)?);
+            }
+            let rules = &rules_of[&key];
+            let dropping = |r: &&berth_nft::RuleInfo| {
+                matches!(r.verdict, Some(RuleVerdict::Drop | RuleVerdict::Reject))
+            };
+            let mut dropping_rules: Vec<String> = Vec::new();
+            for r in rules.iter().filter(|r| r.chain == c.name) {
+                if dropping(&r) {
+                    dropping_rules.push(format!("{} handle {}: {}", r.chain, r.handle, r.text));
+                }
+                if let Some(RuleVerdict::Jump(to) | RuleVerdict::Goto(to)) = &r.verdict {
+                    for inner in rules.iter().filter(|i| &i.chain == to).filter(dropping) {
+                        dropping_rules.push(format!(
+                            "{} handle {}: {}",
+                            inner.chain, inner.handle, inner.text
+                        ));
+                    }
+                }
+            }
+            out.push(FilterChain {
+                family: c.family.to_string(),
+                table: c.table.clone(),
+                chain: c.name.clone(),
+                hook: hook.to_string(),
+                priority: c.priority.unwrap_or(0),
+                policy_drop: c.policy == Some(Policy::Drop),
+                dropping_rules,
+            });
+        }
+        Ok(out)
+    }
+
+    fn named_netns(&self) -> Vec<String> {
+        netns::list_named()
+    }
+
+    fn dns_answers(&self, server: Ipv4Addr, port: u16) -> bool {
+        sockets::dns_answers(server, port, std::time::Duration::from_millis(500))
     }
 }
 

@@ -241,3 +241,16 @@ pub fn isolate_self() -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// The names under /run/netns (none when it does not exist).
+pub fn list_named() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(NETNS_DIR) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
+}

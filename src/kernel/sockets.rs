@@ -110,6 +110,38 @@ pub fn port_holder_process(proto: Proto, port: u16) -> Option<String> {
     None
 }
 
+/// Whether a DNS server answers at `server:port` over UDP within
+/// `timeout`: one query for the root's NS records, and any reply with the
+/// query's id counts (an error code is still an answer from a live server).
+pub fn dns_answers(server: Ipv4Addr, port: u16, timeout: std::time::Duration) -> bool {
+    let Ok(sock) = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) else {
+        return false;
+    };
+    if sock.set_read_timeout(Some(timeout)).is_err() {
+        return false;
+    }
+    let id = (std::process::id() as u16) ^ 0x5a5a;
+    let mut query = Vec::with_capacity(17);
+    query.extend_from_slice(&id.to_be_bytes());
+    // Recursion desired, one question: ". IN NS".
+    query.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1]);
+    if sock.send_to(&query, (server, port)).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 512];
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) if n >= 2 && from.ip() == server && buf[..2] == id.to_be_bytes() => {
+                return true
+            }
+            Ok(_) => continue,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -322,6 +322,17 @@ impl Store {
         })
     }
 
+    /// SQLite's `PRAGMA integrity_check`: every problem it finds, or
+    /// nothing when the database is intact. For `doctor`, which opens
+    /// read-only and wants the thorough answer (indexes against tables).
+    pub fn integrity_problems(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
+        let problems: Vec<String> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(problems.into_iter().filter(|p| p != "ok").collect())
+    }
+
     /// SQLite's `PRAGMA quick_check` over the whole database (linear in its
     /// size, 0.89 ms for 1000 endpoints): for `gc` and `doctor`, where the
     /// cheap check at open is not enough.

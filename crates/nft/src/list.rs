@@ -100,6 +100,13 @@ impl Nft {
         })
     }
 
+    /// The raw dump of `table`'s rules (the kernel filters it to the table).
+    pub(crate) fn dump_rules(&mut self, table: &Table) -> Result<Vec<Vec<u8>>> {
+        self.get(NFT_MSG_GETRULE, table.family.to_raw(), true, |b| {
+            b.attr_str(crate::rule::NFTA_RULE_TABLE, &table.name);
+        })
+    }
+
     /// All tables of all families.
     pub fn list_tables(&mut self) -> Result<Vec<TableInfo>> {
         let raw = self.get(NFT_MSG_GETTABLE, 0, true, |_| {})?;

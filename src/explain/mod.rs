@@ -1,0 +1,4 @@
+//! Read-only answers to 'why': trace, doctor, graph, inspect.
+
+pub mod doctor;
+pub mod inspect;
