@@ -140,6 +140,13 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "explain",
+        &[
+            "commands", "context", "kernel", "model", "error", "store", "firewall", "dns",
+            "request",
+        ],
+    ),
+    (
         "supervisor",
         &[
             "commands",
@@ -645,6 +652,7 @@ const SILENT: &[&str] = &[
     "src/config.rs",
     "src/dns/control.rs",
     "src/background.rs",
+    "src/explain/",
 ];
 
 const PRINTING: &[&str] = &[
