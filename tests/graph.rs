@@ -404,6 +404,10 @@ fn a_thousand_endpoints_stay_bounded_and_name_what_is_left_out() {
         );
         assert!(out.contains("berth ps --filter network=big"), "{format}");
         assert!(
+            out.contains(&format!("{hidden} published port(s)")),
+            "{format} does not count the ports of those left out"
+        );
+        assert!(
             out.contains("lone"),
             "{format}: the small network is shown whole"
         );

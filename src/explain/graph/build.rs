@@ -86,6 +86,7 @@ pub fn graph(rows: &Rows, facts: Option<&NetnsFacts>) -> Graph {
             },
             endpoints: by_network.remove(n.name.as_str()).unwrap_or_default(),
             hidden: 0,
+            hidden_ports: 0,
         })
         .collect();
     Graph {

@@ -3,7 +3,7 @@
 //! its networks), an edge per endpoint from its network to its namespace,
 //! and an edge per published port from the host to the namespace.
 
-use super::model::{more_hint, Graph};
+use super::model::{more_hint, more_label, Graph};
 
 /// A DOT string literal: quotes and backslashes escaped, each line break
 /// written as `\n` (a centred line in Graphviz).
@@ -96,11 +96,7 @@ pub fn render(graph: &Graph) -> String {
             out += &format!(
                 "  {} [label={}, style=dashed];\n",
                 q(&more),
-                q(&format!(
-                    "... and {} more\n{}",
-                    n.hidden,
-                    more_hint(&n.name)
-                ))
+                q(&format!("{}\n{}", more_label(n), more_hint(&n.name)))
             );
             out += &format!("  {} -> {} [style=dashed];\n", q(&id), q(&more));
         }

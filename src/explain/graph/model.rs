@@ -51,6 +51,8 @@ pub struct NetworkNode {
     pub endpoints: Vec<EndpointNode>,
     /// Endpoints left out by [`Graph::collapse`].
     pub hidden: usize,
+    /// Published mappings of the endpoints left out.
+    pub hidden_ports: usize,
 }
 
 /// A network's options that change who may talk to whom.
@@ -170,6 +172,10 @@ impl Graph {
         for n in &mut self.networks {
             if n.endpoints.len() > limit {
                 n.hidden += n.endpoints.len() - keep;
+                n.hidden_ports += n.endpoints[keep..]
+                    .iter()
+                    .map(|e| e.ports.len())
+                    .sum::<usize>();
                 n.endpoints.truncate(keep);
             }
         }
@@ -236,4 +242,12 @@ impl Graph {
 /// The command that lists what a collapsed network leaves out.
 pub fn more_hint(network: &str) -> String {
     format!("berth ps --filter network={network}")
+}
+
+/// `... and 992 more`, with the ports they publish when there are any.
+pub fn more_label(n: &NetworkNode) -> String {
+    match n.hidden_ports {
+        0 => format!("... and {} more", n.hidden),
+        p => format!("... and {} more, {p} published port(s)", n.hidden),
+    }
 }

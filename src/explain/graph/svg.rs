@@ -5,7 +5,7 @@
 //! line to each of its networks. Text is monospace, so a box's width
 //! follows from its longest line.
 
-use super::model::{more_hint, EndpointNode, Graph, NetworkNode};
+use super::model::{more_hint, more_label, EndpointNode, Graph, NetworkNode};
 
 const FONT: f64 = 12.0;
 /// Width of one character at `FONT` (monospace fonts are 0.6 em wide).
@@ -270,7 +270,8 @@ pub fn render(graph: &Graph) -> String {
         }
     }
     let ports = graph.ports();
-    if !ports.is_empty() {
+    let hidden_ports: usize = graph.networks.iter().map(|n| n.hidden_ports).sum();
+    if !ports.is_empty() || hidden_ports > 0 {
         host_lines.push(bold("published ports"));
         for (p, e) in ports.iter().take(HOST_PORT_LINES) {
             host_lines.push(colored(
@@ -278,12 +279,10 @@ pub fn render(graph: &Graph) -> String {
                 PORT,
             ));
         }
-        if ports.len() > HOST_PORT_LINES {
+        let more = ports.len().saturating_sub(HOST_PORT_LINES) + hidden_ports;
+        if more > 0 {
             host_lines.push(colored(
-                format!(
-                    "... and {} more (berth port NAME)",
-                    ports.len() - HOST_PORT_LINES
-                ),
+                format!("... and {more} more (berth port NAME)"),
                 GREY,
             ));
         }
@@ -318,10 +317,7 @@ pub fn render(graph: &Graph) -> String {
         }
         if n.hidden > 0 {
             boxes.push((
-                TextBox::new(vec![
-                    bold(format!("... and {} more", n.hidden)),
-                    colored(more_hint(&n.name), GREY),
-                ]),
+                TextBox::new(vec![bold(more_label(n)), colored(more_hint(&n.name), GREY)]),
                 true,
             ));
         }

@@ -2,7 +2,7 @@
 //! network with its endpoints and their published ports, then the
 //! namespaces on several networks and how networks are kept apart.
 
-use super::model::{more_hint, EndpointNode, Graph, NetworkNode};
+use super::model::{more_hint, more_label, EndpointNode, Graph, NetworkNode};
 
 /// One line of the tree and the lines under it.
 struct Node {
@@ -60,11 +60,8 @@ pub fn render(graph: &Graph) -> String {
             net.children.push(endpoint_node(e, &also));
         }
         if n.hidden > 0 {
-            net.children.push(leaf(format!(
-                "... and {} more ({})",
-                n.hidden,
-                more_hint(&n.name)
-            )));
+            net.children
+                .push(leaf(format!("{} ({})", more_label(n), more_hint(&n.name))));
         }
         host.children.push(net);
     }
