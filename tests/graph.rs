@@ -94,6 +94,34 @@ fn parse_dot(dot: &str) -> Dot {
     Dot { nodes, edges }
 }
 
+/// Graphviz's own parser accepts `dot` (where Graphviz is installed;
+/// berth does not need it, so its absence is a SKIP, said aloud).
+fn graphviz_accepts(dot: &str) {
+    use std::io::Write;
+    let child = std::process::Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("SKIP graphviz check: no `dot` program on this machine");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dot.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "dot refused the graph: {}\n{dot}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Asks Podman's question as Podman 4.3 words it: container `name` on
 /// network `net`, with `ip`, owned by Podman.
 fn podman_setup(sb: &Sandbox, name: &str, net: &str, subnet: &str, ip: &str) -> String {
@@ -236,7 +264,9 @@ fn two_networks_a_shared_namespace_ports_and_an_internal_network() {
 
     // DOT: a node per uplink, network and namespace; an edge per endpoint
     // and per published port.
-    let dot = parse_dot(&sb.berth_ok(&["graph", "--format", "dot"]));
+    let dot_text = sb.berth_ok(&["graph", "--format", "dot"]);
+    graphviz_accepts(&dot_text);
+    let dot = parse_dot(&dot_text);
     let ns_of = |d: &Dot, label_part: &str| -> Vec<String> {
         d.edges
             .iter()
