@@ -152,6 +152,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "store",
             "dns",
             "background",
+            "request",
         ],
     ),
     (
@@ -660,6 +661,7 @@ const SILENT: &[&str] = &[
     "src/config.rs",
     "src/dns/control.rs",
     "src/background.rs",
+    "src/explain/",
 ];
 
 const PRINTING: &[&str] = &[

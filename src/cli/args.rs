@@ -155,6 +155,9 @@ pub enum Command {
         /// Where to write them.
         dir: PathBuf,
     },
+    /// Draw the host as berth sees it: uplinks, networks, endpoints,
+    /// published ports (a text tree, Graphviz DOT, or SVG).
+    Graph(GraphArgs),
     /// Act as Podman's netavark (`berth netavark --help`); also what berth
     /// does when invoked under the name `netavark`.
     Netavark {
@@ -596,4 +599,27 @@ fn port(text: &str) -> std::result::Result<PortSpec, String> {
 
 fn message(e: Error) -> String {
     e.to_string()
+}
+
+/// How `graph` draws.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphFormat {
+    Text,
+    Dot,
+    Svg,
+}
+
+#[derive(Args)]
+pub struct GraphArgs {
+    /// text (a tree, the default), dot (Graphviz) or svg; with -o and no
+    /// --format, the file's extension decides (.svg, .dot/.gv, .txt).
+    #[arg(long, value_enum)]
+    pub format: Option<GraphFormat>,
+    /// Write to this file instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Show every endpoint (by default a network shows its first few past
+    /// 12 and counts the rest).
+    #[arg(long)]
+    pub all: bool,
 }

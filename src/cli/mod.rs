@@ -194,6 +194,7 @@ fn reads_only(command: &Command) -> bool {
             | Command::Logs { .. }
             | Command::Completions { .. }
             | Command::Man { .. }
+            | Command::Graph(_)
             | Command::Network(NetworkCommand::Ls { .. } | NetworkCommand::Inspect { .. })
     )
 }
@@ -454,6 +455,7 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
                 outln!("{}", page.display());
             }
         }
+        Command::Graph(a) => graph(ctx, &a)?,
         // Reached only with global options first (`berth --state-dir D netavark`).
         Command::Netavark { args } => {
             return Ok(crate::netavark::main(args, Some(ctx.state_dir.clone())));
@@ -477,6 +479,37 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
         Command::Inspect { target, json } => return explain::inspect(ctx, &target, json),
     }
     Ok(0)
+}
+
+/// `graph`: the picture drawn in the format asked for (or the one the
+/// output file's name says), to stdout or the file.
+fn graph(ctx: &mut Context, a: &args::GraphArgs) -> Result<()> {
+    use crate::explain::graph::{self, Format};
+    let format = match (a.format, &a.output) {
+        (Some(args::GraphFormat::Text), _) => Format::Text,
+        (Some(args::GraphFormat::Dot), _) => Format::Dot,
+        (Some(args::GraphFormat::Svg), _) => Format::Svg,
+        (None, None) => Format::Text,
+        (None, Some(path)) => match path.extension().and_then(|e| e.to_str()) {
+            Some("svg") => Format::Svg,
+            Some("dot" | "gv") => Format::Dot,
+            Some("txt") => Format::Text,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "cannot tell the format of {} from its name: add --format svg, dot or text",
+                    path.display()
+                )))
+            }
+        },
+    };
+    let limit = (!a.all).then_some(graph::DEFAULT_LIMIT);
+    let drawn = graph::render(&graph::read(ctx, limit)?, format);
+    match &a.output {
+        Some(path) => std::fs::write(path, drawn)
+            .map_err(|e| Error::Other(format!("cannot write {}: {e}", path.display())))?,
+        None => out!("{drawn}"),
+    }
+    Ok(())
 }
 
 /// `network rm A B --dry-run` (and prune's): the removals planned as one

@@ -1,4 +1,5 @@
-//! Read-only answers to 'why': trace, doctor, graph, inspect.
+//! Read-only answers to "why": trace, doctor, graph, inspect.
 
 pub mod doctor;
+pub mod graph;
 pub mod inspect;
