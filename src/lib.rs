@@ -17,6 +17,7 @@ pub mod context;
 pub mod dns;
 pub mod error;
 pub mod executor;
+pub mod explain;
 pub mod failpoint;
 pub mod firewall;
 pub mod kernel;

@@ -140,6 +140,18 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "explain",
+        &[
+            "reconcile",
+            "context",
+            "kernel",
+            "firewall",
+            "model",
+            "error",
+            "store",
+        ],
+    ),
+    (
         "supervisor",
         &[
             "commands",

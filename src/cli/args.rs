@@ -162,6 +162,8 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Walk a packet's way from SRC to DST and say what passes or drops it.
+    Trace(TraceArgs),
     /// Measure connect/disconnect latency (or, with --traffic, the per-packet
     /// cost of published ports), in a private sandbox.
     Bench {
@@ -580,4 +582,19 @@ fn port(text: &str) -> std::result::Result<PortSpec, String> {
 
 fn message(e: Error) -> String {
     e.to_string()
+}
+
+/// `berth trace SRC DST[:PORT[/PROTO]]`.
+#[derive(Args)]
+pub struct TraceArgs {
+    /// Where the packet starts: an endpoint (as `ps` shows it, or
+    /// NETWORK/NAME), a namespace (name, path, pid:N), `host`, or an IPv4
+    /// address (outside the host: the world).
+    pub src: String,
+    /// Where it goes, the same way, with :PORT[/PROTO] for TCP (default),
+    /// UDP or SCTP; without a port, an ICMP echo.
+    pub dst: String,
+    /// Print the trace as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -28,7 +28,7 @@ pub use addr::{AddrFact, HostPrefix};
 pub use facts::NetnsFacts;
 pub use link::LinkFact;
 pub use netns::Target;
-pub use route::IfaceRoutes;
+pub use route::{IfaceRoutes, RouteHop};
 
 use berth_nft::{Batch, Element, Nft, Table};
 
@@ -182,6 +182,14 @@ pub trait Kernel: std::any::Any {
     /// Sends everything `ifname` receives to the egress of `to` (an ifb),
     /// replacing an earlier redirect.
     fn redirect_ingress(&mut self, ifname: &str, to: &str) -> Result<()>;
+    /// `ip [-n NETNS] route get DST [from SRC]`: the route the kernel's
+    /// lookup in the namespace at `netns` (None: berth's own) picks.
+    fn route_get(
+        &mut self,
+        netns: Option<&Path>,
+        dst: Ipv4Addr,
+        src: Option<Ipv4Addr>,
+    ) -> Result<RouteHop>;
 }
 
 /// The real kernel, through one rtnetlink socket in berth's own namespace
@@ -604,6 +612,21 @@ impl Kernel for LiveKernel {
         let to_index = self.index(to)?;
         tc::redirect_ingress(self.rtnl()?, index, to_index)
             .map_err(|e| Error::kernel(format!("redirecting what {ifname} receives to {to}"), e))
+    }
+
+    fn route_get(
+        &mut self,
+        netns: Option<&Path>,
+        dst: Ipv4Addr,
+        src: Option<Ipv4Addr>,
+    ) -> Result<RouteHop> {
+        let what = || format!("looking up the route to {dst}");
+        let Some(path) = netns else {
+            return route::get(self.rtnl()?, dst, src).map_err(|e| Error::kernel(what(), e));
+        };
+        let ns = std::fs::File::open(path).map_err(|e| Error::kernel(what(), e))?;
+        let inside = netns::run_in(&ns, || route::get(&mut Rtnl::open()?, dst, src));
+        inside.and_then(|r| r).map_err(|e| Error::kernel(what(), e))
     }
 }
 

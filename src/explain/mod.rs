@@ -1,0 +1,3 @@
+//! Read-only answers to 'why': trace, doctor, graph, inspect.
+
+pub mod trace;
