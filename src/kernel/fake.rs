@@ -794,7 +794,13 @@ impl Kernel for FakeKernel {
             kind: kind.into(),
         };
         if addrs.iter().any(|a| a.ip == dst) {
-            return Ok(hop(Some("lo".into()), None, src.or(Some(dst)), 255, "local"));
+            return Ok(hop(
+                Some("lo".into()),
+                None,
+                src.or(Some(dst)),
+                255,
+                "local",
+            ));
         }
         if let Some(a) = covering(dst) {
             return Ok(hop(name(a.index), None, Some(a.ip), 254, "unicast"));

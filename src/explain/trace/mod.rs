@@ -203,7 +203,9 @@ fn destination(
                         .networks
                         .iter()
                         .find(|n| n.name == e.network)
-                        .ok_or_else(|| Error::invalid(format!("network {} is not ready", e.network)))?;
+                        .ok_or_else(|| {
+                            Error::invalid(format!("network {} is not ready", e.network))
+                        })?;
                     Ok((format!("the host (gateway of {})", net.name), net.gateway))
                 }
                 _ => Err(Error::invalid(format!(
@@ -223,8 +225,17 @@ fn destination(
             }
             let pick = named
                 .as_ref()
-                .filter(|n| text.contains('/') || !endpoints.iter().any(|e| e.network != n.network && src_networks.contains(&e.network.as_str())))
-                .or_else(|| endpoints.iter().find(|e| src_networks.contains(&e.network.as_str())))
+                .filter(|n| {
+                    text.contains('/')
+                        || !endpoints.iter().any(|e| {
+                            e.network != n.network && src_networks.contains(&e.network.as_str())
+                        })
+                })
+                .or_else(|| {
+                    endpoints
+                        .iter()
+                        .find(|e| src_networks.contains(&e.network.as_str()))
+                })
                 .or(named.as_ref())
                 .or(endpoints.first());
             if let Some(e) = pick {
@@ -237,7 +248,9 @@ fn destination(
                 .map(|a| a.ip)
                 .find(|ip| !ip.is_loopback())
                 .ok_or_else(|| {
-                    Error::invalid(format!("namespace {text:?} has no IPv4 address to trace to"))
+                    Error::invalid(format!(
+                        "namespace {text:?} has no IPv4 address to trace to"
+                    ))
                 })?;
             Ok((label.clone(), ip))
         }
@@ -280,9 +293,16 @@ pub fn gather(ctx: &mut Context, src: &str, dst: &str) -> Result<Facts> {
         }
     };
     let from_host = matches!(source, Source::Host);
-    let target = walk::dnat(&m.networks, &m.endpoints, dst_ip, dst_local, flow, from_host)
-        .map(|d| d.to)
-        .unwrap_or(dst_ip);
+    let target = walk::dnat(
+        &m.networks,
+        &m.endpoints,
+        dst_ip,
+        dst_local,
+        flow,
+        from_host,
+    )
+    .map(|d| d.to)
+    .unwrap_or(dst_ip);
     let host_route = Some(k.route_get(None, target, None)?);
     let host_listens = match flow {
         Flow::Port(p, port) if dst_local => k.host_port_in_use(p, dst_ip, port),

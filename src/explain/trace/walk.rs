@@ -425,7 +425,10 @@ impl<'a> Walk<'a> {
         };
         let Some(net) = self.net(&ep.network) else {
             return drop(
-                format!("endpoint {} names network {}, which berth does not have ready", ep.name, ep.network),
+                format!(
+                    "endpoint {} names network {}, which berth does not have ready",
+                    ep.name, ep.network
+                ),
                 "run `berth up`",
             );
         };
@@ -449,7 +452,10 @@ impl<'a> Walk<'a> {
         } else {
             self.push(s.decided("guard", "drop"));
             return drop(
-                format!("anti-spoofing drops {src_ip} from {}: not an address of its namespace", ep.name),
+                format!(
+                    "anti-spoofing drops {src_ip} from {}: not an address of its namespace",
+                    ep.name
+                ),
                 "send from the endpoint's own address",
             );
         }
@@ -498,8 +504,14 @@ impl<'a> Walk<'a> {
             );
             if !net.policy.icc {
                 return drop(
-                    format!("network {} has --no-icc: its containers may not reach each other", net.name),
-                    format!("put {} and {} on a network without --no-icc", ep.name, f.dst_label),
+                    format!(
+                        "network {} has --no-icc: its containers may not reach each other",
+                        net.name
+                    ),
+                    format!(
+                        "put {} and {} on a network without --no-icc",
+                        ep.name, f.dst_label
+                    ),
                 );
             }
             if let Some(v) = self.foreign_drop() {
@@ -523,7 +535,10 @@ impl<'a> Walk<'a> {
                 ))
             }
             None => drop(
-                format!("no endpoint of network {} has {}: nothing answers ARP for it", net.name, f.dst),
+                format!(
+                    "no endpoint of network {} has {}: nothing answers ARP for it",
+                    net.name, f.dst
+                ),
                 format!("check the address (berth ps --filter network={})", net.name),
             ),
         }
@@ -567,9 +582,11 @@ impl<'a> Walk<'a> {
         let d = dnat(&f.networks, &f.endpoints, f.dst, f.dst_local, f.flow, false);
         if is_loopback(f.dst) {
             self.push(
-                step("prerouting: ip daddr 127.0.0.0/8 return (never translated from an interface)")
-                    .cmd(chain_cmd("prerouting"))
-                    .decided("prerouting", "return"),
+                step(
+                    "prerouting: ip daddr 127.0.0.0/8 return (never translated from an interface)",
+                )
+                .cmd(chain_cmd("prerouting"))
+                .decided("prerouting", "return"),
             );
         } else if let Some(d) = &d {
             self.push(
@@ -642,17 +659,21 @@ impl<'a> Walk<'a> {
                 }
             } else {
                 self.push(
-                    step(format!("input: from {in_if}: no rule of berth's matches: accept"))
-                        .cmd(chain_cmd("input"))
-                        .decided("input", "accept"),
+                    step(format!(
+                        "input: from {in_if}: no rule of berth's matches: accept"
+                    ))
+                    .cmd(chain_cmd("input"))
+                    .decided("input", "accept"),
                 );
             }
         }
         match f.flow {
             Flow::Ping => {
-                self.reply
-                    .push("the host answers the echo itself".into());
-                pass(format!("{} is the host's own address: delivered locally", f.dst))
+                self.reply.push("the host answers the echo itself".into());
+                pass(format!(
+                    "{} is the host's own address: delivered locally",
+                    f.dst
+                ))
             }
             Flow::Port(p, port) if f.host_listens => {
                 self.reply
@@ -677,7 +698,10 @@ impl<'a> Walk<'a> {
                         p.as_str(),
                         f.dst
                     ),
-                    format!("berth connect NETWORK NETNS -p {port}:CONTAINER_PORT/{}", p.as_str()),
+                    format!(
+                        "berth connect NETWORK NETNS -p {port}:CONTAINER_PORT/{}",
+                        p.as_str()
+                    ),
                 )
             }
         }
@@ -752,27 +776,45 @@ impl<'a> Walk<'a> {
                 } else {
                     rule = format!("oifname \"{}\" drop", n.bridge);
                     verdict = Some(drop(
-                        format!("network {} has --no-icc: its containers may not reach each other", n.name),
+                        format!(
+                            "network {} has --no-icc: its containers may not reach each other",
+                            n.name
+                        ),
                         format!("put them on a network without --no-icc"),
                     ));
                 }
             } else if let Some(cidr) = n.policy.deny_egress.iter().find(|c| c.contains(target)) {
                 rule = format!("ip daddr {cidr} reject");
                 verdict = Some(drop(
-                    format!("network {} denies egress to {cidr} (--deny-egress): rejected", n.name),
+                    format!(
+                        "network {} denies egress to {cidr} (--deny-egress): rejected",
+                        n.name
+                    ),
                     format!("create network {} without --deny-egress {cidr}", n.name),
                 ));
             } else if n.policy.internal {
                 rule = "drop (--internal)".into();
                 verdict = Some(drop(
-                    format!("network {} is --internal: nothing leaves it beyond the host", n.name),
-                    format!("connect {} to a network that is not --internal", self.src_netns()),
+                    format!(
+                        "network {} is --internal: nothing leaves it beyond the host",
+                        n.name
+                    ),
+                    format!(
+                        "connect {} to a network that is not --internal",
+                        self.src_netns()
+                    ),
                 ));
             } else if let Some(other) = out_net {
                 rule = "oifname @bridges drop".into();
                 verdict = Some(drop(
                     format!("networks {} and {} are isolated", n.name, other.name),
-                    format!("connect {} to {}: berth connect {} {}", self.src_netns(), other.name, other.name, self.src_netns()),
+                    format!(
+                        "connect {} to {}: berth connect {} {}",
+                        self.src_netns(),
+                        other.name,
+                        other.name,
+                        self.src_netns()
+                    ),
                 ));
             } else {
                 rule = "accept".into();
@@ -794,9 +836,11 @@ impl<'a> Walk<'a> {
             let inward = format!("{}-in", o.name);
             if let Some(c) = o.policy.cluster_cidrs.iter().find(|c| c.contains(src_ip)) {
                 self.push(
-                    step(format!("forward: oifname vmap @fwd_to -> {inward}: ip saddr {c} accept"))
-                        .cmd(chain_cmd(&inward))
-                        .decided(&inward, "accept"),
+                    step(format!(
+                        "forward: oifname vmap @fwd_to -> {inward}: ip saddr {c} accept"
+                    ))
+                    .cmd(chain_cmd(&inward))
+                    .decided(&inward, "accept"),
                 );
             } else {
                 self.push(
@@ -805,14 +849,22 @@ impl<'a> Walk<'a> {
                         .decided(&inward, "drop"),
                 );
                 return drop(
-                    format!("new connections from outside into network {} are refused", o.name),
-                    format!("publish a port: berth connect {} NETNS -p HOST_PORT:PORT", o.name),
+                    format!(
+                        "new connections from outside into network {} are refused",
+                        o.name
+                    ),
+                    format!(
+                        "publish a port: berth connect {} NETNS -p HOST_PORT:PORT",
+                        o.name
+                    ),
                 );
             }
         } else {
             self.push(
-                step(format!("forward: {in_if} -> {out_if} is not berth's traffic: policy accept"))
-                    .cmd(chain_cmd("forward")),
+                step(format!(
+                    "forward: {in_if} -> {out_if} is not berth's traffic: policy accept"
+                ))
+                .cmd(chain_cmd("forward")),
             );
         }
         if let Some(v) = self.foreign_drop() {
@@ -823,9 +875,8 @@ impl<'a> Walk<'a> {
         if let Some(m) = &masq {
             self.push(m.clone());
         }
-        self.reply.push(
-            "replies: forward's first rule, ct state established,related accept".into(),
-        );
+        self.reply
+            .push("replies: forward's first rule, ct state established,related accept".into());
         if masq.is_some() {
             self.reply
                 .push("the masquerade is undone on the reply by conntrack".into());
@@ -841,8 +892,14 @@ impl<'a> Walk<'a> {
                 Some(e) => pass(match d {
                     Some(d) => format!(
                         "published port {} -> {}:{} of {} ({}) lets it in",
-                        match f.flow { Flow::Port(p, port) => format!("{port}/{}", p.as_str()), Flow::Ping => String::new() },
-                        d.to, d.to_port, e.name, o.name
+                        match f.flow {
+                            Flow::Port(p, port) => format!("{port}/{}", p.as_str()),
+                            Flow::Ping => String::new(),
+                        },
+                        d.to,
+                        d.to_port,
+                        e.name,
+                        o.name
                     ),
                     None => format!("delivered to {} on network {}", e.name, o.name),
                 }),
@@ -871,9 +928,11 @@ impl<'a> Walk<'a> {
         let in_subnets = |ip| f.networks.iter().any(|n| n.subnet.contains(ip));
         if d.is_some() && in_subnets(src_ip) && in_subnets(target) {
             return Some(
-                step("postrouting: ct status dnat ip saddr @subnets4 ip daddr @subnets4 masquerade")
-                    .cmd(chain_cmd("postrouting"))
-                    .decided("postrouting", "masquerade"),
+                step(
+                    "postrouting: ct status dnat ip saddr @subnets4 ip daddr @subnets4 masquerade",
+                )
+                .cmd(chain_cmd("postrouting"))
+                .decided("postrouting", "masquerade"),
             );
         }
         let n = net?;
@@ -907,8 +966,10 @@ impl<'a> Walk<'a> {
             Some(h) if routable(h) => {
                 let in_if = h.oif.clone().unwrap_or_default();
                 self.push(
-                    step(format!("enters the host by {in_if} (the host's route back to {src})"))
-                        .cmd(format!("ip route get {src}")),
+                    step(format!(
+                        "enters the host by {in_if} (the host's route back to {src})"
+                    ))
+                    .cmd(format!("ip route get {src}")),
                 );
                 // A foreign namespace behind a berth bridge is still
                 // judged by that bridge's network.
@@ -917,8 +978,10 @@ impl<'a> Walk<'a> {
             }
             _ => {
                 self.push(
-                    step(format!("the host has no route back to {src}: where it enters is unknown"))
-                        .cmd(format!("ip route get {src}")),
+                    step(format!(
+                        "the host has no route back to {src}: where it enters is unknown"
+                    ))
+                    .cmd(format!("ip route get {src}")),
                 );
                 self.at_host(None, src)
             }
@@ -953,7 +1016,10 @@ impl<'a> Walk<'a> {
         }
         let target = d.as_ref().map(|d| d.to).unwrap_or(f.dst);
         let Some(hop) = f.host_route.as_ref() else {
-            return drop("no route lookup answered on the host", "check the host's routes");
+            return drop(
+                "no route lookup answered on the host",
+                "check the host's routes",
+            );
         };
         self.push(
             step(format!("route lookup on the host: {}", describe_hop(hop)))
@@ -1059,11 +1125,7 @@ impl Trace {
             out.push(format!("    reply: {r}"));
         }
         let v = &self.verdict;
-        let mut line = format!(
-            "{}: {}",
-            if v.pass { "PASS" } else { "DROP" },
-            v.reason
-        );
+        let mut line = format!("{}: {}", if v.pass { "PASS" } else { "DROP" }, v.reason);
         if let Some(fix) = &v.fix {
             line += &format!("; {fix}");
         }
