@@ -405,6 +405,17 @@ impl<'a> Walk<'a> {
                 .cmd(ns_cmd(netns, &format!("ip route get {}", f.dst))),
         );
         if !routable(hop) {
+            // --internal networks give their endpoints no default route.
+            if let Some(n) = endpoints
+                .iter()
+                .filter_map(|e| self.net(&e.network))
+                .find(|n| n.policy.internal)
+            {
+                return drop(
+                    format!("network {} is --internal: its endpoints get no default route, so {label} has no route to {}", n.name, f.dst),
+                    format!("connect {netns} to a network that is not --internal"),
+                );
+            }
             return drop(
                 format!("{label} has no route to {} ({})", f.dst, hop.kind),
                 format!("give {netns} a route to {} (berth connect sets a default route via the gateway unless the network is --internal)", f.dst),

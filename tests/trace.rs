@@ -1,0 +1,225 @@
+//! `berth trace` end to end: a known cause is made in a sandbox, trace
+//! must name it, and a real probe must agree with its verdict.
+
+mod util;
+
+use util::*;
+
+/// Runs `berth trace SRC DST` and returns (passes, the verdict line).
+fn trace(sb: &Sandbox, src: &str, dst: &str) -> (bool, String) {
+    let out = sb.berth(&["trace", src, dst]);
+    let text = stdout(&out);
+    let last = text.lines().last().unwrap_or_default().to_string();
+    match out.status.code() {
+        Some(0) => {
+            assert!(last.starts_with("PASS: "), "{text}");
+            (true, last)
+        }
+        Some(1) => {
+            assert!(last.starts_with("DROP: "), "{text}\n{}", stderr(&out));
+            (false, last)
+        }
+        other => panic!(
+            "trace {src} {dst}: exit {other:?}\n{text}\n{}",
+            stderr(&out)
+        ),
+    }
+}
+
+/// The trace's verdict and a real TCP probe agree; returns the verdict line.
+fn agrees_tcp(
+    sb: &Sandbox,
+    src: &str,
+    from: Option<&str>,
+    dst: &str,
+    addr: &str,
+) -> (bool, String) {
+    let (pass, line) = trace(sb, src, dst);
+    let probe = sb.tcp(from, addr).status.success();
+    assert_eq!(
+        pass,
+        probe,
+        "trace {src} {dst} says {line:?}, the probe to {addr} {}",
+        if probe { "got through" } else { "did not" }
+    );
+    (pass, line)
+}
+
+fn agrees_ping(sb: &Sandbox, src: &str, from: Option<&str>, dst: &str, ip: &str) -> (bool, String) {
+    let (pass, line) = trace(sb, src, dst);
+    let probe = sb.ping(from, ip).status.success();
+    assert_eq!(
+        pass,
+        probe,
+        "trace {src} {dst} says {line:?}, the ping to {ip} {}",
+        if probe { "got through" } else { "did not" }
+    );
+    (pass, line)
+}
+
+fn br_netfilter(sb: &Sandbox, on: bool) {
+    sb.sh_ok(&format!(
+        "sysctl -qw net.bridge.bridge-nf-call-iptables={}",
+        u8::from(on)
+    ));
+}
+
+#[test]
+fn neighbours_pass_and_a_foreign_forward_drop_matters_only_with_br_netfilter() {
+    let sb = Sandbox::new();
+    sb.create_network("web", "10.90.0.0/24");
+    for ns in ["a", "b"] {
+        sb.add_netns(ns);
+        sb.connect("web", ns, &[]);
+    }
+    let _srv = sb.tcp_server(Some("b"), "0.0.0.0:80");
+    for on in [false, true] {
+        br_netfilter(&sb, on);
+        let (pass, line) = agrees_tcp(&sb, "a", Some("a"), "b:80", "10.90.0.3:80");
+        assert!(pass && line.contains("neighbours on network web"), "{line}");
+    }
+    sb.sh_ok("nft add table inet foreign && nft 'add chain inet foreign forward { type filter hook forward priority 0; policy drop; }'");
+    br_netfilter(&sb, true);
+    let (pass, line) = agrees_tcp(&sb, "a", Some("a"), "b:80", "10.90.0.3:80");
+    assert!(
+        !pass && line.contains("table inet foreign chain forward"),
+        "{line}"
+    );
+    br_netfilter(&sb, false);
+    let (pass, _) = agrees_tcp(&sb, "a", Some("a"), "b:80", "10.90.0.3:80");
+    assert!(pass, "bridged without br_netfilter, no forward hook drops");
+}
+
+#[test]
+fn isolation_no_icc_and_a_foreign_drop_on_routed_traffic() {
+    let sb = Sandbox::new();
+    let inet = sb.internet();
+    sb.create_network("web", "10.90.0.0/24");
+    sb.create_network("db", "10.91.0.0/24");
+    sb.berth_ok(&[
+        "network",
+        "create",
+        "quiet",
+        "--subnet",
+        "10.92.0.0/24",
+        "--no-icc",
+    ]);
+    for (net, ns) in [("web", "a"), ("db", "c"), ("quiet", "q1"), ("quiet", "q2")] {
+        sb.add_netns(ns);
+        sb.connect(net, ns, &[]);
+    }
+    let (pass, line) = agrees_ping(&sb, "a", Some("a"), "c", "10.91.0.2");
+    assert!(
+        !pass && line.contains("networks web and db are isolated; connect a to db"),
+        "{line}"
+    );
+    for on in [false, true] {
+        br_netfilter(&sb, on);
+        let (pass, line) = agrees_ping(&sb, "q1", Some("q1"), "q2", "10.92.0.3");
+        assert!(!pass && line.contains("--no-icc"), "{line}");
+    }
+    let _srv = sb.tcp_server(Some(&inet.netns), "0.0.0.0:8080");
+    let public = format!("{}:8080", inet.public_ip);
+    let (pass, line) = agrees_tcp(&sb, "a", Some("a"), &public, &public);
+    assert!(pass && line.contains("leaves by uplink0"), "{line}");
+    sb.sh_ok("nft add table inet foreign && nft 'add chain inet foreign forward { type filter hook forward priority 0; policy drop; }'");
+    let (pass, line) = agrees_tcp(&sb, "a", Some("a"), &public, &public);
+    assert!(
+        !pass && line.contains("table inet foreign chain forward"),
+        "{line}"
+    );
+}
+
+#[test]
+fn internal_deny_egress_and_ip_forward_off_stop_egress() {
+    let sb = Sandbox::new();
+    let inet = sb.internet();
+    let _srv = sb.tcp_server(Some(&inet.netns), "0.0.0.0:8080");
+    let public = format!("{}:8080", inet.public_ip);
+    sb.create_network("web", "10.90.0.0/24");
+    sb.berth_ok(&[
+        "network",
+        "create",
+        "inside",
+        "--subnet",
+        "10.93.0.0/24",
+        "--internal",
+    ]);
+    sb.berth_ok(&[
+        "network",
+        "create",
+        "fenced",
+        "--subnet",
+        "10.94.0.0/24",
+        "--deny-egress",
+        "198.51.100.0/24",
+    ]);
+    for (net, ns) in [("web", "a"), ("inside", "i"), ("fenced", "f")] {
+        sb.add_netns(ns);
+        sb.connect(net, ns, &[]);
+    }
+    let (pass, line) = agrees_tcp(&sb, "i", Some("i"), &public, &public);
+    assert!(
+        !pass && line.contains("network inside is --internal"),
+        "{line}"
+    );
+    let (pass, line) = agrees_tcp(&sb, "f", Some("f"), &public, &public);
+    assert!(
+        !pass && line.contains("denies egress to 198.51.100.0/24"),
+        "{line}"
+    );
+    let (pass, _) = agrees_tcp(&sb, "a", Some("a"), &public, &public);
+    assert!(pass);
+    sb.sh_ok("sysctl -qw net.ipv4.ip_forward=0");
+    let (pass, line) = agrees_tcp(&sb, "a", Some("a"), &public, &public);
+    assert!(
+        !pass && line.contains("net.ipv4.ip_forward is 0") && line.contains("berth up puts it back"),
+        "{line}"
+    );
+}
+
+#[test]
+fn published_ports_from_the_host_and_from_outside() {
+    let sb = Sandbox::new();
+    let inet = sb.internet();
+    sb.create_network("web", "10.90.0.0/24");
+    sb.add_netns("a");
+    sb.connect("web", "a", &["-p", "8080:80"]);
+    let _srv = sb.tcp_server(Some("a"), "0.0.0.0:80");
+    let present = format!("{}:8080", inet.host_ip);
+    let missing = format!("{}:8081", inet.host_ip);
+    for (src, from) in [("host", None), ("internet", Some("internet"))] {
+        let (pass, line) = agrees_tcp(&sb, src, from, &present, &present);
+        assert!(
+            pass && line.contains("published port 8080/tcp -> 10.90.0.2:80 of a"),
+            "{src}: {line}"
+        );
+        let (pass, line) = agrees_tcp(&sb, src, from, &missing, &missing);
+        assert!(
+            !pass && line.contains("published port 8081/tcp not found"),
+            "{src}: {line}"
+        );
+    }
+    // Straight to the container's address from outside: no way in.
+    let (pass, line) = agrees_tcp(&sb, "internet", Some("internet"), "a:80", "10.90.0.2:80");
+    assert!(
+        !pass && line.contains("from outside into network web are refused"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_tampered_table_makes_the_verdict_untrusted_and_bad_input_is_one_line() {
+    let sb = Sandbox::new();
+    sb.create_network("web", "10.90.0.0/24");
+    sb.add_netns("a");
+    sb.connect("web", "a", &[]);
+    sb.sh_ok("nft flush chain inet berth web-out");
+    let out = sb.berth(&["trace", "a", "10.90.0.1"]);
+    assert!(stdout(&out).contains("untrusted"), "{}", stdout(&out));
+    let out = sb.berth(&["trace", "nosuch", "a"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("\"nosuch\""), "{}", stderr(&out));
+    let out = sb.berth(&["trace", "a", "host:99999"]);
+    assert_eq!(out.status.code(), Some(2));
+}
