@@ -173,7 +173,9 @@ fn internal_deny_egress_and_ip_forward_off_stop_egress() {
     sb.sh_ok("sysctl -qw net.ipv4.ip_forward=0");
     let (pass, line) = agrees_tcp(&sb, "a", Some("a"), &public, &public);
     assert!(
-        !pass && line.contains("net.ipv4.ip_forward is 0") && line.contains("berth up puts it back"),
+        !pass
+            && line.contains("net.ipv4.ip_forward is 0")
+            && line.contains("berth up puts it back"),
         "{line}"
     );
 }
@@ -222,4 +224,44 @@ fn a_tampered_table_makes_the_verdict_untrusted_and_bad_input_is_one_line() {
     assert!(stderr(&out).contains("\"nosuch\""), "{}", stderr(&out));
     let out = sb.berth(&["trace", "a", "host:99999"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// `berth trace` at 1000 endpoints (the issue's target: under 50 ms).
+/// `cargo test --release --test trace -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn bench_trace_at_1000_endpoints() {
+    let sb = Sandbox::new();
+    sb.create_network("web", "10.80.0.0/20");
+    sb.create_network("db", "10.81.0.0/20");
+    let berth = std::env::var(BERTH_UNDER_TEST_ENV).unwrap_or_else(|_| BERTH.to_string());
+    // In batches of 100, each well within one command's timeout.
+    for batch in 0..10 {
+        sb.sh_ok(&format!(
+            "export BERTH_STATE_DIR={STATE_DIR} BERTH_NFT_MAX_KERNEL={MIN_KERNEL}; \
+             for i in $(seq {} {}); do ip netns add n$i; \
+             if [ $i -le 500 ]; then net=web; else net=db; fi; \
+             {berth} connect $net n$i -p $((10000+i)):80 >/dev/null || exit 1; done",
+            batch * 100 + 1,
+            batch * 100 + 100
+        ));
+    }
+    assert_eq!(sb.endpoints().len(), 1000);
+    for (src, dst) in [("n1", "n2:80"), ("n1", "n999"), ("host", "127.0.0.1:10500")] {
+        let mut times = Vec::new();
+        for _ in 0..11 {
+            let start = std::time::Instant::now();
+            let out = sb.berth(&["trace", src, dst]);
+            times.push(start.elapsed());
+            assert!(matches!(out.status.code(), Some(0 | 1)), "{}", stderr(&out));
+        }
+        times.sort();
+        println!(
+            "trace {src} {dst} at 1000 endpoints: median {:.1} ms, min {:.1} ms, max {:.1} ms",
+            times[5].as_secs_f64() * 1e3,
+            times[0].as_secs_f64() * 1e3,
+            times[10].as_secs_f64() * 1e3
+        );
+        assert!(times[5].as_millis() < 50, "over 50 ms: {times:?}");
+    }
 }
