@@ -104,7 +104,7 @@ enum Place {
         path: std::path::PathBuf,
         endpoints: Vec<Endpoint>,
         /// The endpoint the user named (NETWORK/NAME or NAME).
-        named: Option<Endpoint>,
+        named: Option<Box<Endpoint>>,
     },
     World(Ipv4Addr),
 }
@@ -121,7 +121,7 @@ fn namespace_of(ctx: &Context, m: &Model, e: &Endpoint, label: &str) -> Result<P
             .filter(|o| o.netns_inode == e.netns_inode)
             .cloned()
             .collect(),
-        named: Some(e.clone()),
+        named: Some(Box::new(e.clone())),
     })
 }
 
@@ -224,7 +224,7 @@ fn destination(
                 return Ok((label.clone(), ip));
             }
             let pick = named
-                .as_ref()
+                .as_deref()
                 .filter(|n| {
                     text.contains('/')
                         || !endpoints.iter().any(|e| {
@@ -236,7 +236,7 @@ fn destination(
                         .iter()
                         .find(|e| src_networks.contains(&e.network.as_str()))
                 })
-                .or(named.as_ref())
+                .or(named.as_deref())
                 .or(endpoints.first());
             if let Some(e) = pick {
                 return Ok((label.clone(), e.ip));

@@ -100,7 +100,7 @@ impl World {
     }
 
     /// From a's namespace to `dst`, with the routes the kernel would give.
-    fn from_a(&self, dst: Ipv4Addr, label: &str, flow: Flow) -> Facts {
+    fn sent_by_a(&self, dst: Ipv4Addr, label: &str, flow: Flow) -> Facts {
         let mut f = self.facts(
             Source::Namespace {
                 label: "a".into(),
@@ -133,7 +133,7 @@ impl World {
     }
 
     /// From the LAN peer's namespace `lan` behind uplink0.
-    fn from_lan(&self, dst: Ipv4Addr, label: &str, flow: Flow) -> Facts {
+    fn sent_by_lan(&self, dst: Ipv4Addr, label: &str, flow: Flow) -> Facts {
         let mut f = self.facts(
             Source::Namespace {
                 label: "lan".into(),
@@ -166,7 +166,7 @@ fn tcp(port: u16) -> Flow {
 #[test]
 fn neighbours_pass_bridged_and_the_forward_hook_sees_them_only_with_br_netfilter() {
     let w = world(NetworkPolicy::default());
-    let f = w.from_a(w.b.ip, "b", tcp(80));
+    let f = w.sent_by_a(w.b.ip, "b", tcp(80));
     check(
         &f,
         expect![[r#"
@@ -221,7 +221,7 @@ fn no_icc_drops_neighbours_in_both_br_netfilter_modes() {
         ..Default::default()
     });
     for br in [Some(false), Some(true)] {
-        let mut f = w.from_a(w.b.ip, "b", Flow::Ping);
+        let mut f = w.sent_by_a(w.b.ip, "b", Flow::Ping);
         f.br_netfilter = br;
         let t = walk(&f);
         assert!(!t.verdict.pass);
@@ -234,7 +234,7 @@ fn no_icc_drops_neighbours_in_both_br_netfilter_modes() {
 fn isolated_networks_drop_in_the_source_networks_out_chain() {
     let w = world(NetworkPolicy::default());
     check(
-        &w.from_a(w.c.ip, "c", Flow::Ping),
+        &w.sent_by_a(w.c.ip, "c", Flow::Ping),
         expect![[r#"
             trace a -> c (10.91.0.2), icmp echo
              1. berth's tables inet berth and bridge berth match the state
@@ -259,7 +259,7 @@ fn isolated_networks_drop_in_the_source_networks_out_chain() {
 fn egress_passes_masqueraded_unless_internal_or_denied() {
     let w = world(NetworkPolicy::default());
     check(
-        &w.from_a(PEER, "the world", tcp(8080)),
+        &w.sent_by_a(PEER, "the world", tcp(8080)),
         expect![[r#"
             trace a -> the world (203.0.113.2), 8080/tcp
              1. berth's tables inet berth and bridge berth match the state
@@ -286,14 +286,14 @@ fn egress_passes_masqueraded_unless_internal_or_denied() {
         internal: true,
         ..Default::default()
     });
-    let t = walk(&w.from_a(PEER, "the world", tcp(8080)));
+    let t = walk(&w.sent_by_a(PEER, "the world", tcp(8080)));
     expect!["network web is --internal: nothing leaves it beyond the host; connect a to a network that is not --internal"]
         .assert_eq(&format!("{}; {}", t.verdict.reason, t.verdict.fix.unwrap()));
     let w = world(NetworkPolicy {
         deny_egress: vec!["203.0.113.0/24".parse().unwrap()],
         ..Default::default()
     });
-    let t = walk(&w.from_a(PEER, "the world", tcp(8080)));
+    let t = walk(&w.sent_by_a(PEER, "the world", tcp(8080)));
     assert_eq!(t.steps.last().unwrap().verdict.as_deref(), Some("reject"));
     expect!["network web denies egress to 203.0.113.0/24 (--deny-egress): rejected"]
         .assert_eq(&t.verdict.reason);
@@ -303,7 +303,7 @@ fn egress_passes_masqueraded_unless_internal_or_denied() {
 fn a_published_port_is_found_by_its_element_and_a_missing_one_is_named() {
     let w = world(NetworkPolicy::default());
     check(
-        &w.from_lan(UPLINK_HOST, "the host", tcp(8080)),
+        &w.sent_by_lan(UPLINK_HOST, "the host", tcp(8080)),
         expect![[r#"
             trace lan -> the host (203.0.113.1), 8080/tcp
              1. berth's tables inet berth and bridge berth match the state
@@ -326,15 +326,15 @@ fn a_published_port_is_found_by_its_element_and_a_missing_one_is_named() {
             PASS: published port 8080/tcp -> 10.90.0.2:80 of a (web) lets it in
         "#]],
     );
-    let t = walk(&w.from_lan(UPLINK_HOST, "the host", tcp(8081)));
+    let t = walk(&w.sent_by_lan(UPLINK_HOST, "the host", tcp(8081)));
     expect!["published port 8081/tcp not found on 203.0.113.1 and no host socket holds it; berth connect NETWORK NETNS -p 8081:CONTAINER_PORT/tcp"]
         .assert_eq(&format!("{}; {}", t.verdict.reason, t.verdict.fix.unwrap()));
     // A host socket on the port answers instead.
-    let mut f = w.from_lan(UPLINK_HOST, "the host", tcp(8081));
+    let mut f = w.sent_by_lan(UPLINK_HOST, "the host", tcp(8081));
     f.host_listens = true;
     assert!(walk(&f).verdict.pass);
     // Straight to the container from outside: no way in.
-    let t = walk(&w.from_lan(w.a.ip, "a", tcp(80)));
+    let t = walk(&w.sent_by_lan(w.a.ip, "a", tcp(80)));
     assert_eq!(t.steps.last().unwrap().chain.as_deref(), Some("web-in"));
     assert!(!t.verdict.pass);
 }
@@ -367,7 +367,7 @@ fn from_the_host_the_output_hook_translates_loopback_too() {
 #[test]
 fn ip_forward_off_drops_what_is_routed() {
     let w = world(NetworkPolicy::default());
-    let mut f = w.from_a(PEER, "the world", Flow::Ping);
+    let mut f = w.sent_by_a(PEER, "the world", Flow::Ping);
     f.ip_forward = Some(false);
     let t = walk(&f);
     expect!["net.ipv4.ip_forward is 0: the host forwards nothing; berth up puts it back (sysctl -w net.ipv4.ip_forward=1)"]
@@ -380,10 +380,10 @@ fn no_host_access_leaves_dns_only_and_the_loopback_guard_holds() {
         host_access: false,
         ..Default::default()
     });
-    let t = walk(&w.from_a(w.web.gateway, "the host", tcp(22)));
+    let t = walk(&w.sent_by_a(w.web.gateway, "the host", tcp(22)));
     assert_eq!(t.steps.last().unwrap().chain.as_deref(), Some("web-host"));
     assert!(t.verdict.reason.contains("--no-host-access"), "{t:?}");
-    let mut f = w.from_a(w.web.gateway, "the host", Flow::Port(Proto::Udp, 53));
+    let mut f = w.sent_by_a(w.web.gateway, "the host", Flow::Port(Proto::Udp, 53));
     f.host_listens = true;
     assert!(walk(&f).verdict.pass);
 }
@@ -391,7 +391,7 @@ fn no_host_access_leaves_dns_only_and_the_loopback_guard_holds() {
 #[test]
 fn a_table_that_differs_from_the_state_makes_the_verdict_untrusted() {
     let w = world(NetworkPolicy::default());
-    let mut f = w.from_a(w.c.ip, "c", Flow::Ping);
+    let mut f = w.sent_by_a(w.c.ip, "c", Flow::Ping);
     f.table = TableCheck::Missing;
     let t = walk(&f);
     assert!(!t.trusted);

@@ -177,12 +177,12 @@ pub fn dnat(
     dst: Ipv4Addr,
     dst_local: bool,
     flow: Flow,
-    from_host: bool,
+    start_on_host: bool,
 ) -> Option<Dnat> {
     let Flow::Port(proto, port) = flow else {
         return None;
     };
-    if !dst_local || (!from_host && is_loopback(dst)) {
+    if !dst_local || (!start_on_host && is_loopback(dst)) {
         return None;
     }
     let found = |pred: &dyn Fn(&PortMapping) -> bool, map: &'static str| {
@@ -350,7 +350,7 @@ impl<'a> Walk<'a> {
         let f = self.f;
         self.table_step();
         match &f.src {
-            Source::Host => self.from_host(),
+            Source::Host => self.start_on_host(),
             Source::World(addr) => {
                 self.push(
                     step(format!(
@@ -364,7 +364,7 @@ impl<'a> Walk<'a> {
                 label,
                 netns,
                 endpoints,
-            } => self.from_namespace(label, netns, endpoints),
+            } => self.start_in_namespace(label, netns, endpoints),
         }
     }
 
@@ -392,7 +392,7 @@ impl<'a> Walk<'a> {
         self.push(s);
     }
 
-    fn from_namespace(&mut self, label: &str, netns: &str, endpoints: &[Endpoint]) -> Verdict {
+    fn start_in_namespace(&mut self, label: &str, netns: &str, endpoints: &[Endpoint]) -> Verdict {
         let f = self.f;
         let Some(hop) = &f.src_route else {
             return drop(
@@ -791,7 +791,7 @@ impl<'a> Walk<'a> {
                             "network {} has --no-icc: its containers may not reach each other",
                             n.name
                         ),
-                        format!("put them on a network without --no-icc"),
+                        "put them on a network without --no-icc".to_string(),
                     ));
                 }
             } else if let Some(cidr) = n.policy.deny_egress.iter().find(|c| c.contains(target)) {
@@ -999,7 +999,7 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn from_host(&mut self) -> Verdict {
+    fn start_on_host(&mut self) -> Verdict {
         let f = self.f;
         let d = dnat(&f.networks, &f.endpoints, f.dst, f.dst_local, f.flow, true);
         if let Some(d) = &d {
