@@ -594,6 +594,11 @@ pub struct TraceArgs {
     /// Where it goes, the same way, with :PORT[/PROTO] for TCP (default),
     /// UDP or SCTP; without a port, an ICMP echo.
     pub dst: String,
+    /// Also send a real packet from SRC and report what the kernel's
+    /// chains did with it (a temporary `berth-trace` table traces exactly
+    /// that flow and is removed again).
+    #[arg(long)]
+    pub live: bool,
     /// Print the trace as JSON.
     #[arg(long)]
     pub json: bool,

@@ -457,7 +457,7 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
             return Ok(crate::netavark::main(args, Some(ctx.state_dir.clone())));
         }
         Command::Trace(a) => {
-            let trace = crate::explain::trace::trace(ctx, &a.src, &a.dst)?;
+            let trace = crate::explain::trace::trace(ctx, &a.src, &a.dst, a.live)?;
             if a.json {
                 outln!(
                     "{}",

@@ -815,6 +815,16 @@ impl Kernel for FakeKernel {
             None => Ok(super::RouteHop::unreachable()),
         }
     }
+
+    /// No packet moves in the fake: there is nothing to trace.
+    fn nft_trace_live(
+        &mut self,
+        _plan: &super::nftrace::LivePlan,
+    ) -> Result<super::nftrace::LiveCapture> {
+        Err(crate::error::Error::Other(
+            "live tracing needs the real kernel".into(),
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod fake_rtnl;
 pub mod host;
 pub mod link;
 pub mod netns;
+pub mod nftrace;
 pub mod process;
 pub mod route;
 pub mod rtnl;
@@ -190,6 +191,10 @@ pub trait Kernel: std::any::Any {
         dst: Ipv4Addr,
         src: Option<Ipv4Addr>,
     ) -> Result<RouteHop>;
+    /// `berth trace --live`: sets up the plan's trace tables, sends its
+    /// probe, collects the nf_tables trace events, and removes the tables
+    /// again (also on error and on SIGINT/SIGTERM).
+    fn nft_trace_live(&mut self, plan: &nftrace::LivePlan) -> Result<nftrace::LiveCapture>;
 }
 
 /// The real kernel, through one rtnetlink socket in berth's own namespace
@@ -627,6 +632,10 @@ impl Kernel for LiveKernel {
         let ns = std::fs::File::open(path).map_err(|e| Error::kernel(what(), e))?;
         let inside = netns::run_in(&ns, || route::get(&mut Rtnl::open()?, dst, src));
         inside.and_then(|r| r).map_err(|e| Error::kernel(what(), e))
+    }
+
+    fn nft_trace_live(&mut self, plan: &nftrace::LivePlan) -> Result<nftrace::LiveCapture> {
+        nftrace::run(self.nft()?, plan)
     }
 }
 

@@ -37,6 +37,7 @@ mod netlink;
 mod rule;
 mod set;
 mod table;
+mod trace;
 mod types;
 
 pub use batch::{Batch, ElemOp, Op};
@@ -49,6 +50,7 @@ pub use list::{ChainInfo, SetInfo, TableInfo};
 pub use rule::{CtState, CtStatus, Field, IcmpxCode, LogLevel, LogOptions, RateUnit, Rule};
 pub use set::{flags as set_flags, Element, KeyPart, Set};
 pub use table::Table;
+pub use trace::{TraceEvent, TraceKind, TraceListener};
 pub use types::{DataType, Family, L4Proto, Value, Verdict};
 
 /// A connection to nf_tables in the caller's network namespace.

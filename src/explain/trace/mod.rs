@@ -6,6 +6,7 @@
 //! without the state lock and without changing anything; then
 //! [`walk::walk`] decides from them and berth's model, with no I/O.
 
+pub mod live;
 pub mod walk;
 
 #[cfg(test)]
@@ -345,8 +346,82 @@ pub fn gather(ctx: &mut Context, src: &str, dst: &str) -> Result<Facts> {
     })
 }
 
-/// `berth trace`: the facts, then the walk.
-pub fn trace(ctx: &mut Context, src: &str, dst: &str) -> Result<Trace> {
+/// `berth trace`: the facts, then the walk; with `live`, then a real
+/// packet traced by the kernel.
+pub fn trace(ctx: &mut Context, src: &str, dst: &str, live: bool) -> Result<Trace> {
     let facts = gather(ctx, src, dst)?;
-    Ok(walk::walk(&facts))
+    let mut trace = walk::walk(&facts);
+    if live {
+        trace.live = Some(run_live(ctx, &facts, &trace)?);
+    }
+    Ok(trace)
+}
+
+/// `berth-probe`, installed next to `berth`.
+fn probe_program() -> Result<std::path::PathBuf> {
+    let path = std::env::current_exe()?.with_file_name("berth-probe");
+    if !path.exists() {
+        return Err(Error::Other(format!(
+            "--live sends its packet with {}, which is missing",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+/// A source port for the probe that no other socket of the source is
+/// likely to use at the same moment (the top of the ephemeral range is
+/// handed out last).
+fn source_port() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    61000 + (nanos % 4000) as u16
+}
+
+fn run_live(ctx: &mut Context, facts: &Facts, trace: &Trace) -> Result<live::Live> {
+    let netns = match &facts.src {
+        Source::Host => None,
+        Source::Namespace { netns, .. } => Some(ctx.kernel.parse_target(netns)?.path),
+        Source::World(ip) => {
+            return Err(Error::invalid(format!(
+                "--live sends a real packet from SRC, and {ip} is outside the host: name a namespace (or host) to send from"
+            )))
+        }
+    };
+    let m = live::FlowMatch {
+        saddr: match facts.flow {
+            Flow::Ping => facts.src_route.as_ref().and_then(|h| h.prefsrc),
+            Flow::Port(..) => None,
+        },
+        daddr: facts.dst,
+        flow: facts.flow,
+        sport: match facts.flow {
+            Flow::Ping => None,
+            Flow::Port(..) => Some(source_port()),
+        },
+    };
+    let (setup, remove) = live::batches(&m);
+    let args = live::probe_args(&m);
+    let plan = crate::kernel::nftrace::LivePlan {
+        setup,
+        remove,
+        program: probe_program()?,
+        args: args.clone(),
+        netns,
+        deadline: std::time::Duration::from_millis(live::PROBE_TIMEOUT_MS + 1000),
+        settle: std::time::Duration::from_millis(10),
+    };
+    let capture = ctx.kernel.nft_trace_live(&plan)?;
+    let from = match &facts.src {
+        Source::Namespace { label, .. } => format!(" (in {label})"),
+        _ => String::new(),
+    };
+    Ok(live::interpret(
+        trace,
+        live::rule(&m).render(),
+        format!("{}{from}", args.join(" ")),
+        &capture,
+    ))
 }

@@ -129,6 +129,9 @@ pub struct Trace {
     pub verdict: Verdict,
     /// False when berth's tables do not match the state.
     pub trusted: bool,
+    /// What the kernel did with a real packet (`--live`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<super::live::Live>,
 }
 
 /// A published port's DNAT as berth's maps hold it.
@@ -1115,6 +1118,7 @@ pub fn walk(f: &Facts) -> Trace {
         reply: if verdict.pass { w.reply } else { Vec::new() },
         verdict,
         trusted: matches!(f.table, TableCheck::Matches | TableCheck::NoNetworks),
+        live: None,
     }
 }
 
@@ -1144,6 +1148,9 @@ impl Trace {
             line += " (untrusted: berth's tables do not match the state; run `berth up`)";
         }
         out.push(line);
+        if let Some(live) = &self.live {
+            out.extend(live.render());
+        }
         out
     }
 }
