@@ -294,7 +294,7 @@ pub fn interpret(trace: &Trace, rule: String, probe: String, c: &LiveCapture) ->
             last.chain
         )
     } else {
-        format!("no chain saw it and the probe got no answer{said}")
+        format!("no chain of the host saw it and the probe got no answer{said}")
     };
     let word = |p: bool| if p { "PASS" } else { "DROP" };
     let static_drop = trace
