@@ -213,7 +213,7 @@ fn run(args: &[String]) -> Result<(), Failure> {
             let addr = sockaddr(&opts.target)?;
             let payload = opts.payload.clone().unwrap_or_else(token);
             let reply = match cmd.as_str() {
-                "tcp-connect" => tcp_exchange(addr, &payload, opts.timeout)?,
+                "tcp-connect" => tcp_exchange(addr, &payload, opts.timeout, opts.source_port)?,
                 "sctp-connect" => {
                     let stream = sctp::connect(addr)?;
                     stream_exchange(stream, addr, &payload, opts.timeout)?
@@ -392,9 +392,29 @@ fn remaining(deadline: Instant, addr: SocketAddr, what: &str) -> Result<Duration
     }
 }
 
-fn tcp_exchange(addr: SocketAddr, payload: &str, timeout: Duration) -> Result<String, Failure> {
-    let stream = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| io_fail("connecting to", addr, &e))?;
+fn tcp_exchange(
+    addr: SocketAddr,
+    payload: &str,
+    timeout: Duration,
+    source_port: u16,
+) -> Result<String, Failure> {
+    let stream = if source_port == 0 {
+        TcpStream::connect_timeout(&addr, timeout)
+    } else {
+        // A fixed source port makes the flow one a filter can name exactly.
+        use socket2::{Domain, Socket, Type};
+        let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
+        let _ = sock.set_reuse_address(true);
+        let local: SocketAddr = match addr {
+            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, source_port).into(),
+            SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, source_port).into(),
+        };
+        sock.bind(&local.into())
+            .map_err(|e| fail(format!("cannot bind: {e}")))?;
+        sock.connect_timeout(&addr.into(), timeout)
+            .map(|()| TcpStream::from(sock))
+    }
+    .map_err(|e| io_fail("connecting to", addr, &e))?;
     stream_exchange(stream, addr, payload, timeout)
 }
 
@@ -573,7 +593,7 @@ fn tcp_rate(
     let mut ok: u64 = 0;
     let mut last_err = None;
     while start.elapsed() < dur {
-        match tcp_exchange(addr, &payload, timeout) {
+        match tcp_exchange(addr, &payload, timeout, 0) {
             Ok(reply) if reply.starts_with(&payload) => ok += 1,
             Ok(reply) => last_err = Some(format!("mismatch: got {reply:?}")),
             Err(Failure(_, msg)) => last_err = Some(msg),

@@ -165,6 +165,8 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Walk a packet's way from SRC to DST and say what passes or drops it.
+    Trace(TraceArgs),
     /// Measure connect/disconnect latency (or, with --traffic, the per-packet
     /// cost of published ports), in a private sandbox.
     Bench {
@@ -622,4 +624,24 @@ pub struct GraphArgs {
     /// 12 and counts the rest).
     #[arg(long)]
     pub all: bool,
+}
+
+/// `berth trace SRC DST[:PORT[/PROTO]]`.
+#[derive(Args)]
+pub struct TraceArgs {
+    /// Where the packet starts: an endpoint (as `ps` shows it, or
+    /// NETWORK/NAME), a namespace (name, path, pid:N), `host`, or an IPv4
+    /// address (outside the host: the world).
+    pub src: String,
+    /// Where it goes, the same way, with :PORT[/PROTO] for TCP (default),
+    /// UDP or SCTP; without a port, an ICMP echo.
+    pub dst: String,
+    /// Also send a real packet from SRC and report what the kernel's
+    /// chains did with it (a temporary `berth-trace` table traces exactly
+    /// that flow and is removed again).
+    #[arg(long)]
+    pub live: bool,
+    /// Print the trace as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

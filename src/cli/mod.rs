@@ -460,6 +460,22 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
         Command::Netavark { args } => {
             return Ok(crate::netavark::main(args, Some(ctx.state_dir.clone())));
         }
+        Command::Trace(a) => {
+            let trace = crate::explain::trace::trace(ctx, &a.src, &a.dst, a.live)?;
+            if a.json {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&trace).map_err(show::json_error)?
+                );
+            } else {
+                for line in trace.render() {
+                    outln!("{line}");
+                }
+            }
+            // A drop is an answer, not a failure of the command: 1, as
+            // `grep` says "not found".
+            return Ok(if trace.verdict.pass { 0 } else { 1 });
+        }
         Command::Bench {
             count,
             networks,

@@ -3,3 +3,4 @@
 pub mod doctor;
 pub mod graph;
 pub mod inspect;
+pub mod trace;

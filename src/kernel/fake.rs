@@ -776,6 +776,72 @@ impl Kernel for FakeKernel {
     fn dns_answers(&self, _server: Ipv4Addr, _port: u16) -> bool {
         false
     }
+
+    /// Local addresses first, then connected prefixes, then the default
+    /// route: the main table as the kernel fills it from addresses.
+    fn route_get(
+        &mut self,
+        netns: Option<&Path>,
+        dst: Ipv4Addr,
+        src: Option<Ipv4Addr>,
+    ) -> Result<super::RouteHop> {
+        let addrs: Vec<AddrFact> = self
+            .addrs
+            .iter()
+            .filter(|(n, _)| n.as_deref() == netns)
+            .map(|(_, a)| *a)
+            .collect();
+        let name = |index: u32| {
+            self.links
+                .iter()
+                .find(|l| l.netns.as_deref() == netns && l.fact.index == index)
+                .map(|l| l.fact.name.clone())
+        };
+        let covering = |ip: Ipv4Addr| {
+            addrs
+                .iter()
+                .find(|a| Ipv4Net::new_truncating(a.ip, a.prefix_len).contains(ip))
+                .copied()
+        };
+        let hop = |oif, gateway, prefsrc, table, kind: &str| super::RouteHop {
+            oif,
+            gateway,
+            prefsrc,
+            table,
+            kind: kind.into(),
+        };
+        if addrs.iter().any(|a| a.ip == dst) {
+            return Ok(hop(
+                Some("lo".into()),
+                None,
+                src.or(Some(dst)),
+                255,
+                "local",
+            ));
+        }
+        if let Some(a) = covering(dst) {
+            return Ok(hop(name(a.index), None, Some(a.ip), 254, "unicast"));
+        }
+        let gateway = self
+            .default_routes
+            .iter()
+            .find(|(n, _)| n.as_deref() == netns)
+            .map(|(_, g)| *g);
+        match gateway.and_then(|g| Some((g, covering(g)?))) {
+            Some((g, a)) => Ok(hop(name(a.index), Some(g), Some(a.ip), 254, "unicast")),
+            None => Ok(super::RouteHop::unreachable()),
+        }
+    }
+
+    /// No packet moves in the fake: there is nothing to trace.
+    fn nft_trace_live(
+        &mut self,
+        _plan: &super::nftrace::LivePlan,
+    ) -> Result<super::nftrace::LiveCapture> {
+        Err(crate::error::Error::Other(
+            "live tracing needs the real kernel".into(),
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod fake_rtnl;
 pub mod host;
 pub mod link;
 pub mod netns;
+pub mod nftrace;
 pub mod process;
 pub mod route;
 pub mod rtnl;
@@ -30,7 +31,7 @@ pub use details::{FilterChain, NetnsDetails};
 pub use facts::NetnsFacts;
 pub use link::LinkFact;
 pub use netns::Target;
-pub use route::IfaceRoutes;
+pub use route::{IfaceRoutes, RouteHop};
 
 use berth_nft::{Batch, Element, Nft, Table};
 
@@ -194,6 +195,18 @@ pub trait Kernel: std::any::Any {
     fn named_netns(&self) -> Vec<String>;
     /// Whether a DNS server answers a query at `server:port` (UDP).
     fn dns_answers(&self, server: Ipv4Addr, port: u16) -> bool;
+    /// `ip [-n NETNS] route get DST [from SRC]`: the route the kernel's
+    /// lookup in the namespace at `netns` (None: berth's own) picks.
+    fn route_get(
+        &mut self,
+        netns: Option<&Path>,
+        dst: Ipv4Addr,
+        src: Option<Ipv4Addr>,
+    ) -> Result<RouteHop>;
+    /// `berth trace --live`: sets up the plan's trace tables, sends its
+    /// probe, collects the nf_tables trace events, and removes the tables
+    /// again (also on error and on SIGINT/SIGTERM).
+    fn nft_trace_live(&mut self, plan: &nftrace::LivePlan) -> Result<nftrace::LiveCapture>;
 }
 
 /// The real kernel, through one rtnetlink socket in berth's own namespace
@@ -687,6 +700,25 @@ impl Kernel for LiveKernel {
 
     fn dns_answers(&self, server: Ipv4Addr, port: u16) -> bool {
         sockets::dns_answers(server, port, std::time::Duration::from_millis(500))
+    }
+
+    fn route_get(
+        &mut self,
+        netns: Option<&Path>,
+        dst: Ipv4Addr,
+        src: Option<Ipv4Addr>,
+    ) -> Result<RouteHop> {
+        let what = || format!("looking up the route to {dst}");
+        let Some(path) = netns else {
+            return route::get(self.rtnl()?, dst, src).map_err(|e| Error::kernel(what(), e));
+        };
+        let ns = std::fs::File::open(path).map_err(|e| Error::kernel(what(), e))?;
+        let inside = netns::run_in(&ns, || route::get(&mut Rtnl::open()?, dst, src));
+        inside.and_then(|r| r).map_err(|e| Error::kernel(what(), e))
+    }
+
+    fn nft_trace_live(&mut self, plan: &nftrace::LivePlan) -> Result<nftrace::LiveCapture> {
+        nftrace::run(self.nft()?, plan)
     }
 }
 

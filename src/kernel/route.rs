@@ -205,6 +205,123 @@ pub fn iface_routes(rtnl: &mut Rtnl, index: u32) -> io::Result<IfaceRoutes> {
     Ok(out)
 }
 
+/// What the kernel answers to `ip route get`: the route it would take.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RouteHop {
+    /// The outgoing link's name (None when the route has none).
+    pub oif: Option<String>,
+    pub gateway: Option<Ipv4Addr>,
+    /// The source address the kernel would pick.
+    pub prefsrc: Option<Ipv4Addr>,
+    pub table: u32,
+    /// `unicast`, `local`, `broadcast`, `unreachable`, `blackhole`,
+    /// `prohibit`, ... as `ip route` spells route types.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl RouteHop {
+    /// What a failed lookup means: no route at all.
+    pub fn unreachable() -> RouteHop {
+        RouteHop {
+            oif: None,
+            gateway: None,
+            prefsrc: None,
+            table: u32::from(RouteHeader::RT_TABLE_MAIN),
+            kind: "unreachable".into(),
+        }
+    }
+}
+
+fn kind_name(kind: RouteType) -> String {
+    match kind {
+        RouteType::Unicast => "unicast",
+        RouteType::Local => "local",
+        RouteType::Broadcast => "broadcast",
+        RouteType::Anycast => "anycast",
+        RouteType::Multicast => "multicast",
+        RouteType::BlackHole => "blackhole",
+        RouteType::Unreachable => "unreachable",
+        RouteType::Prohibit => "prohibit",
+        RouteType::Throw => "throw",
+        RouteType::Nat => "nat",
+        _ => "other",
+    }
+    .to_string()
+}
+
+/// `ip route get DST [from SRC]`: one RTM_GETROUTE, answered with the
+/// route the kernel's own lookup picks (policy rules included). A lookup
+/// the kernel refuses for want of a route (ENETUNREACH, EHOSTUNREACH,
+/// EINVAL for an unusable source) is a route of type `unreachable`.
+pub fn get(rtnl: &mut Rtnl, dst: Ipv4Addr, src: Option<Ipv4Addr>) -> io::Result<RouteHop> {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = AddressFamily::Inet;
+    msg.header.destination_prefix_length = 32;
+    // The real table number even when it is above 255.
+    msg.header.flags = netlink_packet_route::route::RouteFlags::LookupTable;
+    msg.attributes
+        .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+    if let Some(src) = src {
+        msg.header.source_prefix_length = 32;
+        msg.attributes
+            .push(RouteAttribute::Source(RouteAddress::Inet(src)));
+    }
+    let replies = match rtnl.request_reply(RouteNetlinkMessage::GetRoute(msg)) {
+        Ok(r) => r,
+        Err(e)
+            if matches!(
+                errno_of(&e),
+                Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) | Some(libc::EINVAL)
+            ) =>
+        {
+            return Ok(RouteHop::unreachable())
+        }
+        Err(e) => return Err(e),
+    };
+    let Some(route) = replies.into_iter().find_map(|m| match m {
+        RouteNetlinkMessage::NewRoute(r) => Some(r),
+        _ => None,
+    }) else {
+        return Ok(RouteHop::unreachable());
+    };
+    let mut hop = RouteHop {
+        oif: None,
+        gateway: None,
+        prefsrc: None,
+        table: u32::from(route.header.table),
+        kind: kind_name(route.header.kind),
+    };
+    let mut oif = None;
+    for attr in &route.attributes {
+        match attr {
+            RouteAttribute::Table(t) => hop.table = *t,
+            RouteAttribute::Gateway(RouteAddress::Inet(g)) => hop.gateway = Some(*g),
+            RouteAttribute::PrefSource(RouteAddress::Inet(p)) => hop.prefsrc = Some(*p),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            _ => {}
+        }
+    }
+    if let Some(index) = oif {
+        hop.oif = Some(link_name(rtnl, index)?.unwrap_or_else(|| format!("if{index}")));
+    }
+    Ok(hop)
+}
+
+/// The name of link `index` (one GETLINK by index).
+fn link_name(rtnl: &mut Rtnl, index: u32) -> io::Result<Option<String>> {
+    let mut msg = netlink_packet_route::link::LinkMessage::default();
+    msg.header.index = index;
+    match rtnl.request_reply(RouteNetlinkMessage::GetLink(msg)) {
+        Ok(replies) => Ok(replies.into_iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(super::link::fact_of(l).name),
+            _ => None,
+        })),
+        Err(e) if errno_of(&e) == Some(libc::ENODEV) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST};

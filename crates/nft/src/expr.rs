@@ -35,6 +35,7 @@ pub enum MetaKey {
     Oif = 5,
     Iifname = 6,
     Oifname = 7,
+    Nftrace = 12,
     Nfproto = 15,
     L4proto = 16,
 }

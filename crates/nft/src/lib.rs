@@ -38,6 +38,7 @@ mod rule;
 mod rules;
 mod set;
 mod table;
+mod trace;
 mod types;
 
 pub use batch::{Batch, ElemOp, Op};
@@ -51,6 +52,7 @@ pub use rule::{CtState, CtStatus, Field, IcmpxCode, LogLevel, LogOptions, RateUn
 pub use rules::{RuleInfo, RuleVerdict};
 pub use set::{flags as set_flags, Element, KeyPart, Set};
 pub use table::Table;
+pub use trace::{TraceEvent, TraceKind, TraceListener};
 pub use types::{DataType, Family, L4Proto, Value, Verdict};
 
 /// A connection to nf_tables in the caller's network namespace.

@@ -995,6 +995,53 @@ impl Rule {
         )
     }
 
+    /// `meta nftrace set 1`: every nf_tables chain this packet meets from
+    /// here on reports it on the NFNLGRP_NFTRACE group (see [`crate::TraceListener`]).
+    pub fn nftrace(self) -> Self {
+        let r = Reg::r32(0);
+        self.push(
+            None,
+            vec![
+                Expr::Immediate {
+                    dreg: r,
+                    data: vec![1],
+                },
+                Expr::MetaSet {
+                    key: MetaKey::Nftrace,
+                    sreg: r,
+                },
+            ],
+            "meta nftrace set 1",
+        )
+    }
+
+    /// `icmp type <type>` (8: echo-request); the protocol match comes with it.
+    pub fn icmp_type(self, ty: u8) -> Self {
+        let r = Reg::r32(0);
+        let name = match ty {
+            0 => "echo-reply".to_string(),
+            8 => "echo-request".to_string(),
+            n => n.to_string(),
+        };
+        self.l4proto(L4Proto::Icmp).push(
+            None,
+            vec![
+                Expr::Payload {
+                    base: PayloadBase::Transport,
+                    offset: 0,
+                    len: 1,
+                    dreg: r,
+                },
+                Expr::Cmp {
+                    op: CmpOp::Eq,
+                    sreg: r,
+                    data: vec![ty],
+                },
+            ],
+            format!("icmp type {name}"),
+        )
+    }
+
     /// `comment "..."` (stored as rule userdata, as nft does).
     pub fn comment(mut self, c: &str) -> Self {
         if c.contains('"') || c.len() > 128 {
