@@ -43,6 +43,8 @@ pub struct LiveCapture {
     /// Whether the probe got its answer, and its last line of output.
     pub probe_ok: bool,
     pub probe_said: String,
+    /// The destination refused the probe (nothing listens there).
+    pub refused: bool,
     /// A signal asked to stop before the probe ended.
     pub interrupted: bool,
     pub elapsed: Duration,
@@ -166,6 +168,9 @@ fn capture(nft: &mut Nft, plan: &LivePlan, held: &SigSet) -> Result<LiveCapture>
         said += &text;
     }
     out.probe_ok = status.is_some_and(|s| s.success());
+    // A refusal (a TCP reset, an ICMP port unreachable) is the
+    // destination's own answer: the packet got there and nothing listens.
+    out.refused = said.lines().any(|l| l.starts_with("berth-probe: refused"));
     out.probe_said = said
         .lines()
         .rfind(|l| !l.trim().is_empty())

@@ -157,6 +157,9 @@ pub struct Live {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dropped_by: Option<ChainHit>,
     pub pass: bool,
+    /// The destination answered that nothing listens (a reset, a port
+    /// unreachable): the path is open.
+    pub refused: bool,
     pub reason: String,
     pub agrees: bool,
     pub agreement: String,
@@ -266,6 +269,7 @@ pub fn interpret(trace: &Trace, rule: String, probe: String, c: &LiveCapture) ->
         .find(|e| matches!(e.verdict, Some(NftVerdict::Drop)))
         .map(|e| hit(e));
     let pass = c.probe_ok && !c.interrupted;
+    let dropped_by_us = dropped_by.is_some();
     let said = if c.probe_said.is_empty() {
         String::new()
     } else {
@@ -281,6 +285,8 @@ pub fn interpret(trace: &Trace, rule: String, probe: String, c: &LiveCapture) ->
             ),
             None => "the probe got its answer".to_string(),
         }
+    } else if c.refused && !dropped_by_us {
+        format!("the destination answered that nothing listens there{said}")
     } else if let Some(d) = &dropped_by {
         match d.handle {
             Some(h) => format!("rule handle {h} of {} drops it{said}", d.place()),
@@ -303,11 +309,29 @@ pub fn interpret(trace: &Trace, rule: String, probe: String, c: &LiveCapture) ->
         .rev()
         .find(|s| matches!(s.verdict.as_deref(), Some("drop" | "reject")))
         .and_then(|s| s.chain.clone());
+    let refused = !pass && c.refused && !dropped_by_us && !c.interrupted;
     let (agrees, agreement) = if c.interrupted {
         (
             false,
             "cannot say whether it agrees: interrupted".to_string(),
         )
+    } else if refused {
+        // The path is open to the destination's own stack. The static walk
+        // says PASS for the path, or DROP for a host port nothing is
+        // published on; either way it agrees, unless it named a chain.
+        match &static_drop {
+            Some(s) if !trace.verdict.pass => (
+                false,
+                format!("DISAGREES: the static walk drops it in {s}, the destination refused it"),
+            ),
+            _ => (
+                true,
+                format!(
+                    "agrees with the static verdict ({}): the packet got there, nothing listens",
+                    word(trace.verdict.pass)
+                ),
+            ),
+        }
     } else if pass != trace.verdict.pass {
         (
             false,
@@ -340,6 +364,7 @@ pub fn interpret(trace: &Trace, rule: String, probe: String, c: &LiveCapture) ->
         chains,
         dropped_by,
         pass,
+        refused,
         reason,
         agrees,
         agreement,
@@ -369,7 +394,11 @@ impl Live {
         }
         out.push(format!(
             "LIVE {}: {} in {} ms; {}",
-            if self.pass { "PASS" } else { "DROP" },
+            match (self.pass, self.refused) {
+                (true, _) => "PASS",
+                (false, true) => "REFUSED",
+                (false, false) => "DROP",
+            },
             self.reason,
             self.elapsed_ms,
             self.agreement
@@ -561,6 +590,7 @@ mod tests {
             events,
             probe_ok: ok,
             probe_said: said.into(),
+            refused: said.starts_with("berth-probe: refused"),
             interrupted: false,
             elapsed: Duration::from_millis(1012),
         }
@@ -662,5 +692,31 @@ mod tests {
             l.render().last().unwrap(),
             "LIVE DROP: interrupted before the probe ended in 1012 ms; cannot say whether it agrees: interrupted"
         );
+    }
+
+    #[test]
+    fn a_refusal_is_the_destination_answering_not_a_drop() {
+        let said =
+            "berth-probe: refused: connecting to 10.90.0.3:80: Connection refused (os error 111)";
+        let c = capture(packet(NftVerdict::Accept), false, said);
+        // A path the static walk passes: the packet got there.
+        let l = interpret(&static_trace(true, None), "R".into(), "P".into(), &c);
+        assert!(l.agrees && l.refused && !l.pass, "{l:?}");
+        assert!(l
+            .render()
+            .last()
+            .unwrap()
+            .starts_with("LIVE REFUSED: the destination answered that nothing listens there"));
+        // A host port nothing is published on: the static DROP names no chain.
+        let l = interpret(&static_trace(false, None), "R".into(), "P".into(), &c);
+        assert!(l.agrees, "{l:?}");
+        // A chain the static walk says drops it cannot have let it through.
+        let l = interpret(
+            &static_trace(false, Some("web-out")),
+            "R".into(),
+            "P".into(),
+            &c,
+        );
+        assert!(!l.agrees, "{l:?}");
     }
 }
