@@ -12,40 +12,6 @@ use std::time::Duration;
 
 use util::*;
 
-/// How long a watcher waits for a frame after it is ready.
-const WATCH_MS: &str = "1500";
-
-fn set_br_netfilter(sb: &Sandbox, on: bool) {
-    sb.sh_ok(&format!(
-        "sysctl -qw net.bridge.bridge-nf-call-iptables={}",
-        on as u8
-    ));
-}
-
-/// The MAC of `dev` in `netns` (None: the sandbox host).
-fn mac(sb: &Sandbox, netns: Option<&str>, dev: &str) -> String {
-    let link = sb
-        .link(netns, dev)
-        .unwrap_or_else(|| panic!("no {dev} in {netns:?}"));
-    field(&link, "address")
-}
-
-/// Sends one crafted frame (`raw-send eth0 ARGS`) from `from`, and tells
-/// whether `eth0` of `at` saw a frame `watch` describes.
-fn arrives(sb: &Sandbox, at: &str, watch: &[&str], from: &str, frame: &[&str]) -> (bool, String) {
-    let mut args = vec!["raw-recv", "eth0", "--timeout-ms", WATCH_MS];
-    args.extend_from_slice(watch);
-    let mut watcher = sb.spawn_in_netns(Some(at), PROBE, &args, true);
-    let mut send = vec!["raw-send", "eth0"];
-    send.extend_from_slice(frame);
-    let out = sb.probe(Some(from), &send);
-    assert_ok_ctx(&out, &format!("raw-send from {from}: {frame:?}"));
-    let status = watcher
-        .wait_timeout(Duration::from_secs(10))
-        .expect("the watcher ends after its timeout");
-    (status.success(), watcher.stdout())
-}
-
 struct World {
     sb: Sandbox,
     inet: Internet,

@@ -10,45 +10,12 @@ mod util;
 
 use std::io::Write;
 use std::process::Stdio;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use util::*;
 
 /// The host's address on the "LAN" (the internet namespace's uplink).
 const HOST: &str = "203.0.113.1";
-const WATCH_MS: &str = "1500";
-
-fn set_br_netfilter(sb: &Sandbox, on: bool) {
-    sb.sh_ok(&format!(
-        "sysctl -qw net.bridge.bridge-nf-call-iptables={}",
-        on as u8
-    ));
-}
-
-fn mac(sb: &Sandbox, netns: Option<&str>, dev: &str) -> String {
-    let link = sb
-        .link(netns, dev)
-        .unwrap_or_else(|| panic!("no {dev} in {netns:?}"));
-    field(&link, "address")
-}
-
-/// Sends one crafted frame from `from` (`raw-send eth0 FRAME`) and tells
-/// whether `eth0` of `at` saw a frame `watch` describes.
-fn arrives(sb: &Sandbox, at: &str, watch: &[&str], from: &str, frame: &[&str]) -> (bool, String) {
-    let mut args = vec!["raw-recv", "eth0", "--timeout-ms", WATCH_MS];
-    args.extend_from_slice(watch);
-    let mut watcher = sb.spawn_in_netns(Some(at), PROBE, &args, true);
-    let mut send = vec!["raw-send", "eth0"];
-    send.extend_from_slice(frame);
-    let out = sb.probe(Some(from), &send);
-    assert_ok_ctx(&out, &format!("raw-send from {from}: {frame:?}"));
-    let status = watcher
-        .wait_timeout(Duration::from_secs(10))
-        .expect("the watcher ends after its timeout");
-    (status.success(), watcher.stdout())
-}
-
 fn fails(sb: &Sandbox, from: &str, addr: &str) {
     let out = sb.tcp(Some(from), addr);
     assert!(

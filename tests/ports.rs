@@ -35,13 +35,6 @@ fn all_elements(sb: &Sandbox) -> usize {
         .sum()
 }
 
-fn set_br_netfilter(sb: &Sandbox, on: bool) {
-    sb.sh_ok(&format!(
-        "sysctl -qw net.bridge.bridge-nf-call-iptables={}",
-        on as u8
-    ));
-}
-
 /// web (10.90.0.0/24) with server `c` publishing 8080->80/tcp and
 /// 8081->81/udp and its neighbour `n`; other (10.91.0.0/24) with `o`.
 fn five_paths(br_netfilter: bool) {

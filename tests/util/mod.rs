@@ -1076,3 +1076,45 @@ pub fn in_subnet(ip: &str, cidr: &str) -> bool {
     let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
     ipv4(ip) & mask == ipv4(net) & mask
 }
+
+/// Turns br_netfilter's `bridge-nf-call-iptables` on or off in the sandbox.
+pub fn set_br_netfilter(sb: &Sandbox, on: bool) {
+    sb.sh_ok(&format!(
+        "sysctl -qw net.bridge.bridge-nf-call-iptables={}",
+        on as u8
+    ));
+}
+
+/// The MAC of `dev` in `netns` (None: the sandbox host).
+pub fn mac(sb: &Sandbox, netns: Option<&str>, dev: &str) -> String {
+    let link = sb
+        .link(netns, dev)
+        .unwrap_or_else(|| panic!("no {dev} in {netns:?}"));
+    field(&link, "address")
+}
+
+/// How long a frame watcher waits for its frame once it is ready.
+pub const WATCH_MS: &str = "1500";
+
+/// Sends one crafted frame (`berth-probe raw-send eth0 FRAME`) from `from`,
+/// and tells whether `eth0` of `at` saw a frame `watch` describes (with
+/// what the watcher printed).
+pub fn arrives(
+    sb: &Sandbox,
+    at: &str,
+    watch: &[&str],
+    from: &str,
+    frame: &[&str],
+) -> (bool, String) {
+    let mut args = vec!["raw-recv", "eth0", "--timeout-ms", WATCH_MS];
+    args.extend_from_slice(watch);
+    let mut watcher = sb.spawn_in_netns(Some(at), PROBE, &args, true);
+    let mut send = vec!["raw-send", "eth0"];
+    send.extend_from_slice(frame);
+    let out = sb.probe(Some(from), &send);
+    assert_ok_ctx(&out, &format!("raw-send from {from}: {frame:?}"));
+    let status = watcher
+        .wait_timeout(Duration::from_secs(10))
+        .expect("the watcher ends after its timeout");
+    (status.success(), watcher.stdout())
+}

@@ -602,28 +602,8 @@ impl<'a> Walk<'a> {
                 .cmd(chain_cmd("prerouting"))
                 .decided("prerouting", "return"),
             );
-        } else if let Some(d) = &d {
-            self.push(
-                step(format!(
-                    "prerouting: dnat to {}:{} (endpoint {} of {}) by element {} of map {}",
-                    d.to, d.to_port, d.endpoint, d.network, d.element, d.map
-                ))
-                .cmd(format!("nft list map inet berth {}", d.map))
-                .decided("prerouting", "dnat"),
-            );
-        } else if let (Flow::Port(p, port), true) = (f.flow, f.dst_local) {
-            self.push(
-                step(format!(
-                    "prerouting: no published port {port}/{} on {}: not translated",
-                    p.as_str(),
-                    f.dst
-                ))
-                .cmd(format!(
-                    "nft list map inet berth {}; nft list map inet berth {}",
-                    crate::firewall::ports::PUBLISHED,
-                    crate::firewall::ports::PUBLISHED_ANY
-                )),
-            );
+        } else {
+            self.dnat_step("prerouting", d.as_ref());
         }
         let target = d.as_ref().map(|d| d.to).unwrap_or(f.dst);
         if d.is_none() && f.dst_local {
@@ -1002,22 +982,24 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn start_on_host(&mut self) -> Verdict {
+    /// The DNAT step of `hook` (prerouting or output): the published-port
+    /// element that translates the flow, or, for a port of the host's own,
+    /// that none does.
+    fn dnat_step(&mut self, hook: &str, d: Option<&Dnat>) {
         let f = self.f;
-        let d = dnat(&f.networks, &f.endpoints, f.dst, f.dst_local, f.flow, true);
-        if let Some(d) = &d {
+        if let Some(d) = d {
             self.push(
                 step(format!(
-                    "output: dnat to {}:{} (endpoint {} of {}) by element {} of map {}",
+                    "{hook}: dnat to {}:{} (endpoint {} of {}) by element {} of map {}",
                     d.to, d.to_port, d.endpoint, d.network, d.element, d.map
                 ))
                 .cmd(format!("nft list map inet berth {}", d.map))
-                .decided("output", "dnat"),
+                .decided(hook, "dnat"),
             );
         } else if let (Flow::Port(p, port), true) = (f.flow, f.dst_local) {
             self.push(
                 step(format!(
-                    "output: no published port {port}/{} on {}: not translated",
+                    "{hook}: no published port {port}/{} on {}: not translated",
                     p.as_str(),
                     f.dst
                 ))
@@ -1028,6 +1010,12 @@ impl<'a> Walk<'a> {
                 )),
             );
         }
+    }
+
+    fn start_on_host(&mut self) -> Verdict {
+        let f = self.f;
+        let d = dnat(&f.networks, &f.endpoints, f.dst, f.dst_local, f.flow, true);
+        self.dnat_step("output", d.as_ref());
         let target = d.as_ref().map(|d| d.to).unwrap_or(f.dst);
         let Some(hop) = f.host_route.as_ref() else {
             return drop(
