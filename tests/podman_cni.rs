@@ -215,7 +215,7 @@ fn podman_cni_names_and_aliases_answer_on_berths_dns() {
         stdout(&out).lines().map(str::to_string).collect()
     };
     for name in ["web", "www", &web_id, "WEB.dns.podman"] {
-        assert_eq!(dig(&[name]), [web_ip.clone()], "{name}");
+        assert_eq!(dig(&[name]), std::slice::from_ref(&web_ip), "{name}");
     }
     let aliases = p.ok(&[
         "inspect",
