@@ -489,7 +489,7 @@ fn cni_args_and_runtime_config_give_static_address_and_mac() {
             ("CNI_CONTAINERID", "a2"),
             ("CNI_NETNS", "/run/netns/c2"),
             ("CNI_IFNAME", "eth0"),
-            ("CNI_ARGS", "K8S_POD_NAME=web"),
+            ("CNI_ARGS", "K8S_POD_NAMESPACE=default"),
         ],
         &c,
     );

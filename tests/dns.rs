@@ -101,9 +101,14 @@ fn names_aliases_any_case_ptr_and_tcp() {
         short(&sb, "c2", GW, &["+tcp", "backend"]),
         vec!["10.90.0.2"]
     );
+    // Every name of the address: its own, then the aliases as given.
     assert_eq!(
         short(&sb, "c2", GW, &["-x", "10.90.0.2"]),
-        vec!["c1.dns.berth."]
+        vec![
+            "c1.dns.berth.",
+            "backend.dns.berth.",
+            "v1.backend.dns.berth."
+        ]
     );
     assert_eq!(
         short(&sb, "c2", GW, &["+tcp", "-x", "10.90.0.3"]),
@@ -158,13 +163,55 @@ fn a_namespace_sees_the_names_of_its_networks_and_no_others() {
         short(&sb, "onlyb", "10.92.0.1", &["bside"]),
         vec!["10.92.0.2"]
     );
-    // Its own network's address comes first for a name on both.
+    // A name on both networks: each neighbour gets the address on the
+    // network it shares with it; `both` itself gets both, the network
+    // it asks first, as aardvark-dns answers.
     assert_eq!(
         short(&sb, "onlyb", "10.92.0.1", &["both"]),
         vec!["10.92.0.2"]
     );
     assert_eq!(
         short(&sb, "onlya", "10.91.0.1", &["both"]),
+        vec!["10.91.0.2"]
+    );
+    assert_eq!(
+        short(&sb, "both", "10.91.0.1", &["both"]),
+        vec!["10.91.0.2", "10.92.0.2"]
+    );
+    assert_eq!(
+        short(&sb, "both", "10.92.0.1", &["both.dns.berth"]),
+        vec!["10.92.0.2", "10.91.0.2"]
+    );
+    assert_eq!(
+        short(&sb, "both", "10.92.0.1", &["+tcp", "both"]),
+        vec!["10.92.0.2", "10.91.0.2"]
+    );
+    // A third namespace on both networks sees both addresses too, and an
+    // alias lives only on its own network.
+    sb.add_netns("third");
+    sb.connect("a", "third", &[]);
+    sb.connect("b", "third", &[]);
+    assert_eq!(
+        short(&sb, "third", "10.91.0.1", &["both"]),
+        vec!["10.91.0.2", "10.92.0.2"]
+    );
+    assert_eq!(
+        short(&sb, "third", "10.91.0.1", &["bside"]),
+        vec!["10.92.0.2"]
+    );
+    // PTR: the names on the network of the address.
+    assert_eq!(
+        short(&sb, "third", "10.91.0.1", &["-x", "10.92.0.2"]),
+        vec!["both.dns.berth.", "bside.dns.berth."]
+    );
+    assert_eq!(
+        short(&sb, "third", "10.91.0.1", &["-x", "10.91.0.2"]),
+        vec!["both.dns.berth."]
+    );
+    // After a disconnect, one address again.
+    sb.berth_ok(&["disconnect", "b", "both"]);
+    assert_eq!(
+        short(&sb, "third", "10.92.0.1", &["both"]),
         vec!["10.91.0.2"]
     );
     // Asking another network's gateway: refused (the server would

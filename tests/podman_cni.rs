@@ -154,3 +154,92 @@ fn podman_cni_backend_with_stock_bridge_and_portmap() {
         false,
     );
 }
+
+/// With the `aliases` capability (Podman's way to name containers for the
+/// dnsname plugin), a container answers on berth's DNS to its name
+/// (K8S_POD_NAME), its `--network-alias` values and its short id, and a
+/// reverse lookup gives those after the endpoint's own name, in Podman's
+/// order.
+#[test]
+fn podman_cni_names_and_aliases_answer_on_berths_dns() {
+    let test = "podman_cni_names_and_aliases_answer_on_berths_dns";
+    if !std::process::Command::new("dig")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("SKIP {test}: `dig` is not installed (Debian: dnsutils)");
+        return;
+    }
+    let Some(p) = PodmanCni::new_or_skip(test, |_| {}) else {
+        return;
+    };
+    p.write_conflist(
+        "bnet",
+        &format!(
+            r#"{{"cniVersion": "1.0.0", "name": "bnet", "plugins": [
+  {{"type": "berth", "subnet": "10.77.0.0/24", "stateDir": "{STATE_DIR}",
+    "capabilities": {{"portMappings": true, "ips": true, "mac": true, "aliases": true}}}}
+]}}"#
+        ),
+    );
+    let idle = ["tcp-serve", "0.0.0.0:7"];
+    p.run_server(
+        "web",
+        &["--network", "bnet", "--network-alias", "www"],
+        idle[0],
+        idle[1],
+    );
+    p.run_server("db", &["--network", "bnet"], idle[0], idle[1]);
+    let web_ip = p.ip_of("web", "bnet");
+    let web_id = p.ok(&["inspect", "web", "--format", "{{.Id}}"])[..12].to_string();
+    let db_ns = p.ok(&[
+        "inspect",
+        "db",
+        "--format",
+        "{{.NetworkSettings.SandboxKey}}",
+    ]);
+    let dig = |args: &[&str]| -> Vec<String> {
+        let net = format!("--net={db_ns}");
+        let mut all = vec![
+            net.as_str(),
+            "dig",
+            "+short",
+            "+time=2",
+            "+tries=1",
+            "@10.77.0.1",
+        ];
+        all.extend_from_slice(args);
+        let out = p.run("nsenter", &all);
+        assert_ok_ctx(&out, &format!("dig {args:?} from db"));
+        stdout(&out).lines().map(str::to_string).collect()
+    };
+    for name in ["web", "www", &web_id, "WEB.dns.podman"] {
+        assert_eq!(dig(&[name]), std::slice::from_ref(&web_ip), "{name}");
+    }
+    let aliases = p.ok(&[
+        "inspect",
+        "web",
+        "--format",
+        "{{range .NetworkSettings.Networks.bnet.Aliases}}{{.}} {{end}}",
+    ]);
+    let ptr = dig(&["-x", &web_ip]);
+    eprintln!("PTR {web_ip}: {ptr:?} (Podman's aliases: {aliases})");
+    // The endpoint's own name, then the container's name and Podman's
+    // aliases in its order (once each).
+    assert!(ptr[0].starts_with("cni-"), "{ptr:?}");
+    let mut expected = vec!["web".to_string()];
+    for a in aliases.split_whitespace() {
+        if !expected.iter().any(|e| e == a) {
+            expected.push(a.to_string());
+        }
+    }
+    let got: Vec<String> = ptr[1..]
+        .iter()
+        .map(|n| n.trim_end_matches(".dns.berth.").to_string())
+        .collect();
+    assert_eq!(got, expected, "{ptr:?}");
+    assert!(got.contains(&web_id), "no short id in {got:?}");
+    p.ok(&["rm", "-f", "-t", "0", "web", "db"]);
+    assert!(p.sb.endpoints().is_empty());
+}

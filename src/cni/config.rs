@@ -97,6 +97,7 @@ impl Env {
                             .map_err(|e| CniError::new(CODE_BAD_ENV, e.to_string()))?,
                     )
                 }
+                "K8S_POD_NAME" => out.pod_name = Some(v.to_string()).filter(|v| !v.is_empty()),
                 "IgnoreUnknown" => {
                     ignore_unknown = matches!(v.to_ascii_lowercase().as_str(), "1" | "true")
                 }
@@ -120,6 +121,9 @@ impl Env {
 pub struct CniArgs {
     pub ip: Option<IpAddr>,
     pub mac: Option<Mac>,
+    /// `K8S_POD_NAME`: the name a runtime that passes aliases (Podman's
+    /// CNI backend) gives the container, as the dnsname plugin reads it.
+    pub pod_name: Option<String>,
 }
 
 /// One `runtimeConfig.portMappings` entry.
@@ -188,6 +192,9 @@ pub struct NetConf {
     /// `runtimeConfig.bandwidth`: `ingressRate` (towards the container)
     /// and `egressRate`, bits per second, with their bursts in bits.
     pub bandwidth: Bandwidth,
+    /// `runtimeConfig.aliases` for this network: present when the runtime
+    /// passes names (the `aliases` capability), maybe empty.
+    pub aliases: Option<Vec<String>>,
     pub prev_result: Option<Value>,
     /// `cni.dev/valid-attachments` (GC): container ID and interface name.
     pub valid_attachments: Option<HashSet<(String, String)>>,
@@ -419,8 +426,9 @@ fn cluster_cidr(text: &str) -> Result<IpNet, CniError> {
 }
 
 /// `runtimeConfig` (the capability arguments): `portMappings`, `ips`,
-/// `mac` and `bandwidth`; the others (ipRanges, dns, aliases, ...) are not
-/// berth's and are ignored.
+/// `mac`, `bandwidth` and `aliases` (network name to names, Podman's
+/// convention for the dnsname plugin; this network's entry); the others
+/// (ipRanges, dns, ...) are not berth's and are ignored.
 fn parse_runtime_config(rc: &Map<String, Value>, conf: &mut NetConf) -> Result<(), CniError> {
     let bad = |what: &str| {
         CniError::new(
@@ -453,6 +461,16 @@ fn parse_runtime_config(rc: &Map<String, Value>, conf: &mut NetConf) -> Result<(
     if let Some(bw) = member(rc, "bandwidth").filter(|v| !v.is_null()) {
         let bw = bw.as_object().ok_or_else(|| bad("bandwidth"))?;
         conf.bandwidth = bandwidth(bw).map_err(|key| bad(&format!("bandwidth.{key}")))?;
+    }
+    if let Some(all) = member(rc, "aliases").filter(|v| !v.is_null()) {
+        let all = all.as_object().ok_or_else(|| bad("aliases"))?;
+        let mut names = Vec::new();
+        if let Some(list) = all.get(&conf.name).filter(|v| !v.is_null()) {
+            for a in list.as_array().ok_or_else(|| bad("aliases"))? {
+                names.push(a.as_str().ok_or_else(|| bad("aliases"))?.to_string());
+            }
+        }
+        conf.aliases = Some(names);
     }
     Ok(())
 }
@@ -759,6 +777,7 @@ mod tests {
             a.mac.map(|m| m.to_string()).as_deref(),
             Some("02:00:00:00:00:09")
         );
+        assert_eq!(a.pod_name.as_deref(), Some("x"));
         assert_eq!(env("FOO=1").cni_args().unwrap_err().code, CODE_BAD_ENV);
         assert_eq!(check_version("0.3.1").unwrap_err().code, CODE_VERSION);
         assert_eq!(parse(b"{").unwrap_err().code, CODE_DECODE);
@@ -775,6 +794,27 @@ mod tests {
         assert_eq!(c.ips, ["10.1.0.5".parse::<IpAddr>().unwrap()]);
         assert!(!c.network_request().masquerade);
         assert_eq!(c.valid_attachments.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn aliases_are_this_networks_entry_of_the_capability() {
+        let c = parse(
+            br#"{"cniVersion":"1.0.0","name":"n","type":"berth",
+                "runtimeConfig":{"aliases":{"other":["x"],"n":["web","0123456789ab"]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.aliases.unwrap(), ["web", "0123456789ab"]);
+        let none_here = parse(
+            br#"{"cniVersion":"1.0.0","name":"n","type":"berth","runtimeConfig":{"aliases":{"other":["x"]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(none_here.aliases.unwrap(), Vec::<String>::new());
+        let plain = parse(br#"{"cniVersion":"1.0.0","name":"n","type":"berth"}"#).unwrap();
+        assert!(plain.aliases.is_none());
+        let bad = parse(
+            br#"{"cniVersion":"1.0.0","name":"n","type":"berth","runtimeConfig":{"aliases":{"n":[1]}}}"#,
+        );
+        assert_eq!(bad.unwrap_err().code, CODE_BAD_CONFIG);
     }
 
     #[test]

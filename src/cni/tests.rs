@@ -268,3 +268,40 @@ fn the_bandwidth_capability_is_read_in_every_spelling_and_checked() {
     verb(&mut h.ctx, &env("DEL", "c1"), &conf(extra)).unwrap();
     assert!(h.fake().link_in(None, &ifb).is_none());
 }
+
+#[test]
+fn a_runtimes_aliases_name_the_attachment_unless_invalid_or_taken() {
+    let mut h = host();
+    h.fake().add_namespace(NETNS);
+    h.fake().add_namespace("/var/run/netns/cni-2");
+    let names = |list: Value| json!({"runtimeConfig": {"aliases": {"pods": list, "other": ["x"]}}});
+    let mut e = env("ADD", "c1");
+    e.args = Some("IgnoreUnknown=1;K8S_POD_NAME=web".into());
+    let wanted = names(json!(["www", "bad name", "0123456789ab", "WWW"]));
+    verb(&mut h.ctx, &e, &conf(wanted)).unwrap();
+    // Another container wanting a name c1 holds (any case) still starts.
+    let mut e = env("ADD", "c2");
+    e.netns = Some("/var/run/netns/cni-2".into());
+    e.args = Some("K8S_POD_NAME=WEB".into());
+    verb(&mut h.ctx, &e, &conf(names(json!(["www", "db"])))).unwrap();
+    // Without the capability, K8S_POD_NAME names nothing.
+    h.fake().add_namespace("/var/run/netns/cni-3");
+    let mut e = env("ADD", "c3");
+    e.netns = Some("/var/run/netns/cni-3".into());
+    e.args = Some("K8S_POD_NAME=plain".into());
+    verb(&mut h.ctx, &e, &conf(json!({}))).unwrap();
+
+    let mut store = crate::store::Store::open_read_only(&h.ctx.state_dir)
+        .unwrap()
+        .unwrap();
+    let tx = store.read().unwrap();
+    let net = tx.network("pods").unwrap().unwrap();
+    let aliases = |ep: &str| {
+        let e = tx.endpoint_by_name(net.id, ep).unwrap().unwrap();
+        tx.aliases_of(e.id).unwrap()
+    };
+    assert_eq!(aliases("cni-c1-eth0"), ["web", "www", "0123456789ab"]);
+    assert_eq!(aliases("cni-c2-eth0"), ["db"]);
+    assert!(aliases("cni-c3-eth0").is_empty());
+    assert_eq!(tx.dns_name_holder(net.id, "plain").unwrap(), None);
+}

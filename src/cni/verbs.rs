@@ -168,6 +168,13 @@ pub fn add(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<Value, CniErr
     }
     let name = endpoint_name(container_id, ifname);
     name_free(ctx, conf, container_id, ifname, &name)?;
+    // A runtime that passes aliases (Podman's CNI backend) names the
+    // container as the dnsname plugin reads it: K8S_POD_NAME, then the
+    // aliases (Podman's carry the short container id).
+    let wanted: Vec<String> = match &conf.aliases {
+        Some(aliases) => args.pod_name.iter().chain(aliases).cloned().collect(),
+        None => Vec::new(),
+    };
     let attach = AttachRequest {
         network: conf.name.clone(),
         target: netns_path.to_string(),
@@ -202,7 +209,7 @@ pub fn add(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<Value, CniErr
     // made before anything else), the transaction's own verdict counts.
     if !ctx.dry_run && !ctx.state_dir.exists() {
         ctx.dry_run = true;
-        let planned = add_transaction(ctx, conf, attach.clone());
+        let planned = add_transaction(ctx, conf, attach.clone(), &wanted);
         ctx.dry_run = false;
         if let Err(e) = planned {
             if !ctx.state_dir.exists() {
@@ -210,7 +217,7 @@ pub fn add(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<Value, CniErr
             }
         }
     }
-    let (e, n) = add_transaction(ctx, conf, attach)?.applied()?;
+    let (e, n) = add_transaction(ctx, conf, attach, &wanted)?.applied()?;
     let host_mac = ctx
         .kernel
         .link_mac(&e.host_ifname)
@@ -229,11 +236,15 @@ pub fn add(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<Value, CniErr
 }
 
 /// ADD's one transaction: the network (made on first use) and the
-/// endpoint.
+/// endpoint, with those of the `wanted` names that are DNS names and that
+/// no other endpoint of the network answers to (decided under the state
+/// lock, so two ADDs cannot both take one; a name left out does not fail
+/// the container, as a clash in a runtime's names is not its fault).
 fn add_transaction(
     ctx: &mut Context,
     conf: &NetConf,
-    attach: AttachRequest,
+    mut attach: AttachRequest,
+    wanted: &[String],
 ) -> Result<crate::change::Outcome<(Endpoint, Network)>, CniError> {
     let agrees_conf = conf.clone();
     let network = EnsureNetwork::new(
@@ -244,6 +255,10 @@ fn add_transaction(
     let done = transaction(ctx, Preflight::Run, |txn| {
         txn.apply(network)?;
         network_made = true;
+        if !wanted.is_empty() {
+            let own = attach.name.clone().unwrap_or_default();
+            attach.aliases = txn.read(|tx| free_names(tx, &conf.name, &own, wanted))?;
+        }
         txn.apply(Attach(attach))
     });
     done.map_err(|e| match e {
@@ -251,6 +266,32 @@ fn add_transaction(
         Error::Invalid(m) if !network_made => CniError::new(CODE_BAD_CONFIG, m),
         e => CniError::from_berth(e),
     })
+}
+
+/// The names of `wanted`, in order, that may be aliases of endpoint `own`
+/// on `network`: DNS names, none twice, and none another endpoint holds.
+fn free_names(
+    tx: &crate::store::Tx,
+    network: &str,
+    own: &str,
+    wanted: &[String],
+) -> crate::error::Result<Vec<String>> {
+    let id = tx.network(network)?.map(|n| n.id);
+    let mut names: Vec<String> = Vec::new();
+    for w in wanted {
+        let mut with = names.clone();
+        with.push(w.clone());
+        if crate::dns::check_aliases(own, &with).is_err() {
+            continue;
+        }
+        if let Some(id) = id {
+            if tx.dns_name_holder(id, w)?.is_some() {
+                continue;
+            }
+        }
+        names = with;
+    }
+    Ok(names)
 }
 
 /// Refuses, in words a runtime's operator can act on, an ADD whose

@@ -83,11 +83,26 @@ pub fn reply(table: &Table, gateway: Ipv4Addr, client: Ipv4Addr, packet: &[u8]) 
     if q.query_type() == RecordType::PTR && !local_only {
         if let Some(ip) = reverse_name(name) {
             return match table.reverse(gateway, client, ip) {
-                Some(Some(target)) => {
-                    let target = Name::from_ascii(format!("{target}.{LOCAL_DOMAIN}."));
-                    match target {
-                        Ok(t) => answer(&query, q, Some(RData::PTR(PTR(t)))),
-                        Err(_) => Reply::Answer(error(&query, ResponseCode::NXDomain)),
+                Some(Some(found)) => {
+                    // Every name, as aardvark-dns answers: the own name,
+                    // the aliases in the order given (Podman's include the
+                    // short container id).
+                    let targets: Vec<RData> = found
+                        .names
+                        .iter()
+                        .filter_map(|n| {
+                            let text = if found.bare {
+                                format!("{n}.")
+                            } else {
+                                format!("{n}.{LOCAL_DOMAIN}.")
+                            };
+                            Name::from_ascii(text).ok().map(|t| RData::PTR(PTR(t)))
+                        })
+                        .collect();
+                    if targets.is_empty() {
+                        Reply::Answer(error(&query, ResponseCode::NXDomain))
+                    } else {
+                        answer(&query, q, targets)
                     }
                 }
                 Some(None) => Reply::Answer(error(&query, ResponseCode::NXDomain)),
@@ -96,19 +111,20 @@ pub fn reply(table: &Table, gateway: Ipv4Addr, client: Ipv4Addr, packet: &[u8]) 
         }
     }
     match table.lookup(gateway, client, name) {
-        Found::Address(ip) => match q.query_type() {
-            RecordType::A | RecordType::ANY => {
-                quick(packet, &query, ResponseCode::NoError, Some(ip))
-                    .map_or_else(|| answer(&query, q, Some(RData::A(A(ip)))), Reply::Answer)
-            }
+        Found::Addresses(ips) => match q.query_type() {
+            RecordType::A | RecordType::ANY => quick(packet, &query, ResponseCode::NoError, &ips)
+                .map_or_else(
+                    || answer(&query, q, ips.iter().map(|ip| RData::A(A(*ip))).collect()),
+                    Reply::Answer,
+                ),
             // The name exists, with no record of that type (NODATA).
-            _ => quick(packet, &query, ResponseCode::NoError, None)
-                .map_or_else(|| answer(&query, q, None), Reply::Answer),
+            _ => quick(packet, &query, ResponseCode::NoError, &[])
+                .map_or_else(|| answer(&query, q, Vec::new()), Reply::Answer),
         },
         // An unknown single label is nobody's upstream either (and leaking
         // container names to the world helps no one).
         Found::Missing if local_only || !name.contains('.') => Reply::Answer(
-            quick(packet, &query, ResponseCode::NXDomain, None)
+            quick(packet, &query, ResponseCode::NXDomain, &[])
                 .unwrap_or_else(|| error(&query, ResponseCode::NXDomain)),
         ),
         Found::Missing => forward(),
@@ -116,30 +132,30 @@ pub fn reply(table: &Table, gateway: Ipv4Addr, client: Ipv4Addr, packet: &[u8]) 
 }
 
 /// The common reply, written straight from the query's bytes: its header
-/// and question (exactly as sent) and at most one A record pointing back
-/// at the question's name, plus an OPT record if the query had one. About
-/// half the server's user-space time per query goes otherwise to encoding
-/// a `Message`. None when the query has anything unusual (the caller then
-/// encodes a `Message`).
-fn quick(
-    packet: &[u8],
-    query: &Message,
-    code: ResponseCode,
-    a: Option<Ipv4Addr>,
-) -> Option<Vec<u8>> {
+/// and question (exactly as sent) and A records pointing back at the
+/// question's name (one per network the name is seen on), plus an OPT
+/// record if the query had one. About half the server's user-space time
+/// per query goes otherwise to encoding a `Message`. None when the query
+/// has anything unusual (the caller then encodes a `Message`) or the
+/// answer would not fit a plain UDP reply.
+fn quick(packet: &[u8], query: &Message, code: ResponseCode, a: &[Ipv4Addr]) -> Option<Vec<u8>> {
     let counts = &packet[4..12];
     let additionals = u16::from(query.extensions().is_some());
     if counts != [0, 1, 0, 0, 0, 0, 0, additionals as u8] {
         return None;
     }
     let end = question_end(packet)?;
-    let mut out = Vec::with_capacity(end + 16 + 11);
+    let len = end + 16 * a.len() + 11;
+    if len > PLAIN_UDP_MAX {
+        return None;
+    }
+    let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&packet[..end]);
     // QR and AA; opcode and RD as asked; RA; CD as asked.
     out[2] = 0x80 | (packet[2] & 0x79) | 0x04;
     out[3] = 0x80 | (packet[3] & 0x10) | (u16::from(code) as u8 & 0x0f);
-    out[7] = u8::from(a.is_some());
-    if let Some(ip) = a {
+    out[6..8].copy_from_slice(&(a.len() as u16).to_be_bytes());
+    for ip in a {
         out.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
         out.extend_from_slice(&TTL.to_be_bytes());
         out.extend_from_slice(&[0, 4]);
@@ -199,11 +215,11 @@ fn response(query: &Message, code: ResponseCode) -> Message {
     m
 }
 
-fn answer(query: &Message, q: &Query, data: Option<RData>) -> Reply {
+fn answer(query: &Message, q: &Query, data: Vec<RData>) -> Reply {
     let mut m = response(query, ResponseCode::NoError);
     m.set_authoritative(true);
-    if let Some(data) = data {
-        m.add_answer(Record::from_rdata(q.name().clone(), TTL, data));
+    for d in data {
+        m.add_answer(Record::from_rdata(q.name().clone(), TTL, d));
     }
     encode(m, query)
 }
@@ -300,6 +316,7 @@ mod tests {
             subnet: "10.1.0.0/24".parse().unwrap(),
             gateway: GW,
             internal: false,
+            podman: false,
         };
         let e = |name: &str, alias| DnsEndpoint {
             network_id: 1,
@@ -404,6 +421,7 @@ mod tests {
             subnet: "10.1.0.0/24".parse().unwrap(),
             gateway: GW,
             internal: true,
+            podman: false,
         };
         let (t, _) = Table::build(&[net], &[]);
         let m = parsed(reply(&t, GW, C1, &query("example.com.", RecordType::A)));
@@ -419,10 +437,8 @@ mod tests {
             C1,
             &query("2.0.1.10.in-addr.arpa.", RecordType::PTR),
         ));
-        assert_eq!(
-            m.answers()[0].data(),
-            &RData::PTR(PTR(Name::from_ascii("api.dns.berth.").unwrap()))
-        );
+        let ptrs: Vec<String> = m.answers().iter().map(|r| r.data().to_string()).collect();
+        assert_eq!(ptrs, ["api.dns.berth.", "v1.backend.dns.berth."]);
         let m = parsed(reply(
             &t,
             GW,
@@ -526,5 +542,94 @@ mod tests {
         let mut junk = one.to_vec().unwrap();
         junk.push(7);
         assert!(plain_error(&junk, ResponseCode::ServFail).is_none());
+    }
+
+    /// c1 on networks a (10.1.0.0/24) and b (10.2.0.0/24) of a Podman
+    /// namespace, with aliases; c2 only on b.
+    fn two_networks() -> Table {
+        let net = |id, prefix: &str| DnsNetwork {
+            id,
+            name: format!("n{id}"),
+            subnet: format!("{prefix}.0/24").parse().unwrap(),
+            gateway: format!("{prefix}.1").parse().unwrap(),
+            internal: false,
+            podman: true,
+        };
+        let e = |network_id, name: &str, alias, ip: &str, inode| DnsEndpoint {
+            network_id,
+            name: name.into(),
+            alias,
+            ip: ip.parse().unwrap(),
+            netns_inode: inode,
+        };
+        Table::build(
+            &[net(1, "10.1.0"), net(2, "10.2.0")],
+            &[
+                e(1, "c1", false, "10.1.0.2", 1),
+                e(1, "web", true, "10.1.0.2", 1),
+                e(1, "0123456789ab", true, "10.1.0.2", 1),
+                e(2, "c1", false, "10.2.0.2", 1),
+                e(2, "web", true, "10.2.0.2", 1),
+                e(2, "0123456789ab", true, "10.2.0.2", 1),
+                e(2, "c2", false, "10.2.0.3", 2),
+            ],
+        )
+        .0
+    }
+
+    #[test]
+    fn a_name_on_shared_networks_answers_every_address_the_quick_way_too() {
+        let t = two_networks();
+        let gw_b: Ipv4Addr = "10.2.0.1".parse().unwrap();
+        let c1_b: Ipv4Addr = "10.2.0.2".parse().unwrap();
+        let addrs = |m: &Message| -> Vec<String> {
+            m.answers().iter().map(|r| r.data().to_string()).collect()
+        };
+        // c1 asks for itself (and its alias) on b: both addresses, b's first.
+        for name in ["c1.", "web.dns.podman.", "0123456789AB."] {
+            let plain = query(name, RecordType::A);
+            let m = parsed(reply(&t, gw_b, c1_b, &plain));
+            assert_eq!(addrs(&m), ["10.2.0.2", "10.1.0.2"], "{name}");
+            // The quick path writes what the encoder would.
+            let q = Message::from_vec(&plain).unwrap();
+            let full = answer(
+                &q,
+                &q.queries()[0],
+                vec![
+                    RData::A(A("10.2.0.2".parse().unwrap())),
+                    RData::A(A("10.1.0.2".parse().unwrap())),
+                ],
+            );
+            assert_eq!(reply(&t, gw_b, c1_b, &plain), full, "{name}");
+        }
+        // c2 shares only b with c1: one address.
+        let m = parsed(reply(
+            &t,
+            gw_b,
+            "10.2.0.3".parse().unwrap(),
+            &query("c1.", RecordType::A),
+        ));
+        assert_eq!(addrs(&m), ["10.2.0.2"]);
+    }
+
+    #[test]
+    fn ptr_on_podman_networks_gives_bare_names_in_order() {
+        let t = two_networks();
+        let m = parsed(reply(
+            &t,
+            "10.2.0.1".parse().unwrap(),
+            "10.2.0.3".parse().unwrap(),
+            &query("2.0.2.10.in-addr.arpa.", RecordType::PTR),
+        ));
+        let ptrs: Vec<String> = m.answers().iter().map(|r| r.data().to_string()).collect();
+        assert_eq!(ptrs, ["c1.", "web.", "0123456789ab."]);
+        // c2 does not see network a.
+        let m = parsed(reply(
+            &t,
+            "10.2.0.1".parse().unwrap(),
+            "10.2.0.3".parse().unwrap(),
+            &query("2.0.1.10.in-addr.arpa.", RecordType::PTR),
+        ));
+        assert_eq!(m.response_code(), ResponseCode::NXDomain);
     }
 }

@@ -32,10 +32,14 @@ pub struct Net {
     pub subnet: Option<Ipv4Net>,
     /// Nothing is forwarded upstream for an `--internal` network.
     pub internal: bool,
+    /// Podman's network: reverse lookups answer bare names (`NAME.`), as
+    /// aardvark-dns does, rather than `NAME.dns.berth.`.
+    pub podman: bool,
     /// Lower-cased names and aliases.
     names: Sharded<String, (Ipv4Addr, u64)>,
-    /// Address to the endpoint's own name, for PTR.
-    ptr: Sharded<Ipv4Addr, (String, u64)>,
+    /// Address to the endpoint's names for PTR: its own name, then its
+    /// aliases in the order given.
+    ptr: Sharded<Ipv4Addr, (Arc<[String]>, u64)>,
     /// A client address to the gateways of every DNS network its
     /// namespace is on: what it may see.
     scopes: Sharded<Ipv4Addr, (Arc<[Ipv4Addr]>, u64)>,
@@ -111,10 +115,22 @@ struct Held {
 /// What a name lookup found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Found {
-    /// The name is in a network the client sees.
-    Address(Ipv4Addr),
-    /// It is not.
+    /// The name's address on every network the client sees that has it,
+    /// the network asked first (never empty).
+    Addresses(Vec<Ipv4Addr>),
+    /// No network the client sees has it.
     Missing,
+}
+
+/// What a reverse lookup found: every name of the endpoint, and how to
+/// write them.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Ptr<'a> {
+    /// Own name first, then the aliases in the order given.
+    pub names: &'a [String],
+    /// Bare names (`NAME.`, Podman's networks) rather than under
+    /// [`LOCAL_DOMAIN`].
+    pub bare: bool,
 }
 
 impl Table {
@@ -132,6 +148,7 @@ impl Table {
                         name: n.name.clone(),
                         subnet: Some(n.subnet),
                         internal: n.internal,
+                        podman: n.podman,
                         ..Default::default()
                     };
                     (n.gateway, Arc::new(net))
@@ -186,7 +203,10 @@ impl Table {
             let Some(&gateway) = index.by_id.get(&r.network_id) else {
                 continue;
             };
-            let i = match held.iter().position(|h| h.gateway == gateway) {
+            let i = match held
+                .iter()
+                .position(|h| h.gateway == gateway && h.ip == r.ip)
+            {
                 Some(i) => i,
                 None => {
                     held.push(Held {
@@ -197,22 +217,31 @@ impl Table {
                     held.len() - 1
                 }
             };
-            held[i].names.push(r.name.clone());
+            // The endpoint's own name leads its PTR answer.
+            if r.alias {
+                held[i].names.push(r.name.clone());
+            } else {
+                held[i].names.insert(0, r.name.clone());
+            }
             let Some(net) = self.nets.get_mut(&gateway) else {
                 continue;
             };
-            let net = Arc::make_mut(net);
-            net.names.insert(r.name.clone(), (r.ip, inode));
-            if !r.alias {
-                net.ptr.insert(r.ip, (r.name.clone(), inode));
+            Arc::make_mut(net)
+                .names
+                .insert(r.name.clone(), (r.ip, inode));
+        }
+        let mut scope: Vec<Ipv4Addr> = Vec::new();
+        for h in &held {
+            if !scope.contains(&h.gateway) {
+                scope.push(h.gateway);
             }
         }
-        let scope: Arc<[Ipv4Addr]> = held.iter().map(|h| h.gateway).collect();
+        let scope: Arc<[Ipv4Addr]> = scope.into();
         for h in &held {
             if let Some(net) = self.nets.get_mut(&h.gateway) {
-                Arc::make_mut(net)
-                    .scopes
-                    .insert(h.ip, (scope.clone(), inode));
+                let net = Arc::make_mut(net);
+                net.scopes.insert(h.ip, (scope.clone(), inode));
+                net.ptr.insert(h.ip, (h.names.as_slice().into(), inode));
             }
         }
         if !held.is_empty() {
@@ -260,14 +289,23 @@ impl Table {
             .filter_map(|g| self.nets.get(&g).map(|n| &**n))
     }
 
-    /// Looks `name` (lower-cased, no trailing dot) up for a client.
+    /// Looks `name` (lower-cased, no trailing dot) up for a client: its
+    /// address on every network the client's namespace shares with the
+    /// name's holder, as aardvark-dns answers (the client is known by its
+    /// address; one berth does not know sees the network it asked).
     pub fn lookup(&self, gateway: Ipv4Addr, client: Ipv4Addr, name: &str) -> Found {
-        self.scope(gateway, client)
-            .find_map(|n| n.names.get(name).map(|v| v.0))
-            .map_or(Found::Missing, Found::Address)
+        let found: Vec<Ipv4Addr> = self
+            .scope(gateway, client)
+            .filter_map(|n| n.names.get(name).map(|v| v.0))
+            .collect();
+        if found.is_empty() {
+            Found::Missing
+        } else {
+            Found::Addresses(found)
+        }
     }
 
-    /// The reverse lookup of `ip` for a client: `Some(Some(name))` if a
+    /// The reverse lookup of `ip` for a client: `Some(Some(names))` if a
     /// network it sees has the address, `Some(None)` if the address is in
     /// a berth subnet otherwise (unknown, or on a network the client does
     /// not see: not sent upstream either), `None` if it is none of berth's
@@ -277,9 +315,12 @@ impl Table {
         gateway: Ipv4Addr,
         client: Ipv4Addr,
         ip: Ipv4Addr,
-    ) -> Option<Option<&str>> {
-        if let Some(name) = self.scope(gateway, client).find_map(|n| n.ptr.get(&ip)) {
-            return Some(Some(&name.0));
+    ) -> Option<Option<Ptr<'_>>> {
+        let found = self
+            .scope(gateway, client)
+            .find_map(|n| n.ptr.get(&ip).map(|v| (&v.0, n.podman)));
+        if let Some((names, bare)) = found {
+            return Some(Some(Ptr { names, bare }));
         }
         let ours = self
             .nets
@@ -309,6 +350,7 @@ mod tests {
             subnet: format!("{prefix}.0/24").parse().unwrap(),
             gateway: ip(&format!("{prefix}.1")),
             internal: false,
+            podman: false,
         }
     }
 
@@ -341,26 +383,42 @@ mod tests {
         );
         let gw_a = ip("10.1.0.1");
         let client = ip("10.1.0.2");
-        assert_eq!(table.lookup(gw_a, client, "alias"), Found::Address(client));
+        let one = |s: &str| Found::Addresses(vec![ip(s)]);
+        assert_eq!(table.lookup(gw_a, client, "alias"), one("10.1.0.2"));
         // Through a, ns 100 sees b's names too.
+        assert_eq!(table.lookup(gw_a, client, "bonly"), one("10.2.0.3"));
+        // A name on both of its networks: both addresses, the network
+        // asked first, whichever gateway (and address) it asks from.
         assert_eq!(
-            table.lookup(gw_a, client, "bonly"),
-            Found::Address(ip("10.2.0.3"))
+            table.lookup(gw_a, client, "both"),
+            Found::Addresses(vec![ip("10.1.0.2"), ip("10.2.0.2")])
+        );
+        assert_eq!(
+            table.lookup(ip("10.2.0.1"), ip("10.2.0.2"), "both"),
+            Found::Addresses(vec![ip("10.2.0.2"), ip("10.1.0.2")])
         );
         assert_eq!(table.lookup(gw_a, client, "conly"), Found::Missing);
         // ns 200 does not see a.
         let gw_b = ip("10.2.0.1");
         assert_eq!(table.lookup(gw_b, ip("10.2.0.3"), "alias"), Found::Missing);
-        // Its own network first.
-        assert_eq!(
-            table.lookup(gw_b, ip("10.2.0.3"), "both"),
-            Found::Address(ip("10.2.0.2"))
-        );
+        // Only the networks it shares with the holder.
+        assert_eq!(table.lookup(gw_b, ip("10.2.0.3"), "both"), one("10.2.0.2"));
         // An unknown client sees the network it asked.
         assert_eq!(table.lookup(gw_a, ip("10.9.9.9"), "bonly"), Found::Missing);
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
             table.reverse(gw_a, client, ip("10.2.0.3")),
-            Some(Some("bonly"))
+            Some(Some(Ptr {
+                names: &names(&["bonly"]),
+                bare: false
+            }))
+        );
+        assert_eq!(
+            table.reverse(gw_a, client, ip("10.1.0.2")),
+            Some(Some(Ptr {
+                names: &names(&["both", "alias"]),
+                bare: false
+            }))
         );
         assert_eq!(table.reverse(gw_a, client, ip("10.1.0.77")), Some(None));
         assert_eq!(table.reverse(gw_a, client, ip("10.3.0.2")), Some(None));
@@ -395,10 +453,16 @@ mod tests {
                         seen.push(t.lookup(ip(gw), ip(client), n));
                     }
                     for a in ["10.1.0.2", "10.2.0.2", "10.2.0.4"] {
-                        seen.push(match t.reverse(ip(gw), ip(client), ip(a)) {
-                            Some(Some(n)) => Found::Address(ip(&format!("10.0.0.{}", n.len()))),
-                            _ => Found::Missing,
-                        });
+                        let names = match t.reverse(ip(gw), ip(client), ip(a)) {
+                            Some(Some(p)) => p.names.join(","),
+                            _ => String::new(),
+                        };
+                        seen.push(Found::Addresses(
+                            names
+                                .bytes()
+                                .map(|b| Ipv4Addr::from(u32::from(b)))
+                                .collect(),
+                        ));
                     }
                 }
             }
@@ -408,7 +472,7 @@ mod tests {
         // The old table is untouched (a query in flight keeps it).
         assert_eq!(
             table.lookup(ip("10.2.0.1"), ip("10.2.0.2"), "x"),
-            Found::Address(ip("10.2.0.2"))
+            Found::Addresses(vec![ip("10.2.0.2"), ip("10.1.0.2")])
         );
         assert_eq!(
             t.lookup(ip("10.2.0.1"), ip("10.2.0.4"), "x"),
@@ -418,5 +482,27 @@ mod tests {
         assert!(t
             .with_netns(&mut index, 9, &[name(7, "q", false, "10.7.0.2", 9)])
             .is_none());
+    }
+
+    #[test]
+    fn a_reverse_lookup_gives_every_name_in_order_and_podman_networks_bare_ones() {
+        let mut podman = net(1, "p", "10.4.0");
+        podman.podman = true;
+        let (table, _) = Table::build(
+            &[podman],
+            &[
+                // Rows as the state gives them may come in any order; the
+                // own name leads, the aliases keep theirs.
+                name(1, "web1", true, "10.4.0.2", 100),
+                name(1, "0123456789ab", true, "10.4.0.2", 100),
+                name(1, "c1", false, "10.4.0.2", 100),
+            ],
+        );
+        let found = table.reverse(ip("10.4.0.1"), ip("10.4.0.2"), ip("10.4.0.2"));
+        let Some(Some(p)) = found else {
+            panic!("{found:?}")
+        };
+        assert_eq!(p.names, ["c1", "web1", "0123456789ab"]);
+        assert!(p.bare);
     }
 }

@@ -32,7 +32,7 @@ pub use names::{DnsEndpoint, DnsNetwork};
 
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
-const SCHEMA_VERSION: i64 = 10;
+const SCHEMA_VERSION: i64 = 11;
 /// berth's routing tables (`--uplink`) are this plus the network id.
 pub const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
 
@@ -167,6 +167,13 @@ ALTER TABLE endpoints ADD COLUMN allow_spoofing INTEGER NOT NULL DEFAULT 0;
 DELETE FROM settings WHERE key = 'nft_generation';
 ";
 
+/// Version 11: the order of an endpoint's names (0 its own name, then its
+/// aliases as given), which reverse lookups answer in, as aardvark-dns
+/// does. Aliases recorded before keep 0 and sort by name among themselves.
+const NAMES_ORDER_SCHEMA: &str = "
+ALTER TABLE dns_names ADD COLUMN pos INTEGER NOT NULL DEFAULT 0;
+";
+
 /// Version 5 (Podman): who made a network or endpoint (NULL: berth's
 /// own commands; `podman`: berth acting as Podman's netavark), and the
 /// Podman container id of an endpoint. Read and written by `owner.rs`.
@@ -294,6 +301,7 @@ impl Store {
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
                 tx.execute_batch(GUARDS_SCHEMA)?;
+                tx.execute_batch(NAMES_ORDER_SCHEMA)?;
             }
             1 => {
                 tx.execute_batch(MIGRATE_1_TO_2)?;
@@ -305,6 +313,7 @@ impl Store {
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
                 tx.execute_batch(GUARDS_SCHEMA)?;
+                tx.execute_batch(NAMES_ORDER_SCHEMA)?;
             }
             2 => {
                 tx.execute_batch(PORTS_SCHEMA)?;
@@ -315,6 +324,7 @@ impl Store {
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
                 tx.execute_batch(GUARDS_SCHEMA)?;
+                tx.execute_batch(NAMES_ORDER_SCHEMA)?;
             }
             3 => {
                 tx.execute_batch(INTENTS_SCHEMA)?;
@@ -324,6 +334,7 @@ impl Store {
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
                 tx.execute_batch(GUARDS_SCHEMA)?;
+                tx.execute_batch(NAMES_ORDER_SCHEMA)?;
             }
             4 => {
                 tx.execute_batch(MIGRATE_OWNERS)?;
@@ -332,6 +343,7 @@ impl Store {
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
                 tx.execute_batch(GUARDS_SCHEMA)?;
+                tx.execute_batch(NAMES_ORDER_SCHEMA)?;
             }
             5 => {
                 tx.execute_batch(DNS_SCHEMA)?;
@@ -339,6 +351,7 @@ impl Store {
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
                 tx.execute_batch(GUARDS_SCHEMA)?;
+                tx.execute_batch(NAMES_ORDER_SCHEMA)?;
             }
             // Version 7: CNI attachments and cluster CIDRs (src/store/attachments.rs).
             6 => {
@@ -346,20 +359,28 @@ impl Store {
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
                 tx.execute_batch(GUARDS_SCHEMA)?;
+                tx.execute_batch(NAMES_ORDER_SCHEMA)?;
             }
             // Version 8: detached runs (src/store/jobs.rs).
             7 => {
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
                 tx.execute_batch(GUARDS_SCHEMA)?;
+                tx.execute_batch(NAMES_ORDER_SCHEMA)?;
             }
             // Version 9: bandwidth limits of endpoints.
             8 => {
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
                 tx.execute_batch(GUARDS_SCHEMA)?;
+                tx.execute_batch(NAMES_ORDER_SCHEMA)?;
             }
             // Version 10: anti-spoofing and host access (src/firewall/guard.rs).
-            9 => tx.execute_batch(GUARDS_SCHEMA)?,
+            9 => {
+                tx.execute_batch(GUARDS_SCHEMA)?;
+                tx.execute_batch(NAMES_ORDER_SCHEMA)?;
+            }
+            // Version 11: the order of an endpoint's DNS names.
+            10 => tx.execute_batch(NAMES_ORDER_SCHEMA)?,
             SCHEMA_VERSION => {}
             v => {
                 return Err(Error::Other(format!(
@@ -1049,6 +1070,7 @@ mod tests {
                 "ALTER TABLE endpoints DROP COLUMN bw_in_rate; ALTER TABLE endpoints DROP COLUMN bw_in_burst; \
                  ALTER TABLE endpoints DROP COLUMN bw_out_rate; ALTER TABLE endpoints DROP COLUMN bw_out_burst; \
                  ALTER TABLE networks DROP COLUMN host_access; ALTER TABLE endpoints DROP COLUMN allow_spoofing; \
+                 ALTER TABLE dns_names DROP COLUMN pos; \
                  PRAGMA user_version = 8;",
             )
             .unwrap();

@@ -20,6 +20,9 @@ pub struct DnsNetwork {
     pub gateway: Ipv4Addr,
     /// `--internal`: nothing leaves, so nothing is forwarded upstream.
     pub internal: bool,
+    /// Made by Podman (berth as its netavark): reverse lookups answer
+    /// bare names, as aardvark-dns does.
+    pub podman: bool,
 }
 
 /// One name of an endpoint on a DNS network.
@@ -70,29 +73,31 @@ impl Tx<'_> {
         aliases: &[String],
     ) -> Result<()> {
         let mut stmt = self.tx.prepare_cached(
-            "INSERT INTO dns_names (network_id, name, endpoint_id, alias) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO dns_names (network_id, name, endpoint_id, alias, pos) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         stmt.execute(params![
             network_id,
             name.to_ascii_lowercase(),
             endpoint_id,
-            false
+            false,
+            0
         ])?;
-        for a in aliases {
+        for (i, a) in aliases.iter().enumerate() {
             stmt.execute(params![
                 network_id,
                 a.to_ascii_lowercase(),
                 endpoint_id,
-                true
+                true,
+                i as i64 + 1
             ])?;
         }
         Ok(())
     }
 
-    /// The aliases of one endpoint.
+    /// The aliases of one endpoint, in the order given.
     pub fn aliases_of(&self, endpoint_id: i64) -> Result<Vec<String>> {
         let mut stmt = self.tx.prepare_cached(
-            "SELECT name FROM dns_names WHERE endpoint_id = ?1 AND alias = 1 ORDER BY name",
+            "SELECT name FROM dns_names WHERE endpoint_id = ?1 AND alias = 1 ORDER BY pos, name",
         )?;
         let rows = stmt.query_map([endpoint_id], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -109,7 +114,7 @@ impl Tx<'_> {
     /// The networks with DNS.
     pub fn dns_networks(&self) -> Result<Vec<DnsNetwork>> {
         let mut stmt = self.tx.prepare_cached(
-            "SELECT id, name, subnet, gateway, internal FROM networks WHERE dns = 1",
+            "SELECT id, name, subnet, gateway, internal, owner IS 'podman' FROM networks WHERE dns = 1",
         )?;
         let rows = stmt.query_map([], |r| {
             let subnet: String = r.get(2)?;
@@ -122,19 +127,22 @@ impl Tx<'_> {
                     .parse()
                     .map_err(|_| super::bad_column(3, &gateway))?,
                 internal: r.get(4)?,
+                podman: r.get(5)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Every name on every network with DNS, with its address and the
-    /// namespace that holds it: all the server needs, in one query.
+    /// namespace that holds it: all the server needs, in one query. Each
+    /// endpoint's names come together, its own name first, then its
+    /// aliases in the order given (the order of a reverse lookup's answer).
     pub fn dns_endpoints(&self) -> Result<Vec<DnsEndpoint>> {
         let mut stmt = self.tx.prepare_cached(
             "SELECT d.network_id, d.name, d.alias, e.ip, e.netns_inode
              FROM dns_names d JOIN endpoints e ON e.id = d.endpoint_id
              JOIN networks n ON n.id = d.network_id
-             WHERE n.dns = 1",
+             WHERE n.dns = 1 ORDER BY d.endpoint_id, d.alias, d.pos, d.name",
         )?;
         let rows = stmt.query_map([], dns_endpoint_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -148,7 +156,8 @@ impl Tx<'_> {
             "SELECT d.network_id, d.name, d.alias, e.ip, e.netns_inode
              FROM endpoints e JOIN dns_names d ON d.endpoint_id = e.id
              JOIN networks n ON n.id = e.network_id
-             WHERE e.netns_inode = ?1 AND n.dns = 1",
+             WHERE e.netns_inode = ?1 AND n.dns = 1
+             ORDER BY d.endpoint_id, d.alias, d.pos, d.name",
         )?;
         let rows = stmt.query_map([inode as i64], dns_endpoint_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
