@@ -515,6 +515,94 @@ fn network_connect_adds_a_network_to_a_running_container() {
     assert!(sb.networks().is_empty());
 }
 
+/// The container's default routes as (gateway, metric), sorted.
+fn default_routes(sb: &Sandbox, netns: &str) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = sb
+        .routes(Some(netns))
+        .into_iter()
+        .filter(|r| r["dst"] == "default")
+        .map(|r| {
+            (
+                r["gateway"].as_str().unwrap_or("").to_string(),
+                r["metric"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// As netavark: one default route per network with its metric (100 when
+/// the options name none, so two networks may share one), and taking one
+/// network away (`podman network disconnect`) leaves the other's route.
+/// A veth lost by hand gets its route back, metric and all, from `up`.
+#[test]
+fn each_network_gives_a_default_route_with_its_metric() {
+    let sb = Sandbox::new();
+    sb.add_netns("c1");
+    let net = |name: &str, ifname: &str, third: u8, metric: Option<&str>| {
+        let subnet = format!("10.{third}.0.0/24");
+        let mut options = json!({});
+        if let Some(m) = metric {
+            options = json!({"metric": m});
+        }
+        request(
+            "c1",
+            name,
+            &format!("10.{third}.0.2"),
+            json!({"networks": {name: {"interface_name": ifname}},
+                   "network_info": {name: {"network_interface": format!("pm-{name}"),
+                       "subnets": [{"subnet": subnet, "gateway": format!("10.{third}.0.1")}],
+                       "options": options}}}),
+        )
+    };
+    let mut req = net("web", "eth0", 77, None);
+    let same = net("same", "eth1", 78, None);
+    let far = net("far", "eth2", 79, Some("200"));
+    for r in [&same, &far] {
+        merge(
+            &mut req,
+            json!({"networks": r["networks"], "network_info": r["network_info"]}),
+        );
+    }
+    setup_ok(&sb, "c1", &req);
+    let all = vec![
+        ("10.77.0.1".to_string(), 100),
+        ("10.78.0.1".to_string(), 100),
+        ("10.79.0.1".to_string(), 200),
+    ];
+    assert_eq!(default_routes(&sb, "c1"), all);
+    // `podman network disconnect c1 web`: the others stay.
+    assert_ok_ctx(
+        &netavark(
+            &sb,
+            &["teardown", "/run/netns/c1"],
+            &net("web", "eth0", 77, None),
+        ),
+        "teardown web",
+    );
+    assert_eq!(default_routes(&sb, "c1"), all[1..].to_vec());
+    // A veth deleted by hand: `up` re-creates it with its route and metric.
+    let far_veth = sb
+        .endpoints()
+        .into_iter()
+        .find(|e| e["network"] == "far")
+        .expect("far's endpoint")["host_ifname"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sb.sh_ok(&format!("ip link del {far_veth}"));
+    assert_eq!(default_routes(&sb, "c1"), all[1..2].to_vec());
+    sb.berth_ok(&["up"]);
+    assert_eq!(default_routes(&sb, "c1"), all[1..].to_vec());
+    assert_ok_ctx(
+        &netavark(&sb, &["teardown", "/run/netns/c1"], &req),
+        "teardown",
+    );
+    assert!(default_routes(&sb, "c1").is_empty());
+    assert!(sb.networks().is_empty());
+}
+
 /// Podman starts and removes containers in parallel: the first setup makes
 /// the network, the last teardown removes it, whatever the interleaving.
 #[test]

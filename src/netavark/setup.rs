@@ -633,6 +633,33 @@ mod tests {
         teardown(&mut h.ctx, "/run/netns/p1", &o).unwrap();
     }
 
+    /// Every network that is not internal gives its own default route,
+    /// with its metric (100 unless the options name one), as netavark does.
+    #[test]
+    fn each_network_gives_a_default_route_with_its_metric() {
+        let mut h = crate::commands::tests::host();
+        h.fake().add_namespace("/run/netns/p1");
+        let two = TWO
+            .replace(r#""internal":true"#, r#""internal":false"#)
+            .replace(r#""mtu":"1400""#, r#""mtu":"1400","metric":"200""#);
+        let o = opts(&two);
+        let nets = check(&o).unwrap();
+        assert_eq!(
+            nets.iter().map(|n| n.metric).collect::<Vec<_>>(),
+            [Some(100), Some(200)]
+        );
+        setup(&mut h.ctx, "/run/netns/p1", &o).unwrap();
+        let mut gws: Vec<String> = h
+            .fake()
+            .default_routes
+            .iter()
+            .filter(|(n, _)| n.as_deref() == Some(std::path::Path::new("/run/netns/p1")))
+            .map(|(_, gw)| gw.to_string())
+            .collect();
+        gws.sort();
+        assert_eq!(gws, ["10.77.0.1", "10.89.1.1"]);
+    }
+
     #[test]
     fn a_failed_setup_takes_back_the_networks_it_made() {
         let mut h = crate::commands::tests::host();

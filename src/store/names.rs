@@ -236,7 +236,7 @@ mod tests {
                 "DROP TABLE jobs; DROP TABLE attachments; ALTER TABLE networks DROP COLUMN cluster_cidrs; \
                  ALTER TABLE endpoints DROP COLUMN bw_in_rate; ALTER TABLE endpoints DROP COLUMN bw_in_burst; \
                  ALTER TABLE endpoints DROP COLUMN bw_out_rate; ALTER TABLE endpoints DROP COLUMN bw_out_burst; \
-                 ALTER TABLE networks DROP COLUMN host_access; ALTER TABLE endpoints DROP COLUMN allow_spoofing; \
+                 ALTER TABLE networks DROP COLUMN host_access; ALTER TABLE endpoints DROP COLUMN allow_spoofing; ALTER TABLE endpoints DROP COLUMN metric; \
                  DROP TABLE dns_names; ALTER TABLE networks DROP COLUMN dns; PRAGMA user_version = 5;",
             )
             .unwrap();
