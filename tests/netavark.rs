@@ -603,6 +603,34 @@ fn each_network_gives_a_default_route_with_its_metric() {
     assert!(sb.networks().is_empty());
 }
 
+/// Podman accepts network names of up to 250 bytes (its `NAME.json`
+/// must fit a file name); such a network works and goes with its last
+/// container.
+#[test]
+fn a_network_name_as_long_as_podmans_works() {
+    let sb = Sandbox::new();
+    sb.add_netns("c1");
+    let name = "p".repeat(250);
+    let req = request(
+        "c1",
+        &name,
+        "10.77.0.2",
+        json!({"network_info": {&name: {"network_interface": "podman9"}}}),
+    );
+    let status = setup_ok(&sb, "c1", &req);
+    assert_eq!(
+        status[&name]["interfaces"]["eth0"]["subnets"][0]["ipnet"],
+        "10.77.0.2/24"
+    );
+    sb.assert_ping(Some("c1"), "10.77.0.1");
+    assert_eq!(sb.networks()[0]["name"], name.as_str());
+    assert_ok_ctx(
+        &netavark(&sb, &["teardown", "/run/netns/c1"], &req),
+        "teardown",
+    );
+    assert!(sb.networks().is_empty());
+}
+
 /// Podman starts and removes containers in parallel: the first setup makes
 /// the network, the last teardown removes it, whatever the interleaving.
 #[test]

@@ -77,7 +77,7 @@ fn check(opts: &NetworkOptions) -> Result<Vec<PodmanNet>> {
                 )))
             }
         }
-        names::check_name("network", name)?;
+        names::check_network_name(name)?;
         let ipam = info.ipam_options.as_ref().and_then(|o| o.get("driver"));
         match ipam.map(String::as_str) {
             None | Some("") | Some("host-local") => {}

@@ -410,7 +410,7 @@ pub(crate) fn network_from_row(row: &Row) -> rusqlite::Result<Network> {
     // database: a state file edited by hand (or by an older berth) must not
     // make berth create or delete an arbitrary device.
     let name: String = row.get(1)?;
-    crate::model::names::check_name("network", &name).map_err(|_| bad_column(1, &name))?;
+    crate::model::names::check_network_name(&name).map_err(|_| bad_column(1, &name))?;
     let bridge: String = row.get(4)?;
     crate::model::names::check_ifname("bridge", &bridge).map_err(|_| bad_column(4, &bridge))?;
     Ok(Network {
