@@ -727,3 +727,140 @@ fn netavark_dns_port_moves_the_server_and_port_53_still_answers() {
     );
     assert_netavark_error(&out, "NETAVARK_DNS_PORT 6000");
 }
+
+/// `netavark update NETWORK --network-dns-servers A,B` (Podman 4.7's
+/// `podman network update --dns-add/--dns-drop`) and setup's
+/// `network_dns_servers`: that network's containers' queries for other
+/// names go to its servers; "" gives them the host's resolvers back. An
+/// update of a network berth does not have is no error (no container runs).
+#[test]
+fn update_sets_the_networks_upstream_dns_servers() {
+    if !util::dns::have_dig("update_sets_the_networks_upstream_dns_servers") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let inet = sb.internet();
+    sb.sh_ok("ip -n internet addr add 198.51.100.2/32 dev lo");
+    let host_dns = sb.spawn_in_netns(
+        Some(&inet.netns),
+        PROBE,
+        &["dns-serve", "198.51.100.1:53"],
+        true,
+    );
+    let net_dns = sb.spawn_in_netns(
+        Some(&inet.netns),
+        PROBE,
+        &["dns-serve", "198.51.100.2:53"],
+        true,
+    );
+    util::dns::host_resolv(&sb, "nameserver 198.51.100.1\\n");
+    sb.add_netns("c1");
+    let req = request(
+        "c1",
+        "web",
+        "10.77.0.2",
+        json!({"network_info": {"web": {"dns_enabled": true,
+                                         "network_dns_servers": ["198.51.100.2"]}}}),
+    );
+    setup_ok(&sb, "c1", &req);
+    let ask = |name: &str| util::dns::short(&sb, "c1", "10.77.0.1", &[name]);
+    assert_eq!(ask("one.example.com"), ["192.0.2.10"]);
+    assert!(net_dns.stdout().contains("query one.example.com"));
+    assert!(!host_dns.stdout().contains("one.example.com"));
+
+    let update = |servers: &str| {
+        let out = netavark(
+            &sb,
+            &["update", "web", "--network-dns-servers", servers],
+            &json!({}),
+        );
+        assert_ok_ctx(&out, &format!("update {servers:?}"));
+        assert_eq!(stdout(&out), "", "update prints nothing");
+    };
+    update("");
+    assert_eq!(ask("two.example.com"), ["192.0.2.10"]);
+    assert!(host_dns.stdout().contains("query two.example.com"));
+    assert!(!net_dns.stdout().contains("two.example.com"));
+    update("198.51.100.2");
+    assert_eq!(ask("three.example.com"), ["192.0.2.10"]);
+    assert!(net_dns.stdout().contains("query three.example.com"));
+
+    // No such network in berth (no container runs): Podman's definition
+    // alone changes.
+    let out = netavark(
+        &sb,
+        &["update", "idle", "--network-dns-servers", "1.1.1.1"],
+        &json!({}),
+    );
+    assert_ok_ctx(&out, "update of a network without containers");
+    let out = netavark(
+        &sb,
+        &[
+            "update",
+            "web",
+            "--network-dns-servers",
+            "8.8.8.8,dns.example",
+        ],
+        &json!({}),
+    );
+    assert_netavark_error(&out, "dns.example");
+    assert_ok_ctx(
+        &netavark(&sb, &["teardown", "/run/netns/c1"], &req),
+        "teardown",
+    );
+}
+
+/// Whether berth's `inet` table exists.
+fn has_berths_table(sb: &Sandbox) -> bool {
+    stdout(&sb.cmd("nft", &["list", "tables"])).contains("inet berth")
+}
+
+/// `firewall-reload` restores berth's rules once after a firewall reload
+/// flushed them; `firewalld-reload` runs as a service and restores them
+/// after each such reload by itself. A published port answers again.
+#[test]
+fn firewall_reloads_restore_berths_rules() {
+    let sb = Sandbox::new();
+    sb.add_netns("c1");
+    let req = request(
+        "c1",
+        "web",
+        "10.77.0.2",
+        json!({"port_mappings": [
+            {"host_ip": "", "container_port": 80, "host_port": 8080, "range": 1, "protocol": "tcp"}]}),
+    );
+    setup_ok(&sb, "c1", &req);
+    let _srv = sb.tcp_server(Some("c1"), "0.0.0.0:80");
+    sb.assert_tcp(None, "127.0.0.1:8080");
+
+    // Once. Without a state there is nothing to do, and no error.
+    sb.sh_ok("nft flush ruleset");
+    assert!(!has_berths_table(&sb));
+    let out = netavark(&sb, &["firewall-reload"], &json!({}));
+    assert_ok_ctx(&out, "firewall-reload");
+    assert_eq!(stdout(&out), "");
+    assert!(has_berths_table(&sb));
+    sb.assert_tcp(None, "127.0.0.1:8080");
+
+    // As a service: twice flushed, twice restored, within seconds.
+    let service = sb.spawn_berth(&["netavark", "firewalld-reload"], false);
+    for round in 0..2 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        sb.sh_ok("nft flush ruleset");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !has_berths_table(&sb) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: not restored: {}",
+                service.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        sb.assert_tcp(None, "127.0.0.1:8080");
+    }
+    drop(service);
+    assert_ok_ctx(
+        &netavark(&sb, &["teardown", "/run/netns/c1"], &req),
+        "teardown",
+    );
+}

@@ -300,6 +300,7 @@ mod tests {
             subnet: "10.1.0.0/24".parse().unwrap(),
             gateway: GW,
             internal: false,
+            servers: vec![],
         };
         let e = |name: &str, alias| DnsEndpoint {
             network_id: 1,
@@ -404,6 +405,7 @@ mod tests {
             subnet: "10.1.0.0/24".parse().unwrap(),
             gateway: GW,
             internal: true,
+            servers: vec![],
         };
         let (t, _) = Table::build(&[net], &[]);
         let m = parsed(reply(&t, GW, C1, &query("example.com.", RecordType::A)));

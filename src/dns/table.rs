@@ -32,6 +32,9 @@ pub struct Net {
     pub subnet: Option<Ipv4Net>,
     /// Nothing is forwarded upstream for an `--internal` network.
     pub internal: bool,
+    /// Where this network's queries for other names go (Podman's
+    /// `network_dns_servers`); empty: the host's resolvers.
+    pub servers: Vec<std::net::SocketAddr>,
     /// Lower-cased names and aliases.
     names: Sharded<String, (Ipv4Addr, u64)>,
     /// Address to the endpoint's own name, for PTR.
@@ -132,6 +135,11 @@ impl Table {
                         name: n.name.clone(),
                         subnet: Some(n.subnet),
                         internal: n.internal,
+                        servers: n
+                            .servers
+                            .iter()
+                            .map(|ip| std::net::SocketAddr::new(*ip, 53))
+                            .collect(),
                         ..Default::default()
                     };
                     (n.gateway, Arc::new(net))
@@ -309,6 +317,7 @@ mod tests {
             subnet: format!("{prefix}.0/24").parse().unwrap(),
             gateway: ip(&format!("{prefix}.1")),
             internal: false,
+            servers: vec![],
         }
     }
 

@@ -45,6 +45,8 @@ struct PodmanNet {
     ifname: String,
     ip: Ipv4Addr,
     mac: Option<Mac>,
+    /// The network's own upstream DNS servers (empty: the host's).
+    dns_servers: Vec<IpAddr>,
 }
 
 /// The metric of a container's default route when the network's options
@@ -151,7 +153,11 @@ fn check(opts: &NetworkOptions) -> Result<Vec<PodmanNet>> {
                 )))
             }
         };
+        let dns_servers =
+            super::update::parse_servers(info.network_dns_servers.as_deref().unwrap_or_default())
+                .map_err(|e| Error::invalid(format!("network {name:?}: {e}")))?;
         out.push(PodmanNet {
+            dns_servers,
             network: name.clone(),
             subnet,
             gateway,
@@ -265,6 +271,12 @@ pub fn setup(
         let mut status = BTreeMap::new();
         for (i, a) in attaches.iter().enumerate() {
             txn.apply(EnsureNetwork::new(a.request(), podman_agreement(a)))?;
+            // Podman's definition is current (`podman network update`
+            // changes it before it tells netavark).
+            txn.apply(super::update::SetDnsServers {
+                network: a.network.clone(),
+                servers: a.dns_servers.clone(),
+            })?;
             forget_stale(txn, &a.network, &name, &opts.container_id)?;
             // netavark's words for an interface in the way, which Podman shows.
             if txn.ctx().kernel.link_exists_in(&target.path, &a.ifname)? {

@@ -187,11 +187,14 @@ ALTER TABLE endpoints ADD COLUMN bw_out_rate INTEGER;
 ALTER TABLE endpoints ADD COLUMN bw_out_burst INTEGER;
 ";
 
-/// Version 11: the metric of an endpoint's own default route (NULL: the
-/// namespace's one default route without a metric, see `Endpoint::metric`),
-/// which `up` needs to give a veth it re-creates its route back.
+/// Version 11 (Podman parity): the metric of an endpoint's own default
+/// route (NULL: the namespace's one default route without a metric, see
+/// `Endpoint::metric`), which `up` needs to give a veth it re-creates its
+/// route back; and a network's own upstream DNS servers (Podman's
+/// `network_dns_servers`, comma-separated; NULL or empty: the host's).
 const METRIC_SCHEMA: &str = "
 ALTER TABLE endpoints ADD COLUMN metric INTEGER;
+ALTER TABLE networks ADD COLUMN dns_servers TEXT;
 ";
 
 pub struct Store {
@@ -1063,7 +1066,7 @@ mod tests {
             .execute_batch(
                 "ALTER TABLE endpoints DROP COLUMN bw_in_rate; ALTER TABLE endpoints DROP COLUMN bw_in_burst; \
                  ALTER TABLE endpoints DROP COLUMN bw_out_rate; ALTER TABLE endpoints DROP COLUMN bw_out_burst; \
-                 ALTER TABLE networks DROP COLUMN host_access; ALTER TABLE endpoints DROP COLUMN allow_spoofing; ALTER TABLE endpoints DROP COLUMN metric; \
+                 ALTER TABLE networks DROP COLUMN host_access; ALTER TABLE endpoints DROP COLUMN allow_spoofing; ALTER TABLE endpoints DROP COLUMN metric; ALTER TABLE networks DROP COLUMN dns_servers; \
                  PRAGMA user_version = 8;",
             )
             .unwrap();
@@ -1091,10 +1094,18 @@ mod tests {
         let id = tx.insert_endpoint(&net, &own).unwrap();
         assert_eq!(tx.endpoint(id).unwrap().unwrap(), Endpoint { id, ..own });
         assert!(!tx.netns_has_default_route(7).unwrap());
+        // A network's own DNS servers, and none again.
+        let servers: Vec<std::net::IpAddr> =
+            vec!["8.8.8.8".parse().unwrap(), "fd00::1".parse().unwrap()];
+        tx.set_network_dns_servers(net.id, &servers).unwrap();
+        assert_eq!(tx.network_dns_servers(net.id).unwrap(), servers);
+        assert_eq!(tx.dns_networks().unwrap()[0].servers, servers);
+        tx.set_network_dns_servers(net.id, &[]).unwrap();
+        assert!(tx.network_dns_servers(net.id).unwrap().is_empty());
         tx.commit().unwrap();
         store
             .conn
-            .execute_batch("ALTER TABLE endpoints DROP COLUMN metric; PRAGMA user_version = 10;")
+            .execute_batch("ALTER TABLE endpoints DROP COLUMN metric; ALTER TABLE networks DROP COLUMN dns_servers; PRAGMA user_version = 10;")
             .unwrap();
         drop(store);
         let mut store = Store::open(&dir).unwrap();
