@@ -12,11 +12,11 @@
 //! netavark --version
 //! ```
 //!
-//! That is netavark 1.4's command line (Podman 4.3 to 4.6) with the
-//! commands newer Podmans add: `update` (used from Podman 4.7),
+//! That is netavark 1.4's command line (its `update` is what Podman 4.7
+//! and later use for `podman network update`) with, of later netavarks,
 //! `firewalld-reload` (netavark 1.9) and `firewall-reload` (netavark
-//! 1.17). Options of later netavarks (`--firewall-driver`,
-//! `--plugin-directory`) are accepted and unused.
+//! 1.17). Their options `--firewall-driver` and `--plugin-directory` are
+//! accepted and unused.
 //!
 //! berth answers as netavark when its binary is invoked under that name
 //! (a symlink in Podman's `helper_binaries_dir`) and as `berth netavark`.
