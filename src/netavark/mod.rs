@@ -218,19 +218,18 @@ fn run(args: Args, state_dir: PathBuf) -> Result<Option<String>> {
     // netavark's words for a missing namespace or options file, which
     // Podman shows.
     // (Teardown goes on without it: what berth recorded still goes.)
-    // berth's own line, naming the path, goes to stderr, which Podman logs.
+    // Nothing goes to stderr with them: Podman and netavark's own tests
+    // read stdout and stderr together as the one JSON error (Podman knows
+    // the paths it passed).
     if setup {
-        std::fs::metadata(netns).map_err(|e| {
-            eprintln!("berth: namespace {netns}: {e}");
-            Error::invalid(format!("invalid namespace path: IO error: {e}"))
-        })?;
+        std::fs::metadata(netns)
+            .map_err(|e| Error::invalid(format!("invalid namespace path: IO error: {e}")))?;
     }
     let mut text = String::new();
     match &args.file {
         Some(f) => File::open(f)
             .and_then(|mut f| f.read_to_string(&mut text))
             .map_err(|e| {
-                eprintln!("berth: cannot read {}: {e}", f.display());
                 Error::invalid(format!("failed to load network options: IO error: {e}"))
             })?,
         None => std::io::stdin()
