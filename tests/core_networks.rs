@@ -492,5 +492,9 @@ fn a_network_name_as_long_as_podmans_works_and_one_longer_is_refused() {
     let longer = "n".repeat(251);
     let out = sb.berth(&["network", "create", &longer]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("1-250"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("251 bytes: at most 250"),
+        "{}",
+        stderr(&out)
+    );
 }

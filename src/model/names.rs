@@ -24,6 +24,13 @@ pub fn check_name(what: &str, name: &str) -> Result<(), Error> {
 /// Checks a network name: the alphabet of [`check_name`], up to
 /// [`NETWORK_NAME_MAX`] bytes.
 pub fn check_network_name(name: &str) -> Result<(), Error> {
+    if name.len() > NETWORK_NAME_MAX && check_name_up_to("network", name, usize::MAX).is_ok() {
+        return Err(Error::invalid(format!(
+            "network name {}... has {} bytes: at most {NETWORK_NAME_MAX}, as Podman (its NAME.json must fit a 255-byte file name)",
+            &name[..32],
+            name.len()
+        )));
+    }
     check_name_up_to("network", name, NETWORK_NAME_MAX)
 }
 
@@ -186,7 +193,7 @@ mod tests {
         // Podman's longest network name, and one past it.
         assert!(check_network_name(&"x".repeat(250)).is_ok());
         let err = check_network_name(&"x".repeat(251)).unwrap_err();
-        assert!(err.to_string().contains("1-250"), "{err}");
+        assert!(err.to_string().contains("251 bytes: at most 250"), "{err}");
         assert!(check_network_name("a/b").is_err());
     }
 
