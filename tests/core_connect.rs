@@ -212,6 +212,47 @@ fn namespaces_on_two_networks_route_to_their_own_gateway() {
     assert_eq!(ps.len(), 4, "{ps:?}");
 }
 
+/// `--metric N` adds a default route of the endpoint's own beside the
+/// namespace's plain one (as `ip route add default via GW metric N`
+/// would), and it goes with the endpoint: disconnecting the plain one's
+/// network leaves it and hands nothing to it.
+#[test]
+fn metric_gives_a_second_default_route_that_goes_with_its_endpoint() {
+    let sb = Sandbox::new();
+    sb.create_network("n1", "10.90.1.0/24");
+    sb.create_network("n2", "10.90.2.0/24");
+    sb.add_netns("c");
+    sb.connect("n1", "c", &[]);
+    let dry = sb.berth_ok(&["connect", "n2", "c", "--metric", "200", "--dry-run"]);
+    assert!(
+        dry.contains("route prepend default via 10.90.2.1 metric 200"),
+        "{dry}"
+    );
+    sb.connect("n2", "c", &["--metric", "200"]);
+    let pairs = |sb: &Sandbox| -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = default_routes(sb, "c")
+            .iter()
+            .map(|r| {
+                (
+                    r["gateway"].as_str().unwrap().to_string(),
+                    r["metric"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        pairs(&sb),
+        [("10.90.1.1".to_string(), 0), ("10.90.2.1".to_string(), 200)]
+    );
+    sb.berth_ok(&["disconnect", "n1", "c"]);
+    assert_eq!(pairs(&sb), [("10.90.2.1".to_string(), 200)]);
+    sb.assert_ping(Some("c"), "10.90.2.1");
+    sb.berth_ok(&["disconnect", "n2", "c"]);
+    assert!(pairs(&sb).is_empty());
+}
+
 #[test]
 fn disconnect_twice_and_after_the_namespace_was_deleted() {
     let sb = Sandbox::new();

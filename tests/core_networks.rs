@@ -449,3 +449,52 @@ fn subnet_pools_come_from_the_config_file() {
     let out = berth_with_config(&sb, "/run/nope.json", &["network", "create", "four"]);
     assert_fails_with(&out, 2, "config file /run/nope.json: cannot read it");
 }
+
+/// Network names as long as Podman's (250 bytes: its `NAME.json` must fit
+/// a file name): the readable nftables chain names (`NAME-reject`) and log
+/// prefixes would not fit the kernel's limits, and stand-ins are used. One
+/// byte more is refused, naming the limit.
+#[test]
+fn a_network_name_as_long_as_podmans_works_and_one_longer_is_refused() {
+    let sb = Sandbox::new();
+    let name = "n".repeat(250);
+    sb.berth_ok(&[
+        "network",
+        "create",
+        &name,
+        "--subnet",
+        "10.95.0.0/24",
+        "--log-drops",
+    ]);
+    sb.add_netns("c1");
+    sb.connect(&name, "c1", &[]);
+    sb.assert_ping(Some("c1"), "10.95.0.1");
+    let nft = stdout(&sb.cmd("nft", &["-j", "list", "table", "inet", "berth"]));
+    let v: serde_json::Value = serde_json::from_str(&nft).unwrap();
+    let chains: Vec<String> = v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["chain"]["name"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        chains
+            .iter()
+            .any(|c| c.ends_with("-reject") && c.contains('~')),
+        "{chains:?}"
+    );
+    assert!(chains.iter().all(|c| c.len() <= 255), "{chains:?}");
+    assert!(sb.berth_ok(&["up"]).contains("already matches"));
+    sb.berth_ok(&["disconnect", &name, "c1"]);
+    sb.berth_ok(&["network", "rm", &name]);
+    assert!(sb.networks().is_empty());
+
+    let longer = "n".repeat(251);
+    let out = sb.berth(&["network", "create", &longer]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("251 bytes: at most 250"),
+        "{}",
+        stderr(&out)
+    );
+}

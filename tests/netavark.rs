@@ -521,6 +521,122 @@ fn network_connect_adds_a_network_to_a_running_container() {
     assert!(sb.networks().is_empty());
 }
 
+/// The container's default routes as (gateway, metric), sorted.
+fn default_routes(sb: &Sandbox, netns: &str) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = sb
+        .routes(Some(netns))
+        .into_iter()
+        .filter(|r| r["dst"] == "default")
+        .map(|r| {
+            (
+                r["gateway"].as_str().unwrap_or("").to_string(),
+                r["metric"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// As netavark: one default route per network with its metric (100 when
+/// the options name none, so two networks may share one), and taking one
+/// network away (`podman network disconnect`) leaves the other's route.
+/// A veth lost by hand gets its route back, metric and all, from `up`.
+#[test]
+fn each_network_gives_a_default_route_with_its_metric() {
+    let sb = Sandbox::new();
+    sb.add_netns("c1");
+    let net = |name: &str, ifname: &str, third: u8, metric: Option<&str>| {
+        let subnet = format!("10.{third}.0.0/24");
+        let mut options = json!({});
+        if let Some(m) = metric {
+            options = json!({"metric": m});
+        }
+        request(
+            "c1",
+            name,
+            &format!("10.{third}.0.2"),
+            json!({"networks": {name: {"interface_name": ifname}},
+                   "network_info": {name: {"network_interface": format!("pm-{name}"),
+                       "subnets": [{"subnet": subnet, "gateway": format!("10.{third}.0.1")}],
+                       "options": options}}}),
+        )
+    };
+    let mut req = net("web", "eth0", 77, None);
+    let same = net("same", "eth1", 78, None);
+    let far = net("far", "eth2", 79, Some("200"));
+    for r in [&same, &far] {
+        merge(
+            &mut req,
+            json!({"networks": r["networks"], "network_info": r["network_info"]}),
+        );
+    }
+    setup_ok(&sb, "c1", &req);
+    let all = vec![
+        ("10.77.0.1".to_string(), 100),
+        ("10.78.0.1".to_string(), 100),
+        ("10.79.0.1".to_string(), 200),
+    ];
+    assert_eq!(default_routes(&sb, "c1"), all);
+    // `podman network disconnect c1 web`: the others stay.
+    assert_ok_ctx(
+        &netavark(
+            &sb,
+            &["teardown", "/run/netns/c1"],
+            &net("web", "eth0", 77, None),
+        ),
+        "teardown web",
+    );
+    assert_eq!(default_routes(&sb, "c1"), all[1..].to_vec());
+    // A veth deleted by hand: `up` re-creates it with its route and metric.
+    let far_veth = sb
+        .endpoints()
+        .into_iter()
+        .find(|e| e["network"] == "far")
+        .expect("far's endpoint")["host_ifname"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sb.sh_ok(&format!("ip link del {far_veth}"));
+    assert_eq!(default_routes(&sb, "c1"), all[1..2].to_vec());
+    sb.berth_ok(&["up"]);
+    assert_eq!(default_routes(&sb, "c1"), all[1..].to_vec());
+    assert_ok_ctx(
+        &netavark(&sb, &["teardown", "/run/netns/c1"], &req),
+        "teardown",
+    );
+    assert!(default_routes(&sb, "c1").is_empty());
+    assert!(sb.networks().is_empty());
+}
+
+/// Podman accepts network names of up to 250 bytes (its `NAME.json`
+/// must fit a file name); such a network works and goes with its last
+/// container.
+#[test]
+fn a_network_name_as_long_as_podmans_works() {
+    let sb = Sandbox::new();
+    sb.add_netns("c1");
+    let name = "p".repeat(250);
+    let req = request(
+        "c1",
+        &name,
+        "10.77.0.2",
+        json!({"network_info": {&name: {"network_interface": "podman9"}}}),
+    );
+    let status = setup_ok(&sb, "c1", &req);
+    assert_eq!(
+        status[&name]["interfaces"]["eth0"]["subnets"][0]["ipnet"],
+        "10.77.0.2/24"
+    );
+    sb.assert_ping(Some("c1"), "10.77.0.1");
+    assert_eq!(sb.networks()[0]["name"], name.as_str());
+    assert_ok_ctx(
+        &netavark(&sb, &["teardown", "/run/netns/c1"], &req),
+        "teardown",
+    );
+    assert!(sb.networks().is_empty());
+}
+
 /// Podman starts and removes containers in parallel: the first setup makes
 /// the network, the last teardown removes it, whatever the interleaving.
 #[test]
@@ -616,4 +732,141 @@ fn netavark_dns_port_moves_the_server_and_port_53_still_answers() {
         &[("NETAVARK_DNS_PORT", "6000")],
     );
     assert_netavark_error(&out, "NETAVARK_DNS_PORT 6000");
+}
+
+/// `netavark update NETWORK --network-dns-servers A,B` (Podman 4.7's
+/// `podman network update --dns-add/--dns-drop`) and setup's
+/// `network_dns_servers`: that network's containers' queries for other
+/// names go to its servers; "" gives them the host's resolvers back. An
+/// update of a network berth does not have is no error (no container runs).
+#[test]
+fn update_sets_the_networks_upstream_dns_servers() {
+    if !util::dns::have_dig("update_sets_the_networks_upstream_dns_servers") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let inet = sb.internet();
+    sb.sh_ok("ip -n internet addr add 198.51.100.2/32 dev lo");
+    let host_dns = sb.spawn_in_netns(
+        Some(&inet.netns),
+        PROBE,
+        &["dns-serve", "198.51.100.1:53"],
+        true,
+    );
+    let net_dns = sb.spawn_in_netns(
+        Some(&inet.netns),
+        PROBE,
+        &["dns-serve", "198.51.100.2:53"],
+        true,
+    );
+    util::dns::host_resolv(&sb, "nameserver 198.51.100.1\\n");
+    sb.add_netns("c1");
+    let req = request(
+        "c1",
+        "web",
+        "10.77.0.2",
+        json!({"network_info": {"web": {"dns_enabled": true,
+                                         "network_dns_servers": ["198.51.100.2"]}}}),
+    );
+    setup_ok(&sb, "c1", &req);
+    let ask = |name: &str| util::dns::short(&sb, "c1", "10.77.0.1", &[name]);
+    assert_eq!(ask("one.example.com"), ["192.0.2.10"]);
+    assert!(net_dns.stdout().contains("query one.example.com"));
+    assert!(!host_dns.stdout().contains("one.example.com"));
+
+    let update = |servers: &str| {
+        let out = netavark(
+            &sb,
+            &["update", "web", "--network-dns-servers", servers],
+            &json!({}),
+        );
+        assert_ok_ctx(&out, &format!("update {servers:?}"));
+        assert_eq!(stdout(&out), "", "update prints nothing");
+    };
+    update("");
+    assert_eq!(ask("two.example.com"), ["192.0.2.10"]);
+    assert!(host_dns.stdout().contains("query two.example.com"));
+    assert!(!net_dns.stdout().contains("two.example.com"));
+    update("198.51.100.2");
+    assert_eq!(ask("three.example.com"), ["192.0.2.10"]);
+    assert!(net_dns.stdout().contains("query three.example.com"));
+
+    // No such network in berth (no container runs): Podman's definition
+    // alone changes.
+    let out = netavark(
+        &sb,
+        &["update", "idle", "--network-dns-servers", "1.1.1.1"],
+        &json!({}),
+    );
+    assert_ok_ctx(&out, "update of a network without containers");
+    let out = netavark(
+        &sb,
+        &[
+            "update",
+            "web",
+            "--network-dns-servers",
+            "8.8.8.8,dns.example",
+        ],
+        &json!({}),
+    );
+    assert_netavark_error(&out, "dns.example");
+    assert_ok_ctx(
+        &netavark(&sb, &["teardown", "/run/netns/c1"], &req),
+        "teardown",
+    );
+}
+
+/// Whether berth's `inet` table exists.
+fn has_berths_table(sb: &Sandbox) -> bool {
+    stdout(&sb.cmd("nft", &["list", "tables"])).contains("inet berth")
+}
+
+/// `firewall-reload` restores berth's rules once after a firewall reload
+/// flushed them; `firewalld-reload` runs as a service and restores them
+/// after each such reload by itself. A published port answers again.
+#[test]
+fn firewall_reloads_restore_berths_rules() {
+    let sb = Sandbox::new();
+    sb.add_netns("c1");
+    let req = request(
+        "c1",
+        "web",
+        "10.77.0.2",
+        json!({"port_mappings": [
+            {"host_ip": "", "container_port": 80, "host_port": 8080, "range": 1, "protocol": "tcp"}]}),
+    );
+    setup_ok(&sb, "c1", &req);
+    let _srv = sb.tcp_server(Some("c1"), "0.0.0.0:80");
+    sb.assert_tcp(None, "127.0.0.1:8080");
+
+    // Once. Without a state there is nothing to do, and no error.
+    sb.sh_ok("nft flush ruleset");
+    assert!(!has_berths_table(&sb));
+    let out = netavark(&sb, &["firewall-reload"], &json!({}));
+    assert_ok_ctx(&out, "firewall-reload");
+    assert_eq!(stdout(&out), "");
+    assert!(has_berths_table(&sb));
+    sb.assert_tcp(None, "127.0.0.1:8080");
+
+    // As a service: twice flushed, twice restored, within seconds.
+    let service = sb.spawn_berth(&["netavark", "firewalld-reload"], false);
+    for round in 0..2 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        sb.sh_ok("nft flush ruleset");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !has_berths_table(&sb) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: not restored: {}",
+                service.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        sb.assert_tcp(None, "127.0.0.1:8080");
+    }
+    drop(service);
+    assert_ok_ctx(
+        &netavark(&sb, &["teardown", "/run/netns/c1"], &req),
+        "teardown",
+    );
 }

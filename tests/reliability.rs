@@ -53,7 +53,7 @@ fn essence(sb: &Sandbox) -> BTreeMap {
         parts.insert(format!("{label} routes"), routes);
     }
     let nft = sb.cmd("nft", &["-j", "list", "ruleset"]);
-    parts.insert("nft".into(), normalize(scrub(loose_json(&nft))));
+    parts.insert("nft".into(), by_table(normalize(scrub(loose_json(&nft)))));
     let eps: Vec<String> = sb
         .endpoints()
         .iter()
@@ -96,6 +96,34 @@ fn normalize(v: Value) -> Value {
         Value::Array(a) => Value::Array(a.into_iter().map(normalize).collect()),
         other => other,
     }
+}
+
+/// The ruleset's objects in a canonical order that keeps what matters:
+/// by table, then its sets and maps, chains and rules, each by name (rules
+/// by chain, in the kernel's order within it). A table built again lists
+/// its objects in another order, which changes nothing.
+fn by_table(v: Value) -> Value {
+    let Value::Object(mut top) = v else {
+        return v;
+    };
+    if let Some(Value::Array(items)) = top.get_mut("nftables") {
+        let key = |item: &Value| -> (String, String, u8, String) {
+            let Some((kind, body)) = item.as_object().and_then(|o| o.iter().next()) else {
+                return Default::default();
+            };
+            let s = |k: &str| body[k].as_str().unwrap_or("").to_string();
+            let family = s("family");
+            match kind.as_str() {
+                "table" => (family, s("name"), 0, String::new()),
+                "set" | "map" => (family, s("table"), 1, s("name")),
+                "chain" => (family, s("table"), 2, s("name")),
+                "rule" => (family, s("table"), 3, s("chain")),
+                _ => (family, s("table"), 4, String::new()),
+            }
+        };
+        items.sort_by_key(|item| key(item));
+    }
+    Value::Object(top)
 }
 
 fn diff(a: &BTreeMap, b: &BTreeMap) -> String {
@@ -222,7 +250,24 @@ const CASES: &[Case] = &[
         setup: setup_two_networks,
         args: &["reset"],
     },
+    // A default route with a metric, beside the namespace's plain one.
+    Case {
+        name: "connect --metric",
+        setup: setup_two_networks,
+        args: &["connect", "db", "c0", "--metric", "200"],
+    },
+    Case {
+        name: "disconnect of the plain route's network beside a metric",
+        setup: setup_metric_beside,
+        args: &["disconnect", "web", "c0"],
+    },
 ];
+
+/// c0 on web (the plain default route) and on db with its own, metric 200.
+fn setup_metric_beside(sb: &Sandbox) {
+    setup_two_networks(sb);
+    sb.connect("db", "c0", &["--metric", "200"]);
+}
 
 #[test]
 fn a_command_killed_at_any_step_converges_to_never_ran_or_completed() {

@@ -389,6 +389,12 @@ pub struct ConnectArgs {
     /// or VPN gateway): no anti-spoofing on its port.
     #[arg(long)]
     allow_spoofing: bool,
+    /// Give the namespace a default route of this endpoint's own with
+    /// metric N, beside its other default routes (as netavark does per
+    /// network); it goes with the endpoint. Without it, the namespace has
+    /// one default route without a metric, from its first network.
+    #[arg(long, value_name = "N")]
+    metric: Option<u32>,
     /// Print the endpoint as JSON.
     #[arg(long)]
     pub json: bool,
@@ -542,6 +548,7 @@ impl ConnectArgs {
                 outbound: self.bandwidth_out,
             },
             allow_spoofing: self.allow_spoofing,
+            metric: self.metric,
             ..Default::default()
         }
     }

@@ -315,7 +315,7 @@ fn from_object(obj: &Map<String, Value>) -> Result<NetConf, CniError> {
     let name = string("name")?.filter(|n| !n.is_empty()).ok_or_else(|| {
         CniError::new(CODE_BAD_CONFIG, "the network configuration has no \"name\"")
     })?;
-    crate::model::names::check_name("network", &name)
+    crate::model::names::check_network_name(&name)
         .map_err(|e| CniError::new(CODE_BAD_CONFIG, e.to_string()))?;
     if let Some(t) = string("type")? {
         if t != "berth" {

@@ -98,7 +98,11 @@ impl Change for Attach {
         }
         // An internal network gives no default route: nothing leaves it
         // anyway, and a later connect to another network can give one.
-        let default_route = !network.policy.internal && !tx.netns_has_default_route(inode)?;
+        // With a metric the endpoint has a route of its own beside the
+        // namespace's others (netavark's way: one per network); without,
+        // the namespace has one, from its first network.
+        let default_route = !network.policy.internal
+            && (req.metric.is_some() || !tx.netns_has_default_route(inode)?);
         if network.policy.internal && !specs.is_empty() {
             return Err(Error::invalid(format!(
                 "cannot publish ports on network {:?}: it is --internal, so nothing from outside can reach it",
@@ -120,6 +124,7 @@ impl Change for Attach {
             ifname,
             host_ifname,
             default_route,
+            metric: req.metric,
             ports,
             bandwidth: req.bandwidth,
             allow_spoofing: req.allow_spoofing,
@@ -131,7 +136,6 @@ impl Change for Attach {
             &network,
             &endpoint,
             target.path.clone(),
-            req.metric,
             leftover,
             &siblings,
         )?;
@@ -396,8 +400,9 @@ impl Change for Detach {
         let ports = tx.ports_of(endpoint.id)?;
         // The namespace keeps a way out if another of its networks has one:
         // the default route goes with this veth.
+        // (A route with a metric is the endpoint's own: it goes with it.)
         let mut heir = None;
-        if req.delete_veth && endpoint.default_route {
+        if req.delete_veth && endpoint.default_route && endpoint.metric.is_none() {
             if let Some((other, gateway)) =
                 tx.default_route_heir(endpoint.netns_inode, endpoint.id)?
             {

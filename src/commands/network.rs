@@ -157,7 +157,7 @@ impl Change for EnsureNetwork {
 /// Checks every option against the state and the host, and computes the
 /// network to create.
 fn check_create<'a>(ctx: &mut Context, tx: &Tx, req: &'a NetworkRequest) -> Result<NewNetwork<'a>> {
-    names::check_name("network", &req.name)?;
+    names::check_network_name(&req.name)?;
     let bridge = match &req.bridge {
         Some(b) => {
             names::check_ifname("bridge name", b)?;

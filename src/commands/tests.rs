@@ -299,6 +299,48 @@ fn connect_refuses_what_clashes_before_anything_is_made() {
     assert_eq!((h.rows(), h.host_links()), before);
 }
 
+/// A metric gives the endpoint a default route of its own beside the
+/// namespace's plain one; it is no heir and hands nothing on, and the
+/// plain one moves only between endpoints without a metric.
+#[test]
+fn a_metric_gives_an_own_default_route_that_goes_with_its_endpoint() {
+    let mut h = host();
+    h.network("web", "10.90.0.0/24");
+    h.network("db", "10.91.0.0/24");
+    h.network("app", "10.92.0.0/24");
+    h.netns("c1");
+    let web = h.connect("web", "c1", &[]);
+    let mut req = attach("db", "c1", &[]);
+    req.metric = Some(200);
+    let db = connect(&mut h.ctx, req).unwrap().applied().unwrap().0;
+    assert!(web.default_route && web.metric.is_none());
+    assert!(db.default_route && db.metric == Some(200));
+    let app = h.connect("app", "c1", &[]);
+    assert!(
+        !app.default_route,
+        "the namespace has its plain route already"
+    );
+    // web goes: its plain route moves to app, not to db (which has its own).
+    let plan = h.plan(|ctx| {
+        disconnect(
+            ctx,
+            DetachRequest::new("web", EndpointRef::Target("c1".into())),
+        )
+    });
+    assert!(
+        plan.ends_with("ip -n c1 route replace default via 10.92.0.1\n"),
+        "{plan}"
+    );
+    // db goes: nothing is handed on.
+    let plan = h.plan(|ctx| {
+        disconnect(
+            ctx,
+            DetachRequest::new("db", EndpointRef::Target("c1".into())),
+        )
+    });
+    assert!(!plan.contains("route"), "{plan}");
+}
+
 #[test]
 fn disconnect_withdraws_ports_then_the_veth_and_hands_the_default_route_on() {
     let mut h = host();

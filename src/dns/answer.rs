@@ -317,6 +317,7 @@ mod tests {
             gateway: GW,
             internal: false,
             podman: false,
+            servers: vec![],
         };
         let e = |name: &str, alias| DnsEndpoint {
             network_id: 1,
@@ -422,6 +423,7 @@ mod tests {
             gateway: GW,
             internal: true,
             podman: false,
+            servers: vec![],
         };
         let (t, _) = Table::build(&[net], &[]);
         let m = parsed(reply(&t, GW, C1, &query("example.com.", RecordType::A)));
@@ -554,6 +556,7 @@ mod tests {
             gateway: format!("{prefix}.1").parse().unwrap(),
             internal: false,
             podman: true,
+            servers: vec![],
         };
         let e = |network_id, name: &str, alias, ip: &str, inode| DnsEndpoint {
             network_id,

@@ -425,6 +425,15 @@ fn listen(gw: Ipv4Addr, shared: &Arc<Shared>) -> std::io::Result<Vec<JoinHandle<
     ])
 }
 
+/// The upstream servers of the network served on `gw` (empty: the host's).
+fn network_servers(shared: &Shared, gw: Ipv4Addr) -> Vec<SocketAddr> {
+    shared
+        .table()
+        .net(gw)
+        .map(|n| n.servers.clone())
+        .unwrap_or_default()
+}
+
 async fn serve_udp(gw: Ipv4Addr, sock: Arc<UdpSocket>, shared: Arc<Shared>, limits: Arc<Limits>) {
     let mut buf = vec![0u8; 4096];
     let mut served = 0usize;
@@ -461,8 +470,9 @@ async fn serve_udp(gw: Ipv4Addr, sock: Arc<UdpSocket>, shared: Arc<Shared>, limi
                     continue;
                 };
                 let (sock, shared, query) = (sock.clone(), shared.clone(), packet.to_vec());
+                let own = network_servers(&shared, gw);
                 tokio::spawn(async move {
-                    let reply = upstream::forward(&shared.upstreams, &query, max_len).await;
+                    let reply = upstream::forward(&shared.upstreams, &own, &query, max_len).await;
                     let _ = sock.send_to(&reply, peer).await;
                     drop(slot);
                 });
@@ -526,7 +536,8 @@ async fn tcp_client(
             Reply::Ignore => return,
             Reply::Forward { .. } => match limits.forwards.take(client) {
                 Ok(slot) => {
-                    let reply = upstream::forward(&shared.upstreams, &query, 65535).await;
+                    let own = network_servers(&shared, gw);
+                    let reply = upstream::forward(&shared.upstreams, &own, &query, 65535).await;
                     drop(slot);
                     reply
                 }

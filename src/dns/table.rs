@@ -35,6 +35,9 @@ pub struct Net {
     /// Podman's network: reverse lookups answer bare names (`NAME.`), as
     /// aardvark-dns does, rather than `NAME.dns.berth.`.
     pub podman: bool,
+    /// Where this network's queries for other names go (Podman's
+    /// `network_dns_servers`); empty: the host's resolvers.
+    pub servers: Vec<std::net::SocketAddr>,
     /// Lower-cased names and aliases.
     names: Sharded<String, (Ipv4Addr, u64)>,
     /// Address to the endpoint's names for PTR: its own name, then its
@@ -149,6 +152,11 @@ impl Table {
                         subnet: Some(n.subnet),
                         internal: n.internal,
                         podman: n.podman,
+                        servers: n
+                            .servers
+                            .iter()
+                            .map(|ip| std::net::SocketAddr::new(*ip, 53))
+                            .collect(),
                         ..Default::default()
                     };
                     (n.gateway, Arc::new(net))
@@ -351,6 +359,7 @@ mod tests {
             gateway: ip(&format!("{prefix}.1")),
             internal: false,
             podman: false,
+            servers: vec![],
         }
     }
 

@@ -99,11 +99,20 @@ impl Upstreams {
     }
 }
 
-/// Asks the upstream servers in turn and returns the first reply, or a
-/// SERVFAIL. `max_len` is what the client takes: a UDP reply truncated
-/// upstream is fetched again over TCP and passed on if it fits.
-pub async fn forward(upstreams: &Upstreams, query: &[u8], max_len: usize) -> Vec<u8> {
-    let servers = upstreams.servers();
+/// Asks the upstream servers in turn (the network's own, `network`, if it
+/// has any, else the host's) and returns the first reply, or a SERVFAIL.
+/// `max_len` is what the client takes: a UDP reply truncated upstream is
+/// fetched again over TCP and passed on if it fits.
+pub async fn forward(
+    upstreams: &Upstreams,
+    network: &[SocketAddr],
+    query: &[u8],
+    max_len: usize,
+) -> Vec<u8> {
+    let servers = match network {
+        [] => upstreams.servers(),
+        own => own.to_vec(),
+    };
     if servers.is_empty() {
         return servfail(query);
     }

@@ -43,7 +43,7 @@ use berth_nft::{
 
 use super::skeleton::{self, BRIDGES, DNAT_FROM, FWD_FROM, FWD_TO, INPUT_FROM, NAT_FROM};
 use super::table;
-use crate::model::{Network, Proto};
+use crate::model::{names, Network, Proto};
 
 /// Logged drops per second per network, and the burst allowed above it.
 const LOG_RATE: u64 = 5;
@@ -59,9 +59,18 @@ pub struct Chains {
     pub host: Chain,
 }
 
+/// nf_tables chain names have at most 255 bytes (NFT_CHAIN_MAXNAMELEN,
+/// 256 with the NUL); "-reject" is the longest suffix.
+const CHAIN_BASE_MAX: usize = 255 - "-reject".len();
+
+/// The kernel's log prefixes have at most 127 bytes (NF_LOG_PREFIXLEN,
+/// 128 with the NUL); "berth " and " reject: " take 15.
+const LOG_NAME_MAX: usize = 127 - "berth  reject: ".len();
+
 pub fn chains(net: &Network) -> Chains {
     let t = table();
-    let c = |suffix: &str| Chain::regular(&t, format!("{}-{suffix}", net.name));
+    let base = names::shortened(&net.name, CHAIN_BASE_MAX);
+    let c = |suffix: &str| Chain::regular(&t, format!("{base}-{suffix}"));
     Chains {
         out: c("out"),
         inward: c("in"),
@@ -145,7 +154,10 @@ pub fn add(b: &mut Batch, net: &Network) {
             Rule::new()
                 .limit(LOG_RATE, RateUnit::Second, LOG_BURST)
                 .log(LogOptions {
-                    prefix: Some(format!("berth {} {what}: ", net.name)),
+                    prefix: Some(format!(
+                        "berth {} {what}: ",
+                        names::shortened(&net.name, LOG_NAME_MAX)
+                    )),
                     ..Default::default()
                 })
         };

@@ -299,6 +299,7 @@ fn endpoint(name: &str, last: u8, inode: u64) -> crate::model::Endpoint {
         ifname: "eth0".into(),
         host_ifname: format!("vb{name}"),
         default_route: true,
+        metric: None,
         ports: Vec::new(),
         bandwidth: Default::default(),
         allow_spoofing: false,

@@ -32,16 +32,23 @@ pub fn add_address(rtnl: &mut Rtnl, index: u32, ip: Ipv4Addr, net: Ipv4Net) -> i
     )
 }
 
-/// Adds a default route via `gateway` in the main table, with `metric`
-/// if given.
+/// Adds a default route via `gateway` in the main table. Without a
+/// metric it must be the only one (`ip route add`). With a metric it is
+/// added even beside another default route of the same metric, as
+/// netavark asks (`ip route prepend`: the newest is tried first), since
+/// Podman gives every network metric 100 unless told otherwise.
 pub fn add_default_route(
     rtnl: &mut Rtnl,
     gateway: Ipv4Addr,
     metric: Option<u32>,
 ) -> io::Result<()> {
+    let flags = match metric {
+        None => NLM_F_CREATE | NLM_F_EXCL,
+        Some(_) => NLM_F_CREATE,
+    };
     rtnl.request(
         RouteNetlinkMessage::NewRoute(default_route(gateway, metric)),
-        NLM_F_CREATE | NLM_F_EXCL,
+        flags,
     )
 }
 

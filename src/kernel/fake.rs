@@ -462,8 +462,13 @@ impl Kernel for FakeKernel {
                 prefix_len: config.subnet.prefix_len(),
             },
         ));
-        if let Some(gateway) = config.default_via {
-            self.set_default(Some(netns), gateway);
+        match (config.default_via, config.metric) {
+            (Some(gateway), None) => self.set_default(Some(netns), gateway),
+            // A route of the endpoint's own, beside the others.
+            (Some(gateway), Some(_)) => self
+                .default_routes
+                .push((Some(netns.to_path_buf()), gateway)),
+            (None, _) => {}
         }
         Ok(())
     }

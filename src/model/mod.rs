@@ -102,8 +102,14 @@ pub struct Endpoint {
     pub mac: Mac,
     pub ifname: String,
     pub host_ifname: String,
-    /// Whether this endpoint gave its namespace the default route.
+    /// Whether this endpoint gave its namespace a default route.
     pub default_route: bool,
+    /// The metric of its default route. None: the namespace's one default
+    /// route without a metric, given by its first network that is not
+    /// internal and handed on when that one goes. Some: a default route of
+    /// its own next to the namespace's others (netavark's model: one per
+    /// network, each with its network's metric), which goes with it.
+    pub metric: Option<u32>,
     /// Ports published to this endpoint (host side fixed).
     pub ports: Vec<PortMapping>,
     /// Rate limits of its traffic, each way.

@@ -6,12 +6,35 @@ use crate::error::Error;
 
 /// Linux limits interface names to IFNAMSIZ - 1 bytes.
 pub const IFNAME_MAX: usize = 15;
-/// Longest network or endpoint name berth accepts.
+/// Longest endpoint name berth accepts (an endpoint's name is a DNS label).
 pub const NAME_MAX: usize = 64;
+/// Longest network name berth accepts: Podman's. Podman checks no length
+/// but keeps each network in `NAME.json`, and a file name has at most 255
+/// bytes, so its networks have names of up to 250. Nothing berth derives
+/// from a network name limits it further: devices get hashed names when
+/// the readable ones do not fit, and so do nftables chains ([`shortened`]).
+pub const NETWORK_NAME_MAX: usize = 250;
 
-/// Checks a network or endpoint name: it becomes part of file names and
-/// messages, so it is kept to a conservative alphabet.
+/// Checks an endpoint (or namespace) name: it becomes part of messages and
+/// DNS names, so it is kept to a conservative alphabet.
 pub fn check_name(what: &str, name: &str) -> Result<(), Error> {
+    check_name_up_to(what, name, NAME_MAX)
+}
+
+/// Checks a network name: the alphabet of [`check_name`], up to
+/// [`NETWORK_NAME_MAX`] bytes.
+pub fn check_network_name(name: &str) -> Result<(), Error> {
+    if name.len() > NETWORK_NAME_MAX && check_name_up_to("network", name, usize::MAX).is_ok() {
+        return Err(Error::invalid(format!(
+            "network name {}... has {} bytes: at most {NETWORK_NAME_MAX}, as Podman (its NAME.json must fit a 255-byte file name)",
+            &name[..32],
+            name.len()
+        )));
+    }
+    check_name_up_to("network", name, NETWORK_NAME_MAX)
+}
+
+fn check_name_up_to(what: &str, name: &str, max: usize) -> Result<(), Error> {
     let ok_first = name
         .bytes()
         .next()
@@ -19,12 +42,29 @@ pub fn check_name(what: &str, name: &str) -> Result<(), Error> {
     let ok_rest = name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !ok_first || !ok_rest || name.len() > NAME_MAX {
+    if !ok_first || !ok_rest || name.len() > max {
         return Err(Error::invalid(format!(
-            "invalid {what} name {name:?}: use 1-{NAME_MAX} letters, digits, '-', '_' or '.', starting with a letter or digit"
+            "invalid {what} name {name:?}: use 1-{max} letters, digits, '-', '_' or '.', starting with a letter or digit"
         )));
     }
     Ok(())
+}
+
+/// `name` when it has at most `max` bytes, else its first bytes, `~` and
+/// 16 hex digits of its hash, in `max` bytes: a stable, unique stand-in
+/// where a kernel limit is shorter than a name (`~` is in no name, so a
+/// stand-in never equals another name). `max` must exceed 17.
+pub fn shortened(name: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if name.len() <= max {
+        return name.into();
+    }
+    let keep = name
+        .char_indices()
+        .map(|(i, c)| i + c.len_utf8())
+        .take_while(|end| *end <= max - 17)
+        .last()
+        .unwrap_or(0);
+    format!("{}~{:016x}", &name[..keep], fnv1a(name.as_bytes())).into()
 }
 
 /// Checks an interface name the way the kernel's `dev_valid_name` does.
@@ -148,8 +188,25 @@ mod tests {
         assert!(check_name("network", "web").is_ok());
         assert!(check_name("network", "a.b_c-1").is_ok());
         for bad in ["", "-x", "a b", "a/b", &"x".repeat(65)] {
-            assert!(check_name("network", bad).is_err(), "{bad:?}");
+            assert!(check_name("endpoint", bad).is_err(), "{bad:?}");
         }
+        // Podman's longest network name, and one past it.
+        assert!(check_network_name(&"x".repeat(250)).is_ok());
+        let err = check_network_name(&"x".repeat(251)).unwrap_err();
+        assert!(err.to_string().contains("251 bytes: at most 250"), "{err}");
+        assert!(check_network_name("a/b").is_err());
+    }
+
+    #[test]
+    fn shortened_names_fit_and_stay_apart() {
+        assert_eq!(shortened("web", 20), "web");
+        let a = "a".repeat(300);
+        let b = format!("{}b", "a".repeat(299));
+        let (sa, sb) = (shortened(&a, 100), shortened(&b, 100));
+        assert_eq!(sa.len(), 100);
+        assert!(sa.starts_with(&"a".repeat(83)) && sa.contains('~'), "{sa}");
+        assert_ne!(sa, sb);
+        assert_eq!(sa, shortened(&a, 100), "stable");
     }
 
     #[test]

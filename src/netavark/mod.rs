@@ -5,9 +5,18 @@
 //!
 //! ```text
 //! netavark --config DIR [--rootless BOOL] [--aardvark-binary PATH] [--file FILE] setup|teardown NETNS
+//! netavark [--config DIR] update NETWORK --network-dns-servers A,B
+//! netavark firewall-reload
+//! netavark firewalld-reload
 //! netavark version
 //! netavark --version
 //! ```
+//!
+//! That is netavark 1.4's command line (its `update` is what Podman 4.7
+//! and later use for `podman network update`) with, of later netavarks,
+//! `firewalld-reload` (netavark 1.9) and `firewall-reload` (netavark
+//! 1.17). Their options `--firewall-driver` and `--plugin-directory` are
+//! accepted and unused.
 //!
 //! berth answers as netavark when its binary is invoked under that name
 //! (a symlink in Podman's `helper_binaries_dir`) and as `berth netavark`.
@@ -22,8 +31,10 @@
 //! container makes the network, last one removes it" holds when Podman
 //! starts and stops containers in parallel.
 
+pub mod reload;
 pub mod setup;
 pub mod types;
+pub mod update;
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -59,6 +70,12 @@ struct Args {
     /// Read the options JSON from FILE instead of stdin.
     #[arg(short, long, value_name = "FILE")]
     file: Option<PathBuf>,
+    /// netavark's firewall driver (accepted, unused: berth has its own).
+    #[arg(long, value_name = "DRIVER")]
+    firewall_driver: Option<String>,
+    /// netavark's plugin directories (accepted, unused).
+    #[arg(long = "plugin-directory", value_name = "DIR")]
+    plugin_directories: Vec<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,6 +86,20 @@ enum Command {
     Setup { netns: String },
     /// Detach the container in NETNS from its networks.
     Teardown { netns: String },
+    /// Set the upstream DNS servers of NETWORK's containers (comma-separated;
+    /// "" for the host's resolvers).
+    Update {
+        network_name: String,
+        #[arg(long, required = true, value_name = "SERVERS")]
+        network_dns_servers: Vec<String>,
+    },
+    /// Restore berth's firewall rules from its state, once.
+    #[command(name = "firewall-reload")]
+    FirewallReload,
+    /// Restore berth's firewall rules now and whenever the ruleset changes
+    /// (a firewall reload), until killed.
+    #[command(name = "firewalld-reload")]
+    FirewalldReload,
     /// Print version information as JSON.
     Version,
 }
@@ -152,6 +183,32 @@ fn run(args: Args, state_dir: PathBuf) -> Result<Option<String>> {
         }
         Command::Setup { netns } => (netns, true),
         Command::Teardown { netns } => (netns, false),
+        Command::Update {
+            network_name,
+            network_dns_servers,
+        } => {
+            let servers = update::parse_servers(network_dns_servers)?;
+            let mut ctx = Context::new(state_dir, false);
+            let result = update::update(&mut ctx, network_name, servers);
+            print_notices(&mut ctx);
+            return result.map(|()| None);
+        }
+        Command::FirewallReload => {
+            let mut ctx = Context::new(state_dir, false);
+            let result = reload::reload_once(&mut ctx);
+            print_notices(&mut ctx);
+            for line in result? {
+                eprintln!("berth: {line}");
+            }
+            return Ok(None);
+        }
+        Command::FirewalldReload => {
+            let mut ctx = Context::new(state_dir, false);
+            reload::watch(&mut ctx, |result| match result {
+                Ok(lines) => lines.iter().for_each(|l| eprintln!("berth: {l}")),
+                Err(e) => eprintln!("berth: reloading the firewall failed: {e}"),
+            });
+        }
     };
     if args.rootless == Some(true) {
         return Err(Error::invalid(
@@ -187,8 +244,13 @@ fn run(args: Args, state_dir: PathBuf) -> Result<Option<String>> {
     } else {
         setup::teardown(&mut ctx, netns, &opts).map(|()| None)
     };
-    // Podman reads stdout as JSON; what the user should know goes to
-    // stderr, which Podman logs.
+    print_notices(&mut ctx);
+    result
+}
+
+/// Podman reads stdout as JSON; what the user should know goes to
+/// stderr, which Podman logs.
+fn print_notices(ctx: &mut Context) {
     for n in ctx.take_notices() {
         match n {
             Notice::Repaired { reason, lines } => {
@@ -197,7 +259,6 @@ fn run(args: Args, state_dir: PathBuf) -> Result<Option<String>> {
             Notice::Warning(w) => eprintln!("berth: warning: {w}"),
         }
     }
-    result
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {

@@ -45,6 +45,8 @@ struct PodmanNet {
     ifname: String,
     ip: Ipv4Addr,
     mac: Option<Mac>,
+    /// The network's own upstream DNS servers (empty: the host's).
+    dns_servers: Vec<IpAddr>,
 }
 
 /// The metric of a container's default route when the network's options
@@ -77,7 +79,7 @@ fn check(opts: &NetworkOptions) -> Result<Vec<PodmanNet>> {
                 )))
             }
         }
-        names::check_name("network", name)?;
+        names::check_network_name(name)?;
         let ipam = info.ipam_options.as_ref().and_then(|o| o.get("driver"));
         match ipam.map(String::as_str) {
             None | Some("") | Some("host-local") => {}
@@ -151,7 +153,11 @@ fn check(opts: &NetworkOptions) -> Result<Vec<PodmanNet>> {
                 )))
             }
         };
+        let dns_servers =
+            super::update::parse_servers(info.network_dns_servers.as_deref().unwrap_or_default())
+                .map_err(|e| Error::invalid(format!("network {name:?}: {e}")))?;
         out.push(PodmanNet {
+            dns_servers,
             network: name.clone(),
             subnet,
             gateway,
@@ -265,6 +271,12 @@ pub fn setup(
         let mut status = BTreeMap::new();
         for (i, a) in attaches.iter().enumerate() {
             txn.apply(EnsureNetwork::new(a.request(), podman_agreement(a)))?;
+            // Podman's definition is current (`podman network update`
+            // changes it before it tells netavark).
+            txn.apply(super::update::SetDnsServers {
+                network: a.network.clone(),
+                servers: a.dns_servers.clone(),
+            })?;
             forget_stale(txn, &a.network, &name, &opts.container_id)?;
             // netavark's words for an interface in the way, which Podman shows.
             if txn.ctx().kernel.link_exists_in(&target.path, &a.ifname)? {
@@ -631,6 +643,33 @@ mod tests {
         // Idempotent, and fine after the namespace is gone.
         crate::kernel::Kernel::delete_netns(h.fake(), "p1").unwrap();
         teardown(&mut h.ctx, "/run/netns/p1", &o).unwrap();
+    }
+
+    /// Every network that is not internal gives its own default route,
+    /// with its metric (100 unless the options name one), as netavark does.
+    #[test]
+    fn each_network_gives_a_default_route_with_its_metric() {
+        let mut h = crate::commands::tests::host();
+        h.fake().add_namespace("/run/netns/p1");
+        let two = TWO
+            .replace(r#""internal":true"#, r#""internal":false"#)
+            .replace(r#""mtu":"1400""#, r#""mtu":"1400","metric":"200""#);
+        let o = opts(&two);
+        let nets = check(&o).unwrap();
+        assert_eq!(
+            nets.iter().map(|n| n.metric).collect::<Vec<_>>(),
+            [Some(100), Some(200)]
+        );
+        setup(&mut h.ctx, "/run/netns/p1", &o).unwrap();
+        let mut gws: Vec<String> = h
+            .fake()
+            .default_routes
+            .iter()
+            .filter(|(n, _)| n.as_deref() == Some(std::path::Path::new("/run/netns/p1")))
+            .map(|(_, gw)| gw.to_string())
+            .collect();
+        gws.sort();
+        assert_eq!(gws, ["10.77.0.1", "10.89.1.1"]);
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub struct Network {
     pub options: Option<HashMap<String, String>>,
     #[serde(default)]
     pub subnets: Option<Vec<Subnet>>,
+    /// The network's own upstream DNS servers (`podman network create
+    /// --dns`, `podman network update --dns-add`).
+    #[serde(default)]
+    pub network_dns_servers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -376,7 +376,7 @@ impl Step {
                 match (config.default_via, config.metric) {
                     (Some(gw), None) => lines.push(format!("{ip} route add default via {gw}")),
                     (Some(gw), Some(m)) => {
-                        lines.push(format!("{ip} route add default via {gw} metric {m}"))
+                        lines.push(format!("{ip} route prepend default via {gw} metric {m}"))
                     }
                     (None, _) => {}
                 }

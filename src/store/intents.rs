@@ -204,8 +204,9 @@ impl Tx<'_> {
     }
 
     /// Another endpoint of the namespace with `inode` on a network that is
-    /// not internal, with that network's gateway: the one that takes over
-    /// the default route when the endpoint `leaving` goes.
+    /// not internal and without a default route of its own (with a metric),
+    /// with that network's gateway: the one that takes over the default
+    /// route without a metric when the endpoint `leaving` goes.
     pub fn default_route_heir(
         &self,
         inode: u64,
@@ -214,6 +215,7 @@ impl Tx<'_> {
         let mut stmt = self.tx.prepare_cached(&format!(
             "SELECT {ENDPOINT_COLUMNS}, n.gateway FROM endpoints e JOIN networks n ON n.id = e.network_id
              WHERE e.netns_inode = ?1 AND e.id != ?2 AND n.internal = 0 AND e.status = 'ready'
+               AND e.default_route = 0 AND e.metric IS NULL
              ORDER BY e.id"
         ))?;
         let rows = stmt.query_map(params![inode as i64, leaving], |row| {

@@ -175,7 +175,7 @@ mod tests {
                  ALTER TABLE endpoints DROP COLUMN bw_in_rate; ALTER TABLE endpoints DROP COLUMN bw_in_burst; \
                  ALTER TABLE endpoints DROP COLUMN bw_out_rate; ALTER TABLE endpoints DROP COLUMN bw_out_burst; \
                  ALTER TABLE networks DROP COLUMN host_access; ALTER TABLE endpoints DROP COLUMN allow_spoofing; \
-                 ALTER TABLE dns_names DROP COLUMN pos; \
+                 ALTER TABLE dns_names DROP COLUMN pos; ALTER TABLE endpoints DROP COLUMN metric; ALTER TABLE networks DROP COLUMN dns_servers; \
                  PRAGMA user_version = 7;",
             )
             .unwrap();

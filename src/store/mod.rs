@@ -32,7 +32,7 @@ pub use names::{DnsEndpoint, DnsNetwork};
 
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
-const SCHEMA_VERSION: i64 = 11;
+const SCHEMA_VERSION: i64 = 12;
 /// berth's routing tables (`--uplink`) are this plus the network id.
 pub const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
 
@@ -192,6 +192,16 @@ ALTER TABLE endpoints ADD COLUMN bw_in_rate INTEGER;
 ALTER TABLE endpoints ADD COLUMN bw_in_burst INTEGER;
 ALTER TABLE endpoints ADD COLUMN bw_out_rate INTEGER;
 ALTER TABLE endpoints ADD COLUMN bw_out_burst INTEGER;
+";
+
+/// Version 11 (Podman parity): the metric of an endpoint's own default
+/// route (NULL: the namespace's one default route without a metric, see
+/// `Endpoint::metric`), which `up` needs to give a veth it re-creates its
+/// route back; and a network's own upstream DNS servers (Podman's
+/// `network_dns_servers`, comma-separated; NULL or empty: the host's).
+const METRIC_SCHEMA: &str = "
+ALTER TABLE endpoints ADD COLUMN metric INTEGER;
+ALTER TABLE networks ADD COLUMN dns_servers TEXT;
 ";
 
 pub struct Store {
@@ -381,6 +391,8 @@ impl Store {
             }
             // Version 11: the order of an endpoint's DNS names.
             10 => tx.execute_batch(NAMES_ORDER_SCHEMA)?,
+            // Version 12: route metrics and networks' own DNS servers (below).
+            11 => {}
             SCHEMA_VERSION => {}
             v => {
                 return Err(Error::Other(format!(
@@ -388,6 +400,9 @@ impl Store {
                     self.dir.display()
                 )))
             }
+        }
+        if version < 12 {
+            tx.execute_batch(METRIC_SCHEMA)?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
@@ -420,7 +435,7 @@ pub(crate) fn network_from_row(row: &Row) -> rusqlite::Result<Network> {
     // database: a state file edited by hand (or by an older berth) must not
     // make berth create or delete an arbitrary device.
     let name: String = row.get(1)?;
-    crate::model::names::check_name("network", &name).map_err(|_| bad_column(1, &name))?;
+    crate::model::names::check_network_name(&name).map_err(|_| bad_column(1, &name))?;
     let bridge: String = row.get(4)?;
     crate::model::names::check_ifname("bridge", &bridge).map_err(|_| bad_column(4, &bridge))?;
     Ok(Network {
@@ -492,6 +507,7 @@ pub(crate) fn endpoint_from_row(row: &Row) -> rusqlite::Result<Endpoint> {
         ifname,
         host_ifname,
         default_route: row.get(9)?,
+        metric: row.get::<_, Option<i64>>(15)?.map(|m| m as u32),
         ports: Vec::new(),
         bandwidth: bandwidth_from_row(row)?,
         allow_spoofing: row.get(14)?,
@@ -531,7 +547,7 @@ fn bad_column(index: usize, value: &str) -> rusqlite::Error {
 }
 
 pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs, host_access";
-pub(crate) const ENDPOINT_COLUMNS: &str = "e.id, n.name, e.name, e.netns, e.netns_inode, e.ip, e.mac, e.ifname, e.host_ifname, e.default_route, e.bw_in_rate, e.bw_in_burst, e.bw_out_rate, e.bw_out_burst, e.allow_spoofing";
+pub(crate) const ENDPOINT_COLUMNS: &str = "e.id, n.name, e.name, e.netns, e.netns_inode, e.ip, e.mac, e.ifname, e.host_ifname, e.default_route, e.bw_in_rate, e.bw_in_burst, e.bw_out_rate, e.bw_out_burst, e.allow_spoofing, e.metric";
 
 impl Tx<'_> {
     pub fn commit(self) -> Result<()> {
@@ -738,10 +754,11 @@ impl Tx<'_> {
         Ok(last.map(Ipv4Addr::from))
     }
 
-    /// Whether some endpoint already gave the namespace its default route.
+    /// Whether some endpoint already gave the namespace its default route
+    /// without a metric (routes with a metric are each endpoint's own).
     pub fn netns_has_default_route(&self, inode: u64) -> Result<bool> {
         let mut stmt = self.tx.prepare_cached(
-            "SELECT 1 FROM endpoints WHERE netns_inode = ?1 AND default_route = 1",
+            "SELECT 1 FROM endpoints WHERE netns_inode = ?1 AND default_route = 1 AND metric IS NULL",
         )?;
         Ok(stmt.exists([inode as i64])?)
     }
@@ -770,8 +787,8 @@ impl Tx<'_> {
     pub fn insert_endpoint(&self, network: &Network, e: &Endpoint) -> Result<i64> {
         self.tx.execute(
             "INSERT INTO endpoints (network_id, name, netns, netns_inode, ip, mac, ifname, host_ifname, default_route,
-                                    bw_in_rate, bw_in_burst, bw_out_rate, bw_out_burst, allow_spoofing)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                                    bw_in_rate, bw_in_burst, bw_out_rate, bw_out_burst, allow_spoofing, metric)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             params![
                 network.id,
                 e.name,
@@ -787,6 +804,7 @@ impl Tx<'_> {
                 e.bandwidth.outbound.map(|l| l.rate as i64),
                 e.bandwidth.outbound.map(|l| l.burst as i64),
                 e.allow_spoofing,
+                e.metric.map(i64::from),
             ],
         )?;
         let id = self.tx.last_insert_rowid();
@@ -955,6 +973,7 @@ mod tests {
             ifname: "eth0".into(),
             host_ifname: crate::model::names::host_veth_name("web", "c1"),
             default_route: true,
+            metric: None,
             ports: Vec::new(),
             bandwidth: Default::default(),
             allow_spoofing: false,
@@ -1070,7 +1089,7 @@ mod tests {
                 "ALTER TABLE endpoints DROP COLUMN bw_in_rate; ALTER TABLE endpoints DROP COLUMN bw_in_burst; \
                  ALTER TABLE endpoints DROP COLUMN bw_out_rate; ALTER TABLE endpoints DROP COLUMN bw_out_burst; \
                  ALTER TABLE networks DROP COLUMN host_access; ALTER TABLE endpoints DROP COLUMN allow_spoofing; \
-                 ALTER TABLE dns_names DROP COLUMN pos; \
+                 ALTER TABLE dns_names DROP COLUMN pos; ALTER TABLE endpoints DROP COLUMN metric; ALTER TABLE networks DROP COLUMN dns_servers; \
                  PRAGMA user_version = 8;",
             )
             .unwrap();
@@ -1079,6 +1098,44 @@ mod tests {
         let tx = store.begin().unwrap();
         let e = tx.endpoint(id).unwrap().unwrap();
         assert!(e.bandwidth.is_unlimited(), "{e:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An endpoint's own default route keeps its metric; one without a
+    /// metric is the namespace's one and alone decides whether the next
+    /// endpoint gets it; version 10 state gains the column.
+    #[test]
+    fn metrics_round_trip_and_only_a_route_without_one_is_the_namespaces() {
+        let dir = temp_dir("metric");
+        let mut store = Store::open(&dir).unwrap();
+        let tx = store.begin().unwrap();
+        let net = insert_web(&tx);
+        let own = Endpoint {
+            metric: Some(200),
+            ..endpoint_c1(7)
+        };
+        let id = tx.insert_endpoint(&net, &own).unwrap();
+        assert_eq!(tx.endpoint(id).unwrap().unwrap(), Endpoint { id, ..own });
+        assert!(!tx.netns_has_default_route(7).unwrap());
+        // A network's own DNS servers, and none again.
+        let servers: Vec<std::net::IpAddr> =
+            vec!["8.8.8.8".parse().unwrap(), "fd00::1".parse().unwrap()];
+        tx.set_network_dns_servers(net.id, &servers).unwrap();
+        assert_eq!(tx.network_dns_servers(net.id).unwrap(), servers);
+        assert_eq!(tx.dns_networks().unwrap()[0].servers, servers);
+        tx.set_network_dns_servers(net.id, &[]).unwrap();
+        assert!(tx.network_dns_servers(net.id).unwrap().is_empty());
+        tx.commit().unwrap();
+        store
+            .conn
+            .execute_batch("ALTER TABLE endpoints DROP COLUMN metric; ALTER TABLE networks DROP COLUMN dns_servers; PRAGMA user_version = 11;")
+            .unwrap();
+        drop(store);
+        let mut store = Store::open(&dir).unwrap();
+        let tx = store.begin().unwrap();
+        let e = tx.endpoint(id).unwrap().unwrap();
+        assert_eq!(e.metric, None);
+        assert!(tx.netns_has_default_route(7).unwrap());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -23,6 +23,9 @@ pub struct DnsNetwork {
     /// Made by Podman (berth as its netavark): reverse lookups answer
     /// bare names, as aardvark-dns does.
     pub podman: bool,
+    /// Its own upstream servers (Podman's `network_dns_servers`); empty:
+    /// the host's resolvers.
+    pub servers: Vec<std::net::IpAddr>,
 }
 
 /// One name of an endpoint on a DNS network.
@@ -114,7 +117,7 @@ impl Tx<'_> {
     /// The networks with DNS.
     pub fn dns_networks(&self) -> Result<Vec<DnsNetwork>> {
         let mut stmt = self.tx.prepare_cached(
-            "SELECT id, name, subnet, gateway, internal, owner IS 'podman' FROM networks WHERE dns = 1",
+            "SELECT id, name, subnet, gateway, internal, owner IS 'podman', dns_servers FROM networks WHERE dns = 1",
         )?;
         let rows = stmt.query_map([], |r| {
             let subnet: String = r.get(2)?;
@@ -128,9 +131,33 @@ impl Tx<'_> {
                     .map_err(|_| super::bad_column(3, &gateway))?,
                 internal: r.get(4)?,
                 podman: r.get(5)?,
+                servers: parse_servers(r.get::<_, Option<String>>(6)?.as_deref()),
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// A network's own upstream DNS servers (empty: the host's).
+    pub fn network_dns_servers(&self, network_id: i64) -> Result<Vec<std::net::IpAddr>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT dns_servers FROM networks WHERE id = ?1")?;
+        let text: Option<String> = stmt.query_row([network_id], |r| r.get(0))?;
+        Ok(parse_servers(text.as_deref()))
+    }
+
+    /// Sets a network's own upstream DNS servers (empty: the host's).
+    pub fn set_network_dns_servers(
+        &self,
+        network_id: i64,
+        servers: &[std::net::IpAddr],
+    ) -> Result<()> {
+        let text: Vec<String> = servers.iter().map(|s| s.to_string()).collect();
+        self.tx.execute(
+            "UPDATE networks SET dns_servers = ?2 WHERE id = ?1",
+            rusqlite::params![network_id, (!text.is_empty()).then(|| text.join(","))],
+        )?;
+        Ok(())
     }
 
     /// Every name on every network with DNS, with its address and the
@@ -179,6 +206,15 @@ impl Tx<'_> {
             })
             .transpose()
     }
+}
+
+/// The `dns_servers` column: addresses separated by commas; what does not
+/// parse (a state edited by hand) is left out.
+fn parse_servers(text: Option<&str>) -> Vec<std::net::IpAddr> {
+    text.unwrap_or_default()
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -245,7 +281,7 @@ mod tests {
                 "DROP TABLE jobs; DROP TABLE attachments; ALTER TABLE networks DROP COLUMN cluster_cidrs; \
                  ALTER TABLE endpoints DROP COLUMN bw_in_rate; ALTER TABLE endpoints DROP COLUMN bw_in_burst; \
                  ALTER TABLE endpoints DROP COLUMN bw_out_rate; ALTER TABLE endpoints DROP COLUMN bw_out_burst; \
-                 ALTER TABLE networks DROP COLUMN host_access; ALTER TABLE endpoints DROP COLUMN allow_spoofing; \
+                 ALTER TABLE networks DROP COLUMN host_access; ALTER TABLE endpoints DROP COLUMN allow_spoofing; ALTER TABLE endpoints DROP COLUMN metric; ALTER TABLE networks DROP COLUMN dns_servers; \
                  DROP TABLE dns_names; ALTER TABLE networks DROP COLUMN dns; PRAGMA user_version = 5;",
             )
             .unwrap();

@@ -168,6 +168,7 @@ mod tests {
             ifname: "eth0".into(),
             host_ifname: crate::model::names::host_veth_name("web", "c1"),
             default_route: true,
+            metric: None,
             ports: Vec::new(),
             bandwidth: Default::default(),
             allow_spoofing: false,

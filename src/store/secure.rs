@@ -406,6 +406,7 @@ mod tests {
                 ifname: "eth0".into(),
                 host_ifname: format!("vb{i:012x}"),
                 default_route: true,
+                metric: None,
                 ports: Vec::new(),
                 bandwidth: Default::default(),
                 allow_spoofing: false,

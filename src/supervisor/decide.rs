@@ -103,6 +103,7 @@ mod tests {
             ifname: "eth0".into(),
             host_ifname: veth.into(),
             default_route: true,
+            metric: None,
             ports: Vec::new(),
             bandwidth: Default::default(),
             allow_spoofing: false,

@@ -237,6 +237,7 @@ fn the_builder_reads_uplinks_owners_and_link_states() {
         ifname: "eth0".into(),
         host_ifname: format!("vb{name}"),
         default_route: true,
+        metric: None,
         ports: Vec::new(),
         bandwidth: Default::default(),
         allow_spoofing: false,

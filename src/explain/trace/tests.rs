@@ -43,6 +43,7 @@ fn endpoint(net: &Network, name: &str, last: u8, ports: &[&str]) -> Endpoint {
             .collect(),
         bandwidth: Default::default(),
         allow_spoofing: false,
+        metric: None,
     }
 }
 

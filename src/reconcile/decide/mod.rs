@@ -202,13 +202,7 @@ pub fn network_steps(network: &Network, plan: &mut Plan) {
 }
 
 /// The steps that attach an endpoint to its network's bridge.
-pub fn endpoint_steps(
-    network: &Network,
-    e: &Endpoint,
-    netns: std::path::PathBuf,
-    metric: Option<u32>,
-    plan: &mut Plan,
-) {
+pub fn endpoint_steps(network: &Network, e: &Endpoint, netns: std::path::PathBuf, plan: &mut Plan) {
     plan.push(Step::CreateVeth(VethPair {
         host_ifname: e.host_ifname.clone(),
         bridge: network.bridge.clone(),
@@ -225,7 +219,7 @@ pub fn endpoint_steps(
             ip: e.ip,
             subnet: network.subnet,
             default_via: e.default_route.then_some(network.gateway),
-            metric,
+            metric: e.metric,
         },
     });
     if !e.ports.is_empty() {
@@ -389,7 +383,6 @@ pub fn connect_plan(
     network: &Network,
     endpoint: &Endpoint,
     netns: std::path::PathBuf,
-    metric: Option<u32>,
     leftover: Option<u32>,
     siblings: &[Endpoint],
 ) -> crate::error::Result<Plan> {
@@ -414,7 +407,7 @@ pub fn connect_plan(
     let published = [(endpoint.ip, endpoint.ports.as_slice())];
     add_ports(&mut change, &published, ElemOp::Add);
     nft_step(&mut plan, change);
-    endpoint_steps(network, endpoint, netns, metric, &mut plan);
+    endpoint_steps(network, endpoint, netns, &mut plan);
     flush_steps(&mut plan, &published);
     Ok(plan)
 }
@@ -651,7 +644,7 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
         let netns = crate::kernel::netns::Target::locate(&e.netns)
             .map(|t| t.path)
             .unwrap_or_else(|_| std::path::PathBuf::from(&e.netns));
-        endpoint_steps(n, e, netns, None, &mut d.plan);
+        endpoint_steps(n, e, netns, &mut d.plan);
         // The new veth is shaped as the old one was; the ifb, in the host,
         // usually outlived it.
         let ifb = names::ifb_name(&e.host_ifname);

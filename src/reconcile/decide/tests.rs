@@ -33,6 +33,7 @@ fn endpoint(id: i64, name: &str, last: u8, ports: &[&str]) -> Endpoint {
         ifname: "eth0".into(),
         host_ifname: names::host_veth_name("web", name),
         default_route: true,
+        metric: None,
         ports: ports
             .iter()
             .map(|p| PortSpec::parse(p).unwrap().with_host_port(0))
@@ -287,6 +288,32 @@ fn a_deleted_veth_is_recreated_while_its_namespace_lives() {
     );
 }
 
+/// An endpoint with its own default route (netavark's metric) gets it
+/// back, with its metric, when its veth is re-created.
+#[test]
+fn a_recreated_veth_gets_its_default_route_back_with_its_metric() {
+    let c1 = Endpoint {
+        metric: Some(200),
+        ..endpoint(1, "c1", 2, &[])
+    };
+    let desired = Desired {
+        networks: vec![(web(), Status::Ready)],
+        endpoints: vec![(c1, Status::Ready)],
+        sandboxes: vec![],
+        instance: "ab".into(),
+        dns_port: 53,
+    };
+    let mut observed = matching(&desired);
+    observed.links.retain(|l| l.kind == "bridge");
+    observed.netns_alive.insert(1);
+    let d = decide(&desired, &observed, Scope::default());
+    let text = lines(&d.plan);
+    assert!(
+        text.contains("ip -n c1 route prepend default via 10.90.0.1 metric 200"),
+        "{text}"
+    );
+}
+
 #[test]
 fn interrupted_network_create_and_gc_sweep_remove_only_berths_devices() {
     let desired = Desired {
@@ -386,9 +413,12 @@ fn lines(plan: &Plan) -> String {
 
 #[test]
 fn connect_decides_the_veth_inside_setup_ports_and_what_to_do_with_a_leftover() {
-    let c1 = endpoint(1, "c1", 2, &["8080:80", "5353:53/udp"]);
+    let c1 = Endpoint {
+        metric: Some(50),
+        ..endpoint(1, "c1", 2, &["8080:80", "5353:53/udp"])
+    };
     let netns = std::path::PathBuf::from("/run/netns/c1");
-    let fresh = connect_plan(&web(), &c1, netns.clone(), Some(50), None, &[]).unwrap();
+    let fresh = connect_plan(&web(), &c1, netns.clone(), None, &[]).unwrap();
     expect![[r#"
         nft 'add element bridge berth guarded { "vb6c39f18610fe" }'
         nft 'add element bridge berth allowed4 { "vb6c39f18610fe" . 02:42:0a:5a:00:02 . 10.90.0.2 }'
@@ -399,16 +429,16 @@ fn connect_decides_the_veth_inside_setup_ports_and_what_to_do_with_a_leftover() 
         ip -n c1 link set eth0 addrgenmode none
         ip -n c1 link set eth0 up
         ip -n c1 addr add 10.90.0.2/24 brd 10.90.0.255 dev eth0
-        ip -n c1 route add default via 10.90.0.1 metric 50
+        ip -n c1 route prepend default via 10.90.0.1 metric 50
         ip link set vb6c39f18610fe type bridge_slave hairpin on
         conntrack -D -p udp --orig-port-dst 5353"#]]
     .assert_eq(&lines(&fresh));
     // A veth of berth's (name and group) in the way is replaced first...
     let berths = names::network_link_group(1);
-    let replaced = connect_plan(&web(), &c1, netns.clone(), None, Some(berths), &[]).unwrap();
+    let replaced = connect_plan(&web(), &c1, netns.clone(), Some(berths), &[]).unwrap();
     assert_eq!(replaced.render()[0], "ip link del vb6c39f18610fe");
     // ...a device of the same name berth cannot prove it made is refused.
-    let err = connect_plan(&web(), &c1, netns, None, Some(0), &[]).unwrap_err();
+    let err = connect_plan(&web(), &c1, netns, Some(0), &[]).unwrap_err();
     assert!(err.to_string().contains("berth did not make"), "{err}");
 }
 
