@@ -803,6 +803,7 @@ mod tests {
             link_group: 1,
             route_table: 1,
             policy: crate::model::NetworkPolicy::default(),
+            driver: Default::default(),
         };
         assert_eq!(
             c.contradictions(&n),

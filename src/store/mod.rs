@@ -32,7 +32,7 @@ pub use names::{DnsEndpoint, DnsNetwork};
 
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
-const SCHEMA_VERSION: i64 = 10;
+const SCHEMA_VERSION: i64 = 11;
 /// berth's routing tables (`--uplink`) are this plus the network id.
 pub const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
 
@@ -187,6 +187,14 @@ ALTER TABLE endpoints ADD COLUMN bw_out_rate INTEGER;
 ALTER TABLE endpoints ADD COLUMN bw_out_burst INTEGER;
 ";
 
+/// Version 11: macvlan and ipvlan networks. `driver` is `bridge` for
+/// every network before it; `parent` and `mode` are set for the others.
+const DRIVER_SCHEMA: &str = "
+ALTER TABLE networks ADD COLUMN driver TEXT NOT NULL DEFAULT 'bridge';
+ALTER TABLE networks ADD COLUMN parent TEXT;
+ALTER TABLE networks ADD COLUMN mode TEXT;
+";
+
 pub struct Store {
     conn: Connection,
     dir: PathBuf,
@@ -205,6 +213,7 @@ pub struct NewNetwork<'a> {
     pub bridge: String,
     pub mtu: u32,
     pub policy: NetworkPolicy,
+    pub driver: crate::model::Driver,
 }
 
 impl Store {
@@ -294,6 +303,7 @@ impl Store {
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
                 tx.execute_batch(GUARDS_SCHEMA)?;
+                tx.execute_batch(DRIVER_SCHEMA)?;
             }
             1 => {
                 tx.execute_batch(MIGRATE_1_TO_2)?;
@@ -305,6 +315,7 @@ impl Store {
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
                 tx.execute_batch(GUARDS_SCHEMA)?;
+                tx.execute_batch(DRIVER_SCHEMA)?;
             }
             2 => {
                 tx.execute_batch(PORTS_SCHEMA)?;
@@ -315,6 +326,7 @@ impl Store {
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
                 tx.execute_batch(GUARDS_SCHEMA)?;
+                tx.execute_batch(DRIVER_SCHEMA)?;
             }
             3 => {
                 tx.execute_batch(INTENTS_SCHEMA)?;
@@ -324,6 +336,7 @@ impl Store {
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
                 tx.execute_batch(GUARDS_SCHEMA)?;
+                tx.execute_batch(DRIVER_SCHEMA)?;
             }
             4 => {
                 tx.execute_batch(MIGRATE_OWNERS)?;
@@ -332,6 +345,7 @@ impl Store {
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
                 tx.execute_batch(GUARDS_SCHEMA)?;
+                tx.execute_batch(DRIVER_SCHEMA)?;
             }
             5 => {
                 tx.execute_batch(DNS_SCHEMA)?;
@@ -339,6 +353,7 @@ impl Store {
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
                 tx.execute_batch(GUARDS_SCHEMA)?;
+                tx.execute_batch(DRIVER_SCHEMA)?;
             }
             // Version 7: CNI attachments and cluster CIDRs (src/store/attachments.rs).
             6 => {
@@ -346,20 +361,28 @@ impl Store {
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
                 tx.execute_batch(GUARDS_SCHEMA)?;
+                tx.execute_batch(DRIVER_SCHEMA)?;
             }
             // Version 8: detached runs (src/store/jobs.rs).
             7 => {
                 tx.execute_batch(JOBS_SCHEMA)?;
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
                 tx.execute_batch(GUARDS_SCHEMA)?;
+                tx.execute_batch(DRIVER_SCHEMA)?;
             }
             // Version 9: bandwidth limits of endpoints.
             8 => {
                 tx.execute_batch(BANDWIDTH_SCHEMA)?;
                 tx.execute_batch(GUARDS_SCHEMA)?;
+                tx.execute_batch(DRIVER_SCHEMA)?;
             }
             // Version 10: anti-spoofing and host access (src/firewall/guard.rs).
-            9 => tx.execute_batch(GUARDS_SCHEMA)?,
+            9 => {
+                tx.execute_batch(GUARDS_SCHEMA)?;
+                tx.execute_batch(DRIVER_SCHEMA)?;
+            }
+            // Version 11: macvlan and ipvlan networks (model/driver.rs).
+            10 => tx.execute_batch(DRIVER_SCHEMA)?,
             SCHEMA_VERSION => {}
             v => {
                 return Err(Error::Other(format!(
@@ -412,7 +435,18 @@ pub(crate) fn network_from_row(row: &Row) -> rusqlite::Result<Network> {
         link_group: crate::model::names::network_link_group(id),
         route_table: ROUTE_TABLE_BASE + id as u32,
         policy: policy_from_row(row)?,
+        driver: driver_from_row(row)?,
     })
+}
+
+/// Columns 16..19 of [`NETWORK_COLUMNS`]; the parent is checked as an
+/// interface name, as it reaches the kernel.
+fn driver_from_row(row: &Row) -> rusqlite::Result<crate::model::Driver> {
+    let driver: String = row.get(16)?;
+    let parent: Option<String> = row.get(17)?;
+    let mode: Option<String> = row.get(18)?;
+    crate::model::Driver::parse(&driver, parent.as_deref(), mode.as_deref())
+        .map_err(|_| bad_column(16, &driver))
 }
 
 /// Columns 6.. of [`NETWORK_COLUMNS`].
@@ -457,7 +491,9 @@ pub(crate) fn endpoint_from_row(row: &Row) -> rusqlite::Result<Endpoint> {
     let ifname: String = row.get(7)?;
     crate::model::names::check_ifname("interface", &ifname).map_err(|_| bad_column(7, &ifname))?;
     let host_ifname: String = row.get(8)?;
-    if !crate::model::names::is_host_veth_name(&host_ifname) {
+    if !crate::model::names::is_host_veth_name(&host_ifname)
+        && !crate::model::names::is_child_name(&host_ifname)
+    {
         return Err(bad_column(8, &host_ifname));
     }
     Ok(Endpoint {
@@ -509,7 +545,7 @@ fn bad_column(index: usize, value: &str) -> rusqlite::Error {
     )
 }
 
-pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs, host_access";
+pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs, host_access, driver, parent, mode";
 pub(crate) const ENDPOINT_COLUMNS: &str = "e.id, n.name, e.name, e.netns, e.netns_inode, e.ip, e.mac, e.ifname, e.host_ifname, e.default_route, e.bw_in_rate, e.bw_in_burst, e.bw_out_rate, e.bw_out_burst, e.allow_spoofing";
 
 impl Tx<'_> {
@@ -543,8 +579,8 @@ impl Tx<'_> {
         let p = &n.policy;
         let deny: Vec<String> = p.deny_egress.iter().map(|d| d.to_string()).collect();
         self.tx.execute(
-            "INSERT INTO networks (name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs, host_access)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            "INSERT INTO networks (name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs, host_access, driver, parent, mode)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             params![
                 n.name,
                 n.subnet.to_string(),
@@ -564,7 +600,10 @@ impl Tx<'_> {
                     .map(|d| d.to_string())
                     .collect::<Vec<_>>()
                     .join(","),
-                p.host_access
+                p.host_access,
+                n.driver.name(),
+                n.driver.parent(),
+                n.driver.mode()
             ],
         )?;
         let id = self.tx.last_insert_rowid();
@@ -578,6 +617,7 @@ impl Tx<'_> {
             link_group: crate::model::names::network_link_group(id),
             route_table: ROUTE_TABLE_BASE + id as u32,
             policy: n.policy.clone(),
+            driver: n.driver.clone(),
         })
     }
 
@@ -735,6 +775,16 @@ impl Tx<'_> {
             .collect::<rusqlite::Result<_>>()?;
         let free = (0..).map(|i| format!("eth{i}")).find(|n| !used.contains(n));
         Ok(free.expect("an unbounded range has a free name"))
+    }
+
+    /// The endpoint recorded under `host_ifname` (its host veth, or the
+    /// name its macvlan/ipvlan child was born with).
+    pub fn endpoint_by_host_ifname(&self, host_ifname: &str) -> Result<Option<Endpoint>> {
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoints e JOIN networks n ON n.id = e.network_id
+             WHERE e.host_ifname = ?1"
+        ))?;
+        Ok(stmt.query_row([host_ifname], endpoint_from_row).optional()?)
     }
 
     pub fn host_ifname_holder(&self, host_ifname: &str) -> Result<Option<String>> {
@@ -916,6 +966,7 @@ mod tests {
             bridge: "berth-web".into(),
             mtu: 1500,
             policy: NetworkPolicy::default(),
+            driver: Default::default(),
         })
         .unwrap()
     }

@@ -17,6 +17,7 @@ fn web() -> Network {
         link_group: names::network_link_group(1),
         route_table: 0x6265_0001,
         policy: NetworkPolicy::default(),
+        driver: Default::default(),
     }
 }
 
