@@ -233,3 +233,67 @@ fn the_reconcile_recreates_a_lost_child_and_drops_endpoints_whose_parent_or_name
     // A connect says the parent is missing rather than making anything.
     sb.assert_refused(&["connect", "mv", "c1"], "up0");
 }
+
+/// berth as a CNI plugin with `"driver": "macvlan"`: ADD makes the child
+/// and answers with it as the only interface; CHECK accepts it; DEL takes
+/// it and its lease away.
+#[test]
+fn cni_add_check_and_del_of_a_macvlan_attachment() {
+    use std::io::Write;
+    let sb = lan();
+    let before = sb.snapshot();
+    let conf = |prev: Option<&Value>| {
+        let mut c = serde_json::json!({
+            "cniVersion": "1.0.0", "name": "lan", "type": "berth",
+            "driver": "macvlan", "parent": "up0", "mode": "vepa",
+            "subnet": SUBNET, "gateway": LAN_IP
+        });
+        if let Some(p) = prev {
+            c["prevResult"] = p.clone();
+        }
+        c.to_string()
+    };
+    let run = |command: &str, stdin: String| {
+        let mut c = sb.berth_command(&[]);
+        c.env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", "c1id")
+            .env("CNI_NETNS", "/run/netns/c1")
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", "/usr/lib/cni")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run("ADD", conf(None));
+    assert_ok_ctx(&out, "CNI ADD");
+    let result: Value = parse_json(&out, "ADD result");
+    let ifs = result["interfaces"].as_array().unwrap();
+    assert_eq!(ifs.len(), 1, "only the child: {result}");
+    assert_eq!(ifs[0]["name"], "eth0", "{result}");
+    assert_eq!(result["ips"][0]["interface"], 0, "{result}");
+    assert_eq!(result["ips"][0]["address"], "192.168.50.2/24", "{result}");
+    assert_eq!(result["ips"][0]["gateway"], LAN_IP, "{result}");
+    let link = details(&sb, "c1", "eth0");
+    assert_eq!(link["linkinfo"]["info_kind"], "macvlan", "{link}");
+    assert_eq!(link["linkinfo"]["info_data"]["mode"], "vepa", "{link}");
+    assert_eq!(link["address"], ifs[0]["mac"], "{link}");
+    let _lan = sb.tcp_server(Some("lan"), &format!("{LAN_IP}:8080"));
+    assert_eq!(
+        sb.assert_tcp(Some("c1"), &format!("{LAN_IP}:8080")),
+        "192.168.50.2"
+    );
+    assert_ok_ctx(&run("CHECK", conf(Some(&result))), "CNI CHECK");
+    assert_ok_ctx(&run("DEL", conf(None)), "CNI DEL");
+    assert!(sb.link(Some("c1"), "eth0").is_none());
+    assert!(sb.endpoints().is_empty(), "{:?}", sb.endpoints());
+    sb.berth_ok(&["network", "rm", "lan"]);
+    sb.snapshot().assert_same(&before, "after DEL");
+}

@@ -191,6 +191,8 @@ pub struct NetConf {
     pub prev_result: Option<Value>,
     /// `cni.dev/valid-attachments` (GC): container ID and interface name.
     pub valid_attachments: Option<HashSet<(String, String)>>,
+    /// `driver` (`bridge`, `macvlan`, `ipvlan`) with `parent` and `mode`.
+    pub driver: crate::model::Driver,
 }
 
 /// Reads the version first (so that errors can be encoded in it), then the
@@ -366,6 +368,12 @@ fn from_object(obj: &Map<String, Value>) -> Result<NetConf, CniError> {
             ),
             Some(_) => return Err(bad("clusterCIDR", "a CIDR or a list of CIDRs")),
         },
+        driver: crate::model::Driver::parse(
+            string("driver")?.as_deref().unwrap_or("bridge"),
+            string("parent")?.as_deref(),
+            string("mode")?.as_deref(),
+        )
+        .map_err(|e| CniError::new(CODE_BAD_CONFIG, e))?,
         prev_result: member(obj, "prevResult")
             .filter(|v| !v.is_null())
             .map(|v| keys::canonical(v, &keys::RESULT)),
@@ -531,6 +539,7 @@ impl NetConf {
         r.dns = !self.no_dns;
         r.host_access = self.no_host_access != Some(true);
         r.owner = Some("cni".into());
+        r.driver = self.driver.clone();
         r
     }
 
@@ -562,6 +571,12 @@ impl NetConf {
                 out.push(format!("bridge {b} (the network has {})", n.bridge));
             }
         }
+        if self.driver != n.driver {
+            out.push(format!(
+                "driver {} (the network is {})",
+                self.driver, n.driver
+            ));
+        }
         if let Some(m) = self.mtu {
             if m != n.mtu {
                 out.push(format!("mtu {m} (the network has {})", n.mtu));
@@ -591,7 +606,12 @@ impl NetConf {
                 n.policy.internal,
             ),
             ("icc", self.icc.unwrap_or(true), n.policy.icc),
-            ("ipMasq", self.ip_masq.unwrap_or(true), n.policy.masquerade),
+            // A macvlan/ipvlan network never masquerades.
+            (
+                "ipMasq",
+                self.ip_masq.unwrap_or(true) && n.is_bridge(),
+                n.policy.masquerade,
+            ),
             (
                 "noHostAccess",
                 self.no_host_access.unwrap_or(false),
