@@ -36,8 +36,17 @@ fn details(sb: &Sandbox, netns: &str, dev: &str) -> Value {
 
 fn create(sb: &Sandbox, name: &str, driver: &str, mode: Option<&str>) {
     let mut args = vec![
-        "network", "create", name, "--driver", driver, "--parent", "up0", "--subnet", SUBNET,
-        "--gateway", LAN_IP,
+        "network",
+        "create",
+        name,
+        "--driver",
+        driver,
+        "--parent",
+        "up0",
+        "--subnet",
+        SUBNET,
+        "--gateway",
+        LAN_IP,
     ];
     if let Some(m) = mode {
         args.extend(["--mode", m]);
@@ -70,7 +79,8 @@ fn check_child(sb: &Sandbox, netns: &str, ep: &Value, kind: &str, mode: &str) ->
     // Nothing of it on the host: no veth, no bridge.
     let host = sb.link_names(None);
     assert!(
-        host.iter().all(|l| !l.starts_with("vb") && !l.starts_with("vc") && !l.starts_with("berth")),
+        host.iter()
+            .all(|l| !l.starts_with("vb") && !l.starts_with("vc") && !l.starts_with("berth")),
         "{host:?}"
     );
     ip
@@ -119,27 +129,43 @@ fn round_trip(driver: &str, mode: Option<&str>, kernel_mode: &str) {
     let e2 = sb.connect("lan", "c2", &[]);
     let ip1 = check_child(&sb, "c1", &e1, driver, kernel_mode);
     let ip2 = check_child(&sb, "c2", &e2, driver, kernel_mode);
-    assert_eq!((ip1.as_str(), ip2.as_str()), ("192.168.50.2", "192.168.50.3"));
+    assert_eq!(
+        (ip1.as_str(), ip2.as_str()),
+        ("192.168.50.2", "192.168.50.3")
+    );
     if driver == "ipvlan" {
         let parent = sb.link(None, "up0").unwrap();
-        assert_eq!(e1["mac"], parent["address"], "an ipvlan child has its parent's MAC");
+        assert_eq!(
+            e1["mac"], parent["address"],
+            "an ipvlan child has its parent's MAC"
+        );
     }
     let ps = sb.endpoints();
     assert!(
-        ps.iter().all(|e| e["status"] == "up" || e.get("status").is_none()),
+        ps.iter()
+            .all(|e| e["status"] == "up" || e.get("status").is_none()),
         "{ps:?}"
     );
     let ls = sb.berth_ok(&["network", "ls"]);
-    assert!(ls.contains(&format!("{driver} {kernel_mode} on up0")), "{ls}");
+    assert!(
+        ls.contains(&format!("{driver} {kernel_mode} on up0")),
+        "{ls}"
+    );
     traffic(&sb, &ip1, &ip2);
     // No firewall for these networks, as netavark gives them none.
     let nft = sb.cmd("nft", &["list", "ruleset"]);
     assert!(!stdout(&nft).contains("berth"), "{}", stdout(&nft));
 
     sb.berth_ok(&["disconnect", "lan", "c1"]);
-    assert!(sb.link(Some("c1"), "eth0").is_none(), "disconnect deletes the child");
+    assert!(
+        sb.link(Some("c1"), "eth0").is_none(),
+        "disconnect deletes the child"
+    );
     sb.berth_ok(&["network", "rm", "-f", "lan"]);
-    assert!(sb.link(Some("c2"), "eth0").is_none(), "network rm -f deletes the children");
+    assert!(
+        sb.link(Some("c2"), "eth0").is_none(),
+        "network rm -f deletes the children"
+    );
     sb.snapshot().assert_same(&before, "after teardown");
 }
 
@@ -161,8 +187,17 @@ fn ipvlan_l3_containers_reach_each_other_and_a_routed_lan() {
     }
     let before = sb.snapshot();
     sb.berth_ok(&[
-        "network", "create", "l3", "--driver", "ipvlan", "--parent", "up0", "--mode", "l3",
-        "--subnet", "10.77.0.0/24",
+        "network",
+        "create",
+        "l3",
+        "--driver",
+        "ipvlan",
+        "--parent",
+        "up0",
+        "--mode",
+        "l3",
+        "--subnet",
+        "10.77.0.0/24",
     ]);
     let e1 = sb.connect("l3", "c1", &[]);
     let e2 = sb.connect("l3", "c2", &[]);
@@ -174,9 +209,9 @@ fn ipvlan_l3_containers_reach_each_other_and_a_routed_lan() {
     assert_eq!(sb.assert_tcp(Some("c1"), &format!("{ip2}:8082")), ip1);
     // In l3 mode the parent's namespace routes for its children: the LAN
     // reaches them through the host, which reaches the LAN on the parent.
-    sb.sh_ok(&format!(
-        "ip addr add 192.168.50.254/24 dev up0 && ip -n lan route add 10.77.0.0/24 via 192.168.50.254"
-    ));
+    sb.sh_ok(
+        "ip addr add 192.168.50.254/24 dev up0 && ip -n lan route add 10.77.0.0/24 via 192.168.50.254",
+    );
     let _lan = sb.tcp_server(Some("lan"), &format!("{LAN_IP}:8080"));
     assert_eq!(sb.assert_tcp(Some("c1"), &format!("{LAN_IP}:8080")), ip1);
     sb.sh_ok("ip addr del 192.168.50.254/24 dev up0");
@@ -189,11 +224,23 @@ fn bad_parents_modes_and_published_ports_are_refused_in_one_line() {
     let sb = lan();
     for (args, names) in [
         (vec!["--driver", "macvlan"], "parent"),
-        (vec!["--driver", "macvlan", "--parent", "nosuch0"], "nosuch0"),
-        (vec!["--driver", "macvlan", "--parent", "up0", "--mode", "l2"], "l2"),
-        (vec!["--driver", "ipvlan", "--parent", "up0", "--mode", "vepa"], "vepa"),
+        (
+            vec!["--driver", "macvlan", "--parent", "nosuch0"],
+            "nosuch0",
+        ),
+        (
+            vec!["--driver", "macvlan", "--parent", "up0", "--mode", "l2"],
+            "l2",
+        ),
+        (
+            vec!["--driver", "ipvlan", "--parent", "up0", "--mode", "vepa"],
+            "vepa",
+        ),
         (vec!["--driver", "bridge", "--parent", "up0"], "up0"),
-        (vec!["--driver", "macvlan", "--parent", "up0", "--uplink", "up0"], "--uplink"),
+        (
+            vec!["--driver", "macvlan", "--parent", "up0", "--uplink", "up0"],
+            "--uplink",
+        ),
         (vec!["--driver", "overlay", "--parent", "up0"], "overlay"),
     ] {
         let mut all = vec!["network", "create", "x", "--subnet", SUBNET];
@@ -202,7 +249,10 @@ fn bad_parents_modes_and_published_ports_are_refused_in_one_line() {
     }
     create(&sb, "mv", "macvlan", None);
     sb.assert_refused(&["connect", "mv", "c1", "-p", "8080:80"], "\"mv\"");
-    sb.assert_refused(&["connect", "mv", "c1", "--bandwidth-in", "10mbit"], "\"mv\"");
+    sb.assert_refused(
+        &["connect", "mv", "c1", "--bandwidth-in", "10mbit"],
+        "\"mv\"",
+    );
 }
 
 #[test]
@@ -214,19 +264,31 @@ fn the_reconcile_recreates_a_lost_child_and_drops_endpoints_whose_parent_or_name
     // A child deleted by hand is re-created, as a lost veth is.
     sb.sh_ok("ip -n c1 link del eth0");
     let up = sb.berth_ok(&["up"]);
-    assert!(up.contains("re-created the macvlan interface eth0 of mv/c1"), "{up}");
+    assert!(
+        up.contains("re-created the macvlan interface eth0 of mv/c1"),
+        "{up}"
+    );
     let link = details(&sb, "c1", "eth0");
     assert_eq!(link["address"], e1["mac"], "{link}");
-    assert_eq!(sb.ipv4_addrs(Some("c1"), "eth0"), vec![format!("{}/24", field(&e1, "ip"))]);
+    assert_eq!(
+        sb.ipv4_addrs(Some("c1"), "eth0"),
+        vec![format!("{}/24", field(&e1, "ip"))]
+    );
     // A namespace that is gone takes its endpoint with it.
     sb.sh_ok("ip netns del c2");
     let up = sb.berth_ok(&["up"]);
-    assert!(up.contains("removed endpoint mv/c2: its namespace is gone"), "{up}");
+    assert!(
+        up.contains("removed endpoint mv/c2: its namespace is gone"),
+        "{up}"
+    );
     // The kernel deletes the children with their parent; the endpoints go.
     sb.sh_ok("ip link del up0");
     assert!(sb.link(Some("c1"), "eth0").is_none());
     let up = sb.berth_ok(&["up"]);
-    assert!(up.contains("removed endpoint mv/c1: its parent interface up0 is gone"), "{up}");
+    assert!(
+        up.contains("removed endpoint mv/c1: its parent interface up0 is gone"),
+        "{up}"
+    );
     assert!(sb.endpoints().is_empty(), "{:?}", sb.endpoints());
     let ls = sb.berth_ok(&["network", "ls"]);
     assert!(ls.contains("parent missing"), "{ls}");

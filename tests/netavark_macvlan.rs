@@ -135,14 +135,23 @@ fn macvlan_setup_answers_as_netavark_and_teardown_leaves_nothing() {
     assert_eq!(defaults[0]["gateway"], "192.168.50.1", "{defaults:?}");
     assert_eq!(defaults[0]["metric"], 100, "{defaults:?}");
     let _lan = sb.tcp_server(Some("lan"), "192.168.50.1:8080");
-    assert_eq!(sb.assert_tcp(Some("c1"), "192.168.50.1:8080"), "192.168.50.5");
+    assert_eq!(
+        sb.assert_tcp(Some("c1"), "192.168.50.1:8080"),
+        "192.168.50.5"
+    );
     let _c1 = sb.tcp_server(Some("c1"), "192.168.50.5:8081");
-    assert_eq!(sb.assert_tcp(Some("lan"), "192.168.50.5:8081"), "192.168.50.1");
+    assert_eq!(
+        sb.assert_tcp(Some("lan"), "192.168.50.5:8081"),
+        "192.168.50.1"
+    );
 
     let out = netavark(&sb, "teardown", "c1", &req);
     assert_ok_ctx(&out, "teardown");
     assert!(stdout(&out).trim().is_empty(), "{}", stdout(&out));
-    assert!(sb.networks().is_empty(), "the last container takes the network");
+    assert!(
+        sb.networks().is_empty(),
+        "the last container takes the network"
+    );
     sb.snapshot().assert_same(&before, "after teardown");
 }
 
@@ -191,7 +200,11 @@ fn a_bad_mode_published_ports_and_a_taken_name_are_refused_and_leave_nothing() {
     );
     let out = netavark(&sb, "setup", "c1", &bad);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    assert!(stdout(&out).contains("unknown macvlan mode"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("unknown macvlan mode"),
+        "{}",
+        stdout(&out)
+    );
     let ports = request(
         "c1",
         "mv",
@@ -201,7 +214,11 @@ fn a_bad_mode_published_ports_and_a_taken_name_are_refused_and_leave_nothing() {
     );
     let out = netavark(&sb, "setup", "c1", &ports);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    assert!(stdout(&out).contains("cannot publish ports on network \\\"mv\\\""), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("cannot publish ports on network \\\"mv\\\""),
+        "{}",
+        stdout(&out)
+    );
     sb.snapshot().assert_same(&before, "after refusals");
     // An interface of that name in the container: refused, and neither
     // the container nor the host keeps a child under another name.
@@ -242,7 +259,10 @@ fn ipvlan_setup_and_teardown() {
     let link = eth0(&sb);
     assert_eq!(link["linkinfo"]["info_kind"], "ipvlan", "{link}");
     let _lan = sb.tcp_server(Some("lan"), "192.168.50.1:8080");
-    assert_eq!(sb.assert_tcp(Some("c1"), "192.168.50.1:8080"), "192.168.50.9");
+    assert_eq!(
+        sb.assert_tcp(Some("c1"), "192.168.50.1:8080"),
+        "192.168.50.9"
+    );
     assert_ok(&netavark(&sb, "teardown", "c1", &req));
     sb.snapshot().assert_same(&before, "after teardown");
 }

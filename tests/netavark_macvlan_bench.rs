@@ -62,11 +62,8 @@ fn setup_teardown(binary: &str, driver: &str) -> (Vec<Duration>, Vec<Duration>) 
          ip link set up0 up; ip -n lan link set lanif up",
         CONTAINERS - 1
     ));
-    let dir = std::env::temp_dir().join(format!(
-        "berth-mvbench-{}-{}",
-        std::process::id(),
-        sb.pid()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("berth-mvbench-{}-{}", std::process::id(), sb.pid()));
     std::fs::create_dir_all(&dir).unwrap();
     let call = |verb: &str, i: usize| -> Duration {
         let file = dir.join(format!("c{i}.json"));

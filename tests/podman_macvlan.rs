@@ -20,7 +20,8 @@ fn lan(sb: &Sandbox) {
 fn podman_child_network(p: &util::podman::Podman, test: &str, driver: &str, mode: &str) {
     let sb = &p.sb;
     if driver == "ipvlan" {
-        let out = sb.sh("ip link add ipvltest link up0 type ipvlan mode l2 && ip link del ipvltest");
+        let out =
+            sb.sh("ip link add ipvltest link up0 type ipvlan mode l2 && ip link del ipvltest");
         if !out.status.success() {
             eprintln!(
                 "SKIP {test}: this kernel cannot make ipvlan links ({})",
@@ -30,16 +31,33 @@ fn podman_child_network(p: &util::podman::Podman, test: &str, driver: &str, mode
         }
     }
     p.ok(&[
-        "network", "create", "-d", driver, "-o", "parent=up0", "-o", &format!("mode={mode}"),
-        "--subnet", "192.168.50.0/24", "--gateway", "192.168.50.1", "lan",
+        "network",
+        "create",
+        "-d",
+        driver,
+        "-o",
+        "parent=up0",
+        "-o",
+        &format!("mode={mode}"),
+        "--subnet",
+        "192.168.50.0/24",
+        "--gateway",
+        "192.168.50.1",
+        "lan",
     ]);
     p.run_server("c1", &["--network", "lan"], "tcp-serve", "0.0.0.0:80");
     let ip = p.ip_of("c1", "lan");
     assert!(in_subnet(&ip, "192.168.50.0/24"), "{ip}");
     // The LAN reaches the container at its own address, and back.
-    assert_eq!(sb.assert_tcp(Some("lan"), &format!("{ip}:80")), "192.168.50.1");
+    assert_eq!(
+        sb.assert_tcp(Some("lan"), &format!("{ip}:80")),
+        "192.168.50.1"
+    );
     let _server = sb.tcp_server(Some("lan"), "192.168.50.1:8080");
-    let out = p.probe_in("c1", &["tcp-connect", "192.168.50.1:8080", "--timeout-ms", "2000"]);
+    let out = p.probe_in(
+        "c1",
+        &["tcp-connect", "192.168.50.1:8080", "--timeout-ms", "2000"],
+    );
     assert_ok_ctx(&out, "container -> LAN");
     assert_eq!(seen_source(&stdout(&out)), ip);
     let ps = sb.endpoints();
@@ -49,7 +67,10 @@ fn podman_child_network(p: &util::podman::Podman, test: &str, driver: &str, mode
     assert_eq!(n["mode"], mode, "{n}");
     p.ok(&["rm", "-f", "-t", "0", "c1"]);
     assert!(sb.endpoints().is_empty(), "{:?}", sb.endpoints());
-    assert!(sb.networks().is_empty(), "the last container takes the network");
+    assert!(
+        sb.networks().is_empty(),
+        "the last container takes the network"
+    );
     let host = sb.link_names(None);
     assert!(host.iter().all(|l| !l.starts_with("vc")), "{host:?}");
     p.ok(&["network", "rm", "lan"]);

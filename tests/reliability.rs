@@ -188,7 +188,14 @@ fn setup_macvlan(sb: &Sandbox) {
     sb.add_netns("lanside");
     sb.sh_ok("ip link add up0 type veth peer name lanif netns lanside && ip link set up0 up");
     sb.berth_ok(&[
-        "network", "create", "lan", "--driver", "macvlan", "--parent", "up0", "--subnet",
+        "network",
+        "create",
+        "lan",
+        "--driver",
+        "macvlan",
+        "--parent",
+        "up0",
+        "--subnet",
         "192.168.60.0/24",
     ]);
     sb.add_netns("c0");
@@ -536,7 +543,14 @@ fn random_kill_storm_leaves_no_leak_and_no_duplicate_address() {
     sb.add_netns("lanside");
     sb.sh_ok("ip link add up0 type veth peer name lanif netns lanside && ip link set up0 up");
     sb.berth_ok(&[
-        "network", "create", "mv", "--driver", "macvlan", "--parent", "up0", "--subnet",
+        "network",
+        "create",
+        "mv",
+        "--driver",
+        "macvlan",
+        "--parent",
+        "up0",
+        "--subnet",
         "192.168.60.0/24",
     ]);
     for i in 0..8 {
@@ -610,7 +624,9 @@ fn random_kill_storm_leaves_no_leak_and_no_duplicate_address() {
         .filter(|ns| {
             let links = as_array(sb.ip_json_in(Some(ns), &["-d", "link"]));
             assert!(
-                links.iter().all(|l| !l["ifname"].as_str().unwrap_or("").starts_with("vc")),
+                links
+                    .iter()
+                    .all(|l| !l["ifname"].as_str().unwrap_or("").starts_with("vc")),
                 "{ns}: {links:?}"
             );
             let kinds = links
@@ -627,7 +643,10 @@ fn random_kill_storm_leaves_no_leak_and_no_duplicate_address() {
         .map(|e| e["netns"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(children, on_mv, "macvlan children vs the state's endpoints");
-    eprintln!("storm: {} endpoints left on the macvlan network", on_mv.len());
+    eprintln!(
+        "storm: {} endpoints left on the macvlan network",
+        on_mv.len()
+    );
     assert_no_duplicate_address(&sb);
     assert!(sb.berth_ok(&["gc"]).contains("already matches"));
     // Every later command works.

@@ -511,12 +511,9 @@ impl Command {
 
 impl CreateArgs {
     pub fn request(&self) -> crate::error::Result<NetworkRequest> {
-        let driver = crate::model::Driver::parse(
-            &self.driver,
-            self.parent.as_deref(),
-            self.mode.as_deref(),
-        )
-        .map_err(crate::error::Error::Invalid)?;
+        let driver =
+            crate::model::Driver::parse(&self.driver, self.parent.as_deref(), self.mode.as_deref())
+                .map_err(crate::error::Error::Invalid)?;
         Ok(NetworkRequest {
             name: self.name.clone(),
             subnet: self.subnet,

@@ -124,9 +124,10 @@ impl Change for Attach {
             ip,
             mac: match (req.mac, &network.driver) {
                 // An ipvlan child has its parent's MAC.
-                (_, Driver::Ipvlan { parent, .. }) => {
-                    ctx.kernel.link_mac(parent)?.ok_or_else(|| no_parent(&network))?
-                }
+                (_, Driver::Ipvlan { parent, .. }) => ctx
+                    .kernel
+                    .link_mac(parent)?
+                    .ok_or_else(|| no_parent(&network))?,
                 (Some(mac), _) => mac,
                 (None, _) => derived_mac(tx, &network, ip)?,
             },

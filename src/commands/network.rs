@@ -181,7 +181,8 @@ fn check_create<'a>(ctx: &mut Context, tx: &Tx, req: &'a NetworkRequest) -> Resu
     };
     // A child takes its parent's MTU unless told (0 records that).
     let mtu = req.mtu.unwrap_or(if child { 0 } else { DEFAULT_MTU });
-    if !(68..=65535).contains(&mtu) && !(child && mtu == 0) {
+    let inherited = child && mtu == 0;
+    if !inherited && !(68..=65535).contains(&mtu) {
         return Err(Error::invalid(format!(
             "invalid MTU {mtu}: expected 68 to 65535"
         )));
@@ -487,9 +488,8 @@ fn plan_remove_children(ctx: &mut Context, network: &Network, endpoints: &[Endpo
             .ok()
             .map(|t| t.path)
             .filter(|p| ctx.kernel.netns_inode(p) == Some(e.netns_inode));
-        plan.steps.extend(
-            crate::reconcile::decide::child_disconnect_plan(network, e, netns, None).steps,
-        );
+        plan.steps
+            .extend(crate::reconcile::decide::child_disconnect_plan(network, e, netns, None).steps);
     }
     plan
 }

@@ -12,8 +12,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use super::{
-    AddrFact, ChildLink, HostPrefix, IfaceRoutes, InsideConfig, Kernel, LinkFact, NetnsFacts, NftFingerprint,
-    Target, VethPair,
+    AddrFact, ChildLink, HostPrefix, IfaceRoutes, InsideConfig, Kernel, LinkFact, NetnsFacts,
+    NftFingerprint, Target, VethPair,
 };
 use crate::error::{Error, Result};
 use crate::model::{Ipv4Net, Mac, Proto};
@@ -456,7 +456,11 @@ impl Kernel for FakeKernel {
         Ok(())
     }
     fn delete_child(&mut self, netns: &Path, names: &[String], group: u32) -> Result<bool> {
-        self.op(format!("delete_child {} {}", netns.display(), names.join(" ")))?;
+        self.op(format!(
+            "delete_child {} {}",
+            netns.display(),
+            names.join(" ")
+        ))?;
         let found = names.iter().find_map(|n| {
             self.link_in(Some(netns), n)
                 .filter(|l| l.fact.group == group)

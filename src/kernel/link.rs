@@ -180,7 +180,8 @@ pub fn create_child(rtnl: &mut Rtnl, spec: &ChildSpec) -> io::Result<()> {
         Driver::Bridge => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
     };
     let mut msg = LinkMessage::default();
-    msg.attributes.push(LinkAttribute::IfName(spec.name.to_string()));
+    msg.attributes
+        .push(LinkAttribute::IfName(spec.name.to_string()));
     msg.attributes.push(LinkAttribute::Link(spec.parent_index));
     msg.attributes
         .push(LinkAttribute::NetNsFd(spec.netns.as_raw_fd()));

@@ -605,8 +605,8 @@ mod tests {
         for (from, to, needle) in [
             (
                 r#""driver":"bridge","network_interface":"podman1""#,
-                r#""driver":"macvlan","network_interface":"podman1""#,
-                "not supported",
+                r#""driver":"macvlan","network_interface":"podman1","options":{"mode":"l3"}"#,
+                "unknown macvlan mode",
             ),
             (
                 r#""driver":"bridge","network_interface":"podman1""#,

@@ -784,7 +784,9 @@ impl Tx<'_> {
             "SELECT {ENDPOINT_COLUMNS} FROM endpoints e JOIN networks n ON n.id = e.network_id
              WHERE e.host_ifname = ?1"
         ))?;
-        Ok(stmt.query_row([host_ifname], endpoint_from_row).optional()?)
+        Ok(stmt
+            .query_row([host_ifname], endpoint_from_row)
+            .optional()?)
     }
 
     pub fn host_ifname_holder(&self, host_ifname: &str) -> Result<Option<String>> {
@@ -1100,7 +1102,7 @@ mod tests {
                 "ALTER TABLE endpoints DROP COLUMN bw_in_rate; ALTER TABLE endpoints DROP COLUMN bw_in_burst; \
                  ALTER TABLE endpoints DROP COLUMN bw_out_rate; ALTER TABLE endpoints DROP COLUMN bw_out_burst; \
                  ALTER TABLE networks DROP COLUMN host_access; ALTER TABLE endpoints DROP COLUMN allow_spoofing; \
-                 PRAGMA user_version = 8;",
+                 ALTER TABLE networks DROP COLUMN driver; ALTER TABLE networks DROP COLUMN parent; ALTER TABLE networks DROP COLUMN mode; PRAGMA user_version = 8;",
             )
             .unwrap();
         drop(store);
@@ -1108,6 +1110,8 @@ mod tests {
         let tx = store.begin().unwrap();
         let e = tx.endpoint(id).unwrap().unwrap();
         assert!(e.bandwidth.is_unlimited(), "{e:?}");
+        // Version 11: every network before it is a bridge.
+        assert!(tx.networks().unwrap().iter().all(Network::is_bridge));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

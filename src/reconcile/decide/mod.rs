@@ -554,10 +554,7 @@ fn child_decision<'a>(
     recreate: &mut Vec<(&'a Network, &'a Endpoint)>,
 ) {
     let who = format!("{}/{}", e.network, e.name);
-    let network = desired
-        .networks
-        .iter()
-        .find(|(n, _)| n.name == e.network);
+    let network = desired.networks.iter().find(|(n, _)| n.name == e.network);
     let alive = observed.netns_alive.contains(&e.id);
     let parent_present = network
         .and_then(|(n, _)| n.driver.parent())
@@ -656,7 +653,16 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
             known_ifbs.insert(names::ifb_name(&e.host_ifname));
         }
         if !e.has_veth() {
-            child_decision(desired, observed, &links, e, *status, &mut d, &mut kept, &mut recreate);
+            child_decision(
+                desired,
+                observed,
+                &links,
+                e,
+                *status,
+                &mut d,
+                &mut kept,
+                &mut recreate,
+            );
             continue;
         }
         let who = format!("{}/{}", e.network, e.name);
