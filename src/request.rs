@@ -42,6 +42,8 @@ pub struct NetworkRequest {
     pub host_access: bool,
     /// Who asks, recorded on the network (`podman`, `cni`).
     pub owner: Option<String>,
+    /// Bridge (the default), or macvlan/ipvlan with parent and mode.
+    pub driver: crate::model::Driver,
 }
 
 impl NetworkRequest {
@@ -63,6 +65,7 @@ impl NetworkRequest {
             cluster_cidrs: Vec::new(),
             host_access: true,
             owner: None,
+            driver: crate::model::Driver::Bridge,
         }
     }
 }

@@ -286,16 +286,26 @@ fn bad_requests_fail_in_netavark_format_and_change_nothing() {
         json!({"static_ips": ["10.77.0.3"], "interface_name": "eth0"});
     let cases: Vec<(&str, Vec<&str>, Value, &str)> = vec![
         (
-            "macvlan",
+            "macvlan with an ipvlan mode",
             vec!["setup", "/run/netns/c2"],
-            with(json!({"network_info": {"web": {"driver": "macvlan"}}})),
-            "not supported",
+            with(
+                json!({"network_info": {"web": {"driver": "macvlan", "options": {"mode": "l2"}}}}),
+            ),
+            "unknown macvlan mode",
         ),
         (
-            "ipvlan",
+            "ipvlan with a macvlan mode",
             vec!["setup", "/run/netns/c2"],
-            with(json!({"network_info": {"web": {"driver": "ipvlan"}}})),
-            "not supported",
+            with(
+                json!({"network_info": {"web": {"driver": "ipvlan", "options": {"mode": "vepa"}}}}),
+            ),
+            "unknown ipvlan mode",
+        ),
+        (
+            "a bridge network Podman now calls macvlan",
+            vec!["setup", "/run/netns/c2"],
+            with(json!({"network_info": {"web": {"driver": "macvlan"}}})),
+            "in use as bridge",
         ),
         (
             "unknown driver",

@@ -210,7 +210,43 @@ fn setup_two_networks(sb: &Sandbox) {
     sb.create_network("db", "10.91.0.0/24");
 }
 
+/// A macvlan network `lan` on the parent `up0` (a veth whose peer is in
+/// the namespace `lanside`), with `c0` connected.
+fn setup_macvlan(sb: &Sandbox) {
+    sb.add_netns("lanside");
+    sb.sh_ok("ip link add up0 type veth peer name lanif netns lanside && ip link set up0 up");
+    sb.berth_ok(&[
+        "network",
+        "create",
+        "lan",
+        "--driver",
+        "macvlan",
+        "--parent",
+        "up0",
+        "--subnet",
+        "192.168.60.0/24",
+    ]);
+    sb.add_netns("c0");
+    sb.add_netns("c1");
+    sb.connect("lan", "c0", &[]);
+}
+
 const CASES: &[Case] = &[
+    Case {
+        name: "macvlan connect",
+        setup: setup_macvlan,
+        args: &["connect", "lan", "c1"],
+    },
+    Case {
+        name: "macvlan disconnect",
+        setup: setup_macvlan,
+        args: &["disconnect", "lan", "c0"],
+    },
+    Case {
+        name: "macvlan network rm --force",
+        setup: setup_macvlan,
+        args: &["network", "rm", "lan", "--force"],
+    },
     Case {
         name: "connect",
         setup: setup_network,
@@ -549,6 +585,19 @@ fn random_kill_storm_leaves_no_leak_and_no_duplicate_address() {
     let sb = Sandbox::new();
     sb.create_network("web", "10.90.0.0/24");
     sb.create_network("db", "10.91.0.0/24");
+    sb.add_netns("lanside");
+    sb.sh_ok("ip link add up0 type veth peer name lanif netns lanside && ip link set up0 up");
+    sb.berth_ok(&[
+        "network",
+        "create",
+        "mv",
+        "--driver",
+        "macvlan",
+        "--parent",
+        "up0",
+        "--subnet",
+        "192.168.60.0/24",
+    ]);
     for i in 0..8 {
         sb.add_netns(&format!("n{i}"));
     }
@@ -564,9 +613,11 @@ fn random_kill_storm_leaves_no_leak_and_no_duplicate_address() {
     while total < 200 && started.elapsed() < Duration::from_secs(90) {
         total += 1;
         let ns = format!("n{}", next() % 8);
-        let net = if next() % 2 == 0 { "web" } else { "db" };
+        let net = ["web", "db", "mv"][(next() % 3) as usize];
         let port = format!("{}:80", 8000 + next() % 6);
         let args: Vec<&str> = match next() % 5 {
+            // No ports on a macvlan network.
+            0 | 1 if net == "mv" => vec!["connect", net, &ns],
             0 | 1 => vec!["connect", net, &ns, "-p", &port],
             2 | 3 => vec!["disconnect", net, &ns],
             _ => vec!["network", "create", "tmp", "--subnet", "10.93.0.0/24"],
@@ -604,10 +655,42 @@ fn random_kill_storm_leaves_no_leak_and_no_duplicate_address() {
     let known: BTreeSet<String> = eps
         .iter()
         .map(|e| e["host_ifname"].as_str().unwrap().to_string())
+        .filter(|n| n.starts_with("vb"))
         .collect();
     assert_eq!(
         veths, known,
         "veths without a state row, or rows without a veth"
+    );
+    // The same for the macvlan children, which live in the namespaces:
+    // each namespace has a child exactly when the state has its endpoint,
+    // and none is left under the name it is born with.
+    let children: BTreeSet<String> = (0..8)
+        .map(|i| format!("n{i}"))
+        .filter(|ns| {
+            let links = as_array(sb.ip_json_in(Some(ns), &["-d", "link"]));
+            assert!(
+                links
+                    .iter()
+                    .all(|l| !l["ifname"].as_str().unwrap_or("").starts_with("vc")),
+                "{ns}: {links:?}"
+            );
+            let kinds = links
+                .iter()
+                .filter(|l| l["linkinfo"]["info_kind"] == "macvlan")
+                .count();
+            assert!(kinds <= 1, "{ns}: {links:?}");
+            kinds == 1
+        })
+        .collect();
+    let on_mv: BTreeSet<String> = eps
+        .iter()
+        .filter(|e| e["network"] == "mv")
+        .map(|e| e["netns"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(children, on_mv, "macvlan children vs the state's endpoints");
+    eprintln!(
+        "storm: {} endpoints left on the macvlan network",
+        on_mv.len()
     );
     assert_no_duplicate_address(&sb);
     assert!(sb.berth_ok(&["gc"]).contains("already matches"));
@@ -615,6 +698,7 @@ fn random_kill_storm_leaves_no_leak_and_no_duplicate_address() {
     for i in 0..8 {
         sb.berth_ok(&["disconnect", "web", &format!("n{i}"), "--force"]);
         sb.berth_ok(&["disconnect", "db", &format!("n{i}"), "--force"]);
+        sb.berth_ok(&["disconnect", "mv", &format!("n{i}"), "--force"]);
     }
     sb.berth_ok(&["reset"]);
 }

@@ -300,6 +300,18 @@ pub struct CreateArgs {
     name: String,
     #[command(flatten)]
     pub dry: DryRun,
+    /// bridge (berth's bridge, veths, NAT, firewall), or macvlan/ipvlan:
+    /// containers as children of --parent, on its LAN (no NAT, ports, DNS).
+    #[arg(long, short = 'd', value_name = "DRIVER", default_value = "bridge",
+          value_parser = ["bridge", "macvlan", "ipvlan"])]
+    driver: String,
+    /// The host interface macvlan/ipvlan children hang off (e.g. eth0).
+    #[arg(long, value_name = "IFACE")]
+    parent: Option<String>,
+    /// macvlan: bridge (default), private, vepa, passthru, source;
+    /// ipvlan: l2 (default), l3, l3s.
+    #[arg(long, value_name = "MODE")]
+    mode: Option<String>,
     /// IPv4 subnet, e.g. 10.90.0.0/24 (default: the first free /24 of
     /// 10.89.0.0-10.127.255.0, then of 172.17.0.0-172.31.255.0, then of
     /// 192.168.0.0-192.168.255.0, or of the pools in /etc/berth/config.json).
@@ -506,8 +518,11 @@ impl Command {
 }
 
 impl CreateArgs {
-    pub fn request(&self) -> NetworkRequest {
-        NetworkRequest {
+    pub fn request(&self) -> crate::error::Result<NetworkRequest> {
+        let driver =
+            crate::model::Driver::parse(&self.driver, self.parent.as_deref(), self.mode.as_deref())
+                .map_err(crate::error::Error::Invalid)?;
+        Ok(NetworkRequest {
             name: self.name.clone(),
             subnet: self.subnet,
             gateway: self.gateway,
@@ -526,7 +541,8 @@ impl CreateArgs {
             cluster_cidrs: self.cluster_cidr.clone(),
             host_access: !self.no_host_access,
             owner: None,
-        }
+            driver,
+        })
     }
 }
 

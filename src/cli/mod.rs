@@ -256,15 +256,24 @@ impl Failures {
 fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> {
     match command {
         Command::Network(NetworkCommand::Create(a)) => {
-            if let Some(n) = done(commands::create_network(ctx, a.request())?) {
+            if let Some(n) = done(commands::create_network(ctx, a.request()?)?) {
                 notices(ctx);
-                outln!(
-                    "created network {}: subnet {}, gateway {}, bridge {}",
-                    n.name,
-                    n.subnet,
-                    n.gateway,
-                    n.bridge
-                );
+                match n.driver.parent() {
+                    None => outln!(
+                        "created network {}: subnet {}, gateway {}, bridge {}",
+                        n.name,
+                        n.subnet,
+                        n.gateway,
+                        n.bridge
+                    ),
+                    Some(_) => outln!(
+                        "created network {}: subnet {}, gateway {}, {}",
+                        n.name,
+                        n.subnet,
+                        n.gateway,
+                        n.driver
+                    ),
+                }
             }
         }
         Command::Network(NetworkCommand::Ls(a)) => {
@@ -351,6 +360,19 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
                     outln!(
                         "{}",
                         serde_json::to_string_pretty(&e.view(&n)).map_err(json_error)?
+                    );
+                } else if !e.has_veth() {
+                    outln!(
+                        "connected {} to {}: {}/{} mac {} dev {} ({} of {}, gateway {})",
+                        e.name,
+                        n.name,
+                        e.ip,
+                        n.subnet.prefix_len(),
+                        e.mac,
+                        e.ifname,
+                        n.driver.name(),
+                        n.driver.parent().unwrap_or_default(),
+                        n.gateway
                     );
                 } else {
                     outln!(

@@ -86,12 +86,18 @@ pub fn list_networks(ctx: &mut Context, opts: &listing::Options) -> Result<Strin
     let mut rows = Vec::new();
     for (n, count) in &networks {
         let mut v = serde_json::to_value(n.view(*count)).map_err(json_error)?;
-        v["status"] = if links.contains(&n.bridge) {
-            "up"
-        } else {
-            "bridge missing"
+        v["status"] = match n.driver.parent() {
+            Some(p) if links.contains(p) => "up",
+            Some(_) => "parent missing",
+            None if links.contains(&n.bridge) => "up",
+            None => "bridge missing",
         }
         .into();
+        // A macvlan/ipvlan network has no bridge: the column says what its
+        // endpoints hang off instead.
+        if !n.is_bridge() {
+            v["bridge"] = n.driver.to_string().into();
+        }
         v["owner"] = owners.networks.get(&n.name).cloned().into();
         rows.push(v);
     }
@@ -204,8 +210,18 @@ fn print_network(
     }
     outln!("subnet:    {}", n.subnet);
     outln!("gateway:   {}", n.gateway);
-    outln!("bridge:    {}", n.bridge);
-    outln!("mtu:       {}", n.mtu);
+    match n.driver.parent() {
+        None => outln!("bridge:    {}", n.bridge),
+        Some(parent) => {
+            outln!("driver:    {}", n.driver.name());
+            outln!("parent:    {parent}");
+            outln!("mode:      {}", n.driver.mode().unwrap_or_default());
+        }
+    }
+    match n.mtu {
+        0 => outln!("mtu:       the parent's"),
+        mtu => outln!("mtu:       {mtu}"),
+    }
     outln!("policy:    {}", n.policy.summary());
     outln!("dns:       {}", if n.policy.dns { "on" } else { "off" });
     outln!("endpoints: {}", endpoints.len());

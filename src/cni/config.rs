@@ -198,6 +198,8 @@ pub struct NetConf {
     pub prev_result: Option<Value>,
     /// `cni.dev/valid-attachments` (GC): container ID and interface name.
     pub valid_attachments: Option<HashSet<(String, String)>>,
+    /// `driver` (`bridge`, `macvlan`, `ipvlan`) with `parent` and `mode`.
+    pub driver: crate::model::Driver,
 }
 
 /// Reads the version first (so that errors can be encoded in it), then the
@@ -373,6 +375,12 @@ fn from_object(obj: &Map<String, Value>) -> Result<NetConf, CniError> {
             ),
             Some(_) => return Err(bad("clusterCIDR", "a CIDR or a list of CIDRs")),
         },
+        driver: crate::model::Driver::parse(
+            string("driver")?.as_deref().unwrap_or("bridge"),
+            string("parent")?.as_deref(),
+            string("mode")?.as_deref(),
+        )
+        .map_err(|e| CniError::new(CODE_BAD_CONFIG, e))?,
         prev_result: member(obj, "prevResult")
             .filter(|v| !v.is_null())
             .map(|v| keys::canonical(v, &keys::RESULT)),
@@ -549,6 +557,7 @@ impl NetConf {
         r.dns = !self.no_dns;
         r.host_access = self.no_host_access != Some(true);
         r.owner = Some("cni".into());
+        r.driver = self.driver.clone();
         r
     }
 
@@ -580,6 +589,12 @@ impl NetConf {
                 out.push(format!("bridge {b} (the network has {})", n.bridge));
             }
         }
+        if self.driver != n.driver {
+            out.push(format!(
+                "driver {} (the network is {})",
+                self.driver, n.driver
+            ));
+        }
         if let Some(m) = self.mtu {
             if m != n.mtu {
                 out.push(format!("mtu {m} (the network has {})", n.mtu));
@@ -609,7 +624,12 @@ impl NetConf {
                 n.policy.internal,
             ),
             ("icc", self.icc.unwrap_or(true), n.policy.icc),
-            ("ipMasq", self.ip_masq.unwrap_or(true), n.policy.masquerade),
+            // A macvlan/ipvlan network never masquerades.
+            (
+                "ipMasq",
+                self.ip_masq.unwrap_or(true) && n.is_bridge(),
+                n.policy.masquerade,
+            ),
             (
                 "noHostAccess",
                 self.no_host_access.unwrap_or(false),
@@ -843,6 +863,7 @@ mod tests {
             link_group: 1,
             route_table: 1,
             policy: crate::model::NetworkPolicy::default(),
+            driver: Default::default(),
         };
         assert_eq!(
             c.contradictions(&n),

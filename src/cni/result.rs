@@ -20,14 +20,17 @@ pub fn encode(
     if !host_mac.is_empty() {
         host["mac"] = host_mac.into();
     }
-    let interfaces = json!([
-        host,
-        { "name": e.ifname, "mac": e.mac.to_string(), "sandbox": sandbox },
-    ]);
+    let container = json!({ "name": e.ifname, "mac": e.mac.to_string(), "sandbox": sandbox });
+    // A macvlan/ipvlan child is the only interface: it has no host side.
+    let interfaces = if e.has_veth() {
+        json!([host, container])
+    } else {
+        json!([container])
+    };
     let mut ip = json!({
         "address": format!("{}/{}", e.ip, n.subnet.prefix_len()),
         "gateway": n.gateway.to_string(),
-        "interface": 1,
+        "interface": if e.has_veth() { 1 } else { 0 },
     });
     if version == "0.4.0" {
         ip["version"] = "4".into();

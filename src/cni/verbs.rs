@@ -395,7 +395,9 @@ pub fn check(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<(), CniErro
     // The host side: the veth exists, up, on the bridge.
     let host = ctx.kernel.netns_facts(None).map_err(CniError::from_berth)?;
     let bridge = host.link(&n.bridge).map(|b| b.index);
+    // (A macvlan/ipvlan child has no host side.)
     match host.link(&e.host_ifname) {
+        None if !e.has_veth() => {}
         None => return fail(format!("host veth {} is missing", e.host_ifname)),
         Some(l) if l.master.is_none() || l.master != bridge => {
             return fail(format!(

@@ -13,8 +13,10 @@ use crate::error::{Error, Result};
 use crate::kernel::netns::Target;
 use crate::model::ports::{AUTO_PORT_FIRST, AUTO_PORT_LAST};
 use crate::model::subnet::ipv4_of;
-use crate::model::{ipam, names, Endpoint, Mac, Network, PortMapping, PortSpec, Proto};
-use crate::reconcile::decide::{connect_bandwidth, connect_plan, disconnect_plan};
+use crate::model::{ipam, names, Driver, Endpoint, Mac, Network, PortMapping, PortSpec, Proto};
+use crate::reconcile::decide::{
+    child_disconnect_plan, connect_bandwidth, connect_plan, disconnect_plan,
+};
 use crate::request::{AttachRequest, DetachRequest, EndpointRef};
 use crate::store::{Status, Tx};
 
@@ -64,6 +66,9 @@ impl Change for Attach {
         let specs = &req.ports;
 
         let network = tx.require_network(&req.network)?;
+        if !network.is_bridge() {
+            check_child_request(&network, req)?;
+        }
         if needs_repair(ctx, tx, &target, &network, &name, ip, specs)? {
             return Ok(Prepared::Repair);
         }
@@ -89,7 +94,11 @@ impl Change for Attach {
             Some(i) => i.clone(),
             None => tx.free_ifname(inode)?,
         };
-        let host_ifname = names::host_veth_name(&network.name, &name);
+        let host_ifname = if network.is_bridge() {
+            names::host_veth_name(&network.name, &name)
+        } else {
+            names::child_name(&network.name, &name)
+        };
         if let Some(holder) = tx.host_ifname_holder(&host_ifname)? {
             return Err(Error::Other(format!(
                 "host interface name {host_ifname} of {}/{name} collides with endpoint {holder}; choose another --name",
@@ -117,9 +126,14 @@ impl Change for Attach {
             netns: target.key.clone(),
             netns_inode: inode,
             ip,
-            mac: match req.mac {
-                Some(mac) => mac,
-                None => derived_mac(tx, &network, ip)?,
+            mac: match (req.mac, &network.driver) {
+                // An ipvlan child has its parent's MAC.
+                (_, Driver::Ipvlan { parent, .. }) => ctx
+                    .kernel
+                    .link_mac(parent)?
+                    .ok_or_else(|| no_parent(&network))?,
+                (Some(mac), _) => mac,
+                (None, _) => derived_mac(tx, &network, ip)?,
             },
             ifname,
             host_ifname,
@@ -174,6 +188,41 @@ impl Change for Attach {
         planned.undo = Some(compensation(Detach(detach)));
         Ok(Prepared::Change(planned))
     }
+}
+
+/// What a macvlan/ipvlan network does not offer, refused with the
+/// network named: published ports (nothing of the host's stands between
+/// the LAN and the child to forward them), rate limits (no host side to
+/// shape), and for ipvlan a MAC of its own.
+fn check_child_request(network: &Network, req: &AttachRequest) -> Result<()> {
+    let driver = network.driver.name();
+    if !req.ports.is_empty() {
+        return Err(Error::invalid(format!(
+            "cannot publish ports on network {:?}: it is a {driver} network, whose containers are reached on the parent's LAN at their own addresses (berth forwards no ports to them)",
+            network.name
+        )));
+    }
+    if !req.bandwidth.is_unlimited() {
+        return Err(Error::invalid(format!(
+            "cannot limit bandwidth on network {:?}: it is a {driver} network, with no host side to shape",
+            network.name
+        )));
+    }
+    if req.mac.is_some() && matches!(network.driver, Driver::Ipvlan { .. }) {
+        return Err(Error::invalid(format!(
+            "cannot give a MAC address on network {:?}: an ipvlan interface has its parent's",
+            network.name
+        )));
+    }
+    Ok(())
+}
+
+fn no_parent(network: &Network) -> Error {
+    Error::invalid(format!(
+        "parent interface {:?} of network {:?} does not exist on the host",
+        network.driver.parent().unwrap_or_default(),
+        network.name
+    ))
 }
 
 /// Checks the limits a front door built (the CLI's parser and the CNI
@@ -263,7 +312,12 @@ fn needs_repair(
     ip: Option<std::net::Ipv4Addr>,
     specs: &[PortSpec],
 ) -> Result<bool> {
-    if !ctx.kernel.link_exists(&network.bridge)? {
+    if let Some(parent) = network.driver.parent() {
+        // The parent is the host's, not berth's to rebuild.
+        if !ctx.kernel.link_exists(parent)? {
+            return Err(no_parent(network));
+        }
+    } else if !ctx.kernel.link_exists(&network.bridge)? {
         // A dry run may attach to a network an earlier change of it plans
         // to make (`run` on first use, `demo`): one the state lacks.
         return Ok(!(ctx.dry_run && planned_network(ctx, &network.name)?));
@@ -284,7 +338,20 @@ fn needs_repair(
     let address = ip.map(|ip| (network.id, ip));
     veths.extend(tx.claim_holders(&given, address)?);
     for veth in veths {
-        if !ctx.kernel.link_exists(&veth)? {
+        if names::is_child_name(&veth) {
+            // A macvlan/ipvlan child is inside its namespace: the row
+            // lives while its namespace does.
+            if let Some(e) = tx.endpoint_by_host_ifname(&veth)? {
+                let alive = ctx
+                    .kernel
+                    .parse_target(&e.netns)
+                    .ok()
+                    .is_some_and(|t| ctx.kernel.netns_inode(&t.path) == Some(e.netns_inode));
+                if !alive {
+                    return Ok(true);
+                }
+            }
+        } else if !ctx.kernel.link_exists(&veth)? {
             return Ok(true);
         }
     }
@@ -406,7 +473,7 @@ impl Change for Detach {
             if let Some((other, gateway)) =
                 tx.default_route_heir(endpoint.netns_inode, endpoint.id)?
             {
-                if ctx.kernel.link_exists(&other.host_ifname)? {
+                if !other.has_veth() || ctx.kernel.link_exists(&other.host_ifname)? {
                     heir = Some((
                         other.id,
                         ctx.kernel.parse_target(&other.netns)?.path,
@@ -417,13 +484,22 @@ impl Change for Detach {
         }
         let endpoint = Endpoint { ports, ..endpoint };
         let siblings = tx.endpoints_by_inode(endpoint.netns_inode)?;
-        let plan = disconnect_plan(
-            &endpoint,
-            req.delete_veth,
-            heir.as_ref()
-                .map(|(_, netns, gateway)| (netns.clone(), *gateway)),
-            &siblings,
-        );
+        let heir_route = heir
+            .as_ref()
+            .map(|(_, netns, gateway)| (netns.clone(), *gateway));
+        let plan = if endpoint.has_veth() {
+            disconnect_plan(&endpoint, req.delete_veth, heir_route, &siblings)
+        } else {
+            // Its namespace, if it is still the recorded one (a namespace
+            // going anyway takes the child along).
+            let netns = req
+                .delete_veth
+                .then(|| ctx.kernel.parse_target(&endpoint.netns).ok())
+                .flatten()
+                .map(|t| t.path)
+                .filter(|p| ctx.kernel.netns_inode(p) == Some(endpoint.netns_inode));
+            child_disconnect_plan(&network, &endpoint, netns, heir_route)
+        };
         // The intent: a crash from here on leaves a `removing` row, which
         // the next command finishes taking away.
         let intent = Intent {
@@ -506,7 +582,7 @@ pub struct DetachAll {
 impl Change for DetachAll {
     type Output = Vec<Endpoint>;
 
-    fn prepare(&mut self, _ctx: &mut Context, tx: &Tx) -> Result<Prepared<Vec<Endpoint>>> {
+    fn prepare(&mut self, ctx: &mut Context, tx: &Tx) -> Result<Prepared<Vec<Endpoint>>> {
         let mut endpoints = Vec::new();
         for id in &self.ids {
             if let Some(mut e) = tx.endpoint(*id)? {
@@ -529,10 +605,23 @@ impl Change for DetachAll {
         plan.push(crate::plan::Step::DeleteLinksTogether {
             names: endpoints
                 .iter()
+                .filter(|e| e.has_veth())
                 .map(|e| e.host_ifname.clone())
                 .chain(ifbs)
                 .collect(),
         });
+        // macvlan/ipvlan children, each in its namespace.
+        for e in endpoints.iter().filter(|e| !e.has_veth()) {
+            let network = tx.require_network(&e.network)?;
+            let netns = ctx
+                .kernel
+                .parse_target(&e.netns)
+                .ok()
+                .map(|t| t.path)
+                .filter(|p| ctx.kernel.netns_inode(p) == Some(e.netns_inode));
+            plan.steps
+                .extend(child_disconnect_plan(&network, e, netns, None).steps);
+        }
         // Their anti-spoofing elements, once their ports are gone.
         let ids: std::collections::HashSet<i64> = endpoints.iter().map(|e| e.id).collect();
         let before = namespace_endpoints(tx, &endpoints)?;
@@ -592,6 +681,19 @@ pub fn list(ctx: &mut Context) -> Result<Vec<(Endpoint, Network, &'static str)>>
                 Status::Creating => "creating",
                 Status::Removing => "removing",
                 Status::Ready if links.contains(&e.host_ifname) => "up",
+                // A macvlan/ipvlan child lives with its namespace and parent.
+                Status::Ready
+                    if !e.has_veth()
+                        && n.driver.parent().is_some_and(|p| links.contains(p))
+                        && ctx
+                            .kernel
+                            .parse_target(&e.netns)
+                            .ok()
+                            .and_then(|t| ctx.kernel.netns_inode(&t.path))
+                            == Some(e.netns_inode) =>
+                {
+                    "up"
+                }
                 Status::Ready => "gone",
             };
             Some((e, n, live))

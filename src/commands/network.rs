@@ -158,6 +158,20 @@ impl Change for EnsureNetwork {
 /// network to create.
 fn check_create<'a>(ctx: &mut Context, tx: &Tx, req: &'a NetworkRequest) -> Result<NewNetwork<'a>> {
     names::check_network_name(&req.name)?;
+    let child = !req.driver.is_bridge();
+    if child && req.bridge.is_some() {
+        return Err(Error::invalid(format!(
+            "a {} network has no bridge; --bridge is for bridge networks",
+            req.driver.name()
+        )));
+    }
+    if let Some(parent) = req.driver.parent() {
+        if !ctx.kernel.link_exists(parent)? {
+            return Err(Error::invalid(format!(
+                "parent interface {parent:?} does not exist on the host"
+            )));
+        }
+    }
     let bridge = match &req.bridge {
         Some(b) => {
             names::check_ifname("bridge name", b)?;
@@ -165,8 +179,10 @@ fn check_create<'a>(ctx: &mut Context, tx: &Tx, req: &'a NetworkRequest) -> Resu
         }
         None => names::default_bridge_name(&req.name),
     };
-    let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
-    if !(68..=65535).contains(&mtu) {
+    // A child takes its parent's MTU unless told (0 records that).
+    let mtu = req.mtu.unwrap_or(if child { 0 } else { DEFAULT_MTU });
+    let inherited = child && mtu == 0;
+    if !inherited && !(68..=65535).contains(&mtu) {
         return Err(Error::invalid(format!(
             "invalid MTU {mtu}: expected 68 to 65535"
         )));
@@ -187,7 +203,7 @@ fn check_create<'a>(ctx: &mut Context, tx: &Tx, req: &'a NetworkRequest) -> Resu
             other.name
         )));
     }
-    if ctx.kernel.link_exists(&bridge)? {
+    if !child && ctx.kernel.link_exists(&bridge)? {
         return Err(Error::invalid(format!(
             "bridge {bridge:?} already exists on the host; choose another with --bridge"
         )));
@@ -202,7 +218,9 @@ fn check_create<'a>(ctx: &mut Context, tx: &Tx, req: &'a NetworkRequest) -> Resu
                     n.name, n.subnet
                 )));
             }
-            if let Some(h) = host.iter().find(|h| h.net.overlaps(&subnet)) {
+            // A macvlan/ipvlan network's subnet is its parent's LAN, which
+            // the host may well be on.
+            if let Some(h) = host.iter().find(|h| !child && h.net.overlaps(&subnet)) {
                 return Err(Error::invalid(format!(
                     "subnet {subnet} overlaps {}",
                     h.what
@@ -236,7 +254,15 @@ fn check_create<'a>(ctx: &mut Context, tx: &Tx, req: &'a NetworkRequest) -> Resu
         None => subnet.first_host(),
     };
 
-    let policy = check_policy(ctx, req)?;
+    let mut policy = check_policy(ctx, req)?;
+    if child {
+        check_child_policy(req)?;
+        // The host cannot reach its own macvlan children (nor, in most
+        // modes, ipvlan ones) without a shim: no DNS on a gateway berth
+        // does not own, and no NAT (the containers are on the LAN).
+        policy.dns = false;
+        policy.masquerade = false;
+    }
     Ok(NewNetwork {
         name: &req.name,
         subnet,
@@ -244,7 +270,29 @@ fn check_create<'a>(ctx: &mut Context, tx: &Tx, req: &'a NetworkRequest) -> Resu
         bridge,
         mtu,
         policy,
+        driver: req.driver.clone(),
     })
+}
+
+/// Refuses the bridge-only options on a macvlan/ipvlan network, naming
+/// each: they are firewall and routing work on a bridge's traffic, which
+/// these networks do not pass through.
+fn check_child_policy(req: &NetworkRequest) -> Result<()> {
+    let offending = [
+        (req.uplink.is_some(), "--uplink"),
+        (!req.deny_egress.is_empty(), "--deny-egress"),
+        (!req.cluster_cidrs.is_empty(), "--cluster-cidr"),
+        (req.log_drops, "--log-drops"),
+        (!req.icc, "--no-icc"),
+        (!req.host_access, "--no-host-access"),
+    ];
+    if let Some((_, option)) = offending.iter().find(|(set, _)| *set) {
+        return Err(Error::invalid(format!(
+            "{option} is not offered on a {} network (its traffic passes no bridge of berth's)",
+            req.driver.name()
+        )));
+    }
+    Ok(())
 }
 
 /// Checks the firewall and routing options.
@@ -312,6 +360,10 @@ fn check_policy(ctx: &mut Context, req: &NetworkRequest) -> Result<NetworkPolicy
 /// part of the ruleset (one batch) and its policy routing.
 fn plan_create(ctx: &mut Context, tx: &Tx, network: &Network) -> Result<Plan> {
     let mut plan = Plan::new();
+    if !network.is_bridge() {
+        // Nothing to build: endpoints are children of the host's parent.
+        return Ok(plan);
+    }
     // The same steps the reconcile uses to rebuild a lost bridge.
     crate::reconcile::decide::network_steps(network, &mut plan);
     let forward = ctx.kernel.read_sysctl(&sysctl::Key::ip_forward())?;
@@ -344,15 +396,21 @@ fn plan_create(ctx: &mut Context, tx: &Tx, network: &Network) -> Result<Plan> {
 /// exist while more than `own` networks are recorded.
 fn table_exists(ctx: &mut Context, tx: &Tx, own: usize) -> Result<bool> {
     if ctx.dry_run {
-        return Ok(tx.networks()?.len() > own);
+        return Ok(bridge_count(tx)? > own);
     }
     ctx.kernel.nft_table_exists(&firewall::table())
+}
+
+/// How many bridge networks the state has: berth's tables exist while
+/// one does (macvlan/ipvlan networks have no firewall part).
+fn bridge_count(tx: &Tx) -> Result<usize> {
+    Ok(tx.networks()?.iter().filter(|n| n.is_bridge()).count())
 }
 
 /// Which of berth's two tables exist, as [`table_exists`] tells it.
 fn tables_exist(ctx: &mut Context, tx: &Tx, own: usize) -> Result<firewall::Tables> {
     if ctx.dry_run {
-        return Ok(firewall::Tables::both(tx.networks()?.len() > own));
+        return Ok(firewall::Tables::both(bridge_count(tx)? > own));
     }
     Ok(firewall::Tables {
         routing: ctx.kernel.nft_table_exists(&firewall::table())?,
@@ -415,6 +473,24 @@ fn plan_remove(
     plan.push(Step::DeleteLink {
         name: network.bridge.clone(),
     });
+    plan
+}
+
+/// The steps that take a macvlan/ipvlan network away: only its
+/// endpoints' children, each in its namespace (those whose namespace is
+/// no longer the recorded one went with it). The parent is the host's.
+fn plan_remove_children(ctx: &mut Context, network: &Network, endpoints: &[Endpoint]) -> Plan {
+    let mut plan = Plan::new();
+    for e in endpoints {
+        let netns = ctx
+            .kernel
+            .parse_target(&e.netns)
+            .ok()
+            .map(|t| t.path)
+            .filter(|p| ctx.kernel.netns_inode(p) == Some(e.netns_inode));
+        plan.steps
+            .extend(crate::reconcile::decide::child_disconnect_plan(network, e, netns, None).steps);
+    }
     plan
 }
 
@@ -482,7 +558,17 @@ impl Change for RemoveNetwork {
                 names.join(", ")
             )));
         }
-        let last = tx.networks()?.len() == 1;
+        if !network.is_bridge() {
+            let plan = plan_remove_children(ctx, &network, &endpoints);
+            let mut planned = Planned::new(
+                plan,
+                Intent::rows(vec![Row::GoingNetwork(network.id)]),
+                endpoints,
+            );
+            planned.dns = Some(DnsScope::All);
+            return Ok(Prepared::Change(planned));
+        }
+        let last = bridge_count(tx)? == 1;
         let mut ports = tx.network_ports(network.id)?;
         ports.extend(
             dns_redirects(tx, &network)?
@@ -553,6 +639,12 @@ impl Change for Reset {
         for network in &networks {
             let count = tx.endpoint_count(network.id)?;
             endpoints += count;
+            if !network.is_bridge() {
+                let children = tx.endpoints(Some(network.id))?;
+                plan.steps
+                    .extend(plan_remove_children(ctx, network, &children).steps);
+                continue;
+            }
             // The table goes at once above, so the per-network nft part is
             // not needed.
             let mut p = plan_remove(

@@ -202,7 +202,9 @@ impl Elements {
 /// namespace's.
 pub fn elements<'a>(endpoints: impl IntoIterator<Item = &'a Endpoint>) -> Elements {
     let mut namespaces: BTreeMap<u64, Vec<&Endpoint>> = BTreeMap::new();
-    for e in endpoints {
+    // A macvlan/ipvlan child has no port on a bridge of berth's to guard,
+    // and its address is not one a veth may send with.
+    for e in endpoints.into_iter().filter(|e| e.has_veth()) {
         namespaces.entry(e.netns_inode).or_default().push(e);
     }
     let mut out = Elements::default();

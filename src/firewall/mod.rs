@@ -152,6 +152,9 @@ pub fn rebuild(
     exist: Tables,
     owner: &str,
 ) -> Change {
+    // macvlan/ipvlan networks have no bridge for the ruleset to work on:
+    // netavark gives them no firewall either.
+    let networks: Vec<&Network> = networks.iter().filter(|n| n.is_bridge()).collect();
     let mut batch = Batch::new();
     if exist.routing {
         batch.delete_table(&table());

@@ -12,6 +12,7 @@ fn net(name: &str, policy: NetworkPolicy) -> Network {
         link_group: 1,
         route_table: 2,
         policy,
+        driver: Default::default(),
     }
 }
 

@@ -12,8 +12,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use super::{
-    AddrFact, HostPrefix, IfaceRoutes, InsideConfig, Kernel, LinkFact, NetnsFacts, NftFingerprint,
-    Target, VethPair,
+    AddrFact, ChildLink, HostPrefix, IfaceRoutes, InsideConfig, Kernel, LinkFact, NetnsFacts,
+    NftFingerprint, Target, VethPair,
 };
 use crate::error::{Error, Result};
 use crate::model::{Ipv4Net, Mac, Proto};
@@ -432,6 +432,48 @@ impl Kernel for FakeKernel {
         }
         Ok(())
     }
+    fn create_child(&mut self, child: &ChildLink) -> Result<()> {
+        self.op(format!(
+            "create_child {} {}",
+            child.driver.name(),
+            child.temp_name
+        ))?;
+        let what = format!("creating {}", child.temp_name);
+        self.host_index(child.driver.parent().unwrap_or_default())?;
+        if !self.namespace_exists(&child.netns) {
+            return Err(errno(what, libc::ENOENT));
+        }
+        if self.link_in(Some(&child.netns), &child.temp_name).is_some() {
+            return Err(errno(what, libc::EEXIST));
+        }
+        self.insert_link(
+            Some(child.netns.clone()),
+            &child.temp_name,
+            child.driver.name(),
+            child.group,
+            child.mac,
+        );
+        Ok(())
+    }
+    fn delete_child(&mut self, netns: &Path, names: &[String], group: u32) -> Result<bool> {
+        self.op(format!(
+            "delete_child {} {}",
+            netns.display(),
+            names.join(" ")
+        ))?;
+        let found = names.iter().find_map(|n| {
+            self.link_in(Some(netns), n)
+                .filter(|l| l.fact.group == group)
+                .map(|l| l.fact.index)
+        });
+        match found {
+            Some(index) => {
+                self.remove_links(vec![index]);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
     fn configure_inside(&mut self, netns: &Path, config: &InsideConfig) -> Result<()> {
         self.op(format!(
             "configure_inside {} {} {:?}",
@@ -442,6 +484,15 @@ impl Kernel for FakeKernel {
         let what = format!("configuring {} in {}", config.ifname, netns.display());
         if !self.namespace_exists(netns) {
             return Err(errno(what, libc::ENOENT));
+        }
+        if let Some(from) = &config.rename_from {
+            if self.link_in(Some(netns), &config.ifname).is_some() {
+                return Err(errno(what, libc::EEXIST));
+            }
+            let Some(l) = self.link_mut(Some(netns), from) else {
+                return Err(errno(what, libc::ENODEV));
+            };
+            l.fact.name = config.ifname.clone();
         }
         let Some(index) = self
             .link_in(Some(netns), &config.ifname)

@@ -31,6 +31,19 @@ pub struct VethSpec<'a> {
     pub mtu: u32,
 }
 
+/// A macvlan or ipvlan child of the host link `parent_index`, created
+/// directly in the namespace `netns` (down, so that it can be renamed
+/// there).
+pub struct ChildSpec<'a> {
+    pub name: &'a str,
+    pub parent_index: u32,
+    pub driver: &'a crate::model::Driver,
+    pub netns: &'a std::fs::File,
+    pub mac: Option<[u8; 6]>,
+    pub mtu: Option<u32>,
+    pub group: u32,
+}
+
 fn up_header() -> LinkMessage {
     let mut msg = LinkMessage::default();
     msg.header.flags = LinkFlags::Up;
@@ -135,6 +148,63 @@ pub fn create_veth(rtnl: &mut Rtnl, spec: &VethSpec) -> io::Result<()> {
         LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
     ]));
     rtnl.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+}
+
+/// Creates a macvlan/ipvlan child in one request: RTM_NEWLINK with
+/// IFLA_LINK (the parent, in the sender's namespace), IFLA_NET_NS_FD (where
+/// the child lives), the kind and its mode, and berth's link group.
+pub fn create_child(rtnl: &mut Rtnl, spec: &ChildSpec) -> io::Result<()> {
+    use crate::model::{Driver, IpvlanMode, MacvlanMode};
+    use netlink_packet_route::link::{
+        InfoIpVlan, InfoMacVlan, IpVlanMode as IpMode, MacVlanMode as MacMode,
+    };
+    let (kind, data) = match spec.driver {
+        Driver::Macvlan { mode, .. } => (
+            InfoKind::MacVlan,
+            InfoData::MacVlan(vec![InfoMacVlan::Mode(match mode {
+                MacvlanMode::Private => MacMode::Private,
+                MacvlanMode::Vepa => MacMode::Vepa,
+                MacvlanMode::Bridge => MacMode::Bridge,
+                MacvlanMode::Passthru => MacMode::Passthrough,
+                MacvlanMode::Source => MacMode::Source,
+            })]),
+        ),
+        Driver::Ipvlan { mode, .. } => (
+            InfoKind::IpVlan,
+            InfoData::IpVlan(vec![InfoIpVlan::Mode(match mode {
+                IpvlanMode::L2 => IpMode::L2,
+                IpvlanMode::L3 => IpMode::L3,
+                IpvlanMode::L3s => IpMode::L3S,
+            })]),
+        ),
+        Driver::Bridge => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+    };
+    let mut msg = LinkMessage::default();
+    msg.attributes
+        .push(LinkAttribute::IfName(spec.name.to_string()));
+    msg.attributes.push(LinkAttribute::Link(spec.parent_index));
+    msg.attributes
+        .push(LinkAttribute::NetNsFd(spec.netns.as_raw_fd()));
+    msg.attributes.push(LinkAttribute::Group(spec.group));
+    if let Some(mtu) = spec.mtu {
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(mac) = spec.mac {
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    }
+    msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(kind),
+        LinkInfo::Data(data),
+    ]));
+    rtnl.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+}
+
+/// Renames the (down) link `index` to `name`.
+pub fn rename(rtnl: &mut Rtnl, index: u32, name: &str) -> io::Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    rtnl.request(RouteNetlinkMessage::SetLink(msg), 0)
 }
 
 /// Creates an ifb device, down, in `group` (berth's mark, set in the

@@ -55,9 +55,33 @@ pub struct VethPair {
     pub mtu: u32,
 }
 
+/// A macvlan or ipvlan child of a host interface, made directly inside
+/// the namespace at `netns` under berth's name `temp_name` (its endpoint's
+/// derived name, in the network's link group: provably berth's) and
+/// renamed to `ifname` there by [`InsideConfig::rename_from`]. The kernel
+/// checks a new link's name against the creating namespace's too, so the
+/// container's own name (`eth0`) could clash with the host's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildLink {
+    /// Macvlan or ipvlan, with the parent and mode.
+    pub driver: crate::model::Driver,
+    pub netns: PathBuf,
+    pub temp_name: String,
+    /// None: the kernel's choice (ipvlan children have their parent's).
+    pub mac: Option<Mac>,
+    /// None: the parent's.
+    pub mtu: Option<u32>,
+    pub group: u32,
+}
+
 /// What to set up inside a container's namespace once its interface exists.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InsideConfig {
+    /// The interface is still called this (a child made under berth's
+    /// name) and is renamed to `ifname` first; its IPv6 autoconfiguration
+    /// is turned off too, as a child on a real LAN would take router
+    /// advertisements.
+    pub rename_from: Option<String>,
     pub ifname: String,
     pub ip: Ipv4Addr,
     pub subnet: Ipv4Net,
@@ -102,6 +126,11 @@ pub trait Kernel: std::any::Any {
     /// The link group of the link called `name`; None if there is none.
     fn link_group(&mut self, name: &str) -> Result<Option<u32>>;
     fn create_veth(&mut self, pair: &VethPair) -> Result<()>;
+    /// Creates a macvlan/ipvlan child inside its namespace.
+    fn create_child(&mut self, child: &ChildLink) -> Result<()>;
+    /// Deletes, inside `netns`, the first of `names` that exists and is in
+    /// `group`; Ok(false) when none is (or the namespace is gone).
+    fn delete_child(&mut self, netns: &Path, names: &[String], group: u32) -> Result<bool>;
     fn configure_inside(&mut self, netns: &Path, config: &InsideConfig) -> Result<()>;
     /// Brings `lo` up in a namespace (a fresh one has it down).
     fn loopback_up(&mut self, netns: &Path) -> Result<()>;
@@ -394,6 +423,50 @@ impl Kernel for LiveKernel {
             .map_err(|e| Error::kernel(what, e))
     }
 
+    fn create_child(&mut self, child: &ChildLink) -> Result<()> {
+        let parent = child.driver.parent().unwrap_or_default();
+        let what = format!(
+            "creating {} {} on {parent} in {}",
+            child.driver.name(),
+            child.temp_name,
+            child.netns.display()
+        );
+        let parent_index = link::index_of(self.rtnl()?, parent)
+            .map_err(|e| Error::kernel(&what, e))?
+            .ok_or_else(|| Error::kernel(&what, enodev()))?;
+        let ns = std::fs::File::open(&child.netns).map_err(|e| Error::kernel(&what, e))?;
+        let spec = link::ChildSpec {
+            name: &child.temp_name,
+            parent_index,
+            driver: &child.driver,
+            netns: &ns,
+            mac: child.mac.map(|m| m.0),
+            mtu: child.mtu,
+            group: child.group,
+        };
+        link::create_child(self.rtnl()?, &spec).map_err(|e| Error::kernel(what, e))
+    }
+
+    fn delete_child(&mut self, netns: &Path, names: &[String], group: u32) -> Result<bool> {
+        let what = format!("deleting {} in {}", names.join(" or "), netns.display());
+        let ns = match std::fs::File::open(netns) {
+            Ok(ns) => ns,
+            // The namespace went, and its links with it.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+            Err(e) => return Err(Error::kernel(what, e)),
+        };
+        let inside = netns::run_in(&ns, || -> std::io::Result<bool> {
+            let mut rtnl = Rtnl::open()?;
+            for name in names {
+                if link::group_of(&mut rtnl, name)? == Some(group) {
+                    return link::delete(&mut rtnl, name);
+                }
+            }
+            Ok(false)
+        });
+        inside.and_then(|r| r).map_err(|e| Error::kernel(what, e))
+    }
+
     fn configure_inside(&mut self, netns: &Path, config: &InsideConfig) -> Result<()> {
         let what = format!("configuring {} in {}", config.ifname, netns.display());
         let ns = std::fs::File::open(netns).map_err(|e| Error::kernel(&what, e))?;
@@ -401,6 +474,14 @@ impl Kernel for LiveKernel {
             let mut rtnl = Rtnl::open()?;
             let lo = link::index_of(&mut rtnl, "lo")?.ok_or_else(enodev)?;
             link::set_up(&mut rtnl, lo)?;
+            if let Some(from) = &config.rename_from {
+                let index = link::index_of(&mut rtnl, from)?.ok_or_else(enodev)?;
+                link::rename(&mut rtnl, index, &config.ifname)?;
+                sysctl::write_if_differs(
+                    &format!("/proc/sys/net/ipv6/conf/{}/autoconf", config.ifname),
+                    "0",
+                )?;
+            }
             let index = link::index_of(&mut rtnl, &config.ifname)?.ok_or_else(enodev)?;
             link::no_ipv6_addresses(&mut rtnl, &config.ifname)?;
             link::set_up(&mut rtnl, index)?;

@@ -99,6 +99,18 @@ pub fn write(key: &Key, value: &str) -> io::Result<()> {
     std::fs::write(key.path(), value)
 }
 
+/// Writes `value` to the sysctl file at `path` only when it holds
+/// another (a read-only /proc/sys that already says it is no error); a
+/// file that does not exist (IPv6 turned off in the kernel) is left be.
+pub fn write_if_differs(path: &str, value: &str) -> io::Result<()> {
+    match std::fs::read_to_string(path) {
+        Ok(v) if v.trim() == value => Ok(()),
+        Ok(_) => std::fs::write(path, value),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

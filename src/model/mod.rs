@@ -2,6 +2,7 @@
 //! address allocation. Nothing here touches the kernel or the database.
 
 pub mod bandwidth;
+pub mod driver;
 pub mod ipam;
 pub mod mac;
 pub mod names;
@@ -13,6 +14,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 pub use bandwidth::{Bandwidth, Limit};
+pub use driver::{Driver, IpvlanMode, MacvlanMode};
 pub use mac::Mac;
 pub use ports::{PortMapping, PortSpec, PortView, Proto};
 pub use subnet::Ipv4Net;
@@ -37,6 +39,10 @@ pub struct Network {
     pub route_table: u32,
     /// What the firewall lets the network do.
     pub policy: NetworkPolicy,
+    /// A bridge of berth's, or macvlan/ipvlan children of a host
+    /// interface; for the latter, `bridge` is a reserved name only (no
+    /// device), and the firewall, DNS and ports are not offered.
+    pub driver: Driver,
 }
 
 /// A network's firewall and routing options (`network create` flags).
@@ -156,6 +162,9 @@ pub struct NetworkView {
     pub dns: bool,
     pub cluster_cidrs: Vec<String>,
     pub host_access: bool,
+    pub driver: &'static str,
+    pub parent: Option<String>,
+    pub mode: Option<&'static str>,
 }
 
 /// The JSON shape of an endpoint in `connect/ps --json`.
@@ -207,7 +216,16 @@ impl Network {
                 .map(|n| n.to_string())
                 .collect(),
             host_access: self.policy.host_access,
+            driver: self.driver.name(),
+            parent: self.driver.parent().map(str::to_string),
+            mode: self.driver.mode(),
         }
+    }
+
+    /// Whether the network is one of berth's bridges (veths, firewall,
+    /// DNS on its gateway); macvlan/ipvlan networks are none of that.
+    pub fn is_bridge(&self) -> bool {
+        self.driver.is_bridge()
     }
 }
 
@@ -246,6 +264,12 @@ impl NetworkPolicy {
 }
 
 impl Endpoint {
+    /// Whether the endpoint is a veth on a bridge (it has a host side);
+    /// otherwise it is a macvlan/ipvlan child, all inside its namespace.
+    pub fn has_veth(&self) -> bool {
+        !names::is_child_name(&self.host_ifname)
+    }
+
     pub fn view(&self, network: &Network) -> EndpointView {
         EndpointView {
             name: self.name.clone(),

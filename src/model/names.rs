@@ -107,6 +107,22 @@ pub fn host_veth_name(network: &str, endpoint: &str) -> String {
     format!("vb{:012x}", fnv1a(&key) & 0xffff_ffff_ffff)
 }
 
+/// The name a macvlan/ipvlan child of the endpoint is born with in its
+/// namespace (before it is renamed to the container's interface name):
+/// `vc` and the same 12 hex digits as [`host_veth_name`]. An endpoint
+/// records it where a bridge endpoint records its host veth, so the shape
+/// of that column tells the two apart, and a child left under this name in
+/// berth's link group is provably berth's.
+pub fn child_name(network: &str, endpoint: &str) -> String {
+    format!("vc{}", &host_veth_name(network, endpoint)[2..])
+}
+
+/// Whether `name` has the shape of a child name berth derives.
+pub fn is_child_name(name: &str) -> bool {
+    name.strip_prefix("vc")
+        .is_some_and(|rest| is_host_veth_name(&format!("vb{rest}")))
+}
+
 /// The ifb device that shapes what the endpoint with host veth
 /// `host_veth` sends: `ib` and the veth's 12 hex digits, so it too is a
 /// pure function of the state.

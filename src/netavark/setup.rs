@@ -21,7 +21,7 @@ use crate::commands::{Attach, Detach, EnsureNetwork, RemoveNetwork};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::executor::{transaction, Preflight, Txn};
-use crate::model::{names, Endpoint, Ipv4Net, Mac, Network, PortSpec, Proto};
+use crate::model::{names, Driver, Endpoint, Ipv4Net, Mac, Network, PortSpec, Proto};
 use crate::request::{AttachRequest, DetachRequest, EndpointMark, EndpointRef, NetworkRequest};
 use crate::store::Tx;
 
@@ -37,6 +37,8 @@ struct PodmanNet {
     subnet: Ipv4Net,
     gateway: Ipv4Addr,
     bridge: String,
+    /// Bridge, or macvlan/ipvlan with `network_interface` as the parent.
+    driver: Driver,
     mtu: Option<u32>,
     /// Metric of the default route this network gives.
     metric: Option<u32>,
@@ -66,18 +68,11 @@ fn check(opts: &NetworkOptions) -> Result<Vec<PodmanNet>> {
             .network_info
             .get(name)
             .ok_or_else(|| Error::invalid(format!("no network_info for network {name:?}")))?;
-        match info.driver.as_str() {
-            "bridge" => {}
-            d @ ("macvlan" | "ipvlan") => {
-                return Err(Error::invalid(format!(
-                    "network {name:?}: driver {d:?} is not supported by berth (only \"bridge\")"
-                )))
-            }
-            d => {
-                return Err(Error::invalid(format!(
-                    "network {name:?}: unknown network driver {d:?}"
-                )))
-            }
+        if !matches!(info.driver.as_str(), "bridge" | "macvlan" | "ipvlan") {
+            return Err(Error::invalid(format!(
+                "network {name:?}: unknown network driver {:?}",
+                info.driver
+            )));
         }
         names::check_network_name(name)?;
         let ipam = info.ipam_options.as_ref().and_then(|o| o.get("driver"));
@@ -113,11 +108,27 @@ fn check(opts: &NetworkOptions) -> Result<Vec<PodmanNet>> {
             Some(g) => parse_v4(&format!("gateway of network {name:?}"), g)?,
             None => subnet.first_host(),
         };
-        let bridge = info
-            .network_interface
-            .clone()
-            .ok_or_else(|| Error::invalid(format!("network {name:?} has no network_interface")))?;
         let options = info.options.clone().unwrap_or_default();
+        let (bridge, driver) = if info.driver == "bridge" {
+            let bridge = info.network_interface.clone().ok_or_else(|| {
+                Error::invalid(format!("network {name:?} has no network_interface"))
+            })?;
+            (bridge, Driver::Bridge)
+        } else {
+            // The parent: Podman's `-o parent=`, else (as netavark) the
+            // interface of the host's default route.
+            let parent = match info.network_interface.as_deref() {
+                Some(p) if !p.is_empty() => p.to_string(),
+                _ => default_route_interface()?,
+            };
+            let driver = Driver::parse(
+                &info.driver,
+                Some(&parent),
+                options.get("mode").map(String::as_str),
+            )
+            .map_err(|e| Error::invalid(format!("network {name:?}: {e}")))?;
+            (names::default_bridge_name(name), driver)
+        };
         let mtu = match options.get("mtu").map(String::as_str) {
             None | Some("") => None,
             Some(m) => Some(
@@ -162,11 +173,13 @@ fn check(opts: &NetworkOptions) -> Result<Vec<PodmanNet>> {
             subnet,
             gateway,
             bridge,
+            driver,
             mtu,
             // netavark's default, as `ip` tools use it.
             metric: metric.or(Some(DEFAULT_METRIC)),
             internal: info.internal,
-            dns: info.dns_enabled,
+            // netavark offers no DNS on macvlan/ipvlan networks either.
+            dns: info.dns_enabled && info.driver == "bridge",
             ifname: per.interface_name.clone(),
             ip,
             mac: per
@@ -356,7 +369,10 @@ impl PodmanNet {
                 .expect("a valid prefix length"),
         ));
         r.gateway = Some(IpAddr::V4(self.gateway));
-        r.bridge = Some(self.bridge.clone());
+        if self.driver.is_bridge() {
+            r.bridge = Some(self.bridge.clone());
+        }
+        r.driver = self.driver.clone();
         r.mtu = self.mtu;
         r.internal = self.internal;
         r.dns = self.dns;
@@ -370,12 +386,23 @@ impl PodmanNet {
 /// a hand) is rebuilt by the connect that follows, like any berth
 /// network's.
 fn podman_agreement(a: &PodmanNet) -> crate::commands::network::Agreement {
-    let (name, subnet, gateway, bridge) =
-        (a.network.clone(), a.subnet, a.gateway, a.bridge.clone());
+    let (name, subnet, gateway, bridge, driver) = (
+        a.network.clone(),
+        a.subnet,
+        a.gateway,
+        a.bridge.clone(),
+        a.driver.clone(),
+    );
     Box::new(move |n: &Network, owner: Option<&str>| {
         if owner != Some(OWNER) {
             return Err(Error::invalid(format!(
                 "berth already has a network {name:?} that Podman did not make; rename one of them"
+            )));
+        }
+        if n.driver != driver {
+            return Err(Error::invalid(format!(
+                "network {name:?} is in use as {}, not {driver} as Podman now defines it; remove its containers first",
+                n.driver
             )));
         }
         if n.subnet != subnet || n.gateway != gateway || n.bridge != bridge {
@@ -406,6 +433,25 @@ fn status_block(a: &PodmanNet, e: &Endpoint, n: &Network) -> StatusBlock {
             },
         )]),
     }
+}
+
+/// The interface of the host's default route: the parent of a macvlan
+/// or ipvlan network Podman gave none (`podman network create -d macvlan`
+/// without `-o parent=`), as netavark picks it.
+fn default_route_interface() -> Result<String> {
+    let routes = std::fs::read_to_string("/proc/net/route")
+        .map_err(|e| Error::kernel("reading /proc/net/route", e))?;
+    routes
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 7 && f[1] == "00000000" && f[7] == "00000000")
+        .map(|f| f[0].to_string())
+        .ok_or_else(|| {
+            Error::invalid(
+                "a macvlan/ipvlan network without a parent interface takes the host's default route's, and the host has no default route",
+            )
+        })
 }
 
 /// Podman's NETAVARK_DNS_PORT (set when something else holds port 53):
@@ -571,8 +617,8 @@ mod tests {
         for (from, to, needle) in [
             (
                 r#""driver":"bridge","network_interface":"podman1""#,
-                r#""driver":"macvlan","network_interface":"podman1""#,
-                "not supported",
+                r#""driver":"macvlan","network_interface":"podman1","options":{"mode":"l3"}"#,
+                "unknown macvlan mode",
             ),
             (
                 r#""driver":"bridge","network_interface":"podman1""#,

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use berth_nft::Batch;
 
 use crate::error::{Error, Result};
-use crate::kernel::{netns, sysctl, InsideConfig, Kernel, VethPair};
+use crate::kernel::{netns, sysctl, ChildLink, InsideConfig, Kernel, VethPair};
 use crate::model::bandwidth::format_rate;
 use crate::model::{Ipv4Net, Limit, Mac, Proto};
 
@@ -64,6 +64,20 @@ pub enum Step {
         netns: PathBuf,
     },
     CreateVeth(VethPair),
+    /// A macvlan/ipvlan child born in its namespace under berth's name
+    /// (renamed by the `ConfigureInside` that follows, whose `ifname` is
+    /// `ifname` here, so that its undo finds it under either name).
+    CreateChild {
+        child: ChildLink,
+        ifname: String,
+    },
+    /// Deletes an endpoint's child inside its namespace (by either name,
+    /// only in berth's `group`); a namespace that is gone took it along.
+    DeleteChild {
+        netns: PathBuf,
+        names: Vec<String>,
+        group: u32,
+    },
     ConfigureInside {
         netns: PathBuf,
         config: InsideConfig,
@@ -173,6 +187,7 @@ impl SourceRule {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Undo {
     DeleteLink(String),
+    DeleteChild(PathBuf, Vec<String>, u32),
     RestoreSysctl(sysctl::Key, String),
     DeleteNetns(String),
     Nft(Batch),
@@ -239,6 +254,22 @@ impl Step {
             Step::CreateVeth(pair) => {
                 kernel.create_veth(pair)?;
                 Some(Undo::DeleteLink(pair.host_ifname.clone()))
+            }
+            Step::CreateChild { child, ifname } => {
+                kernel.create_child(child)?;
+                Some(Undo::DeleteChild(
+                    child.netns.clone(),
+                    vec![child.temp_name.clone(), ifname.clone()],
+                    child.group,
+                ))
+            }
+            Step::DeleteChild {
+                netns,
+                names,
+                group,
+            } => {
+                kernel.delete_child(netns, names, *group)?;
+                None
             }
             Step::ConfigureInside { netns, config } => {
                 kernel.configure_inside(netns, config)?;
@@ -359,10 +390,42 @@ impl Step {
                 ),
                 format!("ip link set {} addrgenmode none", p.host_ifname),
             ],
+            Step::CreateChild { child, .. } => {
+                let mut line = format!(
+                    "ip link add {} link {} netns {} group {}",
+                    child.temp_name,
+                    child.driver.parent().unwrap_or_default(),
+                    netns_arg(&child.netns),
+                    child.group
+                );
+                if let Some(mtu) = child.mtu {
+                    line.push_str(&format!(" mtu {mtu}"));
+                }
+                if let Some(mac) = child.mac {
+                    line.push_str(&format!(" address {mac}"));
+                }
+                line.push_str(&format!(
+                    " type {} mode {}",
+                    child.driver.name(),
+                    child.driver.mode().unwrap_or_default()
+                ));
+                vec![line]
+            }
+            Step::DeleteChild { netns, names, .. } => {
+                vec![format!("{} link del {}", ip_in(netns), names[names.len() - 1])]
+            }
             Step::ConfigureInside { netns, config } => {
                 let ip = ip_in(netns);
-                let mut lines = vec![
-                    format!("{ip} link set lo up"),
+                let mut lines = vec![format!("{ip} link set lo up")];
+                if let Some(from) = &config.rename_from {
+                    lines.push(format!("{ip} link set {from} name {}", config.ifname));
+                    lines.push(format!(
+                        "{} sysctl -qw net.ipv6.conf.{}.autoconf=0",
+                        exec_in(netns),
+                        config.ifname
+                    ));
+                }
+                lines.extend([
                     format!("{ip} link set {} addrgenmode none", config.ifname),
                     format!("{ip} link set {} up", config.ifname),
                     format!(
@@ -372,7 +435,7 @@ impl Step {
                         config.subnet.broadcast(),
                         config.ifname
                     ),
-                ];
+                ]);
                 match (config.default_via, config.metric) {
                     (Some(gw), None) => lines.push(format!("{ip} route add default via {gw}")),
                     (Some(gw), Some(m)) => {
@@ -446,6 +509,14 @@ fn ip_in(netns: &Path) -> String {
     }
 }
 
+/// A prefix that runs a command in the namespace.
+fn exec_in(netns: &Path) -> String {
+    match named(netns) {
+        Some(name) => format!("ip netns exec {name}"),
+        None => format!("nsenter --net={}", netns.display()),
+    }
+}
+
 /// What `ip link ... netns X` accepts: a name under /run/netns, or a PID.
 fn netns_arg(netns: &Path) -> String {
     if let Some(name) = named(netns) {
@@ -470,6 +541,9 @@ impl Undo {
     fn run(&self, kernel: &mut dyn Kernel) -> Result<()> {
         match self {
             Undo::DeleteLink(name) => kernel.delete_link(name).map(|_| ()),
+            Undo::DeleteChild(netns, names, group) => {
+                kernel.delete_child(netns, names, *group).map(|_| ())
+            }
             Undo::RestoreSysctl(key, old) => kernel.write_sysctl(key, old),
             Undo::DeleteNetns(name) => kernel.delete_netns(name).map(|_| ()),
             Undo::Nft(batch) => kernel.nft_apply(batch),

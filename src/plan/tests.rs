@@ -105,6 +105,7 @@ fn veth_and_inside_render_for_named_and_path_namespaces() {
         ]
     );
     let config = InsideConfig {
+        rename_from: None,
         ifname: "eth0".into(),
         ip: Ipv4Addr::new(10, 90, 0, 2),
         subnet,
@@ -174,6 +175,7 @@ fn a_connect_plan_leaves_the_facts_a_check_reads() {
     plan.push(Step::ConfigureInside {
         netns: "/run/netns/c1".into(),
         config: InsideConfig {
+            rename_from: None,
             ifname: "eth0".into(),
             ip: Ipv4Addr::new(10, 90, 0, 2),
             subnet,

@@ -36,6 +36,7 @@ pub fn observe(kernel: &mut dyn Kernel, desired: &Desired) -> Result<Observed> {
     let links = kernel.links()?;
     let present: HashSet<&str> = links.iter().map(|l| l.name.as_str()).collect();
     let mut netns_alive = HashSet::new();
+    let mut children = HashSet::new();
     for (e, status) in &desired.endpoints {
         if *status != Status::Ready || present.contains(e.host_ifname.as_str()) {
             continue;
@@ -45,6 +46,10 @@ pub fn observe(kernel: &mut dyn Kernel, desired: &Desired) -> Result<Observed> {
         };
         if kernel.netns_inode(&target.path) == Some(e.netns_inode) {
             netns_alive.insert(e.id);
+            // A macvlan/ipvlan child is only seen from inside.
+            if !e.has_veth() && kernel.link_exists_in(&target.path, &e.ifname)? {
+                children.insert(e.id);
+            }
         }
     }
     let dead_sandboxes = desired
@@ -81,6 +86,7 @@ pub fn observe(kernel: &mut dyn Kernel, desired: &Desired) -> Result<Observed> {
         table,
         guard_table,
         netns_alive,
+        children,
         dead_sandboxes,
         addresses,
         ip_forward,

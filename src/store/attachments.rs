@@ -118,6 +118,7 @@ mod tests {
                 bridge: "cni0".into(),
                 mtu: 1500,
                 policy: policy.clone(),
+                driver: Default::default(),
             })
             .unwrap();
         tx.set_network_status(net.id, Status::Removing).unwrap();

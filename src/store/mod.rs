@@ -32,7 +32,7 @@ pub use names::{DnsEndpoint, DnsNetwork};
 
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
-const SCHEMA_VERSION: i64 = 12;
+const SCHEMA_VERSION: i64 = 13;
 /// berth's routing tables (`--uplink`) are this plus the network id.
 pub const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
 
@@ -194,7 +194,7 @@ ALTER TABLE endpoints ADD COLUMN bw_out_rate INTEGER;
 ALTER TABLE endpoints ADD COLUMN bw_out_burst INTEGER;
 ";
 
-/// Version 11 (Podman parity): the metric of an endpoint's own default
+/// Version 12 (Podman parity): the metric of an endpoint's own default
 /// route (NULL: the namespace's one default route without a metric, see
 /// `Endpoint::metric`), which `up` needs to give a veth it re-creates its
 /// route back; and a network's own upstream DNS servers (Podman's
@@ -202,6 +202,14 @@ ALTER TABLE endpoints ADD COLUMN bw_out_burst INTEGER;
 const METRIC_SCHEMA: &str = "
 ALTER TABLE endpoints ADD COLUMN metric INTEGER;
 ALTER TABLE networks ADD COLUMN dns_servers TEXT;
+";
+
+/// Version 13: macvlan and ipvlan networks. `driver` is `bridge` for
+/// every network before it; `parent` and `mode` are set for the others.
+const DRIVER_SCHEMA: &str = "
+ALTER TABLE networks ADD COLUMN driver TEXT NOT NULL DEFAULT 'bridge';
+ALTER TABLE networks ADD COLUMN parent TEXT;
+ALTER TABLE networks ADD COLUMN mode TEXT;
 ";
 
 pub struct Store {
@@ -222,6 +230,7 @@ pub struct NewNetwork<'a> {
     pub bridge: String,
     pub mtu: u32,
     pub policy: NetworkPolicy,
+    pub driver: crate::model::Driver,
 }
 
 impl Store {
@@ -393,6 +402,8 @@ impl Store {
             10 => tx.execute_batch(NAMES_ORDER_SCHEMA)?,
             // Version 12: route metrics and networks' own DNS servers (below).
             11 => {}
+            // Version 13: macvlan and ipvlan networks (below).
+            12 => {}
             SCHEMA_VERSION => {}
             v => {
                 return Err(Error::Other(format!(
@@ -403,6 +414,9 @@ impl Store {
         }
         if version < 12 {
             tx.execute_batch(METRIC_SCHEMA)?;
+        }
+        if version < 13 {
+            tx.execute_batch(DRIVER_SCHEMA)?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
@@ -448,7 +462,18 @@ pub(crate) fn network_from_row(row: &Row) -> rusqlite::Result<Network> {
         link_group: crate::model::names::network_link_group(id),
         route_table: ROUTE_TABLE_BASE + id as u32,
         policy: policy_from_row(row)?,
+        driver: driver_from_row(row)?,
     })
+}
+
+/// Columns 16..19 of [`NETWORK_COLUMNS`]; the parent is checked as an
+/// interface name, as it reaches the kernel.
+fn driver_from_row(row: &Row) -> rusqlite::Result<crate::model::Driver> {
+    let driver: String = row.get(16)?;
+    let parent: Option<String> = row.get(17)?;
+    let mode: Option<String> = row.get(18)?;
+    crate::model::Driver::parse(&driver, parent.as_deref(), mode.as_deref())
+        .map_err(|_| bad_column(16, &driver))
 }
 
 /// Columns 6.. of [`NETWORK_COLUMNS`].
@@ -493,7 +518,9 @@ pub(crate) fn endpoint_from_row(row: &Row) -> rusqlite::Result<Endpoint> {
     let ifname: String = row.get(7)?;
     crate::model::names::check_ifname("interface", &ifname).map_err(|_| bad_column(7, &ifname))?;
     let host_ifname: String = row.get(8)?;
-    if !crate::model::names::is_host_veth_name(&host_ifname) {
+    if !crate::model::names::is_host_veth_name(&host_ifname)
+        && !crate::model::names::is_child_name(&host_ifname)
+    {
         return Err(bad_column(8, &host_ifname));
     }
     Ok(Endpoint {
@@ -546,7 +573,7 @@ fn bad_column(index: usize, value: &str) -> rusqlite::Error {
     )
 }
 
-pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs, host_access";
+pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs, host_access, driver, parent, mode";
 pub(crate) const ENDPOINT_COLUMNS: &str = "e.id, n.name, e.name, e.netns, e.netns_inode, e.ip, e.mac, e.ifname, e.host_ifname, e.default_route, e.bw_in_rate, e.bw_in_burst, e.bw_out_rate, e.bw_out_burst, e.allow_spoofing, e.metric";
 
 impl Tx<'_> {
@@ -580,8 +607,8 @@ impl Tx<'_> {
         let p = &n.policy;
         let deny: Vec<String> = p.deny_egress.iter().map(|d| d.to_string()).collect();
         self.tx.execute(
-            "INSERT INTO networks (name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs, host_access)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            "INSERT INTO networks (name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs, host_access, driver, parent, mode)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             params![
                 n.name,
                 n.subnet.to_string(),
@@ -601,7 +628,10 @@ impl Tx<'_> {
                     .map(|d| d.to_string())
                     .collect::<Vec<_>>()
                     .join(","),
-                p.host_access
+                p.host_access,
+                n.driver.name(),
+                n.driver.parent(),
+                n.driver.mode()
             ],
         )?;
         let id = self.tx.last_insert_rowid();
@@ -615,6 +645,7 @@ impl Tx<'_> {
             link_group: crate::model::names::network_link_group(id),
             route_table: ROUTE_TABLE_BASE + id as u32,
             policy: n.policy.clone(),
+            driver: n.driver.clone(),
         })
     }
 
@@ -773,6 +804,18 @@ impl Tx<'_> {
             .collect::<rusqlite::Result<_>>()?;
         let free = (0..).map(|i| format!("eth{i}")).find(|n| !used.contains(n));
         Ok(free.expect("an unbounded range has a free name"))
+    }
+
+    /// The endpoint recorded under `host_ifname` (its host veth, or the
+    /// name its macvlan/ipvlan child was born with).
+    pub fn endpoint_by_host_ifname(&self, host_ifname: &str) -> Result<Option<Endpoint>> {
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoints e JOIN networks n ON n.id = e.network_id
+             WHERE e.host_ifname = ?1"
+        ))?;
+        Ok(stmt
+            .query_row([host_ifname], endpoint_from_row)
+            .optional()?)
     }
 
     pub fn host_ifname_holder(&self, host_ifname: &str) -> Result<Option<String>> {
@@ -955,6 +998,7 @@ mod tests {
             bridge: "berth-web".into(),
             mtu: 1500,
             policy: NetworkPolicy::default(),
+            driver: Default::default(),
         })
         .unwrap()
     }
@@ -1090,7 +1134,7 @@ mod tests {
                  ALTER TABLE endpoints DROP COLUMN bw_out_rate; ALTER TABLE endpoints DROP COLUMN bw_out_burst; \
                  ALTER TABLE networks DROP COLUMN host_access; ALTER TABLE endpoints DROP COLUMN allow_spoofing; \
                  ALTER TABLE dns_names DROP COLUMN pos; ALTER TABLE endpoints DROP COLUMN metric; ALTER TABLE networks DROP COLUMN dns_servers; \
-                 PRAGMA user_version = 8;",
+                 ALTER TABLE networks DROP COLUMN driver; ALTER TABLE networks DROP COLUMN parent; ALTER TABLE networks DROP COLUMN mode; PRAGMA user_version = 8;",
             )
             .unwrap();
         drop(store);
@@ -1098,6 +1142,8 @@ mod tests {
         let tx = store.begin().unwrap();
         let e = tx.endpoint(id).unwrap().unwrap();
         assert!(e.bandwidth.is_unlimited(), "{e:?}");
+        // Version 11: every network before it is a bridge.
+        assert!(tx.networks().unwrap().iter().all(Network::is_bridge));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1128,7 +1174,7 @@ mod tests {
         tx.commit().unwrap();
         store
             .conn
-            .execute_batch("ALTER TABLE endpoints DROP COLUMN metric; ALTER TABLE networks DROP COLUMN dns_servers; PRAGMA user_version = 11;")
+            .execute_batch("ALTER TABLE endpoints DROP COLUMN metric; ALTER TABLE networks DROP COLUMN dns_servers; ALTER TABLE networks DROP COLUMN driver; ALTER TABLE networks DROP COLUMN parent; ALTER TABLE networks DROP COLUMN mode; PRAGMA user_version = 11;")
             .unwrap();
         drop(store);
         let mut store = Store::open(&dir).unwrap();

@@ -152,6 +152,7 @@ mod tests {
                 bridge: "podman1".into(),
                 mtu: 1500,
                 policy: NetworkPolicy::default(),
+                driver: Default::default(),
             })
             .unwrap();
         assert_eq!(tx.network_owner("web").unwrap(), None);

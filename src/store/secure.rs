@@ -391,6 +391,7 @@ mod tests {
                 bridge: "berth-web".into(),
                 mtu: 1500,
                 policy: NetworkPolicy::default(),
+                driver: Default::default(),
             })
             .unwrap();
         for i in 0..1000u32 {

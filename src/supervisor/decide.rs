@@ -55,7 +55,10 @@ pub fn lost(
         })
         .collect();
     for (e, status) in &snapshot.endpoints {
+        // A macvlan/ipvlan child is in its namespace, not in the host's
+        // links: the next command's reconcile looks after it.
         if *status == Status::Ready
+            && e.has_veth()
             && !links.contains(&e.host_ifname)
             && !dead.contains(e.netns.as_str())
         {
@@ -129,6 +132,8 @@ mod tests {
                 (endpoint("c", "nc", "vbcccccccccccc"), Status::Removing),
                 // The sandbox's own endpoint goes with the sandbox.
                 (endpoint("r1", "r1", "vbdddddddddddd"), Status::Ready),
+                // A macvlan child has no host link to miss.
+                (endpoint("m", "nm", "vceeeeeeeeeeee"), Status::Ready),
             ],
         };
         let links: HashSet<String> = ["vbaaaaaaaaaaaa".to_string()].into();

@@ -32,7 +32,9 @@ fn shorten(mut lines: Vec<String>) -> Vec<String> {
 
 fn route_clashes(facts: &Facts, out: &mut Vec<Finding>) {
     let mut any = false;
-    for n in facts.networks() {
+    // A macvlan/ipvlan network's subnet is its parent's LAN: the host's
+    // route to it is expected.
+    for n in facts.networks().filter(|n| n.is_bridge()) {
         let bridge = facts
             .host
             .links
@@ -105,6 +107,17 @@ fn devices(facts: &Facts, out: &mut Vec<Finding>) {
     let mut known: HashSet<String> = HashSet::new();
     let mut problems = false;
     for n in facts.networks() {
+        if let Some(parent) = n.driver.parent() {
+            if !present.contains(parent) {
+                problems = true;
+                out.push(Finding::new(
+                    "links",
+                    Severity::Error,
+                    format!("parent {parent} of {} network {} is missing: the kernel deleted its containers' interfaces with it", n.driver.name(), n.name),
+                ));
+            }
+            continue;
+        }
         known.insert(n.bridge.clone());
         if !present.contains(n.bridge.as_str()) {
             problems = true;
@@ -123,7 +136,9 @@ fn devices(facts: &Facts, out: &mut Vec<Finding>) {
     for (e, status) in &desired.endpoints {
         known.insert(e.host_ifname.clone());
         known.insert(names::ifb_name(&e.host_ifname));
-        if *status != Status::Ready || present.contains(e.host_ifname.as_str()) {
+        // A macvlan/ipvlan child lives in its namespace (the reconcile
+        // finding says whether one is missing there).
+        if *status != Status::Ready || present.contains(e.host_ifname.as_str()) || !e.has_veth() {
             continue;
         }
         let line = format!(

@@ -36,7 +36,9 @@ pub fn graph(rows: &Rows, facts: Option<&NetnsFacts>) -> Graph {
         let status = match status {
             Status::Creating => "creating",
             Status::Removing => "removing",
-            Status::Ready if link_state(&e.host_ifname) == Some(false) => "veth gone",
+            Status::Ready if e.has_veth() && link_state(&e.host_ifname) == Some(false) => {
+                "veth gone"
+            }
             Status::Ready => "up",
         };
         by_network
@@ -66,10 +68,14 @@ pub fn graph(rows: &Rows, facts: Option<&NetnsFacts>) -> Graph {
         .iter()
         .map(|n| NetworkNode {
             name: n.name.clone(),
-            bridge: n.bridge.clone(),
+            // A macvlan/ipvlan network hangs off its parent instead.
+            bridge: match n.driver.parent() {
+                Some(_) => n.driver.to_string(),
+                None => n.bridge.clone(),
+            },
             subnet: n.subnet.to_string(),
             gateway: n.gateway.to_string(),
-            bridge_up: link_state(&n.bridge),
+            bridge_up: link_state(n.driver.parent().unwrap_or(&n.bridge)),
             owner: rows.owners.networks.get(&n.name).cloned(),
             flags: Flags {
                 internal: n.policy.internal,

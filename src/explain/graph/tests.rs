@@ -218,6 +218,7 @@ fn the_builder_reads_uplinks_owners_and_link_states() {
         link_group: 0,
         route_table: 0,
         policy,
+        driver: Default::default(),
     };
     let routed = NetworkPolicy {
         uplink: Some(crate::model::Uplink {

@@ -20,6 +20,7 @@ fn network(id: i64, name: &str, third: u8, policy: NetworkPolicy) -> Network {
         link_group: names::network_link_group(id),
         route_table: 0x6265_0000 + id as u32,
         policy,
+        driver: Default::default(),
     }
 }
 

@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use berth_nft::{ElemOp, Op};
 
 use crate::firewall;
-use crate::kernel::{sysctl, InsideConfig, LinkFact, NftFingerprint, VethPair};
+use crate::kernel::{sysctl, ChildLink, InsideConfig, LinkFact, NftFingerprint, VethPair};
 use crate::model::{names, Endpoint, Mac, Network, PortMapping, Proto};
 use crate::plan::{Plan, SourceRule, Step};
 use crate::store::{Sandbox, Status};
@@ -43,6 +43,9 @@ pub struct Observed {
     /// Endpoints (by id) whose veth is gone but whose namespace still
     /// exists under the recorded name with the recorded inode.
     pub netns_alive: HashSet<i64>,
+    /// macvlan/ipvlan endpoints (by id) whose child is in their (alive)
+    /// namespace, under its interface name.
+    pub children: HashSet<i64>,
     /// Sandboxes whose `run` process is gone.
     pub dead_sandboxes: HashSet<String>,
     /// The IPv4 addresses of the host's links, by link name (None: not
@@ -90,7 +93,8 @@ pub fn expected_fingerprints(
     networks: &[Network],
     owner: &str,
 ) -> (Option<NftFingerprint>, Option<NftFingerprint>) {
-    if networks.is_empty() {
+    // The tables exist while a bridge network does (see firewall::rebuild).
+    if !networks.iter().any(Network::is_bridge) {
         return (None, None);
     }
     let change = firewall::rebuild(
@@ -201,8 +205,13 @@ pub fn network_steps(network: &Network, plan: &mut Plan) {
     }
 }
 
-/// The steps that attach an endpoint to its network's bridge.
+/// The steps that attach an endpoint to its network: a veth to the
+/// network's bridge, or a macvlan/ipvlan child of its parent.
 pub fn endpoint_steps(network: &Network, e: &Endpoint, netns: std::path::PathBuf, plan: &mut Plan) {
+    if !network.is_bridge() {
+        child_steps(network, e, netns, e.metric, plan);
+        return;
+    }
     plan.push(Step::CreateVeth(VethPair {
         host_ifname: e.host_ifname.clone(),
         bridge: network.bridge.clone(),
@@ -215,6 +224,7 @@ pub fn endpoint_steps(network: &Network, e: &Endpoint, netns: std::path::PathBuf
     plan.push(Step::ConfigureInside {
         netns,
         config: InsideConfig {
+            rename_from: None,
             ifname: e.ifname.clone(),
             ip: e.ip,
             subnet: network.subnet,
@@ -226,6 +236,70 @@ pub fn endpoint_steps(network: &Network, e: &Endpoint, netns: std::path::PathBuf
         plan.push(Step::SetHairpin {
             ifname: e.host_ifname.clone(),
         });
+    }
+}
+
+/// A macvlan/ipvlan endpoint: the child, born in the namespace under
+/// berth's name, then renamed and configured there in one visit. Its
+/// default route goes to the network's gateway, which is on the parent's
+/// LAN (berth does not own it).
+fn child_steps(
+    network: &Network,
+    e: &Endpoint,
+    netns: std::path::PathBuf,
+    metric: Option<u32>,
+    plan: &mut Plan,
+) {
+    let macvlan = matches!(network.driver, crate::model::Driver::Macvlan { .. });
+    plan.push(Step::CreateChild {
+        child: ChildLink {
+            driver: network.driver.clone(),
+            netns: netns.clone(),
+            temp_name: e.host_ifname.clone(),
+            // An ipvlan child has its parent's MAC.
+            mac: macvlan.then_some(e.mac),
+            mtu: (network.mtu != 0).then_some(network.mtu),
+            group: network.link_group,
+        },
+        ifname: e.ifname.clone(),
+    });
+    plan.push(Step::ConfigureInside {
+        netns,
+        config: InsideConfig {
+            rename_from: Some(e.host_ifname.clone()),
+            ifname: e.ifname.clone(),
+            ip: e.ip,
+            subnet: network.subnet,
+            default_via: e.default_route.then_some(network.gateway),
+            metric,
+        },
+    });
+}
+
+/// Taking a macvlan/ipvlan endpoint away: its child, inside the
+/// namespace (under either of its names, in the network's group only);
+/// then the default route moves to `heir` as for a veth.
+pub fn child_disconnect_plan(
+    network: &Network,
+    e: &Endpoint,
+    netns: Option<std::path::PathBuf>,
+    heir: Option<(std::path::PathBuf, Ipv4Addr)>,
+) -> Plan {
+    let mut plan = Plan::new();
+    if let Some(netns) = netns {
+        plan.push(child_delete_step(network, e, netns));
+        if let Some((netns, gateway)) = heir {
+            plan.push(Step::DefaultRoute { netns, gateway });
+        }
+    }
+    plan
+}
+
+fn child_delete_step(network: &Network, e: &Endpoint, netns: std::path::PathBuf) -> Step {
+    Step::DeleteChild {
+        netns,
+        names: vec![e.host_ifname.clone(), e.ifname.clone()],
+        group: network.link_group,
     }
 }
 
@@ -456,6 +530,76 @@ pub fn disconnect_plan(
     plan
 }
 
+/// The part of [`decide`] for a macvlan/ipvlan endpoint. Its child lives
+/// in its namespace, so the proof of life is the namespace (recorded
+/// name, recorded inode: [`Observed::netns_alive`]) with the child in it
+/// ([`Observed::children`]); the kernel deletes children with their
+/// parent, so an endpoint whose parent is gone is gone too.
+#[allow(clippy::too_many_arguments)]
+fn child_decision<'a>(
+    desired: &'a Desired,
+    observed: &Observed,
+    links: &HashMap<&str, &LinkFact>,
+    e: &'a Endpoint,
+    status: Status,
+    d: &mut Decision,
+    kept: &mut Vec<&'a Endpoint>,
+    recreate: &mut Vec<(&'a Network, &'a Endpoint)>,
+) {
+    let who = format!("{}/{}", e.network, e.name);
+    let network = desired.networks.iter().find(|(n, _)| n.name == e.network);
+    let alive = observed.netns_alive.contains(&e.id);
+    let parent_present = network
+        .and_then(|(n, _)| n.driver.parent())
+        .is_some_and(|p| links.contains_key(p));
+    let reason = match (network, status) {
+        (None, _) => format!("removed endpoint {who}: its network is gone"),
+        (Some((_, Status::Creating | Status::Removing)), _) => {
+            format!("removed endpoint {who} of a network whose command was interrupted")
+        }
+        (_, Status::Creating) => format!("undid the interrupted connect of {who}"),
+        (_, Status::Removing) => format!("finished the interrupted disconnect of {who}"),
+        _ if observed.dead_sandboxes.contains(&e.netns) => {
+            format!("reclaimed {who} of a `run` that was killed")
+        }
+        (Some((n, _)), Status::Ready) if alive && parent_present => {
+            kept.push(e);
+            if !observed.children.contains(&e.id) {
+                d.report.push(format!(
+                    "re-created the {} interface {} of {who}",
+                    n.driver.name(),
+                    e.ifname
+                ));
+                recreate.push((n, e));
+            }
+            return;
+        }
+        (Some((n, _)), Status::Ready) if alive => {
+            d.report.push(format!(
+                "removed endpoint {who}: its parent interface {} is gone (and its {} child with it)",
+                n.driver.parent().unwrap_or_default(),
+                n.driver.name()
+            ));
+            d.drop_endpoints.push(e.id);
+            return;
+        }
+        (Some(_), Status::Ready) => {
+            d.report
+                .push(format!("removed endpoint {who}: its namespace is gone"));
+            d.drop_endpoints.push(e.id);
+            return;
+        }
+    };
+    d.report.push(reason);
+    d.drop_endpoints.push(e.id);
+    if let Some((n, _)) = network {
+        let netns = crate::kernel::netns::Target::locate(&e.netns)
+            .map(|t| t.path)
+            .unwrap_or_else(|_| std::path::PathBuf::from(&e.netns));
+        d.plan.push(child_delete_step(n, e, netns));
+    }
+}
+
 /// The plan that makes the kernel match the state, and the rows to drop.
 ///
 /// Rows that are not `ready` belong to a command that died (the caller
@@ -500,6 +644,19 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
         known_veths.insert(e.host_ifname.as_str());
         if e.bandwidth.outbound.is_some() {
             known_ifbs.insert(names::ifb_name(&e.host_ifname));
+        }
+        if !e.has_veth() {
+            child_decision(
+                desired,
+                observed,
+                &links,
+                e,
+                *status,
+                &mut d,
+                &mut kept,
+                &mut recreate,
+            );
+            continue;
         }
         let who = format!("{}/{}", e.network, e.name);
         let veth = links.contains_key(e.host_ifname.as_str());
@@ -575,7 +732,7 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
     }
 
     // Live networks: their bridge, address and routing.
-    for n in &live {
+    for n in live.iter().filter(|n| n.is_bridge()) {
         match links.get(n.bridge.as_str()) {
             None => {
                 d.report.push(format!(
@@ -736,7 +893,11 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
 
     // The firewall, whole, from what is kept; left alone when it already
     // is exactly that (its chains, rule counts, sets and elements).
-    let live_owned: Vec<Network> = live.iter().map(|n| (*n).clone()).collect();
+    let live_owned: Vec<Network> = live
+        .iter()
+        .filter(|n| n.is_bridge())
+        .map(|n| (*n).clone())
+        .collect();
     let (expected, expected_guard) = expected_fingerprints(&live_owned, &desired.instance);
     let mut published: Vec<(Ipv4Addr, Vec<PortMapping>)> = kept
         .iter()
@@ -813,7 +974,7 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
             undo: change.undo,
         });
     }
-    if !live.is_empty() && observed.ip_forward != Some(true) {
+    if !live_owned.is_empty() && observed.ip_forward != Some(true) {
         if observed.ip_forward == Some(false) {
             d.report.push("turned net.ipv4.ip_forward back on".into());
         }

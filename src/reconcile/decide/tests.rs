@@ -17,6 +17,7 @@ fn web() -> Network {
         link_group: names::network_link_group(1),
         route_table: 0x6265_0001,
         policy: NetworkPolicy::default(),
+        driver: Default::default(),
     }
 }
 
@@ -649,4 +650,107 @@ fn gc_sweeps_ifbs_no_row_knows_and_only_berths() {
     );
     assert!(lines(&d.plan).contains("ip link del ib0123456789ab"));
     assert!(!lines(&d.plan).contains("ibffffffffffff"));
+}
+
+/// A macvlan network `lan` on `up0` with endpoints `a` (id 1) and `b`.
+fn macvlan_state() -> Desired {
+    let lan = Network {
+        id: 2,
+        name: "lan".into(),
+        link_group: names::network_link_group(2),
+        driver: crate::model::Driver::Macvlan {
+            parent: "up0".into(),
+            mode: Default::default(),
+        },
+        ..web()
+    };
+    let child = |id: i64, name: &str| Endpoint {
+        network: "lan".into(),
+        host_ifname: names::child_name("lan", name),
+        ..endpoint(id, name, 10 + id as u8, &[])
+    };
+    Desired {
+        networks: vec![(lan, Status::Ready)],
+        endpoints: vec![
+            (child(1, "a"), Status::Ready),
+            (child(2, "b"), Status::Ready),
+        ],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn macvlan_endpoints_live_with_their_namespace_and_parent_and_need_no_firewall() {
+    let desired = macvlan_state();
+    let observed = Observed {
+        links: vec![link("up0", "veth", 0)],
+        netns_alive: [1, 2].into(),
+        children: [1, 2].into(),
+        ip_forward: Some(false),
+        ..Default::default()
+    };
+    let d = decide(&desired, &observed, Scope::default());
+    assert_eq!(
+        d,
+        Decision::default(),
+        "nothing to do, no table, no forwarding"
+    );
+}
+
+#[test]
+fn a_lost_child_is_recreated_and_a_lost_parent_or_namespace_drops_the_endpoint() {
+    let desired = macvlan_state();
+    // a's child was deleted by hand; b's namespace is gone.
+    let observed = Observed {
+        links: vec![link("up0", "veth", 0)],
+        netns_alive: [1].into(),
+        ..Default::default()
+    };
+    let d = decide(&desired, &observed, Scope::default());
+    assert_eq!(d.drop_endpoints, vec![2]);
+    assert!(
+        matches!(&d.plan.steps[0], Step::CreateChild { child, ifname }
+        if child.temp_name == names::child_name("lan", "a") && ifname == "eth0")
+    );
+    assert!(
+        matches!(&d.plan.steps[1], Step::ConfigureInside { config, .. }
+        if config.rename_from.as_deref() == Some(names::child_name("lan", "a").as_str()))
+    );
+    assert_eq!(d.plan.steps.len(), 2, "{:?}", d.plan.steps);
+    // The parent went: the kernel took the children; both rows go, and
+    // nothing is asked of the kernel.
+    let observed = Observed {
+        netns_alive: [1, 2].into(),
+        ..Default::default()
+    };
+    let d = decide(&desired, &observed, Scope::default());
+    assert_eq!(d.drop_endpoints, vec![1, 2]);
+    assert!(d.plan.is_empty(), "{:?}", d.plan.steps);
+    assert!(
+        d.report[0].contains("parent interface up0 is gone"),
+        "{:?}",
+        d.report
+    );
+}
+
+#[test]
+fn an_interrupted_macvlan_connect_is_undone_inside_its_namespace() {
+    let mut desired = macvlan_state();
+    desired.endpoints[1].1 = Status::Creating;
+    let observed = Observed {
+        links: vec![link("up0", "veth", 0)],
+        netns_alive: [1].into(),
+        children: [1].into(),
+        ..Default::default()
+    };
+    let d = decide(&desired, &observed, Scope::default());
+    assert_eq!(d.drop_endpoints, vec![2]);
+    assert_eq!(
+        d.plan.steps,
+        vec![Step::DeleteChild {
+            netns: "/run/netns/b".into(),
+            names: vec![names::child_name("lan", "b"), "eth0".into()],
+            group: names::network_link_group(2),
+        }]
+    );
 }
