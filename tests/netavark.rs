@@ -34,17 +34,6 @@ fn request(name: &str, net: &str, ip: &str, extra: Value) -> Value {
     v
 }
 
-fn merge(a: &mut Value, b: Value) {
-    match (a, b) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (a, b) => *a = b,
-    }
-}
-
 /// Runs `berth netavark ARGS` with `req` given by `--file`.
 fn netavark(sb: &Sandbox, args: &[&str], req: &Value) -> Output {
     netavark_with(sb, args, req, &[])

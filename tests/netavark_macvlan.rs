@@ -35,17 +35,6 @@ fn request(name: &str, net: &str, driver: &str, ip: &str, extra: Value) -> Value
     v
 }
 
-fn merge(a: &mut Value, b: Value) {
-    match (a, b) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (a, b) => *a = b,
-    }
-}
-
 fn netavark(sb: &Sandbox, verb: &str, netns: &str, req: &Value) -> Output {
     let path = std::env::temp_dir().join(format!(
         "berth-netavark-mv-{}-{}.json",

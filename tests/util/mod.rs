@@ -1118,3 +1118,16 @@ pub fn arrives(
         .expect("the watcher ends after its timeout");
     (status.success(), watcher.stdout())
 }
+
+/// Merges `b` into `a`: objects key by key (recursively), anything else
+/// replaced; how tests vary one field of a JSON request.
+pub fn merge(a: &mut Value, b: Value) {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
