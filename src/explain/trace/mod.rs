@@ -312,7 +312,9 @@ pub fn gather(ctx: &mut Context, src: &str, dst: &str) -> Result<Facts> {
     let flag = |v: Result<String>| v.ok().map(|v| v.trim() == "1");
     let ip_forward = flag(k.read_sysctl(&Key::ip_forward()));
     let br_netfilter = flag(k.read_sysctl(&Key::new(["net", "bridge", "bridge-nf-call-iptables"])));
-    let table = if m.networks.is_empty() {
+    // berth's tables exist while a bridge network does; macvlan and ipvlan
+    // networks have none.
+    let table = if !m.networks.iter().any(Network::is_bridge) {
         TableCheck::NoNetworks
     } else {
         let (routing, guard) = expected_fingerprints(&m.networks, &m.instance);

@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 use crate::kernel::RouteHop;
+use crate::model::driver::{Driver, MacvlanMode};
 use crate::model::{Endpoint, Network, PortMapping, Proto};
 
 /// What is sent: ICMP echo, or a protocol and port.
@@ -377,7 +378,7 @@ impl<'a> Walk<'a> {
                 step("berth has no state yet (no network, no endpoint): only the kernel's routes judge")
                     .cmd("nft list tables")
             }
-            TableCheck::NoNetworks => step("berth has no network: no table of berth's to judge")
+            TableCheck::NoNetworks => step("berth has no bridge network: no table of berth's to judge")
                 .cmd("nft list tables"),
             TableCheck::Matches => {
                 step("berth's tables inet berth and bridge berth match the state")
@@ -446,6 +447,9 @@ impl<'a> Walk<'a> {
                 "run `berth up`",
             );
         };
+        if !net.is_bridge() {
+            return self.leave_by_child(label, &oif, ep, net, hop);
+        }
         let src_ip = hop.prefsrc.unwrap_or(ep.ip);
         let mut s = step(format!(
             "{oif} of {label} -> veth {} -> bridge {} (network {})",
@@ -479,6 +483,76 @@ impl<'a> Walk<'a> {
             return self.bridged(ep, net);
         }
         self.at_host(Some(net), src_ip)
+    }
+
+    /// From an endpoint of a macvlan or ipvlan network: a child of the
+    /// parent, with no bridge and no firewall of berth's on its way. The
+    /// driver's mode decides between children of one parent; the host
+    /// itself cannot reach its children through the parent.
+    fn leave_by_child(
+        &mut self,
+        label: &str,
+        oif: &str,
+        ep: &Endpoint,
+        net: &Network,
+        hop: &RouteHop,
+    ) -> Verdict {
+        let f = self.f;
+        let driver = net.driver.name();
+        let parent = net.driver.parent().unwrap_or_default();
+        let mode = net.driver.mode().unwrap_or_default();
+        self.push(
+            step(format!(
+                "{oif} of {label} is a {driver} child of {parent} (mode {mode}, network {}): no bridge and no firewall of berth's on its way",
+                net.name
+            ))
+            .cmd(format!("ip -d link show {parent}")),
+        );
+        if f.dst_local {
+            return drop(
+                format!(
+                    "{} is the host's: a {driver} child reaches the outside through {parent}, but not the host that holds {parent}",
+                    f.dst
+                ),
+                format!("give the host a {driver} interface of its own on {parent} (a shim) and route the network's subnet through it"),
+            );
+        }
+        let sibling = f
+            .endpoints
+            .iter()
+            .find(|o| o.network == net.name && o.ip == f.dst && o.id != ep.id);
+        if let Some(o) = sibling {
+            let (passes, how) = match &net.driver {
+                Driver::Macvlan { mode, .. } => match mode {
+                    MacvlanMode::Bridge => (true, "macvlan mode bridge switches frames between children of one parent"),
+                    MacvlanMode::Private => (false, "macvlan mode private keeps children of one parent apart"),
+                    MacvlanMode::Vepa => (true, "macvlan mode vepa sends the frame out of the parent; it comes back only if the switch beyond reflects it (hairpin)"),
+                    MacvlanMode::Passthru | MacvlanMode::Source => (true, "the frame leaves by the parent"),
+                },
+                Driver::Ipvlan { .. } => (true, "ipvlan switches packets between children of one parent"),
+                Driver::Bridge => (true, ""),
+            };
+            return if passes {
+                pass(format!(
+                    "{label} and {} are children of {parent}: {how}",
+                    o.name
+                ))
+            } else {
+                drop(
+                    format!("{label} and {}: {how}", o.name),
+                    "create the network with --mode bridge".to_string(),
+                )
+            };
+        }
+        match hop.gateway {
+            Some(gw) => pass(format!(
+                "leaves by {parent} onto its LAN via the gateway {gw}; berth neither routes nor translates it, so what happens beyond is the LAN's"
+            )),
+            None => pass(format!(
+                "leaves by {parent} onto its LAN, where {} is; berth neither routes nor translates it",
+                f.dst
+            )),
+        }
     }
 
     /// Same network: the frame is bridged, and meets the inet hooks only
