@@ -1,5 +1,5 @@
-//! Records the commit and the time of the build, which `berth --version`
-//! and `netavark version` report (Podman's `podman info` shows them).
+//! Records the commit and the time of the build, which `netavark version`
+//! reports (Podman's `podman info` shows them).
 //! Outside a git checkout the commit is left unknown.
 
 use std::process::Command;
