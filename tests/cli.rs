@@ -429,7 +429,9 @@ fn a_user_who_may_not_read_the_state_gets_exit_2_in_one_line() {
         ],
     );
     if !probe.status.success() {
-        eprintln!("SKIP a_user_who_may_not_read_the_state: {BERTH} is not executable by uid 65534");
+        crate::skip_line!(
+            "SKIP a_user_who_may_not_read_the_state: {BERTH} is not executable by uid 65534"
+        );
         return;
     }
     sb.create_network("web", "10.90.0.0/24");

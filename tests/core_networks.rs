@@ -355,7 +355,7 @@ fn a_dotted_network_name_works_end_to_end() {
     if out.status.success() {
         assert_eq!(stdout(&out).trim(), "1");
     } else {
-        eprintln!("SKIP sysctl(8) check: {}", stderr(&out).trim());
+        crate::skip_line!("SKIP sysctl(8) check: {}", stderr(&out).trim());
     }
 
     sb.add_netns("c1");

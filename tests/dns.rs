@@ -17,7 +17,7 @@ fn have_dig(test: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!("SKIP {test}: `dig` is not installed (Debian: dnsutils)");
+        crate::skip_line!("SKIP {test}: `dig` is not installed (Debian: dnsutils)");
     }
     ok
 }
@@ -546,7 +546,9 @@ fn changing_names_drops_no_query_in_flight() {
         .output()
         .is_err()
     {
-        eprintln!("SKIP changing_names_drops_no_query_in_flight: `dnsperf` is not installed");
+        crate::skip_line!(
+            "SKIP changing_names_drops_no_query_in_flight: `dnsperf` is not installed"
+        );
         return;
     }
     let sb = Sandbox::new();

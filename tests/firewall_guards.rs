@@ -146,7 +146,7 @@ fn have_dig(test: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!("SKIP {test}: `dig` is not installed (Debian: dnsutils)");
+        crate::skip_line!("SKIP {test}: `dig` is not installed (Debian: dnsutils)");
     }
     ok
 }

@@ -105,7 +105,7 @@ fn graphviz_accepts(dot: &str) {
         .stderr(std::process::Stdio::piped())
         .spawn();
     let Ok(mut child) = child else {
-        eprintln!("SKIP graphviz check: no `dot` program on this machine");
+        crate::skip_line!("SKIP graphviz check: no `dot` program on this machine");
         return;
     };
     child

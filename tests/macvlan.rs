@@ -104,7 +104,7 @@ fn traffic(sb: &Sandbox, ip1: &str, ip2: &str) {
 fn ipvlan_supported(sb: &Sandbox, test: &str) -> bool {
     let out = sb.sh("ip link add ipvltest link up0 type ipvlan mode l2 && ip link del ipvltest");
     if !out.status.success() {
-        eprintln!(
+        crate::skip_line!(
             "SKIP {test}: this kernel cannot make ipvlan links ({})",
             stderr(&out).trim()
         );

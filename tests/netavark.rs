@@ -687,7 +687,7 @@ fn parallel_setups_and_teardowns_share_one_network() {
 fn netavark_dns_port_moves_the_server_and_port_53_still_answers() {
     let sb = Sandbox::new();
     if !sb.cmd("sh", &["-c", "command -v dig"]).status.success() {
-        eprintln!("SKIP netavark_dns_port_moves_the_server_and_port_53_still_answers: dig (dnsutils) is not installed");
+        crate::skip_line!("SKIP netavark_dns_port_moves_the_server_and_port_53_still_answers: dig (dnsutils) is not installed");
         return;
     }
     sb.add_netns("a");

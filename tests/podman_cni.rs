@@ -168,7 +168,7 @@ fn podman_cni_names_and_aliases_answer_on_berths_dns() {
         .output()
         .is_ok_and(|o| o.status.success())
     {
-        eprintln!("SKIP {test}: `dig` is not installed (Debian: dnsutils)");
+        crate::skip_line!("SKIP {test}: `dig` is not installed (Debian: dnsutils)");
         return;
     }
     let Some(p) = PodmanCni::new_or_skip(test, |_| {}) else {

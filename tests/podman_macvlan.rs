@@ -23,7 +23,7 @@ fn podman_child_network(p: &util::podman::Podman, test: &str, driver: &str, mode
         let out =
             sb.sh("ip link add ipvltest link up0 type ipvlan mode l2 && ip link del ipvltest");
         if !out.status.success() {
-            eprintln!(
+            crate::skip_line!(
                 "SKIP {test}: this kernel cannot make ipvlan links ({})",
                 stderr(&out).trim()
             );

@@ -88,7 +88,9 @@ fn the_walkthrough_runs_as_the_readme_shows() {
     let sb = Sandbox::new();
     for tool in ["ip", "curl", "python3"] {
         if !sb.sh(&format!("command -v {tool}")).status.success() {
-            eprintln!("SKIP the_walkthrough_runs_as_the_readme_shows: {tool} is not installed");
+            crate::skip_line!(
+                "SKIP the_walkthrough_runs_as_the_readme_shows: {tool} is not installed"
+            );
             return;
         }
     }
