@@ -11,58 +11,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use util::cni::{cni, Run};
 use util::*;
 
 const HOST: &str = "203.0.113.1";
-
-/// The result of one plugin run: exit code, stdout as JSON (Null when
-/// empty), stderr.
-struct Run {
-    code: i32,
-    out: Value,
-    err: String,
-}
-
-/// Runs the berth plugin with `CNI_COMMAND=command`, the `CNI_*` variables
-/// in `env` and `stdin`, in the sandbox host.
-fn cni(sb: &Sandbox, command: &str, env: &[(&str, &str)], stdin: &str) -> Run {
-    let mut c = sb.berth_command(&[]);
-    c.env("CNI_COMMAND", command)
-        .env("CNI_PATH", "/usr/lib/cni");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().expect("spawn berth");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let deadline = Instant::now() + CMD_TIMEOUT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("berth {command} timed out");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let value = if text.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {text}"))
-    };
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        out: value,
-        err: String::from_utf8_lossy(&out.stderr).to_string(),
-    }
-}
 
 fn conf(version: &str, extra: Value) -> String {
     let mut c = json!({

@@ -12,51 +12,12 @@
 
 mod util;
 
-use std::io::Write;
-use std::process::Stdio;
-
 use serde_json::{json, Value};
+use util::cni::cni;
 use util::*;
 
 const HOST: &str = "203.0.113.1";
 const HOST_OTHER: &str = "203.0.113.10";
-
-/// One plugin run: exit code and stdout as JSON (Null when empty).
-struct Run {
-    code: i32,
-    out: Value,
-    err: String,
-}
-
-fn cni(sb: &Sandbox, command: &str, env: &[(&str, &str)], stdin: &str) -> Run {
-    let mut c = sb.berth_command(&[]);
-    c.env("CNI_COMMAND", command)
-        .env("CNI_PATH", "/usr/lib/cni");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().expect("spawn berth");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        out: if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-        },
-        err: String::from_utf8_lossy(&out.stderr).to_string(),
-    }
-}
 
 /// What one runtime sends for a pod publishing TCP 8080->80, UDP
 /// 5353->53 and TCP 8081->80 on [`HOST`] only.

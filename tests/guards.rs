@@ -8,10 +8,8 @@
 
 mod util;
 
-use std::io::Write;
-use std::process::Stdio;
-
 use serde_json::{json, Value};
+use util::cni::{cni, Run};
 use util::*;
 
 /// A derived MAC (02:42 and the address) that another endpoint of the
@@ -137,44 +135,6 @@ fn exec_refuses_an_ambiguous_target_and_enters_an_endpoint_by_name() {
     // A dry run resolves the same way.
     let plan = sb.berth(&["exec", "--dry-run", "x", "--", "true"]);
     assert_eq!(plan.status.code(), Some(2), "{}", stderr(&plan));
-}
-
-/// The result of one plugin run: exit code, stdout as JSON (Null when
-/// empty).
-struct Run {
-    code: i32,
-    out: Value,
-    err: String,
-}
-
-fn cni(sb: &Sandbox, command: &str, env: &[(&str, &str)], stdin: &str) -> Run {
-    let mut c = sb.berth_command(&[]);
-    c.env("CNI_COMMAND", command)
-        .env("CNI_PATH", "/usr/lib/cni");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().expect("spawn berth");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        out: if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-        },
-        err: String::from_utf8_lossy(&out.stderr).to_string(),
-    }
 }
 
 fn add(sb: &Sandbox, id: &str, netns: &str, conf: &Value) -> Run {

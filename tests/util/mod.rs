@@ -36,6 +36,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+pub mod cni;
 pub mod dns;
 pub mod podman;
 
