@@ -86,25 +86,7 @@ fn setup_teardown(binary: &str) -> (Stats, Stats) {
     let call = |verb: &str, i: usize| -> Duration {
         let file = dir.join(format!("c{i}.json"));
         std::fs::write(&file, request(i).to_string()).unwrap();
-        let mut c = sb.command(
-            None,
-            binary,
-            &[
-                "--config",
-                "/run/nvconf",
-                "--rootless=false",
-                "--file",
-                file.to_str().unwrap(),
-                verb,
-                &format!("/run/netns/c{i}"),
-            ],
-        );
-        c.env("BERTH_STATE_DIR", STATE_DIR);
-        let t = Instant::now();
-        let out = run_timeout(c, CMD_TIMEOUT);
-        let took = t.elapsed();
-        assert_ok_ctx(&out, &format!("{binary} {verb} c{i}"));
-        took
+        timed_netavark(&sb, binary, &file, verb, &format!("/run/netns/c{i}"))
     };
     let setup = (0..CONTAINERS).map(|i| call("setup", i)).collect();
     let teardown = (0..CONTAINERS).map(|i| call("teardown", i)).collect();

@@ -13,7 +13,7 @@
 
 mod util;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use util::podman::STOCK_NETAVARK;
@@ -68,25 +68,7 @@ fn setup_teardown(binary: &str, driver: &str) -> (Vec<Duration>, Vec<Duration>) 
     let call = |verb: &str, i: usize| -> Duration {
         let file = dir.join(format!("c{i}.json"));
         std::fs::write(&file, request(i, driver).to_string()).unwrap();
-        let mut c = sb.command(
-            None,
-            binary,
-            &[
-                "--config",
-                "/run/nvconf",
-                "--rootless=false",
-                "--file",
-                file.to_str().unwrap(),
-                verb,
-                &format!("/run/netns/c{i}"),
-            ],
-        );
-        c.env("BERTH_STATE_DIR", STATE_DIR);
-        let t = Instant::now();
-        let out = run_timeout(c, CMD_TIMEOUT);
-        let took = t.elapsed();
-        assert_ok_ctx(&out, &format!("{binary} {verb} c{i} ({driver})"));
-        took
+        timed_netavark(&sb, binary, &file, verb, &format!("/run/netns/c{i}"))
     };
     let setup: Vec<Duration> = (0..CONTAINERS).map(|i| call("setup", i)).collect();
     // Every container got its child, with its address.

@@ -1143,3 +1143,37 @@ pub fn merge(a: &mut Value, b: Value) {
         (a, b) => *a = b,
     }
 }
+
+/// Runs `binary` as Podman runs netavark (`--config ... --file FILE VERB
+/// NETNS`, berth's state in [`STATE_DIR`]) and returns how long it took;
+/// the benchmarks' one timed call.
+pub fn timed_netavark(
+    sb: &Sandbox,
+    binary: &str,
+    file: &std::path::Path,
+    verb: &str,
+    netns: &str,
+) -> Duration {
+    let mut c = sb.command(
+        None,
+        binary,
+        &[
+            "--config",
+            "/run/nvconf",
+            "--rootless=false",
+            "--file",
+            file.to_str().unwrap(),
+            verb,
+            netns,
+        ],
+    );
+    c.env("BERTH_STATE_DIR", STATE_DIR);
+    let t = Instant::now();
+    let out = run_timeout(c, CMD_TIMEOUT);
+    let took = t.elapsed();
+    assert_ok_ctx(
+        &out,
+        &format!("{binary} {verb} {netns} ({})", file.display()),
+    );
+    took
+}
