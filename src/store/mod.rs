@@ -32,7 +32,7 @@ pub use names::{DnsEndpoint, DnsNetwork};
 
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
-const SCHEMA_VERSION: i64 = 13;
+const SCHEMA_VERSION: i64 = 14;
 /// berth's routing tables (`--uplink`) are this plus the network id.
 pub const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
 
@@ -112,7 +112,7 @@ ALTER TABLE endpoints ADD COLUMN status TEXT NOT NULL DEFAULT 'ready';
 CREATE INDEX networks_unsettled ON networks (status) WHERE status != 'ready';
 CREATE INDEX endpoints_unsettled ON endpoints (status) WHERE status != 'ready';
 CREATE INDEX endpoints_by_netns ON endpoints (netns);
-CREATE INDEX endpoints_by_mac ON endpoints (network_id, mac);
+CREATE INDEX IF NOT EXISTS endpoints_by_mac ON endpoints (network_id, mac);
 CREATE TABLE sandboxes (
     name TEXT PRIMARY KEY,
     owner_pid INTEGER NOT NULL,
@@ -210,6 +210,13 @@ const DRIVER_SCHEMA: &str = "
 ALTER TABLE networks ADD COLUMN driver TEXT NOT NULL DEFAULT 'bridge';
 ALTER TABLE networks ADD COLUMN parent TEXT;
 ALTER TABLE networks ADD COLUMN mode TEXT;
+";
+
+/// Version 14: connect asks who on the network holds a MAC (a derived MAC
+/// must not repeat an explicit one); an index keeps that one lookup, not a
+/// scan of the network's endpoints.
+const MAC_INDEX_SCHEMA: &str = "
+CREATE INDEX IF NOT EXISTS endpoints_by_mac ON endpoints (network_id, mac);
 ";
 
 pub struct Store {
@@ -404,6 +411,8 @@ impl Store {
             11 => {}
             // Version 13: macvlan and ipvlan networks (below).
             12 => {}
+            // Version 14: the MAC index (below).
+            13 => {}
             SCHEMA_VERSION => {}
             v => {
                 return Err(Error::Other(format!(
@@ -417,6 +426,9 @@ impl Store {
         }
         if version < 13 {
             tx.execute_batch(DRIVER_SCHEMA)?;
+        }
+        if version < 14 {
+            tx.execute_batch(MAC_INDEX_SCHEMA)?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
