@@ -1,10 +1,17 @@
 //! berth's configuration file: what a host administrator may change without
 //! passing flags to every command. Today that is the subnet pools automatic
-//! subnets are cut from, in the shape of Docker's `daemon.json`:
+//! subnets are cut from, in the shape of Docker's `daemon.json`, and
+//! whether new networks get IPv6 by default (`"ipv6": true`, as Docker's
+//! key for its default bridge):
 //!
 //! ```json
-//! {"default-address-pools": [{"base": "10.200.0.0/16", "size": 24}]}
+//! {"ipv6": true,
+//!  "default-address-pools": [{"base": "10.200.0.0/16", "size": 24},
+//!                            {"base": "fd00:beef::/48", "size": 64}]}
 //! ```
+//!
+//! Without an IPv6 pool, IPv6 subnets are /64s of the host's own unique
+//! local /48.
 //!
 //! The file is `/etc/berth/config.json`, or the one `BERTH_CONFIG` names.
 //! A missing default file means the defaults; a file that exists but does
@@ -18,23 +25,28 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::model::ipam::{self, Pool};
-use crate::model::{subnet, Ipv4Net};
+use crate::model::subnet::{self, Family};
 
 pub const DEFAULT_PATH: &str = "/etc/berth/config.json";
 /// Names another configuration file.
 pub const ENV: &str = "BERTH_CONFIG";
 const POOLS: &str = "default-address-pools";
+const IPV6: &str = "ipv6";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// Where automatic subnets come from, tried in order.
+    /// Where automatic subnets come from, tried in order (each family
+    /// from its own; no IPv6 pool means the host's ULA /48).
     pub pools: Vec<Pool>,
+    /// New networks get an IPv6 subnet too unless told otherwise.
+    pub ipv6: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             pools: ipam::default_pools(),
+            ipv6: false,
         }
     }
 }
@@ -71,8 +83,21 @@ impl Config {
         let Value::Object(top) = v else {
             return Err(bad(format!("expected a JSON object, found {}", short(&v))));
         };
+        let ipv6 = match top.get(IPV6) {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                return Err(bad(format!(
+                    "{IPV6} {}: expected true or false",
+                    short(other)
+                )))
+            }
+        };
         let Some(pools) = top.get(POOLS) else {
-            return Ok(Config::default());
+            return Ok(Config {
+                ipv6,
+                ..Config::default()
+            });
         };
         let Value::Array(list) = pools else {
             return Err(bad(format!(
@@ -96,7 +121,7 @@ impl Config {
                 }
                 None => return Err(bad(format!("{at} {}: has no \"base\"", short(entry)))),
             };
-            let net: Ipv4Net = subnet::parse_pool_base(base)
+            let net = subnet::parse_pool_base(base)
                 .map_err(|e| bad(format!("{at}.base {base:?}: {e}")))?;
             let size = match entry.get("size") {
                 Some(Value::Number(n)) => n.as_u64(),
@@ -109,19 +134,23 @@ impl Config {
                 None => return Err(bad(format!("{at} {}: has no \"size\"", short(entry)))),
             };
             let lo = net.prefix_len().max(subnet::MIN_PREFIX);
+            let hi = Family::of_net(&net).max_prefix();
             let size = match size {
-                Some(s) if (u64::from(lo)..=u64::from(subnet::MAX_PREFIX)).contains(&s) => s as u8,
+                Some(s) if (u64::from(lo)..=u64::from(hi)).contains(&s) => s as u8,
                 _ => {
                     return Err(bad(format!(
-                        "{at}.size {}: must be a prefix length from {lo} to {}",
+                        "{at}.size {}: must be a prefix length from {lo} to {hi}",
                         short(&entry["size"]),
-                        subnet::MAX_PREFIX
                     )))
                 }
             };
             out.push(Pool::of(net, size));
         }
-        Ok(Config { pools: out })
+        // Pools of one family only leave the other's defaults in place.
+        if !out.iter().any(|p| p.family() == Family::V4) {
+            out.extend(ipam::default_pools());
+        }
+        Ok(Config { pools: out, ipv6 })
     }
 }
 

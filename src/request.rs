@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::error::{Error, Result};
-use crate::model::{Bandwidth, Mac, PortSpec};
+use crate::model::{Bandwidth, Family, Mac, PortSpec};
 
 pub use crate::model::{Attachment, EndpointMark};
 
@@ -22,10 +22,10 @@ pub use crate::model::{Attachment, EndpointMark};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetworkRequest {
     pub name: String,
-    /// None: picked from the address pools.
-    pub subnet: Option<IpNet>,
-    /// None: the subnet's first host address.
-    pub gateway: Option<IpAddr>,
+    /// The network's subnets, at most one per family. None: berth's
+    /// default (IPv4, and IPv6 too when the config file says so), picked
+    /// from the pools. Some(empty): no subnet at all (no IPAM).
+    pub subnets: Option<Vec<SubnetRequest>>,
     /// None: `berth-NAME` (or a hashed name when that is too long).
     pub bridge: Option<String>,
     pub mtu: Option<u32>,
@@ -51,8 +51,7 @@ impl NetworkRequest {
     pub fn new(name: impl Into<String>) -> NetworkRequest {
         NetworkRequest {
             name: name.into(),
-            subnet: None,
-            gateway: None,
+            subnets: None,
             bridge: None,
             mtu: None,
             masquerade: true,
@@ -66,6 +65,36 @@ impl NetworkRequest {
             host_access: true,
             owner: None,
             driver: crate::model::Driver::Bridge,
+        }
+    }
+}
+
+/// One subnet of a network to create.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubnetRequest {
+    pub family: Family,
+    /// None: picked from the family's pools.
+    pub subnet: Option<IpNet>,
+    /// None: the subnet's first host address.
+    pub gateway: Option<IpAddr>,
+}
+
+impl SubnetRequest {
+    /// An automatic subnet of `family`.
+    pub fn auto(family: Family) -> SubnetRequest {
+        SubnetRequest {
+            family,
+            subnet: None,
+            gateway: None,
+        }
+    }
+
+    /// A given subnet (its family is the prefix's) and maybe gateway.
+    pub fn given(subnet: IpNet, gateway: Option<IpAddr>) -> SubnetRequest {
+        SubnetRequest {
+            family: Family::of_net(&subnet),
+            subnet: Some(subnet),
+            gateway,
         }
     }
 }
@@ -86,8 +115,9 @@ pub struct AttachRequest {
     pub target: String,
     /// None: the namespace's name.
     pub name: Option<String>,
-    /// None: the next free address of the subnet.
-    pub ip: Option<IpAddr>,
+    /// Addresses asked for, at most one per family; a family of the
+    /// network not named here gets the next free address of its subnet.
+    pub ips: Vec<IpAddr>,
     /// None: derived from the address.
     pub mac: Option<Mac>,
     /// None: `eth0`, or the namespace's next free `ethN`.

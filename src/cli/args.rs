@@ -14,8 +14,8 @@ use super::listing;
 use crate::commands::run::{NetMode, RunRequest};
 use crate::error::Error;
 use crate::model::bandwidth::parse_rate;
-use crate::model::{Bandwidth, Limit, Mac, PortSpec};
-use crate::request::{self, AttachRequest, NetworkRequest, UplinkRequest};
+use crate::model::{Bandwidth, Family, Limit, Mac, PortSpec};
+use crate::request::{self, AttachRequest, NetworkRequest, SubnetRequest, UplinkRequest};
 use crate::store;
 
 #[derive(Parser)]
@@ -320,6 +320,20 @@ pub struct CreateArgs {
     /// Gateway address on the bridge (default: the subnet's first host address).
     #[arg(long, value_parser = address("--gateway"))]
     gateway: Option<IpAddr>,
+    /// Give the network an IPv6 subnet too (default: a /64 of the host's
+    /// unique local /48, or of the IPv6 pools in /etc/berth/config.json).
+    #[arg(long)]
+    ipv6: bool,
+    /// IPv6 subnet, e.g. fd00:1:2:3::/64 (implies --ipv6).
+    #[arg(long, value_name = "CIDR", value_parser = subnet6)]
+    subnet6: Option<IpNet>,
+    /// IPv6 gateway address on the bridge (default: the subnet's first
+    /// host address; implies --ipv6).
+    #[arg(long, value_name = "IP", value_parser = address("--gateway6"))]
+    gateway6: Option<IpAddr>,
+    /// No IPv4 subnet: an IPv6-only network (needs --ipv6).
+    #[arg(long)]
+    no_ipv4: bool,
     /// Bridge interface name (default: berth-NAME).
     #[arg(long)]
     bridge: Option<String>,
@@ -372,6 +386,9 @@ pub struct ConnectArgs {
     /// The address (default: the next free one of the subnet).
     #[arg(long, value_parser = address("--ip"))]
     ip: Option<IpAddr>,
+    /// The IPv6 address (default: the next free one of the IPv6 subnet).
+    #[arg(long, value_parser = address6("--ip6"))]
+    ip6: Option<IpAddr>,
     /// The MAC address (default: 02:42 followed by the IPv4 address).
     #[arg(long, value_parser = mac)]
     mac: Option<Mac>,
@@ -438,6 +455,9 @@ pub struct RunArgs {
     /// The address on the network (default: the next free one).
     #[arg(long, value_parser = address("--ip"))]
     ip: Option<IpAddr>,
+    /// The IPv6 address on the network (default: the next free one).
+    #[arg(long, value_parser = address6("--ip6"))]
+    ip6: Option<IpAddr>,
     /// Publish a port (as for `connect -p`).
     #[arg(short = 'p', long = "publish", value_name = "SPEC", value_parser = port, allow_negative_numbers = true)]
     publish: Vec<PortSpec>,
@@ -524,8 +544,7 @@ impl CreateArgs {
                 .map_err(crate::error::Error::Invalid)?;
         Ok(NetworkRequest {
             name: self.name.clone(),
-            subnet: self.subnet,
-            gateway: self.gateway,
+            subnets: self.subnets()?,
             bridge: self.bridge.clone(),
             mtu: self.mtu,
             masquerade: !self.no_masquerade,
@@ -546,13 +565,63 @@ impl CreateArgs {
     }
 }
 
+impl CreateArgs {
+    /// The subnets the flags ask for: None for berth's default (no
+    /// family flag at all), else IPv4 unless --no-ipv4, IPv6 with --ipv6
+    /// (or an IPv6 value: --subnet6, --gateway6, or --subnet itself).
+    fn subnets(&self) -> crate::error::Result<Option<Vec<SubnetRequest>>> {
+        let v6_subnet = self.subnet.filter(|n| matches!(n, IpNet::V6(_)));
+        let ipv6 =
+            self.ipv6 || self.subnet6.is_some() || self.gateway6.is_some() || v6_subnet.is_some();
+        if self.no_ipv4 && !ipv6 {
+            return Err(crate::error::Error::invalid(
+                "--no-ipv4 needs --ipv6: a network without IPv4 must have IPv6",
+            ));
+        }
+        if self.no_ipv4
+            && (self.gateway.is_some_and(|g| g.is_ipv4())
+                || self.subnet.is_some_and(|n| matches!(n, IpNet::V4(_))))
+        {
+            return Err(crate::error::Error::invalid(
+                "--subnet and --gateway name IPv4 values, but --no-ipv4 asks for no IPv4 subnet",
+            ));
+        }
+        if v6_subnet.is_some() && self.subnet6.is_some() {
+            return Err(crate::error::Error::invalid(
+                "two IPv6 subnets: --subnet names one and --subnet6 another (a network has one per family)",
+            ));
+        }
+        if !ipv6 && !self.no_ipv4 && self.subnet.is_none() && self.gateway.is_none() {
+            return Ok(None);
+        }
+        let mut list = Vec::new();
+        if !self.no_ipv4 {
+            list.push(SubnetRequest {
+                family: Family::V4,
+                subnet: self.subnet.filter(|n| matches!(n, IpNet::V4(_))),
+                gateway: self.gateway.filter(|_| v6_subnet.is_none()),
+            });
+        }
+        if ipv6 {
+            list.push(SubnetRequest {
+                family: Family::V6,
+                subnet: self.subnet6.or(v6_subnet),
+                gateway: self
+                    .gateway6
+                    .or(self.gateway.filter(|_| v6_subnet.is_some())),
+            });
+        }
+        Ok(Some(list))
+    }
+}
+
 impl ConnectArgs {
     pub fn request(&self) -> AttachRequest {
         AttachRequest {
             network: self.network.clone(),
             target: self.target.clone(),
             name: self.name.clone(),
-            ip: self.ip,
+            ips: self.ip.into_iter().chain(self.ip6).collect(),
             mac: self.mac,
             ifname: self.ifname.clone(),
             ports: self.publish.clone(),
@@ -580,7 +649,7 @@ impl RunArgs {
         RunRequest {
             net: NetMode::parse(self.net.as_deref()),
             name: self.name.clone(),
-            ip: self.ip,
+            ips: self.ip.into_iter().chain(self.ip6).collect(),
             ports,
             aliases: self.alias.clone(),
             dns: self.dns.clone(),
@@ -600,6 +669,24 @@ impl RunArgs {
 
 fn subnet(text: &str) -> std::result::Result<IpNet, String> {
     request::parse_prefix("subnet", text, false).map_err(message)
+}
+
+fn subnet6(text: &str) -> std::result::Result<IpNet, String> {
+    match request::parse_prefix("--subnet6", text, false).map_err(message)? {
+        IpNet::V4(v4) => Err(format!(
+            "invalid --subnet6 {v4}: expected an IPv6 CIDR like fd00:1:2:3::/64"
+        )),
+        net => Ok(net),
+    }
+}
+
+fn address6(what: &'static str) -> impl Fn(&str) -> std::result::Result<IpAddr, String> + Clone {
+    move |text| match request::parse_ip(what, text).map_err(message)? {
+        IpAddr::V4(v4) => Err(format!(
+            "invalid {what} {v4}: expected an IPv6 address like fd00::2"
+        )),
+        ip => Ok(ip),
+    }
 }
 
 fn address(what: &'static str) -> impl Fn(&str) -> std::result::Result<IpAddr, String> + Clone {

@@ -77,7 +77,10 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         commands::create_network(&mut ctx, quiet_network(&format!("other{i}")))?;
     }
     let mut bench = quiet_network("bench");
-    bench.subnet = Some("10.200.0.0/16".parse().expect("a valid prefix"));
+    bench.subnets = Some(vec![crate::request::SubnetRequest::given(
+        "10.200.0.0/16".parse().expect("a valid prefix"),
+        None,
+    )]);
     commands::create_network(&mut ctx, bench)?;
     let names: Vec<String> = (0..opts.count).map(|i| format!("ns{i}")).collect();
     for name in &names {

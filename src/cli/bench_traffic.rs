@@ -25,7 +25,6 @@ use crate::firewall;
 use crate::kernel::netns::{self, Target};
 use crate::kernel::{sandbox, sysctl};
 use crate::model::ports::{PortMapping, Proto};
-use crate::model::Ipv4Net;
 use crate::request::{AttachRequest, DetachRequest, EndpointRef};
 
 const UPLINK_HOST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
@@ -82,8 +81,11 @@ pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize) -> Result<()> {
         figure(&out, "connections_per_sec")
     };
     // The endpoint holds 2 mappings; 8 more make 10, 9,998 more 10,000.
-    let few = fillers(endpoint.ip, FILLER_FIRST_PORT, 8);
-    let many = fillers(endpoint.ip, FILLER_FIRST_PORT + 8, 9_990);
+    let ip = endpoint
+        .ip4()
+        .ok_or_else(|| Error::Other("the bench endpoint has no IPv4 address".into()))?;
+    let few = fillers(ip, FILLER_FIRST_PORT, 8);
+    let many = fillers(ip, FILLER_FIRST_PORT + 8, 9_990);
     apply_fillers(ctx, &few, ElemOp::Add)?;
     let (mut with_few, mut with_many) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
@@ -109,7 +111,7 @@ pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize) -> Result<()> {
     };
     let (mut direct, mut published) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        direct.push(throughput(format!("{}:{SINK_PORT}", endpoint.ip))?);
+        direct.push(throughput(format!("{ip}:{SINK_PORT}"))?);
         published.push(throughput(format!("{UPLINK_HOST}:{SINK_PORT}"))?);
     }
     let (direct, published) = (median(&mut direct), median(&mut published));
@@ -191,7 +193,7 @@ fn probe_path() -> Result<std::path::PathBuf> {
 /// with the host as its default gateway (so it reaches the host's uplink
 /// address, and nothing behind it without DNAT).
 fn wire_outside() -> Result<()> {
-    let net = Ipv4Net::new_truncating(UPLINK_HOST, 24);
+    let net = crate::model::subnet::v4_truncating(UPLINK_HOST, 24);
     let outside = Target::resolve("outside")?.open()?;
     let what = "wiring the outside namespace";
     sandbox::wire_routed_peer("uplink0", &outside, UPLINK_HOST, UPLINK_OUTSIDE, net)

@@ -37,10 +37,12 @@ pub fn demo(verbose: bool, dry_run: bool) -> Result<()> {
         commands::create_network(ctx, create.clone()).map(|o| o.map(|_| ()))
     })?;
     let net = commands::create_network(&mut ctx, create)?.applied()?;
+    let gateway = net
+        .gateway4()
+        .ok_or_else(|| crate::error::Error::Other("the demo network has no IPv4 gateway".into()))?;
     outln!(
-        "=> network demo: subnet {}, gateway {} on bridge {}",
-        net.subnet,
-        net.gateway,
+        "=> network demo: {} on bridge {}",
+        net.subnets_text(),
         net.bridge
     );
 
@@ -71,15 +73,16 @@ pub fn demo(verbose: bool, dry_run: bool) -> Result<()> {
         let start = Instant::now();
         let (ep, _) = commands::connect(&mut ctx, opts)?.applied()?;
         outln!(
-            "=> {name}: {}/{} on {}, mac {}, default route via {} ({:.2} ms)",
-            ep.ip,
-            net.subnet.prefix_len(),
+            "=> {name}: {} on {}, mac {} ({:.2} ms)",
+            ep.addresses_text(&net),
             ep.ifname,
             ep.mac,
-            net.gateway,
             start.elapsed().as_secs_f64() * 1000.0
         );
-        addrs.push(ep.ip);
+        addrs
+            .push(ep.ip4().ok_or_else(|| {
+                crate::error::Error::Other(format!("{name} has no IPv4 address"))
+            })?);
     }
 
     heading(3, "traffic: who reaches whom, and whom each side sees");
@@ -88,11 +91,8 @@ pub fn demo(verbose: bool, dry_run: bool) -> Result<()> {
         "alpha -> beta {}:7 (same bridge): beta answered; it saw the client as {reply}",
         addrs[1]
     );
-    let reply = tcp_exchange_to_host(net.gateway, "alpha")?;
-    outln!(
-        "alpha -> the host at the gateway {}:7: the host answered; it saw {reply}",
-        net.gateway
-    );
+    let reply = tcp_exchange_to_host(gateway, "alpha")?;
+    outln!("alpha -> the host at the gateway {gateway}:7: the host answered; it saw {reply}");
     let reply = tcp_exchange_published("beta", addrs[1])?;
     outln!(
         "the host -> 127.0.0.1:8080 (published, DNAT to beta:7): beta answered; it saw {reply} (masqueraded: 127.0.0.1 cannot be answered from beta)"

@@ -61,12 +61,10 @@ fn attached(
         // Said whatever happens to stderr: the command must run, and its
         // sandbox go, also when nobody reads this.
         out::stderr_lenient(format_args!(
-            "berth: {} on network {}: {}/{} via {}\n",
+            "berth: {} on network {}: {}\n",
             e.name,
             n.name,
-            e.ip,
-            n.subnet.prefix_len(),
-            n.gateway
+            e.addresses_text(n)
         ));
         for p in &e.ports {
             out::stderr_lenient(format_args!("berth: published {p}\n"));

@@ -260,17 +260,15 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
                 notices(ctx);
                 match n.driver.parent() {
                     None => outln!(
-                        "created network {}: subnet {}, gateway {}, bridge {}",
+                        "created network {}: {}, bridge {}",
                         n.name,
-                        n.subnet,
-                        n.gateway,
+                        show::subnet_words(&n),
                         n.bridge
                     ),
                     Some(_) => outln!(
-                        "created network {}: subnet {}, gateway {}, {}",
+                        "created network {}: {}, {}",
                         n.name,
-                        n.subnet,
-                        n.gateway,
+                        show::subnet_words(&n),
                         n.driver
                     ),
                 }
@@ -363,28 +361,26 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
                     );
                 } else if !e.has_veth() {
                     outln!(
-                        "connected {} to {}: {}/{} mac {} dev {} ({} of {}, gateway {})",
+                        "connected {} to {}: {} mac {} dev {} ({} of {}, gateway {})",
                         e.name,
                         n.name,
-                        e.ip,
-                        n.subnet.prefix_len(),
+                        show::address_list(&e, &n),
                         e.mac,
                         e.ifname,
                         n.driver.name(),
                         n.driver.parent().unwrap_or_default(),
-                        n.gateway
+                        show::gateway_list(&n)
                     );
                 } else {
                     outln!(
-                        "connected {} to {}: {}/{} mac {} dev {} (host side {}, gateway {})",
+                        "connected {} to {}: {} mac {} dev {} (host side {}, gateway {})",
                         e.name,
                         n.name,
-                        e.ip,
-                        n.subnet.prefix_len(),
+                        show::address_list(&e, &n),
                         e.mac,
                         e.ifname,
                         e.host_ifname,
-                        n.gateway
+                        show::gateway_list(&n)
                     );
                     for p in &e.ports {
                         outln!("published {p}");
@@ -414,7 +410,11 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
             request.force = force;
             match done(commands::disconnect(ctx, request)?) {
                 Some(Disconnected::Removed(e)) => {
-                    outln!("disconnected {} from {network} (released {})", e.name, e.ip);
+                    outln!(
+                        "disconnected {} from {network} (released {})",
+                        e.name,
+                        e.ips_text()
+                    );
                     for p in &e.ports {
                         outln!("unpublished {p}");
                     }

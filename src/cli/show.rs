@@ -198,6 +198,46 @@ pub fn print_networks_inspected(
     Ok(())
 }
 
+/// A network's subnets and gateways in words: `subnet S, gateway G`,
+/// then `subnet6 S, gateway6 G` for its IPv6 one (`no subnet`).
+pub fn subnet_words(n: &Network) -> String {
+    if n.subnets.is_empty() {
+        return "no subnet".into();
+    }
+    n.subnets
+        .iter()
+        .map(|s| {
+            let six = if s.family() == crate::model::Family::V6 {
+                "6"
+            } else {
+                ""
+            };
+            match s.gateway {
+                Some(g) => format!("subnet{six} {}, gateway{six} {g}", s.net),
+                None => format!("subnet{six} {}", s.net),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An endpoint's addresses with their prefix lengths.
+pub fn address_list(e: &Endpoint, n: &Network) -> String {
+    e.cidrs_text(n)
+}
+
+/// A network's gateways: `10.89.0.1, fd..::1` (`none`).
+pub fn gateway_list(n: &Network) -> String {
+    let g = n.gateways();
+    if g.is_empty() {
+        return "none".into();
+    }
+    g.iter()
+        .map(|g| g.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn print_network(
     n: &Network,
     endpoints: &[Endpoint],
@@ -208,8 +248,20 @@ fn print_network(
     if let Some(owner) = owner {
         outln!("owner:     {owner}");
     }
-    outln!("subnet:    {}", n.subnet);
-    outln!("gateway:   {}", n.gateway);
+    if n.subnets.is_empty() {
+        outln!("subnet:    none");
+    }
+    for s in &n.subnets {
+        let six = if s.family() == crate::model::Family::V6 {
+            "6"
+        } else {
+            " "
+        };
+        outln!("subnet{six}:   {}", s.net);
+        if let Some(g) = s.gateway {
+            outln!("gateway{six}:  {g}");
+        }
+    }
     match n.driver.parent() {
         None => outln!("bridge:    {}", n.bridge),
         Some(parent) => {
@@ -232,7 +284,7 @@ fn print_network(
             let ports: Vec<String> = e.ports.iter().map(|p| p.to_string()).collect();
             vec![
                 format!("  {}", e.name),
-                e.ip.to_string(),
+                e.ips_text(),
                 e.mac.to_string(),
                 e.ifname.clone(),
                 e.netns.clone(),
@@ -275,8 +327,14 @@ pub fn list_endpoints(ctx: &mut Context, opts: &listing::Options, all: bool) -> 
         let mark = owners.endpoints.get(&e.id).cloned().unwrap_or_default();
         v["owner"] = mark.owner.into();
         v["container_id"] = mark.container_id.into();
-        v["address"] = format!("{}/{}", e.ip, n.subnet.prefix_len()).into();
-        v["subnet"] = n.subnet.to_string().into();
+        v["address"] = address_list(&e, &n).into();
+        v["subnet"] = n
+            .subnets
+            .iter()
+            .map(|s| s.net.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+            .into();
         let ports: Vec<String> = e.ports.iter().map(|p| p.to_string()).collect();
         v["published"] = ports.join(", ").into();
         v["limits"] = e.bandwidth.summary().into();

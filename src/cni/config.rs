@@ -546,8 +546,12 @@ impl NetConf {
     /// The network this config names, as a request.
     pub fn network_request(&self) -> NetworkRequest {
         let mut r = NetworkRequest::new(self.name.clone());
-        r.subnet = self.subnet;
-        r.gateway = self.gateway;
+        // CNI networks are IPv4 (IPv6 comes with its own `ranges`).
+        r.subnets = Some(vec![crate::request::SubnetRequest {
+            family: crate::model::Family::V4,
+            subnet: self.subnet,
+            gateway: self.gateway,
+        }]);
         r.bridge = self.bridge.clone();
         r.mtu = self.mtu;
         r.masquerade = self.ip_masq != Some(false);
@@ -574,14 +578,21 @@ impl NetConf {
     /// phrase each (an empty list: they agree).
     pub fn contradictions(&self, n: &crate::model::Network) -> Vec<String> {
         let mut out = Vec::new();
+        let has = |what: Option<String>| what.unwrap_or_else(|| "none".into());
         if let Some(s) = self.subnet {
-            if s.to_string() != n.subnet.to_string() {
-                out.push(format!("subnet {s} (the network has {})", n.subnet));
+            if n.subnet_of(crate::model::Family::of_net(&s)).map(|x| x.net) != Some(s) {
+                out.push(format!(
+                    "subnet {s} (the network has {})",
+                    has(n.net4().map(|x| x.to_string()))
+                ));
             }
         }
         if let Some(g) = self.gateway {
-            if g != IpAddr::V4(n.gateway) {
-                out.push(format!("gateway {g} (the network has {})", n.gateway));
+            if !n.gateways().contains(&g) {
+                out.push(format!(
+                    "gateway {g} (the network has {})",
+                    has(n.gateway4().map(|x| x.to_string()))
+                ));
             }
         }
         if let Some(b) = &self.bridge {
@@ -856,8 +867,10 @@ mod tests {
         let n = crate::model::Network {
             id: 1,
             name: "n".into(),
-            subnet: "10.88.0.0/16".parse().unwrap(),
-            gateway: "10.88.0.1".parse().unwrap(),
+            subnets: vec![crate::model::Subnet {
+                net: "10.88.0.0/16".parse().unwrap(),
+                gateway: Some("10.88.0.1".parse().unwrap()),
+            }],
             bridge: "cni0".into(),
             mtu: 1500,
             link_group: 1,

@@ -27,23 +27,34 @@ pub fn encode(
     } else {
         json!([container])
     };
-    let mut ip = json!({
-        "address": format!("{}/{}", e.ip, n.subnet.prefix_len()),
-        "gateway": n.gateway.to_string(),
-        "interface": if e.has_veth() { 1 } else { 0 },
-    });
-    if version == "0.4.0" {
-        ip["version"] = "4".into();
+    // One entry per address (each family the network has), with the
+    // gateway of its subnet.
+    let mut ips = Vec::new();
+    let mut routes = Vec::new();
+    for addr in &e.ips {
+        let Some(s) = n.subnet_holding(*addr) else {
+            continue;
+        };
+        let mut ip = json!({
+            "address": format!("{addr}/{}", s.net.prefix_len()),
+            "interface": if e.has_veth() { 1 } else { 0 },
+        });
+        if let Some(g) = s.gateway {
+            ip["gateway"] = g.to_string().into();
+            if e.default_route {
+                let dst = if g.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
+                routes.push(json!({ "dst": dst, "gw": g.to_string() }));
+            }
+        }
+        if version == "0.4.0" {
+            ip["version"] = if addr.is_ipv4() { "4" } else { "6" }.into();
+        }
+        ips.push(ip);
     }
-    let routes: Vec<Value> = if e.default_route {
-        vec![json!({ "dst": "0.0.0.0/0", "gw": n.gateway.to_string() })]
-    } else {
-        Vec::new()
-    };
     json!({
         "cniVersion": version,
         "interfaces": interfaces,
-        "ips": [ip],
+        "ips": ips,
         "routes": routes,
         "dns": dns.cloned().unwrap_or_else(|| json!({})),
     })

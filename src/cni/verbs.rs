@@ -162,7 +162,8 @@ pub fn add(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<Value, CniErr
             CODE_EXISTS,
             format!(
                 "container {container_id} already has {ifname} on network {:?} ({})",
-                e.network, e.ip
+                e.network,
+                e.ips_text()
             ),
         ));
     }
@@ -179,7 +180,7 @@ pub fn add(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<Value, CniErr
         network: conf.name.clone(),
         target: netns_path.to_string(),
         name: Some(name),
-        ip: conf.ips.first().copied().or(args.ip),
+        ips: conf.ips.first().copied().or(args.ip).into_iter().collect(),
         mac: conf.mac.or(args.mac),
         ifname: Some(ifname.to_string()),
         ports: conf.port_specs(),
@@ -374,7 +375,14 @@ pub fn check(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<(), CniErro
     let n = tx.require_network(&e.network)?;
     let ports = tx.ports_of(e.id)?;
     drop(tx);
-    let address = format!("{}/{}", e.ip, n.subnet.prefix_len());
+    // CNI networks are IPv4: the endpoint's one address.
+    let (Some(ip), Some(net4)) = (e.ip4(), n.net4()) else {
+        return fail(format!(
+            "{} has no IPv4 address on network {:?}",
+            e.name, n.name
+        ));
+    };
+    let address = format!("{ip}/{}", net4.prefix_len());
 
     // prevResult against the state.
     let prev_ips: Vec<&str> = prev["ips"]
@@ -440,11 +448,13 @@ pub fn check(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<(), CniErro
             e.mac
         ));
     }
-    if !inside.has_address(link.index, e.ip, n.subnet.prefix_len()) {
+    if !inside.has_address(link.index, ip, net4.prefix_len()) {
         return fail(format!("{ifname} lacks address {address}"));
     }
-    if e.default_route && !inside.default_gateways.contains(&n.gateway) {
-        return fail(format!("the default route via {} is missing", n.gateway));
+    if let Some(gateway) = n.gateway4().filter(|_| e.default_route) {
+        if !inside.default_gateways.contains(&gateway) {
+            return fail(format!("the default route via {gateway} is missing"));
+        }
     }
 
     // Published ports: what the runtime asks for is what berth publishes.
@@ -472,7 +482,7 @@ pub fn check(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<(), CniErro
             list(&have)
         ));
     }
-    if let Some(missing) = missing_map_elements(ctx, e.ip, &ports)? {
+    if let Some(missing) = missing_map_elements(ctx, ip, &ports)? {
         return fail(missing);
     }
     Ok(())

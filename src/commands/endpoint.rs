@@ -12,8 +12,11 @@ use crate::context::{Context, DnsScope};
 use crate::error::{Error, Result};
 use crate::kernel::netns::Target;
 use crate::model::ports::{AUTO_PORT_FIRST, AUTO_PORT_LAST};
-use crate::model::subnet::ipv4_of;
-use crate::model::{ipam, names, Driver, Endpoint, Mac, Network, PortMapping, PortSpec, Proto};
+use std::net::IpAddr;
+
+use crate::model::{
+    ipam, names, subnet, Driver, Endpoint, Family, Mac, Network, PortMapping, PortSpec, Proto,
+};
 use crate::reconcile::decide::{
     child_disconnect_plan, connect_bandwidth, connect_plan, disconnect_plan,
 };
@@ -61,7 +64,6 @@ impl Change for Attach {
                 )));
             }
         }
-        let ip = req.ip.map(|ip| ipv4_of("address", ip)).transpose()?;
         crate::dns::check_aliases(&name, &req.aliases)?; // DNS
         let specs = &req.ports;
 
@@ -69,14 +71,24 @@ impl Change for Attach {
         if !network.is_bridge() {
             check_child_request(&network, req)?;
         }
-        if needs_repair(ctx, tx, &target, &network, &name, ip, specs)? {
+        check_requested_ips(&network, &req.ips)?;
+        if !specs.is_empty() && network.subnet4().is_none() {
+            return Err(Error::invalid(format!(
+                "cannot publish ports on network {:?} yet: it has no IPv4 subnet, and berth publishes ports to IPv4 addresses",
+                network.name
+            )));
+        }
+        if needs_repair(ctx, tx, &target, &network, &name, &req.ips, specs)? {
             return Ok(Prepared::Repair);
         }
         let inode = target.inode.expect("resolved targets exist");
         if let Some(existing) = tx.find_endpoint(network.id, &target.key, Some(inode))? {
             return Err(Error::invalid(format!(
                 "{} is already connected to network {:?} as {:?} ({})",
-                req.target, network.name, existing.name, existing.ip
+                req.target,
+                network.name,
+                existing.name,
+                existing.ips_text()
             )));
         }
         if tx.endpoint_name_taken(network.id, &name)? {
@@ -89,7 +101,11 @@ impl Change for Attach {
             check_mac_free(tx, &network, mac)?;
         }
         crate::dns::check_names_free(tx, &network, &name, &req.aliases)?; // DNS
-        let ip = lease(tx, &network, ip)?;
+        let mut ips = Vec::new();
+        for s in &network.subnets {
+            let asked = req.ips.iter().copied().find(|ip| s.net.contains(ip));
+            ips.push(lease(tx, &network, s, asked)?);
+        }
         let ifname = match &req.ifname {
             Some(i) => i.clone(),
             None => tx.free_ifname(inode)?,
@@ -125,7 +141,6 @@ impl Change for Attach {
             name,
             netns: target.key.clone(),
             netns_inode: inode,
-            ip,
             mac: match (req.mac, &network.driver) {
                 // An ipvlan child has its parent's MAC.
                 (_, Driver::Ipvlan { parent, .. }) => ctx
@@ -133,8 +148,9 @@ impl Change for Attach {
                     .link_mac(parent)?
                     .ok_or_else(|| no_parent(&network))?,
                 (Some(mac), _) => mac,
-                (None, _) => derived_mac(tx, &network, ip)?,
+                (None, _) => derived_mac(tx, &network, ips.first().copied())?,
             },
+            ips,
             ifname,
             host_ifname,
             default_route,
@@ -241,7 +257,7 @@ fn check_bandwidth(b: &crate::model::Bandwidth) -> Result<()> {
 /// each other's traffic silently (the bridge learns the MAC on whichever
 /// sent last).
 fn check_mac_free(tx: &Tx, network: &Network, mac: Mac) -> Result<()> {
-    if mac == Mac::from_ipv4(network.gateway) {
+    if mac == network.bridge_mac() {
         return Err(Error::invalid(format!(
             "MAC address {mac} is the MAC of bridge {} of network {:?}; choose another --mac",
             network.bridge, network.name
@@ -260,9 +276,18 @@ fn check_mac_free(tx: &Tx, network: &Network, mac: Mac) -> Result<()> {
 /// address, unless an endpoint that asked for that very MAC holds it, in
 /// which case the next candidate no one holds (one indexed lookup each;
 /// the first is free unless someone chose a MAC that looks derived).
-fn derived_mac(tx: &Tx, network: &Network, ip: std::net::Ipv4Addr) -> Result<Mac> {
+fn derived_mac(tx: &Tx, network: &Network, ip: Option<IpAddr>) -> Result<Mac> {
+    // Without an address (a network without subnets) the MAC comes from
+    // the endpoint count's successor: stable for the row, unique on the
+    // bridge after the lookups below.
+    let ip = match ip {
+        Some(ip) => ip,
+        None => IpAddr::V4(std::net::Ipv4Addr::from(
+            0x0a00_0000 | ((tx.endpoint_count(network.id)? as u32 + 1) & 0x00ff_ffff),
+        )),
+    };
     for mac in Mac::derived_candidates(ip) {
-        if tx.mac_holder(network.id, &mac.to_string())?.is_none() {
+        if mac != network.bridge_mac() && tx.mac_holder(network.id, &mac.to_string())?.is_none() {
             return Ok(mac);
         }
     }
@@ -270,6 +295,37 @@ fn derived_mac(tx: &Tx, network: &Network, ip: std::net::Ipv4Addr) -> Result<Mac
         "every MAC berth derives for {ip} is held by another endpoint of network {:?}; give one with --mac",
         network.name
     )))
+}
+
+/// Refuses an address asked for that the network has no subnet of its
+/// family for, or two of one family, naming the value.
+fn check_requested_ips(network: &Network, ips: &[IpAddr]) -> Result<()> {
+    for (i, ip) in ips.iter().enumerate() {
+        let family = Family::of(*ip);
+        if ips[..i].iter().any(|o| Family::of(*o) == family) {
+            return Err(Error::invalid(format!(
+                "address {ip}: only one {} address per endpoint",
+                family.name()
+            )));
+        }
+        match network.subnet_of(family) {
+            None => {
+                return Err(Error::invalid(format!(
+                    "address {ip}: network {:?} has no {} subnet",
+                    network.name,
+                    family.name()
+                )))
+            }
+            Some(s) if !subnet::is_host(&s.net, *ip) => {
+                return Err(Error::invalid(format!(
+                    "address {ip} is not a host address of subnet {}",
+                    s.net
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// The namespace a dry run's earlier change planned to make for `text`,
@@ -309,7 +365,7 @@ fn needs_repair(
     target: &Target,
     network: &Network,
     name: &str,
-    ip: Option<std::net::Ipv4Addr>,
+    ips: &[IpAddr],
     specs: &[PortSpec],
 ) -> Result<bool> {
     if let Some(parent) = network.driver.parent() {
@@ -335,8 +391,7 @@ fn needs_repair(
         .filter(|s| s.host_port.is_some())
         .map(|s| s.with_host_port(0))
         .collect();
-    let address = ip.map(|ip| (network.id, ip));
-    veths.extend(tx.claim_holders(&given, address)?);
+    veths.extend(tx.claim_holders(&given, network.id, ips)?);
     for veth in veths {
         if names::is_child_name(&veth) {
             // A macvlan/ipvlan child is inside its namespace: the row
@@ -377,21 +432,22 @@ fn default_endpoint_name(target: &Target) -> String {
     }
 }
 
-/// The address for a new endpoint: the requested one if it is free, else
-/// the next free one.
+/// The address of subnet `s` for a new endpoint: the requested one if it
+/// is free, else the next free one.
 fn lease(
     tx: &Tx,
     network: &Network,
-    requested: Option<std::net::Ipv4Addr>,
-) -> Result<std::net::Ipv4Addr> {
-    let subnet = network.subnet;
+    s: &crate::model::Subnet,
+    requested: Option<IpAddr>,
+) -> Result<IpAddr> {
+    let subnet = s.net;
     if let Some(ip) = requested {
-        if !subnet.is_host(ip) {
+        if !subnet::is_host(&subnet, ip) {
             return Err(Error::invalid(format!(
                 "address {ip} is not a host address of subnet {subnet}"
             )));
         }
-        if ip == network.gateway {
+        if Some(ip) == s.gateway {
             return Err(Error::invalid(format!(
                 "address {ip} is the gateway of network {:?}",
                 network.name
@@ -404,9 +460,9 @@ fn lease(
         }
         return Ok(ip);
     }
-    let last = tx.last_ip(network.id)?;
+    let last = tx.last_ip(network.id, s.family())?;
     let mut failure = None;
-    let found = ipam::next_address(subnet, network.gateway, last, |ip| {
+    let found = ipam::next_address(subnet, s.gateway, last, |ip| {
         match tx.ip_holder(network.id, ip) {
             Ok(holder) => holder.is_some(),
             Err(e) => {
@@ -486,7 +542,7 @@ impl Change for Detach {
         let siblings = tx.endpoints_by_inode(endpoint.netns_inode)?;
         let heir_route = heir
             .as_ref()
-            .map(|(_, netns, gateway)| (netns.clone(), *gateway));
+            .map(|(_, netns, gateways)| (netns.clone(), gateways.clone()));
         let plan = if endpoint.has_veth() {
             disconnect_plan(&endpoint, req.delete_veth, heir_route, &siblings)
         } else {
@@ -536,9 +592,9 @@ fn ambiguous_target(
         "target {text:?} is ambiguous on network {:?}: namespace {text} holds endpoint {:?} ({}), and endpoint {:?} ({}) is in namespace {}; say {} for the first or {named_path} for the second",
         network.name,
         in_netns.name,
-        in_netns.ip,
+        in_netns.ips_text(),
         named.name,
-        named.ip,
+        named.ips_text(),
         named.netns,
         target.path.display(),
     ))
@@ -594,8 +650,10 @@ impl Change for DetachAll {
             return Ok(Prepared::Unchanged(Vec::new()));
         }
         let mut plan = crate::plan::Plan::new();
-        let published: Vec<(std::net::Ipv4Addr, Vec<PortMapping>)> =
-            endpoints.iter().map(|e| (e.ip, e.ports.clone())).collect();
+        let published: Vec<(std::net::Ipv4Addr, Vec<PortMapping>)> = endpoints
+            .iter()
+            .filter_map(|e| Some((e.ip4()?, e.ports.clone())))
+            .collect();
         crate::reconcile::decide::withdraw_ports(&mut plan, &published);
         // Their ifbs (in the host) go in the same request.
         let ifbs = endpoints

@@ -196,7 +196,10 @@ fn a_dns_listener_is_never_published_over() {
     );
     // Other ports, and 53 on a network without DNS, say nothing.
     let mut quiet = NetworkRequest::new("quiet");
-    quiet.subnet = Some("10.91.0.0/24".parse().unwrap());
+    quiet.subnets = Some(vec![crate::request::SubnetRequest::given(
+        "10.91.0.0/24".parse().unwrap(),
+        None,
+    )]);
     quiet.dns = false;
     create_network(&mut h.ctx, quiet)
         .unwrap()
@@ -213,7 +216,10 @@ fn a_dns_listener_is_never_published_over() {
 fn no_host_access_is_recorded_and_planned() {
     let mut h = host();
     let mut req = NetworkRequest::new("vault");
-    req.subnet = Some("10.93.0.0/24".parse().unwrap());
+    req.subnets = Some(vec![crate::request::SubnetRequest::given(
+        "10.93.0.0/24".parse().unwrap(),
+        None,
+    )]);
     req.host_access = false;
     let plan = h.plan(|ctx| create_network(ctx, req.clone()));
     assert!(

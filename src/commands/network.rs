@@ -2,25 +2,27 @@
 //! create`, `rm` and `reset` make (each a [`Change`] the executor runs),
 //! and the read-only `ls` and `inspect`.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::change::{compensation, Change, Intent, Planned, Prepared, Row, Settle};
 use crate::context::{Context, DnsScope};
 use crate::error::{Error, Result};
 use crate::firewall;
 use crate::kernel::sysctl;
-use crate::model::subnet::ipv4_of;
+use crate::model::subnet::{self, ipv4_of, IpNet};
 use crate::model::{
-    ipam, names, subnet::ipv4_net_of, Endpoint, Ipv4Net, Network, NetworkPolicy, PortMapping,
-    Proto, Uplink, DEFAULT_MTU,
+    ipam, names, Endpoint, Family, Network, NetworkPolicy, PortMapping, Proto, Subnet, Uplink,
+    DEFAULT_MTU,
 };
 use crate::plan::{Plan, Step};
-use crate::request::NetworkRequest;
+use crate::request::{NetworkRequest, SubnetRequest};
 use crate::store::{NewNetwork, Tx};
 use berth_nft::ElemOp;
 
 /// The `settings` row that remembers the ip_forward value berth found.
 const IP_FORWARD: &str = "net.ipv4.ip_forward";
+/// The same for `net.ipv6.conf.all.forwarding`.
+const IP6_FORWARD: &str = "net.ipv6.conf.all.forwarding";
 
 /// The network every `berth run` without `--net` joins, made on first use.
 pub const DEFAULT_NETWORK: &str = "berth";
@@ -187,8 +189,7 @@ fn check_create<'a>(ctx: &mut Context, tx: &Tx, req: &'a NetworkRequest) -> Resu
             "invalid MTU {mtu}: expected 68 to 65535"
         )));
     }
-    let explicit_subnet = req.subnet.map(Ipv4Net::network_of).transpose()?;
-    let gateway = req.gateway.map(|g| ipv4_of("gateway", g)).transpose()?;
+    let wanted = wanted_subnets(req)?;
 
     if tx.network(&req.name)?.is_some() {
         return Err(Error::invalid(format!(
@@ -209,51 +210,15 @@ fn check_create<'a>(ctx: &mut Context, tx: &Tx, req: &'a NetworkRequest) -> Resu
         )));
     }
 
-    let host = ctx.kernel.host_prefixes()?;
-    let subnet = match explicit_subnet {
-        Some(subnet) => {
-            if let Some(n) = networks.iter().find(|n| n.subnet.overlaps(&subnet)) {
-                return Err(Error::invalid(format!(
-                    "subnet {subnet} overlaps network {:?} ({})",
-                    n.name, n.subnet
-                )));
-            }
-            // A macvlan/ipvlan network's subnet is its parent's LAN, which
-            // the host may well be on.
-            if let Some(h) = host.iter().find(|h| !child && h.net.overlaps(&subnet)) {
-                return Err(Error::invalid(format!(
-                    "subnet {subnet} overlaps {}",
-                    h.what
-                )));
-            }
-            subnet
-        }
-        None => {
-            let used: Vec<Ipv4Net> = networks
-                .iter()
-                .map(|n| n.subnet)
-                .chain(host.iter().map(|h| h.net))
-                .collect();
-            let pools = crate::config::Config::load()?.pools;
-            ipam::pick_subnet(&pools, &used).ok_or_else(|| {
-                let pools: Vec<String> = pools.iter().map(|p| p.to_string()).collect();
-                Error::invalid(format!(
-                    "no free subnet left in the pools ({}); give one with --subnet",
-                    pools.join(", ")
-                ))
-            })?
-        }
+    let host = if wanted.is_empty() {
+        Vec::new()
+    } else {
+        ctx.kernel.host_prefixes()?
     };
-    let gateway: Ipv4Addr = match gateway {
-        Some(g) if subnet.is_host(g) => g,
-        Some(g) => {
-            return Err(Error::invalid(format!(
-                "gateway {g} is not a host address of subnet {subnet}"
-            )))
-        }
-        None => subnet.first_host(),
-    };
-
+    let mut subnets = Vec::new();
+    for want in &wanted {
+        subnets.push(pick_subnet(tx, want, &networks, &host, child)?);
+    }
     let mut policy = check_policy(ctx, req)?;
     if child {
         check_child_policy(req)?;
@@ -265,12 +230,131 @@ fn check_create<'a>(ctx: &mut Context, tx: &Tx, req: &'a NetworkRequest) -> Resu
     }
     Ok(NewNetwork {
         name: &req.name,
-        subnet,
-        gateway,
+        subnets,
         bridge,
         mtu,
         policy,
         driver: req.driver.clone(),
+    })
+}
+
+/// The subnets a request asks for, checked as values: at most one per
+/// family, each prefix and gateway of its family. Without a list, berth's
+/// default: IPv4, and IPv6 too when the config file says so.
+fn wanted_subnets(req: &NetworkRequest) -> Result<Vec<SubnetRequest>> {
+    let wanted = match &req.subnets {
+        Some(list) => list.clone(),
+        None => {
+            let mut list = vec![SubnetRequest::auto(Family::V4)];
+            if crate::config::Config::load()?.ipv6 {
+                list.push(SubnetRequest::auto(Family::V6));
+            }
+            list
+        }
+    };
+    for (i, w) in wanted.iter().enumerate() {
+        if wanted[..i].iter().any(|o| o.family == w.family) {
+            return Err(Error::invalid(format!(
+                "network {:?}: more than one {} subnet (a network has at most one per family)",
+                req.name,
+                w.family.name()
+            )));
+        }
+        if let Some(net) = w.subnet {
+            if Family::of_net(&net) != w.family {
+                return Err(Error::invalid(format!(
+                    "subnet {net} is not an {} prefix",
+                    w.family.name()
+                )));
+            }
+            subnet::network_of(net)?;
+        }
+        if let Some(g) = w.gateway {
+            if Family::of(g) != w.family {
+                return Err(Error::invalid(format!(
+                    "gateway {g} is not an {} address",
+                    w.family.name()
+                )));
+            }
+            if let Some(net) = w.subnet {
+                if !subnet::is_host(&net, g) {
+                    return Err(Error::invalid(format!(
+                        "gateway {g} is not a host address of subnet {net}"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(wanted)
+}
+
+/// The subnet (with its gateway) `want` asks for: the given one if it
+/// clashes with no network and (for a bridge) no host prefix, else the
+/// first free one of the family's pools.
+fn pick_subnet(
+    tx: &Tx,
+    want: &SubnetRequest,
+    networks: &[Network],
+    host: &[crate::kernel::HostPrefix],
+    child: bool,
+) -> Result<Subnet> {
+    let net = match want.subnet {
+        Some(net) => {
+            for n in networks {
+                if let Some(s) = n.subnets.iter().find(|s| subnet::overlaps(&s.net, &net)) {
+                    return Err(Error::invalid(format!(
+                        "subnet {net} overlaps network {:?} ({})",
+                        n.name, s.net
+                    )));
+                }
+            }
+            // A macvlan/ipvlan network's subnet is its parent's LAN, which
+            // the host may well be on.
+            if let Some(h) = host
+                .iter()
+                .find(|h| !child && subnet::overlaps(&h.net, &net))
+            {
+                return Err(Error::invalid(format!("subnet {net} overlaps {}", h.what)));
+            }
+            net
+        }
+        None => {
+            let used: Vec<IpNet> = networks
+                .iter()
+                .flat_map(|n| n.subnets.iter().map(|s| s.net))
+                .chain(host.iter().map(|h| h.net))
+                .collect();
+            let mut pools: Vec<ipam::Pool> = crate::config::Config::load()?
+                .pools
+                .into_iter()
+                .filter(|p| p.family() == want.family)
+                .collect();
+            if pools.is_empty() && want.family == Family::V6 {
+                pools.push(ipam::default_pool6(tx.ula_prefix()?));
+            }
+            ipam::pick_subnet(&pools, want.family, &used).ok_or_else(|| {
+                let pools: Vec<String> = pools.iter().map(|p| p.to_string()).collect();
+                Error::invalid(format!(
+                    "no free {} subnet left in the pools ({}); give one with --subnet{}",
+                    want.family.name(),
+                    pools.join(", "),
+                    if want.family == Family::V6 { "6" } else { "" }
+                ))
+            })?
+        }
+    };
+    let gateway = match want.gateway {
+        Some(g) if subnet::is_host(&net, g) => g,
+        Some(g) => {
+            return Err(Error::invalid(format!(
+                "gateway {g} is not a host address of subnet {net}"
+            )))
+        }
+        None => subnet::first_host(&net),
+    };
+    Ok(Subnet {
+        net,
+        gateway: Some(gateway),
     })
 }
 
@@ -297,11 +381,7 @@ fn check_child_policy(req: &NetworkRequest) -> Result<()> {
 
 /// Checks the firewall and routing options.
 fn check_policy(ctx: &mut Context, req: &NetworkRequest) -> Result<NetworkPolicy> {
-    let deny_egress = req
-        .deny_egress
-        .iter()
-        .map(|d| ipv4_net_of("--deny-egress", *d))
-        .collect::<Result<Vec<_>>>()?;
+    let deny_egress = req.deny_egress.clone();
     let uplink = match &req.uplink {
         None => None,
         Some(_) if req.internal => {
@@ -320,7 +400,7 @@ fn check_policy(ctx: &mut Context, req: &NetworkRequest) -> Result<NetworkPolicy
             let gateway = match u.gateway {
                 Some(g) => {
                     let g = ipv4_of("--uplink-gateway", g)?;
-                    if !routes.connected.iter().any(|n| n.is_host(g) || n.contains(g)) {
+                    if !routes.connected.iter().any(|n| n.contains(&g)) {
                         return Err(Error::invalid(format!(
                             "uplink gateway {g} is not reachable on {ifname}: it is in none of its prefixes"
                         )));
@@ -335,7 +415,7 @@ fn check_policy(ctx: &mut Context, req: &NetworkRequest) -> Result<NetworkPolicy
             };
             Some(Uplink {
                 ifname: ifname.clone(),
-                gateway,
+                gateway: IpAddr::V4(gateway),
             })
         }
     };
@@ -347,11 +427,7 @@ fn check_policy(ctx: &mut Context, req: &NetworkRequest) -> Result<NetworkPolicy
         uplink,
         log_drops: req.log_drops,
         dns: req.dns,
-        cluster_cidrs: req
-            .cluster_cidrs
-            .iter()
-            .map(|d| ipv4_net_of("--cluster-cidr", *d))
-            .collect::<Result<Vec<_>>>()?,
+        cluster_cidrs: req.cluster_cidrs.clone(),
         host_access: req.host_access,
     })
 }
@@ -364,30 +440,57 @@ fn plan_create(ctx: &mut Context, tx: &Tx, network: &Network) -> Result<Plan> {
         // Nothing to build: endpoints are children of the host's parent.
         return Ok(plan);
     }
+    // IPv6 forwarding first: a bridge that comes up on a host that is no
+    // router yet solicits routers (and forwarding is what turns that off).
+    if network.subnet6().is_some() {
+        forwarding_step(
+            ctx,
+            tx,
+            sysctl::Key::ipv6_forwarding(),
+            IP6_FORWARD,
+            &mut plan,
+        )?;
+    }
     // The same steps the reconcile uses to rebuild a lost bridge.
     crate::reconcile::decide::network_steps(network, &mut plan);
-    let forward = ctx.kernel.read_sysctl(&sysctl::Key::ip_forward())?;
-    if forward != "1" {
-        // Remembered so that `reset` can put it back.
-        tx.record_setting_once(IP_FORWARD, &forward)?;
+    if network.subnet4().is_some() {
+        forwarding_step(ctx, tx, sysctl::Key::ip_forward(), IP_FORWARD, &mut plan)?;
     }
-    plan.push(Step::SetSysctl {
-        key: sysctl::Key::ip_forward(),
-        value: "1".into(),
-    });
     // Other networks than this new one mean the table is there.
     let exists = table_exists(ctx, tx, 1)?;
     let mut change = firewall::add_network(network, exists, &tx.instance_id()?);
     // The DNS server listens on another port than 53 (Podman's
     // NETAVARK_DNS_PORT): the gateway's port 53 is redirected to it.
-    let redirects = dns_redirects(tx, network)?;
-    firewall::ports::elements_op(&mut change.batch, ElemOp::Add, network.gateway, &redirects);
+    if let Some(gateway) = network.gateway4() {
+        let redirects = dns_redirects(tx, network)?;
+        firewall::ports::elements_op(&mut change.batch, ElemOp::Add, gateway, &redirects);
+    }
     plan.push(Step::Nft {
         batch: change.batch,
         undo: change.undo,
     });
     crate::reconcile::decide::uplink_steps(network, true, &mut plan);
     Ok(plan)
+}
+
+/// Turns forwarding (`key`) on, remembering under `setting` the value
+/// berth found so that `reset` can put it back.
+fn forwarding_step(
+    ctx: &mut Context,
+    tx: &Tx,
+    key: sysctl::Key,
+    setting: &str,
+    plan: &mut Plan,
+) -> Result<()> {
+    let found = ctx.kernel.read_sysctl(&key)?;
+    if found.trim() != "1" {
+        tx.record_setting_once(setting, found.trim())?;
+    }
+    plan.push(Step::SetSysctl {
+        key,
+        value: "1".into(),
+    });
+    Ok(())
 }
 
 /// Whether berth's `inet` table exists. A real run asks the kernel; a dry
@@ -420,14 +523,14 @@ fn tables_exist(ctx: &mut Context, tx: &Tx, own: usize) -> Result<firewall::Tabl
 
 /// The DNS port redirects a network has (see `dns::port_redirects`).
 fn dns_redirects(tx: &Tx, network: &Network) -> Result<Vec<PortMapping>> {
-    if !network.policy.dns {
+    let Some(gateway) = network.gateway4().filter(|_| network.policy.dns) else {
         return Ok(Vec::new());
-    }
+    };
     let port = tx
         .setting(crate::dns::PORT_SETTING)?
         .and_then(|p| p.parse().ok())
         .unwrap_or(53);
-    Ok(crate::dns::port_redirects(network.gateway, port))
+    Ok(crate::dns::port_redirects(gateway, port))
 }
 
 /// The steps that take a network away: its ruleset part (or the whole
@@ -570,11 +673,13 @@ impl Change for RemoveNetwork {
         }
         let last = bridge_count(tx)? == 1;
         let mut ports = tx.network_ports(network.id)?;
-        ports.extend(
-            dns_redirects(tx, &network)?
-                .into_iter()
-                .map(|m| (network.gateway, m)),
-        );
+        if let Some(gateway) = network.gateway4() {
+            ports.extend(
+                dns_redirects(tx, &network)?
+                    .into_iter()
+                    .map(|m| (gateway, m)),
+            );
+        }
         let mut plan = plan_remove(&network, endpoints.len(), last, &ports, &tx.instance_id()?);
         let exist = tables_exist(ctx, tx, 0)?;
         if !exist.routing {
@@ -657,11 +762,13 @@ impl Change for Reset {
             p.steps.remove(0);
             plan.steps.extend(p.steps);
         }
-        if let Some(old) = tx.setting(IP_FORWARD)? {
-            plan.push(Step::SetSysctl {
-                key: sysctl::Key::ip_forward(),
-                value: old,
-            });
+        for (setting, key) in [
+            (IP_FORWARD, sysctl::Key::ip_forward()),
+            (IP6_FORWARD, sysctl::Key::ipv6_forwarding()),
+        ] {
+            if let Some(old) = tx.setting(setting)? {
+                plan.push(Step::SetSysctl { key, value: old });
+            }
         }
         // Every network `removing`: a crash from here on is finished by
         // the next command.

@@ -54,7 +54,9 @@ impl NetMode {
 pub struct RunRequest {
     pub net: NetMode,
     pub name: Option<String>,
-    pub ip: Option<IpAddr>,
+    /// Addresses asked for (`--ip`, `--ip6`), at most one per family.
+    #[serde(default)]
+    pub ips: Vec<IpAddr>,
     pub ports: Vec<PortSpec>,
     /// More DNS names of the sandbox on its network.
     pub aliases: Vec<String>,
@@ -110,14 +112,14 @@ pub fn check(req: &RunRequest) -> Result<()> {
         ));
     }
     if req.net == NetMode::Host && req.ports.is_empty() {
-        if req.ip.is_some() {
+        if !req.ips.is_empty() {
             return Err(Error::invalid("--ip does not apply to --net host"));
         }
         if req.hostname.is_some() {
             return Err(Error::invalid("--hostname does not apply to --net host"));
         }
     }
-    if req.ip.is_some() && req.net == NetMode::None {
+    if !req.ips.is_empty() && req.net == NetMode::None {
         return Err(Error::invalid("--ip does not apply to --net none"));
     }
     if !req.ports.is_empty() && matches!(req.net, NetMode::Host | NetMode::None) {
@@ -182,7 +184,7 @@ fn make_sandbox(
         let attach = AttachRequest {
             network,
             target: name.to_string(),
-            ip: req.ip,
+            ips: req.ips.clone(),
             ports: req.ports.clone(),
             aliases: req.aliases.clone(),
             bandwidth: req.bandwidth,
@@ -213,7 +215,7 @@ pub fn start(ctx: &mut Context, req: &RunRequest) -> Result<Start> {
     let gateway = started
         .attached
         .as_ref()
-        .and_then(|(_, n)| n.policy.dns.then_some(n.gateway));
+        .and_then(|(_, n)| n.gateway4().filter(|_| n.policy.dns));
     if gateway.is_some() || !req.dns.is_empty() || !req.dns_search.is_empty() {
         match crate::dns::write_container_resolv(
             &ctx.state_dir,
@@ -250,10 +252,12 @@ pub fn dry_run(ctx: &mut Context, req: &RunRequest) -> Result<Vec<String>> {
         return Err(Error::Other("a dry run was carried out".into()));
     };
     let mut lines = plan.render();
-    match attached.as_ref().map(|(_, n)| n) {
-        Some(n) if n.policy.dns => lines.push(format!(
-            "# the command, with an /etc/resolv.conf naming {} (a bind mount of its own):",
-            n.gateway
+    match attached
+        .as_ref()
+        .and_then(|(_, n)| n.gateway4().filter(|_| n.policy.dns))
+    {
+        Some(gateway) => lines.push(format!(
+            "# the command, with an /etc/resolv.conf naming {gateway} (a bind mount of its own):"
         )),
         _ => lines.push("# the command:".into()),
     }

@@ -79,7 +79,10 @@ impl Host {
 
     pub fn network(&mut self, name: &str, subnet: &str) -> Network {
         let mut req = NetworkRequest::new(name);
-        req.subnet = Some(subnet.parse().unwrap());
+        req.subnets = Some(vec![crate::request::SubnetRequest::given(
+            subnet.parse().unwrap(),
+            None,
+        )]);
         create_network(&mut self.ctx, req)
             .unwrap()
             .applied()
@@ -107,13 +110,25 @@ impl Host {
             .networks_with_status()
             .unwrap()
             .into_iter()
-            .map(|(n, s)| format!("network {} {} {}", n.name, n.subnet, s.as_str()))
+            .map(|(n, s)| {
+                let subnets: Vec<String> = n.subnets.iter().map(|s| s.net.to_string()).collect();
+                format!("network {} {} {}", n.name, subnets.join(","), s.as_str())
+            })
             .collect();
         out.extend(
             tx.endpoints_with_status()
                 .unwrap()
                 .into_iter()
-                .map(|(e, s)| format!("endpoint {}/{} {} {}", e.network, e.name, e.ip, s.as_str())),
+                .map(|(e, s)| {
+                    let ips: Vec<String> = e.ips.iter().map(|ip| ip.to_string()).collect();
+                    format!(
+                        "endpoint {}/{} {} {}",
+                        e.network,
+                        e.name,
+                        ips.join(","),
+                        s.as_str()
+                    )
+                }),
         );
         out
     }
@@ -152,7 +167,10 @@ fn check(actual: String, expect: Expect) {
 fn network_create_plans_bridge_address_forwarding_and_its_firewall_part() {
     let mut h = host();
     let mut req = NetworkRequest::new("web");
-    req.subnet = Some("10.90.0.0/24".parse().unwrap());
+    req.subnets = Some(vec![crate::request::SubnetRequest::given(
+        "10.90.0.0/24".parse().unwrap(),
+        None,
+    )]);
     let plan = h.plan(|ctx| create_network(ctx, req.clone()));
     check(
         plan.lines()
@@ -172,7 +190,7 @@ fn network_create_plans_bridge_address_forwarding_and_its_firewall_part() {
 
     let n = create_network(&mut h.ctx, req).unwrap().applied().unwrap();
     assert_eq!(
-        (n.bridge.as_str(), n.gateway.to_string().as_str()),
+        (n.bridge.as_str(), n.gateways()[0].to_string().as_str()),
         ("berth-web", "10.90.0.1")
     );
     assert_eq!(h.rows(), ["network web 10.90.0.0/24 ready"]);
@@ -190,10 +208,14 @@ fn bad_network_requests_change_nothing() {
         (("web", "10.91.0.0/24"), "already exists"),
         (("db", "10.90.0.128/25"), "overlaps network \"web\""),
         (("host", "10.92.0.0/24"), "reserved"),
-        (("db", "fd00::/64"), "fd00::/64"),
+        (("db", "fd00::/121"), "fd00::/121"),
+        (("db", "fe80::/64"), "link-local"),
     ] {
         let mut r = NetworkRequest::new(req.0);
-        r.subnet = Some(req.1.parse().unwrap());
+        r.subnets = Some(vec![crate::request::SubnetRequest::given(
+            req.1.parse().unwrap(),
+            None,
+        )]);
         let err = create_network(&mut h.ctx, r).err().expect("refused");
         assert!(matches!(err, Error::Invalid(_)), "{err}");
         assert!(err.to_string().contains(needle), "{err}");
@@ -220,7 +242,10 @@ fn a_failed_plan_is_undone_and_its_rows_rolled_back() {
     // The second network's firewall batch fails after its bridge exists.
     h.fake().fail_on = Some("nft".into());
     let mut r = NetworkRequest::new("db");
-    r.subnet = Some("10.91.0.0/24".parse().unwrap());
+    r.subnets = Some(vec![crate::request::SubnetRequest::given(
+        "10.91.0.0/24".parse().unwrap(),
+        None,
+    )]);
     let err = create_network(&mut h.ctx, r).err().expect("it fails");
     assert!(matches!(err, Error::Apply { .. }), "{err}");
     h.fake().fail_on = None;
@@ -256,7 +281,7 @@ fn connect_plans_a_veth_its_inside_and_its_ports() {
         "#]],
     );
     let e = h.connect("web", "c1", &["8080:80"]);
-    assert_eq!(e.ip.to_string(), "10.90.0.2");
+    assert_eq!(e.ips_text(), "10.90.0.2");
     let inside = h
         .fake()
         .link_in(Some(std::path::Path::new("/run/netns/c1")), "eth0")
@@ -279,9 +304,9 @@ fn connect_refuses_what_clashes_before_anything_is_made() {
     h.connect("web", "c1", &["8080:80"]);
     let before = (h.rows(), h.host_links());
     let mut same_ip = attach("web", "c2", &[]);
-    same_ip.ip = Some("10.90.0.2".parse().unwrap());
+    same_ip.ips = vec!["10.90.0.2".parse().unwrap()];
     let mut v6 = attach("web", "c2", &[]);
-    v6.ip = Some("fd00::2".parse().unwrap());
+    v6.ips = vec!["fd00::2".parse().unwrap()];
     for (req, needle) in [
         (attach("web", "c1", &[]), "already connected"),
         (same_ip, "already taken by endpoint \"c1\""),
@@ -425,9 +450,12 @@ fn a_failed_change_takes_back_the_earlier_changes_of_its_transaction() {
     let mut h = host();
     h.netns("c1");
     let mut net = NetworkRequest::new("web");
-    net.subnet = Some("10.90.0.0/24".parse().unwrap());
+    net.subnets = Some(vec![crate::request::SubnetRequest::given(
+        "10.90.0.0/24".parse().unwrap(),
+        None,
+    )]);
     let mut bad = attach("web", "c1", &[]);
-    bad.ip = Some("10.99.0.5".parse().unwrap());
+    bad.ips = vec!["10.99.0.5".parse().unwrap()];
     let err = transaction(&mut h.ctx, Preflight::Run, |txn| {
         txn.apply(CreateNetwork::new(net))?;
         txn.apply(Attach(bad))
@@ -590,7 +618,10 @@ fn reset_removes_everything_and_rolls_back_when_it_fails() {
 fn ensure_network_uses_an_agreeing_network_and_refuses_a_contradicting_one() {
     let mut h = host();
     let mut req = NetworkRequest::new("web");
-    req.subnet = Some("10.90.0.0/24".parse().unwrap());
+    req.subnets = Some(vec![crate::request::SubnetRequest::given(
+        "10.90.0.0/24".parse().unwrap(),
+        None,
+    )]);
     let (n, made) = transaction(&mut h.ctx, Preflight::Run, |txn| {
         txn.apply(EnsureNetwork::new(req.clone(), Box::new(|_, _| Ok(()))))
     })
@@ -634,7 +665,10 @@ fn a_boxed_change_prepares_like_the_change() {
     let mut h = host();
     let boxed: Box<dyn Change<Output = Network>> = Box::new(CreateNetwork::new({
         let mut r = NetworkRequest::new("web");
-        r.subnet = Some("10.90.0.0/24".parse().unwrap());
+        r.subnets = Some(vec![crate::request::SubnetRequest::given(
+            "10.90.0.0/24".parse().unwrap(),
+            None,
+        )]);
         r
     }));
     let n = transaction(&mut h.ctx, Preflight::Run, |txn| txn.apply(boxed))

@@ -38,9 +38,9 @@ fn a_derived_mac_someone_asked_for_is_skipped() {
     let mut req = attach("web", "c1", &[]);
     req.mac = Some("02:42:0a:5a:00:03".parse().unwrap());
     let c1 = connect(&mut h.ctx, req).unwrap().applied().unwrap().0;
-    assert_eq!(c1.ip.to_string(), "10.90.0.2");
+    assert_eq!(c1.ips_text(), "10.90.0.2");
     let c2 = h.connect("web", "c2", &[]);
-    assert_eq!(c2.ip.to_string(), "10.90.0.3");
+    assert_eq!(c2.ips_text(), "10.90.0.3");
     assert_eq!(c2.mac.to_string(), "02:43:0a:5a:00:03");
     let inside = h
         .fake()

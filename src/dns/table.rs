@@ -277,7 +277,7 @@ impl Table {
         client == gateway
             || self
                 .net(gateway)
-                .is_some_and(|n| n.subnet.is_some_and(|s| s.contains(client)))
+                .is_some_and(|n| n.subnet.is_some_and(|s| s.contains(&client)))
     }
 
     /// The networks a query from `client` arriving on `gateway` may see:
@@ -333,7 +333,7 @@ impl Table {
         let ours = self
             .nets
             .values()
-            .any(|n| n.subnet.is_some_and(|s| s.contains(ip)));
+            .any(|n| n.subnet.is_some_and(|s| s.contains(&ip)));
         ours.then_some(None)
     }
 

@@ -204,11 +204,16 @@ fn view(
             EndpointInfo {
                 network: n.name.clone(),
                 name: e.name.clone(),
-                address: format!("{}/{}", e.ip, n.subnet.prefix_len()),
+                address: e.cidrs_text(n),
                 mac: e.mac.to_string(),
                 ifname: e.ifname.clone(),
                 host_ifname: e.host_ifname.clone(),
-                gateway: n.gateway.to_string(),
+                gateway: n
+                    .gateways()
+                    .iter()
+                    .map(|g| g.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 ports,
                 dns_names: names.clone(),
             }

@@ -209,7 +209,7 @@ pub fn elements<'a>(endpoints: impl IntoIterator<Item = &'a Endpoint>) -> Elemen
     }
     let mut out = Elements::default();
     for members in namespaces.values() {
-        let addresses: Vec<IpAddr> = members.iter().map(|e| IpAddr::V4(e.ip)).collect();
+        let addresses: Vec<IpAddr> = members.iter().flat_map(|e| e.ips.iter().copied()).collect();
         for port in members.iter().filter(|e| !e.allow_spoofing) {
             let veth = Value::Ifname(port.host_ifname.clone());
             out.guarded.push(Element::of(veth.clone()));

@@ -43,6 +43,7 @@ use berth_nft::{
 
 use super::skeleton::{self, BRIDGES, DNAT_FROM, FWD_FROM, FWD_TO, INPUT_FROM, NAT_FROM};
 use super::table;
+use crate::model::subnet::v4_nets;
 use crate::model::{names, Network, Proto};
 
 /// Logged drops per second per network, and the burst allowed above it.
@@ -84,14 +85,14 @@ pub fn chains(net: &Network) -> Chains {
 /// The DNS listeners of the network's gateway that no published port may
 /// take (`dns4`): UDP and TCP port 53, when the network has DNS.
 fn dns_listeners(net: &Network) -> Vec<Element> {
-    if !net.policy.dns {
+    let Some(gateway) = net.gateway4().filter(|_| net.policy.dns) else {
         return Vec::new();
-    }
+    };
     [Proto::Udp, Proto::Tcp]
         .into_iter()
         .map(|p| {
             Element::new([
-                Value::Ipv4(net.gateway).into(),
+                Value::Ipv4(gateway).into(),
                 Value::Proto(super::ports::l4proto(p)).into(),
                 Value::Port(53).into(),
             ])
@@ -108,9 +109,10 @@ fn ifname(name: &str) -> Element {
     Element::of(Value::Ifname(name.to_string()))
 }
 
-fn subnet(net: &Network) -> Element {
-    Element::prefix(net.subnet.network(), net.subnet.prefix_len())
-        .expect("an IPv4 prefix length is at most 32")
+/// The network's IPv4 subnet as an element of `subnets4`, if it has one.
+fn subnet(net: &Network) -> Option<Element> {
+    let s = net.net4()?;
+    Some(Element::prefix(s.network(), s.prefix_len()).expect("an IPv4 prefix length is at most 32"))
 }
 
 fn jump_to(bridge: &str, chain: &Chain) -> Element {
@@ -183,7 +185,7 @@ pub fn add(b: &mut Batch, net: &Network) {
             ends.drop(neighbours)
         },
     );
-    for d in &p.deny_egress {
+    for d in v4_nets(&p.deny_egress) {
         b.add_rule(
             &c.out,
             ends.reject(Rule::new().ip_daddr_prefix(d.network(), d.prefix_len())),
@@ -203,7 +205,7 @@ pub fn add(b: &mut Batch, net: &Network) {
         ends.drop(Rule::new().ct_state(&[CtState::Invalid])),
     );
     // Routed peers (`--cluster-cidr`) may open connections to containers.
-    for d in &p.cluster_cidrs {
+    for d in v4_nets(&p.cluster_cidrs) {
         b.add_rule(
             &c.inward,
             Rule::new()
@@ -216,7 +218,7 @@ pub fn add(b: &mut Batch, net: &Network) {
     if masquerades(net) {
         b.add_chain(&c.nat);
         // Routed peers see the container's own address.
-        for d in &p.cluster_cidrs {
+        for d in v4_nets(&p.cluster_cidrs) {
             b.add_rule(
                 &c.nat,
                 Rule::new()
@@ -224,13 +226,15 @@ pub fn add(b: &mut Batch, net: &Network) {
                     .ret(),
             );
         }
-        b.add_rule(
-            &c.nat,
-            Rule::new()
-                .ip_saddr_prefix(net.subnet.network(), net.subnet.prefix_len())
-                .oifname_ne(br)
-                .masquerade(),
-        );
+        if let Some(s) = net.net4() {
+            b.add_rule(
+                &c.nat,
+                Rule::new()
+                    .ip_saddr_prefix(s.network(), s.prefix_len())
+                    .oifname_ne(br)
+                    .masquerade(),
+            );
+        }
         b.add_elements(&skeleton::vmap(NAT_FROM), vec![jump_to(br, &c.nat)]);
     }
     if !p.host_access {
@@ -241,12 +245,12 @@ pub fn add(b: &mut Batch, net: &Network) {
                 .ct_state(&[CtState::Established, CtState::Related])
                 .accept(),
         );
-        if p.dns {
+        if let Some(gateway) = net.gateway4().filter(|_| p.dns) {
             for proto in [Proto::Udp, Proto::Tcp] {
                 b.add_rule(
                     &c.host,
                     Rule::new()
-                        .ip_daddr(net.gateway)
+                        .ip_daddr(gateway)
                         .l4proto(super::ports::l4proto(proto))
                         .th_dport(53)
                         .accept(),
@@ -258,7 +262,7 @@ pub fn add(b: &mut Batch, net: &Network) {
                 &c.host,
                 Rule::new()
                     .ct_status(&[berth_nft::CtStatus::Dnat])
-                    .ct_original_ip_daddr(net.gateway)
+                    .ct_original_ip_daddr(gateway)
                     .accept(),
             );
         }
@@ -273,7 +277,9 @@ pub fn add(b: &mut Batch, net: &Network) {
         b.add_elements(&skeleton::dns(), dns);
     }
     b.add_elements(&skeleton::bridges(), vec![ifname(br)]);
-    b.add_elements(&skeleton::subnets(), vec![subnet(net)]);
+    if let Some(subnet) = subnet(net) {
+        b.add_elements(&skeleton::subnets(), vec![subnet]);
+    }
     b.add_elements(&skeleton::vmap(FWD_FROM), vec![jump_to(br, &c.out)]);
     b.add_elements(&skeleton::vmap(FWD_TO), vec![jump_to(br, &c.inward)]);
 }
@@ -302,7 +308,9 @@ pub fn remove(b: &mut Batch, net: &Network) {
         b.elements(&skeleton::dns(), Delete, dns);
     }
     b.elements(&skeleton::bridges(), Delete, vec![ifname(br)]);
-    b.elements(&skeleton::subnets(), Delete, vec![subnet(net)]);
+    if let Some(subnet) = subnet(net) {
+        b.elements(&skeleton::subnets(), Delete, vec![subnet]);
+    }
     b.delete_chain(&c.out).delete_chain(&c.inward);
     if masquerades(net) {
         b.delete_chain(&c.nat);

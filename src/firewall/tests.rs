@@ -5,8 +5,10 @@ fn net(name: &str, policy: NetworkPolicy) -> Network {
     Network {
         id: 1,
         name: name.into(),
-        subnet: "10.90.0.0/24".parse().unwrap(),
-        gateway: "10.90.0.1".parse().unwrap(),
+        subnets: vec![crate::model::Subnet {
+            net: "10.90.0.0/24".parse().unwrap(),
+            gateway: Some("10.90.0.1".parse().unwrap()),
+        }],
         bridge: format!("berth-{name}"),
         mtu: 1500,
         link_group: 1,
@@ -295,7 +297,7 @@ fn endpoint(name: &str, last: u8, inode: u64) -> crate::model::Endpoint {
         name: name.into(),
         netns: name.into(),
         netns_inode: inode,
-        ip,
+        ips: vec![std::net::IpAddr::V4(ip)],
         mac: crate::model::Mac::from_ipv4(ip),
         ifname: "eth0".into(),
         host_ifname: format!("vb{name}"),

@@ -3,9 +3,11 @@
 //! with the same dumps the rest of berth uses, one each.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::addr::{self, AddrFact};
+use netlink_packet_route::AddressFamily;
+
+use super::addr::{self, AddrFact, IpAddrFact};
 use super::link::{self, LinkFact};
 use super::route;
 use super::rtnl::Rtnl;
@@ -17,6 +19,10 @@ pub struct NetnsFacts {
     pub addrs: Vec<AddrFact>,
     /// Gateways of the main table's default routes.
     pub default_gateways: Vec<Ipv4Addr>,
+    /// IPv6 addresses (link-local ones included).
+    pub addrs6: Vec<IpAddrFact>,
+    /// Gateways of the main table's IPv6 default routes.
+    pub default_gateways6: Vec<Ipv6Addr>,
 }
 
 impl NetnsFacts {
@@ -42,6 +48,15 @@ pub fn read(rtnl: &mut Rtnl) -> io::Result<NetnsFacts> {
             .filter(|r| r.prefix_len == 0)
             .filter_map(|r| r.gateway)
             .collect(),
+        addrs6: addr::addresses(rtnl, AddressFamily::Inet6)?,
+        default_gateways6: route::main_routes6(rtnl)?
+            .into_iter()
+            .filter(|r| r.prefix_len == 0)
+            .filter_map(|r| match r.gateway {
+                Some(std::net::IpAddr::V6(g)) => Some(g),
+                _ => None,
+            })
+            .collect(),
     })
 }
 
@@ -54,7 +69,7 @@ mod tests {
     use crate::kernel::fake_rtnl::{self, addr, link, route, Answer};
 
     #[test]
-    fn a_namespace_is_read_in_three_dumps() {
+    fn a_namespace_is_read_in_five_dumps() {
         let gw = Ipv4Addr::new(10, 90, 0, 1);
         let (mut rtnl, sent) = fake_rtnl::rtnl(vec![
             Answer::Replies(vec![link("lo", 1, vec![]), link("eth0", 5, vec![])]),
@@ -80,7 +95,11 @@ mod tests {
                 _ => "other",
             })
             .collect();
-        assert_eq!(kinds, ["links", "addresses", "routes"]);
+        // IPv4's addresses and routes, then IPv6's.
+        assert_eq!(
+            kinds,
+            ["links", "addresses", "routes", "addresses", "routes"]
+        );
         let eth0 = facts.link("eth0").expect("eth0");
         assert_eq!(eth0.index, 5);
         assert!(facts.has_address(5, Ipv4Addr::new(10, 90, 0, 2), 24));

@@ -8,15 +8,15 @@
 //! whose line starts with it fail, logged but without effect.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use super::{
-    AddrFact, ChildLink, HostPrefix, IfaceRoutes, InsideConfig, Kernel, LinkFact, NetnsFacts,
-    NftFingerprint, Target, VethPair,
+    AddrFact, ChildLink, HostPrefix, IfaceRoutes, InsideConfig, IpAddrFact, Kernel, LinkFact,
+    NetnsFacts, NftFingerprint, Target, VethPair,
 };
 use crate::error::{Error, Result};
-use crate::model::{Ipv4Net, Mac, Proto};
+use crate::model::{IpNet, Ipv4Net, Mac, Proto};
 use berth_nft::{Batch, Element, Table};
 
 /// One link, with the namespace it lives in.
@@ -52,6 +52,10 @@ pub struct FakeKernel {
     pub addrs: Vec<(Option<PathBuf>, AddrFact)>,
     /// Default gateways, with their namespace (None: the host).
     pub default_routes: Vec<(Option<PathBuf>, Ipv4Addr)>,
+    /// IPv6 addresses, with the namespace of their link (None: the host).
+    pub addrs6: Vec<(Option<PathBuf>, IpAddrFact)>,
+    /// IPv6 default gateways, with their namespace (None: the host).
+    pub default_routes6: Vec<(Option<PathBuf>, Ipv6Addr)>,
     /// The nf_tables generation: bumped by every batch applied.
     pub nft_gen: u32,
     /// What `nft_fingerprint` answers.
@@ -92,6 +96,8 @@ impl Default for FakeKernel {
             links: Vec::new(),
             addrs: Vec::new(),
             default_routes: Vec::new(),
+            addrs6: Vec::new(),
+            default_routes6: Vec::new(),
             nft_gen: 1,
             nft_chains: None,
             nft_elements: Vec::new(),
@@ -261,10 +267,58 @@ impl FakeKernel {
         self.namespaces.iter().any(|(p, _)| p == path)
     }
 
-    fn set_default(&mut self, netns: Option<&Path>, gateway: Ipv4Addr) {
-        self.default_routes.retain(|(n, _)| n.as_deref() != netns);
-        self.default_routes
-            .push((netns.map(Path::to_path_buf), gateway));
+    /// The namespace's one default route of `gateway`'s family.
+    fn set_default(&mut self, netns: Option<&Path>, gateway: IpAddr) {
+        match gateway {
+            IpAddr::V4(g) => {
+                self.default_routes.retain(|(n, _)| n.as_deref() != netns);
+                self.default_routes.push((netns.map(Path::to_path_buf), g));
+            }
+            IpAddr::V6(g) => {
+                self.default_routes6.retain(|(n, _)| n.as_deref() != netns);
+                self.default_routes6.push((netns.map(Path::to_path_buf), g));
+            }
+        }
+    }
+
+    /// A default route of `gateway`'s family beside the others.
+    fn push_default(&mut self, netns: Option<&Path>, gateway: IpAddr) {
+        let n = netns.map(Path::to_path_buf);
+        match gateway {
+            IpAddr::V4(g) => self.default_routes.push((n, g)),
+            IpAddr::V6(g) => self.default_routes6.push((n, g)),
+        }
+    }
+
+    /// Records an address of either family on link `index` of `netns`;
+    /// false when it is there already.
+    fn push_addr(&mut self, netns: Option<&Path>, index: u32, ip: IpAddr, prefix_len: u8) -> bool {
+        let n = netns.map(Path::to_path_buf);
+        match ip {
+            IpAddr::V4(ip) => {
+                let a = AddrFact {
+                    index,
+                    ip,
+                    prefix_len,
+                };
+                if self.addrs.iter().any(|(m, b)| *m == n && *b == a) {
+                    return false;
+                }
+                self.addrs.push((n, a));
+            }
+            IpAddr::V6(_) => {
+                let a = IpAddrFact {
+                    index,
+                    ip,
+                    prefix_len,
+                };
+                if self.addrs6.iter().any(|(m, b)| *m == n && *b == a) {
+                    return false;
+                }
+                self.addrs6.push((n, a));
+            }
+        }
+        true
     }
 }
 
@@ -322,7 +376,7 @@ impl Kernel for FakeKernel {
     fn link_exists_in(&mut self, netns: &Path, name: &str) -> Result<bool> {
         Ok(self.link_in(Some(netns), name).is_some())
     }
-    fn set_default_route(&mut self, netns: &Path, gateway: Ipv4Addr) -> Result<()> {
+    fn set_default_route(&mut self, netns: &Path, gateway: IpAddr) -> Result<()> {
         self.op(format!("set_default_route {} {gateway}", netns.display()))?;
         self.set_default(Some(netns), gateway);
         Ok(())
@@ -351,18 +405,12 @@ impl Kernel for FakeKernel {
             .find(|(p, _)| p == path)
             .map(|(_, i)| *i)
     }
-    fn add_address(&mut self, ifname: &str, ip: Ipv4Addr, subnet: Ipv4Net) -> Result<()> {
+    fn add_address(&mut self, ifname: &str, ip: IpAddr, subnet: IpNet) -> Result<()> {
         self.op(format!("add_address {ifname} {ip}/{}", subnet.prefix_len()))?;
         let index = self.host_index(ifname)?;
-        let addr = AddrFact {
-            index,
-            ip,
-            prefix_len: subnet.prefix_len(),
-        };
-        if self.addrs.iter().any(|(n, a)| n.is_none() && *a == addr) {
+        if !self.push_addr(None, index, ip, subnet.prefix_len()) {
             return Err(errno(format!("adding {ip} to {ifname}"), libc::EEXIST));
         }
-        self.addrs.push((None, addr));
         Ok(())
     }
     fn delete_link(&mut self, name: &str) -> Result<bool> {
@@ -476,9 +524,13 @@ impl Kernel for FakeKernel {
     }
     fn configure_inside(&mut self, netns: &Path, config: &InsideConfig) -> Result<()> {
         self.op(format!(
-            "configure_inside {} {} {:?}",
+            "configure_inside {} {:?} {:?}",
             netns.display(),
-            config.ip,
+            config
+                .addresses
+                .iter()
+                .map(|(ip, _)| *ip)
+                .collect::<Vec<_>>(),
             config.default_via
         ))?;
         let what = format!("configuring {} in {}", config.ifname, netns.display());
@@ -505,21 +557,15 @@ impl Kernel for FakeKernel {
                 l.fact.up = true;
             }
         }
-        self.addrs.push((
-            Some(netns.to_path_buf()),
-            AddrFact {
-                index,
-                ip: config.ip,
-                prefix_len: config.subnet.prefix_len(),
-            },
-        ));
-        match (config.default_via, config.metric) {
-            (Some(gateway), None) => self.set_default(Some(netns), gateway),
-            // A route of the endpoint's own, beside the others.
-            (Some(gateway), Some(_)) => self
-                .default_routes
-                .push((Some(netns.to_path_buf()), gateway)),
-            (None, _) => {}
+        for (ip, subnet) in &config.addresses {
+            self.push_addr(Some(netns), index, *ip, subnet.prefix_len());
+        }
+        for gateway in &config.default_via {
+            match config.metric {
+                None => self.set_default(Some(netns), *gateway),
+                // A route of the endpoint's own, beside the others.
+                Some(_) => self.push_default(Some(netns), *gateway),
+            }
         }
         Ok(())
     }
@@ -581,6 +627,8 @@ impl Kernel for FakeKernel {
             .collect();
         self.remove_links(doomed);
         self.default_routes
+            .retain(|(n, _)| n.as_deref() != Some(path.as_path()));
+        self.default_routes6
             .retain(|(n, _)| n.as_deref() != Some(path.as_path()));
         Ok(true)
     }
@@ -720,7 +768,10 @@ impl Kernel for FakeKernel {
     }
     fn is_local_address(&mut self, ip: Ipv4Addr) -> bool {
         ip.is_loopback()
-            || self.prefixes.iter().any(|p| p.net.contains(ip))
+            || self
+                .prefixes
+                .iter()
+                .any(|p| p.net.contains(&IpAddr::V4(ip)))
             || self.addrs.iter().any(|(n, a)| n.is_none() && a.ip == ip)
     }
     fn port_holder_process(&mut self, _proto: Proto, _port: u16) -> Option<String> {
@@ -782,6 +833,18 @@ impl Kernel for FakeKernel {
                 .collect(),
             default_gateways: self
                 .default_routes
+                .iter()
+                .filter(|(n, _)| n.as_deref() == netns)
+                .map(|(_, g)| *g)
+                .collect(),
+            addrs6: self
+                .addrs6
+                .iter()
+                .filter(|(n, _)| n.as_deref() == netns)
+                .map(|(_, a)| *a)
+                .collect(),
+            default_gateways6: self
+                .default_routes6
                 .iter()
                 .filter(|(n, _)| n.as_deref() == netns)
                 .map(|(_, g)| *g)
@@ -856,7 +919,7 @@ impl Kernel for FakeKernel {
         let covering = |ip: Ipv4Addr| {
             addrs
                 .iter()
-                .find(|a| Ipv4Net::new_truncating(a.ip, a.prefix_len).contains(ip))
+                .find(|a| crate::model::subnet::v4_truncating(a.ip, a.prefix_len).contains(&ip))
                 .copied()
         };
         let hop = |oif, gateway, prefsrc, table, kind: &str| super::RouteHop {

@@ -23,10 +23,10 @@ pub mod watch;
 #[cfg(test)]
 pub mod fake;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-pub use addr::{AddrFact, HostPrefix};
+pub use addr::{AddrFact, HostPrefix, IpAddrFact};
 pub use details::{FilterChain, NetnsDetails};
 pub use facts::NetnsFacts;
 pub use link::LinkFact;
@@ -36,7 +36,7 @@ pub use route::{IfaceRoutes, RouteHop};
 use berth_nft::{Batch, Element, Nft, Table};
 
 use crate::error::{Error, Result};
-use crate::model::{Ipv4Net, Limit, Mac, Proto};
+use crate::model::{IpNet, Ipv4Net, Limit, Mac, Proto};
 use rtnl::Rtnl;
 
 /// Each chain of a table with its number of rules.
@@ -83,10 +83,11 @@ pub struct InsideConfig {
     /// advertisements.
     pub rename_from: Option<String>,
     pub ifname: String,
-    pub ip: Ipv4Addr,
-    pub subnet: Ipv4Net,
-    /// Set when this connection provides the namespace's default route.
-    pub default_via: Option<Ipv4Addr>,
+    /// Its addresses, each with its subnet (one per family).
+    pub addresses: Vec<(IpAddr, IpNet)>,
+    /// The gateways of the default routes this connection gives the
+    /// namespace (one per family it has; empty when it gives none).
+    pub default_via: Vec<IpAddr>,
     /// Metric of that default route (None: the kernel's default, 0).
     pub metric: Option<u32>,
 }
@@ -103,7 +104,7 @@ pub trait Kernel: std::any::Any {
     /// Whether the namespace at `netns` has a link called `name`.
     fn link_exists_in(&mut self, netns: &Path, name: &str) -> Result<bool>;
     /// Points the namespace's default route at `gateway`.
-    fn set_default_route(&mut self, netns: &Path, gateway: Ipv4Addr) -> Result<()>;
+    fn set_default_route(&mut self, netns: &Path, gateway: IpAddr) -> Result<()>;
     /// Makes `ifname` a port of `bridge`.
     fn set_master(&mut self, ifname: &str, bridge: &str) -> Result<()>;
     /// The nf_tables ruleset generation (bumped by every committed change).
@@ -113,7 +114,7 @@ pub trait Kernel: std::any::Any {
     fn nft_fingerprint(&mut self, table: &Table) -> Result<Option<NftFingerprint>>;
     /// The inode of the network namespace at `path`, None when there is none.
     fn netns_inode(&mut self, path: &Path) -> Option<u64>;
-    fn add_address(&mut self, ifname: &str, ip: Ipv4Addr, subnet: Ipv4Net) -> Result<()>;
+    fn add_address(&mut self, ifname: &str, ip: IpAddr, subnet: IpNet) -> Result<()>;
     /// Ok(false) if there was no such link.
     fn delete_link(&mut self, name: &str) -> Result<bool>;
     fn delete_link_group(&mut self, group: u32) -> Result<()>;
@@ -312,7 +313,7 @@ impl Kernel for LiveKernel {
         inside.and_then(|r| r).map_err(|e| Error::kernel(what, e))
     }
 
-    fn set_default_route(&mut self, netns: &Path, gateway: Ipv4Addr) -> Result<()> {
+    fn set_default_route(&mut self, netns: &Path, gateway: IpAddr) -> Result<()> {
         let what = format!(
             "setting the default route via {gateway} in {}",
             netns.display()
@@ -363,7 +364,7 @@ impl Kernel for LiveKernel {
         netns::net_namespace_inode(path)
     }
 
-    fn add_address(&mut self, ifname: &str, ip: Ipv4Addr, subnet: Ipv4Net) -> Result<()> {
+    fn add_address(&mut self, ifname: &str, ip: IpAddr, subnet: IpNet) -> Result<()> {
         let index = self.index(ifname)?;
         addr::add_address(self.rtnl()?, index, ip, subnet).map_err(|e| {
             Error::kernel(
@@ -485,9 +486,11 @@ impl Kernel for LiveKernel {
             let index = link::index_of(&mut rtnl, &config.ifname)?.ok_or_else(enodev)?;
             link::no_ipv6_addresses(&mut rtnl, &config.ifname)?;
             link::set_up(&mut rtnl, index)?;
-            addr::add_address(&mut rtnl, index, config.ip, config.subnet)?;
-            if let Some(gateway) = config.default_via {
-                addr::add_default_route(&mut rtnl, gateway, config.metric)?;
+            for (ip, subnet) in &config.addresses {
+                addr::add_address(&mut rtnl, index, *ip, *subnet)?;
+            }
+            for gateway in &config.default_via {
+                addr::add_default_route(&mut rtnl, *gateway, config.metric)?;
             }
             Ok(())
         });

@@ -125,10 +125,40 @@ pub struct RouteFact {
     pub oif: Option<u32>,
 }
 
+/// One route of either family of the main table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IpRouteFact {
+    pub dst: Option<IpAddr>,
+    pub prefix_len: u8,
+    pub gateway: Option<IpAddr>,
+    pub oif: Option<u32>,
+}
+
 /// Every IPv4 route of the main table, in one dump.
 pub fn main_routes(rtnl: &mut Rtnl) -> io::Result<Vec<RouteFact>> {
+    let v4 = |ip: Option<IpAddr>| match ip {
+        Some(IpAddr::V4(v4)) => Some(v4),
+        _ => None,
+    };
+    Ok(main_routes_of(rtnl, AddressFamily::Inet)?
+        .into_iter()
+        .map(|r| RouteFact {
+            dst: v4(r.dst),
+            prefix_len: r.prefix_len,
+            gateway: v4(r.gateway),
+            oif: r.oif,
+        })
+        .collect())
+}
+
+/// Every IPv6 route of the main table, in one dump.
+pub fn main_routes6(rtnl: &mut Rtnl) -> io::Result<Vec<IpRouteFact>> {
+    main_routes_of(rtnl, AddressFamily::Inet6)
+}
+
+fn main_routes_of(rtnl: &mut Rtnl, family: AddressFamily) -> io::Result<Vec<IpRouteFact>> {
     let mut req = RouteMessage::default();
-    req.header.address_family = AddressFamily::Inet;
+    req.header.address_family = family;
     let mut out = Vec::new();
     for msg in rtnl.dump(RouteNetlinkMessage::GetRoute(req))? {
         let RouteNetlinkMessage::NewRoute(route) = msg else {
@@ -146,20 +176,21 @@ pub fn main_routes(rtnl: &mut Rtnl) -> io::Result<Vec<RouteFact>> {
         if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
             continue;
         }
-        let mut fact = RouteFact {
+        let mut fact = IpRouteFact {
             dst: None,
             prefix_len: route.header.destination_prefix_length,
             gateway: None,
             oif: None,
         };
+        let ip = |a: &RouteAddress| match a {
+            RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+            RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+            _ => None,
+        };
         for attr in &route.attributes {
             match attr {
-                RouteAttribute::Destination(RouteAddress::Inet(d)) if fact.dst.is_none() => {
-                    fact.dst = Some(*d)
-                }
-                RouteAttribute::Gateway(RouteAddress::Inet(g)) if fact.gateway.is_none() => {
-                    fact.gateway = Some(*g)
-                }
+                RouteAttribute::Destination(d) if fact.dst.is_none() => fact.dst = ip(d),
+                RouteAttribute::Gateway(g) if fact.gateway.is_none() => fact.gateway = ip(g),
                 RouteAttribute::Oif(i) if fact.oif.is_none() => fact.oif = Some(*i),
                 _ => {}
             }
@@ -185,7 +216,7 @@ pub fn iface_routes(rtnl: &mut Rtnl, index: u32) -> io::Result<IfaceRoutes> {
             None => {
                 if let Some(dst) = route.dst {
                     out.connected
-                        .push(Ipv4Net::new_truncating(dst, route.prefix_len));
+                        .push(crate::model::subnet::v4_truncating(dst, route.prefix_len));
                 }
             }
         }
@@ -198,8 +229,10 @@ pub fn iface_routes(rtnl: &mut Rtnl, index: u32) -> io::Result<IfaceRoutes> {
     }
     for addr in addr::ipv4_addresses(rtnl)? {
         if addr.index == index {
-            out.connected
-                .push(Ipv4Net::new_truncating(addr.ip, addr.prefix_len));
+            out.connected.push(crate::model::subnet::v4_truncating(
+                addr.ip,
+                addr.prefix_len,
+            ));
         }
     }
     Ok(out)

@@ -34,7 +34,7 @@ pub fn wire_routed_peer(
     link::create_veth(&mut rtnl, &spec)?;
     let host_side = link::index_of(&mut rtnl, host_ifname)?
         .ok_or_else(|| io::Error::other(format!("{host_ifname} vanished")))?;
-    addr::add_address(&mut rtnl, host_side, host_ip, net)?;
+    addr::add_address(&mut rtnl, host_side, host_ip.into(), net.into())?;
     netns::run_in(peer, || -> io::Result<()> {
         let mut rtnl = Rtnl::open()?;
         for name in ["lo", "eth0"] {
@@ -43,7 +43,7 @@ pub fn wire_routed_peer(
             }
         }
         let eth0 = link::index_of(&mut rtnl, "eth0")?.unwrap_or_default();
-        addr::add_address(&mut rtnl, eth0, peer_ip, net)?;
-        addr::add_default_route(&mut rtnl, host_ip, None)
+        addr::add_address(&mut rtnl, eth0, peer_ip.into(), net.into())?;
+        addr::add_default_route(&mut rtnl, host_ip.into(), None)
     })?
 }

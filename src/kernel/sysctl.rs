@@ -38,6 +38,13 @@ impl Key {
         Key::new(["net", "ipv4", "ip_forward"])
     }
 
+    /// `net.ipv6.conf.all.forwarding`: IPv6's `ip_forward` (it also turns
+    /// off accepting router advertisements on interfaces with accept_ra=1,
+    /// as for every router).
+    pub fn ipv6_forwarding() -> Key {
+        Key::new(["net", "ipv6", "conf", "all", "forwarding"])
+    }
+
     /// For `net.ipv4.conf.IFNAME.route_localnet` of one device: the device
     /// and the setting's IPV4_DEVCONF number, so it can be set over
     /// netlink, which works where /proc is mounted read-only (as Podman

@@ -2,7 +2,7 @@
 //! an endpoint's IPv4 address when none is given.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
 use crate::error::Error;
@@ -24,9 +24,17 @@ impl Mac {
     /// asked for its own MAC already holds the readable one. Every
     /// candidate embeds the address, so no two endpoints' lists meet, and
     /// none is the bridge's (the gateway's first candidate).
-    pub fn derived_candidates(ip: Ipv4Addr) -> impl Iterator<Item = Mac> {
-        let o = ip.octets();
+    pub fn derived_candidates(ip: IpAddr) -> impl Iterator<Item = Mac> {
+        let o = low_octets(ip);
         (0..=255u8).map(move |i| Mac([0x02, 0x42u8.wrapping_add(i), o[0], o[1], o[2], o[3]]))
+    }
+
+    /// [`Mac::from_ipv4`] of either family: an IPv6 address gives its last
+    /// four octets (an IPv6-only endpoint's MAC is as stable and as unique
+    /// on its bridge as its address's interface identifier).
+    pub fn from_ip(ip: IpAddr) -> Mac {
+        let o = low_octets(ip);
+        Mac([0x02, 0x42, o[0], o[1], o[2], o[3]])
     }
 
     /// Parses and checks a MAC for use on an interface.
@@ -66,6 +74,18 @@ impl FromStr for Mac {
             return Err(bad());
         }
         Ok(Mac(bytes))
+    }
+}
+
+/// The four octets a derived MAC embeds: the IPv4 address, or the last
+/// four of an IPv6 one.
+fn low_octets(ip: IpAddr) -> [u8; 4] {
+    match ip {
+        IpAddr::V4(v4) => v4.octets(),
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            [o[12], o[13], o[14], o[15]]
+        }
     }
 }
 
@@ -109,7 +129,7 @@ mod tests {
     #[test]
     fn derived_candidates_start_readable_and_stay_distinct() {
         let ip = Ipv4Addr::new(10, 90, 0, 2);
-        let all: Vec<Mac> = Mac::derived_candidates(ip).collect();
+        let all: Vec<Mac> = Mac::derived_candidates(IpAddr::V4(ip)).collect();
         assert_eq!(all[0], Mac::from_ipv4(ip));
         assert_eq!(all[1].to_string(), "02:43:0a:5a:00:02");
         let distinct: std::collections::HashSet<_> = all.iter().collect();
@@ -122,5 +142,10 @@ mod tests {
         let m = Mac::from_ipv4(Ipv4Addr::new(10, 90, 0, 2));
         assert_eq!(m.to_string(), "02:42:0a:5a:00:02");
         assert!(Mac::parse_unicast(&m.to_string()).is_ok());
+        // An IPv6 address gives its last four octets.
+        let m = Mac::from_ip("fd00:1::a5a:2".parse().unwrap());
+        assert_eq!(m.to_string(), "02:42:0a:5a:00:02");
+        let m = Mac::from_ip("fd00:1::10:5a00:2".parse().unwrap());
+        assert_eq!(m.to_string(), "02:42:5a:00:00:02");
     }
 }

@@ -9,7 +9,7 @@ pub mod names;
 pub mod ports;
 pub mod subnet;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::Serialize;
 
@@ -17,19 +17,19 @@ pub use bandwidth::{Bandwidth, Limit};
 pub use driver::{Driver, IpvlanMode, MacvlanMode};
 pub use mac::Mac;
 pub use ports::{PortMapping, PortSpec, PortView, Proto};
-pub use subnet::Ipv4Net;
+pub use subnet::{Family, IpNet, Ipv4Net, Ipv6Net, Subnet};
 
 /// Default MTU of a network's bridge and veths.
 pub const DEFAULT_MTU: u32 = 1500;
 
-/// A bridge network: a subnet, its gateway on a bridge, and the endpoints
-/// connected to it.
+/// A bridge network: its subnets (at most one per family, IPv4 first;
+/// none at all for a network whose addresses are not berth's to manage),
+/// their gateways on a bridge, and the endpoints connected to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Network {
     pub id: i64,
     pub name: String,
-    pub subnet: Ipv4Net,
-    pub gateway: Ipv4Addr,
+    pub subnets: Vec<Subnet>,
     pub bridge: String,
     pub mtu: u32,
     /// Link group of the network's host-side veths, so that all of them can
@@ -54,8 +54,8 @@ pub struct NetworkPolicy {
     pub icc: bool,
     /// Nothing leaves beyond the host; endpoints get no default route.
     pub internal: bool,
-    /// Destinations the network's traffic is rejected to.
-    pub deny_egress: Vec<Ipv4Net>,
+    /// Destinations the network's traffic is rejected to (both families).
+    pub deny_egress: Vec<IpNet>,
     /// Where the network's traffic leaves, by policy routing.
     pub uplink: Option<Uplink>,
     /// Log (rate-limited) what the firewall drops for the network.
@@ -65,7 +65,7 @@ pub struct NetworkPolicy {
     /// Routed setups (`--cluster-cidr`, CNI `clusterCIDR`): the network's
     /// traffic to these ranges is not masqueraded, and new connections from
     /// them are let in, so pods on other nodes see each other's addresses.
-    pub cluster_cidrs: Vec<Ipv4Net>,
+    pub cluster_cidrs: Vec<IpNet>,
     /// Containers may reach the host's own services (Docker's default);
     /// `--no-host-access` leaves them DNS on their gateway only.
     pub host_access: bool,
@@ -91,7 +91,7 @@ impl Default for NetworkPolicy {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Uplink {
     pub ifname: String,
-    pub gateway: Ipv4Addr,
+    pub gateway: IpAddr,
 }
 
 /// One namespace's attachment to one network.
@@ -104,7 +104,9 @@ pub struct Endpoint {
     pub netns: String,
     /// Inode of the namespace, to recognise it under another name.
     pub netns_inode: u64,
-    pub ip: Ipv4Addr,
+    /// Its addresses: one per family its network has, in the order of the
+    /// network's subnets (its leases).
+    pub ips: Vec<IpAddr>,
     pub mac: Mac,
     pub ifname: String,
     pub host_ifname: String,
@@ -145,8 +147,12 @@ pub struct Attachment {
 #[derive(Serialize)]
 pub struct NetworkView {
     pub name: String,
+    /// The first subnet (IPv4 when the network has one), "" for none.
     pub subnet: String,
     pub gateway: String,
+    /// Every subnet, each with its gateway.
+    pub subnets: Vec<SubnetView>,
+    pub ipv6: bool,
     pub bridge: String,
     pub mtu: u32,
     pub endpoint_count: usize,
@@ -167,14 +173,26 @@ pub struct NetworkView {
     pub mode: Option<&'static str>,
 }
 
+/// One subnet of a network in JSON.
+#[derive(Serialize)]
+pub struct SubnetView {
+    pub subnet: String,
+    pub gateway: Option<String>,
+}
+
 /// The JSON shape of an endpoint in `connect/ps --json`.
 #[derive(Serialize)]
 pub struct EndpointView {
     pub name: String,
     pub network: String,
     pub netns: String,
+    /// The first address (IPv4 when it has one), "" for none.
     pub ip: String,
     pub prefix_len: u8,
+    /// Its IPv6 address, if any.
+    pub ip6: Option<String>,
+    /// Every address with its prefix length (`10.89.0.2/24`, `fd..::2/64`).
+    pub ips: Vec<String>,
     pub mac: String,
     pub ifname: String,
     pub host_ifname: String,
@@ -190,8 +208,26 @@ impl Network {
     pub fn view(&self, endpoint_count: usize) -> NetworkView {
         NetworkView {
             name: self.name.clone(),
-            subnet: self.subnet.to_string(),
-            gateway: self.gateway.to_string(),
+            subnet: self
+                .subnets
+                .first()
+                .map(|s| s.net.to_string())
+                .unwrap_or_default(),
+            gateway: self
+                .subnets
+                .first()
+                .and_then(|s| s.gateway)
+                .map(|g| g.to_string())
+                .unwrap_or_default(),
+            subnets: self
+                .subnets
+                .iter()
+                .map(|s| SubnetView {
+                    subnet: s.net.to_string(),
+                    gateway: s.gateway.map(|g| g.to_string()),
+                })
+                .collect(),
+            ipv6: self.subnet6().is_some(),
             bridge: self.bridge.clone(),
             mtu: self.mtu,
             endpoint_count,
@@ -226,6 +262,88 @@ impl Network {
     /// DNS on its gateway); macvlan/ipvlan networks are none of that.
     pub fn is_bridge(&self) -> bool {
         self.driver.is_bridge()
+    }
+
+    /// Its subnet of `family`, if it has one.
+    pub fn subnet_of(&self, family: Family) -> Option<&Subnet> {
+        self.subnets.iter().find(|s| s.family() == family)
+    }
+
+    pub fn subnet4(&self) -> Option<&Subnet> {
+        self.subnet_of(Family::V4)
+    }
+
+    pub fn subnet6(&self) -> Option<&Subnet> {
+        self.subnet_of(Family::V6)
+    }
+
+    /// The IPv4 prefix, for the parts that speak IPv4 only.
+    pub fn net4(&self) -> Option<Ipv4Net> {
+        match self.subnet4()?.net {
+            IpNet::V4(v4) => Some(v4),
+            IpNet::V6(_) => None,
+        }
+    }
+
+    pub fn net6(&self) -> Option<Ipv6Net> {
+        match self.subnet6()?.net {
+            IpNet::V6(v6) => Some(v6),
+            IpNet::V4(_) => None,
+        }
+    }
+
+    /// The IPv4 gateway (the bridge's IPv4 address), if any.
+    pub fn gateway4(&self) -> Option<Ipv4Addr> {
+        match self.subnet4()?.gateway? {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        }
+    }
+
+    pub fn gateway6(&self) -> Option<Ipv6Addr> {
+        match self.subnet6()?.gateway? {
+            IpAddr::V6(v6) => Some(v6),
+            IpAddr::V4(_) => None,
+        }
+    }
+
+    /// Every gateway address (the bridge's addresses), IPv4 first.
+    pub fn gateways(&self) -> Vec<IpAddr> {
+        self.subnets.iter().filter_map(|s| s.gateway).collect()
+    }
+
+    /// The subnet holding `ip`, if any.
+    pub fn subnet_holding(&self, ip: IpAddr) -> Option<&Subnet> {
+        self.subnets.iter().find(|s| s.net.contains(&ip))
+    }
+
+    /// The subnets and gateways in one line: `10.89.0.0/24 via
+    /// 10.89.0.1, fd..::/64 via fd..::1` (or `no subnet`).
+    pub fn subnets_text(&self) -> String {
+        if self.subnets.is_empty() {
+            return "no subnet".into();
+        }
+        self.subnets
+            .iter()
+            .map(|s| match s.gateway {
+                Some(g) => format!("{} via {g}", s.net),
+                None => s.net.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The MAC of the network's bridge: derived from its first gateway,
+    /// as an endpoint's is from its address (so no derived endpoint MAC
+    /// is the bridge's), or from the network's id when it has none.
+    pub fn bridge_mac(&self) -> Mac {
+        match self.gateways().first() {
+            Some(g) => Mac::from_ip(*g),
+            None => {
+                let id = (self.id as u32).to_be_bytes();
+                Mac([0x02, 0x41, id[0], id[1], id[2], id[3]])
+            }
+        }
     }
 }
 
@@ -270,17 +388,98 @@ impl Endpoint {
         !names::is_child_name(&self.host_ifname)
     }
 
+    /// Its IPv4 address, for the parts that speak IPv4 only.
+    pub fn ip4(&self) -> Option<Ipv4Addr> {
+        self.ips.iter().find_map(|ip| match ip {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        })
+    }
+
+    pub fn ip6(&self) -> Option<Ipv6Addr> {
+        self.ips.iter().find_map(|ip| match ip {
+            IpAddr::V6(v6) => Some(*v6),
+            IpAddr::V4(_) => None,
+        })
+    }
+
+    /// Its addresses as text, `10.89.0.2, fd..::2` (`-` for none).
+    pub fn ips_text(&self) -> String {
+        if self.ips.is_empty() {
+            return "-".into();
+        }
+        self.ips
+            .iter()
+            .map(|ip| ip.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Its addresses with their prefix lengths and gateways, as one line:
+    /// `10.89.0.2/24 via 10.89.0.1, fd..::2/64 via fd..::1` (`no address`).
+    pub fn addresses_text(&self, network: &Network) -> String {
+        if self.ips.is_empty() {
+            return "no address".into();
+        }
+        self.ips
+            .iter()
+            .map(|ip| match network.subnet_holding(*ip) {
+                Some(Subnet {
+                    net,
+                    gateway: Some(g),
+                }) => format!("{ip}/{} via {g}", net.prefix_len()),
+                Some(s) => format!("{ip}/{}", s.net.prefix_len()),
+                None => ip.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Its addresses with their prefix lengths: `10.89.0.2/24, fd..::2/64`
+    /// (`no address`).
+    pub fn cidrs_text(&self, network: &Network) -> String {
+        if self.ips.is_empty() {
+            return "no address".into();
+        }
+        self.ips
+            .iter()
+            .map(|ip| match network.subnet_holding(*ip) {
+                Some(s) => format!("{ip}/{}", s.net.prefix_len()),
+                None => ip.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub fn view(&self, network: &Network) -> EndpointView {
+        let first = self.ips.first().copied();
+        let subnet_of = |ip: IpAddr| network.subnet_holding(ip);
         EndpointView {
             name: self.name.clone(),
             network: self.network.clone(),
             netns: self.netns.clone(),
-            ip: self.ip.to_string(),
-            prefix_len: network.subnet.prefix_len(),
+            ip: first.map(|ip| ip.to_string()).unwrap_or_default(),
+            prefix_len: first
+                .and_then(subnet_of)
+                .map(|s| s.net.prefix_len())
+                .unwrap_or(0),
+            ip6: self.ip6().map(|ip| ip.to_string()),
+            ips: self
+                .ips
+                .iter()
+                .map(|ip| match subnet_of(*ip) {
+                    Some(s) => format!("{ip}/{}", s.net.prefix_len()),
+                    None => ip.to_string(),
+                })
+                .collect(),
             mac: self.mac.to_string(),
             ifname: self.ifname.clone(),
             host_ifname: self.host_ifname.clone(),
-            gateway: network.gateway.to_string(),
+            gateway: first
+                .and_then(subnet_of)
+                .and_then(|s| s.gateway)
+                .map(|g| g.to_string())
+                .unwrap_or_default(),
             ports: self.ports.iter().map(PortMapping::view).collect(),
             bandwidth: self.bandwidth,
             allow_spoofing: self.allow_spoofing,

@@ -1,128 +1,191 @@
-//! IPv4 subnets: parsing, containment, overlap, and the addresses a subnet
-//! can lend to containers.
+//! Subnets of both families over `ipnet`: which prefixes a network may
+//! use, the addresses a subnet can lend to containers, overlap, and the
+//! ranges no network may use. One set of rules for IPv4 and IPv6, so IPAM,
+//! the commands and the reconcile handle both in one place.
 
-use std::fmt;
-use std::net::Ipv4Addr;
-use std::str::FromStr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+pub use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::error::Error;
 
 /// Smallest prefix length berth accepts for a network (a /8).
 pub const MIN_PREFIX: u8 = 8;
-/// Largest prefix length that still leaves a gateway and one container.
+/// Largest IPv4 prefix length that still leaves a gateway and one container.
 pub const MAX_PREFIX: u8 = 30;
+/// Largest IPv6 prefix length berth accepts: /120 (256 addresses). Longer
+/// prefixes leave too little room for the gateway, the subnet-router
+/// anycast address and containers to be worth a bridge.
+pub const MAX_PREFIX6: u8 = 120;
 
-/// An IPv4 prefix such as `10.90.0.0/24`. Always normalised: host bits zero.
+/// An address family, for messages and per-family choices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Ipv4Net {
-    addr: Ipv4Addr,
-    prefix: u8,
+pub enum Family {
+    V4,
+    V6,
 }
 
-impl Ipv4Net {
-    /// Builds a prefix, clearing any host bits of `addr`.
-    pub fn new_truncating(addr: Ipv4Addr, prefix: u8) -> Ipv4Net {
-        let prefix = prefix.min(32);
-        Ipv4Net {
-            addr: Ipv4Addr::from(u32::from(addr) & mask(prefix)),
-            prefix,
+impl Family {
+    pub fn of(ip: IpAddr) -> Family {
+        match ip {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
         }
     }
 
-    pub fn network(&self) -> Ipv4Addr {
-        self.addr
-    }
-
-    pub fn prefix_len(&self) -> u8 {
-        self.prefix
-    }
-
-    pub fn netmask(&self) -> u32 {
-        mask(self.prefix)
-    }
-
-    pub fn broadcast(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) | !self.netmask())
-    }
-
-    /// First address usable by a host (the conventional gateway).
-    pub fn first_host(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) + 1)
-    }
-
-    /// Last address usable by a host.
-    pub fn last_host(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.broadcast()) - 1)
-    }
-
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.netmask() == u32::from(self.addr)
-    }
-
-    pub fn overlaps(&self, other: &Ipv4Net) -> bool {
-        let shorter = self.prefix.min(other.prefix);
-        let m = mask(shorter);
-        u32::from(self.addr) & m == u32::from(other.addr) & m
-    }
-
-    /// True when `ip` may be lent to a host: inside, and neither the network
-    /// nor the broadcast address.
-    pub fn is_host(&self, ip: Ipv4Addr) -> bool {
-        self.contains(ip) && ip != self.addr && ip != self.broadcast()
-    }
-
-    /// The prefix that follows this one at the same length, if any.
-    pub fn next(&self) -> Option<Ipv4Net> {
-        let size = 1u64 << (32 - self.prefix);
-        let next = u64::from(u32::from(self.addr)) + size;
-        (next <= u64::from(u32::MAX))
-            .then(|| Ipv4Net::new_truncating(Ipv4Addr::from(next as u32), self.prefix))
-    }
-
-    /// Parses a network subnet as the user gives it and checks it can hold a
-    /// gateway and at least one container.
-    pub fn parse_network(text: &str) -> Result<Ipv4Net, Error> {
-        let net = parse_exact(text)?;
-        check_not_reserved("subnet", &net)?;
-        if net.prefix < MIN_PREFIX {
-            return Err(Error::invalid(format!(
-                "subnet {text:?} is too large: the prefix must be /{MIN_PREFIX} to /{MAX_PREFIX}"
-            )));
+    pub fn of_net(net: &IpNet) -> Family {
+        match net {
+            IpNet::V4(_) => Family::V4,
+            IpNet::V6(_) => Family::V6,
         }
-        if net.prefix > MAX_PREFIX {
-            return Err(Error::invalid(format!(
-                "subnet {text:?} is too small: it leaves no address for a container (use /{MAX_PREFIX} or shorter)"
-            )));
-        }
-        Ok(net)
     }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+
+    /// The largest prefix length a network of the family may have.
+    pub fn max_prefix(self) -> u8 {
+        match self {
+            Family::V4 => MAX_PREFIX,
+            Family::V6 => MAX_PREFIX6,
+        }
+    }
+}
+
+/// One subnet of a network: at most one per family. The gateway is the
+/// bridge's address in it (None: a network whose gateway is not berth's,
+/// or none at all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Subnet {
+    pub net: IpNet,
+    pub gateway: Option<IpAddr>,
+}
+
+impl Subnet {
+    pub fn family(&self) -> Family {
+        Family::of_net(&self.net)
+    }
+}
+
+/// A prefix's address as a number (IPv4 in the low 32 bits), so one piece
+/// of arithmetic serves both families.
+pub fn to_u128(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+/// The address `n` of the family of `like`.
+pub fn from_u128(like: IpAddr, n: u128) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(n as u32)),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(n)),
+    }
+}
+
+/// Total bits of the family of `net`.
+fn bits(net: &IpNet) -> u8 {
+    net.max_prefix_len()
+}
+
+/// The prefix of length `prefix` holding `ip` (host bits cleared).
+pub fn truncating(ip: IpAddr, prefix: u8) -> IpNet {
+    let max = match ip {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    };
+    IpNet::new(ip, prefix.min(max))
+        .expect("prefix within the family's length")
+        .trunc()
+}
+
+/// The IPv4 prefix of length `prefix` holding `ip`.
+pub fn v4_truncating(ip: Ipv4Addr, prefix: u8) -> Ipv4Net {
+    Ipv4Net::new(ip, prefix.min(32))
+        .expect("prefix within 32")
+        .trunc()
+}
+
+/// Whether two prefixes share an address.
+pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    Family::of_net(a) == Family::of_net(b) && (a.contains(&b.network()) || b.contains(&a.network()))
+}
+
+/// The first address usable by a host (the conventional gateway): the
+/// network address plus one. In IPv6 the network address itself is the
+/// subnet-router anycast address (RFC 4291 2.6.1), never a host's.
+pub fn first_host(net: &IpNet) -> IpAddr {
+    from_u128(net.network(), to_u128(net.network()) + 1)
+}
+
+/// The last address usable by a host: before the broadcast address in
+/// IPv4; the last address of the prefix in IPv6 (which has none).
+pub fn last_host(net: &IpNet) -> IpAddr {
+    match net {
+        IpNet::V4(v4) => IpAddr::V4(Ipv4Addr::from(u32::from(v4.broadcast()) - 1)),
+        IpNet::V6(v6) => IpAddr::V6(v6.broadcast()),
+    }
+}
+
+/// True when `ip` may be lent to a host: inside `net`, and neither the
+/// network (IPv6: subnet-router anycast) nor the IPv4 broadcast address.
+pub fn is_host(net: &IpNet, ip: IpAddr) -> bool {
+    if !net.contains(&ip) || ip == net.network() {
+        return false;
+    }
+    match net {
+        IpNet::V4(v4) => ip != IpAddr::V4(v4.broadcast()),
+        IpNet::V6(_) => true,
+    }
+}
+
+/// The prefix that follows `net` at the same length, if any.
+pub fn next(net: &IpNet) -> Option<IpNet> {
+    let host_bits = u32::from(bits(net) - net.prefix_len());
+    let size = 1u128.checked_shl(host_bits)?;
+    let max = match net {
+        IpNet::V4(_) => u128::from(u32::MAX),
+        IpNet::V6(_) => u128::MAX,
+    };
+    let n = to_u128(net.network()).checked_add(size)?;
+    (n <= max).then(|| truncating(from_u128(net.network(), n), net.prefix_len()))
 }
 
 /// Ranges no network may use: the kernel treats their addresses
 /// specially (loopback, "this network", link-local, multicast, reserved
-/// and broadcast), so a bridge there would not route as a network.
-pub const RESERVED: [(Ipv4Addr, u8, &str); 5] = [
-    (Ipv4Addr::new(0, 0, 0, 0), 8, "\"this network\""),
-    (Ipv4Addr::new(127, 0, 0, 0), 8, "loopback"),
-    (Ipv4Addr::new(169, 254, 0, 0), 16, "link-local"),
-    (Ipv4Addr::new(224, 0, 0, 0), 4, "multicast"),
+/// and broadcast; IPv4-mapped and the documentation-free others of IPv6),
+/// so a bridge there would not route as a network.
+pub const RESERVED: [(&str, &str); 10] = [
+    ("0.0.0.0/8", "\"this network\""),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("224.0.0.0/4", "multicast"),
     (
-        Ipv4Addr::new(240, 0, 0, 0),
-        4,
+        "240.0.0.0/4",
         "reserved, with the broadcast address 255.255.255.255",
     ),
+    ("::/96", "unspecified, loopback and IPv4-compatible"),
+    ("::ffff:0:0/96", "IPv4-mapped"),
+    ("fe80::/10", "link-local"),
+    ("fec0::/10", "site-local, deprecated"),
+    ("ff00::/8", "multicast"),
 ];
 
 /// The reserved range `net` overlaps, with what it is.
-pub fn reserved_overlap(net: &Ipv4Net) -> Option<(Ipv4Net, &'static str)> {
+pub fn reserved_overlap(net: &IpNet) -> Option<(IpNet, &'static str)> {
     RESERVED
         .iter()
-        .map(|&(a, p, what)| (Ipv4Net::new_truncating(a, p), what))
-        .find(|(r, _)| r.overlaps(net))
+        .map(|&(r, what)| (r.parse::<IpNet>().expect("valid reserved range"), what))
+        .find(|(r, _)| overlaps(r, net))
 }
 
 /// Refuses a subnet in a reserved range, naming both.
-pub fn check_not_reserved(what: &str, net: &Ipv4Net) -> Result<(), Error> {
+pub fn check_not_reserved(what: &str, net: &IpNet) -> Result<(), Error> {
     match reserved_overlap(net) {
         Some((range, name)) => Err(Error::invalid(format!(
             "{what} {net} is in {range} ({name}), which no network may use"
@@ -131,175 +194,182 @@ pub fn check_not_reserved(what: &str, net: &Ipv4Net) -> Result<(), Error> {
     }
 }
 
-/// Parses a CIDR whose host bits are zero.
-fn parse_exact(text: &str) -> Result<Ipv4Net, Error> {
-    let net: Ipv4Net = text.parse()?;
-    if u32::from(net.addr) != u32::from(parse_addr_part(text)?) {
+/// A network's subnet from a parsed prefix: not reserved, no host bits,
+/// and with room for a gateway and a container (IPv4 /8../30, IPv6
+/// /8../120).
+pub fn network_of(net: IpNet) -> Result<IpNet, Error> {
+    if net.trunc() != net {
         return Err(Error::invalid(format!(
-            "subnet {text:?} has host bits set; did you mean {net}?"
+            "subnet {net} has host bits set; did you mean {}?",
+            net.trunc()
+        )));
+    }
+    check_not_reserved("subnet", &net)?;
+    let max = Family::of_net(&net).max_prefix();
+    if net.prefix_len() < MIN_PREFIX {
+        return Err(Error::invalid(format!(
+            "subnet {net} is too large: the prefix must be /{MIN_PREFIX} to /{max}"
+        )));
+    }
+    if net.prefix_len() > max {
+        return Err(Error::invalid(format!(
+            "subnet {net} is too small: the prefix must be /{max} or shorter"
         )));
     }
     Ok(net)
+}
+
+/// Parses a network subnet as the user gives it (either family).
+pub fn parse_network(text: &str) -> Result<IpNet, Error> {
+    let net: IpNet = text.trim().parse().map_err(|_| {
+        Error::invalid(format!(
+            "invalid subnet {text:?}: expected a CIDR like 10.90.0.0/24 or fd00:1::/64"
+        ))
+    })?;
+    network_of(net)
 }
 
 /// Parses the base of a subnet pool: any prefix a network could be cut
-/// from (up to /MAX_PREFIX), host bits zero.
-pub fn parse_pool_base(text: &str) -> Result<Ipv4Net, Error> {
-    let net = parse_exact(text)?;
-    check_not_reserved("pool", &net)?;
-    if net.prefix > MAX_PREFIX {
+/// from, host bits zero, not reserved.
+pub fn parse_pool_base(text: &str) -> Result<IpNet, Error> {
+    let net: IpNet = text.trim().parse().map_err(|_| {
+        Error::invalid(format!(
+            "invalid subnet {text:?}: expected a CIDR like 10.200.0.0/16 or fd00:1::/48"
+        ))
+    })?;
+    if net.trunc() != net {
         return Err(Error::invalid(format!(
-            "pool {text:?} is too small: it leaves no address for a container (use /{MAX_PREFIX} or shorter)"
+            "subnet {text:?} has host bits set; did you mean {}?",
+            net.trunc()
+        )));
+    }
+    check_not_reserved("pool", &net)?;
+    let max = Family::of_net(&net).max_prefix();
+    if net.prefix_len() > max {
+        return Err(Error::invalid(format!(
+            "pool {text:?} is too small: it leaves no address for a container (use /{max} or shorter)"
         )));
     }
     Ok(net)
 }
 
-fn parse_addr_part(text: &str) -> Result<Ipv4Addr, Error> {
-    let (addr, _) = text.split_once('/').unwrap_or((text, ""));
-    addr.parse().map_err(|_| {
-        Error::invalid(format!(
-            "invalid subnet {text:?}: expected IPv4 CIDR like 10.90.0.0/24"
-        ))
-    })
+/// The IPv4 prefixes among `nets` (what the IPv4-only parts of the
+/// firewall and the runtimes' front doors take).
+pub fn v4_nets(nets: &[IpNet]) -> Vec<Ipv4Net> {
+    nets.iter()
+        .filter_map(|n| match n {
+            IpNet::V4(v4) => Some(*v4),
+            IpNet::V6(_) => None,
+        })
+        .collect()
 }
 
-fn mask(prefix: u8) -> u32 {
-    if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix.min(32)))
-    }
-}
-
-impl FromStr for Ipv4Net {
-    type Err = Error;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || {
-            Error::invalid(format!(
-                "invalid subnet {text:?}: expected IPv4 CIDR like 10.90.0.0/24"
-            ))
-        };
-        let (addr, prefix) = text.split_once('/').ok_or_else(bad)?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
-        if prefix.is_empty() || prefix.len() > 2 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
-        if prefix > 32 {
-            return Err(bad());
-        }
-        Ok(Ipv4Net::new_truncating(addr, prefix))
-    }
-}
-
-impl fmt::Display for Ipv4Net {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
+/// The IPv6 prefixes among `nets`.
+pub fn v6_nets(nets: &[IpNet]) -> Vec<Ipv6Net> {
+    nets.iter()
+        .filter_map(|n| match n {
+            IpNet::V6(v6) => Some(*v6),
+            IpNet::V4(_) => None,
+        })
+        .collect()
 }
 
 /// An IPv4 address given for `what`; an IPv6 one is refused, naming it.
-pub fn ipv4_of(what: &str, ip: std::net::IpAddr) -> Result<Ipv4Addr, Error> {
+pub fn ipv4_of(what: &str, ip: IpAddr) -> Result<Ipv4Addr, Error> {
     match ip {
-        std::net::IpAddr::V4(v4) => Ok(v4),
-        std::net::IpAddr::V6(v6) => Err(Error::invalid(format!(
-            "invalid {what} {v6}: berth's networks are IPv4 (expected an IPv4 address)"
+        IpAddr::V4(v4) => Ok(v4),
+        IpAddr::V6(v6) => Err(Error::invalid(format!(
+            "invalid {what} {v6}: expected an IPv4 address"
         ))),
     }
 }
 
-/// An IPv4 prefix given for `what`; an IPv6 one is refused, naming it.
-pub fn ipv4_net_of(what: &str, net: ipnet::IpNet) -> Result<Ipv4Net, Error> {
-    match net {
-        ipnet::IpNet::V4(v4) => Ok(Ipv4Net::new_truncating(v4.addr(), v4.prefix_len())),
-        ipnet::IpNet::V6(v6) => Err(Error::invalid(format!(
-            "invalid {what} {v6}: berth's networks are IPv4 (expected an IPv4 CIDR)"
-        ))),
-    }
-}
-
-impl Ipv4Net {
-    /// A network's subnet from a parsed prefix: IPv4, not reserved, and
-    /// with room for a gateway and a container.
-    pub fn network_of(net: ipnet::IpNet) -> Result<Ipv4Net, Error> {
-        Ipv4Net::parse_network(&ipv4_net_of("subnet", net)?.to_string())
-    }
-}
-
-/// Parses a plain IPv4 address given for `what` (e.g. "--ip").
-pub fn parse_ipv4(what: &str, text: &str) -> Result<Ipv4Addr, Error> {
-    text.parse()
-        .map_err(|_| Error::invalid(format!("invalid {what} {text:?}: expected an IPv4 address")))
+/// The unique local /48 of a host (RFC 4193): `fd` and its 40-bit global
+/// ID.
+pub fn ula_prefix(global_id: [u8; 5]) -> Ipv6Net {
+    let g = global_id;
+    let addr = Ipv6Addr::new(
+        0xfd00 | u16::from(g[0]),
+        u16::from_be_bytes([g[1], g[2]]),
+        u16::from_be_bytes([g[3], g[4]]),
+        0,
+        0,
+        0,
+        0,
+        0,
+    );
+    Ipv6Net::new(addr, 48).expect("48 is a valid IPv6 prefix length")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn net(s: &str) -> Ipv4Net {
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
     #[test]
-    fn parses_and_normalises() {
-        assert_eq!(net("10.1.2.3/16").to_string(), "10.1.0.0/16");
-        assert_eq!(net("0.0.0.0/0").to_string(), "0.0.0.0/0");
-        for bad in [
-            "10.0.0.0/33",
-            "banana",
-            "10.0.0.0",
-            "10.0.0/24",
-            "10.0.0.0/",
-            "10.0.0.0/+4",
-            "10.0.0.0/024",
-        ] {
-            assert!(bad.parse::<Ipv4Net>().is_err(), "{bad} parsed");
-        }
-    }
-
-    #[test]
     fn network_subnets_are_checked() {
-        assert!(Ipv4Net::parse_network("10.90.0.0/24").is_ok());
-        assert!(Ipv4Net::parse_network("10.90.0.0/30").is_ok());
-        let e = Ipv4Net::parse_network("10.90.0.0/31")
-            .unwrap_err()
-            .to_string();
+        assert!(parse_network("10.90.0.0/24").is_ok());
+        assert!(parse_network("10.90.0.0/30").is_ok());
+        let e = parse_network("10.90.0.0/31").unwrap_err().to_string();
         assert!(e.contains("too small") && e.contains("10.90.0.0/31"), "{e}");
-        assert!(Ipv4Net::parse_network("10.90.0.0/32").is_err());
-        assert!(Ipv4Net::parse_network("10.0.0.0/4").is_err());
-        let e = Ipv4Net::parse_network("10.90.0.5/24")
-            .unwrap_err()
-            .to_string();
+        assert!(parse_network("10.90.0.0/32").is_err());
+        assert!(parse_network("10.0.0.0/4").is_err());
+        let e = parse_network("10.90.0.5/24").unwrap_err().to_string();
         assert!(e.contains("10.90.0.0/24"), "{e}");
+        assert!(parse_network("fd00:1::/64").is_ok());
+        assert!(parse_network("fd00:1::/120").is_ok());
+        let e = parse_network("fd00:1::/121").unwrap_err().to_string();
+        assert!(e.contains("fd00:1::/121") && e.contains("/120"), "{e}");
+        let e = parse_network("fc00::/7").unwrap_err().to_string();
+        assert!(e.contains("too large"), "{e}");
+        let e = parse_network("fd00:1::5/64").unwrap_err().to_string();
+        assert!(e.contains("did you mean fd00:1::/64"), "{e}");
+        let e = parse_network("fd00:::/64").unwrap_err().to_string();
+        assert!(e.contains("fd00:::/64"), "{e}");
     }
 
     #[test]
-    fn host_ranges() {
+    fn host_ranges_of_both_families() {
         let n = net("10.90.0.0/24");
-        assert_eq!(n.first_host(), Ipv4Addr::new(10, 90, 0, 1));
-        assert_eq!(n.last_host(), Ipv4Addr::new(10, 90, 0, 254));
-        assert_eq!(n.broadcast(), Ipv4Addr::new(10, 90, 0, 255));
-        assert!(n.is_host(Ipv4Addr::new(10, 90, 0, 254)));
-        assert!(!n.is_host(Ipv4Addr::new(10, 90, 0, 255)));
-        assert!(!n.is_host(Ipv4Addr::new(10, 90, 0, 0)));
-        assert!(!n.is_host(Ipv4Addr::new(10, 91, 0, 1)));
+        assert_eq!(first_host(&n), ip("10.90.0.1"));
+        assert_eq!(last_host(&n), ip("10.90.0.254"));
+        assert!(is_host(&n, ip("10.90.0.254")));
+        assert!(!is_host(&n, ip("10.90.0.255")));
+        assert!(!is_host(&n, ip("10.90.0.0")));
+        assert!(!is_host(&n, ip("10.91.0.1")));
+        let n = net("fd00:1::/64");
+        assert_eq!(first_host(&n), ip("fd00:1::1"));
+        assert_eq!(last_host(&n), ip("fd00:1::ffff:ffff:ffff:ffff"));
+        assert!(!is_host(&n, ip("fd00:1::")), "subnet-router anycast");
+        assert!(is_host(&n, ip("fd00:1::ffff:ffff:ffff:ffff")));
+        assert!(!is_host(&n, ip("fd00:2::1")));
+        assert!(!is_host(&n, ip("10.0.0.1")));
     }
 
     #[test]
-    fn overlap_is_symmetric_and_prefix_aware() {
-        assert!(net("172.18.0.0/16").overlaps(&net("172.18.5.0/24")));
-        assert!(net("172.18.5.0/24").overlaps(&net("172.18.0.0/16")));
-        assert!(!net("172.18.0.0/16").overlaps(&net("172.19.0.0/16")));
-        assert!(net("0.0.0.0/0").overlaps(&net("10.0.0.0/8")));
+    fn overlap_is_symmetric_prefix_aware_and_per_family() {
+        assert!(overlaps(&net("172.18.0.0/16"), &net("172.18.5.0/24")));
+        assert!(overlaps(&net("172.18.5.0/24"), &net("172.18.0.0/16")));
+        assert!(!overlaps(&net("172.18.0.0/16"), &net("172.19.0.0/16")));
+        assert!(overlaps(&net("0.0.0.0/0"), &net("10.0.0.0/8")));
+        assert!(overlaps(&net("fd00::/8"), &net("fd12:3456::/64")));
+        assert!(!overlaps(&net("::/0"), &net("10.0.0.0/8")));
     }
 
     #[test]
     fn next_walks_and_stops_at_the_end() {
-        assert_eq!(net("10.89.0.0/24").next(), Some(net("10.89.1.0/24")));
-        assert_eq!(net("10.89.255.0/24").next(), Some(net("10.90.0.0/24")));
-        assert_eq!(net("255.255.255.0/24").next(), None);
+        assert_eq!(next(&net("10.89.0.0/24")), Some(net("10.89.1.0/24")));
+        assert_eq!(next(&net("10.89.255.0/24")), Some(net("10.90.0.0/24")));
+        assert_eq!(next(&net("255.255.255.0/24")), None);
+        assert_eq!(next(&net("fd00:0:0:ffff::/64")), Some(net("fd00:0:1::/64")));
+        assert_eq!(next(&net("ffff:ffff:ffff:ffff::/64")), None);
     }
 
     #[test]
@@ -316,9 +386,13 @@ mod tests {
                 "255.255.255.0/30",
                 "240.0.0.0/4 (reserved, with the broadcast address 255.255.255.255)",
             ),
+            ("fe80::/64", "fe80::/10 (link-local)"),
+            ("ff02::/64", "ff00::/8 (multicast)"),
+            ("::ffff:10.0.0.0/120", "::ffff:0.0.0.0/96 (IPv4-mapped)"),
+            ("::/64", "::/96"),
         ] {
-            let e = Ipv4Net::parse_network(text).unwrap_err().to_string();
-            assert!(e.contains(text) && e.contains(range), "{text}: {e}");
+            let e = parse_network(text).unwrap_err().to_string();
+            assert!(e.contains(range), "{text}: {e}");
             assert_eq!(e.lines().count(), 1);
         }
         for ok in [
@@ -328,10 +402,21 @@ mod tests {
             "128.0.0.0/8",
             "169.253.0.0/16",
             "223.255.255.0/24",
+            "2001:db8::/64",
+            "fd12:3456:789a:1::/64",
         ] {
-            assert!(Ipv4Net::parse_network(ok).is_ok(), "{ok}");
+            assert!(parse_network(ok).is_ok(), "{ok}");
         }
         assert!(parse_pool_base("127.0.0.0/8").is_err());
         assert!(parse_pool_base("10.0.0.0/8").is_ok());
+        assert!(parse_pool_base("fd00::/8").is_ok());
+    }
+
+    #[test]
+    fn the_ula_prefix_carries_the_global_id() {
+        assert_eq!(
+            ula_prefix([0x12, 0x34, 0x56, 0x78, 0x9a]).to_string(),
+            "fd12:3456:789a::/48"
+        );
     }
 }

@@ -103,10 +103,17 @@ fn check(opts: &NetworkOptions) -> Result<Vec<PodmanNet>> {
             v4 = Some(s);
         }
         let s = v4.ok_or_else(|| Error::invalid(format!("network {name:?} has no subnet")))?;
-        let subnet = Ipv4Net::parse_network(&s.subnet)?;
+        let subnet = match crate::model::subnet::parse_network(&s.subnet)? {
+            ipnet::IpNet::V4(v4) => v4,
+            ipnet::IpNet::V6(v6) => {
+                return Err(Error::invalid(format!(
+                    "network {name:?}: subnet {v6} is IPv6, which berth's netavark mode does not offer yet"
+                )))
+            }
+        };
         let gateway = match &s.gateway {
             Some(g) => parse_v4(&format!("gateway of network {name:?}"), g)?,
-            None => subnet.first_host(),
+            None => std::net::Ipv4Addr::from(u32::from(subnet.network()) + 1),
         };
         let options = info.options.clone().unwrap_or_default();
         let (bridge, driver) = if info.driver == "bridge" {
@@ -303,7 +310,7 @@ pub fn setup(
                 network: a.network.clone(),
                 target: netns.to_string(),
                 name: Some(name.clone()),
-                ip: Some(IpAddr::V4(a.ip)),
+                ips: vec![IpAddr::V4(a.ip)],
                 mac: a.mac,
                 ifname: Some(a.ifname.clone()),
                 // A host port can be published once: on the first network.
@@ -364,11 +371,10 @@ impl PodmanNet {
     /// The berth network Podman's definition describes.
     fn request(&self) -> NetworkRequest {
         let mut r = NetworkRequest::new(self.network.clone());
-        r.subnet = Some(ipnet::IpNet::from(
-            ipnet::Ipv4Net::new(self.subnet.network(), self.subnet.prefix_len())
-                .expect("a valid prefix length"),
-        ));
-        r.gateway = Some(IpAddr::V4(self.gateway));
+        r.subnets = Some(vec![crate::request::SubnetRequest::given(
+            ipnet::IpNet::V4(self.subnet),
+            Some(IpAddr::V4(self.gateway)),
+        )]);
         if self.driver.is_bridge() {
             r.bridge = Some(self.bridge.clone());
         }
@@ -405,10 +411,15 @@ fn podman_agreement(a: &PodmanNet) -> crate::commands::network::Agreement {
                 n.driver
             )));
         }
-        if n.subnet != subnet || n.gateway != gateway || n.bridge != bridge {
+        let ours = [crate::model::Subnet {
+            net: ipnet::IpNet::V4(subnet),
+            gateway: Some(IpAddr::V4(gateway)),
+        }];
+        if n.subnets != ours || n.bridge != bridge {
             return Err(Error::invalid(format!(
-                "network {name:?} is in use with subnet {} gateway {} bridge {}, not {subnet} {gateway} {bridge} as Podman now defines it; remove its containers first",
-                n.subnet, n.gateway, n.bridge
+                "network {name:?} is in use with {} bridge {}, not subnet {subnet} gateway {gateway} bridge {bridge} as Podman now defines it; remove its containers first",
+                n.subnets_text(),
+                n.bridge
             )));
         }
         Ok(())
@@ -421,15 +432,22 @@ fn status_block(a: &PodmanNet, e: &Endpoint, n: &Network) -> StatusBlock {
     let dns = |v: String| if a.dns { vec![v] } else { vec![] };
     StatusBlock {
         dns_search_domains: dns(DNS_DOMAIN.into()),
-        dns_server_ips: dns(n.gateway.to_string()),
+        dns_server_ips: n.gateway4().map(|g| dns(g.to_string())).unwrap_or_default(),
         interfaces: BTreeMap::from([(
             e.ifname.clone(),
             NetInterface {
                 mac_address: e.mac.to_string(),
-                subnets: vec![NetAddress {
-                    ipnet: format!("{}/{}", e.ip, n.subnet.prefix_len()),
-                    gateway: n.gateway.to_string(),
-                }],
+                subnets: e
+                    .ips
+                    .iter()
+                    .filter_map(|ip| {
+                        let s = n.subnet_holding(*ip)?;
+                        Some(NetAddress {
+                            ipnet: format!("{ip}/{}", s.net.prefix_len()),
+                            gateway: s.gateway.map(|g| g.to_string()).unwrap_or_default(),
+                        })
+                    })
+                    .collect(),
             },
         )]),
     }

@@ -7,7 +7,7 @@
 #[cfg(test)]
 mod tests;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use berth_nft::Batch;
@@ -15,7 +15,7 @@ use berth_nft::Batch;
 use crate::error::{Error, Result};
 use crate::kernel::{netns, sysctl, ChildLink, InsideConfig, Kernel, VethPair};
 use crate::model::bandwidth::format_rate;
-use crate::model::{Ipv4Net, Limit, Mac, Proto};
+use crate::model::{IpNet, Ipv4Net, Limit, Mac, Proto};
 
 /// One kernel change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,7 +35,7 @@ pub enum Step {
     /// (the network that provided it was disconnected).
     DefaultRoute {
         netns: PathBuf,
-        gateway: Ipv4Addr,
+        gateway: IpAddr,
     },
     /// Makes a veth a port of its bridge again.
     SetMaster {
@@ -45,13 +45,13 @@ pub enum Step {
     /// An address that may already be there (repairing a bridge).
     EnsureAddress {
         ifname: String,
-        ip: Ipv4Addr,
-        subnet: Ipv4Net,
+        ip: IpAddr,
+        subnet: IpNet,
     },
     AddAddress {
         ifname: String,
-        ip: Ipv4Addr,
-        subnet: Ipv4Net,
+        ip: IpAddr,
+        subnet: IpNet,
     },
     SetSysctl {
         key: sysctl::Key,
@@ -361,18 +361,18 @@ impl Step {
                 vec![format!("ip link set {ifname} master {bridge}")]
             }
             Step::DefaultRoute { netns, gateway } => {
-                vec![format!("{} route replace default via {gateway}", ip_in(netns))]
+                vec![format!(
+                    "{}{} route replace default via {gateway}",
+                    ip_in(netns),
+                    six(*gateway)
+                )]
             }
-            Step::EnsureAddress { ifname, ip, subnet } => vec![format!(
-                "ip addr replace {ip}/{} brd {} dev {ifname}",
-                subnet.prefix_len(),
-                subnet.broadcast()
-            )],
-            Step::AddAddress { ifname, ip, subnet } => vec![format!(
-                "ip addr add {ip}/{} brd {} dev {ifname}",
-                subnet.prefix_len(),
-                subnet.broadcast()
-            )],
+            Step::EnsureAddress { ifname, ip, subnet } => {
+                vec![format!("ip{} addr replace {}", six(*ip), addr_args(*ip, *subnet, ifname))]
+            }
+            Step::AddAddress { ifname, ip, subnet } => {
+                vec![format!("ip{} addr add {}", six(*ip), addr_args(*ip, *subnet, ifname))]
+            }
             Step::SetSysctl { key, value } => vec![format!("sysctl -w {key}={value}")],
             Step::CreateNetns { name } => vec![format!("ip netns add {name}")],
             Step::LoopbackUp { netns } => vec![format!("{} link set lo up", ip_in(netns))],
@@ -428,20 +428,22 @@ impl Step {
                 lines.extend([
                     format!("{ip} link set {} addrgenmode none", config.ifname),
                     format!("{ip} link set {} up", config.ifname),
-                    format!(
-                        "{ip} addr add {}/{} brd {} dev {}",
-                        config.ip,
-                        config.subnet.prefix_len(),
-                        config.subnet.broadcast(),
-                        config.ifname
-                    ),
                 ]);
-                match (config.default_via, config.metric) {
-                    (Some(gw), None) => lines.push(format!("{ip} route add default via {gw}")),
-                    (Some(gw), Some(m)) => {
-                        lines.push(format!("{ip} route prepend default via {gw} metric {m}"))
+                for (addr, subnet) in &config.addresses {
+                    lines.push(format!(
+                        "{ip}{} addr add {}",
+                        six(*addr),
+                        addr_args(*addr, *subnet, &config.ifname)
+                    ));
+                }
+                for gw in &config.default_via {
+                    match config.metric {
+                        None => lines.push(format!("{ip}{} route add default via {gw}", six(*gw))),
+                        Some(m) => lines.push(format!(
+                            "{ip}{} route prepend default via {gw} metric {m}",
+                            six(*gw)
+                        )),
                     }
-                    (None, _) => {}
                 }
                 lines
             }
@@ -492,6 +494,27 @@ impl Step {
                 ),
             ],
         }
+    }
+}
+
+/// ` -6` for an IPv6 address: `ip -6 ...`, as the IPv6 lines read.
+fn six(ip: IpAddr) -> &'static str {
+    match ip {
+        IpAddr::V4(_) => "",
+        IpAddr::V6(_) => " -6",
+    }
+}
+
+/// `IP/LEN brd B dev X` (IPv4) or `IP/LEN dev X nodad` (IPv6: no
+/// duplicate address detection, as berth adds it).
+fn addr_args(ip: IpAddr, subnet: IpNet, ifname: &str) -> String {
+    match subnet {
+        IpNet::V4(v4) => format!(
+            "{ip}/{} brd {} dev {ifname}",
+            v4.prefix_len(),
+            v4.broadcast()
+        ),
+        IpNet::V6(v6) => format!("{ip}/{} dev {ifname} nodad", v6.prefix_len()),
     }
 }
 

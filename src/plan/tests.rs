@@ -2,18 +2,20 @@ use super::*;
 use crate::kernel::fake::FakeKernel;
 use crate::model::Mac;
 
+const GW: Ipv4Addr = Ipv4Addr::new(10, 90, 0, 1);
+
 fn bridge_plan() -> Plan {
-    let subnet: Ipv4Net = "10.90.0.0/24".parse().unwrap();
+    let subnet: IpNet = "10.90.0.0/24".parse().unwrap();
     let mut plan = Plan::new();
     plan.push(Step::CreateBridge {
         name: "berth-web".into(),
         mtu: 1500,
-        mac: Mac::from_ipv4(subnet.first_host()),
+        mac: Mac::from_ipv4(GW),
         group: crate::model::names::BRIDGE_GROUP,
     });
     plan.push(Step::AddAddress {
         ifname: "berth-web".into(),
-        ip: subnet.first_host(),
+        ip: IpAddr::V4(GW),
         subnet,
     });
     plan.push(Step::SetSysctl {
@@ -87,7 +89,7 @@ fn sysctl_is_restored_only_if_it_was_changed() {
 
 #[test]
 fn veth_and_inside_render_for_named_and_path_namespaces() {
-    let subnet: Ipv4Net = "10.90.0.0/24".parse().unwrap();
+    let subnet: IpNet = "10.90.0.0/24".parse().unwrap();
     let pair = VethPair {
         host_ifname: "vb0123".into(),
         bridge: "berth-web".into(),
@@ -107,9 +109,8 @@ fn veth_and_inside_render_for_named_and_path_namespaces() {
     let config = InsideConfig {
         rename_from: None,
         ifname: "eth0".into(),
-        ip: Ipv4Addr::new(10, 90, 0, 2),
-        subnet,
-        default_via: Some(subnet.first_host()),
+        addresses: vec![(IpAddr::V4(Ipv4Addr::new(10, 90, 0, 2)), subnet)],
+        default_via: vec![IpAddr::V4(GW)],
         metric: None,
     };
     let lines = Step::ConfigureInside {
@@ -120,6 +121,51 @@ fn veth_and_inside_render_for_named_and_path_namespaces() {
     assert_eq!(
         lines.last().unwrap(),
         "nsenter --net=/proc/42/ns/net ip route add default via 10.90.0.1"
+    );
+}
+
+/// A dual-stack endpoint's inside: both addresses (IPv6 without DAD) and
+/// a default route per family, rendered as `ip -6` lines.
+#[test]
+fn ipv6_lines_render_as_ip_dash_6() {
+    let config = InsideConfig {
+        rename_from: None,
+        ifname: "eth0".into(),
+        addresses: vec![
+            (
+                "10.90.0.2".parse().unwrap(),
+                "10.90.0.0/24".parse().unwrap(),
+            ),
+            ("fd00:1::2".parse().unwrap(), "fd00:1::/64".parse().unwrap()),
+        ],
+        default_via: vec!["10.90.0.1".parse().unwrap(), "fd00:1::1".parse().unwrap()],
+        metric: None,
+    };
+    let lines = Step::ConfigureInside {
+        netns: "/run/netns/c1".into(),
+        config,
+    }
+    .render();
+    assert_eq!(
+        lines,
+        [
+            "ip -n c1 link set lo up",
+            "ip -n c1 link set eth0 addrgenmode none",
+            "ip -n c1 link set eth0 up",
+            "ip -n c1 addr add 10.90.0.2/24 brd 10.90.0.255 dev eth0",
+            "ip -n c1 -6 addr add fd00:1::2/64 dev eth0 nodad",
+            "ip -n c1 route add default via 10.90.0.1",
+            "ip -n c1 -6 route add default via fd00:1::1",
+        ]
+    );
+    let step = Step::AddAddress {
+        ifname: "berth-web".into(),
+        ip: "fd00:1::1".parse().unwrap(),
+        subnet: "fd00:1::/64".parse().unwrap(),
+    };
+    assert_eq!(
+        step.render(),
+        ["ip -6 addr add fd00:1::1/64 dev berth-web nodad"]
     );
 }
 
@@ -157,7 +203,7 @@ fn a_failed_nft_batch_undoes_the_bridge_and_a_later_failure_the_batch() {
 /// CNI's CHECK reads back from it is the connect's work.
 #[test]
 fn a_connect_plan_leaves_the_facts_a_check_reads() {
-    let subnet: Ipv4Net = "10.90.0.0/24".parse().unwrap();
+    let subnet: IpNet = "10.90.0.0/24".parse().unwrap();
     let mut k = FakeKernel::default();
     k.create_bridge("berth-web", 1500, Mac([2, 0x42, 10, 90, 0, 1]), 0x6265_0000)
         .unwrap();
@@ -177,9 +223,8 @@ fn a_connect_plan_leaves_the_facts_a_check_reads() {
         config: InsideConfig {
             rename_from: None,
             ifname: "eth0".into(),
-            ip: Ipv4Addr::new(10, 90, 0, 2),
-            subnet,
-            default_via: Some(subnet.first_host()),
+            addresses: vec![(IpAddr::V4(Ipv4Addr::new(10, 90, 0, 2)), subnet)],
+            default_via: vec![IpAddr::V4(GW)],
             metric: None,
         },
     });
@@ -189,7 +234,7 @@ fn a_connect_plan_leaves_the_facts_a_check_reads() {
     assert!(eth0.up);
     assert_eq!(eth0.mac, Some(Mac::from_ipv4(Ipv4Addr::new(10, 90, 0, 2))));
     assert!(inside.has_address(eth0.index, Ipv4Addr::new(10, 90, 0, 2), 24));
-    assert_eq!(inside.default_gateways, [subnet.first_host()]);
+    assert_eq!(inside.default_gateways, [GW]);
     assert!(inside.link("lo").unwrap().up);
     let host = k.netns_facts(None).unwrap();
     assert_eq!(

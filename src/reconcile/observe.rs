@@ -63,12 +63,15 @@ pub fn observe(kernel: &mut dyn Kernel, desired: &Desired) -> Result<Observed> {
     // it changes nothing: the gateway addresses, ip_forward, and the
     // elements of berth's sets and maps.
     let addresses = kernel.netns_facts(None).ok().map(|facts| {
-        facts
+        let v4 = facts
             .addrs
             .iter()
-            .filter_map(|a| {
-                let link = links.iter().find(|l| l.index == a.index)?;
-                Some((link.name.clone(), a.ip, a.prefix_len))
+            .map(|a| (a.index, std::net::IpAddr::V4(a.ip), a.prefix_len));
+        let v6 = facts.addrs6.iter().map(|a| (a.index, a.ip, a.prefix_len));
+        v4.chain(v6)
+            .filter_map(|(index, ip, prefix_len)| {
+                let link = links.iter().find(|l| l.index == index)?;
+                Some((link.name.clone(), ip, prefix_len))
             })
             .collect()
     });
@@ -76,6 +79,16 @@ pub fn observe(kernel: &mut dyn Kernel, desired: &Desired) -> Result<Observed> {
         .read_sysctl(&sysctl::Key::ip_forward())
         .ok()
         .map(|v| v.trim() == "1");
+    // Read only when some network has IPv6: an IPv4-only host's reconcile
+    // reads what it always read.
+    let ip6_forward = if desired.networks.iter().any(|(n, _)| n.subnet6().is_some()) {
+        kernel
+            .read_sysctl(&sysctl::Key::ipv6_forwarding())
+            .ok()
+            .map(|v| v.trim() == "1")
+    } else {
+        None
+    };
     let elements = match &table {
         Some(_) => table_elements(kernel, desired),
         None => None,
@@ -90,6 +103,7 @@ pub fn observe(kernel: &mut dyn Kernel, desired: &Desired) -> Result<Observed> {
         dead_sandboxes,
         addresses,
         ip_forward,
+        ip6_forward,
         elements,
     })
 }

@@ -113,8 +113,10 @@ mod tests {
         let net = tx
             .insert_network(&NewNetwork {
                 name: "pods",
-                subnet: "10.244.1.0/24".parse().unwrap(),
-                gateway: Ipv4Addr::new(10, 244, 1, 1),
+                subnets: vec![crate::model::Subnet {
+                    net: "10.244.1.0/24".parse().unwrap(),
+                    gateway: Some(std::net::IpAddr::V4(Ipv4Addr::new(10, 244, 1, 1))),
+                }],
                 bridge: "cni0".into(),
                 mtu: 1500,
                 policy: policy.clone(),
@@ -133,7 +135,7 @@ mod tests {
             name: "cni-abc-eth0".into(),
             netns: "/run/netns/x".into(),
             netns_inode: 1,
-            ip,
+            ips: vec![std::net::IpAddr::V4(ip)],
             mac: Mac::from_ipv4(ip),
             ifname: "eth0".into(),
             host_ifname: crate::model::names::host_veth_name("pods", "cni-abc-eth0"),

@@ -8,7 +8,7 @@
 //! work. Mutating commands hold the state lock for their whole run, so a
 //! row found unsettled by a lock holder belongs to a command that died.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use rusqlite::params;
 
@@ -168,7 +168,8 @@ impl Tx<'_> {
     pub fn claim_holders(
         &self,
         mappings: &[crate::model::PortMapping],
-        network: Option<(i64, Ipv4Addr)>,
+        network_id: i64,
+        ips: &[IpAddr],
     ) -> Result<Vec<String>> {
         let mut out = Vec::new();
         let mut stmt = self.tx.prepare_cached(
@@ -191,11 +192,15 @@ impl Tx<'_> {
                 out.push(r?);
             }
         }
-        if let Some((network_id, ip)) = network {
+        for ip in ips {
             let mut stmt = self.tx.prepare_cached(
-                "SELECT host_ifname FROM endpoints WHERE network_id = ?1 AND ip = ?2",
+                "SELECT host_ifname FROM endpoints WHERE network_id = ?1 AND (ip = ?2 OR ip6 = ?3)",
             )?;
-            let rows = stmt.query_map(params![network_id, u32::from(ip)], |r| r.get(0))?;
+            let (v4, v6) = match ip {
+                IpAddr::V4(v4) => (Some(u32::from(*v4)), None),
+                IpAddr::V6(v6) => (None, Some(v6.to_string())),
+            };
+            let rows = stmt.query_map(params![network_id, v4, v6], |r| r.get(0))?;
             for r in rows {
                 out.push(r?);
             }
@@ -211,21 +216,30 @@ impl Tx<'_> {
         &self,
         inode: u64,
         leaving: i64,
-    ) -> Result<Option<(Endpoint, Ipv4Addr)>> {
+    ) -> Result<Option<(Endpoint, Vec<IpAddr>)>> {
         let mut stmt = self.tx.prepare_cached(&format!(
-            "SELECT {ENDPOINT_COLUMNS}, n.gateway FROM endpoints e JOIN networks n ON n.id = e.network_id
+            "SELECT {ENDPOINT_COLUMNS}, n.gateway, n.gateway6 FROM endpoints e JOIN networks n ON n.id = e.network_id
              WHERE e.netns_inode = ?1 AND e.id != ?2 AND n.internal = 0 AND e.status = 'ready'
                AND e.default_route = 0 AND e.metric IS NULL
              ORDER BY e.id"
         ))?;
         let rows = stmt.query_map(params![inode as i64, leaving], |row| {
-            let gateway: String = row.get(super::endpoint_columns_len())?;
-            Ok((endpoint_from_row(row)?, gateway))
+            let at = super::endpoint_columns_len();
+            let v4: Option<String> = row.get(at)?;
+            let v6: Option<String> = row.get(at + 1)?;
+            Ok((endpoint_from_row(row)?, [v4, v6]))
         })?;
         for row in rows {
-            let (e, gateway) = row?;
-            if let Ok(gateway) = gateway.parse() {
-                return Ok(Some((e, gateway)));
+            let (e, texts) = row?;
+            // A gateway of each family the heir has an address of.
+            let gateways: Vec<IpAddr> = texts
+                .iter()
+                .flatten()
+                .filter_map(|t| t.parse::<IpAddr>().ok())
+                .filter(|g| e.ips.iter().any(|ip| ip.is_ipv4() == g.is_ipv4()))
+                .collect();
+            if !gateways.is_empty() {
+                return Ok(Some((e, gateways)));
             }
         }
         Ok(None)

@@ -3,7 +3,7 @@
 //! (so concurrent berth processes queue instead of racing for addresses),
 //! schema versioned with `PRAGMA user_version`.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ pub use lock::{FileLock, StateLock};
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Bandwidth, Endpoint, Ipv4Net, Limit, Network, NetworkPolicy, PortMapping, Proto, Uplink,
+    Bandwidth, Endpoint, Family, Limit, Network, NetworkPolicy, PortMapping, Proto, Subnet, Uplink,
 };
 
 mod owner;
@@ -32,7 +32,7 @@ pub use names::{DnsEndpoint, DnsNetwork};
 
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.
 pub const DEFAULT_DIR: &str = "/var/lib/berth";
-const SCHEMA_VERSION: i64 = 14;
+const SCHEMA_VERSION: i64 = 15;
 /// berth's routing tables (`--uplink`) are this plus the network id.
 pub const ROUTE_TABLE_BASE: u32 = 0x6265_0000;
 
@@ -40,8 +40,9 @@ const SCHEMA: &str = "
 CREATE TABLE networks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,
-    subnet TEXT NOT NULL,
-    gateway TEXT NOT NULL,
+    -- the IPv4 subnet and gateway (NULL: none, version 15)
+    subnet TEXT,
+    gateway TEXT,
     bridge TEXT NOT NULL UNIQUE,
     mtu INTEGER NOT NULL,
     -- the last address handed out, so the next lease starts after it
@@ -62,7 +63,8 @@ CREATE TABLE endpoints (
     name TEXT NOT NULL,
     netns TEXT NOT NULL,
     netns_inode INTEGER NOT NULL,
-    ip INTEGER NOT NULL,
+    -- the IPv4 lease (NULL: none, version 15)
+    ip INTEGER,
     mac TEXT NOT NULL,
     ifname TEXT NOT NULL,
     host_ifname TEXT NOT NULL UNIQUE,
@@ -219,6 +221,24 @@ const MAC_INDEX_SCHEMA: &str = "
 CREATE INDEX IF NOT EXISTS endpoints_by_mac ON endpoints (network_id, mac);
 ";
 
+/// Version 15: IPv6. A network's IPv6 subnet, gateway and allocation
+/// cursor; an endpoint's IPv6 lease, unique per network as the IPv4 one
+/// is (NULLs do not clash, so endpoints without one coexist). The IPv4
+/// columns become nullable (IPv6-only networks, networks without IPAM)
+/// by a rebuild of the two tables, see [`relax_not_null`].
+const IPV6_COLUMNS: [(&str, &str); 4] = [
+    ("networks", "subnet6 TEXT"),
+    ("networks", "gateway6 TEXT"),
+    ("networks", "last_ip6 TEXT"),
+    ("endpoints", "ip6 TEXT"),
+];
+const IPV6_INDEX: &str =
+    "CREATE UNIQUE INDEX IF NOT EXISTS endpoints_by_ip6 ON endpoints (network_id, ip6);";
+
+/// The `settings` row holding the host's RFC 4193 global ID (10 hex
+/// digits), made once: every automatic IPv6 subnet comes from its /48.
+pub const ULA_GLOBAL_ID: &str = "ula_global_id";
+
 pub struct Store {
     conn: Connection,
     dir: PathBuf,
@@ -232,8 +252,7 @@ pub struct Tx<'a> {
 /// What `insert_network` needs.
 pub struct NewNetwork<'a> {
     pub name: &'a str,
-    pub subnet: Ipv4Net,
-    pub gateway: Ipv4Addr,
+    pub subnets: Vec<Subnet>,
     pub bridge: String,
     pub mtu: u32,
     pub policy: NetworkPolicy,
@@ -312,6 +331,16 @@ impl Store {
         if version == SCHEMA_VERSION {
             return Ok(());
         }
+        // Rebuilding a table that others reference needs the foreign keys
+        // off (a no-op inside a transaction, so before it); they are
+        // checked before the commit and turned on again after.
+        self.conn.pragma_update(None, "foreign_keys", "OFF")?;
+        let result = self.migrate_tx();
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        result
+    }
+
+    fn migrate_tx(&mut self) -> Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -413,6 +442,8 @@ impl Store {
             12 => {}
             // Version 14: the MAC index (below).
             13 => {}
+            // Version 15: IPv6 (below).
+            14 => {}
             SCHEMA_VERSION => {}
             v => {
                 return Err(Error::Other(format!(
@@ -430,6 +461,35 @@ impl Store {
         if version < 14 {
             tx.execute_batch(MAC_INDEX_SCHEMA)?;
         }
+        if version < 15 {
+            if version > 0 {
+                relax_not_null(&tx, "networks", &["subnet TEXT", "gateway TEXT"])?;
+                relax_not_null(&tx, "endpoints", &["ip INTEGER"])?;
+            }
+            // Each column once: a state half-edited by hand (or a test's
+            // older version made from this one) may have some already.
+            for (table, column) in IPV6_COLUMNS {
+                let name = column.split(' ').next().unwrap_or_default();
+                let exists: bool = tx.query_row(
+                    &format!("SELECT count(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+                    [name],
+                    |r| r.get::<_, i64>(0).map(|n| n > 0),
+                )?;
+                if !exists {
+                    tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column};"))?;
+                }
+            }
+            tx.execute_batch(IPV6_INDEX)?;
+            let broken: Option<String> = tx
+                .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+                .optional()?;
+            if let Some(table) = broken {
+                return Err(Error::Other(format!(
+                    "state in {}: table {table} has rows whose references are gone; not migrating it",
+                    self.dir.display()
+                )));
+            }
+        }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
         Ok(())
@@ -446,6 +506,84 @@ impl Store {
     }
 }
 
+/// Rebuilds `table` with `NOT NULL` taken off each of `columns` (given
+/// as `name TYPE`), the way SQLite documents for a change ALTER TABLE
+/// cannot make: a copy under the table's own definition minus those
+/// constraints, the rows copied in column order, the old table dropped,
+/// the copy renamed and the table's indexes made again. Working from the
+/// stored definition keeps every column any earlier version added.
+fn relax_not_null(tx: &rusqlite::Transaction, table: &str, columns: &[&str]) -> Result<()> {
+    let sql: String = tx.query_row(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [table],
+        |r| r.get(0),
+    )?;
+    let indexes: Vec<String> = {
+        let mut stmt = tx.prepare(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([table], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let (_, body) = sql
+        .split_once('(')
+        .ok_or_else(|| Error::Other(format!("unreadable definition of table {table}")))?;
+    let mut body = body.to_string();
+    for column in columns {
+        let strict = format!("{column} NOT NULL");
+        // The column's own definition: at the start of a line or after a
+        // comma or space, never the tail of another column's name.
+        let at = body
+            .match_indices(&strict)
+            .find(|(i, _)| {
+                body[..*i]
+                    .chars()
+                    .last()
+                    .is_none_or(|c| c.is_whitespace() || c == ',' || c == '(')
+            })
+            .map(|(i, _)| i);
+        match at {
+            Some(i) => body.replace_range(i..i + strict.len(), column),
+            // Already nullable (a state some tool edited): nothing to do.
+            None => continue,
+        }
+    }
+    let temp = format!("{table}_v15");
+    tx.execute_batch(&format!(
+        "CREATE TABLE {temp} ({body};
+         INSERT INTO {temp} SELECT * FROM {table};
+         DROP TABLE {table};
+         ALTER TABLE {temp} RENAME TO {table};"
+    ))?;
+    for index in indexes {
+        tx.execute_batch(&index)?;
+    }
+    Ok(())
+}
+
+/// Ten hex digits as a 40-bit global ID.
+fn parse_global_id(text: &str) -> Option<[u8; 5]> {
+    if text.len() != 10 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut id = [0u8; 5];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(id)
+}
+
+/// 40 random bits from the kernel (RFC 4193 3.2: a pseudo-random global
+/// ID, so two hosts' ULA prefixes are unlikely to meet).
+fn random_global_id() -> Result<[u8; 5]> {
+    use std::io::Read;
+    let mut id = [0u8; 5];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut id))
+        .map_err(|e| Error::Other(format!("reading /dev/urandom for the ULA global ID: {e}")))?;
+    Ok(id)
+}
+
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
@@ -455,8 +593,6 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 
 pub(crate) fn network_from_row(row: &Row) -> rusqlite::Result<Network> {
     let id: i64 = row.get(0)?;
-    let subnet: String = row.get(2)?;
-    let gateway: String = row.get(3)?;
     // Values that reach the kernel are checked again on the way out of the
     // database: a state file edited by hand (or by an older berth) must not
     // make berth create or delete an arbitrary device.
@@ -467,8 +603,7 @@ pub(crate) fn network_from_row(row: &Row) -> rusqlite::Result<Network> {
     Ok(Network {
         id,
         name,
-        subnet: subnet.parse().map_err(|_| bad_column(2, &subnet))?,
-        gateway: gateway.parse().map_err(|_| bad_column(3, &gateway))?,
+        subnets: subnets_from_row(row)?,
         bridge,
         mtu: row.get(5)?,
         link_group: crate::model::names::network_link_group(id),
@@ -476,6 +611,35 @@ pub(crate) fn network_from_row(row: &Row) -> rusqlite::Result<Network> {
         policy: policy_from_row(row)?,
         driver: driver_from_row(row)?,
     })
+}
+
+/// Columns 2, 3 (IPv4) and 19, 20 (IPv6) of [`NETWORK_COLUMNS`]: a
+/// subnet per family that has one, each checked to be of its family.
+fn subnets_from_row(row: &Row) -> rusqlite::Result<Vec<Subnet>> {
+    let mut out = Vec::new();
+    for (family, net_col, gw_col) in [(Family::V4, 2, 3), (Family::V6, 19, 20)] {
+        let net: Option<String> = row.get(net_col)?;
+        let Some(net) = net else { continue };
+        let parsed: crate::model::IpNet = net.parse().map_err(|_| bad_column(net_col, &net))?;
+        if Family::of_net(&parsed) != family {
+            return Err(bad_column(net_col, &net));
+        }
+        let gateway = match row.get::<_, Option<String>>(gw_col)? {
+            Some(g) => {
+                let ip: IpAddr = g.parse().map_err(|_| bad_column(gw_col, &g))?;
+                if !parsed.contains(&ip) {
+                    return Err(bad_column(gw_col, &g));
+                }
+                Some(ip)
+            }
+            None => None,
+        };
+        out.push(Subnet {
+            net: parsed,
+            gateway,
+        });
+    }
+    Ok(out)
 }
 
 /// Columns 16..19 of [`NETWORK_COLUMNS`]; the parent is checked as an
@@ -525,7 +689,16 @@ fn policy_from_row(row: &Row) -> rusqlite::Result<NetworkPolicy> {
 }
 
 pub(crate) fn endpoint_from_row(row: &Row) -> rusqlite::Result<Endpoint> {
-    let ip: u32 = row.get(5)?;
+    let ip: Option<u32> = row.get(5)?;
+    let ip6: Option<String> = row.get(16)?;
+    let mut ips: Vec<IpAddr> = ip
+        .map(|ip| IpAddr::V4(Ipv4Addr::from(ip)))
+        .into_iter()
+        .collect();
+    if let Some(text) = ip6 {
+        let v6: Ipv6Addr = text.parse().map_err(|_| bad_column(16, &text))?;
+        ips.push(IpAddr::V6(v6));
+    }
     let mac: String = row.get(6)?;
     let ifname: String = row.get(7)?;
     crate::model::names::check_ifname("interface", &ifname).map_err(|_| bad_column(7, &ifname))?;
@@ -541,7 +714,7 @@ pub(crate) fn endpoint_from_row(row: &Row) -> rusqlite::Result<Endpoint> {
         name: row.get(2)?,
         netns: row.get(3)?,
         netns_inode: row.get::<_, i64>(4)? as u64,
-        ip: Ipv4Addr::from(ip),
+        ips,
         mac: mac.parse().map_err(|_| bad_column(6, &mac))?,
         ifname,
         host_ifname,
@@ -585,8 +758,8 @@ fn bad_column(index: usize, value: &str) -> rusqlite::Error {
     )
 }
 
-pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs, host_access, driver, parent, mode";
-pub(crate) const ENDPOINT_COLUMNS: &str = "e.id, n.name, e.name, e.netns, e.netns_inode, e.ip, e.mac, e.ifname, e.host_ifname, e.default_route, e.bw_in_rate, e.bw_in_burst, e.bw_out_rate, e.bw_out_burst, e.allow_spoofing, e.metric";
+pub(crate) const NETWORK_COLUMNS: &str = "id, name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs, host_access, driver, parent, mode, subnet6, gateway6";
+pub(crate) const ENDPOINT_COLUMNS: &str = "e.id, n.name, e.name, e.netns, e.netns_inode, e.ip, e.mac, e.ifname, e.host_ifname, e.default_route, e.bw_in_rate, e.bw_in_burst, e.bw_out_rate, e.bw_out_burst, e.allow_spoofing, e.metric, e.ip6";
 
 impl Tx<'_> {
     pub fn commit(self) -> Result<()> {
@@ -618,13 +791,16 @@ impl Tx<'_> {
     pub fn insert_network(&self, n: &NewNetwork) -> Result<Network> {
         let p = &n.policy;
         let deny: Vec<String> = p.deny_egress.iter().map(|d| d.to_string()).collect();
+        let of = |family: Family| n.subnets.iter().find(|s| s.family() == family);
+        let net_text = |family| of(family).map(|s| s.net.to_string());
+        let gw_text = |family| of(family).and_then(|s| s.gateway).map(|g| g.to_string());
         self.tx.execute(
-            "INSERT INTO networks (name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs, host_access, driver, parent, mode)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+            "INSERT INTO networks (name, subnet, gateway, bridge, mtu, masquerade, icc, internal, deny_egress, uplink, uplink_gateway, log_drops, dns, cluster_cidrs, host_access, driver, parent, mode, subnet6, gateway6)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
             params![
                 n.name,
-                n.subnet.to_string(),
-                n.gateway.to_string(),
+                net_text(Family::V4),
+                gw_text(Family::V4),
                 n.bridge,
                 n.mtu,
                 p.masquerade,
@@ -643,15 +819,16 @@ impl Tx<'_> {
                 p.host_access,
                 n.driver.name(),
                 n.driver.parent(),
-                n.driver.mode()
+                n.driver.mode(),
+                net_text(Family::V6),
+                gw_text(Family::V6),
             ],
         )?;
         let id = self.tx.last_insert_rowid();
         Ok(Network {
             id,
             name: n.name.to_string(),
-            subnet: n.subnet,
-            gateway: n.gateway,
+            subnets: n.subnets.clone(),
             bridge: n.bridge.clone(),
             mtu: n.mtu,
             link_group: crate::model::names::network_link_group(id),
@@ -690,10 +867,30 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Forgets everything: networks, endpoints and settings.
+    /// The host's unique local /48 (RFC 4193): its 40-bit global ID is
+    /// drawn at random the first time and kept, so automatic IPv6 subnets
+    /// stay in one prefix for the life of the host (`reset` keeps it too).
+    pub fn ula_prefix(&self) -> Result<crate::model::Ipv6Net> {
+        let id = match self
+            .setting(ULA_GLOBAL_ID)?
+            .and_then(|t| parse_global_id(&t))
+        {
+            Some(id) => id,
+            None => {
+                let id = random_global_id()?;
+                let text: String = id.iter().map(|b| format!("{b:02x}")).collect();
+                self.set_setting(ULA_GLOBAL_ID, &text)?;
+                id
+            }
+        };
+        Ok(crate::model::subnet::ula_prefix(id))
+    }
+
+    /// Forgets everything: networks, endpoints and settings (but the
+    /// host's ULA global ID).
     pub fn clear(&self) -> Result<()> {
         self.tx
-            .execute_batch("DELETE FROM port_claims; DELETE FROM ports; DELETE FROM dns_names; DELETE FROM endpoints; DELETE FROM networks; DELETE FROM settings;")?;
+            .execute_batch("DELETE FROM port_claims; DELETE FROM ports; DELETE FROM dns_names; DELETE FROM endpoints; DELETE FROM networks; DELETE FROM settings WHERE key != 'ula_global_id';")?;
         Ok(())
     }
 
@@ -718,7 +915,7 @@ impl Tx<'_> {
     pub fn endpoints(&self, network_id: Option<i64>) -> Result<Vec<Endpoint>> {
         let sql = format!(
             "SELECT {ENDPOINT_COLUMNS} FROM endpoints e JOIN networks n ON n.id = e.network_id
-             WHERE ?1 IS NULL OR e.network_id = ?1 ORDER BY n.name, e.ip"
+             WHERE ?1 IS NULL OR e.network_id = ?1 ORDER BY n.name, e.ip, e.ip6, e.id"
         );
         let mut stmt = self.tx.prepare_cached(&sql)?;
         let rows = stmt.query_map([network_id], endpoint_from_row)?;
@@ -779,22 +976,38 @@ impl Tx<'_> {
         Ok(stmt.exists(params![network_id, name])?)
     }
 
-    /// Who holds `ip` on the network, if anyone.
-    pub fn ip_holder(&self, network_id: i64, ip: Ipv4Addr) -> Result<Option<String>> {
-        let mut stmt = self
-            .tx
-            .prepare_cached("SELECT name FROM endpoints WHERE network_id = ?1 AND ip = ?2")?;
+    /// Who holds `ip` (its lease, either family) on the network, if anyone.
+    pub fn ip_holder(&self, network_id: i64, ip: IpAddr) -> Result<Option<String>> {
+        let (sql, value) = match ip {
+            IpAddr::V4(v4) => (
+                "SELECT name FROM endpoints WHERE network_id = ?1 AND ip = ?2",
+                rusqlite::types::Value::Integer(i64::from(u32::from(v4))),
+            ),
+            IpAddr::V6(v6) => (
+                "SELECT name FROM endpoints WHERE network_id = ?1 AND ip6 = ?2",
+                rusqlite::types::Value::Text(v6.to_string()),
+            ),
+        };
+        let mut stmt = self.tx.prepare_cached(sql)?;
         Ok(stmt
-            .query_row(params![network_id, u32::from(ip)], |r| r.get(0))
+            .query_row(params![network_id, value], |r| r.get(0))
             .optional()?)
     }
 
-    pub fn last_ip(&self, network_id: i64) -> Result<Option<Ipv4Addr>> {
-        let mut stmt = self
-            .tx
-            .prepare_cached("SELECT last_ip FROM networks WHERE id = ?1")?;
-        let last: Option<u32> = stmt.query_row([network_id], |r| r.get(0))?;
-        Ok(last.map(Ipv4Addr::from))
+    /// The last address of `family` handed out on the network (where the
+    /// next lease starts looking).
+    pub fn last_ip(&self, network_id: i64, family: Family) -> Result<Option<IpAddr>> {
+        let sql = match family {
+            Family::V4 => "SELECT last_ip FROM networks WHERE id = ?1",
+            Family::V6 => "SELECT last_ip6 FROM networks WHERE id = ?1",
+        };
+        let mut stmt = self.tx.prepare_cached(sql)?;
+        let last: Option<rusqlite::types::Value> = stmt.query_row([network_id], |r| r.get(0))?;
+        Ok(match last {
+            Some(rusqlite::types::Value::Integer(n)) => Some(IpAddr::V4(Ipv4Addr::from(n as u32))),
+            Some(rusqlite::types::Value::Text(t)) => t.parse().ok(),
+            _ => None,
+        })
     }
 
     /// Whether some endpoint already gave the namespace its default route
@@ -842,14 +1055,14 @@ impl Tx<'_> {
     pub fn insert_endpoint(&self, network: &Network, e: &Endpoint) -> Result<i64> {
         self.tx.execute(
             "INSERT INTO endpoints (network_id, name, netns, netns_inode, ip, mac, ifname, host_ifname, default_route,
-                                    bw_in_rate, bw_in_burst, bw_out_rate, bw_out_burst, allow_spoofing, metric)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                                    bw_in_rate, bw_in_burst, bw_out_rate, bw_out_burst, allow_spoofing, metric, ip6)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             params![
                 network.id,
                 e.name,
                 e.netns,
                 e.netns_inode as i64,
-                u32::from(e.ip),
+                e.ip4().map(u32::from),
                 e.mac.to_string(),
                 e.ifname,
                 e.host_ifname,
@@ -860,13 +1073,22 @@ impl Tx<'_> {
                 e.bandwidth.outbound.map(|l| l.burst as i64),
                 e.allow_spoofing,
                 e.metric.map(i64::from),
+                e.ip6().map(|ip| ip.to_string()),
             ],
         )?;
         let id = self.tx.last_insert_rowid();
-        self.tx.execute(
-            "UPDATE networks SET last_ip = ?2 WHERE id = ?1",
-            params![network.id, u32::from(e.ip)],
-        )?;
+        if let Some(ip) = e.ip4() {
+            self.tx.execute(
+                "UPDATE networks SET last_ip = ?2 WHERE id = ?1",
+                params![network.id, u32::from(ip)],
+            )?;
+        }
+        if let Some(ip) = e.ip6() {
+            self.tx.execute(
+                "UPDATE networks SET last_ip6 = ?2 WHERE id = ?1",
+                params![network.id, ip.to_string()],
+            )?;
+        }
         Ok(id)
     }
 
@@ -966,7 +1188,7 @@ impl Tx<'_> {
         let mut stmt = self.tx.prepare_cached(
             "SELECT p.host_ip, p.proto, p.host_port, p.container_port, p.count, e.ip
              FROM ports p JOIN endpoints e ON e.id = p.endpoint_id
-             WHERE e.network_id = ?1 ORDER BY p.id",
+             WHERE e.network_id = ?1 AND e.ip IS NOT NULL ORDER BY p.id",
         )?;
         let rows = stmt.query_map([network_id], |row| {
             let ip: u32 = row.get(5)?;
@@ -1005,8 +1227,10 @@ mod tests {
     pub(super) fn insert_web(tx: &Tx) -> Network {
         tx.insert_network(&NewNetwork {
             name: "web",
-            subnet: "10.90.0.0/24".parse().unwrap(),
-            gateway: Ipv4Addr::new(10, 90, 0, 1),
+            subnets: vec![crate::model::Subnet {
+                net: "10.90.0.0/24".parse().unwrap(),
+                gateway: Some(std::net::IpAddr::V4(Ipv4Addr::new(10, 90, 0, 1))),
+            }],
             bridge: "berth-web".into(),
             mtu: 1500,
             policy: NetworkPolicy::default(),
@@ -1024,7 +1248,7 @@ mod tests {
             name: "c1".into(),
             netns: "c1".into(),
             netns_inode: inode,
-            ip,
+            ips: vec![std::net::IpAddr::V4(ip)],
             mac: Mac::from_ipv4(ip),
             ifname: "eth0".into(),
             host_ifname: crate::model::names::host_veth_name("web", "c1"),
@@ -1053,8 +1277,10 @@ mod tests {
         tx.commit().unwrap();
 
         let tx = store.begin().unwrap();
-        assert_eq!(tx.last_ip(net.id).unwrap(), Some(ep.ip));
-        assert_eq!(tx.ip_holder(net.id, ep.ip).unwrap().as_deref(), Some("c1"));
+        let ip = ep.ips[0];
+        assert_eq!(tx.last_ip(net.id, Family::V4).unwrap(), Some(ip));
+        assert_eq!(tx.ip_holder(net.id, ip).unwrap().as_deref(), Some("c1"));
+        assert_eq!(tx.last_ip(net.id, Family::V6).unwrap(), None);
         assert!(tx.netns_has_default_route(4026532000).unwrap());
         let found = tx
             .find_endpoint(net.id, "other-name", Some(4026532000))
@@ -1194,6 +1420,141 @@ mod tests {
         let e = tx.endpoint(id).unwrap().unwrap();
         assert_eq!(e.metric, None);
         assert!(tx.netns_has_default_route(7).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A state of version 14 (IPv4 columns NOT NULL, no IPv6 columns)
+    /// opens: its rows keep their addresses, and afterwards a network may
+    /// be IPv6-only and an endpoint have no IPv4 address, with IPv6 leases
+    /// unique per network.
+    #[test]
+    fn version_14_state_opens_and_takes_ipv6() {
+        let dir = temp_dir("v14");
+        let mut store = Store::open(&dir).unwrap();
+        let tx = store.begin().unwrap();
+        let net = insert_web(&tx);
+        let ep = endpoint_c1(11);
+        let id = tx.insert_endpoint(&net, &ep).unwrap();
+        tx.commit().unwrap();
+        // Back to version 14: the columns as they were, NOT NULL again.
+        store
+            .conn
+            .execute_batch(
+                "DROP INDEX endpoints_by_ip6;
+                 ALTER TABLE endpoints DROP COLUMN ip6;
+                 ALTER TABLE networks DROP COLUMN subnet6;
+                 ALTER TABLE networks DROP COLUMN gateway6;
+                 ALTER TABLE networks DROP COLUMN last_ip6;
+                 PRAGMA user_version = 14;",
+            )
+            .unwrap();
+        store
+            .conn
+            .pragma_update(None, "foreign_keys", "OFF")
+            .unwrap();
+        {
+            let tx = store.conn.transaction().unwrap();
+            for (table, from, to) in [
+                ("networks", "subnet TEXT,", "subnet TEXT NOT NULL,"),
+                ("networks", "gateway TEXT,", "gateway TEXT NOT NULL,"),
+                ("endpoints", "ip INTEGER,", "ip INTEGER NOT NULL,"),
+            ] {
+                let sql: String = tx
+                    .query_row(
+                        "SELECT sql FROM sqlite_master WHERE name = ?1",
+                        [table],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                assert!(sql.contains(from), "{sql}");
+                let body = sql.split_once('(').unwrap().1.replacen(from, to, 1);
+                let indexes: Vec<String> = {
+                    let mut st = tx
+                        .prepare("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL")
+                        .unwrap();
+                    let rows = st.query_map([table], |r| r.get(0)).unwrap();
+                    rows.map(|r| r.unwrap()).collect()
+                };
+                tx.execute_batch(&format!(
+                    "CREATE TABLE old_{table} ({body}; INSERT INTO old_{table} SELECT * FROM {table};
+                     DROP TABLE {table}; ALTER TABLE old_{table} RENAME TO {table};"
+                ))
+                .unwrap();
+                for i in indexes {
+                    tx.execute_batch(&i).unwrap();
+                }
+            }
+            tx.commit().unwrap();
+        }
+        store
+            .conn
+            .pragma_update(None, "foreign_keys", "ON")
+            .unwrap();
+        let strict: String = store
+            .conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'endpoints'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(strict.contains("ip INTEGER NOT NULL"), "{strict}");
+        drop(store);
+
+        let mut store = Store::open(&dir).unwrap();
+        let v: i64 = store
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let tx = store.begin().unwrap();
+        assert_eq!(tx.require_network("web").unwrap(), net);
+        assert_eq!(
+            tx.endpoint(id).unwrap().unwrap(),
+            Endpoint { id, ..ep.clone() }
+        );
+        // An IPv6-only network and endpoint now fit.
+        let v6net = tx
+            .insert_network(&NewNetwork {
+                name: "six",
+                subnets: vec![Subnet {
+                    net: "fd00:6::/64".parse().unwrap(),
+                    gateway: Some("fd00:6::1".parse().unwrap()),
+                }],
+                bridge: "berth-six".into(),
+                mtu: 1500,
+                policy: NetworkPolicy::default(),
+                driver: Default::default(),
+            })
+            .unwrap();
+        assert_eq!(tx.require_network("six").unwrap(), v6net);
+        let ip6: IpAddr = "fd00:6::2".parse().unwrap();
+        let six = Endpoint {
+            ips: vec![ip6],
+            mac: crate::model::Mac::from_ip(ip6),
+            host_ifname: crate::model::names::host_veth_name("six", "c1"),
+            network: "six".into(),
+            ..ep.clone()
+        };
+        let six_id = tx.insert_endpoint(&v6net, &six).unwrap();
+        assert_eq!(tx.endpoint(six_id).unwrap().unwrap().ips, vec![ip6]);
+        assert_eq!(tx.ip_holder(v6net.id, ip6).unwrap().as_deref(), Some("c1"));
+        assert_eq!(tx.last_ip(v6net.id, Family::V6).unwrap(), Some(ip6));
+        // The IPv6 lease is unique per network.
+        let again = Endpoint {
+            name: "c2".into(),
+            netns: "c2".into(),
+            host_ifname: crate::model::names::host_veth_name("six", "c2"),
+            ..six.clone()
+        };
+        assert!(tx.insert_endpoint(&v6net, &again).is_err());
+        // The ULA prefix is made once and kept.
+        let ula = tx.ula_prefix().unwrap();
+        assert_eq!(tx.ula_prefix().unwrap(), ula);
+        assert_eq!(ula.prefix_len(), 48);
+        assert_eq!(ula.network().segments()[0] >> 8, 0xfd);
+        tx.clear().unwrap();
+        assert_eq!(tx.ula_prefix().unwrap(), ula, "reset keeps it");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -243,11 +243,13 @@ mod tests {
             vec!["backend".to_string(), "v1.backend".to_string()]
         );
         assert_eq!(tx.dns_network_count().unwrap(), 1);
-        assert_eq!(tx.dns_networks().unwrap()[0].gateway, net.gateway);
+        assert_eq!(Some(tx.dns_networks().unwrap()[0].gateway), net.gateway4());
         let names = tx.dns_endpoints().unwrap();
         assert_eq!(names.len(), 3);
-        assert!(names.iter().all(|n| n.ip == ep.ip && n.netns_inode == 7));
-        assert_eq!(tx.dns_gateway_of_netns(7).unwrap(), Some(net.gateway));
+        assert!(names
+            .iter()
+            .all(|n| Some(n.ip) == ep.ip4() && n.netns_inode == 7));
+        assert_eq!(tx.dns_gateway_of_netns(7).unwrap(), net.gateway4());
         assert_eq!(tx.dns_endpoints_of_netns(7).unwrap().len(), 3);
         assert!(tx.dns_endpoints_of_netns(8).unwrap().is_empty());
         // The names go with their endpoint.

@@ -147,8 +147,10 @@ mod tests {
         let net = tx
             .insert_network(&NewNetwork {
                 name: "web",
-                subnet: "10.90.0.0/24".parse().unwrap(),
-                gateway: Ipv4Addr::new(10, 90, 0, 1),
+                subnets: vec![crate::model::Subnet {
+                    net: "10.90.0.0/24".parse().unwrap(),
+                    gateway: Some(std::net::IpAddr::V4(Ipv4Addr::new(10, 90, 0, 1))),
+                }],
                 bridge: "podman1".into(),
                 mtu: 1500,
                 policy: NetworkPolicy::default(),
@@ -164,7 +166,7 @@ mod tests {
             name: "c1".into(),
             netns: "/run/netns/netns-1".into(),
             netns_inode: 7,
-            ip,
+            ips: vec![std::net::IpAddr::V4(ip)],
             mac: Mac::from_ipv4(ip),
             ifname: "eth0".into(),
             host_ifname: crate::model::names::host_veth_name("web", "c1"),

@@ -386,8 +386,10 @@ mod tests {
         let net = tx
             .insert_network(&NewNetwork {
                 name: "web",
-                subnet: "10.90.0.0/20".parse().unwrap(),
-                gateway: Ipv4Addr::new(10, 90, 0, 1),
+                subnets: vec![crate::model::Subnet {
+                    net: "10.90.0.0/20".parse().unwrap(),
+                    gateway: Some(std::net::IpAddr::V4(Ipv4Addr::new(10, 90, 0, 1))),
+                }],
                 bridge: "berth-web".into(),
                 mtu: 1500,
                 policy: NetworkPolicy::default(),
@@ -402,7 +404,7 @@ mod tests {
                 name: format!("c{i}"),
                 netns: format!("/run/netns/c{i}"),
                 netns_inode: 4026532000 + u64::from(i),
-                ip,
+                ips: vec![std::net::IpAddr::V4(ip)],
                 mac: Mac::from_ipv4(ip),
                 ifname: "eth0".into(),
                 host_ifname: format!("vb{i:012x}"),

@@ -101,7 +101,7 @@ mod tests {
             name: name.into(),
             netns: netns.into(),
             netns_inode: 7,
-            ip: "10.0.0.2".parse().unwrap(),
+            ips: vec!["10.0.0.2".parse().unwrap()],
             mac: Mac([2, 0, 0, 0, 0, 2]),
             ifname: "eth0".into(),
             host_ifname: veth.into(),

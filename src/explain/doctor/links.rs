@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use super::{Facts, Finding, Severity};
 use crate::context::Context;
-use crate::model::{names, Ipv4Net};
+use crate::model::names;
 use crate::reconcile::{decide, Scope};
 use crate::store::Status;
 
@@ -53,13 +53,16 @@ fn route_clashes(facts: &Facts, out: &mut Vec<Finding>) {
                 continue;
             }
             let Some(dst) = r.dst else { continue };
-            let net = Ipv4Net::new_truncating(dst, r.prefix_len);
-            if !net.overlaps(&n.subnet) || (r.oif.is_some() && r.oif == bridge) {
+            // The route dump read here is IPv4's: the IPv4 subnet is judged.
+            let Some(subnet4) = n.net4() else { continue };
+            let net = crate::model::subnet::v4_truncating(dst, r.prefix_len);
+            let overlap = net.contains(&subnet4.network()) || subnet4.contains(&net.network());
+            if !overlap || (r.oif.is_some() && r.oif == bridge) {
                 continue;
             }
             // A wider route loses to the bridge's own connected route; an
             // equal or narrower one takes (part of) the subnet.
-            if r.prefix_len < n.subnet.prefix_len() {
+            if r.prefix_len < subnet4.prefix_len() {
                 continue;
             }
             any = true;
@@ -75,7 +78,7 @@ fn route_clashes(facts: &Facts, out: &mut Vec<Finding>) {
                 format!("{} ", r.kind)
             };
             let route = format!("{kind}{net}{via}{dev}");
-            let (severity, how) = if r.prefix_len > n.subnet.prefix_len() {
+            let (severity, how) = if r.prefix_len > subnet4.prefix_len() {
                 (Severity::Error, "is more specific, so the host sends that part of the subnet there instead of to the containers")
             } else {
                 (Severity::Error, "has the same prefix, so which one the host uses depends on the metric, not on berth")
@@ -84,7 +87,7 @@ fn route_clashes(facts: &Facts, out: &mut Vec<Finding>) {
                 Finding::new(
                     "route_clash",
                     severity,
-                    format!("the host route {route} overlaps network {}'s subnet {} (bridge {}) and {how}", n.name, n.subnet, n.bridge),
+                    format!("the host route {route} overlaps network {}'s subnet {} (bridge {}) and {how}", n.name, subnet4, n.bridge),
                 )
                 .fix(format!("ip route del {route}")),
             );
@@ -143,7 +146,11 @@ fn devices(facts: &Facts, out: &mut Vec<Finding>) {
         }
         let line = format!(
             "endpoint {} of network {} ({}, namespace {}): veth {} is missing",
-            e.name, e.network, e.ip, e.netns, e.host_ifname
+            e.name,
+            e.network,
+            e.ips_text(),
+            e.netns,
+            e.host_ifname
         );
         if observed.netns_alive.contains(&e.id) {
             revivable.push(line);

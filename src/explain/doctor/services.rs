@@ -137,8 +137,9 @@ pub fn daemons(ctx: &mut Context, facts: &Facts, out: &mut Vec<Finding>) {
                 let silent: Vec<String> = dns
                     .iter()
                     .take(QUERIED)
-                    .filter(|n| !ctx.kernel.dns_answers(n.gateway, port))
-                    .map(|n| format!("{}:{port} (network {})", n.gateway, n.name))
+                    .filter_map(|n| Some((n.gateway4()?, n)))
+                    .filter(|(g, _)| !ctx.kernel.dns_answers(*g, port))
+                    .map(|(g, n)| format!("{g}:{port} (network {})", n.name))
                     .collect();
                 if silent.is_empty() {
                     out.push(Finding::new(

@@ -52,7 +52,7 @@ pub fn graph(rows: &Rows, facts: Option<&NetnsFacts>) -> Graph {
                     inode => format!("inode:{inode}"),
                 },
                 ifname: e.ifname.clone(),
-                address: format!("{}/{}", e.ip, n.subnet.prefix_len()),
+                address: e.cidrs_text(n),
                 mac: e.mac.to_string(),
                 host_ifname: e.host_ifname.clone(),
                 owner: mark.owner,
@@ -73,8 +73,18 @@ pub fn graph(rows: &Rows, facts: Option<&NetnsFacts>) -> Graph {
                 Some(_) => n.driver.to_string(),
                 None => n.bridge.clone(),
             },
-            subnet: n.subnet.to_string(),
-            gateway: n.gateway.to_string(),
+            subnet: n
+                .subnets
+                .iter()
+                .map(|s| s.net.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            gateway: n
+                .gateways()
+                .iter()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             bridge_up: link_state(n.driver.parent().unwrap_or(&n.bridge)),
             owner: rows.owners.networks.get(&n.name).cloned(),
             flags: Flags {

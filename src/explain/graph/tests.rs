@@ -211,8 +211,10 @@ fn the_builder_reads_uplinks_owners_and_link_states() {
     let net = |id: i64, name: &str, subnet: &str, policy: NetworkPolicy| Network {
         id,
         name: name.into(),
-        subnet: subnet.parse().unwrap(),
-        gateway: subnet.replace("0/24", "1").parse().unwrap(),
+        subnets: vec![crate::model::Subnet {
+            net: subnet.parse().unwrap(),
+            gateway: Some(subnet.replace("0/24", "1").parse().unwrap()),
+        }],
         bridge: format!("berth-{name}"),
         mtu: 1500,
         link_group: 0,
@@ -223,7 +225,7 @@ fn the_builder_reads_uplinks_owners_and_link_states() {
     let routed = NetworkPolicy {
         uplink: Some(crate::model::Uplink {
             ifname: "eth1".into(),
-            gateway: Ipv4Addr::new(172, 20, 0, 1),
+            gateway: Ipv4Addr::new(172, 20, 0, 1).into(),
         }),
         ..NetworkPolicy::default()
     };
@@ -233,7 +235,7 @@ fn the_builder_reads_uplinks_owners_and_link_states() {
         name: name.into(),
         netns: name.into(),
         netns_inode: inode,
-        ip: ip.into(),
+        ips: vec![std::net::IpAddr::V4(ip.into())],
         mac: "02:42:0a:00:00:02".parse().unwrap(),
         ifname: "eth0".into(),
         host_ifname: format!("vb{name}"),
@@ -285,6 +287,7 @@ fn the_builder_reads_uplinks_owners_and_link_states() {
             prefix_len: 24,
         }],
         default_gateways: vec![Ipv4Addr::new(192, 168, 1, 1)],
+        ..Default::default()
     };
     let g = build::graph(&rows, Some(&facts));
     expect![[r#"

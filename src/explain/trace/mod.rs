@@ -7,6 +7,7 @@
 //! [`walk::walk`] decides from them and berth's model, with no I/O.
 
 pub mod live;
+pub mod v4;
 pub mod walk;
 
 #[cfg(test)]
@@ -133,7 +134,7 @@ fn resolve(ctx: &mut Context, m: &Model, text: &str) -> Result<Place> {
         return Ok(Place::Host);
     }
     if let Ok(ip) = text.parse::<Ipv4Addr>() {
-        if let Some(e) = m.endpoints.iter().find(|e| e.ip == ip) {
+        if let Some(e) = m.endpoints.iter().find(|e| v4::ip(e) == ip) {
             return namespace_of(ctx, m, e, &e.name.clone());
         }
         if ctx.kernel.is_local_address(ip) {
@@ -207,7 +208,10 @@ fn destination(
                         .ok_or_else(|| {
                             Error::invalid(format!("network {} is not ready", e.network))
                         })?;
-                    Ok((format!("the host (gateway of {})", net.name), net.gateway))
+                    Ok((
+                        format!("the host (gateway of {})", net.name),
+                        v4::gateway(net),
+                    ))
                 }
                 _ => Err(Error::invalid(format!(
                     "destination {text:?}: from here, name one of the host's addresses"
@@ -240,7 +244,7 @@ fn destination(
                 .or(named.as_deref())
                 .or(endpoints.first());
             if let Some(e) = pick {
-                return Ok((label.clone(), e.ip));
+                return Ok((label.clone(), v4::ip(e)));
             }
             let facts = ctx.kernel.netns_facts(Some(path))?;
             let ip = facts

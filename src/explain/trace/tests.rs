@@ -13,8 +13,10 @@ fn network(id: i64, name: &str, third: u8, policy: NetworkPolicy) -> Network {
     Network {
         id,
         name: name.into(),
-        subnet: format!("10.{third}.0.0/24").parse().unwrap(),
-        gateway: Ipv4Addr::new(10, third, 0, 1),
+        subnets: vec![crate::model::Subnet {
+            net: format!("10.{third}.0.0/24").parse().unwrap(),
+            gateway: Some(std::net::IpAddr::V4(Ipv4Addr::new(10, third, 0, 1))),
+        }],
         bridge: format!("berth-{name}"),
         mtu: 1500,
         link_group: names::network_link_group(id),
@@ -25,7 +27,7 @@ fn network(id: i64, name: &str, third: u8, policy: NetworkPolicy) -> Network {
 }
 
 fn endpoint(net: &Network, name: &str, last: u8, ports: &[&str]) -> Endpoint {
-    let o = net.subnet.network().octets();
+    let o = super::v4::subnet(net).network().octets();
     let ip = Ipv4Addr::new(o[0], o[1], o[2], last);
     Endpoint {
         id: i64::from(last),
@@ -33,7 +35,7 @@ fn endpoint(net: &Network, name: &str, last: u8, ports: &[&str]) -> Endpoint {
         name: name.into(),
         netns: name.into(),
         netns_inode: 4026532000 + u64::from(last) + 100 * net.id as u64,
-        ip,
+        ips: vec![std::net::IpAddr::V4(ip)],
         mac: Mac::from_ipv4(ip),
         ifname: "eth0".into(),
         host_ifname: names::host_veth_name(&net.name, name),
@@ -113,22 +115,22 @@ impl World {
             label,
             flow,
         );
-        let on_link = self.web.subnet.contains(dst);
+        let on_link = super::v4::subnet(&self.web).contains(&dst);
         f.src_route = Some(hop(
             "unicast",
             "eth0",
-            (!on_link).then_some(self.web.gateway),
-            Some(self.a.ip),
+            (!on_link).then_some(super::v4::gateway(&self.web)),
+            Some(super::v4::ip(&self.a)),
         ));
         f.host_route = Some(self.host_route(dst));
-        f.dst_local = dst == self.web.gateway || dst == UPLINK_HOST;
+        f.dst_local = dst == super::v4::gateway(&self.web) || dst == UPLINK_HOST;
         f
     }
 
     fn host_route(&self, dst: Ipv4Addr) -> RouteHop {
         for n in [&self.web, &self.db] {
-            if n.subnet.contains(dst) {
-                return hop("unicast", &n.bridge, None, Some(n.gateway));
+            if super::v4::subnet(n).contains(&dst) {
+                return hop("unicast", &n.bridge, None, Some(super::v4::gateway(n)));
             }
         }
         hop("unicast", "uplink0", Some(PEER), Some(UPLINK_HOST))
@@ -168,7 +170,7 @@ fn tcp(port: u16) -> Flow {
 #[test]
 fn neighbours_pass_bridged_and_the_forward_hook_sees_them_only_with_br_netfilter() {
     let w = world(NetworkPolicy::default());
-    let f = w.sent_by_a(w.b.ip, "b", tcp(80));
+    let f = w.sent_by_a(super::v4::ip(&w.b), "b", tcp(80));
     check(
         &f,
         expect![[r#"
@@ -223,7 +225,7 @@ fn no_icc_drops_neighbours_in_both_br_netfilter_modes() {
         ..Default::default()
     });
     for br in [Some(false), Some(true)] {
-        let mut f = w.sent_by_a(w.b.ip, "b", Flow::Ping);
+        let mut f = w.sent_by_a(super::v4::ip(&w.b), "b", Flow::Ping);
         f.br_netfilter = br;
         let t = walk(&f);
         assert!(!t.verdict.pass);
@@ -236,7 +238,7 @@ fn no_icc_drops_neighbours_in_both_br_netfilter_modes() {
 fn isolated_networks_drop_in_the_source_networks_out_chain() {
     let w = world(NetworkPolicy::default());
     check(
-        &w.sent_by_a(w.c.ip, "c", Flow::Ping),
+        &w.sent_by_a(super::v4::ip(&w.c), "c", Flow::Ping),
         expect![[r#"
             trace a -> c (10.91.0.2), icmp echo
              1. berth's tables inet berth and bridge berth match the state
@@ -336,7 +338,7 @@ fn a_published_port_is_found_by_its_element_and_a_missing_one_is_named() {
     f.host_listens = true;
     assert!(walk(&f).verdict.pass);
     // Straight to the container from outside: no way in.
-    let t = walk(&w.sent_by_lan(w.a.ip, "a", tcp(80)));
+    let t = walk(&w.sent_by_lan(super::v4::ip(&w.a), "a", tcp(80)));
     assert_eq!(t.steps.last().unwrap().chain.as_deref(), Some("web-in"));
     assert!(!t.verdict.pass);
 }
@@ -346,7 +348,7 @@ fn from_the_host_the_output_hook_translates_loopback_too() {
     let w = world(NetworkPolicy::default());
     let mut f = w.facts(Source::Host, Ipv4Addr::LOCALHOST, "the host", tcp(8080));
     f.dst_local = true;
-    f.host_route = Some(w.host_route(w.a.ip));
+    f.host_route = Some(w.host_route(super::v4::ip(&w.a)));
     check(
         &f,
         expect![[r#"
@@ -382,10 +384,14 @@ fn no_host_access_leaves_dns_only_and_the_loopback_guard_holds() {
         host_access: false,
         ..Default::default()
     });
-    let t = walk(&w.sent_by_a(w.web.gateway, "the host", tcp(22)));
+    let t = walk(&w.sent_by_a(super::v4::gateway(&w.web), "the host", tcp(22)));
     assert_eq!(t.steps.last().unwrap().chain.as_deref(), Some("web-host"));
     assert!(t.verdict.reason.contains("--no-host-access"), "{t:?}");
-    let mut f = w.sent_by_a(w.web.gateway, "the host", Flow::Port(Proto::Udp, 53));
+    let mut f = w.sent_by_a(
+        super::v4::gateway(&w.web),
+        "the host",
+        Flow::Port(Proto::Udp, 53),
+    );
     f.host_listens = true;
     assert!(walk(&f).verdict.pass);
 }
@@ -393,7 +399,7 @@ fn no_host_access_leaves_dns_only_and_the_loopback_guard_holds() {
 #[test]
 fn a_table_that_differs_from_the_state_makes_the_verdict_untrusted() {
     let w = world(NetworkPolicy::default());
-    let mut f = w.sent_by_a(w.c.ip, "c", Flow::Ping);
+    let mut f = w.sent_by_a(super::v4::ip(&w.c), "c", Flow::Ping);
     f.table = TableCheck::Missing;
     let t = walk(&f);
     assert!(!t.trusted);
@@ -420,7 +426,9 @@ fn the_dnat_lookup_follows_the_skeletons_map_order() {
     // A given address wins over any address.
     assert_eq!(d(UPLINK_HOST, tcp(9000), true, false).unwrap().to_port, 90);
     assert_eq!(
-        d(w.web.gateway, tcp(9000), true, false).unwrap().to_port,
+        d(super::v4::gateway(&w.web), tcp(9000), true, false)
+            .unwrap()
+            .to_port,
         91
     );
     let r = d(UPLINK_HOST, Flow::Port(Proto::Udp, 7001), true, false).unwrap();
@@ -443,7 +451,7 @@ fn the_dnat_lookup_follows_the_skeletons_map_order() {
     assert!(dnat(
         &nets,
         &eps,
-        w.web.gateway,
+        super::v4::gateway(&w.web),
         true,
         Flow::Port(Proto::Udp, 53),
         false

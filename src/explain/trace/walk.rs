@@ -5,6 +5,7 @@
 //! it, step by step, and the one verdict. No I/O here, so every branch is
 //! snapshot-tested with plain data.
 
+use super::v4;
 use std::net::Ipv4Addr;
 
 use serde::Serialize;
@@ -211,15 +212,19 @@ pub fn dnat(
                     proto.as_str(),
                     m.host_port,
                     m.host_last(),
-                    e.ip
+                    v4::ip(e)
                 )
             } else {
-                format!("{addr}{} . {port} : {} . {to_port}", proto.as_str(), e.ip)
+                format!(
+                    "{addr}{} . {port} : {} . {to_port}",
+                    proto.as_str(),
+                    v4::ip(e)
+                )
             };
             Some(Dnat {
                 map,
                 element,
-                to: e.ip,
+                to: v4::ip(e),
                 to_port,
                 endpoint: e.name.clone(),
                 network: e.network.clone(),
@@ -233,7 +238,9 @@ pub fn dnat(
     }
     let dns_listener = matches!(proto, Proto::Udp | Proto::Tcp)
         && port == 53
-        && networks.iter().any(|n| n.policy.dns && n.gateway == dst);
+        && networks
+            .iter()
+            .any(|n| n.policy.dns && v4::gateway(n) == dst);
     if dns_listener {
         return None;
     }
@@ -334,7 +341,7 @@ impl<'a> Walk<'a> {
         self.f
             .endpoints
             .iter()
-            .find(|e| e.network == net.name && e.ip == ip)
+            .find(|e| e.network == net.name && v4::ip(e) == ip)
     }
 
     fn push(&mut self, s: Step) {
@@ -450,7 +457,7 @@ impl<'a> Walk<'a> {
         if !net.is_bridge() {
             return self.leave_by_child(label, &oif, ep, net, hop);
         }
-        let src_ip = hop.prefsrc.unwrap_or(ep.ip);
+        let src_ip = hop.prefsrc.unwrap_or(v4::ip(ep));
         let mut s = step(format!(
             "{oif} of {label} -> veth {} -> bridge {} (network {})",
             ep.host_ifname, net.bridge, net.name
@@ -458,10 +465,10 @@ impl<'a> Walk<'a> {
         .cmd(format!("ip link show master {}", net.bridge));
         if ep.allow_spoofing {
             s = s.line("no anti-spoofing on this port (--allow-spoofing)");
-        } else if src_ip == ep.ip
+        } else if src_ip == v4::ip(ep)
             || f.endpoints
                 .iter()
-                .any(|o| o.netns_inode == ep.netns_inode && o.ip == src_ip)
+                .any(|o| o.netns_inode == ep.netns_inode && v4::ip(o) == src_ip)
         {
             s = s.line(format!(
                 "bridge berth prerouting -> guard: {} . {} . {src_ip} is in @allowed4: return",
@@ -478,7 +485,8 @@ impl<'a> Walk<'a> {
             );
         }
         self.push(s);
-        let on_link = hop.gateway.is_none() && net.subnet.contains(f.dst) && f.dst != net.gateway;
+        let on_link =
+            hop.gateway.is_none() && v4::subnet(net).contains(&f.dst) && f.dst != v4::gateway(net);
         if on_link {
             return self.bridged(ep, net);
         }
@@ -520,7 +528,7 @@ impl<'a> Walk<'a> {
         let sibling = f
             .endpoints
             .iter()
-            .find(|o| o.network == net.name && o.ip == f.dst && o.id != ep.id);
+            .find(|o| o.network == net.name && v4::ip(o) == f.dst && o.id != ep.id);
         if let Some(o) = sibling {
             let (passes, how) = match &net.driver {
                 Driver::Macvlan { mode, .. } => match mode {
@@ -564,7 +572,10 @@ impl<'a> Walk<'a> {
         let per_bridge = !net.policy.icc;
         let mut s = step(format!(
             "{} is on {}'s subnet {}: bridged on {} (no routing)",
-            f.dst, net.name, net.subnet, net.bridge
+            f.dst,
+            net.name,
+            v4::subnet(net),
+            net.bridge
         ))
         .cmd(format!("bridge fdb show br {}", net.bridge));
         let filtered = global || per_bridge;
@@ -704,14 +715,14 @@ impl<'a> Walk<'a> {
             if !n.policy.host_access {
                 let host = format!("{}-host", n.name);
                 let dns = n.policy.dns
-                    && f.dst == n.gateway
+                    && f.dst == v4::gateway(n)
                     && matches!(f.flow, Flow::Port(Proto::Udp | Proto::Tcp, 53));
                 let v = if dns { "accept" } else { "drop" };
                 self.push(
                     step(format!(
                         "input: iifname vmap @input_from -> {host}: {}",
                         if dns {
-                            format!("ip daddr {} dport 53 accept", n.gateway)
+                            format!("ip daddr {} dport 53 accept", v4::gateway(n))
                         } else {
                             "drop".into()
                         }
@@ -851,7 +862,12 @@ impl<'a> Walk<'a> {
                         "put them on a network without --no-icc".to_string(),
                     ));
                 }
-            } else if let Some(cidr) = n.policy.deny_egress.iter().find(|c| c.contains(target)) {
+            } else if let Some(cidr) = n
+                .policy
+                .deny_egress
+                .iter()
+                .find(|c| c.contains(&std::net::IpAddr::V4(target)))
+            {
                 rule = format!("ip daddr {cidr} reject");
                 verdict = Some(drop(
                     format!(
@@ -902,7 +918,12 @@ impl<'a> Walk<'a> {
             }
         } else if let Some(o) = out_net {
             let inward = format!("{}-in", o.name);
-            if let Some(c) = o.policy.cluster_cidrs.iter().find(|c| c.contains(src_ip)) {
+            if let Some(c) = o
+                .policy
+                .cluster_cidrs
+                .iter()
+                .find(|c| c.contains(&std::net::IpAddr::V4(src_ip)))
+            {
                 self.push(
                     step(format!(
                         "forward: oifname vmap @fwd_to -> {inward}: ip saddr {c} accept"
@@ -993,7 +1014,7 @@ impl<'a> Walk<'a> {
         d: Option<&Dnat>,
     ) -> Option<Step> {
         let f = self.f;
-        let in_subnets = |ip| f.networks.iter().any(|n| n.subnet.contains(ip));
+        let in_subnets = |ip| f.networks.iter().any(|n| v4::subnet(n).contains(&ip));
         if d.is_some() && in_subnets(src_ip) && in_subnets(target) {
             return Some(
                 step(
@@ -1008,18 +1029,22 @@ impl<'a> Walk<'a> {
             return None;
         }
         let nat = format!("{}-nat", n.name);
-        if n.policy.cluster_cidrs.iter().any(|c| c.contains(target)) {
+        if n.policy
+            .cluster_cidrs
+            .iter()
+            .any(|c| c.contains(&std::net::IpAddr::V4(target)))
+        {
             return Some(
                 step(format!("postrouting: iifname vmap @nat_from -> {nat}: cluster range: return (not masqueraded)"))
                     .cmd(chain_cmd(&nat))
                     .decided(&nat, "return"),
             );
         }
-        if out_if != n.bridge && n.subnet.contains(src_ip) {
+        if out_if != n.bridge && v4::subnet(n).contains(&src_ip) {
             return Some(
                 step(format!(
                     "postrouting: iifname vmap @nat_from -> {nat}: ip saddr {} oifname != \"{}\" masquerade",
-                    n.subnet, n.bridge
+                    v4::subnet(n), n.bridge
                 ))
                 .cmd(chain_cmd(&nat))
                 .decided(&nat, "masquerade"),

@@ -11,7 +11,7 @@ use berth_nft::{ElemOp, Op};
 
 use crate::firewall;
 use crate::kernel::{sysctl, ChildLink, InsideConfig, LinkFact, NftFingerprint, VethPair};
-use crate::model::{names, Endpoint, Mac, Network, PortMapping, Proto};
+use crate::model::{names, Endpoint, Network, PortMapping, Proto};
 use crate::plan::{Plan, SourceRule, Step};
 use crate::store::{Sandbox, Status};
 
@@ -48,11 +48,13 @@ pub struct Observed {
     pub children: HashSet<i64>,
     /// Sandboxes whose `run` process is gone.
     pub dead_sandboxes: HashSet<String>,
-    /// The IPv4 addresses of the host's links, by link name (None: not
-    /// looked at, so every gateway address is ensured).
-    pub addresses: Option<HashSet<(String, Ipv4Addr, u8)>>,
+    /// The addresses of the host's links (both families), by link name
+    /// (None: not looked at, so every gateway address is ensured).
+    pub addresses: Option<HashSet<(String, std::net::IpAddr, u8)>>,
     /// Whether `net.ipv4.ip_forward` is on (None: not looked at).
     pub ip_forward: Option<bool>,
+    /// Whether `net.ipv6.conf.all.forwarding` is on (None: not looked at).
+    pub ip6_forward: Option<bool>,
     /// The elements of every set and map of berth's table, by name (None:
     /// not looked at or not readable, so the table is rebuilt).
     pub elements: Option<TableElements>,
@@ -150,33 +152,38 @@ pub fn expected_elements(batch: &berth_nft::Batch) -> TableElements {
 /// route and the rule that selects it. Adding puts the route in before the
 /// rule; deleting takes the rule out first (both tolerate absence).
 pub fn uplink_steps(network: &Network, add: bool, plan: &mut Plan) {
+    // Policy routing is IPv4's: an uplink names an IPv4 gateway, and the
+    // rule selects the IPv4 subnet.
     let Some(uplink) = &network.policy.uplink else {
+        return;
+    };
+    let (Some(rule), std::net::IpAddr::V4(gateway)) = (uplink_rule(network), uplink.gateway) else {
         return;
     };
     if add {
         plan.push(Step::AddTableDefault {
             table: network.route_table,
-            gateway: uplink.gateway,
+            gateway,
             ifname: uplink.ifname.clone(),
         });
-        plan.push(Step::AddSourceRule(uplink_rule(network)));
+        plan.push(Step::AddSourceRule(rule));
     } else {
-        plan.push(Step::DeleteSourceRule(uplink_rule(network)));
+        plan.push(Step::DeleteSourceRule(rule));
         plan.push(Step::DeleteTableDefault {
             table: network.route_table,
-            gateway: uplink.gateway,
+            gateway,
             ifname: uplink.ifname.clone(),
         });
     }
 }
 
-fn uplink_rule(network: &Network) -> SourceRule {
-    SourceRule {
-        subnet: network.subnet,
+fn uplink_rule(network: &Network) -> Option<SourceRule> {
+    Some(SourceRule {
+        subnet: network.net4()?,
         iif: network.bridge.clone(),
         table: network.route_table,
         priority: UPLINK_RULE_PRIORITY,
-    }
+    })
 }
 
 /// The steps that build a network's kernel side from nothing (not its
@@ -184,16 +191,20 @@ fn uplink_rule(network: &Network) -> SourceRule {
 pub fn network_steps(network: &Network, plan: &mut Plan) {
     let bridge = network.bridge.clone();
     plan.push(Step::CreateBridge {
-        mac: Mac::from_ipv4(network.gateway),
+        mac: network.bridge_mac(),
         name: bridge.clone(),
         mtu: network.mtu,
         group: names::BRIDGE_GROUP,
     });
-    plan.push(Step::AddAddress {
-        ifname: bridge.clone(),
-        ip: network.gateway,
-        subnet: network.subnet,
-    });
+    for s in &network.subnets {
+        if let Some(gateway) = s.gateway {
+            plan.push(Step::AddAddress {
+                ifname: bridge.clone(),
+                ip: gateway,
+                subnet: s.net,
+            });
+        }
+    }
     // Published ports answer on 127.0.0.1 only if the kernel may route a
     // loopback-sourced packet out of the bridge after the output DNAT.
     plan.push(Step::SetSysctl {
@@ -226,9 +237,8 @@ pub fn endpoint_steps(network: &Network, e: &Endpoint, netns: std::path::PathBuf
         config: InsideConfig {
             rename_from: None,
             ifname: e.ifname.clone(),
-            ip: e.ip,
-            subnet: network.subnet,
-            default_via: e.default_route.then_some(network.gateway),
+            addresses: addresses_of(network, e),
+            default_via: default_via(network, e),
             metric: e.metric,
         },
     });
@@ -237,6 +247,36 @@ pub fn endpoint_steps(network: &Network, e: &Endpoint, netns: std::path::PathBuf
             ifname: e.host_ifname.clone(),
         });
     }
+}
+
+/// An endpoint's addresses, each with the subnet of the network holding it.
+fn addresses_of(network: &Network, e: &Endpoint) -> Vec<(std::net::IpAddr, crate::model::IpNet)> {
+    e.ips
+        .iter()
+        .filter_map(|ip| Some((*ip, network.subnet_holding(*ip)?.net)))
+        .collect()
+}
+
+/// The default routes an endpoint that gives them has: via the gateway
+/// of each family it has an address of.
+fn default_via(network: &Network, e: &Endpoint) -> Vec<std::net::IpAddr> {
+    if !e.default_route {
+        return Vec::new();
+    }
+    e.ips
+        .iter()
+        .filter_map(|ip| network.subnet_holding(*ip)?.gateway)
+        .collect()
+}
+
+/// The published ports of an endpoint, by the address they go to. The
+/// published-port maps are IPv4's: an endpoint without an IPv4 address
+/// publishes nothing.
+fn published_of(e: &Endpoint) -> Vec<(Ipv4Addr, &[PortMapping])> {
+    e.ip4()
+        .map(|ip| (ip, e.ports.as_slice()))
+        .into_iter()
+        .collect()
 }
 
 /// A macvlan/ipvlan endpoint: the child, born in the namespace under
@@ -268,9 +308,8 @@ fn child_steps(
         config: InsideConfig {
             rename_from: Some(e.host_ifname.clone()),
             ifname: e.ifname.clone(),
-            ip: e.ip,
-            subnet: network.subnet,
-            default_via: e.default_route.then_some(network.gateway),
+            addresses: addresses_of(network, e),
+            default_via: default_via(network, e),
             metric,
         },
     });
@@ -283,14 +322,12 @@ pub fn child_disconnect_plan(
     network: &Network,
     e: &Endpoint,
     netns: Option<std::path::PathBuf>,
-    heir: Option<(std::path::PathBuf, Ipv4Addr)>,
+    heir: Option<(std::path::PathBuf, Vec<std::net::IpAddr>)>,
 ) -> Plan {
     let mut plan = Plan::new();
     if let Some(netns) = netns {
         plan.push(child_delete_step(network, e, netns));
-        if let Some((netns, gateway)) = heir {
-            plan.push(Step::DefaultRoute { netns, gateway });
-        }
+        heir_steps(heir, &mut plan);
     }
     plan
 }
@@ -478,7 +515,7 @@ pub fn connect_plan(
     let before: Vec<&Endpoint> = siblings.iter().collect();
     let after: Vec<&Endpoint> = siblings.iter().chain([endpoint]).collect();
     let mut change = firewall::guard::change(&before, &after);
-    let published = [(endpoint.ip, endpoint.ports.as_slice())];
+    let published = published_of(endpoint);
     add_ports(&mut change, &published, ElemOp::Add);
     nft_step(&mut plan, change);
     endpoint_steps(network, endpoint, netns, &mut plan);
@@ -496,11 +533,11 @@ pub fn connect_plan(
 pub fn disconnect_plan(
     endpoint: &Endpoint,
     delete_veth: bool,
-    heir: Option<(std::path::PathBuf, Ipv4Addr)>,
+    heir: Option<(std::path::PathBuf, Vec<std::net::IpAddr>)>,
     siblings: &[Endpoint],
 ) -> Plan {
     let mut plan = Plan::new();
-    port_steps(&mut plan, endpoint.ip, &endpoint.ports, false);
+    ports_steps(&mut plan, &published_of(endpoint), ElemOp::Delete);
     // An ifb lives in the host: it does not go with the namespace, and
     // with the veth it goes in the same request (one RCU grace period).
     let ifb = endpoint
@@ -521,13 +558,24 @@ pub fn disconnect_plan(
     let after: Vec<&Endpoint> = siblings.iter().filter(|e| e.id != endpoint.id).collect();
     nft_step(&mut plan, firewall::guard::change(&before, &after));
     if delete_veth {
-        if let Some((netns, gateway)) = heir {
-            plan.push(Step::DefaultRoute { netns, gateway });
-        }
+        heir_steps(heir, &mut plan);
     } else if let Some(ifb) = ifb {
         plan.push(Step::DeleteLink { name: ifb });
     }
     plan
+}
+
+/// The namespace's default routes moved to the heir's gateways, one per
+/// family.
+fn heir_steps(heir: Option<(std::path::PathBuf, Vec<std::net::IpAddr>)>, plan: &mut Plan) {
+    if let Some((netns, gateways)) = heir {
+        for gateway in gateways {
+            plan.push(Step::DefaultRoute {
+                netns: netns.clone(),
+                gateway,
+            });
+        }
+    }
 }
 
 /// The part of [`decide`] for a macvlan/ipvlan endpoint. Its child lives
@@ -751,20 +799,24 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
                         name: n.bridge.clone(),
                     });
                 }
-                let has_gateway = observed.addresses.as_ref().is_some_and(|a| {
-                    a.contains(&(n.bridge.clone(), n.gateway, n.subnet.prefix_len()))
-                });
-                if !has_gateway {
+                for s in &n.subnets {
+                    let Some(gateway) = s.gateway else { continue };
+                    let has_gateway = observed.addresses.as_ref().is_some_and(|a| {
+                        a.contains(&(n.bridge.clone(), gateway, s.net.prefix_len()))
+                    });
+                    if has_gateway {
+                        continue;
+                    }
                     if observed.addresses.is_some() {
                         d.report.push(format!(
-                            "put the gateway address {} back on bridge {}",
-                            n.gateway, n.bridge
+                            "put the gateway address {gateway} back on bridge {}",
+                            n.bridge
                         ));
                     }
                     d.plan.push(Step::EnsureAddress {
                         ifname: n.bridge.clone(),
-                        ip: n.gateway,
-                        subnet: n.subnet,
+                        ip: gateway,
+                        subnet: s.net,
                     });
                 }
             }
@@ -902,12 +954,15 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
     let mut published: Vec<(Ipv4Addr, Vec<PortMapping>)> = kept
         .iter()
         .filter(|e| !e.ports.is_empty())
-        .map(|e| (e.ip, e.ports.clone()))
+        .filter_map(|e| Some((e.ip4()?, e.ports.clone())))
         .collect();
     for n in live.iter().filter(|n| n.policy.dns) {
-        let redirects = crate::dns::port_redirects(n.gateway, desired.dns_port);
+        let Some(gateway) = n.gateway4() else {
+            continue;
+        };
+        let redirects = crate::dns::port_redirects(gateway, desired.dns_port);
         if !redirects.is_empty() {
-            published.push((n.gateway, redirects));
+            published.push((gateway, redirects));
         }
     }
     let guards = firewall::guard::elements(kept.iter().copied());
@@ -974,14 +1029,29 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
             undo: change.undo,
         });
     }
-    if !live_owned.is_empty() && observed.ip_forward != Some(true) {
-        if observed.ip_forward == Some(false) {
-            d.report.push("turned net.ipv4.ip_forward back on".into());
+    // Forwarding of each family some network routes.
+    for (family, observed_on, key) in [
+        (
+            crate::model::Family::V4,
+            observed.ip_forward,
+            sysctl::Key::ip_forward(),
+        ),
+        (
+            crate::model::Family::V6,
+            observed.ip6_forward,
+            sysctl::Key::ipv6_forwarding(),
+        ),
+    ] {
+        let needed = live_owned.iter().any(|n| n.subnet_of(family).is_some());
+        if needed && observed_on != Some(true) {
+            if observed_on == Some(false) {
+                d.report.push(format!("turned {key} back on"));
+            }
+            d.plan.push(Step::SetSysctl {
+                key,
+                value: "1".into(),
+            });
         }
-        d.plan.push(Step::SetSysctl {
-            key: sysctl::Key::ip_forward(),
-            value: "1".into(),
-        });
     }
     d
 }

@@ -4,14 +4,16 @@
 use expect_test::{expect, Expect};
 
 use super::*;
-use crate::model::{names, NetworkPolicy, PortSpec};
+use crate::model::{names, Mac, NetworkPolicy, PortSpec};
 
 fn web() -> Network {
     Network {
         id: 1,
         name: "web".into(),
-        subnet: "10.90.0.0/24".parse().unwrap(),
-        gateway: Ipv4Addr::new(10, 90, 0, 1),
+        subnets: vec![crate::model::Subnet {
+            net: "10.90.0.0/24".parse().unwrap(),
+            gateway: Some(std::net::IpAddr::V4(Ipv4Addr::new(10, 90, 0, 1))),
+        }],
         bridge: "berth-web".into(),
         mtu: 1500,
         link_group: names::network_link_group(1),
@@ -29,7 +31,7 @@ fn endpoint(id: i64, name: &str, last: u8, ports: &[&str]) -> Endpoint {
         name: name.into(),
         netns: name.into(),
         netns_inode: 4026532000 + id as u64,
-        ip,
+        ips: vec![std::net::IpAddr::V4(ip)],
         mac: Mac::from_ipv4(ip),
         ifname: "eth0".into(),
         host_ifname: names::host_veth_name("web", name),
@@ -79,13 +81,11 @@ fn matching(desired: &Desired) -> Observed {
         .endpoints
         .iter()
         .filter(|(e, _)| !e.ports.is_empty())
-        .map(|(e, _)| (e.ip, e.ports.clone()))
+        .map(|(e, _)| (e.ip4().unwrap(), e.ports.clone()))
         .collect();
     for n in nets.iter().filter(|n| n.policy.dns) {
-        published.push((
-            n.gateway,
-            crate::dns::port_redirects(n.gateway, desired.dns_port),
-        ));
+        let g = n.gateway4().unwrap();
+        published.push((g, crate::dns::port_redirects(g, desired.dns_port)));
     }
     let guards = firewall::guard::elements(desired.endpoints.iter().map(|(e, _)| e));
     let fresh = firewall::rebuild(
@@ -102,7 +102,11 @@ fn matching(desired: &Desired) -> Observed {
         guard_table,
         addresses: Some(
             nets.iter()
-                .map(|n| (n.bridge.clone(), n.gateway, n.subnet.prefix_len()))
+                .flat_map(|n| {
+                    n.subnets
+                        .iter()
+                        .map(|s| (n.bridge.clone(), s.gateway.unwrap(), s.net.prefix_len()))
+                })
                 .collect(),
         ),
         ip_forward: Some(true),
@@ -448,7 +452,7 @@ fn disconnect_decides_ports_first_then_the_veth_then_the_route_heir() {
     let c1 = endpoint(1, "c1", 2, &["5353:53/udp"]);
     let heir = Some((
         std::path::PathBuf::from("/run/netns/c1"),
-        Ipv4Addr::new(10, 91, 0, 1),
+        vec![std::net::IpAddr::V4(Ipv4Addr::new(10, 91, 0, 1))],
     ));
     expect![[r#"
         nft 'delete element inet berth published4_any { udp . 5353 : 10.90.0.2 . 53 }'
