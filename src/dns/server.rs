@@ -1,5 +1,6 @@
 //! The server process (`berth dns-server`): one process, one thread of
-//! tokio, UDP and TCP port 53 on the gateway of every network with DNS,
+//! tokio, UDP and TCP port 53 on every gateway (IPv4 and IPv6) of every
+//! network with DNS,
 //! and a control socket (`dns.sock` in the state directory) on which berth
 //! asks it to reload, and on which the supervisor (see `background`) holds
 //! a connection: each of the two starts the other again when that
@@ -12,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -146,7 +147,7 @@ async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
         forward_ceiling: Ceiling::new(forwards),
         tcp_ceiling: Ceiling::new(tcp),
     });
-    let mut listeners: HashMap<Ipv4Addr, Vec<JoinHandle<()>>> = HashMap::new();
+    let mut listeners: HashMap<IpAddr, Vec<JoinHandle<()>>> = HashMap::new();
     let mut index = Index::default();
     let warnings = reload(&dir, Change::All, &shared, &mut index, &mut listeners).await;
     for w in &warnings {
@@ -293,7 +294,7 @@ async fn reload(
     change: Change,
     shared: &Arc<Shared>,
     index: &mut Index,
-    listeners: &mut HashMap<Ipv4Addr, Vec<JoinHandle<()>>>,
+    listeners: &mut HashMap<IpAddr, Vec<JoinHandle<()>>>,
 ) -> Vec<String> {
     let d = dir.to_path_buf();
     let current = shared.table();
@@ -320,18 +321,18 @@ async fn reload(
         }
         keep
     });
-    let gateways: Vec<Ipv4Addr> = table.gateways().copied().collect();
+    let gateways: Vec<IpAddr> = table.gateways().copied().collect();
     for gw in &gateways {
         if listeners.contains_key(gw) {
             continue;
         }
-        match listen(*gw, shared) {
-            Ok(tasks) => {
+        match listen(*gw, dns_port(), shared) {
+            Ok((tasks, _)) => {
                 listeners.insert(*gw, tasks);
             }
             Err(e) => warnings.push(format!(
-                "cannot listen on {gw}:{} for network {}: {e}",
-                dns_port(),
+                "cannot listen on {} for network {}: {e}",
+                SocketAddr::new(*gw, dns_port()),
                 table.net(*gw).map(|n| n.name.as_str()).unwrap_or("?")
             )),
         }
@@ -394,39 +395,56 @@ fn load(dir: &Path, change: Change, current: &Table, mut index: Index) -> (Resul
     (table, index)
 }
 
-/// A socket on the gateway's port 53. IP_FREEBIND: the address may not be
-/// on the bridge yet (a server started before the networks at boot).
-/// SO_REUSEADDR for TCP only, so a restarted server is not refused by
-/// connections in TIME_WAIT; on UDP it would let another socket share (and
-/// take) the port.
-fn socket(gw: Ipv4Addr, kind: Type) -> std::io::Result<Socket> {
-    let s = Socket::new(Domain::IPV4, kind, None)?;
+/// A socket on a gateway's port. IP_FREEBIND (IPV6_FREEBIND): the address
+/// may not be on the bridge yet (a server started before the networks at
+/// boot, or an IPv6 address still tentative). IPV6_V6ONLY, so an IPv6
+/// listener never takes its IPv4 family's traffic, whatever
+/// `net.ipv6.bindv6only` says, and clients are seen as their own address,
+/// never as an IPv4-mapped one. SO_REUSEADDR for TCP only, so a restarted
+/// server is not refused by connections in TIME_WAIT; on UDP it would let
+/// another socket share (and take) the port.
+fn socket(gw: IpAddr, port: u16, kind: Type) -> std::io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(SocketAddr::new(gw, port)), kind, None)?;
     s.set_reuse_address(kind == Type::STREAM)?;
-    s.set_freebind_v4(true)?;
+    match gw {
+        IpAddr::V4(_) => s.set_freebind_v4(true)?,
+        IpAddr::V6(_) => {
+            s.set_only_v6(true)?;
+            s.set_freebind_v6(true)?;
+        }
+    }
     s.set_nonblocking(true)?;
-    s.bind(&SocketAddr::V4(SocketAddrV4::new(gw, dns_port())).into())?;
+    s.bind(&SocketAddr::new(gw, port).into())?;
     Ok(s)
 }
 
-/// The listeners of one network, with the network's own limits (kept as
-/// long as the listeners: a reload does not reset what clients hold).
-fn listen(gw: Ipv4Addr, shared: &Arc<Shared>) -> std::io::Result<Vec<JoinHandle<()>>> {
-    let udp = UdpSocket::from_std(socket(gw, Type::DGRAM)?.into())?;
-    let tcp = socket(gw, Type::STREAM)?;
+/// The listeners of one network's gateway (either family) on `port`, with
+/// its own limits (kept as long as the listeners: a reload does not reset
+/// what clients hold), and the UDP listener's address.
+fn listen(
+    gw: IpAddr,
+    port: u16,
+    shared: &Arc<Shared>,
+) -> std::io::Result<(Vec<JoinHandle<()>>, SocketAddr)> {
+    let udp = UdpSocket::from_std(socket(gw, port, Type::DGRAM)?.into())?;
+    let bound = udp.local_addr()?;
+    // The same port for TCP (`port` 0, in tests, is the one UDP got).
+    let tcp = socket(gw, bound.port(), Type::STREAM)?;
     tcp.listen(1024)?;
     let tcp = TcpListener::from_std(tcp.into())?;
     let limits = Arc::new(Limits {
         tcp: Pool::new(limits::TCP, shared.tcp_ceiling.clone()),
         forwards: Pool::new(limits::FORWARDS, shared.forward_ceiling.clone()),
     });
-    Ok(vec![
+    let tasks = vec![
         tokio::spawn(serve_udp(gw, Arc::new(udp), shared.clone(), limits.clone())),
         tokio::spawn(serve_tcp(gw, tcp, shared.clone(), limits)),
-    ])
+    ];
+    Ok((tasks, bound))
 }
 
 /// The upstream servers of the network served on `gw` (empty: the host's).
-fn network_servers(shared: &Shared, gw: Ipv4Addr) -> Vec<SocketAddr> {
+fn network_servers(shared: &Shared, gw: IpAddr) -> Vec<SocketAddr> {
     shared
         .table()
         .net(gw)
@@ -434,7 +452,7 @@ fn network_servers(shared: &Shared, gw: Ipv4Addr) -> Vec<SocketAddr> {
         .unwrap_or_default()
 }
 
-async fn serve_udp(gw: Ipv4Addr, sock: Arc<UdpSocket>, shared: Arc<Shared>, limits: Arc<Limits>) {
+async fn serve_udp(gw: IpAddr, sock: Arc<UdpSocket>, shared: Arc<Shared>, limits: Arc<Limits>) {
     let mut buf = vec![0u8; 4096];
     let mut served = 0usize;
     loop {
@@ -453,11 +471,9 @@ async fn serve_udp(gw: Ipv4Addr, sock: Arc<UdpSocket>, shared: Arc<Shared>, limi
                 continue;
             }
         };
-        let SocketAddr::V4(peer4) = peer else {
-            continue;
-        };
+        let client = peer.ip();
         let packet = &buf[..n];
-        match answer::reply(&shared.table(), gw, *peer4.ip(), packet) {
+        match answer::reply(&shared.table(), gw, client, packet) {
             Reply::Answer(bytes) => {
                 let _ = sock.send_to(&bytes, peer).await;
             }
@@ -465,7 +481,7 @@ async fn serve_udp(gw: Ipv4Addr, sock: Arc<UdpSocket>, shared: Arc<Shared>, limi
             Reply::Forward { max_len } => {
                 // Over its share (or its network's): told at once, and
                 // no socket is opened for it.
-                let Ok(slot) = limits.forwards.take(*peer4.ip()) else {
+                let Ok(slot) = limits.forwards.take(client) else {
                     let _ = sock.send_to(&answer::servfail(packet), peer).await;
                     continue;
                 };
@@ -481,15 +497,14 @@ async fn serve_udp(gw: Ipv4Addr, sock: Arc<UdpSocket>, shared: Arc<Shared>, limi
     }
 }
 
-async fn serve_tcp(gw: Ipv4Addr, listener: TcpListener, shared: Arc<Shared>, limits: Arc<Limits>) {
+async fn serve_tcp(gw: IpAddr, listener: TcpListener, shared: Arc<Shared>, limits: Arc<Limits>) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             // Out of file descriptors, say: wait rather than spin.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let SocketAddr::V4(peer) = peer else { continue };
-        let client = *peer.ip();
+        let client = peer.ip();
         // Decided from the address alone, before anything is read or any
         // slot taken: a client that may not ask this gateway, or that is
         // over its share, costs one accept and a reset.
@@ -513,8 +528,8 @@ async fn serve_tcp(gw: Ipv4Addr, listener: TcpListener, shared: Arc<Shared>, lim
 
 /// One TCP client: length-prefixed queries until it closes or idles.
 async fn tcp_client(
-    gw: Ipv4Addr,
-    client: Ipv4Addr,
+    gw: IpAddr,
+    client: IpAddr,
     mut stream: TcpStream,
     shared: Arc<Shared>,
     limits: Arc<Limits>,

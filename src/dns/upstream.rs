@@ -1,6 +1,9 @@
 //! Forwarding to the host's resolvers: the `nameserver`s of the host's
 //! /etc/resolv.conf (re-read when the file changes), asked from the host's
 //! namespace, so a stub resolver on 127.0.0.53 serves containers too.
+//! Either family: an IPv6 server (a link-local one through its zone's
+//! interface) is asked from an IPv6 socket, whichever family the client
+//! asked over.
 //!
 //! The query goes out byte for byte (ID and flags as the client sent them)
 //! from a fresh socket (a random source port per query), and the upstream's
@@ -28,7 +31,7 @@ const RECHECK: Duration = Duration::from_secs(1);
 pub struct Upstreams {
     path: PathBuf,
     /// Our own listening addresses: never forwarded to (a loop).
-    own: Mutex<Vec<Ipv4Addr>>,
+    own: Mutex<Vec<IpAddr>>,
     state: Mutex<State>,
 }
 
@@ -52,7 +55,7 @@ impl Upstreams {
     }
 
     /// Sets the addresses the server listens on (excluded as upstreams).
-    pub fn set_own(&self, own: Vec<Ipv4Addr>) {
+    pub fn set_own(&self, own: Vec<IpAddr>) {
         *self.own.lock().unwrap() = own;
         self.state.lock().unwrap().stamp = None;
     }
@@ -83,12 +86,12 @@ impl Upstreams {
         let mut servers: Vec<SocketAddr> = conf
             .nameservers
             .iter()
-            .filter(|ip| !matches!(ip, IpAddr::V4(v4) if own.contains(v4)))
-            .map(|ip| SocketAddr::new(*ip, 53))
+            .filter(|s| !own.contains(&s.ip()))
+            .copied()
             .collect();
         if servers.is_empty() && conf.nameservers.is_empty() {
             // What glibc does without a nameserver line.
-            servers.push(SocketAddr::from(([127, 0, 0, 1], 53)));
+            servers.push(SocketAddr::from((Ipv4Addr::LOCALHOST, 53)));
         }
         eprintln!(
             "berth-dns: upstream servers {servers:?} (from {})",
