@@ -566,3 +566,119 @@ async fn tcp_client(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{Ipv6Addr, TcpStream, UdpSocket};
+
+    use hickory_proto::op::{Message, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RecordType};
+
+    use super::*;
+    use crate::store::{DnsEndpoint, DnsNetwork};
+
+    /// A server for one network whose IPv6 gateway is ::1 (the host's own
+    /// address, so the test's client on ::1 is admitted as the host),
+    /// listening on a free port of ::1; its address.
+    fn serve_on_loopback(names: &[(&str, &str)]) -> SocketAddr {
+        let nets = [DnsNetwork {
+            id: 1,
+            name: "v6".into(),
+            subnet: "fd00:5::/64".parse().unwrap(),
+            gateway: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            internal: false,
+            podman: false,
+            servers: vec![],
+        }];
+        let rows: Vec<DnsEndpoint> = names
+            .iter()
+            .enumerate()
+            .map(|(i, (name, ip))| DnsEndpoint {
+                network_id: 1,
+                endpoint_id: i as i64,
+                name: name.to_string(),
+                alias: false,
+                ip: ip.parse().unwrap(),
+                netns_inode: i as u64,
+            })
+            .collect();
+        let (table, _) = Table::build(&nets, &rows);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let shared = Arc::new(Shared {
+                    table: RwLock::new(Arc::new(table)),
+                    upstreams: Upstreams::new("/nonexistent/resolv.conf".into()),
+                    forward_ceiling: Ceiling::new(64),
+                    tcp_ceiling: Ceiling::new(32),
+                });
+                let (_tasks, bound) = listen(IpAddr::V6(Ipv6Addr::LOCALHOST), 0, &shared).unwrap();
+                tx.send(bound).unwrap();
+                std::future::pending::<()>().await;
+            });
+        });
+        rx.recv_timeout(Duration::from_secs(5)).unwrap()
+    }
+
+    fn query(name: &str, t: RecordType) -> Vec<u8> {
+        let mut m = Message::new();
+        m.set_id(0x6666).set_recursion_desired(true);
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
+        m.to_vec().unwrap()
+    }
+
+    fn data(m: &Message) -> Vec<String> {
+        m.answers().iter().map(|r| r.data().to_string()).collect()
+    }
+
+    #[test]
+    fn answers_over_udp_and_tcp_on_an_ipv6_gateway() {
+        let server = serve_on_loopback(&[("c1", "fd00:5::2"), ("c2", "10.5.0.3")]);
+        assert!(server.is_ipv6());
+        let udp = UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).unwrap();
+        udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        udp.send_to(&query("c1.", RecordType::AAAA), server)
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let (n, from) = udp.recv_from(&mut buf).unwrap();
+        assert_eq!(from, server);
+        let m = Message::from_vec(&buf[..n]).unwrap();
+        assert_eq!(m.id(), 0x6666);
+        assert_eq!(data(&m), ["fd00:5::2"]);
+        // A name with only an IPv4 address: NODATA for AAAA, over TCP.
+        let mut tcp = TcpStream::connect(server).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        for (name, t, want) in [
+            ("c2.", RecordType::AAAA, vec![]),
+            ("c2.", RecordType::A, vec!["10.5.0.3".to_string()]),
+        ] {
+            let q = query(name, t);
+            let mut out = (q.len() as u16).to_be_bytes().to_vec();
+            out.extend_from_slice(&q);
+            tcp.write_all(&out).unwrap();
+            let mut len = [0u8; 2];
+            tcp.read_exact(&mut len).unwrap();
+            let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            tcp.read_exact(&mut reply).unwrap();
+            let m = Message::from_vec(&reply).unwrap();
+            assert_eq!(m.response_code(), ResponseCode::NoError);
+            assert_eq!(data(&m), want, "{name} {t}");
+        }
+    }
+
+    #[test]
+    fn an_ipv6_listener_leaves_the_ipv4_port_to_others() {
+        // On the wildcard address, IPV6_V6ONLY is what lets an IPv4
+        // socket take the same port.
+        let s = socket(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0, Type::DGRAM).unwrap();
+        let port = s.local_addr().unwrap().as_socket().unwrap().port();
+        assert!(s.only_v6().unwrap());
+        UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, port))
+            .expect("the IPv4 port is free beside a v6-only listener");
+    }
+}

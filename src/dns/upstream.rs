@@ -200,3 +200,128 @@ async fn ask_tcp(server: SocketAddr, query: &[u8], limit: Duration) -> Option<Ve
     };
     timeout(limit, exchange).await.ok().flatten()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv6Addr, TcpListener};
+
+    use hickory_proto::op::{Message, MessageType, Query};
+    use hickory_proto::rr::rdata::AAAA;
+    use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+    use super::*;
+
+    fn query(name: &str) -> Vec<u8> {
+        let mut m = Message::new();
+        m.set_id(0x4242).set_recursion_desired(true);
+        m.add_query(Query::query(
+            Name::from_ascii(name).unwrap(),
+            RecordType::AAAA,
+        ));
+        m.to_vec().unwrap()
+    }
+
+    /// The upstream's answer to `query`: `truncated` (TC, no records), or
+    /// one AAAA record.
+    fn upstream_reply(query: &[u8], truncated: bool) -> Vec<u8> {
+        let q = Message::from_vec(query).unwrap();
+        let mut m = Message::new();
+        m.set_id(q.id())
+            .set_message_type(MessageType::Response)
+            .set_truncated(truncated);
+        m.add_queries(q.queries().iter().cloned());
+        if !truncated {
+            m.add_answer(Record::from_rdata(
+                q.queries()[0].name().clone(),
+                60,
+                RData::AAAA(AAAA("2001:db8::53".parse().unwrap())),
+            ));
+        }
+        m.to_vec().unwrap()
+    }
+
+    /// A fake upstream on ::1: over UDP it answers truncated (when
+    /// `truncate`) or whole; over TCP, on the same port, whole. Counts
+    /// the queries that came over each.
+    fn fake_upstream(truncate: bool) -> (SocketAddr, std::sync::mpsc::Receiver<&'static str>) {
+        let tcp = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let udp = std::net::UdpSocket::bind(addr).unwrap();
+        let (seen, heard) = std::sync::mpsc::channel();
+        let seen2 = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((n, peer)) = udp.recv_from(&mut buf) {
+                let _ = seen.send("udp");
+                let _ = udp.send_to(&upstream_reply(&buf[..n], truncate), peer);
+            }
+        });
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            while let Ok((mut s, _)) = tcp.accept() {
+                let _ = seen2.send("tcp");
+                let mut len = [0u8; 2];
+                s.read_exact(&mut len).unwrap();
+                let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                s.read_exact(&mut q).unwrap();
+                let reply = upstream_reply(&q, false);
+                let mut out = (reply.len() as u16).to_be_bytes().to_vec();
+                out.extend_from_slice(&reply);
+                s.write_all(&out).unwrap();
+            }
+        });
+        (addr, heard)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn answers(reply: &[u8]) -> Vec<String> {
+        let m = Message::from_vec(reply).unwrap();
+        assert_eq!(m.id(), 0x4242);
+        m.answers().iter().map(|r| r.data().to_string()).collect()
+    }
+
+    #[test]
+    fn forwards_to_an_ipv6_upstream_over_udp_and_tcp() {
+        let upstreams = Upstreams::new("/nonexistent/resolv.conf".into());
+        let q = query("www.example.");
+        let (plain, heard) = fake_upstream(false);
+        let reply = runtime().block_on(forward(&upstreams, &[plain], &q, 512));
+        assert_eq!(answers(&reply), ["2001:db8::53"]);
+        assert_eq!(heard.try_iter().collect::<Vec<_>>(), ["udp"]);
+        // Truncated over UDP: asked again over TCP, to the same IPv6 server.
+        let (cut, heard) = fake_upstream(true);
+        let reply = runtime().block_on(forward(&upstreams, &[cut], &q, 512));
+        assert_eq!(answers(&reply), ["2001:db8::53"]);
+        assert_eq!(heard.try_iter().collect::<Vec<_>>(), ["udp", "tcp"]);
+    }
+
+    #[test]
+    fn ipv6_nameservers_of_resolv_conf_are_asked_with_their_zone_but_never_our_own() {
+        let dir = std::env::temp_dir().join(format!("berth-upstream-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("resolv.conf");
+        std::fs::write(
+            &path,
+            "nameserver fd00:1::1\nnameserver fe80::53%lo\nnameserver 2001:db8::53\n",
+        )
+        .unwrap();
+        let upstreams = Upstreams::new(path);
+        // fd00:1::1 is a gateway berth listens on: a loop.
+        upstreams.set_own(vec!["fd00:1::1".parse().unwrap()]);
+        let servers = upstreams.servers();
+        assert_eq!(
+            servers,
+            [
+                "[fe80::53%1]:53".parse::<SocketAddr>().unwrap(),
+                "[2001:db8::53]:53".parse().unwrap()
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
