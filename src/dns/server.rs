@@ -58,10 +58,27 @@ struct Shared {
 }
 
 /// One network's share of the server: its TCP connections and its
-/// forwarded queries in flight, each divided among its clients.
+/// forwarded queries in flight, each divided among its clients. A
+/// network's gateways (one per family) share it, so a dual-stack network
+/// holds no more than an IPv4-only one.
 struct Limits {
     tcp: Arc<Pool>,
     forwards: Arc<Pool>,
+}
+
+impl Limits {
+    fn new(shared: &Shared) -> Arc<Limits> {
+        Arc::new(Limits {
+            tcp: Pool::new(limits::TCP, shared.tcp_ceiling.clone()),
+            forwards: Pool::new(limits::FORWARDS, shared.forward_ceiling.clone()),
+        })
+    }
+}
+
+/// The listeners of one gateway, and the limits of its network.
+struct Listening {
+    tasks: Vec<JoinHandle<()>>,
+    limits: Arc<Limits>,
 }
 
 impl Shared {
@@ -147,7 +164,7 @@ async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
         forward_ceiling: Ceiling::new(forwards),
         tcp_ceiling: Ceiling::new(tcp),
     });
-    let mut listeners: HashMap<IpAddr, Vec<JoinHandle<()>>> = HashMap::new();
+    let mut listeners: HashMap<IpAddr, Listening> = HashMap::new();
     let mut index = Index::default();
     let warnings = reload(&dir, Change::All, &shared, &mut index, &mut listeners).await;
     for w in &warnings {
@@ -294,7 +311,7 @@ async fn reload(
     change: Change,
     shared: &Arc<Shared>,
     index: &mut Index,
-    listeners: &mut HashMap<IpAddr, Vec<JoinHandle<()>>>,
+    listeners: &mut HashMap<IpAddr, Listening>,
 ) -> Vec<String> {
     let d = dir.to_path_buf();
     let current = shared.table();
@@ -312,10 +329,10 @@ async fn reload(
     };
     *shared.table.write().unwrap() = table.clone();
     let mut warnings = Vec::new();
-    listeners.retain(|gw, tasks| {
+    listeners.retain(|gw, l| {
         let keep = table.net(*gw).is_some();
         if !keep {
-            for t in tasks.iter() {
+            for t in l.tasks.iter() {
                 t.abort();
             }
         }
@@ -326,9 +343,18 @@ async fn reload(
         if listeners.contains_key(gw) {
             continue;
         }
-        match listen(*gw, dns_port(), shared) {
+        // The limits of the network's other family, if it listens already.
+        let limits = table
+            .net(*gw)
+            .and_then(|n| {
+                n.gateways
+                    .iter()
+                    .find_map(|g| listeners.get(g).map(|l| l.limits.clone()))
+            })
+            .unwrap_or_else(|| Limits::new(shared));
+        match listen(*gw, dns_port(), shared, limits.clone()) {
             Ok((tasks, _)) => {
-                listeners.insert(*gw, tasks);
+                listeners.insert(*gw, Listening { tasks, limits });
             }
             Err(e) => warnings.push(format!(
                 "cannot listen on {} for network {}: {e}",
@@ -419,12 +445,13 @@ fn socket(gw: IpAddr, port: u16, kind: Type) -> std::io::Result<Socket> {
 }
 
 /// The listeners of one network's gateway (either family) on `port`, with
-/// its own limits (kept as long as the listeners: a reload does not reset
-/// what clients hold), and the UDP listener's address.
+/// its network's limits (kept as long as the listeners: a reload does not
+/// reset what clients hold), and the UDP listener's address.
 fn listen(
     gw: IpAddr,
     port: u16,
     shared: &Arc<Shared>,
+    limits: Arc<Limits>,
 ) -> std::io::Result<(Vec<JoinHandle<()>>, SocketAddr)> {
     let udp = UdpSocket::from_std(socket(gw, port, Type::DGRAM)?.into())?;
     let bound = udp.local_addr()?;
@@ -432,10 +459,6 @@ fn listen(
     let tcp = socket(gw, bound.port(), Type::STREAM)?;
     tcp.listen(1024)?;
     let tcp = TcpListener::from_std(tcp.into())?;
-    let limits = Arc::new(Limits {
-        tcp: Pool::new(limits::TCP, shared.tcp_ceiling.clone()),
-        forwards: Pool::new(limits::FORWARDS, shared.forward_ceiling.clone()),
-    });
     let tasks = vec![
         tokio::spawn(serve_udp(gw, Arc::new(udp), shared.clone(), limits.clone())),
         tokio::spawn(serve_tcp(gw, tcp, shared.clone(), limits)),
@@ -617,7 +640,9 @@ mod tests {
                     forward_ceiling: Ceiling::new(64),
                     tcp_ceiling: Ceiling::new(32),
                 });
-                let (_tasks, bound) = listen(IpAddr::V6(Ipv6Addr::LOCALHOST), 0, &shared).unwrap();
+                let limits = Limits::new(&shared);
+                let (_tasks, bound) =
+                    listen(IpAddr::V6(Ipv6Addr::LOCALHOST), 0, &shared, limits).unwrap();
                 tx.send(bound).unwrap();
                 std::future::pending::<()>().await;
             });
