@@ -2,6 +2,11 @@
 //! benchmarks run inside network namespaces, so that they do not depend on
 //! ping, curl or netcat being installed.
 //!
+//! Addresses are IPv4 or IPv6: `ADDR:PORT` is `10.0.0.2:80` or
+//! `[fd00::2]:80` (a link-local one with its zone, `[fe80::1%eth0]:80`),
+//! `ADDR` is bare. A server on an "any" address (`0.0.0.0:P` or `[::]:P`)
+//! listens on both families (`listen`).
+//!
 //! Servers print `ready` once bound and reply to every line (TCP) or datagram
 //! (UDP) with `<payload> from <peer-ip>:<peer-port>`, so a client can check
 //! both reachability and which source address the server saw (masquerade,
@@ -24,11 +29,18 @@ const USAGE: &str = "usage: berth-probe tcp-serve|udp-serve|tcp-sink|sctp-serve 
 | dns-flood ADDR:PORT --name NAME --qps N --seconds S [--linger-ms N] \
 | tcp-hold ADDR:PORT --count N --seconds S [--partial] \
 | tcp-reset ADDR:PORT --count N \
-| raw-send IFACE udp|arp-reply|arp-request [--src-mac M] [--dst-mac M] [--sha M] [--src IP] [--dst IP] [--sport N] [--dport N] [--payload P] [--count N] \
-| raw-recv IFACE [--udp-dport N] [--arp [--spa IP]] [--payload P] [--timeout-ms N]";
+| raw-send IFACE udp|arp-reply|arp-request|na|ns [--src-mac M] [--dst-mac M] [--sha M] [--src IP] [--dst IP] [--sport N] [--dport N] [--payload P] [--target IP6] [--flags N] [--lladdr M|none] [--count N] \
+| raw-recv IFACE [--udp-dport N] [--arp [--spa IP]] [--nd [--target IP6]] [--payload P] [--timeout-ms N] \
+(ADDR:PORT is 10.0.0.2:80 or [fd00::2]:80)";
 
 #[path = "probe/frames.rs"]
 mod frames;
+#[path = "probe/frames6.rs"]
+mod frames6;
+#[path = "probe/listen.rs"]
+mod listen;
+#[path = "probe/ping.rs"]
+mod ping;
 
 /// A failure: the exit code and the one line for stderr.
 struct Failure(u8, String);
@@ -115,8 +127,20 @@ fn parse_opts(args: &[String]) -> Result<Opts, Failure> {
     })
 }
 
+/// `a.b.c.d:P`, `[v6]:P`, or `[v6%zone]:P` with an interface name as zone.
 fn sockaddr(s: &str) -> Result<SocketAddr, Failure> {
-    s.parse().map_err(|_| usage(format!("bad ADDR:PORT {s:?}")))
+    let bad = || usage(format!("bad ADDR:PORT {s:?}"));
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let (host, port) = s
+        .strip_prefix('[')
+        .and_then(|r| r.split_once("]:"))
+        .ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let mut a = ping::parse(host)?;
+    a.set_port(port);
+    Ok(a)
 }
 
 fn token() -> String {
@@ -198,13 +222,15 @@ fn run(args: &[String]) -> Result<(), Failure> {
         }
         "sctp-serve" => {
             only_target(&opts)?;
-            let listener = sctp::listen(sockaddr(&opts.target)?)?;
+            let listeners = sctp::listen(sockaddr(&opts.target)?)?;
             say_ready();
-            for conn in listener.incoming() {
-                let Ok(stream) = conn else { continue };
-                std::thread::spawn(move || echo_conn(stream));
-            }
-            Ok(())
+            listen::serve_all(listeners, |l| {
+                for conn in l.incoming() {
+                    let Ok(stream) = conn else { continue };
+                    std::thread::spawn(move || echo_conn(stream));
+                }
+                Ok(())
+            })
         }
         "tcp-connect" | "udp-send" | "sctp-connect" => {
             if opts.seconds.is_some() {
@@ -233,11 +259,7 @@ fn run(args: &[String]) -> Result<(), Failure> {
             if opts.payload.is_some() || opts.seconds.is_some() {
                 return Err(usage("ping takes only ADDR [--timeout-ms N]"));
             }
-            let ip: Ipv4Addr = opts
-                .target
-                .parse()
-                .map_err(|_| usage(format!("bad IPv4 address {:?}", opts.target)))?;
-            ping(ip, opts.timeout)
+            ping::ping(ping::parse(&opts.target)?, opts.timeout)
         }
         "tcp-rate" | "tcp-throughput" | "tcp-download" => {
             let secs = opts
@@ -262,14 +284,23 @@ fn say_ready() {
 }
 
 fn tcp_serve(addr: SocketAddr, serve: fn(TcpStream)) -> Result<(), Failure> {
-    let listener =
-        TcpListener::bind(addr).map_err(|e| fail(format!("cannot listen on {addr}: {e}")))?;
+    let listeners = listen::streams(addr, None)?;
     say_ready();
+    let mut threads = Vec::new();
+    for l in listeners {
+        threads.push(std::thread::spawn(move || accept_loop(l, serve)));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
+
+fn accept_loop(listener: TcpListener, serve: fn(TcpStream)) {
     for conn in listener.incoming() {
         let Ok(stream) = conn else { continue };
         std::thread::spawn(move || serve(stream));
     }
-    Ok(())
 }
 
 /// Sends to the peer as fast as it takes the data, until it closes.
@@ -279,7 +310,9 @@ fn source_conn(mut stream: TcpStream) {
 }
 
 fn echo_conn(stream: TcpStream) {
-    let Ok(peer) = stream.peer_addr() else { return };
+    let Ok(peer) = stream.peer_addr().map(listen::shown) else {
+        return;
+    };
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
@@ -303,11 +336,32 @@ fn sink_conn(mut stream: TcpStream) {
 }
 
 fn udp_serve(addr: SocketAddr) -> Result<(), Failure> {
-    let sock = UdpSocket::bind(addr).map_err(|e| fail(format!("cannot bind {addr}: {e}")))?;
-    if addr.ip() == IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
-        return udp_serve_any4(sock);
+    let socks = listen::datagrams(addr)?;
+    // Options first, so that `ready` means every socket answers.
+    for s in &socks {
+        match s.local_addr().map(|a| a.ip()) {
+            Ok(IpAddr::V4(a)) if a.is_unspecified() => {
+                nix::sys::socket::setsockopt(s, nix::sys::socket::sockopt::Ipv4PacketInfo, &true)
+                    .map_err(|e| fail(format!("cannot set IP_PKTINFO: {e}")))?
+            }
+            Ok(IpAddr::V6(a)) if a.is_unspecified() => nix::sys::socket::setsockopt(
+                s,
+                nix::sys::socket::sockopt::Ipv6RecvPacketInfo,
+                &true,
+            )
+            .map_err(|e| fail(format!("cannot set IPV6_RECVPKTINFO: {e}")))?,
+            _ => {}
+        }
     }
     say_ready();
+    listen::serve_all(socks, |sock| match sock.local_addr().map(|a| a.ip()) {
+        Ok(IpAddr::V4(a)) if a.is_unspecified() => udp_serve_any4(sock),
+        Ok(IpAddr::V6(a)) if a.is_unspecified() => udp_serve_any6(sock),
+        _ => udp_serve_one(sock),
+    })
+}
+
+fn udp_serve_one(sock: UdpSocket) -> Result<(), Failure> {
     let mut buf = vec![0u8; 65536];
     loop {
         let Ok((n, peer)) = sock.recv_from(&mut buf) else {
@@ -320,6 +374,7 @@ fn udp_serve(addr: SocketAddr) -> Result<(), Failure> {
 fn udp_reply(data: &[u8], peer: SocketAddr) -> String {
     let payload = String::from_utf8_lossy(data);
     let payload = payload.trim_end_matches(['\n', '\r']);
+    let peer = listen::shown(peer);
     format!("{payload} from {}:{}", peer.ip(), peer.port())
 }
 
@@ -335,7 +390,6 @@ fn udp_serve_any4(sock: UdpSocket) -> Result<(), Failure> {
     use std::os::fd::AsRawFd;
     setsockopt(&sock, sockopt::Ipv4PacketInfo, &true)
         .map_err(|e| fail(format!("cannot set IP_PKTINFO: {e}")))?;
-    say_ready();
     let fd = sock.as_raw_fd();
     let mut buf = vec![0u8; 65536];
     let mut cmsg_buf = nix::cmsg_space!(nix::libc::in_pktinfo);
@@ -366,6 +420,57 @@ fn udp_serve_any4(sock: UdpSocket) -> Result<(), Failure> {
                 pi.ipi_spec_dst = pi.ipi_addr;
                 pi.ipi_ifindex = 0;
                 let cmsg = [ControlMessage::Ipv4PacketInfo(&pi)];
+                let _ = sendmsg(fd, &iov, &cmsg, MsgFlags::empty(), Some(&peer));
+            }
+            None => {
+                let _ = sock.send_to(reply.as_bytes(), peer_std);
+            }
+        }
+    }
+}
+
+/// The IPv6 twin of [`udp_serve_any4`] (IPV6_PKTINFO): replies leave from
+/// the address each datagram was sent to.
+fn udp_serve_any6(sock: UdpSocket) -> Result<(), Failure> {
+    use nix::sys::socket::{
+        recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn6,
+    };
+    use std::io::{IoSlice, IoSliceMut};
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_raw_fd();
+    let mut buf = vec![0u8; 65536];
+    let mut cmsg_buf = nix::cmsg_space!(nix::libc::in6_pktinfo);
+    loop {
+        let (n, peer, info) = {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let Ok(msg) =
+                recvmsg::<SockaddrIn6>(fd, &mut iov, Some(&mut cmsg_buf), MsgFlags::empty())
+            else {
+                continue;
+            };
+            let mut info = None;
+            if let Ok(cmsgs) = msg.cmsgs() {
+                for c in cmsgs {
+                    if let ControlMessageOwned::Ipv6PacketInfo(pi) = c {
+                        info = Some(pi);
+                    }
+                }
+            }
+            let Some(peer) = msg.address else { continue };
+            (msg.bytes, peer, info)
+        };
+        let peer_std = SocketAddr::from(std::net::SocketAddrV6::from(peer));
+        let reply = udp_reply(&buf[..n], peer_std);
+        let iov = [IoSlice::new(reply.as_bytes())];
+        match info {
+            Some(pi) => {
+                // The interface only matters for a link-local address.
+                let mut pi = pi;
+                let local = std::net::Ipv6Addr::from(pi.ipi6_addr.s6_addr);
+                if !local.is_unicast_link_local() {
+                    pi.ipi6_ifindex = 0;
+                }
+                let cmsg = [ControlMessage::Ipv6PacketInfo(&pi)];
                 let _ = sendmsg(fd, &iov, &cmsg, MsgFlags::empty(), Some(&peer));
             }
             None => {
@@ -500,89 +605,6 @@ fn udp_exchange(
     }
 }
 
-fn icmp_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for chunk in data.chunks(2) {
-        let word = if chunk.len() == 2 {
-            u16::from_be_bytes([chunk[0], chunk[1]])
-        } else {
-            u16::from_be_bytes([chunk[0], 0])
-        };
-        sum += u32::from(word);
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-fn ping(ip: Ipv4Addr, timeout: Duration) -> Result<(), Failure> {
-    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockProtocol, SockType};
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::Icmp,
-    )
-    .map_err(|e| fail(format!("cannot open raw ICMP socket (root needed): {e}")))?;
-    // A raw IPv4 socket speaks sendto/recvfrom with sockaddr_in, which is all
-    // std's UdpSocket does; this avoids unsafe code.
-    let sock = UdpSocket::from(fd);
-    let dest = SocketAddr::new(IpAddr::V4(ip), 0);
-    let ident = (std::process::id() & 0xffff) as u16;
-    let deadline = Instant::now() + timeout;
-    let interval = Duration::from_millis(300);
-    let mut buf = vec![0u8; 65536];
-    let mut seq: u16 = 0;
-    loop {
-        if Instant::now() >= deadline {
-            return Err(fail(format!("timeout: no echo reply from {ip}")));
-        }
-        seq = seq.wrapping_add(1);
-        let mut pkt = vec![8u8, 0, 0, 0];
-        pkt.extend_from_slice(&ident.to_be_bytes());
-        pkt.extend_from_slice(&seq.to_be_bytes());
-        pkt.extend_from_slice(b"berth-probe-ping");
-        let sum = icmp_checksum(&pkt);
-        pkt[2..4].copy_from_slice(&sum.to_be_bytes());
-        if let Err(e) = sock.send_to(&pkt, dest) {
-            // Unreachable networks fail at once; keep trying until the deadline.
-            if Instant::now() + interval >= deadline {
-                return Err(fail(format!("error: sending echo to {ip}: {e}")));
-            }
-            std::thread::sleep(interval);
-            continue;
-        }
-        let wait_until = (Instant::now() + interval).min(deadline);
-        loop {
-            let left = wait_until.saturating_duration_since(Instant::now());
-            if left < Duration::from_millis(1) {
-                break;
-            }
-            sock.set_read_timeout(Some(left)).map_err(fail)?;
-            let (n, from) = match sock.recv_from(&mut buf) {
-                Ok(r) => r,
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
-                Err(_) => continue,
-            };
-            let data = &buf[..n];
-            if data.is_empty() {
-                continue;
-            }
-            let ihl = usize::from(data[0] & 0x0f) * 4;
-            if data.len() < ihl + 8 {
-                continue;
-            }
-            let icmp = &data[ihl..];
-            let id = u16::from_be_bytes([icmp[4], icmp[5]]);
-            if icmp[0] == 0 && id == ident && from.ip() == IpAddr::V4(ip) {
-                println!("echo reply from {ip}");
-                return Ok(());
-            }
-        }
-    }
-}
-
 fn tcp_rate(
     addr: SocketAddr,
     dur: Duration,
@@ -657,67 +679,41 @@ fn tcp_download(addr: SocketAddr, dur: Duration, timeout: Duration) -> Result<()
     Ok(())
 }
 
-/// SCTP one-to-one sockets, which read and write like TCP streams: made with
-/// libc and then handled as `TcpListener`/`TcpStream`. If the kernel has no
-/// SCTP, the probe exits 3 with one line saying so (tests skip on it).
+/// SCTP one-to-one sockets, which read and write like TCP streams, of
+/// either family. If the kernel has no SCTP, the probe exits 3 with one
+/// line saying so (tests skip on it).
 mod sctp {
-    use super::{fail, Failure};
+    use super::{fail, listen, Failure};
+    use socket2::{Domain, Protocol, Socket, Type};
     use std::net::{SocketAddr, TcpListener, TcpStream};
-    use std::os::fd::FromRawFd;
 
-    fn socket() -> Result<i32, Failure> {
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_SCTP) };
-        if fd < 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(Failure(
-                3,
-                format!("berth-probe: no SCTP in this kernel: {e}"),
-            ));
-        }
-        Ok(fd)
+    const IPPROTO_SCTP: i32 = 132;
+
+    fn no_sctp(e: std::io::Error) -> Failure {
+        Failure(3, format!("berth-probe: no SCTP in this kernel: {e}"))
     }
 
-    fn sockaddr(addr: SocketAddr) -> Result<libc::sockaddr_in, Failure> {
-        let SocketAddr::V4(a) = addr else {
-            return Err(fail("SCTP probe supports IPv4 only"));
-        };
-        Ok(libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: a.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*a.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
-        })
-    }
-
-    fn check(rc: i32, what: &str, addr: SocketAddr) -> Result<(), Failure> {
-        if rc < 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(fail(format!("{what} {addr}: {e}")));
-        }
-        Ok(())
-    }
-
-    pub fn listen(addr: SocketAddr) -> Result<TcpListener, Failure> {
-        let fd = socket()?;
-        let listener = unsafe { TcpListener::from_raw_fd(fd) };
-        let sa = sockaddr(addr)?;
-        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        let rc = unsafe { libc::bind(fd, &sa as *const _ as *const libc::sockaddr, len) };
-        check(rc, "cannot bind", addr)?;
-        check(unsafe { libc::listen(fd, 128) }, "cannot listen on", addr)?;
-        Ok(listener)
+    pub fn listen(addr: SocketAddr) -> Result<Vec<TcpListener>, Failure> {
+        // Tell a kernel without SCTP from a port in use.
+        Socket::new(
+            Domain::for_address(addr),
+            Type::STREAM,
+            Some(Protocol::from(IPPROTO_SCTP)),
+        )
+        .map_err(no_sctp)?;
+        listen::streams(addr, Some(Protocol::from(IPPROTO_SCTP)))
     }
 
     pub fn connect(addr: SocketAddr) -> Result<TcpStream, Failure> {
-        let fd = socket()?;
-        let stream = unsafe { TcpStream::from_raw_fd(fd) };
-        let sa = sockaddr(addr)?;
-        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        let rc = unsafe { libc::connect(fd, &sa as *const _ as *const libc::sockaddr, len) };
-        check(rc, "connecting to", addr)?;
-        Ok(stream)
+        let sock = Socket::new(
+            Domain::for_address(addr),
+            Type::STREAM,
+            Some(Protocol::from(IPPROTO_SCTP)),
+        )
+        .map_err(no_sctp)?;
+        sock.connect(&addr.into())
+            .map_err(|e| fail(format!("connecting to {addr}: {e}")))?;
+        Ok(TcpStream::from(sock))
     }
 }
 
@@ -908,7 +904,12 @@ mod dns_load {
     }
 
     fn flood(o: &Load) -> Result<(), Failure> {
-        let sock = UdpSocket::bind("0.0.0.0:0").map_err(|e| fail(format!("bind: {e}")))?;
+        let any: SocketAddr = if o.addr.is_ipv6() {
+            "[::]:0".parse().unwrap()
+        } else {
+            "0.0.0.0:0".parse().unwrap()
+        };
+        let sock = UdpSocket::bind(any).map_err(|e| fail(format!("bind: {e}")))?;
         sock.connect(o.addr)
             .map_err(|e| io_fail("connecting to", o.addr, &e))?;
         sock.set_nonblocking(true).map_err(fail)?;

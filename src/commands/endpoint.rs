@@ -894,7 +894,10 @@ fn dns_listeners(tx: &Tx, m: &PortMapping) -> Result<Option<String>> {
         return Ok(None);
     }
     let networks = tx.dns_networks()?;
-    if let Some(n) = networks.iter().find(|n| n.gateway == m.host_ip) {
+    if let Some(n) = networks
+        .iter()
+        .find(|n| n.gateway == std::net::IpAddr::V4(m.host_ip))
+    {
         return Err(Error::invalid(format!(
             "cannot publish {}:{DNS_PORT}/{}: it is where berth's DNS server answers for network {:?}; publish on another address, or on 0.0.0.0 (every address but the DNS gateways)",
             m.host_ip, m.proto, n.name

@@ -212,15 +212,17 @@ pub fn start(ctx: &mut Context, req: &RunRequest) -> Result<Start> {
         resolv: None,
     };
     // DNS: the command's own /etc/resolv.conf (the host's stays as it is).
-    let gateway = started
+    let gateways: Vec<std::net::IpAddr> = started
         .attached
         .as_ref()
-        .and_then(|(_, n)| n.gateway4().filter(|_| n.policy.dns));
-    if gateway.is_some() || !req.dns.is_empty() || !req.dns_search.is_empty() {
+        .filter(|(_, n)| n.policy.dns)
+        .map(|(_, n)| n.gateways())
+        .unwrap_or_default();
+    if !gateways.is_empty() || !req.dns.is_empty() || !req.dns_search.is_empty() {
         match crate::dns::write_container_resolv(
             &ctx.state_dir,
             &started.name,
-            gateway,
+            &gateways,
             &req.dns,
             &req.dns_search,
         ) {
@@ -612,15 +614,16 @@ pub fn exec(ctx: &Context, target: &str, dns: bool, command: &[String]) -> Resul
     // /etc/resolv.conf in a mount namespace of the command's own.
     let resolv = if dns {
         let inode = resolved.inode.expect("resolved targets exist");
-        let Some(gateway) = crate::dns::gateway_for_netns(&ctx.state_dir, inode)? else {
+        let gateways = crate::dns::gateways_for_netns(&ctx.state_dir, inode)?;
+        if gateways.is_empty() {
             return Err(Error::invalid(format!(
                 "--dns: {target} is on no network with DNS"
             )));
-        };
+        }
         let path = crate::dns::write_container_resolv(
             &ctx.state_dir,
             &format!("exec-{}", std::process::id()),
-            Some(gateway),
+            &gateways,
             &[],
             &[],
         )?;

@@ -1,13 +1,19 @@
 //! Deciding a reply: one query packet in, the local answer (or an error
 //! reply) out, or "forward it upstream". Pure: no sockets, so every case is
 //! unit-tested.
+//!
+//! Both families: A answers a name's IPv4 addresses and AAAA its IPv6
+//! ones (NOERROR with no records when it has none of that family, as
+//! aardvark-dns answers), PTR answers `in-addr.arpa` and `ip6.arpa` names
+//! (`reverse.rs` reads them), and the client and gateway may be either.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
+use super::reverse::{self, Reverse};
 use super::table::{Found, Table, LOCAL_DOMAIN, PODMAN_DOMAIN};
 
 /// Names change as containers come and go: resolvers should ask again soon.
@@ -29,7 +35,7 @@ pub enum Reply {
 
 /// The reply to `packet`, which arrived on the listener at `gateway` from
 /// `client`.
-pub fn reply(table: &Table, gateway: Ipv4Addr, client: Ipv4Addr, packet: &[u8]) -> Reply {
+pub fn reply(table: &Table, gateway: IpAddr, client: IpAddr, packet: &[u8]) -> Reply {
     if packet.len() < 12 || packet[2] & 0x80 != 0 {
         return Reply::Ignore;
     }
@@ -81,46 +87,72 @@ pub fn reply(table: &Table, gateway: Ipv4Addr, client: Ipv4Addr, packet: &[u8]) 
     };
 
     if q.query_type() == RecordType::PTR && !local_only {
-        if let Some(ip) = reverse_name(name) {
-            return match table.reverse(gateway, client, ip) {
-                Some(Some(found)) => {
-                    // Every name, as aardvark-dns answers: the own name,
-                    // the aliases in the order given (Podman's include the
-                    // short container id).
-                    let targets: Vec<RData> = found
-                        .names
-                        .iter()
-                        .filter_map(|n| {
-                            let text = if found.bare {
-                                format!("{n}.")
-                            } else {
-                                format!("{n}.{LOCAL_DOMAIN}.")
-                            };
-                            Name::from_ascii(text).ok().map(|t| RData::PTR(PTR(t)))
-                        })
-                        .collect();
-                    if targets.is_empty() {
-                        Reply::Answer(error(&query, ResponseCode::NXDomain))
-                    } else {
-                        answer(&query, q, targets)
+        match reverse::parse(name) {
+            Some(Reverse::Address(ip)) => {
+                return match table.reverse(gateway, client, ip) {
+                    Some(Some(found)) => {
+                        // Every name, as aardvark-dns answers: the own
+                        // name, the aliases in the order given (Podman's
+                        // include the short container id).
+                        let targets: Vec<RData> = found
+                            .names
+                            .iter()
+                            .filter_map(|n| {
+                                let text = if found.bare {
+                                    format!("{n}.")
+                                } else {
+                                    format!("{n}.{LOCAL_DOMAIN}.")
+                                };
+                                Name::from_ascii(text).ok().map(|t| RData::PTR(PTR(t)))
+                            })
+                            .collect();
+                        if targets.is_empty() {
+                            Reply::Answer(error(&query, ResponseCode::NXDomain))
+                        } else {
+                            answer(&query, q, targets)
+                        }
                     }
-                }
-                Some(None) => Reply::Answer(error(&query, ResponseCode::NXDomain)),
-                None => forward(),
-            };
+                    Some(None) => Reply::Answer(error(&query, ResponseCode::NXDomain)),
+                    None => forward(),
+                };
+            }
+            // A node between a berth subnet and its addresses: it exists
+            // (an NXDOMAIN would tell a resolver that cuts at NXDOMAIN,
+            // RFC 8020, that nothing below it does), with no records.
+            Some(Reverse::Partial(prefix)) if table.owns(prefix) => {
+                return answer(&query, q, Vec::new());
+            }
+            // No such name can exist below a berth prefix.
+            Some(Reverse::Malformed(prefix)) if table.owns(prefix) => {
+                return Reply::Answer(error(&query, ResponseCode::NXDomain));
+            }
+            _ => {}
         }
     }
     match table.lookup(gateway, client, name) {
-        Found::Addresses(ips) => match q.query_type() {
-            RecordType::A | RecordType::ANY => quick(packet, &query, ResponseCode::NoError, &ips)
-                .map_or_else(
-                    || answer(&query, q, ips.iter().map(|ip| RData::A(A(*ip))).collect()),
-                    Reply::Answer,
-                ),
-            // The name exists, with no record of that type (NODATA).
-            _ => quick(packet, &query, ResponseCode::NoError, &[])
-                .map_or_else(|| answer(&query, q, Vec::new()), Reply::Answer),
-        },
+        Found::Addresses(ips) => {
+            // The name exists; only the addresses of the family asked
+            // for answer (none: NODATA).
+            let ips: Vec<IpAddr> = match q.query_type() {
+                RecordType::A => ips.into_iter().filter(IpAddr::is_ipv4).collect(),
+                RecordType::AAAA => ips.into_iter().filter(IpAddr::is_ipv6).collect(),
+                RecordType::ANY => ips,
+                _ => Vec::new(),
+            };
+            quick(packet, &query, ResponseCode::NoError, &ips).map_or_else(
+                || {
+                    let data = ips
+                        .iter()
+                        .map(|ip| match ip {
+                            IpAddr::V4(v4) => RData::A(A(*v4)),
+                            IpAddr::V6(v6) => RData::AAAA(AAAA(*v6)),
+                        })
+                        .collect();
+                    answer(&query, q, data)
+                },
+                Reply::Answer,
+            )
+        }
         // An unknown single label is nobody's upstream either (and leaking
         // container names to the world helps no one).
         Found::Missing if local_only || !name.contains('.') => Reply::Answer(
@@ -132,20 +164,21 @@ pub fn reply(table: &Table, gateway: Ipv4Addr, client: Ipv4Addr, packet: &[u8]) 
 }
 
 /// The common reply, written straight from the query's bytes: its header
-/// and question (exactly as sent) and A records pointing back at the
-/// question's name (one per network the name is seen on), plus an OPT
-/// record if the query had one. About half the server's user-space time
-/// per query goes otherwise to encoding a `Message`. None when the query
-/// has anything unusual (the caller then encodes a `Message`) or the
-/// answer would not fit a plain UDP reply.
-fn quick(packet: &[u8], query: &Message, code: ResponseCode, a: &[Ipv4Addr]) -> Option<Vec<u8>> {
+/// and question (exactly as sent) and A or AAAA records pointing back at
+/// the question's name (one per address), plus an OPT record if the query
+/// had one. About half the server's user-space time per query goes
+/// otherwise to encoding a `Message`. None when the query has anything
+/// unusual (the caller then encodes a `Message`) or the answer would not
+/// fit a plain UDP reply.
+fn quick(packet: &[u8], query: &Message, code: ResponseCode, ips: &[IpAddr]) -> Option<Vec<u8>> {
     let counts = &packet[4..12];
     let additionals = u16::from(query.extensions().is_some());
     if counts != [0, 1, 0, 0, 0, 0, 0, additionals as u8] {
         return None;
     }
     let end = question_end(packet)?;
-    let len = end + 16 * a.len() + 11;
+    let record_len = |ip: &IpAddr| if ip.is_ipv4() { 16 } else { 28 };
+    let len = end + ips.iter().map(record_len).sum::<usize>() + 11;
     if len > PLAIN_UDP_MAX {
         return None;
     }
@@ -154,12 +187,18 @@ fn quick(packet: &[u8], query: &Message, code: ResponseCode, a: &[Ipv4Addr]) -> 
     // QR and AA; opcode and RD as asked; RA; CD as asked.
     out[2] = 0x80 | (packet[2] & 0x79) | 0x04;
     out[3] = 0x80 | (packet[3] & 0x10) | (u16::from(code) as u8 & 0x0f);
-    out[6..8].copy_from_slice(&(a.len() as u16).to_be_bytes());
-    for ip in a {
-        out.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+    out[6..8].copy_from_slice(&(ips.len() as u16).to_be_bytes());
+    for ip in ips {
+        let (kind, data): (u16, Vec<u8>) = match ip {
+            IpAddr::V4(v4) => (RecordType::A.into(), v4.octets().to_vec()),
+            IpAddr::V6(v6) => (RecordType::AAAA.into(), v6.octets().to_vec()),
+        };
+        out.extend_from_slice(&[0xc0, 12]);
+        out.extend_from_slice(&kind.to_be_bytes());
+        out.extend_from_slice(&[0, 1]);
         out.extend_from_slice(&TTL.to_be_bytes());
-        out.extend_from_slice(&[0, 4]);
-        out.extend_from_slice(&ip.octets());
+        out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        out.extend_from_slice(&data);
     }
     if additionals == 1 {
         // OPT: root name, type 41, our UDP size 1232, no flags, no data.
@@ -183,17 +222,6 @@ pub fn question_end(packet: &[u8]) -> Option<usize> {
         }
     }
     (i + 4 <= packet.len()).then_some(i + 4)
-}
-
-/// `d.c.b.a.in-addr.arpa` as a.b.c.d.
-fn reverse_name(name: &str) -> Option<Ipv4Addr> {
-    let rest = name.strip_suffix(".in-addr.arpa")?;
-    let mut octets = [0u8; 4];
-    let mut parts = rest.split('.');
-    for i in (0..4).rev() {
-        octets[i] = parts.next()?.parse().ok()?;
-    }
-    parts.next().is_none().then(|| Ipv4Addr::from(octets))
 }
 
 /// A reply skeleton: the query's ID, opcode, RD and CD, and its question.
@@ -303,11 +331,14 @@ fn header_only(id: u16, code: ResponseCode) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
     use super::*;
     use crate::store::{DnsEndpoint, DnsNetwork};
 
-    const GW: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
-    const C1: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
+    const GW: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1));
+    const C1V4: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
+    const C1: IpAddr = IpAddr::V4(C1V4);
 
     fn table() -> Table {
         let net = DnsNetwork {
@@ -321,6 +352,7 @@ mod tests {
         };
         let e = |name: &str, alias| DnsEndpoint {
             network_id: 1,
+            endpoint_id: 1,
             name: name.into(),
             alias,
             ip: C1,
@@ -357,7 +389,7 @@ mod tests {
             assert_eq!(m.id(), 0x1234);
             assert_eq!(m.response_code(), ResponseCode::NoError, "{name}");
             assert!(m.recursion_desired() && m.authoritative());
-            assert_eq!(m.answers()[0].data(), &RData::A(A(C1)), "{name}");
+            assert_eq!(m.answers()[0].data(), &RData::A(A(C1V4)), "{name}");
         }
         let m = parsed(reply(&t, GW, C1, &query("api.", RecordType::AAAA)));
         assert_eq!(m.response_code(), ResponseCode::NoError);
@@ -382,7 +414,7 @@ mod tests {
         assert_eq!(r.queries()[0].name().to_ascii(), "Api.");
         assert_eq!(r.answers()[0].name().to_ascii(), "Api.");
         assert_eq!(r.answers()[0].ttl(), TTL);
-        assert_eq!(r.answers()[0].data(), &RData::A(A(C1)));
+        assert_eq!(r.answers()[0].data(), &RData::A(A(C1V4)));
         assert_eq!(r.extensions().as_ref().unwrap().max_payload(), 1232);
         let r = parsed(reply(&t, GW, C1, &query("nope.", RecordType::A)));
         assert_eq!(r.response_code(), ResponseCode::NXDomain);
@@ -405,13 +437,13 @@ mod tests {
     #[test]
     fn clients_from_elsewhere_are_refused() {
         let t = table();
-        let outside = Ipv4Addr::new(192, 0, 2, 7);
+        let outside = IpAddr::from([192, 0, 2, 7]);
         let m = parsed(reply(&t, GW, outside, &query("api.", RecordType::A)));
         assert_eq!(m.response_code(), ResponseCode::Refused);
         assert!(m.answers().is_empty());
         // The host itself, from the gateway address, is served.
         let m = parsed(reply(&t, GW, GW, &query("api.", RecordType::A)));
-        assert_eq!(m.answers()[0].data(), &RData::A(A(C1)));
+        assert_eq!(m.answers()[0].data(), &RData::A(A(C1V4)));
     }
 
     #[test]
@@ -560,6 +592,7 @@ mod tests {
         };
         let e = |network_id, name: &str, alias, ip: &str, inode| DnsEndpoint {
             network_id,
+            endpoint_id: inode as i64 * 10 + network_id,
             name: name.into(),
             alias,
             ip: ip.parse().unwrap(),
@@ -583,8 +616,8 @@ mod tests {
     #[test]
     fn a_name_on_shared_networks_answers_every_address_the_quick_way_too() {
         let t = two_networks();
-        let gw_b: Ipv4Addr = "10.2.0.1".parse().unwrap();
-        let c1_b: Ipv4Addr = "10.2.0.2".parse().unwrap();
+        let gw_b: IpAddr = "10.2.0.1".parse().unwrap();
+        let c1_b: IpAddr = "10.2.0.2".parse().unwrap();
         let addrs = |m: &Message| -> Vec<String> {
             m.answers().iter().map(|r| r.data().to_string()).collect()
         };
@@ -634,5 +667,251 @@ mod tests {
             &query("2.0.1.10.in-addr.arpa.", RecordType::PTR),
         ));
         assert_eq!(m.response_code(), ResponseCode::NXDomain);
+    }
+
+    /// Network 1: 10.1.0.0/24 and fd00:1::/64; network 2: fd00:2::/64
+    /// only. c4 (ns 4) has both families on 1, c6 (ns 6) only IPv6 on 2,
+    /// and ns 4 is on 2 too (fd00:2::4).
+    fn dual() -> Table {
+        let net = |id, subnet: &str, gateway: &str| DnsNetwork {
+            id,
+            name: format!("n{id}"),
+            subnet: subnet.parse().unwrap(),
+            gateway: gateway.parse().unwrap(),
+            internal: false,
+            podman: false,
+            servers: vec![],
+        };
+        let e = |network_id, endpoint_id, name: &str, alias, ip: &str, inode| DnsEndpoint {
+            network_id,
+            endpoint_id,
+            name: name.into(),
+            alias,
+            ip: ip.parse().unwrap(),
+            netns_inode: inode,
+        };
+        Table::build(
+            &[
+                net(1, "10.1.0.0/24", "10.1.0.1"),
+                net(1, "fd00:1::/64", "fd00:1::1"),
+                net(2, "fd00:2::/64", "fd00:2::1"),
+            ],
+            &[
+                e(1, 40, "c4", false, "10.1.0.4", 4),
+                e(1, 40, "c4", false, "fd00:1::4", 4),
+                e(1, 40, "api", true, "10.1.0.4", 4),
+                e(1, 40, "api", true, "fd00:1::4", 4),
+                e(2, 41, "c4", false, "fd00:2::4", 4),
+                e(2, 60, "c6", false, "fd00:2::6", 6),
+            ],
+        )
+        .0
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn records(m: &Message) -> Vec<String> {
+        m.answers()
+            .iter()
+            .map(|r| format!("{} {}", r.record_type(), r.data()))
+            .collect()
+    }
+
+    /// The ip6.arpa name of an address (nibbles, least significant first).
+    fn ip6_arpa(a: &str, nibbles: usize) -> String {
+        let a: Ipv6Addr = a.parse().unwrap();
+        let hex: String = a.octets().iter().map(|b| format!("{b:02x}")).collect();
+        let mut labels: Vec<String> = hex[..nibbles].chars().rev().map(String::from).collect();
+        labels.push("ip6.arpa.".into());
+        labels.join(".")
+    }
+
+    #[test]
+    fn aaaa_answers_the_ipv6_addresses_and_a_the_ipv4_ones() {
+        let t = dual();
+        // c6 asks over IPv6 on network 2: c4's address there only.
+        let (gw2, c6) = (ip("fd00:2::1"), ip("fd00:2::6"));
+        let m = parsed(reply(&t, gw2, c6, &query("c4.", RecordType::AAAA)));
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert!(m.authoritative());
+        assert_eq!(records(&m), ["AAAA fd00:2::4"]);
+        // c4 sees both networks: every IPv6 address, the asked one first;
+        // A gives its IPv4 one, whichever family the question came over.
+        let (gw1, c4) = (ip("fd00:1::1"), ip("fd00:1::4"));
+        for name in ["c4.", "API.dns.berth."] {
+            let m = parsed(reply(&t, gw1, c4, &query(name, RecordType::AAAA)));
+            let want: &[&str] = if name == "c4." {
+                &["AAAA fd00:1::4", "AAAA fd00:2::4"]
+            } else {
+                &["AAAA fd00:1::4"]
+            };
+            assert_eq!(records(&m), want, "{name}");
+            let m = parsed(reply(&t, gw1, c4, &query(name, RecordType::A)));
+            assert_eq!(records(&m), ["A 10.1.0.4"], "{name}");
+        }
+        let m = parsed(reply(&t, gw1, c4, &query("c4.", RecordType::ANY)));
+        assert_eq!(
+            records(&m),
+            ["A 10.1.0.4", "AAAA fd00:1::4", "AAAA fd00:2::4"]
+        );
+        // The same over the IPv4 gateway from the IPv4 address.
+        let m = parsed(reply(
+            &t,
+            ip("10.1.0.1"),
+            ip("10.1.0.4"),
+            &query("c6.", RecordType::AAAA),
+        ));
+        assert_eq!(records(&m), ["AAAA fd00:2::6"]);
+    }
+
+    #[test]
+    fn a_name_without_an_address_of_the_family_asked_is_nodata() {
+        let t = dual();
+        let (gw2, c6) = (ip("fd00:2::1"), ip("fd00:2::6"));
+        // c6 has no IPv4 address; c4 none on network 2, all c6 sees.
+        for name in ["c6.", "c4."] {
+            let m = parsed(reply(&t, gw2, c6, &query(name, RecordType::A)));
+            assert_eq!(m.response_code(), ResponseCode::NoError, "{name}");
+            assert!(m.answers().is_empty() && m.authoritative(), "{name}");
+        }
+        // A network without IPv6: AAAA is NODATA, not NXDOMAIN.
+        let m = parsed(reply(&table(), GW, C1, &query("api.", RecordType::AAAA)));
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert!(m.answers().is_empty());
+        // An unknown name stays NXDOMAIN for AAAA too.
+        let m = parsed(reply(&t, gw2, c6, &query("nope.", RecordType::AAAA)));
+        assert_eq!(m.response_code(), ResponseCode::NXDomain);
+    }
+
+    #[test]
+    fn the_quick_path_writes_aaaa_as_the_encoder_would() {
+        let t = dual();
+        let (gw1, c4) = (ip("fd00:1::1"), ip("fd00:1::4"));
+        for (t_, edns) in [
+            (RecordType::AAAA, false),
+            (RecordType::ANY, true),
+            (RecordType::A, true),
+        ] {
+            let mut m = Message::new();
+            m.set_id(9).set_recursion_desired(true);
+            m.add_query(Query::query(Name::from_ascii("C4.").unwrap(), t_));
+            if edns {
+                m.set_edns(Edns::new());
+            }
+            let packet = m.to_vec().unwrap();
+            let fast = reply(&t, gw1, c4, &packet);
+            let q = Message::from_vec(&packet).unwrap();
+            let data: Vec<RData> = match t_ {
+                RecordType::A => vec![RData::A(A("10.1.0.4".parse().unwrap()))],
+                RecordType::AAAA => vec![
+                    RData::AAAA(AAAA("fd00:1::4".parse().unwrap())),
+                    RData::AAAA(AAAA("fd00:2::4".parse().unwrap())),
+                ],
+                _ => vec![
+                    RData::A(A("10.1.0.4".parse().unwrap())),
+                    RData::AAAA(AAAA("fd00:1::4".parse().unwrap())),
+                    RData::AAAA(AAAA("fd00:2::4".parse().unwrap())),
+                ],
+            };
+            assert_eq!(fast, answer(&q, &q.queries()[0], data), "{t_}");
+        }
+    }
+
+    #[test]
+    fn ip6_arpa_ptr_answers_full_names_and_keeps_berths_prefixes_local() {
+        let t = dual();
+        let (gw1, c4) = (ip("fd00:1::1"), ip("fd00:1::4"));
+        let ptr = |name: &str| reply(&t, gw1, c4, &query(name, RecordType::PTR));
+        let m = parsed(ptr(&ip6_arpa("fd00:1::4", 32)));
+        assert_eq!(records(&m), ["PTR c4.dns.berth.", "PTR api.dns.berth."]);
+        // Upper-case nibbles are the same name.
+        let m = parsed(ptr(&ip6_arpa("fd00:2::4", 32).replace('f', "F")));
+        assert_eq!(records(&m), ["PTR c4.dns.berth."]);
+        // An unknown address of a berth subnet, and one of a network c4
+        // is not on (here: none) are NXDOMAIN, never sent upstream.
+        let m = parsed(ptr(&ip6_arpa("fd00:1::99", 32)));
+        assert_eq!(m.response_code(), ResponseCode::NXDomain);
+        let m = parsed(reply(
+            &t,
+            ip("fd00:2::1"),
+            ip("fd00:2::6"),
+            &query(&ip6_arpa("fd00:1::4", 32), RecordType::PTR),
+        ));
+        assert_eq!(m.response_code(), ResponseCode::NXDomain);
+        // Someone else's address goes upstream.
+        assert!(matches!(
+            ptr(&ip6_arpa("2001:db8::1", 32)),
+            Reply::Forward { .. }
+        ));
+        // Partial names: inside a berth subnet a node with no records
+        // (NOERROR, nothing); the subnet's own; above it, upstream's.
+        for nibbles in [16, 20, 31] {
+            let m = parsed(ptr(&ip6_arpa("fd00:1::4", nibbles)));
+            assert_eq!(m.response_code(), ResponseCode::NoError, "{nibbles}");
+            assert!(m.answers().is_empty() && m.authoritative(), "{nibbles}");
+        }
+        for nibbles in [15, 4, 0] {
+            assert!(
+                matches!(ptr(&ip6_arpa("fd00:1::4", nibbles)), Reply::Forward { .. }),
+                "{nibbles}"
+            );
+        }
+        // The IPv4 side reads its partial names the same way.
+        let m = parsed(ptr("0.1.10.in-addr.arpa."));
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert!(matches!(ptr("1.10.in-addr.arpa."), Reply::Forward { .. }));
+    }
+
+    #[test]
+    fn malformed_ip6_arpa_names_under_berth_are_nxdomain_and_others_go_upstream() {
+        let t = dual();
+        let (gw1, c4) = (ip("fd00:1::1"), ip("fd00:1::4"));
+        let ptr = |name: &str| reply(&t, gw1, c4, &query(name, RecordType::PTR));
+        let full = ip6_arpa("fd00:1::4", 32);
+        let partial = ip6_arpa("fd00:1::4", 20);
+        for bad in [
+            format!("0.{full}"),
+            format!("10.{partial}"),
+            format!("g.{partial}"),
+            format!("x-y.{partial}"),
+            "02.0.1.10.in-addr.arpa.".to_string(),
+        ] {
+            let m = parsed(ptr(&bad));
+            assert_eq!(m.response_code(), ResponseCode::NXDomain, "{bad}");
+        }
+        for bad in [
+            "zz.ip6.arpa.",
+            "10.d.f.ip6.arpa.",
+            "x.8.b.d.0.1.0.0.2.ip6.arpa.",
+        ] {
+            assert!(matches!(ptr(bad), Reply::Forward { .. }), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ipv6_clients_are_admitted_by_their_network_and_refused_from_elsewhere() {
+        let t = dual();
+        let gw1 = ip("fd00:1::1");
+        for outside in ["fd00:2::6", "2001:db8::7", "::1", "10.9.0.2"] {
+            let m = parsed(reply(&t, gw1, ip(outside), &query("c4.", RecordType::AAAA)));
+            assert_eq!(m.response_code(), ResponseCode::Refused, "{outside}");
+        }
+        // The host on the gateway, and an address of the subnet berth
+        // does not know (it sees the network it asked).
+        for inside in ["fd00:1::1", "fd00:1::abcd"] {
+            let m = parsed(reply(&t, gw1, ip(inside), &query("c4.", RecordType::AAAA)));
+            assert_eq!(records(&m), ["AAAA fd00:1::4"], "{inside}");
+        }
+        assert_eq!(
+            reply(
+                &t,
+                gw1,
+                ip("fd00:1::4"),
+                &query("example.com.", RecordType::AAAA)
+            ),
+            Reply::Forward { max_len: 512 }
+        );
     }
 }

@@ -10,9 +10,12 @@
 //! descriptor limit, keeps the server alive whatever the number of
 //! networks. Clients that may not ask a gateway at all are turned away
 //! before any of this is touched (see `server.rs`).
+//!
+//! A client is its address, of either family: one container asking over
+//! IPv4 and over IPv6 holds two shares, both within its network's pool.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -91,14 +94,14 @@ pub struct Pool {
 #[derive(Debug, Default)]
 struct Held {
     total: usize,
-    by_client: HashMap<Ipv4Addr, usize>,
+    by_client: HashMap<IpAddr, usize>,
 }
 
 /// A slot taken; given back when dropped.
 #[derive(Debug)]
 pub struct Slot {
     pool: Arc<Pool>,
-    client: Ipv4Addr,
+    client: IpAddr,
 }
 
 impl Pool {
@@ -112,7 +115,7 @@ impl Pool {
 
     /// A slot for `client`, or what is full. The client's share is looked
     /// at first, so a client over its share costs the pool nothing.
-    pub fn take(self: &Arc<Self>, client: Ipv4Addr) -> Result<Slot, Full> {
+    pub fn take(self: &Arc<Self>, client: IpAddr) -> Result<Slot, Full> {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let mine = held.by_client.get(&client).copied().unwrap_or(0);
         if mine >= self.budget.per_client {
@@ -168,8 +171,12 @@ pub fn ceilings(files: u64) -> (usize, usize) {
 mod tests {
     use super::*;
 
-    fn ip(last: u8) -> Ipv4Addr {
-        Ipv4Addr::new(10, 0, 0, last)
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, last])
+    }
+
+    fn ip6(last: u16) -> IpAddr {
+        IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, last])
     }
 
     #[test]
@@ -221,5 +228,28 @@ mod tests {
         assert_eq!(ceilings(1024), (512, 256));
         assert_eq!(ceilings(20_000), (8192, 4096));
         assert_eq!(ceilings(100), (64, 32));
+    }
+
+    #[test]
+    fn ipv6_clients_hold_shares_of_their_own() {
+        let ceiling = Ceiling::new(100);
+        let budget = Budget {
+            per_network: 6,
+            per_client: 2,
+        };
+        let pool = Pool::new(budget, ceiling.clone());
+        let a: Vec<Slot> = (0..2).map(|_| pool.take(ip6(2)).unwrap()).collect();
+        assert_eq!(pool.take(ip6(2)).unwrap_err(), Full::Client);
+        // Its neighbour, and the same container's IPv4 address, still get theirs.
+        let _b = pool.take(ip6(3)).unwrap();
+        let v4: Vec<Slot> = (0..2).map(|_| pool.take(ip(2)).unwrap()).collect();
+        assert_eq!(pool.take(ip(2)).unwrap_err(), Full::Client);
+        let _c = pool.take(ip6(4)).unwrap();
+        assert_eq!(pool.take(ip6(5)).unwrap_err(), Full::Network);
+        drop(a);
+        assert_eq!(pool.in_use(), 4);
+        let _a = pool.take(ip6(2)).unwrap();
+        drop(v4);
+        assert_eq!(ceiling.used(), 3);
     }
 }

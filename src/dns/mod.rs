@@ -1,14 +1,16 @@
 //! berth's DNS: containers find each other by name.
 //!
 //! One server process (`berth dns-server`, [`serve`]) answers on the
-//! gateway of every network with DNS: A records for every endpoint's name
-//! and aliases, PTR for their addresses, NXDOMAIN at once for unknown
-//! single labels, and everything else forwarded to the host's resolvers.
+//! gateways (IPv4 and IPv6) of every network with DNS: A and AAAA records
+//! for every endpoint's name and aliases, PTR for their addresses
+//! (`in-addr.arpa` and `ip6.arpa`), NXDOMAIN at once for unknown single
+//! labels, and everything else forwarded to the host's resolvers.
 //! It reads berth's state and keeps none of its own; berth commands call
 //! [`sync`] after each change, which starts, reloads or stops it.
 //!
 //! - `table`: the names, built from the state, swapped whole on reload.
 //! - `answer`: one query in, a reply (or "forward") out; pure.
+//! - `reverse`: reading `in-addr.arpa` and `ip6.arpa` names; pure.
 //! - `upstream`: forwarding to the host's resolvers.
 //! - `server`: the tokio side: listeners and the control socket.
 //! - `limits`: what one network, and one client in it, may hold at once.
@@ -19,6 +21,7 @@ mod answer;
 mod control;
 mod limits;
 pub mod resolv;
+mod reverse;
 mod server;
 mod table;
 mod upstream;
@@ -97,17 +100,18 @@ pub fn check_names_free(tx: &Tx, network: &Network, name: &str, aliases: &[Strin
 }
 
 /// The resolv.conf a container gets: `dns` (`--dns`) or berth's server on
-/// `gateway`, `search` (`--dns-search`) or the host's search list. Written
-/// into the state directory, to be bind-mounted and then removed.
+/// `gateways` (its network's, one per family: IPv4 first, then IPv6),
+/// `search` (`--dns-search`) or the host's search list. Written into the
+/// state directory, to be bind-mounted and then removed.
 pub fn write_container_resolv(
     state_dir: &Path,
     tag: &str,
-    gateway: Option<Ipv4Addr>,
+    gateways: &[IpAddr],
     dns: &[IpAddr],
     search: &[String],
 ) -> Result<PathBuf> {
     let host = resolv::ResolvConf::host();
-    let text = resolv::container_file(&host, gateway.map(IpAddr::V4), dns, search);
+    let text = resolv::container_file(&host, gateways, dns, search);
     let dir = state_dir.join("resolv");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("{tag}.conf"));
@@ -115,12 +119,12 @@ pub fn write_container_resolv(
     Ok(path)
 }
 
-/// The gateway whose server a namespace should ask (its first network
-/// with DNS), if any.
-pub fn gateway_for_netns(state_dir: &Path, inode: u64) -> Result<Option<Ipv4Addr>> {
+/// The gateways whose server a namespace should ask (those of its first
+/// network with DNS, one per family); empty if it has none.
+pub fn gateways_for_netns(state_dir: &Path, inode: u64) -> Result<Vec<IpAddr>> {
     let mut store = Store::open(state_dir)?;
     let tx = store.begin()?;
-    tx.dns_gateway_of_netns(inode)
+    tx.dns_gateways_of_netns(inode)
 }
 
 /// The aliases of each endpoint, in order (for `network inspect`).

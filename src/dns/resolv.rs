@@ -2,9 +2,12 @@
 //! domains containers inherit) and writing the one `run` and `exec --dns`
 //! give a container.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 
 use super::table::LOCAL_DOMAIN;
+
+/// The port resolvers ask.
+const DNS_PORT: u16 = 53;
 
 /// The host's resolver configuration.
 pub const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -12,7 +15,9 @@ pub const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
 /// The parts of a resolv.conf berth uses.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ResolvConf {
-    pub nameservers: Vec<IpAddr>,
+    /// The `nameserver` lines as the addresses to ask: port 53, and a
+    /// link-local IPv6 address with the index of its zone.
+    pub nameservers: Vec<SocketAddr>,
     pub search: Vec<String>,
     pub options: Vec<String>,
 }
@@ -27,14 +32,8 @@ impl ResolvConf {
             let mut words = line.split_whitespace();
             match words.next() {
                 Some("nameserver") => {
-                    // A link-local IPv6 with a zone (fe80::1%eth0) is kept
-                    // without it; the upstream socket picks the route.
-                    if let Some(ip) = words
-                        .next()
-                        .and_then(|w| w.split('%').next())
-                        .and_then(|w| w.parse().ok())
-                    {
-                        conf.nameservers.push(ip);
+                    if let Some(server) = words.next().and_then(nameserver) {
+                        conf.nameservers.push(server);
                     }
                 }
                 Some("search") | Some("domain") => {
@@ -53,19 +52,42 @@ impl ResolvConf {
     }
 }
 
-/// A container's resolv.conf: berth's server on `gateway` (or the
-/// `--dns` servers), and the search list `dns.berth` then the host's
-/// domains (or the `--dns-search` ones).
+/// One `nameserver` value: an address, an IPv6 one with `%ZONE` (an
+/// interface name or index, as glibc takes it). None for what does not
+/// parse, or a zone no interface has: it could not be asked.
+fn nameserver(word: &str) -> Option<SocketAddr> {
+    let (addr, zone) = match word.split_once('%') {
+        Some((addr, zone)) => (addr, Some(zone)),
+        None => (word, None),
+    };
+    let ip: IpAddr = addr.parse().ok()?;
+    match (ip, zone) {
+        (ip, None) => Some(SocketAddr::new(ip, DNS_PORT)),
+        (IpAddr::V6(v6), Some(zone)) => {
+            let index = zone
+                .parse::<u32>()
+                .ok()
+                .or_else(|| nix::net::if_::if_nametoindex(zone).ok())?;
+            Some(SocketAddr::V6(SocketAddrV6::new(v6, DNS_PORT, 0, index)))
+        }
+        (IpAddr::V4(_), Some(_)) => None,
+    }
+}
+
+/// A container's resolv.conf: berth's server on `gateways` (its network's
+/// gateways, IPv4 first; an IPv6-only network has one), or the `--dns`
+/// servers, and the search list `dns.berth` then the host's domains (or
+/// the `--dns-search` ones).
 pub fn container_file(
     host: &ResolvConf,
-    gateway: Option<IpAddr>,
+    gateways: &[IpAddr],
     dns: &[IpAddr],
     search: &[String],
 ) -> String {
     let mut out = String::from("# written by berth\n");
     let domains: Vec<String> = if !search.is_empty() {
         search.to_vec()
-    } else if gateway.is_some() && dns.is_empty() {
+    } else if !gateways.is_empty() && dns.is_empty() {
         std::iter::once(LOCAL_DOMAIN.to_string())
             .chain(host.search.iter().cloned())
             .collect()
@@ -76,7 +98,7 @@ pub fn container_file(
         out.push_str(&format!("search {}\n", domains.join(" ")));
     }
     let servers: Vec<IpAddr> = if dns.is_empty() {
-        gateway.into_iter().collect()
+        gateways.to_vec()
     } else {
         dns.to_vec()
     };
@@ -159,13 +181,16 @@ mod tests {
     #[test]
     fn host_file_is_read_like_glibc() {
         let c = ResolvConf::parse(
-            "# comment\nnameserver 127.0.0.53\nnameserver fe80::1%eth0\nsearch a.example b.example\noptions edns0 trust-ad\nbogus\n",
+            "# comment\nnameserver 127.0.0.53\nnameserver fd00::53\nnameserver fe80::1%lo\nnameserver fe80::2%7\nnameserver fe80::3%no-such-if0\nnameserver 10.0.0.1%lo\nsearch a.example b.example\noptions edns0 trust-ad\nbogus\n",
         );
+        // The loopback device is index 1 in every network namespace.
         assert_eq!(
             c.nameservers,
             vec![
-                "127.0.0.53".parse::<IpAddr>().unwrap(),
-                "fe80::1".parse().unwrap()
+                "127.0.0.53:53".parse::<SocketAddr>().unwrap(),
+                "[fd00::53]:53".parse().unwrap(),
+                "[fe80::1%1]:53".parse().unwrap(),
+                "[fe80::2%7]:53".parse().unwrap(),
             ]
         );
         assert_eq!(c.search, vec!["a.example", "b.example"]);
@@ -177,13 +202,30 @@ mod tests {
         let host = ResolvConf::parse("nameserver 127.0.0.53\nsearch corp.example\n");
         let gw: IpAddr = "10.1.0.1".parse().unwrap();
         assert_eq!(
-            container_file(&host, Some(gw), &[], &[]),
+            container_file(&host, &[gw], &[], &[]),
             "# written by berth\nsearch dns.berth corp.example\nnameserver 10.1.0.1\n"
         );
         let other: IpAddr = "192.0.2.53".parse().unwrap();
         assert_eq!(
-            container_file(&host, Some(gw), &[other], &["x.example".into()]),
+            container_file(&host, &[gw], &[other], &["x.example".into()]),
             "# written by berth\nsearch x.example\nnameserver 192.0.2.53\n"
         );
+    }
+
+    #[test]
+    fn container_file_names_the_ipv6_gateway_when_the_network_has_one() {
+        let host = ResolvConf::parse("nameserver 127.0.0.53\n");
+        let v4: IpAddr = "10.1.0.1".parse().unwrap();
+        let v6: IpAddr = "fd00:1::1".parse().unwrap();
+        assert_eq!(
+            container_file(&host, &[v4, v6], &[], &[]),
+            "# written by berth\nsearch dns.berth\nnameserver 10.1.0.1\nnameserver fd00:1::1\n"
+        );
+        // IPv6-only: only it.
+        assert_eq!(
+            container_file(&host, &[v6], &[], &[]),
+            "# written by berth\nsearch dns.berth\nnameserver fd00:1::1\n"
+        );
+        assert_eq!(container_file(&host, &[], &[], &[]), "# written by berth\n");
     }
 }

@@ -1,5 +1,6 @@
 //! The server process (`berth dns-server`): one process, one thread of
-//! tokio, UDP and TCP port 53 on the gateway of every network with DNS,
+//! tokio, UDP and TCP port 53 on every gateway (IPv4 and IPv6) of every
+//! network with DNS,
 //! and a control socket (`dns.sock` in the state directory) on which berth
 //! asks it to reload, and on which the supervisor (see `background`) holds
 //! a connection: each of the two starts the other again when that
@@ -12,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -57,10 +58,27 @@ struct Shared {
 }
 
 /// One network's share of the server: its TCP connections and its
-/// forwarded queries in flight, each divided among its clients.
+/// forwarded queries in flight, each divided among its clients. A
+/// network's gateways (one per family) share it, so a dual-stack network
+/// holds no more than an IPv4-only one.
 struct Limits {
     tcp: Arc<Pool>,
     forwards: Arc<Pool>,
+}
+
+impl Limits {
+    fn new(shared: &Shared) -> Arc<Limits> {
+        Arc::new(Limits {
+            tcp: Pool::new(limits::TCP, shared.tcp_ceiling.clone()),
+            forwards: Pool::new(limits::FORWARDS, shared.forward_ceiling.clone()),
+        })
+    }
+}
+
+/// The listeners of one gateway, and the limits of its network.
+struct Listening {
+    tasks: Vec<JoinHandle<()>>,
+    limits: Arc<Limits>,
 }
 
 impl Shared {
@@ -146,7 +164,7 @@ async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
         forward_ceiling: Ceiling::new(forwards),
         tcp_ceiling: Ceiling::new(tcp),
     });
-    let mut listeners: HashMap<Ipv4Addr, Vec<JoinHandle<()>>> = HashMap::new();
+    let mut listeners: HashMap<IpAddr, Listening> = HashMap::new();
     let mut index = Index::default();
     let warnings = reload(&dir, Change::All, &shared, &mut index, &mut listeners).await;
     for w in &warnings {
@@ -293,7 +311,7 @@ async fn reload(
     change: Change,
     shared: &Arc<Shared>,
     index: &mut Index,
-    listeners: &mut HashMap<Ipv4Addr, Vec<JoinHandle<()>>>,
+    listeners: &mut HashMap<IpAddr, Listening>,
 ) -> Vec<String> {
     let d = dir.to_path_buf();
     let current = shared.table();
@@ -311,27 +329,36 @@ async fn reload(
     };
     *shared.table.write().unwrap() = table.clone();
     let mut warnings = Vec::new();
-    listeners.retain(|gw, tasks| {
+    listeners.retain(|gw, l| {
         let keep = table.net(*gw).is_some();
         if !keep {
-            for t in tasks.iter() {
+            for t in l.tasks.iter() {
                 t.abort();
             }
         }
         keep
     });
-    let gateways: Vec<Ipv4Addr> = table.gateways().copied().collect();
+    let gateways: Vec<IpAddr> = table.gateways().copied().collect();
     for gw in &gateways {
         if listeners.contains_key(gw) {
             continue;
         }
-        match listen(*gw, shared) {
-            Ok(tasks) => {
-                listeners.insert(*gw, tasks);
+        // The limits of the network's other family, if it listens already.
+        let limits = table
+            .net(*gw)
+            .and_then(|n| {
+                n.gateways
+                    .iter()
+                    .find_map(|g| listeners.get(g).map(|l| l.limits.clone()))
+            })
+            .unwrap_or_else(|| Limits::new(shared));
+        match listen(*gw, dns_port(), shared, limits.clone()) {
+            Ok((tasks, _)) => {
+                listeners.insert(*gw, Listening { tasks, limits });
             }
             Err(e) => warnings.push(format!(
-                "cannot listen on {gw}:{} for network {}: {e}",
-                dns_port(),
+                "cannot listen on {} for network {}: {e}",
+                SocketAddr::new(*gw, dns_port()),
                 table.net(*gw).map(|n| n.name.as_str()).unwrap_or("?")
             )),
         }
@@ -394,39 +421,53 @@ fn load(dir: &Path, change: Change, current: &Table, mut index: Index) -> (Resul
     (table, index)
 }
 
-/// A socket on the gateway's port 53. IP_FREEBIND: the address may not be
-/// on the bridge yet (a server started before the networks at boot).
-/// SO_REUSEADDR for TCP only, so a restarted server is not refused by
-/// connections in TIME_WAIT; on UDP it would let another socket share (and
-/// take) the port.
-fn socket(gw: Ipv4Addr, kind: Type) -> std::io::Result<Socket> {
-    let s = Socket::new(Domain::IPV4, kind, None)?;
+/// A socket on a gateway's port. IP_FREEBIND (IPV6_FREEBIND): the address
+/// may not be on the bridge yet (a server started before the networks at
+/// boot, or an IPv6 address still tentative). IPV6_V6ONLY, so an IPv6
+/// listener never takes its IPv4 family's traffic, whatever
+/// `net.ipv6.bindv6only` says, and clients are seen as their own address,
+/// never as an IPv4-mapped one. SO_REUSEADDR for TCP only, so a restarted
+/// server is not refused by connections in TIME_WAIT; on UDP it would let
+/// another socket share (and take) the port.
+fn socket(gw: IpAddr, port: u16, kind: Type) -> std::io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(SocketAddr::new(gw, port)), kind, None)?;
     s.set_reuse_address(kind == Type::STREAM)?;
-    s.set_freebind_v4(true)?;
+    match gw {
+        IpAddr::V4(_) => s.set_freebind_v4(true)?,
+        IpAddr::V6(_) => {
+            s.set_only_v6(true)?;
+            s.set_freebind_v6(true)?;
+        }
+    }
     s.set_nonblocking(true)?;
-    s.bind(&SocketAddr::V4(SocketAddrV4::new(gw, dns_port())).into())?;
+    s.bind(&SocketAddr::new(gw, port).into())?;
     Ok(s)
 }
 
-/// The listeners of one network, with the network's own limits (kept as
-/// long as the listeners: a reload does not reset what clients hold).
-fn listen(gw: Ipv4Addr, shared: &Arc<Shared>) -> std::io::Result<Vec<JoinHandle<()>>> {
-    let udp = UdpSocket::from_std(socket(gw, Type::DGRAM)?.into())?;
-    let tcp = socket(gw, Type::STREAM)?;
+/// The listeners of one network's gateway (either family) on `port`, with
+/// its network's limits (kept as long as the listeners: a reload does not
+/// reset what clients hold), and the UDP listener's address.
+fn listen(
+    gw: IpAddr,
+    port: u16,
+    shared: &Arc<Shared>,
+    limits: Arc<Limits>,
+) -> std::io::Result<(Vec<JoinHandle<()>>, SocketAddr)> {
+    let udp = UdpSocket::from_std(socket(gw, port, Type::DGRAM)?.into())?;
+    let bound = udp.local_addr()?;
+    // The same port for TCP (`port` 0, in tests, is the one UDP got).
+    let tcp = socket(gw, bound.port(), Type::STREAM)?;
     tcp.listen(1024)?;
     let tcp = TcpListener::from_std(tcp.into())?;
-    let limits = Arc::new(Limits {
-        tcp: Pool::new(limits::TCP, shared.tcp_ceiling.clone()),
-        forwards: Pool::new(limits::FORWARDS, shared.forward_ceiling.clone()),
-    });
-    Ok(vec![
+    let tasks = vec![
         tokio::spawn(serve_udp(gw, Arc::new(udp), shared.clone(), limits.clone())),
         tokio::spawn(serve_tcp(gw, tcp, shared.clone(), limits)),
-    ])
+    ];
+    Ok((tasks, bound))
 }
 
 /// The upstream servers of the network served on `gw` (empty: the host's).
-fn network_servers(shared: &Shared, gw: Ipv4Addr) -> Vec<SocketAddr> {
+fn network_servers(shared: &Shared, gw: IpAddr) -> Vec<SocketAddr> {
     shared
         .table()
         .net(gw)
@@ -434,7 +475,7 @@ fn network_servers(shared: &Shared, gw: Ipv4Addr) -> Vec<SocketAddr> {
         .unwrap_or_default()
 }
 
-async fn serve_udp(gw: Ipv4Addr, sock: Arc<UdpSocket>, shared: Arc<Shared>, limits: Arc<Limits>) {
+async fn serve_udp(gw: IpAddr, sock: Arc<UdpSocket>, shared: Arc<Shared>, limits: Arc<Limits>) {
     let mut buf = vec![0u8; 4096];
     let mut served = 0usize;
     loop {
@@ -453,11 +494,9 @@ async fn serve_udp(gw: Ipv4Addr, sock: Arc<UdpSocket>, shared: Arc<Shared>, limi
                 continue;
             }
         };
-        let SocketAddr::V4(peer4) = peer else {
-            continue;
-        };
+        let client = peer.ip();
         let packet = &buf[..n];
-        match answer::reply(&shared.table(), gw, *peer4.ip(), packet) {
+        match answer::reply(&shared.table(), gw, client, packet) {
             Reply::Answer(bytes) => {
                 let _ = sock.send_to(&bytes, peer).await;
             }
@@ -465,7 +504,7 @@ async fn serve_udp(gw: Ipv4Addr, sock: Arc<UdpSocket>, shared: Arc<Shared>, limi
             Reply::Forward { max_len } => {
                 // Over its share (or its network's): told at once, and
                 // no socket is opened for it.
-                let Ok(slot) = limits.forwards.take(*peer4.ip()) else {
+                let Ok(slot) = limits.forwards.take(client) else {
                     let _ = sock.send_to(&answer::servfail(packet), peer).await;
                     continue;
                 };
@@ -481,15 +520,14 @@ async fn serve_udp(gw: Ipv4Addr, sock: Arc<UdpSocket>, shared: Arc<Shared>, limi
     }
 }
 
-async fn serve_tcp(gw: Ipv4Addr, listener: TcpListener, shared: Arc<Shared>, limits: Arc<Limits>) {
+async fn serve_tcp(gw: IpAddr, listener: TcpListener, shared: Arc<Shared>, limits: Arc<Limits>) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             // Out of file descriptors, say: wait rather than spin.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let SocketAddr::V4(peer) = peer else { continue };
-        let client = *peer.ip();
+        let client = peer.ip();
         // Decided from the address alone, before anything is read or any
         // slot taken: a client that may not ask this gateway, or that is
         // over its share, costs one accept and a reset.
@@ -513,8 +551,8 @@ async fn serve_tcp(gw: Ipv4Addr, listener: TcpListener, shared: Arc<Shared>, lim
 
 /// One TCP client: length-prefixed queries until it closes or idles.
 async fn tcp_client(
-    gw: Ipv4Addr,
-    client: Ipv4Addr,
+    gw: IpAddr,
+    client: IpAddr,
     mut stream: TcpStream,
     shared: Arc<Shared>,
     limits: Arc<Limits>,
@@ -549,5 +587,123 @@ async fn tcp_client(
         if stream.write_all(&out).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{Ipv6Addr, TcpStream, UdpSocket};
+
+    use hickory_proto::op::{Message, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RecordType};
+
+    use super::*;
+    use crate::store::{DnsEndpoint, DnsNetwork};
+
+    /// A server for one network whose IPv6 gateway is ::1 (the host's own
+    /// address, so the test's client on ::1 is admitted as the host),
+    /// listening on a free port of ::1; its address.
+    fn serve_on_loopback(names: &[(&str, &str)]) -> SocketAddr {
+        let nets = [DnsNetwork {
+            id: 1,
+            name: "v6".into(),
+            subnet: "fd00:5::/64".parse().unwrap(),
+            gateway: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            internal: false,
+            podman: false,
+            servers: vec![],
+        }];
+        let rows: Vec<DnsEndpoint> = names
+            .iter()
+            .enumerate()
+            .map(|(i, (name, ip))| DnsEndpoint {
+                network_id: 1,
+                endpoint_id: i as i64,
+                name: name.to_string(),
+                alias: false,
+                ip: ip.parse().unwrap(),
+                netns_inode: i as u64,
+            })
+            .collect();
+        let (table, _) = Table::build(&nets, &rows);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let shared = Arc::new(Shared {
+                    table: RwLock::new(Arc::new(table)),
+                    upstreams: Upstreams::new("/nonexistent/resolv.conf".into()),
+                    forward_ceiling: Ceiling::new(64),
+                    tcp_ceiling: Ceiling::new(32),
+                });
+                let limits = Limits::new(&shared);
+                let (_tasks, bound) =
+                    listen(IpAddr::V6(Ipv6Addr::LOCALHOST), 0, &shared, limits).unwrap();
+                tx.send(bound).unwrap();
+                std::future::pending::<()>().await;
+            });
+        });
+        rx.recv_timeout(Duration::from_secs(5)).unwrap()
+    }
+
+    fn query(name: &str, t: RecordType) -> Vec<u8> {
+        let mut m = Message::new();
+        m.set_id(0x6666).set_recursion_desired(true);
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
+        m.to_vec().unwrap()
+    }
+
+    fn data(m: &Message) -> Vec<String> {
+        m.answers().iter().map(|r| r.data().to_string()).collect()
+    }
+
+    #[test]
+    fn answers_over_udp_and_tcp_on_an_ipv6_gateway() {
+        let server = serve_on_loopback(&[("c1", "fd00:5::2"), ("c2", "10.5.0.3")]);
+        assert!(server.is_ipv6());
+        let udp = UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).unwrap();
+        udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        udp.send_to(&query("c1.", RecordType::AAAA), server)
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let (n, from) = udp.recv_from(&mut buf).unwrap();
+        assert_eq!(from, server);
+        let m = Message::from_vec(&buf[..n]).unwrap();
+        assert_eq!(m.id(), 0x6666);
+        assert_eq!(data(&m), ["fd00:5::2"]);
+        // A name with only an IPv4 address: NODATA for AAAA, over TCP.
+        let mut tcp = TcpStream::connect(server).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        for (name, t, want) in [
+            ("c2.", RecordType::AAAA, vec![]),
+            ("c2.", RecordType::A, vec!["10.5.0.3".to_string()]),
+        ] {
+            let q = query(name, t);
+            let mut out = (q.len() as u16).to_be_bytes().to_vec();
+            out.extend_from_slice(&q);
+            tcp.write_all(&out).unwrap();
+            let mut len = [0u8; 2];
+            tcp.read_exact(&mut len).unwrap();
+            let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            tcp.read_exact(&mut reply).unwrap();
+            let m = Message::from_vec(&reply).unwrap();
+            assert_eq!(m.response_code(), ResponseCode::NoError);
+            assert_eq!(data(&m), want, "{name} {t}");
+        }
+    }
+
+    #[test]
+    fn an_ipv6_listener_leaves_the_ipv4_port_to_others() {
+        // On the wildcard address, IPV6_V6ONLY is what lets an IPv4
+        // socket take the same port.
+        let s = socket(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0, Type::DGRAM).unwrap();
+        let port = s.local_addr().unwrap().as_socket().unwrap().port();
+        assert!(s.only_v6().unwrap());
+        UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, port))
+            .expect("the IPv4 port is free beside a v6-only listener");
     }
 }

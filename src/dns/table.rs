@@ -2,17 +2,23 @@
 //! snapshot ([`Table`], behind an `Arc`); a change builds the next one and
 //! swaps it in, so a query in flight keeps the table it started with.
 //!
+//! The table knows no address family: a network has a subnet and a
+//! gateway per family, a name maps to every address of its endpoint
+//! (IPv4 and IPv6), and clients and gateways are `IpAddr`s; the answer
+//! side picks the family a question asks for.
+//!
 //! A change to one namespace's endpoints (connect, disconnect) touches
 //! only that namespace's rows: [`Table::with_netns`] copies the networks
 //! the namespace is or was on and shares every other one, so its cost does
 //! not grow with the number of endpoints elsewhere. [`Index`], which only
 //! the reloading side holds, remembers what each namespace put in.
 
-use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::model::Ipv4Net;
+use ipnet::IpNet;
+
 use crate::store::{DnsEndpoint, DnsNetwork};
 
 /// Names under this domain are berth's alone: answered here, never sent
@@ -22,14 +28,16 @@ pub const LOCAL_DOMAIN: &str = "dns.berth";
 /// The domain Podman's containers search (netavark's `dns_search_domains`).
 pub const PODMAN_DOMAIN: &str = "dns.podman";
 
-/// One network with DNS, keyed in [`Table`] by its gateway (where the
-/// server listens for it). Every entry carries the inode of the namespace
-/// that holds it, so that a namespace's later update removes its own
-/// entries and never another's.
+/// One network with DNS, keyed in [`Table`] by its id and found from any
+/// of its gateways (where the server listens for it, one per family).
+/// Every entry carries the inode of the namespace that holds it, so that
+/// a namespace's later update removes its own entries and never another's.
 #[derive(Clone, Debug, Default)]
 pub struct Net {
     pub name: String,
-    pub subnet: Option<Ipv4Net>,
+    /// One per family the network has.
+    pub subnets: Vec<IpNet>,
+    pub gateways: Vec<IpAddr>,
     /// Nothing is forwarded upstream for an `--internal` network.
     pub internal: bool,
     /// Podman's network: reverse lookups answer bare names (`NAME.`), as
@@ -38,14 +46,21 @@ pub struct Net {
     /// Where this network's queries for other names go (Podman's
     /// `network_dns_servers`); empty: the host's resolvers.
     pub servers: Vec<std::net::SocketAddr>,
-    /// Lower-cased names and aliases.
-    names: Sharded<String, (Ipv4Addr, u64)>,
-    /// Address to the endpoint's names for PTR: its own name, then its
-    /// aliases in the order given.
-    ptr: Sharded<Ipv4Addr, (Arc<[String]>, u64)>,
-    /// A client address to the gateways of every DNS network its
-    /// namespace is on: what it may see.
-    scopes: Sharded<Ipv4Addr, (Arc<[Ipv4Addr]>, u64)>,
+    /// Lower-cased names and aliases to every address of their endpoint
+    /// on this network, IPv4 first.
+    names: Sharded<String, (Arc<[IpAddr]>, u64)>,
+    /// Address (either family) to the endpoint's names for PTR: its own
+    /// name, then its aliases in the order given.
+    ptr: Sharded<IpAddr, (Arc<[String]>, u64)>,
+    /// A client address (either family) to the ids of every DNS network
+    /// its namespace is on: what it may see.
+    scopes: Sharded<IpAddr, (Arc<[i64]>, u64)>,
+}
+
+impl Net {
+    fn holds(&self, ip: IpAddr) -> bool {
+        self.subnets.iter().any(|s| s.contains(&ip))
+    }
 }
 
 /// Shards of a map behind `Arc`s, so the next table copies only the
@@ -96,31 +111,37 @@ impl<K: std::hash::Hash + Eq + Clone, V: Clone> Sharded<K, V> {
 /// Every DNS network's names.
 #[derive(Clone, Debug, Default)]
 pub struct Table {
-    nets: HashMap<Ipv4Addr, Arc<Net>>,
+    nets: HashMap<i64, Arc<Net>>,
+    /// Every gateway (either family) to its network; shared between
+    /// tables until networks change.
+    gateways: Arc<HashMap<IpAddr, i64>>,
 }
 
-/// What each namespace put in the table, and the networks' gateways by id:
-/// what a namespace update needs besides the state's rows.
+/// What each namespace put in the table, and the networks the table
+/// knows: what a namespace update needs besides the state's rows.
 #[derive(Debug, Default)]
 pub struct Index {
-    by_id: HashMap<i64, Ipv4Addr>,
+    known: HashSet<i64>,
     spaces: HashMap<u64, Vec<Held>>,
 }
 
 /// One endpoint of a namespace, as entered in the table.
 #[derive(Debug)]
 struct Held {
-    gateway: Ipv4Addr,
-    ip: Ipv4Addr,
+    network: i64,
+    endpoint: i64,
+    /// IPv4 first, as the rows come.
+    ips: Vec<IpAddr>,
+    /// Own name first, then the aliases in order.
     names: Vec<String>,
 }
 
 /// What a name lookup found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Found {
-    /// The name's address on every network the client sees that has it,
-    /// the network asked first (never empty).
-    Addresses(Vec<Ipv4Addr>),
+    /// The name's addresses (every family) on every network the client
+    /// sees that has it, the network asked first (never empty).
+    Addresses(Vec<IpAddr>),
     /// No network the client sees has it.
     Missing,
 }
@@ -137,31 +158,34 @@ pub struct Ptr<'a> {
 }
 
 impl Table {
-    /// The whole table from the state's rows.
+    /// The whole table from the state's rows (a network comes once per
+    /// family it has, an endpoint's name once per address).
     pub fn build(networks: &[DnsNetwork], names: &[DnsEndpoint]) -> (Table, Index) {
+        let mut nets: HashMap<i64, Net> = HashMap::new();
+        let mut gateways = HashMap::new();
+        for n in networks {
+            let net = nets.entry(n.id).or_insert_with(|| Net {
+                name: n.name.clone(),
+                internal: n.internal,
+                podman: n.podman,
+                servers: n
+                    .servers
+                    .iter()
+                    .map(|ip| std::net::SocketAddr::new(*ip, 53))
+                    .collect(),
+                ..Default::default()
+            });
+            net.subnets.push(n.subnet);
+            net.gateways.push(n.gateway);
+            gateways.insert(n.gateway, n.id);
+        }
         let mut index = Index {
-            by_id: networks.iter().map(|n| (n.id, n.gateway)).collect(),
+            known: nets.keys().copied().collect(),
             spaces: HashMap::new(),
         };
         let mut table = Table {
-            nets: networks
-                .iter()
-                .map(|n| {
-                    let net = Net {
-                        name: n.name.clone(),
-                        subnet: Some(n.subnet),
-                        internal: n.internal,
-                        podman: n.podman,
-                        servers: n
-                            .servers
-                            .iter()
-                            .map(|ip| std::net::SocketAddr::new(*ip, 53))
-                            .collect(),
-                        ..Default::default()
-                    };
-                    (n.gateway, Arc::new(net))
-                })
-                .collect(),
+            nets: nets.into_iter().map(|(id, n)| (id, Arc::new(n))).collect(),
+            gateways: Arc::new(gateways),
         };
         let mut by_space: HashMap<u64, Vec<DnsEndpoint>> = HashMap::new();
         for e in names {
@@ -177,10 +201,7 @@ impl Table {
     /// all its names now (on networks with DNS). None if a row names a
     /// network the table does not know (a full reload is due).
     pub fn with_netns(&self, index: &mut Index, inode: u64, rows: &[DnsEndpoint]) -> Option<Table> {
-        if rows
-            .iter()
-            .any(|r| !index.by_id.contains_key(&r.network_id))
-        {
+        if rows.iter().any(|r| !index.known.contains(&r.network_id)) {
             return None;
         }
         let mut next = self.clone();
@@ -190,7 +211,7 @@ impl Table {
 
     fn update_netns(&mut self, index: &mut Index, inode: u64, rows: &[DnsEndpoint]) {
         for h in index.spaces.remove(&inode).unwrap_or_default() {
-            let Some(net) = self.nets.get_mut(&h.gateway) else {
+            let Some(net) = self.nets.get_mut(&h.network) else {
                 continue;
             };
             let net = Arc::make_mut(net);
@@ -199,57 +220,69 @@ impl Table {
                     net.names.remove(name);
                 }
             }
-            if net.ptr.get(&h.ip).is_some_and(|v| v.1 == inode) {
-                net.ptr.remove(&h.ip);
-            }
-            if net.scopes.get(&h.ip).is_some_and(|v| v.1 == inode) {
-                net.scopes.remove(&h.ip);
+            for ip in &h.ips {
+                if net.ptr.get(ip).is_some_and(|v| v.1 == inode) {
+                    net.ptr.remove(ip);
+                }
+                if net.scopes.get(ip).is_some_and(|v| v.1 == inode) {
+                    net.scopes.remove(ip);
+                }
             }
         }
+        // Rows come one per name and address: gather each endpoint's.
         let mut held: Vec<Held> = Vec::new();
         for r in rows {
-            let Some(&gateway) = index.by_id.get(&r.network_id) else {
+            if !self.nets.contains_key(&r.network_id) {
                 continue;
-            };
+            }
             let i = match held
                 .iter()
-                .position(|h| h.gateway == gateway && h.ip == r.ip)
+                .position(|h| h.network == r.network_id && h.endpoint == r.endpoint_id)
             {
                 Some(i) => i,
                 None => {
                     held.push(Held {
-                        gateway,
-                        ip: r.ip,
+                        network: r.network_id,
+                        endpoint: r.endpoint_id,
+                        ips: Vec::new(),
                         names: Vec::new(),
                     });
                     held.len() - 1
                 }
             };
-            // The endpoint's own name leads its PTR answer.
-            if r.alias {
-                held[i].names.push(r.name.clone());
-            } else {
-                held[i].names.insert(0, r.name.clone());
+            let h = &mut held[i];
+            if !h.ips.contains(&r.ip) {
+                h.ips.push(r.ip);
             }
-            let Some(net) = self.nets.get_mut(&gateway) else {
+            if !h.names.contains(&r.name) {
+                // The endpoint's own name leads its PTR answer.
+                if r.alias {
+                    h.names.push(r.name.clone());
+                } else {
+                    h.names.insert(0, r.name.clone());
+                }
+            }
+        }
+        let mut scope: Vec<i64> = Vec::new();
+        for h in &held {
+            if !scope.contains(&h.network) {
+                scope.push(h.network);
+            }
+        }
+        let scope: Arc<[i64]> = scope.into();
+        for h in &held {
+            let Some(net) = self.nets.get_mut(&h.network) else {
                 continue;
             };
-            Arc::make_mut(net)
-                .names
-                .insert(r.name.clone(), (r.ip, inode));
-        }
-        let mut scope: Vec<Ipv4Addr> = Vec::new();
-        for h in &held {
-            if !scope.contains(&h.gateway) {
-                scope.push(h.gateway);
+            let net = Arc::make_mut(net);
+            let ips: Arc<[IpAddr]> = h.ips.as_slice().into();
+            for name in &h.names {
+                net.names.insert(name.clone(), (ips.clone(), inode));
             }
-        }
-        let scope: Arc<[Ipv4Addr]> = scope.into();
-        for h in &held {
-            if let Some(net) = self.nets.get_mut(&h.gateway) {
-                let net = Arc::make_mut(net);
-                net.scopes.insert(h.ip, (scope.clone(), inode));
-                net.ptr.insert(h.ip, (h.names.as_slice().into(), inode));
+            let names: Arc<[String]> = h.names.as_slice().into();
+            for ip in &h.ips {
+                net.scopes.insert(*ip, (scope.clone(), inode));
+                net.ptr.insert(*ip, (names.clone(), inode));
             }
         }
         if !held.is_empty() {
@@ -257,54 +290,59 @@ impl Table {
         }
     }
 
-    /// The gateways the server should listen on.
-    pub fn gateways(&self) -> impl Iterator<Item = &Ipv4Addr> {
-        self.nets.keys()
+    /// The addresses the server should listen on: every gateway of every
+    /// network, in either family.
+    pub fn gateways(&self) -> impl Iterator<Item = &IpAddr> {
+        self.gateways.keys()
     }
 
     pub fn is_empty(&self) -> bool {
         self.nets.is_empty()
     }
 
-    pub fn net(&self, gateway: Ipv4Addr) -> Option<&Net> {
-        self.nets.get(&gateway).map(|n| &**n)
+    /// The network served on `gateway`.
+    pub fn net(&self, gateway: IpAddr) -> Option<&Net> {
+        let id = self.gateways.get(&gateway)?;
+        self.nets.get(id).map(|n| &**n)
     }
 
     /// Whether `client` may ask the server on `gateway` at all: an address
-    /// of that network, or the host itself on the gateway. Anyone else who
-    /// can route to the gateway would otherwise have an open resolver.
-    pub fn admits(&self, gateway: Ipv4Addr, client: Ipv4Addr) -> bool {
-        client == gateway
-            || self
-                .net(gateway)
-                .is_some_and(|n| n.subnet.is_some_and(|s| s.contains(&client)))
+    /// of that network (either family), or the host itself on one of the
+    /// network's gateways. Anyone else who can route to the gateway would
+    /// otherwise have an open resolver.
+    pub fn admits(&self, gateway: IpAddr, client: IpAddr) -> bool {
+        self.net(gateway)
+            .is_some_and(|n| n.gateways.contains(&client) || n.holds(client))
     }
 
     /// The networks a query from `client` arriving on `gateway` may see:
     /// that network first, then the other networks of the client's
     /// namespace. A client berth does not know (the host, say) sees only
     /// the network it asked.
-    fn scope(&self, gateway: Ipv4Addr, client: Ipv4Addr) -> impl Iterator<Item = &Net> {
-        let others = self
-            .nets
-            .get(&gateway)
+    fn scope(&self, gateway: IpAddr, client: IpAddr) -> impl Iterator<Item = &Net> {
+        let asked = self.gateways.get(&gateway).copied();
+        let others = asked
+            .and_then(|id| self.nets.get(&id))
             .and_then(|n| n.scopes.get(&client))
-            .map(|s| s.0.iter().copied().filter(move |g| *g != gateway))
+            .map(|s| s.0.iter().copied().filter(move |id| Some(*id) != asked))
             .into_iter()
             .flatten();
-        std::iter::once(gateway)
+        asked
+            .into_iter()
             .chain(others)
-            .filter_map(|g| self.nets.get(&g).map(|n| &**n))
+            .filter_map(|id| self.nets.get(&id).map(|n| &**n))
     }
 
     /// Looks `name` (lower-cased, no trailing dot) up for a client: its
-    /// address on every network the client's namespace shares with the
-    /// name's holder, as aardvark-dns answers (the client is known by its
-    /// address; one berth does not know sees the network it asked).
-    pub fn lookup(&self, gateway: Ipv4Addr, client: Ipv4Addr, name: &str) -> Found {
-        let found: Vec<Ipv4Addr> = self
+    /// addresses, of both families, on every network the client's
+    /// namespace shares with the name's holder, as aardvark-dns answers
+    /// (the client is known by its address; one berth does not know sees
+    /// the network it asked).
+    pub fn lookup(&self, gateway: IpAddr, client: IpAddr, name: &str) -> Found {
+        let found: Vec<IpAddr> = self
             .scope(gateway, client)
-            .filter_map(|n| n.names.get(name).map(|v| v.0))
+            .filter_map(|n| n.names.get(name))
+            .flat_map(|v| v.0.iter().copied())
             .collect();
         if found.is_empty() {
             Found::Missing
@@ -318,23 +356,22 @@ impl Table {
     /// a berth subnet otherwise (unknown, or on a network the client does
     /// not see: not sent upstream either), `None` if it is none of berth's
     /// business.
-    pub fn reverse(
-        &self,
-        gateway: Ipv4Addr,
-        client: Ipv4Addr,
-        ip: Ipv4Addr,
-    ) -> Option<Option<Ptr<'_>>> {
+    pub fn reverse(&self, gateway: IpAddr, client: IpAddr, ip: IpAddr) -> Option<Option<Ptr<'_>>> {
         let found = self
             .scope(gateway, client)
             .find_map(|n| n.ptr.get(&ip).map(|v| (&v.0, n.podman)));
         if let Some((names, bare)) = found {
             return Some(Some(Ptr { names, bare }));
         }
-        let ours = self
-            .nets
+        self.owns(IpNet::from(ip)).then_some(None)
+    }
+
+    /// Whether every address of `prefix` lies in one berth subnet: its
+    /// reverse names are berth's to answer, never sent upstream.
+    pub fn owns(&self, prefix: IpNet) -> bool {
+        self.nets
             .values()
-            .any(|n| n.subnet.is_some_and(|s| s.contains(&ip)));
-        ours.then_some(None)
+            .any(|n| n.subnets.iter().any(|s| s.contains(&prefix)))
     }
 
     /// How many names the table holds (for the log).
@@ -347,7 +384,7 @@ impl Table {
 mod tests {
     use super::*;
 
-    fn ip(s: &str) -> Ipv4Addr {
+    fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
@@ -363,9 +400,20 @@ mod tests {
         }
     }
 
+    /// A network's IPv6 half: `prefix::/64`, gateway `prefix::1`.
+    fn net6(id: i64, name: &str, prefix: &str) -> DnsNetwork {
+        DnsNetwork {
+            subnet: format!("{prefix}::/64").parse().unwrap(),
+            gateway: ip(&format!("{prefix}::1")),
+            ..net(id, name, "0.0.0")
+        }
+    }
+
+    /// A name row; one endpoint per namespace and network.
     fn name(network_id: i64, name: &str, alias: bool, addr: &str, inode: u64) -> DnsEndpoint {
         DnsEndpoint {
             network_id,
+            endpoint_id: inode as i64 * 100 + network_id,
             name: name.into(),
             alias,
             ip: ip(addr),
@@ -467,10 +515,7 @@ mod tests {
                             _ => String::new(),
                         };
                         seen.push(Found::Addresses(
-                            names
-                                .bytes()
-                                .map(|b| Ipv4Addr::from(u32::from(b)))
-                                .collect(),
+                            names.bytes().map(|b| IpAddr::from([0, 0, 0, b])).collect(),
                         ));
                     }
                 }
@@ -513,5 +558,159 @@ mod tests {
         };
         assert_eq!(p.names, ["c1", "web1", "0123456789ab"]);
         assert!(p.bare);
+    }
+
+    /// Network 1 has both families (10.1.0.0/24, fd00:1::/64), network 2
+    /// only IPv6 (fd00:2::/64). ns 100 holds c1 on both (10.1.0.2 and
+    /// fd00:1::2 on 1, fd00:2::2 on 2); ns 200 c2 on 1 only; ns 300 c3 on
+    /// 2 only.
+    fn dual_stack() -> (Vec<DnsNetwork>, Vec<DnsEndpoint>) {
+        let nets = vec![
+            net(1, "a", "10.1.0"),
+            net6(1, "a", "fd00:1"),
+            net6(2, "b", "fd00:2"),
+        ];
+        let names = vec![
+            name(1, "c1", false, "10.1.0.2", 100),
+            name(1, "c1", false, "fd00:1::2", 100),
+            name(1, "web", true, "10.1.0.2", 100),
+            name(1, "web", true, "fd00:1::2", 100),
+            name(2, "c1", false, "fd00:2::2", 100),
+            name(1, "c2", false, "10.1.0.3", 200),
+            name(1, "c2", false, "fd00:1::3", 200),
+            name(2, "c3", false, "fd00:2::3", 300),
+        ];
+        (nets, names)
+    }
+
+    #[test]
+    fn a_name_maps_to_every_address_of_both_families_on_the_shared_networks() {
+        let (nets, names) = dual_stack();
+        let (t, _) = Table::build(&nets, &names);
+        let all = |v: &[&str]| Found::Addresses(v.iter().map(|s| ip(s)).collect());
+        // ns 200 shares only network 1 with c1: its two addresses there,
+        // whichever family it asks over.
+        for (gw, client) in [("fd00:1::1", "fd00:1::3"), ("10.1.0.1", "10.1.0.3")] {
+            assert_eq!(
+                t.lookup(ip(gw), ip(client), "c1"),
+                all(&["10.1.0.2", "fd00:1::2"]),
+                "{gw}"
+            );
+            assert_eq!(
+                t.lookup(ip(gw), ip(client), "web"),
+                all(&["10.1.0.2", "fd00:1::2"])
+            );
+            assert_eq!(t.lookup(ip(gw), ip(client), "c3"), Found::Missing);
+        }
+        // c1 itself sees both networks, the asked one first.
+        assert_eq!(
+            t.lookup(ip("fd00:2::1"), ip("fd00:2::2"), "c1"),
+            all(&["fd00:2::2", "10.1.0.2", "fd00:1::2"])
+        );
+        assert_eq!(
+            t.lookup(ip("fd00:1::1"), ip("fd00:1::2"), "c3"),
+            all(&["fd00:2::3"])
+        );
+        // ns 300, on the IPv6-only network: c1's address there only.
+        assert_eq!(
+            t.lookup(ip("fd00:2::1"), ip("fd00:2::3"), "c1"),
+            all(&["fd00:2::2"])
+        );
+        assert_eq!(
+            t.lookup(ip("fd00:2::1"), ip("fd00:2::3"), "c2"),
+            Found::Missing
+        );
+        // Both gateways of network 1 lead to it; network 2 has one.
+        let mut gws: Vec<IpAddr> = t.gateways().copied().collect();
+        gws.sort();
+        assert_eq!(gws, [ip("10.1.0.1"), ip("fd00:1::1"), ip("fd00:2::1")]);
+        assert_eq!(t.net(ip("fd00:1::1")).unwrap().name, "a");
+        assert_eq!(t.net(ip("10.1.0.1")).unwrap().subnets.len(), 2);
+        assert!(t.net(ip("fd00:9::1")).is_none());
+    }
+
+    #[test]
+    fn admission_and_reverse_lookups_are_keyed_by_any_address() {
+        let (nets, names) = dual_stack();
+        let (t, _) = Table::build(&nets, &names);
+        let gw = ip("fd00:1::1");
+        assert!(t.admits(gw, ip("fd00:1::3")));
+        assert!(t.admits(gw, ip("fd00:1::ffff")));
+        // The host on either gateway of the network.
+        assert!(t.admits(gw, gw));
+        assert!(t.admits(gw, ip("10.1.0.1")));
+        // Another network's address, or one from elsewhere.
+        assert!(!t.admits(gw, ip("fd00:2::3")));
+        assert!(!t.admits(gw, ip("2001:db8::5")));
+        assert!(!t.admits(ip("fd00:2::1"), ip("10.1.0.3")));
+        assert!(!t.admits(ip("fd00:9::1"), ip("fd00:9::2")));
+        let names_of = |gw: &str, client: &str, a: &str| match t.reverse(ip(gw), ip(client), ip(a))
+        {
+            Some(Some(p)) => Some(p.names.join(",")),
+            Some(None) => Some(String::new()),
+            None => None,
+        };
+        assert_eq!(
+            names_of("fd00:1::1", "fd00:1::3", "fd00:1::2").as_deref(),
+            Some("c1,web")
+        );
+        assert_eq!(
+            names_of("fd00:1::1", "fd00:1::3", "10.1.0.2").as_deref(),
+            Some("c1,web")
+        );
+        // Network 2 is not ns 200's: known as berth's, but no names.
+        assert_eq!(
+            names_of("fd00:1::1", "fd00:1::3", "fd00:2::2").as_deref(),
+            Some("")
+        );
+        assert_eq!(
+            names_of("fd00:2::1", "fd00:2::3", "fd00:2::2").as_deref(),
+            Some("c1")
+        );
+        assert_eq!(names_of("fd00:1::1", "fd00:1::3", "2001:db8::2"), None);
+        assert!(t.owns("fd00:1::/80".parse().unwrap()));
+        assert!(t.owns("fd00:2::2/128".parse().unwrap()));
+        assert!(!t.owns("fd00::/48".parse().unwrap()));
+        assert!(!t.owns("10.0.0.0/8".parse().unwrap()));
+        assert!(t.owns("10.1.0.0/24".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_dual_stack_namespace_update_equals_a_full_rebuild() {
+        let (nets, before) = dual_stack();
+        let (table, mut index) = Table::build(&nets, &before);
+        // c1 leaves network 2 and drops its alias.
+        let c1_now: Vec<DnsEndpoint> = before[..2].to_vec();
+        let t = table.with_netns(&mut index, 100, &c1_now).unwrap();
+        let all: Vec<DnsEndpoint> = [&c1_now[..], &before[5..]].concat();
+        let (full, _) = Table::build(&nets, &all);
+        let probe = |t: &Table| {
+            let mut seen = Vec::new();
+            for (gw, client) in [
+                ("10.1.0.1", "10.1.0.2"),
+                ("fd00:1::1", "fd00:1::2"),
+                ("fd00:1::1", "fd00:1::3"),
+                ("fd00:2::1", "fd00:2::2"),
+                ("fd00:2::1", "fd00:2::3"),
+            ] {
+                for n in ["c1", "web", "c2", "c3"] {
+                    seen.push(format!("{:?}", t.lookup(ip(gw), ip(client), n)));
+                }
+                for a in ["10.1.0.2", "fd00:1::2", "fd00:2::2"] {
+                    seen.push(format!("{:?}", t.reverse(ip(gw), ip(client), ip(a))));
+                }
+                seen.push(format!("{}", t.admits(ip(gw), ip(client))));
+            }
+            seen
+        };
+        assert_eq!(probe(&t), probe(&full));
+        assert_eq!(
+            t.lookup(ip("fd00:2::1"), ip("fd00:2::3"), "c1"),
+            Found::Missing
+        );
+        assert_eq!(
+            table.lookup(ip("fd00:2::1"), ip("fd00:2::3"), "c1"),
+            Found::Addresses(vec![ip("fd00:2::2")])
+        );
     }
 }

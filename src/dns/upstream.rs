@@ -1,6 +1,9 @@
 //! Forwarding to the host's resolvers: the `nameserver`s of the host's
 //! /etc/resolv.conf (re-read when the file changes), asked from the host's
 //! namespace, so a stub resolver on 127.0.0.53 serves containers too.
+//! Either family: an IPv6 server (a link-local one through its zone's
+//! interface) is asked from an IPv6 socket, whichever family the client
+//! asked over.
 //!
 //! The query goes out byte for byte (ID and flags as the client sent them)
 //! from a fresh socket (a random source port per query), and the upstream's
@@ -28,7 +31,7 @@ const RECHECK: Duration = Duration::from_secs(1);
 pub struct Upstreams {
     path: PathBuf,
     /// Our own listening addresses: never forwarded to (a loop).
-    own: Mutex<Vec<Ipv4Addr>>,
+    own: Mutex<Vec<IpAddr>>,
     state: Mutex<State>,
 }
 
@@ -52,7 +55,7 @@ impl Upstreams {
     }
 
     /// Sets the addresses the server listens on (excluded as upstreams).
-    pub fn set_own(&self, own: Vec<Ipv4Addr>) {
+    pub fn set_own(&self, own: Vec<IpAddr>) {
         *self.own.lock().unwrap() = own;
         self.state.lock().unwrap().stamp = None;
     }
@@ -83,12 +86,12 @@ impl Upstreams {
         let mut servers: Vec<SocketAddr> = conf
             .nameservers
             .iter()
-            .filter(|ip| !matches!(ip, IpAddr::V4(v4) if own.contains(v4)))
-            .map(|ip| SocketAddr::new(*ip, 53))
+            .filter(|s| !own.contains(&s.ip()))
+            .copied()
             .collect();
         if servers.is_empty() && conf.nameservers.is_empty() {
             // What glibc does without a nameserver line.
-            servers.push(SocketAddr::from(([127, 0, 0, 1], 53)));
+            servers.push(SocketAddr::from((Ipv4Addr::LOCALHOST, 53)));
         }
         eprintln!(
             "berth-dns: upstream servers {servers:?} (from {})",
@@ -196,4 +199,129 @@ async fn ask_tcp(server: SocketAddr, query: &[u8], limit: Duration) -> Option<Ve
         Some(buf)
     };
     timeout(limit, exchange).await.ok().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv6Addr, TcpListener};
+
+    use hickory_proto::op::{Message, MessageType, Query};
+    use hickory_proto::rr::rdata::AAAA;
+    use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+    use super::*;
+
+    fn query(name: &str) -> Vec<u8> {
+        let mut m = Message::new();
+        m.set_id(0x4242).set_recursion_desired(true);
+        m.add_query(Query::query(
+            Name::from_ascii(name).unwrap(),
+            RecordType::AAAA,
+        ));
+        m.to_vec().unwrap()
+    }
+
+    /// The upstream's answer to `query`: `truncated` (TC, no records), or
+    /// one AAAA record.
+    fn upstream_reply(query: &[u8], truncated: bool) -> Vec<u8> {
+        let q = Message::from_vec(query).unwrap();
+        let mut m = Message::new();
+        m.set_id(q.id())
+            .set_message_type(MessageType::Response)
+            .set_truncated(truncated);
+        m.add_queries(q.queries().iter().cloned());
+        if !truncated {
+            m.add_answer(Record::from_rdata(
+                q.queries()[0].name().clone(),
+                60,
+                RData::AAAA(AAAA("2001:db8::53".parse().unwrap())),
+            ));
+        }
+        m.to_vec().unwrap()
+    }
+
+    /// A fake upstream on ::1: over UDP it answers truncated (when
+    /// `truncate`) or whole; over TCP, on the same port, whole. Counts
+    /// the queries that came over each.
+    fn fake_upstream(truncate: bool) -> (SocketAddr, std::sync::mpsc::Receiver<&'static str>) {
+        let tcp = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let udp = std::net::UdpSocket::bind(addr).unwrap();
+        let (seen, heard) = std::sync::mpsc::channel();
+        let seen2 = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((n, peer)) = udp.recv_from(&mut buf) {
+                let _ = seen.send("udp");
+                let _ = udp.send_to(&upstream_reply(&buf[..n], truncate), peer);
+            }
+        });
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            while let Ok((mut s, _)) = tcp.accept() {
+                let _ = seen2.send("tcp");
+                let mut len = [0u8; 2];
+                s.read_exact(&mut len).unwrap();
+                let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                s.read_exact(&mut q).unwrap();
+                let reply = upstream_reply(&q, false);
+                let mut out = (reply.len() as u16).to_be_bytes().to_vec();
+                out.extend_from_slice(&reply);
+                s.write_all(&out).unwrap();
+            }
+        });
+        (addr, heard)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn answers(reply: &[u8]) -> Vec<String> {
+        let m = Message::from_vec(reply).unwrap();
+        assert_eq!(m.id(), 0x4242);
+        m.answers().iter().map(|r| r.data().to_string()).collect()
+    }
+
+    #[test]
+    fn forwards_to_an_ipv6_upstream_over_udp_and_tcp() {
+        let upstreams = Upstreams::new("/nonexistent/resolv.conf".into());
+        let q = query("www.example.");
+        let (plain, heard) = fake_upstream(false);
+        let reply = runtime().block_on(forward(&upstreams, &[plain], &q, 512));
+        assert_eq!(answers(&reply), ["2001:db8::53"]);
+        assert_eq!(heard.try_iter().collect::<Vec<_>>(), ["udp"]);
+        // Truncated over UDP: asked again over TCP, to the same IPv6 server.
+        let (cut, heard) = fake_upstream(true);
+        let reply = runtime().block_on(forward(&upstreams, &[cut], &q, 512));
+        assert_eq!(answers(&reply), ["2001:db8::53"]);
+        assert_eq!(heard.try_iter().collect::<Vec<_>>(), ["udp", "tcp"]);
+    }
+
+    #[test]
+    fn ipv6_nameservers_of_resolv_conf_are_asked_with_their_zone_but_never_our_own() {
+        let dir = std::env::temp_dir().join(format!("berth-upstream-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("resolv.conf");
+        std::fs::write(
+            &path,
+            "nameserver fd00:1::1\nnameserver fe80::53%lo\nnameserver 2001:db8::53\n",
+        )
+        .unwrap();
+        let upstreams = Upstreams::new(path);
+        // fd00:1::1 is a gateway berth listens on: a loop.
+        upstreams.set_own(vec!["fd00:1::1".parse().unwrap()]);
+        let servers = upstreams.servers();
+        assert_eq!(
+            servers,
+            [
+                "[fe80::53%1]:53".parse::<SocketAddr>().unwrap(),
+                "[2001:db8::53]:53".parse().unwrap()
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

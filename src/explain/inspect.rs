@@ -101,7 +101,14 @@ pub fn inspect(ctx: &mut Context, text: &str) -> Result<Inspection> {
             };
             endpoints.push((e, n, names));
         }
-        resolver = tx.dns_gateway_of_netns(inode)?.map(|g| format!("{g}:53"));
+        let gateways = tx.dns_gateways_of_netns(inode)?;
+        resolver = (!gateways.is_empty()).then(|| {
+            let each: Vec<String> = gateways
+                .iter()
+                .map(|g| std::net::SocketAddr::new(*g, 53).to_string())
+                .collect();
+            each.join(", ")
+        });
     }
     Ok(view(text, &target, &details, &endpoints, resolver))
 }

@@ -2,22 +2,46 @@
 //! aliases (table `dns_names`, lower-cased, unique per network), the
 //! networks that have DNS, and the namespace each address belongs to (so
 //! the server can tell which networks a client sees).
+//!
+//! The rows are family-neutral: a network gives one [`DnsNetwork`] per
+//! address family it has (subnet and gateway), an endpoint one
+//! [`DnsEndpoint`] per name and address. Which columns hold a family's
+//! addresses is written once, in [`families!`]: every query here reads
+//! them through it, so a new family (IPv6) is one more column there and
+//! nothing else.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
+use ipnet::IpNet;
+use rusqlite::types::ValueRef;
 use rusqlite::{params, OptionalExtension};
 
 use super::Tx;
 use crate::error::{Error, Result};
-use crate::model::Ipv4Net;
 
-/// A network whose names the DNS server serves.
+/// The columns that hold each family's addresses, as SQL: `addresses` of
+/// an endpoint row `e` (one column per family), `subnets` of a network
+/// row `n` (a subnet and a gateway column per family). A column is NULL
+/// where the row has no address of that family; an IPv4 address may be
+/// the integer berth stores, any address its text.
+macro_rules! families {
+    (addresses) => {
+        "e.ip, e.ip6"
+    };
+    (subnets) => {
+        "n.subnet, n.gateway, n.subnet6, n.gateway6"
+    };
+}
+
+/// A network whose names the DNS server serves, in one family: a network
+/// with IPv4 and IPv6 gives two, with the same id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DnsNetwork {
     pub id: i64,
     pub name: String,
-    pub subnet: Ipv4Net,
-    pub gateway: Ipv4Addr,
+    pub subnet: IpNet,
+    /// Where the server listens for this network in this family.
+    pub gateway: IpAddr,
     /// `--internal`: nothing leaves, so nothing is forwarded upstream.
     pub internal: bool,
     /// Made by Podman (berth as its netavark): reverse lookups answer
@@ -25,31 +49,92 @@ pub struct DnsNetwork {
     pub podman: bool,
     /// Its own upstream servers (Podman's `network_dns_servers`); empty:
     /// the host's resolvers.
-    pub servers: Vec<std::net::IpAddr>,
+    pub servers: Vec<IpAddr>,
 }
 
-/// One name of an endpoint on a DNS network.
+/// One name of an endpoint on a DNS network, with one of its addresses:
+/// an endpoint with an IPv4 and an IPv6 address gives two per name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DnsEndpoint {
     pub network_id: i64,
+    /// The endpoint the name belongs to (its names answer PTR together).
+    pub endpoint_id: i64,
     /// Lower-cased.
     pub name: String,
     /// An alias rather than the endpoint's own name.
     pub alias: bool,
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub netns_inode: u64,
 }
 
-/// Columns `network_id, name, alias, ip, netns_inode`.
-fn dns_endpoint_from_row(r: &rusqlite::Row) -> rusqlite::Result<DnsEndpoint> {
-    let ip: u32 = r.get(3)?;
-    Ok(DnsEndpoint {
-        network_id: r.get(0)?,
-        name: r.get(1)?,
-        alias: r.get(2)?,
-        ip: Ipv4Addr::from(ip),
-        netns_inode: r.get::<_, i64>(4)? as u64,
-    })
+/// An address column: NULL (no address of that family), berth's integer
+/// IPv4 address, or an address as text.
+fn address(r: &rusqlite::Row, index: usize) -> rusqlite::Result<Option<IpAddr>> {
+    match r.get_ref(index)? {
+        ValueRef::Null => Ok(None),
+        ValueRef::Integer(i) => u32::try_from(i)
+            .map(|v| Some(IpAddr::V4(Ipv4Addr::from(v))))
+            .map_err(|_| super::bad_column(index, &i.to_string())),
+        ValueRef::Text(t) => {
+            let text = String::from_utf8_lossy(t);
+            text.parse()
+                .map(Some)
+                .map_err(|_| super::bad_column(index, &text))
+        }
+        other => Err(super::bad_column(index, &format!("{other:?}"))),
+    }
+}
+
+/// Every address in the columns from `from` on (`families!(addresses)`).
+fn addresses(r: &rusqlite::Row, from: usize) -> rusqlite::Result<Vec<IpAddr>> {
+    let mut out = Vec::new();
+    for i in from..r.as_ref().column_count() {
+        out.extend(address(r, i)?);
+    }
+    Ok(out)
+}
+
+/// Every (subnet, gateway) pair in the columns from `from` on
+/// (`families!(subnets)`); a family whose columns are NULL is left out.
+fn subnets(r: &rusqlite::Row, from: usize) -> rusqlite::Result<Vec<(IpNet, IpAddr)>> {
+    let mut out = Vec::new();
+    let mut i = from;
+    while i + 1 < r.as_ref().column_count() {
+        let subnet: Option<String> = r.get(i)?;
+        if let (Some(subnet), Some(gateway)) = (subnet, address(r, i + 1)?) {
+            let net: IpNet = subnet.parse().map_err(|_| super::bad_column(i, &subnet))?;
+            out.push((net.trunc(), gateway));
+        }
+        i += 2;
+    }
+    Ok(out)
+}
+
+/// Columns `network_id, endpoint_id, name, alias, netns_inode`, then
+/// `families!(addresses)`: one row per address.
+fn dns_endpoints_from_row(r: &rusqlite::Row) -> rusqlite::Result<Vec<DnsEndpoint>> {
+    let (network_id, endpoint_id, name, alias): (i64, i64, String, bool) =
+        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+    let netns_inode = r.get::<_, i64>(4)? as u64;
+    Ok(addresses(r, 5)?
+        .into_iter()
+        .map(|ip| DnsEndpoint {
+            network_id,
+            endpoint_id,
+            name: name.clone(),
+            alias,
+            ip,
+            netns_inode,
+        })
+        .collect())
+}
+
+fn flatten<T>(rows: impl Iterator<Item = rusqlite::Result<Vec<T>>>) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for r in rows {
+        out.extend(r?);
+    }
+    Ok(out)
 }
 
 impl Tx<'_> {
@@ -114,27 +199,31 @@ impl Tx<'_> {
         Ok(stmt.query_row([], |r| r.get::<_, i64>(0))? as usize)
     }
 
-    /// The networks with DNS.
+    /// The networks with DNS, one row per family each has.
     pub fn dns_networks(&self) -> Result<Vec<DnsNetwork>> {
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT id, name, subnet, gateway, internal, owner IS 'podman', dns_servers FROM networks WHERE dns = 1",
-        )?;
+        let mut stmt = self.tx.prepare_cached(concat!(
+            "SELECT n.id, n.name, n.internal, n.owner IS 'podman', n.dns_servers, ",
+            families!(subnets),
+            " FROM networks n WHERE n.dns = 1"
+        ))?;
         let rows = stmt.query_map([], |r| {
-            let subnet: String = r.get(2)?;
-            let gateway: String = r.get(3)?;
-            Ok(DnsNetwork {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                subnet: subnet.parse().map_err(|_| super::bad_column(2, &subnet))?,
-                gateway: gateway
-                    .parse()
-                    .map_err(|_| super::bad_column(3, &gateway))?,
-                internal: r.get(4)?,
-                podman: r.get(5)?,
-                servers: parse_servers(r.get::<_, Option<String>>(6)?.as_deref()),
-            })
+            let (id, name, internal, podman): (i64, String, bool, bool) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            let servers = parse_servers(r.get::<_, Option<String>>(4)?.as_deref());
+            Ok(subnets(r, 5)?
+                .into_iter()
+                .map(|(subnet, gateway)| DnsNetwork {
+                    id,
+                    name: name.clone(),
+                    subnet,
+                    gateway,
+                    internal,
+                    podman,
+                    servers: servers.clone(),
+                })
+                .collect())
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        flatten(rows)
     }
 
     /// A network's own upstream DNS servers (empty: the host's).
@@ -160,51 +249,57 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Every name on every network with DNS, with its address and the
+    /// Every name on every network with DNS, with each address and the
     /// namespace that holds it: all the server needs, in one query. Each
     /// endpoint's names come together, its own name first, then its
     /// aliases in the order given (the order of a reverse lookup's answer).
     pub fn dns_endpoints(&self) -> Result<Vec<DnsEndpoint>> {
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT d.network_id, d.name, d.alias, e.ip, e.netns_inode
-             FROM dns_names d JOIN endpoints e ON e.id = d.endpoint_id
+        let mut stmt = self.tx.prepare_cached(concat!(
+            "SELECT d.network_id, d.endpoint_id, d.name, d.alias, e.netns_inode, ",
+            families!(addresses),
+            " FROM dns_names d JOIN endpoints e ON e.id = d.endpoint_id
              JOIN networks n ON n.id = d.network_id
-             WHERE n.dns = 1 ORDER BY d.endpoint_id, d.alias, d.pos, d.name",
-        )?;
-        let rows = stmt.query_map([], dns_endpoint_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+             WHERE n.dns = 1 ORDER BY d.endpoint_id, d.alias, d.pos, d.name"
+        ))?;
+        let rows = stmt.query_map([], dns_endpoints_from_row)?;
+        flatten(rows)
     }
 
     /// The names of one namespace on networks with DNS (what the server
     /// re-reads after a connect or disconnect): two index lookups per
     /// endpoint, whatever the number of endpoints elsewhere.
     pub fn dns_endpoints_of_netns(&self, inode: u64) -> Result<Vec<DnsEndpoint>> {
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT d.network_id, d.name, d.alias, e.ip, e.netns_inode
-             FROM endpoints e JOIN dns_names d ON d.endpoint_id = e.id
+        let mut stmt = self.tx.prepare_cached(concat!(
+            "SELECT d.network_id, d.endpoint_id, d.name, d.alias, e.netns_inode, ",
+            families!(addresses),
+            " FROM endpoints e JOIN dns_names d ON d.endpoint_id = e.id
              JOIN networks n ON n.id = e.network_id
              WHERE e.netns_inode = ?1 AND n.dns = 1
-             ORDER BY d.endpoint_id, d.alias, d.pos, d.name",
-        )?;
-        let rows = stmt.query_map([inode as i64], dns_endpoint_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+             ORDER BY d.endpoint_id, d.alias, d.pos, d.name"
+        ))?;
+        let rows = stmt.query_map([inode as i64], dns_endpoints_from_row)?;
+        flatten(rows)
     }
 
-    /// The gateway a namespace's resolv.conf names: that of the first
-    /// network with DNS it joined (the server answers there for all of the
-    /// namespace's networks).
-    pub fn dns_gateway_of_netns(&self, inode: u64) -> Result<Option<Ipv4Addr>> {
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT n.gateway FROM endpoints e JOIN networks n ON n.id = e.network_id
-             WHERE e.netns_inode = ?1 AND n.dns = 1 ORDER BY e.id LIMIT 1",
-        )?;
-        let gateway: Option<String> = stmt.query_row([inode as i64], |r| r.get(0)).optional()?;
-        gateway
-            .map(|g| {
-                g.parse()
-                    .map_err(|_| Error::Other(format!("unreadable gateway {g:?} in the state")))
-            })
-            .transpose()
+    /// The gateways a namespace's resolv.conf names: those of the first
+    /// network with DNS it joined, one per family (the server answers
+    /// there for all of the namespace's networks). Empty: none.
+    pub fn dns_gateways_of_netns(&self, inode: u64) -> Result<Vec<IpAddr>> {
+        let mut stmt = self.tx.prepare_cached(concat!(
+            "SELECT ",
+            families!(subnets),
+            " FROM endpoints e JOIN networks n ON n.id = e.network_id
+             WHERE e.netns_inode = ?1 AND n.dns = 1 ORDER BY e.id LIMIT 1"
+        ))?;
+        let found = stmt
+            .query_row([inode as i64], |r| subnets(r, 0))
+            .optional()
+            .map_err(|e| Error::Other(format!("unreadable gateway in the state: {e}")))?;
+        Ok(found
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, gateway)| gateway)
+            .collect())
     }
 }
 
@@ -219,8 +314,59 @@ fn parse_servers(text: Option<&str>) -> Vec<std::net::IpAddr> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::super::tests::{endpoint_c1, insert_web, temp_dir};
     use super::super::Store;
+
+    /// A dual-stack network gives a DNS row per family, and its endpoint
+    /// a name row per address; the namespace's resolv.conf names both
+    /// gateways.
+    #[test]
+    fn a_dual_stack_network_serves_each_name_on_both_families() {
+        use crate::model::{NetworkPolicy, Subnet};
+        let dir = temp_dir("dns-dual");
+        let mut store = Store::open(&dir).unwrap();
+        let tx = store.begin().unwrap();
+        let v4: IpAddr = "10.90.0.1".parse().unwrap();
+        let v6: IpAddr = "fd00:9::1".parse().unwrap();
+        let net = tx
+            .insert_network(&super::super::NewNetwork {
+                name: "dual",
+                subnets: vec![
+                    Subnet {
+                        net: "10.90.0.0/24".parse().unwrap(),
+                        gateway: Some(v4),
+                    },
+                    Subnet {
+                        net: "fd00:9::/64".parse().unwrap(),
+                        gateway: Some(v6),
+                    },
+                ],
+                bridge: "berth-dual".into(),
+                mtu: 1500,
+                policy: NetworkPolicy::default(),
+                driver: Default::default(),
+            })
+            .unwrap();
+        let ep = crate::model::Endpoint {
+            network: "dual".into(),
+            ips: vec!["10.90.0.2".parse().unwrap(), "fd00:9::2".parse().unwrap()],
+            host_ifname: crate::model::names::host_veth_name("dual", "c1"),
+            ..endpoint_c1(7)
+        };
+        let id = tx.insert_endpoint(&net, &ep).unwrap();
+        tx.insert_dns_names(net.id, id, "c1", &[]).unwrap();
+        let nets = tx.dns_networks().unwrap();
+        let gateways: Vec<IpAddr> = nets.iter().map(|n| n.gateway).collect();
+        assert_eq!(gateways, [v4, v6]);
+        assert!(nets.iter().all(|n| n.id == net.id));
+        let ips: Vec<IpAddr> = tx.dns_endpoints().unwrap().iter().map(|n| n.ip).collect();
+        assert_eq!(ips, ep.ips);
+        assert_eq!(tx.dns_endpoints_of_netns(7).unwrap().len(), 2);
+        assert_eq!(tx.dns_gateways_of_netns(7).unwrap(), [v4, v6]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn names_are_unique_per_network_whatever_their_case() {
@@ -243,13 +389,17 @@ mod tests {
             vec!["backend".to_string(), "v1.backend".to_string()]
         );
         assert_eq!(tx.dns_network_count().unwrap(), 1);
-        assert_eq!(Some(tx.dns_networks().unwrap()[0].gateway), net.gateway4());
+        let nets = tx.dns_networks().unwrap();
+        assert_eq!(nets.len(), 1);
+        assert_eq!(Some(nets[0].gateway), net.gateways().first().copied());
+        assert_eq!(nets[0].subnet, net.subnets[0].net);
         let names = tx.dns_endpoints().unwrap();
         assert_eq!(names.len(), 3);
         assert!(names
             .iter()
-            .all(|n| Some(n.ip) == ep.ip4() && n.netns_inode == 7));
-        assert_eq!(tx.dns_gateway_of_netns(7).unwrap(), net.gateway4());
+            .all(|n| n.ip == ep.ips[0] && n.netns_inode == 7 && n.endpoint_id == id));
+        assert_eq!(tx.dns_gateways_of_netns(7).unwrap(), net.gateways());
+        assert!(tx.dns_gateways_of_netns(8).unwrap().is_empty());
         assert_eq!(tx.dns_endpoints_of_netns(7).unwrap().len(), 3);
         assert!(tx.dns_endpoints_of_netns(8).unwrap().is_empty());
         // The names go with their endpoint.
@@ -296,5 +446,52 @@ mod tests {
             Some("Web-1")
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn address_columns_of_either_family_are_read_and_null_ones_skipped() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        // Rows shaped as the queries give them, with a second family's
+        // columns after the first (as IPv6 adds them).
+        let rows = conn
+            .query_row(
+                "SELECT 1, 2, 'c1', 0, 7, 167837698, 'fd00:1::2', NULL",
+                [],
+                super::dns_endpoints_from_row,
+            )
+            .unwrap();
+        let ips: Vec<IpAddr> = rows.iter().map(|r| r.ip).collect();
+        assert_eq!(
+            ips,
+            [
+                "10.1.0.2".parse::<IpAddr>().unwrap(),
+                "fd00:1::2".parse().unwrap()
+            ]
+        );
+        assert!(rows
+            .iter()
+            .all(|r| r.name == "c1" && r.endpoint_id == 2 && r.netns_inode == 7));
+        // An IPv6-only endpoint: its IPv4 column NULL.
+        let rows = conn
+            .query_row(
+                "SELECT 1, 2, 'c1', 0, 7, NULL, 'fd00:1::2'",
+                [],
+                super::dns_endpoints_from_row,
+            )
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        let pairs = conn
+            .query_row(
+                "SELECT NULL, NULL, 'fd00:1::/64', 'fd00:1::1', '10.1.0.0/24', '10.1.0.1'",
+                [],
+                |r| super::subnets(r, 0),
+            )
+            .unwrap();
+        let text: Vec<String> = pairs.iter().map(|(s, g)| format!("{s} {g}")).collect();
+        assert_eq!(text, ["fd00:1::/64 fd00:1::1", "10.1.0.0/24 10.1.0.1"]);
+        // What does not parse is an error, not a silent gap.
+        assert!(conn
+            .query_row("SELECT 'fd00::/64', 'nope'", [], |r| super::subnets(r, 0))
+            .is_err());
     }
 }

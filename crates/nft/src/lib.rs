@@ -44,7 +44,7 @@ mod types;
 pub use batch::{Batch, ElemOp, Op};
 pub use chain::{priority, BaseChain, Chain, ChainType, Hook, Policy};
 pub use compat::{max_kernel_from_env, KernelVersion, MAX_KERNEL_ENV};
-pub use conntrack::{Conntrack, CtMatch};
+pub use conntrack::{Conntrack, CtMatch, CtQuery};
 pub use error::{NftError, Result};
 pub use expr::{CmpOp, Expr};
 pub use list::{ChainInfo, SetInfo, TableInfo};

@@ -6,7 +6,7 @@ use crate::error::{NftError, Result};
 use crate::expr::{CmpOp, CtKey, Expr, MetaKey, NatType, PayloadBase, Reg, RejectType};
 use crate::netlink::{align4, MsgBuf};
 use crate::types::{prefix_mask, Family, L4Proto, Value, Verdict};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub(crate) const NFTA_RULE_TABLE: u16 = 1;
 pub(crate) const NFTA_RULE_CHAIN: u16 = 2;
@@ -49,6 +49,11 @@ pub enum Field {
     ArpSaddrEther,
     /// `arp saddr ip`: the sender protocol address of an IPv4 ARP packet
     ArpSaddrIp,
+    /// `ip6 nexthdr`: the next header of the fixed IPv6 header (the layer 4
+    /// protocol only when no extension header follows; `meta l4proto` skips them)
+    Ip6Nexthdr,
+    /// `icmpv6 type`
+    Icmpv6Type,
 }
 
 /// Ethertypes of the network protocols a field can depend on.
@@ -134,7 +139,7 @@ impl Field {
         match self {
             Field::IpSaddr | Field::IpDaddr | Field::Mark | Field::ArpSaddrIp => 4,
             Field::Ip6Saddr | Field::Ip6Daddr | Field::Iifname | Field::Oifname => 16,
-            Field::L4Proto => 1,
+            Field::L4Proto | Field::Ip6Nexthdr | Field::Icmpv6Type => 1,
             Field::ThSport | Field::ThDport => 2,
             Field::EtherSaddr | Field::ArpSaddrEther => 6,
         }
@@ -156,15 +161,35 @@ impl Field {
             Field::EtherSaddr => "ether saddr",
             Field::ArpSaddrEther => "arp saddr ether",
             Field::ArpSaddrIp => "arp saddr ip",
+            Field::Ip6Nexthdr => "ip6 nexthdr",
+            Field::Icmpv6Type => "icmpv6 type",
         }
     }
 
-    fn dep(self) -> Option<Dep> {
+    /// The source address field of `addr`'s family (`ip saddr` or `ip6 saddr`).
+    pub fn saddr_of(addr: IpAddr) -> Field {
+        match addr {
+            IpAddr::V4(_) => Field::IpSaddr,
+            IpAddr::V6(_) => Field::Ip6Saddr,
+        }
+    }
+
+    /// The destination address field of `addr`'s family (`ip daddr` or `ip6 daddr`).
+    pub fn daddr_of(addr: IpAddr) -> Field {
+        match addr {
+            IpAddr::V4(_) => Field::IpDaddr,
+            IpAddr::V6(_) => Field::Ip6Daddr,
+        }
+    }
+
+    /// The protocol matches nft puts before this field, in nft's order.
+    fn deps(self) -> Vec<Dep> {
         match self {
-            Field::IpSaddr | Field::IpDaddr => Some(Dep::L3(ETH_P_IP)),
-            Field::Ip6Saddr | Field::Ip6Daddr => Some(Dep::L3(ETH_P_IPV6)),
-            Field::ArpSaddrEther | Field::ArpSaddrIp => Some(Dep::L3(ETH_P_ARP)),
-            _ => None,
+            Field::IpSaddr | Field::IpDaddr => vec![Dep::L3(ETH_P_IP)],
+            Field::Ip6Saddr | Field::Ip6Daddr | Field::Ip6Nexthdr => vec![Dep::L3(ETH_P_IPV6)],
+            Field::ArpSaddrEther | Field::ArpSaddrIp => vec![Dep::L3(ETH_P_ARP)],
+            Field::Icmpv6Type => vec![Dep::L3(ETH_P_IPV6), Dep::L4(58)],
+            _ => Vec::new(),
         }
     }
 
@@ -185,6 +210,8 @@ impl Field {
             Field::ArpSaddrEther => payload(PayloadBase::Network, 8),
             Field::ArpSaddrIp => payload(PayloadBase::Network, 14),
             Field::ThDport => payload(PayloadBase::Transport, 2),
+            Field::Ip6Nexthdr => payload(PayloadBase::Network, 6),
+            Field::Icmpv6Type => payload(PayloadBase::Transport, 0),
             Field::L4Proto => Expr::Meta {
                 key: MetaKey::L4proto,
                 dreg,
@@ -372,7 +399,8 @@ impl RateUnit {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stmt {
-    needs: Option<Dep>,
+    /// Protocol matches this statement depends on, in the order nft adds them.
+    needs: Vec<Dep>,
     /// nft puts this statement's dependency at the head of the rule rather than
     /// right before the statement (true for `reject with tcp reset`).
     dep_at_start: bool,
@@ -401,7 +429,11 @@ impl Rule {
         Self::default()
     }
 
-    fn push(mut self, needs: Option<Dep>, exprs: Vec<Expr>, text: impl Into<String>) -> Self {
+    fn push(self, needs: Option<Dep>, exprs: Vec<Expr>, text: impl Into<String>) -> Self {
+        self.push_deps(needs.into_iter().collect(), exprs, text)
+    }
+
+    fn push_deps(mut self, needs: Vec<Dep>, exprs: Vec<Expr>, text: impl Into<String>) -> Self {
         self.stmts.push(Stmt {
             needs,
             dep_at_start: false,
@@ -428,7 +460,7 @@ impl Rule {
         let data = match (field, &value) {
             (Field::IpSaddr | Field::IpDaddr, Value::Ipv4(_))
             | (Field::Ip6Saddr | Field::Ip6Daddr, Value::Ipv6(_))
-            | (Field::L4Proto, Value::Proto(_))
+            | (Field::L4Proto | Field::Ip6Nexthdr, Value::Proto(_))
             | (Field::ThSport | Field::ThDport, Value::Port(_))
             | (Field::Iifname | Field::Oifname, Value::Ifname(_))
             | (Field::Mark, Value::Mark(_))
@@ -447,8 +479,8 @@ impl Rule {
             (Field::L4Proto, CmpOp::Eq, Value::Proto(p)) => Some(Dep::L4(p.number())),
             _ => None,
         };
-        let mut me = self.push(
-            field.dep(),
+        let mut me = self.push_deps(
+            field.deps(),
             vec![field.load(r), Expr::Cmp { op, sreg: r, data }],
             text,
         );
@@ -543,34 +575,38 @@ impl Rule {
         self.cmp(Field::ThSport, CmpOp::Eq, p)
     }
 
-    fn prefix(self, field: Field, addr: Ipv4Addr, len: u8, op: CmpOp) -> Self {
-        if len > 32 {
-            return self.fail(format!("bad prefix length /{len}"));
+    /// `<field> <op> <net>/<len>` for an address field of `addr`'s family.
+    fn prefix(self, field: Field, addr: IpAddr, len: u8, op: CmpOp) -> Self {
+        let bytes = match addr {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        if usize::from(len) > bytes.len() * 8 {
+            return self.fail(format!("bad prefix length /{len} for {addr}"));
         }
-        let mask = prefix_mask(4, len);
-        let o = addr.octets();
-        let net: [u8; 4] = std::array::from_fn(|i| o[i] & mask[i]);
+        let mask = prefix_mask(bytes.len(), len);
+        let net: Vec<u8> = bytes.iter().zip(&mask).map(|(b, m)| b & m).collect();
+        let shown = match addr {
+            IpAddr::V4(_) => IpAddr::from(<[u8; 4]>::try_from(&net[..]).expect("4 bytes")),
+            IpAddr::V6(_) => IpAddr::from(<[u8; 16]>::try_from(&net[..]).expect("16 bytes")),
+        };
         let r = Reg::r32(0);
-        let text = format!(
-            "{} {}{}/{len}",
-            field.as_str(),
-            op.nft(),
-            Ipv4Addr::from(net)
-        );
-        self.push(
-            field.dep(),
+        let text = format!("{} {}{shown}/{len}", field.as_str(), op.nft());
+        let xor = vec![0; net.len()];
+        self.push_deps(
+            field.deps(),
             vec![
                 field.load(r),
                 Expr::Bitwise {
                     sreg: r,
                     dreg: r,
                     mask,
-                    xor: vec![0; 4],
+                    xor,
                 },
                 Expr::Cmp {
                     op,
                     sreg: r,
-                    data: net.to_vec(),
+                    data: net,
                 },
             ],
             text,
@@ -578,19 +614,57 @@ impl Rule {
     }
     /// `ip saddr <net>/<len>`
     pub fn ip_saddr_prefix(self, addr: Ipv4Addr, len: u8) -> Self {
-        self.prefix(Field::IpSaddr, addr, len, CmpOp::Eq)
+        self.prefix(Field::IpSaddr, addr.into(), len, CmpOp::Eq)
     }
     /// `ip saddr != <net>/<len>`
     pub fn ip_saddr_prefix_ne(self, addr: Ipv4Addr, len: u8) -> Self {
-        self.prefix(Field::IpSaddr, addr, len, CmpOp::Neq)
+        self.prefix(Field::IpSaddr, addr.into(), len, CmpOp::Neq)
     }
     /// `ip daddr <net>/<len>`
     pub fn ip_daddr_prefix(self, addr: Ipv4Addr, len: u8) -> Self {
-        self.prefix(Field::IpDaddr, addr, len, CmpOp::Eq)
+        self.prefix(Field::IpDaddr, addr.into(), len, CmpOp::Eq)
     }
     /// `ip daddr != <net>/<len>`
     pub fn ip_daddr_prefix_ne(self, addr: Ipv4Addr, len: u8) -> Self {
-        self.prefix(Field::IpDaddr, addr, len, CmpOp::Neq)
+        self.prefix(Field::IpDaddr, addr.into(), len, CmpOp::Neq)
+    }
+
+    /// `ip6 saddr <addr>`
+    pub fn ip6_saddr(self, a: Ipv6Addr) -> Self {
+        self.cmp(Field::Ip6Saddr, CmpOp::Eq, a)
+    }
+    /// `ip6 daddr <addr>`
+    pub fn ip6_daddr(self, a: Ipv6Addr) -> Self {
+        self.cmp(Field::Ip6Daddr, CmpOp::Eq, a)
+    }
+    /// `ip6 nexthdr <proto>`
+    pub fn ip6_nexthdr(self, p: L4Proto) -> Self {
+        self.cmp(Field::Ip6Nexthdr, CmpOp::Eq, p)
+    }
+
+    /// `ip saddr <addr>` or `ip6 saddr <addr>`, by the address's family.
+    pub fn saddr(self, a: IpAddr) -> Self {
+        self.cmp(Field::saddr_of(a), CmpOp::Eq, a)
+    }
+    /// `ip daddr <addr>` or `ip6 daddr <addr>`, by the address's family.
+    pub fn daddr(self, a: IpAddr) -> Self {
+        self.cmp(Field::daddr_of(a), CmpOp::Eq, a)
+    }
+    /// `ip[6] saddr <net>/<len>`, by the address's family.
+    pub fn saddr_prefix(self, addr: IpAddr, len: u8) -> Self {
+        self.prefix(Field::saddr_of(addr), addr, len, CmpOp::Eq)
+    }
+    /// `ip[6] saddr != <net>/<len>`, by the address's family.
+    pub fn saddr_prefix_ne(self, addr: IpAddr, len: u8) -> Self {
+        self.prefix(Field::saddr_of(addr), addr, len, CmpOp::Neq)
+    }
+    /// `ip[6] daddr <net>/<len>`, by the address's family.
+    pub fn daddr_prefix(self, addr: IpAddr, len: u8) -> Self {
+        self.prefix(Field::daddr_of(addr), addr, len, CmpOp::Eq)
+    }
+    /// `ip[6] daddr != <net>/<len>`, by the address's family.
+    pub fn daddr_prefix_ne(self, addr: IpAddr, len: u8) -> Self {
+        self.prefix(Field::daddr_of(addr), addr, len, CmpOp::Neq)
     }
 
     /// Loads `fields` into consecutive registers from NFT_REG32_00; returns the
@@ -602,7 +676,7 @@ impl Rule {
         for f in fields {
             exprs.push(f.load(Reg::r32(slot)));
             slot += (align4(f.len()) / 4) as u32;
-            if let Some(d) = f.dep() {
+            for d in f.deps() {
                 if !deps.contains(&d) {
                     deps.push(d);
                 }
@@ -622,14 +696,13 @@ impl Rule {
         Ok((exprs, text, deps))
     }
 
-    fn with_deps(mut self, deps: Vec<Dep>, exprs: Vec<Expr>, text: String) -> Self {
-        // Only single-family dependencies can be hoisted; mixing ip and ip6 fields
-        // in one key would never match anyway.
-        if deps.len() > 1 {
-            return self.fail("key mixes IPv4 and IPv6 fields".into());
+    fn with_deps(self, deps: Vec<Dep>, exprs: Vec<Expr>, text: String) -> Self {
+        // A key of fields of two network protocols (ip and ip6, ip and arp)
+        // would never match: no packet is both.
+        if deps.iter().filter(|d| matches!(d, Dep::L3(_))).count() > 1 {
+            return self.fail(format!("key {text} mixes network protocols"));
         }
-        self = self.push(deps.first().copied(), exprs, text);
-        self
+        self.push_deps(deps, exprs, text)
     }
 
     fn lookup_impl(self, fields: &[Field], set: &str, invert: bool) -> Self {
@@ -738,22 +811,44 @@ impl Rule {
     }
     /// `ct original ip daddr <addr>`
     pub fn ct_original_ip_daddr(self, a: Ipv4Addr) -> Self {
+        self.ct_original(false, a.into())
+    }
+    /// `ct original ip[6] daddr <addr>`, by the address's family.
+    pub fn ct_original_daddr(self, a: IpAddr) -> Self {
+        self.ct_original(false, a)
+    }
+    /// `ct original ip[6] saddr <addr>`, by the address's family.
+    pub fn ct_original_saddr(self, a: IpAddr) -> Self {
+        self.ct_original(true, a)
+    }
+
+    /// The connection's original source or destination. The kernel keys are
+    /// per family (4 or 16 bytes); on a connection of the other family the
+    /// load breaks the rule, so no protocol dependency is needed.
+    fn ct_original(self, source: bool, a: IpAddr) -> Self {
         let r = Reg::r32(0);
+        let (key, fam, data) = match (source, a) {
+            (false, IpAddr::V4(v)) => (CtKey::DstIp, "ip", v.octets().to_vec()),
+            (true, IpAddr::V4(v)) => (CtKey::SrcIp, "ip", v.octets().to_vec()),
+            (false, IpAddr::V6(v)) => (CtKey::DstIp6, "ip6", v.octets().to_vec()),
+            (true, IpAddr::V6(v)) => (CtKey::SrcIp6, "ip6", v.octets().to_vec()),
+        };
+        let dir = if source { "saddr" } else { "daddr" };
         self.push(
             None,
             vec![
                 Expr::Ct {
-                    key: CtKey::DstIp,
+                    key,
                     dreg: r,
                     direction: Some(0),
                 },
                 Expr::Cmp {
                     op: CmpOp::Eq,
                     sreg: r,
-                    data: a.octets().to_vec(),
+                    data,
                 },
             ],
-            format!("ct original ip daddr {a}"),
+            format!("ct original {fam} {dir} {a}"),
         )
     }
 
@@ -914,50 +1009,86 @@ impl Rule {
         self.push(None, vec![Expr::Masq { flags: 0 }], "masquerade")
     }
 
-    fn nat_to(self, ty: NatType, addr: Ipv4Addr, port: Option<u16>) -> Self {
+    fn nat_to(self, ty: NatType, addr: IpAddr, port: Option<u16>) -> Self {
+        let (family, fam, data) = match addr {
+            IpAddr::V4(a) => (NFPROTO_IPV4, "ip", a.octets().to_vec()),
+            IpAddr::V6(a) => (NFPROTO_IPV6, "ip6", a.octets().to_vec()),
+        };
+        // The port goes in the 128-bit register after the address's, as nft
+        // allocates them, whatever the family.
         let r0 = Reg::r32(0);
-        let r1 = Reg::r32(1);
-        let mut exprs = vec![Expr::Immediate {
-            dreg: r0,
-            data: addr.octets().to_vec(),
-        }];
+        let rp = Reg::r32(4);
+        let mut exprs = vec![Expr::Immediate { dreg: r0, data }];
         if let Some(p) = port {
             exprs.push(Expr::Immediate {
-                dreg: r1,
+                dreg: rp,
                 data: p.to_be_bytes().to_vec(),
             });
         }
         exprs.push(Expr::Nat {
             ty,
-            family: NFPROTO_IPV4,
+            family,
             addr: Some((r0, r0)),
-            proto: port.map(|_| (r1, r1)),
+            proto: port.map(|_| (rp, rp)),
             flags: 0,
         });
         let kw = if ty == NatType::Dnat { "dnat" } else { "snat" };
-        let text = match port {
-            Some(p) => format!("{kw} ip to {addr}:{p}"),
-            None => format!("{kw} ip to {addr}"),
+        let text = match (port, addr) {
+            (Some(p), IpAddr::V6(_)) => format!("{kw} {fam} to [{addr}]:{p}"),
+            (Some(p), IpAddr::V4(_)) => format!("{kw} {fam} to {addr}:{p}"),
+            (None, _) => format!("{kw} {fam} to {addr}"),
         };
-        // nft adds no protocol dependency for nat statements.
+        // nft adds no protocol dependency for nat statements: in an inet
+        // table the kernel applies a NAT only to packets of its family.
         self.push(None, exprs, text)
     }
     /// `dnat ip to <addr>[:<port>]`
     pub fn dnat_ip(self, addr: Ipv4Addr, port: Option<u16>) -> Self {
-        self.nat_to(NatType::Dnat, addr, port)
+        self.nat_to(NatType::Dnat, addr.into(), port)
     }
     /// `snat ip to <addr>`
     pub fn snat_ip(self, addr: Ipv4Addr) -> Self {
+        self.nat_to(NatType::Snat, addr.into(), None)
+    }
+    /// `dnat ip6 to [<addr>]:<port>` or `dnat ip6 to <addr>`
+    pub fn dnat_ip6(self, addr: Ipv6Addr, port: Option<u16>) -> Self {
+        self.nat_to(NatType::Dnat, addr.into(), port)
+    }
+    /// `snat ip6 to <addr>`
+    pub fn snat_ip6(self, addr: Ipv6Addr) -> Self {
+        self.nat_to(NatType::Snat, addr.into(), None)
+    }
+    /// `dnat ip|ip6 to <addr>[:<port>]`, by the address's family.
+    pub fn dnat_to(self, addr: IpAddr, port: Option<u16>) -> Self {
+        self.nat_to(NatType::Dnat, addr, port)
+    }
+    /// `snat ip|ip6 to <addr>`, by the address's family.
+    pub fn snat_to(self, addr: IpAddr) -> Self {
         self.nat_to(NatType::Snat, addr, None)
     }
     /// `dnat ip to <f1> . <f2> map @map`: the map's data is `ipv4_addr` or, with
     /// `with_port`, `ipv4_addr . inet_service`.
     pub fn dnat_ip_map(self, fields: &[Field], map: &str, with_port: bool) -> Self {
+        self.dnat_map(Family::Ip, fields, map, with_port)
+    }
+    /// `dnat ip6 to <f1> . <f2> map @map`: the map's data is `ipv6_addr` or, with
+    /// `with_port`, `ipv6_addr . inet_service`.
+    pub fn dnat_ip6_map(self, fields: &[Field], map: &str, with_port: bool) -> Self {
+        self.dnat_map(Family::Ip6, fields, map, with_port)
+    }
+    /// `dnat ip|ip6 to <key> map @map`; `family` (`Ip` or `Ip6`) is the
+    /// family of the map's address data.
+    pub fn dnat_map(self, family: Family, fields: &[Field], map: &str, with_port: bool) -> Self {
+        let (nfproto, fam, addr_slots) = match family {
+            Family::Ip => (NFPROTO_IPV4, "ip", 1),
+            Family::Ip6 => (NFPROTO_IPV6, "ip6", 4),
+            other => return self.fail(format!("dnat {other} to a map is not supported")),
+        };
         match Self::load_concat(fields) {
             Err(e) => self.fail(e.to_string()),
             Ok((mut exprs, key, deps)) => {
                 let r0 = Reg::r32(0);
-                let r1 = Reg::r32(1);
+                let rp = Reg::r32(addr_slots);
                 exprs.push(Expr::Lookup {
                     set: map.into(),
                     sreg: r0,
@@ -966,12 +1097,12 @@ impl Rule {
                 });
                 exprs.push(Expr::Nat {
                     ty: NatType::Dnat,
-                    family: NFPROTO_IPV4,
+                    family: nfproto,
                     addr: Some((r0, r0)),
-                    proto: with_port.then_some((r1, r1)),
+                    proto: with_port.then_some((rp, rp)),
                     flags: 0,
                 });
-                self.with_deps(deps, exprs, format!("dnat ip to {key} map @{map}"))
+                self.with_deps(deps, exprs, format!("dnat {fam} to {key} map @{map}"))
             }
         }
     }
@@ -1042,6 +1173,58 @@ impl Rule {
         )
     }
 
+    /// `icmpv6 type <type>` (135: neighbour solicitation, 136: advertisement);
+    /// nft's dependencies (`meta nfproto ipv6` in inet tables, `meta l4proto
+    /// ipv6-icmp`) come with it.
+    pub fn icmpv6_type(self, ty: u8) -> Self {
+        self.icmpv6_type_cmp(CmpOp::Eq, ty)
+    }
+    /// `icmpv6 type != <type>`
+    pub fn icmpv6_type_ne(self, ty: u8) -> Self {
+        self.icmpv6_type_cmp(CmpOp::Neq, ty)
+    }
+    fn icmpv6_type_cmp(self, op: CmpOp, ty: u8) -> Self {
+        let r = Reg::r32(0);
+        self.push_deps(
+            Field::Icmpv6Type.deps(),
+            vec![
+                Field::Icmpv6Type.load(r),
+                Expr::Cmp {
+                    op,
+                    sreg: r,
+                    data: vec![ty],
+                },
+            ],
+            format!("icmpv6 type {}{}", op.nft(), icmpv6_type_name(ty)),
+        )
+    }
+    /// `icmpv6 type <first>-<last>` (inclusive; 133-137 is neighbour
+    /// discovery: router solicitation and advertisement, neighbour
+    /// solicitation and advertisement, redirect).
+    pub fn icmpv6_type_range(self, first: u8, last: u8) -> Self {
+        if first > last {
+            return self.fail(format!("empty icmpv6 type range {first}-{last}"));
+        }
+        let r = Reg::r32(0);
+        self.push_deps(
+            Field::Icmpv6Type.deps(),
+            vec![
+                Field::Icmpv6Type.load(r),
+                Expr::Cmp {
+                    op: CmpOp::Gte,
+                    sreg: r,
+                    data: vec![first],
+                },
+                Expr::Cmp {
+                    op: CmpOp::Lte,
+                    sreg: r,
+                    data: vec![last],
+                },
+            ],
+            format!("icmpv6 type {first}-{last}"),
+        )
+    }
+
     /// `comment "..."` (stored as rule userdata, as nft does).
     pub fn comment(mut self, c: &str) -> Self {
         if c.contains('"') || c.len() > 128 {
@@ -1068,7 +1251,7 @@ impl Rule {
         let mut have: Vec<Dep> = Vec::new();
         let mut out = Vec::new();
         for (i, s) in self.stmts.iter().enumerate() {
-            if let (true, Some(d)) = (s.dep_at_start, s.needs) {
+            for &d in s.needs.iter().filter(|_| s.dep_at_start) {
                 let provided = self.stmts[..i].iter().any(|p| p.provides == Some(d));
                 if d.needed_in(family) && !provided && !have.contains(&d) {
                     out.extend(d.exprs(family));
@@ -1077,7 +1260,7 @@ impl Rule {
             }
         }
         for s in &self.stmts {
-            if let Some(d) = s.needs.filter(|_| !s.dep_at_start) {
+            for &d in s.needs.iter().filter(|_| !s.dep_at_start) {
                 if d.needed_in(family) && !have.contains(&d) {
                     out.extend(d.exprs(family));
                     have.push(d);
@@ -1095,8 +1278,27 @@ impl Rule {
         match &self.error {
             Some(e) => Err(NftError::Invalid(e.clone())),
             None if self.stmts.is_empty() => Err(NftError::Invalid("empty rule".into())),
+            None if self.network_protocols() > 1 => Err(NftError::Invalid(format!(
+                "rule {} matches two network protocols (no packet is both)",
+                self.render()
+            ))),
             None => Ok(()),
         }
+    }
+
+    /// How many network protocols (ip, ip6, arp) the rule's matches need.
+    fn network_protocols(&self) -> usize {
+        let mut seen: Vec<u16> = Vec::new();
+        for s in &self.stmts {
+            for d in s.needs.iter().chain(s.provides.iter()) {
+                if let Dep::L3(t) = d {
+                    if !seen.contains(t) {
+                        seen.push(*t);
+                    }
+                }
+            }
+        }
+        seen.len()
     }
 
     pub(crate) fn encode(
@@ -1124,6 +1326,29 @@ impl Rule {
         }
         Ok(())
     }
+}
+
+/// nft's name of an ICMPv6 type, or its number.
+fn icmpv6_type_name(ty: u8) -> String {
+    let name = match ty {
+        1 => "destination-unreachable",
+        2 => "packet-too-big",
+        3 => "time-exceeded",
+        4 => "parameter-problem",
+        128 => "echo-request",
+        129 => "echo-reply",
+        130 => "mld-listener-query",
+        131 => "mld-listener-report",
+        132 => "mld-listener-done",
+        133 => "nd-router-solicit",
+        134 => "nd-router-advert",
+        135 => "nd-neighbor-solicit",
+        136 => "nd-neighbor-advert",
+        137 => "nd-redirect",
+        143 => "mld2-listener-report",
+        n => return n.to_string(),
+    };
+    name.to_string()
 }
 
 #[cfg(test)]
@@ -1197,6 +1422,53 @@ mod tests {
             })
             .collect();
         assert_eq!(regs, vec![8, 12]);
+    }
+
+    #[test]
+    fn ipv6_nat_and_icmpv6_encode_as_nft_does() {
+        let a: Ipv6Addr = "fd00::2".parse().unwrap();
+        let r = Rule::new().dnat_ip6(a, Some(80));
+        assert_eq!(r.render(), "dnat ip6 to [fd00::2]:80");
+        let e = r.exprs(Family::Inet);
+        assert_eq!(
+            e[0],
+            Expr::Immediate {
+                dreg: Reg::r32(0),
+                data: a.octets().to_vec()
+            }
+        );
+        assert!(matches!(
+            e[2],
+            Expr::Nat {
+                family: NFPROTO_IPV6,
+                proto: Some((p, _)),
+                ..
+            } if p == Reg::r32(4)
+        ));
+        // nfproto ipv6, then l4proto ipv6-icmp, then the type.
+        let nd = Rule::new().icmpv6_type(136).exprs(Family::Inet);
+        assert_eq!(nd.len(), 6);
+        assert_eq!(
+            nd[1],
+            Expr::Cmp {
+                op: CmpOp::Eq,
+                sreg: Reg::r32(0),
+                data: vec![NFPROTO_IPV6]
+            }
+        );
+        assert_eq!(
+            nd[3],
+            Expr::Cmp {
+                op: CmpOp::Eq,
+                sreg: Reg::r32(0),
+                data: vec![58]
+            }
+        );
+        // In an ip6 table only the layer 4 dependency remains.
+        assert_eq!(Rule::new().icmpv6_type(136).exprs(Family::Ip6).len(), 4);
+        let net = Rule::new().saddr_prefix("fd00:1:2:3::9".parse().unwrap(), 64);
+        assert_eq!(net.render(), "ip6 saddr fd00:1:2:3::/64");
+        assert!(net.check().is_ok());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::error::{NftError, Result};
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// nf_tables address family of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -315,6 +315,14 @@ impl From<Ipv6Addr> for Value {
         Value::Ipv6(v)
     }
 }
+impl From<IpAddr> for Value {
+    fn from(v: IpAddr) -> Self {
+        match v {
+            IpAddr::V4(a) => Value::Ipv4(a),
+            IpAddr::V6(a) => Value::Ipv6(a),
+        }
+    }
+}
 impl From<L4Proto> for Value {
     fn from(v: L4Proto) -> Self {
         Value::Proto(v)
@@ -400,16 +408,13 @@ impl Value {
     /// Last value of a prefix starting at `self`. Errors for non-address types.
     pub(crate) fn prefix_end(&self, len: u8) -> Result<Value> {
         match self {
+            // A shift by the full width overflows: /32 and /128 have no host bits.
             Value::Ipv4(a) if len <= 32 => {
-                let host = if len == 0 { u32::MAX } else { u32::MAX >> len };
+                let host = u32::MAX.checked_shr(len.into()).unwrap_or(0);
                 Ok(Value::Ipv4(Ipv4Addr::from(u32::from(*a) | host)))
             }
             Value::Ipv6(a) if len <= 128 => {
-                let host = if len == 0 {
-                    u128::MAX
-                } else {
-                    u128::MAX >> len
-                };
+                let host = u128::MAX.checked_shr(len.into()).unwrap_or(0);
                 Ok(Value::Ipv6(Ipv6Addr::from(u128::from(*a) | host)))
             }
             _ => Err(NftError::Invalid(format!("prefix /{len} on {self}"))),
@@ -485,5 +490,19 @@ mod tests {
             Value::Ipv4("255.255.255.255".parse().unwrap()).successor(),
             None
         );
+        let v6 = Value::Ipv6("fd00:1:2:3::".parse().unwrap());
+        assert_eq!(
+            v6.prefix_end(64).unwrap(),
+            Value::Ipv6("fd00:1:2:3:ffff:ffff:ffff:ffff".parse().unwrap())
+        );
+        // Full-length prefixes are one address (no shift overflow).
+        assert_eq!(v6.prefix_end(128).unwrap(), v6);
+        let one = Value::Ipv4("10.0.0.1".parse().unwrap());
+        assert_eq!(one.prefix_end(32).unwrap(), one);
+        assert_eq!(
+            Value::Ipv6("::".parse().unwrap()).prefix_end(0).unwrap(),
+            Value::Ipv6(Ipv6Addr::from(u128::MAX))
+        );
+        assert!(v6.prefix_end(129).is_err());
     }
 }

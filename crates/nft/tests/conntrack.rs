@@ -4,7 +4,7 @@ mod common;
 
 use berth_nft::*;
 use common::*;
-use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// Brings up lo and makes conntrack track this namespace (any ct expression
@@ -134,6 +134,92 @@ fn dump_fallback_deletes_only_matching_entries() {
         assert_eq!(ct.delete_by_dump(&any(L4Proto::Udp, 5353)).unwrap(), 1);
         assert_eq!(survivors(&mut ct), (1, 0, 1));
     });
+}
+
+/// IPv6 entries next to IPv4 ones: udp [::1]:5353 from two sources, tcp
+/// [::1]:5353 (returned to be kept open) and udp 127.0.0.1:5353.
+fn make_dual_entries() -> (TcpListener, TcpStream) {
+    let lo6 = Ipv6Addr::LOCALHOST;
+    let a = UdpSocket::bind((lo6, 0)).unwrap();
+    let b = UdpSocket::bind((lo6, 0)).unwrap();
+    a.send_to(b"x", (lo6, 5353)).unwrap();
+    b.send_to(b"x", (lo6, 5353)).unwrap();
+    let v4 = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    v4.send_to(b"x", (Ipv4Addr::LOCALHOST, 5353)).unwrap();
+    let l = TcpListener::bind((lo6, 5353)).unwrap();
+    let c = TcpStream::connect((lo6, 5353)).unwrap();
+    (l, c)
+}
+
+const LO6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+
+/// Queries by family: an IPv6 destination matches IPv6 entries only, `any`
+/// reads one family or both, and the IPv4-only `CtMatch` still sees IPv4
+/// alone; deletes (kernel filter, then dump) take exactly the matches.
+#[test]
+fn ipv6_entries_are_counted_and_deleted_by_family() {
+    for by_dump in [false, true] {
+        in_netns(move || {
+            track_this_netns();
+            let mut ct = Conntrack::open().unwrap();
+            let _tcp = make_dual_entries();
+            let udp6 = CtQuery::to(L4Proto::Udp, LO6, 5353);
+            let any6 = CtQuery::any(Family::Ip6, L4Proto::Udp, 5353);
+            let both = CtQuery::any(Family::Inet, L4Proto::Udp, 5353);
+            assert_eq!(ct.count(&udp6).unwrap(), 2);
+            assert_eq!(ct.count(&any6).unwrap(), 2);
+            assert_eq!(ct.count(&both).unwrap(), 3);
+            assert_eq!(ct.count(&any(L4Proto::Udp, 5353)).unwrap(), 1);
+            assert_eq!(
+                ct.count(&CtQuery::to(L4Proto::Udp, "fd00::1".parse().unwrap(), 5353))
+                    .unwrap(),
+                0
+            );
+            assert_eq!(
+                ct.count(&CtQuery::any(Family::Ip6, L4Proto::Tcp, 5353))
+                    .unwrap(),
+                1
+            );
+            let del = |ct: &mut Conntrack, q: CtQuery| {
+                if by_dump {
+                    ct.delete_by_dump(&q).unwrap();
+                } else {
+                    ct.delete(&q).unwrap();
+                }
+            };
+            // A wrong address takes nothing.
+            del(
+                &mut ct,
+                CtQuery::to(L4Proto::Udp, "fd00::1".parse().unwrap(), 5353),
+            );
+            assert_eq!(ct.count(&both).unwrap(), 3);
+            // [::1]:5353 goes, 127.0.0.1:5353 and the tcp entry stay.
+            del(&mut ct, udp6);
+            assert_eq!(ct.count(&any6).unwrap(), 0);
+            assert_eq!(ct.count(&both).unwrap(), 1);
+            assert_eq!(
+                ct.count(&CtQuery::any(Family::Ip6, L4Proto::Tcp, 5353))
+                    .unwrap(),
+                1
+            );
+            // Both families at once.
+            let v6 = UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).unwrap();
+            v6.send_to(b"x", (Ipv6Addr::LOCALHOST, 5353)).unwrap();
+            assert_eq!(ct.count(&both).unwrap(), 2);
+            if !by_dump {
+                // No address: the kernel filters both families itself.
+                assert_eq!(ct.delete(&both).unwrap(), None);
+            } else {
+                assert_eq!(ct.delete_by_dump(&both).unwrap(), 2);
+            }
+            assert_eq!(ct.count(&both).unwrap(), 0);
+            assert_eq!(
+                ct.count(&CtQuery::any(Family::Ip6, L4Proto::Tcp, 5353))
+                    .unwrap(),
+                1
+            );
+        });
+    }
 }
 
 /// Cost of one flush, filtered in the kernel vs dump + delete, with no entry

@@ -5,20 +5,25 @@
 //! packet to 127.0.0.1 sent to the host's MAC; and the receiving side that
 //! reports which of them arrived.
 //!
-//! `raw-send IFACE udp|arp-reply|arp-request [--src-mac M] [--dst-mac M]
+//! `raw-send IFACE udp|arp-reply|arp-request|na|ns [--src-mac M] [--dst-mac M]
 //! [--sha M] [--src IP] [--dst IP] [--sport N] [--dport N] [--payload P]
-//! [--count N]` writes the frame `--count` times (default 3, 50 ms apart,
-//! so one lost to a neighbour lookup does not decide a test).
+//! [--target IP6] [--flags N] [--lladdr M|none] [--count N]` writes the
+//! frame `--count` times (default 3, 50 ms apart, so one lost to a
+//! neighbour lookup does not decide a test). `udp` is IPv4 or IPv6 by its
+//! addresses; `na` and `ns` are IPv6 neighbour discovery (`frames6`).
 //!
-//! `raw-recv IFACE [--udp-dport N] [--arp [--spa IP]] [--payload P] [--timeout-ms N]`
-//! prints `ready`, then the first incoming frame that matches as one line
-//! (`udp MAC SRC:PORT -> DST:PORT PAYLOAD` or `arp op N sha MAC spa IP tha
-//! MAC tpa IP`) and exits 0; nothing within the timeout exits 1.
+//! `raw-recv IFACE [--udp-dport N] [--arp [--spa IP]] [--nd [--target IP6]]
+//! [--payload P] [--timeout-ms N]` prints `ready`, then the first incoming
+//! frame that matches as one line (`udp MAC SRC:PORT -> DST:PORT PAYLOAD`,
+//! IPv6 addresses in brackets; `arp op N sha MAC spa IP tha MAC tpa IP`;
+//! `na|ns src IP dst IP target IP flags F lladdr MAC hops N`) and exits 0;
+//! nothing within the timeout exits 1.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use super::{fail, usage, Failure};
+use crate::frames6::{self, Nd, Want6, ETH_P_IPV6};
 
 const ETH_P_ALL: u16 = 0x0003;
 const ETH_P_IP: u16 = 0x0800;
@@ -26,7 +31,7 @@ const ETH_P_ARP: u16 = 0x0806;
 /// `sll_pkttype` of a frame this host sent (a packet socket sees both ways).
 const PACKET_OUTGOING: u8 = 4;
 
-type Mac = [u8; 6];
+pub type Mac = [u8; 6];
 
 fn parse_mac(s: &str) -> Result<Mac, Failure> {
     let parts: Vec<&str> = s.split(':').collect();
@@ -40,7 +45,7 @@ fn parse_mac(s: &str) -> Result<Mac, Failure> {
     Ok(mac)
 }
 
-fn show_mac(m: &[u8]) -> String {
+pub fn show_mac(m: &[u8]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
@@ -55,11 +60,20 @@ struct Spec {
     dst_mac: Mac,
     /// ARP sender hardware address, when it differs from the frame's source.
     sha: Option<Mac>,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
+    /// Whether `--dst-mac` was given (IPv6 multicast has its own default).
+    dst_mac_given: bool,
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
     sport: u16,
     dport: u16,
     payload: String,
+    /// ND target (default: `--src`).
+    target: Option<Ipv6Addr>,
+    /// NA flags (default: override).
+    flags: u8,
+    /// ND link-layer address option: None = the frame's source MAC,
+    /// Some(None) = left out.
+    lladdr: Option<Option<Mac>>,
     count: u32,
 }
 
@@ -70,6 +84,10 @@ struct Want {
     arp: bool,
     /// Only ARP packets with this sender address.
     spa: Option<Ipv4Addr>,
+    /// IPv6 neighbour solicitations and advertisements.
+    nd: bool,
+    /// Only ND messages about this target.
+    target: Option<Ipv6Addr>,
     payload: Option<String>,
     timeout: Duration,
 }
@@ -88,12 +106,16 @@ fn ip(v: &str, flag: &str) -> Result<Ipv4Addr, Failure> {
     number(v, flag)
 }
 
+fn ip6(v: &str, flag: &str) -> Result<Ipv6Addr, Failure> {
+    number(v, flag)
+}
+
 /// `raw-send IFACE KIND ...`
 pub fn send(args: &[String]) -> Result<(), Failure> {
     let mut it = args.iter();
     let iface = value(&mut it, "raw-send")?;
     let kind = value(&mut it, "raw-send IFACE")?;
-    if !["udp", "arp-reply", "arp-request"].contains(&kind.as_str()) {
+    if !["udp", "arp-reply", "arp-request", "na", "ns"].contains(&kind.as_str()) {
         return Err(usage(format!("unknown frame kind {kind:?}")));
     }
     let mut spec = Spec {
@@ -102,21 +124,38 @@ pub fn send(args: &[String]) -> Result<(), Failure> {
         src_mac: None,
         dst_mac: [0xff; 6],
         sha: None,
-        src: Ipv4Addr::UNSPECIFIED,
-        dst: Ipv4Addr::UNSPECIFIED,
+        dst_mac_given: false,
+        src: None,
+        dst: None,
         sport: 40000,
         dport: 9,
         payload: "berth-probe-frame".into(),
+        target: None,
+        flags: frames6::NA_OVERRIDE,
+        lladdr: None,
         count: 3,
     };
     while let Some(flag) = it.next() {
         let v = value(&mut it, flag)?;
         match flag.as_str() {
             "--src-mac" => spec.src_mac = Some(parse_mac(&v)?),
-            "--dst-mac" => spec.dst_mac = parse_mac(&v)?,
+            "--dst-mac" => {
+                spec.dst_mac = parse_mac(&v)?;
+                spec.dst_mac_given = true;
+            }
             "--sha" => spec.sha = Some(parse_mac(&v)?),
-            "--src" => spec.src = ip(&v, flag)?,
-            "--dst" => spec.dst = ip(&v, flag)?,
+            "--src" => spec.src = Some(number(&v, flag)?),
+            "--dst" => spec.dst = Some(number(&v, flag)?),
+            "--target" => spec.target = Some(ip6(&v, flag)?),
+            "--flags" => {
+                let n = match v.strip_prefix("0x") {
+                    Some(hex) => u8::from_str_radix(hex, 16).ok(),
+                    None => v.parse().ok(),
+                };
+                spec.flags = n.ok_or_else(|| usage(format!("bad --flags {v:?}")))?;
+            }
+            "--lladdr" if v == "none" => spec.lladdr = Some(None),
+            "--lladdr" => spec.lladdr = Some(Some(parse_mac(&v)?)),
             "--sport" => spec.sport = number(&v, flag)?,
             "--dport" => spec.dport = number(&v, flag)?,
             "--payload" => spec.payload = v,
@@ -130,8 +169,9 @@ pub fn send(args: &[String]) -> Result<(), Failure> {
         None => sock.mac()?,
     };
     let frame = match spec.kind.as_str() {
-        "udp" => udp_frame(&spec, src_mac),
-        op => arp_frame(&spec, src_mac, if op == "arp-reply" { 2 } else { 1 }),
+        "udp" => udp_frame(&spec, src_mac)?,
+        "na" | "ns" => nd_frame(&spec, src_mac)?,
+        op => arp_frame(&spec, src_mac, if op == "arp-reply" { 2 } else { 1 })?,
     };
     for i in 0..spec.count {
         if i > 0 {
@@ -157,6 +197,8 @@ pub fn recv(args: &[String]) -> Result<(), Failure> {
         udp_dport: None,
         arp: false,
         spa: None,
+        nd: false,
+        target: None,
         payload: None,
         timeout: Duration::from_millis(2000),
     };
@@ -164,6 +206,8 @@ pub fn recv(args: &[String]) -> Result<(), Failure> {
         match flag.as_str() {
             "--arp" => want.arp = true,
             "--spa" => want.spa = Some(ip(&value(&mut it, flag)?, flag)?),
+            "--nd" => want.nd = true,
+            "--target" => want.target = Some(ip6(&value(&mut it, flag)?, flag)?),
             "--udp-dport" => want.udp_dport = Some(number(&value(&mut it, flag)?, flag)?),
             "--payload" => want.payload = Some(value(&mut it, flag)?),
             "--timeout-ms" => {
@@ -172,8 +216,13 @@ pub fn recv(args: &[String]) -> Result<(), Failure> {
             other => return Err(usage(format!("unknown option {other:?}"))),
         }
     }
-    if !want.arp && want.udp_dport.is_none() && want.payload.is_none() {
-        return Err(usage("raw-recv needs --arp, --udp-dport or --payload"));
+    if !want.arp && !want.nd && want.udp_dport.is_none() && want.payload.is_none() {
+        return Err(usage(
+            "raw-recv needs --arp, --nd, --udp-dport or --payload",
+        ));
+    }
+    if want.arp && want.nd {
+        return Err(usage("raw-recv takes --arp or --nd, not both"));
     }
     let sock = PacketSocket::open(&want.iface)?;
     super::say_ready();
@@ -220,7 +269,17 @@ fn describe(f: &[u8], want: &Want) -> Option<String> {
                 show_mac(&f[6..12]),
             ))
         }
-        ETH_P_IP if !want.arp && body.len() >= 20 && body[9] == 17 => {
+        ETH_P_IPV6 if !want.arp => frames6::describe(
+            &f[6..12],
+            body,
+            &Want6 {
+                udp_dport: want.udp_dport,
+                payload: want.payload.as_deref(),
+                nd: want.nd,
+                target: want.target,
+            },
+        ),
+        ETH_P_IP if !want.arp && !want.nd && body.len() >= 20 && body[9] == 17 => {
             let ihl = usize::from(body[0] & 0x0f) * 4;
             let udp = body.get(ihl..)?;
             if udp.len() < 8 {
@@ -248,7 +307,7 @@ fn describe(f: &[u8], want: &Want) -> Option<String> {
     }
 }
 
-fn checksum(parts: &[&[u8]]) -> u16 {
+pub fn checksum(parts: &[&[u8]]) -> u16 {
     let mut sum: u32 = 0;
     let bytes = parts.iter().flat_map(|p| p.iter().copied());
     let mut high = None;
@@ -267,7 +326,7 @@ fn checksum(parts: &[&[u8]]) -> u16 {
     !(sum as u16)
 }
 
-fn ethernet(dst: Mac, src: Mac, ethertype: u16) -> Vec<u8> {
+pub fn ethernet(dst: Mac, src: Mac, ethertype: u16) -> Vec<u8> {
     let mut f = Vec::with_capacity(64);
     f.extend_from_slice(&dst);
     f.extend_from_slice(&src);
@@ -275,7 +334,91 @@ fn ethernet(dst: Mac, src: Mac, ethertype: u16) -> Vec<u8> {
     f
 }
 
-fn udp_frame(s: &Spec, src_mac: Mac) -> Vec<u8> {
+/// The frame's destination MAC: `--dst-mac`, or for an IPv6 multicast
+/// destination its 33:33 address, or broadcast.
+fn dst_mac6(s: &Spec, dst: Ipv6Addr) -> Mac {
+    match (s.dst_mac_given, frames6::multicast_mac(dst)) {
+        (false, Some(m)) => m,
+        _ => s.dst_mac,
+    }
+}
+
+/// A UDP datagram, IPv4 or IPv6 by its addresses (unset ones are the
+/// unspecified address of the other's family, IPv4 when neither is set).
+fn udp_frame(s: &Spec, src_mac: Mac) -> Result<Vec<u8>, Failure> {
+    match (s.src, s.dst) {
+        (Some(IpAddr::V6(src)), Some(IpAddr::V6(dst))) => Ok(frames6::udp_frame(
+            dst_mac6(s, dst),
+            src_mac,
+            (src, s.sport),
+            (dst, s.dport),
+            s.payload.as_bytes(),
+        )),
+        (Some(IpAddr::V6(a)), None) | (None, Some(IpAddr::V6(a))) => {
+            let (src, dst) = match s.src {
+                Some(_) => (a, Ipv6Addr::UNSPECIFIED),
+                None => (Ipv6Addr::UNSPECIFIED, a),
+            };
+            Ok(frames6::udp_frame(
+                dst_mac6(s, dst),
+                src_mac,
+                (src, s.sport),
+                (dst, s.dport),
+                s.payload.as_bytes(),
+            ))
+        }
+        (Some(IpAddr::V6(_)), Some(IpAddr::V4(_))) | (Some(IpAddr::V4(_)), Some(IpAddr::V6(_))) => {
+            Err(usage("--src and --dst are of different families"))
+        }
+        _ => Ok(udp_frame4(s, v4(s.src), v4(s.dst), src_mac)),
+    }
+}
+
+fn v4(a: Option<IpAddr>) -> Ipv4Addr {
+    match a {
+        Some(IpAddr::V4(a)) => a,
+        _ => Ipv4Addr::UNSPECIFIED,
+    }
+}
+
+/// A neighbour solicitation or advertisement: `--src` (required), `--dst`
+/// (default ff02::1 for an NA, the target's solicited-node group for an
+/// NS), `--target` (default `--src`), `--flags` (NA), `--lladdr`.
+fn nd_frame(s: &Spec, src_mac: Mac) -> Result<Vec<u8>, Failure> {
+    let src = match s.src {
+        Some(IpAddr::V6(a)) => a,
+        _ => return Err(usage(format!("{} needs an IPv6 --src", s.kind))),
+    };
+    let na = s.kind == "na";
+    let target = s.target.unwrap_or(src);
+    let dst = match s.dst {
+        Some(IpAddr::V6(a)) => a,
+        Some(IpAddr::V4(_)) => return Err(usage(format!("{} needs an IPv6 --dst", s.kind))),
+        None if na => Ipv6Addr::from([0xff02, 0, 0, 0, 0, 0, 0, 1]),
+        None => frames6::solicited_node(target),
+    };
+    // A DAD probe (from ::) carries no link-layer address.
+    let lladdr = match s.lladdr {
+        Some(l) => l,
+        None if src.is_unspecified() && !na => None,
+        None => Some(src_mac),
+    };
+    let nd = Nd {
+        ty: if na {
+            frames6::ND_NEIGHBOR_ADVERT
+        } else {
+            frames6::ND_NEIGHBOR_SOLICIT
+        },
+        src,
+        dst,
+        target,
+        flags: if na { s.flags } else { 0 },
+        lladdr,
+    };
+    Ok(frames6::nd_frame(dst_mac6(s, dst), src_mac, &nd))
+}
+
+fn udp_frame4(s: &Spec, src: Ipv4Addr, dst: Ipv4Addr, src_mac: Mac) -> Vec<u8> {
     let data = s.payload.as_bytes();
     let udp_len = (8 + data.len()) as u16;
     let mut udp = Vec::with_capacity(udp_len as usize);
@@ -285,8 +428,8 @@ fn udp_frame(s: &Spec, src_mac: Mac) -> Vec<u8> {
     udp.extend_from_slice(&[0, 0]);
     udp.extend_from_slice(data);
     let pseudo: Vec<u8> = [
-        &s.src.octets()[..],
-        &s.dst.octets()[..],
+        &src.octets()[..],
+        &dst.octets()[..],
         &[0, 17],
         &udp_len.to_be_bytes()[..],
     ]
@@ -300,8 +443,8 @@ fn udp_frame(s: &Spec, src_mac: Mac) -> Vec<u8> {
     let mut ip = vec![0x45, 0];
     ip.extend_from_slice(&total.to_be_bytes());
     ip.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
-    ip.extend_from_slice(&s.src.octets());
-    ip.extend_from_slice(&s.dst.octets());
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
     let sum = checksum(&[&ip]);
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
     let mut f = ethernet(s.dst_mac, src_mac, ETH_P_IP);
@@ -313,22 +456,26 @@ fn udp_frame(s: &Spec, src_mac: Mac) -> Vec<u8> {
 /// An Ethernet/IPv4 ARP packet: sender `--sha` (default the frame's
 /// source) and `--src`, target `--dst-mac` (zero for a broadcast request)
 /// and `--dst`.
-fn arp_frame(s: &Spec, src_mac: Mac, op: u16) -> Vec<u8> {
+fn arp_frame(s: &Spec, src_mac: Mac, op: u16) -> Result<Vec<u8>, Failure> {
+    if matches!(s.src, Some(IpAddr::V6(_))) || matches!(s.dst, Some(IpAddr::V6(_))) {
+        return Err(usage("ARP takes IPv4 addresses"));
+    }
+    let (src, dst) = (v4(s.src), v4(s.dst));
     let mut f = ethernet(s.dst_mac, src_mac, ETH_P_ARP);
     f.extend_from_slice(&[0, 1, 8, 0, 6, 4]);
     f.extend_from_slice(&op.to_be_bytes());
     f.extend_from_slice(&s.sha.unwrap_or(src_mac));
-    f.extend_from_slice(&s.src.octets());
+    f.extend_from_slice(&src.octets());
     let tha = if s.dst_mac == [0xff; 6] {
         [0; 6]
     } else {
         s.dst_mac
     };
     f.extend_from_slice(&tha);
-    f.extend_from_slice(&s.dst.octets());
+    f.extend_from_slice(&dst.octets());
     // Padding to the Ethernet minimum, as a NIC would add.
     f.resize(60, 0);
-    f
+    Ok(f)
 }
 
 /// An AF_PACKET socket bound to one interface of the current namespace.
