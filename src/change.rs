@@ -133,8 +133,9 @@ pub enum Row {
 /// What the state records once the plan has been applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Settle {
-    /// This endpoint now gives its namespace the default route.
-    DefaultRoute(i64),
+    /// This endpoint now gives its namespace the default route of this
+    /// family.
+    DefaultRoute(i64, crate::model::Family),
     DropEndpoints(Vec<i64>),
     DropNetworks(Vec<i64>),
     DropSandboxes(Vec<String>),
@@ -194,7 +195,7 @@ impl Intent {
         }
         for s in &self.settle {
             match s {
-                Settle::DefaultRoute(id) => tx.set_default_route_flag(*id, true)?,
+                Settle::DefaultRoute(id, family) => tx.add_default_route_family(*id, *family)?,
                 Settle::DropEndpoints(ids) => tx.delete_endpoints(ids)?,
                 Settle::DropNetworks(ids) => {
                     for id in ids {

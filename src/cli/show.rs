@@ -257,9 +257,9 @@ fn print_network(
         } else {
             " "
         };
-        outln!("subnet{six}:   {}", s.net);
+        outln!("{:<11}{}", format!("subnet{six}:"), s.net);
         if let Some(g) = s.gateway {
-            outln!("gateway{six}:  {g}");
+            outln!("{:<11}{g}", format!("gateway{six}:"));
         }
     }
     match n.driver.parent() {

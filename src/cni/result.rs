@@ -41,7 +41,7 @@ pub fn encode(
         });
         if let Some(g) = s.gateway {
             ip["gateway"] = g.to_string().into();
-            if e.default_route {
+            if e.default_route.has(crate::model::Family::of(g)) {
                 let dst = if g.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
                 routes.push(json!({ "dst": dst, "gw": g.to_string() }));
             }

@@ -451,7 +451,10 @@ pub fn check(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<(), CniErro
     if !inside.has_address(link.index, ip, net4.prefix_len()) {
         return fail(format!("{ifname} lacks address {address}"));
     }
-    if let Some(gateway) = n.gateway4().filter(|_| e.default_route) {
+    if let Some(gateway) = n
+        .gateway4()
+        .filter(|_| e.default_route.has(crate::model::Family::V4))
+    {
         if !inside.default_gateways.contains(&gateway) {
             return fail(format!("the default route via {gateway} is missing"));
         }

@@ -126,8 +126,18 @@ impl Change for Attach {
         // With a metric the endpoint has a route of its own beside the
         // namespace's others (netavark's way: one per network); without,
         // the namespace has one, from its first network.
-        let default_route = !network.policy.internal
-            && (req.metric.is_some() || !tx.netns_has_default_route(inode)?);
+        // Per family: the namespace's plain default route of a family
+        // comes from its first endpoint with an address of it.
+        let mut default_route = crate::model::Families::NONE;
+        if !network.policy.internal {
+            for s in &network.subnets {
+                if s.gateway.is_some()
+                    && (req.metric.is_some() || !tx.netns_has_default_route(inode, s.family())?)
+                {
+                    default_route = default_route.with(s.family());
+                }
+            }
+        }
         if network.policy.internal && !specs.is_empty() {
             return Err(Error::invalid(format!(
                 "cannot publish ports on network {:?}: it is --internal, so nothing from outside can reach it",
@@ -524,25 +534,29 @@ impl Change for Detach {
         // The namespace keeps a way out if another of its networks has one:
         // the default route goes with this veth.
         // (A route with a metric is the endpoint's own: it goes with it.)
-        let mut heir = None;
-        if req.delete_veth && endpoint.default_route && endpoint.metric.is_none() {
-            if let Some((other, gateway)) =
-                tx.default_route_heir(endpoint.netns_inode, endpoint.id)?
-            {
+        // Each family's route goes to its own heir.
+        let mut heirs = Vec::new();
+        if req.delete_veth && endpoint.metric.is_none() {
+            for family in endpoint.default_route.iter() {
+                let Some((other, gateway)) =
+                    tx.default_route_heir(endpoint.netns_inode, endpoint.id, family)?
+                else {
+                    continue;
+                };
                 if !other.has_veth() || ctx.kernel.link_exists(&other.host_ifname)? {
-                    heir = Some((
-                        other.id,
-                        ctx.kernel.parse_target(&other.netns)?.path,
-                        gateway,
-                    ));
+                    let netns = ctx.kernel.parse_target(&other.netns)?.path;
+                    heirs.push((other.id, family, netns, gateway));
                 }
             }
         }
         let endpoint = Endpoint { ports, ..endpoint };
         let siblings = tx.endpoints_by_inode(endpoint.netns_inode)?;
-        let heir_route = heir
-            .as_ref()
-            .map(|(_, netns, gateways)| (netns.clone(), gateways.clone()));
+        let heir_route = heirs.first().map(|(_, _, netns, _)| {
+            (
+                netns.clone(),
+                heirs.iter().map(|(_, _, _, g)| *g).collect::<Vec<_>>(),
+            )
+        });
         let plan = if endpoint.has_veth() {
             disconnect_plan(&endpoint, req.delete_veth, heir_route, &siblings)
         } else {
@@ -560,9 +574,10 @@ impl Change for Detach {
         // the next command finishes taking away.
         let intent = Intent {
             rows: vec![Row::GoingEndpoint(endpoint.id)],
-            settle: heir
-                .map(|(id, _, _)| vec![Settle::DefaultRoute(id)])
-                .unwrap_or_default(),
+            settle: heirs
+                .iter()
+                .map(|(id, family, _, _)| Settle::DefaultRoute(*id, *family))
+                .collect(),
         };
         let dns = network
             .policy

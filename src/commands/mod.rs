@@ -22,6 +22,8 @@ pub(crate) mod tests;
 mod tests_bandwidth;
 #[cfg(test)]
 mod tests_guards;
+#[cfg(test)]
+mod tests_ipv6;
 
 use crate::change::Outcome;
 use crate::context::Context;

@@ -338,11 +338,11 @@ fn a_metric_gives_an_own_default_route_that_goes_with_its_endpoint() {
     let mut req = attach("db", "c1", &[]);
     req.metric = Some(200);
     let db = connect(&mut h.ctx, req).unwrap().applied().unwrap().0;
-    assert!(web.default_route && web.metric.is_none());
-    assert!(db.default_route && db.metric == Some(200));
+    assert!(web.default_route.any() && web.metric.is_none());
+    assert!(db.default_route.any() && db.metric == Some(200));
     let app = h.connect("app", "c1", &[]);
     assert!(
-        !app.default_route,
+        !app.default_route.any(),
         "the namespace has its plain route already"
     );
     // web goes: its plain route moves to app, not to db (which has its own).

@@ -301,7 +301,7 @@ fn endpoint(name: &str, last: u8, inode: u64) -> crate::model::Endpoint {
         mac: crate::model::Mac::from_ipv4(ip),
         ifname: "eth0".into(),
         host_ifname: format!("vb{name}"),
-        default_route: true,
+        default_route: crate::model::Families::V4,
         metric: None,
         ports: Vec::new(),
         bandwidth: Default::default(),

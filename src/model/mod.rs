@@ -17,7 +17,7 @@ pub use bandwidth::{Bandwidth, Limit};
 pub use driver::{Driver, IpvlanMode, MacvlanMode};
 pub use mac::Mac;
 pub use ports::{PortMapping, PortSpec, PortView, Proto};
-pub use subnet::{Family, IpNet, Ipv4Net, Ipv6Net, Subnet};
+pub use subnet::{Families, Family, IpNet, Ipv4Net, Ipv6Net, Subnet};
 
 /// Default MTU of a network's bridge and veths.
 pub const DEFAULT_MTU: u32 = 1500;
@@ -110,8 +110,11 @@ pub struct Endpoint {
     pub mac: Mac,
     pub ifname: String,
     pub host_ifname: String,
-    /// Whether this endpoint gave its namespace a default route.
-    pub default_route: bool,
+    /// The families whose default route this endpoint gave its namespace
+    /// (each family's plain route comes from the namespace's first
+    /// endpoint with an address of it; with a metric, a route of its own
+    /// per family it has).
+    pub default_route: Families,
     /// The metric of its default route. None: the namespace's one default
     /// route without a metric, given by its first network that is not
     /// internal and handed on when that one goes. Some: a default route of

@@ -56,6 +56,54 @@ impl Family {
     }
 }
 
+/// A set of families, as bits (IPv4 1, IPv6 2): which plain default
+/// routes an endpoint gave its namespace. The bits are what the store
+/// keeps, so a row of an IPv4-only berth (1) reads as IPv4.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Families(u8);
+
+impl Families {
+    pub const NONE: Families = Families(0);
+    pub const V4: Families = Families(1);
+    pub const V6: Families = Families(2);
+    /// Every family (of those the endpoint has addresses in).
+    pub const ALL: Families = Families(3);
+
+    pub fn of(family: Family) -> Families {
+        match family {
+            Family::V4 => Families::V4,
+            Family::V6 => Families::V6,
+        }
+    }
+
+    pub fn has(self, family: Family) -> bool {
+        self.0 & Families::of(family).0 != 0
+    }
+
+    pub fn any(self) -> bool {
+        self.0 != 0
+    }
+
+    pub fn with(self, family: Family) -> Families {
+        Families(self.0 | Families::of(family).0)
+    }
+
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    pub fn from_bits(bits: u8) -> Families {
+        Families(bits & 3)
+    }
+
+    /// Its families, IPv4 first.
+    pub fn iter(self) -> impl Iterator<Item = Family> {
+        [Family::V4, Family::V6]
+            .into_iter()
+            .filter(move |f| self.has(*f))
+    }
+}
+
 /// One subnet of a network: at most one per family. The gateway is the
 /// bridge's address in it (None: a network whose gateway is not berth's,
 /// or none at all).

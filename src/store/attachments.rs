@@ -139,7 +139,7 @@ mod tests {
             mac: Mac::from_ipv4(ip),
             ifname: "eth0".into(),
             host_ifname: crate::model::names::host_veth_name("pods", "cni-abc-eth0"),
-            default_route: true,
+            default_route: crate::model::Families::V4,
             metric: None,
             ports: Vec::new(),
             bandwidth: Default::default(),

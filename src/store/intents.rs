@@ -14,7 +14,7 @@ use rusqlite::params;
 
 use super::{endpoint_from_row, network_from_row, Tx, ENDPOINT_COLUMNS, NETWORK_COLUMNS};
 use crate::error::Result;
-use crate::model::{Endpoint, Network};
+use crate::model::{Endpoint, Family, Network};
 
 /// What the command working on a row meant to do with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,46 +209,50 @@ impl Tx<'_> {
     }
 
     /// Another endpoint of the namespace with `inode` on a network that is
-    /// not internal and without a default route of its own (with a metric),
-    /// with that network's gateway: the one that takes over the default
-    /// route without a metric when the endpoint `leaving` goes.
+    /// not internal, with an address of `family` and without a default
+    /// route of its own (with a metric), with that network's gateway of
+    /// the family: the one that takes over the namespace's default route
+    /// of `family` without a metric when the endpoint `leaving` goes.
     pub fn default_route_heir(
         &self,
         inode: u64,
         leaving: i64,
-    ) -> Result<Option<(Endpoint, Vec<IpAddr>)>> {
-        let mut stmt = self.tx.prepare_cached(&format!(
-            "SELECT {ENDPOINT_COLUMNS}, n.gateway, n.gateway6 FROM endpoints e JOIN networks n ON n.id = e.network_id
-             WHERE e.netns_inode = ?1 AND e.id != ?2 AND n.internal = 0 AND e.status = 'ready'
-               AND e.default_route = 0 AND e.metric IS NULL
-             ORDER BY e.id"
-        ))?;
+        family: Family,
+    ) -> Result<Option<(Endpoint, IpAddr)>> {
+        let sql = match family {
+            Family::V4 => format!(
+                "SELECT {ENDPOINT_COLUMNS}, n.gateway FROM endpoints e JOIN networks n ON n.id = e.network_id
+                 WHERE e.netns_inode = ?1 AND e.id != ?2 AND n.internal = 0 AND e.status = 'ready'
+                   AND (e.default_route & 1) = 0 AND e.metric IS NULL AND e.ip IS NOT NULL
+                 ORDER BY e.id"
+            ),
+            Family::V6 => format!(
+                "SELECT {ENDPOINT_COLUMNS}, n.gateway6 FROM endpoints e JOIN networks n ON n.id = e.network_id
+                 WHERE e.netns_inode = ?1 AND e.id != ?2 AND n.internal = 0 AND e.status = 'ready'
+                   AND (e.default_route & 2) = 0 AND e.metric IS NULL AND e.ip6 IS NOT NULL
+                 ORDER BY e.id"
+            ),
+        };
+        let mut stmt = self.tx.prepare_cached(&sql)?;
         let rows = stmt.query_map(params![inode as i64, leaving], |row| {
-            let at = super::endpoint_columns_len();
-            let v4: Option<String> = row.get(at)?;
-            let v6: Option<String> = row.get(at + 1)?;
-            Ok((endpoint_from_row(row)?, [v4, v6]))
+            let gateway: Option<String> = row.get(super::endpoint_columns_len())?;
+            Ok((endpoint_from_row(row)?, gateway))
         })?;
         for row in rows {
-            let (e, texts) = row?;
-            // A gateway of each family the heir has an address of.
-            let gateways: Vec<IpAddr> = texts
-                .iter()
-                .flatten()
-                .filter_map(|t| t.parse::<IpAddr>().ok())
-                .filter(|g| e.ips.iter().any(|ip| ip.is_ipv4() == g.is_ipv4()))
-                .collect();
-            if !gateways.is_empty() {
-                return Ok(Some((e, gateways)));
+            let (e, gateway) = row?;
+            if let Some(g) = gateway.and_then(|t| t.parse::<IpAddr>().ok()) {
+                return Ok(Some((e, g)));
             }
         }
         Ok(None)
     }
 
-    pub fn set_default_route_flag(&self, id: i64, on: bool) -> Result<()> {
+    /// Records that endpoint `id` now gives its namespace the default
+    /// route of `family` too.
+    pub fn add_default_route_family(&self, id: i64, family: Family) -> Result<()> {
         self.tx.execute(
-            "UPDATE endpoints SET default_route = ?2 WHERE id = ?1",
-            params![id, on],
+            "UPDATE endpoints SET default_route = default_route | ?2 WHERE id = ?1",
+            params![id, crate::model::Families::of(family).bits()],
         )?;
         Ok(())
     }

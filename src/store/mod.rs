@@ -718,7 +718,7 @@ pub(crate) fn endpoint_from_row(row: &Row) -> rusqlite::Result<Endpoint> {
         mac: mac.parse().map_err(|_| bad_column(6, &mac))?,
         ifname,
         host_ifname,
-        default_route: row.get(9)?,
+        default_route: crate::model::Families::from_bits(row.get::<_, i64>(9)? as u8),
         metric: row.get::<_, Option<i64>>(15)?.map(|m| m as u32),
         ports: Vec::new(),
         bandwidth: bandwidth_from_row(row)?,
@@ -1011,12 +1011,14 @@ impl Tx<'_> {
     }
 
     /// Whether some endpoint already gave the namespace its default route
-    /// without a metric (routes with a metric are each endpoint's own).
-    pub fn netns_has_default_route(&self, inode: u64) -> Result<bool> {
+    /// of `family` without a metric (routes with a metric are each
+    /// endpoint's own). The column holds the families' bits.
+    pub fn netns_has_default_route(&self, inode: u64, family: Family) -> Result<bool> {
         let mut stmt = self.tx.prepare_cached(
-            "SELECT 1 FROM endpoints WHERE netns_inode = ?1 AND default_route = 1 AND metric IS NULL",
+            "SELECT 1 FROM endpoints WHERE netns_inode = ?1 AND (default_route & ?2) != 0 AND metric IS NULL",
         )?;
-        Ok(stmt.exists([inode as i64])?)
+        let bit = crate::model::Families::of(family).bits();
+        Ok(stmt.exists(params![inode as i64, bit])?)
     }
 
     /// The first `ethN` no berth endpoint uses yet in the namespace.
@@ -1066,7 +1068,7 @@ impl Tx<'_> {
                 e.mac.to_string(),
                 e.ifname,
                 e.host_ifname,
-                e.default_route,
+                e.default_route.bits(),
                 e.bandwidth.inbound.map(|l| l.rate as i64),
                 e.bandwidth.inbound.map(|l| l.burst as i64),
                 e.bandwidth.outbound.map(|l| l.rate as i64),
@@ -1252,7 +1254,7 @@ mod tests {
             mac: Mac::from_ipv4(ip),
             ifname: "eth0".into(),
             host_ifname: crate::model::names::host_veth_name("web", "c1"),
-            default_route: true,
+            default_route: crate::model::Families::V4,
             metric: None,
             ports: Vec::new(),
             bandwidth: Default::default(),
@@ -1281,7 +1283,7 @@ mod tests {
         assert_eq!(tx.last_ip(net.id, Family::V4).unwrap(), Some(ip));
         assert_eq!(tx.ip_holder(net.id, ip).unwrap().as_deref(), Some("c1"));
         assert_eq!(tx.last_ip(net.id, Family::V6).unwrap(), None);
-        assert!(tx.netns_has_default_route(4026532000).unwrap());
+        assert!(tx.netns_has_default_route(4026532000, Family::V4).unwrap());
         let found = tx
             .find_endpoint(net.id, "other-name", Some(4026532000))
             .unwrap()
@@ -1400,7 +1402,7 @@ mod tests {
         };
         let id = tx.insert_endpoint(&net, &own).unwrap();
         assert_eq!(tx.endpoint(id).unwrap().unwrap(), Endpoint { id, ..own });
-        assert!(!tx.netns_has_default_route(7).unwrap());
+        assert!(!tx.netns_has_default_route(7, Family::V4).unwrap());
         // A network's own DNS servers, and none again.
         let servers: Vec<std::net::IpAddr> =
             vec!["8.8.8.8".parse().unwrap(), "fd00::1".parse().unwrap()];
@@ -1419,7 +1421,7 @@ mod tests {
         let tx = store.begin().unwrap();
         let e = tx.endpoint(id).unwrap().unwrap();
         assert_eq!(e.metric, None);
-        assert!(tx.netns_has_default_route(7).unwrap());
+        assert!(tx.netns_has_default_route(7, Family::V4).unwrap());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

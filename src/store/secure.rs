@@ -408,7 +408,7 @@ mod tests {
                 mac: Mac::from_ipv4(ip),
                 ifname: "eth0".into(),
                 host_ifname: format!("vb{i:012x}"),
-                default_route: true,
+                default_route: crate::model::Families::V4,
                 metric: None,
                 ports: Vec::new(),
                 bandwidth: Default::default(),

@@ -105,7 +105,7 @@ mod tests {
             mac: Mac([2, 0, 0, 0, 0, 2]),
             ifname: "eth0".into(),
             host_ifname: veth.into(),
-            default_route: true,
+            default_route: crate::model::Families::V4,
             metric: None,
             ports: Vec::new(),
             bandwidth: Default::default(),

@@ -239,7 +239,7 @@ fn the_builder_reads_uplinks_owners_and_link_states() {
         mac: "02:42:0a:00:00:02".parse().unwrap(),
         ifname: "eth0".into(),
         host_ifname: format!("vb{name}"),
-        default_route: true,
+        default_route: crate::model::Families::V4,
         metric: None,
         ports: Vec::new(),
         bandwidth: Default::default(),

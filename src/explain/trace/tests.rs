@@ -39,7 +39,7 @@ fn endpoint(net: &Network, name: &str, last: u8, ports: &[&str]) -> Endpoint {
         mac: Mac::from_ipv4(ip),
         ifname: "eth0".into(),
         host_ifname: names::host_veth_name(&net.name, name),
-        default_route: true,
+        default_route: crate::model::Families::V4,
         ports: ports
             .iter()
             .map(|p| PortSpec::parse(p).unwrap().with_host_port(0))

@@ -260,11 +260,9 @@ fn addresses_of(network: &Network, e: &Endpoint) -> Vec<(std::net::IpAddr, crate
 /// The default routes an endpoint that gives them has: via the gateway
 /// of each family it has an address of.
 fn default_via(network: &Network, e: &Endpoint) -> Vec<std::net::IpAddr> {
-    if !e.default_route {
-        return Vec::new();
-    }
     e.ips
         .iter()
+        .filter(|ip| e.default_route.has(crate::model::Family::of(**ip)))
         .filter_map(|ip| network.subnet_holding(*ip)?.gateway)
         .collect()
 }

@@ -35,7 +35,7 @@ fn endpoint(id: i64, name: &str, last: u8, ports: &[&str]) -> Endpoint {
         mac: Mac::from_ipv4(ip),
         ifname: "eth0".into(),
         host_ifname: names::host_veth_name("web", name),
-        default_route: true,
+        default_route: crate::model::Families::V4,
         metric: None,
         ports: ports
             .iter()
