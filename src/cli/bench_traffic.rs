@@ -215,7 +215,7 @@ fn wire_outside() -> Result<()> {
 fn fillers(container: Ipv4Addr, first: u16, count: u16) -> (Ipv4Addr, Vec<PortMapping>) {
     let mappings = (0..count)
         .map(|i| PortMapping {
-            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_ip: Ipv4Addr::UNSPECIFIED.into(),
             host_port: first + i,
             container_port: 80,
             count: 1,
@@ -233,7 +233,7 @@ fn apply_fillers(
     op: ElemOp,
 ) -> Result<()> {
     let mut batch = Batch::new();
-    firewall::ports::elements_op(&mut batch, op, *container, mappings);
+    firewall::ports::elements_op(&mut batch, op, (*container).into(), mappings);
     ctx.kernel.nft_apply(&batch)
 }
 

@@ -147,7 +147,7 @@ impl PortMapping {
             Some(IpAddr::V6(_)) => return None,
         };
         Some(PortSpec {
-            host_ip,
+            host_ip: IpAddr::V4(host_ip),
             host_port: Some(self.host_port),
             container_port: self.container_port,
             count: 1,

@@ -498,6 +498,7 @@ fn missing_map_elements(
     ip: std::net::Ipv4Addr,
     ports: &[crate::model::PortMapping],
 ) -> Result<Option<String>, CniError> {
+    let ip = std::net::IpAddr::V4(ip);
     use crate::firewall::ports;
     if ports.is_empty() {
         return Ok(None);

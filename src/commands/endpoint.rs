@@ -72,12 +72,7 @@ impl Change for Attach {
             check_child_request(&network, req)?;
         }
         check_requested_ips(&network, &req.ips)?;
-        if !specs.is_empty() && network.subnet4().is_none() {
-            return Err(Error::invalid(format!(
-                "cannot publish ports on network {:?} yet: it has no IPv4 subnet, and berth publishes ports to IPv4 addresses",
-                network.name
-            )));
-        }
+        check_port_families(&network, specs)?;
         if needs_repair(ctx, tx, &target, &network, &name, &req.ips, specs)? {
             return Ok(Prepared::Repair);
         }
@@ -305,6 +300,28 @@ fn derived_mac(tx: &Tx, network: &Network, ip: Option<IpAddr>) -> Result<Mac> {
         "every MAC berth derives for {ip} is held by another endpoint of network {:?}; give one with --mac",
         network.name
     )))
+}
+
+/// Refuses a mapping bound to an address of a family the network has no
+/// subnet of (nothing there to translate it to), naming the mapping. A
+/// mapping on 0.0.0.0 answers in whichever families the network has.
+fn check_port_families(network: &Network, specs: &[PortSpec]) -> Result<()> {
+    for spec in specs {
+        let m = spec.with_host_port(spec.host_port.unwrap_or(0));
+        let answers = [Family::V4, Family::V6]
+            .into_iter()
+            .any(|f| m.covers(f) && network.subnet_of(f).is_some());
+        if !answers {
+            let family = Family::of(spec.host_ip);
+            return Err(Error::invalid(format!(
+                "cannot publish on {}: network {:?} has no {} subnet",
+                m.host_ip_text(),
+                network.name,
+                family.name()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses an address asked for that the network has no subnet of its
@@ -665,9 +682,9 @@ impl Change for DetachAll {
             return Ok(Prepared::Unchanged(Vec::new()));
         }
         let mut plan = crate::plan::Plan::new();
-        let published: Vec<(std::net::Ipv4Addr, Vec<PortMapping>)> = endpoints
+        let published: Vec<(IpAddr, Vec<PortMapping>)> = endpoints
             .iter()
-            .filter_map(|e| Some((e.ip4()?, e.ports.clone())))
+            .flat_map(|e| e.ips.iter().map(|ip| (*ip, e.ports.clone())))
             .collect();
         crate::reconcile::decide::withdraw_ports(&mut plan, &published);
         // Their ifbs (in the host) go in the same request.
@@ -909,10 +926,7 @@ fn dns_listeners(tx: &Tx, m: &PortMapping) -> Result<Option<String>> {
         return Ok(None);
     }
     let networks = tx.dns_networks()?;
-    if let Some(n) = networks
-        .iter()
-        .find(|n| n.gateway == std::net::IpAddr::V4(m.host_ip))
-    {
+    if let Some(n) = networks.iter().find(|n| n.gateway == m.host_ip) {
         return Err(Error::invalid(format!(
             "cannot publish {}:{DNS_PORT}/{}: it is where berth's DNS server answers for network {:?}; publish on another address, or on 0.0.0.0 (every address but the DNS gateways)",
             m.host_ip, m.proto, n.name

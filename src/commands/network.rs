@@ -2,7 +2,7 @@
 //! create`, `rm` and `reset` make (each a [`Change`] the executor runs),
 //! and the read-only `ls` and `inspect`.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use crate::change::{compensation, Change, Intent, Planned, Prepared, Row, Settle};
 use crate::context::{Context, DnsScope};
@@ -11,8 +11,7 @@ use crate::firewall;
 use crate::kernel::sysctl;
 use crate::model::subnet::{self, ipv4_of, IpNet};
 use crate::model::{
-    ipam, names, Endpoint, Family, Network, NetworkPolicy, PortMapping, Proto, Subnet, Uplink,
-    DEFAULT_MTU,
+    ipam, names, Endpoint, Family, Network, NetworkPolicy, PortMapping, Subnet, Uplink, DEFAULT_MTU,
 };
 use crate::plan::{Plan, Step};
 use crate::request::{NetworkRequest, SubnetRequest};
@@ -463,7 +462,12 @@ fn plan_create(ctx: &mut Context, tx: &Tx, network: &Network) -> Result<Plan> {
     // NETAVARK_DNS_PORT): the gateway's port 53 is redirected to it.
     if let Some(gateway) = network.gateway4() {
         let redirects = dns_redirects(tx, network)?;
-        firewall::ports::elements_op(&mut change.batch, ElemOp::Add, gateway, &redirects);
+        firewall::ports::elements_op(
+            &mut change.batch,
+            ElemOp::Add,
+            IpAddr::V4(gateway),
+            &redirects,
+        );
     }
     plan.push(Step::Nft {
         batch: change.batch,
@@ -539,7 +543,7 @@ fn plan_remove(
     network: &Network,
     endpoints: usize,
     last: bool,
-    ports: &[(Ipv4Addr, PortMapping)],
+    ports: &[(IpAddr, PortMapping)],
     owner: &str,
 ) -> Plan {
     let mut plan = Plan::new();
@@ -557,14 +561,11 @@ fn plan_remove(
         batch: change.batch,
         undo: change.undo,
     });
-    for (_, m) in ports.iter().filter(|(_, m)| m.proto == Proto::Udp) {
-        for (port, _) in m.pairs() {
-            plan.push(Step::FlushConntrack {
-                proto: m.proto,
-                dst: (!m.is_any_address()).then_some(m.host_ip),
-                port,
-            });
-        }
+    for (ip, m) in ports {
+        plan.steps.extend(crate::reconcile::decide::flushes(
+            crate::model::Family::of(*ip),
+            [m],
+        ));
     }
     crate::reconcile::decide::uplink_steps(network, false, &mut plan);
     if endpoints > 0 {
@@ -677,7 +678,7 @@ impl Change for RemoveNetwork {
             ports.extend(
                 dns_redirects(tx, &network)?
                     .into_iter()
-                    .map(|m| (gateway, m)),
+                    .map(|m| (IpAddr::V4(gateway), m)),
             );
         }
         let mut plan = plan_remove(&network, endpoints.len(), last, &ports, &tx.instance_id()?);

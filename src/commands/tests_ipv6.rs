@@ -44,6 +44,7 @@ fn a_dual_stack_network_plans_both_gateways_and_both_forwardings() {
     expect![[r#"
         sysctl -w net.ipv6.conf.all.forwarding=1
         ip link add berth-web mtu 1500 address 02:42:0a:5a:00:01 group 1650786304 up type bridge mcast_snooping 0
+        sysctl -w net.ipv6.conf.berth-web.accept_dad=0
         ip addr add 10.90.0.1/24 brd 10.90.0.255 dev berth-web
         ip -6 addr add fd00:90::1/64 dev berth-web nodad
         sysctl -w net.ipv4.conf.berth-web.route_localnet=1

@@ -165,7 +165,7 @@ pub fn port_redirects(gateway: Ipv4Addr, port: u16) -> Vec<crate::model::PortMap
     [Proto::Udp, Proto::Tcp]
         .into_iter()
         .map(|proto| PortMapping {
-            host_ip: gateway,
+            host_ip: gateway.into(),
             host_port: 53,
             container_port: port,
             count: 1,

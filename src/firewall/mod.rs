@@ -147,7 +147,7 @@ impl Tables {
 /// ruleset converge, whatever the kernel holds.
 pub fn rebuild(
     networks: &[Network],
-    published: &[(std::net::Ipv4Addr, Vec<crate::model::PortMapping>)],
+    published: &[(std::net::IpAddr, Vec<crate::model::PortMapping>)],
     guards: &guard::Elements,
     exist: Tables,
     owner: &str,

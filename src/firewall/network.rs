@@ -43,8 +43,11 @@ use berth_nft::{
 
 use super::skeleton::{self, BRIDGES, DNAT_FROM, FWD_FROM, FWD_TO, INPUT_FROM, NAT_FROM};
 use super::table;
-use crate::model::subnet::v4_nets;
-use crate::model::{names, Network, Proto};
+use crate::model::{names, Family, Network, Proto};
+
+/// ICMPv6 neighbour solicitation and advertisement (RFC 4861).
+const ND_SOLICIT: u8 = 135;
+const ND_ADVERT: u8 = 136;
 
 /// Logged drops per second per network, and the burst allowed above it.
 const LOG_RATE: u64 = 5;
@@ -82,17 +85,22 @@ pub fn chains(net: &Network) -> Chains {
     }
 }
 
-/// The DNS listeners of the network's gateway that no published port may
-/// take (`dns4`): UDP and TCP port 53, when the network has DNS.
-fn dns_listeners(net: &Network) -> Vec<Element> {
-    let Some(gateway) = net.gateway4().filter(|_| net.policy.dns) else {
+/// The DNS listeners of the network's gateway of `family` that no
+/// published port may take (`dns4`, `dns6`): UDP and TCP port 53, when the
+/// network has DNS.
+fn dns_listeners(net: &Network, family: Family) -> Vec<Element> {
+    let Some(gateway) = net
+        .subnet_of(family)
+        .and_then(|s| s.gateway)
+        .filter(|_| net.policy.dns)
+    else {
         return Vec::new();
     };
     [Proto::Udp, Proto::Tcp]
         .into_iter()
         .map(|p| {
             Element::new([
-                Value::Ipv4(gateway).into(),
+                Value::from(gateway).into(),
                 Value::Proto(super::ports::l4proto(p)).into(),
                 Value::Port(53).into(),
             ])
@@ -109,10 +117,11 @@ fn ifname(name: &str) -> Element {
     Element::of(Value::Ifname(name.to_string()))
 }
 
-/// The network's IPv4 subnet as an element of `subnets4`, if it has one.
-fn subnet(net: &Network) -> Option<Element> {
-    let s = net.net4()?;
-    Some(Element::prefix(s.network(), s.prefix_len()).expect("an IPv4 prefix length is at most 32"))
+/// The network's subnet of `family` as an element of `subnets4` or
+/// `subnets6`, if it has one.
+fn subnet(net: &Network, family: Family) -> Option<Element> {
+    let s = net.subnet_of(family)?.net;
+    Some(Element::prefix(s.network(), s.prefix_len()).expect("a prefix length within its family"))
 }
 
 fn jump_to(bridge: &str, chain: &Chain) -> Element {
@@ -185,10 +194,10 @@ pub fn add(b: &mut Batch, net: &Network) {
             ends.drop(neighbours)
         },
     );
-    for d in v4_nets(&p.deny_egress) {
+    for d in &p.deny_egress {
         b.add_rule(
             &c.out,
-            ends.reject(Rule::new().ip_daddr_prefix(d.network(), d.prefix_len())),
+            ends.reject(Rule::new().daddr_prefix(d.network(), d.prefix_len())),
         );
     }
     if p.internal {
@@ -205,11 +214,11 @@ pub fn add(b: &mut Batch, net: &Network) {
         ends.drop(Rule::new().ct_state(&[CtState::Invalid])),
     );
     // Routed peers (`--cluster-cidr`) may open connections to containers.
-    for d in v4_nets(&p.cluster_cidrs) {
+    for d in &p.cluster_cidrs {
         b.add_rule(
             &c.inward,
             Rule::new()
-                .ip_saddr_prefix(d.network(), d.prefix_len())
+                .saddr_prefix(d.network(), d.prefix_len())
                 .accept(),
         );
     }
@@ -218,19 +227,20 @@ pub fn add(b: &mut Batch, net: &Network) {
     if masquerades(net) {
         b.add_chain(&c.nat);
         // Routed peers see the container's own address.
-        for d in v4_nets(&p.cluster_cidrs) {
+        for d in &p.cluster_cidrs {
             b.add_rule(
                 &c.nat,
-                Rule::new()
-                    .ip_daddr_prefix(d.network(), d.prefix_len())
-                    .ret(),
+                Rule::new().daddr_prefix(d.network(), d.prefix_len()).ret(),
             );
         }
-        if let Some(s) = net.net4() {
+        // Each subnet leaving by another interface: NAT44, and NAT66 for
+        // an IPv6 subnet (a ULA prefix is routed nowhere beyond the host;
+        // a routed global prefix wants --no-masquerade).
+        for s in &net.subnets {
             b.add_rule(
                 &c.nat,
                 Rule::new()
-                    .ip_saddr_prefix(s.network(), s.prefix_len())
+                    .saddr_prefix(s.net.network(), s.net.prefix_len())
                     .oifname_ne(br)
                     .masquerade(),
             );
@@ -245,12 +255,22 @@ pub fn add(b: &mut Batch, net: &Network) {
                 .ct_state(&[CtState::Established, CtState::Related])
                 .accept(),
         );
-        if let Some(gateway) = net.gateway4().filter(|_| p.dns) {
+        // IPv6 needs neighbour discovery with the gateway (solicitations
+        // and advertisements), as IPv4 needs ARP, which no inet hook sees.
+        if net.subnet6().is_some() {
+            b.add_rule(
+                &c.host,
+                Rule::new()
+                    .icmpv6_type_range(ND_SOLICIT, ND_ADVERT)
+                    .accept(),
+            );
+        }
+        for gateway in net.gateways().into_iter().filter(|_| p.dns) {
             for proto in [Proto::Udp, Proto::Tcp] {
                 b.add_rule(
                     &c.host,
                     Rule::new()
-                        .ip_daddr(gateway)
+                        .daddr(gateway)
                         .l4proto(super::ports::l4proto(proto))
                         .th_dport(53)
                         .accept(),
@@ -262,7 +282,7 @@ pub fn add(b: &mut Batch, net: &Network) {
                 &c.host,
                 Rule::new()
                     .ct_status(&[berth_nft::CtStatus::Dnat])
-                    .ct_original_ip_daddr(gateway)
+                    .ct_original_daddr(gateway)
                     .accept(),
             );
         }
@@ -272,13 +292,17 @@ pub fn add(b: &mut Batch, net: &Network) {
     if p.internal {
         b.add_elements(&skeleton::vmap(DNAT_FROM), vec![jump_to(br, &c.out)]);
     }
-    let dns = dns_listeners(net);
-    if !dns.is_empty() {
-        b.add_elements(&skeleton::dns(), dns);
+    for family in [Family::V4, Family::V6] {
+        let dns = dns_listeners(net, family);
+        if !dns.is_empty() {
+            b.add_elements(&skeleton::dns_of(family), dns);
+        }
     }
     b.add_elements(&skeleton::bridges(), vec![ifname(br)]);
-    if let Some(subnet) = subnet(net) {
-        b.add_elements(&skeleton::subnets(), vec![subnet]);
+    for family in [Family::V4, Family::V6] {
+        if let Some(subnet) = subnet(net, family) {
+            b.add_elements(&skeleton::subnets_of(family), vec![subnet]);
+        }
     }
     b.add_elements(&skeleton::vmap(FWD_FROM), vec![jump_to(br, &c.out)]);
     b.add_elements(&skeleton::vmap(FWD_TO), vec![jump_to(br, &c.inward)]);
@@ -303,13 +327,17 @@ pub fn remove(b: &mut Batch, net: &Network) {
     if net.policy.internal {
         b.elements(&skeleton::vmap(DNAT_FROM), Delete, vec![ifname(br)]);
     }
-    let dns = dns_listeners(net);
-    if !dns.is_empty() {
-        b.elements(&skeleton::dns(), Delete, dns);
+    for family in [Family::V4, Family::V6] {
+        let dns = dns_listeners(net, family);
+        if !dns.is_empty() {
+            b.elements(&skeleton::dns_of(family), Delete, dns);
+        }
     }
     b.elements(&skeleton::bridges(), Delete, vec![ifname(br)]);
-    if let Some(subnet) = subnet(net) {
-        b.elements(&skeleton::subnets(), Delete, vec![subnet]);
+    for family in [Family::V4, Family::V6] {
+        if let Some(subnet) = subnet(net, family) {
+            b.elements(&skeleton::subnets_of(family), Delete, vec![subnet]);
+        }
     }
     b.delete_chain(&c.out).delete_chain(&c.inward);
     if masquerades(net) {

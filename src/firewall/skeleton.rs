@@ -85,7 +85,7 @@ use berth_nft::{
 
 use super::ports::{self, PUBLISHED, PUBLISHED_ANY, PUBLISHED_RANGES};
 use super::table;
-use crate::model::Proto;
+use crate::model::{Family, Proto};
 
 pub const BRIDGES: &str = "bridges";
 pub const FWD_FROM: &str = "fwd_from";
@@ -95,6 +95,8 @@ pub const DNAT_FROM: &str = "dnat_from";
 pub const INPUT_FROM: &str = "input_from";
 pub const SUBNETS: &str = "subnets4";
 pub const DNS: &str = "dns4";
+pub const SUBNETS6: &str = "subnets6";
+pub const DNS6: &str = "dns6";
 
 pub fn forward() -> Chain {
     Chain::base(
@@ -157,6 +159,40 @@ pub fn subnets() -> Set {
     Set::new(&table(), SUBNETS, &[DataType::Ipv4Addr]).interval()
 }
 
+/// `subnets6`: every berth IPv6 subnet.
+pub fn subnets6() -> Set {
+    Set::new(&table(), SUBNETS6, &[DataType::Ipv6Addr]).interval()
+}
+
+/// The subnets set of `family`.
+pub fn subnets_of(family: Family) -> Set {
+    match family {
+        Family::V4 => subnets(),
+        Family::V6 => subnets6(),
+    }
+}
+
+/// `dns6`: `dns4` for the IPv6 gateways.
+pub fn dns6() -> Set {
+    Set::new(
+        &table(),
+        DNS6,
+        &[
+            DataType::Ipv6Addr,
+            DataType::InetProto,
+            DataType::InetService,
+        ],
+    )
+}
+
+/// The DNS listeners set of `family`.
+pub fn dns_of(family: Family) -> Set {
+    match family {
+        Family::V4 => dns(),
+        Family::V6 => dns6(),
+    }
+}
+
 /// `dns4`: the address . protocol . port of each DNS listener berth's
 /// name server has on a gateway, which no published port may take.
 pub fn dns() -> Set {
@@ -183,12 +219,16 @@ pub fn create(b: &mut Batch) {
     b.add_set(&bridges());
     b.add_set(&subnets());
     b.add_set(&dns());
+    b.add_set(&subnets6());
+    b.add_set(&dns6());
     for m in [FWD_FROM, FWD_TO, NAT_FROM, DNAT_FROM, INPUT_FROM] {
         b.add_set(&vmap(m));
     }
-    b.add_set(&ports::published())
-        .add_set(&ports::published_any())
-        .add_set(&ports::published_ranges());
+    for family in [Family::V4, Family::V6] {
+        b.add_set(&ports::published_of(family))
+            .add_set(&ports::published_any_of(family))
+            .add_set(&ports::published_ranges_of(family));
+    }
     let fwd = forward();
     let post = postrouting();
     let pre = prerouting();
@@ -256,6 +296,7 @@ pub fn create(b: &mut Batch) {
                     .dnat_ip_map(&key, PUBLISHED_RANGES, false),
             );
         }
+        ipv6_lookups(b, chain);
     }
     b.add_rule(
         &fwd,
@@ -294,5 +335,53 @@ pub fn create(b: &mut Batch) {
             .lookup(&[Field::IpDaddr], SUBNETS)
             .masquerade(),
     );
+    // The same for IPv6: a connection from a berth subnet DNATed back
+    // into one is answered through the host in both br_netfilter modes.
+    b.add_rule(
+        &post,
+        Rule::new()
+            .ct_status(&[CtStatus::Dnat])
+            .lookup(&[Field::Ip6Saddr], SUBNETS6)
+            .lookup(&[Field::Ip6Daddr], SUBNETS6)
+            .masquerade(),
+    );
     b.add_rule(&post, Rule::new().vmap(&[Field::Iifname], NAT_FROM));
+}
+
+/// The IPv6 published-port lookups of `prerouting` or `output`, in the
+/// IPv4 ones' order: the maps of one address, the DNS listeners, every
+/// address, ranges. `meta nfproto ipv6` first: `published6_any`'s key
+/// has no address, and an IPv4 packet has no business in IPv6's maps.
+/// No loopback return is needed in `prerouting`: the kernel drops a
+/// packet to ::1 that arrives on any interface but lo before the hook.
+fn ipv6_lookups(b: &mut Batch, chain: &Chain) {
+    use ports::{PUBLISHED6, PUBLISHED6_ANY, PUBLISHED6_RANGES};
+    let key = [Field::Ip6Daddr, Field::L4Proto, Field::ThDport];
+    let six = || Rule::new().nfproto(berth_nft::Family::Ip6);
+    for proto in [Proto::Tcp, Proto::Udp, Proto::Sctp] {
+        b.add_rule(
+            chain,
+            six()
+                .l4proto(ports::l4proto(proto))
+                .fib_daddr_local()
+                .dnat_ip6_map(&key, PUBLISHED6, true),
+        );
+    }
+    b.add_rule(chain, Rule::new().lookup(&key, DNS6).ret());
+    for proto in [Proto::Tcp, Proto::Udp, Proto::Sctp] {
+        b.add_rule(
+            chain,
+            six()
+                .l4proto(ports::l4proto(proto))
+                .fib_daddr_local()
+                .dnat_ip6_map(&key[1..], PUBLISHED6_ANY, true),
+        );
+        b.add_rule(
+            chain,
+            six()
+                .l4proto(ports::l4proto(proto))
+                .fib_daddr_local()
+                .dnat_ip6_map(&key, PUBLISHED6_RANGES, false),
+        );
+    }
 }

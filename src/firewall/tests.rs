@@ -398,12 +398,26 @@ fn prerouting_never_translates_loopback_and_dns_listeners_outrank_every_address_
     assert_eq!(pre[0], "ip daddr 127.0.0.0/8 return", "{pre:#?}");
     let dns = "ip daddr . meta l4proto . th dport @dns4 return";
     let at = |rules: &[String], needle: &str| rules.iter().position(|r| r.contains(needle));
+    let dns6 = "ip6 daddr . meta l4proto . th dport @dns6 return";
     for rules in [&pre[1..], &of("output")] {
-        let d = at(rules, dns).expect("the dns4 rule");
-        assert!(rules[..d].iter().all(|r| r.ends_with("map @published4")));
-        assert!(rules[d + 1..]
+        // IPv4's lookups, then IPv6's in the same order.
+        let six = at(rules, "@published6").expect("the IPv6 lookups");
+        let (v4, v6) = rules.split_at(six);
+        let d = at(v4, dns).expect("the dns4 rule");
+        assert!(v4[..d].iter().all(|r| r.ends_with("map @published4")));
+        assert!(v4[d + 1..]
             .iter()
             .all(|r| r.contains("@published4_any") || r.contains("@published4_ranges")));
+        let d = at(v6, dns6).expect("the dns6 rule");
+        assert!(
+            v6[..d].iter().all(|r| r.starts_with("meta nfproto ipv6")
+                && r.ends_with("dnat ip6 to ip6 daddr . meta l4proto . th dport map @published6")),
+            "{v6:#?}"
+        );
+        assert!(v6[d + 1..]
+            .iter()
+            .all(|r| r.starts_with("meta nfproto ipv6")
+                && (r.contains("@published6_any") || r.contains("@published6_ranges"))));
     }
     // The host's own connections to 127.0.0.1 are translated in output.
     assert!(!of("output").iter().any(|r| r.contains("127.0.0.0/8")));
@@ -466,4 +480,97 @@ fn no_host_access_and_internal_networks_are_dispatched_from_input_and_dnat() {
             "missing {want}\n{lines:#?}"
         );
     }
+}
+
+/// A dual-stack network's part of the ruleset: every rule that names an
+/// address has its IPv6 twin (NAT66, `--deny-egress`, `--cluster-cidr`,
+/// DNS on the IPv6 gateway), neighbour discovery reaches the host under
+/// `--no-host-access`, and the subnet and listeners are in the IPv6 sets.
+#[test]
+fn a_dual_stack_network_has_each_rule_for_both_families() {
+    let policy = NetworkPolicy {
+        deny_egress: vec![
+            "192.0.2.0/24".parse().unwrap(),
+            "2001:db8:bad::/48".parse().unwrap(),
+        ],
+        cluster_cidrs: vec![
+            "10.244.0.0/16".parse().unwrap(),
+            "fd00:244::/56".parse().unwrap(),
+        ],
+        host_access: false,
+        ..NetworkPolicy::default()
+    };
+    let mut n = net("web", policy);
+    n.subnets.push(crate::model::Subnet {
+        net: "fd00:90::/64".parse().unwrap(),
+        gateway: Some("fd00:90::1".parse().unwrap()),
+    });
+    let lines = add_network(&n, true, "t").batch.render();
+    let rules: Vec<&str> = lines
+        .iter()
+        .filter(|l| {
+            l.starts_with("add rule inet berth web-") || l.starts_with("add element inet berth")
+        })
+        .map(String::as_str)
+        .collect();
+    expect_test::expect![[r#"
+        add rule inet berth web-out ct state invalid counter drop
+        add rule inet berth web-out oifname "berth-web" accept
+        add rule inet berth web-out ip daddr 192.0.2.0/24 counter reject with icmpx admin-prohibited
+        add rule inet berth web-out ip6 daddr 2001:db8:bad::/48 counter reject with icmpx admin-prohibited
+        add rule inet berth web-out oifname @bridges counter drop
+        add rule inet berth web-out accept
+        add rule inet berth web-in ct state invalid counter drop
+        add rule inet berth web-in ip saddr 10.244.0.0/16 accept
+        add rule inet berth web-in ip6 saddr fd00:244::/56 accept
+        add rule inet berth web-in counter drop
+        add rule inet berth web-nat ip daddr 10.244.0.0/16 return
+        add rule inet berth web-nat ip6 daddr fd00:244::/56 return
+        add rule inet berth web-nat ip saddr 10.90.0.0/24 oifname != "berth-web" masquerade
+        add rule inet berth web-nat ip6 saddr fd00:90::/64 oifname != "berth-web" masquerade
+        add element inet berth nat_from { "berth-web" : jump web-nat }
+        add rule inet berth web-host ct state established,related accept
+        add rule inet berth web-host icmpv6 type 135-136 accept
+        add rule inet berth web-host ip daddr 10.90.0.1 meta l4proto udp th dport 53 accept
+        add rule inet berth web-host ip daddr 10.90.0.1 meta l4proto tcp th dport 53 accept
+        add rule inet berth web-host ct status dnat ct original ip daddr 10.90.0.1 accept
+        add rule inet berth web-host ip6 daddr fd00:90::1 meta l4proto udp th dport 53 accept
+        add rule inet berth web-host ip6 daddr fd00:90::1 meta l4proto tcp th dport 53 accept
+        add rule inet berth web-host ct status dnat ct original ip6 daddr fd00:90::1 accept
+        add rule inet berth web-host counter drop
+        add element inet berth input_from { "berth-web" : jump web-host }
+        add element inet berth dns4 { 10.90.0.1 . udp . 53, 10.90.0.1 . tcp . 53 }
+        add element inet berth dns6 { fd00:90::1 . udp . 53, fd00:90::1 . tcp . 53 }
+        add element inet berth bridges { "berth-web" }
+        add element inet berth subnets4 { 10.90.0.0/24 }
+        add element inet berth subnets6 { fd00:90::/64 }
+        add element inet berth fwd_from { "berth-web" : jump web-out }
+        add element inet berth fwd_to { "berth-web" : jump web-in }"#]]
+    .assert_eq(&rules.join("\n"));
+}
+
+/// A dual-stack container's `-p 8080:80` answers in both families, each
+/// to its own address; a mapping bound to an IPv6 address only in IPv6's.
+#[test]
+fn published_ports_go_into_each_family_the_mapping_answers_on() {
+    use crate::model::PortSpec;
+    let m = |s: &str| PortSpec::parse(s).unwrap().with_host_port(0);
+    let ports = [
+        m("8080:80"),
+        m("[2001:db8::1]:8081:81"),
+        m("127.0.0.1:53:53/udp"),
+    ];
+    let render = |ip: &str| {
+        let mut b = berth_nft::Batch::new();
+        ports::elements_op(&mut b, berth_nft::ElemOp::Add, ip.parse().unwrap(), &ports);
+        b.render().join("\n")
+    };
+    expect_test::expect![[r#"
+        add element inet berth published4 { 127.0.0.1 . udp . 53 : 10.90.0.2 . 53 }
+        add element inet berth published4_any { tcp . 8080 : 10.90.0.2 . 80 }"#]]
+    .assert_eq(&render("10.90.0.2"));
+    expect_test::expect![[r#"
+        add element inet berth published6 { 2001:db8::1 . tcp . 8081 : fd00:90::2 . 81 }
+        add element inet berth published6_any { tcp . 8080 : fd00:90::2 . 80 }"#]]
+    .assert_eq(&render("fd00:90::2"));
 }

@@ -761,26 +761,33 @@ impl Kernel for FakeKernel {
         self.op(format!("set_hairpin {ifname} {on}"))?;
         self.host_index(ifname).map(drop)
     }
-    fn conntrack_flush(&mut self, proto: Proto, dst: Option<Ipv4Addr>, port: u16) -> Result<usize> {
-        let dst = dst.map_or("any".to_string(), |d| d.to_string());
+    fn conntrack_flush(
+        &mut self,
+        proto: Proto,
+        family: crate::model::Family,
+        dst: Option<IpAddr>,
+        port: u16,
+    ) -> Result<usize> {
+        let dst = dst.map_or(format!("any {}", family.name()), |d| d.to_string());
         self.op(format!("conntrack_flush {proto} {dst} {port}"))
             .map(|_| 0)
     }
-    fn is_local_address(&mut self, ip: Ipv4Addr) -> bool {
+    fn is_local_address(&mut self, ip: IpAddr) -> bool {
         ip.is_loopback()
+            || self.prefixes.iter().any(|p| p.net.contains(&ip))
             || self
-                .prefixes
+                .addrs
                 .iter()
-                .any(|p| p.net.contains(&IpAddr::V4(ip)))
-            || self.addrs.iter().any(|(n, a)| n.is_none() && a.ip == ip)
+                .any(|(n, a)| n.is_none() && IpAddr::V4(a.ip) == ip)
+            || self.addrs6.iter().any(|(n, a)| n.is_none() && a.ip == ip)
     }
     fn port_holder_process(&mut self, _proto: Proto, _port: u16) -> Option<String> {
         None
     }
-    fn host_port_in_use(&mut self, _proto: Proto, ip: Ipv4Addr, port: u16) -> bool {
-        self.listeners
-            .iter()
-            .any(|(i, p)| *p == port && (i.is_unspecified() || ip.is_unspecified() || *i == ip))
+    fn host_port_in_use(&mut self, _proto: Proto, ip: IpAddr, port: u16) -> bool {
+        self.listeners.iter().any(|(i, p)| {
+            *p == port && (i.is_unspecified() || ip.is_unspecified() || IpAddr::V4(*i) == ip)
+        })
     }
     fn host_identity(&self) -> String {
         self.host_id.clone()

@@ -36,7 +36,7 @@ pub use route::{IfaceRoutes, RouteHop};
 use berth_nft::{Batch, Element, Nft, Table};
 
 use crate::error::{Error, Result};
-use crate::model::{IpNet, Ipv4Net, Limit, Mac, Proto};
+use crate::model::{Family, IpNet, Ipv4Net, Limit, Mac, Proto};
 use rtnl::Rtnl;
 
 /// Each chain of a table with its number of rules.
@@ -179,11 +179,19 @@ pub trait Kernel: std::any::Any {
     /// Deletes the conntrack entries whose original direction goes to
     /// `dst` (None: any address) port `port` over `proto`; returns how many
     /// when the kernel tells (0 when it flushed without counting).
-    fn conntrack_flush(&mut self, proto: Proto, dst: Option<Ipv4Addr>, port: u16) -> Result<usize>;
-    /// Whether a host socket holds `port` on `ip` (0.0.0.0: on any address).
-    fn host_port_in_use(&mut self, proto: Proto, ip: Ipv4Addr, port: u16) -> bool;
+    /// `dst` None: to any address of `family`.
+    fn conntrack_flush(
+        &mut self,
+        proto: Proto,
+        family: Family,
+        dst: Option<IpAddr>,
+        port: u16,
+    ) -> Result<usize>;
+    /// Whether a host socket holds `port` on `ip` (0.0.0.0: on any address
+    /// of either family; `::`: on any IPv6 address).
+    fn host_port_in_use(&mut self, proto: Proto, ip: IpAddr, port: u16) -> bool;
     /// Whether `ip` is one of the host's addresses.
-    fn is_local_address(&mut self, ip: Ipv4Addr) -> bool;
+    fn is_local_address(&mut self, ip: IpAddr) -> bool;
     /// The process holding `port`, for messages ("nginx (pid 42)").
     fn port_holder_process(&mut self, proto: Proto, port: u16) -> Option<String>;
     /// What tells this boot of this host's network from any other (see
@@ -620,26 +628,32 @@ impl Kernel for LiveKernel {
             .map_err(|e| Error::kernel(format!("setting hairpin mode on {ifname}"), e))
     }
 
-    fn conntrack_flush(&mut self, proto: Proto, dst: Option<Ipv4Addr>, port: u16) -> Result<usize> {
+    fn conntrack_flush(
+        &mut self,
+        proto: Proto,
+        family: Family,
+        dst: Option<IpAddr>,
+        port: u16,
+    ) -> Result<usize> {
         if self.conntrack.is_none() {
             self.conntrack = Some(berth_nft::Conntrack::open()?);
         }
         let ct = self.conntrack.as_mut().expect("just opened");
+        let l4 = berth_nft::L4Proto::from_number(proto.number());
+        let query = match (dst, family) {
+            (Some(d), _) => berth_nft::CtQuery::to(l4, d, port),
+            (None, Family::V4) => berth_nft::CtQuery::any(berth_nft::Family::Ip, l4, port),
+            (None, Family::V6) => berth_nft::CtQuery::any(berth_nft::Family::Ip6, l4, port),
+        };
         // The kernel-side flush does not count what it deleted: None counts as 0.
-        Ok(ct
-            .delete(&berth_nft::CtMatch {
-                proto: berth_nft::L4Proto::from_number(proto.number()),
-                dst,
-                dport: port,
-            })?
-            .unwrap_or(0))
+        Ok(ct.delete(&query)?.unwrap_or(0))
     }
 
-    fn host_port_in_use(&mut self, proto: Proto, ip: Ipv4Addr, port: u16) -> bool {
-        sockets::port_in_use(proto, ip, port)
+    fn host_port_in_use(&mut self, proto: Proto, ip: IpAddr, port: u16) -> bool {
+        sockets::port_in_use_ip(proto, ip, port)
     }
 
-    fn is_local_address(&mut self, ip: Ipv4Addr) -> bool {
+    fn is_local_address(&mut self, ip: IpAddr) -> bool {
         sockets::is_local_address(ip)
     }
 

@@ -11,9 +11,43 @@
 //! a bind to HOST_IP:PORT when one holds it on HOST_IP or 0.0.0.0, which is
 //! exactly which sockets a mapping would shadow.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::model::Proto;
+
+/// Whether some host socket is bound to `port` on `ip`, or on every
+/// address: 0.0.0.0 stands for every address of both families (a mapping
+/// there shadows sockets of either), `::` for every IPv6 one.
+pub fn port_in_use_ip(proto: Proto, ip: IpAddr, port: u16) -> bool {
+    match ip {
+        IpAddr::V4(v4) if v4.is_unspecified() => {
+            port_in_use(proto, v4, port) || port_in_use6(proto, Ipv6Addr::UNSPECIFIED, port)
+        }
+        IpAddr::V4(v4) => port_in_use(proto, v4, port),
+        IpAddr::V6(v6) => port_in_use6(proto, v6, port),
+    }
+}
+
+/// The IPv6 form of [`port_in_use`]: a bind with IPV6_V6ONLY, so that
+/// only IPv6 sockets (and dual-stack ones, which hold the IPv6 side too)
+/// count.
+fn port_in_use6(proto: Proto, ip: Ipv6Addr, port: u16) -> bool {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let (ty, num) = match proto {
+        Proto::Tcp => (Type::STREAM, Protocol::TCP),
+        Proto::Udp => (Type::DGRAM, Protocol::UDP),
+        Proto::Sctp => (Type::STREAM, Protocol::from(libc::IPPROTO_SCTP)),
+    };
+    let Ok(socket) = Socket::new(Domain::IPV6, ty, Some(num)) else {
+        // No IPv6 or no such protocol in this kernel: nothing holds it.
+        return false;
+    };
+    if socket.set_only_v6(true).is_err() {
+        return false;
+    }
+    let addr = SocketAddr::new(IpAddr::V6(ip), port);
+    matches!(socket.bind(&addr.into()), Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE))
+}
 
 /// Whether some host socket is bound to `port` on `ip` (or on every
 /// address). No SO_REUSEADDR, so a TCP socket that only connected out from
@@ -53,7 +87,7 @@ pub fn port_in_use(proto: Proto, ip: Ipv4Addr, port: u16) -> bool {
 
 /// Whether `ip` is an address of this host: a bind to it succeeds only
 /// then (EADDRNOTAVAIL otherwise). 127.0.0.0/8 is all local.
-pub fn is_local_address(ip: Ipv4Addr) -> bool {
+pub fn is_local_address(ip: IpAddr) -> bool {
     std::net::UdpSocket::bind((ip, 0)).is_ok()
 }
 
@@ -163,9 +197,11 @@ mod tests {
 
     #[test]
     fn local_addresses() {
-        assert!(is_local_address(Ipv4Addr::LOCALHOST));
-        assert!(is_local_address(Ipv4Addr::new(127, 0, 0, 2)));
+        assert!(is_local_address(Ipv4Addr::LOCALHOST.into()));
+        assert!(is_local_address(Ipv4Addr::new(127, 0, 0, 2).into()));
         // TEST-NET-3: documentation-only, never a host's address here.
-        assert!(!is_local_address(Ipv4Addr::new(203, 0, 113, 254)));
+        assert!(!is_local_address(Ipv4Addr::new(203, 0, 113, 254).into()));
+        // The documentation prefix is no host's either.
+        assert!(!is_local_address("2001:db8::fe".parse().unwrap()));
     }
 }

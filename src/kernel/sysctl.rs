@@ -70,6 +70,11 @@ impl Key {
         Key::new(["net", "ipv4", "conf", ifname, name])
     }
 
+    /// `net.ipv6.conf.IFNAME.NAME`.
+    pub fn ipv6_conf(ifname: &str, name: &str) -> Key {
+        Key::new(["net", "ipv6", "conf", ifname, name])
+    }
+
     pub fn segments(&self) -> &[String] {
         &self.0
     }

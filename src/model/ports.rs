@@ -6,7 +6,9 @@
 //! mistake is caught (and unit-tested) before a command touches anything.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::subnet::Family;
 
 use serde::Serialize;
 
@@ -68,8 +70,9 @@ impl fmt::Display for Proto {
 /// still to be picked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PortSpec {
-    /// 0.0.0.0 means every local address.
-    pub host_ip: Ipv4Addr,
+    /// 0.0.0.0 (the default) means every local address of both families,
+    /// `::` every IPv6 address.
+    pub host_ip: IpAddr,
     /// First host port; None: berth picks `count` consecutive free ones.
     pub host_port: Option<u16>,
     pub container_port: u16,
@@ -81,8 +84,9 @@ pub struct PortSpec {
 /// One published port or range, host side fixed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PortMapping {
-    /// 0.0.0.0 means every local address.
-    pub host_ip: Ipv4Addr,
+    /// 0.0.0.0 means every local address of both families, `::` every
+    /// IPv6 address.
+    pub host_ip: IpAddr,
     pub host_port: u16,
     pub container_port: u16,
     /// Number of ports (1 for a single port); both ranges have this length.
@@ -120,25 +124,43 @@ impl PortSpec {
             ),
             None => (spec, Proto::Tcp),
         };
-        if rest.contains('[') {
-            return Err(bad("IPv6 host addresses are not supported".into()));
-        }
+        // An IPv6 HOST_IP is written in brackets, as Docker does:
+        // `[2001:db8::1]:8080:80`, `[::]::80`.
+        let (ip6, rest) = match rest.strip_prefix('[') {
+            Some(r) => {
+                let (inside, after) = r
+                    .split_once(']')
+                    .ok_or_else(|| bad("an IPv6 host address needs its closing ']'".into()))?;
+                let after = after.strip_prefix(':').ok_or_else(|| {
+                    bad("expected [IPV6]:[HOST_PORT]:CONTAINER_PORT[/PROTO]".into())
+                })?;
+                let ip = inside
+                    .parse::<std::net::Ipv6Addr>()
+                    .map_err(|_| bad(format!("{inside:?} is not an IPv6 address")))?;
+                (Some(ip), after)
+            }
+            None => (None, rest),
+        };
         let parts: Vec<&str> = rest.split(':').collect();
-        let (ip, host, container) = match parts.as_slice() {
-            [c] => (None, None, *c),
-            [h, c] => (None, Some(*h), *c),
-            [ip, h, c] => (Some(*ip), (!h.is_empty()).then_some(*h), *c),
+        let (ip, host, container) = match (ip6, parts.as_slice()) {
+            (None, [c]) => (None, None, *c),
+            (None, [h, c]) => (None, Some(*h), *c),
+            (None, [ip, h, c]) => (Some(*ip), (!h.is_empty()).then_some(*h), *c),
+            (Some(_), [h, c]) => (None, (!h.is_empty()).then_some(*h), *c),
             _ => {
                 return Err(bad(
-                    "expected [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]".into()
+                    "expected [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO] (an IPv6 HOST_IP in brackets)".into()
                 ))
             }
         };
-        let host_ip = match ip {
-            None => Ipv4Addr::UNSPECIFIED,
-            Some(ip) => ip
-                .parse::<Ipv4Addr>()
-                .map_err(|_| bad(format!("{ip:?} is not an IPv4 address")))?,
+        let host_ip = match (ip6, ip) {
+            (Some(v6), _) => IpAddr::V6(v6),
+            (None, None) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            (None, Some(ip)) => IpAddr::V4(ip.parse::<Ipv4Addr>().map_err(|_| {
+                bad(format!(
+                    "{ip:?} is not an IPv4 address (write an IPv6 one in brackets)"
+                ))
+            })?),
         };
         let (c_first, c_last) = parse_range(container).map_err(bad)?;
         let count = c_last - c_first + 1;
@@ -215,17 +237,40 @@ impl PortMapping {
         self.container_port + (self.count - 1)
     }
 
+    /// Whether the mapping is on every address of the families it covers
+    /// (0.0.0.0: both; `::`: IPv6).
     pub fn is_any_address(&self) -> bool {
         self.host_ip.is_unspecified()
     }
 
+    /// Whether the mapping answers on addresses of `family`: 0.0.0.0 on
+    /// both, any other address on its own.
+    pub fn covers(&self, family: Family) -> bool {
+        self.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) || Family::of(self.host_ip) == family
+    }
+
     /// Whether a packet could match both: same protocol, overlapping host
-    /// ports, and addresses that overlap (0.0.0.0 overlaps every address).
+    /// ports, and addresses that overlap (0.0.0.0 overlaps every address,
+    /// `::` every IPv6 address).
     pub fn clashes_with(&self, other: &PortMapping) -> bool {
+        let addresses = |a: &PortMapping, b: &PortMapping| {
+            a.host_ip == b.host_ip
+                || a.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+                || (a.is_any_address() && b.host_ip.is_ipv6())
+        };
         self.proto == other.proto
             && self.host_port <= other.host_last()
             && other.host_port <= self.host_last()
-            && (self.host_ip == other.host_ip || self.is_any_address() || other.is_any_address())
+            && (addresses(self, other) || addresses(other, self))
+    }
+
+    /// The host address as it is written in a `-p` spec and the listing:
+    /// an IPv6 one in brackets.
+    pub fn host_ip_text(&self) -> String {
+        match self.host_ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        }
     }
 
     /// Host ports paired with container ports, one per port.
@@ -253,13 +298,16 @@ impl fmt::Display for PortMapping {
             write!(
                 f,
                 "{}:{}->{}/{}",
-                self.host_ip, self.host_port, self.container_port, self.proto
+                self.host_ip_text(),
+                self.host_port,
+                self.container_port,
+                self.proto
             )
         } else {
             write!(
                 f,
                 "{}:{}-{}->{}-{}/{}",
-                self.host_ip,
+                self.host_ip_text(),
                 self.host_port,
                 self.host_last(),
                 self.container_port,
@@ -283,7 +331,7 @@ mod tests {
         assert_eq!(
             p("8080:80"),
             PortSpec {
-                host_ip: Ipv4Addr::UNSPECIFIED,
+                host_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 host_port: Some(8080),
                 container_port: 80,
                 count: 1,
@@ -293,7 +341,7 @@ mod tests {
         assert_eq!(p("8080:80/TCP"), p("8080:80/tcp"));
         assert_eq!(p("53/Udp").proto, Proto::Udp);
         let s = p("127.0.0.1:5353:53/udp");
-        assert_eq!(s.host_ip, Ipv4Addr::LOCALHOST);
+        assert_eq!(s.host_ip, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(
             (s.host_port, s.container_port, s.proto),
             (Some(5353), 53, Proto::Udp)
@@ -306,10 +354,23 @@ mod tests {
         let s = p("80");
         assert_eq!((s.host_port, s.container_port, s.count), (None, 80, 1));
         let s = p("10.0.0.1::80/sctp");
-        assert_eq!(s.host_ip, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(s.host_ip, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
         assert_eq!((s.host_port, s.proto), (None, Proto::Sctp));
         assert_eq!(p("7000-7002").count, 3);
         assert_eq!(p("65535:1").host_port, Some(65535));
+        // IPv6 host addresses, in brackets.
+        let s = p("[2001:db8::1]:8080:80");
+        assert_eq!(s.host_ip, "2001:db8::1".parse::<IpAddr>().unwrap());
+        assert_eq!((s.host_port, s.container_port), (Some(8080), 80));
+        let s = p("[::1]::53/udp");
+        assert_eq!(s.host_ip, "::1".parse::<IpAddr>().unwrap());
+        assert_eq!((s.host_port, s.proto), (None, Proto::Udp));
+        let s = p("[::]:9000-9001:9000-9001");
+        assert!(s.host_ip.is_unspecified() && s.host_ip.is_ipv6());
+        assert_eq!(
+            p("[2001:db8::1]:8080:80").with_host_port(0).to_string(),
+            "[2001:db8::1]:8080->80/tcp"
+        );
     }
 
     #[test]
@@ -321,11 +382,15 @@ mod tests {
             ("80-90:80-85", "differ in length"),
             ("abc", "\"abc\" is not a port number"),
             ("1.2.3.4.5:80:80", "not an IPv4 address"),
+            ("[::1:80:80", "closing ']'"),
+            ("[fd00::zz]:80:80", "\"fd00::zz\" is not an IPv6 address"),
+            ("[::1]80:80", "expected [IPV6]"),
+            ("[::1]:1:80:80", "expected"),
+            ("::1:80:80", "expected"),
             ("80/icmp", "unknown protocol \"icmp\""),
             ("80:", "\"\" is not a port number"),
             ("90-80:90-80", "ends before it starts"),
             ("1:2:3:4", "expected"),
-            ("[::1]:80:80", "IPv6"),
             ("-5", "not a port number"),
             ("+5", "not a port number"),
         ] {
@@ -341,7 +406,7 @@ mod tests {
     #[test]
     fn clashes_follow_address_protocol_and_overlap() {
         let m = |ip: [u8; 4], port: u16, count: u16, proto: Proto| PortMapping {
-            host_ip: Ipv4Addr::from(ip),
+            host_ip: IpAddr::V4(Ipv4Addr::from(ip)),
             host_port: port,
             container_port: 1,
             count,
@@ -355,6 +420,20 @@ mod tests {
         assert!(!any.clashes_with(&m([0, 0, 0, 0], 8080, 1, Proto::Udp)));
         assert!(any.clashes_with(&m([0, 0, 0, 0], 8070, 11, Proto::Tcp)));
         assert!(!any.clashes_with(&m([0, 0, 0, 0], 8070, 10, Proto::Tcp)));
+        // `::` is every IPv6 address: it meets 0.0.0.0 and IPv6 ones only.
+        let v6 = |ip: &str| PortMapping {
+            host_ip: ip.parse().unwrap(),
+            ..lo
+        };
+        let any6 = v6("::");
+        assert!(any6.clashes_with(&any) && any.clashes_with(&any6));
+        assert!(any6.clashes_with(&v6("::1")) && v6("::1").clashes_with(&any6));
+        assert!(!any6.clashes_with(&lo) && !lo.clashes_with(&any6));
+        assert!(any.clashes_with(&v6("::1")));
+        assert!(!v6("::1").clashes_with(&v6("::2")));
+        assert!(any.covers(Family::V6) && any.covers(Family::V4));
+        assert!(any6.covers(Family::V6) && !any6.covers(Family::V4));
+        assert!(lo.covers(Family::V4) && !lo.covers(Family::V6));
     }
 
     #[test]

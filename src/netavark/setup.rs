@@ -240,7 +240,7 @@ fn port_specs(ports: &[PortMapping]) -> Result<Vec<PortSpec>> {
                 Error::invalid(format!("port mapping: unknown protocol {proto:?}"))
             })?;
             specs.push(PortSpec {
-                host_ip,
+                host_ip: IpAddr::V4(host_ip),
                 host_port: Some(p.host_port),
                 container_port: p.container_port,
                 count,

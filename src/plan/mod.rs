@@ -134,7 +134,10 @@ pub enum Step {
     /// undo: entries are re-created by the next packet.
     FlushConntrack {
         proto: Proto,
-        dst: Option<Ipv4Addr>,
+        /// The family of the entries (IPv6's render with `-f ipv6`).
+        family: crate::model::Family,
+        /// None: to any address of the family.
+        dst: Option<IpAddr>,
         port: u16,
     },
     /// An ifb device (up, in the network's link group) whose egress
@@ -326,8 +329,13 @@ impl Step {
                 kernel.set_hairpin(ifname, true)?;
                 None
             }
-            Step::FlushConntrack { proto, dst, port } => {
-                kernel.conntrack_flush(*proto, *dst, *port)?;
+            Step::FlushConntrack {
+                proto,
+                family,
+                dst,
+                port,
+            } => {
+                kernel.conntrack_flush(*proto, *family, *dst, *port)?;
                 None
             }
             Step::CreateIfb { name, mtu, group } => {
@@ -472,10 +480,23 @@ impl Step {
             Step::SetHairpin { ifname } => {
                 vec![format!("ip link set {ifname} type bridge_slave hairpin on")]
             }
-            Step::FlushConntrack { proto, dst, port } => vec![match dst {
-                Some(d) => format!("conntrack -D -p {proto} --orig-dst {d} --orig-port-dst {port}"),
-                None => format!("conntrack -D -p {proto} --orig-port-dst {port}"),
-            }],
+            Step::FlushConntrack {
+                proto,
+                family,
+                dst,
+                port,
+            } => {
+                let f = match family {
+                    crate::model::Family::V4 => "",
+                    crate::model::Family::V6 => " -f ipv6",
+                };
+                vec![match dst {
+                    Some(d) => format!(
+                        "conntrack -D{f} -p {proto} --orig-dst {d} --orig-port-dst {port}"
+                    ),
+                    None => format!("conntrack -D{f} -p {proto} --orig-port-dst {port}"),
+                }]
+            }
             Step::CreateIfb { name, mtu, group } => vec![
                 format!("ip link add {name} mtu {mtu} group {group} type ifb"),
                 format!("ip link set {name} addrgenmode none"),

@@ -1186,17 +1186,31 @@ impl Tx<'_> {
     }
 
     /// Publishes of the endpoints of one network (for `network rm --force`).
-    pub fn network_ports(&self, network_id: i64) -> Result<Vec<(Ipv4Addr, PortMapping)>> {
+    /// Each mapping once per address of its endpoint (either family).
+    pub fn network_ports(&self, network_id: i64) -> Result<Vec<(IpAddr, PortMapping)>> {
         let mut stmt = self.tx.prepare_cached(
-            "SELECT p.host_ip, p.proto, p.host_port, p.container_port, p.count, e.ip
+            "SELECT p.host_ip, p.proto, p.host_port, p.container_port, p.count, e.ip, e.ip6
              FROM ports p JOIN endpoints e ON e.id = p.endpoint_id
-             WHERE e.network_id = ?1 AND e.ip IS NOT NULL ORDER BY p.id",
+             WHERE e.network_id = ?1 ORDER BY p.id",
         )?;
         let rows = stmt.query_map([network_id], |row| {
-            let ip: u32 = row.get(5)?;
-            Ok((Ipv4Addr::from(ip), port_from_row(row)?))
+            let v4: Option<u32> = row.get(5)?;
+            let v6: Option<String> = row.get(6)?;
+            let mut ips: Vec<IpAddr> = v4
+                .map(|v| IpAddr::V4(Ipv4Addr::from(v)))
+                .into_iter()
+                .collect();
+            if let Some(t) = v6 {
+                ips.push(t.parse().map_err(|_| bad_column(6, &t))?);
+            }
+            let m = port_from_row(row)?;
+            Ok(ips.into_iter().map(|ip| (ip, m)).collect::<Vec<_>>())
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut out = Vec::new();
+        for r in rows {
+            out.extend(r?);
+        }
+        Ok(out)
     }
 }
 

@@ -247,7 +247,7 @@ fn the_builder_reads_uplinks_owners_and_link_states() {
     };
     let mut a = ep(1, "web", "a", 7, [10, 90, 0, 2]);
     a.ports.push(PortMapping {
-        host_ip: Ipv4Addr::UNSPECIFIED,
+        host_ip: Ipv4Addr::UNSPECIFIED.into(),
         host_port: 8080,
         container_port: 80,
         count: 1,

@@ -137,7 +137,7 @@ fn resolve(ctx: &mut Context, m: &Model, text: &str) -> Result<Place> {
         if let Some(e) = m.endpoints.iter().find(|e| v4::ip(e) == ip) {
             return namespace_of(ctx, m, e, &e.name.clone());
         }
-        if ctx.kernel.is_local_address(ip) {
+        if ctx.kernel.is_local_address(ip.into()) {
             return Ok(Place::Host);
         }
         return Ok(Place::World(ip));
@@ -270,7 +270,7 @@ pub fn gather(ctx: &mut Context, src: &str, dst: &str) -> Result<Facts> {
     let dst_place = resolve(ctx, &m, &dst_name)?;
     let (dst_label, dst_ip) = destination(ctx, &m, &src_place, &dst_place, &dst_name)?;
     let k = &mut ctx.kernel;
-    let dst_local = dst_ip.is_loopback() || k.is_local_address(dst_ip);
+    let dst_local = dst_ip.is_loopback() || k.is_local_address(dst_ip.into());
     let (source, src_route, ingress) = match src_place {
         Place::Host => (Source::Host, None, None),
         Place::World(ip) => (Source::World(ip), None, Some(k.route_get(None, ip, None)?)),
@@ -310,7 +310,7 @@ pub fn gather(ctx: &mut Context, src: &str, dst: &str) -> Result<Facts> {
     .unwrap_or(dst_ip);
     let host_route = Some(k.route_get(None, target, None)?);
     let host_listens = match flow {
-        Flow::Port(p, port) if dst_local => k.host_port_in_use(p, dst_ip, port),
+        Flow::Port(p, port) if dst_local => k.host_port_in_use(p, dst_ip.into(), port),
         _ => false,
     };
     let flag = |v: Result<String>| v.ok().map(|v| v.trim() == "1");

@@ -233,7 +233,10 @@ pub fn dnat(
     };
     let ranged = |m: &PortMapping| m.count > 1 && m.host_port == m.container_port;
     use crate::firewall::ports::{PUBLISHED, PUBLISHED_ANY, PUBLISHED_RANGES};
-    if let Some(d) = found(&|m| !ranged(m) && m.host_ip == dst, PUBLISHED) {
+    if let Some(d) = found(
+        &|m| !ranged(m) && m.host_ip == std::net::IpAddr::V4(dst),
+        PUBLISHED,
+    ) {
         return Some(d);
     }
     let dns_listener = matches!(proto, Proto::Udp | Proto::Tcp)
@@ -248,7 +251,7 @@ pub fn dnat(
         return Some(d);
     }
     found(
-        &|m| ranged(m) && (m.is_any_address() || m.host_ip == dst),
+        &|m| ranged(m) && (m.is_any_address() || m.host_ip == std::net::IpAddr::V4(dst)),
         PUBLISHED_RANGES,
     )
 }

@@ -5,13 +5,13 @@
 //! test without root.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use berth_nft::{ElemOp, Op};
 
 use crate::firewall;
 use crate::kernel::{sysctl, ChildLink, InsideConfig, LinkFact, NftFingerprint, VethPair};
-use crate::model::{names, Endpoint, Network, PortMapping, Proto};
+use crate::model::{names, Endpoint, Family, Network, PortMapping, Proto};
 use crate::plan::{Plan, SourceRule, Step};
 use crate::store::{Sandbox, Status};
 
@@ -196,6 +196,18 @@ pub fn network_steps(network: &Network, plan: &mut Plan) {
         mtu: network.mtu,
         group: names::BRIDGE_GROUP,
     });
+    if network.subnet6().is_some() {
+        // The host resolves a container's address for forwarded traffic
+        // only from a link-local address of the bridge that is no longer
+        // tentative: duplicate address detection would make every
+        // forwarded packet wait (and the first connections time out) for
+        // a second after the bridge gets its first port. Set now, while
+        // the bridge has no carrier and so no link-local address yet.
+        plan.push(Step::SetSysctl {
+            key: sysctl::Key::ipv6_conf(&bridge, "accept_dad"),
+            value: "0".into(),
+        });
+    }
     for s in &network.subnets {
         if let Some(gateway) = s.gateway {
             plan.push(Step::AddAddress {
@@ -267,14 +279,10 @@ fn default_via(network: &Network, e: &Endpoint) -> Vec<std::net::IpAddr> {
         .collect()
 }
 
-/// The published ports of an endpoint, by the address they go to. The
-/// published-port maps are IPv4's: an endpoint without an IPv4 address
-/// publishes nothing.
-fn published_of(e: &Endpoint) -> Vec<(Ipv4Addr, &[PortMapping])> {
-    e.ip4()
-        .map(|ip| (ip, e.ports.as_slice()))
-        .into_iter()
-        .collect()
+/// The published ports of an endpoint, by each address they go to (a
+/// mapping answers in the families it covers that the endpoint has).
+fn published_of(e: &Endpoint) -> Vec<(IpAddr, &[PortMapping])> {
+    e.ips.iter().map(|ip| (*ip, e.ports.as_slice())).collect()
 }
 
 /// A macvlan/ipvlan endpoint: the child, born in the namespace under
@@ -411,21 +419,22 @@ pub fn connect_bandwidth(
 /// at `ip`: one nft batch of map elements, then a conntrack flush per UDP
 /// port (TCP flows end by themselves; a UDP client that keeps sending would
 /// keep following the old entry forever).
-pub fn port_steps(plan: &mut Plan, ip: Ipv4Addr, ports: &[PortMapping], add: bool) {
+pub fn port_steps(plan: &mut Plan, ip: IpAddr, ports: &[PortMapping], add: bool) {
     let op = if add { ElemOp::Add } else { ElemOp::Delete };
     ports_steps(plan, &[(ip, ports)], op);
 }
 
-/// Withdrawing the ports of several containers at once, in one batch.
-pub fn withdraw_ports(plan: &mut Plan, published: &[(Ipv4Addr, Vec<PortMapping>)]) {
-    let published: Vec<(Ipv4Addr, &[PortMapping])> = published
+/// Withdrawing the ports of several containers at once, in one batch
+/// (each container once per address).
+pub fn withdraw_ports(plan: &mut Plan, published: &[(IpAddr, Vec<PortMapping>)]) {
+    let published: Vec<(IpAddr, &[PortMapping])> = published
         .iter()
         .map(|(ip, ports)| (*ip, ports.as_slice()))
         .collect();
     ports_steps(plan, &published, ElemOp::Delete);
 }
 
-fn ports_steps(plan: &mut Plan, published: &[(Ipv4Addr, &[PortMapping])], op: ElemOp) {
+fn ports_steps(plan: &mut Plan, published: &[(IpAddr, &[PortMapping])], op: ElemOp) {
     let mut change = firewall::Change {
         batch: berth_nft::Batch::new(),
         undo: berth_nft::Batch::new(),
@@ -440,7 +449,7 @@ fn ports_steps(plan: &mut Plan, published: &[(Ipv4Addr, &[PortMapping])], op: El
 
 /// Appends `op` on the published ports' elements to `change` (and the
 /// inverse to its undo).
-fn add_ports(change: &mut firewall::Change, published: &[(Ipv4Addr, &[PortMapping])], op: ElemOp) {
+fn add_ports(change: &mut firewall::Change, published: &[(IpAddr, &[PortMapping])], op: ElemOp) {
     let inverse = match op {
         ElemOp::Add => ElemOp::Delete,
         _ => ElemOp::Add,
@@ -461,19 +470,31 @@ fn nft_step(plan: &mut Plan, change: firewall::Change) {
     }
 }
 
-/// The conntrack flush of each published UDP port (see [`port_steps`]).
-fn flush_steps(plan: &mut Plan, published: &[(Ipv4Addr, &[PortMapping])]) {
-    for (_, ports) in published {
-        for m in ports.iter().filter(|m| m.proto == Proto::Udp) {
-            for (port, _) in m.pairs() {
-                plan.push(Step::FlushConntrack {
-                    proto: m.proto,
-                    dst: (!m.is_any_address()).then_some(m.host_ip),
-                    port,
-                });
-            }
+/// The conntrack flush of each published UDP port (see [`port_steps`]),
+/// in each family the mapping answers on for the container's address.
+fn flush_steps(plan: &mut Plan, published: &[(IpAddr, &[PortMapping])]) {
+    for (ip, ports) in published {
+        plan.steps.extend(flushes(Family::of(*ip), ports.iter()));
+    }
+}
+
+/// The conntrack flushes of `ports`' UDP mappings in `family`.
+pub fn flushes<'a>(family: Family, ports: impl IntoIterator<Item = &'a PortMapping>) -> Vec<Step> {
+    let mut out = Vec::new();
+    for m in ports
+        .into_iter()
+        .filter(|m| m.proto == Proto::Udp && m.covers(family))
+    {
+        for (port, _) in m.pairs() {
+            out.push(Step::FlushConntrack {
+                proto: m.proto,
+                family,
+                dst: (!m.is_any_address()).then_some(m.host_ip),
+                port,
+            });
         }
     }
+    out
 }
 
 /// The decision of `connect`, from what it observed: the endpoint to make
@@ -949,10 +970,10 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
         .map(|n| (*n).clone())
         .collect();
     let (expected, expected_guard) = expected_fingerprints(&live_owned, &desired.instance);
-    let mut published: Vec<(Ipv4Addr, Vec<PortMapping>)> = kept
+    let mut published: Vec<(IpAddr, Vec<PortMapping>)> = kept
         .iter()
         .filter(|e| !e.ports.is_empty())
-        .filter_map(|e| Some((e.ip4()?, e.ports.clone())))
+        .flat_map(|e| e.ips.iter().map(|ip| (*ip, e.ports.clone())))
         .collect();
     for n in live.iter().filter(|n| n.policy.dns) {
         let Some(gateway) = n.gateway4() else {
@@ -960,7 +981,7 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
         };
         let redirects = crate::dns::port_redirects(gateway, desired.dns_port);
         if !redirects.is_empty() {
-            published.push((gateway, redirects));
+            published.push((IpAddr::V4(gateway), redirects));
         }
     }
     let guards = firewall::guard::elements(kept.iter().copied());

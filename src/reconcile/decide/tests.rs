@@ -5,6 +5,7 @@ use expect_test::{expect, Expect};
 
 use super::*;
 use crate::model::{names, Mac, NetworkPolicy, PortSpec};
+use std::net::Ipv4Addr;
 
 fn web() -> Network {
     Network {
@@ -77,15 +78,15 @@ fn matching(desired: &Desired) -> Observed {
     let nets: Vec<Network> = desired.networks.iter().map(|(n, _)| n.clone()).collect();
     let mut links = vec![bridge()];
     links.extend(desired.endpoints.iter().map(|(e, _)| veth_of(e)));
-    let mut published: Vec<(Ipv4Addr, Vec<PortMapping>)> = desired
+    let mut published: Vec<(IpAddr, Vec<PortMapping>)> = desired
         .endpoints
         .iter()
         .filter(|(e, _)| !e.ports.is_empty())
-        .map(|(e, _)| (e.ip4().unwrap(), e.ports.clone()))
+        .flat_map(|(e, _)| e.ips.iter().map(|ip| (*ip, e.ports.clone())))
         .collect();
     for n in nets.iter().filter(|n| n.policy.dns) {
         let g = n.gateway4().unwrap();
-        published.push((g, crate::dns::port_redirects(g, desired.dns_port)));
+        published.push((g.into(), crate::dns::port_redirects(g, desired.dns_port)));
     }
     let guards = firewall::guard::elements(desired.endpoints.iter().map(|(e, _)| e));
     let fresh = firewall::rebuild(
@@ -185,7 +186,7 @@ fn what_was_lost_by_hand_is_put_back_and_only_that() {
             turned net.ipv4.ip_forward back on
             --
             ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
-            nft batch of 81 changes (first: delete table inet berth)
+            nft batch of 107 changes (first: delete table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -224,7 +225,7 @@ fn after_a_reboot_the_network_is_rebuilt_and_dead_endpoints_dropped() {
             ip link add berth-web mtu 1500 address 02:42:0a:5a:00:01 group 1650786304 up type bridge mcast_snooping 0
             ip addr add 10.90.0.1/24 brd 10.90.0.255 dev berth-web
             sysctl -w net.ipv4.conf.berth-web.route_localnet=1
-            nft batch of 76 changes (first: add table inet berth)
+            nft batch of 102 changes (first: add table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -256,7 +257,7 @@ fn interrupted_connect_is_undone_and_interrupted_disconnect_finished() {
             rebuilt the anti-spoofing table: its sets or maps had been changed
             --
             ip link del vb6c39f18610fe
-            nft batch of 78 changes (first: delete table inet berth)
+            nft batch of 104 changes (first: delete table inet berth)
         "#]],
     );
 }
@@ -386,7 +387,7 @@ fn a_killed_run_is_reclaimed() {
             --
             ip link del vb8923df65c048
             ip netns del run-77
-            nft batch of 78 changes (first: delete table inet berth)
+            nft batch of 104 changes (first: delete table inet berth)
         "#]],
     );
 }
@@ -624,7 +625,7 @@ fn a_lost_ifb_is_recreated_and_a_dead_endpoints_ifb_removed() {
             tc qdisc replace dev ib6c39f18610fe root handle 1: tbf rate 5mbit burst 16384b limit 47634b
             tc qdisc replace dev vb6c39f18610fe handle ffff: ingress
             tc filter replace dev vb6c39f18610fe parent ffff: protocol all prio 1 handle 800::800 u32 match u32 0 0 action mirred egress redirect dev ib6c39f18610fe
-            nft batch of 80 changes (first: delete table inet berth)
+            nft batch of 106 changes (first: delete table inet berth)
         "#]],
     );
 }
