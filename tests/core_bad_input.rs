@@ -629,3 +629,95 @@ fn a_corrupt_state_is_named() {
         ],
     );
 }
+
+/// IPv6 values a network, a connect or a mapping cannot take: each named
+/// in one line, exit 2, nothing changed (`alpha` is IPv4-only, `six`
+/// dual-stack).
+#[test]
+fn bad_ipv6_input() {
+    let sb = setup();
+    sb.berth_ok(&[
+        "network",
+        "create",
+        "six",
+        "--subnet",
+        "10.91.0.0/24",
+        "--subnet6",
+        "fd00:91::/64",
+    ]);
+    check_cases(
+        &sb,
+        &[
+            (
+                &["network", "create", "n", "--subnet6", "fd00:::/64"],
+                "fd00:::/64",
+            ),
+            (
+                &["network", "create", "n", "--subnet6", "fd00:5::/121"],
+                "fd00:5::/121",
+            ),
+            (
+                &[
+                    "network",
+                    "create",
+                    "n",
+                    "--subnet6",
+                    "fd00:5::/64",
+                    "--gateway6",
+                    "fd00:6::1",
+                ],
+                "fd00:6::1",
+            ),
+            (
+                &["network", "create", "n", "--subnet6", "fd00:5::1/64"],
+                "fd00:5::/64",
+            ),
+            (
+                &["network", "create", "n", "--subnet6", "10.92.0.0/24"],
+                "10.92.0.0/24",
+            ),
+            (
+                &["network", "create", "n", "--ipv6", "--subnet6", "fe80::/64"],
+                "link-local",
+            ),
+            (
+                &[
+                    "network",
+                    "create",
+                    "n",
+                    "--subnet6",
+                    "fd00:91:0:0:8000::/65",
+                ],
+                "overlaps network \"six\"",
+            ),
+            (&["network", "create", "n", "--no-ipv4"], "--no-ipv4"),
+            (
+                &["network", "create", "n", "--gateway6", "10.0.0.1"],
+                "10.0.0.1",
+            ),
+            (
+                &["connect", "alpha", "b", "--ip6", "fd00:90::5"],
+                "no IPv6 subnet",
+            ),
+            (&["connect", "six", "b", "--ip6", "10.91.0.9"], "10.91.0.9"),
+            (
+                &["connect", "six", "b", "--ip6", "fd00:99::5"],
+                "fd00:99::5",
+            ),
+            (&["connect", "six", "b", "--ip6", "fd00:91::"], "fd00:91::"),
+            (&["connect", "six", "b", "--ip6", "fd00:91::1"], "gateway"),
+            (
+                &["connect", "alpha", "b", "-p", "[2001:db8::1]:8080:80"],
+                "[2001:db8::1]",
+            ),
+            (
+                &["connect", "six", "b", "-p", "[fd00::zz]:80:80"],
+                "fd00::zz",
+            ),
+            (
+                &["run", "--net", "alpha", "--ip6", "fd00:90::5", "--", "true"],
+                "no IPv6 subnet",
+            ),
+        ],
+    );
+}

@@ -51,19 +51,47 @@ fn essence(sb: &Sandbox) -> BTreeMap {
         parts.insert(format!("{label} addrs"), Value::from(addrs));
         let routes = scrub(sb.ip_json_in(ns, &["-4", "route"]));
         parts.insert(format!("{label} routes"), routes);
+        // IPv6: the global addresses and the main table's routes but the
+        // link-local ones (which the kernel makes with every link up).
+        let addrs6: Vec<String> =
+            as_array(sb.ip_json_in(ns, &["-6", "addr", "show", "scope", "global"]))
+                .iter()
+                .flat_map(|l| {
+                    let dev = l["ifname"].as_str().unwrap_or("").to_string();
+                    as_array(l["addr_info"].clone())
+                        .into_iter()
+                        .map(move |a| format!("{dev} {}/{}", a["local"], a["prefixlen"]))
+                })
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+        parts.insert(format!("{label} addrs6"), Value::from(addrs6));
+        let routes6: Vec<String> = as_array(sb.ip_json_in(ns, &["-6", "route"]))
+            .iter()
+            .filter(|r| !r["dst"].as_str().unwrap_or("").starts_with("fe80:"))
+            .map(|r| format!("{} via {} dev {}", r["dst"], r["gateway"], r["dev"]))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        parts.insert(format!("{label} routes6"), Value::from(routes6));
     }
     let nft = sb.cmd("nft", &["-j", "list", "ruleset"]);
     parts.insert("nft".into(), by_table(normalize(scrub(loose_json(&nft)))));
     let eps: Vec<String> = sb
         .endpoints()
         .iter()
-        .map(|e| format!("{} {} {} {}", e["network"], e["name"], e["ip"], e["status"]))
+        .map(|e| {
+            format!(
+                "{} {} {} {} {}",
+                e["network"], e["name"], e["ip"], e["ip6"], e["status"]
+            )
+        })
         .collect();
     parts.insert("berth ps".into(), Value::from(eps));
     let nets: Vec<String> = sb
         .networks()
         .iter()
-        .map(|n| format!("{} {}", n["name"], n["subnet"]))
+        .map(|n| format!("{} {}", n["name"], n["subnets"]))
         .collect();
     parts.insert("berth network ls".into(), Value::from(nets));
     parts
@@ -173,11 +201,14 @@ fn run_with_failpoint(sb: &Sandbox, args: &[&str], failpoint: &str) -> bool {
     }
 }
 
-/// The IPv4 addresses of every namespace's eth interfaces: no two equal.
+/// The IPv4 and global IPv6 addresses of every namespace's interfaces:
+/// no two equal.
 fn assert_no_duplicate_address(sb: &Sandbox) {
     let mut seen: HashMap<String, String> = HashMap::new();
     for ns in sb.netns_list() {
-        for l in as_array(sb.ip_json_in(Some(&ns), &["-4", "addr"])) {
+        let v4 = as_array(sb.ip_json_in(Some(&ns), &["-4", "addr"]));
+        let v6 = as_array(sb.ip_json_in(Some(&ns), &["-6", "addr", "show", "scope", "global"]));
+        for l in v4.into_iter().chain(v6) {
             for a in as_array(l["addr_info"].clone()) {
                 let ip = a["local"].as_str().unwrap_or("").to_string();
                 if ip.starts_with("127.") {
@@ -208,6 +239,23 @@ fn setup_network(sb: &Sandbox) {
 fn setup_two_networks(sb: &Sandbox) {
     setup_network(sb);
     sb.create_network("db", "10.91.0.0/24");
+}
+
+/// `web6`, dual-stack, with c0 connected and publishing a port on both
+/// families; c1 exists.
+fn setup_dual(sb: &Sandbox) {
+    sb.berth_ok(&[
+        "network",
+        "create",
+        "web6",
+        "--subnet",
+        "10.94.0.0/24",
+        "--subnet6",
+        "fd00:94::/64",
+    ]);
+    sb.add_netns("c0");
+    sb.add_netns("c1");
+    sb.connect("web6", "c0", &["-p", "8000:80"]);
 }
 
 /// A macvlan network `lan` on the parent `up0` (a veth whose peer is in
@@ -297,6 +345,42 @@ const CASES: &[Case] = &[
         setup: setup_metric_beside,
         args: &["disconnect", "web", "c0"],
     },
+    // Dual stack: both families' addresses, routes, ports and forwarding.
+    Case {
+        name: "dual-stack connect",
+        setup: setup_dual,
+        args: &[
+            "connect",
+            "web6",
+            "c1",
+            "-p",
+            "8080:80",
+            "-p",
+            "5353:53/udp",
+        ],
+    },
+    Case {
+        name: "dual-stack disconnect",
+        setup: setup_dual,
+        args: &["disconnect", "web6", "c0"],
+    },
+    Case {
+        name: "IPv6-only network create",
+        setup: setup_dual,
+        args: &[
+            "network",
+            "create",
+            "six",
+            "--no-ipv4",
+            "--subnet6",
+            "fd00:95::/64",
+        ],
+    },
+    Case {
+        name: "dual-stack network rm --force",
+        setup: setup_dual,
+        args: &["network", "rm", "web6", "--force"],
+    },
 ];
 
 /// c0 on web (the plain default route) and on db with its own, metric 200.
@@ -352,9 +436,13 @@ fn a_command_killed_at_any_step_converges_to_never_ran_or_completed() {
                 case.name
             );
             // And berth keeps working: a new endpoint gets an unused address.
-            if sb.networks().iter().any(|n| n["name"] == "web") {
+            let names: Vec<Value> = sb.networks().iter().map(|n| n["name"].clone()).collect();
+            if let Some(net) = ["web", "web6"]
+                .into_iter()
+                .find(|w| names.contains(&Value::from(*w)))
+            {
                 sb.add_netns("c9");
-                sb.connect("web", "c9", &[]);
+                sb.connect(net, "c9", &[]);
                 assert_no_duplicate_address(&sb);
             }
         }
@@ -584,7 +672,16 @@ fn gc_removes_leftovers_berth_can_prove_it_made_and_nothing_else() {
 fn random_kill_storm_leaves_no_leak_and_no_duplicate_address() {
     let sb = Sandbox::new();
     sb.create_network("web", "10.90.0.0/24");
-    sb.create_network("db", "10.91.0.0/24");
+    // db is dual-stack: the storm covers both families' leases.
+    sb.berth_ok(&[
+        "network",
+        "create",
+        "db",
+        "--subnet",
+        "10.91.0.0/24",
+        "--subnet6",
+        "fd00:91::/64",
+    ]);
     sb.add_netns("lanside");
     sb.sh_ok("ip link add up0 type veth peer name lanif netns lanside && ip link set up0 up");
     sb.berth_ok(&[
@@ -620,7 +717,14 @@ fn random_kill_storm_leaves_no_leak_and_no_duplicate_address() {
             0 | 1 if net == "mv" => vec!["connect", net, &ns],
             0 | 1 => vec!["connect", net, &ns, "-p", &port],
             2 | 3 => vec!["disconnect", net, &ns],
-            _ => vec!["network", "create", "tmp", "--subnet", "10.93.0.0/24"],
+            _ => vec![
+                "network",
+                "create",
+                "tmp",
+                "--subnet",
+                "10.93.0.0/24",
+                "--ipv6",
+            ],
         };
         let args = if args[0] == "network" && next() % 2 == 0 {
             vec!["network", "rm", "tmp", "--force"]

@@ -632,8 +632,9 @@ impl Kernel for FakeKernel {
             .retain(|(n, _)| n.as_deref() != Some(path.as_path()));
         Ok(true)
     }
-    fn set_bridge_netfilter(&mut self, bridge: &str, on: bool) -> Result<()> {
-        self.op(format!("set_bridge_netfilter {bridge} {on}"))?;
+    fn set_bridge_netfilter(&mut self, bridge: &str, on: bool, ipv6: bool) -> Result<()> {
+        let six = if ipv6 { " ipv6" } else { "" };
+        self.op(format!("set_bridge_netfilter {bridge} {on}{six}"))?;
         self.host_index(bridge).map(drop)
     }
     fn nft_apply(&mut self, batch: &Batch) -> Result<()> {

@@ -241,12 +241,22 @@ pub fn no_ipv6_addresses(rtnl: &mut Rtnl, name: &str) -> io::Result<()> {
 /// iptables/nftables hooks (`nf_call_iptables`) whatever the namespace-wide
 /// `net.bridge.bridge-nf-call-iptables` says, so that berth's forward chain
 /// sees traffic between two ports of the bridge in every mode.
-pub fn set_bridge_nf_call_iptables(rtnl: &mut Rtnl, name: &str, on: bool) -> io::Result<()> {
+pub fn set_bridge_nf_call_iptables(
+    rtnl: &mut Rtnl,
+    name: &str,
+    on: bool,
+    ipv6: bool,
+) -> io::Result<()> {
     let mut msg = LinkMessage::default();
     msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    let mut data = vec![InfoBridge::NfCallIpTables(on)];
+    if ipv6 {
+        // The same for bridged IPv6 frames (`nf_call_ip6tables`).
+        data.push(InfoBridge::NfCallIp6Tables(on));
+    }
     msg.attributes.push(LinkAttribute::LinkInfo(vec![
         LinkInfo::Kind(InfoKind::Bridge),
-        LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::NfCallIpTables(on)])),
+        LinkInfo::Data(InfoData::Bridge(data)),
     ]));
     rtnl.request(RouteNetlinkMessage::NewLink(msg), 0)
 }

@@ -142,7 +142,7 @@ pub trait Kernel: std::any::Any {
     /// Ok(false) if there was no such namespace.
     fn delete_netns(&mut self, name: &str) -> Result<bool>;
     /// Sets the bridge option `nf_call_iptables`.
-    fn set_bridge_netfilter(&mut self, bridge: &str, on: bool) -> Result<()>;
+    fn set_bridge_netfilter(&mut self, bridge: &str, on: bool, ipv6: bool) -> Result<()>;
     /// Applies an nf_tables batch as one atomic transaction.
     fn nft_apply(&mut self, batch: &Batch) -> Result<()>;
     fn nft_table_exists(&mut self, table: &Table) -> Result<bool>;
@@ -542,8 +542,8 @@ impl Kernel for LiveKernel {
         netns::delete_named(name)
     }
 
-    fn set_bridge_netfilter(&mut self, bridge: &str, on: bool) -> Result<()> {
-        link::set_bridge_nf_call_iptables(self.rtnl()?, bridge, on)
+    fn set_bridge_netfilter(&mut self, bridge: &str, on: bool, ipv6: bool) -> Result<()> {
+        link::set_bridge_nf_call_iptables(self.rtnl()?, bridge, on, ipv6)
             .map_err(|e| Error::kernel(format!("setting nf_call_iptables on bridge {bridge}"), e))
     }
 

@@ -98,9 +98,11 @@ pub enum Step {
         names: Vec<String>,
     },
     /// `nf_call_iptables` on a bridge, so its bridged traffic meets the
-    /// forward chain in every `bridge-nf-call-iptables` mode.
+    /// forward chain in every `bridge-nf-call-iptables` mode; with `ipv6`,
+    /// `nf_call_ip6tables` too.
     BridgeNetfilter {
         bridge: String,
+        ipv6: bool,
     },
     /// One atomic nf_tables batch, with the batch that takes it back.
     Nft {
@@ -294,8 +296,8 @@ impl Step {
                 kernel.delete_links_together(names)?;
                 None
             }
-            Step::BridgeNetfilter { bridge } => {
-                kernel.set_bridge_netfilter(bridge, true)?;
+            Step::BridgeNetfilter { bridge, ipv6 } => {
+                kernel.set_bridge_netfilter(bridge, true, *ipv6)?;
                 None
             }
             Step::Nft { batch, undo } => {
@@ -461,8 +463,11 @@ impl Step {
             Step::DeleteLinksTogether { names } => {
                 names.iter().map(|n| format!("ip link del {n}")).collect()
             }
-            Step::BridgeNetfilter { bridge } => {
-                vec![format!("ip link set {bridge} type bridge nf_call_iptables 1")]
+            Step::BridgeNetfilter { bridge, ipv6 } => {
+                let six = if *ipv6 { " nf_call_ip6tables 1" } else { "" };
+                vec![format!(
+                    "ip link set {bridge} type bridge nf_call_iptables 1{six}"
+                )]
             }
             Step::Nft { batch, .. } => batch.render().into_iter().map(|l| format!("nft {}", shell_quote_nft(&l))).collect(),
             Step::AddTableDefault {

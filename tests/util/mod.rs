@@ -1089,10 +1089,11 @@ pub fn in_subnet(ip: &str, cidr: &str) -> bool {
     ipv4(ip) & mask == ipv4(net) & mask
 }
 
-/// Turns br_netfilter's `bridge-nf-call-iptables` on or off in the sandbox.
+/// Turns br_netfilter's `bridge-nf-call-iptables` and `bridge-nf-call-ip6tables`
+/// on or off in the sandbox.
 pub fn set_br_netfilter(sb: &Sandbox, on: bool) {
     sb.sh_ok(&format!(
-        "sysctl -qw net.bridge.bridge-nf-call-iptables={}",
+        "sysctl -qw net.bridge.bridge-nf-call-iptables={0} net.bridge.bridge-nf-call-ip6tables={0}",
         on as u8
     ));
 }

@@ -224,7 +224,10 @@ pub fn network_steps(network: &Network, plan: &mut Plan) {
         value: "1".into(),
     });
     if !network.policy.icc {
-        plan.push(Step::BridgeNetfilter { bridge });
+        plan.push(Step::BridgeNetfilter {
+            bridge,
+            ipv6: network.subnet6().is_some(),
+        });
     }
 }
 
