@@ -54,6 +54,10 @@ pub enum Field {
     Ip6Nexthdr,
     /// `icmpv6 type`
     Icmpv6Type,
+    /// The target address of a neighbour solicitation or advertisement
+    /// (RFC 4861 4.3, 4.4: bytes 8-23 of the ICMPv6 message). nft 1.0
+    /// has no name for it: `@th,64,128`.
+    NdTarget,
 }
 
 /// Ethertypes of the network protocols a field can depend on.
@@ -138,7 +142,11 @@ impl Field {
     pub fn len(self) -> usize {
         match self {
             Field::IpSaddr | Field::IpDaddr | Field::Mark | Field::ArpSaddrIp => 4,
-            Field::Ip6Saddr | Field::Ip6Daddr | Field::Iifname | Field::Oifname => 16,
+            Field::Ip6Saddr
+            | Field::Ip6Daddr
+            | Field::Iifname
+            | Field::Oifname
+            | Field::NdTarget => 16,
             Field::L4Proto | Field::Ip6Nexthdr | Field::Icmpv6Type => 1,
             Field::ThSport | Field::ThDport => 2,
             Field::EtherSaddr | Field::ArpSaddrEther => 6,
@@ -163,6 +171,7 @@ impl Field {
             Field::ArpSaddrIp => "arp saddr ip",
             Field::Ip6Nexthdr => "ip6 nexthdr",
             Field::Icmpv6Type => "icmpv6 type",
+            Field::NdTarget => "@th,64,128",
         }
     }
 
@@ -188,7 +197,7 @@ impl Field {
             Field::IpSaddr | Field::IpDaddr => vec![Dep::L3(ETH_P_IP)],
             Field::Ip6Saddr | Field::Ip6Daddr | Field::Ip6Nexthdr => vec![Dep::L3(ETH_P_IPV6)],
             Field::ArpSaddrEther | Field::ArpSaddrIp => vec![Dep::L3(ETH_P_ARP)],
-            Field::Icmpv6Type => vec![Dep::L3(ETH_P_IPV6), Dep::L4(58)],
+            Field::Icmpv6Type | Field::NdTarget => vec![Dep::L3(ETH_P_IPV6), Dep::L4(58)],
             _ => Vec::new(),
         }
     }
@@ -212,6 +221,7 @@ impl Field {
             Field::ThDport => payload(PayloadBase::Transport, 2),
             Field::Ip6Nexthdr => payload(PayloadBase::Network, 6),
             Field::Icmpv6Type => payload(PayloadBase::Transport, 0),
+            Field::NdTarget => payload(PayloadBase::Transport, 8),
             Field::L4Proto => Expr::Meta {
                 key: MetaKey::L4proto,
                 dreg,
@@ -1469,6 +1479,34 @@ mod tests {
         let net = Rule::new().saddr_prefix("fd00:1:2:3::9".parse().unwrap(), 64);
         assert_eq!(net.render(), "ip6 saddr fd00:1:2:3::/64");
         assert!(net.check().is_ok());
+    }
+
+    /// A neighbour advertisement's target in a concatenated lookup: the
+    /// 16 bytes at offset 8 of the ICMPv6 message, after the type match
+    /// and its dependencies; in the bridge family the network protocol is
+    /// the ether type.
+    #[test]
+    fn an_nd_target_is_loaded_from_the_icmpv6_message() {
+        let r = Rule::new().icmpv6_type(136).lookup_ne(
+            &[Field::Iifname, Field::EtherSaddr, Field::NdTarget],
+            "allowed6",
+        );
+        assert!(r.check().is_ok());
+        assert_eq!(
+            r.render(),
+            "icmpv6 type nd-neighbor-advert iifname . ether saddr . @th,64,128 != @allowed6"
+        );
+        let e = r.exprs(Family::Bridge);
+        assert!(
+            e.contains(&Expr::Payload {
+                base: PayloadBase::Transport,
+                offset: 8,
+                len: 16,
+                dreg: Reg::r32(6),
+            }),
+            "{e:?}"
+        );
+        assert!(matches!(e.last(), Some(Expr::Lookup { invert: true, .. })));
     }
 
     #[test]
