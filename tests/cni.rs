@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use util::cni::{cni, Run};
+use util::cni::{cni, internet6, Run, HOST6, OUTSIDE6};
 use util::*;
 
 const HOST: &str = "203.0.113.1";
@@ -687,29 +687,6 @@ fn a_gc_killed_after_its_intent_is_finished_by_the_next_command() {
     assert!(sb.link(None, &veths[0]).is_some());
     assert!(sb.link(None, &veths[1]).is_none());
     assert!(sb.link(None, &veths[2]).is_none());
-}
-
-/// The host's IPv6 address on the uplink, and the outside's.
-const HOST6: &str = "2001:db8:1::1";
-const OUTSIDE6: &str = "2001:db8:1::2";
-
-/// The `internet` namespace with IPv6 on the uplink too.
-fn internet6(sb: &Sandbox) -> Internet {
-    let inet = sb.internet();
-    sb.sh_ok(&format!(
-        "ip -6 addr add {HOST6}/64 dev uplink0 nodad && \
-         ip -n internet -6 addr add {OUTSIDE6}/64 dev eth0 nodad && \
-         ip -n internet -6 route add default via {HOST6} && \
-         ip -6 route add default via {OUTSIDE6}"
-    ));
-    // Forwarding to a neighbour waits for the link-local addresses to
-    // leave their tentative state (DAD, about a second).
-    sb.sh_ok(
-        "for i in $(seq 100); do \
-           [ -z \"$(ip -6 addr show dev uplink0 tentative)$(ip -n internet -6 addr show dev eth0 tentative)\" ] && exit 0; \
-           sleep 0.05; done; exit 1",
-    );
-    inet
 }
 
 fn v6(addr: &str, port: u16) -> String {
