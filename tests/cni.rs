@@ -1,8 +1,9 @@
 //! berth as a CNI plugin, driven the way a runtime drives it: the `CNI_*`
 //! environment and the network configuration on stdin, one process per
 //! verb. Every verb and version, the error codes, published ports from
-//! outside and from the host, GC, and concurrent ADDs. Each test runs in
-//! its own sandbox.
+//! outside and from the host, GC, and concurrent ADDs; dual-stack and
+//! IPv6-only networks with traffic over IPv6, in both br_netfilter
+//! modes. Each test runs in its own sandbox.
 
 mod util;
 
@@ -11,7 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use util::cni::{cni, Run};
+use util::cni::{cni, internet6, Run, HOST6, OUTSIDE6};
 use util::*;
 
 const HOST: &str = "203.0.113.1";
@@ -78,12 +79,24 @@ fn assert_error(r: &Run, code: u64, what: &str) {
     assert!(r.out["cniVersion"].is_string(), "{what}: {}", r.out);
 }
 
-/// berth's published-port map elements, all maps together.
+/// berth's published-port map elements, all maps of both families
+/// together.
 fn map_elements(sb: &Sandbox) -> usize {
-    ["published4", "published4_any", "published4_ranges"]
+    map_elements_of(sb, &["4", "6"])
+}
+
+/// The elements of the published-port maps of the families named (`4`,
+/// `6`).
+fn map_elements_of(sb: &Sandbox, families: &[&str]) -> usize {
+    families
         .iter()
+        .flat_map(|f| {
+            ["", "_any", "_ranges"]
+                .into_iter()
+                .map(move |k| format!("published{f}{k}"))
+        })
         .map(|m| {
-            let out = sb.cmd("nft", &["-j", "list", "map", "inet", "berth", m]);
+            let out = sb.cmd("nft", &["-j", "list", "map", "inet", "berth", &m]);
             if !out.status.success() {
                 return 0;
             }
@@ -674,4 +687,231 @@ fn a_gc_killed_after_its_intent_is_finished_by_the_next_command() {
     assert!(sb.link(None, &veths[0]).is_some());
     assert!(sb.link(None, &veths[1]).is_none());
     assert!(sb.link(None, &veths[2]).is_none());
+}
+
+fn v6(addr: &str, port: u16) -> String {
+    format!("[{addr}]:{port}")
+}
+
+/// The address part of a result's `ips` entry of the family (`:` in it
+/// or not).
+fn result_ip(out: &Value, ipv6: bool) -> Option<String> {
+    out["ips"]
+        .as_array()?
+        .iter()
+        .filter_map(|i| i["address"].as_str())
+        .find(|a| a.contains(':') == ipv6)
+        .map(|a| a.split('/').next().unwrap().to_string())
+}
+
+/// The IPv6 addresses (`addr/len`, link-local ones left out) of `dev` in
+/// `netns`.
+fn ipv6_addrs(sb: &Sandbox, netns: &str, dev: &str) -> Vec<String> {
+    let v = sb.ip_json_in(Some(netns), &["-6", "addr", "show", "dev", dev]);
+    as_array(v)
+        .into_iter()
+        .flat_map(|l| as_array(l["addr_info"].clone()))
+        .filter(|a| a["scope"] != "link")
+        .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+        .collect()
+}
+
+fn default6(sb: &Sandbox, netns: &str) -> Vec<String> {
+    as_array(sb.ip_json_in(Some(netns), &["-6", "route", "show", "default"]))
+        .iter()
+        .filter_map(|r| r["gateway"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// One CNI scenario on a dual-stack (`dual`) or IPv6-only network, as a
+/// runtime drives it: ADD with host-local's `ranges`, a static IPv6
+/// address from the `ips` capability and port mappings on every address,
+/// `::` and one IPv6 host address; the result and the kernel agree; pod
+/// to pod, published ports (from outside with the client address kept,
+/// from the host, from a neighbour) and masqueraded egress over IPv6;
+/// CHECK comparing the IPv6 side; DEL and GC releasing both families.
+fn stack_scenario(dual: bool, br_netfilter: bool) {
+    let sb = Sandbox::new();
+    set_br_netfilter(&sb, br_netfilter);
+    let inet = internet6(&sb);
+    let ranges = if dual {
+        json!([[{"subnet": "10.77.0.0/24"}], [{"subnet": "fd00:77::/64"}]])
+    } else {
+        json!([[{"subnet": "fd00:77::/64"}]])
+    };
+    let base = json!({
+        "cniVersion": "1.0.0", "name": "cnet", "type": "berth",
+        "ipam": {"type": "host-local", "ranges": ranges},
+    });
+    let with_rc = |rc: Value| {
+        let mut c = base.clone();
+        c["runtimeConfig"] = rc;
+        c.to_string()
+    };
+    let ports = json!([
+        {"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": ""},
+        {"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": "::"},
+        {"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": "::"},
+        {"hostPort": 9000, "containerPort": 80, "protocol": "tcp", "hostIP": HOST6}]);
+    let web_conf = with_rc(json!({"portMappings": ports, "ips": ["fd00:77::80/64"]}));
+    for ns in ["web", "peer"] {
+        sb.add_netns(ns);
+    }
+    let web = add_ok(&sb, "web", "web", &web_conf);
+    let peer = add_ok(&sb, "peer", "peer", &base.to_string());
+
+    // The result: one entry per family, with its gateway and route.
+    assert_eq!(
+        result_ip(&web, true).as_deref(),
+        Some("fd00:77::80"),
+        "{web}"
+    );
+    let want_ips = if dual { 2 } else { 1 };
+    assert_eq!(web["ips"].as_array().unwrap().len(), want_ips, "{web}");
+    let six = web["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["address"] == "fd00:77::80/64")
+        .unwrap()
+        .clone();
+    assert_eq!(six["gateway"], "fd00:77::1");
+    assert_eq!(six["interface"], 1);
+    let routes = web["routes"].as_array().unwrap();
+    assert!(
+        routes.contains(&json!({"dst": "::/0", "gw": "fd00:77::1"})),
+        "{web}"
+    );
+    assert_eq!(routes.len(), want_ips, "{web}");
+    // The kernel agrees.
+    assert_eq!(ipv6_addrs(&sb, "web", "eth0"), ["fd00:77::80/64"]);
+    assert_eq!(default6(&sb, "web"), ["fd00:77::1"]);
+    let web4 = result_ip(&web, false);
+    assert_eq!(web4.is_some(), dual, "{web}");
+    let want4: Vec<String> = web4.iter().map(|ip| format!("{ip}/24")).collect();
+    assert_eq!(sb.ipv4_addrs(Some("web"), "eth0"), want4);
+    let peer6 = result_ip(&peer, true).unwrap();
+    assert!(peer6.starts_with("fd00:77::"), "{peer}");
+
+    // Pod to pod over IPv6, both ways, addresses kept.
+    let _tcp = sb.tcp_server(Some("web"), "[::]:80");
+    let _udp = sb.udp_server(Some("web"), "[::]:53");
+    let _peer_srv = sb.tcp_server(Some("peer"), "[::]:7000");
+    assert_eq!(sb.assert_tcp(Some("peer"), &v6("fd00:77::80", 80)), peer6);
+    assert_eq!(sb.assert_tcp(Some("web"), &v6(&peer6, 7000)), "fd00:77::80");
+    // Published over IPv6: from outside (source kept), from the host, from
+    // a neighbour; UDP on `::`; the port bound to the host's address.
+    assert_eq!(sb.assert_tcp(Some(&inet.netns), &v6(HOST6, 8080)), OUTSIDE6);
+    assert_eq!(sb.assert_udp(Some(&inet.netns), &v6(HOST6, 5353)), OUTSIDE6);
+    assert_eq!(sb.assert_tcp(Some(&inet.netns), &v6(HOST6, 9000)), OUTSIDE6);
+    sb.assert_tcp(None, &v6(HOST6, 8080));
+    sb.assert_tcp(Some("peer"), &v6(HOST6, 8080));
+    // 9000 is bound to HOST6 alone, over IPv6 alone.
+    assert!(!sb.tcp(None, &v6("fd00:77::1", 9000)).status.success());
+    assert!(!sb
+        .tcp(Some(&inet.netns), &format!("{}:9000", inet.host_ip))
+        .status
+        .success());
+    // Over IPv4, the mapping on every address answers on a dual-stack
+    // network (with the client kept); the IPv6-only network has no IPv4.
+    let four = sb.tcp(Some(&inet.netns), &format!("{}:8080", inet.host_ip));
+    if dual {
+        assert_eq!(seen_source(&stdout(&four)), inet.peer_ip, "{four:?}");
+    } else {
+        assert!(!four.status.success(), "IPv4 on an IPv6-only network");
+    }
+    // Egress masqueraded to the host's IPv6 address.
+    let _out = sb.tcp_server(Some(&inet.netns), "[::]:7001");
+    assert_eq!(sb.assert_tcp(Some("web"), &v6(OUTSIDE6, 7001)), HOST6);
+    // The maps: 8080 (any), 5353 (IPv6 any), 9000 (one address) in IPv6;
+    // 8080 in IPv4 on the dual-stack network.
+    assert_eq!(map_elements_of(&sb, &["6"]), 3);
+    assert_eq!(map_elements_of(&sb, &["4"]), if dual { 1 } else { 0 });
+
+    // CHECK compares the IPv6 side too.
+    let env = [
+        ("CNI_CONTAINERID", "web"),
+        ("CNI_NETNS", "/run/netns/web"),
+        ("CNI_IFNAME", "eth0"),
+    ];
+    let mut with_prev: Value = serde_json::from_str(&web_conf).unwrap();
+    with_prev["prevResult"] = web.clone();
+    let with_prev = with_prev.to_string();
+    let r = cni(&sb, "CHECK", &env, &with_prev);
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    sb.sh_ok("nft delete element inet berth published6_any '{ udp . 5353 }'");
+    let r = cni(&sb, "CHECK", &env, &with_prev);
+    assert_error(&r, 103, "CHECK without the IPv6 map element");
+    assert!(
+        r.out["msg"].as_str().unwrap().contains("published6_any"),
+        "{}",
+        r.out
+    );
+    sb.berth_ok(&["up"]);
+    assert_eq!(cni(&sb, "CHECK", &env, &with_prev).code, 0);
+    sb.sh_ok("ip -n web -6 route del default");
+    let r = cni(&sb, "CHECK", &env, &with_prev);
+    assert_error(&r, 103, "CHECK without the IPv6 default route");
+    assert!(
+        r.out["msg"].as_str().unwrap().contains("fd00:77::1"),
+        "{}",
+        r.out
+    );
+    sb.sh_ok("ip -n web -6 route add default via fd00:77::1");
+    sb.sh_ok("ip -n web -6 addr del fd00:77::80/64 dev eth0");
+    let r = cni(&sb, "CHECK", &env, &with_prev);
+    assert_error(&r, 103, "CHECK without the IPv6 address");
+    assert!(
+        r.out["msg"].as_str().unwrap().contains("fd00:77::80"),
+        "{}",
+        r.out
+    );
+
+    // DEL releases both families: the maps empty, the static address free.
+    let r = del(&sb, "web", "web", &web_conf);
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    assert_eq!(map_elements(&sb), 0);
+    assert!(!sb.tcp(Some(&inet.netns), &v6(HOST6, 8080)).status.success());
+    // The same static addresses, of both families, are free again.
+    let mut statics = vec!["fd00:77::80/64".to_string()];
+    statics.extend(web4.iter().map(|ip| format!("{ip}/24")));
+    let same_conf = with_rc(json!({"portMappings": ports, "ips": statics}));
+    sb.add_netns("web2");
+    let again = add_ok(&sb, "web2", "web2", &same_conf);
+    assert_eq!(result_ip(&again, true).as_deref(), Some("fd00:77::80"));
+    assert_eq!(result_ip(&again, false), web4);
+    // GC too.
+    let gc = json!({"cniVersion": "1.1.0", "name": "cnet", "type": "berth",
+                    "cni.dev/valid-attachments": [{"containerID": "peer", "ifname": "eth0"}]});
+    let r = cni(&sb, "GC", &[], &gc.to_string());
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    assert_eq!(map_elements(&sb), 0);
+    let kept: Vec<Value> = cni_endpoints(&sb);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    sb.add_netns("web3");
+    let third = add_ok(&sb, "web3", "web3", &same_conf);
+    assert_eq!(result_ip(&third, true).as_deref(), Some("fd00:77::80"));
+    assert_eq!(result_ip(&third, false), web4);
+    let _third = sb.tcp_server(Some("web3"), "[::]:80");
+    assert_eq!(sb.assert_tcp(Some(&inet.netns), &v6(HOST6, 9000)), OUTSIDE6);
+}
+
+#[test]
+fn dual_stack_attachments_with_br_netfilter() {
+    stack_scenario(true, true);
+}
+
+#[test]
+fn dual_stack_attachments_without_br_netfilter() {
+    stack_scenario(true, false);
+}
+
+#[test]
+fn ipv6_only_attachments_with_br_netfilter() {
+    stack_scenario(false, true);
+}
+
+#[test]
+fn ipv6_only_attachments_without_br_netfilter() {
+    stack_scenario(false, false);
 }

@@ -8,12 +8,16 @@
 //! bandwidth limits (go-cni's `IngressRate`..., the plugins'
 //! `ingressRate`..., in any case), pass CHECK, and leave nothing after
 //! DEL. Then DEL with broken input: it still removes the attachment, and
-//! fails only when it cannot tell which one it is.
+//! fails only when it cannot tell which one it is. The same runtimes'
+//! spellings of a dual-stack pod: IPv6 ranges (host-local's `ipam.ranges`
+//! in any case), IPv6 static addresses (`CNI_ARGS IP=a,b`,
+//! `runtimeConfig.ips` with and without prefix lengths) and IPv6 host
+//! addresses of port mappings (`::`, one address).
 
 mod util;
 
 use serde_json::{json, Value};
-use util::cni::cni;
+use util::cni::{cni, internet6, HOST6, OUTSIDE6};
 use util::*;
 
 const HOST: &str = "203.0.113.1";
@@ -474,4 +478,182 @@ fn del_cleans_up_despite_broken_input() {
     let del = cni(&sb, "DEL", &env, &good.to_string());
     assert_eq!(del.code, 0, "{} {}", del.out, del.err);
     assert!(sb.endpoints().is_empty());
+}
+
+/// A second IPv6 address of the host, where a mapping bound to [`HOST6`]
+/// must not answer.
+const HOST6_OTHER: &str = "2001:db8:1::10";
+
+/// Each runtime's spelling of a dual-stack pod: the network's two ranges,
+/// the pod's static addresses of both families, and TCP 8080->80 on
+/// every address, UDP 5353->53 on every IPv6 address (`::`), TCP
+/// 8081->80 on [`HOST6`] only.
+fn rows6(id: &str) -> Vec<Row> {
+    let ranges = json!([[{"subnet": "10.77.0.0/24"}], [{"subnet": "fd00:77::/64"}]]);
+    let conf = json!({"cniVersion": "1.0.0", "name": "pods", "type": "berth",
+                      "stateDir": STATE_DIR,
+                      "ipam": {"type": "host-local", "ranges": ranges,
+                               "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]},
+                      "capabilities": {"portMappings": true, "ips": true}});
+    vec![
+        Row {
+            runtime: "containerd (go-cni), dual-stack",
+            conf: conf.clone(),
+            runtime_config: json!({
+                "portMappings": [
+                    {"HostPort": 8080, "ContainerPort": 80, "Protocol": "tcp", "HostIP": ""},
+                    {"HostPort": 5353, "ContainerPort": 53, "Protocol": "udp", "HostIP": "::"},
+                    {"HostPort": 8081, "ContainerPort": 80, "Protocol": "tcp", "HostIP": HOST6}],
+                "ipRanges": [[{"Subnet": "10.77.0.0/24"}], [{"Subnet": "fd00:77::/64"}]]}),
+            args: k8s_args(id, "1"),
+            ifname: "eth0",
+            ip: None,
+            mac: None,
+            bandwidth: None,
+        },
+        Row {
+            runtime: "CRI-O (ocicni), dual-stack, IP in CNI_ARGS",
+            conf: conf.clone(),
+            runtime_config: json!({
+                "portMappings": [
+                    {"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": ""},
+                    {"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": "::"},
+                    {"hostPort": 8081, "containerPort": 80, "protocol": "tcp", "hostIP": HOST6}]}),
+            args: format!("{};IP=10.77.0.50,fd00:77::50", k8s_args(id, "1")),
+            ifname: "eth0",
+            ip: Some("fd00:77::50"),
+            mac: None,
+            bandwidth: None,
+        },
+        Row {
+            runtime: "Podman (libcni), dual-stack",
+            conf: conf.clone(),
+            runtime_config: json!({
+                "portMappings": [
+                    {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+                    {"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": "::"},
+                    {"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": "::"},
+                    {"hostPort": 8081, "containerPort": 80, "protocol": "tcp", "hostIP": HOST6}],
+                "ips": ["10.77.0.60", "fd00:77::60"]}),
+            args: format!("IgnoreUnknown=1;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID={id}"),
+            ifname: "eth0",
+            ip: Some("fd00:77::60"),
+            mac: None,
+            bandwidth: None,
+        },
+        Row {
+            runtime: "Multus, dual-stack",
+            conf: conf.clone(),
+            runtime_config: json!({
+                "portMappings": [
+                    {"hostPort": 8080, "containerPort": 80, "protocol": "TCP"},
+                    {"hostPort": 5353, "containerPort": 53, "protocol": "UDP", "hostIP": "::"},
+                    {"hostPort": 8081, "containerPort": 80, "protocol": "TCP", "hostIP": HOST6}],
+                "ips": ["fd00:77::70/64", "10.77.0.70/24"]}),
+            args: k8s_args(id, "true"),
+            ifname: "net1",
+            ip: Some("fd00:77::70"),
+            mac: None,
+            bandwidth: None,
+        },
+        Row {
+            runtime: "any case (Go's encoding/json), dual-stack",
+            conf: json!({"CNIVersion": "1.0.0", "Name": "pods", "TYPE": "berth",
+                         "StateDir": STATE_DIR,
+                         "IPAM": {"Type": "host-local",
+                                  "RANGES": [[{"SUBNET": "10.77.0.0/24"}], [{"Subnet": "fd00:77::/64"}]]}}),
+            runtime_config: json!({
+                "PortMappings": [
+                    {"HOSTPORT": 8080, "containerport": 80, "PROTOCOL": "TCP"},
+                    {"hostport": 5353, "ContainerPort": 53, "protocol": "UDP", "HOSTIP": "::"},
+                    {"HostPort": 8081, "CONTAINERPORT": 80, "Protocol": "Tcp", "hostip": HOST6}],
+                "IPs": ["fd00:77::80"]}),
+            args: k8s_args(id, "1"),
+            ifname: "eth0",
+            ip: Some("fd00:77::80"),
+            mac: None,
+            bandwidth: None,
+        },
+    ]
+}
+
+#[test]
+fn each_runtimes_ipv6_spelling_publishes_checks_and_deletes() {
+    let sb = Sandbox::new();
+    let inet = internet6(&sb);
+    sb.sh_ok(&format!(
+        "ip -6 addr add {HOST6_OTHER}/64 dev uplink0 nodad"
+    ));
+    let v6 = |a: &str, p: u16| format!("[{a}]:{p}");
+    for i in 0..rows6("").len() {
+        let id = format!("{:064x}", 0x6000 + i);
+        let row = rows6(&id).remove(i);
+        let what = row.runtime;
+        let ns_name = format!("pod{i}");
+        sb.add_netns(&ns_name);
+        let netns = format!("/run/netns/{ns_name}");
+        let conf = with(&row.conf, "runtimeConfig", row.runtime_config.clone());
+        let conf_text = conf.to_string();
+
+        let add = cni(&sb, "ADD", &env(&id, &netns, &row), &conf_text);
+        assert_eq!(add.code, 0, "{what}: ADD {} {}", add.out, add.err);
+        let ips: Vec<&str> = add.out["ips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["address"].as_str().unwrap())
+            .collect();
+        assert_eq!(ips.len(), 2, "{what}: one address per family: {}", add.out);
+        assert!(ips[0].starts_with("10.77.0."), "{what}: {ips:?}");
+        assert!(ips[1].starts_with("fd00:77::"), "{what}: {ips:?}");
+        if let Some(want) = row.ip {
+            assert_eq!(ips[1], format!("{want}/64"), "{what}: IPv6 address");
+        }
+        let routes = add.out["routes"].as_array().unwrap();
+        assert!(
+            routes.contains(&json!({"dst": "::/0", "gw": "fd00:77::1"})),
+            "{what}: {}",
+            add.out
+        );
+
+        // Exactly the ports asked for, each with its family and address.
+        let _tcp = sb.tcp_server(Some(&ns_name), "[::]:80");
+        let _udp = sb.udp_server(Some(&ns_name), "[::]:53");
+        let seen = sb.assert_tcp(Some(&inet.netns), &v6(HOST6, 8080));
+        assert_eq!(seen, OUTSIDE6, "{what}: TCP 8080 from outside over IPv6");
+        let seen = sb.assert_tcp(Some(&inet.netns), &format!("{HOST}:8080"));
+        assert_eq!(
+            seen, inet.peer_ip,
+            "{what}: TCP 8080 from outside over IPv4"
+        );
+        let seen = sb.assert_udp(Some(&inet.netns), &v6(HOST6, 5353));
+        assert_eq!(seen, OUTSIDE6, "{what}: UDP 5353 on ::");
+        assert!(
+            !sb.udp(Some(&inet.netns), &format!("{HOST}:5353"))
+                .status
+                .success(),
+            "{what}: 5353 is on :: only, yet IPv4 answered"
+        );
+        let seen = sb.assert_tcp(Some(&inet.netns), &v6(HOST6, 8081));
+        assert_eq!(seen, OUTSIDE6, "{what}: 8081 on {HOST6}");
+        assert!(
+            !sb.tcp(Some(&inet.netns), &v6(HOST6_OTHER, 8081))
+                .status
+                .success(),
+            "{what}: 8081 is bound to {HOST6}, yet {HOST6_OTHER} answered"
+        );
+
+        let check_conf = with(&conf, "prevResult", add.out.clone()).to_string();
+        let check = cni(&sb, "CHECK", &env(&id, &netns, &row), &check_conf);
+        assert_eq!(check.code, 0, "{what}: CHECK {} {}", check.out, check.err);
+
+        let del = cni(&sb, "DEL", &env(&id, &netns, &row), &conf_text);
+        assert_eq!(del.code, 0, "{what}: DEL {} {}", del.out, del.err);
+        assert!(sb.endpoints().is_empty(), "{what}: {:?}", sb.endpoints());
+        let nft = map_elements(&sb);
+        for port in ["8080", "5353", "8081"] {
+            assert!(!nft.contains(port), "{what}: element {port} left:\n{nft}");
+        }
+        sb.sh_ok(&format!("ip netns del {ns_name}"));
+    }
 }

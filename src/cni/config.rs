@@ -29,8 +29,8 @@ use serde_json::{Map, Value};
 use keys::member;
 
 use super::error::{CniError, CODE_BAD_CONFIG, CODE_BAD_ENV, CODE_DECODE, CODE_VERSION};
-use crate::model::{Bandwidth, Limit, Mac, PortSpec, Proto};
-use crate::request::{self, NetworkRequest};
+use crate::model::{Bandwidth, Families, Family, Limit, Mac, PortSpec, Proto};
+use crate::request::{self, NetworkRequest, SubnetRequest};
 
 /// The CNI versions berth speaks; results are encoded in the one asked for.
 pub const SUPPORTED_VERSIONS: [&str; 3] = ["0.4.0", "1.0.0", "1.1.0"];
@@ -84,12 +84,16 @@ impl Env {
                 CniError::new(CODE_BAD_ENV, format!("CNI_ARGS: {pair:?} is not KEY=VALUE"))
             })?;
             match k {
+                // host-local's spelling: one address or a comma-separated
+                // list (one per family), each maybe with its prefix length.
                 "IP" => {
-                    let ip = v.split('/').next().unwrap_or(v);
-                    out.ip = Some(
-                        request::parse_ip("CNI_ARGS IP", ip)
-                            .map_err(|e| CniError::new(CODE_BAD_ENV, e.to_string()))?,
-                    )
+                    for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                        let ip = item.split('/').next().unwrap_or(item);
+                        out.ips.push(
+                            request::parse_ip("CNI_ARGS IP", ip)
+                                .map_err(|e| CniError::new(CODE_BAD_ENV, e.to_string()))?,
+                        );
+                    }
                 }
                 "MAC" => {
                     out.mac = Some(
@@ -119,7 +123,8 @@ impl Env {
 
 #[derive(Clone, Debug, Default)]
 pub struct CniArgs {
-    pub ip: Option<IpAddr>,
+    /// `IP`: the static addresses asked for, at most one per family.
+    pub ips: Vec<IpAddr>,
     pub mac: Option<Mac>,
     /// `K8S_POD_NAME`: the name a runtime that passes aliases (Podman's
     /// CNI backend) gives the container, as the dnsname plugin reads it.
@@ -137,17 +142,22 @@ pub struct PortMapping {
 }
 
 impl PortMapping {
-    /// As a berth port spec; None for an IPv6 host address (berth's
-    /// networks are IPv4, and runtimes send both families' wildcard).
-    pub fn spec(&self) -> Option<PortSpec> {
+    /// As a berth port spec, on a network with subnets of `families`;
+    /// None when the mapping has nothing to answer for there. A missing
+    /// host address and 0.0.0.0 are every address of both families
+    /// (berth's 0.0.0.0); `::` is every IPv6 address; a given address is
+    /// its own. A mapping bound to a family the network lacks is skipped,
+    /// as the reference portmap plugin skips one bound to a family the
+    /// container has no address of (runtimes send `::` to IPv4 pods).
+    pub fn spec(&self, families: Families) -> Option<PortSpec> {
         let host_ip = match self.host_ip {
-            None => std::net::Ipv4Addr::UNSPECIFIED,
-            Some(IpAddr::V4(ip)) => ip,
-            Some(IpAddr::V6(ip)) if ip.is_unspecified() => return None,
-            Some(IpAddr::V6(_)) => return None,
+            None => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            Some(ip) if ip.is_unspecified() && ip.is_ipv4() => ip,
+            Some(ip) if families.has(Family::of(ip)) => ip,
+            Some(_) => return None,
         };
         Some(PortSpec {
-            host_ip: IpAddr::V4(host_ip),
+            host_ip,
             host_port: Some(self.host_port),
             container_port: self.container_port,
             count: 1,
@@ -161,8 +171,15 @@ impl PortMapping {
 pub struct NetConf {
     pub version: String,
     pub name: String,
-    pub subnet: Option<IpNet>,
-    pub gateway: Option<IpAddr>,
+    /// The subnets the configuration names, at most one per family, IPv4
+    /// first: berth's `subnet`/`gateway` and `ranges`, and host-local's
+    /// `ipam.subnet`/`ipam.gateway` and `ipam.ranges` (a list of range
+    /// sets, one set per family, each of one range). Empty: one IPv4
+    /// subnet berth picks (and an IPv6 one with `ipv6`).
+    pub subnets: Vec<SubnetRequest>,
+    /// `ipv6`: an IPv6 subnet berth picks (a /64 of the host's ULA
+    /// prefix) when the configuration names none.
+    pub ipv6: bool,
     pub bridge: Option<String>,
     pub mtu: Option<u32>,
     pub internal: Option<bool>,
@@ -186,7 +203,7 @@ pub struct NetConf {
     /// Where berth keeps its state, overriding `BERTH_STATE_DIR`.
     pub state_dir: Option<String>,
     pub port_mappings: Vec<PortMapping>,
-    /// `runtimeConfig.ips`, without prefix lengths.
+    /// `runtimeConfig.ips`, without prefix lengths (at most one per family).
     pub ips: Vec<IpAddr>,
     pub mac: Option<Mac>,
     /// `runtimeConfig.bandwidth`: `ingressRate` (towards the container)
@@ -344,12 +361,8 @@ fn from_object(obj: &Map<String, Value>) -> Result<NetConf, CniError> {
     let mut conf = NetConf {
         version,
         name,
-        subnet: string("subnet")?
-            .map(|s| request::parse_prefix("subnet", &s, false).map_err(config_error))
-            .transpose()?,
-        gateway: string("gateway")?
-            .map(|g| request::parse_ip("gateway", &g).map_err(config_error))
-            .transpose()?,
+        subnets: subnets(obj)?,
+        ipv6: boolean("ipv6")? == Some(true),
         bridge: string("bridge")?,
         mtu,
         internal: boolean("internal")?,
@@ -429,6 +442,126 @@ fn config_error(e: crate::error::Error) -> CniError {
     CniError::new(CODE_BAD_CONFIG, e.to_string())
 }
 
+/// The subnets a configuration names (see [`NetConf::subnets`]), checked:
+/// prefixes without host bits, at most one per family, ranges berth can
+/// serve (the whole subnet: `rangeStart`/`rangeEnd` are refused rather
+/// than ignored, since berth would lease outside them).
+fn subnets(obj: &Map<String, Value>) -> Result<Vec<SubnetRequest>, CniError> {
+    let mut out: Vec<SubnetRequest> = Vec::new();
+    let ipam = match member(obj, "ipam") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(o)) => Some(o),
+        Some(_) => {
+            return Err(CniError::new(
+                CODE_BAD_CONFIG,
+                "invalid \"ipam\" in the network configuration: expected an object",
+            ))
+        }
+    };
+    let mut sources: Vec<(String, &Map<String, Value>)> = vec![(String::new(), obj)];
+    if let Some(ipam) = ipam {
+        sources.push(("ipam.".into(), ipam));
+    }
+    for (prefix, o) in &sources {
+        if let Some(r) = single_range(o, prefix)? {
+            out.push(r);
+        }
+        let key = format!("{prefix}ranges");
+        let bad = || {
+            CniError::new(
+                CODE_BAD_CONFIG,
+                format!(
+                    "invalid {key:?} in the network configuration: expected a list of range sets, each a list of one {{\"subnet\": CIDR}}"
+                ),
+            )
+        };
+        let Some(sets) = member(o, "ranges").filter(|v| !v.is_null()) else {
+            continue;
+        };
+        for set in sets.as_array().ok_or_else(bad)? {
+            let set = set.as_array().ok_or_else(bad)?;
+            match set.as_slice() {
+                [] => {}
+                [range] => {
+                    let range = range.as_object().ok_or_else(bad)?;
+                    let r = single_range(range, &format!("{key}[]."))?.ok_or_else(bad)?;
+                    out.push(r);
+                }
+                _ => {
+                    return Err(CniError::new(
+                        CODE_BAD_CONFIG,
+                        format!(
+                            "{key}: a range set of {} ranges; berth serves one subnet per family, so each set holds one range",
+                            set.len()
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+    out.sort_by_key(|r| r.family != Family::V4);
+    for pair in out.windows(2) {
+        if pair[0].family == pair[1].family {
+            let text = |r: &SubnetRequest| {
+                r.subnet
+                    .map(|s| s.to_string())
+                    .or(r.gateway.map(|g| format!("gateway {g}")))
+                    .unwrap_or_default()
+            };
+            return Err(CniError::new(
+                CODE_BAD_CONFIG,
+                format!(
+                    "the network configuration names two {} subnets ({} and {}); berth serves one per family",
+                    pair[0].family.name(),
+                    text(&pair[0]),
+                    text(&pair[1])
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// One range: `subnet` and `gateway` of object `o` (keys named with
+/// `prefix` in messages); None when it names neither.
+fn single_range(o: &Map<String, Value>, prefix: &str) -> Result<Option<SubnetRequest>, CniError> {
+    let text = |k: &str| -> Result<Option<String>, CniError> {
+        match member(o, k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(CniError::new(
+                CODE_BAD_CONFIG,
+                format!("invalid \"{prefix}{k}\" in the network configuration: expected a string"),
+            )),
+        }
+    };
+    for k in ["rangeStart", "rangeEnd"] {
+        if text(k)?.is_some() {
+            return Err(CniError::new(
+                CODE_BAD_CONFIG,
+                format!("\"{prefix}{k}\" is not supported: berth leases from the whole subnet"),
+            ));
+        }
+    }
+    let subnet = text("subnet")?
+        .map(|s| request::parse_prefix(&format!("{prefix}subnet"), &s, false).map_err(config_error))
+        .transpose()?;
+    let gateway = text("gateway")?
+        .map(|g| request::parse_ip(&format!("{prefix}gateway"), &g).map_err(config_error))
+        .transpose()?;
+    Ok(match (subnet, gateway) {
+        (Some(net), gateway) => Some(SubnetRequest::given(net, gateway)),
+        // A gateway alone: its family's subnet is picked, with it.
+        (None, Some(g)) => Some(SubnetRequest {
+            family: Family::of(g),
+            subnet: None,
+            gateway: Some(g),
+        }),
+        (None, None) => None,
+    })
+}
+
 fn cluster_cidr(text: &str) -> Result<IpNet, CniError> {
     request::parse_prefix("clusterCIDR", text, false).map_err(config_error)
 }
@@ -455,11 +588,7 @@ fn parse_runtime_config(rc: &Map<String, Value>, conf: &mut NetConf) -> Result<(
         for ip in list.as_array().ok_or_else(|| bad("ips"))? {
             let s = ip.as_str().ok_or_else(|| bad("ips"))?;
             let addr = s.split('/').next().unwrap_or(s);
-            let ip: IpAddr = addr.parse().map_err(|_| bad("ips"))?;
-            // berth's networks are IPv4: an IPv6 request is for another plugin.
-            if ip.is_ipv4() {
-                conf.ips.push(ip);
-            }
+            conf.ips.push(addr.parse().map_err(|_| bad("ips"))?);
         }
     }
     if let Some(mac) = member(rc, "mac").filter(|v| !v.is_null()) {
@@ -537,7 +666,7 @@ fn port_mapping(m: &Map<String, Value>) -> Result<PortMapping, &'static str> {
         host_port: port("hostPort")?,
         container_port: port("containerPort")?,
         protocol: Proto::parse(&protocol).ok_or("protocol")?,
-        // 0.0.0.0 is every IPv4 address; `::` (IPv6) is for another plugin.
+        // 0.0.0.0 means what no address means; `::` stays (IPv6 only).
         host_ip: host_ip.filter(|ip| !ip.is_unspecified() || ip.is_ipv6()),
     })
 }
@@ -546,12 +675,7 @@ impl NetConf {
     /// The network this config names, as a request.
     pub fn network_request(&self) -> NetworkRequest {
         let mut r = NetworkRequest::new(self.name.clone());
-        // CNI networks are IPv4 (IPv6 comes with its own `ranges`).
-        r.subnets = Some(vec![crate::request::SubnetRequest {
-            family: crate::model::Family::V4,
-            subnet: self.subnet,
-            gateway: self.gateway,
-        }]);
+        r.subnets = Some(self.subnet_requests());
         r.bridge = self.bridge.clone();
         r.mtu = self.mtu;
         r.masquerade = self.ip_masq != Some(false);
@@ -565,13 +689,55 @@ impl NetConf {
         r
     }
 
-    /// The published ports the runtime asks for (IPv6 host addresses are
-    /// for another plugin: berth's networks are IPv4).
-    pub fn port_specs(&self) -> Vec<PortSpec> {
-        self.port_mappings
+    /// The subnets of the network this config makes: those it names, else
+    /// berth's picks (IPv4, and IPv6 with `ipv6`). The config says which
+    /// families, not berth's config file: every node's runtime must get
+    /// the same network from the same config.
+    pub fn subnet_requests(&self) -> Vec<SubnetRequest> {
+        if !self.subnets.is_empty() {
+            return self.subnets.clone();
+        }
+        let mut out = vec![SubnetRequest::auto(Family::V4)];
+        if self.ipv6 {
+            out.push(SubnetRequest::auto(Family::V6));
+        }
+        out
+    }
+
+    /// The families of the network this config makes.
+    pub fn families(&self) -> Families {
+        self.subnet_requests()
             .iter()
-            .filter_map(PortMapping::spec)
-            .collect()
+            .fold(Families::NONE, |f, r| f.with(r.family))
+    }
+
+    /// The published ports the runtime asks for, on a network with
+    /// subnets of `families` (see [`PortMapping::spec`]). `::` next to
+    /// the same mapping on every address is already covered by it:
+    /// runtimes send the pair for "both families".
+    pub fn port_specs(&self, families: Families) -> Vec<PortSpec> {
+        let specs: Vec<PortSpec> = self
+            .port_mappings
+            .iter()
+            .filter_map(|m| m.spec(families))
+            .collect();
+        let every = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        let mut out: Vec<PortSpec> = Vec::new();
+        for s in &specs {
+            let covered = s.host_ip.is_unspecified()
+                && s.host_ip.is_ipv6()
+                && specs.iter().any(|o| {
+                    o.host_ip == every
+                        && PortSpec {
+                            host_ip: every,
+                            ..*s
+                        } == *o
+                });
+            if !covered && !out.contains(s) {
+                out.push(*s);
+            }
+        }
+        out
     }
 
     /// Where a config contradicts the existing network of its name, one
@@ -579,21 +745,39 @@ impl NetConf {
     pub fn contradictions(&self, n: &crate::model::Network) -> Vec<String> {
         let mut out = Vec::new();
         let has = |what: Option<String>| what.unwrap_or_else(|| "none".into());
-        if let Some(s) = self.subnet {
-            if n.subnet_of(crate::model::Family::of_net(&s)).map(|x| x.net) != Some(s) {
-                out.push(format!(
-                    "subnet {s} (the network has {})",
-                    has(n.net4().map(|x| x.to_string()))
-                ));
+        for r in &self.subnets {
+            let theirs = n.subnet_of(r.family);
+            if let Some(s) = r.subnet {
+                if theirs.map(|x| x.net) != Some(s) {
+                    out.push(format!(
+                        "subnet {s} (the network has {})",
+                        has(theirs.map(|x| x.net.to_string()))
+                    ));
+                }
+            }
+            if let Some(g) = r.gateway {
+                if theirs.and_then(|x| x.gateway) != Some(g) {
+                    out.push(format!(
+                        "gateway {g} (the network has {})",
+                        has(theirs.and_then(|x| x.gateway).map(|x| x.to_string()))
+                    ));
+                }
             }
         }
-        if let Some(g) = self.gateway {
-            if !n.gateways().contains(&g) {
-                out.push(format!(
-                    "gateway {g} (the network has {})",
-                    has(n.gateway4().map(|x| x.to_string()))
-                ));
+        // A config naming its subnets names every family of the network.
+        if !self.subnets.is_empty() {
+            for s in &n.subnets {
+                let family = Family::of_net(&s.net);
+                if !self.subnets.iter().any(|r| r.family == family) {
+                    out.push(format!(
+                        "no {} subnet (the network has {})",
+                        family.name(),
+                        s.net
+                    ));
+                }
             }
+        } else if self.ipv6 && n.subnet6().is_none() {
+            out.push("ipv6 true (the network has no IPv6 subnet)".into());
         }
         if let Some(b) = &self.bridge {
             if *b != n.bridge {
@@ -803,7 +987,19 @@ mod tests {
         let a = env("IgnoreUnknown=1;K8S_POD_NAME=x;IP=10.1.0.9;MAC=02:00:00:00:00:09")
             .cni_args()
             .unwrap();
-        assert_eq!(a.ip.map(|ip| ip.to_string()).as_deref(), Some("10.1.0.9"));
+        assert_eq!(a.ips, ["10.1.0.9".parse::<IpAddr>().unwrap()]);
+        let both = env("IP=10.1.0.9/24,fd00:1::9").cni_args().unwrap();
+        assert_eq!(
+            both.ips,
+            [
+                "10.1.0.9".parse::<IpAddr>().unwrap(),
+                "fd00:1::9".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            env("IP=10.1.0.9,nope").cni_args().unwrap_err().code,
+            CODE_BAD_ENV
+        );
         assert_eq!(
             a.mac.map(|m| m.to_string()).as_deref(),
             Some("02:00:00:00:00:09")
@@ -820,9 +1016,16 @@ mod tests {
                 "cni.dev/attachments":[{"containerID":"a","ifname":"eth0"}]}"#,
         )
         .unwrap();
-        let specs = c.port_specs();
+        // The `::` twin of a mapping on every address is covered by it.
+        let specs = c.port_specs(Families::ALL);
         assert_eq!(specs, [PortSpec::parse("8080:80/tcp").unwrap()]);
-        assert_eq!(c.ips, ["10.1.0.5".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            c.ips,
+            [
+                "10.1.0.5".parse::<IpAddr>().unwrap(),
+                "fd00::5".parse().unwrap()
+            ]
+        );
         assert!(!c.network_request().masquerade);
         assert_eq!(c.valid_attachments.unwrap().len(), 1);
     }
@@ -931,7 +1134,7 @@ mod tests {
             );
             let c = parse(conf.as_bytes()).unwrap_or_else(|e| panic!("{what}: {}", e.msg));
             let want: Vec<PortSpec> = want.iter().map(|w| PortSpec::parse(w).unwrap()).collect();
-            assert_eq!(c.port_specs(), want, "{what}");
+            assert_eq!(c.port_specs(Families::V4), want, "{what}");
         }
         for bad in [
             r#"[{"HostPort":"8080","ContainerPort":80}]"#,
@@ -971,7 +1174,11 @@ mod tests {
         .unwrap();
         assert_eq!(c.version, "1.0.0");
         assert_eq!(
-            c.subnet.map(|s| s.to_string()).as_deref(),
+            c.subnets
+                .first()
+                .and_then(|s| s.subnet)
+                .map(|s| s.to_string())
+                .as_deref(),
             Some("10.1.0.0/24")
         );
         assert_eq!(c.ip_masq, Some(false));
@@ -1031,6 +1238,195 @@ mod tests {
                 .unwrap_err()
                 .code,
             CODE_BAD_CONFIG
+        );
+    }
+
+    fn subnets_of(conf: &str) -> Result<Vec<String>, CniError> {
+        let c = parse(conf.as_bytes())?;
+        Ok(c.subnet_requests()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {}",
+                    r.family.name(),
+                    r.subnet.map(|s| s.to_string()).unwrap_or("auto".into()),
+                    r.gateway.map(|g| g.to_string()).unwrap_or("-".into())
+                )
+            })
+            .collect())
+    }
+
+    /// Every way a configuration names its subnets: berth's keys, the
+    /// host-local plugin's, one family or two, and what is refused.
+    #[test]
+    fn subnets_of_either_family_in_every_spelling() {
+        let head = r#""cniVersion":"1.0.0","name":"n","type":"berth""#;
+        let table: [(&str, &[&str]); 8] = [
+            ("", &["IPv4 auto -"]),
+            (r#""ipv6":true"#, &["IPv4 auto -", "IPv6 auto -"]),
+            (r#""subnet":"fd00:1::/64""#, &["IPv6 fd00:1::/64 -"]),
+            (
+                r#""subnet":"10.1.0.0/24","gateway":"10.1.0.254""#,
+                &["IPv4 10.1.0.0/24 10.1.0.254"],
+            ),
+            (
+                r#""ranges":[[{"subnet":"fd00:1::/64","gateway":"fd00:1::1"}],[{"subnet":"10.1.0.0/24"}]]"#,
+                &["IPv4 10.1.0.0/24 -", "IPv6 fd00:1::/64 fd00:1::1"],
+            ),
+            (
+                r#""ipam":{"type":"host-local","ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"fd00:1::/64"}]],
+                   "routes":[{"dst":"0.0.0.0/0"},{"dst":"::/0"}]}"#,
+                &["IPv4 10.1.0.0/24 -", "IPv6 fd00:1::/64 -"],
+            ),
+            (
+                r#""IPAM":{"Subnet":"fd00:2::/64","Gateway":"fd00:2::fe"}"#,
+                &["IPv6 fd00:2::/64 fd00:2::fe"],
+            ),
+            (
+                r#""subnet":"10.1.0.0/24","ipam":{"ranges":[[{"subnet":"fd00:1::/64"}]]}"#,
+                &["IPv4 10.1.0.0/24 -", "IPv6 fd00:1::/64 -"],
+            ),
+        ];
+        for (extra, want) in table {
+            let sep = if extra.is_empty() { "" } else { "," };
+            let conf = format!("{{{head}{sep}{extra}}}");
+            let got = subnets_of(&conf).unwrap_or_else(|e| panic!("{extra}: {}", e.msg));
+            assert_eq!(got, want, "{extra}");
+        }
+        for (bad, names) in [
+            (r#""subnet":"fd00:1::1/64""#, "host bits"),
+            (r#""subnet":"fd00::/200""#, "fd00::/200"),
+            (
+                r#""ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"10.2.0.0/24"}]]"#,
+                "two IPv4 subnets",
+            ),
+            (
+                r#""ranges":[[{"subnet":"10.1.0.0/24"},{"subnet":"10.2.0.0/24"}]]"#,
+                "one range",
+            ),
+            (
+                r#""ipam":{"ranges":[[{"subnet":"10.1.0.0/24","rangeStart":"10.1.0.10"}]]}"#,
+                "rangeStart",
+            ),
+            (r#""ranges":[{"subnet":"10.1.0.0/24"}]"#, "range sets"),
+            (r#""ranges":[[{"gateway":5}]]"#, "gateway"),
+            (r#""ipam":[1]"#, "ipam"),
+        ] {
+            let conf = format!("{{{head},{bad}}}");
+            let e = subnets_of(&conf)
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert_eq!(e.code, CODE_BAD_CONFIG, "{bad}");
+            assert!(e.msg.contains(names), "{bad}: {}", e.msg);
+        }
+    }
+
+    /// A config naming its subnets must name the network's, family by
+    /// family; one naming none agrees with any (but `ipv6` wants IPv6).
+    #[test]
+    fn dual_stack_configs_are_checked_against_the_network_per_family() {
+        let n = crate::model::Network {
+            id: 1,
+            name: "n".into(),
+            subnets: vec![
+                crate::model::Subnet {
+                    net: "10.88.0.0/16".parse().unwrap(),
+                    gateway: Some("10.88.0.1".parse().unwrap()),
+                },
+                crate::model::Subnet {
+                    net: "fd00:88::/64".parse().unwrap(),
+                    gateway: Some("fd00:88::1".parse().unwrap()),
+                },
+            ],
+            bridge: "cni0".into(),
+            mtu: 1500,
+            link_group: 1,
+            route_table: 1,
+            policy: crate::model::NetworkPolicy::default(),
+            driver: Default::default(),
+        };
+        let head = r#""cniVersion":"1.0.0","name":"n","type":"berth""#;
+        let check = |extra: &str| {
+            let c = parse(format!("{{{head},{extra}}}").as_bytes()).unwrap();
+            c.contradictions(&n)
+        };
+        assert!(check(r#""ipv6":true"#).is_empty());
+        assert!(check(r#""ranges":[[{"subnet":"10.88.0.0/16"}],[{"subnet":"fd00:88::/64","gateway":"fd00:88::1"}]]"#).is_empty());
+        assert_eq!(
+            check(r#""subnet":"10.88.0.0/16""#),
+            ["no IPv6 subnet (the network has fd00:88::/64)"]
+        );
+        assert_eq!(
+            check(r#""ranges":[[{"subnet":"10.88.0.0/16"}],[{"subnet":"fd00:89::/64"}]]"#),
+            ["subnet fd00:89::/64 (the network has fd00:88::/64)"]
+        );
+        assert_eq!(
+            check(
+                r#""ranges":[[{"subnet":"10.88.0.0/16"}],[{"subnet":"fd00:88::/64","gateway":"fd00:88::fe"}]]"#
+            ),
+            ["gateway fd00:88::fe (the network has fd00:88::1)"]
+        );
+        let four = crate::model::Network {
+            subnets: n.subnets[..1].to_vec(),
+            ..n.clone()
+        };
+        let c = parse(format!("{{{head},\"ipv6\":true}}").as_bytes()).unwrap();
+        assert_eq!(
+            c.contradictions(&four),
+            ["ipv6 true (the network has no IPv6 subnet)"]
+        );
+        let c = parse(format!("{{{head},\"subnet\":\"fd00:88::/64\"}}").as_bytes()).unwrap();
+        assert_eq!(
+            c.contradictions(&four),
+            [
+                "subnet fd00:88::/64 (the network has none)",
+                "no IPv4 subnet (the network has 10.88.0.0/16)"
+            ]
+        );
+    }
+
+    /// IPv6 host addresses in port mappings: `::` is every IPv6 address,
+    /// a given one its own; each only where the network has IPv6, as the
+    /// reference portmap plugin maps a family only for a container with
+    /// an address of it.
+    #[test]
+    fn ipv6_host_addresses_of_port_mappings_follow_the_networks_families() {
+        let c = parse(
+            br#"{"cniVersion":"1.0.0","name":"n","type":"berth","runtimeConfig":{"portMappings":[
+                {"hostPort":8080,"containerPort":80,"protocol":"tcp","hostIP":"::"},
+                {"hostPort":8081,"containerPort":80,"protocol":"tcp","hostIP":"2001:db8::1"},
+                {"hostPort":8082,"containerPort":80,"protocol":"tcp","hostIP":"203.0.113.1"},
+                {"hostPort":8083,"containerPort":80,"protocol":"tcp","hostIP":"0.0.0.0"},
+                {"hostPort":8083,"containerPort":80,"protocol":"tcp","hostIP":"::"}]}}"#,
+        )
+        .unwrap();
+        let specs = |f: Families| -> Vec<String> {
+            c.port_specs(f)
+                .iter()
+                .map(|s| s.with_host_port(0).to_string())
+                .collect()
+        };
+        let text = |w: &[&str]| -> Vec<String> {
+            w.iter()
+                .map(|p| PortSpec::parse(p).unwrap().with_host_port(0).to_string())
+                .collect()
+        };
+        assert_eq!(
+            specs(Families::ALL),
+            text(&[
+                "[::]:8080:80",
+                "[2001:db8::1]:8081:80",
+                "203.0.113.1:8082:80",
+                "8083:80"
+            ])
+        );
+        assert_eq!(
+            specs(Families::V4),
+            text(&["203.0.113.1:8082:80", "8083:80"])
+        );
+        assert_eq!(
+            specs(Families::V6),
+            text(&["[::]:8080:80", "[2001:db8::1]:8081:80", "8083:80"])
         );
     }
 }

@@ -305,3 +305,75 @@ fn a_runtimes_aliases_name_the_attachment_unless_invalid_or_taken() {
     assert!(aliases("cni-c3-eth0").is_empty());
     assert_eq!(tx.dns_name_holder(net.id, "plain").unwrap(), None);
 }
+
+/// A dual-stack network from host-local's `ranges`: an address, a route
+/// and the published ports in each family; CHECK compares both families;
+/// DEL releases both addresses.
+#[test]
+fn dual_stack_add_check_and_del_cover_both_families() {
+    let mut h = host();
+    h.fake().add_namespace(NETNS);
+    let extra = json!({
+        "subnet": null,
+        "ipam": {"type": "host-local", "ranges": [
+            [{"subnet": "10.88.0.0/16"}], [{"subnet": "fd00:88::/64"}]]},
+        "runtimeConfig": {
+            "ips": ["fd00:88::50/64"],
+            "portMappings": [
+                {"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": ""},
+                {"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": "::"}]}});
+    let result = add(&mut h, "c1", extra.clone()).unwrap();
+    assert_eq!(
+        result["ips"],
+        json!([
+            {"address": "10.88.0.2/16", "gateway": "10.88.0.1", "interface": 1},
+            {"address": "fd00:88::50/64", "gateway": "fd00:88::1", "interface": 1}])
+    );
+    assert_eq!(
+        result["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "10.88.0.1"}, {"dst": "::/0", "gw": "fd00:88::1"}])
+    );
+    assert_eq!(
+        h.rows(),
+        [
+            "network pods 10.88.0.0/16,fd00:88::/64 ready",
+            "endpoint pods/cni-c1-eth0 10.88.0.2,fd00:88::50 ready"
+        ]
+    );
+    let maps: Vec<String> = h
+        .fake()
+        .nft_elements
+        .iter()
+        .map(|(m, _)| m.clone())
+        .filter(|m| m.starts_with("published"))
+        .collect();
+    assert_eq!(maps, ["published4_any", "published6_any"], "one per family");
+    let mut with_prev = extra.clone();
+    with_prev["prevResult"] = result.clone();
+    verb(&mut h.ctx, &env("CHECK", "c1"), &conf(with_prev.clone())).unwrap();
+
+    // A prevResult without the IPv6 address does not match.
+    let mut four_only = with_prev.clone();
+    four_only["prevResult"]["ips"] = json!([result["ips"][0]]);
+    let err = verb(&mut h.ctx, &env("CHECK", "c1"), &conf(four_only)).unwrap_err();
+    assert_eq!(err.code, CODE_CHECK_FAILED);
+    assert!(err.msg.contains("fd00:88::50/64"), "{}", err.msg);
+
+    // The IPv6 default route gone.
+    let routes = std::mem::take(&mut h.fake().default_routes6);
+    let err = verb(&mut h.ctx, &env("CHECK", "c1"), &conf(with_prev.clone())).unwrap_err();
+    assert!(err.msg.contains("via fd00:88::1"), "{}", err.msg);
+    h.fake().default_routes6 = routes;
+    verb(&mut h.ctx, &env("CHECK", "c1"), &conf(with_prev.clone())).unwrap();
+
+    // The IPv6 map element gone.
+    h.fake().nft_elements.retain(|(m, _)| m != "published6_any");
+    let err = verb(&mut h.ctx, &env("CHECK", "c1"), &conf(with_prev)).unwrap_err();
+    assert!(err.msg.contains("published6_any"), "{}", err.msg);
+
+    verb(&mut h.ctx, &env("DEL", "c1"), &conf(json!({}))).unwrap();
+    assert_eq!(h.rows(), ["network pods 10.88.0.0/16,fd00:88::/64 ready"]);
+    // Both addresses are free again.
+    let again = add(&mut h, "c2", extra).unwrap();
+    assert_eq!(again["ips"][1]["address"], "fd00:88::50/64");
+}

@@ -17,7 +17,7 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::executor::{transaction, Preflight};
 use crate::firewall;
-use crate::model::{names, Endpoint, Network};
+use crate::model::{names, Endpoint, Families, Family, Network};
 use crate::request::{AttachRequest, Attachment, DetachRequest, EndpointMark, EndpointRef};
 
 /// VERSION: the versions berth speaks.
@@ -180,10 +180,16 @@ pub fn add(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<Value, CniErr
         network: conf.name.clone(),
         target: netns_path.to_string(),
         name: Some(name),
-        ips: conf.ips.first().copied().or(args.ip).into_iter().collect(),
+        // The capability's addresses, else CNI_ARGS' (one per family each).
+        ips: if conf.ips.is_empty() {
+            args.ips.clone()
+        } else {
+            conf.ips.clone()
+        },
         mac: conf.mac.or(args.mac),
         ifname: Some(ifname.to_string()),
-        ports: conf.port_specs(),
+        // Decided in the transaction, against the network's families.
+        ports: Vec::new(),
         bandwidth: conf.bandwidth,
         attachment: Some(Attachment {
             container_id: container_id.to_string(),
@@ -236,6 +242,13 @@ pub fn add(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<Value, CniErr
     ))
 }
 
+/// The families `n` has a subnet of.
+fn network_families(n: &Network) -> Families {
+    n.subnets
+        .iter()
+        .fold(Families::NONE, |f, s| f.with(Family::of_net(&s.net)))
+}
+
 /// ADD's one transaction: the network (made on first use) and the
 /// endpoint, with those of the `wanted` names that are DNS names and that
 /// no other endpoint of the network answers to (decided under the state
@@ -256,6 +269,13 @@ fn add_transaction(
     let done = transaction(ctx, Preflight::Run, |txn| {
         txn.apply(network)?;
         network_made = true;
+        // A mapping answers in the families the network has (it may have
+        // been made by another config naming none).
+        let families = txn
+            .read(|tx| tx.network(&conf.name))?
+            .map(|n| network_families(&n))
+            .unwrap_or_else(|| conf.families());
+        attach.ports = conf.port_specs(families);
         if !wanted.is_empty() {
             let own = attach.name.clone().unwrap_or_default();
             attach.aliases = txn.read(|tx| free_names(tx, &conf.name, &own, wanted))?;
@@ -375,22 +395,33 @@ pub fn check(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<(), CniErro
     let n = tx.require_network(&e.network)?;
     let ports = tx.ports_of(e.id)?;
     drop(tx);
-    // CNI networks are IPv4: the endpoint's one address.
-    let (Some(ip), Some(net4)) = (e.ip4(), n.net4()) else {
+    // Every address of the endpoint (one per family the network has),
+    // with its subnet's prefix length.
+    let addresses: Vec<(std::net::IpAddr, u8)> = e
+        .ips
+        .iter()
+        .filter_map(|ip| Some((*ip, n.subnet_holding(*ip)?.net.prefix_len())))
+        .collect();
+    if addresses.is_empty() || addresses.len() != n.subnets.len() {
         return fail(format!(
-            "{} has no IPv4 address on network {:?}",
-            e.name, n.name
+            "{} has addresses [{}] on network {:?} of subnets [{}]",
+            e.name,
+            e.ips_text(),
+            n.name,
+            n.subnets_text()
         ));
-    };
-    let address = format!("{ip}/{}", net4.prefix_len());
+    }
 
     // prevResult against the state.
     let prev_ips: Vec<&str> = prev["ips"]
         .as_array()
         .map(|a| a.iter().filter_map(|i| i["address"].as_str()).collect())
         .unwrap_or_default();
-    if !prev_ips.contains(&address.as_str()) {
-        return fail(format!("prevResult has no address {address}"));
+    for (ip, len) in &addresses {
+        let address = format!("{ip}/{len}");
+        if !prev_ips.contains(&address.as_str()) {
+            return fail(format!("prevResult has no address {address}"));
+        }
     }
     let prev_ifs: Vec<&str> = prev["interfaces"]
         .as_array()
@@ -448,14 +479,20 @@ pub fn check(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<(), CniErro
             e.mac
         ));
     }
-    if !inside.has_address(link.index, ip, net4.prefix_len()) {
-        return fail(format!("{ifname} lacks address {address}"));
+    for (ip, len) in &addresses {
+        if !inside.holds_address(link.index, *ip, *len) {
+            return fail(format!("{ifname} lacks address {ip}/{len}"));
+        }
     }
-    if let Some(gateway) = n
-        .gateway4()
-        .filter(|_| e.default_route.has(crate::model::Family::V4))
-    {
-        if !inside.default_gateways.contains(&gateway) {
+    for gateway in n.gateways() {
+        if !e.default_route.has(Family::of(gateway)) {
+            continue;
+        }
+        let present = match gateway {
+            std::net::IpAddr::V4(g) => inside.default_gateways.contains(&g),
+            std::net::IpAddr::V6(g) => inside.default_gateways6.contains(&g),
+        };
+        if !present {
             return fail(format!("the default route via {gateway} is missing"));
         }
     }
@@ -465,7 +502,7 @@ pub fn check(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<(), CniErro
         (m.host_ip, m.host_port, m.container_port, m.count, m.proto)
     };
     let mut want: Vec<_> = conf
-        .port_specs()
+        .port_specs(network_families(&n))
         .iter()
         .map(|p| p.with_host_port(0))
         .collect();
@@ -485,29 +522,32 @@ pub fn check(ctx: &mut Context, env: &Env, conf: &NetConf) -> Result<(), CniErro
             list(&have)
         ));
     }
-    if let Some(missing) = missing_map_elements(ctx, ip, &ports)? {
-        return fail(missing);
+    for (ip, _) in &addresses {
+        if let Some(missing) = missing_map_elements(ctx, *ip, &ports)? {
+            return fail(missing);
+        }
     }
     Ok(())
 }
 
-/// Whether the kernel's published-port maps hold every element of the
-/// endpoint's ports: a description of the first one missing, or None.
+/// Whether the kernel's published-port maps of `ip`'s family hold every
+/// element of the endpoint's ports that goes to `ip`: a description of
+/// the first one missing, or None.
 fn missing_map_elements(
     ctx: &mut Context,
-    ip: std::net::Ipv4Addr,
+    ip: std::net::IpAddr,
     ports: &[crate::model::PortMapping],
 ) -> Result<Option<String>, CniError> {
-    let ip = std::net::IpAddr::V4(ip);
     use crate::firewall::ports;
     if ports.is_empty() {
         return Ok(None);
     }
+    let family = Family::of(ip);
     let want = ports::elements(ip, ports);
     for (map, elements) in [
-        (ports::published(), want.published),
-        (ports::published_any(), want.any),
-        (ports::published_ranges(), want.ranges),
+        (ports::published_of(family), want.published),
+        (ports::published_any_of(family), want.any),
+        (ports::published_ranges_of(family), want.ranges),
     ] {
         if elements.is_empty() {
             continue;

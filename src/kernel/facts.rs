@@ -3,7 +3,7 @@
 //! with the same dumps the rest of berth uses, one each.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_route::AddressFamily;
 
@@ -35,6 +35,17 @@ impl NetnsFacts {
         self.addrs
             .iter()
             .any(|a| a.index == index && a.ip == ip && a.prefix_len == prefix_len)
+    }
+
+    /// Whether the link `index` holds `ip/prefix_len`, of either family.
+    pub fn holds_address(&self, index: u32, ip: IpAddr, prefix_len: u8) -> bool {
+        match ip {
+            IpAddr::V4(v4) => self.has_address(index, v4, prefix_len),
+            IpAddr::V6(_) => self
+                .addrs6
+                .iter()
+                .any(|a| a.index == index && a.ip == ip && a.prefix_len == prefix_len),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Running berth as a CNI plugin the way a runtime does: `CNI_*` variables,
-//! the network config on stdin, the result (or error) as JSON on stdout.
+//! the network config on stdin, the result (or error) as JSON on stdout;
+//! and the IPv6 outside world the CNI tests publish to.
 
 use std::io::Write;
 use std::process::Stdio;
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Sandbox, CMD_TIMEOUT};
+use super::{Internet, Sandbox, CMD_TIMEOUT};
 
 /// The result of one plugin run: exit code, stdout as JSON (Null when
 /// empty), stderr.
@@ -56,4 +57,28 @@ pub fn cni(sb: &Sandbox, command: &str, env: &[(&str, &str)], stdin: &str) -> Ru
         out: value,
         err: String::from_utf8_lossy(&out.stderr).to_string(),
     }
+}
+
+/// The host's IPv6 address on the uplink, and the outside's.
+pub const HOST6: &str = "2001:db8:1::1";
+pub const OUTSIDE6: &str = "2001:db8:1::2";
+
+/// The `internet` namespace with IPv6 on the uplink too: the host's IPv6
+/// default route goes there, and the outside routes back to the host.
+pub fn internet6(sb: &Sandbox) -> Internet {
+    let inet = sb.internet();
+    sb.sh_ok(&format!(
+        "ip -6 addr add {HOST6}/64 dev uplink0 nodad && \
+         ip -n internet -6 addr add {OUTSIDE6}/64 dev eth0 nodad && \
+         ip -n internet -6 route add default via {HOST6} && \
+         ip -6 route add default via {OUTSIDE6}"
+    ));
+    // Forwarding to a neighbour waits for the link-local addresses to
+    // leave their tentative state (DAD, about a second).
+    sb.sh_ok(
+        "for i in $(seq 100); do \
+           [ -z \"$(ip -6 addr show dev uplink0 tentative)$(ip -n internet -6 addr show dev eth0 tentative)\" ] && exit 0; \
+           sleep 0.05; done; exit 1",
+    );
+    inet
 }
