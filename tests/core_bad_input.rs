@@ -457,7 +457,7 @@ fn bad_values_are_named() {
             ),
             (
                 &["connect", "alpha", "b", "-p", "[::1]:80:80"],
-                "[::1]:80:80",
+                "cannot publish on [::1]: network \"alpha\" has no IPv6 subnet",
             ),
             (&["connect", "alpha", "b", "--ip", "abc"], "abc"),
             (&["connect", "alpha", "b", "--ip", "::1"], "::1"),

@@ -189,6 +189,11 @@ pub enum Command {
         /// Seconds per traffic measurement.
         #[arg(long, default_value_t = 3)]
         seconds: u64,
+        /// Connect to a dual-stack network too, alternating with the
+        /// IPv4-only one, and compare the two (or, with --traffic, measure
+        /// the published port over IPv6).
+        #[arg(long)]
+        ipv6: bool,
     },
     /// Check the host for what keeps container traffic from flowing, and
     /// say how to fix each (exit 1 when something is broken).

@@ -25,6 +25,9 @@ pub struct BenchOptions {
     pub traffic: bool,
     /// Length of each traffic measurement.
     pub seconds: u64,
+    /// Also connect to a dual-stack network, alternating with the
+    /// IPv4-only one (the same number of namespaces on each).
+    pub ipv6: bool,
 }
 
 /// Latency figures of one kind of operation.
@@ -71,7 +74,10 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     let _supervisor = StopsSupervisor(state_dir.clone());
     let mut ctx = Context::new(state_dir.clone(), false);
     if opts.traffic {
-        return super::bench_traffic::traffic(&mut ctx, opts.seconds, 3);
+        return super::bench_traffic::traffic(&mut ctx, opts.seconds, 3, opts.ipv6);
+    }
+    if opts.ipv6 {
+        return bench_ipv6(&mut ctx, opts);
     }
     for i in 0..opts.extra_networks {
         commands::create_network(&mut ctx, quiet_network(&format!("other{i}")))?;
@@ -242,6 +248,89 @@ pub fn quiet_network(name: &str) -> NetworkRequest {
     let mut n = NetworkRequest::new(name);
     n.dns = false;
     n
+}
+
+/// `bench --ipv6`: an IPv4-only network and a dual-stack one, each with
+/// `count` namespaces, connected alternately (so both meet the same
+/// machine state and grow together), then disconnected alternately; the
+/// medians and each network's first and last 100 compared.
+fn bench_ipv6(ctx: &mut Context, opts: &BenchOptions) -> Result<()> {
+    let mut four = quiet_network("bench");
+    four.subnets = Some(vec![crate::request::SubnetRequest::given(
+        "10.200.0.0/16".parse().expect("a valid prefix"),
+        None,
+    )]);
+    commands::create_network(ctx, four)?;
+    let mut dual = quiet_network("bench6");
+    dual.subnets = Some(vec![
+        crate::request::SubnetRequest::given(
+            "10.201.0.0/16".parse().expect("a valid prefix"),
+            None,
+        ),
+        crate::request::SubnetRequest::given(
+            "fd00:200::/64".parse().expect("a valid prefix"),
+            None,
+        ),
+    ]);
+    commands::create_network(ctx, dual)?;
+    let specs: Vec<PortSpec> = (0..opts.ports)
+        .map(|i| crate::request::parse_port(&(80 + i).to_string()))
+        .collect::<Result<_>>()?;
+    let names: Vec<(String, String)> = (0..opts.count)
+        .map(|i| (format!("ns{i}"), format!("six{i}")))
+        .collect();
+    for (a, b) in &names {
+        netns::create_named(a)?;
+        netns::create_named(b)?;
+    }
+    outln!(
+        "berth bench --ipv6: {} namespaces on an IPv4-only network and {} on a dual-stack one, {} published port(s) each, connected alternately (private sandbox)",
+        opts.count,
+        opts.count,
+        opts.ports
+    );
+    let connect = |ctx: &mut Context, net: &str, name: &str| -> Result<Duration> {
+        let o = AttachRequest {
+            network: net.into(),
+            target: name.into(),
+            ports: specs.clone(),
+            ..Default::default()
+        };
+        let start = Instant::now();
+        commands::connect(ctx, o)?;
+        Ok(start.elapsed())
+    };
+    let disconnect = |ctx: &mut Context, net: &str, name: &str| -> Result<Duration> {
+        let req = DetachRequest::new(net, EndpointRef::Target(name.into()));
+        let start = Instant::now();
+        commands::disconnect(ctx, req)?;
+        Ok(start.elapsed())
+    };
+    let (mut c4, mut c6, mut d4, mut d6) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, (a, b)) in names.iter().enumerate() {
+        // Which goes first alternates too.
+        if i % 2 == 0 {
+            c4.push(connect(ctx, "bench", a)?);
+            c6.push(connect(ctx, "bench6", b)?);
+        } else {
+            c6.push(connect(ctx, "bench6", b)?);
+            c4.push(connect(ctx, "bench", a)?);
+        }
+    }
+    for (a, b) in &names {
+        d4.push(disconnect(ctx, "bench", a)?);
+        d6.push(disconnect(ctx, "bench6", b)?);
+    }
+    let (c4, c6) = (Figures { samples: c4 }, Figures { samples: c6 });
+    outln!("{}", c4.summary("connect4"));
+    outln!("{}", c6.summary("connect46"));
+    outln!(
+        "dual-stack / IPv4-only connect median: x{:.2}",
+        Figures::median_of(&c6.samples) / Figures::median_of(&c4.samples)
+    );
+    outln!("{}", Figures { samples: d4 }.summary("disconnect4"));
+    outln!("{}", Figures { samples: d6 }.summary("disconnect46"));
+    Ok(())
 }
 
 fn time_each(names: &[String], mut op: impl FnMut(&str) -> Result<()>) -> Result<Figures> {

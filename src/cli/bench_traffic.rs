@@ -13,7 +13,7 @@
 
 use super::out::outln;
 use std::io::{BufRead, BufReader};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::{Child, Command, Stdio};
 
 use berth_nft::{Batch, ElemOp};
@@ -29,13 +29,25 @@ use crate::request::{AttachRequest, DetachRequest, EndpointRef};
 
 const UPLINK_HOST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const UPLINK_OUTSIDE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+const UPLINK_HOST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+const UPLINK_OUTSIDE6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
 const ECHO_PORT: u16 = 8080;
 const SINK_PORT: u16 = 5001;
 const FILLER_FIRST_PORT: u16 = 20_000;
 
-pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize) -> Result<()> {
+pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize, ipv6: bool) -> Result<()> {
     let probe = probe_path()?;
-    commands::create_network(ctx, super::bench::quiet_network("web"))?;
+    let mut web = super::bench::quiet_network("web");
+    if ipv6 {
+        web.subnets = Some(vec![
+            crate::request::SubnetRequest::auto(crate::model::Family::V4),
+            crate::request::SubnetRequest::given(
+                "fd00:201::/64".parse().expect("a valid prefix"),
+                None,
+            ),
+        ]);
+    }
+    commands::create_network(ctx, web)?;
     for name in ["srv", "outside"] {
         netns::create_named(name)?;
     }
@@ -52,7 +64,7 @@ pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize) -> Result<()> {
         ..Default::default()
     };
     let (endpoint, _) = commands::connect(ctx, connect.clone())?.applied()?;
-    wire_outside()?;
+    wire_outside(ipv6)?;
 
     let mut servers = Servers::default();
     servers.start(ctx, "srv", &probe, &["tcp-serve", "0.0.0.0:80"])?;
@@ -84,8 +96,8 @@ pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize) -> Result<()> {
     let ip = endpoint
         .ip4()
         .ok_or_else(|| Error::Other("the bench endpoint has no IPv4 address".into()))?;
-    let few = fillers(ip, FILLER_FIRST_PORT, 8);
-    let many = fillers(ip, FILLER_FIRST_PORT + 8, 9_990);
+    let few = fillers(ip.into(), FILLER_FIRST_PORT, 8);
+    let many = fillers(ip.into(), FILLER_FIRST_PORT + 8, 9_990);
     apply_fillers(ctx, &few, ElemOp::Add)?;
     let (mut with_few, mut with_many) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
@@ -99,6 +111,36 @@ pub fn traffic(ctx: &mut Context, seconds: u64, rounds: usize) -> Result<()> {
         "new TCP connections/s through a published port: {few_median:.0} with 10 mappings, {many_median:.0} with 10,000 (x{:.2})",
         many_median / few_median
     );
+    if let Some(ip6) = endpoint.ip6().filter(|_| ipv6) {
+        // The same over IPv6, through the IPv6 maps, to the host's IPv6
+        // uplink address.
+        let target6 = format!("[{UPLINK_HOST6}]:{ECHO_PORT}");
+        let rate6 = |ctx: &Context| -> Result<f64> {
+            let out = berth_exec(
+                ctx,
+                "outside",
+                &probe,
+                &["tcp-rate", &target6, "--seconds", &seconds.to_string()],
+            )?;
+            figure(&out, "connections_per_sec")
+        };
+        let few6 = fillers(ip6.into(), FILLER_FIRST_PORT, 8);
+        let many6 = fillers(ip6.into(), FILLER_FIRST_PORT + 8, 9_990);
+        apply_fillers(ctx, &few6, ElemOp::Add)?;
+        let (mut few_rates, mut many_rates) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            few_rates.push(rate6(ctx)?);
+            apply_fillers(ctx, &many6, ElemOp::Add)?;
+            many_rates.push(rate6(ctx)?);
+            apply_fillers(ctx, &many6, ElemOp::Delete)?;
+        }
+        apply_fillers(ctx, &few6, ElemOp::Delete)?;
+        let (few6_median, many6_median) = (median(&mut few_rates), median(&mut many_rates));
+        outln!(
+            "new TCP connections/s through a published port over IPv6: {few6_median:.0} with 10 mappings, {many6_median:.0} with 10,000 (x{:.2})",
+            many6_median / few6_median
+        );
+    }
 
     let throughput = |addr: String| -> Result<f64> {
         let out = run(Command::new(&probe).args([
@@ -192,12 +234,19 @@ fn probe_path() -> Result<std::path::PathBuf> {
 /// The outside world: a namespace on a routed veth to the sandbox host,
 /// with the host as its default gateway (so it reaches the host's uplink
 /// address, and nothing behind it without DNAT).
-fn wire_outside() -> Result<()> {
+fn wire_outside(ipv6: bool) -> Result<()> {
     let net = crate::model::subnet::v4_truncating(UPLINK_HOST, 24);
     let outside = Target::resolve("outside")?.open()?;
     let what = "wiring the outside namespace";
     sandbox::wire_routed_peer("uplink0", &outside, UPLINK_HOST, UPLINK_OUTSIDE, net)
         .map_err(|e| Error::kernel(what, e))?;
+    if ipv6 {
+        let net6 = crate::model::Ipv6Net::new(UPLINK_HOST6, 64).expect("64 is a valid length");
+        sandbox::add_routed_peer6("uplink0", &outside, UPLINK_HOST6, UPLINK_OUTSIDE6, net6)
+            .map_err(|e| Error::kernel(what, e))?;
+        // The link-local addresses' duplicate address detection.
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+    }
     netns::run_in(&outside, || -> std::io::Result<()> {
         // A connection-rate run opens tens of thousands of connections;
         // reusing TIME_WAIT ports keeps the client from running out.
@@ -212,7 +261,7 @@ fn wire_outside() -> Result<()> {
 }
 
 /// `count` one-port TCP mappings from consecutive host ports to port 80.
-fn fillers(container: Ipv4Addr, first: u16, count: u16) -> (Ipv4Addr, Vec<PortMapping>) {
+fn fillers(container: IpAddr, first: u16, count: u16) -> (IpAddr, Vec<PortMapping>) {
     let mappings = (0..count)
         .map(|i| PortMapping {
             host_ip: Ipv4Addr::UNSPECIFIED.into(),
@@ -229,11 +278,11 @@ fn fillers(container: Ipv4Addr, first: u16, count: u16) -> (Ipv4Addr, Vec<PortMa
 /// not endpoints, so the state does not hear of them).
 fn apply_fillers(
     ctx: &mut Context,
-    (container, mappings): &(Ipv4Addr, Vec<PortMapping>),
+    (container, mappings): &(IpAddr, Vec<PortMapping>),
     op: ElemOp,
 ) -> Result<()> {
     let mut batch = Batch::new();
-    firewall::ports::elements_op(&mut batch, op, (*container).into(), mappings);
+    firewall::ports::elements_op(&mut batch, op, *container, mappings);
     ctx.kernel.nft_apply(&batch)
 }
 

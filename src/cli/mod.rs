@@ -505,6 +505,7 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
             ports,
             traffic,
             seconds,
+            ipv6,
         } => bench::bench(&BenchOptions {
             count,
             extra_networks: networks,
@@ -512,6 +513,7 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
             ports,
             traffic,
             seconds,
+            ipv6,
         })?,
         Command::Doctor { json } => return explain::doctor(ctx, json),
         Command::Inspect { target, json } => return explain::inspect(ctx, &target, json),

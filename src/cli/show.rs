@@ -255,7 +255,7 @@ fn print_network(
         let six = if s.family() == crate::model::Family::V6 {
             "6"
         } else {
-            " "
+            ""
         };
         outln!("{:<11}{}", format!("subnet{six}:"), s.net);
         if let Some(g) = s.gateway {

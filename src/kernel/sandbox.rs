@@ -47,3 +47,27 @@ pub fn wire_routed_peer(
         addr::add_default_route(&mut rtnl, host_ip.into(), None)
     })?
 }
+
+/// Adds IPv6 to a link made by [`wire_routed_peer`]: `host_ip` on
+/// `host_ifname` here, `peer_ip` on the peer's `eth0` (both in `net`,
+/// without DAD), and the peer's IPv6 default route via `host_ip`. The
+/// kernel's own link-local addresses still do DAD (about a second) before
+/// this host can solicit the peer for forwarded packets; callers wait.
+pub fn add_routed_peer6(
+    host_ifname: &str,
+    peer: &File,
+    host_ip: std::net::Ipv6Addr,
+    peer_ip: std::net::Ipv6Addr,
+    net: crate::model::Ipv6Net,
+) -> io::Result<()> {
+    let mut rtnl = Rtnl::open()?;
+    let host_side = link::index_of(&mut rtnl, host_ifname)?
+        .ok_or_else(|| io::Error::other(format!("{host_ifname} vanished")))?;
+    addr::add_address(&mut rtnl, host_side, host_ip.into(), net.into())?;
+    netns::run_in(peer, || -> io::Result<()> {
+        let mut rtnl = Rtnl::open()?;
+        let eth0 = link::index_of(&mut rtnl, "eth0")?.unwrap_or_default();
+        addr::add_address(&mut rtnl, eth0, peer_ip.into(), net.into())?;
+        addr::add_default_route(&mut rtnl, host_ip.into(), None)
+    })?
+}

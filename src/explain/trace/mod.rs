@@ -112,6 +112,9 @@ enum Place {
 }
 
 fn namespace_of(ctx: &Context, m: &Model, e: &Endpoint, label: &str) -> Result<Place> {
+    if e.ip4().is_none() {
+        return Err(no_ipv4(label));
+    }
     let target = ctx.kernel.parse_target(&e.netns)?;
     Ok(Place::Namespace {
         label: label.to_string(),
@@ -125,6 +128,14 @@ fn namespace_of(ctx: &Context, m: &Model, e: &Endpoint, label: &str) -> Result<P
             .collect(),
         named: Some(Box::new(e.clone())),
     })
+}
+
+/// Trace walks IPv4 flows: an endpoint with IPv6 only is refused by name
+/// rather than walked as 0.0.0.0.
+fn no_ipv4(label: &str) -> Error {
+    Error::invalid(format!(
+        "{label} has no IPv4 address, and berth trace follows IPv4 flows only (IPv6 is not traced yet)"
+    ))
 }
 
 /// An endpoint name (as `ps` shows it, or NETWORK/NAME), a namespace
@@ -244,7 +255,10 @@ fn destination(
                 .or(named.as_deref())
                 .or(endpoints.first());
             if let Some(e) = pick {
-                return Ok((label.clone(), v4::ip(e)));
+                return match e.ip4() {
+                    Some(ip) => Ok((label.clone(), ip)),
+                    None => Err(no_ipv4(label)),
+                };
             }
             let facts = ctx.kernel.netns_facts(Some(path))?;
             let ip = facts
