@@ -145,6 +145,9 @@ fn check(opts: &NetworkOptions) -> Result<Vec<PodmanNet>> {
         let dns_servers =
             super::update::parse_servers(info.network_dns_servers.as_deref().unwrap_or_default())
                 .map_err(|e| Error::invalid(format!("network {name:?}: {e}")))?;
+        // netavark offers no DNS on macvlan/ipvlan networks either, nor
+        // without a gateway to answer on (IPAM driver "none").
+        let dns = info.dns_enabled && info.driver == "bridge" && !subnets.is_empty();
         out.push(PodmanNet {
             dns_servers,
             network: name.clone(),
@@ -155,8 +158,7 @@ fn check(opts: &NetworkOptions) -> Result<Vec<PodmanNet>> {
             // netavark's default, as `ip` tools use it.
             metric: metric.or(Some(DEFAULT_METRIC)),
             internal: info.internal,
-            // netavark offers no DNS on macvlan/ipvlan networks either.
-            dns: info.dns_enabled && info.driver == "bridge",
+            dns,
             ifname: per.interface_name.clone(),
             ips,
             mac: per
@@ -935,14 +937,16 @@ mod tests {
                 "networks":{{"podman":{{"interface_name":"eth0"}}}},
                 "network_info":{{"podman":{{"name":"podman","id":"2f25","driver":"{driver}",
                   "network_interface":"dummy0","subnets":[],"ipv6_enabled":false,"internal":false,
-                  "dns_enabled":false,"ipam_options":{{"driver":"none"}}}}}}}}"#
+                  "dns_enabled":true,"ipam_options":{{"driver":"none"}}}}}}}}"#
             );
             let o = opts(&json);
             let status = setup(&mut h.ctx, "/run/netns/p1", &o).unwrap();
             let eth0 = &status["podman"].interfaces["eth0"];
             assert!(eth0.subnets.is_empty(), "{driver}: {eth0:?}");
             assert!(!eth0.mac_address.is_empty());
+            // Podman asked for DNS, but there is no gateway to answer on.
             assert!(status["podman"].dns_server_ips.is_empty());
+            assert!(status["podman"].dns_search_domains.is_empty());
             assert_eq!(
                 h.rows(),
                 ["network podman  ready", "endpoint podman/someName  ready"],
