@@ -319,10 +319,35 @@ fn bad_requests_fail_in_netavark_format_and_change_nothing() {
             "gre",
         ),
         (
-            "ipv6 subnet",
+            "address in none of the subnets",
             vec!["setup", "/run/netns/c2"],
             with(json!({"network_info": {"web": {"subnets": [{"subnet": "fd00::/64"}]}}})),
-            "IPv6",
+            "10.77.0.3 is in none of the network's subnets (fd00::/64)",
+        ),
+        (
+            "two subnets of one family",
+            vec!["setup", "/run/netns/c2"],
+            with(
+                json!({"network_info": {"web": {"subnets": [{"subnet": "10.77.0.0/24"}, {"subnet": "10.78.0.0/24"}]}}}),
+            ),
+            "more than one IPv4 subnet",
+        ),
+        (
+            "no address for the IPv6 subnet",
+            vec!["setup", "/run/netns/c2"],
+            with(
+                json!({"network_info": {"web": {"subnets": [{"subnet": "10.77.0.0/24", "gateway": "10.77.0.1"}, {"subnet": "fd00::/64"}]}}}),
+            ),
+            "no static_ips address in subnet fd00::/64",
+        ),
+        (
+            "a network in use that Podman now defines dual-stack",
+            vec!["setup", "/run/netns/c2"],
+            with(json!({
+                "networks": {"web": {"static_ips": ["10.77.0.3", "fd00::3"]}},
+                "network_info": {"web": {"subnets": [{"subnet": "10.77.0.0/24", "gateway": "10.77.0.1"}, {"subnet": "fd00::/64"}]}}
+            })),
+            "not 10.77.0.0/24 via 10.77.0.1, fd00::/64 via fd00::1",
         ),
         (
             "address taken",

@@ -151,6 +151,20 @@ fn in_netavarks_words(e: &Error) -> Option<String> {
                 _ => None,
             }
         }
+        // The kernel refuses IPv6 addresses where IPv6 is disabled
+        // (`disable_ipv6`); the first one berth adds is the bridge's.
+        Error::Apply { step, cause, .. }
+            if step.trim_start_matches('`').starts_with("ip -6 addr ") =>
+        {
+            match &**cause {
+                Error::Kernel { source, .. } if source.raw_os_error() == Some(libc::EACCES) => {
+                    Some(format!(
+                        "add ip addr to bridge: failed to add ipv6 address, is ipv6 enabled in the kernel?: Netlink error: {source}"
+                    ))
+                }
+                _ => None,
+            }
+        }
         _ => None,
     }
 }
@@ -284,6 +298,24 @@ mod tests {
             Some("Sysctl error: IO Error: Read-only file system (os error 30)")
         );
         assert_eq!(in_netavarks_words(&Error::invalid("x")), None);
+    }
+
+    #[test]
+    fn ipv6_refused_by_the_kernel_is_reported_in_netavarks_words() {
+        let refused = |errno| Error::Apply {
+            step: "`ip -6 addr add fd10:88:a::1/64 dev podman1 nodad`".into(),
+            cause: Box::new(Error::kernel(
+                "adding fd10:88:a::1/64 to podman1",
+                std::io::Error::from_raw_os_error(errno),
+            )),
+            undo: String::new(),
+        };
+        assert_eq!(
+            in_netavarks_words(&refused(libc::EACCES)).as_deref(),
+            Some("add ip addr to bridge: failed to add ipv6 address, is ipv6 enabled in the kernel?: Netlink error: Permission denied (os error 13)")
+        );
+        // Another failure keeps berth's own words.
+        assert_eq!(in_netavarks_words(&refused(libc::ENODEV)), None);
     }
 
     #[test]

@@ -21,8 +21,11 @@ use crate::commands::{Attach, Detach, EnsureNetwork, RemoveNetwork};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::executor::{transaction, Preflight, Txn};
-use crate::model::{names, Driver, Endpoint, Ipv4Net, Mac, Network, PortSpec, Proto};
-use crate::request::{AttachRequest, DetachRequest, EndpointMark, EndpointRef, NetworkRequest};
+use crate::model::subnet::{self, Family};
+use crate::model::{names, Driver, Endpoint, Mac, Network, PortSpec, Proto, Subnet};
+use crate::request::{
+    AttachRequest, DetachRequest, EndpointMark, EndpointRef, NetworkRequest, SubnetRequest,
+};
 use crate::store::Tx;
 
 /// What berth records as the maker of Podman's networks and endpoints.
@@ -34,8 +37,8 @@ const DNS_DOMAIN: &str = "dns.podman";
 #[derive(Debug)]
 struct PodmanNet {
     network: String,
-    subnet: Ipv4Net,
-    gateway: Ipv4Addr,
+    /// At most one per family, IPv4 first; none with IPAM driver "none".
+    subnets: Vec<Subnet>,
     bridge: String,
     /// Bridge, or macvlan/ipvlan with `network_interface` as the parent.
     driver: Driver,
@@ -45,7 +48,8 @@ struct PodmanNet {
     internal: bool,
     dns: bool,
     ifname: String,
-    ip: Ipv4Addr,
+    /// Podman's addresses, one in each subnet, in the subnets' order.
+    ips: Vec<IpAddr>,
     mac: Option<Mac>,
     /// The network's own upstream DNS servers (empty: the host's).
     dns_servers: Vec<IpAddr>,
@@ -76,44 +80,25 @@ fn check(opts: &NetworkOptions) -> Result<Vec<PodmanNet>> {
         }
         names::check_network_name(name)?;
         let ipam = info.ipam_options.as_ref().and_then(|o| o.get("driver"));
-        match ipam.map(String::as_str) {
-            None | Some("") | Some("host-local") => {}
-            Some("none") => {
-                return Err(Error::invalid(format!(
-                    "network {name:?}: ipam driver \"none\" (an interface without addresses) is not supported by berth"
-                )))
+        let (subnets, ips) = match ipam.map(String::as_str) {
+            None | Some("") | Some("host-local") => {
+                let subnets = podman_subnets(name, info.subnets.as_deref().unwrap_or_default())?;
+                let ips = static_ips(
+                    name,
+                    &subnets,
+                    per.static_ips.as_deref().unwrap_or_default(),
+                )?;
+                (subnets, ips)
             }
+            // The interface without addresses or routes: netavark reads
+            // neither the subnets nor static_ips then.
+            Some("none") => (Vec::new(), Vec::new()),
             // netavark's words, which Podman shows.
-            Some(d) => return Err(Error::invalid(format!("IO error: unsupported ipam driver {d}"))),
-        }
-        let subnets = info.subnets.as_deref().unwrap_or_default();
-        let mut v4 = None;
-        for s in subnets {
-            if s.subnet.contains(':') {
+            Some(d) => {
                 return Err(Error::invalid(format!(
-                    "network {name:?}: IPv6 subnet {} is not supported by berth",
-                    s.subnet
-                )));
-            }
-            if v4.is_some() {
-                return Err(Error::invalid(format!(
-                    "network {name:?}: more than one IPv4 subnet is not supported by berth"
-                )));
-            }
-            v4 = Some(s);
-        }
-        let s = v4.ok_or_else(|| Error::invalid(format!("network {name:?} has no subnet")))?;
-        let subnet = match crate::model::subnet::parse_network(&s.subnet)? {
-            ipnet::IpNet::V4(v4) => v4,
-            ipnet::IpNet::V6(v6) => {
-                return Err(Error::invalid(format!(
-                    "network {name:?}: subnet {v6} is IPv6, which berth's netavark mode does not offer yet"
+                    "IO error: unsupported ipam driver {d}"
                 )))
             }
-        };
-        let gateway = match &s.gateway {
-            Some(g) => parse_v4(&format!("gateway of network {name:?}"), g)?,
-            None => std::net::Ipv4Addr::from(u32::from(subnet.network()) + 1),
         };
         let options = info.options.clone().unwrap_or_default();
         let (bridge, driver) = if info.driver == "bridge" {
@@ -157,38 +142,25 @@ fn check(opts: &NetworkOptions) -> Result<Vec<PodmanNet>> {
                 )));
             }
         }
-        let ips = per.static_ips.as_deref().unwrap_or_default();
-        let ip = match ips {
-            [ip] => parse_v4(&format!("static_ips of network {name:?}"), ip)?,
-            [] => {
-                return Err(Error::invalid(format!(
-                    "network {name:?}: no static_ips (Podman assigns the addresses)"
-                )))
-            }
-            _ => {
-                return Err(Error::invalid(format!(
-                    "network {name:?}: more than one address per network is not supported by berth"
-                )))
-            }
-        };
         let dns_servers =
             super::update::parse_servers(info.network_dns_servers.as_deref().unwrap_or_default())
                 .map_err(|e| Error::invalid(format!("network {name:?}: {e}")))?;
+        // netavark offers no DNS on macvlan/ipvlan networks either, nor
+        // without a gateway to answer on (IPAM driver "none").
+        let dns = info.dns_enabled && info.driver == "bridge" && !subnets.is_empty();
         out.push(PodmanNet {
             dns_servers,
             network: name.clone(),
-            subnet,
-            gateway,
+            subnets,
             bridge,
             driver,
             mtu,
             // netavark's default, as `ip` tools use it.
             metric: metric.or(Some(DEFAULT_METRIC)),
             internal: info.internal,
-            // netavark offers no DNS on macvlan/ipvlan networks either.
-            dns: info.dns_enabled && info.driver == "bridge",
+            dns,
             ifname: per.interface_name.clone(),
-            ip,
+            ips,
             mac: per
                 .static_mac
                 .as_deref()
@@ -201,6 +173,90 @@ fn check(opts: &NetworkOptions) -> Result<Vec<PodmanNet>> {
     Ok(out)
 }
 
+/// Podman's subnets of a host-local network as berth's: at least one, at
+/// most one per family (berth's model), IPv4 first. A subnet without a
+/// gateway gets its first host address, as Podman itself fills it in.
+fn podman_subnets(name: &str, given: &[super::types::Subnet]) -> Result<Vec<Subnet>> {
+    let mut subnets: Vec<Subnet> = Vec::new();
+    for s in given {
+        let net = subnet::parse_network(&s.subnet)
+            .map_err(|e| Error::invalid(format!("network {name:?}: {e}")))?;
+        let family = Family::of_net(&net);
+        if subnets.iter().any(|o| Family::of_net(&o.net) == family) {
+            return Err(Error::invalid(format!(
+                "network {name:?}: more than one {} subnet is not supported by berth (a network has at most one per family)",
+                family.name()
+            )));
+        }
+        let gateway = match s.gateway.as_deref().filter(|g| !g.is_empty()) {
+            None => subnet::first_host(&net),
+            Some(g) => {
+                let ip = parse_ip(&format!("gateway of network {name:?}"), g)?;
+                if !subnet::is_host(&net, ip) {
+                    return Err(Error::invalid(format!(
+                        "network {name:?}: gateway {ip} is not a host address of subnet {net}"
+                    )));
+                }
+                ip
+            }
+        };
+        subnets.push(Subnet {
+            net,
+            gateway: Some(gateway),
+        });
+    }
+    if subnets.is_empty() {
+        return Err(Error::invalid(format!(
+            "network {name:?} has no subnet (with ipam driver host-local Podman gives one)"
+        )));
+    }
+    subnets.sort_by_key(|s| Family::of_net(&s.net));
+    Ok(subnets)
+}
+
+/// Podman's addresses for the container: exactly one in each subnet
+/// (Podman does the address management, so berth's pool gives none),
+/// returned in the subnets' order.
+fn static_ips(name: &str, subnets: &[Subnet], given: &[String]) -> Result<Vec<IpAddr>> {
+    let what = format!("static_ips of network {name:?}");
+    let given = given
+        .iter()
+        .map(|t| parse_ip(&what, t))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(ip) = given
+        .iter()
+        .find(|ip| !subnets.iter().any(|s| s.net.contains(*ip)))
+    {
+        return Err(Error::invalid(format!(
+            "{what}: address {ip} is in none of the network's subnets ({})",
+            subnets
+                .iter()
+                .map(|s| s.net.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let mut ips = Vec::new();
+    for s in subnets {
+        match given.iter().filter(|ip| s.net.contains(*ip)).collect::<Vec<_>>()[..] {
+            [ip] => ips.push(*ip),
+            [] => {
+                return Err(Error::invalid(format!(
+                    "network {name:?}: no static_ips address in subnet {} (Podman assigns the addresses)",
+                    s.net
+                )))
+            }
+            _ => {
+                return Err(Error::invalid(format!(
+                    "network {name:?}: more than one address in subnet {} is not supported by berth",
+                    s.net
+                )))
+            }
+        }
+    }
+    Ok(ips)
+}
+
 /// `eth10` after `eth9`.
 fn natural(ifname: &str) -> (String, u64) {
     let digits = ifname.len() - ifname.trim_end_matches(|c: char| c.is_ascii_digit()).len();
@@ -208,14 +264,9 @@ fn natural(ifname: &str) -> (String, u64) {
     (stem.to_string(), n.parse().unwrap_or(0))
 }
 
-fn parse_v4(what: &str, text: &str) -> Result<Ipv4Addr> {
-    match text.parse::<IpAddr>() {
-        Ok(IpAddr::V4(ip)) => Ok(ip),
-        Ok(IpAddr::V6(_)) => Err(Error::invalid(format!(
-            "{what}: IPv6 address {text} is not supported by berth"
-        ))),
-        Err(_) => Err(Error::invalid(format!("{what}: invalid address {text:?}"))),
-    }
+fn parse_ip(what: &str, text: &str) -> Result<IpAddr> {
+    text.parse::<IpAddr>()
+        .map_err(|_| Error::invalid(format!("{what}: invalid address {text:?}")))
 }
 
 /// Podman's port mappings as berth port specs: one per protocol of a
@@ -223,9 +274,10 @@ fn parse_v4(what: &str, text: &str) -> Result<Ipv4Addr> {
 fn port_specs(ports: &[PortMapping]) -> Result<Vec<PortSpec>> {
     let mut specs = Vec::new();
     for p in ports {
+        // Empty: every address of every family the network has.
         let host_ip = match p.host_ip.as_str() {
-            "" => Ipv4Addr::UNSPECIFIED,
-            ip => parse_v4("port mapping host_ip", ip)?,
+            "" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            ip => parse_ip("port mapping host_ip", ip)?,
         };
         let count = p.range.max(1);
         for port in [p.host_port, p.container_port] {
@@ -240,7 +292,7 @@ fn port_specs(ports: &[PortMapping]) -> Result<Vec<PortSpec>> {
                 Error::invalid(format!("port mapping: unknown protocol {proto:?}"))
             })?;
             specs.push(PortSpec {
-                host_ip: IpAddr::V4(host_ip),
+                host_ip,
                 host_port: Some(p.host_port),
                 container_port: p.container_port,
                 count,
@@ -310,7 +362,7 @@ pub fn setup(
                 network: a.network.clone(),
                 target: netns.to_string(),
                 name: Some(name.clone()),
-                ips: vec![IpAddr::V4(a.ip)],
+                ips: a.ips.clone(),
                 mac: a.mac,
                 ifname: Some(a.ifname.clone()),
                 // A host port can be published once: on the first network.
@@ -371,10 +423,13 @@ impl PodmanNet {
     /// The berth network Podman's definition describes.
     fn request(&self) -> NetworkRequest {
         let mut r = NetworkRequest::new(self.network.clone());
-        r.subnets = Some(vec![crate::request::SubnetRequest::given(
-            ipnet::IpNet::V4(self.subnet),
-            Some(IpAddr::V4(self.gateway)),
-        )]);
+        // Empty with IPAM driver "none": a network without addresses.
+        r.subnets = Some(
+            self.subnets
+                .iter()
+                .map(|s| SubnetRequest::given(s.net, s.gateway))
+                .collect(),
+        );
         if self.driver.is_bridge() {
             r.bridge = Some(self.bridge.clone());
         }
@@ -392,10 +447,9 @@ impl PodmanNet {
 /// a hand) is rebuilt by the connect that follows, like any berth
 /// network's.
 fn podman_agreement(a: &PodmanNet) -> crate::commands::network::Agreement {
-    let (name, subnet, gateway, bridge, driver) = (
+    let (name, ours, bridge, driver) = (
         a.network.clone(),
-        a.subnet,
-        a.gateway,
+        a.subnets.clone(),
         a.bridge.clone(),
         a.driver.clone(),
     );
@@ -411,19 +465,31 @@ fn podman_agreement(a: &PodmanNet) -> crate::commands::network::Agreement {
                 n.driver
             )));
         }
-        let ours = [crate::model::Subnet {
-            net: ipnet::IpNet::V4(subnet),
-            gateway: Some(IpAddr::V4(gateway)),
-        }];
         if n.subnets != ours || n.bridge != bridge {
             return Err(Error::invalid(format!(
-                "network {name:?} is in use with {} bridge {}, not subnet {subnet} gateway {gateway} bridge {bridge} as Podman now defines it; remove its containers first",
+                "network {name:?} is in use with {} bridge {}, not {} bridge {bridge} as Podman now defines it; remove its containers first",
                 n.subnets_text(),
-                n.bridge
+                n.bridge,
+                subnets_text(&ours),
             )));
         }
         Ok(())
     })
+}
+
+/// Podman's subnets as `network ls` shows berth's.
+fn subnets_text(subnets: &[Subnet]) -> String {
+    if subnets.is_empty() {
+        return "no subnet".into();
+    }
+    subnets
+        .iter()
+        .map(|s| match s.gateway {
+            Some(g) => format!("{} via {g}", s.net),
+            None => s.net.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What Podman learns about one network: the interface with its MAC and
@@ -432,7 +498,12 @@ fn status_block(a: &PodmanNet, e: &Endpoint, n: &Network) -> StatusBlock {
     let dns = |v: String| if a.dns { vec![v] } else { vec![] };
     StatusBlock {
         dns_search_domains: dns(DNS_DOMAIN.into()),
-        dns_server_ips: n.gateway4().map(|g| dns(g.to_string())).unwrap_or_default(),
+        // Every gateway, IPv4 first: berth's DNS server answers on each.
+        dns_server_ips: if a.dns {
+            n.gateways().iter().map(|g| g.to_string()).collect()
+        } else {
+            Vec::new()
+        },
         interfaces: BTreeMap::from([(
             e.ifname.clone(),
             NetInterface {
@@ -595,7 +666,7 @@ mod tests {
         let a = check(&opts(TWO)).unwrap();
         assert_eq!(a[0].network, "n1");
         assert_eq!(a[0].bridge, "podman1");
-        assert_eq!(a[0].ip, Ipv4Addr::new(10, 77, 0, 2));
+        assert_eq!(a[0].ips, [IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2))]);
         assert_eq!(
             a[0].mac.map(|m| m.to_string()).as_deref(),
             Some("02:11:22:33:44:55")
@@ -643,13 +714,37 @@ mod tests {
                 r#""driver":"weird","network_interface":"podman1""#,
                 "unknown network driver",
             ),
-            (r#""10.77.0.2""#, r#""fd00::2""#, "IPv6"),
+            (r#""10.77.0.2""#, r#""fd00::2""#, "fd00::2 is in none"),
             (
                 r#""10.77.0.2""#,
                 r#""10.77.0.2","10.77.0.3""#,
-                "more than one",
+                "more than one address in subnet 10.77.0.0/24",
             ),
-            (r#""10.77.0.0/24""#, r#""fd00::/64""#, "IPv6"),
+            (
+                r#""10.77.0.2""#,
+                r#""10.77.0.2","fd00::2""#,
+                "fd00::2 is in none",
+            ),
+            (
+                r#"{"subnet":"10.77.0.0/24","gateway":"10.77.0.1"}"#,
+                r#"{"subnet":"10.77.0.0/24","gateway":"10.77.0.1"},{"subnet":"10.78.0.0/24"}"#,
+                "more than one IPv4 subnet",
+            ),
+            (
+                r#"{"subnet":"10.77.0.0/24","gateway":"10.77.0.1"}"#,
+                r#"{"subnet":"10.77.0.0/24","gateway":"10.77.0.1"},{"subnet":"fd00::/64"}"#,
+                "no static_ips address in subnet fd00::/64",
+            ),
+            (
+                r#""gateway":"10.77.0.1""#,
+                r#""gateway":"fd00::1""#,
+                "not a host address",
+            ),
+            (
+                r#""ipam_options":{"driver":"host-local"}"#,
+                r#""ipam_options":{"driver":"dhcp"}"#,
+                "unsupported ipam driver dhcp",
+            ),
             (r#""mtu":"1400""#, r#""mtu":"big""#, "invalid mtu"),
             (
                 r#""mtu":"1400""#,
@@ -736,14 +831,153 @@ mod tests {
         assert_eq!(gws, ["10.77.0.1", "10.89.1.1"]);
     }
 
+    /// netavark's `metric.json`: a dual-stack network, one address per
+    /// family, a default route per family, both in the StatusBlock.
+    const DUAL: &str = r#"{"container_id":"bc14fe7cd3633e7b","container_name":"metrictest",
+      "networks":{"metric":{"interface_name":"eth1","static_ips":["fde0::2","10.89.0.2"]}},
+      "network_info":{"metric":{"dns_enabled":true,"driver":"bridge","id":"7ba4","internal":false,
+        "ipv6_enabled":true,"name":"metric","network_interface":"metric",
+        "subnets":[{"subnet":"fde0::/64","gateway":"fde0::1"},{"gateway":"10.89.0.1","subnet":"10.89.0.0/24"}],
+        "options":{"metric":"200"}}},
+      "port_mappings":[{"host_ip":"","container_port":80,"host_port":8080,"range":1,"protocol":"tcp"},
+                       {"host_ip":"fde0::1","container_port":81,"host_port":8081,"range":1,"protocol":"udp"}]}"#;
+
+    #[test]
+    fn a_dual_stack_network_gives_both_families() {
+        let mut h = crate::commands::tests::host();
+        h.fake().add_namespace("/run/netns/p1");
+        let o = opts(DUAL);
+        let nets = check(&o).unwrap();
+        // IPv4 first whatever Podman's order, each address with its subnet.
+        assert_eq!(
+            nets[0]
+                .subnets
+                .iter()
+                .map(|s| s.net.to_string())
+                .collect::<Vec<_>>(),
+            ["10.89.0.0/24", "fde0::/64"]
+        );
+        assert_eq!(
+            nets[0].ips,
+            [
+                "10.89.0.2".parse::<IpAddr>().unwrap(),
+                "fde0::2".parse().unwrap()
+            ]
+        );
+        let status = setup(&mut h.ctx, "/run/netns/p1", &o).unwrap();
+        let st = &status["metric"];
+        let got: Vec<(&str, &str)> = st.interfaces["eth1"]
+            .subnets
+            .iter()
+            .map(|a| (a.ipnet.as_str(), a.gateway.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [("10.89.0.2/24", "10.89.0.1"), ("fde0::2/64", "fde0::1")]
+        );
+        assert_eq!(st.dns_server_ips, ["10.89.0.1", "fde0::1"]);
+        assert_eq!(
+            h.rows(),
+            [
+                "network metric 10.89.0.0/24,fde0::/64 ready",
+                "endpoint metric/metrictest 10.89.0.2,fde0::2 ready"
+            ]
+        );
+        let p1 = Some(std::path::PathBuf::from("/run/netns/p1"));
+        let fake = h.fake();
+        assert!(fake
+            .default_routes
+            .iter()
+            .any(|r| r.0 == p1 && r.1.to_string() == "10.89.0.1"));
+        assert!(fake
+            .default_routes6
+            .iter()
+            .any(|r| r.0 == p1 && r.1.to_string() == "fde0::1"));
+        assert!(fake
+            .addrs6
+            .iter()
+            .any(|(n, a)| *n == p1 && a.ip.to_string() == "fde0::2" && a.prefix_len == 64));
+        assert!(fake
+            .addrs6
+            .iter()
+            .any(|(n, a)| n.is_none() && a.ip.to_string() == "fde0::1"));
+
+        // The same network again with Podman's subnets changed is refused,
+        // naming both.
+        h.fake().add_namespace("/run/netns/p2");
+        let other = DUAL
+            .replace("fde0::", "fde1::")
+            .replace("bc14fe7cd3633e7b", "aa14fe7cd3633e7b")
+            .replace("metrictest", "other");
+        let err = setup(&mut h.ctx, "/run/netns/p2", &opts(&other))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("fde0::/64 via fde0::1") && err.contains("fde1::/64 via fde1::1"),
+            "{err}"
+        );
+
+        teardown(&mut h.ctx, "/run/netns/p1", &o).unwrap();
+        assert!(h.rows().is_empty(), "{:?}", h.rows());
+        assert!(h.host_links().is_empty());
+    }
+
+    /// IPAM driver "none", bridge and macvlan: the interface without
+    /// addresses or routes, and teardown takes it all back.
+    #[test]
+    fn ipam_none_sets_up_an_interface_without_addresses() {
+        for driver in ["bridge", "macvlan"] {
+            let mut h = crate::commands::tests::host();
+            h.fake().add_namespace("/run/netns/p1");
+            if driver == "macvlan" {
+                h.fake().add_host_link("dummy0", "veth", 0);
+            }
+            let json = format!(
+                r#"{{"container_id":"someID","container_name":"someName",
+                "networks":{{"podman":{{"interface_name":"eth0"}}}},
+                "network_info":{{"podman":{{"name":"podman","id":"2f25","driver":"{driver}",
+                  "network_interface":"dummy0","subnets":[],"ipv6_enabled":false,"internal":false,
+                  "dns_enabled":true,"ipam_options":{{"driver":"none"}}}}}}}}"#
+            );
+            let o = opts(&json);
+            let status = setup(&mut h.ctx, "/run/netns/p1", &o).unwrap();
+            let eth0 = &status["podman"].interfaces["eth0"];
+            assert!(eth0.subnets.is_empty(), "{driver}: {eth0:?}");
+            assert!(!eth0.mac_address.is_empty());
+            // Podman asked for DNS, but there is no gateway to answer on.
+            assert!(status["podman"].dns_server_ips.is_empty());
+            assert!(status["podman"].dns_search_domains.is_empty());
+            assert_eq!(
+                h.rows(),
+                ["network podman  ready", "endpoint podman/someName  ready"],
+                "{driver}"
+            );
+            let p1 = Some(std::path::PathBuf::from("/run/netns/p1"));
+            let fake = h.fake();
+            assert!(!fake.addrs.iter().any(|(n, _)| *n == p1), "{driver}");
+            assert!(!fake.addrs6.iter().any(|(n, _)| *n == p1), "{driver}");
+            assert!(
+                !fake.default_routes.iter().any(|(n, _)| *n == p1),
+                "{driver}"
+            );
+            assert!(
+                !fake.default_routes6.iter().any(|(n, _)| *n == p1),
+                "{driver}"
+            );
+            teardown(&mut h.ctx, "/run/netns/p1", &o).unwrap();
+            assert!(h.rows().is_empty(), "{driver}: {:?}", h.rows());
+        }
+    }
+
     #[test]
     fn a_failed_setup_takes_back_the_networks_it_made() {
         let mut h = crate::commands::tests::host();
         h.fake().add_namespace("/run/netns/p1");
-        // The second network's address is outside its subnet.
-        let bad = TWO.replace(r#""10.89.1.2""#, r#""10.99.1.2""#);
+        // The second network's address is its gateway's, which the
+        // attach refuses after the first network is made and attached.
+        let bad = TWO.replace(r#""10.89.1.2""#, r#""10.89.1.1""#);
         let err = setup(&mut h.ctx, "/run/netns/p1", &opts(&bad)).unwrap_err();
-        assert!(err.to_string().contains("10.99.1.2"), "{err}");
+        assert!(err.to_string().contains("10.89.1.1"), "{err}");
         assert!(h.rows().is_empty(), "{:?}", h.rows());
         assert!(h.host_links().is_empty());
     }

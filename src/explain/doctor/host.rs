@@ -8,7 +8,9 @@ use crate::error::Result;
 use crate::kernel::sysctl::Key;
 
 pub fn check(ctx: &mut Context, facts: &Facts, out: &mut Vec<Finding>) -> Result<()> {
-    let networks = facts.networks().count();
+    // Only networks with IPv4 need it, as the reconcile decides (one
+    // without addresses, IPAM "none", routes nothing).
+    let networks = facts.networks().filter(|n| n.subnet4().is_some()).count();
     ip_forward(ctx, networks, out);
     br_netfilter(ctx, facts, out);
     rp_filter(ctx, facts, out);
