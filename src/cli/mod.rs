@@ -633,6 +633,8 @@ fn write_man_pages(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
         }
         Ok(())
     }
+    // clap_mangen builds each page's command on its own (which also
+    // builds its deferred arguments), without the tree's global options.
     walk(
         <Cli as clap::CommandFactory>::command(),
         "",
@@ -691,15 +693,15 @@ mod tests {
             }
         }
         let mut missing = Vec::new();
-        walk(&Cli::command(), "berth", &mut missing);
+        walk(&Cli::tree(), "berth", &mut missing);
         assert!(missing.is_empty(), "options without help: {missing:#?}");
-        Cli::command().debug_assert();
+        Cli::tree().debug_assert();
     }
 
     /// `--dry-run` is offered exactly where it holds.
     #[test]
     fn dry_run_is_offered_only_where_it_holds() {
-        let cmd = Cli::command();
+        let cmd = Cli::tree();
         let offers = |path: &[&str]| {
             let mut c = &cmd;
             for p in path {
