@@ -269,7 +269,7 @@ impl Store {
         // A connect prepares some 30 distinct statements; rusqlite's
         // default cache of 16 would evict and re-parse them mid-command.
         conn.set_prepared_statement_cache_capacity(64);
-        secure::check_integrity(&conn, &db)?;
+        let version = secure::check_integrity(&conn, &db)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -277,7 +277,11 @@ impl Store {
             conn,
             dir: dir.to_path_buf(),
         };
-        store.migrate()?;
+        // The version was read with the schema: a current state (every
+        // open but the first after an upgrade) needs no second look.
+        if version != SCHEMA_VERSION {
+            store.migrate()?;
+        }
         Ok(store)
     }
 
