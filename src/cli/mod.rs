@@ -289,7 +289,14 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
             for name in &names {
                 match network::inspect(ctx, name) {
                     Ok((n, endpoints)) => {
-                        let aliases = crate::dns::aliases(&ctx.state_dir, &endpoints)?; // DNS
+                        let aliases = match ctx.store_read_only()? {
+                            Some(mut store) => {
+                                let aliases = crate::dns::aliases(&mut store, &endpoints)?;
+                                ctx.hand_back_read_only(store);
+                                aliases
+                            }
+                            None => vec![Vec::new(); endpoints.len()],
+                        };
                         found.push((n, endpoints, aliases));
                     }
                     Err(e @ Error::Invalid(_)) => failures.report(e),

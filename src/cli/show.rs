@@ -66,7 +66,10 @@ pub fn owners(ctx: &Context) -> Result<Owners> {
         return Ok(Owners::default());
     };
     let tx = store.read()?;
-    tx.owners()
+    let owners = tx.owners();
+    drop(tx);
+    ctx.hand_back_read_only(store);
+    owners
 }
 
 pub fn json_error(e: serde_json::Error) -> Error {

@@ -670,6 +670,7 @@ pub fn list(ctx: &mut Context) -> Result<Vec<(Endpoint, Network, &'static str)>>
     let mut endpoints: Vec<Endpoint> = rows.iter().map(|(e, _)| e.clone()).collect();
     tx.load_ports(&mut endpoints)?;
     drop(tx);
+    ctx.hand_back_read_only(store);
     let links: std::collections::HashSet<String> =
         ctx.kernel.links()?.into_iter().map(|l| l.name).collect();
     Ok(endpoints
