@@ -81,18 +81,15 @@ pub fn json_error(e: serde_json::Error) -> Error {
 pub fn list_networks(ctx: &mut Context, opts: &listing::Options) -> Result<String> {
     let networks = network::list(ctx)?;
     let owners = owners(ctx)?;
-    let links: std::collections::HashSet<String> = if networks.is_empty() {
-        Default::default()
-    } else {
-        ctx.kernel.links()?.into_iter().map(|l| l.name).collect()
-    };
     let mut rows = Vec::new();
     for (n, count) in &networks {
         let mut v = serde_json::to_value(n.view(*count)).map_err(json_error)?;
+        // One lookup a network (there are a few) rather than a dump of
+        // every link (a busy host has thousands of veths).
         v["status"] = match n.driver.parent() {
-            Some(p) if links.contains(p) => "up",
+            Some(p) if ctx.kernel.link_exists(p)? => "up",
             Some(_) => "parent missing",
-            None if links.contains(&n.bridge) => "up",
+            None if ctx.kernel.link_exists(&n.bridge)? => "up",
             None => "bridge missing",
         }
         .into();

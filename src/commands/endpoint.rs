@@ -671,8 +671,7 @@ pub fn list(ctx: &mut Context) -> Result<Vec<(Endpoint, Network, &'static str)>>
     tx.load_ports(&mut endpoints)?;
     drop(tx);
     ctx.hand_back_read_only(store);
-    let links: std::collections::HashSet<String> =
-        ctx.kernel.links()?.into_iter().map(|l| l.name).collect();
+    let links = ctx.kernel.link_names()?;
     Ok(endpoints
         .into_iter()
         .zip(rows)
