@@ -333,10 +333,7 @@ pub fn list_endpoints(ctx: &mut Context, opts: &listing::Options, all: bool) -> 
 /// `port NAME [PORT[/PROTO]]`: the endpoint's mappings, one per line, as
 /// `docker port` prints them (`80/tcp -> 0.0.0.0:8080`).
 pub fn ports_of(ctx: &mut Context, name: &str, only: Option<&str>) -> Result<String> {
-    let endpoints: Vec<_> = endpoint::list(ctx)?
-        .into_iter()
-        .filter(|(e, _, _)| e.name == name)
-        .collect();
+    let endpoints = endpoint::named(ctx, name)?;
     if endpoints.is_empty() {
         return Err(Error::invalid(format!(
             "no endpoint named {name:?} (see `berth ps`)"
@@ -352,7 +349,7 @@ pub fn ports_of(ctx: &mut Context, name: &str, only: Option<&str>) -> Result<Str
         })
         .transpose()?;
     let mut out = String::new();
-    for (e, _, _) in &endpoints {
+    for e in &endpoints {
         for m in &e.ports {
             for (host, inside) in m.pairs() {
                 if only

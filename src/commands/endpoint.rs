@@ -701,6 +701,22 @@ pub fn list(ctx: &mut Context) -> Result<Vec<(Endpoint, Network, &'static str)>>
         .collect())
 }
 
+/// The endpoints called `name` (on any network) with their published
+/// ports: what `port` shows, read without listing every endpoint.
+pub fn named(ctx: &Context, name: &str) -> Result<Vec<Endpoint>> {
+    let Some(mut store) = ctx.store_read_only()? else {
+        return Ok(Vec::new());
+    };
+    let tx = store.read()?;
+    let mut endpoints = tx.endpoints_named(name)?;
+    for e in &mut endpoints {
+        e.ports = tx.ports_of(e.id)?;
+    }
+    drop(tx);
+    ctx.hand_back_read_only(store);
+    Ok(endpoints)
+}
+
 /// Settings key of the next host port to try when picking one.
 const AUTO_PORT_CURSOR: &str = "auto_port_next";
 

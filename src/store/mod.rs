@@ -729,6 +729,18 @@ impl Tx<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The endpoints called `name`, on any network (a name is unique only
+    /// within its network).
+    pub fn endpoints_named(&self, name: &str) -> Result<Vec<Endpoint>> {
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoints e JOIN networks n ON n.id = e.network_id
+             WHERE e.name = ?1 ORDER BY n.name, e.ip"
+        );
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let rows = stmt.query_map([name], endpoint_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The endpoint of `network_id` that a TARGET refers to: by its spelling,
     /// or by the namespace's inode when the same namespace is named another way.
     pub fn find_endpoint(
