@@ -312,17 +312,29 @@ pub fn formatted(
 }
 
 fn default_table(rows: &[Value], columns: &[Column]) -> String {
-    let cells: Vec<Vec<String>> = rows
+    let cells: Vec<Vec<String>> = rows.iter().map(|r| cells(r, columns)).collect();
+    plain_table(&cells, columns)
+}
+
+/// A row's cells in the default table: the text of each column's field.
+pub fn cells(row: &Value, columns: &[Column]) -> Vec<String> {
+    columns
         .iter()
-        .map(|r| {
-            columns
-                .iter()
-                .map(|c| text(field(r, c.field).unwrap_or(&Value::Null)))
-                .collect()
-        })
-        .collect();
+        .map(|c| text(field(row, c.field).unwrap_or(&Value::Null)))
+        .collect()
+}
+
+/// Whether `opts` ask for the default table (no filter, template, JSON or
+/// `-q`): then only the cells are shown, and a long list may hand them
+/// to [`plain_table`] without building each row's JSON object.
+pub fn is_plain_table(opts: &Options) -> bool {
+    !opts.quiet && !opts.json && opts.filters.is_empty() && opts.format.is_none()
+}
+
+/// The default table of `columns` from each row's [`cells`].
+pub fn plain_table(cells: &[Vec<String>], columns: &[Column]) -> String {
     let headings: Vec<&str> = columns.iter().map(|c| c.heading).collect();
-    table(&headings, &cells)
+    table(&headings, cells)
 }
 
 /// Renders `rows` as the user asked: JSON, `-q`, `--format` or a table of
