@@ -236,11 +236,24 @@ fn the_default_ps_table_is_the_one_its_rows_make() {
     }
     sb.connect("web", "c1", &["-p", "8080:80", "-p", "5353:53/udp"]);
     sb.connect("web", "c2", &["--bandwidth-in", "10mbit"]);
-    sb.connect("web", "c3", &[]);
-    sb.cmd("ip", &["netns", "del", "c3"]);
+    let c3 = sb.connect("web", "c3", &[]);
+    // Its veth goes at once (a deleted namespace takes its veth with it
+    // later, in the background).
+    let veth = c3["host_ifname"].as_str().expect("a host side");
+    assert!(sb.cmd("ip", &["link", "del", veth]).status.success());
     sb.berth_ok(&[
         "run", "-d", "--net", "none", "--name", "bg", "--", "sleep", "300",
     ]);
+    // The job's row is `starting` until its process has recorded itself.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sb
+        .berth_ok(&["ps"])
+        .lines()
+        .any(|l| l.starts_with("bg") && l.contains(" up "))
+    {
+        assert!(Instant::now() < deadline, "the job never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let plain = sb.berth_ok(&["ps"]);
     assert_eq!(plain, sb.berth_ok(&["ps", "--format", "table"]));
     let lines: Vec<&str> = plain.lines().collect();
