@@ -6,6 +6,7 @@
 //! lookups, one veth request, and one short visit inside the namespace.
 
 use std::path::Path;
+use std::rc::Rc;
 
 use crate::change::{compensation, Change, Intent, Planned, Prepared, Row, Settle};
 use crate::context::{Context, DnsScope};
@@ -660,14 +661,15 @@ pub fn namespace_endpoints(tx: &Tx, endpoints: &[Endpoint]) -> Result<Vec<Endpoi
 /// Every endpoint with its network and its liveness, as the kernel shows
 /// it: `up`, `gone` (its veth, and so its namespace, no longer exists),
 /// or `creating`/`removing` (a command is working on it, or died doing so).
-pub fn list(ctx: &mut Context) -> Result<Vec<(Endpoint, Network, &'static str)>> {
+pub fn list(ctx: &mut Context) -> Result<Vec<(Endpoint, Rc<Network>, &'static str)>> {
     let Some(mut store) = ctx.store_read_only()? else {
         return Ok(Vec::new());
     };
     let tx = store.read()?;
-    let networks = tx.networks()?;
-    let rows = tx.endpoints_with_status()?;
-    let mut endpoints: Vec<Endpoint> = rows.iter().map(|(e, _)| e.clone()).collect();
+    // Shared, not copied into each of a thousand rows.
+    let networks: Vec<Rc<Network>> = tx.networks()?.into_iter().map(Rc::new).collect();
+    let (mut endpoints, rows): (Vec<Endpoint>, Vec<Status>) =
+        tx.endpoints_with_status()?.into_iter().unzip();
     tx.load_ports(&mut endpoints)?;
     drop(tx);
     ctx.hand_back_read_only(store);
@@ -675,8 +677,8 @@ pub fn list(ctx: &mut Context) -> Result<Vec<(Endpoint, Network, &'static str)>>
     Ok(endpoints
         .into_iter()
         .zip(rows)
-        .filter_map(|(e, (_, status))| {
-            let n = networks.iter().find(|n| n.name == e.network)?.clone();
+        .filter_map(|(e, status)| {
+            let n = Rc::clone(networks.iter().find(|n| n.name == e.network)?);
             let live = match status {
                 Status::Creating => "creating",
                 Status::Removing => "removing",

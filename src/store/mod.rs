@@ -994,11 +994,17 @@ impl Tx<'_> {
 
 /// Columns 0..5: host_ip, proto, host_port, container_port, count.
 fn port_from_row(row: &Row) -> rusqlite::Result<PortMapping> {
-    let ip: String = row.get(0)?;
-    let proto: String = row.get(1)?;
+    // Read in place: a listing reads every port of every endpoint.
+    use rusqlite::types::Type;
+    let text = |i: usize| {
+        row.get_ref(i)?
+            .as_str()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, e.into()))
+    };
+    let (ip, proto) = (text(0)?, text(1)?);
     Ok(PortMapping {
-        host_ip: ip.parse().map_err(|_| bad_column(0, &ip))?,
-        proto: Proto::parse(&proto).ok_or_else(|| bad_column(1, &proto))?,
+        host_ip: ip.parse().map_err(|_| bad_column(0, ip))?,
+        proto: Proto::parse(proto).ok_or_else(|| bad_column(1, proto))?,
         host_port: row.get(2)?,
         container_port: row.get(3)?,
         count: row.get(4)?,
