@@ -224,6 +224,56 @@ fn lists_take_quiet_filter_and_format() {
     assert!(inspect.contains("policy:    internal, no-icc"), "{inspect}");
 }
 
+/// `ps` makes its default table from the endpoints directly rather than
+/// from the JSON rows that filters and templates read: it must be the
+/// table `--format table` makes from those rows.
+#[test]
+fn the_default_ps_table_is_the_one_its_rows_make() {
+    let sb = Sandbox::new();
+    sb.create_network("web", "10.90.0.0/24");
+    for ns in ["c1", "c2", "c3"] {
+        sb.add_netns(ns);
+    }
+    sb.connect("web", "c1", &["-p", "8080:80", "-p", "5353:53/udp"]);
+    sb.connect("web", "c2", &["--bandwidth-in", "10mbit"]);
+    let c3 = sb.connect("web", "c3", &[]);
+    // Its veth goes at once (a deleted namespace takes its veth with it
+    // later, in the background).
+    let veth = c3["host_ifname"].as_str().expect("a host side");
+    assert!(sb.cmd("ip", &["link", "del", veth]).status.success());
+    sb.berth_ok(&[
+        "run", "-d", "--net", "none", "--name", "bg", "--", "sleep", "300",
+    ]);
+    // The job's row is `starting` until its process has recorded itself.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sb
+        .berth_ok(&["ps"])
+        .lines()
+        .any(|l| l.starts_with("bg") && l.contains(" up "))
+    {
+        assert!(Instant::now() < deadline, "the job never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let plain = sb.berth_ok(&["ps"]);
+    assert_eq!(plain, sb.berth_ok(&["ps", "--format", "table"]));
+    let lines: Vec<&str> = plain.lines().collect();
+    assert_eq!(lines.len(), 5, "a heading, three endpoints, a job: {plain}");
+    for (name, shows) in [
+        ("c1", "8080"),
+        ("c2", "in 10"),
+        ("c3", "gone"),
+        ("bg", "none"),
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(name) && l.contains(shows)),
+            "{name} with {shows}: {plain}"
+        );
+    }
+    sb.berth_ok(&["stop", "bg"]);
+}
+
 #[test]
 fn verbose_logs_each_step_with_its_duration() {
     let sb = Sandbox::new();

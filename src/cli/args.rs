@@ -40,8 +40,19 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// `--dry-run`, for the commands that can honour it (and only those, so
-/// `--help` never offers it where it would not hold).
+impl Cli {
+    /// The whole command tree, every subcommand's arguments built (their
+    /// definitions are deferred until parsed), for walking it.
+    #[cfg(test)]
+    pub fn tree() -> clap::Command {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        cmd.build();
+        cmd
+    }
+}
+
+// `--dry-run`, for the commands that can honour it (and only those, so
+// `--help` never offers it where it would not hold).
 #[derive(Args, Clone, Copy, Default)]
 pub struct DryRun {
     /// Print the equivalent ip/nft/sysctl commands and change nothing.
@@ -49,7 +60,13 @@ pub struct DryRun {
     pub dry_run: bool,
 }
 
+// `defer`: a subcommand's arguments are built only when it is the one
+// being parsed, so a command line pays for its own command, not for the
+// whole tree (see `Cli::tree` for introspecting all of it). The `Args`
+// structs carry `//` comments, not doc comments: a deferred struct's doc
+// comment would replace its command's `about`.
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Create, list, inspect and remove networks.
     #[command(subcommand)]
@@ -214,6 +231,7 @@ pub enum Command {
 }
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum NetworkCommand {
     /// Create a network: a bridge with a subnet and gateway.
     Create(CreateArgs),
@@ -259,7 +277,7 @@ pub enum NetworkCommand {
     Disconnect(DisconnectArgs),
 }
 
-/// How `ls` and `ps` show their list.
+// How `ls` and `ps` show their list.
 #[derive(Args)]
 pub struct ListArgs {
     /// Only names.
@@ -278,7 +296,7 @@ pub struct ListArgs {
     json: bool,
 }
 
-/// `ps`: the list options and `-a`.
+// `ps`: the list options and `-a`.
 #[derive(Args)]
 pub struct PsArgs {
     /// Also list finished jobs of `run -d`, with their exit status.
@@ -741,7 +759,7 @@ pub struct GraphArgs {
     pub all: bool,
 }
 
-/// `berth trace SRC DST[:PORT[/PROTO]]`.
+// `berth trace SRC DST[:PORT[/PROTO]]`.
 #[derive(Args)]
 pub struct TraceArgs {
     /// Where the packet starts: an endpoint (as `ps` shows it, or

@@ -68,16 +68,27 @@ fn text(v: &Value) -> String {
 /// Whether `key` is the field a template or filter calls `name`: case
 /// and underscores do not count (`.EndpointCount` is `endpoint_count`).
 fn same_field(key: &str, name: &str) -> bool {
-    key.replace('_', "")
-        .eq_ignore_ascii_case(&name.replace('_', ""))
+    // Compared letter by letter: a table asks this for every cell.
+    let mut a = key.bytes().filter(|b| *b != b'_');
+    let mut b = name.bytes().filter(|b| *b != b'_');
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) if x.eq_ignore_ascii_case(&y) => {}
+            _ => return false,
+        }
+    }
 }
 
-/// A row's field by name (see [`same_field`]).
+/// A row's field by name (see [`same_field`]); the key spelled as asked
+/// (every column of a table) is one lookup.
 fn field<'a>(row: &'a Value, name: &str) -> Option<&'a Value> {
-    row.as_object()?
-        .iter()
-        .find(|(k, _)| same_field(k, name))
-        .map(|(_, v)| v)
+    let row = row.as_object()?;
+    row.get(name).or_else(|| {
+        row.iter()
+            .find(|(k, _)| same_field(k, name))
+            .map(|(_, v)| v)
+    })
 }
 
 fn matches(row: &Value, f: &Filter) -> bool {
@@ -301,17 +312,29 @@ pub fn formatted(
 }
 
 fn default_table(rows: &[Value], columns: &[Column]) -> String {
-    let cells: Vec<Vec<String>> = rows
+    let cells: Vec<Vec<String>> = rows.iter().map(|r| cells(r, columns)).collect();
+    plain_table(&cells, columns)
+}
+
+/// A row's cells in the default table: the text of each column's field.
+pub fn cells(row: &Value, columns: &[Column]) -> Vec<String> {
+    columns
         .iter()
-        .map(|r| {
-            columns
-                .iter()
-                .map(|c| text(field(r, c.field).unwrap_or(&Value::Null)))
-                .collect()
-        })
-        .collect();
+        .map(|c| text(field(row, c.field).unwrap_or(&Value::Null)))
+        .collect()
+}
+
+/// Whether `opts` ask for the default table (no filter, template, JSON or
+/// `-q`): then only the cells are shown, and a long list may hand them
+/// to [`plain_table`] without building each row's JSON object.
+pub fn is_plain_table(opts: &Options) -> bool {
+    !opts.quiet && !opts.json && opts.filters.is_empty() && opts.format.is_none()
+}
+
+/// The default table of `columns` from each row's [`cells`].
+pub fn plain_table(cells: &[Vec<String>], columns: &[Column]) -> String {
     let headings: Vec<&str> = columns.iter().map(|c| c.heading).collect();
-    table(&headings, &cells)
+    table(&headings, cells)
 }
 
 /// Renders `rows` as the user asked: JSON, `-q`, `--format` or a table of

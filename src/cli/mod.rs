@@ -287,7 +287,14 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
             for name in &names {
                 match network::inspect(ctx, name) {
                     Ok((n, endpoints)) => {
-                        let aliases = crate::dns::aliases(&ctx.state_dir, &endpoints)?; // DNS
+                        let aliases = match ctx.store_read_only()? {
+                            Some(mut store) => {
+                                let aliases = crate::dns::aliases(&mut store, &endpoints)?;
+                                ctx.hand_back_read_only(store);
+                                aliases
+                            }
+                            None => vec![Vec::new(); endpoints.len()],
+                        };
                         found.push((n, endpoints, aliases));
                     }
                     Err(e @ Error::Invalid(_)) => failures.report(e),
@@ -635,6 +642,8 @@ fn write_man_pages(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
         }
         Ok(())
     }
+    // clap_mangen builds each page's command on its own (which also
+    // builds its deferred arguments), without the tree's global options.
     walk(
         <Cli as clap::CommandFactory>::command(),
         "",
@@ -693,15 +702,15 @@ mod tests {
             }
         }
         let mut missing = Vec::new();
-        walk(&Cli::command(), "berth", &mut missing);
+        walk(&Cli::tree(), "berth", &mut missing);
         assert!(missing.is_empty(), "options without help: {missing:#?}");
-        Cli::command().debug_assert();
+        Cli::tree().debug_assert();
     }
 
     /// `--dry-run` is offered exactly where it holds.
     #[test]
     fn dry_run_is_offered_only_where_it_holds() {
-        let cmd = Cli::command();
+        let cmd = Cli::tree();
         let offers = |path: &[&str]| {
             let mut c = &cmd;
             for p in path {

@@ -10,7 +10,7 @@ use crate::context::{Context, Notice};
 use crate::error::{Error, Result};
 use crate::model::{Endpoint, Network};
 use crate::plan::Plan;
-use crate::store::Owners;
+use crate::store::{EndpointMark, Owners};
 
 /// Prints what the user should know of the command that just ran: on
 /// stderr, one line each, prefixed `berth:`.
@@ -66,7 +66,10 @@ pub fn owners(ctx: &Context) -> Result<Owners> {
         return Ok(Owners::default());
     };
     let tx = store.read()?;
-    tx.owners()
+    let owners = tx.owners();
+    drop(tx);
+    ctx.hand_back_read_only(store);
+    owners
 }
 
 pub fn json_error(e: serde_json::Error) -> Error {
@@ -78,18 +81,15 @@ pub fn json_error(e: serde_json::Error) -> Error {
 pub fn list_networks(ctx: &mut Context, opts: &listing::Options) -> Result<String> {
     let networks = network::list(ctx)?;
     let owners = owners(ctx)?;
-    let links: std::collections::HashSet<String> = if networks.is_empty() {
-        Default::default()
-    } else {
-        ctx.kernel.links()?.into_iter().map(|l| l.name).collect()
-    };
     let mut rows = Vec::new();
     for (n, count) in &networks {
         let mut v = serde_json::to_value(n.view(*count)).map_err(json_error)?;
+        // One lookup a network (there are a few) rather than a dump of
+        // every link (a busy host has thousands of veths).
         v["status"] = match n.driver.parent() {
-            Some(p) if links.contains(p) => "up",
+            Some(p) if ctx.kernel.link_exists(p)? => "up",
             Some(_) => "parent missing",
-            None if links.contains(&n.bridge) => "up",
+            None if ctx.kernel.link_exists(&n.bridge)? => "up",
             None => "bridge missing",
         }
         .into();
@@ -314,39 +314,47 @@ fn print_network(
     }
 }
 
+/// The columns of `ps`'s table.
+const PS_COLUMNS: &[listing::Column] = &[
+    col("NAME", "name"),
+    col("STATUS", "status"),
+    col("NETWORK", "network"),
+    col("ADDRESS", "address"),
+    col("MAC", "mac"),
+    col("IFNAME", "ifname"),
+    col("NETNS", "netns"),
+    col("PORTS", "published"),
+    col("BANDWIDTH", "limits"),
+    col("OWNER", "owner"),
+];
+
 /// `ps`: every endpoint with its status as the kernel shows it, then the
 /// jobs of `run -d` that have no endpoint to show (`--net host`, `--net
 /// none`), and with `all` the finished ones.
 pub fn list_endpoints(ctx: &mut Context, opts: &listing::Options, all: bool) -> Result<String> {
+    // The default table shows ten texts an endpoint; building each row's
+    // JSON object first (for filters, templates and --json) cost half of
+    // a 1000-endpoint ps. tests/cli.rs checks that both give one table.
+    let plain = listing::is_plain_table(opts);
     let mut rows = Vec::new();
+    let mut cells = Vec::new();
     let owners = owners(ctx)?;
     let mut shown = std::collections::HashSet::new();
     for (e, n, status) in endpoint::list(ctx)? {
-        let mut v = serde_json::to_value(e.view(&n)).map_err(json_error)?;
-        v["status"] = status.into();
-        let mark = owners.endpoints.get(&e.id).cloned().unwrap_or_default();
-        v["owner"] = mark.owner.into();
-        v["container_id"] = mark.container_id.into();
-        v["address"] = address_list(&e, &n).into();
-        v["subnet"] = n
-            .subnets
-            .iter()
-            .map(|s| s.net.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-            .into();
-        let ports: Vec<String> = e.ports.iter().map(|p| p.to_string()).collect();
-        v["published"] = ports.join(", ").into();
-        v["limits"] = e.bandwidth.summary().into();
-        shown.insert(e.netns.clone());
-        rows.push(v);
+        let mark = owners.endpoints.get(&e.id);
+        if plain {
+            cells.push(endpoint_cells(&e, &n, status, mark));
+        } else {
+            rows.push(endpoint_row(&e, &n, status, mark)?);
+        }
+        shown.insert(e.netns);
     }
     for (job, status) in jobs::list(ctx)? {
         let running = matches!(status, JobStatus::Starting | JobStatus::Running);
         if shown.contains(&job.name) || !(running || all) {
             continue;
         }
-        rows.push(serde_json::json!({
+        let row = serde_json::json!({
             "name": job.name,
             "status": status.to_string(),
             "network": match job.net.as_str() {
@@ -355,23 +363,19 @@ pub fn list_endpoints(ctx: &mut Context, opts: &listing::Options, all: bool) -> 
             },
             "netns": if job.net == "host" { "" } else { job.name.as_str() },
             "command": job.command.join(" "),
-        }));
+        });
+        if plain {
+            cells.push(listing::cells(&row, PS_COLUMNS));
+        } else {
+            rows.push(row);
+        }
     }
-    const COLUMNS: &[listing::Column] = &[
-        col("NAME", "name"),
-        col("STATUS", "status"),
-        col("NETWORK", "network"),
-        col("ADDRESS", "address"),
-        col("MAC", "mac"),
-        col("IFNAME", "ifname"),
-        col("NETNS", "netns"),
-        col("PORTS", "published"),
-        col("BANDWIDTH", "limits"),
-        col("OWNER", "owner"),
-    ];
+    if plain {
+        return Ok(listing::plain_table(&cells, PS_COLUMNS));
+    }
     listing::render(
         rows,
-        COLUMNS,
+        PS_COLUMNS,
         &[
             "name",
             "network",
@@ -388,13 +392,60 @@ pub fn list_endpoints(ctx: &mut Context, opts: &listing::Options, all: bool) -> 
     )
 }
 
+/// An endpoint as `ps` shows it: its view and what the listing adds.
+fn endpoint_row(
+    e: &Endpoint,
+    n: &Network,
+    status: &str,
+    mark: Option<&EndpointMark>,
+) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(e.view(n)).map_err(json_error)?;
+    v["status"] = status.into();
+    v["owner"] = mark.and_then(|m| m.owner.clone()).into();
+    v["container_id"] = mark.and_then(|m| m.container_id.clone()).into();
+    v["address"] = address_list(e, n).into();
+    v["subnet"] = n
+        .subnets
+        .iter()
+        .map(|s| s.net.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+        .into();
+    v["published"] = published(e).into();
+    v["limits"] = e.bandwidth.summary().into();
+    Ok(v)
+}
+
+/// The cells of [`endpoint_row`] under [`PS_COLUMNS`], made directly.
+fn endpoint_cells(
+    e: &Endpoint,
+    n: &Network,
+    status: &str,
+    mark: Option<&EndpointMark>,
+) -> Vec<String> {
+    vec![
+        e.name.clone(),
+        status.to_string(),
+        e.network.clone(),
+        address_list(e, n),
+        e.mac.to_string(),
+        e.ifname.clone(),
+        e.netns.clone(),
+        published(e),
+        e.bandwidth.summary(),
+        mark.and_then(|m| m.owner.clone()).unwrap_or_default(),
+    ]
+}
+
+fn published(e: &Endpoint) -> String {
+    let ports: Vec<String> = e.ports.iter().map(|p| p.to_string()).collect();
+    ports.join(", ")
+}
+
 /// `port NAME [PORT[/PROTO]]`: the endpoint's mappings, one per line, as
 /// `docker port` prints them (`80/tcp -> 0.0.0.0:8080`).
 pub fn ports_of(ctx: &mut Context, name: &str, only: Option<&str>) -> Result<String> {
-    let endpoints: Vec<_> = endpoint::list(ctx)?
-        .into_iter()
-        .filter(|(e, _, _)| e.name == name)
-        .collect();
+    let endpoints = endpoint::named(ctx, name)?;
     if endpoints.is_empty() {
         return Err(Error::invalid(format!(
             "no endpoint named {name:?} (see `berth ps`)"
@@ -410,7 +461,7 @@ pub fn ports_of(ctx: &mut Context, name: &str, only: Option<&str>) -> Result<Str
         })
         .transpose()?;
     let mut out = String::new();
-    for (e, _, _) in &endpoints {
+    for e in &endpoints {
         for m in &e.ports {
             for (host, inside) in m.pairs() {
                 if only

@@ -6,6 +6,7 @@
 //! lookups, one veth request, and one short visit inside the namespace.
 
 use std::path::Path;
+use std::rc::Rc;
 
 use crate::change::{compensation, Change, Intent, Planned, Prepared, Row, Settle};
 use crate::context::{Context, DnsScope};
@@ -750,23 +751,24 @@ pub fn namespace_endpoints(tx: &Tx, endpoints: &[Endpoint]) -> Result<Vec<Endpoi
 /// Every endpoint with its network and its liveness, as the kernel shows
 /// it: `up`, `gone` (its veth, and so its namespace, no longer exists),
 /// or `creating`/`removing` (a command is working on it, or died doing so).
-pub fn list(ctx: &mut Context) -> Result<Vec<(Endpoint, Network, &'static str)>> {
+pub fn list(ctx: &mut Context) -> Result<Vec<(Endpoint, Rc<Network>, &'static str)>> {
     let Some(mut store) = ctx.store_read_only()? else {
         return Ok(Vec::new());
     };
     let tx = store.read()?;
-    let networks = tx.networks()?;
-    let rows = tx.endpoints_with_status()?;
-    let mut endpoints: Vec<Endpoint> = rows.iter().map(|(e, _)| e.clone()).collect();
+    // Shared, not copied into each of a thousand rows.
+    let networks: Vec<Rc<Network>> = tx.networks()?.into_iter().map(Rc::new).collect();
+    let (mut endpoints, rows): (Vec<Endpoint>, Vec<Status>) =
+        tx.endpoints_with_status()?.into_iter().unzip();
     tx.load_ports(&mut endpoints)?;
     drop(tx);
-    let links: std::collections::HashSet<String> =
-        ctx.kernel.links()?.into_iter().map(|l| l.name).collect();
+    ctx.hand_back_read_only(store);
+    let links = ctx.kernel.link_names()?;
     Ok(endpoints
         .into_iter()
         .zip(rows)
-        .filter_map(|(e, (_, status))| {
-            let n = networks.iter().find(|n| n.name == e.network)?.clone();
+        .filter_map(|(e, status)| {
+            let n = Rc::clone(networks.iter().find(|n| n.name == e.network)?);
             let live = match status {
                 Status::Creating => "creating",
                 Status::Removing => "removing",
@@ -789,6 +791,22 @@ pub fn list(ctx: &mut Context) -> Result<Vec<(Endpoint, Network, &'static str)>>
             Some((e, n, live))
         })
         .collect())
+}
+
+/// The endpoints called `name` (on any network) with their published
+/// ports: what `port` shows, read without listing every endpoint.
+pub fn named(ctx: &Context, name: &str) -> Result<Vec<Endpoint>> {
+    let Some(mut store) = ctx.store_read_only()? else {
+        return Ok(Vec::new());
+    };
+    let tx = store.read()?;
+    let mut endpoints = tx.endpoints_named(name)?;
+    for e in &mut endpoints {
+        e.ports = tx.ports_of(e.id)?;
+    }
+    drop(tx);
+    ctx.hand_back_read_only(store);
+    Ok(endpoints)
 }
 
 /// Settings key of the next host port to try when picking one.

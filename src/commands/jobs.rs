@@ -90,8 +90,10 @@ pub fn list(ctx: &Context) -> Result<Vec<(Job, JobStatus)>> {
         return Ok(Vec::new());
     };
     let tx = store.read()?;
-    Ok(tx
-        .jobs()?
+    let jobs = tx.jobs()?;
+    drop(tx);
+    ctx.hand_back_read_only(store);
+    Ok(jobs
         .into_iter()
         .map(|j| {
             let s = status_of(ctx, &j);

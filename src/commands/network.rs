@@ -796,13 +796,17 @@ pub fn list(ctx: &Context) -> Result<Vec<(Network, usize)>> {
         return Ok(Vec::new());
     };
     let tx = store.read()?;
-    tx.networks()?
+    let networks = tx
+        .networks()?
         .into_iter()
         .map(|n| {
             let count = tx.endpoint_count(n.id)?;
             Ok((n, count))
         })
-        .collect()
+        .collect();
+    drop(tx);
+    ctx.hand_back_read_only(store);
+    networks
 }
 
 /// One network and its endpoints.
@@ -814,5 +818,7 @@ pub fn inspect(ctx: &Context, name: &str) -> Result<(Network, Vec<Endpoint>)> {
     let network = tx.require_network(name)?;
     let mut endpoints = tx.endpoints(Some(network.id))?;
     tx.load_ports(&mut endpoints)?;
+    drop(tx);
+    ctx.hand_back_read_only(store);
     Ok((network, endpoints))
 }

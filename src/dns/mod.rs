@@ -127,14 +127,19 @@ pub fn gateways_for_netns(state_dir: &Path, inode: u64) -> Result<Vec<IpAddr>> {
     tx.dns_gateways_of_netns(inode)
 }
 
-/// The aliases of each endpoint, in order (for `network inspect`).
-pub fn aliases(state_dir: &Path, endpoints: &[crate::model::Endpoint]) -> Result<Vec<Vec<String>>> {
-    // Read-only, like every view: `network inspect` writes nothing.
-    let Some(mut store) = Store::open_read_only(state_dir)? else {
-        return Ok(vec![Vec::new(); endpoints.len()]);
-    };
+/// The aliases of each endpoint, in order (for `network inspect`), read
+/// in one query rather than one per endpoint. `store` is read-only, like
+/// every view: `network inspect` writes nothing.
+pub fn aliases(
+    store: &mut Store,
+    endpoints: &[crate::model::Endpoint],
+) -> Result<Vec<Vec<String>>> {
     let tx = store.read()?;
-    endpoints.iter().map(|e| tx.aliases_of(e.id)).collect()
+    let mut all = tx.all_aliases()?;
+    Ok(endpoints
+        .iter()
+        .map(|e| all.remove(&e.id).unwrap_or_default())
+        .collect())
 }
 
 /// Settings key of the port berth's DNS server listens on (53 unless

@@ -434,6 +434,25 @@ pub fn dump(rtnl: &mut Rtnl) -> io::Result<Vec<LinkFact>> {
         .collect())
 }
 
+/// The names of the calling thread's namespace's links, from its
+/// /proc/net/dev; None when it cannot be read (no /proc).
+pub fn names_in_proc() -> Option<std::collections::HashSet<String>> {
+    // thread-self: the namespace of this thread, which is the host's
+    // (berth enters namespaces only on threads of their own).
+    let text = std::fs::read_to_string("/proc/thread-self/net/dev").ok()?;
+    Some(names_in_net_dev(&text))
+}
+
+/// The link names of a /proc/net/dev text: two heading lines, then one
+/// line a link, `NAME: counters` (a name holds no `:` or space).
+fn names_in_net_dev(text: &str) -> std::collections::HashSet<String> {
+    text.lines()
+        .skip(2)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, _)| name.trim().to_string())
+        .collect()
+}
+
 /// The link called `name`, with one GETLINK by name rather than a dump of
 /// every link (the host side of a busy node has thousands); None if there
 /// is none.
@@ -461,6 +480,19 @@ mod tests {
             RouteNetlinkMessage::NewLink(msg) => msg,
             _ => unreachable!("a link"),
         }
+    }
+
+    #[test]
+    fn link_names_are_read_from_net_dev() {
+        let text = "Inter-|   Receive                            |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0
+berth-web: 1296      18    0    0    0     0          0         0     1026      13    0    0    0     0       0          0
+vb0123456789abc:    0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0
+";
+        let mut names: Vec<String> = names_in_net_dev(text).into_iter().collect();
+        names.sort();
+        assert_eq!(names, ["berth-web", "lo", "vb0123456789abc"]);
     }
 
     #[test]

@@ -99,6 +99,11 @@ pub trait Kernel: std::any::Any {
     fn create_bridge(&mut self, name: &str, mtu: u32, mac: Mac, group: u32) -> Result<()>;
     /// Every link of the host, read in one dump.
     fn links(&mut self) -> Result<Vec<LinkFact>>;
+    /// The names of every link of the host: what a listing needs to tell
+    /// whether an endpoint's veth (so its namespace) is still there.
+    fn link_names(&mut self) -> Result<std::collections::HashSet<String>> {
+        Ok(self.links()?.into_iter().map(|l| l.name).collect())
+    }
     /// Brings a link up.
     fn link_up(&mut self, name: &str) -> Result<()>;
     /// Whether the namespace at `netns` has a link called `name`.
@@ -309,6 +314,17 @@ impl Kernel for LiveKernel {
 
     fn links(&mut self) -> Result<Vec<LinkFact>> {
         link::dump(self.rtnl()?).map_err(|e| Error::kernel("listing links", e))
+    }
+
+    fn link_names(&mut self) -> Result<std::collections::HashSet<String>> {
+        // The kernel fills a netlink dump with every attribute and counter
+        // of every link (1.9 MB, 2.5 ms for 1000 veths here, plus parsing
+        // them); the namespace's /proc/net/dev is a line a link (0.5 ms).
+        // Without /proc, the dump.
+        match link::names_in_proc() {
+            Some(names) => Ok(names),
+            None => Ok(self.links()?.into_iter().map(|l| l.name).collect()),
+        }
     }
 
     fn link_exists_in(&mut self, netns: &Path, name: &str) -> Result<bool> {

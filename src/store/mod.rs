@@ -288,7 +288,7 @@ impl Store {
         // A connect prepares some 30 distinct statements; rusqlite's
         // default cache of 16 would evict and re-parse them mid-command.
         conn.set_prepared_statement_cache_capacity(64);
-        secure::check_integrity(&conn, &db)?;
+        let version = secure::check_integrity(&conn, &db)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -296,7 +296,11 @@ impl Store {
             conn,
             dir: dir.to_path_buf(),
         };
-        store.migrate()?;
+        // The version was read with the schema: a current state (every
+        // open but the first after an upgrade) needs no second look.
+        if version != SCHEMA_VERSION {
+            store.migrate()?;
+        }
         Ok(store)
     }
 
@@ -922,6 +926,18 @@ impl Tx<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The endpoints called `name`, on any network (a name is unique only
+    /// within its network).
+    pub fn endpoints_named(&self, name: &str) -> Result<Vec<Endpoint>> {
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoints e JOIN networks n ON n.id = e.network_id
+             WHERE e.name = ?1 ORDER BY n.name, e.ip"
+        );
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let rows = stmt.query_map([name], endpoint_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The endpoint of `network_id` that a TARGET refers to: by its spelling,
     /// or by the namespace's inode when the same namespace is named another way.
     pub fn find_endpoint(
@@ -1216,11 +1232,17 @@ impl Tx<'_> {
 
 /// Columns 0..5: host_ip, proto, host_port, container_port, count.
 fn port_from_row(row: &Row) -> rusqlite::Result<PortMapping> {
-    let ip: String = row.get(0)?;
-    let proto: String = row.get(1)?;
+    // Read in place: a listing reads every port of every endpoint.
+    use rusqlite::types::Type;
+    let text = |i: usize| {
+        row.get_ref(i)?
+            .as_str()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, e.into()))
+    };
+    let (ip, proto) = (text(0)?, text(1)?);
     Ok(PortMapping {
-        host_ip: ip.parse().map_err(|_| bad_column(0, &ip))?,
-        proto: Proto::parse(&proto).ok_or_else(|| bad_column(1, &proto))?,
+        host_ip: ip.parse().map_err(|_| bad_column(0, ip))?,
+        proto: Proto::parse(proto).ok_or_else(|| bad_column(1, proto))?,
         host_port: row.get(2)?,
         container_port: row.get(3)?,
         count: row.get(4)?,

@@ -191,6 +191,21 @@ impl Tx<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The aliases of every endpoint that has any, by endpoint id, each
+    /// endpoint's in the order given.
+    pub fn all_aliases(&self) -> Result<std::collections::HashMap<i64, Vec<String>>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT endpoint_id, name FROM dns_names WHERE alias = 1
+             ORDER BY endpoint_id, pos, name",
+        )?;
+        let mut all: std::collections::HashMap<i64, Vec<String>> = Default::default();
+        for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
+            let (id, name) = row?;
+            all.entry(id).or_default().push(name);
+        }
+        Ok(all)
+    }
+
     /// How many networks have DNS: the server is needed while this is > 0.
     pub fn dns_network_count(&self) -> Result<usize> {
         let mut stmt = self

@@ -221,17 +221,16 @@ fn named(db: &Path, e: rusqlite::Error) -> Error {
 }
 
 /// Checks, right after open and before anything else reads or writes, that
-/// the database is one and its schema is readable.
-pub(super) fn check_integrity(conn: &Connection, db: &Path) -> Result<()> {
-    read_schema(conn)
-        .map(|_| ())
-        .map_err(|e| match e.sqlite_error_code() {
-            // Busy is the caller's to retry.
-            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-                Error::Store(e)
-            }
-            _ => named(db, e),
-        })
+/// the database is one and its schema is readable; returns its
+/// `user_version`.
+pub(super) fn check_integrity(conn: &Connection, db: &Path) -> Result<i64> {
+    read_schema(conn).map_err(|e| match e.sqlite_error_code() {
+        // Busy is the caller's to retry.
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            Error::Store(e)
+        }
+        _ => named(db, e),
+    })
 }
 
 /// `file:` URI of `path` for SQLite (which decodes %XX).
