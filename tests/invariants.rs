@@ -156,6 +156,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "rootless",
+        &["commands", "kernel", "model", "request", "error"],
+    ),
+    (
         "supervisor",
         &[
             "commands",

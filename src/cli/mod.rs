@@ -223,8 +223,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
     // it is asked to show.
     let needs_root =
         matches!(cli.command, Command::Demo(_)) || (!reads_only(&cli.command) && !dry_run);
-    if needs_root {
-        require_privileges()?;
+    if needs_root && !crate::rootless::refusal::privileged() {
+        return Err(crate::rootless::refusal::needs_root(&subcommand_words()));
     }
     let mut ctx = Context::new(cli.state_dir, dry_run);
     let result = run_command(&mut ctx, cli.command, cli.verbose);
@@ -643,26 +643,18 @@ fn write_man_pages(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// berth changes links, routes and namespaces: it needs CAP_NET_ADMIN and
-/// CAP_SYS_ADMIN. Checked up front so the user gets one clear line, not an
-/// EPERM from the middle of a plan.
-fn require_privileges() -> Result<()> {
-    const CAP_NET_ADMIN: u32 = 12;
-    const CAP_SYS_ADMIN: u32 = 21;
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let effective = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    let has = |cap: u32| effective & (1 << cap) != 0;
-    if has(CAP_NET_ADMIN) && has(CAP_SYS_ADMIN) {
-        Ok(())
-    } else {
-        Err(Error::Privilege(
-            "this command needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN); run it with sudo".into(),
-        ))
+/// The subcommand path this process was asked for (`network create`),
+/// for messages that name the command.
+fn subcommand_words() -> String {
+    let mut words = Vec::new();
+    if let Ok(m) = <Cli as clap::CommandFactory>::command().try_get_matches() {
+        let mut m = &m;
+        while let Some((name, sub)) = m.subcommand() {
+            words.push(name.to_string());
+            m = sub;
+        }
     }
+    words.join(" ")
 }
 
 #[cfg(test)]
