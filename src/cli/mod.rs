@@ -223,6 +223,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
     // it is asked to show.
     let needs_root =
         matches!(cli.command, Command::Demo(_)) || (!reads_only(&cli.command) && !dry_run);
+    if let (Command::Run(a), false) = (&cli.command, crate::rootless::refusal::privileged()) {
+        return rootless_run(a, dry_run);
+    }
     if needs_root && !crate::rootless::refusal::privileged() {
         return Err(crate::rootless::refusal::needs_root(&subcommand_words()));
     }
@@ -641,6 +644,22 @@ fn write_man_pages(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
         &mut written,
     )?;
     Ok(written)
+}
+
+/// `run` by an ordinary user: in a user namespace of its own.
+fn rootless_run(a: &args::RunArgs, dry_run: bool) -> Result<i32> {
+    use crate::rootless::run::RunFlags;
+    let flags = RunFlags {
+        detach: a.detach,
+        quiet: a.quiet,
+    };
+    if dry_run {
+        for line in crate::rootless::run::dry_run(&a.request(), flags)? {
+            outln!("{line}");
+        }
+        return Ok(0);
+    }
+    crate::rootless::run::run(&a.request(), flags)
 }
 
 /// The subcommand path this process was asked for (`network create`),

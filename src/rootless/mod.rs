@@ -2,4 +2,6 @@
 //! root, and `run` in a user namespace of its own with its connectivity
 //! from a user-mode network helper (pasta, or slirp4netns).
 
+pub mod net;
 pub mod refusal;
+pub mod run;

@@ -30,17 +30,9 @@ pub fn needs_root(words: &str) -> Error {
 }
 
 /// What an ordinary user can do instead of `words`.
-fn alternative(words: &str) -> &'static str {
-    match words {
-        "run" => {
-            "without root, `berth run` takes --net none, the default \
-                  (pasta), --dns, --hostname and -p HOST:CTR"
-        }
-        _ => {
-            "without root, `berth run [-p HOST:CTR] -- CMD` gives a command \
-              a network namespace of its own (through pasta or slirp4netns)"
-        }
-    }
+fn alternative(_words: &str) -> &'static str {
+    "without root, `berth run [-p HOST:CTR] -- CMD` gives a command \
+     a network namespace of its own (through pasta or slirp4netns)"
 }
 
 #[cfg(test)]
@@ -49,7 +41,7 @@ mod tests {
 
     #[test]
     fn the_refusal_is_one_line_naming_the_alternative() {
-        for words in ["network create", "connect", "run", "up", "gc"] {
+        for words in ["network create", "connect", "up", "gc"] {
             let text = needs_root(words).to_string();
             assert!(!text.contains('\n'), "{text}");
             assert!(text.starts_with(&format!("`berth {words}` needs root")));

@@ -85,6 +85,7 @@ impl User {
         let mut c = sb.command(None, "setpriv", &all);
         c.env_remove("BERTH_STATE_DIR")
             .env("HOME", "/")
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
             .env("USER", &self.name)
             .env("LOGNAME", &self.name)
             .env("XDG_RUNTIME_DIR", &self.runtime_dir)
@@ -102,6 +103,32 @@ impl User {
     /// Runs `berth ARGS` as this user.
     pub fn berth(&self, sb: &Sandbox, args: &[&str]) -> Output {
         run_timeout(self.berth_command(sb, args), CMD_TIMEOUT)
+    }
+
+    /// Spawns `berth ARGS` as this user in the background; with
+    /// `wait_ready`, until its command prints `ready`.
+    pub fn spawn_berth(&self, sb: &Sandbox, args: &[&str], wait_ready: bool) -> super::Bg {
+        sb.spawn(self.berth_command(sb, args), wait_ready)
+    }
+
+    /// PIDs of every process this user runs (on the whole machine: the
+    /// tests' uids are used by nothing else).
+    pub fn processes(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+            let uid = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next().map(str::to_string));
+            if uid.as_deref() == Some(self.uid.to_string().as_str()) {
+                pids.push(pid);
+            }
+        }
+        pids
     }
 
     /// Runs `program args` as this user.
