@@ -157,7 +157,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "rootless",
-        &["commands", "kernel", "model", "request", "error"],
+        &[
+            "commands",
+            "background",
+            "store",
+            "kernel",
+            "model",
+            "request",
+            "error",
+        ],
     ),
     (
         "supervisor",

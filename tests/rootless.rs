@@ -6,19 +6,22 @@ mod util;
 use util::users::{add_user, User};
 use util::{stderr, Sandbox};
 
-/// A sandbox with a root-made network and one ordinary user.
-fn sandbox_with_user() -> (Sandbox, User) {
+/// A sandbox with one ordinary user (each test its own uid: tests look
+/// for the user's processes machine-wide).
+fn sandbox_with_user(uid: u32) -> (Sandbox, User) {
     let sb = Sandbox::new();
-    let user = add_user(&sb, "alice", 4242);
+    let user = add_user(&sb, "alice", uid);
     (sb, user)
 }
 
-/// Every command that needs root, run by an ordinary user, is refused in
-/// one line naming the rootless alternative, exit 2, and changes nothing:
-/// not the kernel, not root's state, not the user's runtime directory.
+/// Without root and without `$XDG_RUNTIME_DIR` (no login session, so no
+/// place for the user's own networks), every command that needs root is
+/// refused in one line naming the rootless alternative, exit 2, and
+/// changes nothing: not the kernel, not root's state. `demo` and `bench`
+/// need root whatever the user has.
 #[test]
 fn commands_that_need_root_say_so_and_name_the_alternative() {
-    let (sb, user) = sandbox_with_user();
+    let (sb, user) = sandbox_with_user(61000);
     sb.create_network("roots", "10.77.0.0/24");
     sb.add_netns("ns1");
     let refused: &[&[&str]] = &[
@@ -28,6 +31,7 @@ fn commands_that_need_root_say_so_and_name_the_alternative() {
         &["network", "connect", "roots", "ns1"],
         &["connect", "roots", "ns1"],
         &["disconnect", "roots", "ns1"],
+        &["run", "--net", "roots", "--", "true"],
         &["up"],
         &["gc"],
         &["reset"],
@@ -35,13 +39,23 @@ fn commands_that_need_root_say_so_and_name_the_alternative() {
         &["stop", "job"],
         &["rm", "job"],
         &["demo"],
+        &["bench"],
+        &["--state-dir", util::STATE_DIR, "network", "rm", "roots"],
     ];
     let before = sb.snapshot();
     for args in refused {
-        let mut full = vec!["--state-dir", util::STATE_DIR];
-        full.extend_from_slice(args);
-        let out = user.berth(&sb, &full);
+        let with_session = matches!(args[0], "demo" | "bench");
+        let mut cmd = user.berth_command(&sb, args);
+        if !with_session {
+            cmd.env_remove("XDG_RUNTIME_DIR");
+        }
+        let out = util::run_timeout(cmd, util::CMD_TIMEOUT);
         let err = stderr(&out);
+        let args: Vec<&str> = args
+            .iter()
+            .copied()
+            .filter(|a| !a.starts_with("--state-dir") && *a != util::STATE_DIR)
+            .collect();
         let words: Vec<&str> = args
             .iter()
             .take_while(|a| !a.starts_with('-'))
@@ -56,7 +70,7 @@ fn commands_that_need_root_say_so_and_name_the_alternative() {
         assert_eq!(err.trim().lines().count(), 1, "berth {args:?}: {err}");
         assert!(
             err.contains(&format!("`berth {words}` needs root"))
-                && err.contains("without root, `berth run"),
+                && err.contains("`berth run [-p HOST:CTR] -- CMD`"),
             "berth {args:?}: {err}"
         );
     }
@@ -67,6 +81,10 @@ fn commands_that_need_root_say_so_and_name_the_alternative() {
         util::stdout(&left).trim(),
         "",
         "runtime dir must stay empty"
+    );
+    assert!(
+        user.processes().is_empty(),
+        "a refused command left a process"
     );
 }
 
@@ -90,6 +108,16 @@ fn helpers() -> Vec<&'static str> {
 }
 
 /// Waits until `pred` holds, up to `secs` seconds.
+/// What each of `pids` runs, for messages.
+fn described(pids: &[u32]) -> Vec<String> {
+    pids.iter()
+        .map(|p| {
+            let raw = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            format!("{p}: {}", String::from_utf8_lossy(&raw).replace('\0', " "))
+        })
+        .collect()
+}
+
 fn eventually(secs: u64, mut pred: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     loop {
@@ -224,7 +252,7 @@ fn rootless_run_uses_the_hosts_dns() {
 /// user is root inside, and no helper runs.
 #[test]
 fn rootless_run_net_none() {
-    let (sb, user) = sandbox_with_user();
+    let (sb, user) = sandbox_with_user(61001);
     let out = user.berth(
         &sb,
         &[
@@ -245,8 +273,7 @@ fn rootless_run_net_none() {
     let missing = user.berth(&sb, &["run", "--net", "none", "--", "no-such-command"]);
     assert_eq!(missing.status.code(), Some(127), "{}", stderr(&missing));
     for (args, says) in [
-        (&["run", "--net", "mynet", "--", "true"][..], "needs root"),
-        (&["run", "-d", "--", "true"], "-d: without root"),
+        (&["run", "-d", "--", "true"][..], "-d: without root"),
         (&["run", "-p", "80", "--", "true"], "needs its host port"),
     ] {
         let out = user.berth(&sb, args);
@@ -288,10 +315,7 @@ fn rootless_run_killed_leaves_nothing() {
         assert!(
             eventually(5, || user.processes().is_empty()),
             "{helper}: left running after kill -9: {:?}",
-            user.processes()
-                .iter()
-                .map(|p| Sandbox::cmdline(*p))
-                .collect::<Vec<_>>()
+            described(&user.processes())
         );
         let after = sb.probe(
             Some(&inet.netns),
@@ -308,4 +332,429 @@ fn rootless_run_killed_leaves_nothing() {
         let left = sb.sh_ok(&format!("ls -A {}", user.runtime_dir));
         assert_eq!(util::stdout(&left).trim(), "", "{helper}: runtime dir");
     }
+}
+
+// Rootless networks: the user's bridges in the user's own namespace.
+
+/// A sandbox with its own PID namespace (what the user's keeper leaves
+/// running in the user's namespace ends with it) and one user.
+fn network_sandbox(name: &str, uid: u32) -> (Sandbox, User) {
+    let sb = Sandbox::with_pid_namespace();
+    let user = add_user(&sb, name, uid);
+    (sb, user)
+}
+
+/// The address of endpoint `name` as the user's `ps --json` shows it.
+fn endpoint_ip(sb: &Sandbox, user: &User, name: &str) -> String {
+    let ps = user.berth_json(sb, &["ps", "--json"]);
+    let e = util::as_array(ps)
+        .into_iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in the user's ps"));
+    util::field(&e, "ip").split('/').next().unwrap().to_string()
+}
+
+/// Runs `berth-probe ARGS` in the user's endpoint `name` (`berth exec`).
+fn probe_in(sb: &Sandbox, user: &User, name: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["exec", name, "--", util::PROBE];
+    all.extend_from_slice(args);
+    user.berth(sb, &all)
+}
+
+/// Two rootless networks of one user: each one's containers reach each
+/// other, not the other network's; the host's namespace holds none of it
+/// (no link, no address, no route, no rule); removing them leaves nothing
+/// running.
+#[test]
+fn rootless_networks_are_isolated_and_leave_nothing_on_the_host() {
+    let (sb, user) = network_sandbox("erin", 61040);
+    let before = sb.snapshot();
+    user.berth_ok(
+        &sb,
+        &["network", "create", "red", "--subnet", "10.61.0.0/24"],
+    );
+    user.berth_ok(
+        &sb,
+        &["network", "create", "blue", "--subnet", "10.62.0.0/24"],
+    );
+    for (name, net) in [("r1", "red"), ("r2", "red"), ("b1", "blue")] {
+        user.berth_ok(
+            &sb,
+            &[
+                "run",
+                "-d",
+                "--net",
+                net,
+                "--name",
+                name,
+                "--",
+                util::PROBE,
+                "tcp-serve",
+                "0.0.0.0:7000",
+            ],
+        );
+    }
+    let r1 = endpoint_ip(&sb, &user, "r1");
+    let b1 = endpoint_ip(&sb, &user, "b1");
+    assert!(
+        eventually(5, || probe_in(
+            &sb,
+            &user,
+            "r2",
+            &["tcp-connect", &format!("{r1}:7000")]
+        )
+        .status
+        .success()),
+        "r2 -> r1 on red"
+    );
+    let across = probe_in(
+        &sb,
+        &user,
+        "b1",
+        &["tcp-connect", &format!("{r1}:7000"), "--timeout-ms", "1000"],
+    );
+    assert!(
+        !across.status.success(),
+        "blue reached red: {}",
+        util::stdout(&across)
+    );
+    let back = probe_in(
+        &sb,
+        &user,
+        "r1",
+        &["tcp-connect", &format!("{b1}:7000"), "--timeout-ms", "1000"],
+    );
+    assert!(
+        !back.status.success(),
+        "red reached blue: {}",
+        util::stdout(&back)
+    );
+    // The host's namespace is as it was: the bridges are in the user's.
+    sb.snapshot()
+        .assert_same(&before, "the host with two rootless networks");
+    let links = sb.link_names(None);
+    assert!(
+        !links
+            .iter()
+            .any(|l| l.starts_with("berth") || l.starts_with("vb")),
+        "{links:?}"
+    );
+    for name in ["r1", "r2", "b1"] {
+        user.berth_ok(&sb, &["stop", "-t", "1", name]);
+    }
+    user.berth_ok(&sb, &["network", "rm", "red", "blue"]);
+    assert!(
+        eventually(5, || user.processes().is_empty()),
+        "left running: {:?}",
+        described(&user.processes())
+    );
+    sb.snapshot()
+        .assert_same(&before, "the host after the rootless networks");
+}
+
+/// Containers on a rootless network find each other by name through
+/// berth's DNS server in the user's namespace.
+#[test]
+fn rootless_containers_resolve_each_other() {
+    let (sb, user) = network_sandbox("frank", 61050);
+    user.berth_ok(
+        &sb,
+        &["network", "create", "app", "--subnet", "10.63.0.0/24"],
+    );
+    user.berth_ok(
+        &sb,
+        &[
+            "run",
+            "-d",
+            "--net",
+            "app",
+            "--name",
+            "db",
+            "--alias",
+            "store",
+            "--",
+            util::PROBE,
+            "tcp-serve",
+            "0.0.0.0:5432",
+        ],
+    );
+    user.berth_ok(
+        &sb,
+        &[
+            "run", "-d", "--net", "app", "--name", "web", "--", "sleep", "600",
+        ],
+    );
+    let db = endpoint_ip(&sb, &user, "db");
+    for name in ["db", "store", "db.dns.berth"] {
+        let out = user.berth(
+            &sb,
+            &[
+                "exec", "--dns", "web", "--", "dig", "+short", "+tries=1", "+time=3", name,
+            ],
+        );
+        util::assert_ok_ctx(&out, &format!("dig {name}"));
+        assert_eq!(util::stdout(&out).trim(), db, "{name}: {}", stderr(&out));
+    }
+    let unknown = user.berth(
+        &sb,
+        &[
+            "exec", "--dns", "web", "--", "dig", "+tries=1", "+time=3", "nosuch",
+        ],
+    );
+    assert!(
+        util::stdout(&unknown).contains("NXDOMAIN"),
+        "{}",
+        util::stdout(&unknown)
+    );
+}
+
+/// A port published from a rootless network: a client in another
+/// namespace reaches the container through the host's port, and the
+/// container sees the client's own address (pasta's tap path into the
+/// user's namespace, then berth's DNAT). The port closes with the endpoint.
+#[test]
+fn rootless_network_ports_keep_the_client_address() {
+    if !helpers().contains(&"pasta") {
+        return;
+    }
+    let (sb, user) = network_sandbox("grace", 61060);
+    let inet = sb.internet();
+    user.berth_ok(
+        &sb,
+        &["network", "create", "pub", "--subnet", "10.64.0.0/24"],
+    );
+    user.berth_ok(
+        &sb,
+        &[
+            "run",
+            "-d",
+            "--net",
+            "pub",
+            "--name",
+            "srv",
+            "-p",
+            "8080:80",
+            "--",
+            util::PROBE,
+            "tcp-serve",
+            "0.0.0.0:80",
+        ],
+    );
+    let target = format!("{}:8080", inet.host_ip);
+    assert!(
+        eventually(10, || sb.tcp(Some(&inet.netns), &target).status.success()),
+        "the published port never answered"
+    );
+    assert_eq!(
+        sb.assert_tcp(Some(&inet.netns), &target),
+        inet.peer_ip,
+        "client address"
+    );
+    user.berth_ok(&sb, &["stop", "-t", "1", "srv"]);
+    assert!(
+        eventually(10, || !sb
+            .probe(
+                Some(&inet.netns),
+                &["tcp-connect", &target, "--timeout-ms", "300"]
+            )
+            .status
+            .success()),
+        "the port outlived its endpoint"
+    );
+}
+
+/// Two users never see each other's networks: the same name and subnet
+/// are each user's own.
+#[test]
+fn two_users_never_see_each_others_networks() {
+    let (sb, alice) = network_sandbox("heidi", 61070);
+    let bob = add_user(&sb, "ivan", 61071);
+    alice.berth_ok(
+        &sb,
+        &["network", "create", "home", "--subnet", "10.65.0.0/24"],
+    );
+    let ls = bob.berth_json(&sb, &["network", "ls", "--json"]);
+    assert_eq!(util::as_array(ls).len(), 0, "bob sees alice's networks");
+    bob.berth_ok(
+        &sb,
+        &["network", "create", "home", "--subnet", "10.65.0.0/24"],
+    );
+    bob.berth_ok(
+        &sb,
+        &["network", "create", "attic", "--subnet", "10.66.0.0/24"],
+    );
+    let names = |u: &User| -> Vec<String> {
+        util::as_array(u.berth_json(&sb, &["network", "ls", "--json"]))
+            .iter()
+            .map(|n| util::field(n, "name"))
+            .collect()
+    };
+    assert_eq!(names(&alice), vec!["home"]);
+    assert_eq!(names(&bob), vec!["attic", "home"]);
+    let rm = alice.berth(&sb, &["network", "rm", "attic"]);
+    assert!(!rm.status.success(), "alice removed bob's network");
+    assert_eq!(names(&bob), vec!["attic", "home"]);
+}
+
+/// kill -9: of a rootless `run` (its container and its port go, through
+/// berth's own reclaiming), and of the keeper itself (the next command
+/// starts a new namespace, ends what ran in the old one and rebuilds the
+/// user's networks, as after a reboot).
+#[test]
+fn rootless_networks_converge_after_kill_9() {
+    if !helpers().contains(&"pasta") {
+        return;
+    }
+    let (sb, user) = network_sandbox("judy", 61080);
+    let inet = sb.internet();
+    user.berth_ok(&sb, &["network", "create", "k", "--subnet", "10.67.0.0/24"]);
+    let target = format!("{}:8081", inet.host_ip);
+    let mut run = user.spawn_berth(
+        &sb,
+        &[
+            "run",
+            "--net",
+            "k",
+            "--name",
+            "fg",
+            "-p",
+            "8081:80",
+            "--",
+            util::PROBE,
+            "tcp-serve",
+            "0.0.0.0:80",
+        ],
+        true,
+    );
+    assert!(eventually(10, || sb
+        .tcp(Some(&inet.netns), &target)
+        .status
+        .success()));
+    // The berth the user started (not nsenter's fork of it, nor the berth
+    // it runs inside the user's namespace): the one in the host's netns.
+    let host_net = std::fs::metadata(sb.host_netns_path()).unwrap();
+    let outer: Vec<u32> = user
+        .processes()
+        .into_iter()
+        .filter(|p| {
+            Sandbox::cmdline(*p).is_some_and(|c| c.contains("--name fg"))
+                && std::fs::metadata(format!("/proc/{p}/ns/net")).is_ok_and(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    m.ino() == host_net.ino() && m.dev() == host_net.dev()
+                })
+        })
+        .collect();
+    assert_eq!(outer.len(), 1, "the user's berth run: {outer:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(outer[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    run.wait_timeout(std::time::Duration::from_secs(5));
+    assert!(
+        eventually(10, || {
+            util::as_array(user.berth_json(&sb, &["ps", "--json"])).is_empty()
+        }),
+        "the killed run's endpoint was not reclaimed"
+    );
+    assert!(
+        eventually(10, || !sb
+            .probe(
+                Some(&inet.netns),
+                &["tcp-connect", &target, "--timeout-ms", "300"]
+            )
+            .status
+            .success()),
+        "the killed run's port stayed open"
+    );
+
+    user.berth_ok(
+        &sb,
+        &[
+            "run",
+            "-d",
+            "--net",
+            "k",
+            "--name",
+            "bg",
+            "--",
+            util::PROBE,
+            "tcp-serve",
+            "0.0.0.0:80",
+        ],
+    );
+    let keeper_file = format!("{}/berth/keeper.json", user.runtime_dir);
+    let keeper: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("/proc/{}/root{keeper_file}", sb.pid()))
+            .expect("keeper.json"),
+    )
+    .unwrap();
+    let old_inode = keeper["netns_inode"].as_u64().unwrap();
+    let keeper_pid = keeper["keeper"].as_i64().unwrap();
+    // The keeper's PID is the sandbox's; find it from outside by its netns.
+    let outside: Vec<u32> = user
+        .processes()
+        .into_iter()
+        .filter(|p| {
+            Sandbox::cmdline(*p).is_some_and(|c| c.contains("rootless-keeper"))
+                && std::fs::read_to_string(format!("/proc/{p}/status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| {
+                        l.starts_with("NSpid:")
+                            && l.trim_end().ends_with(&format!("\t{keeper_pid}"))
+                    })
+        })
+        .collect();
+    assert_eq!(outside.len(), 1, "the keeper {keeper_pid}: {outside:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(outside[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The next command converges: the network is back in a new namespace,
+    // the old namespace's processes are gone, a new run works.
+    user.berth_ok(&sb, &["up"]);
+    user.berth_ok(&sb, &["gc"]);
+    let keeper: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("/proc/{}/root{keeper_file}", sb.pid()))
+            .expect("keeper.json"),
+    )
+    .unwrap();
+    assert_ne!(keeper["netns_inode"].as_u64().unwrap(), old_inode);
+    let in_old: Vec<u32> = user
+        .processes()
+        .into_iter()
+        .filter(|p| {
+            std::fs::metadata(format!("/proc/{p}/ns/net"))
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m) == old_inode)
+                .unwrap_or(false)
+        })
+        .collect();
+    assert!(in_old.is_empty(), "still in the old namespace: {in_old:?}");
+    let nets = util::as_array(user.berth_json(&sb, &["network", "ls", "--json"]));
+    assert_eq!(nets.len(), 1);
+    user.berth_ok(
+        &sb,
+        &[
+            "run",
+            "-d",
+            "--net",
+            "k",
+            "--name",
+            "again",
+            "-p",
+            "8082:80",
+            "--",
+            util::PROBE,
+            "tcp-serve",
+            "0.0.0.0:80",
+        ],
+    );
+    let again = format!("{}:8082", inet.host_ip);
+    assert!(
+        eventually(10, || sb.tcp(Some(&inet.netns), &again).status.success()),
+        "a new run after the keeper's death"
+    );
+    assert_eq!(sb.assert_tcp(Some(&inet.netns), &again), inet.peer_ip);
 }

@@ -123,6 +123,10 @@ pub enum Command {
     /// JSON on stdin).
     #[command(hide = true, name = "run-detached")]
     RunDetached,
+    /// Keeps an ordinary user's network namespace and its link to the
+    /// outside (started by berth itself).
+    #[command(hide = true, name = "rootless-keeper")]
+    RootlessKeeper,
     /// berth's DNS server (started by berth itself; see the README for
     /// running it under systemd).
     #[command(hide = true)]
@@ -571,6 +575,11 @@ impl ConnectArgs {
 }
 
 impl RunArgs {
+    /// Whether `--net` names a network of berth's (not host or none).
+    pub fn names_a_network(&self) -> bool {
+        !matches!(self.net.as_deref(), None | Some("host") | Some("none"))
+    }
+
     pub fn request(&self) -> RunRequest {
         let mut ports = self.publish.clone();
         // --expose is checked all the same: a typo should not wait for -P.

@@ -207,6 +207,7 @@ fn cannot_dry_run(command: &Command) -> Option<&'static str> {
         Command::Bench { .. } => Some("bench"),
         Command::DnsServer { .. } => Some("dns-server"),
         Command::RunDetached => Some(crate::commands::jobs::DETACHED_COMMAND),
+        Command::RootlessKeeper => Some(crate::rootless::keeper::KEEPER_COMMAND),
         _ => None,
     }
 }
@@ -223,13 +224,18 @@ fn dispatch(cli: Cli) -> Result<i32> {
     // it is asked to show.
     let needs_root =
         matches!(cli.command, Command::Demo(_)) || (!reads_only(&cli.command) && !dry_run);
-    if let (Command::Run(a), false) = (&cli.command, crate::rootless::refusal::privileged()) {
-        return rootless_run(a, dry_run);
+    let mut state_dir = cli.state_dir;
+    if let Command::RootlessKeeper = cli.command {
+        return crate::rootless::keeper::keep(&state_dir);
     }
-    if needs_root && !crate::rootless::refusal::privileged() {
-        return Err(crate::rootless::refusal::needs_root(&subcommand_words()));
+    if !crate::rootless::refusal::privileged() {
+        match rootless(&cli.command, needs_root, dry_run)? {
+            Rootless::Done(code) => return Ok(code),
+            Rootless::Here(dir) => state_dir = dir,
+            Rootless::Root => {}
+        }
     }
-    let mut ctx = Context::new(cli.state_dir, dry_run);
+    let mut ctx = Context::new(state_dir, dry_run);
     let result = run_command(&mut ctx, cli.command, cli.verbose);
     // What the user should know of what was done, also when a later part
     // of the command failed.
@@ -434,6 +440,7 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
         }
         Command::Run(a) => return jobs::run(ctx, &a),
         Command::RunDetached => return jobs::carry_out(ctx),
+        Command::RootlessKeeper => return crate::rootless::keeper::keep(&ctx.state_dir),
         Command::Stop { names, time, .. } => {
             return jobs::stop(ctx, &names, std::time::Duration::from_secs(time))
         }
@@ -644,6 +651,51 @@ fn write_man_pages(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
         &mut written,
     )?;
     Ok(written)
+}
+
+/// What an ordinary user's command becomes.
+enum Rootless {
+    /// It ran (inside the user's namespaces, or rootless on its own).
+    Done(i32),
+    /// It reads the user's rootless state here (no keeper runs).
+    Here(PathBuf),
+    /// It needs nothing of root.
+    Root,
+}
+
+/// An ordinary user's command: `run` without a network of berth's in a
+/// namespace of its own; what works on the user's networks inside the
+/// user's namespaces; what only root can do refused in one line.
+fn rootless(command: &Command, needs_root: bool, dry_run: bool) -> Result<Rootless> {
+    use crate::rootless::enter;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match command {
+        Command::Run(a) if !a.names_a_network() => {
+            return rootless_run(a, dry_run).map(Rootless::Done)
+        }
+        Command::Demo(_) | Command::Bench { .. } | Command::Netavark { .. } if needs_root => {
+            return Err(crate::rootless::refusal::needs_root(&subcommand_words()));
+        }
+        Command::Completions { .. } | Command::Man { .. } => return Ok(Rootless::Root),
+        _ => {}
+    }
+    // A state directory named by the user is the user's business.
+    if std::env::var_os("BERTH_STATE_DIR").is_some()
+        || args
+            .iter()
+            .any(|a| a.to_string_lossy().starts_with("--state-dir"))
+    {
+        if needs_root {
+            return Err(crate::rootless::refusal::needs_root(&subcommand_words()));
+        }
+        return Ok(Rootless::Root);
+    }
+    let dir = enter::state_dir(&subcommand_words())?;
+    let start = needs_root && !dry_run;
+    Ok(match enter::inside(&args, &dir, start)? {
+        Some(code) => Rootless::Done(code),
+        None => Rootless::Here(dir),
+    })
 }
 
 /// `run` by an ordinary user: in a user namespace of its own.

@@ -368,3 +368,219 @@ pub fn dies_with_parent(command: &mut std::process::Command) {
         });
     }
 }
+
+/// Forks the holder of a user's own namespaces: a user namespace (the user
+/// root in it), a network namespace for the user's bridges and a mount
+/// namespace in which `/run/netns` is a private tmpfs the user may bind
+/// namespaces onto (and `/etc/resolv.conf` says `resolv`, if given). The
+/// child never execs: it is a fork of a single-threaded caller, so it may
+/// run ordinary code, and then waits until it is killed. It dies with its
+/// parent. Returns once the namespaces are ready.
+///
+/// The caller must be single-threaded.
+pub fn fork_holder(resolv: Option<String>) -> io::Result<Pid> {
+    let uid = nix::unistd::getuid();
+    let gid = nix::unistd::getgid();
+    let (ready_r, ready_w) = pipe()?;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the caller is single-threaded, so the child may allocate.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            drop(ready_r);
+            let mut ready_w = ready_w;
+            let result = holder_setup(parent, uid, gid, resolv.as_deref());
+            let msg = match &result {
+                Ok(()) => "ok\n".to_string(),
+                Err(e) => format!("{e}\n"),
+            };
+            let _ = ready_w.write_all(msg.as_bytes());
+            drop(ready_w);
+            if result.is_err() {
+                unsafe { libc::_exit(1) };
+            }
+            loop {
+                // SAFETY: waits for a signal; SIGTERM or SIGKILL ends it.
+                unsafe { libc::pause() };
+            }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(ready_w);
+            let mut said = String::new();
+            let mut ready_r = ready_r;
+            let _ = ready_r.read_to_string(&mut said);
+            if said.trim() == "ok" {
+                Ok(child)
+            } else {
+                reap(child);
+                Err(io::Error::other(format!(
+                    "making the user's namespaces: {}",
+                    said.trim()
+                )))
+            }
+        }
+    }
+}
+
+fn holder_setup(
+    parent: libc::pid_t,
+    uid: nix::unistd::Uid,
+    gid: nix::unistd::Gid,
+    resolv: Option<&str>,
+) -> io::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::{unshare, CloneFlags};
+    // SAFETY: plain system calls.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::getppid() != parent {
+            return Err(io::Error::other("the keeper exited"));
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        // Ctrl-C in the terminal that started the first command must not
+        // end the user's namespaces.
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+    unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| step("unshare(CLONE_NEWUSER)", e))?;
+    std::fs::write("/proc/self/setgroups", "deny")?;
+    std::fs::write("/proc/self/uid_map", format!("0 {uid} 1\n"))?;
+    std::fs::write("/proc/self/gid_map", format!("0 {gid} 1\n"))?;
+    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)
+        .map_err(|e| step("unshare(CLONE_NEWNET|CLONE_NEWNS)", e))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| step("making mounts private", e))?;
+    private_netns_dir()?;
+    if let Some(text) = resolv {
+        let tmp = std::path::Path::new("/tmp");
+        mount(
+            Some("tmpfs"),
+            tmp,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("size=64k"),
+        )
+        .map_err(|e| step("mounting a tmpfs", e))?;
+        std::fs::write(tmp.join("resolv.conf"), text)?;
+        mount(
+            Some("/tmp/resolv.conf"),
+            "/etc/resolv.conf",
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| step("bind-mounting /etc/resolv.conf", e))?;
+        nix::mount::umount2(tmp, nix::mount::MntFlags::MNT_DETACH)
+            .map_err(|e| step("unmounting /tmp", e))?;
+    }
+    // The user's own network namespace starts with `lo` down.
+    Ok(())
+}
+
+fn step(what: &str, e: nix::errno::Errno) -> io::Error {
+    io::Error::other(format!("{what}: {e}"))
+}
+
+/// Gives the holder's mount namespace a private, writable `/run/netns`: a
+/// tmpfs over it when it exists; otherwise a tmpfs over `/run` with every
+/// entry of the old `/run` bound back in, and an empty `netns` beside them.
+fn private_netns_dir() -> io::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    let netns = std::path::Path::new("/run/netns");
+    if netns.is_dir() {
+        return mount(
+            Some("tmpfs"),
+            netns,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("mode=0755"),
+        )
+        .map_err(|e| step("mounting a tmpfs on /run/netns", e));
+    }
+    // The old /run, held open so its entries can be bound back once the
+    // tmpfs covers it (a mount of this namespace, so binding from it is
+    // allowed).
+    let old = File::open("/run")?;
+    let old_path = format!("/proc/self/fd/{}", old.as_raw_fd());
+    let entries: Vec<(std::ffi::OsString, bool)> = std::fs::read_dir(&old_path)?
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            (e.file_name(), dir)
+        })
+        .collect();
+    mount(
+        Some("tmpfs"),
+        "/run",
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("mode=0755"),
+    )
+    .map_err(|e| step("mounting a tmpfs on /run", e))?;
+    for (name, dir) in entries {
+        let target = std::path::Path::new("/run").join(&name);
+        if dir {
+            std::fs::create_dir(&target)?;
+        } else {
+            File::create(&target)?;
+        }
+        let source = std::path::Path::new(&old_path).join(&name);
+        // Symlinks and sockets cannot be bound onto; they are rare under
+        // /run's top level and skipped.
+        let _ = mount(
+            Some(&source),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        );
+    }
+    std::fs::create_dir(netns)?;
+    Ok(())
+}
+
+/// Makes `command` run inside the namespaces of `holder` (user, mount and
+/// network, entered in that order) and die with this process.
+pub fn enter_holder(command: &mut std::process::Command, holder: Pid) -> io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let user = File::open(format!("/proc/{holder}/ns/user"))?;
+    let mnt = File::open(format!("/proc/{holder}/ns/mnt"))?;
+    let net = File::open(format!("/proc/{holder}/ns/net"))?;
+    let fds = [
+        (user, libc::CLONE_NEWUSER),
+        (mnt, libc::CLONE_NEWNS),
+        (net, libc::CLONE_NEWNET),
+    ];
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: setns, prctl, getppid and sigprocmask only, on fds that live
+    // as long as the command (moved into the closure).
+    unsafe {
+        command.pre_exec(move || {
+            for (f, kind) in &fds {
+                if libc::setns(f.as_raw_fd(), *kind) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(io::Error::other("berth exited before entering"));
+            }
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    Ok(())
+}

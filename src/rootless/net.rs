@@ -254,6 +254,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// Whether the helper still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     pub fn stop(mut self) {
         let _ = nix::sys::signal::kill(
             Pid::from_raw(self.child.id() as i32),

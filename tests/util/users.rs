@@ -111,8 +111,8 @@ impl User {
         sb.spawn(self.berth_command(sb, args), wait_ready)
     }
 
-    /// PIDs of every process this user runs (on the whole machine: the
-    /// tests' uids are used by nothing else).
+    /// PIDs of every live process this user runs (on the whole machine:
+    /// the tests' uids are used by nothing else).
     pub fn processes(&self) -> Vec<u32> {
         let mut pids = Vec::new();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -124,11 +124,33 @@ impl User {
                 .lines()
                 .find_map(|l| l.strip_prefix("Uid:"))
                 .and_then(|v| v.split_whitespace().next().map(str::to_string));
-            if uid.as_deref() == Some(self.uid.to_string().as_str()) {
+            // A zombie has ended; reaping it is its parent's business (in
+            // a sandbox with its own PID namespace, a `sleep` that reaps
+            // nothing).
+            let zombie = status
+                .lines()
+                .any(|l| l.starts_with("State:") && l.contains('Z'));
+            if !zombie && uid.as_deref() == Some(self.uid.to_string().as_str()) {
                 pids.push(pid);
             }
         }
         pids
+    }
+
+    /// Runs `berth ARGS` as this user and asserts it succeeded; returns
+    /// stdout.
+    pub fn berth_ok(&self, sb: &Sandbox, args: &[&str]) -> String {
+        let out = self.berth(sb, args);
+        super::assert_ok_ctx(&out, &format!("{}: berth {}", self.name, args.join(" ")));
+        super::stdout(&out)
+    }
+
+    /// `berth ARGS --json` as this user, parsed.
+    pub fn berth_json(&self, sb: &Sandbox, args: &[&str]) -> serde_json::Value {
+        let out = self.berth(sb, args);
+        let what = format!("{}: berth {}", self.name, args.join(" "));
+        super::assert_ok_ctx(&out, &what);
+        super::parse_json(&out, &what)
     }
 
     /// Runs `program args` as this user.
