@@ -574,6 +574,13 @@ impl ConnectArgs {
     }
 }
 
+impl CreateArgs {
+    /// Whether `--mtu` was given.
+    pub fn has_mtu(&self) -> bool {
+        self.mtu.is_some()
+    }
+}
+
 impl RunArgs {
     /// Whether `--net` names a network of berth's (not host or none).
     pub fn names_a_network(&self) -> bool {

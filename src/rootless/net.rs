@@ -31,6 +31,10 @@ use crate::model::{PortSpec, Proto};
 /// `slirp4netns`) instead of the first one installed.
 pub const HELPER_ENV: &str = "BERTH_ROOTLESS_NET";
 
+/// The MTU pasta gives the namespace's link (its default: the largest
+/// 802.3 frame less its header), and so the MTU of a user's bridges.
+pub const PASTA_MTU: u32 = 65520;
+
 /// How long a helper may take to bring the namespace's link up.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
