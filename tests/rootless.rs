@@ -165,6 +165,11 @@ fn rootless_run_publishes_a_port_with_the_client_address_kept() {
         );
         let reply = sb.assert_tcp(Some(&inet.netns), &format!("{}:8080", inet.host_ip));
         assert_eq!(reply, inet.peer_ip, "{helper}: the client address");
+        if helper == "pasta" {
+            // From the host's loopback pasta splices to the namespace's
+            // loopback: the client is 127.0.0.1, as it was.
+            assert_eq!(sb.assert_tcp(None, "127.0.0.1:8080"), "127.0.0.1");
+        }
         // The command's namespace is not the host's: nothing listens there.
         let host_side = sb.probe(
             None,
@@ -485,6 +490,14 @@ fn rootless_containers_resolve_each_other() {
         ],
     );
     let db = endpoint_ip(&sb, &user, "db");
+    // A user's network takes pasta's MTU unless told otherwise.
+    // (Through netlink: /sys inside is the mount namespace's, not the
+    // container's network namespace's.)
+    let link = user.berth_ok(
+        &sb,
+        &["exec", "web", "--", "ip", "-o", "link", "show", "eth0"],
+    );
+    assert!(link.contains(" mtu 65520 "), "{link}");
     for name in ["db", "store", "db.dns.berth"] {
         let out = user.berth(
             &sb,
