@@ -771,3 +771,68 @@ fn rootless_networks_converge_after_kill_9() {
     );
     assert_eq!(sb.assert_tcp(Some(&inet.netns), &again), inet.peer_ip);
 }
+
+/// A rootless `connect` killed (SIGKILL, berth's failpoints) at its intent,
+/// at each kernel step and before its final commit: the next command
+/// converges, inside the user's namespace as on the host, and a connect
+/// then works and carries traffic.
+#[test]
+fn rootless_connect_killed_at_every_step_converges() {
+    let (sb, user) = network_sandbox("kate", 61090);
+    user.berth_ok(
+        &sb,
+        &["network", "create", "fp", "--subnet", "10.68.0.0/24"],
+    );
+    user.berth_ok(
+        &sb,
+        &[
+            "run",
+            "-d",
+            "--net",
+            "fp",
+            "--name",
+            "srv",
+            "--",
+            util::PROBE,
+            "tcp-serve",
+            "0.0.0.0:7000",
+        ],
+    );
+    user.berth_ok(
+        &sb,
+        &[
+            "run", "-d", "--net", "fp", "--name", "x", "--", "sleep", "600",
+        ],
+    );
+    let srv = endpoint_ip(&sb, &user, "srv");
+    let mut points = vec!["intent".to_string(), "record".to_string()];
+    points.extend((1..=8).map(|k| format!("step:{k}")));
+    let mut killed = 0;
+    for point in &points {
+        user.berth_ok(&sb, &["disconnect", "fp", "x"]);
+        let mut c = user.berth_command(&sb, &["connect", "fp", "x", "-p", "9090:7000"]);
+        c.env("BERTH_FAILPOINT", point);
+        let out = util::run_timeout(c, util::CMD_TIMEOUT);
+        if out.status.code() == Some(137) {
+            killed += 1;
+        } else {
+            // Past the plan's last step: the connect completed.
+            util::assert_ok_ctx(&out, &format!("connect with {point}"));
+        }
+        user.berth_ok(&sb, &["up"]);
+        let ps = util::as_array(user.berth_json(&sb, &["ps", "--json"]));
+        // `run -d`'s job shows too, without an address, once its
+        // endpoint is gone.
+        let xs: Vec<_> = ps
+            .iter()
+            .filter(|e| e["name"] == "x" && e["ip"].as_str().is_some_and(|ip| !ip.is_empty()))
+            .collect();
+        assert!(xs.len() <= 1, "{point}: {ps:?}");
+        if xs.is_empty() {
+            user.berth_ok(&sb, &["connect", "fp", "x", "-p", "9090:7000"]);
+        }
+        let reach = probe_in(&sb, &user, "x", &["tcp-connect", &format!("{srv}:7000")]);
+        util::assert_ok_ctx(&reach, &format!("x -> srv after {point}"));
+    }
+    assert!(killed >= 3, "the failpoints killed only {killed} connects");
+}
