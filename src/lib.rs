@@ -26,6 +26,7 @@ pub mod netavark;
 pub mod plan;
 pub mod reconcile;
 pub mod request;
+pub mod rootless;
 pub mod store;
 pub mod supervisor;
 

@@ -156,6 +156,18 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "rootless",
+        &[
+            "commands",
+            "background",
+            "store",
+            "kernel",
+            "model",
+            "request",
+            "error",
+        ],
+    ),
+    (
         "supervisor",
         &[
             "commands",

@@ -140,6 +140,10 @@ pub enum Command {
     /// JSON on stdin).
     #[command(hide = true, name = "run-detached")]
     RunDetached,
+    /// Keeps an ordinary user's network namespace and its link to the
+    /// outside (started by berth itself).
+    #[command(hide = true, name = "rootless-keeper")]
+    RootlessKeeper,
     /// berth's DNS server (started by berth itself; see the README for
     /// running it under systemd).
     #[command(hide = true)]
@@ -662,7 +666,19 @@ impl ConnectArgs {
     }
 }
 
+impl CreateArgs {
+    /// Whether `--mtu` was given.
+    pub fn has_mtu(&self) -> bool {
+        self.mtu.is_some()
+    }
+}
+
 impl RunArgs {
+    /// Whether `--net` names a network of berth's (not host or none).
+    pub fn names_a_network(&self) -> bool {
+        !matches!(self.net.as_deref(), None | Some("host") | Some("none"))
+    }
+
     pub fn request(&self) -> RunRequest {
         let mut ports = self.publish.clone();
         // --expose is checked all the same: a typo should not wait for -P.

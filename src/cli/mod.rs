@@ -207,6 +207,7 @@ fn cannot_dry_run(command: &Command) -> Option<&'static str> {
         Command::Bench { .. } => Some("bench"),
         Command::DnsServer { .. } => Some("dns-server"),
         Command::RunDetached => Some(crate::commands::jobs::DETACHED_COMMAND),
+        Command::RootlessKeeper => Some(crate::rootless::keeper::KEEPER_COMMAND),
         _ => None,
     }
 }
@@ -223,10 +224,18 @@ fn dispatch(cli: Cli) -> Result<i32> {
     // it is asked to show.
     let needs_root =
         matches!(cli.command, Command::Demo(_)) || (!reads_only(&cli.command) && !dry_run);
-    if needs_root {
-        require_privileges()?;
+    let mut state_dir = cli.state_dir;
+    if let Command::RootlessKeeper = cli.command {
+        return crate::rootless::keeper::keep(&state_dir);
     }
-    let mut ctx = Context::new(cli.state_dir, dry_run);
+    if !crate::rootless::refusal::privileged() {
+        match rootless(&cli.command, needs_root, dry_run)? {
+            Rootless::Done(code) => return Ok(code),
+            Rootless::Here(dir) => state_dir = dir,
+            Rootless::Root => {}
+        }
+    }
+    let mut ctx = Context::new(state_dir, dry_run);
     let result = run_command(&mut ctx, cli.command, cli.verbose);
     // What the user should know of what was done, also when a later part
     // of the command failed.
@@ -438,6 +447,7 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
         }
         Command::Run(a) => return jobs::run(ctx, &a),
         Command::RunDetached => return jobs::carry_out(ctx),
+        Command::RootlessKeeper => return crate::rootless::keeper::keep(&ctx.state_dir),
         Command::Stop { names, time, .. } => {
             return jobs::stop(ctx, &names, std::time::Duration::from_secs(time))
         }
@@ -654,26 +664,91 @@ fn write_man_pages(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// berth changes links, routes and namespaces: it needs CAP_NET_ADMIN and
-/// CAP_SYS_ADMIN. Checked up front so the user gets one clear line, not an
-/// EPERM from the middle of a plan.
-fn require_privileges() -> Result<()> {
-    const CAP_NET_ADMIN: u32 = 12;
-    const CAP_SYS_ADMIN: u32 = 21;
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let effective = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    let has = |cap: u32| effective & (1 << cap) != 0;
-    if has(CAP_NET_ADMIN) && has(CAP_SYS_ADMIN) {
-        Ok(())
-    } else {
-        Err(Error::Privilege(
-            "this command needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN); run it with sudo".into(),
-        ))
+/// What an ordinary user's command becomes.
+enum Rootless {
+    /// It ran (inside the user's namespaces, or rootless on its own).
+    Done(i32),
+    /// It reads the user's rootless state here (no keeper runs).
+    Here(PathBuf),
+    /// It needs nothing of root.
+    Root,
+}
+
+/// An ordinary user's command: `run` without a network of berth's in a
+/// namespace of its own; what works on the user's networks inside the
+/// user's namespaces; what only root can do refused in one line.
+fn rootless(command: &Command, needs_root: bool, dry_run: bool) -> Result<Rootless> {
+    use crate::rootless::enter;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match command {
+        Command::Run(a) if !a.names_a_network() => {
+            return rootless_run(a, dry_run).map(Rootless::Done)
+        }
+        Command::Demo(_) | Command::Bench { .. } | Command::Netavark { .. } if needs_root => {
+            return Err(crate::rootless::refusal::needs_root(&subcommand_words()));
+        }
+        Command::Completions { .. } | Command::Man { .. } => return Ok(Rootless::Root),
+        _ => {}
     }
+    // A state directory named by the user is the user's business.
+    if std::env::var_os("BERTH_STATE_DIR").is_some()
+        || args
+            .iter()
+            .any(|a| a.to_string_lossy().starts_with("--state-dir"))
+    {
+        if needs_root {
+            return Err(crate::rootless::refusal::needs_root(&subcommand_words()));
+        }
+        return Ok(Rootless::Root);
+    }
+    let dir = enter::state_dir(&subcommand_words())?;
+    let start = needs_root && !dry_run;
+    let mut args = args;
+    if let Command::Network(NetworkCommand::Create(a)) = command {
+        if !a.has_mtu() {
+            // The user's bridges take pasta's MTU: TCP crosses pasta in
+            // segments 43 times as large (into a container through a
+            // published port: 1.1 Gbit/s at 1500, 5 Gbit/s at 65520).
+            args.extend([
+                "--mtu".into(),
+                crate::rootless::net::PASTA_MTU.to_string().into(),
+            ]);
+        }
+    }
+    Ok(match enter::inside(&args, &dir, start)? {
+        Some(code) => Rootless::Done(code),
+        None => Rootless::Here(dir),
+    })
+}
+
+/// `run` by an ordinary user: in a user namespace of its own.
+fn rootless_run(a: &args::RunArgs, dry_run: bool) -> Result<i32> {
+    use crate::rootless::run::RunFlags;
+    let flags = RunFlags {
+        detach: a.detach,
+        quiet: a.quiet,
+    };
+    if dry_run {
+        for line in crate::rootless::run::dry_run(&a.request(), flags)? {
+            outln!("{line}");
+        }
+        return Ok(0);
+    }
+    crate::rootless::run::run(&a.request(), flags)
+}
+
+/// The subcommand path this process was asked for (`network create`),
+/// for messages that name the command.
+fn subcommand_words() -> String {
+    let mut words = Vec::new();
+    if let Ok(m) = <Cli as clap::CommandFactory>::command().try_get_matches() {
+        let mut m = &m;
+        while let Some((name, sub)) = m.subcommand() {
+            words.push(name.to_string());
+            m = sub;
+        }
+    }
+    words.join(" ")
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod sandbox;
 pub mod sockets;
 pub mod sysctl;
 pub mod tc;
+pub mod userns;
 pub mod watch;
 
 #[cfg(test)]

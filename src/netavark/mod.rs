@@ -25,8 +25,9 @@
 //! stdout and exit code 1. `types.rs` is the wire format, `setup.rs` the
 //! translation onto berth's networks and endpoints.
 //!
-//! State is berth's own (`BERTH_STATE_DIR`, default /var/lib/berth); the
-//! `--config` directory and `--aardvark-binary` are accepted and unused.
+//! State is berth's own (`BERTH_STATE_DIR`, default /var/lib/berth, or for
+//! rootless Podman `berth` in the `--config` directory);
+//! `--aardvark-binary` is accepted and unused.
 //! Each request is one transaction under berth's state lock, so "first
 //! container makes the network, last one removes it" holds when Podman
 //! starts and stops containers in parallel.
@@ -58,10 +59,12 @@ const NETAVARK_VERSION: &str = "1.4.0";
     about = "berth acting as Podman's netavark network backend"
 )]
 struct Args {
-    /// netavark's configuration directory (accepted, unused: berth keeps its own state).
+    /// netavark's configuration directory (with --rootless true, berth's
+    /// state goes in `berth` under it, unless BERTH_STATE_DIR names one).
     #[arg(short, long, value_name = "DIR")]
     config: Option<PathBuf>,
-    /// Podman runs rootless (not supported yet).
+    /// Podman runs rootless: netavark runs as root of the user's namespace,
+    /// in Podman's rootless network namespace.
     #[arg(short, long, action = ArgAction::Set, value_name = "BOOL")]
     rootless: Option<bool>,
     /// aardvark-dns's path (accepted, unused).
@@ -128,7 +131,7 @@ pub fn main(args: Vec<OsString>, state_dir: Option<PathBuf>) -> i32 {
     };
     let state_dir = state_dir
         .or_else(|| std::env::var_os("BERTH_STATE_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(store::DEFAULT_DIR));
+        .unwrap_or_else(|| default_state_dir(&parsed));
     match run(parsed, state_dir) {
         Ok(Some(out)) => {
             println!("{out}");
@@ -136,6 +139,19 @@ pub fn main(args: Vec<OsString>, state_dir: Option<PathBuf>) -> i32 {
         }
         Ok(None) => 0,
         Err(e) => fail(&in_netavarks_words(&e).unwrap_or_else(|| e.to_string())),
+    }
+}
+
+/// Where berth keeps its state when nothing names a directory: berth's
+/// default for rootful Podman; for rootless Podman (which runs netavark as
+/// root of the user's namespace, inside its rootless network namespace,
+/// where the host's /var/lib is not the user's to write) a `berth`
+/// directory in netavark's `--config` directory, which is the user's own
+/// (`$XDG_RUNTIME_DIR/containers/networks`).
+fn default_state_dir(args: &Args) -> PathBuf {
+    match (args.rootless, &args.config) {
+        (Some(true), Some(config)) => config.join("berth"),
+        _ => PathBuf::from(store::DEFAULT_DIR),
     }
 }
 
@@ -224,11 +240,6 @@ fn run(args: Args, state_dir: PathBuf) -> Result<Option<String>> {
             });
         }
     };
-    if args.rootless == Some(true) {
-        return Err(Error::invalid(
-            "rootless Podman is not supported by berth yet; use rootful Podman or the stock netavark",
-        ));
-    }
     // netavark's words for a missing namespace or options file, which
     // Podman shows.
     // (Teardown goes on without it: what berth recorded still goes.)

@@ -39,6 +39,8 @@ use serde_json::Value;
 pub mod cni;
 pub mod dns;
 pub mod podman;
+pub mod podman_rootless;
+pub mod users;
 
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 /// Runs the end-to-end tests against another `berth` binary (say, the
