@@ -67,6 +67,8 @@ fn loopback(br_netfilter: bool) {
             "8081:81/udp",
             "-p",
             "9000-9002:9000-9002",
+            "-p",
+            "[::1]:8088:80",
         ],
     );
     let _servers: Vec<Bg> = vec![
@@ -85,6 +87,9 @@ fn loopback(br_netfilter: bool) {
     for port in 9000..=9002 {
         assert_eq!(sb.assert_tcp(None, &lo(port)), "fd00:90::1", "{port}");
     }
+    // A mapping on [::1] alone answers there and nowhere else.
+    assert_eq!(sb.assert_tcp(None, &lo(8088)), "fd00:90::1");
+    assert!(!sb.tcp(None, "[fd00:90::1]:8088").status.success());
     // The in-kernel paths still answer beside it.
     sb.assert_tcp(None, "[fd00:90::1]:8080");
     sb.assert_tcp(None, "127.0.0.1:8080");
@@ -95,7 +100,13 @@ fn loopback(br_netfilter: bool) {
 
     // A disconnect closes the listeners of its endpoint, and only those.
     sb.berth_ok(&["disconnect", "web", "c"]);
-    for (proto, port) in [("tcp", 8080), ("udp", 8081), ("tcp", 9000), ("tcp", 9002)] {
+    for (proto, port) in [
+        ("tcp", 8080),
+        ("udp", 8081),
+        ("tcp", 9000),
+        ("tcp", 9002),
+        ("tcp", 8088),
+    ] {
         assert!(!listening(&sb, proto, port), "{proto} {port} still open");
     }
     assert!(!sb.tcp(None, &lo(8080)).status.success());
