@@ -260,7 +260,13 @@ impl Txn<'_> {
             match self.ctx.names.sync(&self.ctx.state_dir, scope) {
                 Ok(warnings) => {
                     for w in warnings {
-                        self.ctx.warn(format!("DNS: {w}"));
+                        // The same process forwards [::1]; its lines name
+                        // the published port themselves.
+                        if w.starts_with(crate::dns::FORWARD_WARNING) {
+                            self.ctx.warn(w);
+                        } else {
+                            self.ctx.warn(format!("DNS: {w}"));
+                        }
                     }
                 }
                 Err(e) => self.ctx.warn(format!("DNS server: {e}")),

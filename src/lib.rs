@@ -24,6 +24,7 @@ pub mod kernel;
 pub mod model;
 pub mod netavark;
 pub mod plan;
+pub mod portproxy;
 pub mod reconcile;
 pub mod request;
 pub mod rootless;

@@ -53,6 +53,13 @@ const KERNEL_IO_ALLOWED: &[(&str, &[&str], &str)] = &[
          the probe binary above, for the same reason",
     ),
     (
+        "src/portproxy/",
+        &["socket2"],
+        "the [::1] forwarder's ordinary TCP/UDP listeners, which need \
+         IPV6_V6ONLY and SO_REUSEADDR before binding, and a reset on a \
+         failed relay: no netlink, no raw socket",
+    ),
+    (
         "src/dns/",
         &["socket2"],
         "the DNS server's ordinary UDP/TCP listeners, which need \
@@ -79,7 +86,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("store", &["model", "error"]),
     ("firewall", &["model", "error"]),
     ("background", &["store", "model", "error"]),
-    ("dns", &["background", "store", "model", "error"]),
+    ("portproxy", &["store", "model", "error"]),
+    (
+        "dns",
+        &["background", "portproxy", "store", "model", "error"],
+    ),
     (
         "plan",
         &["kernel", "firewall", "model", "error", "failpoint"],

@@ -199,7 +199,9 @@ impl Change for Attach {
         endpoint.id = id;
         let mut detach = DetachRequest::new(&network.name, EndpointRef::Id(id));
         detach.force = true;
-        let dns = network.policy.dns.then_some(DnsScope::Netns(inode));
+        // The background server also forwards [::1] to the container.
+        let dns = (network.policy.dns || forwarded_from_loopback(&endpoint))
+            .then_some(DnsScope::Netns(inode));
         let mut planned = Planned::new(
             plan,
             Intent::rows(vec![Row::NewEndpoint(id)]),
@@ -597,9 +599,7 @@ impl Change for Detach {
                 .map(|(id, family, _, _)| Settle::DefaultRoute(*id, *family))
                 .collect(),
         };
-        let dns = network
-            .policy
-            .dns
+        let dns = (network.policy.dns || forwarded_from_loopback(&endpoint))
             .then_some(DnsScope::Netns(endpoint.netns_inode));
         let mut planned = Planned::new(plan, intent, Disconnected::Removed(Box::new(endpoint)));
         planned.dns = dns;
@@ -965,4 +965,15 @@ fn dns_listeners(tx: &Tx, m: &PortMapping) -> Result<Option<String>> {
 /// The first host port of `m` that `other` also covers (for the message).
 fn clash_port(m: &PortMapping, other: &PortMapping) -> u16 {
     m.host_port.max(other.host_port)
+}
+
+/// Whether some published port of `endpoint` is forwarded from `[::1]` by
+/// the background server (see `portproxy`), which then re-reads the
+/// endpoint's namespace like the DNS server does.
+fn forwarded_from_loopback(endpoint: &Endpoint) -> bool {
+    endpoint.ip6().is_some()
+        && endpoint
+            .ports
+            .iter()
+            .any(crate::store::forwarded_from_loopback)
 }

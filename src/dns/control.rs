@@ -2,7 +2,9 @@
 //! match the state now. It starts the server when a network needs DNS and
 //! none answers on `dns.sock` (it never started, or it died), asks a live
 //! one to reload and waits for its ack (so a name resolves as soon as
-//! `connect` returns), and lets it exit when no network needs it.
+//! `connect` returns), and lets it exit when no network needs it. The
+//! same process holds the `[::1]` listeners of published ports, so a
+//! forwarded port needs it as much as a network with DNS.
 
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
@@ -80,7 +82,8 @@ fn sync_with(state_dir: &Path, request: &str) -> Result<Vec<String>> {
     Ok(warnings)
 }
 
-/// Whether some network has DNS.
+/// Whether some network has DNS, or some published port is forwarded
+/// from `[::1]` (the same process holds those listeners).
 fn needed(state_dir: &Path) -> Result<bool> {
     // Read-only: no pragmas, no schema check, no write lock (the caller's
     // command has just committed and migrated).
@@ -88,7 +91,7 @@ fn needed(state_dir: &Path) -> Result<bool> {
         return Ok(false);
     };
     let tx = store.read()?;
-    Ok(tx.dns_network_count()? > 0)
+    Ok(tx.dns_network_count()? > 0 || tx.has_loopback_forwards()?)
 }
 
 /// Asks the server to reload and waits for its ack.

@@ -29,6 +29,7 @@ mod upstream;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
+pub use crate::portproxy::WARNING_PREFIX as FORWARD_WARNING;
 pub use control::{sync, sync_netns};
 pub use server::serve;
 pub use table::LOCAL_DOMAIN;

@@ -6,6 +6,9 @@
 //! a connection: each of the two starts the other again when that
 //! connection ends without a `bye`.
 //!
+//! It also holds the listeners of published ports on `[::1]`
+//! (`portproxy`), matched to the state after every reload.
+//!
 //! It keeps no state of its own: a reload reads berth's state (read-only,
 //! on a blocking thread, so queries keep being answered meanwhile), builds
 //! a new [`Table`] and swaps it in; then listeners of new networks are
@@ -31,7 +34,11 @@ use super::table::{Index, Table};
 use super::upstream::{self, Upstreams};
 use super::{resolv, PID_FILE, SOCKET};
 use crate::error::{Error, Result};
+use crate::portproxy::{Proxy, Scope};
 use crate::store::{FileLock, Store};
+
+/// How often ports of [::1] held by another process are tried again.
+const FORWARD_RETRY: Duration = Duration::from_secs(5);
 
 /// The port the listeners bind: 53, or what the state says
 /// (`dns::PORT_SETTING`), read once when the server starts.
@@ -166,7 +173,9 @@ async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
     });
     let mut listeners: HashMap<IpAddr, Listening> = HashMap::new();
     let mut index = Index::default();
-    let warnings = reload(&dir, Change::All, &shared, &mut index, &mut listeners).await;
+    let mut proxy = Proxy::default();
+    let mut warnings = reload(&dir, Change::All, &shared, &mut index, &mut listeners).await;
+    warnings.extend(proxy.sync(&dir, Change::All.scope()).await);
     for w in &warnings {
         eprintln!("berth-dns: {w}");
     }
@@ -175,12 +184,17 @@ async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
     let control = UnixListener::bind(&sock_path)
         .map_err(|e| Error::Other(format!("binding {}: {e}", sock_path.display())))?;
     eprintln!(
-        "berth-dns: pid {}, serving {} name(s) on {} network(s) of {}",
+        "berth-dns: pid {}, serving {} name(s) on {} network(s) of {}, {} port(s) forwarded from [::1]",
         std::process::id(),
         shared.table().name_count(),
         listeners.len(),
-        dir.display()
+        dir.display(),
+        proxy.forwarded()
     );
+    // Ports of [::1] that someone else held are tried again now and then,
+    // not only when a berth command comes.
+    let mut retry = tokio::time::interval(FORWARD_RETRY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The supervisor's end of its connection, kept so that a deliberate
     // exit can say `bye` (a death says nothing, and it starts a new server).
     let mut supervisor: Option<OwnedWriteHalf> = None;
@@ -195,7 +209,15 @@ async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                for w in reload(&dir, Change::All, &shared, &mut index, &mut listeners).await {
+                let mut warnings = reload(&dir, Change::All, &shared, &mut index, &mut listeners).await;
+                warnings.extend(proxy.sync(&dir, Change::All.scope()).await);
+                for w in warnings {
+                    eprintln!("berth-dns: {w}");
+                }
+                continue;
+            }
+            _ = retry.tick(), if proxy.has_failed() => {
+                for w in proxy.retry() {
                     eprintln!("berth-dns: {w}");
                 }
                 continue;
@@ -223,8 +245,9 @@ async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
             let _ = write.write_all(b"error: unknown request\n").await;
             continue;
         };
-        let warnings = reload(&dir, change, &shared, &mut index, &mut listeners).await;
-        let idle = shared.table().is_empty() && !stay;
+        let mut warnings = reload(&dir, change, &shared, &mut index, &mut listeners).await;
+        warnings.extend(proxy.sync(&dir, change.scope()).await);
+        let idle = shared.table().is_empty() && proxy.is_empty() && !stay;
         let mut reply = String::from("ok");
         for w in &warnings {
             eprintln!("berth-dns: {w}");
@@ -238,7 +261,7 @@ async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
         }
         let _ = write.write_all(reply.as_bytes()).await;
         if idle {
-            eprintln!("berth-dns: no network needs DNS; exiting");
+            eprintln!("berth-dns: no network needs DNS and no port is forwarded; exiting");
             break;
         }
     }
@@ -294,6 +317,14 @@ enum Change {
 }
 
 impl Change {
+    /// The same change, for the forwards of [::1].
+    fn scope(self) -> Scope {
+        match self {
+            Change::All => Scope::All,
+            Change::Netns(inode) => Scope::Netns(inode),
+        }
+    }
+
     fn parse(line: &str) -> Option<Change> {
         match line.split_whitespace().collect::<Vec<_>>()[..] {
             ["reload"] => Some(Change::All),

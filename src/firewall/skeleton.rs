@@ -76,6 +76,13 @@
 //! published port is reachable, nothing else on the host's loopback is.
 //! It is the one drop in a base chain, and it matches only packets from
 //! berth's bridges.
+//!
+//! [::1]: IPv6 has no `route_localnet`. A connection from `::1` DNATed to
+//! a container leaves with a source the container drops (RFC 4291), and
+//! masqueraded, its reply is de-NATed back to `::1` at the bridge stage
+//! when br_netfilter calls the ip6 hooks, then dropped on the bridge. So
+//! `output` returns on `ip6 daddr ::1` before the IPv6 lookups, and berth's
+//! background server listens on `[::1]:PORT` and relays (`portproxy`).
 
 use std::net::Ipv4Addr;
 
@@ -294,6 +301,15 @@ pub fn create(b: &mut Batch) {
                     .l4proto(ports::l4proto(proto))
                     .fib_daddr_local()
                     .dnat_ip_map(&key, PUBLISHED_RANGES, false),
+            );
+        }
+        if std::ptr::eq(chain, &out) {
+            // The host's own connections to [::1] are left to the
+            // userspace forwarder (`portproxy`): DNATed, they could not
+            // come back (see "[::1]" in the module's doc).
+            b.add_rule(
+                chain,
+                Rule::new().ip6_daddr(std::net::Ipv6Addr::LOCALHOST).ret(),
             );
         }
         ipv6_lookups(b, chain);

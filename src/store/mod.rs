@@ -27,7 +27,9 @@ use crate::model::{
 mod owner;
 mod secure;
 pub use owner::{EndpointMark, Owners};
+mod loopback;
 mod names;
+pub use loopback::{forwarded_from_loopback, LoopbackForward};
 pub use names::{DnsEndpoint, DnsNetwork};
 
 /// Default state directory, overridden by `--state-dir` / `BERTH_STATE_DIR`.

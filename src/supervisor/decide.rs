@@ -15,6 +15,9 @@ use crate::store::{Sandbox, Status};
 pub struct Watched {
     pub sandboxes: Vec<Sandbox>,
     pub dns_networks: usize,
+    /// Whether some published port is forwarded from `[::1]`, which the
+    /// DNS server's process does: it is kept running for that too.
+    pub loopback_forwards: bool,
     /// Whether anything can die behind berth's back (see
     /// `Tx::anything_to_watch`).
     pub anything: bool,

@@ -212,6 +212,7 @@ impl Supervisor {
             Ok(Watched {
                 sandboxes: tx.sandboxes()?,
                 dns_networks: tx.dns_network_count()?,
+                loopback_forwards: tx.has_loopback_forwards()?,
                 anything: tx.anything_to_watch()?,
             })
         })?;
@@ -253,7 +254,7 @@ impl Supervisor {
                 }
             }
         }
-        self.dns_wanted = snap.dns_networks > 0;
+        self.dns_wanted = snap.dns_networks > 0 || snap.loopback_forwards;
     }
 
     /// Nothing is left to watch: gone, unless the state changed meanwhile
