@@ -230,7 +230,10 @@ pub fn keep(dir: &Path) -> Result<i32> {
     // copy) the user's networks still work among themselves; pasta is
     // tried again when the state changes and every 10 s.
     let mut pasta = match net::start(Helper::Pasta, holder, &specs(&ports), &dns_extra) {
-        Ok(p) => Some(p),
+        Ok(p) => {
+            pace_link(holder);
+            Some(p)
+        }
         Err(e) => {
             log(&format!("no link to the outside for now: {e}"));
             None
@@ -296,6 +299,7 @@ pub fn keep(dir: &Path) -> Result<i32> {
         ports = want;
         match net::start(Helper::Pasta, holder, &specs(&ports), &dns_extra) {
             Ok(p) => {
+                pace_link(holder);
                 log(&format!(
                     "pasta {} forwarding {} port(s)",
                     if down { "started again," } else { "restarted," },
@@ -315,6 +319,15 @@ pub fn keep(dir: &Path) -> Result<i32> {
     end_processes_in(inode);
     let _ = std::fs::remove_file(dir.join(KEEPER_FILE));
     Ok(0)
+}
+
+/// Paces what the namespace sends to pasta (`pace.rs`); without it (no
+/// `tc`) the user's networks work as before, with pasta's upload losses.
+fn pace_link(holder: Pid) {
+    match super::pace::pace(holder) {
+        Ok(()) => log(&format!("pasta's link paced at {}", super::pace::RATE)),
+        Err(e) => log(&format!("pasta's link not paced: {e}")),
+    }
 }
 
 /// Waits up to `timeout` for one of `set` (blocked); None on timeout.

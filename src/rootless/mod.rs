@@ -7,5 +7,6 @@
 pub mod enter;
 pub mod keeper;
 pub mod net;
+pub mod pace;
 pub mod refusal;
 pub mod run;
