@@ -362,3 +362,34 @@ fn up_repairs_ipv6_and_reset_restores_forwarding() {
     sb.berth_ok(&["reset"]);
     assert_eq!(sb.sysctl("net.ipv6.conf.all.forwarding"), "0");
 }
+
+/// A dual-stack network's `--dry-run` prints nft commands nft itself
+/// accepts, every IPv6 rule and set included.
+#[test]
+fn a_dual_stack_dry_run_prints_valid_nft_commands() {
+    let sb = Sandbox::new();
+    let out = sb.berth_ok(&[
+        "network",
+        "create",
+        "alpha",
+        "--subnet",
+        "10.90.0.0/24",
+        "--subnet6",
+        "fd00:90::/64",
+        "--deny-egress",
+        "2001:db8::/32",
+        "--cluster-cidr",
+        "fd00:244::/56",
+        "--no-host-access",
+        "--dry-run",
+    ]);
+    assert!(
+        out.contains("ip -6 addr add fd00:90::1/64 dev berth-alpha nodad"),
+        "{out}"
+    );
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("nft '")).collect();
+    assert!(lines.iter().any(|l| l.contains("published6_any")), "{out}");
+    for line in lines {
+        sb.sh_ok(line);
+    }
+}
