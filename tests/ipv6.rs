@@ -334,79 +334,6 @@ fn spoofed_ipv6_sources_are_dropped_without_br_netfilter() {
     spoofing6(false);
 }
 
-/// A neighbour advertisement may speak only for its port's own
-/// addresses: one from `a` claiming `b`'s address (from a's own source
-/// address) reaches no neighbour and does not move the host's entry for
-/// b; one for a's own address passes. Both br_netfilter modes.
-fn nd_spoofing(br_netfilter: bool) {
-    let sb = Sandbox::new();
-    set_br_netfilter(&sb, br_netfilter);
-    dual(&sb, "web", "10.90.0.0/24", "fd00:90::/64", &[]);
-    for ns in ["a", "b", "victim"] {
-        sb.add_netns(ns);
-    }
-    sb.connect("web", "a", &[]);
-    sb.connect("web", "b", &[]);
-    sb.connect("web", "victim", &[]);
-    let b_mac = mac(&sb, Some("b"), "eth0");
-    // The host learns b's MAC first.
-    sb.assert_ping(None, "fd00:90::3");
-    for (target, arrives) in [
-        ("fd00:90::2", true),
-        ("fd00:90::3", false),
-        ("fd00:90::1", false),
-    ] {
-        let mut watcher = sb.spawn_in_netns(
-            Some("victim"),
-            PROBE,
-            &[
-                "raw-recv",
-                "eth0",
-                "--nd",
-                "--target",
-                target,
-                "--timeout-ms",
-                "2000",
-            ],
-            true,
-        );
-        let out = sb.probe(
-            Some("a"),
-            &[
-                "raw-send",
-                "eth0",
-                "na",
-                "--src",
-                "fd00:90::2",
-                "--target",
-                target,
-                "--flags",
-                "0x20",
-                "--count",
-                "3",
-            ],
-        );
-        assert_ok_ctx(&out, "raw-send na");
-        let seen = watcher
-            .wait_timeout(std::time::Duration::from_secs(10))
-            .expect("the watcher ends")
-            .success();
-        assert_eq!(seen, arrives, "an advertisement from a for {target}");
-    }
-    let neigh = sb.ip_json(&["-6", "neigh", "show", "fd00:90::3", "dev", "berth-web"]);
-    assert_eq!(neigh[0]["lladdr"], b_mac.as_str(), "{neigh}");
-}
-
-#[test]
-fn forged_neighbour_advertisements_are_dropped_with_br_netfilter() {
-    nd_spoofing(true);
-}
-
-#[test]
-fn forged_neighbour_advertisements_are_dropped_without_br_netfilter() {
-    nd_spoofing(false);
-}
-
 /// The reconcile puts back what was lost of a dual-stack network: the
 /// bridge's IPv6 gateway and, with a re-created veth, both addresses and
 /// both default routes; `reset` restores IPv6 forwarding.
@@ -434,4 +361,35 @@ fn up_repairs_ipv6_and_reset_restores_forwarding() {
     assert_eq!(sb.berth_ok(&["up", "--dry-run"]).trim(), "# nothing to do");
     sb.berth_ok(&["reset"]);
     assert_eq!(sb.sysctl("net.ipv6.conf.all.forwarding"), "0");
+}
+
+/// A dual-stack network's `--dry-run` prints nft commands nft itself
+/// accepts, every IPv6 rule and set included.
+#[test]
+fn a_dual_stack_dry_run_prints_valid_nft_commands() {
+    let sb = Sandbox::new();
+    let out = sb.berth_ok(&[
+        "network",
+        "create",
+        "alpha",
+        "--subnet",
+        "10.90.0.0/24",
+        "--subnet6",
+        "fd00:90::/64",
+        "--deny-egress",
+        "2001:db8::/32",
+        "--cluster-cidr",
+        "fd00:244::/56",
+        "--no-host-access",
+        "--dry-run",
+    ]);
+    assert!(
+        out.contains("ip -6 addr add fd00:90::1/64 dev berth-alpha nodad"),
+        "{out}"
+    );
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("nft '")).collect();
+    assert!(lines.iter().any(|l| l.contains("published6_any")), "{out}");
+    for line in lines {
+        sb.sh_ok(line);
+    }
 }

@@ -328,6 +328,19 @@ fn bench_ipv6(ctx: &mut Context, opts: &BenchOptions) -> Result<()> {
         "dual-stack / IPv4-only connect median: x{:.2}",
         Figures::median_of(&c6.samples) / Figures::median_of(&c4.samples)
     );
+    for (what, f) in [("IPv4-only", &c4), ("dual-stack", &c6)] {
+        let n = f.samples.len();
+        if n >= 20 {
+            let (first, last) = (
+                Figures::median_of(&f.samples[..10]),
+                Figures::median_of(&f.samples[n - 10..]),
+            );
+            outln!(
+                "{what} connect: median of the first 10 {first:.2} ms, of the last 10 {last:.2} ms (x{:.2})",
+                last / first
+            );
+        }
+    }
     outln!("{}", Figures { samples: d4 }.summary("disconnect4"));
     outln!("{}", Figures { samples: d6 }.summary("disconnect46"));
     Ok(())

@@ -8,15 +8,13 @@
 //! ```text
 //! set guarded  { type ifname; }                                 host veths under guard
 //! set allowed4 { type ifname . ether_addr . ipv4_addr; }        veth . its MAC . an own address
-//! set allowed6 { type ifname . ether_addr . ipv6_addr; }        the same for IPv6
+//! set allowed6 { type ifname . ether_addr . ipv6_addr; }        (IPv6: elements to come)
 //! chain prerouting { filter prerouting priority filter (-200); policy accept;
 //!     iifname @guarded jump guard }
 //! chain guard {
 //!     ether type ip   iifname . ether saddr . ip saddr @allowed4 return
 //!     ether type arp  iifname . ether saddr . arp saddr ip @allowed4
 //!                     iifname . arp saddr ether . arp saddr ip @allowed4 return
-//!     icmpv6 type nd-neighbor-advert
-//!                     iifname . ether saddr . @th,64,128 != @allowed6 drop   (its target)
 //!     ether type ip6  iifname . ether saddr . ip6 saddr @allowed6 return
 //!     counter drop }
 //! ```
@@ -54,8 +52,6 @@ const ETH_P_IPV6: u16 = 0x86dd;
 pub const GUARDED: &str = "guarded";
 pub const ALLOWED4: &str = "allowed4";
 pub const ALLOWED6: &str = "allowed6";
-/// ICMPv6 neighbour advertisement (RFC 4861).
-const ND_NEIGHBOR_ADVERT: u8 = 136;
 const GUARD_CHAIN: &str = "guard";
 
 /// `bridge berth`, the second of berth's two tables.
@@ -140,21 +136,6 @@ pub fn create(b: &mut Batch) {
                 ALLOWED4,
             )
             .ret(),
-    );
-    // ARP's second check for IPv6: a neighbour advertisement may speak
-    // only for the port's own addresses, or a container could claim a
-    // neighbour's address (or the gateway's) from its own, and the
-    // bridge's neighbours would send that address's traffic to it.
-    b.add_rule(
-        &guard,
-        Rule::new()
-            .icmpv6_type(ND_NEIGHBOR_ADVERT)
-            .lookup_ne(
-                &[Field::Iifname, Field::EtherSaddr, Field::NdTarget],
-                ALLOWED6,
-            )
-            .counter()
-            .drop(),
     );
     b.add_rule(
         &guard,

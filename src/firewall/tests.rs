@@ -323,7 +323,6 @@ fn the_guard_table_checks_mac_address_and_arp_per_port() {
         add rule bridge berth prerouting iifname @guarded jump guard
         add rule bridge berth guard ether type ip iifname . ether saddr . ip saddr @allowed4 return
         add rule bridge berth guard ether type arp iifname . ether saddr . arp saddr ip @allowed4 iifname . arp saddr ether . arp saddr ip @allowed4 return
-        add rule bridge berth guard icmpv6 type nd-neighbor-advert iifname . ether saddr . @th,64,128 != @allowed6 counter drop
         add rule bridge berth guard ether type ip6 iifname . ether saddr . ip6 saddr @allowed6 return
         add rule bridge berth guard counter drop"#]]
     .assert_eq(&b.render().join("\n"));

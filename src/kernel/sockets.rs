@@ -20,33 +20,34 @@ use crate::model::Proto;
 /// there shadows sockets of either), `::` for every IPv6 one.
 pub fn port_in_use_ip(proto: Proto, ip: IpAddr, port: u16) -> bool {
     match ip {
+        // One dual-stack bind to [::] meets the sockets of both families
+        // (an IPv4 one on any of its addresses too): as cheap as IPv4's
+        // one bind. Without IPv6 in the kernel, IPv4's alone.
         IpAddr::V4(v4) if v4.is_unspecified() => {
-            port_in_use(proto, v4, port) || port_in_use6(proto, Ipv6Addr::UNSPECIFIED, port)
+            match port_in_use6(proto, Ipv6Addr::UNSPECIFIED, port, false) {
+                Some(in_use) => in_use,
+                None => port_in_use(proto, v4, port),
+            }
         }
         IpAddr::V4(v4) => port_in_use(proto, v4, port),
-        IpAddr::V6(v6) => port_in_use6(proto, v6, port),
+        IpAddr::V6(v6) => port_in_use6(proto, v6, port, true).unwrap_or(false),
     }
 }
 
-/// The IPv6 form of [`port_in_use`]: a bind with IPV6_V6ONLY, so that
-/// only IPv6 sockets (and dual-stack ones, which hold the IPv6 side too)
-/// count.
-fn port_in_use6(proto: Proto, ip: Ipv6Addr, port: u16) -> bool {
+/// The IPv6 form of [`port_in_use`]; with `only_v6` (IPV6_V6ONLY) only
+/// IPv6 sockets (and dual-stack ones, which hold the IPv6 side too) count.
+/// None when the kernel has no IPv6 (or no such protocol).
+fn port_in_use6(proto: Proto, ip: Ipv6Addr, port: u16, only_v6: bool) -> Option<bool> {
     use socket2::{Domain, Protocol, Socket, Type};
     let (ty, num) = match proto {
         Proto::Tcp => (Type::STREAM, Protocol::TCP),
         Proto::Udp => (Type::DGRAM, Protocol::UDP),
         Proto::Sctp => (Type::STREAM, Protocol::from(libc::IPPROTO_SCTP)),
     };
-    let Ok(socket) = Socket::new(Domain::IPV6, ty, Some(num)) else {
-        // No IPv6 or no such protocol in this kernel: nothing holds it.
-        return false;
-    };
-    if socket.set_only_v6(true).is_err() {
-        return false;
-    }
+    let socket = Socket::new(Domain::IPV6, ty, Some(num)).ok()?;
+    socket.set_only_v6(only_v6).ok()?;
     let addr = SocketAddr::new(IpAddr::V6(ip), port);
-    matches!(socket.bind(&addr.into()), Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE))
+    Some(matches!(socket.bind(&addr.into()), Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE)))
 }
 
 /// Whether some host socket is bound to `port` on `ip` (or on every
@@ -193,6 +194,26 @@ mod tests {
         );
         drop(held);
         assert!(!port_in_use(Proto::Udp, Ipv4Addr::LOCALHOST, port));
+    }
+
+    /// 0.0.0.0 stands for both families: an IPv4 socket on one address
+    /// and an IPv6 one on ::1 are both seen through it; an IPv6 address
+    /// sees only IPv6 sockets.
+    #[test]
+    fn every_address_covers_both_families() {
+        let v4 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p4 = v4.local_addr().unwrap().port();
+        let any: IpAddr = Ipv4Addr::UNSPECIFIED.into();
+        assert!(port_in_use_ip(Proto::Udp, any, p4));
+        assert!(!port_in_use_ip(Proto::Udp, Ipv6Addr::LOCALHOST.into(), p4));
+        if let Ok(v6) = std::net::UdpSocket::bind("[::1]:0") {
+            let p6 = v6.local_addr().unwrap().port();
+            assert!(port_in_use_ip(Proto::Udp, any, p6));
+            assert!(port_in_use_ip(Proto::Udp, Ipv6Addr::LOCALHOST.into(), p6));
+            assert!(!port_in_use_ip(Proto::Udp, Ipv4Addr::LOCALHOST.into(), p6));
+        }
+        drop(v4);
+        assert!(!port_in_use_ip(Proto::Udp, any, p4));
     }
 
     #[test]

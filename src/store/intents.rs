@@ -176,7 +176,9 @@ impl Tx<'_> {
             "SELECT e.host_ifname FROM port_claims c JOIN ports p ON p.id = c.port_id
              JOIN endpoints e ON e.id = p.endpoint_id
              WHERE c.proto = ?1 AND c.host_port BETWEEN ?2 AND ?3
-               AND (c.host_ip = ?4 OR c.host_ip = '0.0.0.0' OR ?4 = '0.0.0.0')",
+               AND (c.host_ip = ?4 OR c.host_ip = '0.0.0.0' OR ?4 = '0.0.0.0'
+                    OR (c.host_ip = '::' AND instr(?4, ':') > 0)
+                    OR (?4 = '::' AND instr(c.host_ip, ':') > 0))",
         )?;
         for m in mappings {
             let rows = stmt.query_map(

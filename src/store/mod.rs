@@ -1187,7 +1187,9 @@ impl Tx<'_> {
              FROM port_claims c JOIN ports p ON p.id = c.port_id
              JOIN endpoints e ON e.id = p.endpoint_id JOIN networks n ON n.id = e.network_id
              WHERE c.proto = ?1 AND c.host_port BETWEEN ?2 AND ?3
-               AND (c.host_ip = ?4 OR c.host_ip = '0.0.0.0' OR ?4 = '0.0.0.0')
+               AND (c.host_ip = ?4 OR c.host_ip = '0.0.0.0' OR ?4 = '0.0.0.0'
+                    OR (c.host_ip = '::' AND instr(?4, ':') > 0)
+                    OR (?4 = '::' AND instr(c.host_ip, ':') > 0))
              LIMIT 1",
         )?;
         Ok(stmt
@@ -1369,10 +1371,20 @@ mod tests {
         assert_eq!(holder("53:53/udp").as_deref(), Some("web/c1"));
         assert_eq!(holder("127.0.0.2:53:53/udp"), None);
         assert_eq!(holder("53:53/tcp"), None);
+        // `::` is every IPv6 address: it meets 0.0.0.0 and IPv6 claims,
+        // never an IPv4 address's.
+        tx.insert_ports(id, &[m("[::]:7000:1"), m("[fd00::1]:7100:1")])
+            .unwrap();
+        assert_eq!(holder("[::1]:7000:1").as_deref(), Some("web/c1"));
+        assert_eq!(holder("7000:1").as_deref(), Some("web/c1"));
+        assert_eq!(holder("10.0.0.1:7000:1"), None);
+        assert_eq!(holder("[::]:7100:1").as_deref(), Some("web/c1"));
+        assert_eq!(holder("[fd00::2]:7100:1"), None);
         let mut eps = vec![Endpoint { id, ..ep }];
         tx.load_ports(&mut eps).unwrap();
-        assert_eq!(eps[0].ports.len(), 2);
-        assert_eq!(tx.network_ports(net.id).unwrap().len(), 2);
+        assert_eq!(eps[0].ports.len(), 4);
+        // Once per address of the endpoint (c1 has its IPv4 one only).
+        assert_eq!(tx.network_ports(net.id).unwrap().len(), 4);
         // A second claim of the same port is refused by the schema too (the
         // command's transaction then rolls back).
         assert!(tx.insert_ports(id, &[m("9001:1")]).is_err());

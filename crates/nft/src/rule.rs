@@ -819,6 +819,27 @@ impl Rule {
             true,
         )
     }
+    /// `ct direction original|reply`: whether the packet goes the way the
+    /// connection's first packet went (`reply` is false for it).
+    pub fn ct_direction(self, reply: bool) -> Self {
+        let r = Reg::r32(0);
+        self.push(
+            None,
+            vec![
+                Expr::Ct {
+                    key: CtKey::Direction,
+                    dreg: r,
+                    direction: None,
+                },
+                Expr::Cmp {
+                    op: CmpOp::Eq,
+                    sreg: r,
+                    data: vec![u8::from(reply)],
+                },
+            ],
+            format!("ct direction {}", if reply { "reply" } else { "original" }),
+        )
+    }
     /// `ct original ip daddr <addr>`
     pub fn ct_original_ip_daddr(self, a: Ipv4Addr) -> Self {
         self.ct_original(false, a.into())

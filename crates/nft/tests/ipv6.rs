@@ -250,6 +250,17 @@ fn inet_ipv6_rules_render_as_nft_would_install() {
                 .drop(),
         )
         .add_rule(&inp, Rule::new().ip6_nexthdr(L4Proto::Tcp).accept())
+        // The guard of published [::1] ports: only replies may reach ::1
+        // from a bridge.
+        .add_rule(
+            &inp,
+            Rule::new()
+                .iifname("br0")
+                .daddr(Ipv6Addr::LOCALHOST.into())
+                .ct_direction(false)
+                .drop(),
+        )
+        .add_rule(&inp, Rule::new().ct_direction(true).accept())
         .add_rule(
             &inp,
             Rule::new()
@@ -299,6 +310,7 @@ fn inet_ipv6_rules_render_as_nft_would_install() {
         "icmpv6 type nd-neighbor-solicit accept",
         "icmpv6 type 133-137 accept",
         "ct original ip6 daddr fd00:2::9",
+        "iifname \"br0\" ip6 daddr ::1 ct direction original drop",
         "ip6 saddr fd00:2::/64",
         "fd00:2::/64",
     ] {
