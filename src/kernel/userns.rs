@@ -732,3 +732,87 @@ pub fn enter_holder(command: &mut std::process::Command, holder: Pid) -> io::Res
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_core::{
+        Emitable, Nla, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST,
+    };
+    use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+    use netlink_packet_route::tc::{TcAttribute, TcOption};
+    use netlink_packet_route::RouteNetlinkMessage;
+
+    use super::*;
+    use crate::kernel::fake_rtnl::{self, Answer};
+    use crate::kernel::tc;
+
+    fn bytes(m: &impl Emitable) -> Vec<u8> {
+        let mut b = vec![0; m.buffer_len()];
+        m.emit(&mut b);
+        b
+    }
+
+    /// The link is looked up by name in the holder's namespace, and the
+    /// bucket replaces the root qdisc of that index with the queue the
+    /// latency gives.
+    #[test]
+    fn the_holder_shapes_the_named_link_with_the_latencys_queue() {
+        let mut eth0 = LinkMessage::default();
+        eth0.header.index = 5;
+        eth0.attributes.push(LinkAttribute::IfName("eth0".into()));
+        let (rtnl, sent) =
+            fake_rtnl::rtnl(vec![Answer::Replies(vec![RouteNetlinkMessage::NewLink(
+                eth0,
+            )])]);
+        let mut holder = Holder::over(Pid::from_raw(1), rtnl);
+        let limit = Limit {
+            rate: 12_000_000_000,
+            burst: 2 << 20,
+        };
+        let latency = Duration::from_millis(20);
+        holder.shape_egress("eth0", &limit, latency).unwrap();
+        let sent = sent.sent();
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        let RouteNetlinkMessage::GetLink(get) = &sent[0].message else {
+            panic!("{sent:?}")
+        };
+        assert!(get
+            .attributes
+            .contains(&LinkAttribute::IfName("eth0".into())));
+        assert_eq!(
+            sent[1].flags,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+        );
+        let RouteNetlinkMessage::NewQueueDiscipline(got) = &sent[1].message else {
+            panic!("{sent:?}")
+        };
+        let want = tc::tbf_message_queued(5, &limit, 30_000_000 + 2_097_152);
+        assert_eq!(got.header, want.header);
+        assert_eq!(got.attributes[0], want.attributes[0], "the kind");
+        // The options compared as bytes: the decoder keeps an unknown
+        // kind's options as one blob.
+        let (TcAttribute::Options(got), TcAttribute::Options(want)) =
+            (&got.attributes[1], &want.attributes[1])
+        else {
+            panic!("{got:?}")
+        };
+        let [TcOption::Other(blob)] = &got[..] else {
+            panic!("{got:?}")
+        };
+        let mut got = vec![0; blob.value_len()];
+        blob.emit_value(&mut got);
+        assert_eq!(got, bytes(&want.as_slice()));
+    }
+
+    #[test]
+    fn a_missing_link_is_not_found() {
+        let (rtnl, sent) = fake_rtnl::rtnl(vec![Answer::Errno(libc::ENODEV)]);
+        let mut holder = Holder::over(Pid::from_raw(1), rtnl);
+        let limit = Limit::at_rate(1_000_000);
+        let err = holder
+            .shape_egress("eth9", &limit, Duration::from_millis(20))
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+        assert_eq!(sent.sent().len(), 1, "only the lookup");
+    }
+}

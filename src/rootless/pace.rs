@@ -60,54 +60,19 @@ fn pace_link(holder: &mut Holder, ifname: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST};
-    use netlink_packet_route::link::{LinkAttribute, LinkMessage};
-    use netlink_packet_route::RouteNetlinkMessage;
-
     use super::*;
     use crate::kernel::fake_rtnl::{self, Answer};
     use crate::kernel::tc;
 
     /// What `tc qdisc replace dev IF root tbf rate 12gbit burst 2mb
     /// latency 20ms` asks for: 1.5 GB/s, a 2 MiB bucket, a queue of the
-    /// rate for 20 ms plus the bucket.
+    /// rate for 20 ms plus the bucket (the message itself:
+    /// `kernel::userns` and `kernel::tc` tests).
     #[test]
     fn the_bucket_is_tcs_12gbit_2mb_20ms() {
         assert_eq!(LIMIT.bytes_per_sec(), 1_500_000_000);
         assert_eq!(LIMIT.burst_u32(), 2 * 1024 * 1024);
         assert_eq!(tc::queue_within(&LIMIT, LATENCY), 30_000_000 + 2_097_152);
-    }
-
-    /// The link is looked up by name in the holder's namespace and the
-    /// bucket replaces the root qdisc of that index.
-    #[test]
-    fn the_bucket_replaces_the_root_of_the_named_link() {
-        let mut eth0 = LinkMessage::default();
-        eth0.header.index = 5;
-        eth0.attributes.push(LinkAttribute::IfName("eth0".into()));
-        let (rtnl, sent) =
-            fake_rtnl::rtnl(vec![Answer::Replies(vec![RouteNetlinkMessage::NewLink(
-                eth0,
-            )])]);
-        let mut holder = Holder::over(Pid::from_raw(1), rtnl);
-        pace_link(&mut holder, "eth0").unwrap();
-        let sent = sent.sent();
-        assert_eq!(sent.len(), 2, "{sent:?}");
-        let RouteNetlinkMessage::GetLink(get) = &sent[0].message else {
-            panic!("{sent:?}")
-        };
-        assert!(get
-            .attributes
-            .contains(&LinkAttribute::IfName("eth0".into())));
-        assert_eq!(
-            sent[1].flags,
-            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
-        );
-        let want = tc::tbf_message_queued(5, &LIMIT, tc::queue_within(&LIMIT, LATENCY));
-        assert_eq!(
-            sent[1].message,
-            RouteNetlinkMessage::NewQueueDiscipline(want)
-        );
     }
 
     #[test]
