@@ -563,6 +563,7 @@ fn rootless_network_ports_keep_the_client_address() {
         inet.peer_ip,
         "client address"
     );
+    assert_pasta_link_paced(&sb, &user);
     user.berth_ok(&sb, &["stop", "-t", "1", "srv"]);
     assert!(
         eventually(10, || !sb
@@ -574,6 +575,51 @@ fn rootless_network_ports_keep_the_client_address() {
             .success()),
         "the port outlived its endpoint"
     );
+}
+
+/// The root qdisc of pasta's interface in the user's namespace (the
+/// holder's, entered with `nsenter`; seen with `tc -j`) is the keeper's
+/// token bucket: 12 Gbit/s, a 2 MiB bucket, a queue of 20 ms at the rate
+/// plus the bucket.
+fn assert_pasta_link_paced(sb: &Sandbox, user: &User) {
+    if !sb.sh("command -v tc").status.success() {
+        skip_line!("SKIP the pacing check: tc (iproute2) is not installed");
+        return;
+    }
+    let keeper_file = format!("{}/berth/keeper.json", user.runtime_dir);
+    let keeper: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("/proc/{}/root{keeper_file}", sb.pid()))
+            .expect("keeper.json"),
+    )
+    .unwrap();
+    let holder = keeper["holder"].as_i64().unwrap();
+    let route = sb.sh_ok(&format!("nsenter -t {holder} -n ip -j route show default"));
+    let routes = util::as_array(serde_json::from_slice(&route.stdout).unwrap());
+    let dev = util::field(routes.first().expect("a default route"), "dev");
+    let show = format!("nsenter -t {holder} -n tc -j qdisc show dev {dev} root");
+    let mut last = String::new();
+    let paced = eventually(5, || {
+        last = util::stdout(&sb.sh_ok(&show));
+        last.contains("\"tbf\"")
+    });
+    assert!(paced, "no bucket on {dev}: {last}");
+    let qdiscs = util::as_array(serde_json::from_str(&last).unwrap());
+    assert_eq!(qdiscs.len(), 1, "{last}");
+    let q = &qdiscs[0];
+    assert_eq!(q["kind"], "tbf", "{last}");
+    assert_eq!(q["root"], true, "{last}");
+    // The same bucket as tc makes it from its own arguments, on a veth of
+    // the sandbox's host: what the kernel reports back must match.
+    sb.sh_ok(
+        "ip link add pacecmp type veth peer name pacecmp1 && \
+         tc qdisc replace dev pacecmp root tbf rate 12gbit burst 2mb latency 20ms",
+    );
+    let theirs = util::stdout(&sb.sh_ok("tc -j qdisc show dev pacecmp root"));
+    sb.sh_ok("ip link del pacecmp");
+    let theirs = util::as_array(serde_json::from_str(&theirs).unwrap());
+    assert_eq!(q["options"], theirs[0]["options"], "berth's vs tc's");
+    assert_eq!(q["options"]["rate"].as_u64(), Some(1_500_000_000), "{last}");
+    assert_eq!(q["options"]["lat"].as_u64(), Some(20_000), "µs: {last}");
 }
 
 /// Two users never see each other's networks: the same name and subnet

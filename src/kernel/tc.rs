@@ -15,6 +15,7 @@
 //! unshaped.
 
 use std::io;
+use std::time::Duration;
 
 use netlink_packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_REPLACE};
 use netlink_packet_route::tc::{
@@ -50,8 +51,8 @@ const LINKLAYER_ETHERNET: u8 = 1;
 
 /// `struct tc_tbf_qopt`: the rate (`struct tc_ratespec`, bytes per second,
 /// saturated when the 64-bit attribute carries it), no peak rate, the
-/// queue limit in bytes and the bucket in clock ticks.
-fn tbf_parms(limit: &Limit) -> Vec<u8> {
+/// queue limit (`queue` bytes) and the bucket in clock ticks.
+fn tbf_parms(limit: &Limit, queue: u32) -> Vec<u8> {
     let mut b = Vec::with_capacity(36);
     let rate = limit.bytes_per_sec().min(u32::MAX as u64) as u32;
     // rate: cell_log, linklayer, overhead, cell_align, mpu, rate
@@ -63,17 +64,31 @@ fn tbf_parms(limit: &Limit) -> Vec<u8> {
     b.extend_from_slice(&rate.to_ne_bytes());
     // peakrate: none
     b.extend_from_slice(&[0; 12]);
-    b.extend_from_slice(&limit.queue_bytes().to_ne_bytes());
+    b.extend_from_slice(&queue.to_ne_bytes());
     b.extend_from_slice(&limit.burst_ticks().to_ne_bytes());
     b.extend_from_slice(&0u32.to_ne_bytes()); // mtu: only with a peak rate
     b
 }
 
+/// The bytes the queue in front of the bucket holds when a frame may wait
+/// `latency` in it: the rate for that long plus the bucket, as tc's
+/// `latency` computes the limit.
+pub fn queue_within(limit: &Limit, latency: Duration) -> u32 {
+    let q =
+        limit.bytes_per_sec() as u128 * latency.as_nanos() / 1_000_000_000 + limit.burst as u128;
+    q.min(u32::MAX as u128) as u32
+}
+
 /// The request that makes a bucket of `limit` the root qdisc of the link
-/// `index` (replacing whatever root it had).
+/// `index` (replacing whatever root it had), with the model's queue.
 pub fn tbf_message(index: u32, limit: &Limit) -> TcMessage {
+    tbf_message_queued(index, limit, limit.queue_bytes())
+}
+
+/// The same request with a queue of `queue` bytes.
+pub fn tbf_message_queued(index: u32, limit: &Limit, queue: u32) -> TcMessage {
     let mut options = vec![
-        TcOption::Other(DefaultNla::new(TCA_TBF_PARMS, tbf_parms(limit))),
+        TcOption::Other(DefaultNla::new(TCA_TBF_PARMS, tbf_parms(limit, queue))),
         // The bucket in bytes too: exact, where ticks round.
         TcOption::Other(DefaultNla::new(
             TCA_TBF_BURST,
@@ -100,6 +115,24 @@ pub fn tbf_message(index: u32, limit: &Limit) -> TcMessage {
 pub fn shape_egress(rtnl: &mut Rtnl, index: u32, limit: &Limit) -> io::Result<()> {
     rtnl.request(
         RouteNetlinkMessage::NewQueueDiscipline(tbf_message(index, limit)),
+        NLM_F_CREATE | NLM_F_REPLACE,
+    )
+}
+
+/// Holds what the link `index` sends to `limit`, where a frame waits at
+/// most `latency` for the bucket before it is dropped.
+pub fn shape_egress_within(
+    rtnl: &mut Rtnl,
+    index: u32,
+    limit: &Limit,
+    latency: Duration,
+) -> io::Result<()> {
+    rtnl.request(
+        RouteNetlinkMessage::NewQueueDiscipline(tbf_message_queued(
+            index,
+            limit,
+            queue_within(limit, latency),
+        )),
         NLM_F_CREATE | NLM_F_REPLACE,
     )
 }
@@ -228,6 +261,39 @@ mod tests {
         assert_eq!(u32_at(parms, 24), 62_500 + 16_384, "queue bytes");
         assert_eq!(u32_at(parms, 28), 204_800, "bucket in 64 ns ticks");
         assert_eq!(attrs[1], (TCA_TBF_BURST, 16_384u32.to_ne_bytes().to_vec()));
+    }
+
+    /// tc's `rate 12gbit burst 2mb latency 20ms`: 1.5 GB/s, a 2 MiB
+    /// bucket, and a queue of 20 ms at the rate plus the bucket.
+    #[test]
+    fn a_latency_sets_the_queue_as_tc_computes_it() {
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![]);
+        let limit = Limit {
+            rate: 12_000_000_000,
+            burst: 2 << 20,
+        };
+        shape_egress_within(&mut rtnl, 4, &limit, Duration::from_millis(20)).unwrap();
+        let sent = sent.sent();
+        assert_eq!(
+            sent[0].flags,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+        );
+        let RouteNetlinkMessage::NewQueueDiscipline(msg) = &sent[0].message else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(msg.header.index, 4);
+        assert_eq!(u32::from(msg.header.parent), 0xffff_ffff);
+        let attrs = tbf_attributes(msg);
+        assert_eq!(attrs.len(), 2, "1.5 GB/s fits 32 bits: {attrs:?}");
+        let parms = &attrs[0].1;
+        assert_eq!(u32_at(parms, 8), 1_500_000_000, "bytes per second");
+        assert_eq!(u32_at(parms, 24), 30_000_000 + 2_097_152, "queue bytes");
+        // 2 MiB at 1.5 GB/s: 1398101 ns, in 64 ns ticks.
+        assert_eq!(u32_at(parms, 28), 21_845, "bucket in ticks");
+        assert_eq!(
+            attrs[1],
+            (TCA_TBF_BURST, 2_097_152u32.to_ne_bytes().to_vec())
+        );
     }
 
     #[test]

@@ -11,10 +11,16 @@
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
 
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use nix::unistd::Pid;
+
+use super::rtnl::Rtnl;
+use crate::model::Limit;
 
 /// What the child makes before its command starts.
 #[derive(Debug, Default)]
@@ -369,31 +375,75 @@ pub fn dies_with_parent(command: &mut std::process::Command) {
     }
 }
 
+/// The holder of a user's own namespaces ([`fork_holder`]), with an
+/// rtnetlink socket it opened in its network namespace.
+///
+/// The socket is how the keeper, an ordinary user's process, configures
+/// that namespace without entering it: the kernel lets a process join a
+/// user namespace only while it has a single thread and stay there for
+/// good, and a network namespace only with CAP_SYS_ADMIN where it is now.
+/// A socket keeps the namespace it was opened in, and the user owns the
+/// holder's user namespace, so requests sent on it pass the kernel's
+/// checks (the opener's and the sender's capability there).
+pub struct Holder {
+    pid: Pid,
+    rtnl: Rtnl,
+}
+
+impl Holder {
+    /// The holder's PID (its namespaces are `/proc/PID/ns/*`).
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Makes a token bucket of `limit` the root qdisc of the link
+    /// `ifname` in the holder's network namespace, where a frame waits at
+    /// most `latency` for it.
+    pub fn shape_egress(
+        &mut self,
+        ifname: &str,
+        limit: &Limit,
+        latency: Duration,
+    ) -> io::Result<()> {
+        let index = super::link::index_of(&mut self.rtnl, ifname)?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no link {ifname}")))?;
+        super::tc::shape_egress_within(&mut self.rtnl, index, limit, latency)
+    }
+
+    /// A holder whose requests go to `rtnl` (a stand-in, in unit tests).
+    #[cfg(test)]
+    pub(crate) fn over(pid: Pid, rtnl: Rtnl) -> Holder {
+        Holder { pid, rtnl }
+    }
+}
+
 /// Forks the holder of a user's own namespaces: a user namespace (the user
 /// root in it), a network namespace for the user's bridges and a mount
 /// namespace in which `/run/netns` is a private tmpfs the user may bind
 /// namespaces onto (and `/etc/resolv.conf` says `resolv`, if given). The
 /// child never execs: it is a fork of a single-threaded caller, so it may
 /// run ordinary code, and then waits until it is killed. It dies with its
-/// parent. Returns once the namespaces are ready.
+/// parent. Returns once the namespaces are ready, with the rtnetlink
+/// socket the child opened in its network namespace.
 ///
 /// The caller must be single-threaded.
-pub fn fork_holder(resolv: Option<String>) -> io::Result<Pid> {
+pub fn fork_holder(resolv: Option<String>) -> io::Result<Holder> {
     let uid = nix::unistd::getuid();
     let gid = nix::unistd::getgid();
-    let (ready_r, ready_w) = pipe()?;
+    let (ready_r, ready_w) = UnixStream::pair()?;
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the caller is single-threaded, so the child may allocate.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
             drop(ready_r);
             let mut ready_w = ready_w;
-            let result = holder_setup(parent, uid, gid, resolv.as_deref());
-            let msg = match &result {
-                Ok(()) => "ok\n".to_string(),
-                Err(e) => format!("{e}\n"),
-            };
-            let _ = ready_w.write_all(msg.as_bytes());
+            let result = holder_setup(parent, uid, gid, resolv.as_deref()).and_then(|()| {
+                let socket = rtnl_socket()?;
+                send_with_fd(&ready_w, b"ok\n", socket.as_raw_fd())
+            });
+            if let Err(e) = &result {
+                let _ = ready_w.write_all(format!("{e}\n").as_bytes());
+            }
             drop(ready_w);
             if result.is_err() {
                 unsafe { libc::_exit(1) };
@@ -405,19 +455,117 @@ pub fn fork_holder(resolv: Option<String>) -> io::Result<Pid> {
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop(ready_w);
-            let mut said = String::new();
             let mut ready_r = ready_r;
+            let (first, socket) = recv_with_fd(&ready_r)?;
+            let mut said = String::from_utf8_lossy(&first).into_owned();
             let _ = ready_r.read_to_string(&mut said);
-            if said.trim() == "ok" {
-                Ok(child)
-            } else {
-                reap(child);
-                Err(io::Error::other(format!(
-                    "making the user's namespaces: {}",
-                    said.trim()
-                )))
+            match socket {
+                Some(fd) if said.trim() == "ok" => {
+                    // SAFETY: the child sent a netlink socket it opened.
+                    let socket = unsafe { Socket::from_raw_fd(fd.into_raw_fd()) };
+                    Ok(Holder {
+                        pid: child,
+                        rtnl: Rtnl::over(Box::new(socket)),
+                    })
+                }
+                _ => {
+                    reap(child);
+                    Err(io::Error::other(format!(
+                        "making the user's namespaces: {}",
+                        said.trim()
+                    )))
+                }
             }
         }
+    }
+}
+
+/// An rtnetlink socket in this thread's network namespace, set up as
+/// [`Rtnl::open`] sets up its own.
+fn rtnl_socket() -> io::Result<Socket> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let _ = socket.set_ext_ack(true);
+    Ok(socket)
+}
+
+/// Room for one `SCM_RIGHTS` message of one descriptor, aligned as a
+/// `cmsghdr` must be.
+type FdControl = [u64; 4];
+
+/// Sends `data` on `stream` with a copy of `fd` attached (`SCM_RIGHTS`).
+fn send_with_fd(stream: &UnixStream, data: &[u8], fd: RawFd) -> io::Result<()> {
+    let mut control: FdControl = [0; 4];
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: the header points at `iov` and `control`, which outlive the
+    // call; CMSG_SPACE of one descriptor fits in `control`.
+    unsafe {
+        let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+        assert!(space <= std::mem::size_of::<FdControl>());
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd);
+        loop {
+            let n = libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL);
+            if n >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Receives what [`send_with_fd`] sent: the first bytes, and the
+/// descriptor if one came with them (close-on-exec here).
+fn recv_with_fd(stream: &UnixStream) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
+    let mut data = [0u8; 512];
+    let mut control: FdControl = [0; 4];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: as in `send_with_fd`; the kernel fills `data` and `control`
+    // and says how much of each it used.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of::<FdControl>() as _;
+        let n = loop {
+            let n = libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
+            if n >= 0 {
+                break n as usize;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        };
+        let mut fd = None;
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let raw = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<RawFd>());
+                fd = Some(OwnedFd::from_raw_fd(raw));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        Ok((data[..n].to_vec(), fd))
     }
 }
 
@@ -583,4 +731,88 @@ pub fn enter_holder(command: &mut std::process::Command, holder: Pid) -> io::Res
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_core::{
+        Emitable, Nla, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST,
+    };
+    use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+    use netlink_packet_route::tc::{TcAttribute, TcOption};
+    use netlink_packet_route::RouteNetlinkMessage;
+
+    use super::*;
+    use crate::kernel::fake_rtnl::{self, Answer};
+    use crate::kernel::tc;
+
+    fn bytes(m: &impl Emitable) -> Vec<u8> {
+        let mut b = vec![0; m.buffer_len()];
+        m.emit(&mut b);
+        b
+    }
+
+    /// The link is looked up by name in the holder's namespace, and the
+    /// bucket replaces the root qdisc of that index with the queue the
+    /// latency gives.
+    #[test]
+    fn the_holder_shapes_the_named_link_with_the_latencys_queue() {
+        let mut eth0 = LinkMessage::default();
+        eth0.header.index = 5;
+        eth0.attributes.push(LinkAttribute::IfName("eth0".into()));
+        let (rtnl, sent) =
+            fake_rtnl::rtnl(vec![Answer::Replies(vec![RouteNetlinkMessage::NewLink(
+                eth0,
+            )])]);
+        let mut holder = Holder::over(Pid::from_raw(1), rtnl);
+        let limit = Limit {
+            rate: 12_000_000_000,
+            burst: 2 << 20,
+        };
+        let latency = Duration::from_millis(20);
+        holder.shape_egress("eth0", &limit, latency).unwrap();
+        let sent = sent.sent();
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        let RouteNetlinkMessage::GetLink(get) = &sent[0].message else {
+            panic!("{sent:?}")
+        };
+        assert!(get
+            .attributes
+            .contains(&LinkAttribute::IfName("eth0".into())));
+        assert_eq!(
+            sent[1].flags,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+        );
+        let RouteNetlinkMessage::NewQueueDiscipline(got) = &sent[1].message else {
+            panic!("{sent:?}")
+        };
+        let want = tc::tbf_message_queued(5, &limit, 30_000_000 + 2_097_152);
+        assert_eq!(got.header, want.header);
+        assert_eq!(got.attributes[0], want.attributes[0], "the kind");
+        // The options compared as bytes: the decoder keeps an unknown
+        // kind's options as one blob.
+        let (TcAttribute::Options(got), TcAttribute::Options(want)) =
+            (&got.attributes[1], &want.attributes[1])
+        else {
+            panic!("{got:?}")
+        };
+        let [TcOption::Other(blob)] = &got[..] else {
+            panic!("{got:?}")
+        };
+        let mut got = vec![0; blob.value_len()];
+        blob.emit_value(&mut got);
+        assert_eq!(got, bytes(&want.as_slice()));
+    }
+
+    #[test]
+    fn a_missing_link_is_not_found() {
+        let (rtnl, sent) = fake_rtnl::rtnl(vec![Answer::Errno(libc::ENODEV)]);
+        let mut holder = Holder::over(Pid::from_raw(1), rtnl);
+        let limit = Limit::at_rate(1_000_000);
+        let err = holder
+            .shape_egress("eth9", &limit, Duration::from_millis(20))
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+        assert_eq!(sent.sent().len(), 1, "only the lookup");
+    }
 }

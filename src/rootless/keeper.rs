@@ -221,17 +221,18 @@ pub fn keep(dir: &Path) -> Result<i32> {
 
     let (resolv, dns_extra) = net::dns_for(Some(Helper::Pasta), &[], &[]);
     // Single-threaded here, as fork_holder needs.
-    let holder = userns::fork_holder(resolv)?;
-    let inode =
-        netns_inode(holder.as_raw()).ok_or_else(|| Error::Other("the holder vanished".into()))?;
+    let mut holder = userns::fork_holder(resolv)?;
+    let holder_pid = holder.pid();
+    let inode = netns_inode(holder_pid.as_raw())
+        .ok_or_else(|| Error::Other("the holder vanished".into()))?;
     let (mut ports, _) = published(dir)?;
     let specs = |p: &BTreeSet<PortKey>| p.iter().map(|k| k.spec()).collect::<Vec<_>>();
     // Without pasta (a host with no route out: pasta finds no interface to
     // copy) the user's networks still work among themselves; pasta is
     // tried again when the state changes and every 10 s.
-    let mut pasta = match net::start(Helper::Pasta, holder, &specs(&ports), &dns_extra) {
+    let mut pasta = match net::start(Helper::Pasta, holder_pid, &specs(&ports), &dns_extra) {
         Ok(p) => {
-            pace_link(holder);
+            pace_link(&mut holder);
             Some(p)
         }
         Err(e) => {
@@ -241,12 +242,12 @@ pub fn keep(dir: &Path) -> Result<i32> {
     };
     KeeperInfo {
         keeper: std::process::id() as i32,
-        holder: holder.as_raw(),
+        holder: holder_pid.as_raw(),
         netns_inode: inode,
     }
     .write(dir)?;
     log(&format!(
-        "holder {holder} (netns {inode}), pasta forwarding {} port(s)",
+        "holder {holder_pid} (netns {inode}), pasta forwarding {} port(s)",
         ports.len()
     ));
 
@@ -268,7 +269,7 @@ pub fn keep(dir: &Path) -> Result<i32> {
             Some(sig) => break format!("{sig}"),
             None => {}
         }
-        match waitpid(holder, Some(WaitPidFlag::WNOHANG)) {
+        match waitpid(holder_pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => {}
             other => break format!("the holder ended ({other:?})"),
         }
@@ -297,9 +298,9 @@ pub fn keep(dir: &Path) -> Result<i32> {
         }
         last_start = Instant::now();
         ports = want;
-        match net::start(Helper::Pasta, holder, &specs(&ports), &dns_extra) {
+        match net::start(Helper::Pasta, holder_pid, &specs(&ports), &dns_extra) {
             Ok(p) => {
-                pace_link(holder);
+                pace_link(&mut holder);
                 log(&format!(
                     "pasta {} forwarding {} port(s)",
                     if down { "started again," } else { "restarted," },
@@ -314,18 +315,22 @@ pub fn keep(dir: &Path) -> Result<i32> {
     if let Some(p) = pasta.take() {
         p.stop();
     }
-    let _ = kill(holder, Signal::SIGKILL);
-    let _ = waitpid(holder, None);
+    let _ = kill(holder_pid, Signal::SIGKILL);
+    let _ = waitpid(holder_pid, None);
     end_processes_in(inode);
     let _ = std::fs::remove_file(dir.join(KEEPER_FILE));
     Ok(0)
 }
 
-/// Paces what the namespace sends to pasta (`pace.rs`); without it (no
-/// `tc`) the user's networks work as before, with pasta's upload losses.
-fn pace_link(holder: Pid) {
+/// Paces what the namespace sends to pasta (`pace.rs`); without it (a
+/// kernel without `tbf`) the user's networks work as before, with pasta's
+/// upload losses.
+fn pace_link(holder: &mut userns::Holder) {
     match super::pace::pace(holder) {
-        Ok(()) => log(&format!("pasta's link paced at {}", super::pace::RATE)),
+        Ok(()) => log(&format!(
+            "pasta's link paced at {}",
+            crate::model::bandwidth::format_rate(super::pace::LIMIT.rate)
+        )),
         Err(e) => log(&format!("pasta's link not paced: {e}")),
     }
 }

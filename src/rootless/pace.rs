@@ -12,21 +12,24 @@
 //! machine). Only the way out is paced: published ports and downloads
 //! arrive from pasta on the interface's other side, where nothing queues.
 
-use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
-use crate::kernel::userns;
+use crate::kernel::userns::Holder;
+use crate::model::Limit;
 
-/// The rate of the bucket: below what pasta passes on at once, above what
-/// it averaged without it (see above).
-pub const RATE: &str = "12gbit";
-/// How much may leave at once: a few of pasta's 65520-byte frames.
-const BURST: &str = "2mb";
+/// The bucket: a rate below what pasta passes on at once, above what it
+/// averaged without it (see above), and a burst of a few of pasta's
+/// 65520-byte frames.
+pub const LIMIT: Limit = Limit {
+    rate: 12_000_000_000,
+    burst: 2 << 20,
+};
 /// How long a frame may wait in the bucket before it is dropped: the
 /// queue's length, large enough that TCP backs off before it fills.
-const LATENCY: &str = "20ms";
+pub const LATENCY: Duration = Duration::from_millis(20);
 
 /// The interface of the default route in the namespace of `pid` (pasta's,
 /// which takes the host's name), read from /proc without privilege.
@@ -39,50 +42,45 @@ fn uplink(pid: Pid) -> Option<String> {
     })
 }
 
-/// The `tc` arguments that make the bucket the root qdisc of `ifname`.
-pub fn tc_args(ifname: &str) -> Vec<String> {
-    [
-        "qdisc", "replace", "dev", ifname, "root", "tbf", "rate", RATE, "burst", BURST, "latency",
-        LATENCY,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+/// Paces pasta's interface in the namespace of `holder` (run again after
+/// each start of pasta, whose interface is new each time), through the
+/// holder's own rtnetlink socket: no process, no `tc`.
+pub fn pace(holder: &mut Holder) -> Result<()> {
+    let ifname = uplink(holder.pid())
+        .ok_or_else(|| Error::Other("pasta's interface has no default route".into()))?;
+    pace_link(holder, &ifname)
 }
 
-/// Paces pasta's interface in the namespace held by `holder` (run again
-/// after each start of pasta, whose interface is new each time).
-pub fn pace(holder: Pid) -> Result<()> {
-    let ifname = uplink(holder)
-        .ok_or_else(|| Error::Other("pasta's interface has no default route".into()))?;
-    let mut cmd = Command::new("tc");
-    cmd.args(tc_args(&ifname))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    userns::enter_holder(&mut cmd, holder)?;
-    let out = cmd
-        .output()
-        .map_err(|e| Error::Other(format!("tc (iproute2): {e}")))?;
-    if !out.status.success() {
-        return Err(Error::Other(format!(
-            "tc on {ifname}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
+/// Makes the bucket the root qdisc of `ifname` in the holder's namespace.
+fn pace_link(holder: &mut Holder, ifname: &str) -> Result<()> {
+    holder
+        .shape_egress(ifname, &LIMIT, LATENCY)
+        .map_err(|e| Error::kernel(format!("pacing {ifname}"), e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::fake_rtnl::{self, Answer};
+    use crate::kernel::tc;
+
+    /// What `tc qdisc replace dev IF root tbf rate 12gbit burst 2mb
+    /// latency 20ms` asks for: 1.5 GB/s, a 2 MiB bucket, a queue of the
+    /// rate for 20 ms plus the bucket (the message itself:
+    /// `kernel::userns` and `kernel::tc` tests).
+    #[test]
+    fn the_bucket_is_tcs_12gbit_2mb_20ms() {
+        assert_eq!(LIMIT.bytes_per_sec(), 1_500_000_000);
+        assert_eq!(LIMIT.burst_u32(), 2 * 1024 * 1024);
+        assert_eq!(tc::queue_within(&LIMIT, LATENCY), 30_000_000 + 2_097_152);
+    }
 
     #[test]
-    fn the_bucket_replaces_the_root_of_the_named_link() {
-        let line = tc_args("eth0").join(" ");
-        assert_eq!(
-            line,
-            "qdisc replace dev eth0 root tbf rate 12gbit burst 2mb latency 20ms"
-        );
+    fn a_missing_link_is_an_error_not_a_request() {
+        let (rtnl, sent) = fake_rtnl::rtnl(vec![Answer::Errno(libc::ENODEV)]);
+        let mut holder = Holder::over(Pid::from_raw(1), rtnl);
+        let err = pace_link(&mut holder, "eth9").unwrap_err();
+        assert!(err.to_string().contains("eth9"), "{err}");
+        assert_eq!(sent.sent().len(), 1, "only the lookup");
     }
 }
