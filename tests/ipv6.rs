@@ -334,6 +334,88 @@ fn spoofed_ipv6_sources_are_dropped_without_br_netfilter() {
     spoofing6(false);
 }
 
+/// A neighbour advertisement may speak only for its port's own
+/// addresses: one from `a` claiming `b`'s address (from a's own source
+/// address) reaches no neighbour and does not move the host's entry for
+/// b; one for a's own address passes. Both br_netfilter modes.
+fn nd_spoofing(br_netfilter: bool) {
+    let sb = Sandbox::new();
+    set_br_netfilter(&sb, br_netfilter);
+    dual(&sb, "web", "10.90.0.0/24", "fd00:90::/64", &[]);
+    for ns in ["a", "b", "victim"] {
+        sb.add_netns(ns);
+    }
+    sb.connect("web", "a", &[]);
+    sb.connect("web", "b", &[]);
+    sb.connect("web", "victim", &[]);
+    let b_mac = mac(&sb, Some("b"), "eth0");
+    // The host learns b's MAC first.
+    sb.assert_ping(None, "fd00:90::3");
+    for (target, arrives) in [
+        ("fd00:90::2", true),
+        ("fd00:90::3", false),
+        ("fd00:90::1", false),
+    ] {
+        let mut watcher = sb.spawn_in_netns(
+            Some("victim"),
+            PROBE,
+            &[
+                "raw-recv",
+                "eth0",
+                "--nd",
+                "--target",
+                target,
+                "--timeout-ms",
+                "2000",
+            ],
+            true,
+        );
+        let out = sb.probe(
+            Some("a"),
+            &[
+                "raw-send",
+                "eth0",
+                "na",
+                "--src",
+                "fd00:90::2",
+                "--target",
+                target,
+                "--flags",
+                "0x20",
+                "--count",
+                "3",
+            ],
+        );
+        assert_ok_ctx(&out, "raw-send na");
+        let seen = watcher
+            .wait_timeout(std::time::Duration::from_secs(10))
+            .expect("the watcher ends")
+            .success();
+        assert_eq!(seen, arrives, "an advertisement from a for {target}");
+    }
+    let neigh = sb.ip_json(&["-6", "neigh", "show", "fd00:90::3", "dev", "berth-web"]);
+    assert_eq!(neigh[0]["lladdr"], b_mac.as_str(), "{neigh}");
+    // b keeps its traffic, and the guard counted the forged ones.
+    sb.assert_ping(None, "fd00:90::3");
+    let out = sb.sh_ok("nft list chain bridge berth guard");
+    let guard = String::from_utf8_lossy(&out.stdout).into_owned();
+    let dropped = guard
+        .lines()
+        .find(|l| l.contains("nd-neighbor-advert"))
+        .unwrap_or_else(|| panic!("no advertisement rule in {guard}"));
+    assert!(!dropped.contains("packets 0 "), "{dropped}");
+}
+
+#[test]
+fn forged_neighbour_advertisements_are_dropped_with_br_netfilter() {
+    nd_spoofing(true);
+}
+
+#[test]
+fn forged_neighbour_advertisements_are_dropped_without_br_netfilter() {
+    nd_spoofing(false);
+}
+
 /// The reconcile puts back what was lost of a dual-stack network: the
 /// bridge's IPv6 gateway and, with a re-created veth, both addresses and
 /// both default routes; `reset` restores IPv6 forwarding.
@@ -392,4 +474,26 @@ fn a_dual_stack_dry_run_prints_valid_nft_commands() {
     for line in lines {
         sb.sh_ok(line);
     }
+    // A connect's guard elements too, the advertisement targets' integers
+    // included, against the table a real create made.
+    let sb = Sandbox::new();
+    dual(&sb, "web", "10.90.0.0/24", "fd00:90::/64", &[]);
+    sb.add_netns("c1");
+    let out = sb.berth_ok(&["connect", "web", "c1", "--dry-run"]);
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("nft '")).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("targets6") && l.contains("0xfd000090000000000000000000000002")),
+        "{out}"
+    );
+    for line in lines {
+        sb.sh_ok(line);
+    }
+    let out = sb.sh_ok("nft list set bridge berth targets6");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("0xfd000090000000000000000000000002"),
+        "{listed}"
+    );
 }

@@ -156,7 +156,7 @@ fn the_reconcile_rebuilds_the_guard_and_reset_removes_it() {
     );
     assert_eq!(held(&mut h), before);
     let fp = h.fake().guard_chains.clone().expect("the table");
-    assert_eq!(fp.get("guard"), Some(&4), "{fp:?}");
+    assert_eq!(fp.get("guard"), Some(&5), "{fp:?}");
     reset(&mut h.ctx).unwrap().applied().unwrap();
     assert!(h.fake().guard_chains.is_none());
     assert!(!h.fake().nft_table);

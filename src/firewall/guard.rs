@@ -1,5 +1,6 @@
 //! Anti-spoofing: a container's frames must carry its own MAC and one of
-//! its own addresses, and its ARP packets may speak only for those. These
+//! its own addresses, and its ARP packets and neighbour advertisements may
+//! speak only for those. These
 //! checks need the Ethernet header and ARP, which the `inet` family never
 //! sees, so they live in a second table of berth's, `bridge berth`, whose
 //! prerouting hook sees every frame entering a bridge port (before
@@ -8,13 +9,16 @@
 //! ```text
 //! set guarded  { type ifname; }                                 host veths under guard
 //! set allowed4 { type ifname . ether_addr . ipv4_addr; }        veth . its MAC . an own address
-//! set allowed6 { type ifname . ether_addr . ipv6_addr; }        (IPv6: elements to come)
+//! set allowed6 { type ifname . ether_addr . ipv6_addr; }        the same for IPv6
+//! set targets6 { typeof iifname . ether saddr . @th,64,128; }   the same, as an ND target
 //! chain prerouting { filter prerouting priority filter (-200); policy accept;
 //!     iifname @guarded jump guard }
 //! chain guard {
 //!     ether type ip   iifname . ether saddr . ip saddr @allowed4 return
 //!     ether type arp  iifname . ether saddr . arp saddr ip @allowed4
 //!                     iifname . arp saddr ether . arp saddr ip @allowed4 return
+//!     ether type ip6 icmpv6 type nd-neighbor-advert
+//!                     iifname . ether saddr . @th,64,128 != @targets6 counter drop
 //!     ether type ip6  iifname . ether saddr . ip6 saddr @allowed6 return
 //!     counter drop }
 //! ```
@@ -52,6 +56,9 @@ const ETH_P_IPV6: u16 = 0x86dd;
 pub const GUARDED: &str = "guarded";
 pub const ALLOWED4: &str = "allowed4";
 pub const ALLOWED6: &str = "allowed6";
+pub const TARGETS6: &str = "targets6";
+/// ICMPv6 neighbour advertisement (RFC 4861 4.4).
+const ND_NEIGHBOR_ADVERT: u8 = 136;
 const GUARD_CHAIN: &str = "guard";
 
 /// `bridge berth`, the second of berth's two tables.
@@ -79,6 +86,18 @@ pub fn allowed6() -> Set {
     )
 }
 
+/// `allowed6` again, with the address as nft sees a neighbour
+/// advertisement's target: nft 1.0 has no name for that field, and a raw
+/// payload is an integer, which only a `typeof` key can hold (nft refuses
+/// to look an integer up in an `ipv6_addr` key).
+pub fn targets6() -> Set {
+    Set::typed_by(
+        &table(),
+        TARGETS6,
+        &[Field::Iifname, Field::EtherSaddr, Field::NdTarget],
+    )
+}
+
 fn prerouting() -> Chain {
     Chain::base(
         &table(),
@@ -102,6 +121,7 @@ pub fn create(b: &mut Batch) {
         .add_set(&guarded())
         .add_set(&allowed4())
         .add_set(&allowed6())
+        .add_set(&targets6())
         .add_chain(&pre)
         .add_chain(&guard);
     b.add_rule(
@@ -137,6 +157,22 @@ pub fn create(b: &mut Batch) {
             )
             .ret(),
     );
+    // ARP's second check for IPv6: an advertisement's source address is
+    // the port's own, but its target is the address it speaks for. Without
+    // this, a container could claim a neighbour's (or the gateway's)
+    // address and the bridge's neighbours would send it that traffic.
+    b.add_rule(
+        &guard,
+        Rule::new()
+            .ether_type(ETH_P_IPV6)
+            .icmpv6_type(ND_NEIGHBOR_ADVERT)
+            .lookup_ne(
+                &[Field::Iifname, Field::EtherSaddr, Field::NdTarget],
+                TARGETS6,
+            )
+            .counter()
+            .drop(),
+    );
     b.add_rule(
         &guard,
         Rule::new()
@@ -161,11 +197,15 @@ pub struct Elements {
     pub guarded: Vec<Element>,
     pub allowed4: Vec<Element>,
     pub allowed6: Vec<Element>,
+    pub targets6: Vec<Element>,
 }
 
 impl Elements {
     pub fn is_empty(&self) -> bool {
-        self.guarded.is_empty() && self.allowed4.is_empty() && self.allowed6.is_empty()
+        self.guarded.is_empty()
+            && self.allowed4.is_empty()
+            && self.allowed6.is_empty()
+            && self.targets6.is_empty()
     }
 
     /// Appends `op` on every element (nothing for none).
@@ -174,6 +214,7 @@ impl Elements {
             (guarded(), &self.guarded),
             (allowed4(), &self.allowed4),
             (allowed6(), &self.allowed6),
+            (targets6(), &self.targets6),
         ] {
             if !elements.is_empty() {
                 b.elements(&set, op, elements.clone());
@@ -191,6 +232,7 @@ impl Elements {
             guarded: less(&self.guarded, &other.guarded),
             allowed4: less(&self.allowed4, &other.allowed4),
             allowed6: less(&self.allowed6, &other.allowed6),
+            targets6: less(&self.targets6, &other.targets6),
         }
     }
 }
@@ -219,7 +261,10 @@ pub fn elements<'a>(endpoints: impl IntoIterator<Item = &'a Endpoint>) -> Elemen
                     |ip: Value| Element::new([veth.clone().into(), mac.clone().into(), ip.into()]);
                 match address {
                     IpAddr::V4(ip) => out.allowed4.push(key(Value::Ipv4(*ip))),
-                    IpAddr::V6(ip) => out.allowed6.push(key(Value::Ipv6(*ip))),
+                    IpAddr::V6(ip) => {
+                        out.allowed6.push(key(Value::Ipv6(*ip)));
+                        out.targets6.push(key(Value::Integer(ip.octets().to_vec())));
+                    }
                 }
             }
         }

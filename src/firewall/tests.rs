@@ -318,11 +318,13 @@ fn the_guard_table_checks_mac_address_and_arp_per_port() {
         add set bridge berth guarded { type ifname; }
         add set bridge berth allowed4 { type ifname . ether_addr . ipv4_addr; }
         add set bridge berth allowed6 { type ifname . ether_addr . ipv6_addr; }
+        add set bridge berth targets6 { typeof iifname . ether saddr . @th,64,128; }
         add chain bridge berth prerouting { type filter hook prerouting priority filter; policy accept; }
         add chain bridge berth guard
         add rule bridge berth prerouting iifname @guarded jump guard
         add rule bridge berth guard ether type ip iifname . ether saddr . ip saddr @allowed4 return
         add rule bridge berth guard ether type arp iifname . ether saddr . arp saddr ip @allowed4 iifname . arp saddr ether . arp saddr ip @allowed4 return
+        add rule bridge berth guard ether type ip6 icmpv6 type nd-neighbor-advert iifname . ether saddr . @th,64,128 != @targets6 counter drop
         add rule bridge berth guard ether type ip6 iifname . ether saddr . ip6 saddr @allowed6 return
         add rule bridge berth guard counter drop"#]]
     .assert_eq(&b.render().join("\n"));

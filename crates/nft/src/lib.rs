@@ -37,6 +37,7 @@ mod netlink;
 mod rule;
 mod rules;
 mod set;
+mod set_typeof;
 mod table;
 mod trace;
 mod types;

@@ -9,7 +9,7 @@ use crate::error::{NftError, Result};
 use crate::netlink::*;
 use crate::set::*;
 use crate::table::{Table, NFTA_TABLE_FLAGS, NFTA_TABLE_NAME};
-use crate::types::{split_type_id, DataType, Family, Value, Verdict};
+use crate::types::{fill_integer_lens, split_type_id, DataType, Family, Value, Verdict};
 use crate::Nft;
 
 const NFT_MSG_GETTABLE: u16 = 1;
@@ -258,7 +258,24 @@ impl Nft {
         } else {
             None
         };
-        let set = match (split_type_id(key_type), data) {
+        // An integer's width is not in the type id: the concatenation's
+        // field lengths (or the key's length) tell it.
+        let fields: Vec<usize> = a
+            .nested(NFTA_SET_DESC)
+            .and_then(|d| d.nested(NFTA_SET_DESC_CONCAT))
+            .map(|c| {
+                c.list
+                    .iter()
+                    .filter_map(|(_, f)| Attrs::new(f).be32(NFTA_SET_FIELD_LEN))
+                    .map(|n| n as usize)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let key = split_type_id(key_type).map(|mut k| {
+            fill_integer_lens(&mut k, key_len as usize, &fields);
+            k
+        });
+        let set = match (key, data) {
             (Some(key), None) => Some(Set {
                 data: None,
                 ..Set::new(table, name, &key)

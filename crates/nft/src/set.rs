@@ -5,6 +5,8 @@
 use crate::error::{NftError, Result};
 use crate::expr::{put_data_value, put_data_verdict};
 use crate::netlink::{align4, MsgBuf};
+use crate::rule::Field;
+use crate::set_typeof;
 use crate::table::Table;
 use crate::types::{concat_type_id, key_len, DataType, Value};
 use std::fmt;
@@ -17,7 +19,7 @@ pub(crate) const NFTA_SET_KEY_TYPE: u16 = 4;
 pub(crate) const NFTA_SET_KEY_LEN: u16 = 5;
 pub(crate) const NFTA_SET_DATA_TYPE: u16 = 6;
 pub(crate) const NFTA_SET_DATA_LEN: u16 = 7;
-const NFTA_SET_DESC: u16 = 9;
+pub(crate) const NFTA_SET_DESC: u16 = 9;
 const NFTA_SET_ID: u16 = 10;
 const NFTA_SET_TIMEOUT: u16 = 11;
 const NFTA_SET_USERDATA: u16 = 13;
@@ -26,8 +28,8 @@ const UDATA_SET_KEYBYTEORDER: u8 = 0;
 const UDATA_SET_DATABYTEORDER: u8 = 1;
 /// nft's BYTEORDER_HOST_ENDIAN.
 const BYTEORDER_HOST_ENDIAN: u32 = 1;
-const NFTA_SET_DESC_CONCAT: u16 = 2;
-const NFTA_SET_FIELD_LEN: u16 = 1;
+pub(crate) const NFTA_SET_DESC_CONCAT: u16 = 2;
+pub(crate) const NFTA_SET_FIELD_LEN: u16 = 1;
 const NFTA_LIST_ELEM: u16 = 1;
 
 pub(crate) const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
@@ -72,6 +74,9 @@ pub struct Set {
     pub flags: u32,
     /// Default element timeout.
     pub timeout: Option<Duration>,
+    /// The fields the key was declared with (`typeof`), if it was; `key`
+    /// then holds their datatypes.
+    pub typeof_key: Option<Vec<Field>>,
 }
 
 impl Set {
@@ -84,7 +89,18 @@ impl Set {
             data: None,
             flags: 0,
             timeout: None,
+            typeof_key: None,
         }
+    }
+
+    /// A set whose key is declared by the fields that load it
+    /// (`typeof iifname . ether saddr . @th,64,128`): what a key with a raw
+    /// payload field needs for nft to accept its rules and elements.
+    pub fn typed_by(table: &Table, name: impl Into<String>, fields: &[Field]) -> Self {
+        let key: Vec<DataType> = fields.iter().map(|f| set_typeof::key_type(*f)).collect();
+        let mut s = Set::new(table, name, &key);
+        s.typeof_key = Some(fields.to_vec());
+        s
     }
 
     /// A map from `key` to `data`.
@@ -200,6 +216,9 @@ impl Set {
             ud.extend_from_slice(&[UDATA_SET_DATABYTEORDER, 4]);
             ud.extend_from_slice(&BYTEORDER_HOST_ENDIAN.to_ne_bytes());
         }
+        if let Some(fields) = &self.typeof_key {
+            ud.extend(set_typeof::udata(fields)?);
+        }
         if !ud.is_empty() {
             b.attr(NFTA_SET_USERDATA, &ud);
         }
@@ -221,7 +240,10 @@ impl Set {
 
     pub(crate) fn render_def(&self) -> String {
         let names = |t: &[DataType]| t.iter().map(|t| t.name()).collect::<Vec<_>>().join(" . ");
-        let mut s = format!(" {{ type {}", names(&self.key));
+        let mut s = match &self.typeof_key {
+            Some(fields) => format!(" {{ typeof {}", set_typeof::render(fields)),
+            None => format!(" {{ type {}", names(&self.key)),
+        };
         if let Some(d) = &self.data {
             s.push_str(&format!(" : {}", names(d)));
         }

@@ -199,6 +199,9 @@ pub enum DataType {
     EtherAddr,
     /// `verdict` (map data only)
     Verdict,
+    /// `integer` of this many bytes: a raw payload (`@th,64,128`), which
+    /// only a set declared with `typeof` can hold.
+    Integer(u8),
 }
 
 /// Bits per type in nft's concatenated type id (TYPE_BITS in nftables).
@@ -216,8 +219,11 @@ impl DataType {
             DataType::EtherAddr => 9,
             DataType::Mark => 19,
             DataType::Ifname => 41,
+            DataType::Integer(_) => 4,
         }
     }
+    /// An integer's length is not in its id: [`split_type_id`] leaves it 0
+    /// for the caller to fill in from the key's length.
     fn from_id(id: u32) -> Option<DataType> {
         Some(match id {
             1 => DataType::Verdict,
@@ -228,6 +234,7 @@ impl DataType {
             9 => DataType::EtherAddr,
             19 => DataType::Mark,
             41 => DataType::Ifname,
+            4 => DataType::Integer(0),
             _ => return None,
         })
     }
@@ -241,6 +248,7 @@ impl DataType {
             DataType::InetService => 2,
             DataType::EtherAddr => 6,
             DataType::Verdict => 0,
+            DataType::Integer(n) => n.into(),
         }
     }
     /// nft spelling.
@@ -254,6 +262,7 @@ impl DataType {
             DataType::Mark => "mark",
             DataType::EtherAddr => "ether_addr",
             DataType::Verdict => "verdict",
+            DataType::Integer(_) => "integer",
         }
     }
 }
@@ -272,6 +281,37 @@ pub(crate) fn split_type_id(mut id: u32) -> Option<Vec<DataType>> {
     }
     out.reverse();
     Some(out)
+}
+
+/// Gives each integer of `types` (listed back with length 0) its length:
+/// the concatenation's field lengths when the kernel reports them, else
+/// what the key's length leaves for a lone integer.
+pub(crate) fn fill_integer_lens(types: &mut [DataType], key_len: usize, fields: &[usize]) {
+    if fields.len() == types.len() {
+        for (t, len) in types.iter_mut().zip(fields) {
+            if let DataType::Integer(n) = t {
+                *n = *len as u8;
+            }
+        }
+        return;
+    }
+    let unknown = types
+        .iter()
+        .filter(|t| matches!(t, DataType::Integer(0)))
+        .count();
+    if unknown != 1 {
+        return;
+    }
+    let known: usize = if types.len() == 1 {
+        0
+    } else {
+        types.iter().map(|t| crate::netlink::align4(t.len())).sum()
+    };
+    for t in types.iter_mut() {
+        if let DataType::Integer(n @ 0) = t {
+            *n = key_len.saturating_sub(known) as u8;
+        }
+    }
 }
 
 /// Length of a key: a single field keeps its natural size, concatenated fields are
@@ -303,6 +343,8 @@ pub enum Value {
     Ether([u8; 6]),
     /// `verdict`
     Verdict(Verdict),
+    /// `integer`: big-endian bytes, as loaded from the packet.
+    Integer(Vec<u8>),
 }
 
 impl From<Ipv4Addr> for Value {
@@ -351,6 +393,7 @@ impl Value {
             Value::Mark(_) => DataType::Mark,
             Value::Ether(_) => DataType::EtherAddr,
             Value::Verdict(_) => DataType::Verdict,
+            Value::Integer(b) => DataType::Integer(b.len() as u8),
         }
     }
 
@@ -370,6 +413,7 @@ impl Value {
             Value::Mark(m) => m.to_ne_bytes().to_vec(),
             Value::Ether(m) => m.to_vec(),
             Value::Verdict(_) => Vec::new(),
+            Value::Integer(b) => b.clone(),
         }
     }
 
@@ -389,6 +433,7 @@ impl Value {
                 let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
                 Value::Ifname(String::from_utf8_lossy(&b[..end]).into_owned())
             }
+            DataType::Integer(n) => Value::Integer(b.get(..n.into())?.to_vec()),
             DataType::Verdict => return None,
         })
     }
@@ -401,7 +446,9 @@ impl Value {
             Value::Proto(p) => Value::Proto(L4Proto::from_number(p.number().checked_add(1)?)),
             Value::Port(p) => Value::Port(p.checked_add(1)?),
             Value::Mark(m) => Value::Mark(m.checked_add(1)?),
-            Value::Ifname(_) | Value::Ether(_) | Value::Verdict(_) => return None,
+            Value::Ifname(_) | Value::Ether(_) | Value::Verdict(_) | Value::Integer(_) => {
+                return None
+            }
         })
     }
 
@@ -437,6 +484,11 @@ impl fmt::Display for Value {
                 m[0], m[1], m[2], m[3], m[4], m[5]
             ),
             Value::Verdict(v) => write!(f, "{v}"),
+            // Every byte, leading zeros included, so the width shows.
+            Value::Integer(b) => {
+                f.write_str("0x")?;
+                b.iter().try_for_each(|x| write!(f, "{x:02x}"))
+            }
         }
     }
 }

@@ -411,6 +411,103 @@ fn bridge_ipv6_guard_renders_as_nft_would_install() {
     assert_eq!(got, want);
 }
 
+/// A set declared with `typeof` and a raw payload field (a neighbour
+/// advertisement's target): the builder's table lists as `nft -f` of its
+/// own text installs it, nft prints the declaration and the elements back,
+/// that listing is itself accepted by `nft -f`, and the builder lists the
+/// elements back as added (the integer's width from the kernel's field
+/// lengths) and deletes them.
+#[test]
+fn a_typeof_set_with_a_raw_payload_lists_back_and_reloads() {
+    let t = Table::new(Family::Bridge, "berth");
+    let guard = Chain::regular(&t, "guard");
+    let key = [Field::Iifname, Field::EtherSaddr, Field::NdTarget];
+    let targets = Set::typed_by(&t, "targets6", &key);
+    let mac = [0x02, 0x42, 0x0a, 0x5a, 0x00, 0x02];
+    let element = move |ip: &str| {
+        Element::new([
+            Value::Ifname("vb0123456789ab".into()).into(),
+            Value::Ether(mac).into(),
+            Value::Integer(v6(ip).octets().to_vec()).into(),
+        ])
+    };
+    let elems = vec![element("fd00:2::2"), element("::1")];
+    let mut b = Batch::new();
+    b.add_table(&t)
+        .add_set(&targets)
+        .add_chain(&guard)
+        .add_elements(&targets, elems.clone())
+        .add_rule(
+            &guard,
+            Rule::new()
+                .ether_type(0x86dd)
+                .icmpv6_type(136)
+                .lookup_ne(&key, "targets6")
+                .counter()
+                .drop(),
+        );
+    let script = b.render().join("\n");
+    assert!(
+        script.contains(
+            "add set bridge berth targets6 { typeof iifname . ether saddr . @th,64,128; }"
+        ),
+        "{script}"
+    );
+    let ((ours, our_exprs), (theirs, their_exprs)) = ours_and_theirs(&b);
+    assert_same_listing(&ours, &theirs);
+    assert_eq!(
+        comparable(&our_exprs, "-"),
+        comparable(&their_exprs, "-"),
+        "the expressions differ"
+    );
+    let (text, reloaded, listed, left) = in_netns(move || {
+        let mut nft = Nft::open().unwrap();
+        nft.apply(&b).unwrap();
+        let text = nft_text(&["ruleset"]);
+        let listed: Vec<String> = nft
+            .list_elements(&t, "targets6")
+            .unwrap()
+            .iter()
+            .map(Element::render)
+            .collect();
+        let mut del = Batch::new();
+        del.elements(&targets, ElemOp::Delete, vec![element("::1")]);
+        nft.apply(&del).unwrap();
+        let left: Vec<String> = nft
+            .list_elements(&t, "targets6")
+            .unwrap()
+            .iter()
+            .map(Element::render)
+            .collect();
+        run_in_ns(&["nft", "flush", "ruleset"], None);
+        run_in_ns(&["nft", "-f", "-"], Some(&text));
+        (text, nft_text(&["ruleset"]), listed, left)
+    });
+    assert!(
+        text.contains("typeof iifname . ether saddr . @th,64,128"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "\"vb0123456789ab\" . 02:42:0a:5a:00:02 . 0xfd000002000000000000000000000002"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "icmpv6 type nd-neighbor-advert iifname . ether saddr . @th,64,128 != @targets6"
+        ),
+        "{text}"
+    );
+    assert_eq!(reloaded, text, "nft -f of nft's own listing");
+    let mut want: Vec<String> = elems.iter().map(Element::render).collect();
+    let mut got = listed;
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+    assert_eq!(left, vec![element("fd00:2::2").render()]);
+}
+
 /// Elements with IPv6 parts (a concatenated map, an interval set of
 /// prefixes) list back as they were added, and can be deleted.
 #[test]

@@ -186,7 +186,7 @@ fn what_was_lost_by_hand_is_put_back_and_only_that() {
             turned net.ipv4.ip_forward back on
             --
             ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
-            nft batch of 108 changes (first: delete table inet berth)
+            nft batch of 110 changes (first: delete table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -225,7 +225,7 @@ fn after_a_reboot_the_network_is_rebuilt_and_dead_endpoints_dropped() {
             ip link add berth-web mtu 1500 address 02:42:0a:5a:00:01 group 1650786304 up type bridge mcast_snooping 0
             ip addr add 10.90.0.1/24 brd 10.90.0.255 dev berth-web
             sysctl -w net.ipv4.conf.berth-web.route_localnet=1
-            nft batch of 103 changes (first: add table inet berth)
+            nft batch of 105 changes (first: add table inet berth)
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -257,7 +257,7 @@ fn interrupted_connect_is_undone_and_interrupted_disconnect_finished() {
             rebuilt the anti-spoofing table: its sets or maps had been changed
             --
             ip link del vb6c39f18610fe
-            nft batch of 105 changes (first: delete table inet berth)
+            nft batch of 107 changes (first: delete table inet berth)
         "#]],
     );
 }
@@ -387,7 +387,7 @@ fn a_killed_run_is_reclaimed() {
             --
             ip link del vb8923df65c048
             ip netns del run-77
-            nft batch of 105 changes (first: delete table inet berth)
+            nft batch of 107 changes (first: delete table inet berth)
         "#]],
     );
 }
@@ -625,7 +625,7 @@ fn a_lost_ifb_is_recreated_and_a_dead_endpoints_ifb_removed() {
             tc qdisc replace dev ib6c39f18610fe root handle 1: tbf rate 5mbit burst 16384b limit 47634b
             tc qdisc replace dev vb6c39f18610fe handle ffff: ingress
             tc filter replace dev vb6c39f18610fe parent ffff: protocol all prio 1 handle 800::800 u32 match u32 0 0 action mirred egress redirect dev ib6c39f18610fe
-            nft batch of 107 changes (first: delete table inet berth)
+            nft batch of 109 changes (first: delete table inet berth)
         "#]],
     );
 }
