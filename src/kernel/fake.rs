@@ -900,7 +900,7 @@ impl Kernel for FakeKernel {
         Vec::new()
     }
 
-    fn dns_answers(&self, _server: Ipv4Addr, _port: u16) -> bool {
+    fn dns_answers(&self, _server: IpAddr, _port: u16) -> bool {
         false
     }
 

@@ -238,7 +238,7 @@ pub trait Kernel: std::any::Any {
     /// The named namespaces (under /run/netns).
     fn named_netns(&self) -> Vec<String>;
     /// Whether a DNS server answers a query at `server:port` (UDP).
-    fn dns_answers(&self, server: Ipv4Addr, port: u16) -> bool;
+    fn dns_answers(&self, server: IpAddr, port: u16) -> bool;
     /// `ip [-n NETNS] route get DST [from SRC]`: the route the kernel's
     /// lookup in the namespace at `netns` (None: berth's own) picks.
     fn route_get(
@@ -813,7 +813,7 @@ impl Kernel for LiveKernel {
         netns::list_named()
     }
 
-    fn dns_answers(&self, server: Ipv4Addr, port: u16) -> bool {
+    fn dns_answers(&self, server: IpAddr, port: u16) -> bool {
         sockets::dns_answers(server, port, std::time::Duration::from_millis(500))
     }
 
