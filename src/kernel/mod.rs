@@ -244,8 +244,8 @@ pub trait Kernel: std::any::Any {
     fn route_get(
         &mut self,
         netns: Option<&Path>,
-        dst: Ipv4Addr,
-        src: Option<Ipv4Addr>,
+        dst: IpAddr,
+        src: Option<IpAddr>,
     ) -> Result<RouteHop>;
     /// `berth trace --live`: sets up the plan's trace tables, sends its
     /// probe, collects the nf_tables trace events, and removes the tables
@@ -820,8 +820,8 @@ impl Kernel for LiveKernel {
     fn route_get(
         &mut self,
         netns: Option<&Path>,
-        dst: Ipv4Addr,
-        src: Option<Ipv4Addr>,
+        dst: IpAddr,
+        src: Option<IpAddr>,
     ) -> Result<RouteHop> {
         let what = || format!("looking up the route to {dst}");
         let Some(path) = netns else {
