@@ -646,3 +646,220 @@ fn concurrent_connects_all_resolve_when_they_return() {
         assert_eq!(status(&sb, "client", GW, &[n]), "NXDOMAIN", "{n}");
     }
 }
+
+/// The upstream resolver's address for the IPv6 scenario: on a namespace
+/// wired to the sandbox host by IPv6 alone, so a query that reaches it
+/// went over IPv6.
+const UPSTREAM6: &str = "2001:db8:53::2";
+
+/// Makes the namespace `up6` (host `up6h` 2001:db8:53::1/64, `eth0`
+/// UPSTREAM6/64, no IPv4 at all), starts the fake resolver on it and
+/// points the host's resolv.conf at it.
+fn upstream6(sb: &Sandbox) -> Bg {
+    sb.add_netns("up6");
+    sb.sh_ok(&format!(
+        "ip link add up6h type veth peer name eth0 netns up6 && \
+         ip -6 addr add 2001:db8:53::1/64 dev up6h nodad && ip link set up6h up && \
+         ip -n up6 -6 addr add {UPSTREAM6}/64 dev eth0 nodad && \
+         ip -n up6 link set eth0 up && ip -n up6 link set lo up"
+    ));
+    // Neighbour discovery needs a link-local source that is no longer
+    // tentative (about a second of DAD).
+    sb.sh_ok(
+        "for i in $(seq 100); do \
+           [ -z \"$(ip -6 addr show dev up6h tentative)$(ip -n up6 -6 addr show dev eth0 tentative)\" ] && exit 0; \
+           sleep 0.05; done; exit 1",
+    );
+    let bg = sb.spawn_in_netns(
+        Some("up6"),
+        PROBE,
+        &["dns-serve", &format!("[{UPSTREAM6}]:53")],
+        true,
+    );
+    host_resolv(sb, &format!("nameserver {UPSTREAM6}\\n"));
+    bg
+}
+
+/// DNS over IPv6 on a dual-stack and an IPv6-only network: AAAA and A by
+/// name and alias from the IPv6 gateway, ip6.arpa PTR, forwarding to an
+/// upstream reachable only over IPv6, and the resolv.conf `run` writes.
+fn dns_over_ipv6(br_netfilter: bool) {
+    let sb = Sandbox::new();
+    set_br_netfilter(&sb, br_netfilter);
+    let upstream = upstream6(&sb);
+    sb.berth_ok(&[
+        "network",
+        "create",
+        "web",
+        "--subnet",
+        "10.90.0.0/24",
+        "--subnet6",
+        "fd00:90::/64",
+    ]);
+    sb.berth_ok(&[
+        "network",
+        "create",
+        "six",
+        "--no-ipv4",
+        "--subnet6",
+        "fd00:91::/64",
+    ]);
+    for ns in ["c1", "c2", "s1", "s2"] {
+        sb.add_netns(ns);
+    }
+    sb.connect("web", "c1", &["--alias", "backend"]);
+    sb.connect("web", "c2", &[]);
+    sb.connect("six", "s1", &["--alias", "store"]);
+    sb.connect("six", "s2", &[]);
+    let gw6 = "fd00:90::1";
+    // Dual stack: AAAA and A of a name and an alias, from either gateway.
+    for name in ["c1", "backend", "BACKEND.dns.berth"] {
+        assert_eq!(
+            short(&sb, "c2", gw6, &["AAAA", name]),
+            vec!["fd00:90::2"],
+            "{name}"
+        );
+        assert_eq!(
+            short(&sb, "c2", gw6, &["A", name]),
+            vec!["10.90.0.2"],
+            "{name}"
+        );
+        assert_eq!(
+            short(&sb, "c2", GW, &["AAAA", name]),
+            vec!["fd00:90::2"],
+            "{name}"
+        );
+    }
+    assert_eq!(
+        short(&sb, "c1", gw6, &["+tcp", "AAAA", "c2"]),
+        vec!["fd00:90::3"]
+    );
+    // ip6.arpa: every name of the address, own name first.
+    assert_eq!(
+        short(&sb, "c2", gw6, &["-x", "fd00:90::2"]),
+        vec!["c1.dns.berth.", "backend.dns.berth."]
+    );
+    assert_eq!(status(&sb, "c2", gw6, &["-x", "fd00:90::99"]), "NXDOMAIN");
+    // IPv6 only: AAAA answers, A is an empty NOERROR.
+    let gw6o = "fd00:91::1";
+    for name in ["s1", "store"] {
+        assert_eq!(
+            short(&sb, "s2", gw6o, &["AAAA", name]),
+            vec!["fd00:91::2"],
+            "{name}"
+        );
+    }
+    assert_eq!(status(&sb, "s2", gw6o, &["A", "s1"]), "NOERROR");
+    assert!(short(&sb, "s2", gw6o, &["A", "s1"]).is_empty());
+    assert_eq!(
+        short(&sb, "s2", gw6o, &["-x", "fd00:91::2"]),
+        vec!["s1.dns.berth.", "store.dns.berth."]
+    );
+    // Names of the other network stay unseen.
+    assert_eq!(status(&sb, "s2", gw6o, &["AAAA", "c1"]), "NXDOMAIN");
+    // Forwarding: the upstream is reachable over IPv6 only.
+    for (ns, gw) in [("c2", gw6), ("c2", GW), ("s2", gw6o)] {
+        assert_eq!(
+            short(&sb, ns, gw, &["www.example.com"]),
+            vec!["192.0.2.10"],
+            "{ns} via {gw}"
+        );
+        assert_eq!(
+            short(&sb, ns, gw, &["+tcp", "www.example.com"]),
+            vec!["192.0.2.10"],
+            "{ns} via {gw} over TCP"
+        );
+    }
+    assert!(
+        upstream.stdout().contains("query www.example.com udp"),
+        "{}",
+        upstream.stdout()
+    );
+    assert!(!upstream.stdout().contains("query c1"));
+    // Port 53 published on every address (a container's own resolver)
+    // stays off the IPv6 gateways too; bound to one, it is refused.
+    sb.add_netns("r");
+    let out = sb.berth_out_ok(&[
+        "connect",
+        "web",
+        "r",
+        "-p",
+        "53:53/udp",
+        "-p",
+        "53:53/tcp",
+        "--force-publish",
+    ]);
+    assert!(
+        stderr(&out).contains(gw6) && stderr(&out).contains(gw6o),
+        "{}",
+        stderr(&out)
+    );
+    let _shadow = sb.spawn_in_netns(Some("r"), PROBE, &["dns-serve", "[::]:53"], true);
+    assert_eq!(
+        short(&sb, "c2", gw6, &["AAAA", "backend"]),
+        vec!["fd00:90::2"]
+    );
+    assert_eq!(
+        short(&sb, "c2", gw6, &["+tcp", "AAAA", "backend"]),
+        vec!["fd00:90::2"]
+    );
+    sb.add_netns("z");
+    sb.assert_refused(
+        &[
+            "connect",
+            "six",
+            "z",
+            "-p",
+            "[fd00:91::1]:53:53/udp",
+            "--force-publish",
+        ],
+        "berth's DNS server answers for network \"six\"",
+    );
+    // The resolv.conf of a run: both gateways, IPv4 first; the IPv6-only
+    // network's gateway alone.
+    let out = sb.berth_ok(&["run", "--net", "web", "--", "cat", "/etc/resolv.conf"]);
+    let servers: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("nameserver "))
+        .collect();
+    assert_eq!(
+        servers,
+        vec!["nameserver 10.90.0.1", "nameserver fd00:90::1"],
+        "{out}"
+    );
+    let out = sb.berth_ok(&["run", "--net", "six", "--", "cat", "/etc/resolv.conf"]);
+    let servers: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("nameserver "))
+        .collect();
+    assert_eq!(servers, vec!["nameserver fd00:91::1"], "{out}");
+    // And the libc resolver inside uses it: over IPv6 only on `six`.
+    let out = sb.berth_ok(&["run", "--net", "six", "--", "getent", "ahostsv6", "store"]);
+    assert!(out.contains("fd00:91::2"), "{out}");
+    let out = sb.berth_ok(&["exec", "--dns", "s2", "--", "cat", "/etc/resolv.conf"]);
+    assert!(out.contains("nameserver fd00:91::1\n"), "{out}");
+    // A dry run names the same servers.
+    let out = sb.berth_ok(&["run", "--dry-run", "--net", "web", "--", "true"]);
+    assert!(
+        out.contains("resolv.conf naming 10.90.0.1 and fd00:90::1 "),
+        "{out}"
+    );
+    let out = sb.berth_ok(&["run", "--dry-run", "--net", "six", "--", "true"]);
+    assert!(out.contains("resolv.conf naming fd00:91::1 "), "{out}");
+}
+
+#[test]
+fn ipv6_names_ptr_forwarding_and_resolv_conf_br_netfilter_off() {
+    if !have_dig("ipv6_names_ptr_forwarding_and_resolv_conf_br_netfilter_off") {
+        return;
+    }
+    dns_over_ipv6(false);
+}
+
+#[test]
+fn ipv6_names_ptr_forwarding_and_resolv_conf_br_netfilter_on() {
+    if !have_dig("ipv6_names_ptr_forwarding_and_resolv_conf_br_netfilter_on") {
+        return;
+    }
+    dns_over_ipv6(true);
+}

@@ -402,3 +402,134 @@ fn bench_doctor_at_1000_endpoints() {
     );
     assert!(times[5] < Duration::from_millis(200), "{times:?}");
 }
+
+/// Network `web6`, dual stack, with d1 and d2.
+fn web6(sb: &Sandbox) {
+    sb.berth_ok(&[
+        "network",
+        "create",
+        "web6",
+        "--subnet",
+        "10.92.0.0/24",
+        "--subnet6",
+        "fd00:92::/64",
+    ]);
+    for ns in ["d1", "d2"] {
+        sb.add_netns(ns);
+        sb.connect("web6", ns, &[]);
+    }
+}
+
+#[test]
+fn ipv6_forwarding_off_is_an_error_only_with_an_ipv6_network_and_berth_up_fixes_it() {
+    let sb = Sandbox::new();
+    web(&sb);
+    sb.sh_ok("sysctl -qw net.ipv6.conf.all.forwarding=0");
+    // No network has IPv6: nothing to say about it.
+    let (code, findings) = doctor(&sb);
+    assert_eq!(code, 0, "{findings:#?}");
+    assert!(
+        !findings.iter().any(|f| f["check"] == "ipv6_forwarding"),
+        "{findings:#?}"
+    );
+    web6(&sb);
+    assert_clean(&sb, "with an IPv6 network");
+    let (_, findings) = doctor(&sb);
+    assert_eq!(
+        found(&findings, "ipv6_forwarding", "ok").len(),
+        1,
+        "{findings:#?}"
+    );
+    sb.sh_ok("sysctl -qw net.ipv6.conf.all.forwarding=0");
+    let (code, findings) = doctor(&sb);
+    assert_eq!(code, 1);
+    let f = found(&findings, "ipv6_forwarding", "error");
+    assert_eq!(f.len(), 1, "{findings:#?}");
+    assert!(
+        text(f[0]).contains("net.ipv6.conf.all.forwarding is 0"),
+        "{}",
+        text(f[0])
+    );
+    assert_eq!(f[0]["fix"], "berth up");
+    sb.berth_ok(&["up"]);
+    assert_clean(&sb, "after up");
+    // An IPv6-only network needs it as much.
+    sb.berth_ok(&["network", "rm", "--force", "web6"]);
+    sb.berth_ok(&["network", "create", "six", "--ipv6", "--no-ipv4"]);
+    sb.sh_ok("sysctl -qw net.ipv6.conf.all.forwarding=0");
+    let (code, findings) = doctor(&sb);
+    assert_eq!(code, 1);
+    assert_eq!(
+        found(&findings, "ipv6_forwarding", "error").len(),
+        1,
+        "{findings:#?}"
+    );
+}
+
+#[test]
+fn bridge_nf_call_ip6tables_is_reported_and_a_no_icc_bridge_without_it_is_an_error() {
+    let sb = Sandbox::new();
+    web6(&sb);
+    for value in ["0", "1"] {
+        // The IPv4 half kept opposite, so the line read is the IPv6 one.
+        let other = if value == "0" { "1" } else { "0" };
+        sb.sh_ok(&format!(
+            "sysctl -qw net.bridge.bridge-nf-call-ip6tables={value} net.bridge.bridge-nf-call-iptables={other}"
+        ));
+        let (code, findings) = doctor(&sb);
+        assert_eq!(code, 0, "{value}");
+        let f = found(&findings, "br_netfilter6", "info");
+        assert_eq!(f.len(), 1, "{value}: {findings:#?}");
+        assert!(
+            text(f[0]).contains(&format!("bridge-nf-call-ip6tables is {value}")),
+            "{}",
+            text(f[0])
+        );
+    }
+    sb.berth_ok(&[
+        "network",
+        "create",
+        "iso",
+        "--subnet",
+        "10.91.0.0/24",
+        "--subnet6",
+        "fd00:91::/64",
+        "--no-icc",
+    ]);
+    assert_clean(&sb, "with a dual-stack --no-icc network");
+    let bridge = sb.network("iso")["bridge"].as_str().unwrap().to_string();
+    // Only the IPv6 option off: the IPv4 check stays quiet.
+    sb.sh_ok(&format!(
+        "ip link set {bridge} type bridge nf_call_ip6tables 0"
+    ));
+    let (code, findings) = doctor(&sb);
+    assert_eq!(code, 1);
+    let f = found(&findings, "br_netfilter6", "error");
+    assert_eq!(f.len(), 1, "{findings:#?}");
+    assert!(
+        text(f[0]).contains(&bridge) && text(f[0]).contains("nf_call_ip6tables off"),
+        "{}",
+        text(f[0])
+    );
+    assert!(found(&findings, "br_netfilter", "error").is_empty());
+}
+
+#[test]
+fn a_dns_server_that_does_not_answer_on_the_ipv6_gateway_is_an_error() {
+    let sb = Sandbox::new();
+    web6(&sb);
+    let (_, findings) = doctor(&sb);
+    assert_eq!(found(&findings, "dns", "ok").len(), 1, "{findings:#?}");
+    // The IPv4 gateway still answers; the IPv6 one is gone.
+    sb.sh_ok("ip addr del fd00:92::1/64 dev berth-web6");
+    let (code, findings) = doctor(&sb);
+    assert_eq!(code, 1);
+    let f = found(&findings, "dns", "error");
+    assert_eq!(f.len(), 1, "{findings:#?}");
+    assert!(
+        text(f[0]).contains("does not answer") && text(f[0]).contains("[fd00:92::1]:53"),
+        "{}",
+        text(f[0])
+    );
+    assert!(!text(f[0]).contains("10.92.0.1"), "{}", text(f[0]));
+}

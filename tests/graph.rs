@@ -477,3 +477,91 @@ fn a_thousand_endpoints_stay_bounded_and_name_what_is_left_out() {
             == n
     );
 }
+
+/// Every address `ip -j` shows on `ifname` in `netns`, IPv6 link-local
+/// ones left out, as `addr/len`.
+fn kernel_addresses(sb: &Sandbox, netns: &str, ifname: &str) -> Vec<String> {
+    let v = sb.ip_json_in(Some(netns), &["addr", "show", "dev", ifname]);
+    v[0]["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["scope"] != "link")
+        .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+        .collect()
+}
+
+#[test]
+fn ipv6_subnets_addresses_ports_and_uplink_in_every_format() {
+    let sb = Sandbox::new();
+    sb.add_veth("eth9", "lan9");
+    sb.sh_ok(
+        "ip addr add 192.168.7.20/24 dev eth9 && ip -6 addr add 2001:db8:7::20/64 dev eth9 nodad \
+         && ip link set eth9 up && ip link set lan9 up \
+         && ip route add default via 192.168.7.1 && ip -6 route add default via 2001:db8:7::1",
+    );
+    sb.berth_ok(&[
+        "network",
+        "create",
+        "dual",
+        "--subnet",
+        "10.90.0.0/24",
+        "--subnet6",
+        "fd00:90::/64",
+    ]);
+    sb.berth_ok(&[
+        "network",
+        "create",
+        "six",
+        "--no-ipv4",
+        "--subnet6",
+        "fd00:91::/64",
+    ]);
+    for ns in ["a", "b"] {
+        sb.add_netns(ns);
+    }
+    sb.connect("dual", "a", &["-p", "8080:80", "-p", "[::1]:9000:90"]);
+    sb.connect("six", "b", &["-p", "[::]:7000:70/udp"]);
+    // The oracle: the kernel's addresses in each namespace.
+    let a = kernel_addresses(&sb, "a", "eth0");
+    let b = kernel_addresses(&sb, "b", "eth0");
+    assert_eq!(a, vec!["10.90.0.2/24", "fd00:90::2/64"], "{a:?}");
+    assert_eq!(b, vec!["fd00:91::2/64"], "{b:?}");
+    let subnets = ["10.90.0.0/24", "fd00:90::/64", "fd00:91::/64"];
+    let gateways = ["10.90.0.1", "fd00:90::1", "fd00:91::1"];
+    let ports = [
+        ("0.0.0.0:8080", "80/tcp"),
+        ("[::1]:9000", "90/tcp"),
+        ("[::]:7000", "70/udp"),
+    ];
+    let check = |what: &str, text: &str| {
+        for s in subnets.iter().chain(&gateways) {
+            assert!(text.contains(s), "{what} lacks {s}:\n{text}");
+        }
+        for addr in a.iter().chain(&b) {
+            assert!(text.contains(addr.as_str()), "{what} lacks {addr}:\n{text}");
+        }
+        for (host, inside) in ports {
+            assert!(
+                text.lines().any(|l| l.contains(host) && l.contains(inside)),
+                "{what} lacks published {host} -> {inside}:\n{text}"
+            );
+        }
+        assert!(text.contains("2001:db8:7::20/64"), "{what}: {text}");
+        assert!(text.contains("2001:db8:7::1"), "{what}: {text}");
+    };
+    let svg = sb.berth_ok(&["graph", "--format", "svg"]);
+    check("svg", &svg_texts(&svg).join("\n"));
+    let text = sb.berth_ok(&["graph", "--format", "text"]);
+    check("text", &text);
+    let dot = sb.berth_ok(&["graph", "--format", "dot"]);
+    let parsed = parse_dot(&dot);
+    let labels: Vec<String> = parsed
+        .edges
+        .iter()
+        .map(|(_, _, l)| l.clone())
+        .chain(parsed.nodes.iter().cloned())
+        .collect();
+    check("dot", &format!("{}\n{}", labels.join("\n"), dot));
+    graphviz_accepts(&dot);
+}

@@ -254,14 +254,18 @@ pub fn dry_run(ctx: &mut Context, req: &RunRequest) -> Result<Vec<String>> {
         return Err(Error::Other("a dry run was carried out".into()));
     };
     let mut lines = plan.render();
-    match attached
+    let gateways: Vec<String> = attached
         .as_ref()
-        .and_then(|(_, n)| n.gateway4().filter(|_| n.policy.dns))
-    {
-        Some(gateway) => lines.push(format!(
-            "# the command, with an /etc/resolv.conf naming {gateway} (a bind mount of its own):"
-        )),
-        _ => lines.push("# the command:".into()),
+        .filter(|(_, n)| n.policy.dns)
+        .map(|(_, n)| n.gateways().iter().map(|g| g.to_string()).collect())
+        .unwrap_or_default();
+    if gateways.is_empty() {
+        lines.push("# the command:".into());
+    } else {
+        lines.push(format!(
+            "# the command, with an /etc/resolv.conf naming {} (a bind mount of its own):",
+            gateways.join(" and ")
+        ));
     }
     lines.push(format!("ip netns exec {name} {command}"));
     lines.push("# when it ends, its sandbox goes:".into());

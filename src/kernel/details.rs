@@ -37,6 +37,8 @@ pub struct LinkDetail {
     pub group: u32,
     /// A bridge's `nf_call_iptables` option (None: not a bridge).
     pub nf_call_iptables: Option<bool>,
+    /// A bridge's `nf_call_ip6tables` option (None: not a bridge).
+    pub nf_call_ip6tables: Option<bool>,
 }
 
 /// An address of either family.
@@ -135,6 +137,7 @@ fn link_of(msg: LinkMessage) -> LinkDetail {
         master: None,
         group: 0,
         nf_call_iptables: None,
+        nf_call_ip6tables: None,
     };
     for attr in msg.attributes {
         match attr {
@@ -152,8 +155,12 @@ fn link_of(msg: LinkMessage) -> LinkDetail {
                         LinkInfo::Kind(k) => l.kind = k.to_string(),
                         LinkInfo::Data(InfoData::Bridge(opts)) => {
                             for o in opts {
-                                if let InfoBridge::NfCallIpTables(on) = o {
-                                    l.nf_call_iptables = Some(on);
+                                match o {
+                                    InfoBridge::NfCallIpTables(on) => l.nf_call_iptables = Some(on),
+                                    InfoBridge::NfCallIp6Tables(on) => {
+                                        l.nf_call_ip6tables = Some(on)
+                                    }
+                                    _ => {}
                                 }
                             }
                         }

@@ -900,7 +900,7 @@ impl Kernel for FakeKernel {
         Vec::new()
     }
 
-    fn dns_answers(&self, _server: Ipv4Addr, _port: u16) -> bool {
+    fn dns_answers(&self, _server: IpAddr, _port: u16) -> bool {
         false
     }
 
@@ -909,9 +909,17 @@ impl Kernel for FakeKernel {
     fn route_get(
         &mut self,
         netns: Option<&Path>,
-        dst: Ipv4Addr,
-        src: Option<Ipv4Addr>,
+        dst: IpAddr,
+        src: Option<IpAddr>,
     ) -> Result<super::RouteHop> {
+        // The fake holds IPv4 addresses and routes only.
+        let IpAddr::V4(dst) = dst else {
+            return Ok(super::RouteHop::unreachable());
+        };
+        let src = src.and_then(|s| match s {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        });
         let addrs: Vec<AddrFact> = self
             .addrs
             .iter()
@@ -930,12 +938,14 @@ impl Kernel for FakeKernel {
                 .find(|a| crate::model::subnet::v4_truncating(a.ip, a.prefix_len).contains(&ip))
                 .copied()
         };
-        let hop = |oif, gateway, prefsrc, table, kind: &str| super::RouteHop {
-            oif,
-            gateway,
-            prefsrc,
-            table,
-            kind: kind.into(),
+        let hop = |oif, gateway: Option<Ipv4Addr>, prefsrc: Option<Ipv4Addr>, table, kind: &str| {
+            super::RouteHop {
+                oif,
+                gateway: gateway.map(IpAddr::V4),
+                prefsrc: prefsrc.map(IpAddr::V4),
+                table,
+                kind: kind.into(),
+            }
         };
         if addrs.iter().any(|a| a.ip == dst) {
             return Ok(hop(

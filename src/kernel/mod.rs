@@ -238,14 +238,14 @@ pub trait Kernel: std::any::Any {
     /// The named namespaces (under /run/netns).
     fn named_netns(&self) -> Vec<String>;
     /// Whether a DNS server answers a query at `server:port` (UDP).
-    fn dns_answers(&self, server: Ipv4Addr, port: u16) -> bool;
+    fn dns_answers(&self, server: IpAddr, port: u16) -> bool;
     /// `ip [-n NETNS] route get DST [from SRC]`: the route the kernel's
     /// lookup in the namespace at `netns` (None: berth's own) picks.
     fn route_get(
         &mut self,
         netns: Option<&Path>,
-        dst: Ipv4Addr,
-        src: Option<Ipv4Addr>,
+        dst: IpAddr,
+        src: Option<IpAddr>,
     ) -> Result<RouteHop>;
     /// `berth trace --live`: sets up the plan's trace tables, sends its
     /// probe, collects the nf_tables trace events, and removes the tables
@@ -813,15 +813,15 @@ impl Kernel for LiveKernel {
         netns::list_named()
     }
 
-    fn dns_answers(&self, server: Ipv4Addr, port: u16) -> bool {
+    fn dns_answers(&self, server: IpAddr, port: u16) -> bool {
         sockets::dns_answers(server, port, std::time::Duration::from_millis(500))
     }
 
     fn route_get(
         &mut self,
         netns: Option<&Path>,
-        dst: Ipv4Addr,
-        src: Option<Ipv4Addr>,
+        dst: IpAddr,
+        src: Option<IpAddr>,
     ) -> Result<RouteHop> {
         let what = || format!("looking up the route to {dst}");
         let Some(path) = netns else {

@@ -243,9 +243,9 @@ pub fn iface_routes(rtnl: &mut Rtnl, index: u32) -> io::Result<IfaceRoutes> {
 pub struct RouteHop {
     /// The outgoing link's name (None when the route has none).
     pub oif: Option<String>,
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Option<IpAddr>,
     /// The source address the kernel would pick.
-    pub prefsrc: Option<Ipv4Addr>,
+    pub prefsrc: Option<IpAddr>,
     pub table: u32,
     /// `unicast`, `local`, `broadcast`, `unreachable`, `blackhole`,
     /// `prohibit`, ... as `ip route` spells route types.
@@ -287,18 +287,27 @@ fn kind_name(kind: RouteType) -> String {
 /// route the kernel's own lookup picks (policy rules included). A lookup
 /// the kernel refuses for want of a route (ENETUNREACH, EHOSTUNREACH,
 /// EINVAL for an unusable source) is a route of type `unreachable`.
-pub fn get(rtnl: &mut Rtnl, dst: Ipv4Addr, src: Option<Ipv4Addr>) -> io::Result<RouteHop> {
+/// The family is the destination's (a source of the other one is left out).
+pub fn get(rtnl: &mut Rtnl, dst: IpAddr, src: Option<IpAddr>) -> io::Result<RouteHop> {
+    let route_address = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => RouteAddress::Inet(v4),
+        IpAddr::V6(v6) => RouteAddress::Inet6(v6),
+    };
+    let full = if dst.is_ipv4() { 32 } else { 128 };
     let mut msg = RouteMessage::default();
-    msg.header.address_family = AddressFamily::Inet;
-    msg.header.destination_prefix_length = 32;
+    msg.header.address_family = match dst {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
+    msg.header.destination_prefix_length = full;
     // The real table number even when it is above 255.
     msg.header.flags = netlink_packet_route::route::RouteFlags::LookupTable;
     msg.attributes
-        .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
-    if let Some(src) = src {
-        msg.header.source_prefix_length = 32;
+        .push(RouteAttribute::Destination(route_address(dst)));
+    if let Some(src) = src.filter(|s| s.is_ipv4() == dst.is_ipv4()) {
+        msg.header.source_prefix_length = full;
         msg.attributes
-            .push(RouteAttribute::Source(RouteAddress::Inet(src)));
+            .push(RouteAttribute::Source(route_address(src)));
     }
     let replies = match rtnl.request_reply(RouteNetlinkMessage::GetRoute(msg)) {
         Ok(r) => r,
@@ -329,8 +338,10 @@ pub fn get(rtnl: &mut Rtnl, dst: Ipv4Addr, src: Option<Ipv4Addr>) -> io::Result<
     for attr in &route.attributes {
         match attr {
             RouteAttribute::Table(t) => hop.table = *t,
-            RouteAttribute::Gateway(RouteAddress::Inet(g)) => hop.gateway = Some(*g),
-            RouteAttribute::PrefSource(RouteAddress::Inet(p)) => hop.prefsrc = Some(*p),
+            RouteAttribute::Gateway(RouteAddress::Inet(g)) => hop.gateway = Some((*g).into()),
+            RouteAttribute::Gateway(RouteAddress::Inet6(g)) => hop.gateway = Some((*g).into()),
+            RouteAttribute::PrefSource(RouteAddress::Inet(p)) => hop.prefsrc = Some((*p).into()),
+            RouteAttribute::PrefSource(RouteAddress::Inet6(p)) => hop.prefsrc = Some((*p).into()),
             RouteAttribute::Oif(i) => oif = Some(*i),
             _ => {}
         }

@@ -148,8 +148,12 @@ pub fn port_holder_process(proto: Proto, port: u16) -> Option<String> {
 /// Whether a DNS server answers at `server:port` over UDP within
 /// `timeout`: one query for the root's NS records, and any reply with the
 /// query's id counts (an error code is still an answer from a live server).
-pub fn dns_answers(server: Ipv4Addr, port: u16, timeout: std::time::Duration) -> bool {
-    let Ok(sock) = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) else {
+pub fn dns_answers(server: IpAddr, port: u16, timeout: std::time::Duration) -> bool {
+    let any: IpAddr = match server {
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let Ok(sock) = std::net::UdpSocket::bind((any, 0)) else {
         return false;
     };
     if sock.set_read_timeout(Some(timeout)).is_err() {

@@ -134,12 +134,17 @@ pub fn daemons(ctx: &mut Context, facts: &Facts, out: &mut Vec<Finding>) {
             ),
             Some(pid) => {
                 let port = desired.dns_port;
+                // Every gateway of the network: a dual-stack one has a
+                // listener per family, and either may be the one lost.
                 let silent: Vec<String> = dns
                     .iter()
                     .take(QUERIED)
-                    .filter_map(|n| Some((n.gateway4()?, n)))
+                    .flat_map(|n| n.gateways().into_iter().map(move |g| (g, n)))
                     .filter(|(g, _)| !ctx.kernel.dns_answers(*g, port))
-                    .map(|(g, n)| format!("{g}:{port} (network {})", n.name))
+                    .map(|(g, n)| {
+                        let at = std::net::SocketAddr::new(g, port);
+                        format!("{at} (network {})", n.name)
+                    })
                     .collect();
                 if silent.is_empty() {
                     out.push(Finding::new(

@@ -119,7 +119,7 @@ fn port(m: &PortMapping) -> Port {
         false => format!("{first}-{last}"),
     };
     Port {
-        host: format!("{}:{}", m.host_ip, range(m.host_port, m.host_last())),
+        host: format!("{}:{}", m.host_ip_text(), range(m.host_port, m.host_last())),
         inside: format!(
             "{}/{}",
             range(m.container_port, m.container_last()),
@@ -132,14 +132,22 @@ fn port(m: &PortMapping) -> Port {
 /// prefix holds the gateway) and of the networks' `--uplink`s.
 fn uplinks(networks: &[Network], facts: Option<&NetnsFacts>) -> Vec<Uplink> {
     let mut out: Vec<Uplink> = Vec::new();
+    // IPv4 first, then the IPv6 ones a peer can reach (link-local
+    // addresses are on every link and say nothing).
     let addresses_of = |index: u32| -> Vec<String> {
         facts
             .map(|f| {
-                f.addrs
+                let v4 = f
+                    .addrs
                     .iter()
                     .filter(|a| a.index == index)
-                    .map(|a| format!("{}/{}", a.ip, a.prefix_len))
-                    .collect()
+                    .map(|a| format!("{}/{}", a.ip, a.prefix_len));
+                let v6 = f
+                    .addrs6
+                    .iter()
+                    .filter(|a| a.index == index && !is_link_local(a.ip))
+                    .map(|a| format!("{}/{}", a.ip, a.prefix_len));
+                v4.chain(v6).collect()
             })
             .unwrap_or_default()
     };
@@ -166,6 +174,35 @@ fn uplinks(networks: &[Network], facts: Option<&NetnsFacts>) -> Vec<Uplink> {
                 up: Some(link.up),
             });
         }
+        // An IPv6 default route via a global gateway: the link whose own
+        // prefix holds it (a link-local gateway names no link by itself).
+        for gw in &f.default_gateways6 {
+            let gw = std::net::IpAddr::V6(*gw);
+            let holder = f.addrs6.iter().find(|a| {
+                !is_link_local(a.ip)
+                    && ipnet::IpNet::new(a.ip, a.prefix_len).is_ok_and(|n| n.contains(&gw))
+            });
+            let Some(link) = holder.and_then(|a| f.links.iter().find(|l| l.index == a.index))
+            else {
+                continue;
+            };
+            match out.iter_mut().find(|u| u.ifname == link.name) {
+                Some(u) => {
+                    let via = u.default_via.take();
+                    u.default_via = Some(match via {
+                        Some(v4) => format!("{v4}, {gw}"),
+                        None => gw.to_string(),
+                    });
+                }
+                None => out.push(Uplink {
+                    ifname: link.name.clone(),
+                    addresses: addresses_of(link.index),
+                    default_via: Some(gw.to_string()),
+                    networks: Vec::new(),
+                    up: Some(link.up),
+                }),
+            }
+        }
     }
     for n in networks {
         let Some(u) = &n.policy.uplink else { continue };
@@ -186,4 +223,9 @@ fn uplinks(networks: &[Network], facts: Option<&NetnsFacts>) -> Vec<Uplink> {
         out[i].networks.push(n.name.clone());
     }
     out
+}
+
+/// fe80::/10.
+fn is_link_local(ip: std::net::IpAddr) -> bool {
+    matches!(ip, std::net::IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }

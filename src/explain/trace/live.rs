@@ -5,7 +5,7 @@
 //! sent, and the reading of the trace events are decided here, with no
 //! I/O; the kernel layer runs it ([`crate::kernel::nftrace`]).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use berth_nft::{
     priority, Batch, Chain, ChainType, Family, Hook, L4Proto, Rule, Table, TraceEvent, TraceKind,
@@ -27,8 +27,8 @@ pub const PROBE_TIMEOUT_MS: u64 = 1000;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowMatch {
     /// Matched only for ICMP, where there is no port to pin.
-    pub saddr: Option<Ipv4Addr>,
-    pub daddr: Ipv4Addr,
+    pub saddr: Option<IpAddr>,
+    pub daddr: IpAddr,
     pub flow: Flow,
     /// The probe's source port, fixed so that only its packets match.
     pub sport: Option<u16>,
@@ -46,13 +46,21 @@ pub fn tables() -> [Table; 2] {
 /// The one rule: exactly this flow, marked for tracing.
 pub fn rule(m: &FlowMatch) -> Rule {
     let mut r = Rule::new();
-    if let Some(s) = m.saddr {
-        r = r.ip_saddr(s);
+    match m.saddr {
+        Some(IpAddr::V4(s)) => r = r.ip_saddr(s),
+        Some(IpAddr::V6(s)) => r = r.ip6_saddr(s),
+        None => {}
     }
-    r = r.ip_daddr(m.daddr);
-    r = match m.flow {
-        Flow::Ping => r.icmp_type(8),
-        Flow::Port(p, port) => {
+    r = match m.daddr {
+        IpAddr::V4(d) => r.ip_daddr(d),
+        IpAddr::V6(d) => r.ip6_daddr(d),
+    };
+    r = match (m.flow, m.daddr) {
+        (Flow::Ping, IpAddr::V4(_)) => r.icmp_type(8),
+        // Any ICMPv6 of the pinned addresses: the echo, and the unicast
+        // neighbour probes that go with it.
+        (Flow::Ping, IpAddr::V6(_)) => r.l4proto(L4Proto::Icmpv6),
+        (Flow::Port(p, port), _) => {
             let r = r.l4proto(l4(p)).th_dport(port);
             match m.sport {
                 Some(s) => r.th_sport(s),
@@ -104,7 +112,7 @@ pub fn probe_args(m: &FlowMatch) -> Vec<String> {
                 Proto::Sctp => "sctp-connect",
             }
             .into(),
-            format!("{}:{port}", m.daddr),
+            std::net::SocketAddr::new(m.daddr, port).to_string(),
         ],
     };
     args.extend(["--timeout-ms".into(), timeout]);
@@ -416,8 +424,8 @@ mod tests {
 
     fn flow(flow: Flow) -> FlowMatch {
         FlowMatch {
-            saddr: Some(Ipv4Addr::new(10, 90, 0, 2)),
-            daddr: Ipv4Addr::new(10, 91, 0, 2),
+            saddr: Some(std::net::Ipv4Addr::new(10, 90, 0, 2).into()),
+            daddr: std::net::Ipv4Addr::new(10, 91, 0, 2).into(),
             flow,
             sport: match flow {
                 Flow::Ping => None,

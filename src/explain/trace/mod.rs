@@ -6,31 +6,51 @@
 //! without the state lock and without changing anything; then
 //! [`walk::walk`] decides from them and berth's model, with no I/O.
 
+pub mod family;
 pub mod live;
-pub mod v4;
 pub mod walk;
 
 #[cfg(test)]
 mod tests;
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::firewall;
 use crate::kernel::sysctl::Key;
-use crate::model::{Endpoint, Network, Proto};
+use crate::model::{Endpoint, Family, Network, Proto};
 use crate::reconcile::decide::expected_fingerprints;
 use crate::store::Status;
 
 pub use walk::{Facts, Flow, Source, TableCheck, Trace};
 
 /// DST[:PORT[/PROTO]] split into the destination and what is sent
-/// (ICMP echo without a port, TCP when no protocol is given).
+/// (ICMP echo without a port, TCP when no protocol is given). An IPv6
+/// address stands alone or in brackets, `[ADDR]:PORT` with a port.
 pub fn parse_destination(text: &str) -> Result<(String, Flow)> {
     let bad = |why: &str| Error::invalid(format!("invalid destination {text:?}: {why}"));
-    let Some((name, port)) = text.rsplit_once(':') else {
+    if text.parse::<IpAddr>().is_ok() {
         return Ok((text.to_string(), Flow::Ping));
+    }
+    let (name, port) = match text.strip_prefix('[') {
+        Some(rest) => {
+            let (addr, after) = rest
+                .split_once(']')
+                .ok_or_else(|| bad("no ] after the IPv6 address"))?;
+            if addr.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(bad("not an IPv6 address in brackets"));
+            }
+            match after.strip_prefix(':') {
+                Some(port) => (addr, port),
+                None if after.is_empty() => return Ok((addr.to_string(), Flow::Ping)),
+                None => return Err(bad("a port follows ]:")),
+            }
+        }
+        None => match text.rsplit_once(':') {
+            Some(split) => split,
+            None => return Ok((text.to_string(), Flow::Ping)),
+        },
     };
     // `pid:N` is a TARGET, not a port.
     if name == "pid" || name.is_empty() {
@@ -108,13 +128,10 @@ enum Place {
         /// The endpoint the user named (NETWORK/NAME or NAME).
         named: Option<Box<Endpoint>>,
     },
-    World(Ipv4Addr),
+    World(IpAddr),
 }
 
 fn namespace_of(ctx: &Context, m: &Model, e: &Endpoint, label: &str) -> Result<Place> {
-    if e.ip4().is_none() {
-        return Err(no_ipv4(label));
-    }
     let target = ctx.kernel.parse_target(&e.netns)?;
     Ok(Place::Namespace {
         label: label.to_string(),
@@ -130,25 +147,32 @@ fn namespace_of(ctx: &Context, m: &Model, e: &Endpoint, label: &str) -> Result<P
     })
 }
 
-/// Trace walks IPv4 flows: an endpoint with IPv6 only is refused by name
-/// rather than walked as 0.0.0.0.
-fn no_ipv4(label: &str) -> Error {
-    Error::invalid(format!(
-        "{label} has no IPv4 address, and berth trace follows IPv4 flows only (IPv6 is not traced yet)"
-    ))
+/// The family a flow between names takes: IPv4 unless the source's
+/// endpoints have none (an IPv6-only network), as a resolver that puts
+/// A first would.
+fn preferred_family(src: &Place) -> Family {
+    match src {
+        Place::Namespace { endpoints, .. }
+            if !endpoints.is_empty() && endpoints.iter().all(|e| e.ip4().is_none()) =>
+        {
+            Family::V6
+        }
+        Place::World(ip) => Family::of(*ip),
+        _ => Family::V4,
+    }
 }
 
 /// An endpoint name (as `ps` shows it, or NETWORK/NAME), a namespace
-/// (name, path, pid:N), `host`, or an IPv4 address.
+/// (name, path, pid:N), `host`, or an address of either family.
 fn resolve(ctx: &mut Context, m: &Model, text: &str) -> Result<Place> {
     if text == "host" {
         return Ok(Place::Host);
     }
-    if let Ok(ip) = text.parse::<Ipv4Addr>() {
-        if let Some(e) = m.endpoints.iter().find(|e| v4::ip(e) == ip) {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        if let Some(e) = m.endpoints.iter().find(|e| e.ips.contains(&ip)) {
             return namespace_of(ctx, m, e, &e.name.clone());
         }
-        if ctx.kernel.is_local_address(ip.into()) {
+        if ctx.kernel.is_local_address(ip) {
             return Ok(Place::Host);
         }
         return Ok(Place::World(ip));
@@ -183,7 +207,7 @@ fn resolve(ctx: &mut Context, m: &Model, text: &str) -> Result<Place> {
         }
     }
     Err(Error::invalid(format!(
-        "no endpoint, namespace or address called {text:?} (an endpoint as `berth ps` shows it, NETWORK/NAME, a netns name or path, pid:N, host, or an IPv4 address)"
+        "no endpoint, namespace or address called {text:?} (an endpoint as `berth ps` shows it, NETWORK/NAME, a netns name or path, pid:N, host, or an address)"
     )))
 }
 
@@ -195,7 +219,16 @@ fn destination(
     src: &Place,
     dst: &Place,
     text: &str,
-) -> Result<(String, Ipv4Addr)> {
+) -> Result<(String, IpAddr)> {
+    let fam = preferred_family(src);
+    // An endpoint's address of the flow's family, else its other one.
+    let address_of = |e: &Endpoint| {
+        e.ips
+            .iter()
+            .copied()
+            .find(|ip| Family::of(*ip) == fam)
+            .or_else(|| e.ips.first().copied())
+    };
     let src_networks: Vec<&str> = match src {
         Place::Namespace { endpoints, .. } => {
             endpoints.iter().map(|e| e.network.as_str()).collect()
@@ -205,11 +238,11 @@ fn destination(
     match dst {
         Place::World(ip) => Ok(("the world".into(), *ip)),
         Place::Host => {
-            if let Ok(ip) = text.parse::<Ipv4Addr>() {
+            if let Ok(ip) = text.parse::<IpAddr>() {
                 return Ok(("the host".into(), ip));
             }
             match src {
-                Place::Host => Ok(("the host".into(), Ipv4Addr::LOCALHOST)),
+                Place::Host => Ok(("the host".into(), std::net::Ipv4Addr::LOCALHOST.into())),
                 Place::Namespace { endpoints, .. } if !endpoints.is_empty() => {
                     let e = &endpoints[0];
                     let net = m
@@ -219,10 +252,17 @@ fn destination(
                         .ok_or_else(|| {
                             Error::invalid(format!("network {} is not ready", e.network))
                         })?;
-                    Ok((
-                        format!("the host (gateway of {})", net.name),
-                        v4::gateway(net),
-                    ))
+                    let gateway = net
+                        .subnet_of(fam)
+                        .and_then(|s| s.gateway)
+                        .or_else(|| net.gateways().first().copied())
+                        .ok_or_else(|| {
+                            Error::invalid(format!(
+                                "network {} has no gateway: name one of the host's addresses",
+                                net.name
+                            ))
+                        })?;
+                    Ok((format!("the host (gateway of {})", net.name), gateway))
                 }
                 _ => Err(Error::invalid(format!(
                     "destination {text:?}: from here, name one of the host's addresses"
@@ -236,7 +276,7 @@ fn destination(
             path,
             ..
         } => {
-            if let Ok(ip) = text.parse::<Ipv4Addr>() {
+            if let Ok(ip) = text.parse::<IpAddr>() {
                 return Ok((label.clone(), ip));
             }
             let pick = named
@@ -255,22 +295,24 @@ fn destination(
                 .or(named.as_deref())
                 .or(endpoints.first());
             if let Some(e) = pick {
-                return match e.ip4() {
+                return match address_of(e) {
                     Some(ip) => Ok((label.clone(), ip)),
-                    None => Err(no_ipv4(label)),
+                    None => Err(Error::invalid(format!(
+                        "{label} has no address to trace to (a network without IPAM)"
+                    ))),
                 };
             }
             let facts = ctx.kernel.netns_facts(Some(path))?;
-            let ip = facts
-                .addrs
-                .iter()
-                .map(|a| a.ip)
-                .find(|ip| !ip.is_loopback())
-                .ok_or_else(|| {
-                    Error::invalid(format!(
-                        "namespace {text:?} has no IPv4 address to trace to"
-                    ))
-                })?;
+            let v4 = facts.addrs.iter().map(|a| IpAddr::V4(a.ip));
+            let v6 =
+                facts.addrs6.iter().map(|a| a.ip).filter(
+                    |ip| matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 != 0xfe80),
+                );
+            let mut all: Vec<IpAddr> = v4.chain(v6).filter(|ip| !ip.is_loopback()).collect();
+            all.sort_by_key(|ip| Family::of(*ip) != fam);
+            let ip = all.first().copied().ok_or_else(|| {
+                Error::invalid(format!("namespace {text:?} has no address to trace to"))
+            })?;
             Ok((label.clone(), ip))
         }
     }
@@ -284,7 +326,8 @@ pub fn gather(ctx: &mut Context, src: &str, dst: &str) -> Result<Facts> {
     let dst_place = resolve(ctx, &m, &dst_name)?;
     let (dst_label, dst_ip) = destination(ctx, &m, &src_place, &dst_place, &dst_name)?;
     let k = &mut ctx.kernel;
-    let dst_local = dst_ip.is_loopback() || k.is_local_address(dst_ip.into());
+    let fam = Family::of(dst_ip);
+    let dst_local = dst_ip.is_loopback() || k.is_local_address(dst_ip);
     let (source, src_route, ingress) = match src_place {
         Place::Host => (Source::Host, None, None),
         Place::World(ip) => (Source::World(ip), None, Some(k.route_get(None, ip, None)?)),
@@ -324,12 +367,16 @@ pub fn gather(ctx: &mut Context, src: &str, dst: &str) -> Result<Facts> {
     .unwrap_or(dst_ip);
     let host_route = Some(k.route_get(None, target, None)?);
     let host_listens = match flow {
-        Flow::Port(p, port) if dst_local => k.host_port_in_use(p, dst_ip.into(), port),
+        Flow::Port(p, port) if dst_local => k.host_port_in_use(p, dst_ip, port),
         _ => false,
     };
     let flag = |v: Result<String>| v.ok().map(|v| v.trim() == "1");
-    let ip_forward = flag(k.read_sysctl(&Key::ip_forward()));
-    let br_netfilter = flag(k.read_sysctl(&Key::new(["net", "bridge", "bridge-nf-call-iptables"])));
+    let (forwarding, br) = match fam {
+        Family::V4 => (Key::ip_forward(), "bridge-nf-call-iptables"),
+        Family::V6 => (Key::ipv6_forwarding(), "bridge-nf-call-ip6tables"),
+    };
+    let ip_forward = flag(k.read_sysctl(&forwarding));
+    let br_netfilter = flag(k.read_sysctl(&Key::new(["net", "bridge", br])));
     // berth's tables exist while a bridge network does; macvlan and ipvlan
     // networks have none.
     let table = if !m.networks.iter().any(Network::is_bridge) {

@@ -9,6 +9,25 @@ use super::walk::*;
 use crate::kernel::RouteHop;
 use crate::model::{names, Endpoint, Mac, Network, NetworkPolicy, PortSpec, Proto};
 
+/// The IPv4 side of the hand-made world below, which is IPv4 only.
+mod v4 {
+    use std::net::Ipv4Addr;
+
+    use crate::model::{Endpoint, Ipv4Net, Network};
+
+    pub fn ip(e: &Endpoint) -> Ipv4Addr {
+        e.ip4().expect("an IPv4 endpoint")
+    }
+
+    pub fn gateway(n: &Network) -> Ipv4Addr {
+        n.gateway4().expect("an IPv4 network")
+    }
+
+    pub fn subnet(n: &Network) -> Ipv4Net {
+        n.net4().expect("an IPv4 network")
+    }
+}
+
 fn network(id: i64, name: &str, third: u8, policy: NetworkPolicy) -> Network {
     Network {
         id,
@@ -27,7 +46,7 @@ fn network(id: i64, name: &str, third: u8, policy: NetworkPolicy) -> Network {
 }
 
 fn endpoint(net: &Network, name: &str, last: u8, ports: &[&str]) -> Endpoint {
-    let o = super::v4::subnet(net).network().octets();
+    let o = v4::subnet(net).network().octets();
     let ip = Ipv4Addr::new(o[0], o[1], o[2], last);
     Endpoint {
         id: i64::from(last),
@@ -53,8 +72,8 @@ fn endpoint(net: &Network, name: &str, last: u8, ports: &[&str]) -> Endpoint {
 fn hop(kind: &str, oif: &str, gateway: Option<Ipv4Addr>, prefsrc: Option<Ipv4Addr>) -> RouteHop {
     RouteHop {
         oif: Some(oif.into()),
-        gateway,
-        prefsrc,
+        gateway: gateway.map(Into::into),
+        prefsrc: prefsrc.map(Into::into),
         table: 254,
         kind: kind.into(),
     }
@@ -88,7 +107,7 @@ impl World {
             endpoints: vec![self.a.clone(), self.b.clone(), self.c.clone()],
             src,
             dst_label: label.into(),
-            dst,
+            dst: dst.into(),
             flow,
             src_route: None,
             ingress: None,
@@ -115,22 +134,22 @@ impl World {
             label,
             flow,
         );
-        let on_link = super::v4::subnet(&self.web).contains(&dst);
+        let on_link = v4::subnet(&self.web).contains(&dst);
         f.src_route = Some(hop(
             "unicast",
             "eth0",
-            (!on_link).then_some(super::v4::gateway(&self.web)),
-            Some(super::v4::ip(&self.a)),
+            (!on_link).then_some(v4::gateway(&self.web)),
+            Some(v4::ip(&self.a)),
         ));
         f.host_route = Some(self.host_route(dst));
-        f.dst_local = dst == super::v4::gateway(&self.web) || dst == UPLINK_HOST;
+        f.dst_local = dst == v4::gateway(&self.web) || dst == UPLINK_HOST;
         f
     }
 
     fn host_route(&self, dst: Ipv4Addr) -> RouteHop {
         for n in [&self.web, &self.db] {
-            if super::v4::subnet(n).contains(&dst) {
-                return hop("unicast", &n.bridge, None, Some(super::v4::gateway(n)));
+            if v4::subnet(n).contains(&dst) {
+                return hop("unicast", &n.bridge, None, Some(v4::gateway(n)));
             }
         }
         hop("unicast", "uplink0", Some(PEER), Some(UPLINK_HOST))
@@ -151,9 +170,19 @@ impl World {
         f.src_route = Some(hop("unicast", "eth0", None, Some(PEER)));
         f.ingress = Some(hop("unicast", "uplink0", None, Some(UPLINK_HOST)));
         f.dst_local = dst == UPLINK_HOST;
-        let target = dnat(&f.networks, &f.endpoints, dst, f.dst_local, flow, false)
-            .map(|d| d.to)
-            .unwrap_or(dst);
+        let target = dnat(
+            &f.networks,
+            &f.endpoints,
+            dst.into(),
+            f.dst_local,
+            flow,
+            false,
+        )
+        .and_then(|d| match d.to {
+            std::net::IpAddr::V4(v4) => Some(v4),
+            std::net::IpAddr::V6(_) => None,
+        })
+        .unwrap_or(dst);
         f.host_route = Some(self.host_route(target));
         f
     }
@@ -170,7 +199,7 @@ fn tcp(port: u16) -> Flow {
 #[test]
 fn neighbours_pass_bridged_and_the_forward_hook_sees_them_only_with_br_netfilter() {
     let w = world(NetworkPolicy::default());
-    let f = w.sent_by_a(super::v4::ip(&w.b), "b", tcp(80));
+    let f = w.sent_by_a(v4::ip(&w.b), "b", tcp(80));
     check(
         &f,
         expect![[r#"
@@ -225,7 +254,7 @@ fn no_icc_drops_neighbours_in_both_br_netfilter_modes() {
         ..Default::default()
     });
     for br in [Some(false), Some(true)] {
-        let mut f = w.sent_by_a(super::v4::ip(&w.b), "b", Flow::Ping);
+        let mut f = w.sent_by_a(v4::ip(&w.b), "b", Flow::Ping);
         f.br_netfilter = br;
         let t = walk(&f);
         assert!(!t.verdict.pass);
@@ -238,7 +267,7 @@ fn no_icc_drops_neighbours_in_both_br_netfilter_modes() {
 fn isolated_networks_drop_in_the_source_networks_out_chain() {
     let w = world(NetworkPolicy::default());
     check(
-        &w.sent_by_a(super::v4::ip(&w.c), "c", Flow::Ping),
+        &w.sent_by_a(v4::ip(&w.c), "c", Flow::Ping),
         expect![[r#"
             trace a -> c (10.91.0.2), icmp echo
              1. berth's tables inet berth and bridge berth match the state
@@ -338,7 +367,7 @@ fn a_published_port_is_found_by_its_element_and_a_missing_one_is_named() {
     f.host_listens = true;
     assert!(walk(&f).verdict.pass);
     // Straight to the container from outside: no way in.
-    let t = walk(&w.sent_by_lan(super::v4::ip(&w.a), "a", tcp(80)));
+    let t = walk(&w.sent_by_lan(v4::ip(&w.a), "a", tcp(80)));
     assert_eq!(t.steps.last().unwrap().chain.as_deref(), Some("web-in"));
     assert!(!t.verdict.pass);
 }
@@ -348,7 +377,7 @@ fn from_the_host_the_output_hook_translates_loopback_too() {
     let w = world(NetworkPolicy::default());
     let mut f = w.facts(Source::Host, Ipv4Addr::LOCALHOST, "the host", tcp(8080));
     f.dst_local = true;
-    f.host_route = Some(w.host_route(super::v4::ip(&w.a)));
+    f.host_route = Some(w.host_route(v4::ip(&w.a)));
     check(
         &f,
         expect![[r#"
@@ -384,14 +413,10 @@ fn no_host_access_leaves_dns_only_and_the_loopback_guard_holds() {
         host_access: false,
         ..Default::default()
     });
-    let t = walk(&w.sent_by_a(super::v4::gateway(&w.web), "the host", tcp(22)));
+    let t = walk(&w.sent_by_a(v4::gateway(&w.web), "the host", tcp(22)));
     assert_eq!(t.steps.last().unwrap().chain.as_deref(), Some("web-host"));
     assert!(t.verdict.reason.contains("--no-host-access"), "{t:?}");
-    let mut f = w.sent_by_a(
-        super::v4::gateway(&w.web),
-        "the host",
-        Flow::Port(Proto::Udp, 53),
-    );
+    let mut f = w.sent_by_a(v4::gateway(&w.web), "the host", Flow::Port(Proto::Udp, 53));
     f.host_listens = true;
     assert!(walk(&f).verdict.pass);
 }
@@ -399,7 +424,7 @@ fn no_host_access_leaves_dns_only_and_the_loopback_guard_holds() {
 #[test]
 fn a_table_that_differs_from_the_state_makes_the_verdict_untrusted() {
     let w = world(NetworkPolicy::default());
-    let mut f = w.sent_by_a(super::v4::ip(&w.c), "c", Flow::Ping);
+    let mut f = w.sent_by_a(v4::ip(&w.c), "c", Flow::Ping);
     f.table = TableCheck::Missing;
     let t = walk(&f);
     assert!(!t.trusted);
@@ -422,11 +447,11 @@ fn the_dnat_lookup_follows_the_skeletons_map_order() {
     ];
     let nets = [w.web.clone()];
     let eps = [a];
-    let d = |ip: Ipv4Addr, flow, local, host| dnat(&nets, &eps, ip, local, flow, host);
+    let d = |ip: Ipv4Addr, flow, local, host| dnat(&nets, &eps, ip.into(), local, flow, host);
     // A given address wins over any address.
     assert_eq!(d(UPLINK_HOST, tcp(9000), true, false).unwrap().to_port, 90);
     assert_eq!(
-        d(super::v4::gateway(&w.web), tcp(9000), true, false)
+        d(v4::gateway(&w.web), tcp(9000), true, false)
             .unwrap()
             .to_port,
         91
@@ -451,7 +476,7 @@ fn the_dnat_lookup_follows_the_skeletons_map_order() {
     assert!(dnat(
         &nets,
         &eps,
-        super::v4::gateway(&w.web),
+        v4::gateway(&w.web).into(),
         true,
         Flow::Port(Proto::Udp, 53),
         false
@@ -460,10 +485,29 @@ fn the_dnat_lookup_follows_the_skeletons_map_order() {
     assert!(dnat(
         &nets,
         &eps,
-        UPLINK_HOST,
+        UPLINK_HOST.into(),
         true,
         Flow::Port(Proto::Udp, 53),
         false
     )
     .is_some());
+}
+
+#[test]
+fn destinations_of_both_families_parse() {
+    use super::parse_destination as p;
+    let ok = |t: &str| p(t).unwrap();
+    assert_eq!(ok("fd00:90::2"), ("fd00:90::2".into(), Flow::Ping));
+    assert_eq!(ok("[fd00:90::2]"), ("fd00:90::2".into(), Flow::Ping));
+    assert_eq!(ok("[fd00:90::2]:80"), ("fd00:90::2".into(), tcp(80)));
+    assert_eq!(
+        ok("[::1]:53/udp"),
+        ("::1".into(), Flow::Port(Proto::Udp, 53))
+    );
+    assert_eq!(ok("10.90.0.2:80"), ("10.90.0.2".into(), tcp(80)));
+    assert_eq!(ok("web/a:80"), ("web/a".into(), tcp(80)));
+    assert_eq!(ok("pid:42"), ("pid:42".into(), Flow::Ping));
+    for bad in ["[fd00::2", "[nope]:80", "[fd00::2]80", "[fd00::2]:0"] {
+        assert!(p(bad).is_err(), "{bad}");
+    }
 }

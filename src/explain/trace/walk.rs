@@ -5,14 +5,14 @@
 //! it, step by step, and the one verdict. No I/O here, so every branch is
 //! snapshot-tested with plain data.
 
-use super::v4;
-use std::net::Ipv4Addr;
+use super::family;
+use std::net::IpAddr;
 
 use serde::Serialize;
 
 use crate::kernel::RouteHop;
 use crate::model::driver::{Driver, MacvlanMode};
-use crate::model::{Endpoint, Network, PortMapping, Proto};
+use crate::model::{Endpoint, Family, Network, PortMapping, Proto};
 
 /// What is sent: ICMP echo, or a protocol and port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub enum Source {
         endpoints: Vec<Endpoint>,
     },
     /// An address beyond the host: the outside world.
-    World(Ipv4Addr),
+    World(IpAddr),
 }
 
 /// Whether berth's tables hold what the state says.
@@ -67,7 +67,8 @@ pub struct Facts {
     pub src: Source,
     /// The destination as the user named it, and its address.
     pub dst_label: String,
-    pub dst: Ipv4Addr,
+    /// The destination's address: its family is the flow's.
+    pub dst: IpAddr,
     pub flow: Flow,
     /// The route lookup where the packet starts (the host's for `host`;
     /// None for the outside world).
@@ -81,8 +82,11 @@ pub struct Facts {
     pub dst_local: bool,
     /// Whether a host socket holds the destination's port.
     pub host_listens: bool,
+    /// The flow's family's forwarding sysctl (`net.ipv4.ip_forward`,
+    /// `net.ipv6.conf.all.forwarding`).
     pub ip_forward: Option<bool>,
-    /// `net.bridge.bridge-nf-call-iptables`; None when the file is missing.
+    /// `net.bridge.bridge-nf-call-iptables` (`-ip6tables` for an IPv6
+    /// flow); None when the file is missing.
     pub br_netfilter: Option<bool>,
     pub table: TableCheck,
     /// Base chains of other tables that hook forward with policy drop.
@@ -142,18 +146,14 @@ pub struct Dnat {
     pub map: &'static str,
     /// The element as `nft list map` shows it.
     pub element: String,
-    pub to: Ipv4Addr,
+    pub to: IpAddr,
     pub to_port: u16,
     /// The endpoint it belongs to.
     pub endpoint: String,
     pub network: String,
 }
 
-const LOOPBACK: (Ipv4Addr, u8) = (Ipv4Addr::new(127, 0, 0, 0), 8);
-
-fn is_loopback(ip: Ipv4Addr) -> bool {
-    ip.octets()[0] == LOOPBACK.0.octets()[0]
-}
+use family::is_loopback;
 
 /// `CMD` run in the namespace `netns` as the state spells it.
 fn ns_cmd(netns: &str, cmd: &str) -> String {
@@ -173,13 +173,15 @@ fn chain_cmd(chain: &str) -> String {
 /// The DNAT of a flow to `dst` from the host itself (`output`) or from an
 /// interface (`prerouting`), looked up in berth's maps in the order of
 /// the skeleton's rules: `published4` (a given address), the DNS
-/// listeners' `return`, `published4_any`, `published4_ranges`. Only a
-/// destination that is a host address (`fib daddr type local`) is
-/// translated, and from an interface never one in 127.0.0.0/8.
+/// listeners' `return`, `published4_any`, `published4_ranges` (the `6`
+/// maps for an IPv6 flow). Only a destination that is a host address
+/// (`fib daddr type local`) is translated, and from an interface never a
+/// loopback one; `[::1]` is never translated at all (berth's forwarder
+/// listens there in user space).
 pub fn dnat(
     networks: &[Network],
     endpoints: &[Endpoint],
-    dst: Ipv4Addr,
+    dst: IpAddr,
     dst_local: bool,
     flow: Flow,
     start_on_host: bool,
@@ -187,13 +189,20 @@ pub fn dnat(
     let Flow::Port(proto, port) = flow else {
         return None;
     };
-    if !dst_local || (!start_on_host && is_loopback(dst)) {
+    let fam = Family::of(dst);
+    if !dst_local || (is_loopback(dst) && (!start_on_host || fam == Family::V6)) {
         return None;
     }
+    let [published, published_any, published_ranges] = crate::firewall::ports::names(fam);
     let found = |pred: &dyn Fn(&PortMapping) -> bool, map: &'static str| {
         endpoints.iter().find_map(|e| {
+            let to = e.ips.iter().copied().find(|ip| Family::of(*ip) == fam)?;
             let m = e.ports.iter().find(|m| {
-                m.proto == proto && m.host_port <= port && port <= m.host_last() && pred(m)
+                m.proto == proto
+                    && m.host_port <= port
+                    && port <= m.host_last()
+                    && m.covers(fam)
+                    && pred(m)
             })?;
             let to_port = m.container_port + (port - m.host_port);
             let addr = if m.is_any_address() {
@@ -201,9 +210,9 @@ pub fn dnat(
             } else {
                 format!("{} . ", m.host_ip)
             };
-            let element = if map == crate::firewall::ports::PUBLISHED_RANGES {
+            let element = if map == published_ranges {
                 let a = if m.is_any_address() {
-                    "0.0.0.0/0".to_string()
+                    family::subnet_any(fam)
                 } else {
                     m.host_ip.to_string()
                 };
@@ -212,19 +221,15 @@ pub fn dnat(
                     proto.as_str(),
                     m.host_port,
                     m.host_last(),
-                    v4::ip(e)
+                    to
                 )
             } else {
-                format!(
-                    "{addr}{} . {port} : {} . {to_port}",
-                    proto.as_str(),
-                    v4::ip(e)
-                )
+                format!("{addr}{} . {port} : {to} . {to_port}", proto.as_str())
             };
             Some(Dnat {
                 map,
                 element,
-                to: v4::ip(e),
+                to,
                 to_port,
                 endpoint: e.name.clone(),
                 network: e.network.clone(),
@@ -232,27 +237,23 @@ pub fn dnat(
         })
     };
     let ranged = |m: &PortMapping| m.count > 1 && m.host_port == m.container_port;
-    use crate::firewall::ports::{PUBLISHED, PUBLISHED_ANY, PUBLISHED_RANGES};
-    if let Some(d) = found(
-        &|m| !ranged(m) && m.host_ip == std::net::IpAddr::V4(dst),
-        PUBLISHED,
-    ) {
+    if let Some(d) = found(&|m| !ranged(m) && m.host_ip == dst, published) {
         return Some(d);
     }
     let dns_listener = matches!(proto, Proto::Udp | Proto::Tcp)
         && port == 53
         && networks
             .iter()
-            .any(|n| n.policy.dns && v4::gateway(n) == dst);
+            .any(|n| n.policy.dns && family::gateway(n, fam) == dst);
     if dns_listener {
         return None;
     }
-    if let Some(d) = found(&|m| !ranged(m) && m.is_any_address(), PUBLISHED_ANY) {
+    if let Some(d) = found(&|m| !ranged(m) && m.is_any_address(), published_any) {
         return Some(d);
     }
     found(
-        &|m| ranged(m) && (m.is_any_address() || m.host_ip == std::net::IpAddr::V4(dst)),
-        PUBLISHED_RANGES,
+        &|m| ranged(m) && (m.is_any_address() || m.host_ip == dst),
+        published_ranges,
     )
 }
 
@@ -340,11 +341,16 @@ impl<'a> Walk<'a> {
         self.f.networks.iter().find(|n| n.name == name)
     }
 
-    fn endpoint_at(&self, net: &Network, ip: Ipv4Addr) -> Option<&'a Endpoint> {
+    fn endpoint_at(&self, net: &Network, ip: IpAddr) -> Option<&'a Endpoint> {
         self.f
             .endpoints
             .iter()
-            .find(|e| e.network == net.name && v4::ip(e) == ip)
+            .find(|e| e.network == net.name && family::ip(e, Family::of(ip)) == ip)
+    }
+
+    /// The flow's family.
+    fn fam(&self) -> Family {
+        Family::of(self.f.dst)
     }
 
     fn push(&mut self, s: Step) {
@@ -415,8 +421,10 @@ impl<'a> Walk<'a> {
             );
         };
         self.push(
-            step(format!("route lookup in {label}: {}", describe_hop(hop)))
-                .cmd(ns_cmd(netns, &format!("ip route get {}", f.dst))),
+            step(format!("route lookup in {label}: {}", describe_hop(hop))).cmd(ns_cmd(
+                netns,
+                &format!("{} get {}", route_cmd(self.fam()), f.dst),
+            )),
         );
         if !routable(hop) {
             // --internal networks give their endpoints no default route.
@@ -445,7 +453,7 @@ impl<'a> Walk<'a> {
             self.push(step(format!(
                 "leaves {label} by {oif}, which is not a berth endpoint"
             )));
-            let src = hop.prefsrc.unwrap_or(Ipv4Addr::UNSPECIFIED);
+            let src = hop.prefsrc.unwrap_or(family::unspecified(self.fam()));
             return self.enter_from_outside(src);
         };
         let Some(net) = self.net(&ep.network) else {
@@ -460,7 +468,8 @@ impl<'a> Walk<'a> {
         if !net.is_bridge() {
             return self.leave_by_child(label, &oif, ep, net, hop);
         }
-        let src_ip = hop.prefsrc.unwrap_or(v4::ip(ep));
+        let fam = self.fam();
+        let src_ip = hop.prefsrc.unwrap_or(family::ip(ep, fam));
         let mut s = step(format!(
             "{oif} of {label} -> veth {} -> bridge {} (network {})",
             ep.host_ifname, net.bridge, net.name
@@ -468,14 +477,16 @@ impl<'a> Walk<'a> {
         .cmd(format!("ip link show master {}", net.bridge));
         if ep.allow_spoofing {
             s = s.line("no anti-spoofing on this port (--allow-spoofing)");
-        } else if src_ip == v4::ip(ep)
+        } else if src_ip == family::ip(ep, fam)
             || f.endpoints
                 .iter()
-                .any(|o| o.netns_inode == ep.netns_inode && v4::ip(o) == src_ip)
+                .any(|o| o.netns_inode == ep.netns_inode && family::ip(o, fam) == src_ip)
         {
             s = s.line(format!(
-                "bridge berth prerouting -> guard: {} . {} . {src_ip} is in @allowed4: return",
-                ep.host_ifname, ep.mac
+                "bridge berth prerouting -> guard: {} . {} . {src_ip} is in @allowed{}: return",
+                ep.host_ifname,
+                ep.mac,
+                family::suffix(fam)
             ));
         } else {
             self.push(s.decided("guard", "drop"));
@@ -488,8 +499,9 @@ impl<'a> Walk<'a> {
             );
         }
         self.push(s);
-        let on_link =
-            hop.gateway.is_none() && v4::subnet(net).contains(&f.dst) && f.dst != v4::gateway(net);
+        let on_link = hop.gateway.is_none()
+            && family::subnet(net, fam).contains(&f.dst)
+            && f.dst != family::gateway(net, fam);
         if on_link {
             return self.bridged(ep, net);
         }
@@ -531,7 +543,7 @@ impl<'a> Walk<'a> {
         let sibling = f
             .endpoints
             .iter()
-            .find(|o| o.network == net.name && v4::ip(o) == f.dst && o.id != ep.id);
+            .find(|o| o.network == net.name && family::ip(o, self.fam()) == f.dst && o.id != ep.id);
         if let Some(o) = sibling {
             let (passes, how) = match &net.driver {
                 Driver::Macvlan { mode, .. } => match mode {
@@ -571,39 +583,55 @@ impl<'a> Walk<'a> {
     fn bridged(&mut self, ep: &Endpoint, net: &Network) -> Verdict {
         let f = self.f;
         let dest = self.endpoint_at(net, f.dst);
+        let fam = self.fam();
         let global = f.br_netfilter == Some(true);
         let per_bridge = !net.policy.icc;
         let mut s = step(format!(
             "{} is on {}'s subnet {}: bridged on {} (no routing)",
             f.dst,
             net.name,
-            v4::subnet(net),
+            family::subnet(net, fam),
             net.bridge
         ))
         .cmd(format!("bridge fdb show br {}", net.bridge));
         let filtered = global || per_bridge;
+        let sysctl = family::br_netfilter_sysctl(fam);
         if global {
-            s = s.line("br_netfilter on (net.bridge.bridge-nf-call-iptables = 1): the bridged packet also passes the inet forward hook");
+            s = s.line(format!("br_netfilter on ({sysctl} = 1): the bridged packet also passes the inet forward hook"));
         } else if per_bridge {
-            s = s.line(format!("--no-icc sets nf_call_iptables on {}: the bridged packet passes the inet forward hook", net.bridge));
+            s = s.line(format!(
+                "--no-icc sets {} on {}: the bridged packet passes the inet forward hook",
+                family::bridge_option(fam),
+                net.bridge
+            ));
         } else {
             s = s.line(match f.br_netfilter {
-                Some(false) => "br_netfilter off (net.bridge.bridge-nf-call-iptables = 0): no inet hook sees the bridged packet",
-                _ => "no br_netfilter: no inet hook sees the bridged packet",
+                Some(false) => {
+                    format!("br_netfilter off ({sysctl} = 0): no inet hook sees the bridged packet")
+                }
+                _ => "no br_netfilter: no inet hook sees the bridged packet".to_string(),
             });
         }
         self.push(s);
         if filtered {
             let out = format!("{}-out", net.name);
             let v = if net.policy.icc { "accept" } else { "drop" };
-            self.push(
-                step(format!(
-                    "forward: iifname vmap @fwd_from -> {out}: oifname \"{}\" {v}",
-                    net.bridge
-                ))
-                .cmd(chain_cmd(&out))
-                .decided(&out, v),
-            );
+            let mut s = step(format!(
+                "forward: iifname vmap @fwd_from -> {out}: oifname \"{}\" {v}",
+                net.bridge
+            ))
+            .cmd(chain_cmd(&out))
+            .decided(&out, v);
+            if !net.policy.icc && fam == Family::V6 {
+                // ICMPv6 neighbour discovery is IP, unlike ARP: the same
+                // rule drops the solicitation before any packet of the flow.
+                s = s.line(format!(
+                    "the neighbour solicitation for {} meets this rule first: {} never learns its link address, so the packet itself never leaves",
+                    f.dst,
+                    ep.name
+                ));
+            }
+            self.push(s);
             if !net.policy.icc {
                 return drop(
                     format!(
@@ -638,8 +666,14 @@ impl<'a> Walk<'a> {
             }
             None => drop(
                 format!(
-                    "no endpoint of network {} has {}: nothing answers ARP for it",
-                    net.name, f.dst
+                    "no endpoint of network {} has {}: nothing answers {} for it",
+                    net.name,
+                    f.dst,
+                    if fam == Family::V4 {
+                        "ARP"
+                    } else {
+                        "neighbour solicitation"
+                    }
                 ),
                 format!("check the address (berth ps --filter network={})", net.name),
             ),
@@ -670,7 +704,7 @@ impl<'a> Walk<'a> {
 
     /// The packet enters the host on `net`'s bridge (or, None, from
     /// outside by `ingress`).
-    fn at_host(&mut self, net: Option<&'a Network>, src_ip: Ipv4Addr) -> Verdict {
+    fn at_host(&mut self, net: Option<&'a Network>, src_ip: IpAddr) -> Verdict {
         let f = self.f;
         let in_if = match net {
             Some(n) => n.bridge.clone(),
@@ -684,9 +718,11 @@ impl<'a> Walk<'a> {
         let d = dnat(&f.networks, &f.endpoints, f.dst, f.dst_local, f.flow, false);
         if is_loopback(f.dst) {
             self.push(
-                step(
-                    "prerouting: ip daddr 127.0.0.0/8 return (never translated from an interface)",
-                )
+                step(format!(
+                    "prerouting: {} daddr {} return (never translated from an interface)",
+                    family::nft_ip(self.fam()),
+                    family::loopback_text(self.fam())
+                ))
                 .cmd(chain_cmd("prerouting"))
                 .decided("prerouting", "return"),
             );
@@ -717,15 +753,19 @@ impl<'a> Walk<'a> {
             }
             if !n.policy.host_access {
                 let host = format!("{}-host", n.name);
+                let gateway = family::gateway(n, self.fam());
                 let dns = n.policy.dns
-                    && f.dst == v4::gateway(n)
+                    && f.dst == gateway
                     && matches!(f.flow, Flow::Port(Proto::Udp | Proto::Tcp, 53));
                 let v = if dns { "accept" } else { "drop" };
                 self.push(
                     step(format!(
                         "input: iifname vmap @input_from -> {host}: {}",
                         if dns {
-                            format!("ip daddr {} dport 53 accept", v4::gateway(n))
+                            format!(
+                                "{} daddr {gateway} dport 53 accept",
+                                family::nft_ip(self.fam())
+                            )
                         } else {
                             "drop".into()
                         }
@@ -761,15 +801,15 @@ impl<'a> Walk<'a> {
                 self.reply
                     .push("the host's socket answers; no translation to undo".into());
                 pass(format!(
-                    "delivered to a host socket on {}:{port}/{}",
-                    f.dst,
+                    "delivered to a host socket on {}/{}",
+                    family::with_port(f.dst, port),
                     p.as_str()
                 ))
             }
             Flow::Port(p, port) => {
                 let s = step(format!(
-                    "the host: nothing listens on {}:{port}/{} (a TCP connection is refused)",
-                    f.dst,
+                    "the host: nothing listens on {}/{} (a TCP connection is refused)",
+                    family::with_port(f.dst, port),
                     p.as_str()
                 ))
                 .cmd(format!("ss -lnp '( sport = :{port} )'"));
@@ -793,30 +833,37 @@ impl<'a> Walk<'a> {
         &mut self,
         net: Option<&'a Network>,
         in_if: &str,
-        src_ip: Ipv4Addr,
-        target: Ipv4Addr,
+        src_ip: IpAddr,
+        target: IpAddr,
         d: Option<&Dnat>,
     ) -> Verdict {
         let f = self.f;
+        let sysctl = family::forwarding_sysctl(self.fam());
         let fwd = match f.ip_forward {
             Some(true) => "1",
             Some(false) => "0",
             None => "unknown",
         };
         self.push(
-            step(format!("routed by the host: net.ipv4.ip_forward = {fwd}"))
-                .cmd("sysctl net.ipv4.ip_forward"),
+            step(format!("routed by the host: {sysctl} = {fwd}")).cmd(format!("sysctl {sysctl}")),
         );
         if f.ip_forward == Some(false) {
             return drop(
-                "net.ipv4.ip_forward is 0: the host forwards nothing",
-                "berth up puts it back (sysctl -w net.ipv4.ip_forward=1)",
+                format!(
+                    "{sysctl} is 0: the host forwards nothing{}",
+                    if self.fam() == Family::V4 {
+                        ""
+                    } else {
+                        " over IPv6"
+                    }
+                ),
+                format!("berth up puts it back (sysctl -w {sysctl}=1)"),
             );
         }
         let Some(hop) = f.host_route.as_ref().filter(|h| routable(h)) else {
             self.push(
                 step(format!("host route lookup: no route to {target}"))
-                    .cmd(format!("ip route get {target}")),
+                    .cmd(format!("{} get {target}", route_cmd(self.fam()))),
             );
             return drop(
                 format!("the host has no route to {target}"),
@@ -824,8 +871,10 @@ impl<'a> Walk<'a> {
             );
         };
         self.push(
-            step(format!("host route lookup: {}", describe_hop(hop)))
-                .cmd(format!("ip route get {target} from {src_ip} iif {in_if}")),
+            step(format!("host route lookup: {}", describe_hop(hop))).cmd(format!(
+                "{} get {target} from {src_ip} iif {in_if}",
+                route_cmd(self.fam())
+            )),
         );
         let out_if = hop.oif.clone().unwrap_or_default();
         let out_net = self.net_of_bridge(&out_if);
@@ -865,13 +914,8 @@ impl<'a> Walk<'a> {
                         "put them on a network without --no-icc".to_string(),
                     ));
                 }
-            } else if let Some(cidr) = n
-                .policy
-                .deny_egress
-                .iter()
-                .find(|c| c.contains(&std::net::IpAddr::V4(target)))
-            {
-                rule = format!("ip daddr {cidr} reject");
+            } else if let Some(cidr) = n.policy.deny_egress.iter().find(|c| c.contains(&target)) {
+                rule = format!("{} daddr {cidr} reject", family::nft_ip(self.fam()));
                 verdict = Some(drop(
                     format!(
                         "network {} denies egress to {cidr} (--deny-egress): rejected",
@@ -921,15 +965,11 @@ impl<'a> Walk<'a> {
             }
         } else if let Some(o) = out_net {
             let inward = format!("{}-in", o.name);
-            if let Some(c) = o
-                .policy
-                .cluster_cidrs
-                .iter()
-                .find(|c| c.contains(&std::net::IpAddr::V4(src_ip)))
-            {
+            if let Some(c) = o.policy.cluster_cidrs.iter().find(|c| c.contains(&src_ip)) {
                 self.push(
                     step(format!(
-                        "forward: oifname vmap @fwd_to -> {inward}: ip saddr {c} accept"
+                        "forward: oifname vmap @fwd_to -> {inward}: {} saddr {c} accept",
+                        family::nft_ip(self.fam())
                     ))
                     .cmd(chain_cmd(&inward))
                     .decided(&inward, "accept"),
@@ -975,21 +1015,21 @@ impl<'a> Walk<'a> {
         }
         if let Some(d) = d {
             self.reply.push(format!(
-                "the reply's source {}:{} is translated back to {} by conntrack",
-                d.to, d.to_port, f.dst
+                "the reply's source {} is translated back to {} by conntrack",
+                family::with_port(d.to, d.to_port),
+                f.dst
             ));
         }
         match out_net {
             Some(o) => match self.endpoint_at(o, target) {
                 Some(e) => pass(match d {
                     Some(d) => format!(
-                        "published port {} -> {}:{} of {} ({}) lets it in",
+                        "published port {} -> {} of {} ({}) lets it in",
                         match f.flow {
                             Flow::Port(p, port) => format!("{port}/{}", p.as_str()),
                             Flow::Ping => String::new(),
                         },
-                        d.to,
-                        d.to_port,
+                        family::with_port(d.to, d.to_port),
                         e.name,
                         o.name
                     ),
@@ -1012,17 +1052,23 @@ impl<'a> Walk<'a> {
         &self,
         net: Option<&Network>,
         out_if: &str,
-        src_ip: Ipv4Addr,
-        target: Ipv4Addr,
+        src_ip: IpAddr,
+        target: IpAddr,
         d: Option<&Dnat>,
     ) -> Option<Step> {
         let f = self.f;
-        let in_subnets = |ip| f.networks.iter().any(|n| v4::subnet(n).contains(&ip));
+        let fam = self.fam();
+        let in_subnets = |ip| {
+            f.networks
+                .iter()
+                .any(|n| family::subnet(n, fam).contains(&ip))
+        };
         if d.is_some() && in_subnets(src_ip) && in_subnets(target) {
+            let (ip, n) = (family::nft_ip(fam), family::suffix(fam));
             return Some(
-                step(
-                    "postrouting: ct status dnat ip saddr @subnets4 ip daddr @subnets4 masquerade",
-                )
+                step(format!(
+                    "postrouting: ct status dnat {ip} saddr @subnets{n} {ip} daddr @subnets{n} masquerade",
+                ))
                 .cmd(chain_cmd("postrouting"))
                 .decided("postrouting", "masquerade"),
             );
@@ -1032,22 +1078,20 @@ impl<'a> Walk<'a> {
             return None;
         }
         let nat = format!("{}-nat", n.name);
-        if n.policy
-            .cluster_cidrs
-            .iter()
-            .any(|c| c.contains(&std::net::IpAddr::V4(target)))
-        {
+        if n.policy.cluster_cidrs.iter().any(|c| c.contains(&target)) {
             return Some(
                 step(format!("postrouting: iifname vmap @nat_from -> {nat}: cluster range: return (not masqueraded)"))
                     .cmd(chain_cmd(&nat))
                     .decided(&nat, "return"),
             );
         }
-        if out_if != n.bridge && v4::subnet(n).contains(&src_ip) {
+        if out_if != n.bridge && family::subnet(n, fam).contains(&src_ip) {
             return Some(
                 step(format!(
-                    "postrouting: iifname vmap @nat_from -> {nat}: ip saddr {} oifname != \"{}\" masquerade",
-                    v4::subnet(n), n.bridge
+                    "postrouting: iifname vmap @nat_from -> {nat}: {} saddr {} oifname != \"{}\" masquerade",
+                    family::nft_ip(fam),
+                    family::subnet(n, fam),
+                    n.bridge
                 ))
                 .cmd(chain_cmd(&nat))
                 .decided(&nat, "masquerade"),
@@ -1056,7 +1100,7 @@ impl<'a> Walk<'a> {
         None
     }
 
-    fn enter_from_outside(&mut self, src: Ipv4Addr) -> Verdict {
+    fn enter_from_outside(&mut self, src: IpAddr) -> Verdict {
         let f = self.f;
         match &f.ingress {
             Some(h) if routable(h) => {
@@ -1065,7 +1109,7 @@ impl<'a> Walk<'a> {
                     step(format!(
                         "enters the host by {in_if} (the host's route back to {src})"
                     ))
-                    .cmd(format!("ip route get {src}")),
+                    .cmd(format!("{} get {src}", route_cmd(self.fam()))),
                 );
                 // A foreign namespace behind a berth bridge is still
                 // judged by that bridge's network.
@@ -1077,7 +1121,7 @@ impl<'a> Walk<'a> {
                     step(format!(
                         "the host has no route back to {src}: where it enters is unknown"
                     ))
-                    .cmd(format!("ip route get {src}")),
+                    .cmd(format!("{} get {src}", route_cmd(self.fam()))),
                 );
                 self.at_host(None, src)
             }
@@ -1092,13 +1136,18 @@ impl<'a> Walk<'a> {
         if let Some(d) = d {
             self.push(
                 step(format!(
-                    "{hook}: dnat to {}:{} (endpoint {} of {}) by element {} of map {}",
-                    d.to, d.to_port, d.endpoint, d.network, d.element, d.map
+                    "{hook}: dnat to {} (endpoint {} of {}) by element {} of map {}",
+                    family::with_port(d.to, d.to_port),
+                    d.endpoint,
+                    d.network,
+                    d.element,
+                    d.map
                 ))
                 .cmd(format!("nft list map inet berth {}", d.map))
                 .decided(hook, "dnat"),
             );
         } else if let (Flow::Port(p, port), true) = (f.flow, f.dst_local) {
+            let [published, published_any, _] = crate::firewall::ports::names(self.fam());
             self.push(
                 step(format!(
                     "{hook}: no published port {port}/{} on {}: not translated",
@@ -1106,9 +1155,7 @@ impl<'a> Walk<'a> {
                     f.dst
                 ))
                 .cmd(format!(
-                    "nft list map inet berth {}; nft list map inet berth {}",
-                    crate::firewall::ports::PUBLISHED,
-                    crate::firewall::ports::PUBLISHED_ANY
+                    "nft list map inet berth {published}; nft list map inet berth {published_any}"
                 )),
             );
         }
@@ -1127,7 +1174,7 @@ impl<'a> Walk<'a> {
         };
         self.push(
             step(format!("route lookup on the host: {}", describe_hop(hop)))
-                .cmd(format!("ip route get {target}")),
+                .cmd(format!("{} get {target}", route_cmd(self.fam()))),
         );
         if !routable(hop) {
             return drop(
@@ -1148,8 +1195,9 @@ impl<'a> Walk<'a> {
                 );
             }
             self.reply.push(format!(
-                "the reply's source {}:{} is translated back to {} by conntrack",
-                d.to, d.to_port, f.dst
+                "the reply's source {} is translated back to {} by conntrack",
+                family::with_port(d.to, d.to_port),
+                f.dst
             ));
         }
         match self.net_of_bridge(&out_if) {
@@ -1167,8 +1215,11 @@ impl<'a> Walk<'a> {
                 match self.endpoint_at(o, target) {
                     Some(e) => pass(match &d {
                         Some(d) => format!(
-                            "published port {} -> {}:{} of {} ({})",
-                            f.flow, d.to, d.to_port, e.name, o.name
+                            "published port {} -> {} of {} ({})",
+                            f.flow,
+                            family::with_port(d.to, d.to_port),
+                            e.name,
+                            o.name
                         ),
                         None => format!("the host reaches {} on network {}", e.name, o.name),
                     }),
@@ -1242,5 +1293,13 @@ impl Trace {
             out.extend(live.render());
         }
         out
+    }
+}
+
+/// `ip route` or `ip -6 route`, as the flow's family needs.
+fn route_cmd(fam: Family) -> &'static str {
+    match fam {
+        Family::V4 => "ip route",
+        Family::V6 => "ip -6 route",
     }
 }
