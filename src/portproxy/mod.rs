@@ -140,34 +140,72 @@ impl Proxy {
                 for r in rows {
                     self.rows.entry(r.netns_inode).or_default().push(r);
                 }
+                self.apply_all()
             }
-            Scope::Netns(inode) if rows.is_empty() => {
-                self.rows.remove(&inode);
-            }
-            Scope::Netns(inode) => {
-                self.rows.insert(inode, rows);
-            }
+            Scope::Netns(inode) => self.update_netns(inode, rows),
         }
-        self.apply()
+    }
+
+    /// Replaces the rows of one namespace and matches only its listeners,
+    /// so a connect's sync does not grow with every other endpoint's
+    /// mappings.
+    fn update_netns(&mut self, inode: u64, rows: Vec<LoopbackForward>) -> Vec<String> {
+        let mut before: Vec<Key> = self
+            .rows
+            .get(&inode)
+            .map(|r| expand(r).into_iter().map(|(k, _)| k).collect())
+            .unwrap_or_default();
+        if rows.is_empty() {
+            self.rows.remove(&inode);
+        } else {
+            self.rows.insert(inode, rows);
+        }
+        let wanted = self.rows.get(&inode).map(|r| expand(r)).unwrap_or_default();
+        before.retain(|k| !wanted.iter().any(|(w, _)| w == k));
+        self.close(&before, Some(inode));
+        self.open_wanted(wanted)
     }
 
     /// Tries the ports that were held by someone else again.
     pub fn retry(&mut self) -> Vec<String> {
-        self.apply()
+        self.apply_all()
     }
 
-    fn apply(&mut self) -> Vec<String> {
+    /// Matches every listener to every row.
+    fn apply_all(&mut self) -> Vec<String> {
         let wanted: HashMap<Key, Target> = self.rows.values().flat_map(|r| expand(r)).collect();
-        self.listeners.retain(|key, l| {
-            let keep = wanted.contains_key(key);
-            if !keep {
-                l.task.abort();
+        let gone: Vec<Key> = self
+            .listeners
+            .keys()
+            .chain(self.failed.keys())
+            .filter(|k| !wanted.contains_key(k))
+            .copied()
+            .collect();
+        self.close(&gone, None);
+        self.open_wanted(wanted.into_iter().collect())
+    }
+
+    /// Closes the listeners of `keys` (and forgets their failures); with
+    /// `owner`, only those still forwarding to that namespace (a port may
+    /// have moved to another container since).
+    fn close(&mut self, keys: &[Key], owner: Option<u64>) {
+        let owned = |t: &Target| owner.is_none_or(|inode| t.netns_inode == inode);
+        for key in keys {
+            if self.listeners.get(key).is_some_and(|l| owned(&l.target)) {
+                if let Some(l) = self.listeners.remove(key) {
+                    l.task.abort();
+                }
             }
-            keep
-        });
-        self.failed.retain(|key, _| wanted.contains_key(key));
+            if self.failed.get(key).is_some_and(owned) {
+                self.failed.remove(key);
+            }
+        }
+    }
+
+    /// Opens (or re-targets) the listener of every wanted port.
+    fn open_wanted(&mut self, wanted: Vec<(Key, Target)>) -> Vec<String> {
         let mut warnings = Vec::new();
-        let mut order: Vec<_> = wanted.into_iter().collect();
+        let mut order = wanted;
         order.sort_by_key(|(k, _)| *k);
         for (key, target) in order {
             if let Some(l) = self.listeners.get_mut(&key) {

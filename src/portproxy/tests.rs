@@ -68,7 +68,7 @@ fn serve(rows: Vec<LoopbackForward>) -> std::sync::mpsc::Receiver<Vec<String>> {
             for r in rows {
                 p.rows.entry(r.netns_inode).or_default().push(r);
             }
-            tx.send(p.apply()).unwrap();
+            tx.send(p.apply_all()).unwrap();
             std::future::pending::<()>().await;
         })
     });
@@ -139,7 +139,7 @@ fn a_port_held_by_another_process_is_reported_once() {
         for r in rows {
             p.rows.entry(r.netns_inode).or_default().push(r);
         }
-        let w = p.apply();
+        let w = p.apply_all();
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].starts_with(WARNING_PREFIX), "{w:?}");
         assert!(
@@ -154,7 +154,46 @@ fn a_port_held_by_another_process_is_reported_once() {
         assert!(!p.has_failed(), "bound once the port is free");
         assert_eq!(p.listeners.len(), 1);
         p.rows.clear();
-        p.apply();
+        p.apply_all();
         assert!(p.is_empty());
+    });
+}
+
+#[test]
+fn a_namespace_sync_touches_only_that_namespaces_ports() {
+    let (a, b) = (free_port(), free_port());
+    runtime().block_on(async move {
+        let mut p = Proxy::default();
+        let w = p.update_netns(1, vec![row(1, a, 80, 1, Proto::Tcp, "fd00::2")]);
+        assert!(w.is_empty(), "{w:?}");
+        let w = p.update_netns(2, vec![row(2, b, 80, 1, Proto::Tcp, "fd00::3")]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(p.forwarded(), 2);
+        // Namespace 1 goes: its port closes, namespace 2's stays open.
+        assert!(p.update_netns(1, Vec::new()).is_empty());
+        let open: Vec<u16> = p.listeners.keys().map(|k| k.port).collect();
+        assert_eq!(open, [b]);
+        // An aborted listener task lets go of its socket when next polled.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            TcpListener::bind((Ipv6Addr::LOCALHOST, a)).is_ok(),
+            "port {a} released"
+        );
+        // A port that moved to namespace 3 is not closed by namespace 2's
+        // later sync.
+        p.update_netns(3, vec![row(3, b, 81, 1, Proto::Tcp, "fd00::4")]);
+        p.update_netns(2, Vec::new());
+        assert_eq!(p.forwarded(), 1);
+        assert_eq!(
+            p.listeners[&Key {
+                proto: Proto::Tcp,
+                port: b
+            }]
+                .target
+                .netns_inode,
+            3
+        );
     });
 }
