@@ -323,17 +323,7 @@ impl Network {
     /// The subnets and gateways in one line: `10.89.0.0/24 via
     /// 10.89.0.1, fd..::/64 via fd..::1` (or `no subnet`).
     pub fn subnets_text(&self) -> String {
-        if self.subnets.is_empty() {
-            return "no subnet".into();
-        }
-        self.subnets
-            .iter()
-            .map(|s| match s.gateway {
-                Some(g) => format!("{} via {g}", s.net),
-                None => s.net.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+        Subnet::list_text(&self.subnets)
     }
 
     /// The MAC of the network's bridge: derived from its first gateway,

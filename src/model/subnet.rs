@@ -117,6 +117,22 @@ impl Subnet {
     pub fn family(&self) -> Family {
         Family::of_net(&self.net)
     }
+
+    /// Subnets and gateways in one line: `10.89.0.0/24 via 10.89.0.1,
+    /// fd..::/64 via fd..::1` (or `no subnet`).
+    pub fn list_text(subnets: &[Subnet]) -> String {
+        if subnets.is_empty() {
+            return "no subnet".into();
+        }
+        subnets
+            .iter()
+            .map(|s| match s.gateway {
+                Some(g) => format!("{} via {g}", s.net),
+                None => s.net.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// A prefix's address as a number (IPv4 in the low 32 bits), so one piece

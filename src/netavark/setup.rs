@@ -470,26 +470,11 @@ fn podman_agreement(a: &PodmanNet) -> crate::commands::network::Agreement {
                 "network {name:?} is in use with {} bridge {}, not {} bridge {bridge} as Podman now defines it; remove its containers first",
                 n.subnets_text(),
                 n.bridge,
-                subnets_text(&ours),
+                Subnet::list_text(&ours),
             )));
         }
         Ok(())
     })
-}
-
-/// Podman's subnets as `network ls` shows berth's.
-fn subnets_text(subnets: &[Subnet]) -> String {
-    if subnets.is_empty() {
-        return "no subnet".into();
-    }
-    subnets
-        .iter()
-        .map(|s| match s.gateway {
-            Some(g) => format!("{} via {g}", s.net),
-            None => s.net.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// What Podman learns about one network: the interface with its MAC and
