@@ -140,14 +140,21 @@ fn needed(state_dir: &Path) -> Result<bool> {
 /// for it to go. For what isolates itself in a private sandbox (`demo`,
 /// `bench`): nothing may keep that sandbox alive once it is done.
 pub fn stop_supervisor(state_dir: &Path) {
-    let pid = std::fs::read_to_string(state_dir.join(SUPERVISOR_PID))
+    stop_recorded(state_dir, SUPERVISOR_PID, "supervise");
+}
+
+/// Ends the background process of `state_dir` whose PID is in `pid_file`,
+/// if it is berth's `subcommand` for that state, and waits up to a second
+/// for it to go.
+pub fn stop_recorded(state_dir: &Path, pid_file: &str, subcommand: &str) {
+    let pid = std::fs::read_to_string(state_dir.join(pid_file))
         .ok()
         .and_then(|p| p.trim().parse::<i32>().ok())
         .filter(|p| *p > 1);
     let ours = |pid: i32| {
         std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
             let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
-            args.contains(&b"supervise".as_slice())
+            args.contains(&subcommand.as_bytes())
                 && args.contains(&state_dir.as_os_str().as_encoded_bytes())
         })
     };

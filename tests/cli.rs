@@ -518,3 +518,44 @@ fn a_user_who_may_not_read_the_state_gets_exit_2_in_one_line() {
     }
     sb.snapshot().assert_same(&before, "refused reads");
 }
+
+/// Processes of `berth bench`'s private sandbox: its state directory is
+/// on their command line.
+fn bench_processes() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                c.split(|b| *b == 0)
+                    .any(|a| a == b"/run/berth-bench-state".as_slice())
+            })
+        })
+        .collect()
+}
+
+/// The IPv6 traffic benchmark publishes ports on endpoints with IPv6, whose
+/// `[::1]` forwards start the background server even without DNS; nothing
+/// of the benchmark's sandbox may outlive it.
+#[test]
+fn bench_leaves_no_background_process() {
+    let before = bench_processes();
+    let out = std::process::Command::new(BERTH)
+        .args(["bench", "--traffic", "--ipv6", "--seconds", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut left: Vec<u32>;
+    loop {
+        left = bench_processes()
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        if left.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(left.is_empty(), "left running: {left:?}");
+}

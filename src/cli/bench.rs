@@ -356,13 +356,15 @@ fn time_each(names: &[String], mut op: impl FnMut(&str) -> Result<()>) -> Result
     Ok(Figures { samples })
 }
 
-/// Ends the sandbox's supervisor when dropped (see
-/// `background::stop_supervisor`).
+/// Ends the sandbox's supervisor, then its DNS server (which also holds
+/// the `[::1]` forwards of published ports, so it runs even for networks
+/// without DNS), when dropped (see `background::stop_supervisor`).
 pub struct StopsSupervisor(pub PathBuf);
 
 impl Drop for StopsSupervisor {
     fn drop(&mut self) {
         crate::background::stop_supervisor(&self.0);
+        crate::background::stop_recorded(&self.0, crate::dns::PID_FILE, "dns-server");
     }
 }
 
