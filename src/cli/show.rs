@@ -228,14 +228,10 @@ pub fn address_list(e: &Endpoint, n: &Network) -> String {
 
 /// A network's gateways: `10.89.0.1, fd..::1` (`none`).
 pub fn gateway_list(n: &Network) -> String {
-    let g = n.gateways();
-    if g.is_empty() {
-        return "none".into();
+    match n.gateways_text() {
+        g if g.is_empty() => "none".into(),
+        g => g,
     }
-    g.iter()
-        .map(|g| g.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn print_network(

@@ -215,12 +215,7 @@ fn view(
                 mac: e.mac.to_string(),
                 ifname: e.ifname.clone(),
                 host_ifname: e.host_ifname.clone(),
-                gateway: n
-                    .gateways()
-                    .iter()
-                    .map(|g| g.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                gateway: n.gateways_text(),
                 ports,
                 dns_names: names.clone(),
             }

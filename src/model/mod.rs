@@ -315,6 +315,13 @@ impl Network {
         self.subnets.iter().filter_map(|s| s.gateway).collect()
     }
 
+    /// The gateways in one line, IPv4 first: `10.89.0.1, fd..::1` (empty
+    /// without any).
+    pub fn gateways_text(&self) -> String {
+        let g: Vec<String> = self.gateways().iter().map(|g| g.to_string()).collect();
+        g.join(", ")
+    }
+
     /// The subnet holding `ip`, if any.
     pub fn subnet_holding(&self, ip: IpAddr) -> Option<&Subnet> {
         self.subnets.iter().find(|s| s.net.contains(&ip))

@@ -79,12 +79,7 @@ pub fn graph(rows: &Rows, facts: Option<&NetnsFacts>) -> Graph {
                 .map(|s| s.net.to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
-            gateway: n
-                .gateways()
-                .iter()
-                .map(|g| g.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            gateway: n.gateways_text(),
             bridge_up: link_state(n.driver.parent().unwrap_or(&n.bridge)),
             owner: rows.owners.networks.get(&n.name).cloned(),
             flags: Flags {
