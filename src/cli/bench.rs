@@ -46,6 +46,22 @@ impl Figures {
         v.get(v.len() / 2).map(|d| Self::ms(*d)).unwrap_or(0.0)
     }
 
+    pub fn median(&self) -> f64 {
+        Self::median_of(&self.samples)
+    }
+
+    /// Medians of the first and the last `window` samples, when there
+    /// are at least twice as many.
+    pub fn first_and_last(&self, window: usize) -> Option<(f64, f64)> {
+        let n = self.samples.len();
+        (n >= 2 * window).then(|| {
+            (
+                Self::median_of(&self.samples[..window]),
+                Self::median_of(&self.samples[n - window..]),
+            )
+        })
+    }
+
     pub fn summary(&self, what: &str) -> String {
         let mut sorted = self.samples.clone();
         sorted.sort();
@@ -134,8 +150,12 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         commands::disconnect(ctx, req).map(|_| ())
     };
 
-    let connects = time_each(&names, |n| connect(&mut ctx, n))?;
-    outln!("{}", connects.summary("connect"));
+    if opts.via_cli {
+        cli_connects_beside_the_floor(&mut ctx, &names, |ctx, n| connect(ctx, n))?;
+    } else {
+        let connects = time_each(&names, |n| connect(&mut ctx, n))?;
+        outln!("{}", connects.summary("connect"));
+    }
     let disconnects = time_each(&names, |n| disconnect(&mut ctx, n))?;
     outln!("{}", disconnects.summary("disconnect"));
 
@@ -329,12 +349,7 @@ fn bench_ipv6(ctx: &mut Context, opts: &BenchOptions) -> Result<()> {
         Figures::median_of(&c6.samples) / Figures::median_of(&c4.samples)
     );
     for (what, f) in [("IPv4-only", &c4), ("dual-stack", &c6)] {
-        let n = f.samples.len();
-        if n >= 20 {
-            let (first, last) = (
-                Figures::median_of(&f.samples[..10]),
-                Figures::median_of(&f.samples[n - 10..]),
-            );
+        if let Some((first, last)) = f.first_and_last(10) {
             outln!(
                 "{what} connect: median of the first 10 {first:.2} ms, of the last 10 {last:.2} ms (x{:.2})",
                 last / first
@@ -344,6 +359,135 @@ fn bench_ipv6(ctx: &mut Context, opts: &BenchOptions) -> Result<()> {
     outln!("{}", Figures { samples: d4 }.summary("disconnect4"));
     outln!("{}", Figures { samples: d6 }.summary("disconnect46"));
     Ok(())
+}
+
+/// `bench --cli`'s connects, each followed by the same kernel work done
+/// by iproute2 alone (the floor a CLI tool can reach: a veth with its
+/// peer in the namespace, on a bridge, up, from one `ip` process; lo and
+/// eth0 up, the address and the default route from a second one inside
+/// the namespace), then by `berth --version` and `/bin/true` (process
+/// start). Interleaved, so every figure meets the same machine; the
+/// floor's namespaces and bridge are its own, made untimed.
+fn cli_connects_beside_the_floor(
+    ctx: &mut Context,
+    names: &[String],
+    mut connect: impl FnMut(&mut Context, &str) -> Result<()>,
+) -> Result<()> {
+    let floor = Floor::new(names.len())?;
+    let exe = std::env::current_exe()?;
+    let (mut berth, mut bare, mut version, mut truth) = (vec![], vec![], vec![], vec![]);
+    for (i, name) in names.iter().enumerate() {
+        let start = Instant::now();
+        connect(ctx, name)?;
+        berth.push(start.elapsed());
+        bare.push(floor.connect(i)?);
+        version.push(spawn_timed(
+            std::process::Command::new(&exe).arg("--version"),
+        )?);
+        truth.push(spawn_timed(&mut std::process::Command::new("/bin/true"))?);
+    }
+    let berth = Figures { samples: berth };
+    let bare = Figures { samples: bare };
+    outln!("{}", berth.summary("connect"));
+    outln!("{}", bare.summary("floor"));
+    let (b, f) = (berth.median(), bare.median());
+    outln!(
+        "connect / floor (iproute2's bare kernel steps in 2 processes, same run): {b:.2} / {f:.2} ms = x{:.2}",
+        b / f
+    );
+    for (what, figures) in [("connect", &berth), ("floor", &bare)] {
+        if let Some((first, last)) = figures.first_and_last(10) {
+            outln!(
+                "{what}: median of the first 10 {first:.2} ms, of the last 10 {last:.2} ms (x{:.2})",
+                last / first
+            );
+        }
+    }
+    outln!(
+        "process start: berth --version {:.2} ms, /bin/true {:.2} ms (medians, same run)",
+        Figures::median_of(&version),
+        Figures::median_of(&truth)
+    );
+    Ok(())
+}
+
+/// The floor's reference: iproute2 doing a connect's bare kernel steps on
+/// a bridge and namespaces of its own. A benchmark's yardstick, run in
+/// the benchmark's private sandbox, never a way berth changes a network.
+struct Floor {
+    names: Vec<String>,
+}
+
+impl Floor {
+    const BRIDGE: &'static str = "floor0";
+
+    fn new(count: usize) -> Result<Floor> {
+        let names: Vec<String> = (0..count).map(|i| format!("floor{i}")).collect();
+        for name in &names {
+            netns::create_named(name)?;
+        }
+        let setup = format!(
+            "link add {b} type bridge\naddr add 10.199.0.1/16 dev {b}\nlink set {b} up\n",
+            b = Self::BRIDGE
+        );
+        Self::ip(&["-b", "-"], &setup)?;
+        Ok(Floor { names })
+    }
+
+    /// Times the two processes of one namespace's connect.
+    fn connect(&self, i: usize) -> Result<Duration> {
+        let ns = &self.names[i];
+        let veth = format!("fl{i}");
+        let host = format!(
+            "link add {veth} type veth peer name eth0 netns {ns}\nlink set {veth} master {b}\nlink set {veth} up\n",
+            b = Self::BRIDGE
+        );
+        let inside = format!(
+            "link set lo up\nlink set eth0 up\naddr add 10.199.{}.{}/16 dev eth0\nroute add default via 10.199.0.1\n",
+            (i + 2) / 250,
+            (i + 2) % 250 + 2
+        );
+        let start = Instant::now();
+        Self::ip(&["-b", "-"], &host)?;
+        Self::ip(&["-n", ns, "-b", "-"], &inside)?;
+        Ok(start.elapsed())
+    }
+
+    fn ip(args: &[&str], batch: &str) -> Result<()> {
+        use std::io::Write;
+        let mut child = std::process::Command::new("ip")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::Other(format!("the floor needs iproute2's `ip`: {e}")))?;
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(batch.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            return Err(Error::Other(format!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// How long a process takes from spawn to exit, its output captured as
+/// `cli` captures berth's.
+fn spawn_timed(cmd: &mut std::process::Command) -> Result<Duration> {
+    let start = Instant::now();
+    let out = cmd.output()?;
+    if !out.status.success() {
+        return Err(Error::Other(format!("{cmd:?}: {}", out.status)));
+    }
+    Ok(start.elapsed())
 }
 
 fn time_each(names: &[String], mut op: impl FnMut(&str) -> Result<()>) -> Result<Figures> {
