@@ -30,6 +30,12 @@ pub fn family_of(ip: IpAddr) -> AddressFamily {
 /// would keep it tentative (unusable) for a second and send a neighbour
 /// solicitation that the bridge floods to every port.
 pub fn add_address(rtnl: &mut Rtnl, index: u32, ip: IpAddr, net: IpNet) -> io::Result<()> {
+    let (msg, flags) = address_request(index, ip, net);
+    rtnl.request(msg, flags)
+}
+
+/// `add_address`'s request and flags, for a batch.
+pub fn address_request(index: u32, ip: IpAddr, net: IpNet) -> (RouteNetlinkMessage, u16) {
     let mut msg = AddressMessage::default();
     msg.header.family = family_of(ip);
     msg.header.prefix_len = net.prefix_len();
@@ -47,7 +53,7 @@ pub fn add_address(rtnl: &mut Rtnl, index: u32, ip: IpAddr, net: IpNet) -> io::R
                 .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
     }
-    rtnl.request(
+    (
         RouteNetlinkMessage::NewAddress(msg),
         NLM_F_CREATE | NLM_F_EXCL,
     )
@@ -60,11 +66,17 @@ pub fn add_address(rtnl: &mut Rtnl, index: u32, ip: IpAddr, net: IpNet) -> io::R
 /// first), since Podman gives every network metric 100 unless told
 /// otherwise.
 pub fn add_default_route(rtnl: &mut Rtnl, gateway: IpAddr, metric: Option<u32>) -> io::Result<()> {
+    let (msg, flags) = default_route_request(gateway, metric);
+    rtnl.request(msg, flags)
+}
+
+/// `add_default_route`'s request and flags, for a batch.
+pub fn default_route_request(gateway: IpAddr, metric: Option<u32>) -> (RouteNetlinkMessage, u16) {
     let flags = match metric {
         None => NLM_F_CREATE | NLM_F_EXCL,
         Some(_) => NLM_F_CREATE,
     };
-    rtnl.request(
+    (
         RouteNetlinkMessage::NewRoute(default_route(gateway, metric)),
         flags,
     )

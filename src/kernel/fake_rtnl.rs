@@ -42,11 +42,16 @@ pub struct Sent {
 
 /// The requests sent so far, shared with the socket that records them.
 #[derive(Clone, Default)]
-pub struct Recorder(Arc<Mutex<Vec<Sent>>>);
+pub struct Recorder(Arc<Mutex<Vec<Sent>>>, Arc<Mutex<usize>>);
 
 impl Recorder {
     pub fn sent(&self) -> Vec<Sent> {
         self.0.lock().unwrap().clone()
+    }
+
+    /// How many datagrams carried them: the round trips.
+    pub fn datagrams(&self) -> usize {
+        *self.1.lock().unwrap()
     }
 }
 
@@ -110,7 +115,33 @@ pub fn refusal(seq: u32, errno: i32, text: &str) -> Vec<u8> {
 }
 
 impl Transport for FakeSocket {
-    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// A datagram may hold several requests (`Rtnl::batch`): each is
+    /// recorded and answered in order, as the kernel does.
+    fn send(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        *self.recorder.1.lock().unwrap() += 1;
+        while bytes.len() >= 16 {
+            let len = u32::from_ne_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+            if len < 16 || len > bytes.len() {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "bad length"));
+            }
+            self.answer(&bytes[..len])?;
+            bytes = &bytes[((len + 3) & !3).min(bytes.len())..];
+        }
+        Ok(())
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let datagram = self
+            .pending
+            .pop_front()
+            .ok_or_else(|| io::Error::other("the fake kernel has nothing to say"))?;
+        buf[..datagram.len()].copy_from_slice(&datagram);
+        Ok(datagram.len())
+    }
+}
+
+impl FakeSocket {
+    fn answer(&mut self, bytes: &[u8]) -> io::Result<()> {
         let request = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         let seq = request.header.sequence_number;
@@ -139,15 +170,6 @@ impl Transport for FakeSocket {
             }
         }
         Ok(())
-    }
-
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let datagram = self
-            .pending
-            .pop_front()
-            .ok_or_else(|| io::Error::other("the fake kernel has nothing to say"))?;
-        buf[..datagram.len()].copy_from_slice(&datagram);
-        Ok(datagram.len())
     }
 }
 

@@ -303,6 +303,33 @@ impl LiveKernel {
     }
 }
 
+/// A veth peer's configuration inside its namespace in two round trips
+/// (not seven): lo up, `addrgenmode none`, up and a GETLINK for the index
+/// by name in one datagram, then the addresses and default routes, which
+/// need the index, in a second. Each datagram's requests run in order, as
+/// they did one by one; a refusal is reported once all are answered, and
+/// the veth's removal (the step's undo) takes whatever the others made.
+fn configure_veth_peer(rtnl: &mut Rtnl, config: &InsideConfig) -> std::io::Result<()> {
+    let replies = rtnl.batch(vec![
+        (link::up_by_name_message("lo"), 0),
+        (link::no_ipv6_addresses_message(&config.ifname), 0),
+        (link::up_by_name_message(&config.ifname), 0),
+        (link::get_by_name_message(&config.ifname), 0),
+    ])?;
+    let index = link::index_in(&replies[3]).ok_or_else(enodev)?;
+    let mut second = Vec::new();
+    for (ip, subnet) in &config.addresses {
+        second.push(addr::address_request(index, *ip, *subnet));
+    }
+    for gateway in &config.default_via {
+        second.push(addr::default_route_request(*gateway, config.metric));
+    }
+    if !second.is_empty() {
+        rtnl.batch(second)?;
+    }
+    Ok(())
+}
+
 fn enodev() -> std::io::Error {
     nix::errno::Errno::ENODEV.into()
 }
@@ -443,10 +470,7 @@ impl Kernel for LiveKernel {
             peer_mac: pair.mac.0,
             mtu: pair.mtu,
         };
-        let rtnl = self.rtnl()?;
-        link::create_veth(rtnl, &spec)
-            .and_then(|()| link::no_ipv6_addresses(rtnl, &pair.host_ifname))
-            .map_err(|e| Error::kernel(what, e))
+        link::create_veth(self.rtnl()?, &spec).map_err(|e| Error::kernel(what, e))
     }
 
     fn create_child(&mut self, child: &ChildLink) -> Result<()> {
@@ -498,6 +522,9 @@ impl Kernel for LiveKernel {
         let ns = std::fs::File::open(netns).map_err(|e| Error::kernel(&what, e))?;
         let inside = netns::run_in(&ns, || -> std::io::Result<()> {
             let mut rtnl = Rtnl::open()?;
+            if config.rename_from.is_none() {
+                return configure_veth_peer(&mut rtnl, config);
+            }
             let lo = link::index_of(&mut rtnl, "lo")?.ok_or_else(enodev)?;
             link::set_up(&mut rtnl, lo)?;
             if let Some(from) = &config.rename_from {
@@ -640,8 +667,7 @@ impl Kernel for LiveKernel {
     }
 
     fn set_hairpin(&mut self, ifname: &str, on: bool) -> Result<()> {
-        let index = self.index(ifname)?;
-        link::set_hairpin(self.rtnl()?, index, on)
+        link::set_hairpin(self.rtnl()?, ifname, on)
             .map_err(|e| Error::kernel(format!("setting hairpin mode on {ifname}"), e))
     }
 
@@ -878,6 +904,65 @@ mod tests {
         let mut k = LiveKernel::over(rtnl);
         assert_eq!(k.delete_links_together(&["vb1".into()]).unwrap(), 0);
         assert_eq!(sent.sent().len(), 1);
+    }
+
+    #[test]
+    fn a_veth_peer_is_configured_in_two_round_trips() {
+        use netlink_packet_route::address::AddressAttribute;
+        let config = InsideConfig {
+            rename_from: None,
+            ifname: "eth0".into(),
+            addresses: vec![("10.0.0.2".parse().unwrap(), "10.0.0.0/24".parse().unwrap())],
+            default_via: vec!["10.0.0.1".parse().unwrap()],
+            metric: None,
+        };
+        let answers = vec![
+            Answer::Ack,
+            Answer::Ack,
+            Answer::Ack,
+            Answer::Replies(vec![fake_rtnl::link("eth0", 7, vec![])]),
+        ];
+        let (mut rtnl, sent) = fake_rtnl::rtnl(answers);
+        configure_veth_peer(&mut rtnl, &config).unwrap();
+        assert_eq!(sent.datagrams(), 2);
+        let messages: Vec<_> = sent.sent().into_iter().map(|s| s.message).collect();
+        assert_eq!(messages.len(), 6);
+        assert_eq!(messages[0], link::up_by_name_message("lo"));
+        assert_eq!(messages[1], link::no_ipv6_addresses_message("eth0"));
+        assert_eq!(messages[2], link::up_by_name_message("eth0"));
+        assert_eq!(messages[3], link::get_by_name_message("eth0"));
+        let RouteNetlinkMessage::NewAddress(address) = &messages[4] else {
+            panic!("an address, not {:?}", messages[4]);
+        };
+        assert_eq!(address.header.index, 7, "the index the GETLINK answered");
+        assert!(address
+            .attributes
+            .contains(&AddressAttribute::Local("10.0.0.2".parse().unwrap())));
+        assert!(matches!(messages[5], RouteNetlinkMessage::NewRoute(_)));
+    }
+
+    /// The kernel goes on after a refused request of a datagram; the
+    /// refusal is reported once every answer is read, and none is left
+    /// behind for the next request to stumble on.
+    #[test]
+    fn a_batch_reports_its_first_refusal_after_reading_every_answer() {
+        let answers = vec![
+            Answer::Ack,
+            Answer::Refused(libc::EEXIST, "File exists"),
+            Answer::Errno(libc::ENETUNREACH),
+        ];
+        let (mut rtnl, sent) = fake_rtnl::rtnl(answers);
+        let err = rtnl
+            .batch(vec![
+                (link::up_by_name_message("lo"), 0),
+                (link::up_by_name_message("eth0"), 0),
+                (link::up_by_name_message("eth1"), 0),
+            ])
+            .unwrap_err();
+        assert_eq!(crate::error::errno_of(&err), Some(libc::EEXIST));
+        assert_eq!(sent.sent().len(), 3);
+        link::set_up(&mut rtnl, 1).expect("the next request reads its own answer");
+        assert_eq!(sent.datagrams(), 2);
     }
 
     #[test]

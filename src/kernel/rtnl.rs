@@ -57,16 +57,61 @@ impl Rtnl {
     }
 
     fn send(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<u32> {
+        let mut bytes = Vec::new();
+        let seq = self.frame(msg, flags, &mut bytes);
+        self.socket.send(&bytes)?;
+        Ok(seq)
+    }
+
+    /// Appends `msg` to `bytes` under the next sequence number, returned.
+    fn frame(&mut self, msg: RouteNetlinkMessage, flags: u16, bytes: &mut Vec<u8>) -> u32 {
         self.seq = self.seq.wrapping_add(1);
         let mut header = NetlinkHeader::default();
         header.flags = flags;
         header.sequence_number = self.seq;
         let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
         packet.finalize();
-        let mut bytes = vec![0; packet.buffer_len()];
-        packet.serialize(&mut bytes);
+        let start = bytes.len();
+        bytes.resize(start + packet.buffer_len(), 0);
+        packet.serialize(&mut bytes[start..]);
+        // Netlink messages in one datagram start on 4-byte boundaries.
+        bytes.resize((bytes.len() + 3) & !3, 0);
+        self.seq
+    }
+
+    /// Sends `requests` (each with its `NLM_F_*` flags besides REQUEST
+    /// and ACK) in one datagram and reads every answer: one round trip
+    /// instead of one each. The kernel handles them in order and goes on
+    /// after a refusal, so the first refusal is returned once all of them
+    /// are acknowledged. Each request's replies (a GETLINK's link) come
+    /// back in its place.
+    pub fn batch(
+        &mut self,
+        requests: Vec<(RouteNetlinkMessage, u16)>,
+    ) -> io::Result<Vec<Vec<RouteNetlinkMessage>>> {
+        let mut bytes = Vec::new();
+        let mut seqs = Vec::with_capacity(requests.len());
+        for (msg, flags) in requests {
+            seqs.push(self.frame(msg, flags | NLM_F_REQUEST | NLM_F_ACK, &mut bytes));
+        }
         self.socket.send(&bytes)?;
-        Ok(self.seq)
+        let mut replies: Vec<Vec<RouteNetlinkMessage>> = seqs.iter().map(|_| Vec::new()).collect();
+        let mut first_refusal = None;
+        for (i, seq) in seqs.into_iter().enumerate() {
+            let mut done = false;
+            let reply = &mut replies[i];
+            if let Err(e) = self.receive(seq, |m| reply.push(m), &mut done) {
+                if !done {
+                    // Not an answer of the kernel's: nothing more to read.
+                    return Err(e);
+                }
+                first_refusal.get_or_insert(e);
+            }
+        }
+        match first_refusal {
+            Some(e) => Err(e),
+            None => Ok(replies),
+        }
     }
 
     /// Sends one request and waits for its acknowledgement.
