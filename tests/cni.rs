@@ -651,6 +651,107 @@ fn concurrent_adds_get_distinct_addresses() {
     assert_eq!(veths, 0);
 }
 
+/// A node starting its pods: 50 ADDs with 4 published ports each, all at
+/// once, then their 50 DELs at once. Every ADD succeeds with its own
+/// address; the state and the kernel agree (one veth, one address inside,
+/// four map elements and four port rows each); nothing is left after the
+/// DELs (no endpoint, veth, map element or lease).
+#[test]
+fn fifty_parallel_adds_then_dels_leave_nothing_behind() {
+    let sb = Sandbox::new();
+    let n = 50;
+    sb.sh_ok(&format!("for i in $(seq 1 {n}); do ip netns add q$i; done"));
+    let dir = format!("/run/par-{}", sb.pid());
+    sb.sh_ok(&format!("mkdir -p {dir}"));
+    let conf_of = |i: usize| {
+        let ports: Vec<Value> = (0..4)
+            .map(|p| json!({"hostPort": 30000 + i * 4 + p, "containerPort": 80 + p, "protocol": "tcp"}))
+            .collect();
+        conf(
+            "1.0.0",
+            json!({"subnet": "10.78.0.0/16", "runtimeConfig": {"portMappings": ports}}),
+        )
+    };
+    let all = |verb: &str| {
+        let script: Vec<String> = (1..=n)
+            .map(|i| {
+                format!(
+                    "printf '%s' '{}' | CNI_COMMAND={verb} CNI_CONTAINERID=par{i} CNI_NETNS=/run/netns/q{i} \
+                     CNI_IFNAME=eth0 BERTH_STATE_DIR={STATE_DIR} BERTH_NFT_MAX_KERNEL={MIN_KERNEL} {BERTH} \
+                     > {dir}/{verb}{i} 2>&1 || echo FAIL{i} &",
+                    conf_of(i)
+                )
+            })
+            .collect();
+        let out = sb.sh_ok(&format!("{}\nwait", script.join("\n")));
+        assert!(!stdout(&out).contains("FAIL"), "{verb}: {}", stdout(&out));
+    };
+    all("ADD");
+    let mut addrs = Vec::new();
+    for i in 1..=n {
+        let out = sb.sh_ok(&format!("cat {dir}/ADD{i}"));
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("ADD {i}: {}", String::from_utf8_lossy(&out.stdout)));
+        let cidr = v["ips"][0]["address"].as_str().unwrap().to_string();
+        // The kernel holds what the result says, inside the namespace.
+        let ip = cidr.split('/').next().unwrap();
+        assert_eq!(
+            sb.ipv4_addrs(Some(&format!("q{i}")), "eth0"),
+            std::slice::from_ref(&cidr),
+            "q{i}"
+        );
+        assert!(in_subnet(ip, "10.78.0.0/16"), "{cidr}");
+        addrs.push(cidr);
+    }
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), n, "no duplicate address");
+    let endpoints = cni_endpoints(&sb);
+    assert_eq!(endpoints.len(), n);
+    assert!(
+        endpoints.iter().all(|e| e["status"] == "up"),
+        "{endpoints:?}"
+    );
+    let ports: usize = endpoints
+        .iter()
+        .map(|e| e["ports"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(ports, 4 * n, "four port rows each");
+    assert_eq!(map_elements(&sb), 4 * n, "four map elements each");
+    let veths = || {
+        sb.link_names(None)
+            .into_iter()
+            .filter(|l| l.starts_with("vb"))
+            .count()
+    };
+    assert_eq!(veths(), n);
+
+    all("DEL");
+    assert!(sb.endpoints().is_empty(), "{:?}", sb.endpoints());
+    assert_eq!(map_elements(&sb), 0);
+    assert_eq!(veths(), 0);
+    for i in 1..=n {
+        assert!(sb.link(Some(&format!("q{i}")), "eth0").is_none(), "q{i}");
+    }
+    // The leases went with the rows: the first container's address can
+    // be asked for again.
+    sb.add_netns("again");
+    let first = addrs[0].split('/').next().unwrap().to_string();
+    let r = cni(
+        &sb,
+        "ADD",
+        &[
+            ("CNI_CONTAINERID", "again"),
+            ("CNI_NETNS", "/run/netns/again"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", &format!("IP={first}")),
+        ],
+        &conf("1.0.0", json!({"subnet": "10.78.0.0/16"})),
+    );
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    assert_eq!(r.out["ips"][0]["address"], addrs[0].as_str(), "{}", r.out);
+}
+
 #[test]
 fn a_gc_killed_after_its_intent_is_finished_by_the_next_command() {
     let sb = Sandbox::new();

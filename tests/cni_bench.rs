@@ -1,7 +1,9 @@
 //! Benchmark (not a timed test; `#[ignore]`d): per-container CNI ADD and
 //! DEL with 4 published ports each, berth against the reference chain
 //! bridge + host-local + portmap (/usr/lib/cni), 100 containers, each in
-//! its own sandbox; and GC of 1000 stale attachments. Run with
+//! its own sandbox; 100 ADDs (then DELs) started at once against 100 in a
+//! row (a node starting its pods); and GC of 1000 stale attachments. Run
+//! with
 //!
 //! ```sh
 //! cargo test --release --test cni_bench -- --ignored --nocapture
@@ -185,4 +187,118 @@ fn bench_gc_of_1000_stale_attachments() {
     let (_, took) = plugin(&sb, BERTH, "GC", "-", "n0", &gc);
     eprintln!("GC of {n} stale attachments (their namespaces alive): {took:?}");
     assert!(sb.endpoints().is_empty());
+}
+
+/// The shell line running berth's plugin for `verb` on container `i`
+/// (4 published ports); a failure prints `FAIL<i>`.
+fn plugin_line(verb: &str, i: usize) -> String {
+    let conf = json!({"cniVersion": "1.0.0", "name": "churn", "type": "berth",
+        "subnet": "10.83.0.0/16", "runtimeConfig": {"portMappings": mappings(i)}});
+    format!(
+        "printf '%s' '{conf}' | CNI_COMMAND={verb} CNI_CONTAINERID=c{i} CNI_NETNS=/run/netns/n{i} \
+         CNI_IFNAME=eth0 BERTH_STATE_DIR={STATE_DIR} {BERTH} >/dev/null 2>/run/err{i} || echo FAIL{i}"
+    )
+}
+
+/// Runs `verb` for every container, in a row or all at once, timed
+/// inside the sandbox (one shell, no per-call `nsenter`); panics on any
+/// failure.
+fn churn(sb: &Sandbox, verb: &str, at_once: bool) -> Duration {
+    let sep = if at_once { " &\n" } else { "\n" };
+    let lines: Vec<String> = (0..COUNT).map(|i| plugin_line(verb, i)).collect();
+    let script = format!("{}{sep}wait", lines.join(sep));
+    let start = Instant::now();
+    let out = sb.sh_ok(&script);
+    let took = start.elapsed();
+    let failed = stdout(&out);
+    assert!(
+        !failed.contains("FAIL"),
+        "{verb} ({}): {failed} {}",
+        if at_once { "at once" } else { "in a row" },
+        stdout(&sb.sh("cat /run/err*"))
+    );
+    took
+}
+
+/// After the ADDs: one ready endpoint, address and veth per container,
+/// no address twice, four map elements each.
+fn assert_consistent(sb: &Sandbox) {
+    let endpoints = sb.endpoints();
+    assert_eq!(endpoints.len(), COUNT);
+    let mut addrs: Vec<&str> = endpoints
+        .iter()
+        .map(|e| e["ip"].as_str().unwrap())
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), COUNT, "no duplicate address");
+    let elements = stdout(&sb.cmd("nft", &["list", "map", "inet", "berth", "published4_any"]));
+    assert_eq!(
+        elements.matches(" : 10.83.").count(),
+        COUNT * PORTS,
+        "{elements}"
+    );
+    assert_eq!(berth_veths(sb), COUNT);
+}
+
+fn berth_veths(sb: &Sandbox) -> usize {
+    let veths = stdout(&sb.cmd("ip", &["-o", "link", "show", "type", "veth"]));
+    veths.lines().filter(|l| l.contains(": vb")).count()
+}
+
+fn assert_nothing_left(sb: &Sandbox) {
+    assert!(sb.endpoints().is_empty(), "{:?}", sb.endpoints());
+    assert_eq!(berth_veths(sb), 0);
+    let elements = stdout(&sb.cmd("nft", &["list", "map", "inet", "berth", "published4_any"]));
+    assert_eq!(elements.matches(" : 10.83.").count(), 0, "{elements}");
+}
+
+/// 100 ADDs with 4 ports each in a row, their DELs in a row; then, in a
+/// fresh sandbox, 100 ADDs started at once and their DELs at once. The
+/// state and the kernel are checked after each round (no error, no
+/// duplicate address, every map element, nothing left after the DELs).
+/// Alternated twice, so that both see the same machine.
+#[test]
+#[ignore]
+fn bench_parallel_adds_against_adds_in_a_row() {
+    let (mut row_add, mut row_del, mut par_add, mut par_del) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..2 {
+        for at_once in [false, true] {
+            let sb = Sandbox::new();
+            netns_batch(&sb, COUNT);
+            let add = churn(&sb, "ADD", at_once);
+            assert_consistent(&sb);
+            let del = churn(&sb, "DEL", at_once);
+            assert_nothing_left(&sb);
+            let (a, d) = if at_once {
+                (&mut par_add, &mut par_del)
+            } else {
+                (&mut row_add, &mut row_del)
+            };
+            a.push(add);
+            d.push(del);
+        }
+    }
+    let ms = |v: &[Duration]| {
+        v.iter()
+            .map(|d| format!("{:.0}", d.as_secs_f64() * 1000.0))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    let ratio = |p: &[Duration], r: &[Duration]| {
+        p.iter().sum::<Duration>().as_secs_f64() / r.iter().sum::<Duration>().as_secs_f64()
+    };
+    eprintln!("berth CNI, {COUNT} containers x {PORTS} ports, two rounds each:");
+    eprintln!(
+        "  ADD in a row {} ms, at once {} ms (x{:.2}), no error",
+        ms(&row_add),
+        ms(&par_add),
+        ratio(&par_add, &row_add)
+    );
+    eprintln!(
+        "  DEL in a row {} ms, at once {} ms (x{:.2}), nothing left",
+        ms(&row_del),
+        ms(&par_del),
+        ratio(&par_del, &row_del)
+    );
 }

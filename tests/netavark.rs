@@ -708,6 +708,101 @@ fn parallel_setups_and_teardowns_share_one_network() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Podman starting 50 containers at once, each with 4 published ports,
+/// then stopping them at once: every setup and teardown succeeds, the
+/// state and the kernel agree after the setups (each namespace has its
+/// address, each endpoint its four port rows and map elements, one veth
+/// each), and the teardowns leave nothing (no network, endpoint, veth,
+/// bridge or table).
+#[test]
+fn fifty_parallel_setups_then_teardowns_leave_nothing_behind() {
+    let sb = Sandbox::new();
+    const N: usize = 50;
+    let dir = std::env::temp_dir().join(format!("berth-netavark-par50-{}", sb.pid()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ip = |i: usize| format!("10.77.0.{}", i + 2);
+    for i in 0..N {
+        sb.add_netns(&format!("c{i}"));
+        let ports: Vec<Value> = (0..4)
+            .map(|p| {
+                json!({"host_ip": "", "container_port": 80 + p, "host_port": 30000 + i * 4 + p,
+                       "range": 1, "protocol": "tcp"})
+            })
+            .collect();
+        let req = request(
+            &format!("c{i}"),
+            "web",
+            &ip(i),
+            json!({"port_mappings": ports}),
+        );
+        std::fs::write(dir.join(format!("c{i}.json")), req.to_string()).unwrap();
+    }
+    let all = |verb: &str| {
+        let script = format!(
+            "pids=; for i in $(seq 0 {}); do \
+               BERTH_STATE_DIR={STATE_DIR} BERTH_NFT_MAX_KERNEL={MIN_KERNEL} {BERTH} netavark --file {d}/c$i.json {verb} /run/netns/c$i > {d}/out-{verb}-$i 2>&1 & \
+               pids=\"$pids $!\"; \
+             done; fail=0; for p in $pids; do wait $p || fail=1; done; exit $fail",
+            N - 1,
+            d = dir.display(),
+        );
+        let out = sb.sh(&script);
+        let failed: Vec<String> = (0..N)
+            .map(|i| {
+                std::fs::read_to_string(dir.join(format!("out-{verb}-{i}"))).unwrap_or_default()
+            })
+            .filter(|o| o.contains("error"))
+            .collect();
+        assert_ok_ctx(&out, &format!("{N} parallel {verb}s: {failed:?}"));
+        assert!(failed.is_empty(), "{verb}: {failed:?}");
+    };
+    all("setup");
+    let endpoints = sb.endpoints();
+    assert_eq!(endpoints.len(), N);
+    for i in 0..N {
+        let netns = format!("c{i}");
+        assert_eq!(
+            sb.ipv4_addrs(Some(&netns), "eth0"),
+            [format!("{}/24", ip(i))],
+            "{netns}"
+        );
+        let row = endpoints
+            .iter()
+            .find(|e| e["netns"].as_str().is_some_and(|n| n.ends_with(&netns)))
+            .unwrap_or_else(|| panic!("{netns} in ps: {endpoints:?}"));
+        assert_eq!(row["ip"], ip(i).as_str());
+        assert_eq!(row["status"], "up");
+        assert_eq!(row["ports"].as_array().map_or(0, Vec::len), 4, "{row}");
+    }
+    let elements = stdout(&sb.cmd("nft", &["list", "map", "inet", "berth", "published4_any"]));
+    assert_eq!(elements.matches(" : 10.77.0.").count(), 4 * N, "{elements}");
+    let veths = || {
+        sb.link_names(None)
+            .into_iter()
+            .filter(|l| l.starts_with("vb"))
+            .count()
+    };
+    assert_eq!(veths(), N);
+    // A published port of one container works from another (through
+    // the host's gateway address, DNATed by the map).
+    let _srv = sb.tcp_server(Some("c7"), &format!("{}:80", ip(7)));
+    sb.assert_tcp(Some("c3"), &format!("10.77.0.1:{}", 30000 + 7 * 4));
+
+    all("teardown");
+    assert!(sb.endpoints().is_empty(), "{:?}", sb.endpoints());
+    assert!(sb.networks().is_empty(), "{:?}", sb.networks());
+    assert_eq!(veths(), 0);
+    assert!(sb.link(None, "pm-web").is_none());
+    assert!(!sb
+        .cmd("nft", &["list", "table", "inet", "berth"])
+        .status
+        .success());
+    for i in 0..N {
+        assert!(sb.link(Some(&format!("c{i}")), "eth0").is_none(), "c{i}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn netavark_dns_port_moves_the_server_and_port_53_still_answers() {
     let sb = Sandbox::new();

@@ -10,6 +10,10 @@
 //!    it); median, p90, and first 10 against last 10.
 //! 2. `podman run --rm` end to end, 15 runs each, with one published port.
 //! 3. For reference, `berth connect` with the same 4 ports, 100 times.
+//! 4. (`bench_parallel_setups_against_setups_in_a_row`) 100 setups, then
+//!    100 teardowns, started at once against the same in a row, with the
+//!    state and the kernel checked after each round; the stock netavark
+//!    likewise, for reference.
 //!
 //! Every call goes through `nsenter` into the sandbox, which costs both
 //! sides the same ~1 ms.
@@ -197,6 +201,153 @@ fn bench_netavark_setup_teardown_and_podman_run() {
     let _ = std::fs::remove_dir_all(
         std::env::temp_dir().join(format!("berth-nvbench-bin-{}", std::process::id())),
     );
+    for l in lines {
+        println!("{l}");
+    }
+}
+
+/// The shell line running `binary`'s `verb` for container `i` (request
+/// file in `dir`); a failure prints `FAIL<i>` and keeps its output.
+fn netavark_line(binary: &str, dir: &std::path::Path, verb: &str, i: usize) -> String {
+    let d = dir.display();
+    format!(
+        "BERTH_STATE_DIR={STATE_DIR} {binary} --config /run/nvconf --rootless=false \
+         --file {d}/c{i}.json {verb} /run/netns/c{i} >{d}/out-{verb}-{i} 2>&1 || echo FAIL{i}"
+    )
+}
+
+/// Every container's `verb`, in a row or all at once, timed inside the
+/// sandbox (one shell, no per-call `nsenter`); the containers that
+/// failed.
+fn churn(
+    sb: &Sandbox,
+    binary: &str,
+    dir: &std::path::Path,
+    verb: &str,
+    at_once: bool,
+) -> (Duration, Vec<String>) {
+    let sep = if at_once { " &\n" } else { "\n" };
+    let lines: Vec<String> = (0..CONTAINERS)
+        .map(|i| netavark_line(binary, dir, verb, i))
+        .collect();
+    let script = format!("{}{sep}wait", lines.join(sep));
+    let start = Instant::now();
+    let out = sb.sh(&script);
+    let took = start.elapsed();
+    let failed = stdout(&out)
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("FAIL"))
+        .map(|i| {
+            let text =
+                std::fs::read_to_string(dir.join(format!("out-{verb}-{i}"))).unwrap_or_default();
+            format!("c{i}: {}", text.trim())
+        })
+        .collect();
+    (took, failed)
+}
+
+/// berth's state and kernel after the setups: every container's address
+/// in its namespace, its four map elements, one veth each.
+fn assert_berth_consistent(sb: &Sandbox) {
+    let endpoints = sb.endpoints();
+    assert_eq!(endpoints.len(), CONTAINERS);
+    let mut addrs: Vec<&str> = endpoints
+        .iter()
+        .map(|e| e["ip"].as_str().unwrap())
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), CONTAINERS, "no duplicate address");
+    let elements = stdout(&sb.cmd("nft", &["list", "map", "inet", "berth", "published4_any"]));
+    assert_eq!(
+        elements.matches(" : 10.77.").count(),
+        CONTAINERS * PORTS,
+        "{elements}"
+    );
+    for i in [0, CONTAINERS / 2, CONTAINERS - 1] {
+        let want = format!("10.77.{}.{}/16", (i + 2) / 256, (i + 2) % 256);
+        assert_eq!(sb.ipv4_addrs(Some(&format!("c{i}")), "eth0"), [want]);
+    }
+}
+
+fn assert_berth_empty(sb: &Sandbox) {
+    assert!(sb.endpoints().is_empty(), "{:?}", sb.endpoints());
+    assert!(sb.networks().is_empty(), "{:?}", sb.networks());
+    let veths = stdout(&sb.cmd("ip", &["-o", "link", "show", "type", "veth"]));
+    assert_eq!(
+        veths.lines().filter(|l| l.contains(": vb")).count(),
+        0,
+        "{veths}"
+    );
+}
+
+/// 100 `netavark setup`s (4 ports each), then their teardowns, started at
+/// once against the same in a row, alternated twice in fresh sandboxes.
+/// berth must finish every call without error and leave the state and
+/// kernel consistent; the stock netavark is timed the same way and its
+/// failures counted, for reference.
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+fn bench_parallel_setups_against_setups_in_a_row() {
+    let dir = std::env::temp_dir().join(format!("berth-nvchurn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..CONTAINERS {
+        std::fs::write(dir.join(format!("c{i}.json")), request(i).to_string()).unwrap();
+    }
+    let berth = format!("{BERTH} netavark");
+    let mut binaries = vec![("berth", berth)];
+    if std::path::Path::new(STOCK_NETAVARK).exists() {
+        binaries.push(("stock netavark", STOCK_NETAVARK.to_string()));
+    }
+    let mut lines = vec![format!(
+        "netavark setup/teardown, {CONTAINERS} containers x {PORTS} ports, in a row against at once (ms, two rounds):"
+    )];
+    for (name, binary) in &binaries {
+        let mut times: [[Vec<Duration>; 2]; 2] = Default::default();
+        let mut failures = [[0usize; 2]; 2];
+        for _ in 0..2 {
+            for (k, at_once) in [false, true].into_iter().enumerate() {
+                let sb = Sandbox::new();
+                sb.sh_ok(&format!(
+                    "for i in $(seq 0 {}); do ip netns add c$i; done; mkdir -p /run/nvconf",
+                    CONTAINERS - 1
+                ));
+                for (v, verb) in ["setup", "teardown"].into_iter().enumerate() {
+                    let (took, failed) = churn(&sb, binary, &dir, verb, at_once);
+                    if *name == "berth" {
+                        assert!(failed.is_empty(), "berth {verb}: {failed:?}");
+                        if v == 0 {
+                            assert_berth_consistent(&sb);
+                        } else {
+                            assert_berth_empty(&sb);
+                        }
+                    } else if !failed.is_empty() {
+                        eprintln!("{name} {verb}: {} failed, e.g. {}", failed.len(), failed[0]);
+                    }
+                    times[v][k].push(took);
+                    failures[v][k] += failed.len();
+                }
+            }
+        }
+        let ms = |v: &[Duration]| {
+            v.iter()
+                .map(|d| format!("{:.0}", d.as_secs_f64() * 1000.0))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
+        let sum = |v: &[Duration]| v.iter().sum::<Duration>().as_secs_f64();
+        for (v, verb) in ["setup", "teardown"].into_iter().enumerate() {
+            lines.push(format!(
+                "  {name} {verb}: in a row {} ({} failed), at once {} ({} failed): x{:.2}",
+                ms(&times[v][0]),
+                failures[v][0],
+                ms(&times[v][1]),
+                failures[v][1],
+                sum(&times[v][1]) / sum(&times[v][0])
+            ));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     for l in lines {
         println!("{l}");
     }
