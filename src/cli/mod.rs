@@ -40,6 +40,7 @@ use show::*;
 
 /// Parses the arguments, runs the command, returns the exit code.
 pub fn main() -> i32 {
+    one_malloc_arena();
     // Started by a container runtime as its CNI plugin.
     if crate::cni::is_plugin() {
         return crate::cni::main();
@@ -62,6 +63,20 @@ pub fn main() -> i32 {
             errln!("berth: {e}");
             e.exit_code()
         }
+    }
+}
+
+/// Threads share the main thread's malloc arena. A connect's work inside
+/// the container's namespace runs on a thread of its own (`netns::run_in`),
+/// and glibc would make that thread a new arena at its first allocation
+/// (a 64 MiB mapping, trimmed and unmapped again): system calls and page
+/// faults for a thread that lives a fraction of a millisecond.
+fn one_malloc_arena() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt changes a tunable of glibc's allocator; called
+    // before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 
