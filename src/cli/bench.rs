@@ -376,11 +376,15 @@ fn cli_connects_beside_the_floor(
     let floor = Floor::new(names.len())?;
     let exe = std::env::current_exe()?;
     let (mut berth, mut bare, mut version, mut truth) = (vec![], vec![], vec![], vec![]);
+    let (mut berth_cpu, mut bare_cpu) = (vec![], vec![]);
     for (i, name) in names.iter().enumerate() {
-        let start = Instant::now();
+        let (start, cpu) = (Instant::now(), children_cpu());
         connect(ctx, name)?;
         berth.push(start.elapsed());
+        berth_cpu.push(children_cpu() - cpu);
+        let cpu = children_cpu();
         bare.push(floor.connect(i)?);
+        bare_cpu.push(children_cpu() - cpu);
         version.push(spawn_timed(
             std::process::Command::new(&exe).arg("--version"),
         )?);
@@ -403,12 +407,47 @@ fn cli_connects_beside_the_floor(
             );
         }
     }
+    let (berth_cpu, bare_cpu) = (
+        Figures { samples: berth_cpu },
+        Figures { samples: bare_cpu },
+    );
+    let (b, f) = (berth_cpu.median(), bare_cpu.median());
+    outln!(
+        "CPU per connect (user + system time of its processes, medians): berth {b:.2} ms, floor {f:.2} ms = x{:.2}",
+        b / f
+    );
+    for (what, figures) in [("connect", &berth_cpu), ("floor", &bare_cpu)] {
+        for window in [10, 100] {
+            if let Some((first, last)) = figures.first_and_last(window) {
+                outln!(
+                    "{what} CPU: median of the first {window} {first:.2} ms, of the last {window} {last:.2} ms (x{:.2})",
+                    last / first
+                );
+            }
+        }
+    }
     outln!(
         "process start: berth --version {:.2} ms, /bin/true {:.2} ms (medians, same run)",
         Figures::median_of(&version),
         Figures::median_of(&truth)
     );
     Ok(())
+}
+
+/// The CPU time (user and system) of this process's reaped children so
+/// far. Unlike the wall clock it leaves out the time a process waited for
+/// a CPU, so on a shared machine it still compares the work itself.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// The floor's reference: iproute2 doing a connect's bare kernel steps on
