@@ -74,10 +74,11 @@ impl Tx<'_> {
     }
 
     pub fn set_endpoint_status(&self, id: i64, status: Status) -> Result<()> {
-        self.tx.execute(
-            "UPDATE endpoints SET status = ?2 WHERE id = ?1",
-            params![id, status.as_str()],
-        )?;
+        // Cached: a connect marks its row twice (the intent, then ready),
+        // and a statement prepared once is not parsed again.
+        self.tx
+            .prepare_cached("UPDATE endpoints SET status = ?2 WHERE id = ?1")?
+            .execute(params![id, status.as_str()])?;
         Ok(())
     }
 

@@ -865,11 +865,14 @@ impl Tx<'_> {
     /// Sets `key` to `value` (a cursor berth moves, e.g. the next host port
     /// to try).
     pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
-        self.tx.execute(
-            "INSERT INTO settings (key, value) VALUES (?1, ?2)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
+        // Cached: a connect with ports sets two (the port cursor, then
+        // the nf_tables generation).
+        self.tx
+            .prepare_cached(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![key, value])?;
         Ok(())
     }
 
