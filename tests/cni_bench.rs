@@ -257,12 +257,13 @@ fn assert_nothing_left(sb: &Sandbox) {
 /// fresh sandbox, 100 ADDs started at once and their DELs at once. The
 /// state and the kernel are checked after each round (no error, no
 /// duplicate address, every map element, nothing left after the DELs).
-/// Alternated twice, so that both see the same machine.
+/// Alternated `ROUNDS` times, so that both see the same machine.
 #[test]
 #[ignore]
 fn bench_parallel_adds_against_adds_in_a_row() {
+    const ROUNDS: usize = 3;
     let (mut row_add, mut row_del, mut par_add, mut par_del) = (vec![], vec![], vec![], vec![]);
-    for _ in 0..2 {
+    for _ in 0..ROUNDS {
         for at_once in [false, true] {
             let sb = Sandbox::new();
             netns_batch(&sb, COUNT);
@@ -288,7 +289,7 @@ fn bench_parallel_adds_against_adds_in_a_row() {
     let ratio = |p: &[Duration], r: &[Duration]| {
         p.iter().sum::<Duration>().as_secs_f64() / r.iter().sum::<Duration>().as_secs_f64()
     };
-    eprintln!("berth CNI, {COUNT} containers x {PORTS} ports, two rounds each:");
+    eprintln!("berth CNI, {COUNT} containers x {PORTS} ports, {ROUNDS} rounds each:");
     eprintln!(
         "  ADD in a row {} ms, at once {} ms (x{:.2}), no error",
         ms(&row_add),
