@@ -367,7 +367,9 @@ fn bench_ipv6(ctx: &mut Context, opts: &BenchOptions) -> Result<()> {
 /// eth0 up, the address and the default route from a second one inside
 /// the namespace), then by `berth --version` and `/bin/true` (process
 /// start). Interleaved, so every figure meets the same machine; the
-/// floor's namespaces and bridge are its own, made untimed.
+/// floor's namespaces and bridge are its own, made untimed, and stay
+/// for the rest of the run like any other host's links (removing them
+/// would have the kernel clean up behind the next measurements).
 fn cli_connects_beside_the_floor(
     ctx: &mut Context,
     names: &[String],
