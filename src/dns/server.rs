@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 
 use super::answer::{self, Reply};
 use super::limits::{self, Ceiling, Pool};
+use super::memory;
 use super::table::{Index, Table};
 use super::upstream::{self, Upstreams};
 use super::{resolv, PID_FILE, SOCKET};
@@ -37,6 +38,9 @@ use crate::error::{Error, Result};
 use crate::portproxy::{Proxy, Scope};
 use crate::store::{FileLock, Store};
 
+/// How long after the last reload the server lets go of what reloading
+/// touched (`memory`).
+const SETTLE: Duration = Duration::from_secs(1);
 /// How often ports of [::1] held by another process are tried again.
 const FORWARD_RETRY: Duration = Duration::from_secs(5);
 
@@ -126,6 +130,7 @@ pub fn serve(state_dir: &Path, stay: bool) -> Result<i32> {
     writeln!(pidfile.file(), "{}", std::process::id())?;
     let _ = DNS_PORT.set(super::configured_port(state_dir));
     let files = raise_file_limit();
+    memory::one_arena();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         // One thread reads the state during reloads; no pool is needed.
@@ -183,6 +188,8 @@ async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
     let _ = std::fs::remove_file(&sock_path);
     let control = UnixListener::bind(&sock_path)
         .map_err(|e| Error::Other(format!("binding {}: {e}", sock_path.display())))?;
+    // Everything starting touched is behind; what serving needs comes back.
+    memory::drop_idle_pages();
     eprintln!(
         "berth-dns: pid {}, serving {} name(s) on {} network(s) of {}, {} port(s) forwarded from [::1]",
         std::process::id(),
@@ -195,6 +202,9 @@ async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
     // not only when a berth command comes.
     let mut retry = tokio::time::interval(FORWARD_RETRY);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When the last burst of reloads is over: their code and garbage go
+    // (see `memory`); a burst of connects pays for this once.
+    let mut settle: Option<tokio::time::Instant> = None;
     // The supervisor's end of its connection, kept so that a deliberate
     // exit can say `bye` (a death says nothing, and it starts a new server).
     let mut supervisor: Option<OwnedWriteHalf> = None;
@@ -214,6 +224,12 @@ async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
                 for w in warnings {
                     eprintln!("berth-dns: {w}");
                 }
+                continue;
+            }
+            _ = tokio::time::sleep_until(settle.unwrap_or_else(tokio::time::Instant::now)), if settle.is_some() => {
+                settle = None;
+                memory::trim();
+                memory::drop_idle_pages();
                 continue;
             }
             _ = retry.tick(), if proxy.has_failed() => {
@@ -247,6 +263,7 @@ async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
         };
         let mut warnings = reload(&dir, change, &shared, &mut index, &mut listeners).await;
         warnings.extend(proxy.sync(&dir, change.scope()).await);
+        settle = Some(tokio::time::Instant::now() + SETTLE);
         let idle = shared.table().is_empty() && proxy.is_empty() && !stay;
         let mut reply = String::from("ok");
         for w in &warnings {
@@ -444,6 +461,7 @@ fn load(dir: &Path, change: Change, current: &Table, mut index: Index) -> (Resul
         Ok(table)
     };
     let table = read();
+    store.release_cache();
     if table.is_err() {
         // Opened afresh next time (the file may have been replaced).
         *slot = None;
