@@ -29,6 +29,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixListener};
 use tokio::task::JoinHandle;
 
 use super::answer::{self, Reply};
+use super::batch;
 use super::limits::{self, Ceiling, Pool};
 use super::memory;
 use super::table::{Index, Table};
@@ -53,11 +54,6 @@ fn dns_port() -> u16 {
 }
 /// An idle TCP client is dropped after this.
 const TCP_IDLE: Duration = Duration::from_secs(10);
-/// Datagrams one network's listener handles before it lets the others
-/// run. The runtime has one thread: without this, a network flooding its
-/// gateway would be served a whole budget of packets (128) at a time while
-/// every other network's queries wait behind them.
-const UDP_BATCH: usize = 8;
 
 /// What every listener shares.
 struct Shared {
@@ -525,16 +521,46 @@ fn network_servers(shared: &Shared, gw: IpAddr) -> Vec<SocketAddr> {
 }
 
 async fn serve_udp(gw: IpAddr, sock: Arc<UdpSocket>, shared: Arc<Shared>, limits: Arc<Limits>) {
-    let mut buf = vec![0u8; 4096];
-    let mut served = 0usize;
+    let mut replies: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(batch::BATCH);
     loop {
-        served += 1;
-        if served.is_multiple_of(UDP_BATCH) {
-            // Behind every other listener with a packet waiting.
-            tokio::task::yield_now().await;
+        if sock.readable().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
         }
-        let (n, peer) = match sock.recv_from(&mut buf).await {
-            Ok(r) => r,
+        let table = shared.table();
+        let read = sock.try_io(tokio::io::Interest::READABLE, || {
+            batch::receive(&*sock, |received| {
+                for (packet, peer) in received.iter() {
+                    let client = peer.ip();
+                    match answer::reply(&table, gw, client, packet) {
+                        Reply::Answer(bytes) => replies.push((bytes, peer)),
+                        Reply::Ignore => {}
+                        Reply::Forward { max_len } => {
+                            // Over its share (or its network's): told at
+                            // once, and no socket is opened for it.
+                            let Ok(slot) = limits.forwards.take(client) else {
+                                replies.push((answer::servfail(packet), peer));
+                                continue;
+                            };
+                            let (sock, shared, query) =
+                                (sock.clone(), shared.clone(), packet.to_vec());
+                            let own = table.net(gw).map(|n| n.servers.clone()).unwrap_or_default();
+                            tokio::spawn(async move {
+                                let reply =
+                                    upstream::forward(&shared.upstreams, &own, &query, max_len)
+                                        .await;
+                                let _ = sock.send_to(&reply, peer).await;
+                                drop(slot);
+                            });
+                        }
+                    }
+                }
+            })
+        });
+        drop(table);
+        match read {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             // An ICMP error for an earlier reply: not fatal.
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
             // Anything else (out of memory, say) may repeat: no busy loop.
@@ -542,30 +568,19 @@ async fn serve_udp(gw: IpAddr, sock: Arc<UdpSocket>, shared: Arc<Shared>, limits
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
-        };
-        let client = peer.ip();
-        let packet = &buf[..n];
-        match answer::reply(&shared.table(), gw, client, packet) {
-            Reply::Answer(bytes) => {
-                let _ = sock.send_to(&bytes, peer).await;
-            }
-            Reply::Ignore => {}
-            Reply::Forward { max_len } => {
-                // Over its share (or its network's): told at once, and
-                // no socket is opened for it.
-                let Ok(slot) = limits.forwards.take(client) else {
-                    let _ = sock.send_to(&answer::servfail(packet), peer).await;
-                    continue;
-                };
-                let (sock, shared, query) = (sock.clone(), shared.clone(), packet.to_vec());
-                let own = network_servers(&shared, gw);
-                tokio::spawn(async move {
-                    let reply = upstream::forward(&shared.upstreams, &own, &query, max_len).await;
-                    let _ = sock.send_to(&reply, peer).await;
-                    drop(slot);
-                });
-            }
         }
+        let sent = sock
+            .try_io(tokio::io::Interest::WRITABLE, || {
+                batch::send(&*sock, &replies)
+            })
+            .unwrap_or(0);
+        for (bytes, peer) in &replies[sent..] {
+            let _ = sock.send_to(bytes, *peer).await;
+        }
+        replies.clear();
+        // A batch at most, then behind every other listener with a packet
+        // waiting.
+        tokio::task::yield_now().await;
     }
 }
 
