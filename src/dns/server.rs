@@ -224,8 +224,12 @@ async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
             }
             _ = tokio::time::sleep_until(settle.unwrap_or_else(tokio::time::Instant::now)), if settle.is_some() => {
                 settle = None;
-                memory::trim();
-                memory::drop_idle_pages();
+                // On the blocking thread: reading smaps takes a while, and
+                // queries go on meanwhile.
+                tokio::task::spawn_blocking(|| {
+                    memory::trim();
+                    memory::drop_idle_pages();
+                });
                 continue;
             }
             _ = retry.tick(), if proxy.has_failed() => {
