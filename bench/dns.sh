@@ -1,15 +1,19 @@
 #!/bin/bash
 # DNS benchmark: berth's server against aardvark-dns (as netavark runs it:
 # a config directory with one file per network, `-p 53 run`), each serving
-# the same 100 names, measured with dnsperf from one client namespace.
+# the same names, measured with dnsperf from one client namespace.
 #
 #   sudo bench/dns.sh [path/to/berth]     (default: target/release/berth)
 #
 # Everything runs in a private sandbox (network, mount and PID namespaces);
-# the "upstream" is berth-probe's fake DNS server in a namespace of its own.
+# the "upstream" is berth-probe's fake DNS server in a namespace of its own,
+# the same one for both servers.
 # Reports, per server: queries/s, queries per second of server CPU time,
 # for local names and for a mix with half the queries forwarded upstream;
-# p99 latency at a fixed 5000 qps; resident memory with 100 and 1000 names.
+# p50/p99 latency at a fixed 5000 qps for both (ROUNDS rounds, the servers
+# interleaved); resident memory with 100, 1000 and 10,000 names; and the
+# time from a connect's notification to the server answering the new name,
+# at 100 and 10,000 names (bench/dns-rows.py).
 set -euo pipefail
 if [ -z "${BENCH_DNS_SANDBOX:-}" ]; then
     exec env BENCH_DNS_SANDBOX=1 unshare --net --mount --pid --fork --mount-proc \
@@ -19,7 +23,9 @@ B=$(realpath "${1:-target/release/berth}")
 P=$(dirname "$B")/berth-probe
 AARD=${AARDVARK:-/usr/lib/podman/aardvark-dns}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
-for tool in dnsperf "$AARD" "$B" "$P"; do
+ROUNDS=${ROUNDS:-3}
+ROWS=$(dirname "$(realpath "$0")")/dns-rows.py
+for tool in dnsperf python3 "$AARD" "$B" "$P"; do
     command -v "$tool" >/dev/null || { echo "SKIP: $tool is missing" >&2; exit 0; }
 done
 mount -t tmpfs tmpfs /run
@@ -40,9 +46,9 @@ printf 'nameserver 198.51.100.1\n' >/run/bench/resolv.conf
 mount --bind /run/bench/resolv.conf /etc/resolv.conf
 
 # berth: network `bench` with 100 endpoints n0..n99, the client on it too.
-$B network create bench --subnet 10.200.0.0/20 >/dev/null
+$B network create bench --subnet 10.200.0.0/16 >/dev/null
 # aardvark's network: a berth bridge without berth's DNS.
-$B network create aard --no-dns --subnet 10.201.0.0/20 >/dev/null
+$B network create aard --no-dns --subnet 10.201.0.0/16 >/dev/null
 ip netns add client
 $B connect bench client >/dev/null
 $B connect aard client >/dev/null
@@ -63,7 +69,10 @@ for i in $(seq 0 99); do
 done >/run/bench/mixed.txt
 
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss() { awk '/VmRSS/ {print $2 " kB"}' "/proc/$1/status"; }
+# Resident memory, and of it what is anonymous (heap, stacks) and what
+# file pages (the binary and libraries touched).
+rss() { awk '/^(VmRSS|RssAnon|RssFile)/ {v[$1] = $2} END {
+    printf "%d kB (anon %d, file %d)", v["VmRSS:"], v["RssAnon:"], v["RssFile:"] }' "/proc/$1/status"; }
 
 # throughput NAME PID SERVER FILE: saturating run.
 throughput() {
@@ -80,24 +89,37 @@ throughput() {
         n, f, q, l, cs, (cs > 0 ? d / cs : 0) }'
 }
 
-# latency NAME SERVER: p50/p99 at a fixed 5000 qps (dnsperf -v prints each
-# query's latency).
+# latency NAME SERVER FILE: p50/p99 at a fixed 5000 qps (dnsperf -v prints
+# each query's latency); the p99 also goes to /run/bench/p99.NAME.FILE.
 latency() {
-    ip netns exec client dnsperf -s "$2" -d /run/bench/local.txt -l 5 -Q 5000 -c 1 -v 2>/dev/null |
+    local f
+    f=$(basename "$3" .txt)
+    ip netns exec client dnsperf -s "$2" -d "$3" -l 5 -Q 5000 -c 1 -v 2>/dev/null |
         awk '/^> / {print $NF * 1000}' | sort -n |
-        awk -v n="$1" '{v[NR] = $1} END {
-            printf "%-9s p50 %.3f ms  p99 %.3f ms at 5000 qps (%d queries)\n", n, v[int(NR * 0.5)], v[int(NR * 0.99)], NR }'
+        awk -v n="$1" -v f="$f" -v out="/run/bench/p99.$1.$f" '{v[NR] = $1} END {
+            printf "%-9s %-6s p50 %.3f ms  p99 %.3f ms at 5000 qps (%d queries)\n", n, f, v[int(NR * 0.5)], v[int(NR * 0.99)], NR
+            printf "%.3f\n", v[int(NR * 0.99)] >>out }'
 }
+median() { sort -n "$1" | awk '{v[NR] = $1} END {printf "%.3f", v[int((NR + 1) / 2)]}'; }
 
 echo "== throughput (dnsperf: 4 clients, 200 outstanding, ${SECONDS_PER_RUN}s)"
 throughput berth "$BPID" 10.200.0.1 /run/bench/local.txt
 throughput aardvark "$APID" 10.201.0.1 /run/bench/local.txt
 throughput berth "$BPID" 10.200.0.1 /run/bench/mixed.txt
 throughput aardvark "$APID" 10.201.0.1 /run/bench/mixed.txt
-echo "== latency"
-latency berth 10.200.0.1
-latency aardvark 10.201.0.1
+echo "== latency ($ROUNDS rounds, interleaved)"
+for r in $(seq "$ROUNDS"); do
+    for f in local mixed; do
+        latency berth 10.200.0.1 /run/bench/$f.txt
+        latency aardvark 10.201.0.1 /run/bench/$f.txt
+    done
+done
+for f in local mixed; do
+    echo "== p99 median, $f: berth $(median /run/bench/p99.berth.$f) ms, aardvark $(median /run/bench/p99.aardvark.$f) ms"
+done
 echo "== memory with 100 names: berth $(rss "$BPID"), aardvark $(rss "$APID")"
+echo "== berth, a connect's notification to the new name answered, 100 names: $(
+    ip netns exec client python3 "$ROWS" reload "$BERTH_STATE_DIR" bench 10.200.0.1 50)"
 
 # 1000 names: 900 more endpoints; the last 100 connects are timed (each
 # includes the server's reload of every name).
@@ -125,3 +147,22 @@ t0=$(date +%s%N)
 $B disconnect bench n999 >/dev/null
 ip netns exec client dig +short +time=1 +tries=1 @10.200.0.1 n999 | grep -q . && echo "berth: n999 still resolves"
 echo "== berth disconnect with 1000 names, then the name gone: $((($(date +%s%N) - t0) / 1000000)) ms"
+
+# 10,000 names: rows written as a connect commits them (no veths: a bridge
+# takes 1024 ports), the server told to read everything again; aardvark gets
+# the same number of names in its file. No berth command runs from here on.
+last=$(python3 "$ROWS" fill "$BERTH_STATE_DIR" bench 10000)
+for i in $(seq 1000 $((10000 - 1))); do
+    echo "ctr$i 10.201.$((i / 200)).$((i % 200 + 10))  n$i"
+done >>/run/aard/aard
+kill -HUP "$BPID" "$APID"
+sleep 2
+ip netns exec client dig +short @10.200.0.1 "$last" | grep -q . || echo "berth: $last does not resolve"
+ip netns exec client dig +short @10.201.0.1 n9999 | grep -q . || echo "aardvark: n9999 does not resolve"
+echo "== memory with 10,000 names: berth $(rss "$BPID"), aardvark $(rss "$APID")"
+for r in $(seq "$ROUNDS"); do
+    latency berth10k 10.200.0.1 /run/bench/local.txt
+    latency aardvark10k 10.201.0.1 /run/bench/local.txt
+done
+echo "== berth, a connect's notification to the new name answered, 10,000 names: $(
+    ip netns exec client python3 "$ROWS" reload "$BERTH_STATE_DIR" bench 10.200.0.1 50)"

@@ -13,13 +13,17 @@
 //! - `reverse`: reading `in-addr.arpa` and `ip6.arpa` names; pure.
 //! - `upstream`: forwarding to the host's resolvers.
 //! - `server`: the tokio side: listeners and the control socket.
+//! - `batch`: datagrams several to a system call.
 //! - `limits`: what one network, and one client in it, may hold at once.
+//! - `memory`: keeping the server's resident memory to what it uses.
 //! - `control`: berth's side: starting and notifying the server.
 //! - `resolv`: reading and writing resolv.conf.
 
 mod answer;
+mod batch;
 mod control;
 mod limits;
+mod memory;
 pub mod resolv;
 mod reverse;
 mod server;

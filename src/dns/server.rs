@@ -29,7 +29,9 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixListener};
 use tokio::task::JoinHandle;
 
 use super::answer::{self, Reply};
+use super::batch;
 use super::limits::{self, Ceiling, Pool};
+use super::memory;
 use super::table::{Index, Table};
 use super::upstream::{self, Upstreams};
 use super::{resolv, PID_FILE, SOCKET};
@@ -37,6 +39,9 @@ use crate::error::{Error, Result};
 use crate::portproxy::{Proxy, Scope};
 use crate::store::{FileLock, Store};
 
+/// How long after the last reload the server lets go of what reloading
+/// touched (`memory`).
+const SETTLE: Duration = Duration::from_secs(1);
 /// How often ports of [::1] held by another process are tried again.
 const FORWARD_RETRY: Duration = Duration::from_secs(5);
 
@@ -49,11 +54,6 @@ fn dns_port() -> u16 {
 }
 /// An idle TCP client is dropped after this.
 const TCP_IDLE: Duration = Duration::from_secs(10);
-/// Datagrams one network's listener handles before it lets the others
-/// run. The runtime has one thread: without this, a network flooding its
-/// gateway would be served a whole budget of packets (128) at a time while
-/// every other network's queries wait behind them.
-const UDP_BATCH: usize = 8;
 
 /// What every listener shares.
 struct Shared {
@@ -126,6 +126,7 @@ pub fn serve(state_dir: &Path, stay: bool) -> Result<i32> {
     writeln!(pidfile.file(), "{}", std::process::id())?;
     let _ = DNS_PORT.set(super::configured_port(state_dir));
     let files = raise_file_limit();
+    memory::one_arena();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         // One thread reads the state during reloads; no pool is needed.
@@ -183,6 +184,8 @@ async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
     let _ = std::fs::remove_file(&sock_path);
     let control = UnixListener::bind(&sock_path)
         .map_err(|e| Error::Other(format!("binding {}: {e}", sock_path.display())))?;
+    // Everything starting touched is behind; what serving needs comes back.
+    memory::drop_idle_pages();
     eprintln!(
         "berth-dns: pid {}, serving {} name(s) on {} network(s) of {}, {} port(s) forwarded from [::1]",
         std::process::id(),
@@ -195,6 +198,9 @@ async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
     // not only when a berth command comes.
     let mut retry = tokio::time::interval(FORWARD_RETRY);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When the last burst of reloads is over: their code and garbage go
+    // (see `memory`); a burst of connects pays for this once.
+    let mut settle: Option<tokio::time::Instant> = None;
     // The supervisor's end of its connection, kept so that a deliberate
     // exit can say `bye` (a death says nothing, and it starts a new server).
     let mut supervisor: Option<OwnedWriteHalf> = None;
@@ -214,6 +220,16 @@ async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
                 for w in warnings {
                     eprintln!("berth-dns: {w}");
                 }
+                continue;
+            }
+            _ = tokio::time::sleep_until(settle.unwrap_or_else(tokio::time::Instant::now)), if settle.is_some() => {
+                settle = None;
+                // On the blocking thread: reading smaps takes a while, and
+                // queries go on meanwhile.
+                tokio::task::spawn_blocking(|| {
+                    memory::trim();
+                    memory::drop_idle_pages();
+                });
                 continue;
             }
             _ = retry.tick(), if proxy.has_failed() => {
@@ -247,6 +263,7 @@ async fn run(dir: PathBuf, stay: bool, files: u64) -> Result<()> {
         };
         let mut warnings = reload(&dir, change, &shared, &mut index, &mut listeners).await;
         warnings.extend(proxy.sync(&dir, change.scope()).await);
+        settle = Some(tokio::time::Instant::now() + SETTLE);
         let idle = shared.table().is_empty() && proxy.is_empty() && !stay;
         let mut reply = String::from("ok");
         for w in &warnings {
@@ -444,6 +461,7 @@ fn load(dir: &Path, change: Change, current: &Table, mut index: Index) -> (Resul
         Ok(table)
     };
     let table = read();
+    store.release_cache();
     if table.is_err() {
         // Opened afresh next time (the file may have been replaced).
         *slot = None;
@@ -507,16 +525,46 @@ fn network_servers(shared: &Shared, gw: IpAddr) -> Vec<SocketAddr> {
 }
 
 async fn serve_udp(gw: IpAddr, sock: Arc<UdpSocket>, shared: Arc<Shared>, limits: Arc<Limits>) {
-    let mut buf = vec![0u8; 4096];
-    let mut served = 0usize;
+    let mut replies: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(batch::BATCH);
     loop {
-        served += 1;
-        if served.is_multiple_of(UDP_BATCH) {
-            // Behind every other listener with a packet waiting.
-            tokio::task::yield_now().await;
+        if sock.readable().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
         }
-        let (n, peer) = match sock.recv_from(&mut buf).await {
-            Ok(r) => r,
+        let table = shared.table();
+        let read = sock.try_io(tokio::io::Interest::READABLE, || {
+            batch::receive(&*sock, |received| {
+                for (packet, peer) in received.iter() {
+                    let client = peer.ip();
+                    match answer::reply(&table, gw, client, packet) {
+                        Reply::Answer(bytes) => replies.push((bytes, peer)),
+                        Reply::Ignore => {}
+                        Reply::Forward { max_len } => {
+                            // Over its share (or its network's): told at
+                            // once, and no socket is opened for it.
+                            let Ok(slot) = limits.forwards.take(client) else {
+                                replies.push((answer::servfail(packet), peer));
+                                continue;
+                            };
+                            let (sock, shared, query) =
+                                (sock.clone(), shared.clone(), packet.to_vec());
+                            let own = table.net(gw).map(|n| n.servers.clone()).unwrap_or_default();
+                            tokio::spawn(async move {
+                                let reply =
+                                    upstream::forward(&shared.upstreams, &own, &query, max_len)
+                                        .await;
+                                let _ = sock.send_to(&reply, peer).await;
+                                drop(slot);
+                            });
+                        }
+                    }
+                }
+            })
+        });
+        drop(table);
+        match read {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             // An ICMP error for an earlier reply: not fatal.
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
             // Anything else (out of memory, say) may repeat: no busy loop.
@@ -524,30 +572,19 @@ async fn serve_udp(gw: IpAddr, sock: Arc<UdpSocket>, shared: Arc<Shared>, limits
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
-        };
-        let client = peer.ip();
-        let packet = &buf[..n];
-        match answer::reply(&shared.table(), gw, client, packet) {
-            Reply::Answer(bytes) => {
-                let _ = sock.send_to(&bytes, peer).await;
-            }
-            Reply::Ignore => {}
-            Reply::Forward { max_len } => {
-                // Over its share (or its network's): told at once, and
-                // no socket is opened for it.
-                let Ok(slot) = limits.forwards.take(client) else {
-                    let _ = sock.send_to(&answer::servfail(packet), peer).await;
-                    continue;
-                };
-                let (sock, shared, query) = (sock.clone(), shared.clone(), packet.to_vec());
-                let own = network_servers(&shared, gw);
-                tokio::spawn(async move {
-                    let reply = upstream::forward(&shared.upstreams, &own, &query, max_len).await;
-                    let _ = sock.send_to(&reply, peer).await;
-                    drop(slot);
-                });
-            }
         }
+        let sent = sock
+            .try_io(tokio::io::Interest::WRITABLE, || {
+                batch::send(&*sock, &replies)
+            })
+            .unwrap_or(0);
+        for (bytes, peer) in &replies[sent..] {
+            let _ = sock.send_to(bytes, *peer).await;
+        }
+        replies.clear();
+        // A batch at most, then behind every other listener with a packet
+        // waiting.
+        tokio::task::yield_now().await;
     }
 }
 

@@ -122,10 +122,21 @@ pub struct Table {
 #[derive(Debug, Default)]
 pub struct Index {
     known: HashSet<i64>,
-    spaces: HashMap<u64, Vec<Held>>,
+    spaces: HashMap<u64, Vec<Entered>>,
 }
 
-/// One endpoint of a namespace, as entered in the table.
+/// One endpoint of a namespace, as entered in the table: the very lists
+/// the table's maps hold, shared, so the index costs no copy of a name.
+#[derive(Debug)]
+struct Entered {
+    network: i64,
+    /// IPv4 first, as the rows come.
+    ips: Arc<[IpAddr]>,
+    /// Own name first, then the aliases in order.
+    names: Arc<[String]>,
+}
+
+/// One endpoint of a namespace, gathered from its rows.
 #[derive(Debug)]
 struct Held {
     network: i64,
@@ -215,12 +226,12 @@ impl Table {
                 continue;
             };
             let net = Arc::make_mut(net);
-            for name in &h.names {
+            for name in h.names.iter() {
                 if net.names.get(name.as_str()).is_some_and(|v| v.1 == inode) {
                     net.names.remove(name);
                 }
             }
-            for ip in &h.ips {
+            for ip in h.ips.iter() {
                 if net.ptr.get(ip).is_some_and(|v| v.1 == inode) {
                     net.ptr.remove(ip);
                 }
@@ -270,23 +281,29 @@ impl Table {
             }
         }
         let scope: Arc<[i64]> = scope.into();
-        for h in &held {
+        let mut entered = Vec::with_capacity(held.len());
+        for h in held {
             let Some(net) = self.nets.get_mut(&h.network) else {
                 continue;
             };
             let net = Arc::make_mut(net);
-            let ips: Arc<[IpAddr]> = h.ips.as_slice().into();
-            for name in &h.names {
+            let ips: Arc<[IpAddr]> = h.ips.into();
+            let names: Arc<[String]> = h.names.into();
+            for name in names.iter() {
                 net.names.insert(name.clone(), (ips.clone(), inode));
             }
-            let names: Arc<[String]> = h.names.as_slice().into();
-            for ip in &h.ips {
+            for ip in ips.iter() {
                 net.scopes.insert(*ip, (scope.clone(), inode));
                 net.ptr.insert(*ip, (names.clone(), inode));
             }
+            entered.push(Entered {
+                network: h.network,
+                ips,
+                names,
+            });
         }
-        if !held.is_empty() {
-            index.spaces.insert(inode, held);
+        if !entered.is_empty() {
+            index.spaces.insert(inode, entered);
         }
     }
 

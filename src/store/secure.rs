@@ -321,6 +321,13 @@ impl Store {
         })
     }
 
+    /// Frees the connection's page cache (for a long-lived reader between
+    /// reads: another connection's commit empties it anyway, so keeping
+    /// it costs memory and saves nothing).
+    pub fn release_cache(&self) {
+        let _ = self.conn.execute_batch("PRAGMA shrink_memory");
+    }
+
     /// SQLite's `PRAGMA integrity_check`: every problem it finds, or
     /// nothing when the database is intact. For `doctor`, which opens
     /// read-only and wants the thorough answer (indexes against tables).
