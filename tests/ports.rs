@@ -440,3 +440,28 @@ fn sctp_is_published_when_the_kernel_has_it() {
     assert_ok_ctx(&out, "sctp from outside");
     assert_eq!(seen_source(&stdout(&out)), inet.peer_ip);
 }
+
+#[test]
+fn a_port_only_waiting_out_time_wait_is_free_to_publish() {
+    let sb = Sandbox::new();
+    sb.create_network("web", "10.90.0.0/24");
+    sb.add_netns("c");
+    // A host service that answered a connection and closed first, then
+    // stopped listening: its side of the connection waits out TIME_WAIT on
+    // the port, which no process holds any more.
+    sb.sh_ok(
+        "python3 -c 'import socket\n\
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+l.bind((\"127.0.0.1\", 8600)); l.listen()\n\
+c = socket.create_connection((\"127.0.0.1\", 8600)); a, _ = l.accept()\n\
+a.close(); c.recv(1); c.close(); l.close()'",
+    );
+    let waiting = sb.sh_ok("ss -Htan state time-wait '( sport = :8600 )'");
+    assert!(!waiting.trim().is_empty(), "no TIME_WAIT on 8600 to test with");
+    let ep = sb.connect("web", "c", &["-p", "8600:80"]);
+    assert_eq!(ep["ports"][0]["host_port"], 8600);
+    // A listener still holds the port.
+    let _host = sb.tcp_server(None, "0.0.0.0:8601");
+    sb.add_netns("d");
+    sb.assert_refused(&["connect", "web", "d", "-p", "8601:80"], "berth-probe (pid");
+}

@@ -46,6 +46,9 @@ fn port_in_use6(proto: Proto, ip: Ipv6Addr, port: u16, only_v6: bool) -> Option<
     };
     let socket = Socket::new(Domain::IPV6, ty, Some(num)).ok()?;
     socket.set_only_v6(only_v6).ok()?;
+    if proto != Proto::Udp {
+        socket.set_reuse_address(true).ok()?;
+    }
     let addr = SocketAddr::new(IpAddr::V6(ip), port);
     Some(matches!(socket.bind(&addr.into()), Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE)))
 }
@@ -67,6 +70,9 @@ pub fn port_in_use(proto: Proto, ip: Ipv4Addr, port: u16) -> bool {
             // No such protocol in this kernel: nothing can hold the port.
             return false;
         }
+        if proto != Proto::Udp {
+            reuse_address(fd);
+        }
         let sa = libc::sockaddr_in {
             sin_family: libc::AF_INET as libc::sa_family_t,
             sin_port: port.to_be(),
@@ -84,6 +90,27 @@ pub fn port_in_use(proto: Proto, ip: Ipv4Addr, port: u16) -> bool {
         libc::close(fd);
         in_use
     }
+}
+
+/// Lets a probing bind of a stream socket pass over connections that are
+/// only waiting out TIME_WAIT on the port: they hold it against a plain
+/// bind, yet no process listens there and a mapping shadows nothing (a
+/// published port freed a moment ago, whose forwarded connections on
+/// `[::1]` closed first, is the common case). A listener still refuses
+/// the bind. UDP has no TIME_WAIT, and there the option would let the
+/// bind share a port with a socket that set it too.
+///
+/// # Safety
+/// `fd` must be an open socket.
+unsafe fn reuse_address(fd: libc::c_int) {
+    let on: libc::c_int = 1;
+    libc::setsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_REUSEADDR,
+        &on as *const libc::c_int as *const libc::c_void,
+        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+    );
 }
 
 /// Whether `ip` is an address of this host: a bind to it succeeds only
