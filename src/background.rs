@@ -20,7 +20,8 @@ use crate::error::{Error, Result};
 use crate::store::{FileLock, Store};
 
 /// The supervisor's control socket, in the state directory: one line,
-/// `changed`, says that the state changed.
+/// `changed`, says that the state changed; `pending N` says so too, and
+/// that N more endpoints' links wait in the pending group to be deleted.
 pub const SUPERVISOR_SOCKET: &str = "supervisor.sock";
 /// The supervisor's PID, locked for its whole life.
 pub const SUPERVISOR_PID: &str = "supervisor.pid";
@@ -78,10 +79,11 @@ pub fn spawn_detached(state_dir: &Path, subcommand: &str, log: &str) -> Result<(
     Ok(())
 }
 
-/// Tells the supervisor that the state changed; starts it first when none
-/// runs and something needs watching. Concurrent callers take turns, so
-/// only one starts it.
-pub fn supervise(state_dir: &Path) -> Result<()> {
+/// Tells the supervisor that the state changed, and of `pending` more
+/// endpoints' links waiting to be deleted; starts it first when none runs
+/// and something needs watching or deleting. Concurrent callers take
+/// turns, so only one starts it.
+pub fn supervise(state_dir: &Path, pending: usize) -> Result<()> {
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -90,15 +92,15 @@ pub fn supervise(state_dir: &Path) -> Result<()> {
         .map_err(|e| Error::Other(format!("opening {SUPERVISOR_LOCK}: {e}")))?;
     let _lock = FileLock::acquire(lock)
         .map_err(|e| Error::Other(format!("locking {SUPERVISOR_LOCK}: {e}")))?;
-    if tell(state_dir)? {
+    if tell(state_dir, pending)? {
         return Ok(());
     }
-    if !needed(state_dir)? {
+    if pending == 0 && !needed(state_dir)? {
         return Ok(());
     }
     spawn_detached(state_dir, "supervise", SUPERVISOR_LOG)?;
     let deadline = Instant::now() + START_TIMEOUT;
-    while !tell(state_dir)? {
+    while !tell(state_dir, pending)? {
         if Instant::now() > deadline {
             return Err(Error::Other(format!(
                 "the supervisor did not start; see {}",
@@ -110,13 +112,18 @@ pub fn supervise(state_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Sends `changed` to a running supervisor; false when none listens.
-fn tell(state_dir: &Path) -> Result<bool> {
+/// Sends `changed` (or `pending N`) to a running supervisor; false when
+/// none listens.
+fn tell(state_dir: &Path, pending: usize) -> Result<bool> {
     let path = state_dir.join(SUPERVISOR_SOCKET);
     match UnixStream::connect(&path) {
         Ok(mut s) => {
             // It reads the line when it gets to it; nothing to wait for.
-            let _ = s.write_all(b"changed\n");
+            let line = match pending {
+                0 => "changed\n".to_string(),
+                n => format!("pending {n}\n"),
+            };
+            let _ = s.write_all(line.as_bytes());
             Ok(true)
         }
         Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {

@@ -60,8 +60,10 @@ pub trait NameService {
 
     /// Tells the supervisor, which keeps the server running and reclaims
     /// what killed sandboxes leave, that the state changed (starting it
-    /// when something needs watching). A stand-in does nothing.
-    fn supervise(&mut self, _state_dir: &Path) -> Result<()> {
+    /// when something needs watching), and how many endpoints' links the
+    /// transaction left in the pending group for it to delete (starting it
+    /// for those too). A stand-in does nothing.
+    fn supervise(&mut self, _state_dir: &Path, _pending: usize) -> Result<()> {
         Ok(())
     }
 }
@@ -78,8 +80,8 @@ impl NameService for LiveNames {
         }
     }
 
-    fn supervise(&mut self, state_dir: &Path) -> Result<()> {
-        crate::background::supervise(state_dir)
+    fn supervise(&mut self, state_dir: &Path, pending: usize) -> Result<()> {
+        crate::background::supervise(state_dir, pending)
     }
 }
 
@@ -87,12 +89,19 @@ impl NameService for LiveNames {
 #[derive(Default)]
 pub struct RecordedNames {
     pub syncs: std::rc::Rc<std::cell::RefCell<Vec<DnsScope>>>,
+    /// The pending links each transaction told the supervisor of.
+    pub pending: std::rc::Rc<std::cell::RefCell<Vec<usize>>>,
 }
 
 impl NameService for RecordedNames {
     fn sync(&mut self, _state_dir: &Path, scope: DnsScope) -> Result<Vec<String>> {
         self.syncs.borrow_mut().push(scope);
         Ok(Vec::new())
+    }
+
+    fn supervise(&mut self, _state_dir: &Path, pending: usize) -> Result<()> {
+        self.pending.borrow_mut().push(pending);
+        Ok(())
     }
 }
 

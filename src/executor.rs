@@ -55,6 +55,7 @@ pub fn transaction<T>(
         planned: Plan::new(),
         dns: Vec::new(),
         undo: Vec::new(),
+        deferred: 0,
     };
     if preflight == Preflight::Run && !txn.ctx.dry_run {
         txn.preflight()?;
@@ -94,6 +95,9 @@ pub struct Txn<'a> {
     dns: Vec<DnsScope>,
     /// How to take back each applied change, oldest first.
     undo: Vec<Compensation>,
+    /// How many endpoints' links the applied plans left in the pending
+    /// group (`names::PENDING_GROUP`), for the supervisor to delete.
+    deferred: usize,
 }
 
 impl Txn<'_> {
@@ -192,6 +196,7 @@ impl Txn<'_> {
             tx.commit()?;
             return Err(e);
         }
+        self.deferred += plan.deferred_deletes();
         failpoint::hit("record");
         let tx = store.begin()?;
         intent.settle(&tx)?;
@@ -275,14 +280,23 @@ impl Txn<'_> {
     }
 
     /// Tells the supervisor that the state may have changed, so that it
-    /// watches what is new (a sandbox's owner) and lets go of what is gone;
-    /// a failure is a warning, like the DNS server's.
+    /// watches what is new (a sandbox's owner) and lets go of what is gone,
+    /// and of the links left pending, which it deletes; a failure is a
+    /// warning, like the DNS server's. With no supervisor to delete them,
+    /// the transaction deletes the pending links itself (one request).
     fn supervise(&mut self) {
         if self.ctx.dry_run {
             return;
         }
-        if let Err(e) = self.ctx.names.supervise(&self.ctx.state_dir) {
+        let pending = std::mem::take(&mut self.deferred);
+        if let Err(e) = self.ctx.names.supervise(&self.ctx.state_dir, pending) {
             self.ctx.warn(format!("supervisor: {e}"));
+            if pending > 0 {
+                let group = crate::model::names::PENDING_GROUP;
+                if let Err(e) = self.ctx.kernel.delete_link_group(group) {
+                    self.ctx.warn(format!("deleting the pending links: {e}"));
+                }
+            }
         }
     }
 

@@ -12,8 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use super::{
-    AddrFact, ChildLink, HostPrefix, IfaceRoutes, InsideConfig, IpAddrFact, Kernel, LinkFact,
-    NetnsFacts, NftFingerprint, Target, VethPair,
+    AddrFact, ChildLink, Deferral, HostPrefix, IfaceRoutes, InsideConfig, IpAddrFact, Kernel,
+    LinkFact, NetnsFacts, NftFingerprint, Target, VethPair,
 };
 use crate::error::{Error, Result};
 use crate::model::{IpNet, Ipv4Net, Mac, Proto};
@@ -263,6 +263,39 @@ impl FakeKernel {
         }
     }
 
+    /// What a link brought down takes along in its namespace: the default
+    /// routes through its subnets.
+    fn drop_routes_via(&mut self, netns: &Path, index: u32) {
+        let within = |gw: IpAddr, ip: IpAddr, len: u8| match (gw, ip) {
+            (IpAddr::V4(g), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                u32::from(g) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(g), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                u128::from(g) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        };
+        let mine: Vec<(IpAddr, u8)> = self
+            .addrs
+            .iter()
+            .filter(|(n, a)| n.as_deref() == Some(netns) && a.index == index)
+            .map(|(_, a)| (IpAddr::V4(a.ip), a.prefix_len))
+            .chain(
+                self.addrs6
+                    .iter()
+                    .filter(|(n, a)| n.as_deref() == Some(netns) && a.index == index)
+                    .map(|(_, a)| (a.ip, a.prefix_len)),
+            )
+            .collect();
+        let via_it = |gw: IpAddr| mine.iter().any(|(ip, len)| within(gw, *ip, *len));
+        self.default_routes
+            .retain(|(n, g)| n.as_deref() != Some(netns) || !via_it(IpAddr::V4(*g)));
+        self.default_routes6
+            .retain(|(n, g)| n.as_deref() != Some(netns) || !via_it(IpAddr::V6(*g)));
+    }
+
     fn namespace_exists(&self, path: &Path) -> bool {
         self.namespaces.iter().any(|(p, _)| p == path)
     }
@@ -434,13 +467,74 @@ impl Kernel for FakeKernel {
     }
     fn delete_links_together(&mut self, names: &[String]) -> Result<usize> {
         self.op(format!("delete_links_together {}", names.join(" ")))?;
-        let doomed: Vec<u32> = names
-            .iter()
-            .filter_map(|n| self.link_in(None, n).map(|l| l.fact.index))
-            .collect();
-        let count = doomed.len();
-        self.remove_links(doomed);
+        let group = crate::model::names::DOOMED_GROUP;
+        let mut count = 0;
+        for name in names {
+            if let Some(l) = self.link_mut(None, name) {
+                l.fact.group = group;
+                count += 1;
+            }
+        }
+        // The whole group goes: what waited there (pending links) too.
+        if count > 0 {
+            let doomed = self
+                .links
+                .iter()
+                .filter(|l| l.netns.is_none() && l.fact.group == group)
+                .map(|l| l.fact.index)
+                .collect();
+            self.remove_links(doomed);
+        }
         Ok(count)
+    }
+    fn defer_delete(&mut self, deferral: &Deferral) -> Result<usize> {
+        use crate::model::names::{pending_name, PENDING_GROUP};
+        let peer = deferral
+            .peer
+            .as_ref()
+            .map(|(netns, ifname)| format!(" (peer {ifname} in {})", netns.display()))
+            .unwrap_or_default();
+        self.op(format!("defer_delete {}{peer}", deferral.links.join(" ")))?;
+        // A name taken by an earlier pending link: the group goes first,
+        // as the live kernel does it.
+        let Some(veth) = deferral.links.first() else {
+            return Ok(0);
+        };
+        let pending = pending_name(veth);
+        let peer_taken = deferral
+            .peer
+            .as_ref()
+            .is_some_and(|(netns, _)| self.link_in(Some(netns), &pending).is_some());
+        let host_taken = deferral
+            .links
+            .iter()
+            .any(|l| self.link_in(None, &pending_name(l)).is_some());
+        if peer_taken || host_taken {
+            self.delete_link_group(PENDING_GROUP)?;
+        }
+        if let Some((netns, ifname)) = &deferral.peer {
+            let gone_routes = self.link_in(Some(netns), ifname).map(|l| l.fact.index);
+            if let Some(l) = self.link_mut(Some(netns), ifname) {
+                l.fact.name = pending.clone();
+                l.fact.up = false;
+            }
+            // Down, the peer's routes go (its default route too).
+            if let Some(index) = gone_routes {
+                self.drop_routes_via(netns, index);
+            }
+        }
+        let mut taken = 0;
+        for name in &deferral.links {
+            let pending = pending_name(name);
+            if let Some(l) = self.link_mut(None, name) {
+                l.fact.name = pending;
+                l.fact.up = false;
+                l.fact.master = None;
+                l.fact.group = PENDING_GROUP;
+                taken += 1;
+            }
+        }
+        Ok(taken)
     }
     fn link_exists(&mut self, name: &str) -> Result<bool> {
         self.op(format!("link_exists {name}"))?;

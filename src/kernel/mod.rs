@@ -56,6 +56,21 @@ pub struct VethPair {
     pub mtu: u32,
 }
 
+/// The links a disconnect takes out of service at once instead of
+/// deleting them (which waits for an RCU grace period): each host link is
+/// brought down, taken off its bridge and renamed to its
+/// `names::pending_name` in `names::PENDING_GROUP`, where it waits to be
+/// deleted with the group; the veth's peer is brought down and renamed
+/// the same inside its namespace, so the container's name is free too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deferral {
+    /// The host-side links: the veth, then its ifb if it has one.
+    pub links: Vec<String>,
+    /// The peer's namespace (checked to be the endpoint's) and its name
+    /// there; None when the namespace is not the recorded one any more.
+    pub peer: Option<(PathBuf, String)>,
+}
+
 /// A macvlan or ipvlan child of a host interface, made directly inside
 /// the namespace at `netns` under berth's name `temp_name` (its endpoint's
 /// derived name, in the network's link group: provably berth's) and
@@ -129,6 +144,11 @@ pub trait Kernel: std::any::Any {
     /// deleted, so the kernel waits one RCU grace period for all of them
     /// (~20 ms) instead of one each. Returns how many existed.
     fn delete_links_together(&mut self, names: &[String]) -> Result<usize>;
+    /// Takes a disconnected endpoint's links out of service (see
+    /// [`Deferral`]); returns how many host links it took. A name that is
+    /// taken already (the same endpoint disconnected again before its
+    /// earlier links went) makes it delete the pending group first.
+    fn defer_delete(&mut self, deferral: &Deferral) -> Result<usize>;
     fn link_exists(&mut self, name: &str) -> Result<bool>;
     /// The link group of the link called `name`; None if there is none.
     fn link_group(&mut self, name: &str) -> Result<Option<u32>>;
@@ -251,6 +271,21 @@ pub trait Kernel: std::any::Any {
     /// probe, collects the nf_tables trace events, and removes the tables
     /// again (also on error and on SIGINT/SIGTERM).
     fn nft_trace_live(&mut self, plan: &nftrace::LivePlan) -> Result<nftrace::LiveCapture>;
+}
+
+/// [`link::take_out`] for a veth's peer inside its namespace (no group:
+/// the group marks links in the host); a namespace that is gone took the
+/// peer along.
+fn take_out_inside(netns: &Path, ifname: &str, pending: &str) -> std::io::Result<bool> {
+    let ns = match std::fs::File::open(netns) {
+        Ok(ns) => ns,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    netns::run_in(&ns, || {
+        let mut rtnl = Rtnl::open()?;
+        link::take_out(&mut rtnl, ifname, pending, None)
+    })?
 }
 
 /// The real kernel, through one rtnetlink socket in berth's own namespace
@@ -412,6 +447,38 @@ impl Kernel for LiveKernel {
     fn delete_links_together(&mut self, names: &[String]) -> Result<usize> {
         link::delete_together(self.rtnl()?, names)
             .map_err(|e| Error::kernel(format!("deleting {} link(s)", names.len()), e))
+    }
+
+    fn defer_delete(&mut self, deferral: &Deferral) -> Result<usize> {
+        use crate::model::names::{pending_name, PENDING_GROUP};
+        let taken_name = |e: &std::io::Error| e.raw_os_error() == Some(libc::EEXIST);
+        if let (Some((netns, ifname)), Some(veth)) = (&deferral.peer, deferral.links.first()) {
+            let pending = pending_name(veth);
+            let what = format!("taking {ifname} in {} out of service", netns.display());
+            let mut result = take_out_inside(netns, ifname, &pending);
+            if result.as_ref().is_err_and(taken_name) {
+                link::delete_group(self.rtnl()?, PENDING_GROUP)
+                    .map_err(|e| Error::kernel("deleting the pending links", e))?;
+                result = take_out_inside(netns, ifname, &pending);
+            }
+            result.map_err(|e| Error::kernel(what, e))?;
+        }
+        let mut taken = 0;
+        for name in &deferral.links {
+            let pending = pending_name(name);
+            let what = format!("taking {name} out of service as {pending}");
+            let rtnl = self.rtnl()?;
+            let mut result = link::take_out(rtnl, name, &pending, Some(PENDING_GROUP));
+            if result.as_ref().is_err_and(taken_name) {
+                link::delete_group(rtnl, PENDING_GROUP)
+                    .map_err(|e| Error::kernel("deleting the pending links", e))?;
+                result = link::take_out(rtnl, name, &pending, Some(PENDING_GROUP));
+            }
+            if result.map_err(|e| Error::kernel(what, e))? {
+                taken += 1;
+            }
+        }
+        Ok(taken)
     }
 
     fn link_group(&mut self, name: &str) -> Result<Option<u32>> {
