@@ -29,6 +29,15 @@ pub const SUPERVISOR_PID: &str = "supervisor.pid";
 pub const SUPERVISOR_LOG: &str = "supervisor.log";
 /// Taken by whoever checks for the supervisor and starts it.
 const SUPERVISOR_LOCK: &str = "supervisor.lock";
+/// One byte per endpoint whose links a disconnect left in the pending
+/// group since the group was last deleted (emptied just before each such
+/// delete): the count a disconnect checks against [`PENDING_BOUND`] in
+/// O(1), whatever the number of links, without the supervisor.
+pub const PENDING_FILE: &str = "pending-links";
+/// How many endpoints' links may wait in the pending group: past this, the
+/// disconnect that finds it so deletes the group itself (one request), so
+/// a burst leaves a bounded number even when no supervisor keeps up.
+pub const PENDING_BOUND: usize = 256;
 /// How long a fresh supervisor may take to open its socket.
 const START_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -77,6 +86,39 @@ pub fn spawn_detached(state_dir: &Path, subcommand: &str, log: &str) -> Result<(
         .map_err(|e| Error::Other(format!("starting berth {subcommand}: {e}")))?;
     let _ = child.wait();
     Ok(())
+}
+
+/// Counts `pending` more endpoints' links as waiting (see
+/// [`PENDING_FILE`]); true when the count reached [`PENDING_BOUND`], the
+/// caller then deletes the group itself and calls [`pending_deleted`].
+/// The count is a hint: a command killed between taking its links out and
+/// counting them leaves one uncounted, which the next delete of the group
+/// takes anyway.
+pub fn note_pending(state_dir: &Path, pending: usize) -> Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if pending == 0 {
+        return Ok(false);
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(state_dir.join(PENDING_FILE))
+        .map_err(|e| Error::Other(format!("opening {PENDING_FILE}: {e}")))?;
+    file.write_all(&vec![b'.'; pending])?;
+    Ok(file.metadata()?.len() >= PENDING_BOUND as u64)
+}
+
+/// The pending group is about to be deleted: the count starts again.
+/// Emptied before the delete, so a link counted meanwhile is at worst
+/// counted once too often.
+pub fn pending_deleted(state_dir: &Path) {
+    if let Ok(f) = std::fs::OpenOptions::new()
+        .write(true)
+        .open(state_dir.join(PENDING_FILE))
+    {
+        let _ = f.set_len(0);
+    }
 }
 
 /// Tells the supervisor that the state changed, and of `pending` more
@@ -175,5 +217,29 @@ pub fn stop_recorded(state_dir: &Path, pid_file: &str, subcommand: &str) {
     let deadline = Instant::now() + Duration::from_secs(1);
     while ours(pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pending_count_reaches_the_bound_and_starts_again_after_a_delete() {
+        let dir = std::env::temp_dir().join(format!("berth-pending-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(!note_pending(&dir, 0).unwrap());
+        assert!(!note_pending(&dir, PENDING_BOUND - 2).unwrap());
+        assert!(!note_pending(&dir, 1).unwrap());
+        assert!(note_pending(&dir, 1).unwrap(), "the bound is reached");
+        pending_deleted(&dir);
+        assert!(!note_pending(&dir, 1).unwrap());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(PENDING_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

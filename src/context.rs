@@ -66,6 +66,17 @@ pub trait NameService {
     fn supervise(&mut self, _state_dir: &Path, _pending: usize) -> Result<()> {
         Ok(())
     }
+
+    /// Counts `pending` more endpoints' links as waiting in the pending
+    /// group; true when they reached the bound and the caller is to
+    /// delete the group now (see `background::note_pending`). A stand-in
+    /// counts nothing.
+    fn note_pending(&mut self, _state_dir: &Path, _pending: usize) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// The caller deleted the pending group itself.
+    fn pending_deleted(&mut self, _state_dir: &Path) {}
 }
 
 /// The real server (`berth dns-server`), started and notified over its
@@ -82,6 +93,14 @@ impl NameService for LiveNames {
 
     fn supervise(&mut self, state_dir: &Path, pending: usize) -> Result<()> {
         crate::background::supervise(state_dir, pending)
+    }
+
+    fn note_pending(&mut self, state_dir: &Path, pending: usize) -> Result<bool> {
+        crate::background::note_pending(state_dir, pending)
+    }
+
+    fn pending_deleted(&mut self, state_dir: &Path) {
+        crate::background::pending_deleted(state_dir)
     }
 }
 

@@ -289,13 +289,19 @@ impl Txn<'_> {
             return;
         }
         let pending = std::mem::take(&mut self.deferred);
-        if let Err(e) = self.ctx.names.supervise(&self.ctx.state_dir, pending) {
+        let dir = &self.ctx.state_dir;
+        // Past the bound (or with the count unreadable), this command
+        // deletes what waits: one request.
+        let mut delete_now = self.ctx.names.note_pending(dir, pending).unwrap_or(true);
+        if let Err(e) = self.ctx.names.supervise(dir, pending) {
             self.ctx.warn(format!("supervisor: {e}"));
-            if pending > 0 {
-                let group = crate::model::names::PENDING_GROUP;
-                if let Err(e) = self.ctx.kernel.delete_link_group(group) {
-                    self.ctx.warn(format!("deleting the pending links: {e}"));
-                }
+            delete_now = true;
+        }
+        if pending > 0 && delete_now {
+            self.ctx.names.pending_deleted(&self.ctx.state_dir);
+            let group = crate::model::names::PENDING_GROUP;
+            if let Err(e) = self.ctx.kernel.delete_link_group(group) {
+                self.ctx.warn(format!("deleting the pending links: {e}"));
             }
         }
     }

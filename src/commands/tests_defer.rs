@@ -145,3 +145,68 @@ fn a_namespace_that_is_not_the_recorded_one_is_left_alone() {
     assert!(!plan.contains("ip -n c1"), "{plan}");
     assert!(plan.contains("down nomaster"), "{plan}");
 }
+
+/// A supervisor's stand-in that says the bound is reached, or that none
+/// can be started.
+struct Saturated {
+    bound_reached: bool,
+    supervisor_fails: bool,
+}
+
+impl crate::context::NameService for Saturated {
+    fn sync(
+        &mut self,
+        _state_dir: &std::path::Path,
+        _scope: crate::context::DnsScope,
+    ) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    fn supervise(&mut self, _state_dir: &std::path::Path, _pending: usize) -> Result<()> {
+        if self.supervisor_fails {
+            return Err(crate::error::Error::Other("cannot start".into()));
+        }
+        Ok(())
+    }
+
+    fn note_pending(&mut self, _state_dir: &std::path::Path, pending: usize) -> Result<bool> {
+        Ok(pending > 0 && self.bound_reached)
+    }
+}
+
+#[test]
+fn past_the_bound_or_without_a_supervisor_the_disconnect_deletes_the_group_itself() {
+    for (bound_reached, supervisor_fails) in [(true, false), (false, true)] {
+        let mut h = host();
+        h.network("web", "10.90.0.0/24");
+        h.netns("c1");
+        h.netns("c2");
+        h.connect("web", "c1", &[]);
+        h.connect("web", "c2", &[]);
+        disconnect_c1(&mut h);
+        assert_eq!(pending(&mut h).len(), 1);
+        h.ctx.names = Box::new(Saturated {
+            bound_reached,
+            supervisor_fails,
+        });
+        disconnect(
+            &mut h.ctx,
+            DetachRequest::new("web", EndpointRef::Target("c2".into())),
+        )
+        .unwrap()
+        .applied()
+        .unwrap();
+        // One request for both: the earlier one and its own.
+        assert!(pending(&mut h).is_empty(), "{:?}", h.host_links());
+        let deletes: Vec<&String> = h
+            .fake()
+            .log
+            .iter()
+            .filter(|l| l.starts_with("delete"))
+            .collect();
+        assert_eq!(
+            deletes,
+            [&format!("delete_link_group {}", names::PENDING_GROUP)]
+        );
+    }
+}

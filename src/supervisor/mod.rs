@@ -64,7 +64,7 @@ const RETRY: Duration = Duration::from_secs(5);
 pub const BATCH_DELAY: Duration = Duration::from_millis(50);
 /// How many endpoints' links may wait: told this many since the last
 /// delete, the supervisor deletes them at once.
-pub const PENDING_BOUND: usize = 256;
+const PENDING_BOUND: usize = crate::background::PENDING_BOUND;
 
 /// Runs the supervisor until nothing is left to watch. A second one for
 /// the same state waits up to 3 s for the first to go (it may be on its
@@ -487,6 +487,7 @@ impl Supervisor {
         self.delete_at = None;
         let told = std::mem::take(&mut self.pending);
         let started = Instant::now();
+        crate::background::pending_deleted(&self.dir);
         let mut kernel = crate::kernel::LiveKernel::new();
         use crate::kernel::Kernel;
         match kernel.delete_link_group(names::PENDING_GROUP) {
