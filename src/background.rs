@@ -10,6 +10,7 @@
 //! needs them.
 
 use std::io::{ErrorKind, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -125,7 +126,12 @@ pub fn pending_deleted(state_dir: &Path) {
 /// endpoints' links waiting to be deleted; starts it first when none runs
 /// and something needs watching or deleting. Concurrent callers take
 /// turns, so only one starts it.
-pub fn supervise(state_dir: &Path, pending: usize) -> Result<()> {
+///
+/// `nft`, when given, goes along (`SCM_RIGHTS`) for the supervisor to
+/// close: the last close of an nf_tables socket that deleted elements
+/// waits for them to be freed (an RCU grace period), which the command
+/// then does not.
+pub fn supervise(state_dir: &Path, pending: usize, nft: Option<OwnedFd>) -> Result<()> {
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -134,7 +140,7 @@ pub fn supervise(state_dir: &Path, pending: usize) -> Result<()> {
         .map_err(|e| Error::Other(format!("opening {SUPERVISOR_LOCK}: {e}")))?;
     let _lock = FileLock::acquire(lock)
         .map_err(|e| Error::Other(format!("locking {SUPERVISOR_LOCK}: {e}")))?;
-    if tell(state_dir, pending)? {
+    if tell(state_dir, pending, nft.as_ref())? {
         return Ok(());
     }
     if pending == 0 && !needed(state_dir)? {
@@ -142,7 +148,7 @@ pub fn supervise(state_dir: &Path, pending: usize) -> Result<()> {
     }
     spawn_detached(state_dir, "supervise", SUPERVISOR_LOG)?;
     let deadline = Instant::now() + START_TIMEOUT;
-    while !tell(state_dir, pending)? {
+    while !tell(state_dir, pending, nft.as_ref())? {
         if Instant::now() > deadline {
             return Err(Error::Other(format!(
                 "the supervisor did not start; see {}",
@@ -154,9 +160,9 @@ pub fn supervise(state_dir: &Path, pending: usize) -> Result<()> {
     Ok(())
 }
 
-/// Sends `changed` (or `pending N`) to a running supervisor; false when
-/// none listens.
-fn tell(state_dir: &Path, pending: usize) -> Result<bool> {
+/// Sends `changed` (or `pending N`) to a running supervisor, with `fd`
+/// attached; false when none listens.
+fn tell(state_dir: &Path, pending: usize, fd: Option<&OwnedFd>) -> Result<bool> {
     let path = state_dir.join(SUPERVISOR_SOCKET);
     match UnixStream::connect(&path) {
         Ok(mut s) => {
@@ -165,7 +171,22 @@ fn tell(state_dir: &Path, pending: usize) -> Result<bool> {
                 0 => "changed\n".to_string(),
                 n => format!("pending {n}\n"),
             };
-            let _ = s.write_all(line.as_bytes());
+            match fd {
+                None => {
+                    let _ = s.write_all(line.as_bytes());
+                }
+                Some(fd) => {
+                    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+                    let fds = [fd.as_raw_fd()];
+                    let _ = sendmsg::<()>(
+                        s.as_raw_fd(),
+                        &[std::io::IoSlice::new(line.as_bytes())],
+                        &[ControlMessage::ScmRights(&fds)],
+                        MsgFlags::MSG_NOSIGNAL,
+                        None,
+                    );
+                }
+            }
             Ok(true)
         }
         Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {

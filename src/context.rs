@@ -62,8 +62,15 @@ pub trait NameService {
     /// what killed sandboxes leave, that the state changed (starting it
     /// when something needs watching), and how many endpoints' links the
     /// transaction left in the pending group for it to delete (starting it
-    /// for those too). A stand-in does nothing.
-    fn supervise(&mut self, _state_dir: &Path, _pending: usize) -> Result<()> {
+    /// for those too), handing it `nft`, the transaction's nf_tables
+    /// socket, to close later (see `Kernel::release_nft`). A stand-in does
+    /// nothing (and `nft` is closed here).
+    fn supervise(
+        &mut self,
+        _state_dir: &Path,
+        _pending: usize,
+        _nft: Option<std::os::fd::OwnedFd>,
+    ) -> Result<()> {
         Ok(())
     }
 
@@ -91,8 +98,13 @@ impl NameService for LiveNames {
         }
     }
 
-    fn supervise(&mut self, state_dir: &Path, pending: usize) -> Result<()> {
-        crate::background::supervise(state_dir, pending)
+    fn supervise(
+        &mut self,
+        state_dir: &Path,
+        pending: usize,
+        nft: Option<std::os::fd::OwnedFd>,
+    ) -> Result<()> {
+        crate::background::supervise(state_dir, pending, nft)
     }
 
     fn note_pending(&mut self, state_dir: &Path, pending: usize) -> Result<bool> {
@@ -118,7 +130,12 @@ impl NameService for RecordedNames {
         Ok(Vec::new())
     }
 
-    fn supervise(&mut self, _state_dir: &Path, pending: usize) -> Result<()> {
+    fn supervise(
+        &mut self,
+        _state_dir: &Path,
+        pending: usize,
+        _nft: Option<std::os::fd::OwnedFd>,
+    ) -> Result<()> {
         self.pending.borrow_mut().push(pending);
         Ok(())
     }

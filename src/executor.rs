@@ -56,6 +56,7 @@ pub fn transaction<T>(
         dns: Vec::new(),
         undo: Vec::new(),
         deferred: 0,
+        deleted_nft: false,
     };
     if preflight == Preflight::Run && !txn.ctx.dry_run {
         txn.preflight()?;
@@ -98,6 +99,9 @@ pub struct Txn<'a> {
     /// How many endpoints' links the applied plans left in the pending
     /// group (`names::PENDING_GROUP`), for the supervisor to delete.
     deferred: usize,
+    /// Whether an applied plan changed nftables (so the socket's close may
+    /// wait for what it deleted to be freed).
+    deleted_nft: bool,
 }
 
 impl Txn<'_> {
@@ -197,6 +201,7 @@ impl Txn<'_> {
             return Err(e);
         }
         self.deferred += plan.deferred_deletes();
+        self.deleted_nft |= plan.touches_nft();
         failpoint::hit("record");
         let tx = store.begin()?;
         intent.settle(&tx)?;
@@ -293,7 +298,15 @@ impl Txn<'_> {
         // Past the bound (or with the count unreadable), this command
         // deletes what waits: one request.
         let mut delete_now = self.ctx.names.note_pending(dir, pending).unwrap_or(true);
-        if let Err(e) = self.ctx.names.supervise(dir, pending) {
+        // Closing it would wait for nf_tables to free what the batches
+        // deleted: the supervisor closes it later.
+        let nft = if self.deleted_nft {
+            self.ctx.kernel.release_nft()
+        } else {
+            None
+        };
+        self.deleted_nft = false;
+        if let Err(e) = self.ctx.names.supervise(dir, pending, nft) {
             self.ctx.warn(format!("supervisor: {e}"));
             delete_now = true;
         }

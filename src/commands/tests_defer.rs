@@ -162,7 +162,12 @@ impl crate::context::NameService for Saturated {
         Ok(Vec::new())
     }
 
-    fn supervise(&mut self, _state_dir: &std::path::Path, _pending: usize) -> Result<()> {
+    fn supervise(
+        &mut self,
+        _state_dir: &std::path::Path,
+        _pending: usize,
+        _nft: Option<std::os::fd::OwnedFd>,
+    ) -> Result<()> {
         if self.supervisor_fails {
             return Err(crate::error::Error::Other("cannot start".into()));
         }

@@ -144,6 +144,14 @@ pub trait Kernel: std::any::Any {
     /// deleted, so the kernel waits one RCU grace period for all of them
     /// (~20 ms) instead of one each. Returns how many existed.
     fn delete_links_together(&mut self, names: &[String]) -> Result<usize>;
+    /// The nf_tables socket, taken out of the kernel handle (a later
+    /// change opens another) so that someone else closes it: the last
+    /// close of a socket whose batches deleted elements waits until
+    /// nf_tables has freed them, after an RCU grace period (5-20 ms). None
+    /// when none is open.
+    fn release_nft(&mut self) -> Option<std::os::fd::OwnedFd> {
+        None
+    }
     /// Takes a disconnected endpoint's links out of service (see
     /// [`Deferral`]); returns how many host links it took. A name that is
     /// taken already (the same endpoint disconnected again before its
@@ -447,6 +455,14 @@ impl Kernel for LiveKernel {
     fn delete_links_together(&mut self, names: &[String]) -> Result<usize> {
         link::delete_together(self.rtnl()?, names)
             .map_err(|e| Error::kernel(format!("deleting {} link(s)", names.len()), e))
+    }
+
+    fn release_nft(&mut self) -> Option<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        // A second reference to the socket: dropping the handle then
+        // closes only this process's first one.
+        let nft = self.nft.take()?;
+        nft.as_fd().try_clone_to_owned().ok()
     }
 
     fn defer_delete(&mut self, deferral: &Deferral) -> Result<usize> {

@@ -91,6 +91,7 @@ pub fn serve(state_dir: &Path) -> Result<i32> {
         next_periodic: Instant::now() + PERIODIC,
         pending: 0,
         delete_at: None,
+        held: Vec::new(),
     };
     log(format!(
         "pid {}, supervising {}",
@@ -208,6 +209,8 @@ struct Supervisor {
     pending: usize,
     /// When to delete the pending link group.
     delete_at: Option<Instant>,
+    /// nf_tables sockets commands handed over to be closed here.
+    held: Vec<OwnedFd>,
 }
 
 impl Supervisor {
@@ -416,8 +419,14 @@ impl Supervisor {
         while let Ok((stream, _)) = listener.accept() {
             let _ = stream.set_nonblocking(false);
             let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
-            let mut line = String::new();
-            let _ = BufReader::new(stream).read_line(&mut line);
+            let (line, fds) = receive(&stream);
+            if !fds.is_empty() {
+                // Closed with the next delete of the pending group, by
+                // when what their batches deleted is usually freed.
+                self.held.extend(fds);
+                let at = Instant::now() + BATCH_DELAY;
+                self.delete_at = Some(self.delete_at.map_or(at, |t| t.min(at)));
+            }
             if let Some(n) = decide::pending_told(&line) {
                 self.pending += n;
                 let at = if self.pending >= PENDING_BOUND {
@@ -485,6 +494,7 @@ impl Supervisor {
     /// links no row names any more are in the group.
     fn delete_pending(&mut self) {
         self.delete_at = None;
+        self.held.clear();
         let told = std::mem::take(&mut self.pending);
         let started = Instant::now();
         crate::background::pending_deleted(&self.dir);
@@ -558,6 +568,38 @@ impl Supervisor {
         }
         self.rescan = true;
     }
+}
+
+/// A command's line, and the descriptors that came with it (nf_tables
+/// sockets for this process to close).
+fn receive(stream: &UnixStream) -> (String, Vec<OwnedFd>) {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+    let mut buf = [0u8; 128];
+    let mut space = nix::cmsg_space!([RawFd; 4]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let Ok(msg) = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    ) else {
+        return (String::new(), Vec::new());
+    };
+    let mut fds = Vec::new();
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let ControlMessageOwned::ScmRights(raw) = c {
+                // SAFETY: SCM_RIGHTS gave this process these descriptors.
+                fds.extend(
+                    raw.into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
+            }
+        }
+    }
+    let n = msg.bytes;
+    (String::from_utf8_lossy(&buf[..n]).into_owned(), fds)
 }
 
 /// Connects to the DNS server's control socket as its supervisor; None
