@@ -745,6 +745,18 @@ fn random_kill_storm_leaves_no_leak_and_no_duplicate_address() {
     }
     eprintln!("storm: {total} commands, {killed} killed");
     sb.berth_ok(&["gc"]);
+    // Links disconnects took out of service (killed or not) are deleted by
+    // gc at the latest, their peers in the namespaces with them.
+    assert_eq!(sb.pending_links(), Vec::<String>::new());
+    for i in 0..8 {
+        let ns = format!("n{i}");
+        let left: Vec<String> = sb
+            .link_names(Some(&ns))
+            .into_iter()
+            .filter(|n| n.starts_with("vp"))
+            .collect();
+        assert!(left.is_empty(), "{ns}: {left:?}");
+    }
     // Kernel and state agree: every endpoint is live and owns its veth; no
     // berth veth is unaccounted for; no address is held twice.
     let eps = sb.endpoints();
@@ -805,6 +817,7 @@ fn random_kill_storm_leaves_no_leak_and_no_duplicate_address() {
         sb.berth_ok(&["disconnect", "mv", &format!("n{i}"), "--force"]);
     }
     sb.berth_ok(&["reset"]);
+    assert_eq!(sb.pending_links(), Vec::<String>::new(), "after reset");
 }
 
 #[test]

@@ -12,8 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use super::{
-    AddrFact, ChildLink, Deferral, HostPrefix, IfaceRoutes, InsideConfig, IpAddrFact, Kernel,
-    LinkFact, NetnsFacts, NftFingerprint, Target, VethPair,
+    AddrFact, ChildLink, HostPrefix, IfaceRoutes, InsideConfig, IpAddrFact, Kernel, LinkFact,
+    NetnsFacts, NftFingerprint, TakeOut, Target, VethPair,
 };
 use crate::error::{Error, Result};
 use crate::model::{IpNet, Ipv4Net, Mac, Proto};
@@ -487,54 +487,37 @@ impl Kernel for FakeKernel {
         }
         Ok(count)
     }
-    fn defer_delete(&mut self, deferral: &Deferral) -> Result<usize> {
-        use crate::model::names::{pending_name, PENDING_GROUP};
-        let peer = deferral
-            .peer
-            .as_ref()
-            .map(|(netns, ifname)| format!(" (peer {ifname} in {})", netns.display()))
+    fn take_out(&mut self, out: &TakeOut) -> Result<bool> {
+        use crate::model::names::PENDING_GROUP;
+        let netns = out.netns.as_deref();
+        let place = netns
+            .map(|n| format!(" in {}", n.display()))
             .unwrap_or_default();
-        self.op(format!("defer_delete {}{peer}", deferral.links.join(" ")))?;
+        self.op(format!("take_out {}{place} as {}", out.name, out.pending))?;
+        if netns.is_some_and(|n| !self.namespace_exists(n)) {
+            return Ok(false);
+        }
         // A name taken by an earlier pending link: the group goes first,
         // as the live kernel does it.
-        let Some(veth) = deferral.links.first() else {
-            return Ok(0);
-        };
-        let pending = pending_name(veth);
-        let peer_taken = deferral
-            .peer
-            .as_ref()
-            .is_some_and(|(netns, _)| self.link_in(Some(netns), &pending).is_some());
-        let host_taken = deferral
-            .links
-            .iter()
-            .any(|l| self.link_in(None, &pending_name(l)).is_some());
-        if peer_taken || host_taken {
+        if self.link_in(netns, &out.pending).is_some() {
             self.delete_link_group(PENDING_GROUP)?;
         }
-        if let Some((netns, ifname)) = &deferral.peer {
-            let gone_routes = self.link_in(Some(netns), ifname).map(|l| l.fact.index);
-            if let Some(l) = self.link_mut(Some(netns), ifname) {
-                l.fact.name = pending.clone();
-                l.fact.up = false;
-            }
-            // Down, the peer's routes go (its default route too).
-            if let Some(index) = gone_routes {
-                self.drop_routes_via(netns, index);
-            }
-        }
-        let mut taken = 0;
-        for name in &deferral.links {
-            let pending = pending_name(name);
-            if let Some(l) = self.link_mut(None, name) {
-                l.fact.name = pending;
-                l.fact.up = false;
-                l.fact.master = None;
+        let Some(index) = self.link_in(netns, &out.name).map(|l| l.fact.index) else {
+            return Ok(false);
+        };
+        if let Some(l) = self.link_mut(netns, &out.name) {
+            l.fact.name = out.pending.clone();
+            l.fact.up = false;
+            l.fact.master = None;
+            if netns.is_none() {
                 l.fact.group = PENDING_GROUP;
-                taken += 1;
             }
         }
-        Ok(taken)
+        // Down, a link's routes go (a default route through it too).
+        if let Some(netns) = netns {
+            self.drop_routes_via(netns, index);
+        }
+        Ok(true)
     }
     fn link_exists(&mut self, name: &str) -> Result<bool> {
         self.op(format!("link_exists {name}"))?;

@@ -56,19 +56,20 @@ pub struct VethPair {
     pub mtu: u32,
 }
 
-/// The links a disconnect takes out of service at once instead of
-/// deleting them (which waits for an RCU grace period): each host link is
-/// brought down, taken off its bridge and renamed to its
-/// `names::pending_name` in `names::PENDING_GROUP`, where it waits to be
-/// deleted with the group; the veth's peer is brought down and renamed
-/// the same inside its namespace, so the container's name is free too.
+/// One link a disconnect takes out of service at once instead of deleting
+/// it (which waits for an RCU grace period): a host link (the veth, its
+/// ifb) is brought down, taken off its bridge and renamed to `pending` in
+/// `names::PENDING_GROUP`, where it waits to be deleted with the group;
+/// the veth's peer is brought down and renamed the same inside its
+/// namespace, so the container's name is free too.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Deferral {
-    /// The host-side links: the veth, then its ifb if it has one.
-    pub links: Vec<String>,
-    /// The peer's namespace (checked to be the endpoint's) and its name
-    /// there; None when the namespace is not the recorded one any more.
-    pub peer: Option<(PathBuf, String)>,
+pub struct TakeOut {
+    /// None: a host link; Some: the peer's namespace (checked to be the
+    /// endpoint's).
+    pub netns: Option<PathBuf>,
+    pub name: String,
+    /// `names::pending_name` of the host link (of the veth, for its peer).
+    pub pending: String,
 }
 
 /// A macvlan or ipvlan child of a host interface, made directly inside
@@ -152,11 +153,11 @@ pub trait Kernel: std::any::Any {
     fn release_nft(&mut self) -> Option<std::os::fd::OwnedFd> {
         None
     }
-    /// Takes a disconnected endpoint's links out of service (see
-    /// [`Deferral`]); returns how many host links it took. A name that is
-    /// taken already (the same endpoint disconnected again before its
-    /// earlier links went) makes it delete the pending group first.
-    fn defer_delete(&mut self, deferral: &Deferral) -> Result<usize>;
+    /// Takes a link out of service (see [`TakeOut`]); Ok(false) when it
+    /// is gone already. A pending name taken already (the same endpoint
+    /// disconnected again before its earlier links went) makes it delete
+    /// the pending group first.
+    fn take_out(&mut self, link: &TakeOut) -> Result<bool>;
     fn link_exists(&mut self, name: &str) -> Result<bool>;
     /// The link group of the link called `name`; None if there is none.
     fn link_group(&mut self, name: &str) -> Result<Option<u32>>;
@@ -465,36 +466,36 @@ impl Kernel for LiveKernel {
         nft.as_fd().try_clone_to_owned().ok()
     }
 
-    fn defer_delete(&mut self, deferral: &Deferral) -> Result<usize> {
-        use crate::model::names::{pending_name, PENDING_GROUP};
+    fn take_out(&mut self, out: &TakeOut) -> Result<bool> {
+        use crate::model::names::PENDING_GROUP;
         let taken_name = |e: &std::io::Error| e.raw_os_error() == Some(libc::EEXIST);
-        if let (Some((netns, ifname)), Some(veth)) = (&deferral.peer, deferral.links.first()) {
-            let pending = pending_name(veth);
-            let what = format!("taking {ifname} in {} out of service", netns.display());
-            let mut result = take_out_inside(netns, ifname, &pending);
-            if result.as_ref().is_err_and(taken_name) {
-                link::delete_group(self.rtnl()?, PENDING_GROUP)
-                    .map_err(|e| Error::kernel("deleting the pending links", e))?;
-                result = take_out_inside(netns, ifname, &pending);
+        let what = match &out.netns {
+            Some(netns) => format!(
+                "taking {} in {} out of service as {}",
+                out.name,
+                netns.display(),
+                out.pending
+            ),
+            None => format!("taking {} out of service as {}", out.name, out.pending),
+        };
+        let attempt = |kernel: &mut LiveKernel| -> std::io::Result<bool> {
+            match &out.netns {
+                Some(netns) => take_out_inside(netns, &out.name, &out.pending),
+                None => link::take_out(
+                    kernel.rtnl().map_err(std::io::Error::other)?,
+                    &out.name,
+                    &out.pending,
+                    Some(PENDING_GROUP),
+                ),
             }
-            result.map_err(|e| Error::kernel(what, e))?;
+        };
+        let mut result = attempt(self);
+        if result.as_ref().is_err_and(taken_name) {
+            link::delete_group(self.rtnl()?, PENDING_GROUP)
+                .map_err(|e| Error::kernel("deleting the pending links", e))?;
+            result = attempt(self);
         }
-        let mut taken = 0;
-        for name in &deferral.links {
-            let pending = pending_name(name);
-            let what = format!("taking {name} out of service as {pending}");
-            let rtnl = self.rtnl()?;
-            let mut result = link::take_out(rtnl, name, &pending, Some(PENDING_GROUP));
-            if result.as_ref().is_err_and(taken_name) {
-                link::delete_group(rtnl, PENDING_GROUP)
-                    .map_err(|e| Error::kernel("deleting the pending links", e))?;
-                result = link::take_out(rtnl, name, &pending, Some(PENDING_GROUP));
-            }
-            if result.map_err(|e| Error::kernel(what, e))? {
-                taken += 1;
-            }
-        }
-        Ok(taken)
+        result.map_err(|e| Error::kernel(what, e))
     }
 
     fn link_group(&mut self, name: &str) -> Result<Option<u32>> {

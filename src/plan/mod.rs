@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use berth_nft::Batch;
 
 use crate::error::{Error, Result};
-use crate::kernel::{netns, sysctl, ChildLink, Deferral, InsideConfig, Kernel, VethPair};
+use crate::kernel::{netns, sysctl, ChildLink, InsideConfig, Kernel, TakeOut, VethPair};
 use crate::model::bandwidth::format_rate;
 use crate::model::{IpNet, Ipv4Net, Limit, Mac, Proto};
 
@@ -99,12 +99,13 @@ pub enum Step {
     DeleteLinksTogether {
         names: Vec<String>,
     },
-    /// Takes a disconnected endpoint's veth (and ifb) out of service at
-    /// once, down, off the bridge and renamed into the pending group, and
+    /// Takes one of a disconnected endpoint's links out of service at
+    /// once (the veth's peer in its namespace, the veth, its ifb: down,
+    /// off the bridge, renamed, the host's into the pending group) and
     /// leaves deleting them to whoever deletes that group next (see
     /// `names::PENDING_GROUP`): one RCU grace period for many, and none
     /// for the command. Nothing to undo, as for a delete.
-    DeferDelete(Deferral),
+    TakeOut(TakeOut),
     /// `nf_call_iptables` on a bridge, so its bridged traffic meets the
     /// forward chain in every `bridge-nf-call-iptables` mode; with `ipv6`,
     /// `nf_call_ip6tables` too.
@@ -304,8 +305,8 @@ impl Step {
                 kernel.delete_links_together(names)?;
                 None
             }
-            Step::DeferDelete(deferral) => {
-                kernel.defer_delete(deferral)?;
+            Step::TakeOut(link) => {
+                kernel.take_out(link)?;
                 None
             }
             Step::BridgeNetfilter { bridge, ipv6 } => {
@@ -481,26 +482,26 @@ impl Step {
                 lines.push(format!("ip link del group {group}"));
                 lines
             }
-            Step::DeferDelete(d) => {
-                let group = crate::model::names::PENDING_GROUP;
-                let mut lines = Vec::new();
-                if let (Some((netns, ifname)), Some(veth)) = (&d.peer, d.links.first()) {
+            Step::TakeOut(TakeOut {
+                netns,
+                name,
+                pending,
+            }) => match netns {
+                Some(netns) => {
                     let ip = ip_in(netns);
-                    lines.push(format!("{ip} link set {ifname} down"));
-                    lines.push(format!(
-                        "{ip} link set {ifname} name {}",
-                        crate::model::names::pending_name(veth)
-                    ));
+                    vec![
+                        format!("{ip} link set {name} down"),
+                        format!("{ip} link set {name} name {pending}"),
+                    ]
                 }
-                for name in &d.links {
-                    lines.push(format!("ip link set {name} down nomaster"));
-                    lines.push(format!(
-                        "ip link set {name} group {group} name {}",
-                        crate::model::names::pending_name(name)
-                    ));
-                }
-                lines
-            }
+                None => vec![
+                    format!("ip link set {name} down nomaster"),
+                    format!(
+                        "ip link set {name} group {} name {pending}",
+                        crate::model::names::PENDING_GROUP
+                    ),
+                ],
+            },
             Step::BridgeNetfilter { bridge, ipv6 } => {
                 let six = if *ipv6 { " nf_call_ip6tables 1" } else { "" };
                 vec![format!(
@@ -674,7 +675,10 @@ impl Plan {
     pub fn deferred_deletes(&self) -> usize {
         self.steps
             .iter()
-            .filter(|s| matches!(s, Step::DeferDelete(_)))
+            .filter(|s| {
+                matches!(s, Step::TakeOut(t)
+                    if t.netns.is_none() && crate::model::names::is_host_veth_name(&t.name))
+            })
             .count()
     }
 

@@ -555,10 +555,10 @@ pub fn connect_plan(
 ///
 /// The veth (with its ifb) is not deleted here: a delete waits for an RCU
 /// grace period (~20 ms, whoever asks). It is taken out of service instead
-/// (`Step::DeferDelete`: off the bridge, down, renamed into the pending
-/// group, its peer down and renamed in `peer_netns`, the endpoint's
-/// namespace when it is still the recorded one), and deleted later with
-/// the others waiting there.
+/// (`Step::TakeOut`: its peer down and renamed in `peer_netns`, the
+/// endpoint's namespace when it is still the recorded one; the veth and
+/// the ifb down, off the bridge, renamed into the pending group), and
+/// deleted later with the others waiting there.
 pub fn disconnect_plan(
     endpoint: &Endpoint,
     delete_veth: bool,
@@ -575,12 +575,22 @@ pub fn disconnect_plan(
         .outbound
         .map(|_| names::ifb_name(&endpoint.host_ifname));
     if delete_veth {
-        plan.push(Step::DeferDelete(crate::kernel::Deferral {
-            links: std::iter::once(endpoint.host_ifname.clone())
-                .chain(ifb.clone())
-                .collect(),
-            peer: peer_netns.map(|p| (p, endpoint.ifname.clone())),
-        }));
+        let take_out = |netns, name: &str, of: &str| {
+            Step::TakeOut(crate::kernel::TakeOut {
+                netns,
+                name: name.to_string(),
+                pending: names::pending_name(of),
+            })
+        };
+        let veth = &endpoint.host_ifname;
+        // The peer first: the container stops sending at once.
+        if let Some(netns) = peer_netns {
+            plan.push(take_out(Some(netns), &endpoint.ifname, veth));
+        }
+        plan.push(take_out(None, veth, veth));
+        if let Some(ifb) = &ifb {
+            plan.push(take_out(None, ifb, ifb));
+        }
     }
     let before: Vec<&Endpoint> = siblings.iter().collect();
     let after: Vec<&Endpoint> = siblings.iter().filter(|e| e.id != endpoint.id).collect();

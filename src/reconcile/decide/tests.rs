@@ -554,7 +554,7 @@ fn disconnect_takes_the_veth_and_its_ifb_out_together() {
     .assert_eq(&lines(&disconnect_plan(&c1, true, None, None, &[])));
     assert!(matches!(
         disconnect_plan(&c1, true, None, None, &[]).steps[0],
-        Step::DeferDelete(_)
+        Step::TakeOut(_)
     ));
     // The namespace takes the veth, not the ifb, which is the host's.
     expect!["ip link del ib6c39f18610fe"].assert_eq(&lines(&disconnect_plan(
