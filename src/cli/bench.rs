@@ -144,7 +144,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     let bridge = crate::model::names::default_bridge_name("bench");
     super::bench_defer::disconnects(&mut ctx, &names, &bridge, disconnect)?;
     if !opts.via_cli {
-        super::bench_defer::burst_without_supervisor(&mut ctx, &names, connect, disconnect)?;
+        super::bench_defer::burst_without_supervisor(&mut ctx, &names)?;
     }
 
     for name in &names {

@@ -122,40 +122,72 @@ impl NameService for WithoutSupervisor {
     }
 }
 
-/// The burst again with no supervisor told (it is stopped first): the
-/// most links seen waiting, what is left, and `up` deleting that.
-pub fn burst_without_supervisor(
-    ctx: &mut Context,
-    names: &[String],
-    mut connect: impl FnMut(&mut Context, &str) -> Result<()>,
-    mut disconnect: impl FnMut(&mut Context, &str) -> Result<()>,
-) -> Result<()> {
+/// The burst again with the supervisor frozen (SIGSTOP: alive, so no one
+/// starts another, but deleting nothing) and not told: the disconnects'
+/// own bound is all that keeps the group small. The most links seen
+/// waiting, what is left, and `up` deleting that.
+pub fn burst_without_supervisor(ctx: &mut Context, names: &[String]) -> Result<()> {
     for name in names {
-        connect(ctx, name)?;
+        let req = crate::request::AttachRequest {
+            network: "bench".into(),
+            target: name.clone(),
+            ..Default::default()
+        };
+        crate::commands::connect(ctx, req)?;
     }
-    crate::background::stop_supervisor(&ctx.state_dir);
+    let frozen = Frozen::supervisor(&ctx.state_dir);
     let live = std::mem::replace(&mut ctx.names, Box::new(WithoutSupervisor));
     let mut most = 0;
     let start = Instant::now();
     let result = (|| -> Result<()> {
         for name in names {
-            disconnect(ctx, name)?;
+            let req = crate::request::DetachRequest::new(
+                "bench",
+                crate::request::EndpointRef::Target(name.clone()),
+            );
+            crate::commands::disconnect(ctx, req)?;
             most = most.max(pending_now(ctx.kernel.as_mut())?);
         }
         Ok(())
     })();
     let took = start.elapsed();
     ctx.names = live;
+    drop(frozen);
     result?;
     let after = pending_now(ctx.kernel.as_mut())?;
     let start = Instant::now();
     crate::commands::maintain::up(ctx)?;
     outln!(
-        "without a supervisor, {} disconnects in {:.0} ms: at most {most} links pending (bound {}), {after} after the last; `up` deleted them in {:.0} ms",
+        "with the supervisor frozen, {} disconnects (no ports) in {:.0} ms: at most {most} links pending (bound {}), {after} after the last; `up` deleted them in {:.0} ms",
         names.len(),
         Figures::ms(took),
         crate::background::PENDING_BOUND,
         Figures::ms(start.elapsed())
     );
     Ok(())
+}
+
+/// The supervisor, stopped (SIGSTOP) until dropped.
+struct Frozen(Option<nix::unistd::Pid>);
+
+impl Frozen {
+    fn supervisor(state_dir: &Path) -> Frozen {
+        let pid = std::fs::read_to_string(state_dir.join(crate::background::SUPERVISOR_PID))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            .filter(|p| *p > 1)
+            .map(nix::unistd::Pid::from_raw);
+        if let Some(pid) = pid {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP);
+        }
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+        }
+    }
 }
