@@ -10,6 +10,7 @@
 //! needs them.
 
 use std::io::{ErrorKind, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -20,7 +21,8 @@ use crate::error::{Error, Result};
 use crate::store::{FileLock, Store};
 
 /// The supervisor's control socket, in the state directory: one line,
-/// `changed`, says that the state changed.
+/// `changed`, says that the state changed; `pending N` says so too, and
+/// that N more endpoints' links wait in the pending group to be deleted.
 pub const SUPERVISOR_SOCKET: &str = "supervisor.sock";
 /// The supervisor's PID, locked for its whole life.
 pub const SUPERVISOR_PID: &str = "supervisor.pid";
@@ -28,6 +30,15 @@ pub const SUPERVISOR_PID: &str = "supervisor.pid";
 pub const SUPERVISOR_LOG: &str = "supervisor.log";
 /// Taken by whoever checks for the supervisor and starts it.
 const SUPERVISOR_LOCK: &str = "supervisor.lock";
+/// One byte per endpoint whose links a disconnect left in the pending
+/// group since the group was last deleted (emptied just before each such
+/// delete): the count a disconnect checks against [`PENDING_BOUND`] in
+/// O(1), whatever the number of links, without the supervisor.
+pub const PENDING_FILE: &str = "pending-links";
+/// How many endpoints' links may wait in the pending group: past this, the
+/// disconnect that finds it so deletes the group itself (one request), so
+/// a burst leaves a bounded number even when no supervisor keeps up.
+pub const PENDING_BOUND: usize = 256;
 /// How long a fresh supervisor may take to open its socket.
 const START_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -78,10 +89,49 @@ pub fn spawn_detached(state_dir: &Path, subcommand: &str, log: &str) -> Result<(
     Ok(())
 }
 
-/// Tells the supervisor that the state changed; starts it first when none
-/// runs and something needs watching. Concurrent callers take turns, so
-/// only one starts it.
-pub fn supervise(state_dir: &Path) -> Result<()> {
+/// Counts `pending` more endpoints' links as waiting (see
+/// [`PENDING_FILE`]); true when the count reached [`PENDING_BOUND`], the
+/// caller then deletes the group itself and calls [`pending_deleted`].
+/// The count is a hint: a command killed between taking its links out and
+/// counting them leaves one uncounted, which the next delete of the group
+/// takes anyway.
+pub fn note_pending(state_dir: &Path, pending: usize) -> Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if pending == 0 {
+        return Ok(false);
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(state_dir.join(PENDING_FILE))
+        .map_err(|e| Error::Other(format!("opening {PENDING_FILE}: {e}")))?;
+    file.write_all(&vec![b'.'; pending])?;
+    Ok(file.metadata()?.len() >= PENDING_BOUND as u64)
+}
+
+/// The pending group is about to be deleted: the count starts again.
+/// Emptied before the delete, so a link counted meanwhile is at worst
+/// counted once too often.
+pub fn pending_deleted(state_dir: &Path) {
+    if let Ok(f) = std::fs::OpenOptions::new()
+        .write(true)
+        .open(state_dir.join(PENDING_FILE))
+    {
+        let _ = f.set_len(0);
+    }
+}
+
+/// Tells the supervisor that the state changed, and of `pending` more
+/// endpoints' links waiting to be deleted; starts it first when none runs
+/// and something needs watching or deleting. Concurrent callers take
+/// turns, so only one starts it.
+///
+/// `nft`, when given, goes along (`SCM_RIGHTS`) for the supervisor to
+/// close: the last close of an nf_tables socket that deleted elements
+/// waits for them to be freed (an RCU grace period), which the command
+/// then does not.
+pub fn supervise(state_dir: &Path, pending: usize, nft: Option<OwnedFd>) -> Result<()> {
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -90,15 +140,15 @@ pub fn supervise(state_dir: &Path) -> Result<()> {
         .map_err(|e| Error::Other(format!("opening {SUPERVISOR_LOCK}: {e}")))?;
     let _lock = FileLock::acquire(lock)
         .map_err(|e| Error::Other(format!("locking {SUPERVISOR_LOCK}: {e}")))?;
-    if tell(state_dir)? {
+    if tell(state_dir, pending, nft.as_ref())? {
         return Ok(());
     }
-    if !needed(state_dir)? {
+    if pending == 0 && !needed(state_dir)? {
         return Ok(());
     }
     spawn_detached(state_dir, "supervise", SUPERVISOR_LOG)?;
     let deadline = Instant::now() + START_TIMEOUT;
-    while !tell(state_dir)? {
+    while !tell(state_dir, pending, nft.as_ref())? {
         if Instant::now() > deadline {
             return Err(Error::Other(format!(
                 "the supervisor did not start; see {}",
@@ -110,13 +160,33 @@ pub fn supervise(state_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Sends `changed` to a running supervisor; false when none listens.
-fn tell(state_dir: &Path) -> Result<bool> {
+/// Sends `changed` (or `pending N`) to a running supervisor, with `fd`
+/// attached; false when none listens.
+fn tell(state_dir: &Path, pending: usize, fd: Option<&OwnedFd>) -> Result<bool> {
     let path = state_dir.join(SUPERVISOR_SOCKET);
     match UnixStream::connect(&path) {
         Ok(mut s) => {
             // It reads the line when it gets to it; nothing to wait for.
-            let _ = s.write_all(b"changed\n");
+            let line = match pending {
+                0 => "changed\n".to_string(),
+                n => format!("pending {n}\n"),
+            };
+            match fd {
+                None => {
+                    let _ = s.write_all(line.as_bytes());
+                }
+                Some(fd) => {
+                    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+                    let fds = [fd.as_raw_fd()];
+                    let _ = sendmsg::<()>(
+                        s.as_raw_fd(),
+                        &[std::io::IoSlice::new(line.as_bytes())],
+                        &[ControlMessage::ScmRights(&fds)],
+                        MsgFlags::MSG_NOSIGNAL,
+                        None,
+                    );
+                }
+            }
             Ok(true)
         }
         Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
@@ -168,5 +238,29 @@ pub fn stop_recorded(state_dir: &Path, pid_file: &str, subcommand: &str) {
     let deadline = Instant::now() + Duration::from_secs(1);
     while ours(pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pending_count_reaches_the_bound_and_starts_again_after_a_delete() {
+        let dir = std::env::temp_dir().join(format!("berth-pending-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(!note_pending(&dir, 0).unwrap());
+        assert!(!note_pending(&dir, PENDING_BOUND - 2).unwrap());
+        assert!(!note_pending(&dir, 1).unwrap());
+        assert!(note_pending(&dir, 1).unwrap(), "the bound is reached");
+        pending_deleted(&dir);
+        assert!(!note_pending(&dir, 1).unwrap());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(PENDING_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -60,10 +60,30 @@ pub trait NameService {
 
     /// Tells the supervisor, which keeps the server running and reclaims
     /// what killed sandboxes leave, that the state changed (starting it
-    /// when something needs watching). A stand-in does nothing.
-    fn supervise(&mut self, _state_dir: &Path) -> Result<()> {
+    /// when something needs watching), and how many endpoints' links the
+    /// transaction left in the pending group for it to delete (starting it
+    /// for those too), handing it `nft`, the transaction's nf_tables
+    /// socket, to close later (see `Kernel::release_nft`). A stand-in does
+    /// nothing (and `nft` is closed here).
+    fn supervise(
+        &mut self,
+        _state_dir: &Path,
+        _pending: usize,
+        _nft: Option<std::os::fd::OwnedFd>,
+    ) -> Result<()> {
         Ok(())
     }
+
+    /// Counts `pending` more endpoints' links as waiting in the pending
+    /// group; true when they reached the bound and the caller is to
+    /// delete the group now (see `background::note_pending`). A stand-in
+    /// counts nothing.
+    fn note_pending(&mut self, _state_dir: &Path, _pending: usize) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// The caller deleted the pending group itself.
+    fn pending_deleted(&mut self, _state_dir: &Path) {}
 }
 
 /// The real server (`berth dns-server`), started and notified over its
@@ -78,8 +98,21 @@ impl NameService for LiveNames {
         }
     }
 
-    fn supervise(&mut self, state_dir: &Path) -> Result<()> {
-        crate::background::supervise(state_dir)
+    fn supervise(
+        &mut self,
+        state_dir: &Path,
+        pending: usize,
+        nft: Option<std::os::fd::OwnedFd>,
+    ) -> Result<()> {
+        crate::background::supervise(state_dir, pending, nft)
+    }
+
+    fn note_pending(&mut self, state_dir: &Path, pending: usize) -> Result<bool> {
+        crate::background::note_pending(state_dir, pending)
+    }
+
+    fn pending_deleted(&mut self, state_dir: &Path) {
+        crate::background::pending_deleted(state_dir)
     }
 }
 
@@ -87,12 +120,24 @@ impl NameService for LiveNames {
 #[derive(Default)]
 pub struct RecordedNames {
     pub syncs: std::rc::Rc<std::cell::RefCell<Vec<DnsScope>>>,
+    /// The pending links each transaction told the supervisor of.
+    pub pending: std::rc::Rc<std::cell::RefCell<Vec<usize>>>,
 }
 
 impl NameService for RecordedNames {
     fn sync(&mut self, _state_dir: &Path, scope: DnsScope) -> Result<Vec<String>> {
         self.syncs.borrow_mut().push(scope);
         Ok(Vec::new())
+    }
+
+    fn supervise(
+        &mut self,
+        _state_dir: &Path,
+        pending: usize,
+        _nft: Option<std::os::fd::OwnedFd>,
+    ) -> Result<()> {
+        self.pending.borrow_mut().push(pending);
+        Ok(())
     }
 }
 

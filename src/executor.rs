@@ -55,6 +55,8 @@ pub fn transaction<T>(
         planned: Plan::new(),
         dns: Vec::new(),
         undo: Vec::new(),
+        deferred: 0,
+        deleted_nft: false,
     };
     if preflight == Preflight::Run && !txn.ctx.dry_run {
         txn.preflight()?;
@@ -94,6 +96,12 @@ pub struct Txn<'a> {
     dns: Vec<DnsScope>,
     /// How to take back each applied change, oldest first.
     undo: Vec<Compensation>,
+    /// How many endpoints' links the applied plans left in the pending
+    /// group (`names::PENDING_GROUP`), for the supervisor to delete.
+    deferred: usize,
+    /// Whether an applied plan changed nftables (so the socket's close may
+    /// wait for what it deleted to be freed).
+    deleted_nft: bool,
 }
 
 impl Txn<'_> {
@@ -192,6 +200,8 @@ impl Txn<'_> {
             tx.commit()?;
             return Err(e);
         }
+        self.deferred += plan.deferred_deletes();
+        self.deleted_nft |= plan.touches_nft();
         failpoint::hit("record");
         let tx = store.begin()?;
         intent.settle(&tx)?;
@@ -275,14 +285,37 @@ impl Txn<'_> {
     }
 
     /// Tells the supervisor that the state may have changed, so that it
-    /// watches what is new (a sandbox's owner) and lets go of what is gone;
-    /// a failure is a warning, like the DNS server's.
+    /// watches what is new (a sandbox's owner) and lets go of what is gone,
+    /// and of the links left pending, which it deletes; a failure is a
+    /// warning, like the DNS server's. With no supervisor to delete them,
+    /// the transaction deletes the pending links itself (one request).
     fn supervise(&mut self) {
         if self.ctx.dry_run {
             return;
         }
-        if let Err(e) = self.ctx.names.supervise(&self.ctx.state_dir) {
+        let pending = std::mem::take(&mut self.deferred);
+        let dir = &self.ctx.state_dir;
+        // Past the bound (or with the count unreadable), this command
+        // deletes what waits: one request.
+        let mut delete_now = self.ctx.names.note_pending(dir, pending).unwrap_or(true);
+        // Closing it would wait for nf_tables to free what the batches
+        // deleted: the supervisor closes it later.
+        let nft = if self.deleted_nft {
+            self.ctx.kernel.release_nft()
+        } else {
+            None
+        };
+        self.deleted_nft = false;
+        if let Err(e) = self.ctx.names.supervise(dir, pending, nft) {
             self.ctx.warn(format!("supervisor: {e}"));
+            delete_now = true;
+        }
+        if pending > 0 && delete_now {
+            self.ctx.names.pending_deleted(&self.ctx.state_dir);
+            let group = crate::model::names::PENDING_GROUP;
+            if let Err(e) = self.ctx.kernel.delete_link_group(group) {
+                self.ctx.warn(format!("deleting the pending links: {e}"));
+            }
         }
     }
 

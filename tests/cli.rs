@@ -290,7 +290,11 @@ fn verbose_logs_each_step_with_its_duration() {
     let mut c = sb.berth_command(&["disconnect", "web", "c1"]);
     c.env("RUST_LOG", "berth=info");
     let out = run_timeout(c, CMD_TIMEOUT);
-    assert!(stderr(&out).contains("ip link del vb"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ip link set vb") && stderr(&out).contains("down nomaster"),
+        "{}",
+        stderr(&out)
+    );
     sb.add_netns("c2");
     let out = sb.berth_out_ok(&["connect", "web", "c2"]);
     assert_eq!(stderr(&out), "");

@@ -102,12 +102,34 @@ fn bench_berth_against_bridge_host_local_portmap() {
         .to_string();
         add.push(plugin(&sb, BERTH, "ADD", &format!("c{i}"), &format!("n{i}"), &conf).1);
     }
+    // Every fifth DEL is followed by a bare `ip link del` of a veth made as
+    // a container's (the reference: what any tool's veth delete waits).
+    let mut bare = Vec::new();
     for i in 0..COUNT {
         let conf = json!({"cniVersion": "1.0.0", "name": "bench", "type": "berth"}).to_string();
         del.push(plugin(&sb, BERTH, "DEL", &format!("c{i}"), &format!("n{i}"), &conf).1);
+        if i % 5 == 0 {
+            sb.sh_ok(&format!(
+                "ip link add bref0 type veth peer name bref0 netns n{i} && ip link set bref0 up"
+            ));
+            let c = sb.command(None, "ip", &["link", "del", "bref0"]);
+            let t = Instant::now();
+            assert_ok(&run_timeout(c, CMD_TIMEOUT));
+            bare.push(t.elapsed());
+        }
     }
     summary("berth ADD (4 ports)", &add);
     summary("berth DEL", &del);
+    summary("bare `ip link del` of a veth", &bare);
+    let median = |v: &[Duration]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v[v.len() / 2].as_secs_f64()
+    };
+    eprintln!(
+        "berth DEL / bare veth delete, medians: x{:.2}",
+        median(&del) / median(&bare)
+    );
     drop(sb);
 
     // The reference chain, as libcni runs a conflist: bridge (with

@@ -78,8 +78,24 @@ impl Stats {
     }
 }
 
-/// Times setup of every container, then teardown of every container.
-fn setup_teardown(binary: &str) -> (Stats, Stats) {
+/// A bare `ip link del` of a veth made as a container's (peer in the
+/// namespace `netns`), through the same `nsenter`: what deleting a veth
+/// costs whoever asks (the kernel waits for an RCU grace period).
+fn bare_veth_delete(sb: &Sandbox, netns: &str) -> Duration {
+    sb.sh_ok(&format!(
+        "ip link add bref0 type veth peer name bref0 netns {netns} && ip link set bref0 up"
+    ));
+    let c = sb.command(None, "ip", &["link", "del", "bref0"]);
+    let t = Instant::now();
+    let out = run_timeout(c, CMD_TIMEOUT);
+    let took = t.elapsed();
+    assert_ok(&out);
+    took
+}
+
+/// Times setup of every container, then teardown of every container,
+/// every fifth teardown followed by a bare veth delete (the reference).
+fn setup_teardown(binary: &str) -> (Stats, Stats, Stats) {
     let sb = Sandbox::new();
     sb.sh_ok(&format!(
         "for i in $(seq 0 {}); do ip netns add c$i; done; mkdir -p /run/nvconf",
@@ -93,9 +109,15 @@ fn setup_teardown(binary: &str) -> (Stats, Stats) {
         timed_netavark(&sb, binary, &file, verb, &format!("/run/netns/c{i}"))
     };
     let setup = (0..CONTAINERS).map(|i| call("setup", i)).collect();
-    let teardown = (0..CONTAINERS).map(|i| call("teardown", i)).collect();
+    let (mut teardown, mut bare) = (Vec::new(), Vec::new());
+    for i in 0..CONTAINERS {
+        teardown.push(call("teardown", i));
+        if i % 5 == 0 {
+            bare.push(bare_veth_delete(&sb, &format!("c{i}")));
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
-    (Stats(setup), Stats(teardown))
+    (Stats(setup), Stats(teardown), Stats(bare))
 }
 
 /// The same work through berth's own CLI (`berth connect` with 4 ports,
@@ -184,9 +206,14 @@ fn bench_netavark_setup_teardown_and_podman_run() {
             },
             CMD_TIMEOUT,
         ));
-        let (setup, teardown) = setup_teardown(&bin);
+        let (setup, teardown, bare) = setup_teardown(&bin);
         lines.push(setup.line(&format!("{name} ({}) setup", version.trim())));
         lines.push(teardown.line(&format!("{name} ({}) teardown", version.trim())));
+        lines.push(bare.line("  bare `ip link del` of a veth, same run"));
+        lines.push(format!(
+            "  teardown / bare veth delete, medians: x{:.2}",
+            Stats::median(&teardown.0) / Stats::median(&bare.0)
+        ));
         if *name == "berth" {
             // Right after, so that both see the same machine load.
             lines.push(baseline_connect().line("berth connect, 4 ports (reference)"));

@@ -17,6 +17,13 @@ use util::*;
 /// What the kernel and berth's views say, without what changes when the
 /// same configuration is rebuilt (handles, indexes, element order).
 fn essence(sb: &Sandbox) -> BTreeMap {
+    // A disconnect's veth is deleted a moment after it returns: the picture
+    // is the one once it went (within seconds, or this fails).
+    assert!(
+        sb.wait_no_pending(Duration::from_secs(5)),
+        "links still pending: {:?}",
+        sb.pending_links()
+    );
     let mut parts = BTreeMap::new();
     let mut spaces: Vec<Option<String>> = vec![None];
     spaces.extend(sb.netns_list().into_iter().map(Some));
@@ -745,6 +752,18 @@ fn random_kill_storm_leaves_no_leak_and_no_duplicate_address() {
     }
     eprintln!("storm: {total} commands, {killed} killed");
     sb.berth_ok(&["gc"]);
+    // Links disconnects took out of service (killed or not) are deleted by
+    // gc at the latest, their peers in the namespaces with them.
+    assert_eq!(sb.pending_links(), Vec::<String>::new());
+    for i in 0..8 {
+        let ns = format!("n{i}");
+        let left: Vec<String> = sb
+            .link_names(Some(&ns))
+            .into_iter()
+            .filter(|n| n.starts_with("vp"))
+            .collect();
+        assert!(left.is_empty(), "{ns}: {left:?}");
+    }
     // Kernel and state agree: every endpoint is live and owns its veth; no
     // berth veth is unaccounted for; no address is held twice.
     let eps = sb.endpoints();
@@ -805,6 +824,7 @@ fn random_kill_storm_leaves_no_leak_and_no_duplicate_address() {
         sb.berth_ok(&["disconnect", "mv", &format!("n{i}"), "--force"]);
     }
     sb.berth_ok(&["reset"]);
+    assert_eq!(sb.pending_links(), Vec::<String>::new(), "after reset");
 }
 
 #[test]
@@ -948,7 +968,9 @@ fn the_default_route_moves_to_another_network_when_its_network_is_disconnected()
     // and db's endpoint now owns it: its disconnect leaves none (iso is internal).
     sb.berth_ok(&["disconnect", "db", "c1"]);
     assert!(default_via(&sb).is_empty());
-    // Up after all that finds nothing to repair.
+    // Up after all that (once the supervisor deleted the veths the
+    // disconnects left pending) finds nothing to repair.
+    assert!(sb.wait_no_pending(Duration::from_secs(5)));
     assert!(sb.berth_ok(&["up"]).contains("already matches"));
 }
 

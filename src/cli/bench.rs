@@ -36,8 +36,13 @@ pub struct Figures {
 }
 
 impl Figures {
-    fn ms(d: Duration) -> f64 {
+    pub fn ms(d: Duration) -> f64 {
         d.as_secs_f64() * 1000.0
+    }
+
+    /// The median, in ms.
+    pub fn median(&self) -> f64 {
+        Self::median_of(&self.samples)
     }
 
     fn median_of(samples: &[Duration]) -> f64 {
@@ -156,8 +161,11 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         let connects = time_each(&names, |n| connect(&mut ctx, n))?;
         outln!("{}", connects.summary("connect"));
     }
-    let disconnects = time_each(&names, |n| disconnect(&mut ctx, n))?;
-    outln!("{}", disconnects.summary("disconnect"));
+    let bridge = crate::model::names::default_bridge_name("bench");
+    super::bench_defer::disconnects(&mut ctx, &names, &bridge, disconnect)?;
+    if !opts.via_cli {
+        super::bench_defer::burst_without_supervisor(&mut ctx, &names)?;
+    }
 
     for name in &names {
         connect(&mut ctx, name)?;

@@ -15,6 +15,7 @@
 
 mod args;
 pub mod bench;
+mod bench_defer;
 mod bench_traffic;
 pub mod demo;
 mod explain;

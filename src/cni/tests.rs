@@ -119,7 +119,14 @@ fn check_compares_state_namespace_and_maps_then_del_removes_all() {
 
     verb(&mut h.ctx, &env("DEL", "c1"), &conf(json!({}))).unwrap();
     assert_eq!(h.rows(), ["network pods 10.88.0.0/16 ready"]);
-    assert_eq!(h.host_links(), ["berth-pods"]);
+    // The veth waits, out of service, for the supervisor to delete it.
+    let links = h.host_links();
+    assert_eq!(links.len(), 2, "{links:?}");
+    assert!(
+        links[0] == "berth-pods" && crate::model::names::is_pending_name(&links[1]),
+        "{links:?}"
+    );
+    assert_eq!(h.pending.borrow().last(), Some(&1));
     // Nothing left: DEL succeeds again, and CHECK knows no such container.
     verb(&mut h.ctx, &env("DEL", "c1"), &conf(json!({}))).unwrap();
     let err = verb(&mut h.ctx, &env("CHECK", "c1"), &conf(with_prev)).unwrap_err();

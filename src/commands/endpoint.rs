@@ -578,7 +578,21 @@ impl Change for Detach {
             )
         });
         let plan = if endpoint.has_veth() {
-            disconnect_plan(&endpoint, req.delete_veth, heir_route, &siblings)
+            // The peer is renamed inside the namespace only when it is
+            // still the endpoint's (a path may have been reused).
+            let peer_netns = req
+                .delete_veth
+                .then(|| ctx.kernel.parse_target(&endpoint.netns).ok())
+                .flatten()
+                .map(|t| t.path)
+                .filter(|p| ctx.kernel.netns_inode(p) == Some(endpoint.netns_inode));
+            disconnect_plan(
+                &endpoint,
+                req.delete_veth,
+                peer_netns,
+                heir_route,
+                &siblings,
+            )
         } else {
             // Its namespace, if it is still the recorded one (a namespace
             // going anyway takes the child along).

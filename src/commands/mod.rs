@@ -21,6 +21,8 @@ pub(crate) mod tests;
 #[cfg(test)]
 mod tests_bandwidth;
 #[cfg(test)]
+mod tests_defer;
+#[cfg(test)]
 mod tests_guards;
 #[cfg(test)]
 mod tests_ipv6;

@@ -574,8 +574,9 @@ fn plan_remove(
             what: format!("the {endpoints} veth(s) of network {}", network.name),
         });
     }
-    plan.push(Step::DeleteLink {
-        name: network.bridge.clone(),
+    // With the links disconnects left pending: the same grace period.
+    plan.push(Step::DeleteLinksTogether {
+        names: vec![network.bridge.clone()],
     });
     plan
 }

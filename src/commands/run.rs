@@ -274,6 +274,7 @@ pub fn dry_run(ctx: &mut Context, req: &RunRequest) -> Result<Vec<String>> {
             endpoint,
             false,
             None,
+            None,
             std::slice::from_ref(endpoint),
         ),
         None => Plan::new(),

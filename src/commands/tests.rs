@@ -29,6 +29,8 @@ use crate::store::Status;
 pub struct Host {
     pub ctx: Context,
     pub syncs: Rc<RefCell<Vec<DnsScope>>>,
+    /// The pending links each transaction told the supervisor of.
+    pub pending: Rc<RefCell<Vec<usize>>>,
     dir: PathBuf,
 }
 
@@ -53,9 +55,11 @@ pub fn host() -> Host {
     };
     let names = RecordedNames::default();
     let syncs = names.syncs.clone();
+    let pending = names.pending.clone();
     Host {
         ctx: Context::with(dir.clone(), false, Box::new(kernel), Box::new(names)),
         syncs,
+        pending,
         dir,
     }
 }
@@ -384,7 +388,10 @@ fn disconnect_withdraws_ports_then_the_veth_and_hands_the_default_route_on() {
         plan,
         expect![[r#"
             nft 'delete element inet berth published4_any { tcp . 8080 : 10.90.0.2 . 80 }'
-            ip link del vb6c39f18610fe
+            ip -n c1 link set eth0 down
+            ip -n c1 link set eth0 name vp6c39f18610fe
+            ip link set vb6c39f18610fe down nomaster
+            ip link set vb6c39f18610fe group 1650851839 name vp6c39f18610fe
             nft 'delete element bridge berth guarded { "vb6c39f18610fe" }'
             nft 'delete element bridge berth allowed4 { "vb6c39f18610fe" . 02:42:0a:5a:00:02 . 10.90.0.2, "vb6c39f18610fe" . 02:42:0a:5a:00:02 . 10.91.0.2, "vb214d68d66cfc" . 02:42:0a:5b:00:02 . 10.90.0.2 }'
             ip -n c1 route replace default via 10.91.0.1
@@ -491,7 +498,8 @@ fn network_rm_force_takes_every_veth_in_one_request() {
             nft 'delete chain inet berth web-in'
             nft 'delete chain inet berth web-nat'
             ip link del group 1650786305  # the 2 veth(s) of network web
-            ip link del berth-web
+            ip link set berth-web group 1650851839
+            ip link del group 1650851839
             nft 'delete element bridge berth guarded { "vb6c39f18610fe", "vb6b39f1860f4b" }'
             nft 'delete element bridge berth allowed4 { "vb6c39f18610fe" . 02:42:0a:5a:00:02 . 10.90.0.2, "vb6b39f1860f4b" . 02:42:0a:5a:00:03 . 10.90.0.3 }'
         "#]],
@@ -599,7 +607,7 @@ fn reset_removes_everything_and_rolls_back_when_it_fails() {
     h.network("web", "10.90.0.0/24");
     h.netns("c1");
     h.connect("web", "c1", &["8080:80"]);
-    h.fake().fail_on = Some("delete_link berth-web".into());
+    h.fake().fail_on = Some("delete_links_together berth-web".into());
     assert!(reset(&mut h.ctx).is_err());
     h.fake().fail_on = None;
     assert!(

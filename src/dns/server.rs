@@ -318,7 +318,7 @@ async fn watch_supervisor(
     *LAST.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
     eprintln!("berth-dns: the supervisor died; starting it again");
     std::thread::spawn(move || {
-        if let Err(e) = crate::background::supervise(&dir) {
+        if let Err(e) = crate::background::supervise(&dir, 0, None) {
             eprintln!("berth-dns: starting the supervisor: {e}");
         }
     });

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::{
     AddrFact, ChildLink, HostPrefix, IfaceRoutes, InsideConfig, IpAddrFact, Kernel, LinkFact,
-    NetnsFacts, NftFingerprint, Target, VethPair,
+    NetnsFacts, NftFingerprint, TakeOut, Target, VethPair,
 };
 use crate::error::{Error, Result};
 use crate::model::{IpNet, Ipv4Net, Mac, Proto};
@@ -263,6 +263,39 @@ impl FakeKernel {
         }
     }
 
+    /// What a link brought down takes along in its namespace: the default
+    /// routes through its subnets.
+    fn drop_routes_via(&mut self, netns: &Path, index: u32) {
+        let within = |gw: IpAddr, ip: IpAddr, len: u8| match (gw, ip) {
+            (IpAddr::V4(g), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                u32::from(g) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(g), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                u128::from(g) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        };
+        let mine: Vec<(IpAddr, u8)> = self
+            .addrs
+            .iter()
+            .filter(|(n, a)| n.as_deref() == Some(netns) && a.index == index)
+            .map(|(_, a)| (IpAddr::V4(a.ip), a.prefix_len))
+            .chain(
+                self.addrs6
+                    .iter()
+                    .filter(|(n, a)| n.as_deref() == Some(netns) && a.index == index)
+                    .map(|(_, a)| (a.ip, a.prefix_len)),
+            )
+            .collect();
+        let via_it = |gw: IpAddr| mine.iter().any(|(ip, len)| within(gw, *ip, *len));
+        self.default_routes
+            .retain(|(n, g)| n.as_deref() != Some(netns) || !via_it(IpAddr::V4(*g)));
+        self.default_routes6
+            .retain(|(n, g)| n.as_deref() != Some(netns) || !via_it(IpAddr::V6(*g)));
+    }
+
     fn namespace_exists(&self, path: &Path) -> bool {
         self.namespaces.iter().any(|(p, _)| p == path)
     }
@@ -434,13 +467,57 @@ impl Kernel for FakeKernel {
     }
     fn delete_links_together(&mut self, names: &[String]) -> Result<usize> {
         self.op(format!("delete_links_together {}", names.join(" ")))?;
-        let doomed: Vec<u32> = names
-            .iter()
-            .filter_map(|n| self.link_in(None, n).map(|l| l.fact.index))
-            .collect();
-        let count = doomed.len();
-        self.remove_links(doomed);
+        let group = crate::model::names::DOOMED_GROUP;
+        let mut count = 0;
+        for name in names {
+            if let Some(l) = self.link_mut(None, name) {
+                l.fact.group = group;
+                count += 1;
+            }
+        }
+        // The whole group goes: what waited there (pending links) too.
+        if count > 0 {
+            let doomed = self
+                .links
+                .iter()
+                .filter(|l| l.netns.is_none() && l.fact.group == group)
+                .map(|l| l.fact.index)
+                .collect();
+            self.remove_links(doomed);
+        }
         Ok(count)
+    }
+    fn take_out(&mut self, out: &TakeOut) -> Result<bool> {
+        use crate::model::names::PENDING_GROUP;
+        let netns = out.netns.as_deref();
+        let place = netns
+            .map(|n| format!(" in {}", n.display()))
+            .unwrap_or_default();
+        self.op(format!("take_out {}{place} as {}", out.name, out.pending))?;
+        if netns.is_some_and(|n| !self.namespace_exists(n)) {
+            return Ok(false);
+        }
+        // A name taken by an earlier pending link: the group goes first,
+        // as the live kernel does it.
+        if self.link_in(netns, &out.pending).is_some() {
+            self.delete_link_group(PENDING_GROUP)?;
+        }
+        let Some(index) = self.link_in(netns, &out.name).map(|l| l.fact.index) else {
+            return Ok(false);
+        };
+        if let Some(l) = self.link_mut(netns, &out.name) {
+            l.fact.name = out.pending.clone();
+            l.fact.up = false;
+            l.fact.master = None;
+            if netns.is_none() {
+                l.fact.group = PENDING_GROUP;
+            }
+        }
+        // Down, a link's routes go (a default route through it too).
+        if let Some(netns) = netns {
+            self.drop_routes_via(netns, index);
+        }
+        Ok(true)
     }
     fn link_exists(&mut self, name: &str) -> Result<bool> {
         self.op(format!("link_exists {name}"))?;

@@ -383,6 +383,49 @@ pub fn delete_group(rtnl: &mut Rtnl, group: u32) -> io::Result<()> {
     }
 }
 
+/// Takes the link called `name` out of service without deleting it (a
+/// delete waits for an RCU grace period; none of these does, each is one
+/// round trip of ~40 µs): down and, with `group`, off its bridge; then
+/// renamed to `pending` (the kernel refuses to rename a link that is up),
+/// in the same request moved into `group` (the kernel sets the group
+/// before it renames). Ok(false): no such link. EEXIST (a link already
+/// has the name `pending`) is the caller's to handle.
+pub fn take_out(
+    rtnl: &mut Rtnl,
+    name: &str,
+    pending: &str,
+    group: Option<u32>,
+) -> io::Result<bool> {
+    let Some(index) = index_of(rtnl, name)? else {
+        return Ok(false);
+    };
+    let mut down = LinkMessage::default();
+    down.header.index = index;
+    down.header.change_mask = LinkFlags::Up;
+    if group.is_some() {
+        down.attributes.push(LinkAttribute::Controller(0));
+    }
+    let gone = |e: &io::Error| errno_of(e) == Some(libc_enodev());
+    match rtnl.request(RouteNetlinkMessage::SetLink(down), 0) {
+        Err(e) if gone(&e) => return Ok(false),
+        other => other?,
+    }
+    let mut rename = LinkMessage::default();
+    rename.header.index = index;
+    if let Some(group) = group {
+        rename.attributes.push(LinkAttribute::Group(group));
+    }
+    rename
+        .attributes
+        .push(LinkAttribute::IfName(pending.to_string()));
+    match rtnl.request(RouteNetlinkMessage::SetLink(rename), 0) {
+        // Deleted meanwhile (with its namespace, or with the group).
+        Err(e) if gone(&e) => Ok(false),
+        Err(e) => Err(e),
+        Ok(()) => Ok(true),
+    }
+}
+
 /// Moves the link called `name` into `group`; Ok(false) if there is none.
 pub fn set_group(rtnl: &mut Rtnl, name: &str, group: u32) -> io::Result<bool> {
     match rtnl.request(RouteNetlinkMessage::SetLink(group_message(name, group)), 0) {
@@ -643,6 +686,54 @@ vb0123456789abc:    0       0    0    0    0     0          0         0        0
             sent[0].message,
             RouteNetlinkMessage::SetLink(named("vb1", 0, vec![LinkAttribute::Group(42)]))
         );
+    }
+
+    #[test]
+    fn taking_out_brings_down_unbridges_then_renames_into_the_group() {
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![
+            Answer::Replies(vec![fake_rtnl::link("vb1", 9, vec![])]),
+            Answer::Ack,
+            Answer::Ack,
+        ]);
+        assert!(take_out(&mut rtnl, "vb1", "vp1", Some(42)).unwrap());
+        let sent = sent.sent();
+        assert_eq!(sent.len(), 3, "a lookup and two changes: {sent:?}");
+        let mut down = LinkMessage::default();
+        down.header.index = 9;
+        down.header.change_mask = LinkFlags::Up;
+        down.attributes.push(LinkAttribute::Controller(0));
+        assert_eq!(sent[1].message, RouteNetlinkMessage::SetLink(down));
+        let mut rename = LinkMessage::default();
+        rename.header.index = 9;
+        rename.attributes = vec![
+            LinkAttribute::Group(42),
+            LinkAttribute::IfName("vp1".into()),
+        ];
+        assert_eq!(sent[2].message, RouteNetlinkMessage::SetLink(rename));
+
+        // A peer (no group): down and renamed, nothing about a bridge.
+        let (mut rtnl, sent) = fake_rtnl::rtnl(vec![
+            Answer::Replies(vec![fake_rtnl::link("eth0", 2, vec![])]),
+            Answer::Ack,
+            Answer::Errno(libc::EEXIST),
+        ]);
+        let err = take_out(&mut rtnl, "eth0", "vp1", None).unwrap_err();
+        assert_eq!(errno_of(&err), Some(libc::EEXIST));
+        let sent = sent.sent();
+        match &sent[1].message {
+            RouteNetlinkMessage::SetLink(m) => assert!(m.attributes.is_empty(), "{m:?}"),
+            other => panic!("{other:?}"),
+        }
+
+        // Gone before or meanwhile: not an error, nothing taken out.
+        let (mut rtnl, _) = fake_rtnl::rtnl(vec![Answer::Errno(libc::ENODEV)]);
+        assert!(!take_out(&mut rtnl, "vb2", "vp2", Some(42)).unwrap());
+        let (mut rtnl, _) = fake_rtnl::rtnl(vec![
+            Answer::Replies(vec![fake_rtnl::link("vb3", 4, vec![])]),
+            Answer::Ack,
+            Answer::Errno(libc::ENODEV),
+        ]);
+        assert!(!take_out(&mut rtnl, "vb3", "vp3", Some(42)).unwrap());
     }
 
     #[test]

@@ -56,6 +56,22 @@ pub struct VethPair {
     pub mtu: u32,
 }
 
+/// One link a disconnect takes out of service at once instead of deleting
+/// it (which waits for an RCU grace period): a host link (the veth, its
+/// ifb) is brought down, taken off its bridge and renamed to `pending` in
+/// `names::PENDING_GROUP`, where it waits to be deleted with the group;
+/// the veth's peer is brought down and renamed the same inside its
+/// namespace, so the container's name is free too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TakeOut {
+    /// None: a host link; Some: the peer's namespace (checked to be the
+    /// endpoint's).
+    pub netns: Option<PathBuf>,
+    pub name: String,
+    /// `names::pending_name` of the host link (of the veth, for its peer).
+    pub pending: String,
+}
+
 /// A macvlan or ipvlan child of a host interface, made directly inside
 /// the namespace at `netns` under berth's name `temp_name` (its endpoint's
 /// derived name, in the network's link group: provably berth's) and
@@ -129,6 +145,19 @@ pub trait Kernel: std::any::Any {
     /// deleted, so the kernel waits one RCU grace period for all of them
     /// (~20 ms) instead of one each. Returns how many existed.
     fn delete_links_together(&mut self, names: &[String]) -> Result<usize>;
+    /// The nf_tables socket, taken out of the kernel handle (a later
+    /// change opens another) so that someone else closes it: the last
+    /// close of a socket whose batches deleted elements waits until
+    /// nf_tables has freed them, after an RCU grace period (5-20 ms). None
+    /// when none is open.
+    fn release_nft(&mut self) -> Option<std::os::fd::OwnedFd> {
+        None
+    }
+    /// Takes a link out of service (see [`TakeOut`]); Ok(false) when it
+    /// is gone already. A pending name taken already (the same endpoint
+    /// disconnected again before its earlier links went) makes it delete
+    /// the pending group first.
+    fn take_out(&mut self, link: &TakeOut) -> Result<bool>;
     fn link_exists(&mut self, name: &str) -> Result<bool>;
     /// The link group of the link called `name`; None if there is none.
     fn link_group(&mut self, name: &str) -> Result<Option<u32>>;
@@ -251,6 +280,21 @@ pub trait Kernel: std::any::Any {
     /// probe, collects the nf_tables trace events, and removes the tables
     /// again (also on error and on SIGINT/SIGTERM).
     fn nft_trace_live(&mut self, plan: &nftrace::LivePlan) -> Result<nftrace::LiveCapture>;
+}
+
+/// [`link::take_out`] for a veth's peer inside its namespace (no group:
+/// the group marks links in the host); a namespace that is gone took the
+/// peer along.
+fn take_out_inside(netns: &Path, ifname: &str, pending: &str) -> std::io::Result<bool> {
+    let ns = match std::fs::File::open(netns) {
+        Ok(ns) => ns,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    netns::run_in(&ns, || {
+        let mut rtnl = Rtnl::open()?;
+        link::take_out(&mut rtnl, ifname, pending, None)
+    })?
 }
 
 /// The real kernel, through one rtnetlink socket in berth's own namespace
@@ -439,6 +483,46 @@ impl Kernel for LiveKernel {
     fn delete_links_together(&mut self, names: &[String]) -> Result<usize> {
         link::delete_together(self.rtnl()?, names)
             .map_err(|e| Error::kernel(format!("deleting {} link(s)", names.len()), e))
+    }
+
+    fn release_nft(&mut self) -> Option<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        // A second reference to the socket: dropping the handle then
+        // closes only this process's first one.
+        let nft = self.nft.take()?;
+        nft.as_fd().try_clone_to_owned().ok()
+    }
+
+    fn take_out(&mut self, out: &TakeOut) -> Result<bool> {
+        use crate::model::names::PENDING_GROUP;
+        let taken_name = |e: &std::io::Error| e.raw_os_error() == Some(libc::EEXIST);
+        let what = match &out.netns {
+            Some(netns) => format!(
+                "taking {} in {} out of service as {}",
+                out.name,
+                netns.display(),
+                out.pending
+            ),
+            None => format!("taking {} out of service as {}", out.name, out.pending),
+        };
+        let attempt = |kernel: &mut LiveKernel| -> std::io::Result<bool> {
+            match &out.netns {
+                Some(netns) => take_out_inside(netns, &out.name, &out.pending),
+                None => link::take_out(
+                    kernel.rtnl().map_err(std::io::Error::other)?,
+                    &out.name,
+                    &out.pending,
+                    Some(PENDING_GROUP),
+                ),
+            }
+        };
+        let mut result = attempt(self);
+        if result.as_ref().is_err_and(taken_name) {
+            link::delete_group(self.rtnl()?, PENDING_GROUP)
+                .map_err(|e| Error::kernel("deleting the pending links", e))?;
+            result = attempt(self);
+        }
+        result.map_err(|e| Error::kernel(what, e))
     }
 
     fn link_group(&mut self, name: &str) -> Result<Option<u32>> {

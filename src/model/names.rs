@@ -157,6 +157,41 @@ pub const BRIDGE_GROUP: u32 = LINK_GROUP_BASE;
 /// `berth gc` removes anything a crash left in it.
 pub const DOOMED_GROUP: u32 = LINK_GROUP_BASE | 0xffff;
 
+/// The link group of links taken out of service by a disconnect and not
+/// yet deleted ("pending"): deleting one link waits for an RCU grace
+/// period (~20 ms), deleting a group of them waits for one in all. A
+/// pending link is down, has no master and no address, and carries a
+/// pending name ([`pending_name`]); the supervisor deletes the group
+/// shortly after a disconnect, and the reconcile (`up`, `gc`, a
+/// preflight's repair) deletes it whenever it finds one there. It is the
+/// group links are gathered in to be deleted together
+/// ([`DOOMED_GROUP`]), so every such delete (`network rm`'s bridge,
+/// `reset`, CNI GC) takes the pending links along in the same request,
+/// at no extra grace period. Only berth moves links into it, so the whole
+/// group may go.
+pub const PENDING_GROUP: u32 = DOOMED_GROUP;
+
+/// The name a host-side link of berth's (`vb…` veth, `ib…` ifb) carries
+/// while it waits in [`PENDING_GROUP`] (its veth peer too, inside the
+/// container's namespace): `vp`/`vq` and the same 12 hex digits. So the
+/// endpoint's own names are free at once for a connect of the same name.
+pub fn pending_name(name: &str) -> String {
+    let digits = name.get(2..).unwrap_or_default();
+    if name.starts_with("ib") {
+        format!("vq{digits}")
+    } else {
+        format!("vp{digits}")
+    }
+}
+
+/// Whether `name` has the shape of a [`pending_name`].
+pub fn is_pending_name(name: &str) -> bool {
+    ["vp", "vq"].iter().any(|p| {
+        name.strip_prefix(p)
+            .is_some_and(|rest| is_host_veth_name(&format!("vb{rest}")))
+    })
+}
+
 /// The link group of network `id`'s veths.
 pub fn network_link_group(id: i64) -> u32 {
     LINK_GROUP_BASE + (id as u32 & 0xffff)
@@ -198,6 +233,20 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_names_keep_the_digits_and_free_the_endpoint_names() {
+        let veth = host_veth_name("web", "c1");
+        let pending = pending_name(&veth);
+        assert_eq!(&pending[2..], &veth[2..]);
+        assert!(pending.starts_with("vp") && is_pending_name(&pending));
+        assert!(!is_host_veth_name(&pending), "not taken for a live veth");
+        let ifb = pending_name(&ifb_name(&veth));
+        assert!(ifb.starts_with("vq") && is_pending_name(&ifb));
+        assert_ne!(ifb, pending);
+        assert!(!is_pending_name(&veth));
+        assert!(is_berth_group(PENDING_GROUP));
+    }
 
     #[test]
     fn names() {

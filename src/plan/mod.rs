@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use berth_nft::Batch;
 
 use crate::error::{Error, Result};
-use crate::kernel::{netns, sysctl, ChildLink, InsideConfig, Kernel, VethPair};
+use crate::kernel::{netns, sysctl, ChildLink, InsideConfig, Kernel, TakeOut, VethPair};
 use crate::model::bandwidth::format_rate;
 use crate::model::{IpNet, Ipv4Net, Limit, Mac, Proto};
 
@@ -93,10 +93,19 @@ pub enum Step {
         name: String,
     },
     /// Deletes these links (those that still exist) in one kernel request:
-    /// one RCU grace period in all instead of one per link.
+    /// one RCU grace period in all instead of one per link. They are
+    /// gathered in `names::DOOMED_GROUP`, the pending group, so the links
+    /// disconnects left there go in the same request.
     DeleteLinksTogether {
         names: Vec<String>,
     },
+    /// Takes one of a disconnected endpoint's links out of service at
+    /// once (the veth's peer in its namespace, the veth, its ifb: down,
+    /// off the bridge, renamed, the host's into the pending group) and
+    /// leaves deleting them to whoever deletes that group next (see
+    /// `names::PENDING_GROUP`): one RCU grace period for many, and none
+    /// for the command. Nothing to undo, as for a delete.
+    TakeOut(TakeOut),
     /// `nf_call_iptables` on a bridge, so its bridged traffic meets the
     /// forward chain in every `bridge-nf-call-iptables` mode; with `ipv6`,
     /// `nf_call_ip6tables` too.
@@ -296,6 +305,10 @@ impl Step {
                 kernel.delete_links_together(names)?;
                 None
             }
+            Step::TakeOut(link) => {
+                kernel.take_out(link)?;
+                None
+            }
             Step::BridgeNetfilter { bridge, ipv6 } => {
                 kernel.set_bridge_netfilter(bridge, true, *ipv6)?;
                 None
@@ -461,8 +474,34 @@ impl Step {
             Step::DeleteLinkGroup { group, what } => vec![format!("ip link del group {group}  # {what}")],
             Step::DeleteNetns { name } => vec![format!("ip netns del {name}")],
             Step::DeleteLinksTogether { names } => {
-                names.iter().map(|n| format!("ip link del {n}")).collect()
+                let group = crate::model::names::DOOMED_GROUP;
+                let mut lines: Vec<String> = names
+                    .iter()
+                    .map(|n| format!("ip link set {n} group {group}"))
+                    .collect();
+                lines.push(format!("ip link del group {group}"));
+                lines
             }
+            Step::TakeOut(TakeOut {
+                netns,
+                name,
+                pending,
+            }) => match netns {
+                Some(netns) => {
+                    let ip = ip_in(netns);
+                    vec![
+                        format!("{ip} link set {name} down"),
+                        format!("{ip} link set {name} name {pending}"),
+                    ]
+                }
+                None => vec![
+                    format!("ip link set {name} down nomaster"),
+                    format!(
+                        "ip link set {name} group {} name {pending}",
+                        crate::model::names::PENDING_GROUP
+                    ),
+                ],
+            },
             Step::BridgeNetfilter { bridge, ipv6 } => {
                 let six = if *ipv6 { " nf_call_ip6tables 1" } else { "" };
                 vec![format!(
@@ -629,6 +668,18 @@ impl Plan {
     /// records the nf_tables generation as its own).
     pub fn touches_nft(&self) -> bool {
         self.steps.iter().any(|s| matches!(s, Step::Nft { .. }))
+    }
+
+    /// How many endpoints' links applying the plan leaves waiting in the
+    /// pending group (for the supervisor to delete).
+    pub fn deferred_deletes(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| {
+                matches!(s, Step::TakeOut(t)
+                    if t.netns.is_none() && crate::model::names::is_host_veth_name(&t.name))
+            })
+            .count()
     }
 
     /// Every step's commands, in order.

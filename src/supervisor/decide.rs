@@ -92,9 +92,25 @@ pub fn restart_delay(ran: Duration, young_deaths: u32) -> (Duration, u32) {
     ((FIRST * 2u32.pow(doublings)).min(MOST), deaths)
 }
 
+/// How many endpoints' links a command's line says it left pending
+/// (`pending N`); None for any other line (`changed`).
+pub fn pending_told(line: &str) -> Option<usize> {
+    line.trim()
+        .strip_prefix("pending ")
+        .and_then(|n| n.parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pending_line_counts_and_others_do_not() {
+        assert_eq!(pending_told("pending 3\n"), Some(3));
+        assert_eq!(pending_told("changed\n"), None);
+        assert_eq!(pending_told("pending x\n"), None);
+        assert_eq!(pending_told(""), None);
+    }
     use crate::model::Mac;
 
     fn endpoint(name: &str, netns: &str, veth: &str) -> Endpoint {

@@ -19,6 +19,15 @@
 //!   gone and no one tore it down (a runtime, told of the death first,
 //!   usually does, and the second leaves it the time to).
 //!
+//! - **Links waiting to be deleted.** A disconnect does not delete its
+//!   veth (that waits for an RCU grace period, ~20 ms): it takes it out of
+//!   service into the pending link group and says `pending N` here. The
+//!   supervisor deletes the whole group [`BATCH_DELAY`] later, or at once
+//!   when [`PENDING_BOUND`] are waiting: one grace period for the batch,
+//!   waited for here instead of in the commands. It also deletes any it
+//!   finds in its periodic look (a disconnect killed before it said so)
+//!   and before it exits.
+//!
 //! Reclaiming is `berth up`: the `Reconcile` change the preflight uses,
 //! through the executor, under the state lock. The supervisor only decides
 //! when (`decide`, pure). Every ten seconds it also looks, in case an event
@@ -50,6 +59,12 @@ const GRACE: Duration = Duration::from_secs(1);
 const PERIODIC: Duration = Duration::from_secs(10);
 /// How long a failed reclaim waits before the next try.
 const RETRY: Duration = Duration::from_secs(5);
+/// How long links told pending wait, so that a burst of disconnects is
+/// deleted in a few requests (each waits one RCU grace period, ~20 ms).
+pub const BATCH_DELAY: Duration = Duration::from_millis(50);
+/// How many endpoints' links may wait: told this many since the last
+/// delete, the supervisor deletes them at once.
+const PENDING_BOUND: usize = crate::background::PENDING_BOUND;
 
 /// Runs the supervisor until nothing is left to watch. A second one for
 /// the same state waits up to 3 s for the first to go (it may be on its
@@ -74,6 +89,9 @@ pub fn serve(state_dir: &Path) -> Result<i32> {
         check_at: Some(Instant::now()),
         rescan: true,
         next_periodic: Instant::now() + PERIODIC,
+        pending: 0,
+        delete_at: None,
+        held: Vec::new(),
     };
     log(format!(
         "pid {}, supervising {}",
@@ -187,6 +205,12 @@ struct Supervisor {
     /// Whether to read the state again.
     rescan: bool,
     next_periodic: Instant,
+    /// Endpoints whose links were told pending since the last delete.
+    pending: usize,
+    /// When to delete the pending link group.
+    delete_at: Option<Instant>,
+    /// nf_tables sockets commands handed over to be closed here.
+    held: Vec<OwnedFd>,
 }
 
 impl Supervisor {
@@ -262,6 +286,9 @@ impl Supervisor {
     /// starts a new supervisor, and one that came before is seen here).
     fn leave(&mut self, listener: &mut UnixListener, sock_path: &Path) -> Result<bool> {
         let _ = std::fs::remove_file(sock_path);
+        // Whatever was told pending before the socket went is in the group
+        // by now (a command tells after it took its links out).
+        self.delete_pending();
         if self.watched().is_ok_and(|w| !w.anything) {
             if let Some(mut conn) = self.dns.conn.take() {
                 let _ = conn.write_all(b"bye\n");
@@ -335,6 +362,9 @@ impl Supervisor {
         if let Some(t) = self.dns.retry_at {
             due = due.min(t);
         }
+        if let Some(t) = self.delete_at {
+            due = due.min(t);
+        }
         let names: Vec<String> = self.owners.keys().cloned().collect();
         let ready = {
             let mut fds: Vec<BorrowedFd<'_>> = vec![stop.as_fd(), listener.as_fd(), links.as_fd()];
@@ -374,6 +404,9 @@ impl Supervisor {
             self.check_at = Some(now);
             self.rescan = true;
         }
+        if self.delete_at.is_some_and(|t| t <= now) {
+            self.delete_pending();
+        }
         if self.check_at.is_some_and(|t| t <= now) {
             self.check_at = None;
             self.reclaim();
@@ -386,8 +419,23 @@ impl Supervisor {
         while let Ok((stream, _)) = listener.accept() {
             let _ = stream.set_nonblocking(false);
             let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
-            let mut line = String::new();
-            let _ = BufReader::new(stream).read_line(&mut line);
+            let (line, fds) = receive(&stream);
+            if !fds.is_empty() {
+                // Closed with the next delete of the pending group, by
+                // when what their batches deleted is usually freed.
+                self.held.extend(fds);
+                let at = Instant::now() + BATCH_DELAY;
+                self.delete_at = Some(self.delete_at.map_or(at, |t| t.min(at)));
+            }
+            if let Some(n) = decide::pending_told(&line) {
+                self.pending += n;
+                let at = if self.pending >= PENDING_BOUND {
+                    Instant::now()
+                } else {
+                    Instant::now() + BATCH_DELAY
+                };
+                self.delete_at = Some(self.delete_at.map_or(at, |t| t.min(at)));
+            }
             self.rescan = true;
             // A command ran: a server stopped on purpose may be wanted again.
             self.dns.stopped = false;
@@ -441,6 +489,31 @@ impl Supervisor {
         self.rescan = true;
     }
 
+    /// Deletes the pending link group in one request (nothing to do when
+    /// it is empty: the kernel says so at once). No state lock: only
+    /// links no row names any more are in the group.
+    fn delete_pending(&mut self) {
+        self.delete_at = None;
+        self.held.clear();
+        let told = std::mem::take(&mut self.pending);
+        let started = Instant::now();
+        crate::background::pending_deleted(&self.dir);
+        let mut kernel = crate::kernel::LiveKernel::new();
+        use crate::kernel::Kernel;
+        match kernel.delete_link_group(names::PENDING_GROUP) {
+            Ok(()) if told > 0 => log(format!(
+                "deleted the pending links of {told} disconnect(s) in {:.1} ms",
+                started.elapsed().as_secs_f64() * 1e3
+            )),
+            Ok(()) => {}
+            Err(e) => {
+                log(format!("deleting the pending links: {e}"));
+                self.pending = told;
+                self.delete_at = Some(Instant::now() + RETRY);
+            }
+        }
+    }
+
     /// Looks for what is lost and, if anything is, reconciles.
     fn reclaim(&mut self) {
         let snap = match self.snapshot() {
@@ -453,7 +526,13 @@ impl Supervisor {
         };
         let mut ctx = Context::new(self.dir.clone(), false);
         let links: HashSet<String> = match ctx.kernel.links() {
-            Ok(l) => l.into_iter().map(|l| l.name).collect(),
+            Ok(l) => {
+                // Left by a disconnect that was killed before it told.
+                if l.iter().any(|l| l.group == names::PENDING_GROUP) {
+                    self.delete_at = Some(Instant::now());
+                }
+                l.into_iter().map(|l| l.name).collect()
+            }
             Err(e) => {
                 log(format!("{e}"));
                 self.check_at = Some(Instant::now() + RETRY);
@@ -489,6 +568,38 @@ impl Supervisor {
         }
         self.rescan = true;
     }
+}
+
+/// A command's line, and the descriptors that came with it (nf_tables
+/// sockets for this process to close).
+fn receive(stream: &UnixStream) -> (String, Vec<OwnedFd>) {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+    let mut buf = [0u8; 128];
+    let mut space = nix::cmsg_space!([RawFd; 4]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let Ok(msg) = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    ) else {
+        return (String::new(), Vec::new());
+    };
+    let mut fds = Vec::new();
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let ControlMessageOwned::ScmRights(raw) = c {
+                // SAFETY: SCM_RIGHTS gave this process these descriptors.
+                fds.extend(
+                    raw.into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
+            }
+        }
+    }
+    let n = msg.bytes;
+    (String::from_utf8_lossy(&buf[..n]).into_owned(), fds)
 }
 
 /// Connects to the DNS server's control socket as its supervisor; None

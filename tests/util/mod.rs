@@ -576,17 +576,46 @@ impl Sandbox {
     /// The sandbox's state once the kernel has finished what it does in
     /// the background (the veth of a namespace a `run` or a test deleted
     /// goes a little after the namespace): two looks in a row agree.
+    /// A disconnect's veth waits a moment in the pending group before the
+    /// supervisor deletes it: settled means none waits any more.
     pub fn snapshot(&self) -> Snapshot {
         let mut last = self.snapshot_now();
         for _ in 0..250 {
             std::thread::sleep(std::time::Duration::from_millis(20));
             let now = self.snapshot_now();
-            if now == last {
+            if now == last && self.pending_links().is_empty() {
                 return now;
             }
             last = now;
         }
         panic!("the sandbox never settled");
+    }
+
+    /// The host's links a disconnect took out of service that are not
+    /// deleted yet (berth's pending names: `vp`/`vq` and 12 hex digits).
+    pub fn pending_links(&self) -> Vec<String> {
+        self.link_names(None)
+            .into_iter()
+            .filter(|n| {
+                n.len() == 14
+                    && (n.starts_with("vp") || n.starts_with("vq"))
+                    && n[2..].bytes().all(|b| b.is_ascii_hexdigit())
+            })
+            .collect()
+    }
+
+    /// Waits up to `timeout` until no link is pending; true when none is.
+    pub fn wait_no_pending(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.pending_links().is_empty() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The sandbox's state as it is at this instant.

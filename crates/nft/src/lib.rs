@@ -69,3 +69,12 @@ impl Nft {
         })
     }
 }
+
+/// The socket itself, so that a caller can hand it on instead of closing
+/// it: the last close of a socket whose batches deleted something waits
+/// for nf_tables to free those objects, an RCU grace period.
+impl std::os::fd::AsFd for Nft {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}

@@ -276,6 +276,12 @@ pub(crate) struct NlSocket {
 }
 
 impl NlSocket {
+    pub(crate) fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: the descriptor is open for as long as `self.sock` is,
+        // which the borrow does not outlive.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.sock.as_raw_fd()) }
+    }
+
     pub(crate) fn open() -> Result<Self> {
         let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| NftError::io("socket", e))?;
         sock.bind_auto().map_err(|e| NftError::io("bind", e))?;

@@ -552,29 +552,45 @@ pub fn connect_plan(
 /// namespace's endpoints, the leaving one included), then the default
 /// route moves to `heir` (another network of the namespace: its namespace
 /// path and gateway) when this endpoint gave it.
+///
+/// The veth (with its ifb) is not deleted here: a delete waits for an RCU
+/// grace period (~20 ms, whoever asks). It is taken out of service instead
+/// (`Step::TakeOut`: its peer down and renamed in `peer_netns`, the
+/// endpoint's namespace when it is still the recorded one; the veth and
+/// the ifb down, off the bridge, renamed into the pending group), and
+/// deleted later with the others waiting there.
 pub fn disconnect_plan(
     endpoint: &Endpoint,
     delete_veth: bool,
+    peer_netns: Option<std::path::PathBuf>,
     heir: Option<(std::path::PathBuf, Vec<std::net::IpAddr>)>,
     siblings: &[Endpoint],
 ) -> Plan {
     let mut plan = Plan::new();
     ports_steps(&mut plan, &published_of(endpoint), ElemOp::Delete);
     // An ifb lives in the host: it does not go with the namespace, and
-    // with the veth it goes in the same request (one RCU grace period).
+    // with the veth it goes the same way.
     let ifb = endpoint
         .bandwidth
         .outbound
         .map(|_| names::ifb_name(&endpoint.host_ifname));
     if delete_veth {
-        plan.push(match ifb.clone() {
-            Some(ifb) => Step::DeleteLinksTogether {
-                names: vec![endpoint.host_ifname.clone(), ifb],
-            },
-            None => Step::DeleteLink {
-                name: endpoint.host_ifname.clone(),
-            },
-        });
+        let take_out = |netns, name: &str, of: &str| {
+            Step::TakeOut(crate::kernel::TakeOut {
+                netns,
+                name: name.to_string(),
+                pending: names::pending_name(of),
+            })
+        };
+        let veth = &endpoint.host_ifname;
+        // The peer first: the container stops sending at once.
+        if let Some(netns) = peer_netns {
+            plan.push(take_out(Some(netns), &endpoint.ifname, veth));
+        }
+        plan.push(take_out(None, veth, veth));
+        if let Some(ifb) = &ifb {
+            plan.push(take_out(None, ifb, ifb));
+        }
     }
     let before: Vec<&Endpoint> = siblings.iter().collect();
     let after: Vec<&Endpoint> = siblings.iter().filter(|e| e.id != endpoint.id).collect();
@@ -773,6 +789,23 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
     }
     for name in &remove_links {
         d.plan.push(Step::DeleteLink { name: name.clone() });
+    }
+    // Links disconnects took out of service and no one deleted yet (the
+    // supervisor was not running, or was killed, or so was the command
+    // before it told it).
+    let pending = observed
+        .links
+        .iter()
+        .filter(|l| l.group == names::PENDING_GROUP)
+        .count();
+    if pending > 0 {
+        d.report.push(format!(
+            "deleted {pending} link(s) disconnects had left pending"
+        ));
+        d.plan.push(Step::DeleteLinkGroup {
+            group: names::PENDING_GROUP,
+            what: format!("{pending} link(s) of disconnected endpoints"),
+        });
     }
 
     // Networks whose command died: finish taking them away.

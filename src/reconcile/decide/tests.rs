@@ -458,13 +458,17 @@ fn disconnect_decides_ports_first_then_the_veth_then_the_route_heir() {
     expect![[r#"
         nft 'delete element inet berth published4_any { udp . 5353 : 10.90.0.2 . 53 }'
         conntrack -D -p udp --orig-port-dst 5353
-        ip link del vb6c39f18610fe
+        ip -n c1 link set eth0 down
+        ip -n c1 link set eth0 name vp6c39f18610fe
+        ip link set vb6c39f18610fe down nomaster
+        ip link set vb6c39f18610fe group 1650851839 name vp6c39f18610fe
         nft 'delete element bridge berth guarded { "vb6c39f18610fe" }'
         nft 'delete element bridge berth allowed4 { "vb6c39f18610fe" . 02:42:0a:5a:00:02 . 10.90.0.2 }'
         ip -n c1 route replace default via 10.91.0.1"#]]
     .assert_eq(&lines(&disconnect_plan(
         &c1,
         true,
+        Some(std::path::PathBuf::from("/run/netns/c1")),
         heir.clone(),
         std::slice::from_ref(&c1),
     )));
@@ -477,6 +481,7 @@ fn disconnect_decides_ports_first_then_the_veth_then_the_route_heir() {
     .assert_eq(&lines(&disconnect_plan(
         &c1,
         false,
+        None,
         heir,
         std::slice::from_ref(&c1),
     )));
@@ -539,20 +544,23 @@ fn connect_shapes_the_veth_and_an_ifb_and_takes_over_berths_leftover_ifb() {
 }
 
 #[test]
-fn disconnect_deletes_the_veth_and_its_ifb_together() {
+fn disconnect_takes_the_veth_and_its_ifb_out_together() {
     let c1 = limited(endpoint(1, "c1", 2, &[]));
     expect![[r#"
-        ip link del vb6c39f18610fe
-        ip link del ib6c39f18610fe"#]]
-    .assert_eq(&lines(&disconnect_plan(&c1, true, None, &[])));
+        ip link set vb6c39f18610fe down nomaster
+        ip link set vb6c39f18610fe group 1650851839 name vp6c39f18610fe
+        ip link set ib6c39f18610fe down nomaster
+        ip link set ib6c39f18610fe group 1650851839 name vq6c39f18610fe"#]]
+    .assert_eq(&lines(&disconnect_plan(&c1, true, None, None, &[])));
     assert!(matches!(
-        disconnect_plan(&c1, true, None, &[]).steps[0],
-        Step::DeleteLinksTogether { .. }
+        disconnect_plan(&c1, true, None, None, &[]).steps[0],
+        Step::TakeOut(_)
     ));
     // The namespace takes the veth, not the ifb, which is the host's.
     expect!["ip link del ib6c39f18610fe"].assert_eq(&lines(&disconnect_plan(
         &c1,
         false,
+        None,
         None,
         &[],
     )));
