@@ -51,10 +51,6 @@ impl Figures {
         v.get(v.len() / 2).map(|d| Self::ms(*d)).unwrap_or(0.0)
     }
 
-    pub fn median(&self) -> f64 {
-        Self::median_of(&self.samples)
-    }
-
     /// Medians of the first and the last `window` samples, when there
     /// are at least twice as many.
     pub fn first_and_last(&self, window: usize) -> Option<(f64, f64)> {
