@@ -15,6 +15,7 @@
 
 mod args;
 pub mod bench;
+mod bench_scale;
 mod bench_traffic;
 pub mod demo;
 mod explain;
@@ -523,6 +524,7 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
             traffic,
             seconds,
             ipv6,
+            spread,
         } => bench::bench(&BenchOptions {
             count,
             extra_networks: networks,
@@ -531,6 +533,7 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
             traffic,
             seconds,
             ipv6,
+            spread,
         })?,
         Command::Doctor { json } => return explain::doctor(ctx, json),
         Command::Inspect { target, json } => return explain::inspect(ctx, &target, json),
