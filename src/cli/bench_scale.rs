@@ -177,7 +177,9 @@ fn read_only(state_dir: &Path, network: &str, count: usize) -> Result<()> {
         }
     }
     let floor = Figures::median_of(&samples[0]);
-    outln!("read-only commands with {count} endpoints, median of {READ_ROUNDS} interleaved rounds:");
+    outln!(
+        "read-only commands with {count} endpoints, median of {READ_ROUNDS} interleaved rounds:"
+    );
     for (c, s) in commands.iter().zip(&samples) {
         let m = Figures::median_of(s);
         let shown: Vec<&str> = c
