@@ -126,6 +126,21 @@ pub fn spread(ctx: &mut Context, opts: &BenchOptions) -> Result<()> {
         Figures::ms(start.elapsed()),
         report.len()
     );
+    // What it did besides dropping the stale endpoints.
+    for line in report
+        .iter()
+        .filter(|l| !l.contains("its namespace is gone"))
+    {
+        outln!("  gc: {line}");
+    }
+    // Which must leave nothing for the next one.
+    let again = super::show::done(maintain::gc(ctx)?).unwrap_or_default();
+    if !again.is_empty() {
+        return Err(Error::Other(format!(
+            "a second gc still repaired: {}",
+            again.join("; ")
+        )));
+    }
     simulate_reboot(ctx, &names)?;
     let start = Instant::now();
     let report = super::show::done(maintain::up(ctx)?).unwrap_or_default();
