@@ -827,15 +827,16 @@ pub fn inspect(ctx: &Context, name: &str) -> Result<(Network, Vec<Endpoint>)> {
     inspect_full(ctx, name).map(|(n, endpoints, _, _)| (n, endpoints))
 }
 
+/// A network, its endpoints with their ports, each endpoint's aliases
+/// and who made them: what [`inspect_full`] reads.
+pub type InspectedNetwork = (Network, Vec<Endpoint>, Vec<Vec<String>>, Owners);
+
 /// What `network inspect` shows of one network: the network, its
 /// endpoints with their ports, each endpoint's aliases (in the
 /// endpoints' order) and who made them. One transaction, and every query
 /// reads a range of this network's rows only, so inspecting a network of
 /// a hundred costs the same beside ten thousand endpoints of others.
-pub fn inspect_full(
-    ctx: &Context,
-    name: &str,
-) -> Result<(Network, Vec<Endpoint>, Vec<Vec<String>>, Owners)> {
+pub fn inspect_full(ctx: &Context, name: &str) -> Result<InspectedNetwork> {
     let Some(mut store) = ctx.store_read_only()? else {
         return Err(no_such_network(name));
     };
