@@ -456,7 +456,7 @@ l.bind((\"127.0.0.1\", 8600)); l.listen()\n\
 c = socket.create_connection((\"127.0.0.1\", 8600)); a, _ = l.accept()\n\
 a.close(); c.recv(1); c.close(); l.close()'",
     );
-    let waiting = sb.sh_ok("ss -Htan state time-wait '( sport = :8600 )'");
+    let waiting = stdout(&sb.sh_ok("ss -Htan state time-wait '( sport = :8600 )'"));
     assert!(!waiting.trim().is_empty(), "no TIME_WAIT on 8600 to test with");
     let ep = sb.connect("web", "c", &["-p", "8600:80"]);
     assert_eq!(ep["ports"][0]["host_port"], 8600);

@@ -215,6 +215,10 @@ pub enum Command {
         /// the published port over IPv6).
         #[arg(long)]
         ipv6: bool,
+        /// Spread the namespaces over --networks networks and also time the
+        /// read-only commands, `gc`, and `up` after a simulated reboot.
+        #[arg(long)]
+        spread: bool,
     },
     /// Check the host for what keeps container traffic from flowing, and
     /// say how to fix each (exit 1 when something is broken).

@@ -28,6 +28,9 @@ pub struct BenchOptions {
     /// Also connect to a dual-stack network, alternating with the
     /// IPv4-only one (the same number of namespaces on each).
     pub ipv6: bool,
+    /// Spread the namespaces over `extra_networks` networks and time
+    /// what a host that size asks of berth (`bench_scale.rs`).
+    pub spread: bool,
 }
 
 /// Latency figures of one kind of operation.
@@ -45,7 +48,7 @@ impl Figures {
         Self::median_of(&self.samples)
     }
 
-    fn median_of(samples: &[Duration]) -> f64 {
+    pub fn median_of(samples: &[Duration]) -> f64 {
         let mut v = samples.to_vec();
         v.sort();
         v.get(v.len() / 2).map(|d| Self::ms(*d)).unwrap_or(0.0)
@@ -95,6 +98,9 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     }
     if opts.ipv6 {
         return bench_ipv6(&mut ctx, opts);
+    }
+    if opts.spread {
+        return super::bench_scale::spread(&mut ctx, opts);
     }
     for i in 0..opts.extra_networks {
         commands::create_network(&mut ctx, quiet_network(&format!("other{i}")))?;
@@ -557,7 +563,7 @@ impl Drop for StopsSupervisor {
     }
 }
 
-fn cli(state_dir: &std::path::Path, args: &[&str]) -> Result<()> {
+pub fn cli(state_dir: &std::path::Path, args: &[&str]) -> Result<()> {
     let exe = std::env::current_exe()?;
     let out = std::process::Command::new(exe)
         .args(args)

@@ -16,6 +16,7 @@
 mod args;
 pub mod bench;
 mod bench_defer;
+mod bench_scale;
 mod bench_traffic;
 pub mod demo;
 mod explain;
@@ -308,18 +309,13 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
             format,
         }) => {
             let mut found = Vec::new();
+            let mut owners = crate::store::Owners::default();
             let mut failures = Failures::default();
             for name in &names {
-                match network::inspect(ctx, name) {
-                    Ok((n, endpoints)) => {
-                        let aliases = match ctx.store_read_only()? {
-                            Some(mut store) => {
-                                let aliases = crate::dns::aliases(&mut store, &endpoints)?;
-                                ctx.hand_back_read_only(store);
-                                aliases
-                            }
-                            None => vec![Vec::new(); endpoints.len()],
-                        };
+                match network::inspect_full(ctx, name) {
+                    Ok((n, endpoints, aliases, marks)) => {
+                        owners.networks.extend(marks.networks);
+                        owners.endpoints.extend(marks.endpoints);
                         found.push((n, endpoints, aliases));
                     }
                     Err(e @ Error::Invalid(_)) => failures.report(e),
@@ -331,7 +327,7 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
                 (None, true) => InspectAs::Json,
                 (None, false) => InspectAs::Text,
             };
-            print_networks_inspected(&found, &owners(ctx)?, how)?;
+            print_networks_inspected(&found, &owners, how)?;
             return Ok(failures.code);
         }
         Command::Network(NetworkCommand::Rm { names, force, .. }) => {
@@ -539,6 +535,7 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
             traffic,
             seconds,
             ipv6,
+            spread,
         } => bench::bench(&BenchOptions {
             count,
             extra_networks: networks,
@@ -547,6 +544,7 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
             traffic,
             seconds,
             ipv6,
+            spread,
         })?,
         Command::Doctor { json } => return explain::doctor(ctx, json),
         Command::Inspect { target, json } => return explain::inspect(ctx, &target, json),

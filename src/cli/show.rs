@@ -80,7 +80,11 @@ pub fn json_error(e: serde_json::Error) -> Error {
 /// its bridge is there.
 pub fn list_networks(ctx: &mut Context, opts: &listing::Options) -> Result<String> {
     let networks = network::list(ctx)?;
-    let owners = owners(ctx)?;
+    // The networks' marks only: the endpoints' would be a scan of them all.
+    let owners = Owners {
+        networks: network::marks(ctx)?,
+        ..Default::default()
+    };
     let mut rows = Vec::new();
     for (n, count) in &networks {
         let mut v = serde_json::to_value(n.view(*count)).map_err(json_error)?;

@@ -777,20 +777,33 @@ pub fn list(ctx: &mut Context) -> Result<Vec<(Endpoint, Rc<Network>, &'static st
     tx.load_ports(&mut endpoints)?;
     drop(tx);
     ctx.hand_back_read_only(store);
-    let links = ctx.kernel.link_names()?;
+    // Each endpoint's own veth looked up by name, and each network's
+    // parent: not every link of the host (see `kernel/presence.rs`).
+    let mut names: Vec<&str> = endpoints.iter().map(|e| e.host_ifname.as_str()).collect();
+    names.extend(networks.iter().filter_map(|n| n.driver.parent()));
+    let mut found = ctx.kernel.links_present(&names)?;
+    let parents: std::collections::HashSet<&str> = names[endpoints.len()..]
+        .iter()
+        .zip(&found[endpoints.len()..])
+        .filter_map(|(name, there)| there.then_some(*name))
+        .collect();
+    let parents: std::collections::HashSet<String> =
+        parents.into_iter().map(String::from).collect();
+    found.truncate(endpoints.len());
     Ok(endpoints
         .into_iter()
         .zip(rows)
-        .filter_map(|(e, status)| {
+        .zip(found)
+        .filter_map(|((e, status), veth)| {
             let n = Rc::clone(networks.iter().find(|n| n.name == e.network)?);
             let live = match status {
                 Status::Creating => "creating",
                 Status::Removing => "removing",
-                Status::Ready if links.contains(&e.host_ifname) => "up",
+                Status::Ready if veth => "up",
                 // A macvlan/ipvlan child lives with its namespace and parent.
                 Status::Ready
                     if !e.has_veth()
-                        && n.driver.parent().is_some_and(|p| links.contains(p))
+                        && n.driver.parent().is_some_and(|p| parents.contains(p))
                         && ctx
                             .kernel
                             .parse_target(&e.netns)

@@ -11,6 +11,7 @@ pub mod host;
 pub mod link;
 pub mod netns;
 pub mod nftrace;
+pub mod presence;
 pub mod process;
 pub mod route;
 pub mod rtnl;
@@ -120,6 +121,12 @@ pub trait Kernel: std::any::Any {
     /// whether an endpoint's veth (so its namespace) is still there.
     fn link_names(&mut self) -> Result<std::collections::HashSet<String>> {
         Ok(self.links()?.into_iter().map(|l| l.name).collect())
+    }
+    /// For each of `names`, whether the host has a link so called: what a
+    /// listing asks of its own endpoints' veths, without reading every link.
+    fn links_present(&mut self, names: &[&str]) -> Result<Vec<bool>> {
+        let all = self.link_names()?;
+        Ok(names.iter().map(|n| all.contains(*n)).collect())
     }
     /// Brings a link up.
     fn link_up(&mut self, name: &str) -> Result<()>;
@@ -397,6 +404,10 @@ impl Kernel for LiveKernel {
             Some(names) => Ok(names),
             None => Ok(self.links()?.into_iter().map(|l| l.name).collect()),
         }
+    }
+
+    fn links_present(&mut self, names: &[&str]) -> Result<Vec<bool>> {
+        presence::exist(names).map_err(|e| Error::kernel("looking up links by name", e))
     }
 
     fn link_exists_in(&mut self, netns: &Path, name: &str) -> Result<bool> {

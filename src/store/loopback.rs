@@ -23,6 +23,18 @@ pub struct LoopbackForward {
 /// The host addresses whose mappings answer on `[::1]`.
 const LOOPBACK_HOST_IPS: &str = "('0.0.0.0', '::', '::1')";
 
+/// Whether any mapping is forwarded from `[::1]`. The endpoints with an
+/// IPv6 address come first (CROSS JOIN keeps that order), read from a
+/// partial index that holds only those (schema version 16), then their
+/// ports by the endpoint index: on an IPv4-only host nothing is read.
+pub(crate) fn any_forward() -> String {
+    format!(
+        "SELECT EXISTS (SELECT 1 FROM endpoints e CROSS JOIN ports p ON p.endpoint_id = e.id
+           WHERE e.ip6 IS NOT NULL AND p.host_ip IN {LOOPBACK_HOST_IPS}
+             AND p.proto IN ('tcp', 'udp'))"
+    )
+}
+
 fn select(filter: &str) -> String {
     format!(
         "SELECT p.host_ip, p.proto, p.host_port, p.container_port, p.count,
@@ -64,11 +76,7 @@ impl Tx<'_> {
     /// Whether any mapping is forwarded from `[::1]`: the background
     /// server is needed for it even when no network has DNS.
     pub fn has_loopback_forwards(&self) -> Result<bool> {
-        let mut stmt = self.tx.prepare_cached(&format!(
-            "SELECT EXISTS (SELECT 1 FROM ports p JOIN endpoints e ON e.id = p.endpoint_id
-               WHERE e.ip6 IS NOT NULL AND p.host_ip IN {LOOPBACK_HOST_IPS}
-                 AND p.proto IN ('tcp', 'udp'))"
-        ))?;
+        let mut stmt = self.tx.prepare_cached(&any_forward())?;
         Ok(stmt.query_row([], |r| r.get(0))?)
     }
 }

@@ -206,6 +206,25 @@ impl Tx<'_> {
         Ok(all)
     }
 
+    /// The aliases of the endpoints of network `network_id` that have
+    /// any, by endpoint id, each endpoint's in the order given: a range
+    /// of the names' key, not every name of every network.
+    pub fn network_aliases(
+        &self,
+        network_id: i64,
+    ) -> Result<std::collections::HashMap<i64, Vec<String>>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT endpoint_id, name FROM dns_names WHERE network_id = ?1 AND alias = 1
+             ORDER BY endpoint_id, pos, name",
+        )?;
+        let mut all: std::collections::HashMap<i64, Vec<String>> = Default::default();
+        for row in stmt.query_map([network_id], |r| Ok((r.get(0)?, r.get(1)?)))? {
+            let (id, name) = row?;
+            all.entry(id).or_default().push(name);
+        }
+        Ok(all)
+    }
+
     /// How many networks have DNS: the server is needed while this is > 0.
     pub fn dns_network_count(&self) -> Result<usize> {
         let mut stmt = self

@@ -87,15 +87,50 @@ impl Tx<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn owners(&self) -> Result<Owners> {
+    /// Who made network `network_id` and its endpoints: [`Tx::owners`]
+    /// for one network, read through its index.
+    pub fn network_owners(&self, network_id: i64) -> Result<Owners> {
         let mut owners = Owners::default();
-        let mut stmt = self
-            .tx
-            .prepare_cached("SELECT name, owner FROM networks WHERE owner IS NOT NULL")?;
-        for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT name, owner FROM networks WHERE id = ?1 AND owner IS NOT NULL",
+        )?;
+        for row in stmt.query_map([network_id], |r| Ok((r.get(0)?, r.get(1)?)))? {
             let (name, owner) = row?;
             owners.networks.insert(name, owner);
         }
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT id, owner, container_id FROM endpoints
+             WHERE network_id = ?1 AND (owner IS NOT NULL OR container_id IS NOT NULL)",
+        )?;
+        for row in stmt.query_map([network_id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                EndpointMark {
+                    owner: r.get(1)?,
+                    container_id: r.get(2)?,
+                },
+            ))
+        })? {
+            let (id, mark) = row?;
+            owners.endpoints.insert(id, mark);
+        }
+        Ok(owners)
+    }
+
+    /// Who made each network that some runtime made (by network name).
+    pub fn network_marks(&self) -> Result<HashMap<String, String>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT name, owner FROM networks WHERE owner IS NOT NULL")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn owners(&self) -> Result<Owners> {
+        let mut owners = Owners {
+            networks: self.network_marks()?,
+            ..Default::default()
+        };
         let mut stmt = self.tx.prepare_cached(
             "SELECT id, owner, container_id FROM endpoints WHERE owner IS NOT NULL OR container_id IS NOT NULL",
         )?;

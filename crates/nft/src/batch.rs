@@ -547,7 +547,8 @@ impl Nft {
         let enc = batch.encode(seq0)?;
         // Keep later batches' sequence numbers distinct from this one's.
         self.sock.seq = enc.last_seq;
-        self.sock.ensure_buffers(enc.buf.len())?;
+        self.sock
+            .ensure_buffers(enc.buf.len(), enc.msgs.len() + 2)?;
         self.sock.send(&enc.buf)?;
 
         let mut pending: std::collections::HashSet<u32> = enc.msgs.iter().map(|m| m.seq).collect();

@@ -322,7 +322,7 @@ impl Conntrack {
             b.end_msg(h);
             seqs.push(seq);
         }
-        self.sock.ensure_buffers(b.len())?;
+        self.sock.ensure_buffers(b.len(), seqs.len())?;
         self.sock.send(&b.buf)?;
         let mut pending: std::collections::HashSet<u32> = seqs.into_iter().collect();
         let mut deleted = 0;

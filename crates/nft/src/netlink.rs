@@ -19,6 +19,9 @@ pub(crate) const NLM_F_APPEND: u16 = 0x800;
 const NLM_F_CAPPED: u16 = 0x100;
 /// In an ack: extended ack TLVs follow.
 const NLM_F_ACK_TLVS: u16 = 0x200;
+/// What one queued ack costs of a netlink socket's receive buffer (its
+/// skb's truesize, rounded up).
+const ACK_TRUESIZE: usize = 1024;
 
 pub(crate) const NLMSG_ERROR: u16 = 2;
 pub(crate) const NLMSG_DONE: u16 = 3;
@@ -302,13 +305,21 @@ impl NlSocket {
         self.seq
     }
 
-    /// Makes sure a message of `len` bytes can be sent and the acks of a batch fit.
-    pub(crate) fn ensure_buffers(&self, len: usize) -> Result<()> {
-        let want = (len + 64 * 1024).max(1 << 20) as libc::c_int;
-        for (force, plain) in [
-            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
-            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+    /// Makes sure a message of `len` bytes can be sent and the acks of a
+    /// batch of `msgs` messages fit.
+    pub(crate) fn ensure_buffers(&self, len: usize, msgs: usize) -> Result<()> {
+        let send = (len + 64 * 1024).max(1 << 20);
+        // The kernel queues every ack before sendmsg() returns, and charges
+        // each against the receive buffer at its allocation's size (about
+        // 1 KiB for a 36-byte ack), not its length: a rebuild with 10,000
+        // endpoints sends some 40,000 messages, whose acks overran a buffer
+        // sized by bytes (ENOBUFS, the batch applied but its acks lost).
+        let receive = send.max(msgs.saturating_mul(ACK_TRUESIZE) + 64 * 1024);
+        for (force, plain, want) in [
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, send),
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, receive),
         ] {
+            let want = want.min(libc::c_int::MAX as usize) as libc::c_int;
             // FORCE ignores net.core.{w,r}mem_max but needs CAP_NET_ADMIN; fall back to
             // the capped variant otherwise.
             if setsockopt_int(self.sock.as_raw_fd(), force, want).is_err() {

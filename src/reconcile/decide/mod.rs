@@ -148,6 +148,58 @@ pub fn expected_elements(batch: &berth_nft::Batch) -> TableElements {
     all
 }
 
+/// The element changes that make `have` into `want`, as a batch and its
+/// undo, when the two hold the same sets and only elements of plain
+/// (non-interval) sets differ; None when the table must be rebuilt
+/// instead (a set missing or added, an interval set changed, whose
+/// elements the kernel may store split or merged).
+fn element_repair(
+    fresh: &berth_nft::Batch,
+    have: &TableElements,
+    want: &TableElements,
+) -> Option<(berth_nft::Batch, berth_nft::Batch)> {
+    if have.len() != want.len() || want.keys().any(|k| !have.contains_key(k)) {
+        return None;
+    }
+    let sets: HashMap<_, &berth_nft::Set> = fresh
+        .ops()
+        .iter()
+        .filter_map(|op| match op {
+            Op::AddSet(set) => Some((set_key(set), set)),
+            _ => None,
+        })
+        .collect();
+    let (mut batch, mut undo) = (berth_nft::Batch::new(), berth_nft::Batch::new());
+    // In a fixed order, so that the plan renders the same every time.
+    let mut keys: Vec<_> = want.keys().collect();
+    keys.sort_by_key(|k| (format!("{:?}", k.0), k.1.clone()));
+    for key in keys {
+        let (w, h) = (&want[key], &have[key]);
+        if w == h {
+            continue;
+        }
+        let set = sets.get(key)?;
+        if set.flags & berth_nft::set_flags::INTERVAL != 0 {
+            return None;
+        }
+        let mut extra: Vec<_> = h.difference(w).cloned().collect();
+        let mut missing: Vec<_> = w.difference(h).cloned().collect();
+        extra.sort_by_key(|e| format!("{e:?}"));
+        missing.sort_by_key(|e| format!("{e:?}"));
+        if !extra.is_empty() {
+            batch.delete_elements(set, extra.clone());
+        }
+        if !missing.is_empty() {
+            batch.add_elements(set, missing.clone());
+            undo.delete_elements(set, missing);
+        }
+        if !extra.is_empty() {
+            undo.add_elements(set, extra);
+        }
+    }
+    Some((batch, undo))
+}
+
 /// The policy routing of a network with `--uplink`: its table's default
 /// route and the rule that selects it. Adding puts the route in before the
 /// rule; deleting takes the rule out first (both tolerate absence).
@@ -1051,25 +1103,39 @@ pub fn decide(desired: &Desired, observed: &Observed, scope: Scope) -> Decision 
         );
         let want = expected_elements(&fresh.batch);
         match &observed.elements {
-            Some(have) => {
-                for (what, table) in [
-                    ("firewall table", firewall::table()),
-                    ("anti-spoofing table", firewall::guard::table()),
-                ] {
-                    let of = |all: &TableElements| -> TableElements {
-                        all.iter()
-                            .filter(|((t, _), _)| *t == table)
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect()
-                    };
-                    if of(have) != of(&want) {
-                        d.report.push(format!(
-                            "rebuilt the {what}: its sets or maps had been changed"
-                        ));
-                        rebuild = true;
+            Some(have) => match element_repair(&fresh.batch, have, &want) {
+                // Only elements differ (endpoints dropped above, or some
+                // deleted by hand): they alone are changed, not the whole
+                // table re-made (40,000 messages at 10,000 endpoints).
+                Some((batch, undo)) => {
+                    if !batch.is_empty() {
+                        d.report.push(
+                            "put the elements of berth's sets and maps back as the state says"
+                                .into(),
+                        );
+                        d.plan.push(Step::Nft { batch, undo });
                     }
                 }
-            }
+                None => {
+                    for (what, table) in [
+                        ("firewall table", firewall::table()),
+                        ("anti-spoofing table", firewall::guard::table()),
+                    ] {
+                        let of = |all: &TableElements| -> TableElements {
+                            all.iter()
+                                .filter(|((t, _), _)| *t == table)
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect()
+                        };
+                        if of(have) != of(&want) {
+                            d.report.push(format!(
+                                "rebuilt the {what}: its sets or maps had been changed"
+                            ));
+                            rebuild = true;
+                        }
+                    }
+                }
+            },
             None => rebuild = true,
         }
     }

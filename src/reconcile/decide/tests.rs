@@ -182,11 +182,11 @@ fn what_was_lost_by_hand_is_put_back_and_only_that() {
         &d,
         expect![[r#"
             put the gateway address 10.90.0.1 back on bridge berth-web
-            rebuilt the firewall table: its sets or maps had been changed
+            put the elements of berth's sets and maps back as the state says
             turned net.ipv4.ip_forward back on
             --
             ip addr replace 10.90.0.1/24 brd 10.90.0.255 dev berth-web
-            nft batch of 110 changes (first: delete table inet berth)
+            nft batch of 1 changes (first: add element inet berth published4_any { tcp . 8080 : 10.90.0.2 . 80 })
             sysctl -w net.ipv4.ip_forward=1
         "#]],
     );
@@ -254,10 +254,10 @@ fn interrupted_connect_is_undone_and_interrupted_disconnect_finished() {
         expect![[r#"
             undid the interrupted connect of web/c1
             finished the interrupted disconnect of web/c2
-            rebuilt the anti-spoofing table: its sets or maps had been changed
+            put the elements of berth's sets and maps back as the state says
             --
             ip link del vb6c39f18610fe
-            nft batch of 107 changes (first: delete table inet berth)
+            nft batch of 2 changes (first: delete element bridge berth allowed4 { "vb6b39f1860f4b" . 02:42:0a:5a:00:03 . 10.90.0.3, "vb6c39f18610fe" . 02:42:0a:5a:00:02 . 10.90.0.2 })
         "#]],
     );
 }
@@ -383,11 +383,11 @@ fn a_killed_run_is_reclaimed() {
         expect![[r#"
             reclaimed web/run-77 of a `run` that was killed
             removed namespace run-77 of a `run` that was killed
-            rebuilt the anti-spoofing table: its sets or maps had been changed
+            put the elements of berth's sets and maps back as the state says
             --
             ip link del vb8923df65c048
             ip netns del run-77
-            nft batch of 107 changes (first: delete table inet berth)
+            nft batch of 2 changes (first: delete element bridge berth allowed4 { "vb8923df65c048" . 02:42:0a:5a:00:02 . 10.90.0.2 })
         "#]],
     );
 }
@@ -624,7 +624,7 @@ fn a_lost_ifb_is_recreated_and_a_dead_endpoints_ifb_removed() {
         expect![[r#"
             removed endpoint web/c2: its namespace is gone
             re-created the ifb ib6c39f18610fe of web/c1
-            rebuilt the anti-spoofing table: its sets or maps had been changed
+            put the elements of berth's sets and maps back as the state says
             --
             ip link del ib6b39f1860f4b
             ip link add ib6c39f18610fe mtu 1500 group 1650786305 type ifb
@@ -633,7 +633,7 @@ fn a_lost_ifb_is_recreated_and_a_dead_endpoints_ifb_removed() {
             tc qdisc replace dev ib6c39f18610fe root handle 1: tbf rate 5mbit burst 16384b limit 47634b
             tc qdisc replace dev vb6c39f18610fe handle ffff: ingress
             tc filter replace dev vb6c39f18610fe parent ffff: protocol all prio 1 handle 800::800 u32 match u32 0 0 action mirred egress redirect dev ib6c39f18610fe
-            nft batch of 109 changes (first: delete table inet berth)
+            nft batch of 2 changes (first: delete element bridge berth allowed4 { "vb6b39f1860f4b" . 02:42:0a:5a:00:03 . 10.90.0.3 })
         "#]],
     );
 }
