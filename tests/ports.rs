@@ -457,11 +457,17 @@ c = socket.create_connection((\"127.0.0.1\", 8600)); a, _ = l.accept()\n\
 a.close(); c.recv(1); c.close(); l.close()'",
     );
     let waiting = stdout(&sb.sh_ok("ss -Htan state time-wait '( sport = :8600 )'"));
-    assert!(!waiting.trim().is_empty(), "no TIME_WAIT on 8600 to test with");
+    assert!(
+        !waiting.trim().is_empty(),
+        "no TIME_WAIT on 8600 to test with"
+    );
     let ep = sb.connect("web", "c", &["-p", "8600:80"]);
     assert_eq!(ep["ports"][0]["host_port"], 8600);
     // A listener still holds the port.
     let _host = sb.tcp_server(None, "0.0.0.0:8601");
     sb.add_netns("d");
-    sb.assert_refused(&["connect", "web", "d", "-p", "8601:80"], "berth-probe (pid");
+    sb.assert_refused(
+        &["connect", "web", "d", "-p", "8601:80"],
+        "berth-probe (pid",
+    );
 }
