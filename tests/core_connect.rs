@@ -501,6 +501,12 @@ fn fifty_concurrent_disconnects_leave_nothing_behind() {
         assert_ok_ctx(&out, &format!("berth disconnect alpha {n}"));
     }
     assert!(sb.endpoints().is_empty(), "{:?}", sb.endpoints());
+    // The veths wait a moment in the pending group, then go in one batch.
+    assert!(
+        sb.wait_no_pending(Duration::from_secs(5)),
+        "links still pending after 5 s: {:?}",
+        sb.pending_links()
+    );
     assert_eq!(sb.link_names(None), links_before, "veths left on the host");
     for n in &names {
         assert!(sb.link(Some(n), "eth0").is_none(), "eth0 left in {n}");

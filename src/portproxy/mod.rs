@@ -105,6 +105,11 @@ pub struct Proxy {
     /// Ports held by someone else when last tried, retried on every sync
     /// and by [`Proxy::retry`]; warned about once.
     failed: HashMap<Key, Target>,
+    /// Listener tasks aborted but perhaps not yet dropped: an aborted task
+    /// lets go of its socket only when the runtime next gets to it, so a
+    /// sync waits for them before it answers (a command that freed a port
+    /// may publish it again at once, and its check would find it held).
+    closing: Vec<JoinHandle<()>>,
 }
 
 impl Proxy {
@@ -134,7 +139,7 @@ impl Proxy {
             Ok(Err(e)) => return vec![format!("{WARNING_PREFIX}forwards: reading the state: {e}")],
             Err(e) => return vec![format!("{WARNING_PREFIX}forwards: reading the state: {e}")],
         };
-        match scope {
+        let warnings = match scope {
             Scope::All => {
                 self.rows.clear();
                 for r in rows {
@@ -143,7 +148,12 @@ impl Proxy {
                 self.apply_all()
             }
             Scope::Netns(inode) => self.update_netns(inode, rows),
+        };
+        for task in std::mem::take(&mut self.closing) {
+            // Err(cancelled) once the task and its socket are gone.
+            let _ = task.await;
         }
+        warnings
     }
 
     /// Replaces the rows of one namespace and matches only its listeners,
@@ -168,6 +178,8 @@ impl Proxy {
 
     /// Tries the ports that were held by someone else again.
     pub fn retry(&mut self) -> Vec<String> {
+        // Nobody waits on a retry: forget the tasks already gone.
+        self.closing.retain(|task| !task.is_finished());
         self.apply_all()
     }
 
@@ -194,6 +206,7 @@ impl Proxy {
             if self.listeners.get(key).is_some_and(|l| owned(&l.target)) {
                 if let Some(l) = self.listeners.remove(key) {
                     l.task.abort();
+                    self.closing.push(l.task);
                 }
             }
             if self.failed.get(key).is_some_and(owned) {
