@@ -98,22 +98,11 @@ impl Tx<'_> {
             let (name, owner) = row?;
             owners.networks.insert(name, owner);
         }
-        let mut stmt = self.tx.prepare_cached(
+        owners.endpoints = self.endpoint_marks(
             "SELECT id, owner, container_id FROM endpoints
              WHERE network_id = ?1 AND (owner IS NOT NULL OR container_id IS NOT NULL)",
+            [network_id],
         )?;
-        for row in stmt.query_map([network_id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                EndpointMark {
-                    owner: r.get(1)?,
-                    container_id: r.get(2)?,
-                },
-            ))
-        })? {
-            let (id, mark) = row?;
-            owners.endpoints.insert(id, mark);
-        }
         Ok(owners)
     }
 
@@ -127,14 +116,23 @@ impl Tx<'_> {
     }
 
     pub fn owners(&self) -> Result<Owners> {
-        let mut owners = Owners {
+        Ok(Owners {
             networks: self.network_marks()?,
-            ..Default::default()
-        };
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT id, owner, container_id FROM endpoints WHERE owner IS NOT NULL OR container_id IS NOT NULL",
-        )?;
-        for row in stmt.query_map([], |r| {
+            endpoints: self.endpoint_marks(
+                "SELECT id, owner, container_id FROM endpoints WHERE owner IS NOT NULL OR container_id IS NOT NULL",
+                [],
+            )?,
+        })
+    }
+
+    /// The marks of the endpoints `sql` selects (id, owner, container_id).
+    fn endpoint_marks<P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+    ) -> Result<HashMap<i64, EndpointMark>> {
+        let mut stmt = self.tx.prepare_cached(sql)?;
+        let rows = stmt.query_map(params, |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 EndpointMark {
@@ -142,11 +140,8 @@ impl Tx<'_> {
                     container_id: r.get(2)?,
                 },
             ))
-        })? {
-            let (id, mark) = row?;
-            owners.endpoints.insert(id, mark);
-        }
-        Ok(owners)
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
 
