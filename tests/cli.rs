@@ -563,3 +563,69 @@ fn bench_leaves_no_background_process() {
     }
     assert!(left.is_empty(), "left running: {left:?}");
 }
+
+/// A benchmark killed before it could stop its background processes:
+/// nothing can reach its sandbox any more, so they end themselves.
+#[test]
+fn a_killed_bench_leaves_no_background_process() {
+    let before = bench_processes();
+    let mut bench = std::process::Command::new(BERTH)
+        .args(["bench", "--count", "300", "--ports", "1", "--cli"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let bench_pid = bench.id();
+    let new = |before: &[u32]| -> Vec<u32> {
+        bench_processes()
+            .into_iter()
+            .filter(|p| !before.contains(p) && *p != bench_pid)
+            .collect()
+    };
+    // Killed once its supervisor runs (the connects start it).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let supervisor = loop {
+        let found: Vec<u32> = new(&before)
+            .into_iter()
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"supervise"))
+            })
+            .collect();
+        // One that stays: the first may be on its way out (nothing to
+        // watch yet).
+        if let Some(p) = found.first() {
+            std::thread::sleep(Duration::from_millis(1500));
+            if std::path::Path::new(&format!("/proc/{p}")).exists() {
+                break *p;
+            }
+        }
+        assert!(
+            Instant::now() < deadline && bench.try_wait().unwrap().is_none(),
+            "no supervisor appeared while the bench ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Another test's benchmark may run meanwhile: only this sandbox's
+    // processes count.
+    let netns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+    let sandbox = netns(supervisor).expect("the supervisor's namespace");
+    let ours = || -> Vec<u32> {
+        new(&before)
+            .into_iter()
+            .filter(|p| netns(*p).as_ref() == Some(&sandbox))
+            .collect()
+    };
+    bench.kill().unwrap();
+    bench.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut left = ours();
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        left = ours();
+    }
+    assert!(
+        left.is_empty(),
+        "left running after the bench was killed (supervisor {supervisor}): {left:?}"
+    );
+}

@@ -210,12 +210,23 @@ pub fn enter(ns: &File) -> io::Result<()> {
     setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
 }
 
+/// Set by [`isolate_self`]: the PID of the process whose private sandbox
+/// this is.
+pub const SANDBOX_OWNER_ENV: &str = "BERTH_SANDBOX_OWNER";
+
 /// Moves the whole (still single-threaded) process into fresh network and
 /// mount namespaces with a private, empty /run, and brings `lo` up: a
 /// throwaway host for `berth demo` and `berth bench`, so they never touch
 /// the real host's network.
+///
+/// It also names this process the sandbox's owner
+/// ([`SANDBOX_OWNER_ENV`], inherited by the background processes it
+/// starts): killed before it could stop them, nothing could reach them
+/// any more, so they end themselves once it is gone.
 pub fn isolate_self() -> Result<(), Error> {
     let what = "creating a private sandbox (needs root)";
+    // Still single-threaded (see above), so no reader races the write.
+    std::env::set_var(SANDBOX_OWNER_ENV, std::process::id().to_string());
     unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)
         .map_err(|e| Error::kernel(what, e.into()))?;
     mount(

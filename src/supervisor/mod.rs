@@ -57,6 +57,9 @@ use decide::{Snapshot, Watched};
 const GRACE: Duration = Duration::from_secs(1);
 /// How often everything is looked at anyway.
 const PERIODIC: Duration = Duration::from_secs(10);
+/// How often a supervisor in a private sandbox looks whether the
+/// sandbox's owner still runs.
+const SANDBOX_CHECK: Duration = Duration::from_secs(1);
 /// How long a failed reclaim waits before the next try.
 const RETRY: Duration = Duration::from_secs(5);
 /// How long links told pending wait, so that a burst of disconnects is
@@ -92,6 +95,7 @@ pub fn serve(state_dir: &Path) -> Result<i32> {
         pending: 0,
         delete_at: None,
         held: Vec::new(),
+        sandbox_owner: sandbox_owner(),
     };
     log(format!(
         "pid {}, supervising {}",
@@ -116,6 +120,17 @@ pub fn serve(state_dir: &Path) -> Result<i32> {
             }
         }
         sv.keep_dns();
+        if sv.sandbox_gone() {
+            // Killed before it could stop us: nothing can reach this
+            // sandbox any more, so its server goes too.
+            if let Some(mut conn) = sv.dns.conn.take() {
+                let _ = conn.write_all(b"bye\n");
+            }
+            crate::background::stop_recorded(state_dir, crate::dns::PID_FILE, "dns-server");
+            let _ = std::fs::remove_file(&sock_path);
+            log("the sandbox's owner is gone; exiting".into());
+            return Ok(0);
+        }
         if sv.wait_once(&listener, &mut links, &stop)? {
             // Asked to stop: a `bye`, so that the DNS server does not take
             // this for a death and start another.
@@ -127,6 +142,17 @@ pub fn serve(state_dir: &Path) -> Result<i32> {
             return Ok(0);
         }
     }
+}
+
+/// The owner of the private sandbox this supervisor runs in, when it
+/// runs in one (see `netns::isolate_self`).
+fn sandbox_owner() -> Option<(u32, u64)> {
+    let pid = std::env::var(crate::kernel::netns::SANDBOX_OWNER_ENV)
+        .ok()?
+        .parse::<u32>()
+        .ok()?;
+    // Gone already: no start time matches, so the first look ends us.
+    Some((pid, crate::kernel::process::start_time(pid).unwrap_or(0)))
 }
 
 /// The pidfile, locked for the supervisor's life; None when another
@@ -211,6 +237,9 @@ struct Supervisor {
     delete_at: Option<Instant>,
     /// nf_tables sockets commands handed over to be closed here.
     held: Vec<OwnedFd>,
+    /// In a private sandbox of `bench` or `demo`: its owner (PID and
+    /// start time), looked at every second.
+    sandbox_owner: Option<(u32, u64)>,
 }
 
 impl Supervisor {
@@ -279,6 +308,13 @@ impl Supervisor {
             }
         }
         self.dns_wanted = snap.dns_networks > 0 || snap.loopback_forwards;
+    }
+
+    /// Whether this supervisor's sandbox lost its owner (a sandbox whose
+    /// owner was already gone when this started counts as lost).
+    fn sandbox_gone(&self) -> bool {
+        self.sandbox_owner
+            .is_some_and(|(pid, start)| !crate::kernel::process::alive(pid, start))
     }
 
     /// Nothing is left to watch: gone, unless the state changed meanwhile
@@ -364,6 +400,9 @@ impl Supervisor {
         }
         if let Some(t) = self.delete_at {
             due = due.min(t);
+        }
+        if self.sandbox_owner.is_some() {
+            due = due.min(now + SANDBOX_CHECK);
         }
         let names: Vec<String> = self.owners.keys().cloned().collect();
         let ready = {
