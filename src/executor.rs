@@ -99,8 +99,8 @@ pub struct Txn<'a> {
     /// How many endpoints' links the applied plans left in the pending
     /// group (`names::PENDING_GROUP`), for the supervisor to delete.
     deferred: usize,
-    /// Whether an applied plan changed nftables (so the socket's close may
-    /// wait for what it deleted to be freed).
+    /// Whether an applied plan took something away from nftables (so the
+    /// socket's last close would wait for it to be freed).
     deleted_nft: bool,
 }
 
@@ -201,7 +201,7 @@ impl Txn<'_> {
             return Err(e);
         }
         self.deferred += plan.deferred_deletes();
-        self.deleted_nft |= plan.touches_nft();
+        self.deleted_nft |= plan.takes_away_nft();
         failpoint::hit("record");
         let tx = store.begin()?;
         intent.settle(&tx)?;

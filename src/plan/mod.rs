@@ -670,6 +670,14 @@ impl Plan {
         self.steps.iter().any(|s| matches!(s, Step::Nft { .. }))
     }
 
+    /// Whether a firewall batch of the plan takes something away (see
+    /// `Batch::takes_away`).
+    pub fn takes_away_nft(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s, Step::Nft { batch, .. } if batch.takes_away()))
+    }
+
     /// How many endpoints' links applying the plan leaves waiting in the
     /// pending group (for the supervisor to delete).
     pub fn deferred_deletes(&self) -> usize {

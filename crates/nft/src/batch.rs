@@ -235,6 +235,17 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
+    /// Whether some operation takes something away (a table, chain, rule,
+    /// set or element, or flushes one). The kernel frees what a batch
+    /// took away only after an RCU grace period, and the last close of the
+    /// socket that sent it waits for that.
+    pub fn takes_away(&self) -> bool {
+        self.ops.iter().any(|op| match op {
+            Op::AddTable(_) | Op::AddChain(_) | Op::AddRule { .. } | Op::AddSet(_) => false,
+            Op::Elements { op, .. } => matches!(op, ElemOp::Delete | ElemOp::Destroy),
+            _ => true,
+        })
+    }
     /// `add table`
     pub fn add_table(&mut self, t: &Table) -> &mut Self {
         self.push(Op::AddTable(t.clone()))
@@ -693,5 +704,21 @@ mod tests {
         assert!(enc.msgs.len() > 1);
         let total: usize = enc.msgs.iter().map(|m| m.elems.len()).sum();
         assert_eq!(total, 10_000);
+    }
+
+    #[test]
+    fn only_batches_that_take_something_away_say_so() {
+        let t = Table::new(Family::Inet, "berth");
+        let s = Set::new(&t, "s", &[DataType::Ipv4Addr]);
+        let one = || vec![Element::of(Ipv4Addr::new(10, 0, 0, 1))];
+        let mut adds = Batch::new();
+        adds.add_table(&t).add_set(&s).add_elements(&s, one());
+        assert!(!adds.takes_away());
+        let mut deletes = adds.clone();
+        deletes.delete_elements(&s, one());
+        assert!(deletes.takes_away());
+        let mut flush = Batch::new();
+        flush.flush_set(&s);
+        assert!(flush.takes_away());
     }
 }
