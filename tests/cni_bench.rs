@@ -245,21 +245,7 @@ fn churn(sb: &Sandbox, verb: &str, at_once: bool) -> Duration {
 /// After the ADDs: one ready endpoint, address and veth per container,
 /// no address twice, four map elements each.
 fn assert_consistent(sb: &Sandbox) {
-    let endpoints = sb.endpoints();
-    assert_eq!(endpoints.len(), COUNT);
-    let mut addrs: Vec<&str> = endpoints
-        .iter()
-        .map(|e| e["ip"].as_str().unwrap())
-        .collect();
-    addrs.sort();
-    addrs.dedup();
-    assert_eq!(addrs.len(), COUNT, "no duplicate address");
-    let elements = stdout(&sb.cmd("nft", &["list", "map", "inet", "berth", "published4_any"]));
-    assert_eq!(
-        elements.matches(" : 10.83.").count(),
-        COUNT * PORTS,
-        "{elements}"
-    );
+    sb.assert_endpoints_distinct(COUNT, PORTS, "10.83.");
     assert_eq!(berth_veths(sb), COUNT);
 }
 

@@ -276,21 +276,7 @@ fn churn(
 /// berth's state and kernel after the setups: every container's address
 /// in its namespace, its four map elements, one veth each.
 fn assert_berth_consistent(sb: &Sandbox) {
-    let endpoints = sb.endpoints();
-    assert_eq!(endpoints.len(), CONTAINERS);
-    let mut addrs: Vec<&str> = endpoints
-        .iter()
-        .map(|e| e["ip"].as_str().unwrap())
-        .collect();
-    addrs.sort();
-    addrs.dedup();
-    assert_eq!(addrs.len(), CONTAINERS, "no duplicate address");
-    let elements = stdout(&sb.cmd("nft", &["list", "map", "inet", "berth", "published4_any"]));
-    assert_eq!(
-        elements.matches(" : 10.77.").count(),
-        CONTAINERS * PORTS,
-        "{elements}"
-    );
+    sb.assert_endpoints_distinct(CONTAINERS, PORTS, "10.77.");
     for i in [0, CONTAINERS / 2, CONTAINERS - 1] {
         let want = format!("10.77.{}.{}/16", (i + 2) / 256, (i + 2) % 256);
         assert_eq!(sb.ipv4_addrs(Some(&format!("c{i}")), "eth0"), [want]);

@@ -277,6 +277,28 @@ impl Sandbox {
         as_array(self.berth_json(&["ps", "--json"]))
     }
 
+    /// After many attaches at once: `count` endpoints, no IPv4 address
+    /// twice, and `ports` elements each (addresses starting with `prefix`)
+    /// in the IPv4 map of published ports.
+    pub fn assert_endpoints_distinct(&self, count: usize, ports: usize, prefix: &str) {
+        let endpoints = self.endpoints();
+        assert_eq!(endpoints.len(), count);
+        let mut addrs: Vec<&str> = endpoints
+            .iter()
+            .map(|e| e["ip"].as_str().unwrap())
+            .collect();
+        addrs.sort();
+        addrs.dedup();
+        assert_eq!(addrs.len(), count, "no duplicate address");
+        let elements =
+            stdout(&self.cmd("nft", &["list", "map", "inet", "berth", "published4_any"]));
+        assert_eq!(
+            elements.matches(&format!(" : {prefix}")).count(),
+            count * ports,
+            "{elements}"
+        );
+    }
+
     /// `berth network create NAME --subnet SUBNET`, asserted to succeed.
     pub fn create_network(&self, name: &str, subnet: &str) {
         self.berth_ok(&["network", "create", name, "--subnet", subnet]);
