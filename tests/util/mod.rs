@@ -600,17 +600,43 @@ impl Sandbox {
     /// goes a little after the namespace): two looks in a row agree.
     /// A disconnect's veth waits a moment in the pending group before the
     /// supervisor deletes it: settled means none waits any more.
+    /// A namespace being destroyed keeps its veths until the kernel's
+    /// cleanup work runs, which may leave two looks in a row alike: a veth
+    /// whose peer is in a namespace without a name is waited for too (up to
+    /// 3 s, since a test may hold an unnamed namespace on purpose).
     pub fn snapshot(&self) -> Snapshot {
+        let start = Instant::now();
         let mut last = self.snapshot_now();
         for _ in 0..250 {
             std::thread::sleep(std::time::Duration::from_millis(20));
             let now = self.snapshot_now();
-            if now == last && self.pending_links().is_empty() {
+            if now == last
+                && self.pending_links().is_empty()
+                && (start.elapsed() > Duration::from_secs(3) || self.orphan_veths().is_empty())
+            {
                 return now;
             }
             last = now;
         }
         panic!("the sandbox never settled");
+    }
+
+    /// The host's links whose peer lives in a namespace that has no name
+    /// under /run/netns: mostly the veths of a namespace on its way out.
+    pub fn orphan_veths(&self) -> Vec<String> {
+        let named: HashSet<i64> = as_array(self.ip_json(&["netns", "list"]))
+            .iter()
+            .filter_map(|n| n["id"].as_i64())
+            .collect();
+        as_array(self.ip_json(&["link"]))
+            .iter()
+            .filter(|l| {
+                l["link_netnsid"]
+                    .as_i64()
+                    .is_some_and(|id| !named.contains(&id))
+            })
+            .filter_map(|l| l["ifname"].as_str().map(str::to_string))
+            .collect()
     }
 
     /// The host's links a disconnect took out of service that are not
