@@ -626,6 +626,30 @@ fn a_killed_bench_leaves_no_background_process() {
     }
     assert!(
         left.is_empty(),
-        "left running after the bench was killed (supervisor {supervisor}): {left:?}"
+        "left running after the bench was killed (supervisor {supervisor}):\n{}",
+        left.iter()
+            .map(|p| describe_process(*p))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
+}
+
+/// What a process is doing, for a failure message: its command line,
+/// state and kernel wait channel, and the tail of the supervisor's log
+/// in the benchmark's private state directory (seen through its root).
+fn describe_process(pid: u32) -> String {
+    let read =
+        |what: &str| std::fs::read_to_string(format!("/proc/{pid}/{what}")).unwrap_or_default();
+    let state = read("stat")
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_string))
+        .unwrap_or_default();
+    let log = read("root/run/berth-bench-state/supervisor.log");
+    let tail: Vec<&str> = log.lines().rev().take(8).collect();
+    format!(
+        "  {pid} [{state}, wchan {}] {}\n    supervisor.log: {}",
+        read("wchan"),
+        read("cmdline").replace('\0', " "),
+        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    )
 }
