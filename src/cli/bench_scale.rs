@@ -59,6 +59,7 @@ pub fn spread(ctx: &mut Context, opts: &BenchOptions) -> Result<()> {
         .collect::<Result<_>>()?;
     let state_dir = ctx.state_dir.clone();
     let (mut by_cli, mut in_process) = (Vec::new(), Vec::new());
+    let mut kernel_steps = Vec::new();
     let cli_at = |i: usize| i < CLI_SAMPLE || i + CLI_SAMPLE >= opts.count;
     for (i, name) in names.iter().enumerate() {
         let network = &networks[i % nets];
@@ -82,9 +83,16 @@ pub fn spread(ctx: &mut Context, opts: &BenchOptions) -> Result<()> {
             ports: specs.clone(),
             ..Default::default()
         };
+        let applying = crate::plan::time_applying();
         commands::connect(ctx, req)?;
         in_process.push(start.elapsed());
+        kernel_steps.push(crate::plan::time_applying() - applying);
     }
+    let own: Vec<Duration> = in_process
+        .iter()
+        .zip(&kernel_steps)
+        .map(|(all, kernel)| all.saturating_sub(*kernel))
+        .collect();
     outln!(
         "{}",
         Figures {
@@ -92,6 +100,16 @@ pub fn spread(ctx: &mut Context, opts: &BenchOptions) -> Result<()> {
         }
         .summary("connect")
     );
+    // The kernel's steps grow with the host (iproute2 doing them grows
+    // too: bench/scale-floor.sh); berth's own share is what must stay flat.
+    for (what, samples) in [("  its kernel steps", kernel_steps), ("  berth's own", own)] {
+        if let Some((first, last)) = (Figures { samples }).first_and_last(CLI_SAMPLE) {
+            outln!(
+                "{what:<18} median of the first {CLI_SAMPLE} {first:.2} ms, of the last {CLI_SAMPLE} {last:.2} ms (x{:.2})",
+                last / first
+            );
+        }
+    }
     if by_cli.len() >= 2 * CLI_SAMPLE {
         let (first, last) = by_cli.split_at(CLI_SAMPLE);
         let (first, last) = (Figures::median_of(first), Figures::median_of(last));
