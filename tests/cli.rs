@@ -624,8 +624,15 @@ fn a_killed_bench_leaves_no_background_process() {
         std::thread::sleep(Duration::from_millis(100));
         left = ours();
     }
+    let named: Vec<String> = left
+        .iter()
+        .map(|p| {
+            let c = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            format!("{p}: {}", String::from_utf8_lossy(&c).replace('\0', " "))
+        })
+        .collect();
     assert!(
         left.is_empty(),
-        "left running after the bench was killed (supervisor {supervisor}): {left:?}"
+        "left running after the bench was killed (supervisor {supervisor}): {named:?}"
     );
 }
