@@ -45,9 +45,10 @@ pub const PENDING_BOUND: usize = 256;
 const START_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The DNS server's own executable, installed next to berth's: the
-/// server's code alone (the runtime, DNS, the state reader), so serving
-/// touches a few code pages rather than a few among all of berth's, which
-/// the kernel maps in 64 KiB at a time and which stay resident.
+/// server's code alone (the runtime, DNS, the state reader), so the code
+/// serving runs lies in fewer places than among all of berth's. Each
+/// place touched costs resident memory for the server's whole life: the
+/// kernel maps 64 KiB or more of the file around every page touched.
 pub const DNS_EXECUTABLE: &str = "berth-dns";
 /// The subcommand of the DNS server, in the argv of either executable (by
 /// it, berth knows the process for its server).
