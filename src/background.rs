@@ -57,7 +57,22 @@ pub const DNS_SUBCOMMAND: &str = "dns-server";
 /// runs for anything but serving (the supervisor).
 pub const BERTH_EXE_ENV: &str = "BERTH_EXE";
 
+/// Set for `berth-dns` with [`BERTH_EXE_ENV`]: the build of the berth
+/// that started it ([`build_stamp`]); a `berth-dns` of another build
+/// (berth upgraded alone) hands over to that berth.
+pub const BERTH_BUILD_ENV: &str = "BERTH_BUILD";
+
 static BERTH_EXE: OnceLock<PathBuf> = OnceLock::new();
+
+/// This build: the commit and time that build.rs recorded, the same in
+/// berth and berth-dns of one `cargo build` (both link one library).
+pub fn build_stamp() -> String {
+    format!(
+        "{} {}",
+        option_env!("BERTH_COMMIT").unwrap_or("unknown"),
+        option_env!("BERTH_BUILD_TIME").unwrap_or("unknown")
+    )
+}
 
 /// Names berth's executable, for a process that is not berth itself
 /// (`berth-dns`).
@@ -100,7 +115,8 @@ pub fn spawn_detached(state_dir: &Path, subcommand: &str, log: &str) -> Result<(
         .open(state_dir.join(log))?;
     let mut cmd = Command::new(&exe);
     if exe != berth {
-        cmd.env(BERTH_EXE_ENV, &berth);
+        cmd.env(BERTH_EXE_ENV, &berth)
+            .env(BERTH_BUILD_ENV, build_stamp());
     }
     cmd.arg("--state-dir")
         .arg(state_dir)

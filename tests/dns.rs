@@ -550,6 +550,26 @@ fn the_server_is_berth_dns_beside_berth_and_berth_itself_alone() {
     assert!(dns.is_empty(), "{dns:?}");
 }
 
+/// A `berth-dns` started by a berth of another build (berth upgraded
+/// alone) hands over to that berth, with the same arguments: here `echo`
+/// stands for that berth and shows what it was given.
+#[test]
+fn berth_dns_of_another_build_hands_over_to_the_berth_that_started_it() {
+    let sb = Sandbox::new();
+    let args = ["--state-dir", "/run/elsewhere", "dns-server"];
+    let mut c = sb.command(None, BERTH_DNS, &args);
+    c.env("BERTH_EXE", "/bin/echo")
+        .env("BERTH_BUILD", "another build");
+    let out = run_timeout(c, CMD_TIMEOUT);
+    assert_ok_ctx(&out, "berth-dns");
+    assert_eq!(stdout(&out).trim(), args.join(" "));
+    assert!(
+        stderr(&out).contains("built apart from /bin/echo (another build"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn malformed_packets_get_formerr_or_nothing_and_never_a_crash() {
     if !have_dig("malformed_packets_get_formerr_or_nothing_and_never_a_crash") {

@@ -2,12 +2,13 @@
 //! dns-server [--stay]`, the arguments of `berth dns-server`. It holds
 //! none of berth's commands, so the code the server runs lies in a few
 //! pages (see `background::DNS_EXECUTABLE`); its arguments are read by
-//! hand for the same reason.
+//! hand for the same reason. Started by a berth of another build (berth
+//! upgraded alone), it hands over to that berth, which serves itself.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::background::{self, BERTH_EXE_ENV, DNS_SUBCOMMAND};
+use crate::background::{self, BERTH_BUILD_ENV, BERTH_EXE_ENV, DNS_SUBCOMMAND};
 use crate::store::DEFAULT_DIR;
 
 /// What the arguments ask for.
@@ -30,6 +31,12 @@ pub fn main() -> i32 {
             return 2;
         }
     };
+    if let Some(exe) = std::env::var_os(BERTH_EXE_ENV) {
+        let build = std::env::var(BERTH_BUILD_ENV).ok();
+        if stale(&background::build_stamp(), build.as_deref()) {
+            hand_over(PathBuf::from(exe), build.unwrap_or_default());
+        }
+    }
     // The supervisor, which the server starts again when it dies, is
     // berth's: the one that started this process, or the one beside it.
     let berth = match std::env::var_os(BERTH_EXE_ENV) {
@@ -46,6 +53,31 @@ pub fn main() -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// Whether this executable comes from another build than the berth that
+/// started it (`berth`: its stamp, when it said): berth-dns reads berth's
+/// state, so only its own build's schema is sure to be understood.
+fn stale(own: &str, berth: Option<&str>) -> bool {
+    berth.is_some_and(|b| b != own)
+}
+
+/// Runs berth itself as the server instead (`berth dns-server`, the same
+/// arguments, the same process); returns only if it cannot, and then this
+/// executable serves after all.
+fn hand_over(berth: PathBuf, build: String) {
+    use std::os::unix::process::CommandExt;
+    eprintln!(
+        "berth-dns: built apart from {} ({build}, this {}); it serves instead",
+        berth.display(),
+        background::build_stamp()
+    );
+    let err = std::process::Command::new(&berth)
+        .args(std::env::args_os().skip(1))
+        .env_remove(BERTH_EXE_ENV)
+        .env_remove(BERTH_BUILD_ENV)
+        .exec();
+    eprintln!("berth-dns: running {}: {err}", berth.display());
 }
 
 /// Reads `[--state-dir DIR | --state-dir=DIR] dns-server [--stay]`, in
@@ -117,6 +149,14 @@ mod tests {
             parse(args(&["dns-server"]), None).unwrap().state_dir,
             PathBuf::from(DEFAULT_DIR)
         );
+    }
+
+    #[test]
+    fn only_a_berth_of_another_build_takes_over() {
+        let own = background::build_stamp();
+        assert!(!stale(&own, Some(&own)));
+        assert!(!stale(&own, None));
+        assert!(stale(&own, Some("0123abc 2026-01-01T00:00:00+00:00")));
     }
 
     #[test]
