@@ -8,6 +8,7 @@
 # Everything runs in a private sandbox (network, mount and PID namespaces);
 # the "upstream" is berth-probe's fake DNS server in a namespace of its own,
 # the same one for both servers.
+# berth's server is berth-dns when it sits beside berth (cargo builds both).
 # Reports, per server: queries/s, queries per second of server CPU time,
 # for local names and for a mix with half the queries forwarded upstream;
 # p50/p99 latency at a fixed 5000 qps for both (ROUNDS rounds, the servers
@@ -62,6 +63,8 @@ done
 sleep 0.5
 APID=$(cat /run/aard/aardvark.pid)
 BPID=$(cat $BERTH_STATE_DIR/dns.pid)
+# `berth-dns` when it sits beside berth, else berth itself.
+echo "== berth's server: $(tr '\0' ' ' <"/proc/$BPID/cmdline")"
 
 for i in $(seq 0 99); do echo "n$i A"; done >/run/bench/local.txt
 for i in $(seq 0 99); do

@@ -1,5 +1,6 @@
 //! berth's background processes and how they are started: the DNS server
-//! (`berth dns-server`) and the supervisor (`berth supervise`), which keeps
+//! (`berth-dns dns-server`, or `berth dns-server` where no `berth-dns`
+//! sits next to berth) and the supervisor (`berth supervise`), which keeps
 //! the server running and reclaims what killed sandboxes leave behind.
 //!
 //! Neither is a daemon the user installs. Each is started, detached, by
@@ -13,8 +14,9 @@ use std::io::{ErrorKind, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -42,17 +44,80 @@ pub const PENDING_BOUND: usize = 256;
 /// How long a fresh supervisor may take to open its socket.
 const START_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Starts `berth --state-dir DIR SUBCOMMAND` detached: its own session,
-/// stdio to `log` in the state directory, every signal unblocked, and (by a
-/// second fork) not a child of this process, so it never becomes a zombie
-/// of a long `berth run`.
+/// The DNS server's own executable, installed next to berth's: the
+/// server's code alone (the runtime, DNS, the state reader), so the code
+/// serving runs lies in fewer places than among all of berth's. Each
+/// place touched costs resident memory for the server's whole life: the
+/// kernel maps 64 KiB or more of the file around every page touched.
+pub const DNS_EXECUTABLE: &str = "berth-dns";
+/// The subcommand of the DNS server, in the argv of either executable (by
+/// it, berth knows the process for its server).
+pub const DNS_SUBCOMMAND: &str = "dns-server";
+/// Set for `berth-dns`: the berth executable that started it, which it
+/// runs for anything but serving (the supervisor).
+pub const BERTH_EXE_ENV: &str = "BERTH_EXE";
+
+/// Set for `berth-dns` with [`BERTH_EXE_ENV`]: the build of the berth
+/// that started it ([`build_stamp`]); a `berth-dns` of another build
+/// (berth upgraded alone) hands over to that berth.
+pub const BERTH_BUILD_ENV: &str = "BERTH_BUILD";
+
+static BERTH_EXE: OnceLock<PathBuf> = OnceLock::new();
+
+/// This build: the commit and time that build.rs recorded, the same in
+/// berth and berth-dns of one `cargo build` (both link one library).
+pub fn build_stamp() -> String {
+    format!(
+        "{} {}",
+        option_env!("BERTH_COMMIT").unwrap_or("unknown"),
+        option_env!("BERTH_BUILD_TIME").unwrap_or("unknown")
+    )
+}
+
+/// Names berth's executable, for a process that is not berth itself
+/// (`berth-dns`).
+pub fn set_berth_exe(exe: PathBuf) {
+    let _ = BERTH_EXE.set(exe);
+}
+
+fn berth_exe() -> Result<PathBuf> {
+    match BERTH_EXE.get() {
+        Some(exe) => Ok(exe.clone()),
+        None => Ok(std::env::current_exe()?),
+    }
+}
+
+/// The executable that runs `subcommand`: [`DNS_EXECUTABLE`] for the
+/// server when it sits next to berth's, berth's otherwise.
+fn executable(subcommand: &str) -> Result<(PathBuf, PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
+    let berth = berth_exe()?;
+    if subcommand == DNS_SUBCOMMAND {
+        let dns = berth.with_file_name(DNS_EXECUTABLE);
+        if std::fs::metadata(&dns).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        {
+            return Ok((dns, berth));
+        }
+    }
+    Ok((berth.clone(), berth))
+}
+
+/// Starts `berth --state-dir DIR SUBCOMMAND` detached (`berth-dns` for the
+/// DNS server where it is installed, see [`DNS_EXECUTABLE`]): its own
+/// session, stdio to `log` in the state directory, every signal unblocked,
+/// and (by a second fork) not a child of this process, so it never becomes
+/// a zombie of a long `berth run`.
 pub fn spawn_detached(state_dir: &Path, subcommand: &str, log: &str) -> Result<()> {
-    let exe = std::env::current_exe()?;
+    let (exe, berth) = executable(subcommand)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(state_dir.join(log))?;
-    let mut cmd = Command::new(exe);
+    let mut cmd = Command::new(&exe);
+    if exe != berth {
+        cmd.env(BERTH_EXE_ENV, &berth)
+            .env(BERTH_BUILD_ENV, build_stamp());
+    }
     cmd.arg("--state-dir")
         .arg(state_dir)
         .arg(subcommand)

@@ -501,6 +501,75 @@ fn a_killed_server_is_brought_back_by_the_next_command_and_exits_when_unneeded()
     }
 }
 
+/// berth starts its server as `berth-dns` (the server's code alone) when
+/// that sits beside berth's executable, and runs it itself (`berth
+/// dns-server`) when berth stands alone; both answer alike.
+#[test]
+fn the_server_is_berth_dns_beside_berth_and_berth_itself_alone() {
+    if !have_dig("the_server_is_berth_dns_beside_berth_and_berth_itself_alone") {
+        return;
+    }
+    let sb = Sandbox::new();
+    web(&sb);
+    let pid = server_pid(&sb).expect("server runs");
+    assert_eq!(
+        Sandbox::cmdline(pid).as_deref(),
+        Some(format!("{BERTH_DNS} --state-dir {STATE_DIR} dns-server").as_str())
+    );
+    assert_eq!(short(&sb, "c2", GW, &["backend"]), vec!["10.90.0.2"]);
+
+    // The same berth in a directory of its own (a bind mount of the file,
+    // private to the sandbox): nothing beside it.
+    let alone = Sandbox::new();
+    let lone = "/run/alone/berth";
+    alone.sh_ok(&format!(
+        "mkdir -p /run/alone && touch {lone} && mount --bind {BERTH} {lone}"
+    ));
+    let berth = |args: &[&str]| {
+        let mut c = alone.command(None, lone, args);
+        c.env("BERTH_STATE_DIR", STATE_DIR)
+            .env("BERTH_NFT_MAX_KERNEL", MIN_KERNEL);
+        assert_ok_ctx(&run_timeout(c, CMD_TIMEOUT), &args.join(" "));
+    };
+    berth(&["network", "create", "web", "--subnet", "10.90.0.0/24"]);
+    alone.add_netns("c1");
+    alone.add_netns("c2");
+    berth(&["connect", "web", "c1", "--alias", "backend"]);
+    berth(&["connect", "web", "c2"]);
+    let pid = server_pid(&alone).expect("server runs");
+    assert_eq!(
+        Sandbox::cmdline(pid).as_deref(),
+        Some(format!("{lone} --state-dir {STATE_DIR} dns-server").as_str())
+    );
+    assert_eq!(short(&alone, "c2", GW, &["backend"]), vec!["10.90.0.2"]);
+    let dns = alone
+        .process_cmdlines()
+        .into_iter()
+        .filter(|c| c.starts_with(BERTH_DNS))
+        .collect::<Vec<_>>();
+    assert!(dns.is_empty(), "{dns:?}");
+}
+
+/// A `berth-dns` started by a berth of another build (berth upgraded
+/// alone) hands over to that berth, with the same arguments: here `echo`
+/// stands for that berth and shows what it was given.
+#[test]
+fn berth_dns_of_another_build_hands_over_to_the_berth_that_started_it() {
+    let sb = Sandbox::new();
+    let args = ["--state-dir", "/run/elsewhere", "dns-server"];
+    let mut c = sb.command(None, BERTH_DNS, &args);
+    c.env("BERTH_EXE", "/bin/echo")
+        .env("BERTH_BUILD", "another build");
+    let out = run_timeout(c, CMD_TIMEOUT);
+    assert_ok_ctx(&out, "berth-dns");
+    assert_eq!(stdout(&out).trim(), args.join(" "));
+    assert!(
+        stderr(&out).contains("built apart from /bin/echo (another build"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn malformed_packets_get_formerr_or_nothing_and_never_a_crash() {
     if !have_dig("malformed_packets_get_formerr_or_nothing_and_never_a_crash") {
@@ -624,7 +693,7 @@ fn concurrent_connects_all_resolve_when_they_return() {
         assert_ok_ctx(&out, "concurrent connect");
     }
     sb.connect("web", "client", &[]);
-    let servers = sb.find_processes(&format!("{BERTH} --state-dir {STATE_DIR} dns-server"));
+    let servers = sb.find_processes(&format!("{BERTH_DNS} --state-dir {STATE_DIR} dns-server"));
     assert_eq!(servers.len(), 1, "{:?}", sb.process_cmdlines());
     for n in &names {
         assert_eq!(short(&sb, "client", GW, &[n]).len(), 1, "{n}");

@@ -111,15 +111,21 @@ fn a_killed_supervisor_is_started_again_and_still_restarts_the_server() {
         let out = dig(&sb, "c2", GW, &["+short", "+time=1", "c1"]);
         stdout(&out).trim() == "10.90.0.2"
     });
-    // Exactly one of each.
-    let count = |tail: &str| {
+    // Exactly one of each: the supervisor berth's (started by the server,
+    // `berth-dns`, which runs berth for it), the server `berth-dns`.
+    let count = |program: &str, tail: &str| {
         sb.process_cmdlines()
             .iter()
-            .filter(|c| c.starts_with(BERTH) && c.ends_with(tail))
+            .filter(|c| c.starts_with(&format!("{program} ")) && c.ends_with(tail))
             .count()
     };
-    assert_eq!(count(" supervise"), 1, "{:?}", sb.process_cmdlines());
-    assert_eq!(count(" dns-server"), 1, "{:?}", sb.process_cmdlines());
+    assert_eq!(count(BERTH, " supervise"), 1, "{:?}", sb.process_cmdlines());
+    assert_eq!(
+        count(BERTH_DNS, " dns-server"),
+        1,
+        "{:?}",
+        sb.process_cmdlines()
+    );
 }
 
 /// A `run` killed with SIGKILL, its namespace and endpoint reclaimed.

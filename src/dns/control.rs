@@ -139,8 +139,10 @@ fn kill_recorded(state_dir: &Path) -> Option<String> {
         .and_then(|p| p.trim().parse::<i32>().ok());
     // Only a berth DNS server: never a process that took a stale PID.
     let ours = |pid: &i32| {
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"dns-server"))
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+            c.split(|b| *b == 0)
+                .any(|arg| arg == background::DNS_SUBCOMMAND.as_bytes())
+        })
     };
     let pid = pid.filter(|p| *p > 1).filter(ours)?;
     let _ = nix::sys::signal::kill(
@@ -152,7 +154,7 @@ fn kill_recorded(state_dir: &Path) -> Option<String> {
     ))
 }
 
-/// Starts `berth dns-server` detached (see [`background::spawn_detached`]).
+/// Starts the server detached (see [`background::spawn_detached`]).
 fn start(state_dir: &Path) -> Result<()> {
-    background::spawn_detached(state_dir, "dns-server", LOG_FILE)
+    background::spawn_detached(state_dir, background::DNS_SUBCOMMAND, LOG_FILE)
 }

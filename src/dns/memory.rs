@@ -9,7 +9,9 @@
 //! touched, against about 1 MB for serving), glibc's per-thread arenas
 //! (the reload thread's own heap, never given back), and heap pages a
 //! reload freed that glibc keeps. The server lets go of the first and the
-//! last when it has started and when a burst of reloads is over.
+//! last when it has started and when a burst of reloads is over. What
+//! serving itself touches is fewer pages in `berth-dns`, whose text holds
+//! only the server's code (see `standalone`).
 
 /// One malloc arena for the process: the reload thread allocates rarely,
 /// and a second arena would keep its freed pages apart from the main one.

@@ -1,6 +1,7 @@
 //! berth's DNS: containers find each other by name.
 //!
-//! One server process (`berth dns-server`, [`serve`]) answers on the
+//! One server process (`berth-dns dns-server` or `berth dns-server`,
+//! [`serve`]) answers on the
 //! gateways (IPv4 and IPv6) of every network with DNS: A and AAAA records
 //! for every endpoint's name and aliases, PTR for their addresses
 //! (`in-addr.arpa` and `ip6.arpa`), NXDOMAIN at once for unknown single
@@ -17,6 +18,7 @@
 //! - `limits`: what one network, and one client in it, may hold at once.
 //! - `memory`: keeping the server's resident memory to what it uses.
 //! - `control`: berth's side: starting and notifying the server.
+//! - `standalone`: the server's own executable, `berth-dns`.
 //! - `resolv`: reading and writing resolv.conf.
 
 mod answer;
@@ -27,6 +29,7 @@ mod memory;
 pub mod resolv;
 mod reverse;
 mod server;
+pub mod standalone;
 mod table;
 mod upstream;
 

@@ -48,6 +48,9 @@ pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 /// this build's.
 pub const BERTH_UNDER_TEST_ENV: &str = "BERTH_UNDER_TEST";
 pub const PROBE: &str = env!("CARGO_BIN_EXE_berth-probe");
+/// The DNS server's own executable, built beside `berth`, which starts it
+/// as `berth-dns --state-dir DIR dns-server`.
+pub const BERTH_DNS: &str = env!("CARGO_BIN_EXE_berth-dns");
 pub const STATE_DIR: &str = "/run/berth-state";
 /// The oldest kernel berth supports (README "Kernel requirements").
 pub const MIN_KERNEL: &str = "5.10";
