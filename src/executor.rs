@@ -23,6 +23,7 @@ use crate::change::{Change, Compensation, Outcome, Planned, Prepared};
 use crate::context::{Context, DnsScope, Notice};
 use crate::error::{Error, Result};
 use crate::failpoint;
+use crate::phases::{self, Phase};
 use crate::plan::Plan;
 use crate::reconcile::{self, Reconcile, Scope};
 use crate::store::{StateLock, Store};
@@ -46,7 +47,8 @@ pub fn transaction<T>(
     let _lock = if ctx.dry_run {
         None
     } else {
-        Some(StateLock::acquire(&ctx.state_dir)?)
+        let lock = phases::timed(Phase::Lock, || StateLock::acquire(&ctx.state_dir));
+        Some(lock?)
     };
     let store = ctx.store()?;
     let mut txn = Txn {
@@ -66,14 +68,12 @@ pub fn transaction<T>(
         Ok(value) => value,
         Err(e) => {
             txn.compensate();
-            txn.sync_dns();
-            txn.supervise();
+            txn.notify();
             txn.hand_on();
             return Err(e);
         }
     };
-    txn.sync_dns();
-    txn.supervise();
+    txn.notify();
     let planned = std::mem::take(&mut txn.planned);
     let dry_run = txn.ctx.dry_run;
     txn.hand_on();
@@ -252,6 +252,14 @@ impl Txn<'_> {
                     .warn(format!("taking back an earlier change failed: {e}"));
             }
         }
+    }
+
+    /// Tells the DNS server and the supervisor what the transaction did.
+    fn notify(&mut self) {
+        let started = std::time::Instant::now();
+        self.sync_dns();
+        self.supervise();
+        phases::add(Phase::Notify, started);
     }
 
     /// Brings the DNS server in line with what the transaction changed;

@@ -704,6 +704,7 @@ impl Plan {
             crate::failpoint::hit("step");
             let started = std::time::Instant::now();
             let result = step.apply(kernel);
+            crate::phases::add(crate::phases::Phase::Kernel, started);
             // Rendering costs string formatting: only when someone listens.
             if tracing::enabled!(target: "berth::step", tracing::Level::INFO) {
                 let lines = step.render();
