@@ -303,7 +303,12 @@ impl Store {
         // default cache of 16 would evict and re-parse them mid-command.
         conn.set_prepared_statement_cache_capacity(64);
         let version = secure::check_integrity(&conn, &db)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // The journal mode is the file's own (SQLite keeps WAL across
+        // opens): set when the state is made or upgraded, not per open.
+        // The other two last as long as the connection.
+        if version != SCHEMA_VERSION {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let mut store = Store {
