@@ -1086,18 +1086,6 @@ impl Tx<'_> {
         Ok(stmt.exists(params![inode as i64, bit])?)
     }
 
-    /// The first `ethN` no berth endpoint uses yet in the namespace.
-    pub fn free_ifname(&self, inode: u64) -> Result<String> {
-        let mut stmt = self
-            .tx
-            .prepare_cached("SELECT ifname FROM endpoints WHERE netns_inode = ?1")?;
-        let used: Vec<String> = stmt
-            .query_map([inode as i64], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let free = (0..).map(|i| format!("eth{i}")).find(|n| !used.contains(n));
-        Ok(free.expect("an unbounded range has a free name"))
-    }
-
     /// The endpoint recorded under `host_ifname` (its host veth, or the
     /// name its macvlan/ipvlan child was born with).
     pub fn endpoint_by_host_ifname(&self, host_ifname: &str) -> Result<Option<Endpoint>> {
