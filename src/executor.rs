@@ -61,7 +61,7 @@ pub fn transaction<T>(
         deleted_nft: false,
     };
     if preflight == Preflight::Run && !txn.ctx.dry_run {
-        txn.preflight()?;
+        phases::timed(Phase::Preflight, || txn.preflight())?;
     }
     let result = body(&mut txn);
     let value = match result {
@@ -155,7 +155,8 @@ impl Txn<'_> {
         repaired: bool,
     ) -> Result<Option<C::Output>> {
         let tx = store.begin()?;
-        let planned = match change.prepare(self.ctx, &tx)? {
+        let prepared = phases::timed(Phase::Decide, || change.prepare(self.ctx, &tx));
+        let planned = match prepared? {
             Prepared::Repair if repaired || self.ctx.dry_run => {
                 return Err(Error::Other(
                     "the kernel is out of step with berth's state and a reconcile did not repair it; run `berth gc`".into(),
@@ -190,8 +191,10 @@ impl Txn<'_> {
         // The intent, committed before the kernel is touched: a crash from
         // here on leaves rows that the next command's preflight finishes
         // or undoes.
-        intent.begin(&tx)?;
-        tx.commit()?;
+        phases::timed(Phase::Record, || {
+            intent.begin(&tx)?;
+            tx.commit()
+        })?;
         failpoint::hit("intent");
         if let Err(e) = plan.apply(self.ctx.kernel.as_mut()) {
             // The plan undid what it had done: the rows go back too.
@@ -203,12 +206,14 @@ impl Txn<'_> {
         self.deferred += plan.deferred_deletes();
         self.deleted_nft |= plan.takes_away_nft();
         failpoint::hit("record");
+        let started = std::time::Instant::now();
         let tx = store.begin()?;
         intent.settle(&tx)?;
         if plan.touches_nft() || intent.records_host() {
             reconcile::record_generation(self.ctx, &tx)?;
         }
         tx.commit()?;
+        phases::add(Phase::Record, started);
         self.dns.extend(dns);
         for w in warnings {
             self.ctx.warn(w);

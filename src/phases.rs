@@ -28,11 +28,30 @@ pub enum Phase {
     Lock = 2,
     /// Bringing the DNS server in line and notifying the supervisor.
     Notify = 3,
+    /// The preflight's checks (a repair it starts counts here too).
+    Preflight = 4,
+    /// A change deciding its plan and writing its rows (`prepare`: the
+    /// state's lookups and the kernel's, the planning, the inserts).
+    Decide = 5,
+    /// The intent's commit and, after the plan, the rows settled and
+    /// committed (with the nf_tables generation).
+    Record = 6,
 }
 
-const NAMES: [&str; 4] = ["kernel", "open", "lock", "notify"];
+const NAMES: [&str; 7] = [
+    "kernel",
+    "open",
+    "lock",
+    "notify",
+    "preflight",
+    "decide",
+    "record",
+];
 
-static NANOS: [AtomicU64; 4] = [
+static NANOS: [AtomicU64; 7] = [
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
     AtomicU64::new(0),
     AtomicU64::new(0),
     AtomicU64::new(0),
@@ -75,6 +94,9 @@ pub struct Reported {
     pub open: Duration,
     pub lock: Duration,
     pub notify: Duration,
+    pub preflight: Duration,
+    pub decide: Duration,
+    pub record: Duration,
 }
 
 impl Reported {
@@ -91,6 +113,9 @@ impl Reported {
                 "open" => r.open = d,
                 "lock" => r.lock = d,
                 "notify" => r.notify = d,
+                "preflight" => r.preflight = d,
+                "decide" => r.decide = d,
+                "record" => r.record = d,
                 _ => {}
             }
         }
@@ -105,7 +130,7 @@ mod tests {
     #[test]
     fn the_line_reads_back() {
         let r = Reported::parse(
-            "a warning\nberth-phases: main=2000000 kernel=700000 open=150000 lock=3000 notify=40000\n",
+            "a warning\nberth-phases: main=2000000 kernel=700000 open=150000 lock=3000 notify=40000 preflight=50000 decide=300000 record=60000\n",
         )
         .expect("a line");
         assert_eq!(r.main, Duration::from_micros(2000));
@@ -113,6 +138,9 @@ mod tests {
         assert_eq!(r.open, Duration::from_micros(150));
         assert_eq!(r.lock, Duration::from_micros(3));
         assert_eq!(r.notify, Duration::from_micros(40));
+        assert_eq!(r.preflight, Duration::from_micros(50));
+        assert_eq!(r.decide, Duration::from_micros(300));
+        assert_eq!(r.record, Duration::from_micros(60));
         assert_eq!(Reported::parse("no line here"), None);
     }
 }

@@ -33,7 +33,14 @@ pub fn where_the_time_goes(parts: &[(Duration, Reported)], floor: f64, version: 
     let open = median(&|(_, r)| r.open);
     let lock = median(&|(_, r)| r.lock);
     let notify = median(&|(_, r)| r.notify);
-    let rest = median(&|(_, r)| r.main.saturating_sub(r.kernel + r.open + r.lock + r.notify));
+    let preflight = median(&|(_, r)| r.preflight);
+    let decide = median(&|(_, r)| r.decide);
+    let record = median(&|(_, r)| r.record);
+    let rest = median(&|(_, r)| {
+        r.main.saturating_sub(
+            r.kernel + r.open + r.lock + r.notify + r.preflight + r.decide + r.record,
+        )
+    });
     outln!(
         "where a connect's time goes (medians of {} connects, each part on its own): wall {wall:.2} ms = process start and exit {outside:.2} ms (outside berth's main) + berth's main {main:.2} ms",
         parts.len()
@@ -42,7 +49,7 @@ pub fn where_the_time_goes(parts: &[(Duration, Reported)], floor: f64, version: 
         "  berth's main = the kernel steps {kernel:.2} ms (the plan's, as -v times them) + berth's own bookkeeping {own:.2} ms"
     );
     outln!(
-        "  bookkeeping: opening the state {open:.2} ms, the lock {lock:.3} ms, DNS server and supervisor {notify:.3} ms, the rest (arguments, SQL, planning, rows, output) {rest:.2} ms"
+        "  bookkeeping: opening the state {open:.2} ms, the lock {lock:.3} ms, the preflight {preflight:.3} ms, deciding (lookups, planning, the rows) {decide:.2} ms, the intent and settled rows committed {record:.3} ms, DNS server and supervisor {notify:.3} ms, the rest (arguments, setup, output, exit from main) {rest:.2} ms"
     );
     for (what, start) in [("/bin/true", truth), ("berth --version", version)] {
         let bound = start + kernel;
@@ -50,7 +57,7 @@ pub fn where_the_time_goes(parts: &[(Duration, Reported)], floor: f64, version: 
             "one process start ({what} {start:.2} ms) + the kernel's work ({kernel:.2} ms) = {bound:.2} ms = x{:.2} the floor ({floor:.2} ms){}",
             bound / floor,
             if bound / floor > TARGET {
-                format!(": above x{TARGET}, so x{TARGET} is below what one process can do here")
+                format!(": above x{TARGET}, so no connect whose process starts like {what} reaches x{TARGET} here")
             } else {
                 String::new()
             }
