@@ -179,7 +179,7 @@ impl Context {
         if let Some(store) = self.spare_store.borrow_mut().take() {
             return Ok(store);
         }
-        Store::open(&self.state_dir)
+        crate::phases::timed(crate::phases::Phase::Open, || Store::open(&self.state_dir))
     }
 
     /// Keeps an open store for the next `store()` of this command.

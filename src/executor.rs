@@ -23,6 +23,7 @@ use crate::change::{Change, Compensation, Outcome, Planned, Prepared};
 use crate::context::{Context, DnsScope, Notice};
 use crate::error::{Error, Result};
 use crate::failpoint;
+use crate::phases::{self, Phase};
 use crate::plan::Plan;
 use crate::reconcile::{self, Reconcile, Scope};
 use crate::store::{StateLock, Store};
@@ -46,7 +47,8 @@ pub fn transaction<T>(
     let _lock = if ctx.dry_run {
         None
     } else {
-        Some(StateLock::acquire(&ctx.state_dir)?)
+        let lock = phases::timed(Phase::Lock, || StateLock::acquire(&ctx.state_dir));
+        Some(lock?)
     };
     let store = ctx.store()?;
     let mut txn = Txn {
@@ -59,21 +61,19 @@ pub fn transaction<T>(
         deleted_nft: false,
     };
     if preflight == Preflight::Run && !txn.ctx.dry_run {
-        txn.preflight()?;
+        phases::timed(Phase::Preflight, || txn.preflight())?;
     }
     let result = body(&mut txn);
     let value = match result {
         Ok(value) => value,
         Err(e) => {
             txn.compensate();
-            txn.sync_dns();
-            txn.supervise();
+            txn.notify();
             txn.hand_on();
             return Err(e);
         }
     };
-    txn.sync_dns();
-    txn.supervise();
+    txn.notify();
     let planned = std::mem::take(&mut txn.planned);
     let dry_run = txn.ctx.dry_run;
     txn.hand_on();
@@ -155,7 +155,8 @@ impl Txn<'_> {
         repaired: bool,
     ) -> Result<Option<C::Output>> {
         let tx = store.begin()?;
-        let planned = match change.prepare(self.ctx, &tx)? {
+        let prepared = phases::timed(Phase::Decide, || change.prepare(self.ctx, &tx));
+        let planned = match prepared? {
             Prepared::Repair if repaired || self.ctx.dry_run => {
                 return Err(Error::Other(
                     "the kernel is out of step with berth's state and a reconcile did not repair it; run `berth gc`".into(),
@@ -190,8 +191,10 @@ impl Txn<'_> {
         // The intent, committed before the kernel is touched: a crash from
         // here on leaves rows that the next command's preflight finishes
         // or undoes.
-        intent.begin(&tx)?;
-        tx.commit()?;
+        phases::timed(Phase::Record, || {
+            intent.begin(&tx)?;
+            tx.commit()
+        })?;
         failpoint::hit("intent");
         if let Err(e) = plan.apply(self.ctx.kernel.as_mut()) {
             // The plan undid what it had done: the rows go back too.
@@ -203,12 +206,14 @@ impl Txn<'_> {
         self.deferred += plan.deferred_deletes();
         self.deleted_nft |= plan.takes_away_nft();
         failpoint::hit("record");
+        let started = std::time::Instant::now();
         let tx = store.begin()?;
         intent.settle(&tx)?;
         if plan.touches_nft() || intent.records_host() {
             reconcile::record_generation(self.ctx, &tx)?;
         }
         tx.commit()?;
+        phases::add(Phase::Record, started);
         self.dns.extend(dns);
         for w in warnings {
             self.ctx.warn(w);
@@ -252,6 +257,14 @@ impl Txn<'_> {
                     .warn(format!("taking back an earlier change failed: {e}"));
             }
         }
+    }
+
+    /// Tells the DNS server and the supervisor what the transaction did.
+    fn notify(&mut self) {
+        let started = std::time::Instant::now();
+        self.sync_dns();
+        self.supervise();
+        phases::add(Phase::Notify, started);
     }
 
     /// Brings the DNS server in line with what the transaction changed;

@@ -23,6 +23,7 @@ pub mod firewall;
 pub mod kernel;
 pub mod model;
 pub mod netavark;
+pub mod phases;
 pub mod plan;
 pub mod portproxy;
 pub mod reconcile;

@@ -79,6 +79,7 @@ const KERNEL_IO_ALLOWED: &[(&str, &[&str], &str)] = &[
 const LAYERS: &[(&str, &[&str])] = &[
     ("error", &[]),
     ("failpoint", &[]),
+    ("phases", &[]),
     ("model", &["error"]),
     ("request", &["model", "error"]),
     ("config", &["model", "error"]),
@@ -93,11 +94,26 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "plan",
-        &["kernel", "firewall", "model", "error", "failpoint"],
+        &[
+            "kernel",
+            "firewall",
+            "model",
+            "error",
+            "failpoint",
+            "phases",
+        ],
     ),
     (
         "context",
-        &["kernel", "store", "dns", "background", "model", "error"],
+        &[
+            "kernel",
+            "store",
+            "dns",
+            "background",
+            "model",
+            "error",
+            "phases",
+        ],
     ),
     ("change", &["context", "plan", "store", "model", "error"]),
     (
@@ -129,6 +145,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "store",
             "dns",
             "failpoint",
+            "phases",
         ],
     ),
     (

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::executor::{transaction, Preflight};
 use crate::kernel::netns;
 use crate::model::PortSpec;
+use crate::phases::{self, Reported};
 use crate::request::{AttachRequest, DetachRequest, EndpointRef, NetworkRequest};
 
 pub struct BenchOptions {
@@ -133,13 +134,15 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         .iter()
         .map(|p| crate::request::parse_port(p))
         .collect::<Result<_>>()?;
-    let connect = |ctx: &mut Context, name: &str| -> Result<()> {
+    // A CLI connect reports where its time went (`phases`).
+    let connect = |ctx: &mut Context, name: &str| -> Result<Option<Reported>> {
         if opts.via_cli {
             let mut args = vec!["connect", "bench", name];
             for p in &ports {
                 args.extend(["-p", p.as_str()]);
             }
-            return cli(&state_dir, &args);
+            let stderr = cli_output(&state_dir, &args, &[(phases::ENV, "1")])?;
+            return Ok(Reported::parse(&stderr));
         }
         let o = AttachRequest {
             network: "bench".into(),
@@ -147,7 +150,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
             ports: specs.clone(),
             ..Default::default()
         };
-        commands::connect(ctx, o).map(|_| ())
+        commands::connect(ctx, o).map(|_| None)
     };
     let disconnect = |ctx: &mut Context, name: &str| -> Result<()> {
         if opts.via_cli {
@@ -160,7 +163,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     if opts.via_cli {
         cli_connects_beside_the_floor(&mut ctx, &names, |ctx, n| connect(ctx, n))?;
     } else {
-        let connects = time_each(&names, |n| connect(&mut ctx, n))?;
+        let connects = time_each(&names, |n| connect(&mut ctx, n).map(drop))?;
         outln!("{}", connects.summary("connect"));
     }
     let bridge = crate::model::names::default_bridge_name("bench");
@@ -383,17 +386,20 @@ fn bench_ipv6(ctx: &mut Context, opts: &BenchOptions) -> Result<()> {
 fn cli_connects_beside_the_floor(
     ctx: &mut Context,
     names: &[String],
-    mut connect: impl FnMut(&mut Context, &str) -> Result<()>,
+    mut connect: impl FnMut(&mut Context, &str) -> Result<Option<Reported>>,
 ) -> Result<()> {
     let floor = Floor::new(names.len())?;
     let exe = std::env::current_exe()?;
     let (mut berth, mut bare, mut version, mut truth) = (vec![], vec![], vec![], vec![]);
     let (mut berth_cpu, mut bare_cpu) = (vec![], vec![]);
+    let mut parts = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let (start, cpu) = (Instant::now(), children_cpu());
-        connect(ctx, name)?;
-        berth.push(start.elapsed());
+        let reported = connect(ctx, name)?;
+        let wall = start.elapsed();
+        berth.push(wall);
         berth_cpu.push(children_cpu() - cpu);
+        parts.extend(reported.map(|r| (wall, r)));
         let cpu = children_cpu();
         bare.push(floor.connect(i)?);
         bare_cpu.push(children_cpu() - cpu);
@@ -438,11 +444,11 @@ fn cli_connects_beside_the_floor(
             }
         }
     }
+    let (version, truth) = (Figures::median_of(&version), Figures::median_of(&truth));
     outln!(
-        "process start: berth --version {:.2} ms, /bin/true {:.2} ms (medians, same run)",
-        Figures::median_of(&version),
-        Figures::median_of(&truth)
+        "process start: berth --version {version:.2} ms, /bin/true {truth:.2} ms (medians, same run)"
     );
+    super::bench_parts::where_the_time_goes(&parts, bare.median(), version, truth);
     Ok(())
 }
 
@@ -564,17 +570,24 @@ impl Drop for StopsSupervisor {
 }
 
 pub fn cli(state_dir: &std::path::Path, args: &[&str]) -> Result<()> {
+    cli_output(state_dir, args, &[]).map(drop)
+}
+
+/// Runs `berth ARGS` with `env` added; its stderr when it succeeds.
+fn cli_output(state_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Result<String> {
     let exe = std::env::current_exe()?;
     let out = std::process::Command::new(exe)
         .args(args)
         .env("BERTH_STATE_DIR", state_dir)
+        .envs(env.iter().copied())
         .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {
         return Err(Error::Other(format!(
             "berth {}: {}",
             args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
+            stderr.trim()
         )));
     }
-    Ok(())
+    Ok(stderr)
 }

@@ -83,10 +83,10 @@ pub fn spread(ctx: &mut Context, opts: &BenchOptions) -> Result<()> {
             ports: specs.clone(),
             ..Default::default()
         };
-        let applying = crate::plan::time_applying();
+        let applying = crate::phases::so_far(crate::phases::Phase::Kernel);
         commands::connect(ctx, req)?;
         in_process.push(start.elapsed());
-        kernel_steps.push(crate::plan::time_applying() - applying);
+        kernel_steps.push(crate::phases::so_far(crate::phases::Phase::Kernel) - applying);
     }
     let own: Vec<Duration> = in_process
         .iter()

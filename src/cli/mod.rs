@@ -16,6 +16,7 @@
 mod args;
 pub mod bench;
 mod bench_defer;
+mod bench_parts;
 mod bench_scale;
 mod bench_traffic;
 pub mod demo;
@@ -42,6 +43,13 @@ use show::*;
 
 /// Parses the arguments, runs the command, returns the exit code.
 pub fn main() -> i32 {
+    let started = std::time::Instant::now();
+    let code = main_timed();
+    crate::phases::report(started.elapsed());
+    code
+}
+
+fn main_timed() -> i32 {
     one_malloc_arena();
     // Started by a container runtime as its CNI plugin.
     if crate::cni::is_plugin() {

@@ -74,11 +74,23 @@ impl Change for Attach {
         }
         check_requested_ips(&network, &req.ips)?;
         check_port_families(&network, specs)?;
-        if needs_repair(ctx, tx, &target, &network, &name, &req.ips, specs)? {
+        let inode = target.inode.expect("resolved targets exist");
+        let near = tx.endpoints_near(inode, &target.key, network.id, &name)?;
+        if needs_repair(ctx, tx, &network, &near, &req.ips, specs)? {
             return Ok(Prepared::Repair);
         }
-        let inode = target.inode.expect("resolved targets exist");
-        if let Some(existing) = tx.find_endpoint(network.id, &target.key, Some(inode))? {
+        let on_network = |e: &&Endpoint| e.network == network.name;
+        // By its spelling first, then the same namespace named another way.
+        let connected = (near
+            .iter()
+            .filter(on_network)
+            .find(|e| e.netns == target.key))
+        .or_else(|| {
+            near.iter()
+                .filter(on_network)
+                .find(|e| e.netns_inode == inode)
+        });
+        if let Some(existing) = connected {
             return Err(Error::invalid(format!(
                 "{} is already connected to network {:?} as {:?} ({})",
                 req.target,
@@ -87,7 +99,7 @@ impl Change for Attach {
                 existing.ips_text()
             )));
         }
-        if tx.endpoint_name_taken(network.id, &name)? {
+        if near.iter().filter(on_network).any(|e| e.name == name) {
             return Err(Error::invalid(format!(
                 "network {:?} already has an endpoint named {name:?}; choose another with --name",
                 network.name
@@ -97,6 +109,11 @@ impl Change for Attach {
             check_mac_free(tx, &network, mac)?;
         }
         crate::dns::check_names_free(tx, &network, &name, &req.aliases)?; // DNS
+                                                                          // The namespace's endpoints on every network.
+        let siblings: Vec<Endpoint> = near
+            .into_iter()
+            .filter(|e| e.netns_inode == inode)
+            .collect();
         let mut ips = Vec::new();
         for s in &network.subnets {
             let asked = req.ips.iter().copied().find(|ip| s.net.contains(ip));
@@ -104,7 +121,7 @@ impl Change for Attach {
         }
         let ifname = match &req.ifname {
             Some(i) => i.clone(),
-            None => tx.free_ifname(inode)?,
+            None => names::free_ifname(siblings.iter().map(|e| e.ifname.as_str())),
         };
         let host_ifname = if network.is_bridge() {
             names::host_veth_name(&network.name, &name)
@@ -128,7 +145,7 @@ impl Change for Attach {
         if !network.policy.internal {
             for s in &network.subnets {
                 if s.gateway.is_some()
-                    && (req.metric.is_some() || !tx.netns_has_default_route(inode, s.family())?)
+                    && (req.metric.is_some() || !has_default_route(&siblings, s.family()))
                 {
                     default_route = default_route.with(s.family());
                 }
@@ -167,7 +184,6 @@ impl Change for Attach {
         };
 
         let leftover = ctx.kernel.link_group(&endpoint.host_ifname)?;
-        let siblings = tx.endpoints_by_inode(inode)?;
         let mut plan = connect_plan(
             &network,
             &endpoint,
@@ -392,9 +408,8 @@ fn planned_network(ctx: &Context, name: &str) -> Result<bool> {
 fn needs_repair(
     ctx: &mut Context,
     tx: &Tx,
-    target: &Target,
     network: &Network,
-    name: &str,
+    near: &[Endpoint],
     ips: &[IpAddr],
     specs: &[PortSpec],
 ) -> Result<bool> {
@@ -408,14 +423,7 @@ fn needs_repair(
         // to make (`run` on first use, `demo`): one the state lacks.
         return Ok(!(ctx.dry_run && planned_network(ctx, &network.name)?));
     }
-    let inode = target.inode.expect("resolved targets exist");
-    let mut veths: Vec<String> = tx
-        .endpoints_by_inode(inode)?
-        .into_iter()
-        .chain(tx.endpoints_by_netns(&target.key)?)
-        .chain(tx.endpoint_by_name(network.id, name)?)
-        .map(|e| e.host_ifname)
-        .collect();
+    let mut veths: Vec<String> = near.iter().map(|e| e.host_ifname.clone()).collect();
     let given: Vec<PortMapping> = specs
         .iter()
         .filter(|s| s.host_port.is_some())
@@ -441,6 +449,15 @@ fn needs_repair(
         }
     }
     Ok(false)
+}
+
+/// Whether one of the namespace's endpoints (`siblings`) gave it its
+/// default route of `family` without a metric (a route with a metric is
+/// its endpoint's own).
+fn has_default_route(siblings: &[Endpoint], family: Family) -> bool {
+    siblings
+        .iter()
+        .any(|e| e.default_route.has(family) && e.metric.is_none())
 }
 
 /// The endpoint name used when `--name` is not given.

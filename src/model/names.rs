@@ -87,6 +87,14 @@ pub fn check_ifname(what: &str, name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The first `ethN` none of `used` (a namespace's berth interfaces) is.
+pub fn free_ifname<'a>(used: impl Iterator<Item = &'a str> + Clone) -> String {
+    let free = (0..)
+        .map(|i| format!("eth{i}"))
+        .find(|n| !used.clone().any(|u| u == n));
+    free.expect("an unbounded range has a free name")
+}
+
 /// The bridge name a network gets when none is given: `berth-NAME` while it
 /// fits, otherwise a stable hash of the name.
 pub fn default_bridge_name(network: &str) -> String {
@@ -233,6 +241,13 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_free_ifname_is_the_first_gap() {
+        assert_eq!(free_ifname([].into_iter()), "eth0");
+        assert_eq!(free_ifname(["eth0", "eth2"].into_iter()), "eth1");
+        assert_eq!(free_ifname(["eth1", "eth0", "net9"].into_iter()), "eth2");
+    }
 
     #[test]
     fn pending_names_keep_the_digits_and_free_the_endpoint_names() {

@@ -17,16 +17,6 @@ use crate::kernel::{netns, sysctl, ChildLink, InsideConfig, Kernel, TakeOut, Vet
 use crate::model::bandwidth::format_rate;
 use crate::model::{IpNet, Ipv4Net, Limit, Mac, Proto};
 
-/// Time this process spent applying plan steps (the kernel's work of a
-/// change, as berth asks for it), so that `berth bench` can tell the
-/// kernel's share of a connect from berth's own.
-static APPLYING_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// The total of [`APPLYING_NANOS`] so far.
-pub fn time_applying() -> std::time::Duration {
-    std::time::Duration::from_nanos(APPLYING_NANOS.load(std::sync::atomic::Ordering::Relaxed))
-}
-
 /// One kernel change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -714,10 +704,7 @@ impl Plan {
             crate::failpoint::hit("step");
             let started = std::time::Instant::now();
             let result = step.apply(kernel);
-            APPLYING_NANOS.fetch_add(
-                started.elapsed().as_nanos() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            crate::phases::add(crate::phases::Phase::Kernel, started);
             // Rendering costs string formatting: only when someone listens.
             if tracing::enabled!(target: "berth::step", tracing::Level::INFO) {
                 let lines = step.render();

@@ -303,7 +303,12 @@ impl Store {
         // default cache of 16 would evict and re-parse them mid-command.
         conn.set_prepared_statement_cache_capacity(64);
         let version = secure::check_integrity(&conn, &db)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // The journal mode is the file's own (SQLite keeps WAL across
+        // opens): set when the state is made or upgraded, not per open.
+        // The other two last as long as the connection.
+        if version != SCHEMA_VERSION {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let mut store = Store {
@@ -1079,18 +1084,6 @@ impl Tx<'_> {
         )?;
         let bit = crate::model::Families::of(family).bits();
         Ok(stmt.exists(params![inode as i64, bit])?)
-    }
-
-    /// The first `ethN` no berth endpoint uses yet in the namespace.
-    pub fn free_ifname(&self, inode: u64) -> Result<String> {
-        let mut stmt = self
-            .tx
-            .prepare_cached("SELECT ifname FROM endpoints WHERE netns_inode = ?1")?;
-        let used: Vec<String> = stmt
-            .query_map([inode as i64], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let free = (0..).map(|i| format!("eth{i}")).find(|n| !used.contains(n));
-        Ok(free.expect("an unbounded range has a free name"))
     }
 
     /// The endpoint recorded under `host_ifname` (its host veth, or the
