@@ -591,6 +591,9 @@ fn a_killed_bench_leaves_no_background_process() {
                 std::fs::read(format!("/proc/{p}/cmdline"))
                     .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"supervise"))
             })
+            // This bench's: another test's benchmark, started meanwhile,
+            // has a supervisor of its own that rightly stays.
+            .filter(|p| sandbox_owner(*p) == Some(bench_pid))
             .collect();
         // One that stays: the first may be on its way out (nothing to
         // watch yet).
@@ -634,6 +637,16 @@ fn a_killed_bench_leaves_no_background_process() {
     );
 }
 
+/// The sandbox owner a background process was started under
+/// (`BERTH_SANDBOX_OWNER` in its environment): the bench that made it.
+fn sandbox_owner(pid: u32) -> Option<u32> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .ok()?
+        .split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(b"BERTH_SANDBOX_OWNER="))
+        .and_then(|o| std::str::from_utf8(o).ok()?.parse().ok())
+}
+
 /// What a process is doing, for a failure message: its command line,
 /// state and kernel wait channel, and the tail of the supervisor's log
 /// in the benchmark's private state directory (seen through its root).
@@ -645,9 +658,15 @@ fn describe_process(pid: u32) -> String {
         .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_string))
         .unwrap_or_default();
     let log = read("root/run/berth-bench-state/supervisor.log");
+    let owner = sandbox_owner(pid)
+        .map(|o| {
+            let stat = std::fs::read_to_string(format!("/proc/{o}/stat")).unwrap_or_default();
+            format!("{o} ({})", stat.trim())
+        })
+        .unwrap_or_else(|| "none".into());
     let tail: Vec<&str> = log.lines().rev().take(8).collect();
     format!(
-        "  {pid} [{state}, wchan {}] {}\n    supervisor.log: {}",
+        "  {pid} [{state}, wchan {}, sandbox owner {owner}] {}\n    supervisor.log: {}",
         read("wchan"),
         read("cmdline").replace('\0', " "),
         tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
