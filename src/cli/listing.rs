@@ -247,8 +247,9 @@ pub fn table(headings: &[&str], rows: &[Vec<String>]) -> String {
 #[derive(Default)]
 pub struct Table {
     text: String,
-    /// Each cell's range in `text`.
-    cells: Vec<(usize, usize)>,
+    /// Each cell's range in `text` (32 bits: a table of 4 GB is not
+    /// printed, and the ranges of a thousand rows then fit in 80 KB).
+    cells: Vec<(u32, u32)>,
     /// Each row's end in `cells`.
     rows: Vec<usize>,
 }
@@ -261,9 +262,9 @@ impl Table {
 
     /// Adds a cell whose text `write` appends to the buffer it is given.
     pub fn cell_with(&mut self, write: impl FnOnce(&mut String)) {
-        let start = self.text.len();
+        let start = self.text.len() as u32;
         write(&mut self.text);
-        self.cells.push((start, self.text.len()));
+        self.cells.push((start, self.text.len() as u32));
     }
 
     /// Ends the current row.
@@ -275,9 +276,9 @@ impl Table {
     /// known only once every row is read).
     pub fn set(&mut self, row: usize, column: usize, text: &str) {
         let first = if row == 0 { 0 } else { self.rows[row - 1] };
-        let start = self.text.len();
+        let start = self.text.len() as u32;
         self.text.push_str(text);
-        self.cells[first + column] = (start, self.text.len());
+        self.cells[first + column] = (start, self.text.len() as u32);
     }
 
     /// How many rows were ended.
@@ -294,13 +295,23 @@ impl Table {
         let first = if i == 0 { 0 } else { self.rows[i - 1] };
         self.cells[first..self.rows[i]]
             .iter()
-            .map(|&(start, end)| &self.text[start..end])
+            .map(|&(start, end)| &self.text[start as usize..end as usize])
     }
 
     /// The table under `headings` (none: no heading line): each cell
     /// padded to its column's widest and three spaces, trailing blanks
     /// trimmed from each line.
     pub fn render(&self, headings: &[&str]) -> String {
+        let mut out = String::new();
+        self.render_to(headings, &mut |chunk| out.push_str(chunk));
+        out
+    }
+
+    /// [`Table::render`] handed to `sink` in pieces of whole lines of
+    /// about 32 KB: a long table is written out without being held whole
+    /// (a thousand `ps` rows are 200 KB, 50 pages to fault in).
+    pub fn render_to(&self, headings: &[&str], sink: &mut dyn FnMut(&str)) {
+        const CHUNK: usize = 32 * 1024;
         let mut widths: Vec<usize> = headings.iter().map(|h| h.chars().count()).collect();
         for i in 0..self.rows.len() {
             for (c, cell) in self.row(i).enumerate() {
@@ -312,7 +323,7 @@ impl Table {
             }
         }
         let line_width: usize = widths.iter().map(|w| w + 3).sum();
-        let mut out = String::with_capacity((self.rows.len() + 1) * (line_width + 1));
+        let mut out = String::with_capacity(CHUNK.min((self.rows.len() + 1) * (line_width + 1)));
         let line = |out: &mut String, cells: &mut dyn Iterator<Item = &str>| {
             let start = out.len();
             let mut cells = cells.zip(&widths).peekable();
@@ -330,9 +341,15 @@ impl Table {
             line(&mut out, &mut headings.iter().copied());
         }
         for i in 0..self.rows.len() {
+            if out.len() >= CHUNK - line_width {
+                sink(&out);
+                out.clear();
+            }
             line(&mut out, &mut self.row(i));
         }
-        out
+        if !out.is_empty() {
+            sink(&out);
+        }
     }
 }
 

@@ -464,7 +464,7 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
                 None => {}
             }
         }
-        Command::Ps(a) => out!("{}", list_endpoints(ctx, &a.list.options(), a.all)?),
+        Command::Ps(a) => list_endpoints(ctx, &a.list.options(), a.all)?,
         Command::Port { name, private_port } => {
             out!("{}", ports_of(ctx, &name, private_port.as_deref())?)
         }
