@@ -318,7 +318,12 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
                         Err(e) => return Err(e),
                     }
                 }
-                out!("{}", shown.join("\n"));
+                for (i, network) in shown.iter().enumerate() {
+                    if i > 0 {
+                        outln!();
+                    }
+                    network.print();
+                }
                 return Ok(failures.code);
             }
             let mut found = Vec::new();

@@ -238,7 +238,7 @@ pub fn gateway_list(n: &Network) -> String {
 /// `network inspect NAME` as text: the network, then a table of its
 /// endpoints written straight from the state's rows (see
 /// `store/listing.rs`), with their aliases and published ports.
-pub fn network_text(ctx: &Context, name: &str) -> Result<String> {
+pub fn network_text(ctx: &Context, name: &str) -> Result<InspectedText> {
     let Some(mut store) = ctx.store_read_only()? else {
         return Err(network::no_such_network(name));
     };
@@ -271,20 +271,37 @@ pub fn network_text(ctx: &Context, name: &str) -> Result<String> {
     })?;
     drop(tx);
     ctx.hand_back_read_only(store);
-    let mut out = network_heading(&n, owner.as_ref(), table.len());
-    if !table.is_empty() {
-        out.push_str(&table.render(&[
-            "  NAME",
-            "ADDRESS",
-            "MAC",
-            "IFNAME",
-            "NETNS",
-            "ALIASES",
-            "PORTS",
-            "BANDWIDTH",
-        ]));
+    let heading = network_heading(&n, owner.as_ref(), table.len());
+    Ok(InspectedText { heading, table })
+}
+
+/// A network as `network inspect` prints it: the lines about the network
+/// and the table of its endpoints.
+pub struct InspectedText {
+    heading: String,
+    table: listing::Table,
+}
+
+impl InspectedText {
+    /// Prints it; a long table in pieces (see [`listing::Table::render_to`]).
+    pub fn print(&self) {
+        out!("{}", self.heading);
+        if !self.table.is_empty() {
+            self.table.render_to(
+                &[
+                    "  NAME",
+                    "ADDRESS",
+                    "MAC",
+                    "IFNAME",
+                    "NETNS",
+                    "ALIASES",
+                    "PORTS",
+                    "BANDWIDTH",
+                ],
+                &mut |chunk| out!("{chunk}"),
+            );
+        }
     }
-    Ok(out)
 }
 
 /// [`Bandwidth::summary`](crate::model::Bandwidth::summary), written
