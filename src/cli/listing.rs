@@ -231,42 +231,146 @@ fn unescape(s: &str) -> String {
 
 /// Pads cells so that every column is as wide as its widest cell.
 pub fn table(headings: &[&str], rows: &[Vec<String>]) -> String {
-    let columns = rows
-        .iter()
-        .map(Vec::len)
-        .chain([headings.len()])
-        .max()
-        .unwrap_or(0);
-    let mut widths: Vec<usize> = vec![0; columns];
-    for row in rows
-        .iter()
-        .map(|r| r.iter().map(String::as_str).collect::<Vec<_>>())
-        .chain([headings.to_vec()])
-    {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+    let mut t = Table::default();
+    for row in rows {
+        for cell in row {
+            t.cell(cell);
         }
+        t.end_row();
     }
-    let line = |cells: Vec<&str>| -> String {
-        let n = cells.len();
-        let mut l = String::new();
-        for (i, (cell, w)) in cells.into_iter().zip(&widths).enumerate() {
-            l.push_str(cell);
-            if i + 1 < n {
-                l.push_str(&" ".repeat(w - cell.chars().count() + 3));
+    t.render(headings)
+}
+
+/// A text table filled a cell at a time: every cell's text goes into one
+/// buffer and the table into one string, so that a listing of a thousand
+/// rows costs two allocations, not one per cell and line.
+#[derive(Default)]
+pub struct Table {
+    text: String,
+    /// Each cell's range in `text` (32 bits: a table of 4 GB is not
+    /// printed, and the ranges of a thousand rows then fit in 80 KB).
+    cells: Vec<(u32, u32)>,
+    /// Each row's end in `cells`.
+    rows: Vec<usize>,
+}
+
+impl Table {
+    /// Adds a cell to the current row.
+    pub fn cell(&mut self, text: &str) {
+        self.cell_with(|out| out.push_str(text));
+    }
+
+    /// Adds a cell whose text `write` appends to the buffer it is given.
+    pub fn cell_with(&mut self, write: impl FnOnce(&mut String)) {
+        let start = self.text.len() as u32;
+        write(&mut self.text);
+        self.cells.push((start, self.text.len() as u32));
+    }
+
+    /// Ends the current row.
+    pub fn end_row(&mut self) {
+        self.rows.push(self.cells.len());
+    }
+
+    /// Sets cell `column` of the ended row `row` to `text` (for a cell
+    /// known only once every row is read).
+    pub fn set(&mut self, row: usize, column: usize, text: &str) {
+        let first = if row == 0 { 0 } else { self.rows[row - 1] };
+        let start = self.text.len() as u32;
+        self.text.push_str(text);
+        self.cells[first + column] = (start, self.text.len() as u32);
+    }
+
+    /// How many rows were ended.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The cells of row `i`.
+    fn row(&self, i: usize) -> impl Iterator<Item = &str> {
+        let first = if i == 0 { 0 } else { self.rows[i - 1] };
+        self.cells[first..self.rows[i]]
+            .iter()
+            .map(|&(start, end)| &self.text[start as usize..end as usize])
+    }
+
+    /// The table under `headings` (none: no heading line): each cell
+    /// padded to its column's widest and three spaces, trailing blanks
+    /// trimmed from each line.
+    pub fn render(&self, headings: &[&str]) -> String {
+        let mut out = String::new();
+        self.render_to(headings, &mut |chunk| out.push_str(chunk));
+        out
+    }
+
+    /// [`Table::render`] handed to `sink` in pieces of whole lines of
+    /// about 32 KB: a long table is written out without being held whole
+    /// (a thousand `ps` rows are 200 KB, 50 pages to fault in).
+    pub fn render_to(&self, headings: &[&str], sink: &mut dyn FnMut(&str)) {
+        const CHUNK: usize = 32 * 1024;
+        let mut widths: Vec<usize> = headings.iter().map(|h| h.chars().count()).collect();
+        for i in 0..self.rows.len() {
+            for (c, cell) in self.row(i).enumerate() {
+                let w = width(cell);
+                match widths.get_mut(c) {
+                    Some(max) => *max = (*max).max(w),
+                    None => widths.push(w),
+                }
             }
         }
-        l.trim_end().to_string() + "\n"
-    };
-    let mut out = if headings.is_empty() {
-        String::new()
-    } else {
-        line(headings.to_vec())
-    };
-    for row in rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
+        let line_width: usize = widths.iter().map(|w| w + 3).sum();
+        let mut out = String::with_capacity(CHUNK.min((self.rows.len() + 1) * (line_width + 1)));
+        let line = |out: &mut String, cells: &mut dyn Iterator<Item = &str>| {
+            let start = out.len();
+            let mut cells = cells.zip(&widths).peekable();
+            while let Some((cell, w)) = cells.next() {
+                out.push_str(cell);
+                if cells.peek().is_some() {
+                    pad(out, w - width(cell) + 3);
+                }
+            }
+            let kept = out[start..].trim_end().len();
+            out.truncate(start + kept);
+            out.push('\n');
+        };
+        if !headings.is_empty() {
+            line(&mut out, &mut headings.iter().copied());
+        }
+        for i in 0..self.rows.len() {
+            if out.len() >= CHUNK - line_width {
+                sink(&out);
+                out.clear();
+            }
+            line(&mut out, &mut self.row(i));
+        }
+        if !out.is_empty() {
+            sink(&out);
+        }
     }
-    out
+}
+
+/// Appends `n` spaces.
+fn pad(out: &mut String, mut n: usize) {
+    const SPACES: &str = "                                                                ";
+    while n > 0 {
+        let k = n.min(SPACES.len());
+        out.push_str(&SPACES[..k]);
+        n -= k;
+    }
+}
+
+/// A cell's width in characters (its length when it is ASCII, as almost
+/// every cell is).
+fn width(cell: &str) -> usize {
+    if cell.is_ascii() {
+        cell.len()
+    } else {
+        cell.chars().count()
+    }
 }
 
 /// Every field a template may name: the fields of the rows and those the

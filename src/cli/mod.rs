@@ -316,9 +316,26 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
             json,
             format,
         }) => {
+            let mut failures = Failures::default();
+            if !json && format.is_none() {
+                let mut shown = Vec::new();
+                for name in &names {
+                    match show::network_text(ctx, name) {
+                        Ok(text) => shown.push(text),
+                        Err(e @ Error::Invalid(_)) => failures.report(e),
+                        Err(e) => return Err(e),
+                    }
+                }
+                for (i, network) in shown.iter().enumerate() {
+                    if i > 0 {
+                        outln!();
+                    }
+                    network.print();
+                }
+                return Ok(failures.code);
+            }
             let mut found = Vec::new();
             let mut owners = crate::store::Owners::default();
-            let mut failures = Failures::default();
             for name in &names {
                 match network::inspect_full(ctx, name) {
                     Ok((n, endpoints, aliases, marks)) => {
@@ -330,10 +347,9 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
                     Err(e) => return Err(e),
                 }
             }
-            let how = match (&format, json) {
-                (Some(f), _) => InspectAs::Format(f),
-                (None, true) => InspectAs::Json,
-                (None, false) => InspectAs::Text,
+            let how = match &format {
+                Some(f) => InspectAs::Format(f),
+                None => InspectAs::Json,
             };
             print_networks_inspected(&found, &owners, how)?;
             return Ok(failures.code);
@@ -461,7 +477,7 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
                 None => {}
             }
         }
-        Command::Ps(a) => out!("{}", list_endpoints(ctx, &a.list.options(), a.all)?),
+        Command::Ps(a) => list_endpoints(ctx, &a.list.options(), a.all)?,
         Command::Port { name, private_port } => {
             out!("{}", ports_of(ctx, &name, private_port.as_deref())?)
         }

@@ -10,7 +10,7 @@ use crate::context::{Context, Notice};
 use crate::error::{Error, Result};
 use crate::model::{Endpoint, Network};
 use crate::plan::Plan;
-use crate::store::{EndpointMark, Owners};
+use crate::store::{EndpointMark, Owners, Status};
 
 /// Prints what the user should know of the command that just ran: on
 /// stderr, one line each, prefixed `berth:`.
@@ -86,15 +86,21 @@ pub fn list_networks(ctx: &mut Context, opts: &listing::Options) -> Result<Strin
         ..Default::default()
     };
     let mut rows = Vec::new();
-    for (n, count) in &networks {
+    // One lookup a network (there are a few) rather than a dump of every
+    // link (a busy host has thousands of veths), by ioctl on one socket:
+    // a netlink socket of its own was a tenth of a `network ls`.
+    let links: Vec<&str> = networks
+        .iter()
+        .map(|(n, _)| n.driver.parent().unwrap_or(&n.bridge))
+        .collect();
+    let present = ctx.kernel.links_present(&links)?;
+    for ((n, count), there) in networks.iter().zip(present) {
         let mut v = serde_json::to_value(n.view(*count)).map_err(json_error)?;
-        // One lookup a network (there are a few) rather than a dump of
-        // every link (a busy host has thousands of veths).
-        v["status"] = match n.driver.parent() {
-            Some(p) if ctx.kernel.link_exists(p)? => "up",
-            Some(_) => "parent missing",
-            None if ctx.kernel.link_exists(&n.bridge)? => "up",
-            None => "bridge missing",
+        v["status"] = match (n.driver.parent(), there) {
+            (Some(_), true) => "up",
+            (Some(_), false) => "parent missing",
+            (None, true) => "up",
+            (None, false) => "bridge missing",
         }
         .into();
         // A macvlan/ipvlan network has no bridge: the column says what its
@@ -161,7 +167,6 @@ fn inspected_json(found: &Inspected, owners: &Owners) -> Result<serde_json::Valu
 /// How `network inspect` prints: text, a JSON array (always an array, as
 /// Docker's, whatever the number of names), or a `--format` per network.
 pub enum InspectAs<'a> {
-    Text,
     Json,
     Format(&'a str),
 }
@@ -189,14 +194,6 @@ pub fn print_networks_inspected(
                 .collect::<Result<Vec<_>>>()?;
             let fields: Vec<&str> = vec!["name", "subnet", "gateway", "endpoints"];
             out!("{}", listing::formatted(&all, &[], &fields, format)?);
-        }
-        InspectAs::Text => {
-            for (i, (n, endpoints, aliases)) in found.iter().enumerate() {
-                if i > 0 {
-                    outln!();
-                }
-                print_network(n, endpoints, owners.networks.get(&n.name), aliases);
-            }
         }
     }
     Ok(())
@@ -238,66 +235,59 @@ pub fn gateway_list(n: &Network) -> String {
     }
 }
 
-fn print_network(
-    n: &Network,
-    endpoints: &[Endpoint],
-    owner: Option<&String>,
-    aliases: &[Vec<String>],
-) {
-    outln!("name:      {}", n.name);
-    if let Some(owner) = owner {
-        outln!("owner:     {owner}");
-    }
-    if n.subnets.is_empty() {
-        outln!("subnet:    none");
-    }
-    for s in &n.subnets {
-        let six = if s.family() == crate::model::Family::V6 {
-            "6"
-        } else {
-            ""
-        };
-        outln!("{:<11}{}", format!("subnet{six}:"), s.net);
-        if let Some(g) = s.gateway {
-            outln!("{:<11}{g}", format!("gateway{six}:"));
-        }
-    }
-    match n.driver.parent() {
-        None => outln!("bridge:    {}", n.bridge),
-        Some(parent) => {
-            outln!("driver:    {}", n.driver.name());
-            outln!("parent:    {parent}");
-            outln!("mode:      {}", n.driver.mode().unwrap_or_default());
-        }
-    }
-    match n.mtu {
-        0 => outln!("mtu:       the parent's"),
-        mtu => outln!("mtu:       {mtu}"),
-    }
-    outln!("policy:    {}", n.policy.summary());
-    outln!("dns:       {}", if n.policy.dns { "on" } else { "off" });
-    outln!("endpoints: {}", endpoints.len());
-    let rows: Vec<Vec<String>> = endpoints
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let ports: Vec<String> = e.ports.iter().map(|p| p.to_string()).collect();
-            vec![
-                format!("  {}", e.name),
-                e.ips_text(),
-                e.mac.to_string(),
-                e.ifname.clone(),
-                e.netns.clone(),
-                aliases.get(i).map(|a| a.join(", ")).unwrap_or_default(),
-                ports.join(", "),
-                e.bandwidth.summary(),
-            ]
-        })
-        .collect();
-    if !rows.is_empty() {
-        out!(
-            "{}",
-            listing::table(
+/// `network inspect NAME` as text: the network, then a table of its
+/// endpoints written straight from the state's rows (see
+/// `store/listing.rs`), with their aliases and published ports.
+pub fn network_text(ctx: &Context, name: &str) -> Result<InspectedText> {
+    let Some(mut store) = ctx.store_read_only()? else {
+        return Err(network::no_such_network(name));
+    };
+    let tx = store.read()?;
+    let n = tx.require_network(name)?;
+    let owner = tx.network_marks()?.remove(&n.name);
+    let mut aliases = tx.network_aliases(n.id)?;
+    let mut table = listing::Table::default();
+    tx.each_listed_endpoint(Some(n.id), |e| {
+        table.cell_with(|out| {
+            out.push_str("  ");
+            out.push_str(e.name);
+        });
+        table.cell_with(|out| write_ips(out, e));
+        table.cell(&e.mac);
+        table.cell(e.ifname);
+        table.cell(e.netns);
+        table.cell_with(|out| {
+            for (i, a) in aliases.remove(&e.id).into_iter().flatten().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&a);
+            }
+        });
+        table.cell(e.published);
+        table.cell_with(|out| write_bandwidth(out, &e.bandwidth));
+        table.end_row();
+        Ok(())
+    })?;
+    drop(tx);
+    ctx.hand_back_read_only(store);
+    let heading = network_heading(&n, owner.as_ref(), table.len());
+    Ok(InspectedText { heading, table })
+}
+
+/// A network as `network inspect` prints it: the lines about the network
+/// and the table of its endpoints.
+pub struct InspectedText {
+    heading: String,
+    table: listing::Table,
+}
+
+impl InspectedText {
+    /// Prints it; a long table in pieces (see [`listing::Table::render_to`]).
+    pub fn print(&self) {
+        out!("{}", self.heading);
+        if !self.table.is_empty() {
+            self.table.render_to(
                 &[
                     "  NAME",
                     "ADDRESS",
@@ -306,12 +296,88 @@ fn print_network(
                     "NETNS",
                     "ALIASES",
                     "PORTS",
-                    "BANDWIDTH"
+                    "BANDWIDTH",
                 ],
-                &rows
-            )
-        );
+                &mut |chunk| out!("{chunk}"),
+            );
+        }
     }
+}
+
+/// [`Bandwidth::summary`](crate::model::Bandwidth::summary), written
+/// into `out` (nothing at all for the usual endpoint without limits).
+fn write_bandwidth(out: &mut String, b: &crate::model::Bandwidth) {
+    if b.inbound.is_some() || b.outbound.is_some() {
+        out.push_str(&b.summary());
+    }
+}
+
+/// [`Endpoint::ips_text`] of a listed endpoint, written into `out`.
+fn write_ips(out: &mut String, e: &crate::store::ListedEndpoint) {
+    use std::fmt::Write;
+    let mut any = false;
+    for ip in e.ips() {
+        if any {
+            out.push_str(", ");
+        }
+        any = true;
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{ip}");
+    }
+    if !any {
+        out.push('-');
+    }
+}
+
+/// The lines of `network inspect` above its endpoints' table.
+fn network_heading(n: &Network, owner: Option<&String>, endpoints: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let mut line = |args: std::fmt::Arguments| {
+        let _ = out.write_fmt(args);
+        out.push('\n');
+    };
+    line(format_args!("name:      {}", n.name));
+    if let Some(owner) = owner {
+        line(format_args!("owner:     {owner}"));
+    }
+    if n.subnets.is_empty() {
+        line(format_args!("subnet:    none"));
+    }
+    for s in &n.subnets {
+        let six = if s.family() == crate::model::Family::V6 {
+            "6"
+        } else {
+            ""
+        };
+        line(format_args!("{:<11}{}", format!("subnet{six}:"), s.net));
+        if let Some(g) = s.gateway {
+            line(format_args!("{:<11}{g}", format!("gateway{six}:")));
+        }
+    }
+    match n.driver.parent() {
+        None => line(format_args!("bridge:    {}", n.bridge)),
+        Some(parent) => {
+            line(format_args!("driver:    {}", n.driver.name()));
+            line(format_args!("parent:    {parent}"));
+            line(format_args!(
+                "mode:      {}",
+                n.driver.mode().unwrap_or_default()
+            ));
+        }
+    }
+    match n.mtu {
+        0 => line(format_args!("mtu:       the parent's")),
+        mtu => line(format_args!("mtu:       {mtu}")),
+    }
+    line(format_args!("policy:    {}", n.policy.summary()));
+    line(format_args!(
+        "dns:       {}",
+        if n.policy.dns { "on" } else { "off" }
+    ));
+    line(format_args!("endpoints: {endpoints}"));
+    out
 }
 
 /// The columns of `ps`'s table.
@@ -331,49 +397,23 @@ const PS_COLUMNS: &[listing::Column] = &[
 /// `ps`: every endpoint with its status as the kernel shows it, then the
 /// jobs of `run -d` that have no endpoint to show (`--net host`, `--net
 /// none`), and with `all` the finished ones.
-pub fn list_endpoints(ctx: &mut Context, opts: &listing::Options, all: bool) -> Result<String> {
-    // The default table shows ten texts an endpoint; building each row's
-    // JSON object first (for filters, templates and --json) cost half of
-    // a 1000-endpoint ps. tests/cli.rs checks that both give one table.
-    let plain = listing::is_plain_table(opts);
-    let mut rows = Vec::new();
-    let mut cells = Vec::new();
+pub fn list_endpoints(ctx: &mut Context, opts: &listing::Options, all: bool) -> Result<()> {
+    if listing::is_plain_table(opts) {
+        return ps_table(ctx, all);
+    }
     let owners = owners(ctx)?;
+    let mut rows = Vec::new();
     let mut shown = std::collections::HashSet::new();
     for (e, n, status) in endpoint::list(ctx)? {
-        let mark = owners.endpoints.get(&e.id);
-        if plain {
-            cells.push(endpoint_cells(&e, &n, status, mark));
-        } else {
-            rows.push(endpoint_row(&e, &n, status, mark)?);
-        }
+        rows.push(endpoint_row(&e, &n, status, owners.endpoints.get(&e.id))?);
         shown.insert(e.netns);
     }
     for (job, status) in jobs::list(ctx)? {
-        let running = matches!(status, JobStatus::Starting | JobStatus::Running);
-        if shown.contains(&job.name) || !(running || all) {
-            continue;
-        }
-        let row = serde_json::json!({
-            "name": job.name,
-            "status": status.to_string(),
-            "network": match job.net.as_str() {
-                "" => crate::commands::network::DEFAULT_NETWORK,
-                other => other,
-            },
-            "netns": if job.net == "host" { "" } else { job.name.as_str() },
-            "command": job.command.join(" "),
-        });
-        if plain {
-            cells.push(listing::cells(&row, PS_COLUMNS));
-        } else {
+        if let Some(row) = job_row(&job, status, all, |name| shown.contains(name)) {
             rows.push(row);
         }
     }
-    if plain {
-        return Ok(listing::plain_table(&cells, PS_COLUMNS));
-    }
-    listing::render(
+    let text = listing::render(
         rows,
         PS_COLUMNS,
         &[
@@ -389,7 +429,164 @@ pub fn list_endpoints(ctx: &mut Context, opts: &listing::Options, all: bool) -> 
             "command",
         ],
         opts,
-    )
+    )?;
+    out!("{text}");
+    Ok(())
+}
+
+/// A job's row in `ps`, unless an endpoint in its namespace (`shown`)
+/// stands for it or it has finished and `all` was not asked for.
+fn job_row(
+    job: &crate::store::Job,
+    status: JobStatus,
+    all: bool,
+    shown: impl Fn(&str) -> bool,
+) -> Option<serde_json::Value> {
+    let running = matches!(status, JobStatus::Starting | JobStatus::Running);
+    if shown(&job.name) || !(running || all) {
+        return None;
+    }
+    Some(serde_json::json!({
+        "name": job.name,
+        "status": status.to_string(),
+        "network": match job.net.as_str() {
+            "" => crate::commands::network::DEFAULT_NETWORK,
+            other => other,
+        },
+        "netns": if job.net == "host" { "" } else { job.name.as_str() },
+        "command": job.command.join(" "),
+    }))
+}
+
+/// `ps`'s default table, written straight from the state's rows (see
+/// `store/listing.rs`): the same cells as [`endpoint_row`] gives under
+/// [`PS_COLUMNS`] (tests/cli.rs compares the two), without an `Endpoint`,
+/// a JSON object or a string per cell.
+fn ps_table(ctx: &mut Context, all: bool) -> Result<()> {
+    let mut table = listing::Table::default();
+    let jobs = jobs::list(ctx)?;
+    let job_names: std::collections::HashSet<&str> =
+        jobs.iter().map(|(j, _)| j.name.as_str()).collect();
+    let mut shown = std::collections::HashSet::new();
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut veths = String::new();
+    let mut networks: Vec<Network> = Vec::new();
+    if let Some(mut store) = ctx.store_read_only()? {
+        let tx = store.read()?;
+        networks = tx.networks()?;
+        tx.each_listed_endpoint(None, |e| {
+            let Some(n) = networks.iter().position(|n| n.name == e.network) else {
+                return Ok(());
+            };
+            table.cell(e.name);
+            table.cell("");
+            table.cell(e.network);
+            table.cell_with(|out| write_cidrs(out, e, &networks[n]));
+            table.cell(&e.mac);
+            table.cell(e.ifname);
+            table.cell(e.netns);
+            table.cell(e.published);
+            table.cell_with(|out| write_bandwidth(out, &e.bandwidth));
+            table.cell(e.owner.unwrap_or_default());
+            table.end_row();
+            let child = (!e.has_veth()).then(|| (n, e.netns.to_string(), e.netns_inode));
+            pending.push((Status::parse(e.status), child));
+            veths.push_str(e.host_ifname);
+            veths.push('\n');
+            if job_names.contains(e.netns) {
+                shown.insert(e.netns.to_string());
+            }
+            Ok(())
+        })?;
+        drop(tx);
+        ctx.hand_back_read_only(store);
+    }
+    let statuses = live_statuses(ctx, &networks, &veths, &pending)?;
+    for (row, status) in statuses.into_iter().enumerate() {
+        table.set(row, 1, status);
+    }
+    for (job, status) in jobs {
+        if let Some(row) = job_row(&job, status, all, |name| shown.contains(name)) {
+            for cell in listing::cells(&row, PS_COLUMNS) {
+                table.cell(&cell);
+            }
+            table.end_row();
+        }
+    }
+    let headings: Vec<&str> = PS_COLUMNS.iter().map(|c| c.heading).collect();
+    table.render_to(&headings, &mut |chunk| out!("{chunk}"));
+    Ok(())
+}
+
+/// A listed row's status as recorded, and for a macvlan/ipvlan child
+/// (no veth) what its liveness needs: its network's index, its namespace
+/// and that namespace's inode.
+type Pending = (Status, Option<(usize, String, u64)>);
+
+/// [`Endpoint::cidrs_text`] of a listed endpoint, written into `out`.
+fn write_cidrs(out: &mut String, e: &crate::store::ListedEndpoint, n: &Network) {
+    use std::fmt::Write;
+    let mut any = false;
+    for ip in e.ips() {
+        if any {
+            out.push_str(", ");
+        }
+        any = true;
+        // Writing to a String cannot fail.
+        let _ = match n.subnet_holding(ip) {
+            Some(s) => write!(out, "{ip}/{}", s.net.prefix_len()),
+            None => write!(out, "{ip}"),
+        };
+    }
+    if !any {
+        out.push_str("no address");
+    }
+}
+
+/// Each listed endpoint's status as `endpoint::list` tells it: `up` when
+/// its veth (`veths`, one name a line) is there, or for a macvlan/ipvlan
+/// child when its parent is and its namespace is the one recorded.
+fn live_statuses(
+    ctx: &mut Context,
+    networks: &[Network],
+    veths: &str,
+    pending: &[Pending],
+) -> Result<Vec<&'static str>> {
+    let mut names: Vec<&str> = veths.lines().collect();
+    let count = names.len();
+    names.extend(networks.iter().filter_map(|n| n.driver.parent()));
+    let found = ctx.kernel.links_present(&names)?;
+    let parent_up = |n: &Network| {
+        n.driver.parent().is_some_and(|p| {
+            names[count..]
+                .iter()
+                .zip(&found[count..])
+                .any(|(name, there)| *there && *name == p)
+        })
+    };
+    let mut out = Vec::with_capacity(count);
+    for ((status, child), veth) in pending.iter().zip(&found) {
+        out.push(match status {
+            Status::Creating => "creating",
+            Status::Removing => "removing",
+            Status::Ready if *veth => "up",
+            Status::Ready => match child {
+                Some((n, netns, inode))
+                    if parent_up(&networks[*n])
+                        && ctx
+                            .kernel
+                            .parse_target(netns)
+                            .ok()
+                            .and_then(|t| ctx.kernel.netns_inode(&t.path))
+                            == Some(*inode) =>
+                {
+                    "up"
+                }
+                _ => "gone",
+            },
+        });
+    }
+    Ok(out)
 }
 
 /// An endpoint as `ps` shows it: its view and what the listing adds.
@@ -416,30 +613,8 @@ fn endpoint_row(
     Ok(v)
 }
 
-/// The cells of [`endpoint_row`] under [`PS_COLUMNS`], made directly.
-fn endpoint_cells(
-    e: &Endpoint,
-    n: &Network,
-    status: &str,
-    mark: Option<&EndpointMark>,
-) -> Vec<String> {
-    vec![
-        e.name.clone(),
-        status.to_string(),
-        e.network.clone(),
-        address_list(e, n),
-        e.mac.to_string(),
-        e.ifname.clone(),
-        e.netns.clone(),
-        published(e),
-        e.bandwidth.summary(),
-        mark.and_then(|m| m.owner.clone()).unwrap_or_default(),
-    ]
-}
-
 fn published(e: &Endpoint) -> String {
-    let ports: Vec<String> = e.ports.iter().map(|p| p.to_string()).collect();
-    ports.join(", ")
+    crate::model::ports::published_text(&e.ports)
 }
 
 /// `port NAME [PORT[/PROTO]]`: the endpoint's mappings, one per line, as

@@ -127,8 +127,13 @@ pub fn child_name(network: &str, endpoint: &str) -> String {
 
 /// Whether `name` has the shape of a child name berth derives.
 pub fn is_child_name(name: &str) -> bool {
-    name.strip_prefix("vc")
-        .is_some_and(|rest| is_host_veth_name(&format!("vb{rest}")))
+    // A host veth's name with `vc` for `vb`, checked in place: a listing
+    // asks this of every endpoint.
+    name.len() == 14
+        && name.starts_with("vc")
+        && name[2..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The ifb device that shapes what the endpoint with host veth

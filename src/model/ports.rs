@@ -292,6 +292,20 @@ impl PortMapping {
 }
 
 /// `0.0.0.0:8080->80/tcp`, `127.0.0.1:9000-9010->9000-9010/udp`
+/// An endpoint's mappings as one line, as `ps` shows them:
+/// `0.0.0.0:8080->80/tcp, 0.0.0.0:8443->443/tcp` (empty for none).
+pub fn published_text(ports: &[PortMapping]) -> String {
+    let mut out = String::new();
+    for (i, p) in ports.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        // Writing to a String cannot fail.
+        let _ = fmt::Write::write_fmt(&mut out, format_args!("{p}"));
+    }
+    out
+}
+
 impl fmt::Display for PortMapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.count == 1 {
