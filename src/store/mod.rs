@@ -1380,6 +1380,15 @@ mod tests {
     use super::*;
     use crate::model::Mac;
 
+    /// The state is at this build's schema version (a migration ran).
+    fn assert_current_version(store: &Store) {
+        let v: i64 = store
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+
     pub(super) fn temp_dir(tag: &str) -> PathBuf {
         let dir =
             std::env::temp_dir().join(format!("berth-store-test-{tag}-{}", std::process::id()));
@@ -1686,11 +1695,7 @@ mod tests {
         drop(store);
 
         let mut store = Store::open(&dir).unwrap();
-        let v: i64 = store
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(v, SCHEMA_VERSION);
+        assert_current_version(&store);
         let tx = store.begin().unwrap();
         assert_eq!(tx.require_network("web").unwrap(), net);
         assert_eq!(
@@ -1763,11 +1768,7 @@ mod tests {
             id
         };
         let mut store = Store::open(&dir).unwrap();
-        let v: i64 = store
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(v, SCHEMA_VERSION);
+        assert_current_version(&store);
         let plan = |sql: &str| -> String {
             let mut st = store
                 .conn
@@ -1821,11 +1822,7 @@ mod tests {
             (net, id, bare)
         };
         let mut store = Store::open(&dir).unwrap();
-        let v: i64 = store
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(v, SCHEMA_VERSION);
+        assert_current_version(&store);
         let published = |store: &Store, id: i64| -> String {
             store
                 .conn
@@ -1884,11 +1881,7 @@ mod tests {
         tx.record_setting_once("k", "b").unwrap();
         assert_eq!(tx.setting("k").unwrap().as_deref(), Some("a"));
         tx.commit().unwrap();
-        let v: i64 = store
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(v, SCHEMA_VERSION);
+        assert_current_version(&store);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
