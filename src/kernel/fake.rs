@@ -242,6 +242,17 @@ impl FakeKernel {
         index
     }
 
+    /// Removes every host link in `group` (as `ip link del group`).
+    fn remove_group(&mut self, group: u32) {
+        let doomed = self
+            .links
+            .iter()
+            .filter(|l| l.netns.is_none() && l.fact.group == group)
+            .map(|l| l.fact.index)
+            .collect();
+        self.remove_links(doomed);
+    }
+
     /// Removes the links with these indices, their veth peers, their
     /// addresses and their bridge ports' master.
     fn remove_links(&mut self, doomed: Vec<u32>) {
@@ -456,13 +467,7 @@ impl Kernel for FakeKernel {
     }
     fn delete_link_group(&mut self, group: u32) -> Result<()> {
         self.op(format!("delete_link_group {group}"))?;
-        let doomed = self
-            .links
-            .iter()
-            .filter(|l| l.netns.is_none() && l.fact.group == group)
-            .map(|l| l.fact.index)
-            .collect();
-        self.remove_links(doomed);
+        self.remove_group(group);
         Ok(())
     }
     fn delete_links_together(&mut self, names: &[String]) -> Result<usize> {
@@ -477,13 +482,7 @@ impl Kernel for FakeKernel {
         }
         // The whole group goes: what waited there (pending links) too.
         if count > 0 {
-            let doomed = self
-                .links
-                .iter()
-                .filter(|l| l.netns.is_none() && l.fact.group == group)
-                .map(|l| l.fact.index)
-                .collect();
-            self.remove_links(doomed);
+            self.remove_group(group);
         }
         Ok(count)
     }
