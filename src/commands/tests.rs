@@ -106,6 +106,17 @@ impl Host {
             .0
     }
 
+    /// `disconnect NETWORK TARGET`, asserted to succeed.
+    pub fn disconnect(&mut self, network: &str, target: &str) -> Disconnected {
+        disconnect(
+            &mut self.ctx,
+            DetachRequest::new(network, EndpointRef::Target(target.into())),
+        )
+        .unwrap()
+        .applied()
+        .unwrap()
+    }
+
     /// Every network and endpoint row with its status.
     pub fn rows(&mut self) -> Vec<String> {
         let mut store = self.ctx.store_read_only().unwrap().expect("a state");
@@ -397,13 +408,7 @@ fn disconnect_withdraws_ports_then_the_veth_and_hands_the_default_route_on() {
             ip -n c1 route replace default via 10.91.0.1
         "#]],
     );
-    let done = disconnect(
-        &mut h.ctx,
-        DetachRequest::new("web", EndpointRef::Target("c1".into())),
-    )
-    .unwrap()
-    .applied()
-    .unwrap();
+    let done = h.disconnect("web", "c1");
     assert!(matches!(done, Disconnected::Removed(ref r) if r.id == e.id));
     assert!(!h.host_links().contains(&e.host_ifname));
     let rows = h.rows();

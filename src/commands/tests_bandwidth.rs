@@ -7,7 +7,6 @@ use super::tests::{attach, host, Host};
 use super::*;
 use crate::kernel::Kernel;
 use crate::model::{names, Bandwidth, Limit};
-use crate::request::{DetachRequest, EndpointRef};
 
 fn limits() -> Bandwidth {
     Bandwidth {
@@ -82,13 +81,7 @@ fn disconnect_and_a_runtimes_gc_delete_the_ifb_with_the_veth() {
     let e1 = connect_limited(&mut h, "c1");
     let e2 = connect_limited(&mut h, "c2");
     let e3 = connect_limited(&mut h, "c3");
-    disconnect(
-        &mut h.ctx,
-        DetachRequest::new("web", EndpointRef::Target("c1".into())),
-    )
-    .unwrap()
-    .applied()
-    .unwrap();
+    h.disconnect("web", "c1");
     let gone = |h: &mut Host, e: &Endpoint| {
         let links = h.host_links();
         !links.contains(&e.host_ifname) && !links.contains(&names::ifb_name(&e.host_ifname))

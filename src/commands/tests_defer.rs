@@ -12,16 +12,6 @@ use crate::kernel::fake::FakeLink;
 use crate::model::names;
 use crate::request::{DetachRequest, EndpointRef};
 
-fn disconnect_c1(h: &mut Host) {
-    disconnect(
-        &mut h.ctx,
-        DetachRequest::new("web", EndpointRef::Target("c1".into())),
-    )
-    .unwrap()
-    .applied()
-    .unwrap();
-}
-
 fn pending(h: &mut Host) -> Vec<FakeLink> {
     h.fake()
         .links
@@ -37,7 +27,7 @@ fn a_disconnect_leaves_its_veth_pending_and_the_name_free_at_once() {
     h.network("web", "10.90.0.0/24");
     h.netns("c1");
     let e = h.connect("web", "c1", &["8080:80"]);
-    disconnect_c1(&mut h);
+    h.disconnect("web", "c1");
     // Nothing was deleted: the veth waits, out of service.
     assert!(
         !h.fake().log.iter().any(|l| l.starts_with("delete")),
@@ -72,7 +62,7 @@ fn a_disconnect_leaves_its_veth_pending_and_the_name_free_at_once() {
 
     // Disconnected again before the first links went: their names are
     // taken, so the group goes first, then the new ones wait.
-    disconnect_c1(&mut h);
+    h.disconnect("web", "c1");
     assert!(
         h.fake()
             .log
@@ -114,7 +104,7 @@ fn network_rm_and_reset_take_the_pending_links_along_in_their_request() {
     h.network("web", "10.90.0.0/24");
     h.netns("c1");
     h.connect("web", "c1", &[]);
-    disconnect_c1(&mut h);
+    h.disconnect("web", "c1");
     assert_eq!(pending(&mut h).len(), 1);
     remove_network(&mut h.ctx, "web", false).unwrap();
     assert!(pending(&mut h).is_empty());
@@ -122,7 +112,7 @@ fn network_rm_and_reset_take_the_pending_links_along_in_their_request() {
 
     h.network("web", "10.90.0.0/24");
     h.connect("web", "c1", &[]);
-    disconnect_c1(&mut h);
+    h.disconnect("web", "c1");
     assert_eq!(pending(&mut h).len(), 1);
     reset(&mut h.ctx).unwrap();
     assert!(h.host_links().is_empty(), "{:?}", h.host_links());
@@ -188,19 +178,13 @@ fn past_the_bound_or_without_a_supervisor_the_disconnect_deletes_the_group_itsel
         h.netns("c2");
         h.connect("web", "c1", &[]);
         h.connect("web", "c2", &[]);
-        disconnect_c1(&mut h);
+        h.disconnect("web", "c1");
         assert_eq!(pending(&mut h).len(), 1);
         h.ctx.names = Box::new(Saturated {
             bound_reached,
             supervisor_fails,
         });
-        disconnect(
-            &mut h.ctx,
-            DetachRequest::new("web", EndpointRef::Target("c2".into())),
-        )
-        .unwrap()
-        .applied()
-        .unwrap();
+        h.disconnect("web", "c2");
         // One request for both: the earlier one and its own.
         assert!(pending(&mut h).is_empty(), "{:?}", h.host_links());
         let deletes: Vec<&String> = h
