@@ -594,31 +594,18 @@ impl Change for Detach {
                 heirs.iter().map(|(_, _, _, g)| *g).collect::<Vec<_>>(),
             )
         });
+        // The endpoint's namespace, when it is still the recorded one (a
+        // path may have been reused) and not going anyway: only there is
+        // the veth's peer renamed, or a macvlan/ipvlan child deleted.
+        let netns = req
+            .delete_veth
+            .then(|| ctx.kernel.parse_target(&endpoint.netns).ok())
+            .flatten()
+            .map(|t| t.path)
+            .filter(|p| ctx.kernel.netns_inode(p) == Some(endpoint.netns_inode));
         let plan = if endpoint.has_veth() {
-            // The peer is renamed inside the namespace only when it is
-            // still the endpoint's (a path may have been reused).
-            let peer_netns = req
-                .delete_veth
-                .then(|| ctx.kernel.parse_target(&endpoint.netns).ok())
-                .flatten()
-                .map(|t| t.path)
-                .filter(|p| ctx.kernel.netns_inode(p) == Some(endpoint.netns_inode));
-            disconnect_plan(
-                &endpoint,
-                req.delete_veth,
-                peer_netns,
-                heir_route,
-                &siblings,
-            )
+            disconnect_plan(&endpoint, req.delete_veth, netns, heir_route, &siblings)
         } else {
-            // Its namespace, if it is still the recorded one (a namespace
-            // going anyway takes the child along).
-            let netns = req
-                .delete_veth
-                .then(|| ctx.kernel.parse_target(&endpoint.netns).ok())
-                .flatten()
-                .map(|t| t.path)
-                .filter(|p| ctx.kernel.netns_inode(p) == Some(endpoint.netns_inode));
             child_disconnect_plan(&network, &endpoint, netns, heir_route)
         };
         // The intent: a crash from here on leaves a `removing` row, which
