@@ -86,8 +86,8 @@ pub trait NameService {
     fn pending_deleted(&mut self, _state_dir: &Path) {}
 }
 
-/// The real server (`berth dns-server`), started and notified over its
-/// control socket.
+/// The real server (`berth-dns`, or `berth dns-server` without it),
+/// started and notified over its control socket.
 pub struct LiveNames;
 
 impl NameService for LiveNames {

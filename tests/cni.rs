@@ -326,12 +326,7 @@ fn gc_of_1000_stale_attachments_takes_under_2_seconds() {
     assert_eq!(r.code, 0, "{} {}", r.out, r.err);
     eprintln!("GC of {n} stale attachments (veths alive): {took:?}");
     assert!(sb.endpoints().is_empty());
-    let veths = sb
-        .link_names(None)
-        .into_iter()
-        .filter(|l| l.starts_with("vb"))
-        .count();
-    assert_eq!(veths, 0);
+    assert_eq!(sb.host_veth_count(), 0);
     assert!(took < Duration::from_secs(2), "GC took {took:?}");
 }
 
@@ -643,12 +638,7 @@ fn concurrent_adds_get_distinct_addresses() {
     let out = sb.sh_ok(&format!("{}\nwait", script.join("\n")));
     assert!(!stdout(&out).contains("FAIL"), "{}", stdout(&out));
     assert!(sb.endpoints().is_empty());
-    let veths = sb
-        .link_names(None)
-        .into_iter()
-        .filter(|l| l.starts_with("vb"))
-        .count();
-    assert_eq!(veths, 0);
+    assert_eq!(sb.host_veth_count(), 0);
 }
 
 /// A node starting its pods: 50 ADDs with 4 published ports each, all at
@@ -718,18 +708,12 @@ fn fifty_parallel_adds_then_dels_leave_nothing_behind() {
         .sum();
     assert_eq!(ports, 4 * n, "four port rows each");
     assert_eq!(map_elements(&sb), 4 * n, "four map elements each");
-    let veths = || {
-        sb.link_names(None)
-            .into_iter()
-            .filter(|l| l.starts_with("vb"))
-            .count()
-    };
-    assert_eq!(veths(), n);
+    assert_eq!(sb.host_veth_count(), n);
 
     all("DEL");
     assert!(sb.endpoints().is_empty(), "{:?}", sb.endpoints());
     assert_eq!(map_elements(&sb), 0);
-    assert_eq!(veths(), 0);
+    assert_eq!(sb.host_veth_count(), 0);
     for i in 1..=n {
         assert!(sb.link(Some(&format!("q{i}")), "eth0").is_none(), "q{i}");
     }

@@ -776,13 +776,7 @@ fn fifty_parallel_setups_then_teardowns_leave_nothing_behind() {
     }
     let elements = stdout(&sb.cmd("nft", &["list", "map", "inet", "berth", "published4_any"]));
     assert_eq!(elements.matches(" : 10.77.0.").count(), 4 * N, "{elements}");
-    let veths = || {
-        sb.link_names(None)
-            .into_iter()
-            .filter(|l| l.starts_with("vb"))
-            .count()
-    };
-    assert_eq!(veths(), N);
+    assert_eq!(sb.host_veth_count(), N);
     // A published port of one container works from another (through
     // the host's gateway address, DNATed by the map).
     let _srv = sb.tcp_server(Some("c7"), &format!("{}:80", ip(7)));
@@ -791,7 +785,7 @@ fn fifty_parallel_setups_then_teardowns_leave_nothing_behind() {
     all("teardown");
     assert!(sb.endpoints().is_empty(), "{:?}", sb.endpoints());
     assert!(sb.networks().is_empty(), "{:?}", sb.networks());
-    assert_eq!(veths(), 0);
+    assert_eq!(sb.host_veth_count(), 0);
     assert!(sb.link(None, "pm-web").is_none());
     assert!(!sb
         .cmd("nft", &["list", "table", "inet", "berth"])

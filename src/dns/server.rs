@@ -1,8 +1,8 @@
-//! The server process (`berth dns-server`): one process, one thread of
-//! tokio, UDP and TCP port 53 on every gateway (IPv4 and IPv6) of every
-//! network with DNS,
-//! and a control socket (`dns.sock` in the state directory) on which berth
-//! asks it to reload, and on which the supervisor (see `background`) holds
+//! The server process (`berth-dns` or `berth dns-server`): one process,
+//! one thread of tokio, UDP and TCP port 53 on every gateway (IPv4 and
+//! IPv6) of every network with DNS, and a control socket (`dns.sock` in
+//! the state directory) on which berth asks it to reload, and on which the
+//! supervisor (see `background`) holds
 //! a connection: each of the two starts the other again when that
 //! connection ends without a `bye`.
 //!

@@ -495,6 +495,14 @@ impl Sandbox {
             .collect()
     }
 
+    /// How many of berth's endpoint veths (`vb…`) the sandbox host has.
+    pub fn host_veth_count(&self) -> usize {
+        self.link_names(None)
+            .into_iter()
+            .filter(|l| l.starts_with("vb"))
+            .count()
+    }
+
     /// The `ip -j link show DEV` object, or None when there is no such link.
     pub fn link(&self, netns: Option<&str>, dev: &str) -> Option<Value> {
         as_array(self.ip_json_in(netns, &["link"]))
