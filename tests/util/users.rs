@@ -5,6 +5,7 @@
 //! sandbox's own (the host's is 0600, and pasta and slirp4netns open it as
 //! the user), and a `$XDG_RUNTIME_DIR` on the sandbox's /run.
 
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
 
 use super::{run_timeout, Sandbox, BERTH, BERTH_UNDER_TEST_ENV, CMD_TIMEOUT};
@@ -40,7 +41,21 @@ fn prepare(sb: &Sandbox) {
         ));
     }
     script.push_str(" fi");
-    sb.sh_ok(&script);
+    let out = sb.sh(&script);
+    if out.status.signal() == Some(9) {
+        // Seen rarely in full-suite runs (several tests' first step at
+        // once): name every process alive then, to find what kills.
+        let ps = Command::new("ps")
+            .args(["-eo", "pid,ppid,user,etimes,args"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        panic!(
+            "preparing the sandbox's users was killed (SIGKILL; stderr: {}); processes then:\n{ps}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    super::assert_ok_ctx(&out, &script);
 }
 
 /// Adds user `name` with `uid` (group of the same number) and a range of
