@@ -144,7 +144,7 @@ fn section(heading: &str) -> &'static str {
 fn the_readme_installs_first_and_documents_options_where_the_commands_are() {
     // berth is on the PATH before the first command that calls it.
     let install = README
-        .find("install -m 0755 target/release/berth /usr/local/bin/berth")
+        .find("install -m 0755 target/x86_64-unknown-linux-gnu/release/berth /usr/local/bin/berth")
         .expect("an install step");
     let using = README.find("\n## Using it\n").expect("a Using it section");
     assert!(install < using, "the install step comes after `Using it`");
