@@ -93,6 +93,7 @@ fn netns_batch(sb: &Sandbox, n: usize) {
 #[ignore]
 fn bench_berth_against_bridge_host_local_portmap() {
     // berth.
+    let berth = berth_under_test();
     let sb = Sandbox::new();
     netns_batch(&sb, COUNT);
     let (mut add, mut del) = (Vec::new(), Vec::new());
@@ -100,14 +101,34 @@ fn bench_berth_against_bridge_host_local_portmap() {
         let conf = json!({"cniVersion": "1.0.0", "name": "bench", "type": "berth",
             "subnet": "10.80.0.0/16", "runtimeConfig": {"portMappings": mappings(i)}})
         .to_string();
-        add.push(plugin(&sb, BERTH, "ADD", &format!("c{i}"), &format!("n{i}"), &conf).1);
+        add.push(
+            plugin(
+                &sb,
+                &berth,
+                "ADD",
+                &format!("c{i}"),
+                &format!("n{i}"),
+                &conf,
+            )
+            .1,
+        );
     }
     // Every fifth DEL is followed by a bare `ip link del` of a veth made as
     // a container's (the reference: what any tool's veth delete waits).
     let mut bare = Vec::new();
     for i in 0..COUNT {
         let conf = json!({"cniVersion": "1.0.0", "name": "bench", "type": "berth"}).to_string();
-        del.push(plugin(&sb, BERTH, "DEL", &format!("c{i}"), &format!("n{i}"), &conf).1);
+        del.push(
+            plugin(
+                &sb,
+                &berth,
+                "DEL",
+                &format!("c{i}"),
+                &format!("n{i}"),
+                &conf,
+            )
+            .1,
+        );
         if i % 5 == 0 {
             sb.sh_ok(&format!(
                 "ip link add bref0 type veth peer name bref0 netns n{i} && ip link set bref0 up"
@@ -194,6 +215,7 @@ fn bench_berth_against_bridge_host_local_portmap() {
 #[test]
 #[ignore]
 fn bench_gc_of_1000_stale_attachments() {
+    let berth = berth_under_test();
     let sb = Sandbox::new();
     let n = 1000;
     netns_batch(&sb, n);
@@ -201,12 +223,19 @@ fn bench_gc_of_1000_stale_attachments() {
         "subnet": "10.82.0.0/20"})
     .to_string();
     for i in 0..n {
-        plugin(&sb, BERTH, "ADD", &format!("s{i}"), &format!("n{i}"), &conf);
+        plugin(
+            &sb,
+            &berth,
+            "ADD",
+            &format!("s{i}"),
+            &format!("n{i}"),
+            &conf,
+        );
     }
     let gc = json!({"cniVersion": "1.1.0", "name": "gc", "type": "berth",
         "cni.dev/valid-attachments": []})
     .to_string();
-    let (_, took) = plugin(&sb, BERTH, "GC", "-", "n0", &gc);
+    let (_, took) = plugin(&sb, &berth, "GC", "-", "n0", &gc);
     eprintln!("GC of {n} stale attachments (their namespaces alive): {took:?}");
     assert!(sb.endpoints().is_empty());
 }
@@ -214,11 +243,12 @@ fn bench_gc_of_1000_stale_attachments() {
 /// The shell line running berth's plugin for `verb` on container `i`
 /// (4 published ports); a failure prints `FAIL<i>`.
 fn plugin_line(verb: &str, i: usize) -> String {
+    let berth = berth_under_test();
     let conf = json!({"cniVersion": "1.0.0", "name": "churn", "type": "berth",
         "subnet": "10.83.0.0/16", "runtimeConfig": {"portMappings": mappings(i)}});
     format!(
         "printf '%s' '{conf}' | CNI_COMMAND={verb} CNI_CONTAINERID=c{i} CNI_NETNS=/run/netns/n{i} \
-         CNI_IFNAME=eth0 BERTH_STATE_DIR={STATE_DIR} {BERTH} >/dev/null 2>/run/err{i} || echo FAIL{i}"
+         CNI_IFNAME=eth0 BERTH_STATE_DIR={STATE_DIR} {berth} >/dev/null 2>/run/err{i} || echo FAIL{i}"
     )
 }
 

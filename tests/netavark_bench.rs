@@ -179,7 +179,7 @@ fn bench_netavark_setup_teardown_and_podman_run() {
     let mut lines = vec![format!(
         "netavark setup/teardown, {CONTAINERS} containers x {PORTS} published ports, one network:"
     )];
-    let mut binaries = vec![("berth", BERTH.to_string())];
+    let mut binaries = vec![("berth", berth_under_test())];
     for stock in [STOCK_NETAVARK, "/usr/libexec/podman/netavark"] {
         if std::path::Path::new(stock).exists() {
             binaries.push(("stock netavark", stock.to_string()));
@@ -307,7 +307,7 @@ fn bench_parallel_setups_against_setups_in_a_row() {
     for i in 0..CONTAINERS {
         std::fs::write(dir.join(format!("c{i}.json")), request(i).to_string()).unwrap();
     }
-    let berth = format!("{BERTH} netavark");
+    let berth = format!("{} netavark", berth_under_test());
     let mut binaries = vec![("berth", berth)];
     if std::path::Path::new(STOCK_NETAVARK).exists() {
         binaries.push(("stock netavark", STOCK_NETAVARK.to_string()));

@@ -92,7 +92,7 @@ fn line(what: &str, v: &[Duration]) -> String {
 #[test]
 #[ignore]
 fn netavark_macvlan_setup_against_bridge_and_stock_netavark() {
-    let berth_nv = std::env::var(BERTH_UNDER_TEST_ENV).unwrap_or_else(|_| BERTH.to_string());
+    let berth_nv = util::berth_under_test();
     // berth's `netavark` entry point: the binary run as `netavark`.
     let dir = std::env::temp_dir().join(format!("berth-mvbench-bin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

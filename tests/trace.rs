@@ -355,7 +355,7 @@ fn bench_trace_at_1000_endpoints() {
     let sb = Sandbox::new();
     sb.create_network("web", "10.80.0.0/20");
     sb.create_network("db", "10.81.0.0/20");
-    let berth = std::env::var(BERTH_UNDER_TEST_ENV).unwrap_or_else(|_| BERTH.to_string());
+    let berth = util::berth_under_test();
     // In batches of 100, each well within one command's timeout.
     for batch in 0..10 {
         sb.sh_ok(&format!(

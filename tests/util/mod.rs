@@ -47,6 +47,13 @@ pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 /// build before a change, to see a new test fail there); the probe stays
 /// this build's.
 pub const BERTH_UNDER_TEST_ENV: &str = "BERTH_UNDER_TEST";
+
+/// The `berth` binary the end-to-end tests and benchmarks run: the one
+/// `BERTH_UNDER_TEST` names, else this build's (say, the installed static
+/// build in a benchmark against the peers).
+pub fn berth_under_test() -> String {
+    std::env::var(BERTH_UNDER_TEST_ENV).unwrap_or_else(|_| BERTH.to_string())
+}
 pub const PROBE: &str = env!("CARGO_BIN_EXE_berth-probe");
 /// The DNS server's own executable, built beside `berth`, which starts it
 /// as `berth-dns --state-dir DIR dns-server`.
@@ -225,7 +232,7 @@ impl Sandbox {
     /// The `berth` command with its state directory inside the sandbox
     /// (the binary named by `BERTH_UNDER_TEST`, if set).
     pub fn berth_command(&self, args: &[&str]) -> Command {
-        let bin = std::env::var(BERTH_UNDER_TEST_ENV).unwrap_or_else(|_| BERTH.to_string());
+        let bin = berth_under_test();
         let mut c = self.command(None, &bin, args);
         c.env("BERTH_STATE_DIR", STATE_DIR);
         // Every end-to-end test proves berth works on the oldest kernel it

@@ -8,7 +8,7 @@
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
 
-use super::{run_timeout, Sandbox, BERTH, BERTH_UNDER_TEST_ENV, CMD_TIMEOUT};
+use super::{run_timeout, Sandbox, CMD_TIMEOUT};
 
 /// A user made in a sandbox.
 #[derive(Clone, Debug)]
@@ -111,7 +111,7 @@ impl User {
     /// `berth ARGS` as this user (the binary named by `BERTH_UNDER_TEST`,
     /// if set).
     pub fn berth_command(&self, sb: &Sandbox, args: &[&str]) -> Command {
-        let bin = std::env::var(BERTH_UNDER_TEST_ENV).unwrap_or_else(|_| BERTH.to_string());
+        let bin = super::berth_under_test();
         self.command(sb, &bin, args)
     }
 
