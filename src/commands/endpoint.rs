@@ -403,8 +403,8 @@ fn planned_network(ctx: &Context, name: &str) -> Result<bool> {
 /// the endpoint's name, or one holding the requested address or host
 /// ports) whose veth is gone. A veth dies with its namespace, so such a
 /// row is dead: a reused inode must not be taken for it, and its name,
-/// address and ports are free. A few indexed lookups and GETLINKs, none
-/// of which grows with the number of endpoints.
+/// address and ports are free. A few indexed lookups and link lookups by
+/// name, none of which grows with the number of endpoints.
 fn needs_repair(
     ctx: &mut Context,
     tx: &Tx,
@@ -418,10 +418,6 @@ fn needs_repair(
         if !ctx.kernel.link_exists(parent)? {
             return Err(no_parent(network));
         }
-    } else if !ctx.kernel.link_exists(&network.bridge)? {
-        // A dry run may attach to a network an earlier change of it plans
-        // to make (`run` on first use, `demo`): one the state lacks.
-        return Ok(!(ctx.dry_run && planned_network(ctx, &network.name)?));
     }
     let mut veths: Vec<String> = near.iter().map(|e| e.host_ifname.clone()).collect();
     let given: Vec<PortMapping> = specs
@@ -430,22 +426,39 @@ fn needs_repair(
         .map(|s| s.with_host_port(0))
         .collect();
     veths.extend(tx.claim_holders(&given, network.id, ips)?);
-    for veth in veths {
-        if names::is_child_name(&veth) {
-            // A macvlan/ipvlan child is inside its namespace: the row
-            // lives while its namespace does.
-            if let Some(e) = tx.endpoint_by_host_ifname(&veth)? {
-                let alive = ctx
-                    .kernel
-                    .parse_target(&e.netns)
-                    .ok()
-                    .is_some_and(|t| ctx.kernel.netns_inode(&t.path) == Some(e.netns_inode));
-                if !alive {
-                    return Ok(true);
-                }
+    // The bridge and the host veths, by name in one pass: an ioctl each
+    // (~1 µs) where a netlink GETLINK has the kernel build the link's
+    // whole message (one was 3% of a CLI connect).
+    let mut host_links: Vec<&str> = veths
+        .iter()
+        .map(String::as_str)
+        .filter(|v| !names::is_child_name(v))
+        .collect();
+    let bridged = network.driver.parent().is_none();
+    if bridged {
+        host_links.insert(0, network.bridge.as_str());
+    }
+    let present = ctx.kernel.links_present(&host_links)?;
+    if bridged && !present[0] {
+        // A dry run may attach to a network an earlier change of it plans
+        // to make (`run` on first use, `demo`): one the state lacks.
+        return Ok(!(ctx.dry_run && planned_network(ctx, &network.name)?));
+    }
+    if present.iter().any(|p| !p) {
+        return Ok(true);
+    }
+    for veth in veths.iter().filter(|v| names::is_child_name(v)) {
+        // A macvlan/ipvlan child is inside its namespace: the row lives
+        // while its namespace does.
+        if let Some(e) = tx.endpoint_by_host_ifname(veth)? {
+            let alive = ctx
+                .kernel
+                .parse_target(&e.netns)
+                .ok()
+                .is_some_and(|t| ctx.kernel.netns_inode(&t.path) == Some(e.netns_inode));
+            if !alive {
+                return Ok(true);
             }
-        } else if !ctx.kernel.link_exists(&veth)? {
-            return Ok(true);
         }
     }
     Ok(false)

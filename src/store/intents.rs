@@ -186,26 +186,31 @@ impl Tx<'_> {
         ips: &[IpAddr],
     ) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT e.host_ifname FROM port_claims c JOIN ports p ON p.id = c.port_id
-             JOIN endpoints e ON e.id = p.endpoint_id
-             WHERE c.proto = ?1 AND c.host_port BETWEEN ?2 AND ?3
-               AND (c.host_ip = ?4 OR c.host_ip = '0.0.0.0' OR ?4 = '0.0.0.0'
-                    OR (c.host_ip = '::' AND instr(?4, ':') > 0)
-                    OR (?4 = '::' AND instr(c.host_ip, ':') > 0))",
-        )?;
-        for m in mappings {
-            let rows = stmt.query_map(
-                params![
-                    m.proto.as_str(),
-                    m.host_port,
-                    m.host_last(),
-                    m.host_ip.to_string()
-                ],
-                |r| r.get::<_, String>(0),
+        // Most connects give no host port: then the statement is not even
+        // parsed (parsing is most of what a lookup costs a process that
+        // runs one command).
+        if !mappings.is_empty() {
+            let mut stmt = self.tx.prepare_cached(
+                "SELECT e.host_ifname FROM port_claims c JOIN ports p ON p.id = c.port_id
+                 JOIN endpoints e ON e.id = p.endpoint_id
+                 WHERE c.proto = ?1 AND c.host_port BETWEEN ?2 AND ?3
+                   AND (c.host_ip = ?4 OR c.host_ip = '0.0.0.0' OR ?4 = '0.0.0.0'
+                        OR (c.host_ip = '::' AND instr(?4, ':') > 0)
+                        OR (?4 = '::' AND instr(c.host_ip, ':') > 0))",
             )?;
-            for r in rows {
-                out.push(r?);
+            for m in mappings {
+                let rows = stmt.query_map(
+                    params![
+                        m.proto.as_str(),
+                        m.host_port,
+                        m.host_last(),
+                        m.host_ip.to_string()
+                    ],
+                    |r| r.get::<_, String>(0),
+                )?;
+                for r in rows {
+                    out.push(r?);
+                }
             }
         }
         for ip in ips {
