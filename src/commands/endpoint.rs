@@ -917,21 +917,29 @@ fn resolve_ports(
         done.push(m);
     }
     let span = u32::from(AUTO_PORT_LAST - AUTO_PORT_FIRST) + 1;
+    // The cursor is read once and written once, however many ports are
+    // picked; the claims near it are read in one statement a protocol
+    // and address (`ClaimWindow`).
+    let mut cursor: Option<u16> = None;
+    let mut windows: Vec<ClaimWindow> = Vec::new();
     for spec in specs.iter().filter(|s| s.host_port.is_none()) {
-        let cursor = tx
-            .setting(AUTO_PORT_CURSOR)?
-            .and_then(|c| c.parse::<u16>().ok())
-            .filter(|c| (AUTO_PORT_FIRST..=AUTO_PORT_LAST).contains(c))
-            .unwrap_or(AUTO_PORT_FIRST);
+        let start = match cursor {
+            Some(c) => c,
+            None => tx
+                .setting(AUTO_PORT_CURSOR)?
+                .and_then(|c| c.parse::<u16>().ok())
+                .filter(|c| (AUTO_PORT_FIRST..=AUTO_PORT_LAST).contains(c))
+                .unwrap_or(AUTO_PORT_FIRST),
+        };
         let mut found = None;
         for i in 0..span {
-            let first = AUTO_PORT_FIRST as u32 + (u32::from(cursor - AUTO_PORT_FIRST) + i) % span;
+            let first = AUTO_PORT_FIRST as u32 + (u32::from(start - AUTO_PORT_FIRST) + i) % span;
             if first + u32::from(spec.count) - 1 > u32::from(AUTO_PORT_LAST) {
                 continue;
             }
             let m = spec.with_host_port(first as u16);
             if done.iter().any(|o| o.clashes_with(&m))
-                || tx.port_holder(&m)?.is_some()
+                || ClaimWindow::claimed(&mut windows, tx, &m, start)?
                 || listening(ctx, &m)?.is_some()
             {
                 continue;
@@ -945,13 +953,15 @@ fn resolve_ports(
                 spec.count, spec.container_port, spec.proto
             ))
         })?;
-        let next = if m.host_last() >= AUTO_PORT_LAST {
+        cursor = Some(if m.host_last() >= AUTO_PORT_LAST {
             AUTO_PORT_FIRST
         } else {
             m.host_last() + 1
-        };
-        tx.set_setting(AUTO_PORT_CURSOR, &next.to_string())?;
+        });
         done.push(m);
+    }
+    if let Some(next) = cursor {
+        tx.set_setting(AUTO_PORT_CURSOR, &next.to_string())?;
     }
     // Report in the order given.
     let mut ordered = Vec::with_capacity(done.len());
@@ -969,6 +979,57 @@ fn resolve_ports(
         ordered.push(done.swap_remove(i));
     }
     Ok((ordered, warnings))
+}
+
+/// The host ports claimed in a window of candidates for one protocol
+/// and address, read in one statement: picking a connect's free ports
+/// asks about a few ports just past the cursor, each once.
+struct ClaimWindow {
+    proto: Proto,
+    host_ip: IpAddr,
+    first: u16,
+    last: u16,
+    claimed: Vec<u16>,
+}
+
+impl ClaimWindow {
+    /// Candidates a window holds: enough for a connect's ports past a few
+    /// taken ones, few enough to read in one short index range.
+    const SIZE: u16 = 64;
+
+    /// Whether a host port of `m` is claimed: from the window of its
+    /// protocol and address (read at the cursor `start` when first asked),
+    /// or, for a candidate outside it, one lookup of its own.
+    fn claimed(
+        windows: &mut Vec<ClaimWindow>,
+        tx: &Tx,
+        m: &PortMapping,
+        start: u16,
+    ) -> Result<bool> {
+        let at = windows
+            .iter()
+            .position(|w| w.proto == m.proto && w.host_ip == m.host_ip);
+        let w = match at {
+            Some(i) => &windows[i],
+            None => {
+                let last = start.saturating_add(Self::SIZE - 1).min(AUTO_PORT_LAST);
+                let claimed = tx.claimed_ports(m.proto, m.host_ip, start, last)?;
+                windows.push(ClaimWindow {
+                    proto: m.proto,
+                    host_ip: m.host_ip,
+                    first: start,
+                    last,
+                    claimed,
+                });
+                windows.last().expect("just pushed")
+            }
+        };
+        if w.first <= m.host_port && m.host_last() <= w.last {
+            let ports = m.host_port..=m.host_last();
+            return Ok(w.claimed.iter().any(|p| ports.contains(p)));
+        }
+        Ok(tx.port_holder(m)?.is_some())
+    }
 }
 
 /// The port berth's name server answers on, on every DNS network's gateway.
