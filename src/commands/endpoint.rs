@@ -75,7 +75,12 @@ impl Change for Attach {
         check_requested_ips(&network, &req.ips)?;
         check_port_families(&network, specs)?;
         let inode = target.inode.expect("resolved targets exist");
-        let near = tx.endpoints_near(inode, &target.key, network.id, &name)?;
+        let host_ifname = if network.is_bridge() {
+            names::host_veth_name(&network.name, &name)
+        } else {
+            names::child_name(&network.name, &name)
+        };
+        let near = tx.endpoints_near(inode, &target.key, network.id, &name, &host_ifname)?;
         if needs_repair(ctx, tx, &network, &near, &req.ips, specs)? {
             return Ok(Prepared::Repair);
         }
@@ -105,6 +110,12 @@ impl Change for Attach {
                 network.name
             )));
         }
+        if let Some(holder) = near.iter().find(|e| e.host_ifname == host_ifname) {
+            return Err(Error::Other(format!(
+                "host interface name {host_ifname} of {}/{name} collides with endpoint {}/{}; choose another --name",
+                network.name, holder.network, holder.name
+            )));
+        }
         if let Some(mac) = req.mac {
             check_mac_free(tx, &network, mac)?;
         }
@@ -123,17 +134,6 @@ impl Change for Attach {
             Some(i) => i.clone(),
             None => names::free_ifname(siblings.iter().map(|e| e.ifname.as_str())),
         };
-        let host_ifname = if network.is_bridge() {
-            names::host_veth_name(&network.name, &name)
-        } else {
-            names::child_name(&network.name, &name)
-        };
-        if let Some(holder) = tx.host_ifname_holder(&host_ifname)? {
-            return Err(Error::Other(format!(
-                "host interface name {host_ifname} of {}/{name} collides with endpoint {holder}; choose another --name",
-                network.name
-            )));
-        }
         // An internal network gives no default route: nothing leaves it
         // anyway, and a later connect to another network can give one.
         // With a metric the endpoint has a route of its own beside the
@@ -203,8 +203,7 @@ impl Change for Attach {
         }
         // The intent: the lease, the port claims and the row, so that the
         // row holds the address until the next command undoes a crash.
-        let id = tx.insert_endpoint(&network, &endpoint)?;
-        tx.insert_ports(id, &endpoint.ports)?;
+        let id = tx.insert_endpoint_with_ports(&network, &endpoint)?;
         if let Some(mark) = &req.mark {
             tx.mark_endpoint(id, mark)?;
         }

@@ -153,25 +153,28 @@ impl Tx<'_> {
     }
 
     /// The rows a connect of namespace `inode` (spelled `netns`) as `name`
-    /// on network `network_id` meets: those of the namespace, by inode or
-    /// by spelling, on any network, and the one with that name on the
-    /// network. A connect decides from them alone whether it clashes, is
-    /// already done, or stands on a dead row, and which interface name
-    /// and default routes are left to it: one statement (each branch of
-    /// the OR an index lookup) where it ran seven.
+    /// on network `network_id`, with host interface `host_ifname`, meets:
+    /// those of the namespace, by inode or by spelling, on any network,
+    /// the one with that name on the network, and the one holding that
+    /// host interface name. A connect decides from them alone whether it
+    /// clashes, is already done, or stands on a dead row, and which
+    /// interface name and default routes are left to it: one statement
+    /// (each branch of the OR an index lookup) where it ran eight.
     pub fn endpoints_near(
         &self,
         inode: u64,
         netns: &str,
         network_id: i64,
         name: &str,
+        host_ifname: &str,
     ) -> Result<Vec<Endpoint>> {
         let mut stmt = self.tx.prepare_cached(&format!(
             "SELECT {ENDPOINT_COLUMNS} FROM endpoints e JOIN networks n ON n.id = e.network_id
-             WHERE e.netns_inode = ?1 OR e.netns = ?2 OR (e.network_id = ?3 AND e.name = ?4)"
+             WHERE e.netns_inode = ?1 OR e.netns = ?2 OR (e.network_id = ?3 AND e.name = ?4)
+                OR e.host_ifname = ?5"
         ))?;
         let rows = stmt.query_map(
-            params![inode as i64, netns, network_id, name],
+            params![inode as i64, netns, network_id, name, host_ifname],
             endpoint_from_row,
         )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

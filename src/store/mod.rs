@@ -1165,10 +1165,26 @@ impl Tx<'_> {
     /// Records an endpoint (its address is its lease) and advances the
     /// network's next-address cursor.
     pub fn insert_endpoint(&self, network: &Network, e: &Endpoint) -> Result<i64> {
+        self.insert_endpoint_row(network, e, "")
+    }
+
+    /// Records a new endpoint with its published ports (`e.ports`) and
+    /// their claims: what [`Tx::insert_endpoint`] and [`Tx::insert_ports`]
+    /// do, with the ports' text written in the row's own insert rather
+    /// than by an update after it (one statement fewer to parse).
+    pub fn insert_endpoint_with_ports(&self, network: &Network, e: &Endpoint) -> Result<i64> {
+        let published = crate::model::ports::published_text(&e.ports);
+        let id = self.insert_endpoint_row(network, e, &published)?;
+        self.insert_port_rows(id, &e.ports)?;
+        Ok(id)
+    }
+
+    fn insert_endpoint_row(&self, network: &Network, e: &Endpoint, published: &str) -> Result<i64> {
         self.tx.execute(
             "INSERT INTO endpoints (network_id, name, netns, netns_inode, ip, mac, ifname, host_ifname, default_route,
-                                    bw_in_rate, bw_in_burst, bw_out_rate, bw_out_burst, allow_spoofing, metric, ip6)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                                    bw_in_rate, bw_in_burst, bw_out_rate, bw_out_burst, allow_spoofing, metric, ip6,
+                                    published)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             params![
                 network.id,
                 e.name,
@@ -1186,6 +1202,7 @@ impl Tx<'_> {
                 e.allow_spoofing,
                 e.metric.map(i64::from),
                 e.ip6().map(|ip| ip.to_string()),
+                published,
             ],
         )?;
         let id = self.tx.last_insert_rowid();
@@ -1212,13 +1229,6 @@ impl Tx<'_> {
 
     /// Records an endpoint's published ports and claims their host ports.
     pub fn insert_ports(&self, endpoint_id: i64, ports: &[PortMapping]) -> Result<()> {
-        let mut mapping = self.tx.prepare_cached(
-            "INSERT INTO ports (endpoint_id, host_ip, proto, host_port, container_port, count)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        let mut claim = self.tx.prepare_cached(
-            "INSERT INTO port_claims (proto, host_port, host_ip, port_id) VALUES (?1, ?2, ?3, ?4)",
-        )?;
         if !ports.is_empty() {
             // After any the endpoint has, as `ORDER BY id` reads them.
             self.tx
@@ -1231,6 +1241,21 @@ impl Tx<'_> {
                     crate::model::ports::published_text(ports)
                 ])?;
         }
+        self.insert_port_rows(endpoint_id, ports)
+    }
+
+    /// The rows of `ports` and their claims, without the endpoint's text.
+    fn insert_port_rows(&self, endpoint_id: i64, ports: &[PortMapping]) -> Result<()> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        let mut mapping = self.tx.prepare_cached(
+            "INSERT INTO ports (endpoint_id, host_ip, proto, host_port, container_port, count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut claim = self.tx.prepare_cached(
+            "INSERT INTO port_claims (proto, host_port, host_ip, port_id) VALUES (?1, ?2, ?3, ?4)",
+        )?;
         for p in ports {
             mapping.execute(params![
                 endpoint_id,
