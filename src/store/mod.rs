@@ -541,6 +541,18 @@ impl Store {
     }
 }
 
+/// Whether a claim on the address written `claim` stops a mapping on
+/// the address written `ip` (both as `IpAddr` prints them): the same
+/// address, either on every address (0.0.0.0), or `::` against any IPv6
+/// address. `port_holder`'s SQL says the same.
+fn addresses_clash(claim: &str, ip: &str) -> bool {
+    claim == ip
+        || claim == "0.0.0.0"
+        || ip == "0.0.0.0"
+        || (claim == "::" && ip.contains(':'))
+        || (ip == "::" && claim.contains(':'))
+}
+
 /// Rebuilds `table` with `NOT NULL` taken off each of `columns` (given
 /// as `name TYPE`), the way SQLite documents for a change ALTER TABLE
 /// cannot make: a copy under the table's own definition minus those
@@ -1339,7 +1351,10 @@ impl Tx<'_> {
     /// `host_ip` could not take (claimed on that address, on every address,
     /// or, for a mapping on every address, on any): what picking free host
     /// ports asks, one statement for a whole window of candidates rather
-    /// than a `port_holder` each. One table, so parsed quickly too.
+    /// than a `port_holder` each. The statement is the plainest range
+    /// lookup, and the addresses are compared here as `port_holder`
+    /// compares them: an OR of address terms made parsing and planning it
+    /// (per process, as every statement) cost some 0.03 ms.
     pub fn claimed_ports(
         &self,
         proto: crate::model::Proto,
@@ -1348,17 +1363,18 @@ impl Tx<'_> {
         last: u16,
     ) -> Result<Vec<u16>> {
         let mut stmt = self.tx.prepare_cached(
-            "SELECT host_port FROM port_claims
-             WHERE proto = ?1 AND host_port BETWEEN ?2 AND ?3
-               AND (host_ip = ?4 OR host_ip = '0.0.0.0' OR ?4 = '0.0.0.0'
-                    OR (host_ip = '::' AND instr(?4, ':') > 0)
-                    OR (?4 = '::' AND instr(host_ip, ':') > 0))",
+            "SELECT host_port, host_ip FROM port_claims WHERE proto = ?1 AND host_port BETWEEN ?2 AND ?3",
         )?;
-        let rows = stmt.query_map(
-            params![proto.as_str(), first, last, host_ip.to_string()],
-            |r| r.get(0),
-        )?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let ip = host_ip.to_string();
+        let mut claimed = Vec::new();
+        let mut rows = stmt.query(params![proto.as_str(), first, last])?;
+        while let Some(row) = rows.next()? {
+            let claim: String = row.get(1)?;
+            if addresses_clash(&claim, &ip) {
+                claimed.push(row.get(0)?);
+            }
+        }
+        Ok(claimed)
     }
 
     /// Publishes of the endpoints of one network (for `network rm --force`).
@@ -1562,6 +1578,33 @@ mod tests {
         assert_eq!(holder("10.0.0.1:7000:1"), None);
         assert_eq!(holder("[::]:7100:1").as_deref(), Some("web/c1"));
         assert_eq!(holder("[fd00::2]:7100:1"), None);
+        // A window of claims answers as a holder lookup of each port does.
+        for spec in [
+            "53:53/udp",
+            "127.0.0.2:53:53/udp",
+            "10.0.0.1:7000:1",
+            "[::1]:7000:1",
+            "[::]:7000:1",
+            "7000:1",
+            "[fd00::2]:7100:1",
+            "[fd00::1]:7100:1",
+            "10.0.0.1:9001:1",
+        ] {
+            let one = m(spec);
+            let window = tx.claimed_ports(one.proto, one.host_ip, 1, 9999).unwrap();
+            for port in 1..=9999u16 {
+                let at = PortMapping {
+                    host_port: port,
+                    count: 1,
+                    ..one
+                };
+                assert_eq!(
+                    window.contains(&port),
+                    tx.port_holder(&at).unwrap().is_some(),
+                    "{spec} at port {port}"
+                );
+            }
+        }
         let mut eps = vec![Endpoint { id, ..ep }];
         tx.load_ports(&mut eps).unwrap();
         assert_eq!(eps[0].ports.len(), 4);
