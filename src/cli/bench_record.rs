@@ -82,3 +82,23 @@ fn remove_copy(copy: &Path) {
         let _ = std::fs::remove_file(p);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_least_record_writes_a_copy_and_leaves_the_state_as_it_was() {
+        let dir = std::env::temp_dir().join(format!("berth-least-record-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        drop(crate::store::Store::open(&dir).unwrap());
+        let before = std::fs::read(dir.join("berth.db")).unwrap();
+        assert!(least_record(&dir, 3).unwrap() > 0.0);
+        // The copy and its journal are gone; the state itself untouched.
+        for suffix in ["", "-wal", "-shm"] {
+            assert!(!dir.join(format!("{COPY}{suffix}")).exists(), "{suffix}");
+        }
+        assert_eq!(std::fs::read(dir.join("berth.db")).unwrap(), before);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
