@@ -1167,13 +1167,6 @@ impl Tx<'_> {
             .optional()?)
     }
 
-    pub fn host_ifname_holder(&self, host_ifname: &str) -> Result<Option<String>> {
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT n.name || '/' || e.name FROM endpoints e JOIN networks n ON n.id = e.network_id WHERE e.host_ifname = ?1",
-        )?;
-        Ok(stmt.query_row([host_ifname], |r| r.get(0)).optional()?)
-    }
-
     /// Records an endpoint (its address is its lease) and advances the
     /// network's next-address cursor.
     pub fn insert_endpoint(&self, network: &Network, e: &Endpoint) -> Result<i64> {
