@@ -448,7 +448,8 @@ fn cli_connects_beside_the_floor(
     outln!(
         "process start: berth --version {version:.2} ms, /bin/true {truth:.2} ms (medians, same run)"
     );
-    super::bench_parts::where_the_time_goes(&parts, bare.median(), version, truth);
+    let record = super::bench_record::least_record(&ctx.state_dir, names.len().max(50))?;
+    super::bench_parts::where_the_time_goes(&parts, bare.median(), version, truth, record);
     Ok(())
 }
 

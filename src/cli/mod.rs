@@ -10,13 +10,15 @@
 //! - `jobs`: `run` in the foreground and detached, and its jobs: `stop`,
 //!   `logs`, `rm`.
 //! - `out`: printing that ends quietly (by SIGPIPE) when the reader goes.
-//! - `demo`, `bench`, `bench_traffic`: the walkthrough and the benchmarks.
+//! - `demo`, `bench`, `bench_traffic`: the walkthrough and the benchmarks
+//!   (`bench_record`: SQLite's least record, the floor's last part).
 //! - `explain`: how `doctor` and `inspect` print.
 
 mod args;
 pub mod bench;
 mod bench_defer;
 mod bench_parts;
+mod bench_record;
 mod bench_scale;
 mod bench_traffic;
 pub mod demo;

@@ -25,7 +25,9 @@ pub struct Rtnl {
 /// (`fake_rtnl.rs`), so the messages berth builds are tested without root.
 pub(crate) trait Transport: Send {
     fn send(&mut self, bytes: &[u8]) -> io::Result<()>;
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Replaces `buf`'s contents with the next datagram, received into
+    /// its capacity; returns its length.
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<usize>;
 }
 
 impl Transport for Socket {
@@ -33,8 +35,9 @@ impl Transport for Socket {
         Socket::send(self, bytes, 0).map(drop)
     }
 
-    fn recv(&mut self, mut buf: &mut [u8]) -> io::Result<usize> {
-        Socket::recv(self, &mut buf, 0)
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        buf.clear();
+        Socket::recv(self, buf, 0)
     }
 }
 
@@ -52,7 +55,10 @@ impl Rtnl {
         Rtnl {
             socket,
             seq: 0,
-            buf: vec![0; 64 * 1024],
+            // Capacity only: the kernel writes the pages a reply needs.
+            // Zeroed, its 16 pages were each faulted in at open (~0.05
+            // ms, 2% of a CLI connect).
+            buf: Vec::with_capacity(64 * 1024),
         }
     }
 
@@ -150,7 +156,7 @@ impl Rtnl {
         done: &mut bool,
     ) -> io::Result<()> {
         while !*done {
-            let n = self.socket.recv(&mut self.buf[..])?;
+            let n = self.socket.recv(&mut self.buf)?.min(self.buf.len());
             let mut offset = 0;
             while offset < n {
                 let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[offset..n])
