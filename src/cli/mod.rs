@@ -265,6 +265,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
     // What the user should know of what was done, also when a later part
     // of the command failed.
     notices(&mut ctx);
+    // The process exits next.
+    ctx.leave_read_only_to_exit();
     result
 }
 
