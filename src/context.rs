@@ -196,6 +196,19 @@ impl Context {
         Store::open_read_only(&self.state_dir)
     }
 
+    /// Lets the process's exit end the read-only store, for a command
+    /// whose process ends next: the kernel then drops the connection's
+    /// locks, files and mappings with the rest of the process, where a
+    /// close unmaps and closes each in turn (0.04 ms of a 0.9 ms `ps` at
+    /// 100 endpoints). A read-only connection has nothing to write back
+    /// (no checkpoint at close, see `Store::open_read_only`) and holds no
+    /// transaction between reads, so nothing is lost.
+    pub fn leave_read_only_to_exit(&self) {
+        if let Some(store) = self.spare_read_only.borrow_mut().take() {
+            std::mem::forget(store);
+        }
+    }
+
     /// Keeps a store from `store_read_only()` for the next one of this
     /// command. Each read is a transaction of its own, so the next one
     /// sees what was committed in between, as a fresh open would.

@@ -30,8 +30,6 @@ mod show;
 
 use std::path::PathBuf;
 
-use clap::Parser;
-
 use crate::commands::run;
 use crate::commands::{self, maintain, network, Disconnected, RemoveNetwork};
 use crate::context::Context;
@@ -65,7 +63,7 @@ fn main_timed() -> i32 {
     if args.get(1).is_some_and(|a| a == "netavark") {
         return crate::netavark::main(args.split_off(2), None);
     }
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_args() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
@@ -241,9 +239,9 @@ fn cannot_dry_run(command: &Command) -> Option<&'static str> {
 
 fn dispatch(cli: Cli) -> Result<i32> {
     if !matches!(cli.command, Command::Demo(_)) {
-        init_logging(cli.verbose);
+        init_logging(cli.globals.verbose);
     }
-    let dry_run = cli.dry_run || cli.command.dry_run();
+    let dry_run = cli.globals.dry_run || cli.command.dry_run();
     if let (true, Some(name)) = (dry_run, cannot_dry_run(&cli.command)) {
         return Err(Error::invalid(format!("{name} does not support --dry-run")));
     }
@@ -251,7 +249,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
     // it is asked to show.
     let needs_root =
         matches!(cli.command, Command::Demo(_)) || (!reads_only(&cli.command) && !dry_run);
-    let mut state_dir = cli.state_dir;
+    let mut state_dir = cli.globals.state_dir;
     if let Command::RootlessKeeper = cli.command {
         return crate::rootless::keeper::keep(&state_dir);
     }
@@ -263,10 +261,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
     }
     let mut ctx = Context::new(state_dir, dry_run);
-    let result = run_command(&mut ctx, cli.command, cli.verbose);
+    let result = run_command(&mut ctx, cli.command, cli.globals.verbose);
     // What the user should know of what was done, also when a later part
     // of the command failed.
     notices(&mut ctx);
+    // The process exits next.
+    ctx.leave_read_only_to_exit();
     result
 }
 
@@ -480,7 +480,7 @@ fn run_command(ctx: &mut Context, command: Command, verbose: u8) -> Result<i32> 
             }
         }
         Command::Ps(a) => list_endpoints(ctx, &a.list.options(), a.all)?,
-        Command::Port { name, private_port } => {
+        Command::Port(args::PortArgs { name, private_port }) => {
             out!("{}", ports_of(ctx, &name, private_port.as_deref())?)
         }
         Command::Run(a) => return jobs::run(ctx, &a),

@@ -493,6 +493,12 @@ fn ps_table(ctx: &mut Context, all: bool) -> Result<()> {
             pending.push((Status::parse(e.status), child));
             veths.push_str(e.host_ifname);
             veths.push('\n');
+            // Room for a long listing at once, as the table makes.
+            if table.len() == listing::LONG_TABLE {
+                let more = listing::ROOM_ROWS - listing::LONG_TABLE;
+                pending.reserve(more);
+                veths.reserve(veths.len() / listing::LONG_TABLE * more);
+            }
             if job_names.contains(e.netns) {
                 shown.insert(e.netns.to_string());
             }
