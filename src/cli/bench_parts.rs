@@ -64,21 +64,26 @@ pub fn where_the_time_goes(
         outln!(
             "one process start ({what} {start:.2} ms) + the kernel's work ({kernel:.2} ms) = {bound:.2} ms = x{:.2} the floor ({floor:.2} ms){}",
             bound / floor,
-            if bound / floor > TARGET {
-                format!(": above x{TARGET}, so no connect whose process starts like {what} reaches x{TARGET} here")
-            } else {
-                String::new()
-            }
+            beyond_target(bound / floor, &format!("a connect whose process starts like {what}"))
         );
     }
     let bound = version + kernel + least;
     outln!(
         "one process start (berth --version {version:.2} ms) + the kernel's work ({kernel:.2} ms) + SQLite's least record ({least:.3} ms: open and schema read, intent committed, settled committed, close; median, in process) = {bound:.2} ms = x{:.2} the floor ({floor:.2} ms){}",
         bound / floor,
-        if bound / floor > TARGET {
-            format!(": above x{TARGET}, so a process that starts like berth and records its state in SQLite cannot reach x{TARGET} here")
-        } else {
-            String::new()
-        }
+        beyond_target(
+            bound / floor,
+            "a process that starts like berth and records its state in SQLite"
+        )
     );
+}
+
+/// The verdict on a lower bound `ratio` of the floor: that `who` cannot
+/// reach the target here, when the bound alone is above it.
+fn beyond_target(ratio: f64, who: &str) -> String {
+    if ratio > TARGET {
+        format!(": above x{TARGET}, so {who} cannot reach x{TARGET} here")
+    } else {
+        String::new()
+    }
 }
