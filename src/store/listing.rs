@@ -199,21 +199,31 @@ mod tests {
         )
     }
 
-    fn expected(e: &Endpoint) -> String {
-        let ips: Vec<String> = e.ips.iter().map(|ip| ip.to_string()).collect();
-        format!(
-            "{} {} {} {} [{}] {} {} {} ready [{}] {} None",
-            e.network,
-            e.name,
-            e.netns,
-            e.netns_inode,
-            ips.join(", "),
-            e.mac,
-            e.ifname,
-            e.host_ifname,
-            published_text(&e.ports),
-            e.bandwidth.summary()
-        )
+    /// A full `Endpoint` as the lean reader hands it out (settled rows
+    /// only), so both sides print through `seen`.
+    fn as_listed<'a>(e: &'a Endpoint, published: &'a str) -> ListedEndpoint<'a> {
+        ListedEndpoint {
+            id: e.id,
+            network: &e.network,
+            name: &e.name,
+            netns: &e.netns,
+            netns_inode: e.netns_inode,
+            ip4: e.ips.iter().find_map(|ip| match ip {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => None,
+            }),
+            ip6: e.ips.iter().find_map(|ip| match ip {
+                IpAddr::V6(v6) => Some(*v6),
+                IpAddr::V4(_) => None,
+            }),
+            mac: Cow::Owned(e.mac.to_string()),
+            ifname: &e.ifname,
+            host_ifname: &e.host_ifname,
+            bandwidth: e.bandwidth,
+            status: "ready",
+            published,
+            owner: None,
+        }
     }
 
     #[test]
@@ -257,7 +267,10 @@ mod tests {
         let tx = store.read().unwrap();
         let mut full = tx.endpoints(Some(net.id)).unwrap();
         tx.load_ports(&mut full).unwrap();
-        let want: Vec<String> = full.iter().map(expected).collect();
+        let want: Vec<String> = full
+            .iter()
+            .map(|e| seen(&as_listed(e, &published_text(&e.ports))))
+            .collect();
         for network_id in [Some(net.id), None] {
             let mut got = Vec::new();
             tx.each_listed_endpoint(network_id, |e| {
