@@ -36,8 +36,6 @@ pub struct Cli {
 const STATE_DIR_ENV: &str = "BERTH_STATE_DIR";
 
 // The options before the command's name (the global ones also after it).
-// A struct of their own, so that the short tree of `Cli::parse_args`
-// takes the very same definitions.
 #[derive(Args)]
 pub struct Globals {
     /// Where berth keeps its state.
@@ -54,27 +52,14 @@ pub struct Globals {
 }
 
 impl Cli {
-    /// Parses the process's command line.
-    ///
-    /// A listing (`ps`, `network ...`, `port`) is first parsed by a short
-    /// tree: the global options and that one command, each from its own
-    /// definitions. clap builds the whole tree of some thirty commands
-    /// before parsing, and gives each a copy of the global options:
-    /// 0.05 ms of a 0.9 ms `ps`. What the short tree accepts, the whole
-    /// tree accepts and parses into the same values (the command's
-    /// definitions are the same); anything else (another command, help,
-    /// `--version`, a mistake) is parsed by the whole tree, so help and
-    /// errors read as always.
-    ///
-    /// The plainest of those lines, words without options, are not
-    /// given to clap at all (see [`Cli::plain_listing`]).
+    /// Parses the process's command line: the plainest listing lines
+    /// (words without options, see [`Cli::plain_listing`]) without clap,
+    /// everything else by clap's whole tree, so help and errors read as
+    /// always.
     pub fn parse_args() -> Result<Cli, clap::Error> {
         let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
         let state_dir = std::env::var_os(STATE_DIR_ENV);
         if let Some(cli) = Cli::plain_listing(&args, state_dir) {
-            return Ok(cli);
-        }
-        if let Some(cli) = Cli::parse_listing(&args) {
             return Ok(cli);
         }
         <Cli as Parser>::try_parse_from(args)
@@ -84,9 +69,9 @@ impl Cli {
     /// [PORT]` as words alone (no option, nothing that starts with `-`,
     /// no empty word), with `state_dir` the environment's
     /// `BERTH_STATE_DIR`: the values clap gives such a line, without
-    /// clap. Parsing even the short tree took 0.1 ms of a 0.9 ms `ps`,
-    /// most of it running clap's code for the first time in the process;
-    /// these are what users and scripts type most. Unit tests hold the
+    /// clap. Parsing even a tree of only that command took 0.1 ms of a
+    /// 0.9 ms `ps`, most of it running clap's code for the first time in
+    /// the process; these are what users and scripts type most. Unit tests hold the
     /// values to clap's.
     fn plain_listing(
         args: &[std::ffi::OsString],
@@ -132,26 +117,6 @@ impl Cli {
             },
             command,
         })
-    }
-
-    /// `args` parsed by the short tree of a listing command, if the first
-    /// word naming one leads to a line the short tree accepts.
-    fn parse_listing(args: &[std::ffi::OsString]) -> Option<Cli> {
-        use clap::{FromArgMatches, Subcommand};
-        let command = args.iter().skip(1).find_map(|a| match a.to_str()? {
-            "ps" => Some(PsArgs::augment_args(clap::Command::new("ps"))),
-            "port" => Some(PortArgs::augment_args(clap::Command::new("port"))),
-            "network" => Some(
-                NetworkCommand::augment_subcommands(clap::Command::new("network"))
-                    .subcommand_required(true),
-            ),
-            _ => None,
-        })?;
-        let tree = Globals::augment_args(clap::Command::new("berth"))
-            .subcommand(command)
-            .subcommand_required(true);
-        let mut matches = tree.try_get_matches_from(args).ok()?;
-        Cli::from_arg_matches_mut(&mut matches).ok()
     }
     /// The whole command tree, every subcommand's arguments built (their
     /// definitions are deferred until parsed), for walking it.
@@ -411,7 +376,7 @@ pub struct ListArgs {
     json: bool,
 }
 
-// `port`: a struct of its own for `Cli::parse_args`'s short tree.
+// `port`'s arguments.
 #[derive(Args)]
 pub struct PortArgs {
     /// The endpoint's name (as `ps` shows it).
@@ -920,8 +885,8 @@ mod tests {
     use super::*;
     use std::ffi::OsString;
 
-    /// What a parsed line asks for, for the commands the short tree of
-    /// [`Cli::parse_args`] parses.
+    /// What a parsed line asks for, for the listing commands
+    /// [`Cli::plain_listing`] reads.
     fn meaning(cli: &Cli) -> String {
         let g = &cli.globals;
         let command = match &cli.command {
@@ -943,34 +908,6 @@ mod tests {
 
     fn words(line: &str) -> Vec<OsString> {
         line.split(' ').map(OsString::from).collect()
-    }
-
-    #[test]
-    fn the_short_tree_parses_a_listing_as_the_whole_tree_does() {
-        for line in [
-            "berth ps",
-            "berth ps -a",
-            "berth ps -q --filter name=a -f network=b",
-            "berth ps --format json",
-            "berth ps --json",
-            "berth --state-dir /tmp/s ps",
-            "berth ps --state-dir /tmp/s -vv",
-            "berth -v --dry-run ps",
-            "berth --state-dir=/x network ls --state-dir /y",
-            "berth network ls",
-            "berth network list -q",
-            "berth network inspect a b --json",
-            "berth network inspect a -f {{.Name}}",
-            "berth network rm a -f --dry-run",
-            "berth port web",
-            "berth port web 80/tcp",
-            "berth port -- -x",
-        ] {
-            let short = Cli::parse_listing(&words(line))
-                .unwrap_or_else(|| panic!("{line}: refused by the short tree"));
-            let whole = <Cli as Parser>::try_parse_from(words(line)).unwrap();
-            assert_eq!(meaning(&short), meaning(&whole), "{line}");
-        }
     }
 
     #[test]
@@ -1009,25 +946,5 @@ mod tests {
         }
         assert!(Cli::plain_listing(&words("berth ps"), Some("".into())).is_none());
         assert!(Cli::plain_listing(&[OsString::from("berth"), OsString::from("")], None).is_none());
-    }
-
-    #[test]
-    fn the_whole_tree_parses_what_the_short_tree_refuses() {
-        for line in [
-            "berth",
-            "berth -V",
-            "berth --version ps",
-            "berth ps --help",
-            "berth help ps",
-            "berth ps extra",
-            "berth ps --json --format x",
-            "berth network",
-            "berth network inspect",
-            "berth port",
-            "berth --state-dir ps connect",
-            "berth connect ps",
-        ] {
-            assert!(Cli::parse_listing(&words(line)).is_none(), "{line}");
-        }
     }
 }
