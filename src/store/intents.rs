@@ -201,25 +201,17 @@ impl Tx<'_> {
         // runs one command).
         if !mappings.is_empty() {
             let mut stmt = self.tx.prepare_cached(
-                "SELECT e.host_ifname FROM port_claims c JOIN ports p ON p.id = c.port_id
+                "SELECT e.host_ifname, c.host_ip FROM port_claims c JOIN ports p ON p.id = c.port_id
                  JOIN endpoints e ON e.id = p.endpoint_id
-                 WHERE c.proto = ?1 AND c.host_port BETWEEN ?2 AND ?3
-                   AND (c.host_ip = ?4 OR c.host_ip = '0.0.0.0' OR ?4 = '0.0.0.0'
-                        OR (c.host_ip = '::' AND instr(?4, ':') > 0)
-                        OR (?4 = '::' AND instr(c.host_ip, ':') > 0))",
+                 WHERE c.proto = ?1 AND c.host_port BETWEEN ?2 AND ?3",
             )?;
             for m in mappings {
-                let rows = stmt.query_map(
-                    params![
-                        m.proto.as_str(),
-                        m.host_port,
-                        m.host_last(),
-                        m.host_ip.to_string()
-                    ],
-                    |r| r.get::<_, String>(0),
-                )?;
-                for r in rows {
-                    out.push(r?);
+                let ip = m.host_ip.to_string();
+                let mut rows = stmt.query(params![m.proto.as_str(), m.host_port, m.host_last()])?;
+                while let Some(row) = rows.next()? {
+                    if super::addresses_clash(&row.get::<_, String>(1)?, &ip) {
+                        out.push(row.get(0)?);
+                    }
                 }
             }
         }

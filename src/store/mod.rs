@@ -544,7 +544,8 @@ impl Store {
 /// Whether a claim on the address written `claim` stops a mapping on
 /// the address written `ip` (both as `IpAddr` prints them): the same
 /// address, either on every address (0.0.0.0), or `::` against any IPv6
-/// address. `port_holder`'s SQL says the same.
+/// address. The one statement of the rule: the lookups read the claims of
+/// a port range and keep those this says clash.
 fn addresses_clash(claim: &str, ip: &str) -> bool {
     claim == ip
         || claim == "0.0.0.0"
@@ -1318,26 +1319,20 @@ impl Tx<'_> {
     /// the mapping, or None. Every port of a range is an index lookup.
     pub fn port_holder(&self, m: &PortMapping) -> Result<Option<(String, PortMapping)>> {
         let mut stmt = self.tx.prepare_cached(
-            "SELECT p.host_ip, p.proto, p.host_port, p.container_port, p.count, n.name || '/' || e.name
+            "SELECT p.host_ip, p.proto, p.host_port, p.container_port, p.count, n.name || '/' || e.name,
+                    c.host_ip
              FROM port_claims c JOIN ports p ON p.id = c.port_id
              JOIN endpoints e ON e.id = p.endpoint_id JOIN networks n ON n.id = e.network_id
-             WHERE c.proto = ?1 AND c.host_port BETWEEN ?2 AND ?3
-               AND (c.host_ip = ?4 OR c.host_ip = '0.0.0.0' OR ?4 = '0.0.0.0'
-                    OR (c.host_ip = '::' AND instr(?4, ':') > 0)
-                    OR (?4 = '::' AND instr(c.host_ip, ':') > 0))
-             LIMIT 1",
+             WHERE c.proto = ?1 AND c.host_port BETWEEN ?2 AND ?3",
         )?;
-        Ok(stmt
-            .query_row(
-                params![
-                    m.proto.as_str(),
-                    m.host_port,
-                    m.host_last(),
-                    m.host_ip.to_string()
-                ],
-                |row| Ok((row.get(5)?, port_from_row(row)?)),
-            )
-            .optional()?)
+        let ip = m.host_ip.to_string();
+        let mut rows = stmt.query(params![m.proto.as_str(), m.host_port, m.host_last()])?;
+        while let Some(row) = rows.next()? {
+            if addresses_clash(&row.get::<_, String>(6)?, &ip) {
+                return Ok(Some((row.get(5)?, port_from_row(row)?)));
+            }
+        }
+        Ok(None)
     }
 
     /// The host ports in `first..=last` of `proto` that a mapping on
