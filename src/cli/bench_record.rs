@@ -18,6 +18,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::bench::Figures;
 use crate::error::Result;
+use crate::store::{with_sidecars, DB_FILE};
 
 /// The copy's file name, beside the state's.
 const COPY: &str = "least-record.db";
@@ -28,10 +29,8 @@ pub fn least_record(state_dir: &Path, rounds: usize) -> Result<f64> {
     let copy = state_dir.join(COPY);
     remove_copy(&copy);
     {
-        let state = Connection::open_with_flags(
-            state_dir.join("berth.db"),
-            OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )?;
+        let state =
+            Connection::open_with_flags(state_dir.join(DB_FILE), OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         state.execute("VACUUM INTO ?1", [copy.to_string_lossy()])?;
         let c = Connection::open(&copy)?;
         c.pragma_update(None, "journal_mode", "WAL")?;
@@ -76,10 +75,8 @@ fn one(copy: &Path, round: usize) -> Result<Duration> {
 }
 
 fn remove_copy(copy: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = copy.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(p);
+    for file in with_sidecars(copy) {
+        let _ = std::fs::remove_file(file);
     }
 }
 
@@ -92,13 +89,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("berth-least-record-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         drop(crate::store::Store::open(&dir).unwrap());
-        let before = std::fs::read(dir.join("berth.db")).unwrap();
+        let before = std::fs::read(dir.join(DB_FILE)).unwrap();
         assert!(least_record(&dir, 3).unwrap() > 0.0);
         // The copy and its journal are gone; the state itself untouched.
-        for suffix in ["", "-wal", "-shm"] {
-            assert!(!dir.join(format!("{COPY}{suffix}")).exists(), "{suffix}");
+        for file in with_sidecars(&dir.join(COPY)) {
+            assert!(!file.exists(), "{}", file.display());
         }
-        assert_eq!(std::fs::read(dir.join("berth.db")).unwrap(), before);
+        assert_eq!(std::fs::read(dir.join(DB_FILE)).unwrap(), before);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -27,6 +27,7 @@ use crate::model::{
 mod owner;
 mod secure;
 pub use owner::{EndpointMark, Owners};
+pub use secure::{with_sidecars, DB_FILE};
 mod listing;
 mod loopback;
 pub use listing::ListedEndpoint;

@@ -39,7 +39,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use super::{Store, Tx, SCHEMA_VERSION};
 use crate::error::{Error, Result};
 
-pub(super) const DB_FILE: &str = "berth.db";
+pub const DB_FILE: &str = "berth.db";
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
 /// Sidecar files SQLite keeps next to a WAL database.
@@ -110,6 +110,14 @@ fn check_sidecars(db: &Path, how: Use) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The database file `db` and its journal's files: what a copy of the
+/// state is made of.
+pub fn with_sidecars(db: &Path) -> Vec<PathBuf> {
+    let mut files = vec![db.to_path_buf()];
+    files.extend(SIDECARS.iter().map(|suffix| sidecar(db, suffix)));
+    files
 }
 
 fn sidecar(db: &Path, suffix: &str) -> PathBuf {
